@@ -1,0 +1,39 @@
+//! Core API of hybrid-sandbox: what to run ([`Workload`]), under which rules
+//! ([`Policy`], [`Limits`]), how it ended ([`Outcome`]), and the contract of an isolation
+//! backend ([`Backend`], [`Execution`]).
+//!
+//! This crate holds no platform code: the backends (`backend-container`,
+//! `backend-microvm`) implement [`Backend`], and the `hybrid-sandbox` facade ties them
+//! together.
+
+mod backend;
+mod limits;
+mod outcome;
+mod plan;
+mod policy;
+mod selection;
+mod types;
+pub mod units;
+mod workload;
+
+pub use backend::{
+    Backend, BackendProbe, Execution, KillHandle, OutputChunk, OutputStream, RunError, SpawnError,
+    StdinReceiver, StdinWriter, StreamKind,
+};
+pub use limits::{LimitOverrides, Limits};
+pub use outcome::{
+    Decision, EnforcementLevel, EnforcementReport, FallbackTaken, LandlockReport, LimitMechanism,
+    LimitsReport, Outcome, SeccompReport, Termination, VmReport,
+};
+pub use plan::{LandlockMode, Plan, PlannedMount};
+pub use policy::{
+    did_you_mean, EffectiveProfile, Location, Policy, PolicyError, EMBEDDED_DEFAULT,
+    EMBEDDED_ORIGIN,
+};
+pub use selection::{HostSupport, SelectionError};
+pub use types::{Isolation, IsolationRequest, Network, SeccompAction};
+pub use units::ByteSize;
+pub use workload::{Mount, MountMode, Stdin, Workload};
+
+/// The `PATH` a workload gets when neither the policy nor the run sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin";

@@ -1,0 +1,95 @@
+//! A run with everything decided: what a backend receives.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::limits::Limits;
+use crate::outcome::Decision;
+use crate::types::{Network, SeccompAction};
+use crate::workload::{MountMode, Stdin};
+
+/// A mount after validation: absolute, normalized paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedMount {
+    /// Host path, as written (a backend opens it without following a final symlink
+    /// swap: it resolves it once, when the run starts).
+    pub source: PathBuf,
+    /// Absolute, normalized path inside the sandbox (never `/`).
+    pub target: PathBuf,
+    /// `ro` or `rw`.
+    pub mode: MountMode,
+    /// Skip when the source is missing.
+    pub optional: bool,
+}
+
+/// Whether a run may start when Landlock cannot be fully enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LandlockMode {
+    /// Use what the kernel has and report it (the default: namespaces and seccomp are
+    /// the primary walls; the report says what Landlock added).
+    #[default]
+    BestEffort,
+    /// Refuse to run unless every Landlock restriction asked for is enforced.
+    Required,
+}
+
+/// Everything a backend needs to start one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The program: absolute inside the sandbox, or a name searched in `PATH`.
+    pub program: String,
+    /// The full argv, argv[0] included.
+    pub argv: Vec<String>,
+    /// The full environment, `PATH` included.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the sandbox.
+    pub cwd: String,
+    /// Standard input.
+    #[serde(skip)]
+    pub stdin: Stdin,
+    /// Mounts, in order: a later one may sit inside an earlier one.
+    pub mounts: Vec<PlannedMount>,
+    /// Limits.
+    pub limits: Limits,
+    /// Network mode.
+    pub network: Network,
+    /// What a forbidden syscall gets.
+    pub seccomp_action: SeccompAction,
+    /// Whether partial Landlock is acceptable.
+    pub landlock: LandlockMode,
+    /// The sandbox's host name.
+    pub hostname: String,
+    /// Which backend, and why.
+    pub decision: Decision,
+}
+
+impl Plan {
+    /// The `PATH` of the workload (the default one when the environment has none).
+    pub fn path_var(&self) -> &str {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(crate::DEFAULT_PATH)
+    }
+
+    /// Candidate absolute paths of the program inside the sandbox, in search order:
+    /// the program itself when it contains a `/`, else each `PATH` entry joined with it.
+    pub fn program_candidates(&self) -> Vec<String> {
+        if self.program.contains('/') {
+            let p = if self.program.starts_with('/') {
+                self.program.clone()
+            } else {
+                format!("{}/{}", self.cwd.trim_end_matches('/'), self.program)
+            };
+            return vec![p];
+        }
+        self.path_var()
+            .split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(|d| format!("{}/{}", d.trim_end_matches('/'), self.program))
+            .collect()
+    }
+}

@@ -1,0 +1,111 @@
+//! The policy file format, as serde reads it. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::Limits;
+use crate::plan::LandlockMode;
+use crate::types::{Isolation, IsolationRequest, Network, SeccompAction};
+use crate::workload::Mount;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyFile {
+    /// Format version; only 1 exists.
+    #[serde(default)]
+    pub(crate) version: Option<u32>,
+    /// Settings every profile starts from.
+    #[serde(default)]
+    pub(crate) defaults: ProfileSpec,
+    /// Named profiles.
+    #[serde(default)]
+    pub(crate) profiles: BTreeMap<String, ProfileSpec>,
+}
+
+/// Seccomp settings of a profile.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SeccompSpec {
+    /// `errno` (EPERM, default) or `kill`.
+    #[serde(default)]
+    pub(crate) action: Option<SeccompAction>,
+}
+
+/// One profile (or the defaults). Every key is optional; a profile's keys replace the
+/// defaults', except `mounts` and `env`, which add to them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProfileSpec {
+    /// What the profile is for.
+    #[serde(default)]
+    pub(crate) description: Option<String>,
+    /// `container`, `microvm` or `auto`.
+    #[serde(default)]
+    pub(crate) isolation: Option<IsolationRequest>,
+    /// The backend to use when the chosen one is unavailable on the host.
+    #[serde(default)]
+    pub(crate) fallback: Option<Isolation>,
+    /// Limits; each one set replaces the defaults'.
+    #[serde(default)]
+    pub(crate) limits: Option<Limits>,
+    /// Mounts, added to the defaults'.
+    #[serde(default)]
+    pub(crate) mounts: Option<Vec<Mount>>,
+    /// Environment, added to the defaults'.
+    #[serde(default)]
+    pub(crate) env: Option<BTreeMap<String, String>>,
+    /// `none` or `loopback`.
+    #[serde(default)]
+    pub(crate) network: Option<Network>,
+    /// Seccomp settings.
+    #[serde(default)]
+    pub(crate) seccomp: Option<SeccompSpec>,
+    /// `best_effort` or `required`.
+    #[serde(default)]
+    pub(crate) landlock: Option<LandlockMode>,
+    /// Working directory inside the sandbox.
+    #[serde(default)]
+    pub(crate) cwd: Option<String>,
+    /// Host name inside the sandbox.
+    #[serde(default)]
+    pub(crate) hostname: Option<String>,
+}
+
+impl ProfileSpec {
+    /// `self` with `over`'s keys applied on top.
+    pub(crate) fn layered(&self, over: &ProfileSpec) -> ProfileSpec {
+        let mut out = self.clone();
+        macro_rules! replace {
+            ($($f:ident),*) => { $( if over.$f.is_some() { out.$f = over.$f.clone(); } )* };
+        }
+        replace!(
+            description,
+            isolation,
+            fallback,
+            network,
+            landlock,
+            cwd,
+            hostname
+        );
+        if let Some(l) = &over.limits {
+            out.limits.get_or_insert_with(Limits::default).overlay(l);
+        }
+        if let Some(m) = &over.mounts {
+            out.mounts
+                .get_or_insert_with(Vec::new)
+                .extend(m.iter().cloned());
+        }
+        if let Some(e) = &over.env {
+            out.env.get_or_insert_with(BTreeMap::new).extend(e.clone());
+        }
+        if let Some(s) = &over.seccomp {
+            let cur = out.seccomp.get_or_insert_with(SeccompSpec::default);
+            if s.action.is_some() {
+                cur.action = s.action;
+            }
+        }
+        out
+    }
+}

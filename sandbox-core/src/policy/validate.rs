@@ -1,0 +1,325 @@
+//! Checks on policy values and per-run options, with messages that say what to do.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::error::{did_you_mean, Location, PolicyError};
+use super::schema::{PolicyFile, ProfileSpec};
+use crate::limits::Limits;
+use crate::plan::PlannedMount;
+use crate::units::ByteSize;
+use crate::workload::{Mount, MountMode, Workload};
+
+/// A policy file larger than this is refused before it is read.
+pub(crate) const MAX_POLICY_BYTES: u64 = 1 << 20;
+
+const MIN_MEMORY: u64 = 4 << 20;
+const MAX_MEMORY: u64 = 1 << 44;
+const MAX_PIDS: u64 = 1 << 22;
+const MAX_OPEN_FILES: u64 = 1 << 20;
+const MAX_PROFILES: usize = 1000;
+const MAX_MOUNTS: usize = 256;
+
+/// Host paths that are kernel interfaces, never mountable into a sandbox.
+const FORBIDDEN_SOURCES: [&str; 3] = ["/proc", "/sys", "/dev"];
+/// Sandbox paths the sandbox itself provides.
+const RESERVED_TARGETS: [&str; 2] = ["/proc", "/dev"];
+
+/// Adds a "did you mean" to serde's "unknown field `x`, expected one of `a`, `b`".
+pub(crate) fn improve_serde_message(msg: &str) -> String {
+    let msg = msg.trim_end();
+    let Some(rest) = msg.strip_prefix("unknown field `") else {
+        return msg.to_string();
+    };
+    let Some((field, tail)) = rest.split_once('`') else {
+        return msg.to_string();
+    };
+    let candidates: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+    match did_you_mean(field, candidates.iter().copied()) {
+        Some(s) => format!(
+            "unknown key `{field}` (did you mean `{s}`?); {}",
+            tail.trim_start_matches(", ")
+        ),
+        None => format!("unknown key `{field}`; {}", tail.trim_start_matches(", ")),
+    }
+}
+
+pub(crate) fn policy(file: &PolicyFile, origin: &str) -> Result<(), PolicyError> {
+    let loc = || Location {
+        origin: origin.to_string(),
+        line: None,
+        column: None,
+    };
+    if let Some(v) = file.version {
+        if v != 1 {
+            return Err(PolicyError::Invalid {
+                location: loc(),
+                key: "version".into(),
+                message: format!("version {v} is not known to this hybrid-sandbox; only 1 is"),
+            });
+        }
+    }
+    if file.profiles.len() > MAX_PROFILES {
+        return Err(PolicyError::Invalid {
+            location: loc(),
+            key: "profiles".into(),
+            message: format!("{} profiles; at most {MAX_PROFILES}", file.profiles.len()),
+        });
+    }
+    profile(&file.defaults, "defaults").map_err(|(key, message)| PolicyError::Invalid {
+        location: loc(),
+        key,
+        message,
+    })?;
+    for (name, spec) in &file.profiles {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(PolicyError::Invalid {
+                location: loc(),
+                key: format!("profiles.{name}"),
+                message: "profile names use letters, digits, `-`, `_` and `.`".into(),
+            });
+        }
+        profile(spec, &format!("profiles.{name}")).map_err(|(key, message)| {
+            PolicyError::Invalid {
+                location: loc(),
+                key,
+                message,
+            }
+        })?;
+        // The layered result must hold together too (a profile's tmp_size against the
+        // defaults' memory, say).
+        let layered = file.defaults.layered(spec);
+        if let Some(l) = &layered.limits {
+            limits_consistent(l).map_err(|message| PolicyError::Invalid {
+                location: loc(),
+                key: format!("profiles.{name}.limits"),
+                message,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn profile(spec: &ProfileSpec, key: &str) -> Result<(), (String, String)> {
+    if let Some(l) = &spec.limits {
+        limits(l).map_err(|(k, m)| (format!("{key}.limits.{k}"), m))?;
+        limits_consistent(l).map_err(|m| (format!("{key}.limits"), m))?;
+    }
+    if let Some(mounts) = &spec.mounts {
+        if mounts.len() > MAX_MOUNTS {
+            return Err((
+                format!("{key}.mounts"),
+                format!("{} mounts; at most {MAX_MOUNTS}", mounts.len()),
+            ));
+        }
+        for (i, m) in mounts.iter().enumerate() {
+            if !m.source.is_absolute() {
+                return Err((
+                    format!("{key}.mounts[{i}].source"),
+                    format!("`{}` must be an absolute host path", m.source.display()),
+                ));
+            }
+            plan_mount(m).map_err(|msg| (format!("{key}.mounts[{i}]"), msg))?;
+        }
+    }
+    if let Some(env) = &spec.env {
+        for (k, v) in env {
+            env_entry(k, v).map_err(|m| (format!("{key}.env.{k}"), m))?;
+        }
+    }
+    if let Some(cwd) = &spec.cwd {
+        if !cwd.starts_with('/') {
+            return Err((
+                format!("{key}.cwd"),
+                format!("`{cwd}` must be an absolute path in the sandbox"),
+            ));
+        }
+    }
+    if let Some(h) = &spec.hostname {
+        if h.is_empty()
+            || h.len() > 64
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err((
+                format!("{key}.hostname"),
+                "1 to 64 letters, digits, `-` or `.`".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bounds of each limit; the error names the limit.
+pub(crate) fn limits(l: &Limits) -> Result<(), (String, String)> {
+    let range = |name: &str, v: u64, lo: u64, hi: u64, shown: &dyn Fn(u64) -> String| {
+        if v < lo || v > hi {
+            Err((
+                name.to_string(),
+                format!(
+                    "{} is out of range ({} to {})",
+                    shown(v),
+                    shown(lo),
+                    shown(hi)
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let size = |v: u64| ByteSize(v).to_string();
+    let num = |v: u64| v.to_string();
+    if let Some(m) = l.memory {
+        range("memory", m.0, MIN_MEMORY, MAX_MEMORY, &size)?;
+    }
+    if let Some(p) = l.pids {
+        range("pids", p, 1, MAX_PIDS, &num)?;
+    }
+    if let Some(n) = l.open_files {
+        range("open_files", n, 4, MAX_OPEN_FILES, &num)?;
+    }
+    if let Some(s) = l.file_size {
+        range("file_size", s.0, 1, MAX_MEMORY, &size)?;
+    }
+    if let Some(s) = l.output {
+        range("output", s.0, 1, MAX_MEMORY, &size)?;
+    }
+    if let Some(s) = l.tmp_size {
+        range("tmp_size", s.0, 4096, MAX_MEMORY, &size)?;
+    }
+    for (name, d) in [("wall_time", l.wall_time), ("cpu_time", l.cpu_time)] {
+        if let Some(d) = d {
+            if d.is_zero() {
+                return Err((name.into(), "must be more than zero".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Limits that contradict each other.
+pub(crate) fn limits_consistent(l: &Limits) -> Result<(), String> {
+    if let (Some(t), Some(m)) = (l.tmp_size, l.memory) {
+        if t > m {
+            return Err(format!(
+                "tmp_size ({t}) is larger than memory ({m}); /tmp lives in the sandbox's memory, \
+                 so it can never be filled: lower tmp_size or raise memory"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn env_entry(k: &str, v: &str) -> Result<(), String> {
+    if k.is_empty() || k.contains('=') || k.contains('\0') {
+        return Err(format!(
+            "`{k}` is not a valid variable name (empty, or contains `=` or NUL)"
+        ));
+    }
+    if v.contains('\0') {
+        return Err("the value contains a NUL byte".into());
+    }
+    Ok(())
+}
+
+/// Per-run options of a workload.
+pub(crate) fn workload(w: &Workload) -> Result<(), PolicyError> {
+    let bad = |option: &str, message: String| PolicyError::InvalidRunOption {
+        option: option.into(),
+        message,
+    };
+    if w.program.is_empty() {
+        return Err(bad("program", "no program given".into()));
+    }
+    if w.program.contains('\0') || w.args.iter().any(|a| a.contains('\0')) {
+        return Err(bad("argv", "arguments cannot contain NUL bytes".into()));
+    }
+    for (k, v) in &w.env {
+        env_entry(k, v).map_err(|m| bad(&format!("env {k}"), m))?;
+    }
+    if let Some(cwd) = &w.cwd {
+        if !cwd.starts_with('/') || cwd.contains('\0') {
+            return Err(bad(
+                "cwd",
+                format!("`{cwd}` must be an absolute path in the sandbox"),
+            ));
+        }
+    }
+    limits(&w.limits).map_err(|(k, m)| bad(&format!("limit {k}"), m))?;
+    for m in &w.mounts {
+        if !m.source.is_absolute() {
+            return Err(bad(
+                "mount",
+                format!(
+                    "source `{}` must be an absolute host path",
+                    m.source.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates one mount and normalizes its target.
+pub(crate) fn plan_mount(m: &Mount) -> Result<PlannedMount, String> {
+    let target = normalize_absolute(m.target_path()).ok_or_else(|| {
+        format!(
+            "target `{}` must be an absolute path without `..`",
+            m.target_path().display()
+        )
+    })?;
+    if target == Path::new("/") {
+        return Err("a mount cannot replace the sandbox's root `/`".into());
+    }
+    for r in RESERVED_TARGETS {
+        if target.starts_with(r) {
+            return Err(format!(
+                "target `{}` is inside `{r}`, which the sandbox provides itself",
+                target.display()
+            ));
+        }
+    }
+    let source = normalize_absolute(&m.source).ok_or_else(|| {
+        format!(
+            "source `{}` must be an absolute path without `..`",
+            m.source.display()
+        )
+    })?;
+    if source == Path::new("/") && m.mode == MountMode::Rw {
+        return Err("mounting the host's `/` read-write would hand the workload the host; mount the directories it needs".into());
+    }
+    for f in FORBIDDEN_SOURCES {
+        if source.starts_with(f) {
+            return Err(format!(
+                "source `{}` is a host kernel interface ({f}); the sandbox has its own /proc and /dev",
+                source.display()
+            ));
+        }
+    }
+    Ok(PlannedMount {
+        source,
+        target,
+        mode: m.mode,
+        optional: m.optional,
+    })
+}
+
+/// `/a/./b//c` → `/a/b/c`; `None` for relative paths or paths with `..` or NUL.
+pub(crate) fn normalize_absolute(p: &Path) -> Option<PathBuf> {
+    if !p.is_absolute() || p.as_os_str().as_encoded_bytes().contains(&0) {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}

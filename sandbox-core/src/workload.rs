@@ -1,0 +1,235 @@
+//! What to run: program, arguments, environment, stdin, mounts, labels and per-run options.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::LimitOverrides;
+use crate::types::{IsolationRequest, Network};
+
+/// Whether a mount may be written through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MountMode {
+    /// Read-only (the default).
+    #[default]
+    Ro,
+    /// Read-write.
+    Rw,
+}
+
+/// A host path made visible inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// Path on the host.
+    pub source: PathBuf,
+    /// Absolute path inside the sandbox; the source path when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<PathBuf>,
+    /// `ro` (default) or `rw`.
+    #[serde(default)]
+    pub mode: MountMode,
+    /// Skip the mount, instead of failing, when the source does not exist
+    /// (for policy defaults that must work on hosts of different layouts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+impl Mount {
+    /// A read-only mount of `source` at `target`.
+    pub fn ro(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Self {
+        Mount {
+            source: source.into(),
+            target: Some(target.into()),
+            mode: MountMode::Ro,
+            optional: false,
+        }
+    }
+
+    /// A read-write mount of `source` at `target`.
+    pub fn rw(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Self {
+        Mount {
+            source: source.into(),
+            target: Some(target.into()),
+            mode: MountMode::Rw,
+            optional: false,
+        }
+    }
+
+    /// Where the mount appears in the sandbox.
+    pub fn target_path(&self) -> &std::path::Path {
+        self.target.as_deref().unwrap_or(&self.source)
+    }
+
+    /// Reads the CLI form `HOST:SANDBOX[:ro|:rw]` (or just `HOST`).
+    pub fn parse_spec(spec: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (source, target, mode) = match parts.as_slice() {
+            [s] => (*s, *s, MountMode::Ro),
+            [s, t] => (*s, *t, MountMode::Ro),
+            [s, t, "ro"] => (*s, *t, MountMode::Ro),
+            [s, t, "rw"] => (*s, *t, MountMode::Rw),
+            [_, _, m] => {
+                return Err(format!(
+                    "mount `{spec}`: mode must be `ro` or `rw`, not `{m}`"
+                ))
+            }
+            _ => return Err(format!("mount `{spec}`: expected HOST:SANDBOX[:ro|:rw]")),
+        };
+        if source.is_empty() || target.is_empty() {
+            return Err(format!("mount `{spec}`: expected HOST:SANDBOX[:ro|:rw]"));
+        }
+        Ok(Mount {
+            source: source.into(),
+            target: Some(target.into()),
+            mode,
+            optional: false,
+        })
+    }
+}
+
+/// What the workload reads on its standard input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Stdin {
+    /// End of file at once (`/dev/null`).
+    #[default]
+    Null,
+    /// These bytes, then end of file.
+    Bytes(Vec<u8>),
+    /// Written while the workload runs through [`crate::Execution::take_stdin`].
+    Stream,
+}
+
+/// A program to run in a sandbox, and the per-run options that go with it.
+///
+/// Nothing of the caller's environment is inherited: the environment is exactly
+/// [`Workload::env`] plus what the policy sets (and a default `PATH`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workload {
+    /// The program: an absolute path inside the sandbox, or a name searched in `PATH`.
+    pub program: String,
+    /// Arguments after the program (argv[1..]).
+    pub args: Vec<String>,
+    /// argv[0]; the program when `None`.
+    pub argv0: Option<String>,
+    /// Environment variables set for the workload.
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the sandbox (default `/tmp`... or the profile's).
+    pub cwd: Option<String>,
+    /// Standard input.
+    pub stdin: Stdin,
+    /// Extra mounts for this run, added to the profile's.
+    pub mounts: Vec<Mount>,
+    /// Labels the policy's rules look at, such as `trust = "untrusted"`.
+    pub labels: BTreeMap<String, String>,
+    /// The policy profile to use (the CLI's `--workload NAME`).
+    pub profile: Option<String>,
+    /// Per-run isolation request; the policy decides when `None`.
+    pub isolation: Option<IsolationRequest>,
+    /// Per-run limits; each one replaces the profile's.
+    pub limits: LimitOverrides,
+    /// Per-run network mode.
+    pub network: Option<Network>,
+}
+
+impl Workload {
+    /// A workload running `program` with `args`.
+    ///
+    /// ```
+    /// use sandbox_core::Workload;
+    /// let w = Workload::new("python3", ["-c", "print(42)"]).env("LANG", "C.UTF-8");
+    /// assert_eq!(w.args, ["-c", "print(42)"]);
+    /// ```
+    pub fn new<I, S>(program: impl Into<String>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Workload {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            ..Workload::default()
+        }
+    }
+
+    /// Builds a workload from a full argv (`argv[0]` is the program).
+    pub fn from_argv<I, S>(argv: I) -> Option<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut it = argv.into_iter().map(Into::into);
+        let program = it.next()?;
+        Some(Workload {
+            program,
+            args: it.collect(),
+            ..Workload::default()
+        })
+    }
+
+    /// Sets one environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the bytes read on stdin.
+    pub fn stdin_bytes(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Stdin::Bytes(data.into());
+        self
+    }
+
+    /// Adds a mount.
+    pub fn mount(mut self, mount: Mount) -> Self {
+        self.mounts.push(mount);
+        self
+    }
+
+    /// Sets a label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Asks for an isolation level for this run.
+    pub fn isolation(mut self, isolation: IsolationRequest) -> Self {
+        self.isolation = Some(isolation);
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Names the policy profile to use.
+    pub fn profile(mut self, name: impl Into<String>) -> Self {
+        self.profile = Some(name.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_specs() {
+        let m = Mount::parse_spec("/data:/in").unwrap();
+        assert_eq!(m.target_path(), std::path::Path::new("/in"));
+        assert_eq!(m.mode, MountMode::Ro);
+        assert_eq!(Mount::parse_spec("/a:/b:rw").unwrap().mode, MountMode::Rw);
+        assert_eq!(
+            Mount::parse_spec("/a").unwrap().target_path(),
+            std::path::Path::new("/a")
+        );
+        assert!(Mount::parse_spec("/a:/b:rx")
+            .unwrap_err()
+            .contains("`ro` or `rw`"));
+        assert!(Mount::parse_spec("/a:/b:rw:x").is_err());
+        assert!(Mount::parse_spec(":/b").is_err());
+    }
+}
