@@ -25,7 +25,7 @@ pub use outcome::{
     Decision, EnforcementLevel, EnforcementReport, FallbackTaken, LandlockReport, LimitMechanism,
     LimitsReport, Outcome, SeccompReport, Termination, VmReport,
 };
-pub use plan::{LandlockMode, Plan, PlannedMount};
+pub use plan::{LandlockMode, Plan, PlannedMount, SANDBOX_GID, SANDBOX_UID};
 pub use policy::{
     did_you_mean, EffectiveProfile, Location, Policy, PolicyError, EMBEDDED_DEFAULT,
     EMBEDDED_ORIGIN,

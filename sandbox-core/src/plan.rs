@@ -93,3 +93,28 @@ impl Plan {
             .collect()
     }
 }
+
+/// The uid the workload runs as inside the sandbox (both backends).
+pub const SANDBOX_UID: u32 = 1000;
+/// The gid the workload runs as inside the sandbox (both backends).
+pub const SANDBOX_GID: u32 = 1000;
+
+impl Plan {
+    /// Files the sandbox generates instead of showing the host's: `/etc/passwd`,
+    /// `/etc/group`, `/etc/hostname`, `/etc/hosts`. Both backends show the same ones.
+    pub fn generated_files(&self) -> Vec<(&'static str, String)> {
+        let h = &self.hostname;
+        vec![
+            (
+                "/etc/passwd",
+                format!(
+                    "root:x:0:0:root:/root:/bin/sh\nsandbox:x:{SANDBOX_UID}:{SANDBOX_GID}:sandbox:/tmp:/bin/sh\n\
+                     nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+                ),
+            ),
+            ("/etc/group", format!("root:x:0:\nsandbox:x:{SANDBOX_GID}:\nnogroup:x:65534:\n")),
+            ("/etc/hostname", format!("{h}\n")),
+            ("/etc/hosts", format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{h}\n")),
+        ]
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the build, the tests and the benchmarks need on a fresh Debian 12 machine.
+# Idempotent: packages already present are left alone. Run as root (CI does).
+set -euo pipefail
+
+debs=(
+  busybox-static   # static test workload with hundreds of applets
+  musl-tools       # musl-gcc -static: static test programs
+  gcc libc6-dev    # gcc -static test programs, C API tests
+  python3 python3-dev python3-venv  # python3 workloads, the Python package
+  bubblewrap       # baseline for the container benchmark
+  hyperfine        # whole-command timings in benchmarks
+  valgrind         # leak checks of the C API tests
+  iproute2         # network namespace tests
+  util-linux       # setpriv for rootless tests
+)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
