@@ -1,1 +1,340 @@
-//! placeholder
+//! The container backend of hybrid-sandbox: a workload in its own user, mount, PID,
+//! network, IPC, UTS and cgroup namespaces, on a fresh read-only tmpfs root holding only
+//! the policy's mounts, with every capability dropped, no_new_privs, a default-deny
+//! seccomp allowlist, Landlock rules mirroring the mounts, and limits through cgroups
+//! (v2, else v1, else rlimits). Works as root and rootless.
+//!
+//! Use it through `hybrid-sandbox`; this crate's only public item is [`ContainerBackend`].
+
+mod blueprint;
+mod cgroup;
+mod child;
+mod execution;
+mod landlock;
+mod probe;
+mod seccomp;
+mod spawner;
+mod sys;
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use sandbox_core::{
+    Backend, BackendProbe, EnforcementLevel, EnforcementReport, Execution, Isolation, LandlockMode,
+    LimitMechanism, LimitsReport, MountMode, Plan, SeccompReport, SpawnError, Stdin,
+};
+use tokio::io::AsyncReadExt;
+
+use blueprint::{Blueprint, Inputs, Labels};
+use child::{ErrorRecord, Stage};
+use execution::{Guard, KillState, StdinPlan, Supervised};
+
+/// The container backend. Cheap to create; host facts are detected once per process.
+#[derive(Debug, Default, Clone)]
+pub struct ContainerBackend {
+    _private: (),
+}
+
+impl ContainerBackend {
+    /// A container backend.
+    pub fn new() -> Self {
+        ContainerBackend { _private: () }
+    }
+}
+
+fn setup(step: &str, source: std::io::Error) -> SpawnError {
+    SpawnError::Setup {
+        step: step.to_string(),
+        source,
+    }
+}
+
+#[async_trait]
+impl Backend for ContainerBackend {
+    fn isolation(&self) -> Isolation {
+        Isolation::Container
+    }
+
+    fn probe(&self) -> BackendProbe {
+        probe::probe()
+    }
+
+    async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError> {
+        let started = Instant::now();
+        if let Err(reason) = &probe::facts().usable {
+            return Err(SpawnError::Unavailable {
+                isolation: Isolation::Container,
+                reason: reason.clone(),
+            });
+        }
+        let ll = landlock::prepare(plan.network)
+            .map_err(|e| setup("creating the Landlock ruleset", std::io::Error::other(e)))?;
+        if plan.landlock == LandlockMode::Required && ll.report.level != EnforcementLevel::Full {
+            return Err(SpawnError::Unsupported(format!(
+                "the policy requires Landlock, but this kernel (ABI {}) cannot enforce: {}",
+                ll.report.abi,
+                ll.report.missing.join(", ")
+            )));
+        }
+        let filters = seccomp::filters(plan.seccomp_action).map_err(|e| {
+            setup(
+                "compiling the seccomp profile",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+
+        let cg_host = cgroup::host();
+        let mut details = BTreeMap::new();
+        let cgroup = cgroup::Cgroup::create(cg_host, &plan.limits, &mut details)
+            .map_err(|e| setup("creating the sandbox's cgroup", e))?;
+        let rlimit_memory = !details.contains_key("memory");
+        let rlimit_pids = !details.contains_key("pids");
+        let bp = Blueprint::build(
+            &plan,
+            Inputs {
+                masks: ll.masks,
+                ruleset: ll.fd,
+                seccomp: filters,
+                rlimit_memory,
+                rlimit_pids,
+            },
+        )?;
+        let enforcement = report(
+            &plan,
+            &bp,
+            filters.allowed_syscalls,
+            ll.report,
+            cg_host,
+            details,
+        );
+        let id_maps = bp.id_maps();
+        let Blueprint {
+            spec,
+            parent,
+            child_ends,
+            ruleset,
+            labels,
+            root_mode,
+            ..
+        } = bp;
+
+        let spec = Arc::new(spec);
+        let (pid, pidfd) = spawner::clone_init(spec.clone())
+            .await
+            .map_err(|e| setup("cloning the sandbox's init", e))?;
+        drop(child_ends);
+        drop(ruleset);
+        let kill = Arc::new(KillState::new(
+            pidfd
+                .try_clone()
+                .map_err(|e| setup("duplicating the pidfd", e))?,
+        ));
+        let guard = Guard {
+            kill: kill.clone(),
+            cgroup,
+            armed: true,
+        };
+
+        // Id maps and cgroup, then release the child.
+        let proc = format!("/proc/{pid}");
+        if !root_mode {
+            std::fs::write(format!("{proc}/setgroups"), "deny")
+                .map_err(|e| setup("writing setgroups", e))?;
+        }
+        for (file, map) in id_maps {
+            std::fs::write(format!("{proc}/{file}"), map)
+                .map_err(|e| setup(&format!("writing {file}"), e))?;
+        }
+        if let Some(cg) = &guard.cgroup {
+            cg.add(pid)
+                .map_err(|e| setup("moving the sandbox into its cgroup", e))?;
+        }
+        // SAFETY: writing one byte from a stack buffer to our pipe.
+        if unsafe { libc::write(parent.sync_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
+            return Err(setup(
+                "starting the sandbox",
+                std::io::Error::last_os_error(),
+            ));
+        }
+
+        // Either an error record, or EOF once the workload has exec'd.
+        if let Some(rec) = read_error(parent.err_r)
+            .await
+            .map_err(|e| setup("waiting for the workload to start", e))?
+        {
+            return Err(describe(&plan, &labels, rec));
+        }
+        let stdin = match (&plan.stdin, parent.stdin_w) {
+            (Stdin::Bytes(b), Some(w)) => StdinPlan::Bytes(w, b.clone()),
+            (Stdin::Stream, Some(w)) => StdinPlan::Stream(w),
+            _ => StdinPlan::None,
+        };
+        let s = Supervised {
+            guard,
+            pidfd_watch: pidfd,
+            status_r: parent.status_r,
+            stdout_r: parent.stdout_r,
+            stderr_r: parent.stderr_r,
+            limits: plan.limits.clone(),
+            seccomp_action: plan.seccomp_action,
+            decision: plan.decision.clone(),
+            enforcement,
+            started,
+            sync_w: parent.sync_w,
+        };
+        let exec = execution::start(s, stdin).map_err(|e| setup("supervising the sandbox", e))?;
+        Ok(Box::new(exec))
+    }
+}
+
+async fn read_error(fd: OwnedFd) -> std::io::Result<Option<ErrorRecord>> {
+    let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+    let mut buf = [0u8; ErrorRecord::SIZE];
+    let mut got = 0;
+    while got < buf.len() {
+        match rx.read(&mut buf[got..]).await? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok((got == buf.len()).then(|| ErrorRecord::from_bytes(&buf)))
+}
+
+fn describe(plan: &Plan, labels: &Labels, rec: ErrorRecord) -> SpawnError {
+    let errno = std::io::Error::from_raw_os_error(rec.errno);
+    let idx = rec.index as usize;
+    match Stage::from_u32(rec.stage) {
+        Some(Stage::Exec) if rec.errno == libc::ENOENT => {
+            SpawnError::ProgramNotFound(plan.program.clone())
+        }
+        Some(Stage::Exec) => SpawnError::NotExecutable {
+            program: labels
+                .candidates
+                .get(idx)
+                .cloned()
+                .unwrap_or_else(|| plan.program.clone()),
+            source: errno,
+        },
+        Some(Stage::Op) => match labels.ops.get(idx) {
+            Some((src, target)) => SpawnError::Mount {
+                source_path: src.clone(),
+                target: target.clone(),
+                source: errno,
+            },
+            None => setup("building the root filesystem", errno),
+        },
+        Some(Stage::Source) => SpawnError::Mount {
+            source_path: labels.sources.get(idx).cloned().unwrap_or_default(),
+            target: String::new(),
+            source: errno,
+        },
+        Some(Stage::Cwd) => setup(
+            &format!("entering the working directory {}", plan.cwd),
+            errno,
+        ),
+        Some(Stage::Landlock) => setup(
+            &format!(
+                "applying Landlock rules ({})",
+                labels
+                    .rules
+                    .get(idx)
+                    .map(String::as_str)
+                    .unwrap_or("restrict")
+            ),
+            errno,
+        ),
+        Some(stage) => setup(&format!("{stage:?}").to_lowercase(), errno),
+        None => setup("unknown", errno),
+    }
+}
+
+fn report(
+    plan: &Plan,
+    bp: &Blueprint,
+    allowed_syscalls: usize,
+    landlock: sandbox_core::LandlockReport,
+    cg: &cgroup::Host,
+    mut details: BTreeMap<String, String>,
+) -> EnforcementReport {
+    let l = &plan.limits;
+    let rl = |d: &mut BTreeMap<String, String>, k: &str, v: &str| {
+        d.entry(k.into()).or_insert_with(|| v.into());
+    };
+    if l.memory.is_some() {
+        rl(
+            &mut details,
+            "memory",
+            "RLIMIT_AS per process (no usable cgroup)",
+        );
+    }
+    if l.pids.is_some() {
+        rl(&mut details, "pids", "RLIMIT_NPROC (no usable cgroup)");
+    }
+    if l.cpu_time.is_some() {
+        rl(
+            &mut details,
+            "cpu_time",
+            "RLIMIT_CPU per process (no usable cgroup)",
+        );
+    }
+    if l.wall_time.is_some() {
+        details.insert(
+            "wall_time".into(),
+            "supervisor timer, whole sandbox killed".into(),
+        );
+    }
+    if l.output.is_some() {
+        details.insert(
+            "output".into(),
+            "counted by the supervisor, whole sandbox killed".into(),
+        );
+    }
+    if l.open_files.is_some() {
+        details.insert("open_files".into(), "RLIMIT_NOFILE per process".into());
+    }
+    if l.file_size.is_some() {
+        details.insert("file_size".into(), "RLIMIT_FSIZE per process".into());
+    }
+    details.insert(
+        "tmp_size".into(),
+        "size of the /tmp tmpfs, charged to the memory limit".into(),
+    );
+    let (ro, rw) = plan.mounts.iter().fold((0, 0), |(ro, rw), m| match m.mode {
+        MountMode::Ro => (ro + 1, rw),
+        MountMode::Rw => (ro, rw + 1),
+    });
+    EnforcementReport {
+        isolation: Isolation::Container,
+        namespaces: ["user", "mount", "pid", "network", "ipc", "uts", "cgroup"].map(String::from).to_vec(),
+        rootless: !bp.root_mode,
+        host_uid: Some(bp.host_uid),
+        capabilities: "all dropped (bounding, ambient, permitted, effective, inheritable; secure bits locked)".into(),
+        no_new_privs: true,
+        seccomp: SeccompReport {
+            enforced: true,
+            applies_to: "workload".into(),
+            profile: seccomp::PROFILE_NAME.into(),
+            action: plan.seccomp_action,
+            allowed_syscalls,
+        },
+        landlock,
+        limits: LimitsReport {
+            mechanism: if details.values().any(|v| v.starts_with("cgroup")) { cg.mechanism() } else { LimitMechanism::Rlimit },
+            details,
+            note: match cg {
+                cgroup::Host::Unusable { reason } => Some(reason.clone()),
+                _ => None,
+            },
+        },
+        network: plan.network,
+        filesystem: format!(
+            "read-only tmpfs root; {ro} read-only and {rw} read-write mounts (from {} entries); private /proc; \
+             /dev with null, zero, full, random, urandom; /tmp tmpfs; nosuid and nodev everywhere",
+            plan.mounts.len()
+        ),
+        vm: None,
+    }
+}

@@ -1,1 +1,31 @@
-//! facade
+//! Run untrusted workloads under the isolation their policy picks: a container on the
+//! shared host kernel (fast, full Linux ABI) or a KVM micro-VM (the workload never
+//! touches the host kernel).
+//!
+//! ```no_run
+//! use hybrid_sandbox::{Sandbox, Workload};
+//!
+//! # async fn demo() -> Result<(), hybrid_sandbox::Error> {
+//! let sandbox = Sandbox::with_default_policy();
+//! let outcome = sandbox.run(Workload::new("python3", ["-c", "print(6 * 7)"])).await?;
+//! assert_eq!(outcome.stdout, b"42\n");
+//! # Ok(()) }
+//! ```
+//!
+//! Without an async runtime, use [`blocking::Sandbox`]. Every run returns an
+//! [`Outcome`] with the isolation used, how the run ended, its output and costs, the
+//! decision's reasons, and an [`EnforcementReport`] of what was really in force.
+
+pub mod blocking;
+mod sandbox;
+
+pub use sandbox::{Error, Sandbox};
+
+pub use sandbox_core::{
+    units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
+    Execution, HostSupport, Isolation, IsolationRequest, KillHandle, LandlockReport,
+    LimitMechanism, Limits, LimitsReport, Mount, MountMode, Network, Outcome, OutputChunk,
+    OutputStream, Plan, Policy, PolicyError, RunError, SeccompAction, SeccompReport,
+    SelectionError, SpawnError, Stdin, StdinWriter, StreamKind, Termination, VmReport, Workload,
+    DEFAULT_PATH, EMBEDDED_DEFAULT,
+};

@@ -1,0 +1,512 @@
+//! Turns a [`Plan`] into a [`ChildSpec`]: every path, string, filter and fd the child
+//! needs, prepared while allocation is still allowed.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sandbox_core::{MountMode, Network, Plan, SpawnError, Stdin, SANDBOX_GID, SANDBOX_UID};
+
+use crate::child::{ChildSpec, Components, Op, Rule, Source, MAX_SOURCES};
+use crate::landlock::Masks;
+use crate::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+
+/// Device nodes every sandbox gets, bound from the host.
+const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
+
+/// The host uid/gid a sandbox's processes run as when the caller is root: an
+/// unprivileged id, so that an escape does not land as host root.
+pub(crate) const ROOT_MODE_HOST_ID: u32 = 65534;
+
+/// The parent's ends of the pipes, kept by the execution.
+#[derive(Debug)]
+pub(crate) struct ParentEnds {
+    pub(crate) sync_w: OwnedFd,
+    pub(crate) err_r: OwnedFd,
+    pub(crate) status_r: OwnedFd,
+    pub(crate) stdin_w: Option<OwnedFd>,
+    pub(crate) stdout_r: OwnedFd,
+    pub(crate) stderr_r: OwnedFd,
+}
+
+/// The child's ends: closed in the parent once the child holds them.
+#[derive(Debug)]
+pub(crate) struct ChildEnds {
+    _fds: Vec<OwnedFd>,
+}
+
+/// What the spec was built from, for turning error records back into messages.
+#[derive(Debug, Default)]
+pub(crate) struct Labels {
+    /// Per op: (host source or description, sandbox path).
+    pub(crate) ops: Vec<(String, String)>,
+    pub(crate) sources: Vec<String>,
+    pub(crate) candidates: Vec<String>,
+    pub(crate) rules: Vec<String>,
+}
+
+fn cstr(s: impl AsRef<[u8]>, what: &str) -> Result<CString, SpawnError> {
+    CString::new(s.as_ref())
+        .map_err(|_| SpawnError::Unsupported(format!("{what} contains a NUL byte")))
+}
+
+fn components(p: &Path) -> Result<Components, SpawnError> {
+    p.components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(cstr(n.as_bytes(), "a path")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn setup_err(step: &str, source: std::io::Error) -> SpawnError {
+    SpawnError::Setup {
+        step: step.to_string(),
+        source,
+    }
+}
+
+/// A close-on-exec pipe whose ends are both >= 3 (so dup2 onto 0..2 never clobbers).
+fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(setup_err(
+            "creating a pipe",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let lift = |fd: RawFd| -> Result<OwnedFd, SpawnError> {
+        // SAFETY: pipe2 just returned `fd`; we own it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        if fd >= 3 {
+            return Ok(owned);
+        }
+        // SAFETY: F_DUPFD_CLOEXEC on a valid fd returns a new fd we own, or -1.
+        let high = unsafe { libc::fcntl(owned.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        if high < 0 {
+            return Err(setup_err(
+                "creating a pipe",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: fcntl returned a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(high) })
+    };
+    Ok((lift(fds[0])?, lift(fds[1])?))
+}
+
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63)
+}
+
+/// How a planned mount is realised.
+enum Realised {
+    Bind {
+        canonical: PathBuf,
+        dev: u64,
+        ino: u64,
+        is_dir: bool,
+    },
+    Symlink {
+        text: PathBuf,
+    },
+    Skip,
+}
+
+fn realise(plan: &Plan, index: usize) -> Result<Realised, SpawnError> {
+    let m = &plan.mounts[index];
+    let err = |source: std::io::Error| SpawnError::Mount {
+        source_path: m.source.display().to_string(),
+        target: m.target.display().to_string(),
+        source,
+    };
+    let lmeta = match std::fs::symlink_metadata(&m.source) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.optional => {
+            return Ok(Realised::Skip)
+        }
+        Err(e) => return Err(err(e)),
+    };
+    let canonical = std::fs::canonicalize(&m.source).map_err(err)?;
+    // A host symlink mounted at its own place (e.g. /bin -> usr/bin on merged-/usr
+    // hosts) stays a symlink when what it points to is mounted at the same place too.
+    if lmeta.file_type().is_symlink() && m.target == m.source {
+        let covered = plan.mounts.iter().enumerate().any(|(j, o)| {
+            j != index
+                && o.target == o.source
+                && canonical.starts_with(&o.source)
+                && o.source.exists()
+        });
+        if covered {
+            let text = std::fs::read_link(&m.source).map_err(err)?;
+            return Ok(Realised::Symlink { text });
+        }
+    }
+    let meta = std::fs::metadata(&canonical).map_err(err)?;
+    let ft = meta.file_type();
+    if ft.is_block_device() || ft.is_char_device() {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "device nodes cannot be mounted into a sandbox",
+        )));
+    }
+    Ok(Realised::Bind {
+        canonical,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        is_dir: ft.is_dir(),
+    })
+}
+
+/// Everything prepared for one run.
+#[derive(Debug)]
+pub(crate) struct Blueprint {
+    pub(crate) spec: ChildSpec,
+    pub(crate) parent: ParentEnds,
+    pub(crate) child_ends: ChildEnds,
+    pub(crate) ruleset: Option<OwnedFd>,
+    pub(crate) labels: Labels,
+    pub(crate) host_uid: u32,
+    pub(crate) host_gid: u32,
+    pub(crate) root_mode: bool,
+}
+
+/// Inputs besides the plan.
+pub(crate) struct Inputs<'a> {
+    pub(crate) masks: Masks,
+    pub(crate) ruleset: Option<OwnedFd>,
+    pub(crate) seccomp: &'a crate::seccomp::Filters,
+    /// Without cgroup limits, these become rlimits.
+    pub(crate) rlimit_memory: bool,
+    pub(crate) rlimit_pids: bool,
+}
+
+impl Blueprint {
+    pub(crate) fn build(plan: &Plan, inputs: Inputs<'_>) -> Result<Blueprint, SpawnError> {
+        // SAFETY: geteuid/getegid have no preconditions.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let root_mode = euid == 0;
+        let (host_uid, host_gid) = if root_mode {
+            (ROOT_MODE_HOST_ID, ROOT_MODE_HOST_ID)
+        } else {
+            (euid, egid)
+        };
+        let masks = inputs.masks;
+        let mut labels = Labels::default();
+        let mut ops: Vec<Op> = Vec::new();
+        let mut sources: Vec<Source> = Vec::new();
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut rule = |path: &str, access: u64, labels: &mut Labels| -> Result<(), SpawnError> {
+            if access != 0 {
+                rules.push(Rule {
+                    path: cstr(path, "a mount target")?,
+                    access,
+                });
+                labels.rules.push(path.to_string());
+            }
+            Ok(())
+        };
+        rule("/", masks.root, &mut labels)?;
+
+        macro_rules! op {
+            ($label:expr, $op:expr) => {{
+                labels.ops.push($label);
+                ops.push($op);
+            }};
+        }
+        // Generated /etc files, before any mount can cover /etc.
+        for (path, contents) in plan.generated_files() {
+            op!(
+                ("generated".into(), path.into()),
+                Op::File {
+                    path: components(Path::new(path))?,
+                    contents: contents.into_bytes()
+                }
+            );
+        }
+        let fs_opts = |pairs: &[(&str, String)]| -> Result<Vec<(CString, CString)>, SpawnError> {
+            pairs
+                .iter()
+                .map(|(k, v)| Ok((cstr(k, "an option")?, cstr(v, "an option")?)))
+                .collect()
+        };
+        op!(
+            ("proc".into(), "/proc".into()),
+            Op::Fs {
+                path: components(Path::new("/proc"))?,
+                fstype: c"proc".into(),
+                options: vec![],
+                attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            }
+        );
+        op!(
+            ("tmpfs".into(), "/dev".into()),
+            Op::Fs {
+                path: components(Path::new("/dev"))?,
+                fstype: c"tmpfs".into(),
+                options: fs_opts(&[("size", "64k".into()), ("mode", "0755".into())])?,
+                attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            }
+        );
+        for d in DEVICES {
+            let host = format!("/dev/{d}");
+            let meta = std::fs::metadata(&host)
+                .map_err(|e| setup_err(&format!("looking at {host}"), e))?;
+            sources.push(Source {
+                path: cstr(&host, "a device")?,
+                dev: meta.dev(),
+                ino: meta.ino(),
+            });
+            labels.sources.push(host.clone());
+            op!(
+                (host.clone(), host.clone()),
+                Op::Bind {
+                    path: components(Path::new(&host))?,
+                    slot: sources.len() - 1,
+                    is_dir: false,
+                    attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+                }
+            );
+            rule(&host, masks.device, &mut labels)?;
+        }
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("shm", "/tmp"),
+        ] {
+            op!(
+                ("symlink".into(), format!("/dev/{name}")),
+                Op::Symlink {
+                    path: components(&Path::new("/dev").join(name))?,
+                    target: cstr(target, "a link")?
+                }
+            );
+        }
+        let tmp_size = plan
+            .limits
+            .tmp_size
+            .or(plan.limits.memory)
+            .map_or(256 << 20, |s| s.0);
+        op!(
+            ("tmpfs".into(), "/tmp".into()),
+            Op::Fs {
+                path: components(Path::new("/tmp"))?,
+                fstype: c"tmpfs".into(),
+                options: fs_opts(&[("size", tmp_size.to_string()), ("mode", "1777".into())])?,
+                attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            }
+        );
+        rule("/tmp", masks.rw_dir, &mut labels)?;
+
+        // The plan's mounts, parents before children.
+        let mut order: Vec<usize> = (0..plan.mounts.len()).collect();
+        order.sort_by_key(|&i| plan.mounts[i].target.components().count());
+        for i in order {
+            let m = &plan.mounts[i];
+            let target_s = m.target.display().to_string();
+            match realise(plan, i)? {
+                Realised::Skip => {}
+                Realised::Symlink { text } => op!(
+                    (m.source.display().to_string(), target_s.clone()),
+                    Op::Symlink {
+                        path: components(&m.target)?,
+                        target: cstr(text.as_os_str().as_bytes(), "a link")?
+                    }
+                ),
+                Realised::Bind {
+                    canonical,
+                    dev,
+                    ino,
+                    is_dir,
+                } => {
+                    if sources.len() >= MAX_SOURCES {
+                        return Err(SpawnError::Unsupported(format!(
+                            "more than {MAX_SOURCES} mounts"
+                        )));
+                    }
+                    sources.push(Source {
+                        path: cstr(canonical.as_os_str().as_bytes(), "a mount source")?,
+                        dev,
+                        ino,
+                    });
+                    labels.sources.push(canonical.display().to_string());
+                    let ro = m.mode == MountMode::Ro;
+                    let attrs = MOUNT_ATTR_NOSUID
+                        | MOUNT_ATTR_NODEV
+                        | if ro { MOUNT_ATTR_RDONLY } else { 0 };
+                    op!(
+                        (canonical.display().to_string(), target_s.clone()),
+                        Op::Bind {
+                            path: components(&m.target)?,
+                            slot: sources.len() - 1,
+                            is_dir,
+                            attrs
+                        }
+                    );
+                    let dir_mask = if ro { masks.ro_dir } else { masks.rw_dir };
+                    rule(
+                        &target_s,
+                        if is_dir {
+                            dir_mask
+                        } else {
+                            dir_mask & masks.file_only
+                        },
+                        &mut labels,
+                    )?;
+                }
+            }
+        }
+
+        // Pipes.
+        let (sync_r, sync_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (status_r, status_w) = pipe()?;
+        let (stdout_r, stdout_w) = pipe()?;
+        let (stderr_r, stderr_w) = pipe()?;
+        let (stdin_r, stdin_w) = match plan.stdin {
+            Stdin::Null => (None, None),
+            Stdin::Bytes(_) | Stdin::Stream => {
+                let (r, w) = pipe()?;
+                (Some(r), Some(w))
+            }
+        };
+        let ruleset_raw = inputs.ruleset.as_ref().map(|f| f.as_raw_fd());
+        let mut keep: Vec<RawFd> = [&sync_r, &err_w, &status_w, &stdout_w, &stderr_w]
+            .iter()
+            .map(|f| f.as_raw_fd())
+            .chain(stdin_r.as_ref().map(|f| f.as_raw_fd()))
+            .chain(ruleset_raw)
+            .collect();
+        keep.sort_unstable();
+
+        // Limits that are per process.
+        let mut rlimits = vec![(libc::RLIMIT_CORE as libc::c_int, 1, 1)];
+        if let Some(n) = plan.limits.open_files {
+            rlimits.push((libc::RLIMIT_NOFILE as libc::c_int, n, n));
+        }
+        if let Some(s) = plan.limits.file_size {
+            rlimits.push((libc::RLIMIT_FSIZE as libc::c_int, s.0, s.0));
+        }
+        if let Some(d) = plan.limits.cpu_time {
+            let secs = d.as_secs_f64().ceil() as u64;
+            rlimits.push((libc::RLIMIT_CPU as libc::c_int, secs, secs + 1));
+        }
+        if inputs.rlimit_memory {
+            if let Some(m) = plan.limits.memory {
+                rlimits.push((libc::RLIMIT_AS as libc::c_int, m.0, m.0));
+            }
+        }
+        if inputs.rlimit_pids {
+            if let Some(p) = plan.limits.pids {
+                rlimits.push((libc::RLIMIT_NPROC as libc::c_int, p, p));
+            }
+        }
+
+        let candidates: Vec<CString> = plan
+            .program_candidates()
+            .into_iter()
+            .map(|c| cstr(c, "the program path"))
+            .collect::<Result<_, _>>()?;
+        labels.candidates = plan.program_candidates();
+        let argv_owned: Vec<CString> = plan
+            .argv
+            .iter()
+            .map(|a| cstr(a, "an argument"))
+            .collect::<Result<_, _>>()?;
+        let envp_owned: Vec<CString> = plan
+            .env
+            .iter()
+            .map(|(k, v)| cstr(format!("{k}={v}"), "an environment variable"))
+            .collect::<Result<_, _>>()?;
+        let argv = argv_owned
+            .iter()
+            .map(|c| c.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let envp = envp_owned
+            .iter()
+            .map(|c| c.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+
+        let spec = ChildSpec {
+            sync_r: sync_r.as_raw_fd(),
+            err_w: err_w.as_raw_fd(),
+            status_w: status_w.as_raw_fd(),
+            stdin_r: stdin_r.as_ref().map(|f| f.as_raw_fd()),
+            stdout_w: stdout_w.as_raw_fd(),
+            stderr_w: stderr_w.as_raw_fd(),
+            ruleset: ruleset_raw,
+            keep,
+            clear_groups: root_mode,
+            stage: c"/tmp".into(),
+            root_options: fs_opts(&[("size", "4m".into()), ("mode", "0755".into())])?,
+            sources,
+            ops,
+            hostname: plan.hostname.as_bytes().to_vec(),
+            loopback: plan.network == Network::Loopback,
+            rules,
+            uid: SANDBOX_UID,
+            gid: SANDBOX_GID,
+            rlimits,
+            cwd: cstr(&plan.cwd, "the working directory")?,
+            candidates,
+            _argv_owned: argv_owned,
+            _envp_owned: envp_owned,
+            argv,
+            envp,
+            seccomp: vec![
+                crate::seccomp::fprog(&inputs.seccomp.allowlist),
+                crate::seccomp::fprog(&inputs.seccomp.clone3_enosys),
+            ],
+            last_cap: last_cap(),
+        };
+        let child_ends = ChildEnds {
+            _fds: [
+                Some(sync_r),
+                Some(err_w),
+                Some(status_w),
+                Some(stdout_w),
+                Some(stderr_w),
+                stdin_r,
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        };
+        Ok(Blueprint {
+            spec,
+            parent: ParentEnds {
+                sync_w,
+                err_r,
+                status_r,
+                stdin_w,
+                stdout_r,
+                stderr_r,
+            },
+            child_ends,
+            ruleset: inputs.ruleset,
+            labels,
+            host_uid,
+            host_gid,
+            root_mode,
+        })
+    }
+
+    /// The id maps and setgroups policy the parent writes for the child.
+    /// In the order they must be written (gid before uid, as tools do).
+    pub(crate) fn id_maps(&self) -> [(&'static str, String); 2] {
+        [
+            ("gid_map", format!("{SANDBOX_GID} {} 1\n", self.host_gid)),
+            ("uid_map", format!("{SANDBOX_UID} {} 1\n", self.host_uid)),
+        ]
+    }
+}

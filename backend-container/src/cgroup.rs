@@ -1,0 +1,383 @@
+//! Tree-wide limits through cgroups: v2 where available and writable, else v1 (memory,
+//! pids, cpuacct), else none (the run falls back to rlimits, and the report says so).
+//!
+//! Each run gets its own leaf cgroup named `<creator pid>-<n>` under an `hsb` directory.
+//! A caller killed with SIGKILL cannot remove its leaves; the next run of any hybrid-sandbox
+//! process sweeps leaves whose creator is dead.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use sandbox_core::{LimitMechanism, Limits};
+
+/// How this host's cgroups can be used by this process.
+#[derive(Debug, Clone)]
+pub(crate) enum Host {
+    /// A writable cgroup v2 directory whose children get memory, pids and cpu.
+    V2 { base: PathBuf },
+    /// Writable cgroup v1 hierarchies (each optional).
+    V1 {
+        memory: Option<PathBuf>,
+        pids: Option<PathBuf>,
+        cpuacct: Option<PathBuf>,
+    },
+    /// None usable; why.
+    Unusable { reason: String },
+}
+
+impl Host {
+    pub(crate) fn mechanism(&self) -> LimitMechanism {
+        match self {
+            Host::V2 { .. } => LimitMechanism::CgroupV2,
+            Host::V1 { .. } => LimitMechanism::CgroupV1,
+            Host::Unusable { .. } => LimitMechanism::Rlimit,
+        }
+    }
+
+    pub(crate) fn version_name(&self) -> &'static str {
+        match self {
+            Host::V2 { .. } => "v2",
+            Host::V1 { .. } => "v1",
+            Host::Unusable { .. } => "none usable",
+        }
+    }
+}
+
+struct Mount {
+    fstype: String,
+    point: PathBuf,
+    options: String,
+}
+
+fn mounts() -> Vec<Mount> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            let fstype = r.next()?.to_string();
+            let options = r.nth(1).unwrap_or("").to_string();
+            Some(Mount {
+                fstype,
+                point: PathBuf::from(unescape(point)),
+                options,
+            })
+        })
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+fn writable(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// Detects what this process can use, once.
+pub(crate) fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(detect)
+}
+
+fn detect() -> Host {
+    let all = mounts();
+    // cgroup v2 with the controllers we need.
+    if let Some(m) = all.iter().find(|m| m.fstype == "cgroup2") {
+        let controllers =
+            fs::read_to_string(m.point.join("cgroup.controllers")).unwrap_or_default();
+        let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+        if has("memory") && has("pids") {
+            if let Some(base) = v2_base(&m.point) {
+                return Host::V2 { base };
+            }
+        }
+    }
+    // cgroup v1 controllers, as root.
+    let v1 = |ctrl: &str| {
+        all.iter()
+            .find(|m| m.fstype == "cgroup" && m.options.split(',').any(|o| o == ctrl))
+            .map(|m| m.point.clone())
+            .filter(|p| writable(p))
+            .map(|p| p.join("hsb"))
+            .filter(|p| fs::create_dir(p).is_ok() || p.is_dir())
+    };
+    let (memory, pids, cpuacct) = (v1("memory"), v1("pids"), v1("cpuacct"));
+    if memory.is_some() || pids.is_some() {
+        return Host::V1 {
+            memory,
+            pids,
+            cpuacct,
+        };
+    }
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    Host::Unusable {
+        reason: if uid == 0 {
+            "no writable cgroup hierarchy with the memory and pids controllers was found".into()
+        } else {
+            format!(
+                "cgroups are not delegated to uid {uid}; set HSB_CGROUP_PARENT to a delegated cgroup v2 \
+                 directory (e.g. inside `systemd-run --user --scope -p Delegate=yes`) for tree-wide limits"
+            )
+        },
+    }
+}
+
+/// The `hsb` directory under which run cgroups are created (v2).
+fn v2_base(root: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HSB_CGROUP_PARENT") {
+        let p = PathBuf::from(p);
+        return (p.starts_with(root) && writable(&p)).then_some(p);
+    }
+    if !writable(root) {
+        return None;
+    }
+    let base = root.join("hsb");
+    if !base.is_dir() {
+        fs::create_dir(&base).ok()?;
+    }
+    // The root cgroup may hold processes and still enable controllers for children.
+    let _ = fs::write(root.join("cgroup.subtree_control"), "+memory +pids +cpu");
+    let _ = fs::write(base.join("cgroup.subtree_control"), "+memory +pids +cpu");
+    let enabled = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
+    (enabled.contains("memory") && enabled.contains("pids")).then_some(base)
+}
+
+/// Resource usage read from a run's cgroup.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Stats {
+    pub(crate) cpu_ns: Option<u64>,
+    pub(crate) peak_memory: Option<u64>,
+    pub(crate) oom_kills: u64,
+    pub(crate) pids_max_hits: u64,
+}
+
+/// One run's cgroup (a leaf in each hierarchy used).
+#[derive(Debug)]
+pub(crate) struct Cgroup {
+    v2: Option<PathBuf>,
+    memory: Option<PathBuf>,
+    pids: Option<PathBuf>,
+    cpuacct: Option<PathBuf>,
+    removed: bool,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn read_u64(p: &Path) -> Option<u64> {
+    fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn keyed(p: &Path, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(p).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+impl Cgroup {
+    /// Creates the run's cgroup with `limits` applied. `details` receives, per limit,
+    /// the mechanism in words.
+    pub(crate) fn create(
+        host: &Host,
+        limits: &Limits,
+        details: &mut BTreeMap<String, String>,
+    ) -> io::Result<Option<Cgroup>> {
+        sweep_once(host);
+        let name = format!(
+            "{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut cg = Cgroup {
+            v2: None,
+            memory: None,
+            pids: None,
+            cpuacct: None,
+            removed: false,
+        };
+        match host {
+            Host::Unusable { .. } => return Ok(None),
+            Host::V2 { base } => {
+                let dir = base.join(&name);
+                fs::create_dir(&dir)?;
+                cg.v2 = Some(dir.clone());
+                if let Some(m) = limits.memory {
+                    fs::write(dir.join("memory.max"), m.0.to_string())?;
+                    let _ = fs::write(dir.join("memory.swap.max"), "0");
+                    let _ = fs::write(dir.join("memory.oom.group"), "1");
+                    details.insert(
+                        "memory".into(),
+                        "cgroup v2 memory.max (whole sandbox)".into(),
+                    );
+                }
+                if let Some(p) = limits.pids {
+                    fs::write(dir.join("pids.max"), p.to_string())?;
+                    details.insert("pids".into(), "cgroup v2 pids.max (whole sandbox)".into());
+                }
+                if limits.cpu_time.is_some() {
+                    details.insert(
+                        "cpu_time".into(),
+                        "cgroup v2 cpu.stat usage, whole sandbox".into(),
+                    );
+                }
+            }
+            Host::V1 {
+                memory,
+                pids,
+                cpuacct,
+            } => {
+                let mk = |base: &Option<PathBuf>| -> io::Result<Option<PathBuf>> {
+                    match base {
+                        Some(b) => {
+                            let d = b.join(&name);
+                            fs::create_dir(&d)?;
+                            Ok(Some(d))
+                        }
+                        None => Ok(None),
+                    }
+                };
+                // Register each directory as soon as it exists, so an error removes it.
+                cg.memory = mk(memory)?;
+                cg.pids = mk(pids)?;
+                cg.cpuacct = mk(cpuacct)?;
+                if let (Some(m), Some(d)) = (limits.memory, &cg.memory) {
+                    fs::write(d.join("memory.limit_in_bytes"), m.0.to_string())?;
+                    let _ = fs::write(d.join("memory.memsw.limit_in_bytes"), m.0.to_string());
+                    let _ = fs::write(d.join("memory.swappiness"), "0");
+                    details.insert(
+                        "memory".into(),
+                        "cgroup v1 memory.limit_in_bytes (whole sandbox)".into(),
+                    );
+                }
+                if let (Some(p), Some(d)) = (limits.pids, &cg.pids) {
+                    fs::write(d.join("pids.max"), p.to_string())?;
+                    details.insert("pids".into(), "cgroup v1 pids.max (whole sandbox)".into());
+                }
+                if let (Some(_), Some(_)) = (limits.cpu_time, &cg.cpuacct) {
+                    details.insert(
+                        "cpu_time".into(),
+                        "cgroup v1 cpuacct.usage, whole sandbox".into(),
+                    );
+                }
+            }
+        }
+        Ok(Some(cg))
+    }
+
+    /// Moves `pid` into the run's cgroup(s).
+    pub(crate) fn add(&self, pid: i32) -> io::Result<()> {
+        for d in [&self.v2, &self.memory, &self.pids, &self.cpuacct]
+            .into_iter()
+            .flatten()
+        {
+            fs::write(d.join("cgroup.procs"), pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Current usage and events.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        if let Some(d) = &self.v2 {
+            s.cpu_ns = keyed(&d.join("cpu.stat"), "usage_usec").map(|us| us * 1000);
+            s.peak_memory = read_u64(&d.join("memory.peak"));
+            s.oom_kills = keyed(&d.join("memory.events"), "oom_kill").unwrap_or(0);
+            s.pids_max_hits = keyed(&d.join("pids.events"), "max").unwrap_or(0);
+        }
+        if let Some(d) = &self.cpuacct {
+            s.cpu_ns = read_u64(&d.join("cpuacct.usage"));
+        }
+        if let Some(d) = &self.memory {
+            s.peak_memory = read_u64(&d.join("memory.max_usage_in_bytes"));
+            s.oom_kills = keyed(&d.join("memory.oom_control"), "oom_kill").unwrap_or(0);
+        }
+        if let Some(d) = &self.pids {
+            s.pids_max_hits = keyed(&d.join("pids.events"), "max").unwrap_or(0);
+        }
+        s
+    }
+
+    /// Removes the cgroup(s). The processes must be gone; retries briefly while the
+    /// kernel finishes tearing them down.
+    pub(crate) fn remove(&mut self) {
+        if self.removed {
+            return;
+        }
+        self.removed = true;
+        for d in [&self.v2, &self.memory, &self.pids, &self.cpuacct]
+            .into_iter()
+            .flatten()
+        {
+            for attempt in 0..200 {
+                match fs::remove_dir(d) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 199 => {
+                        std::thread::sleep(std::time::Duration::from_micros(500))
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Removes leaves left by hybrid-sandbox processes that died without cleaning up.
+fn sweep_once(host: &Host) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let bases: Vec<&PathBuf> = match host {
+            Host::V2 { base } => vec![base],
+            Host::V1 {
+                memory,
+                pids,
+                cpuacct,
+            } => [memory, pids, cpuacct].into_iter().flatten().collect(),
+            Host::Unusable { .. } => vec![],
+        };
+        for base in bases {
+            sweep(base);
+        }
+    });
+}
+
+pub(crate) fn sweep(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(p, _)| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks for the process's existence.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            let _ = fs::remove_dir(e.path());
+        }
+    }
+}

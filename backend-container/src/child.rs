@@ -1,0 +1,709 @@
+//! The sandbox's side of the fork: everything between `clone` and `execve`.
+//!
+//! The clone's child is a copy of a possibly multithreaded caller, so nothing here may
+//! allocate, take a lock or call into glibc: every input is prepared by the parent in a
+//! [`ChildSpec`], and every call goes through [`crate::sys`]. The child becomes the
+//! sandbox's init (PID 1 of its namespace): it builds the root filesystem, forks the
+//! workload, reaps every process, and reports the workload's status to the parent.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use libc::c_int;
+
+use crate::sys::{self, Errno};
+
+/// A path inside the sandbox, as components relative to its root.
+pub(crate) type Components = Vec<CString>;
+
+/// One step of building the sandbox's root filesystem.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// A regular file with these contents (mode 0644).
+    File { path: Components, contents: Vec<u8> },
+    /// A symbolic link.
+    Symlink { path: Components, target: CString },
+    /// A fresh filesystem (`tmpfs`, `proc`) with string options.
+    Fs {
+        path: Components,
+        fstype: CString,
+        options: Vec<(CString, CString)>,
+        attrs: u64,
+    },
+    /// A bind mount of `ChildSpec::sources[slot]`.
+    Bind {
+        path: Components,
+        slot: usize,
+        is_dir: bool,
+        attrs: u64,
+    },
+}
+
+/// A host path to bind, opened by init before anything is mounted: by path, without
+/// following any symlink, and checked to be the inode the parent validated.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pub(crate) path: CString,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+/// At most this many bind sources (the policy allows 256 mounts, plus /dev's nodes).
+pub(crate) const MAX_SOURCES: usize = 300;
+
+/// A Landlock rule to add after `pivot_root`.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub(crate) path: CString,
+    pub(crate) access: u64,
+}
+
+/// Where a failure happened, reported to the parent in an [`ErrorRecord`].
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Setup = 1,
+    Op = 2,
+    Pivot = 3,
+    Landlock = 4,
+    Identity = 5,
+    Fork = 6,
+    Stdio = 7,
+    Cwd = 8,
+    Rlimit = 9,
+    Capabilities = 10,
+    Seccomp = 11,
+    Exec = 12,
+    Network = 13,
+    Source = 14,
+}
+
+impl Stage {
+    pub(crate) fn from_u32(v: u32) -> Option<Stage> {
+        use Stage::*;
+        [
+            Setup,
+            Op,
+            Pivot,
+            Landlock,
+            Identity,
+            Fork,
+            Stdio,
+            Cwd,
+            Rlimit,
+            Capabilities,
+            Seccomp,
+            Exec,
+            Network,
+            Source,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
+    }
+}
+
+/// What the child writes on the error pipe when something fails: stage, errno, and the
+/// index of the op (or exec candidate) involved.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorRecord {
+    pub(crate) stage: u32,
+    pub(crate) errno: i32,
+    pub(crate) index: u32,
+}
+
+impl ErrorRecord {
+    pub(crate) const SIZE: usize = 12;
+
+    fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..4].copy_from_slice(&self.stage.to_le_bytes());
+        b[4..8].copy_from_slice(&self.errno.to_le_bytes());
+        b[8..12].copy_from_slice(&self.index.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        ErrorRecord {
+            stage: u32::from_le_bytes(word(0)),
+            errno: i32::from_le_bytes(word(4)),
+            index: u32::from_le_bytes(word(8)),
+        }
+    }
+}
+
+/// What init writes on the status pipe once every process of the sandbox is gone.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StatusReport {
+    pub(crate) wait_status: i32,
+    pub(crate) cpu_us: u64,
+    pub(crate) max_rss_kib: u64,
+}
+
+impl StatusReport {
+    pub(crate) const SIZE: usize = 20;
+
+    fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..4].copy_from_slice(&self.wait_status.to_le_bytes());
+        b[4..12].copy_from_slice(&self.cpu_us.to_le_bytes());
+        b[12..20].copy_from_slice(&self.max_rss_kib.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let mut w4 = [0u8; 4];
+        let mut w8 = [0u8; 8];
+        w4.copy_from_slice(&b[0..4]);
+        let wait_status = i32::from_le_bytes(w4);
+        w8.copy_from_slice(&b[4..12]);
+        let cpu_us = u64::from_le_bytes(w8);
+        w8.copy_from_slice(&b[12..20]);
+        StatusReport {
+            wait_status,
+            cpu_us,
+            max_rss_kib: u64::from_le_bytes(w8),
+        }
+    }
+}
+
+/// Everything the child needs, prepared by the parent. Pointers in `argv`/`envp` point
+/// into `argv_owned`/`envp_owned`, which live as long as the spec.
+#[derive(Debug)]
+pub(crate) struct ChildSpec {
+    pub(crate) sync_r: RawFd,
+    pub(crate) err_w: RawFd,
+    pub(crate) status_w: RawFd,
+    /// Stdin pipe's read end; `None`: /dev/null.
+    pub(crate) stdin_r: Option<RawFd>,
+    pub(crate) stdout_w: RawFd,
+    pub(crate) stderr_w: RawFd,
+    pub(crate) ruleset: Option<RawFd>,
+    /// Every fd above, sorted: init closes all others.
+    pub(crate) keep: Vec<RawFd>,
+    /// Running as host root: clear supplementary groups (setgroups is allowed).
+    pub(crate) clear_groups: bool,
+    /// A host directory to attach the new root on while it is built (private mount ns).
+    pub(crate) stage: CString,
+    pub(crate) root_options: Vec<(CString, CString)>,
+    pub(crate) sources: Vec<Source>,
+    pub(crate) ops: Vec<Op>,
+    pub(crate) hostname: Vec<u8>,
+    pub(crate) loopback: bool,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) rlimits: Vec<(c_int, u64, u64)>,
+    pub(crate) cwd: CString,
+    pub(crate) candidates: Vec<CString>,
+    pub(crate) _argv_owned: Vec<CString>,
+    pub(crate) _envp_owned: Vec<CString>,
+    pub(crate) argv: Vec<*const libc::c_char>,
+    pub(crate) envp: Vec<*const libc::c_char>,
+    pub(crate) seccomp: Vec<libc::sock_fprog>,
+    pub(crate) last_cap: u32,
+}
+
+// SAFETY: the raw pointers in `argv`, `envp` and `seccomp` point into buffers owned by
+// the same spec (or by 'static compiled filters) and are only read.
+unsafe impl Send for ChildSpec {}
+// SAFETY: as above; nothing mutates through the pointers.
+unsafe impl Sync for ChildSpec {}
+
+const DIR_FLAGS: c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+const EMPTY: &std::ffi::CStr = c"";
+
+fn fail(spec: &ChildSpec, stage: Stage, errno: Errno, index: u32) -> ! {
+    let rec = ErrorRecord {
+        stage: stage as u32,
+        errno,
+        index,
+    };
+    let _ = sys::write_all(spec.err_w, &rec.to_bytes());
+    sys::exit(125)
+}
+
+/// Opens (creating when asked) the directory `comps` below `root`, never following a
+/// symlink: every component is created or opened with O_NOFOLLOW.
+fn open_dir(root: RawFd, comps: &[CString], create: bool) -> Result<RawFd, Errno> {
+    let mut cur = sys::openat(root, c".", DIR_FLAGS, 0)?;
+    for c in comps {
+        if create {
+            match sys::mkdirat(cur, c, 0o755) {
+                Ok(_) | Err(libc::EEXIST) => {}
+                Err(e) => {
+                    sys::close(cur);
+                    return Err(e);
+                }
+            }
+        }
+        let next = sys::openat(cur, c, DIR_FLAGS, 0);
+        sys::close(cur);
+        cur = next?;
+    }
+    Ok(cur)
+}
+
+/// Opens the parent directory of `comps` (created), returning it and the last name.
+fn open_parent<'a>(root: RawFd, comps: &'a [CString]) -> Result<(RawFd, &'a CString), Errno> {
+    let (last, parents) = comps.split_last().ok_or(libc::EINVAL)?;
+    Ok((open_dir(root, parents, true)?, last))
+}
+
+/// An O_PATH fd for a mount point file at `comps`, created empty when missing.
+fn open_file_target(root: RawFd, comps: &[CString]) -> Result<RawFd, Errno> {
+    let (dir, name) = open_parent(root, comps)?;
+    let created = sys::openat(
+        dir,
+        name,
+        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+        0o644,
+    );
+    match created {
+        Ok(fd) => sys::close(fd),
+        Err(libc::EEXIST) => {}
+        Err(e) => {
+            sys::close(dir);
+            return Err(e);
+        }
+    }
+    let fd = sys::openat(
+        dir,
+        name,
+        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        0,
+    );
+    sys::close(dir);
+    fd
+}
+
+fn attach(tree: RawFd, target: RawFd) -> Result<(), Errno> {
+    sys::move_mount(
+        tree,
+        EMPTY,
+        target,
+        EMPTY,
+        sys::MOVE_MOUNT_F_EMPTY_PATH | sys::MOVE_MOUNT_T_EMPTY_PATH,
+    )?;
+    Ok(())
+}
+
+/// A detached filesystem of `fstype` with `options`, mounted with `attrs`.
+fn new_fs(
+    fstype: &std::ffi::CStr,
+    options: &[(CString, CString)],
+    attrs: u64,
+) -> Result<RawFd, Errno> {
+    let fs = sys::fsopen(fstype)?;
+    let r = (|| {
+        for (k, v) in options {
+            sys::fsconfig_string(fs, k, v)?;
+        }
+        sys::fsconfig_create(fs)?;
+        sys::fsmount(fs, attrs)
+    })();
+    sys::close(fs);
+    r
+}
+
+fn run_op(root: RawFd, sources: &[RawFd], op: &Op) -> Result<(), Errno> {
+    match op {
+        Op::File { path, contents } => {
+            let (dir, name) = open_parent(root, path)?;
+            let fd = sys::openat(
+                dir,
+                name,
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            );
+            sys::close(dir);
+            let fd = fd?;
+            let r = sys::write_all(fd, contents);
+            sys::close(fd);
+            r
+        }
+        Op::Symlink { path, target } => {
+            let (dir, name) = open_parent(root, path)?;
+            let r = sys::symlinkat(target, dir, name).map(|_| ());
+            sys::close(dir);
+            r
+        }
+        Op::Fs {
+            path,
+            fstype,
+            options,
+            attrs,
+        } => {
+            let target = open_dir(root, path, true)?;
+            let r = new_fs(fstype, options, *attrs).and_then(|m| {
+                let r = attach(m, target);
+                sys::close(m);
+                r
+            });
+            sys::close(target);
+            r
+        }
+        Op::Bind {
+            path,
+            slot,
+            is_dir,
+            attrs,
+        } => {
+            let src = *sources.get(*slot).ok_or(libc::EBADF)?;
+            let tree = sys::open_tree(
+                src,
+                EMPTY,
+                sys::OPEN_TREE_CLONE
+                    | sys::OPEN_TREE_CLOEXEC
+                    | sys::AT_RECURSIVE
+                    | libc::AT_EMPTY_PATH as u32,
+            )?;
+            let attr = sys::MountAttr {
+                attr_set: *attrs,
+                ..Default::default()
+            };
+            let mut r = sys::mount_setattr(
+                tree,
+                EMPTY,
+                libc::AT_EMPTY_PATH as u32 | sys::AT_RECURSIVE,
+                &attr,
+            )
+            .map(|_| ());
+            if r.is_ok() {
+                let target = if *is_dir {
+                    open_dir(root, path, true)
+                } else {
+                    open_file_target(root, path)
+                };
+                r = target.and_then(|t| {
+                    let r = attach(tree, t);
+                    sys::close(t);
+                    r
+                });
+            }
+            sys::close(tree);
+            r
+        }
+    }
+}
+
+/// Opens every bind source into `fds`, before the staging root hides any host path.
+fn open_sources(spec: &ChildSpec, fds: &mut [RawFd; MAX_SOURCES]) {
+    let resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    for (i, s) in spec.sources.iter().enumerate().take(MAX_SOURCES) {
+        let fd = match sys::openat2(
+            libc::AT_FDCWD,
+            &s.path,
+            (libc::O_PATH | libc::O_CLOEXEC) as u64,
+            resolve,
+        ) {
+            Ok(fd) => fd,
+            Err(err) => fail(spec, Stage::Source, err, i as u32),
+        };
+        match sys::fstat_id(fd) {
+            Ok((d, ino, _)) if d == s.dev && ino == s.ino => fds[i] = fd,
+            Ok(_) => fail(spec, Stage::Source, libc::ESTALE, i as u32),
+            Err(err) => fail(spec, Stage::Source, err, i as u32),
+        }
+    }
+}
+
+/// Closes every fd but those in `keep` (sorted).
+fn close_others(keep: &[RawFd]) {
+    let mut next: u32 = 0;
+    for &fd in keep {
+        let fd = fd as u32;
+        if fd > next {
+            let _ = sys::close_range(next, fd - 1);
+        }
+        next = fd + 1;
+    }
+    let _ = sys::close_range(next, u32::MAX);
+}
+
+/// Builds the root filesystem and moves into it.
+fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
+    let root = match new_fs(
+        c"tmpfs",
+        &spec.root_options,
+        sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+    ) {
+        Ok(fd) => fd,
+        Err(err) => fail(spec, Stage::Setup, err, 0),
+    };
+    if let Err(err) = sys::move_mount(
+        root,
+        EMPTY,
+        libc::AT_FDCWD,
+        &spec.stage,
+        sys::MOVE_MOUNT_F_EMPTY_PATH,
+    ) {
+        fail(spec, Stage::Setup, err, 0)
+    }
+    for (i, op) in spec.ops.iter().enumerate() {
+        if let Err(err) = run_op(root, sources, op) {
+            fail(spec, Stage::Op, err, i as u32)
+        }
+    }
+    if let Err(err) = sys::fchdir(root)
+        .and_then(|_| sys::pivot_root(c".", c"."))
+        .and_then(|_| sys::umount2(c".", libc::MNT_DETACH))
+        .and_then(|_| sys::chdir(c"/"))
+    {
+        fail(spec, Stage::Pivot, err, 0)
+    }
+    sys::close(root);
+    for &fd in sources.iter().take(spec.sources.len()) {
+        sys::close(fd);
+    }
+    let ro = sys::MountAttr {
+        attr_set: sys::MOUNT_ATTR_RDONLY,
+        ..Default::default()
+    };
+    if let Err(err) = sys::mount_setattr(libc::AT_FDCWD, c"/", 0, &ro) {
+        fail(spec, Stage::Pivot, err, 0)
+    }
+}
+
+/// Adds the Landlock rules on the sandbox's own paths (after `pivot_root`).
+fn add_rules(spec: &ChildSpec, ruleset: RawFd) {
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let fd = match sys::openat(
+            libc::AT_FDCWD,
+            &rule.path,
+            libc::O_PATH | libc::O_CLOEXEC,
+            0,
+        ) {
+            Ok(fd) => fd,
+            Err(err) => fail(spec, Stage::Landlock, err, i as u32),
+        };
+        let r = sys::landlock_add_path_rule(ruleset, fd, rule.access);
+        sys::close(fd);
+        if let Err(err) = r {
+            fail(spec, Stage::Landlock, err, i as u32)
+        }
+    }
+}
+
+/// The clone's child: becomes init of the sandbox. Never returns.
+pub(crate) fn init_main(spec: &ChildSpec) -> ! {
+    // Die with the parent thread; keep the workload away from this process's memory,
+    // which is a copy of the caller's (no ptrace, no /proc/1/mem, root-owned /proc/1).
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
+    let mut go = [0u8; 1];
+    // The parent writes one byte once the id maps and cgroups are set; EOF means it died.
+    loop {
+        match sys::read(spec.sync_r, &mut go) {
+            Ok(1) => break,
+            Err(libc::EINTR) => continue,
+            _ => sys::exit(125),
+        }
+    }
+    close_others(&spec.keep);
+    if spec.clear_groups {
+        if let Err(err) = sys::setgroups_empty() {
+            fail(spec, Stage::Identity, err, 0)
+        }
+    }
+    if let Err(err) = sys::unshare(libc::CLONE_NEWCGROUP) {
+        fail(spec, Stage::Setup, err, 0)
+    }
+    if let Err(err) = sys::mount(
+        None,
+        c"/",
+        None,
+        (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong,
+    ) {
+        fail(spec, Stage::Setup, err, 0)
+    }
+    // Bind sources are opened with the caller's host identity (the workload's own access
+    // to their contents is checked later, as the sandbox user).
+    let mut sources = [-1; MAX_SOURCES];
+    open_sources(spec, &mut sources);
+    // Become the sandbox user before creating anything: files made in the new root must
+    // belong to an id mapped in the namespace. Capabilities in the namespace stay until exec.
+    if let Err(err) = sys::setresgid(spec.gid).and_then(|_| sys::setresuid(spec.uid)) {
+        fail(spec, Stage::Identity, err, 0)
+    }
+    build_root(spec, &sources);
+    if let Err(err) = sys::sethostname(&spec.hostname) {
+        fail(spec, Stage::Network, err, 0)
+    }
+    if spec.loopback {
+        if let Err(err) = sys::loopback_up() {
+            fail(spec, Stage::Network, err, 0)
+        }
+    }
+    if let Some(rs) = spec.ruleset {
+        add_rules(spec, rs);
+    }
+    // A credential change clears these two; set them again, then make sure the parent
+    // did not die in between (its end of the sync pipe stays open for the whole run).
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
+    if sys::poll_hup(spec.sync_r) {
+        sys::exit(125)
+    }
+    let workload = match sys::fork() {
+        Ok(0) => workload_main(spec),
+        Ok(pid) => pid as c_int,
+        Err(err) => fail(spec, Stage::Fork, err, 0),
+    };
+    // Init keeps nothing the workload's end-of-output depends on.
+    for fd in [
+        Some(spec.err_w),
+        spec.stdin_r,
+        Some(spec.stdout_w),
+        Some(spec.stderr_w),
+        spec.ruleset,
+        Some(spec.sync_r),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        sys::close(fd);
+    }
+    let _ = sys::close_range(0, 2);
+    reap(spec, workload)
+}
+
+/// Reaps every process until none is left; reports the workload's status.
+fn reap(spec: &ChildSpec, workload: c_int) -> ! {
+    let mut report = StatusReport {
+        wait_status: -1,
+        ..Default::default()
+    };
+    let mut workload_done = false;
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        match sys::wait_any(&mut status, &mut usage) {
+            Ok(pid) => {
+                let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+                report.cpu_us += tv(usage.ru_utime) + tv(usage.ru_stime);
+                report.max_rss_kib = report.max_rss_kib.max(usage.ru_maxrss as u64);
+                if pid as c_int == workload {
+                    report.wait_status = status;
+                    workload_done = true;
+                    // The workload is the sandbox: once it ends, so does everything it left.
+                    let _ = sys::kill(-1, libc::SIGKILL);
+                }
+            }
+            Err(libc::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    if workload_done {
+        let _ = sys::write_all(spec.status_w, &report.to_bytes());
+    }
+    sys::exit(0)
+}
+
+/// The workload process: stdio, limits, credentials, Landlock, seccomp, exec.
+fn workload_main(spec: &ChildSpec) -> ! {
+    let _ = sys::setsid();
+    let stdin = match spec.stdin_r {
+        Some(fd) => Ok(fd),
+        None => sys::openat(libc::AT_FDCWD, c"/dev/null", libc::O_RDONLY, 0),
+    };
+    let stdio = stdin
+        .and_then(|fd| sys::dup2(fd, 0))
+        .and_then(|_| sys::dup2(spec.stdout_w, 1))
+        .and_then(|_| sys::dup2(spec.stderr_w, 2));
+    if let Err(err) = stdio {
+        fail(spec, Stage::Stdio, err, 0)
+    }
+    // Only 0, 1, 2 survive exec: the error pipe and the ruleset are close-on-exec.
+    let mut keep = [spec.err_w, spec.ruleset.unwrap_or(spec.err_w)];
+    keep.sort_unstable();
+    close_others_above(2, &keep);
+    // The OOM killer should pick the workload, never init.
+    if let Ok(fd) = sys::openat(
+        libc::AT_FDCWD,
+        c"/proc/self/oom_score_adj",
+        libc::O_WRONLY | libc::O_CLOEXEC,
+        0,
+    ) {
+        let _ = sys::write_all(fd, b"1000");
+        sys::close(fd);
+    }
+    for (i, &(res, soft, hard)) in spec.rlimits.iter().enumerate() {
+        if let Err(err) = sys::prlimit(res, soft, hard) {
+            fail(spec, Stage::Rlimit, err, i as u32)
+        }
+    }
+    if let Err(err) = sys::chdir(&spec.cwd) {
+        fail(spec, Stage::Cwd, err, 0)
+    }
+    drop_capabilities(spec);
+    if let Some(rs) = spec.ruleset {
+        if let Err(err) = sys::landlock_restrict_self(rs) {
+            fail(spec, Stage::Landlock, err, u32::MAX)
+        }
+        sys::close(rs);
+    }
+    for (i, prog) in spec.seccomp.iter().enumerate() {
+        if let Err(err) = sys::seccomp_set_filter(prog) {
+            fail(spec, Stage::Seccomp, err, i as u32)
+        }
+    }
+    // Search like execvp: ENOENT/ENOTDIR move on, EACCES is remembered.
+    let mut last = libc::ENOENT;
+    let mut seen_eacces = false;
+    for (i, path) in spec.candidates.iter().enumerate() {
+        let err = sys::execve(path, spec.argv.as_ptr(), spec.envp.as_ptr());
+        match err {
+            libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => {}
+            libc::EACCES | libc::EPERM => {
+                seen_eacces = true;
+                last = err;
+                let _ = i;
+            }
+            _ => fail(spec, Stage::Exec, err, i as u32),
+        }
+    }
+    let errno = if seen_eacces { last } else { libc::ENOENT };
+    fail(spec, Stage::Exec, errno, u32::MAX)
+}
+
+/// Closes every fd above `above` except those in `keep` (sorted).
+fn close_others_above(above: RawFd, keep: &[RawFd]) {
+    let mut next = (above + 1) as u32;
+    for &fd in keep {
+        let fd = fd as u32;
+        if fd >= next {
+            if fd > next {
+                let _ = sys::close_range(next, fd - 1);
+            }
+            next = fd + 1;
+        }
+    }
+    let _ = sys::close_range(next, u32::MAX);
+}
+
+/// Drops every capability for good: secure bits locked, bounding and ambient sets
+/// cleared, then the process sets; and no_new_privs.
+fn drop_capabilities(spec: &ChildSpec) {
+    let bits = libc::SECBIT_NOROOT
+        | libc::SECBIT_NOROOT_LOCKED
+        | libc::SECBIT_NO_SETUID_FIXUP
+        | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
+        | libc::SECBIT_KEEP_CAPS_LOCKED
+        | libc::SECBIT_NO_CAP_AMBIENT_RAISE
+        | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    let r = sys::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong)
+        .and_then(|_| {
+            for cap in 0..=spec.last_cap {
+                sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong)?;
+            }
+            Ok(0)
+        })
+        .and_then(|_| sys::prctl_ambient_clear())
+        .and_then(|_| sys::capset_none())
+        .and_then(|_| sys::prctl_no_new_privs());
+    if let Err(err) = r {
+        fail(spec, Stage::Capabilities, err, 0)
+    }
+}

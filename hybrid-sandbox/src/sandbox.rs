@@ -1,0 +1,170 @@
+//! The facade: a policy and the two backends.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use backend_container::ContainerBackend;
+use backend_microvm::MicroVmBackend;
+use sandbox_core::{
+    Backend, BackendProbe, Execution, HostSupport, Isolation, Outcome, Plan, Policy, PolicyError,
+    RunError, SpawnError, Workload,
+};
+
+/// Why a run could not be planned, started or watched. The cause is kept as the source;
+/// walk `std::error::Error::source` for the whole chain.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The policy could not be loaded, or rejects the run's options.
+    #[error("policy")]
+    Policy(#[source] PolicyError),
+    /// The sandbox could not be started.
+    #[error("starting the sandbox")]
+    Spawn(#[source] SpawnError),
+    /// The sandbox was started but its outcome could not be collected.
+    #[error("running the sandbox")]
+    Run(#[source] RunError),
+    /// An async runtime could not be created (blocking API).
+    #[error("creating the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The message of the whole chain on one line: `a: b: c`.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(self);
+        while let Some(e) = cur {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            cur = e.source();
+        }
+        out
+    }
+
+    /// The exit status a command-line tool should use for this error: 127 when the
+    /// program does not exist in the sandbox, 126 when it cannot be executed, else 125.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Error::Spawn(SpawnError::ProgramNotFound(_)) => 127,
+            Error::Spawn(SpawnError::NotExecutable { .. }) => 126,
+            _ => 125,
+        }
+    }
+
+    /// A short machine-readable kind: `policy`, `unavailable`, `program_not_found`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Policy(PolicyError::Selection(_)) => "unavailable",
+            Error::Policy(_) => "policy",
+            Error::Spawn(SpawnError::Unavailable { .. }) => "unavailable",
+            Error::Spawn(SpawnError::ProgramNotFound(_)) => "program_not_found",
+            Error::Spawn(SpawnError::NotExecutable { .. }) => "not_executable",
+            Error::Spawn(SpawnError::Mount { .. }) => "mount",
+            Error::Spawn(SpawnError::Unsupported(_)) => "unsupported",
+            Error::Spawn(SpawnError::Setup { .. }) => "setup",
+            Error::Run(_) => "run",
+            Error::Runtime(_) => "runtime",
+        }
+    }
+}
+
+/// A policy and the backends it chooses from. Cheap to clone; safe to share between
+/// threads and tasks.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    policy: Arc<Policy>,
+    container: Arc<dyn Backend>,
+    microvm: Arc<dyn Backend>,
+}
+
+impl Sandbox {
+    /// A sandbox under `policy`.
+    pub fn from_policy(policy: Policy) -> Sandbox {
+        Sandbox {
+            policy: Arc::new(policy),
+            container: Arc::new(ContainerBackend::new()),
+            microvm: Arc::new(MicroVmBackend::new()),
+        }
+    }
+
+    /// A sandbox under the policy in `path` (TOML, or JSON for `.json` files).
+    pub fn from_policy_file(path: impl AsRef<Path>) -> Result<Sandbox, Error> {
+        Ok(Sandbox::from_policy(
+            Policy::from_file(path).map_err(Error::Policy)?,
+        ))
+    }
+
+    /// A sandbox under the embedded default policy: safe for untrusted code.
+    ///
+    /// ```
+    /// let sandbox = hybrid_sandbox::Sandbox::with_default_policy();
+    /// assert!(sandbox.policy().profile_names().contains(&"default"));
+    /// ```
+    pub fn with_default_policy() -> Sandbox {
+        Sandbox::from_policy(Policy::embedded_default())
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn backend(&self, i: Isolation) -> &Arc<dyn Backend> {
+        match i {
+            Isolation::Container => &self.container,
+            Isolation::MicroVm => &self.microvm,
+        }
+    }
+
+    /// What each backend found on this host.
+    pub fn probe(&self) -> Vec<BackendProbe> {
+        vec![self.container.probe(), self.microvm.probe()]
+    }
+
+    /// Which backends can run here, and why not.
+    pub fn host_support(&self) -> HostSupport {
+        let avail = |b: &Arc<dyn Backend>| {
+            let p = b.probe();
+            if p.available {
+                Ok(())
+            } else {
+                Err(p.reason.unwrap_or_else(|| "unavailable".into()))
+            }
+        };
+        HostSupport {
+            container: avail(&self.container),
+            microvm: avail(&self.microvm),
+        }
+    }
+
+    /// The plan for a workload: profile, limits, mounts and the backend, with reasons.
+    pub fn plan(&self, workload: &Workload) -> Result<Plan, Error> {
+        self.policy
+            .resolve(workload, &self.host_support())
+            .map_err(Error::Policy)
+    }
+
+    /// Starts a workload; stream its output with [`Execution::take_output`], and wait
+    /// for its [`Outcome`] with [`Execution::wait`]. Dropping the execution kills it.
+    pub async fn spawn(&self, workload: Workload) -> Result<Box<dyn Execution>, Error> {
+        let plan = self.plan(&workload)?;
+        self.backend(plan.decision.isolation)
+            .spawn(plan)
+            .await
+            .map_err(Error::Spawn)
+    }
+
+    /// Runs a workload to its end.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), hybrid_sandbox::Error> {
+    /// use hybrid_sandbox::{Sandbox, Termination, Workload};
+    /// let out = Sandbox::with_default_policy().run(Workload::new("true", Vec::<String>::new())).await?;
+    /// assert_eq!(out.termination, Termination::Exited);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run(&self, workload: Workload) -> Result<Outcome, Error> {
+        let mut exec = self.spawn(workload).await?;
+        exec.wait().await.map_err(Error::Run)
+    }
+}
