@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use sandbox_core::{MountMode, Network, Plan, SpawnError, Stdin, SANDBOX_GID, SANDBOX_UID};
@@ -119,49 +119,75 @@ enum Realised {
     Skip,
 }
 
-fn realise(plan: &Plan, index: usize) -> Result<Realised, SpawnError> {
-    let m = &plan.mounts[index];
-    let err = |source: std::io::Error| SpawnError::Mount {
-        source_path: m.source.display().to_string(),
-        target: m.target.display().to_string(),
-        source,
-    };
-    let lmeta = match std::fs::symlink_metadata(&m.source) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.optional => {
-            return Ok(Realised::Skip)
+/// Resolves every mount of the plan: 3 to 4 syscalls each (no component-by-component
+/// canonicalization: the kernel names the opened file in /proc/self/fd).
+fn realise_all(plan: &Plan) -> Result<Vec<Realised>, SpawnError> {
+    let mut out = Vec::with_capacity(plan.mounts.len());
+    // (canonical path, is a symlink) per existing mount.
+    let mut found: Vec<Option<(PathBuf, bool)>> = Vec::with_capacity(plan.mounts.len());
+    for m in &plan.mounts {
+        let err = |source: std::io::Error| SpawnError::Mount {
+            source_path: m.source.display().to_string(),
+            target: m.target.display().to_string(),
+            source,
+        };
+        let lmeta = match std::fs::symlink_metadata(&m.source) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.optional => {
+                out.push(Realised::Skip);
+                found.push(None);
+                continue;
+            }
+            Err(e) => return Err(err(e)),
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(&m.source)
+            .map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        let canonical =
+            std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(err)?;
+        let ft = meta.file_type();
+        if ft.is_block_device() || ft.is_char_device() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "device nodes cannot be mounted into a sandbox",
+            )));
         }
-        Err(e) => return Err(err(e)),
-    };
-    let canonical = std::fs::canonicalize(&m.source).map_err(err)?;
-    // A host symlink mounted at its own place (e.g. /bin -> usr/bin on merged-/usr
-    // hosts) stays a symlink when what it points to is mounted at the same place too.
-    if lmeta.file_type().is_symlink() && m.target == m.source {
+        found.push(Some((canonical.clone(), lmeta.file_type().is_symlink())));
+        out.push(Realised::Bind {
+            canonical,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            is_dir: ft.is_dir(),
+        });
+    }
+    // A host symlink mounted at its own place (e.g. /bin -> usr/bin on merged-/usr hosts)
+    // stays a symlink when what it points to is mounted at its own place too.
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let Some((canonical, true)) = &found[i] else {
+            continue;
+        };
+        if m.target != m.source {
+            continue;
+        }
         let covered = plan.mounts.iter().enumerate().any(|(j, o)| {
-            j != index
+            j != i
                 && o.target == o.source
+                && matches!(&found[j], Some((_, false)))
                 && canonical.starts_with(&o.source)
-                && o.source.exists()
         });
         if covered {
-            let text = std::fs::read_link(&m.source).map_err(err)?;
-            return Ok(Realised::Symlink { text });
+            let text = std::fs::read_link(&m.source).map_err(|source| SpawnError::Mount {
+                source_path: m.source.display().to_string(),
+                target: m.target.display().to_string(),
+                source,
+            })?;
+            out[i] = Realised::Symlink { text };
         }
     }
-    let meta = std::fs::metadata(&canonical).map_err(err)?;
-    let ft = meta.file_type();
-    if ft.is_block_device() || ft.is_char_device() {
-        return Err(err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            "device nodes cannot be mounted into a sandbox",
-        )));
-    }
-    Ok(Realised::Bind {
-        canonical,
-        dev: meta.dev(),
-        ino: meta.ino(),
-        is_dir: ft.is_dir(),
-    })
+    Ok(out)
 }
 
 /// Everything prepared for one run.
@@ -189,8 +215,10 @@ pub(crate) struct Inputs<'a> {
 
 impl Blueprint {
     pub(crate) fn build(plan: &Plan, inputs: Inputs<'_>) -> Result<Blueprint, SpawnError> {
-        // SAFETY: geteuid/getegid have no preconditions.
-        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        // SAFETY: getegid has no preconditions.
+        let egid = unsafe { libc::getegid() };
         let root_mode = euid == 0;
         let (host_uid, host_gid) = if root_mode {
             (ROOT_MODE_HOST_ID, ROOT_MODE_HOST_ID)
@@ -309,10 +337,11 @@ impl Blueprint {
         // The plan's mounts, parents before children.
         let mut order: Vec<usize> = (0..plan.mounts.len()).collect();
         order.sort_by_key(|&i| plan.mounts[i].target.components().count());
+        let mut realised = realise_all(plan)?;
         for i in order {
             let m = &plan.mounts[i];
             let target_s = m.target.display().to_string();
-            match realise(plan, i)? {
+            match std::mem::replace(&mut realised[i], Realised::Skip) {
                 Realised::Skip => {}
                 Realised::Symlink { text } => op!(
                     (m.source.display().to_string(), target_s.clone()),
@@ -464,8 +493,8 @@ impl Blueprint {
             argv,
             envp,
             seccomp: vec![
-                crate::seccomp::fprog(&inputs.seccomp.allowlist),
-                crate::seccomp::fprog(&inputs.seccomp.clone3_enosys),
+                crate::seccomp::fprog(inputs.seccomp.allowlist),
+                crate::seccomp::fprog(inputs.seccomp.clone3_enosys),
             ],
             last_cap: last_cap(),
         };

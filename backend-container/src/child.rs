@@ -245,7 +245,7 @@ fn open_dir(root: RawFd, comps: &[CString], create: bool) -> Result<RawFd, Errno
 }
 
 /// Opens the parent directory of `comps` (created), returning it and the last name.
-fn open_parent<'a>(root: RawFd, comps: &'a [CString]) -> Result<(RawFd, &'a CString), Errno> {
+fn open_parent(root: RawFd, comps: &[CString]) -> Result<(RawFd, &CString), Errno> {
     let (last, parents) = comps.split_last().ok_or(libc::EINVAL)?;
     Ok((open_dir(root, parents, true)?, last))
 }

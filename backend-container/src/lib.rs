@@ -62,9 +62,13 @@ impl Backend for ContainerBackend {
         probe::probe()
     }
 
+    fn availability(&self) -> Result<(), String> {
+        probe::quick().clone()
+    }
+
     async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError> {
         let started = Instant::now();
-        if let Err(reason) = &probe::facts().usable {
+        if let Err(reason) = probe::quick() {
             return Err(SpawnError::Unavailable {
                 isolation: Isolation::Container,
                 reason: reason.clone(),
@@ -79,12 +83,7 @@ impl Backend for ContainerBackend {
                 ll.report.missing.join(", ")
             )));
         }
-        let filters = seccomp::filters(plan.seccomp_action).map_err(|e| {
-            setup(
-                "compiling the seccomp profile",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        let filters = seccomp::filters(plan.seccomp_action);
 
         let cg_host = cgroup::host();
         let mut details = BTreeMap::new();
@@ -97,7 +96,7 @@ impl Backend for ContainerBackend {
             Inputs {
                 masks: ll.masks,
                 ruleset: ll.fd,
-                seccomp: filters,
+                seccomp: &filters,
                 rlimit_memory,
                 rlimit_pids,
             },

@@ -16,6 +16,42 @@ pub(crate) struct HostFacts {
     pub(crate) details: BTreeMap<String, serde_json::Value>,
 }
 
+/// What a run needs and can be checked without trying: seccomp and the mount API.
+/// Namespace trouble (disabled, or restricted by AppArmor) shows up when the run tries.
+pub(crate) fn quick() -> &'static Result<(), String> {
+    static QUICK: OnceLock<Result<(), String>> = OnceLock::new();
+    QUICK.get_or_init(|| {
+        let seccomp = std::fs::read_to_string("/proc/self/status")
+            .map(|s| s.contains("Seccomp:"))
+            .unwrap_or(false);
+        let attr = sys::MountAttr::default();
+        let mount_api = !matches!(sys::mount_setattr(-1, c"", 0, &attr), Err(libc::ENOSYS));
+        requirements(seccomp, mount_api, Ok(()))
+    })
+}
+
+fn requirements(
+    seccomp: bool,
+    mount_api: bool,
+    userns: Result<(), (&str, i32)>,
+) -> Result<(), String> {
+    if !seccomp {
+        Err("the kernel has no seccomp support (CONFIG_SECCOMP_FILTER)".into())
+    } else if !mount_api {
+        Err("the kernel lacks the new mount API (open_tree/move_mount/mount_setattr, Linux 5.12 or later)".into())
+    } else if let Err((what, errno)) = userns {
+        let why = std::io::Error::from_raw_os_error(errno);
+        Err(format!("{what} failed ({why}); {USERNS_HINT}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// What to do when user namespaces are not usable.
+pub(crate) const USERNS_HINT: &str = "unprivileged user namespaces must be allowed \
+    (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, \
+    kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile that allows userns)";
+
 pub(crate) fn facts() -> &'static HostFacts {
     static FACTS: OnceLock<HostFacts> = OnceLock::new();
     FACTS.get_or_init(detect)
@@ -102,20 +138,7 @@ fn detect() -> HostFacts {
     let mount_api = !matches!(sys::mount_setattr(-1, c"", 0, &attr), Err(libc::ENOSYS));
     d.insert("mount_api".into(), json!(mount_api));
 
-    let usable = if !seccomp {
-        Err("the kernel has no seccomp support (CONFIG_SECCOMP_FILTER)".into())
-    } else if !mount_api {
-        Err("the kernel lacks the new mount API (open_tree/move_mount/mount_setattr, Linux 5.12 or later)".into())
-    } else if let Err((what, errno)) = userns {
-        let why = std::io::Error::from_raw_os_error(errno);
-        Err(format!(
-            "{what} failed ({why}); unprivileged user namespaces must be allowed \
-             (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, \
-             kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile that allows userns)"
-        ))
-    } else {
-        Ok(())
-    };
+    let usable = requirements(seccomp, mount_api, userns);
     HostFacts { usable, details: d }
 }
 

@@ -15,8 +15,10 @@ pub(crate) type Errno = i32;
 pub(crate) type SysResult = Result<c_long, Errno>;
 
 fn errno() -> Errno {
-    // SAFETY: __errno_location returns a valid pointer to this thread's errno.
-    unsafe { *libc::__errno_location() }
+    // Reads this thread's errno; allocates nothing.
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn check(ret: c_long) -> SysResult {
@@ -387,10 +389,8 @@ pub(crate) fn poll_hup(fd: RawFd) -> bool {
         events: libc::POLLIN,
         revents: 0,
     };
-    matches!(
-        syscall!(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, 0),
-        Ok(_)
-    ) && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
+    syscall!(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, 0).is_ok()
+        && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// Brings the loopback interface up (in the sandbox's own network namespace).

@@ -17,6 +17,7 @@
 //! decision's reasons, and an [`EnforcementReport`] of what was really in force.
 
 pub mod blocking;
+mod pending;
 mod sandbox;
 
 pub use sandbox::{Error, Sandbox};

@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use backend_container::ContainerBackend;
-use backend_microvm::MicroVmBackend;
 use sandbox_core::{
     Backend, BackendProbe, Execution, HostSupport, Isolation, Outcome, Plan, Policy, PolicyError,
     RunError, SpawnError, Workload,
@@ -83,7 +82,7 @@ impl Sandbox {
         Sandbox {
             policy: Arc::new(policy),
             container: Arc::new(ContainerBackend::new()),
-            microvm: Arc::new(MicroVmBackend::new()),
+            microvm: Arc::new(crate::pending::PendingMicroVm),
         }
     }
 
@@ -121,20 +120,14 @@ impl Sandbox {
         vec![self.container.probe(), self.microvm.probe()]
     }
 
-    /// Which backends can run here, and why not.
+    /// Which backends can run here, and why not; each backend is asked only when a
+    /// decision needs it.
     pub fn host_support(&self) -> HostSupport {
-        let avail = |b: &Arc<dyn Backend>| {
-            let p = b.probe();
-            if p.available {
-                Ok(())
-            } else {
-                Err(p.reason.unwrap_or_else(|| "unavailable".into()))
-            }
-        };
-        HostSupport {
-            container: avail(&self.container),
-            microvm: avail(&self.microvm),
-        }
+        let (container, microvm) = (self.container.clone(), self.microvm.clone());
+        HostSupport::lazy(move |i| match i {
+            Isolation::Container => container.availability(),
+            Isolation::MicroVm => microvm.availability(),
+        })
     }
 
     /// The plan for a workload: profile, limits, mounts and the backend, with reasons.

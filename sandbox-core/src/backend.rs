@@ -183,8 +183,20 @@ pub trait Execution: Send + fmt::Debug {
 pub trait Backend: Send + Sync + fmt::Debug {
     /// The isolation level it provides.
     fn isolation(&self) -> Isolation;
-    /// What this host supports, without starting anything heavy.
+    /// What this host supports, in detail (may try things out, once per process).
     fn probe(&self) -> BackendProbe;
+    /// Whether runs can start here, and why not: cheap, called before each decision.
+    /// Defaults to [`Backend::probe`]'s answer.
+    fn availability(&self) -> Result<(), String> {
+        let p = self.probe();
+        if p.available {
+            Ok(())
+        } else {
+            Err(p
+                .reason
+                .unwrap_or_else(|| format!("the {} backend is unavailable", self.isolation())))
+        }
+    }
     /// Starts a run. On error nothing is left behind.
     async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError>;
 }

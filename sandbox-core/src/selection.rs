@@ -5,29 +5,43 @@ use std::collections::BTreeMap;
 use crate::outcome::{Decision, FallbackTaken};
 use crate::types::{Isolation, IsolationRequest};
 
-/// What the host can run: `Ok` or the reason a backend is unavailable.
-#[derive(Debug, Clone)]
+/// What the host can run: for each backend, `Ok` or the reason it is unavailable.
+/// Either known up front, or asked lazily, only for the backend a decision needs.
+#[derive(Clone)]
 pub struct HostSupport {
-    /// The container backend.
-    pub container: Result<(), String>,
-    /// The micro-VM backend.
-    pub microvm: Result<(), String>,
+    check: std::sync::Arc<dyn Fn(Isolation) -> Result<(), String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for HostSupport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostSupport")
+    }
 }
 
 impl HostSupport {
-    /// Every backend available (for explaining a policy without probing the host).
-    pub fn assume_all() -> Self {
+    /// Availability known for both backends.
+    pub fn known(container: Result<(), String>, microvm: Result<(), String>) -> Self {
+        HostSupport::lazy(move |i| match i {
+            Isolation::Container => container.clone(),
+            Isolation::MicroVm => microvm.clone(),
+        })
+    }
+
+    /// Availability asked for when a decision needs it.
+    pub fn lazy(f: impl Fn(Isolation) -> Result<(), String> + Send + Sync + 'static) -> Self {
         HostSupport {
-            container: Ok(()),
-            microvm: Ok(()),
+            check: std::sync::Arc::new(f),
         }
     }
 
-    fn of(&self, i: Isolation) -> &Result<(), String> {
-        match i {
-            Isolation::Container => &self.container,
-            Isolation::MicroVm => &self.microvm,
-        }
+    /// Every backend available (for explaining a policy without probing the host).
+    pub fn assume_all() -> Self {
+        HostSupport::known(Ok(()), Ok(()))
+    }
+
+    /// Whether `i` can run here, and why not.
+    pub fn check(&self, i: Isolation) -> Result<(), String> {
+        (self.check)(i)
     }
 }
 
@@ -94,10 +108,10 @@ pub(crate) fn decide(req: &Request<'_>) -> Result<Decision, SelectionError> {
         IsolationRequest::Auto => auto_choice(req.labels),
     };
     reasons.push(why.clone());
-    match req.host.of(chosen) {
+    match req.host.check(chosen) {
         Ok(()) => Ok(Decision { isolation: chosen, requested: req.requested, profile: req.profile.into(), reasons, fallback_from: None }),
         Err(reason) => match req.fallback {
-            Some(fb) if fb != chosen && req.host.of(fb).is_ok() => {
+            Some(fb) if fb != chosen && req.host.check(fb).is_ok() => {
                 reasons.push(format!(
                     "{chosen} is unavailable here ({reason}); profile `{}` names `fallback = \"{fb}\"`, so {fb} is used",
                     req.profile
@@ -107,13 +121,13 @@ pub(crate) fn decide(req: &Request<'_>) -> Result<Decision, SelectionError> {
                     requested: req.requested,
                     profile: req.profile.into(),
                     reasons,
-                    fallback_from: Some(FallbackTaken { from: chosen, reason: reason.clone() }),
+                    fallback_from: Some(FallbackTaken { from: chosen, reason }),
                 })
             }
             _ => Err(SelectionError {
                 isolation: chosen,
                 why_chosen: why,
-                reason: reason.clone(),
+                reason,
                 hint: match chosen {
                     Isolation::MicroVm => "run on a host with /dev/kvm, or choose `--isolation container` if the workload is trusted enough, or name a `fallback` in the policy".into(),
                     Isolation::Container => "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces) or choose `--isolation microvm`".into(),

@@ -125,10 +125,7 @@ fn unknown_profile_suggests() {
 
 #[test]
 fn missing_backend_fails_closed_unless_fallback() {
-    let no_vm = HostSupport {
-        container: Ok(()),
-        microvm: Err("no /dev/kvm".into()),
-    };
+    let no_vm = HostSupport::known(Ok(()), Err("no /dev/kvm".into()));
     let p = Policy::from_toml_str("[defaults]\nisolation = \"microvm\"\n", "p.toml").unwrap();
     let e = p
         .resolve(&Workload::new("x", Vec::<String>::new()), &no_vm)

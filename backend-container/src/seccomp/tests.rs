@@ -1,0 +1,282 @@
+use super::*;
+
+/// Just enough of a classic-BPF interpreter for seccomp programs.
+fn run(prog: &[libc::sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+    run_counted(prog, nr, arch, args).0
+}
+
+/// The verdict and the number of instructions executed.
+fn run_counted(prog: &[libc::sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> (u32, usize) {
+    let word = |off: u32| -> u32 {
+        match off {
+            0 => nr,
+            4 => arch,
+            8 | 12 => 0,
+            o if (16..64).contains(&o) => {
+                let a = args[((o - 16) / 8) as usize];
+                if (o - 16) % 8 == 0 {
+                    a as u32
+                } else {
+                    (a >> 32) as u32
+                }
+            }
+            o => panic!("load at {o}"),
+        }
+    };
+    let (mut acc, mut pc, mut steps) = (0u32, 0usize, 0usize);
+    loop {
+        steps += 1;
+        let f = prog[pc];
+        match f.code {
+            0x20 => acc = word(f.k),
+            0x54 => acc &= f.k,
+            0x05 => pc += f.k as usize,
+            0x15 | 0x25 | 0x35 | 0x45 => {
+                let taken = match f.code {
+                    0x15 => acc == f.k,
+                    0x25 => acc > f.k,
+                    0x35 => acc >= f.k,
+                    _ => acc & f.k != 0,
+                };
+                pc += if taken { f.jt } else { f.jf } as usize;
+            }
+            0x06 => return (f.k, steps),
+            c => panic!("opcode {c:#x}"),
+        }
+        pc += 1;
+    }
+}
+
+fn seccompiler_linear(action: serde_json::Value) -> Vec<libc::sock_filter> {
+    let mut doc: serde_json::Value = serde_json::from_str(PROFILE_JSON).unwrap();
+    doc["workload"]["mismatch_action"] = action;
+    let prog =
+        seccompiler::compile_from_json(doc.to_string().as_bytes(), seccompiler::TargetArch::x86_64)
+            .unwrap()
+            .remove("workload")
+            .unwrap();
+    prog.iter()
+        .map(|f| libc::sock_filter {
+            code: f.code,
+            jt: f.jt,
+            jf: f.jf,
+            k: f.k,
+        })
+        .collect()
+}
+
+const X86_64: u32 = 0xC000_003E;
+const I386: u32 = 0x4000_0003;
+
+#[test]
+fn tree_matches_seccompilers_linear_program() {
+    for (action, ours) in [
+        (
+            serde_json::json!({ "errno": 1 }),
+            filters(SeccompAction::Errno).allowlist,
+        ),
+        (
+            serde_json::json!("kill_process"),
+            filters(SeccompAction::Kill).allowlist,
+        ),
+    ] {
+        let reference = seccompiler_linear(action);
+        let argsets: [[u64; 6]; 8] = [
+            [0; 6],
+            [1, 0, 0, 0, 0, 0],
+            [2, 0, 1, 0, 0, 0],
+            [16, 0, 0, 0, 0, 0],
+            [16, 3, 9, 0, 0, 0],
+            [0x1000_0000 | 17, 0, 0, 0, 0, 0],
+            [0xffff_ffff, 0x5412, 0, 0, 0, 0],
+            [0x20000, 0x541C, 0x7fff_ffff_ffff, 0, 0, 0],
+        ];
+        for nr in (0..600).chain([0x4000_0000, 0x4000_0001, 0x4000_0200, u32::MAX]) {
+            for args in argsets {
+                for arch in [X86_64, I386] {
+                    assert_eq!(
+                        run(ours, nr, arch, args),
+                        run(&reference, nr, arch, args),
+                        "nr {nr} args {args:?} arch {arch:#x}"
+                    );
+                }
+            }
+        }
+        // The point of the tree: every lookup is short (the linear program needs hundreds).
+        let longest = (0..600)
+            .map(|nr| run_counted(ours, nr, X86_64, [0; 6]).1)
+            .max()
+            .unwrap();
+        let linear = (0..600)
+            .map(|nr| run_counted(&reference, nr, X86_64, [0; 6]).1)
+            .max()
+            .unwrap();
+        assert!(
+            longest < 60,
+            "longest lookup {longest} instructions (linear: {linear})"
+        );
+    }
+}
+
+/// What the kernel's classic-BPF checker insists on: every jump lands inside the
+/// program, and the last instruction returns.
+fn check_like_the_kernel(prog: &[libc::sock_filter]) {
+    assert!(!prog.is_empty() && prog.len() <= 4096);
+    for (pc, f) in prog.iter().enumerate() {
+        if f.code & 0x07 == 0x05 {
+            let targets: Vec<usize> = if f.code == 0x05 {
+                vec![pc + 1 + f.k as usize]
+            } else {
+                vec![pc + 1 + f.jt as usize, pc + 1 + f.jf as usize]
+            };
+            for t in targets {
+                assert!(
+                    t < prog.len(),
+                    "jump at {pc} to {t} leaves the program ({})",
+                    prog.len()
+                );
+            }
+        }
+    }
+    assert_eq!(
+        prog.last().unwrap().code,
+        0x06,
+        "last instruction must return"
+    );
+}
+
+#[test]
+fn programs_pass_the_kernel_checks() {
+    for action in [SeccompAction::Errno, SeccompAction::Kill] {
+        check_like_the_kernel(filters(action).allowlist);
+        check_like_the_kernel(filters(action).clone3_enosys);
+        assert!(
+            filters(action).allowlist.len() < 400,
+            "{} instructions",
+            filters(action).allowlist.len()
+        );
+    }
+}
+
+#[test]
+fn verdicts_of_note() {
+    let f = filters(SeccompAction::Errno).allowlist;
+    let allow = libc::SECCOMP_RET_ALLOW;
+    let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    assert_eq!(run(f, libc::SYS_read as u32, X86_64, [0; 6]), allow);
+    assert_eq!(run(f, libc::SYS_unshare as u32, X86_64, [0; 6]), eperm);
+    assert_eq!(run(f, libc::SYS_mount as u32, X86_64, [0; 6]), eperm);
+    assert_eq!(
+        run(
+            f,
+            libc::SYS_clone as u32,
+            X86_64,
+            [libc::SIGCHLD as u64, 0, 0, 0, 0, 0]
+        ),
+        allow
+    );
+    assert_eq!(
+        run(
+            f,
+            libc::SYS_clone as u32,
+            X86_64,
+            [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0]
+        ),
+        eperm
+    );
+    assert_eq!(
+        run(
+            f,
+            libc::SYS_ioctl as u32,
+            X86_64,
+            [0, libc::TIOCSTI, 0, 0, 0, 0]
+        ),
+        eperm
+    );
+    assert_eq!(
+        run(
+            f,
+            libc::SYS_ioctl as u32,
+            X86_64,
+            [0, libc::TCGETS, 0, 0, 0, 0]
+        ),
+        allow
+    );
+    // x32 numbers are never allowed, and other architectures are killed.
+    assert_eq!(
+        run(f, 0x4000_0000 | libc::SYS_read as u32, X86_64, [0; 6]),
+        eperm
+    );
+    assert_eq!(run(f, 3, I386, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS);
+    let k = filters(SeccompAction::Kill).allowlist;
+    assert_eq!(
+        run(k, libc::SYS_bpf as u32, X86_64, [0; 6]),
+        libc::SECCOMP_RET_KILL_PROCESS
+    );
+    assert_eq!(
+        run(
+            filters(SeccompAction::Errno).clone3_enosys,
+            libc::SYS_clone3 as u32,
+            X86_64,
+            [0; 6]
+        ),
+        libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+    );
+}
+
+#[test]
+fn dangerous_calls_are_not_listed() {
+    let doc: serde_json::Value = serde_json::from_str(PROFILE_JSON).unwrap();
+    let rules = doc["workload"]["filter"].as_array().unwrap();
+    let names: Vec<&str> = rules.iter().filter_map(|r| r["syscall"].as_str()).collect();
+    for bad in [
+        "unshare",
+        "setns",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "move_mount",
+        "open_tree",
+        "fsopen",
+        "fsmount",
+        "mount_setattr",
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "bpf",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "perf_event_open",
+        "userfaultfd",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "kexec_load",
+        "kexec_file_load",
+        "reboot",
+        "swapon",
+        "acct",
+        "iopl",
+        "ioperm",
+        "chroot",
+        "open_by_handle_at",
+        "modify_ldt",
+        "syslog",
+        "settimeofday",
+        "clock_settime",
+    ] {
+        assert!(!names.contains(&bad), "{bad} is allowed");
+    }
+    // Every syscall's first rule says why it is allowed.
+    let mut seen = std::collections::HashSet::new();
+    for rule in rules {
+        let name = rule["syscall"].as_str().unwrap();
+        if seen.insert(name) {
+            assert!(rule.get("comment").is_some(), "{name} has no reason");
+        }
+    }
+}

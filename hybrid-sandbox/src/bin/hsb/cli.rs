@@ -1,0 +1,135 @@
+//! The command-line contract. Flags are fixed: add to them, never change them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use hybrid_sandbox::{ByteSize, IsolationRequest, Network};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hsb",
+    version,
+    about = "Run untrusted workloads in a container or a micro-VM, as a policy decides"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a program in a sandbox.
+    Run(RunArgs),
+    /// Show what this host supports: user namespaces, seccomp, Landlock, cgroups, KVM.
+    Probe(ProbeArgs),
+    /// Check or explain policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+fn size(s: &str) -> Result<ByteSize, String> {
+    ByteSize::parse(s).map_err(|e| e.to_string())
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    hybrid_sandbox::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Policy file (TOML, or JSON with a .json name); the embedded default when absent.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Profile of the policy to use.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) workload: Option<String>,
+    /// Isolation level: container, microvm or auto.
+    #[arg(long, value_name = "LEVEL")]
+    pub(crate) isolation: Option<IsolationRequest>,
+    /// Mount a host path: HOST:SANDBOX[:ro|:rw] (read-only unless :rw).
+    #[arg(long = "mount", value_name = "HOST:SANDBOX[:ro|:rw]")]
+    pub(crate) mounts: Vec<String>,
+    /// Set an environment variable (nothing is inherited).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub(crate) env: Vec<(String, String)>,
+    /// Label the workload for the policy's rules, e.g. trust=untrusted.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub(crate) labels: Vec<(String, String)>,
+    /// Working directory inside the sandbox.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cwd: Option<String>,
+    /// Memory limit of the whole sandbox, e.g. 256MiB.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub(crate) memory: Option<ByteSize>,
+    /// Wall-clock limit, e.g. 1.5s.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub(crate) wall_time: Option<Duration>,
+    /// CPU-time limit of all the sandbox's processes, e.g. 2s.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub(crate) cpu_time: Option<Duration>,
+    /// Maximum number of processes and threads.
+    #[arg(long, value_name = "N")]
+    pub(crate) pids: Option<u64>,
+    /// Output limit (stdout and stderr together), e.g. 1MiB.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub(crate) output: Option<ByteSize>,
+    /// Network: none (no interface) or loopback.
+    #[arg(long, value_name = "MODE")]
+    pub(crate) network: Option<Network>,
+    /// File the workload reads on stdin (`-` for hsb's own stdin); /dev/null when absent.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) stdin: Option<PathBuf>,
+    /// Print one JSON object describing the run instead of passing output through.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "PROGRAM [ARGS...]")]
+    pub(crate) argv: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProbeArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Validate a policy file: exit 0, or the errors with file:line:column.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Show the profile, isolation, reasons, limits and mounts a workload would get.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// Policy file; the embedded default when absent.
+    pub(crate) file: Option<PathBuf>,
+    /// Profile of the policy to use.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) workload: Option<String>,
+    /// Label the workload, e.g. trust=untrusted.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub(crate) labels: Vec<(String, String)>,
+    /// Isolation level asked for by the run.
+    #[arg(long, value_name = "LEVEL")]
+    pub(crate) isolation: Option<IsolationRequest>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The program and its arguments.
+    #[arg(last = true, value_name = "PROGRAM [ARGS...]")]
+    pub(crate) argv: Vec<String>,
+}

@@ -1,0 +1,38 @@
+//! `hsb`: the hybrid-sandbox command line.
+//!
+//! Exit status of `hsb run`: the workload's own code; 128+N when it died of signal N;
+//! 124 on timeout; 125 when the sandbox could not be set up (reason on stderr, or in the
+//! JSON with `--json`); 126 when the program cannot be executed; 127 when it is not found.
+
+mod cli;
+mod policy_cmd;
+mod probe_cmd;
+mod run_cmd;
+
+use clap::Parser;
+
+fn main() {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 125,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    if std::env::var_os("HSB_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("HSB_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let code = match cli.command {
+        cli::Command::Run(args) => run_cmd::run(args),
+        cli::Command::Probe(args) => probe_cmd::run(args),
+        cli::Command::Policy(cmd) => policy_cmd::run(cmd),
+    };
+    std::process::exit(code);
+}

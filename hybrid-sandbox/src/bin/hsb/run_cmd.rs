@@ -1,0 +1,161 @@
+//! `hsb run`.
+
+use std::io::Write;
+
+use hybrid_sandbox::{Error, Mount, Outcome, Policy, Sandbox, Stdin, StreamKind, Workload};
+
+use crate::cli::RunArgs;
+
+/// Prints an error the way the caller asked (text on stderr, or JSON on stdout) and
+/// returns the exit status.
+pub(crate) fn fail(err: &Error, json: bool) -> i32 {
+    eprintln!("hsb: {}", err.chain());
+    if json {
+        let v = serde_json::json!({
+            "error": { "kind": err.kind(), "message": err.chain() },
+            "exit_status": err.exit_status(),
+        });
+        println!("{v}");
+    }
+    err.exit_status()
+}
+
+fn usage_error(msg: String, json: bool) -> i32 {
+    eprintln!("hsb: {msg}");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "error": { "kind": "usage", "message": msg }, "exit_status": 125 })
+        );
+    }
+    125
+}
+
+fn workload(args: &RunArgs) -> Result<Workload, String> {
+    let mut w = Workload::from_argv(args.argv.iter().cloned()).ok_or("no program given")?;
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    for spec in &args.mounts {
+        let mut m = Mount::parse_spec(spec)?;
+        if m.source.is_relative() {
+            m.source = cwd.join(&m.source);
+        }
+        w.mounts.push(m);
+    }
+    w.env.extend(args.env.iter().cloned());
+    w.labels.extend(args.labels.iter().cloned());
+    w.cwd = args.cwd.clone();
+    w.profile = args.workload.clone();
+    w.isolation = args.isolation;
+    w.network = args.network;
+    w.limits.memory = args.memory;
+    w.limits.wall_time = args.wall_time;
+    w.limits.cpu_time = args.cpu_time;
+    w.limits.pids = args.pids;
+    w.limits.output = args.output;
+    w.stdin = match &args.stdin {
+        None => Stdin::Null,
+        Some(p) if p.as_os_str() == "-" => Stdin::Stream,
+        Some(p) => {
+            Stdin::Bytes(std::fs::read(p).map_err(|e| format!("--stdin {}: {e}", p.display()))?)
+        }
+    };
+    Ok(w)
+}
+
+pub(crate) fn run(args: RunArgs) -> i32 {
+    let json = args.json;
+    let w = match workload(&args) {
+        Ok(w) => w,
+        Err(msg) => return usage_error(msg, json),
+    };
+    let sandbox = match &args.policy {
+        Some(p) => match Policy::from_file(p) {
+            Ok(policy) => Sandbox::from_policy(policy),
+            Err(e) => return fail(&Error::Policy(e), json),
+        },
+        None => Sandbox::with_default_policy(),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&Error::Runtime(e), json),
+    };
+    match rt.block_on(execute(&sandbox, w, json)) {
+        Ok(outcome) => {
+            if json {
+                match serde_json::to_string(&outcome) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => eprintln!("hsb: cannot write the outcome as JSON: {e}"),
+                }
+            } else if !outcome.success() {
+                note_ending(&outcome);
+            }
+            outcome.shell_status()
+        }
+        Err(e) => fail(&e, json),
+    }
+}
+
+/// Says on stderr why the run ended, when it did not simply exit (limits, signals).
+fn note_ending(o: &Outcome) {
+    use hybrid_sandbox::Termination::*;
+    let msg = match o.termination {
+        Exited => return,
+        Signaled => format!(
+            "the workload was killed by signal {}",
+            o.signal.unwrap_or(0)
+        ),
+        Timeout => "wall-time limit reached; the sandbox was killed".into(),
+        MemoryLimit => "memory limit reached".into(),
+        CpuLimit => "CPU-time limit reached".into(),
+        PidsLimit => "process limit reached; the sandbox was killed".into(),
+        OutputLimit => "output limit reached; the sandbox was killed".into(),
+        PolicyViolation => "the workload made a forbidden system call and was killed".into(),
+        Killed => "killed".into(),
+    };
+    eprintln!("hsb: {msg} ({})", o.termination);
+}
+
+async fn execute(sandbox: &Sandbox, w: Workload, json: bool) -> Result<Outcome, Error> {
+    let streaming_stdin = w.stdin == Stdin::Stream;
+    let mut exec = sandbox.spawn(w).await?;
+    if streaming_stdin {
+        if let Some(writer) = exec.take_stdin() {
+            // hsb's own stdin, read on a thread (stdin may be a terminal).
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut input = std::io::stdin().lock();
+                while let Ok(n) = input.read(&mut buf) {
+                    if n == 0 || writer.blocking_write(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    if !json {
+        if let Some(mut out) = exec.take_output() {
+            let pump = tokio::spawn(async move {
+                while let Some(chunk) = out.recv().await {
+                    let _ = match chunk.stream {
+                        StreamKind::Stdout => {
+                            let mut o = std::io::stdout().lock();
+                            o.write_all(&chunk.data).and_then(|_| o.flush())
+                        }
+                        StreamKind::Stderr => std::io::stderr().lock().write_all(&chunk.data),
+                    };
+                }
+            });
+            let outcome = exec.wait().await.map_err(Error::Run);
+            // The stream ends when the supervisor drops its sender.
+            drop(exec);
+            let _ = pump.await;
+            return outcome;
+        }
+    }
+    exec.wait().await.map_err(Error::Run)
+}
