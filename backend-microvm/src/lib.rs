@@ -1,1 +1,7 @@
-//! placeholder
+//! The micro-VM backend of hybrid-sandbox.
+
+mod guest;
+mod memory;
+mod mm;
+mod errno;
+mod vfs;

@@ -1,0 +1,100 @@
+//! The fixed layout of guest-physical memory and of the guest's virtual address space.
+//!
+//! Guest-physical memory starts with the supervisor's own frames (below `FIXED_END`);
+//! everything after is handed out by the frame allocator. Virtual addresses:
+//!
+//! | range | what | access |
+//! | --- | --- | --- |
+//! | `0 .. USER_TOP` | the workload | user, as the workload maps it |
+//! | `FRAME_VA`, `STUB_VA`, `DOORBELL_VA` | syscall return frame, syscall stub, doorbell | user (the LSTAR handler runs with user privilege on PVM) |
+//! | `DIRECT_MAP_VA ..` | all guest RAM, 2 MiB pages | supervisor |
+//! | `SUP_VA + gpa` | GDT/TSS, IDT, exception handlers, data, work list, IST stack | supervisor |
+//!
+//! On PVM, user-privileged code cannot run from the upper half, so the stub lives at the
+//! top of the lower half (like a vDSO, the workload cannot map over it).
+
+/// Size of a small page.
+pub(crate) const PAGE_SIZE: u64 = 4096;
+
+/// The root page table (PML4).
+pub(crate) const PML4_GPA: u64 = 0x1000;
+/// The GDT; the TSS follows at `TSS_OFFSET`.
+pub(crate) const GDT_GPA: u64 = 0x2000;
+/// Offset of the TSS in the GDT's page.
+pub(crate) const TSS_OFFSET: u64 = 0x800;
+/// The IDT.
+pub(crate) const IDT_GPA: u64 = 0x3000;
+/// The exception handlers (`HANDLER_CODE`).
+pub(crate) const HANDLER_GPA: u64 = 0x4000;
+/// The syscall stub (`STUB_CODE`).
+pub(crate) const STUB_GPA: u64 = 0x5000;
+/// The user-return frame of the syscall stub's `iretq`.
+pub(crate) const FRAME_GPA: u64 = 0x6000;
+/// Supervisor data: CR2, work count, return frame of the flush path.
+pub(crate) const DATA_GPA: u64 = 0x7000;
+/// The work list (guest virtual addresses of page-table entries to rewrite).
+pub(crate) const WORK_GPA: u64 = 0x8000;
+/// Pages of the work list.
+pub(crate) const WORK_PAGES: u64 = 8;
+/// The exception stack (IST1).
+pub(crate) const IST_GPA: u64 = 0x10000;
+/// Pages of the exception stack.
+pub(crate) const IST_PAGES: u64 = 2;
+/// First frame the allocator hands out.
+pub(crate) const FIXED_END: u64 = 0x12000;
+
+/// Offsets in the data page (must match supervisor.S).
+pub(crate) const DATA_CR2: u64 = 0x0;
+/// Number of armed work-list entries; the guest zeroes it when done.
+pub(crate) const DATA_COUNT: u64 = 0x8;
+/// The flush path's return frame: rip, cs, rflags, rsp, ss.
+pub(crate) const DATA_FRAME: u64 = 0x10;
+/// Entries the work list holds.
+pub(crate) const WORK_CAPACITY: usize = (WORK_PAGES * PAGE_SIZE / 8) as usize;
+
+/// Where the supervisor frames are mapped: `SUP_VA + gpa`.
+pub(crate) const SUP_VA: u64 = 0xffff_ffff_ffe0_0000;
+/// Where all guest RAM is mapped for the supervisor.
+pub(crate) const DIRECT_MAP_VA: u64 = 0xffff_ff00_0000_0000;
+/// Largest guest RAM the direct map (one PDPT) covers.
+pub(crate) const MAX_RAM: u64 = 512 << 30;
+/// The syscall stub's user-return frame page.
+pub(crate) const FRAME_VA: u64 = 0x7fff_ffff_c000;
+/// The syscall stub (`LSTAR`).
+pub(crate) const STUB_VA: u64 = 0x7fff_ffff_d000;
+/// The stub's flush entry (`ud2`).
+pub(crate) const FLUSH_ENTRY_VA: u64 = STUB_VA + 8;
+/// The doorbell page, mapped to `doorbell_gpa` (outside RAM: every write exits).
+pub(crate) const DOORBELL_VA: u64 = 0x7fff_ffff_e000;
+/// End of what the workload may map.
+pub(crate) const USER_TOP: u64 = FRAME_VA;
+/// Where the iretq frame sits in the frame page.
+pub(crate) const USER_FRAME_VA: u64 = FRAME_VA + PAGE_SIZE - 40;
+/// Top of the exception stack (virtual).
+pub(crate) const IST_TOP_VA: u64 = SUP_VA + IST_GPA + IST_PAGES * PAGE_SIZE;
+/// Top of the exception stack (physical).
+pub(crate) const IST_TOP_GPA: u64 = IST_GPA + IST_PAGES * PAGE_SIZE;
+/// The port the exception handlers write to.
+pub(crate) const EXC_PORT: u16 = 0xe9;
+
+/// GDT selectors, as Linux lays them out.
+pub(crate) const KERNEL_CS: u16 = 0x10;
+/// Kernel data selector (SS after `syscall`).
+pub(crate) const KERNEL_DS: u16 = 0x18;
+/// User data selector.
+pub(crate) const USER_DS: u16 = 0x2b;
+/// User 64-bit code selector.
+pub(crate) const USER_CS: u16 = 0x33;
+/// The TSS selector.
+pub(crate) const TSS_SEL: u16 = 0x40;
+
+/// The guest-physical address of the doorbell for a guest of `ram` bytes: the first
+/// 2 MiB boundary after RAM.
+pub(crate) fn doorbell_gpa(ram: u64) -> u64 {
+    ram.next_multiple_of(2 << 20)
+}
+
+/// The supervisor's virtual address of a guest-physical address (direct map).
+pub(crate) fn direct_map(gpa: u64) -> u64 {
+    DIRECT_MAP_VA + gpa
+}

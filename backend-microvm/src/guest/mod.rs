@@ -1,0 +1,59 @@
+//! What runs in the guest besides the workload: the supervisor's code, its descriptor
+//! tables and the fixed part of the address space.
+//!
+//! The VMM builds all of it before the first instruction runs; the guest never
+//! changes it. See `supervisor.S` for how syscalls and exceptions reach the VMM.
+
+mod code;
+pub(crate) mod layout;
+mod tables;
+
+pub(crate) use tables::{build_supervisor, SupervisorError, IDT_ENTRIES};
+
+#[cfg(test)]
+mod tests {
+    use super::code::{HANDLER_CODE, STUB_CODE};
+    use super::layout;
+
+    #[test]
+    fn supervisor_fits_its_pages() {
+        assert!(STUB_CODE.len() <= layout::PAGE_SIZE as usize);
+        assert!(HANDLER_CODE.len() <= layout::PAGE_SIZE as usize);
+        // The flush entry the VMM resumes at is the stub's `ud2`.
+        let off = (layout::FLUSH_ENTRY_VA - layout::STUB_VA) as usize;
+        assert_eq!(&STUB_CODE[off..off + 2], &[0x0f, 0x0b]);
+    }
+
+    /// The committed bytes are what `supervisor.S` assembles to (skipped, loudly, where
+    /// binutils is missing: the bytes are then only checked by the KVM tests).
+    #[test]
+    fn supervisor_bytes_match_source() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/guest");
+        let tmp = std::env::temp_dir().join(format!("hsb-sup-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let obj = tmp.join("sup.o");
+        let status = std::process::Command::new("as")
+            .arg("-o")
+            .arg(&obj)
+            .arg(dir.join("supervisor.S"))
+            .status();
+        let Ok(status) = status else {
+            eprintln!("SKIPPED: `as` (binutils) is not installed; supervisor bytes not re-checked");
+            return;
+        };
+        assert!(status.success());
+        for (section, bytes) in [(".stub", STUB_CODE), (".handler", HANDLER_CODE)] {
+            let bin = tmp.join(format!("{section}.bin"));
+            let ok = std::process::Command::new("objcopy")
+                .args(["-O", "binary", "-j", section])
+                .arg(&obj)
+                .arg(&bin)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            assert_eq!(std::fs::read(&bin).unwrap(), bytes, "section {section}: rerun assemble.sh");
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}

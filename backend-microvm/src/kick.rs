@@ -1,0 +1,214 @@
+//! Getting the vCPU thread out of `KVM_RUN`: kills from other threads, wall-time and
+//! CPU-time timers.
+//!
+//! Each kick is a real-time signal sent to the vCPU thread. Its handler sets the
+//! vCPU's `immediate_exit`, so `KVM_RUN` returns at once whether the thread was inside
+//! it or about to enter it; the run loop then looks at what happened.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Why a run is being stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// Still running.
+    None = 0,
+    /// The caller killed it (or dropped the execution).
+    Killed = 1,
+}
+
+/// The kick signal: `SIGRTMIN + 5` (glibc keeps the first ones for itself).
+pub(crate) fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 5
+}
+
+thread_local! {
+    /// The `immediate_exit` byte of this thread's vCPU, or null.
+    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+extern "C" fn on_kick(_: libc::c_int) {
+    // Only a thread-local read and a volatile byte store: async-signal-safe.
+    let p = IMMEDIATE_EXIT.with(Cell::get);
+    if !p.is_null() {
+        // SAFETY: the pointer is set by `arm_thread` to this thread's kvm_run page and
+        // cleared by `disarm_thread` before that page is unmapped; a signal handler runs
+        // on the same thread, so the page is mapped here.
+        unsafe { std::ptr::write_volatile(p, 1) };
+    }
+}
+
+/// Installs the kick handler (once per process).
+pub(crate) fn install_handler() -> std::io::Result<()> {
+    static DONE: OnceLock<Result<(), i32>> = OnceLock::new();
+    let r = DONE.get_or_init(|| {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        // SAFETY: installs a handler that only does async-signal-safe work, for a
+        // real-time signal this crate owns.
+        let rc = unsafe { libc::sigaction(kick_signal(), &sa, std::ptr::null_mut()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
+        }
+    });
+    r.map_err(std::io::Error::from_raw_os_error)
+}
+
+/// Points the kick handler of the calling thread at its vCPU's `immediate_exit`, and
+/// unblocks the kick signal.
+pub(crate) fn arm_thread(immediate_exit: *mut u8) {
+    IMMEDIATE_EXIT.with(|c| c.set(immediate_exit));
+    // SAFETY: plain signal-mask manipulation of the calling thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, kick_signal());
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Undoes [`arm_thread`] (before the vCPU is dropped).
+pub(crate) fn disarm_thread() {
+    IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
+}
+
+/// State shared between the vCPU thread and whoever may stop it.
+#[derive(Debug)]
+pub(crate) struct Control {
+    reason: AtomicU8,
+    /// The vCPU thread while it can take signals.
+    thread: Mutex<Option<libc::pthread_t>>,
+    /// Wakes the vCPU thread when it waits (sleep, stdin).
+    pub(crate) wake: Condvar,
+    /// The lock that goes with `wake`; guards nothing else.
+    pub(crate) wake_lock: Mutex<()>,
+    /// Set when new stdin data arrived (checked under `wake_lock`).
+    pub(crate) input: AtomicBool,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            reason: AtomicU8::new(Reason::None as u8),
+            thread: Mutex::new(None),
+            wake: Condvar::new(),
+            wake_lock: Mutex::new(()),
+            input: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Control {
+    /// Kills the run: kicks the vCPU and wakes it from any wait.
+    pub(crate) fn kill(&self) {
+        let _ = self.reason.compare_exchange(
+            Reason::None as u8,
+            Reason::Killed as u8,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        self.kick();
+        self.notify();
+    }
+
+    /// True once killed.
+    pub(crate) fn killed(&self) -> bool {
+        self.reason.load(Ordering::SeqCst) == Reason::Killed as u8
+    }
+
+    /// Wakes the vCPU thread if it waits.
+    pub(crate) fn notify(&self) {
+        let _g = self.wake_lock.lock();
+        self.wake.notify_all();
+    }
+
+    fn kick(&self) {
+        let guard = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = *guard {
+            // SAFETY: `t` is a live thread: the vCPU thread clears it (under this lock)
+            // before it exits.
+            unsafe { libc::pthread_kill(t, kick_signal()) };
+        }
+    }
+
+    /// Registers the calling thread as the vCPU thread.
+    pub(crate) fn register_thread(&self) {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(me);
+    }
+
+    /// Unregisters the vCPU thread (it stops taking kicks).
+    pub(crate) fn unregister_thread(&self) {
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Waits until woken or `until`, whichever comes first.
+    pub(crate) fn wait_until(&self, until: Instant) {
+        let g = self.wake_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.killed() || self.input.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        let _ = self.wake.wait_timeout(g, left);
+    }
+}
+
+/// A one-shot POSIX timer that kicks the calling thread.
+#[derive(Debug)]
+pub(crate) struct Timer {
+    id: libc::timer_t,
+}
+
+impl Timer {
+    /// Arms a timer on `clock` (`CLOCK_MONOTONIC`, `CLOCK_THREAD_CPUTIME_ID`) firing
+    /// after `after`, signalling the calling thread.
+    pub(crate) fn new(clock: libc::clockid_t, after: Duration) -> std::io::Result<Timer> {
+        // SAFETY: a zeroed sigevent is valid; the fields used are set below.
+        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+        sev.sigev_notify = libc::SIGEV_THREAD_ID;
+        sev.sigev_signo = kick_signal();
+        // SAFETY: gettid has no preconditions.
+        sev.sigev_notify_thread_id = unsafe { libc::gettid() };
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: valid pointers to a sigevent and a timer id.
+        if unsafe { libc::timer_create(clock, &mut sev, &mut id) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let timer = Timer { id };
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: libc::c_long::from(after.subsec_nanos() as i32),
+            },
+        };
+        // SAFETY: `id` is the timer just created; `spec` is valid.
+        if unsafe { libc::timer_settime(timer.id, 0, &spec, std::ptr::null_mut()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(timer)
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        // SAFETY: `id` is a timer this value owns.
+        unsafe { libc::timer_delete(self.id) };
+    }
+}
+
+/// CPU time of the calling thread.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+}

@@ -1,0 +1,215 @@
+//! Guest RAM and its frame allocator.
+//!
+//! Guest RAM is one anonymous, lazily backed mapping (`MAP_NORESERVE`) the size of the
+//! memory limit: the host only commits the pages the guest touches. The VMM hands out
+//! 4 KiB frames on demand (page tables, the workload's pages) and charges the in-memory
+//! /tmp against the same budget, so "out of frames" is the sandbox's out-of-memory.
+//! Freed frames go back to the host (`MADV_DONTNEED`), which also zeroes them.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
+
+use crate::guest::layout::{FIXED_END, PAGE_SIZE};
+
+/// No frame is left: the sandbox is out of memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("guest memory is exhausted")]
+pub(crate) struct OutOfMemory;
+
+/// The sandbox's memory budget in pages: guest frames in use (the fixed ones included)
+/// plus what /tmp holds.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    total: u64,
+    used: Cell<u64>,
+    peak: Cell<u64>,
+}
+
+impl Budget {
+    /// Takes `pages` from the budget.
+    pub(crate) fn charge(&self, pages: u64) -> Result<(), OutOfMemory> {
+        let used = self.used.get().checked_add(pages).ok_or(OutOfMemory)?;
+        if used > self.total {
+            return Err(OutOfMemory);
+        }
+        self.used.set(used);
+        self.peak.set(self.peak.get().max(used));
+        Ok(())
+    }
+
+    /// Gives `pages` back.
+    pub(crate) fn uncharge(&self, pages: u64) {
+        self.used.set(self.used.get().saturating_sub(pages));
+    }
+}
+
+/// Guest RAM plus the accounting of its frames.
+#[derive(Debug)]
+pub(crate) struct Memory {
+    ram: GuestMemoryMmap,
+    size: u64,
+    /// Next never-used frame.
+    next: u64,
+    /// Frames given back, all zero.
+    free: Vec<u64>,
+    budget: Rc<Budget>,
+}
+
+impl Memory {
+    /// Maps `size` bytes (a multiple of 2 MiB) of lazily backed guest RAM.
+    pub(crate) fn new(size: u64) -> std::io::Result<Memory> {
+        let len = usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+        let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)])
+            .map_err(std::io::Error::other)?;
+        let fixed = FIXED_END / PAGE_SIZE;
+        let budget = Rc::new(Budget { total: size / PAGE_SIZE, used: Cell::new(fixed), peak: Cell::new(fixed) });
+        Ok(Memory { ram, size, next: FIXED_END, free: Vec::new(), budget })
+    }
+
+    /// The guest RAM, for KVM's memory slot.
+    pub(crate) fn ram(&self) -> &GuestMemoryMmap {
+        &self.ram
+    }
+
+    /// RAM size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The budget shared with /tmp.
+    pub(crate) fn budget(&self) -> Rc<Budget> {
+        Rc::clone(&self.budget)
+    }
+
+    /// Bytes in use now (frames and /tmp).
+    pub(crate) fn used_bytes(&self) -> u64 {
+        self.budget.used.get() * PAGE_SIZE
+    }
+
+    /// Most bytes ever in use.
+    pub(crate) fn peak_bytes(&self) -> u64 {
+        self.budget.peak.get() * PAGE_SIZE
+    }
+
+    /// A zeroed frame.
+    pub(crate) fn alloc(&mut self) -> Result<u64, OutOfMemory> {
+        self.budget.charge(1)?;
+        if let Some(f) = self.free.pop() {
+            return Ok(f);
+        }
+        if self.next + PAGE_SIZE > self.size {
+            // Cannot happen while the accounting holds; stay safe anyway.
+            self.budget.uncharge(1);
+            return Err(OutOfMemory);
+        }
+        let f = self.next;
+        self.next += PAGE_SIZE;
+        Ok(f)
+    }
+
+    /// Gives frames back. They must no longer be mapped anywhere in the guest, or the
+    /// guest must be unable to run before the mappings are flushed.
+    pub(crate) fn free(&mut self, mut frames: Vec<u64>) {
+        if frames.is_empty() {
+            return;
+        }
+        frames.sort_unstable();
+        frames.dedup();
+        let mut i = 0;
+        while i < frames.len() {
+            let start = frames[i];
+            let mut end = start + PAGE_SIZE;
+            while i + 1 < frames.len() && frames[i + 1] == end {
+                i += 1;
+                end += PAGE_SIZE;
+            }
+            i += 1;
+            self.release(start, end - start);
+        }
+        self.budget.uncharge(frames.len() as u64);
+        self.free.extend(frames.iter().rev());
+    }
+
+    /// Returns host pages to the kernel; they read as zero afterwards.
+    fn release(&self, gpa: u64, len: u64) {
+        let Some(slice) = self.slice(gpa, len) else {
+            return;
+        };
+        let guard = slice.ptr_guard_mut();
+        // SAFETY: the range lies inside the guest RAM mapping (`slice` checked it) and is
+        // private anonymous memory: MADV_DONTNEED only drops its contents, which no
+        // Rust reference points into (guest memory is only reached through volatile
+        // accesses), and the frames are unused by the guest.
+        let rc = unsafe { libc::madvise(guard.as_ptr().cast(), len as usize, libc::MADV_DONTNEED) };
+        if rc != 0 {
+            // Not fatal, but the frame must still read as zero.
+            let _ = self.ram.write_slice(&vec![0u8; len as usize], GuestAddress(gpa));
+        }
+    }
+
+    /// Reads a u64 at `gpa`.
+    pub(crate) fn read_u64(&self, gpa: u64) -> Option<u64> {
+        self.ram.read_obj::<u64>(GuestAddress(gpa)).ok()
+    }
+
+    /// Writes a u64 at `gpa`.
+    pub(crate) fn write_u64(&self, gpa: u64, v: u64) -> Option<()> {
+        self.ram.write_obj(v, GuestAddress(gpa)).ok()
+    }
+
+    /// Copies `data` to `gpa`.
+    pub(crate) fn write(&self, gpa: u64, data: &[u8]) -> Option<()> {
+        self.ram.write_slice(data, GuestAddress(gpa)).ok()
+    }
+
+    /// Copies from `gpa` into `buf`.
+    pub(crate) fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
+        self.ram.read_slice(buf, GuestAddress(gpa)).ok()
+    }
+
+    /// The bytes at `gpa .. gpa + len`, for I/O straight into guest memory.
+    pub(crate) fn slice(&self, gpa: u64, len: u64) -> Option<VolatileSlice<'_, ()>> {
+        self.ram.get_slice(GuestAddress(gpa), usize::try_from(len).ok()?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_accounted_and_reused_zeroed() {
+        let mut m = Memory::new(2 << 20).unwrap();
+        let fixed = FIXED_END / PAGE_SIZE;
+        let total = (2 << 20) / PAGE_SIZE;
+        let mut got = Vec::new();
+        while let Ok(f) = m.alloc() {
+            got.push(f);
+        }
+        assert_eq!(got.len() as u64, total - fixed);
+        assert_eq!(m.alloc(), Err(OutOfMemory));
+        m.write_u64(got[3], 0xdead_beef).unwrap();
+        let f3 = got[3];
+        m.free(vec![f3]);
+        assert_eq!(m.used_bytes(), (total - 1) * PAGE_SIZE);
+        let again = m.alloc().unwrap();
+        assert_eq!(again, f3);
+        assert_eq!(m.read_u64(again), Some(0), "a reused frame reads as zero");
+        assert_eq!(m.peak_bytes(), total * PAGE_SIZE);
+    }
+
+    #[test]
+    fn charges_share_the_budget() {
+        let mut m = Memory::new(2 << 20).unwrap();
+        let avail = (2 << 20) / PAGE_SIZE - FIXED_END / PAGE_SIZE;
+        let b = m.budget();
+        b.charge(avail - 1).unwrap();
+        assert!(m.alloc().is_ok());
+        assert_eq!(m.alloc(), Err(OutOfMemory));
+        assert_eq!(b.charge(1), Err(OutOfMemory));
+        b.uncharge(10);
+        assert!(m.alloc().is_ok());
+    }
+}

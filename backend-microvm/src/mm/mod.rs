@@ -1,0 +1,520 @@
+//! The workload's address space: mappings, page tables, demand paging, and the
+//! page-table changes the guest must replay before it runs again.
+
+pub(crate) mod pagetable;
+mod uaccess;
+pub(crate) mod vma;
+
+use std::rc::Rc;
+
+pub(crate) use uaccess::{CStrError, UserError};
+pub(crate) use vma::{Backing, Vma, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
+
+use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
+use crate::memory::{Memory, OutOfMemory};
+use pagetable::{PageTables, PTE_ADDR, PTE_FRAME, PTE_NX, PTE_P, PTE_U, PTE_W};
+use vma::{page_up, VmaMap};
+
+/// `si_code` of a SIGSEGV for an address with no mapping.
+pub(crate) const SEGV_MAPERR: i32 = 1;
+/// `si_code` of a SIGSEGV for a mapping without the right.
+pub(crate) const SEGV_ACCERR: i32 = 2;
+
+/// Lowest address a mapping may have (Linux's default `vm.mmap_min_addr`).
+pub(crate) const MMAP_MIN_ADDR: u64 = 0x1_0000;
+/// Pages mapped together on an anonymous or file fault (each fault is a VM exit).
+const FAULT_AROUND: u64 = 16;
+/// Pages mapped at once when the heap grows.
+const BRK_PREFAULT: u64 = 32;
+
+/// The kind of access that faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A load.
+    Read,
+    /// A store.
+    Write,
+    /// An instruction fetch.
+    Exec,
+}
+
+/// What a page fault comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FaultOutcome {
+    /// The page is mapped now (or was, and the guest's view is being refreshed).
+    Mapped,
+    /// SIGSEGV with this `si_code` (`SEGV_MAPERR` or `SEGV_ACCERR`).
+    Segv(i32),
+    /// SIGBUS: a file mapping beyond the end of its file.
+    Bus,
+    /// No frame left.
+    Oom,
+}
+
+/// Errors of the mapping calls, as errno values (or out of memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MapError {
+    /// An errno for the workload.
+    Errno(i32),
+    /// Guest memory is exhausted.
+    Oom,
+}
+
+impl From<OutOfMemory> for MapError {
+    fn from(_: OutOfMemory) -> Self {
+        MapError::Oom
+    }
+}
+
+/// Leaf-entry flags for `PROT_*` bits (without the frame).
+fn pte_flags(prot: u32) -> u64 {
+    if prot & (PROT_READ | PROT_WRITE | PROT_EXEC) == 0 {
+        return PTE_FRAME;
+    }
+    let mut f = PTE_P | PTE_U | PTE_FRAME;
+    if prot & PROT_WRITE != 0 {
+        f |= PTE_W;
+    }
+    if prot & PROT_EXEC == 0 {
+        f |= PTE_NX;
+    }
+    f
+}
+
+fn allowed(prot: u32, access: Access) -> bool {
+    match access {
+        // On x86 any mapped page can be read.
+        Access::Read => prot != 0,
+        Access::Write => prot & PROT_WRITE != 0,
+        Access::Exec => prot & PROT_EXEC != 0,
+    }
+}
+
+/// One address space.
+#[derive(Debug)]
+pub(crate) struct AddressSpace {
+    /// Guest RAM and its frames.
+    pub(crate) mem: Memory,
+    pt: PageTables,
+    vmas: VmaMap,
+    brk_start: u64,
+    brk: u64,
+    /// Top-down `mmap` placement starts below this.
+    mmap_top: u64,
+    /// Direct-map addresses of leaf entries the guest must rewrite (then flush).
+    flush: Vec<u64>,
+    /// The last page whose fault found it already mapped, and how often in a row.
+    spurious: (u64, u32),
+}
+
+impl AddressSpace {
+    /// An address space over `pt` with nothing of the workload mapped.
+    pub(crate) fn new(mem: Memory, pt: PageTables) -> AddressSpace {
+        AddressSpace {
+            mem,
+            pt,
+            vmas: VmaMap::default(),
+            brk_start: 0,
+            brk: 0,
+            mmap_top: USER_TOP,
+            flush: Vec::new(),
+            spurious: (0, 0),
+        }
+    }
+
+    /// CR3.
+    pub(crate) fn root(&self) -> u64 {
+        self.pt.root()
+    }
+
+    /// Sets where the heap starts and below which `mmap` places mappings.
+    pub(crate) fn set_layout(&mut self, brk_start: u64, mmap_top: u64) {
+        self.brk_start = brk_start;
+        self.brk = brk_start;
+        self.mmap_top = mmap_top;
+    }
+
+    /// The current program break.
+    pub(crate) fn brk(&self) -> u64 {
+        self.brk
+    }
+
+    /// The mappings (for tests and diagnostics).
+    pub(crate) fn vmas(&self) -> impl Iterator<Item = (u64, &Vma)> {
+        self.vmas.iter()
+    }
+
+    /// Takes the entries the guest must rewrite before running again.
+    pub(crate) fn take_flush(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.flush)
+    }
+
+    /// Adds a mapping over a free, page-aligned range.
+    pub(crate) fn insert(&mut self, start: u64, end: u64, prot: u32, kind: VmaKind) {
+        self.vmas.insert(start, Vma { end, prot, kind });
+    }
+
+    /// Unmaps the pages of `start .. end` (mappings are kept), freeing their frames.
+    fn drop_pages(&mut self, start: u64, end: u64) {
+        let mut frames = Vec::new();
+        let mut flush = Vec::new();
+        self.pt.for_each_mapped(&mut self.mem, start, end, |mem, _, slot, pte| {
+            mem.write_u64(slot, 0);
+            frames.push(pte & PTE_ADDR);
+            if pte & PTE_P != 0 {
+                flush.push(direct_map(slot));
+            }
+        });
+        self.flush.extend(flush);
+        self.mem.free(frames);
+    }
+
+    /// Maps `page` (its entry must hold no frame) with rights `prot`, filled with `data`.
+    fn fill_page(&mut self, page: u64, prot: u32, data: Option<&[u8]>) -> Result<(), OutOfMemory> {
+        let frame = self.mem.alloc()?;
+        if let Some(d) = data {
+            self.mem.write(frame, d);
+        }
+        if let Err(e) = self.pt.map(&mut self.mem, page, frame | pte_flags(prot)) {
+            self.mem.free(vec![frame]);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Handles a fault of the workload at `va`.
+    pub(crate) fn fault(&mut self, va: u64, access: Access) -> FaultOutcome {
+        if va >= USER_TOP {
+            return FaultOutcome::Segv(if va < (1 << 47) { SEGV_ACCERR } else { SEGV_MAPERR });
+        }
+        let Some((start, vma)) = self.vmas.find(va) else {
+            return FaultOutcome::Segv(SEGV_MAPERR);
+        };
+        if !allowed(vma.prot, access) {
+            return FaultOutcome::Segv(SEGV_ACCERR);
+        }
+        let vma = vma.clone();
+        let page = va & !(PAGE_SIZE - 1);
+        if let Some((slot, pte)) = self.pt.lookup(&mut self.mem, page) {
+            if pte & PTE_FRAME != 0 {
+                // Mapped already and allowed: the guest used an old translation.
+                let want = (pte & PTE_ADDR) | pte_flags(vma.prot);
+                if want != pte {
+                    self.mem.write_u64(slot, want);
+                }
+                self.flush.push(direct_map(slot));
+                self.spurious = if self.spurious.0 == page { (page, self.spurious.1 + 1) } else { (page, 1) };
+                if self.spurious.1 > 8 {
+                    // The guest keeps missing what is there: do not spin.
+                    return FaultOutcome::Segv(SEGV_ACCERR);
+                }
+                return FaultOutcome::Mapped;
+            }
+        }
+        self.spurious = (0, 0);
+        // Map the faulting page and its neighbours in a small aligned window.
+        let win = PAGE_SIZE * FAULT_AROUND;
+        let lo = (page & !(win - 1)).max(start);
+        let hi = ((page & !(win - 1)) + win).min(vma.end);
+        let contents = match &vma.kind {
+            VmaKind::Anon => None,
+            VmaKind::File { backing, offset } => {
+                let file_off = offset + (lo - start);
+                let mut buf = vec![0u8; (hi - lo) as usize];
+                let mut got = 0;
+                while got < buf.len() {
+                    match backing.read_at(file_off + got as u64, &mut buf[got..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                Some((buf, got as u64))
+            }
+        };
+        let page_data = |p: u64| -> Option<Option<&[u8]>> {
+            match &contents {
+                None => Some(None),
+                Some((buf, got)) => {
+                    let off = p - lo;
+                    if off >= *got {
+                        return None; // beyond the end of the file
+                    }
+                    Some(Some(&buf[off as usize..(off + PAGE_SIZE) as usize]))
+                }
+            }
+        };
+        match page_data(page) {
+            Some(d) => {
+                if self.fill_page(page, vma.prot, d).is_err() {
+                    return FaultOutcome::Oom;
+                }
+            }
+            None => return FaultOutcome::Bus,
+        }
+        let mut p = lo;
+        while p < hi {
+            if p != page {
+                let free = self.pt.lookup(&mut self.mem, p).is_none_or(|(_, pte)| pte & PTE_FRAME == 0);
+                if free {
+                    let Some(d) = page_data(p) else {
+                        break;
+                    };
+                    if self.fill_page(p, vma.prot, d).is_err() {
+                        break;
+                    }
+                }
+            }
+            p += PAGE_SIZE;
+        }
+        FaultOutcome::Mapped
+    }
+
+    /// Maps every page of `start .. end` now.
+    pub(crate) fn populate(&mut self, start: u64, end: u64) -> Result<(), OutOfMemory> {
+        let mut p = start & !(PAGE_SIZE - 1);
+        while p < end {
+            let vma = match self.vmas.find(p) {
+                Some((_, v)) => v.clone(),
+                None => {
+                    p += PAGE_SIZE;
+                    continue;
+                }
+            };
+            let mapped = self.pt.lookup(&mut self.mem, p).is_some_and(|(_, pte)| pte & PTE_FRAME != 0);
+            if !mapped {
+                match vma.kind {
+                    VmaKind::Anon => self.fill_page(p, vma.prot, None)?,
+                    VmaKind::File { .. } => {
+                        if self.fault(p, Access::Read) == FaultOutcome::Oom {
+                            return Err(OutOfMemory);
+                        }
+                    }
+                }
+            }
+            p += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `va` whatever the page rights (the pages must be mapped): the
+    /// loader's way of filling read-only segments.
+    pub(crate) fn poke(&mut self, mut va: u64, mut data: &[u8]) -> Option<()> {
+        while !data.is_empty() {
+            let (_, pte) = self.pt.lookup(&mut self.mem, va & !(PAGE_SIZE - 1))?;
+            if pte & PTE_FRAME == 0 {
+                return None;
+            }
+            let off = va & (PAGE_SIZE - 1);
+            let n = ((PAGE_SIZE - off) as usize).min(data.len());
+            self.mem.write((pte & PTE_ADDR) + off, &data[..n])?;
+            data = &data[n..];
+            va += n as u64;
+        }
+        Some(())
+    }
+
+    /// Validates a range given to a mapping call: page-aligned start, non-empty, inside
+    /// the workload's part of the address space. Returns its page-aligned end.
+    fn range(start: u64, len: u64) -> Result<u64, MapError> {
+        if start % PAGE_SIZE != 0 || len == 0 {
+            return Err(MapError::Errno(libc::EINVAL));
+        }
+        let end = start.checked_add(len).and_then(page_up).ok_or(MapError::Errno(libc::EINVAL))?;
+        if end > USER_TOP {
+            return Err(MapError::Errno(libc::EINVAL));
+        }
+        Ok(end)
+    }
+
+    /// `munmap`.
+    pub(crate) fn munmap(&mut self, start: u64, len: u64) -> Result<(), MapError> {
+        let end = Self::range(start, len)?;
+        self.drop_pages(start, end);
+        self.vmas.remove(start, end);
+        Ok(())
+    }
+
+    /// `mmap`: places (or, with `fixed`, replaces at) and records a mapping.
+    pub(crate) fn mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u32,
+        fixed: Fixed,
+        below_4g: bool,
+        kind: VmaKind,
+    ) -> Result<u64, MapError> {
+        if len == 0 {
+            return Err(MapError::Errno(libc::EINVAL));
+        }
+        let len = page_up(len).ok_or(MapError::Errno(libc::ENOMEM))?;
+        let start = match fixed {
+            Fixed::Replace | Fixed::NoReplace => {
+                let end = Self::range(addr, len).map_err(|_| MapError::Errno(libc::EINVAL))?;
+                if addr < MMAP_MIN_ADDR {
+                    return Err(MapError::Errno(libc::EPERM));
+                }
+                if fixed == Fixed::NoReplace && !self.vmas.is_free(addr, end) {
+                    return Err(MapError::Errno(libc::EEXIST));
+                }
+                self.drop_pages(addr, end);
+                self.vmas.remove(addr, end);
+                addr
+            }
+            Fixed::Hint => self.place(addr, len, below_4g).ok_or(MapError::Errno(libc::ENOMEM))?,
+        };
+        self.vmas.insert(start, Vma { end: start + len, prot, kind });
+        Ok(start)
+    }
+
+    /// Chooses where a new mapping of `len` bytes goes: the hint when free, else the
+    /// highest free range below the mmap base.
+    fn place(&self, hint: u64, len: u64, below_4g: bool) -> Option<u64> {
+        let hint = hint & !(PAGE_SIZE - 1);
+        if hint >= MMAP_MIN_ADDR {
+            if let Some(end) = hint.checked_add(len) {
+                if end <= USER_TOP && self.vmas.is_free(hint, end) {
+                    return Some(hint);
+                }
+            }
+        }
+        let top = if below_4g { 0x8000_0000 } else { self.mmap_top };
+        let bottom = if below_4g { MMAP_MIN_ADDR } else { self.brk.max(MMAP_MIN_ADDR) };
+        self.vmas.find_free_below(len, bottom, top)
+    }
+
+    /// `mprotect`.
+    pub(crate) fn mprotect(&mut self, start: u64, len: u64, prot: u32) -> Result<(), MapError> {
+        if start % PAGE_SIZE != 0 {
+            return Err(MapError::Errno(libc::EINVAL));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let end = Self::range(start, len)?;
+        if !self.vmas.is_covered(start, end) {
+            return Err(MapError::Errno(libc::ENOMEM));
+        }
+        self.vmas.protect(start, end, prot);
+        let flags = pte_flags(prot);
+        let mut flush = Vec::new();
+        self.pt.for_each_mapped(&mut self.mem, start, end, |mem, _, slot, pte| {
+            let want = (pte & PTE_ADDR) | flags;
+            if want != pte {
+                mem.write_u64(slot, want);
+                if pte & PTE_P != 0 {
+                    flush.push(direct_map(slot));
+                }
+            }
+        });
+        self.flush.extend(flush);
+        Ok(())
+    }
+
+    /// `madvise(MADV_DONTNEED)`: the pages read as new afterwards.
+    pub(crate) fn discard(&mut self, start: u64, len: u64) -> Result<(), MapError> {
+        let end = Self::range(start, len)?;
+        if !self.vmas.is_covered(start, end) {
+            return Err(MapError::Errno(libc::ENOMEM));
+        }
+        self.drop_pages(start, end);
+        Ok(())
+    }
+
+    /// `brk`: returns the new break, or the old one when it cannot move.
+    pub(crate) fn set_brk(&mut self, want: u64) -> Result<u64, OutOfMemory> {
+        if want < self.brk_start {
+            return Ok(self.brk);
+        }
+        let (Some(old_end), Some(new_end)) = (page_up(self.brk), page_up(want)) else {
+            return Ok(self.brk);
+        };
+        if new_end > old_end {
+            if new_end > self.mmap_top || !self.vmas.is_free(old_end, new_end) {
+                return Ok(self.brk);
+            }
+            self.vmas.insert(old_end, Vma { end: new_end, prot: PROT_READ | PROT_WRITE, kind: VmaKind::Anon });
+            let eager = new_end.min(old_end + BRK_PREFAULT * PAGE_SIZE);
+            self.populate(old_end, eager)?;
+        } else if new_end < old_end {
+            self.drop_pages(new_end, old_end);
+            self.vmas.remove(new_end, old_end);
+        }
+        self.brk = want;
+        Ok(want)
+    }
+
+    /// `mremap` without `MREMAP_FIXED`/`MREMAP_DONTUNMAP`.
+    pub(crate) fn mremap(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64, MapError> {
+        if old % PAGE_SIZE != 0 || new_len == 0 {
+            return Err(MapError::Errno(libc::EINVAL));
+        }
+        let old_len = page_up(old_len).ok_or(MapError::Errno(libc::EINVAL))?;
+        let new_len = page_up(new_len).ok_or(MapError::Errno(libc::EINVAL))?;
+        let Some((vstart, vma)) = self.vmas.find(old) else {
+            return Err(MapError::Errno(libc::EFAULT));
+        };
+        let old_end = old.checked_add(old_len).ok_or(MapError::Errno(libc::EINVAL))?;
+        if old_len == 0 || vma.end < old_end {
+            return Err(MapError::Errno(libc::EFAULT));
+        }
+        let vma = vma.clone();
+        if new_len <= old_len {
+            if new_len < old_len {
+                self.munmap(old + new_len, old_len - new_len)?;
+            }
+            return Ok(old);
+        }
+        let new_end = old.checked_add(new_len).ok_or(MapError::Errno(libc::ENOMEM))?;
+        if vma.end == old_end && new_end <= USER_TOP && self.vmas.is_free(old_end, new_end) {
+            let mut grown = vma.clone();
+            if let VmaKind::File { offset, .. } = &mut grown.kind {
+                *offset += old_end - vstart;
+            }
+            grown.end = new_end;
+            self.vmas.insert(old_end, grown);
+            return Ok(old);
+        }
+        if !may_move {
+            return Err(MapError::Errno(libc::ENOMEM));
+        }
+        let dest = self.place(0, new_len, false).ok_or(MapError::Errno(libc::ENOMEM))?;
+        let mut moved = vma;
+        if let VmaKind::File { offset, .. } = &mut moved.kind {
+            *offset += old - vstart;
+        }
+        moved.end = dest + new_len;
+        self.vmas.insert(dest, moved);
+        // Move the frames: new entries are fresh, the old ones are cleared and flushed.
+        let mut entries = Vec::new();
+        self.pt.for_each_mapped(&mut self.mem, old, old_end, |_, va, slot, pte| entries.push((va, slot, pte)));
+        for (va, slot, pte) in entries {
+            self.pt.map(&mut self.mem, dest + (va - old), pte)?;
+            self.mem.write_u64(slot, 0);
+            if pte & PTE_P != 0 {
+                self.flush.push(direct_map(slot));
+            }
+        }
+        self.vmas.remove(old, old_end);
+        Ok(dest)
+    }
+}
+
+/// How `mmap` treats the address it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fixed {
+    /// A hint.
+    Hint,
+    /// `MAP_FIXED`: replace what is there.
+    Replace,
+    /// `MAP_FIXED_NOREPLACE`: fail with `EEXIST` when something is there.
+    NoReplace,
+}
+
+/// A file-backed mapping's contents, shared by the mappings of one open file.
+pub(crate) fn file_kind(backing: Rc<dyn Backing>, offset: u64) -> VmaKind {
+    VmaKind::File { backing, offset }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,94 @@
+use super::*;
+use crate::guest::layout::PML4_GPA;
+
+fn space() -> AddressSpace {
+    let mut mem = Memory::new(8 << 20).unwrap();
+    let pt = crate::guest::build_supervisor(&mut mem).unwrap();
+    assert_eq!(pt.root(), PML4_GPA);
+    let mut a = AddressSpace::new(mem, pt);
+    a.set_layout(0x100_0000, 0x7f00_0000_0000);
+    a
+}
+
+#[test]
+fn demand_paging_and_uaccess() {
+    let mut a = space();
+    let at = a.mmap(0, 3 * PAGE_SIZE, PROT_READ | PROT_WRITE, Fixed::Hint, false, VmaKind::Anon).unwrap();
+    assert!(at < 0x7f00_0000_0000 && at % PAGE_SIZE == 0);
+    a.write_user(at + 10, b"hello").unwrap();
+    let mut b = [0u8; 5];
+    a.read_user(at + 10, &mut b).unwrap();
+    assert_eq!(&b, b"hello");
+    assert_eq!(a.read_cstr(at + 10, 100).unwrap(), b"hello");
+    assert_eq!(a.read_cstr(at + 10, 3), Err(CStrError::TooLong));
+    // Unmapped and out-of-range pointers are faults, not errors of the VMM.
+    assert_eq!(a.read_user(0, &mut b), Err(UserError::Fault));
+    assert_eq!(a.read_user(u64::MAX - 2, &mut b), Err(UserError::Fault));
+    assert_eq!(a.write_user(crate::guest::layout::STUB_VA, b"x"), Err(UserError::Fault));
+    assert!(a.take_flush().is_empty(), "nothing live was changed");
+}
+
+#[test]
+fn read_only_pages_refuse_writes_and_unmap_flushes() {
+    let mut a = space();
+    let at = a.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, Fixed::Hint, false, VmaKind::Anon).unwrap();
+    a.write_user(at, b"x").unwrap();
+    a.mprotect(at, PAGE_SIZE, PROT_READ).unwrap();
+    assert_eq!(a.take_flush().len(), 1, "a live entry lost a right: the guest must rewrite it");
+    assert_eq!(a.write_user(at, b"y"), Err(UserError::Fault));
+    assert_eq!(a.fault(at, Access::Write), FaultOutcome::Segv(SEGV_ACCERR));
+    let used = a.mem.used_bytes();
+    a.munmap(at, PAGE_SIZE).unwrap();
+    assert_eq!(a.take_flush().len(), 1);
+    assert_eq!(a.mem.used_bytes(), used - PAGE_SIZE, "the frame went back");
+    assert_eq!(a.fault(at, Access::Read), FaultOutcome::Segv(SEGV_MAPERR));
+}
+
+#[test]
+fn prot_none_keeps_contents() {
+    let mut a = space();
+    let at = a.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, Fixed::Hint, false, VmaKind::Anon).unwrap();
+    a.write_user(at, b"kept").unwrap();
+    a.mprotect(at, PAGE_SIZE, 0).unwrap();
+    assert_eq!(a.read_user_vec(at, 4), Err(UserError::Fault));
+    a.mprotect(at, PAGE_SIZE, PROT_READ).unwrap();
+    assert_eq!(a.read_user_vec(at, 4).unwrap(), b"kept");
+}
+
+#[test]
+fn brk_grows_and_shrinks() {
+    let mut a = space();
+    assert_eq!(a.set_brk(0).unwrap(), 0x100_0000);
+    assert_eq!(a.set_brk(0x100_2345).unwrap(), 0x100_2345);
+    a.write_user(0x100_2000, b"heap").unwrap();
+    assert_eq!(a.set_brk(0x100_0000).unwrap(), 0x100_0000);
+    assert_eq!(a.read_user_vec(0x100_0000, 1), Err(UserError::Fault));
+}
+
+#[test]
+fn memory_runs_out_cleanly() {
+    let mut a = space();
+    let at = a.mmap(0, 64 << 20, PROT_READ | PROT_WRITE, Fixed::Hint, false, VmaKind::Anon).unwrap();
+    let mut p = at;
+    let outcome = loop {
+        match a.fault(p, Access::Write) {
+            FaultOutcome::Mapped => p += PAGE_SIZE,
+            other => break other,
+        }
+    };
+    assert_eq!(outcome, FaultOutcome::Oom);
+    assert!(a.mem.used_bytes() <= 8 << 20);
+}
+
+#[test]
+fn mremap_moves_contents() {
+    let mut a = space();
+    let at = a.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, Fixed::Hint, false, VmaKind::Anon).unwrap();
+    a.write_user(at, b"moved").unwrap();
+    // Block in-place growth.
+    a.mmap(at + PAGE_SIZE, PAGE_SIZE, PROT_READ, Fixed::Replace, false, VmaKind::Anon).unwrap();
+    let to = a.mremap(at, PAGE_SIZE, 4 * PAGE_SIZE, true).unwrap();
+    assert_ne!(to, at);
+    assert_eq!(a.read_user_vec(to, 5).unwrap(), b"moved");
+    assert_eq!(a.read_user_vec(at, 1), Err(UserError::Fault));
+}

@@ -1,0 +1,229 @@
+//! The workload's mappings (virtual memory areas), kept apart from the page tables:
+//! what may be mapped where, with which rights, backed by what.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::rc::Rc;
+
+use crate::guest::layout::PAGE_SIZE;
+
+/// Read permission (`PROT_READ`).
+pub(crate) const PROT_READ: u32 = libc::PROT_READ as u32;
+/// Write permission (`PROT_WRITE`).
+pub(crate) const PROT_WRITE: u32 = libc::PROT_WRITE as u32;
+/// Execute permission (`PROT_EXEC`).
+pub(crate) const PROT_EXEC: u32 = libc::PROT_EXEC as u32;
+
+/// The contents of a file-backed mapping.
+pub(crate) trait Backing: fmt::Debug {
+    /// Reads at `offset`; a short count means end of file.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
+    /// The file's size now.
+    fn size(&self) -> u64;
+}
+
+/// What a mapping shows before the workload writes to it.
+#[derive(Debug, Clone)]
+pub(crate) enum VmaKind {
+    /// Zeros.
+    Anon,
+    /// A private copy of a file, from `offset` (the file offset of the mapping's start).
+    File {
+        /// The file.
+        backing: Rc<dyn Backing>,
+        /// File offset of the mapping's first byte.
+        offset: u64,
+    },
+}
+
+/// One mapping.
+#[derive(Debug, Clone)]
+pub(crate) struct Vma {
+    /// End (exclusive, page-aligned).
+    pub(crate) end: u64,
+    /// `PROT_*` bits.
+    pub(crate) prot: u32,
+    /// The contents.
+    pub(crate) kind: VmaKind,
+}
+
+impl Vma {
+    fn mergeable(&self, next: &Vma) -> bool {
+        self.prot == next.prot && matches!((&self.kind, &next.kind), (VmaKind::Anon, VmaKind::Anon))
+    }
+}
+
+/// The mappings, by start address. Never overlapping.
+#[derive(Debug, Default)]
+pub(crate) struct VmaMap {
+    map: BTreeMap<u64, Vma>,
+}
+
+impl VmaMap {
+    /// The mapping containing `va`.
+    pub(crate) fn find(&self, va: u64) -> Option<(u64, &Vma)> {
+        let (start, vma) = self.map.range(..=va).next_back()?;
+        (va < vma.end).then_some((*start, vma))
+    }
+
+    /// Mappings overlapping `start .. end`, in order.
+    pub(crate) fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &Vma)> {
+        let first = self.find(start).map(|(s, _)| s).unwrap_or(start);
+        self.map.range(first..end).map(|(s, v)| (*s, v)).filter(move |(_, v)| v.end > start)
+    }
+
+    /// True when nothing is mapped in `start .. end`.
+    pub(crate) fn is_free(&self, start: u64, end: u64) -> bool {
+        self.overlapping(start, end).next().is_none()
+    }
+
+    /// True when `start .. end` is mapped without a hole.
+    pub(crate) fn is_covered(&self, start: u64, end: u64) -> bool {
+        let mut at = start;
+        for (s, v) in self.overlapping(start, end) {
+            if s > at {
+                return false;
+            }
+            at = v.end;
+        }
+        at >= end
+    }
+
+    /// Splits the mapping that strictly contains `at` in two.
+    pub(crate) fn split(&mut self, at: u64) {
+        let Some((start, vma)) = self.find(at) else {
+            return;
+        };
+        if start == at {
+            return;
+        }
+        let mut tail = vma.clone();
+        if let VmaKind::File { offset, .. } = &mut tail.kind {
+            *offset += at - start;
+        }
+        if let Some(head) = self.map.get_mut(&start) {
+            head.end = at;
+        }
+        self.map.insert(at, tail);
+    }
+
+    /// Removes everything in `start .. end` (splitting at the edges).
+    pub(crate) fn remove(&mut self, start: u64, end: u64) {
+        self.split(start);
+        self.split(end);
+        let keys: Vec<u64> = self.map.range(start..end).map(|(k, _)| *k).collect();
+        for k in keys {
+            self.map.remove(&k);
+        }
+    }
+
+    /// Adds a mapping at `start`; the range must be free. Merges with an anonymous
+    /// neighbour of the same rights.
+    pub(crate) fn insert(&mut self, start: u64, vma: Vma) {
+        let end = vma.end;
+        self.map.insert(start, vma);
+        self.merge_at(end);
+        self.merge_at(start);
+    }
+
+    fn merge_at(&mut self, boundary: u64) {
+        let Some((prev_start, prev)) = self.map.range(..boundary).next_back() else {
+            return;
+        };
+        let prev_start = *prev_start;
+        if prev.end != boundary {
+            return;
+        }
+        let Some(next) = self.map.get(&boundary) else {
+            return;
+        };
+        if prev.mergeable(next) {
+            let end = next.end;
+            self.map.remove(&boundary);
+            if let Some(p) = self.map.get_mut(&prev_start) {
+                p.end = end;
+            }
+        }
+    }
+
+    /// Sets the rights of `start .. end` (which must be covered).
+    pub(crate) fn protect(&mut self, start: u64, end: u64, prot: u32) {
+        self.split(start);
+        self.split(end);
+        let keys: Vec<u64> = self.map.range(start..end).map(|(k, _)| *k).collect();
+        for k in &keys {
+            if let Some(v) = self.map.get_mut(k) {
+                v.prot = prot;
+            }
+        }
+        for k in keys {
+            self.merge_at(k);
+        }
+        self.merge_at(end);
+    }
+
+    /// The highest free range of `len` bytes ending at or below `top` and starting at
+    /// or above `bottom`.
+    pub(crate) fn find_free_below(&self, len: u64, bottom: u64, top: u64) -> Option<u64> {
+        let mut gap_end = top;
+        for (start, vma) in self.map.range(..top).rev() {
+            let gap_start = vma.end.max(bottom);
+            if gap_end >= gap_start && gap_end - gap_start >= len {
+                return Some(gap_end - len);
+            }
+            gap_end = gap_end.min(*start);
+            if gap_end < bottom.saturating_add(len) {
+                return None;
+            }
+        }
+        (gap_end >= bottom.saturating_add(len)).then(|| gap_end - len)
+    }
+
+    /// Every mapping, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Vma)> {
+        self.map.iter().map(|(s, v)| (*s, v))
+    }
+}
+
+/// Rounds up to a page.
+pub(crate) fn page_up(v: u64) -> Option<u64> {
+    v.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anon(end: u64, prot: u32) -> Vma {
+        Vma { end, prot, kind: VmaKind::Anon }
+    }
+
+    #[test]
+    fn insert_split_remove_merge() {
+        let mut m = VmaMap::default();
+        m.insert(0x1000, anon(0x5000, PROT_READ));
+        m.insert(0x5000, anon(0x8000, PROT_READ));
+        assert_eq!(m.iter().count(), 1, "adjacent anonymous mappings merge");
+        m.protect(0x2000, 0x3000, PROT_READ | PROT_WRITE);
+        assert_eq!(m.iter().count(), 3);
+        m.protect(0x2000, 0x3000, PROT_READ);
+        assert_eq!(m.iter().count(), 1, "same rights merge back");
+        m.remove(0x3000, 0x4000);
+        assert!(m.is_free(0x3000, 0x4000));
+        assert!(!m.is_covered(0x1000, 0x8000));
+        assert!(m.is_covered(0x4000, 0x8000));
+        assert_eq!(m.find(0x2fff).map(|(s, v)| (s, v.end)), Some((0x1000, 0x3000)));
+        assert!(m.find(0x3000).is_none());
+    }
+
+    #[test]
+    fn free_ranges_are_found_top_down() {
+        let mut m = VmaMap::default();
+        m.insert(0x10_0000, anon(0x20_0000, PROT_READ));
+        m.insert(0x30_0000, anon(0x40_0000, PROT_READ));
+        assert_eq!(m.find_free_below(0x1000, 0x1_0000, 0x50_0000), Some(0x4f_f000));
+        assert_eq!(m.find_free_below(0x10_0000, 0x1_0000, 0x40_0000), Some(0x20_0000));
+        assert_eq!(m.find_free_below(0x20_0000, 0x1_0000, 0x40_0000), None);
+        assert_eq!(m.find_free_below(0xf_0000, 0x1_0000, 0x40_0000), Some(0x21_0000));
+    }
+}

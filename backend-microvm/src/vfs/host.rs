@@ -1,0 +1,228 @@
+//! Host filesystem calls, all relative to directory handles opened at setup.
+//!
+//! Every lookup is a single path component resolved with `openat2` and
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`: the host kernel never
+//! follows a symlink or `..` for the sandbox. The VFS walks symlinks itself, in the
+//! sandbox's namespace.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::errno::{self, Errno};
+
+use super::Meta;
+
+/// The resolve flags of every host lookup.
+const RESOLVE: u64 = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+
+/// A path component as a C string (no NUL, no slash: the VFS split it).
+pub(crate) fn cname(name: &[u8]) -> Result<CString, Errno> {
+    if name.contains(&b'/') {
+        return Err(errno::EINVAL);
+    }
+    CString::new(name).map_err(|_| errno::EINVAL)
+}
+
+fn check(rc: libc::c_long) -> Result<libc::c_long, Errno> {
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn check_int(rc: libc::c_int) -> Result<(), Errno> {
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// `openat2(dir, name, flags, mode)` beneath `dir`, never following a symlink.
+pub(crate) fn openat2(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<OwnedFd, Errno> {
+    let c = cname(name)?;
+    // SAFETY: open_how is plain integers; all-zero is valid.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    let extra = if flags & libc::O_PATH != 0 { libc::O_CLOEXEC } else { libc::O_CLOEXEC | libc::O_NOCTTY };
+    how.flags = (flags | extra) as u64;
+    how.mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 { u64::from(mode & 0o7777) } else { 0 };
+    how.resolve = RESOLVE;
+    // SAFETY: `c` is a valid C string, `how` a valid open_how of the size passed.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_openat2, dir, c.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
+    };
+    let fd = check(rc)? as RawFd;
+    // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An `O_PATH` handle on `name` in `dir` (the symlink itself when it is one).
+pub(crate) fn open_path(dir: RawFd, name: &[u8]) -> Result<OwnedFd, Errno> {
+    openat2(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)
+}
+
+/// Opens a host path given by the policy (setup only; the host resolves it once).
+pub(crate) fn open_source(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid C string; the result is checked.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstat` of a handle.
+pub(crate) fn fstat(fd: RawFd) -> Result<Meta, Errno> {
+    // SAFETY: zeroed `stat` is a valid buffer for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid buffer pointer.
+    check_int(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(Meta::from_host(&st))
+}
+
+/// The target of a symlink handle (`O_PATH`).
+pub(crate) fn readlink(fd: RawFd) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: empty path with an O_PATH symlink handle reads that link; buffer is valid.
+    let n = unsafe { libc::readlinkat(fd, c"".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(Errno::last());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// A directory entry of a host directory.
+#[derive(Debug, Clone)]
+pub(crate) struct HostDirent {
+    /// Inode number.
+    pub(crate) ino: u64,
+    /// `DT_*` type.
+    pub(crate) dtype: u8,
+    /// Name.
+    pub(crate) name: Vec<u8>,
+}
+
+/// All entries of the directory handle `dir` (without `.` and `..`).
+pub(crate) fn read_dir(dir: RawFd) -> Result<Vec<HostDirent>, Errno> {
+    let fd = openat2(dir, b".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        // SAFETY: valid descriptor and buffer of the length passed.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
+        let n = check(n)? as usize;
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        while off + 19 <= n {
+            let ino = u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap_or_default());
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            let dtype = buf[off + 18];
+            if reclen == 0 || off + reclen > n {
+                break;
+            }
+            let name_bytes = &buf[off + 19..off + reclen];
+            let len = name_bytes.iter().position(|&b| b == 0).unwrap_or(name_bytes.len());
+            let name = name_bytes[..len].to_vec();
+            if name != b"." && name != b".." {
+                out.push(HostDirent { ino, dtype, name });
+            }
+            off += reclen;
+        }
+    }
+    Ok(out)
+}
+
+/// `mkdirat`.
+pub(crate) fn mkdir(dir: RawFd, name: &[u8], mode: u32) -> Result<(), Errno> {
+    let c = cname(name)?;
+    // SAFETY: valid C string.
+    check_int(unsafe { libc::mkdirat(dir, c.as_ptr(), mode & 0o7777) })
+}
+
+/// `unlinkat` (with `AT_REMOVEDIR` for directories).
+pub(crate) fn unlink(dir: RawFd, name: &[u8], is_dir: bool) -> Result<(), Errno> {
+    let c = cname(name)?;
+    let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: valid C string.
+    check_int(unsafe { libc::unlinkat(dir, c.as_ptr(), flags) })
+}
+
+/// `renameat2`.
+pub(crate) fn rename(from_dir: RawFd, from: &[u8], to_dir: RawFd, to: &[u8], flags: u32) -> Result<(), Errno> {
+    let (a, b) = (cname(from)?, cname(to)?);
+    // SAFETY: valid C strings.
+    let rc = unsafe { libc::syscall(libc::SYS_renameat2, from_dir, a.as_ptr(), to_dir, b.as_ptr(), flags) };
+    check(rc).map(|_| ())
+}
+
+/// `symlinkat`.
+pub(crate) fn symlink(target: &[u8], dir: RawFd, name: &[u8]) -> Result<(), Errno> {
+    let t = CString::new(target).map_err(|_| errno::EINVAL)?;
+    let c = cname(name)?;
+    // SAFETY: valid C strings.
+    check_int(unsafe { libc::symlinkat(t.as_ptr(), dir, c.as_ptr()) })
+}
+
+/// `linkat` (never following a symlink).
+pub(crate) fn link(from_dir: RawFd, from: &[u8], to_dir: RawFd, to: &[u8]) -> Result<(), Errno> {
+    let (a, b) = (cname(from)?, cname(to)?);
+    // SAFETY: valid C strings.
+    check_int(unsafe { libc::linkat(from_dir, a.as_ptr(), to_dir, b.as_ptr(), 0) })
+}
+
+/// `fchmodat` of `name` in `dir` (not following symlinks: a link's mode is not changed).
+pub(crate) fn chmod(dir: RawFd, name: &[u8], mode: u32) -> Result<(), Errno> {
+    let c = cname(name)?;
+    // SAFETY: valid C string.
+    check_int(unsafe { libc::fchmodat(dir, c.as_ptr(), mode & 0o7777, 0) })
+}
+
+/// `utimensat` of `name` in `dir`, not following symlinks.
+pub(crate) fn utimens(dir: RawFd, name: &[u8], times: &[libc::timespec; 2]) -> Result<(), Errno> {
+    let c = cname(name)?;
+    // SAFETY: valid C string and a two-element timespec array.
+    check_int(unsafe { libc::utimensat(dir, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+}
+
+/// `pread` into a buffer.
+pub(crate) fn pread(fd: RawFd, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
+    // SAFETY: valid buffer of the length passed.
+    let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), off as libc::off_t) };
+    check(n as libc::c_long).map(|n| n as usize)
+}
+
+/// `pwrite` from a buffer.
+pub(crate) fn pwrite(fd: RawFd, buf: &[u8], off: u64) -> Result<usize, Errno> {
+    // SAFETY: valid buffer of the length passed.
+    let n = unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), off as libc::off_t) };
+    check(n as libc::c_long).map(|n| n as usize)
+}
+
+/// `ftruncate`.
+pub(crate) fn ftruncate(fd: RawFd, len: u64) -> Result<(), Errno> {
+    let len = libc::off_t::try_from(len).map_err(|_| errno::EFBIG)?;
+    // SAFETY: plain syscall on a descriptor.
+    check_int(unsafe { libc::ftruncate(fd, len) })
+}
+
+/// `fsync`/`fdatasync`.
+pub(crate) fn fsync(fd: RawFd, data_only: bool) -> Result<(), Errno> {
+    // SAFETY: plain syscalls on a descriptor.
+    check_int(unsafe { if data_only { libc::fdatasync(fd) } else { libc::fsync(fd) } })
+}
+
+/// `fstatfs`.
+pub(crate) fn fstatfs(fd: RawFd) -> Result<libc::statfs, Errno> {
+    // SAFETY: zeroed statfs is a valid buffer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid buffer pointer.
+    check_int(unsafe { libc::fstatfs(fd, &mut st) })?;
+    Ok(st)
+}

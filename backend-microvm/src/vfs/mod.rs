@@ -1,0 +1,271 @@
+//! The sandbox's filesystem: a mount tree over host directories opened at setup, an
+//! in-memory /tmp, devices and generated files. Paths are walked here, one component
+//! at a time, with symlinks resolved in the sandbox's namespace (an absolute target
+//! starts again at the sandbox root, `..` never leaves it).
+
+pub(crate) mod host;
+mod mount;
+mod node;
+mod ops;
+mod setup;
+pub(crate) mod tmpfs;
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::rc::Rc;
+
+pub(crate) use mount::{HostSource, Mount, MountError, MountTree};
+pub(crate) use node::{dtype_of, DevKind, Meta, Node, Time};
+pub(crate) use ops::{DirEntry, Opened};
+pub(crate) use setup::build;
+
+use crate::errno::{self, Errno};
+
+/// Longest path accepted.
+pub(crate) const PATH_MAX: usize = 4096;
+/// Longest path component.
+const NAME_MAX: usize = 255;
+/// Symlinks followed in one lookup.
+const MAX_LINKS: u32 = 40;
+
+/// One step of a resolved path.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// The name in its parent (empty for the root).
+    pub(crate) name: Rc<[u8]>,
+    /// What it is.
+    pub(crate) node: Node,
+    /// Its trie node, while the path is a prefix of a mount point.
+    pub(crate) trie: Option<usize>,
+}
+
+/// A resolved path: the entries from the root down.
+#[derive(Debug, Clone)]
+pub(crate) struct Location {
+    entries: Vec<Entry>,
+}
+
+impl Location {
+    /// The last entry.
+    pub(crate) fn top(&self) -> &Entry {
+        // A location always holds at least the root.
+        &self.entries[self.entries.len() - 1]
+    }
+
+    /// The entry before the last, if any.
+    pub(crate) fn parent(&self) -> Option<&Entry> {
+        self.entries.len().checked_sub(2).map(|i| &self.entries[i])
+    }
+
+    /// The node of the last entry.
+    pub(crate) fn node(&self) -> &Node {
+        &self.top().node
+    }
+
+    /// The sandbox path, as `getcwd` shows it.
+    pub(crate) fn path(&self) -> Vec<u8> {
+        if self.entries.len() == 1 {
+            return b"/".to_vec();
+        }
+        let mut p = Vec::new();
+        for e in &self.entries[1..] {
+            p.push(b'/');
+            p.extend_from_slice(&e.name);
+        }
+        p
+    }
+
+    /// A stable inode number for virtual nodes.
+    pub(crate) fn ino(&self) -> u64 {
+        0x1000 + self.top().trie.unwrap_or(0) as u64
+    }
+
+    fn push(&mut self, e: Entry) {
+        self.entries.push(e);
+    }
+
+    fn pop(&mut self) {
+        if self.entries.len() > 1 {
+            self.entries.pop();
+        }
+    }
+}
+
+/// The filesystem of one sandbox.
+#[derive(Debug)]
+pub(crate) struct Vfs {
+    tree: MountTree,
+    sources: Vec<HostSource>,
+    tmp: Option<Rc<tmpfs::TmpInode>>,
+}
+
+fn split(path: &[u8]) -> VecDeque<Vec<u8>> {
+    path.split(|&b| b == b'/').filter(|c| !c.is_empty()).map(<[u8]>::to_vec).collect()
+}
+
+impl Vfs {
+    /// A filesystem over `tree`.
+    pub(crate) fn new(tree: MountTree, sources: Vec<HostSource>, tmp: Option<Rc<tmpfs::TmpInode>>) -> Vfs {
+        Vfs { tree, sources, tmp }
+    }
+
+    /// The host mount sources (for Landlock).
+    pub(crate) fn sources(&self) -> &[HostSource] {
+        &self.sources
+    }
+
+    /// The in-memory /tmp.
+    pub(crate) fn tmp(&self) -> Option<&Rc<tmpfs::TmpInode>> {
+        self.tmp.as_ref()
+    }
+
+    /// Adds a mount after setup (e.g. `/proc/self/exe`).
+    pub(crate) fn mount(&mut self, target: &str, m: Mount) {
+        self.tree.insert(Path::new(target), m);
+    }
+
+    /// The root.
+    pub(crate) fn root(&self) -> Location {
+        Location { entries: vec![Entry { name: Rc::from(&b""[..]), node: Node::Virtual, trie: Some(0) }] }
+    }
+
+    /// The child `name` of the directory `dir`.
+    pub(crate) fn child(&self, dir: &Entry, name: &[u8]) -> Result<Entry, Errno> {
+        if name.len() > NAME_MAX {
+            return Err(errno::ENAMETOOLONG);
+        }
+        if !dir.node.is_dir() {
+            return Err(errno::ENOTDIR);
+        }
+        let trie = dir.trie.and_then(|t| self.tree.child(t, name));
+        if let Some(m) = trie.and_then(|t| self.tree.mount(t)) {
+            return Ok(Entry { name: name.into(), node: m.node(), trie });
+        }
+        let under = match &dir.node {
+            Node::HostDir { fd, ro, mnt } => match host::open_path(fd.as_raw_fd(), name) {
+                Ok(child) => {
+                    let meta = host::fstat(child.as_raw_fd())?;
+                    Some(if meta.is_dir() {
+                        Node::HostDir { fd: Rc::new(child), ro: *ro, mnt: *mnt }
+                    } else {
+                        Node::HostFile {
+                            dir: Rc::clone(fd),
+                            name: name.into(),
+                            fd: Rc::new(child),
+                            ro: *ro,
+                            mnt: *mnt,
+                            kind: meta.kind(),
+                        }
+                    })
+                }
+                Err(e) if e == errno::ENOENT => None,
+                Err(e) => return Err(e),
+            },
+            Node::Tmp(t) => t.child(name).map(Node::Tmp),
+            _ => None,
+        };
+        match (under, trie) {
+            (Some(node), trie) => Ok(Entry { name: name.into(), node, trie }),
+            (None, Some(t)) => Ok(Entry { name: name.into(), node: Node::Virtual, trie: Some(t) }),
+            (None, None) => Err(errno::ENOENT),
+        }
+    }
+
+    /// Resolves `path` from `base` (for relative paths). The last component is followed
+    /// when it is a symlink only if `follow` (or the path ends with a slash).
+    pub(crate) fn resolve(&self, base: &Location, path: &[u8], follow: bool) -> Result<Location, Errno> {
+        self.resolve_counted(base, path, follow, &mut 0)
+    }
+
+    fn resolve_counted(&self, base: &Location, path: &[u8], follow: bool, links: &mut u32) -> Result<Location, Errno> {
+        if path.is_empty() {
+            return Err(errno::ENOENT);
+        }
+        if path.len() >= PATH_MAX {
+            return Err(errno::ENAMETOOLONG);
+        }
+        let must_dir = path.ends_with(b"/");
+        let mut loc = if path[0] == b'/' { self.root() } else { base.clone() };
+        let mut queue = split(path);
+        while let Some(comp) = queue.pop_front() {
+            let last = queue.is_empty();
+            if !loc.node().is_dir() {
+                return Err(errno::ENOTDIR);
+            }
+            match comp.as_slice() {
+                b"." => continue,
+                b".." => {
+                    loc.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let child = self.child(loc.top(), &comp)?;
+            if child.node.is_link() && (!last || follow || must_dir) {
+                *links += 1;
+                if *links > MAX_LINKS {
+                    return Err(errno::ELOOP);
+                }
+                let target = child.node.link_target()?;
+                if target.is_empty() {
+                    return Err(errno::ENOENT);
+                }
+                if target[0] == b'/' {
+                    loc = self.root();
+                }
+                let mut next = split(&target);
+                next.extend(queue.drain(..));
+                queue = next;
+                continue;
+            }
+            loc.push(child);
+        }
+        if must_dir && !loc.node().is_dir() {
+            return Err(errno::ENOTDIR);
+        }
+        Ok(loc)
+    }
+
+    /// Resolves everything but the last component of `path`: the parent directory and
+    /// the last name (which may be `.` or `..`; trailing slashes are dropped).
+    pub(crate) fn resolve_parent(&self, base: &Location, path: &[u8]) -> Result<(Location, Vec<u8>), Errno> {
+        if path.is_empty() {
+            return Err(errno::ENOENT);
+        }
+        if path.len() >= PATH_MAX {
+            return Err(errno::ENAMETOOLONG);
+        }
+        let trimmed = {
+            let mut end = path.len();
+            while end > 1 && path[end - 1] == b'/' {
+                end -= 1;
+            }
+            &path[..end]
+        };
+        let (dir, name) = match trimmed.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&trimmed[..=i], &trimmed[i + 1..]),
+            None => (&b""[..], trimmed),
+        };
+        if name.is_empty() {
+            // The root itself.
+            return Ok((self.root(), b".".to_vec()));
+        }
+        if name.len() > NAME_MAX {
+            return Err(errno::ENAMETOOLONG);
+        }
+        let parent = if dir.is_empty() { base.clone() } else { self.resolve(base, dir, true)? };
+        if !parent.node().is_dir() {
+            return Err(errno::ENOTDIR);
+        }
+        Ok((parent, name.to_vec()))
+    }
+
+    /// Metadata of the node a location ends at.
+    pub(crate) fn meta(&self, loc: &Location) -> Result<Meta, Errno> {
+        loc.node().meta(loc.ino())
+    }
+}
+
+#[cfg(test)]
+mod tests;

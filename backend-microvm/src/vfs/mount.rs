@@ -1,0 +1,194 @@
+//! The mount tree: which sandbox paths show what, built once from the plan.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path};
+use std::rc::Rc;
+
+use sandbox_core::{MountMode, PlannedMount};
+
+use super::host;
+use super::node::{DevKind, Node};
+use super::tmpfs::TmpInode;
+
+/// What a mount point shows.
+#[derive(Debug, Clone)]
+pub(crate) enum Mount {
+    /// A host directory.
+    HostDir {
+        /// `O_PATH` handle.
+        fd: Rc<OwnedFd>,
+        /// Read-only.
+        ro: bool,
+        /// Mount number.
+        mnt: u32,
+    },
+    /// A host file.
+    HostFile {
+        /// `O_PATH` handle of its directory.
+        dir: Rc<OwnedFd>,
+        /// Its name there.
+        name: Rc<[u8]>,
+        /// `O_PATH` handle of the file.
+        fd: Rc<OwnedFd>,
+        /// Read-only.
+        ro: bool,
+        /// Mount number.
+        mnt: u32,
+        /// Type bits.
+        kind: u32,
+    },
+    /// A symlink (a mount whose host source is a symlink shows as that symlink).
+    Link(Rc<[u8]>),
+    /// The in-memory /tmp.
+    Tmp(Rc<TmpInode>),
+    /// A device.
+    Dev(DevKind),
+    /// A generated file.
+    Gen(Rc<[u8]>),
+}
+
+impl Mount {
+    /// The node at the mount point.
+    pub(crate) fn node(&self) -> Node {
+        match self {
+            Mount::HostDir { fd, ro, mnt } => Node::HostDir { fd: Rc::clone(fd), ro: *ro, mnt: *mnt },
+            Mount::HostFile { dir, name, fd, ro, mnt, kind } => Node::HostFile {
+                dir: Rc::clone(dir),
+                name: Rc::clone(name),
+                fd: Rc::clone(fd),
+                ro: *ro,
+                mnt: *mnt,
+                kind: *kind,
+            },
+            Mount::Link(t) => Node::Link(Rc::clone(t)),
+            Mount::Tmp(t) => Node::Tmp(Rc::clone(t)),
+            Mount::Dev(d) => Node::Dev(*d),
+            Mount::Gen(b) => Node::Gen(Rc::clone(b)),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct TreeNode {
+    children: BTreeMap<Vec<u8>, usize>,
+    mount: Option<Mount>,
+}
+
+/// A trie of sandbox paths; node 0 is `/`.
+#[derive(Debug)]
+pub(crate) struct MountTree {
+    nodes: Vec<TreeNode>,
+}
+
+/// A host mount source, for the VMM's Landlock rules.
+#[derive(Debug, Clone)]
+pub(crate) struct HostSource {
+    /// `O_PATH` handle.
+    pub(crate) fd: Rc<OwnedFd>,
+    /// Read-only.
+    pub(crate) ro: bool,
+    /// A directory (else a file).
+    pub(crate) dir: bool,
+}
+
+/// A mount could not be set up.
+#[derive(Debug)]
+pub(crate) struct MountError {
+    /// The mount.
+    pub(crate) mount: PlannedMount,
+    /// Why.
+    pub(crate) error: std::io::Error,
+}
+
+fn components(target: &Path) -> Vec<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    target
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl MountTree {
+    /// An empty tree (`/` only).
+    pub(crate) fn new() -> MountTree {
+        MountTree { nodes: vec![TreeNode::default()] }
+    }
+
+    /// The child `name` of trie node `at`.
+    pub(crate) fn child(&self, at: usize, name: &[u8]) -> Option<usize> {
+        self.nodes.get(at)?.children.get(name).copied()
+    }
+
+    /// The mount at trie node `at`.
+    pub(crate) fn mount(&self, at: usize) -> Option<&Mount> {
+        self.nodes.get(at)?.mount.as_ref()
+    }
+
+    /// The children of trie node `at`.
+    pub(crate) fn children(&self, at: usize) -> impl Iterator<Item = (&Vec<u8>, usize)> {
+        self.nodes.get(at).into_iter().flat_map(|n| n.children.iter().map(|(k, v)| (k, *v)))
+    }
+
+    /// Mounts `mount` at `target` (absolute). A later mount hides what was mounted
+    /// below the same point before.
+    pub(crate) fn insert(&mut self, target: &Path, mount: Mount) {
+        let mut at = 0;
+        for c in components(target) {
+            at = match self.nodes[at].children.get(&c) {
+                Some(&n) => n,
+                None => {
+                    self.nodes.push(TreeNode::default());
+                    let n = self.nodes.len() - 1;
+                    self.nodes[at].children.insert(c, n);
+                    n
+                }
+            };
+        }
+        if at == 0 {
+            return; // never over the root
+        }
+        self.nodes[at].children.clear();
+        self.nodes[at].mount = Some(mount);
+    }
+
+    /// Opens the host source of a planned mount; `None` for a missing optional one.
+    pub(crate) fn host_mount(pm: &PlannedMount, mnt: u32) -> Result<Option<(Mount, Option<HostSource>)>, MountError> {
+        let err = |error: std::io::Error| MountError { mount: pm.clone(), error };
+        let ro = pm.mode == MountMode::Ro;
+        let fd = match host::open_source(&pm.source) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && pm.optional => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let meta = host::fstat(fd.as_raw_fd()).map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
+        match meta.kind() {
+            libc::S_IFLNK => {
+                let target = host::readlink(fd.as_raw_fd()).map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
+                Ok(Some((Mount::Link(target.into()), None)))
+            }
+            libc::S_IFDIR => {
+                let fd = Rc::new(fd);
+                let src = HostSource { fd: Rc::clone(&fd), ro, dir: true };
+                Ok(Some((Mount::HostDir { fd, ro, mnt }, Some(src))))
+            }
+            kind => {
+                use std::os::unix::ffi::OsStrExt;
+                let name = pm.source.file_name().ok_or_else(|| err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+                let parent = pm.source.parent().unwrap_or(Path::new("/"));
+                let dir = host::open_source(parent).map_err(err)?;
+                let file = host::open_path(dir.as_raw_fd(), name.as_bytes())
+                    .map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
+                let fd = Rc::new(file);
+                let src = HostSource { fd: Rc::clone(&fd), ro, dir: false };
+                Ok(Some((
+                    Mount::HostFile { dir: Rc::new(dir), name: name.as_bytes().into(), fd, ro, mnt, kind },
+                    Some(src),
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! What a path can lead to, and its metadata.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+
+use super::host;
+use super::tmpfs::TmpInode;
+use crate::errno::{self, Errno};
+
+/// A point in time (`struct timespec`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Time {
+    /// Seconds.
+    pub(crate) sec: i64,
+    /// Nanoseconds.
+    pub(crate) nsec: i64,
+}
+
+impl Time {
+    /// The wall clock now.
+    pub(crate) fn now() -> Time {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Time { sec: d.as_secs() as i64, nsec: i64::from(d.subsec_nanos()) }
+    }
+}
+
+/// File metadata (what `stat` reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// Device.
+    pub(crate) dev: u64,
+    /// Inode number.
+    pub(crate) ino: u64,
+    /// Type and permission bits.
+    pub(crate) mode: u32,
+    /// Link count.
+    pub(crate) nlink: u64,
+    /// Owner.
+    pub(crate) uid: u32,
+    /// Group.
+    pub(crate) gid: u32,
+    /// Device number, for device files.
+    pub(crate) rdev: u64,
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// Preferred I/O size.
+    pub(crate) blksize: u64,
+    /// 512-byte blocks.
+    pub(crate) blocks: u64,
+    /// Last access.
+    pub(crate) atime: Time,
+    /// Last modification.
+    pub(crate) mtime: Time,
+    /// Last status change.
+    pub(crate) ctime: Time,
+}
+
+impl Meta {
+    /// From a host `stat`.
+    pub(crate) fn from_host(st: &libc::stat) -> Meta {
+        Meta {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode: st.st_mode,
+            nlink: st.st_nlink,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev,
+            size: st.st_size.max(0) as u64,
+            blksize: st.st_blksize.max(0) as u64,
+            blocks: st.st_blocks.max(0) as u64,
+            atime: Time { sec: st.st_atime, nsec: st.st_atime_nsec },
+            mtime: Time { sec: st.st_mtime, nsec: st.st_mtime_nsec },
+            ctime: Time { sec: st.st_ctime, nsec: st.st_ctime_nsec },
+        }
+    }
+
+    /// Synthetic metadata: owned by root, times at the epoch of the sandbox.
+    pub(crate) fn synthetic(ino: u64, mode: u32, size: u64, rdev: u64) -> Meta {
+        Meta {
+            dev: 0x2b,
+            ino,
+            mode,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev,
+            size,
+            blksize: 4096,
+            blocks: size.div_ceil(512),
+            atime: Time::default(),
+            mtime: Time::default(),
+            ctime: Time::default(),
+        }
+    }
+
+    /// The `S_IFMT` bits.
+    pub(crate) fn kind(&self) -> u32 {
+        self.mode & libc::S_IFMT
+    }
+
+    /// A directory.
+    pub(crate) fn is_dir(&self) -> bool {
+        self.kind() == libc::S_IFDIR
+    }
+
+    /// The `DT_*` type for `getdents64`.
+    pub(crate) fn dtype(&self) -> u8 {
+        dtype_of(self.mode)
+    }
+}
+
+/// The `DT_*` value of a mode.
+pub(crate) fn dtype_of(mode: u32) -> u8 {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => libc::DT_DIR,
+        libc::S_IFREG => libc::DT_REG,
+        libc::S_IFLNK => libc::DT_LNK,
+        libc::S_IFCHR => libc::DT_CHR,
+        libc::S_IFBLK => libc::DT_BLK,
+        libc::S_IFIFO => libc::DT_FIFO,
+        libc::S_IFSOCK => libc::DT_SOCK,
+        _ => libc::DT_UNKNOWN,
+    }
+}
+
+/// The device files of /dev.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DevKind {
+    /// /dev/null.
+    Null,
+    /// /dev/zero.
+    Zero,
+    /// /dev/full.
+    Full,
+    /// /dev/random and /dev/urandom.
+    Random,
+    /// /dev/stdin, /dev/stdout, /dev/stderr: the workload's descriptor `n`.
+    Fd(u32),
+}
+
+impl DevKind {
+    fn rdev(self) -> u64 {
+        let minor = match self {
+            DevKind::Null => 3,
+            DevKind::Zero => 5,
+            DevKind::Full => 7,
+            DevKind::Random => 9,
+            DevKind::Fd(_) => 0,
+        };
+        (1 << 8) | minor
+    }
+}
+
+/// What a path leads to.
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
+    /// A directory that exists only in the mount tree (the root, /dev, /proc, ...).
+    Virtual,
+    /// A host directory.
+    HostDir {
+        /// `O_PATH` handle.
+        fd: Rc<OwnedFd>,
+        /// Read-only mount.
+        ro: bool,
+        /// Which mount (renames and links stay inside one).
+        mnt: u32,
+    },
+    /// A host non-directory (file, symlink, device...).
+    HostFile {
+        /// `O_PATH` handle of its directory.
+        dir: Rc<OwnedFd>,
+        /// Its name there.
+        name: Rc<[u8]>,
+        /// `O_PATH` handle of the file itself.
+        fd: Rc<OwnedFd>,
+        /// Read-only mount.
+        ro: bool,
+        /// Which mount.
+        mnt: u32,
+        /// Type bits (`S_IFMT`).
+        kind: u32,
+    },
+    /// A node of the in-memory /tmp.
+    Tmp(Rc<TmpInode>),
+    /// A device file.
+    Dev(DevKind),
+    /// A file generated by the sandbox (/etc/passwd...).
+    Gen(Rc<[u8]>),
+    /// A symlink of the mount tree (/bin -> usr/bin, /proc/self/exe).
+    Link(Rc<[u8]>),
+}
+
+impl Node {
+    /// A directory.
+    pub(crate) fn is_dir(&self) -> bool {
+        match self {
+            Node::Virtual | Node::HostDir { .. } => true,
+            Node::Tmp(t) => t.is_dir(),
+            _ => false,
+        }
+    }
+
+    /// A symlink.
+    pub(crate) fn is_link(&self) -> bool {
+        match self {
+            Node::Link(_) => true,
+            Node::HostFile { kind, .. } => *kind == libc::S_IFLNK,
+            Node::Tmp(t) => t.link_target().is_some(),
+            _ => false,
+        }
+    }
+
+    /// A symlink's target.
+    pub(crate) fn link_target(&self) -> Result<Vec<u8>, Errno> {
+        match self {
+            Node::Link(t) => Ok(t.to_vec()),
+            Node::HostFile { fd, kind, .. } if *kind == libc::S_IFLNK => host::readlink(fd.as_raw_fd()),
+            Node::Tmp(t) => t.link_target().ok_or(errno::EINVAL),
+            _ => Err(errno::EINVAL),
+        }
+    }
+
+    /// Whether writes through this node (or into this directory) are refused, and how.
+    pub(crate) fn writable(&self) -> Result<(), Errno> {
+        match self {
+            Node::HostDir { ro: true, .. } | Node::HostFile { ro: true, .. } => Err(errno::EROFS),
+            Node::HostDir { .. } | Node::HostFile { .. } | Node::Tmp(_) | Node::Dev(_) => Ok(()),
+            Node::Virtual | Node::Gen(_) | Node::Link(_) => Err(errno::EROFS),
+        }
+    }
+
+    /// Metadata; `ino` names virtual nodes.
+    pub(crate) fn meta(&self, ino: u64) -> Result<Meta, Errno> {
+        Ok(match self {
+            Node::Virtual => {
+                let mut m = Meta::synthetic(ino, libc::S_IFDIR | 0o755, 4096, 0);
+                m.nlink = 2;
+                m
+            }
+            Node::HostDir { fd, .. } | Node::HostFile { fd, .. } => host::fstat(fd.as_raw_fd())?,
+            Node::Tmp(t) => t.meta(),
+            Node::Dev(d) => Meta::synthetic(ino, libc::S_IFCHR | 0o666, 0, d.rdev()),
+            Node::Gen(b) => Meta::synthetic(ino, libc::S_IFREG | 0o644, b.len() as u64, 0),
+            Node::Link(t) => Meta::synthetic(ino, libc::S_IFLNK | 0o777, t.len() as u64, 0),
+        })
+    }
+}

@@ -1,0 +1,397 @@
+//! Filesystem operations on resolved paths: open, create, list, remove, rename, links,
+//! permission and time changes. Read-only mounts and synthetic nodes refuse writes
+//! with `EROFS`; mount points cannot be removed or renamed (`EBUSY`).
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+
+use super::tmpfs::{TmpData, TmpFs, TmpInode};
+use super::{host, DevKind, Entry, Location, Node, Time, Vfs};
+use crate::errno::{self, Errno};
+
+/// An opened node, ready for I/O.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// A host regular file.
+    Host(OwnedFd),
+    /// A host directory (listing only).
+    HostDir,
+    /// A tmpfs file or directory.
+    Tmp(Rc<TmpInode>),
+    /// A directory of the mount tree.
+    Virtual,
+    /// A device.
+    Dev(DevKind),
+    /// A generated file.
+    Gen(Rc<[u8]>),
+    /// `O_PATH`: a handle for `*at` calls and `fstat`, no I/O.
+    Path,
+}
+
+/// A directory entry, as `getdents64` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirEntry {
+    /// Inode number.
+    pub(crate) ino: u64,
+    /// `DT_*`.
+    pub(crate) dtype: u8,
+    /// Name.
+    pub(crate) name: Vec<u8>,
+}
+
+/// How many symlinks an `O_CREAT` open may follow to its target.
+const MAX_CREATE_LINKS: u32 = 40;
+
+fn is_dot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
+}
+
+impl Vfs {
+    /// Opens `path` with Linux `open` flags; `mode` (umask applied) for a new file.
+    pub(crate) fn open(&self, base: &Location, path: &[u8], flags: i32, mode: u32) -> Result<(Location, Opened), Errno> {
+        self.open_counted(base, path, flags, mode, 0)
+    }
+
+    fn open_counted(&self, base: &Location, path: &[u8], flags: i32, mode: u32, depth: u32) -> Result<(Location, Opened), Errno> {
+        let follow = flags & libc::O_NOFOLLOW == 0;
+        let acc = flags & libc::O_ACCMODE;
+        if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+            return Err(errno::ENOTSUP);
+        }
+        let loc = if flags & libc::O_CREAT != 0 {
+            let (parent, name) = self.resolve_parent(base, path)?;
+            if is_dot(&name) || path.ends_with(b"/") {
+                return Err(errno::EISDIR);
+            }
+            match self.child(parent.top(), &name) {
+                Ok(child) => {
+                    if flags & libc::O_EXCL != 0 {
+                        return Err(errno::EEXIST);
+                    }
+                    if child.node.is_link() {
+                        if !follow {
+                            return Err(errno::ELOOP);
+                        }
+                        if depth >= MAX_CREATE_LINKS {
+                            return Err(errno::ELOOP);
+                        }
+                        let target = child.node.link_target()?;
+                        return self.open_counted(&parent, &target, flags, mode, depth + 1);
+                    }
+                    let mut l = parent;
+                    l.push(child);
+                    l
+                }
+                Err(e) if e == errno::ENOENT => return self.create_file(parent, &name, flags, mode),
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.resolve(base, path, follow)?
+        };
+        if flags & libc::O_PATH != 0 {
+            return Ok((loc, Opened::Path));
+        }
+        let node = loc.node().clone();
+        if node.is_link() {
+            return Err(errno::ELOOP);
+        }
+        if flags & libc::O_DIRECTORY != 0 && !node.is_dir() {
+            return Err(errno::ENOTDIR);
+        }
+        let writes = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        if node.is_dir() && writes {
+            return Err(errno::EISDIR);
+        }
+        if writes {
+            node.writable()?;
+        }
+        let opened = match &node {
+            Node::Virtual => Opened::Virtual,
+            Node::HostDir { .. } => Opened::HostDir,
+            Node::HostFile { dir, name, kind, .. } => {
+                // Only regular files: a host FIFO or device must never be reached.
+                if *kind != libc::S_IFREG {
+                    return Err(errno::EACCES);
+                }
+                let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC;
+                Opened::Host(host::openat2(dir.as_raw_fd(), name, (flags & keep) | libc::O_NOFOLLOW, 0)?)
+            }
+            Node::Tmp(t) => {
+                if flags & libc::O_TRUNC != 0 && !t.is_dir() {
+                    t.truncate(0)?;
+                }
+                Opened::Tmp(Rc::clone(t))
+            }
+            Node::Dev(d) => Opened::Dev(*d),
+            Node::Gen(b) => Opened::Gen(Rc::clone(b)),
+            Node::Link(_) => return Err(errno::ELOOP),
+        };
+        Ok((loc, opened))
+    }
+
+    fn create_file(&self, mut parent: Location, name: &[u8], flags: i32, mode: u32) -> Result<(Location, Opened), Errno> {
+        parent.node().writable()?;
+        let (node, opened) = match parent.node().clone() {
+            Node::HostDir { fd, ro, mnt } => {
+                let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL;
+                let file = host::openat2(fd.as_raw_fd(), name, (flags & keep) | libc::O_NOFOLLOW, mode)?;
+                let path = host::open_path(fd.as_raw_fd(), name)?;
+                let node = Node::HostFile { dir: fd, name: name.into(), fd: Rc::new(path), ro, mnt, kind: libc::S_IFREG };
+                (node, if flags & libc::O_PATH != 0 { Opened::Path } else { Opened::Host(file) })
+            }
+            Node::Tmp(dir) => {
+                let inode = TmpFs::inode(dir.fs(), TmpData::File(Vec::new()), mode);
+                dir.insert(name, Rc::clone(&inode))?;
+                (Node::Tmp(Rc::clone(&inode)), if flags & libc::O_PATH != 0 { Opened::Path } else { Opened::Tmp(inode) })
+            }
+            _ => return Err(errno::EROFS),
+        };
+        parent.push(Entry { name: name.into(), node, trie: None });
+        Ok((parent, opened))
+    }
+
+    /// The entries of a directory, `.` and `..` first; mount points show over what is
+    /// below them.
+    pub(crate) fn list(&self, loc: &Location) -> Result<Vec<DirEntry>, Errno> {
+        let top = loc.top();
+        let mut by_name: BTreeMap<Vec<u8>, DirEntry> = BTreeMap::new();
+        match &top.node {
+            Node::HostDir { fd, .. } => {
+                for e in host::read_dir(fd.as_raw_fd())? {
+                    by_name.insert(e.name.clone(), DirEntry { ino: e.ino, dtype: e.dtype, name: e.name });
+                }
+            }
+            Node::Tmp(t) if t.is_dir() => {
+                for (name, i) in t.entries() {
+                    let m = i.meta();
+                    by_name.insert(name.clone(), DirEntry { ino: m.ino, dtype: m.dtype(), name });
+                }
+            }
+            Node::Virtual => {}
+            _ => return Err(errno::ENOTDIR),
+        }
+        if let Some(t) = top.trie {
+            for (name, idx) in self.tree.children(t) {
+                let (dtype, ino) = match self.tree.mount(idx).map(super::Mount::node) {
+                    Some(node) => {
+                        let ino = 0x1000 + idx as u64;
+                        let m = node.meta(ino).map(|m| (m.dtype(), m.ino)).unwrap_or((libc::DT_UNKNOWN, ino));
+                        (m.0, m.1)
+                    }
+                    None => match by_name.get(name) {
+                        Some(_) => continue,
+                        None => (libc::DT_DIR, 0x1000 + idx as u64),
+                    },
+                };
+                by_name.insert(name.clone(), DirEntry { ino, dtype, name: name.clone() });
+            }
+        }
+        let self_ino = self.meta(loc).map(|m| m.ino).unwrap_or(1);
+        let mut out = vec![
+            DirEntry { ino: self_ino, dtype: libc::DT_DIR, name: b".".to_vec() },
+            DirEntry { ino: 1, dtype: libc::DT_DIR, name: b"..".to_vec() },
+        ];
+        out.extend(by_name.into_values());
+        Ok(out)
+    }
+
+    /// `mkdir`.
+    pub(crate) fn mkdir(&self, base: &Location, path: &[u8], mode: u32) -> Result<(), Errno> {
+        let (parent, name) = self.resolve_parent(base, path)?;
+        if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
+            return Err(errno::EEXIST);
+        }
+        parent.node().writable()?;
+        match parent.node() {
+            Node::HostDir { fd, .. } => host::mkdir(fd.as_raw_fd(), &name, mode),
+            Node::Tmp(dir) => {
+                let d = TmpFs::inode(dir.fs(), TmpData::Dir(BTreeMap::new()), mode);
+                d.nlink.set(2);
+                dir.insert(&name, d)
+            }
+            _ => Err(errno::EROFS),
+        }
+    }
+
+    /// `unlink` (`dir` false) and `rmdir` (`dir` true).
+    pub(crate) fn unlink(&self, base: &Location, path: &[u8], dir: bool) -> Result<(), Errno> {
+        let (parent, name) = self.resolve_parent(base, path)?;
+        match (name.as_slice(), dir) {
+            (b".", true) => return Err(errno::EINVAL),
+            (b"..", true) => return Err(errno::ENOTEMPTY),
+            (b"." | b"..", false) => return Err(errno::EISDIR),
+            _ => {}
+        }
+        let child = self.child(parent.top(), &name)?;
+        if child.trie.is_some_and(|t| self.tree.mount(t).is_some()) {
+            return Err(errno::EBUSY);
+        }
+        match (dir, child.node.is_dir()) {
+            (false, true) => return Err(errno::EISDIR),
+            (true, false) => return Err(errno::ENOTDIR),
+            _ => {}
+        }
+        parent.node().writable()?;
+        match parent.node() {
+            Node::HostDir { fd, .. } => host::unlink(fd.as_raw_fd(), &name, dir),
+            Node::Tmp(d) => d.remove(&name, dir).map(|_| ()),
+            _ => Err(errno::EROFS),
+        }
+    }
+
+    /// `renameat2` (flags: `RENAME_NOREPLACE` only, besides 0).
+    pub(crate) fn rename(&self, b1: &Location, from: &[u8], b2: &Location, to: &[u8], flags: u32) -> Result<(), Errno> {
+        if flags & !libc::RENAME_NOREPLACE != 0 {
+            return Err(errno::EINVAL);
+        }
+        let (p1, n1) = self.resolve_parent(b1, from)?;
+        let (p2, n2) = self.resolve_parent(b2, to)?;
+        if is_dot(&n1) || is_dot(&n2) {
+            return Err(errno::EBUSY);
+        }
+        let src = self.child(p1.top(), &n1)?;
+        let busy = |e: &Entry| e.trie.is_some_and(|t| self.tree.mount(t).is_some());
+        if busy(&src) {
+            return Err(errno::EBUSY);
+        }
+        let dst = self.child(p2.top(), &n2).ok();
+        if let Some(d) = &dst {
+            if busy(d) {
+                return Err(errno::EBUSY);
+            }
+            if flags & libc::RENAME_NOREPLACE != 0 {
+                return Err(errno::EEXIST);
+            }
+        }
+        p1.node().writable()?;
+        p2.node().writable()?;
+        match (p1.node(), p2.node()) {
+            (Node::HostDir { fd: a, mnt: m1, .. }, Node::HostDir { fd: b, mnt: m2, .. }) if m1 == m2 => {
+                host::rename(a.as_raw_fd(), &n1, b.as_raw_fd(), &n2, flags)
+            }
+            (Node::Tmp(a), Node::Tmp(b)) if Rc::ptr_eq(a.fs(), b.fs()) => {
+                let Node::Tmp(moving) = &src.node else {
+                    return Err(errno::EXDEV);
+                };
+                if let Some(Entry { node: Node::Tmp(d), .. }) = &dst {
+                    if Rc::ptr_eq(d, moving) {
+                        return Ok(());
+                    }
+                }
+                if moving.is_dir() && p2.entries.iter().any(|e| matches!(&e.node, Node::Tmp(t) if Rc::ptr_eq(t, moving))) {
+                    return Err(errno::EINVAL);
+                }
+                b.replace(&n2, Rc::clone(moving))?;
+                a.detach(&n1);
+                if moving.is_dir() && !Rc::ptr_eq(a, b) {
+                    a.nlink.set(a.nlink.get().saturating_sub(1));
+                    b.nlink.set(b.nlink.get() + 1);
+                }
+                Ok(())
+            }
+            _ => Err(errno::EXDEV),
+        }
+    }
+
+    /// `symlinkat`.
+    pub(crate) fn symlink(&self, target: &[u8], base: &Location, path: &[u8]) -> Result<(), Errno> {
+        let (parent, name) = self.resolve_parent(base, path)?;
+        if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
+            return Err(errno::EEXIST);
+        }
+        parent.node().writable()?;
+        match parent.node() {
+            Node::HostDir { fd, .. } => host::symlink(target, fd.as_raw_fd(), &name),
+            Node::Tmp(dir) => dir.insert(&name, TmpFs::inode(dir.fs(), TmpData::Link(target.to_vec()), 0o777)),
+            _ => Err(errno::EROFS),
+        }
+    }
+
+    /// `linkat`: a new name for the non-directory at `src`.
+    pub(crate) fn link(&self, src: &Location, base: &Location, path: &[u8]) -> Result<(), Errno> {
+        let (parent, name) = self.resolve_parent(base, path)?;
+        if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
+            return Err(errno::EEXIST);
+        }
+        if src.node().is_dir() {
+            return Err(errno::EPERM);
+        }
+        parent.node().writable()?;
+        match (src.node(), parent.node()) {
+            (Node::HostFile { dir, name: n, mnt: m1, .. }, Node::HostDir { fd, mnt: m2, .. }) if m1 == m2 => {
+                host::link(dir.as_raw_fd(), n, fd.as_raw_fd(), &name)
+            }
+            (Node::Tmp(t), Node::Tmp(d)) if Rc::ptr_eq(t.fs(), d.fs()) => {
+                d.insert(&name, Rc::clone(t))?;
+                t.nlink.set(t.nlink.get() + 1);
+                Ok(())
+            }
+            _ => Err(errno::EXDEV),
+        }
+    }
+
+    /// The host directory and name of a host node, for calls by name.
+    fn host_name<'a>(loc: &'a Location) -> Option<(std::os::fd::RawFd, &'a [u8])> {
+        match loc.node() {
+            Node::HostFile { dir, name, .. } => Some((dir.as_raw_fd(), name)),
+            Node::HostDir { mnt, .. } => match loc.parent().map(|p| &p.node) {
+                Some(Node::HostDir { fd, mnt: pm, .. }) if pm == mnt => Some((fd.as_raw_fd(), &loc.top().name)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// `chmod`.
+    pub(crate) fn chmod(&self, loc: &Location, mode: u32) -> Result<(), Errno> {
+        loc.node().writable()?;
+        match loc.node() {
+            Node::Tmp(t) => {
+                t.chmod(mode);
+                Ok(())
+            }
+            _ => match Self::host_name(loc) {
+                Some((dir, name)) => host::chmod(dir, name, mode),
+                None => Err(errno::EPERM),
+            },
+        }
+    }
+
+    /// `utimensat`: `None` leaves a time as is.
+    pub(crate) fn utimens(&self, loc: &Location, atime: Option<Time>, mtime: Option<Time>) -> Result<(), Errno> {
+        loc.node().writable()?;
+        match loc.node() {
+            Node::Tmp(t) => {
+                t.set_times(atime, mtime);
+                Ok(())
+            }
+            _ => match Self::host_name(loc) {
+                Some((dir, name)) => {
+                    let ts = |t: Option<Time>| match t {
+                        Some(t) => libc::timespec { tv_sec: t.sec, tv_nsec: t.nsec },
+                        None => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+                    };
+                    host::utimens(dir, name, &[ts(atime), ts(mtime)])
+                }
+                None => Err(errno::EPERM),
+            },
+        }
+    }
+
+    /// `truncate` by path.
+    pub(crate) fn truncate(&self, loc: &Location, len: u64) -> Result<(), Errno> {
+        if loc.node().is_dir() {
+            return Err(errno::EISDIR);
+        }
+        loc.node().writable()?;
+        match loc.node() {
+            Node::Tmp(t) => t.truncate(len),
+            Node::HostFile { dir, name, kind, .. } if *kind == libc::S_IFREG => {
+                let f = host::openat2(dir.as_raw_fd(), name, libc::O_WRONLY | libc::O_NOFOLLOW, 0)?;
+                host::ftruncate(f.as_raw_fd(), len)
+            }
+            _ => Err(errno::EINVAL),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+use std::path::PathBuf;
+
+use super::*;
+use crate::memory::Memory;
+use sandbox_core::{MountMode, PlannedMount};
+
+struct Fixture {
+    _dir: TempDir,
+    host: PathBuf,
+    vfs: Vfs,
+    _mem: Memory,
+}
+
+/// A throwaway host directory.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fixture() -> Fixture {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let host = std::env::temp_dir().join(format!("hsb-vfs-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(host.join("ro/sub")).unwrap();
+    std::fs::create_dir_all(host.join("rw")).unwrap();
+    std::fs::write(host.join("ro/file"), b"content").unwrap();
+    std::fs::write(host.join("secret"), b"host secret").unwrap();
+    std::os::unix::fs::symlink("/data/file", host.join("ro/abs")).unwrap();
+    std::os::unix::fs::symlink("../../secret", host.join("ro/sub/escape")).unwrap();
+    std::os::unix::fs::symlink(host.join("secret"), host.join("ro/hostabs")).unwrap();
+    std::os::unix::fs::symlink("ro", host.join("link-to-ro")).unwrap();
+    let mounts = vec![
+        PlannedMount { source: host.join("ro"), target: "/data".into(), mode: MountMode::Ro, optional: false },
+        PlannedMount { source: host.join("rw"), target: "/out".into(), mode: MountMode::Rw, optional: false },
+        PlannedMount { source: host.join("link-to-ro"), target: "/alias".into(), mode: MountMode::Ro, optional: false },
+        PlannedMount { source: host.join("missing"), target: "/opt".into(), mode: MountMode::Ro, optional: true },
+    ];
+    let mem = Memory::new(2 << 20).unwrap();
+    let mut tree = MountTree::new();
+    let tmp = tmpfs::TmpFs::new(1 << 20, mem.budget());
+    tree.insert(Path::new("/tmp"), Mount::Tmp(Rc::clone(&tmp)));
+    let mut sources = Vec::new();
+    for (i, pm) in mounts.iter().enumerate() {
+        if let Some((m, s)) = MountTree::host_mount(pm, i as u32).unwrap() {
+            tree.insert(&pm.target, m);
+            sources.extend(s);
+        }
+    }
+    Fixture { host: host.clone(), _dir: TempDir(host), vfs: Vfs::new(tree, sources, Some(tmp)), _mem: mem }
+}
+
+fn read_all(f: &Fixture, path: &[u8]) -> Result<Vec<u8>, Errno> {
+    let (_, opened) = f.vfs.open(&f.vfs.root(), path, libc::O_RDONLY, 0)?;
+    match opened {
+        Opened::Host(fd) => {
+            let mut buf = vec![0u8; 100];
+            let n = host::pread(fd.as_raw_fd(), &mut buf, 0)?;
+            buf.truncate(n);
+            Ok(buf)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn reads_through_mounts_and_refuses_writes_on_ro() {
+    let f = fixture();
+    assert_eq!(read_all(&f, b"/data/file").unwrap(), b"content");
+    assert_eq!(read_all(&f, b"/data/sub/../file").unwrap(), b"content");
+    let root = f.vfs.root();
+    assert_eq!(f.vfs.open(&root, b"/data/file", libc::O_WRONLY, 0).unwrap_err(), errno::EROFS);
+    assert_eq!(f.vfs.open(&root, b"/data/new", libc::O_WRONLY | libc::O_CREAT, 0o644).unwrap_err(), errno::EROFS);
+    assert_eq!(f.vfs.mkdir(&root, b"/data/d", 0o755).unwrap_err(), errno::EROFS);
+    assert_eq!(f.vfs.unlink(&root, b"/data/file", false).unwrap_err(), errno::EROFS);
+    assert_eq!(f.vfs.mkdir(&root, b"/newdir", 0o755).unwrap_err(), errno::EROFS);
+    assert_eq!(f.vfs.resolve(&root, b"/opt", true).unwrap_err(), errno::ENOENT);
+}
+
+#[test]
+fn writes_on_rw_reach_the_host() {
+    let f = fixture();
+    let root = f.vfs.root();
+    let (_, opened) = f.vfs.open(&root, b"/out/new.txt", libc::O_WRONLY | libc::O_CREAT, 0o644).unwrap();
+    let Opened::Host(fd) = opened else { panic!() };
+    host::pwrite(fd.as_raw_fd(), b"written", 0).unwrap();
+    assert_eq!(std::fs::read(f.host.join("rw/new.txt")).unwrap(), b"written");
+    f.vfs.mkdir(&root, b"/out/d", 0o755).unwrap();
+    f.vfs.rename(&root, b"/out/new.txt", &root, b"/out/d/moved", 0).unwrap();
+    assert!(f.host.join("rw/d/moved").exists());
+    assert_eq!(f.vfs.rename(&root, b"/out/d/moved", &root, b"/tmp/x", 0).unwrap_err(), errno::EXDEV);
+}
+
+#[test]
+fn dotdot_and_symlinks_stay_in_the_sandbox() {
+    let f = fixture();
+    let root = f.vfs.root();
+    // `..` from a mount root goes to the sandbox's parent, not the host's.
+    let loc = f.vfs.resolve(&root, b"/data/../../../", true).unwrap();
+    assert_eq!(loc.path(), b"/");
+    assert_eq!(f.vfs.resolve(&root, b"/data/../secret", true).unwrap_err(), errno::ENOENT);
+    // A relative link climbing out of the mount lands in the sandbox root.
+    assert_eq!(f.vfs.resolve(&root, b"/data/sub/escape", true).unwrap_err(), errno::ENOENT);
+    // An absolute link resolves against the sandbox root...
+    assert_eq!(read_all(&f, b"/data/abs").unwrap(), b"content");
+    // ... so the host path it names does not exist here.
+    assert_eq!(f.vfs.resolve(&root, b"/data/hostabs", true).unwrap_err(), errno::ENOENT);
+    // Not following the last link shows the link.
+    let l = f.vfs.resolve(&root, b"/data/abs", false).unwrap();
+    assert_eq!(l.node().link_target().unwrap(), b"/data/file");
+}
+
+#[test]
+fn a_symlink_source_is_a_symlink_inside() {
+    let f = fixture();
+    let root = f.vfs.root();
+    let l = f.vfs.resolve(&root, b"/alias", false).unwrap();
+    assert!(l.node().is_link());
+    assert_eq!(l.node().link_target().unwrap(), b"ro");
+    let names: Vec<Vec<u8>> = f.vfs.list(&root).unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, [&b"."[..], b"..", b"alias", b"data", b"out", b"tmp"].map(<[u8]>::to_vec));
+}
+
+#[test]
+fn tmp_is_writable_and_listed() {
+    let f = fixture();
+    let root = f.vfs.root();
+    f.vfs.mkdir(&root, b"/tmp/a", 0o755).unwrap();
+    f.vfs.open(&root, b"/tmp/a/f", libc::O_CREAT | libc::O_WRONLY, 0o600).unwrap();
+    f.vfs.symlink(b"f", &root, b"/tmp/a/l").unwrap();
+    let names: Vec<Vec<u8>> = f.vfs.list(&f.vfs.resolve(&root, b"/tmp/a", true).unwrap()).unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, [&b"."[..], b"..", b"f", b"l"].map(<[u8]>::to_vec));
+    f.vfs.rename(&root, b"/tmp/a", &root, b"/tmp/b", 0).unwrap();
+    assert!(f.vfs.resolve(&root, b"/tmp/b/l", true).is_ok());
+    assert_eq!(f.vfs.unlink(&root, b"/tmp/b", true).unwrap_err(), errno::ENOTEMPTY);
+    assert_eq!(f.vfs.unlink(&root, b"/tmp", true).unwrap_err(), errno::EBUSY);
+}

@@ -1,0 +1,355 @@
+//! The sandbox's in-memory /tmp: bounded by `tmp_size` and charged against guest
+//! memory (its data counts as the sandbox's memory, as a tmpfs does in a cgroup).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use sandbox_core::{SANDBOX_GID, SANDBOX_UID};
+
+use super::{Meta, Time};
+use crate::errno::{self, Errno};
+use crate::guest::layout::PAGE_SIZE;
+use crate::memory::Budget;
+
+/// What a tmpfs inode holds.
+#[derive(Debug)]
+pub(crate) enum TmpData {
+    /// A directory.
+    Dir(BTreeMap<Vec<u8>, Rc<TmpInode>>),
+    /// A regular file.
+    File(Vec<u8>),
+    /// A symlink.
+    Link(Vec<u8>),
+}
+
+/// One tmpfs inode.
+#[derive(Debug)]
+pub(crate) struct TmpInode {
+    /// Inode number.
+    pub(crate) ino: u64,
+    /// Contents.
+    pub(crate) data: RefCell<TmpData>,
+    /// Permission bits (`0o7777`).
+    pub(crate) mode: Cell<u32>,
+    /// Links to it.
+    pub(crate) nlink: Cell<u64>,
+    /// Access, modification and change times.
+    pub(crate) times: Cell<[Time; 3]>,
+    fs: Rc<TmpFs>,
+}
+
+impl Drop for TmpInode {
+    fn drop(&mut self) {
+        if let TmpData::File(d) = &*self.data.borrow() {
+            self.fs.release(d.len() as u64);
+        }
+    }
+}
+
+/// The filesystem: its size limit and the memory budget it draws from.
+#[derive(Debug)]
+pub(crate) struct TmpFs {
+    limit: u64,
+    used: Cell<u64>,
+    next_ino: Cell<u64>,
+    budget: Rc<Budget>,
+}
+
+fn pages(bytes: u64) -> u64 {
+    bytes.div_ceil(PAGE_SIZE)
+}
+
+impl TmpFs {
+    /// A filesystem of at most `limit` bytes of file data; returns its root.
+    pub(crate) fn new(limit: u64, budget: Rc<Budget>) -> Rc<TmpInode> {
+        let fs = Rc::new(TmpFs { limit, used: Cell::new(0), next_ino: Cell::new(2), budget });
+        let root = TmpFs::inode(&fs, TmpData::Dir(BTreeMap::new()), 0o1777);
+        root.nlink.set(2);
+        root
+    }
+
+    /// A new inode.
+    pub(crate) fn inode(fs: &Rc<TmpFs>, data: TmpData, mode: u32) -> Rc<TmpInode> {
+        let ino = fs.next_ino.get();
+        fs.next_ino.set(ino + 1);
+        let now = Time::now();
+        Rc::new(TmpInode {
+            ino,
+            data: RefCell::new(data),
+            mode: Cell::new(mode & 0o7777),
+            nlink: Cell::new(1),
+            times: Cell::new([now; 3]),
+            fs: Rc::clone(fs),
+        })
+    }
+
+    /// Accounts a file growing from `old` to `new` bytes.
+    fn resize(&self, old: u64, new: u64) -> Result<(), Errno> {
+        if new > old {
+            let used = self.used.get() - old + new;
+            if used > self.limit {
+                return Err(errno::ENOSPC);
+            }
+            let more = pages(new) - pages(old);
+            self.budget.charge(more).map_err(|_| errno::ENOSPC)?;
+            self.used.set(used);
+        } else {
+            self.budget.uncharge(pages(old) - pages(new));
+            self.used.set(self.used.get() - old + new);
+        }
+        Ok(())
+    }
+
+    fn release(&self, len: u64) {
+        self.budget.uncharge(pages(len));
+        self.used.set(self.used.get().saturating_sub(len));
+    }
+
+    /// Bytes of file data held.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.get()
+    }
+
+    /// The size limit.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+impl TmpInode {
+    /// The filesystem it belongs to.
+    pub(crate) fn fs(&self) -> &Rc<TmpFs> {
+        &self.fs
+    }
+
+    /// Its metadata.
+    pub(crate) fn meta(&self) -> Meta {
+        let (kind, size) = match &*self.data.borrow() {
+            TmpData::Dir(m) => (libc::S_IFDIR, (m.len() as u64 + 2) * 20),
+            TmpData::File(d) => (libc::S_IFREG, d.len() as u64),
+            TmpData::Link(t) => (libc::S_IFLNK, t.len() as u64),
+        };
+        let [atime, mtime, ctime] = self.times.get();
+        Meta {
+            dev: 0x2a,
+            ino: self.ino,
+            mode: kind | self.mode.get(),
+            nlink: self.nlink.get(),
+            uid: SANDBOX_UID,
+            gid: SANDBOX_GID,
+            rdev: 0,
+            size,
+            blksize: PAGE_SIZE,
+            blocks: pages(size) * (PAGE_SIZE / 512),
+            atime,
+            mtime,
+            ctime,
+        }
+    }
+
+    /// True for a directory.
+    pub(crate) fn is_dir(&self) -> bool {
+        matches!(&*self.data.borrow(), TmpData::Dir(_))
+    }
+
+    fn touch(&self, modified: bool) {
+        let now = Time::now();
+        let [a, m, _] = self.times.get();
+        self.times.set(if modified { [a, now, now] } else { [now, m, now] });
+    }
+
+    /// Reads file data at `off`.
+    pub(crate) fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        match &*self.data.borrow() {
+            TmpData::File(d) => {
+                let start = usize::try_from(off).unwrap_or(usize::MAX).min(d.len());
+                let n = buf.len().min(d.len() - start);
+                buf[..n].copy_from_slice(&d[start..start + n]);
+                Ok(n)
+            }
+            TmpData::Dir(_) => Err(errno::EISDIR),
+            TmpData::Link(_) => Err(errno::EINVAL),
+        }
+    }
+
+    /// Writes file data at `off`, growing the file.
+    pub(crate) fn write_at(&self, off: u64, data: &[u8]) -> Result<usize, Errno> {
+        let mut guard = self.data.borrow_mut();
+        let TmpData::File(d) = &mut *guard else {
+            return Err(errno::EISDIR);
+        };
+        let end = off.checked_add(data.len() as u64).ok_or(errno::EFBIG)?;
+        let old = d.len() as u64;
+        if end > old {
+            self.fs.resize(old, end)?;
+            d.resize(usize::try_from(end).map_err(|_| errno::EFBIG)?, 0);
+        }
+        let off = off as usize;
+        d[off..off + data.len()].copy_from_slice(data);
+        drop(guard);
+        self.touch(true);
+        Ok(data.len())
+    }
+
+    /// Sets the file size.
+    pub(crate) fn truncate(&self, len: u64) -> Result<(), Errno> {
+        let mut guard = self.data.borrow_mut();
+        let TmpData::File(d) = &mut *guard else {
+            return Err(errno::EISDIR);
+        };
+        self.fs.resize(d.len() as u64, len)?;
+        d.resize(usize::try_from(len).map_err(|_| errno::EFBIG)?, 0);
+        drop(guard);
+        self.touch(true);
+        Ok(())
+    }
+
+    /// The child `name` of a directory.
+    pub(crate) fn child(&self, name: &[u8]) -> Option<Rc<TmpInode>> {
+        match &*self.data.borrow() {
+            TmpData::Dir(m) => m.get(name).cloned(),
+            _ => None,
+        }
+    }
+
+    /// The symlink target.
+    pub(crate) fn link_target(&self) -> Option<Vec<u8>> {
+        match &*self.data.borrow() {
+            TmpData::Link(t) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    /// The entries of a directory.
+    pub(crate) fn entries(&self) -> Vec<(Vec<u8>, Rc<TmpInode>)> {
+        match &*self.data.borrow() {
+            TmpData::Dir(m) => m.iter().map(|(k, v)| (k.clone(), Rc::clone(v))).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Adds `node` as `name`; `EEXIST` when taken.
+    pub(crate) fn insert(&self, name: &[u8], node: Rc<TmpInode>) -> Result<(), Errno> {
+        let mut guard = self.data.borrow_mut();
+        let TmpData::Dir(m) = &mut *guard else {
+            return Err(errno::ENOTDIR);
+        };
+        if m.contains_key(name) {
+            return Err(errno::EEXIST);
+        }
+        if node.is_dir() {
+            self.nlink.set(self.nlink.get() + 1);
+        }
+        m.insert(name.to_vec(), node);
+        drop(guard);
+        self.touch(true);
+        Ok(())
+    }
+
+    /// Removes `name`: a directory only when `dir` (and empty), a non-directory only
+    /// when not.
+    pub(crate) fn remove(&self, name: &[u8], dir: bool) -> Result<Rc<TmpInode>, Errno> {
+        let mut guard = self.data.borrow_mut();
+        let TmpData::Dir(m) = &mut *guard else {
+            return Err(errno::ENOTDIR);
+        };
+        let node = m.get(name).cloned().ok_or(errno::ENOENT)?;
+        match (dir, node.is_dir()) {
+            (true, false) => return Err(errno::ENOTDIR),
+            (false, true) => return Err(errno::EISDIR),
+            (true, true) if !node.entries().is_empty() => return Err(errno::ENOTEMPTY),
+            _ => {}
+        }
+        m.remove(name);
+        drop(guard);
+        if node.is_dir() {
+            self.nlink.set(self.nlink.get().saturating_sub(1));
+        }
+        node.nlink.set(node.nlink.get().saturating_sub(1));
+        self.touch(true);
+        Ok(node)
+    }
+
+    /// Takes `name` out of a directory without any check (rename's source side).
+    pub(crate) fn detach(&self, name: &[u8]) -> Option<Rc<TmpInode>> {
+        let mut guard = self.data.borrow_mut();
+        let TmpData::Dir(m) = &mut *guard else {
+            return None;
+        };
+        let node = m.remove(name);
+        drop(guard);
+        self.touch(true);
+        node
+    }
+
+    /// Replaces (or adds) `name` with `node` (rename's target side). Returns what was there.
+    pub(crate) fn replace(&self, name: &[u8], node: Rc<TmpInode>) -> Result<Option<Rc<TmpInode>>, Errno> {
+        let mut guard = self.data.borrow_mut();
+        let TmpData::Dir(m) = &mut *guard else {
+            return Err(errno::ENOTDIR);
+        };
+        if let Some(old) = m.get(name) {
+            match (node.is_dir(), old.is_dir()) {
+                (true, false) => return Err(errno::ENOTDIR),
+                (false, true) => return Err(errno::EISDIR),
+                (true, true) if !old.entries().is_empty() => return Err(errno::ENOTEMPTY),
+                _ => {}
+            }
+        }
+        let old = m.insert(name.to_vec(), node);
+        drop(guard);
+        if let Some(o) = &old {
+            o.nlink.set(o.nlink.get().saturating_sub(1));
+        }
+        self.touch(true);
+        Ok(old)
+    }
+
+    /// Sets the permission bits.
+    pub(crate) fn chmod(&self, mode: u32) {
+        self.mode.set(mode & 0o7777);
+        let [a, m, _] = self.times.get();
+        self.times.set([a, m, Time::now()]);
+    }
+
+    /// Sets access and modification times (`None` leaves one as is).
+    pub(crate) fn set_times(&self, atime: Option<Time>, mtime: Option<Time>) {
+        let [a, m, _] = self.times.get();
+        self.times.set([atime.unwrap_or(a), mtime.unwrap_or(m), Time::now()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::Memory;
+
+    #[test]
+    fn size_limit_and_budget() {
+        let mem = Memory::new(2 << 20).unwrap();
+        let root = TmpFs::new(10_000, mem.budget());
+        let f = TmpFs::inode(root.fs(), TmpData::File(Vec::new()), 0o644);
+        root.insert(b"f", Rc::clone(&f)).unwrap();
+        assert_eq!(f.write_at(0, &[1u8; 8000]).unwrap(), 8000);
+        assert_eq!(f.write_at(8000, &[1u8; 4000]), Err(errno::ENOSPC));
+        let before = mem.used_bytes();
+        assert_eq!(root.remove(b"f", false).unwrap().ino, f.ino);
+        drop(f);
+        assert_eq!(mem.used_bytes(), before - 2 * PAGE_SIZE, "data pages go back");
+        assert_eq!(root.fs().used(), 0);
+    }
+
+    #[test]
+    fn directories_must_be_empty_to_go() {
+        let mem = Memory::new(2 << 20).unwrap();
+        let root = TmpFs::new(1 << 20, mem.budget());
+        let d = TmpFs::inode(root.fs(), TmpData::Dir(BTreeMap::new()), 0o755);
+        root.insert(b"d", Rc::clone(&d)).unwrap();
+        d.insert(b"x", TmpFs::inode(root.fs(), TmpData::File(Vec::new()), 0o644)).unwrap();
+        assert_eq!(root.remove(b"d", true).unwrap_err(), errno::ENOTEMPTY);
+        assert_eq!(root.remove(b"d", false).unwrap_err(), errno::EISDIR);
+        d.remove(b"x", false).unwrap();
+        root.remove(b"d", true).unwrap();
+    }
+}

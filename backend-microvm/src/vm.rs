@@ -1,0 +1,212 @@
+//! Creating the VM: KVM handles, the memory slot, the vCPU and its first state (long
+//! mode, paging, descriptor tables, syscall MSRs, CPUID, XCR0).
+
+use std::sync::OnceLock;
+
+use kvm_bindings::{
+    kvm_msr_entry, kvm_regs, kvm_segment, kvm_userspace_memory_region, kvm_xcrs, CpuId, Msrs,
+    KVM_MAX_CPUID_ENTRIES,
+};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+
+use crate::guest::layout::*;
+use crate::guest::IDT_ENTRIES;
+use crate::memory::Memory;
+
+/// The VM could not be created.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VmError {
+    /// `/dev/kvm` cannot be opened.
+    #[error("cannot open /dev/kvm")]
+    Open(#[source] std::io::Error),
+    /// A KVM call failed.
+    #[error("KVM call failed: {0}")]
+    Kvm(&'static str, #[source] std::io::Error),
+}
+
+fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |e| VmError::Kvm(what, std::io::Error::from_raw_os_error(e.errno()))
+}
+
+/// The process's handle on `/dev/kvm` and what it supports, opened once.
+pub(crate) struct KvmHost {
+    kvm: Kvm,
+    cpuid: CpuId,
+}
+
+impl std::fmt::Debug for KvmHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KvmHost")
+    }
+}
+
+/// `/dev/kvm`, opened and queried on first use.
+pub(crate) fn kvm_host() -> Result<&'static KvmHost, VmError> {
+    static HOST: OnceLock<KvmHost> = OnceLock::new();
+    if let Some(h) = HOST.get() {
+        return Ok(h);
+    }
+    let kvm = Kvm::new().map_err(|e| VmError::Open(std::io::Error::from_raw_os_error(e.errno())))?;
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    Ok(HOST.get_or_init(|| KvmHost { kvm, cpuid }))
+}
+
+/// XSAVE components offered to the guest: x87, SSE, AVX and the AVX-512 state.
+const XCR0_WANTED: u64 = 0xe7;
+
+impl KvmHost {
+    /// The CPUID the guest sees, and the XCR0 that matches it.
+    fn guest_cpuid(&self) -> (CpuId, u64) {
+        let mut cpuid = self.cpuid.clone();
+        let mut xcr0_supported = 0x3u64;
+        for e in cpuid.as_mut_slice() {
+            match (e.function, e.index) {
+                (0xd, 0) => xcr0_supported = u64::from(e.eax) | (u64::from(e.edx) << 32),
+                // The hypervisor bit: the workload may know it is virtualized.
+                (1, _) => e.ecx |= 1 << 31,
+                _ => {}
+            }
+        }
+        let mut xcr0 = xcr0_supported & XCR0_WANTED;
+        if xcr0 & 0xe0 != 0xe0 {
+            xcr0 &= 0x7; // AVX-512 needs all three of its components
+        }
+        if xcr0 & 0x4 == 0 {
+            xcr0 &= 0x3;
+        }
+        (cpuid, xcr0 | 0x3)
+    }
+}
+
+/// A created VM with its one vCPU.
+pub(crate) struct Vm {
+    vm: VmFd,
+    /// The vCPU.
+    pub(crate) vcpu: VcpuFd,
+    slot: kvm_userspace_memory_region,
+    /// Where the doorbell is in guest-physical memory.
+    pub(crate) doorbell_gpa: u64,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm").field("doorbell_gpa", &self.doorbell_gpa).finish_non_exhaustive()
+    }
+}
+
+fn user_segment(selector: u16, code: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_: if code { 11 } else { 3 },
+        present: 1,
+        dpl: 3,
+        db: u8::from(!code),
+        s: 1,
+        l: u8::from(code),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+const MSR_STAR: u32 = 0xc000_0081;
+const MSR_LSTAR: u32 = 0xc000_0082;
+const MSR_CSTAR: u32 = 0xc000_0083;
+const MSR_SYSCALL_MASK: u32 = 0xc000_0084;
+/// RFLAGS cleared on `syscall`: TF, IF, DF, IOPL, NT, AC (as Linux).
+const SYSCALL_MASK: u64 = 0x47700;
+
+impl Vm {
+    /// Creates the VM over `mem` (whose supervisor tables are built) and sets the vCPU
+    /// to enter user mode at `entry` with stack `rsp`.
+    pub(crate) fn create(mem: &Memory, entry: u64, rsp: u64) -> Result<Vm, VmError> {
+        let host = kvm_host()?;
+        let vm = host.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        let userspace_addr = mem
+            .ram()
+            .get_host_address(GuestAddress(0))
+            .map_err(|_| VmError::Kvm("guest memory", std::io::Error::from_raw_os_error(libc::EFAULT)))?
+            as u64;
+        let slot = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: mem.size(),
+            userspace_addr,
+        };
+        // SAFETY: the region is the whole guest RAM mapping, owned by `mem`, which the
+        // caller keeps alive (and mapped) as long as this VM: the run drops the VM before
+        // the memory.
+        unsafe { vm.set_user_memory_region(slot) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        let (cpuid, xcr0) = host.guest_cpuid();
+        vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+
+        let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        sregs.cs = user_segment(USER_CS, true);
+        let ds = user_segment(USER_DS, false);
+        (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (ds, ds, ds, ds, ds);
+        sregs.tr = kvm_segment {
+            base: SUP_VA + GDT_GPA + TSS_OFFSET,
+            limit: 0x67,
+            selector: TSS_SEL,
+            type_: 11,
+            present: 1,
+            ..Default::default()
+        };
+        sregs.gdt.base = SUP_VA + GDT_GPA;
+        sregs.gdt.limit = 10 * 8 - 1;
+        sregs.idt.base = SUP_VA + IDT_GPA;
+        sregs.idt.limit = (IDT_ENTRIES * 16 - 1) as u16;
+        sregs.cr3 = PML4_GPA;
+        // PAE, OSFXSR, OSXMMEXCPT, FSGSBASE, OSXSAVE.
+        sregs.cr4 = (1 << 5) | (1 << 9) | (1 << 10) | (1 << 16) | (1 << 18);
+        // SCE, LME, LMA, NXE.
+        sregs.efer = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
+        // PE, MP, ET, NE, WP, PG.
+        sregs.cr0 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16) | (1 << 31);
+        vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+
+        let msr = |index, data| kvm_msr_entry { index, data, ..Default::default() };
+        let msrs = Msrs::from_entries(&[
+            msr(MSR_STAR, (u64::from(USER_CS - 16) << 48) | (u64::from(KERNEL_CS) << 32)),
+            msr(MSR_LSTAR, STUB_VA),
+            // Compatibility-mode syscalls have no code segment to come from; be safe.
+            msr(MSR_CSTAR, FLUSH_ENTRY_VA),
+            msr(MSR_SYSCALL_MASK, SYSCALL_MASK),
+        ])
+        .map_err(|_| VmError::Kvm("MSR list", std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let n = vcpu.set_msrs(&msrs).map_err(kvm_err("KVM_SET_MSRS"))?;
+        if n != 4 {
+            return Err(VmError::Kvm("KVM_SET_MSRS", std::io::Error::from_raw_os_error(libc::EINVAL)));
+        }
+        let mut xcrs = kvm_xcrs { nr_xcrs: 1, ..Default::default() };
+        xcrs.xcrs[0].xcr = 0;
+        xcrs.xcrs[0].value = xcr0;
+        if vcpu.set_xcrs(&xcrs).is_err() {
+            xcrs.xcrs[0].value = 0x7;
+            vcpu.set_xcrs(&xcrs).map_err(kvm_err("KVM_SET_XCRS"))?;
+        }
+        let regs = kvm_regs { rip: entry, rsp, rflags: 0x202, ..Default::default() };
+        vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
+        Ok(Vm { vm, vcpu, slot, doorbell_gpa: doorbell_gpa(mem.size()) })
+    }
+
+    /// Deletes and re-adds the memory slot: KVM drops every translation of guest memory
+    /// (shadow pages on PVM, EPT/NPT and TLB entries on VT-x/AMD-V).
+    pub(crate) fn reload_slot(&self) -> Result<(), VmError> {
+        let empty = kvm_userspace_memory_region { memory_size: 0, ..self.slot };
+        // SAFETY: deleting the slot (size 0) maps nothing; re-adding it maps the same
+        // guest RAM as at creation, which is still alive (see `create`).
+        unsafe { self.vm.set_user_memory_region(empty) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        // SAFETY: as above.
+        unsafe { self.vm.set_user_memory_region(self.slot) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        Ok(())
+    }
+}
