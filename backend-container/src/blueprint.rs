@@ -98,6 +98,20 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
     Ok((lift(fds[0])?, lift(fds[1])?))
 }
 
+/// The [start, end) addresses of this process's argv and environment strings, from
+/// /proc/self/stat (fields 48 to 51); zeros when unknown.
+fn caller_string_areas() -> [(usize, usize); 2] {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // After ") " the fields start at number 3.
+    let f: Vec<usize> = after_comm
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let at = |n: usize| f.get(n - 3).copied().unwrap_or(0);
+    [(at(48), at(49)), (at(50), at(51))]
+}
+
 fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -497,6 +511,7 @@ impl Blueprint {
                 crate::seccomp::fprog(inputs.seccomp.clone3_enosys),
             ],
             last_cap: last_cap(),
+            scrub: caller_string_areas(),
         };
         let child_ends = ChildEnds {
             _fds: [

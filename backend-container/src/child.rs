@@ -76,29 +76,30 @@ pub(crate) enum Stage {
     Exec = 12,
     Network = 13,
     Source = 14,
+    Interpreter = 15,
 }
 
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        [
-            Setup,
-            Op,
-            Pivot,
-            Landlock,
-            Identity,
-            Fork,
-            Stdio,
-            Cwd,
-            Rlimit,
-            Capabilities,
-            Seccomp,
-            Exec,
-            Network,
-            Source,
-        ]
-        .into_iter()
-        .find(|s| *s as u32 == v)
+        Some(match v {
+            1 => Setup,
+            2 => Op,
+            3 => Pivot,
+            4 => Landlock,
+            5 => Identity,
+            6 => Fork,
+            7 => Stdio,
+            8 => Cwd,
+            9 => Rlimit,
+            10 => Capabilities,
+            11 => Seccomp,
+            12 => Exec,
+            13 => Network,
+            14 => Source,
+            15 => Interpreter,
+            _ => return None,
+        })
     }
 }
 
@@ -202,6 +203,9 @@ pub(crate) struct ChildSpec {
     pub(crate) envp: Vec<*const libc::c_char>,
     pub(crate) seccomp: Vec<libc::sock_fprog>,
     pub(crate) last_cap: u32,
+    /// The caller's argv and environment strings ([start, end) addresses), which init
+    /// inherits as a copy of the caller and scrubs: /proc/1/cmdline is world-readable.
+    pub(crate) scrub: [(usize, usize); 2],
 }
 
 // SAFETY: the raw pointers in `argv`, `envp` and `seccomp` point into buffers owned by
@@ -487,10 +491,9 @@ fn add_rules(spec: &ChildSpec, ruleset: RawFd) {
 
 /// The clone's child: becomes init of the sandbox. Never returns.
 pub(crate) fn init_main(spec: &ChildSpec) -> ! {
-    // Die with the parent thread; keep the workload away from this process's memory,
-    // which is a copy of the caller's (no ptrace, no /proc/1/mem, root-owned /proc/1).
+    // Die with the parent thread.
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
+    scrub_caller_strings(spec);
     let mut go = [0u8; 1];
     // The parent writes one byte once the id maps and cgroups are set; EOF means it died.
     loop {
@@ -500,6 +503,10 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
             _ => sys::exit(125),
         }
     }
+    // Keep the workload away from this process's memory, a copy of the caller's (no
+    // ptrace, no /proc/1/mem, root-owned /proc/1). Not before "go": a rootless parent
+    // writes the id maps in /proc/<pid>, which this makes root-owned.
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
     close_others(&spec.keep);
     if spec.clear_groups {
         if let Err(err) = sys::setgroups_empty() {
@@ -566,6 +573,26 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     }
     let _ = sys::close_range(0, 2);
     reap(spec, workload)
+}
+
+/// Overwrites the caller's command line and environment in init's copy of memory, and
+/// names the process `hsb-init`.
+fn scrub_caller_strings(spec: &ChildSpec) {
+    for (i, &(start, end)) in spec.scrub.iter().enumerate() {
+        if start == 0 || end <= start {
+            continue;
+        }
+        // SAFETY: [start, end) is the argv (or environ) string area of this process, as
+        // the kernel reported it for the parent before the fork; the child has its own
+        // copy-on-write copy of that writable stack memory, and no code in the child
+        // reads it (Rust's cached argv pointers are never used here).
+        unsafe { std::ptr::write_bytes(start as *mut u8, 0, end - start) };
+        if i == 0 && end - start > 8 {
+            // SAFETY: as above; 8 bytes fit in the area (checked).
+            unsafe { std::ptr::copy_nonoverlapping(b"hsb-init".as_ptr(), start as *mut u8, 8) };
+        }
+    }
+    let _ = sys::prctl(libc::PR_SET_NAME, c"hsb-init".as_ptr() as libc::c_ulong);
 }
 
 /// Reaps every process until none is left; reports the workload's status.
@@ -649,23 +676,23 @@ fn workload_main(spec: &ChildSpec) -> ! {
             fail(spec, Stage::Seccomp, err, i as u32)
         }
     }
-    // Search like execvp: ENOENT/ENOTDIR move on, EACCES is remembered.
-    let mut last = libc::ENOENT;
-    let mut seen_eacces = false;
+    // Search like execvp: ENOENT/ENOTDIR move on, EACCES is remembered. A candidate that
+    // exists but fails with ENOENT lacks its interpreter (ELF loader or #! program).
+    let mut eacces: Option<(Errno, u32)> = None;
     for (i, path) in spec.candidates.iter().enumerate() {
-        let err = sys::execve(path, spec.argv.as_ptr(), spec.envp.as_ptr());
-        match err {
-            libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => {}
-            libc::EACCES | libc::EPERM => {
-                seen_eacces = true;
-                last = err;
-                let _ = i;
+        match sys::execve(path, spec.argv.as_ptr(), spec.envp.as_ptr()) {
+            libc::ENOENT if sys::exists(path) => {
+                fail(spec, Stage::Interpreter, libc::ENOENT, i as u32)
             }
-            _ => fail(spec, Stage::Exec, err, i as u32),
+            libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => {}
+            e @ (libc::EACCES | libc::EPERM) => eacces = eacces.or(Some((e, i as u32))),
+            e => fail(spec, Stage::Exec, e, i as u32),
         }
     }
-    let errno = if seen_eacces { last } else { libc::ENOENT };
-    fail(spec, Stage::Exec, errno, u32::MAX)
+    match eacces {
+        Some((e, i)) => fail(spec, Stage::Exec, e, i),
+        None => fail(spec, Stage::Exec, libc::ENOENT, u32::MAX),
+    }
 }
 
 /// Closes every fd above `above` except those in `keep` (sorted).
@@ -705,5 +732,32 @@ fn drop_capabilities(spec: &ChildSpec) {
         .and_then(|_| sys::prctl_no_new_privs());
     if let Err(err) = r {
         fail(spec, Stage::Capabilities, err, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_round_trip() {
+        for v in 1..=15 {
+            assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
+        }
+        assert!(Stage::from_u32(0).is_none() && Stage::from_u32(16).is_none());
+        let r = ErrorRecord {
+            stage: 12,
+            errno: 2,
+            index: 7,
+        };
+        let back = ErrorRecord::from_bytes(&r.to_bytes());
+        assert_eq!((back.stage, back.errno, back.index), (12, 2, 7));
+        let s = StatusReport {
+            wait_status: 256,
+            cpu_us: 12345,
+            max_rss_kib: 99,
+        };
+        let b = StatusReport::from_bytes(&s.to_bytes());
+        assert_eq!((b.wait_status, b.cpu_us, b.max_rss_kib), (256, 12345, 99));
     }
 }

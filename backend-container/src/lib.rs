@@ -209,6 +209,13 @@ fn describe(plan: &Plan, labels: &Labels, rec: ErrorRecord) -> SpawnError {
         Some(Stage::Exec) if rec.errno == libc::ENOENT => {
             SpawnError::ProgramNotFound(plan.program.clone())
         }
+        Some(Stage::Interpreter) => SpawnError::NotExecutable {
+            program: labels.candidates.get(idx).cloned().unwrap_or_else(|| plan.program.clone()),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "it exists, but its interpreter (the ELF loader or the #! program) is not in the sandbox; mount it",
+            ),
+        },
         Some(Stage::Exec) => SpawnError::NotExecutable {
             program: labels
                 .candidates

@@ -125,6 +125,18 @@ pub(crate) fn openat2(dir: RawFd, path: &CStr, flags: u64, resolve: u64) -> Resu
     .map(|fd| fd as RawFd)
 }
 
+/// Whether `path` exists (without following a final symlink).
+pub(crate) fn exists(path: &CStr) -> bool {
+    syscall!(
+        libc::SYS_faccessat,
+        libc::AT_FDCWD,
+        path.as_ptr(),
+        libc::F_OK,
+        0
+    )
+    .is_ok()
+}
+
 pub(crate) fn mkdirat(dir: RawFd, name: &CStr, mode: c_uint) -> SysResult {
     syscall!(libc::SYS_mkdirat, dir, name.as_ptr(), mode)
 }

@@ -1,1 +1,144 @@
-//! Helpers shared by the integration suites.
+//! Helpers shared by the integration suites: test programs compiled from
+//! `tests/programs/*.c`, sandboxes, and host-side checks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+pub use hybrid_sandbox::{
+    Isolation, Mount, MountMode, Outcome, Policy, Sandbox, Stdin, Termination, Workload,
+};
+
+/// Where test programs appear inside sandboxes.
+pub const PROGRAMS_IN_SANDBOX: &str = "/opt/hsb-tests";
+
+/// Compiles `tests/programs/NAME.c` with gcc into `dir` (once per test binary, and
+/// again only when the source is newer), returning the directory of programs.
+pub fn programs(dir: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out = Path::new(dir).join("programs");
+    std::fs::create_dir_all(&out).expect("create programs dir");
+    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("programs");
+    for entry in std::fs::read_dir(&src_dir).expect("read tests/programs") {
+        let src = entry.expect("entry").path();
+        if src.extension().is_none_or(|e| e != "c") {
+            continue;
+        }
+        let bin = out.join(src.file_stem().expect("stem"));
+        let fresh = match (std::fs::metadata(&bin), std::fs::metadata(&src)) {
+            (Ok(b), Ok(s)) => b.modified().ok() >= s.modified().ok(),
+            _ => false,
+        };
+        if !fresh {
+            let st = Command::new("gcc")
+                .args(["-O2", "-Wall", "-o"])
+                .arg(&bin)
+                .arg(&src)
+                .status()
+                .expect("gcc must be installed (scripts/install-deps.sh)");
+            assert!(st.success(), "compiling {}", src.display());
+        }
+    }
+    out
+}
+
+/// A multithreaded runtime for tests that drive several sandboxes.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The default-policy sandbox.
+pub fn sandbox() -> &'static Sandbox {
+    static S: OnceLock<Sandbox> = OnceLock::new();
+    S.get_or_init(Sandbox::with_default_policy)
+}
+
+/// A sandbox under a policy given as TOML text.
+pub fn sandbox_with(toml: &str) -> Sandbox {
+    Sandbox::from_policy(Policy::from_toml_str(toml, "test policy").expect("test policy"))
+}
+
+/// Runs a workload to its end with the default policy, on a fresh current-thread runtime.
+pub fn run(w: Workload) -> Outcome {
+    run_in(sandbox(), w)
+}
+
+/// Runs a workload to its end in `sb`.
+pub fn run_in(sb: &Sandbox, w: Workload) -> Outcome {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(sb.run(w))
+        .unwrap_or_else(|e| panic!("run failed: {}", e.chain()))
+}
+
+/// `sh -c SCRIPT` as a workload.
+pub fn sh(script: &str) -> Workload {
+    Workload::new("/bin/sh", ["-c", script])
+}
+
+/// A workload running the attack probe NAME (see tests/programs/attack.c).
+pub fn attack(programs: &Path, args: &[&str]) -> Workload {
+    Workload::new(
+        format!("{PROGRAMS_IN_SANDBOX}/attack"),
+        args.iter().copied(),
+    )
+    .mount(Mount::ro(programs, PROGRAMS_IN_SANDBOX))
+}
+
+/// stdout as text.
+pub fn stdout(o: &Outcome) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A temporary directory the sandbox's user can write to (as root, sandboxes run as
+/// host uid 65534).
+pub fn writable_tempdir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    set_mode(d.path(), 0o777);
+    d
+}
+
+/// chmod.
+pub fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Host processes whose command line contains `marker` (other than this test process).
+pub fn host_processes_with(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(marker) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Waits up to `secs` for `cond`.
+pub fn eventually(secs: f64, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cond()
+}

@@ -1,0 +1,405 @@
+//! The `hsb` command-line contract: flags, JSON fields and exit codes.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const HSB: &str = env!("CARGO_BIN_EXE_hsb");
+
+fn hsb(args: &[&str]) -> Output {
+    Command::new(HSB)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hsb")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&o.stdout)))
+}
+
+#[test]
+fn runs_python_with_the_embedded_default_policy() {
+    let o = hsb(&["run", "--", "python3", "-c", "print(6 * 7)"]);
+    assert_eq!(
+        (code(&o), text(&o.stdout).as_str()),
+        (0, "42\n"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn exit_status_follows_the_workload() {
+    assert_eq!(code(&hsb(&["run", "--", "sh", "-c", "exit 7"])), 7);
+    assert_eq!(
+        code(&hsb(&["run", "--", "sh", "-c", "kill -TERM $$"])),
+        128 + 15
+    );
+    let t = Instant::now();
+    let o = hsb(&["run", "--wall-time", "300ms", "--", "sleep", "10"]);
+    assert_eq!(code(&o), 124);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(text(&o.stderr).contains("timeout"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn setup_errors_exit_125_with_the_reason() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["run", "--no-such-flag", "--", "true"], "--no-such-flag"),
+        (
+            &["run", "--memory", "12parsecs", "--", "true"],
+            "unknown unit",
+        ),
+        (&["run", "--wall-time", "soon", "--", "true"], "soon"),
+        (
+            &["run", "--mount", "/definitely/not/here:/x", "--", "true"],
+            "/definitely/not/here",
+        ),
+        (&["run", "--isolation", "chroot", "--", "true"], "chroot"),
+    ];
+    for (args, needle) in cases {
+        let o = hsb(args);
+        assert_eq!(code(&o), 125, "{args:?}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains(needle),
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn missing_and_unexecutable_programs() {
+    let o = hsb(&["run", "--", "no-such-program-anywhere"]);
+    assert_eq!(code(&o), 127, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("not found"));
+    // A program whose interpreter is not mounted is found but cannot run, and says why.
+    let dir0 = tempfile::tempdir().unwrap();
+    let script = dir0.path().join("s");
+    std::fs::write(&script, "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = hsb(&[
+        "run",
+        "--mount",
+        &format!("{}:/s", dir0.path().display()),
+        "--",
+        "/s/s",
+    ]);
+    assert_eq!(code(&o), 126, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("interpreter"),
+        "{}",
+        text(&o.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), "data").unwrap();
+    let mount = format!("{}:/d", dir.path().display());
+    let o = hsb(&["run", "--mount", &mount, "--", "/d/f"]);
+    assert_eq!(code(&o), 126, "{}", text(&o.stderr));
+}
+
+#[test]
+fn json_output_has_the_contract_fields() {
+    let o = hsb(&[
+        "run",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(code(&o), 3);
+    let v = json(&o);
+    for k in [
+        "isolation",
+        "termination",
+        "exit_code",
+        "signal",
+        "stdout",
+        "stderr",
+        "wall_time_ms",
+        "cpu_time_ms",
+        "peak_memory_bytes",
+        "decision",
+        "enforcement",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}: {v}");
+    }
+    assert_eq!(v["isolation"], "container");
+    assert_eq!(v["termination"], "exited");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["stdout"], "out\n");
+    assert_eq!(v["stderr"], "err\n");
+    assert_eq!(v["decision"]["isolation"], "container");
+    assert!(v["decision"]["reasons"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty()));
+    assert_eq!(v["enforcement"]["seccomp"]["action"], "errno");
+    // Errors are JSON too, with the same exit codes.
+    let o = hsb(&["run", "--json", "--", "no-such-program-anywhere"]);
+    assert_eq!(code(&o), 127);
+    assert_eq!(json(&o)["error"]["kind"], "program_not_found");
+    let o = hsb(&["run", "--json", "--wall-time", "200ms", "--", "sleep", "5"]);
+    assert_eq!(code(&o), 124);
+    assert_eq!(json(&o)["termination"], "timeout");
+}
+
+#[test]
+fn stdin_from_a_file_or_from_hsb() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("in.txt");
+    std::fs::write(&f, "a\nb\nc\n").unwrap();
+    let o = hsb(&["run", "--stdin", f.to_str().unwrap(), "--", "wc", "-l"]);
+    assert_eq!(text(&o.stdout).trim(), "3");
+    let mut child = Command::new(HSB)
+        .args(["run", "--stdin", "-", "--", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(text(&o.stdout), "HELLO\n");
+}
+
+#[test]
+fn mounts_env_cwd_and_limits_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "data").unwrap();
+    let ro = format!("{}:/in:ro", dir.path().display());
+    let o = hsb(&[
+        "run",
+        "--mount",
+        &ro,
+        "--env",
+        "A=1",
+        "--cwd",
+        "/in",
+        "--memory",
+        "256MiB",
+        "--pids",
+        "16",
+        "--cpu-time",
+        "5s",
+        "--network",
+        "loopback",
+        "--",
+        "sh",
+        "-c",
+        "echo $A; cat in.txt; echo x > in.txt",
+    ]);
+    assert_eq!(text(&o.stdout), "1\ndata");
+    assert!(text(&o.stderr).contains("Read-only"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn probe_reports_both_backends() {
+    let o = hsb(&["probe", "--json"]);
+    assert_eq!(code(&o), 0);
+    let v = json(&o);
+    let c = &v["container"];
+    assert_eq!(c["available"], true, "{c}");
+    for k in [
+        "user_namespaces",
+        "seccomp",
+        "landlock_abi",
+        "cgroup",
+        "rootless",
+    ] {
+        assert!(
+            c["details"].get(k).is_some(),
+            "container probe lacks {k}: {c}"
+        );
+    }
+    assert!(v["microvm"].get("available").is_some(), "{v}");
+    let o = hsb(&["probe"]);
+    assert!(
+        text(&o.stdout).contains("container: available"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn policy_check_and_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[defaults.mounts]]\nsource = \"/usr\"\n[[defaults.mounts]]\nsource = \"/lib64\"\noptional = true\n\
+         [[defaults.mounts]]\nsource = \"/lib\"\noptional = true\n\
+         [profiles.judge]\nisolation = \"container\"\nlimits = { memory = \"128MiB\" }\n",
+    )
+    .unwrap();
+    let o = hsb(&["policy", "check", good.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[profiles.judge]\nlimits = { memroy = \"128MiB\" }\n").unwrap();
+    let o = hsb(&["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 125);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!("{}:2:", bad.display())) && err.contains("did you mean `memory`"),
+        "{err}"
+    );
+    let o = hsb(&[
+        "policy",
+        "explain",
+        good.to_str().unwrap(),
+        "--workload",
+        "judge",
+        "--json",
+        "--",
+        "python3",
+    ]);
+    let v = json(&o);
+    assert_eq!(v["profile"], "judge");
+    assert_eq!(v["isolation"], "container");
+    assert!(v["reasons"].as_array().is_some_and(|r| !r.is_empty()));
+    let o = hsb(&[
+        "run",
+        "--policy",
+        good.to_str().unwrap(),
+        "--workload",
+        "judge",
+        "--json",
+        "--",
+        "/usr/bin/true",
+    ]);
+    assert_eq!(json(&o)["decision"]["profile"], "judge");
+}
+
+/// A copy of hsb that an unprivileged user can execute (the build tree may be private).
+fn hsb_copy(dir: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("hsb");
+    std::fs::copy(HSB, &p).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn rootless_runs_work_and_say_so() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Already unprivileged: the normal suites run rootless.
+        let v = json(&hsb(&["run", "--json", "--", "true"]));
+        assert_eq!(v["enforcement"]["rootless"], true);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = hsb_copy(dir.path());
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .args([
+            bin.as_str(),
+            "run",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; grep CapEff /proc/self/status",
+        ])
+        .current_dir("/")
+        .output()
+        .expect("setpriv (util-linux) must be installed");
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let v = json(&o);
+    assert_eq!(v["enforcement"]["rootless"], true);
+    assert_eq!(v["enforcement"]["host_uid"], 65534);
+    assert_eq!(v["enforcement"]["limits"]["mechanism"], "rlimit");
+    assert!(v["enforcement"]["limits"]["note"]
+        .as_str()
+        .is_some_and(|n| n.contains("not delegated")));
+    let out = v["stdout"].as_str().unwrap();
+    assert!(
+        out.starts_with("1000\n") && out.contains("1000      65534          1"),
+        "{out}"
+    );
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+}
+
+fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+fn wait_for(secs: f64, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn kill_9_of_hsb_leaves_nothing_behind() {
+    let marker = "966.4242";
+    let mut child = Command::new(HSB)
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            &format!("setsid sleep {marker} & sleep {marker}"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(5.0, || processes_with(marker) >= 2),
+        "workload did not start"
+    );
+    let pid = child.id();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        wait_for(3.0, || processes_with(marker) == 0),
+        "{} processes left",
+        processes_with(marker)
+    );
+    // Its cgroup is swept by the next run of any hsb.
+    assert_eq!(code(&hsb(&["run", "--", "true"])), 0);
+    for ctrl in ["memory", "pids", "cpuacct"] {
+        let base = format!("/sys/fs/cgroup/{ctrl}/hsb");
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                assert!(
+                    !name.starts_with(&format!("{pid}-")),
+                    "cgroup {base}/{name} left behind"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+/* Forks forever; never gives up on EAGAIN. */
+#include <unistd.h>
+int main(void) { for (;;) fork(); }

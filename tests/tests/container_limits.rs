@@ -1,0 +1,153 @@
+//! Each limit of the container backend, hit by a real workload, ends the run with its
+//! own termination, and kills everything the workload started.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hsb_tests::*;
+use hybrid_sandbox::{ByteSize, IsolationRequest, LimitMechanism};
+
+fn programs() -> PathBuf {
+    hsb_tests::programs(env!("CARGO_TARGET_TMPDIR"))
+}
+
+fn prog(name: &str) -> Workload {
+    Workload::new(
+        format!("{PROGRAMS_IN_SANDBOX}/{name}"),
+        Vec::<String>::new(),
+    )
+    .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+    .isolation(IsolationRequest::Container)
+}
+
+fn cgroups() -> bool {
+    run(Workload::new("true", Vec::<String>::new()))
+        .enforcement
+        .limits
+        .mechanism
+        != LimitMechanism::Rlimit
+}
+
+#[test]
+fn fork_bomb_hits_the_pids_limit() {
+    let mut w = prog("forkbomb");
+    w.limits.pids = Some(32);
+    w.limits.wall_time = Some(Duration::from_secs(20));
+    let o = run(w);
+    if cgroups() {
+        assert_eq!(o.termination, Termination::PidsLimit, "{o:?}");
+    } else {
+        // RLIMIT_NPROC cannot end the run by itself: the bomb spins until the wall time.
+        assert!(
+            matches!(o.termination, Termination::PidsLimit | Termination::Timeout),
+            "{o:?}"
+        );
+    }
+    assert!(
+        o.wall_time < Duration::from_secs(20),
+        "the bomb was not stopped early: {o:?}"
+    );
+}
+
+#[test]
+fn memory_hog_hits_the_memory_limit() {
+    let mut w = prog("memhog");
+    w.limits.memory = Some(ByteSize::mib(64));
+    w.limits.tmp_size = Some(ByteSize::mib(8));
+    let o = run(w);
+    assert_eq!(o.termination, Termination::MemoryLimit, "{o:?}");
+    if cgroups() {
+        assert!(
+            o.peak_memory_bytes >= 48 << 20 && o.peak_memory_bytes <= 72 << 20,
+            "peak {}",
+            o.peak_memory_bytes
+        );
+    }
+}
+
+#[test]
+fn cpu_spin_hits_the_cpu_limit() {
+    let mut w = prog("spin");
+    w.limits.cpu_time = Some(Duration::from_millis(400));
+    w.limits.wall_time = Some(Duration::from_secs(20));
+    let o = run(w);
+    assert_eq!(o.termination, Termination::CpuLimit, "{o:?}");
+    assert!(o.cpu_time >= Duration::from_millis(400), "{:?}", o.cpu_time);
+    assert!(o.wall_time < Duration::from_secs(5), "{:?}", o.wall_time);
+}
+
+#[test]
+fn wall_time_kills_a_setsid_grandchild_too() {
+    // A grandchild that started its own session and ignores SIGHUP must die with the run.
+    let marker = "977.7531";
+    let mut w = sh(&format!(
+        "setsid sh -c 'trap \"\" HUP; exec sleep {marker}' & sleep 1000"
+    ))
+    .isolation(IsolationRequest::Container);
+    w.limits.wall_time = Some(Duration::from_millis(500));
+    let o = run(w);
+    assert_eq!(o.termination, Termination::Timeout, "{o:?}");
+    assert_eq!(o.shell_status(), 124);
+    assert!(o.wall_time < Duration::from_secs(3), "{:?}", o.wall_time);
+    assert!(
+        eventually(2.0, || host_processes_with(marker).is_empty()),
+        "left behind: {:?}",
+        host_processes_with(marker)
+    );
+}
+
+#[test]
+fn output_flood_hits_the_output_limit() {
+    let mut w = Workload::new("yes", ["flood"]).isolation(IsolationRequest::Container);
+    w.limits.output = Some(ByteSize::mib(1));
+    let o = run(w);
+    assert_eq!(o.termination, Termination::OutputLimit, "{o:?}");
+    assert_eq!(
+        o.stdout.len() + o.stderr.len(),
+        1 << 20,
+        "captured output is capped at the limit"
+    );
+}
+
+#[test]
+fn file_size_limit_stops_a_big_write() {
+    let mut w = sh("dd if=/dev/zero of=/tmp/big bs=1M count=4 2>/dev/null; echo $?")
+        .isolation(IsolationRequest::Container);
+    w.limits.file_size = Some(ByteSize::mib(1));
+    let o = run(w);
+    // dd dies of SIGXFSZ (exit 153 in the shell); the run itself exits normally.
+    assert_eq!(stdout(&o).trim(), "153", "{o:?}");
+}
+
+#[test]
+fn tmp_is_size_capped() {
+    let mut w = sh("dd if=/dev/zero of=/tmp/fill bs=1M count=16 2>&1 | grep -c 'No space'")
+        .isolation(IsolationRequest::Container);
+    w.limits.tmp_size = Some(ByteSize::mib(4));
+    let o = run(w);
+    assert_eq!(stdout(&o).trim(), "1", "{o:?}");
+}
+
+#[test]
+fn open_files_limit_is_in_force() {
+    let mut w = sh("ulimit -n").isolation(IsolationRequest::Container);
+    w.limits.open_files = Some(64);
+    assert_eq!(stdout(&run(w)).trim(), "64");
+}
+
+#[test]
+fn limits_report_names_their_mechanism() {
+    let o = run(Workload::new("true", Vec::<String>::new()).isolation(IsolationRequest::Container));
+    let d = &o.enforcement.limits.details;
+    for k in [
+        "memory",
+        "pids",
+        "cpu_time",
+        "wall_time",
+        "output",
+        "open_files",
+        "file_size",
+    ] {
+        assert!(d.contains_key(k), "no mechanism for {k}: {d:?}");
+    }
+}
