@@ -1,0 +1,1 @@
+//! C API of hybrid-sandbox (in progress).

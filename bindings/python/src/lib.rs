@@ -1,0 +1,1 @@
+//! Python package of hybrid-sandbox (in progress).

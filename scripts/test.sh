@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this). From a clean checkout
+# on Debian 12: installs what the tests need, checks formatting and lints, builds once,
+# and runs every suite. Set HSB_REQUIRE_KVM=1 to make micro-VM tests fail (not skip)
+# when /dev/kvm is unusable; CI does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
+
+step "dependencies"
+scripts/install-deps.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --workspace --locked
+
+step "done"
