@@ -16,7 +16,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 pub(crate) use mount::{HostSource, Mount, MountError, MountTree};
-pub(crate) use node::{dtype_of, DevKind, Meta, Node, Time};
+pub(crate) use node::{DevKind, Meta, Node, Time};
 pub(crate) use ops::{DirEntry, Opened};
 pub(crate) use setup::build;
 

@@ -1,0 +1,158 @@
+//! The `Backend` and `Execution` of the micro-VM: each run gets its own thread, which
+//! builds the VM, confines itself and runs the guest; the async side waits, streams
+//! output, feeds stdin and kills.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use sandbox_core::{
+    Backend, BackendProbe, Execution, Isolation, KillHandle, Network, Outcome, OutputStream, Plan, RunError, SpawnError,
+    Stdin, StdinWriter,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::kick::{self, Control};
+use crate::stdio::{Input, Output, StdinQueue};
+
+/// The micro-VM backend: one KVM VM per run, the workload in guest user mode, the
+/// Linux ABI answered by the VMM.
+#[derive(Debug, Default)]
+pub struct MicroVmBackend {
+    _private: (),
+}
+
+impl MicroVmBackend {
+    /// The backend (nothing is opened until a run starts).
+    pub fn new() -> Self {
+        MicroVmBackend::default()
+    }
+}
+
+#[async_trait]
+impl Backend for MicroVmBackend {
+    fn isolation(&self) -> Isolation {
+        Isolation::MicroVm
+    }
+
+    fn probe(&self) -> BackendProbe {
+        crate::probe::probe()
+    }
+
+    async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError> {
+        if plan.network == Network::Loopback {
+            return Err(SpawnError::Unsupported(
+                "the micro-VM has no network yet, not even loopback: use `network = \"none\"`, or the container \
+                 backend for workloads that need a loopback interface"
+                    .into(),
+            ));
+        }
+        crate::probe::availability().map_err(|reason| SpawnError::Unavailable { isolation: Isolation::MicroVm, reason })?;
+        crate::confine::check().map_err(|e| SpawnError::Setup { step: "compiling the VMM seccomp filter".into(), source: std::io::Error::other(e) })?;
+        kick::install_handler().map_err(|e| SpawnError::Setup { step: "installing the vCPU kick signal handler".into(), source: e })?;
+
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let output = Output::new(out_tx, plan.limits.output.map(|b| b.0));
+        let ctl = Arc::new(Control::default());
+        let mut stdin_writer = None;
+        let input = match &plan.stdin {
+            Stdin::Null => Input::Null,
+            Stdin::Bytes(b) => Input::Bytes(b.clone(), 0),
+            Stdin::Stream => {
+                let (writer, mut rx) = StdinWriter::channel();
+                stdin_writer = Some(writer);
+                let queue = Arc::new(StdinQueue::default());
+                let (q, c) = (Arc::clone(&queue), Arc::clone(&ctl));
+                tokio::spawn(async move {
+                    while let Some(chunk) = rx.recv().await {
+                        q.push(&chunk);
+                        c.input.store(true, std::sync::atomic::Ordering::SeqCst);
+                        c.notify();
+                    }
+                    q.close();
+                    c.input.store(true, std::sync::atomic::Ordering::SeqCst);
+                    c.notify();
+                });
+                Input::Stream(queue)
+            }
+        };
+
+        let (setup_tx, setup_rx) = oneshot::channel::<Result<(), SpawnError>>();
+        let (done_tx, done_rx) = oneshot::channel::<Result<Outcome, RunError>>();
+        let thread_ctl = Arc::clone(&ctl);
+        let start = Instant::now();
+        std::thread::Builder::new()
+            .name("hsb-vcpu".into())
+            .spawn(move || {
+                thread_ctl.register_thread();
+                match crate::sandbox::prepare(&plan, Arc::clone(&thread_ctl), output, input, start) {
+                    Ok(prepared) => {
+                        if setup_tx.send(Ok(())).is_err() {
+                            thread_ctl.kill();
+                        }
+                        let outcome = crate::sandbox::run(&plan, prepared, start);
+                        let _ = done_tx.send(outcome);
+                    }
+                    Err(e) => {
+                        thread_ctl.unregister_thread();
+                        let _ = setup_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| SpawnError::Setup { step: "starting the vCPU thread".into(), source: e })?;
+        match setup_rx.await {
+            Ok(Ok(())) => Ok(Box::new(MicroVmExecution { ctl, stdin: stdin_writer, output: Some(out_rx), done: Some(done_rx) })),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SpawnError::Setup {
+                step: "setting up the micro-VM".into(),
+                source: std::io::Error::other("the vCPU thread ended during setup"),
+            }),
+        }
+    }
+}
+
+/// A running micro-VM.
+#[derive(Debug)]
+struct MicroVmExecution {
+    ctl: Arc<Control>,
+    stdin: Option<StdinWriter>,
+    output: Option<OutputStream>,
+    done: Option<oneshot::Receiver<Result<Outcome, RunError>>>,
+}
+
+#[async_trait]
+impl Execution for MicroVmExecution {
+    fn isolation(&self) -> Isolation {
+        Isolation::MicroVm
+    }
+
+    fn take_stdin(&mut self) -> Option<StdinWriter> {
+        self.stdin.take()
+    }
+
+    fn take_output(&mut self) -> Option<OutputStream> {
+        self.output.take()
+    }
+
+    fn kill_handle(&self) -> KillHandle {
+        let ctl = Arc::clone(&self.ctl);
+        KillHandle::new(move || ctl.kill())
+    }
+
+    async fn wait(&mut self) -> Result<Outcome, RunError> {
+        let done = self.done.take().ok_or(RunError::AlreadyWaited)?;
+        match done.await {
+            Ok(r) => r,
+            Err(_) => Err(RunError::Supervision(
+                "waiting for the micro-VM".into(),
+                std::io::Error::other("the vCPU thread ended without an outcome"),
+            )),
+        }
+    }
+}
+
+impl Drop for MicroVmExecution {
+    fn drop(&mut self) {
+        self.ctl.kill();
+    }
+}

@@ -1,0 +1,656 @@
+//! Descriptor calls: read/write and friends, seek, dup, fcntl, ioctl, pipes,
+//! directory listing, `fstat`, sync and truncation.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use sandbox_core::StreamKind;
+
+use super::fd::{FileKind, OpenFile, Pipe, PipeEnd, PIPE_CAPACITY};
+use super::stat::encode_stat;
+use super::{Kernel, SysErr, SysResult};
+use crate::errno::{self, Errno};
+use crate::stdio::Input;
+use crate::vfs::{host, DevKind, Meta, Opened};
+
+/// Largest count one read or write handles (as Linux's `MAX_RW_COUNT`).
+const RW_MAX: u64 = 0x7fff_f000;
+/// Bytes moved through the VMM per step.
+const PIECE: u64 = 128 * 1024;
+/// `SIGPIPE`.
+const SIGPIPE: i32 = 13;
+/// `SIGXFSZ`.
+const SIGXFSZ: i32 = 25;
+
+impl FileKind {
+    /// Files whose reads can be repeated until the count or end of file.
+    fn is_regular(&self) -> bool {
+        matches!(self, FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) | FileKind::Dev(_))
+    }
+}
+
+/// Wraps what the VFS opened into an open file.
+pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -> Rc<OpenFile> {
+    let kind = match opened {
+        Opened::Host(fd) => FileKind::Host(fd),
+        Opened::HostDir | Opened::Virtual => FileKind::Dir,
+        Opened::Tmp(t) if t.is_dir() => FileKind::Dir,
+        Opened::Tmp(t) => FileKind::Tmp(t),
+        Opened::Dev(d) => FileKind::Dev(d),
+        Opened::Gen(b) => FileKind::Gen(b),
+        Opened::Path => FileKind::Path,
+    };
+    let status = flags & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_PATH | libc::O_DIRECTORY);
+    OpenFile::new(kind, Some(loc), status)
+}
+
+impl Kernel {
+    /// Reads from `file` into the workload's `buf`, at `at` or the file position.
+    pub(crate) fn read_file(&mut self, file: &Rc<OpenFile>, buf: u64, len: u64, at: Option<u64>) -> SysResult {
+        if matches!(file.kind, FileKind::Dir) {
+            return Err(errno::EISDIR.into());
+        }
+        if !file.readable() {
+            return Err(errno::EBADF.into());
+        }
+        let len = len.min(RW_MAX);
+        let mut done = 0u64;
+        while done < len {
+            let piece = (len - done).min(PIECE);
+            // The destination must be writable before anything is consumed.
+            if let Err(e) = self.mm.user_chunks(buf + done, piece, true) {
+                return if done > 0 { Ok(done) } else { Err(e.into()) };
+            }
+            let mut tmp = vec![0u8; piece as usize];
+            let n = match self.source_read(file, &mut tmp, at.map(|o| o + done), done > 0) {
+                Ok(n) => n,
+                Err(e) if done > 0 && matches!(e, SysErr::Errno(_)) => return Ok(done),
+                Err(e) => return Err(e),
+            };
+            self.mm.write_user(buf + done, &tmp[..n])?;
+            done += n as u64;
+            if (n as u64) < piece || !file.kind.is_regular() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    fn source_read(&mut self, file: &OpenFile, buf: &mut [u8], at: Option<u64>, partial: bool) -> Result<usize, SysErr> {
+        let off = at.unwrap_or(file.pos.get());
+        let n = match &file.kind {
+            FileKind::Stdin => return self.read_stdin(buf, file.flags.get() & libc::O_NONBLOCK != 0 || partial),
+            FileKind::Host(fd) => host::pread(fd.as_raw_fd(), buf, off)?,
+            FileKind::Tmp(t) => t.read_at(off, buf)?,
+            FileKind::Gen(b) => {
+                let start = (off as usize).min(b.len());
+                let n = buf.len().min(b.len() - start);
+                buf[..n].copy_from_slice(&b[start..start + n]);
+                n
+            }
+            FileKind::Dev(DevKind::Null) => 0,
+            FileKind::Dev(DevKind::Zero | DevKind::Full) => {
+                buf.fill(0);
+                buf.len()
+            }
+            FileKind::Dev(DevKind::Random) => {
+                fill_random(buf);
+                buf.len()
+            }
+            FileKind::Pipe(end) if !end.write => return self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0),
+            FileKind::Dir => return Err(errno::EISDIR.into()),
+            _ => return Err(errno::EBADF.into()),
+        };
+        if at.is_none() && matches!(file.kind, FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_)) {
+            file.pos.set(off + n as u64);
+        }
+        Ok(n)
+    }
+
+    fn read_stdin(&mut self, buf: &mut [u8], nonblock: bool) -> Result<usize, SysErr> {
+        loop {
+            match &mut self.input {
+                Input::Null => return Ok(0),
+                Input::Bytes(data, pos) => {
+                    let n = buf.len().min(data.len() - *pos);
+                    buf[..n].copy_from_slice(&data[*pos..*pos + n]);
+                    *pos += n;
+                    return Ok(n);
+                }
+                Input::Stream(q) => {
+                    if let Some(d) = q.take(buf.len()) {
+                        buf[..d.len()].copy_from_slice(&d);
+                        return Ok(d.len());
+                    }
+                    if nonblock {
+                        return Err(errno::EAGAIN.into());
+                    }
+                }
+            }
+            self.block_until(None)?;
+        }
+    }
+
+    fn read_pipe(&mut self, end: &PipeEnd, buf: &mut [u8], nonblock: bool) -> Result<usize, SysErr> {
+        loop {
+            {
+                let mut p = end.pipe.borrow_mut();
+                if !p.buf.is_empty() {
+                    let n = buf.len().min(p.buf.len());
+                    for (i, b) in p.buf.drain(..n).enumerate() {
+                        buf[i] = b;
+                    }
+                    return Ok(n);
+                }
+                if p.writers == 0 {
+                    return Ok(0);
+                }
+            }
+            if nonblock {
+                return Err(errno::EAGAIN.into());
+            }
+            // Only this process could write: this waits for the end of the run.
+            self.block_until(None)?;
+        }
+    }
+
+    /// Writes the workload's `buf` to `file`, at `at` or the file position.
+    pub(crate) fn write_file(&mut self, file: &Rc<OpenFile>, buf: u64, len: u64, at: Option<u64>) -> SysResult {
+        if matches!(file.kind, FileKind::Dir) {
+            return Err(errno::EISDIR.into());
+        }
+        if !file.writable() {
+            return Err(errno::EBADF.into());
+        }
+        let len = len.min(RW_MAX);
+        let mut done = 0u64;
+        while done < len {
+            let piece = (len - done).min(PIECE);
+            let data = match self.mm.read_user_vec(buf + done, piece as usize) {
+                Ok(d) => d,
+                Err(e) => return if done > 0 { Ok(done) } else { Err(e.into()) },
+            };
+            let n = match self.sink_write(file, &data, at.map(|o| o + done)) {
+                Ok(n) => n,
+                Err(SysErr::Errno(e)) if done > 0 => {
+                    let _ = e;
+                    return Ok(done);
+                }
+                Err(e) => return Err(e),
+            };
+            done += n as u64;
+            if (n as u64) < piece {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Bytes that may be written at `off` under `RLIMIT_FSIZE`; raises SIGXFSZ past it.
+    fn fsize_room(&mut self, off: u64, len: usize) -> Result<usize, SysErr> {
+        let Some(limit) = self.limits.file_size else {
+            return Ok(len);
+        };
+        if off >= limit && len > 0 {
+            self.raise(SIGXFSZ)?;
+            return Err(errno::EFBIG.into());
+        }
+        Ok(len.min((limit - off.min(limit)) as usize))
+    }
+
+    fn sink_write(&mut self, file: &OpenFile, data: &[u8], at: Option<u64>) -> Result<usize, SysErr> {
+        let append = file.flags.get() & libc::O_APPEND != 0;
+        match &file.kind {
+            FileKind::Output(err) => {
+                let stream = if *err { StreamKind::Stderr } else { StreamKind::Stdout };
+                self.out.write(stream, data)?;
+                Ok(data.len())
+            }
+            FileKind::Host(fd) => {
+                let off = if append { host::fstat(fd.as_raw_fd())?.size } else { at.unwrap_or(file.pos.get()) };
+                let room = self.fsize_room(off, data.len())?;
+                let n = host::pwrite(fd.as_raw_fd(), &data[..room], off)?;
+                if at.is_none() {
+                    file.pos.set(off + n as u64);
+                }
+                Ok(n)
+            }
+            FileKind::Tmp(t) => {
+                let off = if append { t.meta().size } else { at.unwrap_or(file.pos.get()) };
+                let room = self.fsize_room(off, data.len())?;
+                let n = t.write_at(off, &data[..room])?;
+                if at.is_none() {
+                    file.pos.set(off + n as u64);
+                }
+                Ok(n)
+            }
+            FileKind::Dev(DevKind::Full) => Err(errno::ENOSPC.into()),
+            FileKind::Dev(_) => Ok(data.len()),
+            FileKind::Pipe(end) if end.write => loop {
+                {
+                    let mut p = end.pipe.borrow_mut();
+                    if p.readers == 0 {
+                        drop(p);
+                        self.raise(SIGPIPE)?;
+                        return Err(errno::EPIPE.into());
+                    }
+                    let room = PIPE_CAPACITY.saturating_sub(p.buf.len());
+                    if room > 0 {
+                        let n = room.min(data.len());
+                        p.buf.extend(&data[..n]);
+                        return Ok(n);
+                    }
+                }
+                if file.flags.get() & libc::O_NONBLOCK != 0 {
+                    return Err(errno::EAGAIN.into());
+                }
+                self.block_until(None)?;
+            },
+            _ => Err(errno::EBADF.into()),
+        }
+    }
+
+    pub(crate) fn sys_read(&mut self, fd: u64, buf: u64, len: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        self.read_file(&f, buf, len, None)
+    }
+
+    pub(crate) fn sys_write(&mut self, fd: u64, buf: u64, len: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        self.write_file(&f, buf, len, None)
+    }
+
+    fn positional(&self, fd: u64, off: u64) -> Result<Rc<OpenFile>, SysErr> {
+        let f = self.files.get(fd)?;
+        if (off as i64) < 0 {
+            return Err(errno::EINVAL.into());
+        }
+        match f.kind {
+            FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) | FileKind::Dev(_) | FileKind::Dir => Ok(f),
+            _ => Err(errno::ESPIPE.into()),
+        }
+    }
+
+    pub(crate) fn sys_pread(&mut self, fd: u64, buf: u64, len: u64, off: u64) -> SysResult {
+        let f = self.positional(fd, off)?;
+        self.read_file(&f, buf, len, Some(off))
+    }
+
+    pub(crate) fn sys_pwrite(&mut self, fd: u64, buf: u64, len: u64, off: u64) -> SysResult {
+        let f = self.positional(fd, off)?;
+        self.write_file(&f, buf, len, Some(off))
+    }
+
+    fn iovecs(&mut self, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, SysErr> {
+        if cnt > 1024 {
+            return Err(errno::EINVAL.into());
+        }
+        let raw = self.mm.read_user_vec(iov, cnt as usize * 16)?;
+        let mut out = Vec::with_capacity(cnt as usize);
+        let mut total = 0u64;
+        for c in raw.chunks_exact(16) {
+            let base = u64::from_le_bytes(c[..8].try_into().unwrap_or_default());
+            let len = u64::from_le_bytes(c[8..].try_into().unwrap_or_default());
+            total = total.checked_add(len).filter(|t| *t as i64 >= 0).ok_or(errno::EINVAL)?;
+            out.push((base, len));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn sys_readv(&mut self, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysResult {
+        let f = match off {
+            Some(o) => self.positional(fd, o)?,
+            None => self.files.get(fd)?,
+        };
+        let mut done = 0;
+        for (base, len) in self.iovecs(iov, cnt)? {
+            if len == 0 {
+                continue;
+            }
+            let n = match self.read_file(&f, base, len, off.map(|o| o + done)) {
+                Ok(n) => n,
+                Err(SysErr::Errno(_)) if done > 0 => return Ok(done),
+                Err(e) => return Err(e),
+            };
+            done += n;
+            if n < len || !f.kind.is_regular() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    pub(crate) fn sys_writev(&mut self, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysResult {
+        let f = match off {
+            Some(o) => self.positional(fd, o)?,
+            None => self.files.get(fd)?,
+        };
+        let mut done = 0;
+        for (base, len) in self.iovecs(iov, cnt)? {
+            if len == 0 {
+                continue;
+            }
+            let n = match self.write_file(&f, base, len, off.map(|o| o + done)) {
+                Ok(n) => n,
+                Err(SysErr::Errno(_)) if done > 0 => return Ok(done),
+                Err(e) => return Err(e),
+            };
+            done += n;
+            if n < len {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    pub(crate) fn sys_sendfile(&mut self, out_fd: u64, in_fd: u64, offp: u64, count: u64) -> SysResult {
+        let input = self.files.get(in_fd)?;
+        let output = self.files.get(out_fd)?;
+        if !input.readable() || !output.writable() {
+            return Err(errno::EBADF.into());
+        }
+        let mut off = if offp != 0 { Some(self.mm.read_u64(offp)?) } else { None };
+        let count = count.min(RW_MAX);
+        let mut done = 0u64;
+        while done < count {
+            let mut tmp = vec![0u8; (count - done).min(PIECE) as usize];
+            let n = self.source_read(&input, &mut tmp, off, done > 0)?;
+            if n == 0 {
+                break;
+            }
+            let w = self.sink_write(&output, &tmp[..n], None)?;
+            done += w as u64;
+            if let Some(o) = off.as_mut() {
+                *o += w as u64;
+            } else if w < n {
+                input.pos.set(input.pos.get() - (n - w) as u64);
+            }
+            if w < n {
+                break;
+            }
+        }
+        if let (Some(o), true) = (off, offp != 0) {
+            self.mm.write_u64(offp, o)?;
+        }
+        Ok(done)
+    }
+
+    pub(crate) fn sys_close(&mut self, fd: u64) -> SysResult {
+        self.files.close(fd)?;
+        Ok(0)
+    }
+
+    /// The size of a seekable file.
+    fn file_size(&self, f: &OpenFile) -> Result<u64, SysErr> {
+        Ok(match &f.kind {
+            FileKind::Host(fd) => host::fstat(fd.as_raw_fd())?.size,
+            FileKind::Tmp(t) => t.meta().size,
+            FileKind::Gen(b) => b.len() as u64,
+            _ => 0,
+        })
+    }
+
+    pub(crate) fn sys_lseek(&mut self, fd: u64, off: i64, whence: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        match f.kind {
+            FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) | FileKind::Dir => {}
+            FileKind::Dev(_) => return Ok(0),
+            _ => return Err(errno::ESPIPE.into()),
+        }
+        let base = match whence as i32 {
+            libc::SEEK_SET => 0,
+            libc::SEEK_CUR => f.pos.get() as i64,
+            libc::SEEK_END => self.file_size(&f)? as i64,
+            libc::SEEK_DATA | libc::SEEK_HOLE => {
+                let size = self.file_size(&f)? as i64;
+                if off < 0 || off >= size {
+                    return Err(Errno(libc::ENXIO).into());
+                }
+                if whence as i32 == libc::SEEK_DATA { 0 } else { size - off }
+            }
+            _ => return Err(errno::EINVAL.into()),
+        };
+        let new = base.checked_add(off).filter(|n| *n >= 0).ok_or(errno::EINVAL)?;
+        if matches!(f.kind, FileKind::Dir) {
+            // Directory offsets are entry indexes; rewinding re-reads the directory.
+            if new == 0 {
+                *f.listing.borrow_mut() = None;
+            }
+        }
+        f.pos.set(new as u64);
+        Ok(new as u64)
+    }
+
+    pub(crate) fn sys_dup(&mut self, fd: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        Ok(self.files.add(f, false, 0)?)
+    }
+
+    pub(crate) fn sys_dup3(&mut self, old: u64, new: u64, flags: u64, dup2: bool) -> SysResult {
+        let f = self.files.get(old)?;
+        if dup2 && old == new {
+            return Ok(new);
+        }
+        if old == new || flags & !(libc::O_CLOEXEC as u64) != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let n = usize::try_from(new as i32).map_err(|_| errno::EBADF)?;
+        if n >= self.files.limit {
+            return Err(errno::EBADF.into());
+        }
+        self.files.put(n, f, flags != 0);
+        Ok(new)
+    }
+
+    pub(crate) fn sys_fcntl(&mut self, fd: u64, cmd: u64, arg: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        match cmd as i32 {
+            libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+                let min = usize::try_from(arg as i32).map_err(|_| errno::EINVAL)?;
+                Ok(self.files.add(f, cmd as i32 == libc::F_DUPFD_CLOEXEC, min)?)
+            }
+            libc::F_GETFD => Ok(u64::from(self.files.cloexec(fd)?)),
+            libc::F_SETFD => {
+                self.files.set_cloexec(fd, arg & 1 != 0)?;
+                Ok(0)
+            }
+            libc::F_GETFL => Ok(f.flags.get() as u64 | libc::O_LARGEFILE as u64),
+            libc::F_SETFL => {
+                let changeable = libc::O_APPEND | libc::O_NONBLOCK;
+                f.flags.set((f.flags.get() & !changeable) | (arg as i32 & changeable));
+                Ok(0)
+            }
+            libc::F_GETLK | libc::F_OFD_GETLK => {
+                // No other process can hold a lock: report the region unlocked.
+                self.mm.write_user(arg, &(libc::F_UNLCK as i16).to_le_bytes())?;
+                Ok(0)
+            }
+            libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => Ok(0),
+            libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => match f.kind {
+                FileKind::Pipe(_) => Ok(PIPE_CAPACITY as u64),
+                _ => Err(errno::EBADF.into()),
+            },
+            libc::F_GET_SEALS | libc::F_ADD_SEALS => Err(errno::EINVAL.into()),
+            _ => Err(errno::EINVAL.into()),
+        }
+    }
+
+    pub(crate) fn sys_ioctl(&mut self, fd: u64, req: u64, arg: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        match req {
+            // FIOCLEX / FIONCLEX
+            0x5451 | 0x5450 => {
+                self.files.set_cloexec(fd, req == 0x5451)?;
+                Ok(0)
+            }
+            // FIONBIO
+            0x5421 => {
+                let on = self.mm.read_u32(arg)? != 0;
+                let fl = f.flags.get();
+                f.flags.set(if on { fl | libc::O_NONBLOCK } else { fl & !libc::O_NONBLOCK });
+                Ok(0)
+            }
+            // FIONREAD
+            0x541b => {
+                let n = match &f.kind {
+                    FileKind::Pipe(end) if !end.write => end.pipe.borrow().buf.len() as u64,
+                    FileKind::Stdin => match &self.input {
+                        Input::Bytes(d, p) => (d.len() - p) as u64,
+                        _ => 0,
+                    },
+                    FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) => self.file_size(&f)?.saturating_sub(f.pos.get()),
+                    _ => return Err(errno::ENOTTY.into()),
+                };
+                self.mm.write_u32(arg, n.min(u64::from(i32::MAX as u32)) as u32)?;
+                Ok(0)
+            }
+            // Terminal requests: nothing here is a terminal.
+            _ => Err(errno::ENOTTY.into()),
+        }
+    }
+
+    pub(crate) fn sys_pipe2(&mut self, fds: u64, flags: u64) -> SysResult {
+        let allowed = (libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) as u64;
+        if flags & !allowed != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        self.mm.user_chunks(fds, 8, true)?;
+        let pipe = Rc::new(std::cell::RefCell::new(Pipe::default()));
+        let nb = flags as i32 & libc::O_NONBLOCK;
+        let r = OpenFile::new(FileKind::Pipe(PipeEnd::new(&pipe, false)), None, libc::O_RDONLY | nb);
+        let w = OpenFile::new(FileKind::Pipe(PipeEnd::new(&pipe, true)), None, libc::O_WRONLY | nb);
+        let cloexec = flags & libc::O_CLOEXEC as u64 != 0;
+        let rfd = self.files.add(r, cloexec, 0)?;
+        let wfd = match self.files.add(w, cloexec, 0) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = self.files.close(rfd);
+                return Err(e.into());
+            }
+        };
+        let mut out = (rfd as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(&(wfd as u32).to_le_bytes());
+        self.mm.write_user(fds, &out)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_getdents64(&mut self, fd: u64, dirp: u64, count: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        if !matches!(f.kind, FileKind::Dir) {
+            return Err(errno::ENOTDIR.into());
+        }
+        let loc = f.loc.clone().ok_or(errno::EBADF)?;
+        if f.listing.borrow().is_none() {
+            *f.listing.borrow_mut() = Some(self.vfs.list(&loc)?);
+        }
+        let listing = f.listing.borrow();
+        let entries = listing.as_deref().unwrap_or_default();
+        let mut out = Vec::new();
+        let mut i = f.pos.get() as usize;
+        while i < entries.len() {
+            let e = &entries[i];
+            let reclen = (19 + e.name.len() + 1).next_multiple_of(8);
+            if out.len() + reclen > count as usize {
+                break;
+            }
+            out.extend_from_slice(&e.ino.to_le_bytes());
+            out.extend_from_slice(&((i + 1) as i64).to_le_bytes());
+            out.extend_from_slice(&(reclen as u16).to_le_bytes());
+            out.push(e.dtype);
+            out.extend_from_slice(&e.name);
+            out.resize(out.len() + reclen - 19 - e.name.len(), 0);
+            i += 1;
+        }
+        if out.is_empty() && i < entries.len() {
+            return Err(errno::EINVAL.into());
+        }
+        drop(listing);
+        self.mm.write_user(dirp, &out)?;
+        f.pos.set(i as u64);
+        Ok(out.len() as u64)
+    }
+
+    /// Metadata of an open file.
+    pub(crate) fn file_meta(&self, f: &OpenFile) -> Result<Meta, SysErr> {
+        Ok(match &f.kind {
+            FileKind::Host(fd) => host::fstat(fd.as_raw_fd())?,
+            FileKind::Tmp(t) => t.meta(),
+            FileKind::Stdin | FileKind::Output(_) | FileKind::Pipe(_) => {
+                let mut m = Meta::synthetic(0x100 + f as *const OpenFile as u64 % 0xffff, libc::S_IFIFO | 0o600, 0, 0);
+                m.uid = sandbox_core::SANDBOX_UID;
+                m.gid = sandbox_core::SANDBOX_GID;
+                m.blksize = 4096;
+                m
+            }
+            _ => match &f.loc {
+                Some(loc) => self.vfs.meta(loc)?,
+                None => return Err(errno::EBADF.into()),
+            },
+        })
+    }
+
+    pub(crate) fn sys_fstat(&mut self, fd: u64, buf: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        let m = self.file_meta(&f)?;
+        self.mm.write_user(buf, &encode_stat(&m))?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_fsync(&mut self, fd: u64, data_only: bool) -> SysResult {
+        let f = self.files.get(fd)?;
+        if let FileKind::Host(h) = &f.kind {
+            host::fsync(h.as_raw_fd(), data_only)?;
+        }
+        Ok(0)
+    }
+
+    pub(crate) fn sys_ftruncate(&mut self, fd: u64, len: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        if (len as i64) < 0 {
+            return Err(errno::EINVAL.into());
+        }
+        if !f.writable() {
+            return Err(errno::EINVAL.into());
+        }
+        if let Some(limit) = self.limits.file_size {
+            if len > limit {
+                self.raise(SIGXFSZ)?;
+                return Err(errno::EFBIG.into());
+            }
+        }
+        match &f.kind {
+            FileKind::Host(h) => host::ftruncate(h.as_raw_fd(), len)?,
+            FileKind::Tmp(t) => t.truncate(len)?,
+            _ => return Err(errno::EINVAL.into()),
+        }
+        Ok(0)
+    }
+
+    pub(crate) fn sys_fallocate(&mut self, fd: u64, mode: u64, off: u64, len: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        if mode != 0 {
+            return Err(errno::ENOTSUP.into());
+        }
+        let end = off.checked_add(len).filter(|e| (*e as i64) > 0).ok_or(errno::EINVAL)?;
+        if !f.writable() {
+            return Err(errno::EBADF.into());
+        }
+        if self.file_size(&f)? < end {
+            self.sys_ftruncate(fd, end)?;
+        }
+        Ok(0)
+    }
+}
+
+/// Fills `buf` from the host's random source.
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: writes at most the remaining length into the buffer.
+        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
+        if n <= 0 {
+            break;
+        }
+        done += n as usize;
+    }
+}

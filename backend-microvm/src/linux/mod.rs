@@ -1,0 +1,386 @@
+//! The Linux personality: the workload's syscalls, answered by the VMM over guest
+//! memory and the sandbox's filesystem. One file per family.
+
+mod fd;
+mod fs;
+mod mm;
+pub(crate) mod names;
+mod path;
+mod poll;
+mod process;
+mod signal;
+mod stat;
+mod time;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::kvm_regs;
+
+pub(crate) use fd::{FdTable, FileKind, OpenFile};
+pub(crate) use fs::fill_random as fill_random_bytes;
+pub(crate) use signal::Signals;
+
+use crate::errno::{self, Errno};
+use crate::kick::Control;
+use crate::mm::{AddressSpace, CStrError, MapError, UserError};
+use crate::stdio::{Input, Output, OutputLimitReached};
+use crate::vfs::{Location, Vfs};
+
+/// Why the run ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// `exit_group(code)`.
+    Exit(i32),
+    /// Killed by a signal (its default action, as Linux would).
+    Signal(i32),
+    /// Out of guest memory.
+    MemoryLimit,
+    /// Output limit passed.
+    OutputLimit,
+    /// CPU-time limit reached.
+    CpuLimit,
+    /// Wall-time limit reached.
+    Timeout,
+    /// Killed by the caller.
+    Killed,
+    /// The VMM could not go on (a bug or a host failure), in words.
+    Internal(String),
+}
+
+/// How a syscall fails: an errno for the workload, or the end of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SysErr {
+    /// Returned as `-errno`.
+    Errno(Errno),
+    /// The run ends.
+    Stop(Stop),
+}
+
+impl From<Errno> for SysErr {
+    fn from(e: Errno) -> Self {
+        SysErr::Errno(e)
+    }
+}
+
+impl From<Stop> for SysErr {
+    fn from(s: Stop) -> Self {
+        SysErr::Stop(s)
+    }
+}
+
+impl From<UserError> for SysErr {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Fault => SysErr::Errno(errno::EFAULT),
+            UserError::Oom => SysErr::Stop(Stop::MemoryLimit),
+        }
+    }
+}
+
+impl From<CStrError> for SysErr {
+    fn from(e: CStrError) -> Self {
+        match e {
+            CStrError::User(u) => u.into(),
+            CStrError::TooLong => SysErr::Errno(errno::ENAMETOOLONG),
+        }
+    }
+}
+
+impl From<MapError> for SysErr {
+    fn from(e: MapError) -> Self {
+        match e {
+            MapError::Errno(n) => SysErr::Errno(Errno(n)),
+            MapError::Oom => SysErr::Stop(Stop::MemoryLimit),
+        }
+    }
+}
+
+impl From<OutputLimitReached> for SysErr {
+    fn from(_: OutputLimitReached) -> Self {
+        SysErr::Stop(Stop::OutputLimit)
+    }
+}
+
+/// A syscall's result: the value for `rax`.
+pub(crate) type SysResult = Result<u64, SysErr>;
+
+/// Access to vCPU state beyond the general registers.
+pub(crate) trait Cpu {
+    /// The FS base (thread pointer).
+    fn fs_base(&mut self) -> Result<u64, Stop>;
+    /// Sets the FS base.
+    fn set_fs_base(&mut self, v: u64) -> Result<(), Stop>;
+    /// The GS base.
+    fn gs_base(&mut self) -> Result<u64, Stop>;
+    /// Sets the GS base.
+    fn set_gs_base(&mut self, v: u64) -> Result<(), Stop>;
+    /// The FPU/vector state (saved around signal handlers).
+    fn save_fpu(&mut self) -> Result<Box<kvm_bindings::kvm_xsave>, Stop>;
+    /// Restores a state from [`Cpu::save_fpu`].
+    fn restore_fpu(&mut self, state: &kvm_bindings::kvm_xsave) -> Result<(), Stop>;
+}
+
+/// The workload's user-mode state around a syscall or an exception.
+#[derive(Debug, Clone)]
+pub(crate) struct UserCtx {
+    /// General registers (at a syscall: `rax` is the number, `rcx`/`r11` as `syscall` left them).
+    pub(crate) regs: kvm_regs,
+    /// Where user mode resumes.
+    pub(crate) rip: u64,
+    /// Flags user mode resumes with.
+    pub(crate) rflags: u64,
+}
+
+/// Process-wide limits the personality enforces.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// `RLIMIT_FSIZE`.
+    pub(crate) file_size: Option<u64>,
+    /// Wall-time deadline.
+    pub(crate) deadline: Option<Instant>,
+    /// CPU-time limit (of the vCPU thread).
+    pub(crate) cpu: Option<Duration>,
+    /// `RLIMIT_NOFILE`.
+    pub(crate) open_files: u64,
+    /// `RLIMIT_AS`/guest memory, for `getrlimit`.
+    pub(crate) memory: u64,
+    /// `RLIMIT_STACK`.
+    pub(crate) stack: u64,
+}
+
+/// The workload's "kernel" state: one process, one thread.
+#[derive(Debug)]
+pub(crate) struct Kernel {
+    /// Address space and guest memory.
+    pub(crate) mm: AddressSpace,
+    /// Filesystem.
+    pub(crate) vfs: Vfs,
+    /// Descriptors.
+    pub(crate) files: FdTable,
+    /// Working directory.
+    pub(crate) cwd: Location,
+    /// File mode creation mask.
+    pub(crate) umask: u32,
+    /// Signal dispositions, mask and pending set.
+    pub(crate) sig: Signals,
+    /// Limits.
+    pub(crate) limits: Limits,
+    /// stdout/stderr.
+    pub(crate) out: Output,
+    /// stdin.
+    pub(crate) input: Input,
+    /// Kill switch and wake-ups.
+    pub(crate) ctl: Arc<Control>,
+    /// When the run started.
+    pub(crate) start: Instant,
+    /// Unimplemented syscalls called, by name.
+    pub(crate) unimplemented: BTreeMap<String, u64>,
+    /// The program's path in the sandbox.
+    pub(crate) exe: Vec<u8>,
+    /// `uname` node name.
+    pub(crate) hostname: String,
+    /// `set_tid_address` pointer.
+    pub(crate) clear_tid: u64,
+}
+
+/// The workload's process id (its sandbox's init is 1, as in the container backend).
+pub(crate) const PID: u64 = 2;
+
+impl Kernel {
+    /// Handles the syscall in `ctx` (number in `rax`); the result goes to `rax`.
+    pub(crate) fn syscall(&mut self, cpu: &mut dyn Cpu, ctx: &mut UserCtx) -> Result<(), Stop> {
+        let r = &ctx.regs;
+        let nr = r.rax;
+        let a = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
+        let result = self.dispatch(cpu, ctx, nr, a);
+        let rax = match result {
+            Ok(v) => v,
+            Err(SysErr::Errno(e)) => (-i64::from(e.0)) as u64,
+            Err(SysErr::Stop(s)) => return Err(s),
+        };
+        ctx.regs.rax = rax;
+        self.after_syscall(cpu, ctx)
+    }
+
+    fn enosys(&mut self, nr: u64) -> SysResult {
+        *self.unimplemented.entry(names::syscall_name(nr)).or_insert(0) += 1;
+        Err(errno::ENOSYS.into())
+    }
+
+    /// Waits until `until` (or the wall deadline), or until the run is killed.
+    pub(crate) fn block_until(&self, until: Option<Instant>) -> Result<(), Stop> {
+        let until = match (until, self.limits.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if self.ctl.killed() {
+            return Err(Stop::Killed);
+        }
+        if let Some(d) = self.limits.deadline {
+            if Instant::now() >= d {
+                return Err(Stop::Timeout);
+            }
+        }
+        let until = until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        if Instant::now() < until {
+            self.ctl.wait_until(until);
+        }
+        if self.ctl.killed() {
+            return Err(Stop::Killed);
+        }
+        if self.limits.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Stop::Timeout);
+        }
+        Ok(())
+    }
+
+    #[allow(non_upper_case_globals)]
+    fn dispatch(&mut self, cpu: &mut dyn Cpu, ctx: &mut UserCtx, nr: u64, a: [u64; 6]) -> SysResult {
+        use libc::*;
+        let n = nr as c_long;
+        match n {
+            SYS_read => self.sys_read(a[0], a[1], a[2]),
+            SYS_write => self.sys_write(a[0], a[1], a[2]),
+            SYS_open => self.sys_openat(AT_FDCWD as u64, a[0], a[1], a[2]),
+            SYS_close => self.sys_close(a[0]),
+            SYS_stat => self.sys_newfstatat(AT_FDCWD as u64, a[0], a[1], 0),
+            SYS_fstat => self.sys_fstat(a[0], a[1]),
+            SYS_lstat => self.sys_newfstatat(AT_FDCWD as u64, a[0], a[1], AT_SYMLINK_NOFOLLOW as u64),
+            SYS_poll => self.sys_poll(a[0], a[1], a[2] as i32 as i64),
+            SYS_lseek => self.sys_lseek(a[0], a[1] as i64, a[2]),
+            SYS_mmap => self.sys_mmap(a),
+            SYS_mprotect => self.sys_mprotect(a[0], a[1], a[2]),
+            SYS_munmap => self.sys_munmap(a[0], a[1]),
+            SYS_brk => self.sys_brk(a[0]),
+            SYS_rt_sigaction => self.sys_rt_sigaction(a[0], a[1], a[2], a[3]),
+            SYS_rt_sigprocmask => self.sys_rt_sigprocmask(a[0], a[1], a[2], a[3]),
+            SYS_rt_sigreturn => self.sys_rt_sigreturn(cpu, ctx),
+            SYS_ioctl => self.sys_ioctl(a[0], a[1], a[2]),
+            SYS_pread64 => self.sys_pread(a[0], a[1], a[2], a[3]),
+            SYS_pwrite64 => self.sys_pwrite(a[0], a[1], a[2], a[3]),
+            SYS_readv => self.sys_readv(a[0], a[1], a[2], None),
+            SYS_writev => self.sys_writev(a[0], a[1], a[2], None),
+            SYS_preadv => self.sys_readv(a[0], a[1], a[2], Some(a[3])),
+            SYS_pwritev => self.sys_writev(a[0], a[1], a[2], Some(a[3])),
+            SYS_access => self.sys_faccessat(AT_FDCWD as u64, a[0], a[1], 0),
+            SYS_pipe => self.sys_pipe2(a[0], 0),
+            SYS_select => self.sys_select(a[0], a[1], a[2], a[3], a[4], false),
+            SYS_sched_yield => Ok(0),
+            SYS_mremap => self.sys_mremap(a),
+            SYS_msync => Ok(0),
+            SYS_mincore => self.sys_mincore(a[0], a[1], a[2]),
+            SYS_madvise => self.sys_madvise(a[0], a[1], a[2]),
+            SYS_dup => self.sys_dup(a[0]),
+            SYS_dup2 => self.sys_dup3(a[0], a[1], 0, true),
+            SYS_pause => self.sys_pause(),
+            SYS_nanosleep => self.sys_nanosleep(a[0], a[1]),
+            SYS_alarm => Ok(0),
+            SYS_getpid => Ok(PID),
+            SYS_sendfile => self.sys_sendfile(a[0], a[1], a[2], a[3]),
+            SYS_exit | SYS_exit_group => Err(Stop::Exit(a[0] as i32 & 0xff).into()),
+            SYS_wait4 | SYS_waitid => Err(errno::ECHILD.into()),
+            SYS_kill => self.sys_kill(a[0] as i32 as i64, a[1]),
+            SYS_uname => self.sys_uname(a[0]),
+            SYS_fcntl => self.sys_fcntl(a[0], a[1], a[2]),
+            SYS_flock => self.files.get(a[0]).map(|_| 0).map_err(Into::into),
+            SYS_fsync | SYS_fdatasync => self.sys_fsync(a[0], n == SYS_fdatasync),
+            SYS_truncate => self.sys_truncate(a[0], a[1]),
+            SYS_ftruncate => self.sys_ftruncate(a[0], a[1]),
+            SYS_getdents64 => self.sys_getdents64(a[0], a[1], a[2]),
+            SYS_getcwd => self.sys_getcwd(a[0], a[1]),
+            SYS_chdir => self.sys_chdir(a[0]),
+            SYS_fchdir => self.sys_fchdir(a[0]),
+            SYS_rename => self.sys_renameat2(AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0),
+            SYS_mkdir => self.sys_mkdirat(AT_FDCWD as u64, a[0], a[1]),
+            SYS_rmdir => self.sys_unlinkat(AT_FDCWD as u64, a[0], AT_REMOVEDIR as u64),
+            SYS_creat => self.sys_openat(AT_FDCWD as u64, a[0], (O_CREAT | O_WRONLY | O_TRUNC) as u64, a[1]),
+            SYS_link => self.sys_linkat(AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0),
+            SYS_unlink => self.sys_unlinkat(AT_FDCWD as u64, a[0], 0),
+            SYS_symlink => self.sys_symlinkat(a[0], AT_FDCWD as u64, a[1]),
+            SYS_readlink => self.sys_readlinkat(AT_FDCWD as u64, a[0], a[1], a[2]),
+            SYS_chmod => self.sys_fchmodat(AT_FDCWD as u64, a[0], a[1], 0),
+            SYS_fchmod => self.sys_fchmod(a[0], a[1]),
+            SYS_chown | SYS_lchown => self.sys_chown(Some((AT_FDCWD as u64, a[0])), a[1], a[2]),
+            SYS_fchown => self.sys_chown(None, a[1], a[2]).and_then(|v| self.files.get(a[0]).map(|_| v).map_err(Into::into)),
+            SYS_fchownat => self.sys_chown(Some((a[0], a[1])), a[2], a[3]),
+            SYS_umask => {
+                let old = self.umask;
+                self.umask = a[0] as u32 & 0o777;
+                Ok(u64::from(old))
+            }
+            SYS_gettimeofday => self.sys_gettimeofday(a[0]),
+            SYS_getrlimit => self.sys_prlimit(0, a[0], 0, a[1]),
+            SYS_setrlimit => self.sys_prlimit(0, a[0], a[1], 0),
+            SYS_prlimit64 => self.sys_prlimit(a[0], a[1], a[2], a[3]),
+            SYS_getrusage => self.sys_getrusage(a[0], a[1]),
+            SYS_sysinfo => self.sys_sysinfo(a[0]),
+            SYS_times => self.sys_times(a[0]),
+            SYS_getuid | SYS_geteuid => Ok(u64::from(sandbox_core::SANDBOX_UID)),
+            SYS_getgid | SYS_getegid => Ok(u64::from(sandbox_core::SANDBOX_GID)),
+            SYS_getresuid => self.sys_getres(a, sandbox_core::SANDBOX_UID),
+            SYS_getresgid => self.sys_getres(a, sandbox_core::SANDBOX_GID),
+            SYS_setuid | SYS_setgid | SYS_setreuid | SYS_setregid | SYS_setresuid | SYS_setresgid
+            | SYS_setgroups | SYS_setfsuid | SYS_setfsgid => self.sys_setid(n, a),
+            SYS_getgroups => self.sys_getgroups(a[0], a[1]),
+            SYS_getppid => Ok(1),
+            SYS_getpgrp | SYS_getsid => Ok(PID),
+            SYS_getpgid => Ok(PID),
+            SYS_setpgid => Ok(0),
+            SYS_setsid => Err(errno::EPERM.into()),
+            SYS_rt_sigpending => self.sys_rt_sigpending(a[0], a[1]),
+            SYS_rt_sigsuspend => self.sys_pause(),
+            SYS_sigaltstack => self.sys_sigaltstack(a[0], a[1]),
+            SYS_statfs => self.sys_statfs(Some(a[0]), None, a[1]),
+            SYS_fstatfs => self.sys_statfs(None, Some(a[0]), a[1]),
+            SYS_getpriority => Ok(20),
+            SYS_setpriority => Ok(0),
+            SYS_sched_getaffinity => self.sys_sched_getaffinity(a[1], a[2]),
+            SYS_sched_setaffinity => Ok(0),
+            SYS_sched_getscheduler | SYS_sched_getparam => Ok(0),
+            SYS_prctl => self.sys_prctl(a),
+            SYS_arch_prctl => self.sys_arch_prctl(cpu, a[0], a[1]),
+            SYS_gettid => Ok(PID),
+            SYS_time => self.sys_time(a[0]),
+            SYS_futex => self.sys_futex(a),
+            SYS_set_tid_address => {
+                self.clear_tid = a[0];
+                Ok(PID)
+            }
+            SYS_set_robust_list => Ok(0),
+            SYS_clock_gettime => self.sys_clock_gettime(a[0], a[1]),
+            SYS_clock_getres => self.sys_clock_getres(a[0], a[1]),
+            SYS_clock_nanosleep => self.sys_clock_nanosleep(a[0], a[1], a[2], a[3]),
+            SYS_tgkill => self.sys_tgkill(a[0] as i32 as i64, a[1] as i32 as i64, a[2]),
+            SYS_tkill => self.sys_tgkill(PID as i64, a[0] as i32 as i64, a[1]),
+            SYS_openat => self.sys_openat(a[0], a[1], a[2], a[3]),
+            SYS_openat2 => self.sys_openat2(a[0], a[1], a[2], a[3]),
+            SYS_mkdirat => self.sys_mkdirat(a[0], a[1], a[2]),
+            SYS_newfstatat => self.sys_newfstatat(a[0], a[1], a[2], a[3]),
+            SYS_unlinkat => self.sys_unlinkat(a[0], a[1], a[2]),
+            SYS_renameat => self.sys_renameat2(a[0], a[1], a[2], a[3], 0),
+            SYS_renameat2 => self.sys_renameat2(a[0], a[1], a[2], a[3], a[4]),
+            SYS_linkat => self.sys_linkat(a[0], a[1], a[2], a[3], a[4]),
+            SYS_symlinkat => self.sys_symlinkat(a[0], a[1], a[2]),
+            SYS_readlinkat => self.sys_readlinkat(a[0], a[1], a[2], a[3]),
+            SYS_fchmodat => self.sys_fchmodat(a[0], a[1], a[2], 0),
+            SYS_faccessat => self.sys_faccessat(a[0], a[1], a[2], 0),
+            SYS_faccessat2 => self.sys_faccessat(a[0], a[1], a[2], a[3]),
+            SYS_pselect6 => self.sys_select(a[0], a[1], a[2], a[3], a[4], true),
+            SYS_ppoll => self.sys_ppoll(a[0], a[1], a[2]),
+            SYS_utimensat => self.sys_utimensat(a[0], a[1], a[2], a[3]),
+            SYS_utimes => self.sys_utimes(a[0], a[1]),
+            SYS_fallocate => self.sys_fallocate(a[0], a[1], a[2], a[3]),
+            SYS_dup3 => self.sys_dup3(a[0], a[1], a[2], false),
+            SYS_pipe2 => self.sys_pipe2(a[0], a[1]),
+            SYS_getrandom => self.sys_getrandom(a[0], a[1], a[2]),
+            SYS_statx => self.sys_statx(a[0], a[1], a[2], a[3], a[4]),
+            SYS_membarrier => Ok(0),
+            SYS_copy_file_range => Err(errno::EXDEV.into()),
+            SYS_fadvise64 => self.files.get(a[0]).map(|_| 0).map_err(Into::into),
+            SYS_clone | SYS_clone3 | SYS_fork | SYS_vfork | SYS_execve | SYS_execveat => self.enosys(nr),
+            _ => self.enosys(nr),
+        }
+    }
+}

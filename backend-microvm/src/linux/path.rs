@@ -1,0 +1,374 @@
+//! Calls that take paths: open, stat, access, links, directories, renames, permission
+//! and time changes, the working directory.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use super::fd::FileKind;
+use super::fs::open_file;
+use super::stat::{encode_stat, encode_statx};
+use super::{Kernel, SysErr, SysResult};
+use crate::errno;
+use crate::vfs::{host, DevKind, Location, Node, Opened, Time, PATH_MAX};
+
+const AT_FDCWD: i32 = libc::AT_FDCWD;
+const UTIME_NOW: i64 = (1 << 30) - 1;
+const UTIME_OMIT: i64 = (1 << 30) - 2;
+
+impl Kernel {
+    /// The directory relative paths start from: the working directory or `dirfd`'s.
+    fn base(&self, dirfd: u64) -> Result<Location, SysErr> {
+        if dirfd as i32 == AT_FDCWD {
+            return Ok(self.cwd.clone());
+        }
+        let f = self.files.get(dirfd)?;
+        match &f.loc {
+            Some(l) if l.node().is_dir() => Ok(l.clone()),
+            _ => Err(errno::ENOTDIR.into()),
+        }
+    }
+
+    /// A path argument.
+    fn path_arg(&mut self, ptr: u64) -> Result<Vec<u8>, SysErr> {
+        Ok(self.mm.read_cstr(ptr, PATH_MAX - 1)?)
+    }
+
+    /// Resolves `dirfd` + `path` with the `AT_*` flags (`AT_EMPTY_PATH` gives `dirfd`).
+    fn resolve_at(&mut self, dirfd: u64, ptr: u64, flags: u64, follow_default: bool) -> Result<Location, SysErr> {
+        let path = self.path_arg(ptr)?;
+        if path.is_empty() {
+            if flags & libc::AT_EMPTY_PATH as u64 != 0 {
+                if dirfd as i32 == AT_FDCWD {
+                    return Ok(self.cwd.clone());
+                }
+                let f = self.files.get(dirfd)?;
+                return f.loc.clone().ok_or_else(|| errno::EBADF.into());
+            }
+            return Err(errno::ENOENT.into());
+        }
+        let follow = if follow_default {
+            flags & libc::AT_SYMLINK_NOFOLLOW as u64 == 0
+        } else {
+            flags & libc::AT_SYMLINK_FOLLOW as u64 != 0
+        };
+        let base = self.base_for(&path, dirfd)?;
+        Ok(self.vfs.resolve(&base, &path, follow)?)
+    }
+
+    fn base_for(&self, path: &[u8], dirfd: u64) -> Result<Location, SysErr> {
+        if path.first() == Some(&b'/') {
+            Ok(self.vfs.root())
+        } else {
+            self.base(dirfd)
+        }
+    }
+
+    pub(crate) fn sys_openat(&mut self, dirfd: u64, ptr: u64, flags: u64, mode: u64) -> SysResult {
+        let path = self.path_arg(ptr)?;
+        let flags = flags as i32;
+        let base = self.base_for(&path, dirfd)?;
+        let mode = mode as u32 & 0o7777 & !self.umask;
+        let (loc, opened) = self.vfs.open(&base, &path, flags, mode)?;
+        let cloexec = flags & libc::O_CLOEXEC != 0;
+        if let Opened::Dev(DevKind::Fd(n)) = opened {
+            let f = self.files.get(u64::from(n))?;
+            return Ok(self.files.add(f, cloexec, 0)?);
+        }
+        let file = open_file(opened, loc, flags);
+        Ok(self.files.add(file, cloexec, 0)?)
+    }
+
+    pub(crate) fn sys_openat2(&mut self, dirfd: u64, ptr: u64, how: u64, size: u64) -> SysResult {
+        if size < 24 {
+            return Err(errno::EINVAL.into());
+        }
+        let raw = self.mm.read_user_vec(how, 24)?;
+        let word = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        let (flags, mode, resolve) = (word(0), word(1), word(2));
+        if resolve != 0 || flags >> 32 != 0 {
+            // RESOLVE_* restrictions inside the sandbox are not offered yet.
+            return Err(errno::EINVAL.into());
+        }
+        self.sys_openat(dirfd, ptr, flags, mode)
+    }
+
+    fn meta_at(&mut self, dirfd: u64, ptr: u64, flags: u64) -> Result<crate::vfs::Meta, SysErr> {
+        let loc = self.resolve_at(dirfd, ptr, flags, true)?;
+        if flags & libc::AT_EMPTY_PATH as u64 != 0 && dirfd as i32 != AT_FDCWD {
+            // An open file of any kind (pipes included) when the path is empty.
+            if let Ok(f) = self.files.get(dirfd) {
+                if self.mm.read_cstr(ptr, 1).map(|p| p.is_empty()).unwrap_or(false) {
+                    return self.file_meta(&f);
+                }
+            }
+        }
+        Ok(self.vfs.meta(&loc)?)
+    }
+
+    pub(crate) fn sys_newfstatat(&mut self, dirfd: u64, ptr: u64, buf: u64, flags: u64) -> SysResult {
+        let m = self.meta_at(dirfd, ptr, flags)?;
+        self.mm.write_user(buf, &encode_stat(&m))?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_statx(&mut self, dirfd: u64, ptr: u64, flags: u64, _mask: u64, buf: u64) -> SysResult {
+        let m = self.meta_at(dirfd, ptr, flags)?;
+        self.mm.write_user(buf, &encode_statx(&m))?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_faccessat(&mut self, dirfd: u64, ptr: u64, mode: u64, flags: u64) -> SysResult {
+        if mode & !7 != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let loc = self.resolve_at(dirfd, ptr, flags, true)?;
+        if mode & libc::W_OK as u64 != 0 {
+            loc.node().writable()?;
+        }
+        if mode & libc::X_OK as u64 != 0 {
+            let m = self.vfs.meta(&loc)?;
+            if !m.is_dir() && m.mode & 0o111 == 0 {
+                return Err(errno::EACCES.into());
+            }
+        }
+        Ok(0)
+    }
+
+    pub(crate) fn sys_readlinkat(&mut self, dirfd: u64, ptr: u64, buf: u64, size: u64) -> SysResult {
+        if size as i64 <= 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let loc = self.resolve_at(dirfd, ptr, 0, false)?;
+        if !loc.node().is_link() {
+            return Err(errno::EINVAL.into());
+        }
+        let target = loc.node().link_target()?;
+        let n = target.len().min(size as usize);
+        self.mm.write_user(buf, &target[..n])?;
+        Ok(n as u64)
+    }
+
+    pub(crate) fn sys_mkdirat(&mut self, dirfd: u64, ptr: u64, mode: u64) -> SysResult {
+        let path = self.path_arg(ptr)?;
+        let base = self.base_for(&path, dirfd)?;
+        self.vfs.mkdir(&base, &path, mode as u32 & 0o7777 & !self.umask)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_unlinkat(&mut self, dirfd: u64, ptr: u64, flags: u64) -> SysResult {
+        if flags & !(libc::AT_REMOVEDIR as u64) != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let path = self.path_arg(ptr)?;
+        let base = self.base_for(&path, dirfd)?;
+        self.vfs.unlink(&base, &path, flags != 0)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_renameat2(&mut self, olddir: u64, old: u64, newdir: u64, new: u64, flags: u64) -> SysResult {
+        let (a, b) = (self.path_arg(old)?, self.path_arg(new)?);
+        let (ba, bb) = (self.base_for(&a, olddir)?, self.base_for(&b, newdir)?);
+        self.vfs.rename(&ba, &a, &bb, &b, flags as u32)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_linkat(&mut self, olddir: u64, old: u64, newdir: u64, new: u64, flags: u64) -> SysResult {
+        let src = self.resolve_at(olddir, old, flags, false)?;
+        let path = self.path_arg(new)?;
+        let base = self.base_for(&path, newdir)?;
+        self.vfs.link(&src, &base, &path)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_symlinkat(&mut self, target: u64, newdir: u64, ptr: u64) -> SysResult {
+        let t = self.path_arg(target)?;
+        if t.is_empty() {
+            return Err(errno::ENOENT.into());
+        }
+        let path = self.path_arg(ptr)?;
+        let base = self.base_for(&path, newdir)?;
+        self.vfs.symlink(&t, &base, &path)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_fchmodat(&mut self, dirfd: u64, ptr: u64, mode: u64, flags: u64) -> SysResult {
+        let loc = self.resolve_at(dirfd, ptr, flags, true)?;
+        self.vfs.chmod(&loc, mode as u32)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_fchmod(&mut self, fd: u64, mode: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        let loc = f.loc.clone().ok_or(errno::EBADF)?;
+        self.vfs.chmod(&loc, mode as u32)?;
+        Ok(0)
+    }
+
+    /// `chown` and friends: the sandbox user owns nothing else to give away.
+    pub(crate) fn sys_chown(&mut self, at: Option<(u64, u64)>, uid: u64, gid: u64) -> SysResult {
+        if let Some((dirfd, ptr)) = at {
+            self.resolve_at(dirfd, ptr, 0, true)?;
+        }
+        let keep = |v: u64, own: u32| v as u32 == u32::MAX || v as u32 == own;
+        if keep(uid, sandbox_core::SANDBOX_UID) && keep(gid, sandbox_core::SANDBOX_GID) {
+            Ok(0)
+        } else {
+            Err(errno::EPERM.into())
+        }
+    }
+
+    pub(crate) fn sys_truncate(&mut self, ptr: u64, len: u64) -> SysResult {
+        if (len as i64) < 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let loc = self.resolve_at(AT_FDCWD as u64, ptr, 0, true)?;
+        if let Some(limit) = self.limits.file_size {
+            if len > limit {
+                self.raise(25)?;
+                return Err(errno::EFBIG.into());
+            }
+        }
+        self.vfs.truncate(&loc, len)?;
+        Ok(0)
+    }
+
+    fn timespec_arg(&mut self, ptr: u64) -> Result<Option<Time>, SysErr> {
+        let raw = self.mm.read_user_vec(ptr, 16)?;
+        let sec = i64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
+        let nsec = i64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
+        Ok(match nsec {
+            UTIME_NOW => Some(Time::now()),
+            UTIME_OMIT => None,
+            0..=999_999_999 => Some(Time { sec, nsec }),
+            _ => return Err(errno::EINVAL.into()),
+        })
+    }
+
+    pub(crate) fn sys_utimensat(&mut self, dirfd: u64, ptr: u64, times: u64, flags: u64) -> SysResult {
+        let loc = if ptr == 0 {
+            if dirfd as i32 == AT_FDCWD {
+                return Err(errno::EFAULT.into());
+            }
+            self.files.get(dirfd)?.loc.clone().ok_or(errno::EBADF)?
+        } else {
+            self.resolve_at(dirfd, ptr, flags, true)?
+        };
+        let (a, m) = if times == 0 {
+            (Some(Time::now()), Some(Time::now()))
+        } else {
+            (self.timespec_arg(times)?, self.timespec_arg(times + 16)?)
+        };
+        self.vfs.utimens(&loc, a, m)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_utimes(&mut self, ptr: u64, tv: u64) -> SysResult {
+        let loc = self.resolve_at(AT_FDCWD as u64, ptr, 0, true)?;
+        let (a, m) = if tv == 0 {
+            (Some(Time::now()), Some(Time::now()))
+        } else {
+            let raw = self.mm.read_user_vec(tv, 32)?;
+            let q = |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            (Some(Time { sec: q(0), nsec: q(1) * 1000 }), Some(Time { sec: q(2), nsec: q(3) * 1000 }))
+        };
+        self.vfs.utimens(&loc, a, m)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_getcwd(&mut self, buf: u64, size: u64) -> SysResult {
+        let mut p = self.cwd.path();
+        p.push(0);
+        if (size as usize) < p.len() {
+            return Err(errno::ERANGE.into());
+        }
+        self.mm.write_user(buf, &p)?;
+        Ok(p.len() as u64)
+    }
+
+    pub(crate) fn sys_chdir(&mut self, ptr: u64) -> SysResult {
+        let loc = self.resolve_at(AT_FDCWD as u64, ptr, 0, true)?;
+        if !loc.node().is_dir() {
+            return Err(errno::ENOTDIR.into());
+        }
+        self.cwd = loc;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_fchdir(&mut self, fd: u64) -> SysResult {
+        let f = self.files.get(fd)?;
+        match &f.loc {
+            Some(l) if l.node().is_dir() => {
+                self.cwd = l.clone();
+                Ok(0)
+            }
+            _ => Err(errno::ENOTDIR.into()),
+        }
+    }
+
+    pub(crate) fn sys_statfs(&mut self, path: Option<u64>, fd: Option<u64>, buf: u64) -> SysResult {
+        let loc = match (path, fd) {
+            (Some(p), _) => self.resolve_at(AT_FDCWD as u64, p, 0, true)?,
+            (None, Some(fd)) => {
+                let f = self.files.get(fd)?;
+                if let FileKind::Host(h) = &f.kind {
+                    let st = host::fstatfs(h.as_raw_fd())?;
+                    return self.put_statfs(buf, &st, false);
+                }
+                f.loc.clone().ok_or(errno::EBADF)?
+            }
+            (None, None) => return Err(errno::EINVAL.into()),
+        };
+        match loc.node() {
+            Node::HostDir { fd, ro, .. } | Node::HostFile { fd, ro, .. } => {
+                let st = host::fstatfs(fd.as_raw_fd())?;
+                let ro = *ro;
+                self.put_statfs(buf, &st, ro)
+            }
+            Node::Tmp(t) => {
+                // SAFETY: statfs is plain data; zero is valid.
+                let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+                let fs = Rc::clone(t.fs());
+                st.f_type = 0x0102_1994; // TMPFS_MAGIC
+                st.f_bsize = 4096;
+                st.f_frsize = 4096;
+                let limit = fs.limit().min(self.mm.mem.size());
+                st.f_blocks = limit / 4096;
+                st.f_bfree = limit.saturating_sub(fs.used()) / 4096;
+                st.f_bavail = st.f_bfree;
+                st.f_namelen = 255;
+                self.put_statfs(buf, &st, false)
+            }
+            _ => {
+                // SAFETY: statfs is plain data; zero is valid.
+                let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+                st.f_type = 0x0102_1994;
+                st.f_bsize = 4096;
+                st.f_namelen = 255;
+                self.put_statfs(buf, &st, true)
+            }
+        }
+    }
+
+    fn put_statfs(&mut self, buf: u64, st: &libc::statfs, ro: bool) -> SysResult {
+        let mut b = Vec::with_capacity(120);
+        let fsid: [i32; 2] = [0, 0];
+        for v in [st.f_type, st.f_bsize] {
+            b.extend_from_slice(&(v as i64).to_le_bytes());
+        }
+        for v in [st.f_blocks, st.f_bfree, st.f_bavail, st.f_files, st.f_ffree] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&fsid[0].to_le_bytes());
+        b.extend_from_slice(&fsid[1].to_le_bytes());
+        let mut flags = 0i64;
+        if ro {
+            flags |= libc::ST_RDONLY as i64;
+        }
+        for v in [st.f_namelen as i64, st.f_frsize as i64, flags] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.resize(120, 0);
+        self.mm.write_user(buf, &b)?;
+        Ok(0)
+    }
+}

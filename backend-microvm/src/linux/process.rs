@@ -1,0 +1,270 @@
+//! Process calls: identity, `uname`, limits, usage, `arch_prctl`, `prctl`,
+//! `getrandom`, `futex` (one thread: nothing ever wakes a waiter).
+
+use std::time::{Duration, Instant};
+
+use super::fs::fill_random;
+use super::{Cpu, Kernel, SysErr, SysResult, PID};
+use crate::errno;
+use crate::kick::thread_cpu_time;
+
+/// The release `uname` reports.
+const RELEASE: &str = "6.1.0-hsb-microvm";
+/// Infinity for rlimits.
+const RLIM_INFINITY: u64 = u64::MAX;
+
+fn utsfield(s: &str) -> [u8; 65] {
+    let mut f = [0u8; 65];
+    let b = s.as_bytes();
+    let n = b.len().min(64);
+    f[..n].copy_from_slice(&b[..n]);
+    f
+}
+
+fn timeval(d: Duration) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(d.as_secs() as i64).to_le_bytes());
+    b[8..].copy_from_slice(&i64::from(d.subsec_micros()).to_le_bytes());
+    b
+}
+
+impl Kernel {
+    pub(crate) fn sys_uname(&mut self, buf: u64) -> SysResult {
+        let mut out = Vec::with_capacity(390);
+        for f in ["Linux", &self.hostname, RELEASE, "#1 SMP hybrid-sandbox micro-VM", "x86_64", "(none)"] {
+            out.extend_from_slice(&utsfield(f));
+        }
+        self.mm.write_user(buf, &out)?;
+        Ok(0)
+    }
+
+    /// The soft and hard value of an rlimit.
+    fn rlimit(&self, resource: u32) -> Result<(u64, u64), SysErr> {
+        let l = &self.limits;
+        Ok(match resource {
+            libc::RLIMIT_CPU => {
+                let v = l.cpu.map_or(RLIM_INFINITY, |d| d.as_secs().max(1));
+                (v, v)
+            }
+            libc::RLIMIT_FSIZE => {
+                let v = l.file_size.unwrap_or(RLIM_INFINITY);
+                (v, v)
+            }
+            libc::RLIMIT_DATA | libc::RLIMIT_AS | libc::RLIMIT_RSS => (l.memory, l.memory),
+            libc::RLIMIT_STACK => (l.stack, RLIM_INFINITY),
+            libc::RLIMIT_CORE => (0, 0),
+            libc::RLIMIT_NPROC => (1, 1),
+            libc::RLIMIT_NOFILE => (self.files.limit as u64, l.open_files),
+            libc::RLIMIT_MEMLOCK => (8 << 20, 8 << 20),
+            libc::RLIMIT_LOCKS | libc::RLIMIT_MSGQUEUE | libc::RLIMIT_RTTIME => (RLIM_INFINITY, RLIM_INFINITY),
+            libc::RLIMIT_SIGPENDING => (64, 64),
+            libc::RLIMIT_NICE | libc::RLIMIT_RTPRIO => (0, 0),
+            _ => return Err(errno::EINVAL.into()),
+        })
+    }
+
+    pub(crate) fn sys_prlimit(&mut self, pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
+        if pid != 0 && pid != PID {
+            return Err(errno::ESRCH.into());
+        }
+        let resource = u32::try_from(resource).map_err(|_| errno::EINVAL)?;
+        let (soft, hard) = self.rlimit(resource)?;
+        if new != 0 {
+            let raw = self.mm.read_user_vec(new, 16)?;
+            let ns = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
+            let nh = u64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
+            if ns > nh {
+                return Err(errno::EINVAL.into());
+            }
+            if nh > hard {
+                return Err(errno::EPERM.into());
+            }
+            match resource {
+                libc::RLIMIT_NOFILE => {
+                    self.files.limit = ns.min(hard) as usize;
+                    self.limits.open_files = nh;
+                }
+                libc::RLIMIT_FSIZE => self.limits.file_size = (ns != RLIM_INFINITY).then_some(ns),
+                libc::RLIMIT_STACK => self.limits.stack = ns,
+                _ => {}
+            }
+        }
+        if old != 0 {
+            let mut b = soft.to_le_bytes().to_vec();
+            b.extend_from_slice(&hard.to_le_bytes());
+            self.mm.write_user(old, &b)?;
+        }
+        Ok(0)
+    }
+
+    pub(crate) fn sys_getrusage(&mut self, who: u64, buf: u64) -> SysResult {
+        let mut b = vec![0u8; 144];
+        if who as i32 != libc::RUSAGE_CHILDREN {
+            b[..16].copy_from_slice(&timeval(thread_cpu_time()));
+            b[32..40].copy_from_slice(&((self.mm.mem.peak_bytes() / 1024) as i64).to_le_bytes());
+        }
+        self.mm.write_user(buf, &b)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_sysinfo(&mut self, buf: u64) -> SysResult {
+        let mut b = vec![0u8; 112];
+        let total = self.mm.mem.size();
+        let free = total.saturating_sub(self.mm.mem.used_bytes());
+        b[..8].copy_from_slice(&(self.start.elapsed().as_secs() as i64).to_le_bytes());
+        b[32..40].copy_from_slice(&total.to_le_bytes());
+        b[40..48].copy_from_slice(&free.to_le_bytes());
+        b[80..82].copy_from_slice(&1u16.to_le_bytes());
+        b[104..108].copy_from_slice(&1u32.to_le_bytes());
+        self.mm.write_user(buf, &b)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_times(&mut self, buf: u64) -> SysResult {
+        let ticks = |d: Duration| (d.as_millis() / 10) as u64;
+        if buf != 0 {
+            let mut b = vec![0u8; 32];
+            b[..8].copy_from_slice(&ticks(thread_cpu_time()).to_le_bytes());
+            self.mm.write_user(buf, &b)?;
+        }
+        Ok(ticks(self.start.elapsed()) + 1)
+    }
+
+    pub(crate) fn sys_getres(&mut self, a: [u64; 6], id: u32) -> SysResult {
+        for p in &a[..3] {
+            self.mm.write_u32(*p, id)?;
+        }
+        Ok(0)
+    }
+
+    /// `set*id`: only to the ids already held.
+    pub(crate) fn sys_setid(&mut self, nr: libc::c_long, a: [u64; 6]) -> SysResult {
+        let (own, n) = match nr {
+            libc::SYS_setuid | libc::SYS_setfsuid => (sandbox_core::SANDBOX_UID, 1),
+            libc::SYS_setgid | libc::SYS_setfsgid => (sandbox_core::SANDBOX_GID, 1),
+            libc::SYS_setreuid => (sandbox_core::SANDBOX_UID, 2),
+            libc::SYS_setregid => (sandbox_core::SANDBOX_GID, 2),
+            libc::SYS_setresuid => (sandbox_core::SANDBOX_UID, 3),
+            libc::SYS_setresgid => (sandbox_core::SANDBOX_GID, 3),
+            _ => return Err(errno::EPERM.into()), // setgroups
+        };
+        if matches!(nr, libc::SYS_setfsuid | libc::SYS_setfsgid) {
+            return Ok(u64::from(own));
+        }
+        if a[..n].iter().all(|v| *v as u32 == own || *v as u32 == u32::MAX) {
+            Ok(0)
+        } else {
+            Err(errno::EPERM.into())
+        }
+    }
+
+    pub(crate) fn sys_getgroups(&mut self, size: u64, list: u64) -> SysResult {
+        if size as i32 == 0 {
+            return Ok(1);
+        }
+        if (size as i32) < 1 {
+            return Err(errno::EINVAL.into());
+        }
+        self.mm.write_u32(list, sandbox_core::SANDBOX_GID)?;
+        Ok(1)
+    }
+
+    pub(crate) fn sys_prctl(&mut self, a: [u64; 6]) -> SysResult {
+        match a[0] as i32 {
+            libc::PR_SET_NAME | libc::PR_SET_PDEATHSIG | libc::PR_SET_NO_NEW_PRIVS | libc::PR_SET_DUMPABLE => Ok(0),
+            libc::PR_GET_NAME => {
+                let mut name = [0u8; 16];
+                let exe = self.exe.rsplit(|&b| b == b'/').next().unwrap_or_default();
+                let n = exe.len().min(15);
+                name[..n].copy_from_slice(&exe[..n]);
+                self.mm.write_user(a[1], &name)?;
+                Ok(0)
+            }
+            libc::PR_GET_DUMPABLE | libc::PR_GET_NO_NEW_PRIVS => Ok(1),
+            libc::PR_CAPBSET_READ => Ok(0),
+            // PR_SET_VMA (naming anonymous mappings) is harmless to accept.
+            0x5356_4d41 => Ok(0),
+            _ => Err(errno::EINVAL.into()),
+        }
+    }
+
+    pub(crate) fn sys_arch_prctl(&mut self, cpu: &mut dyn Cpu, code: u64, addr: u64) -> SysResult {
+        const ARCH_SET_GS: u64 = 0x1001;
+        const ARCH_SET_FS: u64 = 0x1002;
+        const ARCH_GET_FS: u64 = 0x1003;
+        const ARCH_GET_GS: u64 = 0x1004;
+        const ARCH_GET_CPUID: u64 = 0x1011;
+        match code {
+            ARCH_SET_FS | ARCH_SET_GS => {
+                if addr >= crate::guest::layout::USER_TOP {
+                    return Err(errno::EPERM.into());
+                }
+                if code == ARCH_SET_FS {
+                    cpu.set_fs_base(addr)?;
+                } else {
+                    cpu.set_gs_base(addr)?;
+                }
+                Ok(0)
+            }
+            ARCH_GET_FS | ARCH_GET_GS => {
+                let v = if code == ARCH_GET_FS { cpu.fs_base()? } else { cpu.gs_base()? };
+                self.mm.write_u64(addr, v)?;
+                Ok(0)
+            }
+            ARCH_GET_CPUID => Ok(1),
+            _ => Err(errno::EINVAL.into()),
+        }
+    }
+
+    pub(crate) fn sys_getrandom(&mut self, buf: u64, len: u64, flags: u64) -> SysResult {
+        if flags & !0x7 != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let len = len.min(32 * 1024 * 1024 - 1) as usize;
+        let mut done = 0;
+        while done < len {
+            let mut tmp = vec![0u8; (len - done).min(64 * 1024)];
+            fill_random(&mut tmp);
+            if let Err(e) = self.mm.write_user(buf + done as u64, &tmp) {
+                return if done > 0 { Ok(done as u64) } else { Err(e.into()) };
+            }
+            done += tmp.len();
+        }
+        Ok(len as u64)
+    }
+
+    pub(crate) fn sys_sched_getaffinity(&mut self, len: u64, mask: u64) -> SysResult {
+        if len < 8 || len % 8 != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        self.mm.write_u64(mask, 1)?;
+        Ok(8)
+    }
+
+    /// `futex`: with one thread, a wait whose value matches can only time out.
+    pub(crate) fn sys_futex(&mut self, a: [u64; 6]) -> SysResult {
+        let [uaddr, op, val, timeout, _, _] = a;
+        let cmd = op as i32 & 0x7f & !libc::FUTEX_PRIVATE_FLAG;
+        match cmd {
+            libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET => {
+                if self.mm.read_u32(uaddr)? != val as u32 {
+                    return Err(errno::EAGAIN.into());
+                }
+                let until = if timeout == 0 {
+                    None
+                } else {
+                    let d = self.timespec(timeout)?;
+                    Some(if cmd == libc::FUTEX_WAIT { Instant::now() + d } else { self.monotonic_to_instant(d) })
+                };
+                loop {
+                    self.block_until(until)?;
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        return Err(errno::ETIMEDOUT.into());
+                    }
+                }
+            }
+            libc::FUTEX_WAKE | libc::FUTEX_WAKE_BITSET | libc::FUTEX_REQUEUE | libc::FUTEX_CMP_REQUEUE => Ok(0),
+            _ => Err(errno::ENOSYS.into()),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! One sandbox, on its own thread: setup (memory, filesystem, program, VM), the
+//! thread's confinement, the run, and the outcome.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sandbox_core::{
+    EnforcementReport, Isolation, LimitMechanism, LimitsReport, Outcome, Plan, RunError, SpawnError, Termination, VmReport,
+};
+
+use crate::confine::{confine_thread, Confinement};
+use crate::guest::layout::MAX_RAM;
+use crate::kick::{self, Control, Timer};
+use crate::linux::{FdTable, FileKind, Kernel, Limits, OpenFile, Signals, Stop};
+use crate::loader::{self, LoadError};
+use crate::memory::Memory;
+use crate::mm::AddressSpace;
+use crate::stdio::{Input, Output};
+use crate::vfs::{self, Mount};
+use crate::vm::{Vm, VmError};
+
+/// Guest RAM when the plan sets no memory limit.
+const DEFAULT_MEMORY: u64 = 1 << 30;
+/// Smallest guest RAM that holds the supervisor and a small program.
+const MIN_MEMORY: u64 = 4 << 20;
+/// `RLIMIT_NOFILE` when the plan sets none.
+const DEFAULT_OPEN_FILES: u64 = 1024;
+
+fn setup_err(step: &str, e: impl std::error::Error + Send + Sync + 'static) -> SpawnError {
+    SpawnError::Setup { step: step.into(), source: std::io::Error::other(e) }
+}
+
+/// Everything ready to run.
+pub(crate) struct Prepared {
+    vm: Vm,
+    kernel: Kernel,
+    confinement: Confinement,
+    memory: u64,
+    mounts: usize,
+    timers: Vec<Timer>,
+    euid: u32,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").finish_non_exhaustive()
+    }
+}
+
+/// Builds the sandbox of `plan` on the calling thread and confines the thread.
+pub(crate) fn prepare(plan: &Plan, ctl: Arc<Control>, out: Output, input: Input, start: Instant) -> Result<Prepared, SpawnError> {
+    let requested = plan.limits.memory.map(|b| b.0).unwrap_or(DEFAULT_MEMORY);
+    if requested > MAX_RAM {
+        return Err(SpawnError::Unsupported(format!(
+            "the micro-VM supports at most {} GiB of guest memory; the plan asks for {requested} bytes",
+            MAX_RAM >> 30
+        )));
+    }
+    let memory = requested.max(MIN_MEMORY).next_multiple_of(2 << 20);
+    let mut mem = Memory::new(memory).map_err(|e| setup_err("reserving guest memory", e))?;
+    let pt = crate::guest::build_supervisor(&mut mem).map_err(|e| setup_err("building the guest supervisor", e))?;
+    let budget = mem.budget();
+    let mut mm = AddressSpace::new(mem, pt);
+
+    let mut vfs = vfs::build(plan, budget).map_err(|e| SpawnError::Mount {
+        source_path: e.mount.source.display().to_string(),
+        target: e.mount.target.display().to_string(),
+        source: e.error,
+    })?;
+    let root = vfs.root();
+    let cwd = vfs.resolve(&root, plan.cwd.as_bytes(), true).map_err(|e| SpawnError::Setup {
+        step: format!("entering the working directory {}", plan.cwd),
+        source: std::io::Error::from_raw_os_error(e.0),
+    })?;
+    if !cwd.node().is_dir() {
+        return Err(SpawnError::Setup {
+            step: format!("entering the working directory {}", plan.cwd),
+            source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
+    }
+    let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv).map_err(|e| load_error(plan, e))?;
+    vfs.mount("/proc/self/exe", Mount::Link(prog.path.clone().into()));
+    let env: Vec<Vec<u8>> = plan.env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()).collect();
+    let entry = loader::load(&mut mm, &prog, &env).map_err(|e| load_error(plan, e))?;
+
+    let vm = Vm::create(&mm.mem, entry.rip, entry.rsp).map_err(|e| match e {
+        VmError::Open(err) => SpawnError::Unavailable {
+            isolation: Isolation::MicroVm,
+            reason: crate::probe::availability().err().unwrap_or_else(|| format!("cannot open /dev/kvm: {err}")),
+        },
+        other => setup_err("creating the VM", other),
+    })?;
+
+    let open_files = plan.limits.open_files.unwrap_or(DEFAULT_OPEN_FILES);
+    let mut files = FdTable::new(open_files.min(1 << 20) as usize);
+    let stdio = [
+        OpenFile::new(FileKind::Stdin, None, libc::O_RDONLY),
+        OpenFile::new(FileKind::Output(false), None, libc::O_WRONLY),
+        OpenFile::new(FileKind::Output(true), None, libc::O_WRONLY),
+    ];
+    for (i, f) in stdio.into_iter().enumerate() {
+        files.put(i, f, false);
+    }
+    let mounts = vfs.sources().len();
+    // Timers kick this thread out of KVM_RUN at the wall and CPU limits.
+    let mut timers = Vec::new();
+    if let Some(d) = plan.limits.wall_time {
+        timers.push(Timer::new(libc::CLOCK_MONOTONIC, d.saturating_sub(start.elapsed())).map_err(|e| setup_err("arming the wall-time timer", e))?);
+    }
+    if let Some(d) = plan.limits.cpu_time {
+        let left = d.saturating_sub(kick::thread_cpu_time());
+        timers.push(Timer::new(libc::CLOCK_THREAD_CPUTIME_ID, left).map_err(|e| setup_err("arming the CPU-time timer", e))?);
+    }
+    // SAFETY: geteuid has no preconditions (asked before seccomp narrows this thread).
+    let euid = unsafe { libc::geteuid() };
+    let confinement = confine_thread(vfs.sources()).map_err(|e| setup_err("confining the VMM thread", e))?;
+    let kernel = Kernel {
+        mm,
+        vfs,
+        files,
+        cwd,
+        umask: 0o022,
+        sig: Signals::default(),
+        limits: Limits {
+            file_size: plan.limits.file_size.map(|b| b.0),
+            deadline: plan.limits.wall_time.map(|d| start + d),
+            cpu: plan.limits.cpu_time,
+            open_files,
+            memory,
+            stack: 8 << 20,
+        },
+        out,
+        input,
+        ctl,
+        start,
+        unimplemented: BTreeMap::new(),
+        exe: prog.path,
+        hostname: plan.hostname.clone(),
+        clear_tid: 0,
+    };
+    Ok(Prepared { vm, kernel, confinement, memory, mounts, timers, euid })
+}
+
+fn load_error(plan: &Plan, e: LoadError) -> SpawnError {
+    match e {
+        LoadError::NotFound => SpawnError::ProgramNotFound(plan.program.clone()),
+        LoadError::NotExecutable { path, reason, errno } => SpawnError::NotExecutable {
+            program: path,
+            source: std::io::Error::new(std::io::Error::from_raw_os_error(errno).kind(), reason),
+        },
+        LoadError::NoMemory => SpawnError::Setup {
+            step: "loading the program".into(),
+            source: std::io::Error::other("the memory limit is too small for the program"),
+        },
+    }
+}
+
+/// Runs a prepared sandbox to its end.
+pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, RunError> {
+    let Prepared { mut vm, mut kernel, confinement, memory, mounts, timers, euid } = p;
+    kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
+    let stop = crate::vcpu::run(&mut vm, &mut kernel);
+    kick::disarm_thread();
+    kernel.ctl.unregister_thread();
+    drop(timers);
+    drop(vm);
+    let wall_time = start.elapsed();
+    let cpu_time = kick::thread_cpu_time();
+    kernel.out.close();
+    let (termination, exit_code, signal) = match stop {
+        Stop::Exit(c) => (Termination::Exited, Some(c), None),
+        Stop::Signal(s) => (Termination::Signaled, None, Some(s)),
+        Stop::MemoryLimit => (Termination::MemoryLimit, None, Some(libc::SIGKILL)),
+        Stop::OutputLimit => (Termination::OutputLimit, None, Some(libc::SIGKILL)),
+        Stop::CpuLimit => (Termination::CpuLimit, None, Some(libc::SIGKILL)),
+        Stop::Timeout => (Termination::Timeout, None, Some(libc::SIGKILL)),
+        Stop::Killed => (Termination::Killed, None, Some(libc::SIGKILL)),
+        Stop::Internal(msg) => {
+            tracing::error!(%msg, "micro-VM run failed");
+            return Err(RunError::Supervision("running the micro-VM".into(), std::io::Error::other(msg)));
+        }
+    };
+    let enforcement = report(plan, &confinement, memory, mounts, euid);
+    Ok(Outcome {
+        isolation: Isolation::MicroVm,
+        termination,
+        exit_code,
+        signal,
+        stdout: std::mem::take(&mut kernel.out.stdout),
+        stderr: std::mem::take(&mut kernel.out.stderr),
+        wall_time,
+        cpu_time,
+        peak_memory_bytes: kernel.mm.mem.peak_bytes(),
+        decision: plan.decision.clone(),
+        enforcement,
+        unimplemented_syscalls: std::mem::take(&mut kernel.unimplemented),
+    })
+}
+
+/// The enforcement report of a micro-VM run.
+fn report(plan: &Plan, c: &Confinement, memory: u64, mounts: usize, euid: u32) -> EnforcementReport {
+    let l = &plan.limits;
+    let mut details = BTreeMap::new();
+    details.insert("memory".into(), format!("guest RAM of {} MiB, frames allocated on demand", memory >> 20));
+    if l.wall_time.is_some() {
+        details.insert("wall_time".into(), "VMM timer kicks the vCPU out of KVM_RUN".into());
+    }
+    if l.cpu_time.is_some() {
+        details.insert("cpu_time".into(), "vCPU thread CPU-time timer".into());
+    }
+    if l.output.is_some() {
+        details.insert("output".into(), "VMM counts stdout and stderr".into());
+    }
+    if l.file_size.is_some() {
+        details.insert("file_size".into(), "VMM personality (RLIMIT_FSIZE semantics, SIGXFSZ)".into());
+    }
+    if l.open_files.is_some() {
+        details.insert("open_files".into(), "VMM descriptor table (RLIMIT_NOFILE)".into());
+    }
+    if l.tmp_size.is_some() {
+        details.insert("tmp_size".into(), "in-memory /tmp, also charged to guest memory".into());
+    }
+    if l.pids.is_some() {
+        details.insert("pids".into(), "one process, one thread (fork/clone are not offered yet)".into());
+    }
+    EnforcementReport {
+        isolation: Isolation::MicroVm,
+        namespaces: Vec::new(),
+        rootless: euid != 0,
+        host_uid: Some(euid),
+        capabilities: "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: unchanged, under seccomp and Landlock".into(),
+        no_new_privs: true,
+        seccomp: c.seccomp.clone(),
+        landlock: c.landlock.clone(),
+        limits: LimitsReport { mechanism: LimitMechanism::Vm, details, note: None },
+        network: plan.network,
+        filesystem: format!(
+            "VMM-served: {mounts} host mounts opened at setup (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, symlinks resolved in the sandbox), read-only ones refused with EROFS; in-memory /tmp; /dev with null, zero, full, random, urandom; /proc/self/exe; generated /etc files"
+        ),
+        vm: Some(VmReport { kvm_kind: crate::probe::kvm_kind().into(), vcpus: 1, guest_memory_bytes: memory }),
+    }
+}

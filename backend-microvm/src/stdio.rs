@@ -1,0 +1,106 @@
+//! The workload's standard streams: stdin from the plan, stdout/stderr streamed to the
+//! caller while the run goes on and captured (up to the output limit) for the outcome.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use sandbox_core::{OutputChunk, StreamKind};
+use tokio::sync::mpsc;
+
+/// The output limit was passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutputLimitReached;
+
+/// stdout and stderr.
+#[derive(Debug)]
+pub(crate) struct Output {
+    tx: Option<mpsc::UnboundedSender<OutputChunk>>,
+    /// Captured stdout.
+    pub(crate) stdout: Vec<u8>,
+    /// Captured stderr.
+    pub(crate) stderr: Vec<u8>,
+    limit: Option<u64>,
+    total: u64,
+}
+
+impl Output {
+    /// Output going to `tx`, at most `limit` bytes in all.
+    pub(crate) fn new(tx: mpsc::UnboundedSender<OutputChunk>, limit: Option<u64>) -> Output {
+        Output { tx: Some(tx), stdout: Vec::new(), stderr: Vec::new(), limit, total: 0 }
+    }
+
+    /// Writes `data`; past the limit, what fits is kept and the run must end.
+    pub(crate) fn write(&mut self, stream: StreamKind, data: &[u8]) -> Result<(), OutputLimitReached> {
+        let room = self.limit.map_or(u64::MAX, |l| l.saturating_sub(self.total));
+        let take = (data.len() as u64).min(room) as usize;
+        if take > 0 {
+            let kept = &data[..take];
+            match stream {
+                StreamKind::Stdout => self.stdout.extend_from_slice(kept),
+                StreamKind::Stderr => self.stderr.extend_from_slice(kept),
+            }
+            if let Some(tx) = &self.tx {
+                if tx.send(OutputChunk { stream, data: kept.to_vec() }).is_err() {
+                    self.tx = None; // nobody listens; the outcome still has it
+                }
+            }
+        }
+        self.total += take as u64;
+        if take < data.len() {
+            return Err(OutputLimitReached);
+        }
+        Ok(())
+    }
+
+    /// Closes the live stream (the run ended).
+    pub(crate) fn close(&mut self) {
+        self.tx = None;
+    }
+}
+
+/// Bytes written to a streamed stdin, waiting for the workload.
+#[derive(Debug, Default)]
+pub(crate) struct StdinQueue {
+    inner: Mutex<(VecDeque<u8>, bool)>,
+}
+
+impl StdinQueue {
+    /// Appends data.
+    pub(crate) fn push(&self, data: &[u8]) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.extend(data);
+    }
+
+    /// Marks the end of input.
+    pub(crate) fn close(&self) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+    }
+
+    /// Takes up to `max` bytes: `Some(bytes)` (empty at end of input), or `None` when
+    /// nothing is there yet.
+    pub(crate) fn take(&self, max: usize) -> Option<Vec<u8>> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0.is_empty() {
+            return if g.1 { Some(Vec::new()) } else { None };
+        }
+        let n = max.min(g.0.len());
+        Some(g.0.drain(..n).collect())
+    }
+
+    /// True when a read would not block.
+    pub(crate) fn ready(&self) -> bool {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        !g.0.is_empty() || g.1
+    }
+}
+
+/// The workload's stdin.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// End of file at once.
+    Null,
+    /// Fixed bytes and the read position.
+    Bytes(Vec<u8>, usize),
+    /// Written while the run goes on.
+    Stream(Arc<StdinQueue>),
+}
