@@ -1,0 +1,152 @@
+//! Limits and faults end the run as Linux would: memory_limit, timeout, cpu_limit,
+//! SIGSEGV/SIGILL/SIGFPE/SIGABRT; wild pointers get EFAULT; page-table changes
+//! (munmap, mprotect) reach the guest's TLB.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use sandbox_core::{ByteSize, Termination};
+
+#[tokio::test]
+async fn heap_hog_ends_in_memory_limit() {
+    if !kvm() {
+        return;
+    }
+    for tc in [Toolchain::Musl, Toolchain::Glibc] {
+        let mut p = prog_plan("hog", tc, &[]);
+        p.limits.memory = Some(ByteSize(64 << 20));
+        let o = run(p).await;
+        assert_eq!(o.termination, Termination::MemoryLimit, "{tc:?}: {o:?}");
+        assert!(o.peak_memory_bytes <= 64 << 20 && o.peak_memory_bytes > 32 << 20, "{}", o.peak_memory_bytes);
+        assert_eq!(o.enforcement.vm.as_ref().unwrap().guest_memory_bytes, 64 << 20);
+    }
+}
+
+#[tokio::test]
+async fn infinite_loop_ends_in_timeout() {
+    if !kvm() {
+        return;
+    }
+    let mut p = prog_plan("spin", Toolchain::Musl, &[]);
+    p.limits.wall_time = Some(Duration::from_millis(300));
+    p.limits.cpu_time = None;
+    let t = Instant::now();
+    let o = run(p).await;
+    assert_eq!(o.termination, Termination::Timeout, "{o:?}");
+    assert_eq!(o.shell_status(), 124);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(o.wall_time >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn cpu_limit_counts_the_vcpu_thread() {
+    if !kvm() {
+        return;
+    }
+    let mut p = prog_plan("spin", Toolchain::Musl, &[]);
+    p.limits.wall_time = Some(Duration::from_secs(10));
+    p.limits.cpu_time = Some(Duration::from_millis(300));
+    let o = run(p).await;
+    assert_eq!(o.termination, Termination::CpuLimit, "{o:?}");
+    assert!(o.cpu_time >= Duration::from_millis(300), "{:?}", o.cpu_time);
+}
+
+#[tokio::test]
+async fn sleeping_workload_times_out_too() {
+    if !kvm() {
+        return;
+    }
+    let mut p = plan("/bin/busybox", &["sleep", "30"]);
+    p.limits.wall_time = Some(Duration::from_millis(200));
+    let t = Instant::now();
+    let o = run(p).await;
+    assert_eq!(o.termination, Termination::Timeout, "{o:?}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+async fn crash(how: &str, tc: Toolchain) -> sandbox_core::Outcome {
+    run(prog_plan("crash", tc, &[how])).await
+}
+
+#[tokio::test]
+async fn faults_end_in_the_signal_linux_sends() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        for (how, sig) in [
+            ("null", libc::SIGSEGV),
+            ("ill", libc::SIGILL),
+            ("div", libc::SIGFPE),
+            ("abort", libc::SIGABRT),
+        ] {
+            let o = crash(how, tc).await;
+            assert_eq!((o.termination, o.signal), (Termination::Signaled, Some(sig)), "{how} {tc:?}: {o:?}");
+            assert_eq!(stdout(&o), format!("armed {how}\n"), "{how} {tc:?}");
+            assert_eq!(o.shell_status(), 128 + sig);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_handler_catches_sigsegv() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let o = crash("handler", tc).await;
+        assert_eq!(o.exit_code, Some(42), "{tc:?}: {o:?} {}", stdout(&o));
+        let out = stdout(&o);
+        assert!(["(nil)", "0x0", "0"].iter().any(|a| out.contains(&format!("caught signal 11 at {a}\n"))), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn touching_an_unmapped_page_is_sigsegv() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let o = crash("munmap", tc).await;
+        assert_eq!((o.termination, o.signal), (Termination::Signaled, Some(libc::SIGSEGV)), "{tc:?}: {}", stdout(&o));
+        assert!(!stdout(&o).contains("after munmap"), "{tc:?}: the stale page was still readable");
+    }
+}
+
+#[tokio::test]
+async fn writing_a_read_only_page_is_sigsegv() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let o = crash("mprotect", tc).await;
+        assert_eq!((o.termination, o.signal), (Termination::Signaled, Some(libc::SIGSEGV)), "{tc:?}: {}", stdout(&o));
+        assert!(stdout(&o).contains("read after mprotect: x"), "{tc:?}: {}", stdout(&o));
+        assert!(!stdout(&o).contains("wrote after mprotect"), "{tc:?}");
+        // The frame stays (PROT_NONE keeps contents): only the guest-side flush can
+        // make the old translation go.
+        let o = crash("protnone", tc).await;
+        assert_eq!((o.termination, o.signal), (Termination::Signaled, Some(libc::SIGSEGV)), "{tc:?}: {}", stdout(&o));
+        assert!(!stdout(&o).contains("read after PROT_NONE"), "{tc:?}");
+    }
+}
+
+#[tokio::test]
+async fn wild_pointers_get_efault() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let o = run(prog_plan("efault", tc, &[])).await;
+        let out = stdout(&o);
+        assert!(o.success(), "{tc:?}: {o:?}");
+        let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("read ") || l.starts_with("write 0") || l.starts_with("openat ")).collect();
+        assert_eq!(lines.len(), 15, "{out}");
+        for l in lines {
+            assert!(l.ends_with(&format!("rc=-1 errno={}", libc::EFAULT)), "{tc:?}: {l}");
+        }
+        assert!(out.contains("ok\nwrite partial rc=3 errno=0"), "{out}");
+    }
+}
