@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use sandbox_core::{
-    Backend, BackendProbe, Execution, Isolation, KillHandle, Network, Outcome, OutputStream, Plan, RunError, SpawnError,
-    Stdin, StdinWriter,
+    Backend, BackendProbe, Execution, Isolation, KillHandle, Network, Outcome, OutputStream, Plan,
+    RunError, SpawnError, Stdin, StdinWriter,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,9 +47,18 @@ impl Backend for MicroVmBackend {
                     .into(),
             ));
         }
-        crate::probe::availability().map_err(|reason| SpawnError::Unavailable { isolation: Isolation::MicroVm, reason })?;
-        crate::confine::check().map_err(|e| SpawnError::Setup { step: "compiling the VMM seccomp filter".into(), source: std::io::Error::other(e) })?;
-        kick::install_handler().map_err(|e| SpawnError::Setup { step: "installing the vCPU kick signal handler".into(), source: e })?;
+        crate::probe::availability().map_err(|reason| SpawnError::Unavailable {
+            isolation: Isolation::MicroVm,
+            reason,
+        })?;
+        crate::confine::check().map_err(|e| SpawnError::Setup {
+            step: "compiling the VMM seccomp filter".into(),
+            source: std::io::Error::other(e),
+        })?;
+        kick::install_handler().map_err(|e| SpawnError::Setup {
+            step: "installing the vCPU kick signal handler".into(),
+            source: e,
+        })?;
 
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let output = Output::new(out_tx, plan.limits.output.map(|b| b.0));
@@ -85,7 +94,8 @@ impl Backend for MicroVmBackend {
             .name("hsb-vcpu".into())
             .spawn(move || {
                 thread_ctl.register_thread();
-                match crate::sandbox::prepare(&plan, Arc::clone(&thread_ctl), output, input, start) {
+                match crate::sandbox::prepare(&plan, Arc::clone(&thread_ctl), output, input, start)
+                {
                     Ok(prepared) => {
                         if setup_tx.send(Ok(())).is_err() {
                             thread_ctl.kill();
@@ -99,9 +109,17 @@ impl Backend for MicroVmBackend {
                     }
                 }
             })
-            .map_err(|e| SpawnError::Setup { step: "starting the vCPU thread".into(), source: e })?;
+            .map_err(|e| SpawnError::Setup {
+                step: "starting the vCPU thread".into(),
+                source: e,
+            })?;
         match setup_rx.await {
-            Ok(Ok(())) => Ok(Box::new(MicroVmExecution { ctl, stdin: stdin_writer, output: Some(out_rx), done: Some(done_rx) })),
+            Ok(Ok(())) => Ok(Box::new(MicroVmExecution {
+                ctl,
+                stdin: stdin_writer,
+                output: Some(out_rx),
+                done: Some(done_rx),
+            })),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SpawnError::Setup {
                 step: "setting up the micro-VM".into(),

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
-    ABI,
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use sandbox_core::{EnforcementLevel, LandlockReport, SeccompAction, SeccompReport};
 use seccompiler::BpfProgram;
@@ -38,14 +38,17 @@ fn compiled() -> Result<&'static (BpfProgram, usize), ConfineError> {
     static FILTER: OnceLock<Result<(BpfProgram, usize), String>> = OnceLock::new();
     FILTER
         .get_or_init(|| {
-            let value: serde_json::Value = serde_json::from_str(VMM_FILTER_JSON).map_err(|e| e.to_string())?;
+            let value: serde_json::Value =
+                serde_json::from_str(VMM_FILTER_JSON).map_err(|e| e.to_string())?;
             let names: std::collections::BTreeSet<&str> = value["vmm"]["filter"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|r| r["syscall"].as_str()).collect())
                 .unwrap_or_default();
-            let mut map: HashMap<String, BpfProgram> =
-                seccompiler::compile_from_json(VMM_FILTER_JSON.as_bytes(), seccompiler::TargetArch::x86_64)
-                    .map_err(|e| e.to_string())?;
+            let mut map: HashMap<String, BpfProgram> = seccompiler::compile_from_json(
+                VMM_FILTER_JSON.as_bytes(),
+                seccompiler::TargetArch::x86_64,
+            )
+            .map_err(|e| e.to_string())?;
             let prog = map.remove("vmm").ok_or("no `vmm` filter")?;
             Ok((prog, names.len()))
         })
@@ -61,7 +64,14 @@ pub(crate) fn check() -> Result<(), ConfineError> {
 /// The running kernel's Landlock ABI (0 without Landlock).
 pub(crate) fn landlock_abi() -> u32 {
     // SAFETY: LANDLOCK_CREATE_RULESET_VERSION with a null attribute only queries.
-    let v = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32) };
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
     u32::try_from(v).unwrap_or(0)
 }
 
@@ -89,7 +99,8 @@ const FEATURES: [(&str, u32); 8] = [
 fn restrict_landlock(sources: &[HostSource]) -> Result<LandlockReport, ConfineError> {
     let abi = ABI::V6;
     let kernel_abi = landlock_abi();
-    let err = |e: landlock::RulesetError| ConfineError::Landlock(std::io::Error::other(e.to_string()));
+    let err =
+        |e: landlock::RulesetError| ConfineError::Landlock(std::io::Error::other(e.to_string()));
     // The VMM never executes host files: no rule grants Execute.
     let read = AccessFs::from_read(abi) & !AccessFs::Execute;
     let all = AccessFs::from_all(abi) & !AccessFs::Execute;
@@ -112,7 +123,9 @@ fn restrict_landlock(sources: &[HostSource]) -> Result<LandlockReport, ConfineEr
             (false, true) => file_ro,
             (false, false) => file_rw,
         };
-        created = created.add_rule(PathBeneath::new(s.fd.as_ref(), access)).map_err(err)?;
+        created = created
+            .add_rule(PathBeneath::new(s.fd.as_ref(), access))
+            .map_err(err)?;
     }
     let status = created.restrict_self().map_err(err)?;
     let level = match status.ruleset {
@@ -120,7 +133,9 @@ fn restrict_landlock(sources: &[HostSource]) -> Result<LandlockReport, ConfineEr
         RulesetStatus::PartiallyEnforced => EnforcementLevel::Partial,
         RulesetStatus::NotEnforced => EnforcementLevel::None,
     };
-    let (enforced, missing): (Vec<_>, Vec<_>) = FEATURES.iter().partition(|(_, need)| level != EnforcementLevel::None && kernel_abi >= *need);
+    let (enforced, missing): (Vec<_>, Vec<_>) = FEATURES
+        .iter()
+        .partition(|(_, need)| level != EnforcementLevel::None && kernel_abi >= *need);
     Ok(LandlockReport {
         level,
         applies_to: "vmm".into(),
@@ -139,7 +154,8 @@ pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, Conf
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(ConfineError::Seccomp(std::io::Error::last_os_error()));
     }
-    seccompiler::apply_filter(prog).map_err(|e| ConfineError::Seccomp(std::io::Error::other(e.to_string())))?;
+    seccompiler::apply_filter(prog)
+        .map_err(|e| ConfineError::Seccomp(std::io::Error::other(e.to_string())))?;
     Ok(Confinement {
         seccomp: SeccompReport {
             enforced: true,
@@ -161,7 +177,8 @@ mod tests {
         let (_, n) = compiled().unwrap();
         assert!(*n > 30);
         // _IOW/_IOR('Q'=0xAE, nr, struct): direction << 30 | size << 16 | 0xAE << 8 | nr.
-        let ioc = |dir: u64, nr: u64, size: usize| (dir << 30) | ((size as u64) << 16) | (0xae << 8) | nr;
+        let ioc =
+            |dir: u64, nr: u64, size: usize| (dir << 30) | ((size as u64) << 16) | (0xae << 8) | nr;
         let v: serde_json::Value = serde_json::from_str(VMM_FILTER_JSON).unwrap();
         let vals: Vec<u64> = v["vmm"]["filter"]
             .as_array()
@@ -178,7 +195,11 @@ mod tests {
             ioc(1, 0x84, std::mem::size_of::<kvm_bindings::kvm_sregs>()),
             ioc(2, 0xa4, std::mem::size_of::<kvm_bindings::kvm_xsave>()),
             ioc(1, 0xa5, std::mem::size_of::<kvm_bindings::kvm_xsave>()),
-            ioc(1, 0x46, std::mem::size_of::<kvm_bindings::kvm_userspace_memory_region>()),
+            ioc(
+                1,
+                0x46,
+                std::mem::size_of::<kvm_bindings::kvm_userspace_memory_region>(),
+            ),
         ];
         assert_eq!(vals, want);
     }

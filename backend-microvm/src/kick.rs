@@ -54,7 +54,9 @@ pub(crate) fn install_handler() -> std::io::Result<()> {
         if rc == 0 {
             Ok(())
         } else {
-            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
+            Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL))
         }
     });
     r.map_err(std::io::Error::from_raw_os_error)
@@ -64,13 +66,14 @@ pub(crate) fn install_handler() -> std::io::Result<()> {
 /// unblocks the kick signal.
 pub(crate) fn arm_thread(immediate_exit: *mut u8) {
     IMMEDIATE_EXIT.with(|c| c.set(immediate_exit));
-    // SAFETY: plain signal-mask manipulation of the calling thread.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, kick_signal());
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
+    // SAFETY: an all-zero sigset_t is a valid (empty) set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t owned here.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: as above; the signal number is a valid real-time signal.
+    unsafe { libc::sigaddset(&mut set, kick_signal()) };
+    // SAFETY: changes only the calling thread's mask; `set` is valid.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
 }
 
 /// Undoes [`arm_thread`] (before the vCPU is dropped).
@@ -184,7 +187,10 @@ impl Timer {
         let timer = Timer { id };
         let after = after.max(Duration::from_nanos(1));
         let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
             it_value: libc::timespec {
                 tv_sec: after.as_secs().min(i64::MAX as u64) as libc::time_t,
                 tv_nsec: libc::c_long::from(after.subsec_nanos() as i32),
@@ -207,8 +213,14 @@ impl Drop for Timer {
 
 /// CPU time of the calling thread.
 pub(crate) fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid timespec pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }

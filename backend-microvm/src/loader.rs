@@ -48,7 +48,11 @@ pub(crate) enum LoadError {
 }
 
 fn not_exec(path: &[u8], reason: impl Into<String>, errno: Errno) -> LoadError {
-    LoadError::NotExecutable { path: String::from_utf8_lossy(path).into_owned(), reason: reason.into(), errno: errno.0 }
+    LoadError::NotExecutable {
+        path: String::from_utf8_lossy(path).into_owned(),
+        reason: reason.into(),
+        errno: errno.0,
+    }
 }
 
 /// The program found: its sandbox path, contents and the argv to run it with.
@@ -63,8 +67,12 @@ pub(crate) struct Program {
 }
 
 fn read_whole(vfs: &Vfs, base: &Location, path: &[u8]) -> Result<Vec<u8>, LoadError> {
-    let loc = vfs.resolve(base, path, true).map_err(|_| LoadError::NotFound)?;
-    let meta = vfs.meta(&loc).map_err(|e| not_exec(path, "cannot stat the program", e))?;
+    let loc = vfs
+        .resolve(base, path, true)
+        .map_err(|_| LoadError::NotFound)?;
+    let meta = vfs
+        .meta(&loc)
+        .map_err(|e| not_exec(path, "cannot stat the program", e))?;
     if meta.is_dir() {
         return Err(not_exec(path, "it is a directory", errno::EACCES));
     }
@@ -72,12 +80,18 @@ fn read_whole(vfs: &Vfs, base: &Location, path: &[u8]) -> Result<Vec<u8>, LoadEr
         return Err(not_exec(path, "it is not a regular file", errno::EACCES));
     }
     if meta.mode & 0o111 == 0 {
-        return Err(not_exec(path, "it has no execute permission", errno::EACCES));
+        return Err(not_exec(
+            path,
+            "it has no execute permission",
+            errno::EACCES,
+        ));
     }
     if meta.size > MAX_PROGRAM {
         return Err(not_exec(path, "it is larger than 1 GiB", errno::ENOMEM));
     }
-    let (_, opened) = vfs.open(base, path, libc::O_RDONLY, 0).map_err(|e| not_exec(path, "cannot open it", e))?;
+    let (_, opened) = vfs
+        .open(base, path, libc::O_RDONLY, 0)
+        .map_err(|e| not_exec(path, "cannot open it", e))?;
     let mut data = vec![0u8; meta.size as usize];
     let mut got = 0;
     while got < data.len() {
@@ -102,7 +116,12 @@ fn read_whole(vfs: &Vfs, base: &Location, path: &[u8]) -> Result<Vec<u8>, LoadEr
 }
 
 /// Finds the program among `candidates` (absolute sandbox paths, in order).
-pub(crate) fn find(vfs: &Vfs, cwd: &Location, candidates: &[String], argv: &[String]) -> Result<Program, LoadError> {
+pub(crate) fn find(
+    vfs: &Vfs,
+    cwd: &Location,
+    candidates: &[String],
+    argv: &[String],
+) -> Result<Program, LoadError> {
     for c in candidates {
         let path = c.as_bytes();
         let image = match read_whole(vfs, cwd, path) {
@@ -120,7 +139,11 @@ pub(crate) fn find(vfs: &Vfs, cwd: &Location, candidates: &[String], argv: &[Str
             let mut parts = line.splitn(2, [' ', '\t']);
             let interp = parts.next().unwrap_or_default().to_string();
             if interp.is_empty() {
-                return Err(not_exec(path, "its #! line names no interpreter", errno::ENOEXEC));
+                return Err(not_exec(
+                    path,
+                    "its #! line names no interpreter",
+                    errno::ENOEXEC,
+                ));
             }
             let mut new_argv = vec![interp.clone().into_bytes()];
             if let Some(arg) = parts.next().map(str::trim).filter(|a| !a.is_empty()) {
@@ -131,13 +154,25 @@ pub(crate) fn find(vfs: &Vfs, cwd: &Location, candidates: &[String], argv: &[Str
             let image = match read_whole(vfs, cwd, interp.as_bytes()) {
                 Ok(i) => i,
                 Err(LoadError::NotFound) => {
-                    return Err(not_exec(path, format!("its interpreter {interp} is not in the sandbox"), errno::ENOENT))
+                    return Err(not_exec(
+                        path,
+                        format!("its interpreter {interp} is not in the sandbox"),
+                        errno::ENOENT,
+                    ))
                 }
                 Err(e) => return Err(e),
             };
-            return Ok(Program { path: interp.into_bytes(), image, argv: new_argv });
+            return Ok(Program {
+                path: interp.into_bytes(),
+                image,
+                argv: new_argv,
+            });
         }
-        return Ok(Program { path: path.to_vec(), image, argv });
+        return Ok(Program {
+            path: path.to_vec(),
+            image,
+            argv,
+        });
     }
     Err(LoadError::NotFound)
 }
@@ -174,11 +209,25 @@ fn page_up(v: u64) -> Option<u64> {
 }
 
 /// Loads `prog` into `mm` and builds its initial stack.
-pub(crate) fn load(mm: &mut AddressSpace, prog: &Program, env: &[Vec<u8>]) -> Result<Entry, LoadError> {
+pub(crate) fn load(
+    mm: &mut AddressSpace,
+    prog: &Program,
+    env: &[Vec<u8>],
+) -> Result<Entry, LoadError> {
     let path = &prog.path;
-    let elf = Elf::parse(&prog.image).map_err(|e| not_exec(path, format!("it is not an ELF executable ({e})"), errno::ENOEXEC))?;
+    let elf = Elf::parse(&prog.image).map_err(|e| {
+        not_exec(
+            path,
+            format!("it is not an ELF executable ({e})"),
+            errno::ENOEXEC,
+        )
+    })?;
     if !elf.is_64 || !elf.little_endian || elf.header.e_machine != goblin::elf::header::EM_X86_64 {
-        return Err(not_exec(path, "it is not an x86-64 (64-bit) program", errno::ENOEXEC));
+        return Err(not_exec(
+            path,
+            "it is not an x86-64 (64-bit) program",
+            errno::ENOEXEC,
+        ));
     }
     if elf.program_headers.iter().any(|p| p.p_type == PT_INTERP) {
         return Err(not_exec(
@@ -192,7 +241,11 @@ pub(crate) fn load(mm: &mut AddressSpace, prog: &Program, env: &[Vec<u8>]) -> Re
         goblin::elf::header::ET_DYN => PIE_BASE,
         _ => return Err(not_exec(path, "it is not an executable", errno::ENOEXEC)),
     };
-    let loads: Vec<_> = elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD && p.p_memsz > 0).collect();
+    let loads: Vec<_> = elf
+        .program_headers
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && p.p_memsz > 0)
+        .collect();
     if loads.is_empty() {
         return Err(not_exec(path, "it has nothing to load", errno::ENOEXEC));
     }
@@ -203,10 +256,16 @@ pub(crate) fn load(mm: &mut AddressSpace, prog: &Program, env: &[Vec<u8>]) -> Re
     for p in &loads {
         let start = bias.checked_add(p.p_vaddr).ok_or_else(bad)?;
         let seg_end = start.checked_add(p.p_memsz).ok_or_else(bad)?;
-        if p.p_filesz > p.p_memsz || seg_end > STACK_TOP - (8 << 20) || start < crate::mm::MMAP_MIN_ADDR {
+        if p.p_filesz > p.p_memsz
+            || seg_end > STACK_TOP - (8 << 20)
+            || start < crate::mm::MMAP_MIN_ADDR
+        {
             return Err(bad());
         }
-        if p.p_offset.checked_add(p.p_filesz).is_none_or(|e| e > prog.image.len() as u64) {
+        if p.p_offset
+            .checked_add(p.p_filesz)
+            .is_none_or(|e| e > prog.image.len() as u64)
+        {
             return Err(bad());
         }
         let mut pg = page_down(start);
@@ -234,7 +293,8 @@ pub(crate) fn load(mm: &mut AddressSpace, prog: &Program, env: &[Vec<u8>]) -> Re
     for p in &loads {
         let start = bias + p.p_vaddr;
         let file_end = page_up(start + p.p_filesz).ok_or_else(bad)?;
-        mm.populate(page_down(start), file_end).map_err(|_| LoadError::NoMemory)?;
+        mm.populate(page_down(start), file_end)
+            .map_err(|_| LoadError::NoMemory)?;
         let data = &prog.image[p.p_offset as usize..(p.p_offset + p.p_filesz) as usize];
         mm.poke(start, data).ok_or(LoadError::NoMemory)?;
     }
@@ -245,11 +305,19 @@ pub(crate) fn load(mm: &mut AddressSpace, prog: &Program, env: &[Vec<u8>]) -> Re
         .map(|p| bias + p.p_vaddr)
         .or_else(|| {
             let off = elf.header.e_phoff;
-            loads.iter().find(|p| p.p_offset <= off && off < p.p_offset + p.p_filesz).map(|p| bias + p.p_vaddr + (off - p.p_offset))
+            loads
+                .iter()
+                .find(|p| p.p_offset <= off && off < p.p_offset + p.p_filesz)
+                .map(|p| bias + p.p_vaddr + (off - p.p_offset))
         })
         .unwrap_or(0);
     let stack_reserve = 8 << 20;
-    mm.insert(STACK_TOP - stack_reserve, STACK_TOP, PROT_READ | PROT_WRITE, VmaKind::Anon);
+    mm.insert(
+        STACK_TOP - stack_reserve,
+        STACK_TOP,
+        PROT_READ | PROT_WRITE,
+        VmaKind::Anon,
+    );
     mm.set_layout(end, STACK_TOP - stack_reserve - STACK_GAP);
     let aux = Aux {
         phdr,
@@ -257,7 +325,10 @@ pub(crate) fn load(mm: &mut AddressSpace, prog: &Program, env: &[Vec<u8>]) -> Re
         entry: bias + elf.header.e_entry,
     };
     let rsp = build_stack(mm, &prog.argv, env, path, &aux)?;
-    Ok(Entry { rip: aux.entry, rsp })
+    Ok(Entry {
+        rip: aux.entry,
+        rsp,
+    })
 }
 
 struct Aux {
@@ -292,10 +363,20 @@ fn hwcap() -> u64 {
 }
 
 /// Lays out argc, argv, envp, auxv and their strings below `STACK_TOP`.
-fn build_stack(mm: &mut AddressSpace, argv: &[Vec<u8>], env: &[Vec<u8>], path: &[u8], aux: &Aux) -> Result<u64, LoadError> {
+fn build_stack(
+    mm: &mut AddressSpace,
+    argv: &[Vec<u8>],
+    env: &[Vec<u8>],
+    path: &[u8],
+    aux: &Aux,
+) -> Result<u64, LoadError> {
     let total: usize = argv.iter().chain(env.iter()).map(|s| s.len() + 1).sum();
     if total > MAX_ARGS {
-        return Err(not_exec(path, "its arguments and environment are too large", errno::E2BIG));
+        return Err(not_exec(
+            path,
+            "its arguments and environment are too large",
+            errno::E2BIG,
+        ));
     }
     let mut strings: Vec<u8> = Vec::new();
     let mut put = |s: &[u8]| {
@@ -348,8 +429,10 @@ fn build_stack(mm: &mut AddressSpace, argv: &[Vec<u8>], env: &[Vec<u8>], path: &
     }
     let bytes: Vec<u8> = table.iter().flat_map(|w| w.to_le_bytes()).collect();
     let low = page_down(rsp).min(STACK_TOP - STACK_PREFAULT * PAGE_SIZE);
-    mm.populate(low, STACK_TOP).map_err(|_| LoadError::NoMemory)?;
-    let poke = |mm: &mut AddressSpace, at: u64, data: &[u8]| mm.poke(at, data).ok_or(LoadError::NoMemory);
+    mm.populate(low, STACK_TOP)
+        .map_err(|_| LoadError::NoMemory)?;
+    let poke =
+        |mm: &mut AddressSpace, at: u64, data: &[u8]| mm.poke(at, data).ok_or(LoadError::NoMemory);
     poke(mm, strings_at, &strings)?;
     poke(mm, random_at, &random)?;
     poke(mm, rsp, &bytes)?;

@@ -60,12 +60,23 @@ pub(crate) struct Memory {
 impl Memory {
     /// Maps `size` bytes (a multiple of 2 MiB) of lazily backed guest RAM.
     pub(crate) fn new(size: u64) -> std::io::Result<Memory> {
-        let len = usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+        let len =
+            usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
         let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)])
             .map_err(std::io::Error::other)?;
         let fixed = FIXED_END / PAGE_SIZE;
-        let budget = Rc::new(Budget { total: size / PAGE_SIZE, used: Cell::new(fixed), peak: Cell::new(fixed) });
-        Ok(Memory { ram, size, next: FIXED_END, free: Vec::new(), budget })
+        let budget = Rc::new(Budget {
+            total: size / PAGE_SIZE,
+            used: Cell::new(fixed),
+            peak: Cell::new(fixed),
+        });
+        Ok(Memory {
+            ram,
+            size,
+            next: FIXED_END,
+            free: Vec::new(),
+            budget,
+        })
     }
 
     /// The guest RAM, for KVM's memory slot.
@@ -145,7 +156,9 @@ impl Memory {
         let rc = unsafe { libc::madvise(guard.as_ptr().cast(), len as usize, libc::MADV_DONTNEED) };
         if rc != 0 {
             // Not fatal, but the frame must still read as zero.
-            let _ = self.ram.write_slice(&vec![0u8; len as usize], GuestAddress(gpa));
+            let _ = self
+                .ram
+                .write_slice(&vec![0u8; len as usize], GuestAddress(gpa));
         }
     }
 
@@ -171,7 +184,9 @@ impl Memory {
 
     /// The bytes at `gpa .. gpa + len`, for I/O straight into guest memory.
     pub(crate) fn slice(&self, gpa: u64, len: u64) -> Option<VolatileSlice<'_, ()>> {
-        self.ram.get_slice(GuestAddress(gpa), usize::try_from(len).ok()?).ok()
+        self.ram
+            .get_slice(GuestAddress(gpa), usize::try_from(len).ok()?)
+            .ok()
     }
 }
 

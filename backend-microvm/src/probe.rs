@@ -12,7 +12,11 @@ pub(crate) fn kvm_kind() -> &'static str {
     let module = |m: &str| Path::new("/sys/module").join(m).exists();
     let flags = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("flags")).map(str::to_owned))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("flags"))
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
     let flag = |f: &str| flags.split_whitespace().any(|x| x == f);
     if module("kvm_pvm") {
@@ -55,10 +59,22 @@ pub(crate) fn availability() -> Result<i32, String> {
 pub(crate) fn probe() -> BackendProbe {
     let mut details = BTreeMap::new();
     details.insert("kvm".into(), serde_json::json!(kvm_kind()));
-    details.insert("dev_kvm".into(), serde_json::json!(Path::new("/dev/kvm").exists()));
-    details.insert("landlock_abi".into(), serde_json::json!(crate::confine::landlock_abi()));
-    details.insert("vmm_seccomp".into(), serde_json::json!(crate::confine::check().is_ok()));
-    details.insert("guest".into(), serde_json::json!("static and static-PIE x86-64 ELF, Linux syscall personality in the VMM"));
+    details.insert(
+        "dev_kvm".into(),
+        serde_json::json!(Path::new("/dev/kvm").exists()),
+    );
+    details.insert(
+        "landlock_abi".into(),
+        serde_json::json!(crate::confine::landlock_abi()),
+    );
+    details.insert(
+        "vmm_seccomp".into(),
+        serde_json::json!(crate::confine::check().is_ok()),
+    );
+    details.insert(
+        "guest".into(),
+        serde_json::json!("static and static-PIE x86-64 ELF, Linux syscall personality in the VMM"),
+    );
     let available = availability();
     if let Ok(v) = &available {
         details.insert("kvm_api_version".into(), serde_json::json!(v));

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sandbox_core::{
-    EnforcementReport, Isolation, LimitMechanism, LimitsReport, Outcome, Plan, RunError, SpawnError, Termination, VmReport,
+    EnforcementReport, Isolation, LimitMechanism, LimitsReport, Outcome, Plan, RunError,
+    SpawnError, Termination, VmReport,
 };
 
 use crate::confine::{confine_thread, Confinement};
@@ -28,7 +29,10 @@ const MIN_MEMORY: u64 = 4 << 20;
 const DEFAULT_OPEN_FILES: u64 = 1024;
 
 fn setup_err(step: &str, e: impl std::error::Error + Send + Sync + 'static) -> SpawnError {
-    SpawnError::Setup { step: step.into(), source: std::io::Error::other(e) }
+    SpawnError::Setup {
+        step: step.into(),
+        source: std::io::Error::other(e),
+    }
 }
 
 /// Everything ready to run.
@@ -49,7 +53,13 @@ impl std::fmt::Debug for Prepared {
 }
 
 /// Builds the sandbox of `plan` on the calling thread and confines the thread.
-pub(crate) fn prepare(plan: &Plan, ctl: Arc<Control>, out: Output, input: Input, start: Instant) -> Result<Prepared, SpawnError> {
+pub(crate) fn prepare(
+    plan: &Plan,
+    ctl: Arc<Control>,
+    out: Output,
+    input: Input,
+    start: Instant,
+) -> Result<Prepared, SpawnError> {
     let requested = plan.limits.memory.map(|b| b.0).unwrap_or(DEFAULT_MEMORY);
     if requested > MAX_RAM {
         return Err(SpawnError::Unsupported(format!(
@@ -59,7 +69,8 @@ pub(crate) fn prepare(plan: &Plan, ctl: Arc<Control>, out: Output, input: Input,
     }
     let memory = requested.max(MIN_MEMORY).next_multiple_of(2 << 20);
     let mut mem = Memory::new(memory).map_err(|e| setup_err("reserving guest memory", e))?;
-    let pt = crate::guest::build_supervisor(&mut mem).map_err(|e| setup_err("building the guest supervisor", e))?;
+    let pt = crate::guest::build_supervisor(&mut mem)
+        .map_err(|e| setup_err("building the guest supervisor", e))?;
     let budget = mem.budget();
     let mut mm = AddressSpace::new(mem, pt);
 
@@ -69,25 +80,34 @@ pub(crate) fn prepare(plan: &Plan, ctl: Arc<Control>, out: Output, input: Input,
         source: e.error,
     })?;
     let root = vfs.root();
-    let cwd = vfs.resolve(&root, plan.cwd.as_bytes(), true).map_err(|e| SpawnError::Setup {
-        step: format!("entering the working directory {}", plan.cwd),
-        source: std::io::Error::from_raw_os_error(e.0),
-    })?;
+    let cwd = vfs
+        .resolve(&root, plan.cwd.as_bytes(), true)
+        .map_err(|e| SpawnError::Setup {
+            step: format!("entering the working directory {}", plan.cwd),
+            source: std::io::Error::from_raw_os_error(e.0),
+        })?;
     if !cwd.node().is_dir() {
         return Err(SpawnError::Setup {
             step: format!("entering the working directory {}", plan.cwd),
             source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
         });
     }
-    let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv).map_err(|e| load_error(plan, e))?;
+    let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv)
+        .map_err(|e| load_error(plan, e))?;
     vfs.mount("/proc/self/exe", Mount::Link(prog.path.clone().into()));
-    let env: Vec<Vec<u8>> = plan.env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()).collect();
+    let env: Vec<Vec<u8>> = plan
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}").into_bytes())
+        .collect();
     let entry = loader::load(&mut mm, &prog, &env).map_err(|e| load_error(plan, e))?;
 
     let vm = Vm::create(&mm.mem, entry.rip, entry.rsp).map_err(|e| match e {
         VmError::Open(err) => SpawnError::Unavailable {
             isolation: Isolation::MicroVm,
-            reason: crate::probe::availability().err().unwrap_or_else(|| format!("cannot open /dev/kvm: {err}")),
+            reason: crate::probe::availability()
+                .err()
+                .unwrap_or_else(|| format!("cannot open /dev/kvm: {err}")),
         },
         other => setup_err("creating the VM", other),
     })?;
@@ -106,15 +126,22 @@ pub(crate) fn prepare(plan: &Plan, ctl: Arc<Control>, out: Output, input: Input,
     // Timers kick this thread out of KVM_RUN at the wall and CPU limits.
     let mut timers = Vec::new();
     if let Some(d) = plan.limits.wall_time {
-        timers.push(Timer::new(libc::CLOCK_MONOTONIC, d.saturating_sub(start.elapsed())).map_err(|e| setup_err("arming the wall-time timer", e))?);
+        timers.push(
+            Timer::new(libc::CLOCK_MONOTONIC, d.saturating_sub(start.elapsed()))
+                .map_err(|e| setup_err("arming the wall-time timer", e))?,
+        );
     }
     if let Some(d) = plan.limits.cpu_time {
         let left = d.saturating_sub(kick::thread_cpu_time());
-        timers.push(Timer::new(libc::CLOCK_THREAD_CPUTIME_ID, left).map_err(|e| setup_err("arming the CPU-time timer", e))?);
+        timers.push(
+            Timer::new(libc::CLOCK_THREAD_CPUTIME_ID, left)
+                .map_err(|e| setup_err("arming the CPU-time timer", e))?,
+        );
     }
     // SAFETY: geteuid has no preconditions (asked before seccomp narrows this thread).
     let euid = unsafe { libc::geteuid() };
-    let confinement = confine_thread(vfs.sources()).map_err(|e| setup_err("confining the VMM thread", e))?;
+    let confinement =
+        confine_thread(vfs.sources()).map_err(|e| setup_err("confining the VMM thread", e))?;
     let kernel = Kernel {
         mm,
         vfs,
@@ -139,13 +166,25 @@ pub(crate) fn prepare(plan: &Plan, ctl: Arc<Control>, out: Output, input: Input,
         hostname: plan.hostname.clone(),
         clear_tid: 0,
     };
-    Ok(Prepared { vm, kernel, confinement, memory, mounts, timers, euid })
+    Ok(Prepared {
+        vm,
+        kernel,
+        confinement,
+        memory,
+        mounts,
+        timers,
+        euid,
+    })
 }
 
 fn load_error(plan: &Plan, e: LoadError) -> SpawnError {
     match e {
         LoadError::NotFound => SpawnError::ProgramNotFound(plan.program.clone()),
-        LoadError::NotExecutable { path, reason, errno } => SpawnError::NotExecutable {
+        LoadError::NotExecutable {
+            path,
+            reason,
+            errno,
+        } => SpawnError::NotExecutable {
             program: path,
             source: std::io::Error::new(std::io::Error::from_raw_os_error(errno).kind(), reason),
         },
@@ -158,7 +197,15 @@ fn load_error(plan: &Plan, e: LoadError) -> SpawnError {
 
 /// Runs a prepared sandbox to its end.
 pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, RunError> {
-    let Prepared { mut vm, mut kernel, confinement, memory, mounts, timers, euid } = p;
+    let Prepared {
+        mut vm,
+        mut kernel,
+        confinement,
+        memory,
+        mounts,
+        timers,
+        euid,
+    } = p;
     kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
     let stop = crate::vcpu::run(&mut vm, &mut kernel);
     kick::disarm_thread();
@@ -178,7 +225,10 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         Stop::Killed => (Termination::Killed, None, Some(libc::SIGKILL)),
         Stop::Internal(msg) => {
             tracing::error!(%msg, "micro-VM run failed");
-            return Err(RunError::Supervision("running the micro-VM".into(), std::io::Error::other(msg)));
+            return Err(RunError::Supervision(
+                "running the micro-VM".into(),
+                std::io::Error::other(msg),
+            ));
         }
     };
     let enforcement = report(plan, &confinement, memory, mounts, euid);
@@ -199,12 +249,27 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
 }
 
 /// The enforcement report of a micro-VM run.
-fn report(plan: &Plan, c: &Confinement, memory: u64, mounts: usize, euid: u32) -> EnforcementReport {
+fn report(
+    plan: &Plan,
+    c: &Confinement,
+    memory: u64,
+    mounts: usize,
+    euid: u32,
+) -> EnforcementReport {
     let l = &plan.limits;
     let mut details = BTreeMap::new();
-    details.insert("memory".into(), format!("guest RAM of {} MiB, frames allocated on demand", memory >> 20));
+    details.insert(
+        "memory".into(),
+        format!(
+            "guest RAM of {} MiB, frames allocated on demand",
+            memory >> 20
+        ),
+    );
     if l.wall_time.is_some() {
-        details.insert("wall_time".into(), "VMM timer kicks the vCPU out of KVM_RUN".into());
+        details.insert(
+            "wall_time".into(),
+            "VMM timer kicks the vCPU out of KVM_RUN".into(),
+        );
     }
     if l.cpu_time.is_some() {
         details.insert("cpu_time".into(), "vCPU thread CPU-time timer".into());
@@ -213,16 +278,28 @@ fn report(plan: &Plan, c: &Confinement, memory: u64, mounts: usize, euid: u32) -
         details.insert("output".into(), "VMM counts stdout and stderr".into());
     }
     if l.file_size.is_some() {
-        details.insert("file_size".into(), "VMM personality (RLIMIT_FSIZE semantics, SIGXFSZ)".into());
+        details.insert(
+            "file_size".into(),
+            "VMM personality (RLIMIT_FSIZE semantics, SIGXFSZ)".into(),
+        );
     }
     if l.open_files.is_some() {
-        details.insert("open_files".into(), "VMM descriptor table (RLIMIT_NOFILE)".into());
+        details.insert(
+            "open_files".into(),
+            "VMM descriptor table (RLIMIT_NOFILE)".into(),
+        );
     }
     if l.tmp_size.is_some() {
-        details.insert("tmp_size".into(), "in-memory /tmp, also charged to guest memory".into());
+        details.insert(
+            "tmp_size".into(),
+            "in-memory /tmp, also charged to guest memory".into(),
+        );
     }
     if l.pids.is_some() {
-        details.insert("pids".into(), "one process, one thread (fork/clone are not offered yet)".into());
+        details.insert(
+            "pids".into(),
+            "one process, one thread (fork/clone are not offered yet)".into(),
+        );
     }
     EnforcementReport {
         isolation: Isolation::MicroVm,

@@ -26,12 +26,24 @@ pub(crate) struct Output {
 impl Output {
     /// Output going to `tx`, at most `limit` bytes in all.
     pub(crate) fn new(tx: mpsc::UnboundedSender<OutputChunk>, limit: Option<u64>) -> Output {
-        Output { tx: Some(tx), stdout: Vec::new(), stderr: Vec::new(), limit, total: 0 }
+        Output {
+            tx: Some(tx),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            limit,
+            total: 0,
+        }
     }
 
     /// Writes `data`; past the limit, what fits is kept and the run must end.
-    pub(crate) fn write(&mut self, stream: StreamKind, data: &[u8]) -> Result<(), OutputLimitReached> {
-        let room = self.limit.map_or(u64::MAX, |l| l.saturating_sub(self.total));
+    pub(crate) fn write(
+        &mut self,
+        stream: StreamKind,
+        data: &[u8],
+    ) -> Result<(), OutputLimitReached> {
+        let room = self
+            .limit
+            .map_or(u64::MAX, |l| l.saturating_sub(self.total));
         let take = (data.len() as u64).min(room) as usize;
         if take > 0 {
             let kept = &data[..take];
@@ -40,7 +52,13 @@ impl Output {
                 StreamKind::Stderr => self.stderr.extend_from_slice(kept),
             }
             if let Some(tx) = &self.tx {
-                if tx.send(OutputChunk { stream, data: kept.to_vec() }).is_err() {
+                if tx
+                    .send(OutputChunk {
+                        stream,
+                        data: kept.to_vec(),
+                    })
+                    .is_err()
+                {
                     self.tx = None; // nobody listens; the outcome still has it
                 }
             }

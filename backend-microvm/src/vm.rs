@@ -47,7 +47,8 @@ pub(crate) fn kvm_host() -> Result<&'static KvmHost, VmError> {
     if let Some(h) = HOST.get() {
         return Ok(h);
     }
-    let kvm = Kvm::new().map_err(|e| VmError::Open(std::io::Error::from_raw_os_error(e.errno())))?;
+    let kvm =
+        Kvm::new().map_err(|e| VmError::Open(std::io::Error::from_raw_os_error(e.errno())))?;
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
@@ -93,7 +94,9 @@ pub(crate) struct Vm {
 
 impl std::fmt::Debug for Vm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vm").field("doorbell_gpa", &self.doorbell_gpa).finish_non_exhaustive()
+        f.debug_struct("Vm")
+            .field("doorbell_gpa", &self.doorbell_gpa)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,11 +131,12 @@ impl Vm {
     pub(crate) fn create(mem: &Memory, entry: u64, rsp: u64) -> Result<Vm, VmError> {
         let host = kvm_host()?;
         let vm = host.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-        let userspace_addr = mem
-            .ram()
-            .get_host_address(GuestAddress(0))
-            .map_err(|_| VmError::Kvm("guest memory", std::io::Error::from_raw_os_error(libc::EFAULT)))?
-            as u64;
+        let userspace_addr = mem.ram().get_host_address(GuestAddress(0)).map_err(|_| {
+            VmError::Kvm(
+                "guest memory",
+                std::io::Error::from_raw_os_error(libc::EFAULT),
+            )
+        })? as u64;
         let slot = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
@@ -143,7 +147,8 @@ impl Vm {
         // SAFETY: the region is the whole guest RAM mapping, owned by `mem`, which the
         // caller keeps alive (and mapped) as long as this VM: the run drops the VM before
         // the memory.
-        unsafe { vm.set_user_memory_region(slot) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        unsafe { vm.set_user_memory_region(slot) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
         let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let (cpuid, xcr0) = host.guest_cpuid();
         vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
@@ -173,9 +178,16 @@ impl Vm {
         sregs.cr0 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16) | (1 << 31);
         vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
 
-        let msr = |index, data| kvm_msr_entry { index, data, ..Default::default() };
+        let msr = |index, data| kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        };
         let msrs = Msrs::from_entries(&[
-            msr(MSR_STAR, (u64::from(USER_CS - 16) << 48) | (u64::from(KERNEL_CS) << 32)),
+            msr(
+                MSR_STAR,
+                (u64::from(USER_CS - 16) << 48) | (u64::from(KERNEL_CS) << 32),
+            ),
             msr(MSR_LSTAR, STUB_VA),
             // Compatibility-mode syscalls have no code segment to come from; be safe.
             msr(MSR_CSTAR, FLUSH_ENTRY_VA),
@@ -184,29 +196,50 @@ impl Vm {
         .map_err(|_| VmError::Kvm("MSR list", std::io::Error::from_raw_os_error(libc::EINVAL)))?;
         let n = vcpu.set_msrs(&msrs).map_err(kvm_err("KVM_SET_MSRS"))?;
         if n != 4 {
-            return Err(VmError::Kvm("KVM_SET_MSRS", std::io::Error::from_raw_os_error(libc::EINVAL)));
+            return Err(VmError::Kvm(
+                "KVM_SET_MSRS",
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            ));
         }
-        let mut xcrs = kvm_xcrs { nr_xcrs: 1, ..Default::default() };
+        let mut xcrs = kvm_xcrs {
+            nr_xcrs: 1,
+            ..Default::default()
+        };
         xcrs.xcrs[0].xcr = 0;
         xcrs.xcrs[0].value = xcr0;
         if vcpu.set_xcrs(&xcrs).is_err() {
             xcrs.xcrs[0].value = 0x7;
             vcpu.set_xcrs(&xcrs).map_err(kvm_err("KVM_SET_XCRS"))?;
         }
-        let regs = kvm_regs { rip: entry, rsp, rflags: 0x202, ..Default::default() };
+        let regs = kvm_regs {
+            rip: entry,
+            rsp,
+            rflags: 0x202,
+            ..Default::default()
+        };
         vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
-        Ok(Vm { vm, vcpu, slot, doorbell_gpa: doorbell_gpa(mem.size()) })
+        Ok(Vm {
+            vm,
+            vcpu,
+            slot,
+            doorbell_gpa: doorbell_gpa(mem.size()),
+        })
     }
 
     /// Deletes and re-adds the memory slot: KVM drops every translation of guest memory
     /// (shadow pages on PVM, EPT/NPT and TLB entries on VT-x/AMD-V).
     pub(crate) fn reload_slot(&self) -> Result<(), VmError> {
-        let empty = kvm_userspace_memory_region { memory_size: 0, ..self.slot };
+        let empty = kvm_userspace_memory_region {
+            memory_size: 0,
+            ..self.slot
+        };
         // SAFETY: deleting the slot (size 0) maps nothing; re-adding it maps the same
         // guest RAM as at creation, which is still alive (see `create`).
-        unsafe { self.vm.set_user_memory_region(empty) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        unsafe { self.vm.set_user_memory_region(empty) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
         // SAFETY: as above.
-        unsafe { self.vm.set_user_memory_region(self.slot) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        unsafe { self.vm.set_user_memory_region(self.slot) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
         Ok(())
     }
 }

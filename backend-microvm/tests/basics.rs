@@ -57,7 +57,10 @@ async fn stdout_stderr_and_exit_codes() {
         let mut p = prog_plan("args", Toolchain::Glibc, &[]);
         p.env.push(("EXIT_CODE".into(), code.to_string()));
         let o = run(p).await;
-        assert_eq!((o.termination, o.exit_code, o.signal), (Termination::Exited, Some(code), None));
+        assert_eq!(
+            (o.termination, o.exit_code, o.signal),
+            (Termination::Exited, Some(code), None)
+        );
     }
 }
 
@@ -66,18 +69,37 @@ async fn output_is_streamed_while_running_and_capped() {
     if !kvm() {
         return;
     }
-    let mut exec = MicroVmBackend::new().spawn(plan("/bin/busybox", &["sh", "-c", "echo one; echo two >&2"])).await.unwrap();
+    let mut exec = MicroVmBackend::new()
+        .spawn(plan(
+            "/bin/busybox",
+            &["sh", "-c", "echo one; echo two >&2"],
+        ))
+        .await
+        .unwrap();
     let mut rx = exec.take_output().unwrap();
     let o = exec.wait().await.unwrap();
     let mut chunks = Vec::new();
     while let Some(c) = rx.recv().await {
         chunks.push(c);
     }
-    assert!(chunks.iter().any(|c| c.stream == StreamKind::Stdout && c.data == b"one\n"), "{chunks:?}");
-    assert!(chunks.iter().any(|c| c.stream == StreamKind::Stderr && c.data == b"two\n"), "{chunks:?}");
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.stream == StreamKind::Stdout && c.data == b"one\n"),
+        "{chunks:?}"
+    );
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.stream == StreamKind::Stderr && c.data == b"two\n"),
+        "{chunks:?}"
+    );
     assert_eq!(stdout(&o), "one\n");
 
-    let mut p = plan("/bin/busybox", &["sh", "-c", "while true; do echo 0123456789; done"]);
+    let mut p = plan(
+        "/bin/busybox",
+        &["sh", "-c", "while true; do echo 0123456789; done"],
+    );
     p.limits.output = Some(sandbox_core::ByteSize(1000));
     let o = run(p).await;
     assert_eq!(o.termination, Termination::OutputLimit);
@@ -112,13 +134,19 @@ async fn kill_and_drop_end_the_vm() {
     if !kvm() {
         return;
     }
-    let mut exec = MicroVmBackend::new().spawn(prog_plan("spin", Toolchain::Musl, &[])).await.unwrap();
+    let mut exec = MicroVmBackend::new()
+        .spawn(prog_plan("spin", Toolchain::Musl, &[]))
+        .await
+        .unwrap();
     let k = exec.kill_handle();
     tokio::time::sleep(Duration::from_millis(100)).await;
     k.kill();
     let o = exec.wait().await.unwrap();
     assert_eq!(o.termination, Termination::Killed);
-    assert!(matches!(exec.wait().await, Err(sandbox_core::RunError::AlreadyWaited)));
+    assert!(matches!(
+        exec.wait().await,
+        Err(sandbox_core::RunError::AlreadyWaited)
+    ));
 
     // A VM blocked in a VMM wait (stdin that never comes) is killed too.
     let mut p = plan("/bin/busybox", &["cat"]);
@@ -131,7 +159,10 @@ async fn kill_and_drop_end_the_vm() {
     assert_eq!(exec.wait().await.unwrap().termination, Termination::Killed);
 
     // Dropping the execution kills the VM: its thread ends (the CPU is free again).
-    let exec = MicroVmBackend::new().spawn(prog_plan("spin", Toolchain::Musl, &[])).await.unwrap();
+    let exec = MicroVmBackend::new()
+        .spawn(prog_plan("spin", Toolchain::Musl, &[]))
+        .await
+        .unwrap();
     drop(exec);
 }
 
@@ -144,7 +175,10 @@ async fn enforcement_report_says_what_was_in_force() {
     assert_eq!(o.isolation, Isolation::MicroVm);
     let e = &o.enforcement;
     let vm = e.vm.as_ref().expect("vm report");
-    assert!(["vmx", "svm", "pvm"].contains(&vm.kvm_kind.as_str()), "{vm:?}");
+    assert!(
+        ["vmx", "svm", "pvm"].contains(&vm.kvm_kind.as_str()),
+        "{vm:?}"
+    );
     assert_eq!(vm.vcpus, 1);
     assert_eq!(vm.guest_memory_bytes, 1 << 30);
     assert!(e.seccomp.enforced);
@@ -152,7 +186,11 @@ async fn enforcement_report_says_what_was_in_force() {
     assert!(e.seccomp.allowed_syscalls > 20);
     assert_eq!(e.landlock.applies_to, "vmm");
     assert_eq!(e.limits.mechanism, sandbox_core::LimitMechanism::Vm);
-    assert!(o.peak_memory_bytes > 0 && o.peak_memory_bytes < 8 << 20, "{}", o.peak_memory_bytes);
+    assert!(
+        o.peak_memory_bytes > 0 && o.peak_memory_bytes < 8 << 20,
+        "{}",
+        o.peak_memory_bytes
+    );
     assert!(o.wall_time > Duration::ZERO && o.cpu_time > Duration::ZERO);
 }
 
@@ -163,7 +201,10 @@ async fn unimplemented_syscalls_are_counted() {
     }
     // busybox sh forks for a pipeline: fork is not offered yet.
     let o = run(plan("/bin/busybox", &["sh", "-c", "echo a | cat"])).await;
-    let forks: u64 = ["fork", "vfork", "clone", "clone3"].iter().filter_map(|n| o.unimplemented_syscalls.get(*n)).sum();
+    let forks: u64 = ["fork", "vfork", "clone", "clone3"]
+        .iter()
+        .filter_map(|n| o.unimplemented_syscalls.get(*n))
+        .sum();
     assert!(forks >= 1, "{:?}", o.unimplemented_syscalls);
 }
 
@@ -174,12 +215,23 @@ async fn spawn_errors_are_precise() {
     }
     let b = MicroVmBackend::new();
     let e = b.spawn(plan("no-such-program", &[])).await.unwrap_err();
-    assert!(matches!(e, SpawnError::ProgramNotFound(ref p) if p == "no-such-program"), "{e:?}");
+    assert!(
+        matches!(e, SpawnError::ProgramNotFound(ref p) if p == "no-such-program"),
+        "{e:?}"
+    );
 
-    let e = b.spawn(plan("/bin/bash", &["-c", "true"])).await.unwrap_err();
+    let e = b
+        .spawn(plan("/bin/bash", &["-c", "true"]))
+        .await
+        .unwrap_err();
     match &e {
         SpawnError::NotExecutable { source, .. } => {
-            assert!(source.to_string().contains("dynamically linked programs are not supported by the micro-VM yet (issue 4)"), "{source}")
+            assert!(
+                source.to_string().contains(
+                    "dynamically linked programs are not supported by the micro-VM yet (issue 4)"
+                ),
+                "{source}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -190,7 +242,10 @@ async fn spawn_errors_are_precise() {
     let mut p = plan("/bin/busybox", &["true"]);
     p.network = Network::Loopback;
     let e = b.spawn(p).await.unwrap_err();
-    assert!(matches!(e, SpawnError::Unsupported(ref m) if m.contains("loopback")), "{e:?}");
+    assert!(
+        matches!(e, SpawnError::Unsupported(ref m) if m.contains("loopback")),
+        "{e:?}"
+    );
 
     let mut p = plan("/bin/busybox", &["true"]);
     p.mounts.push(sandbox_core::PlannedMount {
@@ -200,5 +255,8 @@ async fn spawn_errors_are_precise() {
         optional: false,
     });
     let e = b.spawn(p).await.unwrap_err();
-    assert!(matches!(e, SpawnError::Mount { ref target, .. } if target == "/data"), "{e:?}");
+    assert!(
+        matches!(e, SpawnError::Mount { ref target, .. } if target == "/data"),
+        "{e:?}"
+    );
 }

@@ -12,7 +12,11 @@ async fn bb(args: &[&str]) -> sandbox_core::Outcome {
 
 async fn bb_ok(args: &[&str]) -> String {
     let o = bb(args).await;
-    assert!(o.success(), "busybox {args:?}: {o:?}\nstderr: {}", stderr(&o));
+    assert!(
+        o.success(),
+        "busybox {args:?}: {o:?}\nstderr: {}",
+        stderr(&o)
+    );
     stdout(&o)
 }
 
@@ -22,7 +26,9 @@ async fn echo_cat_wc() {
         return;
     }
     assert_eq!(bb_ok(&["echo", "hello", "world"]).await, "hello world\n");
-    assert!(bb_ok(&["cat", "/etc/passwd"]).await.contains("sandbox:x:1000"));
+    assert!(bb_ok(&["cat", "/etc/passwd"])
+        .await
+        .contains("sandbox:x:1000"));
     let mut p = plan("/bin/busybox", &["wc"]);
     p.stdin = Stdin::Bytes(b"one two\nthree\n".to_vec());
     let o = run(p).await;
@@ -37,25 +43,50 @@ async fn ls_sort_grep() {
         return;
     }
     let host = temp_dir("bb");
-    for (n, c) in [("b.txt", "banana\n"), ("a.txt", "apple\ncherry\n"), ("c.log", "log\n")] {
+    for (n, c) in [
+        ("b.txt", "banana\n"),
+        ("a.txt", "apple\ncherry\n"),
+        ("c.log", "log\n"),
+    ] {
         std::fs::write(host.join(n), c).unwrap();
     }
     let mut p = plan("/bin/busybox", &["ls", "-1", "/data"]);
-    p.mounts.push(PlannedMount { source: host.clone(), target: "/data".into(), mode: MountMode::Ro, optional: false });
+    p.mounts.push(PlannedMount {
+        source: host.clone(),
+        target: "/data".into(),
+        mode: MountMode::Ro,
+        optional: false,
+    });
     let o = run(p).await;
     assert_eq!(stdout(&o), "a.txt\nb.txt\nc.log\n", "{}", stderr(&o));
 
     let mut p = plan("/bin/busybox", &["ls", "-la", "/"]);
-    p.mounts.push(PlannedMount { source: host.clone(), target: "/data".into(), mode: MountMode::Ro, optional: false });
+    p.mounts.push(PlannedMount {
+        source: host.clone(),
+        target: "/data".into(),
+        mode: MountMode::Ro,
+        optional: false,
+    });
     let out = stdout(&run(p).await);
-    assert!(out.contains(" data") && out.contains(" tmp") && out.contains(" proc"), "{out}");
+    assert!(
+        out.contains(" data") && out.contains(" tmp") && out.contains(" proc"),
+        "{out}"
+    );
 
     let mut p = plan("/bin/busybox", &["sort", "-r"]);
     p.stdin = Stdin::Bytes(b"pear\napple\nzucchini\nfig\n".to_vec());
     assert_eq!(stdout(&run(p).await), "zucchini\npear\nfig\napple\n");
 
-    let mut p = plan("/bin/busybox", &["grep", "-n", "an", "/data/a.txt", "/data/b.txt"]);
-    p.mounts.push(PlannedMount { source: host, target: "/data".into(), mode: MountMode::Ro, optional: false });
+    let mut p = plan(
+        "/bin/busybox",
+        &["grep", "-n", "an", "/data/a.txt", "/data/b.txt"],
+    );
+    p.mounts.push(PlannedMount {
+        source: host,
+        target: "/data".into(),
+        mode: MountMode::Ro,
+        optional: false,
+    });
     assert_eq!(stdout(&run(p).await), "/data/b.txt:1:banana\n");
     let o = bb(&["grep", "nothing-matches", "/etc/passwd"]).await;
     assert_eq!(o.exit_code, Some(1));
@@ -69,10 +100,22 @@ async fn sha256sum_matches_the_host() {
     let host = temp_dir("sha");
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
     std::fs::write(host.join("blob"), &data).unwrap();
-    let expected = std::process::Command::new("sha256sum").arg(host.join("blob")).output().unwrap();
-    let expected = String::from_utf8_lossy(&expected.stdout).split_whitespace().next().unwrap().to_string();
+    let expected = std::process::Command::new("sha256sum")
+        .arg(host.join("blob"))
+        .output()
+        .unwrap();
+    let expected = String::from_utf8_lossy(&expected.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     let mut p = plan("/bin/busybox", &["sha256sum", "/data/blob"]);
-    p.mounts.push(PlannedMount { source: host, target: "/data".into(), mode: MountMode::Ro, optional: false });
+    p.mounts.push(PlannedMount {
+        source: host,
+        target: "/data".into(),
+        mode: MountMode::Ro,
+        optional: false,
+    });
     let o = run(p).await;
     assert_eq!(stdout(&o), format!("{expected}  /data/blob\n"));
 }
@@ -94,5 +137,8 @@ async fn sh_with_builtins() {
     "#;
     let o = bb(&["sh", "-c", script]).await;
     assert_eq!(o.exit_code, Some(5), "{}", stderr(&o));
-    assert_eq!(stdout(&o).lines().take(5).collect::<Vec<_>>(), ["sum=7", "a-b-c-", "/tmp", "read: written by sh", "has proc"]);
+    assert_eq!(
+        stdout(&o).lines().take(5).collect::<Vec<_>>(),
+        ["sum=7", "a-b-c-", "/tmp", "read: written by sh", "has proc"]
+    );
 }

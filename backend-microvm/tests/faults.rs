@@ -19,8 +19,15 @@ async fn heap_hog_ends_in_memory_limit() {
         p.limits.memory = Some(ByteSize(64 << 20));
         let o = run(p).await;
         assert_eq!(o.termination, Termination::MemoryLimit, "{tc:?}: {o:?}");
-        assert!(o.peak_memory_bytes <= 64 << 20 && o.peak_memory_bytes > 32 << 20, "{}", o.peak_memory_bytes);
-        assert_eq!(o.enforcement.vm.as_ref().unwrap().guest_memory_bytes, 64 << 20);
+        assert!(
+            o.peak_memory_bytes <= 64 << 20 && o.peak_memory_bytes > 32 << 20,
+            "{}",
+            o.peak_memory_bytes
+        );
+        assert_eq!(
+            o.enforcement.vm.as_ref().unwrap().guest_memory_bytes,
+            64 << 20
+        );
     }
 }
 
@@ -83,7 +90,11 @@ async fn faults_end_in_the_signal_linux_sends() {
             ("abort", libc::SIGABRT),
         ] {
             let o = crash(how, tc).await;
-            assert_eq!((o.termination, o.signal), (Termination::Signaled, Some(sig)), "{how} {tc:?}: {o:?}");
+            assert_eq!(
+                (o.termination, o.signal),
+                (Termination::Signaled, Some(sig)),
+                "{how} {tc:?}: {o:?}"
+            );
             assert_eq!(stdout(&o), format!("armed {how}\n"), "{how} {tc:?}");
             assert_eq!(o.shell_status(), 128 + sig);
         }
@@ -99,7 +110,12 @@ async fn a_handler_catches_sigsegv() {
         let o = crash("handler", tc).await;
         assert_eq!(o.exit_code, Some(42), "{tc:?}: {o:?} {}", stdout(&o));
         let out = stdout(&o);
-        assert!(["(nil)", "0x0", "0"].iter().any(|a| out.contains(&format!("caught signal 11 at {a}\n"))), "{out}");
+        assert!(
+            ["(nil)", "0x0", "0"]
+                .iter()
+                .any(|a| out.contains(&format!("caught signal 11 at {a}\n"))),
+            "{out}"
+        );
     }
 }
 
@@ -110,8 +126,16 @@ async fn touching_an_unmapped_page_is_sigsegv() {
     }
     for tc in Toolchain::all() {
         let o = crash("munmap", tc).await;
-        assert_eq!((o.termination, o.signal), (Termination::Signaled, Some(libc::SIGSEGV)), "{tc:?}: {}", stdout(&o));
-        assert!(!stdout(&o).contains("after munmap"), "{tc:?}: the stale page was still readable");
+        assert_eq!(
+            (o.termination, o.signal),
+            (Termination::Signaled, Some(libc::SIGSEGV)),
+            "{tc:?}: {}",
+            stdout(&o)
+        );
+        assert!(
+            !stdout(&o).contains("after munmap"),
+            "{tc:?}: the stale page was still readable"
+        );
     }
 }
 
@@ -122,13 +146,27 @@ async fn writing_a_read_only_page_is_sigsegv() {
     }
     for tc in Toolchain::all() {
         let o = crash("mprotect", tc).await;
-        assert_eq!((o.termination, o.signal), (Termination::Signaled, Some(libc::SIGSEGV)), "{tc:?}: {}", stdout(&o));
-        assert!(stdout(&o).contains("read after mprotect: x"), "{tc:?}: {}", stdout(&o));
+        assert_eq!(
+            (o.termination, o.signal),
+            (Termination::Signaled, Some(libc::SIGSEGV)),
+            "{tc:?}: {}",
+            stdout(&o)
+        );
+        assert!(
+            stdout(&o).contains("read after mprotect: x"),
+            "{tc:?}: {}",
+            stdout(&o)
+        );
         assert!(!stdout(&o).contains("wrote after mprotect"), "{tc:?}");
         // The frame stays (PROT_NONE keeps contents): only the guest-side flush can
         // make the old translation go.
         let o = crash("protnone", tc).await;
-        assert_eq!((o.termination, o.signal), (Termination::Signaled, Some(libc::SIGSEGV)), "{tc:?}: {}", stdout(&o));
+        assert_eq!(
+            (o.termination, o.signal),
+            (Termination::Signaled, Some(libc::SIGSEGV)),
+            "{tc:?}: {}",
+            stdout(&o)
+        );
         assert!(!stdout(&o).contains("read after PROT_NONE"), "{tc:?}");
     }
 }
@@ -142,10 +180,18 @@ async fn wild_pointers_get_efault() {
         let o = run(prog_plan("efault", tc, &[])).await;
         let out = stdout(&o);
         assert!(o.success(), "{tc:?}: {o:?}");
-        let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("read ") || l.starts_with("write 0") || l.starts_with("openat ")).collect();
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| {
+                l.starts_with("read ") || l.starts_with("write 0") || l.starts_with("openat ")
+            })
+            .collect();
         assert_eq!(lines.len(), 15, "{out}");
         for l in lines {
-            assert!(l.ends_with(&format!("rc=-1 errno={}", libc::EFAULT)), "{tc:?}: {l}");
+            assert!(
+                l.ends_with(&format!("rc=-1 errno={}", libc::EFAULT)),
+                "{tc:?}: {l}"
+            );
         }
         assert!(out.contains("ok\nwrite partial rc=3 errno=0"), "{out}");
     }

@@ -10,7 +10,12 @@ use common::*;
 use sandbox_core::{ByteSize, MountMode, Plan, PlannedMount, Termination};
 
 fn mount(p: &mut Plan, source: &Path, target: &str, mode: MountMode) {
-    p.mounts.push(PlannedMount { source: source.to_path_buf(), target: target.into(), mode, optional: false });
+    p.mounts.push(PlannedMount {
+        source: source.to_path_buf(),
+        target: target.into(),
+        mode,
+        optional: false,
+    });
 }
 
 fn fsops(args: &[&str]) -> Plan {
@@ -25,25 +30,48 @@ async fn read_only_mount_reads_and_refuses_writes() {
     let host = temp_dir("ro");
     std::fs::write(host.join("data.txt"), "read me").unwrap();
     let mut p = fsops(&[
-        "cat", "/data/data.txt",
-        "write", "/data/data.txt", "overwritten",
-        "write", "/data/new.txt", "x",
-        "mkdir", "/data/dir",
-        "rm", "/data/data.txt",
-        "rename", "/data/data.txt", "/data/other",
-        "symlink", "/etc", "/data/l",
+        "cat",
+        "/data/data.txt",
+        "write",
+        "/data/data.txt",
+        "overwritten",
+        "write",
+        "/data/new.txt",
+        "x",
+        "mkdir",
+        "/data/dir",
+        "rm",
+        "/data/data.txt",
+        "rename",
+        "/data/data.txt",
+        "/data/other",
+        "symlink",
+        "/etc",
+        "/data/l",
     ]);
     mount(&mut p, &host, "/data", MountMode::Ro);
     let o = run(p).await;
     let out = stdout(&o);
     let erofs = libc::EROFS;
     assert!(out.contains("cat /data/data.txt: read me\n"), "{out}");
-    assert!(out.contains(&format!("write /data/data.txt error {erofs}\n")), "{out}");
-    assert!(out.contains(&format!("write /data/new.txt error {erofs}\n")), "{out}");
+    assert!(
+        out.contains(&format!("write /data/data.txt error {erofs}\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("write /data/new.txt error {erofs}\n")),
+        "{out}"
+    );
     for op in ["mkdir", "rm", "rename", "symlink"] {
-        assert!(out.contains(&format!("{op} error {erofs}\n")), "{op}: {out}");
+        assert!(
+            out.contains(&format!("{op} error {erofs}\n")),
+            "{op}: {out}"
+        );
     }
-    assert_eq!(std::fs::read_to_string(host.join("data.txt")).unwrap(), "read me");
+    assert_eq!(
+        std::fs::read_to_string(host.join("data.txt")).unwrap(),
+        "read me"
+    );
     assert!(!host.join("new.txt").exists() && !host.join("dir").exists());
 }
 
@@ -54,14 +82,26 @@ async fn read_write_mount_reaches_the_host() {
     }
     let host = temp_dir("rw");
     let mut p = fsops(&[
-        "write", "/out/a.txt", "first",
-        "append", "/out/a.txt", "+second",
-        "mkdir", "/out/sub",
-        "rename", "/out/a.txt", "/out/sub/b.txt",
-        "cat", "/out/sub/b.txt",
-        "symlink", "sub/b.txt", "/out/link",
-        "cat", "/out/link",
-        "ls", "/out",
+        "write",
+        "/out/a.txt",
+        "first",
+        "append",
+        "/out/a.txt",
+        "+second",
+        "mkdir",
+        "/out/sub",
+        "rename",
+        "/out/a.txt",
+        "/out/sub/b.txt",
+        "cat",
+        "/out/sub/b.txt",
+        "symlink",
+        "sub/b.txt",
+        "/out/link",
+        "cat",
+        "/out/link",
+        "ls",
+        "/out",
     ]);
     mount(&mut p, &host, "/out", MountMode::Rw);
     let o = run(p).await;
@@ -69,9 +109,17 @@ async fn read_write_mount_reaches_the_host() {
     assert!(o.success(), "{out}");
     assert!(out.contains("cat /out/sub/b.txt: first+second\n"), "{out}");
     assert!(out.contains("cat /out/link: first+second\n"), "{out}");
-    assert_eq!(std::fs::read_to_string(host.join("sub/b.txt")).unwrap(), "first+second");
-    assert_eq!(std::fs::read_link(host.join("link")).unwrap(), Path::new("sub/b.txt"));
-    let mut names: Vec<&str> = out.lines().find(|l| l.starts_with("ls /out:")).unwrap()[8..].split_whitespace().collect();
+    assert_eq!(
+        std::fs::read_to_string(host.join("sub/b.txt")).unwrap(),
+        "first+second"
+    );
+    assert_eq!(
+        std::fs::read_link(host.join("link")).unwrap(),
+        Path::new("sub/b.txt")
+    );
+    let mut names: Vec<&str> = out.lines().find(|l| l.starts_with("ls /out:")).unwrap()[8..]
+        .split_whitespace()
+        .collect();
     names.sort();
     assert_eq!(names, ["link", "sub"]);
 }
@@ -91,27 +139,48 @@ async fn dotdot_and_symlink_escapes_are_refused() {
     std::os::unix::fs::symlink("/proc/self/root/etc/shadow", host.join("magic")).unwrap();
     let secret = outer.join("secret").display().to_string();
     let mut p = fsops(&[
-        "cat", "/data/../secret",
-        "cat", "/data/../../../secret",
-        "cat", "/data/up",
-        "cat", "/data/deep/far",
-        "cat", "/data/abs",
-        "cat", "/data/magic",
-        "cat", &secret,
-        "write", "/data/up", "clobber",
-        "stat", "/data/up",
-        "readlink", "/data/abs",
+        "cat",
+        "/data/../secret",
+        "cat",
+        "/data/../../../secret",
+        "cat",
+        "/data/up",
+        "cat",
+        "/data/deep/far",
+        "cat",
+        "/data/abs",
+        "cat",
+        "/data/magic",
+        "cat",
+        &secret,
+        "write",
+        "/data/up",
+        "clobber",
+        "stat",
+        "/data/up",
+        "readlink",
+        "/data/abs",
     ]);
     mount(&mut p, &host, "/data", MountMode::Rw);
     let o = run(p).await;
     let out = stdout(&o);
     assert!(!out.contains("host secret"), "an escape worked:\n{out}");
-    assert_eq!(out.matches(&format!("error {}\n", libc::ENOENT)).count(), 7, "{out}");
+    assert_eq!(
+        out.matches(&format!("error {}\n", libc::ENOENT)).count(),
+        7,
+        "{out}"
+    );
     // The link leads to /secret in the sandbox's read-only root: creating it is refused.
-    assert!(out.contains(&format!("write /data/up error {}\n", libc::EROFS)), "{out}");
+    assert!(
+        out.contains(&format!("write /data/up error {}\n", libc::EROFS)),
+        "{out}"
+    );
     assert!(out.contains("stat /data/up link"), "{out}");
     assert!(out.contains(&format!("readlink {secret}\n")), "{out}");
-    assert_eq!(std::fs::read_to_string(outer.join("secret")).unwrap(), "host secret");
+    assert_eq!(
+        std::fs::read_to_string(outer.join("secret")).unwrap(),
+        "host secret"
+    );
 }
 
 #[tokio::test]
@@ -120,33 +189,59 @@ async fn tmp_devices_and_generated_files() {
         return;
     }
     let mut p = fsops(&[
-        "write", "/tmp/t.txt", "in memory",
-        "cat", "/tmp/t.txt",
-        "cat", "/etc/passwd",
-        "cat", "/etc/hostname",
-        "cat", "/dev/null",
-        "write", "/dev/null", "gone",
-        "readlink", "/proc/self/exe",
-        "stat", "/bin",
-        "write", "/etc/passwd", "root::0:0::/:/bin/sh",
-        "cat", "/etc/shadow",
+        "write",
+        "/tmp/t.txt",
+        "in memory",
+        "cat",
+        "/tmp/t.txt",
+        "cat",
+        "/etc/passwd",
+        "cat",
+        "/etc/hostname",
+        "cat",
+        "/dev/null",
+        "write",
+        "/dev/null",
+        "gone",
+        "readlink",
+        "/proc/self/exe",
+        "stat",
+        "/bin",
+        "write",
+        "/etc/passwd",
+        "root::0:0::/:/bin/sh",
+        "cat",
+        "/etc/shadow",
     ]);
     p.hostname = "box".into();
     let o = run(p).await;
     let out = stdout(&o);
     assert!(o.success(), "{out}");
     assert!(out.contains("cat /tmp/t.txt: in memory\n"), "{out}");
-    assert!(out.contains("sandbox:x:1000:1000:sandbox:/tmp:/bin/sh"), "{out}");
+    assert!(
+        out.contains("sandbox:x:1000:1000:sandbox:/tmp:/bin/sh"),
+        "{out}"
+    );
     assert!(out.contains("cat /etc/hostname: box\n"), "{out}");
     assert!(out.contains("cat /dev/null: \n"), "{out}");
     assert!(out.contains("write /dev/null wrote 4"), "{out}");
     assert!(out.contains("readlink /progs/fsops-musl\n"), "{out}");
     // The default policy mounts the host's /bin, a symlink to usr/bin: it is a symlink here too.
-    if std::fs::symlink_metadata("/bin").unwrap().file_type().is_symlink() {
+    if std::fs::symlink_metadata("/bin")
+        .unwrap()
+        .file_type()
+        .is_symlink()
+    {
         assert!(out.contains("stat /bin link"), "{out}");
     }
-    assert!(out.contains(&format!("write /etc/passwd error {}\n", libc::EROFS)), "{out}");
-    assert!(out.contains(&format!("cat /etc/shadow error {}\n", libc::ENOENT)), "{out}");
+    assert!(
+        out.contains(&format!("write /etc/passwd error {}\n", libc::EROFS)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("cat /etc/shadow error {}\n", libc::ENOENT)),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -154,10 +249,17 @@ async fn tmp_is_bounded() {
     if !kvm() {
         return;
     }
-    let mut p = plan("/bin/busybox", &["dd", "if=/dev/zero", "of=/tmp/big", "bs=1024", "count=4096"]);
+    let mut p = plan(
+        "/bin/busybox",
+        &["dd", "if=/dev/zero", "of=/tmp/big", "bs=1024", "count=4096"],
+    );
     p.limits.tmp_size = Some(ByteSize(1 << 20));
     let o = run(p).await;
     let err = stderr(&o);
-    assert_eq!((o.termination, o.exit_code), (Termination::Exited, Some(1)), "{err}");
+    assert_eq!(
+        (o.termination, o.exit_code),
+        (Termination::Exited, Some(1)),
+        "{err}"
+    );
     assert!(err.contains("No space left on device"), "{err}");
 }

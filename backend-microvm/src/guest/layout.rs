@@ -79,8 +79,6 @@ pub(crate) const EXC_PORT: u16 = 0xe9;
 
 /// GDT selectors, as Linux lays them out.
 pub(crate) const KERNEL_CS: u16 = 0x10;
-/// Kernel data selector (SS after `syscall`).
-pub(crate) const KERNEL_DS: u16 = 0x18;
 /// User data selector.
 pub(crate) const USER_DS: u16 = 0x2b;
 /// User 64-bit code selector.

@@ -52,7 +52,11 @@ mod tests {
                 .unwrap()
                 .success();
             assert!(ok);
-            assert_eq!(std::fs::read(&bin).unwrap(), bytes, "section {section}: rerun assemble.sh");
+            assert_eq!(
+                std::fs::read(&bin).unwrap(),
+                bytes,
+                "section {section}: rerun assemble.sh"
+            );
         }
         let _ = std::fs::remove_dir_all(&tmp);
     }

@@ -32,10 +32,8 @@ const fn segment(access: u64, flags: u64) -> u64 {
 /// mode is not offered.
 fn gdt(tss_va: u64) -> [u64; 10] {
     let tss_limit = 0x67u64;
-    let tss_low = tss_limit
-        | ((tss_va & 0xff_ffff) << 16)
-        | (0x89 << 40)
-        | (((tss_va >> 24) & 0xff) << 56);
+    let tss_low =
+        tss_limit | ((tss_va & 0xff_ffff) << 16) | (0x89 << 40) | (((tss_va >> 24) & 0xff) << 56);
     [
         0,
         segment(0x9b, 0xc), // 0x08: kernel code, 32-bit (unused)
@@ -45,8 +43,8 @@ fn gdt(tss_va: u64) -> [u64; 10] {
         segment(0xf3, 0xc), // 0x28: user data (DPL 3)
         segment(0xfb, 0xa), // 0x30: user code, 64-bit (DPL 3)
         0,
-        tss_low,       // 0x40: TSS, low half
-        tss_va >> 32,  // TSS, high half
+        tss_low,      // 0x40: TSS, low half
+        tss_va >> 32, // TSS, high half
     ]
 }
 
@@ -75,7 +73,8 @@ pub(crate) fn build_supervisor(mem: &mut Memory) -> Result<PageTables, Superviso
     let tss = GDT_GPA + TSS_OFFSET;
     put(mem, tss + 4, IST_TOP_VA)?;
     put(mem, tss + 0x24, IST_TOP_VA)?;
-    mem.write(tss + 0x66, &104u16.to_le_bytes()).ok_or(SupervisorError::Layout)?;
+    mem.write(tss + 0x66, &104u16.to_le_bytes())
+        .ok_or(SupervisorError::Layout)?;
     for v in 0..IDT_ENTRIES {
         // #BP and #OF may be raised from user mode (int3, into), as on Linux.
         let dpl = if v == 3 || v == 4 { 3 } else { 0 };
@@ -83,13 +82,20 @@ pub(crate) fn build_supervisor(mem: &mut Memory) -> Result<PageTables, Superviso
         put(mem, IDT_GPA + 16 * v, lo)?;
         put(mem, IDT_GPA + 16 * v + 8, hi)?;
     }
-    mem.write(HANDLER_GPA, HANDLER_CODE).ok_or(SupervisorError::Layout)?;
-    mem.write(STUB_GPA, STUB_CODE).ok_or(SupervisorError::Layout)?;
+    mem.write(HANDLER_GPA, HANDLER_CODE)
+        .ok_or(SupervisorError::Layout)?;
+    mem.write(STUB_GPA, STUB_CODE)
+        .ok_or(SupervisorError::Layout)?;
 
     let pt = PageTables::new(PML4_GPA);
     // Supervisor frames at SUP_VA + gpa.
     let rw = PTE_P | PTE_W | PTE_NX;
-    let mut sup = vec![(GDT_GPA, rw), (IDT_GPA, PTE_P | PTE_NX), (HANDLER_GPA, PTE_P), (DATA_GPA, rw)];
+    let mut sup = vec![
+        (GDT_GPA, rw),
+        (IDT_GPA, PTE_P | PTE_NX),
+        (HANDLER_GPA, PTE_P),
+        (DATA_GPA, rw),
+    ];
     sup.extend((0..WORK_PAGES).map(|i| (WORK_GPA + i * PAGE_SIZE, rw)));
     sup.extend((0..IST_PAGES).map(|i| (IST_GPA + i * PAGE_SIZE, rw)));
     for (gpa, flags) in sup {
@@ -104,7 +110,11 @@ pub(crate) fn build_supervisor(mem: &mut Memory) -> Result<PageTables, Superviso
     // The user-visible stub pages.
     pt.map(mem, FRAME_VA, FRAME_GPA | PTE_P | PTE_W | PTE_U | PTE_NX)?;
     pt.map(mem, STUB_VA, STUB_GPA | PTE_P | PTE_U)?;
-    pt.map(mem, DOORBELL_VA, doorbell_gpa(mem.size()) | PTE_P | PTE_W | PTE_U | PTE_NX)?;
+    pt.map(
+        mem,
+        DOORBELL_VA,
+        doorbell_gpa(mem.size()) | PTE_P | PTE_W | PTE_U | PTE_NX,
+    )?;
     Ok(pt)
 }
 

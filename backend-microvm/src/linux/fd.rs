@@ -43,7 +43,10 @@ impl PipeEnd {
                 p.readers += 1;
             }
         }
-        PipeEnd { pipe: Rc::clone(pipe), write }
+        PipeEnd {
+            pipe: Rc::clone(pipe),
+            write,
+        }
     }
 }
 
@@ -99,7 +102,13 @@ pub(crate) struct OpenFile {
 impl OpenFile {
     /// A new open file.
     pub(crate) fn new(kind: FileKind, loc: Option<Location>, flags: i32) -> Rc<OpenFile> {
-        Rc::new(OpenFile { kind, loc, flags: Cell::new(flags), pos: Cell::new(0), listing: RefCell::new(None) })
+        Rc::new(OpenFile {
+            kind,
+            loc,
+            flags: Cell::new(flags),
+            pos: Cell::new(0),
+            listing: RefCell::new(None),
+        })
     }
 
     /// Opened for reading.
@@ -130,17 +139,29 @@ pub(crate) struct FdTable {
 impl FdTable {
     /// An empty table of at most `limit` descriptors.
     pub(crate) fn new(limit: usize) -> FdTable {
-        FdTable { slots: Vec::new(), limit }
+        FdTable {
+            slots: Vec::new(),
+            limit,
+        }
     }
 
     /// The file of `fd`.
     pub(crate) fn get(&self, fd: u64) -> Result<Rc<OpenFile>, Errno> {
         let i = usize::try_from(fd as i32).map_err(|_| errno::EBADF)?;
-        self.slots.get(i).and_then(Option::as_ref).map(|s| Rc::clone(&s.file)).ok_or(errno::EBADF)
+        self.slots
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|s| Rc::clone(&s.file))
+            .ok_or(errno::EBADF)
     }
 
     /// Installs `file` at the lowest free descriptor at or above `min`.
-    pub(crate) fn add(&mut self, file: Rc<OpenFile>, cloexec: bool, min: usize) -> Result<u64, Errno> {
+    pub(crate) fn add(
+        &mut self,
+        file: Rc<OpenFile>,
+        cloexec: bool,
+        min: usize,
+    ) -> Result<u64, Errno> {
         let mut i = min;
         while i < self.slots.len() && self.slots[i].is_some() {
             i += 1;
@@ -175,7 +196,11 @@ impl FdTable {
     /// The close-on-exec flag of `fd`.
     pub(crate) fn cloexec(&self, fd: u64) -> Result<bool, Errno> {
         let i = usize::try_from(fd as i32).map_err(|_| errno::EBADF)?;
-        self.slots.get(i).and_then(Option::as_ref).map(|s| s.cloexec).ok_or(errno::EBADF)
+        self.slots
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|s| s.cloexec)
+            .ok_or(errno::EBADF)
     }
 
     /// Sets the close-on-exec flag of `fd`.
@@ -188,10 +213,5 @@ impl FdTable {
             }
             None => Err(errno::EBADF),
         }
-    }
-
-    /// Open descriptors.
-    pub(crate) fn count(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
     }
 }

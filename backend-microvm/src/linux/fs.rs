@@ -25,7 +25,10 @@ const SIGXFSZ: i32 = 25;
 impl FileKind {
     /// Files whose reads can be repeated until the count or end of file.
     fn is_regular(&self) -> bool {
-        matches!(self, FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) | FileKind::Dev(_))
+        matches!(
+            self,
+            FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) | FileKind::Dev(_)
+        )
     }
 }
 
@@ -40,13 +43,20 @@ pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -
         Opened::Gen(b) => FileKind::Gen(b),
         Opened::Path => FileKind::Path,
     };
-    let status = flags & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_PATH | libc::O_DIRECTORY);
+    let status = flags
+        & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_PATH | libc::O_DIRECTORY);
     OpenFile::new(kind, Some(loc), status)
 }
 
 impl Kernel {
     /// Reads from `file` into the workload's `buf`, at `at` or the file position.
-    pub(crate) fn read_file(&mut self, file: &Rc<OpenFile>, buf: u64, len: u64, at: Option<u64>) -> SysResult {
+    pub(crate) fn read_file(
+        &mut self,
+        file: &Rc<OpenFile>,
+        buf: u64,
+        len: u64,
+        at: Option<u64>,
+    ) -> SysResult {
         if matches!(file.kind, FileKind::Dir) {
             return Err(errno::EISDIR.into());
         }
@@ -76,10 +86,18 @@ impl Kernel {
         Ok(done)
     }
 
-    fn source_read(&mut self, file: &OpenFile, buf: &mut [u8], at: Option<u64>, partial: bool) -> Result<usize, SysErr> {
+    fn source_read(
+        &mut self,
+        file: &OpenFile,
+        buf: &mut [u8],
+        at: Option<u64>,
+        partial: bool,
+    ) -> Result<usize, SysErr> {
         let off = at.unwrap_or(file.pos.get());
         let n = match &file.kind {
-            FileKind::Stdin => return self.read_stdin(buf, file.flags.get() & libc::O_NONBLOCK != 0 || partial),
+            FileKind::Stdin => {
+                return self.read_stdin(buf, file.flags.get() & libc::O_NONBLOCK != 0 || partial)
+            }
             FileKind::Host(fd) => host::pread(fd.as_raw_fd(), buf, off)?,
             FileKind::Tmp(t) => t.read_at(off, buf)?,
             FileKind::Gen(b) => {
@@ -97,11 +115,18 @@ impl Kernel {
                 fill_random(buf);
                 buf.len()
             }
-            FileKind::Pipe(end) if !end.write => return self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0),
+            FileKind::Pipe(end) if !end.write => {
+                return self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0)
+            }
             FileKind::Dir => return Err(errno::EISDIR.into()),
             _ => return Err(errno::EBADF.into()),
         };
-        if at.is_none() && matches!(file.kind, FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_)) {
+        if at.is_none()
+            && matches!(
+                file.kind,
+                FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_)
+            )
+        {
             file.pos.set(off + n as u64);
         }
         Ok(n)
@@ -131,7 +156,12 @@ impl Kernel {
         }
     }
 
-    fn read_pipe(&mut self, end: &PipeEnd, buf: &mut [u8], nonblock: bool) -> Result<usize, SysErr> {
+    fn read_pipe(
+        &mut self,
+        end: &PipeEnd,
+        buf: &mut [u8],
+        nonblock: bool,
+    ) -> Result<usize, SysErr> {
         loop {
             {
                 let mut p = end.pipe.borrow_mut();
@@ -155,7 +185,13 @@ impl Kernel {
     }
 
     /// Writes the workload's `buf` to `file`, at `at` or the file position.
-    pub(crate) fn write_file(&mut self, file: &Rc<OpenFile>, buf: u64, len: u64, at: Option<u64>) -> SysResult {
+    pub(crate) fn write_file(
+        &mut self,
+        file: &Rc<OpenFile>,
+        buf: u64,
+        len: u64,
+        at: Option<u64>,
+    ) -> SysResult {
         if matches!(file.kind, FileKind::Dir) {
             return Err(errno::EISDIR.into());
         }
@@ -198,16 +234,29 @@ impl Kernel {
         Ok(len.min((limit - off.min(limit)) as usize))
     }
 
-    fn sink_write(&mut self, file: &OpenFile, data: &[u8], at: Option<u64>) -> Result<usize, SysErr> {
+    fn sink_write(
+        &mut self,
+        file: &OpenFile,
+        data: &[u8],
+        at: Option<u64>,
+    ) -> Result<usize, SysErr> {
         let append = file.flags.get() & libc::O_APPEND != 0;
         match &file.kind {
             FileKind::Output(err) => {
-                let stream = if *err { StreamKind::Stderr } else { StreamKind::Stdout };
+                let stream = if *err {
+                    StreamKind::Stderr
+                } else {
+                    StreamKind::Stdout
+                };
                 self.out.write(stream, data)?;
                 Ok(data.len())
             }
             FileKind::Host(fd) => {
-                let off = if append { host::fstat(fd.as_raw_fd())?.size } else { at.unwrap_or(file.pos.get()) };
+                let off = if append {
+                    host::fstat(fd.as_raw_fd())?.size
+                } else {
+                    at.unwrap_or(file.pos.get())
+                };
                 let room = self.fsize_room(off, data.len())?;
                 let n = host::pwrite(fd.as_raw_fd(), &data[..room], off)?;
                 if at.is_none() {
@@ -216,7 +265,11 @@ impl Kernel {
                 Ok(n)
             }
             FileKind::Tmp(t) => {
-                let off = if append { t.meta().size } else { at.unwrap_or(file.pos.get()) };
+                let off = if append {
+                    t.meta().size
+                } else {
+                    at.unwrap_or(file.pos.get())
+                };
                 let room = self.fsize_room(off, data.len())?;
                 let n = t.write_at(off, &data[..room])?;
                 if at.is_none() {
@@ -266,7 +319,11 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         match f.kind {
-            FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) | FileKind::Dev(_) | FileKind::Dir => Ok(f),
+            FileKind::Host(_)
+            | FileKind::Tmp(_)
+            | FileKind::Gen(_)
+            | FileKind::Dev(_)
+            | FileKind::Dir => Ok(f),
             _ => Err(errno::ESPIPE.into()),
         }
     }
@@ -291,7 +348,10 @@ impl Kernel {
         for c in raw.chunks_exact(16) {
             let base = u64::from_le_bytes(c[..8].try_into().unwrap_or_default());
             let len = u64::from_le_bytes(c[8..].try_into().unwrap_or_default());
-            total = total.checked_add(len).filter(|t| *t as i64 >= 0).ok_or(errno::EINVAL)?;
+            total = total
+                .checked_add(len)
+                .filter(|t| *t as i64 >= 0)
+                .ok_or(errno::EINVAL)?;
             out.push((base, len));
         }
         Ok(out)
@@ -320,7 +380,13 @@ impl Kernel {
         Ok(done)
     }
 
-    pub(crate) fn sys_writev(&mut self, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysResult {
+    pub(crate) fn sys_writev(
+        &mut self,
+        fd: u64,
+        iov: u64,
+        cnt: u64,
+        off: Option<u64>,
+    ) -> SysResult {
         let f = match off {
             Some(o) => self.positional(fd, o)?,
             None => self.files.get(fd)?,
@@ -343,13 +409,23 @@ impl Kernel {
         Ok(done)
     }
 
-    pub(crate) fn sys_sendfile(&mut self, out_fd: u64, in_fd: u64, offp: u64, count: u64) -> SysResult {
+    pub(crate) fn sys_sendfile(
+        &mut self,
+        out_fd: u64,
+        in_fd: u64,
+        offp: u64,
+        count: u64,
+    ) -> SysResult {
         let input = self.files.get(in_fd)?;
         let output = self.files.get(out_fd)?;
         if !input.readable() || !output.writable() {
             return Err(errno::EBADF.into());
         }
-        let mut off = if offp != 0 { Some(self.mm.read_u64(offp)?) } else { None };
+        let mut off = if offp != 0 {
+            Some(self.mm.read_u64(offp)?)
+        } else {
+            None
+        };
         let count = count.min(RW_MAX);
         let mut done = 0u64;
         while done < count {
@@ -406,11 +482,18 @@ impl Kernel {
                 if off < 0 || off >= size {
                     return Err(Errno(libc::ENXIO).into());
                 }
-                if whence as i32 == libc::SEEK_DATA { 0 } else { size - off }
+                if whence as i32 == libc::SEEK_DATA {
+                    0
+                } else {
+                    size - off
+                }
             }
             _ => return Err(errno::EINVAL.into()),
         };
-        let new = base.checked_add(off).filter(|n| *n >= 0).ok_or(errno::EINVAL)?;
+        let new = base
+            .checked_add(off)
+            .filter(|n| *n >= 0)
+            .ok_or(errno::EINVAL)?;
         if matches!(f.kind, FileKind::Dir) {
             // Directory offsets are entry indexes; rewinding re-reads the directory.
             if new == 0 {
@@ -447,7 +530,9 @@ impl Kernel {
         match cmd as i32 {
             libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
                 let min = usize::try_from(arg as i32).map_err(|_| errno::EINVAL)?;
-                Ok(self.files.add(f, cmd as i32 == libc::F_DUPFD_CLOEXEC, min)?)
+                Ok(self
+                    .files
+                    .add(f, cmd as i32 == libc::F_DUPFD_CLOEXEC, min)?)
             }
             libc::F_GETFD => Ok(u64::from(self.files.cloexec(fd)?)),
             libc::F_SETFD => {
@@ -457,12 +542,14 @@ impl Kernel {
             libc::F_GETFL => Ok(f.flags.get() as u64 | libc::O_LARGEFILE as u64),
             libc::F_SETFL => {
                 let changeable = libc::O_APPEND | libc::O_NONBLOCK;
-                f.flags.set((f.flags.get() & !changeable) | (arg as i32 & changeable));
+                f.flags
+                    .set((f.flags.get() & !changeable) | (arg as i32 & changeable));
                 Ok(0)
             }
             libc::F_GETLK | libc::F_OFD_GETLK => {
                 // No other process can hold a lock: report the region unlocked.
-                self.mm.write_user(arg, &(libc::F_UNLCK as i16).to_le_bytes())?;
+                self.mm
+                    .write_user(arg, &(libc::F_UNLCK as i16).to_le_bytes())?;
                 Ok(0)
             }
             libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => Ok(0),
@@ -487,7 +574,11 @@ impl Kernel {
             0x5421 => {
                 let on = self.mm.read_u32(arg)? != 0;
                 let fl = f.flags.get();
-                f.flags.set(if on { fl | libc::O_NONBLOCK } else { fl & !libc::O_NONBLOCK });
+                f.flags.set(if on {
+                    fl | libc::O_NONBLOCK
+                } else {
+                    fl & !libc::O_NONBLOCK
+                });
                 Ok(0)
             }
             // FIONREAD
@@ -498,10 +589,13 @@ impl Kernel {
                         Input::Bytes(d, p) => (d.len() - p) as u64,
                         _ => 0,
                     },
-                    FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) => self.file_size(&f)?.saturating_sub(f.pos.get()),
+                    FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) => {
+                        self.file_size(&f)?.saturating_sub(f.pos.get())
+                    }
                     _ => return Err(errno::ENOTTY.into()),
                 };
-                self.mm.write_u32(arg, n.min(u64::from(i32::MAX as u32)) as u32)?;
+                self.mm
+                    .write_u32(arg, n.min(u64::from(i32::MAX as u32)) as u32)?;
                 Ok(0)
             }
             // Terminal requests: nothing here is a terminal.
@@ -517,8 +611,16 @@ impl Kernel {
         self.mm.user_chunks(fds, 8, true)?;
         let pipe = Rc::new(std::cell::RefCell::new(Pipe::default()));
         let nb = flags as i32 & libc::O_NONBLOCK;
-        let r = OpenFile::new(FileKind::Pipe(PipeEnd::new(&pipe, false)), None, libc::O_RDONLY | nb);
-        let w = OpenFile::new(FileKind::Pipe(PipeEnd::new(&pipe, true)), None, libc::O_WRONLY | nb);
+        let r = OpenFile::new(
+            FileKind::Pipe(PipeEnd::new(&pipe, false)),
+            None,
+            libc::O_RDONLY | nb,
+        );
+        let w = OpenFile::new(
+            FileKind::Pipe(PipeEnd::new(&pipe, true)),
+            None,
+            libc::O_WRONLY | nb,
+        );
         let cloexec = flags & libc::O_CLOEXEC as u64 != 0;
         let rfd = self.files.add(r, cloexec, 0)?;
         let wfd = match self.files.add(w, cloexec, 0) {
@@ -576,7 +678,12 @@ impl Kernel {
             FileKind::Host(fd) => host::fstat(fd.as_raw_fd())?,
             FileKind::Tmp(t) => t.meta(),
             FileKind::Stdin | FileKind::Output(_) | FileKind::Pipe(_) => {
-                let mut m = Meta::synthetic(0x100 + f as *const OpenFile as u64 % 0xffff, libc::S_IFIFO | 0o600, 0, 0);
+                let mut m = Meta::synthetic(
+                    0x100 + f as *const OpenFile as u64 % 0xffff,
+                    libc::S_IFIFO | 0o600,
+                    0,
+                    0,
+                );
                 m.uid = sandbox_core::SANDBOX_UID;
                 m.gid = sandbox_core::SANDBOX_GID;
                 m.blksize = 4096;
@@ -631,7 +738,10 @@ impl Kernel {
         if mode != 0 {
             return Err(errno::ENOTSUP.into());
         }
-        let end = off.checked_add(len).filter(|e| (*e as i64) > 0).ok_or(errno::EINVAL)?;
+        let end = off
+            .checked_add(len)
+            .filter(|e| (*e as i64) > 0)
+            .ok_or(errno::EINVAL)?;
         if !f.writable() {
             return Err(errno::EBADF.into());
         }

@@ -18,10 +18,8 @@ struct HostBacking(OwnedFd);
 
 impl Backing for HostBacking {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        host::pread(self.0.as_raw_fd(), buf, offset).map_err(|e| std::io::Error::from_raw_os_error(e.0))
-    }
-    fn size(&self) -> u64 {
-        host::fstat(self.0.as_raw_fd()).map(|m| m.size).unwrap_or(0)
+        host::pread(self.0.as_raw_fd(), buf, offset)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.0))
     }
 }
 
@@ -31,10 +29,9 @@ struct TmpBacking(Rc<TmpInode>);
 
 impl Backing for TmpBacking {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read_at(offset, buf).map_err(|e| std::io::Error::from_raw_os_error(e.0))
-    }
-    fn size(&self) -> u64 {
-        self.0.meta().size
+        self.0
+            .read_at(offset, buf)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.0))
     }
 }
 
@@ -48,9 +45,6 @@ impl Backing for GenBacking {
         let n = buf.len().min(self.0.len() - start);
         buf[..n].copy_from_slice(&self.0[start..start + n]);
         Ok(n)
-    }
-    fn size(&self) -> u64 {
-        self.0.len() as u64
     }
 }
 
@@ -96,7 +90,10 @@ impl Kernel {
                 return Err(errno::ENODEV.into());
             }
             let backing: Rc<dyn Backing> = match &f.kind {
-                FileKind::Host(h) => Rc::new(HostBacking(h.try_clone().map_err(|e| crate::errno::Errno::from_io(&e))?)),
+                FileKind::Host(h) => Rc::new(HostBacking(
+                    h.try_clone()
+                        .map_err(|e| crate::errno::Errno::from_io(&e))?,
+                )),
                 FileKind::Tmp(t) => Rc::new(TmpBacking(Rc::clone(t))),
                 FileKind::Gen(b) => Rc::new(GenBacking(Rc::clone(b))),
                 FileKind::Dev(DevKind::Zero) => {
@@ -104,25 +101,44 @@ impl Kernel {
                 }
                 _ => return Err(errno::ENODEV.into()),
             };
-            VmaKind::File { backing, offset: off }
+            VmaKind::File {
+                backing,
+                offset: off,
+            }
         };
         if let VmaKind::Anon = kind {
             return self.map_anon(addr, len, prot, flags);
         }
-        let start = self.mm.mmap(addr, len, prot, fixed(flags), flags & libc::MAP_32BIT != 0, kind)?;
+        let start = self.mm.mmap(
+            addr,
+            len,
+            prot,
+            fixed(flags),
+            flags & libc::MAP_32BIT != 0,
+            kind,
+        )?;
         self.populate_if(flags, start, len)?;
         Ok(start)
     }
 
     fn map_anon(&mut self, addr: u64, len: u64, prot: u32, flags: i32) -> SysResult {
-        let start = self.mm.mmap(addr, len, prot, fixed(flags), flags & libc::MAP_32BIT != 0, VmaKind::Anon)?;
+        let start = self.mm.mmap(
+            addr,
+            len,
+            prot,
+            fixed(flags),
+            flags & libc::MAP_32BIT != 0,
+            VmaKind::Anon,
+        )?;
         self.populate_if(flags, start, len)?;
         Ok(start)
     }
 
     fn populate_if(&mut self, flags: i32, start: u64, len: u64) -> Result<(), SysErr> {
         if flags & libc::MAP_POPULATE != 0 {
-            self.mm.populate(start, start.saturating_add(len)).map_err(|_| Stop::MemoryLimit)?;
+            self.mm
+                .populate(start, start.saturating_add(len))
+                .map_err(|_| Stop::MemoryLimit)?;
         }
         Ok(())
     }

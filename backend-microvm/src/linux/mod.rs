@@ -205,7 +205,10 @@ impl Kernel {
     }
 
     fn enosys(&mut self, nr: u64) -> SysResult {
-        *self.unimplemented.entry(names::syscall_name(nr)).or_insert(0) += 1;
+        *self
+            .unimplemented
+            .entry(names::syscall_name(nr))
+            .or_insert(0) += 1;
         Err(errno::ENOSYS.into())
     }
 
@@ -237,7 +240,13 @@ impl Kernel {
     }
 
     #[allow(non_upper_case_globals)]
-    fn dispatch(&mut self, cpu: &mut dyn Cpu, ctx: &mut UserCtx, nr: u64, a: [u64; 6]) -> SysResult {
+    fn dispatch(
+        &mut self,
+        cpu: &mut dyn Cpu,
+        ctx: &mut UserCtx,
+        nr: u64,
+        a: [u64; 6],
+    ) -> SysResult {
         use libc::*;
         let n = nr as c_long;
         match n {
@@ -247,7 +256,9 @@ impl Kernel {
             SYS_close => self.sys_close(a[0]),
             SYS_stat => self.sys_newfstatat(AT_FDCWD as u64, a[0], a[1], 0),
             SYS_fstat => self.sys_fstat(a[0], a[1]),
-            SYS_lstat => self.sys_newfstatat(AT_FDCWD as u64, a[0], a[1], AT_SYMLINK_NOFOLLOW as u64),
+            SYS_lstat => {
+                self.sys_newfstatat(AT_FDCWD as u64, a[0], a[1], AT_SYMLINK_NOFOLLOW as u64)
+            }
             SYS_poll => self.sys_poll(a[0], a[1], a[2] as i32 as i64),
             SYS_lseek => self.sys_lseek(a[0], a[1] as i64, a[2]),
             SYS_mmap => self.sys_mmap(a),
@@ -295,7 +306,12 @@ impl Kernel {
             SYS_rename => self.sys_renameat2(AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0),
             SYS_mkdir => self.sys_mkdirat(AT_FDCWD as u64, a[0], a[1]),
             SYS_rmdir => self.sys_unlinkat(AT_FDCWD as u64, a[0], AT_REMOVEDIR as u64),
-            SYS_creat => self.sys_openat(AT_FDCWD as u64, a[0], (O_CREAT | O_WRONLY | O_TRUNC) as u64, a[1]),
+            SYS_creat => self.sys_openat(
+                AT_FDCWD as u64,
+                a[0],
+                (O_CREAT | O_WRONLY | O_TRUNC) as u64,
+                a[1],
+            ),
             SYS_link => self.sys_linkat(AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0),
             SYS_unlink => self.sys_unlinkat(AT_FDCWD as u64, a[0], 0),
             SYS_symlink => self.sys_symlinkat(a[0], AT_FDCWD as u64, a[1]),
@@ -303,7 +319,9 @@ impl Kernel {
             SYS_chmod => self.sys_fchmodat(AT_FDCWD as u64, a[0], a[1], 0),
             SYS_fchmod => self.sys_fchmod(a[0], a[1]),
             SYS_chown | SYS_lchown => self.sys_chown(Some((AT_FDCWD as u64, a[0])), a[1], a[2]),
-            SYS_fchown => self.sys_chown(None, a[1], a[2]).and_then(|v| self.files.get(a[0]).map(|_| v).map_err(Into::into)),
+            SYS_fchown => self
+                .sys_chown(None, a[1], a[2])
+                .and_then(|v| self.files.get(a[0]).map(|_| v).map_err(Into::into)),
             SYS_fchownat => self.sys_chown(Some((a[0], a[1])), a[2], a[3]),
             SYS_umask => {
                 let old = self.umask;
@@ -321,8 +339,8 @@ impl Kernel {
             SYS_getgid | SYS_getegid => Ok(u64::from(sandbox_core::SANDBOX_GID)),
             SYS_getresuid => self.sys_getres(a, sandbox_core::SANDBOX_UID),
             SYS_getresgid => self.sys_getres(a, sandbox_core::SANDBOX_GID),
-            SYS_setuid | SYS_setgid | SYS_setreuid | SYS_setregid | SYS_setresuid | SYS_setresgid
-            | SYS_setgroups | SYS_setfsuid | SYS_setfsgid => self.sys_setid(n, a),
+            SYS_setuid | SYS_setgid | SYS_setreuid | SYS_setregid | SYS_setresuid
+            | SYS_setresgid | SYS_setgroups | SYS_setfsuid | SYS_setfsgid => self.sys_setid(n, a),
             SYS_getgroups => self.sys_getgroups(a[0], a[1]),
             SYS_getppid => Ok(1),
             SYS_getpgrp | SYS_getsid => Ok(PID),
@@ -379,7 +397,9 @@ impl Kernel {
             SYS_membarrier => Ok(0),
             SYS_copy_file_range => Err(errno::EXDEV.into()),
             SYS_fadvise64 => self.files.get(a[0]).map(|_| 0).map_err(Into::into),
-            SYS_clone | SYS_clone3 | SYS_fork | SYS_vfork | SYS_execve | SYS_execveat => self.enosys(nr),
+            SYS_clone | SYS_clone3 | SYS_fork | SYS_vfork | SYS_execve | SYS_execveat => {
+                self.enosys(nr)
+            }
             _ => self.enosys(nr),
         }
     }

@@ -34,7 +34,13 @@ impl Kernel {
     }
 
     /// Resolves `dirfd` + `path` with the `AT_*` flags (`AT_EMPTY_PATH` gives `dirfd`).
-    fn resolve_at(&mut self, dirfd: u64, ptr: u64, flags: u64, follow_default: bool) -> Result<Location, SysErr> {
+    fn resolve_at(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        flags: u64,
+        follow_default: bool,
+    ) -> Result<Location, SysErr> {
         let path = self.path_arg(ptr)?;
         if path.is_empty() {
             if flags & libc::AT_EMPTY_PATH as u64 != 0 {
@@ -83,7 +89,8 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         let raw = self.mm.read_user_vec(how, 24)?;
-        let word = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        let word =
+            |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
         let (flags, mode, resolve) = (word(0), word(1), word(2));
         if resolve != 0 || flags >> 32 != 0 {
             // RESOLVE_* restrictions inside the sandbox are not offered yet.
@@ -97,7 +104,12 @@ impl Kernel {
         if flags & libc::AT_EMPTY_PATH as u64 != 0 && dirfd as i32 != AT_FDCWD {
             // An open file of any kind (pipes included) when the path is empty.
             if let Ok(f) = self.files.get(dirfd) {
-                if self.mm.read_cstr(ptr, 1).map(|p| p.is_empty()).unwrap_or(false) {
+                if self
+                    .mm
+                    .read_cstr(ptr, 1)
+                    .map(|p| p.is_empty())
+                    .unwrap_or(false)
+                {
                     return self.file_meta(&f);
                 }
             }
@@ -105,19 +117,38 @@ impl Kernel {
         Ok(self.vfs.meta(&loc)?)
     }
 
-    pub(crate) fn sys_newfstatat(&mut self, dirfd: u64, ptr: u64, buf: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_newfstatat(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        buf: u64,
+        flags: u64,
+    ) -> SysResult {
         let m = self.meta_at(dirfd, ptr, flags)?;
         self.mm.write_user(buf, &encode_stat(&m))?;
         Ok(0)
     }
 
-    pub(crate) fn sys_statx(&mut self, dirfd: u64, ptr: u64, flags: u64, _mask: u64, buf: u64) -> SysResult {
+    pub(crate) fn sys_statx(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        flags: u64,
+        _mask: u64,
+        buf: u64,
+    ) -> SysResult {
         let m = self.meta_at(dirfd, ptr, flags)?;
         self.mm.write_user(buf, &encode_statx(&m))?;
         Ok(0)
     }
 
-    pub(crate) fn sys_faccessat(&mut self, dirfd: u64, ptr: u64, mode: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_faccessat(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        mode: u64,
+        flags: u64,
+    ) -> SysResult {
         if mode & !7 != 0 {
             return Err(errno::EINVAL.into());
         }
@@ -134,7 +165,13 @@ impl Kernel {
         Ok(0)
     }
 
-    pub(crate) fn sys_readlinkat(&mut self, dirfd: u64, ptr: u64, buf: u64, size: u64) -> SysResult {
+    pub(crate) fn sys_readlinkat(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        buf: u64,
+        size: u64,
+    ) -> SysResult {
         if size as i64 <= 0 {
             return Err(errno::EINVAL.into());
         }
@@ -151,7 +188,8 @@ impl Kernel {
     pub(crate) fn sys_mkdirat(&mut self, dirfd: u64, ptr: u64, mode: u64) -> SysResult {
         let path = self.path_arg(ptr)?;
         let base = self.base_for(&path, dirfd)?;
-        self.vfs.mkdir(&base, &path, mode as u32 & 0o7777 & !self.umask)?;
+        self.vfs
+            .mkdir(&base, &path, mode as u32 & 0o7777 & !self.umask)?;
         Ok(0)
     }
 
@@ -165,14 +203,28 @@ impl Kernel {
         Ok(0)
     }
 
-    pub(crate) fn sys_renameat2(&mut self, olddir: u64, old: u64, newdir: u64, new: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_renameat2(
+        &mut self,
+        olddir: u64,
+        old: u64,
+        newdir: u64,
+        new: u64,
+        flags: u64,
+    ) -> SysResult {
         let (a, b) = (self.path_arg(old)?, self.path_arg(new)?);
         let (ba, bb) = (self.base_for(&a, olddir)?, self.base_for(&b, newdir)?);
         self.vfs.rename(&ba, &a, &bb, &b, flags as u32)?;
         Ok(0)
     }
 
-    pub(crate) fn sys_linkat(&mut self, olddir: u64, old: u64, newdir: u64, new: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_linkat(
+        &mut self,
+        olddir: u64,
+        old: u64,
+        newdir: u64,
+        new: u64,
+        flags: u64,
+    ) -> SysResult {
         let src = self.resolve_at(olddir, old, flags, false)?;
         let path = self.path_arg(new)?;
         let base = self.base_for(&path, newdir)?;
@@ -191,7 +243,13 @@ impl Kernel {
         Ok(0)
     }
 
-    pub(crate) fn sys_fchmodat(&mut self, dirfd: u64, ptr: u64, mode: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_fchmodat(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        mode: u64,
+        flags: u64,
+    ) -> SysResult {
         let loc = self.resolve_at(dirfd, ptr, flags, true)?;
         self.vfs.chmod(&loc, mode as u32)?;
         Ok(0)
@@ -244,7 +302,13 @@ impl Kernel {
         })
     }
 
-    pub(crate) fn sys_utimensat(&mut self, dirfd: u64, ptr: u64, times: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_utimensat(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        times: u64,
+        flags: u64,
+    ) -> SysResult {
         let loc = if ptr == 0 {
             if dirfd as i32 == AT_FDCWD {
                 return Err(errno::EFAULT.into());
@@ -268,8 +332,18 @@ impl Kernel {
             (Some(Time::now()), Some(Time::now()))
         } else {
             let raw = self.mm.read_user_vec(tv, 32)?;
-            let q = |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-            (Some(Time { sec: q(0), nsec: q(1) * 1000 }), Some(Time { sec: q(2), nsec: q(3) * 1000 }))
+            let q =
+                |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            (
+                Some(Time {
+                    sec: q(0),
+                    nsec: q(1) * 1000,
+                }),
+                Some(Time {
+                    sec: q(2),
+                    nsec: q(3) * 1000,
+                }),
+            )
         };
         self.vfs.utimens(&loc, a, m)?;
         Ok(0)
@@ -353,7 +427,7 @@ impl Kernel {
         let mut b = Vec::with_capacity(120);
         let fsid: [i32; 2] = [0, 0];
         for v in [st.f_type, st.f_bsize] {
-            b.extend_from_slice(&(v as i64).to_le_bytes());
+            b.extend_from_slice(&v.to_le_bytes());
         }
         for v in [st.f_blocks, st.f_bfree, st.f_bavail, st.f_files, st.f_ffree] {
             b.extend_from_slice(&v.to_le_bytes());
@@ -364,7 +438,7 @@ impl Kernel {
         if ro {
             flags |= libc::ST_RDONLY as i64;
         }
-        for v in [st.f_namelen as i64, st.f_frsize as i64, flags] {
+        for v in [st.f_namelen, st.f_frsize, flags] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.resize(120, 0);

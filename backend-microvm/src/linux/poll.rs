@@ -33,9 +33,17 @@ impl Kernel {
             FileKind::Pipe(end) => {
                 let p = end.pipe.borrow();
                 if end.write {
-                    (false, p.buf.len() < PIPE_CAPACITY, if p.readers == 0 { POLLERR } else { 0 })
+                    (
+                        false,
+                        p.buf.len() < PIPE_CAPACITY,
+                        if p.readers == 0 { POLLERR } else { 0 },
+                    )
                 } else {
-                    (!p.buf.is_empty(), false, if p.writers == 0 { POLLHUP } else { 0 })
+                    (
+                        !p.buf.is_empty(),
+                        false,
+                        if p.writers == 0 { POLLHUP } else { 0 },
+                    )
                 }
             }
             FileKind::Path => (false, false, 0),
@@ -61,7 +69,11 @@ impl Kernel {
             for c in raw.chunks_exact_mut(8) {
                 let fd = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                 let want = i16::from_le_bytes([c[4], c[5]]);
-                let rev = if fd < 0 { 0 } else { self.ready(fd, want & !POLLPRI) };
+                let rev = if fd < 0 {
+                    0
+                } else {
+                    self.ready(fd, want & !POLLPRI)
+                };
                 c[6..8].copy_from_slice(&rev.to_le_bytes());
                 if rev != 0 {
                     n += 1;
@@ -76,17 +88,30 @@ impl Kernel {
     }
 
     pub(crate) fn sys_poll(&mut self, fds: u64, nfds: u64, timeout_ms: i64) -> SysResult {
-        let until = (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        let until =
+            (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
         self.poll_loop(fds, nfds, until)
     }
 
     pub(crate) fn sys_ppoll(&mut self, fds: u64, nfds: u64, tsp: u64) -> SysResult {
-        let until = if tsp == 0 { None } else { Some(Instant::now() + self.timespec(tsp)?) };
+        let until = if tsp == 0 {
+            None
+        } else {
+            Some(Instant::now() + self.timespec(tsp)?)
+        };
         self.poll_loop(fds, nfds, until)
     }
 
     /// `select` (timeout a `timeval`) and `pselect6` (a `timespec`).
-    pub(crate) fn sys_select(&mut self, nfds: u64, rset: u64, wset: u64, eset: u64, tp: u64, pselect: bool) -> SysResult {
+    pub(crate) fn sys_select(
+        &mut self,
+        nfds: u64,
+        rset: u64,
+        wset: u64,
+        eset: u64,
+        tp: u64,
+        pselect: bool,
+    ) -> SysResult {
         if nfds > 1024 {
             return Err(errno::EINVAL.into());
         }
@@ -105,7 +130,11 @@ impl Kernel {
         };
         let bytes = nfds.div_ceil(64) as usize * 8;
         let read_set = |k: &mut Kernel, p: u64| -> Result<Vec<u8>, SysErr> {
-            if p == 0 { Ok(vec![0; bytes]) } else { Ok(k.mm.read_user_vec(p, bytes)?) }
+            if p == 0 {
+                Ok(vec![0; bytes])
+            } else {
+                Ok(k.mm.read_user_vec(p, bytes)?)
+            }
         };
         let (r, w) = (read_set(self, rset)?, read_set(self, wset)?);
         loop {

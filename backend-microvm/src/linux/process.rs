@@ -31,7 +31,14 @@ fn timeval(d: Duration) -> [u8; 16] {
 impl Kernel {
     pub(crate) fn sys_uname(&mut self, buf: u64) -> SysResult {
         let mut out = Vec::with_capacity(390);
-        for f in ["Linux", &self.hostname, RELEASE, "#1 SMP hybrid-sandbox micro-VM", "x86_64", "(none)"] {
+        for f in [
+            "Linux",
+            &self.hostname,
+            RELEASE,
+            "#1 SMP hybrid-sandbox micro-VM",
+            "x86_64",
+            "(none)",
+        ] {
             out.extend_from_slice(&utsfield(f));
         }
         self.mm.write_user(buf, &out)?;
@@ -56,7 +63,9 @@ impl Kernel {
             libc::RLIMIT_NPROC => (1, 1),
             libc::RLIMIT_NOFILE => (self.files.limit as u64, l.open_files),
             libc::RLIMIT_MEMLOCK => (8 << 20, 8 << 20),
-            libc::RLIMIT_LOCKS | libc::RLIMIT_MSGQUEUE | libc::RLIMIT_RTTIME => (RLIM_INFINITY, RLIM_INFINITY),
+            libc::RLIMIT_LOCKS | libc::RLIMIT_MSGQUEUE | libc::RLIMIT_RTTIME => {
+                (RLIM_INFINITY, RLIM_INFINITY)
+            }
             libc::RLIMIT_SIGPENDING => (64, 64),
             libc::RLIMIT_NICE | libc::RLIMIT_RTPRIO => (0, 0),
             _ => return Err(errno::EINVAL.into()),
@@ -151,7 +160,10 @@ impl Kernel {
         if matches!(nr, libc::SYS_setfsuid | libc::SYS_setfsgid) {
             return Ok(u64::from(own));
         }
-        if a[..n].iter().all(|v| *v as u32 == own || *v as u32 == u32::MAX) {
+        if a[..n]
+            .iter()
+            .all(|v| *v as u32 == own || *v as u32 == u32::MAX)
+        {
             Ok(0)
         } else {
             Err(errno::EPERM.into())
@@ -171,7 +183,10 @@ impl Kernel {
 
     pub(crate) fn sys_prctl(&mut self, a: [u64; 6]) -> SysResult {
         match a[0] as i32 {
-            libc::PR_SET_NAME | libc::PR_SET_PDEATHSIG | libc::PR_SET_NO_NEW_PRIVS | libc::PR_SET_DUMPABLE => Ok(0),
+            libc::PR_SET_NAME
+            | libc::PR_SET_PDEATHSIG
+            | libc::PR_SET_NO_NEW_PRIVS
+            | libc::PR_SET_DUMPABLE => Ok(0),
             libc::PR_GET_NAME => {
                 let mut name = [0u8; 16];
                 let exe = self.exe.rsplit(|&b| b == b'/').next().unwrap_or_default();
@@ -207,7 +222,11 @@ impl Kernel {
                 Ok(0)
             }
             ARCH_GET_FS | ARCH_GET_GS => {
-                let v = if code == ARCH_GET_FS { cpu.fs_base()? } else { cpu.gs_base()? };
+                let v = if code == ARCH_GET_FS {
+                    cpu.fs_base()?
+                } else {
+                    cpu.gs_base()?
+                };
                 self.mm.write_u64(addr, v)?;
                 Ok(0)
             }
@@ -226,7 +245,11 @@ impl Kernel {
             let mut tmp = vec![0u8; (len - done).min(64 * 1024)];
             fill_random(&mut tmp);
             if let Err(e) = self.mm.write_user(buf + done as u64, &tmp) {
-                return if done > 0 { Ok(done as u64) } else { Err(e.into()) };
+                return if done > 0 {
+                    Ok(done as u64)
+                } else {
+                    Err(e.into())
+                };
             }
             done += tmp.len();
         }
@@ -254,7 +277,11 @@ impl Kernel {
                     None
                 } else {
                     let d = self.timespec(timeout)?;
-                    Some(if cmd == libc::FUTEX_WAIT { Instant::now() + d } else { self.monotonic_to_instant(d) })
+                    Some(if cmd == libc::FUTEX_WAIT {
+                        Instant::now() + d
+                    } else {
+                        self.monotonic_to_instant(d)
+                    })
                 };
                 loop {
                     self.block_until(until)?;
@@ -263,7 +290,10 @@ impl Kernel {
                     }
                 }
             }
-            libc::FUTEX_WAKE | libc::FUTEX_WAKE_BITSET | libc::FUTEX_REQUEUE | libc::FUTEX_CMP_REQUEUE => Ok(0),
+            libc::FUTEX_WAKE
+            | libc::FUTEX_WAKE_BITSET
+            | libc::FUTEX_REQUEUE
+            | libc::FUTEX_CMP_REQUEUE => Ok(0),
             _ => Err(errno::ENOSYS.into()),
         }
     }

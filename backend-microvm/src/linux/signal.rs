@@ -81,7 +81,14 @@ pub(crate) struct Signals {
 
 impl Default for Signals {
     fn default() -> Self {
-        Signals { act: [Action::default(); 64], mask: 0, pending: 0, info: [None; 64], altstack: None, fpu: Vec::new() }
+        Signals {
+            act: [Action::default(); 64],
+            mask: 0,
+            pending: 0,
+            info: [None; 64],
+            altstack: None,
+            fpu: Vec::new(),
+        }
     }
 }
 
@@ -97,14 +104,21 @@ impl Kernel {
     /// Sends `sig` to the workload; it is acted on when the workload next returns to
     /// user mode.
     pub(crate) fn raise(&mut self, sig: i32) -> Result<(), SysErr> {
-        self.raise_info(SigInfo { signo: sig, code: 0, addr: PID | (u64::from(sandbox_core::SANDBOX_UID) << 32) });
+        self.raise_info(SigInfo {
+            signo: sig,
+            code: 0,
+            addr: PID | (u64::from(sandbox_core::SANDBOX_UID) << 32),
+        });
         Ok(())
     }
 
     fn raise_info(&mut self, info: SigInfo) {
         let sig = info.signo;
         let a = self.sig.act[(sig - 1) as usize];
-        if sig != SIGKILL && sig != SIGSTOP && (a.handler == SIG_IGN || (a.handler == SIG_DFL && default_ignored(sig))) {
+        if sig != SIGKILL
+            && sig != SIGSTOP
+            && (a.handler == SIG_IGN || (a.handler == SIG_DFL && default_ignored(sig)))
+        {
             return;
         }
         self.sig.pending |= bit(sig);
@@ -112,7 +126,11 @@ impl Kernel {
     }
 
     /// Acts on pending, unblocked signals before returning to user mode.
-    pub(crate) fn after_syscall(&mut self, cpu: &mut dyn Cpu, ctx: &mut UserCtx) -> Result<(), Stop> {
+    pub(crate) fn after_syscall(
+        &mut self,
+        cpu: &mut dyn Cpu,
+        ctx: &mut UserCtx,
+    ) -> Result<(), Stop> {
         loop {
             let ready = self.sig.pending & (!self.sig.mask | bit(SIGKILL) | bit(SIGSTOP));
             if ready == 0 {
@@ -120,7 +138,11 @@ impl Kernel {
             }
             let sig = ready.trailing_zeros() as i32 + 1;
             self.sig.pending &= !bit(sig);
-            let info = self.sig.info[(sig - 1) as usize].take().unwrap_or(SigInfo { signo: sig, code: 0, addr: 0 });
+            let info = self.sig.info[(sig - 1) as usize].take().unwrap_or(SigInfo {
+                signo: sig,
+                code: 0,
+                addr: 0,
+            });
             let a = self.sig.act[(sig - 1) as usize];
             match a.handler {
                 _ if sig == SIGKILL => return Err(Stop::Signal(sig)),
@@ -135,12 +157,27 @@ impl Kernel {
 
     /// A fault of the workload (`sig` with `code` at `addr`): runs its handler, or ends
     /// the run as Linux would when there is none, or it is blocked or ignored.
-    pub(crate) fn fault_signal(&mut self, cpu: &mut dyn Cpu, ctx: &mut UserCtx, sig: i32, code: i32, addr: u64) -> Result<(), Stop> {
+    pub(crate) fn fault_signal(
+        &mut self,
+        cpu: &mut dyn Cpu,
+        ctx: &mut UserCtx,
+        sig: i32,
+        code: i32,
+        addr: u64,
+    ) -> Result<(), Stop> {
         let a = self.sig.act[(sig - 1) as usize];
         if a.handler == SIG_DFL || a.handler == SIG_IGN || self.sig.mask & bit(sig) != 0 {
             return Err(Stop::Signal(sig));
         }
-        self.deliver(cpu, ctx, SigInfo { signo: sig, code, addr })
+        self.deliver(
+            cpu,
+            ctx,
+            SigInfo {
+                signo: sig,
+                code,
+                addr,
+            },
+        )
     }
 
     /// Builds a signal frame on the user stack and points user mode at the handler.
@@ -149,7 +186,10 @@ impl Kernel {
         let a = self.sig.act[(sig - 1) as usize];
         let r = ctx.regs;
         let mut sp = r.rsp;
-        let on_alt = self.sig.altstack.is_some_and(|(base, size)| sp > base && sp <= base + size);
+        let on_alt = self
+            .sig
+            .altstack
+            .is_some_and(|(base, size)| sp > base && sp <= base + size);
         match self.sig.altstack {
             Some((base, size)) if a.flags & SA_ONSTACK != 0 && !on_alt => sp = base + size,
             _ => sp = sp.wrapping_sub(128), // the red zone
@@ -163,17 +203,24 @@ impl Kernel {
         ucb.extend_from_slice(&0u64.to_le_bytes());
         let (ss_sp, ss_size) = self.sig.altstack.unwrap_or((0, 0));
         ucb.extend_from_slice(&ss_sp.to_le_bytes());
-        let ss_flags = if self.sig.altstack.is_none() { SS_DISABLE } else if on_alt { SS_ONSTACK } else { 0 };
+        let ss_flags = if self.sig.altstack.is_none() {
+            SS_DISABLE
+        } else if on_alt {
+            SS_ONSTACK
+        } else {
+            0
+        };
         ucb.extend_from_slice(&u64::from(ss_flags).to_le_bytes());
         ucb.extend_from_slice(&ss_size.to_le_bytes());
         for v in [
-            r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp,
-            ctx.rip, ctx.rflags,
+            r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx,
+            r.rdx, r.rax, r.rcx, r.rsp, ctx.rip, ctx.rflags,
         ] {
             ucb.extend_from_slice(&v.to_le_bytes());
         }
         // cs, gs, fs, ss; err, trapno, oldmask, cr2; fpstate (kept by the VMM); reserved.
-        let segs: u64 = u64::from(crate::guest::layout::USER_CS) | (u64::from(crate::guest::layout::USER_DS) << 48);
+        let segs: u64 = u64::from(crate::guest::layout::USER_CS)
+            | (u64::from(crate::guest::layout::USER_DS) << 48);
         ucb.extend_from_slice(&segs.to_le_bytes());
         for v in [0u64, 0, self.sig.mask, info.addr, 0] {
             ucb.extend_from_slice(&v.to_le_bytes());
@@ -216,15 +263,19 @@ impl Kernel {
             Ok(r) => r,
             Err(_) => return Err(Stop::Signal(SIGSEGV).into()),
         };
-        let q = |i: usize| u64::from_le_bytes(raw[40 + i * 8..48 + i * 8].try_into().unwrap_or_default());
+        let q = |i: usize| {
+            u64::from_le_bytes(raw[40 + i * 8..48 + i * 8].try_into().unwrap_or_default())
+        };
         let rip = q(16);
         let rsp = q(15);
         if rip >= USER_TOP || rsp >= USER_TOP {
             return Err(Stop::Signal(SIGSEGV).into());
         }
         let r = &mut ctx.regs;
-        (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) = (q(0), q(1), q(2), q(3), q(4), q(5), q(6), q(7));
-        (r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp) = (q(8), q(9), q(10), q(11), q(12), q(13), q(14), rsp);
+        (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
+            (q(0), q(1), q(2), q(3), q(4), q(5), q(6), q(7));
+        (r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp) =
+            (q(8), q(9), q(10), q(11), q(12), q(13), q(14), rsp);
         ctx.rip = rip;
         ctx.rflags = q(17);
         let mask = u64::from_le_bytes(raw[296..304].try_into().unwrap_or_default());
@@ -235,7 +286,13 @@ impl Kernel {
         Ok(ctx.regs.rax)
     }
 
-    pub(crate) fn sys_rt_sigaction(&mut self, sig: u64, act: u64, oact: u64, size: u64) -> SysResult {
+    pub(crate) fn sys_rt_sigaction(
+        &mut self,
+        sig: u64,
+        act: u64,
+        oact: u64,
+        size: u64,
+    ) -> SysResult {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
@@ -245,8 +302,14 @@ impl Kernel {
                 return Err(errno::EINVAL.into());
             }
             let raw = self.mm.read_user_vec(act, 32)?;
-            let q = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-            Some(Action { handler: q(0), flags: q(1), restorer: q(2), mask: q(3) })
+            let q =
+                |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            Some(Action {
+                handler: q(0),
+                flags: q(1),
+                restorer: q(2),
+                mask: q(3),
+            })
         } else {
             None
         };
@@ -267,11 +330,21 @@ impl Kernel {
         Ok(0)
     }
 
-    pub(crate) fn sys_rt_sigprocmask(&mut self, how: u64, set: u64, oset: u64, size: u64) -> SysResult {
+    pub(crate) fn sys_rt_sigprocmask(
+        &mut self,
+        how: u64,
+        set: u64,
+        oset: u64,
+        size: u64,
+    ) -> SysResult {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
-        let new = if set != 0 { Some(self.mm.read_u64(set)?) } else { None };
+        let new = if set != 0 {
+            Some(self.mm.read_u64(set)?)
+        } else {
+            None
+        };
         if oset != 0 {
             self.mm.write_u64(oset, self.sig.mask)?;
         }
@@ -306,7 +379,11 @@ impl Kernel {
         };
         if old != 0 {
             let (sp, size) = self.sig.altstack.unwrap_or((0, 0));
-            let flags = if self.sig.altstack.is_none() { SS_DISABLE } else { 0 };
+            let flags = if self.sig.altstack.is_none() {
+                SS_DISABLE
+            } else {
+                0
+            };
             let mut b = sp.to_le_bytes().to_vec();
             b.extend_from_slice(&u64::from(flags).to_le_bytes());
             b.extend_from_slice(&size.to_le_bytes());

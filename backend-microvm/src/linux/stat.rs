@@ -70,7 +70,9 @@ mod tests {
         let enc = encode_stat(&m);
         assert_eq!(enc.len(), std::mem::size_of::<libc::stat>());
         // SAFETY: `host` is plain old data of exactly this size.
-        let raw = unsafe { std::slice::from_raw_parts((&host as *const libc::stat).cast::<u8>(), enc.len()) };
+        let raw = unsafe {
+            std::slice::from_raw_parts((&host as *const libc::stat).cast::<u8>(), enc.len())
+        };
         assert_eq!(enc, raw);
         let _ = st;
         assert_eq!(encode_statx(&m).len(), 256);

@@ -8,10 +8,16 @@ use crate::errno;
 use crate::kick::thread_cpu_time;
 
 fn host_clock(id: libc::clockid_t) -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid timespec pointer; the clock id is one of the constants used below.
     unsafe { libc::clock_gettime(id, &mut ts) };
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 fn encode(d: Duration) -> [u8; 16] {
@@ -25,7 +31,9 @@ impl Kernel {
     /// The value of a workload clock.
     fn clock(&self, id: u64) -> Result<Duration, SysErr> {
         Ok(match id as i32 {
-            libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_COARSE | libc::CLOCK_TAI => host_clock(libc::CLOCK_REALTIME),
+            libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_COARSE | libc::CLOCK_TAI => {
+                host_clock(libc::CLOCK_REALTIME)
+            }
             libc::CLOCK_MONOTONIC | libc::CLOCK_MONOTONIC_COARSE | libc::CLOCK_MONOTONIC_RAW => {
                 host_clock(libc::CLOCK_MONOTONIC)
             }
@@ -98,7 +106,13 @@ impl Kernel {
         Ok(0)
     }
 
-    pub(crate) fn sys_clock_nanosleep(&mut self, id: u64, flags: u64, req: u64, _rem: u64) -> SysResult {
+    pub(crate) fn sys_clock_nanosleep(
+        &mut self,
+        id: u64,
+        flags: u64,
+        req: u64,
+        _rem: u64,
+    ) -> SysResult {
         let d = self.timespec(req)?;
         let now = self.clock(id)?;
         let until = if flags & libc::TIMER_ABSTIME as u64 != 0 {

@@ -5,8 +5,6 @@ pub(crate) mod pagetable;
 mod uaccess;
 pub(crate) mod vma;
 
-use std::rc::Rc;
-
 pub(crate) use uaccess::{CStrError, UserError};
 pub(crate) use vma::{Backing, Vma, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
 
@@ -122,11 +120,6 @@ impl AddressSpace {
         }
     }
 
-    /// CR3.
-    pub(crate) fn root(&self) -> u64 {
-        self.pt.root()
-    }
-
     /// Sets where the heap starts and below which `mmap` places mappings.
     pub(crate) fn set_layout(&mut self, brk_start: u64, mmap_top: u64) {
         self.brk_start = brk_start;
@@ -158,13 +151,14 @@ impl AddressSpace {
     fn drop_pages(&mut self, start: u64, end: u64) {
         let mut frames = Vec::new();
         let mut flush = Vec::new();
-        self.pt.for_each_mapped(&mut self.mem, start, end, |mem, _, slot, pte| {
-            mem.write_u64(slot, 0);
-            frames.push(pte & PTE_ADDR);
-            if pte & PTE_P != 0 {
-                flush.push(direct_map(slot));
-            }
-        });
+        self.pt
+            .for_each_mapped(&mut self.mem, start, end, |mem, _, slot, pte| {
+                mem.write_u64(slot, 0);
+                frames.push(pte & PTE_ADDR);
+                if pte & PTE_P != 0 {
+                    flush.push(direct_map(slot));
+                }
+            });
         self.flush.extend(flush);
         self.mem.free(frames);
     }
@@ -185,7 +179,11 @@ impl AddressSpace {
     /// Handles a fault of the workload at `va`.
     pub(crate) fn fault(&mut self, va: u64, access: Access) -> FaultOutcome {
         if va >= USER_TOP {
-            return FaultOutcome::Segv(if va < (1 << 47) { SEGV_ACCERR } else { SEGV_MAPERR });
+            return FaultOutcome::Segv(if va < (1 << 47) {
+                SEGV_ACCERR
+            } else {
+                SEGV_MAPERR
+            });
         }
         let Some((start, vma)) = self.vmas.find(va) else {
             return FaultOutcome::Segv(SEGV_MAPERR);
@@ -203,7 +201,11 @@ impl AddressSpace {
                     self.mem.write_u64(slot, want);
                 }
                 self.flush.push(direct_map(slot));
-                self.spurious = if self.spurious.0 == page { (page, self.spurious.1 + 1) } else { (page, 1) };
+                self.spurious = if self.spurious.0 == page {
+                    (page, self.spurious.1 + 1)
+                } else {
+                    (page, 1)
+                };
                 if self.spurious.1 > 8 {
                     // The guest keeps missing what is there: do not spin.
                     return FaultOutcome::Segv(SEGV_ACCERR);
@@ -254,7 +256,10 @@ impl AddressSpace {
         let mut p = lo;
         while p < hi {
             if p != page {
-                let free = self.pt.lookup(&mut self.mem, p).is_none_or(|(_, pte)| pte & PTE_FRAME == 0);
+                let free = self
+                    .pt
+                    .lookup(&mut self.mem, p)
+                    .is_none_or(|(_, pte)| pte & PTE_FRAME == 0);
                 if free {
                     let Some(d) = page_data(p) else {
                         break;
@@ -280,7 +285,10 @@ impl AddressSpace {
                     continue;
                 }
             };
-            let mapped = self.pt.lookup(&mut self.mem, p).is_some_and(|(_, pte)| pte & PTE_FRAME != 0);
+            let mapped = self
+                .pt
+                .lookup(&mut self.mem, p)
+                .is_some_and(|(_, pte)| pte & PTE_FRAME != 0);
             if !mapped {
                 match vma.kind {
                     VmaKind::Anon => self.fill_page(p, vma.prot, None)?,
@@ -319,7 +327,10 @@ impl AddressSpace {
         if start % PAGE_SIZE != 0 || len == 0 {
             return Err(MapError::Errno(libc::EINVAL));
         }
-        let end = start.checked_add(len).and_then(page_up).ok_or(MapError::Errno(libc::EINVAL))?;
+        let end = start
+            .checked_add(len)
+            .and_then(page_up)
+            .ok_or(MapError::Errno(libc::EINVAL))?;
         if end > USER_TOP {
             return Err(MapError::Errno(libc::EINVAL));
         }
@@ -361,9 +372,18 @@ impl AddressSpace {
                 self.vmas.remove(addr, end);
                 addr
             }
-            Fixed::Hint => self.place(addr, len, below_4g).ok_or(MapError::Errno(libc::ENOMEM))?,
+            Fixed::Hint => self
+                .place(addr, len, below_4g)
+                .ok_or(MapError::Errno(libc::ENOMEM))?,
         };
-        self.vmas.insert(start, Vma { end: start + len, prot, kind });
+        self.vmas.insert(
+            start,
+            Vma {
+                end: start + len,
+                prot,
+                kind,
+            },
+        );
         Ok(start)
     }
 
@@ -379,7 +399,11 @@ impl AddressSpace {
             }
         }
         let top = if below_4g { 0x8000_0000 } else { self.mmap_top };
-        let bottom = if below_4g { MMAP_MIN_ADDR } else { self.brk.max(MMAP_MIN_ADDR) };
+        let bottom = if below_4g {
+            MMAP_MIN_ADDR
+        } else {
+            self.brk.max(MMAP_MIN_ADDR)
+        };
         self.vmas.find_free_below(len, bottom, top)
     }
 
@@ -398,15 +422,16 @@ impl AddressSpace {
         self.vmas.protect(start, end, prot);
         let flags = pte_flags(prot);
         let mut flush = Vec::new();
-        self.pt.for_each_mapped(&mut self.mem, start, end, |mem, _, slot, pte| {
-            let want = (pte & PTE_ADDR) | flags;
-            if want != pte {
-                mem.write_u64(slot, want);
-                if pte & PTE_P != 0 {
-                    flush.push(direct_map(slot));
+        self.pt
+            .for_each_mapped(&mut self.mem, start, end, |mem, _, slot, pte| {
+                let want = (pte & PTE_ADDR) | flags;
+                if want != pte {
+                    mem.write_u64(slot, want);
+                    if pte & PTE_P != 0 {
+                        flush.push(direct_map(slot));
+                    }
                 }
-            }
-        });
+            });
         self.flush.extend(flush);
         Ok(())
     }
@@ -433,7 +458,14 @@ impl AddressSpace {
             if new_end > self.mmap_top || !self.vmas.is_free(old_end, new_end) {
                 return Ok(self.brk);
             }
-            self.vmas.insert(old_end, Vma { end: new_end, prot: PROT_READ | PROT_WRITE, kind: VmaKind::Anon });
+            self.vmas.insert(
+                old_end,
+                Vma {
+                    end: new_end,
+                    prot: PROT_READ | PROT_WRITE,
+                    kind: VmaKind::Anon,
+                },
+            );
             let eager = new_end.min(old_end + BRK_PREFAULT * PAGE_SIZE);
             self.populate(old_end, eager)?;
         } else if new_end < old_end {
@@ -445,7 +477,13 @@ impl AddressSpace {
     }
 
     /// `mremap` without `MREMAP_FIXED`/`MREMAP_DONTUNMAP`.
-    pub(crate) fn mremap(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64, MapError> {
+    pub(crate) fn mremap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        may_move: bool,
+    ) -> Result<u64, MapError> {
         if old % PAGE_SIZE != 0 || new_len == 0 {
             return Err(MapError::Errno(libc::EINVAL));
         }
@@ -454,7 +492,9 @@ impl AddressSpace {
         let Some((vstart, vma)) = self.vmas.find(old) else {
             return Err(MapError::Errno(libc::EFAULT));
         };
-        let old_end = old.checked_add(old_len).ok_or(MapError::Errno(libc::EINVAL))?;
+        let old_end = old
+            .checked_add(old_len)
+            .ok_or(MapError::Errno(libc::EINVAL))?;
         if old_len == 0 || vma.end < old_end {
             return Err(MapError::Errno(libc::EFAULT));
         }
@@ -465,7 +505,9 @@ impl AddressSpace {
             }
             return Ok(old);
         }
-        let new_end = old.checked_add(new_len).ok_or(MapError::Errno(libc::ENOMEM))?;
+        let new_end = old
+            .checked_add(new_len)
+            .ok_or(MapError::Errno(libc::ENOMEM))?;
         if vma.end == old_end && new_end <= USER_TOP && self.vmas.is_free(old_end, new_end) {
             let mut grown = vma.clone();
             if let VmaKind::File { offset, .. } = &mut grown.kind {
@@ -478,7 +520,9 @@ impl AddressSpace {
         if !may_move {
             return Err(MapError::Errno(libc::ENOMEM));
         }
-        let dest = self.place(0, new_len, false).ok_or(MapError::Errno(libc::ENOMEM))?;
+        let dest = self
+            .place(0, new_len, false)
+            .ok_or(MapError::Errno(libc::ENOMEM))?;
         let mut moved = vma;
         if let VmaKind::File { offset, .. } = &mut moved.kind {
             *offset += old - vstart;
@@ -487,7 +531,10 @@ impl AddressSpace {
         self.vmas.insert(dest, moved);
         // Move the frames: new entries are fresh, the old ones are cleared and flushed.
         let mut entries = Vec::new();
-        self.pt.for_each_mapped(&mut self.mem, old, old_end, |_, va, slot, pte| entries.push((va, slot, pte)));
+        self.pt
+            .for_each_mapped(&mut self.mem, old, old_end, |_, va, slot, pte| {
+                entries.push((va, slot, pte))
+            });
         for (va, slot, pte) in entries {
             self.pt.map(&mut self.mem, dest + (va - old), pte)?;
             self.mem.write_u64(slot, 0);
@@ -509,11 +556,6 @@ pub(crate) enum Fixed {
     Replace,
     /// `MAP_FIXED_NOREPLACE`: fail with `EEXIST` when something is there.
     NoReplace,
-}
-
-/// A file-backed mapping's contents, shared by the mappings of one open file.
-pub(crate) fn file_kind(backing: Rc<dyn Backing>, offset: u64) -> VmaKind {
-    VmaKind::File { backing, offset }
 }
 
 #[cfg(test)]

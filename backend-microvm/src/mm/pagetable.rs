@@ -54,6 +54,7 @@ impl PageTables {
     }
 
     /// The root's guest-physical address (CR3).
+    #[cfg(test)]
     pub(crate) fn root(&self) -> u64 {
         self.root
     }
@@ -168,9 +169,11 @@ mod tests {
         let root = mem.alloc().unwrap();
         let pt = PageTables::new(root);
         let frame = mem.alloc().unwrap();
-        pt.map(&mut mem, 0x40_0000, frame | PTE_P | PTE_U | PTE_FRAME).unwrap();
+        pt.map(&mut mem, 0x40_0000, frame | PTE_P | PTE_U | PTE_FRAME)
+            .unwrap();
         pt.map(&mut mem, 0x40_1000, frame | PTE_P | PTE_U).unwrap();
-        pt.map(&mut mem, 0x7fff_0000_0000, frame | PTE_FRAME).unwrap();
+        pt.map(&mut mem, 0x7fff_0000_0000, frame | PTE_FRAME)
+            .unwrap();
         let (_, pte) = pt.lookup(&mut mem, 0x40_0000).unwrap();
         assert_eq!(pte & PTE_ADDR, frame);
         assert!(pt.lookup(&mut mem, 0x40_2000).is_some_and(|(_, p)| p == 0));

@@ -13,7 +13,16 @@ fn space() -> AddressSpace {
 #[test]
 fn demand_paging_and_uaccess() {
     let mut a = space();
-    let at = a.mmap(0, 3 * PAGE_SIZE, PROT_READ | PROT_WRITE, Fixed::Hint, false, VmaKind::Anon).unwrap();
+    let at = a
+        .mmap(
+            0,
+            3 * PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            Fixed::Hint,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
     assert!(at < 0x7f00_0000_0000 && at % PAGE_SIZE == 0);
     a.write_user(at + 10, b"hello").unwrap();
     let mut b = [0u8; 5];
@@ -24,17 +33,33 @@ fn demand_paging_and_uaccess() {
     // Unmapped and out-of-range pointers are faults, not errors of the VMM.
     assert_eq!(a.read_user(0, &mut b), Err(UserError::Fault));
     assert_eq!(a.read_user(u64::MAX - 2, &mut b), Err(UserError::Fault));
-    assert_eq!(a.write_user(crate::guest::layout::STUB_VA, b"x"), Err(UserError::Fault));
+    assert_eq!(
+        a.write_user(crate::guest::layout::STUB_VA, b"x"),
+        Err(UserError::Fault)
+    );
     assert!(a.take_flush().is_empty(), "nothing live was changed");
 }
 
 #[test]
 fn read_only_pages_refuse_writes_and_unmap_flushes() {
     let mut a = space();
-    let at = a.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, Fixed::Hint, false, VmaKind::Anon).unwrap();
+    let at = a
+        .mmap(
+            0,
+            PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            Fixed::Hint,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
     a.write_user(at, b"x").unwrap();
     a.mprotect(at, PAGE_SIZE, PROT_READ).unwrap();
-    assert_eq!(a.take_flush().len(), 1, "a live entry lost a right: the guest must rewrite it");
+    assert_eq!(
+        a.take_flush().len(),
+        1,
+        "a live entry lost a right: the guest must rewrite it"
+    );
     assert_eq!(a.write_user(at, b"y"), Err(UserError::Fault));
     assert_eq!(a.fault(at, Access::Write), FaultOutcome::Segv(SEGV_ACCERR));
     let used = a.mem.used_bytes();
@@ -47,7 +72,16 @@ fn read_only_pages_refuse_writes_and_unmap_flushes() {
 #[test]
 fn prot_none_keeps_contents() {
     let mut a = space();
-    let at = a.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, Fixed::Hint, false, VmaKind::Anon).unwrap();
+    let at = a
+        .mmap(
+            0,
+            PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            Fixed::Hint,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
     a.write_user(at, b"kept").unwrap();
     a.mprotect(at, PAGE_SIZE, 0).unwrap();
     assert_eq!(a.read_user_vec(at, 4), Err(UserError::Fault));
@@ -68,7 +102,16 @@ fn brk_grows_and_shrinks() {
 #[test]
 fn memory_runs_out_cleanly() {
     let mut a = space();
-    let at = a.mmap(0, 64 << 20, PROT_READ | PROT_WRITE, Fixed::Hint, false, VmaKind::Anon).unwrap();
+    let at = a
+        .mmap(
+            0,
+            64 << 20,
+            PROT_READ | PROT_WRITE,
+            Fixed::Hint,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
     let mut p = at;
     let outcome = loop {
         match a.fault(p, Access::Write) {
@@ -83,10 +126,27 @@ fn memory_runs_out_cleanly() {
 #[test]
 fn mremap_moves_contents() {
     let mut a = space();
-    let at = a.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, Fixed::Hint, false, VmaKind::Anon).unwrap();
+    let at = a
+        .mmap(
+            0,
+            PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            Fixed::Hint,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
     a.write_user(at, b"moved").unwrap();
     // Block in-place growth.
-    a.mmap(at + PAGE_SIZE, PAGE_SIZE, PROT_READ, Fixed::Replace, false, VmaKind::Anon).unwrap();
+    a.mmap(
+        at + PAGE_SIZE,
+        PAGE_SIZE,
+        PROT_READ,
+        Fixed::Replace,
+        false,
+        VmaKind::Anon,
+    )
+    .unwrap();
     let to = a.mremap(at, PAGE_SIZE, 4 * PAGE_SIZE, true).unwrap();
     assert_ne!(to, at);
     assert_eq!(a.read_user_vec(to, 5).unwrap(), b"moved");

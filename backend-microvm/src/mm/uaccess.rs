@@ -57,7 +57,12 @@ impl AddressSpace {
     }
 
     /// The guest-physical pieces of `va .. va + len`, all mapped for the access.
-    pub(crate) fn user_chunks(&mut self, va: u64, len: u64, write: bool) -> Result<Vec<(u64, u64)>, UserError> {
+    pub(crate) fn user_chunks(
+        &mut self,
+        va: u64,
+        len: u64,
+        write: bool,
+    ) -> Result<Vec<(u64, u64)>, UserError> {
         let end = va.checked_add(len).ok_or(UserError::Fault)?;
         if end > USER_TOP {
             return Err(UserError::Fault);
@@ -81,7 +86,9 @@ impl AddressSpace {
         let mut off = 0usize;
         for (gpa, len) in self.user_chunks(va, buf.len() as u64, false)? {
             let len = len as usize;
-            self.mem.read(gpa, &mut buf[off..off + len]).ok_or(UserError::Fault)?;
+            self.mem
+                .read(gpa, &mut buf[off..off + len])
+                .ok_or(UserError::Fault)?;
             off += len;
         }
         Ok(())
@@ -99,7 +106,9 @@ impl AddressSpace {
         let mut off = 0usize;
         for (gpa, len) in self.user_chunks(va, data.len() as u64, true)? {
             let len = len as usize;
-            self.mem.write(gpa, &data[off..off + len]).ok_or(UserError::Fault)?;
+            self.mem
+                .write(gpa, &data[off..off + len])
+                .ok_or(UserError::Fault)?;
             off += len;
         }
         Ok(())

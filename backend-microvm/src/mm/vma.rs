@@ -18,8 +18,6 @@ pub(crate) const PROT_EXEC: u32 = libc::PROT_EXEC as u32;
 pub(crate) trait Backing: fmt::Debug {
     /// Reads at `offset`; a short count means end of file.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
-    /// The file's size now.
-    fn size(&self) -> u64;
 }
 
 /// What a mapping shows before the workload writes to it.
@@ -69,7 +67,10 @@ impl VmaMap {
     /// Mappings overlapping `start .. end`, in order.
     pub(crate) fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &Vma)> {
         let first = self.find(start).map(|(s, _)| s).unwrap_or(start);
-        self.map.range(first..end).map(|(s, v)| (*s, v)).filter(move |(_, v)| v.end > start)
+        self.map
+            .range(first..end)
+            .map(|(s, v)| (*s, v))
+            .filter(move |(_, v)| v.end > start)
     }
 
     /// True when nothing is mapped in `start .. end`.
@@ -195,7 +196,11 @@ mod tests {
     use super::*;
 
     fn anon(end: u64, prot: u32) -> Vma {
-        Vma { end, prot, kind: VmaKind::Anon }
+        Vma {
+            end,
+            prot,
+            kind: VmaKind::Anon,
+        }
     }
 
     #[test]
@@ -212,7 +217,10 @@ mod tests {
         assert!(m.is_free(0x3000, 0x4000));
         assert!(!m.is_covered(0x1000, 0x8000));
         assert!(m.is_covered(0x4000, 0x8000));
-        assert_eq!(m.find(0x2fff).map(|(s, v)| (s, v.end)), Some((0x1000, 0x3000)));
+        assert_eq!(
+            m.find(0x2fff).map(|(s, v)| (s, v.end)),
+            Some((0x1000, 0x3000))
+        );
         assert!(m.find(0x3000).is_none());
     }
 
@@ -221,9 +229,18 @@ mod tests {
         let mut m = VmaMap::default();
         m.insert(0x10_0000, anon(0x20_0000, PROT_READ));
         m.insert(0x30_0000, anon(0x40_0000, PROT_READ));
-        assert_eq!(m.find_free_below(0x1000, 0x1_0000, 0x50_0000), Some(0x4f_f000));
-        assert_eq!(m.find_free_below(0x10_0000, 0x1_0000, 0x40_0000), Some(0x20_0000));
+        assert_eq!(
+            m.find_free_below(0x1000, 0x1_0000, 0x50_0000),
+            Some(0x4f_f000)
+        );
+        assert_eq!(
+            m.find_free_below(0x10_0000, 0x1_0000, 0x40_0000),
+            Some(0x20_0000)
+        );
         assert_eq!(m.find_free_below(0x20_0000, 0x1_0000, 0x40_0000), None);
-        assert_eq!(m.find_free_below(0xf_0000, 0x1_0000, 0x40_0000), Some(0x21_0000));
+        assert_eq!(
+            m.find_free_below(0xf_0000, 0x1_0000, 0x40_0000),
+            Some(0x21_0000)
+        );
     }
 }

@@ -13,7 +13,8 @@ use crate::errno::{self, Errno};
 use super::Meta;
 
 /// The resolve flags of every host lookup.
-const RESOLVE: u64 = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+const RESOLVE: u64 =
+    libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
 
 /// A path component as a C string (no NUL, no slash: the VFS split it).
 pub(crate) fn cname(name: &[u8]) -> Result<CString, Errno> {
@@ -44,13 +45,27 @@ pub(crate) fn openat2(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<
     let c = cname(name)?;
     // SAFETY: open_how is plain integers; all-zero is valid.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    let extra = if flags & libc::O_PATH != 0 { libc::O_CLOEXEC } else { libc::O_CLOEXEC | libc::O_NOCTTY };
+    let extra = if flags & libc::O_PATH != 0 {
+        libc::O_CLOEXEC
+    } else {
+        libc::O_CLOEXEC | libc::O_NOCTTY
+    };
     how.flags = (flags | extra) as u64;
-    how.mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 { u64::from(mode & 0o7777) } else { 0 };
+    how.mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
+        u64::from(mode & 0o7777)
+    } else {
+        0
+    };
     how.resolve = RESOLVE;
     // SAFETY: `c` is a valid C string, `how` a valid open_how of the size passed.
     let rc = unsafe {
-        libc::syscall(libc::SYS_openat2, dir, c.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
     };
     let fd = check(rc)? as RawFd;
     // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
@@ -65,9 +80,15 @@ pub(crate) fn open_path(dir: RawFd, name: &[u8]) -> Result<OwnedFd, Errno> {
 /// Opens a host path given by the policy (setup only; the host resolves it once).
 pub(crate) fn open_source(path: &std::path::Path) -> std::io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: valid C string; the result is checked.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -114,7 +135,14 @@ pub(crate) fn read_dir(dir: RawFd) -> Result<Vec<HostDirent>, Errno> {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         // SAFETY: valid descriptor and buffer of the length passed.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                fd.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
         let n = check(n)? as usize;
         if n == 0 {
             break;
@@ -128,7 +156,10 @@ pub(crate) fn read_dir(dir: RawFd) -> Result<Vec<HostDirent>, Errno> {
                 break;
             }
             let name_bytes = &buf[off + 19..off + reclen];
-            let len = name_bytes.iter().position(|&b| b == 0).unwrap_or(name_bytes.len());
+            let len = name_bytes
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(name_bytes.len());
             let name = name_bytes[..len].to_vec();
             if name != b"." && name != b".." {
                 out.push(HostDirent { ino, dtype, name });
@@ -155,10 +186,25 @@ pub(crate) fn unlink(dir: RawFd, name: &[u8], is_dir: bool) -> Result<(), Errno>
 }
 
 /// `renameat2`.
-pub(crate) fn rename(from_dir: RawFd, from: &[u8], to_dir: RawFd, to: &[u8], flags: u32) -> Result<(), Errno> {
+pub(crate) fn rename(
+    from_dir: RawFd,
+    from: &[u8],
+    to_dir: RawFd,
+    to: &[u8],
+    flags: u32,
+) -> Result<(), Errno> {
     let (a, b) = (cname(from)?, cname(to)?);
     // SAFETY: valid C strings.
-    let rc = unsafe { libc::syscall(libc::SYS_renameat2, from_dir, a.as_ptr(), to_dir, b.as_ptr(), flags) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            from_dir,
+            a.as_ptr(),
+            to_dir,
+            b.as_ptr(),
+            flags,
+        )
+    };
     check(rc).map(|_| ())
 }
 
@@ -188,7 +234,9 @@ pub(crate) fn chmod(dir: RawFd, name: &[u8], mode: u32) -> Result<(), Errno> {
 pub(crate) fn utimens(dir: RawFd, name: &[u8], times: &[libc::timespec; 2]) -> Result<(), Errno> {
     let c = cname(name)?;
     // SAFETY: valid C string and a two-element timespec array.
-    check_int(unsafe { libc::utimensat(dir, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+    check_int(unsafe {
+        libc::utimensat(dir, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+    })
 }
 
 /// `pread` into a buffer.
@@ -214,8 +262,14 @@ pub(crate) fn ftruncate(fd: RawFd, len: u64) -> Result<(), Errno> {
 
 /// `fsync`/`fdatasync`.
 pub(crate) fn fsync(fd: RawFd, data_only: bool) -> Result<(), Errno> {
-    // SAFETY: plain syscalls on a descriptor.
-    check_int(unsafe { if data_only { libc::fdatasync(fd) } else { libc::fsync(fd) } })
+    let rc = if data_only {
+        // SAFETY: plain syscall on a descriptor.
+        unsafe { libc::fdatasync(fd) }
+    } else {
+        // SAFETY: plain syscall on a descriptor.
+        unsafe { libc::fsync(fd) }
+    };
+    check_int(rc)
 }
 
 /// `fstatfs`.

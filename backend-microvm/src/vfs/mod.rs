@@ -97,27 +97,24 @@ impl Location {
 pub(crate) struct Vfs {
     tree: MountTree,
     sources: Vec<HostSource>,
-    tmp: Option<Rc<tmpfs::TmpInode>>,
 }
 
 fn split(path: &[u8]) -> VecDeque<Vec<u8>> {
-    path.split(|&b| b == b'/').filter(|c| !c.is_empty()).map(<[u8]>::to_vec).collect()
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 impl Vfs {
     /// A filesystem over `tree`.
-    pub(crate) fn new(tree: MountTree, sources: Vec<HostSource>, tmp: Option<Rc<tmpfs::TmpInode>>) -> Vfs {
-        Vfs { tree, sources, tmp }
+    pub(crate) fn new(tree: MountTree, sources: Vec<HostSource>) -> Vfs {
+        Vfs { tree, sources }
     }
 
     /// The host mount sources (for Landlock).
     pub(crate) fn sources(&self) -> &[HostSource] {
         &self.sources
-    }
-
-    /// The in-memory /tmp.
-    pub(crate) fn tmp(&self) -> Option<&Rc<tmpfs::TmpInode>> {
-        self.tmp.as_ref()
     }
 
     /// Adds a mount after setup (e.g. `/proc/self/exe`).
@@ -127,7 +124,13 @@ impl Vfs {
 
     /// The root.
     pub(crate) fn root(&self) -> Location {
-        Location { entries: vec![Entry { name: Rc::from(&b""[..]), node: Node::Virtual, trie: Some(0) }] }
+        Location {
+            entries: vec![Entry {
+                name: Rc::from(&b""[..]),
+                node: Node::Virtual,
+                trie: Some(0),
+            }],
+        }
     }
 
     /// The child `name` of the directory `dir`.
@@ -140,14 +143,22 @@ impl Vfs {
         }
         let trie = dir.trie.and_then(|t| self.tree.child(t, name));
         if let Some(m) = trie.and_then(|t| self.tree.mount(t)) {
-            return Ok(Entry { name: name.into(), node: m.node(), trie });
+            return Ok(Entry {
+                name: name.into(),
+                node: m.node(),
+                trie,
+            });
         }
         let under = match &dir.node {
             Node::HostDir { fd, ro, mnt } => match host::open_path(fd.as_raw_fd(), name) {
                 Ok(child) => {
                     let meta = host::fstat(child.as_raw_fd())?;
                     Some(if meta.is_dir() {
-                        Node::HostDir { fd: Rc::new(child), ro: *ro, mnt: *mnt }
+                        Node::HostDir {
+                            fd: Rc::new(child),
+                            ro: *ro,
+                            mnt: *mnt,
+                        }
                     } else {
                         Node::HostFile {
                             dir: Rc::clone(fd),
@@ -166,19 +177,38 @@ impl Vfs {
             _ => None,
         };
         match (under, trie) {
-            (Some(node), trie) => Ok(Entry { name: name.into(), node, trie }),
-            (None, Some(t)) => Ok(Entry { name: name.into(), node: Node::Virtual, trie: Some(t) }),
+            (Some(node), trie) => Ok(Entry {
+                name: name.into(),
+                node,
+                trie,
+            }),
+            (None, Some(t)) => Ok(Entry {
+                name: name.into(),
+                node: Node::Virtual,
+                trie: Some(t),
+            }),
             (None, None) => Err(errno::ENOENT),
         }
     }
 
     /// Resolves `path` from `base` (for relative paths). The last component is followed
     /// when it is a symlink only if `follow` (or the path ends with a slash).
-    pub(crate) fn resolve(&self, base: &Location, path: &[u8], follow: bool) -> Result<Location, Errno> {
+    pub(crate) fn resolve(
+        &self,
+        base: &Location,
+        path: &[u8],
+        follow: bool,
+    ) -> Result<Location, Errno> {
         self.resolve_counted(base, path, follow, &mut 0)
     }
 
-    fn resolve_counted(&self, base: &Location, path: &[u8], follow: bool, links: &mut u32) -> Result<Location, Errno> {
+    fn resolve_counted(
+        &self,
+        base: &Location,
+        path: &[u8],
+        follow: bool,
+        links: &mut u32,
+    ) -> Result<Location, Errno> {
         if path.is_empty() {
             return Err(errno::ENOENT);
         }
@@ -186,7 +216,11 @@ impl Vfs {
             return Err(errno::ENAMETOOLONG);
         }
         let must_dir = path.ends_with(b"/");
-        let mut loc = if path[0] == b'/' { self.root() } else { base.clone() };
+        let mut loc = if path[0] == b'/' {
+            self.root()
+        } else {
+            base.clone()
+        };
         let mut queue = split(path);
         while let Some(comp) = queue.pop_front() {
             let last = queue.is_empty();
@@ -229,7 +263,11 @@ impl Vfs {
 
     /// Resolves everything but the last component of `path`: the parent directory and
     /// the last name (which may be `.` or `..`; trailing slashes are dropped).
-    pub(crate) fn resolve_parent(&self, base: &Location, path: &[u8]) -> Result<(Location, Vec<u8>), Errno> {
+    pub(crate) fn resolve_parent(
+        &self,
+        base: &Location,
+        path: &[u8],
+    ) -> Result<(Location, Vec<u8>), Errno> {
         if path.is_empty() {
             return Err(errno::ENOENT);
         }
@@ -254,7 +292,11 @@ impl Vfs {
         if name.len() > NAME_MAX {
             return Err(errno::ENAMETOOLONG);
         }
-        let parent = if dir.is_empty() { base.clone() } else { self.resolve(base, dir, true)? };
+        let parent = if dir.is_empty() {
+            base.clone()
+        } else {
+            self.resolve(base, dir, true)?
+        };
         if !parent.node().is_dir() {
             return Err(errno::ENOTDIR);
         }

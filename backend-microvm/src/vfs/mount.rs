@@ -52,8 +52,19 @@ impl Mount {
     /// The node at the mount point.
     pub(crate) fn node(&self) -> Node {
         match self {
-            Mount::HostDir { fd, ro, mnt } => Node::HostDir { fd: Rc::clone(fd), ro: *ro, mnt: *mnt },
-            Mount::HostFile { dir, name, fd, ro, mnt, kind } => Node::HostFile {
+            Mount::HostDir { fd, ro, mnt } => Node::HostDir {
+                fd: Rc::clone(fd),
+                ro: *ro,
+                mnt: *mnt,
+            },
+            Mount::HostFile {
+                dir,
+                name,
+                fd,
+                ro,
+                mnt,
+                kind,
+            } => Node::HostFile {
                 dir: Rc::clone(dir),
                 name: Rc::clone(name),
                 fd: Rc::clone(fd),
@@ -115,7 +126,9 @@ fn components(target: &Path) -> Vec<Vec<u8>> {
 impl MountTree {
     /// An empty tree (`/` only).
     pub(crate) fn new() -> MountTree {
-        MountTree { nodes: vec![TreeNode::default()] }
+        MountTree {
+            nodes: vec![TreeNode::default()],
+        }
     }
 
     /// The child `name` of trie node `at`.
@@ -130,7 +143,10 @@ impl MountTree {
 
     /// The children of trie node `at`.
     pub(crate) fn children(&self, at: usize) -> impl Iterator<Item = (&Vec<u8>, usize)> {
-        self.nodes.get(at).into_iter().flat_map(|n| n.children.iter().map(|(k, v)| (k, *v)))
+        self.nodes
+            .get(at)
+            .into_iter()
+            .flat_map(|n| n.children.iter().map(|(k, v)| (k, *v)))
     }
 
     /// Mounts `mount` at `target` (absolute). A later mount hides what was mounted
@@ -156,36 +172,62 @@ impl MountTree {
     }
 
     /// Opens the host source of a planned mount; `None` for a missing optional one.
-    pub(crate) fn host_mount(pm: &PlannedMount, mnt: u32) -> Result<Option<(Mount, Option<HostSource>)>, MountError> {
-        let err = |error: std::io::Error| MountError { mount: pm.clone(), error };
+    pub(crate) fn host_mount(
+        pm: &PlannedMount,
+        mnt: u32,
+    ) -> Result<Option<(Mount, Option<HostSource>)>, MountError> {
+        let err = |error: std::io::Error| MountError {
+            mount: pm.clone(),
+            error,
+        };
         let ro = pm.mode == MountMode::Ro;
         let fd = match host::open_source(&pm.source) {
             Ok(fd) => fd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && pm.optional => return Ok(None),
             Err(e) => return Err(err(e)),
         };
-        let meta = host::fstat(fd.as_raw_fd()).map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
+        let meta =
+            host::fstat(fd.as_raw_fd()).map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
         match meta.kind() {
             libc::S_IFLNK => {
-                let target = host::readlink(fd.as_raw_fd()).map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
+                let target = host::readlink(fd.as_raw_fd())
+                    .map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
                 Ok(Some((Mount::Link(target.into()), None)))
             }
             libc::S_IFDIR => {
                 let fd = Rc::new(fd);
-                let src = HostSource { fd: Rc::clone(&fd), ro, dir: true };
+                let src = HostSource {
+                    fd: Rc::clone(&fd),
+                    ro,
+                    dir: true,
+                };
                 Ok(Some((Mount::HostDir { fd, ro, mnt }, Some(src))))
             }
             kind => {
                 use std::os::unix::ffi::OsStrExt;
-                let name = pm.source.file_name().ok_or_else(|| err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+                let name = pm
+                    .source
+                    .file_name()
+                    .ok_or_else(|| err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
                 let parent = pm.source.parent().unwrap_or(Path::new("/"));
                 let dir = host::open_source(parent).map_err(err)?;
                 let file = host::open_path(dir.as_raw_fd(), name.as_bytes())
                     .map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
                 let fd = Rc::new(file);
-                let src = HostSource { fd: Rc::clone(&fd), ro, dir: false };
+                let src = HostSource {
+                    fd: Rc::clone(&fd),
+                    ro,
+                    dir: false,
+                };
                 Ok(Some((
-                    Mount::HostFile { dir: Rc::new(dir), name: name.as_bytes().into(), fd, ro, mnt, kind },
+                    Mount::HostFile {
+                        dir: Rc::new(dir),
+                        name: name.as_bytes().into(),
+                        fd,
+                        ro,
+                        mnt,
+                        kind,
+                    },
                     Some(src),
                 )))
             }

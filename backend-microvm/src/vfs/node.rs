@@ -19,8 +19,13 @@ pub(crate) struct Time {
 impl Time {
     /// The wall clock now.
     pub(crate) fn now() -> Time {
-        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Time { sec: d.as_secs() as i64, nsec: i64::from(d.subsec_nanos()) }
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Time {
+            sec: d.as_secs() as i64,
+            nsec: i64::from(d.subsec_nanos()),
+        }
     }
 }
 
@@ -69,9 +74,18 @@ impl Meta {
             size: st.st_size.max(0) as u64,
             blksize: st.st_blksize.max(0) as u64,
             blocks: st.st_blocks.max(0) as u64,
-            atime: Time { sec: st.st_atime, nsec: st.st_atime_nsec },
-            mtime: Time { sec: st.st_mtime, nsec: st.st_mtime_nsec },
-            ctime: Time { sec: st.st_ctime, nsec: st.st_ctime_nsec },
+            atime: Time {
+                sec: st.st_atime,
+                nsec: st.st_atime_nsec,
+            },
+            mtime: Time {
+                sec: st.st_mtime,
+                nsec: st.st_mtime_nsec,
+            },
+            ctime: Time {
+                sec: st.st_ctime,
+                nsec: st.st_ctime_nsec,
+            },
         }
     }
 
@@ -215,7 +229,9 @@ impl Node {
     pub(crate) fn link_target(&self) -> Result<Vec<u8>, Errno> {
         match self {
             Node::Link(t) => Ok(t.to_vec()),
-            Node::HostFile { fd, kind, .. } if *kind == libc::S_IFLNK => host::readlink(fd.as_raw_fd()),
+            Node::HostFile { fd, kind, .. } if *kind == libc::S_IFLNK => {
+                host::readlink(fd.as_raw_fd())
+            }
             Node::Tmp(t) => t.link_target().ok_or(errno::EINVAL),
             _ => Err(errno::EINVAL),
         }

@@ -49,11 +49,24 @@ fn is_dot(name: &[u8]) -> bool {
 
 impl Vfs {
     /// Opens `path` with Linux `open` flags; `mode` (umask applied) for a new file.
-    pub(crate) fn open(&self, base: &Location, path: &[u8], flags: i32, mode: u32) -> Result<(Location, Opened), Errno> {
+    pub(crate) fn open(
+        &self,
+        base: &Location,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+    ) -> Result<(Location, Opened), Errno> {
         self.open_counted(base, path, flags, mode, 0)
     }
 
-    fn open_counted(&self, base: &Location, path: &[u8], flags: i32, mode: u32, depth: u32) -> Result<(Location, Opened), Errno> {
+    fn open_counted(
+        &self,
+        base: &Location,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+        depth: u32,
+    ) -> Result<(Location, Opened), Errno> {
         let follow = flags & libc::O_NOFOLLOW == 0;
         let acc = flags & libc::O_ACCMODE;
         if flags & libc::O_TMPFILE == libc::O_TMPFILE {
@@ -83,7 +96,9 @@ impl Vfs {
                     l.push(child);
                     l
                 }
-                Err(e) if e == errno::ENOENT => return self.create_file(parent, &name, flags, mode),
+                Err(e) if e == errno::ENOENT => {
+                    return self.create_file(parent, &name, flags, mode)
+                }
                 Err(e) => return Err(e),
             }
         } else {
@@ -109,13 +124,20 @@ impl Vfs {
         let opened = match &node {
             Node::Virtual => Opened::Virtual,
             Node::HostDir { .. } => Opened::HostDir,
-            Node::HostFile { dir, name, kind, .. } => {
+            Node::HostFile {
+                dir, name, kind, ..
+            } => {
                 // Only regular files: a host FIFO or device must never be reached.
                 if *kind != libc::S_IFREG {
                     return Err(errno::EACCES);
                 }
                 let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC;
-                Opened::Host(host::openat2(dir.as_raw_fd(), name, (flags & keep) | libc::O_NOFOLLOW, 0)?)
+                Opened::Host(host::openat2(
+                    dir.as_raw_fd(),
+                    name,
+                    (flags & keep) | libc::O_NOFOLLOW,
+                    0,
+                )?)
             }
             Node::Tmp(t) => {
                 if flags & libc::O_TRUNC != 0 && !t.is_dir() {
@@ -130,24 +152,61 @@ impl Vfs {
         Ok((loc, opened))
     }
 
-    fn create_file(&self, mut parent: Location, name: &[u8], flags: i32, mode: u32) -> Result<(Location, Opened), Errno> {
+    fn create_file(
+        &self,
+        mut parent: Location,
+        name: &[u8],
+        flags: i32,
+        mode: u32,
+    ) -> Result<(Location, Opened), Errno> {
         parent.node().writable()?;
         let (node, opened) = match parent.node().clone() {
             Node::HostDir { fd, ro, mnt } => {
-                let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL;
-                let file = host::openat2(fd.as_raw_fd(), name, (flags & keep) | libc::O_NOFOLLOW, mode)?;
+                let keep =
+                    libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL;
+                let file = host::openat2(
+                    fd.as_raw_fd(),
+                    name,
+                    (flags & keep) | libc::O_NOFOLLOW,
+                    mode,
+                )?;
                 let path = host::open_path(fd.as_raw_fd(), name)?;
-                let node = Node::HostFile { dir: fd, name: name.into(), fd: Rc::new(path), ro, mnt, kind: libc::S_IFREG };
-                (node, if flags & libc::O_PATH != 0 { Opened::Path } else { Opened::Host(file) })
+                let node = Node::HostFile {
+                    dir: fd,
+                    name: name.into(),
+                    fd: Rc::new(path),
+                    ro,
+                    mnt,
+                    kind: libc::S_IFREG,
+                };
+                (
+                    node,
+                    if flags & libc::O_PATH != 0 {
+                        Opened::Path
+                    } else {
+                        Opened::Host(file)
+                    },
+                )
             }
             Node::Tmp(dir) => {
                 let inode = TmpFs::inode(dir.fs(), TmpData::File(Vec::new()), mode);
                 dir.insert(name, Rc::clone(&inode))?;
-                (Node::Tmp(Rc::clone(&inode)), if flags & libc::O_PATH != 0 { Opened::Path } else { Opened::Tmp(inode) })
+                (
+                    Node::Tmp(Rc::clone(&inode)),
+                    if flags & libc::O_PATH != 0 {
+                        Opened::Path
+                    } else {
+                        Opened::Tmp(inode)
+                    },
+                )
             }
             _ => return Err(errno::EROFS),
         };
-        parent.push(Entry { name: name.into(), node, trie: None });
+        parent.push(Entry {
+            name: name.into(),
+            node,
+            trie: None,
+        });
         Ok((parent, opened))
     }
 
@@ -159,13 +218,27 @@ impl Vfs {
         match &top.node {
             Node::HostDir { fd, .. } => {
                 for e in host::read_dir(fd.as_raw_fd())? {
-                    by_name.insert(e.name.clone(), DirEntry { ino: e.ino, dtype: e.dtype, name: e.name });
+                    by_name.insert(
+                        e.name.clone(),
+                        DirEntry {
+                            ino: e.ino,
+                            dtype: e.dtype,
+                            name: e.name,
+                        },
+                    );
                 }
             }
             Node::Tmp(t) if t.is_dir() => {
                 for (name, i) in t.entries() {
                     let m = i.meta();
-                    by_name.insert(name.clone(), DirEntry { ino: m.ino, dtype: m.dtype(), name });
+                    by_name.insert(
+                        name.clone(),
+                        DirEntry {
+                            ino: m.ino,
+                            dtype: m.dtype(),
+                            name,
+                        },
+                    );
                 }
             }
             Node::Virtual => {}
@@ -176,7 +249,10 @@ impl Vfs {
                 let (dtype, ino) = match self.tree.mount(idx).map(super::Mount::node) {
                     Some(node) => {
                         let ino = 0x1000 + idx as u64;
-                        let m = node.meta(ino).map(|m| (m.dtype(), m.ino)).unwrap_or((libc::DT_UNKNOWN, ino));
+                        let m = node
+                            .meta(ino)
+                            .map(|m| (m.dtype(), m.ino))
+                            .unwrap_or((libc::DT_UNKNOWN, ino));
                         (m.0, m.1)
                     }
                     None => match by_name.get(name) {
@@ -184,13 +260,28 @@ impl Vfs {
                         None => (libc::DT_DIR, 0x1000 + idx as u64),
                     },
                 };
-                by_name.insert(name.clone(), DirEntry { ino, dtype, name: name.clone() });
+                by_name.insert(
+                    name.clone(),
+                    DirEntry {
+                        ino,
+                        dtype,
+                        name: name.clone(),
+                    },
+                );
             }
         }
         let self_ino = self.meta(loc).map(|m| m.ino).unwrap_or(1);
         let mut out = vec![
-            DirEntry { ino: self_ino, dtype: libc::DT_DIR, name: b".".to_vec() },
-            DirEntry { ino: 1, dtype: libc::DT_DIR, name: b"..".to_vec() },
+            DirEntry {
+                ino: self_ino,
+                dtype: libc::DT_DIR,
+                name: b".".to_vec(),
+            },
+            DirEntry {
+                ino: 1,
+                dtype: libc::DT_DIR,
+                name: b"..".to_vec(),
+            },
         ];
         out.extend(by_name.into_values());
         Ok(out)
@@ -241,7 +332,14 @@ impl Vfs {
     }
 
     /// `renameat2` (flags: `RENAME_NOREPLACE` only, besides 0).
-    pub(crate) fn rename(&self, b1: &Location, from: &[u8], b2: &Location, to: &[u8], flags: u32) -> Result<(), Errno> {
+    pub(crate) fn rename(
+        &self,
+        b1: &Location,
+        from: &[u8],
+        b2: &Location,
+        to: &[u8],
+        flags: u32,
+    ) -> Result<(), Errno> {
         if flags & !libc::RENAME_NOREPLACE != 0 {
             return Err(errno::EINVAL);
         }
@@ -267,19 +365,29 @@ impl Vfs {
         p1.node().writable()?;
         p2.node().writable()?;
         match (p1.node(), p2.node()) {
-            (Node::HostDir { fd: a, mnt: m1, .. }, Node::HostDir { fd: b, mnt: m2, .. }) if m1 == m2 => {
+            (Node::HostDir { fd: a, mnt: m1, .. }, Node::HostDir { fd: b, mnt: m2, .. })
+                if m1 == m2 =>
+            {
                 host::rename(a.as_raw_fd(), &n1, b.as_raw_fd(), &n2, flags)
             }
             (Node::Tmp(a), Node::Tmp(b)) if Rc::ptr_eq(a.fs(), b.fs()) => {
                 let Node::Tmp(moving) = &src.node else {
                     return Err(errno::EXDEV);
                 };
-                if let Some(Entry { node: Node::Tmp(d), .. }) = &dst {
+                if let Some(Entry {
+                    node: Node::Tmp(d), ..
+                }) = &dst
+                {
                     if Rc::ptr_eq(d, moving) {
                         return Ok(());
                     }
                 }
-                if moving.is_dir() && p2.entries.iter().any(|e| matches!(&e.node, Node::Tmp(t) if Rc::ptr_eq(t, moving))) {
+                if moving.is_dir()
+                    && p2
+                        .entries
+                        .iter()
+                        .any(|e| matches!(&e.node, Node::Tmp(t) if Rc::ptr_eq(t, moving)))
+                {
                     return Err(errno::EINVAL);
                 }
                 b.replace(&n2, Rc::clone(moving))?;
@@ -303,7 +411,10 @@ impl Vfs {
         parent.node().writable()?;
         match parent.node() {
             Node::HostDir { fd, .. } => host::symlink(target, fd.as_raw_fd(), &name),
-            Node::Tmp(dir) => dir.insert(&name, TmpFs::inode(dir.fs(), TmpData::Link(target.to_vec()), 0o777)),
+            Node::Tmp(dir) => dir.insert(
+                &name,
+                TmpFs::inode(dir.fs(), TmpData::Link(target.to_vec()), 0o777),
+            ),
             _ => Err(errno::EROFS),
         }
     }
@@ -319,9 +430,15 @@ impl Vfs {
         }
         parent.node().writable()?;
         match (src.node(), parent.node()) {
-            (Node::HostFile { dir, name: n, mnt: m1, .. }, Node::HostDir { fd, mnt: m2, .. }) if m1 == m2 => {
-                host::link(dir.as_raw_fd(), n, fd.as_raw_fd(), &name)
-            }
+            (
+                Node::HostFile {
+                    dir,
+                    name: n,
+                    mnt: m1,
+                    ..
+                },
+                Node::HostDir { fd, mnt: m2, .. },
+            ) if m1 == m2 => host::link(dir.as_raw_fd(), n, fd.as_raw_fd(), &name),
             (Node::Tmp(t), Node::Tmp(d)) if Rc::ptr_eq(t.fs(), d.fs()) => {
                 d.insert(&name, Rc::clone(t))?;
                 t.nlink.set(t.nlink.get() + 1);
@@ -332,11 +449,13 @@ impl Vfs {
     }
 
     /// The host directory and name of a host node, for calls by name.
-    fn host_name<'a>(loc: &'a Location) -> Option<(std::os::fd::RawFd, &'a [u8])> {
+    fn host_name(loc: &Location) -> Option<(std::os::fd::RawFd, &[u8])> {
         match loc.node() {
             Node::HostFile { dir, name, .. } => Some((dir.as_raw_fd(), name)),
             Node::HostDir { mnt, .. } => match loc.parent().map(|p| &p.node) {
-                Some(Node::HostDir { fd, mnt: pm, .. }) if pm == mnt => Some((fd.as_raw_fd(), &loc.top().name)),
+                Some(Node::HostDir { fd, mnt: pm, .. }) if pm == mnt => {
+                    Some((fd.as_raw_fd(), &loc.top().name))
+                }
                 _ => None,
             },
             _ => None,
@@ -359,7 +478,12 @@ impl Vfs {
     }
 
     /// `utimensat`: `None` leaves a time as is.
-    pub(crate) fn utimens(&self, loc: &Location, atime: Option<Time>, mtime: Option<Time>) -> Result<(), Errno> {
+    pub(crate) fn utimens(
+        &self,
+        loc: &Location,
+        atime: Option<Time>,
+        mtime: Option<Time>,
+    ) -> Result<(), Errno> {
         loc.node().writable()?;
         match loc.node() {
             Node::Tmp(t) => {
@@ -369,8 +493,14 @@ impl Vfs {
             _ => match Self::host_name(loc) {
                 Some((dir, name)) => {
                     let ts = |t: Option<Time>| match t {
-                        Some(t) => libc::timespec { tv_sec: t.sec, tv_nsec: t.nsec },
-                        None => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+                        Some(t) => libc::timespec {
+                            tv_sec: t.sec,
+                            tv_nsec: t.nsec,
+                        },
+                        None => libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: libc::UTIME_OMIT,
+                        },
                     };
                     host::utimens(dir, name, &[ts(atime), ts(mtime)])
                 }
@@ -387,7 +517,9 @@ impl Vfs {
         loc.node().writable()?;
         match loc.node() {
             Node::Tmp(t) => t.truncate(len),
-            Node::HostFile { dir, name, kind, .. } if *kind == libc::S_IFREG => {
+            Node::HostFile {
+                dir, name, kind, ..
+            } if *kind == libc::S_IFREG => {
                 let f = host::openat2(dir.as_raw_fd(), name, libc::O_WRONLY | libc::O_NOFOLLOW, 0)?;
                 host::ftruncate(f.as_raw_fd(), len)
             }

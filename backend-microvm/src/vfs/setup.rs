@@ -15,8 +15,8 @@ use crate::memory::Budget;
 pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> {
     let mut tree = MountTree::new();
     let tmp_limit = plan.limits.tmp_size.map(|b| b.0).unwrap_or(u64::MAX);
-    let tmp = TmpFs::new(tmp_limit, budget);
-    tree.insert(Path::new("/tmp"), Mount::Tmp(Rc::clone(&tmp)));
+    let tmp = TmpFs::create(tmp_limit, budget);
+    tree.insert(Path::new("/tmp"), Mount::Tmp(tmp));
     let mut sources = Vec::new();
     for (i, pm) in plan.mounts.iter().enumerate() {
         if let Some((m, src)) = MountTree::host_mount(pm, i as u32 + 1)? {
@@ -39,5 +39,5 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
     for (path, content) in plan.generated_files() {
         tree.insert(Path::new(path), Mount::Gen(Rc::from(content.into_bytes())));
     }
-    Ok(Vfs::new(tree, sources, Some(tmp)))
+    Ok(Vfs::new(tree, sources))
 }

@@ -32,16 +32,36 @@ fn fixture() -> Fixture {
     std::os::unix::fs::symlink("../../secret", host.join("ro/sub/escape")).unwrap();
     std::os::unix::fs::symlink(host.join("secret"), host.join("ro/hostabs")).unwrap();
     std::os::unix::fs::symlink("ro", host.join("link-to-ro")).unwrap();
-    let mounts = vec![
-        PlannedMount { source: host.join("ro"), target: "/data".into(), mode: MountMode::Ro, optional: false },
-        PlannedMount { source: host.join("rw"), target: "/out".into(), mode: MountMode::Rw, optional: false },
-        PlannedMount { source: host.join("link-to-ro"), target: "/alias".into(), mode: MountMode::Ro, optional: false },
-        PlannedMount { source: host.join("missing"), target: "/opt".into(), mode: MountMode::Ro, optional: true },
+    let mounts = [
+        PlannedMount {
+            source: host.join("ro"),
+            target: "/data".into(),
+            mode: MountMode::Ro,
+            optional: false,
+        },
+        PlannedMount {
+            source: host.join("rw"),
+            target: "/out".into(),
+            mode: MountMode::Rw,
+            optional: false,
+        },
+        PlannedMount {
+            source: host.join("link-to-ro"),
+            target: "/alias".into(),
+            mode: MountMode::Ro,
+            optional: false,
+        },
+        PlannedMount {
+            source: host.join("missing"),
+            target: "/opt".into(),
+            mode: MountMode::Ro,
+            optional: true,
+        },
     ];
     let mem = Memory::new(2 << 20).unwrap();
     let mut tree = MountTree::new();
-    let tmp = tmpfs::TmpFs::new(1 << 20, mem.budget());
-    tree.insert(Path::new("/tmp"), Mount::Tmp(Rc::clone(&tmp)));
+    let tmp = tmpfs::TmpFs::create(1 << 20, mem.budget());
+    tree.insert(Path::new("/tmp"), Mount::Tmp(tmp));
     let mut sources = Vec::new();
     for (i, pm) in mounts.iter().enumerate() {
         if let Some((m, s)) = MountTree::host_mount(pm, i as u32).unwrap() {
@@ -49,7 +69,12 @@ fn fixture() -> Fixture {
             sources.extend(s);
         }
     }
-    Fixture { host: host.clone(), _dir: TempDir(host), vfs: Vfs::new(tree, sources, Some(tmp)), _mem: mem }
+    Fixture {
+        host: host.clone(),
+        _dir: TempDir(host),
+        vfs: Vfs::new(tree, sources),
+        _mem: mem,
+    }
 }
 
 fn read_all(f: &Fixture, path: &[u8]) -> Result<Vec<u8>, Errno> {
@@ -71,26 +96,66 @@ fn reads_through_mounts_and_refuses_writes_on_ro() {
     assert_eq!(read_all(&f, b"/data/file").unwrap(), b"content");
     assert_eq!(read_all(&f, b"/data/sub/../file").unwrap(), b"content");
     let root = f.vfs.root();
-    assert_eq!(f.vfs.open(&root, b"/data/file", libc::O_WRONLY, 0).unwrap_err(), errno::EROFS);
-    assert_eq!(f.vfs.open(&root, b"/data/new", libc::O_WRONLY | libc::O_CREAT, 0o644).unwrap_err(), errno::EROFS);
-    assert_eq!(f.vfs.mkdir(&root, b"/data/d", 0o755).unwrap_err(), errno::EROFS);
-    assert_eq!(f.vfs.unlink(&root, b"/data/file", false).unwrap_err(), errno::EROFS);
-    assert_eq!(f.vfs.mkdir(&root, b"/newdir", 0o755).unwrap_err(), errno::EROFS);
-    assert_eq!(f.vfs.resolve(&root, b"/opt", true).unwrap_err(), errno::ENOENT);
+    assert_eq!(
+        f.vfs
+            .open(&root, b"/data/file", libc::O_WRONLY, 0)
+            .unwrap_err(),
+        errno::EROFS
+    );
+    assert_eq!(
+        f.vfs
+            .open(&root, b"/data/new", libc::O_WRONLY | libc::O_CREAT, 0o644)
+            .unwrap_err(),
+        errno::EROFS
+    );
+    assert_eq!(
+        f.vfs.mkdir(&root, b"/data/d", 0o755).unwrap_err(),
+        errno::EROFS
+    );
+    assert_eq!(
+        f.vfs.unlink(&root, b"/data/file", false).unwrap_err(),
+        errno::EROFS
+    );
+    assert_eq!(
+        f.vfs.mkdir(&root, b"/newdir", 0o755).unwrap_err(),
+        errno::EROFS
+    );
+    assert_eq!(
+        f.vfs.resolve(&root, b"/opt", true).unwrap_err(),
+        errno::ENOENT
+    );
 }
 
 #[test]
 fn writes_on_rw_reach_the_host() {
     let f = fixture();
     let root = f.vfs.root();
-    let (_, opened) = f.vfs.open(&root, b"/out/new.txt", libc::O_WRONLY | libc::O_CREAT, 0o644).unwrap();
+    let (_, opened) = f
+        .vfs
+        .open(
+            &root,
+            b"/out/new.txt",
+            libc::O_WRONLY | libc::O_CREAT,
+            0o644,
+        )
+        .unwrap();
     let Opened::Host(fd) = opened else { panic!() };
     host::pwrite(fd.as_raw_fd(), b"written", 0).unwrap();
-    assert_eq!(std::fs::read(f.host.join("rw/new.txt")).unwrap(), b"written");
+    assert_eq!(
+        std::fs::read(f.host.join("rw/new.txt")).unwrap(),
+        b"written"
+    );
     f.vfs.mkdir(&root, b"/out/d", 0o755).unwrap();
-    f.vfs.rename(&root, b"/out/new.txt", &root, b"/out/d/moved", 0).unwrap();
+    f.vfs
+        .rename(&root, b"/out/new.txt", &root, b"/out/d/moved", 0)
+        .unwrap();
     assert!(f.host.join("rw/d/moved").exists());
-    assert_eq!(f.vfs.rename(&root, b"/out/d/moved", &root, b"/tmp/x", 0).unwrap_err(), errno::EXDEV);
+    assert_eq!(
+        f.vfs
+            .rename(&root, b"/out/d/moved", &root, b"/tmp/x", 0)
+            .unwrap_err(),
+        errno::EXDEV
+    );
 }
 
 #[test]
@@ -100,13 +165,22 @@ fn dotdot_and_symlinks_stay_in_the_sandbox() {
     // `..` from a mount root goes to the sandbox's parent, not the host's.
     let loc = f.vfs.resolve(&root, b"/data/../../../", true).unwrap();
     assert_eq!(loc.path(), b"/");
-    assert_eq!(f.vfs.resolve(&root, b"/data/../secret", true).unwrap_err(), errno::ENOENT);
+    assert_eq!(
+        f.vfs.resolve(&root, b"/data/../secret", true).unwrap_err(),
+        errno::ENOENT
+    );
     // A relative link climbing out of the mount lands in the sandbox root.
-    assert_eq!(f.vfs.resolve(&root, b"/data/sub/escape", true).unwrap_err(), errno::ENOENT);
+    assert_eq!(
+        f.vfs.resolve(&root, b"/data/sub/escape", true).unwrap_err(),
+        errno::ENOENT
+    );
     // An absolute link resolves against the sandbox root...
     assert_eq!(read_all(&f, b"/data/abs").unwrap(), b"content");
     // ... so the host path it names does not exist here.
-    assert_eq!(f.vfs.resolve(&root, b"/data/hostabs", true).unwrap_err(), errno::ENOENT);
+    assert_eq!(
+        f.vfs.resolve(&root, b"/data/hostabs", true).unwrap_err(),
+        errno::ENOENT
+    );
     // Not following the last link shows the link.
     let l = f.vfs.resolve(&root, b"/data/abs", false).unwrap();
     assert_eq!(l.node().link_target().unwrap(), b"/data/file");
@@ -119,8 +193,17 @@ fn a_symlink_source_is_a_symlink_inside() {
     let l = f.vfs.resolve(&root, b"/alias", false).unwrap();
     assert!(l.node().is_link());
     assert_eq!(l.node().link_target().unwrap(), b"ro");
-    let names: Vec<Vec<u8>> = f.vfs.list(&root).unwrap().into_iter().map(|e| e.name).collect();
-    assert_eq!(names, [&b"."[..], b"..", b"alias", b"data", b"out", b"tmp"].map(<[u8]>::to_vec));
+    let names: Vec<Vec<u8>> = f
+        .vfs
+        .list(&root)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        names,
+        [&b"."[..], b"..", b"alias", b"data", b"out", b"tmp"].map(<[u8]>::to_vec)
+    );
 }
 
 #[test]
@@ -128,12 +211,26 @@ fn tmp_is_writable_and_listed() {
     let f = fixture();
     let root = f.vfs.root();
     f.vfs.mkdir(&root, b"/tmp/a", 0o755).unwrap();
-    f.vfs.open(&root, b"/tmp/a/f", libc::O_CREAT | libc::O_WRONLY, 0o600).unwrap();
+    f.vfs
+        .open(&root, b"/tmp/a/f", libc::O_CREAT | libc::O_WRONLY, 0o600)
+        .unwrap();
     f.vfs.symlink(b"f", &root, b"/tmp/a/l").unwrap();
-    let names: Vec<Vec<u8>> = f.vfs.list(&f.vfs.resolve(&root, b"/tmp/a", true).unwrap()).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<Vec<u8>> = f
+        .vfs
+        .list(&f.vfs.resolve(&root, b"/tmp/a", true).unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, [&b"."[..], b"..", b"f", b"l"].map(<[u8]>::to_vec));
     f.vfs.rename(&root, b"/tmp/a", &root, b"/tmp/b", 0).unwrap();
     assert!(f.vfs.resolve(&root, b"/tmp/b/l", true).is_ok());
-    assert_eq!(f.vfs.unlink(&root, b"/tmp/b", true).unwrap_err(), errno::ENOTEMPTY);
-    assert_eq!(f.vfs.unlink(&root, b"/tmp", true).unwrap_err(), errno::EBUSY);
+    assert_eq!(
+        f.vfs.unlink(&root, b"/tmp/b", true).unwrap_err(),
+        errno::ENOTEMPTY
+    );
+    assert_eq!(
+        f.vfs.unlink(&root, b"/tmp", true).unwrap_err(),
+        errno::EBUSY
+    );
 }

@@ -62,8 +62,13 @@ fn pages(bytes: u64) -> u64 {
 
 impl TmpFs {
     /// A filesystem of at most `limit` bytes of file data; returns its root.
-    pub(crate) fn new(limit: u64, budget: Rc<Budget>) -> Rc<TmpInode> {
-        let fs = Rc::new(TmpFs { limit, used: Cell::new(0), next_ino: Cell::new(2), budget });
+    pub(crate) fn create(limit: u64, budget: Rc<Budget>) -> Rc<TmpInode> {
+        let fs = Rc::new(TmpFs {
+            limit,
+            used: Cell::new(0),
+            next_ino: Cell::new(2),
+            budget,
+        });
         let root = TmpFs::inode(&fs, TmpData::Dir(BTreeMap::new()), 0o1777);
         root.nlink.set(2);
         root
@@ -156,7 +161,11 @@ impl TmpInode {
     fn touch(&self, modified: bool) {
         let now = Time::now();
         let [a, m, _] = self.times.get();
-        self.times.set(if modified { [a, now, now] } else { [now, m, now] });
+        self.times.set(if modified {
+            [a, now, now]
+        } else {
+            [now, m, now]
+        });
     }
 
     /// Reads file data at `off`.
@@ -284,7 +293,11 @@ impl TmpInode {
     }
 
     /// Replaces (or adds) `name` with `node` (rename's target side). Returns what was there.
-    pub(crate) fn replace(&self, name: &[u8], node: Rc<TmpInode>) -> Result<Option<Rc<TmpInode>>, Errno> {
+    pub(crate) fn replace(
+        &self,
+        name: &[u8],
+        node: Rc<TmpInode>,
+    ) -> Result<Option<Rc<TmpInode>>, Errno> {
         let mut guard = self.data.borrow_mut();
         let TmpData::Dir(m) = &mut *guard else {
             return Err(errno::ENOTDIR);
@@ -316,7 +329,8 @@ impl TmpInode {
     /// Sets access and modification times (`None` leaves one as is).
     pub(crate) fn set_times(&self, atime: Option<Time>, mtime: Option<Time>) {
         let [a, m, _] = self.times.get();
-        self.times.set([atime.unwrap_or(a), mtime.unwrap_or(m), Time::now()]);
+        self.times
+            .set([atime.unwrap_or(a), mtime.unwrap_or(m), Time::now()]);
     }
 }
 
@@ -328,7 +342,7 @@ mod tests {
     #[test]
     fn size_limit_and_budget() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::new(10_000, mem.budget());
+        let root = TmpFs::create(10_000, mem.budget());
         let f = TmpFs::inode(root.fs(), TmpData::File(Vec::new()), 0o644);
         root.insert(b"f", Rc::clone(&f)).unwrap();
         assert_eq!(f.write_at(0, &[1u8; 8000]).unwrap(), 8000);
@@ -336,17 +350,25 @@ mod tests {
         let before = mem.used_bytes();
         assert_eq!(root.remove(b"f", false).unwrap().ino, f.ino);
         drop(f);
-        assert_eq!(mem.used_bytes(), before - 2 * PAGE_SIZE, "data pages go back");
+        assert_eq!(
+            mem.used_bytes(),
+            before - 2 * PAGE_SIZE,
+            "data pages go back"
+        );
         assert_eq!(root.fs().used(), 0);
     }
 
     #[test]
     fn directories_must_be_empty_to_go() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::new(1 << 20, mem.budget());
+        let root = TmpFs::create(1 << 20, mem.budget());
         let d = TmpFs::inode(root.fs(), TmpData::Dir(BTreeMap::new()), 0o755);
         root.insert(b"d", Rc::clone(&d)).unwrap();
-        d.insert(b"x", TmpFs::inode(root.fs(), TmpData::File(Vec::new()), 0o644)).unwrap();
+        d.insert(
+            b"x",
+            TmpFs::inode(root.fs(), TmpData::File(Vec::new()), 0o644),
+        )
+        .unwrap();
         assert_eq!(root.remove(b"d", true).unwrap_err(), errno::ENOTEMPTY);
         assert_eq!(root.remove(b"d", false).unwrap_err(), errno::EISDIR);
         d.remove(b"x", false).unwrap();

@@ -96,12 +96,21 @@ pub fn bin_dir() -> &'static Path {
                     }
                 };
                 cmd.args(["-O1", "-o"]).arg(&exe).arg(&src);
-                jobs.push((cmd.spawn().unwrap_or_else(|e| panic!("cannot run the compiler for {tc:?}: {e}")), src.clone(), tc));
+                jobs.push((
+                    cmd.spawn()
+                        .unwrap_or_else(|e| panic!("cannot run the compiler for {tc:?}: {e}")),
+                    src.clone(),
+                    tc,
+                ));
             }
         }
         for (mut child, src, tc) in jobs {
             let st = child.wait().unwrap();
-            assert!(st.success(), "compiling {} with {tc:?} failed", src.display());
+            assert!(
+                st.success(),
+                "compiling {} with {tc:?} failed",
+                src.display()
+            );
         }
         out
     })
@@ -116,7 +125,9 @@ pub fn prog(name: &str, tc: Toolchain) -> PathBuf {
 /// programs' directory mounted read-only at /progs.
 pub fn plan(program: &str, args: &[&str]) -> Plan {
     let w = Workload::new(program, args.iter().copied());
-    let mut plan = Policy::embedded_default().resolve(&w, &HostSupport::assume_all()).expect("default policy resolves");
+    let mut plan = Policy::embedded_default()
+        .resolve(&w, &HostSupport::assume_all())
+        .expect("default policy resolves");
     plan.mounts.push(sandbox_core::PlannedMount {
         source: bin_dir().to_path_buf(),
         target: "/progs".into(),
