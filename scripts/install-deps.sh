@@ -24,3 +24,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# cargo-fuzz, for the fuzz targets (run with the nightly toolchain the machine has).
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-fuzz"
+  cargo install --locked --quiet cargo-fuzz
+fi
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  echo "install-deps: the nightly toolchain is missing; the fuzz targets need it" >&2
+  exit 1
+fi

@@ -21,4 +21,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked
 
+step "fuzz (briefly; scripts/fuzz.sh SECONDS for longer)"
+scripts/fuzz.sh 20
+
 step "done"

@@ -24,8 +24,8 @@ pub use sandbox::{Error, Sandbox};
 
 pub use sandbox_core::{
     units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
-    Execution, HostSupport, Isolation, IsolationRequest, KillHandle, LandlockReport,
-    LimitMechanism, Limits, LimitsReport, Mount, MountMode, Network, Outcome, OutputChunk,
+    Execution, Floor, HostSupport, Isolation, IsolationRequest, KillHandle, LandlockReport,
+    LimitMechanism, Limits, LimitsReport, Mount, MountMode, Need, Network, Outcome, OutputChunk,
     OutputStream, Plan, Policy, PolicyError, RunError, SeccompAction, SeccompReport,
     SelectionError, SpawnError, Stdin, StdinWriter, StreamKind, Termination, VmReport, Workload,
     DEFAULT_PATH, EMBEDDED_DEFAULT,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use backend_container::ContainerBackend;
 use sandbox_core::{
-    Backend, BackendProbe, Execution, HostSupport, Isolation, Outcome, Plan, Policy, PolicyError,
-    RunError, SpawnError, Workload,
+    Backend, BackendProbe, Execution, Floor, HostSupport, Isolation, Outcome, Plan, Policy,
+    PolicyError, RunError, SpawnError, Workload,
 };
 
 /// Why a run could not be planned, started or watched. The cause is kept as the source;
@@ -72,6 +72,7 @@ impl Error {
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     policy: Arc<Policy>,
+    floor: Option<Arc<Floor>>,
     container: Arc<dyn Backend>,
     microvm: Arc<dyn Backend>,
 }
@@ -81,6 +82,7 @@ impl Sandbox {
     pub fn from_policy(policy: Policy) -> Sandbox {
         Sandbox {
             policy: Arc::new(policy),
+            floor: None,
             container: Arc::new(ContainerBackend::new()),
             microvm: Arc::new(crate::pending::PendingMicroVm),
         }
@@ -103,6 +105,18 @@ impl Sandbox {
         Sandbox::from_policy(Policy::embedded_default())
     }
 
+    /// Adds an operator floor: minimum isolation, maximum limits, network and mounts
+    /// allowed. Applied on top of the policy's own `[floor]` (the stricter wins); a
+    /// per-run option beyond it is an error.
+    pub fn with_floor(mut self, floor: Floor) -> Sandbox {
+        let merged = match self.floor.take() {
+            Some(f) => f.stricter(&floor),
+            None => floor,
+        };
+        self.floor = Some(Arc::new(merged));
+        self
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -120,20 +134,25 @@ impl Sandbox {
         vec![self.container.probe(), self.microvm.probe()]
     }
 
-    /// Which backends can run here, and why not; each backend is asked only when a
-    /// decision needs it.
+    /// Which backends can run here (and which programs), and why not; each backend is
+    /// asked only when a decision needs it.
     pub fn host_support(&self) -> HostSupport {
-        let (container, microvm) = (self.container.clone(), self.microvm.clone());
+        let (c1, m1) = (self.container.clone(), self.microvm.clone());
+        let (c2, m2) = (self.container.clone(), self.microvm.clone());
         HostSupport::lazy(move |i| match i {
-            Isolation::Container => container.availability(),
-            Isolation::MicroVm => microvm.availability(),
+            Isolation::Container => c1.availability(),
+            Isolation::MicroVm => m1.availability(),
+        })
+        .with_can_run(move |i, plan| match i {
+            Isolation::Container => c2.supports(plan),
+            Isolation::MicroVm => m2.supports(plan),
         })
     }
 
     /// The plan for a workload: profile, limits, mounts and the backend, with reasons.
     pub fn plan(&self, workload: &Workload) -> Result<Plan, Error> {
         self.policy
-            .resolve(workload, &self.host_support())
+            .resolve_with_floor(workload, &self.host_support(), self.floor.as_deref())
             .map_err(Error::Policy)
     }
 

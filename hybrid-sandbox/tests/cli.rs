@@ -403,3 +403,88 @@ fn kill_9_of_hsb_leaves_nothing_behind() {
         }
     }
 }
+
+#[test]
+fn operator_floor_and_needs_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let floor = dir.path().join("floor.toml");
+    std::fs::write(
+        &floor,
+        "[floor]\nlimits = { memory = \"256MiB\" }\nnetwork = \"none\"\n",
+    )
+    .unwrap();
+    let f = floor.to_str().unwrap();
+    let o = hsb(&["run", "--floor", f, "--memory", "1GiB", "--", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        text(&o.stderr).contains("operator floor"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = hsb(&["run", "--floor", f, "--network", "loopback", "--", "true"]);
+    assert_eq!(code(&o), 125);
+    // Within the floor the run goes ahead, with the floor's maximum filled in.
+    let o = hsb(&["run", "--floor", f, "--json", "--", "true"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let auto = dir.path().join("auto.toml");
+    std::fs::write(&auto, "[defaults]\nisolation = \"auto\"\n").unwrap();
+    let a = auto.to_str().unwrap();
+    let o = hsb(&[
+        "policy",
+        "explain",
+        a,
+        "--label",
+        "trust=trusted",
+        "--json",
+        "--",
+        "make",
+    ]);
+    assert_eq!(json(&o)["isolation"], "container");
+    // Untrusted code goes to the micro-VM: where this host has none, the refusal says so.
+    let o = hsb(&[
+        "policy",
+        "explain",
+        a,
+        "--label",
+        "trust=untrusted",
+        "--json",
+        "--",
+        "prog",
+    ]);
+    let v = json(&o);
+    assert!(
+        v["isolation"] == "microvm"
+            || v["refused"]
+                .as_str()
+                .is_some_and(|r| r.contains("microvm isolation is not available")),
+        "{v}"
+    );
+    let o = hsb(&[
+        "policy",
+        "explain",
+        a,
+        "--label",
+        "trust=untrusted",
+        "--need",
+        "network",
+        "--json",
+        "--",
+        "prog",
+    ]);
+    assert_eq!(code(&o), 125);
+    let v = json(&o);
+    assert!(
+        v["refused"].as_str().is_some_and(|r| r.contains("network")),
+        "{v}"
+    );
+    let o = hsb(&[
+        "policy",
+        "explain",
+        a,
+        "--label",
+        "trust=untrusted",
+        "--need",
+        "network",
+    ]);
+    assert!(text(&o.stdout).contains("refused"), "{}", text(&o.stdout));
+}

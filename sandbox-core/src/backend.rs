@@ -197,6 +197,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
                 .unwrap_or_else(|| format!("the {} backend is unavailable", self.isolation())))
         }
     }
+    /// Whether this backend can run the plan's program (the micro-VM, say, and programs
+    /// it does not support yet); `auto` treats a refusal as a need only the other
+    /// backend meets. Cheap; defaults to yes.
+    fn supports(&self, _plan: &Plan) -> Result<(), String> {
+        Ok(())
+    }
     /// Starts a run. On error nothing is left behind.
     async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError>;
 }

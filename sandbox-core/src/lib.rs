@@ -27,11 +27,11 @@ pub use outcome::{
 };
 pub use plan::{LandlockMode, Plan, PlannedMount, SANDBOX_GID, SANDBOX_UID};
 pub use policy::{
-    did_you_mean, EffectiveProfile, Location, Policy, PolicyError, EMBEDDED_DEFAULT,
+    did_you_mean, EffectiveProfile, Floor, Location, Policy, PolicyError, EMBEDDED_DEFAULT,
     EMBEDDED_ORIGIN,
 };
 pub use selection::{HostSupport, SelectionError};
-pub use types::{Isolation, IsolationRequest, Network, SeccompAction};
+pub use types::{Isolation, IsolationRequest, Need, Network, SeccompAction};
 pub use units::ByteSize;
 pub use workload::{Mount, MountMode, Stdin, Workload};
 

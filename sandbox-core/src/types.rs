@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The isolation a run actually used.
+/// The isolation a run actually used. Ordered by strength: `Container < MicroVm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Isolation {
@@ -139,6 +139,53 @@ impl SeccompAction {
         match self {
             SeccompAction::Errno => "errno",
             SeccompAction::Kill => "kill",
+        }
+    }
+}
+
+/// Something a workload declares it needs, which only some backends provide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Need {
+    /// A network (loopback) inside the sandbox.
+    Network,
+    /// The full Linux ABI of the host kernel (unusual syscalls, devices, /sys).
+    FullLinux,
+}
+
+impl Need {
+    /// The name used in policy files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Need::Network => "network",
+            Need::FullLinux => "full_linux",
+        }
+    }
+}
+
+impl fmt::Display for Need {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Need {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "network" => Ok(Need::Network),
+            "full_linux" => Ok(Need::FullLinux),
+            _ => Err(format!("unknown need `{s}` (use network or full_linux)")),
+        }
+    }
+}
+
+impl SeccompAction {
+    /// How strict: `Kill` is stricter than `Errno`.
+    pub fn strictness(self) -> u8 {
+        match self {
+            SeccompAction::Errno => 0,
+            SeccompAction::Kill => 1,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::LimitOverrides;
-use crate::types::{IsolationRequest, Network};
+use crate::types::{IsolationRequest, Need, Network};
 
 /// Whether a mount may be written through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -132,6 +132,8 @@ pub struct Workload {
     pub limits: LimitOverrides,
     /// Per-run network mode.
     pub network: Option<Network>,
+    /// What the workload declares it needs (`auto` sends it where that exists).
+    pub needs: Vec<Need>,
 }
 
 impl Workload {
@@ -202,6 +204,14 @@ impl Workload {
     /// Sets the working directory.
     pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
         self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Declares a need (`auto` picks a backend that provides it, or refuses).
+    pub fn need(mut self, need: Need) -> Self {
+        if !self.needs.contains(&need) {
+            self.needs.push(need);
+        }
         self
     }
 

@@ -5,6 +5,7 @@
 //! options. See the README's "Policy files" section for the format.
 
 mod error;
+mod floor;
 mod schema;
 mod validate;
 
@@ -12,13 +13,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use error::{did_you_mean, Location, PolicyError};
+pub use floor::Floor;
 use schema::{PolicyFile, ProfileSpec};
 
 use crate::limits::Limits;
 use crate::outcome::Decision;
 use crate::plan::{LandlockMode, Plan};
-use crate::selection::{self, HostSupport};
-use crate::types::{IsolationRequest, Network, SeccompAction};
+use crate::selection::{self, HostSupport, RequestSource};
+use crate::types::{Isolation, IsolationRequest, Need, Network, SeccompAction};
 use crate::workload::Workload;
 
 /// The embedded default policy, as text.
@@ -32,6 +34,7 @@ pub const EMBEDDED_ORIGIN: &str = "<embedded default policy>";
 pub struct Policy {
     origin: String,
     file: PolicyFile,
+    floor: Option<Floor>,
 }
 
 /// A profile after layering: what a run starts from before per-run options.
@@ -148,10 +151,20 @@ impl Policy {
 
     fn from_parsed(file: PolicyFile, origin: &str) -> Result<Policy, PolicyError> {
         validate::policy(&file, origin)?;
+        let floor = file.floor.clone().map(|f| Floor::from_spec(f, origin));
+        if let Some(f) = &floor {
+            f.validate()?;
+        }
         Ok(Policy {
             origin: origin.to_string(),
             file,
+            floor,
         })
+    }
+
+    /// The policy's own `[floor]`, if it has one.
+    pub fn floor(&self) -> Option<&Floor> {
+        self.floor.as_ref()
     }
 
     /// Where the policy came from (its path, or the embedded default).
@@ -167,6 +180,40 @@ impl Policy {
     /// The policy as JSON (the same structure as the TOML file).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.file).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The profile for a workload, and why: the one it names, else the first rule that
+    /// matches its program and labels, else `default`, else the bare defaults.
+    fn select_profile(&self, w: &Workload) -> Result<(String, ProfileSpec, String), PolicyError> {
+        if let Some(name) = &w.profile {
+            let (n, spec) = self.profile_spec(Some(name))?;
+            return Ok((n.clone(), spec, format!("the run names profile `{n}`")));
+        }
+        for (i, rule) in self.file.rules.iter().enumerate() {
+            if rule_matches(rule, w) {
+                let (n, spec) = self.profile_spec(Some(&rule.profile))?;
+                let what = rule.description.clone().unwrap_or_else(|| {
+                    let mut parts = Vec::new();
+                    if let Some(p) = &rule.program {
+                        parts.push(format!("program ~ `{p}`"));
+                    }
+                    parts.extend(rule.labels.iter().map(|(k, v)| format!("{k}={v}")));
+                    parts.join(", ")
+                });
+                return Ok((
+                    n.clone(),
+                    spec,
+                    format!("rule {} ({what}) picks profile `{n}`", i + 1),
+                ));
+            }
+        }
+        let (n, spec) = self.profile_spec(None)?;
+        let why = if n == "defaults" {
+            "no profile named and no rule matches: the policy's defaults apply".to_string()
+        } else {
+            format!("no profile named and no rule matches: profile `{n}`")
+        };
+        Ok((n, spec, why))
     }
 
     fn profile_spec(&self, name: Option<&str>) -> Result<(String, ProfileSpec), PolicyError> {
@@ -205,19 +252,64 @@ impl Policy {
     /// Applies the policy to a workload: picks the profile, layers the per-run options
     /// on it, validates them, and decides the isolation given what the host supports.
     pub fn resolve(&self, workload: &Workload, host: &HostSupport) -> Result<Plan, PolicyError> {
-        let (profile, spec) = self.profile_spec(workload.profile.as_deref())?;
-        validate::workload(workload)?;
+        self.resolve_with_floor(workload, host, None)
+    }
+
+    /// Like [`Policy::resolve`], under an operator floor besides the policy's own (the
+    /// stricter of the two applies).
+    pub fn resolve_with_floor(
+        &self,
+        w: &Workload,
+        host: &HostSupport,
+        extra: Option<&Floor>,
+    ) -> Result<Plan, PolicyError> {
+        let floor = match (self.floor.as_ref(), extra) {
+            (Some(a), Some(b)) => Some(a.stricter(b)),
+            (a, b) => a.or(b).cloned(),
+        };
+        let (profile, spec, why_profile) = self.select_profile(w)?;
+        validate::workload(w)?;
+        if let Some(f) = &floor {
+            f.check_run(w)?;
+        }
+        let mut preamble = vec![why_profile];
 
         let mut limits = spec.limits.clone().unwrap_or_default();
-        limits.overlay(&workload.limits);
+        if let Some(f) = &floor {
+            preamble.extend(f.clamp_limits(&mut limits));
+        }
+        limits.overlay(&w.limits);
 
         let mut mounts = Vec::new();
-        for m in spec.mounts.iter().flatten().chain(&workload.mounts) {
+        for (m, from_run) in spec
+            .mounts
+            .iter()
+            .flatten()
+            .map(|m| (m, false))
+            .chain(w.mounts.iter().map(|m| (m, true)))
+        {
             let planned =
                 validate::plan_mount(m).map_err(|message| PolicyError::InvalidRunOption {
                     option: "mount".into(),
                     message,
                 })?;
+            if let Some(f) = &floor {
+                f.check_mount(&planned).map_err(|message| match from_run {
+                    true => PolicyError::InvalidRunOption {
+                        option: "mount".into(),
+                        message: format!("{message} (operator floor {})", f.origin()),
+                    },
+                    false => PolicyError::Invalid {
+                        location: Location {
+                            origin: self.origin.clone(),
+                            line: None,
+                            column: None,
+                        },
+                        key: format!("profiles.{profile}.mounts"),
+                        message: format!("{message} (operator floor {})", f.origin()),
+                    },
+                })?;
+            }
             // A later mount at the same place replaces the earlier one.
             mounts.retain(|p: &crate::plan::PlannedMount| p.target != planned.target);
             mounts.push(planned);
@@ -226,55 +318,105 @@ impl Policy {
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert("PATH".into(), crate::DEFAULT_PATH.into());
         env.extend(spec.env.clone().unwrap_or_default());
-        env.extend(workload.env.clone());
+        env.extend(w.env.clone());
 
-        let cwd = workload
-            .cwd
-            .clone()
-            .or(spec.cwd.clone())
-            .unwrap_or_else(|| "/tmp".into());
-        let requested = workload
-            .isolation
-            .or(spec.isolation)
-            .unwrap_or(IsolationRequest::Container);
-        let decision: Decision = selection::decide(&selection::Request {
-            profile: &profile,
-            requested,
-            fallback: spec.fallback,
-            labels: &workload.labels,
-            host,
-        })
-        .map_err(PolicyError::Selection)?;
+        let network = match w.network {
+            Some(n) => n,
+            None => {
+                let n = spec.network.unwrap_or_default();
+                match &floor {
+                    Some(f) => {
+                        let (n, note) = f.clamp_network(n);
+                        preamble.extend(note);
+                        n
+                    }
+                    None => n,
+                }
+            }
+        };
+        let mut seccomp_action = spec
+            .seccomp
+            .as_ref()
+            .and_then(|s| s.action)
+            .unwrap_or_default();
+        let mut landlock = spec.landlock.unwrap_or(LandlockMode::BestEffort);
+        if let Some(f) = &floor {
+            seccomp_action = f.clamp_seccomp(seccomp_action);
+            landlock = f.clamp_landlock(landlock);
+        }
+        let (requested, source) = match (w.isolation, spec.isolation) {
+            (Some(r), _) => (r, RequestSource::Run),
+            (None, Some(r)) => (r, RequestSource::Profile),
+            (None, None) => (IsolationRequest::Container, RequestSource::Profile),
+        };
+        let mut needs = w.needs.clone();
+        if network != Network::None && !needs.contains(&Need::Network) {
+            needs.push(Need::Network);
+        }
 
-        let argv0 = workload
-            .argv0
-            .clone()
-            .unwrap_or_else(|| workload.program.clone());
-        Ok(Plan {
-            program: workload.program.clone(),
+        let argv0 = w.argv0.clone().unwrap_or_else(|| w.program.clone());
+        let mut plan = Plan {
+            program: w.program.clone(),
             argv: std::iter::once(argv0)
-                .chain(workload.args.iter().cloned())
+                .chain(w.args.iter().cloned())
                 .collect(),
             env: env.into_iter().collect(),
-            cwd,
-            stdin: workload.stdin.clone(),
+            cwd: w
+                .cwd
+                .clone()
+                .or(spec.cwd.clone())
+                .unwrap_or_else(|| "/tmp".into()),
+            stdin: w.stdin.clone(),
             mounts,
             limits,
-            network: workload.network.or(spec.network).unwrap_or_default(),
-            seccomp_action: spec
-                .seccomp
-                .as_ref()
-                .and_then(|s| s.action)
-                .unwrap_or_default(),
-            landlock: spec.landlock.unwrap_or(LandlockMode::BestEffort),
+            network,
+            seccomp_action,
+            landlock,
             hostname: spec.hostname.clone().unwrap_or_else(|| "sandbox".into()),
-            decision,
-        })
+            decision: Decision {
+                isolation: Isolation::Container,
+                requested,
+                profile: profile.clone(),
+                reasons: Vec::new(),
+                fallback_from: None,
+            },
+        };
+        let decision = selection::decide(
+            &selection::Request {
+                profile: &profile,
+                requested,
+                source,
+                fallback: spec.fallback,
+                labels: &w.labels,
+                needs: &needs,
+                floor_min: floor.as_ref().and_then(|f| f.min_isolation(&w.labels)),
+                fallback_allowed: floor.as_ref().is_none_or(Floor::allows_fallback),
+                host,
+                preamble,
+            },
+            &plan,
+        )
+        .map_err(PolicyError::Selection)?;
+        plan.decision = decision;
+        Ok(plan)
     }
 }
 
+/// Whether a rule matches a workload's program and labels.
+fn rule_matches(rule: &schema::RuleSpec, w: &Workload) -> bool {
+    let program_ok = rule.program.as_deref().is_none_or(|pat| {
+        let subject = if pat.contains('/') {
+            w.program.as_str()
+        } else {
+            w.program.rsplit('/').next().unwrap_or(&w.program)
+        };
+        floor::glob_match(pat, subject)
+    });
+    program_ok && floor::labels_match(&rule.labels, &w.labels)
+}
+
 /// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|b| **b == b'\n').count() + 1;

@@ -22,6 +22,73 @@ pub(crate) struct PolicyFile {
     /// Named profiles.
     #[serde(default)]
     pub(crate) profiles: BTreeMap<String, ProfileSpec>,
+    /// Rules that pick a profile when the run names none; the first match wins.
+    #[serde(default)]
+    pub(crate) rules: Vec<RuleSpec>,
+    /// The operator floor: what no profile and no per-run option may go below.
+    #[serde(default)]
+    pub(crate) floor: Option<FloorSpec>,
+}
+
+/// `[[rules]]`: a profile for workloads whose program and labels match.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleSpec {
+    /// The profile to use.
+    pub(crate) profile: String,
+    /// A glob on the program: on its path when the glob has a `/`, else on its name.
+    #[serde(default)]
+    pub(crate) program: Option<String>,
+    /// Labels that must all match (values are globs).
+    #[serde(default)]
+    pub(crate) labels: BTreeMap<String, String>,
+    /// What the rule is for.
+    #[serde(default)]
+    pub(crate) description: Option<String>,
+}
+
+/// `[floor.require]` entries: a minimum isolation for workloads with these labels.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FloorRequireSpec {
+    /// Labels that must all match (values are globs).
+    #[serde(default)]
+    pub(crate) labels: BTreeMap<String, String>,
+    /// The minimum isolation.
+    pub(crate) isolation: Isolation,
+}
+
+/// `[floor]`, in a policy or a file of its own.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FloorSpec {
+    /// Minimum isolation for every workload.
+    #[serde(default)]
+    pub(crate) min_isolation: Option<Isolation>,
+    /// Minimum isolation by labels.
+    #[serde(default)]
+    pub(crate) require: Vec<FloorRequireSpec>,
+    /// Maximum limits; a run without a limit gets the maximum.
+    #[serde(default)]
+    pub(crate) limits: Option<Limits>,
+    /// The most network allowed (`none` forbids loopback).
+    #[serde(default)]
+    pub(crate) network: Option<Network>,
+    /// Host paths (globs; a match also allows what is below) that may be mounted.
+    #[serde(default)]
+    pub(crate) mounts_allowed: Option<Vec<String>>,
+    /// Host paths that may be mounted read-write (a subset of the above).
+    #[serde(default)]
+    pub(crate) rw_mounts_allowed: Option<Vec<String>>,
+    /// The least strict seccomp action allowed.
+    #[serde(default)]
+    pub(crate) seccomp_action: Option<SeccompAction>,
+    /// `required`: Landlock must be fully enforced.
+    #[serde(default)]
+    pub(crate) landlock: Option<LandlockMode>,
+    /// `false`: no fallback to a weaker backend is ever taken.
+    #[serde(default)]
+    pub(crate) allow_fallback: Option<bool>,
 }
 
 /// Seccomp settings of a profile.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::types::Isolation;
+use crate::types::SeccompAction;
 use crate::units::ByteSize;
 use crate::workload::{Mount, MountMode};
 
@@ -156,4 +157,511 @@ fn json_equivalent() {
     assert_eq!(plan.limits.memory, Some(ByteSize::mib(64)));
     let e = Policy::from_json_str(r#"{"defaults": {"limitz": {}}}"#, "p.json").unwrap_err();
     assert!(e.to_string().starts_with("p.json:1:"), "{e}");
+}
+
+// ---- selection: labels x needs x host capabilities -> isolation and reasons ----
+
+fn auto_policy() -> Policy {
+    Policy::from_toml_str("[defaults]\nisolation = \"auto\"\n", "auto.toml").unwrap()
+}
+
+fn host_caps(container: bool, microvm: bool, vm_runs_program: bool) -> HostSupport {
+    let a = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("no {what} here"))
+        }
+    };
+    HostSupport::known(a(container, "user namespaces"), a(microvm, "/dev/kvm")).with_can_run(
+        move |i, _| {
+            if i == Isolation::MicroVm && !vm_runs_program {
+                Err("dynamically linked".into())
+            } else {
+                Ok(())
+            }
+        },
+    )
+}
+
+#[test]
+fn decision_table() {
+    use crate::types::Need;
+    // (trust, tenant, needs, container ok, microvm ok, vm runs program) -> Some(isolation) | None (refused)
+    type Row = (
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static [Need],
+        bool,
+        bool,
+        bool,
+        Option<Isolation>,
+        &'static str,
+    );
+    let rows: &[Row] = &[
+        (
+            Some("trusted"),
+            None,
+            &[],
+            true,
+            true,
+            true,
+            Some(Isolation::Container),
+            "trusted tools",
+        ),
+        (
+            Some("untrusted"),
+            None,
+            &[],
+            true,
+            true,
+            true,
+            Some(Isolation::MicroVm),
+            "untrusted code",
+        ),
+        (
+            None,
+            None,
+            &[],
+            true,
+            true,
+            true,
+            Some(Isolation::MicroVm),
+            "no trust label",
+        ),
+        (
+            Some("semi"),
+            None,
+            &[],
+            true,
+            true,
+            true,
+            Some(Isolation::MicroVm),
+            "trust=semi",
+        ),
+        (
+            Some("trusted"),
+            Some("acme"),
+            &[],
+            true,
+            true,
+            true,
+            Some(Isolation::MicroVm),
+            "multi-tenant",
+        ),
+        (
+            Some("trusted"),
+            Some("acme"),
+            &[Need::Network],
+            true,
+            true,
+            true,
+            Some(Isolation::Container),
+            "is trusted",
+        ),
+        (
+            Some("untrusted"),
+            None,
+            &[Need::Network],
+            true,
+            true,
+            true,
+            None,
+            "needs network",
+        ),
+        (
+            Some("untrusted"),
+            None,
+            &[Need::FullLinux],
+            true,
+            true,
+            true,
+            None,
+            "needs full_linux",
+        ),
+        (
+            Some("trusted"),
+            None,
+            &[Need::FullLinux],
+            true,
+            true,
+            true,
+            Some(Isolation::Container),
+            "trusted tools",
+        ),
+        (
+            Some("untrusted"),
+            None,
+            &[],
+            true,
+            true,
+            false,
+            None,
+            "cannot run yet",
+        ),
+        (
+            Some("trusted"),
+            Some("t"),
+            &[],
+            true,
+            true,
+            false,
+            Some(Isolation::Container),
+            "cannot run yet",
+        ),
+        (
+            Some("untrusted"),
+            None,
+            &[],
+            true,
+            false,
+            true,
+            None,
+            "not available",
+        ),
+        (
+            Some("trusted"),
+            None,
+            &[],
+            false,
+            true,
+            true,
+            None,
+            "not available",
+        ),
+    ];
+    for (i, &(trust, tenant, needs, c, m, runs, want, reason)) in rows.iter().enumerate() {
+        let mut w = Workload::new("prog", Vec::<String>::new());
+        if let Some(t) = trust {
+            w = w.label("trust", t);
+        }
+        if let Some(t) = tenant {
+            w = w.label("tenant", t);
+        }
+        for n in needs {
+            w = w.need(*n);
+        }
+        match (auto_policy().resolve(&w, &host_caps(c, m, runs)), want) {
+            (Ok(plan), Some(iso)) => {
+                assert_eq!(
+                    plan.decision.isolation, iso,
+                    "row {i}: {:?}",
+                    plan.decision.reasons
+                );
+                let text = plan.decision.reasons.join(" | ");
+                assert!(
+                    text.contains(reason),
+                    "row {i}: reasons `{text}` lack `{reason}`"
+                );
+            }
+            (Err(PolicyError::Selection(e)), None) => {
+                assert!(
+                    e.message.contains(reason),
+                    "row {i}: refusal `{}` lacks `{reason}`",
+                    e.message
+                );
+            }
+            (got, want) => panic!("row {i}: wanted {want:?}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn network_option_is_a_need() {
+    let mut w = Workload::new("prog", Vec::<String>::new()).label("trust", "untrusted");
+    w.network = Some(Network::Loopback);
+    let e = auto_policy().resolve(&w, &host()).unwrap_err();
+    assert!(
+        e.to_string().contains("no isolation") || matches!(e, PolicyError::Selection(_)),
+        "{e}"
+    );
+}
+
+// ---- rules ----
+
+#[test]
+fn rules_pick_profiles_first_match_wins() {
+    let text = r#"
+        [profiles.judge]
+        limits = { wall_time = "2s" }
+        [profiles.py]
+        limits = { wall_time = "5s" }
+        [profiles.default]
+        limits = { wall_time = "9s" }
+        [[rules]]
+        profile = "judge"
+        labels = { source = "contest-*" }
+        [[rules]]
+        profile = "py"
+        program = "python3*"
+        [[rules]]
+        profile = "judge"
+        program = "/opt/judge/*"
+    "#;
+    let p = Policy::from_toml_str(text, "r.toml").unwrap();
+    let pick = |w: Workload| p.resolve(&w, &host()).unwrap().decision.profile;
+    assert_eq!(
+        pick(Workload::new("python3", ["x"]).label("source", "contest-42")),
+        "judge"
+    );
+    assert_eq!(pick(Workload::new("/usr/bin/python3.11", ["x"])), "py");
+    assert_eq!(pick(Workload::new("/opt/judge/run", ["x"])), "judge");
+    assert_eq!(pick(Workload::new("ls", ["x"])), "default");
+    // A named profile wins over rules.
+    assert_eq!(
+        pick(Workload::new("python3", ["x"]).profile("judge")),
+        "judge"
+    );
+    let reasons = p
+        .resolve(&Workload::new("python3", ["x"]), &host())
+        .unwrap()
+        .decision
+        .reasons;
+    assert!(reasons[0].contains("rule 2"), "{reasons:?}");
+}
+
+#[test]
+fn rules_must_name_existing_profiles() {
+    let e = Policy::from_toml_str(
+        "[profiles.judge]\n[[rules]]\nprofile = \"jduge\"\nprogram = \"x\"\n",
+        "r.toml",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("did you mean `judge`"), "{e}");
+    let e = Policy::from_toml_str(
+        "[profiles.judge]\n[[rules]]\nprofile = \"judge\"\n",
+        "r.toml",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("needs `program` or `labels`"), "{e}");
+}
+
+// ---- the operator floor ----
+
+const FLOOR: &str = r#"
+[floor]
+min_isolation = "container"
+require = [{ labels = { trust = "untrusted" }, isolation = "microvm" }]
+limits = { memory = "512MiB", wall_time = "10s", cpu_time = "5s", pids = 64, open_files = 256, file_size = "16MiB", output = "1MiB", tmp_size = "64MiB" }
+network = "none"
+mounts_allowed = ["/usr", "/lib*", "/srv/data"]
+rw_mounts_allowed = ["/srv/data/out"]
+seccomp_action = "kill"
+allow_fallback = false
+"#;
+
+fn floor() -> Floor {
+    Floor::from_toml_str(FLOOR, "floor.toml").unwrap()
+}
+
+fn generous() -> Policy {
+    Policy::from_toml_str(
+        "[defaults]\nnetwork = \"loopback\"\nlimits = { memory = \"4GiB\", wall_time = \"1h\" }\n[[defaults.mounts]]\nsource = \"/usr\"\n",
+        "generous.toml",
+    )
+    .unwrap()
+}
+
+#[test]
+fn floor_clamps_policy_file_values_and_says_so() {
+    let plan = generous()
+        .resolve_with_floor(
+            &Workload::new("x", Vec::<String>::new()),
+            &host(),
+            Some(&floor()),
+        )
+        .unwrap();
+    assert_eq!(plan.limits.memory, Some(ByteSize::mib(512)));
+    assert_eq!(
+        plan.limits.wall_time,
+        Some(std::time::Duration::from_secs(10))
+    );
+    assert_eq!(plan.limits.pids, Some(64), "unset limits get the maximum");
+    assert_eq!(plan.network, Network::None);
+    assert_eq!(plan.seccomp_action, SeccompAction::Kill);
+    let text = plan.decision.reasons.join("\n");
+    assert!(
+        text.contains("memory lowered") && text.contains("network lowered"),
+        "{text}"
+    );
+}
+
+#[test]
+fn floor_holds_against_every_per_run_option() {
+    use crate::types::IsolationRequest;
+    let f = floor();
+    let p = generous();
+    let base = || Workload::new("x", Vec::<String>::new());
+    let mut cases: Vec<(&str, Workload)> = Vec::new();
+    macro_rules! limit {
+        ($name:literal, $f:ident, $v:expr) => {{
+            let mut w = base();
+            w.limits.$f = Some($v);
+            cases.push(($name, w));
+        }};
+    }
+    limit!("memory", memory, ByteSize::mib(1024));
+    limit!("wall_time", wall_time, std::time::Duration::from_secs(11));
+    limit!("cpu_time", cpu_time, std::time::Duration::from_secs(6));
+    limit!("pids", pids, 65);
+    limit!("open_files", open_files, 257);
+    limit!("file_size", file_size, ByteSize::mib(17));
+    limit!("output", output, ByteSize::mib(2));
+    limit!("tmp_size", tmp_size, ByteSize::mib(65));
+    let mut w = base();
+    w.network = Some(Network::Loopback);
+    cases.push(("network", w));
+    cases.push((
+        "isolation",
+        base()
+            .label("trust", "untrusted")
+            .isolation(IsolationRequest::Container),
+    ));
+    cases.push(("mount", base().mount(Mount::ro("/etc", "/etc"))));
+    cases.push(("mount", base().mount(Mount::rw("/srv/data", "/data"))));
+    for (name, w) in cases {
+        let e = p.resolve_with_floor(&w, &host(), Some(&f)).unwrap_err();
+        assert!(
+            matches!(e, PolicyError::InvalidRunOption { .. }),
+            "{name}: {e}"
+        );
+        assert!(e.to_string().contains("operator floor"), "{name}: {e}");
+    }
+    // Within the floor, per-run options apply as given.
+    let mut ok = base().mount(Mount::rw("/srv/data/out", "/out"));
+    ok.limits.memory = Some(ByteSize::mib(256));
+    // (/srv/data/out may not exist here; planning does not look at the host.)
+    let plan = p.resolve_with_floor(&ok, &host(), Some(&f)).unwrap();
+    assert_eq!(plan.limits.memory, Some(ByteSize::mib(256)));
+}
+
+#[test]
+fn floor_raises_isolation_by_labels_and_forbids_fallback() {
+    let f = floor();
+    let p = Policy::from_toml_str(
+        "[defaults]\nisolation = \"container\"\nfallback = \"microvm\"\n",
+        "p.toml",
+    )
+    .unwrap();
+    let w = Workload::new("x", Vec::<String>::new()).label("trust", "untrusted");
+    let plan = p.resolve_with_floor(&w, &host(), Some(&f)).unwrap();
+    assert_eq!(plan.decision.isolation, Isolation::MicroVm);
+    assert!(
+        plan.decision
+            .reasons
+            .iter()
+            .any(|r| r.contains("raised from container to microvm")),
+        "{:?}",
+        plan.decision.reasons
+    );
+    // Without KVM, the micro-VM the floor requires cannot be replaced by a container.
+    let p2 = Policy::from_toml_str(
+        "[defaults]\nisolation = \"microvm\"\nfallback = \"container\"\n",
+        "p.toml",
+    )
+    .unwrap();
+    let no_vm = HostSupport::known(Ok(()), Err("no /dev/kvm".into()));
+    let e = p2
+        .resolve_with_floor(&Workload::new("x", Vec::<String>::new()), &no_vm, Some(&f))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("no isolation") || e.to_string().contains("forbids"),
+        "{e}"
+    );
+    if let PolicyError::Selection(s) = e {
+        assert!(s.message.contains("forbids the fallback"), "{}", s.message);
+    }
+}
+
+#[test]
+fn floor_in_the_same_file_makes_contradictions_errors() {
+    let text = format!("{FLOOR}\n[profiles.big]\nlimits = {{ memory = \"1GiB\" }}\n");
+    let e = Policy::from_toml_str(&text, "p.toml").unwrap_err();
+    assert!(
+        e.to_string().contains("profiles.big.limits") && e.to_string().contains("memory"),
+        "{e}"
+    );
+    let text = format!("{FLOOR}\n[profiles.net]\nnetwork = \"loopback\"\n");
+    assert!(Policy::from_toml_str(&text, "p.toml")
+        .unwrap_err()
+        .to_string()
+        .contains("no network"));
+    let e = Policy::from_toml_str(
+        "[defaults]\nisolation = \"microvm\"\nfallback = \"microvm\"\n",
+        "p.toml",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("fallback is the isolation itself"),
+        "{e}"
+    );
+}
+
+#[test]
+fn stricter_of_two_floors() {
+    let a = Floor::from_toml_str(
+        "[floor]\nlimits = { memory = \"1GiB\" }\nmounts_allowed = [\"/usr\", \"/srv\"]\n",
+        "a",
+    )
+    .unwrap();
+    let b = Floor::from_toml_str("[floor]\nlimits = { memory = \"2GiB\", pids = 10 }\nnetwork = \"none\"\nmounts_allowed = [\"/srv/data\"]\n", "b").unwrap();
+    let f = a.stricter(&b);
+    let p = Policy::from_toml_str("[[defaults.mounts]]\nsource = \"/srv/data/x\"\n", "p").unwrap();
+    let plan = p
+        .resolve_with_floor(&Workload::new("x", Vec::<String>::new()), &host(), Some(&f))
+        .unwrap();
+    assert_eq!(plan.limits.memory, Some(ByteSize::mib(1024)));
+    assert_eq!(plan.limits.pids, Some(10));
+    let p = Policy::from_toml_str("[[defaults.mounts]]\nsource = \"/usr\"\n", "p").unwrap();
+    assert!(
+        p.resolve_with_floor(&Workload::new("x", Vec::<String>::new()), &host(), Some(&f))
+            .is_err(),
+        "/usr is not in b's list"
+    );
+}
+
+// ---- bad input never panics ----
+
+#[test]
+fn bad_input_is_an_error_never_a_panic() {
+    let cases: &[&[u8]] = &[
+        b"[defaults",
+        b"version = 2",
+        b"[defaults]\nlimits = \"lots\"",
+        b"[defaults.limits]\nmemory = true",
+        b"[defaults.limits]\npids = -1",
+        b"[defaults.limits]\npids = 99999999999",
+        b"[defaults.limits]\nmemory = \"1e999G\"",
+        b"[defaults.limits]\nwall_time = \"-3s\"",
+        b"[defaults.limits]\nwall_time = 0",
+        b"[[defaults.mounts]]\nsource = \"/\"\nmode = \"rw\"",
+        b"[[defaults.mounts]]\nsource = \"relative\"",
+        b"[[defaults.mounts]]\nsource = \"/usr\"\ntarget = \"/proc/x\"",
+        b"[defaults]\nisolation = \"chroot\"",
+        b"[defaults]\nenv = { \"A=B\" = \"1\" }",
+        b"[profiles.\"bad name!\"]",
+        b"[defaults]\ncwd = \"relative\"",
+        b"[defaults]\n\xff\xfe = 1",
+    ];
+    for c in cases {
+        let text = String::from_utf8_lossy(c);
+        assert!(
+            Policy::from_toml_str(&text, "bad.toml").is_err(),
+            "accepted: {text}"
+        );
+    }
+    // Invalid UTF-8 and huge files are refused by the file loader with their reason.
+    let dir = std::env::temp_dir().join(format!("hsb-policy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, b"[defaults]\nx = \"\xff\"\n").unwrap();
+    let e = Policy::from_file(&bad).unwrap_err().to_string();
+    assert!(e.contains("UTF-8") && e.contains(":2:"), "{e}");
+    let huge = dir.join("huge.toml");
+    std::fs::write(&huge, vec![b'#'; 2 << 20]).unwrap();
+    assert!(Policy::from_file(&huge)
+        .unwrap_err()
+        .to_string()
+        .contains("at most"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

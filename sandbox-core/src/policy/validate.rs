@@ -3,7 +3,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::error::{did_you_mean, Location, PolicyError};
-use super::schema::{PolicyFile, ProfileSpec};
+use super::schema::{FloorSpec, PolicyFile, ProfileSpec};
 use crate::limits::Limits;
 use crate::plan::PlannedMount;
 use crate::units::ByteSize;
@@ -70,6 +70,55 @@ pub(crate) fn policy(file: &PolicyFile, origin: &str) -> Result<(), PolicyError>
         key,
         message,
     })?;
+    for (i, rule) in file.rules.iter().enumerate() {
+        if !file.profiles.contains_key(&rule.profile) {
+            let hint = did_you_mean(&rule.profile, file.profiles.keys().map(String::as_str))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(PolicyError::Invalid {
+                location: loc(),
+                key: format!("rules[{i}].profile"),
+                message: format!("there is no profile `{}`{hint}", rule.profile),
+            });
+        }
+        if rule.program.is_none() && rule.labels.is_empty() {
+            return Err(PolicyError::Invalid {
+                location: loc(),
+                key: format!("rules[{i}]"),
+                message: "a rule needs `program` or `labels` to match on (a catch-all is the `default` profile)".into(),
+            });
+        }
+        if let Some(p) = &rule.program {
+            glob::Pattern::new(p).map_err(|e| PolicyError::Invalid {
+                location: loc(),
+                key: format!("rules[{i}].program"),
+                message: format!("`{p}` is not a valid glob: {e}"),
+            })?;
+        }
+    }
+    let layered_all = std::iter::once(("defaults".to_string(), file.defaults.clone())).chain(
+        file.profiles
+            .iter()
+            .map(|(n, p)| (format!("profiles.{n}"), file.defaults.layered(p))),
+    );
+    for (key, spec) in layered_all {
+        if let (Some(i), Some(fb)) = (spec.isolation, spec.fallback) {
+            if crate::types::IsolationRequest::from(fb) == i {
+                return Err(PolicyError::Invalid {
+                    location: loc(),
+                    key: format!("{key}.fallback"),
+                    message: format!("the fallback is the isolation itself ({fb}); drop it or name the other backend"),
+                });
+            }
+        }
+        if let Some(floor) = &file.floor {
+            floor_contradictions(floor, &spec).map_err(|(k, message)| PolicyError::Invalid {
+                location: loc(),
+                key: format!("{key}.{k}"),
+                message,
+            })?;
+        }
+    }
     for (name, spec) in &file.profiles {
         if name.is_empty()
             || !name
@@ -99,6 +148,56 @@ pub(crate) fn policy(file: &PolicyFile, origin: &str) -> Result<(), PolicyError>
                 message,
             })?;
         }
+    }
+    Ok(())
+}
+
+/// A profile that asks for less than the floor in the same file: a contradiction the
+/// author should fix (a floor from another file clamps instead).
+fn floor_contradictions(floor: &FloorSpec, spec: &ProfileSpec) -> Result<(), (String, String)> {
+    use crate::types::{Isolation, IsolationRequest, Network};
+    if let Some(max) = &floor.limits {
+        if let Some(l) = &spec.limits {
+            let mut clamped = l.clone();
+            let f = super::floor::Floor::from_spec(
+                FloorSpec {
+                    limits: Some(max.clone()),
+                    ..Default::default()
+                },
+                "",
+            );
+            if let Some(note) = f.clamp_limits(&mut clamped).into_iter().next() {
+                return Err((
+                    "limits".into(),
+                    format!(
+                        "{} (floor.limits in the same file)",
+                        note.trim_start_matches("operator floor: ")
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(Network::Loopback), Some(Network::None)) = (spec.network, floor.network) {
+        return Err((
+            "network".into(),
+            "asks for loopback, but the floor in the same file allows no network".into(),
+        ));
+    }
+    if let (Some(IsolationRequest::Container), Some(Isolation::MicroVm)) =
+        (spec.isolation, floor.min_isolation)
+    {
+        return Err((
+            "isolation".into(),
+            "asks for container, but the floor in the same file requires microvm".into(),
+        ));
+    }
+    if let (Some(Isolation::Container), Some(Isolation::MicroVm)) =
+        (spec.fallback, floor.min_isolation)
+    {
+        return Err((
+            "fallback".into(),
+            "falls back to container, but the floor in the same file requires microvm".into(),
+        ));
     }
     Ok(())
 }

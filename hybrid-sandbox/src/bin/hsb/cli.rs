@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use hybrid_sandbox::{ByteSize, IsolationRequest, Network};
+use hybrid_sandbox::{ByteSize, IsolationRequest, Need, Network};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,9 +48,15 @@ pub(crate) struct RunArgs {
     /// Policy file (TOML, or JSON with a .json name); the embedded default when absent.
     #[arg(long, value_name = "FILE")]
     pub(crate) policy: Option<PathBuf>,
+    /// Operator floor file, on top of /etc/hybrid-sandbox/floor.toml when that exists.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) floor: Option<PathBuf>,
     /// Profile of the policy to use.
     #[arg(long, value_name = "NAME")]
     pub(crate) workload: Option<String>,
+    /// Declare a need: network or full_linux (`auto` sends the run where it is met).
+    #[arg(long = "need", value_name = "NEED")]
+    pub(crate) needs: Vec<Need>,
     /// Isolation level: container, microvm or auto.
     #[arg(long, value_name = "LEVEL")]
     pub(crate) isolation: Option<IsolationRequest>,
@@ -117,6 +123,12 @@ pub(crate) enum PolicyCommand {
 pub(crate) struct ExplainArgs {
     /// Policy file; the embedded default when absent.
     pub(crate) file: Option<PathBuf>,
+    /// Operator floor file, on top of /etc/hybrid-sandbox/floor.toml when that exists.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) floor: Option<PathBuf>,
+    /// Declare a need: network or full_linux.
+    #[arg(long = "need", value_name = "NEED")]
+    pub(crate) needs: Vec<Need>,
     /// Profile of the policy to use.
     #[arg(long, value_name = "NAME")]
     pub(crate) workload: Option<String>,
@@ -132,4 +144,28 @@ pub(crate) struct ExplainArgs {
     /// The program and its arguments.
     #[arg(last = true, value_name = "PROGRAM [ARGS...]")]
     pub(crate) argv: Vec<String>,
+}
+
+/// Where operators put a floor that every `hsb` run on the host obeys.
+pub(crate) const OPERATOR_FLOOR: &str = "/etc/hybrid-sandbox/floor.toml";
+
+/// The sandbox for a policy file (or the embedded default) under the operator floor
+/// and an extra `--floor`.
+pub(crate) fn sandbox(
+    policy: Option<&std::path::Path>,
+    floor: Option<&std::path::Path>,
+) -> Result<hybrid_sandbox::Sandbox, hybrid_sandbox::Error> {
+    use hybrid_sandbox::{Error, Floor, Policy, Sandbox};
+    let mut sb = match policy {
+        Some(p) => Sandbox::from_policy(Policy::from_file(p).map_err(Error::Policy)?),
+        None => Sandbox::with_default_policy(),
+    };
+    let system = std::path::Path::new(OPERATOR_FLOOR);
+    for f in [system.exists().then_some(system), floor]
+        .into_iter()
+        .flatten()
+    {
+        sb = sb.with_floor(Floor::from_file(f).map_err(Error::Policy)?);
+    }
+    Ok(sb)
 }

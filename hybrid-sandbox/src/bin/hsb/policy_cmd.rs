@@ -1,6 +1,6 @@
 //! `hsb policy check|explain`.
 
-use hybrid_sandbox::{Error, HostSupport, Policy, Sandbox, Workload};
+use hybrid_sandbox::{Error, Policy, PolicyError, Workload};
 
 use crate::cli::{ExplainArgs, PolicyCommand};
 
@@ -22,36 +22,57 @@ pub(crate) fn run(cmd: PolicyCommand) -> i32 {
 }
 
 fn explain(args: ExplainArgs) -> i32 {
-    let policy = match &args.file {
-        Some(f) => match Policy::from_file(f) {
-            Ok(p) => p,
-            Err(e) => return crate::run_cmd::fail(&Error::Policy(e), args.json),
-        },
-        None => Policy::embedded_default(),
+    let sandbox = match crate::cli::sandbox(args.file.as_deref(), args.floor.as_deref()) {
+        Ok(sb) => sb,
+        Err(e) => return crate::run_cmd::fail(&e, args.json),
     };
     let mut w = Workload::from_argv(args.argv.iter().cloned())
         .unwrap_or_else(|| Workload::new("PROGRAM", Vec::<String>::new()));
     w.labels.extend(args.labels.iter().cloned());
     w.profile = args.workload.clone();
     w.isolation = args.isolation;
-    let sandbox = Sandbox::from_policy(policy);
-    let host: HostSupport = sandbox.host_support();
-    let plan = match sandbox.policy().resolve(&w, &host) {
+    for n in &args.needs {
+        w = w.need(*n);
+    }
+    let plan = match sandbox.plan(&w) {
         Ok(p) => p,
-        Err(e) => return crate::run_cmd::fail(&Error::Policy(e), args.json),
+        Err(Error::Policy(PolicyError::Selection(refusal))) => {
+            // Explain a refusal as carefully as a decision.
+            if args.json {
+                let v = serde_json::json!({
+                    "policy": sandbox.policy().origin(),
+                    "isolation": null,
+                    "refused": refusal.message,
+                    "reasons": refusal.reasons,
+                });
+                println!("{v}");
+            } else {
+                println!("policy:    {}", sandbox.policy().origin());
+                println!("isolation: none: the run would be refused");
+                println!("reasons:");
+                for r in &refusal.reasons {
+                    println!("  - {r}");
+                }
+                println!("  - refused: {}", refusal.message);
+            }
+            return 125;
+        }
+        Err(e) => return crate::run_cmd::fail(&e, args.json),
     };
+    let d = &plan.decision;
     if args.json {
         let v = serde_json::json!({
             "policy": sandbox.policy().origin(),
-            "profile": plan.decision.profile,
-            "isolation": plan.decision.isolation,
-            "requested": plan.decision.requested,
-            "reasons": plan.decision.reasons,
-            "fallback_from": plan.decision.fallback_from,
+            "profile": d.profile,
+            "isolation": d.isolation,
+            "requested": d.requested,
+            "reasons": d.reasons,
+            "fallback_from": d.fallback_from,
             "limits": plan.limits,
             "mounts": plan.mounts,
             "network": plan.network,
             "seccomp_action": plan.seccomp_action,
+            "landlock": plan.landlock,
             "env": plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             "cwd": plan.cwd,
         });
@@ -59,13 +80,10 @@ fn explain(args: ExplainArgs) -> i32 {
         return 0;
     }
     println!("policy:    {}", sandbox.policy().origin());
-    println!("profile:   {}", plan.decision.profile);
-    println!(
-        "isolation: {} (asked for: {})",
-        plan.decision.isolation, plan.decision.requested
-    );
+    println!("profile:   {}", d.profile);
+    println!("isolation: {} (asked for: {})", d.isolation, d.requested);
     println!("reasons:");
-    for r in &plan.decision.reasons {
+    for r in &d.reasons {
         println!("  - {r}");
     }
     println!(
@@ -77,6 +95,8 @@ fn explain(args: ExplainArgs) -> i32 {
         "seccomp:   {} on forbidden calls",
         plan.seccomp_action.as_str()
     );
+    println!("landlock:  {:?}", plan.landlock);
+    println!("cwd:       {}", plan.cwd);
     println!("mounts:");
     for m in &plan.mounts {
         let opt = if m.optional { " (if present)" } else { "" };

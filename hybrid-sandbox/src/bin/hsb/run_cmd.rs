@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use hybrid_sandbox::{Error, Mount, Outcome, Policy, Sandbox, Stdin, StreamKind, Workload};
+use hybrid_sandbox::{Error, Mount, Outcome, Sandbox, Stdin, StreamKind, Workload};
 
 use crate::cli::RunArgs;
 
@@ -48,6 +48,9 @@ fn workload(args: &RunArgs) -> Result<Workload, String> {
     w.profile = args.workload.clone();
     w.isolation = args.isolation;
     w.network = args.network;
+    for n in &args.needs {
+        w = w.need(*n);
+    }
     w.limits.memory = args.memory;
     w.limits.wall_time = args.wall_time;
     w.limits.cpu_time = args.cpu_time;
@@ -69,12 +72,9 @@ pub(crate) fn run(args: RunArgs) -> i32 {
         Ok(w) => w,
         Err(msg) => return usage_error(msg, json),
     };
-    let sandbox = match &args.policy {
-        Some(p) => match Policy::from_file(p) {
-            Ok(policy) => Sandbox::from_policy(policy),
-            Err(e) => return fail(&Error::Policy(e), json),
-        },
-        None => Sandbox::with_default_policy(),
+    let sandbox = match crate::cli::sandbox(args.policy.as_deref(), args.floor.as_deref()) {
+        Ok(sb) => sb,
+        Err(e) => return fail(&e, json),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
