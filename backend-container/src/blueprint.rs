@@ -408,6 +408,20 @@ impl Blueprint {
             }
         }
 
+        // The working directory exists even when nothing is mounted there (a directory
+        // of the read-only root); inside a mount it must exist in the mounted tree.
+        let cwd = Path::new(&plan.cwd);
+        let covered = ["/tmp", "/proc", "/dev"].iter().any(|d| cwd.starts_with(d))
+            || plan.mounts.iter().any(|m| cwd.starts_with(&m.target));
+        if !covered && cwd != Path::new("/") {
+            op!(
+                ("working directory".into(), plan.cwd.clone()),
+                Op::Dir {
+                    path: components(cwd)?
+                }
+            );
+        }
+
         // Pipes.
         let (sync_r, sync_w) = pipe()?;
         let (err_r, err_w) = pipe()?;

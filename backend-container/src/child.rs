@@ -19,6 +19,8 @@ pub(crate) type Components = Vec<CString>;
 /// One step of building the sandbox's root filesystem.
 #[derive(Debug)]
 pub(crate) enum Op {
+    /// A directory, with its parents.
+    Dir { path: Components },
     /// A regular file with these contents (mode 0644).
     File { path: Components, contents: Vec<u8> },
     /// A symbolic link.
@@ -312,6 +314,7 @@ fn new_fs(
 
 fn run_op(root: RawFd, sources: &[RawFd], op: &Op) -> Result<(), Errno> {
     match op {
+        Op::Dir { path } => open_dir(root, path, true).map(sys::close),
         Op::File { path, contents } => {
             let (dir, name) = open_parent(root, path)?;
             let fd = sys::openat(
