@@ -1,0 +1,437 @@
+//! `hsb_run_options`: what a run adds to its policy's profile.
+
+use std::ffi::{c_char, c_int};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hybrid_sandbox::units::parse_duration;
+use hybrid_sandbox::{ByteSize, IsolationRequest, Mount, MountMode, Network, Stdin, Workload};
+
+use crate::error::{hsb_error, hsb_status, Failure};
+use crate::ffi;
+
+/// Options of a run: isolation, profile, stdin, environment, mounts, labels, limits and
+/// network. Created empty (everything from the policy), filled with the setters, and
+/// reusable for many runs. A run reads it; it must not be changed while a run uses it.
+#[derive(Debug, Default, Clone)]
+pub struct hsb_run_options {
+    /// Every field but the program and its arguments.
+    pub(crate) template: Workload,
+}
+
+impl hsb_run_options {
+    /// The workload to run `argv` with these options.
+    pub(crate) fn workload(&self, argv: Vec<String>) -> Workload {
+        let mut w = self.template.clone();
+        let mut it = argv.into_iter();
+        w.program = it.next().unwrap_or_default();
+        w.args = it.collect();
+        w
+    }
+}
+
+/// New, empty run options; free them with `hsb_run_options_free`. Never NULL.
+#[no_mangle]
+pub extern "C" fn hsb_run_options_new() -> *mut hsb_run_options {
+    Box::into_raw(Box::default())
+}
+
+/// Frees run options. NULL is ignored.
+///
+/// # Safety
+/// `o` is NULL or options from `hsb_run_options_new`, not yet freed, that no run is
+/// using; they are not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_free(o: *mut hsb_run_options) {
+    // SAFETY: the caller hands over NULL or live options it owns (contract above).
+    unsafe { ffi::free(o) }
+}
+
+/// Runs a setter: checks `o`, catches panics, reports through `err`.
+///
+/// # Safety
+/// `o` is NULL or live options that nothing else uses during the call; `err` is NULL or
+/// valid for writing one pointer.
+unsafe fn set(
+    o: *mut hsb_run_options,
+    err: *mut *mut hsb_error,
+    f: impl FnOnce(&mut Workload) -> Result<(), Failure>,
+) -> hsb_status {
+    let body = || {
+        // SAFETY: forwarded from the caller: NULL or live options used by nobody else.
+        let o = unsafe { ffi::handle_mut(o, "options") }?;
+        f(&mut o.template)
+    };
+    // SAFETY: forwarded from the caller: `err` is NULL or valid for writing.
+    unsafe { ffi::call(err, body) }
+}
+
+/// Asks for an isolation level: `"container"`, `"microvm"` or `"auto"`; NULL lets the
+/// policy decide (the default).
+///
+/// # Safety
+/// `o` is NULL or live options not used elsewhere during the call; `isolation` is NULL
+/// or a NUL-terminated string; `err` is NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_isolation(
+    o: *mut hsb_run_options,
+    isolation: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `isolation` is NULL or a NUL-terminated string (contract above).
+        let text = unsafe { ffi::opt_text(isolation, "isolation") }?;
+        w.isolation = text
+            .map(|t| t.parse::<IsolationRequest>().map_err(Failure::invalid))
+            .transpose()?;
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Names the policy profile to use (the CLI's `--workload`); NULL for the default.
+///
+/// # Safety
+/// As for `hsb_run_options_set_isolation`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_workload(
+    o: *mut hsb_run_options,
+    profile: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `profile` is NULL or a NUL-terminated string (contract above).
+        w.profile = unsafe { ffi::opt_text(profile, "profile") }?.map(str::to_owned);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Sets the bytes the workload reads on its stdin (copied); `len` 0 gives an empty
+/// stdin. Without it, stdin is /dev/null.
+///
+/// # Safety
+/// `o` is NULL or live options not used elsewhere during the call; `data` is NULL or
+/// valid for reading `len` bytes; `err` is NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_stdin(
+    o: *mut hsb_run_options,
+    data: *const u8,
+    len: usize,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `data` is NULL or valid for `len` bytes (contract above).
+        let data = unsafe { ffi::bytes(data, len, "stdin data") }?;
+        w.stdin = Stdin::Bytes(data.to_vec());
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Reads a `KEY`/`VALUE` pair of C strings.
+///
+/// # Safety
+/// Both are NULL or NUL-terminated strings.
+unsafe fn key_value(
+    key: *const c_char,
+    value: *const c_char,
+    what: &str,
+) -> Result<(String, String), Failure> {
+    // SAFETY: forwarded from the caller.
+    let k = unsafe { ffi::text(key, &format!("{what} key")) }?;
+    // SAFETY: forwarded from the caller.
+    let v = unsafe { ffi::text(value, &format!("{what} value")) }?;
+    if k.is_empty() || k.contains('=') {
+        return Err(Failure::invalid(format!(
+            "{what} key `{k}` must be non-empty and without `=`"
+        )));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// Sets an environment variable of the workload (nothing of the caller's environment is
+/// inherited).
+///
+/// # Safety
+/// `o` is NULL or live options not used elsewhere during the call; `key` and `value` are
+/// NULL or NUL-terminated strings; `err` is NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_env(
+    o: *mut hsb_run_options,
+    key: *const c_char,
+    value: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `key` and `value` are NULL or NUL-terminated (contract above).
+        let (k, v) = unsafe { key_value(key, value, "env") }?;
+        w.env.insert(k, v);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Sets a label the policy's rules look at, such as `trust` = `untrusted`.
+///
+/// # Safety
+/// As for `hsb_run_options_set_env`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_label(
+    o: *mut hsb_run_options,
+    key: *const c_char,
+    value: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `key` and `value` are NULL or NUL-terminated (contract above).
+        let (k, v) = unsafe { key_value(key, value, "label") }?;
+        w.labels.insert(k, v);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Makes the host path `host` visible at `sandbox_path` inside the sandbox (NULL: the
+/// same path), read-only unless `writable` is non-zero. A relative host path is taken
+/// from the current directory.
+///
+/// # Safety
+/// `o` is NULL or live options not used elsewhere during the call; `host` and
+/// `sandbox_path` are NULL or NUL-terminated strings; `err` is NULL or valid for writing
+/// one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_add_mount(
+    o: *mut hsb_run_options,
+    host: *const c_char,
+    sandbox_path: *const c_char,
+    writable: c_int,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `host` is NULL or a NUL-terminated string (contract above).
+        let host = unsafe { ffi::text(host, "mount host path") }?;
+        // SAFETY: `sandbox_path` is NULL or a NUL-terminated string (contract above).
+        let target = unsafe { ffi::opt_text(sandbox_path, "mount sandbox path") }?;
+        if host.is_empty() || target.is_some_and(str::is_empty) {
+            return Err(Failure::invalid("mount paths must not be empty"));
+        }
+        let mut source = PathBuf::from(host);
+        if source.is_relative() {
+            let cwd = std::env::current_dir().map_err(|e| {
+                Failure::invalid(format!(
+                    "mount {host}: cannot read the current directory: {e}"
+                ))
+            })?;
+            source = cwd.join(source);
+        }
+        w.mounts.push(Mount {
+            source,
+            target: target.map(PathBuf::from),
+            mode: if writable != 0 {
+                MountMode::Rw
+            } else {
+                MountMode::Ro
+            },
+            optional: false,
+        });
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Sets the working directory inside the sandbox; NULL for the profile's.
+///
+/// # Safety
+/// As for `hsb_run_options_set_isolation`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_cwd(
+    o: *mut hsb_run_options,
+    cwd: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `cwd` is NULL or a NUL-terminated string (contract above).
+        w.cwd = unsafe { ffi::opt_text(cwd, "cwd") }?.map(str::to_owned);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Sets the network: `"none"` (no interface) or `"loopback"`; NULL for the profile's.
+///
+/// # Safety
+/// As for `hsb_run_options_set_isolation`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_network(
+    o: *mut hsb_run_options,
+    mode: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `mode` is NULL or a NUL-terminated string (contract above).
+        let text = unsafe { ffi::opt_text(mode, "network") }?;
+        w.network = text
+            .map(|t| t.parse::<Network>().map_err(Failure::invalid))
+            .transpose()?;
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Sets one limit from text, as in policy files: `name` is `memory`, `wall_time`,
+/// `cpu_time`, `pids`, `open_files`, `file_size`, `output` or `tmp_size`; `value` a
+/// size (`"256MiB"`, bytes when bare), a duration (`"1.5s"`, `"500ms"`, seconds when
+/// bare) or a count. Each limit set replaces the profile's (within the policy's floor).
+///
+/// # Safety
+/// `o` is NULL or live options not used elsewhere during the call; `name` and `value`
+/// are NULL or NUL-terminated strings; `err` is NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_limit(
+    o: *mut hsb_run_options,
+    name: *const c_char,
+    value: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract above).
+        let name = unsafe { ffi::text(name, "limit name") }?;
+        // SAFETY: `value` is NULL or a NUL-terminated string (contract above).
+        let value = unsafe { ffi::text(value, "limit value") }?;
+        set_limit_text(w, name, value)
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+fn set_limit_text(w: &mut Workload, name: &str, value: &str) -> Result<(), Failure> {
+    let bad = |e: &dyn std::fmt::Display| Failure::invalid(format!("limit {name}: {e}"));
+    let size = || ByteSize::parse(value).map_err(|e| bad(&e));
+    let duration = || parse_duration(value).map_err(|e| bad(&e));
+    let count = || value.trim().parse::<u64>().map_err(|e| bad(&e));
+    let l = &mut w.limits;
+    match name {
+        "memory" => l.memory = Some(size()?),
+        "wall_time" => l.wall_time = Some(duration()?),
+        "cpu_time" => l.cpu_time = Some(duration()?),
+        "pids" => l.pids = Some(count()?),
+        "open_files" => l.open_files = Some(count()?),
+        "file_size" => l.file_size = Some(size()?),
+        "output" => l.output = Some(size()?),
+        "tmp_size" => l.tmp_size = Some(size()?),
+        _ => {
+            return Err(Failure::invalid(format!(
+                "unknown limit `{name}` (use memory, wall_time, cpu_time, pids, open_files, \
+                 file_size, output or tmp_size)"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// Sets a numeric limit: the closure stores it.
+///
+/// # Safety
+/// As for [`set`].
+unsafe fn set_number(
+    o: *mut hsb_run_options,
+    err: *mut *mut hsb_error,
+    f: impl FnOnce(&mut Workload),
+) -> hsb_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        set(o, err, |w| {
+            f(w);
+            Ok(())
+        })
+    }
+}
+
+/// Memory limit of the whole sandbox, in bytes.
+///
+/// # Safety
+/// `o` is NULL or live options not used elsewhere during the call; `err` is NULL or
+/// valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_memory(
+    o: *mut hsb_run_options,
+    bytes: u64,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    // SAFETY: the pointers follow the contract above.
+    unsafe { set_number(o, err, |w| w.limits.memory = Some(ByteSize(bytes))) }
+}
+
+/// Wall-clock limit in milliseconds; past it the run ends in `timeout`.
+///
+/// # Safety
+/// As for `hsb_run_options_set_memory`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_wall_time_ms(
+    o: *mut hsb_run_options,
+    ms: u64,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    // SAFETY: the pointers follow the contract above.
+    unsafe {
+        set_number(o, err, |w| {
+            w.limits.wall_time = Some(Duration::from_millis(ms))
+        })
+    }
+}
+
+/// CPU-time limit of all the sandbox's processes, in milliseconds.
+///
+/// # Safety
+/// As for `hsb_run_options_set_memory`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_cpu_time_ms(
+    o: *mut hsb_run_options,
+    ms: u64,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    // SAFETY: the pointers follow the contract above.
+    unsafe {
+        set_number(o, err, |w| {
+            w.limits.cpu_time = Some(Duration::from_millis(ms))
+        })
+    }
+}
+
+/// Maximum number of processes and threads alive at once.
+///
+/// # Safety
+/// As for `hsb_run_options_set_memory`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_pids(
+    o: *mut hsb_run_options,
+    pids: u64,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    // SAFETY: the pointers follow the contract above.
+    unsafe { set_number(o, err, |w| w.limits.pids = Some(pids)) }
+}
+
+/// Output limit (stdout and stderr together), in bytes; past it the run ends in
+/// `output_limit`.
+///
+/// # Safety
+/// As for `hsb_run_options_set_memory`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_output_limit(
+    o: *mut hsb_run_options,
+    bytes: u64,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    // SAFETY: the pointers follow the contract above.
+    unsafe { set_number(o, err, |w| w.limits.output = Some(ByteSize(bytes))) }
+}
