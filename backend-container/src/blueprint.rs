@@ -133,6 +133,72 @@ enum Realised {
     Skip,
 }
 
+/// The real path of a mount source. Symlinks on the way are followed only when root
+/// owns them (system links such as /bin -> usr/bin): a symlink made by a sandbox in a
+/// read-write mount must never redirect a later mount to a host path of its choosing.
+fn resolve_source(path: &Path) -> std::io::Result<PathBuf> {
+    use std::collections::VecDeque;
+    // Fast path: no symlink at all (one syscall).
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    match crate::sys::openat2(
+        libc::AT_FDCWD,
+        &c,
+        (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        resolve,
+    ) {
+        Ok(fd) => {
+            crate::sys::close(fd);
+            return Ok(path.to_path_buf());
+        }
+        Err(libc::ELOOP) => {}
+        Err(e) => return Err(std::io::Error::from_raw_os_error(e)),
+    }
+    use std::ffi::OsString;
+    let mut todo: VecDeque<OsString> = path.iter().map(OsString::from).collect();
+    let mut out = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.to_str() {
+            Some("/") | Some(".") => continue,
+            Some("..") => {
+                out.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let next = out.join(&c);
+        let meta = std::fs::symlink_metadata(&next)?;
+        if !meta.file_type().is_symlink() {
+            out = next;
+            continue;
+        }
+        if meta.uid() != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "the path passes through the symlink {} owned by uid {}; only root-owned symlinks are followed in mount sources, give the real path",
+                    next.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        links += 1;
+        if links > 40 {
+            return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        let target = std::fs::read_link(&next)?;
+        if target.is_absolute() {
+            out = PathBuf::from("/");
+        }
+        for (i, t) in target.iter().enumerate() {
+            todo.insert(i, t.to_os_string());
+        }
+    }
+    Ok(out)
+}
+
 /// Resolves every mount of the plan: 3 to 4 syscalls each (no component-by-component
 /// canonicalization: the kernel names the opened file in /proc/self/fd).
 fn realise_all(plan: &Plan) -> Result<Vec<Realised>, SpawnError> {
@@ -154,10 +220,11 @@ fn realise_all(plan: &Plan) -> Result<Vec<Realised>, SpawnError> {
             }
             Err(e) => return Err(err(e)),
         };
+        let resolved = resolve_source(&m.source).map_err(err)?;
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-            .open(&m.source)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&resolved)
             .map_err(err)?;
         let meta = file.metadata().map_err(err)?;
         let canonical =

@@ -174,11 +174,17 @@ fn program_errors_are_distinguished() {
     let err = rt.block_on(sandbox().run(w)).unwrap_err();
     assert!(err.chain().contains("/nonexistent/dir"), "{}", err.chain());
     assert_eq!(err.exit_status(), 125);
+    // A working directory outside any mount is created; inside a read-only mount it
+    // must exist.
+    let o = run(c(sh("pwd").cwd("/work/here")));
+    assert_eq!(stdout(&o), "/work/here\n");
     let err = rt
-        .block_on(sandbox().run(c(Workload::new("true", Vec::<String>::new()).cwd("/nope"))))
+        .block_on(sandbox().run(c(
+            Workload::new("true", Vec::<String>::new()).cwd("/usr/nope"),
+        )))
         .unwrap_err();
     assert!(
-        err.chain().contains("working directory /nope"),
+        err.chain().contains("working directory /usr/nope"),
         "{}",
         err.chain()
     );

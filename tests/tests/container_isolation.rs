@@ -365,3 +365,26 @@ fn enforcement_report_says_what_held() {
     }
     assert!(e.limits.details.contains_key("memory"));
 }
+
+#[test]
+fn a_symlink_planted_in_a_rw_mount_cannot_redirect_a_later_mount() {
+    // Run 1 gets /shared read-write and replaces shared/sub with a symlink to /etc.
+    let dir = writable_tempdir();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    set_mode(&dir.path().join("sub"), 0o777);
+    let o = run(container(sh(
+        "rmdir /shared/sub && ln -s /etc /shared/sub && echo planted",
+    ))
+    .mount(Mount::rw(dir.path(), "/shared")));
+    assert_eq!(stdout(&o), "planted\n", "{o:?}");
+    // Run 2 mounts shared/sub: the planted link is not followed.
+    let rt = runtime();
+    let w = container(sh("ls /sub")).mount(Mount::ro(dir.path().join("sub"), "/sub"));
+    let err = rt.block_on(sandbox().run(w)).unwrap_err();
+    assert!(
+        err.chain()
+            .contains("only root-owned symlinks are followed"),
+        "{}",
+        err.chain()
+    );
+}
