@@ -2,6 +2,7 @@
 //! builds the VM, confines itself and runs the guest; the async side waits, streams
 //! output, feeds stdin and kills.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -94,20 +95,8 @@ impl Backend for MicroVmBackend {
             .name("hsb-vcpu".into())
             .spawn(move || {
                 thread_ctl.register_thread();
-                match crate::sandbox::prepare(&plan, Arc::clone(&thread_ctl), output, input, start)
-                {
-                    Ok(prepared) => {
-                        if setup_tx.send(Ok(())).is_err() {
-                            thread_ctl.kill();
-                        }
-                        let outcome = crate::sandbox::run(&plan, prepared, start);
-                        let _ = done_tx.send(outcome);
-                    }
-                    Err(e) => {
-                        thread_ctl.unregister_thread();
-                        let _ = setup_tx.send(Err(e));
-                    }
-                }
+                vcpu_thread(&plan, &thread_ctl, output, input, start, setup_tx, done_tx);
+                thread_ctl.unregister_thread();
             })
             .map_err(|e| SpawnError::Setup {
                 step: "starting the vCPU thread".into(),
@@ -127,6 +116,56 @@ impl Backend for MicroVmBackend {
             }),
         }
     }
+}
+
+/// The body of a run's thread. A panic (a VMM bug) becomes an error of the run, never
+/// a crash of the caller.
+fn vcpu_thread(
+    plan: &Plan,
+    ctl: &Arc<Control>,
+    output: Output,
+    input: Input,
+    start: Instant,
+    setup_tx: oneshot::Sender<Result<(), SpawnError>>,
+    done_tx: oneshot::Sender<Result<Outcome, RunError>>,
+) {
+    let prepared = catch_unwind(AssertUnwindSafe(|| {
+        crate::sandbox::prepare(plan, Arc::clone(ctl), output, input, start)
+    }));
+    let prepared = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            let _ = setup_tx.send(Err(e));
+            return;
+        }
+        Err(panic) => {
+            let _ = setup_tx.send(Err(SpawnError::Setup {
+                step: "setting up the micro-VM".into(),
+                source: std::io::Error::other(panic_message(&panic)),
+            }));
+            return;
+        }
+    };
+    if setup_tx.send(Ok(())).is_err() {
+        ctl.kill();
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        crate::sandbox::run(plan, prepared, start)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(RunError::Supervision(
+            "running the micro-VM".into(),
+            std::io::Error::other(format!("VMM failure: {}", panic_message(&panic))),
+        ))
+    });
+    let _ = done_tx.send(outcome);
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// A running micro-VM.

@@ -62,9 +62,20 @@ pub(crate) fn install_handler() -> std::io::Result<()> {
     r.map_err(std::io::Error::from_raw_os_error)
 }
 
+/// While alive, the kick handler of the calling thread points at its vCPU's
+/// `immediate_exit`; dropping it (before the vCPU) points it nowhere again.
+#[derive(Debug)]
+pub(crate) struct Armed(());
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
+    }
+}
+
 /// Points the kick handler of the calling thread at its vCPU's `immediate_exit`, and
 /// unblocks the kick signal.
-pub(crate) fn arm_thread(immediate_exit: *mut u8) {
+pub(crate) fn arm_thread(immediate_exit: *mut u8) -> Armed {
     IMMEDIATE_EXIT.with(|c| c.set(immediate_exit));
     // SAFETY: an all-zero sigset_t is a valid (empty) set.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -74,11 +85,7 @@ pub(crate) fn arm_thread(immediate_exit: *mut u8) {
     unsafe { libc::sigaddset(&mut set, kick_signal()) };
     // SAFETY: changes only the calling thread's mask; `set` is valid.
     unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
-}
-
-/// Undoes [`arm_thread`] (before the vCPU is dropped).
-pub(crate) fn disarm_thread() {
-    IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
+    Armed(())
 }
 
 /// State shared between the vCPU thread and whoever may stop it.

@@ -302,13 +302,13 @@ pub(crate) fn load(
         .program_headers
         .iter()
         .find(|p| p.p_type == PT_PHDR)
-        .map(|p| bias + p.p_vaddr)
+        .map(|p| bias.wrapping_add(p.p_vaddr))
         .or_else(|| {
             let off = elf.header.e_phoff;
             loads
                 .iter()
                 .find(|p| p.p_offset <= off && off < p.p_offset + p.p_filesz)
-                .map(|p| bias + p.p_vaddr + (off - p.p_offset))
+                .map(|p| bias.wrapping_add(p.p_vaddr).wrapping_add(off - p.p_offset))
         })
         .unwrap_or(0);
     let stack_reserve = 8 << 20;
@@ -322,7 +322,7 @@ pub(crate) fn load(
     let aux = Aux {
         phdr,
         phnum: elf.header.e_phnum.into(),
-        entry: bias + elf.header.e_entry,
+        entry: bias.wrapping_add(elf.header.e_entry),
     };
     let rsp = build_stack(mm, &prog.argv, env, path, &aux)?;
     Ok(Entry {

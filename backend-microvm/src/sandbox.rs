@@ -151,7 +151,7 @@ pub(crate) fn prepare(
         sig: Signals::default(),
         limits: Limits {
             file_size: plan.limits.file_size.map(|b| b.0),
-            deadline: plan.limits.wall_time.map(|d| start + d),
+            deadline: plan.limits.wall_time.and_then(|d| start.checked_add(d)),
             cpu: plan.limits.cpu_time,
             open_files,
             memory,
@@ -206,9 +206,9 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         timers,
         euid,
     } = p;
-    kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
+    let armed = kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
     let stop = crate::vcpu::run(&mut vm, &mut kernel);
-    kick::disarm_thread();
+    drop(armed);
     kernel.ctl.unregister_thread();
     drop(timers);
     drop(vm);

@@ -196,3 +196,52 @@ async fn wild_pointers_get_efault() {
         assert!(out.contains("ok\nwrite partial rc=3 errno=0"), "{out}");
     }
 }
+
+#[tokio::test]
+async fn random_syscalls_never_break_the_vmm() {
+    if !kvm() {
+        return;
+    }
+    // HSB_FUZZ_SEEDS=N runs more seeds (the default keeps the suite fast).
+    let seeds: u32 = std::env::var("HSB_FUZZ_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let base: u32 = std::env::var("HSB_FUZZ_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for seed in base + 1..=base + seeds {
+        let tc = Toolchain::all()[seed as usize % 3];
+        let mut p = prog_plan("fuzz", tc, &[&seed.to_string(), "3000"]);
+        p.limits.wall_time = Some(Duration::from_secs(10));
+        let o = {
+            use sandbox_core::Backend;
+            let mut e = backend_microvm::MicroVmBackend::new()
+                .spawn(p)
+                .await
+                .expect("spawn");
+            e.wait()
+                .await
+                .unwrap_or_else(|e| panic!("seed {seed}: the VMM failed: {e:?}"))
+        };
+        if std::env::var_os("HSB_FUZZ_SEEDS").is_some() {
+            eprintln!(
+                "seed {seed} {tc:?}: {:?} {:?} {}",
+                o.termination,
+                o.signal,
+                stdout(&o).trim()
+            );
+        }
+        assert!(
+            matches!(
+                o.termination,
+                Termination::Exited | Termination::Signaled | Termination::OutputLimit
+            ),
+            "seed {seed} {tc:?}: {o:?}"
+        );
+        if o.termination == Termination::Exited {
+            assert!(stdout(&o).contains("made "), "seed {seed}: {}", stdout(&o));
+        }
+    }
+}

@@ -422,7 +422,11 @@ impl Kernel {
             return Err(errno::EBADF.into());
         }
         let mut off = if offp != 0 {
-            Some(self.mm.read_u64(offp)?)
+            let o = self.mm.read_u64(offp)?;
+            if (o as i64) < 0 {
+                return Err(errno::EINVAL.into());
+            }
+            Some(o)
         } else {
             None
         };
@@ -437,7 +441,7 @@ impl Kernel {
             let w = self.sink_write(&output, &tmp[..n], None)?;
             done += w as u64;
             if let Some(o) = off.as_mut() {
-                *o += w as u64;
+                *o = o.saturating_add(w as u64);
             } else if w < n {
                 input.pos.set(input.pos.get() - (n - w) as u64);
             }

@@ -192,7 +192,7 @@ impl Kernel {
         }
         let mut out = vec![0u8; pages as usize];
         for (i, b) in out.iter_mut().enumerate() {
-            let va = addr + i as u64 * PAGE_SIZE;
+            let va = addr.wrapping_add(i as u64 * PAGE_SIZE);
             if !self.mm.vmas().any(|(s, v)| s <= va && va < v.end) {
                 return Err(errno::ENOMEM.into());
             }

@@ -226,7 +226,7 @@ impl Kernel {
                 return Err(Stop::Timeout);
             }
         }
-        let until = until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let until = until.unwrap_or_else(|| time::later(Duration::from_secs(3600)));
         if Instant::now() < until {
             self.ctl.wait_until(until);
         }

@@ -334,6 +334,9 @@ impl Kernel {
             let raw = self.mm.read_user_vec(tv, 32)?;
             let q =
                 |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            if !(0..1_000_000).contains(&q(1)) || !(0..1_000_000).contains(&q(3)) {
+                return Err(errno::EINVAL.into());
+            }
             (
                 Some(Time {
                     sec: q(0),

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::fd::{FileKind, PIPE_CAPACITY};
+use super::time::later;
 use super::{Kernel, SysErr, SysResult};
 use crate::errno;
 use crate::stdio::Input;
@@ -88,8 +89,7 @@ impl Kernel {
     }
 
     pub(crate) fn sys_poll(&mut self, fds: u64, nfds: u64, timeout_ms: i64) -> SysResult {
-        let until =
-            (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        let until = (timeout_ms >= 0).then(|| later(Duration::from_millis(timeout_ms as u64)));
         self.poll_loop(fds, nfds, until)
     }
 
@@ -97,7 +97,7 @@ impl Kernel {
         let until = if tsp == 0 {
             None
         } else {
-            Some(Instant::now() + self.timespec(tsp)?)
+            Some(later(self.timespec(tsp)?))
         };
         self.poll_loop(fds, nfds, until)
     }
@@ -118,7 +118,7 @@ impl Kernel {
         let until = if tp == 0 {
             None
         } else if pselect {
-            Some(Instant::now() + self.timespec(tp)?)
+            Some(later(self.timespec(tp)?))
         } else {
             let raw = self.mm.read_user_vec(tp, 16)?;
             let s = i64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
@@ -126,7 +126,7 @@ impl Kernel {
             if s < 0 || !(0..1_000_000).contains(&us) {
                 return Err(errno::EINVAL.into());
             }
-            Some(Instant::now() + Duration::new(s as u64, us as u32 * 1000))
+            Some(later(Duration::new(s as u64, us as u32 * 1000)))
         };
         let bytes = nfds.div_ceil(64) as usize * 8;
         let read_set = |k: &mut Kernel, p: u64| -> Result<Vec<u8>, SysErr> {

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::fs::fill_random;
+use super::time::later;
 use super::{Cpu, Kernel, SysErr, SysResult, PID};
 use crate::errno;
 use crate::kick::thread_cpu_time;
@@ -278,7 +279,7 @@ impl Kernel {
                 } else {
                     let d = self.timespec(timeout)?;
                     Some(if cmd == libc::FUTEX_WAIT {
-                        Instant::now() + d
+                        later(d)
                     } else {
                         self.monotonic_to_instant(d)
                     })

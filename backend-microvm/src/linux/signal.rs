@@ -195,8 +195,8 @@ impl Kernel {
             _ => sp = sp.wrapping_sub(128), // the red zone
         }
         let frame = ((sp.wrapping_sub(8 + UCONTEXT + SIGINFO)) & !15).wrapping_sub(8);
-        let uc = frame + 8;
-        let si = uc + UCONTEXT;
+        let uc = frame.wrapping_add(8);
+        let si = uc.wrapping_add(UCONTEXT);
         // struct ucontext: flags, link, stack, sigcontext, sigmask.
         let mut ucb = Vec::with_capacity(UCONTEXT as usize);
         ucb.extend_from_slice(&0u64.to_le_bytes());

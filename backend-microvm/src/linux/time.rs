@@ -20,6 +20,14 @@ fn host_clock(id: libc::clockid_t) -> Duration {
     )
 }
 
+/// `d` from now; a duration too long for the clock saturates (ten years: the run's
+/// deadline or a kill comes first).
+pub(crate) fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or(now + Duration::from_secs(10 * 365 * 86400))
+}
+
 fn encode(d: Duration) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&(d.as_secs() as i64).to_le_bytes());
@@ -57,7 +65,7 @@ impl Kernel {
     /// The instant at which CLOCK_MONOTONIC reads `t`.
     pub(crate) fn monotonic_to_instant(&self, t: Duration) -> Instant {
         let now = host_clock(libc::CLOCK_MONOTONIC);
-        Instant::now() + t.saturating_sub(now)
+        later(t.saturating_sub(now))
     }
 
     pub(crate) fn sys_clock_gettime(&mut self, id: u64, tp: u64) -> SysResult {
@@ -102,7 +110,7 @@ impl Kernel {
 
     pub(crate) fn sys_nanosleep(&mut self, req: u64, _rem: u64) -> SysResult {
         let d = self.timespec(req)?;
-        self.sleep_until(Instant::now() + d)?;
+        self.sleep_until(later(d))?;
         Ok(0)
     }
 
@@ -116,9 +124,9 @@ impl Kernel {
         let d = self.timespec(req)?;
         let now = self.clock(id)?;
         let until = if flags & libc::TIMER_ABSTIME as u64 != 0 {
-            Instant::now() + d.saturating_sub(now)
+            later(d.saturating_sub(now))
         } else {
-            Instant::now() + d
+            later(d)
         };
         self.sleep_until(until)?;
         Ok(0)
