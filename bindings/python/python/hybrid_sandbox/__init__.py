@@ -1,0 +1,370 @@
+"""Run untrusted programs in a container or a micro-VM, as a policy decides.
+
+    >>> import hybrid_sandbox
+    >>> out = hybrid_sandbox.run(["echo", "hi"], timeout="5s", memory="256MiB")
+    >>> out.termination, out.exit_code, out.stdout
+    ('exited', 0, b'hi\\n')
+
+Every run returns an `Outcome`: the isolation used, how the run ended, its output and
+costs, the decision's reasons, and an enforcement report of what was really in force.
+A run that could not start raises a `SandboxError` (`PolicyError`, `BackendUnavailable`,
+`ProgramNotFound`, ...). Waiting releases the GIL, so runs proceed in parallel from
+several threads; `run_async` and `Process` (from `spawn`) serve asyncio.
+
+Units: sizes are bytes (int) or strings such as "256MiB"; durations are seconds (int or
+float), strings such as "1.5s" or "500ms", or `datetime.timedelta`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any, Optional, Union
+
+from . import _native
+from ._native import (
+    PIPE,
+    BackendUnavailable,
+    Decision,
+    MountError,
+    NotExecutable,
+    Outcome,
+    OutputEvent,
+    PolicyError,
+    Process,
+    ProgramNotFound,
+    RunError,
+    SandboxError,
+    SetupError,
+)
+
+__version__: str = _native.__version__
+
+__all__ = [
+    "PIPE",
+    "BackendUnavailable",
+    "Decision",
+    "MountError",
+    "NotExecutable",
+    "Outcome",
+    "OutputEvent",
+    "PolicyError",
+    "Process",
+    "ProgramNotFound",
+    "RunError",
+    "Sandbox",
+    "SandboxError",
+    "SetupError",
+    "run",
+    "run_async",
+    "spawn",
+]
+
+StrPath = Union[str, "os.PathLike[str]"]
+Argv = Sequence[StrPath]
+Size = Union[int, str]
+Seconds = Union[int, float, str, timedelta]
+MountSpec = Union[str, "os.PathLike[str]", tuple[StrPath, StrPath], tuple[StrPath, StrPath, str]]
+Stdin = Union[bytes, bytearray, memoryview, str, int, None]
+
+
+def _options(**kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+class Sandbox:
+    """A policy and the backends it chooses from. Reusable, and safe to share between
+    threads and tasks.
+
+    `policy` is a policy file (TOML, or JSON for `.json` names); None means the embedded
+    default policy (untrusted code, container isolation, no network, read-only system
+    directories, bounded memory, time, processes and output).
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, policy: Optional[StrPath] = None) -> None:
+        if policy is not None and not isinstance(policy, (str, os.PathLike)):
+            raise TypeError(f"policy must be a path (str or os.PathLike), not {type(policy).__name__}")
+        self._native = _native.Sandbox(os.fspath(policy) if policy is not None else None)
+
+    @classmethod
+    def from_toml(cls, text: str, origin: str = "<string>") -> Sandbox:
+        """A sandbox under a policy given as TOML text; `origin` names it in errors."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
+        sandbox = cls.__new__(cls)
+        sandbox._native = _native.Sandbox(toml=text, origin=origin)
+        return sandbox
+
+    @property
+    def policy_origin(self) -> str:
+        """Where the policy came from: a path, or the embedded default."""
+        return self._native.policy_origin
+
+    @property
+    def profiles(self) -> list[str]:
+        """The policy's profiles: the values `workload=` accepts."""
+        return self._native.profiles
+
+    def run(
+        self,
+        argv: Argv,
+        *,
+        isolation: Optional[str] = None,
+        workload: Optional[str] = None,
+        stdin: Stdin = None,
+        timeout: Optional[Seconds] = None,
+        memory: Optional[Size] = None,
+        mounts: Optional[Sequence[MountSpec]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cpu_time: Optional[Seconds] = None,
+        pids: Optional[int] = None,
+        output_limit: Optional[Size] = None,
+        network: Optional[str] = None,
+        cwd: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+    ) -> Outcome:
+        """Runs `argv` (the program, an absolute path in the sandbox or a name searched in
+        PATH, then its arguments) to its end and returns its `Outcome`.
+
+        isolation: "container", "microvm" or "auto"; the policy decides when None.
+        workload: the policy profile to use. stdin: bytes (or str) the workload reads;
+        /dev/null when None. timeout: wall-clock limit (the run ends in "timeout").
+        memory: memory limit of the whole sandbox. mounts: host paths to show inside,
+        as "HOST:SANDBOX[:ro|:rw]" or (host, sandbox[, "ro" | "rw"]), read-only unless
+        "rw". env: the workload's environment (nothing is inherited). cpu_time, pids,
+        output_limit: more limits. network: "none" or "loopback". cwd: the working
+        directory inside. labels: what the policy's rules look at, e.g. {"trust": ...}.
+
+        The GIL is released while the workload runs; Ctrl-C kills it.
+        """
+        return self._native.run(
+            argv,
+            _options(
+                isolation=isolation,
+                workload=workload,
+                stdin=stdin,
+                timeout=timeout,
+                memory=memory,
+                mounts=mounts,
+                env=env,
+                cpu_time=cpu_time,
+                pids=pids,
+                output_limit=output_limit,
+                network=network,
+                cwd=cwd,
+                labels=labels,
+            ),
+        )
+
+    async def run_async(
+        self,
+        argv: Argv,
+        *,
+        isolation: Optional[str] = None,
+        workload: Optional[str] = None,
+        stdin: Stdin = None,
+        timeout: Optional[Seconds] = None,
+        memory: Optional[Size] = None,
+        mounts: Optional[Sequence[MountSpec]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cpu_time: Optional[Seconds] = None,
+        pids: Optional[int] = None,
+        output_limit: Optional[Size] = None,
+        network: Optional[str] = None,
+        cwd: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+    ) -> Outcome:
+        """`run` for asyncio: awaits the `Outcome` without blocking the event loop.
+        Cancelling the awaiting task kills the run."""
+        return await self._native.run_async(
+            argv,
+            _options(
+                isolation=isolation,
+                workload=workload,
+                stdin=stdin,
+                timeout=timeout,
+                memory=memory,
+                mounts=mounts,
+                env=env,
+                cpu_time=cpu_time,
+                pids=pids,
+                output_limit=output_limit,
+                network=network,
+                cwd=cwd,
+                labels=labels,
+            ),
+        )
+
+    def spawn(
+        self,
+        argv: Argv,
+        *,
+        isolation: Optional[str] = None,
+        workload: Optional[str] = None,
+        stdin: Stdin = None,
+        timeout: Optional[Seconds] = None,
+        memory: Optional[Size] = None,
+        mounts: Optional[Sequence[MountSpec]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cpu_time: Optional[Seconds] = None,
+        pids: Optional[int] = None,
+        output_limit: Optional[Size] = None,
+        network: Optional[str] = None,
+        cwd: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+    ) -> Process:
+        """Starts `argv` and returns its `Process` at once: iterate over it (`for` or
+        `async for`) for `OutputEvent`s while it runs, `write()` to its stdin when
+        started with `stdin=PIPE`, then `wait()` (or `await wait_async()`) for the
+        `Outcome`. Arguments as for `run`."""
+        return self._native.spawn(
+            argv,
+            _options(
+                isolation=isolation,
+                workload=workload,
+                stdin=stdin,
+                timeout=timeout,
+                memory=memory,
+                mounts=mounts,
+                env=env,
+                cpu_time=cpu_time,
+                pids=pids,
+                output_limit=output_limit,
+                network=network,
+                cwd=cwd,
+                labels=labels,
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f"Sandbox(policy={self.policy_origin!r})"
+
+
+_default: Optional[Sandbox] = None
+_default_lock = threading.Lock()
+
+
+def _sandbox(policy: Optional[StrPath]) -> Sandbox:
+    global _default
+    if policy is not None:
+        return Sandbox(policy)
+    with _default_lock:
+        if _default is None:
+            _default = Sandbox()
+        return _default
+
+
+def run(
+    argv: Argv,
+    *,
+    policy: Optional[StrPath] = None,
+    isolation: Optional[str] = None,
+    workload: Optional[str] = None,
+    stdin: Stdin = None,
+    timeout: Optional[Seconds] = None,
+    memory: Optional[Size] = None,
+    mounts: Optional[Sequence[MountSpec]] = None,
+    env: Optional[Mapping[str, str]] = None,
+    cpu_time: Optional[Seconds] = None,
+    pids: Optional[int] = None,
+    output_limit: Optional[Size] = None,
+    network: Optional[str] = None,
+    cwd: Optional[str] = None,
+    labels: Optional[Mapping[str, str]] = None,
+) -> Outcome:
+    """Runs `argv` under `policy` (a policy file; the embedded default when None) and
+    returns its `Outcome`. See `Sandbox.run` for the other arguments."""
+    return _sandbox(policy).run(
+        argv,
+        isolation=isolation,
+        workload=workload,
+        stdin=stdin,
+        timeout=timeout,
+        memory=memory,
+        mounts=mounts,
+        env=env,
+        cpu_time=cpu_time,
+        pids=pids,
+        output_limit=output_limit,
+        network=network,
+        cwd=cwd,
+        labels=labels,
+    )
+
+
+async def run_async(
+    argv: Argv,
+    *,
+    policy: Optional[StrPath] = None,
+    isolation: Optional[str] = None,
+    workload: Optional[str] = None,
+    stdin: Stdin = None,
+    timeout: Optional[Seconds] = None,
+    memory: Optional[Size] = None,
+    mounts: Optional[Sequence[MountSpec]] = None,
+    env: Optional[Mapping[str, str]] = None,
+    cpu_time: Optional[Seconds] = None,
+    pids: Optional[int] = None,
+    output_limit: Optional[Size] = None,
+    network: Optional[str] = None,
+    cwd: Optional[str] = None,
+    labels: Optional[Mapping[str, str]] = None,
+) -> Outcome:
+    """`run` for asyncio; cancelling the awaiting task kills the run."""
+    return await _sandbox(policy).run_async(
+        argv,
+        isolation=isolation,
+        workload=workload,
+        stdin=stdin,
+        timeout=timeout,
+        memory=memory,
+        mounts=mounts,
+        env=env,
+        cpu_time=cpu_time,
+        pids=pids,
+        output_limit=output_limit,
+        network=network,
+        cwd=cwd,
+        labels=labels,
+    )
+
+
+def spawn(
+    argv: Argv,
+    *,
+    policy: Optional[StrPath] = None,
+    isolation: Optional[str] = None,
+    workload: Optional[str] = None,
+    stdin: Stdin = None,
+    timeout: Optional[Seconds] = None,
+    memory: Optional[Size] = None,
+    mounts: Optional[Sequence[MountSpec]] = None,
+    env: Optional[Mapping[str, str]] = None,
+    cpu_time: Optional[Seconds] = None,
+    pids: Optional[int] = None,
+    output_limit: Optional[Size] = None,
+    network: Optional[str] = None,
+    cwd: Optional[str] = None,
+    labels: Optional[Mapping[str, str]] = None,
+) -> Process:
+    """Starts `argv` and returns its `Process`; see `Sandbox.spawn`."""
+    return _sandbox(policy).spawn(
+        argv,
+        isolation=isolation,
+        workload=workload,
+        stdin=stdin,
+        timeout=timeout,
+        memory=memory,
+        mounts=mounts,
+        env=env,
+        cpu_time=cpu_time,
+        pids=pids,
+        output_limit=output_limit,
+        network=network,
+        cwd=cwd,
+        labels=labels,
+    )

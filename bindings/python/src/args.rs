@@ -1,0 +1,318 @@
+//! Python arguments to a [`Workload`]: argv, units, mounts, environment, stdin. Wrong
+//! types raise `TypeError`, wrong values `ValueError`, each naming the argument.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hybrid_sandbox::units::parse_duration;
+use hybrid_sandbox::{ByteSize, IsolationRequest, Mount, MountMode, Network, Stdin, Workload};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
+
+/// The `stdin` value that asks for a pipe written with `Process.write` (`PIPE`).
+pub(crate) const PIPE: i64 = -1;
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Text without NUL (which no argv, environment or path can hold).
+fn text(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    let s: String = if obj.is_instance_of::<PyString>() {
+        obj.extract()?
+    } else if obj.hasattr("__fspath__")? {
+        let p = obj.call_method0("__fspath__")?;
+        if !p.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(format!(
+                "{what} must be a str, not a bytes path"
+            )));
+        }
+        p.extract()?
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a str, not {}",
+            type_name(obj)
+        )));
+    };
+    if s.contains('\0') {
+        return Err(PyValueError::new_err(format!(
+            "{what} contains a NUL character"
+        )));
+    }
+    Ok(s)
+}
+
+/// argv: a list or tuple of str, the first the program.
+pub(crate) fn argv(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "argv must be a list of strings such as ['echo', 'hi'], not a {}",
+            type_name(obj)
+        )));
+    }
+    let items = obj.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "argv must be a list of strings such as ['echo', 'hi'], not {}",
+            type_name(obj)
+        ))
+    })?;
+    let mut out = Vec::new();
+    for (i, item) in items.enumerate() {
+        out.push(text(&item?, &format!("argv[{i}]"))?);
+    }
+    match out.first() {
+        None => Err(PyValueError::new_err(
+            "argv is empty: it needs at least the program",
+        )),
+        Some(p) if p.is_empty() => Err(PyValueError::new_err("argv[0] (the program) is empty")),
+        Some(_) => Ok(out),
+    }
+}
+
+/// A duration: seconds (int or float), a string such as "1.5s", or a timedelta.
+pub(crate) fn duration(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
+    let secs: f64 = if obj.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be seconds or a string such as '1.5s', not a bool"
+        )));
+    } else if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
+        obj.extract()?
+    } else if obj.is_instance_of::<PyString>() {
+        let s: String = obj.extract()?;
+        return parse_duration(&s).map_err(|e| PyValueError::new_err(format!("{what}: {e}")));
+    } else if obj.hasattr("total_seconds")? {
+        obj.call_method0("total_seconds")?.extract()?
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be seconds (int or float), a string such as '1.5s', or a timedelta, \
+             not {}",
+            type_name(obj)
+        )));
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(PyValueError::new_err(format!(
+            "{what} must be a finite number of seconds between 0 and 1e9, not {secs}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A size: bytes (int) or a string such as "256MiB".
+pub(crate) fn size(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ByteSize> {
+    if obj.is_instance_of::<PyString>() {
+        let s: String = obj.extract()?;
+        return ByteSize::parse(&s).map_err(|e| PyValueError::new_err(format!("{what}: {e}")));
+    }
+    Ok(ByteSize(count(
+        obj,
+        what,
+        "bytes (int) or a string such as '256MiB'",
+    )?))
+}
+
+/// A non-negative whole number.
+pub(crate) fn count(obj: &Bound<'_, PyAny>, what: &str, expected: &str) -> PyResult<u64> {
+    if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be {expected}, not {}",
+            type_name(obj)
+        )));
+    }
+    let n: i128 = obj.extract()?;
+    u64::try_from(n).map_err(|_| {
+        PyValueError::new_err(format!("{what} must be between 0 and 2**64-1, not {n}"))
+    })
+}
+
+/// A mapping of str to str (env, labels).
+fn string_map(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeMap<String, String>> {
+    let items = obj.call_method0("items").map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be a mapping of str to str, not {}",
+            type_name(obj)
+        ))
+    })?;
+    let mut out = BTreeMap::new();
+    for item in items.try_iter()? {
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        let key = text(&k, &format!("{what} key"))?;
+        if key.is_empty() || key.contains('=') {
+            return Err(PyValueError::new_err(format!(
+                "{what} key {key:?} must be non-empty and without '='"
+            )));
+        }
+        let value = text(&v, &format!("{what}[{key:?}]"))?;
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+/// A host path made absolute against the current directory.
+fn host_path(path: String, what: &str) -> PyResult<PathBuf> {
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        return Ok(p);
+    }
+    let cwd = std::env::current_dir().map_err(|e| {
+        PyValueError::new_err(format!("{what}: cannot read the current directory: {e}"))
+    })?;
+    Ok(cwd.join(p))
+}
+
+/// One mount: "HOST:SANDBOX[:ro|:rw]", a host path, or (host, sandbox[, "ro"|"rw"]).
+fn mount(obj: &Bound<'_, PyAny>, i: usize) -> PyResult<Mount> {
+    let what = format!("mounts[{i}]");
+    let mut m = if obj.is_instance_of::<PyString>() {
+        let spec: String = obj.extract()?;
+        Mount::parse_spec(&spec).map_err(PyValueError::new_err)?
+    } else if obj.is_instance_of::<PyTuple>() {
+        let t = obj.cast::<PyTuple>()?;
+        if !(2..=3).contains(&t.len()) {
+            return Err(PyValueError::new_err(format!(
+                "{what} must be (host, sandbox) or (host, sandbox, 'ro' | 'rw'), not a tuple of {}",
+                t.len()
+            )));
+        }
+        let source = text(&t.get_item(0)?, &format!("{what} host path"))?;
+        let target = text(&t.get_item(1)?, &format!("{what} sandbox path"))?;
+        let mode = match t.len() {
+            3 => match text(&t.get_item(2)?, &format!("{what} mode"))?.as_str() {
+                "ro" => MountMode::Ro,
+                "rw" => MountMode::Rw,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "{what}: mode must be 'ro' or 'rw', not {other:?}"
+                    )))
+                }
+            },
+            _ => MountMode::Ro,
+        };
+        if source.is_empty() || target.is_empty() {
+            return Err(PyValueError::new_err(format!(
+                "{what}: paths must not be empty"
+            )));
+        }
+        Mount {
+            source: source.into(),
+            target: Some(target.into()),
+            mode,
+            optional: false,
+        }
+    } else if obj.hasattr("__fspath__")? {
+        let source = text(obj, &what)?;
+        Mount {
+            source: source.into(),
+            target: None,
+            mode: MountMode::Ro,
+            optional: false,
+        }
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be 'HOST:SANDBOX[:ro|:rw]', a path, or a (host, sandbox[, mode]) \
+             tuple, not {}",
+            type_name(obj)
+        )));
+    };
+    m.source = host_path(m.source.to_string_lossy().into_owned(), &what)?;
+    if m.target.is_none() {
+        m.target = Some(m.source.clone());
+    }
+    Ok(m)
+}
+
+/// What the workload reads on stdin: None, bytes-like, str (UTF-8) or PIPE.
+fn stdin(obj: &Bound<'_, PyAny>, allow_pipe: bool) -> PyResult<Stdin> {
+    if obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyByteArray>() {
+        return Ok(Stdin::Bytes(obj.extract::<Vec<u8>>()?));
+    }
+    if obj.is_instance_of::<PyString>() {
+        return Ok(Stdin::Bytes(obj.extract::<String>()?.into_bytes()));
+    }
+    let is_pipe = obj.is_instance_of::<PyInt>()
+        && !obj.is_instance_of::<PyBool>()
+        && obj.extract::<i64>().ok() == Some(PIPE);
+    if is_pipe {
+        if allow_pipe {
+            return Ok(Stdin::Stream);
+        }
+        return Err(PyValueError::new_err(
+            "stdin=PIPE needs spawn(): run() has no way to write to it",
+        ));
+    }
+    if let Ok(view) = obj.call_method0("__bytes__") {
+        if view.is_instance_of::<PyBytes>() {
+            return Ok(Stdin::Bytes(view.extract::<Vec<u8>>()?));
+        }
+    }
+    if obj.hasattr("tobytes")? {
+        return Ok(Stdin::Bytes(
+            obj.call_method0("tobytes")?.extract::<Vec<u8>>()?,
+        ));
+    }
+    Err(PyTypeError::new_err(format!(
+        "stdin must be bytes, str, None{}, not {}",
+        if allow_pipe { " or PIPE" } else { "" },
+        type_name(obj)
+    )))
+}
+
+fn choice<T: std::str::FromStr<Err = String>>(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<T> {
+    let s = text(obj, what)?;
+    s.parse::<T>()
+        .map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
+}
+
+/// The workload for `argv` with the options of a run (a dict of the keyword arguments
+/// that are not None).
+pub(crate) fn workload(
+    argv_obj: &Bound<'_, PyAny>,
+    options: Option<&Bound<'_, PyDict>>,
+    allow_pipe: bool,
+) -> PyResult<Workload> {
+    let mut w = Workload::from_argv(argv(argv_obj)?)
+        .ok_or_else(|| PyValueError::new_err("argv is empty"))?;
+    let Some(options) = options else {
+        return Ok(w);
+    };
+    for (key, value) in options.iter() {
+        if value.is_none() {
+            continue;
+        }
+        let key: String = key.extract()?;
+        let v = &value;
+        match key.as_str() {
+            "isolation" => w.isolation = Some(choice::<IsolationRequest>(v, "isolation")?),
+            "workload" => w.profile = Some(text(v, "workload")?),
+            "stdin" => w.stdin = stdin(v, allow_pipe)?,
+            "timeout" => w.limits.wall_time = Some(duration(v, "timeout")?),
+            "cpu_time" => w.limits.cpu_time = Some(duration(v, "cpu_time")?),
+            "memory" => w.limits.memory = Some(size(v, "memory")?),
+            "output_limit" => w.limits.output = Some(size(v, "output_limit")?),
+            "pids" => w.limits.pids = Some(count(v, "pids", "a number of processes (int)")?),
+            "network" => w.network = Some(choice::<Network>(v, "network")?),
+            "cwd" => w.cwd = Some(text(v, "cwd")?),
+            "env" => w.env = string_map(v, "env")?,
+            "labels" => w.labels = string_map(v, "labels")?,
+            "mounts" => {
+                if v.is_instance_of::<PyString>() {
+                    return Err(PyTypeError::new_err(
+                        "mounts must be a list, such as ['/data:/in'], not a str",
+                    ));
+                }
+                let items = v.try_iter().map_err(|_| {
+                    PyTypeError::new_err(format!("mounts must be a list, not {}", type_name(v)))
+                })?;
+                for (i, item) in items.enumerate() {
+                    w.mounts.push(mount(&item?, i)?);
+                }
+            }
+            other => return Err(PyTypeError::new_err(format!("unexpected option {other:?}"))),
+        }
+    }
+    Ok(w)
+}

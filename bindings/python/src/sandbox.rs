@@ -1,0 +1,134 @@
+//! The native sandbox: a policy and its backends. The Python `Sandbox` class wraps it
+//! with keyword arguments (python/hybrid_sandbox/__init__.py).
+
+use hybrid_sandbox::{Policy, Sandbox, Workload};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::errors::Failure;
+use crate::outcome::PyOutcome;
+use crate::process::{deliver_outcome, PyProcess, Run};
+use crate::{args, runtime};
+
+/// A policy and the backends it chooses from; cheap to share between threads.
+#[pyclass(frozen, module = "hybrid_sandbox._native", name = "Sandbox")]
+#[derive(Debug)]
+pub(crate) struct PySandbox {
+    inner: Sandbox,
+}
+
+fn policy_error(py: Python<'_>, e: hybrid_sandbox::PolicyError) -> PyErr {
+    Failure::from(hybrid_sandbox::Error::Policy(e)).to_pyerr(py)
+}
+
+impl PySandbox {
+    /// Starts a workload with the GIL released.
+    fn start(&self, py: Python<'_>, w: Workload, stream: bool) -> PyResult<std::sync::Arc<Run>> {
+        let rt = runtime::py_get(py)?;
+        let sandbox = self.inner.clone();
+        py.detach(|| rt.block_on(Run::start(sandbox, w, stream)))
+            .map_err(|f| f.to_pyerr(py))
+    }
+}
+
+#[pymethods]
+impl PySandbox {
+    /// A sandbox under the policy file `policy` (TOML, or JSON for `.json` names), or
+    /// under `toml` text, or under the embedded default policy.
+    #[new]
+    #[pyo3(signature = (policy=None, *, toml=None, origin=None))]
+    fn new(
+        py: Python<'_>,
+        policy: Option<String>,
+        toml: Option<String>,
+        origin: Option<String>,
+    ) -> PyResult<PySandbox> {
+        let inner = match (policy, toml) {
+            (Some(path), None) => {
+                Sandbox::from_policy(Policy::from_file(&path).map_err(|e| policy_error(py, e))?)
+            }
+            (None, Some(text)) => {
+                let origin = origin.as_deref().unwrap_or("<string>");
+                Sandbox::from_policy(
+                    Policy::from_toml_str(&text, origin).map_err(|e| policy_error(py, e))?,
+                )
+            }
+            (None, None) => Sandbox::with_default_policy(),
+            (Some(_), Some(_)) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "give a policy file or TOML text, not both",
+                ))
+            }
+        };
+        Ok(PySandbox { inner })
+    }
+
+    /// Where the policy came from (a path, or the embedded default).
+    #[getter]
+    fn policy_origin(&self) -> String {
+        self.inner.policy().origin().to_string()
+    }
+
+    /// The names of the policy's profiles (the `workload=` values).
+    #[getter]
+    fn profiles(&self) -> Vec<String> {
+        self.inner
+            .policy()
+            .profile_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Runs `argv` to its end with `options`, with the GIL released; Ctrl-C kills it.
+    #[pyo3(signature = (argv, options=None))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        argv: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyOutcome> {
+        let w = args::workload(argv, options, false)?;
+        let run = self.start(py, w, false)?;
+        let r = runtime::wait(py, run.outcome(), None, || run.kill_now())?;
+        r.map(PyOutcome::new).map_err(|f| f.to_pyerr(py))
+    }
+
+    /// Like `run`, as an asyncio future; cancelling it kills the run.
+    #[pyo3(signature = (argv, options=None))]
+    fn run_async<'py>(
+        &self,
+        py: Python<'py>,
+        argv: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let w = args::workload(argv, options, false)?;
+        let sandbox = self.inner.clone();
+        runtime::to_asyncio(py, async move {
+            let r = match Run::start(sandbox, w, false).await {
+                Ok(run) => run.outcome().await,
+                Err(f) => Err(f),
+            };
+            deliver_outcome(r)
+        })
+    }
+
+    /// Starts `argv` with `options` and returns its `Process`.
+    #[pyo3(signature = (argv, options=None))]
+    fn spawn(
+        &self,
+        py: Python<'_>,
+        argv: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyProcess> {
+        let w = args::workload(argv, options, true)?;
+        Ok(PyProcess::new(self.start(py, w, true)?))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Sandbox(policy={})",
+            crate::outcome::quote(self.inner.policy().origin())
+        )
+    }
+}

@@ -1,0 +1,108 @@
+"""Wrong types and bad values get clear Python errors, never a crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import hybrid_sandbox as hs
+
+
+@pytest.mark.parametrize(
+    "argv, exc, words",
+    [
+        ("echo hi", TypeError, "list of strings"),
+        (b"echo", TypeError, "list of strings"),
+        (42, TypeError, "list of strings"),
+        ([], ValueError, "empty"),
+        ([""], ValueError, "argv[0]"),
+        (["echo", 1], TypeError, "argv[1] must be a str, not int"),
+        (["echo", None], TypeError, "argv[1]"),
+        (["echo", b"x"], TypeError, "argv[1]"),
+        (["echo", "a\0b"], ValueError, "NUL"),
+    ],
+)
+def test_bad_argv(sandbox: hs.Sandbox, argv: Any, exc: type, words: str) -> None:
+    with pytest.raises(exc) as e:
+        sandbox.run(argv)
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        ({"timeout": "soon"}, ValueError, "timeout: `soon` does not start with a number"),
+        ({"timeout": "1.5 fortnights"}, ValueError, "unknown unit"),
+        ({"timeout": -1}, ValueError, "timeout must be a finite number"),
+        ({"timeout": float("nan")}, ValueError, "timeout"),
+        ({"timeout": True}, TypeError, "not a bool"),
+        ({"timeout": [1]}, TypeError, "timeout must be seconds"),
+        ({"cpu_time": "fast"}, ValueError, "cpu_time"),
+        ({"memory": 1.5}, TypeError, "memory must be bytes (int) or a string such as '256MiB'"),
+        ({"memory": -5}, ValueError, "memory must be between 0"),
+        ({"memory": "12 parsecs"}, ValueError, "unknown unit `parsecs`"),
+        ({"memory": "MiB"}, ValueError, "does not start with a number"),
+        ({"memory": False}, TypeError, "memory"),
+        ({"output_limit": {}}, TypeError, "output_limit"),
+        ({"pids": "10"}, TypeError, "pids must be a number"),
+        ({"pids": -1}, ValueError, "pids"),
+        ({"isolation": "vm"}, ValueError, "container, microvm or auto"),
+        ({"isolation": 3}, TypeError, "isolation must be a str"),
+        ({"network": "wifi"}, ValueError, "none or loopback"),
+        ({"env": {"A": 1}}, TypeError, "must be a str, not int"),
+        ({"env": {"A=B": "x"}}, ValueError, "without '='"),
+        ({"env": {"": "x"}}, ValueError, "non-empty"),
+        ({"env": ["A=B"]}, TypeError, "env must be a mapping"),
+        ({"labels": {"trust": 1}}, TypeError, "labels"),
+        ({"mounts": "/a:/b"}, TypeError, "mounts must be a list"),
+        ({"mounts": 3}, TypeError, "mounts must be a list"),
+        ({"mounts": [3]}, TypeError, "mounts[0]"),
+        ({"mounts": [("/a",)]}, ValueError, "mounts[0]"),
+        ({"mounts": [("/a", "/b", "rx")]}, ValueError, "'ro' or 'rw'"),
+        ({"mounts": ["/a:/b:rx"]}, ValueError, "`ro` or `rw`"),
+        ({"stdin": 3.5}, TypeError, "stdin must be bytes"),
+        ({"stdin": hs.PIPE}, ValueError, "spawn()"),
+        ({"cwd": 7}, TypeError, "cwd"),
+        ({"workload": ["x"]}, TypeError, "workload"),
+    ],
+)
+def test_bad_options(sandbox: hs.Sandbox, kwargs: dict[str, Any], exc: type, words: str) -> None:
+    with pytest.raises(exc) as e:
+        sandbox.run(["true"], **kwargs)
+    assert words in str(e.value), str(e.value)
+
+
+def test_unknown_keyword() -> None:
+    with pytest.raises(TypeError):
+        hs.run(["true"], memroy="1G")  # type: ignore[call-arg]
+
+
+def test_bad_policy_argument() -> None:
+    with pytest.raises(TypeError):
+        hs.Sandbox(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        hs.Sandbox.from_toml(b"version = 1")  # type: ignore[arg-type]
+    with pytest.raises(hs.PolicyError):
+        hs.Sandbox.from_toml("this is [not toml")
+
+
+def test_write_without_pipe(sandbox: hs.Sandbox) -> None:
+    with sandbox.spawn(["true"]) as p:
+        with pytest.raises(ValueError, match="stdin=PIPE"):
+            p.write(b"x")
+        p.wait()
+
+
+def test_bad_wait_timeout(sandbox: hs.Sandbox) -> None:
+    with sandbox.spawn(["true"]) as p:
+        with pytest.raises(ValueError):
+            p.wait(timeout="later")
+        assert p.wait().termination == "exited"
+
+
+def test_still_usable_after_errors(sandbox: hs.Sandbox) -> None:
+    for bad in ({"memory": "lots"}, {"timeout": "never"}, {"isolation": "vm"}):
+        with pytest.raises(ValueError):
+            sandbox.run(["true"], **bad)
+    assert sandbox.run(["echo", "fine"]).stdout == b"fine\n"
