@@ -41,15 +41,29 @@ fn build(dir: &Path, name: &str, src: &str) -> PathBuf {
     let c = dir.join(format!("{name}.c"));
     std::fs::write(&c, src).unwrap();
     let exe = dir.join(name);
-    let ok = Command::new("musl-gcc").args(["-static", "-O2", "-o"]).arg(&exe).arg(&c).status();
-    assert!(ok.is_ok_and(|s| s.success()), "musl-gcc (Debian package musl-tools) is needed");
+    let ok = Command::new("musl-gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&exe)
+        .arg(&c)
+        .status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "musl-gcc (Debian package musl-tools) is needed"
+    );
     exe
 }
 
 fn plan(dir: &Path, prog: &str, args: &[&str]) -> Plan {
     let w = Workload::new(format!("/bench/{prog}"), args.iter().copied());
-    let mut p = Policy::embedded_default().resolve(&w, &HostSupport::assume_all()).unwrap();
-    p.mounts.push(PlannedMount { source: dir.to_path_buf(), target: "/bench".into(), mode: MountMode::Ro, optional: false });
+    let mut p = Policy::embedded_default()
+        .resolve(&w, &HostSupport::assume_all())
+        .unwrap();
+    p.mounts.push(PlannedMount {
+        source: dir.to_path_buf(),
+        target: "/bench".into(),
+        mode: MountMode::Ro,
+        optional: false,
+    });
     p
 }
 
@@ -100,22 +114,35 @@ fn mem_stats() -> (u64, u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let smaps = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    (field(&status, "VmRSS:"), field(&smaps, "Pss:"), field(&meminfo, "MemAvailable:"))
+    (
+        field(&status, "VmRSS:"),
+        field(&smaps, "Pss:"),
+        field(&meminfo, "MemAvailable:"),
+    )
 }
 
 fn main() {
     if !MicroVmBackend::new().probe().available {
-        println!("SKIPPED: no KVM: {:?}", MicroVmBackend::new().probe().reason);
+        println!(
+            "SKIPPED: no KVM: {:?}",
+            MicroVmBackend::new().probe().reason
+        );
         return;
     }
-    let runs: usize = std::env::var("HSB_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let runs: usize = std::env::var("HSB_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     let dir = std::env::temp_dir().join(format!("hsb-microvm-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let hello = build(&dir, "hello", HELLO);
     let cpu = build(&dir, "cpu", CPU);
     let sys = build(&dir, "syscalls", SYSCALLS);
     pin_to_one_cpu();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     // Warm-up (page cache, KVM module state, the seccomp filter compiled once).
     for _ in 0..10 {
@@ -125,7 +152,9 @@ fn main() {
 
     // Start-to-exit and throughput, one core, sequential.
     let t = Instant::now();
-    let mut vm: Vec<Duration> = (0..runs).map(|_| rt.block_on(vm_run(plan(&dir, "hello", &[])))).collect();
+    let mut vm: Vec<Duration> = (0..runs)
+        .map(|_| rt.block_on(vm_run(plan(&dir, "hello", &[]))))
+        .collect();
     let vm_rate = runs as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut nat: Vec<Duration> = (0..runs).map(|_| native_run(&hello, &[])).collect();
@@ -155,7 +184,9 @@ fn main() {
 
     // CPU-bound slowdown.
     let rounds = "400000000";
-    let mut vm_cpu: Vec<Duration> = (0..5).map(|_| rt.block_on(vm_run(plan(&dir, "cpu", &[rounds])))).collect();
+    let mut vm_cpu: Vec<Duration> = (0..5)
+        .map(|_| rt.block_on(vm_run(plan(&dir, "cpu", &[rounds]))))
+        .collect();
     let mut nat_cpu: Vec<Duration> = (0..5).map(|_| native_run(&cpu, &[rounds])).collect();
     let (vc, nc) = (pct(&mut vm_cpu, 0.5), pct(&mut nat_cpu, 0.5));
 
@@ -171,17 +202,34 @@ fn main() {
 
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
-    let kind = MicroVmBackend::new().probe().details.get("kvm").cloned().unwrap_or_default();
+    let kind = MicroVmBackend::new()
+        .probe()
+        .details
+        .get("kvm")
+        .cloned()
+        .unwrap_or_default();
     println!();
     println!("micro-VM benchmark: {cpu_model}, KVM {kind}, pinned to one CPU, {runs} hello runs");
     println!("command: cargo bench -p backend-microvm --bench microvm");
     println!();
     println!("| measurement | micro-VM | native (fork/exec) | target |");
     println!("| --- | --- | --- | --- |");
-    println!("| static hello (musl), start to exit, median | {} | {} | <= 5 ms |", ms(pct(&mut vm, 0.5)), ms(pct(&mut nat, 0.5)));
-    println!("| static hello (musl), start to exit, p95 | {} | {} | |", ms(pct(&mut vm, 0.95)), ms(pct(&mut nat, 0.95)));
+    println!(
+        "| static hello (musl), start to exit, median | {} | {} | <= 5 ms |",
+        ms(pct(&mut vm, 0.5)),
+        ms(pct(&mut nat, 0.5))
+    );
+    println!(
+        "| static hello (musl), start to exit, p95 | {} | {} | |",
+        ms(pct(&mut vm, 0.95)),
+        ms(pct(&mut nat, 0.95))
+    );
     println!("| sandboxes per second, one core, sequential | {vm_rate:.0}/s | {nat_rate:.0}/s | >= 150/s |");
     println!(
         "| host memory per running VM ({n} VMs blocked in `cat`): RSS / PSS / MemAvailable drop | {:.2} / {:.2} / {:.2} MiB | | <= 8 MiB |",

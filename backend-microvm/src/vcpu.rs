@@ -140,10 +140,7 @@ fn check_limits(k: &Kernel) -> Result<(), Stop> {
 }
 
 fn on_syscall(vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
-    let regs = vm
-        .vcpu
-        .get_regs()
-        .map_err(|e| internal("KVM_GET_REGS", e))?;
+    let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
     let mut ctx = UserCtx {
         rip: regs.rcx,
         rflags: regs.r11,
@@ -196,9 +193,8 @@ fn return_to_user(vm: &mut Vm, k: &mut Kernel, ctx: &UserCtx, stub: kvm_regs) ->
         regs.rsp = USER_FRAME_VA;
         regs.rip = STUB_VA + 6;
     }
-    vm.vcpu
-        .set_regs(&regs)
-        .map_err(|e| internal("KVM_SET_REGS", e))
+    vm.set_regs(&regs)
+        .map_err(|e| internal("setting registers", e))
 }
 
 /// The exception frame on the IST stack, as the handler leaves it.
@@ -276,10 +272,7 @@ fn on_exception(vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
         }
     };
     if let Some((sig, code, addr)) = signal {
-        let regs = vm
-            .vcpu
-            .get_regs()
-            .map_err(|e| internal("KVM_GET_REGS", e))?;
+        let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
         let mut user = regs;
         user.rax = f.rax;
         user.rsp = f.rsp;
@@ -302,9 +295,8 @@ fn on_exception(vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
         put(6, ctx.regs.rsp)?;
         let mut back = ctx.regs;
         (back.rax, back.rsp, back.rip, back.rflags) = (regs.rax, regs.rsp, regs.rip, regs.rflags);
-        vm.vcpu
-            .set_regs(&back)
-            .map_err(|e| internal("KVM_SET_REGS", e))?;
+        vm.set_regs(&back)
+            .map_err(|e| internal("setting registers", e))?;
     }
     let flush = k.mm.take_flush();
     if flush.len() > WORK_CAPACITY {

@@ -7,7 +7,7 @@ use kvm_bindings::{
     kvm_msr_entry, kvm_regs, kvm_segment, kvm_userspace_memory_region, kvm_xcrs, CpuId, Msrs,
     KVM_MAX_CPUID_ENTRIES,
 };
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::guest::layout::*;
@@ -90,6 +90,8 @@ pub(crate) struct Vm {
     slot: kvm_userspace_memory_region,
     /// Where the doorbell is in guest-physical memory.
     pub(crate) doorbell_gpa: u64,
+    /// Registers travel through `kvm_run` (`KVM_CAP_SYNC_REGS`): no ioctl per exit.
+    sync_regs: bool,
 }
 
 impl std::fmt::Debug for Vm {
@@ -218,12 +220,38 @@ impl Vm {
             ..Default::default()
         };
         vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
+        let mut vcpu = vcpu;
+        let sync_regs = host.kvm.check_extension(Cap::SyncRegs);
+        if sync_regs {
+            vcpu.set_sync_valid_reg(SyncReg::Register);
+        }
         Ok(Vm {
             vm,
             vcpu,
             slot,
             doorbell_gpa: doorbell_gpa(mem.size()),
+            sync_regs,
         })
+    }
+
+    /// The general registers at the last exit.
+    pub(crate) fn regs(&self) -> Result<kvm_regs, VmError> {
+        if self.sync_regs {
+            Ok(self.vcpu.sync_regs().regs)
+        } else {
+            self.vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))
+        }
+    }
+
+    /// Sets the general registers for the next entry.
+    pub(crate) fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), VmError> {
+        if self.sync_regs {
+            self.vcpu.sync_regs_mut().regs = *regs;
+            self.vcpu.set_sync_dirty_reg(SyncReg::Register);
+            Ok(())
+        } else {
+            self.vcpu.set_regs(regs).map_err(kvm_err("KVM_SET_REGS"))
+        }
     }
 
     /// Deletes and re-adds the memory slot: KVM drops every translation of guest memory
