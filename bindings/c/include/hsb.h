@@ -95,7 +95,8 @@ typedef struct hsb_sandbox hsb_sandbox;
 // the call) from `stream`, and the `user_data` given to `hsb_run_streaming`. Called on
 // the thread that called `hsb_run_streaming`, in the order the output was read. Return
 // 0 to go on; anything else kills the run (the outcome then says `killed`) and no
-// further chunk is delivered. It must not unwind or longjmp out, nor free the sandbox.
+// further chunk is delivered. It must not unwind or longjmp out, nor free the sandbox;
+// a run started from inside it fails with `HSB_ERR_INVALID_ARGUMENT`.
 typedef int (*hsb_output_callback)(hsb_stream stream,
                                    const uint8_t *data,
                                    size_t len,

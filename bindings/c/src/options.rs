@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hybrid_sandbox::units::parse_duration;
-use hybrid_sandbox::{ByteSize, IsolationRequest, Mount, MountMode, Network, Stdin, Workload};
+use hybrid_sandbox::{ByteSize, IsolationRequest, Mount, Network, Stdin, Workload};
 
 use crate::error::{hsb_error, hsb_status, Failure};
 use crate::ffi;
@@ -230,15 +230,11 @@ pub unsafe extern "C" fn hsb_run_options_add_mount(
             })?;
             source = cwd.join(source);
         }
-        w.mounts.push(Mount {
-            source,
-            target: target.map(PathBuf::from),
-            mode: if writable != 0 {
-                MountMode::Rw
-            } else {
-                MountMode::Ro
-            },
-            optional: false,
+        let target = target.map_or_else(|| source.clone(), PathBuf::from);
+        w.mounts.push(if writable != 0 {
+            Mount::rw(source, target)
+        } else {
+            Mount::ro(source, target)
         });
         Ok(())
     };

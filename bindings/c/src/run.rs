@@ -24,7 +24,8 @@ pub enum hsb_stream {
 /// the call) from `stream`, and the `user_data` given to `hsb_run_streaming`. Called on
 /// the thread that called `hsb_run_streaming`, in the order the output was read. Return
 /// 0 to go on; anything else kills the run (the outcome then says `killed`) and no
-/// further chunk is delivered. It must not unwind or longjmp out, nor free the sandbox.
+/// further chunk is delivered. It must not unwind or longjmp out, nor free the sandbox;
+/// a run started from inside it fails with `HSB_ERR_INVALID_ARGUMENT`.
 pub type hsb_output_callback = Option<
     unsafe extern "C" fn(
         stream: hsb_stream,
@@ -53,6 +54,12 @@ unsafe fn request<'a>(
 ) -> Result<Request<'a>, Failure> {
     // SAFETY: `out` is valid for writing (caller's contract).
     unsafe { ffi::clear_out(out, "out") }?;
+    if tokio::runtime::Handle::try_current().is_ok() {
+        // The runtime cannot block on a run from inside itself.
+        return Err(Failure::invalid(
+            "a run cannot be started from inside an output callback",
+        ));
+    }
     // SAFETY: `sb` is NULL or a live sandbox (caller's contract).
     let sb = unsafe { ffi::handle(sb.cast_const(), "sandbox") }?;
     // SAFETY: `argv` is NULL or `argc` pointers to strings (caller's contract).

@@ -91,6 +91,30 @@ static void stop_early(void) {
   hsb_outcome_free(o);
 }
 
+/* A run started from inside a callback is refused, not a deadlock or a crash. */
+static int nested(hsb_stream stream, const uint8_t *data, size_t len, void *user_data) {
+  (void)stream;
+  (void)data;
+  (void)len;
+  hsb_outcome *o = NULL;
+  hsb_error *err = NULL;
+  const char *argv[] = {"true"};
+  int *result = user_data;
+  *result = hsb_run(sb, argv, 1, NULL, &o, &err) == HSB_ERR_INVALID_ARGUMENT && o == NULL &&
+            strstr(hsb_error_message(err), "callback") != NULL;
+  hsb_error_free(err);
+  return 0;
+}
+
+static void run_inside_callback(void) {
+  int refused = 0;
+  hsb_outcome *o = NULL;
+  CHECK(hsb_run_streaming(sb, ARGV("echo", "x"), NULL, nested, &refused, &o, NULL) == HSB_OK);
+  CHECK(refused == 1);
+  CHECK(o != NULL && stdout_is(o, "x\n"));
+  hsb_outcome_free(o);
+}
+
 /* No callback: the same as hsb_run. */
 static void null_callback(void) {
   hsb_outcome *o = NULL;
@@ -120,7 +144,7 @@ int main(void) {
   do {
     const struct test_case tests[] = {
         TEST(both_streams), TEST(arrives_early), TEST(stop_early), TEST(null_callback),
-        TEST(large_output),
+        TEST(large_output), TEST(run_inside_callback),
     };
     rc = run_tests("test_streaming", tests, sizeof tests / sizeof tests[0]);
   } while (0);

@@ -197,20 +197,15 @@ fn mount(obj: &Bound<'_, PyAny>, i: usize) -> PyResult<Mount> {
                 "{what}: paths must not be empty"
             )));
         }
-        Mount {
-            source: source.into(),
-            target: Some(target.into()),
-            mode,
-            optional: false,
+        match mode {
+            MountMode::Rw => Mount::rw(source, target),
+            MountMode::Ro => Mount::ro(source, target),
         }
     } else if obj.hasattr("__fspath__")? {
         let source = text(obj, &what)?;
-        Mount {
-            source: source.into(),
-            target: None,
-            mode: MountMode::Ro,
-            optional: false,
-        }
+        let mut m = Mount::ro(source, "");
+        m.target = None;
+        m
     } else {
         return Err(PyTypeError::new_err(format!(
             "{what} must be 'HOST:SANDBOX[:ro|:rw]', a path, or a (host, sandbox[, mode]) \
