@@ -9,6 +9,11 @@ use sandbox_core::{BackendProbe, Isolation};
 /// The KVM flavour: `vmx` (Intel VT-x), `svm` (AMD-V), `pvm` (pagetable-based), or
 /// `unknown`.
 pub(crate) fn kvm_kind() -> &'static str {
+    static KIND: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    KIND.get_or_init(detect_kind)
+}
+
+fn detect_kind() -> &'static str {
     let module = |m: &str| Path::new("/sys/module").join(m).exists();
     let flags = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

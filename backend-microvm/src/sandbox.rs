@@ -140,6 +140,8 @@ pub(crate) fn prepare(
     }
     // SAFETY: geteuid has no preconditions (asked before seccomp narrows this thread).
     let euid = unsafe { libc::geteuid() };
+    // Read /sys and /proc now: the confined thread cannot.
+    crate::probe::kvm_kind();
     let confinement =
         confine_thread(vfs.sources()).map_err(|e| setup_err("confining the VMM thread", e))?;
     let kernel = Kernel {
