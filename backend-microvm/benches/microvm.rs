@@ -94,13 +94,13 @@ fn ms(d: Duration) -> String {
 }
 
 fn pin_to_one_cpu() {
-    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity only
-    // touch that local set and the calling thread's affinity.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET only writes into the local set.
+    unsafe { libc::CPU_SET(0, &mut set) };
+    // SAFETY: sets the calling thread's affinity from a valid set; threads created
+    // afterwards inherit it.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
 }
 
 fn mem_stats() -> (u64, u64, u64) {

@@ -8,6 +8,7 @@ pub(crate) mod names;
 mod path;
 mod poll;
 mod process;
+mod rw;
 mod signal;
 mod stat;
 mod time;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use kvm_bindings::kvm_regs;
 
 pub(crate) use fd::{FdTable, FileKind, OpenFile};
-pub(crate) use fs::fill_random as fill_random_bytes;
+pub(crate) use rw::fill_random as fill_random_bytes;
 pub(crate) use signal::Signals;
 
 use crate::errno::{self, Errno};

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::fs::fill_random;
+use super::rw::fill_random;
 use super::time::later;
 use super::{Cpu, Kernel, SysErr, SysResult, PID};
 use crate::errno;

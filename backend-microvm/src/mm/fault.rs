@@ -1,0 +1,171 @@
+//! Demand paging: the workload's page faults (and the VMM's own accesses to its
+//! memory) map pages on first touch, a small aligned window at a time (each fault
+//! is a VM exit), filled with zeros or the file's contents.
+
+use super::pagetable::{PTE_ADDR, PTE_FRAME};
+use super::vma::VmaKind;
+use super::{
+    allowed, pte_flags, Access, AddressSpace, FaultOutcome, FAULT_AROUND, SEGV_ACCERR, SEGV_MAPERR,
+};
+use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
+use crate::memory::OutOfMemory;
+
+impl AddressSpace {
+    /// Maps `page` (its entry must hold no frame) with rights `prot`, filled with `data`.
+    fn fill_page(&mut self, page: u64, prot: u32, data: Option<&[u8]>) -> Result<(), OutOfMemory> {
+        let frame = self.mem.alloc()?;
+        if let Some(d) = data {
+            self.mem.write(frame, d);
+        }
+        if let Err(e) = self.pt.map(&mut self.mem, page, frame | pte_flags(prot)) {
+            self.mem.free(vec![frame]);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Handles a fault of the workload at `va`.
+    pub(crate) fn fault(&mut self, va: u64, access: Access) -> FaultOutcome {
+        if va >= USER_TOP {
+            return FaultOutcome::Segv(if va < (1 << 47) {
+                SEGV_ACCERR
+            } else {
+                SEGV_MAPERR
+            });
+        }
+        let Some((start, vma)) = self.vmas.find(va) else {
+            return FaultOutcome::Segv(SEGV_MAPERR);
+        };
+        if !allowed(vma.prot, access) {
+            return FaultOutcome::Segv(SEGV_ACCERR);
+        }
+        let vma = vma.clone();
+        let page = va & !(PAGE_SIZE - 1);
+        if let Some((slot, pte)) = self.pt.lookup(&mut self.mem, page) {
+            if pte & PTE_FRAME != 0 {
+                // Mapped already and allowed: the guest used an old translation.
+                let want = (pte & PTE_ADDR) | pte_flags(vma.prot);
+                if want != pte {
+                    self.mem.write_u64(slot, want);
+                }
+                self.flush.push(direct_map(slot));
+                self.spurious = if self.spurious.0 == page {
+                    (page, self.spurious.1 + 1)
+                } else {
+                    (page, 1)
+                };
+                if self.spurious.1 > 8 {
+                    // The guest keeps missing what is there: do not spin.
+                    return FaultOutcome::Segv(SEGV_ACCERR);
+                }
+                return FaultOutcome::Mapped;
+            }
+        }
+        self.spurious = (0, 0);
+        // Map the faulting page and its neighbours in a small aligned window.
+        let win = PAGE_SIZE * FAULT_AROUND;
+        let lo = (page & !(win - 1)).max(start);
+        let hi = ((page & !(win - 1)) + win).min(vma.end);
+        let contents = match &vma.kind {
+            VmaKind::Anon => None,
+            VmaKind::File { backing, offset } => {
+                let file_off = offset + (lo - start);
+                let mut buf = vec![0u8; (hi - lo) as usize];
+                let mut got = 0;
+                while got < buf.len() {
+                    match backing.read_at(file_off + got as u64, &mut buf[got..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                Some((buf, got as u64))
+            }
+        };
+        let page_data = |p: u64| -> Option<Option<&[u8]>> {
+            match &contents {
+                None => Some(None),
+                Some((buf, got)) => {
+                    let off = p - lo;
+                    if off >= *got {
+                        return None; // beyond the end of the file
+                    }
+                    Some(Some(&buf[off as usize..(off + PAGE_SIZE) as usize]))
+                }
+            }
+        };
+        match page_data(page) {
+            Some(d) => {
+                if self.fill_page(page, vma.prot, d).is_err() {
+                    return FaultOutcome::Oom;
+                }
+            }
+            None => return FaultOutcome::Bus,
+        }
+        let mut p = lo;
+        while p < hi {
+            if p != page {
+                let free = self
+                    .pt
+                    .lookup(&mut self.mem, p)
+                    .is_none_or(|(_, pte)| pte & PTE_FRAME == 0);
+                if free {
+                    let Some(d) = page_data(p) else {
+                        break;
+                    };
+                    if self.fill_page(p, vma.prot, d).is_err() {
+                        break;
+                    }
+                }
+            }
+            p += PAGE_SIZE;
+        }
+        FaultOutcome::Mapped
+    }
+
+    /// Maps every page of `start .. end` now.
+    pub(crate) fn populate(&mut self, start: u64, end: u64) -> Result<(), OutOfMemory> {
+        let mut p = start & !(PAGE_SIZE - 1);
+        while p < end {
+            let vma = match self.vmas.find(p) {
+                Some((_, v)) => v.clone(),
+                None => {
+                    p += PAGE_SIZE;
+                    continue;
+                }
+            };
+            let mapped = self
+                .pt
+                .lookup(&mut self.mem, p)
+                .is_some_and(|(_, pte)| pte & PTE_FRAME != 0);
+            if !mapped {
+                match vma.kind {
+                    VmaKind::Anon => self.fill_page(p, vma.prot, None)?,
+                    VmaKind::File { .. } => {
+                        if self.fault(p, Access::Read) == FaultOutcome::Oom {
+                            return Err(OutOfMemory);
+                        }
+                    }
+                }
+            }
+            p += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `va` whatever the page rights (the pages must be mapped): the
+    /// loader's way of filling read-only segments.
+    pub(crate) fn poke(&mut self, mut va: u64, mut data: &[u8]) -> Option<()> {
+        while !data.is_empty() {
+            let (_, pte) = self.pt.lookup(&mut self.mem, va & !(PAGE_SIZE - 1))?;
+            if pte & PTE_FRAME == 0 {
+                return None;
+            }
+            let off = va & (PAGE_SIZE - 1);
+            let n = ((PAGE_SIZE - off) as usize).min(data.len());
+            self.mem.write((pte & PTE_ADDR) + off, &data[..n])?;
+            data = &data[n..];
+            va += n as u64;
+        }
+        Some(())
+    }
+}
