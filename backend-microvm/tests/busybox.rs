@@ -52,7 +52,7 @@ async fn ls_sort_grep() {
     }
     let mut p = plan("/bin/busybox", &["ls", "-1", "/data"]);
     p.mounts.push(PlannedMount {
-        source: host.clone(),
+        source: host.to_path_buf(),
         target: "/data".into(),
         mode: MountMode::Ro,
         optional: false,
@@ -62,7 +62,7 @@ async fn ls_sort_grep() {
 
     let mut p = plan("/bin/busybox", &["ls", "-la", "/"]);
     p.mounts.push(PlannedMount {
-        source: host.clone(),
+        source: host.to_path_buf(),
         target: "/data".into(),
         mode: MountMode::Ro,
         optional: false,
@@ -82,7 +82,7 @@ async fn ls_sort_grep() {
         &["grep", "-n", "an", "/data/a.txt", "/data/b.txt"],
     );
     p.mounts.push(PlannedMount {
-        source: host,
+        source: host.to_path_buf(),
         target: "/data".into(),
         mode: MountMode::Ro,
         optional: false,
@@ -111,7 +111,7 @@ async fn sha256sum_matches_the_host() {
         .to_string();
     let mut p = plan("/bin/busybox", &["sha256sum", "/data/blob"]);
     p.mounts.push(PlannedMount {
-        source: host,
+        source: host.to_path_buf(),
         target: "/data".into(),
         mode: MountMode::Ro,
         optional: false,

@@ -18,8 +18,10 @@ fn mount(p: &mut Plan, source: &Path, target: &str, mode: MountMode) {
     });
 }
 
-fn fsops(args: &[&str]) -> Plan {
-    prog_plan("fsops", Toolchain::Musl, args)
+/// Runs the `fsops` test program with a script of commands (whitespace-separated).
+fn fsops(script: &str) -> Plan {
+    let args: Vec<&str> = script.split_whitespace().collect();
+    prog_plan("fsops", Toolchain::Musl, &args)
 }
 
 #[tokio::test]
@@ -29,31 +31,22 @@ async fn read_only_mount_reads_and_refuses_writes() {
     }
     let host = temp_dir("ro");
     std::fs::write(host.join("data.txt"), "read me").unwrap();
-    let mut p = fsops(&[
-        "cat",
-        "/data/data.txt",
-        "write",
-        "/data/data.txt",
-        "overwritten",
-        "write",
-        "/data/new.txt",
-        "x",
-        "mkdir",
-        "/data/dir",
-        "rm",
-        "/data/data.txt",
-        "rename",
-        "/data/data.txt",
-        "/data/other",
-        "symlink",
-        "/etc",
-        "/data/l",
-    ]);
+    let mut p = fsops(
+        "cat /data/data.txt \
+         mmap /data/data.txt \
+         write /data/data.txt overwritten \
+         write /data/new.txt x \
+         mkdir /data/dir \
+         rm /data/data.txt \
+         rename /data/data.txt /data/other \
+         symlink /etc /data/l",
+    );
     mount(&mut p, &host, "/data", MountMode::Ro);
     let o = run(p).await;
     let out = stdout(&o);
     let erofs = libc::EROFS;
     assert!(out.contains("cat /data/data.txt: read me\n"), "{out}");
+    assert!(out.contains("mmap /data/data.txt: read me\n"), "{out}");
     assert!(
         out.contains(&format!("write /data/data.txt error {erofs}\n")),
         "{out}"
@@ -81,28 +74,16 @@ async fn read_write_mount_reaches_the_host() {
         return;
     }
     let host = temp_dir("rw");
-    let mut p = fsops(&[
-        "write",
-        "/out/a.txt",
-        "first",
-        "append",
-        "/out/a.txt",
-        "+second",
-        "mkdir",
-        "/out/sub",
-        "rename",
-        "/out/a.txt",
-        "/out/sub/b.txt",
-        "cat",
-        "/out/sub/b.txt",
-        "symlink",
-        "sub/b.txt",
-        "/out/link",
-        "cat",
-        "/out/link",
-        "ls",
-        "/out",
-    ]);
+    let mut p = fsops(
+        "write /out/a.txt first \
+         append /out/a.txt +second \
+         mkdir /out/sub \
+         rename /out/a.txt /out/sub/b.txt \
+         cat /out/sub/b.txt \
+         symlink sub/b.txt /out/link \
+         cat /out/link \
+         ls /out",
+    );
     mount(&mut p, &host, "/out", MountMode::Rw);
     let o = run(p).await;
     let out = stdout(&o);
@@ -138,29 +119,18 @@ async fn dotdot_and_symlink_escapes_are_refused() {
     std::os::unix::fs::symlink(outer.join("secret"), host.join("abs")).unwrap();
     std::os::unix::fs::symlink("/proc/self/root/etc/shadow", host.join("magic")).unwrap();
     let secret = outer.join("secret").display().to_string();
-    let mut p = fsops(&[
-        "cat",
-        "/data/../secret",
-        "cat",
-        "/data/../../../secret",
-        "cat",
-        "/data/up",
-        "cat",
-        "/data/deep/far",
-        "cat",
-        "/data/abs",
-        "cat",
-        "/data/magic",
-        "cat",
-        &secret,
-        "write",
-        "/data/up",
-        "clobber",
-        "stat",
-        "/data/up",
-        "readlink",
-        "/data/abs",
-    ]);
+    let mut p = fsops(&format!(
+        "cat /data/../secret \
+         cat /data/../../../secret \
+         cat /data/up \
+         cat /data/deep/far \
+         cat /data/abs \
+         cat /data/magic \
+         cat {secret} \
+         write /data/up clobber \
+         stat /data/up \
+         readlink /data/abs"
+    ));
     mount(&mut p, &host, "/data", MountMode::Rw);
     let o = run(p).await;
     let out = stdout(&o);
@@ -188,36 +158,23 @@ async fn tmp_devices_and_generated_files() {
     if !kvm() {
         return;
     }
-    let mut p = fsops(&[
-        "write",
-        "/tmp/t.txt",
-        "in memory",
-        "cat",
-        "/tmp/t.txt",
-        "cat",
-        "/etc/passwd",
-        "cat",
-        "/etc/hostname",
-        "cat",
-        "/dev/null",
-        "write",
-        "/dev/null",
-        "gone",
-        "readlink",
-        "/proc/self/exe",
-        "stat",
-        "/bin",
-        "write",
-        "/etc/passwd",
-        "root::0:0::/:/bin/sh",
-        "cat",
-        "/etc/shadow",
-    ]);
+    let mut p = fsops(
+        "write /tmp/t.txt in-memory \
+         cat /tmp/t.txt \
+         cat /etc/passwd \
+         cat /etc/hostname \
+         cat /dev/null \
+         write /dev/null gone \
+         readlink /proc/self/exe \
+         stat /bin \
+         write /etc/passwd root::0:0::/:/bin/sh \
+         cat /etc/shadow",
+    );
     p.hostname = "box".into();
     let o = run(p).await;
     let out = stdout(&o);
     assert!(o.success(), "{out}");
-    assert!(out.contains("cat /tmp/t.txt: in memory\n"), "{out}");
+    assert!(out.contains("cat /tmp/t.txt: in-memory\n"), "{out}");
     assert!(
         out.contains("sandbox:x:1000:1000:sandbox:/tmp:/bin/sh"),
         "{out}"

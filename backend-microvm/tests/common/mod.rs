@@ -62,46 +62,54 @@ fn programs_src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")
 }
 
-/// A directory holding every test program, compiled once per test binary:
-/// `<name>-musl`, `<name>-glibc`, `<name>-glibc-pie`.
+/// A directory holding every test program: `<name>-musl`, `<name>-glibc`,
+/// `<name>-glibc-pie`. Compiled once per set of sources (under cargo's target tmpdir,
+/// keyed by a hash of the sources, published by an atomic rename), so test binaries
+/// running side by side share it.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("hsb-microvm-progs-{}", std::process::id()));
-        std::fs::create_dir_all(&out).unwrap();
-        let mut jobs = Vec::new();
-        for entry in std::fs::read_dir(programs_src()).unwrap() {
-            let src = entry.unwrap().path();
-            if src.extension().is_none_or(|e| e != "c") {
-                continue;
+        let mut sources: Vec<PathBuf> = std::fs::read_dir(programs_src())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "c"))
+            .collect();
+        sources.sort();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for src in &sources {
+            for b in src
+                .file_name()
+                .unwrap()
+                .as_encoded_bytes()
+                .iter()
+                .chain(std::fs::read(src).unwrap().iter())
+            {
+                hash = (hash ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
             }
+        }
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("microvm-programs");
+        let out = root.join(format!("{hash:016x}"));
+        if out.is_dir() {
+            return out;
+        }
+        let tmp = root.join(format!("tmp-{}-{hash:016x}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let mut jobs = Vec::new();
+        for src in &sources {
             let stem = src.file_stem().unwrap().to_string_lossy().to_string();
             for tc in Toolchain::all() {
-                let exe = out.join(format!("{stem}-{}", tc.suffix()));
-                let mut cmd = match tc {
-                    Toolchain::Musl => {
-                        let mut c = Command::new("musl-gcc");
-                        c.arg("-static");
-                        c
-                    }
-                    Toolchain::Glibc => {
-                        let mut c = Command::new("gcc");
-                        c.arg("-static");
-                        c
-                    }
-                    Toolchain::GlibcPie => {
-                        let mut c = Command::new("gcc");
-                        c.arg("-static-pie");
-                        c
-                    }
+                let exe = tmp.join(format!("{stem}-{}", tc.suffix()));
+                let (compiler, mode) = match tc {
+                    Toolchain::Musl => ("musl-gcc", "-static"),
+                    Toolchain::Glibc => ("gcc", "-static"),
+                    Toolchain::GlibcPie => ("gcc", "-static-pie"),
                 };
-                cmd.args(["-O1", "-o"]).arg(&exe).arg(&src);
-                jobs.push((
-                    cmd.spawn()
-                        .unwrap_or_else(|e| panic!("cannot run the compiler for {tc:?}: {e}")),
-                    src.clone(),
-                    tc,
-                ));
+                let mut cmd = Command::new(compiler);
+                cmd.args([mode, "-O1", "-o"]).arg(&exe).arg(src);
+                let child = cmd.spawn().unwrap_or_else(|e| {
+                    panic!("cannot run {compiler} (install musl-tools and gcc): {e}")
+                });
+                jobs.push((child, src.clone(), tc));
             }
         }
         for (mut child, src, tc) in jobs {
@@ -111,6 +119,10 @@ pub fn bin_dir() -> &'static Path {
                 "compiling {} with {tc:?} failed",
                 src.display()
             );
+        }
+        if std::fs::rename(&tmp, &out).is_err() {
+            // Another test binary published the same set first.
+            let _ = std::fs::remove_dir_all(&tmp);
         }
         out
     })
@@ -162,12 +174,36 @@ pub fn stderr(o: &Outcome) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A fresh host directory for a test.
-pub fn temp_dir(tag: &str) -> PathBuf {
+/// A host directory for one test, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh host directory for a test (under cargo's target tmpdir).
+pub fn temp_dir(tag: &str) -> TempDir {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let d = std::env::temp_dir().join(format!("hsb-microvm-{tag}-{}-{n}", std::process::id()));
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("microvm-{tag}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }

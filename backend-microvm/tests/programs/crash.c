@@ -1,6 +1,6 @@
 /* Faults in the way argv[1] says: null (store through NULL), munmap (touch an
  * unmapped page), mprotect (write a page made read-only), protnone (read a page made
- * inaccessible), ill (ud2), div (divide by
+ * inaccessible), bus (read a file mapping past the file's end), ill (ud2), div (divide by
  * zero), abort, handler (SIGSEGV caught by a handler that exits 42). Prints "armed"
  * before the fault. */
 #include <setjmp.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 static void on_segv(int sig, siginfo_t *si, void *uc) {
@@ -47,6 +48,14 @@ int main(int argc, char **argv) {
     } else if (!strcmp(how, "protnone")) {
         mprotect(page, 4096, PROT_NONE);
         printf("read after PROT_NONE: %c\n", *(volatile char *)page);
+    } else if (!strcmp(how, "bus")) {
+        /* A file mapping past the end of its file. */
+        int fd = open("/tmp/short", O_RDWR | O_CREAT, 0600);
+        write(fd, "0123456789", 10);
+        char *m = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE, fd, 0);
+        printf("first page: %.10s\n", m);
+        fflush(stdout);
+        printf("second page: %c\n", m[4096]);
     } else if (!strcmp(how, "ill")) {
         __asm__ volatile("ud2");
     } else if (!strcmp(how, "div")) {

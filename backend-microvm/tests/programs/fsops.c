@@ -9,6 +9,7 @@
  *   stat PATH              print type and size
  *   rename A B             rename
  *   symlink TARGET PATH    create a symlink
+ *   mmap PATH              print the file through a private read-only mapping
  * Several commands may follow each other: `cat a write b x cat b`. */
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -82,6 +84,22 @@ int main(int argc, char **argv) {
                 printf("stat %s %s size=%lld\n", p,
                        S_ISDIR(st.st_mode) ? "dir" : S_ISLNK(st.st_mode) ? "link" : S_ISREG(st.st_mode) ? "file" : "other",
                        (long long)st.st_size);
+        } else if (!strcmp(cmd, "mmap")) {
+            const char *p = argv[i++];
+            int fd = open(p, O_RDONLY);
+            struct stat st;
+            if (fd < 0 || fstat(fd, &st) < 0) {
+                printf("mmap %s error %d\n", p, errno);
+                continue;
+            }
+            char *m = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+            if (m == MAP_FAILED) {
+                printf("mmap %s error %d\n", p, errno);
+                continue;
+            }
+            printf("mmap %s: %.*s\n", p, (int)st.st_size, m);
+            munmap(m, st.st_size);
+            close(fd);
         } else if (!strcmp(cmd, "ls")) {
             const char *p = argv[i++];
             DIR *d = opendir(p);
