@@ -8,6 +8,33 @@
 //! syscall personality (one file per family), `vfs` the sandbox's filesystem over the
 //! plan's mounts, `confine` the VMM thread's own seccomp and Landlock, `vcpu` the run
 //! loop, `backend` the `sandbox_core::Backend` implementation.
+//!
+//! ```no_run
+//! use backend_microvm::MicroVmBackend;
+//! use sandbox_core::{Backend, HostSupport, Policy, Workload};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = MicroVmBackend::new();
+//! if !backend.probe().available {
+//!     return Ok(()); // the probe says why (no /dev/kvm, no permission...)
+//! }
+//! let workload = Workload::new("busybox", ["echo", "hello from a micro-VM"]);
+//! let plan = Policy::embedded_default().resolve(&workload, &HostSupport::assume_all())?;
+//! let mut run = backend.spawn(plan).await?;
+//! let outcome = run.wait().await?;
+//! assert_eq!(outcome.stdout, b"hello from a micro-VM\n");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! How the guest reaches the VMM (see `guest/supervisor.S`): `LSTAR` points at a stub
+//! in a user-accessible page (on PVM the `LSTAR` handler runs with user privilege)
+//! that writes a doorbell page backed by no memory: the write exits to the VMM, which
+//! answers the syscall and resumes the stub at an `iretq`. CPU exceptions go through
+//! the IDT (IST stack, CPL0) to handlers that report with an `out` to a port user mode
+//! cannot reach. Page-table entries the VMM takes away or narrows are rewritten by the
+//! guest itself at CPL0, followed by a CR3 reload, before user mode runs again: PVM's
+//! shadow paging only notices guest writes, and a VT-x/AMD-V TLB may hold the old entry.
 
 mod backend;
 mod confine;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sandbox_core::{
-    EnforcementReport, Isolation, LimitMechanism, LimitsReport, Outcome, Plan, RunError,
-    SpawnError, Termination, VmReport,
+    EnforcementLevel, EnforcementReport, Isolation, LandlockMode, LimitMechanism, LimitsReport,
+    Outcome, Plan, RunError, SpawnError, Termination, VmReport,
 };
 
 use crate::confine::{confine_thread, Confinement};
@@ -144,6 +144,16 @@ pub(crate) fn prepare(
     crate::probe::kvm_kind();
     let confinement =
         confine_thread(vfs.sources()).map_err(|e| setup_err("confining the VMM thread", e))?;
+    if plan.landlock == LandlockMode::Required
+        && confinement.landlock.level != EnforcementLevel::Full
+    {
+        return Err(SpawnError::Unsupported(format!(
+            "the policy requires full Landlock, but this kernel enforces {:?} for the VMM (ABI {}, missing: {})",
+            confinement.landlock.level,
+            confinement.landlock.abi,
+            confinement.landlock.missing.join(", ")
+        )));
+    }
     let kernel = Kernel {
         mm,
         vfs,

@@ -260,3 +260,15 @@ async fn spawn_errors_are_precise() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn program_is_searched_in_path() {
+    if !kvm() {
+        return;
+    }
+    let o = run(plan("busybox", &["echo", "found"])).await;
+    assert_eq!(stdout(&o), "found\n");
+    // argv[0] is what the plan says; /proc/self/exe is where it was found.
+    let o = run(plan("busybox", &["readlink", "/proc/self/exe"])).await;
+    assert!(stdout(&o).ends_with("/busybox\n"), "{}", stdout(&o));
+}
