@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use sandbox_core::{MountMode, Network, Plan, SpawnError, Stdin, SANDBOX_GID, SANDBOX_UID};
+use sandbox_core::{MountMode, Network, Plan, SpawnError, Stdin};
 
 use crate::child::{ChildSpec, Components, Op, Rule, Source, MAX_SOURCES};
 use crate::landlock::Masks;
@@ -18,7 +18,7 @@ const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
 /// The host uid/gid a sandbox's processes run as when the caller is root: an
 /// unprivileged id, so that an escape does not land as host root.
-pub(crate) const ROOT_MODE_HOST_ID: u32 = 65534;
+pub(crate) use sandbox_core::ROOT_MODE_HOST_ID;
 
 /// The parent's ends of the pipes, kept by the execution.
 #[derive(Debug)]
@@ -271,6 +271,62 @@ fn realise_all(plan: &Plan) -> Result<Vec<Realised>, SpawnError> {
     Ok(out)
 }
 
+/// A host directory to build the new root on (in the sandbox's private mount namespace,
+/// so nothing appears on the host): the first of a few usual ones that holds none of the
+/// image's layers, which must stay reachable by path while the root is built.
+fn staging_dir(image: Option<&sandbox_core::ImageRoot>) -> Result<PathBuf, SpawnError> {
+    for cand in ["/tmp", "/mnt", "/run", "/var/tmp", "/opt", "/srv", "/media"] {
+        let p = Path::new(cand);
+        if !p.is_dir() {
+            continue;
+        }
+        if image.is_some_and(|img| img.layers.iter().any(|l| l.starts_with(p))) {
+            continue;
+        }
+        return Ok(p.to_path_buf());
+    }
+    Err(SpawnError::Unsupported(
+        "no directory to build the sandbox's root on (tried /tmp, /mnt, /run, ...)".into(),
+    ))
+}
+
+fn overlay_spec(
+    img: &sandbox_core::ImageRoot,
+    stage: &Path,
+) -> Result<crate::child::OverlaySpec, SpawnError> {
+    if img.layers.is_empty() {
+        return Err(SpawnError::Unsupported(format!(
+            "image {} has no layers",
+            img.name
+        )));
+    }
+    let mut lower = Vec::new();
+    for l in img.layers.iter().rev() {
+        let b = l.as_os_str().as_bytes();
+        if b.contains(&b':') || b.contains(&b',') || b.contains(&b'\\') {
+            return Err(SpawnError::Unsupported(format!(
+                "layer path {} has a character overlayfs cannot take",
+                l.display()
+            )));
+        }
+        if !lower.is_empty() {
+            lower.push(b':');
+        }
+        lower.extend_from_slice(b);
+    }
+    Ok(crate::child::OverlaySpec {
+        lowerdir: cstr(lower, "the layer list")?,
+        upperdir: cstr(
+            stage.join("upper").as_os_str().as_bytes(),
+            "the upper directory",
+        )?,
+        workdir: cstr(
+            stage.join("work").as_os_str().as_bytes(),
+            "the work directory",
+        )?,
+    })
+}
+
 /// Everything prepared for one run.
 #[derive(Debug)]
 pub(crate) struct Blueprint {
@@ -282,6 +338,8 @@ pub(crate) struct Blueprint {
     pub(crate) host_uid: u32,
     pub(crate) host_gid: u32,
     pub(crate) root_mode: bool,
+    /// The uid and gid inside the sandbox.
+    pub(crate) inside: (u32, u32),
 }
 
 /// Inputs besides the plan.
@@ -321,7 +379,17 @@ impl Blueprint {
             }
             Ok(())
         };
-        rule("/", masks.root, &mut labels)?;
+        // An image root is the sandbox's own writable layer; a bare root is read-only.
+        let image = plan.root.as_ref();
+        rule(
+            "/",
+            if image.is_some() {
+                masks.rw_dir
+            } else {
+                masks.root
+            },
+            &mut labels,
+        )?;
 
         macro_rules! op {
             ($label:expr, $op:expr) => {{
@@ -329,13 +397,18 @@ impl Blueprint {
                 ops.push($op);
             }};
         }
-        // Generated /etc files, before any mount can cover /etc.
+        // Generated /etc files, before any mount can cover /etc. An image keeps its own
+        // users and groups; its host name and hosts file are the sandbox's.
         for (path, contents) in plan.generated_files() {
+            if image.is_some() && !matches!(path, "/etc/hostname" | "/etc/hosts") {
+                continue;
+            }
             op!(
                 ("generated".into(), path.into()),
                 Op::File {
                     path: components(Path::new(path))?,
-                    contents: contents.into_bytes()
+                    contents: contents.into_bytes(),
+                    replace: image.is_some(),
                 }
             );
         }
@@ -489,6 +562,8 @@ impl Blueprint {
             );
         }
 
+        let stage = staging_dir(image)?;
+
         // Pipes.
         let (sync_r, sync_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
@@ -571,15 +646,31 @@ impl Blueprint {
             ruleset: ruleset_raw,
             keep,
             clear_groups: root_mode,
-            stage: c"/tmp".into(),
-            root_options: fs_opts(&[("size", "4m".into()), ("mode", "0755".into())])?,
+            overlay: match image {
+                Some(img) => Some(overlay_spec(img, &stage)?),
+                None => None,
+            },
+            stage: cstr(stage.as_os_str().as_bytes(), "the staging directory")?,
+            // A bare root only holds mount points and a few files; an image root's
+            // tmpfs holds the writable layer, capped like /tmp.
+            root_options: fs_opts(&[
+                (
+                    "size",
+                    if image.is_some() {
+                        tmp_size.to_string()
+                    } else {
+                        "4m".into()
+                    },
+                ),
+                ("mode", "0755".into()),
+            ])?,
             sources,
             ops,
             hostname: plan.hostname.as_bytes().to_vec(),
             loopback: plan.network == Network::Loopback,
             rules,
-            uid: SANDBOX_UID,
-            gid: SANDBOX_GID,
+            uid: plan.user.0,
+            gid: plan.user.1,
             rlimits,
             cwd: cstr(&plan.cwd, "the working directory")?,
             candidates,
@@ -623,6 +714,7 @@ impl Blueprint {
             host_uid,
             host_gid,
             root_mode,
+            inside: plan.user,
         })
     }
 
@@ -630,8 +722,14 @@ impl Blueprint {
     /// In the order they must be written (gid before uid, as tools do).
     pub(crate) fn id_maps(&self) -> [(&'static str, String); 2] {
         [
-            ("gid_map", format!("{SANDBOX_GID} {} 1\n", self.host_gid)),
-            ("uid_map", format!("{SANDBOX_UID} {} 1\n", self.host_uid)),
+            (
+                "gid_map",
+                format!("{} {} 1\n", self.inside.1, self.host_gid),
+            ),
+            (
+                "uid_map",
+                format!("{} {} 1\n", self.inside.0, self.host_uid),
+            ),
         ]
     }
 }

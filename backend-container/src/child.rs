@@ -21,8 +21,13 @@ pub(crate) type Components = Vec<CString>;
 pub(crate) enum Op {
     /// A directory, with its parents.
     Dir { path: Components },
-    /// A regular file with these contents (mode 0644).
-    File { path: Components, contents: Vec<u8> },
+    /// A regular file with these contents (mode 0644); `replace`: over an existing one
+    /// (an image's /etc/hostname), else it must not exist.
+    File {
+        path: Components,
+        contents: Vec<u8>,
+        replace: bool,
+    },
     /// A symbolic link.
     Symlink { path: Components, target: CString },
     /// A fresh filesystem (`tmpfs`, `proc`) with string options.
@@ -53,6 +58,16 @@ pub(crate) struct Source {
 /// At most this many bind sources (the policy allows 256 mounts, plus /dev's nodes).
 pub(crate) const MAX_SOURCES: usize = 300;
 
+/// An image root: overlayfs over the unpacked layers, its upper layer in the tmpfs.
+#[derive(Debug)]
+pub(crate) struct OverlaySpec {
+    /// `lower3:lower2:lower1` (topmost first), host paths of the layer store.
+    pub(crate) lowerdir: CString,
+    /// `<stage>/upper` and `<stage>/work`, in the tmpfs attached at the stage.
+    pub(crate) upperdir: CString,
+    pub(crate) workdir: CString,
+}
+
 /// A Landlock rule to add after `pivot_root`.
 #[derive(Debug)]
 pub(crate) struct Rule {
@@ -79,6 +94,7 @@ pub(crate) enum Stage {
     Network = 13,
     Source = 14,
     Interpreter = 15,
+    Overlay = 16,
 }
 
 impl Stage {
@@ -100,6 +116,7 @@ impl Stage {
             13 => Network,
             14 => Source,
             15 => Interpreter,
+            16 => Overlay,
             _ => return None,
         })
     }
@@ -189,6 +206,8 @@ pub(crate) struct ChildSpec {
     /// A host directory to attach the new root on while it is built (private mount ns).
     pub(crate) stage: CString,
     pub(crate) root_options: Vec<(CString, CString)>,
+    /// An image root instead of a bare tmpfs.
+    pub(crate) overlay: Option<OverlaySpec>,
     pub(crate) sources: Vec<Source>,
     pub(crate) ops: Vec<Op>,
     pub(crate) hostname: Vec<u8>,
@@ -315,12 +334,21 @@ fn new_fs(
 fn run_op(root: RawFd, sources: &[RawFd], op: &Op) -> Result<(), Errno> {
     match op {
         Op::Dir { path } => open_dir(root, path, true).map(sys::close),
-        Op::File { path, contents } => {
+        Op::File {
+            path,
+            contents,
+            replace,
+        } => {
             let (dir, name) = open_parent(root, path)?;
+            let excl = if *replace {
+                libc::O_TRUNC
+            } else {
+                libc::O_EXCL
+            };
             let fd = sys::openat(
                 dir,
                 name,
-                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::O_CREAT | excl | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 0o644,
             );
             sys::close(dir);
@@ -430,7 +458,7 @@ fn close_others(keep: &[RawFd]) {
 
 /// Builds the root filesystem and moves into it.
 fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
-    let root = match new_fs(
+    let tmpfs = match new_fs(
         c"tmpfs",
         &spec.root_options,
         sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
@@ -439,7 +467,7 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
         Err(err) => fail(spec, Stage::Setup, err, 0),
     };
     if let Err(err) = sys::move_mount(
-        root,
+        tmpfs,
         EMPTY,
         libc::AT_FDCWD,
         &spec.stage,
@@ -447,6 +475,16 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
     ) {
         fail(spec, Stage::Setup, err, 0)
     }
+    let root = match &spec.overlay {
+        None => tmpfs,
+        Some(o) => match overlay_root(tmpfs, o, &spec.stage) {
+            Ok(fd) => {
+                sys::close(tmpfs);
+                fd
+            }
+            Err(err) => fail(spec, Stage::Overlay, err, 0),
+        },
+    };
     for (i, op) in spec.ops.iter().enumerate() {
         if let Err(err) = run_op(root, sources, op) {
             fail(spec, Stage::Op, err, i as u32)
@@ -463,6 +501,10 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
     for &fd in sources.iter().take(spec.sources.len()) {
         sys::close(fd);
     }
+    if spec.overlay.is_some() {
+        // An image root is the sandbox's own throwaway layer: it stays writable.
+        return;
+    }
     let ro = sys::MountAttr {
         attr_set: sys::MOUNT_ATTR_RDONLY,
         ..Default::default()
@@ -470,6 +512,37 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
     if let Err(err) = sys::mount_setattr(libc::AT_FDCWD, c"/", 0, &ro) {
         fail(spec, Stage::Pivot, err, 0)
     }
+}
+
+/// An overlay of the image's layers with its upper and work directories in the tmpfs
+/// attached at `stage`; attached over it, and returned.
+fn overlay_root(tmpfs: RawFd, o: &OverlaySpec, stage: &std::ffi::CStr) -> Result<RawFd, Errno> {
+    for d in [c"upper", c"work"] {
+        sys::mkdirat(tmpfs, d, 0o755)?;
+    }
+    let fs = sys::fsopen(c"overlay")?;
+    let r = (|| {
+        sys::fsconfig_string(fs, c"lowerdir", &o.lowerdir)?;
+        sys::fsconfig_string(fs, c"upperdir", &o.upperdir)?;
+        sys::fsconfig_string(fs, c"workdir", &o.workdir)?;
+        // Overlay metadata as user.* xattrs: what overlayfs needs inside a user namespace.
+        sys::fsconfig_flag(fs, c"userxattr")?;
+        sys::fsconfig_create(fs)?;
+        sys::fsmount(fs, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
+    })();
+    sys::close(fs);
+    let root = r?;
+    if let Err(e) = sys::move_mount(
+        root,
+        EMPTY,
+        libc::AT_FDCWD,
+        stage,
+        sys::MOVE_MOUNT_F_EMPTY_PATH,
+    ) {
+        sys::close(root);
+        return Err(e);
+    }
+    Ok(root)
 }
 
 /// Adds the Landlock rules on the sandbox's own paths (after `pivot_root`).
@@ -744,10 +817,10 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=15 {
+        for v in 1..=16 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
-        assert!(Stage::from_u32(0).is_none() && Stage::from_u32(16).is_none());
+        assert!(Stage::from_u32(0).is_none() && Stage::from_u32(17).is_none());
         let r = ErrorRecord {
             stage: 12,
             errno: 2,

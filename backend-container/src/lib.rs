@@ -237,6 +237,11 @@ fn describe(plan: &Plan, labels: &Labels, rec: ErrorRecord) -> SpawnError {
             target: String::new(),
             source: errno,
         },
+        Some(Stage::Overlay) => setup(
+            "mounting the image's layers with overlayfs (needs Linux 5.11+ for overlayfs in a user \
+             namespace, a layer store the sandbox user can traverse, and user xattrs on tmpfs: 6.6+)",
+            errno,
+        ),
         Some(Stage::Cwd) => setup(
             &format!("entering the working directory {}", plan.cwd),
             errno,
@@ -336,11 +341,19 @@ fn report(
             },
         },
         network: plan.network,
-        filesystem: format!(
-            "read-only tmpfs root; {ro} read-only and {rw} read-write mounts (from {} entries); private /proc; \
-             /dev with null, zero, full, random, urandom; /tmp tmpfs; nosuid and nodev everywhere",
-            plan.mounts.len()
-        ),
+        filesystem: match &plan.root {
+            Some(img) => format!(
+                "image {} ({} layers, overlayfs) with a throwaway writable layer; {ro} read-only and {rw} \
+                 read-write mounts; private /proc; /dev with null, zero, full, random, urandom; /tmp tmpfs",
+                img.name,
+                img.layers.len()
+            ),
+            None => format!(
+                "read-only tmpfs root; {ro} read-only and {rw} read-write mounts (from {} entries); private /proc; \
+                 /dev with null, zero, full, random, urandom; /tmp tmpfs; nosuid and nodev everywhere",
+                plan.mounts.len()
+            ),
+        },
         vm: None,
     }
 }

@@ -217,6 +217,18 @@ pub(crate) fn fsconfig_string(fs: RawFd, key: &CStr, value: &CStr) -> SysResult 
     )
 }
 
+/// fsconfig(FSCONFIG_SET_FLAG, key).
+pub(crate) fn fsconfig_flag(fs: RawFd, key: &CStr) -> SysResult {
+    syscall!(
+        libc::SYS_fsconfig,
+        fs,
+        0 as c_uint,
+        key.as_ptr(),
+        std::ptr::null::<c_void>(),
+        0
+    )
+}
+
 pub(crate) fn fsconfig_create(fs: RawFd) -> SysResult {
     syscall!(
         libc::SYS_fsconfig,

@@ -77,6 +77,66 @@ fn bwrap_argv(plan: &hybrid_sandbox::Plan) -> Vec<String> {
     a
 }
 
+/// A one-layer image holding Debian's static busybox (as /bin/true too), in a store.
+fn busybox_image(dir: &std::path::Path) -> hybrid_sandbox::ImageStore {
+    use sha2::Digest;
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps.sh)");
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(busybox.len() as u64);
+    h.set_mode(0o755);
+    layer
+        .append_data(&mut h, "bin/busybox", &busybox[..])
+        .unwrap();
+    for app in ["true", "sh"] {
+        let mut l = tar::Header::new_gnu();
+        l.set_entry_type(tar::EntryType::Symlink);
+        l.set_size(0);
+        layer
+            .append_link(&mut l, format!("bin/{app}"), "/bin/busybox")
+            .unwrap();
+    }
+    let layer = layer.into_inner().unwrap();
+    let hex = |b: &[u8]| {
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    let cfg = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", hex(&layer))]}})
+    .to_string();
+    let cfg_name = format!("{}.json", hex(cfg.as_bytes()));
+    let mut t = tar::Builder::new(Vec::new());
+    let manifest = serde_json::json!([{"Config": cfg_name, "RepoTags": ["bench:busybox"], "Layers": ["l/layer.tar"]}]).to_string();
+    for (name, data) in [
+        ("l/layer.tar", layer.clone()),
+        (cfg_name.as_str(), cfg.into_bytes()),
+        ("manifest.json", manifest.into_bytes()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        t.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    let img = dir.join("busybox.tar");
+    std::fs::write(&img, t.into_inner().unwrap()).unwrap();
+    let store = hybrid_sandbox::ImageStore::at(dir.join("store"));
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let opts = hybrid_sandbox::ImportOptions {
+        owner: root.then_some((
+            hybrid_sandbox::ROOT_MODE_HOST_ID,
+            hybrid_sandbox::ROOT_MODE_HOST_ID,
+        )),
+        ..Default::default()
+    };
+    store
+        .import(&img, None, opts)
+        .expect("import the bench image");
+    store
+}
+
 fn main() {
     let runs: usize = std::env::args()
         .nth(1)
@@ -99,6 +159,28 @@ fn main() {
         })
         .skip(10)
         .collect();
+    // The same, on an image root (overlayfs over one busybox layer, writable upper).
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    let with_image = Sandbox::with_default_policy().with_image_store(busybox_image(dir.path()));
+    let image: Vec<Duration> =
+        (0..runs + 10)
+            .map(|_| {
+                let t = Instant::now();
+                let o = rt
+                    .block_on(with_image.run(
+                        Workload::new("/bin/true", Vec::<String>::new()).image("bench:busybox"),
+                    ))
+                    .expect("run");
+                assert!(o.success(), "{o:?}");
+                t.elapsed()
+            })
+            .skip(10)
+            .collect();
     let cli = time_cmd(&[hsb, "run", "--", "/bin/true"], runs);
     let plan = sandbox
         .plan(&Workload::new("/bin/true", Vec::<String>::new()))
@@ -115,6 +197,10 @@ fn main() {
     println!("| --- | ---: | ---: | ---: |");
     for (name, v) in [
         ("hybrid-sandbox library (Sandbox::run, full isolation)", lib),
+        (
+            "hybrid-sandbox library, image root (busybox layer, overlayfs)",
+            image,
+        ),
         ("hybrid-sandbox CLI (`hsb run -- /bin/true`)", cli),
         (
             "bwrap --unshare-all --die-with-parent (same mounts, /proc, /dev, /tmp)",

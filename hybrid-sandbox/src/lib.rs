@@ -17,10 +17,12 @@
 //! decision's reasons, and an [`EnforcementReport`] of what was really in force.
 
 pub mod blocking;
+mod image;
 mod pending;
 mod sandbox;
 
 pub use sandbox::{Error, Sandbox};
+pub use sandbox_images::{ImageConfig, ImageError, ImageRecord, ImageStore, ImportOptions};
 
 pub use sandbox_core::{
     units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
@@ -28,5 +30,5 @@ pub use sandbox_core::{
     LimitMechanism, Limits, LimitsReport, Mount, MountMode, Need, Network, Outcome, OutputChunk,
     OutputStream, Plan, Policy, PolicyError, RunError, SeccompAction, SeccompReport,
     SelectionError, SpawnError, Stdin, StdinWriter, StreamKind, Termination, VmReport, Workload,
-    DEFAULT_PATH, EMBEDDED_DEFAULT,
+    DEFAULT_PATH, EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
 };

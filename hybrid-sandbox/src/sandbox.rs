@@ -22,6 +22,12 @@ pub enum Error {
     /// The sandbox was started but its outcome could not be collected.
     #[error("running the sandbox")]
     Run(#[source] RunError),
+    /// The image could not be imported or found.
+    #[error("image")]
+    Image(#[source] sandbox_images::ImageError),
+    /// The image cannot run as asked.
+    #[error("image")]
+    ImageUse(#[source] sandbox_core::ImageUseError),
     /// An async runtime could not be created (blocking API).
     #[error("creating the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -62,6 +68,7 @@ impl Error {
             Error::Spawn(SpawnError::Unsupported(_)) => "unsupported",
             Error::Spawn(SpawnError::Setup { .. }) => "setup",
             Error::Run(_) => "run",
+            Error::Image(_) | Error::ImageUse(_) => "image",
             Error::Runtime(_) => "runtime",
         }
     }
@@ -73,6 +80,7 @@ impl Error {
 pub struct Sandbox {
     policy: Arc<Policy>,
     floor: Option<Arc<Floor>>,
+    images: Arc<sandbox_images::ImageStore>,
     container: Arc<dyn Backend>,
     microvm: Arc<dyn Backend>,
 }
@@ -83,6 +91,9 @@ impl Sandbox {
         Sandbox {
             policy: Arc::new(policy),
             floor: None,
+            images: Arc::new(sandbox_images::ImageStore::at(
+                sandbox_images::ImageStore::default_location(),
+            )),
             container: Arc::new(ContainerBackend::new()),
             microvm: Arc::new(crate::pending::PendingMicroVm),
         }
@@ -115,6 +126,17 @@ impl Sandbox {
         };
         self.floor = Some(Arc::new(merged));
         self
+    }
+
+    /// Uses this image store (default: [`sandbox_images::ImageStore::default_location`]).
+    pub fn with_image_store(mut self, store: sandbox_images::ImageStore) -> Sandbox {
+        self.images = Arc::new(store);
+        self
+    }
+
+    /// The image store runs take their images from.
+    pub fn image_store(&self) -> &sandbox_images::ImageStore {
+        &self.images
     }
 
     /// The policy in force.
@@ -159,11 +181,34 @@ impl Sandbox {
     /// Starts a workload; stream its output with [`Execution::take_output`], and wait
     /// for its [`Outcome`] with [`Execution::wait`]. Dropping the execution kills it.
     pub async fn spawn(&self, workload: Workload) -> Result<Box<dyn Execution>, Error> {
-        let plan = self.plan(&workload)?;
-        self.backend(plan.decision.isolation)
+        let mut plan = self.plan(&workload)?;
+        let layers = if plan.image.is_some() {
+            let store = self.images.clone();
+            let run = workload.clone();
+            // Importing unpacks files: keep it off the async threads.
+            let (p, layers) = tokio::task::spawn_blocking(move || {
+                let mut plan = plan;
+                crate::image::prepare(&store, &mut plan, &run).map(|l| (plan, l))
+            })
+            .await
+            .map_err(|e| Error::Runtime(std::io::Error::other(e)))??;
+            plan = p;
+            layers
+        } else {
+            None
+        };
+        let exec = self
+            .backend(plan.decision.isolation)
             .spawn(plan)
             .await
-            .map_err(Error::Spawn)
+            .map_err(Error::Spawn)?;
+        Ok(match layers {
+            Some(l) => Box::new(crate::image::WithLayers {
+                inner: exec,
+                _layers: l,
+            }),
+            None => exec,
+        })
     }
 
     /// Runs a workload to its end.

@@ -488,3 +488,99 @@ fn operator_floor_and_needs_on_the_command_line() {
     ]);
     assert!(text(&o.stdout).contains("refused"), "{}", text(&o.stdout));
 }
+
+#[test]
+fn image_commands_and_run_with_an_image() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = dir.path().join("store");
+    // A one-layer busybox image in `docker save` form, written here.
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps.sh)");
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(busybox.len() as u64);
+    h.set_mode(0o755);
+    layer
+        .append_data(&mut h, "bin/busybox", &busybox[..])
+        .unwrap();
+    let mut l = tar::Header::new_gnu();
+    l.set_entry_type(tar::EntryType::Symlink);
+    l.set_size(0);
+    layer.append_link(&mut l, "bin/sh", "/bin/busybox").unwrap();
+    let layer = layer.into_inner().unwrap();
+    let hex = |b: &[u8]| {
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    use sha2::Digest;
+    let cfg = serde_json::json!({"architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh", "-c", "echo from-cmd"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", hex(&layer))]}})
+    .to_string();
+    let cfg_name = format!("{}.json", hex(cfg.as_bytes()));
+    let mut t = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("l/layer.tar", layer.clone()),
+        (cfg_name.as_str(), cfg.clone().into_bytes()),
+        ("manifest.json", serde_json::json!([{"Config": cfg_name, "RepoTags": ["cli-test:1"], "Layers": ["l/layer.tar"]}]).to_string().into_bytes()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        t.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    let img = dir.path().join("img.tar");
+    std::fs::write(&img, t.into_inner().unwrap()).unwrap();
+    let hsb_env = |args: &[&str]| {
+        Command::new(HSB)
+            .args(args)
+            .env("HSB_IMAGE_STORE", &store)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = hsb_env(&["image", "import", img.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with("cli-test:1: 1 layers"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = hsb_env(&["image", "list", "--json"]);
+    assert_eq!(json(&o)[0]["name"], "cli-test:1");
+    // Without a program, the image's cmd runs; with one, it replaces the cmd.
+    let o = hsb_env(&["run", "--image", "cli-test:1"]);
+    assert_eq!(
+        (code(&o), text(&o.stdout).as_str()),
+        (0, "from-cmd\n"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = hsb_env(&["run", "--image", "cli-test:1", "--", "sh", "-c", "exit 9"]);
+    assert_eq!(code(&o), 9);
+    let o = hsb_env(&["run", "--image", "nope:0", "--", "sh"]);
+    assert_eq!(code(&o), 125);
+    assert!(
+        text(&o.stderr).contains("no image `nope:0`"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = hsb_env(&["image", "rm", "cli-test:1"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(
+        json(&hsb_env(&["image", "list", "--json"])),
+        serde_json::json!([])
+    );
+    // A tampered image is refused by digest.
+    let mut bad = std::fs::read(&img).unwrap();
+    let at = bad.windows(7).position(|w| w == b"busybox").unwrap() + 2000;
+    bad[at] ^= 0xff;
+    let bad_path = dir.path().join("bad.tar");
+    std::fs::write(&bad_path, bad).unwrap();
+    let o = hsb_env(&["image", "import", bad_path.to_str().unwrap()]);
+    assert_eq!(code(&o), 125);
+    assert!(text(&o.stderr).contains("tampered"), "{}", text(&o.stderr));
+}

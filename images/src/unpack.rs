@@ -159,7 +159,10 @@ fn open_dir(ctx: &Ctx<'_>, shown: &str, comps: &[&[u8]]) -> Result<OwnedFd, Imag
     for c in comps {
         let name = std::ffi::OsStr::from_encoded_bytes_checked(c);
         match rfs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            // Directories a layer implies without listing them get the same owner as
+            // the rest: an unmapped owner would make overlayfs refuse to copy them up.
+            Ok(()) => chown(ctx, &cur, c)?,
+            Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(rio(format!("creating a directory for {shown}"))(e)),
         }
         cur = match rfs::openat(&cur, name, flags, Mode::empty()) {
@@ -222,7 +225,15 @@ fn entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>) -> Result<(), Im
 
     // Whiteouts.
     if name == b".wh..wh..opq" {
-        rfs::fsetxattr(&dir, "user.overlay.opaque", b"y", rfs::XattrFlags::empty()).map_err(
+        // xattrs need a real descriptor (the walk holds O_PATH ones).
+        let real = rfs::openat(
+            &dir,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(rio(format!("opening the directory of {shown}")))?;
+        rfs::fsetxattr(&real, "user.overlay.opaque", b"y", rfs::XattrFlags::empty()).map_err(
             rio(format!(
                 "marking {shown} opaque (the cache's filesystem needs user xattrs)"
             )),
@@ -414,6 +425,14 @@ pub(crate) fn unpack(
         _ => Box::new(&mut outer),
     };
     let mut inner = Hashing::new(decompressed);
+    if let Some((u, g)) = opts.owner {
+        rfs::chown(
+            dest,
+            Some(rfs::Uid::from_raw(u)),
+            Some(rfs::Gid::from_raw(g)),
+        )
+        .map_err(rio(format!("setting the owner of {}", dest.display())))?;
+    }
     let mut ctx = Ctx {
         layer,
         root,

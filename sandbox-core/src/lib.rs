@@ -25,7 +25,10 @@ pub use outcome::{
     Decision, EnforcementLevel, EnforcementReport, FallbackTaken, LandlockReport, LimitMechanism,
     LimitsReport, Outcome, SeccompReport, Termination, VmReport,
 };
-pub use plan::{LandlockMode, Plan, PlannedMount, SANDBOX_GID, SANDBOX_UID};
+pub use plan::{
+    ImageRoot, ImageSpec, ImageUseError, LandlockMode, Plan, PlannedMount, ROOT_MODE_HOST_ID,
+    SANDBOX_GID, SANDBOX_UID,
+};
 pub use policy::{
     did_you_mean, EffectiveProfile, Floor, Location, Policy, PolicyError, EMBEDDED_DEFAULT,
     EMBEDDED_ORIGIN,

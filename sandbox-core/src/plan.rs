@@ -63,9 +63,125 @@ pub struct Plan {
     pub hostname: String,
     /// Which backend, and why.
     pub decision: Decision,
+    /// The OCI image asked for (a store name or a path); resolved by the facade into
+    /// [`Plan::root`].
+    pub image: Option<String>,
+    /// The image root, once resolved: without it the root is made of the mounts.
+    pub root: Option<ImageRoot>,
+    /// The uid and gid the workload runs as inside the sandbox.
+    pub user: (u32, u32),
+}
+
+/// A root filesystem made of an image's unpacked layers, with a throwaway upper layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageRoot {
+    /// The image's name in the store.
+    pub name: String,
+    /// The image's manifest digest (sha256 hex).
+    pub digest: String,
+    /// Unpacked layer directories, lowest first.
+    pub layers: Vec<PathBuf>,
+}
+
+/// What an image contributes to a run (its config), for [`Plan::apply_image`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageSpec {
+    /// The root.
+    pub root: Option<ImageRoot>,
+    /// ENTRYPOINT.
+    pub entrypoint: Vec<String>,
+    /// CMD.
+    pub cmd: Vec<String>,
+    /// ENV (`KEY=VALUE`).
+    pub env: Vec<String>,
+    /// WORKDIR.
+    pub working_dir: Option<String>,
+    /// USER, resolved to numeric ids.
+    pub user: Option<(u32, u32)>,
+}
+
+/// An image cannot run as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("image {image}: {message}")]
+pub struct ImageUseError {
+    /// The image.
+    pub image: String,
+    /// What is wrong.
+    pub message: String,
 }
 
 impl Plan {
+    /// Applies an image's config with Docker's precedence: the run's program replaces
+    /// CMD (after ENTRYPOINT), its `--cwd` and `--env` beat the image's WORKDIR and ENV,
+    /// which beat the policy's.
+    pub fn apply_image(
+        &mut self,
+        run: &crate::Workload,
+        img: ImageSpec,
+    ) -> Result<(), ImageUseError> {
+        let name = img
+            .root
+            .as_ref()
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| self.image.clone().unwrap_or_default());
+        let run_argv: Vec<String> = if run.program.is_empty() {
+            Vec::new()
+        } else {
+            std::iter::once(run.argv0.clone().unwrap_or_else(|| run.program.clone()))
+                .chain(run.args.iter().cloned())
+                .collect()
+        };
+        let tail = if run_argv.is_empty() {
+            img.cmd.clone()
+        } else {
+            run_argv
+        };
+        let argv: Vec<String> = img.entrypoint.iter().cloned().chain(tail).collect();
+        let Some(first) = argv.first().cloned() else {
+            return Err(ImageUseError {
+                image: name,
+                message: "it has no entrypoint or cmd: give a program to run".into(),
+            });
+        };
+        self.program = if img.entrypoint.is_empty() && !run.program.is_empty() {
+            run.program.clone()
+        } else {
+            first
+        };
+        self.argv = argv;
+        // ENV: the image's, then the policy's and the run's (the default PATH only when
+        // the image sets none).
+        let mut env: Vec<(String, String)> = img
+            .env
+            .iter()
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        let image_has_path = env.iter().any(|(k, _)| k == "PATH");
+        for (k, v) in std::mem::take(&mut self.env) {
+            if k == "PATH"
+                && v == crate::DEFAULT_PATH
+                && image_has_path
+                && !run.env.contains_key("PATH")
+            {
+                continue;
+            }
+            env.retain(|(ek, _)| *ek != k);
+            env.push((k, v));
+        }
+        self.env = env;
+        if run.cwd.is_none() {
+            if let Some(wd) = img.working_dir {
+                self.cwd = wd;
+            }
+        }
+        self.user = img.user.unwrap_or((0, 0));
+        self.root = img.root;
+        Ok(())
+    }
+
     /// The `PATH` of the workload (the default one when the environment has none).
     pub fn path_var(&self) -> &str {
         self.env
@@ -93,6 +209,11 @@ impl Plan {
             .collect()
     }
 }
+
+/// The host uid and gid a sandbox's processes run as when the caller is root: an
+/// unprivileged id, so that an escape does not land as host root. Images imported by
+/// root are owned by it.
+pub const ROOT_MODE_HOST_ID: u32 = 65534;
 
 /// The uid the workload runs as inside the sandbox (both backends).
 pub const SANDBOX_UID: u32 = 1000;

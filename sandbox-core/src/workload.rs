@@ -35,6 +35,10 @@ pub struct Mount {
     /// (for policy defaults that must work on hosts of different layouts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub optional: bool,
+    /// Part of the host-directories root (such as /usr): left out when an image
+    /// provides the root.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
 }
 
 impl Mount {
@@ -45,6 +49,7 @@ impl Mount {
             target: Some(target.into()),
             mode: MountMode::Ro,
             optional: false,
+            system: false,
         }
     }
 
@@ -55,6 +60,7 @@ impl Mount {
             target: Some(target.into()),
             mode: MountMode::Rw,
             optional: false,
+            system: false,
         }
     }
 
@@ -86,6 +92,7 @@ impl Mount {
             target: Some(target.into()),
             mode,
             optional: false,
+            system: false,
         })
     }
 }
@@ -134,6 +141,10 @@ pub struct Workload {
     pub network: Option<Network>,
     /// What the workload declares it needs (`auto` sends it where that exists).
     pub needs: Vec<Need>,
+    /// An OCI image for the root: a name in the image store, or a path to an OCI
+    /// layout directory or a `docker save` tarball. The program may then be empty (the
+    /// image's entrypoint and cmd run).
+    pub image: Option<String>,
 }
 
 impl Workload {
@@ -212,6 +223,12 @@ impl Workload {
         if !self.needs.contains(&need) {
             self.needs.push(need);
         }
+        self
+    }
+
+    /// Runs on an OCI image's root (a store name, or a path).
+    pub fn image(mut self, reference: impl Into<String>) -> Self {
+        self.image = Some(reference.into());
         self
     }
 

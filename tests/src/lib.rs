@@ -1,6 +1,8 @@
 //! Helpers shared by the integration suites: test programs compiled from
 //! `tests/programs/*.c`, sandboxes, and host-side checks.
 
+pub mod image;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};

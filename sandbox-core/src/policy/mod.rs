@@ -281,6 +281,7 @@ impl Policy {
         limits.overlay(&w.limits);
 
         let mut mounts = Vec::new();
+        let image = w.image.clone().or(spec.image.clone());
         for (m, from_run) in spec
             .mounts
             .iter()
@@ -288,6 +289,9 @@ impl Policy {
             .map(|m| (m, false))
             .chain(w.mounts.iter().map(|m| (m, true)))
         {
+            if m.system && image.is_some() {
+                continue;
+            }
             let planned =
                 validate::plan_mount(m).map_err(|message| PolicyError::InvalidRunOption {
                     option: "mount".into(),
@@ -373,6 +377,9 @@ impl Policy {
             seccomp_action,
             landlock,
             hostname: spec.hostname.clone().unwrap_or_else(|| "sandbox".into()),
+            image,
+            root: None,
+            user: (crate::plan::SANDBOX_UID, crate::plan::SANDBOX_GID),
             decision: Decision {
                 isolation: Isolation::Container,
                 requested,

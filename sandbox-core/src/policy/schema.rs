@@ -138,6 +138,10 @@ pub(crate) struct ProfileSpec {
     /// Host name inside the sandbox.
     #[serde(default)]
     pub(crate) hostname: Option<String>,
+    /// An OCI image for the root (a store name or a path); the profile's `system`
+    /// mounts are then left out.
+    #[serde(default)]
+    pub(crate) image: Option<String>,
 }
 
 impl ProfileSpec {
@@ -154,7 +158,8 @@ impl ProfileSpec {
             network,
             landlock,
             cwd,
-            hostname
+            hostname,
+            image
         );
         if let Some(l) = &over.limits {
             out.limits.get_or_insert_with(Limits::default).overlay(l);

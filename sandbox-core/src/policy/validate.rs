@@ -331,7 +331,7 @@ pub(crate) fn workload(w: &Workload) -> Result<(), PolicyError> {
         option: option.into(),
         message,
     };
-    if w.program.is_empty() {
+    if w.program.is_empty() && w.image.is_none() {
         return Err(bad("program", "no program given".into()));
     }
     if w.program.contains('\0') || w.args.iter().any(|a| a.contains('\0')) {

@@ -26,6 +26,39 @@ pub(crate) enum Command {
     /// Check or explain policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Import, list and remove OCI images (store: $HSB_IMAGE_STORE, or
+    /// /var/lib/hybrid-sandbox/images for root, ~/.cache/hybrid-sandbox/images otherwise).
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Import an OCI image layout directory or a `docker save` tarball.
+    Import {
+        /// The image.
+        path: PathBuf,
+        /// Name in the store (default: the image's first tag, else its path).
+        #[arg(long)]
+        name: Option<String>,
+        /// Clear setuid/setgid bits instead of refusing layers that have them.
+        #[arg(long)]
+        strip_setuid: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List imported images.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an image, and the layers nothing else uses.
+    Rm {
+        /// Its name.
+        name: String,
+    },
 }
 
 fn size(s: &str) -> Result<ByteSize, String> {
@@ -96,8 +129,17 @@ pub(crate) struct RunArgs {
     /// Print one JSON object describing the run instead of passing output through.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Run on an OCI image's root: a name in the image store, or a path to an OCI layout
+    /// directory or a `docker save` tarball (imported on first use). Without PROGRAM, the
+    /// image's entrypoint and cmd run.
+    #[arg(long, value_name = "REF")]
+    pub(crate) image: Option<String>,
     /// The program and its arguments.
-    #[arg(last = true, required = true, value_name = "PROGRAM [ARGS...]")]
+    #[arg(
+        last = true,
+        required_unless_present = "image",
+        value_name = "PROGRAM [ARGS...]"
+    )]
     pub(crate) argv: Vec<String>,
 }
 

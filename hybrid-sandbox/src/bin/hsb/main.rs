@@ -5,6 +5,7 @@
 //! JSON with `--json`); 126 when the program cannot be executed; 127 when it is not found.
 
 mod cli;
+mod image_cmd;
 mod policy_cmd;
 mod probe_cmd;
 mod run_cmd;
@@ -33,6 +34,7 @@ fn main() {
         cli::Command::Run(args) => run_cmd::run(args),
         cli::Command::Probe(args) => probe_cmd::run(args),
         cli::Command::Policy(cmd) => policy_cmd::run(cmd),
+        cli::Command::Image(cmd) => image_cmd::run(cmd),
     };
     std::process::exit(code);
 }

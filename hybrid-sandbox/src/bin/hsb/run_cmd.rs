@@ -32,7 +32,12 @@ fn usage_error(msg: String, json: bool) -> i32 {
 }
 
 fn workload(args: &RunArgs) -> Result<Workload, String> {
-    let mut w = Workload::from_argv(args.argv.iter().cloned()).ok_or("no program given")?;
+    let mut w = match Workload::from_argv(args.argv.iter().cloned()) {
+        Some(w) => w,
+        None if args.image.is_some() => Workload::default(),
+        None => return Err("no program given".into()),
+    };
+    w.image = args.image.clone();
     let cwd =
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     for spec in &args.mounts {

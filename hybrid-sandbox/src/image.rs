@@ -1,0 +1,136 @@
+//! Images in the facade: a plan's image reference becomes an image root (locked layers)
+//! and the image's config is applied to the plan.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use sandbox_core::{
+    Execution, ImageRoot, ImageSpec, Isolation, KillHandle, Outcome, OutputStream, Plan, RunError,
+    StdinWriter, Workload,
+};
+use sandbox_images::{ImageStore, ImportOptions, LayersInUse};
+
+use crate::sandbox::Error;
+
+/// Import options for runs: root imports files owned by the uid sandboxes run as.
+pub(crate) fn import_options() -> ImportOptions {
+    ImportOptions {
+        owner: rustix_is_root().then_some((
+            sandbox_core::ROOT_MODE_HOST_ID,
+            sandbox_core::ROOT_MODE_HOST_ID,
+        )),
+        ..Default::default()
+    }
+}
+
+fn rustix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Resolves `USER` of an image config to numeric ids, reading the image's own
+/// /etc/passwd and /etc/group (the topmost layer that has them) for names.
+fn resolve_user(image: &str, user: Option<&str>, layers: &[PathBuf]) -> Result<(u32, u32), Error> {
+    let Some(user) = user.filter(|u| !u.is_empty()) else {
+        return Ok((0, 0));
+    };
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let lookup = |file: &str, name: &str, field: usize| -> Option<(u32, Option<u32>)> {
+        let text = layers
+            .iter()
+            .rev()
+            .find_map(|l| std::fs::read_to_string(l.join(file)).ok())?;
+        text.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.first() != Some(&name) {
+                return None;
+            }
+            let id: u32 = f.get(2)?.parse().ok()?;
+            Some((id, f.get(field).and_then(|x| x.parse().ok())))
+        })
+    };
+    let bad = |what: &str| {
+        Error::ImageUse(sandbox_core::ImageUseError {
+            image: image.into(),
+            message: format!("its USER `{user}`: {what}"),
+        })
+    };
+    let (uid, passwd_gid) = match u.parse::<u32>() {
+        Ok(n) => (n, None),
+        Err(_) => lookup("etc/passwd", u, 3)
+            .ok_or_else(|| bad("no such user in the image's /etc/passwd"))?,
+    };
+    let gid = match g {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup("etc/group", g, 2)
+                .map(|(gid, _)| gid)
+                .ok_or_else(|| bad("no such group in the image's /etc/group"))?,
+        },
+        None => passwd_gid.unwrap_or(uid),
+    };
+    Ok((uid, gid))
+}
+
+/// Fills the plan's image root and applies the image config; returns the layer locks
+/// the run must hold.
+pub(crate) fn prepare(
+    store: &ImageStore,
+    plan: &mut Plan,
+    run: &Workload,
+) -> Result<Option<LayersInUse>, Error> {
+    let Some(reference) = plan.image.clone() else {
+        return Ok(None);
+    };
+    let record = store
+        .get(&reference, import_options())
+        .map_err(Error::Image)?;
+    let layers = store.lock_layers(&record).map_err(Error::Image)?;
+    let user = resolve_user(&record.name, record.config.user.as_deref(), &layers.dirs)?;
+    plan.apply_image(
+        run,
+        ImageSpec {
+            root: Some(ImageRoot {
+                name: record.name.clone(),
+                digest: record.manifest_digest.clone(),
+                layers: layers.dirs.clone(),
+            }),
+            entrypoint: record.config.entrypoint.clone(),
+            cmd: record.config.cmd.clone(),
+            env: record.config.env.clone(),
+            working_dir: record.config.working_dir.clone(),
+            user: Some(user),
+        },
+    )
+    .map_err(Error::ImageUse)?;
+    Ok(Some(layers))
+}
+
+/// An execution that holds its image's layers until it is dropped.
+#[derive(Debug)]
+pub(crate) struct WithLayers {
+    pub(crate) inner: Box<dyn Execution>,
+    pub(crate) _layers: LayersInUse,
+}
+
+#[async_trait]
+impl Execution for WithLayers {
+    fn isolation(&self) -> Isolation {
+        self.inner.isolation()
+    }
+    fn take_stdin(&mut self) -> Option<StdinWriter> {
+        self.inner.take_stdin()
+    }
+    fn take_output(&mut self) -> Option<OutputStream> {
+        self.inner.take_output()
+    }
+    fn kill_handle(&self) -> KillHandle {
+        self.inner.kill_handle()
+    }
+    async fn wait(&mut self) -> Result<Outcome, RunError> {
+        self.inner.wait().await
+    }
+}
