@@ -190,3 +190,72 @@ pub(crate) unsafe fn argv(argv: *const *const c_char, argc: usize) -> Result<Vec
 pub(crate) fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "\u{FFFD}")).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message of a live error.
+    fn text_of(e: *const hsb_error) -> String {
+        // SAFETY: the tests pass live errors only.
+        let p = unsafe { crate::error::hsb_error_message(e) };
+        // SAFETY: a live error's message is a NUL-terminated string.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    fn message(f: Failure) -> String {
+        text_of(&f.into_error())
+    }
+
+    #[test]
+    fn argv_checks() {
+        let (echo, hi, bad) = (c"echo", c"hi", b"caf\xe9\0");
+        let ok = [echo.as_ptr(), hi.as_ptr()];
+        // SAFETY: `ok` holds two NUL-terminated strings.
+        assert_eq!(unsafe { argv(ok.as_ptr(), 2) }.unwrap(), ["echo", "hi"]);
+        // SAFETY: NULL and argc 0 are checked before any read.
+        let e = unsafe { argv(std::ptr::null(), 1) }.unwrap_err();
+        assert_eq!(message(e), "argv is NULL");
+        // SAFETY: as above.
+        let e = unsafe { argv(ok.as_ptr(), 0) }.unwrap_err();
+        assert!(message(e).starts_with("argc is 0"));
+        let with_null = [echo.as_ptr(), std::ptr::null()];
+        // SAFETY: two readable pointers, one NULL (checked).
+        let e = unsafe { argv(with_null.as_ptr(), 2) }.unwrap_err();
+        assert_eq!(message(e), "argv[1] is NULL");
+        let not_utf8 = [echo.as_ptr(), bad.as_ptr().cast::<c_char>()];
+        // SAFETY: two NUL-terminated strings.
+        let e = unsafe { argv(not_utf8.as_ptr(), 2) }.unwrap_err();
+        assert_eq!(
+            message(e),
+            "argv[1] is not valid UTF-8 (invalid byte at offset 3)"
+        );
+    }
+
+    #[test]
+    fn bytes_checks() {
+        // SAFETY: length 0 reads nothing.
+        assert!(unsafe { bytes(std::ptr::null(), 0, "data") }
+            .unwrap()
+            .is_empty());
+        // SAFETY: NULL with a length is refused before any read.
+        let e = unsafe { bytes(std::ptr::null(), 3, "data") }.unwrap_err();
+        assert_eq!(message(e), "data is NULL but its length is 3");
+    }
+
+    #[test]
+    fn panics_become_errors() {
+        let mut err: *mut hsb_error = std::ptr::null_mut();
+        // SAFETY: `err` is valid for writing.
+        let st = unsafe { call(&mut err, || panic!("boom")) };
+        assert_eq!(st, hsb_status::HSB_ERR_INTERNAL);
+        assert!(text_of(err).contains("boom"));
+        // SAFETY: handing the error back once.
+        unsafe { crate::error::hsb_error_free(err) };
+    }
+
+    #[test]
+    fn nul_in_text_for_c() {
+        assert_eq!(cstring("a\0b").to_str().unwrap(), "a\u{FFFD}b");
+    }
+}

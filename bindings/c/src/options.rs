@@ -431,3 +431,22 @@ pub unsafe extern "C" fn hsb_run_options_set_output_limit(
     // SAFETY: the pointers follow the contract above.
     unsafe { set_number(o, err, |w| w.limits.output = Some(ByteSize(bytes))) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_as_text() {
+        let mut w = Workload::default();
+        set_limit_text(&mut w, "memory", "256MiB").unwrap();
+        set_limit_text(&mut w, "wall_time", "1.5s").unwrap();
+        set_limit_text(&mut w, "pids", "32").unwrap();
+        assert_eq!(w.limits.memory, Some(ByteSize::mib(256)));
+        assert_eq!(w.limits.wall_time, Some(Duration::from_millis(1500)));
+        assert_eq!(w.limits.pids, Some(32));
+        assert!(set_limit_text(&mut w, "memory", "12 parsecs").is_err());
+        assert!(set_limit_text(&mut w, "pids", "-1").is_err());
+        assert!(set_limit_text(&mut w, "speed", "1").is_err());
+    }
+}

@@ -140,8 +140,8 @@ impl PyProcess {
 
     /// The next `OutputEvent`; blocks (with the GIL released) until there is one.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyOutputEvent>> {
-        let run = &self.run;
-        runtime::wait(py, run.next_event(), None, || run.kill.kill())
+        // Ctrl-C raises KeyboardInterrupt here; the run goes on (the caller holds it).
+        runtime::wait(py, self.run.next_event(), None, || ())
     }
 
     fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -181,8 +181,7 @@ impl PyProcess {
                     "stdin is not a pipe (spawn with stdin=PIPE), or it is closed",
                 )
             })?;
-        let run = &self.run;
-        runtime::wait(py, writer.write(bytes), None, || run.kill.kill())?.map_err(|e| {
+        runtime::wait(py, writer.write(bytes), None, || ())?.map_err(|e| {
             PyErr::from(std::io::Error::new(
                 e.kind(),
                 "the workload's stdin is closed",
@@ -206,15 +205,15 @@ impl PyProcess {
 
     /// Waits for the end of the run and returns its `Outcome`, with the GIL released.
     /// With `timeout` (seconds, or a string such as "1.5s"), raises TimeoutError when the
-    /// run has not ended by then (the run goes on). Ctrl-C kills the run.
+    /// run has not ended by then (the run goes on). Ctrl-C raises KeyboardInterrupt and
+    /// leaves the run going (leaving a `with` block kills it).
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<PyOutcome> {
         let timeout: Option<Duration> = timeout
             .filter(|t| !t.is_none())
             .map(|t| crate::args::duration(t, "timeout"))
             .transpose()?;
-        let run = &self.run;
-        let r = runtime::wait(py, run.outcome(), timeout, || run.kill.kill())?;
+        let r = runtime::wait(py, self.run.outcome(), timeout, || ())?;
         r.map(PyOutcome::new).map_err(|f| f.to_pyerr(py))
     }
 

@@ -263,3 +263,27 @@ def test_sandbox_repr_and_defaults() -> None:
     assert "default" in sb.profiles
     assert repr(sb).startswith("Sandbox(policy=")
     assert os.fspath(pathlib.Path("x")) == "x"
+
+
+def test_ctrl_c_kills_a_run(tmp_path: pathlib.Path) -> None:
+    """KeyboardInterrupt reaches a thread blocked in run(), and the run is killed."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "interrupt.py"
+    script.write_text(
+        "import os, signal, threading, time, hybrid_sandbox as hs\n"
+        "threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "start = time.monotonic()\n"
+        "try:\n"
+        "    hs.run(['sleep', '30.301'])\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted after', round(time.monotonic() - start, 1))\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("interrupted after")
+    assert float(proc.stdout.split()[-1]) < 5
+    from conftest import wait_gone
+
+    assert wait_gone("30.301")
