@@ -32,6 +32,8 @@ step "header is current"
 cargo test -p hybrid-sandbox-c --locked --test header \
   || fail "bindings/c/include/hsb.h is stale: HSB_BLESS=1 cargo test -p hybrid-sandbox-c --test header"
 
+command -v g++ >/dev/null && g++ -fsyntax-only -Wall -Wextra -Werror -x c++ bindings/c/include/hsb.h
+
 cflags=(-std=c11 -Wall -Wextra -Werror -g -I bindings/c/include)
 link=(-L "$lib" -lhsb -lpthread -Wl,-rpath,"$lib")
 sanitize=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)

@@ -144,7 +144,8 @@ int hsb_error_exit_status(const hsb_error *e);
 // `e` is NULL or an error from this library, not yet freed; it is not used afterwards.
 void hsb_error_free(hsb_error *e);
 
-// New, empty run options; free them with `hsb_run_options_free`. Never NULL.
+// New, empty run options; free them with `hsb_run_options_free`. NULL only on an
+// internal error.
 hsb_run_options *hsb_run_options_new(void);
 
 // Frees run options. NULL is ignored.

@@ -32,6 +32,16 @@ pub use outcome::*;
 pub use run::{hsb_output_callback, hsb_run, hsb_run_streaming, hsb_stream};
 pub use sandbox::{hsb_sandbox, hsb_sandbox_free, hsb_sandbox_new, hsb_sandbox_new_from_toml};
 
+// The handles are shared between C threads as documented in hsb.h: make the compiler
+// check that what they hold allows it.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<hsb_sandbox>();
+    shared::<hsb_run_options>();
+    shared::<hsb_outcome>();
+    shared::<hsb_error>();
+};
+
 /// The library's version, such as `"0.1.0"`; static.
 #[no_mangle]
 pub extern "C" fn hsb_version() -> *const std::ffi::c_char {

@@ -30,10 +30,11 @@ impl hsb_run_options {
     }
 }
 
-/// New, empty run options; free them with `hsb_run_options_free`. Never NULL.
+/// New, empty run options; free them with `hsb_run_options_free`. NULL only on an
+/// internal error.
 #[no_mangle]
 pub extern "C" fn hsb_run_options_new() -> *mut hsb_run_options {
-    Box::into_raw(Box::default())
+    ffi::value(std::ptr::null_mut(), || Box::into_raw(Box::default()))
 }
 
 /// Frees run options. NULL is ignored.
