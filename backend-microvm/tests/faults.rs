@@ -223,8 +223,12 @@ async fn random_syscalls_never_break_the_vmm() {
         .unwrap_or(0);
     for seed in base + 1..=base + seeds {
         let tc = Toolchain::all()[seed as usize % 3];
-        let mut p = prog_plan("fuzz", tc, &[&seed.to_string(), "3000"]);
+        let mode = ["any", "mm", "io"][(seed as usize / 3) % 3];
+        let mut p = prog_plan("fuzz", tc, &[&seed.to_string(), "3000", mode]);
         p.limits.wall_time = Some(Duration::from_secs(10));
+        p.limits.memory = Some(ByteSize(128 << 20));
+        p.limits.output = Some(ByteSize(1 << 20));
+        p.limits.file_size = None;
         let o = {
             use sandbox_core::Backend;
             let mut e = backend_microvm::MicroVmBackend::new()
@@ -237,7 +241,7 @@ async fn random_syscalls_never_break_the_vmm() {
         };
         if std::env::var_os("HSB_FUZZ_SEEDS").is_some() {
             eprintln!(
-                "seed {seed} {tc:?}: {:?} {:?} {}",
+                "seed {seed} {tc:?} {mode}: {:?} {:?} {}",
                 o.termination,
                 o.signal,
                 stdout(&o).trim()
@@ -246,7 +250,10 @@ async fn random_syscalls_never_break_the_vmm() {
         assert!(
             matches!(
                 o.termination,
-                Termination::Exited | Termination::Signaled | Termination::OutputLimit
+                Termination::Exited
+                    | Termination::Signaled
+                    | Termination::OutputLimit
+                    | Termination::MemoryLimit
             ),
             "seed {seed} {tc:?}: {o:?}"
         );

@@ -1,13 +1,17 @@
-/* Calls syscalls with random arguments (seed argv[1], count argv[2]): valid and wild
- * pointers, odd lengths and flags. Calls that would end or block the run, or break
- * the program's own state (memory map, TLS, signals), are skipped. The VMM must
- * answer every call with a result or an error, never crash. */
+/* Calls syscalls with random arguments (seed argv[1], count argv[2], mode argv[3]):
+ * valid and wild pointers, odd lengths and flags. Mode "any" (default) skips calls
+ * that would end or block the run or break the program's own state (memory map, TLS,
+ * signals); mode "mm" makes only memory calls, aimed mostly at a reserved region;
+ * mode "io" makes only I/O calls on the descriptors it opened. The VMM must answer
+ * every call with a result or an error, never crash; the program may well crash. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 
 static uint64_t s;
 static uint64_t rnd(void) {
@@ -18,6 +22,19 @@ static uint64_t rnd(void) {
 }
 
 static char scratch[65536];
+static char *region;
+#define REGION (64ul << 20)
+
+static long region_arg(void) {
+    switch (rnd() % 6) {
+    case 0: return (long)(region + (rnd() % (REGION / 4096)) * 4096);
+    case 1: return (long)(rnd() % (REGION / 4096) * 4096 + 1);
+    case 2: return (long)(4096 * (1 + rnd() % 64));
+    case 3: return (long)(rnd() % 8); /* prot / flags */
+    case 4: return (long)(region + REGION - 4096);
+    default: return (long)rnd() >> (rnd() % 64);
+    }
+}
 
 static long arg(void) {
     static const long fixed[] = {0, 1, -1, 2, 3, 4096, 0x7fffffff, -100 /* AT_FDCWD */};
@@ -57,13 +74,52 @@ static int skipped(long nr) {
 int main(int argc, char **argv) {
     s = argc > 1 ? strtoull(argv[1], 0, 10) * 2654435761u + 1 : 88172645463325252ull;
     long n = argc > 2 ? atol(argv[2]) : 2000;
+    const char *mode = argc > 3 ? argv[3] : "any";
     long calls = 0;
-    for (long i = 0; i < n; i++) {
-        long nr = rnd() % 470;
-        if (skipped(nr))
-            continue;
-        syscall(nr, arg(), arg(), arg(), arg(), arg(), arg());
-        calls++;
+    region = (char *)syscall(SYS_mmap, 0, REGION, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (!strcmp(mode, "mm")) {
+        static const long mm[] = {SYS_mmap, SYS_munmap, SYS_mprotect, SYS_mremap, SYS_madvise, SYS_mincore, SYS_msync, SYS_brk};
+        for (long i = 0; i < n; i++) {
+            long nr = mm[rnd() % 8];
+            long a[6];
+            for (int k = 0; k < 6; k++)
+                a[k] = rnd() % 4 ? region_arg() : arg();
+            if (nr != SYS_mmap && nr != SYS_brk) {
+                /* Stay inside the region: the program's own mappings must survive. */
+                a[0] = (long)(region + (rnd() % (REGION / 4096)) * 4096);
+                a[1] = (long)((unsigned long)a[1] % (REGION - ((char *)a[0] - region)));
+            }
+            if (nr == SYS_brk)
+                a[0] = 0;
+            if (nr == SYS_mmap && rnd() % 2)
+                a[3] = MAP_PRIVATE | MAP_ANONYMOUS | (rnd() % 2 ? MAP_FIXED : 0);
+            long r = syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+            /* Touch what was mapped now and then. */
+            if (nr == SYS_mmap && r > 0 && (unsigned long)r >= (unsigned long)region &&
+                (unsigned long)r < (unsigned long)region + REGION && (a[2] & PROT_WRITE))
+                *(volatile char *)r = 1;
+            calls++;
+        }
+    } else if (!strcmp(mode, "io")) {
+        int fds[4] = {0, open("/tmp/fuzz", O_RDWR | O_CREAT, 0600), open("/dev/null", O_RDWR), open("/tmp", O_RDONLY)};
+        static const long io[] = {SYS_read, SYS_write, SYS_pread64, SYS_pwrite64, SYS_readv, SYS_writev,
+                                  SYS_lseek, SYS_getdents64, SYS_fstat, SYS_ftruncate, SYS_sendfile, SYS_fcntl,
+                                  SYS_ioctl, SYS_dup, SYS_fallocate, SYS_fsync};
+        for (long i = 0; i < n; i++) {
+            long nr = io[rnd() % 16];
+            long fd = fds[rnd() % 4];
+            long len = rnd() % 3 ? (long)(rnd() % 8192) : arg();
+            syscall(nr, fd, rnd() % 2 ? (long)(scratch + rnd() % 4096) : arg(), len, arg(), arg(), arg());
+            calls++;
+        }
+    } else {
+        for (long i = 0; i < n; i++) {
+            long nr = rnd() % 470;
+            if (skipped(nr))
+                continue;
+            syscall(nr, arg(), arg(), arg(), arg(), arg(), arg());
+            calls++;
+        }
     }
     printf("made %ld calls\n", calls);
     return 0;
