@@ -58,7 +58,19 @@ pub(crate) struct Memory {
 }
 
 impl Memory {
-    /// Maps `size` bytes (a multiple of 2 MiB) of lazily backed guest RAM.
+    /// Maps `size` bytes of lazily backed guest RAM, of which at most `limit` bytes
+    /// (whole pages) may be in use at once.
+    pub(crate) fn with_limit(size: u64, limit: u64) -> std::io::Result<Memory> {
+        let mut m = Memory::new(size)?;
+        m.budget = Rc::new(Budget {
+            total: (limit / PAGE_SIZE).min(size / PAGE_SIZE),
+            used: Cell::new(FIXED_END / PAGE_SIZE),
+            peak: Cell::new(FIXED_END / PAGE_SIZE),
+        });
+        Ok(m)
+    }
+
+    /// Maps `size` bytes (a multiple of 2 MiB) of lazily backed guest RAM, all usable.
     pub(crate) fn new(size: u64) -> std::io::Result<Memory> {
         let len =
             usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;

@@ -23,8 +23,8 @@ use crate::vm::{Vm, VmError};
 
 /// Guest RAM when the plan sets no memory limit.
 const DEFAULT_MEMORY: u64 = 1 << 30;
-/// Smallest guest RAM that holds the supervisor and a small program.
-const MIN_MEMORY: u64 = 4 << 20;
+/// Smallest memory limit the micro-VM accepts (its tables plus a small program).
+const MIN_MEMORY: u64 = 1 << 20;
 /// `RLIMIT_NOFILE` when the plan sets none.
 const DEFAULT_OPEN_FILES: u64 = 1024;
 
@@ -67,8 +67,15 @@ pub(crate) fn prepare(
             MAX_RAM >> 30
         )));
     }
-    let memory = requested.max(MIN_MEMORY).next_multiple_of(2 << 20);
-    let mut mem = Memory::new(memory).map_err(|e| setup_err("reserving guest memory", e))?;
+    if requested < MIN_MEMORY {
+        return Err(SpawnError::Unsupported(format!(
+            "the memory limit of {requested} bytes is below the micro-VM's minimum of 1 MiB"
+        )));
+    }
+    // RAM is mapped in 2 MiB steps; the frame budget keeps to the limit exactly.
+    let memory = requested.next_multiple_of(2 << 20);
+    let mut mem = Memory::with_limit(memory, requested)
+        .map_err(|e| setup_err("reserving guest memory", e))?;
     let pt = crate::guest::build_supervisor(&mut mem)
         .map_err(|e| setup_err("building the guest supervisor", e))?;
     let budget = mem.budget();
@@ -166,7 +173,7 @@ pub(crate) fn prepare(
             deadline: plan.limits.wall_time.and_then(|d| start.checked_add(d)),
             cpu: plan.limits.cpu_time,
             open_files,
-            memory,
+            memory: requested,
             stack: 8 << 20,
         },
         out,
@@ -273,8 +280,9 @@ fn report(
     details.insert(
         "memory".into(),
         format!(
-            "guest RAM of {} MiB, frames allocated on demand",
-            memory >> 20
+            "guest RAM of {} MiB, frames allocated on demand up to {} bytes",
+            memory >> 20,
+            l.memory.map(|b| b.0).unwrap_or(memory)
         ),
     );
     if l.wall_time.is_some() {

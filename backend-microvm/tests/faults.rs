@@ -262,3 +262,29 @@ async fn random_syscalls_never_break_the_vmm() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_odd_memory_limit_is_kept_to_the_page() {
+    if !kvm() {
+        return;
+    }
+    // 3 MiB + 5 KiB: RAM is mapped in 2 MiB steps, the frames stay within the limit.
+    let limit = (3 << 20) + 5 * 1024;
+    let mut p = prog_plan("hog", Toolchain::Musl, &[]);
+    p.limits.memory = Some(ByteSize(limit));
+    let o = run(p).await;
+    assert_eq!(o.termination, Termination::MemoryLimit, "{o:?}");
+    assert!(
+        o.peak_memory_bytes <= limit,
+        "{} > {limit}",
+        o.peak_memory_bytes
+    );
+    let mut p = prog_plan("hog", Toolchain::Musl, &[]);
+    p.limits.memory = Some(ByteSize(512 << 10));
+    let e = backend_microvm::MicroVmBackend::new();
+    let err = sandbox_core::Backend::spawn(&e, p).await.unwrap_err();
+    assert!(
+        matches!(err, sandbox_core::SpawnError::Unsupported(ref m) if m.contains("minimum")),
+        "{err:?}"
+    );
+}
