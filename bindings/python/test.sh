@@ -2,11 +2,12 @@
 # The Python package's tests. From a clean checkout on Debian 12 (python3, python3-venv,
 # python3-dev, gcc, cargo):
 #  1. makes a virtual environment in $CARGO_TARGET_DIR/python-venv (target/ by default);
-#  2. installs maturin and pytest into it, then the package with `pip install
+#  2. installs maturin, pytest and mypy into it, then the package with `pip install
 #     ./bindings/python` (maturin, the dev profile, so that cargo's debug build of the
 #     workspace is reused);
-#  3. builds the `hsb` CLI and the C `hsb_json` program for the parity test;
-#  4. runs pytest on bindings/python/tests.
+#  3. type-checks the package and its stubs with mypy --strict;
+#  4. builds the `hsb` CLI and the C `hsb_json` program for the parity test;
+#  5. runs pytest on bindings/python/tests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -25,13 +26,18 @@ step "virtual environment"
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv" || fail "cannot create a venv (Debian: apt-get install python3-venv)"
 fi
-"$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.9.4,<2" "pytest>=7"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.9.4,<2" "pytest>=7" \
+  "mypy>=1.8"
 
 step "pip install ./bindings/python"
 MATURIN_PEP517_ARGS="--profile dev" \
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
   ./bindings/python
 "$venv/bin/python" -c "import hybrid_sandbox, sys; print('hybrid_sandbox', hybrid_sandbox.__version__, 'from', hybrid_sandbox.__file__)"
+
+step "type check (mypy --strict: the package, its stubs, and typed use of it)"
+(cd bindings/python/python && "$venv/bin/python" -m mypy --strict --no-incremental -p hybrid_sandbox)
+"$venv/bin/python" -m mypy --strict --no-incremental bindings/python/tests/typed_usage.py
 
 step "hsb CLI and C hsb_json for the parity test"
 cargo build -p hybrid-sandbox --bin hsb -p hybrid-sandbox-c --locked
