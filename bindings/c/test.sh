@@ -61,7 +61,7 @@ run test_bad_input/valgrind valgrind -q --leak-check=full --error-exitcode=1 \
 
 step "static library"
 gcc "${cflags[@]}" bindings/c/tests/test_run.c -o "$out/test_run.static" \
-  "$lib/libhsb.a" -lpthread -ldl -lm -lrt -lutil
+  "$lib/libhsb.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl
 ldd "$out/test_run.static" | grep -q libhsb && fail "test_run.static links libhsb.so"
 run test_run/static "$out/test_run.static"
 
