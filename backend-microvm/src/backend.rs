@@ -40,6 +40,20 @@ impl Backend for MicroVmBackend {
         crate::probe::probe()
     }
 
+    fn availability(&self) -> Result<(), String> {
+        crate::probe::availability().map(|_| ())
+    }
+
+    /// Looks at the program through the same file view the VM would have: a program the
+    /// loader cannot run yet (dynamically linked) is refused here, so that `auto` can
+    /// treat it as a need only the container meets.
+    fn supports(&self, plan: &Plan) -> Result<(), String> {
+        if plan.network == Network::Loopback {
+            return Err("the micro-VM has no network yet".into());
+        }
+        crate::loader::check_runnable(plan)
+    }
+
     async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError> {
         if plan.network == Network::Loopback {
             return Err(SpawnError::Unsupported(

@@ -115,6 +115,32 @@ fn read_whole(vfs: &Vfs, base: &Location, path: &[u8]) -> Result<Vec<u8>, LoadEr
     Ok(data)
 }
 
+/// Whether the program of `plan` is one this loader can run: found through the plan's
+/// mounts, and a static (or static-PIE) x86-64 ELF, possibly behind a `#!` line. A
+/// program that is not found passes: the run reports that itself.
+pub(crate) fn check_runnable(plan: &sandbox_core::Plan) -> Result<(), String> {
+    let budget = std::rc::Rc::new(crate::memory::Budget::detached(1 << 16));
+    let vfs = match crate::vfs::build(plan, budget) {
+        Ok(v) => v,
+        Err(_) => return Ok(()),
+    };
+    let root = vfs.root();
+    let Ok(cwd) = vfs.resolve(&root, plan.cwd.as_bytes(), true) else {
+        return Ok(());
+    };
+    let prog = match find(&vfs, &cwd, &plan.program_candidates(), &plan.argv) {
+        Ok(p) => p,
+        Err(_) => return Ok(()),
+    };
+    match Elf::parse(&prog.image) {
+        Ok(elf) if elf.interpreter.is_some() => Err(format!(
+            "{} is dynamically linked, which the micro-VM cannot run yet (issue 4)",
+            String::from_utf8_lossy(&prog.path)
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Finds the program among `candidates` (absolute sandbox paths, in order).
 pub(crate) fn find(
     vfs: &Vfs,

@@ -28,6 +28,15 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
+    /// A budget of `pages`, none in use (for looking at files before a VM exists).
+    pub(crate) fn detached(pages: u64) -> Budget {
+        Budget {
+            total: pages,
+            used: Cell::new(0),
+            peak: Cell::new(0),
+        }
+    }
+
     /// Takes `pages` from the budget.
     pub(crate) fn charge(&self, pages: u64) -> Result<(), OutOfMemory> {
         let used = self.used.get().checked_add(pages).ok_or(OutOfMemory)?;

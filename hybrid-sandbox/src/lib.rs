@@ -18,7 +18,6 @@
 
 pub mod blocking;
 mod image;
-mod pending;
 mod sandbox;
 
 pub use sandbox::{Error, Sandbox};

@@ -95,7 +95,7 @@ impl Sandbox {
                 sandbox_images::ImageStore::default_location(),
             )),
             container: Arc::new(ContainerBackend::new()),
-            microvm: Arc::new(crate::pending::PendingMicroVm),
+            microvm: Arc::new(backend_microvm::MicroVmBackend::new()),
         }
     }
 

@@ -174,10 +174,14 @@ fn plugin_host_falls_back_and_records_it() {
         (fb.from, fb.reason.as_str()),
         (Isolation::MicroVm, "no /dev/kvm")
     );
-    // A real run: on this host, whichever backend runs it, the outcome says which and why.
+    // A real run (a static program, which both backends can run): whichever backend
+    // runs it, the outcome says which and why.
+    let input = writable_tempdir();
     let sb = Sandbox::from_policy(p);
     let rt = runtime();
-    match rt.block_on(sb.run(Workload::new("/usr/bin/true", Vec::<String>::new()))) {
+    match rt.block_on(
+        sb.run(Workload::new("/usr/bin/busybox", ["true"]).mount(Mount::ro(input.path(), "/in"))),
+    ) {
         Ok(o) => {
             assert!(o.success(), "{o:?}");
             if o.isolation == Isolation::Container {

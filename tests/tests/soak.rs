@@ -73,9 +73,15 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Entries of the host's temp directory that hybrid-sandbox could have made (it makes
+/// none by design; other programs on a shared machine may make theirs meanwhile).
 fn tmp_entries() -> usize {
     std::fs::read_dir(std::env::temp_dir())
-        .map(|d| d.count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains("hsb"))
+                .count()
+        })
         .unwrap_or(0)
 }
 
