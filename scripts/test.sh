@@ -21,6 +21,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked
 
+step "C API (gcc -Werror, ASan/UBSan/LSan, valgrind)"
+bindings/c/test.sh
+
+step "Python package (pip install ./bindings/python, mypy --strict, pytest)"
+bindings/python/test.sh
+
 step "fuzz (briefly; scripts/fuzz.sh SECONDS for longer)"
 scripts/fuzz.sh 20
 

@@ -96,6 +96,29 @@ int main(int argc, char **argv) {
         return report(n, connect(s, (struct sockaddr *)&a, sizeof(sa_family_t) + 1 + strlen(argv[2])));
     }
     if (!strcmp(n, "setuid0")) return report(n, setuid(0));
+    if (!strcmp(n, "symlink-read") && argc > 3) {
+        /* plant LINK -> TARGET, then read through it */
+        if (symlink(argv[3], argv[2]) < 0 && errno != EEXIST) return report(n, -1);
+        int fd = open(argv[2], O_RDONLY);
+        char buf[64];
+        return report(n, fd < 0 ? -1 : read(fd, buf, sizeof buf));
+    }
+    if (!strcmp(n, "link") && argc > 3) return report(n, link(argv[2], argv[3]));
+    if (!strcmp(n, "udp-send") && argc > 2) {
+        int s = socket(AF_INET, SOCK_DGRAM, 0); struct sockaddr_in a; memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET; a.sin_port = htons(atoi(argv[2])); a.sin_addr.s_addr = htonl(0x7f000001);
+        return report(n, s < 0 ? -1 : sendto(s, "x", 1, 0, (struct sockaddr *)&a, sizeof a));
+    }
+    if (!strcmp(n, "kill") && argc > 2) return report(n, kill(atoi(argv[2]), 0));
+    if (!strcmp(n, "fds")) {
+        int count = 0;
+        for (int fd = 0; fd < 4096; fd++) if (fcntl(fd, F_GETFD) >= 0) count++;
+        printf("fds: %d\n", count);
+        return 0;
+    }
+    if (!strcmp(n, "env")) { extern char **environ; for (char **e = environ; *e; e++) printf("%s\n", *e); return 0; }
+    if (!strcmp(n, "rdmsr")) { unsigned lo, hi; __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0x10)); printf("%s: returned %u\n", n, lo); return 0; }
+    if (!strcmp(n, "cpuid")) { unsigned a, b, c, d; __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000000)); printf("%s: %08x %.4s%.4s%.4s\n", n, a, (char *)&b, (char *)&c, (char *)&d); return 0; }
     fprintf(stderr, "unknown probe %s\n", n);
     return 2;
 }

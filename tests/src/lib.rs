@@ -15,7 +15,8 @@ pub use hybrid_sandbox::{
 pub const PROGRAMS_IN_SANDBOX: &str = "/opt/hsb-tests";
 
 /// Compiles `tests/programs/NAME.c` with gcc into `dir` (once per test binary, and
-/// again only when the source is newer), returning the directory of programs.
+/// again only when the source is newer), as `NAME` (dynamically linked) and
+/// `NAME-static` (`gcc -static`, which the micro-VM runs too); returns the directory.
 pub fn programs(dir: &str) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -27,14 +28,26 @@ pub fn programs(dir: &str) -> PathBuf {
         if src.extension().is_none_or(|e| e != "c") {
             continue;
         }
-        let bin = out.join(src.file_stem().expect("stem"));
-        let fresh = match (std::fs::metadata(&bin), std::fs::metadata(&src)) {
-            (Ok(b), Ok(s)) => b.modified().ok() >= s.modified().ok(),
-            _ => false,
-        };
-        if !fresh {
+        let stem = src
+            .file_stem()
+            .expect("stem")
+            .to_string_lossy()
+            .into_owned();
+        for (bin, extra) in [
+            (out.join(&stem), None),
+            (out.join(format!("{stem}-static")), Some("-static")),
+        ] {
+            let fresh = match (std::fs::metadata(&bin), std::fs::metadata(&src)) {
+                (Ok(b), Ok(s)) => b.modified().ok() >= s.modified().ok(),
+                _ => false,
+            };
+            if fresh {
+                continue;
+            }
             let st = Command::new("gcc")
-                .args(["-O2", "-Wall", "-o"])
+                .args(["-O2", "-Wall"])
+                .args(extra)
+                .arg("-o")
                 .arg(&bin)
                 .arg(&src)
                 .status()
@@ -143,4 +156,31 @@ pub fn eventually(secs: f64, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     cond()
+}
+
+/// Whether `isolation` can run here. A micro-VM test on a host without usable KVM
+/// prints a loud SKIPPED line and returns false, unless `HSB_REQUIRE_KVM=1` (as CI
+/// sets), where it fails: tests never skip silently.
+pub fn backend_ready(isolation: hybrid_sandbox::IsolationRequest) -> bool {
+    if isolation != hybrid_sandbox::IsolationRequest::MicroVm {
+        return true;
+    }
+    let probe = backend_microvm_probe();
+    if probe.available {
+        return true;
+    }
+    let reason = probe.reason.unwrap_or_default();
+    if std::env::var("HSB_REQUIRE_KVM").is_ok_and(|v| v == "1") {
+        panic!("HSB_REQUIRE_KVM=1 but the micro-VM backend is unavailable: {reason}");
+    }
+    eprintln!("SKIPPED: no KVM: {reason}");
+    false
+}
+
+fn backend_microvm_probe() -> hybrid_sandbox::BackendProbe {
+    sandbox()
+        .probe()
+        .into_iter()
+        .find(|p| p.isolation == Isolation::MicroVm)
+        .expect("a micro-VM probe")
 }

@@ -23,7 +23,7 @@ CASES: list[dict[str, Any]] = [
     },
     {"id": "timeout", "argv": ["sleep", "30"], "wall_time": "300ms"},
     {"id": "signal", "argv": ["sh", "-c", "kill -TERM $$"]},
-    {"id": "microvm", "argv": ["echo", "hi"], "isolation": "microvm"},
+    {"id": "microvm", "argv": ["/usr/bin/busybox", "echo", "hi"], "isolation": "microvm"},
     {"id": "auto", "argv": ["echo", "hi"], "isolation": "auto"},
     {"id": "not-found", "argv": ["/no/such/program"]},
     {"id": "no-such-profile", "argv": ["true"], "workload": "nosuch"},

@@ -233,7 +233,7 @@ def test_microvm_runs_or_says_why(sandbox: hs.Sandbox) -> None:
     """The micro-VM backend runs the workload, or the run fails clearly; never a
     silent downgrade to the container."""
     try:
-        out = sandbox.run(["echo", "hi"], isolation="microvm")
+        out = sandbox.run(["/usr/bin/busybox", "echo", "hi"], isolation="microvm")
     except hs.BackendUnavailable as e:
         assert e.kind == "unavailable"
         assert "microvm" in str(e)
