@@ -239,6 +239,7 @@ pub(crate) fn load(
     mm: &mut AddressSpace,
     prog: &Program,
     env: &[Vec<u8>],
+    user: (u32, u32),
 ) -> Result<Entry, LoadError> {
     let path = &prog.path;
     let elf = Elf::parse(&prog.image).map_err(|e| {
@@ -346,6 +347,7 @@ pub(crate) fn load(
     );
     mm.set_layout(end, STACK_TOP - stack_reserve - STACK_GAP);
     let aux = Aux {
+        user,
         phdr,
         phnum: elf.header.e_phnum.into(),
         entry: bias.wrapping_add(elf.header.e_entry),
@@ -358,6 +360,7 @@ pub(crate) fn load(
 }
 
 struct Aux {
+    user: (u32, u32),
     phdr: u64,
     phnum: u64,
     entry: u64,
@@ -428,10 +431,10 @@ fn build_stack(
         (AT_BASE, 0),
         (AT_FLAGS, 0),
         (AT_ENTRY, aux.entry),
-        (AT_UID, u64::from(sandbox_core::SANDBOX_UID)),
-        (AT_EUID, u64::from(sandbox_core::SANDBOX_UID)),
-        (AT_GID, u64::from(sandbox_core::SANDBOX_GID)),
-        (AT_EGID, u64::from(sandbox_core::SANDBOX_GID)),
+        (AT_UID, u64::from(aux.user.0)),
+        (AT_EUID, u64::from(aux.user.0)),
+        (AT_GID, u64::from(aux.user.1)),
+        (AT_EGID, u64::from(aux.user.1)),
         (AT_SECURE, 0),
         (AT_RANDOM, random_at),
         (AT_HWCAP, hwcap()),

@@ -107,7 +107,7 @@ pub(crate) fn prepare(
         .iter()
         .map(|(k, v)| format!("{k}={v}").into_bytes())
         .collect();
-    let entry = loader::load(&mut mm, &prog, &env).map_err(|e| load_error(plan, e))?;
+    let entry = loader::load(&mut mm, &prog, &env, plan.user).map_err(|e| load_error(plan, e))?;
 
     let vm = Vm::create(&mm.mem, entry.rip, entry.rsp).map_err(|e| match e {
         VmError::Open(err) => SpawnError::Unavailable {
@@ -184,6 +184,7 @@ pub(crate) fn prepare(
         exe: prog.path,
         hostname: plan.hostname.clone(),
         clear_tid: 0,
+        user: plan.user,
     };
     Ok(Prepared {
         vm,
@@ -267,6 +268,21 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
     })
 }
 
+/// How the file view was built, in words.
+fn filesystem_report(plan: &Plan, mounts: usize) -> String {
+    let root = match &plan.root {
+        Some(img) => format!(
+            "root: image {} ({} read-only layers, whiteouts and opaque directories honoured) under an in-memory writable layer (copy-up, charged to guest memory, gone after the run); ",
+            img.name,
+            img.layers.len()
+        ),
+        None => String::new(),
+    };
+    format!(
+        "VMM-served: {root}{mounts} host directories opened at setup (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, symlinks resolved in the sandbox), read-only ones refused with EROFS; in-memory /tmp; /dev with null, zero, full, random, urandom; /proc/self/exe; generated /etc files"
+    )
+}
+
 /// The enforcement report of a micro-VM run.
 fn report(
     plan: &Plan,
@@ -332,9 +348,7 @@ fn report(
         landlock: c.landlock.clone(),
         limits: LimitsReport { mechanism: LimitMechanism::Vm, details, note: None },
         network: plan.network,
-        filesystem: format!(
-            "VMM-served: {mounts} host mounts opened at setup (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, symlinks resolved in the sandbox), read-only ones refused with EROFS; in-memory /tmp; /dev with null, zero, full, random, urandom; /proc/self/exe; generated /etc files"
-        ),
+        filesystem: filesystem_report(plan, mounts),
         vm: Some(VmReport { kvm_kind: crate::probe::kvm_kind().into(), vcpus: 1, guest_memory_bytes: memory }),
     }
 }

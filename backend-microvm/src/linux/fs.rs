@@ -264,8 +264,7 @@ impl Kernel {
                     0,
                     0,
                 );
-                m.uid = sandbox_core::SANDBOX_UID;
-                m.gid = sandbox_core::SANDBOX_GID;
+                (m.uid, m.gid) = self.user;
                 m.blksize = 4096;
                 m
             }

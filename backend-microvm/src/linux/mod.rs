@@ -184,6 +184,8 @@ pub(crate) struct Kernel {
     pub(crate) hostname: String,
     /// `set_tid_address` pointer.
     pub(crate) clear_tid: u64,
+    /// The uid and gid the workload runs as.
+    pub(crate) user: (u32, u32),
 }
 
 /// The workload's process id (its sandbox's init is 1, as in the container backend).
@@ -336,10 +338,10 @@ impl Kernel {
             SYS_getrusage => self.sys_getrusage(a[0], a[1]),
             SYS_sysinfo => self.sys_sysinfo(a[0]),
             SYS_times => self.sys_times(a[0]),
-            SYS_getuid | SYS_geteuid => Ok(u64::from(sandbox_core::SANDBOX_UID)),
-            SYS_getgid | SYS_getegid => Ok(u64::from(sandbox_core::SANDBOX_GID)),
-            SYS_getresuid => self.sys_getres(a, sandbox_core::SANDBOX_UID),
-            SYS_getresgid => self.sys_getres(a, sandbox_core::SANDBOX_GID),
+            SYS_getuid | SYS_geteuid => Ok(u64::from(self.user.0)),
+            SYS_getgid | SYS_getegid => Ok(u64::from(self.user.1)),
+            SYS_getresuid => self.sys_getres(a, self.user.0),
+            SYS_getresgid => self.sys_getres(a, self.user.1),
             SYS_setuid | SYS_setgid | SYS_setreuid | SYS_setregid | SYS_setresuid
             | SYS_setresgid | SYS_setgroups | SYS_setfsuid | SYS_setfsgid => self.sys_setid(n, a),
             SYS_getgroups => self.sys_getgroups(a[0], a[1]),

@@ -268,7 +268,7 @@ impl Kernel {
             self.resolve_at(dirfd, ptr, 0, true)?;
         }
         let keep = |v: u64, own: u32| v as u32 == u32::MAX || v as u32 == own;
-        if keep(uid, sandbox_core::SANDBOX_UID) && keep(gid, sandbox_core::SANDBOX_GID) {
+        if keep(uid, self.user.0) && keep(gid, self.user.1) {
             Ok(0)
         } else {
             Err(errno::EPERM.into())

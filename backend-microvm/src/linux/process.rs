@@ -149,13 +149,14 @@ impl Kernel {
 
     /// `set*id`: only to the ids already held.
     pub(crate) fn sys_setid(&mut self, nr: libc::c_long, a: [u64; 6]) -> SysResult {
+        let (uid, gid) = self.user;
         let (own, n) = match nr {
-            libc::SYS_setuid | libc::SYS_setfsuid => (sandbox_core::SANDBOX_UID, 1),
-            libc::SYS_setgid | libc::SYS_setfsgid => (sandbox_core::SANDBOX_GID, 1),
-            libc::SYS_setreuid => (sandbox_core::SANDBOX_UID, 2),
-            libc::SYS_setregid => (sandbox_core::SANDBOX_GID, 2),
-            libc::SYS_setresuid => (sandbox_core::SANDBOX_UID, 3),
-            libc::SYS_setresgid => (sandbox_core::SANDBOX_GID, 3),
+            libc::SYS_setuid | libc::SYS_setfsuid => (uid, 1),
+            libc::SYS_setgid | libc::SYS_setfsgid => (gid, 1),
+            libc::SYS_setreuid => (uid, 2),
+            libc::SYS_setregid => (gid, 2),
+            libc::SYS_setresuid => (uid, 3),
+            libc::SYS_setresgid => (gid, 3),
             _ => return Err(errno::EPERM.into()), // setgroups
         };
         if matches!(nr, libc::SYS_setfsuid | libc::SYS_setfsgid) {
@@ -178,7 +179,7 @@ impl Kernel {
         if (size as i32) < 1 {
             return Err(errno::EINVAL.into());
         }
-        self.mm.write_u32(list, sandbox_core::SANDBOX_GID)?;
+        self.mm.write_u32(list, self.user.1)?;
         Ok(1)
     }
 

@@ -107,7 +107,7 @@ impl Kernel {
         self.raise_info(SigInfo {
             signo: sig,
             code: 0,
-            addr: PID | (u64::from(sandbox_core::SANDBOX_UID) << 32),
+            addr: PID | (u64::from(self.user.0) << 32),
         });
         Ok(())
     }

@@ -117,6 +117,24 @@ pub(crate) fn readlink(fd: RawFd) -> Result<Vec<u8>, Errno> {
     Ok(buf)
 }
 
+/// The value of the extended attribute `name` of the open file `fd` (`None` when it
+/// has none).
+pub(crate) fn get_xattr(fd: RawFd, name: &std::ffi::CStr) -> Result<Option<Vec<u8>>, Errno> {
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C string and a buffer of the length passed.
+    let n = unsafe { libc::fgetxattr(fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = Errno::last();
+        return if e.0 == libc::ENODATA || e.0 == libc::ENOTSUP || e.0 == libc::ERANGE {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
+}
+
 /// A directory entry of a host directory.
 #[derive(Debug, Clone)]
 pub(crate) struct HostDirent {

@@ -7,6 +7,7 @@ pub(crate) mod host;
 mod mount;
 mod node;
 mod ops;
+pub(crate) mod overlay;
 mod setup;
 pub(crate) mod tmpfs;
 
@@ -97,6 +98,8 @@ impl Location {
 pub(crate) struct Vfs {
     tree: MountTree,
     sources: Vec<HostSource>,
+    /// What `/` shows under the mounts: nothing ([`Node::Virtual`]) or an image.
+    root_node: Node,
 }
 
 fn split(path: &[u8]) -> VecDeque<Vec<u8>> {
@@ -108,8 +111,22 @@ fn split(path: &[u8]) -> VecDeque<Vec<u8>> {
 
 impl Vfs {
     /// A filesystem over `tree`.
+    #[cfg(test)]
     pub(crate) fn new(tree: MountTree, sources: Vec<HostSource>) -> Vfs {
-        Vfs { tree, sources }
+        Vfs {
+            tree,
+            sources,
+            root_node: Node::Virtual,
+        }
+    }
+
+    /// A filesystem over `tree` whose `/` shows `root` (an image) under the mounts.
+    pub(crate) fn with_root(tree: MountTree, sources: Vec<HostSource>, root: Node) -> Vfs {
+        Vfs {
+            tree,
+            sources,
+            root_node: root,
+        }
     }
 
     /// The host mount sources (for Landlock).
@@ -127,7 +144,7 @@ impl Vfs {
         Location {
             entries: vec![Entry {
                 name: Rc::from(&b""[..]),
-                node: Node::Virtual,
+                node: self.root_node.clone(),
                 trie: Some(0),
             }],
         }
@@ -174,6 +191,11 @@ impl Vfs {
                 Err(e) => return Err(e),
             },
             Node::Tmp(t) => t.child(name).map(Node::Tmp),
+            Node::Ovl(d) => d.lookup(name)?.map(|f| match f {
+                overlay::Found::Dir(d) => Node::Ovl(d),
+                overlay::Found::Lower(l) => Node::Lower(l),
+                overlay::Found::Upper(t) => Node::Tmp(t),
+            }),
             _ => None,
         };
         match (under, trie) {

@@ -46,6 +46,8 @@ pub(crate) enum Mount {
     Dev(DevKind),
     /// A generated file.
     Gen(Rc<[u8]>),
+    /// An empty directory (a working directory nothing else provides).
+    Dir,
 }
 
 impl Mount {
@@ -76,6 +78,7 @@ impl Mount {
             Mount::Tmp(t) => Node::Tmp(Rc::clone(t)),
             Mount::Dev(d) => Node::Dev(*d),
             Mount::Gen(b) => Node::Gen(Rc::clone(b)),
+            Mount::Dir => Node::Virtual,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use super::host;
+use super::overlay::{Lower, OvlDir};
 use super::tmpfs::TmpInode;
 use crate::errno::{self, Errno};
 
@@ -203,13 +204,17 @@ pub(crate) enum Node {
     Gen(Rc<[u8]>),
     /// A symlink of the mount tree (/bin -> usr/bin, /proc/self/exe).
     Link(Rc<[u8]>),
+    /// A directory of an image root (its layers merged under the upper layer).
+    Ovl(OvlDir),
+    /// A non-directory of an image root that only its layers provide.
+    Lower(Rc<Lower>),
 }
 
 impl Node {
     /// A directory.
     pub(crate) fn is_dir(&self) -> bool {
         match self {
-            Node::Virtual | Node::HostDir { .. } => true,
+            Node::Virtual | Node::HostDir { .. } | Node::Ovl(_) => true,
             Node::Tmp(t) => t.is_dir(),
             _ => false,
         }
@@ -220,6 +225,7 @@ impl Node {
         match self {
             Node::Link(_) => true,
             Node::HostFile { kind, .. } => *kind == libc::S_IFLNK,
+            Node::Lower(l) => l.kind == libc::S_IFLNK,
             Node::Tmp(t) => t.link_target().is_some(),
             _ => false,
         }
@@ -232,16 +238,23 @@ impl Node {
             Node::HostFile { fd, kind, .. } if *kind == libc::S_IFLNK => {
                 host::readlink(fd.as_raw_fd())
             }
+            Node::Lower(l) if l.kind == libc::S_IFLNK => host::readlink(l.fd.as_raw_fd()),
             Node::Tmp(t) => t.link_target().ok_or(errno::EINVAL),
             _ => Err(errno::EINVAL),
         }
     }
 
-    /// Whether writes through this node (or into this directory) are refused, and how.
+    /// Whether writes through this node (or into this directory) are refused, and how
+    /// (an image root's layers are written by copying up).
     pub(crate) fn writable(&self) -> Result<(), Errno> {
         match self {
             Node::HostDir { ro: true, .. } | Node::HostFile { ro: true, .. } => Err(errno::EROFS),
-            Node::HostDir { .. } | Node::HostFile { .. } | Node::Tmp(_) | Node::Dev(_) => Ok(()),
+            Node::HostDir { .. }
+            | Node::HostFile { .. }
+            | Node::Tmp(_)
+            | Node::Dev(_)
+            | Node::Ovl(_)
+            | Node::Lower(_) => Ok(()),
             Node::Virtual | Node::Gen(_) | Node::Link(_) => Err(errno::EROFS),
         }
     }
@@ -259,6 +272,8 @@ impl Node {
             Node::Dev(d) => Meta::synthetic(ino, libc::S_IFCHR | 0o666, 0, d.rdev()),
             Node::Gen(b) => Meta::synthetic(ino, libc::S_IFREG | 0o644, b.len() as u64, 0),
             Node::Link(t) => Meta::synthetic(ino, libc::S_IFLNK | 0o777, t.len() as u64, 0),
+            Node::Ovl(d) => d.meta()?,
+            Node::Lower(l) => l.meta()?,
         })
     }
 }

@@ -72,7 +72,7 @@ impl Vfs {
         if flags & libc::O_TMPFILE == libc::O_TMPFILE {
             return Err(errno::ENOTSUP);
         }
-        let loc = if flags & libc::O_CREAT != 0 {
+        let mut loc = if flags & libc::O_CREAT != 0 {
             let (parent, name) = self.resolve_parent(base, path)?;
             if is_dot(&name) || path.ends_with(b"/") {
                 return Err(errno::EISDIR);
@@ -148,6 +148,32 @@ impl Vfs {
             Node::Dev(d) => Opened::Dev(*d),
             Node::Gen(b) => Opened::Gen(Rc::clone(b)),
             Node::Link(_) => return Err(errno::ELOOP),
+            Node::Ovl(_) => Opened::Virtual,
+            Node::Lower(l) if writes => {
+                let t = l.copy_up()?;
+                if flags & libc::O_TRUNC != 0 {
+                    t.truncate(0)?;
+                }
+                let name = Rc::clone(&loc.top().name);
+                loc.pop();
+                loc.push(Entry {
+                    name,
+                    node: Node::Tmp(Rc::clone(&t)),
+                    trie: None,
+                });
+                Opened::Tmp(t)
+            }
+            Node::Lower(l) => {
+                if l.kind != libc::S_IFREG {
+                    return Err(errno::EACCES);
+                }
+                Opened::Host(host::openat2(
+                    l.dir.as_raw_fd(),
+                    &l.name,
+                    libc::O_RDONLY | libc::O_NOFOLLOW,
+                    0,
+                )?)
+            }
         };
         Ok((loc, opened))
     }
@@ -185,6 +211,17 @@ impl Vfs {
                         Opened::Path
                     } else {
                         Opened::Host(file)
+                    },
+                )
+            }
+            Node::Ovl(d) => {
+                let inode = d.create(name, TmpData::File(Vec::new()), mode)?;
+                (
+                    Node::Tmp(Rc::clone(&inode)),
+                    if flags & libc::O_PATH != 0 {
+                        Opened::Path
+                    } else {
+                        Opened::Tmp(inode)
                     },
                 )
             }
@@ -239,6 +276,11 @@ impl Vfs {
                             name,
                         },
                     );
+                }
+            }
+            Node::Ovl(d) => {
+                for e in d.list()? {
+                    by_name.insert(e.name.clone(), e);
                 }
             }
             Node::Virtual => {}
@@ -301,6 +343,9 @@ impl Vfs {
                 d.nlink.set(2);
                 dir.insert(&name, d)
             }
+            Node::Ovl(d) => d
+                .create(&name, TmpData::Dir(BTreeMap::new()), mode)
+                .map(|_| ()),
             _ => Err(errno::EROFS),
         }
     }
@@ -327,6 +372,7 @@ impl Vfs {
         match parent.node() {
             Node::HostDir { fd, .. } => host::unlink(fd.as_raw_fd(), &name, dir),
             Node::Tmp(d) => d.remove(&name, dir).map(|_| ()),
+            Node::Ovl(d) => d.remove(&name, dir),
             _ => Err(errno::EROFS),
         }
     }
@@ -398,6 +444,9 @@ impl Vfs {
                 }
                 Ok(())
             }
+            (Node::Ovl(a), Node::Ovl(b)) => {
+                a.rename(&n1, b, &n2, flags & libc::RENAME_NOREPLACE != 0)
+            }
             _ => Err(errno::EXDEV),
         }
     }
@@ -415,6 +464,9 @@ impl Vfs {
                 &name,
                 TmpFs::inode(dir.fs(), TmpData::Link(target.to_vec()), 0o777),
             ),
+            Node::Ovl(d) => d
+                .create(&name, TmpData::Link(target.to_vec()), 0o777)
+                .map(|_| ()),
             _ => Err(errno::EROFS),
         }
     }
@@ -444,6 +496,8 @@ impl Vfs {
                 t.nlink.set(t.nlink.get() + 1);
                 Ok(())
             }
+            (Node::Tmp(t), Node::Ovl(d)) if d.owns(t) => d.link(Rc::clone(t), &name),
+            (Node::Lower(l), Node::Ovl(d)) if d.same_root(&l.parent) => d.link(l.copy_up()?, &name),
             _ => Err(errno::EXDEV),
         }
     }
@@ -470,6 +524,14 @@ impl Vfs {
                 t.chmod(mode);
                 Ok(())
             }
+            Node::Lower(l) => {
+                l.copy_up()?.chmod(mode);
+                Ok(())
+            }
+            Node::Ovl(d) => {
+                d.copy_up()?.chmod(mode);
+                Ok(())
+            }
             _ => match Self::host_name(loc) {
                 Some((dir, name)) => host::chmod(dir, name, mode),
                 None => Err(errno::EPERM),
@@ -488,6 +550,14 @@ impl Vfs {
         match loc.node() {
             Node::Tmp(t) => {
                 t.set_times(atime, mtime);
+                Ok(())
+            }
+            Node::Lower(l) => {
+                l.copy_up()?.set_times(atime, mtime);
+                Ok(())
+            }
+            Node::Ovl(d) => {
+                d.copy_up()?.set_times(atime, mtime);
                 Ok(())
             }
             _ => match Self::host_name(loc) {
@@ -517,6 +587,7 @@ impl Vfs {
         loc.node().writable()?;
         match loc.node() {
             Node::Tmp(t) => t.truncate(len),
+            Node::Lower(l) if l.kind == libc::S_IFREG => l.copy_up()?.truncate(len),
             Node::HostFile {
                 dir, name, kind, ..
             } if *kind == libc::S_IFREG => {

@@ -1,23 +1,75 @@
 //! The sandbox's filesystem as the plan describes it, with what every sandbox has:
 //! an in-memory /tmp, a minimal /dev, /proc/self/exe and the generated /etc files
-//! (the same as the container backend shows).
+//! (the same as the container backend shows). With an image, `/` is the image's
+//! layers under an in-memory upper layer, and the mounts are volumes on top.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::rc::Rc;
 
-use sandbox_core::Plan;
+use sandbox_core::{MountMode, Plan, PlannedMount};
 
+use super::overlay::Overlay;
 use super::tmpfs::TmpFs;
-use super::{DevKind, Mount, MountError, MountTree, Vfs};
+use super::{host, DevKind, HostSource, Mount, MountError, MountTree, Node, Vfs};
 use crate::memory::Budget;
 
-/// Builds the filesystem of `plan`; /tmp draws on `budget`.
+/// Builds the filesystem of `plan`; /tmp and an image's upper layer draw on `budget`.
 pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> {
     let mut tree = MountTree::new();
     let tmp_limit = plan.limits.tmp_size.map(|b| b.0).unwrap_or(u64::MAX);
-    let tmp = TmpFs::create(tmp_limit, budget);
+    let tmp = TmpFs::create(tmp_limit, Rc::clone(&budget), plan.user);
     tree.insert(Path::new("/tmp"), Mount::Tmp(tmp));
     let mut sources = Vec::new();
+    let root = match &plan.root {
+        None => Node::Virtual,
+        Some(img) => {
+            let mut layers = Vec::new();
+            for l in &img.layers {
+                let err = |error: std::io::Error| MountError {
+                    mount: PlannedMount {
+                        source: l.clone(),
+                        target: "/".into(),
+                        mode: MountMode::Ro,
+                        optional: false,
+                    },
+                    error,
+                };
+                let fd = host::open_source(l).map_err(err)?;
+                let meta = host::fstat(fd.as_raw_fd())
+                    .map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
+                if !meta.is_dir() {
+                    return Err(err(std::io::Error::from_raw_os_error(libc::ENOTDIR)));
+                }
+                let fd = Rc::new(fd);
+                sources.push(HostSource {
+                    fd: Rc::clone(&fd),
+                    ro: true,
+                    dir: true,
+                });
+                layers.push(fd);
+            }
+            if layers.is_empty() {
+                return Err(MountError {
+                    mount: PlannedMount {
+                        source: img.name.clone().into(),
+                        target: "/".into(),
+                        mode: MountMode::Ro,
+                        optional: false,
+                    },
+                    error: std::io::Error::other("the image has no layers"),
+                });
+            }
+            // The writable layer is capped like the container backend's (its tmpfs).
+            let upper_limit = plan
+                .limits
+                .tmp_size
+                .or(plan.limits.memory)
+                .map_or(u64::MAX, |b| b.0);
+            let upper = TmpFs::create(upper_limit, budget, plan.user);
+            Node::Ovl(Overlay::root(&layers, upper, plan.user))
+        }
+    };
     for (i, pm) in plan.mounts.iter().enumerate() {
         if let Some((m, src)) = MountTree::host_mount(pm, i as u32 + 1)? {
             tree.insert(&pm.target, m);
@@ -36,8 +88,41 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
     ] {
         tree.insert(&Path::new("/dev").join(name), Mount::Dev(dev));
     }
+    // An image keeps its own users and groups; its host name and hosts file are the
+    // sandbox's.
     for (path, content) in plan.generated_files() {
+        if plan.root.is_some() && !matches!(path, "/etc/hostname" | "/etc/hosts") {
+            continue;
+        }
         tree.insert(Path::new(path), Mount::Gen(Rc::from(content.into_bytes())));
     }
-    Ok(Vfs::new(tree, sources))
+    let mut vfs = Vfs::with_root(tree, sources, root);
+    vfs.make_cwd(plan);
+    Ok(vfs)
+}
+
+impl Vfs {
+    /// A working directory that no mount provides and that does not exist is made in
+    /// the root (as the container backend does): an empty directory of the mount tree,
+    /// or a directory of the image's upper layer.
+    fn make_cwd(&mut self, plan: &Plan) {
+        let cwd = Path::new(&plan.cwd);
+        let covered = ["/tmp", "/proc", "/dev"].iter().any(|d| cwd.starts_with(d))
+            || plan.mounts.iter().any(|m| cwd.starts_with(&m.target));
+        let root = self.root();
+        if covered || !cwd.is_absolute() || self.resolve(&root, plan.cwd.as_bytes(), true).is_ok() {
+            return;
+        }
+        match self.root_node {
+            Node::Ovl(_) => {
+                let mut at = String::new();
+                for c in plan.cwd.split('/').filter(|c| !c.is_empty()) {
+                    at.push('/');
+                    at.push_str(c);
+                    let _ = self.mkdir(&root, at.as_bytes(), 0o755);
+                }
+            }
+            _ => self.tree.insert(cwd, Mount::Dir),
+        }
+    }
 }

@@ -60,7 +60,7 @@ fn fixture() -> Fixture {
     ];
     let mem = Memory::new(2 << 20).unwrap();
     let mut tree = MountTree::new();
-    let tmp = tmpfs::TmpFs::create(1 << 20, mem.budget());
+    let tmp = tmpfs::TmpFs::create(1 << 20, mem.budget(), (1000, 1000));
     tree.insert(Path::new("/tmp"), Mount::Tmp(tmp));
     let mut sources = Vec::new();
     for (i, pm) in mounts.iter().enumerate() {
@@ -232,5 +232,146 @@ fn tmp_is_writable_and_listed() {
     assert_eq!(
         f.vfs.unlink(&root, b"/tmp", true).unwrap_err(),
         errno::EBUSY
+    );
+}
+
+/// An image root: two layers (the upper with a whiteout and an opaque directory)
+/// under an in-memory upper layer; the host layers never change.
+#[test]
+fn image_layers_merge_whiteouts_hide_and_writes_copy_up() {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let host = std::env::temp_dir().join(format!("hsb-ovl-{}-{n}", std::process::id()));
+    let _guard = TempDir(host.clone());
+    let (l1, l2) = (host.join("l1"), host.join("l2"));
+    for d in ["data", "opt", "etc/deep"] {
+        std::fs::create_dir_all(l1.join(d)).unwrap();
+    }
+    std::fs::create_dir_all(l2.join("data")).unwrap();
+    std::fs::create_dir_all(l2.join("opt")).unwrap();
+    std::fs::write(l1.join("data/keep"), b"lower").unwrap();
+    std::fs::write(l1.join("data/gone"), b"doomed").unwrap();
+    std::fs::write(l1.join("opt/a"), b"a").unwrap();
+    std::fs::write(l1.join("etc/deep/f"), b"f").unwrap();
+    std::fs::write(l2.join("data/added"), b"upper").unwrap();
+    std::fs::write(l2.join("opt/c"), b"c").unwrap();
+    let wh = std::ffi::CString::new(l2.join("data/gone").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid C string; a 0/0 character device is an overlay whiteout.
+    let rc = unsafe { libc::mknod(wh.as_ptr(), libc::S_IFCHR | 0o644, 0) };
+    assert_eq!(rc, 0);
+    let opt = std::ffi::CString::new(l2.join("opt").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid C strings and value buffer.
+    let rc = unsafe {
+        libc::setxattr(
+            opt.as_ptr(),
+            c"user.overlay.opaque".as_ptr(),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "the test's filesystem needs user xattrs");
+
+    let mem = Memory::new(4 << 20).unwrap();
+    let mut plan = sandbox_core::Policy::embedded_default()
+        .resolve(
+            &sandbox_core::Workload::new("/bin/true", Vec::<String>::new()),
+            &sandbox_core::HostSupport::assume_all(),
+        )
+        .unwrap();
+    plan.mounts.clear();
+    plan.cwd = "/work/here".into();
+    plan.user = (0, 0);
+    plan.root = Some(sandbox_core::ImageRoot {
+        name: "test".into(),
+        digest: String::new(),
+        layers: vec![l1.clone(), l2.clone()],
+    });
+    let vfs = crate::vfs::build(&plan, mem.budget()).unwrap();
+    let root = vfs.root();
+    let names = |p: &[u8]| -> Vec<String> {
+        vfs.list(&vfs.resolve(&root, p, true).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|e| String::from_utf8(e.name).unwrap())
+            .filter(|n| n != "." && n != "..")
+            .collect()
+    };
+    let read = |p: &[u8]| -> Vec<u8> {
+        let (_, o) = vfs.open(&root, p, libc::O_RDONLY, 0).unwrap();
+        let mut buf = vec![0u8; 64];
+        let n = match o {
+            Opened::Host(fd) => host::pread(fd.as_raw_fd(), &mut buf, 0).unwrap(),
+            Opened::Tmp(t) => t.read_at(0, &mut buf).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        buf.truncate(n);
+        buf
+    };
+    assert_eq!(
+        names(b"/data"),
+        ["added", "keep"],
+        "the whiteout hides `gone`"
+    );
+    assert_eq!(
+        names(b"/opt"),
+        ["c"],
+        "the opaque directory hides the lower one"
+    );
+    assert!(
+        names(b"/").contains(&"work".to_string()),
+        "the cwd was made"
+    );
+    assert_eq!(read(b"/data/keep"), b"lower");
+    assert_eq!(
+        vfs.resolve(&root, b"/data/gone", true).unwrap_err(),
+        errno::ENOENT
+    );
+
+    // A write copies up; the layer on the host is untouched.
+    let (_, o) = vfs
+        .open(&root, b"/data/keep", libc::O_WRONLY | libc::O_TRUNC, 0)
+        .unwrap();
+    let Opened::Tmp(t) = o else { panic!() };
+    t.write_at(0, b"changed").unwrap();
+    assert_eq!(read(b"/data/keep"), b"changed");
+    assert_eq!(std::fs::read(l1.join("data/keep")).unwrap(), b"lower");
+    // Removing a lower file leaves a whiteout; a directory made there hides the lower.
+    vfs.unlink(&root, b"/data/added", false).unwrap();
+    assert_eq!(names(b"/data"), ["keep"]);
+    assert!(l2.join("data/added").exists());
+    vfs.mkdir(&root, b"/etc/new", 0o755).unwrap();
+    vfs.open(&root, b"/etc/new/f", libc::O_CREAT | libc::O_WRONLY, 0o644)
+        .unwrap();
+    assert_eq!(
+        vfs.unlink(&root, b"/etc/deep", true).unwrap_err(),
+        errno::ENOTEMPTY
+    );
+    vfs.unlink(&root, b"/etc/deep/f", false).unwrap();
+    vfs.unlink(&root, b"/etc/deep", true).unwrap();
+    vfs.mkdir(&root, b"/etc/deep", 0o755).unwrap();
+    assert!(
+        names(b"/etc/deep").is_empty(),
+        "a new directory over a whiteout is opaque"
+    );
+    // Renames: files move (copied up), lower directories are EXDEV as in overlayfs.
+    vfs.rename(&root, b"/data/keep", &root, b"/etc/new/moved", 0)
+        .unwrap();
+    assert_eq!(read(b"/etc/new/moved"), b"changed");
+    assert!(names(b"/data").is_empty());
+    assert_eq!(
+        vfs.rename(&root, b"/opt", &root, b"/opt2", 0).unwrap_err(),
+        errno::EXDEV
+    );
+    vfs.rename(&root, b"/etc/new", &root, b"/etc/renamed", 0)
+        .unwrap();
+    assert_eq!(names(b"/etc/renamed"), ["f", "moved"]);
+    // Generated files: the sandbox's host name, not the image's users.
+    assert!(vfs.resolve(&root, b"/etc/hostname", true).is_ok());
+    assert_eq!(
+        vfs.meta(&vfs.resolve(&root, b"/opt/c", true).unwrap())
+            .unwrap()
+            .uid,
+        0
     );
 }

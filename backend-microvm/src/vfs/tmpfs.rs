@@ -5,8 +5,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use sandbox_core::{SANDBOX_GID, SANDBOX_UID};
-
 use super::{Meta, Time};
 use crate::errno::{self, Errno};
 use crate::guest::layout::PAGE_SIZE;
@@ -21,6 +19,8 @@ pub(crate) enum TmpData {
     File(Vec<u8>),
     /// A symlink.
     Link(Vec<u8>),
+    /// An image root's upper layer only: the name is deleted from the layers below.
+    Whiteout,
 }
 
 /// One tmpfs inode.
@@ -36,6 +36,8 @@ pub(crate) struct TmpInode {
     pub(crate) nlink: Cell<u64>,
     /// Access, modification and change times.
     pub(crate) times: Cell<[Time; 3]>,
+    /// An image root's upper layer only: this directory hides the layers' one below.
+    pub(crate) opaque: Cell<bool>,
     fs: Rc<TmpFs>,
 }
 
@@ -54,6 +56,8 @@ pub(crate) struct TmpFs {
     used: Cell<u64>,
     next_ino: Cell<u64>,
     budget: Rc<Budget>,
+    /// The uid and gid its files belong to (the workload's).
+    owner: (u32, u32),
 }
 
 fn pages(bytes: u64) -> u64 {
@@ -61,13 +65,15 @@ fn pages(bytes: u64) -> u64 {
 }
 
 impl TmpFs {
-    /// A filesystem of at most `limit` bytes of file data; returns its root.
-    pub(crate) fn create(limit: u64, budget: Rc<Budget>) -> Rc<TmpInode> {
+    /// A filesystem of at most `limit` bytes of file data, its files owned by `owner`;
+    /// returns its root.
+    pub(crate) fn create(limit: u64, budget: Rc<Budget>, owner: (u32, u32)) -> Rc<TmpInode> {
         let fs = Rc::new(TmpFs {
             limit,
             used: Cell::new(0),
             next_ino: Cell::new(2),
             budget,
+            owner,
         });
         let root = TmpFs::inode(&fs, TmpData::Dir(BTreeMap::new()), 0o1777);
         root.nlink.set(2);
@@ -85,6 +91,7 @@ impl TmpFs {
             mode: Cell::new(mode & 0o7777),
             nlink: Cell::new(1),
             times: Cell::new([now; 3]),
+            opaque: Cell::new(false),
             fs: Rc::clone(fs),
         })
     }
@@ -134,6 +141,7 @@ impl TmpInode {
             TmpData::Dir(m) => (libc::S_IFDIR, (m.len() as u64 + 2) * 20),
             TmpData::File(d) => (libc::S_IFREG, d.len() as u64),
             TmpData::Link(t) => (libc::S_IFLNK, t.len() as u64),
+            TmpData::Whiteout => (libc::S_IFCHR, 0),
         };
         let [atime, mtime, ctime] = self.times.get();
         Meta {
@@ -141,8 +149,8 @@ impl TmpInode {
             ino: self.ino,
             mode: kind | self.mode.get(),
             nlink: self.nlink.get(),
-            uid: SANDBOX_UID,
-            gid: SANDBOX_GID,
+            uid: self.fs.owner.0,
+            gid: self.fs.owner.1,
             rdev: 0,
             size,
             blksize: PAGE_SIZE,
@@ -156,6 +164,11 @@ impl TmpInode {
     /// True for a directory.
     pub(crate) fn is_dir(&self) -> bool {
         matches!(&*self.data.borrow(), TmpData::Dir(_))
+    }
+
+    /// True for a whiteout (an image root's upper layer only).
+    pub(crate) fn is_whiteout(&self) -> bool {
+        matches!(&*self.data.borrow(), TmpData::Whiteout)
     }
 
     fn touch(&self, modified: bool) {
@@ -178,7 +191,7 @@ impl TmpInode {
                 Ok(n)
             }
             TmpData::Dir(_) => Err(errno::EISDIR),
-            TmpData::Link(_) => Err(errno::EINVAL),
+            TmpData::Link(_) | TmpData::Whiteout => Err(errno::EINVAL),
         }
     }
 
@@ -254,6 +267,21 @@ impl TmpInode {
         drop(guard);
         self.touch(true);
         Ok(())
+    }
+
+    /// Adds `node` as `name` where the name is free or a whiteout; returns whether a
+    /// whiteout was replaced. `EEXIST` when the name is taken by anything else.
+    pub(crate) fn insert_over_whiteout(
+        &self,
+        name: &[u8],
+        node: Rc<TmpInode>,
+    ) -> Result<bool, Errno> {
+        let was = self.child(name).is_some_and(|c| c.is_whiteout());
+        if was {
+            self.detach(name);
+        }
+        self.insert(name, node)?;
+        Ok(was)
     }
 
     /// Removes `name`: a directory only when `dir` (and empty), a non-directory only
@@ -342,7 +370,7 @@ mod tests {
     #[test]
     fn size_limit_and_budget() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::create(10_000, mem.budget());
+        let root = TmpFs::create(10_000, mem.budget(), (1000, 1000));
         let f = TmpFs::inode(root.fs(), TmpData::File(Vec::new()), 0o644);
         root.insert(b"f", Rc::clone(&f)).unwrap();
         assert_eq!(f.write_at(0, &[1u8; 8000]).unwrap(), 8000);
@@ -361,7 +389,7 @@ mod tests {
     #[test]
     fn directories_must_be_empty_to_go() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::create(1 << 20, mem.budget());
+        let root = TmpFs::create(1 << 20, mem.budget(), (1000, 1000));
         let d = TmpFs::inode(root.fs(), TmpData::Dir(BTreeMap::new()), 0o755);
         root.insert(b"d", Rc::clone(&d)).unwrap();
         d.insert(
