@@ -96,3 +96,70 @@ fn the_caller_not_reading_the_stream_does_not_block_the_workload() {
         assert_eq!(o.stdout.len(), 3_000_000);
     });
 }
+
+/// The same faults in the micro-VM (busybox, which is static, does the work).
+mod microvm {
+    use super::*;
+
+    fn vm(args: &[&str]) -> Workload {
+        Workload::new("/usr/bin/busybox", args.iter().copied()).isolation(IsolationRequest::MicroVm)
+    }
+
+    #[test]
+    fn a_full_rw_mount_gives_enospc() {
+        if !backend_ready(IsolationRequest::MicroVm) {
+            return;
+        }
+        let Some(fs) = TinyFs::new("64k") else {
+            println!("SKIPPED: mounting a small filesystem needs root (CI runs as root)");
+            return;
+        };
+        let o = run(
+            vm(&["dd", "if=/dev/zero", "of=/out/big", "bs=4096", "count=64"])
+                .mount(Mount::rw(fs.dir.path(), "/out")),
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("No space left on device"),
+            "{o:?}"
+        );
+    }
+
+    #[test]
+    fn a_workload_that_closes_stdout_does_not_hang_the_caller() {
+        if !backend_ready(IsolationRequest::MicroVm) {
+            return;
+        }
+        let mut w = vm(&["sh", "-c", "exec 1>&-; echo still here >&2"]);
+        w.limits.wall_time = Some(Duration::from_secs(10));
+        let o = run(w);
+        assert!(o.success(), "{o:?}");
+        assert_eq!(o.stderr, b"still here\n");
+    }
+
+    #[test]
+    fn a_flood_of_output_is_bounded() {
+        if !backend_ready(IsolationRequest::MicroVm) {
+            return;
+        }
+        let mut w = vm(&["cat", "/dev/zero"]);
+        w.limits.output = Some(hybrid_sandbox::ByteSize::mib(8));
+        w.limits.wall_time = Some(Duration::from_secs(30));
+        let o = run(w);
+        assert_eq!(
+            o.termination,
+            Termination::OutputLimit,
+            "{:?}",
+            o.termination
+        );
+        assert_eq!(o.stdout.len() + o.stderr.len(), 8 << 20);
+    }
+
+    #[test]
+    fn a_workload_that_never_reads_stdin_does_not_hang_the_caller() {
+        if !backend_ready(IsolationRequest::MicroVm) {
+            return;
+        }
+        let o = run(vm(&["true"]).stdin_bytes(vec![0u8; 4 << 20]));
+        assert!(o.success(), "{o:?}");
+    }
+}

@@ -107,7 +107,7 @@ fn sequential(isolation: IsolationRequest, n: usize) {
     let sb = sandbox();
     // Warm up: first-use allocations (runtime, caches) are not leaks.
     for _ in 0..20 {
-        rt.block_on(sb.run(Workload::new("/bin/true", Vec::<String>::new()).isolation(isolation)))
+        rt.block_on(sb.run(Workload::new("/usr/bin/busybox", ["true"]).isolation(isolation)))
             .unwrap();
     }
     let (before, rss0, tmp0) = (footprint(), rss_kib(), tmp_entries());
@@ -116,13 +116,16 @@ fn sequential(isolation: IsolationRequest, n: usize) {
         // Mix endings: plain exits, output, non-zero codes, and timeouts now and then.
         let w = match i % 50 {
             0 => {
-                let mut w = Workload::new("/bin/sleep", ["5"]).isolation(isolation);
+                let mut w = Workload::new("/usr/bin/busybox", ["sleep", "5"]).isolation(isolation);
                 w.limits.wall_time = Some(std::time::Duration::from_millis(20));
                 w
             }
-            1 => Workload::new("/bin/sh", ["-c", "echo out; echo err >&2; exit 3"])
-                .isolation(isolation),
-            _ => Workload::new("/bin/true", Vec::<String>::new()).isolation(isolation),
+            1 => Workload::new(
+                "/usr/bin/busybox",
+                ["sh", "-c", "echo out; echo err >&2; exit 3"],
+            )
+            .isolation(isolation),
+            _ => Workload::new("/usr/bin/busybox", ["true"]).isolation(isolation),
         };
         let o = rt
             .block_on(sb.run(w))
@@ -151,18 +154,16 @@ fn sequential(isolation: IsolationRequest, n: usize) {
 fn concurrent(isolation: IsolationRequest, n: usize) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rt = runtime();
-    rt.block_on(
-        sandbox().run(Workload::new("/bin/true", Vec::<String>::new()).isolation(isolation)),
-    )
-    .unwrap();
+    rt.block_on(sandbox().run(Workload::new("/usr/bin/busybox", ["true"]).isolation(isolation)))
+        .unwrap();
     let before = footprint();
     let t = Instant::now();
     let outcomes = rt.block_on(async {
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 tokio::spawn(async move {
-                    let w =
-                        Workload::new("/bin/sh", ["-c", &format!("echo {i}")]).isolation(isolation);
+                    let w = Workload::new("/usr/bin/busybox", ["sh", "-c", &format!("echo {i}")])
+                        .isolation(isolation);
                     sandbox().run(w).await.map(|o| (i, o))
                 })
             })
@@ -199,4 +200,21 @@ fn container_concurrent() {
         IsolationRequest::Container,
         count("HSB_SOAK_CONCURRENT", 200),
     );
+}
+
+#[test]
+fn microvm_sequential() {
+    if backend_ready(IsolationRequest::MicroVm) {
+        sequential(
+            IsolationRequest::MicroVm,
+            count("HSB_SOAK_SEQUENTIAL", 10_000),
+        );
+    }
+}
+
+#[test]
+fn microvm_concurrent() {
+    if backend_ready(IsolationRequest::MicroVm) {
+        concurrent(IsolationRequest::MicroVm, count("HSB_SOAK_CONCURRENT", 200));
+    }
 }
