@@ -291,6 +291,7 @@ fn hsb_copy(dir: &std::path::Path) -> String {
 
 #[test]
 fn rootless_runs_work_and_say_so() {
+    use std::os::unix::fs::PermissionsExt;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         // Already unprivileged: the normal suites run rootless.
@@ -336,7 +337,23 @@ fn rootless_runs_work_and_say_so() {
         "{out}"
     );
     assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
-}
+    // An image root (overlayfs in the user namespace) works rootless too.
+    let img = busybox_image_tar(dir.path());
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args([bin.as_str(), "run", "--json", "--image", img.to_str().unwrap(), "--", "sh", "-c", "echo hi > /new; cat /new"])
+        .env("HSB_IMAGE_STORE", &store)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let v = json(&o);
+    assert_eq!(v["stdout"], "hi\n");
+    assert_eq!(v["enforcement"]["rootless"], true);
 
 fn processes_with(marker: &str) -> usize {
     std::fs::read_dir("/proc")
@@ -495,45 +512,7 @@ fn image_commands_and_run_with_an_image() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let store = dir.path().join("store");
-    // A one-layer busybox image in `docker save` form, written here.
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps.sh)");
-    let mut layer = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(busybox.len() as u64);
-    h.set_mode(0o755);
-    layer
-        .append_data(&mut h, "bin/busybox", &busybox[..])
-        .unwrap();
-    let mut l = tar::Header::new_gnu();
-    l.set_entry_type(tar::EntryType::Symlink);
-    l.set_size(0);
-    layer.append_link(&mut l, "bin/sh", "/bin/busybox").unwrap();
-    let layer = layer.into_inner().unwrap();
-    let hex = |b: &[u8]| {
-        sha2::Sha256::digest(b)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<String>()
-    };
-    use sha2::Digest;
-    let cfg = serde_json::json!({"architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/sh", "-c", "echo from-cmd"], "Env": ["PATH=/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", hex(&layer))]}})
-    .to_string();
-    let cfg_name = format!("{}.json", hex(cfg.as_bytes()));
-    let mut t = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        ("l/layer.tar", layer.clone()),
-        (cfg_name.as_str(), cfg.clone().into_bytes()),
-        ("manifest.json", serde_json::json!([{"Config": cfg_name, "RepoTags": ["cli-test:1"], "Layers": ["l/layer.tar"]}]).to_string().into_bytes()),
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        t.append_data(&mut h, name, &data[..]).unwrap();
-    }
-    let img = dir.path().join("img.tar");
-    std::fs::write(&img, t.into_inner().unwrap()).unwrap();
+    let img = busybox_image_tar(dir.path());
     let hsb_env = |args: &[&str]| {
         Command::new(HSB)
             .args(args)
@@ -583,4 +562,47 @@ fn image_commands_and_run_with_an_image() {
     let o = hsb_env(&["image", "import", bad_path.to_str().unwrap()]);
     assert_eq!(code(&o), 125);
     assert!(text(&o.stderr).contains("tampered"), "{}", text(&o.stderr));
+}
+
+/// A one-layer busybox image in `docker save` form, tagged `cli-test:1`, written in `dir`.
+fn busybox_image_tar(dir: &std::path::Path) -> std::path::PathBuf {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps.sh)");
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(busybox.len() as u64);
+    h.set_mode(0o755);
+    layer
+        .append_data(&mut h, "bin/busybox", &busybox[..])
+        .unwrap();
+    let mut l = tar::Header::new_gnu();
+    l.set_entry_type(tar::EntryType::Symlink);
+    l.set_size(0);
+    layer.append_link(&mut l, "bin/sh", "/bin/busybox").unwrap();
+    let layer = layer.into_inner().unwrap();
+    let hex = |b: &[u8]| {
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    use sha2::Digest;
+    let cfg = serde_json::json!({"architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh", "-c", "echo from-cmd"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", hex(&layer))]}})
+    .to_string();
+    let cfg_name = format!("{}.json", hex(cfg.as_bytes()));
+    let mut t = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("l/layer.tar", layer.clone()),
+        (cfg_name.as_str(), cfg.clone().into_bytes()),
+        ("manifest.json", serde_json::json!([{"Config": cfg_name, "RepoTags": ["cli-test:1"], "Layers": ["l/layer.tar"]}]).to_string().into_bytes()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        t.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    let img = dir.join("img.tar");
+    std::fs::write(&img, t.into_inner().unwrap()).unwrap();
+    img
 }
