@@ -344,8 +344,26 @@ fn rootless_runs_work_and_say_so() {
     std::fs::create_dir(&store).unwrap();
     std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
     let o = Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
-        .args([bin.as_str(), "run", "--json", "--image", img.to_str().unwrap(), "--", "sh", "-c", "echo hi > /new; cat /new"])
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .args([
+            bin.as_str(),
+            "run",
+            "--json",
+            "--image",
+            img.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "echo hi > /new; cat /new",
+        ])
         .env("HSB_IMAGE_STORE", &store)
         .current_dir("/")
         .output()
@@ -354,6 +372,7 @@ fn rootless_runs_work_and_say_so() {
     let v = json(&o);
     assert_eq!(v["stdout"], "hi\n");
     assert_eq!(v["enforcement"]["rootless"], true);
+}
 
 fn processes_with(marker: &str) -> usize {
     std::fs::read_dir("/proc")
