@@ -372,6 +372,29 @@ fn rootless_runs_work_and_say_so() {
     let v = json(&o);
     assert_eq!(v["stdout"], "hi\n");
     assert_eq!(v["enforcement"]["rootless"], true);
+    // Without access to /dev/kvm (root-only here), the micro-VM fails closed: exit 125
+    // and the reason.
+    let kvm_private = std::fs::metadata("/dev/kvm")
+        .map(|m| m.permissions().mode() & 0o006 == 0)
+        .unwrap_or(true);
+    if kvm_private {
+        let o = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args([
+                bin.as_str(),
+                "run",
+                "--isolation",
+                "microvm",
+                "--",
+                "/usr/bin/busybox",
+                "true",
+            ])
+            .current_dir("/")
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 125, "{}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("/dev/kvm"), "{}", text(&o.stderr));
+    }
 }
 
 fn processes_with(marker: &str) -> usize {
