@@ -58,23 +58,7 @@ fn path_allowed(globs: &[String], p: &Path) -> bool {
 impl Floor {
     /// A floor from the text of a floor file (`[floor]` table) or a policy with one.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Floor, PolicyError> {
-        let file: FloorFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = match e.span() {
-                Some(span) => {
-                    let (l, c) = super::line_col(text, span.start);
-                    (Some(l), Some(c))
-                }
-                None => (None, None),
-            };
-            PolicyError::Syntax {
-                location: Location {
-                    origin: origin.to_string(),
-                    line,
-                    column,
-                },
-                message: super::validate::improve_serde_message(e.message()),
-            }
-        })?;
+        let file: FloorFile = super::parse_toml(text, origin)?;
         let f = Floor::from_spec(file.floor, origin);
         f.validate()?;
         Ok(f)

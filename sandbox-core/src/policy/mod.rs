@@ -116,23 +116,7 @@ impl Policy {
 
     /// Reads a policy from TOML text; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Policy, PolicyError> {
-        let file: PolicyFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = match e.span() {
-                Some(span) => {
-                    let (l, c) = line_col(text, span.start);
-                    (Some(l), Some(c))
-                }
-                None => (None, None),
-            };
-            PolicyError::Syntax {
-                location: Location {
-                    origin: origin.to_string(),
-                    line,
-                    column,
-                },
-                message: validate::improve_serde_message(e.message()),
-            }
-        })?;
+        let file: PolicyFile = parse_toml(text, origin)?;
         Policy::from_parsed(file, origin)
     }
 
@@ -420,6 +404,31 @@ fn rule_matches(rule: &schema::RuleSpec, w: &Workload) -> bool {
         floor::glob_match(pat, subject)
     });
     program_ok && floor::labels_match(&rule.labels, &w.labels)
+}
+
+/// Parses TOML into `T`, turning errors into [`PolicyError::Syntax`] with the file, line
+/// and column, and a "did you mean" for unknown keys.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<T, PolicyError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, column) = match e.span() {
+            Some(span) => {
+                let (l, c) = line_col(text, span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        PolicyError::Syntax {
+            location: Location {
+                origin: origin.to_string(),
+                line,
+                column,
+            },
+            message: validate::improve_serde_message(e.message()),
+        }
+    })
 }
 
 /// 1-based line and column of a byte offset.
