@@ -45,8 +45,9 @@ impl Backend for MicroVmBackend {
     }
 
     /// Looks at the program through the same file view the VM would have: a program the
-    /// loader cannot run yet (dynamically linked) is refused here, so that `auto` can
-    /// treat it as a need only the container meets.
+    /// loader cannot run (not an x86-64 ELF, or dynamically linked with its loader
+    /// missing from the sandbox) is refused here, so that `auto` can treat it as a need
+    /// only the container meets.
     fn supports(&self, plan: &Plan) -> Result<(), String> {
         if plan.network == Network::Loopback {
             return Err("the micro-VM has no network yet".into());

@@ -211,6 +211,39 @@ impl Timer {
     }
 }
 
+impl Timer {
+    /// A periodic kick timer on `CLOCK_MONOTONIC`, not armed yet (see [`Timer::every`]).
+    pub(crate) fn periodic() -> std::io::Result<Timer> {
+        // SAFETY: a zeroed sigevent is valid; the fields used are set below.
+        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+        sev.sigev_notify = libc::SIGEV_THREAD_ID;
+        sev.sigev_signo = kick_signal();
+        // SAFETY: gettid has no preconditions.
+        sev.sigev_notify_thread_id = unsafe { libc::gettid() };
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: valid pointers to a sigevent and a timer id.
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Timer { id })
+    }
+
+    /// Kicks every `period` from now on, or never again (`None`).
+    pub(crate) fn every(&self, period: Option<Duration>) {
+        let p = period.unwrap_or_default();
+        let ts = libc::timespec {
+            tv_sec: p.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(p.subsec_nanos() as i32),
+        };
+        let spec = libc::itimerspec {
+            it_interval: ts,
+            it_value: ts,
+        };
+        // SAFETY: `id` is a timer this value owns; `spec` is valid.
+        unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) };
+    }
+}
+
 impl Drop for Timer {
     fn drop(&mut self) {
         // SAFETY: `id` is a timer this value owns.

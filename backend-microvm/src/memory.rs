@@ -5,8 +5,11 @@
 //! 4 KiB frames on demand (page tables, the workload's pages) and charges the in-memory
 //! /tmp against the same budget, so "out of frames" is the sandbox's out-of-memory.
 //! Freed frames go back to the host (`MADV_DONTNEED`), which also zeroes them.
+//! A frame may be shared (copy-on-write after `fork`, `MAP_SHARED` memory): it goes
+//! back only when its last holder lets it go.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
@@ -63,6 +66,8 @@ pub(crate) struct Memory {
     next: u64,
     /// Frames given back, all zero.
     free: Vec<u64>,
+    /// Holders beyond the first, of the frames that have more than one.
+    extra: HashMap<u64, u32>,
     budget: Rc<Budget>,
 }
 
@@ -96,6 +101,7 @@ impl Memory {
             size,
             next: FIXED_END,
             free: Vec::new(),
+            extra: HashMap::new(),
             budget,
         })
     }
@@ -141,9 +147,30 @@ impl Memory {
         Ok(f)
     }
 
-    /// Gives frames back. They must no longer be mapped anywhere in the guest, or the
-    /// guest must be unable to run before the mappings are flushed.
+    /// Adds a holder to `frame` (it is now mapped in one more place).
+    pub(crate) fn share(&mut self, frame: u64) {
+        *self.extra.entry(frame).or_insert(0) += 1;
+    }
+
+    /// True when `frame` has more than one holder (a write must copy it first).
+    pub(crate) fn is_shared(&self, frame: u64) -> bool {
+        self.extra.contains_key(&frame)
+    }
+
+    /// Lets frames go, one holder each; those without holders left go back. They must
+    /// no longer be mapped there in the guest, or the guest must be unable to run
+    /// before the mappings are flushed.
     pub(crate) fn free(&mut self, mut frames: Vec<u64>) {
+        frames.retain(|f| match self.extra.get_mut(f) {
+            Some(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    self.extra.remove(f);
+                }
+                false
+            }
+            None => true,
+        });
         if frames.is_empty() {
             return;
         }

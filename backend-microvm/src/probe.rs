@@ -78,7 +78,7 @@ pub(crate) fn probe() -> BackendProbe {
     );
     details.insert(
         "guest".into(),
-        serde_json::json!("static and static-PIE x86-64 ELF, Linux syscall personality in the VMM"),
+        serde_json::json!("x86-64 ELF programs, static or dynamically linked (the loader from the sandbox's files), processes and threads on one vCPU; Linux syscall personality in the VMM"),
     );
     let available = availability();
     if let Ok(v) = &available {

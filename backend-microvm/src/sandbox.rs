@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sandbox_core::{
     EnforcementLevel, EnforcementReport, Isolation, LandlockMode, LimitMechanism, LimitsReport,
@@ -13,12 +13,14 @@ use sandbox_core::{
 use crate::confine::{confine_thread, Confinement};
 use crate::guest::layout::MAX_RAM;
 use crate::kick::{self, Control, Timer};
-use crate::linux::{FdTable, FileKind, Kernel, Limits, OpenFile, Signals, Stop};
+use crate::linux::signal::Action;
+use crate::linux::task::{Process, Task, FIRST_PID, INIT_PID};
+use crate::linux::{FdTable, FileKind, Kernel, Limits, OpenFile, Stop};
 use crate::loader::{self, LoadError};
 use crate::memory::Memory;
 use crate::mm::AddressSpace;
 use crate::stdio::{Input, Output};
-use crate::vfs::{self, Mount};
+use crate::vfs;
 use crate::vm::{Vm, VmError};
 
 /// Guest RAM when the plan sets no memory limit.
@@ -43,6 +45,7 @@ pub(crate) struct Prepared {
     memory: u64,
     mounts: usize,
     timers: Vec<Timer>,
+    tick: Timer,
     euid: u32,
 }
 
@@ -80,8 +83,10 @@ pub(crate) fn prepare(
         .map_err(|e| setup_err("building the guest supervisor", e))?;
     let budget = mem.budget();
     let mut mm = AddressSpace::new(mem, pt);
+    mm.start_first_space()
+        .map_err(|e| setup_err("making the first address space", e))?;
 
-    let mut vfs = vfs::build(plan, budget).map_err(|e| SpawnError::Mount {
+    let vfs = vfs::build(plan, budget).map_err(|e| SpawnError::Mount {
         source_path: e.mount.source.display().to_string(),
         target: e.mount.target.display().to_string(),
         source: e.error,
@@ -101,15 +106,17 @@ pub(crate) fn prepare(
     }
     let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv)
         .map_err(|e| load_error(plan, e))?;
-    vfs.mount("/proc/self/exe", Mount::Link(prog.path.clone().into()));
+    vfs.set_exe(FIRST_PID, &prog.path);
+    vfs.set_self(FIRST_PID);
     let env: Vec<Vec<u8>> = plan
         .env
         .iter()
         .map(|(k, v)| format!("{k}={v}").into_bytes())
         .collect();
-    let entry = loader::load(&mut mm, &prog, &env, plan.user).map_err(|e| load_error(plan, e))?;
+    let entry =
+        loader::load(&mut mm, &vfs, &prog, &env, plan.user).map_err(|e| load_error(plan, e))?;
 
-    let vm = Vm::create(&mm.mem, entry.rip, entry.rsp).map_err(|e| match e {
+    let vm = Vm::create(&mm.mem, mm.cr3(), entry.rip, entry.rsp).map_err(|e| match e {
         VmError::Open(err) => SpawnError::Unavailable {
             isolation: Isolation::MicroVm,
             reason: crate::probe::availability()
@@ -145,10 +152,13 @@ pub(crate) fn prepare(
                 .map_err(|e| setup_err("arming the CPU-time timer", e))?,
         );
     }
+    // The time-slice kick between guest tasks (armed only while needed).
+    let tick = Timer::periodic().map_err(|e| setup_err("creating the time-slice timer", e))?;
     // SAFETY: geteuid has no preconditions (asked before seccomp narrows this thread).
     let euid = unsafe { libc::geteuid() };
-    // Read /sys and /proc now: the confined thread cannot.
+    // Read /sys, /proc and the environment now: the confined thread cannot.
     crate::probe::kvm_kind();
+    crate::linux::trace_enabled();
     let confinement =
         confine_thread(vfs.sources()).map_err(|e| setup_err("confining the VMM thread", e))?;
     if plan.landlock == LandlockMode::Required
@@ -161,13 +171,48 @@ pub(crate) fn prepare(
             confinement.landlock.missing.join(", ")
         )));
     }
-    let kernel = Kernel {
-        mm,
-        vfs,
+    let task = Task::new(
+        FIRST_PID,
+        FIRST_PID,
+        mm.space(),
+        Kernel::fresh_ctx(entry.rip, entry.rsp),
+    );
+    let process = Process {
+        pid: FIRST_PID,
+        ppid: INIT_PID,
+        pgid: FIRST_PID,
+        sid: FIRST_PID,
+        threads: vec![FIRST_PID],
         files,
         cwd,
         umask: 0o022,
-        sig: Signals::default(),
+        act: [Action::default(); 64],
+        pending: 0,
+        info: [None; 64],
+        exe: prog.path,
+        argv: prog.argv,
+        exit: None,
+        exit_signal: 0,
+        itimer: None,
+        cpu_dead: Duration::ZERO,
+        cpu_children: Duration::ZERO,
+    };
+    let kernel = Kernel {
+        mm,
+        vfs,
+        task,
+        proc: process,
+        tasks: BTreeMap::new(),
+        procs: BTreeMap::new(),
+        main_pid: FIRST_PID,
+        next_tid: FIRST_PID + 1,
+        pids_limit: plan.limits.pids,
+        ended: None,
+        stirred: false,
+        slice_over: false,
+        retrying: None,
+        dead_spaces: Vec::new(),
+        cpu_mark: Duration::ZERO,
         limits: Limits {
             file_size: plan.limits.file_size.map(|b| b.0),
             deadline: plan.limits.wall_time.and_then(|d| start.checked_add(d)),
@@ -181,9 +226,7 @@ pub(crate) fn prepare(
         ctl,
         start,
         unimplemented: BTreeMap::new(),
-        exe: prog.path,
         hostname: plan.hostname.clone(),
-        clear_tid: 0,
         user: plan.user,
     };
     Ok(Prepared {
@@ -193,6 +236,7 @@ pub(crate) fn prepare(
         memory,
         mounts,
         timers,
+        tick,
         euid,
     })
 }
@@ -224,10 +268,11 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         memory,
         mounts,
         timers,
+        tick,
         euid,
     } = p;
     let armed = kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
-    let stop = crate::vcpu::run(&mut vm, &mut kernel);
+    let stop = crate::vcpu::run(&mut vm, &mut kernel, Some(tick));
     drop(armed);
     kernel.ctl.unregister_thread();
     drop(timers);
@@ -241,6 +286,7 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         Stop::MemoryLimit => (Termination::MemoryLimit, None, Some(libc::SIGKILL)),
         Stop::OutputLimit => (Termination::OutputLimit, None, Some(libc::SIGKILL)),
         Stop::CpuLimit => (Termination::CpuLimit, None, Some(libc::SIGKILL)),
+        Stop::PidsLimit => (Termination::PidsLimit, None, Some(libc::SIGKILL)),
         Stop::Timeout => (Termination::Timeout, None, Some(libc::SIGKILL)),
         Stop::Killed => (Termination::Killed, None, Some(libc::SIGKILL)),
         Stop::Internal(msg) => {
@@ -334,7 +380,10 @@ fn report(
     if l.pids.is_some() {
         details.insert(
             "pids".into(),
-            "one process, one thread (fork/clone are not offered yet)".into(),
+            format!(
+                "VMM task table: processes and threads of the guest counted (zombies too); one more ends the run (pids_limit); all {} share the one vCPU",
+                l.pids.unwrap_or(0)
+            ),
         );
     }
     EnforcementReport {

@@ -1,15 +1,24 @@
-//! The vCPU loop: runs the guest and turns its exits into the personality's work.
+//! The vCPU loop: runs the guest's tasks in turn and turns their exits into the
+//! personality's work.
 //!
 //! Two exits matter: the doorbell (a syscall: the stub wrote to the MMIO page) and the
-//! exception port (the CPL0 handler reports a fault or exception). Everything else is
-//! a bug or a host failure and ends the run.
+//! exception port (the CPL0 handler reports a fault or exception); a kick (a signal to
+//! this thread: a kill, a limit, the end of a time slice) interrupts `KVM_RUN`.
+//! Everything else is a bug or a host failure and ends the run.
+//!
+//! A task resumes in one of three ways: straight on (the vCPU is where it stopped),
+//! through the exception handler's `iretq` (a fault was resolved), or from its saved
+//! context through the syscall stub's `iretq` (after a syscall, a signal delivery, or
+//! a switch from another task: then its FS/GS bases, FPU state and page-table root are
+//! loaded first).
 
-use kvm_bindings::{kvm_regs, kvm_xsave};
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_xsave};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::guest::layout::*;
-use crate::kick::thread_cpu_time;
-use crate::linux::{Cpu, Kernel, Stop, UserCtx};
+use crate::kick::Timer;
+use crate::linux::task::Tid;
+use crate::linux::{Cpu, Kernel, Stop, UserCtx, TIME_SLICE};
 use crate::mm::{Access, FaultOutcome};
 use crate::vm::Vm;
 
@@ -27,9 +36,10 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Stop {
     Stop::Internal(format!("{what}: {e}"))
 }
 
-/// vCPU state beyond the registers, for the personality.
+/// The running task's vCPU state beyond the registers, for the personality.
 struct VcpuCpu<'a> {
     vcpu: &'a VcpuFd,
+    clean_fpu: &'a kvm_xsave,
 }
 
 impl Cpu for VcpuCpu<'_> {
@@ -77,18 +87,121 @@ impl Cpu for VcpuCpu<'_> {
         ))
     }
     fn restore_fpu(&mut self, state: &kvm_xsave) -> Result<(), Stop> {
-        // SAFETY: `state` came from KVM_GET_XSAVE on this vCPU (see `save_fpu`): a
-        // complete, valid legacy XSAVE area.
+        // SAFETY: `state` came from KVM_GET_XSAVE on this vCPU (see `save_fpu`, and the
+        // clean state taken at creation): a complete, valid XSAVE area.
         unsafe { self.vcpu.set_xsave(state) }.map_err(|e| internal("KVM_SET_XSAVE", e))
+    }
+    fn reset_fpu(&mut self) -> Result<(), Stop> {
+        let clean = self.clean_fpu;
+        self.restore_fpu(clean)
     }
 }
 
+/// How the loaded task goes back to user mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// The vCPU is where it stopped.
+    Straight,
+    /// Through the exception handler's `iretq` (a page fault was resolved).
+    Exception,
+    /// From its saved context, through the stub.
+    Context,
+}
+
+/// The loop's state.
+struct Runner {
+    /// The task whose FS/GS/FPU state the vCPU holds.
+    loaded: Tid,
+    /// The page-table root the vCPU holds.
+    cr3: u64,
+    entry: Entry,
+    /// The vCPU stopped in the exception handler (CPL0).
+    at_cpl0: bool,
+    /// The time-slice kick, and whether it is armed.
+    tick: Option<Timer>,
+    ticking: bool,
+    /// The FPU state of a fresh task.
+    clean_fpu: Box<kvm_xsave>,
+}
+
 /// Runs the guest until the run ends.
-pub(crate) fn run(vm: &mut Vm, k: &mut Kernel) -> Stop {
-    if k.ctl.killed() {
-        return Stop::Killed;
-    }
+pub(crate) fn run(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
+    let clean_fpu = match vm.vcpu.get_xsave() {
+        Ok(x) => Box::new(x),
+        Err(e) => return internal("KVM_GET_XSAVE", e),
+    };
+    let cr3 = match vm.vcpu.get_sregs() {
+        Ok(s) => s.cr3,
+        Err(e) => return internal("KVM_GET_SREGS", e),
+    };
+    let mut r = Runner {
+        loaded: k.task.tid,
+        cr3,
+        entry: Entry::Straight,
+        at_cpl0: false,
+        tick,
+        ticking: false,
+        clean_fpu,
+    };
+    k.cpu_mark = crate::kick::thread_cpu_time();
     loop {
+        if let Err(stop) = r.step(vm, k) {
+            k.account_cpu();
+            return stop;
+        }
+    }
+}
+
+fn user_segment(selector: u16, code: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_: if code { 11 } else { 3 },
+        present: 1,
+        dpl: 3,
+        db: u8::from(!code),
+        s: 1,
+        l: u8::from(code),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+impl Runner {
+    fn step(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
+        // Who runs: the loaded task straight on, or whoever the scheduler picks.
+        let straight =
+            self.entry != Entry::Context && k.task.tid == self.loaded && k.task.runnable();
+        let next = if straight {
+            k.check_limits()?;
+            self.loaded
+        } else {
+            k.schedule()?
+        };
+        if next != self.loaded || !straight {
+            self.entry = Entry::Context;
+        }
+        if next != self.loaded {
+            self.switch(vm, k, next)?;
+        }
+        if self.entry == Entry::Exception && k.has_signal() {
+            self.entry = Entry::Context;
+        }
+        if self.entry == Entry::Context {
+            let mut cpu = VcpuCpu {
+                vcpu: &vm.vcpu,
+                clean_fpu: &self.clean_fpu,
+            };
+            k.deliver_signals(&mut cpu)?;
+            if !k.task.runnable() {
+                return Ok(()); // its process was killed: someone else runs
+            }
+        }
+        self.arm_tick(k);
+        self.enter(vm, k)?;
         let exit = match vm.vcpu.run() {
             Ok(VcpuExit::MmioWrite(addr, _)) if addr & !(PAGE_SIZE - 1) == vm.doorbell_gpa => {
                 Ok(Exit::Syscall)
@@ -100,19 +213,213 @@ pub(crate) fn run(vm: &mut Vm, k: &mut Kernel) -> Stop {
                 Ok(Exit::Interrupted)
             }
             Err(e) => Err(internal("KVM_RUN", e)),
-        };
-        let step = match exit {
-            Ok(Exit::Syscall) => on_syscall(vm, k),
-            Ok(Exit::Exception) => on_exception(vm, k),
-            Ok(Exit::Interrupted) => {
-                vm.vcpu.set_kvm_immediate_exit(0);
-                check_limits(k)
+        }?;
+        match exit {
+            Exit::Syscall => {
+                let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
+                k.task.ctx = UserCtx {
+                    rip: regs.rcx,
+                    rflags: regs.r11,
+                    regs,
+                };
+                self.at_cpl0 = false;
+                let mut cpu = VcpuCpu {
+                    vcpu: &vm.vcpu,
+                    clean_fpu: &self.clean_fpu,
+                };
+                k.syscall(&mut cpu)?;
+                self.entry = Entry::Context;
             }
-            Err(s) => Err(s),
-        };
-        if let Err(stop) = step {
-            return stop;
+            Exit::Exception => self.on_exception(vm, k)?,
+            Exit::Interrupted => {
+                vm.vcpu.set_kvm_immediate_exit(0);
+                k.check_limits()?;
+                k.end_slice();
+                let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
+                if regs.rip < USER_TOP {
+                    // In user mode: the task can be set aside here.
+                    k.task.ctx = UserCtx {
+                        rip: regs.rip,
+                        rflags: regs.rflags,
+                        regs,
+                    };
+                    self.at_cpl0 = false;
+                    self.entry = Entry::Context;
+                } else {
+                    self.entry = Entry::Straight;
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// Puts task `next` (already current in the kernel) on the vCPU.
+    fn switch(&mut self, vm: &mut Vm, k: &mut Kernel, next: Tid) -> Result<(), Stop> {
+        let mut sregs = vm
+            .vcpu
+            .get_sregs()
+            .map_err(|e| internal("KVM_GET_SREGS", e))?;
+        let old = self.loaded;
+        if k.task_ref(old).is_some() {
+            let fpu = vm
+                .vcpu
+                .get_xsave()
+                .map_err(|e| internal("KVM_GET_XSAVE", e))?;
+            if let Some(t) = k.task_mut(old) {
+                t.fs_base = sregs.fs.base;
+                t.gs_base = sregs.gs.base;
+                t.fpu = Some(Box::new(fpu));
+            }
+        }
+        k.account_cpu_switch(old);
+        sregs.fs.base = k.task.fs_base;
+        sregs.gs.base = k.task.gs_base;
+        sregs.cr3 = k.mm.cr3();
+        sregs.cs = user_segment(USER_CS, true);
+        let ds = user_segment(USER_DS, false);
+        (sregs.ds, sregs.es, sregs.ss) = (ds, ds, ds);
+        sregs.fs.selector = USER_DS;
+        sregs.gs.selector = USER_DS;
+        vm.vcpu
+            .set_sregs(&sregs)
+            .map_err(|e| internal("KVM_SET_SREGS", e))?;
+        let fpu = k.task.fpu.take();
+        let state: &kvm_xsave = fpu.as_deref().unwrap_or(&self.clean_fpu);
+        // SAFETY: the state came from KVM_GET_XSAVE on this vCPU (saved at a switch or
+        // copied by clone), or is the clean state taken at creation.
+        unsafe { vm.vcpu.set_xsave(state) }.map_err(|e| internal("KVM_SET_XSAVE", e))?;
+        self.loaded = next;
+        self.cr3 = sregs.cr3;
+        self.at_cpl0 = false;
+        Ok(())
+    }
+
+    /// Arms the time-slice kick while it is needed.
+    fn arm_tick(&mut self, k: &Kernel) {
+        let want = k.wants_tick();
+        if want != self.ticking {
+            if let Some(t) = &self.tick {
+                t.every(want.then_some(TIME_SLICE));
+            }
+            self.ticking = want;
+        }
+    }
+
+    /// Readies the vCPU to enter the loaded task: page-table root, stale translations,
+    /// and the way back to user mode.
+    fn enter(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
+        let cr3 = k.mm.cr3();
+        let fix_segments = self.entry == Entry::Context && self.at_cpl0;
+        if cr3 != self.cr3 || fix_segments {
+            let mut sregs = vm
+                .vcpu
+                .get_sregs()
+                .map_err(|e| internal("KVM_GET_SREGS", e))?;
+            sregs.cr3 = cr3;
+            if fix_segments {
+                sregs.cs = user_segment(USER_CS, true);
+                sregs.ss = user_segment(USER_DS, false);
+            }
+            vm.vcpu
+                .set_sregs(&sregs)
+                .map_err(|e| internal("KVM_SET_SREGS", e))?;
+            self.cr3 = cr3;
+            self.at_cpl0 = false;
+        }
+        let mut flush = k.mm.take_flush();
+        if k.mm.take_reload() || flush.len() > WORK_CAPACITY {
+            vm.reload_slot()
+                .map_err(|e| internal("memory slot reload", e))?;
+            flush.clear();
+        }
+        match self.entry {
+            Entry::Context => return_to_user(vm, k, &flush),
+            Entry::Exception => {
+                let m = &k.mm.mem;
+                for (i, va) in flush.iter().enumerate() {
+                    m.write_u64(WORK_GPA + 8 * i as u64, *va);
+                }
+                m.write_u64(DATA_GPA + DATA_COUNT, flush.len() as u64);
+                Ok(())
+            }
+            Entry::Straight => {
+                if !flush.is_empty() {
+                    vm.reload_slot()
+                        .map_err(|e| internal("memory slot reload", e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_exception(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
+        let f = read_frame(k)?;
+        let cr2 = k.mm.mem.read_u64(DATA_GPA + DATA_CR2).unwrap_or(0);
+        let in_stub = (STUB_VA..STUB_VA + PAGE_SIZE).contains(&f.rip);
+        if f.cs & 3 != 3 && !in_stub {
+            return Err(Stop::Internal(format!(
+                "guest supervisor fault: vector {} error {:#x} at {:#x} (cr2 {cr2:#x})",
+                f.vector, f.error, f.rip
+            )));
+        }
+        self.at_cpl0 = true;
+        self.entry = Entry::Context;
+        if in_stub {
+            // Returning to user mode failed (a frame the workload made unusable).
+            let pid = k.proc.pid;
+            k.kill_process(pid, crate::linux::task::ExitStatus::Signal(SIGSEGV));
+            return Ok(());
+        }
+        let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
+        let mut user = regs;
+        user.rax = f.rax;
+        user.rsp = f.rsp;
+        k.task.ctx = UserCtx {
+            regs: user,
+            rip: f.rip,
+            rflags: f.rflags,
+        };
+        let signal = match f.vector {
+            14 => {
+                let access = if f.error & 0x10 != 0 {
+                    Access::Exec
+                } else if f.error & 0x2 != 0 {
+                    Access::Write
+                } else {
+                    Access::Read
+                };
+                match k.mm.fault(cr2, access) {
+                    FaultOutcome::Mapped => None,
+                    FaultOutcome::Oom => return Err(Stop::MemoryLimit),
+                    FaultOutcome::Segv(code) => Some((SIGSEGV, code, cr2)),
+                    FaultOutcome::Bus => Some((SIGBUS, 2, cr2)), // BUS_ADRERR
+                }
+            }
+            0 => Some((SIGFPE, 1, f.rip)),       // FPE_INTDIV
+            16 | 19 => Some((SIGFPE, 0, f.rip)), // x87 / SIMD floating point
+            1 | 3 => Some((SIGTRAP, 1, f.rip)),  // TRAP_BRKPT
+            6 => Some((SIGILL, 2, f.rip)),       // ILL_ILLOPN
+            7 => Some((SIGILL, 0, f.rip)),
+            11 | 12 | 17 => Some((SIGBUS, 0, 0)),
+            13 | 4 | 5 | 10 => Some((SIGSEGV, 0x80, 0)), // SI_KERNEL
+            v => {
+                return Err(Stop::Internal(format!(
+                    "guest exception {v} at {:#x}",
+                    f.rip
+                )))
+            }
+        };
+        match signal {
+            None => self.entry = Entry::Exception,
+            Some((sig, code, addr)) => {
+                let mut cpu = VcpuCpu {
+                    vcpu: &vm.vcpu,
+                    clean_fpu: &self.clean_fpu,
+                };
+                k.fault_signal(&mut cpu, sig, code, addr)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -122,40 +429,15 @@ enum Exit {
     Interrupted,
 }
 
-/// After a kick: was it a kill, the wall clock, or the CPU clock?
-fn check_limits(k: &Kernel) -> Result<(), Stop> {
-    if k.ctl.killed() {
-        return Err(Stop::Killed);
-    }
-    if k.limits
-        .deadline
-        .is_some_and(|d| std::time::Instant::now() >= d)
-    {
-        return Err(Stop::Timeout);
-    }
-    if k.limits.cpu.is_some_and(|c| thread_cpu_time() >= c) {
-        return Err(Stop::CpuLimit);
-    }
-    Ok(())
-}
-
-fn on_syscall(vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
-    let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
-    let mut ctx = UserCtx {
-        rip: regs.rcx,
-        rflags: regs.r11,
-        regs,
-    };
-    let mut cpu = VcpuCpu { vcpu: &vm.vcpu };
-    k.syscall(&mut cpu, &mut ctx)?;
-    return_to_user(vm, k, &ctx, regs)
-}
-
-/// Resumes user mode with `ctx` after a syscall: through the stub's `iretq`, or, when
-/// page-table entries changed, through the flush path (the guest rewrites them at CPL0).
-fn return_to_user(vm: &mut Vm, k: &mut Kernel, ctx: &UserCtx, stub: kvm_regs) -> Result<(), Stop> {
+/// Resumes user mode with the current task's saved context, through the stub's
+/// `iretq`, or, when page-table entries changed, through the flush path (the guest
+/// rewrites them at CPL0 first).
+fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[u64]) -> Result<(), Stop> {
+    let ctx = &k.task.ctx;
     if ctx.rip >= USER_TOP {
-        return Err(Stop::Signal(SIGSEGV));
+        let pid = k.proc.pid;
+        k.kill_process(pid, crate::linux::task::ExitStatus::Signal(SIGSEGV));
+        return Ok(());
     }
     let rflags = (ctx.rflags & USER_FLAGS) | 0x202;
     let frame = [
@@ -165,15 +447,14 @@ fn return_to_user(vm: &mut Vm, k: &mut Kernel, ctx: &UserCtx, stub: kvm_regs) ->
         ctx.regs.rsp,
         u64::from(USER_DS),
     ];
-    let mut regs = ctx.regs;
-    regs.rflags = stub.rflags;
-    let flush = k.mm.take_flush();
+    let mut regs: kvm_regs = ctx.regs;
+    regs.rflags = 0x2;
     let mem = &k.mm.mem;
     let put = |gpa: u64, v: u64| {
         mem.write_u64(gpa, v)
             .ok_or_else(|| Stop::Internal("supervisor data outside RAM".into()))
     };
-    if !flush.is_empty() && flush.len() <= WORK_CAPACITY {
+    if !flush.is_empty() {
         for (i, va) in flush.iter().enumerate() {
             put(WORK_GPA + 8 * i as u64, *va)?;
         }
@@ -183,10 +464,6 @@ fn return_to_user(vm: &mut Vm, k: &mut Kernel, ctx: &UserCtx, stub: kvm_regs) ->
         put(DATA_GPA + DATA_COUNT, flush.len() as u64)?;
         regs.rip = FLUSH_ENTRY_VA;
     } else {
-        if !flush.is_empty() {
-            vm.reload_slot()
-                .map_err(|e| internal("memory slot reload", e))?;
-        }
         for (i, v) in frame.iter().enumerate() {
             put(FRAME_GPA + (USER_FRAME_VA - FRAME_VA) + 8 * i as u64, *v)?;
         }
@@ -225,89 +502,4 @@ fn read_frame(k: &Kernel) -> Result<ExcFrame, Stop> {
         rflags: q(5)?,
         rsp: q(6)?,
     })
-}
-
-fn on_exception(vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
-    let f = read_frame(k)?;
-    let cr2 = k.mm.mem.read_u64(DATA_GPA + DATA_CR2).unwrap_or(0);
-    let in_stub = (STUB_VA..STUB_VA + PAGE_SIZE).contains(&f.rip);
-    if f.cs & 3 != 3 && !in_stub {
-        return Err(Stop::Internal(format!(
-            "guest supervisor fault: vector {} error {:#x} at {:#x} (cr2 {cr2:#x})",
-            f.vector, f.error, f.rip
-        )));
-    }
-    if in_stub {
-        // Returning to user mode failed (a frame the workload made unusable).
-        return Err(Stop::Signal(SIGSEGV));
-    }
-    let signal = match f.vector {
-        14 => {
-            let access = if f.error & 0x10 != 0 {
-                Access::Exec
-            } else if f.error & 0x2 != 0 {
-                Access::Write
-            } else {
-                Access::Read
-            };
-            match k.mm.fault(cr2, access) {
-                FaultOutcome::Mapped => None,
-                FaultOutcome::Oom => return Err(Stop::MemoryLimit),
-                FaultOutcome::Segv(code) => Some((SIGSEGV, code, cr2)),
-                FaultOutcome::Bus => Some((SIGBUS, 2, cr2)), // BUS_ADRERR
-            }
-        }
-        0 => Some((SIGFPE, 1, f.rip)),       // FPE_INTDIV
-        16 | 19 => Some((SIGFPE, 0, f.rip)), // x87 / SIMD floating point
-        1 | 3 => Some((SIGTRAP, 1, f.rip)),  // TRAP_BRKPT
-        6 => Some((SIGILL, 2, f.rip)),       // ILL_ILLOPN
-        7 => Some((SIGILL, 0, f.rip)),
-        11 | 12 | 17 => Some((SIGBUS, 0, 0)),
-        13 | 4 | 5 | 10 => Some((SIGSEGV, 0x80, 0)), // SI_KERNEL
-        v => {
-            return Err(Stop::Internal(format!(
-                "guest exception {v} at {:#x}",
-                f.rip
-            )))
-        }
-    };
-    if let Some((sig, code, addr)) = signal {
-        let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
-        let mut user = regs;
-        user.rax = f.rax;
-        user.rsp = f.rsp;
-        let mut ctx = UserCtx {
-            regs: user,
-            rip: f.rip,
-            rflags: f.rflags,
-        };
-        let mut cpu = VcpuCpu { vcpu: &vm.vcpu };
-        k.fault_signal(&mut cpu, &mut ctx, sig, code, addr)?;
-        // A handler runs: resume there through the handler's own iretq.
-        let m = &k.mm.mem;
-        let put = |i: u64, v: u64| {
-            m.write_u64(FRAME_BASE + 8 * i, v)
-                .ok_or_else(|| Stop::Internal("exception frame outside RAM".into()))
-        };
-        put(0, ctx.regs.rax)?;
-        put(3, ctx.rip)?;
-        put(5, (ctx.rflags & USER_FLAGS) | 0x202)?;
-        put(6, ctx.regs.rsp)?;
-        let mut back = ctx.regs;
-        (back.rax, back.rsp, back.rip, back.rflags) = (regs.rax, regs.rsp, regs.rip, regs.rflags);
-        vm.set_regs(&back)
-            .map_err(|e| internal("setting registers", e))?;
-    }
-    let flush = k.mm.take_flush();
-    if flush.len() > WORK_CAPACITY {
-        vm.reload_slot()
-            .map_err(|e| internal("memory slot reload", e))?;
-    } else if !flush.is_empty() {
-        let m = &k.mm.mem;
-        for (i, va) in flush.iter().enumerate() {
-            m.write_u64(WORK_GPA + 8 * i as u64, *va);
-        }
-        m.write_u64(DATA_GPA + DATA_COUNT, flush.len() as u64);
-    }
-    Ok(())
 }

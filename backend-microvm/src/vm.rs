@@ -129,8 +129,8 @@ const SYSCALL_MASK: u64 = 0x47700;
 
 impl Vm {
     /// Creates the VM over `mem` (whose supervisor tables are built) and sets the vCPU
-    /// to enter user mode at `entry` with stack `rsp`.
-    pub(crate) fn create(mem: &Memory, entry: u64, rsp: u64) -> Result<Vm, VmError> {
+    /// to enter user mode at `entry` with stack `rsp`, in the address space `cr3`.
+    pub(crate) fn create(mem: &Memory, cr3: u64, entry: u64, rsp: u64) -> Result<Vm, VmError> {
         let host = kvm_host()?;
         let vm = host.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
         let userspace_addr = mem.ram().get_host_address(GuestAddress(0)).map_err(|_| {
@@ -171,7 +171,7 @@ impl Vm {
         sregs.gdt.limit = 10 * 8 - 1;
         sregs.idt.base = SUP_VA + IDT_GPA;
         sregs.idt.limit = (IDT_ENTRIES * 16 - 1) as u16;
-        sregs.cr3 = PML4_GPA;
+        sregs.cr3 = cr3;
         // PAE, OSFXSR, OSXMMEXCPT, FSGSBASE, OSXSAVE.
         sregs.cr4 = (1 << 5) | (1 << 9) | (1 << 10) | (1 << 16) | (1 << 18);
         // SCE, LME, LMA, NXE.

@@ -199,13 +199,14 @@ async fn unimplemented_syscalls_are_counted() {
     if !kvm() {
         return;
     }
-    // busybox sh forks for a pipeline: fork is not offered yet.
-    let o = run(plan("/bin/busybox", &["sh", "-c", "echo a | cat"])).await;
-    let forks: u64 = ["fork", "vfork", "clone", "clone3"]
-        .iter()
-        .filter_map(|n| o.unimplemented_syscalls.get(*n))
-        .sum();
-    assert!(forks >= 1, "{:?}", o.unimplemented_syscalls);
+    let o = run(prog_plan("tasks", Toolchain::Musl, &["unimpl"])).await;
+    assert_eq!(stdout(&o), "io_uring_setup -1 ENOSYS\n");
+    assert_eq!(
+        o.unimplemented_syscalls.get("io_uring_setup"),
+        Some(&1),
+        "{:?}",
+        o.unimplemented_syscalls
+    );
 }
 
 #[tokio::test]
@@ -220,16 +221,16 @@ async fn spawn_errors_are_precise() {
         "{e:?}"
     );
 
-    let e = b
-        .spawn(plan("/bin/bash", &["-c", "true"]))
-        .await
-        .unwrap_err();
+    // A dynamically linked program whose loader is not in the sandbox.
+    let mut p = plan("/bin/bash", &["-c", "true"]);
+    p.mounts.retain(|m| !m.target.starts_with("/lib"));
+    let e = b.spawn(p).await.unwrap_err();
     match &e {
         SpawnError::NotExecutable { source, .. } => {
             assert!(
-                source.to_string().contains(
-                    "dynamically linked programs are not supported by the micro-VM yet (issue 4)"
-                ),
+                source
+                    .to_string()
+                    .contains("ld-linux-x86-64.so.2 is not in the sandbox"),
                 "{source}"
             )
         }

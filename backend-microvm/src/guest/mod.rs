@@ -8,7 +8,7 @@ mod code;
 pub(crate) mod layout;
 mod tables;
 
-pub(crate) use tables::{build_supervisor, IDT_ENTRIES};
+pub(crate) use tables::{build_supervisor, map_stub_pages, IDT_ENTRIES};
 
 #[cfg(test)]
 mod tests {

@@ -107,7 +107,13 @@ pub(crate) fn build_supervisor(mem: &mut Memory) -> Result<PageTables, Superviso
         pt.map_large(mem, direct_map(gpa), gpa | PTE_P | PTE_W | PTE_NX)?;
         gpa += 2 << 20;
     }
-    // The user-visible stub pages.
+    map_stub_pages(mem, &pt)?;
+    Ok(pt)
+}
+
+/// Maps the user-visible stub pages (syscall return frame, stub, doorbell) in the
+/// address space of `pt`: every address space has them.
+pub(crate) fn map_stub_pages(mem: &mut Memory, pt: &PageTables) -> Result<(), OutOfMemory> {
     pt.map(mem, FRAME_VA, FRAME_GPA | PTE_P | PTE_W | PTE_U | PTE_NX)?;
     pt.map(mem, STUB_VA, STUB_GPA | PTE_P | PTE_U)?;
     pt.map(
@@ -115,7 +121,7 @@ pub(crate) fn build_supervisor(mem: &mut Memory) -> Result<PageTables, Superviso
         DOORBELL_VA,
         doorbell_gpa(mem.size()) | PTE_P | PTE_W | PTE_U | PTE_NX,
     )?;
-    Ok(pt)
+    Ok(())
 }
 
 #[cfg(test)]

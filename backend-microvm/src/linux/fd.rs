@@ -12,11 +12,13 @@ use crate::vfs::{DevKind, DirEntry, Location};
 /// Capacity of a pipe, as Linux's default.
 pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
 
-/// A pipe's buffer and how many ends are open.
+/// A pipe's buffer and how many ends are open (also one direction of a socket pair).
 #[derive(Debug, Default)]
 pub(crate) struct Pipe {
     /// Buffered bytes.
     pub(crate) buf: VecDeque<u8>,
+    /// Datagram sockets: the length of each message in `buf`, in order.
+    pub(crate) msgs: Option<VecDeque<usize>>,
     /// Open read ends.
     pub(crate) readers: usize,
     /// Open write ends.
@@ -80,8 +82,47 @@ pub(crate) enum FileKind {
     Gen(Rc<[u8]>),
     /// A pipe end.
     Pipe(PipeEnd),
+    /// One end of a `socketpair` (`AF_UNIX`, inside the guest).
+    Socket(Socket),
+    /// An `eventfd`.
+    EventFd(EventFd),
+    /// An `epoll` instance.
+    Epoll(RefCell<Vec<Interest>>),
     /// An `O_PATH` handle.
     Path,
+}
+
+/// One end of a socket pair: two pipes, one each way (either side may be shut down).
+#[derive(Debug)]
+pub(crate) struct Socket {
+    /// What the peer wrote.
+    pub(crate) rx: RefCell<Option<PipeEnd>>,
+    /// Where this end writes.
+    pub(crate) tx: RefCell<Option<PipeEnd>>,
+    /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`.
+    pub(crate) kind: i32,
+}
+
+/// An `eventfd` counter.
+#[derive(Debug)]
+pub(crate) struct EventFd {
+    /// The count.
+    pub(crate) count: Cell<u64>,
+    /// `EFD_SEMAPHORE`.
+    pub(crate) semaphore: bool,
+}
+
+/// A descriptor an `epoll` instance watches.
+#[derive(Debug, Clone)]
+pub(crate) struct Interest {
+    /// The descriptor number it was added as.
+    pub(crate) fd: u32,
+    /// The open file (the interest goes when it is closed everywhere).
+    pub(crate) file: std::rc::Weak<OpenFile>,
+    /// `EPOLL*` events wanted (with `EPOLLET`, `EPOLLONESHOT`).
+    pub(crate) events: u32,
+    /// The caller's data.
+    pub(crate) data: u64,
 }
 
 /// An open file description (shared by `dup`ed descriptors).
@@ -129,7 +170,7 @@ struct Slot {
 }
 
 /// The descriptor table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct FdTable {
     slots: Vec<Option<Slot>>,
     /// `RLIMIT_NOFILE`.
@@ -190,6 +231,38 @@ impl FdTable {
                 Ok(())
             }
             _ => Err(errno::EBADF),
+        }
+    }
+
+    /// Every open descriptor.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Rc<OpenFile>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i as u32, &s.file)))
+    }
+
+    /// Closes the descriptors marked close-on-exec.
+    pub(crate) fn close_on_exec(&mut self) {
+        for s in self.slots.iter_mut() {
+            if s.as_ref().is_some_and(|s| s.cloexec) {
+                *s = None;
+            }
+        }
+    }
+
+    /// Closes the descriptors `first..=last` (`close_range`); with `cloexec`, marks
+    /// them close-on-exec instead.
+    pub(crate) fn close_range(&mut self, first: usize, last: usize, cloexec: bool) {
+        let end = last.saturating_add(1).min(self.slots.len());
+        for s in self.slots.iter_mut().take(end).skip(first) {
+            if cloexec {
+                if let Some(s) = s.as_mut() {
+                    s.cloexec = true;
+                }
+            } else {
+                *s = None;
+            }
         }
     }
 

@@ -24,6 +24,8 @@ pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -
         Opened::Dev(d) => FileKind::Dev(d),
         Opened::Gen(b) => FileKind::Gen(b),
         Opened::Path => FileKind::Path,
+        // Opened by `sys_openat`, which makes the contents first.
+        Opened::Proc(..) => FileKind::Gen(Rc::from(&b""[..])),
     };
     let status = flags
         & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_PATH | libc::O_DIRECTORY);
@@ -32,7 +34,7 @@ pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -
 
 impl Kernel {
     pub(crate) fn sys_close(&mut self, fd: u64) -> SysResult {
-        self.files.close(fd)?;
+        self.proc.files.close(fd)?;
         Ok(0)
     }
 
@@ -47,7 +49,7 @@ impl Kernel {
     }
 
     pub(crate) fn sys_lseek(&mut self, fd: u64, off: i64, whence: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         match f.kind {
             FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) | FileKind::Dir => {}
             FileKind::Dev(_) => return Ok(0),
@@ -85,12 +87,12 @@ impl Kernel {
     }
 
     pub(crate) fn sys_dup(&mut self, fd: u64) -> SysResult {
-        let f = self.files.get(fd)?;
-        Ok(self.files.add(f, false, 0)?)
+        let f = self.proc.files.get(fd)?;
+        Ok(self.proc.files.add(f, false, 0)?)
     }
 
     pub(crate) fn sys_dup3(&mut self, old: u64, new: u64, flags: u64, dup2: bool) -> SysResult {
-        let f = self.files.get(old)?;
+        let f = self.proc.files.get(old)?;
         if dup2 && old == new {
             return Ok(new);
         }
@@ -98,25 +100,26 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         let n = usize::try_from(new as i32).map_err(|_| errno::EBADF)?;
-        if n >= self.files.limit {
+        if n >= self.proc.files.limit {
             return Err(errno::EBADF.into());
         }
-        self.files.put(n, f, flags != 0);
+        self.proc.files.put(n, f, flags != 0);
         Ok(new)
     }
 
     pub(crate) fn sys_fcntl(&mut self, fd: u64, cmd: u64, arg: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         match cmd as i32 {
             libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
                 let min = usize::try_from(arg as i32).map_err(|_| errno::EINVAL)?;
                 Ok(self
+                    .proc
                     .files
                     .add(f, cmd as i32 == libc::F_DUPFD_CLOEXEC, min)?)
             }
-            libc::F_GETFD => Ok(u64::from(self.files.cloexec(fd)?)),
+            libc::F_GETFD => Ok(u64::from(self.proc.files.cloexec(fd)?)),
             libc::F_SETFD => {
-                self.files.set_cloexec(fd, arg & 1 != 0)?;
+                self.proc.files.set_cloexec(fd, arg & 1 != 0)?;
                 Ok(0)
             }
             libc::F_GETFL => Ok(f.flags.get() as u64 | libc::O_LARGEFILE as u64),
@@ -143,11 +146,11 @@ impl Kernel {
     }
 
     pub(crate) fn sys_ioctl(&mut self, fd: u64, req: u64, arg: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         match req {
             // FIOCLEX / FIONCLEX
             0x5451 | 0x5450 => {
-                self.files.set_cloexec(fd, req == 0x5451)?;
+                self.proc.files.set_cloexec(fd, req == 0x5451)?;
                 Ok(0)
             }
             // FIONBIO
@@ -202,11 +205,11 @@ impl Kernel {
             libc::O_WRONLY | nb,
         );
         let cloexec = flags & libc::O_CLOEXEC as u64 != 0;
-        let rfd = self.files.add(r, cloexec, 0)?;
-        let wfd = match self.files.add(w, cloexec, 0) {
+        let rfd = self.proc.files.add(r, cloexec, 0)?;
+        let wfd = match self.proc.files.add(w, cloexec, 0) {
             Ok(w) => w,
             Err(e) => {
-                let _ = self.files.close(rfd);
+                let _ = self.proc.files.close(rfd);
                 return Err(e.into());
             }
         };
@@ -217,7 +220,7 @@ impl Kernel {
     }
 
     pub(crate) fn sys_getdents64(&mut self, fd: u64, dirp: u64, count: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         if !matches!(f.kind, FileKind::Dir) {
             return Err(errno::ENOTDIR.into());
         }
@@ -276,14 +279,14 @@ impl Kernel {
     }
 
     pub(crate) fn sys_fstat(&mut self, fd: u64, buf: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         let m = self.file_meta(&f)?;
         self.mm.write_user(buf, &encode_stat(&m))?;
         Ok(0)
     }
 
     pub(crate) fn sys_fsync(&mut self, fd: u64, data_only: bool) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         if let FileKind::Host(h) = &f.kind {
             host::fsync(h.as_raw_fd(), data_only)?;
         }
@@ -291,7 +294,7 @@ impl Kernel {
     }
 
     pub(crate) fn sys_ftruncate(&mut self, fd: u64, len: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         if (len as i64) < 0 {
             return Err(errno::EINVAL.into());
         }
@@ -313,7 +316,7 @@ impl Kernel {
     }
 
     pub(crate) fn sys_fallocate(&mut self, fd: u64, mode: u64, off: u64, len: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         if mode != 0 {
             return Err(errno::ENOTSUP.into());
         }

@@ -1,7 +1,6 @@
 //! Memory calls: `brk`, `mmap` (anonymous and private file mappings), `munmap`,
 //! `mprotect` with real page rights, `mremap`, `madvise`, `mincore`.
 
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use super::fd::FileKind;
@@ -9,44 +8,8 @@ use super::{Kernel, Stop, SysErr, SysResult};
 use crate::errno;
 use crate::guest::layout::PAGE_SIZE;
 use crate::mm::{Backing, Fixed, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
-use crate::vfs::tmpfs::TmpInode;
-use crate::vfs::{host, DevKind};
-
-/// A host file's contents.
-#[derive(Debug)]
-struct HostBacking(OwnedFd);
-
-impl Backing for HostBacking {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        host::pread(self.0.as_raw_fd(), buf, offset)
-            .map_err(|e| std::io::Error::from_raw_os_error(e.0))
-    }
-}
-
-/// A tmpfs file's contents.
-#[derive(Debug)]
-struct TmpBacking(Rc<TmpInode>);
-
-impl Backing for TmpBacking {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0
-            .read_at(offset, buf)
-            .map_err(|e| std::io::Error::from_raw_os_error(e.0))
-    }
-}
-
-/// A generated file's contents.
-#[derive(Debug)]
-struct GenBacking(Rc<[u8]>);
-
-impl Backing for GenBacking {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        let start = (offset as usize).min(self.0.len());
-        let n = buf.len().min(self.0.len() - start);
-        buf[..n].copy_from_slice(&self.0[start..start + n]);
-        Ok(n)
-    }
-}
+use crate::vfs::backing::{GenBacking, HostBacking, TmpBacking};
+use crate::vfs::DevKind;
 
 const PROT_ALL: u64 = (PROT_READ | PROT_WRITE | PROT_EXEC) as u64;
 const PROT_GROWS: u64 = (libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) as u64;
@@ -76,9 +39,13 @@ impl Kernel {
         }
         let prot = (prot & PROT_ALL) as u32;
         let kind = if flags & libc::MAP_ANONYMOUS != 0 {
-            VmaKind::Anon
+            if shared {
+                VmaKind::SharedAnon
+            } else {
+                VmaKind::Anon
+            }
         } else {
-            let f = self.files.get(fd)?;
+            let f = self.proc.files.get(fd)?;
             if !f.readable() {
                 return Err(errno::EACCES.into());
             }
@@ -104,10 +71,23 @@ impl Kernel {
             VmaKind::File {
                 backing,
                 offset: off,
+                file_end: u64::MAX,
             }
         };
         if let VmaKind::Anon = kind {
             return self.map_anon(addr, len, prot, flags);
+        }
+        if let VmaKind::SharedAnon = kind {
+            let start = self.mm.mmap(
+                addr,
+                len,
+                prot,
+                fixed(flags),
+                flags & libc::MAP_32BIT != 0,
+                kind,
+            )?;
+            self.populate_if(flags, start, len)?;
+            return Ok(start);
         }
         let start = self.mm.mmap(
             addr,

@@ -1,16 +1,25 @@
 //! The Linux personality: the workload's syscalls, answered by the VMM over guest
-//! memory and the sandbox's filesystem. One file per family.
+//! memory and the sandbox's filesystem, for every task of every guest process. One file
+//! per family; `task`, `sched`, `clone`, `exec`, `exit`, `futex` and `signal` are the
+//! processes and threads.
 
+mod clone;
+mod exec;
+mod exit;
 mod fd;
 mod fs;
+mod futex;
 mod mm;
 pub(crate) mod names;
 mod path;
 mod poll;
 mod process;
+mod procfs;
 mod rw;
-mod signal;
+mod sched;
+pub(crate) mod signal;
 mod stat;
+pub(crate) mod task;
 mod time;
 
 use std::collections::BTreeMap;
@@ -21,20 +30,21 @@ use kvm_bindings::kvm_regs;
 
 pub(crate) use fd::{FdTable, FileKind, OpenFile};
 pub(crate) use rw::fill_random as fill_random_bytes;
-pub(crate) use signal::Signals;
+pub(crate) use sched::TIME_SLICE;
 
 use crate::errno::{self, Errno};
 use crate::kick::Control;
-use crate::mm::{AddressSpace, CStrError, MapError, UserError};
+use crate::mm::{AddressSpace, CStrError, MapError, SpaceId, UserError};
 use crate::stdio::{Input, Output, OutputLimitReached};
-use crate::vfs::{Location, Vfs};
+use crate::vfs::Vfs;
+use task::{Process, Task, Tid, Wait};
 
 /// Why the run ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stop {
-    /// `exit_group(code)`.
+    /// The first process ended with `exit(code)`.
     Exit(i32),
-    /// Killed by a signal (its default action, as Linux would).
+    /// The first process was killed by a signal.
     Signal(i32),
     /// Out of guest memory.
     MemoryLimit,
@@ -44,17 +54,32 @@ pub(crate) enum Stop {
     CpuLimit,
     /// Wall-time limit reached.
     Timeout,
+    /// More tasks than the pids limit.
+    PidsLimit,
     /// Killed by the caller.
     Killed,
     /// The VMM could not go on (a bug or a host failure), in words.
     Internal(String),
 }
 
-/// How a syscall fails: an errno for the workload, or the end of the run.
+/// A syscall that waits: for what, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Block {
+    /// When it gives up.
+    pub(crate) deadline: Option<Instant>,
+    /// What ends the wait.
+    pub(crate) wait: Wait,
+}
+
+/// How a syscall fails: an errno for the workload, a wait, or the end of the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SysErr {
     /// Returned as `-errno`.
     Errno(Errno),
+    /// The task waits; see `sched.rs`.
+    Block(Block),
+    /// The calling task is gone (its process ended): it gets no answer.
+    Gone,
     /// The run ends.
     Stop(Stop),
 }
@@ -107,7 +132,7 @@ impl From<OutputLimitReached> for SysErr {
 /// A syscall's result: the value for `rax`.
 pub(crate) type SysResult = Result<u64, SysErr>;
 
-/// Access to vCPU state beyond the general registers.
+/// Access to the vCPU state of the running task beyond the general registers.
 pub(crate) trait Cpu {
     /// The FS base (thread pointer).
     fn fs_base(&mut self) -> Result<u64, Stop>;
@@ -117,13 +142,15 @@ pub(crate) trait Cpu {
     fn gs_base(&mut self) -> Result<u64, Stop>;
     /// Sets the GS base.
     fn set_gs_base(&mut self, v: u64) -> Result<(), Stop>;
-    /// The FPU/vector state (saved around signal handlers).
+    /// The FPU/vector state (saved around signal handlers, copied by `clone`).
     fn save_fpu(&mut self) -> Result<Box<kvm_bindings::kvm_xsave>, Stop>;
     /// Restores a state from [`Cpu::save_fpu`].
     fn restore_fpu(&mut self, state: &kvm_bindings::kvm_xsave) -> Result<(), Stop>;
+    /// A fresh FPU state (`execve`).
+    fn reset_fpu(&mut self) -> Result<(), Stop>;
 }
 
-/// The workload's user-mode state around a syscall or an exception.
+/// A task's user-mode state around a syscall or an exception.
 #[derive(Debug, Clone)]
 pub(crate) struct UserCtx {
     /// General registers (at a syscall: `rax` is the number, `rcx`/`r11` as `syscall` left them).
@@ -134,14 +161,14 @@ pub(crate) struct UserCtx {
     pub(crate) rflags: u64,
 }
 
-/// Process-wide limits the personality enforces.
+/// Limits the personality enforces.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     /// `RLIMIT_FSIZE`.
     pub(crate) file_size: Option<u64>,
     /// Wall-time deadline.
     pub(crate) deadline: Option<Instant>,
-    /// CPU-time limit (of the vCPU thread).
+    /// CPU-time limit (of the vCPU thread: every task together).
     pub(crate) cpu: Option<Duration>,
     /// `RLIMIT_NOFILE`.
     pub(crate) open_files: u64,
@@ -151,21 +178,40 @@ pub(crate) struct Limits {
     pub(crate) stack: u64,
 }
 
-/// The workload's "kernel" state: one process, one thread.
+/// The workload's "kernel" state: its processes and their threads. The current task
+/// and its process are fields here (moved out of the tables while current).
 #[derive(Debug)]
 pub(crate) struct Kernel {
-    /// Address space and guest memory.
+    /// Guest memory and the address spaces (the current task's is current).
     pub(crate) mm: AddressSpace,
     /// Filesystem.
     pub(crate) vfs: Vfs,
-    /// Descriptors.
-    pub(crate) files: FdTable,
-    /// Working directory.
-    pub(crate) cwd: Location,
-    /// File mode creation mask.
-    pub(crate) umask: u32,
-    /// Signal dispositions, mask and pending set.
-    pub(crate) sig: Signals,
+    /// The current task.
+    pub(crate) task: Task,
+    /// The current task's process.
+    pub(crate) proc: Process,
+    /// The other tasks.
+    pub(crate) tasks: BTreeMap<Tid, Task>,
+    /// The other processes (zombies included).
+    pub(crate) procs: BTreeMap<Tid, Process>,
+    /// The workload's first process: the run ends with it.
+    pub(crate) main_pid: Tid,
+    /// Next task id to try.
+    pub(crate) next_tid: Tid,
+    /// Most tasks at once (`pids` limit).
+    pub(crate) pids_limit: Option<u64>,
+    /// Set when the run ends (the first process ended).
+    pub(crate) ended: Option<Stop>,
+    /// Something happened that may let blocked tasks go on.
+    pub(crate) stirred: bool,
+    /// The running task's time slice is over.
+    pub(crate) slice_over: bool,
+    /// While a blocked syscall is tried again: its deadline.
+    pub(crate) retrying: Option<Option<Instant>>,
+    /// Address spaces whose last task went while they were current.
+    pub(crate) dead_spaces: Vec<SpaceId>,
+    /// CPU time of the VMM thread when the current task's share was last counted.
+    pub(crate) cpu_mark: Duration,
     /// Limits.
     pub(crate) limits: Limits,
     /// stdout/stderr.
@@ -176,35 +222,45 @@ pub(crate) struct Kernel {
     pub(crate) ctl: Arc<Control>,
     /// When the run started.
     pub(crate) start: Instant,
-    /// Unimplemented syscalls called, by name.
+    /// Unimplemented syscalls (and variants) called, by name.
     pub(crate) unimplemented: BTreeMap<String, u64>,
-    /// The program's path in the sandbox.
-    pub(crate) exe: Vec<u8>,
     /// `uname` node name.
     pub(crate) hostname: String,
-    /// `set_tid_address` pointer.
-    pub(crate) clear_tid: u64,
     /// The uid and gid the workload runs as.
     pub(crate) user: (u32, u32),
 }
 
-/// The workload's process id (its sandbox's init is 1, as in the container backend).
-pub(crate) const PID: u64 = 2;
+/// Whether every syscall is written to stderr (`HSB_MICROVM_TRACE=1`, read once at
+/// the first run: a debugging aid for this backend's developers).
+pub(crate) fn trace_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("HSB_MICROVM_TRACE").is_some_and(|v| v == "1"))
+}
 
 impl Kernel {
-    /// Handles the syscall in `ctx` (number in `rax`); the result goes to `rax`.
-    pub(crate) fn syscall(&mut self, cpu: &mut dyn Cpu, ctx: &mut UserCtx) -> Result<(), Stop> {
-        let r = &ctx.regs;
+    /// Handles the current task's syscall (its context is in `self.task.ctx`, the
+    /// number in `rax`): the result goes to `rax`, or the task blocks, or it is gone.
+    pub(crate) fn syscall(&mut self, cpu: &mut dyn Cpu) -> Result<(), Stop> {
+        let r = &self.task.ctx.regs;
         let nr = r.rax;
         let a = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
-        let result = self.dispatch(cpu, ctx, nr, a);
-        let rax = match result {
-            Ok(v) => v,
-            Err(SysErr::Errno(e)) => (-i64::from(e.0)) as u64,
-            Err(SysErr::Stop(s)) => return Err(s),
-        };
-        ctx.regs.rax = rax;
-        self.after_syscall(cpu, ctx)
+        let mut ctx = self.task.ctx.clone();
+        let result = self.dispatch(cpu, &mut ctx, nr, a);
+        if trace_enabled() {
+            eprintln!(
+                "[hsb-vmm {}:{}] {}({:#x}, {:#x}, {:#x}, {:#x}) = {:?}",
+                self.proc.pid,
+                self.task.tid,
+                names::syscall_name(nr),
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                result
+            );
+        }
+        self.task.ctx = ctx;
+        self.finish(nr, a, result)
     }
 
     fn enosys(&mut self, nr: u64) -> SysResult {
@@ -215,35 +271,38 @@ impl Kernel {
         Err(errno::ENOSYS.into())
     }
 
-    /// Waits until `until` (or the wall deadline), or until the run is killed.
-    pub(crate) fn block_until(&self, until: Option<Instant>) -> Result<(), Stop> {
-        let until = match (until, self.limits.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if self.ctl.killed() {
-            return Err(Stop::Killed);
+    /// A variant of a syscall that is not offered: counted like an unimplemented
+    /// syscall, answered with `e`.
+    pub(crate) fn unsupported(&mut self, what: &str, e: Errno) -> SysErr {
+        *self.unimplemented.entry(what.to_string()).or_insert(0) += 1;
+        SysErr::Errno(e)
+    }
+
+    /// The task waits (until `deadline`), its syscall tried again when something
+    /// happened.
+    pub(crate) fn park(&self, deadline: Option<Instant>) -> SysErr {
+        SysErr::Block(Block {
+            deadline,
+            wait: Wait::Retry,
+        })
+    }
+
+    /// The deadline of a wait of `d` that starts with this syscall (a retried syscall
+    /// keeps the one it had).
+    pub(crate) fn deadline_after(&self, d: Duration) -> Option<Instant> {
+        match self.retrying {
+            Some(dl) => dl,
+            None => Some(time::later(d)),
         }
-        if let Some(d) = self.limits.deadline {
-            if Instant::now() >= d {
-                return Err(Stop::Timeout);
-            }
-        }
-        let until = until.unwrap_or_else(|| time::later(Duration::from_secs(3600)));
-        if Instant::now() < until {
-            self.ctl.wait_until(until);
-        }
-        if self.ctl.killed() {
-            return Err(Stop::Killed);
-        }
-        if self.limits.deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(Stop::Timeout);
-        }
-        Ok(())
+    }
+
+    /// Waits for anything (until `until`): the syscall is tried again later.
+    pub(crate) fn block_until(&self, until: Option<Instant>) -> Result<(), SysErr> {
+        Err(self.park(until))
     }
 
     #[allow(non_upper_case_globals)]
-    fn dispatch(
+    pub(crate) fn dispatch(
         &mut self,
         cpu: &mut dyn Cpu,
         ctx: &mut UserCtx,
@@ -290,15 +349,19 @@ impl Kernel {
             SYS_dup2 => self.sys_dup3(a[0], a[1], 0, true),
             SYS_pause => self.sys_pause(),
             SYS_nanosleep => self.sys_nanosleep(a[0], a[1]),
-            SYS_alarm => Ok(0),
-            SYS_getpid => Ok(PID),
+            SYS_alarm => self.sys_alarm(a[0]),
+            SYS_getitimer => self.sys_getitimer(a[0], a[1]),
+            SYS_setitimer => self.sys_setitimer(a[0], a[1], a[2]),
+            SYS_getpid => Ok(u64::from(self.proc.pid)),
             SYS_sendfile => self.sys_sendfile(a[0], a[1], a[2], a[3]),
-            SYS_exit | SYS_exit_group => Err(Stop::Exit(a[0] as i32 & 0xff).into()),
-            SYS_wait4 | SYS_waitid => Err(errno::ECHILD.into()),
+            SYS_exit => self.sys_exit(a[0]),
+            SYS_exit_group => self.sys_exit_group(a[0]),
+            SYS_wait4 => self.sys_wait4(a[0] as i32 as i64, a[1], a[2], a[3]),
+            SYS_waitid => self.sys_waitid(a[0], a[1], a[2], a[3], a[4]),
             SYS_kill => self.sys_kill(a[0] as i32 as i64, a[1]),
             SYS_uname => self.sys_uname(a[0]),
             SYS_fcntl => self.sys_fcntl(a[0], a[1], a[2]),
-            SYS_flock => self.files.get(a[0]).map(|_| 0).map_err(Into::into),
+            SYS_flock => self.proc.files.get(a[0]).map(|_| 0).map_err(Into::into),
             SYS_fsync | SYS_fdatasync => self.sys_fsync(a[0], n == SYS_fdatasync),
             SYS_truncate => self.sys_truncate(a[0], a[1]),
             SYS_ftruncate => self.sys_ftruncate(a[0], a[1]),
@@ -324,11 +387,11 @@ impl Kernel {
             SYS_chown | SYS_lchown => self.sys_chown(Some((AT_FDCWD as u64, a[0])), a[1], a[2]),
             SYS_fchown => self
                 .sys_chown(None, a[1], a[2])
-                .and_then(|v| self.files.get(a[0]).map(|_| v).map_err(Into::into)),
+                .and_then(|v| self.proc.files.get(a[0]).map(|_| v).map_err(Into::into)),
             SYS_fchownat => self.sys_chown(Some((a[0], a[1])), a[2], a[3]),
             SYS_umask => {
-                let old = self.umask;
-                self.umask = a[0] as u32 & 0o777;
+                let old = self.proc.umask;
+                self.proc.umask = a[0] as u32 & 0o777;
                 Ok(u64::from(old))
             }
             SYS_gettimeofday => self.sys_gettimeofday(a[0]),
@@ -345,13 +408,15 @@ impl Kernel {
             SYS_setuid | SYS_setgid | SYS_setreuid | SYS_setregid | SYS_setresuid
             | SYS_setresgid | SYS_setgroups | SYS_setfsuid | SYS_setfsgid => self.sys_setid(n, a),
             SYS_getgroups => self.sys_getgroups(a[0], a[1]),
-            SYS_getppid => Ok(1),
-            SYS_getpgrp | SYS_getsid => Ok(PID),
-            SYS_getpgid => Ok(PID),
-            SYS_setpgid => Ok(0),
-            SYS_setsid => Err(errno::EPERM.into()),
+            SYS_getppid => Ok(u64::from(self.proc.ppid)),
+            SYS_getpgrp => Ok(u64::from(self.proc.pgid)),
+            SYS_getpgid => self.sys_getpgid(a[0]),
+            SYS_getsid => self.sys_getsid(a[0]),
+            SYS_setpgid => self.sys_setpgid(a[0], a[1]),
+            SYS_setsid => self.sys_setsid(),
             SYS_rt_sigpending => self.sys_rt_sigpending(a[0], a[1]),
-            SYS_rt_sigsuspend => self.sys_pause(),
+            SYS_rt_sigsuspend => self.sys_rt_sigsuspend(a[0], a[1]),
+            SYS_rt_sigtimedwait => self.sys_rt_sigtimedwait(a[0], a[1], a[2], a[3]),
             SYS_sigaltstack => self.sys_sigaltstack(a[0], a[1]),
             SYS_statfs => self.sys_statfs(Some(a[0]), None, a[1]),
             SYS_fstatfs => self.sys_statfs(None, Some(a[0]), a[1]),
@@ -362,19 +427,19 @@ impl Kernel {
             SYS_sched_getscheduler | SYS_sched_getparam => Ok(0),
             SYS_prctl => self.sys_prctl(a),
             SYS_arch_prctl => self.sys_arch_prctl(cpu, a[0], a[1]),
-            SYS_gettid => Ok(PID),
+            SYS_gettid => Ok(u64::from(self.task.tid)),
             SYS_time => self.sys_time(a[0]),
             SYS_futex => self.sys_futex(a),
             SYS_set_tid_address => {
-                self.clear_tid = a[0];
-                Ok(PID)
+                self.task.clear_tid = a[0];
+                Ok(u64::from(self.task.tid))
             }
             SYS_set_robust_list => Ok(0),
             SYS_clock_gettime => self.sys_clock_gettime(a[0], a[1]),
             SYS_clock_getres => self.sys_clock_getres(a[0], a[1]),
             SYS_clock_nanosleep => self.sys_clock_nanosleep(a[0], a[1], a[2], a[3]),
             SYS_tgkill => self.sys_tgkill(a[0] as i32 as i64, a[1] as i32 as i64, a[2]),
-            SYS_tkill => self.sys_tgkill(PID as i64, a[0] as i32 as i64, a[1]),
+            SYS_tkill => self.sys_tgkill(-1, a[0] as i32 as i64, a[1]),
             SYS_openat => self.sys_openat(a[0], a[1], a[2], a[3]),
             SYS_openat2 => self.sys_openat2(a[0], a[1], a[2], a[3]),
             SYS_mkdirat => self.sys_mkdirat(a[0], a[1], a[2]),
@@ -399,10 +464,13 @@ impl Kernel {
             SYS_statx => self.sys_statx(a[0], a[1], a[2], a[3], a[4]),
             SYS_membarrier => Ok(0),
             SYS_copy_file_range => Err(errno::EXDEV.into()),
-            SYS_fadvise64 => self.files.get(a[0]).map(|_| 0).map_err(Into::into),
-            SYS_clone | SYS_clone3 | SYS_fork | SYS_vfork | SYS_execve | SYS_execveat => {
-                self.enosys(nr)
-            }
+            SYS_fadvise64 => self.proc.files.get(a[0]).map(|_| 0).map_err(Into::into),
+            SYS_clone => self.sys_clone(cpu, ctx, a),
+            SYS_clone3 => self.sys_clone3(cpu, ctx, a[0], a[1]),
+            SYS_fork => self.sys_fork(cpu, ctx),
+            SYS_vfork => self.sys_vfork(cpu, ctx),
+            SYS_execve => self.sys_execve(cpu, ctx, AT_FDCWD as u64, a[0], a[1], a[2], 0),
+            SYS_execveat => self.sys_execve(cpu, ctx, a[0], a[1], a[2], a[3], a[4]),
             _ => self.enosys(nr),
         }
     }

@@ -19,18 +19,22 @@ impl Kernel {
     /// The directory relative paths start from: the working directory or `dirfd`'s.
     fn base(&self, dirfd: u64) -> Result<Location, SysErr> {
         if dirfd as i32 == AT_FDCWD {
-            return Ok(self.cwd.clone());
+            return Ok(self.proc.cwd.clone());
         }
-        let f = self.files.get(dirfd)?;
+        let f = self.proc.files.get(dirfd)?;
         match &f.loc {
             Some(l) if l.node().is_dir() => Ok(l.clone()),
             _ => Err(errno::ENOTDIR.into()),
         }
     }
 
-    /// A path argument.
-    fn path_arg(&mut self, ptr: u64) -> Result<Vec<u8>, SysErr> {
-        Ok(self.mm.read_cstr(ptr, PATH_MAX - 1)?)
+    /// A path argument (a path into `/proc` brings its view up to date).
+    pub(crate) fn path_arg(&mut self, ptr: u64) -> Result<Vec<u8>, SysErr> {
+        let p = self.mm.read_cstr(ptr, PATH_MAX - 1)?;
+        if p.starts_with(b"/proc") || self.proc.cwd.path().starts_with(b"/proc") {
+            self.refresh_proc();
+        }
+        Ok(p)
     }
 
     /// Resolves `dirfd` + `path` with the `AT_*` flags (`AT_EMPTY_PATH` gives `dirfd`).
@@ -45,9 +49,9 @@ impl Kernel {
         if path.is_empty() {
             if flags & libc::AT_EMPTY_PATH as u64 != 0 {
                 if dirfd as i32 == AT_FDCWD {
-                    return Ok(self.cwd.clone());
+                    return Ok(self.proc.cwd.clone());
                 }
-                let f = self.files.get(dirfd)?;
+                let f = self.proc.files.get(dirfd)?;
                 return f.loc.clone().ok_or_else(|| errno::EBADF.into());
             }
             return Err(errno::ENOENT.into());
@@ -61,7 +65,7 @@ impl Kernel {
         Ok(self.vfs.resolve(&base, &path, follow)?)
     }
 
-    fn base_for(&self, path: &[u8], dirfd: u64) -> Result<Location, SysErr> {
+    pub(crate) fn base_for(&self, path: &[u8], dirfd: u64) -> Result<Location, SysErr> {
         if path.first() == Some(&b'/') {
             Ok(self.vfs.root())
         } else {
@@ -73,15 +77,19 @@ impl Kernel {
         let path = self.path_arg(ptr)?;
         let flags = flags as i32;
         let base = self.base_for(&path, dirfd)?;
-        let mode = mode as u32 & 0o7777 & !self.umask;
+        let mode = mode as u32 & 0o7777 & !self.proc.umask;
         let (loc, opened) = self.vfs.open(&base, &path, flags, mode)?;
         let cloexec = flags & libc::O_CLOEXEC != 0;
         if let Opened::Dev(DevKind::Fd(n)) = opened {
-            let f = self.files.get(u64::from(n))?;
-            return Ok(self.files.add(f, cloexec, 0)?);
+            let f = self.proc.files.get(u64::from(n))?;
+            return Ok(self.proc.files.add(f, cloexec, 0)?);
         }
+        let opened = match opened {
+            Opened::Proc(pid, f) => Opened::Gen(self.proc_contents(pid, f).into()),
+            other => other,
+        };
         let file = open_file(opened, loc, flags);
-        Ok(self.files.add(file, cloexec, 0)?)
+        Ok(self.proc.files.add(file, cloexec, 0)?)
     }
 
     pub(crate) fn sys_openat2(&mut self, dirfd: u64, ptr: u64, how: u64, size: u64) -> SysResult {
@@ -100,20 +108,15 @@ impl Kernel {
     }
 
     fn meta_at(&mut self, dirfd: u64, ptr: u64, flags: u64) -> Result<crate::vfs::Meta, SysErr> {
-        let loc = self.resolve_at(dirfd, ptr, flags, true)?;
         if flags & libc::AT_EMPTY_PATH as u64 != 0 && dirfd as i32 != AT_FDCWD {
             // An open file of any kind (pipes included) when the path is empty.
-            if let Ok(f) = self.files.get(dirfd) {
-                if self
-                    .mm
-                    .read_cstr(ptr, 1)
-                    .map(|p| p.is_empty())
-                    .unwrap_or(false)
-                {
-                    return self.file_meta(&f);
-                }
+            let empty = self.mm.read_cstr(ptr, 1).map(|p| p.is_empty());
+            if empty == Ok(true) {
+                let f = self.proc.files.get(dirfd)?;
+                return self.file_meta(&f);
             }
         }
+        let loc = self.resolve_at(dirfd, ptr, flags, true)?;
         Ok(self.vfs.meta(&loc)?)
     }
 
@@ -189,7 +192,7 @@ impl Kernel {
         let path = self.path_arg(ptr)?;
         let base = self.base_for(&path, dirfd)?;
         self.vfs
-            .mkdir(&base, &path, mode as u32 & 0o7777 & !self.umask)?;
+            .mkdir(&base, &path, mode as u32 & 0o7777 & !self.proc.umask)?;
         Ok(0)
     }
 
@@ -256,7 +259,7 @@ impl Kernel {
     }
 
     pub(crate) fn sys_fchmod(&mut self, fd: u64, mode: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         let loc = f.loc.clone().ok_or(errno::EBADF)?;
         self.vfs.chmod(&loc, mode as u32)?;
         Ok(0)
@@ -313,7 +316,12 @@ impl Kernel {
             if dirfd as i32 == AT_FDCWD {
                 return Err(errno::EFAULT.into());
             }
-            self.files.get(dirfd)?.loc.clone().ok_or(errno::EBADF)?
+            self.proc
+                .files
+                .get(dirfd)?
+                .loc
+                .clone()
+                .ok_or(errno::EBADF)?
         } else {
             self.resolve_at(dirfd, ptr, flags, true)?
         };
@@ -353,7 +361,7 @@ impl Kernel {
     }
 
     pub(crate) fn sys_getcwd(&mut self, buf: u64, size: u64) -> SysResult {
-        let mut p = self.cwd.path();
+        let mut p = self.proc.cwd.path();
         p.push(0);
         if (size as usize) < p.len() {
             return Err(errno::ERANGE.into());
@@ -367,15 +375,15 @@ impl Kernel {
         if !loc.node().is_dir() {
             return Err(errno::ENOTDIR.into());
         }
-        self.cwd = loc;
+        self.proc.cwd = loc;
         Ok(0)
     }
 
     pub(crate) fn sys_fchdir(&mut self, fd: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         match &f.loc {
             Some(l) if l.node().is_dir() => {
-                self.cwd = l.clone();
+                self.proc.cwd = l.clone();
                 Ok(0)
             }
             _ => Err(errno::ENOTDIR.into()),
@@ -386,7 +394,7 @@ impl Kernel {
         let loc = match (path, fd) {
             (Some(p), _) => self.resolve_at(AT_FDCWD as u64, p, 0, true)?,
             (None, Some(fd)) => {
-                let f = self.files.get(fd)?;
+                let f = self.proc.files.get(fd)?;
                 if let FileKind::Host(h) = &f.kind {
                     let st = host::fstatfs(h.as_raw_fd())?;
                     return self.put_statfs(buf, &st, false);

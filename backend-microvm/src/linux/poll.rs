@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use super::fd::{FileKind, PIPE_CAPACITY};
-use super::time::later;
 use super::{Kernel, SysErr, SysResult};
 use crate::errno;
 use crate::stdio::Input;
@@ -22,7 +21,7 @@ const POLLWRNORM: i16 = 0x100;
 impl Kernel {
     /// The events of `fd` that are ready, among `want` (`POLLNVAL` for a bad fd).
     fn ready(&self, fd: i32, want: i16) -> i16 {
-        let Ok(f) = self.files.get(fd as u64) else {
+        let Ok(f) = self.proc.files.get(fd as u64) else {
             return POLLNVAL;
         };
         let (r, w, extra) = match &f.kind {
@@ -61,7 +60,7 @@ impl Kernel {
     }
 
     fn poll_loop(&mut self, fds: u64, nfds: u64, until: Option<Instant>) -> SysResult {
-        if nfds > self.files.limit as u64 {
+        if nfds > self.proc.files.limit as u64 {
             return Err(errno::EINVAL.into());
         }
         let mut raw = self.mm.read_user_vec(fds, nfds as usize * 8)?;
@@ -89,7 +88,11 @@ impl Kernel {
     }
 
     pub(crate) fn sys_poll(&mut self, fds: u64, nfds: u64, timeout_ms: i64) -> SysResult {
-        let until = (timeout_ms >= 0).then(|| later(Duration::from_millis(timeout_ms as u64)));
+        let until = if timeout_ms >= 0 {
+            self.deadline_after(Duration::from_millis(timeout_ms as u64))
+        } else {
+            None
+        };
         self.poll_loop(fds, nfds, until)
     }
 
@@ -97,7 +100,8 @@ impl Kernel {
         let until = if tsp == 0 {
             None
         } else {
-            Some(later(self.timespec(tsp)?))
+            let d = self.timespec(tsp)?;
+            self.deadline_after(d)
         };
         self.poll_loop(fds, nfds, until)
     }
@@ -118,7 +122,8 @@ impl Kernel {
         let until = if tp == 0 {
             None
         } else if pselect {
-            Some(later(self.timespec(tp)?))
+            let d = self.timespec(tp)?;
+            self.deadline_after(d)
         } else {
             let raw = self.mm.read_user_vec(tp, 16)?;
             let s = i64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
@@ -126,7 +131,7 @@ impl Kernel {
             if s < 0 || !(0..1_000_000).contains(&us) {
                 return Err(errno::EINVAL.into());
             }
-            Some(later(Duration::new(s as u64, us as u32 * 1000)))
+            self.deadline_after(Duration::new(s as u64, us as u32 * 1000))
         };
         let bytes = nfds.div_ceil(64) as usize * 8;
         let read_set = |k: &mut Kernel, p: u64| -> Result<Vec<u8>, SysErr> {

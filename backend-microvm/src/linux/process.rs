@@ -1,16 +1,15 @@
-//! Process calls: identity, `uname`, limits, usage, `arch_prctl`, `prctl`,
-//! `getrandom`, `futex` (one thread: nothing ever wakes a waiter).
+//! Process calls: identity, process groups and sessions, `uname`, limits, usage,
+//! interval timers, `arch_prctl`, `prctl`, `getrandom`, CPU affinity.
 
 use std::time::{Duration, Instant};
 
 use super::rw::fill_random;
-use super::time::later;
-use super::{Cpu, Kernel, SysErr, SysResult, PID};
+use super::task::Tid;
+use super::{Cpu, Kernel, SysErr, SysResult};
 use crate::errno;
-use crate::kick::thread_cpu_time;
 
 /// The release `uname` reports.
-const RELEASE: &str = "6.1.0-hsb-microvm";
+pub(crate) const RELEASE: &str = "6.1.0-hsb-microvm";
 /// Infinity for rlimits.
 const RLIM_INFINITY: u64 = u64::MAX;
 
@@ -61,8 +60,11 @@ impl Kernel {
             libc::RLIMIT_DATA | libc::RLIMIT_AS | libc::RLIMIT_RSS => (l.memory, l.memory),
             libc::RLIMIT_STACK => (l.stack, RLIM_INFINITY),
             libc::RLIMIT_CORE => (0, 0),
-            libc::RLIMIT_NPROC => (1, 1),
-            libc::RLIMIT_NOFILE => (self.files.limit as u64, l.open_files),
+            libc::RLIMIT_NPROC => {
+                let v = self.pids_limit.unwrap_or(RLIM_INFINITY);
+                (v, v)
+            }
+            libc::RLIMIT_NOFILE => (self.proc.files.limit as u64, l.open_files),
             libc::RLIMIT_MEMLOCK => (8 << 20, 8 << 20),
             libc::RLIMIT_LOCKS | libc::RLIMIT_MSGQUEUE | libc::RLIMIT_RTTIME => {
                 (RLIM_INFINITY, RLIM_INFINITY)
@@ -74,7 +76,7 @@ impl Kernel {
     }
 
     pub(crate) fn sys_prlimit(&mut self, pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
-        if pid != 0 && pid != PID {
+        if pid != 0 && pid != u64::from(self.proc.pid) {
             return Err(errno::ESRCH.into());
         }
         let resource = u32::try_from(resource).map_err(|_| errno::EINVAL)?;
@@ -91,7 +93,7 @@ impl Kernel {
             }
             match resource {
                 libc::RLIMIT_NOFILE => {
-                    self.files.limit = ns.min(hard) as usize;
+                    self.proc.files.limit = ns.min(hard) as usize;
                     self.limits.open_files = nh;
                 }
                 libc::RLIMIT_FSIZE => self.limits.file_size = (ns != RLIM_INFINITY).then_some(ns),
@@ -109,10 +111,13 @@ impl Kernel {
 
     pub(crate) fn sys_getrusage(&mut self, who: u64, buf: u64) -> SysResult {
         let mut b = vec![0u8; 144];
-        if who as i32 != libc::RUSAGE_CHILDREN {
-            b[..16].copy_from_slice(&timeval(thread_cpu_time()));
-            b[32..40].copy_from_slice(&((self.mm.mem.peak_bytes() / 1024) as i64).to_le_bytes());
-        }
+        let t = match who as i32 {
+            libc::RUSAGE_CHILDREN => self.proc.cpu_children,
+            libc::RUSAGE_THREAD => self.task_cpu(),
+            _ => self.proc_cpu(),
+        };
+        b[..16].copy_from_slice(&timeval(t));
+        b[32..40].copy_from_slice(&((self.mm.mem.peak_bytes() / 1024) as i64).to_le_bytes());
         self.mm.write_user(buf, &b)?;
         Ok(0)
     }
@@ -134,7 +139,8 @@ impl Kernel {
         let ticks = |d: Duration| (d.as_millis() / 10) as u64;
         if buf != 0 {
             let mut b = vec![0u8; 32];
-            b[..8].copy_from_slice(&ticks(thread_cpu_time()).to_le_bytes());
+            b[..8].copy_from_slice(&ticks(self.proc_cpu()).to_le_bytes());
+            b[16..24].copy_from_slice(&ticks(self.proc.cpu_children).to_le_bytes());
             self.mm.write_user(buf, &b)?;
         }
         Ok(ticks(self.start.elapsed()) + 1)
@@ -191,7 +197,12 @@ impl Kernel {
             | libc::PR_SET_DUMPABLE => Ok(0),
             libc::PR_GET_NAME => {
                 let mut name = [0u8; 16];
-                let exe = self.exe.rsplit(|&b| b == b'/').next().unwrap_or_default();
+                let exe = self
+                    .proc
+                    .exe
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap_or_default();
                 let n = exe.len().min(15);
                 name[..n].copy_from_slice(&exe[..n]);
                 self.mm.write_user(a[1], &name)?;
@@ -258,6 +269,7 @@ impl Kernel {
         Ok(len as u64)
     }
 
+    /// One CPU: the guest has one vCPU.
     pub(crate) fn sys_sched_getaffinity(&mut self, len: u64, mask: u64) -> SysResult {
         if len < 8 || len % 8 != 0 {
             return Err(errno::EINVAL.into());
@@ -265,38 +277,154 @@ impl Kernel {
         self.mm.write_u64(mask, 1)?;
         Ok(8)
     }
+}
 
-    /// `futex`: with one thread, a wait whose value matches can only time out.
-    pub(crate) fn sys_futex(&mut self, a: [u64; 6]) -> SysResult {
-        let [uaddr, op, val, timeout, _, _] = a;
-        let cmd = op as i32 & 0x7f & !libc::FUTEX_PRIVATE_FLAG;
-        match cmd {
-            libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET => {
-                if self.mm.read_u32(uaddr)? != val as u32 {
-                    return Err(errno::EAGAIN.into());
-                }
-                let until = if timeout == 0 {
-                    None
-                } else {
-                    let d = self.timespec(timeout)?;
-                    Some(if cmd == libc::FUTEX_WAIT {
-                        later(d)
-                    } else {
-                        self.monotonic_to_instant(d)
-                    })
-                };
-                loop {
-                    self.block_until(until)?;
-                    if until.is_some_and(|u| Instant::now() >= u) {
-                        return Err(errno::ETIMEDOUT.into());
-                    }
-                }
-            }
-            libc::FUTEX_WAKE
-            | libc::FUTEX_WAKE_BITSET
-            | libc::FUTEX_REQUEUE
-            | libc::FUTEX_CMP_REQUEUE => Ok(0),
-            _ => Err(errno::ENOSYS.into()),
+/// `struct itimerval` from a remaining time and an interval.
+fn itimerval(left: Duration, every: Duration) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    b[..16].copy_from_slice(&timeval(every));
+    b[16..].copy_from_slice(&timeval(left));
+    b
+}
+
+impl Kernel {
+    fn pid_arg(&self, pid: u64) -> Result<Tid, SysErr> {
+        let pid = pid as i32;
+        if pid < 0 {
+            return Err(errno::EINVAL.into());
         }
+        if pid == 0 {
+            return Ok(self.proc.pid);
+        }
+        let pid = pid as Tid;
+        match self.proc_ref(pid) {
+            Some(p) if p.exit.is_none() => Ok(pid),
+            _ => Err(errno::ESRCH.into()),
+        }
+    }
+
+    pub(crate) fn sys_getpgid(&mut self, pid: u64) -> SysResult {
+        let pid = self.pid_arg(pid)?;
+        Ok(u64::from(self.proc_ref(pid).map_or(0, |p| p.pgid)))
+    }
+
+    pub(crate) fn sys_getsid(&mut self, pid: u64) -> SysResult {
+        let pid = self.pid_arg(pid)?;
+        Ok(u64::from(self.proc_ref(pid).map_or(0, |p| p.sid)))
+    }
+
+    /// `setpgid`: the caller or one of its children, into a group of its session.
+    pub(crate) fn sys_setpgid(&mut self, pid: u64, pgid: u64) -> SysResult {
+        let pid = self.pid_arg(pid)?;
+        if (pgid as i32) < 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let me = self.proc.pid;
+        let sid = self.proc.sid;
+        let target = self.proc_ref(pid).ok_or(errno::ESRCH)?;
+        if pid != me && target.ppid != me {
+            return Err(errno::ESRCH.into());
+        }
+        if target.sid != sid || target.pid == target.sid {
+            return Err(errno::EPERM.into());
+        }
+        let pgid = if pgid == 0 { pid } else { pgid as Tid };
+        if pgid != pid {
+            let exists = self.pids().into_iter().any(|p| {
+                self.proc_ref(p)
+                    .is_some_and(|x| x.pgid == pgid && x.sid == sid && x.exit.is_none())
+            });
+            if !exists {
+                return Err(errno::EPERM.into());
+            }
+        }
+        if let Some(t) = self.proc_mut(pid) {
+            t.pgid = pgid;
+        }
+        Ok(0)
+    }
+
+    /// `setsid`: a new session and group, unless the caller leads a group.
+    pub(crate) fn sys_setsid(&mut self) -> SysResult {
+        let me = self.proc.pid;
+        let leads = self.pids().into_iter().any(|p| {
+            self.proc_ref(p)
+                .is_some_and(|x| x.pgid == me && x.exit.is_none())
+        });
+        if leads {
+            return Err(errno::EPERM.into());
+        }
+        self.proc.sid = me;
+        self.proc.pgid = me;
+        Ok(u64::from(me))
+    }
+
+    fn itimer_now(&self) -> (Duration, Duration) {
+        match self.proc.itimer {
+            Some((at, every)) => (
+                at.saturating_duration_since(Instant::now())
+                    .max(Duration::from_micros(1)),
+                every,
+            ),
+            None => (Duration::ZERO, Duration::ZERO),
+        }
+    }
+
+    pub(crate) fn sys_alarm(&mut self, secs: u64) -> SysResult {
+        let (left, _) = self.itimer_now();
+        let old = if left.is_zero() {
+            0
+        } else {
+            left.as_secs() + u64::from(left.subsec_nanos() >= 500_000_000)
+        }
+        .max(u64::from(!left.is_zero()));
+        self.proc.itimer = (secs != 0).then(|| {
+            (
+                super::time::later(Duration::from_secs(secs.min(u64::from(u32::MAX)))),
+                Duration::ZERO,
+            )
+        });
+        self.stirred = true;
+        Ok(old)
+    }
+
+    pub(crate) fn sys_getitimer(&mut self, which: u64, cur: u64) -> SysResult {
+        if which != 0 {
+            return Err(self.unsupported("getitimer(ITIMER_VIRTUAL/ITIMER_PROF)", errno::EINVAL));
+        }
+        let (left, every) = self.itimer_now();
+        self.mm.write_user(cur, &itimerval(left, every))?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_setitimer(&mut self, which: u64, new: u64, old: u64) -> SysResult {
+        if which != 0 {
+            // Only ITIMER_REAL: the CPU-time timers are not offered.
+            return Err(self.unsupported("setitimer(ITIMER_VIRTUAL/ITIMER_PROF)", errno::EINVAL));
+        }
+        let raw = if new != 0 {
+            Some(self.mm.read_user_vec(new, 32)?)
+        } else {
+            None
+        };
+        if old != 0 {
+            let (left, every) = self.itimer_now();
+            self.mm.write_user(old, &itimerval(left, every))?;
+        }
+        if let Some(raw) = raw {
+            let q =
+                |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            let tv = |s: i64, us: i64| -> Result<Duration, SysErr> {
+                if s < 0 || !(0..1_000_000).contains(&us) {
+                    return Err(errno::EINVAL.into());
+                }
+                Ok(Duration::new(s as u64, us as u32 * 1000))
+            };
+            let every = tv(q(0), q(1))?;
+            let value = tv(q(2), q(3))?;
+            self.proc.itimer = (!value.is_zero()).then(|| (super::time::later(value), every));
+            self.stirred = true;
+        }
+        Ok(0)
     }
 }

@@ -57,7 +57,7 @@ impl Kernel {
             let mut tmp = vec![0u8; piece as usize];
             let n = match self.source_read(file, &mut tmp, at.map(|o| o + done), done > 0) {
                 Ok(n) => n,
-                Err(e) if done > 0 && matches!(e, SysErr::Errno(_)) => return Ok(done),
+                Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => return Ok(done),
                 Err(e) => return Err(e),
             };
             self.mm.write_user(buf + done, &tmp[..n])?;
@@ -191,10 +191,7 @@ impl Kernel {
             };
             let n = match self.sink_write(file, &data, at.map(|o| o + done)) {
                 Ok(n) => n,
-                Err(SysErr::Errno(e)) if done > 0 => {
-                    let _ = e;
-                    return Ok(done);
-                }
+                Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => return Ok(done),
                 Err(e) => return Err(e),
             };
             done += n as u64;
@@ -287,17 +284,17 @@ impl Kernel {
     }
 
     pub(crate) fn sys_read(&mut self, fd: u64, buf: u64, len: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         self.read_file(&f, buf, len, None)
     }
 
     pub(crate) fn sys_write(&mut self, fd: u64, buf: u64, len: u64) -> SysResult {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         self.write_file(&f, buf, len, None)
     }
 
     fn positional(&self, fd: u64, off: u64) -> Result<Rc<OpenFile>, SysErr> {
-        let f = self.files.get(fd)?;
+        let f = self.proc.files.get(fd)?;
         if (off as i64) < 0 {
             return Err(errno::EINVAL.into());
         }
@@ -343,7 +340,7 @@ impl Kernel {
     pub(crate) fn sys_readv(&mut self, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysResult {
         let f = match off {
             Some(o) => self.positional(fd, o)?,
-            None => self.files.get(fd)?,
+            None => self.proc.files.get(fd)?,
         };
         let mut done = 0;
         for (base, len) in self.iovecs(iov, cnt)? {
@@ -372,7 +369,7 @@ impl Kernel {
     ) -> SysResult {
         let f = match off {
             Some(o) => self.positional(fd, o)?,
-            None => self.files.get(fd)?,
+            None => self.proc.files.get(fd)?,
         };
         let mut done = 0;
         for (base, len) in self.iovecs(iov, cnt)? {
@@ -399,8 +396,8 @@ impl Kernel {
         offp: u64,
         count: u64,
     ) -> SysResult {
-        let input = self.files.get(in_fd)?;
-        let output = self.files.get(out_fd)?;
+        let input = self.proc.files.get(in_fd)?;
+        let output = self.proc.files.get(out_fd)?;
         if !input.readable() || !output.writable() {
             return Err(errno::EBADF.into());
         }
@@ -417,11 +414,32 @@ impl Kernel {
         let mut done = 0u64;
         while done < count {
             let mut tmp = vec![0u8; (count - done).min(PIECE) as usize];
-            let n = self.source_read(&input, &mut tmp, off, done > 0)?;
+            let n = match self.source_read(&input, &mut tmp, off, done > 0) {
+                Ok(n) => n,
+                Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 break;
             }
-            let w = self.sink_write(&output, &tmp[..n], None)?;
+            let w = match self.sink_write(&output, &tmp[..n], None) {
+                Ok(w) => w,
+                Err(e) => {
+                    // Put back what was taken but not written (positional inputs).
+                    if off.is_none()
+                        && matches!(
+                            input.kind,
+                            FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_)
+                        )
+                    {
+                        input.pos.set(input.pos.get().saturating_sub(n as u64));
+                    }
+                    if done > 0 && matches!(e, SysErr::Errno(_) | SysErr::Block(_)) {
+                        break;
+                    }
+                    return Err(e);
+                }
+            };
             done += w as u64;
             if let Some(o) = off.as_mut() {
                 *o = o.saturating_add(w as u64);

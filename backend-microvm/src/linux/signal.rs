@@ -1,15 +1,22 @@
-//! Signals: dispositions, the mask, pending signals, delivery to handlers (with a
-//! Linux `rt_sigframe` on the user stack) and `rt_sigreturn`. Signals come only from
-//! the workload itself (`kill`, `raise`, `abort`), from faults, and from limits
-//! (SIGXFSZ, SIGPIPE).
+//! Signals: dispositions (per process), masks and thread-directed pending signals (per
+//! task), process-directed pending signals, delivery to handlers (a Linux `rt_sigframe`
+//! on the user stack) and `rt_sigreturn`, `kill`/`tgkill`, `sigsuspend`, `sigtimedwait`.
+//!
+//! A signal for a task blocked in an interruptible syscall wakes it: the syscall ends
+//! with `EINTR`, or is made again after the handler (`SA_RESTART`, for the calls Linux
+//! restarts). Default actions: terminate (the whole process), ignore; stop signals are
+//! ignored (no job control in a sandbox).
 
-use super::{Cpu, Kernel, Stop, SysErr, SysResult, UserCtx, PID};
+use super::task::{TaskState, Tid, Wait, INIT_PID};
+use super::{Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
 use crate::errno;
 use crate::guest::layout::USER_TOP;
 
-const SIG_DFL: u64 = 0;
-const SIG_IGN: u64 = 1;
+pub(crate) const SIG_DFL: u64 = 0;
+pub(crate) const SIG_IGN: u64 = 1;
+const SA_NOCLDWAIT: u64 = 0x2;
 const SA_ONSTACK: u64 = 0x0800_0000;
+const SA_RESTART: u64 = 0x1000_0000;
 const SA_RESETHAND: u64 = 0x8000_0000;
 const SA_NODEFER: u64 = 0x4000_0000;
 const SS_ONSTACK: u32 = 1;
@@ -21,6 +28,14 @@ pub(crate) const SIGKILL: i32 = 9;
 const SIGSTOP: i32 = 19;
 /// `SIGSEGV`.
 pub(crate) const SIGSEGV: i32 = 11;
+/// `SIGCHLD`.
+pub(crate) const SIGCHLD: i32 = 17;
+/// `SIGALRM`.
+pub(crate) const SIGALRM: i32 = 14;
+/// `si_code` of a signal sent by `kill`.
+pub(crate) const SI_USER: i32 = 0;
+/// `si_code` of a signal sent by `tgkill`.
+const SI_TKILL: i32 = -6;
 /// Size of the kernel's `struct ucontext` on x86-64.
 const UCONTEXT: u64 = 304;
 /// Size of `siginfo_t`.
@@ -28,7 +43,8 @@ const SIGINFO: u64 = 128;
 /// Saved FPU states kept for nested handlers.
 const MAX_FPU_SAVES: usize = 64;
 
-fn bit(sig: i32) -> u64 {
+/// The bit of `sig` in a mask.
+pub(crate) fn bit(sig: i32) -> u64 {
     1u64 << (sig - 1)
 }
 
@@ -38,13 +54,44 @@ fn default_ignored(sig: i32) -> bool {
     matches!(sig, 17 | 18 | 19 | 20 | 21 | 22 | 23 | 28)
 }
 
+/// Syscalls Linux makes again after a handler installed with `SA_RESTART`.
+#[allow(non_upper_case_globals)]
+fn restartable(nr: u64) -> bool {
+    use libc::*;
+    matches!(
+        nr as c_long,
+        SYS_read
+            | SYS_write
+            | SYS_readv
+            | SYS_writev
+            | SYS_pread64
+            | SYS_pwrite64
+            | SYS_wait4
+            | SYS_waitid
+            | SYS_futex
+            | SYS_sendfile
+            | SYS_open
+            | SYS_openat
+            | SYS_fcntl
+            | SYS_ioctl
+            | SYS_flock
+            | SYS_recvfrom
+            | SYS_sendto
+            | SYS_recvmsg
+            | SYS_sendmsg
+            | SYS_accept
+            | SYS_accept4
+            | SYS_connect
+    )
+}
+
 /// One disposition (`struct kernel_sigaction`).
 #[derive(Debug, Clone, Copy, Default)]
-struct Action {
-    handler: u64,
-    flags: u64,
-    restorer: u64,
-    mask: u64,
+pub(crate) struct Action {
+    pub(crate) handler: u64,
+    pub(crate) flags: u64,
+    pub(crate) restorer: u64,
+    pub(crate) mask: u64,
 }
 
 /// What a signal carries (`siginfo_t`).
@@ -56,40 +103,37 @@ pub(crate) struct SigInfo {
     pub(crate) code: i32,
     /// `si_addr` for faults; for `kill`, the sender's pid and uid.
     pub(crate) addr: u64,
+    /// For `SIGCHLD`: the child's status.
+    pub(crate) status: i32,
 }
 
 impl SigInfo {
-    fn encode(&self) -> Vec<u8> {
+    /// A signal sent by `kill` from `pid` running as `uid`.
+    pub(crate) fn user(sig: i32, code: i32, pid: Tid, uid: u32) -> SigInfo {
+        SigInfo {
+            signo: sig,
+            code,
+            addr: u64::from(pid) | (u64::from(uid) << 32),
+            status: 0,
+        }
+    }
+
+    /// The `siginfo_t` bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = vec![0u8; SIGINFO as usize];
         b[..4].copy_from_slice(&self.signo.to_le_bytes());
         b[8..12].copy_from_slice(&self.code.to_le_bytes());
         b[16..24].copy_from_slice(&self.addr.to_le_bytes());
+        b[24..28].copy_from_slice(&self.status.to_le_bytes());
         b
     }
 }
 
-/// The signal state of the process.
-#[derive(Debug)]
-pub(crate) struct Signals {
-    act: [Action; 64],
-    mask: u64,
-    pending: u64,
-    info: [Option<SigInfo>; 64],
-    altstack: Option<(u64, u64)>,
-    fpu: Vec<Box<kvm_bindings::kvm_xsave>>,
-}
-
-impl Default for Signals {
-    fn default() -> Self {
-        Signals {
-            act: [Action::default(); 64],
-            mask: 0,
-            pending: 0,
-            info: [None; 64],
-            altstack: None,
-            fpu: Vec::new(),
-        }
-    }
+/// What was decided for a pending signal.
+enum Disposition {
+    Ignore,
+    Terminate,
+    Handle,
 }
 
 fn valid(sig: u64) -> Result<i32, SysErr> {
@@ -101,109 +145,229 @@ fn valid(sig: u64) -> Result<i32, SysErr> {
 }
 
 impl Kernel {
-    /// Sends `sig` to the workload; it is acted on when the workload next returns to
-    /// user mode.
+    fn disposition(&self, pid: Tid, sig: i32) -> Disposition {
+        if sig == SIGKILL {
+            return Disposition::Terminate;
+        }
+        if sig == SIGSTOP {
+            return Disposition::Ignore;
+        }
+        let Some(p) = self.proc_ref(pid) else {
+            return Disposition::Ignore;
+        };
+        match p.act[(sig - 1) as usize].handler {
+            SIG_IGN => Disposition::Ignore,
+            SIG_DFL if default_ignored(sig) => Disposition::Ignore,
+            SIG_DFL => Disposition::Terminate,
+            _ => Disposition::Handle,
+        }
+    }
+
+    /// True when the parent does not want its ended children (`SIGCHLD` ignored or
+    /// `SA_NOCLDWAIT`): they are reaped at once.
+    pub(crate) fn reaps_children(&self, pid: Tid) -> bool {
+        pid == INIT_PID
+            || self.proc_ref(pid).is_some_and(|p| {
+                let a = p.act[(SIGCHLD - 1) as usize];
+                a.handler == SIG_IGN || a.flags & SA_NOCLDWAIT != 0
+            })
+    }
+
+    /// Sends `info` to the process `pid`: any of its threads not blocking it takes it.
+    pub(crate) fn signal_process(&mut self, pid: Tid, info: SigInfo) {
+        let sig = info.signo;
+        if matches!(self.disposition(pid, sig), Disposition::Ignore) {
+            return;
+        }
+        let Some(p) = self.proc_mut(pid) else {
+            return;
+        };
+        if p.exit.is_some() {
+            return;
+        }
+        p.pending |= bit(sig);
+        p.info[(sig - 1) as usize] = Some(info);
+        let threads = p.threads.clone();
+        self.stirred = true;
+        if sig == SIGKILL {
+            self.kill_process(pid, super::task::ExitStatus::Signal(SIGKILL));
+            return;
+        }
+        // Wake one thread that can take it now.
+        for t in threads {
+            if self.task_ref(t).is_some_and(|t| t.mask & bit(sig) == 0) {
+                self.interrupt(t, sig);
+                break;
+            }
+        }
+    }
+
+    /// Sends `info` to the task `tid` only.
+    pub(crate) fn signal_task(&mut self, tid: Tid, info: SigInfo) {
+        let sig = info.signo;
+        let Some(pid) = self.task_ref(tid).map(|t| t.pid) else {
+            return;
+        };
+        if matches!(self.disposition(pid, sig), Disposition::Ignore) {
+            return;
+        }
+        if sig == SIGKILL {
+            self.kill_process(pid, super::task::ExitStatus::Signal(SIGKILL));
+            return;
+        }
+        if let Some(t) = self.task_mut(tid) {
+            t.pending |= bit(sig);
+            t.info[(sig - 1) as usize] = Some(info);
+            if t.mask & bit(sig) == 0 {
+                self.interrupt(tid, sig);
+            }
+        }
+        self.stirred = true;
+    }
+
+    /// Sends a signal to the current task from itself (faults of syscalls: `SIGPIPE`,
+    /// `SIGXFSZ`).
     pub(crate) fn raise(&mut self, sig: i32) -> Result<(), SysErr> {
-        self.raise_info(SigInfo {
-            signo: sig,
-            code: 0,
-            addr: PID | (u64::from(self.user.0) << 32),
-        });
+        let info = SigInfo::user(sig, SI_USER, self.proc.pid, self.user.0);
+        let tid = self.task.tid;
+        self.signal_task(tid, info);
         Ok(())
     }
 
-    fn raise_info(&mut self, info: SigInfo) {
-        let sig = info.signo;
-        let a = self.sig.act[(sig - 1) as usize];
-        if sig != SIGKILL
-            && sig != SIGSTOP
-            && (a.handler == SIG_IGN || (a.handler == SIG_DFL && default_ignored(sig)))
-        {
+    /// Ends the syscall `tid` is blocked in because `sig` came: `EINTR`, or a restart
+    /// after the handler.
+    fn interrupt(&mut self, tid: Tid, sig: i32) {
+        let Some(pid) = self.task_ref(tid).map(|t| t.pid) else {
+            return;
+        };
+        let restart = self
+            .proc_ref(pid)
+            .is_some_and(|p| p.act[(sig - 1) as usize].flags & SA_RESTART != 0);
+        let handled = matches!(self.disposition(pid, sig), Disposition::Handle);
+        let Some(t) = self.task_mut(tid) else {
+            return;
+        };
+        let TaskState::Blocked(b) = &t.state else {
+            return;
+        };
+        if matches!(b.wait, Wait::Vfork(_)) {
             return;
         }
-        self.sig.pending |= bit(sig);
-        self.sig.info[(sig - 1) as usize] = Some(info);
+        if handled && restart && restartable(b.nr) {
+            t.ctx.rip = t.ctx.rip.wrapping_sub(2);
+            t.ctx.regs.rax = b.nr;
+        } else {
+            t.ctx.regs.rax = (-i64::from(libc::EINTR)) as u64;
+        }
+        t.state = TaskState::Runnable;
     }
 
-    /// Acts on pending, unblocked signals before returning to user mode.
-    pub(crate) fn after_syscall(
-        &mut self,
-        cpu: &mut dyn Cpu,
-        ctx: &mut UserCtx,
-    ) -> Result<(), Stop> {
+    /// Acts on the current task's pending, unblocked signals before it returns to user
+    /// mode (it is on the vCPU). Ends with the task dead when a signal killed its
+    /// process.
+    pub(crate) fn deliver_signals(&mut self, cpu: &mut dyn Cpu) -> Result<(), Stop> {
         loop {
-            let ready = self.sig.pending & (!self.sig.mask | bit(SIGKILL) | bit(SIGSTOP));
-            if ready == 0 {
+            let mask = self.task.mask & !(bit(SIGKILL) | bit(SIGSTOP));
+            let ready = (self.task.pending | self.proc.pending) & !mask;
+            if ready == 0 || matches!(self.task.state, TaskState::Dead) {
                 return Ok(());
             }
             let sig = ready.trailing_zeros() as i32 + 1;
-            self.sig.pending &= !bit(sig);
-            let info = self.sig.info[(sig - 1) as usize].take().unwrap_or(SigInfo {
+            let i = (sig - 1) as usize;
+            let info = if self.task.pending & bit(sig) != 0 {
+                self.task.pending &= !bit(sig);
+                self.task.info[i].take()
+            } else {
+                self.proc.pending &= !bit(sig);
+                self.proc.info[i].take()
+            }
+            .unwrap_or(SigInfo {
                 signo: sig,
                 code: 0,
                 addr: 0,
+                status: 0,
             });
-            let a = self.sig.act[(sig - 1) as usize];
-            match a.handler {
-                _ if sig == SIGKILL => return Err(Stop::Signal(sig)),
-                _ if sig == SIGSTOP => continue,
-                SIG_IGN => continue,
-                SIG_DFL if default_ignored(sig) => continue,
-                SIG_DFL => return Err(Stop::Signal(sig)),
-                _ => self.deliver(cpu, ctx, info)?,
+            match self.disposition(self.proc.pid, sig) {
+                Disposition::Ignore => continue,
+                Disposition::Terminate => {
+                    let pid = self.proc.pid;
+                    self.kill_process(pid, super::task::ExitStatus::Signal(sig));
+                    return Ok(());
+                }
+                Disposition::Handle => {
+                    let mut ctx = self.task.ctx.clone();
+                    if self.deliver(cpu, &mut ctx, info)? {
+                        self.task.ctx = ctx;
+                    } else {
+                        let pid = self.proc.pid;
+                        self.kill_process(pid, super::task::ExitStatus::Signal(SIGSEGV));
+                        return Ok(());
+                    }
+                }
             }
         }
     }
 
-    /// A fault of the workload (`sig` with `code` at `addr`): runs its handler, or ends
-    /// the run as Linux would when there is none, or it is blocked or ignored.
+    /// A fault of the current task (`sig` with `code` at `addr`): runs its handler, or
+    /// kills its process as Linux would when there is none, or it is blocked or ignored.
     pub(crate) fn fault_signal(
         &mut self,
         cpu: &mut dyn Cpu,
-        ctx: &mut UserCtx,
         sig: i32,
         code: i32,
         addr: u64,
     ) -> Result<(), Stop> {
-        let a = self.sig.act[(sig - 1) as usize];
-        if a.handler == SIG_DFL || a.handler == SIG_IGN || self.sig.mask & bit(sig) != 0 {
-            return Err(Stop::Signal(sig));
+        let a = self.proc.act[(sig - 1) as usize];
+        if a.handler == SIG_DFL || a.handler == SIG_IGN || self.task.mask & bit(sig) != 0 {
+            let pid = self.proc.pid;
+            self.kill_process(pid, super::task::ExitStatus::Signal(sig));
+            return Ok(());
         }
-        self.deliver(
-            cpu,
-            ctx,
-            SigInfo {
-                signo: sig,
-                code,
-                addr,
-            },
-        )
+        let info = SigInfo {
+            signo: sig,
+            code,
+            addr,
+            status: 0,
+        };
+        let mut ctx = self.task.ctx.clone();
+        if self.deliver(cpu, &mut ctx, info)? {
+            self.task.ctx = ctx;
+        } else {
+            let pid = self.proc.pid;
+            self.kill_process(pid, super::task::ExitStatus::Signal(SIGSEGV));
+        }
+        Ok(())
     }
 
     /// Builds a signal frame on the user stack and points user mode at the handler.
-    fn deliver(&mut self, cpu: &mut dyn Cpu, ctx: &mut UserCtx, info: SigInfo) -> Result<(), Stop> {
+    /// False when the frame cannot be written (Linux then forces SIGSEGV).
+    fn deliver(
+        &mut self,
+        cpu: &mut dyn Cpu,
+        ctx: &mut UserCtx,
+        info: SigInfo,
+    ) -> Result<bool, Stop> {
         let sig = info.signo;
-        let a = self.sig.act[(sig - 1) as usize];
+        let a = self.proc.act[(sig - 1) as usize];
         let r = ctx.regs;
         let mut sp = r.rsp;
-        let on_alt = self
-            .sig
-            .altstack
-            .is_some_and(|(base, size)| sp > base && sp <= base + size);
-        match self.sig.altstack {
+        let altstack = self.task.altstack;
+        let on_alt = altstack.is_some_and(|(base, size)| sp > base && sp <= base + size);
+        match altstack {
             Some((base, size)) if a.flags & SA_ONSTACK != 0 && !on_alt => sp = base + size,
             _ => sp = sp.wrapping_sub(128), // the red zone
         }
         let frame = ((sp.wrapping_sub(8 + UCONTEXT + SIGINFO)) & !15).wrapping_sub(8);
         let uc = frame.wrapping_add(8);
         let si = uc.wrapping_add(UCONTEXT);
+        let old_mask = self.task.suspend_mask.take().unwrap_or(self.task.mask);
         // struct ucontext: flags, link, stack, sigcontext, sigmask.
         let mut ucb = Vec::with_capacity(UCONTEXT as usize);
         ucb.extend_from_slice(&0u64.to_le_bytes());
         ucb.extend_from_slice(&0u64.to_le_bytes());
-        let (ss_sp, ss_size) = self.sig.altstack.unwrap_or((0, 0));
+        let (ss_sp, ss_size) = altstack.unwrap_or((0, 0));
         ucb.extend_from_slice(&ss_sp.to_le_bytes());
-        let ss_flags = if self.sig.altstack.is_none() {
+        let ss_flags = if altstack.is_none() {
             SS_DISABLE
         } else if on_alt {
             SS_ONSTACK
@@ -222,23 +386,22 @@ impl Kernel {
         let segs: u64 = u64::from(crate::guest::layout::USER_CS)
             | (u64::from(crate::guest::layout::USER_DS) << 48);
         ucb.extend_from_slice(&segs.to_le_bytes());
-        for v in [0u64, 0, self.sig.mask, info.addr, 0] {
+        for v in [0u64, 0, old_mask, info.addr, 0] {
             ucb.extend_from_slice(&v.to_le_bytes());
         }
         ucb.resize(40 + 256, 0);
-        ucb.extend_from_slice(&self.sig.mask.to_le_bytes());
+        ucb.extend_from_slice(&old_mask.to_le_bytes());
         let mut bytes = a.restorer.to_le_bytes().to_vec();
         bytes.extend_from_slice(&ucb);
         bytes.extend_from_slice(&info.encode());
         if a.restorer == 0 || frame >= USER_TOP || self.mm.write_user(frame, &bytes).is_err() {
-            // No way to run the handler: Linux forces SIGSEGV.
-            return Err(Stop::Signal(SIGSEGV));
+            return Ok(false);
         }
         let fpu = cpu.save_fpu()?;
-        if self.sig.fpu.len() == MAX_FPU_SAVES {
-            self.sig.fpu.remove(0);
+        if self.task.sig_fpu.len() == MAX_FPU_SAVES {
+            self.task.sig_fpu.remove(0);
         }
-        self.sig.fpu.push(fpu);
+        self.task.sig_fpu.push(fpu);
         ctx.regs.rdi = sig as u64;
         ctx.regs.rsi = si;
         ctx.regs.rdx = uc;
@@ -246,22 +409,22 @@ impl Kernel {
         ctx.regs.rsp = frame;
         ctx.rip = a.handler;
         ctx.rflags &= !(0x100 | 0x400 | 0x10000); // TF, DF, RF
-        self.sig.mask |= a.mask;
+        self.task.mask = old_mask | a.mask;
         if a.flags & SA_NODEFER == 0 {
-            self.sig.mask |= bit(sig);
+            self.task.mask |= bit(sig);
         }
-        self.sig.mask &= !(bit(SIGKILL) | bit(SIGSTOP));
+        self.task.mask &= !(bit(SIGKILL) | bit(SIGSTOP));
         if a.flags & SA_RESETHAND != 0 {
-            self.sig.act[(sig - 1) as usize] = Action::default();
+            self.proc.act[(sig - 1) as usize] = Action::default();
         }
-        Ok(())
+        Ok(true)
     }
 
     pub(crate) fn sys_rt_sigreturn(&mut self, cpu: &mut dyn Cpu, ctx: &mut UserCtx) -> SysResult {
         let uc = ctx.regs.rsp;
         let raw = match self.mm.read_user_vec(uc, UCONTEXT as usize) {
             Ok(r) => r,
-            Err(_) => return Err(Stop::Signal(SIGSEGV).into()),
+            Err(_) => return Err(self.die(SIGSEGV)),
         };
         let q = |i: usize| {
             u64::from_le_bytes(raw[40 + i * 8..48 + i * 8].try_into().unwrap_or_default())
@@ -269,7 +432,7 @@ impl Kernel {
         let rip = q(16);
         let rsp = q(15);
         if rip >= USER_TOP || rsp >= USER_TOP {
-            return Err(Stop::Signal(SIGSEGV).into());
+            return Err(self.die(SIGSEGV));
         }
         let r = &mut ctx.regs;
         (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
@@ -279,8 +442,8 @@ impl Kernel {
         ctx.rip = rip;
         ctx.rflags = q(17);
         let mask = u64::from_le_bytes(raw[296..304].try_into().unwrap_or_default());
-        self.sig.mask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
-        if let Some(fpu) = self.sig.fpu.pop() {
+        self.task.mask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+        if let Some(fpu) = self.task.sig_fpu.pop() {
             cpu.restore_fpu(&fpu)?;
         }
         Ok(ctx.regs.rax)
@@ -313,7 +476,7 @@ impl Kernel {
         } else {
             None
         };
-        let old = self.sig.act[(sig - 1) as usize];
+        let old = self.proc.act[(sig - 1) as usize];
         if oact != 0 {
             let mut b = Vec::with_capacity(32);
             for v in [old.handler, old.flags, old.restorer, old.mask] {
@@ -322,9 +485,14 @@ impl Kernel {
             self.mm.write_user(oact, &b)?;
         }
         if let Some(n) = new {
-            self.sig.act[(sig - 1) as usize] = n;
+            self.proc.act[(sig - 1) as usize] = n;
             if n.handler == SIG_IGN || (n.handler == SIG_DFL && default_ignored(sig)) {
-                self.sig.pending &= !bit(sig);
+                self.proc.pending &= !bit(sig);
+                for t in self.proc.threads.clone() {
+                    if let Some(t) = self.task_mut(t) {
+                        t.pending &= !bit(sig);
+                    }
+                }
             }
         }
         Ok(0)
@@ -346,12 +514,12 @@ impl Kernel {
             None
         };
         if oset != 0 {
-            self.mm.write_u64(oset, self.sig.mask)?;
+            self.mm.write_u64(oset, self.task.mask)?;
         }
         if let Some(s) = new {
-            self.sig.mask = match how as i32 {
-                libc::SIG_BLOCK => self.sig.mask | s,
-                libc::SIG_UNBLOCK => self.sig.mask & !s,
+            self.task.mask = match how as i32 {
+                libc::SIG_BLOCK => self.task.mask | s,
+                libc::SIG_UNBLOCK => self.task.mask & !s,
                 libc::SIG_SETMASK => s,
                 _ => return Err(errno::EINVAL.into()),
             } & !(bit(SIGKILL) | bit(SIGSTOP));
@@ -363,8 +531,73 @@ impl Kernel {
         if size > 8 {
             return Err(errno::EINVAL.into());
         }
-        self.mm.write_u64(set, self.sig.pending & self.sig.mask)?;
+        let pending = (self.task.pending | self.proc.pending) & self.task.mask;
+        self.mm.write_u64(set, pending)?;
         Ok(0)
+    }
+
+    /// `rt_sigsuspend`: waits with `mask` until a handler runs (then `EINTR`).
+    pub(crate) fn sys_rt_sigsuspend(&mut self, set: u64, size: u64) -> SysResult {
+        if size != 8 {
+            return Err(errno::EINVAL.into());
+        }
+        if self.retrying.is_none() {
+            let mask = self.mm.read_u64(set)?;
+            self.task.suspend_mask = Some(self.task.mask);
+            self.task.mask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+        }
+        Err(self.park(None))
+    }
+
+    /// `pause`: waits until a handler runs (then `EINTR`).
+    pub(crate) fn sys_pause(&mut self) -> SysResult {
+        Err(self.park(None))
+    }
+
+    /// `rt_sigtimedwait`: takes a pending signal of `set`, waiting for one.
+    pub(crate) fn sys_rt_sigtimedwait(
+        &mut self,
+        set: u64,
+        info: u64,
+        timeout: u64,
+        size: u64,
+    ) -> SysResult {
+        if size != 8 {
+            return Err(errno::EINVAL.into());
+        }
+        let want = self.mm.read_u64(set)? & !(bit(SIGKILL) | bit(SIGSTOP));
+        let until = if timeout == 0 {
+            None
+        } else {
+            let d = self.timespec(timeout)?;
+            self.deadline_after(d)
+        };
+        let ready = (self.task.pending | self.proc.pending) & want;
+        if ready != 0 {
+            let sig = ready.trailing_zeros() as i32 + 1;
+            let i = (sig - 1) as usize;
+            let si = if self.task.pending & bit(sig) != 0 {
+                self.task.pending &= !bit(sig);
+                self.task.info[i].take()
+            } else {
+                self.proc.pending &= !bit(sig);
+                self.proc.info[i].take()
+            };
+            if info != 0 {
+                let si = si.unwrap_or(SigInfo {
+                    signo: sig,
+                    code: 0,
+                    addr: 0,
+                    status: 0,
+                });
+                self.mm.write_user(info, &si.encode())?;
+            }
+            return Ok(sig as u64);
+        }
+        if until.is_some_and(|u| std::time::Instant::now() >= u) {
+            return Err(errno::EAGAIN.into());
+        }
+        Err(self.park(until))
     }
 
     pub(crate) fn sys_sigaltstack(&mut self, ss: u64, old: u64) -> SysResult {
@@ -378,8 +611,8 @@ impl Kernel {
             None
         };
         if old != 0 {
-            let (sp, size) = self.sig.altstack.unwrap_or((0, 0));
-            let flags = if self.sig.altstack.is_none() {
+            let (sp, size) = self.task.altstack.unwrap_or((0, 0));
+            let flags = if self.task.altstack.is_none() {
                 SS_DISABLE
             } else {
                 0
@@ -391,44 +624,82 @@ impl Kernel {
         }
         if let Some((sp, flags, size)) = new {
             if flags & SS_DISABLE != 0 {
-                self.sig.altstack = None;
+                self.task.altstack = None;
             } else if flags & !SS_ONSTACK != 0 {
                 return Err(errno::EINVAL.into());
             } else if size < MINSIGSTKSZ {
                 return Err(errno::ENOMEM.into());
             } else {
-                self.sig.altstack = Some((sp, size));
+                self.task.altstack = Some((sp, size));
             }
         }
         Ok(0)
     }
 
-    pub(crate) fn sys_kill(&mut self, pid: i64, sig: u64) -> SysResult {
-        match pid {
-            p if p == PID as i64 || p == 0 || p == -1 || p == -(PID as i64) => {}
-            1 => return Err(errno::EPERM.into()),
-            _ => return Err(errno::ESRCH.into()),
+    /// The processes `kill(pid, ...)` names.
+    fn kill_targets(&self, pid: i64) -> Result<Vec<Tid>, SysErr> {
+        let alive = |p: &Tid| self.proc_ref(*p).is_some_and(|p| p.exit.is_none());
+        let group = |g: Tid| -> Vec<Tid> {
+            self.pids()
+                .into_iter()
+                .filter(|p| alive(p) && self.proc_ref(*p).is_some_and(|x| x.pgid == g))
+                .collect()
+        };
+        let v = match pid {
+            p if p == i64::from(INIT_PID) => return Err(errno::EPERM.into()),
+            p if p > 0 => {
+                let p = u32::try_from(p).map_err(|_| errno::ESRCH)?;
+                // A thread id names its process.
+                let pid = self.task_ref(p).map(|t| t.pid).unwrap_or(p);
+                if self.proc_ref(pid).is_some() {
+                    vec![pid]
+                } else {
+                    vec![]
+                }
+            }
+            0 => group(self.proc.pgid),
+            -1 => self
+                .pids()
+                .into_iter()
+                .filter(|p| alive(p) && *p != self.proc.pid)
+                .collect(),
+            p => group(u32::try_from(-p).map_err(|_| errno::ESRCH)?),
+        };
+        if v.is_empty() {
+            return Err(errno::ESRCH.into());
         }
+        Ok(v)
+    }
+
+    pub(crate) fn sys_kill(&mut self, pid: i64, sig: u64) -> SysResult {
+        let targets = self.kill_targets(pid)?;
         if sig == 0 {
             return Ok(0);
         }
         let s = valid(sig)?;
-        self.raise(s)?;
+        let me = self.proc.pid;
+        for t in targets {
+            let info = SigInfo::user(s, SI_USER, me, self.user.0);
+            self.signal_process(t, info);
+        }
         Ok(0)
     }
 
     pub(crate) fn sys_tgkill(&mut self, tgid: i64, tid: i64, sig: u64) -> SysResult {
-        if tgid <= 0 || tid <= 0 {
+        if tid <= 0 || tgid == 0 || tgid < -1 {
             return Err(errno::EINVAL.into());
         }
-        if tgid != PID as i64 || tid != PID as i64 {
+        let tid = u32::try_from(tid).map_err(|_| errno::ESRCH)?;
+        let target = self.task_ref(tid).map(|t| t.pid).ok_or(errno::ESRCH)?;
+        if tgid > 0 && i64::from(target) != tgid {
             return Err(errno::ESRCH.into());
         }
         if sig == 0 {
             return Ok(0);
         }
         let s = valid(sig)?;
-        self.raise(s)?;
+        let info = SigInfo::user(s, SI_TKILL, self.proc.pid, self.user.0);
+        self.signal_task(tid, info);
         Ok(0)
     }
 }

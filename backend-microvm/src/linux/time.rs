@@ -46,9 +46,27 @@ impl Kernel {
                 host_clock(libc::CLOCK_MONOTONIC)
             }
             libc::CLOCK_BOOTTIME => host_clock(libc::CLOCK_BOOTTIME),
-            libc::CLOCK_PROCESS_CPUTIME_ID | libc::CLOCK_THREAD_CPUTIME_ID => thread_cpu_time(),
+            libc::CLOCK_PROCESS_CPUTIME_ID => self.proc_cpu(),
+            libc::CLOCK_THREAD_CPUTIME_ID => self.task_cpu(),
             _ => return Err(errno::EINVAL.into()),
         })
+    }
+
+    /// CPU time of the current task.
+    pub(crate) fn task_cpu(&self) -> Duration {
+        self.task.cpu + thread_cpu_time().saturating_sub(self.cpu_mark)
+    }
+
+    /// CPU time of the current process (its threads, those that ended included).
+    pub(crate) fn proc_cpu(&self) -> Duration {
+        let others: Duration = self
+            .proc
+            .threads
+            .iter()
+            .filter(|t| **t != self.task.tid)
+            .filter_map(|t| self.tasks.get(t).map(|t| t.cpu))
+            .sum();
+        self.proc.cpu_dead + others + self.task_cpu()
     }
 
     /// Reads a `struct timespec`.
@@ -101,17 +119,18 @@ impl Kernel {
         Ok(s)
     }
 
-    fn sleep_until(&mut self, until: Instant) -> Result<(), SysErr> {
-        while Instant::now() < until {
-            self.block_until(Some(until))?;
+    /// Sleeps until `until`: done once it passed.
+    fn sleep_until(&mut self, until: Option<Instant>) -> SysResult {
+        match until {
+            Some(u) if Instant::now() >= u => Ok(0),
+            other => Err(self.park(other)),
         }
-        Ok(())
     }
 
     pub(crate) fn sys_nanosleep(&mut self, req: u64, _rem: u64) -> SysResult {
         let d = self.timespec(req)?;
-        self.sleep_until(later(d))?;
-        Ok(0)
+        let until = self.deadline_after(d);
+        self.sleep_until(until)
     }
 
     pub(crate) fn sys_clock_nanosleep(
@@ -124,19 +143,19 @@ impl Kernel {
         let d = self.timespec(req)?;
         let now = self.clock(id)?;
         let until = if flags & libc::TIMER_ABSTIME as u64 != 0 {
-            later(d.saturating_sub(now))
+            match self.retrying {
+                Some(dl) => dl,
+                None => Some(later(d.saturating_sub(now))),
+            }
         } else {
-            later(d)
+            self.deadline_after(d)
         };
-        self.sleep_until(until)?;
-        Ok(0)
+        self.sleep_until(until)
     }
 
-    /// `pause`/`rt_sigsuspend`: nothing can arrive from outside, so this waits for the
-    /// end of the run.
-    pub(crate) fn sys_pause(&mut self) -> SysResult {
-        loop {
-            self.block_until(None)?;
-        }
+    /// The instant at which CLOCK_REALTIME reads `t`.
+    pub(crate) fn realtime_to_instant(&self, t: Duration) -> Instant {
+        let now = host_clock(libc::CLOCK_REALTIME);
+        later(t.saturating_sub(now))
     }
 }

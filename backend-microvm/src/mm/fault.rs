@@ -2,7 +2,7 @@
 //! memory) map pages on first touch, a small aligned window at a time (each fault
 //! is a VM exit), filled with zeros or the file's contents.
 
-use super::pagetable::{PTE_ADDR, PTE_FRAME};
+use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_P, PTE_W};
 use super::vma::VmaKind;
 use super::{
     allowed, pte_flags, Access, AddressSpace, FaultOutcome, FAULT_AROUND, SEGV_ACCERR, SEGV_MAPERR,
@@ -24,6 +24,39 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// The leaf entry of `frame` for a mapping with rights `prot`: writable only when
+    /// the frame is the mapping's own (or the mapping is shared memory).
+    pub(super) fn leaf(&self, frame: u64, prot: u32, kind: &VmaKind) -> u64 {
+        let mut e = frame | pte_flags(prot);
+        if !matches!(kind, VmaKind::SharedAnon) && self.mem.is_shared(frame) {
+            e &= !PTE_W;
+        }
+        e
+    }
+
+    /// A write to a private page whose frame may be shared: copy it (or take it, when
+    /// nobody else holds it any more) and make it writable.
+    fn break_cow(&mut self, slot: u64, pte: u64, prot: u32) -> FaultOutcome {
+        let old = pte & PTE_ADDR;
+        let frame = if self.mem.is_shared(old) {
+            let Ok(new) = self.mem.alloc() else {
+                return FaultOutcome::Oom;
+            };
+            let mut buf = vec![0u8; PAGE_SIZE as usize];
+            self.mem.read(old, &mut buf);
+            self.mem.write(new, &buf);
+            self.mem.free(vec![old]);
+            new
+        } else {
+            old
+        };
+        self.mem.write_u64(slot, frame | pte_flags(prot));
+        if pte & PTE_P != 0 {
+            self.flush.push(direct_map(slot));
+        }
+        FaultOutcome::Mapped
+    }
+
     /// Handles a fault of the workload at `va`.
     pub(crate) fn fault(&mut self, va: u64, access: Access) -> FaultOutcome {
         if va >= USER_TOP {
@@ -43,8 +76,12 @@ impl AddressSpace {
         let page = va & !(PAGE_SIZE - 1);
         if let Some((slot, pte)) = self.pt.lookup(&mut self.mem, page) {
             if pte & PTE_FRAME != 0 {
+                if access == Access::Write && pte & PTE_W == 0 {
+                    // A copy-on-write page (shared since a fork, or a shared frame).
+                    return self.break_cow(slot, pte, vma.prot);
+                }
                 // Mapped already and allowed: the guest used an old translation.
-                let want = (pte & PTE_ADDR) | pte_flags(vma.prot);
+                let want = self.leaf(pte & PTE_ADDR, vma.prot, &vma.kind);
                 if want != pte {
                     self.mem.write_u64(slot, want);
                 }
@@ -67,18 +104,29 @@ impl AddressSpace {
         let lo = (page & !(win - 1)).max(start);
         let hi = ((page & !(win - 1)) + win).min(vma.end);
         let contents = match &vma.kind {
-            VmaKind::Anon => None,
-            VmaKind::File { backing, offset } => {
+            VmaKind::Anon | VmaKind::SharedAnon => None,
+            VmaKind::File {
+                backing,
+                offset,
+                file_end,
+            } => {
                 let file_off = offset + (lo - start);
                 let mut buf = vec![0u8; (hi - lo) as usize];
+                let want = (file_end.saturating_sub(file_off)).min(buf.len() as u64) as usize;
                 let mut got = 0;
-                while got < buf.len() {
-                    match backing.read_at(file_off + got as u64, &mut buf[got..]) {
+                while got < want {
+                    match backing.read_at(file_off + got as u64, &mut buf[got..want]) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => got += n,
                     }
                 }
-                Some((buf, got as u64))
+                // Past `file_end` (an ELF segment's tail) the pages are zeros, not SIGBUS.
+                let valid = if *file_end == u64::MAX {
+                    got as u64
+                } else {
+                    buf.len() as u64
+                };
+                Some((buf, valid))
             }
         };
         let page_data = |p: u64| -> Option<Option<&[u8]>> {
@@ -139,7 +187,7 @@ impl AddressSpace {
                 .is_some_and(|(_, pte)| pte & PTE_FRAME != 0);
             if !mapped {
                 match vma.kind {
-                    VmaKind::Anon => self.fill_page(p, vma.prot, None)?,
+                    VmaKind::Anon | VmaKind::SharedAnon => self.fill_page(p, vma.prot, None)?,
                     VmaKind::File { .. } => {
                         if self.fault(p, Access::Read) == FaultOutcome::Oom {
                             return Err(OutOfMemory);

@@ -3,9 +3,11 @@
 
 mod fault;
 pub(crate) mod pagetable;
+mod space;
 mod uaccess;
 pub(crate) mod vma;
 
+pub(crate) use space::SpaceId;
 pub(crate) use uaccess::{CStrError, UserError};
 pub(crate) use vma::{Backing, Vma, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
 
@@ -89,11 +91,20 @@ pub(super) fn allowed(prot: u32, access: Access) -> bool {
     }
 }
 
-/// One address space.
+/// Guest memory and the address spaces in it: the current one's parts are fields
+/// here (every mapping call works on it), the others are parked (see `space.rs`).
 #[derive(Debug)]
 pub(crate) struct AddressSpace {
     /// Guest RAM and its frames.
     pub(crate) mem: Memory,
+    /// Which space is current.
+    pub(super) id: SpaceId,
+    /// The other spaces.
+    pub(super) parked: std::collections::BTreeMap<SpaceId, space::Parked>,
+    pub(super) next_id: SpaceId,
+    /// Page-table frames went back: the guest's cached translations of them must go
+    /// (a memory slot reload) before it runs again.
+    pub(super) reload: bool,
     pub(super) pt: PageTables,
     pub(super) vmas: VmaMap,
     brk_start: u64,
@@ -111,6 +122,10 @@ impl AddressSpace {
     pub(crate) fn new(mem: Memory, pt: PageTables) -> AddressSpace {
         AddressSpace {
             mem,
+            id: 0,
+            parked: std::collections::BTreeMap::new(),
+            next_id: 1,
+            reload: false,
             pt,
             vmas: VmaMap::default(),
             brk_start: 0,
@@ -263,19 +278,23 @@ impl AddressSpace {
             return Err(MapError::Errno(libc::ENOMEM));
         }
         self.vmas.protect(start, end, prot);
-        let flags = pte_flags(prot);
-        let mut flush = Vec::new();
+        let mut entries = Vec::new();
         self.pt
-            .for_each_mapped(&mut self.mem, start, end, |mem, _, slot, pte| {
-                let want = (pte & PTE_ADDR) | flags;
-                if want != pte {
-                    mem.write_u64(slot, want);
-                    if pte & PTE_P != 0 {
-                        flush.push(direct_map(slot));
-                    }
-                }
+            .for_each_mapped(&mut self.mem, start, end, |_, va, slot, pte| {
+                entries.push((va, slot, pte));
             });
-        self.flush.extend(flush);
+        for (va, slot, pte) in entries {
+            let Some((_, vma)) = self.vmas.find(va) else {
+                continue;
+            };
+            let want = self.leaf(pte & PTE_ADDR, prot, &vma.kind);
+            if want != pte {
+                self.mem.write_u64(slot, want);
+                if pte & PTE_P != 0 {
+                    self.flush.push(direct_map(slot));
+                }
+            }
+        }
         Ok(())
     }
 

@@ -54,9 +54,45 @@ impl PageTables {
     }
 
     /// The root's guest-physical address (CR3).
-    #[cfg(test)]
     pub(crate) fn root(&self) -> u64 {
         self.root
+    }
+
+    /// Every frame of the lower half (the workload's part): the frames its leaf entries
+    /// hold for the workload (`PTE_FRAME`), and its table frames (the root excluded).
+    pub(crate) fn lower_frames(&self, mem: &Memory) -> (Vec<u64>, Vec<u64>) {
+        fn walk(
+            mem: &Memory,
+            table: u64,
+            level: u32,
+            leaves: &mut Vec<u64>,
+            tables: &mut Vec<u64>,
+        ) {
+            let mut page = [0u8; PAGE_SIZE as usize];
+            if mem.read(table, &mut page).is_none() {
+                return;
+            }
+            for e in page.chunks_exact(8) {
+                let e = u64::from_le_bytes(e.try_into().unwrap_or_default());
+                if level == 0 {
+                    if e & PTE_FRAME != 0 {
+                        leaves.push(e & PTE_ADDR);
+                    }
+                } else if e & PTE_P != 0 && e & PTE_PS == 0 {
+                    tables.push(e & PTE_ADDR);
+                    walk(mem, e & PTE_ADDR, level - 1, leaves, tables);
+                }
+            }
+        }
+        let (mut leaves, mut tables) = (Vec::new(), Vec::new());
+        for i in 0..ENTRIES / 2 {
+            let e = mem.read_u64(self.root + i * 8).unwrap_or(0);
+            if e & PTE_P != 0 {
+                tables.push(e & PTE_ADDR);
+                walk(mem, e & PTE_ADDR, 2, &mut leaves, &mut tables);
+            }
+        }
+        (leaves, tables)
     }
 
     /// The table at `level` (3 = PDPT .. 1 = PT) covering `va`, allocated on the way

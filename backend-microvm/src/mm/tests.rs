@@ -152,3 +152,66 @@ fn mremap_moves_contents() {
     assert_eq!(a.read_user_vec(to, 5).unwrap(), b"moved");
     assert_eq!(a.read_user_vec(at, 1), Err(UserError::Fault));
 }
+
+#[test]
+fn fork_shares_pages_copy_on_write() {
+    let mut a = space();
+    let at = a
+        .mmap(
+            0,
+            2 * PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            Fixed::Hint,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
+    let shm = a
+        .mmap(
+            0,
+            PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            Fixed::Hint,
+            false,
+            VmaKind::SharedAnon,
+        )
+        .unwrap();
+    a.write_user(at, b"parent").unwrap();
+    a.write_user(shm, b"shared").unwrap();
+    a.take_flush();
+    let before = a.mem.used_bytes();
+    let parent = a.space();
+    let child = a.fork().unwrap();
+    assert!(!a.take_flush().is_empty(), "the parent lost write access");
+    let after_fork = a.mem.used_bytes();
+    assert!(after_fork > before, "page tables only");
+    assert!(after_fork - before < 8 * PAGE_SIZE);
+
+    assert!(a.switch(child));
+    assert_eq!(a.read_user_vec(at, 6).unwrap(), b"parent");
+    a.write_user(at, b"child!").unwrap();
+    a.write_user(shm, b"SHARED").unwrap();
+    assert_eq!(
+        a.mem.used_bytes(),
+        after_fork + PAGE_SIZE,
+        "one page copied"
+    );
+    assert!(a.switch(parent));
+    assert_eq!(a.read_user_vec(at, 6).unwrap(), b"parent");
+    assert_eq!(
+        a.read_user_vec(shm, 6).unwrap(),
+        b"SHARED",
+        "MAP_SHARED stays shared"
+    );
+    // The parent's page is its own again: writing it copies nothing.
+    a.write_user(at, b"mine").unwrap();
+    assert_eq!(a.mem.used_bytes(), after_fork + PAGE_SIZE);
+    a.release(child);
+    assert!(a.take_reload());
+    assert_eq!(
+        a.mem.used_bytes(),
+        before,
+        "the child's frames and tables went back"
+    );
+    assert_eq!(a.spaces(), 1);
+}

@@ -23,14 +23,20 @@ pub(crate) trait Backing: fmt::Debug {
 /// What a mapping shows before the workload writes to it.
 #[derive(Debug, Clone)]
 pub(crate) enum VmaKind {
-    /// Zeros.
+    /// Zeros, private to the process (copy-on-write after `fork`).
     Anon,
+    /// Zeros, shared with the processes it is inherited by (`MAP_SHARED|MAP_ANONYMOUS`).
+    SharedAnon,
     /// A private copy of a file, from `offset` (the file offset of the mapping's start).
     File {
         /// The file.
         backing: Rc<dyn Backing>,
         /// File offset of the mapping's first byte.
         offset: u64,
+        /// File offset where the file's part ends: zeros follow (an ELF segment's
+        /// `.bss` tail); `u64::MAX` for `mmap`, where pages past the end of the file
+        /// are `SIGBUS`.
+        file_end: u64,
     },
 }
 
@@ -52,7 +58,7 @@ impl Vma {
 }
 
 /// The mappings, by start address. Never overlapping.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct VmaMap {
     map: BTreeMap<u64, Vma>,
 }

@@ -3,11 +3,13 @@
 //! at a time, with symlinks resolved in the sandbox's namespace (an absolute target
 //! starts again at the sandbox root, `..` never leaves it).
 
+pub(crate) mod backing;
 pub(crate) mod host;
 mod mount;
 mod node;
 mod ops;
 pub(crate) mod overlay;
+pub(crate) mod proc;
 mod setup;
 pub(crate) mod tmpfs;
 
@@ -100,6 +102,8 @@ pub(crate) struct Vfs {
     sources: Vec<HostSource>,
     /// What `/` shows under the mounts: nothing ([`Node::Virtual`]) or an image.
     root_node: Node,
+    /// What `/proc` shows of the processes.
+    pub(crate) proc: proc::ProcView,
 }
 
 fn split(path: &[u8]) -> VecDeque<Vec<u8>> {
@@ -117,6 +121,7 @@ impl Vfs {
             tree,
             sources,
             root_node: Node::Virtual,
+            proc: proc::ProcView::default(),
         }
     }
 
@@ -126,17 +131,23 @@ impl Vfs {
             tree,
             sources,
             root_node: root,
+            proc: proc::ProcView::default(),
         }
+    }
+
+    /// Which process `/proc/self` names.
+    pub(crate) fn set_self(&self, pid: u32) {
+        self.proc.me.set(pid);
+    }
+
+    /// The program of process `pid` (`/proc/<pid>/exe`).
+    pub(crate) fn set_exe(&self, pid: u32, exe: &[u8]) {
+        self.proc.procs.borrow_mut().entry(pid).or_default().exe = exe.to_vec();
     }
 
     /// The host mount sources (for Landlock).
     pub(crate) fn sources(&self) -> &[HostSource] {
         &self.sources
-    }
-
-    /// Adds a mount after setup (e.g. `/proc/self/exe`).
-    pub(crate) fn mount(&mut self, target: &str, m: Mount) {
-        self.tree.insert(Path::new(target), m);
     }
 
     /// The root.
@@ -191,6 +202,7 @@ impl Vfs {
                 Err(e) => return Err(e),
             },
             Node::Tmp(t) => t.child(name).map(Node::Tmp),
+            Node::Proc(p) => Some(self.proc.child(p, name)?),
             Node::Ovl(d) => d.lookup(name)?.map(|f| match f {
                 overlay::Found::Dir(d) => Node::Ovl(d),
                 overlay::Found::Lower(l) => Node::Lower(l),

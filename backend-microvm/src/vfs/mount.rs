@@ -48,6 +48,8 @@ pub(crate) enum Mount {
     Gen(Rc<[u8]>),
     /// An empty directory (a working directory nothing else provides).
     Dir,
+    /// `/proc`.
+    Proc,
 }
 
 impl Mount {
@@ -79,6 +81,7 @@ impl Mount {
             Mount::Dev(d) => Node::Dev(*d),
             Mount::Gen(b) => Node::Gen(Rc::clone(b)),
             Mount::Dir => Node::Virtual,
+            Mount::Proc => Node::Proc(super::proc::ProcNode::Root),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use super::host;
 use super::overlay::{Lower, OvlDir};
+use super::proc::ProcNode;
 use super::tmpfs::TmpInode;
 use crate::errno::{self, Errno};
 
@@ -208,6 +209,8 @@ pub(crate) enum Node {
     Ovl(OvlDir),
     /// A non-directory of an image root that only its layers provide.
     Lower(Rc<Lower>),
+    /// A node of `/proc`.
+    Proc(ProcNode),
 }
 
 impl Node {
@@ -216,6 +219,7 @@ impl Node {
         match self {
             Node::Virtual | Node::HostDir { .. } | Node::Ovl(_) => true,
             Node::Tmp(t) => t.is_dir(),
+            Node::Proc(p) => p.is_dir(),
             _ => false,
         }
     }
@@ -256,6 +260,7 @@ impl Node {
             | Node::Ovl(_)
             | Node::Lower(_) => Ok(()),
             Node::Virtual | Node::Gen(_) | Node::Link(_) => Err(errno::EROFS),
+            Node::Proc(_) => Err(errno::EACCES),
         }
     }
 
@@ -274,6 +279,17 @@ impl Node {
             Node::Link(t) => Meta::synthetic(ino, libc::S_IFLNK | 0o777, t.len() as u64, 0),
             Node::Ovl(d) => d.meta()?,
             Node::Lower(l) => l.meta()?,
+            Node::Proc(p) if p.is_dir() => {
+                let mut m = Meta::synthetic(ino, libc::S_IFDIR | 0o555, 0, 0);
+                m.nlink = 2;
+                m.dev = 0x2c;
+                m
+            }
+            Node::Proc(_) => {
+                let mut m = Meta::synthetic(ino, libc::S_IFREG | 0o444, 0, 0);
+                m.dev = 0x2c;
+                m
+            }
         })
     }
 }

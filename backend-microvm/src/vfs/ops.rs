@@ -27,6 +27,9 @@ pub(crate) enum Opened {
     Gen(Rc<[u8]>),
     /// `O_PATH`: a handle for `*at` calls and `fstat`, no I/O.
     Path,
+    /// A generated file of `/proc` (of process `pid`, or of the system): the kernel
+    /// makes its contents.
+    Proc(Option<u32>, super::proc::ProcFile),
 }
 
 /// A directory entry, as `getdents64` reports it.
@@ -149,6 +152,8 @@ impl Vfs {
             Node::Gen(b) => Opened::Gen(Rc::clone(b)),
             Node::Link(_) => return Err(errno::ELOOP),
             Node::Ovl(_) => Opened::Virtual,
+            Node::Proc(super::proc::ProcNode::File(pid, f)) => Opened::Proc(*pid, *f),
+            Node::Proc(_) => Opened::Virtual,
             Node::Lower(l) if writes => {
                 let t = l.copy_up()?;
                 if flags & libc::O_TRUNC != 0 {
@@ -280,6 +285,11 @@ impl Vfs {
             }
             Node::Ovl(d) => {
                 for e in d.list()? {
+                    by_name.insert(e.name.clone(), e);
+                }
+            }
+            Node::Proc(p) => {
+                for e in self.proc.list(p)? {
                     by_name.insert(e.name.clone(), e);
                 }
             }

@@ -76,6 +76,14 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
             sources.extend(src);
         }
     }
+    tree.insert(Path::new("/proc"), Mount::Proc);
+    // What sysconf(_SC_NPROCESSORS_*) and friends read: one vCPU.
+    for f in ["online", "possible", "present"] {
+        tree.insert(
+            &Path::new("/sys/devices/system/cpu").join(f),
+            Mount::Gen(Rc::from(&b"0\n"[..])),
+        );
+    }
     for (name, dev) in [
         ("null", DevKind::Null),
         ("zero", DevKind::Zero),
@@ -107,7 +115,9 @@ impl Vfs {
     /// or a directory of the image's upper layer.
     fn make_cwd(&mut self, plan: &Plan) {
         let cwd = Path::new(&plan.cwd);
-        let covered = ["/tmp", "/proc", "/dev"].iter().any(|d| cwd.starts_with(d))
+        let covered = ["/tmp", "/proc", "/dev", "/sys"]
+            .iter()
+            .any(|d| cwd.starts_with(d))
             || plan.mounts.iter().any(|m| cwd.starts_with(&m.target));
         let root = self.root();
         if covered || !cwd.is_absolute() || self.resolve(&root, plan.cwd.as_bytes(), true).is_ok() {

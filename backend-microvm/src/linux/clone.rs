@@ -1,0 +1,250 @@
+//! New tasks: `fork`, `vfork`, `clone` and `clone3`. A thread shares its process's
+//! address space, descriptors and dispositions; a new process gets a copy-on-write
+//! copy of the address space (or shares it, `CLONE_VM`: `vfork`, `posix_spawn`), a copy
+//! of the descriptor table (the open files themselves shared, as Linux does) and of the
+//! dispositions. All of them stay in the one VM.
+
+use super::signal::SIGCHLD;
+use super::task::{Blocked, Process, Task, TaskState, Tid, Wait};
+use super::{Block, Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
+use crate::errno;
+use crate::mm::MapError;
+
+const CSIGNAL: u64 = 0xff;
+const CLONE_VM: u64 = 0x100;
+const CLONE_FS: u64 = 0x200;
+const CLONE_FILES: u64 = 0x400;
+const CLONE_SIGHAND: u64 = 0x800;
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_PTRACE: u64 = 0x2000;
+const CLONE_VFORK: u64 = 0x4000;
+const CLONE_PARENT: u64 = 0x8000;
+const CLONE_THREAD: u64 = 0x1_0000;
+const CLONE_SYSVSEM: u64 = 0x4_0000;
+const CLONE_SETTLS: u64 = 0x8_0000;
+const CLONE_PARENT_SETTID: u64 = 0x10_0000;
+const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
+const CLONE_DETACHED: u64 = 0x40_0000;
+const CLONE_UNTRACED: u64 = 0x80_0000;
+const CLONE_CHILD_SETTID: u64 = 0x100_0000;
+const CLONE_IO: u64 = 0x8000_0000;
+/// Namespace flags: a sandbox makes none (as the container backend's filter).
+const CLONE_NEW: u64 = 0x0200_0000 // NEWCGROUP
+    | 0x0002_0000 // NEWNS
+    | 0x0400_0000 // NEWUTS
+    | 0x0800_0000 // NEWIPC
+    | 0x1000_0000 // NEWUSER
+    | 0x2000_0000 // NEWPID
+    | 0x4000_0000 // NEWNET
+    | 0x80; // NEWTIME
+
+/// What a `clone` asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CloneArgs {
+    pub(crate) flags: u64,
+    pub(crate) exit_signal: u64,
+    /// New stack pointer (0: the caller's).
+    pub(crate) stack: u64,
+    pub(crate) parent_tid: u64,
+    pub(crate) child_tid: u64,
+    pub(crate) tls: u64,
+}
+
+impl Kernel {
+    /// `fork`.
+    pub(crate) fn sys_fork(&mut self, cpu: &mut dyn Cpu, ctx: &UserCtx) -> SysResult {
+        self.clone_task(
+            cpu,
+            ctx,
+            CloneArgs {
+                exit_signal: SIGCHLD as u64,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// `vfork`.
+    pub(crate) fn sys_vfork(&mut self, cpu: &mut dyn Cpu, ctx: &UserCtx) -> SysResult {
+        self.clone_task(
+            cpu,
+            ctx,
+            CloneArgs {
+                flags: CLONE_VM | CLONE_VFORK,
+                exit_signal: SIGCHLD as u64,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// `clone(flags, stack, parent_tid, child_tid, tls)`.
+    pub(crate) fn sys_clone(&mut self, cpu: &mut dyn Cpu, ctx: &UserCtx, a: [u64; 6]) -> SysResult {
+        let args = CloneArgs {
+            flags: a[0] & !CSIGNAL,
+            exit_signal: a[0] & CSIGNAL,
+            stack: a[1],
+            parent_tid: a[2],
+            child_tid: a[3],
+            tls: a[4],
+        };
+        self.clone_task(cpu, ctx, args)
+    }
+
+    /// `clone3(args, size)`.
+    pub(crate) fn sys_clone3(
+        &mut self,
+        cpu: &mut dyn Cpu,
+        ctx: &UserCtx,
+        ptr: u64,
+        size: u64,
+    ) -> SysResult {
+        if !(64..=4096).contains(&size) {
+            return Err(errno::EINVAL.into());
+        }
+        let raw = self.mm.read_user_vec(ptr, size as usize)?;
+        let q = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+        // set_tid, set_tid_size, cgroup.
+        if raw.len() >= 80 && (q(8) != 0 || q(9) != 0) {
+            return Err(errno::EINVAL.into()); // set_tid: choosing ids is not offered
+        }
+        if q(4) & !CSIGNAL != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let (stack, stack_size) = (q(5), q(6));
+        let args = CloneArgs {
+            flags: q(0),
+            exit_signal: q(4),
+            stack: if stack == 0 {
+                0
+            } else {
+                stack.wrapping_add(stack_size)
+            },
+            parent_tid: q(3),
+            child_tid: q(2),
+            tls: q(7),
+        };
+        if args.flags & CSIGNAL != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        self.clone_task(cpu, ctx, args)
+    }
+
+    fn clone_task(&mut self, cpu: &mut dyn Cpu, ctx: &UserCtx, args: CloneArgs) -> SysResult {
+        let f = args.flags;
+        if f & CLONE_NEW != 0 {
+            return Err(errno::EPERM.into());
+        }
+        if f & CLONE_PIDFD != 0 {
+            return Err(self.unsupported("clone(CLONE_PIDFD)", errno::EINVAL));
+        }
+        let thread = f & CLONE_THREAD != 0;
+        if (thread && f & CLONE_SIGHAND == 0) || (f & CLONE_SIGHAND != 0 && f & CLONE_VM == 0) {
+            return Err(errno::EINVAL.into());
+        }
+        if !thread && f & (CLONE_FILES | CLONE_FS | CLONE_SIGHAND) != 0 {
+            // Sharing these between processes is not offered (threads share them all).
+            return Err(self.unsupported(
+                "clone(CLONE_FILES|CLONE_FS|CLONE_SIGHAND without CLONE_THREAD)",
+                errno::EINVAL,
+            ));
+        }
+        let _ = (
+            CLONE_PTRACE,
+            CLONE_SYSVSEM,
+            CLONE_DETACHED,
+            CLONE_UNTRACED,
+            CLONE_IO,
+        );
+        if let Some(limit) = self.pids_limit {
+            if self.task_count() as u64 >= limit {
+                return Err(SysErr::Stop(Stop::PidsLimit));
+            }
+        }
+        let space = if f & CLONE_VM != 0 {
+            self.mm.space()
+        } else {
+            self.mm.fork().map_err(|_| SysErr::from(MapError::Oom))?
+        };
+        let tid = self.new_tid();
+        let mut regs = ctx.regs;
+        regs.rax = 0;
+        if args.stack != 0 {
+            regs.rsp = args.stack;
+        }
+        let mut child = Task::new(
+            tid,
+            if thread { self.proc.pid } else { tid },
+            space,
+            UserCtx {
+                regs,
+                rip: ctx.rip,
+                rflags: ctx.rflags,
+            },
+        );
+        child.fs_base = if f & CLONE_SETTLS != 0 {
+            args.tls
+        } else {
+            cpu.fs_base()?
+        };
+        child.gs_base = cpu.gs_base()?;
+        child.fpu = Some(cpu.save_fpu()?);
+        child.mask = self.task.mask;
+        if f & CLONE_VM == 0 || f & CLONE_VFORK != 0 {
+            child.altstack = self.task.altstack;
+        }
+        if f & CLONE_CHILD_CLEARTID != 0 {
+            child.clear_tid = args.child_tid;
+        }
+        if f & CLONE_PARENT_SETTID != 0 {
+            self.mm.write_u32(args.parent_tid, tid)?;
+        }
+        if f & CLONE_CHILD_SETTID != 0 {
+            let cur = self.mm.space();
+            self.mm.switch(space);
+            let r = self.mm.write_u32(args.child_tid, tid);
+            self.mm.switch(cur);
+            r?;
+        }
+        if thread {
+            self.proc.threads.push(tid);
+        } else {
+            let p = &self.proc;
+            let proc = Process {
+                pid: tid,
+                ppid: if f & CLONE_PARENT != 0 { p.ppid } else { p.pid },
+                pgid: p.pgid,
+                sid: p.sid,
+                threads: vec![tid],
+                files: p.files.clone(),
+                cwd: p.cwd.clone(),
+                umask: p.umask,
+                act: p.act,
+                pending: 0,
+                info: [None; 64],
+                exe: p.exe.clone(),
+                argv: p.argv.clone(),
+                exit: None,
+                exit_signal: (args.exit_signal & CSIGNAL) as i32,
+                itimer: None,
+                cpu_dead: std::time::Duration::ZERO,
+                cpu_children: std::time::Duration::ZERO,
+            };
+            self.procs.insert(tid, proc);
+        }
+        if f & CLONE_VFORK != 0 {
+            child.vfork_parent = Some(self.task.tid);
+        }
+        self.tasks.insert(tid, child);
+        self.stirred = true;
+        if f & CLONE_VFORK != 0 {
+            return Err(SysErr::Block(Block {
+                deadline: None,
+                wait: Wait::Vfork(tid),
+            }));
+        }
+        Ok(u64::from(tid))
+    }
+}
+
+#[allow(dead_code)]
+fn _types(_: Blocked, _: TaskState, _: Tid) {}

@@ -1,0 +1,307 @@
+//! Ends of threads and processes: `exit`, `exit_group`, death by signal, zombies,
+//! `SIGCHLD`, orphans adopted by init, and `wait4`/`waitid`. When the workload's first
+//! process ends, the run ends with its status (the rest of its process tree dies with
+//! it, as in the container backend).
+
+use std::time::Duration;
+
+use super::fd::FdTable;
+use super::signal::{SigInfo, SIGCHLD};
+use super::task::{ExitStatus, TaskState, Tid, Wait, INIT_PID};
+use super::{Kernel, Stop, SysErr, SysResult};
+use crate::errno;
+
+const WNOHANG: u64 = 1;
+const WEXITED: u64 = 4;
+const WNOWAIT: u64 = 0x0100_0000;
+const CLD_EXITED: i32 = 1;
+const CLD_KILLED: i32 = 2;
+const P_ALL: u64 = 0;
+const P_PID: u64 = 1;
+const P_PGID: u64 = 2;
+
+impl Kernel {
+    /// The current process ends with `sig` (a fault, a bad signal frame): the syscall
+    /// gets no answer.
+    pub(crate) fn die(&mut self, sig: i32) -> SysErr {
+        let pid = self.proc.pid;
+        self.kill_process(pid, ExitStatus::Signal(sig));
+        SysErr::Gone
+    }
+
+    /// `exit`: the calling thread ends; the process with it when it was the last.
+    pub(crate) fn sys_exit(&mut self, code: u64) -> SysResult {
+        let pid = self.proc.pid;
+        let others = self.proc.threads.iter().any(|t| *t != self.task.tid);
+        if !others {
+            self.kill_process(pid, ExitStatus::Code(code as i32 & 0xff));
+            return Err(SysErr::Gone);
+        }
+        let tid = self.task.tid;
+        self.end_thread(tid);
+        Err(SysErr::Gone)
+    }
+
+    /// `exit_group`.
+    pub(crate) fn sys_exit_group(&mut self, code: u64) -> SysResult {
+        let pid = self.proc.pid;
+        self.kill_process(pid, ExitStatus::Code(code as i32 & 0xff));
+        Err(SysErr::Gone)
+    }
+
+    /// Takes the thread `tid` out (its process goes on): `CLONE_CHILD_CLEARTID` is
+    /// honoured, a `vfork` parent released.
+    fn end_thread(&mut self, tid: Tid) {
+        let Some(t) = self.task_mut(tid) else {
+            return;
+        };
+        let (pid, space, clear, cpu, vparent) =
+            (t.pid, t.space, t.clear_tid, t.cpu, t.vfork_parent.take());
+        t.state = TaskState::Dead;
+        if clear != 0 {
+            // Written in the thread's space, which its process (still alive) shares.
+            let cur = self.mm.space();
+            if self.mm.switch(space) {
+                if self.mm.write_u32(clear, 0).is_ok() {
+                    self.futex_wake_addr(clear, 1, u32::MAX);
+                }
+                self.mm.switch(cur);
+            }
+        }
+        if let Some(parent) = vparent {
+            self.vfork_release(parent, tid);
+        }
+        if tid != self.task.tid {
+            self.tasks.remove(&tid);
+        }
+        if let Some(p) = self.proc_mut(pid) {
+            p.threads.retain(|t| *t != tid);
+            p.cpu_dead += cpu;
+        }
+        self.space_unused(space);
+        self.stirred = true;
+    }
+
+    /// The space `id` lost a user: released when no task uses it any more (later, when
+    /// it is the current one).
+    pub(crate) fn space_unused(&mut self, id: crate::mm::SpaceId) {
+        let used = self
+            .tids()
+            .iter()
+            .any(|t| self.task_ref(*t).is_some_and(|t| t.space == id));
+        if used {
+            return;
+        }
+        if id == self.mm.space() {
+            self.dead_spaces.push(id);
+        } else {
+            self.mm.release(id);
+        }
+    }
+
+    /// The whole process `pid` ends with `status`: every thread goes, its files close,
+    /// its parent learns it (or the run ends, for the first process).
+    pub(crate) fn kill_process(&mut self, pid: Tid, status: ExitStatus) {
+        let Some(p) = self.proc_ref(pid) else {
+            return;
+        };
+        if p.exit.is_some() {
+            return;
+        }
+        for t in p.threads.clone() {
+            self.end_thread(t);
+        }
+        let Some(p) = self.proc_mut(pid) else {
+            return;
+        };
+        p.exit = Some(status);
+        p.itimer = None;
+        p.pending = 0;
+        // Closing the descriptors may end pipes others wait on.
+        let files = std::mem::replace(&mut p.files, FdTable::new(0));
+        let ppid = p.ppid;
+        let exit_signal = p.exit_signal;
+        let cpu = p.cpu_dead;
+        drop(files);
+        self.stirred = true;
+        if pid == self.main_pid {
+            self.ended.get_or_insert(match status {
+                ExitStatus::Code(c) => Stop::Exit(c),
+                ExitStatus::Signal(s) => Stop::Signal(s),
+            });
+            return;
+        }
+        // Orphans go to init, which reaps them.
+        for c in self.pids() {
+            let reparent = self
+                .proc_ref(c)
+                .is_some_and(|x| x.ppid == pid && x.pid != pid);
+            if reparent {
+                let zombie = self.proc_mut(c).map(|x| {
+                    x.ppid = INIT_PID;
+                    x.exit.is_some()
+                });
+                if zombie == Some(true) {
+                    self.reap(c);
+                }
+            }
+        }
+        if self.reaps_children(ppid) {
+            self.reap(pid);
+            return;
+        }
+        if exit_signal > 0 {
+            let (code, st) = match status {
+                ExitStatus::Code(c) => (CLD_EXITED, c),
+                ExitStatus::Signal(s) => (CLD_KILLED, s),
+            };
+            let _ = cpu;
+            self.signal_process(
+                ppid,
+                SigInfo {
+                    signo: exit_signal,
+                    code,
+                    addr: u64::from(pid) | (u64::from(self.user.0) << 32),
+                    status: st,
+                },
+            );
+        }
+    }
+
+    /// Removes the zombie `pid`; its CPU time goes to its parent's children time.
+    fn reap(&mut self, pid: Tid) -> Option<(ExitStatus, Duration)> {
+        if pid == self.proc.pid {
+            return None; // the current process is never a zombie being waited for
+        }
+        let p = self.procs.remove(&pid)?;
+        let status = p.exit?;
+        let cpu = p.cpu_dead + p.cpu_children;
+        if let Some(parent) = self.proc_mut(p.ppid) {
+            parent.cpu_children += cpu;
+        }
+        Some((status, cpu))
+    }
+
+    /// Children of the current process that `which` selects.
+    fn children(&self, which: impl Fn(&super::task::Process) -> bool) -> Vec<Tid> {
+        self.procs
+            .values()
+            .filter(|c| c.ppid == self.proc.pid && which(c))
+            .map(|c| c.pid)
+            .collect()
+    }
+
+    pub(crate) fn sys_wait4(
+        &mut self,
+        pid: i64,
+        status: u64,
+        options: u64,
+        rusage: u64,
+    ) -> SysResult {
+        let pgid = self.proc.pgid;
+        let select = move |c: &super::task::Process| match pid {
+            -1 => true,
+            0 => c.pgid == pgid,
+            p if p > 0 => i64::from(c.pid) == p,
+            p => i64::from(c.pgid) == -p,
+        };
+        let candidates = self.children(select);
+        if candidates.is_empty() {
+            return Err(errno::ECHILD.into());
+        }
+        let zombie = candidates
+            .into_iter()
+            .find(|c| self.procs.get(c).is_some_and(|p| p.exit.is_some()));
+        if let Some(c) = zombie {
+            let Some((st, cpu)) = self.reap(c) else {
+                return Err(errno::ECHILD.into());
+            };
+            if status != 0 {
+                self.mm.write_u32(status, st.wait_status() as u32)?;
+            }
+            if rusage != 0 {
+                let mut b = vec![0u8; 144];
+                b[..8].copy_from_slice(&(cpu.as_secs() as i64).to_le_bytes());
+                b[8..16].copy_from_slice(&i64::from(cpu.subsec_micros()).to_le_bytes());
+                self.mm.write_user(rusage, &b)?;
+            }
+            return Ok(u64::from(c));
+        }
+        if options & WNOHANG != 0 {
+            return Ok(0);
+        }
+        Err(self.park(None))
+    }
+
+    pub(crate) fn sys_waitid(
+        &mut self,
+        idtype: u64,
+        id: u64,
+        infop: u64,
+        options: u64,
+        _rusage: u64,
+    ) -> SysResult {
+        if options & WEXITED == 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let id = id as u32;
+        let select = move |c: &super::task::Process| match idtype {
+            P_ALL => true,
+            P_PID => c.pid == id,
+            P_PGID => c.pgid == id,
+            _ => false,
+        };
+        if !matches!(idtype, P_ALL | P_PID | P_PGID) {
+            return Err(errno::EINVAL.into());
+        }
+        let candidates = self.children(select);
+        if candidates.is_empty() {
+            return Err(errno::ECHILD.into());
+        }
+        let zombie = candidates
+            .into_iter()
+            .find(|c| self.procs.get(c).is_some_and(|p| p.exit.is_some()));
+        if let Some(c) = zombie {
+            let st = self.procs.get(&c).and_then(|p| p.exit);
+            let Some(st) = st else {
+                return Err(errno::ECHILD.into());
+            };
+            if options & WNOWAIT == 0 {
+                self.reap(c);
+            }
+            if infop != 0 {
+                let (code, status) = match st {
+                    ExitStatus::Code(v) => (CLD_EXITED, v),
+                    ExitStatus::Signal(s) => (CLD_KILLED, s),
+                };
+                let info = SigInfo {
+                    signo: SIGCHLD,
+                    code,
+                    addr: u64::from(c) | (u64::from(self.user.0) << 32),
+                    status,
+                };
+                self.mm.write_user(infop, &info.encode())?;
+            }
+            return Ok(0);
+        }
+        if options & WNOHANG != 0 {
+            if infop != 0 {
+                self.mm.write_user(infop, &[0u8; 128])?;
+            }
+            return Ok(0);
+        }
+        Err(self.park(None))
+    }
+
+    /// The `vfork` parent `parent` goes on (its child `child` exec'd or ended).
+    pub(crate) fn vfork_release(&mut self, parent: Tid, child: Tid) {
+        if let Some(t) = self.task_mut(parent) {
+            if let TaskState::Blocked(b) = &t.state {
+                if b.wait == Wait::Vfork(child) {
+                    t.ctx.regs.rax = u64::from(child);
+                    t.state = TaskState::Runnable;
+                }
+            }
+        }
+    }
+}

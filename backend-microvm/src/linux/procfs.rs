@@ -1,0 +1,347 @@
+//! The kernel's side of `/proc`: the view its links are read from (refreshed when a
+//! path under `/proc` is looked up), and the contents of its files, made when opened.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::fd::{FileKind, OpenFile};
+use super::task::{TaskState, Tid};
+use super::Kernel;
+use crate::guest::layout::PAGE_SIZE;
+use crate::mm::{VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
+use crate::vfs::proc::{ProcFile, ProcInfo};
+
+/// What `/proc/<pid>/fd/N` shows for an open file.
+pub(crate) fn fd_link(f: &OpenFile) -> Vec<u8> {
+    let ino = (f as *const OpenFile as u64 >> 4) & 0xff_ffff;
+    match &f.kind {
+        FileKind::Stdin | FileKind::Output(_) => format!("pipe:[{}]", 1 + ino % 3).into_bytes(),
+        FileKind::Pipe(_) => format!("pipe:[{ino}]").into_bytes(),
+        FileKind::Socket(_) => format!("socket:[{ino}]").into_bytes(),
+        FileKind::EventFd(_) => b"anon_inode:[eventfd]".to_vec(),
+        FileKind::Epoll(_) => b"anon_inode:[eventpoll]".to_vec(),
+        _ => f.loc.as_ref().map(|l| l.path()).unwrap_or_default(),
+    }
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_millis() / 10) as u64
+}
+
+impl Kernel {
+    /// Brings `/proc`'s view of the processes up to date.
+    pub(crate) fn refresh_proc(&self) {
+        let mut view = std::collections::BTreeMap::new();
+        for pid in self.pids() {
+            let Some(p) = self.proc_ref(pid) else {
+                continue;
+            };
+            if p.exit.is_some() {
+                continue;
+            }
+            let fds = p.files.iter().map(|(fd, f)| (fd, fd_link(f))).collect();
+            view.insert(
+                pid,
+                ProcInfo {
+                    exe: p.exe.clone(),
+                    cwd: p.cwd.path(),
+                    fds,
+                },
+            );
+        }
+        *self.vfs.proc.procs.borrow_mut() = view;
+        self.vfs.set_self(self.proc.pid);
+    }
+
+    /// The contents of a `/proc` file.
+    pub(crate) fn proc_contents(&mut self, pid: Option<u32>, f: ProcFile) -> Vec<u8> {
+        let pid = pid.unwrap_or(self.proc.pid);
+        let mut s = String::new();
+        match f {
+            ProcFile::Maps => return self.maps_of(pid),
+            ProcFile::Status => self.status_of(pid, &mut s),
+            ProcFile::Stat => self.stat_of(pid, &mut s),
+            ProcFile::Statm => {
+                let (size, rss) = self.vm_of(pid);
+                let _ = writeln!(
+                    s,
+                    "{} {} 0 0 0 {} 0",
+                    size / PAGE_SIZE,
+                    rss / PAGE_SIZE,
+                    size / PAGE_SIZE
+                );
+            }
+            ProcFile::Cmdline => {
+                let mut b = Vec::new();
+                for a in self
+                    .proc_ref(pid)
+                    .map(|p| p.argv.clone())
+                    .unwrap_or_default()
+                {
+                    b.extend_from_slice(&a);
+                    b.push(0);
+                }
+                return b;
+            }
+            ProcFile::Comm => {
+                let _ = writeln!(s, "{}", self.comm_of(pid));
+            }
+            ProcFile::Environ => {}
+            ProcFile::Mounts => {
+                s.push_str("hsb / hsb ro,nosuid,nodev 0 0\nproc /proc proc ro,nosuid,nodev,noexec 0 0\ntmpfs /tmp tmpfs rw,nosuid,nodev 0 0\ntmpfs /dev tmpfs ro,nosuid,noexec 0 0\n");
+            }
+            ProcFile::Limits => {
+                let _ = writeln!(
+                    s,
+                    "Limit                     Soft Limit           Hard Limit           Units"
+                );
+                let _ = writeln!(
+                    s,
+                    "Max open files            {:<20} {:<20} files",
+                    self.proc.files.limit, self.limits.open_files
+                );
+                let _ = writeln!(
+                    s,
+                    "Max processes             {0:<20} {0:<20} processes",
+                    self.pids_limit
+                        .map_or("unlimited".to_string(), |v| v.to_string())
+                );
+            }
+            ProcFile::MemInfo => {
+                let total = self.limits.memory / 1024;
+                let free = total.saturating_sub(self.mm.mem.used_bytes() / 1024);
+                let _ = write!(
+                    s,
+                    "MemTotal:       {total:>8} kB\nMemFree:        {free:>8} kB\nMemAvailable:   {free:>8} kB\nBuffers:               0 kB\nCached:                0 kB\nSwapCached:            0 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\nShmem:                 0 kB\n"
+                );
+            }
+            ProcFile::CpuInfo => cpuinfo(&mut s),
+            ProcFile::SysStat => {
+                let cpu = ticks(crate::kick::thread_cpu_time());
+                let up = ticks(self.start.elapsed());
+                let idle = up.saturating_sub(cpu);
+                let boot = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .saturating_sub(self.start.elapsed())
+                    .as_secs();
+                let _ = write!(
+                    s,
+                    "cpu  {cpu} 0 0 {idle} 0 0 0 0 0 0\ncpu0 {cpu} 0 0 {idle} 0 0 0 0 0 0\nctxt 0\nbtime {boot}\nprocesses {}\nprocs_running 1\nprocs_blocked 0\n",
+                    self.next_tid
+                );
+            }
+            ProcFile::Uptime => {
+                let up = self.start.elapsed().as_secs_f64();
+                let _ = writeln!(
+                    s,
+                    "{up:.2} {:.2}",
+                    (up - crate::kick::thread_cpu_time().as_secs_f64()).max(0.0)
+                );
+            }
+            ProcFile::LoadAvg => {
+                let _ = writeln!(
+                    s,
+                    "0.00 0.00 0.00 1/{} {}",
+                    self.tids().len(),
+                    self.next_tid.saturating_sub(1)
+                );
+            }
+            ProcFile::Version => {
+                let _ = writeln!(
+                    s,
+                    "Linux version {} (hybrid-sandbox) #1 SMP hybrid-sandbox micro-VM",
+                    super::process::RELEASE
+                );
+            }
+            ProcFile::Filesystems => s.push_str("nodev\tproc\nnodev\ttmpfs\n"),
+            ProcFile::OsType => s.push_str("Linux\n"),
+            ProcFile::OsRelease => {
+                let _ = writeln!(s, "{}", super::process::RELEASE);
+            }
+            ProcFile::PidMax => s.push_str("4194304\n"),
+            ProcFile::NgroupsMax => s.push_str("65536\n"),
+            ProcFile::Overcommit => s.push_str("0\n"),
+            ProcFile::BootId | ProcFile::Uuid => {
+                let mut r = [0u8; 16];
+                super::rw::fill_random(&mut r);
+                r[6] = (r[6] & 0x0f) | 0x40;
+                r[8] = (r[8] & 0x3f) | 0x80;
+                let h: String = r.iter().map(|b| format!("{b:02x}")).collect();
+                let _ = writeln!(
+                    s,
+                    "{}-{}-{}-{}-{}",
+                    &h[..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..]
+                );
+            }
+        }
+        s.into_bytes()
+    }
+
+    fn comm_of(&self, pid: Tid) -> String {
+        let exe = self
+            .proc_ref(pid)
+            .map(|p| p.exe.clone())
+            .unwrap_or_default();
+        let name = exe.rsplit(|&b| b == b'/').next().unwrap_or_default();
+        String::from_utf8_lossy(&name[..name.len().min(15)]).into_owned()
+    }
+
+    /// The address space of process `pid`, made current for `f`.
+    fn with_space<R>(&mut self, pid: Tid, f: impl FnOnce(&mut Self) -> R) -> R {
+        let space = self
+            .proc_ref(pid)
+            .and_then(|p| p.threads.first().copied())
+            .and_then(|t| self.task_ref(t).map(|t| t.space))
+            .unwrap_or(self.mm.space());
+        let cur = self.mm.space();
+        self.mm.switch(space);
+        let r = f(self);
+        self.mm.switch(cur);
+        r
+    }
+
+    /// Mapped bytes and resident bytes of process `pid`.
+    fn vm_of(&mut self, pid: Tid) -> (u64, u64) {
+        self.with_space(pid, |k| {
+            let size: u64 = k.mm.vmas().map(|(s, v)| v.end - s).sum();
+            (size, k.mm.mem.used_bytes().min(size))
+        })
+    }
+
+    fn maps_of(&mut self, pid: Tid) -> Vec<u8> {
+        self.with_space(pid, |k| {
+            let brk = k.mm.brk();
+            let mut s = String::new();
+            for (start, v) in k.mm.vmas() {
+                let perm = |bit: u32, c: char| if v.prot & bit != 0 { c } else { '-' };
+                let (off, name) = match &v.kind {
+                    VmaKind::File { offset, .. } => (*offset, ""),
+                    VmaKind::SharedAnon => (0, "/dev/zero (deleted)"),
+                    VmaKind::Anon if v.end == crate::loader::STACK_TOP => (0, "[stack]"),
+                    VmaKind::Anon if start < brk && brk <= v.end => (0, "[heap]"),
+                    VmaKind::Anon => (0, ""),
+                };
+                let shared = if matches!(v.kind, VmaKind::SharedAnon) {
+                    's'
+                } else {
+                    'p'
+                };
+                let _ = writeln!(
+                    s,
+                    "{start:08x}-{:08x} {}{}{}{shared} {off:08x} 00:00 0 {:>width$}{name}",
+                    v.end,
+                    perm(PROT_READ, 'r'),
+                    perm(PROT_WRITE, 'w'),
+                    perm(PROT_EXEC, 'x'),
+                    "",
+                    width = if name.is_empty() { 0 } else { 10 }
+                );
+            }
+            s.into_bytes()
+        })
+    }
+
+    fn status_of(&mut self, pid: Tid, s: &mut String) {
+        let (size, rss) = self.vm_of(pid);
+        let Some(p) = self.proc_ref(pid) else {
+            return;
+        };
+        let (ppid, umask, threads) = (p.ppid, p.umask, p.threads.clone());
+        let (mut ign, mut cgt) = (0u64, 0u64);
+        for (i, a) in p.act.iter().enumerate() {
+            match a.handler {
+                0 => {}
+                1 => ign |= 1 << i,
+                _ => cgt |= 1 << i,
+            }
+        }
+        let shd = p.pending;
+        let (blk, pnd) = threads
+            .first()
+            .and_then(|t| self.task_ref(*t))
+            .map_or((0, 0), |t| (t.mask, t.pending));
+        let state = if threads.iter().any(|t| {
+            self.task_ref(*t)
+                .is_some_and(|t| matches!(t.state, TaskState::Runnable))
+        }) {
+            "R (running)"
+        } else {
+            "S (sleeping)"
+        };
+        let (uid, gid) = self.user;
+        let _ = write!(
+            s,
+            "Name:\t{}\nUmask:\t{umask:04o}\nState:\t{state}\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{ppid}\nTracerPid:\t0\n\
+             Uid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t{gid}\t{gid}\t{gid}\t{gid}\nFDSize:\t{}\nGroups:\t{gid}\n\
+             VmPeak:\t{:>8} kB\nVmSize:\t{:>8} kB\nVmRSS:\t{:>8} kB\nThreads:\t{}\n\
+             SigQ:\t0/64\nSigPnd:\t{pnd:016x}\nShdPnd:\t{shd:016x}\nSigBlk:\t{blk:016x}\nSigIgn:\t{ign:016x}\nSigCgt:\t{cgt:016x}\n\
+             CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\n\
+             NoNewPrivs:\t1\nSeccomp:\t0\nCpus_allowed:\t1\nCpus_allowed_list:\t0\nMems_allowed_list:\t0\n",
+            self.comm_of(pid),
+            self.proc.files.limit,
+            size / 1024,
+            size / 1024,
+            rss / 1024,
+            threads.len()
+        );
+    }
+
+    fn stat_of(&mut self, pid: Tid, s: &mut String) {
+        let (size, rss) = self.vm_of(pid);
+        let comm = self.comm_of(pid);
+        let Some(p) = self.proc_ref(pid) else {
+            return;
+        };
+        let cpu: Duration = p.cpu_dead
+            + p.threads
+                .iter()
+                .filter_map(|t| self.task_ref(*t).map(|t| t.cpu))
+                .sum::<Duration>();
+        let _ = writeln!(
+            s,
+            "{pid} ({comm}) R {} {} {} 0 -1 4194304 0 0 0 0 {} 0 {} 0 20 0 {} 0 0 {size} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 {} 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
+            p.ppid,
+            p.pgid,
+            p.sid,
+            ticks(cpu),
+            ticks(p.cpu_children),
+            p.threads.len(),
+            rss / PAGE_SIZE,
+            p.exit_signal,
+        );
+    }
+}
+
+/// `/proc/cpuinfo` for the one vCPU, from CPUID.
+fn cpuinfo(s: &mut String) {
+    let mut brand = Vec::new();
+    for leaf in 0x8000_0002u32..=0x8000_0004 {
+        let r = std::arch::x86_64::__cpuid(leaf);
+        for v in [r.eax, r.ebx, r.ecx, r.edx] {
+            brand.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let brand = String::from_utf8_lossy(&brand)
+        .trim_matches(char::from(0))
+        .trim()
+        .to_string();
+    let v = std::arch::x86_64::__cpuid(0);
+    let mut vendor = Vec::new();
+    for r in [v.ebx, v.edx, v.ecx] {
+        vendor.extend_from_slice(&r.to_le_bytes());
+    }
+    let f = std::arch::x86_64::__cpuid(1);
+    let family = (f.eax >> 8) & 0xf;
+    let model = ((f.eax >> 4) & 0xf) | (((f.eax >> 16) & 0xf) << 4);
+    let _ = write!(
+        s,
+        "processor\t: 0\nvendor_id\t: {}\ncpu family\t: {family}\nmodel\t\t: {model}\nmodel name\t: {brand}\nstepping\t: {}\ncpu MHz\t\t: 0.000\ncache size\t: 0 KB\nphysical id\t: 0\nsiblings\t: 1\ncore id\t\t: 0\ncpu cores\t: 1\nfpu\t\t: yes\nflags\t\t: fpu sse sse2\nbogomips\t: 0.00\n\n",
+        String::from_utf8_lossy(&vendor),
+        f.eax & 0xf
+    );
+}

@@ -1,0 +1,306 @@
+//! Tasks (threads) and processes. All of them live in the one VM and take turns on its
+//! one vCPU (see `sched.rs`). The kernel works on one of them at a time, the current
+//! task and its process, which are fields of [`Kernel`] (moved out of the tables while
+//! current): every syscall handler reaches "its" descriptors, working directory and
+//! address space without looking anything up.
+
+use std::time::{Duration, Instant};
+
+use kvm_bindings::kvm_xsave;
+
+use super::fd::FdTable;
+use super::signal::{Action, SigInfo};
+use super::{Kernel, UserCtx};
+use crate::mm::SpaceId;
+use crate::vfs::Location;
+
+/// A task (thread) id; a process's id is its first thread's.
+pub(crate) type Tid = u32;
+
+/// The sandbox's init, as the container backend has: it adopts orphans and reaps them.
+pub(crate) const INIT_PID: Tid = 1;
+/// The workload's first process.
+pub(crate) const FIRST_PID: Tid = 2;
+
+/// What a blocked task waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Anything: its syscall is tried again when something happened (data, an exit, a
+    /// signal, time).
+    Retry,
+    /// A `FUTEX_WAKE` on this key (matching `bitset`).
+    Futex {
+        /// The futex.
+        key: FutexKey,
+        /// `FUTEX_WAIT_BITSET`'s bits.
+        bitset: u32,
+    },
+    /// Its `vfork` child to exec or exit.
+    Vfork(Tid),
+}
+
+/// Identifies a futex: a private one by address space and address, a shared one by
+/// guest-physical address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum FutexKey {
+    /// `FUTEX_PRIVATE_FLAG`.
+    Private(SpaceId, u64),
+    /// Shared between processes.
+    Shared(u64),
+}
+
+/// A task stopped in a syscall.
+#[derive(Debug, Clone)]
+pub(crate) struct Blocked {
+    /// The syscall and its arguments (it is tried again as it was made).
+    pub(crate) nr: u64,
+    /// Arguments.
+    pub(crate) args: [u64; 6],
+    /// When it gives up (a timeout), absolute.
+    pub(crate) deadline: Option<Instant>,
+    /// What ends the wait.
+    pub(crate) wait: Wait,
+}
+
+/// Whether a task can run.
+#[derive(Debug, Clone)]
+pub(crate) enum TaskState {
+    /// Ready (its context is where user mode resumes).
+    Runnable,
+    /// Waiting in a syscall.
+    Blocked(Blocked),
+    /// Gone (removed at the next switch).
+    Dead,
+}
+
+/// One thread of a process.
+#[derive(Debug)]
+pub(crate) struct Task {
+    /// Its id.
+    pub(crate) tid: Tid,
+    /// Its process.
+    pub(crate) pid: Tid,
+    /// Its address space.
+    pub(crate) space: SpaceId,
+    /// User-mode registers while it is not on the vCPU (or after its last exit).
+    pub(crate) ctx: UserCtx,
+    /// FS base (thread pointer), saved while not on the vCPU.
+    pub(crate) fs_base: u64,
+    /// GS base, saved while not on the vCPU.
+    pub(crate) gs_base: u64,
+    /// FPU state saved while not on the vCPU; `None`: a fresh state.
+    pub(crate) fpu: Option<Box<kvm_xsave>>,
+    /// Runnable or blocked.
+    pub(crate) state: TaskState,
+    /// Blocked signals.
+    pub(crate) mask: u64,
+    /// Signals sent to this thread.
+    pub(crate) pending: u64,
+    /// What they carry.
+    pub(crate) info: [Option<SigInfo>; 64],
+    /// `sigaltstack`: base and size.
+    pub(crate) altstack: Option<(u64, u64)>,
+    /// FPU states saved by signal delivery, restored by `rt_sigreturn`.
+    pub(crate) sig_fpu: Vec<Box<kvm_xsave>>,
+    /// `rt_sigsuspend`: the mask to put back once a handler ran.
+    pub(crate) suspend_mask: Option<u64>,
+    /// `CLONE_CHILD_CLEARTID` / `set_tid_address`.
+    pub(crate) clear_tid: u64,
+    /// The parent waiting for this `vfork` child to exec or exit.
+    pub(crate) vfork_parent: Option<Tid>,
+    /// CPU time used.
+    pub(crate) cpu: Duration,
+}
+
+impl Task {
+    /// A task with registers `ctx`.
+    pub(crate) fn new(tid: Tid, pid: Tid, space: SpaceId, ctx: UserCtx) -> Task {
+        Task {
+            tid,
+            pid,
+            space,
+            ctx,
+            fs_base: 0,
+            gs_base: 0,
+            fpu: None,
+            state: TaskState::Runnable,
+            mask: 0,
+            pending: 0,
+            info: [None; 64],
+            altstack: None,
+            sig_fpu: Vec::new(),
+            suspend_mask: None,
+            clear_tid: 0,
+            vfork_parent: None,
+            cpu: Duration::ZERO,
+        }
+    }
+
+    /// True when it can run.
+    pub(crate) fn runnable(&self) -> bool {
+        matches!(self.state, TaskState::Runnable)
+    }
+}
+
+/// How a process ended (a `wait` status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// `exit(code)`.
+    Code(i32),
+    /// Killed by a signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The status word `wait4` reports.
+    pub(crate) fn wait_status(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => (c & 0xff) << 8,
+            ExitStatus::Signal(s) => s & 0x7f,
+        }
+    }
+}
+
+/// One process.
+#[derive(Debug)]
+pub(crate) struct Process {
+    /// Its id.
+    pub(crate) pid: Tid,
+    /// Its parent (`INIT_PID` once orphaned).
+    pub(crate) ppid: Tid,
+    /// Process group.
+    pub(crate) pgid: Tid,
+    /// Session.
+    pub(crate) sid: Tid,
+    /// Its live threads.
+    pub(crate) threads: Vec<Tid>,
+    /// Descriptors.
+    pub(crate) files: FdTable,
+    /// Working directory.
+    pub(crate) cwd: Location,
+    /// File mode creation mask.
+    pub(crate) umask: u32,
+    /// Signal dispositions.
+    pub(crate) act: [Action; 64],
+    /// Signals sent to the process.
+    pub(crate) pending: u64,
+    /// What they carry.
+    pub(crate) info: [Option<SigInfo>; 64],
+    /// The program's path in the sandbox (`/proc/self/exe`).
+    pub(crate) exe: Vec<u8>,
+    /// Its arguments (`/proc/self/cmdline`).
+    pub(crate) argv: Vec<Vec<u8>>,
+    /// Set once it ended: a zombie until its parent waits.
+    pub(crate) exit: Option<ExitStatus>,
+    /// The signal its parent gets when it ends (`SIGCHLD`).
+    pub(crate) exit_signal: i32,
+    /// `ITIMER_REAL`: next expiry and interval.
+    pub(crate) itimer: Option<(Instant, Duration)>,
+    /// CPU time of its threads that ended.
+    pub(crate) cpu_dead: Duration,
+    /// CPU time of its children it waited for.
+    pub(crate) cpu_children: Duration,
+}
+
+impl Kernel {
+    /// Makes `tid` the current task (and its process and address space current). Tasks
+    /// marked dead are dropped from the tables on the way. False when there is no such
+    /// task.
+    pub(crate) fn switch_to(&mut self, tid: Tid) -> bool {
+        if tid == self.task.tid {
+            return true;
+        }
+        let Some(next) = self.tasks.remove(&tid) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut self.task, next);
+        if !matches!(old.state, TaskState::Dead) {
+            self.tasks.insert(old.tid, old);
+        }
+        let pid = self.task.pid;
+        if pid != self.proc.pid {
+            if let Some(p) = self.procs.remove(&pid) {
+                let old = std::mem::replace(&mut self.proc, p);
+                self.procs.insert(old.pid, old);
+            }
+        }
+        self.mm.switch(self.task.space);
+        self.vfs.set_self(self.proc.pid);
+        true
+    }
+
+    /// The task `tid`, current or not.
+    pub(crate) fn task_mut(&mut self, tid: Tid) -> Option<&mut Task> {
+        if self.task.tid == tid {
+            Some(&mut self.task)
+        } else {
+            self.tasks.get_mut(&tid)
+        }
+    }
+
+    /// The task `tid`, current or not.
+    pub(crate) fn task_ref(&self, tid: Tid) -> Option<&Task> {
+        if self.task.tid == tid {
+            Some(&self.task)
+        } else {
+            self.tasks.get(&tid)
+        }
+    }
+
+    /// The process `pid`, current or not.
+    pub(crate) fn proc_mut(&mut self, pid: Tid) -> Option<&mut Process> {
+        if self.proc.pid == pid {
+            Some(&mut self.proc)
+        } else {
+            self.procs.get_mut(&pid)
+        }
+    }
+
+    /// The process `pid`, current or not.
+    pub(crate) fn proc_ref(&self, pid: Tid) -> Option<&Process> {
+        if self.proc.pid == pid {
+            Some(&self.proc)
+        } else {
+            self.procs.get(&pid)
+        }
+    }
+
+    /// Every process id (zombies included).
+    pub(crate) fn pids(&self) -> Vec<Tid> {
+        let mut v: Vec<Tid> = self.procs.keys().copied().collect();
+        v.push(self.proc.pid);
+        v.sort_unstable();
+        v
+    }
+
+    /// Every live task id.
+    pub(crate) fn tids(&self) -> Vec<Tid> {
+        let mut v: Vec<Tid> = self.tasks.keys().copied().collect();
+        if !matches!(self.task.state, TaskState::Dead) {
+            v.push(self.task.tid);
+        }
+        v.sort_unstable();
+        v
+    }
+
+    /// Tasks that count against the pids limit: live ones and unreaped processes.
+    pub(crate) fn task_count(&self) -> usize {
+        let zombies = self
+            .pids()
+            .iter()
+            .filter(|p| self.proc_ref(**p).is_some_and(|p| p.exit.is_some()))
+            .count();
+        self.tids().len() + zombies
+    }
+
+    /// A fresh task id.
+    pub(crate) fn new_tid(&mut self) -> Tid {
+        loop {
+            let t = self.next_tid;
+            self.next_tid = if t >= 4_000_000 { FIRST_PID + 1 } else { t + 1 };
+            if self.task_ref(t).is_none() && self.proc_ref(t).is_none() {
+                return t;
+            }
+        }
+    }
+}

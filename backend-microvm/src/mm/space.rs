@@ -1,0 +1,159 @@
+//! Several address spaces in one guest: each process has its own page tables (their
+//! upper half, the supervisor's, shared by all), `fork` copies one with its frames
+//! shared copy-on-write, and a space nobody uses any more gives its frames back.
+//!
+//! Only one space is current: its page tables, mappings and heap are the fields of
+//! [`AddressSpace`]; the others wait in `parked`. Switching moves them, nothing else.
+//! Entries a fork takes write access from are rewritten by the guest like any other
+//! narrowed entry (the flush list); freed page-table frames make the guest drop all its
+//! cached translations (a slot reload) before it runs again, so that no stale shadow
+//! of an old table survives into a new use of its frame.
+
+use super::pagetable::{PageTables, PTE_ADDR, PTE_P, PTE_W};
+use super::vma::{VmaKind, VmaMap};
+use super::AddressSpace;
+use crate::guest::layout::{direct_map, PAGE_SIZE, PML4_GPA, USER_TOP};
+use crate::memory::OutOfMemory;
+
+/// Names an address space.
+pub(crate) type SpaceId = u32;
+
+/// A space that is not current.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pt: PageTables,
+    vmas: VmaMap,
+    brk_start: u64,
+    brk: u64,
+    mmap_top: u64,
+}
+
+impl AddressSpace {
+    /// The current space.
+    pub(crate) fn space(&self) -> SpaceId {
+        self.id
+    }
+
+    /// The root page table of the current space (CR3).
+    pub(crate) fn cr3(&self) -> u64 {
+        self.pt.root()
+    }
+
+    /// True (once) when page-table frames went back since the last call: the guest
+    /// must drop its cached translations before it runs.
+    pub(crate) fn take_reload(&mut self) -> bool {
+        std::mem::take(&mut self.reload)
+    }
+
+    /// A new, empty space (parked): the supervisor's half and the stub pages only.
+    pub(crate) fn new_space(&mut self) -> Result<SpaceId, OutOfMemory> {
+        let root = self.mem.alloc()?;
+        let mut upper = vec![0u8; (PAGE_SIZE / 2) as usize];
+        self.mem.read(PML4_GPA + PAGE_SIZE / 2, &mut upper);
+        self.mem.write(root + PAGE_SIZE / 2, &upper);
+        let pt = PageTables::new(root);
+        if let Err(e) = crate::guest::map_stub_pages(&mut self.mem, &pt) {
+            self.free_tables(pt);
+            return Err(e);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.parked.insert(
+            id,
+            Parked {
+                pt,
+                vmas: VmaMap::default(),
+                brk_start: 0,
+                brk: 0,
+                mmap_top: USER_TOP,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Makes a new space current for the first program: the supervisor's template
+    /// (the fixed root, whose upper half every space copies) is set aside for good.
+    pub(crate) fn start_first_space(&mut self) -> Result<(), OutOfMemory> {
+        let id = self.new_space()?;
+        self.switch(id);
+        self.parked.remove(&0);
+        Ok(())
+    }
+
+    /// Makes `id` the current space; false when there is no such space.
+    pub(crate) fn switch(&mut self, id: SpaceId) -> bool {
+        if id == self.id {
+            return true;
+        }
+        let Some(next) = self.parked.remove(&id) else {
+            return false;
+        };
+        let old = Parked {
+            pt: std::mem::replace(&mut self.pt, next.pt),
+            vmas: std::mem::replace(&mut self.vmas, next.vmas),
+            brk_start: std::mem::replace(&mut self.brk_start, next.brk_start),
+            brk: std::mem::replace(&mut self.brk, next.brk),
+            mmap_top: std::mem::replace(&mut self.mmap_top, next.mmap_top),
+        };
+        self.parked.insert(self.id, old);
+        self.id = id;
+        true
+    }
+
+    /// A copy of the current space (parked), its private pages shared copy-on-write:
+    /// both sides lose write access to them until they write (see `fault`).
+    pub(crate) fn fork(&mut self) -> Result<SpaceId, OutOfMemory> {
+        let id = self.new_space()?;
+        let child_pt = self.parked[&id].pt;
+        let mut entries = Vec::new();
+        self.pt
+            .for_each_mapped(&mut self.mem, 0, USER_TOP, |_, va, slot, pte| {
+                entries.push((va, slot, pte));
+            });
+        for (va, slot, pte) in entries {
+            let shared = matches!(
+                self.vmas.find(va).map(|(_, v)| &v.kind),
+                Some(VmaKind::SharedAnon)
+            );
+            let child = if shared { pte } else { pte & !PTE_W };
+            if let Err(e) = child_pt.map(&mut self.mem, va, child) {
+                self.release(id);
+                return Err(e);
+            }
+            self.mem.share(pte & PTE_ADDR);
+            if child != pte {
+                self.mem.write_u64(slot, child);
+                if pte & PTE_P != 0 {
+                    self.flush.push(direct_map(slot));
+                }
+            }
+        }
+        if let Some(p) = self.parked.get_mut(&id) {
+            p.vmas = self.vmas.clone();
+            (p.brk_start, p.brk, p.mmap_top) = (self.brk_start, self.brk, self.mmap_top);
+        }
+        Ok(id)
+    }
+
+    /// Gives back everything of the parked space `id`: its frames (those shared with
+    /// other spaces keep their other holders) and its page tables.
+    pub(crate) fn release(&mut self, id: SpaceId) {
+        if let Some(p) = self.parked.remove(&id) {
+            self.free_tables(p.pt);
+        }
+    }
+
+    fn free_tables(&mut self, pt: PageTables) {
+        let (leaves, mut tables) = pt.lower_frames(&self.mem);
+        self.mem.free(leaves);
+        tables.push(pt.root());
+        self.mem.free(tables);
+        self.reload = true;
+    }
+
+    /// Number of spaces (the current one included).
+    #[cfg(test)]
+    pub(crate) fn spaces(&self) -> usize {
+        self.parked.len() + 1
+    }
+}

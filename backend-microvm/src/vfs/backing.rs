@@ -1,0 +1,60 @@
+//! File contents behind a mapping (`mmap`, an ELF segment): read on demand at page
+//! faults.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+
+use super::host;
+use super::ops::Opened;
+use super::tmpfs::TmpInode;
+use crate::mm::Backing;
+
+/// A host file's contents.
+#[derive(Debug)]
+pub(crate) struct HostBacking(pub(crate) OwnedFd);
+
+impl Backing for HostBacking {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        host::pread(self.0.as_raw_fd(), buf, offset)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.0))
+    }
+}
+
+/// A tmpfs file's contents.
+#[derive(Debug)]
+pub(crate) struct TmpBacking(pub(crate) Rc<TmpInode>);
+
+impl Backing for TmpBacking {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0
+            .read_at(offset, buf)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.0))
+    }
+}
+
+/// A generated file's contents.
+#[derive(Debug)]
+pub(crate) struct GenBacking(pub(crate) Rc<[u8]>);
+
+impl Backing for GenBacking {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.0.len());
+        let n = buf.len().min(self.0.len() - start);
+        buf[..n].copy_from_slice(&self.0[start..start + n]);
+        Ok(n)
+    }
+}
+
+impl Opened {
+    /// The contents of what was opened, for mapping (regular files only).
+    pub(crate) fn into_backing(self) -> Option<Rc<dyn Backing>> {
+        match self {
+            Opened::Host(fd) => Some(Rc::new(HostBacking(fd))),
+            Opened::Tmp(t) if !t.is_dir() => Some(Rc::new(TmpBacking(t))),
+            Opened::Gen(b) => Some(Rc::new(GenBacking(b))),
+            _ => None,
+        }
+    }
+}

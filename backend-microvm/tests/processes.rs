@@ -1,0 +1,125 @@
+//! Processes, threads and signals in the micro-VM, with the three toolchains' static
+//! builds of `programs/tasks.c`: fork/exec/vfork/wait, pipes between processes,
+//! pthreads (mutex, condition variable, TLS, join), handlers, masks, SIGALRM, SIGCHLD,
+//! process groups, and the pids limit.
+
+mod common;
+
+use common::*;
+use sandbox_core::Termination;
+
+async fn tasks(mode: &str, tc: Toolchain) -> (sandbox_core::Outcome, String) {
+    let o = run(prog_plan("tasks", tc, &[mode])).await;
+    let out = stdout(&o);
+    (o, out)
+}
+
+#[tokio::test]
+async fn fork_pipe_and_wait() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let (o, out) = tasks("fork", tc).await;
+        assert!(o.success(), "{tc:?}: {o:?}\n{}", stderr(&o));
+        assert_eq!(
+            out,
+            "read 13: child 1 of 1\nexited 1 code 7 shared 1\nsignaled 1 sig 15\nno more children: 1\n",
+            "{tc:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn exec_and_vfork() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let (o, out) = tasks("exec", tc).await;
+        assert!(o.success(), "{tc:?}: {o:?}\n{}", stderr(&o));
+        assert_eq!(
+            out, "child says exec\nexec child exited 5\nmissing: 1\n",
+            "{tc:?}"
+        );
+        let (o, out) = tasks("vfork", tc).await;
+        assert!(o.success(), "{tc:?}: {o:?}\n{}", stderr(&o));
+        assert_eq!(out, "child says -\nvfork child exited 3\n", "{tc:?}");
+    }
+}
+
+#[tokio::test]
+async fn threads_share_memory_and_keep_their_tls() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let (o, out) = tasks("threads", tc).await;
+        assert!(o.success(), "{tc:?}: {o:?}\n{}", stderr(&o));
+        // results: sum of tls (id*10) + id for ids 0..3 = 66.
+        assert_eq!(
+            out, "counter 40000 turn 4 results 66 main tls -1\n",
+            "{tc:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn signals_reach_handlers() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let (o, out) = tasks("signals", tc).await;
+        assert!(o.success(), "{tc:?}: {o:?}\n{}", stderr(&o));
+        assert_eq!(
+            out,
+            "usr1 1\npending 1 got 0\nafter unblock 1\nalarm read -1 errno EINTR got 1\nitimer 1\nsigchld 1\nkilled 1\n",
+            "{tc:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn process_groups() {
+    if !kvm() {
+        return;
+    }
+    let (o, out) = tasks("pgrp", Toolchain::Glibc).await;
+    assert!(o.success(), "{o:?}\n{}", stderr(&o));
+    assert_eq!(
+        out,
+        "child group 1\ngroup killed 1\nown group 1 session 1\n"
+    );
+}
+
+#[tokio::test]
+async fn a_fork_bomb_hits_the_pids_limit() {
+    if !kvm() {
+        return;
+    }
+    let mut p = prog_plan("tasks", Toolchain::Musl, &["bomb"]);
+    p.limits.pids = Some(16);
+    let o = run(p).await;
+    assert_eq!(o.termination, Termination::PidsLimit, "{o:?}");
+    assert!(o.enforcement.limits.details["pids"].contains("task table"));
+}
+
+#[tokio::test]
+async fn busybox_pipelines() {
+    if !kvm() {
+        return;
+    }
+    let o = run(plan(
+        "/bin/busybox",
+        &[
+            "sh",
+            "-c",
+            "echo one two three | busybox tr ' ' '\\n' | busybox sort -r | busybox head -n 2; \
+             busybox seq 1 1000 | busybox wc -l; (exit 3); echo status $?",
+        ],
+    ))
+    .await;
+    assert!(o.success(), "{o:?}\n{}", stderr(&o));
+    assert_eq!(stdout(&o), "two\nthree\n1000\nstatus 3\n");
+}

@@ -1,0 +1,236 @@
+/* Processes, threads and signals, one mode per argument:
+ *   fork      fork, copy-on-write, a pipe between parent and child, wait status
+ *   exec      fork + execve of this program, exit code through wait
+ *   vfork     vfork + execve
+ *   threads   4 threads, a mutex, a condition variable, thread-local storage, join
+ *   signals   handlers, masks, SIGALRM from alarm() and setitimer(), EINTR, SIGCHLD
+ *   pgrp      process groups: setpgid, kill(-pgid)
+ *   bomb      forks until fork fails
+ *   unimpl    a syscall the micro-VM does not offer (io_uring_setup)
+ *   child N   (used by exec) prints and exits with N
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *self;
+
+static int do_fork(void) {
+    int p[2];
+    static int shared = 1;
+    if (pipe(p)) return 1;
+    pid_t c = fork();
+    if (c < 0) return 2;
+    if (c == 0) {
+        close(p[0]);
+        shared = 42; /* the parent must not see this */
+        char msg[64];
+        int n = snprintf(msg, sizeof msg, "child %d of %d\n", getpid() != getppid(), getppid() > 0);
+        write(p[1], msg, n);
+        _exit(7);
+    }
+    close(p[1]);
+    char buf[64] = {0};
+    int n = read(p[0], buf, sizeof buf - 1);
+    int st;
+    if (waitpid(c, &st, 0) != c) return 3;
+    printf("read %d: %s", n, buf);
+    printf("exited %d code %d shared %d\n", WIFEXITED(st), WEXITSTATUS(st), shared);
+    /* A child killed by a signal. */
+    c = fork();
+    if (c == 0) {
+        raise(SIGTERM);
+        _exit(0);
+    }
+    waitpid(c, &st, 0);
+    printf("signaled %d sig %d\n", WIFSIGNALED(st), WTERMSIG(st));
+    printf("no more children: %d\n", wait(NULL) == -1 && errno == ECHILD);
+    return 0;
+}
+
+static int do_exec(void) {
+    pid_t c = fork();
+    if (c == 0) {
+        char *argv[] = {"tasks", "child", "5", NULL};
+        char *envp[] = {"FROM=exec", NULL};
+        execve(self, argv, envp);
+        _exit(99);
+    }
+    int st;
+    waitpid(c, &st, 0);
+    printf("exec child exited %d\n", WEXITSTATUS(st));
+    char *argv[] = {"tasks", NULL};
+    printf("missing: %d\n", execve("/nonexistent", argv, NULL) == -1 && errno == ENOENT);
+    return 0;
+}
+
+static int do_vfork(void) {
+    pid_t c = vfork();
+    if (c == 0) {
+        char *argv[] = {"tasks", "child", "3", NULL};
+        execve(self, argv, NULL);
+        _exit(98);
+    }
+    int st;
+    waitpid(c, &st, 0);
+    printf("vfork child exited %d\n", WEXITSTATUS(st));
+    return 0;
+}
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static long counter;
+static int turn;
+static __thread int tls;
+
+static void *worker(void *arg) {
+    long id = (long)arg;
+    tls = (int)id * 10;
+    for (int i = 0; i < 10000; i++) {
+        pthread_mutex_lock(&mu);
+        counter++;
+        pthread_mutex_unlock(&mu);
+    }
+    /* Take turns in id order through the condition variable. */
+    pthread_mutex_lock(&mu);
+    while (turn != id) pthread_cond_wait(&cv, &mu);
+    turn++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    return (void *)(long)(tls + (int)id);
+}
+
+static int do_threads(void) {
+    pthread_t t[4];
+    tls = -1;
+    for (long i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, (void *)i);
+    long sum = 0;
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        sum += (long)r;
+    }
+    printf("counter %ld turn %d results %ld main tls %d\n", counter, turn, sum, tls);
+    return 0;
+}
+
+static volatile sig_atomic_t got;
+static void on_sig(int s) { got = s; }
+
+static int do_signals(void) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sig;
+    sigaction(SIGUSR1, &sa, NULL);
+    raise(SIGUSR1);
+    printf("usr1 %d\n", got == SIGUSR1);
+    /* Blocked: pending, delivered on unblock. */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    got = 0;
+    kill(getpid(), SIGUSR1);
+    sigset_t pend;
+    sigpending(&pend);
+    printf("pending %d got %d\n", sigismember(&pend, SIGUSR1), got);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    printf("after unblock %d\n", got == SIGUSR1);
+    /* SIGALRM interrupts a blocking read (no SA_RESTART): EINTR. */
+    sigaction(SIGALRM, &sa, NULL);
+    int p[2];
+    pipe(p);
+    alarm(1);
+    char c;
+    int n = read(p[0], &c, 1);
+    printf("alarm read %d errno %s got %d\n", n, n < 0 && errno == EINTR ? "EINTR" : "?", got == SIGALRM);
+    /* setitimer, and pause until it comes. */
+    got = 0;
+    struct itimerval it = {{0, 0}, {0, 200000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    pause();
+    printf("itimer %d\n", got == SIGALRM);
+    /* SIGCHLD when a child ends. */
+    sigaction(SIGCHLD, &sa, NULL);
+    got = 0;
+    if (fork() == 0) _exit(0);
+    while (!got) pause();
+    printf("sigchld %d\n", got == SIGCHLD);
+    wait(NULL);
+    /* A signal's default action kills the process: seen through wait. */
+    pid_t k = fork();
+    if (k == 0) {
+        for (;;) pause();
+    }
+    kill(k, SIGKILL);
+    int st;
+    waitpid(k, &st, 0);
+    printf("killed %d\n", WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    return 0;
+}
+
+static int do_pgrp(void) {
+    int p[2];
+    pipe(p);
+    pid_t c = fork();
+    if (c == 0) {
+        setpgid(0, 0);
+        write(p[1], "x", 1);
+        for (;;) pause();
+    }
+    char x;
+    read(p[0], &x, 1);
+    printf("child group %d\n", getpgid(c) == c);
+    kill(-c, SIGTERM);
+    int st;
+    waitpid(c, &st, 0);
+    printf("group killed %d\n", WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+    printf("own group %d session %d\n", getpgrp() == getpid(), getsid(0) == getpid());
+    return 0;
+}
+
+static int do_bomb(void) {
+    int n = 0;
+    for (;;) {
+        pid_t c = fork();
+        if (c < 0) {
+            printf("fork failed after %d\n", n);
+            return 0;
+        }
+        if (c == 0) {
+            for (;;) pause();
+        }
+        n++;
+    }
+}
+
+int main(int argc, char **argv) {
+    self = argv[0][0] == '/' ? argv[0] : "/proc/self/exe";
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (argc < 2) return 2;
+    const char *m = argv[1];
+    if (!strcmp(m, "fork")) return do_fork();
+    if (!strcmp(m, "exec")) return do_exec();
+    if (!strcmp(m, "vfork")) return do_vfork();
+    if (!strcmp(m, "threads")) return do_threads();
+    if (!strcmp(m, "signals")) return do_signals();
+    if (!strcmp(m, "pgrp")) return do_pgrp();
+    if (!strcmp(m, "bomb")) return do_bomb();
+    if (!strcmp(m, "unimpl")) {
+        long r = syscall(425, 1, NULL);
+        printf("io_uring_setup %ld %s\n", r, errno == ENOSYS ? "ENOSYS" : "?");
+        return 0;
+    }
+    if (!strcmp(m, "child") && argc > 2) {
+        printf("child says %s\n", getenv("FROM") ? getenv("FROM") : "-");
+        return atoi(argv[2]);
+    }
+    return 2;
+}
