@@ -57,5 +57,10 @@ errnos!(
     ENOTEMPTY,
     ELOOP,
     ENOTSUP,
-    ETIMEDOUT
+    ETIMEDOUT,
+    EAFNOSUPPORT,
+    ENOTSOCK,
+    EMSGSIZE,
+    EOPNOTSUPP,
+    EISCONN
 );

@@ -123,3 +123,20 @@ async fn busybox_pipelines() {
     assert!(o.success(), "{o:?}\n{}", stderr(&o));
     assert_eq!(stdout(&o), "two\nthree\n1000\nstatus 3\n");
 }
+
+#[tokio::test]
+async fn sockets_eventfd_epoll_poll_and_big_directories() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let o = run(prog_plan("io", tc, &[])).await;
+        assert!(o.success(), "{tc:?}: {o:?}\n{}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            "stream 4 pong child 0\ndgram 3 5\neof after shutdown 0\neventfd 6 again -1 EAGAIN\n\
+             epoll empty 0\nepoll 1 data 77 in 1\npoll 2 1 1\nselect 1\nfionread 1 tcgets -1 ENOTTY\nentries 3002\n",
+            "{tc:?}"
+        );
+    }
+}

@@ -5,7 +5,7 @@
 //! dispositions. All of them stay in the one VM.
 
 use super::signal::SIGCHLD;
-use super::task::{Blocked, Process, Task, TaskState, Tid, Wait};
+use super::task::{Process, Task, Wait};
 use super::{Block, Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
 use crate::errno;
 use crate::mm::MapError;
@@ -245,6 +245,3 @@ impl Kernel {
         Ok(u64::from(tid))
     }
 }
-
-#[allow(dead_code)]
-fn _types(_: Blocked, _: TaskState, _: Tid) {}

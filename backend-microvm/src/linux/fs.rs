@@ -38,6 +38,22 @@ impl Kernel {
         Ok(0)
     }
 
+    /// `close_range(first, last, flags)`.
+    pub(crate) fn sys_close_range(&mut self, first: u64, last: u64, flags: u64) -> SysResult {
+        const CLOSE_RANGE_UNSHARE: u64 = 2;
+        const CLOSE_RANGE_CLOEXEC: u64 = 4;
+        let (first, last) = (first as u32, last as u32);
+        if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+            return Err(errno::EINVAL.into());
+        }
+        self.proc.files.close_range(
+            first as usize,
+            last as usize,
+            flags & CLOSE_RANGE_CLOEXEC != 0,
+        );
+        Ok(0)
+    }
+
     /// The size of a seekable file.
     fn file_size(&self, f: &OpenFile) -> Result<u64, SysErr> {
         Ok(match &f.kind {
@@ -168,6 +184,11 @@ impl Kernel {
             0x541b => {
                 let n = match &f.kind {
                     FileKind::Pipe(end) if !end.write => end.pipe.borrow().buf.len() as u64,
+                    FileKind::Socket(sk) => sk
+                        .rx
+                        .borrow()
+                        .as_ref()
+                        .map_or(0, |e| e.pipe.borrow().buf.len() as u64),
                     FileKind::Stdin => match &self.input {
                         Input::Bytes(d, p) => (d.len() - p) as u64,
                         _ => 0,
@@ -260,10 +281,20 @@ impl Kernel {
         Ok(match &f.kind {
             FileKind::Host(fd) => host::fstat(fd.as_raw_fd())?,
             FileKind::Tmp(t) => t.meta(),
-            FileKind::Stdin | FileKind::Output(_) | FileKind::Pipe(_) => {
+            FileKind::Stdin
+            | FileKind::Output(_)
+            | FileKind::Pipe(_)
+            | FileKind::Socket(_)
+            | FileKind::EventFd(_)
+            | FileKind::Epoll(_) => {
+                let kind = match f.kind {
+                    FileKind::Socket(_) => libc::S_IFSOCK,
+                    FileKind::EventFd(_) | FileKind::Epoll(_) => 0,
+                    _ => libc::S_IFIFO,
+                };
                 let mut m = Meta::synthetic(
                     0x100 + f as *const OpenFile as u64 % 0xffff,
-                    libc::S_IFIFO | 0o600,
+                    kind | 0o600,
                     0,
                     0,
                 );

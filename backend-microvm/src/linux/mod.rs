@@ -4,6 +4,7 @@
 //! processes and threads.
 
 mod clone;
+mod epoll;
 mod exec;
 mod exit;
 mod fd;
@@ -18,6 +19,7 @@ mod procfs;
 mod rw;
 mod sched;
 pub(crate) mod signal;
+mod socket;
 mod stat;
 pub(crate) mod task;
 mod time;
@@ -465,6 +467,46 @@ impl Kernel {
             SYS_membarrier => Ok(0),
             SYS_copy_file_range => Err(errno::EXDEV.into()),
             SYS_fadvise64 => self.proc.files.get(a[0]).map(|_| 0).map_err(Into::into),
+            SYS_socket => self.sys_socket(a[0]),
+            SYS_socketpair => self.sys_socketpair(a[0], a[1], a[2], a[3]),
+            SYS_sendto => self.sys_sendto(a[0], a[1], a[2], a[3]),
+            SYS_recvfrom => self.sys_recvfrom(a[0], a[1], a[2], a[3], a[4], a[5]),
+            SYS_sendmsg => self.sys_sendmsg(a[0], a[1], a[2]),
+            SYS_recvmsg => self.sys_recvmsg(a[0], a[1], a[2]),
+            SYS_shutdown => self.sys_shutdown(a[0], a[1]),
+            SYS_getsockname | SYS_getpeername => self.sys_getsockname(a[0], a[1], a[2]),
+            SYS_getsockopt => self.sys_getsockopt(a[0], a[1], a[2], a[3], a[4]),
+            SYS_setsockopt => self.sys_setsockopt(a[0], a[1]),
+            SYS_bind | SYS_listen | SYS_accept | SYS_accept4 => self
+                .sys_getsockname(a[0], 0, 0)
+                .and(Err(errno::EINVAL.into())),
+            SYS_connect => self
+                .sys_getsockname(a[0], 0, 0)
+                .and(Err(errno::EISCONN.into())),
+            SYS_epoll_create => {
+                if a[0] as i32 <= 0 {
+                    Err(errno::EINVAL.into())
+                } else {
+                    self.sys_epoll_create1(0)
+                }
+            }
+            SYS_epoll_create1 => self.sys_epoll_create1(a[0]),
+            SYS_epoll_ctl => self.sys_epoll_ctl(a[0], a[1], a[2], a[3]),
+            SYS_epoll_wait | SYS_epoll_pwait => {
+                let t = (a[3] as i32 >= 0).then(|| Duration::from_millis(a[3] as i32 as u64));
+                self.sys_epoll_wait(a[0], a[1], a[2], t)
+            }
+            SYS_epoll_pwait2 => {
+                let t = if a[3] == 0 {
+                    None
+                } else {
+                    Some(self.timespec(a[3])?)
+                };
+                self.sys_epoll_wait(a[0], a[1], a[2], t)
+            }
+            SYS_eventfd => self.sys_eventfd2(a[0], 0),
+            SYS_eventfd2 => self.sys_eventfd2(a[0], a[1]),
+            SYS_close_range => self.sys_close_range(a[0], a[1], a[2]),
             SYS_clone => self.sys_clone(cpu, ctx, a),
             SYS_clone3 => self.sys_clone3(cpu, ctx, a[0], a[1]),
             SYS_fork => self.sys_fork(cpu, ctx),

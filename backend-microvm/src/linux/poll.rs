@@ -1,10 +1,10 @@
-//! `poll`, `ppoll`, `select`, `pselect6`: readiness of the workload's descriptors.
-//! Only stdin (streamed) and pipes can be not ready; waiting ends with input, the
-//! timeout, or the end of the run.
+//! `poll`, `ppoll`, `select`, `pselect6`: readiness of the workload's descriptors
+//! (stdin, pipes, sockets, eventfds and epoll instances can be not ready; files always
+//! are). A wait ends when something is ready, at the timeout, or with a signal.
 
 use std::time::{Duration, Instant};
 
-use super::fd::{FileKind, PIPE_CAPACITY};
+use super::fd::{FileKind, OpenFile, PipeEnd, PIPE_CAPACITY};
 use super::{Kernel, SysErr, SysResult};
 use crate::errno;
 use crate::stdio::Input;
@@ -17,6 +17,7 @@ const POLLHUP: i16 = 0x10;
 const POLLNVAL: i16 = 0x20;
 const POLLRDNORM: i16 = 0x40;
 const POLLWRNORM: i16 = 0x100;
+const POLLRDHUP: i16 = 0x2000;
 
 impl Kernel {
     /// The events of `fd` that are ready, among `want` (`POLLNVAL` for a bad fd).
@@ -24,28 +25,53 @@ impl Kernel {
         let Ok(f) = self.proc.files.get(fd as u64) else {
             return POLLNVAL;
         };
+        self.ready_file(&f, want)
+    }
+
+    /// The events of the open file `f` that are ready, among `want` (`POLLERR` and
+    /// `POLLHUP` always count).
+    pub(crate) fn ready_file(&self, f: &OpenFile, want: i16) -> i16 {
+        let pipe_in = |end: Option<&PipeEnd>| match end {
+            Some(e) => {
+                let p = e.pipe.borrow();
+                (!p.buf.is_empty() || p.writers == 0, p.writers == 0)
+            }
+            None => (true, true),
+        };
+        let pipe_out = |end: Option<&PipeEnd>| match end {
+            Some(e) => {
+                let p = e.pipe.borrow();
+                (p.readers > 0 && p.buf.len() < PIPE_CAPACITY, p.readers == 0)
+            }
+            None => (false, true),
+        };
         let (r, w, extra) = match &f.kind {
             FileKind::Stdin => match &self.input {
                 Input::Stream(q) => (q.ready(), false, 0),
                 _ => (true, false, 0),
             },
             FileKind::Output(_) => (false, true, 0),
+            FileKind::Pipe(end) if end.write => {
+                let (w, broken) = pipe_out(Some(end));
+                (false, w, if broken { POLLERR } else { 0 })
+            }
             FileKind::Pipe(end) => {
                 let p = end.pipe.borrow();
-                if end.write {
-                    (
-                        false,
-                        p.buf.len() < PIPE_CAPACITY,
-                        if p.readers == 0 { POLLERR } else { 0 },
-                    )
-                } else {
-                    (
-                        !p.buf.is_empty(),
-                        false,
-                        if p.writers == 0 { POLLHUP } else { 0 },
-                    )
-                }
+                (
+                    !p.buf.is_empty(),
+                    false,
+                    if p.writers == 0 { POLLHUP } else { 0 },
+                )
             }
+            FileKind::Socket(s) => {
+                let (r, eof) = pipe_in(s.rx.borrow().as_ref());
+                let (w, broken) = pipe_out(s.tx.borrow().as_ref());
+                let hup = if eof && broken { POLLHUP } else { 0 };
+                let rdhup = if eof { POLLRDHUP } else { 0 };
+                (r, w, hup | (rdhup & want))
+            }
+            FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
+            FileKind::Epoll(_) => (self.epoll_any_ready(f), false, 0),
             FileKind::Path => (false, false, 0),
             _ => (f.readable(), f.writable(), 0),
         };

@@ -9,6 +9,7 @@ use sandbox_core::StreamKind;
 use super::fd::{FileKind, OpenFile, PipeEnd, PIPE_CAPACITY};
 use super::{Kernel, SysErr, SysResult};
 use crate::errno;
+use crate::errno::Errno;
 use crate::stdio::Input;
 use crate::vfs::{host, DevKind};
 
@@ -99,7 +100,19 @@ impl Kernel {
                 buf.len()
             }
             FileKind::Pipe(end) if !end.write => {
-                return self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0)
+                return self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0, false)
+            }
+            FileKind::Socket(sock) => {
+                let rx = sock.rx.borrow();
+                return match rx.as_ref() {
+                    Some(end) => {
+                        self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0, false)
+                    }
+                    None => Ok(0),
+                };
+            }
+            FileKind::EventFd(ev) => {
+                return self.read_eventfd(ev, buf, file.flags.get() & libc::O_NONBLOCK != 0)
             }
             FileKind::Dir => return Err(errno::EISDIR.into()),
             _ => return Err(errno::EBADF.into()),
@@ -139,32 +152,86 @@ impl Kernel {
         }
     }
 
-    fn read_pipe(
+    /// Reads what a pipe (or one direction of a socket pair) holds: one message for
+    /// datagrams (the rest of a longer one is dropped, as Linux does), else up to
+    /// `buf.len()` bytes. With `peek`, nothing is taken.
+    pub(crate) fn read_pipe(
         &mut self,
         end: &PipeEnd,
         buf: &mut [u8],
         nonblock: bool,
+        peek: bool,
     ) -> Result<usize, SysErr> {
-        loop {
-            {
-                let mut p = end.pipe.borrow_mut();
-                if !p.buf.is_empty() {
-                    let n = buf.len().min(p.buf.len());
-                    for (i, b) in p.buf.drain(..n).enumerate() {
-                        buf[i] = b;
+        {
+            let mut p = end.pipe.borrow_mut();
+            if !p.buf.is_empty() {
+                let avail = match &p.msgs {
+                    Some(m) => m.front().copied().unwrap_or(0),
+                    None => p.buf.len(),
+                };
+                let n = buf.len().min(avail);
+                for (i, b) in p.buf.iter().take(n).enumerate() {
+                    buf[i] = *b;
+                }
+                if !peek {
+                    let take = if p.msgs.is_some() { avail } else { n };
+                    p.buf.drain(..take);
+                    if let Some(m) = p.msgs.as_mut() {
+                        m.pop_front();
                     }
-                    return Ok(n);
                 }
-                if p.writers == 0 {
-                    return Ok(0);
-                }
+                return Ok(n);
             }
-            if nonblock {
-                return Err(errno::EAGAIN.into());
+            if p.writers == 0 {
+                return Ok(0);
             }
-            // Only this process could write: this waits for the end of the run.
-            self.block_until(None)?;
         }
+        if nonblock {
+            return Err(errno::EAGAIN.into());
+        }
+        Err(self.park(None))
+    }
+
+    /// Writes into a pipe (or one direction of a socket pair): what fits (a datagram
+    /// fits whole or waits); `EPIPE` (and `SIGPIPE` unless `nosignal`) without readers.
+    pub(crate) fn write_pipe(
+        &mut self,
+        end: &PipeEnd,
+        data: &[u8],
+        nonblock: bool,
+        nosignal: bool,
+    ) -> Result<usize, SysErr> {
+        {
+            let mut p = end.pipe.borrow_mut();
+            if p.readers == 0 {
+                drop(p);
+                if !nosignal {
+                    self.raise(SIGPIPE)?;
+                }
+                return Err(errno::EPIPE.into());
+            }
+            let room = PIPE_CAPACITY.saturating_sub(p.buf.len());
+            if p.msgs.is_some() {
+                if data.len() > PIPE_CAPACITY {
+                    return Err(Errno(libc::EMSGSIZE).into());
+                }
+                if room >= data.len() {
+                    p.buf.extend(data);
+                    if let Some(m) = p.msgs.as_mut() {
+                        m.push_back(data.len());
+                    }
+                    return Ok(data.len());
+                }
+            } else if room > 0 {
+                let n = room.min(data.len());
+                p.buf.extend(&data[..n]);
+                return Ok(n);
+            }
+        }
+        if nonblock {
+            return Err(errno::EAGAIN.into());
+        }
+        Err(self.park(None))
     }
 
     /// Writes the workload's `buf` to `file`, at `at` or the file position.
@@ -259,26 +326,25 @@ impl Kernel {
             }
             FileKind::Dev(DevKind::Full) => Err(errno::ENOSPC.into()),
             FileKind::Dev(_) => Ok(data.len()),
-            FileKind::Pipe(end) if end.write => loop {
-                {
-                    let mut p = end.pipe.borrow_mut();
-                    if p.readers == 0 {
-                        drop(p);
+            FileKind::Pipe(end) if end.write => {
+                self.write_pipe(end, data, file.flags.get() & libc::O_NONBLOCK != 0, false)
+            }
+            FileKind::Socket(sock) => {
+                let tx = sock.tx.borrow();
+                match tx.as_ref() {
+                    Some(end) => {
+                        self.write_pipe(end, data, file.flags.get() & libc::O_NONBLOCK != 0, false)
+                    }
+                    None => {
+                        drop(tx);
                         self.raise(SIGPIPE)?;
-                        return Err(errno::EPIPE.into());
-                    }
-                    let room = PIPE_CAPACITY.saturating_sub(p.buf.len());
-                    if room > 0 {
-                        let n = room.min(data.len());
-                        p.buf.extend(&data[..n]);
-                        return Ok(n);
+                        Err(errno::EPIPE.into())
                     }
                 }
-                if file.flags.get() & libc::O_NONBLOCK != 0 {
-                    return Err(errno::EAGAIN.into());
-                }
-                self.block_until(None)?;
-            },
+            }
+            FileKind::EventFd(ev) => {
+                self.write_eventfd(ev, data, file.flags.get() & libc::O_NONBLOCK != 0)
+            }
             _ => Err(errno::EBADF.into()),
         }
     }

@@ -15,7 +15,6 @@ pub(crate) mod tmpfs;
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::rc::Rc;
 
 pub(crate) use mount::{HostSource, Mount, MountError, MountTree};

@@ -1,0 +1,226 @@
+//! `epoll` (level-triggered; `EPOLLONESHOT` honoured, `EPOLLET` reported like level
+//! triggering, which a correct edge-triggered program tolerates) and `eventfd`.
+
+use std::rc::Rc;
+
+use super::fd::{EventFd, FileKind, Interest, OpenFile};
+use super::{Kernel, SysErr, SysResult};
+use crate::errno;
+
+const EPOLL_CTL_ADD: u64 = 1;
+const EPOLL_CTL_DEL: u64 = 2;
+const EPOLL_CTL_MOD: u64 = 3;
+const EPOLLONESHOT: u32 = 1 << 30;
+/// Events `epoll_wait` can report (the poll bits).
+const EPOLL_EVENTS: u32 = 0x3fff;
+const EFD_SEMAPHORE: u64 = 1;
+const EFD_NONBLOCK: u64 = 0x800;
+const EFD_CLOEXEC: u64 = 0x8_0000;
+/// Most events one `epoll_wait` returns.
+const MAX_EVENTS: u64 = 1 << 16;
+
+impl Kernel {
+    pub(crate) fn sys_epoll_create1(&mut self, flags: u64) -> SysResult {
+        if flags & !EFD_CLOEXEC != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let f = OpenFile::new(FileKind::Epoll(Default::default()), None, libc::O_RDWR);
+        Ok(self.proc.files.add(f, flags != 0, 0)?)
+    }
+
+    fn epoll(&self, epfd: u64) -> Result<Rc<OpenFile>, SysErr> {
+        let f = self.proc.files.get(epfd)?;
+        match f.kind {
+            FileKind::Epoll(_) => Ok(f),
+            _ => Err(errno::EINVAL.into()),
+        }
+    }
+
+    pub(crate) fn sys_epoll_ctl(&mut self, epfd: u64, op: u64, fd: u64, event: u64) -> SysResult {
+        let ep = self.epoll(epfd)?;
+        let target = self.proc.files.get(fd)?;
+        if epfd == fd || Rc::ptr_eq(&ep, &target) {
+            return Err(errno::EINVAL.into());
+        }
+        if matches!(
+            target.kind,
+            FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Dir | FileKind::Gen(_)
+        ) {
+            return Err(errno::EPERM.into()); // regular files are always ready
+        }
+        let (events, data) = if op == EPOLL_CTL_DEL {
+            (0, 0)
+        } else {
+            let raw = self.mm.read_user_vec(event, 12)?;
+            (
+                u32::from_le_bytes(raw[..4].try_into().unwrap_or_default()),
+                u64::from_le_bytes(raw[4..].try_into().unwrap_or_default()),
+            )
+        };
+        let FileKind::Epoll(set) = &ep.kind else {
+            return Err(errno::EINVAL.into());
+        };
+        let mut set = set.borrow_mut();
+        set.retain(|i| i.file.strong_count() > 0);
+        let at = set.iter().position(|i| {
+            i.fd == fd as u32 && i.file.upgrade().is_some_and(|f| Rc::ptr_eq(&f, &target))
+        });
+        match (op, at) {
+            (EPOLL_CTL_ADD, Some(_)) => return Err(errno::EEXIST.into()),
+            (EPOLL_CTL_ADD, None) => set.push(Interest {
+                fd: fd as u32,
+                file: Rc::downgrade(&target),
+                events,
+                data,
+            }),
+            (EPOLL_CTL_MOD, Some(i)) => {
+                set[i].events = events;
+                set[i].data = data;
+            }
+            (EPOLL_CTL_DEL, Some(i)) => {
+                set.remove(i);
+            }
+            (EPOLL_CTL_MOD | EPOLL_CTL_DEL, None) => return Err(errno::ENOENT.into()),
+            _ => return Err(errno::EINVAL.into()),
+        }
+        self.stirred = true;
+        Ok(0)
+    }
+
+    /// The ready events of an epoll instance: (events, data) pairs, at most `max`.
+    fn epoll_ready(&self, ep: &OpenFile, max: usize) -> Vec<(u32, u64)> {
+        let FileKind::Epoll(set) = &ep.kind else {
+            return Vec::new();
+        };
+        let set = set.borrow();
+        let mut out = Vec::new();
+        for i in set.iter() {
+            if out.len() >= max {
+                break;
+            }
+            let Some(f) = i.file.upgrade() else {
+                continue;
+            };
+            let want = (i.events & EPOLL_EVENTS) as u16 as i16;
+            let ev = self.ready_file(&f, want) as u16 as u32;
+            if ev != 0 && i.events & EPOLL_EVENTS != 0 {
+                out.push((ev, i.data));
+            }
+        }
+        out
+    }
+
+    /// True when something an epoll instance watches is ready (the instance itself is
+    /// then readable).
+    pub(crate) fn epoll_any_ready(&self, ep: &OpenFile) -> bool {
+        !self.epoll_ready(ep, 1).is_empty()
+    }
+
+    pub(crate) fn sys_epoll_wait(
+        &mut self,
+        epfd: u64,
+        events: u64,
+        max: u64,
+        timeout: Option<std::time::Duration>,
+    ) -> SysResult {
+        let max = max as i32;
+        if max <= 0 || max as u64 > MAX_EVENTS {
+            return Err(errno::EINVAL.into());
+        }
+        let ep = self.epoll(epfd)?;
+        let until = match timeout {
+            Some(d) => self.deadline_after(d),
+            None => None,
+        };
+        self.mm.user_chunks(events, max as u64 * 12, true)?;
+        let ready = self.epoll_ready(&ep, max as usize);
+        if ready.is_empty() {
+            if until.is_some_and(|u| std::time::Instant::now() >= u) {
+                return Ok(0);
+            }
+            return Err(self.park(until));
+        }
+        let mut out = Vec::with_capacity(ready.len() * 12);
+        for (ev, data) in &ready {
+            out.extend_from_slice(&ev.to_le_bytes());
+            out.extend_from_slice(&data.to_le_bytes());
+        }
+        self.mm.write_user(events, &out)?;
+        // One-shot interests are disabled once reported.
+        if let FileKind::Epoll(set) = &ep.kind {
+            for i in set.borrow_mut().iter_mut() {
+                if i.events & EPOLLONESHOT != 0 && ready.iter().any(|(_, d)| *d == i.data) {
+                    i.events &= !EPOLL_EVENTS;
+                }
+            }
+        }
+        Ok(ready.len() as u64)
+    }
+
+    pub(crate) fn sys_eventfd2(&mut self, initval: u64, flags: u64) -> SysResult {
+        if flags & !(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC) != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let ev = EventFd {
+            count: std::cell::Cell::new(initval & 0xffff_ffff),
+            semaphore: flags & EFD_SEMAPHORE != 0,
+        };
+        let nb = if flags & EFD_NONBLOCK != 0 {
+            libc::O_NONBLOCK
+        } else {
+            0
+        };
+        let f = OpenFile::new(FileKind::EventFd(ev), None, libc::O_RDWR | nb);
+        Ok(self.proc.files.add(f, flags & EFD_CLOEXEC != 0, 0)?)
+    }
+
+    /// `read` of an eventfd: the count (or 1, as a semaphore), waiting while it is 0.
+    pub(crate) fn read_eventfd(
+        &mut self,
+        ev: &EventFd,
+        buf: &mut [u8],
+        nonblock: bool,
+    ) -> Result<usize, SysErr> {
+        if buf.len() < 8 {
+            return Err(errno::EINVAL.into());
+        }
+        let c = ev.count.get();
+        if c == 0 {
+            return Err(if nonblock {
+                errno::EAGAIN.into()
+            } else {
+                self.park(None)
+            });
+        }
+        let v = if ev.semaphore { 1 } else { c };
+        ev.count.set(c - v);
+        buf[..8].copy_from_slice(&v.to_le_bytes());
+        Ok(8)
+    }
+
+    /// `write` of an eventfd: adds to the count, waiting while it would overflow.
+    pub(crate) fn write_eventfd(
+        &mut self,
+        ev: &EventFd,
+        data: &[u8],
+        nonblock: bool,
+    ) -> Result<usize, SysErr> {
+        if data.len() < 8 {
+            return Err(errno::EINVAL.into());
+        }
+        let v = u64::from_le_bytes(data[..8].try_into().unwrap_or_default());
+        if v == u64::MAX {
+            return Err(errno::EINVAL.into());
+        }
+        let c = ev.count.get();
+        if c.checked_add(v).is_none_or(|s| s == u64::MAX) {
+            return Err(if nonblock {
+                errno::EAGAIN.into()
+            } else {
+                self.park(None)
+            });
+        }
+        ev.count.set(c + v);
+        Ok(8)
+    }
+}

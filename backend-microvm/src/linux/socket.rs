@@ -1,0 +1,316 @@
+//! Sockets inside the guest: `socketpair(AF_UNIX)` (stream, datagram, seqpacket), with
+//! `send`/`recv`/`sendmsg`/`recvmsg`, `shutdown`, socket options and names. There is no
+//! network stack: `socket` for any family answers `EAFNOSUPPORT`, counted.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::fd::{FileKind, OpenFile, Pipe, PipeEnd, Socket};
+use super::{Kernel, SysErr, SysResult};
+use crate::errno::{self, Errno};
+
+const AF_UNIX: u64 = 1;
+const SOCK_STREAM: i32 = 1;
+const SOCK_DGRAM: i32 = 2;
+const SOCK_SEQPACKET: i32 = 5;
+const SOCK_NONBLOCK: u64 = 0x800;
+const SOCK_CLOEXEC: u64 = 0x8_0000;
+const MSG_PEEK: u64 = 0x2;
+const MSG_DONTWAIT: u64 = 0x40;
+const MSG_NOSIGNAL: u64 = 0x4000;
+const MSG_TRUNC: u64 = 0x20;
+const SOL_SOCKET: u64 = 1;
+/// Largest `iovec` array.
+const IOV_MAX: u64 = 1024;
+
+fn pair(kind: i32) -> (Socket, Socket) {
+    let msgs = || (kind != SOCK_STREAM).then(std::collections::VecDeque::new);
+    let a_to_b = Rc::new(RefCell::new(Pipe {
+        msgs: msgs(),
+        ..Pipe::default()
+    }));
+    let b_to_a = Rc::new(RefCell::new(Pipe {
+        msgs: msgs(),
+        ..Pipe::default()
+    }));
+    let a = Socket {
+        rx: RefCell::new(Some(PipeEnd::new(&b_to_a, false))),
+        tx: RefCell::new(Some(PipeEnd::new(&a_to_b, true))),
+        kind,
+    };
+    let b = Socket {
+        rx: RefCell::new(Some(PipeEnd::new(&a_to_b, false))),
+        tx: RefCell::new(Some(PipeEnd::new(&b_to_a, true))),
+        kind,
+    };
+    (a, b)
+}
+
+impl Kernel {
+    /// `socket`: no family is offered (no network stack in the micro-VM).
+    pub(crate) fn sys_socket(&mut self, domain: u64) -> SysResult {
+        let what = match domain {
+            AF_UNIX => "socket(AF_UNIX)",
+            2 => "socket(AF_INET)",
+            10 => "socket(AF_INET6)",
+            16 => "socket(AF_NETLINK)",
+            _ => "socket(other families)",
+        };
+        Err(self.unsupported(what, errno::EAFNOSUPPORT))
+    }
+
+    pub(crate) fn sys_socketpair(
+        &mut self,
+        domain: u64,
+        ty: u64,
+        proto: u64,
+        sv: u64,
+    ) -> SysResult {
+        if domain != AF_UNIX {
+            return Err(errno::EAFNOSUPPORT.into());
+        }
+        let kind = (ty & 0xf) as i32;
+        if !matches!(kind, SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET)
+            || ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0
+        {
+            return Err(errno::EINVAL.into());
+        }
+        if proto != 0 {
+            return Err(Errno(libc::EPROTONOSUPPORT).into());
+        }
+        self.mm.user_chunks(sv, 8, true)?;
+        let (a, b) = pair(kind);
+        let nb = if ty & SOCK_NONBLOCK != 0 {
+            libc::O_NONBLOCK
+        } else {
+            0
+        };
+        let cloexec = ty & SOCK_CLOEXEC != 0;
+        let fa = OpenFile::new(FileKind::Socket(a), None, libc::O_RDWR | nb);
+        let fb = OpenFile::new(FileKind::Socket(b), None, libc::O_RDWR | nb);
+        let x = self.proc.files.add(fa, cloexec, 0)?;
+        let y = match self.proc.files.add(fb, cloexec, 0) {
+            Ok(y) => y,
+            Err(e) => {
+                let _ = self.proc.files.close(x);
+                return Err(e.into());
+            }
+        };
+        let mut out = (x as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(&(y as u32).to_le_bytes());
+        self.mm.write_user(sv, &out)?;
+        Ok(0)
+    }
+
+    fn socket(&self, fd: u64) -> Result<Rc<OpenFile>, SysErr> {
+        let f = self.proc.files.get(fd)?;
+        match f.kind {
+            FileKind::Socket(_) => Ok(f),
+            _ => Err(errno::ENOTSOCK.into()),
+        }
+    }
+
+    /// Sends `data` on socket `f`.
+    fn send(&mut self, f: &OpenFile, data: &[u8], flags: u64) -> SysResult {
+        let FileKind::Socket(s) = &f.kind else {
+            return Err(errno::ENOTSOCK.into());
+        };
+        let nonblock = flags & MSG_DONTWAIT != 0 || f.flags.get() & libc::O_NONBLOCK != 0;
+        let tx = s.tx.borrow();
+        let Some(end) = tx.as_ref() else {
+            drop(tx);
+            if flags & MSG_NOSIGNAL == 0 {
+                self.raise(13)?;
+            }
+            return Err(errno::EPIPE.into());
+        };
+        Ok(self.write_pipe(end, data, nonblock, flags & MSG_NOSIGNAL != 0)? as u64)
+    }
+
+    /// Receives into `buf` from socket `f`; returns the count and the message's length.
+    fn recv(&mut self, f: &OpenFile, buf: &mut [u8], flags: u64) -> Result<(usize, usize), SysErr> {
+        let FileKind::Socket(s) = &f.kind else {
+            return Err(errno::ENOTSOCK.into());
+        };
+        let nonblock = flags & MSG_DONTWAIT != 0 || f.flags.get() & libc::O_NONBLOCK != 0;
+        let rx = s.rx.borrow();
+        let Some(end) = rx.as_ref() else {
+            return Ok((0, 0));
+        };
+        let full = {
+            let p = end.pipe.borrow();
+            match &p.msgs {
+                Some(m) => m.front().copied().unwrap_or(0),
+                None => 0,
+            }
+        };
+        let n = self.read_pipe(end, buf, nonblock, flags & MSG_PEEK != 0)?;
+        Ok((n, full.max(n)))
+    }
+
+    pub(crate) fn sys_sendto(&mut self, fd: u64, buf: u64, len: u64, flags: u64) -> SysResult {
+        let f = self.socket(fd)?;
+        let data = self.mm.read_user_vec(buf, len.min(1 << 20) as usize)?;
+        self.send(&f, &data, flags)
+    }
+
+    pub(crate) fn sys_recvfrom(
+        &mut self,
+        fd: u64,
+        buf: u64,
+        len: u64,
+        flags: u64,
+        addr: u64,
+        alen: u64,
+    ) -> SysResult {
+        let f = self.socket(fd)?;
+        self.mm.user_chunks(buf, len.min(1 << 20), true)?;
+        let mut tmp = vec![0u8; len.min(1 << 20) as usize];
+        let (n, full) = self.recv(&f, &mut tmp, flags)?;
+        self.mm.write_user(buf, &tmp[..n])?;
+        if addr != 0 && alen != 0 {
+            self.put_unix_name(addr, alen)?;
+        }
+        Ok(if flags & MSG_TRUNC != 0 { full } else { n } as u64)
+    }
+
+    /// The `iovec`s of a `msghdr`: (base, len) pairs.
+    fn msg_iovecs(&mut self, msg: u64) -> Result<(Vec<(u64, u64)>, u64), SysErr> {
+        let raw = self.mm.read_user_vec(msg, 56)?;
+        let q = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        // name, namelen, iov, iovlen, control, controllen, flags.
+        let (iov, iovlen, controllen) = (q(2), q(3), q(5));
+        if iovlen > IOV_MAX {
+            return Err(errno::EMSGSIZE.into());
+        }
+        let raw = self.mm.read_user_vec(iov, iovlen as usize * 16)?;
+        let v = raw
+            .chunks_exact(16)
+            .map(|c| {
+                (
+                    u64::from_le_bytes(c[..8].try_into().unwrap_or_default()),
+                    u64::from_le_bytes(c[8..].try_into().unwrap_or_default()),
+                )
+            })
+            .collect();
+        Ok((v, controllen))
+    }
+
+    pub(crate) fn sys_sendmsg(&mut self, fd: u64, msg: u64, flags: u64) -> SysResult {
+        let f = self.socket(fd)?;
+        let (iov, controllen) = self.msg_iovecs(msg)?;
+        if controllen != 0 {
+            // Passing descriptors or credentials (SCM_RIGHTS...) is not offered.
+            return Err(self.unsupported("sendmsg(ancillary data)", errno::EOPNOTSUPP));
+        }
+        let mut data = Vec::new();
+        for (base, len) in iov {
+            if data.len() as u64 + len > 1 << 20 {
+                return Err(errno::EMSGSIZE.into());
+            }
+            data.extend(self.mm.read_user_vec(base, len as usize)?);
+        }
+        self.send(&f, &data, flags)
+    }
+
+    pub(crate) fn sys_recvmsg(&mut self, fd: u64, msg: u64, flags: u64) -> SysResult {
+        let f = self.socket(fd)?;
+        let (iov, _) = self.msg_iovecs(msg)?;
+        let total: u64 = iov.iter().map(|(_, l)| *l).sum::<u64>().min(1 << 20);
+        let mut tmp = vec![0u8; total as usize];
+        let (n, full) = self.recv(&f, &mut tmp, flags)?;
+        let mut off = 0usize;
+        for (base, len) in iov {
+            if off >= n {
+                break;
+            }
+            let k = (len as usize).min(n - off);
+            self.mm.write_user(base, &tmp[off..off + k])?;
+            off += k;
+        }
+        // msg_namelen = 0, msg_controllen = 0, msg_flags.
+        self.mm.write_u32(msg + 8, 0)?;
+        self.mm.write_u64(msg + 40, 0)?;
+        let mflags: u32 = if full > n { MSG_TRUNC as u32 } else { 0 };
+        self.mm.write_u32(msg + 48, mflags)?;
+        Ok(n as u64)
+    }
+
+    pub(crate) fn sys_shutdown(&mut self, fd: u64, how: u64) -> SysResult {
+        let f = self.socket(fd)?;
+        let FileKind::Socket(s) = &f.kind else {
+            return Err(errno::ENOTSOCK.into());
+        };
+        match how {
+            0 => drop(s.rx.borrow_mut().take()),
+            1 => drop(s.tx.borrow_mut().take()),
+            2 => {
+                drop(s.rx.borrow_mut().take());
+                drop(s.tx.borrow_mut().take());
+            }
+            _ => return Err(errno::EINVAL.into()),
+        }
+        Ok(0)
+    }
+
+    /// An unnamed `AF_UNIX` address.
+    fn put_unix_name(&mut self, addr: u64, alen: u64) -> Result<(), SysErr> {
+        let cap = self.mm.read_u32(alen)?;
+        let name = (AF_UNIX as u16).to_le_bytes();
+        let n = (cap as usize).min(name.len());
+        self.mm.write_user(addr, &name[..n])?;
+        self.mm.write_u32(alen, 2)?;
+        Ok(())
+    }
+
+    pub(crate) fn sys_getsockname(&mut self, fd: u64, addr: u64, alen: u64) -> SysResult {
+        self.socket(fd)?;
+        self.put_unix_name(addr, alen)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_getsockopt(
+        &mut self,
+        fd: u64,
+        level: u64,
+        name: u64,
+        val: u64,
+        len: u64,
+    ) -> SysResult {
+        let f = self.socket(fd)?;
+        let FileKind::Socket(s) = &f.kind else {
+            return Err(errno::ENOTSOCK.into());
+        };
+        if level != SOL_SOCKET {
+            return Err(Errno(libc::ENOPROTOOPT).into());
+        }
+        let v: Vec<u8> = match name as i32 {
+            libc::SO_TYPE => s.kind.to_le_bytes().to_vec(),
+            libc::SO_DOMAIN => (AF_UNIX as i32).to_le_bytes().to_vec(),
+            libc::SO_PROTOCOL | libc::SO_ERROR | libc::SO_ACCEPTCONN => 0i32.to_le_bytes().to_vec(),
+            libc::SO_RCVBUF | libc::SO_SNDBUF => {
+                (super::fd::PIPE_CAPACITY as i32).to_le_bytes().to_vec()
+            }
+            libc::SO_PEERCRED => {
+                let mut b = self.proc.pid.to_le_bytes().to_vec();
+                b.extend_from_slice(&self.user.0.to_le_bytes());
+                b.extend_from_slice(&self.user.1.to_le_bytes());
+                b
+            }
+            _ => return Err(Errno(libc::ENOPROTOOPT).into()),
+        };
+        let cap = self.mm.read_u32(len)? as usize;
+        let n = cap.min(v.len());
+        self.mm.write_user(val, &v[..n])?;
+        self.mm.write_u32(len, n as u32)?;
+        Ok(0)
+    }
+
+    pub(crate) fn sys_setsockopt(&mut self, fd: u64, level: u64) -> SysResult {
+        self.socket(fd)?;
+        if level != SOL_SOCKET {
+            return Err(Errno(libc::ENOPROTOOPT).into());
+        }
+        Ok(0)
+    }
+}
