@@ -1,0 +1,273 @@
+//! The same workloads, passing the same way, in both backends: python3 (dynamically
+//! linked, from the host's /usr), a script from a read-only mount using much of the
+//! standard library (threads and subprocesses included), temp files, signals and
+//! timeouts inside Python, busybox and dash pipelines, dynamically linked coreutils.
+//! Each check runs with `IsolationRequest::Container` and `IsolationRequest::MicroVm`
+//! (the latter skipped loudly without KVM, a failure under `HSB_REQUIRE_KVM=1`).
+
+use std::time::Duration;
+
+use hsb_tests::*;
+use hybrid_sandbox::{IsolationRequest, Outcome};
+
+fn on(iso: IsolationRequest, mut w: Workload) -> Workload {
+    w.limits.wall_time = Some(Duration::from_secs(60));
+    w.isolation(iso)
+}
+
+fn ok(o: &Outcome) -> String {
+    assert!(
+        o.success(),
+        "{:?} {:?}\nstdout: {}\nstderr: {}",
+        o.isolation,
+        o.termination,
+        stdout(o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout(o)
+}
+
+fn python(iso: IsolationRequest, code: &str) -> Outcome {
+    run(on(iso, Workload::new("python3", ["-c", code])))
+}
+
+/// The standard library tour, as a script on a read-only mount.
+const STDLIB_SCRIPT: &str = r#"
+import json, re, hashlib, math, collections, itertools, datetime, struct, zlib
+import threading, subprocess, sys, os
+out = []
+out.append(json.dumps({"k": [1, 2.5, None]}, sort_keys=True))
+out.append(re.sub(r"(\d+)", lambda m: str(int(m.group(1)) * 2), "a1 b22 c333"))
+out.append(hashlib.sha256(b"hybrid-sandbox").hexdigest()[:16])
+out.append(hashlib.md5(b"x").hexdigest()[:8])
+out.append(str(math.isqrt(10**12)) + " " + f"{math.pi:.5f}")
+out.append(str(collections.Counter("mississippi").most_common(2)))
+out.append(str(list(itertools.islice(itertools.accumulate(range(10)), 5))))
+out.append(datetime.datetime(2024, 2, 29, 12, 30).strftime("%Y-%m-%d %H:%M") + " " + str(datetime.timedelta(days=1, hours=2)))
+out.append(struct.pack("<IhQ", 1, -2, 3).hex())
+out.append(str(zlib.crc32(b"hello")) + " " + str(len(zlib.compress(b"a" * 1000))))
+results = [0] * 4
+def work(i):
+    results[i] = sum(j * j for j in range(20000 + i))
+threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+out.append(str(sum(results)))
+lock = threading.Lock(); cond = threading.Condition(lock); box = []
+def producer():
+    with cond:
+        box.append("item"); cond.notify()
+with cond:
+    threading.Thread(target=producer).start()
+    cond.wait_for(lambda: box, timeout=10)
+out.append(box[0])
+out.append(subprocess.run(["echo", "child says hi"], capture_output=True, text=True).stdout.strip())
+p = subprocess.Popen([sys.executable, "-c", "import sys; print(sys.stdin.read().upper())"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+out.append(p.communicate(b"piped")[0].decode().strip() + " rc=" + str(p.returncode))
+out.append(str(subprocess.run(["sh", "-c", "exit 3"]).returncode))
+print("\n".join(out))
+"#;
+
+const STDLIB_EXPECTED: &str = r#"{"k": [1, 2.5, null]}
+a2 b44 c666
+97760802290d3987
+9dd4e461
+1000000 3.14159
+[('i', 4), ('s', 4)]
+[0, 1, 3, 6, 10]
+2024-02-29 12:30 1 day, 2:00:00
+01000000feff0300000000000000
+907060870 17
+"#;
+
+fn python_sum(iso: IsolationRequest) {
+    let o = python(iso, "print(sum(range(10**6)))");
+    assert_eq!(ok(&o), "499999500000\n");
+}
+
+fn python_stdlib_script_from_a_read_only_mount(iso: IsolationRequest) {
+    let dir = tempfile::tempdir().unwrap();
+    set_mode(dir.path(), 0o755);
+    let script = dir.path().join("check.py");
+    std::fs::write(&script, STDLIB_SCRIPT).unwrap();
+    set_mode(&script, 0o644);
+    let o = run(on(
+        iso,
+        Workload::new("python3", ["/work/check.py"]).mount(Mount::ro(dir.path(), "/work")),
+    ));
+    let out = ok(&o);
+    assert!(out.starts_with(STDLIB_EXPECTED), "{out}");
+    let tail: Vec<&str> = out[STDLIB_EXPECTED.len()..].lines().collect();
+    let want_sum: u64 = (0..4u64)
+        .map(|i| (0..20000 + i).map(|j| j * j).sum::<u64>())
+        .sum();
+    assert_eq!(
+        tail,
+        [
+            want_sum.to_string().as_str(),
+            "item",
+            "child says hi",
+            "PIPED rc=0",
+            "3"
+        ],
+        "{out}"
+    );
+    // The mount is read-only in both (the container answers EACCES first when the file
+    // is not the sandbox user's: the micro-VM does not check host permission bits).
+    let o = run(on(
+        iso,
+        Workload::new(
+            "python3",
+            [
+                "-c",
+                "import errno\ntry:\n    open('/work/check.py', 'a')\nexcept OSError as e:\n    print('refused' if e.errno in (errno.EROFS, errno.EACCES) else e)",
+            ],
+        )
+        .mount(Mount::ro(dir.path(), "/work")),
+    ));
+    assert_eq!(ok(&o), "refused\n");
+}
+
+fn python_temp_files(iso: IsolationRequest) {
+    let code = r#"
+import tempfile, os
+with tempfile.TemporaryDirectory() as d:
+    p = os.path.join(d, "data.bin")
+    with open(p, "wb") as f:
+        f.write(bytes(range(256)) * 1000)
+    with open(p, "rb") as f:
+        data = f.read()
+    print(len(data), data[255], sorted(os.listdir(d)))
+with tempfile.NamedTemporaryFile("w+") as f:
+    f.write("line one\nline two\n"); f.flush(); f.seek(0)
+    print(f.readlines()[1].strip())
+print(os.path.exists(d))
+"#;
+    let o = python(iso, code);
+    assert_eq!(ok(&o), "256000 255 ['data.bin']\nline two\nFalse\n");
+}
+
+fn python_signals_and_timeouts(iso: IsolationRequest) {
+    let code = r#"
+import signal, time, os
+class Timeout(Exception): pass
+def on_alarm(signum, frame): raise Timeout()
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.2)
+try:
+    while True:
+        sum(range(1000))
+except Timeout:
+    print("busy loop interrupted")
+signal.alarm(1)
+try:
+    time.sleep(10)
+except Timeout:
+    print("sleep interrupted")
+got = []
+signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+os.kill(os.getpid(), signal.SIGUSR1)
+print("usr1", got == [signal.SIGUSR1])
+"#;
+    let o = python(iso, code);
+    assert_eq!(
+        ok(&o),
+        "busy loop interrupted\nsleep interrupted\nusr1 True\n"
+    );
+}
+
+fn python_asyncio_and_sockets(iso: IsolationRequest) {
+    let code = r#"
+import asyncio, socket, selectors
+async def main():
+    r, w = await asyncio.open_unix_connection(sock=socket.socketpair()[0]) if False else (None, None)
+    results = await asyncio.gather(*(asyncio.sleep(0.01, result=i) for i in range(5)))
+    return sum(results)
+print(asyncio.run(main()))
+a, b = socket.socketpair()
+a.sendall(b"ping")
+print(b.recv(4).decode())
+sel = selectors.DefaultSelector()
+sel.register(b, selectors.EVENT_READ)
+a.sendall(b"x")
+print(len(sel.select(timeout=1)))
+"#;
+    let o = python(iso, code);
+    assert_eq!(ok(&o), "10\nping\n1\n");
+}
+
+fn python_fork_and_pipes(iso: IsolationRequest) {
+    let code = r#"
+import os
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    os.write(w, b"from the child")
+    os._exit(4)
+os.close(w)
+data = os.read(r, 100)
+_, status = os.waitpid(pid, 0)
+print(data.decode(), os.WEXITSTATUS(status))
+"#;
+    let o = python(iso, code);
+    assert_eq!(ok(&o), "from the child 4\n");
+}
+
+fn busybox_pipelines(iso: IsolationRequest) {
+    let o = run(on(
+        iso,
+        Workload::new(
+            "busybox",
+            [
+                "sh",
+                "-c",
+                "echo 'b a c' | busybox tr ' ' '\\n' | busybox sort | busybox tr -d '\\n'; echo; \
+                 busybox seq 1 500 | busybox grep 7 | busybox wc -l; \
+                 echo hi > /tmp/x && busybox cat /tmp/x | busybox sed s/hi/ho/",
+            ],
+        ),
+    ));
+    assert_eq!(ok(&o), "abc\n95\nho\n");
+}
+
+fn dash_and_coreutils_pipelines(iso: IsolationRequest) {
+    let o = run(on(
+        iso,
+        Workload::new(
+            "/bin/sh",
+            [
+                "-c",
+                "printf '%s\\n' 3 1 2 | sort -n | tr '\\n' ,; echo; ls / | grep -c -x tmp; \
+                 x=$(echo sub | cut -c1-2); echo $x; (exit 7) || echo status $?",
+            ],
+        ),
+    ));
+    assert_eq!(ok(&o), "1,2,3,\n1\nsu\nstatus 7\n");
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod container {
+            $( #[test] fn $name() { super::$name(hybrid_sandbox::IsolationRequest::Container) } )*
+        }
+        mod microvm {
+            $( #[test] fn $name() {
+                let iso = hybrid_sandbox::IsolationRequest::MicroVm;
+                if !hsb_tests::backend_ready(iso) { return; }
+                super::$name(iso)
+            } )*
+        }
+    };
+}
+
+both_backends!(
+    python_sum,
+    python_stdlib_script_from_a_read_only_mount,
+    python_temp_files,
+    python_signals_and_timeouts,
+    python_asyncio_and_sockets,
+    python_fork_and_pipes,
+    busybox_pipelines,
+    dash_and_coreutils_pipelines,
+);
