@@ -48,8 +48,10 @@ mod mm;
 mod probe;
 mod sandbox;
 mod stdio;
+mod support;
 mod vcpu;
 mod vfs;
 mod vm;
 
 pub use backend::MicroVmBackend;
+pub use support::{syscall_table, Support, SyscallSupport};

@@ -23,6 +23,10 @@ pub(crate) struct Pipe {
     pub(crate) readers: usize,
     /// Open write ends.
     pub(crate) writers: usize,
+    /// A named pipe (FIFO) not yet opened for writing (reads wait, not EOF).
+    pub(crate) no_writer_yet: bool,
+    /// A named pipe not yet opened for reading (writes wait, not EPIPE).
+    pub(crate) no_reader_yet: bool,
 }
 
 /// One end of a pipe; dropping it closes that end.
@@ -41,8 +45,10 @@ impl PipeEnd {
             let mut p = pipe.borrow_mut();
             if write {
                 p.writers += 1;
+                p.no_writer_yet = false;
             } else {
                 p.readers += 1;
+                p.no_reader_yet = false;
             }
         }
         PipeEnd {

@@ -24,6 +24,10 @@ pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -
         Opened::Dev(d) => FileKind::Dev(d),
         Opened::Gen(b) => FileKind::Gen(b),
         Opened::Path => FileKind::Path,
+        Opened::Fifo(pipe) => {
+            let write = flags & libc::O_ACCMODE == libc::O_WRONLY;
+            FileKind::Pipe(super::fd::PipeEnd::new(&pipe, write))
+        }
         // Opened by `sys_openat`, which makes the contents first.
         Opened::Proc(..) => FileKind::Gen(Rc::from(&b""[..])),
     };
@@ -245,10 +249,7 @@ impl Kernel {
         if !matches!(f.kind, FileKind::Dir) {
             return Err(errno::ENOTDIR.into());
         }
-        let loc = f.loc.clone().ok_or(errno::EBADF)?;
-        if f.listing.borrow().is_none() {
-            *f.listing.borrow_mut() = Some(self.vfs.list(&loc)?);
-        }
+        self.fill_listing(&f)?;
         let listing = f.listing.borrow();
         let entries = listing.as_deref().unwrap_or_default();
         let mut out = Vec::new();

@@ -10,6 +10,7 @@ mod exit;
 mod fd;
 mod fs;
 mod futex;
+pub(crate) mod misc;
 mod mm;
 pub(crate) mod names;
 mod path;
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_regs;
 
-pub(crate) use fd::{FdTable, FileKind, OpenFile};
+pub(crate) use fd::{FdTable, FileKind, OpenFile, Pipe};
 pub(crate) use rw::fill_random as fill_random_bytes;
 pub(crate) use sched::TIME_SLICE;
 
@@ -507,13 +508,66 @@ impl Kernel {
             SYS_eventfd => self.sys_eventfd2(a[0], 0),
             SYS_eventfd2 => self.sys_eventfd2(a[0], a[1]),
             SYS_close_range => self.sys_close_range(a[0], a[1], a[2]),
+            SYS_getdents => self.sys_getdents(a[0], a[1], a[2]),
+            SYS_mknod => self.sys_mknodat(AT_FDCWD as u64, a[0], a[1]),
+            SYS_mknodat => self.sys_mknodat(a[0], a[1], a[2]),
+            SYS_utime => self.sys_utime(a[0], a[1]),
+            SYS_futimesat => self.sys_futimesat(a[0], a[1], a[2]),
+            SYS_sched_setparam => self.sys_sched_set(None, a[1]),
+            SYS_sched_setscheduler => self.sys_sched_set(Some(a[1]), a[2]),
+            SYS_sched_get_priority_max | SYS_sched_get_priority_min => match a[0] {
+                0 | 3 | 5 => Ok(0),
+                1 | 2 => Ok(if n == SYS_sched_get_priority_max {
+                    99
+                } else {
+                    1
+                }),
+                _ => Err(errno::EINVAL.into()),
+            },
+            SYS_sched_rr_get_interval => self.sys_sched_rr_get_interval(a[1]),
+            SYS_getcpu => self.sys_getcpu(a[0], a[1]),
+            SYS_mlock | SYS_munlock | SYS_mlock2 | SYS_mlockall | SYS_munlockall => Ok(0),
+            SYS_sync => Ok(0),
+            SYS_syncfs | SYS_readahead | SYS_sync_file_range => self.fd_ok(a[0]),
+            SYS_capget => self.sys_capget(a[0], a[1]),
+            SYS_capset => self.sys_capset(a[1]),
+            SYS_getxattr => self.sys_xattr("get", a[0], true, false),
+            SYS_lgetxattr => self.sys_xattr("get", a[0], false, false),
+            SYS_fgetxattr => self.sys_xattr("get", a[0], true, true),
+            SYS_listxattr => self.sys_xattr("list", a[0], true, false),
+            SYS_llistxattr => self.sys_xattr("list", a[0], false, false),
+            SYS_flistxattr => self.sys_xattr("list", a[0], true, true),
+            SYS_setxattr | SYS_removexattr => self.sys_xattr("set", a[0], true, false),
+            SYS_lsetxattr | SYS_lremovexattr => self.sys_xattr("set", a[0], false, false),
+            SYS_fsetxattr | SYS_fremovexattr => self.sys_xattr("set", a[0], true, true),
+            SYS_memfd_create => self.sys_memfd_create(a[0], a[1]),
+            SYS_preadv2 => self.sys_prwv2(false, a),
+            SYS_pwritev2 => self.sys_prwv2(true, a),
+            SYS_splice => self.sys_splice(a),
+            SYS_sendmmsg => self.sys_mmsg(true, a[0], a[1], a[2], a[3]),
+            SYS_recvmmsg => self.sys_mmsg(false, a[0], a[1], a[2], a[3]),
+            SYS_rt_sigqueueinfo => self.sys_sigqueue(a[0], None, a[1], a[2]),
+            SYS_rt_tgsigqueueinfo => self.sys_sigqueue(a[0], Some(a[1]), a[2], a[3]),
+            SYS_restart_syscall => Err(Errno(libc::EINTR).into()),
+            SYS_unshare => self.sys_unshare(a[0]),
+            SYS_personality => self.sys_personality(a[0]),
+            SYS_get_robust_list => self.sys_get_robust_list(a[0], a[1], a[2]),
+            SYS_ioprio_get => Ok(0x4004),
+            SYS_ioprio_set => Ok(0),
             SYS_clone => self.sys_clone(cpu, ctx, a),
             SYS_clone3 => self.sys_clone3(cpu, ctx, a[0], a[1]),
             SYS_fork => self.sys_fork(cpu, ctx),
             SYS_vfork => self.sys_vfork(cpu, ctx),
             SYS_execve => self.sys_execve(cpu, ctx, AT_FDCWD as u64, a[0], a[1], a[2], 0),
             SYS_execveat => self.sys_execve(cpu, ctx, a[0], a[1], a[2], a[3], a[4]),
-            _ => self.enosys(nr),
+            _ => {
+                if misc::REFUSED.contains(&names::syscall_name(nr).as_str()) {
+                    // What an unprivileged Linux user gets (the container's filter too).
+                    Err(errno::EPERM.into())
+                } else {
+                    self.enosys(nr)
+                }
+            }
         }
     }
 }

@@ -182,7 +182,7 @@ impl Kernel {
                 }
                 return Ok(n);
             }
-            if p.writers == 0 {
+            if p.writers == 0 && !p.no_writer_yet {
                 return Ok(0);
             }
         }
@@ -203,7 +203,7 @@ impl Kernel {
     ) -> Result<usize, SysErr> {
         {
             let mut p = end.pipe.borrow_mut();
-            if p.readers == 0 {
+            if p.readers == 0 && !p.no_reader_yet {
                 drop(p);
                 if !nosignal {
                     self.raise(SIGPIPE)?;

@@ -30,6 +30,8 @@ pub(crate) enum Opened {
     /// A generated file of `/proc` (of process `pid`, or of the system): the kernel
     /// makes its contents.
     Proc(Option<u32>, super::proc::ProcFile),
+    /// A named pipe.
+    Fifo(Rc<std::cell::RefCell<crate::linux::Pipe>>),
 }
 
 /// A directory entry, as `getdents64` reports it.
@@ -143,10 +145,14 @@ impl Vfs {
                 )?)
             }
             Node::Tmp(t) => {
-                if flags & libc::O_TRUNC != 0 && !t.is_dir() {
-                    t.truncate(0)?;
+                if let Some(p) = t.fifo() {
+                    Opened::Fifo(p)
+                } else {
+                    if flags & libc::O_TRUNC != 0 && !t.is_dir() {
+                        t.truncate(0)?;
+                    }
+                    Opened::Tmp(Rc::clone(t))
                 }
-                Opened::Tmp(Rc::clone(t))
             }
             Node::Dev(d) => Opened::Dev(*d),
             Node::Gen(b) => Opened::Gen(Rc::clone(b)),
@@ -458,6 +464,39 @@ impl Vfs {
                 a.rename(&n1, b, &n2, flags & libc::RENAME_NOREPLACE != 0)
             }
             _ => Err(errno::EXDEV),
+        }
+    }
+
+    /// `mknod` of a FIFO.
+    pub(crate) fn mkfifo(&self, base: &Location, path: &[u8], mode: u32) -> Result<(), Errno> {
+        let (parent, name) = self.resolve_parent(base, path)?;
+        if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
+            return Err(errno::EEXIST);
+        }
+        parent.node().writable()?;
+        let pipe = || {
+            Rc::new(std::cell::RefCell::new(crate::linux::Pipe {
+                no_writer_yet: true,
+                no_reader_yet: true,
+                ..Default::default()
+            }))
+        };
+        match parent.node() {
+            Node::Tmp(dir) => {
+                dir.insert(&name, TmpFs::inode(dir.fs(), TmpData::Fifo(pipe()), mode))
+            }
+            Node::Ovl(d) => d.create(&name, TmpData::Fifo(pipe()), mode).map(|_| ()),
+            // A FIFO on the host would let the host's processes in: refused.
+            _ => Err(errno::EPERM),
+        }
+    }
+
+    /// The filesystem of /tmp (for anonymous in-memory files).
+    pub(crate) fn tmp_fs(&self) -> Option<Rc<TmpFs>> {
+        let root = self.root();
+        match self.resolve(&root, b"/tmp", true).ok()?.node() {
+            Node::Tmp(t) => Some(Rc::clone(t.fs())),
+            _ => None,
         }
     }
 

@@ -21,6 +21,8 @@ pub(crate) enum TmpData {
     Link(Vec<u8>),
     /// An image root's upper layer only: the name is deleted from the layers below.
     Whiteout,
+    /// A named pipe (FIFO).
+    Fifo(Rc<RefCell<crate::linux::Pipe>>),
 }
 
 /// One tmpfs inode.
@@ -142,6 +144,7 @@ impl TmpInode {
             TmpData::File(d) => (libc::S_IFREG, d.len() as u64),
             TmpData::Link(t) => (libc::S_IFLNK, t.len() as u64),
             TmpData::Whiteout => (libc::S_IFCHR, 0),
+            TmpData::Fifo(_) => (libc::S_IFIFO, 0),
         };
         let [atime, mtime, ctime] = self.times.get();
         Meta {
@@ -164,6 +167,14 @@ impl TmpInode {
     /// True for a directory.
     pub(crate) fn is_dir(&self) -> bool {
         matches!(&*self.data.borrow(), TmpData::Dir(_))
+    }
+
+    /// The pipe of a FIFO.
+    pub(crate) fn fifo(&self) -> Option<Rc<RefCell<crate::linux::Pipe>>> {
+        match &*self.data.borrow() {
+            TmpData::Fifo(p) => Some(Rc::clone(p)),
+            _ => None,
+        }
     }
 
     /// True for a whiteout (an image root's upper layer only).
@@ -191,7 +202,7 @@ impl TmpInode {
                 Ok(n)
             }
             TmpData::Dir(_) => Err(errno::EISDIR),
-            TmpData::Link(_) | TmpData::Whiteout => Err(errno::EINVAL),
+            TmpData::Link(_) | TmpData::Whiteout | TmpData::Fifo(_) => Err(errno::EINVAL),
         }
     }
 

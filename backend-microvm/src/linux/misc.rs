@@ -1,0 +1,429 @@
+//! Smaller calls: the old `getdents`, `mknod` (regular files and FIFOs), `utime`,
+//! scheduling parameters, memory locking, syncs, capabilities, extended attributes
+//! (a filesystem without any), `memfd_create`, `preadv2`/`pwritev2`, `splice`,
+//! `recvmmsg`/`sendmmsg`, queued signals, and the calls an unprivileged Linux user is
+//! refused (answered `EPERM`, as the container backend's filter does).
+
+use std::rc::Rc;
+
+use super::fd::{FileKind, OpenFile};
+use super::signal::SigInfo;
+use super::{Kernel, SysErr, SysResult};
+use crate::errno::{self, Errno};
+use crate::vfs::tmpfs::{TmpData, TmpFs};
+use crate::vfs::Time;
+
+/// Syscalls an unprivileged process is refused on Linux: answered `EPERM`.
+pub(crate) const REFUSED: &[&str] = &[
+    "ptrace",
+    "chroot",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "sethostname",
+    "setdomainname",
+    "iopl",
+    "ioperm",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "acct",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "quotactl",
+    "quotactl_fd",
+    "vhangup",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "setns",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "lookup_dcookie",
+    "add_key",
+    "request_key",
+    "keyctl",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "mbind",
+    "set_mempolicy",
+    "migrate_pages",
+    "move_pages",
+    "set_mempolicy_home_node",
+    "syslog",
+];
+
+impl Kernel {
+    /// The old `getdents`: `struct linux_dirent` (type in the record's last byte).
+    pub(crate) fn sys_getdents(&mut self, fd: u64, dirp: u64, count: u64) -> SysResult {
+        let f = self.proc.files.get(fd)?;
+        if !matches!(f.kind, FileKind::Dir) {
+            return Err(errno::ENOTDIR.into());
+        }
+        self.fill_listing(&f)?;
+        let listing = f.listing.borrow();
+        let entries = listing.as_deref().unwrap_or_default();
+        let mut out = Vec::new();
+        let mut i = f.pos.get() as usize;
+        while i < entries.len() {
+            let e = &entries[i];
+            let reclen = (18 + e.name.len() + 2).next_multiple_of(8);
+            if out.len() + reclen > count as usize {
+                break;
+            }
+            out.extend_from_slice(&e.ino.to_le_bytes());
+            out.extend_from_slice(&((i + 1) as i64).to_le_bytes());
+            out.extend_from_slice(&(reclen as u16).to_le_bytes());
+            out.extend_from_slice(&e.name);
+            out.resize(out.len() + reclen - 18 - e.name.len() - 1, 0);
+            out.push(e.dtype);
+            i += 1;
+        }
+        if out.is_empty() && i < entries.len() {
+            return Err(errno::EINVAL.into());
+        }
+        drop(listing);
+        self.mm.write_user(dirp, &out)?;
+        f.pos.set(i as u64);
+        Ok(out.len() as u64)
+    }
+
+    /// `mknod`/`mknodat`: regular files and FIFOs (devices are refused).
+    pub(crate) fn sys_mknodat(&mut self, dirfd: u64, ptr: u64, mode: u64) -> SysResult {
+        let mode = mode as u32;
+        let perm = mode & 0o7777 & !self.proc.umask;
+        match mode & libc::S_IFMT {
+            0 | libc::S_IFREG => {
+                let flags = (libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY) as u64;
+                let fd = self.sys_openat(dirfd, ptr, flags, u64::from(perm))?;
+                self.proc.files.close(fd)?;
+                Ok(0)
+            }
+            libc::S_IFIFO => {
+                let path = self.path_arg(ptr)?;
+                let base = self.base_for(&path, dirfd)?;
+                self.vfs.mkfifo(&base, &path, perm)?;
+                Ok(0)
+            }
+            libc::S_IFCHR | libc::S_IFBLK => Err(errno::EPERM.into()),
+            libc::S_IFSOCK => Err(errno::EOPNOTSUPP.into()),
+            _ => Err(errno::EINVAL.into()),
+        }
+    }
+
+    /// `utime(path, times)`: seconds only.
+    pub(crate) fn sys_utime(&mut self, ptr: u64, times: u64) -> SysResult {
+        let path = self.path_arg(ptr)?;
+        let base = self.base_for(&path, libc::AT_FDCWD as u64)?;
+        let loc = self.vfs.resolve(&base, &path, true)?;
+        let (a, m) = if times == 0 {
+            (Some(Time::now()), Some(Time::now()))
+        } else {
+            let raw = self.mm.read_user_vec(times, 16)?;
+            let q =
+                |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            (
+                Some(Time { sec: q(0), nsec: 0 }),
+                Some(Time { sec: q(1), nsec: 0 }),
+            )
+        };
+        self.vfs.utimens(&loc, a, m)?;
+        Ok(0)
+    }
+
+    /// `futimesat(dirfd, path, timeval[2])`.
+    pub(crate) fn sys_futimesat(&mut self, dirfd: u64, ptr: u64, tv: u64) -> SysResult {
+        if ptr == 0 {
+            return Err(errno::EFAULT.into());
+        }
+        let path = self.path_arg(ptr)?;
+        let base = self.base_for(&path, dirfd)?;
+        let loc = self.vfs.resolve(&base, &path, true)?;
+        let (a, m) = if tv == 0 {
+            (Some(Time::now()), Some(Time::now()))
+        } else {
+            let raw = self.mm.read_user_vec(tv, 32)?;
+            let q =
+                |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            if !(0..1_000_000).contains(&q(1)) || !(0..1_000_000).contains(&q(3)) {
+                return Err(errno::EINVAL.into());
+            }
+            (
+                Some(Time {
+                    sec: q(0),
+                    nsec: q(1) * 1000,
+                }),
+                Some(Time {
+                    sec: q(2),
+                    nsec: q(3) * 1000,
+                }),
+            )
+        };
+        self.vfs.utimens(&loc, a, m)?;
+        Ok(0)
+    }
+
+    /// `sched_setparam`/`sched_setscheduler`: only `SCHED_OTHER` at priority 0.
+    pub(crate) fn sys_sched_set(&mut self, policy: Option<u64>, param: u64) -> SysResult {
+        if param == 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let prio = self.mm.read_u32(param)?;
+        let policy = policy.unwrap_or(0) as i32 & !0x4000_0000; // SCHED_RESET_ON_FORK
+        match (policy, prio) {
+            (0 | 3 | 5, 0) => Ok(0),                // OTHER, BATCH, IDLE
+            (1 | 2, _) => Err(errno::EPERM.into()), // FIFO, RR need privilege
+            _ => Err(errno::EINVAL.into()),
+        }
+    }
+
+    /// `sched_rr_get_interval`: the time slice.
+    pub(crate) fn sys_sched_rr_get_interval(&mut self, tp: u64) -> SysResult {
+        let d = super::TIME_SLICE;
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&(d.as_secs() as i64).to_le_bytes());
+        b[8..].copy_from_slice(&i64::from(d.subsec_nanos()).to_le_bytes());
+        self.mm.write_user(tp, &b)?;
+        Ok(0)
+    }
+
+    /// `getcpu`: the one vCPU, node 0.
+    pub(crate) fn sys_getcpu(&mut self, cpu: u64, node: u64) -> SysResult {
+        if cpu != 0 {
+            self.mm.write_u32(cpu, 0)?;
+        }
+        if node != 0 {
+            self.mm.write_u32(node, 0)?;
+        }
+        Ok(0)
+    }
+
+    /// `capget`: no capabilities (version 3 header asked, or told).
+    pub(crate) fn sys_capget(&mut self, hdr: u64, data: u64) -> SysResult {
+        const V3: u32 = 0x2008_0522;
+        let version = self.mm.read_u32(hdr)?;
+        if version != V3 && version != 0x2007_1026 && version != 0x1998_0330 {
+            self.mm.write_u32(hdr, V3)?;
+            return if data == 0 {
+                Ok(0)
+            } else {
+                Err(errno::EINVAL.into())
+            };
+        }
+        if data != 0 {
+            let n = if version == 0x1998_0330 { 12 } else { 24 };
+            self.mm.write_user(data, &vec![0u8; n])?;
+        }
+        Ok(0)
+    }
+
+    /// `capset`: only to no capabilities.
+    pub(crate) fn sys_capset(&mut self, data: u64) -> SysResult {
+        let raw = self.mm.read_user_vec(data, 24)?;
+        if raw.iter().any(|b| *b != 0) {
+            return Err(errno::EPERM.into());
+        }
+        Ok(0)
+    }
+
+    /// Extended attributes: a filesystem that has none (`name` given: `ENODATA`;
+    /// listing: empty; setting: `ENOTSUP`). `path`: by path (else by descriptor).
+    pub(crate) fn sys_xattr(
+        &mut self,
+        which: &str,
+        target: u64,
+        follow: bool,
+        by_fd: bool,
+    ) -> SysResult {
+        if by_fd {
+            self.proc.files.get(target)?;
+        } else {
+            let path = self.path_arg(target)?;
+            let base = self.base_for(&path, libc::AT_FDCWD as u64)?;
+            self.vfs.resolve(&base, &path, follow)?;
+        }
+        match which {
+            "get" => Err(Errno(libc::ENODATA).into()),
+            "list" => Ok(0),
+            _ => Err(errno::ENOTSUP.into()),
+        }
+    }
+
+    /// `memfd_create`: an anonymous file in memory (charged like /tmp).
+    pub(crate) fn sys_memfd_create(&mut self, name: u64, flags: u64) -> SysResult {
+        const MFD_CLOEXEC: u64 = 1;
+        const MFD_ALLOW_SEALING: u64 = 2;
+        if flags & !(MFD_CLOEXEC | MFD_ALLOW_SEALING) != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let n = self.mm.read_cstr(name, 249)?;
+        let Some(fs) = self.vfs.tmp_fs() else {
+            return Err(errno::ENOMEM.into());
+        };
+        let inode = TmpFs::inode(&fs, TmpData::File(Vec::new()), 0o600);
+        let mut path = b"/memfd:".to_vec();
+        path.extend_from_slice(&n);
+        let _ = path;
+        let f = OpenFile::new(FileKind::Tmp(inode), None, libc::O_RDWR);
+        Ok(self.proc.files.add(f, flags & MFD_CLOEXEC != 0, 0)?)
+    }
+
+    /// `preadv2`/`pwritev2` (offset -1: the file position; flags beyond `RWF_HIPRI`
+    /// ignored, as hints).
+    pub(crate) fn sys_prwv2(&mut self, write: bool, a: [u64; 6]) -> SysResult {
+        let off = (a[3] as i64 != -1).then_some(a[3]);
+        if write {
+            self.sys_writev(a[0], a[1], a[2], off)
+        } else {
+            self.sys_readv(a[0], a[1], a[2], off)
+        }
+    }
+
+    /// `splice`: moves up to `len` bytes between two descriptors, one of them a pipe.
+    pub(crate) fn sys_splice(&mut self, a: [u64; 6]) -> SysResult {
+        let [fd_in, off_in, fd_out, off_out, len, _flags] = a;
+        let input = self.proc.files.get(fd_in)?;
+        let output = self.proc.files.get(fd_out)?;
+        let pipe = |f: &OpenFile| matches!(f.kind, FileKind::Pipe(_));
+        if !pipe(&input) && !pipe(&output) {
+            return Err(errno::EINVAL.into());
+        }
+        if off_out != 0 {
+            return Err(self.unsupported("splice(off_out)", errno::EINVAL));
+        }
+        // sendfile moves bytes from `input` (at `off_in`, if given) to `output`.
+        self.sys_sendfile(fd_out, fd_in, off_in, len.min(1 << 20))
+    }
+
+    /// `sendmmsg`/`recvmmsg`: one `sendmsg`/`recvmsg` per message.
+    pub(crate) fn sys_mmsg(
+        &mut self,
+        send: bool,
+        fd: u64,
+        vec: u64,
+        n: u64,
+        flags: u64,
+    ) -> SysResult {
+        let mut done = 0u64;
+        for i in 0..n.min(1024) {
+            let hdr = vec + i * 64;
+            let r = if send {
+                self.sys_sendmsg(fd, hdr, flags)
+            } else {
+                self.sys_recvmsg(fd, hdr, flags)
+            };
+            match r {
+                Ok(len) => {
+                    self.mm.write_u32(hdr + 56, len as u32)?;
+                    done += 1;
+                }
+                Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => break,
+                Err(e) => return Err(e),
+            }
+            if !send {
+                break; // one message per call keeps waits simple
+            }
+        }
+        Ok(done)
+    }
+
+    /// `rt_sigqueueinfo`/`rt_tgsigqueueinfo`: a signal with the caller's `siginfo`.
+    pub(crate) fn sys_sigqueue(
+        &mut self,
+        tgid: u64,
+        tid: Option<u64>,
+        sig: u64,
+        info: u64,
+    ) -> SysResult {
+        let raw = self.mm.read_user_vec(info, 128)?;
+        let code = i32::from_le_bytes(raw[8..12].try_into().unwrap_or_default());
+        if code >= 0 && tgid as u32 != self.proc.pid {
+            return Err(errno::EPERM.into()); // only negative codes may be forged
+        }
+        if !(1..=64).contains(&sig) {
+            return Err(errno::EINVAL.into());
+        }
+        let info = SigInfo {
+            signo: sig as i32,
+            code,
+            addr: u64::from_le_bytes(raw[16..24].try_into().unwrap_or_default()),
+            status: 0,
+        };
+        match tid {
+            Some(t) => {
+                let t = t as u32;
+                if self.task_ref(t).is_none_or(|x| x.pid != tgid as u32) {
+                    return Err(errno::ESRCH.into());
+                }
+                self.signal_task(t, info);
+            }
+            None => {
+                let p = tgid as u32;
+                if self.proc_ref(p).is_none_or(|x| x.exit.is_some()) {
+                    return Err(errno::ESRCH.into());
+                }
+                self.signal_process(p, info);
+            }
+        }
+        Ok(0)
+    }
+
+    /// `unshare`: nothing to unshare is accepted; namespaces are refused.
+    pub(crate) fn sys_unshare(&mut self, flags: u64) -> SysResult {
+        if flags == 0 {
+            Ok(0)
+        } else {
+            Err(errno::EPERM.into())
+        }
+    }
+
+    /// `personality`: Linux, the only one (a query gets it).
+    pub(crate) fn sys_personality(&mut self, p: u64) -> SysResult {
+        match p as u32 {
+            0 | 0xffff_ffff => Ok(0),
+            _ => Err(errno::EINVAL.into()),
+        }
+    }
+
+    /// `get_robust_list`: the caller's (never recorded: empty).
+    pub(crate) fn sys_get_robust_list(&mut self, pid: u64, head: u64, len: u64) -> SysResult {
+        if pid != 0 && self.task_ref(pid as u32).is_none() {
+            return Err(errno::ESRCH.into());
+        }
+        self.mm.write_u64(head, 0)?;
+        self.mm.write_u64(len, 24)?;
+        Ok(0)
+    }
+
+    /// A descriptor that must be open (syncs, `readahead`).
+    pub(crate) fn fd_ok(&self, fd: u64) -> SysResult {
+        self.proc.files.get(fd).map(|_| 0).map_err(Into::into)
+    }
+
+    /// Ensures the listing of a directory is read.
+    pub(crate) fn fill_listing(&mut self, f: &Rc<OpenFile>) -> Result<(), SysErr> {
+        if f.listing.borrow().is_none() {
+            let loc = f.loc.clone().ok_or(errno::EBADF)?;
+            if loc.path().starts_with(b"/proc") {
+                self.refresh_proc();
+            }
+            *f.listing.borrow_mut() = Some(self.vfs.list(&loc)?);
+        }
+        Ok(())
+    }
+}
