@@ -65,6 +65,25 @@ pub(crate) enum LoadError {
     NoMemory,
 }
 
+impl Program {
+    /// What /proc/self/exe shows: the resolved path.
+    pub(crate) fn exe(&self) -> Vec<u8> {
+        self.image.real.clone()
+    }
+
+    /// The process name (`comm`): the file name it was run by, or, through a magic
+    /// link of /proc, the name of the file itself (as Linux shows it).
+    pub(crate) fn comm(&self) -> Vec<u8> {
+        let from = if self.path.starts_with(b"/proc/") {
+            &self.image.real
+        } else {
+            &self.path
+        };
+        let name = from.rsplit(|&b| b == b'/').next().unwrap_or_default();
+        name[..name.len().min(15)].to_vec()
+    }
+}
+
 impl LoadError {
     /// The errno `execve` gives.
     pub(crate) fn errno(&self) -> Errno {
@@ -87,8 +106,10 @@ fn not_exec(path: &[u8], reason: impl Into<String>, errno: Errno) -> LoadError {
 /// An opened program file.
 #[derive(Debug, Clone)]
 pub(crate) struct Image {
-    /// Its path in the sandbox.
+    /// Its path in the sandbox, as given.
     pub(crate) path: Vec<u8>,
+    /// Its path with symlinks resolved (what /proc/self/exe shows).
+    pub(crate) real: Vec<u8>,
     /// Its contents.
     pub(crate) file: Rc<dyn Backing>,
     /// Its first bytes (headers).
@@ -98,7 +119,7 @@ pub(crate) struct Image {
 /// The program found: the executable (after `#!`), and the argv to run it with.
 #[derive(Debug)]
 pub(crate) struct Program {
-    /// Path in the sandbox (what /proc/self/exe shows).
+    /// Path in the sandbox, as given (`AT_EXECFN`).
     pub(crate) path: Vec<u8>,
     /// The ELF file.
     pub(crate) image: Image,
@@ -150,6 +171,7 @@ fn open_image(
     head.truncate(n);
     Ok(Image {
         path: path.to_vec(),
+        real: loc.path(),
         file,
         head,
     })

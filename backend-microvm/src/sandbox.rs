@@ -106,7 +106,7 @@ pub(crate) fn prepare(
     }
     let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv)
         .map_err(|e| load_error(plan, e))?;
-    vfs.set_exe(FIRST_PID, &prog.path);
+    vfs.set_exe(FIRST_PID, &prog.exe());
     vfs.set_self(FIRST_PID);
     let env: Vec<Vec<u8>> = plan
         .env
@@ -189,7 +189,8 @@ pub(crate) fn prepare(
         act: [Action::default(); 64],
         pending: 0,
         info: [None; 64],
-        exe: prog.path,
+        exe: prog.exe(),
+        comm: prog.comm(),
         argv: prog.argv,
         exit: None,
         exit_signal: 0,
@@ -212,6 +213,7 @@ pub(crate) fn prepare(
         slice_over: false,
         retrying: None,
         dead_spaces: Vec::new(),
+        shm: Vec::new(),
         cpu_mark: Duration::ZERO,
         limits: Limits {
             file_size: plan.limits.file_size.map(|b| b.0),

@@ -140,3 +140,19 @@ async fn sockets_eventfd_epoll_poll_and_big_directories() {
         );
     }
 }
+
+#[tokio::test]
+async fn shared_memory_between_processes() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let (o, out) = tasks("shm", tc).await;
+        assert!(o.success(), "{tc:?}: {o:?}\n{}", stderr(&o));
+        assert_eq!(
+            out,
+            "mapping from the child read from the child anon 1234 seen file\nafter write WRITE\n",
+            "{tc:?}"
+        );
+    }
+}

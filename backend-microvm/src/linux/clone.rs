@@ -222,6 +222,7 @@ impl Kernel {
                 pending: 0,
                 info: [None; 64],
                 exe: p.exe.clone(),
+                comm: p.comm.clone(),
                 argv: p.argv.clone(),
                 exit: None,
                 exit_signal: (args.exit_signal & CSIGNAL) as i32,

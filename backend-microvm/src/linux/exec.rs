@@ -115,7 +115,8 @@ impl Kernel {
         self.task.altstack = None;
         self.task.sig_fpu.clear();
         self.task.suspend_mask = None;
-        self.proc.exe = prog.path;
+        self.proc.exe = prog.exe();
+        self.proc.comm = prog.comm();
         self.proc.argv = prog.argv;
         self.vfs.set_exe(self.proc.pid, &self.proc.exe);
         *ctx = Kernel::fresh_ctx(entry.rip, entry.rsp);

@@ -7,9 +7,21 @@ use super::fd::FileKind;
 use super::{Kernel, Stop, SysErr, SysResult};
 use crate::errno;
 use crate::guest::layout::PAGE_SIZE;
-use crate::mm::{Backing, Fixed, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
+use crate::mm::{Backing, Fixed, SharedPages, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
 use crate::vfs::backing::{GenBacking, HostBacking, TmpBacking};
+use crate::vfs::tmpfs::TmpInode;
 use crate::vfs::DevKind;
+
+/// The contents of shared anonymous memory: zeros.
+#[derive(Debug)]
+struct ZeroBacking;
+
+impl Backing for ZeroBacking {
+    fn read_at(&self, _offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        buf.fill(0);
+        Ok(buf.len())
+    }
+}
 
 const PROT_ALL: u64 = (PROT_READ | PROT_WRITE | PROT_EXEC) as u64;
 const PROT_GROWS: u64 = (libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) as u64;
@@ -40,7 +52,13 @@ impl Kernel {
         let prot = (prot & PROT_ALL) as u32;
         let kind = if flags & libc::MAP_ANONYMOUS != 0 {
             if shared {
-                VmaKind::SharedAnon
+                // Zeros that every process inheriting the mapping shares.
+                let pages = Rc::new(SharedPages {
+                    file: Rc::new(ZeroBacking),
+                    frames: Default::default(),
+                });
+                self.shm.push((None, Rc::clone(&pages)));
+                VmaKind::SharedFile { pages, offset: 0 }
             } else {
                 VmaKind::Anon
             }
@@ -49,12 +67,28 @@ impl Kernel {
             if !f.readable() {
                 return Err(errno::EACCES.into());
             }
+            if shared && prot & PROT_WRITE != 0 && !f.writable() {
+                return Err(errno::EACCES.into());
+            }
+            if let (true, FileKind::Tmp(t)) = (shared, &f.kind) {
+                // In-memory files: every MAP_SHARED mapping shares the file's pages.
+                let pages = self.shared_pages(t);
+                let start = self.mm.mmap(
+                    addr,
+                    len,
+                    prot,
+                    fixed(flags),
+                    flags & libc::MAP_32BIT != 0,
+                    VmaKind::SharedFile { pages, offset: off },
+                )?;
+                self.populate_if(flags, start, len)?;
+                return Ok(start);
+            }
             if shared && prot & PROT_WRITE != 0 {
-                if !f.writable() {
-                    return Err(errno::EACCES.into());
-                }
-                // Writable shared file mappings would need write-back: not offered.
-                return Err(errno::ENODEV.into());
+                // A host file's shared pages would need writing back: not offered.
+                return Err(
+                    self.unsupported("mmap(MAP_SHARED|PROT_WRITE of a host file)", errno::ENODEV)
+                );
             }
             let backing: Rc<dyn Backing> = match &f.kind {
                 FileKind::Host(h) => Rc::new(HostBacking(
@@ -77,7 +111,7 @@ impl Kernel {
         if let VmaKind::Anon = kind {
             return self.map_anon(addr, len, prot, flags);
         }
-        if let VmaKind::SharedAnon = kind {
+        if let VmaKind::SharedFile { .. } = kind {
             let start = self.mm.mmap(
                 addr,
                 len,
@@ -99,6 +133,78 @@ impl Kernel {
         )?;
         self.populate_if(flags, start, len)?;
         Ok(start)
+    }
+
+    /// The shared pages of the in-memory file `t` (made at its first shared mapping).
+    fn shared_pages(&mut self, t: &Rc<TmpInode>) -> Rc<SharedPages> {
+        if let Some((_, p)) = self
+            .shm
+            .iter()
+            .find(|(i, _)| i.as_ref().is_some_and(|i| Rc::ptr_eq(i, t)))
+        {
+            return Rc::clone(p);
+        }
+        let p = Rc::new(SharedPages {
+            file: Rc::new(TmpBacking(Rc::clone(t))),
+            frames: Default::default(),
+        });
+        self.shm.push((Some(Rc::clone(t)), Rc::clone(&p)));
+        p
+    }
+
+    /// Before `t` is read: what its shared mappings wrote goes into the file.
+    pub(crate) fn shm_to_file(&mut self, t: &Rc<TmpInode>) {
+        let Some((_, p)) = self
+            .shm
+            .iter()
+            .find(|(i, _)| i.as_ref().is_some_and(|i| Rc::ptr_eq(i, t)))
+        else {
+            return;
+        };
+        let size = t.meta().size;
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        for (index, frame) in p.frames.borrow().iter() {
+            let off = index * PAGE_SIZE;
+            if off >= size {
+                continue;
+            }
+            let n = (size - off).min(PAGE_SIZE) as usize;
+            self.mm.mem.read(*frame, &mut page[..n]);
+            let _ = t.write_at(off, &page[..n]);
+        }
+    }
+
+    /// After `t` was written: its shared mappings see it.
+    pub(crate) fn shm_from_file(&mut self, t: &Rc<TmpInode>) {
+        let Some((_, p)) = self
+            .shm
+            .iter()
+            .find(|(i, _)| i.as_ref().is_some_and(|i| Rc::ptr_eq(i, t)))
+        else {
+            return;
+        };
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        for (index, frame) in p.frames.borrow().iter() {
+            page.fill(0);
+            let _ = t.read_at(index * PAGE_SIZE, &mut page);
+            self.mm.mem.write(*frame, &page);
+        }
+    }
+
+    /// Shared pages no mapping uses any more go back into their file, and their frames
+    /// back to the guest's memory.
+    pub(crate) fn shm_sweep(&mut self) {
+        let unused: Vec<usize> = (0..self.shm.len())
+            .filter(|i| Rc::strong_count(&self.shm[*i].1) == 1)
+            .collect();
+        for i in unused.into_iter().rev() {
+            if let Some(t) = self.shm[i].0.clone() {
+                self.shm_to_file(&t);
+            }
+            let (_, p) = self.shm.remove(i);
+            let frames: Vec<u64> = p.frames.borrow().values().copied().collect();
+            self.mm.mem.free(frames);
+        }
     }
 
     fn map_anon(&mut self, addr: u64, len: u64, prot: u32, flags: i32) -> SysResult {

@@ -178,33 +178,27 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn sys_getgroups(&mut self, size: u64, list: u64) -> SysResult {
-        if size as i32 == 0 {
-            return Ok(1);
-        }
-        if (size as i32) < 1 {
+    /// No supplementary groups (as the container backend's workload has none).
+    pub(crate) fn sys_getgroups(&mut self, size: u64, _list: u64) -> SysResult {
+        if (size as i32) < 0 {
             return Err(errno::EINVAL.into());
         }
-        self.mm.write_u32(list, self.user.1)?;
-        Ok(1)
+        Ok(0)
     }
 
     pub(crate) fn sys_prctl(&mut self, a: [u64; 6]) -> SysResult {
         match a[0] as i32 {
-            libc::PR_SET_NAME
-            | libc::PR_SET_PDEATHSIG
-            | libc::PR_SET_NO_NEW_PRIVS
-            | libc::PR_SET_DUMPABLE => Ok(0),
+            libc::PR_SET_NAME => {
+                let name = self.mm.read_user_vec(a[1], 16)?;
+                let n = name.iter().position(|&b| b == 0).unwrap_or(15).min(15);
+                self.proc.comm = name[..n].to_vec();
+                Ok(0)
+            }
+            libc::PR_SET_PDEATHSIG | libc::PR_SET_NO_NEW_PRIVS | libc::PR_SET_DUMPABLE => Ok(0),
             libc::PR_GET_NAME => {
                 let mut name = [0u8; 16];
-                let exe = self
-                    .proc
-                    .exe
-                    .rsplit(|&b| b == b'/')
-                    .next()
-                    .unwrap_or_default();
-                let n = exe.len().min(15);
-                name[..n].copy_from_slice(&exe[..n]);
+                let n = self.proc.comm.len().min(15);
+                name[..n].copy_from_slice(&self.proc.comm[..n]);
                 self.mm.write_user(a[1], &name)?;
                 Ok(0)
             }

@@ -183,12 +183,11 @@ impl Kernel {
     }
 
     fn comm_of(&self, pid: Tid) -> String {
-        let exe = self
+        let comm = self
             .proc_ref(pid)
-            .map(|p| p.exe.clone())
+            .map(|p| p.comm.clone())
             .unwrap_or_default();
-        let name = exe.rsplit(|&b| b == b'/').next().unwrap_or_default();
-        String::from_utf8_lossy(&name[..name.len().min(15)]).into_owned()
+        String::from_utf8_lossy(&comm).into_owned()
     }
 
     /// The address space of process `pid`, made current for `f`.
@@ -221,12 +220,12 @@ impl Kernel {
                 let perm = |bit: u32, c: char| if v.prot & bit != 0 { c } else { '-' };
                 let (off, name) = match &v.kind {
                     VmaKind::File { offset, .. } => (*offset, ""),
-                    VmaKind::SharedAnon => (0, "/dev/zero (deleted)"),
+                    VmaKind::SharedFile { offset, .. } => (*offset, ""),
                     VmaKind::Anon if v.end == crate::loader::STACK_TOP => (0, "[stack]"),
                     VmaKind::Anon if start < brk && brk <= v.end => (0, "[heap]"),
                     VmaKind::Anon => (0, ""),
                 };
-                let shared = if matches!(v.kind, VmaKind::SharedAnon) {
+                let shared = if matches!(v.kind, VmaKind::SharedFile { .. }) {
                     's'
                 } else {
                     'p'

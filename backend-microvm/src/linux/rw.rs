@@ -83,7 +83,12 @@ impl Kernel {
                 return self.read_stdin(buf, file.flags.get() & libc::O_NONBLOCK != 0 || partial)
             }
             FileKind::Host(fd) => host::pread(fd.as_raw_fd(), buf, off)?,
-            FileKind::Tmp(t) => t.read_at(off, buf)?,
+            FileKind::Tmp(t) => {
+                if !self.shm.is_empty() {
+                    self.shm_to_file(t);
+                }
+                t.read_at(off, buf)?
+            }
             FileKind::Gen(b) => {
                 let start = (off as usize).min(b.len());
                 let n = buf.len().min(b.len() - start);
@@ -318,7 +323,13 @@ impl Kernel {
                     at.unwrap_or(file.pos.get())
                 };
                 let room = self.fsize_room(off, data.len())?;
+                if !self.shm.is_empty() {
+                    self.shm_to_file(t);
+                }
                 let n = t.write_at(off, &data[..room])?;
+                if !self.shm.is_empty() {
+                    self.shm_from_file(t);
+                }
                 if at.is_none() {
                     file.pos.set(off + n as u64);
                 }

@@ -256,6 +256,9 @@ impl Kernel {
             Err(SysErr::Stop(s)) => return Err(s),
         };
         self.task.ctx.regs.rax = rax;
+        if !self.shm.is_empty() {
+            self.shm_sweep();
+        }
         // Any call that went through may have changed what others wait for (data in a
         // pipe, a closed end, an exit): they are tried again before the next choice.
         self.stirred = true;

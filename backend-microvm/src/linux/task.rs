@@ -188,6 +188,8 @@ pub(crate) struct Process {
     pub(crate) info: [Option<SigInfo>; 64],
     /// The program's path in the sandbox (`/proc/self/exe`).
     pub(crate) exe: Vec<u8>,
+    /// Its name (`comm`, `PR_GET_NAME`).
+    pub(crate) comm: Vec<u8>,
     /// Its arguments (`/proc/self/cmdline`).
     pub(crate) argv: Vec<Vec<u8>>,
     /// Set once it ended: a zombie until its parent waits.

@@ -3,7 +3,7 @@
 //! is a VM exit), filled with zeros or the file's contents.
 
 use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_P, PTE_W};
-use super::vma::VmaKind;
+use super::vma::{SharedPages, VmaKind};
 use super::{
     allowed, pte_flags, Access, AddressSpace, FaultOutcome, FAULT_AROUND, SEGV_ACCERR, SEGV_MAPERR,
 };
@@ -28,7 +28,8 @@ impl AddressSpace {
     /// the frame is the mapping's own (or the mapping is shared memory).
     pub(super) fn leaf(&self, frame: u64, prot: u32, kind: &VmaKind) -> u64 {
         let mut e = frame | pte_flags(prot);
-        if !matches!(kind, VmaKind::SharedAnon) && self.mem.is_shared(frame) {
+        let shared = matches!(kind, VmaKind::SharedFile { .. });
+        if !shared && self.mem.is_shared(frame) {
             e &= !PTE_W;
         }
         e
@@ -54,6 +55,43 @@ impl AddressSpace {
         if pte & PTE_P != 0 {
             self.flush.push(direct_map(slot));
         }
+        FaultOutcome::Mapped
+    }
+
+    /// Maps page `index` of a shared file at `page`: the frame all its mappings share
+    /// (made, from the file, at the first touch; past the end of the file: SIGBUS).
+    fn map_shared_page(
+        &mut self,
+        page: u64,
+        prot: u32,
+        pages: &SharedPages,
+        index: u64,
+    ) -> FaultOutcome {
+        let existing = pages.frames.borrow().get(&index).copied();
+        let frame = match existing {
+            Some(f) => f,
+            None => {
+                let mut buf = vec![0u8; PAGE_SIZE as usize];
+                let n = pages.file.read_at(index * PAGE_SIZE, &mut buf).unwrap_or(0);
+                if n == 0 {
+                    return FaultOutcome::Bus;
+                }
+                let Ok(f) = self.mem.alloc() else {
+                    return FaultOutcome::Oom;
+                };
+                self.mem.write(f, &buf);
+                pages.frames.borrow_mut().insert(index, f);
+                f
+            }
+        };
+        if self
+            .pt
+            .map(&mut self.mem, page, frame | pte_flags(prot))
+            .is_err()
+        {
+            return FaultOutcome::Oom;
+        }
+        self.mem.share(frame);
         FaultOutcome::Mapped
     }
 
@@ -99,12 +137,16 @@ impl AddressSpace {
             }
         }
         self.spurious = (0, 0);
+        if let VmaKind::SharedFile { pages, offset } = &vma.kind {
+            let index = (offset + (page - start)) / PAGE_SIZE;
+            return self.map_shared_page(page, vma.prot, pages, index);
+        }
         // Map the faulting page and its neighbours in a small aligned window.
         let win = PAGE_SIZE * FAULT_AROUND;
         let lo = (page & !(win - 1)).max(start);
         let hi = ((page & !(win - 1)) + win).min(vma.end);
         let contents = match &vma.kind {
-            VmaKind::Anon | VmaKind::SharedAnon => None,
+            VmaKind::Anon | VmaKind::SharedFile { .. } => None,
             VmaKind::File {
                 backing,
                 offset,
@@ -187,8 +229,8 @@ impl AddressSpace {
                 .is_some_and(|(_, pte)| pte & PTE_FRAME != 0);
             if !mapped {
                 match vma.kind {
-                    VmaKind::Anon | VmaKind::SharedAnon => self.fill_page(p, vma.prot, None)?,
-                    VmaKind::File { .. } => {
+                    VmaKind::Anon => self.fill_page(p, vma.prot, None)?,
+                    VmaKind::File { .. } | VmaKind::SharedFile { .. } => {
                         if self.fault(p, Access::Read) == FaultOutcome::Oom {
                             return Err(OutOfMemory);
                         }

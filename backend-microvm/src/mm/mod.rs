@@ -9,7 +9,7 @@ pub(crate) mod vma;
 
 pub(crate) use space::SpaceId;
 pub(crate) use uaccess::{CStrError, UserError};
-pub(crate) use vma::{Backing, Vma, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
+pub(crate) use vma::{Backing, SharedPages, Vma, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
 
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
 use crate::memory::{Memory, OutOfMemory};
@@ -372,7 +372,9 @@ impl AddressSpace {
             .ok_or(MapError::Errno(libc::ENOMEM))?;
         if vma.end == old_end && new_end <= USER_TOP && self.vmas.is_free(old_end, new_end) {
             let mut grown = vma.clone();
-            if let VmaKind::File { offset, .. } = &mut grown.kind {
+            if let VmaKind::File { offset, .. } | VmaKind::SharedFile { offset, .. } =
+                &mut grown.kind
+            {
                 *offset += old_end - vstart;
             }
             grown.end = new_end;
@@ -386,7 +388,7 @@ impl AddressSpace {
             .place(0, new_len, false)
             .ok_or(MapError::Errno(libc::ENOMEM))?;
         let mut moved = vma;
-        if let VmaKind::File { offset, .. } = &mut moved.kind {
+        if let VmaKind::File { offset, .. } | VmaKind::SharedFile { offset, .. } = &mut moved.kind {
             *offset += old - vstart;
         }
         moved.end = dest + new_len;

@@ -113,7 +113,7 @@ impl AddressSpace {
         for (va, slot, pte) in entries {
             let shared = matches!(
                 self.vmas.find(va).map(|(_, v)| &v.kind),
-                Some(VmaKind::SharedAnon)
+                Some(VmaKind::SharedFile { .. })
             );
             let child = if shared { pte } else { pte & !PTE_W };
             if let Err(e) = child_pt.map(&mut self.mem, va, child) {

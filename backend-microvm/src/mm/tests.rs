@@ -153,6 +153,16 @@ fn mremap_moves_contents() {
     assert_eq!(a.read_user_vec(at, 1), Err(UserError::Fault));
 }
 
+#[derive(Debug)]
+struct Zeros;
+
+impl Backing for Zeros {
+    fn read_at(&self, _: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        buf.fill(0);
+        Ok(buf.len())
+    }
+}
+
 #[test]
 fn fork_shares_pages_copy_on_write() {
     let mut a = space();
@@ -173,7 +183,13 @@ fn fork_shares_pages_copy_on_write() {
             PROT_READ | PROT_WRITE,
             Fixed::Hint,
             false,
-            VmaKind::SharedAnon,
+            VmaKind::SharedFile {
+                pages: std::rc::Rc::new(SharedPages {
+                    file: std::rc::Rc::new(Zeros),
+                    frames: Default::default(),
+                }),
+                offset: 0,
+            },
         )
         .unwrap();
     a.write_user(at, b"parent").unwrap();

@@ -20,13 +20,29 @@ pub(crate) trait Backing: fmt::Debug {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
 }
 
+/// The pages of an in-memory file that `MAP_SHARED` mappings share: frames by page
+/// index, filled from the file at first touch. Each holds one reference to its frame.
+#[derive(Debug)]
+pub(crate) struct SharedPages {
+    /// The file.
+    pub(crate) file: Rc<dyn Backing>,
+    /// Frames by page index.
+    pub(crate) frames: std::cell::RefCell<BTreeMap<u64, u64>>,
+}
+
 /// What a mapping shows before the workload writes to it.
 #[derive(Debug, Clone)]
 pub(crate) enum VmaKind {
     /// Zeros, private to the process (copy-on-write after `fork`).
     Anon,
-    /// Zeros, shared with the processes it is inherited by (`MAP_SHARED|MAP_ANONYMOUS`).
-    SharedAnon,
+    /// A file's pages, shared by every `MAP_SHARED` mapping of the file (in-memory
+    /// files only; zeros for `MAP_SHARED|MAP_ANONYMOUS`), from `offset`.
+    SharedFile {
+        /// The file's shared pages.
+        pages: Rc<SharedPages>,
+        /// File offset of the mapping's first byte.
+        offset: u64,
+    },
     /// A private copy of a file, from `offset` (the file offset of the mapping's start).
     File {
         /// The file.
@@ -105,8 +121,11 @@ impl VmaMap {
             return;
         }
         let mut tail = vma.clone();
-        if let VmaKind::File { offset, .. } = &mut tail.kind {
-            *offset += at - start;
+        match &mut tail.kind {
+            VmaKind::File { offset, .. } | VmaKind::SharedFile { offset, .. } => {
+                *offset += at - start
+            }
+            _ => {}
         }
         if let Some(head) = self.map.get_mut(&start) {
             head.end = at;

@@ -84,6 +84,8 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
             Mount::Gen(Rc::from(&b"0\n"[..])),
         );
     }
+    // As in the container backend: POSIX shared memory (sem_open, shm_open) lives in /tmp.
+    tree.insert(Path::new("/dev/shm"), Mount::Link(Rc::from(&b"/tmp"[..])));
     for (name, dev) in [
         ("null", DevKind::Null),
         ("zero", DevKind::Zero),

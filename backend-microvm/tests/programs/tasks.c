@@ -6,6 +6,7 @@
  *   signals   handlers, masks, SIGALRM from alarm() and setitimer(), EINTR, SIGCHLD
  *   pgrp      process groups: setpgid, kill(-pgid)
  *   bomb      forks until fork fails
+ *   shm       MAP_SHARED memory (a /dev/shm file, and anonymous) across fork
  *   unimpl    a syscall the micro-VM does not offer (io_uring_setup)
  *   child N   (used by exec) prints and exits with N
  */
@@ -19,6 +20,8 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static char *self;
@@ -196,6 +199,33 @@ static int do_pgrp(void) {
     return 0;
 }
 
+static int do_shm(void) {
+    /* A file in /dev/shm (= /tmp) mapped MAP_SHARED by parent and child, and seen by
+     * read() and write() too; and MAP_SHARED|MAP_ANONYMOUS inherited by fork. */
+    int fd = open("/dev/shm/hsb-shm", O_RDWR | O_CREAT, 0600);
+    if (fd < 0 || ftruncate(fd, 4096)) return 1;
+    pwrite(fd, "file", 4, 100);
+    char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int *anon = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || anon == MAP_FAILED) return 2;
+    pid_t c = fork();
+    if (c == 0) {
+        strcpy(m, "from the child");
+        *anon = 1234;
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
+    char buf[16] = {0};
+    pread(fd, buf, 14, 0);
+    printf("mapping %s read %s anon %d seen %.4s\n", m, buf, *anon, m + 100);
+    pwrite(fd, "WRITE", 5, 0);
+    printf("after write %.5s\n", m);
+    munmap(m, 4096);
+    close(fd);
+    unlink("/dev/shm/hsb-shm");
+    return 0;
+}
+
 static int do_bomb(void) {
     int n = 0;
     for (;;) {
@@ -223,6 +253,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "signals")) return do_signals();
     if (!strcmp(m, "pgrp")) return do_pgrp();
     if (!strcmp(m, "bomb")) return do_bomb();
+    if (!strcmp(m, "shm")) return do_shm();
     if (!strcmp(m, "unimpl")) {
         long r = syscall(425, 1, NULL);
         printf("io_uring_setup %ld %s\n", r, errno == ENOSYS ? "ENOSYS" : "?");
