@@ -547,6 +547,7 @@ pub(crate) fn load(
     prog: &Program,
     env: &[Vec<u8>],
     user: (u32, u32),
+    vdso: bool,
 ) -> Result<Entry, LoadError> {
     let path = &prog.path;
     let elf = parse(&prog.image)?;
@@ -595,6 +596,7 @@ pub(crate) fn load(
         }
     };
     let aux = Aux {
+        vdso,
         user,
         phdr: phdr_addr(&elf, bias),
         phnum: elf.phnum.into(),
@@ -606,6 +608,7 @@ pub(crate) fn load(
 }
 
 struct Aux {
+    vdso: bool,
     user: (u32, u32),
     phdr: u64,
     phnum: u64,
@@ -632,6 +635,7 @@ const AT_SECURE: u64 = 23;
 const AT_RANDOM: u64 = 25;
 const AT_HWCAP2: u64 = 26;
 const AT_EXECFN: u64 = 31;
+const AT_SYSINFO_EHDR: u64 = 33;
 
 fn hwcap() -> u64 {
     let r = std::arch::x86_64::__cpuid(1);
@@ -670,7 +674,11 @@ fn build_stack(
     let strings_top = STACK_TOP - 16;
     let strings_at = (strings_top - strings.len() as u64) & !15;
     let random_at = strings_at - 16;
-    let auxv: Vec<(u64, u64)> = vec![
+    let mut auxv: Vec<(u64, u64)> = Vec::new();
+    if aux.vdso {
+        auxv.push((AT_SYSINFO_EHDR, crate::guest::layout::VDSO_VA));
+    }
+    auxv.extend([
         (AT_PHDR, aux.phdr),
         (AT_PHENT, 56),
         (AT_PHNUM, aux.phnum),
@@ -690,7 +698,7 @@ fn build_stack(
         (AT_PLATFORM, strings_at + platform as u64),
         (AT_EXECFN, strings_at + execfn as u64),
         (AT_NULL, 0),
-    ];
+    ]);
     let words = 1 + argv.len() + 1 + env.len() + 1 + 2 * auxv.len();
     let rsp = (random_at - 8 * words as u64) & !15;
     let mut table: Vec<u64> = Vec::with_capacity(words);

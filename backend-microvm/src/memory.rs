@@ -5,6 +5,11 @@
 //! 4 KiB frames on demand (page tables, the workload's pages) and charges the in-memory
 //! /tmp against the same budget, so "out of frames" is the sandbox's out-of-memory.
 //! Freed frames go back to the host (`MADV_DONTNEED`), which also zeroes them.
+//! Fresh frames are handed out in address order, and each 2 MiB chunk of RAM is backed
+//! on the host when the first frame of it is (`MADV_POPULATE_WRITE`, huge pages where
+//! the host allows): KVM then finds the host pages present, fills its shadow page
+//! tables without faulting them in one by one, and prefetches neighbouring entries
+//! (on PVM, touching pages the host had not backed cost ~8 µs each; ~1.4 µs backed).
 //! A frame may be shared (copy-on-write after `fork`, `MAP_SHARED` memory): it goes
 //! back only when its last holder lets it go.
 
@@ -15,6 +20,11 @@ use std::rc::Rc;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
 
 use crate::guest::layout::{FIXED_END, PAGE_SIZE};
+
+/// Host memory is backed in chunks of this size (see [`Memory::alloc`]).
+const CHUNK: u64 = 2 << 20;
+/// `MADV_POPULATE_WRITE` (Linux 5.14).
+const MADV_POPULATE_WRITE: libc::c_int = 23;
 
 /// No frame is left: the sandbox is out of memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -144,7 +154,28 @@ impl Memory {
         }
         let f = self.next;
         self.next += PAGE_SIZE;
+        if f % CHUNK == 0 || f == FIXED_END {
+            self.back_chunk(f);
+        }
         Ok(f)
+    }
+
+    /// Backs the 2 MiB chunk holding `f` on the host now (best effort: without
+    /// `MADV_POPULATE_WRITE`, pages are backed at first touch as before).
+    fn back_chunk(&self, f: u64) {
+        let start = f & !(CHUNK - 1);
+        let len = CHUNK.min(self.size - start);
+        let Some(slice) = self.slice(start, len) else {
+            return;
+        };
+        let guard = slice.ptr_guard_mut();
+        for advice in [libc::MADV_HUGEPAGE, MADV_POPULATE_WRITE] {
+            // SAFETY: the range lies inside the guest RAM mapping (`slice` checked it);
+            // MADV_HUGEPAGE only changes how the kernel backs it, MADV_POPULATE_WRITE
+            // backs it with zeroed pages as a first write would: no content changes
+            // (the chunk's frames were never handed out, so they read as zero anyway).
+            unsafe { libc::madvise(guard.as_ptr().cast(), len as usize, advice) };
+        }
     }
 
     /// Adds a holder to `frame` (it is now mapped in one more place).

@@ -11,7 +11,7 @@ use sandbox_core::{
 };
 
 use crate::confine::{confine_thread, Confinement};
-use crate::guest::layout::MAX_RAM;
+use crate::guest::layout::{MAX_RAM, VVAR_GPA};
 use crate::kick::{self, Control, Timer};
 use crate::linux::signal::Action;
 use crate::linux::task::{Process, Task, FIRST_PID, INIT_PID};
@@ -113,10 +113,7 @@ pub(crate) fn prepare(
         .iter()
         .map(|(k, v)| format!("{k}={v}").into_bytes())
         .collect();
-    let entry =
-        loader::load(&mut mm, &vfs, &prog, &env, plan.user).map_err(|e| load_error(plan, e))?;
-
-    let vm = Vm::create(&mm.mem, mm.cr3(), entry.rip, entry.rsp).map_err(|e| match e {
+    let mut vm = Vm::create(&mm.mem, mm.cr3(), 0, 0).map_err(|e| match e {
         VmError::Open(err) => SpawnError::Unavailable {
             isolation: Isolation::MicroVm,
             reason: crate::probe::availability()
@@ -125,6 +122,18 @@ pub(crate) fn prepare(
         },
         other => setup_err("creating the VM", other),
     })?;
+    // The vDSO's clocks count from the guest's TSC; without a time base, none is offered.
+    let vdso = match vm.time_base() {
+        Some(base) => mm
+            .mem
+            .write(VVAR_GPA, &crate::guest::vdso::vvar(&base))
+            .is_some(),
+        None => false,
+    };
+    let entry = loader::load(&mut mm, &vfs, &prog, &env, plan.user, vdso)
+        .map_err(|e| load_error(plan, e))?;
+    vm.set_entry(entry.rip, entry.rsp)
+        .map_err(|e| setup_err("setting the first registers", e))?;
 
     let open_files = plan.limits.open_files.unwrap_or(DEFAULT_OPEN_FILES);
     let mut files = FdTable::new(open_files.min(1 << 20) as usize);
@@ -158,7 +167,7 @@ pub(crate) fn prepare(
     let euid = unsafe { libc::geteuid() };
     // Read /sys, /proc and the environment now: the confined thread cannot.
     crate::probe::kvm_kind();
-    crate::linux::trace_enabled();
+    crate::linux::stats_enabled();
     let confinement =
         confine_thread(vfs.sources()).map_err(|e| setup_err("confining the VMM thread", e))?;
     if plan.landlock == LandlockMode::Required
@@ -230,6 +239,7 @@ pub(crate) fn prepare(
         unimplemented: BTreeMap::new(),
         hostname: plan.hostname.clone(),
         user: plan.user,
+        vdso,
     };
     Ok(Prepared {
         vm,

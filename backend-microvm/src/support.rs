@@ -186,6 +186,7 @@ fn throwaway_kernel() -> Option<Kernel> {
         unimplemented: BTreeMap::new(),
         hostname: "probe".into(),
         user: (1000, 1000),
+        vdso: false,
     })
 }
 

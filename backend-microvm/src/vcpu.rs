@@ -122,6 +122,22 @@ struct Runner {
     ticking: bool,
     /// The FPU state of a fresh task.
     clean_fpu: Box<kvm_xsave>,
+    /// Exit counts and times, for `HSB_MICROVM_TRACE=1`.
+    stats: Stats,
+}
+
+/// What the loop did, written to stderr at the end with `HSB_MICROVM_TRACE=1`.
+#[derive(Debug, Default)]
+struct Stats {
+    syscalls: u64,
+    faults: u64,
+    kicks: u64,
+    switches: u64,
+    in_guest: std::time::Duration,
+    in_vmm: std::time::Duration,
+    reloads: u64,
+    flushes: u64,
+    last_exit: Option<std::time::Instant>,
 }
 
 /// Runs the guest until the run ends.
@@ -142,11 +158,15 @@ pub(crate) fn run(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
         tick,
         ticking: false,
         clean_fpu,
+        stats: Stats::default(),
     };
     k.cpu_mark = crate::kick::thread_cpu_time();
     loop {
         if let Err(stop) = r.step(vm, k) {
             k.account_cpu();
+            if crate::linux::stats_enabled() {
+                eprintln!("[hsb-vmm] {:?}", r.stats);
+            }
             return stop;
         }
     }
@@ -185,6 +205,7 @@ impl Runner {
             self.entry = Entry::Context;
         }
         if next != self.loaded {
+            self.stats.switches += 1;
             self.switch(vm, k, next)?;
         }
         if self.entry == Entry::Exception && k.has_signal() {
@@ -202,7 +223,18 @@ impl Runner {
         }
         self.arm_tick(k);
         self.enter(vm, k)?;
-        let exit = match vm.vcpu.run() {
+        let timed = crate::linux::stats_enabled();
+        let t0 = timed.then(std::time::Instant::now);
+        let ran = vm.vcpu.run();
+        if let Some(t0) = t0 {
+            let t1 = std::time::Instant::now();
+            if let Some(l) = self.stats.last_exit {
+                self.stats.in_vmm += t0 - l;
+            }
+            self.stats.in_guest += t1 - t0;
+            self.stats.last_exit = Some(t1);
+        }
+        let exit = match ran {
             Ok(VcpuExit::MmioWrite(addr, _)) if addr & !(PAGE_SIZE - 1) == vm.doorbell_gpa => {
                 Ok(Exit::Syscall)
             }
@@ -216,6 +248,7 @@ impl Runner {
         }?;
         match exit {
             Exit::Syscall => {
+                self.stats.syscalls += 1;
                 let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
                 k.task.ctx = UserCtx {
                     rip: regs.rcx,
@@ -230,13 +263,17 @@ impl Runner {
                 k.syscall(&mut cpu)?;
                 self.entry = Entry::Context;
             }
-            Exit::Exception => self.on_exception(vm, k)?,
+            Exit::Exception => {
+                self.stats.faults += 1;
+                self.on_exception(vm, k)?
+            }
             Exit::Interrupted => {
+                self.stats.kicks += 1;
                 vm.vcpu.set_kvm_immediate_exit(0);
-                k.check_limits()?;
+                k.check_all_limits()?;
                 k.end_slice();
                 let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
-                if regs.rip < USER_TOP {
+                if regs.rip < USER_CODE_TOP {
                     // In user mode: the task can be set aside here.
                     k.task.ctx = UserCtx {
                         rip: regs.rip,
@@ -327,7 +364,11 @@ impl Runner {
             self.at_cpl0 = false;
         }
         let mut flush = k.mm.take_flush();
+        if !flush.is_empty() {
+            self.stats.flushes += 1;
+        }
         if k.mm.take_reload() || flush.len() > WORK_CAPACITY {
+            self.stats.reloads += 1;
             vm.reload_slot()
                 .map_err(|e| internal("memory slot reload", e))?;
             flush.clear();
@@ -434,7 +475,7 @@ enum Exit {
 /// rewrites them at CPL0 first).
 fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[u64]) -> Result<(), Stop> {
     let ctx = &k.task.ctx;
-    if ctx.rip >= USER_TOP {
+    if ctx.rip >= USER_CODE_TOP {
         let pid = k.proc.pid;
         k.kill_process(pid, crate::linux::task::ExitStatus::Signal(SIGSEGV));
         return Ok(());

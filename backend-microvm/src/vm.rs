@@ -254,6 +254,49 @@ impl Vm {
         }
     }
 
+    /// Where the vDSO's clocks start: the guest's TSC and the host's clocks now, and
+    /// the TSC's frequency. `None` when KVM cannot tell (then no vDSO is offered).
+    pub(crate) fn time_base(&self) -> Option<crate::guest::vdso::TimeBase> {
+        const MSR_IA32_TSC: u32 = 0x10;
+        let tsc_khz = self.vcpu.get_tsc_khz().ok()?;
+        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index: MSR_IA32_TSC,
+            ..Default::default()
+        }])
+        .ok()?;
+        if self.vcpu.get_msrs(&mut msrs).ok()? != 1 {
+            return None;
+        }
+        let clock = |id| {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid timespec pointer; the clock ids are constants.
+            unsafe { libc::clock_gettime(id, &mut ts) };
+            (ts.tv_sec.max(0) as u64) * 1_000_000_000 + ts.tv_nsec.max(0) as u64
+        };
+        let tsc = msrs.as_slice()[0].data;
+        Some(crate::guest::vdso::TimeBase {
+            tsc,
+            tsc_khz,
+            mono_ns: clock(libc::CLOCK_MONOTONIC),
+            real_ns: clock(libc::CLOCK_REALTIME),
+            boot_ns: clock(libc::CLOCK_BOOTTIME),
+        })
+    }
+
+    /// Sets the registers the first task starts with.
+    pub(crate) fn set_entry(&mut self, rip: u64, rsp: u64) -> Result<(), VmError> {
+        let regs = kvm_regs {
+            rip,
+            rsp,
+            rflags: 0x202,
+            ..Default::default()
+        };
+        self.set_regs(&regs)
+    }
+
     /// Deletes and re-adds the memory slot: KVM drops every translation of guest memory
     /// (shadow pages on PVM, EPT/NPT and TLB entries on VT-x/AMD-V).
     pub(crate) fn reload_slot(&self) -> Result<(), VmError> {

@@ -156,3 +156,19 @@ async fn shared_memory_between_processes() {
         );
     }
 }
+
+#[tokio::test]
+async fn vdso_clocks_agree_with_the_vmm() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let o = run(prog_plan("clock", tc, &[])).await;
+        assert!(o.success(), "{tc:?}: {o:?}\n{}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            "vdso present\nrealtime ok\nmonotonic ok\nboottime ok\ngettimeofday ok\ntime ok\nmonotonic loop ok\n",
+            "{tc:?}"
+        );
+    }
+}

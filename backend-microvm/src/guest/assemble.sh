@@ -1,19 +1,21 @@
 #!/bin/sh
-# Regenerates code.rs from supervisor.S (needs binutils: as, objdump).
+# Regenerates code.rs from supervisor.S and vdso.S (needs binutils: as, objdump, nm).
 # Each instruction's bytes are emitted with its disassembly as a comment.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 as -o "$tmp/sup.o" "$here/supervisor.S"
+as -o "$tmp/vdso.o" "$here/vdso.S"
 emit() {
-    section=$1
-    name=$2
-    doc=$3
+    obj=$1
+    section=$2
+    name=$3
+    doc=$4
     echo "/// $doc"
     echo "#[rustfmt::skip]"
     echo "pub(crate) const $name: &[u8] = &["
-    objdump -d -j "$section" --insn-width=16 "$tmp/sup.o" | awk '
+    objdump -d -j "$section" --insn-width=16 "$obj" | awk '
         /^ *[0-9a-f]+:\t/ {
             split($0, parts, "\t")
             off = parts[1]; gsub(/[ :]/, "", off)
@@ -31,7 +33,14 @@ emit() {
     echo "//! The guest supervisor's machine code, generated from supervisor.S by assemble.sh."
     echo "//! Do not edit by hand: edit supervisor.S and rerun assemble.sh."
     echo
-    emit .stub STUB_CODE "The syscall stub page (LSTAR points at offset 0; flush entry at offset 8)."
+    emit "$tmp/sup.o" .stub STUB_CODE "The syscall stub page (LSTAR points at offset 0; flush entry at offset 8)."
     echo
-    emit .handler HANDLER_CODE "The exception handler page: vector N's entry at offset 16 * N."
+    emit "$tmp/sup.o" .handler HANDLER_CODE "The exception handler page: vector N's entry at offset 16 * N."
+    echo
+    emit "$tmp/vdso.o" .vdso VDSO_CODE "The vDSO's functions (vdso.S), at their offsets in the vDSO's text."
+    echo
+    echo "/// The vDSO's exported functions: name and offset in \`VDSO_CODE\`."
+    echo "pub(crate) const VDSO_SYMBOLS: &[(&str, usize)] = &["
+    nm "$tmp/vdso.o" | awk '$2 == "T" { printf "    (\"%s\", 0x%s),\n", $3, $1 }' | sed 's/0x0*\([0-9a-f]\)/0x\1/'
+    echo "];"
 } > "$here/code.rs"

@@ -6,6 +6,7 @@
 //! | range | what | access |
 //! | --- | --- | --- |
 //! | `0 .. USER_TOP` | the workload | user, as the workload maps it |
+//! | `VVAR_VA`, `VDSO_VA` | the vDSO's data and code | user, read-only |
 //! | `FRAME_VA`, `STUB_VA`, `DOORBELL_VA` | syscall return frame, syscall stub, doorbell | user (the LSTAR handler runs with user privilege on PVM) |
 //! | `DIRECT_MAP_VA ..` | all guest RAM, 2 MiB pages | supervisor |
 //! | `SUP_VA + gpa` | GDT/TSS, IDT, exception handlers, data, work list, IST stack | supervisor |
@@ -40,8 +41,12 @@ pub(crate) const WORK_PAGES: u64 = 8;
 pub(crate) const IST_GPA: u64 = 0x10000;
 /// Pages of the exception stack.
 pub(crate) const IST_PAGES: u64 = 2;
+/// The vDSO's data page (clock parameters the VMM writes).
+pub(crate) const VVAR_GPA: u64 = 0x12000;
+/// The vDSO's ELF image (one page).
+pub(crate) const VDSO_GPA: u64 = 0x13000;
 /// First frame the allocator hands out.
-pub(crate) const FIXED_END: u64 = 0x12000;
+pub(crate) const FIXED_END: u64 = 0x14000;
 
 /// Offsets in the data page (must match supervisor.S).
 pub(crate) const DATA_CR2: u64 = 0x0;
@@ -58,6 +63,10 @@ pub(crate) const SUP_VA: u64 = 0xffff_ffff_ffe0_0000;
 pub(crate) const DIRECT_MAP_VA: u64 = 0xffff_ff00_0000_0000;
 /// Largest guest RAM the direct map (one PDPT) covers.
 pub(crate) const MAX_RAM: u64 = 512 << 30;
+/// The vDSO's data page (read-only for the workload; vdso.S reads it here).
+pub(crate) const VVAR_VA: u64 = 0x7fff_fff8_0000;
+/// The vDSO (`AT_SYSINFO_EHDR`).
+pub(crate) const VDSO_VA: u64 = 0x7fff_fff8_1000;
 /// The syscall stub's user-return frame page.
 pub(crate) const FRAME_VA: u64 = 0x7fff_ffff_c000;
 /// The syscall stub (`LSTAR`).
@@ -66,8 +75,10 @@ pub(crate) const STUB_VA: u64 = 0x7fff_ffff_d000;
 pub(crate) const FLUSH_ENTRY_VA: u64 = STUB_VA + 8;
 /// The doorbell page, mapped to `doorbell_gpa` (outside RAM: every write exits).
 pub(crate) const DOORBELL_VA: u64 = 0x7fff_ffff_e000;
-/// End of what the workload may map.
-pub(crate) const USER_TOP: u64 = FRAME_VA;
+/// End of what the workload may map (the vDSO and the stub pages are above).
+pub(crate) const USER_TOP: u64 = VVAR_VA;
+/// Below this, instructions are the workload's (its own or the vDSO's).
+pub(crate) const USER_CODE_TOP: u64 = FRAME_VA;
 /// Where the iretq frame sits in the frame page.
 pub(crate) const USER_FRAME_VA: u64 = FRAME_VA + PAGE_SIZE - 40;
 /// Top of the exception stack (virtual).

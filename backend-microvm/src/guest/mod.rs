@@ -7,6 +7,7 @@
 mod code;
 pub(crate) mod layout;
 mod tables;
+pub(crate) mod vdso;
 
 pub(crate) use tables::{build_supervisor, map_stub_pages, IDT_ENTRIES};
 
@@ -42,11 +43,24 @@ mod tests {
             return;
         };
         assert!(status.success());
-        for (section, bytes) in [(".stub", STUB_CODE), (".handler", HANDLER_CODE)] {
+        let vobj = tmp.join("vdso.o");
+        let ok = std::process::Command::new("as")
+            .arg("-o")
+            .arg(&vobj)
+            .arg(dir.join("vdso.S"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        for (obj, section, bytes) in [
+            (&obj, ".stub", STUB_CODE),
+            (&obj, ".handler", HANDLER_CODE),
+            (&vobj, ".vdso", super::code::VDSO_CODE),
+        ] {
             let bin = tmp.join(format!("{section}.bin"));
             let ok = std::process::Command::new("objcopy")
                 .args(["-O", "binary", "-j", section])
-                .arg(&obj)
+                .arg(obj)
                 .arg(&bin)
                 .status()
                 .unwrap()

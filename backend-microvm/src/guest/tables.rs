@@ -86,6 +86,8 @@ pub(crate) fn build_supervisor(mem: &mut Memory) -> Result<PageTables, Superviso
         .ok_or(SupervisorError::Layout)?;
     mem.write(STUB_GPA, STUB_CODE)
         .ok_or(SupervisorError::Layout)?;
+    mem.write(VDSO_GPA, &super::vdso::image())
+        .ok_or(SupervisorError::Layout)?;
 
     let pt = PageTables::new(PML4_GPA);
     // Supervisor frames at SUP_VA + gpa.
@@ -114,6 +116,8 @@ pub(crate) fn build_supervisor(mem: &mut Memory) -> Result<PageTables, Superviso
 /// Maps the user-visible stub pages (syscall return frame, stub, doorbell) in the
 /// address space of `pt`: every address space has them.
 pub(crate) fn map_stub_pages(mem: &mut Memory, pt: &PageTables) -> Result<(), OutOfMemory> {
+    pt.map(mem, VVAR_VA, VVAR_GPA | PTE_P | PTE_U | PTE_NX)?;
+    pt.map(mem, VDSO_VA, VDSO_GPA | PTE_P | PTE_U)?;
     pt.map(mem, FRAME_VA, FRAME_GPA | PTE_P | PTE_W | PTE_U | PTE_NX)?;
     pt.map(mem, STUB_VA, STUB_GPA | PTE_P | PTE_U)?;
     pt.map(

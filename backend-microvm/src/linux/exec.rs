@@ -73,7 +73,8 @@ impl Kernel {
             .new_space()
             .map_err(|_| SysErr::from(MapError::Oom))?;
         self.mm.switch(new);
-        let entry = match loader::load(&mut self.mm, &self.vfs, &prog, &envp, self.user) {
+        let entry = match loader::load(&mut self.mm, &self.vfs, &prog, &envp, self.user, self.vdso)
+        {
             Ok(e) => e,
             Err(e) => {
                 self.mm.switch(old);

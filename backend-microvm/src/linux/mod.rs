@@ -236,6 +236,8 @@ pub(crate) struct Kernel {
     pub(crate) hostname: String,
     /// The uid and gid the workload runs as.
     pub(crate) user: (u32, u32),
+    /// Programs get the vDSO (`AT_SYSINFO_EHDR`): its clock works here.
+    pub(crate) vdso: bool,
 }
 
 /// Whether every syscall is written to stderr (`HSB_MICROVM_TRACE=1`, read once at
@@ -243,6 +245,15 @@ pub(crate) struct Kernel {
 pub(crate) fn trace_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("HSB_MICROVM_TRACE").is_some_and(|v| v == "1"))
+}
+
+/// Whether the vCPU loop's counts are written to stderr at the end of a run
+/// (`HSB_MICROVM_STATS=1`, or with the trace).
+pub(crate) fn stats_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        trace_enabled() || std::env::var_os("HSB_MICROVM_STATS").is_some_and(|v| v == "1")
+    })
 }
 
 impl Kernel {

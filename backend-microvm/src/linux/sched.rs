@@ -46,8 +46,24 @@ impl Cpu for Detached {
 }
 
 impl Kernel {
-    /// Ends the run when it was killed or a limit passed.
+    /// Ends the run when it was killed or the wall time passed (cheap: called at every
+    /// exit; the CPU time, a syscall to read, is checked when its timer kicks).
     pub(crate) fn check_limits(&self) -> Result<(), Stop> {
+        if let Some(s) = &self.ended {
+            return Err(s.clone());
+        }
+        if self.ctl.killed() {
+            return Err(Stop::Killed);
+        }
+        if self.limits.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Stop::Timeout);
+        }
+        Ok(())
+    }
+
+    /// [`Kernel::check_limits`] and the CPU time too (after a kick, and when the
+    /// scheduler runs).
+    pub(crate) fn check_all_limits(&self) -> Result<(), Stop> {
         if let Some(s) = &self.ended {
             return Err(s.clone());
         }

@@ -10,7 +10,7 @@
 use super::task::{TaskState, Tid, Wait, INIT_PID};
 use super::{Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
 use crate::errno;
-use crate::guest::layout::USER_TOP;
+use crate::guest::layout::{USER_CODE_TOP, USER_TOP};
 
 pub(crate) const SIG_DFL: u64 = 0;
 pub(crate) const SIG_IGN: u64 = 1;
@@ -431,7 +431,7 @@ impl Kernel {
         };
         let rip = q(16);
         let rsp = q(15);
-        if rip >= USER_TOP || rsp >= USER_TOP {
+        if rip >= USER_CODE_TOP || rsp >= USER_TOP {
             return Err(self.die(SIGSEGV));
         }
         let r = &mut ctx.regs;

@@ -5,7 +5,8 @@
 use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_P, PTE_W};
 use super::vma::{SharedPages, VmaKind};
 use super::{
-    allowed, pte_flags, Access, AddressSpace, FaultOutcome, FAULT_AROUND, SEGV_ACCERR, SEGV_MAPERR,
+    allowed, pte_flags, Access, AddressSpace, FaultOutcome, FAULT_AROUND, FILE_FAULT_AROUND,
+    SEGV_ACCERR, SEGV_MAPERR,
 };
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
 use crate::memory::OutOfMemory;
@@ -142,7 +143,13 @@ impl AddressSpace {
             return self.map_shared_page(page, vma.prot, pages, index);
         }
         // Map the faulting page and its neighbours in a small aligned window.
-        let win = PAGE_SIZE * FAULT_AROUND;
+        // File pages come in bigger windows: each fault is a VM exit, and reading
+        // ahead in a file costs little; fresh anonymous pages cost a frame each.
+        let win = PAGE_SIZE
+            * match vma.kind {
+                VmaKind::File { .. } => FILE_FAULT_AROUND,
+                _ => FAULT_AROUND,
+            };
         let lo = (page & !(win - 1)).max(start);
         let hi = ((page & !(win - 1)) + win).min(vma.end);
         let contents = match &vma.kind {

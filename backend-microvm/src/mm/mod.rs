@@ -13,7 +13,7 @@ pub(crate) use vma::{Backing, SharedPages, Vma, VmaKind, PROT_EXEC, PROT_READ, P
 
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
 use crate::memory::{Memory, OutOfMemory};
-use pagetable::{PageTables, PTE_ADDR, PTE_FRAME, PTE_NX, PTE_P, PTE_U, PTE_W};
+use pagetable::{PageTables, PTE_A, PTE_ADDR, PTE_D, PTE_FRAME, PTE_NX, PTE_P, PTE_U, PTE_W};
 use vma::{page_up, VmaMap};
 
 /// `si_code` of a SIGSEGV for an address with no mapping.
@@ -25,6 +25,8 @@ pub(crate) const SEGV_ACCERR: i32 = 2;
 pub(crate) const MMAP_MIN_ADDR: u64 = 0x1_0000;
 /// Pages mapped together on an anonymous or file fault (each fault is a VM exit).
 pub(super) const FAULT_AROUND: u64 = 16;
+/// Pages mapped together on a fault in a file mapping.
+pub(super) const FILE_FAULT_AROUND: u64 = 64;
 /// Pages mapped at once when the heap grows.
 const BRK_PREFAULT: u64 = 32;
 
@@ -72,7 +74,10 @@ pub(super) fn pte_flags(prot: u32) -> u64 {
     if prot & (PROT_READ | PROT_WRITE | PROT_EXEC) == 0 {
         return PTE_FRAME;
     }
-    let mut f = PTE_P | PTE_U | PTE_FRAME;
+    // Accessed and dirty from the start: KVM's shadow paging then needs no fault to set
+    // them, and prefetches neighbouring entries when it fills one (it skips entries
+    // that were never accessed).
+    let mut f = PTE_P | PTE_U | PTE_A | PTE_D | PTE_FRAME;
     if prot & PROT_WRITE != 0 {
         f |= PTE_W;
     }

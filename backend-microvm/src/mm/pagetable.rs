@@ -14,6 +14,10 @@ pub(crate) const PTE_P: u64 = 1 << 0;
 pub(crate) const PTE_W: u64 = 1 << 1;
 /// User-accessible.
 pub(crate) const PTE_U: u64 = 1 << 2;
+/// Accessed.
+pub(crate) const PTE_A: u64 = 1 << 5;
+/// Dirty.
+pub(crate) const PTE_D: u64 = 1 << 6;
 /// Large page (in a PDPT or PD entry).
 pub(crate) const PTE_PS: u64 = 1 << 7;
 /// No execute.
@@ -35,9 +39,9 @@ fn index(va: u64, level: u32) -> u64 {
 /// (the leaf decides), supervisor-only in the upper half.
 fn table_flags(va: u64) -> u64 {
     if va >> 63 == 0 {
-        PTE_P | PTE_W | PTE_U
+        PTE_P | PTE_W | PTE_U | PTE_A
     } else {
-        PTE_P | PTE_W
+        PTE_P | PTE_W | PTE_A
     }
 }
 

@@ -14,7 +14,7 @@ mod setup;
 pub(crate) mod tmpfs;
 
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 pub(crate) use mount::{HostSource, Mount, MountError, MountTree};
@@ -103,7 +103,36 @@ pub(crate) struct Vfs {
     root_node: Node,
     /// What `/proc` shows of the processes.
     pub(crate) proc: proc::ProcView,
+    /// Lookups in read-only host directories: subdirectories and missing names (a
+    /// path walk costs three host syscalls a component; interpreters walk the same
+    /// directories over and over).
+    lookups: std::cell::RefCell<LookupCache>,
 }
+
+/// Remembered lookups: (directory, name) to the subdirectory, or `None` when missing.
+type LookupCache = std::collections::HashMap<(DirKey, Vec<u8>), Option<Rc<OwnedFd>>>;
+
+/// A host directory handle as a map key: compared by identity (the key holds it, so
+/// the identity cannot be reused while the entry lives).
+#[derive(Debug, Clone)]
+struct DirKey(Rc<OwnedFd>);
+
+impl PartialEq for DirKey {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DirKey {}
+
+impl std::hash::Hash for DirKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (Rc::as_ptr(&self.0) as usize).hash(h);
+    }
+}
+
+/// Most lookups remembered (each positive one holds a directory handle open).
+const LOOKUP_CACHE: usize = 2048;
 
 fn split(path: &[u8]) -> VecDeque<Vec<u8>> {
     path.split(|&b| b == b'/')
@@ -121,6 +150,7 @@ impl Vfs {
             sources,
             root_node: Node::Virtual,
             proc: proc::ProcView::default(),
+            lookups: Default::default(),
         }
     }
 
@@ -131,7 +161,25 @@ impl Vfs {
             sources,
             root_node: root,
             proc: proc::ProcView::default(),
+            lookups: Default::default(),
         }
+    }
+
+    /// A remembered lookup of `name` in the read-only host directory `dir`: `Some`
+    /// of the subdirectory or of nothing (missing).
+    fn cached(&self, dir: &Rc<OwnedFd>, name: &[u8]) -> Option<Option<Rc<OwnedFd>>> {
+        self.lookups
+            .borrow()
+            .get(&(DirKey(Rc::clone(dir)), name.to_vec()))
+            .cloned()
+    }
+
+    fn remember(&self, dir: &Rc<OwnedFd>, name: &[u8], child: Option<Rc<OwnedFd>>) {
+        let mut c = self.lookups.borrow_mut();
+        if c.len() >= LOOKUP_CACHE {
+            c.clear();
+        }
+        c.insert((DirKey(Rc::clone(dir)), name.to_vec()), child);
     }
 
     /// Which process `/proc/self` names.
@@ -177,12 +225,25 @@ impl Vfs {
             });
         }
         let under = match &dir.node {
+            Node::HostDir { fd, ro: true, mnt } if self.cached(fd, name).is_some() => {
+                self.cached(fd, name).and_then(|c| {
+                    c.map(|child| Node::HostDir {
+                        fd: child,
+                        ro: true,
+                        mnt: *mnt,
+                    })
+                })
+            }
             Node::HostDir { fd, ro, mnt } => match host::open_path(fd.as_raw_fd(), name) {
                 Ok(child) => {
                     let meta = host::fstat(child.as_raw_fd())?;
                     Some(if meta.is_dir() {
+                        let child = Rc::new(child);
+                        if *ro {
+                            self.remember(fd, name, Some(Rc::clone(&child)));
+                        }
                         Node::HostDir {
-                            fd: Rc::new(child),
+                            fd: child,
                             ro: *ro,
                             mnt: *mnt,
                         }
@@ -197,7 +258,12 @@ impl Vfs {
                         }
                     })
                 }
-                Err(e) if e == errno::ENOENT => None,
+                Err(e) if e == errno::ENOENT => {
+                    if *ro {
+                        self.remember(fd, name, None);
+                    }
+                    None
+                }
                 Err(e) => return Err(e),
             },
             Node::Tmp(t) => t.child(name).map(Node::Tmp),
