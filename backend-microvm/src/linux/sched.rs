@@ -136,16 +136,20 @@ impl Kernel {
     /// True when more than one task may want the vCPU, or a timer is armed: the
     /// periodic kick is needed.
     pub(crate) fn wants_tick(&self) -> bool {
-        let runnable = self
-            .tids()
-            .iter()
-            .filter(|t| self.task_ref(**t).is_some_and(|t| t.runnable()))
-            .count();
-        runnable > 1
-            || self
-                .pids()
-                .iter()
-                .any(|p| self.proc_ref(*p).is_some_and(|p| p.itimer.is_some()))
+        let runnable = usize::from(self.task.runnable())
+            + self.tasks.values().filter(|t| t.runnable()).count();
+        runnable > 1 || self.timers_armed()
+    }
+
+    /// True when some process has an `ITIMER_REAL` armed.
+    fn timers_armed(&self) -> bool {
+        self.proc.itimer.is_some() || self.procs.values().any(|p| p.itimer.is_some())
+    }
+
+    /// True when some task waits in a syscall.
+    fn any_blocked(&self) -> bool {
+        let blocked = |t: &super::task::Task| matches!(t.state, TaskState::Blocked(_));
+        blocked(&self.task) || self.tasks.values().any(blocked)
     }
 
     /// The time slice of the running task is over.
@@ -155,6 +159,9 @@ impl Kernel {
 
     /// `ITIMER_REAL`s that expired send `SIGALRM`.
     fn fire_timers(&mut self, now: Instant) {
+        if !self.timers_armed() {
+            return;
+        }
         for pid in self.pids() {
             let due = self
                 .proc_ref(pid)
@@ -203,6 +210,10 @@ impl Kernel {
     /// Tries the syscalls of blocked tasks again: those whose deadline passed, and,
     /// when something happened, those that wait for anything.
     fn retry_blocked(&mut self, now: Instant) -> Result<(), Stop> {
+        if !self.any_blocked() {
+            self.stirred = false;
+            return Ok(());
+        }
         // A retry may itself let others go on (a read makes room in a pipe): a few rounds.
         for _ in 0..8 {
             let stirred = std::mem::take(&mut self.stirred);
