@@ -61,7 +61,6 @@ const PARTIAL: &[(&str, &str)] = &[
         "clone",
         "no CLONE_FILES/FS/SIGHAND between processes, no pidfd, no namespaces",
     ),
-    ("clone3", "no set_tid, no pidfd, no namespaces"),
     ("futex", "no priority-inheritance operations"),
     ("mremap", "no MREMAP_FIXED/MREMAP_DONTUNMAP"),
     ("epoll_pwait", "the signal mask is not applied"),

@@ -1,4 +1,5 @@
-//! New tasks: `fork`, `vfork`, `clone` and `clone3`. A thread shares its process's
+//! New tasks: `fork`, `vfork` and `clone` (`clone3` answers `ENOSYS`, as in the
+//! container backend; glibc falls back to `clone`). A thread shares its process's
 //! address space, descriptors and dispositions; a new process gets a copy-on-write
 //! copy of the address space (or shares it, `CLONE_VM`: `vfork`, `posix_spawn`), a copy
 //! of the descriptor table (the open files themselves shared, as Linux does) and of the
@@ -86,46 +87,6 @@ impl Kernel {
             child_tid: a[3],
             tls: a[4],
         };
-        self.clone_task(cpu, ctx, args)
-    }
-
-    /// `clone3(args, size)`.
-    pub(crate) fn sys_clone3(
-        &mut self,
-        cpu: &mut dyn Cpu,
-        ctx: &UserCtx,
-        ptr: u64,
-        size: u64,
-    ) -> SysResult {
-        if !(64..=4096).contains(&size) {
-            return Err(errno::EINVAL.into());
-        }
-        let raw = self.mm.read_user_vec(ptr, size as usize)?;
-        let q = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-        // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
-        // set_tid, set_tid_size, cgroup.
-        if raw.len() >= 80 && (q(8) != 0 || q(9) != 0) {
-            return Err(errno::EINVAL.into()); // set_tid: choosing ids is not offered
-        }
-        if q(4) & !CSIGNAL != 0 {
-            return Err(errno::EINVAL.into());
-        }
-        let (stack, stack_size) = (q(5), q(6));
-        let args = CloneArgs {
-            flags: q(0),
-            exit_signal: q(4),
-            stack: if stack == 0 {
-                0
-            } else {
-                stack.wrapping_add(stack_size)
-            },
-            parent_tid: q(3),
-            child_tid: q(2),
-            tls: q(7),
-        };
-        if args.flags & CSIGNAL != 0 {
-            return Err(errno::EINVAL.into());
-        }
         self.clone_task(cpu, ctx, args)
     }
 

@@ -571,7 +571,9 @@ impl Kernel {
             SYS_ioprio_get => Ok(0x4004),
             SYS_ioprio_set => Ok(0),
             SYS_clone => self.sys_clone(cpu, ctx, a),
-            SYS_clone3 => self.sys_clone3(cpu, ctx, a[0], a[1]),
+            // As in the container backend (whose filter cannot see clone3's flags):
+            // ENOSYS, and glibc falls back to clone; both backends behave alike.
+            SYS_clone3 => self.enosys(nr),
             SYS_fork => self.sys_fork(cpu, ctx),
             SYS_vfork => self.sys_vfork(cpu, ctx),
             SYS_execve => self.sys_execve(cpu, ctx, AT_FDCWD as u64, a[0], a[1], a[2], 0),
