@@ -32,6 +32,9 @@ pub(crate) enum ConfineError {
     /// Landlock failed (beyond "not supported").
     #[error("restricting the VMM thread with Landlock failed")]
     Landlock(#[source] std::io::Error),
+    /// The thread's filesystem identity could not be changed.
+    #[error("making the VMM thread reach files as the unprivileged host identity failed")]
+    Identity(#[source] std::io::Error),
 }
 
 fn compiled() -> Result<&'static (BpfProgram, usize), ConfineError> {
@@ -145,9 +148,50 @@ fn restrict_landlock(sources: &[HostSource]) -> Result<LandlockReport, ConfineEr
     })
 }
 
-/// Confines the calling (vCPU) thread: Landlock to `sources`, then the seccomp filter.
+/// The host uid and gid the VMM thread reaches files as: the caller's, or, when the
+/// caller is root, the unprivileged id the container backend's workload runs as
+/// (`ROOT_MODE_HOST_ID`), so that both backends may do the same to the host's files.
+pub(crate) fn host_identity() -> (u32, u32) {
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if euid == 0 {
+        (
+            sandbox_core::ROOT_MODE_HOST_ID,
+            sandbox_core::ROOT_MODE_HOST_ID,
+        )
+    } else {
+        (euid, egid)
+    }
+}
+
+/// Makes the calling thread reach files as `(uid, gid)` (its filesystem ids: only
+/// this thread, and the filesystem capabilities of a root caller are dropped with
+/// them: permission bits and ownership on the host now apply to the workload's files).
+fn act_as(uid: u32, gid: u32) -> Result<(), ConfineError> {
+    let set = |nr: libc::c_long, id: u32| -> Result<(), ConfineError> {
+        // SAFETY: setfsgid/setfsuid change only the calling thread's filesystem ids
+        // (the raw syscalls, unlike setuid, are not broadcast to other threads).
+        unsafe { libc::syscall(nr, id) };
+        // SAFETY: as above; -1 only asks the current value.
+        let now = unsafe { libc::syscall(nr, u32::MAX) } as u32;
+        if now == id {
+            Ok(())
+        } else {
+            Err(ConfineError::Identity(std::io::Error::from_raw_os_error(
+                libc::EPERM,
+            )))
+        }
+    };
+    set(libc::SYS_setfsgid, gid)?;
+    set(libc::SYS_setfsuid, uid)
+}
+
+/// Confines the calling (vCPU) thread: files reached as the unprivileged host
+/// identity, Landlock to `sources`, then the seccomp filter.
 pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, ConfineError> {
     let (prog, count) = compiled()?;
+    let (uid, gid) = host_identity();
+    act_as(uid, gid)?;
     let landlock = restrict_landlock(sources)?;
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) only sets a flag of the calling thread (seccomp
     // needs it when unprivileged; Landlock usually set it already).

@@ -402,8 +402,11 @@ fn report(
         isolation: Isolation::MicroVm,
         namespaces: Vec::new(),
         rootless: euid != 0,
-        host_uid: Some(euid),
-        capabilities: "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: unchanged, under seccomp and Landlock".into(),
+        host_uid: Some(crate::confine::host_identity().0),
+        capabilities: format!(
+            "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: reaches files as host uid {} (filesystem capabilities dropped), under seccomp and Landlock",
+            crate::confine::host_identity().0
+        ),
         no_new_privs: true,
         seccomp: c.seccomp.clone(),
         landlock: c.landlock.clone(),

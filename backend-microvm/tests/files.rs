@@ -74,6 +74,12 @@ async fn read_write_mount_reaches_the_host() {
         return;
     }
     let host = temp_dir("rw");
+    // Writable by the sandbox's host identity, as a container's rw mount must be.
+    std::fs::set_permissions(
+        host.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let mut p = fsops(
         "write /out/a.txt first \
          append /out/a.txt +second \
@@ -103,6 +109,45 @@ async fn read_write_mount_reaches_the_host() {
         .collect();
     names.sort();
     assert_eq!(names, ["link", "sub"]);
+    // What the workload made belongs to the sandbox's host identity (65534 for a root
+    // caller, as in the container backend), not to the VMM's.
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let want = if euid == 0 { 65534 } else { euid };
+    assert_eq!(std::fs::metadata(host.join("sub")).unwrap().uid(), want);
+}
+
+#[tokio::test]
+async fn host_permissions_apply_to_the_workload() {
+    if !kvm() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs a root caller (files owned by another user)");
+        return;
+    }
+    let host = temp_dir("perm");
+    std::fs::set_permissions(
+        host.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::write(host.join("roots"), b"root's").unwrap();
+    std::fs::set_permissions(
+        host.join("roots"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let mut p = fsops("append /out/roots +x cat /out/roots write /out/mine ok");
+    mount(&mut p, &host, "/out", MountMode::Rw);
+    let o = run(p).await;
+    let out = stdout(&o);
+    assert!(out.contains("append /out/roots error 13"), "{out}");
+    assert!(out.contains("cat /out/roots: root's"), "{out}");
+    assert!(host.join("mine").exists(), "{out}");
+    assert_eq!(std::fs::read(host.join("roots")).unwrap(), b"root's");
 }
 
 #[tokio::test]

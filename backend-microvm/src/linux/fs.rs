@@ -280,7 +280,7 @@ impl Kernel {
     /// Metadata of an open file.
     pub(crate) fn file_meta(&self, f: &OpenFile) -> Result<Meta, SysErr> {
         Ok(match &f.kind {
-            FileKind::Host(fd) => host::fstat(fd.as_raw_fd())?,
+            FileKind::Host(fd) => self.vfs.show_owner(host::fstat(fd.as_raw_fd())?),
             FileKind::Tmp(t) => t.meta(),
             FileKind::Stdin
             | FileKind::Output(_)

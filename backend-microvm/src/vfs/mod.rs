@@ -103,6 +103,8 @@ pub(crate) struct Vfs {
     root_node: Node,
     /// What `/proc` shows of the processes.
     pub(crate) proc: proc::ProcView,
+    /// The host identity files are reached as, and the workload's ids it shows as.
+    ids: ((u32, u32), (u32, u32)),
     /// Lookups in read-only host directories: subdirectories and missing names (a
     /// path walk costs three host syscalls a component; interpreters walk the same
     /// directories over and over).
@@ -131,6 +133,9 @@ impl std::hash::Hash for DirKey {
     }
 }
 
+/// The id unmapped owners show as (`overflowuid`).
+const OVERFLOW_ID: u32 = 65534;
+
 /// Most lookups remembered (each positive one holds a directory handle open).
 const LOOKUP_CACHE: usize = 2048;
 
@@ -150,6 +155,7 @@ impl Vfs {
             sources,
             root_node: Node::Virtual,
             proc: proc::ProcView::default(),
+            ids: ((u32::MAX, u32::MAX), (0, 0)),
             lookups: Default::default(),
         }
     }
@@ -161,6 +167,7 @@ impl Vfs {
             sources,
             root_node: root,
             proc: proc::ProcView::default(),
+            ids: ((u32::MAX, u32::MAX), (0, 0)),
             lookups: Default::default(),
         }
     }
@@ -402,9 +409,28 @@ impl Vfs {
         Ok((parent, name.to_vec()))
     }
 
-    /// Metadata of the node a location ends at.
+    /// Metadata of the node a location ends at (host owners as the sandbox shows them).
     pub(crate) fn meta(&self, loc: &Location) -> Result<Meta, Errno> {
-        loc.node().meta(loc.ino())
+        let m = loc.node().meta(loc.ino())?;
+        Ok(match loc.node() {
+            Node::HostDir { .. } | Node::HostFile { .. } => self.show_owner(m),
+            _ => m,
+        })
+    }
+
+    /// Host ownership as a user namespace would show it: the sandbox's host identity
+    /// is the workload's user, any other id the overflow id (65534), as the container
+    /// backend shows them.
+    pub(crate) fn show_owner(&self, mut m: Meta) -> Meta {
+        let (host, user) = self.ids;
+        m.uid = if m.uid == host.0 { user.0 } else { OVERFLOW_ID };
+        m.gid = if m.gid == host.1 { user.1 } else { OVERFLOW_ID };
+        m
+    }
+
+    /// Sets the host identity and the workload's ids for [`Vfs::show_owner`].
+    pub(crate) fn set_ids(&mut self, host: (u32, u32), user: (u32, u32)) {
+        self.ids = (host, user);
     }
 }
 

@@ -107,6 +107,7 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
         tree.insert(Path::new(path), Mount::Gen(Rc::from(content.into_bytes())));
     }
     let mut vfs = Vfs::with_root(tree, sources, root);
+    vfs.set_ids(crate::confine::host_identity(), plan.user);
     vfs.make_cwd(plan);
     Ok(vfs)
 }
