@@ -152,8 +152,10 @@ fn restrict_landlock(sources: &[HostSource]) -> Result<LandlockReport, ConfineEr
 /// caller is root, the unprivileged id the container backend's workload runs as
 /// (`ROOT_MODE_HOST_ID`), so that both backends may do the same to the host's files.
 pub(crate) fn host_identity() -> (u32, u32) {
-    // SAFETY: geteuid and getegid have no preconditions.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    // SAFETY: getegid has no preconditions.
+    let egid = unsafe { libc::getegid() };
     if euid == 0 {
         (
             sandbox_core::ROOT_MODE_HOST_ID,
