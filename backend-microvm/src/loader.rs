@@ -180,7 +180,7 @@ fn open_image(
 fn read_full(file: &dyn Backing, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
     let mut got = 0;
     while got < buf.len() {
-        match file.read_at(off + got as u64, &mut buf[got..]) {
+        match file.read_at(off.saturating_add(got as u64), &mut buf[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) => return Err(Errno::from_io(&e)),
@@ -469,7 +469,11 @@ fn phdr_addr(elf: &Elf, bias: u64) -> u64 {
     }
     elf.phdrs
         .iter()
-        .find(|p| p.ptype == PT_LOAD && p.offset <= elf.phoff && elf.phoff < p.offset + p.filesz)
+        .find(|p| {
+            p.ptype == PT_LOAD
+                && p.offset <= elf.phoff
+                && elf.phoff < p.offset.saturating_add(p.filesz)
+        })
         .map(|p| {
             bias.wrapping_add(p.vaddr)
                 .wrapping_add(elf.phoff - p.offset)

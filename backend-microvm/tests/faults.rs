@@ -216,14 +216,14 @@ async fn random_syscalls_never_break_the_vmm() {
     let seeds: u32 = std::env::var("HSB_FUZZ_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(12);
     let base: u32 = std::env::var("HSB_FUZZ_BASE")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     for seed in base + 1..=base + seeds {
         let tc = Toolchain::all()[seed as usize % 3];
-        let mode = ["any", "mm", "io"][(seed as usize / 3) % 3];
+        let mode = ["any", "mm", "io", "proc"][(seed as usize / 3) % 4];
         let mut p = prog_plan("fuzz", tc, &[&seed.to_string(), "3000", mode]);
         p.limits.wall_time = Some(Duration::from_secs(10));
         p.limits.memory = Some(ByteSize(128 << 20));
@@ -254,6 +254,7 @@ async fn random_syscalls_never_break_the_vmm() {
                     | Termination::Signaled
                     | Termination::OutputLimit
                     | Termination::MemoryLimit
+                    | Termination::PidsLimit
             ),
             "seed {seed} {tc:?}: {o:?}"
         );

@@ -321,7 +321,7 @@ impl Kernel {
     ) -> SysResult {
         let mut done = 0u64;
         for i in 0..n.min(1024) {
-            let hdr = vec + i * 64;
+            let hdr = vec.wrapping_add(i * 64);
             let r = if send {
                 self.sys_sendmsg(fd, hdr, flags)
             } else {
@@ -329,7 +329,7 @@ impl Kernel {
             };
             match r {
                 Ok(len) => {
-                    self.mm.write_u32(hdr + 56, len as u32)?;
+                    self.mm.write_u32(hdr.wrapping_add(56), len as u32)?;
                     done += 1;
                 }
                 Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => break,

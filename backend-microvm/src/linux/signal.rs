@@ -352,9 +352,12 @@ impl Kernel {
         let r = ctx.regs;
         let mut sp = r.rsp;
         let altstack = self.task.altstack;
-        let on_alt = altstack.is_some_and(|(base, size)| sp > base && sp <= base + size);
+        let on_alt =
+            altstack.is_some_and(|(base, size)| sp > base && sp <= base.saturating_add(size));
         match altstack {
-            Some((base, size)) if a.flags & SA_ONSTACK != 0 && !on_alt => sp = base + size,
+            Some((base, size)) if a.flags & SA_ONSTACK != 0 && !on_alt => {
+                sp = base.wrapping_add(size)
+            }
             _ => sp = sp.wrapping_sub(128), // the red zone
         }
         let frame = ((sp.wrapping_sub(8 + UCONTEXT + SIGINFO)) & !15).wrapping_sub(8);

@@ -229,10 +229,10 @@ impl Kernel {
             off += k;
         }
         // msg_namelen = 0, msg_controllen = 0, msg_flags.
-        self.mm.write_u32(msg + 8, 0)?;
-        self.mm.write_u64(msg + 40, 0)?;
+        self.mm.write_u32(msg.wrapping_add(8), 0)?;
+        self.mm.write_u64(msg.wrapping_add(40), 0)?;
         let mflags: u32 = if full > n { MSG_TRUNC as u32 } else { 0 };
-        self.mm.write_u32(msg + 48, mflags)?;
+        self.mm.write_u32(msg.wrapping_add(48), mflags)?;
         Ok(n as u64)
     }
 

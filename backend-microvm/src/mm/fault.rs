@@ -139,7 +139,7 @@ impl AddressSpace {
         }
         self.spurious = (0, 0);
         if let VmaKind::SharedFile { pages, offset } = &vma.kind {
-            let index = (offset + (page - start)) / PAGE_SIZE;
+            let index = offset.saturating_add(page - start) / PAGE_SIZE;
             return self.map_shared_page(page, vma.prot, pages, index);
         }
         // Map the faulting page and its neighbours in a small aligned window.
@@ -159,12 +159,13 @@ impl AddressSpace {
                 offset,
                 file_end,
             } => {
-                let file_off = offset + (lo - start);
+                let file_off = offset.saturating_add(lo - start);
                 let mut buf = vec![0u8; (hi - lo) as usize];
                 let want = (file_end.saturating_sub(file_off)).min(buf.len() as u64) as usize;
                 let mut got = 0;
                 while got < want {
-                    match backing.read_at(file_off + got as u64, &mut buf[got..want]) {
+                    match backing.read_at(file_off.saturating_add(got as u64), &mut buf[got..want])
+                    {
                         Ok(0) | Err(_) => break,
                         Ok(n) => got += n,
                     }

@@ -2,7 +2,9 @@
  * valid and wild pointers, odd lengths and flags. Mode "any" (default) skips calls
  * that would end or block the run or break the program's own state (memory map, TLS,
  * signals); mode "mm" makes only memory calls, aimed mostly at a reserved region;
- * mode "io" makes only I/O calls on the descriptors it opened. The VMM must answer
+ * mode "io" makes only I/O calls on the descriptors it opened; mode "proc" makes
+ * processes, threads-like clones, waits, pipes and signals with wild arguments, its
+ * children making random calls of their own. The VMM must answer
  * every call with a result or an error, never crash; the program may well crash. */
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +14,8 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 static uint64_t s;
 static uint64_t rnd(void) {
@@ -111,6 +115,53 @@ int main(int argc, char **argv) {
             long len = rnd() % 3 ? (long)(rnd() % 8192) : arg();
             syscall(nr, fd, rnd() % 2 ? (long)(scratch + rnd() % 4096) : arg(), len, arg(), arg(), arg());
             calls++;
+        }
+    } else if (!strcmp(mode, "proc")) {
+        signal(SIGUSR1, SIG_IGN);
+        signal(SIGCHLD, SIG_DFL);
+        for (long i = 0; i < n / 10; i++) {
+            switch (rnd() % 8) {
+            case 0:
+            case 1: {
+                pid_t c = fork();
+                if (c == 0) {
+                    for (int k = 0; k < 20; k++) {
+                        long nr = rnd() % 470;
+                        if (!skipped(nr))
+                            syscall(nr, arg(), arg(), arg(), arg(), arg(), arg());
+                    }
+                    _exit((int)(rnd() % 256));
+                }
+                break;
+            }
+            case 2:
+                syscall(SYS_wait4, rnd() % 2 ? -1 : (long)(rnd() % 64), rnd() % 2 ? (long)scratch : arg(), (long)(rnd() % 4 ? 1 : 0), arg());
+                break;
+            case 3:
+                syscall(SYS_kill, (long)(rnd() % 2 ? 0 : rnd() % 64), (long)(rnd() % 2 ? SIGUSR1 : SIGCHLD));
+                break;
+            case 4: {
+                int p[2];
+                if (pipe(p) == 0) {
+                    if (rnd() % 2) write(p[1], scratch, rnd() % 100);
+                    close(p[0]);
+                    close(p[1]);
+                }
+                break;
+            }
+            case 5:
+                syscall(SYS_setpgid, (long)(rnd() % 64), (long)(rnd() % 64));
+                break;
+            case 6:
+                syscall(SYS_futex, (long)(scratch + (rnd() % 64) * 4), (long)(rnd() % 2 ? 1 : 129), (long)(rnd() % 4), 0, 0, 0);
+                break;
+            default:
+                syscall(SYS_waitid, (long)(rnd() % 3), (long)(rnd() % 64), rnd() % 2 ? (long)scratch : arg(), (long)(4 | 1), 0);
+                break;
+            }
+            calls++;
+        }
+        while (wait(NULL) > 0) {
         }
     } else {
         for (long i = 0; i < n; i++) {
