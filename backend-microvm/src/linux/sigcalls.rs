@@ -1,0 +1,267 @@
+//! The signal syscalls: dispositions (`rt_sigaction`), masks, pending sets, waiting
+//! for signals (`rt_sigsuspend`, `pause`, `rt_sigtimedwait`), the alternate stack, and
+//! sending them (`kill`, `tgkill`). Delivery itself is `signal.rs`.
+
+use super::signal::{
+    bit, default_ignored, valid, Action, SigInfo, MINSIGSTKSZ, SIGKILL, SIGSTOP, SIG_DFL, SIG_IGN,
+    SI_TKILL, SI_USER, SS_DISABLE, SS_ONSTACK,
+};
+use super::task::{Tid, INIT_PID};
+use super::{Kernel, SysErr, SysResult};
+use crate::errno;
+
+impl Kernel {
+    pub(crate) fn sys_rt_sigaction(
+        &mut self,
+        sig: u64,
+        act: u64,
+        oact: u64,
+        size: u64,
+    ) -> SysResult {
+        if size != 8 {
+            return Err(errno::EINVAL.into());
+        }
+        let sig = valid(sig)?;
+        let new = if act != 0 {
+            if sig == SIGKILL || sig == SIGSTOP {
+                return Err(errno::EINVAL.into());
+            }
+            let raw = self.mm.read_user_vec(act, 32)?;
+            let q =
+                |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            Some(Action {
+                handler: q(0),
+                flags: q(1),
+                restorer: q(2),
+                mask: q(3),
+            })
+        } else {
+            None
+        };
+        let old = self.proc.act[(sig - 1) as usize];
+        if oact != 0 {
+            let mut b = Vec::with_capacity(32);
+            for v in [old.handler, old.flags, old.restorer, old.mask] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            self.mm.write_user(oact, &b)?;
+        }
+        if let Some(n) = new {
+            self.proc.act[(sig - 1) as usize] = n;
+            if n.handler == SIG_IGN || (n.handler == SIG_DFL && default_ignored(sig)) {
+                self.proc.pending &= !bit(sig);
+                for t in self.proc.threads.clone() {
+                    if let Some(t) = self.task_mut(t) {
+                        t.pending &= !bit(sig);
+                    }
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    pub(crate) fn sys_rt_sigprocmask(
+        &mut self,
+        how: u64,
+        set: u64,
+        oset: u64,
+        size: u64,
+    ) -> SysResult {
+        if size != 8 {
+            return Err(errno::EINVAL.into());
+        }
+        let new = if set != 0 {
+            Some(self.mm.read_u64(set)?)
+        } else {
+            None
+        };
+        if oset != 0 {
+            self.mm.write_u64(oset, self.task.mask)?;
+        }
+        if let Some(s) = new {
+            self.task.mask = match how as i32 {
+                libc::SIG_BLOCK => self.task.mask | s,
+                libc::SIG_UNBLOCK => self.task.mask & !s,
+                libc::SIG_SETMASK => s,
+                _ => return Err(errno::EINVAL.into()),
+            } & !(bit(SIGKILL) | bit(SIGSTOP));
+        }
+        Ok(0)
+    }
+
+    pub(crate) fn sys_rt_sigpending(&mut self, set: u64, size: u64) -> SysResult {
+        if size > 8 {
+            return Err(errno::EINVAL.into());
+        }
+        let pending = (self.task.pending | self.proc.pending) & self.task.mask;
+        self.mm.write_u64(set, pending)?;
+        Ok(0)
+    }
+
+    /// `rt_sigsuspend`: waits with `mask` until a handler runs (then `EINTR`).
+    pub(crate) fn sys_rt_sigsuspend(&mut self, set: u64, size: u64) -> SysResult {
+        if size != 8 {
+            return Err(errno::EINVAL.into());
+        }
+        if self.retrying.is_none() {
+            let mask = self.mm.read_u64(set)?;
+            self.task.suspend_mask = Some(self.task.mask);
+            self.task.mask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+        }
+        Err(self.park(None))
+    }
+
+    /// `pause`: waits until a handler runs (then `EINTR`).
+    pub(crate) fn sys_pause(&mut self) -> SysResult {
+        Err(self.park(None))
+    }
+
+    /// `rt_sigtimedwait`: takes a pending signal of `set`, waiting for one.
+    pub(crate) fn sys_rt_sigtimedwait(
+        &mut self,
+        set: u64,
+        info: u64,
+        timeout: u64,
+        size: u64,
+    ) -> SysResult {
+        if size != 8 {
+            return Err(errno::EINVAL.into());
+        }
+        let want = self.mm.read_u64(set)? & !(bit(SIGKILL) | bit(SIGSTOP));
+        let until = if timeout == 0 {
+            None
+        } else {
+            let d = self.timespec(timeout)?;
+            self.deadline_after(d)
+        };
+        let ready = (self.task.pending | self.proc.pending) & want;
+        if ready != 0 {
+            let sig = ready.trailing_zeros() as i32 + 1;
+            let i = (sig - 1) as usize;
+            let si = if self.task.pending & bit(sig) != 0 {
+                self.task.pending &= !bit(sig);
+                self.task.info[i].take()
+            } else {
+                self.proc.pending &= !bit(sig);
+                self.proc.info[i].take()
+            };
+            if info != 0 {
+                let si = si.unwrap_or(SigInfo {
+                    signo: sig,
+                    code: 0,
+                    addr: 0,
+                    status: 0,
+                });
+                self.mm.write_user(info, &si.encode())?;
+            }
+            return Ok(sig as u64);
+        }
+        if until.is_some_and(|u| std::time::Instant::now() >= u) {
+            return Err(errno::EAGAIN.into());
+        }
+        Err(self.park(until))
+    }
+
+    pub(crate) fn sys_sigaltstack(&mut self, ss: u64, old: u64) -> SysResult {
+        let new = if ss != 0 {
+            let raw = self.mm.read_user_vec(ss, 24)?;
+            let sp = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
+            let flags = u32::from_le_bytes(raw[8..12].try_into().unwrap_or_default());
+            let size = u64::from_le_bytes(raw[16..24].try_into().unwrap_or_default());
+            Some((sp, flags, size))
+        } else {
+            None
+        };
+        if old != 0 {
+            let (sp, size) = self.task.altstack.unwrap_or((0, 0));
+            let flags = if self.task.altstack.is_none() {
+                SS_DISABLE
+            } else {
+                0
+            };
+            let mut b = sp.to_le_bytes().to_vec();
+            b.extend_from_slice(&u64::from(flags).to_le_bytes());
+            b.extend_from_slice(&size.to_le_bytes());
+            self.mm.write_user(old, &b)?;
+        }
+        if let Some((sp, flags, size)) = new {
+            if flags & SS_DISABLE != 0 {
+                self.task.altstack = None;
+            } else if flags & !SS_ONSTACK != 0 {
+                return Err(errno::EINVAL.into());
+            } else if size < MINSIGSTKSZ {
+                return Err(errno::ENOMEM.into());
+            } else {
+                self.task.altstack = Some((sp, size));
+            }
+        }
+        Ok(0)
+    }
+
+    /// The processes `kill(pid, ...)` names.
+    fn kill_targets(&self, pid: i64) -> Result<Vec<Tid>, SysErr> {
+        let alive = |p: &Tid| self.proc_ref(*p).is_some_and(|p| p.exit.is_none());
+        let group = |g: Tid| -> Vec<Tid> {
+            self.pids()
+                .into_iter()
+                .filter(|p| alive(p) && self.proc_ref(*p).is_some_and(|x| x.pgid == g))
+                .collect()
+        };
+        let v = match pid {
+            p if p == i64::from(INIT_PID) => return Err(errno::EPERM.into()),
+            p if p > 0 => {
+                let p = u32::try_from(p).map_err(|_| errno::ESRCH)?;
+                // A thread id names its process.
+                let pid = self.task_ref(p).map(|t| t.pid).unwrap_or(p);
+                if self.proc_ref(pid).is_some() {
+                    vec![pid]
+                } else {
+                    vec![]
+                }
+            }
+            0 => group(self.proc.pgid),
+            -1 => self
+                .pids()
+                .into_iter()
+                .filter(|p| alive(p) && *p != self.proc.pid)
+                .collect(),
+            p => group(u32::try_from(-p).map_err(|_| errno::ESRCH)?),
+        };
+        if v.is_empty() {
+            return Err(errno::ESRCH.into());
+        }
+        Ok(v)
+    }
+
+    pub(crate) fn sys_kill(&mut self, pid: i64, sig: u64) -> SysResult {
+        let targets = self.kill_targets(pid)?;
+        if sig == 0 {
+            return Ok(0);
+        }
+        let s = valid(sig)?;
+        let me = self.proc.pid;
+        for t in targets {
+            let info = SigInfo::user(s, SI_USER, me, self.user.0);
+            self.signal_process(t, info);
+        }
+        Ok(0)
+    }
+
+    pub(crate) fn sys_tgkill(&mut self, tgid: i64, tid: i64, sig: u64) -> SysResult {
+        if tid <= 0 || tgid == 0 || tgid < -1 {
+            return Err(errno::EINVAL.into());
+        }
+        let tid = u32::try_from(tid).map_err(|_| errno::ESRCH)?;
+        let target = self.task_ref(tid).map(|t| t.pid).ok_or(errno::ESRCH)?;
+        if tgid > 0 && i64::from(target) != tgid {
+            return Err(errno::ESRCH.into());
+        }
+        if sig == 0 {
+            return Ok(0);
+        }
+        let s = valid(sig)?;
+        let info = SigInfo::user(s, SI_TKILL, self.proc.pid, self.user.0);
+        self.signal_task(tid, info);
+        Ok(0)
+    }
+}
