@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use sandbox_core::{MountMode, Network, Plan, SpawnError, Stdin};
@@ -101,6 +101,12 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
 /// The [start, end) addresses of this process's argv and environment strings, from
 /// /proc/self/stat (fields 48 to 51); zeros when unknown.
 fn caller_string_areas() -> [(usize, usize); 2] {
+    // The areas are fixed for the life of the process: read them once.
+    static AREAS: std::sync::OnceLock<[(usize, usize); 2]> = std::sync::OnceLock::new();
+    *AREAS.get_or_init(read_caller_string_areas)
+}
+
+fn read_caller_string_areas() -> [(usize, usize); 2] {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     // After ") " the fields start at number 3.
@@ -113,6 +119,11 @@ fn caller_string_areas() -> [(usize, usize); 2] {
 }
 
 fn last_cap() -> u32 {
+    static LAST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *LAST.get_or_init(read_last_cap)
+}
+
+fn read_last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -211,24 +222,42 @@ fn realise_all(plan: &Plan) -> Result<Vec<Realised>, SpawnError> {
             target: m.target.display().to_string(),
             source,
         };
-        let lmeta = match std::fs::symlink_metadata(&m.source) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.optional => {
+        // Fast path, one openat2 and one fstat: no symlink anywhere on the path, so the
+        // normalized absolute path is the real one. A trailing symlink comes back as an
+        // O_PATH descriptor of the link itself.
+        let c = CString::new(m.source.as_os_str().as_bytes())
+            .map_err(|_| err(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+        let flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+        let no_links = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+        let direct = match crate::sys::openat2(libc::AT_FDCWD, &c, flags, no_links) {
+            Ok(fd) => {
+                // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
+                let f = unsafe { std::fs::File::from_raw_fd(fd) };
+                let meta = f.metadata().map_err(err)?;
+                (!meta.file_type().is_symlink()).then_some(meta)
+            }
+            Err(libc::ENOENT) if m.optional => {
                 out.push(Realised::Skip);
                 found.push(None);
                 continue;
             }
-            Err(e) => return Err(err(e)),
+            Err(libc::ELOOP) => None,
+            Err(e) => return Err(err(std::io::Error::from_raw_os_error(e))),
         };
-        let resolved = resolve_source(&m.source).map_err(err)?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&resolved)
-            .map_err(err)?;
-        let meta = file.metadata().map_err(err)?;
-        let canonical =
-            std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(err)?;
+        let (canonical, meta, is_link) = match direct {
+            Some(meta) => (m.source.clone(), meta, false),
+            None => {
+                // A symlink on the way: follow root-owned ones only.
+                let is_link = std::fs::symlink_metadata(&m.source)
+                    .map_err(err)?
+                    .file_type()
+                    .is_symlink();
+                let resolved = resolve_source(&m.source).map_err(err)?;
+                let meta = std::fs::symlink_metadata(&resolved).map_err(err)?;
+                (resolved, meta, is_link)
+            }
+        };
+        let lmeta_is_link = is_link;
         let ft = meta.file_type();
         if ft.is_block_device() || ft.is_char_device() {
             return Err(err(std::io::Error::new(
@@ -236,7 +265,7 @@ fn realise_all(plan: &Plan) -> Result<Vec<Realised>, SpawnError> {
                 "device nodes cannot be mounted into a sandbox",
             )));
         }
-        found.push(Some((canonical.clone(), lmeta.file_type().is_symlink())));
+        found.push(Some((canonical.clone(), lmeta_is_link)));
         out.push(Realised::Bind {
             canonical,
             dev: meta.dev(),

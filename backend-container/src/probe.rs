@@ -21,13 +21,16 @@ pub(crate) struct HostFacts {
 pub(crate) fn quick() -> &'static Result<(), String> {
     static QUICK: OnceLock<Result<(), String>> = OnceLock::new();
     QUICK.get_or_init(|| {
-        let seccomp = std::fs::read_to_string("/proc/self/status")
-            .map(|s| s.contains("Seccomp:"))
-            .unwrap_or(false);
+        let seccomp = seccomp_supported();
         let attr = sys::MountAttr::default();
         let mount_api = !matches!(sys::mount_setattr(-1, c"", 0, &attr), Err(libc::ENOSYS));
         requirements(seccomp, mount_api, Ok(()))
     })
+}
+
+/// Whether the kernel has seccomp: PR_GET_SECCOMP fails with EINVAL without it.
+fn seccomp_supported() -> bool {
+    sys::prctl(libc::PR_GET_SECCOMP, 0).is_ok()
 }
 
 fn requirements(
@@ -122,9 +125,7 @@ fn detect() -> HostFacts {
     }
     let userns = try_namespaces();
     d.insert("user_namespaces".into(), json!(userns.is_ok()));
-    let seccomp = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.contains("Seccomp:"))
-        .unwrap_or(false);
+    let seccomp = seccomp_supported();
     d.insert("seccomp".into(), json!(seccomp));
     d.insert("landlock_abi".into(), json!(landlock::kernel_abi()));
     let cg = cgroup::host();
