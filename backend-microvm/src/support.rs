@@ -54,7 +54,6 @@ const PARTIAL: &[(&str, &str)] = &[
     ("accept4", "only socket pairs exist"),
     ("sendmsg", "no ancillary data (SCM_RIGHTS)"),
     ("mmap", "no writable MAP_SHARED mappings of host files (in-memory files and anonymous memory are shared)"),
-    ("openat2", "no RESOLVE_* flags"),
     ("setitimer", "ITIMER_REAL only"),
     ("getitimer", "ITIMER_REAL only"),
     (

@@ -265,3 +265,20 @@ async fn tmp_is_bounded() {
     );
     assert!(err.contains("No space left on device"), "{err}");
 }
+
+#[tokio::test]
+async fn openat2_restrictions_are_linux_s() {
+    if !kvm() {
+        return;
+    }
+    // The same program natively, for the expected lines.
+    let exe = prog("resolve", Toolchain::Glibc);
+    let native = std::process::Command::new(&exe).output().unwrap();
+    let _ = std::fs::remove_dir_all("/tmp/hsb-resolve");
+    let want = String::from_utf8_lossy(&native.stdout).into_owned();
+    assert!(want.contains("beneath-dotdot EXDEV"), "{want}");
+    for tc in Toolchain::all() {
+        let o = run(prog_plan("resolve", tc, &[])).await;
+        assert_eq!(stdout(&o), want, "{tc:?}: {}", stderr(&o));
+    }
+}

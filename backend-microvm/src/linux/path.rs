@@ -74,11 +74,38 @@ impl Kernel {
     }
 
     pub(crate) fn sys_openat(&mut self, dirfd: u64, ptr: u64, flags: u64, mode: u64) -> SysResult {
+        self.open_at(dirfd, ptr, flags, mode, 0)
+    }
+
+    /// `openat`, and `openat2` with its `RESOLVE_*` restrictions.
+    fn open_at(&mut self, dirfd: u64, ptr: u64, flags: u64, mode: u64, resolve: u64) -> SysResult {
+        const RESOLVE_NO_XDEV: u64 = 0x01;
+        const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+        const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+        const RESOLVE_BENEATH: u64 = 0x08;
+        const RESOLVE_IN_ROOT: u64 = 0x10;
         let path = self.path_arg(ptr)?;
         let flags = flags as i32;
-        let base = self.base_for(&path, dirfd)?;
         let mode = mode as u32 & 0o7777 & !self.proc.umask;
-        let (loc, opened) = self.vfs.open(&base, &path, flags, mode)?;
+        let rooted = resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0;
+        let base = if rooted {
+            self.base(dirfd)?
+        } else {
+            self.base_for(&path, dirfd)?
+        };
+        let restrict = crate::vfs::Restrict {
+            floor: rooted.then(|| base.clone()),
+            in_root: resolve & RESOLVE_IN_ROOT != 0,
+            no_symlinks: resolve & RESOLVE_NO_SYMLINKS != 0,
+            no_magiclinks: resolve & RESOLVE_NO_MAGICLINKS != 0,
+            no_xdev: resolve & RESOLVE_NO_XDEV != 0,
+        };
+        let (loc, opened) = if resolve == 0 {
+            self.vfs.open(&base, &path, flags, mode)?
+        } else {
+            self.vfs
+                .restricted(restrict, |vfs| vfs.open(&base, &path, flags, mode))?
+        };
         let cloexec = flags & libc::O_CLOEXEC != 0;
         if let Opened::Dev(DevKind::Fd(n)) = opened {
             let f = self.proc.files.get(u64::from(n))?;
@@ -96,15 +123,26 @@ impl Kernel {
         if size < 24 {
             return Err(errno::EINVAL.into());
         }
-        let raw = self.mm.read_user_vec(how, 24)?;
+        if size > 4096 {
+            return Err(errno::E2BIG.into());
+        }
+        let raw = self.mm.read_user_vec(how, size as usize)?;
+        if raw[24..].iter().any(|b| *b != 0) {
+            return Err(errno::E2BIG.into());
+        }
         let word =
             |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
         let (flags, mode, resolve) = (word(0), word(1), word(2));
-        if resolve != 0 || flags >> 32 != 0 {
-            // RESOLVE_* restrictions inside the sandbox are not offered yet.
+        const BENEATH_AND_IN_ROOT: u64 = 0x08 | 0x10;
+        if flags >> 32 != 0
+            || resolve & !0x3f != 0
+            || resolve & BENEATH_AND_IN_ROOT == BENEATH_AND_IN_ROOT
+            || mode & !0o7777 != 0
+            || (mode != 0 && flags as i32 & (libc::O_CREAT | libc::O_TMPFILE) == 0)
+        {
             return Err(errno::EINVAL.into());
         }
-        self.sys_openat(dirfd, ptr, flags, mode)
+        self.open_at(dirfd, ptr, flags, mode, resolve)
     }
 
     fn meta_at(&mut self, dirfd: u64, ptr: u64, flags: u64) -> Result<crate::vfs::Meta, SysErr> {

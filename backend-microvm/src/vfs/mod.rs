@@ -105,6 +105,8 @@ pub(crate) struct Vfs {
     pub(crate) proc: proc::ProcView,
     /// The host identity files are reached as, and the workload's ids it shows as.
     ids: ((u32, u32), (u32, u32)),
+    /// The restrictions of the `openat2` being served, if any.
+    restrict: std::cell::RefCell<Option<Restrict>>,
     /// Lookups in read-only host directories: subdirectories and missing names (a
     /// path walk costs three host syscalls a component; interpreters walk the same
     /// directories over and over).
@@ -133,6 +135,21 @@ impl std::hash::Hash for DirKey {
     }
 }
 
+/// What `openat2`'s `RESOLVE_*` flags forbid, for the lookups of one call.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Restrict {
+    /// `RESOLVE_BENEATH` / `RESOLVE_IN_ROOT`: the directory lookups start from.
+    pub(crate) floor: Option<Location>,
+    /// `RESOLVE_IN_ROOT` (else, with a floor, `RESOLVE_BENEATH`).
+    pub(crate) in_root: bool,
+    /// `RESOLVE_NO_SYMLINKS`.
+    pub(crate) no_symlinks: bool,
+    /// `RESOLVE_NO_MAGICLINKS`.
+    pub(crate) no_magiclinks: bool,
+    /// `RESOLVE_NO_XDEV`.
+    pub(crate) no_xdev: bool,
+}
+
 /// The id unmapped owners show as (`overflowuid`).
 const OVERFLOW_ID: u32 = 65534;
 
@@ -156,6 +173,7 @@ impl Vfs {
             root_node: Node::Virtual,
             proc: proc::ProcView::default(),
             ids: ((u32::MAX, u32::MAX), (0, 0)),
+            restrict: Default::default(),
             lookups: Default::default(),
         }
     }
@@ -168,8 +186,22 @@ impl Vfs {
             root_node: root,
             proc: proc::ProcView::default(),
             ids: ((u32::MAX, u32::MAX), (0, 0)),
+            restrict: Default::default(),
             lookups: Default::default(),
         }
+    }
+
+    /// Runs `f` with lookups restricted as `r` says (`openat2`).
+    pub(crate) fn restricted<T>(&self, r: Restrict, f: impl FnOnce(&Self) -> T) -> T {
+        *self.restrict.borrow_mut() = Some(r);
+        let out = f(self);
+        *self.restrict.borrow_mut() = None;
+        out
+    }
+
+    /// True when the lookup being made may not cross into `e` (`RESOLVE_NO_XDEV`).
+    fn crosses(&self, e: &Entry) -> bool {
+        e.trie.is_some_and(|t| self.tree.mount(t).is_some())
     }
 
     /// A remembered lookup of `name` in the read-only host directory `dir`: `Some`
@@ -322,8 +354,18 @@ impl Vfs {
             return Err(errno::ENAMETOOLONG);
         }
         let must_dir = path.ends_with(b"/");
+        let r = self.restrict.borrow().clone().unwrap_or_default();
+        let floor = r.floor.as_ref().map_or(1, |f| f.entries.len());
+        // Where an absolute path (or symlink target) starts over.
+        let restart = || -> Result<Location, Errno> {
+            match &r.floor {
+                Some(f) if r.in_root => Ok(f.clone()),
+                Some(_) => Err(errno::EXDEV),
+                None => Ok(self.root()),
+            }
+        };
         let mut loc = if path[0] == b'/' {
-            self.root()
+            restart()?
         } else {
             base.clone()
         };
@@ -336,13 +378,36 @@ impl Vfs {
             match comp.as_slice() {
                 b"." => continue,
                 b".." => {
+                    if loc.entries.len() <= floor && r.floor.is_some() {
+                        if r.in_root {
+                            continue; // `..` of the root is the root
+                        }
+                        return Err(errno::EXDEV);
+                    }
+                    if r.no_xdev && self.crosses(loc.top()) {
+                        return Err(errno::EXDEV);
+                    }
                     loc.pop();
                     continue;
                 }
                 _ => {}
             }
             let child = self.child(loc.top(), &comp)?;
+            if r.no_xdev && self.crosses(&child) {
+                return Err(errno::EXDEV);
+            }
             if child.node.is_link() && (!last || follow || must_dir) {
+                if r.no_symlinks {
+                    return Err(errno::ELOOP);
+                }
+                if r.no_magiclinks
+                    && matches!(
+                        loc.node(),
+                        Node::Proc(proc::ProcNode::Pid(_) | proc::ProcNode::FdDir(_))
+                    )
+                {
+                    return Err(errno::ELOOP);
+                }
                 *links += 1;
                 if *links > MAX_LINKS {
                     return Err(errno::ELOOP);
@@ -352,7 +417,7 @@ impl Vfs {
                     return Err(errno::ENOENT);
                 }
                 if target[0] == b'/' {
-                    loc = self.root();
+                    loc = restart()?;
                 }
                 let mut next = split(&target);
                 next.extend(queue.drain(..));
