@@ -206,6 +206,9 @@ pub(crate) fn prepare(
         itimer: None,
         cpu_dead: Duration::ZERO,
         cpu_children: Duration::ZERO,
+        stopped: None,
+        stop_report: None,
+        continued: false,
     };
     let kernel = Kernel {
         mm,

@@ -151,6 +151,9 @@ fn throwaway_kernel() -> Option<Kernel> {
         itimer: None,
         cpu_dead: Duration::ZERO,
         cpu_children: Duration::ZERO,
+        stopped: None,
+        stop_report: None,
+        continued: false,
     };
     Some(Kernel {
         mm,

@@ -194,7 +194,7 @@ impl Runner {
     fn step(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
         // Who runs: the loaded task straight on, or whoever the scheduler picks.
         let straight =
-            self.entry != Entry::Context && k.task.tid == self.loaded && k.task.runnable();
+            self.entry != Entry::Context && k.task.tid == self.loaded && k.can_run(self.loaded);
         let next = if straight {
             k.check_limits()?;
             self.loaded

@@ -158,6 +158,23 @@ async fn shared_memory_between_processes() {
 }
 
 #[tokio::test]
+async fn stop_and_continue_signals() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let (o, out) = tasks("stop", tc).await;
+        assert!(o.success(), "{tc:?}: {o:?}\n{}", stderr(&o));
+        assert_eq!(
+            out,
+            "stopped 1 sig 19 code 1\nquiet 1\nnothing new 1\ncontinued 1\n\
+             runs again 1 code 1\nwaitid stopped 1 1\nkilled while stopped 1\n",
+            "{tc:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn vdso_clocks_agree_with_the_vmm() {
     if !kvm() {
         return;

@@ -190,6 +190,9 @@ impl Kernel {
                 itimer: None,
                 cpu_dead: std::time::Duration::ZERO,
                 cpu_children: std::time::Duration::ZERO,
+                stopped: None,
+                stop_report: None,
+                continued: false,
             };
             self.procs.insert(tid, proc);
         }

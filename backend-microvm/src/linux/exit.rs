@@ -6,19 +6,33 @@
 use std::time::Duration;
 
 use super::fd::FdTable;
-use super::signal::{SigInfo, SIGCHLD};
+use super::signal::{SigInfo, SIGCHLD, SIGCONT};
 use super::task::{ExitStatus, TaskState, Tid, Wait, INIT_PID};
 use super::{Kernel, Stop, SysErr, SysResult};
 use crate::errno;
 
 const WNOHANG: u64 = 1;
+const WUNTRACED: u64 = 2;
 const WEXITED: u64 = 4;
+const WCONTINUED: u64 = 8;
 const WNOWAIT: u64 = 0x0100_0000;
 const CLD_EXITED: i32 = 1;
 const CLD_KILLED: i32 = 2;
+const CLD_STOPPED: i32 = 5;
+const CLD_CONTINUED: i32 = 6;
+/// `waitid`'s `WSTOPPED` (`WUNTRACED` of `wait4`).
+const WSTOPPED: u64 = 2;
 const P_ALL: u64 = 0;
 const P_PID: u64 = 1;
 const P_PGID: u64 = 2;
+
+/// What a parent learns of a live child from `wait`.
+enum ChildEvent {
+    /// It stopped, by this signal.
+    Stopped(i32),
+    /// It went on after `SIGCONT`.
+    Continued,
+}
 
 impl Kernel {
     /// The current process ends with `sig` (a fault, a bad signal frame): the syscall
@@ -191,6 +205,39 @@ impl Kernel {
             .collect()
     }
 
+    /// A child that `select` picks and that stopped (`stopped`) or continued
+    /// (`continued`) since its parent last heard; `consume` clears the news.
+    fn child_event(
+        &mut self,
+        select: impl Fn(&super::task::Process) -> bool,
+        stopped: bool,
+        continued: bool,
+        consume: bool,
+    ) -> Option<(Tid, ChildEvent)> {
+        let me = self.proc.pid;
+        let child = self.procs.values_mut().find(|c| {
+            c.ppid == me
+                && c.exit.is_none()
+                && select(c)
+                && ((stopped && c.stop_report.is_some()) || (continued && c.continued))
+        })?;
+        let event = match child.stop_report {
+            Some(sig) if stopped => {
+                if consume {
+                    child.stop_report = None;
+                }
+                ChildEvent::Stopped(sig)
+            }
+            _ => {
+                if consume {
+                    child.continued = false;
+                }
+                ChildEvent::Continued
+            }
+        };
+        Some((child.pid, event))
+    }
+
     pub(crate) fn sys_wait4(
         &mut self,
         pid: i64,
@@ -227,6 +274,21 @@ impl Kernel {
             }
             return Ok(u64::from(c));
         }
+        if let Some((c, event)) = self.child_event(
+            select,
+            options & WUNTRACED != 0,
+            options & WCONTINUED != 0,
+            true,
+        ) {
+            if status != 0 {
+                let st = match event {
+                    ChildEvent::Stopped(sig) => ((sig as u32) << 8) | 0x7f,
+                    ChildEvent::Continued => 0xffff,
+                };
+                self.mm.write_u32(status, st)?;
+            }
+            return Ok(u64::from(c));
+        }
         if options & WNOHANG != 0 {
             return Ok(0);
         }
@@ -241,7 +303,7 @@ impl Kernel {
         options: u64,
         _rusage: u64,
     ) -> SysResult {
-        if options & WEXITED == 0 {
+        if options & (WEXITED | WSTOPPED | WCONTINUED) == 0 {
             return Err(errno::EINVAL.into());
         }
         let id = id as u32;
@@ -260,6 +322,7 @@ impl Kernel {
         }
         let zombie = candidates
             .into_iter()
+            .filter(|_| options & WEXITED != 0)
             .find(|c| self.procs.get(c).is_some_and(|p| p.exit.is_some()));
         if let Some(c) = zombie {
             let st = self.procs.get(&c).and_then(|p| p.exit);
@@ -273,6 +336,24 @@ impl Kernel {
                 let (code, status) = match st {
                     ExitStatus::Code(v) => (CLD_EXITED, v),
                     ExitStatus::Signal(s) => (CLD_KILLED, s),
+                };
+                let info = SigInfo {
+                    signo: SIGCHLD,
+                    code,
+                    addr: u64::from(c) | (u64::from(self.user.0) << 32),
+                    status,
+                };
+                self.mm.write_user(infop, &info.encode())?;
+            }
+            return Ok(0);
+        }
+        let (stopped, continued) = (options & WSTOPPED != 0, options & WCONTINUED != 0);
+        let consume = options & WNOWAIT == 0;
+        if let Some((c, event)) = self.child_event(select, stopped, continued, consume) {
+            if infop != 0 {
+                let (code, status) = match event {
+                    ChildEvent::Stopped(sig) => (CLD_STOPPED, sig),
+                    ChildEvent::Continued => (CLD_CONTINUED, SIGCONT),
                 };
                 let info = SigInfo {
                     signo: SIGCHLD,

@@ -120,12 +120,12 @@ impl Kernel {
     /// one after it (by id) gets it.
     fn pick(&mut self) -> Option<Tid> {
         let cur = self.task.tid;
-        let cur_ok = self.task.runnable();
+        let cur_ok = self.can_run(cur);
         if cur_ok && !std::mem::take(&mut self.slice_over) {
             return Some(cur);
         }
         let tids = self.tids();
-        let runnable = |t: &Tid| self.task_ref(*t).is_some_and(|t| t.runnable());
+        let runnable = |t: &Tid| self.can_run(*t);
         tids.iter()
             .copied()
             .filter(runnable)
@@ -136,8 +136,8 @@ impl Kernel {
     /// True when more than one task may want the vCPU, or a timer is armed: the
     /// periodic kick is needed.
     pub(crate) fn wants_tick(&self) -> bool {
-        let runnable = usize::from(self.task.runnable())
-            + self.tasks.values().filter(|t| t.runnable()).count();
+        let runnable = usize::from(self.can_run(self.task.tid))
+            + self.tasks.keys().filter(|t| self.can_run(**t)).count();
         runnable > 1 || self.timers_armed()
     }
 
@@ -223,6 +223,9 @@ impl Kernel {
                 else {
                     continue;
                 };
+                if !self.process_goes(tid) {
+                    continue; // stopped: its call completes once it continues
+                }
                 let due = b.deadline.is_some_and(|d| now >= d);
                 match b.wait {
                     Wait::Vfork(_) => continue,

@@ -4,8 +4,8 @@
 //!
 //! A signal for a task blocked in an interruptible syscall wakes it: the syscall ends
 //! with `EINTR`, or is made again after the handler (`SA_RESTART`, for the calls Linux
-//! restarts). Default actions: terminate (the whole process), ignore; stop signals are
-//! ignored (no job control in a sandbox).
+//! restarts). Default actions: terminate (the whole process), ignore, stop (the whole
+//! process, until `SIGCONT`; its parent sees it through `SIGCHLD` and `WUNTRACED`).
 
 use super::task::{TaskState, Tid, Wait, INIT_PID};
 use super::{Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
@@ -30,6 +30,13 @@ pub(crate) const SIGSTOP: i32 = 19;
 pub(crate) const SIGSEGV: i32 = 11;
 /// `SIGCHLD`.
 pub(crate) const SIGCHLD: i32 = 17;
+/// `SIGCONT`.
+pub(crate) const SIGCONT: i32 = 18;
+/// `SA_NOCLDSTOP`: no `SIGCHLD` when a child stops or continues.
+const SA_NOCLDSTOP: u64 = 0x1;
+/// `si_code`s of `SIGCHLD`.
+const CLD_STOPPED: i32 = 5;
+const CLD_CONTINUED: i32 = 6;
 /// `SIGALRM`.
 pub(crate) const SIGALRM: i32 = 14;
 /// `si_code` of a signal sent by `kill`.
@@ -48,10 +55,14 @@ pub(crate) fn bit(sig: i32) -> u64 {
     1u64 << (sig - 1)
 }
 
-/// Signals whose default action is to do nothing (stop signals included: there is no
-/// job control in a sandbox).
+/// Signals whose default action is to do nothing.
 pub(crate) fn default_ignored(sig: i32) -> bool {
-    matches!(sig, 17 | 18 | 19 | 20 | 21 | 22 | 23 | 28)
+    matches!(sig, SIGCHLD | SIGCONT | 23 | 28)
+}
+
+/// Signals whose default action is to stop the process.
+fn default_stops(sig: i32) -> bool {
+    matches!(sig, SIGSTOP | 20 | 21 | 22)
 }
 
 /// Syscalls Linux makes again after a handler installed with `SA_RESTART`.
@@ -133,6 +144,7 @@ impl SigInfo {
 enum Disposition {
     Ignore,
     Terminate,
+    Stop,
     Handle,
 }
 
@@ -150,7 +162,7 @@ impl Kernel {
             return Disposition::Terminate;
         }
         if sig == SIGSTOP {
-            return Disposition::Ignore;
+            return Disposition::Stop;
         }
         let Some(p) = self.proc_ref(pid) else {
             return Disposition::Ignore;
@@ -158,6 +170,7 @@ impl Kernel {
         match p.act[(sig - 1) as usize].handler {
             SIG_IGN => Disposition::Ignore,
             SIG_DFL if default_ignored(sig) => Disposition::Ignore,
+            SIG_DFL if default_stops(sig) => Disposition::Stop,
             SIG_DFL => Disposition::Terminate,
             _ => Disposition::Handle,
         }
@@ -176,8 +189,16 @@ impl Kernel {
     /// Sends `info` to the process `pid`: any of its threads not blocking it takes it.
     pub(crate) fn signal_process(&mut self, pid: Tid, info: SigInfo) {
         let sig = info.signo;
-        if matches!(self.disposition(pid, sig), Disposition::Ignore) {
-            return;
+        if sig == SIGCONT {
+            self.continue_process(pid);
+        }
+        match self.disposition(pid, sig) {
+            Disposition::Ignore => return,
+            Disposition::Stop => {
+                self.stop_process(pid, sig);
+                return;
+            }
+            _ => {}
         }
         let Some(p) = self.proc_mut(pid) else {
             return;
@@ -208,8 +229,16 @@ impl Kernel {
         let Some(pid) = self.task_ref(tid).map(|t| t.pid) else {
             return;
         };
-        if matches!(self.disposition(pid, sig), Disposition::Ignore) {
-            return;
+        if sig == SIGCONT {
+            self.continue_process(pid);
+        }
+        match self.disposition(pid, sig) {
+            Disposition::Ignore => return,
+            Disposition::Stop => {
+                self.stop_process(pid, sig);
+                return;
+            }
+            _ => {}
         }
         if sig == SIGKILL {
             self.kill_process(pid, super::task::ExitStatus::Signal(SIGKILL));
@@ -232,6 +261,60 @@ impl Kernel {
         let tid = self.task.tid;
         self.signal_task(tid, info);
         Ok(())
+    }
+
+    /// Stops the process `pid` (its threads stay off the vCPU until `SIGCONT`); its
+    /// parent learns it.
+    fn stop_process(&mut self, pid: Tid, sig: i32) {
+        let Some(p) = self.proc_mut(pid) else {
+            return;
+        };
+        if p.exit.is_some() || p.stopped.is_some() {
+            return;
+        }
+        p.stopped = Some(sig);
+        p.stop_report = Some(sig);
+        p.continued = false;
+        p.pending &= !bit(SIGCONT);
+        let ppid = p.ppid;
+        self.notify_parent(ppid, pid, CLD_STOPPED, sig);
+        self.stirred = true;
+    }
+
+    /// Continues the process `pid` if it is stopped (`SIGCONT`, whatever its
+    /// disposition); pending stop signals are dropped.
+    fn continue_process(&mut self, pid: Tid) {
+        let Some(p) = self.proc_mut(pid) else {
+            return;
+        };
+        let stops = bit(SIGSTOP) | bit(20) | bit(21) | bit(22);
+        p.pending &= !stops;
+        if p.stopped.take().is_none() {
+            return;
+        }
+        p.stop_report = None;
+        p.continued = true;
+        let ppid = p.ppid;
+        self.notify_parent(ppid, pid, CLD_CONTINUED, SIGCONT);
+        self.stirred = true;
+    }
+
+    /// `SIGCHLD` to `ppid` about its child `pid` stopping or continuing (unless it
+    /// asked not to, `SA_NOCLDSTOP`).
+    fn notify_parent(&mut self, ppid: Tid, pid: Tid, code: i32, status: i32) {
+        let quiet = self
+            .proc_ref(ppid)
+            .is_none_or(|p| p.act[(SIGCHLD - 1) as usize].flags & SA_NOCLDSTOP != 0);
+        if quiet || ppid == INIT_PID {
+            return;
+        }
+        let info = SigInfo {
+            signo: SIGCHLD,
+            code,
+            addr: u64::from(pid) | (u64::from(self.user.0) << 32),
+            status,
+        };
+        self.signal_process(ppid, info);
     }
 
     /// Ends the syscall `tid` is blocked in because `sig` came: `EINTR`, or a restart
@@ -289,6 +372,11 @@ impl Kernel {
             });
             match self.disposition(self.proc.pid, sig) {
                 Disposition::Ignore => continue,
+                Disposition::Stop => {
+                    let pid = self.proc.pid;
+                    self.stop_process(pid, sig);
+                    return Ok(());
+                }
                 Disposition::Terminate => {
                     let pid = self.proc.pid;
                     self.kill_process(pid, super::task::ExitStatus::Signal(sig));

@@ -136,7 +136,7 @@ impl Task {
         }
     }
 
-    /// True when it can run.
+    /// True when it can run (its process must not be stopped: [`Kernel::can_run`]).
     pub(crate) fn runnable(&self) -> bool {
         matches!(self.state, TaskState::Runnable)
     }
@@ -202,6 +202,12 @@ pub(crate) struct Process {
     pub(crate) cpu_dead: Duration,
     /// CPU time of its children it waited for.
     pub(crate) cpu_children: Duration,
+    /// Stopped, by this signal (its threads do not run until `SIGCONT`).
+    pub(crate) stopped: Option<i32>,
+    /// A stop its parent has not been told of by `wait` (`WUNTRACED`).
+    pub(crate) stop_report: Option<i32>,
+    /// Continued since its parent last waited (`WCONTINUED`).
+    pub(crate) continued: bool,
 }
 
 impl Kernel {
@@ -229,6 +235,17 @@ impl Kernel {
         self.mm.switch(self.task.space);
         self.vfs.set_self(self.proc.pid);
         true
+    }
+
+    /// True when task `tid` can be given the vCPU: runnable, its process not stopped.
+    pub(crate) fn can_run(&self, tid: Tid) -> bool {
+        self.task_ref(tid).is_some_and(|t| t.runnable()) && self.process_goes(tid)
+    }
+
+    /// True when the process of task `tid` is not stopped.
+    pub(crate) fn process_goes(&self, tid: Tid) -> bool {
+        self.task_ref(tid)
+            .is_some_and(|t| self.proc_ref(t.pid).is_some_and(|p| p.stopped.is_none()))
     }
 
     /// The task `tid`, current or not.

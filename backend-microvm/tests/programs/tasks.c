@@ -7,6 +7,7 @@
  *   pgrp      process groups: setpgid, kill(-pgid)
  *   bomb      forks until fork fails
  *   shm       MAP_SHARED memory (a /dev/shm file, and anonymous) across fork
+ *   stop      SIGSTOP/SIGCONT of a child: WUNTRACED, WCONTINUED, waitid, SIGCHLD codes
  *   unimpl    a syscall the micro-VM does not offer (io_uring_setup)
  *   child N   (used by exec) prints and exits with N
  */
@@ -226,6 +227,60 @@ static int do_shm(void) {
     return 0;
 }
 
+static volatile sig_atomic_t chld_code;
+static void on_chld(int s, siginfo_t *si, void *u) {
+    (void)s;
+    (void)u;
+    chld_code = si->si_code;
+}
+
+static int do_stop(void) {
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_chld;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigaction(SIGCHLD, &sa, NULL);
+    int p[2];
+    pipe(p);
+    pid_t c = fork();
+    if (c == 0) {
+        volatile unsigned long n = 0;
+        for (;;) {
+            n++;
+            if (n % 1000000 == 0) write(p[1], "t", 1);
+        }
+    }
+    char x;
+    read(p[0], &x, 1);
+    kill(c, SIGSTOP);
+    int st;
+    pid_t w = waitpid(c, &st, WUNTRACED);
+    printf("stopped %d sig %d code %d\n", w == c && WIFSTOPPED(st), WSTOPSIG(st),
+           chld_code == CLD_STOPPED);
+    /* Stopped: it writes nothing more (drain what it wrote before). */
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    while (read(p[0], &x, 1) == 1) {
+    }
+    usleep(50000);
+    printf("quiet %d\n", read(p[0], &x, 1) < 0 && errno == EAGAIN);
+    siginfo_t si = {0};
+    printf("nothing new %d\n", waitid(P_PID, c, &si, WSTOPPED | WNOHANG) == 0 && si.si_pid == 0);
+    kill(c, SIGCONT);
+    w = waitpid(c, &st, WCONTINUED);
+    printf("continued %d\n", w == c && WIFCONTINUED(st));
+    fcntl(p[0], F_SETFL, 0);
+    /* Linux sends SIGCHLD (CLD_CONTINUED) once the child runs again. */
+    int again = read(p[0], &x, 1) == 1;
+    printf("runs again %d code %d\n", again, chld_code == CLD_CONTINUED);
+    kill(c, SIGTSTP);
+    memset(&si, 0, sizeof si);
+    waitid(P_PID, c, &si, WSTOPPED);
+    printf("waitid stopped %d %d\n", si.si_code == CLD_STOPPED, si.si_status == SIGTSTP);
+    kill(c, SIGKILL);
+    waitpid(c, &st, 0);
+    printf("killed while stopped %d\n", WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    return 0;
+}
+
 static int do_bomb(void) {
     int n = 0;
     for (;;) {
@@ -254,6 +309,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "pgrp")) return do_pgrp();
     if (!strcmp(m, "bomb")) return do_bomb();
     if (!strcmp(m, "shm")) return do_shm();
+    if (!strcmp(m, "stop")) return do_stop();
     if (!strcmp(m, "unimpl")) {
         long r = syscall(425, 1, NULL);
         printf("io_uring_setup %ld %s\n", r, errno == ENOSYS ? "ENOSYS" : "?");
