@@ -31,7 +31,11 @@ fn sender() -> std::io::Result<mpsc::Sender<Job>> {
         .name("hsb-spawner".into())
         .spawn(move || {
             for job in rx {
-                let _ = job.reply.send(clone_one(&job.spec));
+                if let Err(Ok((_, pidfd))) = job.reply.send(clone_one(&job.spec)) {
+                    // The caller went away (its spawn was cancelled) before it could own
+                    // the child: kill and reap it here, so no zombie stays.
+                    reap_orphan(&pidfd);
+                }
             }
         })?;
     let cell = TX.get_or_init(|| Mutex::new(tx));
@@ -55,6 +59,31 @@ fn clone_one(spec: &ChildSpec) -> std::io::Result<(libc::pid_t, OwnedFd)> {
         Ok((pid, pidfd)) => Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) })),
         Err(e) => Err(std::io::Error::from_raw_os_error(e)),
     }
+}
+
+fn reap_orphan(pidfd: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: signalling a pidfd we own; a NULL siginfo is allowed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
+    }
+    // SAFETY: an all-zero siginfo_t is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting on a pidfd we own; waitid writes only into `info`.
+    unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::__WALL,
+        )
+    };
 }
 
 /// Clones the sandbox's init from the spawner thread; returns its pid and pidfd.
