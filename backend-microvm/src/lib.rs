@@ -41,6 +41,7 @@ mod confine;
 mod errno;
 mod guest;
 mod kick;
+mod kvmstats;
 mod linux;
 mod loader;
 mod memory;

@@ -137,6 +137,8 @@ struct Stats {
     in_vmm: std::time::Duration,
     reloads: u64,
     flushes: u64,
+    /// Page-table entries the guest rewrote for the flushes.
+    flushed_entries: u64,
     last_exit: Option<std::time::Instant>,
 }
 
@@ -166,6 +168,9 @@ pub(crate) fn run(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
             k.account_cpu();
             if crate::linux::stats_enabled() {
                 eprintln!("[hsb-vmm] {:?}", r.stats);
+                if let Some(s) = &vm.kvm_stats {
+                    eprintln!("[hsb-vmm] KVM {:?}", s.read());
+                }
             }
             return stop;
         }
@@ -366,6 +371,7 @@ impl Runner {
         let mut flush = k.mm.take_flush();
         if !flush.is_empty() {
             self.stats.flushes += 1;
+            self.stats.flushed_entries += flush.len() as u64;
         }
         if k.mm.take_reload() || flush.len() > WORK_CAPACITY {
             self.stats.reloads += 1;
@@ -429,7 +435,15 @@ impl Runner {
                 } else {
                     Access::Read
                 };
-                match k.mm.fault(cr2, access) {
+                let what = crate::linux::trace_enabled().then(|| k.mm.describe(cr2));
+                let outcome = k.mm.fault(cr2, access);
+                if let Some(what) = what {
+                    eprintln!(
+                        "[hsb-vmm {}:{}] fault {cr2:#x} {access:?} {what} at {:#x} = {outcome:?}",
+                        k.proc.pid, k.task.tid, f.rip
+                    );
+                }
+                match outcome {
                     FaultOutcome::Mapped => None,
                     FaultOutcome::Oom => return Err(Stop::MemoryLimit),
                     FaultOutcome::Segv(code) => Some((SIGSEGV, code, cr2)),

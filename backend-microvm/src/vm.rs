@@ -92,6 +92,8 @@ pub(crate) struct Vm {
     pub(crate) doorbell_gpa: u64,
     /// Registers travel through `kvm_run` (`KVM_CAP_SYNC_REGS`): no ioctl per exit.
     sync_regs: bool,
+    /// KVM's counters of the vCPU, for `HSB_MICROVM_STATS=1`.
+    pub(crate) kvm_stats: Option<crate::kvmstats::KvmStats>,
 }
 
 impl std::fmt::Debug for Vm {
@@ -225,12 +227,16 @@ impl Vm {
         if sync_regs {
             vcpu.set_sync_valid_reg(SyncReg::Register);
         }
+        let kvm_stats = crate::linux::stats_enabled()
+            .then(|| crate::kvmstats::KvmStats::open(&vcpu))
+            .flatten();
         Ok(Vm {
             vm,
             vcpu,
             slot,
             doorbell_gpa: doorbell_gpa(mem.size()),
             sync_regs,
+            kvm_stats,
         })
     }
 

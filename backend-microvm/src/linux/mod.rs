@@ -266,10 +266,11 @@ impl Kernel {
         let nr = r.rax;
         let a = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
         let mut ctx = self.task.ctx.clone();
+        let started = Instant::now();
         let result = self.dispatch(cpu, &mut ctx, nr, a);
         if trace_enabled() {
             eprintln!(
-                "[hsb-vmm {}:{}] {}({:#x}, {:#x}, {:#x}, {:#x}) = {:?}",
+                "[hsb-vmm {}:{}] {}({:#x}, {:#x}, {:#x}, {:#x}) = {:?} in {:?}",
                 self.proc.pid,
                 self.task.tid,
                 names::syscall_name(nr),
@@ -277,7 +278,8 @@ impl Kernel {
                 a[1],
                 a[2],
                 a[3],
-                result
+                result,
+                started.elapsed()
             );
         }
         self.task.ctx = ctx;

@@ -6,7 +6,7 @@ use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_P, PTE_W};
 use super::vma::{SharedPages, VmaKind};
 use super::{
     allowed, pte_flags, Access, AddressSpace, FaultOutcome, FAULT_AROUND, FILE_FAULT_AROUND,
-    SEGV_ACCERR, SEGV_MAPERR,
+    MAX_FAULT_AROUND, SEGV_ACCERR, SEGV_MAPERR,
 };
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
 use crate::memory::OutOfMemory;
@@ -142,16 +142,33 @@ impl AddressSpace {
             let index = offset.saturating_add(page - start) / PAGE_SIZE;
             return self.map_shared_page(page, vma.prot, pages, index);
         }
-        // Map the faulting page and its neighbours in a small aligned window.
+        // Map the faulting page and its neighbours in a small window (growing while
+        // faults follow one another, see `MAX_FAULT_AROUND`).
         // File pages come in bigger windows: each fault is a VM exit, and reading
         // ahead in a file costs little; fresh anonymous pages cost a frame each.
-        let win = PAGE_SIZE
-            * match vma.kind {
-                VmaKind::File { .. } => FILE_FAULT_AROUND,
-                _ => FAULT_AROUND,
-            };
-        let lo = (page & !(win - 1)).max(start);
-        let hi = ((page & !(win - 1)) + win).min(vma.end);
+        let base = match vma.kind {
+            VmaKind::File { .. } => FILE_FAULT_AROUND,
+            _ => FAULT_AROUND,
+        };
+        let stream = self
+            .streaks
+            .iter()
+            .position(|&(end, pages)| page >= end && page < end.saturating_add(pages * PAGE_SIZE));
+        let (entry, pages) = match stream {
+            Some(i) => (i, (self.streaks[i].1 * 2).clamp(base, MAX_FAULT_AROUND)),
+            None => {
+                let i = self.next_streak;
+                self.next_streak = (i + 1) % self.streaks.len();
+                (i, base)
+            }
+        };
+        // A first window is aligned to its size; a stream's next one goes forward
+        // from the fault.
+        let align = PAGE_SIZE * if stream.is_some() { base } else { pages };
+        let from = page & !(align - 1);
+        let lo = from.max(start);
+        let hi = from.saturating_add(PAGE_SIZE * pages).min(vma.end);
+        self.streaks[entry] = (hi, pages);
         let contents = match &vma.kind {
             VmaKind::Anon | VmaKind::SharedFile { .. } => None,
             VmaKind::File {

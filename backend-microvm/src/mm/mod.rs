@@ -23,10 +23,14 @@ pub(crate) const SEGV_ACCERR: i32 = 2;
 
 /// Lowest address a mapping may have (Linux's default `vm.mmap_min_addr`).
 pub(crate) const MMAP_MIN_ADDR: u64 = 0x1_0000;
-/// Pages mapped together on an anonymous or file fault (each fault is a VM exit).
+/// Pages mapped together on an anonymous fault (each fault is a VM exit).
 pub(super) const FAULT_AROUND: u64 = 16;
 /// Pages mapped together on a fault in a file mapping.
 pub(super) const FILE_FAULT_AROUND: u64 = 64;
+/// The most pages one fault maps: the window doubles (from the two above) while
+/// faults come in the window right after the last one (a heap or an arena filled in
+/// order), as Linux's readahead grows.
+pub(super) const MAX_FAULT_AROUND: u64 = 256;
 /// Pages mapped at once when the heap grows.
 const BRK_PREFAULT: u64 = 32;
 
@@ -120,6 +124,11 @@ pub(crate) struct AddressSpace {
     pub(super) flush: Vec<u64>,
     /// The last page whose fault found it already mapped, and how often in a row.
     pub(super) spurious: (u64, u32),
+    /// Where recent faults' windows ended, and their sizes in pages (a few streams:
+    /// the heap, an arena and the code filling them interleave).
+    pub(super) streaks: [(u64, u64); 8],
+    /// The entry of `streaks` a new stream takes.
+    pub(super) next_streak: usize,
 }
 
 impl AddressSpace {
@@ -138,6 +147,8 @@ impl AddressSpace {
             mmap_top: USER_TOP,
             flush: Vec::new(),
             spurious: (0, 0),
+            streaks: [(0, 0); 8],
+            next_streak: 0,
         }
     }
 
@@ -156,6 +167,20 @@ impl AddressSpace {
     /// The mappings (for tests and diagnostics).
     pub(crate) fn vmas(&self) -> impl Iterator<Item = (u64, &Vma)> {
         self.vmas.iter()
+    }
+
+    /// What is at `va`, in a word (for the fault trace, `HSB_MICROVM_TRACE=1`).
+    pub(crate) fn describe(&mut self, va: u64) -> String {
+        let kind = match self.vmas.find(va) {
+            None => "unmapped",
+            Some((_, v)) => match v.kind {
+                VmaKind::Anon => "anon",
+                VmaKind::File { .. } => "file",
+                VmaKind::SharedFile { .. } => "shared",
+            },
+        };
+        let pte = self.pt.lookup(&mut self.mem, va).map_or(0, |(_, p)| p);
+        format!("{kind} pte {pte:#x}")
     }
 
     /// Takes the entries the guest must rewrite before running again.
