@@ -178,6 +178,7 @@ pub(crate) fn start(s: Supervised, stdin: StdinPlan) -> std::io::Result<Containe
     let (done_tx, done_rx) = oneshot::channel();
     let writer = stdin.start()?;
     let stdout = pipe::Receiver::from_owned_fd(s.stdout_r.try_clone()?)?;
+    let status = pipe::Receiver::from_owned_fd(s.status_r.try_clone()?)?;
     let stderr = pipe::Receiver::from_owned_fd(s.stderr_r.try_clone()?)?;
     // SAFETY: an OwnedFd owns its descriptor and returns the same one for its whole life.
     let watch = unsafe {
@@ -185,7 +186,17 @@ pub(crate) fn start(s: Supervised, stdin: StdinPlan) -> std::io::Result<Containe
     }
     .map_err(|e| e.into_parts().1)?;
     tokio::spawn(async move {
-        let r = supervise(s, stdout, stderr, watch, out_tx).await;
+        let r = supervise(
+            s,
+            Streams {
+                stdout,
+                stderr,
+                status,
+            },
+            watch,
+            out_tx,
+        )
+        .await;
         let _ = done_tx.send(r);
     });
     Ok(ContainerExecution {
@@ -258,10 +269,18 @@ impl Capture {
     }
 }
 
+/// The pipes the supervisor reads.
+struct Streams {
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+    /// Init's status report: it arrives once every process but init is gone, before
+    /// init itself (and its namespaces) are torn down.
+    status: pipe::Receiver,
+}
+
 async fn supervise(
-    mut s: Supervised,
-    mut stdout: pipe::Receiver,
-    mut stderr: pipe::Receiver,
+    s: Supervised,
+    streams: Streams,
     watch: AsyncFd<OwnedFd>,
     out: mpsc::UnboundedSender<OutputChunk>,
 ) -> Result<Outcome, RunError> {
@@ -272,7 +291,14 @@ async fn supervise(
         total: 0,
         limit: s.limits.output.map(|b| b.0),
     };
+    let Streams {
+        mut stdout,
+        mut stderr,
+        mut status,
+    } = streams;
     let (mut out_open, mut err_open, mut exited) = (true, true, false);
+    let mut sbuf = [0u8; StatusReport::SIZE];
+    let (mut sgot, mut status_open) = (0usize, true);
     let deadline = s
         .limits
         .wall_time
@@ -283,7 +309,8 @@ async fn supervise(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut obuf, mut ebuf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     let mut ended_at = None;
-    while out_open || err_open || !exited {
+    let reported = |sgot: usize| sgot == StatusReport::SIZE;
+    while out_open || err_open || !(exited || reported(sgot)) {
         tokio::select! {
             r = stdout.read(&mut obuf), if out_open => match r {
                 Ok(0) | Err(_) => out_open = false,
@@ -293,13 +320,22 @@ async fn supervise(
                 Ok(0) | Err(_) => err_open = false,
                 Ok(n) => forward(&kill, &mut cap, &out, StreamKind::Stderr, &ebuf[..n]),
             },
+            r = status.read(&mut sbuf[sgot..]), if status_open && !reported(sgot) && !exited => match r {
+                Ok(0) | Err(_) => status_open = false,
+                Ok(n) => {
+                    sgot += n;
+                    if reported(sgot) {
+                        ended_at = Some(Instant::now());
+                    }
+                }
+            },
             r = watch.readable(), if !exited => {
                 if let Ok(mut g) = r { g.retain_ready(); }
                 exited = true;
                 ended_at = Some(Instant::now());
             },
-            _ = sleep_until(deadline), if !exited && deadline.is_some() => kill.kill(Termination::Timeout),
-            _ = tick.tick(), if !exited && poll_needed => {
+            _ = sleep_until(deadline), if !exited && !reported(sgot) && deadline.is_some() => kill.kill(Termination::Timeout),
+            _ = tick.tick(), if !exited && !reported(sgot) && poll_needed => {
                 if let Some(cg) = &s.guard.cgroup {
                     let st = cg.stats();
                     if st.pids_max_hits > 0 {
@@ -317,19 +353,40 @@ async fn supervise(
     let wall_time = ended_at
         .unwrap_or_else(Instant::now)
         .duration_since(s.started);
-    kill.reap();
-    s.guard.armed = false;
-    drop(s.sync_w);
-    let report = read_report(&s.status_r);
+    let report = if reported(sgot) {
+        Some(StatusReport::from_bytes(&sbuf))
+    } else {
+        read_report(&s.status_r)
+    };
+    // Every process but init is gone: the counters are final.
     let stats = s
         .guard
         .cgroup
         .as_ref()
         .map(|c| c.stats())
         .unwrap_or_default();
-    if let Some(cg) = s.guard.cgroup.as_mut() {
-        cg.remove();
+    let mut guard = s.guard;
+    if exited {
+        kill.reap();
+        guard.armed = false;
+        if let Some(cg) = guard.cgroup.as_mut() {
+            cg.remove();
+        }
+    } else {
+        // Init is tearing its namespaces down: reap it and remove the cgroup after the
+        // outcome is out. Should the runtime stop first, the guard's drop does it.
+        tokio::spawn(async move {
+            if let Ok(mut g) = watch.readable().await {
+                g.retain_ready();
+            }
+            guard.kill.reap();
+            guard.armed = false;
+            if let Some(cg) = guard.cgroup.as_mut() {
+                cg.remove();
+            }
+        });
     }
+    drop(s.sync_w);
 
     let (mut termination, mut exit_code, mut signal) = match report {
         Some(r) => decode(r.wait_status),

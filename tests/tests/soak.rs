@@ -85,10 +85,26 @@ fn tmp_entries() -> usize {
         .unwrap_or(0)
 }
 
+/// The footprint once the warm-up runs have finished tearing down (no sandbox of ours
+/// alive).
+fn baseline() -> Footprint {
+    let mut f = footprint();
+    for _ in 0..1000 {
+        if f.children == 0 && f.cgroups == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        f = footprint();
+    }
+    f
+}
+
 fn settle(before: &Footprint) -> Footprint {
-    // Teardown of the last sandboxes (reaping, cgroup removal) may take a moment.
+    // The outcome of a run is out as soon as its workload's processes are gone; init's
+    // own exit (its namespaces' teardown), its reaping and the cgroup's removal follow
+    // in the background, and can take seconds when hundreds end at once on a loaded host.
     let mut now = footprint();
-    for _ in 0..100 {
+    for _ in 0..1000 {
         if now == *before {
             break;
         }
@@ -110,7 +126,7 @@ fn sequential(isolation: IsolationRequest, n: usize) {
         rt.block_on(sb.run(Workload::new("/usr/bin/busybox", ["true"]).isolation(isolation)))
             .unwrap();
     }
-    let (before, rss0, tmp0) = (footprint(), rss_kib(), tmp_entries());
+    let (before, rss0, tmp0) = (baseline(), rss_kib(), tmp_entries());
     let t = Instant::now();
     for i in 0..n {
         // Mix endings: plain exits, output, non-zero codes, and timeouts now and then.
@@ -156,7 +172,7 @@ fn concurrent(isolation: IsolationRequest, n: usize) {
     let rt = runtime();
     rt.block_on(sandbox().run(Workload::new("/usr/bin/busybox", ["true"]).isolation(isolation)))
         .unwrap();
-    let before = footprint();
+    let before = baseline();
     let t = Instant::now();
     let outcomes = rt.block_on(async {
         let tasks: Vec<_> = (0..n)
