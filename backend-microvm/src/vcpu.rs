@@ -132,6 +132,8 @@ struct Stats {
     syscalls: u64,
     faults: u64,
     kicks: u64,
+    /// Kicks that came while KVM was delivering an exception.
+    kicks_in_delivery: u64,
     switches: u64,
     in_guest: std::time::Duration,
     in_vmm: std::time::Duration,
@@ -278,7 +280,18 @@ impl Runner {
                 k.check_all_limits()?;
                 k.end_slice();
                 let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
-                if regs.rip < USER_CODE_TOP {
+                // KVM may have been delivering an exception (a fault of the user code,
+                // about to enter the handler) when the kick came: it is delivered at the
+                // next entry, so the task must go on straight, not be set aside.
+                let events = vm
+                    .vcpu
+                    .get_vcpu_events()
+                    .map_err(|e| internal("KVM_GET_VCPU_EVENTS", e))?;
+                let delivering = events.exception.injected != 0 || events.exception.pending != 0;
+                if delivering {
+                    self.stats.kicks_in_delivery += 1;
+                }
+                if regs.rip < USER_CODE_TOP && !delivering {
                     // In user mode: the task can be set aside here.
                     k.task.ctx = UserCtx {
                         rip: regs.rip,
