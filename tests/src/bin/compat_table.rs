@@ -65,7 +65,7 @@ const APPLETS: &[(&str, &str)] = &[
     ("paste", "printf '1\\n2\\n' > /tmp/a; printf 'x\\ny\\n' > /tmp/b; busybox paste /tmp/a /tmp/b"),
     ("pidof", "busybox sleep 1 & busybox pidof sleep | busybox wc -w"),
     ("printf", "busybox printf '%05d|%s\\n' 42 x"),
-    ("ps", "busybox ps -o comm | busybox grep -c busybox"),
+    ("ps", "busybox ps -o comm > /tmp/ps; busybox grep -c busybox /tmp/ps"),
     ("pwd", "cd /tmp && busybox pwd"),
     ("readlink", "busybox readlink -f /tmp/../tmp"),
     ("realpath", "busybox realpath /tmp/.."),
@@ -185,7 +185,9 @@ fn verdict(reference: &Result<Outcome, String>, vm: &Result<Outcome, String>) ->
                 .collect::<String>()
         ),
         (_, Ok(v)) => {
-            let why = if v.termination != Termination::Exited {
+            let why = if v.termination == Termination::Signaled {
+                format!("signal {}", v.signal.unwrap_or(-1))
+            } else if v.termination != Termination::Exited {
                 format!("{:?}", v.termination)
             } else {
                 format!("exit {}", v.exit_code.unwrap_or(-1))
