@@ -74,7 +74,7 @@ const APPLETS: &[(&str, &str)] = &[
     ("rmdir", "mkdir /tmp/d; busybox rmdir /tmp/d && echo ok"),
     ("sed", "echo hello | busybox sed 's/l/L/g'"),
     ("seq", "busybox seq -s, 1 5"),
-    ("setsid", "busybox setsid busybox echo in-a-new-session"),
+    ("setsid", "busybox setsid busybox echo in-a-new-session; echo waited"),
     ("sha1sum", "echo x | busybox sha1sum"),
     ("sha256sum", "echo x | busybox sha256sum"),
     ("sha3sum", "echo x | busybox sha3sum"),
