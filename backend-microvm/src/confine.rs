@@ -305,7 +305,11 @@ mod tests {
             ioc(0, 0x80, 0),
             ioc(2, 0x81, std::mem::size_of::<kvm_bindings::kvm_regs>()),
             ioc(1, 0x82, std::mem::size_of::<kvm_bindings::kvm_regs>()),
-            ioc(2, 0x9f, std::mem::size_of::<kvm_bindings::kvm_vcpu_events>()),
+            ioc(
+                2,
+                0x9f,
+                std::mem::size_of::<kvm_bindings::kvm_vcpu_events>(),
+            ),
             ioc(2, 0x83, std::mem::size_of::<kvm_bindings::kvm_sregs>()),
             ioc(1, 0x84, std::mem::size_of::<kvm_bindings::kvm_sregs>()),
             ioc(2, 0xa4, std::mem::size_of::<kvm_bindings::kvm_xsave>()),
