@@ -54,5 +54,8 @@ mod vcpu;
 mod vfs;
 mod vm;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 pub use backend::MicroVmBackend;
 pub use support::{syscall_table, Support, SyscallSupport};
