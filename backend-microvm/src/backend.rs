@@ -75,6 +75,10 @@ impl Backend for MicroVmBackend {
             step: "installing the vCPU kick signal handler".into(),
             source: e,
         })?;
+        crate::trap::install_handler().map_err(|e| SpawnError::Setup {
+            step: "installing the VMM's SIGSYS handler".into(),
+            source: e,
+        })?;
 
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let output = Output::new(out_tx, plan.limits.output.map(|b| b.0));

@@ -2,6 +2,10 @@
 //! allowlist (`seccomp/vmm.json`, one comment per syscall) and Landlock rules limited to
 //! the plan's mounts. Both apply to the calling thread only: the caller's other threads
 //! are never touched. A bug in the personality then still meets a second wall.
+//!
+//! A syscall off the allowlist is trapped (`SECCOMP_RET_TRAP`): `trap` records it, the
+//! call fails with `EPERM`, and the run ends as `policy_violation` (the report's
+//! seccomp action is `kill`: what the caller sees is the run ending).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -200,6 +204,9 @@ pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, Conf
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(ConfineError::Seccomp(std::io::Error::last_os_error()));
     }
+    // From here on a syscall off the allowlist traps (SIGSYS): it is recorded, fails
+    // with EPERM, and the run ends as a policy violation (see `trap`).
+    crate::trap::watch_thread();
     seccompiler::apply_filter(prog)
         .map_err(|e| ConfineError::Seccomp(std::io::Error::other(e.to_string())))?;
     Ok(Confinement {
@@ -207,7 +214,8 @@ pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, Conf
             enforced: true,
             applies_to: "vmm".into(),
             profile: PROFILE.into(),
-            action: SeccompAction::Errno,
+            // A call off the allowlist ends the run (`policy_violation`).
+            action: SeccompAction::Kill,
             allowed_syscalls: *count,
         },
         landlock,
@@ -229,6 +237,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("inside"), b"ok").unwrap();
         let d2 = dir.clone();
+        crate::trap::install_handler().unwrap();
         let r = std::thread::spawn(move || {
             let mount = crate::vfs::host::open_source(&d2).unwrap();
             let root = crate::vfs::host::open_source(std::path::Path::new("/")).unwrap();
@@ -260,12 +269,25 @@ mod tests {
                 plain_open.err(),
                 sock,
                 sock_err,
+                crate::trap::violation(),
             )
         })
         .join()
         .unwrap();
-        let (c, inside, write_inside, outside, plain_open, sock, sock_err) = r;
+        let (c, inside, write_inside, outside, plain_open, sock, sock_err, violation) = r;
         assert!(c.seccomp.enforced);
+        assert_eq!(
+            c.seccomp.action,
+            SeccompAction::Kill,
+            "a violation ends the run"
+        );
+        // The first call off the allowlist is the one recorded (std's open is openat).
+        assert_eq!(violation, Some(libc::SYS_openat as i32));
+        assert_eq!(
+            crate::trap::violation(),
+            None,
+            "other threads are not watched"
+        );
         assert_eq!(inside, Ok(()));
         if c.landlock.level != EnforcementLevel::None {
             assert_eq!(write_inside, Err(crate::errno::EACCES), "read-only mount");
@@ -274,7 +296,7 @@ mod tests {
         assert_eq!(
             plain_open,
             Some(Some(libc::EPERM)),
-            "open(2) is not on the allowlist"
+            "open(2) is not on the allowlist: trapped, and failed with EPERM"
         );
         assert_eq!(
             (sock, sock_err),

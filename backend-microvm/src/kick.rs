@@ -40,6 +40,12 @@ extern "C" fn on_kick(_: libc::c_int) {
     }
 }
 
+/// Makes the calling thread's vCPU leave `KVM_RUN` at once, or not enter it (only a
+/// thread-local read and a byte store: callable from a signal handler).
+pub(crate) fn exit_now() {
+    on_kick(0);
+}
+
 /// Installs the kick handler (once per process).
 pub(crate) fn install_handler() -> std::io::Result<()> {
     static DONE: OnceLock<Result<(), i32>> = OnceLock::new();

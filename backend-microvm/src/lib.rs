@@ -50,6 +50,7 @@ mod probe;
 mod sandbox;
 mod stdio;
 mod support;
+mod trap;
 mod vcpu;
 mod vfs;
 mod vm;

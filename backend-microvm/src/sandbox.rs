@@ -295,6 +295,11 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
     let wall_time = start.elapsed();
     let cpu_time = kick::thread_cpu_time();
     kernel.out.close();
+    // A host syscall off the allowlist at any point of the run (its teardown included) ends it as a violation.
+    let stop = match crate::trap::violation() {
+        Some(nr) => Stop::Violation(nr),
+        None => stop,
+    };
     let (termination, exit_code, signal) = match stop {
         Stop::Exit(c) => (Termination::Exited, Some(c), None),
         Stop::Signal(s) => (Termination::Signaled, None, Some(s)),
@@ -304,6 +309,17 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         Stop::PidsLimit => (Termination::PidsLimit, None, Some(libc::SIGKILL)),
         Stop::Timeout => (Termination::Timeout, None, Some(libc::SIGKILL)),
         Stop::Killed => (Termination::Killed, None, Some(libc::SIGKILL)),
+        Stop::Violation(nr) => {
+            let name = crate::linux::names::syscall_name(nr as u64);
+            tracing::error!(syscall = %name, "the VMM thread made a host syscall off its allowlist");
+            // Said where every caller (CLI, C, Python) reads it, as the run's last words.
+            let note = format!(
+                "[hsb-vmm] policy violation: the VMM thread made host syscall {nr} ({name}), which its seccomp allowlist ({}) does not allow; the run was ended\n",
+                crate::confine::PROFILE
+            );
+            kernel.out.stderr.extend_from_slice(note.as_bytes());
+            (Termination::PolicyViolation, None, Some(libc::SIGSYS))
+        }
         Stop::Internal(msg) => {
             tracing::error!(%msg, "micro-VM run failed");
             return Err(RunError::Supervision(

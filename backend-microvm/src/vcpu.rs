@@ -166,7 +166,11 @@ pub(crate) fn run(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
     };
     k.cpu_mark = crate::kick::thread_cpu_time();
     loop {
-        if let Err(stop) = r.step(vm, k) {
+        let stepped = match crate::trap::violation() {
+            Some(nr) => Err(Stop::Violation(nr)),
+            None => r.step(vm, k),
+        };
+        if let Err(stop) = stepped {
             k.account_cpu();
             if crate::linux::stats_enabled() {
                 eprintln!("[hsb-vmm] {:?}", r.stats);

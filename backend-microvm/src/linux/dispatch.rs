@@ -265,6 +265,8 @@ impl Kernel {
             SYS_vfork => self.sys_vfork(cpu, ctx),
             SYS_execve => self.sys_execve(cpu, ctx, AT_FDCWD as u64, a[0], a[1], a[2], 0),
             SYS_execveat => self.sys_execve(cpu, ctx, a[0], a[1], a[2], a[3], a[4]),
+            #[cfg(feature = "test-hooks")]
+            super::hooks::TEST_HOOK => self.sys_test_hook(a[0], a[1]),
             _ => {
                 if misc::REFUSED.contains(&names::syscall_name(nr).as_str()) {
                     // What an unprivileged Linux user gets (the container's filter too).

@@ -11,6 +11,8 @@ mod exit;
 mod fd;
 mod fs;
 mod futex;
+#[cfg(feature = "test-hooks")]
+mod hooks;
 pub(crate) mod misc;
 mod mm;
 pub(crate) mod names;
@@ -63,6 +65,9 @@ pub(crate) enum Stop {
     PidsLimit,
     /// Killed by the caller.
     Killed,
+    /// The VMM thread made this host syscall, off its seccomp allowlist (see `trap`):
+    /// the run is not to be trusted any more.
+    Violation(i32),
     /// The VMM could not go on (a bug or a host failure), in words.
     Internal(String),
 }

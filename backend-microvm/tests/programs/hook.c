@@ -1,0 +1,28 @@
+/* Asks the VMM, through its test hook (feature `test-hooks`, src/linux/hooks.rs), to do
+ * what a compromised personality would: a host syscall off its allowlist, or opening a
+ * host path outside the sandbox's mounts. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HSB_TEST_HOOK 0x48534200L
+
+int main(int argc, char **argv) {
+    if (argc > 2 && strcmp(argv[1], "open") == 0) {
+        errno = 0;
+        long r = syscall(HSB_TEST_HOOK, 2L, argv[2]);
+        printf("open %s: rc=%ld errno=%d\n", argv[2], r, r < 0 ? errno : 0);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "syscall") == 0) {
+        printf("before\n");
+        fflush(stdout);
+        errno = 0;
+        long r = syscall(HSB_TEST_HOOK, 1L);
+        printf("after: rc=%ld errno=%d\n", r, r < 0 ? errno : 0);
+        return 0;
+    }
+    fprintf(stderr, "usage: hook open PATH | hook syscall\n");
+    return 2;
+}
