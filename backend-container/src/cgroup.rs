@@ -381,3 +381,63 @@ pub(crate) fn sweep(base: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandbox_core::ByteSize;
+
+    /// The cgroup v2 path, on a directory laid out as cgroupfs would be: the file names
+    /// written and the counters parsed (these machines run cgroup v1, so the kernel side
+    /// of v2 is not exercised here).
+    #[test]
+    fn v2_files_written_and_counters_read() {
+        let base = std::env::temp_dir().join(format!("hsb-cg2-test-{}", std::process::id()));
+        fs::create_dir_all(&base).unwrap();
+        let host = Host::V2 { base: base.clone() };
+        let limits = Limits {
+            memory: Some(ByteSize::mib(64)),
+            pids: Some(10),
+            cpu_time: Some(std::time::Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let mut details = BTreeMap::new();
+        let mut cg = Cgroup::create(&host, &limits, &mut details)
+            .unwrap()
+            .unwrap();
+        let dir = cg.v2.clone().unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.max")).unwrap(),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "10");
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.oom.group")).unwrap(),
+            "1"
+        );
+        assert!(details["memory"].contains("cgroup v2") && details["pids"].contains("cgroup v2"));
+        // What the kernel would report.
+        fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+        )
+        .unwrap();
+        fs::write(dir.join("memory.peak"), "4194304\n").unwrap();
+        fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        fs::write(dir.join("pids.events"), "max 2\n").unwrap();
+        let st = cg.stats();
+        assert_eq!(
+            (st.cpu_ns, st.peak_memory, st.oom_kills, st.pids_max_hits),
+            (Some(1_500_000), Some(4 << 20), 1, 2)
+        );
+        cg.add(1).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("cgroup.procs")).unwrap(), "1");
+        // Plain directories with files cannot be rmdir'ed like cgroups; clean up by hand.
+        cg.removed = true;
+        fs::remove_dir_all(&base).unwrap();
+    }
+}
