@@ -157,7 +157,14 @@ pub(crate) fn run(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
     let mut r = Runner {
         loaded: k.task.tid,
         cr3,
-        entry: Entry::Straight,
+        // An entry point outside user code (a malformed program) goes through the
+        // checks of a return to user mode, never straight into KVM_RUN (on VT-x a
+        // non-canonical RIP would fail the VM entry itself).
+        entry: if k.task.ctx.rip < USER_CODE_TOP {
+            Entry::Straight
+        } else {
+            Entry::Context
+        },
         at_cpl0: false,
         tick,
         ticking: false,
@@ -233,7 +240,9 @@ impl Runner {
             }
         }
         self.arm_tick(k);
-        self.enter(vm, k)?;
+        if !self.enter(vm, k)? {
+            return Ok(()); // its process was killed: someone else runs
+        }
         let timed = crate::linux::stats_enabled();
         let t0 = timed.then(std::time::Instant::now);
         let ran = vm.vcpu.run();
@@ -365,8 +374,18 @@ impl Runner {
     }
 
     /// Readies the vCPU to enter the loaded task: page-table root, stale translations,
-    /// and the way back to user mode.
-    fn enter(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
+    /// and the way back to user mode. False when the task cannot go back to user mode
+    /// (its context leaves user code): its process was killed, and the vCPU must not be
+    /// entered for it (it would resume wherever the last exit left it, the stub's
+    /// `iretq` with a frame the workload chose, and run a dead process's code).
+    fn enter(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<bool, Stop> {
+        if self.entry == Entry::Context && k.task.ctx.rip >= USER_CODE_TOP {
+            // A return address the workload forged (entering the stub itself, a signal
+            // handler or a sigreturn frame outside user code): SIGSEGV, as on Linux.
+            let pid = k.proc.pid;
+            k.kill_process(pid, crate::linux::task::ExitStatus::Signal(SIGSEGV));
+            return Ok(false);
+        }
         let cr3 = k.mm.cr3();
         let fix_segments = self.entry == Entry::Context && self.at_cpl0;
         if cr3 != self.cr3 || fix_segments {
@@ -397,23 +416,22 @@ impl Runner {
             flush.clear();
         }
         match self.entry {
-            Entry::Context => return_to_user(vm, k, &flush),
+            Entry::Context => return_to_user(vm, k, &flush)?,
             Entry::Exception => {
                 let m = &k.mm.mem;
                 for (i, va) in flush.iter().enumerate() {
                     m.write_u64(WORK_GPA + 8 * i as u64, *va);
                 }
                 m.write_u64(DATA_GPA + DATA_COUNT, flush.len() as u64);
-                Ok(())
             }
             Entry::Straight => {
                 if !flush.is_empty() {
                     vm.reload_slot()
                         .map_err(|e| internal("memory slot reload", e))?;
                 }
-                Ok(())
             }
         }
+        Ok(true)
     }
 
     fn on_exception(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
@@ -501,16 +519,11 @@ enum Exit {
     Interrupted,
 }
 
-/// Resumes user mode with the current task's saved context, through the stub's
-/// `iretq`, or, when page-table entries changed, through the flush path (the guest
-/// rewrites them at CPL0 first).
+/// Resumes user mode with the current task's saved context (its `rip` is user code:
+/// `enter` checked), through the stub's `iretq`, or, when page-table entries changed,
+/// through the flush path (the guest rewrites them at CPL0 first).
 fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[u64]) -> Result<(), Stop> {
     let ctx = &k.task.ctx;
-    if ctx.rip >= USER_CODE_TOP {
-        let pid = k.proc.pid;
-        k.kill_process(pid, crate::linux::task::ExitStatus::Signal(SIGSEGV));
-        return Ok(());
-    }
     let rflags = (ctx.rflags & USER_FLAGS) | 0x202;
     let frame = [
         ctx.rip,

@@ -289,3 +289,63 @@ async fn an_odd_memory_limit_is_kept_to_the_page() {
         "{err:?}"
     );
 }
+
+/// Regression: a task whose saved return address leaves user code (forged by entering
+/// the syscall stub directly) was killed, and then the vCPU was entered anyway, at the
+/// stub's `iretq` with the workload's frame: the dead child ran on and made syscalls.
+#[tokio::test]
+async fn a_forged_return_address_ends_the_process_for_good() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let o = run(prog_plan("forged", tc, &[])).await;
+        assert!(o.success(), "{tc:?}: {o:?}");
+        assert_eq!(
+            stdout(&o),
+            "child signal 11, zombie did not run\n",
+            "{tc:?}"
+        );
+    }
+}
+
+/// Regression: an entry point outside user code (non-canonical, the supervisor's pages,
+/// the stub) went straight into KVM_RUN; it ends the program with SIGSEGV, the VMM
+/// intact (on VT-x a non-canonical RIP would fail the VM entry itself).
+#[tokio::test]
+async fn an_entry_point_outside_user_code_is_sigsegv() {
+    if !kvm() {
+        return;
+    }
+    let dir = temp_dir("entry");
+    let elf = std::fs::read(prog("hello", Toolchain::Musl)).unwrap();
+    for entry in [
+        0x0000_8000_0000_0000u64,
+        0xffff_ffff_ffe0_4000,
+        0x7fff_ffff_d000,
+        0x7fff_ffff_e000,
+    ] {
+        let mut bad = elf.clone();
+        bad[24..32].copy_from_slice(&entry.to_le_bytes());
+        let f = dir.join(format!("entry-{entry:x}"));
+        std::fs::write(&f, &bad).unwrap();
+        std::fs::set_permissions(
+            &f,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+        )
+        .unwrap();
+        let mut p = plan(&format!("/e/entry-{entry:x}"), &[]);
+        p.mounts.push(sandbox_core::PlannedMount {
+            source: dir.to_path_buf(),
+            target: "/e".into(),
+            mode: sandbox_core::MountMode::Ro,
+            optional: false,
+        });
+        let o = run(p).await;
+        assert_eq!(
+            (o.termination, o.signal),
+            (Termination::Signaled, Some(libc::SIGSEGV)),
+            "entry {entry:#x}: {o:?}"
+        );
+    }
+}
