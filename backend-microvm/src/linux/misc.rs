@@ -271,7 +271,11 @@ impl Kernel {
         if flags & !(MFD_CLOEXEC | MFD_ALLOW_SEALING) != 0 {
             return Err(errno::EINVAL.into());
         }
-        let n = self.mm.read_cstr(name, 249)?;
+        // Linux: a name longer than 249 bytes is EINVAL.
+        let n = self.mm.read_cstr(name, 249).map_err(|e| match e {
+            crate::mm::CStrError::TooLong => SysErr::Errno(errno::EINVAL),
+            other => other.into(),
+        })?;
         let Some(fs) = self.vfs.tmp_fs() else {
             return Err(errno::ENOMEM.into());
         };
