@@ -225,4 +225,517 @@ catalogue! {
         let o = go(attack_in(iso, &["cpuid"]));
         assert_eq!(o.termination, Termination::Exited, "{}", verdict(&o));
     }
+
+    /// A fork bomb under a pids limit: stopped early, and the limit is what ended it.
+    fn fork_bomb_under_a_pids_limit(iso) {
+        let mut w = Workload::new(format!("{PROGRAMS_IN_SANDBOX}/forkbomb-static"), Vec::<String>::new())
+            .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+            .isolation(iso);
+        w.limits.pids = Some(32);
+        w.limits.wall_time = Some(std::time::Duration::from_secs(20));
+        let o = go(w);
+        if o.enforcement.limits.mechanism == hybrid_sandbox::LimitMechanism::Rlimit {
+            // RLIMIT_NPROC cannot end the run by itself: the bomb spins until the wall time.
+            assert!(matches!(o.termination, Termination::PidsLimit | Termination::Timeout), "{o:?}");
+        } else {
+            assert_eq!(o.termination, Termination::PidsLimit, "{o:?}");
+            assert!(o.wall_time < std::time::Duration::from_secs(20), "not stopped early: {o:?}");
+        }
+    }
+
+    /// Wild pointers (kernel, non-canonical, unmapped, read-only), huge lengths and
+    /// counts, and overlapping buffers across the syscall families (files, paths, I/O
+    /// vectors, pipes, sockets, polling, memory, signals, time, identity, limits,
+    /// processes): each answered as Linux answers it (EFAULT, EINVAL...), never a crash.
+    /// In the container the answers are the host kernel's: the same program checks that
+    /// its expectations are Linux's own.
+    fn wild_pointers_and_lengths_in_every_syscall_family(iso) {
+        let w = Workload::new(format!("{PROGRAMS_IN_SANDBOX}/wildptr-static"), Vec::<String>::new())
+            .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+            .isolation(iso);
+        let o = go(w);
+        let out = stdout(&o);
+        assert!(o.success(), "{}", verdict(&o));
+        let bad: Vec<&str> = out.lines().filter(|l| l.starts_with("BAD")).collect();
+        assert!(bad.is_empty(), "answered unlike Linux: {bad:#?}");
+        let last = out.lines().last().unwrap_or_default();
+        assert!(last.starts_with("done ") && last.ends_with(", 0 bad"), "{out}");
+        let checks: u32 = last.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert!(checks > 300, "{last}");
+    }
+}
+
+/// Techniques aimed at the micro-VM's own machinery, which a container does not have:
+/// its ELF loader, the guest-side pages of its supervisor (syscall stub, doorbell,
+/// return frame), its address-space layout. Each ends in a clean error or a clean
+/// signal for the workload; the VMM never fails (a failure would be an `Err` of the run,
+/// and these tests panic on it).
+mod microvm_only {
+    use super::*;
+    use hybrid_sandbox::{Backend, HostSupport, IsolationRequest, Policy, SpawnError};
+
+    fn ready() -> bool {
+        backend_ready(IsolationRequest::MicroVm)
+    }
+
+    /// vmprobe-static NAME in the micro-VM.
+    fn probe(name: &str) -> Outcome {
+        go(
+            Workload::new(format!("{PROGRAMS_IN_SANDBOX}/vmprobe-static"), [name])
+                .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+                .isolation(IsolationRequest::MicroVm),
+        )
+    }
+
+    /// The probe ended in a fault signal, before doing anything after its attempt.
+    fn assert_faulted(name: &str) {
+        let o = probe(name);
+        assert_eq!(
+            o.termination,
+            Termination::Signaled,
+            "{name}: {}",
+            verdict(&o)
+        );
+        assert!(
+            matches!(o.signal, Some(libc::SIGSEGV | libc::SIGBUS | libc::SIGILL)),
+            "{name}: {o:?}"
+        );
+        assert_eq!(stdout(&o), format!("armed {name}\n"), "{name}: it went on");
+    }
+
+    /// Stores into the syscall stub and the vDSO's data fault; executing the return
+    /// frame page faults; a frame written into it (asking for CPL0) is never used, and
+    /// the stub's `iretq` reached with such a frame faults; a doorbell write with garbage
+    /// is only a syscall with the workload's own registers, answered and returned from
+    /// to where `rcx` says (not user code: the process gets SIGSEGV, for good).
+    #[test]
+    fn guest_stores_into_the_stub_doorbell_and_return_frame() {
+        if !ready() {
+            return;
+        }
+        for p in [
+            "store-stub",
+            "store-vvar",
+            "exec-frame",
+            "iret-to-kernel",
+            "doorbell-garbage",
+        ] {
+            assert_faulted(p);
+        }
+        // A return address forged by entering the stub directly: the process ends, and
+        // its code never runs again (the stub's iretq is not resumed for it).
+        let o = probe("resume-after-kill");
+        assert!(o.success(), "{}", verdict(&o));
+        assert!(
+            stdout(&o).ends_with("child signal 11, zombie did not run\n"),
+            "{}",
+            verdict(&o)
+        );
+        let o = probe("store-frame");
+        assert!(o.success(), "{}", verdict(&o));
+        assert!(
+            stdout(&o).contains("still running, pid "),
+            "{}",
+            verdict(&o)
+        );
+        let o = probe("doorbell-getpid");
+        assert!(o.success(), "{}", verdict(&o));
+        let out = stdout(&o);
+        let line = out.lines().nth(1).unwrap_or_default();
+        let nums: Vec<&str> = line
+            .split(" = ")
+            .skip(1)
+            .map(|s| s.split(',').next().unwrap_or_default())
+            .collect();
+        assert!(
+            nums.len() == 2 && nums[0] == nums[1],
+            "the doorbell answered as getpid does: {out}"
+        );
+    }
+
+    /// Jumps into the supervisor's entry points (the stub, its `iretq`, its flush
+    /// entry, the CPL0 exception handlers) and to a non-canonical address, with garbage
+    /// in every register, stack pointer included; `int` to vectors user mode may not use.
+    #[test]
+    fn jumps_into_the_supervisor_with_garbage_registers() {
+        if !ready() {
+            return;
+        }
+        for p in [
+            "jump-stub",
+            "jump-iret",
+            "jump-flush",
+            "jump-handler",
+            "jump-noncanonical",
+            "int-0x81",
+            "int-0x0e",
+        ] {
+            assert_faulted(p);
+        }
+    }
+
+    /// Loads and stores at unmapped, upper-half (the supervisor's direct map of guest
+    /// RAM, its own frames) and non-canonical addresses: SIGSEGV.
+    #[test]
+    fn unmapped_and_upper_half_accesses_are_sigsegv() {
+        if !ready() {
+            return;
+        }
+        for p in [
+            "read-null",
+            "read-unmapped",
+            "read-direct-map",
+            "read-supervisor",
+            "write-supervisor",
+            "read-noncanonical",
+            "read-top",
+        ] {
+            assert_faulted(p);
+            let o = probe(p);
+            assert_eq!(o.signal, Some(libc::SIGSEGV), "{p}: {o:?}");
+        }
+    }
+
+    /// Malformed programs, given to the VMM's loader at setup and to `execve` inside a
+    /// running guest: truncated headers, bogus program headers, huge `p_memsz` and
+    /// `p_filesz`, overlapping, wrapping and misplaced segments, entry points outside
+    /// the program (in the supervisor's pages too), `PT_INTERP` pointing at itself, in a
+    /// loop, at nothing or at garbage, and garbage after `#!`. Each is a clean error
+    /// (`NotExecutable` at setup, an errno from `execve`) or a clean signal or exit of
+    /// the workload, never a failure of the VMM; and the VMM runs the next one.
+    #[test]
+    fn malformed_elf_files() {
+        if !ready() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cases = malformed::cases("/x");
+        for (name, bytes) in &cases {
+            let f = dir.path().join(name);
+            std::fs::write(&f, bytes).unwrap();
+            set_mode(&f, 0o755);
+        }
+        set_mode(dir.path(), 0o755);
+        // At setup: the VMM's own loader.
+        for (name, _) in &cases {
+            let w = Workload::new(format!("/x/{name}"), Vec::<String>::new())
+                .mount(Mount::ro(dir.path(), "/x"))
+                .isolation(IsolationRequest::MicroVm);
+            match spawn_direct(w) {
+                Ok(o) => assert!(
+                    matches!(
+                        o.termination,
+                        Termination::Exited | Termination::Signaled | Termination::MemoryLimit
+                    ),
+                    "{name}: {o:?}"
+                ),
+                Err(SpawnError::NotExecutable { .. } | SpawnError::ProgramNotFound(_)) => {}
+                Err(SpawnError::Setup { step, .. }) if step == "loading the program" => {}
+                Err(e) => panic!("{name}: {}", chain(&e)),
+            }
+        }
+        // From a running guest: its execve, each in a child of one program.
+        let names: Vec<String> = cases.iter().map(|(n, _)| format!("/x/{n}")).collect();
+        let o = go(Workload::new(
+            format!("{PROGRAMS_IN_SANDBOX}/execit-static"),
+            names.iter().map(String::as_str),
+        )
+        .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+        .mount(Mount::ro(dir.path(), "/x"))
+        .isolation(IsolationRequest::MicroVm));
+        assert!(o.success(), "{}", verdict(&o));
+        let out = stdout(&o);
+        assert!(out.ends_with("done\n"), "{out}");
+        for n in &names {
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(&format!("{n}: ")))
+                .unwrap_or_else(|| panic!("{n} missing: {out}"));
+            assert!(
+                line.contains(": errno=")
+                    || line.contains(": exited ")
+                    || line.contains(": signal "),
+                "{line}"
+            );
+        }
+        // The well-formed control case ran; the plainly broken ones were refused.
+        assert!(out.contains("/x/control: exited 0\n"), "{out}");
+        for n in [
+            "truncated-16",
+            "phnum-0",
+            "vaddr-wraps",
+            "vaddr-over-stub",
+            "shebang-self",
+            "interp-missing",
+        ] {
+            assert!(out.contains(&format!("/x/{n}: errno=")), "{n}: {out}");
+        }
+    }
+
+    /// Runs `w` on the micro-VM backend directly: the plan as the policy makes it, given
+    /// to the backend without the facade's look at the program first.
+    fn spawn_direct(w: Workload) -> Result<Outcome, SpawnError> {
+        let plan = Policy::embedded_default()
+            .resolve(&w, &HostSupport::assume_all())
+            .expect("plan");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut e = backend_microvm::MicroVmBackend::new().spawn(plan).await?;
+            Ok(e.wait()
+                .await
+                .unwrap_or_else(|e| panic!("the VMM failed: {}", chain(&e))))
+        })
+    }
+
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cur = c.source();
+        }
+        s
+    }
+
+    /// Malformed x86-64 programs, built from a small valid one.
+    mod malformed {
+        const PT_LOAD: u32 = 1;
+        const PT_INTERP: u32 = 3;
+
+        /// A static ELF (headers, then `exit(0)`), loaded at 0x400000: a R+X segment over
+        /// the whole file, a RW segment with a `.bss` tail, and a stack note.
+        fn template() -> Vec<u8> {
+            let code = [0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05]; // exit(0)
+            let code_at = 64 + 3 * 56;
+            let total = (code_at + code.len()) as u64;
+            let mut b = Vec::new();
+            b.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+            b.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+            b.extend_from_slice(&62u16.to_le_bytes()); // x86-64
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&(0x40_0000 + code_at as u64).to_le_bytes()); // entry
+            b.extend_from_slice(&64u64.to_le_bytes()); // phoff
+            b.extend_from_slice(&0u64.to_le_bytes()); // shoff
+            b.extend_from_slice(&0u32.to_le_bytes());
+            for v in [64u16, 56, 3, 64, 0, 0] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            let ph = |t: u32, f: u32, off: u64, va: u64, fsz: u64, msz: u64| {
+                let mut p = Vec::new();
+                p.extend_from_slice(&t.to_le_bytes());
+                p.extend_from_slice(&f.to_le_bytes());
+                for v in [off, va, va, fsz, msz, 0x1000] {
+                    p.extend_from_slice(&v.to_le_bytes());
+                }
+                p
+            };
+            b.extend(ph(PT_LOAD, 5, 0, 0x40_0000, total, total));
+            b.extend(ph(PT_LOAD, 6, 0, 0x40_1000, 0x40, 0x3000));
+            b.extend(ph(0x6474_e551, 6, 0, 0, 0, 0));
+            b.extend_from_slice(&code);
+            b
+        }
+
+        fn put(b: &mut [u8], at: usize, v: &[u8]) {
+            b[at..at + v.len()].copy_from_slice(v);
+        }
+        fn u16_at(b: &mut [u8], at: usize, v: u16) {
+            put(b, at, &v.to_le_bytes());
+        }
+        fn u32_at(b: &mut [u8], at: usize, v: u32) {
+            put(b, at, &v.to_le_bytes());
+        }
+        fn u64_at(b: &mut [u8], at: usize, v: u64) {
+            put(b, at, &v.to_le_bytes());
+        }
+        /// Offset of field `off` of program header `i`.
+        fn ph(i: usize, off: usize) -> usize {
+            64 + 56 * i + off
+        }
+        /// The template with program header 2 made a `PT_INTERP` naming `path`.
+        fn with_interp(path: &[u8], nul: bool) -> Vec<u8> {
+            let mut b = template();
+            let at = b.len() as u64;
+            b.extend_from_slice(path);
+            if nul {
+                b.push(0);
+            }
+            let len = b.len() as u64 - at;
+            u32_at(&mut b, ph(2, 0), PT_INTERP);
+            u64_at(&mut b, ph(2, 8), at);
+            u64_at(&mut b, ph(2, 32), len);
+            u64_at(&mut b, ph(2, 40), len);
+            b
+        }
+        fn patched(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+            let mut b = template();
+            f(&mut b);
+            b
+        }
+
+        /// Every case, with paths under `dir` (where the sandbox sees them).
+        pub(super) fn cases(dir: &str) -> Vec<(String, Vec<u8>)> {
+            let t = template();
+            let p = |n: &str| format!("{dir}/{n}").into_bytes();
+            let mut garbage = vec![0u8; 4096];
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            for g in garbage.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *g = x as u8;
+            }
+            let mut many = template();
+            u16_at(&mut many, 56, 512);
+            u64_at(&mut many, 32, 4096);
+            many.resize(4096, 0);
+            for i in 0..512u64 {
+                let at = 4096 + 56 * i as usize;
+                many.resize(at + 56, 0);
+                u32_at(&mut many, at, PT_LOAD);
+                u32_at(&mut many, at + 4, 5);
+                u64_at(&mut many, at + 16, 0x40_0000 + (i << 24));
+                u64_at(&mut many, at + 32, 0x100);
+                u64_at(&mut many, at + 40, 0x100);
+            }
+            let cases: Vec<(&str, Vec<u8>)> = vec![
+                ("control", t.clone()),
+                ("empty", Vec::new()),
+                ("truncated-16", t[..16].to_vec()),
+                ("truncated-63", t[..63].to_vec()),
+                ("truncated-phdrs", t[..100].to_vec()),
+                ("elf32", patched(|b| b[4] = 1)),
+                ("big-endian", patched(|b| b[5] = 2)),
+                ("not-x86-64", patched(|b| u16_at(b, 18, 40))),
+                ("core-file", patched(|b| u16_at(b, 16, 4))),
+                ("phentsize-32", patched(|b| u16_at(b, 54, 32))),
+                ("phnum-0", patched(|b| u16_at(b, 56, 0))),
+                ("phnum-65535", patched(|b| u16_at(b, 56, 0xffff))),
+                ("phoff-huge", patched(|b| u64_at(b, 32, 1 << 62))),
+                ("phoff-past-eof", patched(|b| u64_at(b, 32, 10_000))),
+                ("phoff-wraps", patched(|b| u64_at(b, 32, u64::MAX - 8))),
+                ("many-phdrs", many),
+                (
+                    "filesz-huge",
+                    patched(|b| {
+                        u64_at(b, ph(0, 32), 1 << 60);
+                        u64_at(b, ph(0, 40), 1 << 60)
+                    }),
+                ),
+                (
+                    "filesz-past-eof",
+                    patched(|b| {
+                        u64_at(b, ph(0, 32), 1 << 20);
+                        u64_at(b, ph(0, 40), 1 << 20)
+                    }),
+                ),
+                (
+                    "filesz-over-memsz",
+                    patched(|b| u64_at(b, ph(1, 32), 0x4000)),
+                ),
+                ("memsz-huge", patched(|b| u64_at(b, ph(1, 40), 1 << 46))),
+                ("memsz-16g", patched(|b| u64_at(b, ph(1, 40), 16 << 30))),
+                ("memsz-max", patched(|b| u64_at(b, ph(1, 40), u64::MAX))),
+                (
+                    "vaddr-wraps",
+                    patched(|b| u64_at(b, ph(1, 16), 0xffff_ffff_ffff_f000)),
+                ),
+                (
+                    "vaddr-upper-half",
+                    patched(|b| u64_at(b, ph(1, 16), 0xffff_8000_0000_0000)),
+                ),
+                (
+                    "vaddr-over-stub",
+                    patched(|b| u64_at(b, ph(1, 16), 0x7fff_ffff_d000)),
+                ),
+                (
+                    "vaddr-over-vdso",
+                    patched(|b| u64_at(b, ph(1, 16), 0x7fff_fff8_0000)),
+                ),
+                ("vaddr-zero", patched(|b| u64_at(b, ph(0, 16), 0))),
+                ("misaligned", patched(|b| u64_at(b, ph(1, 16), 0x40_1100))),
+                (
+                    "overlapping-segments",
+                    patched(|b| u64_at(b, ph(1, 16), 0x40_0000)),
+                ),
+                ("entry-unmapped", patched(|b| u64_at(b, 24, 0x10_0000_0000))),
+                (
+                    "entry-supervisor",
+                    patched(|b| u64_at(b, 24, 0xffff_ffff_ffe0_4000)),
+                ),
+                (
+                    "entry-noncanonical",
+                    patched(|b| u64_at(b, 24, 0x8000_0000_0000)),
+                ),
+                ("entry-stub", patched(|b| u64_at(b, 24, 0x7fff_ffff_d000))),
+                (
+                    "entry-doorbell",
+                    patched(|b| u64_at(b, 24, 0x7fff_ffff_e000)),
+                ),
+                ("interp-self", with_interp(&p("interp-self"), true)),
+                ("interp-loop-a", with_interp(&p("interp-loop-b"), true)),
+                ("interp-loop-b", with_interp(&p("interp-loop-a"), true)),
+                ("interp-missing", with_interp(&p("nothing-here"), true)),
+                ("interp-dir", with_interp(dir.as_bytes(), true)),
+                ("interp-no-nul", with_interp(&p("control"), false)),
+                ("interp-garbage", with_interp(&p("garbage"), true)),
+                ("interp-script", with_interp(&p("shebang-control"), true)),
+                ("interp-proc-self-exe", with_interp(b"/proc/self/exe", true)),
+                ("interp-dev-zero", with_interp(b"/dev/zero", true)),
+                (
+                    "interp-filesz-huge",
+                    patched(|b| {
+                        u32_at(b, ph(2, 0), PT_INTERP);
+                        u64_at(b, ph(2, 32), 1 << 40)
+                    }),
+                ),
+                (
+                    "interp-offset-past-eof",
+                    patched(|b| {
+                        u32_at(b, ph(2, 0), PT_INTERP);
+                        u64_at(b, ph(2, 8), 1 << 40);
+                        u64_at(b, ph(2, 32), 16)
+                    }),
+                ),
+                ("garbage", garbage),
+                (
+                    "shebang-control",
+                    [b"#!".as_slice(), &p("control"), b"\n"].concat(),
+                ),
+                ("shebang-empty", b"#!\n".to_vec()),
+                ("shebang-spaces", b"#!   \t  \n".to_vec()),
+                (
+                    "shebang-garbage",
+                    b"#!\xff\xfe\x00\x01 garbage \x7f\n".to_vec(),
+                ),
+                (
+                    "shebang-long",
+                    [b"#!".as_slice(), &p(&"a".repeat(1000))].concat(),
+                ),
+                (
+                    "shebang-self",
+                    [b"#!".as_slice(), &p("shebang-self"), b"\n"].concat(),
+                ),
+                (
+                    "shebang-loop-a",
+                    [b"#!".as_slice(), &p("shebang-loop-b"), b"\n"].concat(),
+                ),
+                (
+                    "shebang-loop-b",
+                    [b"#!".as_slice(), &p("shebang-loop-a"), b" arg\n"].concat(),
+                ),
+                (
+                    "shebang-to-malformed",
+                    [b"#!".as_slice(), &p("truncated-16"), b"\n"].concat(),
+                ),
+                ("shebang-dev-zero", b"#!/dev/zero\n".to_vec()),
+                ("shebang-proc-exe", b"#!/proc/self/exe -x\n".to_vec()),
+            ];
+            cases.into_iter().map(|(n, b)| (n.to_string(), b)).collect()
+        }
+    }
 }
