@@ -65,6 +65,9 @@ typedef enum {
   HSB_ERR_RUNTIME = 10,
   // A bug in the library, caught at the boundary (`internal`).
   HSB_ERR_INTERNAL = 11,
+  // The image could not be found, imported or used: not in the store, a digest that
+  // does not match, a hostile layer, a user it does not have (`image`).
+  HSB_ERR_IMAGE = 12,
 } hsb_status;
 
 // Which stream a chunk of output comes from (the file descriptor's number).
@@ -117,8 +120,8 @@ const char *hsb_version(void);
 const char *hsb_error_message(const hsb_error *e);
 
 // The kind of failure as a short string: `invalid_argument`, `policy`, `unavailable`,
-// `program_not_found`, `not_executable`, `mount`, `unsupported`, `setup`, `run`,
-// `runtime` or `internal` (the names of the Python exceptions' `kind`). Valid until the
+// `program_not_found`, `not_executable`, `mount`, `image`, `unsupported`, `setup`,
+// `run`, `runtime` or `internal` (the names of the Python exceptions' `kind`). Valid until the
 // error is freed; NULL when `e` is NULL.
 //
 // # Safety
@@ -170,6 +173,25 @@ hsb_status hsb_run_options_set_isolation(hsb_run_options *o,
 // # Safety
 // As for `hsb_run_options_set_isolation`.
 hsb_status hsb_run_options_set_workload(hsb_run_options *o, const char *profile, hsb_error **err);
+
+// Runs the workload on an OCI image's root filesystem: a name in the image store
+// (`hsb image import`), or the path of an OCI layout directory or a `docker save`
+// tarball; NULL for the policy's (the default). As with `hsb run --image`, the image's
+// `ENTRYPOINT`, `ENV`, `WORKDIR` and `USER` apply and the run's `argv` replaces its
+// `CMD`; options set here (environment, working directory) beat the image's.
+//
+// # Safety
+// As for `hsb_run_options_set_isolation`.
+hsb_status hsb_run_options_set_image(hsb_run_options *o, const char *image, hsb_error **err);
+
+// Declares something the workload needs: `"network"` or `"full_linux"` (the CLI's
+// `--need`). With `auto` isolation the policy sends the workload where that exists,
+// or refuses the run when its rules forbid it; an explicit isolation that lacks it
+// fails the run. Adding the same need twice is the same as once.
+//
+// # Safety
+// As for `hsb_run_options_set_isolation`.
+hsb_status hsb_run_options_add_need(hsb_run_options *o, const char *need, hsb_error **err);
 
 // Sets the bytes the workload reads on its stdin (copied); `len` 0 gives an empty
 // stdin. Without it, stdin is /dev/null.

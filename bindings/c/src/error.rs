@@ -37,6 +37,9 @@ pub enum hsb_status {
     HSB_ERR_RUNTIME = 10,
     /// A bug in the library, caught at the boundary (`internal`).
     HSB_ERR_INTERNAL = 11,
+    /// The image could not be found, imported or used: not in the store, a digest that
+    /// does not match, a hostile layer, a user it does not have (`image`).
+    HSB_ERR_IMAGE = 12,
 }
 
 /// Why a call failed. Created by the library, freed with `hsb_error_free`.
@@ -120,6 +123,7 @@ impl From<hybrid_sandbox::Error> for Failure {
             "setup" => hsb_status::HSB_ERR_SETUP,
             "run" => hsb_status::HSB_ERR_RUN,
             "runtime" => hsb_status::HSB_ERR_RUNTIME,
+            "image" => hsb_status::HSB_ERR_IMAGE,
             _ => hsb_status::HSB_ERR_INTERNAL,
         };
         Failure {
@@ -146,8 +150,8 @@ pub unsafe extern "C" fn hsb_error_message(e: *const hsb_error) -> *const c_char
 }
 
 /// The kind of failure as a short string: `invalid_argument`, `policy`, `unavailable`,
-/// `program_not_found`, `not_executable`, `mount`, `unsupported`, `setup`, `run`,
-/// `runtime` or `internal` (the names of the Python exceptions' `kind`). Valid until the
+/// `program_not_found`, `not_executable`, `mount`, `image`, `unsupported`, `setup`,
+/// `run`, `runtime` or `internal` (the names of the Python exceptions' `kind`). Valid until the
 /// error is freed; NULL when `e` is NULL.
 ///
 /// # Safety

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hybrid_sandbox::units::parse_duration;
-use hybrid_sandbox::{ByteSize, IsolationRequest, Mount, Network, Stdin, Workload};
+use hybrid_sandbox::{ByteSize, IsolationRequest, Mount, Need, Network, Stdin, Workload};
 
 use crate::error::{hsb_error, hsb_status, Failure};
 use crate::ffi;
@@ -104,6 +104,61 @@ pub unsafe extern "C" fn hsb_run_options_set_workload(
     let f = |w: &mut Workload| {
         // SAFETY: `profile` is NULL or a NUL-terminated string (contract above).
         w.profile = unsafe { ffi::opt_text(profile, "profile") }?.map(str::to_owned);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Runs the workload on an OCI image's root filesystem: a name in the image store
+/// (`hsb image import`), or the path of an OCI layout directory or a `docker save`
+/// tarball; NULL for the policy's (the default). As with `hsb run --image`, the image's
+/// `ENTRYPOINT`, `ENV`, `WORKDIR` and `USER` apply and the run's `argv` replaces its
+/// `CMD`; options set here (environment, working directory) beat the image's.
+///
+/// # Safety
+/// As for `hsb_run_options_set_isolation`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_set_image(
+    o: *mut hsb_run_options,
+    image: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `image` is NULL or a NUL-terminated string (contract above).
+        let image = unsafe { ffi::opt_text(image, "image") }?;
+        if image == Some("") {
+            return Err(Failure::invalid(
+                "image: empty name (NULL means the policy's)",
+            ));
+        }
+        w.image = image.map(str::to_owned);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Declares something the workload needs: `"network"` or `"full_linux"` (the CLI's
+/// `--need`). With `auto` isolation the policy sends the workload where that exists,
+/// or refuses the run when its rules forbid it; an explicit isolation that lacks it
+/// fails the run. Adding the same need twice is the same as once.
+///
+/// # Safety
+/// As for `hsb_run_options_set_isolation`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_add_need(
+    o: *mut hsb_run_options,
+    need: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        // SAFETY: `need` is NULL or a NUL-terminated string (contract above).
+        let need = unsafe { ffi::text(need, "need") }?;
+        let need = need.parse::<Need>().map_err(Failure::invalid)?;
+        if !w.needs.contains(&need) {
+            w.needs.push(need);
+        }
         Ok(())
     };
     // SAFETY: the pointers follow the contract above, forwarded to `set`.

@@ -65,6 +65,11 @@ static void option_arguments(void) {
   CHECK_INVALID("non-empty", hsb_run_options_set_env(opts, "", "v", &err));
   CHECK_INVALID("env value is not valid UTF-8", hsb_run_options_set_env(opts, "K", "\x80", &err));
   CHECK_INVALID("label key is NULL", hsb_run_options_set_label(opts, NULL, "v", &err));
+  CHECK_INVALID("need is NULL", hsb_run_options_add_need(opts, NULL, &err));
+  CHECK_INVALID("unknown need `gpu`", hsb_run_options_add_need(opts, "gpu", &err));
+  CHECK_INVALID("need is not valid UTF-8", hsb_run_options_add_need(opts, "\xfe", &err));
+  CHECK_INVALID("image: empty name", hsb_run_options_set_image(opts, "", &err));
+  CHECK_INVALID("options is NULL", hsb_run_options_set_image(NULL, "busybox", &err));
   CHECK_INVALID("stdin data is NULL", hsb_run_options_set_stdin(opts, NULL, 5, &err));
   CHECK_INVALID("mount host path is NULL", hsb_run_options_add_mount(opts, NULL, "/x", 0, &err));
   CHECK_INVALID("must not be empty", hsb_run_options_add_mount(opts, "/tmp", "", 0, &err));

@@ -190,6 +190,52 @@ static void policy_from_text(void) {
   hsb_sandbox_free(other);
 }
 
+/* Needs steer `auto`: a trusted workload that needs the network gets the container (the
+ * backend that has one); an untrusted one is refused, with the reason. */
+static void needs(void) {
+  hsb_run_options *opts = hsb_run_options_new();
+  CHECK(hsb_run_options_set_isolation(opts, "auto", NULL) == HSB_OK);
+  CHECK(hsb_run_options_add_need(opts, "network", NULL) == HSB_OK);
+  CHECK(hsb_run_options_add_need(opts, "network", NULL) == HSB_OK);
+  CHECK(hsb_run_options_set_label(opts, "trust", "trusted", NULL) == HSB_OK);
+  hsb_outcome *o = run_ok(sb, ARGV("echo", "needs met"), opts);
+  if (o) {
+    CHECK_STR(hsb_outcome_isolation(o), "container");
+    CHECK(stdout_is(o, "needs met\n"));
+    CHECK_CONTAINS(hsb_outcome_decision_json(o), "trust=trusted");
+    hsb_outcome_free(o);
+  }
+  CHECK(hsb_run_options_set_label(opts, "trust", "untrusted", NULL) == HSB_OK);
+  hsb_error *err = NULL;
+  o = NULL;
+  CHECK(hsb_run(sb, ARGV("true"), opts, &o, &err) == HSB_ERR_UNAVAILABLE);
+  CHECK(o == NULL);
+  CHECK_STR(hsb_error_kind(err), "unavailable");
+  CHECK_CONTAINS(hsb_error_message(err), "needs network");
+  hsb_error_free(err);
+  hsb_run_options_free(opts);
+}
+
+/* An image that is neither in the store nor a path: its own status, and the name. */
+static void missing_image(void) {
+  hsb_run_options *opts = hsb_run_options_new();
+  CHECK(hsb_run_options_set_image(opts, "no-such-image:1", NULL) == HSB_OK);
+  hsb_error *err = NULL;
+  hsb_outcome *o = NULL;
+  CHECK(hsb_run(sb, ARGV("true"), opts, &o, &err) == HSB_ERR_IMAGE);
+  CHECK(o == NULL);
+  CHECK_STR(hsb_error_kind(err), "image");
+  CHECK_CONTAINS(hsb_error_message(err), "no-such-image:1");
+  CHECK(hsb_error_exit_status(err) == 125);
+  hsb_error_free(err);
+  /* NULL takes the image back: the run stands on the policy's mounts again. */
+  CHECK(hsb_run_options_set_image(opts, NULL, NULL) == HSB_OK);
+  o = run_ok(sb, ARGV("true"), opts);
+  CHECK(o != NULL);
+  hsb_outcome_free(o);
+  hsb_run_options_free(opts);
+}
+
 /* An outcome's stdout length may be left out. */
 static void null_length(void) {
   hsb_outcome *o = run_ok(sb, ARGV("echo", "x"), NULL);
@@ -224,6 +270,7 @@ int main(void) {
         TEST(timeout),      TEST(output_limit),      TEST(program_not_found),
         TEST(microvm_or_unavailable), TEST(policy_errors), TEST(policy_from_text),
         TEST(null_length), TEST(options_after_errors), TEST(version),
+        TEST(needs),        TEST(missing_image),
     };
     rc = run_tests("test_run", tests, sizeof tests / sizeof tests[0]);
   } while (0);

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hybrid_sandbox::units::parse_duration;
-use hybrid_sandbox::{ByteSize, IsolationRequest, Mount, MountMode, Network, Stdin, Workload};
+use hybrid_sandbox::{
+    ByteSize, IsolationRequest, Mount, MountMode, Need, Network, Stdin, Workload,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
@@ -127,6 +129,26 @@ pub(crate) fn count(obj: &Bound<'_, PyAny>, what: &str, expected: &str) -> PyRes
     u64::try_from(n).map_err(|_| {
         PyValueError::new_err(format!("{what} must be between 0 and 2**64-1, not {n}"))
     })
+}
+
+/// A list of needs (`["network", "full_linux"]`), each once.
+fn needs(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Need>> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "needs must be a list, such as ['network'], not a str",
+        ));
+    }
+    let items = obj.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!("needs must be a list, not {}", type_name(obj)))
+    })?;
+    let mut out = Vec::new();
+    for item in items {
+        let need = choice::<Need>(&item?, "needs")?;
+        if !out.contains(&need) {
+            out.push(need);
+        }
+    }
+    Ok(out)
 }
 
 /// A mapping of str to str (env, labels).
@@ -293,6 +315,16 @@ pub(crate) fn workload(
             "cwd" => w.cwd = Some(text(v, "cwd")?),
             "env" => w.env = string_map(v, "env")?,
             "labels" => w.labels = string_map(v, "labels")?,
+            "needs" => w.needs = needs(v)?,
+            "image" => {
+                let image = text(v, "image")?;
+                if image.is_empty() {
+                    return Err(PyValueError::new_err(
+                        "image must not be empty (None means the policy's)",
+                    ));
+                }
+                w.image = Some(image);
+            }
             "mounts" => {
                 if v.is_instance_of::<PyString>() {
                     return Err(PyTypeError::new_err(

@@ -46,6 +46,13 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     hybrid_sandbox,
+    ImageError,
+    SandboxError,
+    "The image could not be found, imported or used (a digest that does not match, a \
+     hostile layer, a user the image does not have)."
+);
+pyo3::create_exception!(
+    hybrid_sandbox,
     SetupError,
     SandboxError,
     "The sandbox could not be set up, or the backend cannot do what the run asks for."
@@ -85,6 +92,7 @@ impl Failure {
             "program_not_found" => ProgramNotFound::new_err(msg),
             "not_executable" => NotExecutable::new_err(msg),
             "mount" => MountError::new_err(msg),
+            "image" => ImageError::new_err(msg),
             "setup" | "unsupported" => SetupError::new_err(msg),
             "run" | "runtime" => RunError::new_err(msg),
             _ => SandboxError::new_err(msg),
@@ -117,6 +125,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ProgramNotFound", py.get_type::<ProgramNotFound>())?;
     m.add("NotExecutable", py.get_type::<NotExecutable>())?;
     m.add("MountError", py.get_type::<MountError>())?;
+    m.add("ImageError", py.get_type::<ImageError>())?;
     m.add("SetupError", py.get_type::<SetupError>())?;
     m.add("RunError", py.get_type::<RunError>())?;
     Ok(())

@@ -250,6 +250,7 @@ def test_exception_hierarchy() -> None:
         hs.ProgramNotFound,
         hs.NotExecutable,
         hs.MountError,
+        hs.ImageError,
         hs.SetupError,
         hs.RunError,
     ):

@@ -34,6 +34,7 @@ from ._native import (
     OutputEvent,
     PolicyError,
     Process,
+    ImageError,
     ProgramNotFound,
     RunError,
     SandboxError,
@@ -46,6 +47,7 @@ __all__ = [
     "PIPE",
     "BackendUnavailable",
     "Decision",
+    "ImageError",
     "MountError",
     "NotExecutable",
     "Outcome",
@@ -126,6 +128,8 @@ class Sandbox:
         network: Optional[str] = None,
         cwd: Optional[str] = None,
         labels: Optional[Mapping[str, str]] = None,
+        needs: Optional[Sequence[str]] = None,
+        image: Optional[str] = None,
     ) -> Outcome:
         """Runs `argv` (the program, an absolute path in the sandbox or a name searched in
         PATH, then its arguments) to its end and returns its `Outcome`.
@@ -138,6 +142,11 @@ class Sandbox:
         "rw". env: the workload's environment (nothing is inherited). cpu_time, pids,
         output_limit: more limits. network: "none" or "loopback". cwd: the working
         directory inside. labels: what the policy's rules look at, e.g. {"trust": ...}.
+        needs: what the workload needs, "network" and/or "full_linux" (with
+        isolation="auto" the policy sends it where that exists, or refuses the run).
+        image: an OCI image to run on: a name in the image store (`hsb image import`) or
+        the path of an OCI layout directory or `docker save` tarball; its ENTRYPOINT,
+        ENV, WORKDIR and USER apply and `argv` replaces its CMD.
 
         The GIL is released while the workload runs; Ctrl-C kills it.
         """
@@ -157,6 +166,8 @@ class Sandbox:
                 network=network,
                 cwd=cwd,
                 labels=labels,
+                needs=needs,
+                image=image,
             ),
         )
 
@@ -177,6 +188,8 @@ class Sandbox:
         network: Optional[str] = None,
         cwd: Optional[str] = None,
         labels: Optional[Mapping[str, str]] = None,
+        needs: Optional[Sequence[str]] = None,
+        image: Optional[str] = None,
     ) -> Outcome:
         """`run` for asyncio: awaits the `Outcome` without blocking the event loop.
         Cancelling the awaiting task kills the run."""
@@ -196,6 +209,8 @@ class Sandbox:
                 network=network,
                 cwd=cwd,
                 labels=labels,
+                needs=needs,
+                image=image,
             ),
         )
 
@@ -216,6 +231,8 @@ class Sandbox:
         network: Optional[str] = None,
         cwd: Optional[str] = None,
         labels: Optional[Mapping[str, str]] = None,
+        needs: Optional[Sequence[str]] = None,
+        image: Optional[str] = None,
     ) -> Process:
         """Starts `argv` and returns its `Process` at once: iterate over it (`for` or
         `async for`) for `OutputEvent`s while it runs, `write()` to its stdin when
@@ -237,6 +254,8 @@ class Sandbox:
                 network=network,
                 cwd=cwd,
                 labels=labels,
+                needs=needs,
+                image=image,
             ),
         )
 
@@ -275,6 +294,8 @@ def run(
     network: Optional[str] = None,
     cwd: Optional[str] = None,
     labels: Optional[Mapping[str, str]] = None,
+    needs: Optional[Sequence[str]] = None,
+    image: Optional[str] = None,
 ) -> Outcome:
     """Runs `argv` under `policy` (a policy file; the embedded default when None) and
     returns its `Outcome`. See `Sandbox.run` for the other arguments."""
@@ -293,6 +314,8 @@ def run(
         network=network,
         cwd=cwd,
         labels=labels,
+        needs=needs,
+        image=image,
     )
 
 
@@ -313,6 +336,8 @@ async def run_async(
     network: Optional[str] = None,
     cwd: Optional[str] = None,
     labels: Optional[Mapping[str, str]] = None,
+    needs: Optional[Sequence[str]] = None,
+    image: Optional[str] = None,
 ) -> Outcome:
     """`run` for asyncio; cancelling the awaiting task kills the run."""
     return await _sandbox(policy).run_async(
@@ -330,6 +355,8 @@ async def run_async(
         network=network,
         cwd=cwd,
         labels=labels,
+        needs=needs,
+        image=image,
     )
 
 
@@ -350,6 +377,8 @@ def spawn(
     network: Optional[str] = None,
     cwd: Optional[str] = None,
     labels: Optional[Mapping[str, str]] = None,
+    needs: Optional[Sequence[str]] = None,
+    image: Optional[str] = None,
 ) -> Process:
     """Starts `argv` and returns its `Process`; see `Sandbox.spawn`."""
     return _sandbox(policy).spawn(
@@ -367,4 +396,6 @@ def spawn(
         network=network,
         cwd=cwd,
         labels=labels,
+        needs=needs,
+        image=image,
     )

@@ -24,8 +24,8 @@ class SandboxError(Exception):
     """Base of every error of hybrid_sandbox."""
 
     kind: str
-    """`policy`, `unavailable`, `program_not_found`, `not_executable`, `mount`, `setup`,
-    `unsupported`, `run` or `runtime`."""
+    """`policy`, `unavailable`, `program_not_found`, `not_executable`, `mount`, `image`,
+    `setup`, `unsupported`, `run` or `runtime`."""
     exit_status: int
     """What `hsb run` would exit with: 127 not found, 126 not executable, else 125."""
 
@@ -43,6 +43,10 @@ class NotExecutable(SandboxError):
 
 class MountError(SandboxError):
     """A mount could not be prepared."""
+
+class ImageError(SandboxError):
+    """The image could not be found, imported or used (a digest that does not match, a
+    hostile layer, a user the image does not have)."""
 
 class SetupError(SandboxError):
     """The sandbox could not be set up, or the backend cannot do what is asked."""
