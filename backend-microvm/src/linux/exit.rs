@@ -164,7 +164,10 @@ impl Kernel {
             self.reap(pid);
             return;
         }
-        if exit_signal > 0 {
+        // Linux sends the exit signal only when it is a valid signal: legacy `clone`
+        // takes any byte (`CSIGNAL`), and a child made with 0 or 65..=255 ends silently
+        // (still a zombie for `wait4(__WALL)`).
+        if super::signal::valid(exit_signal as u64).is_ok() {
             let (code, st) = match status {
                 ExitStatus::Code(c) => (CLD_EXITED, c),
                 ExitStatus::Signal(s) => (CLD_KILLED, s),

@@ -189,6 +189,11 @@ impl Kernel {
     /// Sends `info` to the process `pid`: any of its threads not blocking it takes it.
     pub(crate) fn signal_process(&mut self, pid: Tid, info: SigInfo) {
         let sig = info.signo;
+        // Callers check: a number outside 1..=64 is never sent (nor indexes `act`).
+        debug_assert!(valid(sig as u64).is_ok(), "signal {sig} sent to {pid}");
+        if valid(sig as u64).is_err() {
+            return;
+        }
         if sig == SIGCONT {
             self.continue_process(pid);
         }

@@ -9,6 +9,8 @@
  *   shm       MAP_SHARED memory (a /dev/shm file, and anonymous) across fork
  *   stop      SIGSTOP/SIGCONT of a child: WUNTRACED, WCONTINUED, waitid, SIGCHLD codes
  *   unimpl    a syscall the micro-VM does not offer (io_uring_setup)
+ *   exitsig   children made by clone() with exit signals Linux cannot deliver (0, 65,
+ *             110, 255): no signal reaches the parent, and __WALL still reaps them
  *   child N   (used by exec) prints and exits with N
  */
 #define _GNU_SOURCE
@@ -296,6 +298,41 @@ static int do_bomb(void) {
     }
 }
 
+static volatile sig_atomic_t signals_seen;
+static void count_sig(int s) {
+    (void)s;
+    signals_seen++;
+}
+
+static int do_exitsig(void) {
+    for (int s = 1; s < 65; s++) {
+        if (s != SIGKILL && s != SIGSTOP) signal(s, count_sig);
+    }
+    const int sigs[] = {0, 65, 110, 255};
+    for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        /* A fork by hand: no CLONE_VM, no new stack; the child ends at once, the second
+         * one by a signal (the VMM's path for a killed process). */
+        for (int killed = 0; killed < 2; killed++) {
+            long pid = syscall(SYS_clone, (long)sigs[i], 0L, 0L, 0L, 0L);
+            if (pid < 0) {
+                printf("clone exit signal %d: errno %d\n", sigs[i], errno);
+                break;
+            }
+            if (pid == 0) {
+                if (killed) syscall(SYS_kill, syscall(SYS_getpid), SIGKILL);
+                syscall(SYS_exit_group, 5);
+            }
+            int st = 0;
+            long r = waitpid((pid_t)pid, &st, __WALL);
+            printf("exit signal %d: reaped %d, %s %d\n", sigs[i], r == pid,
+                   WIFSIGNALED(st) ? "signal" : "code",
+                   WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        }
+    }
+    printf("signals seen %d\n", (int)signals_seen);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     self = argv[0][0] == '/' ? argv[0] : "/proc/self/exe";
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -310,6 +347,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "bomb")) return do_bomb();
     if (!strcmp(m, "shm")) return do_shm();
     if (!strcmp(m, "stop")) return do_stop();
+    if (!strcmp(m, "exitsig")) return do_exitsig();
     if (!strcmp(m, "unimpl")) {
         long r = syscall(425, 1, NULL);
         printf("io_uring_setup %ld %s\n", r, errno == ENOSYS ? "ENOSYS" : "?");
