@@ -16,6 +16,9 @@ const WUNTRACED: u64 = 2;
 const WEXITED: u64 = 4;
 const WCONTINUED: u64 = 8;
 const WNOWAIT: u64 = 0x0100_0000;
+const WNOTHREAD: u64 = 0x2000_0000;
+const WALL: u64 = 0x4000_0000;
+const WCLONE: u64 = 0x8000_0000;
 const CLD_EXITED: i32 = 1;
 const CLD_KILLED: i32 = 2;
 const CLD_STOPPED: i32 = 5;
@@ -160,7 +163,10 @@ impl Kernel {
                 }
             }
         }
-        if self.reaps_children(ppid) {
+        // A parent that ignores SIGCHLD (or asked SA_NOCLDWAIT) never sees children
+        // that report with SIGCHLD; others stay zombies for it, as on Linux. Init
+        // reaps everything.
+        if ppid == INIT_PID || (exit_signal == SIGCHLD && self.reaps_children(ppid)) {
             self.reap(pid);
             return;
         }
@@ -197,6 +203,13 @@ impl Kernel {
             parent.cpu_children += cpu;
         }
         Some((status, cpu))
+    }
+
+    /// Whether `wait` with `options` sees the child `c` at all, as Linux's
+    /// `eligible_child`: a "clone child" (one whose exit signal is not `SIGCHLD`) only
+    /// with `__WCLONE`, the others only without it, both with `__WALL`.
+    fn wait_sees(options: u64, c: &super::task::Process) -> bool {
+        options & WALL != 0 || (c.exit_signal != SIGCHLD) == (options & WCLONE != 0)
     }
 
     /// Children of the current process that `which` selects.
@@ -248,12 +261,19 @@ impl Kernel {
         options: u64,
         rusage: u64,
     ) -> SysResult {
+        let options = u64::from(options as u32); // an `int`: __WCLONE is its sign bit
+        if options & !(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WCLONE | WALL) != 0 {
+            return Err(errno::EINVAL.into());
+        }
         let pgid = self.proc.pgid;
-        let select = move |c: &super::task::Process| match pid {
-            -1 => true,
-            0 => c.pgid == pgid,
-            p if p > 0 => i64::from(c.pid) == p,
-            p => i64::from(c.pgid) == -p,
+        let select = move |c: &super::task::Process| {
+            Self::wait_sees(options, c)
+                && match pid {
+                    -1 => true,
+                    0 => c.pgid == pgid,
+                    p if p > 0 => i64::from(c.pid) == p,
+                    p => i64::from(c.pgid) == -p,
+                }
         };
         let candidates = self.children(select);
         if candidates.is_empty() {
@@ -306,15 +326,20 @@ impl Kernel {
         options: u64,
         _rusage: u64,
     ) -> SysResult {
-        if options & (WEXITED | WSTOPPED | WCONTINUED) == 0 {
+        let options = u64::from(options as u32); // an `int`: __WCLONE is its sign bit
+        let known = WNOHANG | WNOWAIT | WEXITED | WSTOPPED | WCONTINUED | WNOTHREAD | WCLONE | WALL;
+        if options & !known != 0 || options & (WEXITED | WSTOPPED | WCONTINUED) == 0 {
             return Err(errno::EINVAL.into());
         }
         let id = id as u32;
-        let select = move |c: &super::task::Process| match idtype {
-            P_ALL => true,
-            P_PID => c.pid == id,
-            P_PGID => c.pgid == id,
-            _ => false,
+        let select = move |c: &super::task::Process| {
+            Self::wait_sees(options, c)
+                && match idtype {
+                    P_ALL => true,
+                    P_PID => c.pid == id,
+                    P_PGID => c.pgid == id,
+                    _ => false,
+                }
         };
         if !matches!(idtype, P_ALL | P_PID | P_PGID) {
             return Err(errno::EINVAL.into());

@@ -323,12 +323,34 @@ static int do_exitsig(void) {
                 syscall(SYS_exit_group, 5);
             }
             int st = 0;
-            long r = waitpid((pid_t)pid, &st, __WALL);
-            printf("exit signal %d: reaped %d, %s %d\n", sigs[i], r == pid,
-                   WIFSIGNALED(st) ? "signal" : "code",
+            /* Not SIGCHLD: a "clone child", invisible to a wait without __WCLONE or
+             * __WALL (ECHILD, not a hang). */
+            errno = 0;
+            long r = waitpid((pid_t)pid, &st, killed ? 0 : WNOHANG);
+            int plain_errno = errno;
+            r = waitpid((pid_t)pid, &st, killed ? __WALL : __WCLONE);
+            printf("exit signal %d: plain wait errno %d, reaped %d, %s %d\n", sigs[i],
+                   plain_errno, r == pid, WIFSIGNALED(st) ? "signal" : "code",
                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
         }
     }
+    /* A fork child is no clone child: __WCLONE does not see it; __WALL and a plain
+     * wait do. Unknown option bits are EINVAL. */
+    pid_t c = fork();
+    if (c == 0) _exit(6);
+    errno = 0;
+    long r = waitpid(c, NULL, __WCLONE);
+    printf("fork child with __WCLONE: %ld errno %d\n", r, errno);
+    errno = 0;
+    r = waitpid(c, NULL, 0x10);
+    printf("bad option: %ld errno %d\n", r, errno);
+    siginfo_t si;
+    errno = 0;
+    r = waitid(P_PID, (id_t)c, &si, WEXITED | 0x10);
+    printf("waitid bad option: %ld errno %d\n", r, errno);
+    int st = 0;
+    r = waitpid(c, &st, 0);
+    printf("fork child: reaped %d code %d\n", r == c, WEXITSTATUS(st));
     printf("signals seen %d\n", (int)signals_seen);
     return 0;
 }
