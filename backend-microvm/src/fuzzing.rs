@@ -20,7 +20,6 @@
 //! assert_eq!(g.syscall(39, [0; 6]), Step::Returned(2));
 //! ```
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -28,9 +27,8 @@ use kvm_bindings::kvm_xsave;
 
 use crate::guest::layout::USER_CODE_TOP;
 use crate::kick::Control;
-use crate::linux::signal::Action;
-use crate::linux::task::{ExitStatus, Process, Task, Tid, FIRST_PID, INIT_PID};
-use crate::linux::{Cpu, FdTable, Kernel, Limits, Stop};
+use crate::linux::task::{ExitStatus, Process, Tid, FIRST_PID};
+use crate::linux::{Cpu, FdTable, Kernel, Limits, Settings, Stop};
 use crate::memory::Memory;
 use crate::mm::{Access, AddressSpace, FaultOutcome};
 use crate::stdio::{Input, Output};
@@ -173,56 +171,17 @@ impl Guest {
             files.put(i, crate::linux::OpenFile::new(kind, None, flags), false);
         }
         vfs.set_self(FIRST_PID);
-        let task = Task::new(
-            FIRST_PID,
-            FIRST_PID,
-            mm.space(),
-            Kernel::fresh_ctx(0x40_0000, 0x7fff_fff0_0000),
-        );
-        let proc = Process {
-            pid: FIRST_PID,
-            ppid: INIT_PID,
-            pgid: FIRST_PID,
-            sid: FIRST_PID,
-            threads: vec![FIRST_PID],
+        let proc = Process::first(
             files,
             cwd,
-            umask: 0o022,
-            act: [Action::default(); 64],
-            pending: 0,
-            info: [None; 64],
-            exe: b"/tmp/prog".to_vec(),
-            comm: b"prog".to_vec(),
-            argv: vec![b"prog".to_vec()],
-            exit: None,
-            exit_signal: 0,
-            itimer: None,
-            cpu_dead: Duration::ZERO,
-            cpu_children: Duration::ZERO,
-            stopped: None,
-            stop_report: None,
-            continued: false,
-        };
+            b"/tmp/prog".to_vec(),
+            b"prog".to_vec(),
+            vec![b"prog".to_vec()],
+        );
         // Nobody reads the live stream: the output is only kept (up to the limit).
         let (tx, _) = tokio::sync::mpsc::unbounded_channel();
-        let now = Instant::now();
-        let k = Kernel {
-            mm,
-            vfs,
-            task,
-            proc,
-            tasks: BTreeMap::new(),
-            procs: BTreeMap::new(),
-            main_pid: FIRST_PID,
-            next_tid: FIRST_PID + 1,
+        let settings = Settings {
             pids_limit: Some(8),
-            ended: None,
-            stirred: false,
-            slice_over: false,
-            retrying: None,
-            dead_spaces: Vec::new(),
-            shm: Vec::new(),
-            cpu_mark: crate::kick::thread_cpu_time(),
             limits: Limits {
                 file_size: Some(1 << 20),
                 deadline: None,
@@ -234,12 +193,13 @@ impl Guest {
             out: Output::new(tx, Some(OUTPUT_LIMIT)),
             input: Input::Null,
             ctl: Arc::new(Control::default()),
-            start: now,
-            unimplemented: BTreeMap::new(),
+            start: Instant::now(),
             hostname: "fuzz".into(),
             user: (1000, 1000),
             vdso: true,
         };
+        let mut k = Kernel::new(mm, vfs, proc, (0x40_0000, 0x7fff_fff0_0000), settings);
+        k.cpu_mark = crate::kick::thread_cpu_time();
         Guest {
             k,
             cpu: SoftCpu::default(),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sandbox_core::{
     EnforcementLevel, EnforcementReport, Isolation, LandlockMode, LimitMechanism, LimitsReport,
@@ -13,9 +13,8 @@ use sandbox_core::{
 use crate::confine::{confine_thread, Confinement};
 use crate::guest::layout::{MAX_RAM, VVAR_GPA};
 use crate::kick::{self, Control, Timer};
-use crate::linux::signal::Action;
-use crate::linux::task::{Process, Task, FIRST_PID, INIT_PID};
-use crate::linux::{FdTable, FileKind, Kernel, Limits, OpenFile, Stop};
+use crate::linux::task::{Process, FIRST_PID};
+use crate::linux::{FdTable, FileKind, Kernel, Limits, OpenFile, Settings, Stop};
 use crate::loader::{self, LoadError};
 use crate::memory::Memory;
 use crate::mm::AddressSpace;
@@ -180,70 +179,31 @@ pub(crate) fn prepare(
             confinement.landlock.missing.join(", ")
         )));
     }
-    let task = Task::new(
-        FIRST_PID,
-        FIRST_PID,
-        mm.space(),
-        Kernel::fresh_ctx(entry.rip, entry.rsp),
-    );
-    let process = Process {
-        pid: FIRST_PID,
-        ppid: INIT_PID,
-        pgid: FIRST_PID,
-        sid: FIRST_PID,
-        threads: vec![FIRST_PID],
-        files,
-        cwd,
-        umask: 0o022,
-        act: [Action::default(); 64],
-        pending: 0,
-        info: [None; 64],
-        exe: prog.exe(),
-        comm: prog.comm(),
-        argv: prog.argv,
-        exit: None,
-        exit_signal: 0,
-        itimer: None,
-        cpu_dead: Duration::ZERO,
-        cpu_children: Duration::ZERO,
-        stopped: None,
-        stop_report: None,
-        continued: false,
-    };
-    let kernel = Kernel {
+    let process = Process::first(files, cwd, prog.exe(), prog.comm(), prog.argv);
+    let kernel = Kernel::new(
         mm,
         vfs,
-        task,
-        proc: process,
-        tasks: BTreeMap::new(),
-        procs: BTreeMap::new(),
-        main_pid: FIRST_PID,
-        next_tid: FIRST_PID + 1,
-        pids_limit: plan.limits.pids,
-        ended: None,
-        stirred: false,
-        slice_over: false,
-        retrying: None,
-        dead_spaces: Vec::new(),
-        shm: Vec::new(),
-        cpu_mark: Duration::ZERO,
-        limits: Limits {
-            file_size: plan.limits.file_size.map(|b| b.0),
-            deadline: plan.limits.wall_time.and_then(|d| start.checked_add(d)),
-            cpu: plan.limits.cpu_time,
-            open_files,
-            memory: requested,
-            stack: 8 << 20,
+        process,
+        (entry.rip, entry.rsp),
+        Settings {
+            pids_limit: plan.limits.pids,
+            limits: Limits {
+                file_size: plan.limits.file_size.map(|b| b.0),
+                deadline: plan.limits.wall_time.and_then(|d| start.checked_add(d)),
+                cpu: plan.limits.cpu_time,
+                open_files,
+                memory: requested,
+                stack: 8 << 20,
+            },
+            out,
+            input,
+            ctl,
+            start,
+            hostname: plan.hostname.clone(),
+            user: plan.user,
+            vdso,
         },
-        out,
-        input,
-        ctl,
-        start,
-        unimplemented: BTreeMap::new(),
-        hostname: plan.hostname.clone(),
-        user: plan.user,
-        vdso,
-    };
+    );
     Ok(Prepared {
         vm,
         kernel,

@@ -2,14 +2,12 @@
 //! number is dispatched once, with zero arguments, on a throwaway kernel (no VM, no
 //! KVM needed); the ones that reach the "not implemented" path answer `ENOSYS`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::kick::Control;
-use crate::linux::signal::Action;
-use crate::linux::task::{Process, Task, FIRST_PID, INIT_PID};
-use crate::linux::{names, FdTable, Kernel, Limits};
+use crate::linux::task::Process;
+use crate::linux::{names, FdTable, Kernel, Limits, Settings};
 use crate::memory::Memory;
 use crate::mm::AddressSpace;
 use crate::stdio::{Input, Output};
@@ -125,53 +123,9 @@ fn throwaway_kernel() -> Option<Kernel> {
     let vfs = crate::vfs::build(&plan, budget).ok()?;
     let cwd = vfs.root();
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let task = Task::new(
-        FIRST_PID,
-        FIRST_PID,
-        mm.space(),
-        Kernel::fresh_ctx(0x1000, 0x2000),
-    );
-    let proc = Process {
-        pid: FIRST_PID,
-        ppid: INIT_PID,
-        pgid: FIRST_PID,
-        sid: FIRST_PID,
-        threads: vec![FIRST_PID],
-        files: FdTable::new(64),
-        cwd,
-        umask: 0o022,
-        act: [Action::default(); 64],
-        pending: 0,
-        info: [None; 64],
-        exe: Vec::new(),
-        comm: Vec::new(),
-        argv: Vec::new(),
-        exit: None,
-        exit_signal: 0,
-        itimer: None,
-        cpu_dead: Duration::ZERO,
-        cpu_children: Duration::ZERO,
-        stopped: None,
-        stop_report: None,
-        continued: false,
-    };
-    Some(Kernel {
-        mm,
-        vfs,
-        task,
-        proc,
-        tasks: BTreeMap::new(),
-        procs: BTreeMap::new(),
-        main_pid: FIRST_PID,
-        next_tid: FIRST_PID + 1,
+    let proc = Process::first(FdTable::new(64), cwd, Vec::new(), Vec::new(), Vec::new());
+    let settings = Settings {
         pids_limit: Some(4),
-        ended: None,
-        stirred: false,
-        slice_over: false,
-        retrying: None,
-        dead_spaces: Vec::new(),
-        shm: Vec::new(),
-        cpu_mark: Duration::ZERO,
         limits: Limits {
             file_size: None,
             deadline: None,
@@ -184,11 +138,11 @@ fn throwaway_kernel() -> Option<Kernel> {
         input: Input::Null,
         ctl: Arc::new(Control::default()),
         start: Instant::now(),
-        unimplemented: BTreeMap::new(),
         hostname: "probe".into(),
         user: (1000, 1000),
         vdso: false,
-    })
+    };
+    Some(Kernel::new(mm, vfs, proc, (0x1000, 0x2000), settings))
 }
 
 #[cfg(test)]

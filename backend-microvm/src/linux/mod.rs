@@ -247,6 +247,70 @@ pub(crate) struct Kernel {
     pub(crate) vdso: bool,
 }
 
+/// What a run sets in its kernel; everything else in `Kernel` starts empty.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// Most tasks at once (`pids` limit).
+    pub(crate) pids_limit: Option<u64>,
+    /// Limits.
+    pub(crate) limits: Limits,
+    /// stdout/stderr.
+    pub(crate) out: Output,
+    /// stdin.
+    pub(crate) input: Input,
+    /// Kill switch and wake-ups.
+    pub(crate) ctl: Arc<Control>,
+    /// When the run started.
+    pub(crate) start: Instant,
+    /// `uname` node name.
+    pub(crate) hostname: String,
+    /// The uid and gid the workload runs as.
+    pub(crate) user: (u32, u32),
+    /// Programs get the vDSO.
+    pub(crate) vdso: bool,
+}
+
+impl Kernel {
+    /// A kernel whose only task is the first thread of `proc`, in the current address
+    /// space of `mm`, about to run at `rip` with the stack pointer `rsp`.
+    pub(crate) fn new(
+        mm: AddressSpace,
+        vfs: Vfs,
+        proc: Process,
+        (rip, rsp): (u64, u64),
+        s: Settings,
+    ) -> Kernel {
+        let task = Task::new(proc.pid, proc.pid, mm.space(), Kernel::fresh_ctx(rip, rsp));
+        Kernel {
+            mm,
+            vfs,
+            main_pid: proc.pid,
+            next_tid: proc.pid + 1,
+            task,
+            proc,
+            tasks: BTreeMap::new(),
+            procs: BTreeMap::new(),
+            pids_limit: s.pids_limit,
+            ended: None,
+            stirred: false,
+            slice_over: false,
+            retrying: None,
+            dead_spaces: Vec::new(),
+            shm: Vec::new(),
+            cpu_mark: Duration::ZERO,
+            limits: s.limits,
+            out: s.out,
+            input: s.input,
+            ctl: s.ctl,
+            start: s.start,
+            unimplemented: BTreeMap::new(),
+            hostname: s.hostname,
+            user: s.user,
+            vdso: s.vdso,
+        }
+    }
+}
+
 /// Whether every syscall is written to stderr (`HSB_MICROVM_TRACE=1`, read once at
 /// the first run: a debugging aid for this backend's developers).
 pub(crate) fn trace_enabled() -> bool {

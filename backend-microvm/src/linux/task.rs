@@ -210,6 +210,43 @@ pub(crate) struct Process {
     pub(crate) continued: bool,
 }
 
+impl Process {
+    /// The workload's first process (`FIRST_PID`, a child of init, leading its own
+    /// group and session) with `files` open, in `cwd`, running `exe` as `argv`.
+    pub(crate) fn first(
+        files: FdTable,
+        cwd: Location,
+        exe: Vec<u8>,
+        comm: Vec<u8>,
+        argv: Vec<Vec<u8>>,
+    ) -> Process {
+        Process {
+            pid: FIRST_PID,
+            ppid: INIT_PID,
+            pgid: FIRST_PID,
+            sid: FIRST_PID,
+            threads: vec![FIRST_PID],
+            files,
+            cwd,
+            umask: 0o022,
+            act: [Action::default(); 64],
+            pending: 0,
+            info: [None; 64],
+            exe,
+            comm,
+            argv,
+            exit: None,
+            exit_signal: 0,
+            itimer: None,
+            cpu_dead: Duration::ZERO,
+            cpu_children: Duration::ZERO,
+            stopped: None,
+            stop_report: None,
+            continued: false,
+        }
+    }
+}
+
 impl Kernel {
     /// Makes `tid` the current task (and its process and address space current). Tasks
     /// marked dead are dropped from the tables on the way. False when there is no such
