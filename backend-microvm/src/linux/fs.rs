@@ -36,6 +36,15 @@ pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -
     OpenFile::new(kind, Some(loc), status)
 }
 
+/// The record layout of a directory listing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Dirent {
+    /// `struct linux_dirent64` (`getdents64`).
+    Linux64,
+    /// `struct linux_dirent` (the old `getdents`): the type in the record's last byte.
+    Old,
+}
+
 impl Kernel {
     pub(crate) fn sys_close(&mut self, fd: u64) -> SysResult {
         self.proc.files.close(fd)?;
@@ -245,6 +254,12 @@ impl Kernel {
     }
 
     pub(crate) fn sys_getdents64(&mut self, fd: u64, dirp: u64, count: u64) -> SysResult {
+        self.getdents(fd, dirp, count, Dirent::Linux64)
+    }
+
+    /// Fills `dirp` with as many directory entries of `fd` as fit in `count` bytes,
+    /// from its position on, in the `layout` of `getdents64` or the old `getdents`.
+    pub(crate) fn getdents(&mut self, fd: u64, dirp: u64, count: u64, layout: Dirent) -> SysResult {
         let f = self.proc.files.get(fd)?;
         if !matches!(f.kind, FileKind::Dir) {
             return Err(errno::ENOTDIR.into());
@@ -256,16 +271,28 @@ impl Kernel {
         let mut i = f.pos.get() as usize;
         while i < entries.len() {
             let e = &entries[i];
-            let reclen = (19 + e.name.len() + 1).next_multiple_of(8);
+            // ino, off, reclen; then (new) type, name, NUL padding or (old) name, NUL
+            // padding, type in the record's last byte.
+            let reclen = (18 + 1 + e.name.len() + 1).next_multiple_of(8);
             if out.len() + reclen > count as usize {
                 break;
             }
+            let end = out.len() + reclen;
             out.extend_from_slice(&e.ino.to_le_bytes());
             out.extend_from_slice(&((i + 1) as i64).to_le_bytes());
             out.extend_from_slice(&(reclen as u16).to_le_bytes());
-            out.push(e.dtype);
-            out.extend_from_slice(&e.name);
-            out.resize(out.len() + reclen - 19 - e.name.len(), 0);
+            match layout {
+                Dirent::Linux64 => {
+                    out.push(e.dtype);
+                    out.extend_from_slice(&e.name);
+                    out.resize(end, 0);
+                }
+                Dirent::Old => {
+                    out.extend_from_slice(&e.name);
+                    out.resize(end - 1, 0);
+                    out.push(e.dtype);
+                }
+            }
             i += 1;
         }
         if out.is_empty() && i < entries.len() {

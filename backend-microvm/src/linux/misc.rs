@@ -71,36 +71,7 @@ pub(crate) const REFUSED: &[&str] = &[
 impl Kernel {
     /// The old `getdents`: `struct linux_dirent` (type in the record's last byte).
     pub(crate) fn sys_getdents(&mut self, fd: u64, dirp: u64, count: u64) -> SysResult {
-        let f = self.proc.files.get(fd)?;
-        if !matches!(f.kind, FileKind::Dir) {
-            return Err(errno::ENOTDIR.into());
-        }
-        self.fill_listing(&f)?;
-        let listing = f.listing.borrow();
-        let entries = listing.as_deref().unwrap_or_default();
-        let mut out = Vec::new();
-        let mut i = f.pos.get() as usize;
-        while i < entries.len() {
-            let e = &entries[i];
-            let reclen = (18 + e.name.len() + 2).next_multiple_of(8);
-            if out.len() + reclen > count as usize {
-                break;
-            }
-            out.extend_from_slice(&e.ino.to_le_bytes());
-            out.extend_from_slice(&((i + 1) as i64).to_le_bytes());
-            out.extend_from_slice(&(reclen as u16).to_le_bytes());
-            out.extend_from_slice(&e.name);
-            out.resize(out.len() + reclen - 18 - e.name.len() - 1, 0);
-            out.push(e.dtype);
-            i += 1;
-        }
-        if out.is_empty() && i < entries.len() {
-            return Err(errno::EINVAL.into());
-        }
-        drop(listing);
-        self.mm.write_user(dirp, &out)?;
-        f.pos.set(i as u64);
-        Ok(out.len() as u64)
+        self.getdents(fd, dirp, count, super::fs::Dirent::Old)
     }
 
     /// `mknod`/`mknodat`: regular files and FIFOs (devices are refused).
