@@ -190,8 +190,9 @@ impl Kernel {
     pub(crate) fn signal_process(&mut self, pid: Tid, info: SigInfo) {
         let sig = info.signo;
         // Callers check: a number outside 1..=64 is never sent (nor indexes `act`).
-        debug_assert!(valid(sig as u64).is_ok(), "signal {sig} sent to {pid}");
-        if valid(sig as u64).is_err() {
+        let known = valid(sig as u64).is_ok();
+        debug_assert!(known, "signal {sig} sent to {pid}");
+        if !known {
             return;
         }
         if sig == SIGCONT {
