@@ -67,6 +67,27 @@ unsafe fn set(
     unsafe { ffi::call(err, body) }
 }
 
+/// Runs a setter whose one argument is an optional C string (`what` names it in
+/// errors): NULL gives `None`.
+///
+/// # Safety
+/// As for `set`; `p` is NULL or a NUL-terminated string.
+unsafe fn set_opt_text(
+    o: *mut hsb_run_options,
+    err: *mut *mut hsb_error,
+    p: *const c_char,
+    what: &str,
+    f: impl FnOnce(&mut Workload, Option<&str>) -> Result<(), Failure>,
+) -> hsb_status {
+    let g = |w: &mut Workload| {
+        // SAFETY: `p` is NULL or a NUL-terminated string (contract above).
+        let text = unsafe { ffi::opt_text(p, what) }?;
+        f(w, text)
+    };
+    // SAFETY: `o` and `err` are forwarded from the caller, who vouches for them.
+    unsafe { set(o, err, g) }
+}
+
 /// Asks for an isolation level: `"container"`, `"microvm"` or `"auto"`; NULL lets the
 /// policy decide (the default).
 ///
@@ -79,16 +100,14 @@ pub unsafe extern "C" fn hsb_run_options_set_isolation(
     isolation: *const c_char,
     err: *mut *mut hsb_error,
 ) -> hsb_status {
-    let f = |w: &mut Workload| {
-        // SAFETY: `isolation` is NULL or a NUL-terminated string (contract above).
-        let text = unsafe { ffi::opt_text(isolation, "isolation") }?;
+    let f = |w: &mut Workload, text: Option<&str>| {
         w.isolation = text
             .map(|t| t.parse::<IsolationRequest>().map_err(Failure::invalid))
             .transpose()?;
         Ok(())
     };
-    // SAFETY: the pointers follow the contract above, forwarded to `set`.
-    unsafe { set(o, err, f) }
+    // SAFETY: the pointers follow the contract above, forwarded.
+    unsafe { set_opt_text(o, err, isolation, "isolation", f) }
 }
 
 /// Names the policy profile to use (the CLI's `--workload`); NULL for the default.
@@ -101,13 +120,12 @@ pub unsafe extern "C" fn hsb_run_options_set_workload(
     profile: *const c_char,
     err: *mut *mut hsb_error,
 ) -> hsb_status {
-    let f = |w: &mut Workload| {
-        // SAFETY: `profile` is NULL or a NUL-terminated string (contract above).
-        w.profile = unsafe { ffi::opt_text(profile, "profile") }?.map(str::to_owned);
+    let f = |w: &mut Workload, profile: Option<&str>| {
+        w.profile = profile.map(str::to_owned);
         Ok(())
     };
-    // SAFETY: the pointers follow the contract above, forwarded to `set`.
-    unsafe { set(o, err, f) }
+    // SAFETY: the pointers follow the contract above, forwarded.
+    unsafe { set_opt_text(o, err, profile, "profile", f) }
 }
 
 /// Runs the workload on an OCI image's root filesystem: a name in the image store
@@ -124,9 +142,7 @@ pub unsafe extern "C" fn hsb_run_options_set_image(
     image: *const c_char,
     err: *mut *mut hsb_error,
 ) -> hsb_status {
-    let f = |w: &mut Workload| {
-        // SAFETY: `image` is NULL or a NUL-terminated string (contract above).
-        let image = unsafe { ffi::opt_text(image, "image") }?;
+    let f = |w: &mut Workload, image: Option<&str>| {
         if image == Some("") {
             return Err(Failure::invalid(
                 "image: empty name (NULL means the policy's)",
@@ -135,8 +151,8 @@ pub unsafe extern "C" fn hsb_run_options_set_image(
         w.image = image.map(str::to_owned);
         Ok(())
     };
-    // SAFETY: the pointers follow the contract above, forwarded to `set`.
-    unsafe { set(o, err, f) }
+    // SAFETY: the pointers follow the contract above, forwarded.
+    unsafe { set_opt_text(o, err, image, "image", f) }
 }
 
 /// Declares something the workload needs: `"network"` or `"full_linux"` (the CLI's
@@ -308,13 +324,12 @@ pub unsafe extern "C" fn hsb_run_options_set_cwd(
     cwd: *const c_char,
     err: *mut *mut hsb_error,
 ) -> hsb_status {
-    let f = |w: &mut Workload| {
-        // SAFETY: `cwd` is NULL or a NUL-terminated string (contract above).
-        w.cwd = unsafe { ffi::opt_text(cwd, "cwd") }?.map(str::to_owned);
+    let f = |w: &mut Workload, cwd: Option<&str>| {
+        w.cwd = cwd.map(str::to_owned);
         Ok(())
     };
-    // SAFETY: the pointers follow the contract above, forwarded to `set`.
-    unsafe { set(o, err, f) }
+    // SAFETY: the pointers follow the contract above, forwarded.
+    unsafe { set_opt_text(o, err, cwd, "cwd", f) }
 }
 
 /// Sets the network: `"none"` (no interface) or `"loopback"`; NULL for the profile's.
@@ -327,16 +342,14 @@ pub unsafe extern "C" fn hsb_run_options_set_network(
     mode: *const c_char,
     err: *mut *mut hsb_error,
 ) -> hsb_status {
-    let f = |w: &mut Workload| {
-        // SAFETY: `mode` is NULL or a NUL-terminated string (contract above).
-        let text = unsafe { ffi::opt_text(mode, "network") }?;
+    let f = |w: &mut Workload, text: Option<&str>| {
         w.network = text
             .map(|t| t.parse::<Network>().map_err(Failure::invalid))
             .transpose()?;
         Ok(())
     };
-    // SAFETY: the pointers follow the contract above, forwarded to `set`.
-    unsafe { set(o, err, f) }
+    // SAFETY: the pointers follow the contract above, forwarded.
+    unsafe { set_opt_text(o, err, mode, "network", f) }
 }
 
 /// Sets one limit from text, as in policy files: `name` is `memory`, `wall_time`,
