@@ -129,6 +129,16 @@ async fn a_handler_catches_sigsegv() {
     }
 }
 
+/// The run ended by SIGSEGV.
+fn assert_segv(o: &sandbox_core::Outcome, tc: Toolchain) {
+    assert_eq!(
+        (o.termination, o.signal),
+        (Termination::Signaled, Some(libc::SIGSEGV)),
+        "{tc:?}: {}",
+        stdout(o)
+    );
+}
+
 #[tokio::test]
 async fn touching_an_unmapped_page_is_sigsegv() {
     if !kvm() {
@@ -136,12 +146,7 @@ async fn touching_an_unmapped_page_is_sigsegv() {
     }
     for tc in Toolchain::all() {
         let o = crash("munmap", tc).await;
-        assert_eq!(
-            (o.termination, o.signal),
-            (Termination::Signaled, Some(libc::SIGSEGV)),
-            "{tc:?}: {}",
-            stdout(&o)
-        );
+        assert_segv(&o, tc);
         assert!(
             !stdout(&o).contains("after munmap"),
             "{tc:?}: the stale page was still readable"
@@ -156,12 +161,7 @@ async fn writing_a_read_only_page_is_sigsegv() {
     }
     for tc in Toolchain::all() {
         let o = crash("mprotect", tc).await;
-        assert_eq!(
-            (o.termination, o.signal),
-            (Termination::Signaled, Some(libc::SIGSEGV)),
-            "{tc:?}: {}",
-            stdout(&o)
-        );
+        assert_segv(&o, tc);
         assert!(
             stdout(&o).contains("read after mprotect: x"),
             "{tc:?}: {}",
@@ -171,12 +171,7 @@ async fn writing_a_read_only_page_is_sigsegv() {
         // The frame stays (PROT_NONE keeps contents): only the guest-side flush can
         // make the old translation go.
         let o = crash("protnone", tc).await;
-        assert_eq!(
-            (o.termination, o.signal),
-            (Termination::Signaled, Some(libc::SIGSEGV)),
-            "{tc:?}: {}",
-            stdout(&o)
-        );
+        assert_segv(&o, tc);
         assert!(!stdout(&o).contains("read after PROT_NONE"), "{tc:?}");
     }
 }
