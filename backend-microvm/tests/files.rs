@@ -68,6 +68,47 @@ async fn read_only_mount_reads_and_refuses_writes() {
     assert!(!host.join("new.txt").exists() && !host.join("dir").exists());
 }
 
+/// The old `getdents` (`struct linux_dirent`: the type in the record's last byte)
+/// lists what `getdents64` lists, with the record lengths Linux gives (the same
+/// program prints the same lines natively), over several calls.
+#[tokio::test]
+async fn old_getdents_records() {
+    if !kvm() {
+        return;
+    }
+    let host = temp_dir("dents");
+    std::fs::create_dir(host.join("subdir")).unwrap();
+    std::fs::write(host.join("a"), "").unwrap();
+    std::fs::write(host.join("a-much-longer-file-name-here"), "").unwrap();
+    let mut p = fsops("getdents /d ls /d");
+    mount(&mut p, &host, "/d", MountMode::Ro);
+    let o = run(p).await;
+    let out = stdout(&o);
+    for line in [
+        "dent . 4 24\n",
+        "dent .. 4 24\n",
+        "dent a 8 24\n",
+        "dent subdir 4 32\n",
+        "dent a-much-longer-file-name-here 8 48\n",
+        "getdents /d end errno 0\n",
+    ] {
+        assert!(out.contains(line), "{line:?} missing: {out}");
+    }
+    assert_eq!(out.matches("dent ").count(), 5, "{out}");
+    let mut listed: Vec<&str> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ls /d: "))
+        .unwrap_or_default()
+        .split(' ')
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        ["a", "a-much-longer-file-name-here", "subdir"],
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn read_write_mount_reaches_the_host() {
     if !kvm() {

@@ -5,6 +5,9 @@
  *   mkdir PATH             mkdir
  *   rm PATH                unlink
  *   ls PATH                list names (sorted by the caller)
+ *   getdents PATH          list through the old getdents (struct linux_dirent, a
+ *                          64-byte buffer so that it takes several calls): a line
+ *                          "dent NAME TYPE RECLEN" per entry
  *   readlink PATH          print the link target
  *   stat PATH              print type and size
  *   rename A B             rename
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int report(const char *what, int rc) {
@@ -114,6 +118,21 @@ int main(int argc, char **argv) {
                     printf(" %s", e->d_name);
             printf("\n");
             closedir(d);
+        } else if (!strcmp(cmd, "getdents")) {
+            const char *p = argv[i++];
+            int fd = open(p, O_RDONLY | O_DIRECTORY);
+            char buf[64];
+            long n;
+            while (fd >= 0 && (n = syscall(SYS_getdents, fd, buf, sizeof buf)) > 0) {
+                for (long off = 0; off < n;) {
+                    unsigned short reclen;
+                    memcpy(&reclen, buf + off + 16, sizeof reclen);
+                    printf("dent %s %d %d\n", buf + off + 18, buf[off + reclen - 1], reclen);
+                    off += reclen;
+                }
+            }
+            printf("getdents %s end errno %d\n", p, fd < 0 || n < 0 ? errno : 0);
+            if (fd >= 0) close(fd);
         } else {
             printf("unknown command %s\n", cmd);
             return 2;
