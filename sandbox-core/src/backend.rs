@@ -176,6 +176,23 @@ pub trait Execution: Send + fmt::Debug {
     fn kill_handle(&self) -> KillHandle;
     /// Waits for the end of the run. Returns [`RunError::AlreadyWaited`] the second time.
     async fn wait(&mut self) -> Result<Outcome, RunError>;
+    /// Sends `signal` to the run's first process (a live sandbox's exec: that exec's
+    /// process). Backends without it say so.
+    fn signal(&self, signal: i32) -> Result<(), std::io::Error> {
+        let _ = signal;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this run cannot be signalled",
+        ))
+    }
+    /// Changes the size of the run's pseudo-terminal (an exec started with a tty).
+    fn resize(&self, size: crate::live::TtySize) -> Result<(), std::io::Error> {
+        let _ = size;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this run has no terminal",
+        ))
+    }
 }
 
 /// An isolation backend.
@@ -205,4 +222,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// Starts a run. On error nothing is left behind.
     async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError>;
+    /// Creates a live sandbox from `plan` (its program, argv and stdin are not used):
+    /// execs, files, pause and resume come after. On error nothing is left behind.
+    async fn create(
+        &self,
+        plan: Plan,
+        options: crate::live::LiveOptions,
+    ) -> Result<Arc<dyn crate::live::LiveSandbox>, SpawnError> {
+        let _ = (plan, options);
+        Err(crate::live::no_live_mode(self.isolation()))
+    }
 }

@@ -8,6 +8,7 @@
 
 mod backend;
 mod limits;
+pub mod live;
 mod outcome;
 mod plan;
 mod policy;
@@ -21,6 +22,10 @@ pub use backend::{
     StdinReceiver, StdinWriter, StreamKind,
 };
 pub use limits::{LimitOverrides, Limits};
+pub use live::{
+    EndReason, ExecLimits, ExecRequest, FileData, FileKind, FileStat, LiveError, LiveOptions,
+    LiveSandbox, LiveState, LiveStats, TtySize,
+};
 pub use outcome::{
     Decision, EnforcementLevel, EnforcementReport, FallbackTaken, LandlockReport, LimitMechanism,
     LimitsReport, Outcome, SeccompReport, Termination, VmReport,

@@ -1,0 +1,395 @@
+//! Live sandboxes: created once from a [`Plan`] without a program, then many execs,
+//! files in and out, pause and resume, stats, and destroy. A backend implements
+//! [`LiveSandbox`]; [`crate::Backend::create`] makes one.
+//!
+//! Everything a live sandbox does acts *as the workload would*: execs start inside the
+//! confinement (never a host process joining the namespaces unconfined), and file
+//! operations go through the sandbox's own view of its filesystem, under its
+//! confinement, so a symlink the workload planted never leads host-side code out.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncRead;
+
+use crate::backend::{Execution, SpawnError};
+use crate::outcome::{Decision, EnforcementReport};
+use crate::types::Isolation;
+use crate::units::ByteSize;
+use crate::workload::Stdin;
+
+/// Options of a live sandbox that a one-shot run does not have: how long it may live.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveOptions {
+    /// The sandbox is destroyed this long after it was created (paused time included).
+    #[serde(
+        default,
+        with = "crate::units::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lifetime: Option<Duration>,
+    /// The sandbox is destroyed after this long with no exec running and no API call.
+    /// A paused sandbox is not idle-timed.
+    #[serde(
+        default,
+        with = "crate::units::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Rows and columns of a pseudo-terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtySize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+impl Default for TtySize {
+    fn default() -> Self {
+        TtySize { rows: 24, cols: 80 }
+    }
+}
+
+/// Limits of one exec (the sandbox's memory, pids and disk limits are shared by all).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecLimits {
+    /// Wall time of this exec; paused time does not count.
+    #[serde(
+        default,
+        with = "crate::units::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub wall_time: Option<Duration>,
+    /// CPU time of this exec's processes.
+    #[serde(
+        default,
+        with = "crate::units::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_time: Option<Duration>,
+    /// stdout and stderr together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ByteSize>,
+}
+
+/// A command to run in a live sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// argv; `argv[0]` is the program, an absolute sandbox path or a name searched in
+    /// the sandbox's `PATH` (as a run's program is).
+    pub argv: Vec<String>,
+    /// Variables added to (or replacing those of) the sandbox's environment.
+    pub env: BTreeMap<String, String>,
+    /// Working directory (default: the sandbox's).
+    pub cwd: Option<String>,
+    /// Standard input.
+    pub stdin: Stdin,
+    /// Run on a pseudo-terminal of this size: stdin, stdout and stderr are the terminal
+    /// (output arrives as stdout), and [`Execution::resize`] changes its size.
+    pub tty: Option<TtySize>,
+    /// Limits of this exec (unset ones: the sandbox's per-run defaults).
+    pub limits: ExecLimits,
+}
+
+impl ExecRequest {
+    /// A request to run `argv` with everything else default.
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ExecRequest {
+            argv: argv.into_iter().map(Into::into).collect(),
+            ..ExecRequest::default()
+        }
+    }
+}
+
+/// Where a live sandbox is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveState {
+    /// Running: execs and file operations are served.
+    Running,
+    /// Paused: its processes (or vCPU) are stopped; file operations and execs wait or
+    /// fail with [`LiveError::WrongState`].
+    Paused,
+    /// Gone: destroyed by the caller, or ended by a limit (see [`LiveSandbox::ended`]).
+    Destroyed,
+}
+
+impl LiveState {
+    /// The name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveState::Running => "running",
+            LiveState::Paused => "paused",
+            LiveState::Destroyed => "destroyed",
+        }
+    }
+}
+
+impl fmt::Display for LiveState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a live sandbox ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// [`LiveSandbox::destroy`] (or the handle was dropped).
+    Destroyed,
+    /// Its `lifetime` passed.
+    Lifetime,
+    /// It was idle for `idle_timeout`.
+    IdleTimeout,
+    /// Its memory limit was reached by the sandbox as a whole.
+    MemoryLimit,
+    /// The backend could not go on (the VMM failed, init died, ...).
+    Failed,
+}
+
+/// What a live sandbox uses now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveStats {
+    /// Memory in use by the whole sandbox, in bytes.
+    pub memory_bytes: u64,
+    /// Largest memory use seen, in bytes.
+    pub peak_memory_bytes: u64,
+    /// CPU time used by everything that ran in it, in milliseconds.
+    pub cpu_time_ms: f64,
+    /// Processes and threads alive in it.
+    pub processes: u64,
+    /// Bytes used in its writable filesystem (tmpfs root, /tmp, the image's upper layer).
+    pub disk_bytes: u64,
+    /// Execs running now.
+    pub execs_running: u64,
+    /// Milliseconds since it was created.
+    pub uptime_ms: f64,
+    /// Milliseconds spent paused.
+    pub paused_ms: f64,
+}
+
+/// What kind of file an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (never followed by [`LiveSandbox::list`] or [`LiveSandbox::stat`]
+    /// of the link itself).
+    Symlink,
+    /// Anything else (FIFO, socket, device).
+    Other,
+}
+
+/// Metadata of a file in the sandbox, as the workload sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    /// Its name (the last component of the path).
+    pub name: String,
+    /// What it is.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits (`0o644`).
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// The target of a symlink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_target: Option<String>,
+}
+
+/// A byte stream out of or into a sandbox file.
+pub type ByteStream = Pin<Box<dyn AsyncRead + Send>>;
+
+/// What to write into a file.
+pub enum FileData {
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// Everything this stream gives, until its end.
+    Stream(ByteStream),
+}
+
+impl fmt::Debug for FileData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileData::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            FileData::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// Why an operation on a live sandbox failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The sandbox is not in a state that allows the operation (paused, destroyed).
+    #[error("the sandbox is {state}; {operation} needs it {wanted}")]
+    WrongState {
+        /// Its state.
+        state: LiveState,
+        /// What was asked.
+        operation: &'static str,
+        /// The state the operation needs, in words.
+        wanted: &'static str,
+    },
+    /// A file operation failed as the workload's own call would have.
+    #[error("{operation} {path}: {reason}")]
+    File {
+        /// `read`, `write`, `list`, `stat`, `mkdir`, `remove`, `rename`.
+        operation: &'static str,
+        /// The sandbox path.
+        path: String,
+        /// The errno the sandbox's filesystem gave.
+        errno: i32,
+        /// In words (which limit, which rule...).
+        reason: String,
+    },
+    /// A path that is not absolute, has a NUL byte, or is too long.
+    #[error("invalid sandbox path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A request the sandbox cannot serve as given (empty argv, bad size, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// A limit of the sandbox stops the operation (disk/tmp size, file size, pids...).
+    #[error("the sandbox's {limit} limit ({value}) stops this: {message}")]
+    Limit {
+        /// The limit's name as in a policy (`tmp_size`, `file_size`, `pids`, `memory`).
+        limit: &'static str,
+        /// Its value, in words (`64MiB`).
+        value: String,
+        /// What was refused.
+        message: String,
+    },
+    /// The exec could not start (program not found, not executable...).
+    #[error("starting the command")]
+    Exec(#[source] SpawnError),
+    /// The backend does not offer this operation (in words: which, and why).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The sandbox failed underneath (its init or VMM is gone).
+    #[error("the sandbox failed while {0}")]
+    Failed(String, #[source] std::io::Error),
+}
+
+impl LiveError {
+    /// A machine-readable kind for JSON errors and the bindings: `wrong_state`,
+    /// `not_found`, `exists`, `not_a_directory`, `is_a_directory`, `not_empty`,
+    /// `permission_denied`, `busy`, `invalid_path`, `invalid`, `limit`,
+    /// `program_not_found`, `not_executable`, `exec`, `unsupported`, `failed`, `io`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LiveError::WrongState { .. } => "wrong_state",
+            LiveError::File { errno, .. } => match *errno {
+                libc::ENOENT => "not_found",
+                libc::EEXIST => "exists",
+                libc::ENOTDIR => "not_a_directory",
+                libc::EISDIR => "is_a_directory",
+                libc::ENOTEMPTY => "not_empty",
+                libc::EACCES | libc::EPERM | libc::EROFS => "permission_denied",
+                libc::EBUSY => "busy",
+                libc::ENOSPC | libc::EDQUOT | libc::EFBIG => "limit",
+                libc::ELOOP | libc::ENAMETOOLONG | libc::EINVAL | libc::EXDEV => "invalid_path",
+                _ => "io",
+            },
+            LiveError::InvalidPath { .. } => "invalid_path",
+            LiveError::Invalid(_) => "invalid",
+            LiveError::Limit { .. } => "limit",
+            LiveError::Exec(SpawnError::ProgramNotFound(_)) => "program_not_found",
+            LiveError::Exec(SpawnError::NotExecutable { .. }) => "not_executable",
+            LiveError::Exec(_) => "exec",
+            LiveError::Unsupported(_) => "unsupported",
+            LiveError::Failed(..) => "failed",
+        }
+    }
+
+    /// A file error from an errno, with the reason in words.
+    pub fn file(operation: &'static str, path: impl Into<String>, errno: i32) -> LiveError {
+        LiveError::File {
+            operation,
+            path: path.into(),
+            errno,
+            reason: std::io::Error::from_raw_os_error(errno).to_string(),
+        }
+    }
+}
+
+/// A sandbox that stays: create once, exec many. Cheap to share (`Arc`); every method
+/// may be called from any task, several at once. Dropping the last handle destroys it.
+#[async_trait]
+pub trait LiveSandbox: Send + Sync + fmt::Debug {
+    /// The isolation in use.
+    fn isolation(&self) -> Isolation;
+    /// Which backend, and why (the same decision a run would get).
+    fn decision(&self) -> &Decision;
+    /// What protects the host, as a run's outcome reports it.
+    fn enforcement(&self) -> &EnforcementReport;
+    /// Running, paused or destroyed.
+    fn state(&self) -> LiveState;
+    /// Why it ended, once [`LiveState::Destroyed`].
+    fn ended(&self) -> Option<EndReason>;
+
+    /// Starts a command. Its [`Execution`] streams output, takes stdin, can be signalled
+    /// and resized (with a tty), and its outcome has the same shape as a run's.
+    async fn exec(&self, request: ExecRequest) -> Result<Box<dyn Execution>, LiveError>;
+
+    /// Writes (creates or truncates) the file at `path` with `mode` (e.g. `0o644`),
+    /// creating no parent directories.
+    async fn write_file(&self, path: &str, data: FileData, mode: u32) -> Result<u64, LiveError>;
+    /// Reads the file at `path` as a stream (symlinks followed inside the sandbox).
+    async fn read_file(&self, path: &str) -> Result<ByteStream, LiveError>;
+    /// The entries of the directory at `path` (without `.` and `..`), sorted by name.
+    async fn list_dir(&self, path: &str) -> Result<Vec<FileStat>, LiveError>;
+    /// Metadata of `path` (a final symlink is not followed).
+    async fn stat(&self, path: &str) -> Result<FileStat, LiveError>;
+    /// Makes the directory `path` (and its missing parents with `parents`).
+    async fn mkdir(&self, path: &str, parents: bool) -> Result<(), LiveError>;
+    /// Removes a file, a symlink or an empty directory (any directory with `recursive`).
+    async fn remove(&self, path: &str, recursive: bool) -> Result<(), LiveError>;
+    /// Renames `from` to `to`.
+    async fn rename(&self, from: &str, to: &str) -> Result<(), LiveError>;
+
+    /// Stops every process (container: the freezer; micro-VM: the vCPU). Paused time
+    /// does not count against wall-time limits.
+    async fn pause(&self) -> Result<(), LiveError>;
+    /// Undoes [`LiveSandbox::pause`].
+    async fn resume(&self) -> Result<(), LiveError>;
+    /// What it uses now.
+    async fn stats(&self) -> Result<LiveStats, LiveError>;
+    /// Kills everything in it and frees what it holds. Idempotent.
+    async fn destroy(&self) -> Result<(), LiveError>;
+}
+
+/// Reads a whole [`ByteStream`] (for callers that want bytes).
+pub async fn read_to_end(mut s: ByteStream) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).await?;
+    Ok(v)
+}
+
+/// The error a backend gives for [`crate::Backend::create`] when it has no live mode.
+pub fn no_live_mode(isolation: Isolation) -> SpawnError {
+    SpawnError::Unsupported(format!(
+        "the {isolation} backend cannot keep a sandbox alive yet"
+    ))
+}
