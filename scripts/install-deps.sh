@@ -13,6 +13,8 @@ debs=(
   valgrind         # leak checks of the C API tests
   iproute2         # network namespace tests
   util-linux       # setpriv for rootless tests
+  sysbench         # the seeds' performance table (scripts/bench-sysbench.sh)
+  libpython3.11-testsuite  # CPython's regression suite (scripts/cpython-suite.py, compat tests)
 )
 missing=()
 for p in "${debs[@]}"; do

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""CPython's own regression suite, module by module, natively, in the container and in
+the micro-VM: prints the table the README shows (pass/fail per module and backend, and
+the time each took).
+
+Needs Debian's libpython3.11-testsuite (scripts/install-deps.sh installs it) and a built
+`hsb` (default: target/release/hsb, else target/debug/hsb).
+
+    scripts/cpython-suite.py                      # the default module list, all three
+    scripts/cpython-suite.py --where microvm test_os test_time
+    scripts/cpython-suite.py --timeout 900 --json results.json --markdown table.md
+
+One module per run (`python3 -m test MODULE`), with a writable /tmp and the sandbox's
+own loopback, under scripts/cpython-suite.toml. A module passes when regrtest says
+`Tests result: SUCCESS` and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = ROOT / "scripts" / "cpython-suite.toml"
+PYTHON = "/usr/bin/python3"
+
+# Modules a sandboxed workload typically touches: files, processes, threads, signals,
+# time, sockets, terminals, and the standard library's pure-Python staples.
+DEFAULT_MODULES = [
+    "test_os", "test_posix", "test_fcntl", "test_mmap", "test_stat", "test_pathlib",
+    "test_signal", "test_threading", "test_time", "test_io", "test_subprocess",
+    "test_pty", "test_resource", "test_asyncio.test_events",
+    "test_asyncio.test_unix_events", "test_asyncio.test_subprocess", "test_socket",
+    "test_shutil", "test_logging", "test_concurrent_futures",
+    "test_multiprocessing_fork", "test_pickle", "test_json", "test_re", "test_tempfile",
+    "test_glob", "test_zlib", "test_gzip", "test_tarfile", "test_zipfile", "test_csv",
+    "test_datetime", "test_decimal", "test_sqlite3", "test_hashlib", "test_select",
+    "test_selectors", "test_poll", "test_epoll", "test_fileio", "test_sys",
+    "test_random", "test_struct", "test_uuid", "test_tty", "test_termios",
+    "test_sched", "test_queue", "test_thread", "test_timeout", "test_ssl",
+]
+
+RESULT = re.compile(rb"Tests result: ([A-Z_ ,]+)")
+
+
+def hsb_binary() -> str:
+    for p in (ROOT / "target" / "release" / "hsb", ROOT / "target" / "debug" / "hsb"):
+        if p.exists():
+            return str(p)
+    sys.exit("cpython-suite: build hsb first (cargo build --release --bin hsb)")
+
+
+def command(where: str, module: str, hsb: str, timeout: int) -> list[str]:
+    test = [PYTHON, "-m", "test", module]
+    if where == "native":
+        return test
+    return [
+        hsb, "run", "--policy", str(POLICY), "--isolation", where,
+        "--wall-time", f"{timeout}s", "--json", "--", *test,
+    ]
+
+
+def run_one(where: str, module: str, hsb: str, timeout: int) -> dict:
+    cmd = command(where, module, hsb, timeout)
+    started = time.monotonic()
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
+    cwd = "/tmp"
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout + 30, env=env, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        return {"module": module, "where": where, "status": "hang",
+                "seconds": round(time.monotonic() - started, 1), "detail": "no end"}
+    seconds = round(time.monotonic() - started, 1)
+    out, termination, code = p.stdout, "exited", p.returncode
+    if where != "native":
+        try:
+            o = json.loads(p.stdout)
+        except json.JSONDecodeError:
+            return {"module": module, "where": where, "status": "error", "seconds": seconds,
+                    "detail": p.stderr.decode(errors="replace")[-400:]}
+        if "error" in o:
+            return {"module": module, "where": where, "status": "error", "seconds": seconds,
+                    "detail": o["error"]["message"][-400:]}
+        out = (o.get("stdout") or "").encode()
+        termination, code = o["termination"], o.get("exit_code")
+        unimpl = o.get("unimplemented_syscalls") or {}
+    else:
+        unimpl = {}
+    m = RESULT.search(out)
+    result = m.group(1).decode().strip() if m else "?"
+    if termination != "exited":
+        status = "timeout" if termination == "timeout" else termination
+    elif code == 0 and result.startswith("SUCCESS"):
+        status = "pass"
+    else:
+        status = "fail"
+    tail = out.decode(errors="replace").strip().splitlines()[-6:]
+    return {"module": module, "where": where, "status": status, "seconds": seconds,
+            "result": result, "exit_code": code, "detail": " | ".join(tail)[-600:],
+            "unimplemented": unimpl}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("modules", nargs="*", default=DEFAULT_MODULES)
+    ap.add_argument("--where", action="append", choices=["native", "container", "microvm"])
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per module (600)")
+    ap.add_argument("--jobs", type=int, default=1, help="modules at once (1)")
+    ap.add_argument("--json", help="write every result here")
+    ap.add_argument("--markdown", help="write the table here")
+    args = ap.parse_args()
+    wheres = args.where or ["native", "container", "microvm"]
+    if not Path("/usr/lib/python3.11/test/libregrtest").exists():
+        sys.exit("cpython-suite: install Debian's libpython3.11-testsuite")
+    hsb = hsb_binary()
+    jobs = [(w, m) for m in args.modules for w in wheres]
+    results: list[dict] = []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for r in pool.map(lambda j: run_one(j[0], j[1], hsb, args.timeout), jobs):
+            print(f"{r['module']:34} {r['where']:9} {r['status']:8} {r['seconds']:7.1f}s "
+                  f"{r.get('result', '')}", file=sys.stderr, flush=True)
+            results.append(r)
+    by = {(r["module"], r["where"]): r for r in results}
+    lines = ["| module | " + " | ".join(wheres) + " |",
+             "| --- | " + " | ".join("---:" for _ in wheres) + " |"]
+    for m in args.modules:
+        cells = []
+        for w in wheres:
+            r = by[(m, w)]
+            mark = "pass" if r["status"] == "pass" else f"**{r['status']}**"
+            cells.append(f"{mark} {r['seconds']:.1f}s")
+        lines.append(f"| `{m}` | " + " | ".join(cells) + " |")
+    passed = [sum(1 for m in args.modules if by[(m, w)]["status"] == "pass") for w in wheres]
+    lines.append("| **modules passing** | " + " | ".join(
+        f"**{p}/{len(args.modules)}**" for p in passed) + " |")
+    table = "\n".join(lines)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
