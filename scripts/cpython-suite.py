@@ -47,6 +47,10 @@ DEFAULT_MODULES = [
     "test_sched", "test_queue", "test_thread", "test_timeout", "test_ssl",
 ]
 
+# Network per backend where it differs from the policy's loopback (set with --network
+# WHERE=MODE).
+NETWORK: dict[str, str] = {}
+
 RESULT = re.compile(rb"Tests result: ([A-Z_ ,]+)")
 
 
@@ -61,8 +65,9 @@ def command(where: str, module: str, hsb: str, timeout: int) -> list[str]:
     test = [PYTHON, "-m", "test", module]
     if where == "native":
         return test
+    net = ["--network", NETWORK[where]] if where in NETWORK else []
     return [
-        hsb, "run", "--policy", str(POLICY), "--isolation", where,
+        hsb, "run", "--policy", str(POLICY), "--isolation", where, *net,
         "--wall-time", f"{timeout}s", "--json", "--", *test,
     ]
 
@@ -116,7 +121,12 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1, help="modules at once (1)")
     ap.add_argument("--json", help="write every result here")
     ap.add_argument("--markdown", help="write the table here")
+    ap.add_argument("--network", action="append", default=[], metavar="WHERE=MODE",
+                    help="network mode for one backend, e.g. microvm=none")
     args = ap.parse_args()
+    for spec in args.network:
+        w, _, mode = spec.partition("=")
+        NETWORK[w] = mode
     wheres = args.where or ["native", "container", "microvm"]
     if not Path("/usr/lib/python3.11/test/libregrtest").exists():
         sys.exit("cpython-suite: install Debian's libpython3.11-testsuite")

@@ -14,6 +14,7 @@ debs=(
   iproute2         # network namespace tests
   util-linux       # setpriv for rootless tests
   sysbench         # the seeds' performance table (scripts/bench-sysbench.sh)
+  python3-matplotlib  # plots of the benchmark tables (scripts/bench-sysbench.py)
   libpython3.11-testsuite  # CPython's regression suite (scripts/cpython-suite.py, compat tests)
 )
 missing=()
