@@ -13,7 +13,7 @@ debs=(
   valgrind         # leak checks of the C API tests
   iproute2         # network namespace tests
   util-linux       # setpriv for rootless tests
-  sysbench         # the seeds' performance table (scripts/bench-sysbench.sh)
+  sysbench         # the seeds' performance table (scripts/bench-sysbench.py)
   python3-matplotlib  # plots of the benchmark tables (scripts/bench-sysbench.py)
   libpython3.11-testsuite  # CPython's regression suite (scripts/cpython-suite.py, compat tests)
 )
