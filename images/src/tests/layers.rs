@@ -1,147 +1,13 @@
-//! Hostile and well-formed images, built here, against the importer.
+//! Hostile and well-formed layers against the unpacker.
 
-use std::io::Write;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::*;
-
-fn hexd(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
-
-/// Entries of a test layer.
-enum E<'a> {
-    File(&'a str, &'a [u8], u32),
-    Dir(&'a str),
-    Symlink(&'a str, &'a str),
-    Hardlink(&'a str, &'a str),
-    Char(&'a str),
-    /// A regular file whose header claims this size (the data is not there).
-    Claims(&'a str, u64),
-}
-
-fn layer(entries: &[E<'_>]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for e in entries {
-        let mut h = tar::Header::new_gnu();
-        match e {
-            E::File(p, data, mode) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(data.len() as u64);
-                h.set_mode(*mode);
-                // Written raw: the tar crate refuses to build hostile paths itself.
-                let name = &mut h.as_old_mut().name;
-                name.fill(0);
-                name[..p.len()].copy_from_slice(p.as_bytes());
-                h.set_cksum();
-                b.append(&h, *data).unwrap();
-            }
-            E::Dir(p) => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                b.append_data(&mut h, p, &[][..]).unwrap();
-            }
-            E::Symlink(p, t) | E::Hardlink(p, t) => {
-                h.set_entry_type(if matches!(e, E::Symlink(..)) {
-                    tar::EntryType::Symlink
-                } else {
-                    tar::EntryType::Link
-                });
-                h.set_size(0);
-                h.set_mode(0o777);
-                b.append_link(&mut h, p, t).unwrap();
-            }
-            E::Char(p) => {
-                h.set_entry_type(tar::EntryType::Char);
-                h.set_size(0);
-                h.set_mode(0o666);
-                h.set_device_major(1).unwrap();
-                h.set_device_minor(1).unwrap();
-                b.append_data(&mut h, p, &[][..]).unwrap();
-            }
-            E::Claims(p, size) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_size(*size);
-                h.set_path(p).unwrap();
-                h.set_cksum();
-                b.get_mut().extend_from_slice(h.as_bytes());
-            }
-        }
-    }
-    b.into_inner().unwrap()
-}
-
-/// Writes a `docker save`-style tarball with these layers; returns its path.
-fn docker_tar(dir: &Path, layers: &[Vec<u8>], tamper: bool) -> std::path::PathBuf {
-    let diff_ids: Vec<String> = layers
-        .iter()
-        .map(|l| format!("sha256:{}", hexd(l)))
-        .collect();
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": { "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "WorkingDir": "/data", "User": "0" },
-        "rootfs": { "type": "layers", "diff_ids": diff_ids },
-    })
-    .to_string();
-    let config_name = format!("{}.json", hexd(config.as_bytes()));
-    let mut b = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        b.append_data(&mut h, name, data).unwrap();
-    };
-    let mut names = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        let name = format!("l{i}/layer.tar");
-        let mut data = l.clone();
-        if tamper && i == 0 {
-            data[600] ^= 1;
-        }
-        add(&name, &data);
-        names.push(name);
-    }
-    add(&config_name, config.as_bytes());
-    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": ["test:latest"], "Layers": names }]).to_string();
-    add("manifest.json", manifest.as_bytes());
-    let p = dir.join("image.tar");
-    std::fs::File::create(&p)
-        .unwrap()
-        .write_all(&b.into_inner().unwrap())
-        .unwrap();
-    p
-}
-
-fn store(dir: &Path) -> ImageStore {
-    ImageStore::at(dir.join("store"))
-}
 
 fn import_err(entries: &[E<'_>]) -> String {
     let d = tempfile::tempdir().unwrap();
     let img = docker_tar(d.path(), &[layer(entries)], false);
-    let s = store(d.path());
-    let e = s
-        .import(&img, None, ImportOptions::default())
-        .unwrap_err()
-        .to_string();
-    // Nothing is left in the store's scratch space, and no layer was published.
-    assert_eq!(
-        std::fs::read_dir(s.root().join("tmp")).unwrap().count(),
-        0,
-        "scratch left behind"
-    );
-    assert_eq!(
-        std::fs::read_dir(s.root().join("layers/sha256"))
-            .unwrap()
-            .count(),
-        0,
-        "a refused layer was published"
-    );
-    e
+    refused(d.path(), &img, ImportOptions::default())
 }
 
 #[test]
@@ -259,7 +125,11 @@ fn hard_links_to_host_files_are_refused() {
 fn devices_setuid_and_huge_files_are_refused() {
     assert!(import_err(&[E::Char("mem")]).contains("device node"));
     assert!(import_err(&[E::File("su", b"x", 0o4755)]).contains("setuid"));
-    assert!(import_err(&[E::Claims("big", 1 << 40)]).contains("largest file"));
+    let e = import_err(&[E::Claims("big", 1 << 40)]);
+    assert!(
+        e.contains("limit file_bytes = 4GiB") && e.contains("entry `big`"),
+        "{e}"
+    );
     // With --strip-setuid the bit is cleared instead.
     let d = tempfile::tempdir().unwrap();
     let img = docker_tar(d.path(), &[layer(&[E::File("su", b"x", 0o4755)])], false);
@@ -312,4 +182,62 @@ fn not_an_image() {
         store(d.path()).get("nope:1", ImportOptions::default()),
         Err(ImageError::NotFound(_))
     ));
+}
+
+#[test]
+fn whiteouts_name_only_files_of_their_directory() {
+    for name in [".wh..", ".wh...", ".wh."] {
+        let e = import_err(&[E::Dir("a"), E::File(&format!("a/{name}"), b"", 0o644)]);
+        assert!(e.contains("a whiteout of"), "{name}: {e}");
+    }
+    let e = import_err(&[E::File("a/../../.wh.etc", b"", 0o644)]);
+    assert!(e.contains("path traversal"), "{e}");
+    // AUFS metadata is ignored, as Docker does; the rest of the layer unpacks.
+    let d = tempfile::tempdir().unwrap();
+    let img = docker_tar(
+        d.path(),
+        &[layer(&[
+            E::File(".wh..wh.plnk", b"", 0o644),
+            E::File("kept", b"k", 0o644),
+        ])],
+        false,
+    );
+    let s = store(d.path());
+    let r = s.import(&img, None, ImportOptions::default()).unwrap();
+    let l = s.lock_layers(&r).unwrap();
+    assert!(l.dirs[0].join("kept").is_file());
+    assert!(std::fs::symlink_metadata(l.dirs[0].join(".wh.plnk")).is_err());
+}
+
+#[test]
+fn duplicate_entries_replace_or_are_refused() {
+    // A later file replaces an earlier one (tar semantics).
+    let d = tempfile::tempdir().unwrap();
+    let img = docker_tar(
+        d.path(),
+        &[layer(&[
+            E::File("f", b"first", 0o644),
+            E::File("f", b"second", 0o644),
+        ])],
+        false,
+    );
+    let s = store(d.path());
+    let r = s.import(&img, None, ImportOptions::default()).unwrap();
+    let l = s.lock_layers(&r).unwrap();
+    assert_eq!(std::fs::read(l.dirs[0].join("f")).unwrap(), b"second");
+    // A directory over a file, or a file through an earlier file: refused by name.
+    let e = import_err(&[E::File("x", b"1", 0o644), E::Dir("x")]);
+    assert!(e.contains("entry `x`"), "{e}");
+    let e = import_err(&[E::File("x", b"1", 0o644), E::File("x/y", b"2", 0o644)]);
+    assert!(
+        e.contains("entry `x/y`") && e.contains("a symlink or a file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn entry_names_are_printed_without_terminal_sequences() {
+    let e = import_err(&[E::File("\x1b]52;c;cHduZWQ=\x07/../x", b"", 0o644)]);
+    assert!(!e.contains('\x1b') && !e.contains('\x07'), "{e:?}");
+    assert!(e.contains("\\u{1b}]52"), "{e}");
 }

@@ -5,21 +5,34 @@
 //! <root>/layers/sha256/<diff_id>/     an unpacked layer (read-only once renamed into place)
 //! <root>/layers/sha256/<diff_id>.lock shared-locked by runs using it, exclusively by gc
 //! <root>/images/<name>.json           an imported image: config and layer list
+//! <root>/layers/sha256/<diff_id>.json what the layer holds (bytes, entries), for limits
+//! <root>/images/<name>.json           an imported image: config and layer list
 //! <root>/tmp/                         unpacks in progress (renamed into place, never copied)
+//! <root>/import.lock                  shared-locked by imports; see [`scratch`]
 //! ```
-//! Two processes importing the same layer unpack it side by side; the first rename wins
-//! and the other copy is dropped. A layer in use by a run is never removed.
+//! An import is all or nothing: its layers are unpacked and verified in `tmp/`, and
+//! published (renamed into place) only once every layer passed, within the limits; a
+//! refused image leaves nothing behind, and an import killed midway leaves only scratch
+//! space that the next import removes. Two processes importing the same layer unpack it
+//! side by side; the first rename wins and the other copy is dropped. A layer in use by
+//! a run, or by an import under way, is never removed.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FlockOperation, RenameFlags};
+mod layer;
+mod scratch;
+
+use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, ImageError};
+use crate::limits::{LayerBudget, LimitKind, PerImageLimits, UnpackLimits};
 use crate::source::{self, Parsed, Source};
-use crate::unpack::{self, UnpackLimits, UnpackOptions};
+use crate::unpack::UnpackOptions;
+use layer::{layer_dir, LayerMeta, Pending};
+use scratch::{open_lock, remove_tree};
 
 /// What an image's config asks of a run (OCI `config` section).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +66,7 @@ pub struct ImageRecord {
     pub layers: Vec<String>,
     /// The config.
     pub config: ImageConfig,
-    /// Bytes of unpacked file data.
+    /// Bytes of unpacked file data, all layers together.
     pub size: u64,
     /// Tags the source carried.
     pub tags: Vec<String>,
@@ -66,6 +79,8 @@ pub struct ImportOptions {
     pub strip_setuid: bool,
     /// Size limits per layer.
     pub limits: UnpackLimits,
+    /// Limits on the whole image.
+    pub image_limits: PerImageLimits,
     /// Owner of unpacked files (root importing for sandboxes that run as another uid).
     pub owner: Option<(u32, u32)>,
 }
@@ -131,7 +146,13 @@ impl ImageStore {
     }
 
     fn layer_dir(&self, diff_id: &str) -> PathBuf {
-        self.root.join("layers/sha256").join(diff_id)
+        layer_dir(&self.root, diff_id)
+    }
+
+    fn lock_path(&self, diff_id: &str) -> PathBuf {
+        self.root
+            .join("layers/sha256")
+            .join(format!("{diff_id}.lock"))
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
@@ -150,7 +171,7 @@ impl ImageStore {
 
     /// Imports the image at `path` (an OCI layout directory or a tarball) under `name`
     /// (default: its first tag, else its path). Layers already in the store are not
-    /// unpacked again.
+    /// unpacked again. All or nothing: a refused image leaves nothing in the store.
     pub fn import(
         &self,
         path: &Path,
@@ -158,11 +179,31 @@ impl ImageStore {
         opts: ImportOptions,
     ) -> Result<ImageRecord, ImageError> {
         self.ensure_dirs()?;
-        let src = Source::open(path)?;
+        let _import = scratch::begin_import(&self.root)?;
+        let max_tar_entries = opts
+            .image_limits
+            .max_layers
+            .saturating_mul(8)
+            .saturating_add(64)
+            .max(16_384);
+        let src = Source::open(path, max_tar_entries)?;
         let parsed: Parsed = source::parse(&src)?;
-        let mut size = 0;
-        for layer in &parsed.layers {
-            size += self.ensure_layer(&src, layer, opts)?;
+        let layers = parsed.layers.len() as u64;
+        if layers > opts.image_limits.max_layers {
+            return Err(ImageError::Limit {
+                scope: format!("image {}", src.name),
+                entry: None,
+                limit: LimitKind::Layers,
+                max: opts.image_limits.max_layers,
+                found: format!("it has {layers} layers"),
+            });
+        }
+        let (pending, size, mut held) = self.unpack_all(&src, &parsed, opts)?;
+        for p in pending {
+            // Held from before it is published until the record names it.
+            held.push(self.hold(&p.diff_id)?);
+            let dir = self.layer_dir(&p.diff_id);
+            p.publish(&dir)?;
         }
         let canonical = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let name = name
@@ -191,6 +232,81 @@ impl ImageStore {
         Ok(record)
     }
 
+    /// Unpacks the layers the store lacks into the scratch space, counting every layer
+    /// (new or not) against the image's limits. Returns the layers to publish, the
+    /// image's file bytes, and shared locks that keep its layers from `gc` until the
+    /// record is written.
+    fn unpack_all(
+        &self,
+        src: &Source,
+        parsed: &Parsed,
+        opts: ImportOptions,
+    ) -> Result<(Vec<Pending>, u64, Vec<fs::File>), ImageError> {
+        let uopts = UnpackOptions {
+            limits: opts.limits,
+            strip_setuid: opts.strip_setuid,
+            owner: opts.owner,
+        };
+        let limits = opts.image_limits;
+        let (mut bytes_left, mut entries_left) = (limits.max_total, limits.max_entries);
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut held = Vec::new();
+        let mut size = 0u64;
+        let tmp = self.root.join("tmp");
+        for spec in &parsed.layers {
+            let dir = self.layer_dir(&spec.diff_id);
+            let meta = if let Some(p) = pending.iter().find(|p| p.diff_id == spec.diff_id) {
+                p.meta
+            } else if dir.is_dir() {
+                held.push(self.hold(&spec.diff_id)?);
+                LayerMeta::of(&dir)
+            } else {
+                let budget = LayerBudget::new(&uopts.limits, &limits, (bytes_left, entries_left));
+                let p = layer::unpack_layer(src, spec, &tmp, uopts, budget)?;
+                let meta = p.meta;
+                pending.push(p);
+                meta
+            };
+            let over = |limit, max, found: String| ImageError::Limit {
+                scope: format!("image {}", src.name),
+                entry: None,
+                limit,
+                max,
+                found,
+            };
+            bytes_left = bytes_left.checked_sub(meta.size()).ok_or_else(|| {
+                over(
+                    LimitKind::ImageBytes,
+                    limits.max_total,
+                    format!(
+                        "its layers unpack to more than that together (at layer {})",
+                        spec.diff_id
+                    ),
+                )
+            })?;
+            entries_left = entries_left.checked_sub(meta.entries).ok_or_else(|| {
+                over(
+                    LimitKind::ImageEntries,
+                    limits.max_entries,
+                    format!(
+                        "its layers have more entries than that together (at layer {})",
+                        spec.diff_id
+                    ),
+                )
+            })?;
+            size += meta.bytes;
+        }
+        Ok((pending, size, held))
+    }
+
+    /// A shared lock on a layer: no `gc` removes it while held.
+    fn hold(&self, diff_id: &str) -> Result<fs::File, ImageError> {
+        let lock = open_lock(&self.lock_path(diff_id))?;
+        rustix::fs::flock(&lock, FlockOperation::LockShared)
+            .map_err(|e| io("locking a layer")(e.into()))?;
+        Ok(lock)
+    }
+
     fn write_record(&self, r: &ImageRecord) -> Result<(), ImageError> {
         let path = self.record_path(&r.name);
         let tmp = self.root.join("tmp").join(format!(
@@ -198,74 +314,9 @@ impl ImageStore {
             std::process::id(),
             name_file(&r.name)
         ));
-        let text = serde_json::to_vec_pretty(r)
-            .map_err(|e| io("writing an image record")(std::io::Error::other(e)))?;
+        let text = serde_json::to_vec_pretty(r).unwrap_or_default();
         fs::write(&tmp, text).map_err(io(format!("writing {}", tmp.display())))?;
         fs::rename(&tmp, &path).map_err(io(format!("writing {}", path.display())))
-    }
-
-    /// Unpacks a layer unless the store has it; returns its unpacked size (0 if cached).
-    fn ensure_layer(
-        &self,
-        src: &Source,
-        layer: &source::LayerSpec,
-        opts: ImportOptions,
-    ) -> Result<u64, ImageError> {
-        let final_dir = self.layer_dir(&layer.diff_id);
-        if final_dir.is_dir() {
-            return Ok(0);
-        }
-        let tmp = tempdir_in(&self.root.join("tmp"), &layer.diff_id)?;
-        let result = (|| {
-            let (reader, _) = src.open_file(&layer.blob)?;
-            let uopts = UnpackOptions {
-                limits: opts.limits,
-                strip_setuid: opts.strip_setuid,
-                owner: opts.owner,
-            };
-            let out = unpack::unpack(reader, &tmp.join("root"), &layer.diff_id, uopts)?;
-            if let Some(expected) = &layer.blob_digest {
-                if &out.blob_digest != expected {
-                    return Err(ImageError::DigestMismatch {
-                        what: format!("layer blob {}", layer.blob),
-                        expected: format!("sha256:{expected}"),
-                        actual: out.blob_digest,
-                    });
-                }
-            }
-            if out.diff_id != layer.diff_id {
-                return Err(ImageError::DigestMismatch {
-                    what: format!("layer {} (uncompressed)", layer.blob),
-                    expected: format!("sha256:{}", layer.diff_id),
-                    actual: out.diff_id,
-                });
-            }
-            Ok(out.bytes)
-        })();
-        match result {
-            Ok(bytes) => {
-                // The unpacked tree is the `root` inside the temp dir; publish that.
-                match rustix::fs::renameat_with(
-                    rustix::fs::CWD,
-                    tmp.join("root"),
-                    rustix::fs::CWD,
-                    &final_dir,
-                    RenameFlags::NOREPLACE,
-                ) {
-                    Ok(()) | Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTEMPTY) => {}
-                    Err(e) => {
-                        remove_tree(&tmp);
-                        return Err(io(format!("publishing layer {}", layer.diff_id))(e.into()));
-                    }
-                }
-                remove_tree(&tmp);
-                Ok(bytes)
-            }
-            Err(e) => {
-                remove_tree(&tmp);
-                Err(e)
-            }
-        }
     }
 
     /// An image by name, or by path (imported on first use; a path already imported and
@@ -296,8 +347,11 @@ impl ImageStore {
         let p = self.record_path(name);
         match fs::read(&p) {
             Ok(bytes) => {
-                let r: ImageRecord = serde_json::from_slice(&bytes).map_err(|e| {
-                    io(format!("reading {}", p.display()))(std::io::Error::other(e))
+                let r: ImageRecord = serde_json::from_slice(&bytes).map_err(|_| {
+                    io(format!(
+                        "reading {}: not an image record (remove it, and import the image again)",
+                        p.display()
+                    ))(std::io::Error::from(std::io::ErrorKind::InvalidData))
                 })?;
                 Ok((r.name == name).then_some(r))
             }
@@ -335,8 +389,12 @@ impl ImageStore {
         self.gc()
     }
 
-    /// Removes layers no image references and no run holds.
+    /// Removes layers no image references and no run or import holds, and what dead
+    /// imports left in the scratch space.
     pub fn gc(&self) -> Result<usize, ImageError> {
+        if self.root.join("tmp").is_dir() {
+            scratch::clean_if_idle(&self.root)?;
+        }
         let referenced: std::collections::HashSet<String> =
             self.list()?.into_iter().flat_map(|r| r.layers).collect();
         let dir = self.root.join("layers/sha256");
@@ -346,12 +404,20 @@ impl ImageStore {
         let mut removed = 0;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".json") {
+                // Metadata whose layer is gone (an import died between the two renames).
+                if !dir.join(id).exists() && !referenced.contains(id) {
+                    let _ = fs::remove_file(e.path());
+                }
+                continue;
+            }
             if name.ends_with(".lock") || referenced.contains(&name) {
                 continue;
             }
             let lock = open_lock(&dir.join(format!("{name}.lock")))?;
             if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
                 remove_tree(&e.path());
+                let _ = fs::remove_file(dir.join(format!("{name}.json")));
                 removed += 1;
             }
         }
@@ -363,7 +429,7 @@ impl ImageStore {
         let mut dirs = Vec::new();
         let mut locks = Vec::new();
         for l in &r.layers {
-            let lock = open_lock(&self.root.join("layers/sha256").join(format!("{l}.lock")))?;
+            let lock = open_lock(&self.lock_path(l))?;
             rustix::fs::flock(&lock, FlockOperation::LockShared)
                 .map_err(|e| io("locking a layer")(e.into()))?;
             let d = self.layer_dir(l);
@@ -381,63 +447,4 @@ impl ImageStore {
             _locks: locks,
         })
     }
-}
-
-fn open_lock(p: &Path) -> Result<fs::File, ImageError> {
-    fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p)
-        .map_err(io(format!("opening {}", p.display())))
-}
-
-fn tempdir_in(parent: &Path, hint: &str) -> Result<PathBuf, ImageError> {
-    for i in 0..100u32 {
-        let p = parent.join(format!(
-            "{}-{}-{}-{i}",
-            &hint[..hint.len().min(16)],
-            std::process::id(),
-            nanos()
-        ));
-        match fs::create_dir(&p) {
-            Ok(()) => {
-                fs::create_dir(p.join("root")).map_err(io(format!("creating {}", p.display())))?;
-                return Ok(p);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io(format!("creating {}", p.display()))(e)),
-        }
-    }
-    Err(io("creating a temporary directory")(std::io::Error::other(
-        "too many attempts",
-    )))
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
-/// Removes a tree we created, making read-only directories writable first.
-fn remove_tree(p: &Path) {
-    if fs::remove_dir_all(p).is_ok() {
-        return;
-    }
-    fn chmod_all(p: &Path) {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = fs::symlink_metadata(p) {
-            if m.is_dir() {
-                let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
-                if let Ok(rd) = fs::read_dir(p) {
-                    for e in rd.flatten() {
-                        chmod_all(&e.path());
-                    }
-                }
-            }
-        }
-    }
-    chmod_all(p);
-    let _ = fs::remove_dir_all(p);
 }
