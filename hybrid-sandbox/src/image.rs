@@ -5,21 +5,41 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use sandbox_core::{
-    Execution, ImageRoot, ImageSpec, Isolation, KillHandle, Outcome, OutputStream, Plan, RunError,
-    StdinWriter, Workload,
+    Execution, ImageLimits, ImageRoot, ImageSpec, Isolation, KillHandle, Outcome, OutputStream,
+    Plan, RunError, StdinWriter, Workload,
 };
-use sandbox_images::{ImageStore, ImportOptions, LayersInUse};
+use sandbox_images::{ImageStore, ImportOptions, LayersInUse, PerImageLimits, UnpackLimits};
 
 use crate::sandbox::Error;
 
-/// Import options for runs: root imports files owned by the uid sandboxes run as.
-pub(crate) fn import_options() -> ImportOptions {
+/// Import options under these limits (unset ones take their defaults). Root imports
+/// files owned by the uid sandboxes run as, as runs do.
+///
+/// ```
+/// use hybrid_sandbox::{import_options, ImageLimits};
+/// let o = import_options(&ImageLimits { layers: Some(8), ..Default::default() });
+/// assert_eq!(o.image_limits.max_layers, 8);
+/// assert_eq!(o.limits.max_file, 4 << 30);
+/// ```
+pub fn import_options(limits: &ImageLimits) -> ImportOptions {
+    let l = limits.with_defaults();
+    let d = ImportOptions::default();
     ImportOptions {
         owner: rustix_is_root().then_some((
             sandbox_core::ROOT_MODE_HOST_ID,
             sandbox_core::ROOT_MODE_HOST_ID,
         )),
-        ..Default::default()
+        limits: UnpackLimits {
+            max_file: l.file_bytes.map_or(d.limits.max_file, |b| b.0),
+            max_total: l.layer_bytes.map_or(d.limits.max_total, |b| b.0),
+            max_entries: l.layer_entries.unwrap_or(d.limits.max_entries),
+        },
+        image_limits: PerImageLimits {
+            max_layers: l.layers.unwrap_or(d.image_limits.max_layers),
+            max_total: l.image_bytes.map_or(d.image_limits.max_total, |b| b.0),
+            max_entries: l.image_entries.unwrap_or(d.image_limits.max_entries),
+        },
+        ..d
     }
 }
 
@@ -86,7 +106,7 @@ pub(crate) fn prepare(
         return Ok(None);
     };
     let record = store
-        .get(&reference, import_options())
+        .get(&reference, import_options(&plan.image_limits))
         .map_err(Error::Image)?;
     let layers = store.lock_layers(&record).map_err(Error::Image)?;
     let user = resolve_user(&record.name, record.config.user.as_deref(), &layers.dirs)?;
@@ -132,5 +152,19 @@ impl Execution for WithLayers {
     }
     async fn wait(&mut self) -> Result<Outcome, RunError> {
         self.inner.wait().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults the policy shows and the ones the importer applies are one set.
+    #[test]
+    fn policy_and_importer_defaults_agree() {
+        let from_policy = import_options(&ImageLimits::default());
+        let importer = ImportOptions::default();
+        assert_eq!(from_policy.limits, importer.limits);
+        assert_eq!(from_policy.image_limits, importer.image_limits);
     }
 }

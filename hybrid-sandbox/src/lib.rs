@@ -20,14 +20,18 @@ pub mod blocking;
 mod image;
 mod sandbox;
 
+pub use image::import_options;
 pub use sandbox::{Error, Sandbox};
-pub use sandbox_images::{ImageConfig, ImageError, ImageRecord, ImageStore, ImportOptions};
+pub use sandbox_images::{
+    ImageConfig, ImageError, ImageRecord, ImageStore, ImportOptions, LimitKind, PerImageLimits,
+    UnpackLimits,
+};
 
 pub use sandbox_core::{
     units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
-    Execution, Floor, HostSupport, Isolation, IsolationRequest, KillHandle, LandlockReport,
-    LimitMechanism, Limits, LimitsReport, Mount, MountMode, Need, Network, Outcome, OutputChunk,
-    OutputStream, Plan, Policy, PolicyError, RunError, SeccompAction, SeccompReport,
+    Execution, Floor, HostSupport, ImageLimits, Isolation, IsolationRequest, KillHandle,
+    LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountMode, Need, Network, Outcome,
+    OutputChunk, OutputStream, Plan, Policy, PolicyError, RunError, SeccompAction, SeccompReport,
     SelectionError, SpawnError, Stdin, StdinWriter, StreamKind, Termination, VmReport, Workload,
     DEFAULT_PATH, EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
 };

@@ -7,6 +7,7 @@
 //! together.
 
 mod backend;
+mod image_limits;
 mod limits;
 pub mod live;
 mod outcome;
@@ -21,6 +22,7 @@ pub use backend::{
     Backend, BackendProbe, Execution, KillHandle, OutputChunk, OutputStream, RunError, SpawnError,
     StdinReceiver, StdinWriter, StreamKind,
 };
+pub use image_limits::ImageLimits;
 pub use limits::{LimitOverrides, Limits};
 pub use live::{
     EndReason, ExecLimits, ExecRequest, FileData, FileKind, FileStat, LiveError, LiveOptions,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::image_limits::ImageLimits;
 use crate::limits::Limits;
 use crate::outcome::Decision;
 use crate::types::{Network, SeccompAction};
@@ -68,6 +69,9 @@ pub struct Plan {
     pub image: Option<String>,
     /// The image root, once resolved: without it the root is made of the mounts.
     pub root: Option<ImageRoot>,
+    /// Limits on importing [`Plan::image`] if it is a path not imported yet: every
+    /// limit set (defaults filled in, the floor applied).
+    pub image_limits: ImageLimits,
     /// The uid and gid the workload runs as inside the sandbox.
     pub user: (u32, u32),
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image_limits::ImageLimits;
 use crate::limits::LimitOverrides;
 use crate::types::{IsolationRequest, Need, Network};
 
@@ -145,6 +146,9 @@ pub struct Workload {
     /// layout directory or a `docker save` tarball. The program may then be empty (the
     /// image's entrypoint and cmd run).
     pub image: Option<String>,
+    /// Per-run image import limits (for an image path imported by this run); each one
+    /// set replaces the profile's.
+    pub image_limits: ImageLimits,
 }
 
 impl Workload {

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::error::{Location, PolicyError};
 use super::schema::{FloorRequireSpec, FloorSpec};
+use crate::image_limits::ImageLimits;
 use crate::limits::Limits;
 use crate::plan::{LandlockMode, PlannedMount};
 use crate::types::{Isolation, Network, SeccompAction};
@@ -154,6 +155,10 @@ impl Floor {
                     (Some(false), _) | (_, Some(false)) => Some(false),
                     (x, y) => x.or(y),
                 },
+                image_limits: match (&a.image_limits, &b.image_limits) {
+                    (Some(x), Some(y)) => Some(x.min_of(y)),
+                    (x, y) => x.or(*y),
+                },
             },
             origin: format!("{} + {}", self.origin, other.origin),
         }
@@ -214,6 +219,14 @@ impl Floor {
                 &format!("limit {name}"),
                 format!("{over} is above the maximum"),
             ));
+        }
+        if let Some(max) = &self.spec.image_limits {
+            if let Some((name, over)) = w.image_limits.exceeding(max).into_iter().next() {
+                return Err(err(
+                    &format!("image limit {name}"),
+                    format!("{over} is above the maximum"),
+                ));
+            }
         }
         if let (Some(Network::Loopback), Some(Network::None)) = (w.network, self.spec.network) {
             return Err(err(
@@ -285,6 +298,55 @@ impl Floor {
         }
         clamp!(memory, wall_time, cpu_time, pids, open_files, file_size, output, tmp_size);
         notes
+    }
+
+    /// Lowers a policy file's image limits to the floor's maxima; returns what it
+    /// changed, in words. (Unset limits are lowered when the plan fills them in.)
+    pub(crate) fn clamp_image_limits(&self, l: &mut ImageLimits) -> Vec<String> {
+        let Some(max) = &self.spec.image_limits else {
+            return Vec::new();
+        };
+        let notes = l
+            .exceeding(max)
+            .into_iter()
+            .map(|(name, over)| {
+                format!("operator floor: image limit {name} lowered from {over} to the maximum")
+            })
+            .collect();
+        *l = l.lowered_to(max);
+        notes
+    }
+
+    /// The image limits an import outside a run gets under this floor (`hsb image
+    /// import`): a requested limit out of range or above the floor's maximum is refused;
+    /// unset ones take their defaults, lowered to the maxima.
+    pub fn image_limits_for(&self, requested: &ImageLimits) -> Result<ImageLimits, PolicyError> {
+        let bad = |name: &str, message: String| PolicyError::InvalidRunOption {
+            option: format!("image limit {name}"),
+            message,
+        };
+        requested.check().map_err(|(k, m)| bad(k, m))?;
+        if let Some((name, over)) = requested
+            .exceeding(&self.max_image_limits())
+            .into_iter()
+            .next()
+        {
+            return Err(bad(
+                name,
+                format!(
+                    "{over} is above the maximum (operator floor {})",
+                    self.origin
+                ),
+            ));
+        }
+        Ok(requested
+            .with_defaults()
+            .lowered_to(&self.max_image_limits()))
+    }
+
+    /// The floor's maximum image limits.
+    pub(crate) fn max_image_limits(&self) -> ImageLimits {
+        self.spec.image_limits.unwrap_or_default()
     }
 
     /// The network a policy file's value becomes.

@@ -264,6 +264,19 @@ impl Policy {
         }
         limits.overlay(&w.limits);
 
+        // Image limits: profile (lowered to the floor, with a note), then the run's
+        // (above the floor refused by check_run), then the defaults, lowered to the
+        // floor too: the floor's maxima bind whatever is left unset.
+        let mut image_limits = spec.image_limits.unwrap_or_default();
+        if let Some(f) = &floor {
+            preamble.extend(f.clamp_image_limits(&mut image_limits));
+        }
+        image_limits.overlay(&w.image_limits);
+        let mut image_limits = image_limits.with_defaults();
+        if let Some(f) = &floor {
+            image_limits = image_limits.lowered_to(&f.max_image_limits());
+        }
+
         let mut mounts = Vec::new();
         let image = w.image.clone().or(spec.image.clone());
         for (m, from_run) in spec
@@ -363,6 +376,7 @@ impl Policy {
             hostname: spec.hostname.clone().unwrap_or_else(|| "sandbox".into()),
             image,
             root: None,
+            image_limits,
             user: (crate::plan::SANDBOX_UID, crate::plan::SANDBOX_GID),
             decision: Decision {
                 isolation: Isolation::Container,

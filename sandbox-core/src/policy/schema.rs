@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image_limits::ImageLimits;
 use crate::limits::Limits;
 use crate::plan::LandlockMode;
 use crate::types::{Isolation, IsolationRequest, Network, SeccompAction};
@@ -89,6 +90,10 @@ pub(crate) struct FloorSpec {
     /// `false`: no fallback to a weaker backend is ever taken.
     #[serde(default)]
     pub(crate) allow_fallback: Option<bool>,
+    /// Maximum image import limits; a run without one gets the lower of the default
+    /// and the maximum.
+    #[serde(default)]
+    pub(crate) image_limits: Option<ImageLimits>,
 }
 
 /// Seccomp settings of a profile.
@@ -142,6 +147,9 @@ pub(crate) struct ProfileSpec {
     /// mounts are then left out.
     #[serde(default)]
     pub(crate) image: Option<String>,
+    /// Limits on importing images; each one set replaces the defaults'.
+    #[serde(default)]
+    pub(crate) image_limits: Option<ImageLimits>,
 }
 
 impl ProfileSpec {
@@ -163,6 +171,11 @@ impl ProfileSpec {
         );
         if let Some(l) = &over.limits {
             out.limits.get_or_insert_with(Limits::default).overlay(l);
+        }
+        if let Some(l) = &over.image_limits {
+            out.image_limits
+                .get_or_insert_with(ImageLimits::default)
+                .overlay(l);
         }
         if let Some(m) = &over.mounts {
             out.mounts

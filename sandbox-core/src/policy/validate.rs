@@ -177,6 +177,14 @@ fn floor_contradictions(floor: &FloorSpec, spec: &ProfileSpec) -> Result<(), (St
             }
         }
     }
+    if let (Some(l), Some(max)) = (&spec.image_limits, &floor.image_limits) {
+        if let Some((k, over)) = l.exceeding(max).into_iter().next() {
+            return Err((
+                format!("image_limits.{k}"),
+                format!("{over} is above floor.image_limits in the same file"),
+            ));
+        }
+    }
     if let (Some(Network::Loopback), Some(Network::None)) = (spec.network, floor.network) {
         return Err((
             "network".into(),
@@ -349,6 +357,9 @@ pub(crate) fn workload(w: &Workload) -> Result<(), PolicyError> {
         }
     }
     limits(&w.limits).map_err(|(k, m)| bad(&format!("limit {k}"), m))?;
+    w.image_limits
+        .check()
+        .map_err(|(k, m)| bad(&format!("image limit {k}"), m))?;
     for m in &w.mounts {
         if !m.source.is_absolute() {
             return Err(bad(

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use hybrid_sandbox::{ByteSize, IsolationRequest, Need, Network};
+use hybrid_sandbox::{ByteSize, ImageLimits, IsolationRequest, Need, Network};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,7 +20,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run a program in a sandbox.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show what this host supports: user namespaces, seccomp, Landlock, cgroups, KVM.
     Probe(ProbeArgs),
     /// Check or explain policy files.
@@ -47,6 +47,12 @@ pub(crate) enum ImageCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Operator floor file capping the limits, on top of
+        /// /etc/hybrid-sandbox/floor.toml when that exists.
+        #[arg(long, value_name = "FILE")]
+        floor: Option<PathBuf>,
+        #[command(flatten)]
+        limits: ImageLimitArgs,
     },
     /// List imported images.
     List {
@@ -59,6 +65,46 @@ pub(crate) enum ImageCommand {
         /// Its name.
         name: String,
     },
+}
+
+/// Limits on importing an image (by `hsb image import`, or by a run naming an image
+/// path not imported yet); unset ones take their defaults (or the policy's), and an
+/// operator floor caps them.
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Image import limits")]
+pub(crate) struct ImageLimitArgs {
+    /// Most layers an image may have [default: 128].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_layers: Option<u64>,
+    /// Most an image's layers may unpack to, together [default: 32GiB].
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub(crate) max_image_bytes: Option<ByteSize>,
+    /// Most entries (files, directories, links) an image may have [default: 2000000].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_image_entries: Option<u64>,
+    /// Most one layer may unpack to [default: 16GiB].
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub(crate) max_layer_bytes: Option<ByteSize>,
+    /// Most entries one layer may have [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_layer_entries: Option<u64>,
+    /// Largest file a layer may hold [default: 4GiB].
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub(crate) max_file_bytes: Option<ByteSize>,
+}
+
+impl ImageLimitArgs {
+    /// The limits given.
+    pub(crate) fn limits(&self) -> ImageLimits {
+        ImageLimits {
+            layers: self.max_layers,
+            image_bytes: self.max_image_bytes,
+            image_entries: self.max_image_entries,
+            layer_bytes: self.max_layer_bytes,
+            layer_entries: self.max_layer_entries,
+            file_bytes: self.max_file_bytes,
+        }
+    }
 }
 
 fn size(s: &str) -> Result<ByteSize, String> {
@@ -134,6 +180,8 @@ pub(crate) struct RunArgs {
     /// image's entrypoint and cmd run.
     #[arg(long, value_name = "REF")]
     pub(crate) image: Option<String>,
+    #[command(flatten)]
+    pub(crate) image_limits: ImageLimitArgs,
     /// The program and its arguments.
     #[arg(
         last = true,
@@ -202,12 +250,32 @@ pub(crate) fn sandbox(
         Some(p) => Sandbox::from_policy(Policy::from_file(p).map_err(Error::Policy)?),
         None => Sandbox::with_default_policy(),
     };
-    let system = std::path::Path::new(OPERATOR_FLOOR);
-    for f in [system.exists().then_some(system), floor]
-        .into_iter()
-        .flatten()
-    {
+    for f in floor_files(floor) {
         sb = sb.with_floor(Floor::from_file(f).map_err(Error::Policy)?);
     }
     Ok(sb)
+}
+
+/// The operator floor file (when it exists) and an extra one.
+fn floor_files(extra: Option<&std::path::Path>) -> impl Iterator<Item = &std::path::Path> {
+    let system = std::path::Path::new(OPERATOR_FLOOR);
+    [system.exists().then_some(system), extra]
+        .into_iter()
+        .flatten()
+}
+
+/// The floors of [`floor_files`], as one (the stricter of each setting).
+pub(crate) fn floor(
+    extra: Option<&std::path::Path>,
+) -> Result<Option<hybrid_sandbox::Floor>, hybrid_sandbox::Error> {
+    use hybrid_sandbox::{Error, Floor};
+    let mut out: Option<Floor> = None;
+    for f in floor_files(extra) {
+        let f = Floor::from_file(f).map_err(Error::Policy)?;
+        out = Some(match out {
+            Some(o) => o.stricter(&f),
+            None => f,
+        });
+    }
+    Ok(out)
 }

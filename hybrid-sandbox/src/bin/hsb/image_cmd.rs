@@ -1,6 +1,6 @@
 //! `hsb image import|list|rm`.
 
-use hybrid_sandbox::{Error, ImageStore, ImportOptions};
+use hybrid_sandbox::{Error, ImageStore, PolicyError};
 
 use crate::cli::ImageCommand;
 
@@ -15,17 +15,21 @@ pub(crate) fn run(cmd: ImageCommand) -> i32 {
             name,
             strip_setuid,
             json,
+            floor,
+            limits,
         } => {
-            // SAFETY: geteuid has no preconditions.
-            let root = unsafe { libc::geteuid() } == 0;
-            let opts = ImportOptions {
-                strip_setuid,
-                owner: root.then_some((
-                    hybrid_sandbox::ROOT_MODE_HOST_ID,
-                    hybrid_sandbox::ROOT_MODE_HOST_ID,
-                )),
-                ..Default::default()
+            // The limits asked for, under the operator floor.
+            let limits = crate::cli::floor(floor.as_deref()).and_then(|f| {
+                f.unwrap_or_default()
+                    .image_limits_for(&limits.limits())
+                    .map_err(|e: PolicyError| Error::Policy(e))
+            });
+            let limits = match limits {
+                Ok(l) => l,
+                Err(e) => return crate::run_cmd::fail(&e, json),
             };
+            let mut opts = hybrid_sandbox::import_options(&limits);
+            opts.strip_setuid = strip_setuid;
             match store().import(&path, name.as_deref(), opts) {
                 Ok(r) => {
                     if json {

@@ -31,7 +31,7 @@ fn main() {
             .init();
     }
     let code = match cli.command {
-        cli::Command::Run(args) => run_cmd::run(args),
+        cli::Command::Run(args) => run_cmd::run(*args),
         cli::Command::Probe(args) => probe_cmd::run(args),
         cli::Command::Policy(cmd) => policy_cmd::run(cmd),
         cli::Command::Image(cmd) => image_cmd::run(cmd),

@@ -69,6 +69,7 @@ fn explain(args: ExplainArgs) -> i32 {
             "reasons": d.reasons,
             "fallback_from": d.fallback_from,
             "limits": plan.limits,
+            "image_limits": plan.image_limits,
             "mounts": plan.mounts,
             "network": plan.network,
             "seccomp_action": plan.seccomp_action,
@@ -90,6 +91,13 @@ fn explain(args: ExplainArgs) -> i32 {
         "limits:    {}",
         serde_json::to_string(&plan.limits).unwrap_or_default()
     );
+    if plan.image.is_some() {
+        println!(
+            "image:     {} (import limits: {})",
+            plan.image.as_deref().unwrap_or_default(),
+            serde_json::to_string(&plan.image_limits).unwrap_or_default()
+        );
+    }
     println!("network:   {}", plan.network);
     println!(
         "seccomp:   {} on forbidden calls",

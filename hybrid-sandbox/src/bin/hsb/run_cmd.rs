@@ -38,6 +38,7 @@ fn workload(args: &RunArgs) -> Result<Workload, String> {
         None => return Err("no program given".into()),
     };
     w.image = args.image.clone();
+    w.image_limits = args.image_limits.limits();
     let cwd =
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     for spec in &args.mounts {
