@@ -14,42 +14,42 @@ pub struct ImageLimits {
     /// Layers of an image.
     #[serde(
         default,
-        deserialize_with = "count",
+        deserialize_with = "de::layers",
         skip_serializing_if = "Option::is_none"
     )]
     pub layers: Option<u64>,
     /// Uncompressed size of all of an image's layers together.
     #[serde(
         default,
-        deserialize_with = "size",
+        deserialize_with = "de::image_bytes",
         skip_serializing_if = "Option::is_none"
     )]
     pub image_bytes: Option<ByteSize>,
     /// Entries (files, directories, links) of all of an image's layers together.
     #[serde(
         default,
-        deserialize_with = "count",
+        deserialize_with = "de::image_entries",
         skip_serializing_if = "Option::is_none"
     )]
     pub image_entries: Option<u64>,
     /// Uncompressed size of one layer (and the file data it unpacks to).
     #[serde(
         default,
-        deserialize_with = "size",
+        deserialize_with = "de::layer_bytes",
         skip_serializing_if = "Option::is_none"
     )]
     pub layer_bytes: Option<ByteSize>,
     /// Entries of one layer.
     #[serde(
         default,
-        deserialize_with = "count",
+        deserialize_with = "de::layer_entries",
         skip_serializing_if = "Option::is_none"
     )]
     pub layer_entries: Option<u64>,
     /// Size of one file in a layer.
     #[serde(
         default,
-        deserialize_with = "size",
+        deserialize_with = "de::file_bytes",
         skip_serializing_if = "Option::is_none"
     )]
     pub file_bytes: Option<ByteSize>,
@@ -58,16 +58,34 @@ pub struct ImageLimits {
 const MAX_COUNT: u64 = 1 << 32;
 const MAX_BYTES: u64 = 1 << 50;
 
-fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+fn count<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Option<u64>, D::Error> {
     let v = u64::deserialize(d)?;
-    check_count(v).map_err(serde::de::Error::custom)?;
+    check_count(v).map_err(|m| serde::de::Error::custom(format!("{key}: {m}")))?;
     Ok(Some(v))
 }
 
-fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
+fn size<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Option<ByteSize>, D::Error> {
     let v = ByteSize::deserialize(d)?;
-    check_size(v).map_err(serde::de::Error::custom)?;
+    check_size(v).map_err(|m| serde::de::Error::custom(format!("{key}: {m}")))?;
     Ok(Some(v))
+}
+
+/// One deserializer per key, so that a bad value's message names its key.
+mod de {
+    use super::*;
+    macro_rules! field {
+        ($f:ident, $kind:ident, $t:ty) => {
+            pub(super) fn $f<'de, D: Deserializer<'de>>(d: D) -> Result<Option<$t>, D::Error> {
+                super::$kind(d, stringify!($f))
+            }
+        };
+    }
+    field!(layers, count, u64);
+    field!(image_bytes, size, ByteSize);
+    field!(image_entries, count, u64);
+    field!(layer_bytes, size, ByteSize);
+    field!(layer_entries, count, u64);
+    field!(file_bytes, size, ByteSize);
 }
 
 fn check_count(v: u64) -> Result<(), String> {
