@@ -713,6 +713,7 @@ impl Blueprint {
             ],
             last_cap: last_cap(),
             scrub: caller_string_areas(),
+            control: None,
         };
         let child_ends = ChildEnds {
             _fds: [

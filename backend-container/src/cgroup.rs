@@ -24,6 +24,8 @@ pub(crate) enum Host {
         memory: Option<PathBuf>,
         pids: Option<PathBuf>,
         cpuacct: Option<PathBuf>,
+        /// Used by live sandboxes only (pause and resume).
+        freezer: Option<PathBuf>,
     },
     /// None usable; why.
     Unusable { reason: String },
@@ -120,6 +122,7 @@ fn detect() -> Host {
             memory,
             pids,
             cpuacct,
+            freezer: v1("freezer"),
         };
     }
     // SAFETY: geteuid has no preconditions.
@@ -172,6 +175,9 @@ pub(crate) struct Cgroup {
     memory: Option<PathBuf>,
     pids: Option<PathBuf>,
     cpuacct: Option<PathBuf>,
+    /// A v1 freezer leaf (live sandboxes; see `cgroup_freeze.rs`).
+    pub(crate) freezer: Option<PathBuf>,
+    name: String,
     removed: bool,
 }
 
@@ -208,6 +214,8 @@ impl Cgroup {
             memory: None,
             pids: None,
             cpuacct: None,
+            freezer: None,
+            name: name.clone(),
             removed: false,
         };
         match host {
@@ -240,6 +248,7 @@ impl Cgroup {
                 memory,
                 pids,
                 cpuacct,
+                ..
             } => {
                 let mk = |base: &Option<PathBuf>| -> io::Result<Option<PathBuf>> {
                     match base {
@@ -279,11 +288,45 @@ impl Cgroup {
         Ok(Some(cg))
     }
 
+    /// The v2 directory, if this is a v2 cgroup.
+    pub(crate) fn v2_dir(&self) -> Option<&Path> {
+        self.v2.as_deref()
+    }
+
+    /// The leaf's name (the same in every hierarchy).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Memory in use now (bytes) and processes alive, for a live sandbox's stats.
+    pub(crate) fn usage(&self) -> (Option<u64>, Option<u64>) {
+        if let Some(d) = &self.v2 {
+            return (
+                read_u64(&d.join("memory.current")),
+                read_u64(&d.join("pids.current")),
+            );
+        }
+        (
+            self.memory
+                .as_ref()
+                .and_then(|d| read_u64(&d.join("memory.usage_in_bytes"))),
+            self.pids
+                .as_ref()
+                .and_then(|d| read_u64(&d.join("pids.current"))),
+        )
+    }
+
     /// Moves `pid` into the run's cgroup(s).
     pub(crate) fn add(&self, pid: i32) -> io::Result<()> {
-        for d in [&self.v2, &self.memory, &self.pids, &self.cpuacct]
-            .into_iter()
-            .flatten()
+        for d in [
+            &self.v2,
+            &self.memory,
+            &self.pids,
+            &self.cpuacct,
+            &self.freezer,
+        ]
+        .into_iter()
+        .flatten()
         {
             fs::write(d.join("cgroup.procs"), pid.to_string())?;
         }
@@ -319,9 +362,15 @@ impl Cgroup {
             return;
         }
         self.removed = true;
-        for d in [&self.v2, &self.memory, &self.pids, &self.cpuacct]
-            .into_iter()
-            .flatten()
+        for d in [
+            &self.v2,
+            &self.memory,
+            &self.pids,
+            &self.cpuacct,
+            &self.freezer,
+        ]
+        .into_iter()
+        .flatten()
         {
             for attempt in 0..200 {
                 match fs::remove_dir(d) {
@@ -351,7 +400,11 @@ fn sweep_once(host: &Host) {
                 memory,
                 pids,
                 cpuacct,
-            } => [memory, pids, cpuacct].into_iter().flatten().collect(),
+                freezer,
+            } => [memory, pids, cpuacct, freezer]
+                .into_iter()
+                .flatten()
+                .collect(),
             Host::Unusable { .. } => vec![],
         };
         for base in bases {

@@ -134,7 +134,7 @@ pub(crate) struct ErrorRecord {
 impl ErrorRecord {
     pub(crate) const SIZE: usize = 12;
 
-    fn to_bytes(self) -> [u8; Self::SIZE] {
+    pub(crate) fn to_bytes(self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
         b[0..4].copy_from_slice(&self.stage.to_le_bytes());
         b[4..8].copy_from_slice(&self.errno.to_le_bytes());
@@ -227,6 +227,8 @@ pub(crate) struct ChildSpec {
     /// The caller's argv and environment strings ([start, end) addresses), which init
     /// inherits as a copy of the caller and scrubs: /proc/1/cmdline is world-readable.
     pub(crate) scrub: [(usize, usize); 2],
+    /// A live sandbox: init's end of the control socket (see `live::init`).
+    pub(crate) control: Option<RawFd>,
 }
 
 // SAFETY: the raw pointers in `argv`, `envp` and `seccomp` point into buffers owned by
@@ -238,13 +240,18 @@ unsafe impl Sync for ChildSpec {}
 const DIR_FLAGS: c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
 const EMPTY: &std::ffi::CStr = c"";
 
-fn fail(spec: &ChildSpec, stage: Stage, errno: Errno, index: u32) -> ! {
+pub(crate) fn fail(spec: &ChildSpec, stage: Stage, errno: Errno, index: u32) -> ! {
+    fail_to(spec.err_w, stage, errno, index)
+}
+
+/// Writes an [`ErrorRecord`] on `err_w` (a pipe, or a live exec's channel) and exits.
+pub(crate) fn fail_to(err_w: RawFd, stage: Stage, errno: Errno, index: u32) -> ! {
     let rec = ErrorRecord {
         stage: stage as u32,
         errno,
         index,
     };
-    let _ = sys::write_all(spec.err_w, &rec.to_bytes());
+    let _ = sys::write_all(err_w, &rec.to_bytes());
     sys::exit(125)
 }
 
@@ -628,6 +635,10 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     if sys::poll_hup(spec.sync_r) {
         sys::exit(125)
     }
+    if let Some(ctl) = spec.control {
+        // A live sandbox: init serves execs and file operations until the host goes.
+        crate::live::init::serve(spec, ctl)
+    }
     let workload = match sys::fork() {
         Ok(0) => workload_main(spec),
         Ok(pid) => pid as c_int,
@@ -704,24 +715,107 @@ fn reap(spec: &ChildSpec, workload: c_int) -> ! {
     sys::exit(0)
 }
 
-/// The workload process: stdio, limits, credentials, Landlock, seccomp, exec.
+/// Where an exec comes from: the spec's program candidates, or a live exec's strings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Candidates<'a> {
+    List(&'a [CString]),
+    /// `count` NUL-terminated strings at the start of the block.
+    Block(&'a [u8], usize),
+}
+
+/// What one exec needs besides the spec.
+#[derive(Debug)]
+pub(crate) struct ExecParams<'a> {
+    /// Where a failure is reported ([`ErrorRecord`]); close-on-exec.
+    pub(crate) err_w: RawFd,
+    /// Standard input; `None`: /dev/null.
+    pub(crate) stdin: Option<RawFd>,
+    pub(crate) stdout: RawFd,
+    pub(crate) stderr: RawFd,
+    pub(crate) cwd: &'a std::ffi::CStr,
+    pub(crate) candidates: Candidates<'a>,
+    pub(crate) argv: *const *const libc::c_char,
+    pub(crate) envp: *const *const libc::c_char,
+    /// RLIMIT_CPU (soft, hard) replacing the spec's.
+    pub(crate) cpu: Option<(u64, u64)>,
+}
+
+/// The workload process of a one-shot run.
 fn workload_main(spec: &ChildSpec) -> ! {
+    exec_confined(
+        spec,
+        &ExecParams {
+            err_w: spec.err_w,
+            stdin: spec.stdin_r,
+            stdout: spec.stdout_w,
+            stderr: spec.stderr_w,
+            cwd: &spec.cwd,
+            candidates: Candidates::List(&spec.candidates),
+            argv: spec.argv.as_ptr(),
+            envp: spec.envp.as_ptr(),
+            cpu: None,
+        },
+    )
+}
+
+/// A process that runs a program of the sandbox: stdio, limits, credentials, Landlock,
+/// seccomp, exec.
+pub(crate) fn exec_confined(spec: &ChildSpec, p: &ExecParams<'_>) -> ! {
     let _ = sys::setsid();
-    let stdin = match spec.stdin_r {
+    let stdin = match p.stdin {
         Some(fd) => Ok(fd),
         None => sys::openat(libc::AT_FDCWD, c"/dev/null", libc::O_RDONLY, 0),
     };
     let stdio = stdin
         .and_then(|fd| sys::dup2(fd, 0))
-        .and_then(|_| sys::dup2(spec.stdout_w, 1))
-        .and_then(|_| sys::dup2(spec.stderr_w, 2));
+        .and_then(|_| sys::dup2(p.stdout, 1))
+        .and_then(|_| sys::dup2(p.stderr, 2));
     if let Err(err) = stdio {
-        fail(spec, Stage::Stdio, err, 0)
+        fail_to(p.err_w, Stage::Stdio, err, 0)
     }
     // Only 0, 1, 2 survive exec: the error pipe and the ruleset are close-on-exec.
-    let mut keep = [spec.err_w, spec.ruleset.unwrap_or(spec.err_w)];
+    let mut keep = [p.err_w, spec.ruleset.unwrap_or(p.err_w)];
     keep.sort_unstable();
     close_others_above(2, &keep);
+    confine(spec, p.err_w, p.cwd, p.cpu);
+    // Search like execvp: ENOENT/ENOTDIR move on, EACCES is remembered. A candidate that
+    // exists but fails with ENOENT lacks its interpreter (ELF loader or #! program).
+    let mut eacces: Option<(Errno, u32)> = None;
+    let mut try_one = |i: usize, path: &std::ffi::CStr| match sys::execve(path, p.argv, p.envp) {
+        libc::ENOENT if sys::exists(path) => {
+            fail_to(p.err_w, Stage::Interpreter, libc::ENOENT, i as u32)
+        }
+        libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => {}
+        e @ (libc::EACCES | libc::EPERM) => eacces = eacces.or(Some((e, i as u32))),
+        e => fail_to(p.err_w, Stage::Exec, e, i as u32),
+    };
+    match p.candidates {
+        Candidates::List(list) => {
+            for (i, path) in list.iter().enumerate() {
+                try_one(i, path);
+            }
+        }
+        Candidates::Block(block, count) => {
+            for (i, path) in crate::live::wire::CStrs::new(block).take(count).enumerate() {
+                try_one(i, path);
+            }
+        }
+    }
+    match eacces {
+        Some((e, i)) => fail_to(p.err_w, Stage::Exec, e, i),
+        None => fail_to(p.err_w, Stage::Exec, libc::ENOENT, u32::MAX),
+    }
+}
+
+/// The confinement of every process the sandbox runs (workloads, a live sandbox's execs
+/// and file server): OOM preference, limits, working directory, capabilities, Landlock,
+/// seccomp. Failures go to `err_w`.
+pub(crate) fn confine(
+    spec: &ChildSpec,
+    err_w: RawFd,
+    cwd: &std::ffi::CStr,
+    cpu: Option<(u64, u64)>,
+) {
     // The OOM killer should pick the workload, never init.
     if let Ok(fd) = sys::openat(
         libc::AT_FDCWD,
@@ -734,45 +828,33 @@ fn workload_main(spec: &ChildSpec) -> ! {
     }
     for (i, &(res, soft, hard)) in spec.rlimits.iter().enumerate() {
         if let Err(err) = sys::prlimit(res, soft, hard) {
-            fail(spec, Stage::Rlimit, err, i as u32)
+            fail_to(err_w, Stage::Rlimit, err, i as u32)
         }
     }
-    if let Err(err) = sys::chdir(&spec.cwd) {
-        fail(spec, Stage::Cwd, err, 0)
+    if let Some((soft, hard)) = cpu {
+        if let Err(err) = sys::prlimit(libc::RLIMIT_CPU as c_int, soft, hard) {
+            fail_to(err_w, Stage::Rlimit, err, spec.rlimits.len() as u32)
+        }
     }
-    drop_capabilities(spec);
+    if let Err(err) = sys::chdir(cwd) {
+        fail_to(err_w, Stage::Cwd, err, 0)
+    }
+    drop_capabilities(spec, err_w);
     if let Some(rs) = spec.ruleset {
         if let Err(err) = sys::landlock_restrict_self(rs) {
-            fail(spec, Stage::Landlock, err, u32::MAX)
+            fail_to(err_w, Stage::Landlock, err, u32::MAX)
         }
         sys::close(rs);
     }
     for (i, prog) in spec.seccomp.iter().enumerate() {
         if let Err(err) = sys::seccomp_set_filter(prog) {
-            fail(spec, Stage::Seccomp, err, i as u32)
+            fail_to(err_w, Stage::Seccomp, err, i as u32)
         }
-    }
-    // Search like execvp: ENOENT/ENOTDIR move on, EACCES is remembered. A candidate that
-    // exists but fails with ENOENT lacks its interpreter (ELF loader or #! program).
-    let mut eacces: Option<(Errno, u32)> = None;
-    for (i, path) in spec.candidates.iter().enumerate() {
-        match sys::execve(path, spec.argv.as_ptr(), spec.envp.as_ptr()) {
-            libc::ENOENT if sys::exists(path) => {
-                fail(spec, Stage::Interpreter, libc::ENOENT, i as u32)
-            }
-            libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => {}
-            e @ (libc::EACCES | libc::EPERM) => eacces = eacces.or(Some((e, i as u32))),
-            e => fail(spec, Stage::Exec, e, i as u32),
-        }
-    }
-    match eacces {
-        Some((e, i)) => fail(spec, Stage::Exec, e, i),
-        None => fail(spec, Stage::Exec, libc::ENOENT, u32::MAX),
     }
 }
 
 /// Closes every fd above `above` except those in `keep` (sorted).
-fn close_others_above(above: RawFd, keep: &[RawFd]) {
+pub(crate) fn close_others_above(above: RawFd, keep: &[RawFd]) {
     let mut next = (above + 1) as u32;
     for &fd in keep {
         let fd = fd as u32;
@@ -788,7 +870,7 @@ fn close_others_above(above: RawFd, keep: &[RawFd]) {
 
 /// Drops every capability for good: secure bits locked, bounding and ambient sets
 /// cleared, then the process sets; and no_new_privs.
-fn drop_capabilities(spec: &ChildSpec) {
+fn drop_capabilities(spec: &ChildSpec, err_w: RawFd) {
     let bits = libc::SECBIT_NOROOT
         | libc::SECBIT_NOROOT_LOCKED
         | libc::SECBIT_NO_SETUID_FIXUP
@@ -807,7 +889,7 @@ fn drop_capabilities(spec: &ChildSpec) {
         .and_then(|_| sys::capset_none())
         .and_then(|_| sys::prctl_no_new_privs());
     if let Err(err) = r {
-        fail(spec, Stage::Capabilities, err, 0)
+        fail_to(err_w, Stage::Capabilities, err, 0)
     }
 }
 

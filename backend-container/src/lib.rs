@@ -8,9 +8,11 @@
 
 mod blueprint;
 mod cgroup;
+mod cgroup_freeze;
 mod child;
 mod execution;
 mod landlock;
+mod live;
 mod probe;
 mod seccomp;
 mod spawner;
@@ -68,104 +70,14 @@ impl Backend for ContainerBackend {
 
     async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError> {
         let started = Instant::now();
-        if let Err(reason) = probe::quick() {
-            return Err(SpawnError::Unavailable {
-                isolation: Isolation::Container,
-                reason: reason.clone(),
-            });
-        }
-        let ll = landlock::prepare(plan.network)
-            .map_err(|e| setup("creating the Landlock ruleset", std::io::Error::other(e)))?;
-        if plan.landlock == LandlockMode::Required && ll.report.level != EnforcementLevel::Full {
-            return Err(SpawnError::Unsupported(format!(
-                "the policy requires Landlock, but this kernel (ABI {}) cannot enforce: {}",
-                ll.report.abi,
-                ll.report.missing.join(", ")
-            )));
-        }
-        let filters = seccomp::filters(plan.seccomp_action);
-
-        let cg_host = cgroup::host();
-        let mut details = BTreeMap::new();
-        let cgroup = cgroup::Cgroup::create(cg_host, &plan.limits, &mut details)
-            .map_err(|e| setup("creating the sandbox's cgroup", e))?;
-        let rlimit_memory = !details.contains_key("memory");
-        let rlimit_pids = !details.contains_key("pids");
-        let bp = Blueprint::build(
-            &plan,
-            Inputs {
-                masks: ll.masks,
-                ruleset: ll.fd,
-                seccomp: &filters,
-                rlimit_memory,
-                rlimit_pids,
-            },
-        )?;
-        let enforcement = report(
-            &plan,
-            &bp,
-            filters.allowed_syscalls,
-            ll.report,
-            cg_host,
-            details,
-        );
-        let id_maps = bp.id_maps();
-        let Blueprint {
-            spec,
+        let b = boot(&plan, None).await?;
+        let Booted {
+            guard,
+            pidfd,
             parent,
-            child_ends,
-            ruleset,
-            labels,
-            root_mode,
+            enforcement,
             ..
-        } = bp;
-
-        let spec = Arc::new(spec);
-        let (pid, pidfd) = spawner::clone_init(spec.clone())
-            .await
-            .map_err(|e| setup("cloning the sandbox's init", e))?;
-        drop(child_ends);
-        drop(ruleset);
-        let kill = Arc::new(KillState::new(
-            pidfd
-                .try_clone()
-                .map_err(|e| setup("duplicating the pidfd", e))?,
-        ));
-        let guard = Guard {
-            kill: kill.clone(),
-            cgroup,
-            armed: true,
-        };
-
-        // Id maps and cgroup, then release the child.
-        let proc = format!("/proc/{pid}");
-        if !root_mode {
-            std::fs::write(format!("{proc}/setgroups"), "deny")
-                .map_err(|e| setup("writing setgroups", e))?;
-        }
-        for (file, map) in id_maps {
-            std::fs::write(format!("{proc}/{file}"), map)
-                .map_err(|e| setup(&format!("writing {file}"), e))?;
-        }
-        if let Some(cg) = &guard.cgroup {
-            cg.add(pid)
-                .map_err(|e| setup("moving the sandbox into its cgroup", e))?;
-        }
-        // SAFETY: writing one byte from a stack buffer to our pipe.
-        if unsafe { libc::write(parent.sync_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
-            return Err(setup(
-                "starting the sandbox",
-                std::io::Error::last_os_error(),
-            ));
-        }
-
-        // Either an error record, or EOF once the workload has exec'd.
-        if let Some(rec) = read_error(parent.err_r)
-            .await
-            .map_err(|e| setup("waiting for the workload to start", e))?
-        {
-            return Err(describe(&plan, &labels, rec));
-        }
+        } = b;
         let stdin = match (&plan.stdin, parent.stdin_w) {
             (Stdin::Bytes(b), Some(w)) => StdinPlan::Bytes(w, b.clone()),
             (Stdin::Stream, Some(w)) => StdinPlan::Stream(w),
@@ -187,6 +99,149 @@ impl Backend for ContainerBackend {
         let exec = execution::start(s, stdin).map_err(|e| setup("supervising the sandbox", e))?;
         Ok(Box::new(exec))
     }
+
+    async fn create(
+        &self,
+        plan: Plan,
+        options: sandbox_core::LiveOptions,
+    ) -> Result<Arc<dyn sandbox_core::LiveSandbox>, SpawnError> {
+        live::create(plan, options).await
+    }
+}
+
+/// A sandbox whose init is running (a run's workload started, or a live sandbox ready).
+pub(crate) struct Booted {
+    pub(crate) guard: Guard,
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) parent: blueprint::ParentEnds,
+    pub(crate) enforcement: EnforcementReport,
+    pub(crate) freezer: cgroup_freeze::Freezer,
+}
+
+/// The setup shared by a run and a live sandbox: Landlock, seccomp, cgroup, the child
+/// spec, clone, id maps, and the wait for the workload's start (a run) or for init to
+/// be ready (`control`: a live sandbox, whose init serves that socket).
+pub(crate) async fn boot(plan: &Plan, control: Option<OwnedFd>) -> Result<Booted, SpawnError> {
+    if let Err(reason) = probe::quick() {
+        return Err(SpawnError::Unavailable {
+            isolation: Isolation::Container,
+            reason: reason.clone(),
+        });
+    }
+    let ll = landlock::prepare(plan.network)
+        .map_err(|e| setup("creating the Landlock ruleset", std::io::Error::other(e)))?;
+    if plan.landlock == LandlockMode::Required && ll.report.level != EnforcementLevel::Full {
+        return Err(SpawnError::Unsupported(format!(
+            "the policy requires Landlock, but this kernel (ABI {}) cannot enforce: {}",
+            ll.report.abi,
+            ll.report.missing.join(", ")
+        )));
+    }
+    let filters = seccomp::filters(plan.seccomp_action);
+
+    let cg_host = cgroup::host();
+    let mut details = BTreeMap::new();
+    let mut cgroup = cgroup::Cgroup::create(cg_host, &plan.limits, &mut details)
+        .map_err(|e| setup("creating the sandbox's cgroup", e))?;
+    let freezer = if control.is_some() {
+        cgroup_freeze::Freezer::attach(cg_host, cgroup.as_mut())
+    } else {
+        cgroup_freeze::Freezer::None("a run is not paused".into())
+    };
+    let rlimit_memory = !details.contains_key("memory");
+    let rlimit_pids = !details.contains_key("pids");
+    let masks = ll.masks;
+    let mut bp = Blueprint::build(
+        plan,
+        Inputs {
+            masks: ll.masks,
+            ruleset: ll.fd,
+            seccomp: &filters,
+            rlimit_memory,
+            rlimit_pids,
+        },
+    )?;
+    if let Some(ctl) = &control {
+        live::prepare_spec(&mut bp, masks, ctl.as_raw_fd())?;
+    }
+    let enforcement = report(
+        plan,
+        &bp,
+        filters.allowed_syscalls,
+        ll.report,
+        cg_host,
+        details,
+    );
+    let id_maps = bp.id_maps();
+    let Blueprint {
+        spec,
+        parent,
+        child_ends,
+        ruleset,
+        labels,
+        root_mode,
+        ..
+    } = bp;
+
+    let spec = Arc::new(spec);
+    let (pid, pidfd) = spawner::clone_init(spec.clone())
+        .await
+        .map_err(|e| setup("cloning the sandbox's init", e))?;
+    drop(child_ends);
+    drop(ruleset);
+    drop(control);
+    let kill = Arc::new(KillState::new(
+        pidfd
+            .try_clone()
+            .map_err(|e| setup("duplicating the pidfd", e))?,
+    ));
+    let guard = Guard {
+        kill: kill.clone(),
+        cgroup,
+        armed: true,
+    };
+
+    // Id maps and cgroup, then release the child.
+    let proc = format!("/proc/{pid}");
+    if !root_mode {
+        std::fs::write(format!("{proc}/setgroups"), "deny")
+            .map_err(|e| setup("writing setgroups", e))?;
+    }
+    for (file, map) in id_maps {
+        std::fs::write(format!("{proc}/{file}"), map)
+            .map_err(|e| setup(&format!("writing {file}"), e))?;
+    }
+    if let Some(cg) = &guard.cgroup {
+        cg.add(pid)
+            .map_err(|e| setup("moving the sandbox into its cgroup", e))?;
+    }
+    // SAFETY: writing one byte from a stack buffer to our pipe.
+    if unsafe { libc::write(parent.sync_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
+        return Err(setup(
+            "starting the sandbox",
+            std::io::Error::last_os_error(),
+        ));
+    }
+
+    // Either an error record, or EOF once the workload has exec'd (a live sandbox's
+    // init: once it serves requests).
+    let err_r = parent
+        .err_r
+        .try_clone()
+        .map_err(|e| setup("duplicating a pipe", e))?;
+    if let Some(rec) = read_error(err_r)
+        .await
+        .map_err(|e| setup("waiting for the workload to start", e))?
+    {
+        return Err(describe(plan, &labels, rec));
+    }
+    Ok(Booted {
+        guard,
+        pidfd,
+        parent,
+        enforcement,
+        freezer,
+    })
 }
 
 async fn read_error(fd: OwnedFd) -> std::io::Result<Option<ErrorRecord>> {

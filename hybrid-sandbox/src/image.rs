@@ -102,6 +102,17 @@ pub(crate) fn prepare(
     plan: &mut Plan,
     run: &Workload,
 ) -> Result<Option<LayersInUse>, Error> {
+    prepare_as(store, plan, run, false)
+}
+
+/// [`prepare`], for a live sandbox (`live`): the image's entrypoint and cmd are not
+/// run, its ENV, WORKDIR and USER apply to every exec.
+pub(crate) fn prepare_as(
+    store: &ImageStore,
+    plan: &mut Plan,
+    run: &Workload,
+    live: bool,
+) -> Result<Option<LayersInUse>, Error> {
     let Some(reference) = plan.image.clone() else {
         return Ok(None);
     };
@@ -110,22 +121,23 @@ pub(crate) fn prepare(
         .map_err(Error::Image)?;
     let layers = store.lock_layers(&record).map_err(Error::Image)?;
     let user = resolve_user(&record.name, record.config.user.as_deref(), &layers.dirs)?;
-    plan.apply_image(
-        run,
-        ImageSpec {
-            root: Some(ImageRoot {
-                name: record.name.clone(),
-                digest: record.manifest_digest.clone(),
-                layers: layers.dirs.clone(),
-            }),
-            entrypoint: record.config.entrypoint.clone(),
-            cmd: record.config.cmd.clone(),
-            env: record.config.env.clone(),
-            working_dir: record.config.working_dir.clone(),
-            user: Some(user),
-        },
-    )
-    .map_err(Error::ImageUse)?;
+    let spec = ImageSpec {
+        root: Some(ImageRoot {
+            name: record.name.clone(),
+            digest: record.manifest_digest.clone(),
+            layers: layers.dirs.clone(),
+        }),
+        entrypoint: record.config.entrypoint.clone(),
+        cmd: record.config.cmd.clone(),
+        env: record.config.env.clone(),
+        working_dir: record.config.working_dir.clone(),
+        user: Some(user),
+    };
+    if live {
+        plan.apply_image_environment(run, spec);
+    } else {
+        plan.apply_image(run, spec).map_err(Error::ImageUse)?;
+    }
     Ok(Some(layers))
 }
 
@@ -152,6 +164,12 @@ impl Execution for WithLayers {
     }
     async fn wait(&mut self) -> Result<Outcome, RunError> {
         self.inner.wait().await
+    }
+    fn signal(&self, signal: i32) -> Result<(), std::io::Error> {
+        self.inner.signal(signal)
+    }
+    fn resize(&self, size: sandbox_core::TtySize) -> Result<(), std::io::Error> {
+        self.inner.resize(size)
     }
 }
 

@@ -18,15 +18,21 @@
 
 pub mod blocking;
 mod image;
+mod live;
 mod sandbox;
 
 pub use image::import_options;
+pub use live::Live;
 pub use sandbox::{Error, Sandbox};
 pub use sandbox_images::{
     ImageConfig, ImageError, ImageRecord, ImageStore, ImportOptions, LimitKind, PerImageLimits,
     UnpackLimits,
 };
 
+pub use sandbox_core::{
+    live::ByteStream, EndReason, ExecLimits, ExecRequest, FileData, FileKind, FileStat, LiveError,
+    LiveOptions, LiveSandbox, LiveState, LiveStats, TtySize,
+};
 pub use sandbox_core::{
     units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
     Execution, Floor, HostSupport, ImageLimits, Isolation, IsolationRequest, KillHandle,

@@ -31,6 +31,9 @@ pub enum Error {
     /// An async runtime could not be created (blocking API).
     #[error("creating the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// An operation on a live sandbox failed.
+    #[error("live sandbox")]
+    Live(#[source] sandbox_core::LiveError),
 }
 
 impl Error {
@@ -50,8 +53,10 @@ impl Error {
     /// program does not exist in the sandbox, 126 when it cannot be executed, else 125.
     pub fn exit_status(&self) -> i32 {
         match self {
-            Error::Spawn(SpawnError::ProgramNotFound(_)) => 127,
-            Error::Spawn(SpawnError::NotExecutable { .. }) => 126,
+            Error::Spawn(SpawnError::ProgramNotFound(_))
+            | Error::Live(sandbox_core::LiveError::Exec(SpawnError::ProgramNotFound(_))) => 127,
+            Error::Spawn(SpawnError::NotExecutable { .. })
+            | Error::Live(sandbox_core::LiveError::Exec(SpawnError::NotExecutable { .. })) => 126,
             _ => 125,
         }
     }
@@ -70,6 +75,7 @@ impl Error {
             Error::Run(_) => "run",
             Error::Image(_) | Error::ImageUse(_) => "image",
             Error::Runtime(_) => "runtime",
+            Error::Live(e) => e.kind(),
         }
     }
 }
@@ -144,7 +150,7 @@ impl Sandbox {
         &self.policy
     }
 
-    fn backend(&self, i: Isolation) -> &Arc<dyn Backend> {
+    pub(crate) fn backend(&self, i: Isolation) -> &Arc<dyn Backend> {
         match i {
             Isolation::Container => &self.container,
             Isolation::MicroVm => &self.microvm,
@@ -165,10 +171,24 @@ impl Sandbox {
             Isolation::Container => c1.availability(),
             Isolation::MicroVm => m1.availability(),
         })
-        .with_can_run(move |i, plan| match i {
-            Isolation::Container => c2.supports(plan),
-            Isolation::MicroVm => m2.supports(plan),
+        .with_can_run(move |i, plan| {
+            // A live sandbox has no program yet: each exec is checked when it starts.
+            if plan.program.is_empty() {
+                return Ok(());
+            }
+            match i {
+                Isolation::Container => c2.supports(plan),
+                Isolation::MicroVm => m2.supports(plan),
+            }
         })
+    }
+
+    pub(crate) fn floor(&self) -> Option<&Floor> {
+        self.floor.as_deref()
+    }
+
+    pub(crate) fn images(&self) -> &Arc<sandbox_images::ImageStore> {
+        &self.images
     }
 
     /// The plan for a workload: profile, limits, mounts and the backend, with reasons.

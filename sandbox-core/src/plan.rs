@@ -153,6 +153,14 @@ impl Plan {
             first
         };
         self.argv = argv;
+        self.apply_image_environment(run, img);
+        Ok(())
+    }
+
+    /// Applies what an image's config says about the environment a program runs in —
+    /// ENV, WORKDIR, USER and the root — but not what it runs: for a live sandbox, whose
+    /// programs come with each exec.
+    pub fn apply_image_environment(&mut self, run: &crate::Workload, img: ImageSpec) {
         // ENV: the image's, then the policy's and the run's (the default PATH only when
         // the image sets none).
         let mut env: Vec<(String, String)> = img
@@ -183,7 +191,6 @@ impl Plan {
         }
         self.user = img.user.unwrap_or((0, 0));
         self.root = img.root;
-        Ok(())
     }
 
     /// The `PATH` of the workload (the default one when the environment has none).

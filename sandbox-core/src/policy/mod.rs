@@ -247,12 +247,47 @@ impl Policy {
         host: &HostSupport,
         extra: Option<&Floor>,
     ) -> Result<Plan, PolicyError> {
+        self.resolve_inner(w, host, extra, false)
+    }
+
+    /// Like [`Policy::resolve_with_floor`], for a live sandbox: the workload names no
+    /// program (its execs come later), and everything else is decided as for a run —
+    /// profile, limits, mounts, floor, isolation. A program, if given, is refused.
+    pub fn resolve_live_with_floor(
+        &self,
+        w: &Workload,
+        host: &HostSupport,
+        extra: Option<&Floor>,
+    ) -> Result<Plan, PolicyError> {
+        if !w.program.is_empty() || !w.args.is_empty() {
+            return Err(PolicyError::InvalidRunOption {
+                option: "program".into(),
+                message: "a live sandbox is created without a program: run it with an exec".into(),
+            });
+        }
+        self.resolve_inner(w, host, extra, true)
+    }
+
+    fn resolve_inner(
+        &self,
+        w: &Workload,
+        host: &HostSupport,
+        extra: Option<&Floor>,
+        live: bool,
+    ) -> Result<Plan, PolicyError> {
         let floor = match (self.floor.as_ref(), extra) {
             (Some(a), Some(b)) => Some(a.stricter(b)),
             (a, b) => a.or(b).cloned(),
         };
         let (profile, spec, why_profile) = self.select_profile(w)?;
-        validate::workload(w)?;
+        if live {
+            // Everything but the program is checked as for a run.
+            let mut probe = w.clone();
+            probe.program = "/".into();
+            validate::workload(&probe)?;
+        } else {
+            validate::workload(w)?;
+        }
         if let Some(f) = &floor {
             f.check_run(w)?;
         }

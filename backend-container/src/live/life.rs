@@ -1,0 +1,528 @@
+//! The host's side of a live container: its state, the control socket, the watchdogs
+//! (lifetime, idle timeout), pause/resume, stats and destroy.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sandbox_core::live::ByteStream;
+use sandbox_core::{
+    Decision, EndReason, EnforcementReport, ExecRequest, Execution, FileData, FileStat, Isolation,
+    LiveError, LiveOptions, LiveSandbox, LiveState, LiveStats, Plan, SpawnError, Termination,
+};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{oneshot, watch};
+
+use super::sock;
+use super::wire::{self, Msg};
+use crate::cgroup_freeze::Freezer;
+use crate::execution::Guard;
+
+/// What init reports when an exec's process ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exited {
+    pub(crate) wait_status: i32,
+    pub(crate) cpu_us: u64,
+    pub(crate) max_rss_kib: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Life {
+    pub(crate) state: LiveState,
+    pub(crate) ended: Option<EndReason>,
+    paused_at: Option<Instant>,
+    paused_total: Duration,
+    pub(crate) execs: HashMap<u64, oneshot::Sender<Exited>>,
+    pub(crate) running: u64,
+    last_activity: Instant,
+}
+
+/// Shared by the sandbox's handles, its execs and its background tasks. Dropping it
+/// destroys the sandbox.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The host's end of the control socket (blocking sends; reads by the reader task).
+    pub(crate) ctl: OwnedFd,
+    pub(crate) guard: Mutex<Option<Guard>>,
+    pub(crate) freezer: Freezer,
+    pub(crate) life: Mutex<Life>,
+    pub(crate) paused: watch::Sender<bool>,
+    pub(crate) files: Mutex<Option<OwnedFd>>,
+    pub(crate) next_id: std::sync::atomic::AtomicU64,
+    pub(crate) created: Instant,
+    pub(crate) plan: Plan,
+    pub(crate) enforcement: EnforcementReport,
+    /// Wakes the watchdog on activity and on destroy.
+    activity: Arc<tokio::sync::Notify>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Life> {
+        self.life.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends a control record to init.
+    pub(crate) fn send(&self, msg: Msg, fds: &[std::os::fd::RawFd]) -> std::io::Result<()> {
+        sock::send(self.ctl.as_raw_fd(), &msg.to_bytes(), fds)
+            .map_err(std::io::Error::from_raw_os_error)
+    }
+
+    /// Total time spent paused so far (the current pause included).
+    pub(crate) fn paused_total(&self) -> Duration {
+        let l = self.lock();
+        l.paused_total + l.paused_at.map_or(Duration::ZERO, |p| p.elapsed())
+    }
+
+    /// Notes activity (an API call, an exec starting or ending) for the idle timeout.
+    pub(crate) fn touch(&self) {
+        self.lock().last_activity = Instant::now();
+        self.activity.notify_one();
+    }
+
+    /// Fails unless running.
+    pub(crate) fn check_running(&self, operation: &'static str) -> Result<(), LiveError> {
+        let state = self.lock().state;
+        if state != LiveState::Running {
+            return Err(LiveError::WrongState {
+                state,
+                operation,
+                wanted: "running",
+            });
+        }
+        self.touch();
+        Ok(())
+    }
+
+    /// Kills everything in the sandbox and frees what it holds; the first reason
+    /// stays. Blocking (reaps init, removes the cgroup): callers in async code use
+    /// [`Shared::destroy_async`].
+    pub(crate) fn destroy(&self, reason: EndReason) {
+        let execs = {
+            let mut l = self.lock();
+            if l.state != LiveState::Destroyed {
+                l.state = LiveState::Destroyed;
+                l.ended = Some(reason);
+                if let Some(p) = l.paused_at.take() {
+                    l.paused_total += p.elapsed();
+                }
+            }
+            std::mem::take(&mut l.execs)
+        };
+        drop(execs);
+        let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(g) = guard {
+            g.kill.kill(Termination::Killed);
+            // A frozen (v1) process does not die until thawed.
+            let _ = self.freezer.set(false);
+            // Reaps init (once its PID namespace is empty) and removes the cgroup.
+            drop(g);
+        }
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let _ = self.paused.send(false);
+        self.activity.notify_one();
+    }
+
+    pub(crate) async fn destroy_async(self: &Arc<Self>, reason: EndReason) {
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.destroy(reason)).await;
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.destroy(EndReason::Destroyed);
+    }
+}
+
+/// A live container sandbox.
+#[derive(Debug)]
+pub(crate) struct ContainerLive {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ContainerLive {
+    pub(crate) async fn create(
+        plan: Plan,
+        options: LiveOptions,
+    ) -> Result<Arc<ContainerLive>, SpawnError> {
+        let created = Instant::now();
+        let (host_end, init_end) = super::control_pair()?;
+        let boot_plan = super::boot_plan(&plan);
+        let booted = crate::boot(&boot_plan, Some(init_end)).await?;
+        let mut enforcement = booted.enforcement;
+        let d = &mut enforcement.limits.details;
+        d.insert("pause".into(), booted.freezer.describe());
+        d.insert(
+            "exec_wall_time".into(),
+            "per exec: supervisor timer (paused time not counted), the exec's process group killed"
+                .into(),
+        );
+        d.insert(
+            "exec_cpu_time".into(),
+            "per exec: RLIMIT_CPU on each of its processes; the sandbox's cgroup counts all execs together".into(),
+        );
+        if let Some(l) = options.lifetime {
+            d.insert(
+                "lifetime".into(),
+                format!("{} ms, then the sandbox is destroyed", l.as_millis()),
+            );
+        }
+        if let Some(i) = options.idle_timeout {
+            d.insert(
+                "idle_timeout".into(),
+                format!(
+                    "{} ms without an exec running or a call, then destroyed",
+                    i.as_millis()
+                ),
+            );
+        }
+        enforcement.filesystem.push_str(
+            "; live: /dev/pts (private devpts) and /dev/ptmx for terminals; file operations by a \
+             confined file server inside the sandbox",
+        );
+        let (paused, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            ctl: host_end,
+            guard: Mutex::new(Some(booted.guard)),
+            freezer: booted.freezer,
+            life: Mutex::new(Life {
+                state: LiveState::Running,
+                ended: None,
+                paused_at: None,
+                paused_total: Duration::ZERO,
+                execs: HashMap::new(),
+                running: 0,
+                last_activity: Instant::now(),
+            }),
+            paused,
+            files: Mutex::new(None),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            created,
+            plan,
+            enforcement,
+            activity: Arc::new(tokio::sync::Notify::new()),
+        });
+        // Init's end and the parent's pipes are no longer needed (sync_w closes too:
+        // init no longer watches it).
+        drop(booted.parent);
+        drop(booted.pidfd);
+        let reader = shared
+            .ctl
+            .try_clone()
+            .map_err(|e| super::setup("duplicating the control socket", e))?;
+        // SAFETY: an OwnedFd owns its descriptor and returns the same one for its life.
+        let reader =
+            unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
+                .map_err(|e| super::setup("watching the control socket", e.into_parts().1))?;
+        tokio::spawn(read_control(reader, Arc::downgrade(&shared)));
+        if options.lifetime.is_some() || options.idle_timeout.is_some() {
+            tokio::spawn(watchdog(
+                Arc::downgrade(&shared),
+                shared.activity.clone(),
+                options,
+            ));
+        }
+        Ok(Arc::new(ContainerLive { shared }))
+    }
+}
+
+/// Dispatches init's reports; on the socket's end (init gone), the sandbox has failed.
+async fn read_control(fd: AsyncFd<OwnedFd>, shared: Weak<Shared>) {
+    loop {
+        let mut guard = match fd.readable().await {
+            Ok(g) => g,
+            Err(_) => break,
+        };
+        let mut buf = [0u8; Msg::SIZE];
+        let mut fds = [-1; sock::MAX_FDS];
+        match guard.try_io(|s| {
+            sock::recv(s.as_raw_fd(), &mut buf, &mut fds, libc::MSG_DONTWAIT)
+                .map_err(std::io::Error::from_raw_os_error)
+        }) {
+            Err(_would_block) => continue,
+            Ok(Ok((0, 0))) | Ok(Err(_)) => break,
+            Ok(Ok((n, nfds))) => {
+                for &f in &fds[..nfds] {
+                    crate::sys::close(f);
+                }
+                let Some(s) = shared.upgrade() else { return };
+                if n != Msg::SIZE {
+                    continue;
+                }
+                let msg = Msg::from_bytes(&buf);
+                if msg.kind == wire::MSG_EXITED {
+                    if msg.id == wire::FILES_ID {
+                        s.files.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        continue;
+                    }
+                    let tx = s.lock().execs.remove(&msg.id);
+                    if let Some(tx) = tx {
+                        let _ = tx.send(Exited {
+                            wait_status: msg.a as i32,
+                            cpu_us: msg.b,
+                            max_rss_kib: msg.c,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    // Init is gone: whatever was not destroyed on purpose failed.
+    if let Some(s) = shared.upgrade() {
+        let reason = {
+            let l = s.lock();
+            (l.state != LiveState::Destroyed).then_some(())
+        };
+        if reason.is_some() {
+            let oom = s
+                .guard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .and_then(|g| g.cgroup.as_ref().map(|c| c.stats().oom_kills))
+                .unwrap_or(0);
+            let why = if oom > 0 {
+                EndReason::MemoryLimit
+            } else {
+                EndReason::Failed
+            };
+            s.destroy_async(why).await;
+        }
+    }
+}
+
+/// Destroys the sandbox when its lifetime passes or it stays idle too long.
+async fn watchdog(shared: Weak<Shared>, activity: Arc<tokio::sync::Notify>, options: LiveOptions) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let (state, running, last) = {
+            let l = s.lock();
+            (l.state, l.running, l.last_activity)
+        };
+        if state == LiveState::Destroyed {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(lt) = options.lifetime {
+            if now >= s.created + lt {
+                s.destroy_async(EndReason::Lifetime).await;
+                return;
+            }
+        }
+        let idle_due = options
+            .idle_timeout
+            .filter(|_| state == LiveState::Running && running == 0)
+            .map(|i| last + i);
+        if let Some(due) = idle_due {
+            if now >= due {
+                s.destroy_async(EndReason::IdleTimeout).await;
+                return;
+            }
+        }
+        let next = [options.lifetime.map(|l| s.created + l), idle_due]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + Duration::from_secs(3600));
+        // Hold no strong handle while waiting: dropping the last one destroys.
+        drop(s);
+        tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {}
+            _ = activity.notified() => {}
+        }
+    }
+}
+
+fn failed(what: &str, e: std::io::Error) -> LiveError {
+    LiveError::Failed(what.into(), e)
+}
+
+#[async_trait]
+impl LiveSandbox for ContainerLive {
+    fn isolation(&self) -> Isolation {
+        Isolation::Container
+    }
+    fn decision(&self) -> &Decision {
+        &self.shared.plan.decision
+    }
+    fn enforcement(&self) -> &EnforcementReport {
+        &self.shared.enforcement
+    }
+    fn state(&self) -> LiveState {
+        self.shared.lock().state
+    }
+    fn ended(&self) -> Option<EndReason> {
+        self.shared.lock().ended
+    }
+
+    async fn exec(&self, request: ExecRequest) -> Result<Box<dyn Execution>, LiveError> {
+        super::exec::start(&self.shared, request, super::exec::Owner::Sandbox)
+            .await
+            .map(|e| Box::new(e) as Box<dyn Execution>)
+    }
+
+    async fn write_file(&self, path: &str, data: FileData, mode: u32) -> Result<u64, LiveError> {
+        self.shared.check_running("write_file")?;
+        super::files::write_file(&self.shared, path, data, mode).await
+    }
+    async fn read_file(&self, path: &str) -> Result<ByteStream, LiveError> {
+        self.shared.check_running("read_file")?;
+        super::files::read_file(&self.shared, path).await
+    }
+    async fn list_dir(&self, path: &str) -> Result<Vec<FileStat>, LiveError> {
+        self.shared.check_running("list_dir")?;
+        super::files::list_dir(&self.shared, path).await
+    }
+    async fn stat(&self, path: &str) -> Result<FileStat, LiveError> {
+        self.shared.check_running("stat")?;
+        super::files::stat(&self.shared, path).await
+    }
+    async fn mkdir(&self, path: &str, parents: bool) -> Result<(), LiveError> {
+        self.shared.check_running("mkdir")?;
+        super::files::simple(
+            &self.shared,
+            wire::FS_MKDIR,
+            "mkdir",
+            path,
+            "",
+            parents,
+            0o755,
+        )
+        .await
+    }
+    async fn remove(&self, path: &str, recursive: bool) -> Result<(), LiveError> {
+        self.shared.check_running("remove")?;
+        super::files::simple(
+            &self.shared,
+            wire::FS_REMOVE,
+            "remove",
+            path,
+            "",
+            recursive,
+            0,
+        )
+        .await
+    }
+    async fn rename(&self, from: &str, to: &str) -> Result<(), LiveError> {
+        self.shared.check_running("rename")?;
+        super::files::validate(to)?;
+        super::files::simple(&self.shared, wire::FS_RENAME, "rename", from, to, false, 0).await
+    }
+
+    async fn pause(&self) -> Result<(), LiveError> {
+        let s = &self.shared;
+        {
+            let l = s.lock();
+            match l.state {
+                LiveState::Running => {}
+                LiveState::Paused => return Ok(()),
+                state => {
+                    return Err(LiveError::WrongState {
+                        state,
+                        operation: "pause",
+                        wanted: "running",
+                    })
+                }
+            }
+        }
+        if let Freezer::None(why) = &s.freezer {
+            return Err(LiveError::Unsupported(format!(
+                "pausing needs the cgroup freezer, which this sandbox lacks: {why}"
+            )));
+        }
+        let me = s.clone();
+        tokio::task::spawn_blocking(move || me.freezer.set(true))
+            .await
+            .map_err(|e| failed("pausing", std::io::Error::other(e)))?
+            .map_err(|e| failed("pausing", e))?;
+        let mut l = s.lock();
+        if l.state == LiveState::Running {
+            l.state = LiveState::Paused;
+            l.paused_at = Some(Instant::now());
+        }
+        drop(l);
+        let _ = s.paused.send(true);
+        s.touch();
+        Ok(())
+    }
+
+    async fn resume(&self) -> Result<(), LiveError> {
+        let s = &self.shared;
+        {
+            let l = s.lock();
+            match l.state {
+                LiveState::Paused => {}
+                LiveState::Running => return Ok(()),
+                state => {
+                    return Err(LiveError::WrongState {
+                        state,
+                        operation: "resume",
+                        wanted: "paused",
+                    })
+                }
+            }
+        }
+        let me = s.clone();
+        tokio::task::spawn_blocking(move || me.freezer.set(false))
+            .await
+            .map_err(|e| failed("resuming", std::io::Error::other(e)))?
+            .map_err(|e| failed("resuming", e))?;
+        let mut l = s.lock();
+        if l.state == LiveState::Paused {
+            l.state = LiveState::Running;
+            if let Some(p) = l.paused_at.take() {
+                l.paused_total += p.elapsed();
+            }
+        }
+        drop(l);
+        let _ = s.paused.send(false);
+        s.touch();
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<LiveStats, LiveError> {
+        let s = &self.shared;
+        let (state, running) = {
+            let l = s.lock();
+            (l.state, l.running)
+        };
+        if state == LiveState::Destroyed {
+            return Err(LiveError::WrongState {
+                state,
+                operation: "stats",
+                wanted: "running or paused",
+            });
+        }
+        s.touch();
+        let (cg, usage) = {
+            let g = s.guard.lock().unwrap_or_else(|e| e.into_inner());
+            let c = g.as_ref().and_then(|g| g.cgroup.as_ref());
+            (
+                c.map(|c| c.stats()).unwrap_or_default(),
+                c.map(|c| c.usage()).unwrap_or((None, None)),
+            )
+        };
+        let disk_bytes = if state == LiveState::Running {
+            super::files::disk_used(s).await.unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(LiveStats {
+            memory_bytes: usage.0.unwrap_or(0),
+            peak_memory_bytes: cg.peak_memory.unwrap_or(0),
+            cpu_time_ms: cg.cpu_ns.map_or(0.0, |n| n as f64 / 1e6),
+            processes: usage.1.unwrap_or(0),
+            disk_bytes,
+            execs_running: running,
+            uptime_ms: s.created.elapsed().as_secs_f64() * 1e3,
+            paused_ms: s.paused_total().as_secs_f64() * 1e3,
+        })
+    }
+
+    async fn destroy(&self) -> Result<(), LiveError> {
+        self.shared.destroy_async(EndReason::Destroyed).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! Live container sandboxes: created once, then execs, files, pause and resume, stats,
+//! destroy. The sandbox is built exactly as a run's (`crate::boot`); its init then
+//! serves requests over a control socket (`init.rs`) instead of forking one workload.
+//! Every exec and the file server are processes forked by init inside the sandbox and
+//! confined by the same steps as a run's workload: nothing of the host joins the
+//! sandbox's namespaces.
+
+mod exec;
+mod files;
+pub(crate) mod fileserver;
+pub(crate) mod init;
+mod life;
+pub(crate) mod sock;
+pub(crate) mod wire;
+
+use std::ffi::CString;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use sandbox_core::{LiveOptions, LiveSandbox, Plan, SpawnError, Stdin};
+
+use crate::blueprint::Blueprint;
+use crate::child::Op;
+use crate::landlock::Masks;
+use crate::sys::{MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID};
+
+/// Creates a live sandbox from `plan` (its program, argv and stdin are not used).
+pub(crate) async fn create(
+    plan: Plan,
+    options: LiveOptions,
+) -> Result<Arc<dyn LiveSandbox>, SpawnError> {
+    let live = life::ContainerLive::create(plan, options).await?;
+    Ok(live)
+}
+
+fn setup(step: &str, source: std::io::Error) -> SpawnError {
+    SpawnError::Setup {
+        step: step.to_string(),
+        source,
+    }
+}
+
+/// The control socket pair: (host's end, init's end).
+pub(crate) fn control_pair() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let (a, b) = sock::seqpacket_pair().map_err(|e| {
+        setup(
+            "creating the control socket",
+            std::io::Error::from_raw_os_error(e),
+        )
+    })?;
+    // SAFETY: socketpair just returned these descriptors; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) })
+}
+
+/// What a live sandbox's spec has beyond a run's: init's control socket, and a private
+/// devpts instance (with /dev/ptmx) for execs on a terminal.
+pub(crate) fn prepare_spec(bp: &mut Blueprint, masks: Masks, ctl: RawFd) -> Result<(), SpawnError> {
+    let c = |s: &str| CString::new(s).map_err(|_| SpawnError::Unsupported("NUL in a path".into()));
+    let comps = |p: &str| -> Result<Vec<CString>, SpawnError> {
+        Path::new(p)
+            .iter()
+            .skip(1)
+            .map(|s| c(&s.to_string_lossy()))
+            .collect()
+    };
+    bp.spec.control = Some(ctl);
+    bp.spec.keep.push(ctl);
+    bp.spec.keep.sort_unstable();
+    bp.labels.ops.push(("devpts".into(), "/dev/pts".into()));
+    bp.spec.ops.push(Op::Fs {
+        path: comps("/dev/pts")?,
+        fstype: c("devpts")?,
+        options: vec![(c("mode")?, c("0620")?), (c("ptmxmode")?, c("0666")?)],
+        // Its own instance: only this sandbox's terminals, so device nodes are allowed.
+        attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+    });
+    bp.labels.ops.push(("symlink".into(), "/dev/ptmx".into()));
+    bp.spec.ops.push(Op::Symlink {
+        path: comps("/dev/ptmx")?,
+        target: c("pts/ptmx")?,
+    });
+    if masks.device != 0 && bp.spec.ruleset.is_some() {
+        bp.labels.rules.push("/dev/pts".into());
+        bp.spec.rules.push(crate::child::Rule {
+            path: c("/dev/pts")?,
+            access: masks.device | masks.ro_dir,
+        });
+    }
+    Ok(())
+}
+
+/// A live sandbox's plan as the blueprint sees it: nothing to run yet.
+pub(crate) fn boot_plan(plan: &Plan) -> Plan {
+    let mut p = plan.clone();
+    p.stdin = Stdin::Null;
+    p.program = String::new();
+    p.argv = Vec::new();
+    p
+}

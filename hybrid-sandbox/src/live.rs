@@ -1,0 +1,291 @@
+//! Live sandboxes: create once, then exec many commands, move files in and out, pause
+//! and resume, and destroy — through the same policy decision, floor, image
+//! preparation and enforcement report as a run. Backend-agnostic: the backend the
+//! policy picks implements [`LiveSandbox`] (or says it cannot).
+
+use std::sync::Arc;
+
+use sandbox_core::live::{read_to_end, ByteStream};
+use sandbox_core::{
+    Decision, EndReason, EnforcementReport, ExecRequest, Execution, FileData, FileStat, Isolation,
+    LiveError, LiveOptions, LiveSandbox, LiveState, LiveStats, Outcome, Workload,
+};
+
+use crate::sandbox::{Error, Sandbox};
+
+#[derive(Debug)]
+struct Inner {
+    // Dropped first: the sandbox goes before the image layers it stands on.
+    sandbox: Arc<dyn LiveSandbox>,
+    _layers: Option<sandbox_images::LayersInUse>,
+}
+
+/// A live sandbox. Cheap to clone (all clones are the same sandbox); it is destroyed by
+/// [`Live::destroy`], when its `lifetime` or `idle_timeout` passes, or when the last
+/// clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Live {
+    inner: Arc<Inner>,
+}
+
+impl Sandbox {
+    /// Creates a live sandbox from `spec` — a [`Workload`] without a program: profile,
+    /// labels, isolation, image or mounts, env, limits, network — and `options`
+    /// (`lifetime`, `idle_timeout`). The policy decides as for a run; the sandbox then
+    /// waits for execs and file operations.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hybrid_sandbox::{LiveOptions, Sandbox, Workload};
+    /// let live = Sandbox::with_default_policy()
+    ///     .create(Workload::default(), LiveOptions::default())
+    ///     .await?;
+    /// live.write_file("/tmp/hello.sh", "echo hello from $0").await?;
+    /// let out = live.exec(["sh", "/tmp/hello.sh"]).await?;
+    /// assert_eq!(out.stdout, b"hello from /tmp/hello.sh\n");
+    /// live.destroy().await?;
+    /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
+    /// ```
+    pub async fn create(&self, spec: Workload, options: LiveOptions) -> Result<Live, Error> {
+        let mut plan = self
+            .policy()
+            .resolve_live_with_floor(&spec, &self.host_support(), self.floor())
+            .map_err(Error::Policy)?;
+        let layers = if plan.image.is_some() {
+            let store = self.images().clone();
+            let w = spec.clone();
+            let (p, layers) = tokio::task::spawn_blocking(move || {
+                let mut plan = plan;
+                crate::image::prepare_as(&store, &mut plan, &w, true).map(|l| (plan, l))
+            })
+            .await
+            .map_err(|e| Error::Runtime(std::io::Error::other(e)))??;
+            plan = p;
+            layers
+        } else {
+            None
+        };
+        let sandbox = self
+            .backend(plan.decision.isolation)
+            .create(plan, options)
+            .await
+            .map_err(Error::Spawn)?;
+        Ok(Live {
+            inner: Arc::new(Inner {
+                sandbox,
+                _layers: layers,
+            }),
+        })
+    }
+}
+
+fn live(e: LiveError) -> Error {
+    Error::Live(e)
+}
+
+impl Live {
+    /// The backend's sandbox, for callers that want the trait itself.
+    pub fn inner(&self) -> &Arc<dyn LiveSandbox> {
+        &self.inner.sandbox
+    }
+
+    /// The isolation in use.
+    pub fn isolation(&self) -> Isolation {
+        self.inner.sandbox.isolation()
+    }
+
+    /// Which backend, and why.
+    pub fn decision(&self) -> &Decision {
+        self.inner.sandbox.decision()
+    }
+
+    /// What protects the host.
+    pub fn enforcement(&self) -> &EnforcementReport {
+        self.inner.sandbox.enforcement()
+    }
+
+    /// Running, paused or destroyed.
+    pub fn state(&self) -> LiveState {
+        self.inner.sandbox.state()
+    }
+
+    /// Why it ended, once destroyed.
+    pub fn ended(&self) -> Option<EndReason> {
+        self.inner.sandbox.ended()
+    }
+
+    /// Runs `argv` to its end (stdin empty, the sandbox's environment and working
+    /// directory) and returns its outcome, in the same shape as a run's.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use hybrid_sandbox::{LiveOptions, Sandbox, Workload, Termination};
+    /// # let live = Sandbox::with_default_policy().create(Workload::default(), LiveOptions::default()).await?;
+    /// let out = live.exec(["sh", "-c", "echo $((6 * 7)); exit 3"]).await?;
+    /// assert_eq!((out.termination, out.exit_code), (Termination::Exited, Some(3)));
+    /// assert_eq!(out.stdout, b"42\n");
+    /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
+    /// ```
+    pub async fn exec<I, S>(&self, argv: I) -> Result<Outcome, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.exec_with(ExecRequest::new(argv)).await
+    }
+
+    /// Runs a full request (env, cwd, stdin, tty, limits) to its end.
+    pub async fn exec_with(&self, request: ExecRequest) -> Result<Outcome, Error> {
+        let mut e = self.exec_streaming(request).await?;
+        e.wait().await.map_err(Error::Run)
+    }
+
+    /// Starts a request; stream its output ([`Execution::take_output`]), write its stdin
+    /// ([`Execution::take_stdin`] with [`crate::Stdin::Stream`]), signal or resize it,
+    /// and wait for its outcome. Dropping it before it ends kills it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use hybrid_sandbox::{ExecRequest, LiveOptions, Sandbox, Stdin, Workload};
+    /// # let live = Sandbox::with_default_policy().create(Workload::default(), LiveOptions::default()).await?;
+    /// let mut req = ExecRequest::new(["cat"]);
+    /// req.stdin = Stdin::Stream;
+    /// let mut exec = live.exec_streaming(req).await?;
+    /// let stdin = exec.take_stdin().unwrap();
+    /// stdin.write(b"typed\n".to_vec()).await.unwrap();
+    /// drop(stdin); // end of input
+    /// let mut output = exec.take_output().unwrap();
+    /// assert_eq!(output.recv().await.unwrap().data, b"typed\n");
+    /// assert_eq!(exec.wait().await.unwrap().exit_code, Some(0));
+    /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
+    /// ```
+    pub async fn exec_streaming(&self, request: ExecRequest) -> Result<Box<dyn Execution>, Error> {
+        self.inner.sandbox.exec(request).await.map_err(live)
+    }
+
+    /// Writes `data` to the file at `path` (created with mode 0644, or truncated), as
+    /// the workload would: paths resolve inside the sandbox, its limits apply
+    /// (`tmp_size`, `file_size`: [`LiveError::Limit`] names the one hit). Returns the
+    /// bytes written.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use hybrid_sandbox::{LiveOptions, Sandbox, Workload};
+    /// # let live = Sandbox::with_default_policy().create(Workload::default(), LiveOptions::default()).await?;
+    /// assert_eq!(live.write_file("/tmp/data.txt", b"abc".to_vec()).await?, 3);
+    /// assert_eq!(live.read_file("/tmp/data.txt").await?, b"abc");
+    /// // Outside the sandbox's writable places, it is refused as for the workload.
+    /// assert_eq!(live.write_file("/etc/x", "no").await.unwrap_err().kind(), "permission_denied");
+    /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
+    /// ```
+    pub async fn write_file(&self, path: &str, data: impl Into<Vec<u8>>) -> Result<u64, Error> {
+        self.inner
+            .sandbox
+            .write_file(path, FileData::Bytes(data.into()), 0o644)
+            .await
+            .map_err(live)
+    }
+
+    /// Writes everything `stream` gives to `path`, created with `mode`.
+    pub async fn write_file_stream(
+        &self,
+        path: &str,
+        stream: ByteStream,
+        mode: u32,
+    ) -> Result<u64, Error> {
+        self.inner
+            .sandbox
+            .write_file(path, FileData::Stream(stream), mode)
+            .await
+            .map_err(live)
+    }
+
+    /// The contents of the file at `path` (symlinks followed inside the sandbox).
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, Error> {
+        let s = self.read_file_stream(path).await?;
+        read_to_end(s)
+            .await
+            .map_err(|e| live(LiveError::Failed(format!("reading {path}"), e)))
+    }
+
+    /// The file at `path` as a stream.
+    pub async fn read_file_stream(&self, path: &str) -> Result<ByteStream, Error> {
+        self.inner.sandbox.read_file(path).await.map_err(live)
+    }
+
+    /// The entries of the directory at `path`, sorted by name.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use hybrid_sandbox::{LiveOptions, Sandbox, Workload};
+    /// # let live = Sandbox::with_default_policy().create(Workload::default(), LiveOptions::default()).await?;
+    /// live.mkdir("/tmp/a/b", true).await?;
+    /// live.write_file("/tmp/a/f", "x").await?;
+    /// let names: Vec<String> = live.list_dir("/tmp/a").await?.into_iter().map(|e| e.name).collect();
+    /// assert_eq!(names, ["b", "f"]);
+    /// live.rename("/tmp/a/f", "/tmp/a/g").await?;
+    /// assert_eq!(live.stat("/tmp/a/g").await?.size, 1);
+    /// live.remove("/tmp/a", true).await?;
+    /// assert_eq!(live.stat("/tmp/a").await.unwrap_err().kind(), "not_found");
+    /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
+    /// ```
+    pub async fn list_dir(&self, path: &str) -> Result<Vec<FileStat>, Error> {
+        self.inner.sandbox.list_dir(path).await.map_err(live)
+    }
+
+    /// Metadata of `path` (a final symlink not followed).
+    pub async fn stat(&self, path: &str) -> Result<FileStat, Error> {
+        self.inner.sandbox.stat(path).await.map_err(live)
+    }
+
+    /// Makes a directory (and its parents with `parents`).
+    pub async fn mkdir(&self, path: &str, parents: bool) -> Result<(), Error> {
+        self.inner.sandbox.mkdir(path, parents).await.map_err(live)
+    }
+
+    /// Removes a file, symlink or empty directory (any directory with `recursive`).
+    pub async fn remove(&self, path: &str, recursive: bool) -> Result<(), Error> {
+        self.inner
+            .sandbox
+            .remove(path, recursive)
+            .await
+            .map_err(live)
+    }
+
+    /// Renames `from` to `to`.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        self.inner.sandbox.rename(from, to).await.map_err(live)
+    }
+
+    /// Stops every process of the sandbox; paused time does not count against an
+    /// exec's wall time.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use hybrid_sandbox::{LiveOptions, LiveState, Sandbox, Workload};
+    /// # let live = Sandbox::with_default_policy().create(Workload::default(), LiveOptions::default()).await?;
+    /// live.pause().await?;
+    /// assert_eq!(live.state(), LiveState::Paused);
+    /// live.resume().await?;
+    /// assert!(live.stats().await?.paused_ms > 0.0);
+    /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
+    /// ```
+    pub async fn pause(&self) -> Result<(), Error> {
+        self.inner.sandbox.pause().await.map_err(live)
+    }
+
+    /// Undoes [`Live::pause`].
+    pub async fn resume(&self) -> Result<(), Error> {
+        self.inner.sandbox.resume().await.map_err(live)
+    }
+
+    /// What the sandbox uses now.
+    pub async fn stats(&self) -> Result<LiveStats, Error> {
+        self.inner.sandbox.stats().await.map_err(live)
+    }
+
+    /// Kills everything in the sandbox and frees what it holds. Idempotent.
+    pub async fn destroy(&self) -> Result<(), Error> {
+        self.inner.sandbox.destroy().await.map_err(live)
+    }
+}
