@@ -1,26 +1,25 @@
 //! Live container sandboxes, through the library: create once, exec many, files in and
 //! out, pause and resume, limits for the sandbox's life, attacks on the file API, many
-//! sandboxes at once, and nothing left behind.
+//! sandboxes at once, and nothing left behind (even after `kill -9` of the caller).
 
 use std::time::Duration;
 
 use hsb_tests::*;
 use hybrid_sandbox::{
-    EndReason, ExecRequest, Live, LiveOptions, LiveState, Stdin, TtySize, Workload,
+    EndReason, ExecLimits, ExecRequest, Live, LiveOptions, LiveState, Stdin, StreamKind, TtySize,
 };
 
-fn live_rt() -> tokio::runtime::Runtime {
-    runtime()
-}
-
-async fn create(opts: LiveOptions) -> Live {
-    sandbox()
-        .create(Workload::default(), opts)
+async fn create_in(sb: &Sandbox, w: Workload, opts: LiveOptions) -> Live {
+    sb.create(w, opts)
         .await
         .unwrap_or_else(|e| panic!("create: {}", e.chain()))
 }
 
-async fn sh_out(live: &Live, script: &str) -> hybrid_sandbox::Outcome {
+async fn create(opts: LiveOptions) -> Live {
+    create_in(sandbox(), Workload::default(), opts).await
+}
+
+async fn sh_out(live: &Live, script: &str) -> Outcome {
     live.exec(["sh", "-c", script])
         .await
         .unwrap_or_else(|e| panic!("exec {script}: {}", e.chain()))
@@ -28,10 +27,11 @@ async fn sh_out(live: &Live, script: &str) -> hybrid_sandbox::Outcome {
 
 #[test]
 fn agent_scenario_state_kept_between_execs() {
-    live_rt().block_on(async {
+    runtime().block_on(async {
         let live = create(LiveOptions::default()).await;
-        assert_eq!(live.isolation(), hybrid_sandbox::Isolation::Container);
+        assert_eq!(live.isolation(), Isolation::Container);
         assert!(live.enforcement().seccomp.enforced);
+        assert!(live.enforcement().limits.details.contains_key("pause"));
         live.write_file(
             "/tmp/job.sh",
             "n=$(cat /tmp/count 2>/dev/null || echo 0); n=$((n + 1)); echo $n > /tmp/count; echo run $n",
@@ -40,12 +40,14 @@ fn agent_scenario_state_kept_between_execs() {
         .unwrap();
         let o = sh_out(&live, "sh /tmp/job.sh").await;
         assert_eq!(stdout(&o), "run 1\n", "{o:?}");
+        assert_eq!(o.termination, Termination::Exited);
         assert_eq!(live.read_file("/tmp/count").await.unwrap(), b"1\n");
         let o = sh_out(&live, "sh /tmp/job.sh").await;
         assert_eq!(stdout(&o), "run 2\n");
         assert_eq!(live.read_file("/tmp/count").await.unwrap(), b"2\n");
         // Per-exec env, cwd and stdin; the exit code and stderr come back.
-        let mut req = ExecRequest::new(["sh", "-c", "cat; echo $GREETING; pwd; echo oops >&2; exit 7"]);
+        let mut req =
+            ExecRequest::new(["sh", "-c", "cat; echo $GREETING; pwd; echo oops >&2; exit 7"]);
         req.env.insert("GREETING".into(), "hi".into());
         req.cwd = Some("/proc".into());
         req.stdin = Stdin::Bytes(b"in\n".to_vec());
@@ -53,6 +55,9 @@ fn agent_scenario_state_kept_between_execs() {
         assert_eq!(stdout(&o), "in\nhi\n/proc\n");
         assert_eq!(o.stderr, b"oops\n");
         assert_eq!(o.exit_code, Some(7));
+        // Execs run confined as a run's workload: the sandbox user, no capabilities.
+        let o = sh_out(&live, "id -u; grep CapEff /proc/self/status").await;
+        assert_eq!(stdout(&o), "1000\nCapEff:\t0000000000000000\n");
         // A program that does not exist is an error, not an outcome.
         let e = live.exec(["no-such-program"]).await.unwrap_err();
         assert_eq!(e.kind(), "program_not_found", "{}", e.chain());
@@ -62,5 +67,433 @@ fn agent_scenario_state_kept_between_execs() {
         assert_eq!(live.state(), LiveState::Destroyed);
         assert_eq!(live.ended(), Some(EndReason::Destroyed));
         assert_eq!(live.exec(["true"]).await.unwrap_err().kind(), "wrong_state");
+    });
+}
+
+/// A counter a background loop of the sandbox writes into a host directory (so the
+/// host can watch it while the sandbox is paused).
+fn counter(dir: &std::path::Path) -> u64 {
+    std::fs::read_to_string(dir.join("tick"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn background_process_survives_and_pause_stops_it() {
+    let out = writable_tempdir();
+    runtime().block_on(async {
+        let w = Workload::default().mount(Mount::rw(out.path(), "/out"));
+        let live = create_in(sandbox(), w, LiveOptions::default()).await;
+        let o = sh_out(
+            &live,
+            "(i=0; while :; do i=$((i+1)); echo $i > /out/tick.new; mv /out/tick.new /out/tick; sleep 0.02; done) >/dev/null 2>&1 &",
+        )
+        .await;
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        // The loop outlives the exec that started it, and other execs see it.
+        assert!(eventually(10.0, || counter(out.path()) >= 3));
+        let o = sh_out(&live, "cat /out/tick").await;
+        assert!(stdout(&o).trim().parse::<u64>().unwrap() >= 3);
+
+        live.pause().await.unwrap();
+        assert_eq!(live.state(), LiveState::Paused);
+        let frozen = counter(out.path());
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(counter(out.path()), frozen, "the loop ran while paused");
+        // While paused, execs and file operations are refused with the state named.
+        let e = live.exec(["true"]).await.unwrap_err();
+        assert_eq!(e.kind(), "wrong_state", "{}", e.chain());
+        assert_eq!(live.read_file("/out/tick").await.unwrap_err().kind(), "wrong_state");
+        live.resume().await.unwrap();
+        assert!(eventually(10.0, || counter(out.path()) > frozen + 2));
+        let st = live.stats().await.unwrap();
+        assert!(st.paused_ms >= 400.0, "{st:?}");
+        assert!(st.processes >= 2, "{st:?}");
+        assert!(st.memory_bytes > 0, "{st:?}");
+    });
+}
+
+#[test]
+fn paused_time_is_not_counted_against_an_execs_wall_time() {
+    runtime().block_on(async {
+        let live = create(LiveOptions::default()).await;
+        let mut req = ExecRequest::new(["sleep", "1"]);
+        req.limits = ExecLimits {
+            wall_time: Some(Duration::from_secs(3)),
+            ..Default::default()
+        };
+        let mut e = live.exec_streaming(req).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        live.pause().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        live.resume().await.unwrap();
+        let o = e.wait().await.unwrap();
+        assert_eq!(o.termination, Termination::Exited, "{o:?}");
+        assert!(o.wall_time < Duration::from_millis(3000), "{o:?}");
+        // And the limit still ends an exec that runs past it.
+        let mut req = ExecRequest::new(["sleep", "30"]);
+        req.limits.wall_time = Some(Duration::from_millis(300));
+        let o = live.exec_with(req).await.unwrap();
+        assert_eq!(o.termination, Termination::Timeout, "{o:?}");
+        // The sandbox itself goes on.
+        assert_eq!(stdout(&sh_out(&live, "echo alive").await), "alive\n");
+    });
+}
+
+#[test]
+fn several_execs_at_once() {
+    runtime().block_on(async {
+        let live = create(LiveOptions::default()).await;
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let live = live.clone();
+                tokio::spawn(async move {
+                    let o = live
+                        .exec(["sh", "-c", &format!("sleep 0.3; echo {i}")])
+                        .await
+                        .unwrap();
+                    (i, o)
+                })
+            })
+            .collect();
+        // While they run, the sandbox counts them.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(live.stats().await.unwrap().execs_running >= 1);
+        for t in tasks {
+            let (i, o) = t.await.unwrap();
+            assert_eq!(stdout(&o), format!("{i}\n"));
+        }
+        assert_eq!(live.stats().await.unwrap().execs_running, 0);
+    });
+}
+
+#[test]
+fn streaming_signal_and_kill() {
+    runtime().block_on(async {
+        let live = create(LiveOptions::default()).await;
+        let mut req = ExecRequest::new([
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 5' TERM; echo ready; while :; do sleep 0.05; done",
+        ]);
+        req.stdin = Stdin::Null;
+        let mut e = live.exec_streaming(req).await.unwrap();
+        let mut out = e.take_output().unwrap();
+        let first = out.recv().await.unwrap();
+        assert_eq!(
+            (first.stream, first.data.as_slice()),
+            (StreamKind::Stdout, &b"ready\n"[..])
+        );
+        e.signal(libc::SIGTERM).unwrap();
+        let o = e.wait().await.unwrap();
+        assert_eq!(o.exit_code, Some(5), "{o:?}");
+        assert!(stdout(&o).contains("got-term"));
+        // The kill handle ends an exec, not the sandbox.
+        let mut e = live
+            .exec_streaming(ExecRequest::new(["sleep", "30"]))
+            .await
+            .unwrap();
+        e.kill_handle().kill();
+        let o = e.wait().await.unwrap();
+        assert_eq!(o.termination, Termination::Killed, "{o:?}");
+        assert_eq!(live.state(), LiveState::Running);
+    });
+}
+
+#[test]
+fn tty_exec_sees_its_size_and_resizes() {
+    runtime().block_on(async {
+        let live = create(LiveOptions::default()).await;
+        let mut req = ExecRequest::new([
+            "sh",
+            "-c",
+            "stty size; test -t 0 && echo tty; read x; stty size",
+        ]);
+        req.tty = Some(TtySize { rows: 24, cols: 80 });
+        req.stdin = Stdin::Stream;
+        let mut e = live.exec_streaming(req).await.unwrap();
+        let stdin = e.take_stdin().unwrap();
+        let mut out = e.take_output().unwrap();
+        let mut seen = String::new();
+        while !seen.contains("tty") {
+            let c = out.recv().await.expect("output before the first size");
+            seen.push_str(&String::from_utf8_lossy(&c.data));
+        }
+        assert!(seen.starts_with("24 80\r\n"), "{seen:?}");
+        e.resize(TtySize {
+            rows: 40,
+            cols: 100,
+        })
+        .unwrap();
+        stdin.write(b"\n".to_vec()).await.unwrap();
+        let o = e.wait().await.unwrap();
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        let all = format!("{seen}{}", String::from_utf8_lossy(&o.stdout));
+        assert!(all.contains("40 100"), "{all:?}");
+        // Without a terminal, resize says so.
+        let e = live
+            .exec_streaming(ExecRequest::new(["true"]))
+            .await
+            .unwrap();
+        assert!(e.resize(TtySize { rows: 1, cols: 1 }).is_err());
+    });
+}
+
+#[test]
+fn file_paths_stay_inside_the_sandbox() {
+    // A host file the sandbox must never reach, whatever link it plants.
+    let host = tempfile::tempdir().unwrap();
+    let secret = host.path().join("secret");
+    std::fs::write(&secret, "host secret").unwrap();
+    let secret_s = secret.display().to_string();
+    runtime().block_on(async {
+        let live = create(LiveOptions::default()).await;
+        // `..` and absolute escapes resolve in the sandbox's own root.
+        let e = live.read_file("/tmp/../../../etc/shadow").await.unwrap_err();
+        assert_eq!(e.kind(), "not_found", "{}", e.chain());
+        let passwd = live.read_file("/../../etc/passwd").await.unwrap();
+        assert!(String::from_utf8_lossy(&passwd).contains("sandbox:x:1000"), "not the sandbox's passwd");
+        let e = live.read_file(&secret_s).await.unwrap_err();
+        assert_eq!(e.kind(), "not_found", "{}", e.chain());
+        let e = live.write_file("/tmp/../etc/evil", "x").await.unwrap_err();
+        assert_eq!(e.kind(), "permission_denied", "{}", e.chain());
+        assert!(!std::path::Path::new("/etc/evil").exists());
+        // Symlinks the workload plants: to a host path, through /proc/self/root and
+        // /proc/1/root, to the root.
+        let o = sh_out(
+            &live,
+            &format!(
+                "ln -s {secret_s} /tmp/l1; ln -s /proc/self/root{secret_s} /tmp/l2; \
+                 ln -s /proc/1/root/etc/passwd /tmp/l3; ln -s / /tmp/root; ln -s {} /tmp/dir; mkfifo /tmp/fifo",
+                host.path().display()
+            ),
+        )
+        .await;
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        for l in ["/tmp/l1", "/tmp/l2", "/tmp/dir/secret"] {
+            let e = live.read_file(l).await.unwrap_err();
+            assert_eq!(e.kind(), "not_found", "{l}: {}", e.chain());
+        }
+        let e = live.read_file("/tmp/l3").await.unwrap_err();
+        assert!(matches!(e.kind(), "permission_denied" | "not_found"), "{}", e.chain());
+        // Writing through a link to a host path creates nothing on the host.
+        assert!(live.write_file("/tmp/l1", "overwritten").await.is_err());
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host secret");
+        // The link to / lists the sandbox's root, not the host's.
+        let names: Vec<String> = live
+            .list_dir("/tmp/root")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert!(names.contains(&"proc".to_string()) && !names.contains(&"home".to_string()), "{names:?}");
+        let st = live.stat("/tmp/l1").await.unwrap();
+        assert_eq!(st.kind, hybrid_sandbox::FileKind::Symlink);
+        assert_eq!(st.link_target.as_deref(), Some(secret_s.as_str()));
+        // FIFOs and devices are refused at once, never opened (a FIFO would block).
+        for p in ["/tmp/fifo", "/dev/zero", "/dev/null"] {
+            let r = tokio::time::timeout(Duration::from_secs(20), live.read_file(p))
+                .await
+                .expect("a FIFO or device blocked the file API");
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), "invalid_path", "{p}: {}", e.chain());
+            assert!(e.chain().contains("not a regular file"), "{}", e.chain());
+        }
+        let r = tokio::time::timeout(Duration::from_secs(20), live.write_file("/tmp/fifo", "x"))
+            .await
+            .expect("writing a FIFO blocked");
+        assert!(r.is_err());
+        // Relative paths are refused before anything is resolved.
+        assert_eq!(live.read_file("tmp/x").await.unwrap_err().kind(), "invalid_path");
+    });
+}
+
+#[test]
+fn uploads_beyond_the_limits_are_refused_with_the_limit_named() {
+    let sb = sandbox_with(
+        "version = 1\n[defaults]\nisolation = \"container\"\n[defaults.limits]\ntmp_size = \"1MiB\"\nfile_size = \"600KiB\"\nmemory = \"256MiB\"\n\
+         [[defaults.mounts]]\nsource = \"/usr\"\n[[defaults.mounts]]\nsource = \"/bin\"\n[[defaults.mounts]]\nsource = \"/lib\"\n\
+         [[defaults.mounts]]\nsource = \"/lib64\"\noptional = true\n",
+    );
+    runtime().block_on(async {
+        let live = create_in(&sb, Workload::default(), LiveOptions::default()).await;
+        let e = live
+            .write_file("/tmp/big", vec![7u8; 700 << 10])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), "limit", "{}", e.chain());
+        assert!(e.chain().contains("file_size"), "{}", e.chain());
+        // Streams are counted too.
+        let data: hybrid_sandbox::ByteStream = Box::pin(std::io::Cursor::new(vec![3u8; 700 << 10]));
+        let e = live
+            .write_file_stream("/tmp/c", data, 0o600)
+            .await
+            .unwrap_err();
+        assert!(e.chain().contains("file_size"), "{}", e.chain());
+        // Under file_size each, but two of them overflow /tmp.
+        live.write_file("/tmp/a", vec![1u8; 550 << 10])
+            .await
+            .unwrap();
+        let e = live
+            .write_file("/tmp/b", vec![2u8; 550 << 10])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), "limit", "{}", e.chain());
+        assert!(e.chain().contains("tmp_size"), "{}", e.chain());
+        // What the workload sees is consistent: the refused files are empty.
+        let o = sh_out(&live, "wc -c < /tmp/a; wc -c < /tmp/b").await;
+        assert_eq!(stdout(&o), format!("{}\n0\n", 550 << 10));
+        assert!(live.stats().await.unwrap().disk_bytes >= 550 << 10);
+    });
+}
+
+/// Polls until `live` is destroyed.
+async fn wait_destroyed(live: &Live) -> Option<EndReason> {
+    for _ in 0..1000 {
+        if live.state() == LiveState::Destroyed {
+            return live.ended();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+#[test]
+fn lifetime_and_idle_timeout_destroy_the_sandbox() {
+    runtime().block_on(async {
+        let live = create(LiveOptions {
+            lifetime: Some(Duration::from_millis(400)),
+            idle_timeout: None,
+        })
+        .await;
+        assert_eq!(wait_destroyed(&live).await, Some(EndReason::Lifetime));
+        assert_eq!(live.exec(["true"]).await.unwrap_err().kind(), "wrong_state");
+
+        let live = create(LiveOptions {
+            lifetime: None,
+            idle_timeout: Some(Duration::from_millis(400)),
+        })
+        .await;
+        // An exec running longer than the idle timeout keeps it alive.
+        let o = sh_out(&live, "sleep 1; echo done").await;
+        assert_eq!(stdout(&o), "done\n");
+        assert_eq!(live.state(), LiveState::Running);
+        assert_eq!(wait_destroyed(&live).await, Some(EndReason::IdleTimeout));
+    });
+}
+
+fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
+    ["memory", "pids", "cpuacct", "freezer", ""]
+        .iter()
+        .filter_map(|c| std::fs::read_dir(format!("/sys/fs/cgroup/{c}/hsb")).ok())
+        .flat_map(|d| d.flatten())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{pid}-"))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// The child half of `kill_9_of_the_caller_leaves_nothing`: creates live sandboxes with
+/// background processes, says so, and waits to be killed.
+#[test]
+fn live_child_process() {
+    if std::env::var("HSB_LIVE_CHILD").is_err() {
+        return;
+    }
+    runtime().block_on(async {
+        let mut keep = Vec::new();
+        for _ in 0..3 {
+            let live = create(LiveOptions::default()).await;
+            sh_out(&live, "sleep 1000 >/dev/null 2>&1 &").await;
+            keep.push(live);
+        }
+        println!("HSB-LIVE-READY");
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    });
+}
+
+#[test]
+fn kill_9_of_the_caller_leaves_nothing() {
+    use std::io::BufRead;
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "live_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HSB_LIVE_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("HSB-LIVE-READY"))),
+        "the child never got ready"
+    );
+    let cgroups = cgroups_of(pid);
+    assert!(!cgroups.is_empty(), "the child's sandboxes have no cgroups");
+    let in_sandboxes = |cgs: &[std::path::PathBuf]| -> usize {
+        cgs.iter()
+            .map(|c| {
+                std::fs::read_to_string(c.join("cgroup.procs"))
+                    .map(|s| s.lines().count())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    // Inits, file servers and the background sleeps.
+    assert!(in_sandboxes(&cgroups) >= 6, "{}", in_sandboxes(&cgroups));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        eventually(20.0, || in_sandboxes(&cgroups) == 0),
+        "processes of the killed caller's sandboxes are still alive"
+    );
+    assert!(host_processes_with("sleep 1000").is_empty());
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .count(),
+        mounts_before
+    );
+    // The next hybrid-sandbox process sweeps the empty cgroups the killed one left.
+    let st = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "live_child_sweeper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HSB_LIVE_SWEEPER", "1")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(
+        eventually(10.0, || cgroups.iter().all(|c| !c.exists())),
+        "{cgroups:?} left behind"
+    );
+}
+
+/// A new hybrid-sandbox process: its first sandbox sweeps what dead ones left.
+#[test]
+fn live_child_sweeper() {
+    if std::env::var("HSB_LIVE_SWEEPER").is_err() {
+        return;
+    }
+    runtime().block_on(async {
+        let live = create(LiveOptions::default()).await;
+        live.destroy().await.unwrap();
     });
 }

@@ -856,11 +856,15 @@ fn drain(
     cap: &mut Capture,
     forward: &dyn Fn(&mut Capture, StreamKind, &[u8]),
 ) {
-    while let Ok(n) = p.try_read(buf) {
-        if n == 0 {
+    // Straight from the (non-blocking) pipe: tokio's own `try_read` trusts its cached
+    // readiness and could report nothing while the last output sits in the pipe.
+    loop {
+        // SAFETY: read writes at most buf.len() bytes into `buf`; the pipe is ours.
+        let n = unsafe { libc::read(p.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
             break;
         }
-        forward(cap, stream, &buf[..n]);
+        forward(cap, stream, &buf[..n as usize]);
     }
 }
 
