@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use sandbox_core::{MountMode, Network, Plan, SpawnError, Stdin};
+use sandbox_core::{MountMode, Network, Plan, SpawnError};
 
 use crate::child::{ChildSpec, Components, Op, Rule, Source, MAX_SOURCES};
 use crate::landlock::Masks;
@@ -25,10 +25,8 @@ pub(crate) use sandbox_core::ROOT_MODE_HOST_ID;
 pub(crate) struct ParentEnds {
     pub(crate) sync_w: OwnedFd,
     pub(crate) err_r: OwnedFd,
-    pub(crate) status_r: OwnedFd,
-    pub(crate) stdin_w: Option<OwnedFd>,
-    pub(crate) stdout_r: OwnedFd,
-    pub(crate) stderr_r: OwnedFd,
+    /// The host's end of init's control socket (see `live::init`).
+    pub(crate) control: OwnedFd,
 }
 
 /// The child's ends: closed in the parent once the child holds them.
@@ -43,7 +41,6 @@ pub(crate) struct Labels {
     /// Per op: (host source or description, sandbox path).
     pub(crate) ops: Vec<(String, String)>,
     pub(crate) sources: Vec<String>,
-    pub(crate) candidates: Vec<String>,
     pub(crate) rules: Vec<String>,
 }
 
@@ -593,24 +590,14 @@ impl Blueprint {
 
         let stage = staging_dir(image)?;
 
-        // Pipes.
+        // Pipes, and init's control socket.
         let (sync_r, sync_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        let (status_r, status_w) = pipe()?;
-        let (stdout_r, stdout_w) = pipe()?;
-        let (stderr_r, stderr_w) = pipe()?;
-        let (stdin_r, stdin_w) = match plan.stdin {
-            Stdin::Null => (None, None),
-            Stdin::Bytes(_) | Stdin::Stream => {
-                let (r, w) = pipe()?;
-                (Some(r), Some(w))
-            }
-        };
+        let (control, control_init) = crate::live::control_pair()?;
         let ruleset_raw = inputs.ruleset.as_ref().map(|f| f.as_raw_fd());
-        let mut keep: Vec<RawFd> = [&sync_r, &err_w, &status_w, &stdout_w, &stderr_w]
+        let mut keep: Vec<RawFd> = [&sync_r, &err_w, &control_init]
             .iter()
             .map(|f| f.as_raw_fd())
-            .chain(stdin_r.as_ref().map(|f| f.as_raw_fd()))
             .chain(ruleset_raw)
             .collect();
         keep.sort_unstable();
@@ -638,40 +625,10 @@ impl Blueprint {
             }
         }
 
-        let candidates: Vec<CString> = plan
-            .program_candidates()
-            .into_iter()
-            .map(|c| cstr(c, "the program path"))
-            .collect::<Result<_, _>>()?;
-        labels.candidates = plan.program_candidates();
-        let argv_owned: Vec<CString> = plan
-            .argv
-            .iter()
-            .map(|a| cstr(a, "an argument"))
-            .collect::<Result<_, _>>()?;
-        let envp_owned: Vec<CString> = plan
-            .env
-            .iter()
-            .map(|(k, v)| cstr(format!("{k}={v}"), "an environment variable"))
-            .collect::<Result<_, _>>()?;
-        let argv = argv_owned
-            .iter()
-            .map(|c| c.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        let envp = envp_owned
-            .iter()
-            .map(|c| c.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-
         let spec = ChildSpec {
             sync_r: sync_r.as_raw_fd(),
             err_w: err_w.as_raw_fd(),
-            status_w: status_w.as_raw_fd(),
-            stdin_r: stdin_r.as_ref().map(|f| f.as_raw_fd()),
-            stdout_w: stdout_w.as_raw_fd(),
-            stderr_w: stderr_w.as_raw_fd(),
+            control: control_init.as_raw_fd(),
             ruleset: ruleset_raw,
             keep,
             clear_groups: root_mode,
@@ -701,42 +658,22 @@ impl Blueprint {
             uid: plan.user.0,
             gid: plan.user.1,
             rlimits,
-            cwd: cstr(&plan.cwd, "the working directory")?,
-            candidates,
-            _argv_owned: argv_owned,
-            _envp_owned: envp_owned,
-            argv,
-            envp,
             seccomp: vec![
                 crate::seccomp::fprog(inputs.seccomp.allowlist),
                 crate::seccomp::fprog(inputs.seccomp.clone3_enosys),
             ],
             last_cap: last_cap(),
             scrub: caller_string_areas(),
-            control: None,
         };
         let child_ends = ChildEnds {
-            _fds: [
-                Some(sync_r),
-                Some(err_w),
-                Some(status_w),
-                Some(stdout_w),
-                Some(stderr_w),
-                stdin_r,
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            _fds: vec![sync_r, err_w, control_init],
         };
         Ok(Blueprint {
             spec,
             parent: ParentEnds {
                 sync_w,
                 err_r,
-                status_r,
-                stdin_w,
-                stdout_r,
-                stderr_r,
+                control,
             },
             child_ends,
             ruleset: inputs.ruleset,

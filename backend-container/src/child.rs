@@ -152,52 +152,13 @@ impl ErrorRecord {
     }
 }
 
-/// What init writes on the status pipe once every process of the sandbox is gone.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct StatusReport {
-    pub(crate) wait_status: i32,
-    pub(crate) cpu_us: u64,
-    pub(crate) max_rss_kib: u64,
-}
-
-impl StatusReport {
-    pub(crate) const SIZE: usize = 20;
-
-    fn to_bytes(self) -> [u8; Self::SIZE] {
-        let mut b = [0u8; Self::SIZE];
-        b[0..4].copy_from_slice(&self.wait_status.to_le_bytes());
-        b[4..12].copy_from_slice(&self.cpu_us.to_le_bytes());
-        b[12..20].copy_from_slice(&self.max_rss_kib.to_le_bytes());
-        b
-    }
-
-    pub(crate) fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
-        let mut w4 = [0u8; 4];
-        let mut w8 = [0u8; 8];
-        w4.copy_from_slice(&b[0..4]);
-        let wait_status = i32::from_le_bytes(w4);
-        w8.copy_from_slice(&b[4..12]);
-        let cpu_us = u64::from_le_bytes(w8);
-        w8.copy_from_slice(&b[12..20]);
-        StatusReport {
-            wait_status,
-            cpu_us,
-            max_rss_kib: u64::from_le_bytes(w8),
-        }
-    }
-}
-
-/// Everything the child needs, prepared by the parent. Pointers in `argv`/`envp` point
-/// into `argv_owned`/`envp_owned`, which live as long as the spec.
+/// Everything the child needs, prepared by the parent.
 #[derive(Debug)]
 pub(crate) struct ChildSpec {
     pub(crate) sync_r: RawFd,
     pub(crate) err_w: RawFd,
-    pub(crate) status_w: RawFd,
-    /// Stdin pipe's read end; `None`: /dev/null.
-    pub(crate) stdin_r: Option<RawFd>,
-    pub(crate) stdout_w: RawFd,
-    pub(crate) stderr_w: RawFd,
+    /// Init's end of the control socket: it serves the host's requests on it.
+    pub(crate) control: RawFd,
     pub(crate) ruleset: Option<RawFd>,
     /// Every fd above, sorted: init closes all others.
     pub(crate) keep: Vec<RawFd>,
@@ -216,23 +177,15 @@ pub(crate) struct ChildSpec {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) rlimits: Vec<(c_int, u64, u64)>,
-    pub(crate) cwd: CString,
-    pub(crate) candidates: Vec<CString>,
-    pub(crate) _argv_owned: Vec<CString>,
-    pub(crate) _envp_owned: Vec<CString>,
-    pub(crate) argv: Vec<*const libc::c_char>,
-    pub(crate) envp: Vec<*const libc::c_char>,
     pub(crate) seccomp: Vec<libc::sock_fprog>,
     pub(crate) last_cap: u32,
     /// The caller's argv and environment strings ([start, end) addresses), which init
     /// inherits as a copy of the caller and scrubs: /proc/1/cmdline is world-readable.
     pub(crate) scrub: [(usize, usize); 2],
-    /// A live sandbox: init's end of the control socket (see `live::init`).
-    pub(crate) control: Option<RawFd>,
 }
 
-// SAFETY: the raw pointers in `argv`, `envp` and `seccomp` point into buffers owned by
-// the same spec (or by 'static compiled filters) and are only read.
+// SAFETY: the raw pointers in `seccomp` point into 'static compiled filters and are only
+// read.
 unsafe impl Send for ChildSpec {}
 // SAFETY: as above; nothing mutates through the pointers.
 unsafe impl Sync for ChildSpec {}
@@ -635,31 +588,9 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     if sys::poll_hup(spec.sync_r) {
         sys::exit(125)
     }
-    if let Some(ctl) = spec.control {
-        // A live sandbox: init serves execs and file operations until the host goes.
-        crate::live::init::serve(spec, ctl)
-    }
-    let workload = match sys::fork() {
-        Ok(0) => workload_main(spec),
-        Ok(pid) => pid as c_int,
-        Err(err) => fail(spec, Stage::Fork, err, 0),
-    };
-    // Init keeps nothing the workload's end-of-output depends on.
-    for fd in [
-        Some(spec.err_w),
-        spec.stdin_r,
-        Some(spec.stdout_w),
-        Some(spec.stderr_w),
-        spec.ruleset,
-        Some(spec.sync_r),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        sys::close(fd);
-    }
-    let _ = sys::close_range(0, 2);
-    reap(spec, workload)
+    // Init serves execs and file operations until the host goes (a run is a sandbox
+    // with one exec).
+    crate::live::init::serve(spec, spec.control)
 }
 
 /// Overwrites the caller's command line and environment in init's copy of memory, and
@@ -682,45 +613,12 @@ fn scrub_caller_strings(spec: &ChildSpec) {
     let _ = sys::prctl(libc::PR_SET_NAME, c"hsb-init".as_ptr() as libc::c_ulong);
 }
 
-/// Reaps every process until none is left; reports the workload's status.
-fn reap(spec: &ChildSpec, workload: c_int) -> ! {
-    let mut report = StatusReport {
-        wait_status: -1,
-        ..Default::default()
-    };
-    let mut workload_done = false;
-    loop {
-        let mut status: c_int = 0;
-        // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        match sys::wait_any(&mut status, &mut usage) {
-            Ok(pid) => {
-                let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-                report.cpu_us += tv(usage.ru_utime) + tv(usage.ru_stime);
-                report.max_rss_kib = report.max_rss_kib.max(usage.ru_maxrss as u64);
-                if pid as c_int == workload {
-                    report.wait_status = status;
-                    workload_done = true;
-                    // The workload is the sandbox: once it ends, so does everything it left.
-                    let _ = sys::kill(-1, libc::SIGKILL);
-                }
-            }
-            Err(libc::EINTR) => {}
-            Err(_) => break,
-        }
-    }
-    if workload_done {
-        let _ = sys::write_all(spec.status_w, &report.to_bytes());
-    }
-    sys::exit(0)
-}
-
-/// Where an exec comes from: the spec's program candidates, or a live exec's strings.
+/// Where to look for the program: `count` NUL-terminated paths at the start of a block
+/// (an exec's request, see `live::wire`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Candidates<'a> {
-    List(&'a [CString]),
-    /// `count` NUL-terminated strings at the start of the block.
-    Block(&'a [u8], usize),
+pub(crate) struct Candidates<'a> {
+    pub(crate) block: &'a [u8],
+    pub(crate) count: usize,
 }
 
 /// What one exec needs besides the spec.
@@ -738,24 +636,6 @@ pub(crate) struct ExecParams<'a> {
     pub(crate) envp: *const *const libc::c_char,
     /// RLIMIT_CPU (soft, hard) replacing the spec's.
     pub(crate) cpu: Option<(u64, u64)>,
-}
-
-/// The workload process of a one-shot run.
-fn workload_main(spec: &ChildSpec) -> ! {
-    exec_confined(
-        spec,
-        &ExecParams {
-            err_w: spec.err_w,
-            stdin: spec.stdin_r,
-            stdout: spec.stdout_w,
-            stderr: spec.stderr_w,
-            cwd: &spec.cwd,
-            candidates: Candidates::List(&spec.candidates),
-            argv: spec.argv.as_ptr(),
-            envp: spec.envp.as_ptr(),
-            cpu: None,
-        },
-    )
 }
 
 /// A process that runs a program of the sandbox: stdio, limits, credentials, Landlock,
@@ -789,17 +669,9 @@ pub(crate) fn exec_confined(spec: &ChildSpec, p: &ExecParams<'_>) -> ! {
         e @ (libc::EACCES | libc::EPERM) => eacces = eacces.or(Some((e, i as u32))),
         e => fail_to(p.err_w, Stage::Exec, e, i as u32),
     };
-    match p.candidates {
-        Candidates::List(list) => {
-            for (i, path) in list.iter().enumerate() {
-                try_one(i, path);
-            }
-        }
-        Candidates::Block(block, count) => {
-            for (i, path) in crate::live::wire::CStrs::new(block).take(count).enumerate() {
-                try_one(i, path);
-            }
-        }
+    let Candidates { block, count } = p.candidates;
+    for (i, path) in crate::live::wire::CStrs::new(block).take(count).enumerate() {
+        try_one(i, path);
     }
     match eacces {
         Some((e, i)) => fail_to(p.err_w, Stage::Exec, e, i),
@@ -910,12 +782,5 @@ mod tests {
         };
         let back = ErrorRecord::from_bytes(&r.to_bytes());
         assert_eq!((back.stage, back.errno, back.index), (12, 2, 7));
-        let s = StatusReport {
-            wait_status: 256,
-            cpu_us: 12345,
-            max_rss_kib: 99,
-        };
-        let b = StatusReport::from_bytes(&s.to_bytes());
-        assert_eq!((b.wait_status, b.cpu_us, b.max_rss_kib), (256, 12345, 99));
     }
 }

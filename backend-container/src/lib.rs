@@ -21,18 +21,17 @@ mod sys;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use sandbox_core::{
     Backend, BackendProbe, EnforcementLevel, EnforcementReport, Execution, Isolation, LandlockMode,
-    LimitMechanism, LimitsReport, MountMode, Plan, SeccompReport, SpawnError, Stdin,
+    LimitMechanism, LimitsReport, MountMode, Plan, SeccompReport, SpawnError,
 };
 use tokio::io::AsyncReadExt;
 
 use blueprint::{Blueprint, Inputs, Labels};
 use child::{ErrorRecord, Stage};
-use execution::{Guard, KillState, StdinPlan, Supervised};
+use execution::{Guard, KillState};
 
 /// The container backend. Cheap to create; host facts are detected once per process.
 #[derive(Debug, Default, Clone)]
@@ -69,35 +68,8 @@ impl Backend for ContainerBackend {
     }
 
     async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError> {
-        let started = Instant::now();
-        let b = boot(&plan, None).await?;
-        let Booted {
-            guard,
-            pidfd,
-            parent,
-            enforcement,
-            ..
-        } = b;
-        let stdin = match (&plan.stdin, parent.stdin_w) {
-            (Stdin::Bytes(b), Some(w)) => StdinPlan::Bytes(w, b.clone()),
-            (Stdin::Stream, Some(w)) => StdinPlan::Stream(w),
-            _ => StdinPlan::None,
-        };
-        let s = Supervised {
-            guard,
-            pidfd_watch: pidfd,
-            status_r: parent.status_r,
-            stdout_r: parent.stdout_r,
-            stderr_r: parent.stderr_r,
-            limits: plan.limits.clone(),
-            seccomp_action: plan.seccomp_action,
-            decision: plan.decision.clone(),
-            enforcement,
-            started,
-            sync_w: parent.sync_w,
-        };
-        let exec = execution::start(s, stdin).map_err(|e| setup("supervising the sandbox", e))?;
-        Ok(Box::new(exec))
+        // One lifecycle: a run is a sandbox created for one exec, destroyed with it.
+        live::run(plan).await
     }
 
     async fn create(
@@ -118,10 +90,10 @@ pub(crate) struct Booted {
     pub(crate) freezer: cgroup_freeze::Freezer,
 }
 
-/// The setup shared by a run and a live sandbox: Landlock, seccomp, cgroup, the child
-/// spec, clone, id maps, and the wait for the workload's start (a run) or for init to
-/// be ready (`control`: a live sandbox, whose init serves that socket).
-pub(crate) async fn boot(plan: &Plan, control: Option<OwnedFd>) -> Result<Booted, SpawnError> {
+/// The setup of every sandbox (a run's is a sandbox for one exec): Landlock, seccomp,
+/// cgroup, the child spec, clone, id maps, and the wait until init serves its control
+/// socket.
+pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnError> {
     if let Err(reason) = probe::quick() {
         return Err(SpawnError::Unavailable {
             isolation: Isolation::Container,
@@ -143,7 +115,7 @@ pub(crate) async fn boot(plan: &Plan, control: Option<OwnedFd>) -> Result<Booted
     let mut details = BTreeMap::new();
     let mut cgroup = cgroup::Cgroup::create(cg_host, &plan.limits, &mut details)
         .map_err(|e| setup("creating the sandbox's cgroup", e))?;
-    let freezer = if control.is_some() {
+    let freezer = if mode == live::Mode::Live {
         cgroup_freeze::Freezer::attach(cg_host, cgroup.as_mut())
     } else {
         cgroup_freeze::Freezer::None("a run is not paused".into())
@@ -161,9 +133,7 @@ pub(crate) async fn boot(plan: &Plan, control: Option<OwnedFd>) -> Result<Booted
             rlimit_pids,
         },
     )?;
-    if let Some(ctl) = &control {
-        live::prepare_spec(&mut bp, masks, ctl.as_raw_fd())?;
-    }
+    live::prepare_spec(&mut bp, masks, mode)?;
     let enforcement = report(
         plan,
         &bp,
@@ -189,7 +159,6 @@ pub(crate) async fn boot(plan: &Plan, control: Option<OwnedFd>) -> Result<Booted
         .map_err(|e| setup("cloning the sandbox's init", e))?;
     drop(child_ends);
     drop(ruleset);
-    drop(control);
     let kill = Arc::new(KillState::new(
         pidfd
             .try_clone()
@@ -223,15 +192,14 @@ pub(crate) async fn boot(plan: &Plan, control: Option<OwnedFd>) -> Result<Booted
         ));
     }
 
-    // Either an error record, or EOF once the workload has exec'd (a live sandbox's
-    // init: once it serves requests).
+    // Either an error record, or EOF once init serves requests.
     let err_r = parent
         .err_r
         .try_clone()
         .map_err(|e| setup("duplicating a pipe", e))?;
     if let Some(rec) = read_error(err_r)
         .await
-        .map_err(|e| setup("waiting for the workload to start", e))?
+        .map_err(|e| setup("waiting for the sandbox to start", e))?
     {
         return Err(describe(plan, &labels, rec));
     }
@@ -261,24 +229,6 @@ fn describe(plan: &Plan, labels: &Labels, rec: ErrorRecord) -> SpawnError {
     let errno = std::io::Error::from_raw_os_error(rec.errno);
     let idx = rec.index as usize;
     match Stage::from_u32(rec.stage) {
-        Some(Stage::Exec) if rec.errno == libc::ENOENT => {
-            SpawnError::ProgramNotFound(plan.program.clone())
-        }
-        Some(Stage::Interpreter) => SpawnError::NotExecutable {
-            program: labels.candidates.get(idx).cloned().unwrap_or_else(|| plan.program.clone()),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "it exists, but its interpreter (the ELF loader or the #! program) is not in the sandbox; mount it",
-            ),
-        },
-        Some(Stage::Exec) => SpawnError::NotExecutable {
-            program: labels
-                .candidates
-                .get(idx)
-                .cloned()
-                .unwrap_or_else(|| plan.program.clone()),
-            source: errno,
-        },
         Some(Stage::Op) => match labels.ops.get(idx) {
             Some((src, target)) => SpawnError::Mount {
                 source_path: src.clone(),

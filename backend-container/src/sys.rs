@@ -392,13 +392,14 @@ pub(crate) fn fork() -> SysResult {
     )
 }
 
-/// wait4(-1, ..., __WALL) with the child's resource usage.
+/// wait4(-1, ..., __WALL | WNOHANG) with the child's resource usage: a child that
+/// ended, or 0 when none has.
 pub(crate) fn wait_any(status: &mut c_int, usage: &mut libc::rusage) -> SysResult {
     syscall!(
         libc::SYS_wait4,
         -1,
         status as *mut c_int,
-        libc::__WALL,
+        libc::__WALL | libc::WNOHANG,
         usage as *mut libc::rusage
     )
 }

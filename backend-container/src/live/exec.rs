@@ -26,13 +26,14 @@ use super::wire::{self, Msg};
 use crate::child::{ErrorRecord, Stage};
 
 /// Who owns the sandbox an exec runs in.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Owner {
     /// A live sandbox's handles: the exec does not keep it alive.
     Sandbox,
     /// A one-shot run: the sandbox was made for this exec, lives as long as it, and its
-    /// cgroup's counters are the exec's own. `started` is when the run began.
-    Run { started: Instant },
+    /// cgroup's counters are the exec's own. `started` is when the run began; `program`
+    /// is searched for instead of argv[0] (a run may set argv[0] apart).
+    Run { started: Instant, program: String },
 }
 
 /// Ends or signals one exec through init (never by host pid).
@@ -189,8 +190,8 @@ struct Prepared {
     image: Vec<u8>,
 }
 
-fn prepare(s: &Shared, r: &ExecRequest) -> Result<Prepared, LiveError> {
-    let Some(argv0) = r.argv.first() else {
+fn prepare(s: &Shared, r: &ExecRequest, program: Option<&String>) -> Result<Prepared, LiveError> {
+    let Some(argv0) = program.or(r.argv.first()) else {
         return Err(invalid("an exec needs a program: argv is empty"));
     };
     if argv0.is_empty() {
@@ -300,7 +301,14 @@ pub(crate) async fn start(
     owner: Owner,
 ) -> Result<LiveExecution, LiveError> {
     s.check_running("exec")?;
-    let p = prepare(s, &request)?;
+    let p = prepare(
+        s,
+        &request,
+        match &owner {
+            Owner::Run { program, .. } => Some(program),
+            Owner::Sandbox => None,
+        },
+    )?;
     let image = memfd(&p.image).map_err(|e| io_failed("preparing the exec", e))?;
     let (chan_host, chan_child) = sock::seqpacket_pair()
         .map(|(a, b)| (owned(a), owned(b)))
@@ -456,8 +464,8 @@ pub(crate) async fn start(
             Owner::Run { .. } => Holder::Strong(s.clone()),
         },
         ctl: ctl.clone(),
-        started: match owner {
-            Owner::Run { started } => started,
+        started: match &owner {
+            Owner::Run { started, .. } => *started,
             Owner::Sandbox => started,
         },
         sole: matches!(owner, Owner::Run { .. }),
@@ -465,9 +473,15 @@ pub(crate) async fn start(
         limits,
         before,
     };
+    let sole = sup.sole.then(|| s.clone());
     tokio::spawn(async move {
         let r = sup.run(streams, exit_rx, out_tx).await;
         let _ = done_tx.send(r);
+        // A run's sandbox goes with its exec: reaped and its cgroup removed once the
+        // outcome is out.
+        if let Some(s) = sole {
+            s.destroy_async(sandbox_core::EndReason::Destroyed).await;
+        }
     });
     Ok(LiveExecution {
         stdin: writer,
@@ -698,10 +712,11 @@ impl Supervision {
                     break;
                 }
                 if !destroyed {
-                    // A run: the workload is the sandbox; what it left dies with it.
+                    // A run: the workload is the sandbox; what it left dies with it
+                    // (init's death empties its PID namespace), closing the output.
                     destroyed = true;
                     if let Some(s) = self.shared.get() {
-                        s.destroy_async(sandbox_core::EndReason::Destroyed).await;
+                        s.kill_init();
                     }
                 }
                 if !out_open && !err_open {

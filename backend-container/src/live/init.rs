@@ -79,20 +79,8 @@ pub(crate) fn serve(spec: &ChildSpec, ctl: RawFd) -> ! {
         Ok(fd) => fd as RawFd,
         Err(err) => child::fail(spec, Stage::Setup, err, 0),
     };
-    // What a one-shot run's workload would have used; the error pipe last: its end
-    // tells the host that the sandbox is ready.
-    for fd in [
-        spec.stdin_r,
-        Some(spec.stdout_w),
-        Some(spec.stderr_w),
-        Some(spec.sync_r),
-        Some(spec.status_w),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        sys::close(fd);
-    }
+    // The error pipe last: its end tells the host that the sandbox is ready.
+    sys::close(spec.sync_r);
     sys::close(spec.err_w);
 
     let mut slots = [FREE; wire::MAX_EXECS];
@@ -157,16 +145,7 @@ fn reap(ctl: RawFd, slots: &mut [Slot; wire::MAX_EXECS]) {
         let mut status: c_int = 0;
         // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: wait4 writes only into `status` and `usage`.
-        let r = raw(unsafe {
-            libc::syscall(
-                libc::SYS_wait4,
-                -1,
-                &mut status as *mut c_int,
-                libc::WNOHANG | libc::__WALL,
-                &mut usage as *mut libc::rusage,
-            )
-        });
+        let r = sys::wait_any(&mut status, &mut usage);
         let pid = match r {
             Ok(0) | Err(_) => return,
             Ok(pid) => pid as c_int,
@@ -325,7 +304,10 @@ fn exec_main(spec: &ChildSpec, ctl: RawFd, sigfd: RawFd, flags: u32, fds: &[RawF
             stdout,
             stderr,
             cwd,
-            candidates: Candidates::Block(&strings[cand_start..], h.ncand as usize),
+            candidates: Candidates {
+                block: &strings[cand_start..],
+                count: h.ncand as usize,
+            },
             argv: ptrs,
             // SAFETY: envp_at is within the pointer area (see above).
             envp: unsafe { ptrs.add(envp_at) },

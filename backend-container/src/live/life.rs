@@ -124,6 +124,18 @@ impl Shared {
         self.activity.notify_one();
     }
 
+    /// Kills init (and so every process of the sandbox) without waiting.
+    pub(crate) fn kill_init(&self) {
+        if let Some(g) = self
+            .guard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            g.kill.kill(Termination::Killed);
+        }
+    }
+
     pub(crate) async fn destroy_async(self: &Arc<Self>, reason: EndReason) {
         let me = self.clone();
         let _ = tokio::task::spawn_blocking(move || me.destroy(reason)).await;
@@ -146,45 +158,18 @@ impl ContainerLive {
     pub(crate) async fn create(
         plan: Plan,
         options: LiveOptions,
+        mode: super::Mode,
     ) -> Result<Arc<ContainerLive>, SpawnError> {
         let created = Instant::now();
-        let (host_end, init_end) = super::control_pair()?;
         let boot_plan = super::boot_plan(&plan);
-        let booted = crate::boot(&boot_plan, Some(init_end)).await?;
+        let booted = crate::boot(&boot_plan, mode).await?;
         let mut enforcement = booted.enforcement;
-        let d = &mut enforcement.limits.details;
-        d.insert("pause".into(), booted.freezer.describe());
-        d.insert(
-            "exec_wall_time".into(),
-            "per exec: supervisor timer (paused time not counted), the exec's process group killed"
-                .into(),
-        );
-        d.insert(
-            "exec_cpu_time".into(),
-            "per exec: RLIMIT_CPU on each of its processes; the sandbox's cgroup counts all execs together".into(),
-        );
-        if let Some(l) = options.lifetime {
-            d.insert(
-                "lifetime".into(),
-                format!("{} ms, then the sandbox is destroyed", l.as_millis()),
-            );
+        if mode == super::Mode::Live {
+            live_report(&mut enforcement, &booted.freezer, &options);
         }
-        if let Some(i) = options.idle_timeout {
-            d.insert(
-                "idle_timeout".into(),
-                format!(
-                    "{} ms without an exec running or a call, then destroyed",
-                    i.as_millis()
-                ),
-            );
-        }
-        enforcement.filesystem.push_str(
-            "; live: /dev/pts (private devpts) and /dev/ptmx for terminals; file operations by a \
-             confined file server inside the sandbox",
-        );
         let (paused, _) = watch::channel(false);
         let shared = Arc::new(Shared {
-            ctl: host_end,
+            ctl: booted.parent.control,
             guard: Mutex::new(Some(booted.guard)),
             freezer: booted.freezer,
             life: Mutex::new(Life {
@@ -204,9 +189,8 @@ impl ContainerLive {
             enforcement,
             activity: Arc::new(tokio::sync::Notify::new()),
         });
-        // Init's end and the parent's pipes are no longer needed (sync_w closes too:
-        // init no longer watches it).
-        drop(booted.parent);
+        // The start pipes are no longer needed (init closed its ends).
+        drop((booted.parent.sync_w, booted.parent.err_r));
         drop(booted.pidfd);
         let reader = shared
             .ctl
@@ -226,6 +210,40 @@ impl ContainerLive {
         }
         Ok(Arc::new(ContainerLive { shared }))
     }
+}
+
+/// What a live sandbox's report adds to a run's.
+fn live_report(enforcement: &mut EnforcementReport, freezer: &Freezer, options: &LiveOptions) {
+    let d = &mut enforcement.limits.details;
+    d.insert("pause".into(), freezer.describe());
+    d.insert(
+        "exec_wall_time".into(),
+        "per exec: supervisor timer (paused time not counted), the exec's process group killed"
+            .into(),
+    );
+    d.insert(
+            "exec_cpu_time".into(),
+            "per exec: RLIMIT_CPU on each of its processes; the sandbox's cgroup counts all execs together".into(),
+        );
+    if let Some(l) = options.lifetime {
+        d.insert(
+            "lifetime".into(),
+            format!("{} ms, then the sandbox is destroyed", l.as_millis()),
+        );
+    }
+    if let Some(i) = options.idle_timeout {
+        d.insert(
+            "idle_timeout".into(),
+            format!(
+                "{} ms without an exec running or a call, then destroyed",
+                i.as_millis()
+            ),
+        );
+    }
+    enforcement.filesystem.push_str(
+        "; live: /dev/pts (private devpts) and /dev/ptmx for terminals; file operations by a \
+             confined file server inside the sandbox",
+    );
 }
 
 /// Dispatches init's reports; on the socket's end (init gone), the sandbox has failed.

@@ -14,7 +14,7 @@ pub(crate) mod sock;
 pub(crate) mod wire;
 
 use std::ffi::CString;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,13 +25,49 @@ use crate::child::Op;
 use crate::landlock::Masks;
 use crate::sys::{MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID};
 
+/// What a sandbox is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A live sandbox: terminals, a freezer, a file server on demand.
+    Live,
+    /// A one-shot run: one exec, then destroyed.
+    Run,
+}
+
 /// Creates a live sandbox from `plan` (its program, argv and stdin are not used).
 pub(crate) async fn create(
     plan: Plan,
     options: LiveOptions,
 ) -> Result<Arc<dyn LiveSandbox>, SpawnError> {
-    let live = life::ContainerLive::create(plan, options).await?;
+    let live = life::ContainerLive::create(plan, options, Mode::Live).await?;
     Ok(live)
+}
+
+/// A run: a sandbox created for the plan's program, which runs as its one exec; the
+/// sandbox is destroyed when the exec ends (and when the execution is dropped).
+pub(crate) async fn run(plan: Plan) -> Result<Box<dyn sandbox_core::Execution>, SpawnError> {
+    let started = std::time::Instant::now();
+    let request = sandbox_core::ExecRequest {
+        argv: plan.argv.clone(),
+        env: Default::default(),
+        cwd: None,
+        stdin: plan.stdin.clone(),
+        tty: None,
+        limits: Default::default(),
+    };
+    let program = plan.program.clone();
+    let live = life::ContainerLive::create(plan, LiveOptions::default(), Mode::Run).await?;
+    let exec = exec::start(&live.shared, request, exec::Owner::Run { started, program })
+        .await
+        .map_err(|e| match e {
+            sandbox_core::LiveError::Exec(e) => e,
+            sandbox_core::LiveError::Failed(step, source) => SpawnError::Setup { step, source },
+            e => SpawnError::Setup {
+                step: "starting the workload".into(),
+                source: std::io::Error::other(e.to_string()),
+            },
+        })?;
+    Ok(Box::new(exec))
 }
 
 fn setup(step: &str, source: std::io::Error) -> SpawnError {
@@ -53,9 +89,9 @@ pub(crate) fn control_pair() -> Result<(OwnedFd, OwnedFd), SpawnError> {
     Ok(unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) })
 }
 
-/// What a live sandbox's spec has beyond a run's: init's control socket, and a private
-/// devpts instance (with /dev/ptmx) for execs on a terminal.
-pub(crate) fn prepare_spec(bp: &mut Blueprint, masks: Masks, ctl: RawFd) -> Result<(), SpawnError> {
+/// What a live sandbox's spec has beyond a run's: a private devpts instance (with
+/// /dev/ptmx) for execs on a terminal.
+pub(crate) fn prepare_spec(bp: &mut Blueprint, masks: Masks, mode: Mode) -> Result<(), SpawnError> {
     let c = |s: &str| CString::new(s).map_err(|_| SpawnError::Unsupported("NUL in a path".into()));
     let comps = |p: &str| -> Result<Vec<CString>, SpawnError> {
         Path::new(p)
@@ -64,9 +100,9 @@ pub(crate) fn prepare_spec(bp: &mut Blueprint, masks: Masks, ctl: RawFd) -> Resu
             .map(|s| c(&s.to_string_lossy()))
             .collect()
     };
-    bp.spec.control = Some(ctl);
-    bp.spec.keep.push(ctl);
-    bp.spec.keep.sort_unstable();
+    if mode == Mode::Run {
+        return Ok(());
+    }
     bp.labels.ops.push(("devpts".into(), "/dev/pts".into()));
     bp.spec.ops.push(Op::Fs {
         path: comps("/dev/pts")?,
