@@ -497,3 +497,37 @@ fn live_child_sweeper() {
         live.destroy().await.unwrap();
     });
 }
+
+#[test]
+fn image_root_writable_layer_persists_across_execs() {
+    let d = tempfile::tempdir().unwrap();
+    set_mode(d.path(), 0o755);
+    let sb = Sandbox::with_default_policy()
+        .with_image_store(hybrid_sandbox::ImageStore::at(d.path().join("store")));
+    let layout = hsb_tests::image::write_oci_layout(&d.path().join("oci"), "");
+    runtime().block_on(async {
+        let w = Workload::default().image(layout.display().to_string());
+        let live = create_in(&sb, w, LiveOptions::default()).await;
+        // The image's ENV and WORKDIR apply to execs; its CMD does not run.
+        let o = sh_out(&live, "pwd; echo $IMAGE_VAR; echo changed > /etc/greeting").await;
+        assert_eq!(stdout(&o), "/data\nfrom-image\n", "{o:?}");
+        // The throwaway layer lasts as long as the sandbox.
+        assert_eq!(live.read_file("/etc/greeting").await.unwrap(), b"changed\n");
+        live.write_file("/data/new.txt", "uploaded").await.unwrap();
+        let o = sh_out(&live, "cat /etc/greeting /data/new.txt").await;
+        assert_eq!(stdout(&o), "changed\nuploaded");
+        assert!(live.stats().await.unwrap().disk_bytes > 0);
+        live.destroy().await.unwrap();
+        // A new sandbox starts from the image again.
+        let live = create_in(
+            &sb,
+            Workload::default().image(layout.display().to_string()),
+            LiveOptions::default(),
+        )
+        .await;
+        assert_eq!(
+            stdout(&sh_out(&live, "cat /etc/greeting").await),
+            "hello from the image\n"
+        );
+    });
+}
