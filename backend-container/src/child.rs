@@ -653,10 +653,8 @@ pub(crate) fn exec_confined(spec: &ChildSpec, p: &ExecParams<'_>) -> ! {
     if let Err(err) = stdio {
         fail_to(p.err_w, Stage::Stdio, err, 0)
     }
-    // Only 0, 1, 2 survive exec: the error pipe and the ruleset are close-on-exec.
-    let mut keep = [p.err_w, spec.ruleset.unwrap_or(p.err_w)];
-    keep.sort_unstable();
-    close_others_above(2, &keep);
+    // Only 0, 1, 2 survive exec: the error channel is close-on-exec.
+    close_others_above(2, &[p.err_w]);
     confine(spec, p.err_w, p.cwd, p.cpu);
     // Search like execvp: ENOENT/ENOTDIR move on, EACCES is remembered. A candidate that
     // exists but fails with ENOENT lacks its interpreter (ELF loader or #! program).
@@ -679,25 +677,15 @@ pub(crate) fn exec_confined(spec: &ChildSpec, p: &ExecParams<'_>) -> ! {
     }
 }
 
-/// The confinement of every process the sandbox runs (workloads, a live sandbox's execs
-/// and file server): OOM preference, limits, working directory, capabilities, Landlock,
-/// seccomp. Failures go to `err_w`.
+/// The confinement every process the sandbox runs adds to what it inherits from init
+/// (the sandbox's one Landlock domain, an OOM preference set by init's helper): limits,
+/// working directory, capabilities, seccomp. Failures go to `err_w`.
 pub(crate) fn confine(
     spec: &ChildSpec,
     err_w: RawFd,
     cwd: &std::ffi::CStr,
     cpu: Option<(u64, u64)>,
 ) {
-    // The OOM killer should pick the workload, never init.
-    if let Ok(fd) = sys::openat(
-        libc::AT_FDCWD,
-        c"/proc/self/oom_score_adj",
-        libc::O_WRONLY | libc::O_CLOEXEC,
-        0,
-    ) {
-        let _ = sys::write_all(fd, b"1000");
-        sys::close(fd);
-    }
     for (i, &(res, soft, hard)) in spec.rlimits.iter().enumerate() {
         if let Err(err) = sys::prlimit(res, soft, hard) {
             fail_to(err_w, Stage::Rlimit, err, i as u32)
@@ -712,12 +700,6 @@ pub(crate) fn confine(
         fail_to(err_w, Stage::Cwd, err, 0)
     }
     drop_capabilities(spec, err_w);
-    if let Some(rs) = spec.ruleset {
-        if let Err(err) = sys::landlock_restrict_self(rs) {
-            fail_to(err_w, Stage::Landlock, err, u32::MAX)
-        }
-        sys::close(rs);
-    }
     for (i, prog) in spec.seccomp.iter().enumerate() {
         if let Err(err) = sys::seccomp_set_filter(prog) {
             fail_to(err_w, Stage::Seccomp, err, i as u32)

@@ -20,6 +20,7 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
@@ -73,6 +74,22 @@ int main(int argc, char **argv) {
     if (!strcmp(n, "int80-getpid")) { long r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(20) : "memory"); printf("%s: returned %ld\n", n, r); return 0; }
     if (!strcmp(n, "tiocsti")) { char c = 'x'; int fd = open("/dev/tty", O_RDWR); if (fd < 0) fd = 0; return report(n, ioctl(fd, TIOCSTI, &c)); }
     if (!strcmp(n, "kill-init")) return report(n, kill(1, SIGTERM));
+    /* SIGTERM, SIGKILL and SIGSTOP to the sandbox's init, then whether it is still
+       there and running: refused, or without effect, is "blocked". */
+    if (!strcmp(n, "kill-init-effect")) {
+        int sent = (kill(1, SIGTERM) == 0) + (kill(1, SIGKILL) == 0) + (kill(1, SIGSTOP) == 0);
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        char st[512] = {0}, state = '?';
+        FILE *f = fopen("/proc/1/stat", "r");
+        if (f) { if (fgets(st, sizeof st, f)) { char *p = strrchr(st, ')'); if (p && p[1]) state = p[2]; } fclose(f); }
+        if (kill(1, 0) == 0 && state != 'T' && state != 't') {
+            printf("%s: blocked errno=0 (%d of 3 signals sent, without effect: init state %c)\n", n, sent, state);
+            return 0;
+        }
+        printf("%s: allowed (init state %c)\n", n, state);
+        return 0;
+    }
     if (!strcmp(n, "kill-all")) return report(n, kill(-1, SIGKILL) < 0 && errno == ESRCH ? 0 : -1);
     if (!strcmp(n, "vsock")) return report(n, socket(40 /* AF_VSOCK */, SOCK_STREAM, 0));
     if (!strcmp(n, "packet")) return report(n, socket(17 /* AF_PACKET */, SOCK_RAW, 0));

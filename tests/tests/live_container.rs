@@ -531,3 +531,39 @@ fn image_root_writable_layer_persists_across_execs() {
         );
     });
 }
+
+#[test]
+fn a_later_exec_can_stop_a_background_process_of_an_earlier_one() {
+    runtime().block_on(async {
+        let live = create(LiveOptions::default()).await;
+        let o = sh_out(&live, "sleep 1000 >/dev/null 2>&1 & echo $! > /tmp/pid").await;
+        assert_eq!(o.exit_code, Some(0));
+        let o = sh_out(&live, "kill $(cat /tmp/pid) && echo killed").await;
+        assert_eq!(stdout(&o), "killed\n", "{o:?}");
+        // The OOM killer prefers the workload's processes to init.
+        let o = sh_out(&live, "sleep 1000 >/dev/null 2>&1 & echo $!").await;
+        let pid = stdout(&o).trim().to_string();
+        let mut adj = String::new();
+        for _ in 0..500 {
+            adj = stdout(
+                &sh_out(
+                    &live,
+                    &format!("cat /proc/{pid}/oom_score_adj /proc/1/oom_score_adj"),
+                )
+                .await,
+            );
+            if adj == "1000\n0\n" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(adj, "1000\n0\n");
+        // The sandbox's init stays out of reach.
+        let o = sh_out(&live, "kill -9 1; kill -9 -1; echo still-here").await;
+        assert!(
+            stdout(&o).contains("still-here") || o.signal == Some(9),
+            "{o:?}"
+        );
+        assert_eq!(stdout(&sh_out(&live, "echo alive").await), "alive\n");
+    });
+}

@@ -827,9 +827,9 @@ impl Supervision {
             termination = Termination::PidsLimit;
         } else if signal == Some(libc::SIGSYS) && seccomp_action == SeccompAction::Kill {
             termination = Termination::PolicyViolation;
-        } else if signal == Some(libc::SIGXCPU) {
-            termination = Termination::CpuLimit;
-        } else if signal == Some(libc::SIGKILL) && self.limits.cpu.is_some_and(|l| cpu_time >= l) {
+        } else if signal == Some(libc::SIGXCPU)
+            || (signal == Some(libc::SIGKILL) && self.limits.cpu.is_some_and(|l| cpu_time >= l))
+        {
             termination = Termination::CpuLimit;
         }
         let peak_memory_bytes = if self.sole { after.peak_memory } else { None }

@@ -51,11 +51,10 @@ pub(crate) struct PtyMaster(AsyncFd<OwnedFd>);
 
 impl PtyMaster {
     pub(crate) fn new(fd: OwnedFd) -> std::io::Result<PtyMaster> {
-        // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
-        unsafe {
-            let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-        }
+        // SAFETY: F_GETFL on a descriptor we own.
+        let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+        // SAFETY: F_SETFL on a descriptor we own.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) };
         // SAFETY: an OwnedFd owns its descriptor and returns the same one for its life.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
         Ok(PtyMaster(fd))

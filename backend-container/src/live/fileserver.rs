@@ -28,9 +28,7 @@ fn raw(ret: libc::c_long) -> Result<libc::c_long, Errno> {
 /// Serves requests on `sock` until the host closes it. Never returns.
 pub(crate) fn serve(spec: &ChildSpec, sock: RawFd) -> ! {
     let _ = sys::setsid();
-    let mut keep = [sock, spec.ruleset.unwrap_or(sock)];
-    keep.sort_unstable();
-    child::close_others_above(2, &keep);
+    child::close_others_above(2, &[sock]);
     child::confine(spec, sock, c"/", None);
     let mut req = [0u8; wire::FS_REQ_MAX];
     loop {

@@ -79,6 +79,19 @@ pub(crate) fn serve(spec: &ChildSpec, ctl: RawFd) -> ! {
         Ok(fd) => fd as RawFd,
         Err(err) => child::fail(spec, Stage::Setup, err, 0),
     };
+    // The OOM killer should pick the workload, never init: a helper outside the
+    // sandbox's Landlock domain raises each new process's oom_score_adj (under the
+    // domain, /proc is read-only).
+    let oom = start_oom_helper();
+    // One Landlock domain for the whole sandbox, entered here by init (PID 1, which the
+    // workload cannot signal): every exec and the file server inherit it, so execs can
+    // signal and reach each other as processes of one container do.
+    if let Some(rs) = spec.ruleset {
+        if let Err(err) = sys::landlock_restrict_self(rs) {
+            child::fail(spec, Stage::Landlock, err, u32::MAX)
+        }
+        sys::close(rs);
+    }
     // The error pipe last: its end tells the host that the sandbox is ready.
     sys::close(spec.sync_r);
     sys::close(spec.err_w);
@@ -119,6 +132,7 @@ pub(crate) fn serve(spec: &ChildSpec, ctl: RawFd) -> ! {
                             spec,
                             ctl,
                             sigfd,
+                            oom,
                             &mut slots,
                             Msg::from_bytes(&buf),
                             &fds[..nfds],
@@ -169,6 +183,7 @@ fn handle(
     spec: &ChildSpec,
     ctl: RawFd,
     sigfd: RawFd,
+    oom: RawFd,
     slots: &mut [Slot; wire::MAX_EXECS],
     msg: Msg,
     fds: &[RawFd],
@@ -181,8 +196,12 @@ fn handle(
                 return;
             };
             match sys::fork() {
-                Ok(0) => exec_main(spec, ctl, sigfd, msg.a, fds),
+                Ok(0) => {
+                    leave_init(ctl, sigfd, oom);
+                    exec_main(spec, msg.a, fds)
+                }
                 Ok(pid) => {
+                    prefer_for_oom(oom, pid as c_int);
                     slots[free] = Slot {
                         pid: pid as c_int,
                         id: msg.id,
@@ -197,10 +216,11 @@ fn handle(
             };
             match sys::fork() {
                 Ok(0) => {
-                    leave_init(ctl, sigfd);
+                    leave_init(ctl, sigfd, oom);
                     super::fileserver::serve(spec, fds[0])
                 }
                 Ok(pid) => {
+                    prefer_for_oom(oom, pid as c_int);
                     slots[free] = Slot {
                         pid: pid as c_int,
                         id: wire::FILES_ID,
@@ -229,16 +249,139 @@ fn report(chan: RawFd, stage: Stage, errno: Errno) {
 }
 
 /// What a process forked from init drops of init's state first.
-fn leave_init(ctl: RawFd, sigfd: RawFd) {
+fn leave_init(ctl: RawFd, sigfd: RawFd, oom: RawFd) {
     sys::close(ctl);
     sys::close(sigfd);
+    if oom >= 0 {
+        sys::close(oom);
+    }
     sigmask(libc::SIG_SETMASK, 0);
+}
+
+/// Forks the OOM helper (before init enters the Landlock domain); returns init's end
+/// of its socket (non-blocking), or -1 without one.
+fn start_oom_helper() -> RawFd {
+    let Ok((mine, theirs)) = sock::seqpacket_pair() else {
+        return -1;
+    };
+    match sys::fork() {
+        Ok(0) => {
+            sys::close(mine);
+            oom_helper(theirs)
+        }
+        Ok(_) => {
+            sys::close(theirs);
+            // SAFETY: F_SETFL on a descriptor we own.
+            let _ =
+                unsafe { libc::syscall(libc::SYS_fcntl, mine, libc::F_SETFL, libc::O_NONBLOCK) };
+            mine
+        }
+        Err(_) => {
+            sys::close(mine);
+            sys::close(theirs);
+            -1
+        }
+    }
+}
+
+/// Asks the helper to make `pid` the OOM killer's first choice (best effort: a full
+/// socket drops the request rather than stall init).
+fn prefer_for_oom(oom: RawFd, pid: c_int) {
+    if oom >= 0 {
+        let _ = sock::send_flags(oom, &pid.to_le_bytes(), libc::MSG_DONTWAIT);
+    }
+}
+
+/// How many processes the OOM helper waits on at once, and how often it tries each
+/// (every millisecond, for a second).
+const OOM_PENDING: usize = 256;
+const OOM_TRIES: u16 = 1000;
+
+/// The helper: makes each pid init sends the OOM killer's first choice by writing 1000
+/// to /proc/PID/oom_score_adj. Until the process has exec'd its program it is a copy of
+/// init's non-dumpable memory and its /proc files belong to the namespace's (unmapped)
+/// root, so the helper retries each one every millisecond until the exec (or for a
+/// second). It holds nothing else; outside the sandbox's Landlock domain, no workload
+/// can signal it.
+fn oom_helper(sock_fd: RawFd) -> ! {
+    sigmask(libc::SIG_SETMASK, 0);
+    child::close_others_above(2, &[sock_fd]);
+    let mut pending = [(0u32, 0u16); OOM_PENDING];
+    loop {
+        let busy = pending.iter().any(|p| p.0 != 0);
+        let mut pfd = libc::pollfd {
+            fd: sock_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll writes only the `revents` of the one live entry.
+        let _ = unsafe {
+            libc::syscall(
+                libc::SYS_poll,
+                &mut pfd as *mut libc::pollfd,
+                1,
+                if busy { 1 } else { -1 },
+            )
+        };
+        if pfd.revents != 0 {
+            let mut buf = [0u8; 4];
+            let mut fds = [-1; MAX_FDS];
+            match sock::recv(sock_fd, &mut buf, &mut fds, libc::MSG_DONTWAIT) {
+                Ok((4, _)) => {
+                    let pid = u32::from_le_bytes(buf);
+                    if let Some(slot) = pending.iter_mut().find(|p| p.0 == 0) {
+                        *slot = (pid, 0);
+                    }
+                }
+                Ok((0, 0)) => sys::exit(0),
+                Err(libc::EAGAIN) | Ok(_) => {}
+                Err(_) => sys::exit(0),
+            }
+        }
+        for p in pending.iter_mut().filter(|p| p.0 != 0) {
+            match raise_oom(p.0) {
+                Err(libc::EACCES) | Err(libc::EPERM) if p.1 < OOM_TRIES => p.1 += 1,
+                _ => *p = (0, 0),
+            }
+        }
+    }
+}
+
+fn raise_oom(pid: u32) -> Result<(), Errno> {
+    let mut path = [0u8; 48];
+    let mut at = 0;
+    for b in b"/proc/" {
+        path[at] = *b;
+        at += 1;
+    }
+    let mut digits = [0u8; 10];
+    let (mut n, mut len) = (pid, 0);
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        path[at] = digits[len - 1 - i];
+        at += 1;
+    }
+    for b in b"/oom_score_adj\0" {
+        path[at] = *b;
+        at += 1;
+    }
+    let p = std::ffi::CStr::from_bytes_with_nul(&path[..at]).map_err(|_| libc::EINVAL)?;
+    let fd = sys::openat(libc::AT_FDCWD, p, libc::O_WRONLY | libc::O_CLOEXEC, 0)?;
+    let r = sys::write_all(fd, b"1000");
+    sys::close(fd);
+    r
 }
 
 /// An exec's process: maps its request, sets up a terminal if asked, and runs the
 /// program confined exactly as a run's workload is.
-fn exec_main(spec: &ChildSpec, ctl: RawFd, sigfd: RawFd, flags: u32, fds: &[RawFd]) -> ! {
-    leave_init(ctl, sigfd);
+fn exec_main(spec: &ChildSpec, flags: u32, fds: &[RawFd]) -> ! {
     let (memfd, chan) = (fds[0], fds[1]);
     let tty = flags & wire::EXEC_TTY != 0;
     let with_stdin = flags & wire::EXEC_STDIN != 0;
@@ -254,35 +397,32 @@ fn exec_main(spec: &ChildSpec, ctl: RawFd, sigfd: RawFd, flags: u32, fds: &[RawF
     let Some(h) = ExecHeader::parse(map) else {
         child::fail_to(chan, Stage::Setup, libc::EINVAL, 0)
     };
-    let strings = h.strings(map);
+    // The strings before the pointer area, the argv and envp arrays in it (this
+    // process's private mapping; page-aligned, the area 8-aligned).
+    let (head, ptr_area) = map.split_at_mut(h.ptrs_off as usize);
+    let strings = h.strings(head);
     let mut it = wire::CStrs::new(strings);
     let cwd = it.next().unwrap_or(c"/");
     let cand_start = cwd.to_bytes_with_nul().len();
     for _ in 0..h.ncand {
         it.next();
     }
-    // The argv and envp arrays, in the private mapping's pointer area.
-    let ptrs = map[h.ptrs_off as usize..].as_ptr() as *mut *const libc::c_char;
-    let mut k = 0usize;
+    let mut slots = ptr_area.chunks_exact_mut(8);
+    let mut put = |p: *const libc::c_char| {
+        if let Some(slot) = slots.next() {
+            slot.copy_from_slice(&(p as usize).to_ne_bytes());
+        }
+    };
     for _ in 0..h.argc {
-        let s = it.next().map_or(std::ptr::null(), |c| c.as_ptr());
-        // SAFETY: the header check guarantees room for argc + envc + 2 pointers at
-        // ptrs_off, inside this process's private, writable mapping.
-        unsafe { ptrs.add(k).write(s) };
-        k += 1;
+        put(it.next().map_or(std::ptr::null(), |c| c.as_ptr()));
     }
-    // SAFETY: as above (the argv terminator).
-    unsafe { ptrs.add(k).write(std::ptr::null()) };
-    k += 1;
-    let envp_at = k;
+    put(std::ptr::null());
     for _ in 0..h.envc {
-        let s = it.next().map_or(std::ptr::null(), |c| c.as_ptr());
-        // SAFETY: as above.
-        unsafe { ptrs.add(k).write(s) };
-        k += 1;
+        put(it.next().map_or(std::ptr::null(), |c| c.as_ptr()));
     }
-    // SAFETY: as above (the envp terminator).
-    unsafe { ptrs.add(k).write(std::ptr::null()) };
+    put(std::ptr::null());
+    let argv = ptr_area.as_ptr() as *const *const libc::c_char;
+    let envp = ptr_area[(h.argc as usize + 1) * 8..].as_ptr() as *const *const libc::c_char;
 
     let (stdin, stdout, stderr) = if tty {
         let slave = match open_pty(chan, h.rows, h.cols) {
@@ -308,9 +448,8 @@ fn exec_main(spec: &ChildSpec, ctl: RawFd, sigfd: RawFd, flags: u32, fds: &[RawF
                 block: &strings[cand_start..],
                 count: h.ncand as usize,
             },
-            argv: ptrs,
-            // SAFETY: envp_at is within the pointer area (see above).
-            envp: unsafe { ptrs.add(envp_at) },
+            argv,
+            envp,
             cpu,
         },
     )
@@ -324,7 +463,7 @@ fn map_request(memfd: RawFd) -> Result<&'static mut [u8], Errno> {
     // SAFETY: fstat writes only into `st`.
     raw(unsafe { libc::syscall(libc::SYS_fstat, memfd, &mut st as *mut libc::stat) })?;
     let len = st.st_size as usize;
-    if len < ExecHeader::SIZE || len > 64 << 20 {
+    if !(ExecHeader::SIZE..=64 << 20).contains(&len) {
         return Err(libc::E2BIG);
     }
     // SAFETY: a fresh private mapping of the memfd; nothing else refers to that range.

@@ -120,7 +120,7 @@ impl Shared {
             drop(g);
         }
         self.files.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let _ = self.paused.send(false);
+        let _ = self.paused.send_replace(false);
         self.activity.notify_one();
     }
 
@@ -461,7 +461,7 @@ impl LiveSandbox for ContainerLive {
             l.paused_at = Some(Instant::now());
         }
         drop(l);
-        let _ = s.paused.send(true);
+        let _ = s.paused.send_replace(true);
         s.touch();
         Ok(())
     }
@@ -495,7 +495,7 @@ impl LiveSandbox for ContainerLive {
             }
         }
         drop(l);
-        let _ = s.paused.send(false);
+        let _ = s.paused.send_replace(false);
         s.touch();
         Ok(())
     }

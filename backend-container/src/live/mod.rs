@@ -85,8 +85,11 @@ pub(crate) fn control_pair() -> Result<(OwnedFd, OwnedFd), SpawnError> {
             std::io::Error::from_raw_os_error(e),
         )
     })?;
-    // SAFETY: socketpair just returned these descriptors; nothing else owns them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) })
+    // SAFETY: socketpair just returned this descriptor; nothing else owns it.
+    let a = unsafe { OwnedFd::from_raw_fd(a) };
+    // SAFETY: as above.
+    let b = unsafe { OwnedFd::from_raw_fd(b) };
+    Ok((a, b))
 }
 
 /// What a live sandbox's spec has beyond a run's: a private devpts instance (with

@@ -15,6 +15,56 @@ const CMSG_SPACE: usize = 64;
 #[repr(C, align(8))]
 struct CmsgBuf([u8; CMSG_SPACE]);
 
+/// `struct cmsghdr` on x86-64: `cmsg_len` (8 bytes), `cmsg_level`, `cmsg_type`; its
+/// data follows at 16, the next header at the data's end rounded up to 8.
+const CMSG_HDR: usize = 16;
+const _: () = assert!(std::mem::size_of::<libc::cmsghdr>() == CMSG_HDR);
+
+/// Writes one SCM_RIGHTS message for `fds` into `buf`; returns its space.
+fn encode_rights(buf: &mut [u8; CMSG_SPACE], fds: &[RawFd]) -> usize {
+    let data = std::mem::size_of_val(fds);
+    buf[0..8].copy_from_slice(&((CMSG_HDR + data) as u64).to_ne_bytes());
+    buf[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+    buf[12..16].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+    for (i, fd) in fds.iter().enumerate() {
+        buf[CMSG_HDR + 4 * i..CMSG_HDR + 4 * i + 4].copy_from_slice(&fd.to_ne_bytes());
+    }
+    (CMSG_HDR + data).next_multiple_of(8)
+}
+
+/// Collects the descriptors of every SCM_RIGHTS message in `ctl` into `fds` (closing
+/// any beyond [`MAX_FDS`]); returns how many.
+fn decode_rights(ctl: &[u8], fds: &mut [RawFd; MAX_FDS]) -> usize {
+    let mut count = 0;
+    let mut at = 0;
+    while at + CMSG_HDR <= ctl.len() {
+        let mut w8 = [0u8; 8];
+        w8.copy_from_slice(&ctl[at..at + 8]);
+        let len = u64::from_ne_bytes(w8) as usize;
+        let word = |o: usize| i32::from_ne_bytes([ctl[o], ctl[o + 1], ctl[o + 2], ctl[o + 3]]);
+        let (level, kind) = (word(at + 8), word(at + 12));
+        if len < CMSG_HDR || at + len > ctl.len() {
+            break;
+        }
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            for o in (at + CMSG_HDR..at + len)
+                .step_by(4)
+                .take_while(|o| o + 4 <= at + len)
+            {
+                let fd = word(o);
+                if count < MAX_FDS {
+                    fds[count] = fd;
+                    count += 1;
+                } else {
+                    crate::sys::close(fd);
+                }
+            }
+        }
+        at += len.next_multiple_of(8);
+    }
+    count
+}
+
 fn errno() -> Errno {
     std::io::Error::last_os_error()
         .raw_os_error()
@@ -41,6 +91,15 @@ pub(crate) fn seqpacket_pair() -> Result<(RawFd, RawFd), Errno> {
 
 /// Sends one record with `fds` (at most [`MAX_FDS`]). Retries on EINTR.
 pub(crate) fn send(sock: RawFd, data: &[u8], fds: &[RawFd]) -> Result<(), Errno> {
+    send_with(sock, data, fds, 0)
+}
+
+/// Sends one record without descriptors, with extra `flags` (`MSG_DONTWAIT`).
+pub(crate) fn send_flags(sock: RawFd, data: &[u8], flags: libc::c_int) -> Result<(), Errno> {
+    send_with(sock, data, &[], flags)
+}
+
+fn send_with(sock: RawFd, data: &[u8], fds: &[RawFd], flags: libc::c_int) -> Result<(), Errno> {
     if fds.len() > MAX_FDS {
         return Err(libc::EINVAL);
     }
@@ -54,29 +113,13 @@ pub(crate) fn send(sock: RawFd, data: &[u8], fds: &[RawFd]) -> Result<(), Errno>
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     if !fds.is_empty() {
-        let bytes = std::mem::size_of_val(fds);
-        // SAFETY: CMSG_SPACE/CMSG_LEN only compute sizes.
-        let (space, len) =
-            unsafe { (libc::CMSG_SPACE(bytes as u32), libc::CMSG_LEN(bytes as u32)) };
+        let len = encode_rights(&mut cbuf.0, fds);
         msg.msg_control = cbuf.0.as_mut_ptr().cast();
-        msg.msg_controllen = space as usize;
-        // SAFETY: msg_control points at CMSG_SPACE bytes (at most 8 fds: 48 bytes, within
-        // the 64-byte aligned buffer), so the first header and its data fit.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = len as usize;
-            std::ptr::copy_nonoverlapping(
-                fds.as_ptr(),
-                libc::CMSG_DATA(c).cast::<RawFd>(),
-                fds.len(),
-            );
-        }
+        msg.msg_controllen = len;
     }
     loop {
         // SAFETY: `msg` points at a live iovec and control buffer for the call.
-        let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL | flags) };
         if r >= 0 {
             return Ok(());
         }
@@ -117,27 +160,6 @@ pub(crate) fn recv(
             e => return Err(e),
         }
     };
-    let mut count = 0;
-    // SAFETY: the kernel filled `msg`'s control area; the CMSG macros walk it within
-    // msg_controllen, and each SCM_RIGHTS payload holds (cmsg_len - CMSG_LEN(0)) / 4 fds.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let n = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
-                let data = libc::CMSG_DATA(c).cast::<RawFd>();
-                for i in 0..n {
-                    let fd = std::ptr::read_unaligned(data.add(i));
-                    if count < MAX_FDS {
-                        fds[count] = fd;
-                        count += 1;
-                    } else {
-                        libc::close(fd);
-                    }
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
+    let count = decode_rights(&cbuf.0[..msg.msg_controllen.min(CMSG_SPACE)], fds);
     Ok((n, count))
 }
