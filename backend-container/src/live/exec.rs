@@ -40,6 +40,8 @@ pub(crate) enum Owner {
 #[derive(Debug)]
 struct ExecCtl {
     id: u64,
+    /// A run: killing the exec kills the whole sandbox at once.
+    sole: bool,
     shared: Weak<Shared>,
     reason: Mutex<Option<Termination>>,
     done: AtomicBool,
@@ -73,7 +75,13 @@ impl ExecCtl {
                 *r = Some(reason);
             }
         }
-        let _ = self.signal(libc::SIGKILL, true);
+        if self.sole {
+            if let Some(s) = self.shared.upgrade() {
+                s.kill_init();
+            }
+        } else {
+            let _ = self.signal(libc::SIGKILL, true);
+        }
     }
 
     fn reason(&self) -> Option<Termination> {
@@ -413,6 +421,7 @@ pub(crate) async fn start(
 
     let ctl = Arc::new(ExecCtl {
         id,
+        sole: matches!(owner, Owner::Run { .. }),
         shared: Arc::downgrade(s),
         reason: Mutex::new(None),
         done: AtomicBool::new(false),

@@ -53,6 +53,7 @@ pub(crate) struct Shared {
     pub(crate) next_id: std::sync::atomic::AtomicU64,
     pub(crate) created: Instant,
     pub(crate) plan: Plan,
+    pub(crate) mode: super::Mode,
     pub(crate) enforcement: EnforcementReport,
     /// Wakes the watchdog on activity and on destroy.
     activity: Arc<tokio::sync::Notify>,
@@ -186,6 +187,7 @@ impl ContainerLive {
             next_id: std::sync::atomic::AtomicU64::new(1),
             created,
             plan,
+            mode,
             enforcement,
             activity: Arc::new(tokio::sync::Notify::new()),
         });
@@ -287,8 +289,15 @@ async fn read_control(fd: AsyncFd<OwnedFd>, shared: Weak<Shared>) {
             }
         }
     }
-    // Init is gone: whatever was not destroyed on purpose failed.
+    // Init is gone: whatever was not destroyed on purpose failed. A run's sandbox is
+    // destroyed by its exec's supervision once the outcome (and the cgroup's counters)
+    // are taken; here its exec only learns that no exit status will come.
     if let Some(s) = shared.upgrade() {
+        if s.mode == super::Mode::Run {
+            let execs = std::mem::take(&mut s.lock().execs);
+            drop(execs);
+            return;
+        }
         let reason = {
             let l = s.lock();
             (l.state != LiveState::Destroyed).then_some(())
