@@ -677,9 +677,8 @@ pub(crate) fn exec_confined(spec: &ChildSpec, p: &ExecParams<'_>) -> ! {
     }
 }
 
-/// The confinement every process the sandbox runs adds to what it inherits from init
-/// (the sandbox's one Landlock domain, an OOM preference set by init's helper): limits,
-/// working directory, capabilities, seccomp. Failures go to `err_w`.
+/// What each process the sandbox runs sets for itself: limits and its working directory.
+/// Everything else it inherits from init (see [`confine_init`]).
 pub(crate) fn confine(
     spec: &ChildSpec,
     err_w: RawFd,
@@ -699,10 +698,17 @@ pub(crate) fn confine(
     if let Err(err) = sys::chdir(cwd) {
         fail_to(err_w, Stage::Cwd, err, 0)
     }
-    drop_capabilities(spec, err_w);
+}
+
+/// The confinement init enters before it serves, and every process of the sandbox
+/// inherits: no capabilities (for good: secure bits locked), no_new_privs, the seccomp
+/// filters. (Landlock: init enters the sandbox's one domain just before.) Init itself
+/// then only forks, signals, reaps and passes messages, all on the allowlist.
+pub(crate) fn confine_init(spec: &ChildSpec) {
+    drop_capabilities(spec, spec.err_w);
     for (i, prog) in spec.seccomp.iter().enumerate() {
         if let Err(err) = sys::seccomp_set_filter(prog) {
-            fail_to(err_w, Stage::Seccomp, err, i as u32)
+            fail(spec, Stage::Seccomp, err, i as u32)
         }
     }
 }

@@ -540,15 +540,22 @@ fn a_later_exec_can_stop_a_background_process_of_an_earlier_one() {
         assert_eq!(o.exit_code, Some(0));
         let o = sh_out(&live, "kill $(cat /tmp/pid) && echo killed").await;
         assert_eq!(stdout(&o), "killed\n", "{o:?}");
-        // The OOM killer prefers the workload's processes to init.
-        let o = sh_out(&live, "sleep 1000 >/dev/null 2>&1 & echo $!").await;
-        let pid = stdout(&o).trim().to_string();
+        // The OOM killer prefers an exec's process to init.
+        let mut e = live
+            .exec_streaming(ExecRequest::new(["sh", "-c", "echo $$; exec sleep 1000"]))
+            .await
+            .unwrap();
+        let mut out = e.take_output().unwrap();
+        let pid = String::from_utf8(out.recv().await.unwrap().data).unwrap();
         let mut adj = String::new();
         for _ in 0..500 {
             adj = stdout(
                 &sh_out(
                     &live,
-                    &format!("cat /proc/{pid}/oom_score_adj /proc/1/oom_score_adj"),
+                    &format!(
+                        "cat /proc/{}/oom_score_adj /proc/1/oom_score_adj",
+                        pid.trim()
+                    ),
                 )
                 .await,
             );
@@ -558,6 +565,18 @@ fn a_later_exec_can_stop_a_background_process_of_an_earlier_one() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(adj, "1000\n0\n");
+        e.kill_handle().kill();
+        // Init itself holds no capability and runs under the seccomp filter.
+        let o = sh_out(
+            &live,
+            "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/1/status",
+        )
+        .await;
+        assert_eq!(
+            stdout(&o),
+            "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n",
+            "{o:?}"
+        );
         // The sandbox's init stays out of reach.
         let o = sh_out(&live, "kill -9 1; kill -9 -1; echo still-here").await;
         assert!(

@@ -92,6 +92,7 @@ pub(crate) fn serve(spec: &ChildSpec, ctl: RawFd) -> ! {
         }
         sys::close(rs);
     }
+    child::confine_init(spec);
     // The error pipe last: its end tells the host that the sandbox is ready.
     sys::close(spec.sync_r);
     sys::close(spec.err_w);
