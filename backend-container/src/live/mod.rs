@@ -11,6 +11,7 @@ pub(crate) mod fileserver;
 pub(crate) mod init;
 mod life;
 pub(crate) mod sock;
+mod supervise;
 pub(crate) mod wire;
 
 use std::ffi::CString;
