@@ -40,7 +40,7 @@ step "type check (mypy --strict: the package, its stubs, and typed use of it)"
 "$venv/bin/python" -m mypy --strict --no-incremental bindings/python/tests/typed_usage.py
 
 step "hsb CLI and C hsb_json for the parity test"
-cargo build -p hybrid-sandbox --bin hsb -p hybrid-sandbox-c --locked
+cargo build -p hsb-cli --bin hsb -p hybrid-sandbox-c --locked
 mkdir -p "$target/c-tests"
 gcc -std=c11 -Wall -Wextra -Werror -I bindings/c/include bindings/c/examples/hsb_json.c \
   -o "$target/c-tests/hsb_json" -L "$target/debug" -lhsb -Wl,-rpath,"$target/debug"

@@ -3,7 +3,7 @@
 //! reads) the same three ways, then where the micro-VM's time goes (its exits and
 //! their cost, from the `hsb` CLI with `HSB_MICROVM_STATS=1`). Not a test.
 //!
-//! `cargo bench -p hybrid-sandbox --bench python_start [-- RUNS]`
+//! `cargo bench -p hsb-cli --bench python_start [-- RUNS]`
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Container start-to-exit of `/bin/true`, side by side with bubblewrap and a bare
 //! fork/exec, in one run. Not a test: it prints a table and the ratios.
 //!
-//! `cargo bench -p hybrid-sandbox --bench container [-- RUNS]`
+//! `cargo bench -p hsb-cli --bench container [-- RUNS]`
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
