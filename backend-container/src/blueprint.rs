@@ -58,6 +58,14 @@ fn components(p: &Path) -> Result<Components, SpawnError> {
         .collect()
 }
 
+fn mount_err(source_path: &Path, target: &Path, source: std::io::Error) -> SpawnError {
+    SpawnError::Mount {
+        source_path: source_path.display().to_string(),
+        target: target.display().to_string(),
+        source,
+    }
+}
+
 fn setup_err(step: &str, source: std::io::Error) -> SpawnError {
     SpawnError::Setup {
         step: step.to_string(),
@@ -405,17 +413,24 @@ impl Blueprint {
             }
             Ok(())
         };
-        // An image root is the sandbox's own writable layer; a bare root is read-only.
+        // An image root is the sandbox's own writable layer; a bare root is read-only; a
+        // directory root is as writable as the plan says.
         let image = plan.root.as_ref();
+        let dir_root = plan.root_dir.as_ref();
         rule(
             "/",
-            if image.is_some() {
-                masks.rw_dir
-            } else {
-                masks.root
+            match (image, dir_root) {
+                (Some(_), _) => masks.rw_dir,
+                (None, Some(d)) if !d.readonly => masks.rw_dir,
+                (None, Some(_)) => masks.ro_dir,
+                (None, None) => masks.root,
             },
             &mut labels,
         )?;
+        // A directory root is the caller's (an engine's bundle): nothing is generated
+        // in it, and it keeps its own /tmp.
+        let own_root = dir_root.is_none();
+        let mounted = |p: &str| plan.mounts.iter().any(|m| m.target == Path::new(p));
 
         macro_rules! op {
             ($label:expr, $op:expr) => {{
@@ -426,6 +441,9 @@ impl Blueprint {
         // Generated /etc files, before any mount can cover /etc. An image keeps its own
         // users and groups; its host name and hosts file are the sandbox's.
         for (path, contents) in plan.generated_files() {
+            if !own_root {
+                continue;
+            }
             if image.is_some() && !matches!(path, "/etc/hostname" | "/etc/hosts") {
                 continue;
             }
@@ -490,6 +508,9 @@ impl Blueprint {
             ("stderr", "/proc/self/fd/2"),
             ("shm", "/tmp"),
         ] {
+            if mounted(&format!("/dev/{name}")) {
+                continue;
+            }
             op!(
                 ("symlink".into(), format!("/dev/{name}")),
                 Op::Symlink {
@@ -503,16 +524,48 @@ impl Blueprint {
             .tmp_size
             .or(plan.limits.memory)
             .map_or(256 << 20, |s| s.0);
-        op!(
-            ("tmpfs".into(), "/tmp".into()),
-            Op::Fs {
-                path: components(Path::new("/tmp"))?,
-                fstype: c"tmpfs".into(),
-                options: fs_opts(&[("size", tmp_size.to_string()), ("mode", "1777".into())])?,
-                attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        if own_root {
+            op!(
+                ("tmpfs".into(), "/tmp".into()),
+                Op::Fs {
+                    path: components(Path::new("/tmp"))?,
+                    fstype: c"tmpfs".into(),
+                    options: fs_opts(&[("size", tmp_size.to_string()), ("mode", "1777".into())])?,
+                    attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                }
+            );
+            rule("/tmp", masks.rw_dir, &mut labels)?;
+        }
+        // The directory root's source: opened by the child before anything is mounted.
+        let root_slot = match dir_root {
+            None => None,
+            Some(d) => {
+                let canonical = std::fs::canonicalize(&d.path)
+                    .map_err(|e| mount_err(&d.path, Path::new("/"), e))?;
+                let meta = std::fs::metadata(&canonical)
+                    .map_err(|e| mount_err(&d.path, Path::new("/"), e))?;
+                if !meta.is_dir() {
+                    return Err(mount_err(
+                        &d.path,
+                        Path::new("/"),
+                        std::io::Error::from_raw_os_error(libc::ENOTDIR),
+                    ));
+                }
+                sources.push(Source {
+                    path: cstr(canonical.as_os_str().as_bytes(), "the root directory")?,
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                });
+                labels.sources.push(canonical.display().to_string());
+                Some((sources.len() - 1, d.readonly))
             }
-        );
-        rule("/tmp", masks.rw_dir, &mut labels)?;
+        };
+        let netns = match &plan.netns {
+            None => None,
+            Some(p) => Some(OwnedFd::from(std::fs::File::open(p).map_err(|e| {
+                setup_err(&format!("opening the network namespace {}", p.display()), e)
+            })?)),
+        };
 
         // The plan's mounts, parents before children.
         let mut order: Vec<usize> = (0..plan.mounts.len()).collect();
@@ -577,7 +630,9 @@ impl Blueprint {
         // The working directory exists even when nothing is mounted there (a directory
         // of the read-only root); inside a mount it must exist in the mounted tree.
         let cwd = Path::new(&plan.cwd);
-        let covered = ["/tmp", "/proc", "/dev"].iter().any(|d| cwd.starts_with(d))
+        let covered = ["/tmp", "/proc", "/dev"]
+            .iter()
+            .any(|d| own_root && cwd.starts_with(d))
             || plan.mounts.iter().any(|m| cwd.starts_with(&m.target));
         if !covered && cwd != Path::new("/") {
             op!(
@@ -632,6 +687,8 @@ impl Blueprint {
             ruleset: ruleset_raw,
             keep,
             clear_groups: root_mode,
+            root_dir: root_slot,
+            netns: netns.as_ref().map(|f| f.as_raw_fd()),
             overlay: match image {
                 Some(img) => Some(overlay_spec(img, &stage)?),
                 None => None,
@@ -653,7 +710,8 @@ impl Blueprint {
             sources,
             ops,
             hostname: plan.hostname.as_bytes().to_vec(),
-            loopback: plan.network == Network::Loopback,
+            // A joined namespace is the engine's: its loopback is its business.
+            loopback: plan.network == Network::Loopback && plan.netns.is_none(),
             rules,
             uid: plan.user.0,
             gid: plan.user.1,
@@ -666,7 +724,10 @@ impl Blueprint {
             scrub: caller_string_areas(),
         };
         let child_ends = ChildEnds {
-            _fds: vec![sync_r, err_w, control_init],
+            _fds: [sync_r, err_w, control_init]
+                .into_iter()
+                .chain(netns)
+                .collect(),
         };
         Ok(Blueprint {
             spec,

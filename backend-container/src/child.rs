@@ -169,6 +169,12 @@ pub(crate) struct ChildSpec {
     pub(crate) root_options: Vec<(CString, CString)>,
     /// An image root instead of a bare tmpfs.
     pub(crate) overlay: Option<OverlaySpec>,
+    /// A host directory as the root (its slot in `sources`, and whether read-only)
+    /// instead of a bare tmpfs.
+    pub(crate) root_dir: Option<(usize, bool)>,
+    /// A network namespace the spawner thread enters before cloning (instead of a new
+    /// one); the child never sees this fd (it is not in `keep`).
+    pub(crate) netns: Option<RawFd>,
     pub(crate) sources: Vec<Source>,
     pub(crate) ops: Vec<Op>,
     pub(crate) hostname: Vec<u8>,
@@ -418,6 +424,13 @@ fn close_others(keep: &[RawFd]) {
 
 /// Builds the root filesystem and moves into it.
 fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
+    if let Some((slot, readonly)) = spec.root_dir {
+        let root = match dir_root(spec, sources, slot, readonly) {
+            Ok(fd) => fd,
+            Err(err) => fail(spec, Stage::Setup, err, 0),
+        };
+        return finish_root(spec, sources, root, readonly);
+    }
     let tmpfs = match new_fs(
         c"tmpfs",
         &spec.root_options,
@@ -445,6 +458,59 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
             Err(err) => fail(spec, Stage::Overlay, err, 0),
         },
     };
+    // An image root is the sandbox's own throwaway layer: it stays writable.
+    finish_root(spec, sources, root, spec.overlay.is_none())
+}
+
+/// A clone of the host directory in `sources[slot]` (and the mounts below it), attached
+/// at the stage, to be the root as it is: what the workload writes lands in it.
+fn dir_root(
+    spec: &ChildSpec,
+    sources: &[RawFd; MAX_SOURCES],
+    slot: usize,
+    readonly: bool,
+) -> Result<RawFd, Errno> {
+    let src = *sources.get(slot).ok_or(libc::EBADF)?;
+    let tree = sys::open_tree(
+        src,
+        EMPTY,
+        sys::OPEN_TREE_CLONE
+            | sys::OPEN_TREE_CLOEXEC
+            | sys::AT_RECURSIVE
+            | libc::AT_EMPTY_PATH as u32,
+    )?;
+    let attr = sys::MountAttr {
+        attr_set: sys::MOUNT_ATTR_NOSUID
+            | sys::MOUNT_ATTR_NODEV
+            | if readonly { sys::MOUNT_ATTR_RDONLY } else { 0 },
+        ..Default::default()
+    };
+    let r = sys::mount_setattr(
+        tree,
+        EMPTY,
+        libc::AT_EMPTY_PATH as u32 | sys::AT_RECURSIVE,
+        &attr,
+    )
+    .and_then(|_| {
+        sys::move_mount(
+            tree,
+            EMPTY,
+            libc::AT_FDCWD,
+            &spec.stage,
+            sys::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    });
+    match r {
+        Ok(_) => Ok(tree),
+        Err(e) => {
+            sys::close(tree);
+            Err(e)
+        }
+    }
+}
+
+/// Runs the ops on the new root, moves into it, and makes it read-only if asked.
+fn finish_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES], root: RawFd, readonly: bool) {
     for (i, op) in spec.ops.iter().enumerate() {
         if let Err(err) = run_op(root, sources, op) {
             fail(spec, Stage::Op, err, i as u32)
@@ -461,8 +527,7 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
     for &fd in sources.iter().take(spec.sources.len()) {
         sys::close(fd);
     }
-    if spec.overlay.is_some() {
-        // An image root is the sandbox's own throwaway layer: it stays writable.
+    if !readonly {
         return;
     }
     let ro = sys::MountAttr {

@@ -49,8 +49,55 @@ const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUTS;
 
+/// This thread's own network namespace, to come back to after cloning into another.
+fn home_netns() -> std::io::Result<&'static std::fs::File> {
+    thread_local! {
+        static HOME: OnceLock<&'static std::fs::File> = const { OnceLock::new() };
+    }
+    HOME.with(|h| {
+        if let Some(f) = h.get() {
+            return Ok(*f);
+        }
+        let f: &'static std::fs::File =
+            Box::leak(Box::new(std::fs::File::open("/proc/thread-self/ns/net")?));
+        Ok(*h.get_or_init(|| f))
+    })
+}
+
+fn setns_net(fd: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: setns only reads the descriptor; it changes this thread's network
+    // namespace (allowed in a multithreaded process for CLONE_NEWNET).
+    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn clone_one(spec: &ChildSpec) -> std::io::Result<(libc::pid_t, OwnedFd)> {
-    match sys::clone_pidfd(NAMESPACES as libc::c_ulong) {
+    let Some(netns) = spec.netns else {
+        return clone_in(spec, NAMESPACES);
+    };
+    // Join the given network namespace on this thread for the clone only: the child
+    // starts in it (and makes no network namespace of its own).
+    use std::os::fd::AsRawFd;
+    let home = home_netns()?.as_raw_fd();
+    setns_net(netns).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("joining the network namespace: {e} (is it a network namespace?)"),
+        )
+    })?;
+    let r = clone_in(spec, NAMESPACES & !libc::CLONE_NEWNET);
+    if let Err(e) = setns_net(home) {
+        // This thread clones every later sandbox: it must not stay in another's network.
+        eprintln!("hsb: the sandbox spawner could not return to its network namespace: {e}");
+        std::process::abort();
+    }
+    r
+}
+
+fn clone_in(spec: &ChildSpec, namespaces: libc::c_int) -> std::io::Result<(libc::pid_t, OwnedFd)> {
+    match sys::clone_pidfd(namespaces as libc::c_ulong) {
         Ok((0, _)) => {
             sys::reset_signals();
             child::init_main(spec)

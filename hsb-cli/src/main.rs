@@ -6,6 +6,7 @@
 
 mod cli;
 mod image_cmd;
+mod oci;
 mod policy_cmd;
 mod probe_cmd;
 mod run_cmd;
@@ -13,6 +14,22 @@ mod run_cmd;
 use clap::Parser;
 
 fn main() {
+    // An engine calls the runtime by its binary name (`hsb-oci`, `hsb-oci-container`,
+    // `hsb-oci-microvm`), or `hsb oci ...`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(fixed) = args
+        .first()
+        .and_then(|a| a.to_str())
+        .and_then(oci::runtime_name)
+    {
+        args[0] = "hsb oci".into();
+        std::process::exit(oci::main(args, fixed));
+    }
+    if args.get(1).is_some_and(|a| a == "oci") {
+        let mut rest = vec![std::ffi::OsString::from("hsb oci")];
+        rest.extend(args.drain(2..));
+        std::process::exit(oci::main(rest, None));
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

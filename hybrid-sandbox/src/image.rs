@@ -159,6 +159,9 @@ impl Execution for WithLayers {
     fn take_output(&mut self) -> Option<OutputStream> {
         self.inner.take_output()
     }
+    fn take_output_uncaptured(&mut self) -> Option<OutputStream> {
+        self.inner.take_output_uncaptured()
+    }
     fn kill_handle(&self) -> KillHandle {
         self.inner.kill_handle()
     }

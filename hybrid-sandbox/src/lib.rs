@@ -37,7 +37,7 @@ pub use sandbox_core::{
     units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
     Execution, Floor, HostSupport, ImageLimits, Isolation, IsolationRequest, KillHandle,
     LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountMode, Need, Network, Outcome,
-    OutputChunk, OutputStream, Plan, Policy, PolicyError, RunError, SeccompAction, SeccompReport,
-    SelectionError, SpawnError, Stdin, StdinWriter, StreamKind, Termination, VmReport, Workload,
-    DEFAULT_PATH, EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
+    OutputChunk, OutputStream, Plan, Policy, PolicyError, RootDir, RunError, SeccompAction,
+    SeccompReport, SelectionError, SpawnError, Stdin, StdinWriter, StreamKind, Termination,
+    VmReport, Workload, DEFAULT_PATH, EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
 };

@@ -172,6 +172,13 @@ pub trait Execution: Send + fmt::Debug {
     fn take_stdin(&mut self) -> Option<StdinWriter>;
     /// Output as it arrives; `None` after the first call. The outcome still captures it.
     fn take_output(&mut self) -> Option<OutputStream>;
+    /// Like [`Execution::take_output`], but the outcome keeps no copy of the output
+    /// (its `stdout` and `stderr` stay empty; an output limit still counts it): for
+    /// output that streams for a long time, such as a container's. Backends that cannot
+    /// stop capturing capture as before.
+    fn take_output_uncaptured(&mut self) -> Option<OutputStream> {
+        self.take_output()
+    }
     /// A handle that kills the run.
     fn kill_handle(&self) -> KillHandle;
     /// Waits for the end of the run. Returns [`RunError::AlreadyWaited`] the second time.

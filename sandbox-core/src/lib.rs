@@ -33,8 +33,8 @@ pub use outcome::{
     LimitsReport, Outcome, SeccompReport, Termination, VmReport,
 };
 pub use plan::{
-    ImageRoot, ImageSpec, ImageUseError, LandlockMode, Plan, PlannedMount, ROOT_MODE_HOST_ID,
-    SANDBOX_GID, SANDBOX_UID,
+    ImageRoot, ImageSpec, ImageUseError, LandlockMode, Plan, PlannedMount, RootDir,
+    ROOT_MODE_HOST_ID, SANDBOX_GID, SANDBOX_UID,
 };
 pub use policy::{
     did_you_mean, EffectiveProfile, Floor, Location, Policy, PolicyError, EMBEDDED_DEFAULT,

@@ -74,6 +74,23 @@ pub struct Plan {
     pub image_limits: ImageLimits,
     /// The uid and gid the workload runs as inside the sandbox.
     pub user: (u32, u32),
+    /// A host directory that is the sandbox's root as it is (an OCI bundle's rootfs),
+    /// instead of a root made of the mounts or of an image's layers.
+    pub root_dir: Option<RootDir>,
+    /// A network namespace to join (the one an engine made, by path) instead of a new
+    /// one; [`Plan::network`] still says what the workload may do in it (`loopback`:
+    /// TCP allowed).
+    pub netns: Option<PathBuf>,
+}
+
+/// A host directory used as the sandbox's root filesystem as it is: what the workload
+/// writes lands in it (unless `readonly`). Both backends honour it or refuse the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RootDir {
+    /// Absolute host path.
+    pub path: PathBuf,
+    /// Mounted read-only.
+    pub readonly: bool,
 }
 
 /// A root filesystem made of an image's unpacked layers, with a throwaway upper layer.

@@ -149,6 +149,16 @@ pub struct Workload {
     /// Per-run image import limits (for an image path imported by this run); each one
     /// set replaces the profile's.
     pub image_limits: ImageLimits,
+    /// A host directory to use as the root as it is (an OCI bundle's rootfs): the
+    /// policy's system mounts are then left out, as for an image.
+    pub root_dir: Option<crate::plan::RootDir>,
+    /// A network namespace to join, by path (an engine's), instead of a new one.
+    pub netns: Option<PathBuf>,
+    /// The sandbox's host name (default: the profile's, else `sandbox`).
+    pub hostname: Option<String>,
+    /// The uid and gid the workload runs as inside the sandbox (default: the image's
+    /// user, else 1000:1000).
+    pub user: Option<(u32, u32)>,
 }
 
 impl Workload {

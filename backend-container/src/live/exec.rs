@@ -45,6 +45,8 @@ pub(crate) struct ExecCtl {
     shared: Weak<Shared>,
     reason: Mutex<Option<Termination>>,
     pub(crate) done: AtomicBool,
+    /// The output is only streamed: the outcome keeps no copy of it.
+    pub(crate) uncaptured: AtomicBool,
 }
 
 impl ExecCtl {
@@ -117,6 +119,10 @@ impl Execution for LiveExecution {
         self.stdin.take()
     }
     fn take_output(&mut self) -> Option<OutputStream> {
+        self.output.take()
+    }
+    fn take_output_uncaptured(&mut self) -> Option<OutputStream> {
+        self.ctl.uncaptured.store(true, Ordering::Release);
         self.output.take()
     }
     fn kill_handle(&self) -> KillHandle {
@@ -425,6 +431,7 @@ pub(crate) async fn start(
         shared: Arc::downgrade(s),
         reason: Mutex::new(None),
         done: AtomicBool::new(false),
+        uncaptured: AtomicBool::new(false),
     });
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();

@@ -151,7 +151,12 @@ impl Supervision {
                     data: data.to_vec(),
                 });
             }
-            if cap.add(stream, data) {
+            if ctl.uncaptured.load(std::sync::atomic::Ordering::Acquire) {
+                cap.total += data.len() as u64;
+                if cap.limit.is_some_and(|l| cap.total > l) {
+                    ctl.kill(Termination::OutputLimit);
+                }
+            } else if cap.add(stream, data) {
                 ctl.kill(Termination::OutputLimit);
             }
         };

@@ -247,6 +247,21 @@ impl Floor {
             self.check_mount_source(&m.source, m.mode)
                 .map_err(|message| err("mount", message))?;
         }
+        if let Some(r) = &w.root_dir {
+            let mode = if r.readonly {
+                MountMode::Ro
+            } else {
+                MountMode::Rw
+            };
+            self.check_mount_source(&r.path, mode)
+                .map_err(|message| err("root", message))?;
+        }
+        if let (Some(_), Some(Network::None)) = (&w.netns, self.spec.network) {
+            return Err(err(
+                "network namespace",
+                "joining a network namespace is not allowed; the floor allows no network".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -321,7 +321,7 @@ impl Policy {
             .map(|m| (m, false))
             .chain(w.mounts.iter().map(|m| (m, true)))
         {
-            if m.system && image.is_some() {
+            if m.system && (image.is_some() || w.root_dir.is_some()) {
                 continue;
             }
             let planned =
@@ -408,11 +408,19 @@ impl Policy {
             network,
             seccomp_action,
             landlock,
-            hostname: spec.hostname.clone().unwrap_or_else(|| "sandbox".into()),
+            hostname: w
+                .hostname
+                .clone()
+                .or(spec.hostname.clone())
+                .unwrap_or_else(|| "sandbox".into()),
             image,
             root: None,
             image_limits,
-            user: (crate::plan::SANDBOX_UID, crate::plan::SANDBOX_GID),
+            user: w
+                .user
+                .unwrap_or((crate::plan::SANDBOX_UID, crate::plan::SANDBOX_GID)),
+            root_dir: w.root_dir.clone(),
+            netns: w.netns.clone(),
             decision: Decision {
                 isolation: Isolation::Container,
                 requested,

@@ -360,6 +360,36 @@ pub(crate) fn workload(w: &Workload) -> Result<(), PolicyError> {
     w.image_limits
         .check()
         .map_err(|(k, m)| bad(&format!("image limit {k}"), m))?;
+    if let Some(r) = &w.root_dir {
+        if !r.path.is_absolute() {
+            return Err(bad(
+                "root",
+                format!("`{}` must be an absolute host path", r.path.display()),
+            ));
+        }
+        if w.image.is_some() {
+            return Err(bad(
+                "root",
+                "a root directory and an image cannot both be the root".into(),
+            ));
+        }
+    }
+    if let Some(h) = &w.hostname {
+        if h.is_empty() || h.len() > 64 || h.bytes().any(|b| b == 0 || b == b'/') {
+            return Err(bad(
+                "hostname",
+                format!("`{h}` is not a host name (1 to 64 bytes, no `/` or NUL)"),
+            ));
+        }
+    }
+    if let Some(n) = &w.netns {
+        if !n.is_absolute() {
+            return Err(bad(
+                "network namespace",
+                format!("`{}` must be an absolute host path", n.display()),
+            ));
+        }
+    }
     for m in &w.mounts {
         if !m.source.is_absolute() {
             return Err(bad(

@@ -1,0 +1,748 @@
+//! An OCI bundle's `config.json` turned into a live sandbox ([`Workload`] without a
+//! program) and the process `start` runs in it.
+//!
+//! Every field is looked at: what hsb honours is mapped; what it enforces its own way is
+//! accepted and written in the container's report ([`Container::notes`]); anything else
+//! fails `create` with the field's path named (`linux.resources.cpu.quota: ...`), and so
+//! does a field this runtime does not know. Nothing is dropped silently.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hybrid_sandbox::{
+    ByteSize, IsolationRequest, Mount, MountMode, Network, RootDir, TtySize, Workload,
+};
+use serde_json::{Map, Value};
+
+/// Annotation choosing the isolation: `container`, `microvm` or `auto`.
+pub(crate) const ISOLATION_ANNOTATION: &str = "io.hybrid-sandbox.isolation";
+/// Prefix of annotations that become the policy's labels.
+pub(crate) const LABEL_PREFIX: &str = "io.hybrid-sandbox.label.";
+const OWN_PREFIX: &str = "io.hybrid-sandbox.";
+
+/// A config.json that cannot be honoured, with the field's path.
+#[derive(Debug)]
+pub(crate) struct ConfigError {
+    pub(crate) field: String,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config.json: {}: {}", self.field, self.message)
+    }
+}
+
+fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        field: field.into(),
+        message: message.into(),
+    })
+}
+
+/// The process `start` (or `exec`) runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ProcessSpec {
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) cwd: String,
+    pub(crate) terminal: bool,
+    pub(crate) size: Option<TtySize>,
+    pub(crate) user: (u32, u32),
+}
+
+/// What a bundle asks for, in hsb's terms.
+#[derive(Debug)]
+pub(crate) struct Container {
+    /// The live sandbox to create (no program).
+    pub(crate) workload: Workload,
+    /// The container's process.
+    pub(crate) process: ProcessSpec,
+    /// What is enforced differently from what config.json says, in words: written to
+    /// the state directory and the log.
+    pub(crate) notes: Vec<String>,
+    /// `net.*` sysctls to set in the joined network namespace.
+    pub(crate) sysctl: Vec<(String, String)>,
+    /// The config's annotations (for `state`).
+    pub(crate) annotations: BTreeMap<String, String>,
+}
+
+/// Reads `<bundle>/config.json`. `forced`: the isolation this runtime is registered for
+/// (its binary name or `--isolation`), which an annotation may not contradict.
+pub(crate) fn load(
+    bundle: &Path,
+    forced: Option<IsolationRequest>,
+) -> Result<Container, ConfigError> {
+    let path = bundle.join("config.json");
+    let text = std::fs::read(&path).map_err(|e| ConfigError {
+        field: "config.json".into(),
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    parse(&text, bundle, forced)
+}
+
+/// Parses config.json's bytes (see [`load`]).
+pub(crate) fn parse(
+    text: &[u8],
+    bundle: &Path,
+    forced: Option<IsolationRequest>,
+) -> Result<Container, ConfigError> {
+    let value: Value = serde_json::from_slice(text).map_err(|e| ConfigError {
+        field: "config.json".into(),
+        message: format!("malformed JSON: {e}"),
+    })?;
+    // The typed model checks every known field's shape (types, enum values).
+    if let Err(e) = serde_json::from_value::<oci_spec::runtime::Spec>(value.clone()) {
+        return err("config.json", format!("not a valid OCI runtime spec: {e}"));
+    }
+    let Value::Object(top) = value else {
+        return err("config.json", "the top level must be a JSON object");
+    };
+    Mapper {
+        bundle,
+        forced,
+        w: Workload::default(),
+        notes: Vec::new(),
+        sysctl: Vec::new(),
+        annotations: BTreeMap::new(),
+        process: None,
+    }
+    .run(top)
+}
+
+/// The process of `exec --process FILE` (an OCI `process` object). Rlimits and the
+/// like are the container's own and are reported, not applied per process.
+pub(crate) fn exec_process(text: &[u8]) -> Result<(ProcessSpec, Vec<String>), ConfigError> {
+    let v: Value = serde_json::from_slice(text).map_err(|e| ConfigError {
+        field: "process".into(),
+        message: format!("malformed JSON: {e}"),
+    })?;
+    if let Err(e) = serde_json::from_value::<oci_spec::runtime::Process>(v.clone()) {
+        return err("process", format!("not a valid OCI process: {e}"));
+    }
+    let mut m = Mapper {
+        bundle: Path::new("/"),
+        forced: None,
+        w: Workload::default(),
+        notes: Vec::new(),
+        sysctl: Vec::new(),
+        annotations: BTreeMap::new(),
+        process: None,
+    };
+    m.process(&v)?;
+    let p = m.process.take().ok_or_else(|| ConfigError {
+        field: "process".into(),
+        message: "missing".into(),
+    })?;
+    Ok((p, m.notes))
+}
+
+struct Mapper<'a> {
+    bundle: &'a Path,
+    forced: Option<IsolationRequest>,
+    w: Workload,
+    notes: Vec<String>,
+    sysctl: Vec<(String, String)>,
+    annotations: BTreeMap<String, String>,
+    process: Option<ProcessSpec>,
+}
+
+fn obj<'v>(v: &'v Value, field: &str) -> Result<&'v Map<String, Value>, ConfigError> {
+    v.as_object()
+        .map_or_else(|| err(field, "must be an object"), Ok)
+}
+
+fn s<'v>(v: &'v Value, field: &str) -> Result<&'v str, ConfigError> {
+    v.as_str()
+        .map_or_else(|| err(field, "must be a string"), Ok)
+}
+
+fn u(v: &Value, field: &str) -> Result<u64, ConfigError> {
+    v.as_u64()
+        .map_or_else(|| err(field, "must be a non-negative integer"), Ok)
+}
+
+fn strings(v: &Value, field: &str) -> Result<Vec<String>, ConfigError> {
+    let Some(a) = v.as_array() else {
+        return err(field, "must be an array of strings");
+    };
+    a.iter()
+        .enumerate()
+        .map(|(i, x)| s(x, &format!("{field}[{i}]")).map(str::to_string))
+        .collect()
+}
+
+/// True for JSON values that ask for nothing (absent, null, false, 0, "", [], {}).
+fn empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(empty),
+    }
+}
+
+impl Mapper<'_> {
+    fn run(mut self, top: Map<String, Value>) -> Result<Container, ConfigError> {
+        // Annotations first: the isolation decides nothing below, but labels and the
+        // isolation are part of the workload.
+        if let Some(a) = top.get("annotations") {
+            self.annotations(a)?;
+        }
+        for (k, v) in &top {
+            match k.as_str() {
+                "ociVersion" => {
+                    let ver = s(v, k)?;
+                    if !ver.starts_with("1.") {
+                        return err(k, format!("version {ver} is not supported (1.x is)"));
+                    }
+                }
+                "annotations" => {}
+                "process" => self.process(v)?,
+                "root" => self.root(v)?,
+                "hostname" => {
+                    let h = s(v, k)?;
+                    if !h.is_empty() {
+                        self.w.hostname = Some(h.to_string());
+                    }
+                }
+                "domainname" if empty(v) => {}
+                "mounts" => self.mounts(v)?,
+                "linux" => self.linux(v)?,
+                "hooks" if empty(v) => {}
+                "hooks" => {
+                    return err(
+                        "hooks",
+                        "hooks are not run by hsb (a hook would act on the host with the container's pid; the sandbox's processes are not host processes the hook could enter)",
+                    )
+                }
+                "solaris" | "windows" | "vm" | "zos" if empty(v) => {}
+                other => {
+                    return err(
+                        other,
+                        "not supported by hsb (unknown to it, or for another platform)",
+                    )
+                }
+            }
+        }
+        let Some(process) = self.process.take() else {
+            return err("process", "missing: the container needs a process to start");
+        };
+        if self.w.root_dir.is_none() {
+            return err("root", "missing: the container needs a root filesystem");
+        }
+        self.w.cwd = Some(process.cwd.clone());
+        self.w.user = Some(process.user);
+        Ok(Container {
+            workload: self.w,
+            process,
+            notes: self.notes,
+            sysctl: self.sysctl,
+            annotations: self.annotations,
+        })
+    }
+
+    fn annotations(&mut self, v: &Value) -> Result<(), ConfigError> {
+        for (k, val) in obj(v, "annotations")? {
+            let field = format!("annotations.{k}");
+            let val = s(val, &field)?;
+            self.annotations.insert(k.clone(), val.to_string());
+            if k == ISOLATION_ANNOTATION {
+                let asked: IsolationRequest = val.parse().map_err(|m: String| ConfigError {
+                    field: field.clone(),
+                    message: m,
+                })?;
+                match self.forced {
+                    Some(f) if f != asked && asked != IsolationRequest::Auto => {
+                        return err(
+                            field,
+                            format!(
+                                "asks for {asked}, but this runtime is registered for {f} isolation; use the runtime registered for {asked}"
+                            ),
+                        )
+                    }
+                    _ => self.w.isolation = Some(asked),
+                }
+            } else if let Some(key) = k.strip_prefix(LABEL_PREFIX) {
+                if key.is_empty() {
+                    return err(field, "a label needs a key after the prefix");
+                }
+                self.w.labels.insert(key.to_string(), val.to_string());
+            } else if k.starts_with(OWN_PREFIX) {
+                return err(
+                    field,
+                    format!(
+                        "unknown hsb annotation (known: {ISOLATION_ANNOTATION}, {LABEL_PREFIX}KEY)"
+                    ),
+                );
+            }
+        }
+        if let Some(f) = self.forced {
+            if self.w.isolation.is_none_or(|a| a == IsolationRequest::Auto) {
+                self.w.isolation = Some(f);
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, v: &Value) -> Result<(), ConfigError> {
+        let mut p = ProcessSpec {
+            argv: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: "/".into(),
+            terminal: false,
+            size: None,
+            user: (0, 0),
+        };
+        for (k, val) in obj(v, "process")? {
+            let field = format!("process.{k}");
+            match k.as_str() {
+                "args" => p.argv = strings(val, &field)?,
+                "env" => {
+                    for (i, kv) in strings(val, &field)?.into_iter().enumerate() {
+                        match kv.split_once('=') {
+                            Some((k, v)) if !k.is_empty() => {
+                                p.env.insert(k.to_string(), v.to_string());
+                            }
+                            _ => return err(format!("{field}[{i}]"), "must be KEY=VALUE"),
+                        }
+                    }
+                }
+                "cwd" => {
+                    let c = s(val, &field)?;
+                    if !c.starts_with('/') {
+                        return err(field, "must be an absolute path");
+                    }
+                    p.cwd = c.to_string();
+                }
+                "terminal" => p.terminal = val.as_bool().unwrap_or(false),
+                "consoleSize" => {
+                    let o = obj(val, &field)?;
+                    let dim = |n: &str| -> Result<u16, ConfigError> {
+                        let f = format!("{field}.{n}");
+                        o.get(n)
+                            .map(|x| u(x, &f))
+                            .transpose()?
+                            .unwrap_or(0)
+                            .try_into()
+                            .map_or_else(|_| err(f, "too large"), Ok)
+                    };
+                    let (rows, cols) = (dim("height")?, dim("width")?);
+                    if rows > 0 && cols > 0 {
+                        p.size = Some(TtySize { rows, cols });
+                    }
+                }
+                "user" => p.user = self.user(val, &field)?,
+                "rlimits" => self.rlimits(val, &field)?,
+                "capabilities" => self.notes.push(
+                    "process.capabilities: every capability is dropped (hsb grants none)".into(),
+                ),
+                "noNewPrivileges" => {}
+                "oomScoreAdj" => self
+                    .notes
+                    .push("process.oomScoreAdj: hsb sets 1000 on the container's processes".into()),
+                "apparmorProfile" | "selinuxLabel" if empty(val) => {}
+                "apparmorProfile" | "selinuxLabel" => self.notes.push(format!(
+                    "{field}: not applied (hsb confines with seccomp, Landlock and namespaces)"
+                )),
+                "commandLine" | "ioPriority" | "scheduler" | "execCPUAffinity" if empty(val) => {}
+                other => return err(format!("process.{other}"), "not supported by hsb"),
+            }
+        }
+        if p.argv.is_empty() {
+            return err("process.args", "missing or empty: nothing to run");
+        }
+        self.process = Some(p);
+        Ok(())
+    }
+
+    fn user(&mut self, v: &Value, field: &str) -> Result<(u32, u32), ConfigError> {
+        let o = obj(v, field)?;
+        let id = |n: &str| -> Result<u32, ConfigError> {
+            let f = format!("{field}.{n}");
+            o.get(n)
+                .map(|x| u(x, &f))
+                .transpose()?
+                .unwrap_or(0)
+                .try_into()
+                .map_or_else(|_| err(f, "out of range"), Ok)
+        };
+        let ids = (id("uid")?, id("gid")?);
+        for (k, val) in o {
+            match k.as_str() {
+                "uid" | "gid" => {}
+                "umask" => {
+                    if val.as_u64() != Some(0o022) && !empty(val) {
+                        self.notes
+                            .push(format!("{field}.umask: the container's umask is 022"));
+                    }
+                }
+                "additionalGids" => {
+                    let gids: Vec<u64> = val
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                        .unwrap_or_default();
+                    if gids.iter().any(|g| *g != u64::from(ids.1)) {
+                        return err(
+                            format!("{field}.additionalGids"),
+                            "supplementary groups are not supported (the container's user namespace maps one user and one group)",
+                        );
+                    }
+                }
+                "username" if empty(val) => {}
+                other => return err(format!("{field}.{other}"), "not supported by hsb"),
+            }
+        }
+        Ok(ids)
+    }
+
+    fn rlimits(&mut self, v: &Value, field: &str) -> Result<(), ConfigError> {
+        let Some(list) = v.as_array() else {
+            return err(field, "must be an array");
+        };
+        // SAFETY: getrlimit writes into the struct it is given.
+        let host_nofile = unsafe {
+            let mut r: libc::rlimit = std::mem::zeroed();
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+            r.rlim_max
+        };
+        for (i, r) in list.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            let o = obj(r, &f)?;
+            let kind = o
+                .get("type")
+                .map(|t| s(t, &format!("{f}.type")))
+                .transpose()?
+                .unwrap_or("");
+            let hard = o
+                .get("hard")
+                .map(|x| u(x, &format!("{f}.hard")))
+                .transpose()?
+                .unwrap_or(0);
+            match kind {
+                "RLIMIT_NOFILE" => {
+                    if hard > host_nofile {
+                        return err(
+                            f,
+                            format!("RLIMIT_NOFILE {hard} is above this host's hard limit ({host_nofile}); hsb cannot raise it (ask for {host_nofile} or less, e.g. the engine's --ulimit nofile)"),
+                        );
+                    }
+                    self.w.limits.open_files = Some(hard);
+                }
+                "RLIMIT_NPROC" => self.notes.push(format!(
+                    "{f}: RLIMIT_NPROC is not set (it counts per host user, which sandboxes share); the pids limit bounds processes"
+                )),
+                "RLIMIT_CORE" => self
+                    .notes
+                    .push(format!("{f}: core dumps stay off (RLIMIT_CORE 0)")),
+                other => {
+                    return err(
+                        format!("{f}.type"),
+                        format!("{other} is not supported by hsb (RLIMIT_NOFILE is; RLIMIT_NPROC and RLIMIT_CORE are reported)"),
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn root(&mut self, v: &Value) -> Result<(), ConfigError> {
+        let o = obj(v, "root")?;
+        let mut path = None;
+        let mut readonly = false;
+        for (k, val) in o {
+            match k.as_str() {
+                "path" => path = Some(s(val, "root.path")?),
+                "readonly" => readonly = val.as_bool().unwrap_or(false),
+                other => return err(format!("root.{other}"), "not supported by hsb"),
+            }
+        }
+        let Some(p) = path else {
+            return err("root.path", "missing");
+        };
+        let full = self.bundle.join(p);
+        match std::fs::metadata(&full) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return err(
+                    "root.path",
+                    format!("{} is not a directory", full.display()),
+                )
+            }
+            Err(e) => return err("root.path", format!("{}: {e}", full.display())),
+        }
+        self.w.root_dir = Some(RootDir {
+            path: full,
+            readonly,
+        });
+        Ok(())
+    }
+
+    fn mounts(&mut self, v: &Value) -> Result<(), ConfigError> {
+        let Some(list) = v.as_array() else {
+            return err("mounts", "must be an array");
+        };
+        for (i, m) in list.iter().enumerate() {
+            let f = format!("mounts[{i}]");
+            let o = obj(m, &f)?;
+            let mut dest = "";
+            let mut kind = "";
+            let mut source = "";
+            let mut options = Vec::new();
+            for (k, val) in o {
+                match k.as_str() {
+                    "destination" => dest = s(val, &format!("{f}.destination"))?,
+                    "type" => kind = s(val, &format!("{f}.type"))?,
+                    "source" => source = s(val, &format!("{f}.source"))?,
+                    "options" => options = strings(val, &format!("{f}.options"))?,
+                    "uidMappings" | "gidMappings" if empty(val) => {}
+                    other => return err(format!("{f}.{other}"), "not supported by hsb"),
+                }
+            }
+            if !dest.starts_with('/') {
+                return err(format!("{f}.destination"), "must be an absolute path");
+            }
+            let bind = kind == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
+            match (bind, kind, dest) {
+                (false, "proc", "/proc") | (false, "tmpfs", "/dev") | (false, "devpts", "/dev/pts") => {}
+                (false, "sysfs", "/sys") | (false, "cgroup" | "cgroup2", "/sys/fs/cgroup") => {
+                    self.notes.push(format!(
+                        "{f}: {kind} at {dest} is not mounted (hsb shows no host kernel interface; /sys is empty)"
+                    ))
+                }
+                (false, "mqueue", "/dev/mqueue") => self.notes.push(format!(
+                    "{f}: no POSIX message queue filesystem at /dev/mqueue"
+                )),
+                (_, _, "/dev/shm") => self.notes.push(format!(
+                    "{f}: /dev/shm is the container's /tmp (a link)"
+                )),
+                (true, _, _) => self.bind(&f, source, dest, &options)?,
+                _ => {
+                    return err(
+                        f,
+                        format!("a {kind} mount at {dest} is not supported by hsb (bind mounts are; proc, /dev, devpts, sysfs, cgroup and mqueue are the sandbox's own)"),
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn bind(
+        &mut self,
+        f: &str,
+        source: &str,
+        dest: &str,
+        options: &[String],
+    ) -> Result<(), ConfigError> {
+        let mut mode = MountMode::Rw;
+        for o in options {
+            match o.as_str() {
+                "ro" => mode = MountMode::Ro,
+                "rw" | "bind" | "rbind" | "private" | "rprivate" | "slave" | "rslave"
+                | "nosuid" | "nodev" | "relatime" | "norelatime" | "strictatime" | "z" | "Z" => {}
+                "noexec" => self
+                    .notes
+                    .push(format!("{f}: noexec is not applied to {dest}")),
+                other => {
+                    return err(
+                        format!("{f}.options"),
+                        format!("`{other}` is not supported by hsb for a bind mount"),
+                    )
+                }
+            }
+        }
+        if source.is_empty() {
+            return err(format!("{f}.source"), "missing");
+        }
+        let src: PathBuf = self.bundle.join(source);
+        self.w.mounts.push(Mount {
+            source: src,
+            target: Some(dest.into()),
+            mode,
+            optional: false,
+            system: false,
+        });
+        Ok(())
+    }
+
+    fn linux(&mut self, v: &Value) -> Result<(), ConfigError> {
+        for (k, val) in obj(v, "linux")? {
+            let field = format!("linux.{k}");
+            match k.as_str() {
+                "namespaces" => self.namespaces(val)?,
+                "resources" => self.resources(val)?,
+                "sysctl" => {
+                    for (key, value) in obj(val, &field)? {
+                        let value = s(value, &format!("{field}.{key}"))?;
+                        if !key.starts_with("net.") {
+                            return err(
+                                format!("{field}.{key}"),
+                                "only net.* sysctls are supported (set in the engine's network namespace)",
+                            );
+                        }
+                        self.sysctl.push((key.clone(), value.to_string()));
+                    }
+                }
+                "cgroupsPath" => self.notes.push(format!(
+                    "{field}: the container's cgroup is hsb's own (limits from linux.resources), not {}",
+                    val.as_str().unwrap_or("")
+                )),
+                "seccomp" => self.notes.push(
+                    "linux.seccomp: the engine's profile is replaced by hsb's own default-deny allowlist"
+                        .into(),
+                ),
+                "maskedPaths" | "readonlyPaths" => self.notes.push(format!(
+                    "{field}: host kernel files are out of reach of the container's user namespace (/sys is not mounted; /proc/sys and the like are read-only to it)"
+                )),
+                "devices" if empty(val) => {}
+                "devices" => {
+                    return err(
+                        field,
+                        "devices are not supported by hsb (the container gets null, zero, full, random, urandom and its own terminals)",
+                    )
+                }
+                "uidMappings" | "gidMappings" if empty(val) => {}
+                "uidMappings" | "gidMappings" => {
+                    return err(
+                        field,
+                        "user namespace mappings are hsb's own (the container's user maps to an unprivileged host id)",
+                    )
+                }
+                "rootfsPropagation" | "mountLabel" if empty(val) => {}
+                "rootfsPropagation" => self
+                    .notes
+                    .push(format!("{field}: the container's mounts are private")),
+                other => return err(format!("linux.{other}"), "not supported by hsb"),
+            }
+        }
+        Ok(())
+    }
+
+    fn namespaces(&mut self, v: &Value) -> Result<(), ConfigError> {
+        let Some(list) = v.as_array() else {
+            return err("linux.namespaces", "must be an array");
+        };
+        let mut seen = Vec::new();
+        for (i, n) in list.iter().enumerate() {
+            let f = format!("linux.namespaces[{i}]");
+            let o = obj(n, &f)?;
+            let kind = o
+                .get("type")
+                .map(|t| s(t, &format!("{f}.type")))
+                .transpose()?
+                .unwrap_or("");
+            let path = o
+                .get("path")
+                .map(|p| s(p, &format!("{f}.path")))
+                .transpose()?
+                .unwrap_or("");
+            for k in o.keys() {
+                if k != "type" && k != "path" {
+                    return err(format!("{f}.{k}"), "not supported by hsb");
+                }
+            }
+            seen.push(kind);
+            match (kind, path.is_empty()) {
+                ("network", false) => {
+                    self.w.netns = Some(path.into());
+                    self.w.network = Some(Network::Loopback);
+                }
+                ("network", true) => self.w.network = Some(Network::Loopback),
+                ("pid" | "ipc" | "uts" | "mount" | "cgroup" | "user", true) => {}
+                ("pid" | "ipc" | "uts" | "mount" | "cgroup" | "user", false) => {
+                    return err(
+                        format!("{f}.path"),
+                        format!("joining an existing {kind} namespace is not supported by hsb (only the network namespace can be joined)"),
+                    )
+                }
+                (other, _) => {
+                    return err(format!("{f}.type"), format!("`{other}` is not supported by hsb"))
+                }
+            }
+        }
+        for needed in ["pid", "ipc", "uts", "mount", "network"] {
+            if !seen.contains(&needed) {
+                return err(
+                    "linux.namespaces",
+                    format!("no `{needed}` entry asks to share the host's {needed} namespace; hsb always gives a container its own"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn resources(&mut self, v: &Value) -> Result<(), ConfigError> {
+        for (k, val) in obj(v, "linux.resources")? {
+            let field = format!("linux.resources.{k}");
+            match k.as_str() {
+                "memory" => {
+                    for (mk, mv) in obj(val, &field)? {
+                        let mf = format!("{field}.{mk}");
+                        match mk.as_str() {
+                            "limit" => {
+                                if let Some(n) = mv.as_i64() {
+                                    if n > 0 {
+                                        self.w.limits.memory = Some(ByteSize(n as u64));
+                                    }
+                                } else {
+                                    return err(mf, "must be an integer");
+                                }
+                            }
+                            "swap" => self
+                                .notes
+                                .push(format!("{mf}: swap is not limited apart from memory")),
+                            "reservation" | "swappiness" => {
+                                self.notes.push(format!("{mf}: not applied"))
+                            }
+                            "disableOOMKiller" if empty(mv) => {}
+                            "kernel" | "kernelTCP" | "checkBeforeUpdate" | "useHierarchy"
+                                if empty(mv) => {}
+                            other => {
+                                return err(format!("{field}.{other}"), "not supported by hsb")
+                            }
+                        }
+                    }
+                }
+                "pids" => {
+                    if let Some(l) = val.get("limit").and_then(Value::as_i64) {
+                        if l > 0 {
+                            self.w.limits.pids = Some(l as u64);
+                        }
+                    }
+                }
+                "devices" => {
+                    // Rules only narrow what a runc container may open; hsb's set of
+                    // devices is fixed (null, zero, full, random, urandom, its own pty).
+                }
+                "cpu" => {
+                    for (ck, cv) in obj(val, &field)? {
+                        match ck.as_str() {
+                            "shares" | "period" | "realtimePeriod" | "realtimeRuntime" => {
+                                if !empty(cv) {
+                                    self.notes.push(format!("{field}.{ck}: not applied"))
+                                }
+                            }
+                            "quota" if empty(cv) || cv.as_i64() == Some(-1) => {}
+                            "cpus" | "mems" if empty(cv) => {}
+                            other => {
+                                return err(
+                                    format!("{field}.{other}"),
+                                    "CPU quotas and CPU sets are not supported by hsb yet",
+                                )
+                            }
+                        }
+                    }
+                }
+                "blockIO" | "hugepageLimits" | "network" | "rdma" | "unified" if empty(val) => {}
+                other => return err(format!("linux.resources.{other}"), "not supported by hsb"),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

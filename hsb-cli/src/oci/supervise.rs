@@ -1,0 +1,623 @@
+//! The container's supervisor: the one host process an engine sees as the container's
+//! process. `create` starts it (a re-exec of this binary, `hsb oci _supervise`, with the
+//! stdio the engine handed over); it creates the live sandbox, serves the control
+//! socket in the state directory, runs config.json's process on `start`, and exits with
+//! that process's status (dying of the same signal if it was killed), after destroying
+//! the sandbox. A signal sent to it goes to the container's process; if the engine's
+//! shim (its parent once `create` exits) dies, it dies too (PDEATHSIG), and the
+//! sandbox with it.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use hybrid_sandbox::{ExecRequest, Live, LiveOptions, Stdin, TtySize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::{Container, ProcessSpec};
+use super::ctl::{self, Reply, Request};
+use super::relay::{self, Cmd, Io};
+use super::state::{self, Dir, Exit, Record};
+use super::{OciError, Runtime};
+
+/// What `create` passes to the supervisor.
+#[derive(Debug, Clone)]
+pub(crate) struct Args {
+    pub(crate) id: String,
+    pub(crate) bundle: PathBuf,
+    pub(crate) console_socket: Option<PathBuf>,
+    /// Where to write "ok" (or the error) once the sandbox is ready.
+    pub(crate) ready_fd: RawFd,
+    /// Start the process at once (`run`).
+    pub(crate) start: bool,
+}
+
+/// What starts the container's process, or ends it before it starts.
+enum Begin {
+    Start(oneshot::Sender<Result<(), String>>),
+    Kill(i32),
+}
+
+enum Phase {
+    Created(Option<oneshot::Sender<Begin>>),
+    Running(mpsc::UnboundedSender<Cmd>),
+    Stopped,
+}
+
+struct Shared {
+    dir: Dir,
+    live: Live,
+    rt: tokio::runtime::Handle,
+    phase: Mutex<Phase>,
+    /// Exec supervisors (their host pids) and their command channels.
+    execs: Mutex<Vec<(i32, mpsc::UnboundedSender<Cmd>)>>,
+    user: (u32, u32),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reports the outcome of setup to `create` and closes the pipe.
+fn report(fd: RawFd, r: &Result<(), OciError>) {
+    // SAFETY: `create` passed this descriptor to us for this one write; we own it now.
+    let f = unsafe { OwnedFd::from_raw_fd(fd) };
+    let msg = match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let _ = nix::unistd::write(&f, msg.as_bytes());
+}
+
+/// The supervisor's main: never returns.
+pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
+    let _ = nix::unistd::setsid();
+    let dir = match Dir::new(&rt_cfg.root, &a.id) {
+        Ok(d) => d,
+        Err(e) => {
+            report(a.ready_fd, &Err(e));
+            std::process::exit(1)
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            report(
+                a.ready_fd,
+                &Err(OciError::msg(format!("starting the runtime: {e}"))),
+            );
+            std::process::exit(1)
+        }
+    };
+    let setup = rt.block_on(setup(rt_cfg, &a, &dir));
+    let (shared, container, pty) = match setup {
+        Ok(x) => x,
+        Err(e) => {
+            report(a.ready_fd, &Err(e));
+            std::process::exit(1)
+        }
+    };
+    let (begin_tx, begin_rx) = oneshot::channel();
+    *lock(&shared.phase) = Phase::Created(Some(begin_tx));
+    let listener = match ctl::listen(&dir.socket()) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = rt.block_on(shared.live.destroy());
+            report(
+                a.ready_fd,
+                &Err(OciError::msg(format!(
+                    "cannot listen on {}: {e}",
+                    dir.socket().display()
+                ))),
+            );
+            std::process::exit(1)
+        }
+    };
+    dir.set_status("created");
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || serve(shared, listener));
+    }
+    report(a.ready_fd, &Ok(()));
+    watch_parent();
+    let exit = rt.block_on(run(
+        shared.clone(),
+        container.process,
+        pty,
+        begin_rx,
+        a.start,
+    ));
+    let _ = dir.write_file("exit", &serde_json::to_vec(&exit).unwrap_or_default());
+    dir.set_status("stopped");
+    *lock(&shared.phase) = Phase::Stopped;
+    let _ = rt.block_on(shared.live.destroy());
+    let _ = std::fs::remove_file(dir.socket());
+    exit_like(exit)
+}
+
+async fn setup(
+    rt_cfg: &Runtime,
+    a: &Args,
+    dir: &Dir,
+) -> Result<(Arc<Shared>, Container, Option<super::console::Pty>), OciError> {
+    let container = super::config::load(&a.bundle, rt_cfg.isolation).map_err(OciError::config)?;
+    let pty = if container.process.terminal {
+        let Some(sock) = &a.console_socket else {
+            return Err(OciError::msg(
+                "process.terminal is true: a --console-socket is needed to hand the terminal over",
+            ));
+        };
+        let pty = super::console::open(container.process.size)
+            .map_err(|e| OciError::msg(format!("cannot open a terminal: {e}")))?;
+        super::console::send_master(sock, &pty.master, &pty.name).map_err(|e| {
+            OciError::msg(format!(
+                "cannot send the terminal to the console socket {}: {e}",
+                sock.display()
+            ))
+        })?;
+        super::console::make_controlling(&pty.slave)
+            .map_err(|e| OciError::msg(format!("cannot take the terminal: {e}")))?;
+        Some(pty)
+    } else {
+        None
+    };
+    if !container.sysctl.is_empty() {
+        apply_sysctls(&container)?;
+    }
+    let sandbox = rt_cfg.sandbox()?;
+    let live = sandbox
+        .create(container.workload.clone(), LiveOptions::default())
+        .await
+        .map_err(|e| OciError::msg(format!("creating the sandbox: {}", e.chain())))?;
+    let pid = std::process::id() as i32;
+    let rec = Record {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        created: state::now_rfc3339(),
+        pid,
+        pid_start: state::start_time(pid).unwrap_or(0),
+        annotations: container.annotations.clone(),
+        isolation: live.isolation().to_string(),
+        decision: serde_json::to_value(live.decision()).unwrap_or_default(),
+        enforcement: serde_json::to_value(live.enforcement()).unwrap_or_default(),
+        notes: container.notes.clone(),
+    };
+    super::log::info(
+        rt_cfg,
+        &format!(
+            "container {}: {} isolation ({}); {}",
+            a.id,
+            rec.isolation,
+            live.decision().reasons.join("; "),
+            if rec.notes.is_empty() {
+                "config.json applied as written".to_string()
+            } else {
+                format!("enforced differently: {}", rec.notes.join("; "))
+            }
+        ),
+    );
+    if let Err(e) = dir.write_record(&rec) {
+        let _ = live.destroy().await;
+        return Err(OciError::msg(format!(
+            "cannot write the container's state: {e}"
+        )));
+    }
+    let shared = Arc::new(Shared {
+        dir: dir.clone(),
+        live,
+        rt: tokio::runtime::Handle::current(),
+        phase: Mutex::new(Phase::Stopped),
+        execs: Mutex::new(Vec::new()),
+        user: container.process.user,
+    });
+    Ok((shared, container, pty))
+}
+
+/// Sets `net.*` sysctls in the network namespace the engine gave.
+fn apply_sysctls(c: &Container) -> Result<(), OciError> {
+    let Some(ns) = c.workload.netns.clone() else {
+        return Err(OciError::msg(
+            "config.json: linux.sysctl: net.* sysctls need the engine's network namespace (linux.namespaces with a network path)",
+        ));
+    };
+    let list = c.sysctl.clone();
+    std::thread::spawn(move || -> Result<(), OciError> {
+        let f = std::fs::File::open(&ns).map_err(|e| {
+            OciError::msg(format!(
+                "config.json: linux.namespaces: {}: {e}",
+                ns.display()
+            ))
+        })?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            OciError::msg(format!(
+                "config.json: linux.namespaces: joining {}: {e}",
+                ns.display()
+            ))
+        })?;
+        for (k, v) in list {
+            if k.contains("..") || k.contains('/') {
+                return Err(OciError::msg(format!(
+                    "config.json: linux.sysctl.{k}: not a sysctl name"
+                )));
+            }
+            let path = format!("/proc/sys/{}", k.replace('.', "/"));
+            std::fs::write(&path, &v)
+                .map_err(|e| OciError::msg(format!("config.json: linux.sysctl.{k}: {e}")))?;
+        }
+        Ok(())
+    })
+    .join()
+    .unwrap_or_else(|_| Err(OciError::msg("setting sysctls failed")))
+}
+
+/// Arms PDEATHSIG once `create` has exited and this process belongs to the engine's
+/// shim (a child subreaper) or to init: the shim's death then ends the container.
+fn watch_parent() {
+    let first = nix::unistd::getppid();
+    std::thread::spawn(move || loop {
+        let now = nix::unistd::getppid();
+        if now != first {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if nix::unistd::getppid() != now {
+                // The new parent died before the signal was armed.
+                std::process::exit(137);
+            }
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    });
+}
+
+fn request(p: &ProcessSpec, stdin: bool) -> ExecRequest {
+    let mut r = ExecRequest::new(p.argv.clone());
+    r.env = p.env.clone();
+    r.cwd = Some(p.cwd.clone());
+    r.stdin = if stdin { Stdin::Stream } else { Stdin::Null };
+    if p.terminal {
+        r.tty = Some(p.size.unwrap_or_default());
+    }
+    r
+}
+
+/// Waits for `start` (or a kill), runs the process, and returns how it ended.
+async fn run(
+    shared: Arc<Shared>,
+    process: ProcessSpec,
+    pty: Option<super::console::Pty>,
+    begin: oneshot::Receiver<Begin>,
+    start_now: bool,
+) -> Exit {
+    let reply = if start_now {
+        None
+    } else {
+        match begin.await {
+            Ok(Begin::Start(reply)) => Some(reply),
+            Ok(Begin::Kill(sig)) => {
+                return Exit {
+                    code: None,
+                    signal: Some(sig),
+                }
+            }
+            Err(_) => {
+                return Exit {
+                    code: None,
+                    signal: Some(libc::SIGKILL),
+                }
+            }
+        }
+    };
+    let io = match &pty {
+        Some(p) => {
+            let dup = |what: &str| {
+                p.slave
+                    .try_clone()
+                    .map_err(|e| format!("cannot share the terminal ({what}): {e}"))
+            };
+            match (dup("stdin"), dup("stdout"), dup("stderr")) {
+                (Ok(i), Ok(o), Ok(e)) => Ok(Io {
+                    stdin: Some(i),
+                    stdout: o,
+                    stderr: e,
+                }),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+            }
+        }
+        None => own_stdio(),
+    };
+    let io = match io {
+        Ok(io) => io,
+        Err(e) => return failed_start(reply, e),
+    };
+    let req = request(&process, io.stdin.is_some());
+    let exec = match shared.live.exec_streaming(req).await {
+        Ok(e) => e,
+        Err(e) => {
+            let status = e.exit_status();
+            let msg = format!("starting the container's process: {}", e.chain());
+            let exit = Exit {
+                code: Some(if status == 125 { 1 } else { status }),
+                signal: None,
+            };
+            if let Some(r) = reply {
+                let _ = r.send(Err(msg));
+            } else {
+                eprintln!("hsb: {msg}");
+            }
+            return exit;
+        }
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    *lock(&shared.phase) = Phase::Running(tx.clone());
+    shared.dir.set_status("running");
+    if let Some(r) = reply {
+        let _ = r.send(Ok(()));
+    }
+    forward_signals(tx.clone(), pty.as_ref().map(|p| p.slave.as_raw_fd()));
+    match relay::drive(exec, io, rx).await {
+        Ok(o) => relay::exit_of(&o),
+        Err(_) => Exit {
+            code: None,
+            signal: Some(libc::SIGKILL),
+        },
+    }
+}
+
+fn failed_start(reply: Option<oneshot::Sender<Result<(), String>>>, e: String) -> Exit {
+    if let Some(r) = reply {
+        let _ = r.send(Err(e));
+    }
+    Exit {
+        code: Some(1),
+        signal: None,
+    }
+}
+
+/// This process's stdio (the engine's), for the container's process.
+fn own_stdio() -> Result<Io, String> {
+    let dup = |fd: RawFd| -> Result<OwnedFd, String> {
+        // SAFETY: 0, 1 and 2 are open for the life of the process (the engine's
+        // stdio); borrowing them to duplicate is sound.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        b.try_clone_to_owned()
+            .map_err(|e| format!("the engine's stdio (fd {fd}): {e}"))
+    };
+    let stdin = dup(0)?;
+    Ok(Io {
+        stdin: (!relay::is_dev_null(&stdin)).then_some(stdin),
+        stdout: dup(1)?,
+        stderr: dup(2)?,
+    })
+}
+
+/// Signals sent to the supervisor go to the container's process; SIGWINCH (the
+/// engine resized the terminal) becomes a resize.
+fn forward_signals(tx: mpsc::UnboundedSender<Cmd>, tty: Option<RawFd>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+    ] {
+        let Ok(mut s) = signal(SignalKind::from_raw(sig)) else {
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                let cmd = match (sig, tty) {
+                    (libc::SIGWINCH, Some(fd)) => {
+                        // SAFETY: the pty slave stays open for the supervisor's life.
+                        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                        match super::console::size(&b) {
+                            Some(size) => Cmd::Resize(size),
+                            None => continue,
+                        }
+                    }
+                    (libc::SIGWINCH, None) => continue,
+                    _ => Cmd::Signal(sig),
+                };
+                if tx.send(cmd).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Ends this process the way the container's process ended.
+fn exit_like(e: Exit) -> ! {
+    if let Some(sig) = e.signal {
+        if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
+            // SAFETY: restoring the default action of a signal; no handler is installed.
+            let _ = unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl) };
+            let mut set = nix::sys::signal::SigSet::empty();
+            set.add(s);
+            let _ = set.thread_unblock();
+            let _ = nix::sys::signal::raise(s);
+        }
+        std::process::exit(128 + sig)
+    }
+    std::process::exit(e.code.unwrap_or(255))
+}
+
+/// Serves the control socket: one thread per connection.
+fn serve(shared: Arc<Shared>, listener: OwnedFd) {
+    loop {
+        match ctl::accept(&listener) {
+            Ok(conn) => {
+                let shared = shared.clone();
+                std::thread::spawn(move || handle(shared, conn));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+}
+
+fn handle(shared: Arc<Shared>, conn: OwnedFd) {
+    // Only the container's owner (the caller that created it) or root may ask.
+    let me = nix::unistd::geteuid().as_raw();
+    match ctl::peer(&conn) {
+        Some((uid, _)) if uid == me || uid == 0 => {}
+        _ => return,
+    }
+    let Ok(Some((req, fds))) = ctl::recv::<Request>(&conn) else {
+        return;
+    };
+    let reply = match req {
+        Request::Start => start(&shared),
+        Request::Kill { signal, all } => kill(&shared, signal, all),
+        Request::Pause => match shared.rt.block_on(shared.live.pause()) {
+            Ok(()) => {
+                shared.dir.set_status("paused");
+                Reply::Ok
+            }
+            Err(e) => Reply::Error(e.chain()),
+        },
+        Request::Resume => match shared.rt.block_on(shared.live.resume()) {
+            Ok(()) => {
+                shared.dir.set_status("running");
+                Reply::Ok
+            }
+            Err(e) => Reply::Error(e.chain()),
+        },
+        Request::Ps => {
+            let mut pids = vec![std::process::id() as i32];
+            pids.extend(lock(&shared.execs).iter().map(|(p, _)| *p));
+            Reply::Pids(pids)
+        }
+        Request::Exec { process } => return exec(shared, conn, process, fds),
+        Request::Signal { .. } | Request::Resize { .. } => {
+            Reply::Error("no exec on this connection".into())
+        }
+    };
+    let _ = ctl::send(&conn, &reply, &[]);
+}
+
+fn start(shared: &Shared) -> Reply {
+    let tx = match &mut *lock(&shared.phase) {
+        Phase::Created(tx) => tx.take(),
+        Phase::Running(_) => {
+            return Reply::Error("cannot start an already running container".into())
+        }
+        Phase::Stopped => return Reply::Error("cannot start a container that has stopped".into()),
+    };
+    let Some(tx) = tx else {
+        return Reply::Error("the container is already starting".into());
+    };
+    let (rtx, rrx) = oneshot::channel();
+    if tx.send(Begin::Start(rtx)).is_err() {
+        return Reply::Error("the container has stopped".into());
+    }
+    match shared.rt.block_on(rrx) {
+        Ok(Ok(())) => Reply::Ok,
+        Ok(Err(e)) => Reply::Error(e),
+        Err(_) => Reply::Error("the container stopped while starting".into()),
+    }
+}
+
+fn kill(shared: &Shared, sig: i32, all: bool) -> Reply {
+    if nix::sys::signal::Signal::try_from(sig).is_err() {
+        return Reply::Error(format!("invalid signal {sig}"));
+    }
+    let main = match &mut *lock(&shared.phase) {
+        Phase::Created(tx) => {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(Begin::Kill(sig));
+            }
+            return Reply::Ok;
+        }
+        Phase::Running(tx) => tx.clone(),
+        Phase::Stopped => return Reply::Error("container not running".into()),
+    };
+    if main.send(Cmd::Signal(sig)).is_err() {
+        return Reply::Error("container not running".into());
+    }
+    if all {
+        for (_, tx) in lock(&shared.execs).iter() {
+            let _ = tx.send(Cmd::Signal(sig));
+        }
+        if sig == libc::SIGKILL {
+            let _ = shared.rt.block_on(shared.live.destroy());
+        }
+    }
+    Reply::Ok
+}
+
+/// Runs an exec for a client that handed over its stdio; replies Ok when it started,
+/// passes on its signals and resizes, and sends its exit at the end.
+fn exec(shared: Arc<Shared>, conn: OwnedFd, process: ProcessSpec, fds: Vec<OwnedFd>) {
+    let fail = |msg: String| {
+        let _ = ctl::send(&conn, &Reply::Error(msg), &[]);
+    };
+    if !matches!(*lock(&shared.phase), Phase::Running(_)) {
+        return fail("cannot exec in a container that is not running".into());
+    }
+    if process.user != shared.user {
+        return fail(format!(
+            "process.user: {}:{} differs from the container's user {}:{}; hsb runs every process of a container as its user",
+            process.user.0, process.user.1, shared.user.0, shared.user.1
+        ));
+    }
+    let mut fds = fds.into_iter();
+    let (Some(i), Some(o), Some(e)) = (fds.next(), fds.next(), fds.next()) else {
+        return fail("an exec needs its stdin, stdout and stderr".into());
+    };
+    let stdin = (!relay::is_dev_null(&i)).then_some(i);
+    let req = request(&process, stdin.is_some());
+    let execution = match shared.rt.block_on(shared.live.exec_streaming(req)) {
+        Ok(x) => x,
+        Err(err) => return fail(format!("exec failed: {}", err.chain())),
+    };
+    let peer_pid = ctl::peer(&conn).map_or(0, |(_, p)| p);
+    let (tx, rx) = mpsc::unbounded_channel();
+    lock(&shared.execs).push((peer_pid, tx.clone()));
+    if ctl::send(&conn, &Reply::Ok, &[]).is_err() {
+        let _ = tx.send(Cmd::Kill);
+    }
+    let io = Io {
+        stdin,
+        stdout: o,
+        stderr: e,
+    };
+    let task = shared.rt.spawn(relay::drive(execution, io, rx));
+    // The client's messages until it goes; its going kills the exec.
+    let conn = Arc::new(conn);
+    {
+        let conn = conn.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || loop {
+            match ctl::recv::<Request>(&*conn) {
+                Ok(Some((Request::Signal { signal }, _))) => {
+                    let _ = tx.send(Cmd::Signal(signal));
+                }
+                Ok(Some((Request::Resize { rows, cols }, _))) => {
+                    let _ = tx.send(Cmd::Resize(TtySize { rows, cols }));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    let _ = tx.send(Cmd::Kill);
+                    return;
+                }
+            }
+        });
+    }
+    let exit = match shared.rt.block_on(task) {
+        Ok(Ok(o)) => relay::exit_of(&o),
+        _ => Exit {
+            code: None,
+            signal: Some(libc::SIGKILL),
+        },
+    };
+    lock(&shared.execs).retain(|(p, _)| *p != peer_pid);
+    let _ = ctl::send(&conn, &Reply::Exit(exit), &[]);
+    let _ = nix::sys::socket::shutdown(conn.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+}
