@@ -15,6 +15,7 @@ mod console;
 mod ctl;
 mod log;
 mod relay;
+mod rootfs;
 mod state;
 mod supervise;
 

@@ -165,6 +165,7 @@ async fn setup(
     } else {
         None
     };
+    super::rootfs::prepare(&container)?;
     if !container.sysctl.is_empty() {
         apply_sysctls(&container)?;
     }
@@ -332,7 +333,13 @@ async fn run(
         Ok(io) => io,
         Err(e) => return failed_start(reply, e),
     };
-    let req = request(&process, io.stdin.is_some());
+    let mut req = request(&process, io.stdin.is_some());
+    if let (Some(p), Some(tty)) = (&pty, req.tty.as_mut()) {
+        // The engine may have sized the terminal between create and start.
+        if let Some(size) = super::console::size(&p.slave) {
+            *tty = size;
+        }
+    }
     let exec = match shared.live.exec_streaming(req).await {
         Ok(e) => e,
         Err(e) => {

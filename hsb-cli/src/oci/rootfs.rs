@@ -1,0 +1,100 @@
+//! Mount points in the bundle's root filesystem. The sandbox's processes reach the
+//! engine's rootfs as an unprivileged host id, which cannot create directories in
+//! root-owned trees; so, as runc does, the runtime (the engine's caller, usually root)
+//! makes the mount points that are missing before the sandbox is built: `/proc`,
+//! `/dev`, the working directory, and each bind mount's target (a directory or an empty
+//! file, as its source is). Every path resolves inside the rootfs (`RESOLVE_IN_ROOT`):
+//! a symlink the image planted never leads out of it.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path};
+
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+
+use super::config::Container;
+use super::OciError;
+
+fn open_in(root: &impl AsFd, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    openat2(
+        root,
+        rel,
+        OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS),
+    )
+}
+
+/// Makes `target` (absolute, inside the rootfs) if missing: a directory, or an empty
+/// file when `file`.
+fn make(root: &OwnedFd, target: &Path, file: bool) -> Result<(), String> {
+    let comps: Vec<&std::ffi::OsStr> = target
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut rel = std::path::PathBuf::from(".");
+    for (i, c) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        let parent = open_in(root, &rel, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .map_err(|e| format!("{}: {e}", rel.display()))?;
+        rel.push(c);
+        if open_in(root, &rel, OFlag::O_PATH).is_ok() {
+            continue;
+        }
+        let r = if last && file {
+            nix::fcntl::openat(
+                &parent,
+                *c,
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map(drop)
+        } else {
+            nix::sys::stat::mkdirat(&parent, *c, Mode::from_bits_truncate(0o755))
+        };
+        match r {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(format!("{}: {e}", target.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Makes the mount points `c` needs in its rootfs.
+pub(crate) fn prepare(c: &Container) -> Result<(), OciError> {
+    let Some(root) = &c.workload.root_dir else {
+        return Ok(());
+    };
+    if root.readonly {
+        // A read-only rootfs is used as it is; a missing mount point then fails where
+        // the sandbox is built, naming it.
+        return Ok(());
+    }
+    let rootfd = nix::fcntl::open(
+        &root.path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| OciError::msg(format!("config.json: root.path: {}: {e}", root.path.display())))?;
+    let mut targets: Vec<(std::path::PathBuf, bool)> = vec![
+        ("/proc".into(), false),
+        ("/dev".into(), false),
+        (c.process.cwd.clone().into(), false),
+    ];
+    for m in &c.workload.mounts {
+        let file = std::fs::metadata(&m.source).is_ok_and(|s| !s.is_dir());
+        targets.push((m.target_path().to_path_buf(), file));
+    }
+    for (t, file) in targets {
+        make(&rootfd, &t, file).map_err(|e| {
+            OciError::msg(format!(
+                "cannot make the mount point {} in the rootfs: {e}",
+                t.display()
+            ))
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! `hsb oci` driven directly with runc's command line: the lifecycle (create, start,
+//! state, exec, pause, kill, delete), exit statuses, and bad input (malformed or
+//! unknown fields, a missing rootfs, a taken id, a deleted container) giving runc-like
+//! errors with nothing left behind.
+
+mod oci_common;
+
+use oci_common::*;
+use std::path::Path;
+
+fn root_ok() -> bool {
+    require(is_root(), "the OCI runtime tests need a root caller (as engines run runtimes)")
+}
+
+fn state(root: &Path, id: &str) -> serde_json::Value {
+    let o = oci(root, &["state", id]);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn lifecycle_create_start_exec_pause_kill_delete() {
+    if !root_ok() {
+        return;
+    }
+    let root = TempDir::new("root");
+    let b = TempDir::new("bundle");
+    bundle(
+        b.path(),
+        &["/bin/sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo started; while true; do sleep 0.1; done"],
+    );
+    let pid_file = b.path().join("pid");
+    let o = oci(
+        root.path(),
+        &["create", "--bundle", b.path().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), "c1"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let s = state(root.path(), "c1");
+    assert_eq!(s["status"], "created");
+    assert_eq!(s["pid"], pid);
+    assert_eq!(s["hsb"]["isolation"], "container");
+    // What config.json asked that hsb enforces its own way is reported.
+    let notes = s["hsb"]["enforced_differently"].to_string();
+    assert!(notes.contains("capabilities") && notes.contains("sysfs"), "{notes}");
+
+    let o = oci(root.path(), &["start", "c1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(state(root.path(), "c1")["status"], "running");
+    // A second start is refused.
+    let o = oci(root.path(), &["start", "c1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+
+    // exec runs in the same sandbox: it sees the container's process.
+    let o = oci(root.path(), &["exec", "c1", "sh", "-c", "hostname; ps; exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("hsbtest\n"), "{out}");
+    assert!(out.contains("while true"), "{out}");
+
+    let o = oci(root.path(), &["pause", "c1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(state(root.path(), "c1")["status"], "paused");
+    let o = oci(root.path(), &["exec", "c1", "true"]);
+    assert_eq!(o.status.code(), Some(1), "exec in a paused container: {}", text(&o));
+    let o = oci(root.path(), &["resume", "c1"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = oci(root.path(), &["ps", "--format", "json", "c1"]);
+    let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(pids, [pid]);
+
+    // Not stopped: delete needs --force.
+    let o = oci(root.path(), &["delete", "c1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not stopped"), "{}", text(&o));
+
+    // SIGTERM reaches the container's process (its trap exits 7).
+    let o = oci(root.path(), &["kill", "c1", "TERM"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for _ in 0..500 {
+        if state(root.path(), "c1")["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let s = state(root.path(), "c1");
+    assert_eq!(s["status"], "stopped");
+    assert_eq!(s["pid"], 0);
+    assert_eq!(s["hsb"]["exit"]["code"], 7);
+    let o = oci(root.path(), &["kill", "c1", "KILL"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("container not running"));
+
+    let o = oci(root.path(), &["delete", "c1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!root.path().join("c1").exists());
+    assert!(processes_with(root.path().to_str().unwrap()).is_empty());
+    // start of a deleted container: runc's error, status 1.
+    let o = oci(root.path(), &["start", "c1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("container does not exist"), "{}", text(&o));
+}
+
+#[test]
+fn run_passes_the_exit_status_and_output() {
+    if !root_ok() {
+        return;
+    }
+    let root = TempDir::new("root");
+    let b = TempDir::new("bundle");
+    bundle(b.path(), &["/bin/sh", "-c", "echo out; echo err >&2; id -u; exit 3"]);
+    let o = oci(root.path(), &["run", "--bundle", b.path().to_str().unwrap(), "r1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n0\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    assert!(!root.path().join("r1").exists(), "run removes the container");
+    // Killed by a signal: 128+N.
+    bundle(&b.path().join("k"), &["/bin/sh", "-c", "kill -9 $$"]);
+    let o = oci(root.path(), &["run", "--bundle", b.path().join("k").to_str().unwrap(), "r2"]);
+    assert_eq!(o.status.code(), Some(137), "{}", text(&o));
+}
+
+#[test]
+fn kill_of_the_supervisor_leaves_no_sandbox() {
+    if !root_ok() {
+        return;
+    }
+    let root = TempDir::new("root");
+    let b = TempDir::new("bundle");
+    bundle(b.path(), &["/bin/sleep", "100"]);
+    let before = sandbox_inits();
+    let o = oci(root.path(), &["create", "--bundle", b.path().to_str().unwrap(), "k1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(oci(root.path(), &["start", "k1"]).status.success());
+    let pid = state(root.path(), "k1")["pid"].as_i64().unwrap() as i32;
+    assert!(sandbox_inits() > before);
+    // SAFETY: a plain kill of the supervisor this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    for _ in 0..500 {
+        if sandbox_inits() <= before {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(sandbox_inits() <= before, "the sandbox's init outlived its supervisor");
+    assert_eq!(state(root.path(), "k1")["status"], "stopped");
+    assert!(oci(root.path(), &["delete", "k1"]).status.success());
+}
+
+/// Each bad config.json fails create with status 1, names the field, and leaves no
+/// state directory and no process.
+#[test]
+fn bad_bundles_fail_create_naming_the_field() {
+    if !root_ok() {
+        return;
+    }
+    let root = TempDir::new("root");
+    type Edit = Box<dyn Fn(&Path)>;
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("malformed", Box::new(|d: &Path| std::fs::write(d.join("config.json"), "{\"ociVersion\": ").unwrap()), "malformed JSON"),
+        ("unknown-top", Box::new(|d: &Path| edit_config(d, |v| v["frobnicate"] = 1.into())), "frobnicate"),
+        ("unknown-process", Box::new(|d: &Path| edit_config(d, |v| v["process"]["magic"] = true.into())), "process.magic"),
+        ("missing-rootfs", Box::new(|d: &Path| edit_config(d, |v| v["root"]["path"] = "nowhere".into())), "root.path"),
+        ("bad-type", Box::new(|d: &Path| edit_config(d, |v| v["process"]["args"] = 5.into())), "config.json"),
+        ("cpu-quota", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["resources"]["cpu"] = serde_json::json!({"quota": 50000, "period": 100000}))), "linux.resources.cpu.quota"),
+        ("device", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["devices"] = serde_json::json!([{"path": "/dev/kvm", "type": "c", "major": 10, "minor": 232}]))), "linux.devices"),
+        ("host-pid-ns", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["namespaces"] = serde_json::json!([{"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]))), "`pid`"),
+        ("hooks", Box::new(|d: &Path| edit_config(d, |v| v["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/true"}]}))), "hooks"),
+        ("bad-annotation", Box::new(|d: &Path| edit_config(d, |v| v["annotations"] = serde_json::json!({"io.hybrid-sandbox.isolaton": "microvm"}))), "io.hybrid-sandbox.isolaton"),
+        ("bad-isolation", Box::new(|d: &Path| edit_config(d, |v| v["annotations"] = serde_json::json!({"io.hybrid-sandbox.isolation": "vm"}))), "io.hybrid-sandbox.isolation"),
+        ("rlimit", Box::new(|d: &Path| edit_config(d, |v| v["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_MEMLOCK", "hard": 1, "soft": 1}]))), "RLIMIT_MEMLOCK"),
+        ("no-args", Box::new(|d: &Path| edit_config(d, |v| v["process"]["args"] = serde_json::json!([]))), "process.args"),
+    ];
+    let before = sandbox_inits();
+    for (name, edit, needle) in cases {
+        let b = TempDir::new("bad");
+        bundle(b.path(), &["/bin/true"]);
+        edit(b.path());
+        let o = oci(root.path(), &["create", "--bundle", b.path().to_str().unwrap(), name]);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{name}: expected {needle:?} in: {err}");
+        assert!(!root.path().join(name).exists(), "{name}: state left behind");
+        let o = oci(root.path(), &["state", name]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+    }
+    assert_eq!(sandbox_inits(), before, "a sandbox was left behind");
+    assert!(processes_with(root.path().to_str().unwrap()).is_empty());
+}
+
+#[test]
+fn a_taken_id_and_the_runtime_log() {
+    if !root_ok() {
+        return;
+    }
+    let root = TempDir::new("root");
+    let b = TempDir::new("bundle");
+    bundle(b.path(), &["/bin/sleep", "100"]);
+    let log = b.path().join("log.json");
+    let o = oci(root.path(), &["create", "--bundle", b.path().to_str().unwrap(), "same"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = oci(
+        root.path(),
+        &["--log", log.to_str().unwrap(), "--log-format", "json", "create", "--bundle", b.path().to_str().unwrap(), "same"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("container with id exists: same"));
+    // The log is JSON lines with the error last, as containerd's shim reads it.
+    let last = std::fs::read_to_string(&log).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(entry["level"], "error");
+    assert!(entry["msg"].as_str().unwrap().contains("exists"));
+    // The first container is untouched by the refused create.
+    assert_eq!(state(root.path(), "same")["status"], "created");
+    // A created container is deleted without --force (its process never ran).
+    let o = oci(root.path(), &["delete", "same"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(processes_with(root.path().to_str().unwrap()).is_empty());
+    // Unsupported global option: a clear error.
+    let o = oci(root.path(), &["--systemd-cgroup", "state", "same"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--systemd-cgroup"));
+    let o = oci(root.path(), &["features"]);
+    let f: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(f["annotations"]["io.hybrid-sandbox.isolation"].is_string());
+}
+
+#[test]
+fn microvm_containers() {
+    if !root_ok() {
+        return;
+    }
+    let root = TempDir::new("root");
+    match microvm_live(root.path()) {
+        Ok(()) => {}
+        Err(why) if why.contains("cannot keep a sandbox alive yet") => {
+            // Until micro-VM live sandboxes land: create fails with a clear error
+            // naming the isolation, and leaves nothing behind.
+            eprintln!("SKIPPED: micro-VM live sandboxes are not built yet ({why})");
+            assert!(why.contains("microvm"), "{why}");
+            assert!(std::fs::read_dir(root.path()).unwrap().next().is_none());
+            return;
+        }
+        Err(why) => {
+            require(false, &format!("the micro-VM runtime cannot run here: {why}"));
+            return;
+        }
+    }
+    let b = TempDir::new("bundle");
+    bundle(b.path(), &["/bin/sh", "-c", "echo in-vm; exit 9"]);
+    let o = std::process::Command::new(runtime_dir().join("hsb-oci-microvm"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg("vm1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(9), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "in-vm\n");
+}
