@@ -30,6 +30,10 @@ pub(crate) enum Command {
     /// /var/lib/hybrid-sandbox/images for root, ~/.cache/hybrid-sandbox/images otherwise).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Serve live sandboxes over HTTP (a UNIX socket, or TCP with bearer tokens).
+    Serve(Box<crate::serve_cmd::ServeArgs>),
+    /// Live sandboxes on a server (`hsb serve`): create, exec, cp, pause, resume, rm.
+    Sandbox(Box<crate::sandbox_cmd::SandboxArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,15 +111,15 @@ impl ImageLimitArgs {
     }
 }
 
-fn size(s: &str) -> Result<ByteSize, String> {
+pub(crate) fn size(s: &str) -> Result<ByteSize, String> {
     ByteSize::parse(s).map_err(|e| e.to_string())
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     hybrid_sandbox::units::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn key_value(s: &str) -> Result<(String, String), String> {
+pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),
