@@ -6,7 +6,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
 use hsb_client::api::{DirListing, RenameRequest, WriteResult, LISTING_HEADER};
 use hybrid_sandbox::ByteStream;
 
@@ -34,6 +34,40 @@ fn mode_of(q: &std::collections::BTreeMap<String, String>) -> Result<u32, ApiErr
                 ))
             }),
     }
+}
+
+/// How much of a refused upload is read (and thrown away) before the answer.
+const DRAIN_BYTES: u64 = 1 << 30;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The request body as a byte stream for the library, forwarded by a task that, once
+/// the library stops reading (a limit), drains the rest (at most [`DRAIN_BYTES`]).
+fn forwarded(body: Body) -> (ByteStream, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    let pump = tokio::spawn(async move {
+        let mut data = body.into_data_stream();
+        let mut drained = 0u64;
+        while let Some(chunk) = data.next().await {
+            match chunk {
+                Ok(b) => {
+                    let n = b.len() as u64;
+                    if tx.send(Ok(b)).await.is_err() {
+                        drained += n;
+                        if drained > DRAIN_BYTES {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            }
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    (Box::pin(tokio_util::io::StreamReader::new(stream)), pump)
 }
 
 fn lib(e: hybrid_sandbox::Error) -> ApiError {
@@ -65,15 +99,14 @@ pub(crate) async fn put(
             }
         }
     }
-    let data = body
-        .into_data_stream()
-        .map_err(|e| std::io::Error::other(e.to_string()));
-    let stream: ByteStream = Box::pin(tokio_util::io::StreamReader::new(data));
-    let bytes = e
-        .live
-        .write_file_stream(&path, stream, mode)
-        .await
-        .map_err(lib)?;
+    let (stream, pump) = forwarded(body);
+    let written = e.live.write_file_stream(&path, stream, mode).await;
+    if written.is_err() {
+        // Refused before the end of the upload (a limit): read the rest of what the
+        // client sends, bounded, so that it can read the answer instead of a reset.
+        let _ = tokio::time::timeout(DRAIN_TIME, pump).await;
+    }
+    let bytes = written.map_err(lib)?;
     Ok(Json(WriteResult { path, bytes }))
 }
 
