@@ -45,6 +45,12 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
     } else {
         &bytes
     };
+    // Objects only (serde would also read a struct from an array).
+    if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let at = e.path().to_string();
