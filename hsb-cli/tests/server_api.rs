@@ -387,7 +387,7 @@ fn another_owners_sandbox_is_404_and_tokens_are_checked() {
         }
         // A bad token is 401, not another owner.
         let (st, _, head) = {
-            let r = format!("GET /v1/sandboxes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope-nope-nope-nope\r\nConnection: close\r\n\r\n");
+            let r = "GET /v1/sandboxes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope-nope-nope-nope\r\nConnection: close\r\n\r\n";
             let (s, h, b) = server.raw(r.as_bytes());
             (s, b, h)
         };
