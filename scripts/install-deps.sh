@@ -28,6 +28,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# schemathesis (PyPI), for the server's generated-request suite (hsb-cli/tests/
+# server_schemathesis.rs looks for it here), in a virtual environment of its own.
+tools=/opt/hybrid-sandbox/tools
+if ! "$tools/bin/schemathesis" --version >/dev/null 2>&1; then
+  echo "install-deps: installing schemathesis into $tools"
+  python3 -m venv "$tools"
+  "$tools/bin/python" -m pip install -q --disable-pip-version-check "schemathesis>=4.3,<5"
+fi
+
 # cargo-fuzz, for the fuzz targets (run with the nightly toolchain the machine has).
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "install-deps: installing cargo-fuzz"

@@ -48,7 +48,7 @@ fn populate(server: &Server, iso: &str, n: usize, marker: &str) -> Vec<String> {
 
 fn stop_leaves_nothing(signal: i32) {
     for iso in isolations() {
-        let mounts = mount_count();
+        let mounts = mounts();
         let mut server = Server::start(&[]);
         let pid = server.pid();
         let marker = format!(
@@ -88,7 +88,11 @@ fn stop_leaves_nothing(signal: i32) {
             "{iso}: processes the server started are alive"
         );
         assert_eq!(processes_in(&cgroups), 0);
-        assert_eq!(mount_count(), mounts, "{iso}: mounts were left");
+        assert_eq!(
+            mounts_added(&mounts, server.dir.path()),
+            Vec::<String>::new(),
+            "{iso}: mounts were left"
+        );
         assert!(
             leftovers(&server.tmp).is_empty(),
             "{iso}: left in TMPDIR: {:?}",
@@ -132,7 +136,7 @@ fn kill_9_of_the_server_leaves_nothing() {
 #[test]
 fn two_hundred_live_sandboxes_with_interleaved_execs() {
     for iso in isolations() {
-        let mounts = mount_count();
+        let mounts = mounts();
         let mut server = Server::start(&["--quota", "200"]);
         let pid = server.pid();
         let rt = runtime();
@@ -213,7 +217,11 @@ fn two_hundred_live_sandboxes_with_interleaved_execs() {
         assert!(st.success());
         assert_eq!(processes_in(&cgroups), 0, "{iso}");
         assert!(cgroups.iter().all(|c| !c.exists()), "{iso}: cgroups left");
-        assert_eq!(mount_count(), mounts, "{iso}: mounts were left");
+        assert_eq!(
+            mounts_added(&mounts, server.dir.path()),
+            Vec::<String>::new(),
+            "{iso}: mounts were left"
+        );
         assert!(
             leftovers(&server.tmp).is_empty(),
             "{iso}: {:?}",

@@ -350,11 +350,25 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
-pub fn mount_count() -> usize {
+/// The host's mounts (this process's mount namespace).
+pub fn mounts() -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
-        .count()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Mounts made since `before` that are the server's (other tests share the machine:
+/// their mounts are not ours): under its directory (its TMPDIR, its socket), or of a
+/// sandbox's root (a tmpfs or an overlay of an image).
+pub fn mounts_added(before: &[String], server_dir: &Path) -> Vec<String> {
+    let dir = server_dir.display().to_string();
+    mounts()
+        .into_iter()
+        .filter(|m| !before.contains(m))
+        .filter(|m| m.contains(&dir) || m.contains("hybrid-sandbox") || m.contains(" overlay "))
+        .collect()
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
