@@ -37,6 +37,17 @@ pub(crate) enum Op {
         options: Vec<(CString, CString)>,
         attrs: u64,
     },
+    /// A host fact in /proc hidden (skipped when the entry does not exist): a file by a
+    /// bind of `ChildSpec::sources[slot]` (/dev/null), a directory by an empty
+    /// read-only tmpfs.
+    Mask {
+        path: Components,
+        is_dir: bool,
+        slot: usize,
+    },
+    /// An existing directory bound onto itself (with what is mounted below it) with
+    /// `attrs` (read-only /proc/sys).
+    Rebind { path: Components, attrs: u64 },
     /// A bind mount of `ChildSpec::sources[slot]`.
     Bind {
         path: Components,
@@ -75,6 +86,53 @@ pub(crate) struct Rule {
     pub(crate) access: u64,
 }
 
+/// The devices of the filesystems init creates for the sandbox (its tmpfs root, /tmp,
+/// /dev, an image's overlay and the tmpfs under it): the only places whose UNIX sockets
+/// the supervisor lets the workload connect to. Recorded without allocating.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OwnDevs {
+    devs: [u64; OwnDevs::MAX],
+    len: usize,
+}
+
+impl OwnDevs {
+    pub(crate) const MAX: usize = 8;
+    /// The wire form: a count, then the devices (native byte order).
+    pub(crate) const SIZE: usize = 8 * (OwnDevs::MAX + 1);
+
+    fn add(&mut self, dev: u64) {
+        if self.len < Self::MAX && !self.devs[..self.len].contains(&dev) {
+            self.devs[self.len] = dev;
+            self.len += 1;
+        }
+    }
+
+    fn record(&mut self, fd: RawFd) -> Result<(), Errno> {
+        let (dev, _, _) = sys::fstat_id(fd)?;
+        self.add(dev);
+        Ok(())
+    }
+
+    fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[..8].copy_from_slice(&(self.len as u64).to_ne_bytes());
+        for (i, d) in self.devs.iter().enumerate() {
+            b[8 * (i + 1)..8 * (i + 2)].copy_from_slice(&d.to_ne_bytes());
+        }
+        b
+    }
+
+    /// The devices sent by `to_bytes` (none when the bytes are malformed).
+    pub(crate) fn from_bytes(b: &[u8]) -> Vec<u64> {
+        let word = |i: usize| -> Option<u64> {
+            b.get(8 * i..8 * (i + 1))
+                .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default()))
+        };
+        let len = word(0).unwrap_or(0).min(Self::MAX as u64) as usize;
+        (1..=len).filter_map(word).collect()
+    }
+}
+
 /// Where a failure happened, reported to the parent in an [`ErrorRecord`].
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +153,7 @@ pub(crate) enum Stage {
     Source = 14,
     Interpreter = 15,
     Overlay = 16,
+    Supervisor = 17,
 }
 
 impl Stage {
@@ -117,6 +176,7 @@ impl Stage {
             14 => Source,
             15 => Interpreter,
             16 => Overlay,
+            17 => Supervisor,
             _ => return None,
         })
     }
@@ -223,6 +283,10 @@ pub(crate) struct ChildSpec {
     pub(crate) argv: Vec<*const libc::c_char>,
     pub(crate) envp: Vec<*const libc::c_char>,
     pub(crate) seccomp: Vec<libc::sock_fprog>,
+    /// The user-notification filter, installed before `seccomp`; its listener is sent
+    /// over `notify_sock` to the parent's supervisor (see `crate::unotify`).
+    pub(crate) notify: libc::sock_fprog,
+    pub(crate) notify_sock: RawFd,
     pub(crate) last_cap: u32,
     /// The caller's argv and environment strings ([start, end) addresses), which init
     /// inherits as a copy of the caller and scrubs: /proc/1/cmdline is world-readable.
@@ -302,6 +366,45 @@ fn open_file_target(root: RawFd, comps: &[CString]) -> Result<RawFd, Errno> {
     fd
 }
 
+/// An O_PATH fd for the existing file at `comps` (never following a symlink).
+fn open_existing(root: RawFd, comps: &[CString]) -> Result<RawFd, Errno> {
+    let (last, parents) = comps.split_last().ok_or(libc::EINVAL)?;
+    let dir = open_dir(root, parents, false)?;
+    let fd = sys::openat(
+        dir,
+        last,
+        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        0,
+    );
+    sys::close(dir);
+    fd
+}
+
+/// A recursive bind of `src` (an O_PATH fd) with `attrs`, attached on `target`.
+fn bind_at(src: RawFd, attrs: u64, target: RawFd) -> Result<(), Errno> {
+    let tree = sys::open_tree(
+        src,
+        EMPTY,
+        sys::OPEN_TREE_CLONE
+            | sys::OPEN_TREE_CLOEXEC
+            | sys::AT_RECURSIVE
+            | libc::AT_EMPTY_PATH as u32,
+    )?;
+    let attr = sys::MountAttr {
+        attr_set: attrs,
+        ..Default::default()
+    };
+    let r = sys::mount_setattr(
+        tree,
+        EMPTY,
+        libc::AT_EMPTY_PATH as u32 | sys::AT_RECURSIVE,
+        &attr,
+    )
+    .and_then(|_| attach(tree, target));
+    sys::close(tree);
+    r
+}
+
 fn attach(tree: RawFd, target: RawFd) -> Result<(), Errno> {
     sys::move_mount(
         tree,
@@ -331,7 +434,7 @@ fn new_fs(
     r
 }
 
-fn run_op(root: RawFd, sources: &[RawFd], op: &Op) -> Result<(), Errno> {
+fn run_op(root: RawFd, sources: &[RawFd], op: &Op, own: &mut OwnDevs) -> Result<(), Errno> {
     match op {
         Op::Dir { path } => open_dir(root, path, true).map(sys::close),
         Op::File {
@@ -371,10 +474,47 @@ fn run_op(root: RawFd, sources: &[RawFd], op: &Op) -> Result<(), Errno> {
         } => {
             let target = open_dir(root, path, true)?;
             let r = new_fs(fstype, options, *attrs).and_then(|m| {
-                let r = attach(m, target);
+                let r = if fstype.as_bytes() == b"tmpfs" {
+                    own.record(m)
+                } else {
+                    Ok(())
+                };
+                let r = r.and_then(|_| attach(m, target));
                 sys::close(m);
                 r
             });
+            sys::close(target);
+            r
+        }
+        Op::Mask { path, is_dir, slot } => {
+            let target = if *is_dir {
+                open_dir(root, path, false)
+            } else {
+                open_existing(root, path)
+            };
+            let target = match target {
+                Ok(t) => t,
+                Err(libc::ENOENT) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let masked = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
+            let r = if *is_dir {
+                new_fs(c"tmpfs", &[], masked | sys::MOUNT_ATTR_NODEV).and_then(|m| {
+                    let r = attach(m, target);
+                    sys::close(m);
+                    r
+                })
+            } else {
+                // /dev/null itself: a device node, so not `nodev`.
+                let src = *sources.get(*slot).ok_or(libc::EBADF)?;
+                bind_at(src, masked, target)
+            };
+            sys::close(target);
+            r
+        }
+        Op::Rebind { path, attrs } => {
+            let target = open_dir(root, path, false)?;
+            let r = bind_at(target, *attrs, target);
             sys::close(target);
             r
         }
@@ -457,7 +597,7 @@ fn close_others(keep: &[RawFd]) {
 }
 
 /// Builds the root filesystem and moves into it.
-fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
+fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES], own: &mut OwnDevs) {
     let tmpfs = match new_fs(
         c"tmpfs",
         &spec.root_options,
@@ -466,6 +606,9 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
         Ok(fd) => fd,
         Err(err) => fail(spec, Stage::Setup, err, 0),
     };
+    if let Err(err) = own.record(tmpfs) {
+        fail(spec, Stage::Setup, err, 0)
+    }
     if let Err(err) = sys::move_mount(
         tmpfs,
         EMPTY,
@@ -480,13 +623,16 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
         Some(o) => match overlay_root(tmpfs, o, &spec.stage) {
             Ok(fd) => {
                 sys::close(tmpfs);
+                if let Err(err) = own.record(fd) {
+                    fail(spec, Stage::Overlay, err, 0)
+                }
                 fd
             }
             Err(err) => fail(spec, Stage::Overlay, err, 0),
         },
     };
     for (i, op) in spec.ops.iter().enumerate() {
-        if let Err(err) = run_op(root, sources, op) {
+        if let Err(err) = run_op(root, sources, op, own) {
             fail(spec, Stage::Op, err, i as u32)
         }
     }
@@ -609,7 +755,8 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     if let Err(err) = sys::setresgid(spec.gid).and_then(|_| sys::setresuid(spec.uid)) {
         fail(spec, Stage::Identity, err, 0)
     }
-    build_root(spec, &sources);
+    let mut own = OwnDevs::default();
+    build_root(spec, &sources, &mut own);
     if let Err(err) = sys::sethostname(&spec.hostname) {
         fail(spec, Stage::Network, err, 0)
     }
@@ -629,7 +776,7 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
         sys::exit(125)
     }
     let workload = match sys::fork() {
-        Ok(0) => workload_main(spec),
+        Ok(0) => workload_main(spec, &own),
         Ok(pid) => pid as c_int,
         Err(err) => fail(spec, Stage::Fork, err, 0),
     };
@@ -641,6 +788,7 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
         Some(spec.stderr_w),
         spec.ruleset,
         Some(spec.sync_r),
+        Some(spec.notify_sock),
     ]
     .into_iter()
     .flatten()
@@ -705,7 +853,7 @@ fn reap(spec: &ChildSpec, workload: c_int) -> ! {
 }
 
 /// The workload process: stdio, limits, credentials, Landlock, seccomp, exec.
-fn workload_main(spec: &ChildSpec) -> ! {
+fn workload_main(spec: &ChildSpec, own: &OwnDevs) -> ! {
     let _ = sys::setsid();
     let stdin = match spec.stdin_r {
         Some(fd) => Ok(fd),
@@ -718,8 +866,13 @@ fn workload_main(spec: &ChildSpec) -> ! {
     if let Err(err) = stdio {
         fail(spec, Stage::Stdio, err, 0)
     }
-    // Only 0, 1, 2 survive exec: the error pipe and the ruleset are close-on-exec.
-    let mut keep = [spec.err_w, spec.ruleset.unwrap_or(spec.err_w)];
+    // Only 0, 1, 2 survive exec: the error pipe, the ruleset and the socket to the
+    // supervisor are close-on-exec.
+    let mut keep = [
+        spec.err_w,
+        spec.ruleset.unwrap_or(spec.err_w),
+        spec.notify_sock,
+    ];
     keep.sort_unstable();
     close_others_above(2, &keep);
     // The OOM killer should pick the workload, never init.
@@ -747,6 +900,17 @@ fn workload_main(spec: &ChildSpec) -> ! {
         }
         sys::close(rs);
     }
+    // The notification filter first: once the allowlist is in force, no further listener
+    // may be created (it refuses SECCOMP_FILTER_FLAG_NEW_LISTENER).
+    let listener = match sys::seccomp_set_listener(&spec.notify) {
+        Ok(fd) => fd,
+        Err(err) => fail(spec, Stage::Supervisor, err, 0),
+    };
+    if let Err(err) = sys::send_fd(spec.notify_sock, listener, &own.to_bytes()) {
+        fail(spec, Stage::Supervisor, err, 1)
+    }
+    sys::close(listener);
+    sys::close(spec.notify_sock);
     for (i, prog) in spec.seccomp.iter().enumerate() {
         if let Err(err) = sys::seccomp_set_filter(prog) {
             fail(spec, Stage::Seccomp, err, i as u32)
@@ -817,10 +981,10 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=16 {
+        for v in 1..=17 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
-        assert!(Stage::from_u32(0).is_none() && Stage::from_u32(17).is_none());
+        assert!(Stage::from_u32(0).is_none() && Stage::from_u32(18).is_none());
         let r = ErrorRecord {
             stage: 12,
             errno: 2,

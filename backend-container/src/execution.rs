@@ -122,6 +122,8 @@ pub(crate) struct Supervised {
     pub(crate) enforcement: EnforcementReport,
     pub(crate) started: Instant,
     pub(crate) sync_w: OwnedFd,
+    /// Answers the workload's connect(2) calls while it runs.
+    pub(crate) connects: crate::unotify::Supervisor,
 }
 
 /// The Execution handed to the caller.
@@ -353,6 +355,10 @@ async fn supervise(
     let wall_time = ended_at
         .unwrap_or_else(Instant::now)
         .duration_since(s.started);
+    // The workload is gone: nothing is left to connect. (Killing it already woke any
+    // connect in progress, whose peer was one of its sockets.)
+    let mut connects = s.connects;
+    connects.stop();
     let report = if reported(sgot) {
         Some(StatusReport::from_bytes(&sbuf))
     } else {

@@ -15,6 +15,7 @@ mod probe;
 mod seccomp;
 mod spawner;
 mod sys;
+mod unotify;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -24,7 +25,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use sandbox_core::{
     Backend, BackendProbe, EnforcementLevel, EnforcementReport, Execution, Isolation, LandlockMode,
-    LimitMechanism, LimitsReport, MountMode, Plan, SeccompReport, SpawnError, Stdin,
+    LimitMechanism, LimitsReport, MountMode, Network, Plan, SeccompReport, SpawnError, Stdin,
 };
 use tokio::io::AsyncReadExt;
 
@@ -166,6 +167,8 @@ impl Backend for ContainerBackend {
         {
             return Err(describe(&plan, &labels, rec));
         }
+        let connects = unotify::Supervisor::start(&parent.notify, plan.network == Network::None)
+            .map_err(|e| setup("starting the connect supervisor", e))?;
         let stdin = match (&plan.stdin, parent.stdin_w) {
             (Stdin::Bytes(b), Some(w)) => StdinPlan::Bytes(w, b.clone()),
             (Stdin::Stream, Some(w)) => StdinPlan::Stream(w),
@@ -183,6 +186,7 @@ impl Backend for ContainerBackend {
             enforcement,
             started,
             sync_w: parent.sync_w,
+            connects,
         };
         let exec = execution::start(s, stdin).map_err(|e| setup("supervising the sandbox", e))?;
         Ok(Box::new(exec))
@@ -240,6 +244,11 @@ fn describe(plan: &Plan, labels: &Labels, rec: ErrorRecord) -> SpawnError {
         Some(Stage::Overlay) => setup(
             "mounting the image's layers with overlayfs (needs Linux 5.11+ for overlayfs in a user \
              namespace, a layer store the sandbox user can traverse, and user xattrs on tmpfs: 6.6+)",
+            errno,
+        ),
+        Some(Stage::Supervisor) => setup(
+            "installing the seccomp user-notification filter that hands connect(2) to the \
+             supervisor (needs Linux 5.0+), or sending its listener",
             errno,
         ),
         Some(Stage::Cwd) => setup(
