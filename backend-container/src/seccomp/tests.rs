@@ -366,7 +366,7 @@ fn set_id_modes_datagram_unix_sockets_and_listeners_are_refused() {
         );
     }
     // A listener of the workload's own is refused; plain filters are not.
-    let new_listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u64;
+    let new_listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
     assert_eq!(at(libc::SYS_seccomp, [1, new_listener, 0, 0, 0, 0]), eperm);
     assert_eq!(at(libc::SYS_seccomp, [1, 0, 0, 0, 0, 0]), allow);
     // Every connect goes to the supervisor; nothing else does.
