@@ -350,15 +350,32 @@ fn report(
             },
         },
         network: plan.network,
+        network_detail: format!(
+            "{}; every connect(2) is made by the supervisor, which reaches pathname UNIX \
+             sockets only on the sandbox's own filesystems (its /tmp, an image's layer), never a \
+             host socket through a mount; abstract UNIX names are looked up in the sandbox's own \
+             network namespace; no UNIX datagram sockets (their sendto/sendmsg could name a host \
+             socket)",
+            match plan.network {
+                Network::None => "own network namespace with no interface up (not even \
+                                  loopback): no route anywhere; TCP bind and connect refused \
+                                  (Landlock, and the supervisor for connect)",
+                Network::Loopback => "own network namespace with only its own loopback up: \
+                                      the host's loopback and network are unreachable",
+            }
+        ),
         filesystem: match &plan.root {
             Some(img) => format!(
                 "image {} ({} layers, overlayfs) with a throwaway writable layer; {ro} read-only and {rw} \
-                 read-write mounts; private /proc; /dev with null, zero, full, random, urandom; /tmp tmpfs",
+                 read-write mounts (no FIFO, socket, device node or set-id mode made in them); \
+                 private /proc with host facts masked and /proc/sys read-only; /dev with null, zero, full, random, urandom; /tmp tmpfs",
                 img.name,
                 img.layers.len()
             ),
             None => format!(
-                "read-only tmpfs root; {ro} read-only and {rw} read-write mounts (from {} entries); private /proc; \
+                "read-only tmpfs root; {ro} read-only and {rw} read-write mounts (from {} entries; no FIFO, \
+                 socket, device node or set-id mode made in them); private /proc with host facts masked \
+                 and /proc/sys read-only; \
                  /dev with null, zero, full, random, urandom; /tmp tmpfs; nosuid and nodev everywhere",
                 plan.mounts.len()
             ),
