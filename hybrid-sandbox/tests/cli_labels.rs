@@ -53,6 +53,7 @@ fn explain_shows_where_labels_send_a_run() {
                 assert_eq!(o.status.code(), Some(125), "{v}");
                 let why = v["refused"].as_str().unwrap_or_default();
                 assert!(why.contains("microvm isolation is not available"), "{v}");
+                common::feature("KVM", Some(why.to_string()));
             }
             Some(other) => panic!("{label}: {other}: {v}"),
         }

@@ -30,6 +30,7 @@ static void labelled_in_the_micro_vm_or_refused(void) {
       CHECK(st == HSB_ERR_UNAVAILABLE);
       CHECK_CONTAINS(hsb_error_message(err), "microvm isolation is not available");
       CHECK(hsb_error_exit_status(err) == 125);
+      CHECK_FEATURE_MISSING("KVM", hsb_error_message(err));
       hsb_error_free(err);
     }
     /* Asking for a container does not get around the label. */

@@ -12,6 +12,8 @@ import pytest
 
 import hybrid_sandbox as hs
 
+from conftest import require
+
 
 def test_unlabeled_runs_in_the_container(sandbox: hs.Sandbox) -> None:
     out = sandbox.run(["true"])
@@ -37,6 +39,7 @@ def test_labelled_runs_get_the_micro_vm(
         assert "microvm isolation is not available" in str(e)
         assert e.exit_status == 125
         assert "microvm isolation is not available" in explained["refused"]
+        require("KVM", str(e))
     else:
         assert out.isolation == "microvm"
         assert out.decision.profile == "labelled"

@@ -10,7 +10,7 @@ pub fn feature(name: &str, missing: Option<String>) -> bool {
         return true;
     };
     let on = |var: &str| std::env::var(var).is_ok_and(|v| v == "1");
-    if on("HSB_REQUIRE_FEATURES") || (name == "kvm" && on("HSB_REQUIRE_KVM")) {
+    if on("HSB_REQUIRE_FEATURES") || (name == "KVM" && on("HSB_REQUIRE_KVM")) {
         panic!("this test needs {name}, which CI requires (HSB_REQUIRE_FEATURES=1): {why}");
     }
     // Straight to fd 2: the test harness captures eprintln!, and a skip must be seen.
@@ -27,7 +27,7 @@ pub fn kvm() -> bool {
         .find(|p| p.isolation == hybrid_sandbox::Isolation::MicroVm)
         .expect("a micro-VM probe");
     feature(
-        "kvm",
+        "KVM",
         (!probe.available).then(|| probe.reason.unwrap_or_default()),
     )
 }
