@@ -331,6 +331,10 @@ catalogue! {
         let dir = writable_tempdir();
         for args in [["mkfifo", "/out/fifo"], ["mknod-fifo", "/out/fifo2"], ["mknod-sock", "/out/sock"], ["unix-bind", "/out/bound"]] {
             assert_failed(&go(attack_in(iso, &args).mount(Mount::rw(dir.path(), "/out"))), &args.join(" "));
+            // Below the sandbox's own /tmp too (whose own rights must not reach the mount).
+            let below = args[1].replace("/out", "/tmp/out");
+            let o = go(attack_in(iso, &[args[0], &below]).mount(Mount::rw(dir.path(), "/tmp/out")));
+            assert_failed(&o, &format!("{} under /tmp", args[0]));
         }
         for e in std::fs::read_dir(dir.path()).unwrap() {
             let e = e.unwrap();
