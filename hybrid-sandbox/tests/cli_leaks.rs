@@ -101,10 +101,8 @@ fn a_rootless_micro_vm_refuses_set_id_modes() {
     let rdev = std::fs::metadata("/dev/kvm").unwrap().rdev();
     let c = std::ffi::CString::new(node.to_str().unwrap()).unwrap();
     // SAFETY: mknod of a character device at a path we own, with the host's device number.
-    assert_eq!(
-        unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, rdev) },
-        0
-    );
+    let made = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, rdev) };
+    assert_eq!(made, 0, "{}", std::io::Error::last_os_error());
     std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o666)).unwrap();
     let bin = common::hsb_copy(tmp.path());
     let w = nobodys_dir(tmp.path());
