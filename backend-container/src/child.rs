@@ -113,6 +113,19 @@ impl OwnDevs {
         Ok(())
     }
 
+    /// The device overlayfs reports for files of its upper layer: a pseudo device of its
+    /// own (directories report the overlay's), learnt from a file made there and removed.
+    fn record_overlay_files(&mut self, root: RawFd) -> Result<(), Errno> {
+        let name = c".hsb-upper-device";
+        let flags =
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let fd = sys::openat(root, name, flags, 0o600)?;
+        let r = self.record(fd);
+        sys::close(fd);
+        sys::unlinkat(root, name)?;
+        r
+    }
+
     fn to_bytes(self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
         b[..8].copy_from_slice(&(self.len as u64).to_ne_bytes());
@@ -626,6 +639,9 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES], own: &mut OwnDev
                 if let Err(err) = own.record(fd) {
                     fail(spec, Stage::Overlay, err, 0)
                 }
+                // Best effort: where the image's root is not the sandbox user's to write
+                // in, its files' device stays unknown, and sockets there unreachable.
+                let _ = own.record_overlay_files(fd);
                 fd
             }
             Err(err) => fail(spec, Stage::Overlay, err, 0),

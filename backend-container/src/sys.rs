@@ -141,6 +141,10 @@ pub(crate) fn mkdirat(dir: RawFd, name: &CStr, mode: c_uint) -> SysResult {
     syscall!(libc::SYS_mkdirat, dir, name.as_ptr(), mode)
 }
 
+pub(crate) fn unlinkat(dir: RawFd, name: &CStr) -> Result<(), Errno> {
+    syscall!(libc::SYS_unlinkat, dir, name.as_ptr(), 0).map(|_| ())
+}
+
 pub(crate) fn symlinkat(target: &CStr, dir: RawFd, name: &CStr) -> SysResult {
     syscall!(libc::SYS_symlinkat, target.as_ptr(), dir, name.as_ptr())
 }

@@ -34,6 +34,8 @@ pub(crate) struct Rules {
     pub(crate) own_devs: Vec<u64>,
     /// Network `none`: TCP connects are refused (EACCES), as Landlock refuses them.
     pub(crate) deny_inet_stream: bool,
+    /// Connects being made on threads of their own (they may wait).
+    pub(crate) waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// A running supervisor. Dropping it stops the thread and waits for it.
@@ -51,6 +53,7 @@ impl Supervisor {
         let rules = Rules {
             own_devs,
             deny_inet_stream,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         };
         let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let thread = std::thread::Builder::new()

@@ -169,6 +169,20 @@ static int leak_probe(const char *n, int argc, char **argv) {
         struct msghdr m = {.msg_name = &a, .msg_namelen = len, .msg_iov = &iov, .msg_iovlen = 1};
         return report(n, s < 0 ? -1 : sendmsg(s, &m, MSG_NOSIGNAL));
     }
+    if (!strcmp(n, "unix-own")) {
+        /* A control, not an attack: the sandbox's own socket at P must work. */
+        int l = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a;
+        socklen_t len = unix_addr(&a, p);
+        const char *step = "socket";
+        long rc = l;
+        if (rc >= 0) { step = "bind"; rc = bind(l, (struct sockaddr *)&a, len); }
+        if (rc >= 0) { step = "listen"; rc = listen(l, 1); }
+        if (rc >= 0) { step = "connect"; rc = unix_connect(p); }
+        if (rc < 0) printf("%s: %s failed errno=%d (%s)\n", n, step, errno, strerror(errno));
+        else printf("%s: works\n", n);
+        return 0;
+    }
     if (!strcmp(n, "mkfifo")) return report(n, mkfifo(p, 0666));
     if (!strcmp(n, "mknod-fifo")) return report(n, mknod(p, S_IFIFO | 0666, 0));
     if (!strcmp(n, "mknod-sock")) return report(n, mknod(p, S_IFSOCK | 0666, 0));

@@ -252,3 +252,54 @@ fn fifos_and_sockets_in_tmp_keep_working() {
         assert_eq!(stdout(&o), "fifo\n", "{iso:?}: {o:?}");
     }
 }
+
+/// An image root: the sandbox's own writable layer takes its own sockets; a read-write
+/// host mount under it takes neither FIFOs nor sockets, and a host socket there stays
+/// unreachable (the layer's rights do not reach down into the mount).
+#[test]
+fn an_image_roots_own_sockets_work_and_its_rw_mounts_stay_closed() {
+    use hybrid_sandbox::ImageStore;
+    let d = tempfile::tempdir().unwrap();
+    set_mode(d.path(), 0o755);
+    let sb =
+        Sandbox::with_default_policy().with_image_store(ImageStore::at(d.path().join("store")));
+    let img = hsb_tests::image::write_oci_layout(&d.path().join("oci"), "");
+    let img = img.to_str().unwrap();
+    let programs = programs(env!("CARGO_TARGET_TMPDIR"));
+    let probe = |args: &[&str], rw: Option<&std::path::Path>| {
+        let mut w = Workload::new(
+            format!("{PROGRAMS_IN_SANDBOX}/attack-static"),
+            args.iter().copied(),
+        )
+        .image(img)
+        .mount(Mount::ro(&programs, PROGRAMS_IN_SANDBOX))
+        .isolation(IsolationRequest::Container);
+        if let Some(dir) = rw {
+            w = w.mount(Mount::rw(dir, "/out"));
+        }
+        let o = run_in(&sb, w);
+        let out = stdout(&o);
+        assert!(!out.contains(": allowed"), "{out}");
+        out
+    };
+    assert_eq!(probe(&["unix-own", "/own.sock"], None), "unix-own: works\n");
+    let dir = writable_tempdir();
+    let sock = dir.path().join("host.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    set_mode(&sock, 0o777);
+    for args in [
+        &["mkfifo", "/out/fifo"][..],
+        &["unix-bind", "/out/bound"],
+        &["unix-connect", "/out/host.sock"],
+        &["unix-connect-via-link", "/out/host.sock", "/link.sock"],
+    ] {
+        let out = probe(args, Some(dir.path()));
+        assert!(out.contains(": blocked"), "{args:?}: {out}");
+    }
+    assert!(
+        listener.accept().is_err(),
+        "the host service got a connection"
+    );
+    assert!(!dir.path().join("fifo").exists() && !dir.path().join("bound").exists());
+}

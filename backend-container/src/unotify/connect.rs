@@ -2,9 +2,13 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::Rules;
+
+/// At most this many connects of one sandbox wait at once (a thread each).
+const MAX_WAITING: usize = 256;
 
 type Errno = i32;
 
@@ -41,7 +45,7 @@ pub(super) fn receive(listener: &OwnedFd) -> Option<libc::seccomp_notif> {
 
 /// Decides `n` and answers it: at once, or from a thread of its own when the connect
 /// may block (a blocking socket), so that one slow connect never holds up another.
-pub(super) fn answer(listener: &Arc<OwnedFd>, rules: &Rules, n: libc::seccomp_notif) {
+pub(super) fn answer(listener: &Arc<OwnedFd>, rules: &Arc<Rules>, n: libc::seccomp_notif) {
     match decide(listener, rules, &n) {
         Verdict::Gone => {}
         Verdict::Refuse(e) => respond(listener, n.id, Err(e)),
@@ -51,7 +55,16 @@ pub(super) fn answer(listener: &Arc<OwnedFd>, rules: &Rules, n: libc::seccomp_no
                 drop(pin);
                 return;
             }
+            // Each waiting connect is a workload thread blocked in it, so these are
+            // bounded by the pids limit; and by MAX_WAITING, beyond which a connect that
+            // would wait answers EAGAIN.
+            if rules.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+                rules.waiting.fetch_sub(1, Ordering::AcqRel);
+                respond(listener, n.id, Err(libc::EAGAIN));
+                return;
+            }
             let l = Arc::clone(listener);
+            let r2 = Arc::clone(rules);
             let id = n.id;
             let spawned = std::thread::Builder::new()
                 .name("hsb-connect-one".into())
@@ -60,8 +73,10 @@ pub(super) fn answer(listener: &Arc<OwnedFd>, rules: &Rules, n: libc::seccomp_no
                     let r = connect(&sock, &addr);
                     drop(pin);
                     respond(&l, id, r);
+                    r2.waiting.fetch_sub(1, Ordering::AcqRel);
                 });
             if spawned.is_err() {
+                rules.waiting.fetch_sub(1, Ordering::AcqRel);
                 respond(listener, n.id, Err(libc::EAGAIN));
             }
         }
@@ -269,12 +284,18 @@ fn owned(r: libc::c_long) -> Result<OwnedFd, Errno> {
     }
 }
 
-/// A pidfd for the thread `tid` (any thread, not only a process leader).
+/// A pidfd for the thread `tid` (any thread, not only a process leader; before Linux
+/// 6.9, which lacks PIDFD_THREAD, only a leader).
 fn pidfd_open(tid: libc::pid_t) -> Result<OwnedFd, Errno> {
     const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, PIDFD_THREAD) };
-    owned(r)
+    let open = |flags: libc::c_uint| {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        owned(unsafe { libc::syscall(libc::SYS_pidfd_open, tid, flags) })
+    };
+    match open(PIDFD_THREAD) {
+        Err(libc::EINVAL) => open(0),
+        r => r,
+    }
 }
 
 /// Our own reference to the workload's descriptor `fd`.
