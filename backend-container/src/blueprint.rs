@@ -16,6 +16,35 @@ use crate::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_A
 /// Device nodes every sandbox gets, bound from the host.
 const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
+/// Host facts a private /proc still shows, hidden as /dev/null: the kernel's command
+/// line and configuration, the boot id (a host fingerprint), kernel memory and symbols,
+/// modules, keys, timers and scheduler internals, interrupt counts (a side channel),
+/// and sysrq. The list runc masks, plus the hardening issue's.
+const PROC_MASKED_FILES: [&str; 15] = [
+    "cmdline",
+    "config.gz",
+    "kcore",
+    "kallsyms",
+    "modules",
+    "keys",
+    "key-users",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "latency_stats",
+    "interrupts",
+    "softirqs",
+    "sysrq-trigger",
+    "sys/kernel/random/boot_id",
+];
+
+/// Directories of host facts in /proc, hidden under an empty read-only tmpfs: pressure
+/// stall information (PSI: the host's load, a side channel), hardware (ACPI, buses,
+/// drivers, sound, SCSI, IRQ routing) and filesystem internals.
+const PROC_MASKED_DIRS: [&str; 8] = [
+    "pressure", "acpi", "asound", "bus", "driver", "fs", "irq", "scsi",
+];
+
 /// The host uid/gid a sandbox's processes run as when the caller is root: an
 /// unprivileged id, so that an escape does not land as host root.
 pub(crate) use sandbox_core::ROOT_MODE_HOST_ID;
@@ -27,6 +56,8 @@ pub(crate) struct ParentEnds {
     pub(crate) err_r: OwnedFd,
     /// The host's end of init's control socket (see `live::init`).
     pub(crate) control: OwnedFd,
+    /// Receives the seccomp listener init creates (SCM_RIGHTS; see `crate::unotify`).
+    pub(crate) notify: OwnedFd,
 }
 
 /// The child's ends: closed in the parent once the child holds them.
@@ -75,6 +106,32 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
             std::io::Error::last_os_error(),
         ));
     }
+    lift_pair(fds)
+}
+
+/// A close-on-exec AF_UNIX seqpacket pair, both ends >= 3.
+fn socket_pair() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(setup_err(
+            "creating a socket pair",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    lift_pair(fds)
+}
+
+/// Owns two fresh descriptors, moved to numbers >= 3 when they are below.
+fn lift_pair(fds: [RawFd; 2]) -> Result<(OwnedFd, OwnedFd), SpawnError> {
     let lift = |fd: RawFd| -> Result<OwnedFd, SpawnError> {
         // SAFETY: pipe2 just returned `fd`; we own it.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -405,12 +462,26 @@ impl Blueprint {
             }
             Ok(())
         };
+        // A rule covers everything beneath its directory, mounts included: the full mask
+        // of the sandbox's own writable filesystems (an image's layer, /tmp) would also
+        // let the workload make FIFOs and sockets in a read-write host mount below them.
+        let own_mask = |at: &str| {
+            let host_rw_below = plan
+                .mounts
+                .iter()
+                .any(|m| m.mode == MountMode::Rw && m.target.starts_with(at));
+            if host_rw_below {
+                masks.rw_mount
+            } else {
+                masks.rw_dir
+            }
+        };
         // An image root is the sandbox's own writable layer; a bare root is read-only.
         let image = plan.root.as_ref();
         rule(
             "/",
             if image.is_some() {
-                masks.rw_dir
+                own_mask("/")
             } else {
                 masks.root
             },
@@ -483,6 +554,35 @@ impl Blueprint {
             );
             rule(&host, masks.device, &mut labels)?;
         }
+        // /proc's host facts (the entries this kernel has), then /proc/sys read-only.
+        let null_slot = sources.len() - DEVICES.len();
+        for (names, is_dir) in [
+            (&PROC_MASKED_FILES[..], false),
+            (&PROC_MASKED_DIRS[..], true),
+        ] {
+            for name in names {
+                let at = Path::new("/proc").join(name);
+                if std::fs::symlink_metadata(&at).is_err() {
+                    continue;
+                }
+                op!(
+                    ("masked".into(), at.display().to_string()),
+                    Op::Mask {
+                        path: components(&at)?,
+                        is_dir,
+                        slot: null_slot,
+                    }
+                );
+            }
+        }
+        op!(
+            ("read-only".into(), "/proc/sys".into()),
+            Op::Rebind {
+                path: components(Path::new("/proc/sys"))?,
+                // Not nodev: the boot id masked inside is /dev/null.
+                attrs: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+            }
+        );
         for (name, target) in [
             ("fd", "/proc/self/fd"),
             ("stdin", "/proc/self/fd/0"),
@@ -512,7 +612,11 @@ impl Blueprint {
                 attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
             }
         );
-        rule("/tmp", masks.rw_dir, &mut labels)?;
+        // The tmpfs's rule, unless a mount covers /tmp: the rule would then land on the
+        // mounted host directory (a rule names what its path reaches after pivot_root).
+        if !plan.mounts.iter().any(|m| m.target == Path::new("/tmp")) {
+            rule("/tmp", own_mask("/tmp"), &mut labels)?;
+        }
 
         // The plan's mounts, parents before children.
         let mut order: Vec<usize> = (0..plan.mounts.len()).collect();
@@ -560,7 +664,7 @@ impl Blueprint {
                             attrs
                         }
                     );
-                    let dir_mask = if ro { masks.ro_dir } else { masks.rw_dir };
+                    let dir_mask = if ro { masks.ro_dir } else { masks.rw_mount };
                     rule(
                         &target_s,
                         if is_dir {
@@ -594,8 +698,9 @@ impl Blueprint {
         let (sync_r, sync_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let (control, control_init) = crate::live::control_pair()?;
+        let (notify_parent, notify_child) = socket_pair()?;
         let ruleset_raw = inputs.ruleset.as_ref().map(|f| f.as_raw_fd());
-        let mut keep: Vec<RawFd> = [&sync_r, &err_w, &control_init]
+        let mut keep: Vec<RawFd> = [&sync_r, &err_w, &control_init, &notify_child]
             .iter()
             .map(|f| f.as_raw_fd())
             .chain(ruleset_raw)
@@ -660,13 +765,15 @@ impl Blueprint {
             rlimits,
             seccomp: vec![
                 crate::seccomp::fprog(inputs.seccomp.allowlist),
-                crate::seccomp::fprog(inputs.seccomp.clone3_enosys),
+                crate::seccomp::fprog(inputs.seccomp.enosys),
             ],
+            notify: crate::seccomp::fprog(inputs.seccomp.user_notif),
+            notify_sock: notify_child.as_raw_fd(),
             last_cap: last_cap(),
             scrub: caller_string_areas(),
         };
         let child_ends = ChildEnds {
-            _fds: vec![sync_r, err_w, control_init],
+            _fds: vec![sync_r, err_w, control_init, notify_child],
         };
         Ok(Blueprint {
             spec,
@@ -674,6 +781,7 @@ impl Blueprint {
                 sync_w,
                 err_r,
                 control,
+                notify: notify_parent,
             },
             child_ends,
             ruleset: inputs.ruleset,

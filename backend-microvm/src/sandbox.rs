@@ -316,7 +316,7 @@ fn filesystem_report(plan: &Plan, mounts: usize) -> String {
         None => String::new(),
     };
     format!(
-        "VMM-served: {root}{mounts} host directories opened at setup (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, symlinks resolved in the sandbox), read-only ones refused with EROFS; in-memory /tmp; /dev with null, zero, full, random, urandom; /proc/self/exe; generated /etc files"
+        "VMM-served: {root}{mounts} host directories opened at setup (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, symlinks resolved in the sandbox), read-only ones refused with EROFS, no FIFO, socket, device node or set-id mode made in read-write ones; in-memory /tmp; /dev with null, zero, full, random, urandom; a generated /proc (no host facts); generated /etc files"
     )
 }
 
@@ -391,6 +391,10 @@ fn report(
         landlock: c.landlock.clone(),
         limits: LimitsReport { mechanism: LimitMechanism::Vm, details, note: None },
         network: plan.network,
+        network_detail: "no network stack and no host socket: the personality has socket pairs \
+             only, so no address (IP, abstract or pathname UNIX socket, even one inside a mount) \
+             reaches the host, whatever the network mode"
+            .into(),
         filesystem: filesystem_report(plan, mounts),
         vm: Some(VmReport { kvm_kind: crate::probe::kvm_kind().into(), vcpus: 1, guest_memory_bytes: memory }),
     }

@@ -164,9 +164,8 @@ async fn host_permissions_apply_to_the_workload() {
     if !kvm() {
         return;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs a root caller (files owned by another user)");
+    // Files owned by another user than the sandbox's.
+    if !root_caller() {
         return;
     }
     let host = temp_dir("perm");

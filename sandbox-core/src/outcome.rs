@@ -185,6 +185,10 @@ pub struct EnforcementReport {
     pub limits: LimitsReport,
     /// The network mode.
     pub network: Network,
+    /// How the network mode is enforced, in words: what the workload can reach, host
+    /// UNIX sockets in mounted directories included.
+    #[serde(default)]
+    pub network_detail: String,
     /// The root filesystem, in words.
     pub filesystem: String,
     /// The micro-VM, for `microvm` runs.

@@ -9,6 +9,7 @@ mod image_cmd;
 mod policy_cmd;
 mod probe_cmd;
 mod run_cmd;
+mod terminal;
 
 use clap::Parser;
 
