@@ -128,11 +128,21 @@ fn host_service(dir: &Path) -> UnixListener {
 fn host_socket_refused_to_later_execs_and_background_processes_own_sockets_work_between_execs() {
     let dir = writable_tempdir();
     let listener = host_service(dir.path());
+    host_socket_scenario(dir.path());
+    assert!(
+        listener.accept().is_err(),
+        "the host service got a connection"
+    );
+}
+
+/// Serves the host's socket in `dir` to the sandbox's mounts, then tries it from later
+/// execs and from a background process, and the sandbox's own server between execs.
+fn host_socket_scenario(dir: &Path) {
     runtime().block_on(async {
         for network in [Network::None, Network::Loopback] {
             let mut w = Workload::default()
-                .mount(Mount::ro(dir.path(), "/h"))
-                .mount(Mount::rw(dir.path(), "/w"));
+                .mount(Mount::ro(dir, "/h"))
+                .mount(Mount::rw(dir, "/w"));
             w.network = Some(network);
             let live = sandbox()
                 .create(w, LiveOptions::default())
@@ -197,13 +207,63 @@ fn host_socket_refused_to_later_execs_and_background_processes_own_sockets_work_
                 got, "EACCES EACCES EACCES echo:from-background\n",
                 "under {network:?}"
             );
-            assert!(
-                listener.accept().is_err(),
-                "the host service got a connection under {network:?}"
-            );
             live.destroy().await.unwrap();
         }
     });
+}
+
+/// The same for a rootless caller (this test binary run again as uid 65534): the
+/// supervisor takes a later exec's socket with `pidfd_getfd`, which needs ptrace access
+/// to a process of a sandbox the caller made without privilege.
+#[test]
+fn a_rootless_callers_live_sandbox_closes_the_host_socket_too() {
+    if !root_caller() {
+        return;
+    }
+    // The build tree may be private: a copy an unprivileged user can execute.
+    let bin_dir = tempfile::tempdir().unwrap();
+    set_mode(bin_dir.path(), 0o755);
+    let bin = bin_dir.path().join("live_leaks");
+    std::fs::copy(std::env::current_exe().unwrap(), &bin).unwrap();
+    set_mode(&bin, 0o755);
+    let dir = writable_tempdir();
+    let listener = host_service(dir.path());
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--bounding-set=-all"])
+        .arg(&bin)
+        .args([
+            "--exact",
+            "rootless_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HSB_LIVE_LEAKS_DIR", dir.path())
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv (util-linux) must be installed");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("HSB-ROOTLESS-LIVE-OK"),
+        "{text}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the host service got a connection"
+    );
+}
+
+/// The child half of `a_rootless_callers_live_sandbox_closes_the_host_socket_too`.
+#[test]
+fn rootless_child() {
+    let Some(dir) = std::env::var_os("HSB_LIVE_LEAKS_DIR") else {
+        return;
+    };
+    // The parent holds the host service's listener.
+    host_socket_scenario(Path::new(&dir));
+    println!("HSB-ROOTLESS-LIVE-OK");
 }
 
 /// Set-id modes, FIFOs and sockets in a read-write mount, and /proc's host facts are
