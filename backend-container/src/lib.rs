@@ -10,6 +10,7 @@ mod blueprint;
 mod cgroup;
 mod child;
 mod execution;
+mod idmap;
 mod landlock;
 mod probe;
 mod seccomp;
@@ -381,5 +382,6 @@ fn report(
             ),
         },
         vm: None,
+        mounts: bp.mounts.clone(),
     }
 }

@@ -138,6 +138,12 @@ fn detect() -> HostFacts {
     let attr = sys::MountAttr::default();
     let mount_api = !matches!(sys::mount_setattr(-1, c"", 0, &attr), Err(libc::ENOSYS));
     d.insert("mount_api".into(), json!(mount_api));
+    // A root caller's mounts are idmapped to their owners (see idmap.rs).
+    let idmap = crate::idmap::probe();
+    d.insert("idmapped_mounts".into(), json!(idmap.is_ok()));
+    if let Err(why) = idmap {
+        d.insert("idmapped_mounts_note".into(), json!(why));
+    }
 
     let usable = requirements(seccomp, mount_api, userns);
     HostFacts { usable, details: d }

@@ -22,6 +22,11 @@ pub struct PlannedMount {
     pub mode: MountMode,
     /// Skip when the source is missing.
     pub optional: bool,
+    /// One of the host's system directories (`/usr`, `/lib`, ...; `system = true` in a
+    /// policy): it keeps the host's ownership even for a root caller, whose other
+    /// mounts give the workload the access of the source's owner.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
 }
 
 /// Whether a run may start when Landlock cannot be fully enforced.

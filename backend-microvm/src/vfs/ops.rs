@@ -1,6 +1,7 @@
 //! Filesystem operations on resolved paths: open, create, list, remove, rename, links,
 //! permission and time changes. Read-only mounts and synthetic nodes refuse writes
-//! with `EROFS`; mount points cannot be removed or renamed (`EBUSY`).
+//! with `EROFS`; mount points and the directories that hold them cannot be removed or
+//! renamed (`EBUSY`).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -130,19 +131,20 @@ impl Vfs {
             Node::Virtual => Opened::Virtual,
             Node::HostDir { .. } => Opened::HostDir,
             Node::HostFile {
-                dir, name, kind, ..
+                dir,
+                name,
+                kind,
+                mnt,
+                ..
             } => {
                 // Only regular files: a host FIFO or device must never be reached.
                 if *kind != libc::S_IFREG {
                     return Err(errno::EACCES);
                 }
                 let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC;
-                Opened::Host(host::openat2(
-                    dir.as_raw_fd(),
-                    name,
-                    (flags & keep) | libc::O_NOFOLLOW,
-                    0,
-                )?)
+                Opened::Host(self.owners().with(*mnt, || {
+                    host::openat2(dir.as_raw_fd(), name, (flags & keep) | libc::O_NOFOLLOW, 0)
+                })?)
             }
             Node::Tmp(t) => {
                 if let Some(p) = t.fifo() {
@@ -201,13 +203,15 @@ impl Vfs {
             Node::HostDir { fd, ro, mnt } => {
                 let keep =
                     libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL;
-                let file = host::openat2(
-                    fd.as_raw_fd(),
-                    name,
-                    (flags & keep) | libc::O_NOFOLLOW,
-                    mode,
-                )?;
-                let path = host::open_path(fd.as_raw_fd(), name)?;
+                let (file, path) = self.owners().with(mnt, || {
+                    let file = host::openat2(
+                        fd.as_raw_fd(),
+                        name,
+                        (flags & keep) | libc::O_NOFOLLOW,
+                        mode,
+                    )?;
+                    Ok((file, host::open_path(fd.as_raw_fd(), name)?))
+                })?;
                 let node = Node::HostFile {
                     dir: fd,
                     name: name.into(),
@@ -264,8 +268,11 @@ impl Vfs {
         let top = loc.top();
         let mut by_name: BTreeMap<Vec<u8>, DirEntry> = BTreeMap::new();
         match &top.node {
-            Node::HostDir { fd, .. } => {
-                for e in host::read_dir(fd.as_raw_fd())? {
+            Node::HostDir { fd, mnt, .. } => {
+                for e in self
+                    .owners()
+                    .with(*mnt, || host::read_dir(fd.as_raw_fd()))?
+                {
                     by_name.insert(
                         e.name.clone(),
                         DirEntry {
@@ -353,7 +360,9 @@ impl Vfs {
         }
         parent.node().writable()?;
         match parent.node() {
-            Node::HostDir { fd, .. } => host::mkdir(fd.as_raw_fd(), &name, mode),
+            Node::HostDir { fd, mnt, .. } => self
+                .owners()
+                .with(*mnt, || host::mkdir(fd.as_raw_fd(), &name, mode)),
             Node::Tmp(dir) => {
                 let d = TmpFs::inode(dir.fs(), TmpData::Dir(BTreeMap::new()), mode);
                 d.nlink.set(2);
@@ -366,6 +375,15 @@ impl Vfs {
         }
     }
 
+    /// True when `e` is a mount point or holds one below it: as on Linux, it can be
+    /// neither removed nor renamed (`EBUSY`), in host, tmpfs and image directories alike.
+    /// Moving a directory that holds a read-only mount would otherwise leave the host
+    /// directory under it reachable, writable, by the new name.
+    fn holds_mount(&self, e: &Entry) -> bool {
+        // Trie nodes are exactly the mount points and their ancestors.
+        e.trie.is_some_and(|t| t != 0)
+    }
+
     /// `unlink` (`dir` false) and `rmdir` (`dir` true).
     pub(crate) fn unlink(&self, base: &Location, path: &[u8], dir: bool) -> Result<(), Errno> {
         let (parent, name) = self.resolve_parent(base, path)?;
@@ -376,7 +394,7 @@ impl Vfs {
             _ => {}
         }
         let child = self.child(parent.top(), &name)?;
-        if child.trie.is_some_and(|t| self.tree.mount(t).is_some()) {
+        if self.holds_mount(&child) {
             return Err(errno::EBUSY);
         }
         match (dir, child.node.is_dir()) {
@@ -386,7 +404,9 @@ impl Vfs {
         }
         parent.node().writable()?;
         match parent.node() {
-            Node::HostDir { fd, .. } => host::unlink(fd.as_raw_fd(), &name, dir),
+            Node::HostDir { fd, mnt, .. } => self
+                .owners()
+                .with(*mnt, || host::unlink(fd.as_raw_fd(), &name, dir)),
             Node::Tmp(d) => d.remove(&name, dir).map(|_| ()),
             Node::Ovl(d) => d.remove(&name, dir),
             _ => Err(errno::EROFS),
@@ -411,13 +431,12 @@ impl Vfs {
             return Err(errno::EBUSY);
         }
         let src = self.child(p1.top(), &n1)?;
-        let busy = |e: &Entry| e.trie.is_some_and(|t| self.tree.mount(t).is_some());
-        if busy(&src) {
+        if self.holds_mount(&src) {
             return Err(errno::EBUSY);
         }
         let dst = self.child(p2.top(), &n2).ok();
         if let Some(d) = &dst {
-            if busy(d) {
+            if self.holds_mount(d) {
                 return Err(errno::EBUSY);
             }
             if flags & libc::RENAME_NOREPLACE != 0 {
@@ -430,7 +449,9 @@ impl Vfs {
             (Node::HostDir { fd: a, mnt: m1, .. }, Node::HostDir { fd: b, mnt: m2, .. })
                 if m1 == m2 =>
             {
-                host::rename(a.as_raw_fd(), &n1, b.as_raw_fd(), &n2, flags)
+                self.owners().with(*m1, || {
+                    host::rename(a.as_raw_fd(), &n1, b.as_raw_fd(), &n2, flags)
+                })
             }
             (Node::Tmp(a), Node::Tmp(b)) if Rc::ptr_eq(a.fs(), b.fs()) => {
                 let Node::Tmp(moving) = &src.node else {
@@ -508,7 +529,9 @@ impl Vfs {
         }
         parent.node().writable()?;
         match parent.node() {
-            Node::HostDir { fd, .. } => host::symlink(target, fd.as_raw_fd(), &name),
+            Node::HostDir { fd, mnt, .. } => self
+                .owners()
+                .with(*mnt, || host::symlink(target, fd.as_raw_fd(), &name)),
             Node::Tmp(dir) => dir.insert(
                 &name,
                 TmpFs::inode(dir.fs(), TmpData::Link(target.to_vec()), 0o777),
@@ -539,7 +562,9 @@ impl Vfs {
                     ..
                 },
                 Node::HostDir { fd, mnt: m2, .. },
-            ) if m1 == m2 => host::link(dir.as_raw_fd(), n, fd.as_raw_fd(), &name),
+            ) if m1 == m2 => self.owners().with(*m1, || {
+                host::link(dir.as_raw_fd(), n, fd.as_raw_fd(), &name)
+            }),
             (Node::Tmp(t), Node::Tmp(d)) if Rc::ptr_eq(t.fs(), d.fs()) => {
                 d.insert(&name, Rc::clone(t))?;
                 t.nlink.set(t.nlink.get() + 1);
@@ -551,13 +576,13 @@ impl Vfs {
         }
     }
 
-    /// The host directory and name of a host node, for calls by name.
-    fn host_name(loc: &Location) -> Option<(std::os::fd::RawFd, &[u8])> {
+    /// The host directory and name of a host node, for calls by name, and its mount.
+    fn host_name(loc: &Location) -> Option<(std::os::fd::RawFd, &[u8], u32)> {
         match loc.node() {
-            Node::HostFile { dir, name, .. } => Some((dir.as_raw_fd(), name)),
+            Node::HostFile { dir, name, mnt, .. } => Some((dir.as_raw_fd(), name, *mnt)),
             Node::HostDir { mnt, .. } => match loc.parent().map(|p| &p.node) {
                 Some(Node::HostDir { fd, mnt: pm, .. }) if pm == mnt => {
-                    Some((fd.as_raw_fd(), &loc.top().name))
+                    Some((fd.as_raw_fd(), &loc.top().name, *mnt))
                 }
                 _ => None,
             },
@@ -582,7 +607,7 @@ impl Vfs {
                 Ok(())
             }
             _ => match Self::host_name(loc) {
-                Some((dir, name)) => host::chmod(dir, name, mode),
+                Some((dir, name, mnt)) => self.owners().with(mnt, || host::chmod(dir, name, mode)),
                 None => Err(errno::EPERM),
             },
         }
@@ -610,7 +635,7 @@ impl Vfs {
                 Ok(())
             }
             _ => match Self::host_name(loc) {
-                Some((dir, name)) => {
+                Some((dir, name, mnt)) => {
                     let ts = |t: Option<Time>| match t {
                         Some(t) => libc::timespec {
                             tv_sec: t.sec,
@@ -621,7 +646,8 @@ impl Vfs {
                             tv_nsec: libc::UTIME_OMIT,
                         },
                     };
-                    host::utimens(dir, name, &[ts(atime), ts(mtime)])
+                    self.owners()
+                        .with(mnt, || host::utimens(dir, name, &[ts(atime), ts(mtime)]))
                 }
                 None => Err(errno::EPERM),
             },
@@ -638,9 +664,15 @@ impl Vfs {
             Node::Tmp(t) => t.truncate(len),
             Node::Lower(l) if l.kind == libc::S_IFREG => l.copy_up()?.truncate(len),
             Node::HostFile {
-                dir, name, kind, ..
+                dir,
+                name,
+                kind,
+                mnt,
+                ..
             } if *kind == libc::S_IFREG => {
-                let f = host::openat2(dir.as_raw_fd(), name, libc::O_WRONLY | libc::O_NOFOLLOW, 0)?;
+                let f = self.owners().with(*mnt, || {
+                    host::openat2(dir.as_raw_fd(), name, libc::O_WRONLY | libc::O_NOFOLLOW, 0)
+                })?;
                 host::ftruncate(f.as_raw_fd(), len)
             }
             _ => Err(errno::EINVAL),
