@@ -1,0 +1,315 @@
+//! `hsb run --mount` against sources that are host kernel interfaces without being
+//! spelled `/proc`, `/sys` or `/dev` (bind mounts and fresh mounts made in a private
+//! mount namespace, `unshare -m`), against filesystems that refuse idmapped mounts, and
+//! as a rootless caller. Both backends where both apply.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+const HSB: &str = env!("CARGO_BIN_EXE_hsb");
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Root is needed (mounts, setpriv); elsewhere a loud SKIPPED, and a failure where CI
+/// requires every feature.
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("HSB_REQUIRE_KVM").is_ok_and(|v| v == "1") {
+        panic!("HSB_REQUIRE_KVM=1 but this test needs root");
+    }
+    eprintln!("SKIPPED: needs root");
+    false
+}
+
+fn kvm() -> bool {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+    {
+        return true;
+    }
+    if std::env::var("HSB_REQUIRE_KVM").is_ok_and(|v| v == "1") {
+        panic!("HSB_REQUIRE_KVM=1 but /dev/kvm cannot be opened");
+    }
+    eprintln!("SKIPPED: no KVM");
+    false
+}
+
+fn isolations() -> Vec<&'static str> {
+    let mut v = vec!["container"];
+    if kvm() {
+        v.push("microvm");
+    }
+    v
+}
+
+/// Runs `script` with `sh` in a private mount namespace; `$HSB` is the binary, `$D` a
+/// scratch directory.
+fn in_private_mounts(script: &str, dir: &std::path::Path) -> Output {
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .env("HSB", HSB)
+        .env("D", dir)
+        .output()
+        .expect("unshare (util-linux) must be installed")
+}
+
+/// Each `case NAME SOURCE[:MODE]` of `cases` run through `hsb run --mount`, after
+/// `setup`, in a private mount namespace: NAME -> (exit status, stderr).
+fn run_cases(
+    iso: &str,
+    setup: &str,
+    cases: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, (i32, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut script = format!("set -u\n{setup}\n");
+    for (name, mount) in cases {
+        script.push_str(&format!(
+            "\"$HSB\" run --isolation {iso} --mount \"{mount}\" -- /bin/sh -c 'echo ran' >\"$D/{name}.out\" 2>\"$D/{name}.err\"; echo $? >\"$D/{name}.rc\"\n"
+        ));
+    }
+    let o = in_private_mounts(&script, dir.path());
+    assert!(
+        o.status.success(),
+        "setup failed: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    cases
+        .iter()
+        .map(|(name, _)| {
+            let read = |ext: &str| {
+                std::fs::read_to_string(dir.path().join(format!("{name}.{ext}")))
+                    .unwrap_or_default()
+            };
+            let rc = read("rc").trim().parse().unwrap_or(-1);
+            (name.to_string(), (rc, read("err") + &read("out")))
+        })
+        .collect()
+}
+
+#[test]
+fn kernel_interfaces_under_other_names_are_refused_by_what_they_are() {
+    if !root() {
+        return;
+    }
+    let cg = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && std::fs::read_dir(p).is_ok_and(|mut r| r.next().is_some()))
+        .expect("a cgroup hierarchy");
+    let setup = format!(
+        "for d in procbind freshproc sys cg devbind shmbind parent parent/p ok; do mkdir -p \"$D/$d\"; done
+         mount --bind /proc \"$D/procbind\"
+         mount -t proc proc \"$D/freshproc\"
+         mount -t sysfs sysfs \"$D/sys\"
+         mount --bind {} \"$D/cg\"
+         mount --bind /dev \"$D/devbind\"
+         mount --bind /dev/shm \"$D/shmbind\"
+         mount -t proc proc \"$D/parent/p\"
+         chmod 755 \"$D\" \"$D/ok\"",
+        cg.display()
+    );
+    let shm_before: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let cases = [
+        ("procbind", "$D/procbind:/x"),
+        ("procbind_pid", "$D/procbind/1:/x"),
+        ("freshproc", "$D/freshproc/self:/x"),
+        ("sysfs", "$D/sys/kernel:/x"),
+        ("cgroup", "$D/cg:/x:rw"),
+        ("devtmpfs", "$D/devbind:/x"),
+        ("devtmpfs_dir", "$D/devbind/shm:/x:rw"),
+        ("devnode", "$D/devbind/null:/x:rw"),
+        ("shm", "$D/shmbind:/x:rw"),
+        ("below", "$D/parent:/x"),
+        ("root", "/:/x"),
+        ("ok", "$D/ok:/x"),
+    ];
+    for iso in isolations() {
+        let mut got = run_cases(iso, &setup, &cases);
+        let (rc, out) = got.remove("ok").unwrap();
+        assert_eq!(
+            (rc, out.as_str()),
+            (0, "ran\n"),
+            "{iso}: the harness itself"
+        );
+        for (name, (rc, err)) in got {
+            assert_eq!(rc, 125, "{iso} {name}: ran: {err}");
+            let why = match name.as_str() {
+                "devnode" => "character device",
+                "below" | "root" => "mounted below it",
+                _ => "kernel interface",
+            };
+            assert!(err.contains(why), "{iso} {name}: {err}");
+        }
+    }
+    let shm_after: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(shm_before, shm_after);
+}
+
+#[test]
+fn a_filesystem_that_refuses_idmaps_falls_back_and_says_so() {
+    if !root() {
+        return;
+    }
+    // ramfs has no idmapped mounts.
+    let dir = tempfile::tempdir().unwrap();
+    let script = "mkdir \"$D/r\" && mount -t ramfs r \"$D/r\" && echo data > \"$D/r/f\" && chmod 644 \"$D/r/f\"
+        chmod 700 \"$D/r\"
+        \"$HSB\" run --isolation container --mount \"$D/r:/r\" -- cat /r/f; echo \"closed=$?\"
+        chmod 755 \"$D/r\"
+        \"$HSB\" run --json --isolation container --mount \"$D/r:/r\" -- cat /r/f";
+    let o = in_private_mounts(script, dir.path());
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(out.contains("closed=125"), "{out}{err}");
+    for needle in [
+        "uid 65534",
+        "mode 0700",
+        "idmapped mounts are unavailable",
+        "make it readable by uid 65534",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let json = out
+        .lines()
+        .skip_while(|l| !l.starts_with('{'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["stdout"], "data\n");
+    let m = v["enforcement"]["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["target"] == "/r")
+        .unwrap()
+        .clone();
+    assert_eq!(m["access"], "sandbox_identity", "{m}");
+    assert!(
+        m["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("idmapped mounts are unavailable")),
+        "{m}"
+    );
+    // The micro-VM needs no idmap: it acts as the owner.
+    if kvm() {
+        let script = "mkdir \"$D/v\" && mount -t ramfs r \"$D/v\" && echo data > \"$D/v/f\" && chmod 600 \"$D/v/f\" && chmod 700 \"$D/v\"
+            \"$HSB\" run --isolation microvm --mount \"$D/v:/r\" -- cat /r/f";
+        let o = in_private_mounts(script, dir.path());
+        assert_eq!(text(&o.stdout), "data\n", "{}", text(&o.stderr));
+    }
+}
+
+fn hsb_copy(dir: &std::path::Path) -> String {
+    let p = dir.join("hsb");
+    std::fs::copy(HSB, &p).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.display().to_string()
+}
+
+fn as_nobody(bin: &str, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(bin)
+        .args(args)
+        .current_dir("/")
+        .output()
+        .expect("setpriv (util-linux) must be installed")
+}
+
+/// A rootless caller (uid 65534 here): its own private directory mounts with its own
+/// access (reported `caller`), root's stays closed to it, and planted symlinks and
+/// kernel interfaces are refused the same way.
+#[test]
+fn a_rootless_callers_mounts() {
+    if !root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = hsb_copy(dir.path());
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("f"), "mine\n").unwrap();
+    std::fs::set_permissions(mine.join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink("/proc", mine.join("p")).unwrap();
+    std::os::unix::fs::lchown(mine.join("p"), Some(65534), Some(65534)).unwrap();
+    for p in [mine.join("f"), mine.clone()] {
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+    }
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let roots = dir.path().join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let m = format!("{}:/m:rw", mine.display());
+    let o = as_nobody(
+        &bin,
+        &[
+            "run",
+            "--json",
+            "--mount",
+            &m,
+            "--",
+            "sh",
+            "-c",
+            "cat /m/f; echo new > /m/new",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["stdout"], "mine\n");
+    let rep = v["enforcement"]["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["target"] == "/m")
+        .unwrap()
+        .clone();
+    assert_eq!(rep["access"], "caller", "{rep}");
+    assert_eq!(rep["host_ids"], serde_json::json!([65534, 65534]));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(mine.join("new")).unwrap().uid(), 65534);
+
+    let r = format!("{}:/r", roots.display());
+    let o = as_nobody(&bin, &["run", "--mount", &r, "--", "ls", "/r"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("ermission denied"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    let p = format!("{}/p/1:/x", mine.display());
+    let o = as_nobody(&bin, &["run", "--mount", &p, "--", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("symbolic link"),
+        "{}",
+        text(&o.stderr)
+    );
+}
