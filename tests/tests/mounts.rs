@@ -244,6 +244,39 @@ both! {
         assert_eq!(std::fs::read_to_string(f).unwrap(), ORIGINAL);
     }
 
+    /// On an image root (overlay of the image's layers under a throwaway upper layer),
+    /// the image's directories that hold a read-only volume stay put the same way.
+    fn image_directories_holding_a_mount_stay_put(iso) {
+        let d = tempfile::tempdir().unwrap();
+        set_mode(d.path(), 0o755);
+        let sb = Sandbox::with_default_policy()
+            .with_image_store(hybrid_sandbox::ImageStore::at(d.path().join("store")));
+        let img = hsb_tests::image::write_oci_layout(&d.path().join("oci"), "");
+        let vol = writable_tempdir();
+        std::fs::write(vol.path().join("config"), ORIGINAL).unwrap();
+        set_mode(&vol.path().join("config"), 0o666);
+        let w = Workload::new(
+            "sh",
+            [
+                "-c",
+                "mv /data /d2; mv /data/vol /data/v2; rmdir /data/vol; \
+                 for f in /data/vol /d2/vol /data/v2; do echo x >> $f/config; done; \
+                 cat /data/vol/config",
+            ],
+        )
+        .image(img.to_str().unwrap())
+        .isolation(iso)
+        .mount(Mount::ro(vol.path(), "/data/vol"));
+        let o = run_in(&sb, w);
+        let t = out(&o);
+        assert!(stdout(&o).ends_with(ORIGINAL), "{t}");
+        assert_eq!(std::fs::read_to_string(vol.path().join("config")).unwrap(), ORIGINAL, "{t}");
+        if iso == IsolationRequest::MicroVm {
+            assert!(t.contains("mv: can't rename '/data': Device or resource busy"), "{t}");
+            assert!(t.contains("mv: can't rename '/data/vol': Device or resource busy"), "{t}");
+        }
+    }
+
     /// Run 1 plants symlinks in its read-write mount; run 2 names mount sources through
     /// them: refused, naming the link. A root-owned link into /proc is refused too, and a
     /// source that is itself a symlink shows as that link, resolved in the sandbox.
