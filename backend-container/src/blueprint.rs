@@ -2,15 +2,14 @@
 //! needs, prepared while allocation is still allowed.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use sandbox_core::mount_source::{HostMounts, MountSource, SourceKind};
-use sandbox_core::{
-    MountAccess, MountMode, MountReport, Network, Plan, PlannedMount, SpawnError, Stdin,
-};
+use sandbox_core::mount_source::idmap::Idmaps;
+use sandbox_core::mount_source::{HostMounts, SourceKind};
+use sandbox_core::{MountAccess, MountMode, MountReport, Network, Plan, SpawnError, Stdin};
 
 use crate::child::{ChildSpec, Components, Op, Rule, Source, MAX_SOURCES};
 use crate::landlock::Masks;
@@ -188,81 +187,6 @@ fn read_last_cap() -> u32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(63)
-}
-
-/// A root caller's bind mount, ready for init to attach, and how it reaches the host.
-struct RootBind {
-    tree: OwnedFd,
-    access: MountAccess,
-    host_ids: (u32, u32),
-    note: Option<String>,
-}
-
-/// A root caller's bind mount: a detached tree made here from the checked descriptor,
-/// idmapped to the source's owner unless it is a system directory (or the kernel or
-/// filesystem refuse, which the report then says). Fails with `EACCES`, explaining,
-/// when the sandbox's identity could not use a source that could not be idmapped.
-fn root_tree(
-    m: &PlannedMount,
-    src: &MountSource,
-    attrs: u64,
-    host: (u32, u32),
-    idmaps: &mut Vec<((u32, u32), OwnedFd)>,
-) -> Result<RootBind, std::io::Error> {
-    let owner = src.owner();
-    let userns = if m.system {
-        None
-    } else {
-        if !idmaps.iter().any(|(o, _)| *o == owner) {
-            let ns = crate::idmap::userns(owner, host)?;
-            idmaps.push((owner, ns));
-        }
-        idmaps
-            .iter()
-            .find(|(o, _)| *o == owner)
-            .map(|(_, ns)| ns.as_fd())
-    };
-    let tree = crate::idmap::detached(src.fd(), attrs, userns)
-        .map_err(std::io::Error::from_raw_os_error)?;
-    let bind = |access, host_ids, note| RootBind {
-        tree: tree.fd,
-        access,
-        host_ids,
-        note,
-    };
-    if m.system {
-        return Ok(bind(MountAccess::SandboxIdentity, host, None));
-    }
-    let Some(errno) = tree.idmap_refused else {
-        return Ok(bind(MountAccess::Idmapped, owner, None));
-    };
-    let why = format!(
-        "idmapped mounts are unavailable for this source (the kernel refused: {}; they need Linux 5.12+ and a filesystem that supports them)",
-        std::io::Error::from_raw_os_error(errno)
-    );
-    let write = m.mode == MountMode::Rw;
-    if !src.allows(host.0, host.1, write) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!(
-                "the sandbox reaches host files as uid {} gid {}, which may not {} {} (mode {:04o}, owner {}:{}), and {why}: make it {} by uid {} (chown, chmod or an ACL), or run as its owner (rootless)",
-                host.0,
-                host.1,
-                if write { "read and write" } else { "read" },
-                src.path().display(),
-                src.mode(),
-                owner.0,
-                owner.1,
-                if write { "readable and writable" } else { "readable" },
-                host.0
-            ),
-        ));
-    }
-    Ok(bind(
-        MountAccess::SandboxIdentity,
-        host,
-        Some(format!("{why}: the workload reaches it as uid {}", host.0)),
-    ))
 }
 
 /// A host directory to build the new root on (in the sandbox's private mount namespace,
@@ -540,7 +464,7 @@ impl Blueprint {
         order.sort_by_key(|&i| plan.mounts[i].target.components().count());
         let host_mounts = HostMounts::read()
             .map_err(|e| setup_err("reading the host's mount table", e.into_io()))?;
-        let mut idmaps: Vec<((u32, u32), OwnedFd)> = Vec::new();
+        let mut idmaps = Idmaps::new((host_uid, host_gid));
         for i in order {
             let m = &plan.mounts[i];
             let target_s = m.target.display().to_string();
@@ -588,8 +512,10 @@ impl Blueprint {
             let attrs =
                 MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if ro { MOUNT_ATTR_RDONLY } else { 0 };
             let (made, access, host_ids, note) = if root_mode {
-                let b =
-                    root_tree(m, &src, attrs, (host_uid, host_gid), &mut idmaps).map_err(err)?;
+                // Made here from the checked descriptor, idmapped to its owner.
+                let b = idmaps
+                    .tree(&src, src.fd(), attrs, m.system, !ro)
+                    .map_err(err)?;
                 sources.push(Source::Tree {
                     fd: b.tree.as_raw_fd(),
                 });

@@ -10,7 +10,6 @@ mod blueprint;
 mod cgroup;
 mod child;
 mod execution;
-mod idmap;
 mod landlock;
 mod probe;
 mod seccomp;

@@ -170,20 +170,16 @@ pub(crate) fn host_identity() -> (u32, u32) {
     }
 }
 
-/// `CAP_SETGID` (linux/capability.h).
-const CAP_SETGID: u32 = 6;
-/// `CAP_SETUID`.
-const CAP_SETUID: u32 = 7;
-
-/// True when the caller is root: mounts are then reached as their sources' owners.
+/// True when the caller is root: mounts are then detached trees, idmapped to their
+/// sources' owners (`sandbox_core::mount_source::idmap`).
 pub(crate) fn root_caller() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Drops every capability of the calling thread but `keep` (bit numbers), from the
-/// effective, permitted and inheritable sets (this thread only: the raw syscall).
-fn keep_only_caps(keep: &[u32]) -> Result<(), ConfineError> {
+/// Drops every capability of the calling thread, from the effective, permitted and
+/// inheritable sets (this thread only: the raw syscall).
+fn drop_caps() -> Result<(), ConfineError> {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -197,12 +193,7 @@ fn keep_only_caps(keep: &[u32]) -> Result<(), ConfineError> {
         inheritable: u32,
     }
     const VERSION_3: u32 = 0x2008_0522;
-    let mut data = [Data::default(); 2];
-    for &cap in keep {
-        let d = &mut data[(cap / 32) as usize];
-        d.effective |= 1 << (cap % 32);
-        d.permitted |= 1 << (cap % 32);
-    }
+    let data = [Data::default(); 2];
     let header = Header {
         version: VERSION_3,
         pid: 0,
@@ -214,41 +205,6 @@ fn keep_only_caps(keep: &[u32]) -> Result<(), ConfineError> {
         return Err(ConfineError::Identity(std::io::Error::last_os_error()));
     }
     Ok(())
-}
-
-/// A second seccomp filter, made per run: `setfsuid`/`setfsgid` only to the ids the
-/// sandbox's mounts are reached with (any other value traps, as an off-list call does).
-fn ids_filter(owners: &crate::vfs::Owners) -> Result<BpfProgram, ConfineError> {
-    use seccompiler::{
-        SeccompAction as Act, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-        SeccompRule,
-    };
-    let err = |e: seccompiler::BackendError| ConfineError::Compile(e.to_string());
-    let (uids, gids) = owners.ids();
-    let not_one_of = |ids: &[u32]| -> Result<Vec<SeccompRule>, ConfineError> {
-        let conds = ids
-            .iter()
-            .map(|&id| {
-                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, u64::from(id))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        Ok(vec![SeccompRule::new(conds).map_err(err)?])
-    };
-    let rules = [
-        (libc::SYS_setfsuid, not_one_of(&uids)?),
-        (libc::SYS_setfsgid, not_one_of(&gids)?),
-    ]
-    .into_iter()
-    .collect();
-    let filter = SeccompFilter::new(
-        rules,
-        Act::Allow,
-        Act::Trap,
-        seccompiler::TargetArch::x86_64,
-    )
-    .map_err(err)?;
-    BpfProgram::try_from(filter).map_err(err)
 }
 
 /// Makes the calling thread reach files as `(uid, gid)` (its filesystem ids: only
@@ -274,15 +230,11 @@ fn act_as(uid: u32, gid: u32) -> Result<(), ConfineError> {
 }
 
 /// Confines the calling (vCPU) thread: files reached as the unprivileged host
-/// identity (each mount's owner for a root caller, one host call at a time: `owners`),
-/// no supplementary groups and no capability but those switches need, Landlock to
-/// `sources`, then the seccomp filters.
-pub(crate) fn confine_thread(
-    sources: &[HostSource],
-    owners: &crate::vfs::Owners,
-) -> Result<Confinement, ConfineError> {
+/// identity (a root caller's mounts are idmapped trees: their owners' files are that
+/// identity's), no supplementary groups, no capability, Landlock to `sources`, then the
+/// seccomp filter.
+pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, ConfineError> {
     let (prog, count) = compiled()?;
-    let ids = ids_filter(owners)?;
     let (uid, gid) = host_identity();
     act_as(uid, gid)?;
     if root_caller() {
@@ -293,12 +245,8 @@ pub(crate) fn confine_thread(
         if unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) } != 0 {
             return Err(ConfineError::Identity(std::io::Error::last_os_error()));
         }
-        // Only the filesystem-id switches: acting as uid 0 on a root-owned mount is
-        // then acting as the owner of its files, with no override of their modes.
-        keep_only_caps(&[CAP_SETUID, CAP_SETGID])?;
-    } else {
-        keep_only_caps(&[])?;
     }
+    drop_caps()?;
     let landlock = restrict_landlock(sources)?;
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) only sets a flag of the calling thread (seccomp
     // needs it when unprivileged; Landlock usually set it already).
@@ -308,9 +256,6 @@ pub(crate) fn confine_thread(
     // From here on a syscall off the allowlist traps (SIGSYS): it is recorded, fails
     // with EPERM, and the run ends as a policy violation (see `trap`).
     crate::trap::watch_thread();
-    // The ids filter first: the allowlist does not let `seccomp` itself through.
-    seccompiler::apply_filter(&ids)
-        .map_err(|e| ConfineError::Seccomp(std::io::Error::other(e.to_string())))?;
     seccompiler::apply_filter(prog)
         .map_err(|e| ConfineError::Seccomp(std::io::Error::other(e.to_string())))?;
     Ok(Confinement {
@@ -349,10 +294,8 @@ mod tests {
                 fd: Rc::new(mount),
                 ro: true,
                 dir: true,
-                owner: (0, 0),
             };
-            let owners = crate::vfs::Owners::new(host_identity());
-            let c = confine_thread(std::slice::from_ref(&src), &owners).unwrap();
+            let c = confine_thread(std::slice::from_ref(&src)).unwrap();
             let inside =
                 crate::vfs::host::openat2(src.fd.as_raw_fd(), b"inside", libc::O_RDONLY, 0)
                     .map(|_| ());

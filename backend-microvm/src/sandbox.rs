@@ -169,8 +169,8 @@ pub(crate) fn prepare(
     // Read /sys, /proc and the environment now: the confined thread cannot.
     crate::probe::kvm_kind();
     crate::linux::stats_enabled();
-    let confinement = confine_thread(vfs.sources(), vfs.owners())
-        .map_err(|e| setup_err("confining the VMM thread", e))?;
+    let confinement =
+        confine_thread(vfs.sources()).map_err(|e| setup_err("confining the VMM thread", e))?;
     if plan.landlock == LandlockMode::Required
         && confinement.landlock.level != EnforcementLevel::Full
     {
@@ -388,12 +388,12 @@ fn report(
         rootless: euid != 0,
         host_uid: Some(crate::confine::host_identity().0),
         capabilities: format!(
-            "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: reaches files as host uid {}{}, without supplementary groups, under seccomp and Landlock",
+            "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: reaches files as host uid {}{}, with no capability and no supplementary group, under seccomp and Landlock",
             crate::confine::host_identity().0,
             if euid == 0 {
-                " or, one host call at a time, as the owner of a mount's source (no capability but CAP_SETUID/CAP_SETGID, its seccomp filter allowing only those ids)"
+                " (through detached mounts made at setup, idmapped so that each source owner's files are that uid's, read-only ones read-only in the kernel)"
             } else {
-                " (no capabilities)"
+                ""
             }
         ),
         no_new_privs: true,

@@ -168,51 +168,49 @@ fn a_filesystem_that_refuses_idmaps_falls_back_and_says_so() {
     if !root() {
         return;
     }
-    // ramfs has no idmapped mounts.
-    let dir = tempfile::tempdir().unwrap();
-    let script = "mkdir \"$D/r\" && mount -t ramfs r \"$D/r\" && echo data > \"$D/r/f\" && chmod 644 \"$D/r/f\"
-        chmod 700 \"$D/r\"
-        \"$HSB\" run --isolation container --mount \"$D/r:/r\" -- cat /r/f; echo \"closed=$?\"
-        chmod 755 \"$D/r\"
-        \"$HSB\" run --json --isolation container --mount \"$D/r:/r\" -- cat /r/f";
-    let o = in_private_mounts(script, dir.path());
-    let (out, err) = (text(&o.stdout), text(&o.stderr));
-    assert!(out.contains("closed=125"), "{out}{err}");
-    for needle in [
-        "uid 65534",
-        "mode 0700",
-        "idmapped mounts are unavailable",
-        "make it readable by uid 65534",
-    ] {
-        assert!(err.contains(needle), "{needle}: {err}");
-    }
-    let json = out
-        .lines()
-        .skip_while(|l| !l.starts_with('{'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(v["stdout"], "data\n");
-    let m = v["enforcement"]["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["target"] == "/r")
-        .unwrap()
-        .clone();
-    assert_eq!(m["access"], "sandbox_identity", "{m}");
-    assert!(
-        m["note"]
-            .as_str()
-            .is_some_and(|n| n.contains("idmapped mounts are unavailable")),
-        "{m}"
-    );
-    // The micro-VM needs no idmap: it acts as the owner.
-    if kvm() {
-        let script = "mkdir \"$D/v\" && mount -t ramfs r \"$D/v\" && echo data > \"$D/v/f\" && chmod 600 \"$D/v/f\" && chmod 700 \"$D/v\"
-            \"$HSB\" run --isolation microvm --mount \"$D/v:/r\" -- cat /r/f";
-        let o = in_private_mounts(script, dir.path());
-        assert_eq!(text(&o.stdout), "data\n", "{}", text(&o.stderr));
+    for iso in isolations() {
+        // ramfs has no idmapped mounts.
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!(
+            "mkdir \"$D/r\" && mount -t ramfs r \"$D/r\" && echo data > \"$D/r/f\" && chmod 644 \"$D/r/f\"
+            chmod 700 \"$D/r\"
+            \"$HSB\" run --isolation {iso} --mount \"$D/r:/r\" -- cat /r/f; echo \"closed=$?\"
+            chmod 755 \"$D/r\"
+            \"$HSB\" run --json --isolation {iso} --mount \"$D/r:/r\" -- cat /r/f"
+        );
+        let o = in_private_mounts(&script, dir.path());
+        let (out, err) = (text(&o.stdout), text(&o.stderr));
+        assert!(out.contains("closed=125"), "{iso}: {out}{err}");
+        for needle in [
+            "uid 65534",
+            "mode 0700",
+            "idmapped mounts are unavailable",
+            "make it readable by uid 65534",
+        ] {
+            assert!(err.contains(needle), "{iso}: {needle}: {err}");
+        }
+        let json = out
+            .lines()
+            .skip_while(|l| !l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let v: serde_json::Value =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{iso}: {e}: {out}"));
+        assert_eq!(v["stdout"], "data\n", "{iso}");
+        let m = v["enforcement"]["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["target"] == "/r")
+            .unwrap()
+            .clone();
+        assert_eq!(m["access"], "sandbox_identity", "{iso}: {m}");
+        assert!(
+            m["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("idmapped mounts are unavailable")),
+            "{iso}: {m}"
+        );
     }
 }
 

@@ -170,14 +170,11 @@ pub enum MountAccess {
     /// As the sandbox's unprivileged host identity (`host_uid`, 65534 for a root
     /// caller): a system mount, or one that could not be idmapped (see `note`).
     SandboxIdentity,
-    /// Container, root caller: an idmapped mount (`MOUNT_ATTR_IDMAP`) shows what the
-    /// source's owner owns as the sandbox user's; files the workload creates belong,
-    /// on the host, to that owner.
+    /// Root caller: an idmapped mount (`MOUNT_ATTR_IDMAP`) shows what the source's owner
+    /// owns as the sandbox's (`host_ids` is that owner); files the workload creates
+    /// belong, on the host, to that owner. The container's workload and the micro-VM's
+    /// VMM both reach the files through it, as uid 65534 with no capability.
     Idmapped,
-    /// Micro-VM, root caller: the VMM acts on the mount's files with the source owner's
-    /// filesystem ids (and no capabilities); files the workload creates belong to that
-    /// owner.
-    SourceOwner,
     /// Nothing is reached on the host: the mount is a symlink, resolved in the sandbox.
     None,
 }

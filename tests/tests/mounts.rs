@@ -334,8 +334,7 @@ both! {
         assert_eq!(result(&t, "read /job/secret"), "ok job input", "{t}");
         assert_eq!(result(&t, "write /job/secret"), "EROFS");
         let m = o.enforcement.mounts.iter().find(|m| m.target == "/job").expect("the mount is reported");
-        let want = if iso == IsolationRequest::MicroVm { MountAccess::SourceOwner } else { MountAccess::Idmapped };
-        assert_eq!((m.access, m.host_ids), (want, Some((0, 0))), "{m:?}");
+        assert_eq!((m.access, m.host_ids), (MountAccess::Idmapped, Some((0, 0))), "{m:?}");
         // The host's system directories keep the host's ownership.
         let usr = o.enforcement.mounts.iter().find(|m| m.target == "/usr").expect("/usr");
         assert_eq!(usr.access, MountAccess::SandboxIdentity);

@@ -307,16 +307,7 @@ impl Kernel {
     /// Metadata of an open file.
     pub(crate) fn file_meta(&self, f: &OpenFile) -> Result<Meta, SysErr> {
         Ok(match &f.kind {
-            FileKind::Host(fd) => {
-                let mnt = match f.loc.as_ref().map(|l| l.node()) {
-                    Some(
-                        crate::vfs::Node::HostFile { mnt, .. }
-                        | crate::vfs::Node::HostDir { mnt, .. },
-                    ) => *mnt,
-                    _ => 0,
-                };
-                self.vfs.show_owner(host::fstat(fd.as_raw_fd())?, mnt)
-            }
+            FileKind::Host(fd) => self.vfs.show_owner(host::fstat(fd.as_raw_fd())?),
             FileKind::Tmp(t) => t.meta(),
             FileKind::Stdin
             | FileKind::Output(_)

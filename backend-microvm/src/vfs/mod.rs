@@ -9,9 +9,9 @@ mod mount;
 mod node;
 mod ops;
 pub(crate) mod overlay;
-mod owners;
 pub(crate) mod proc;
 mod setup;
+mod source;
 pub(crate) mod tmpfs;
 
 use std::collections::VecDeque;
@@ -21,7 +21,6 @@ use std::rc::Rc;
 pub(crate) use mount::{HostSource, Mount, MountError, MountTree};
 pub(crate) use node::{DevKind, Meta, Node, Time};
 pub(crate) use ops::{DirEntry, Opened};
-pub(crate) use owners::Owners;
 pub(crate) use setup::build;
 
 use crate::errno::{self, Errno};
@@ -105,10 +104,8 @@ pub(crate) struct Vfs {
     root_node: Node,
     /// What `/proc` shows of the processes.
     pub(crate) proc: proc::ProcView,
-    /// The workload's ids, which the host ids its mounts are reached with show as.
-    user: (u32, u32),
-    /// The host ids each mount is reached with.
-    owners: Owners,
+    /// The host identity files are reached as, and the workload's ids it shows as.
+    ids: ((u32, u32), (u32, u32)),
     /// The plan's mounts as they were set up, for the enforcement report.
     pub(crate) reports: Vec<sandbox_core::MountReport>,
     /// The restrictions of the `openat2` being served, if any.
@@ -178,8 +175,7 @@ impl Vfs {
             sources,
             root_node: Node::Virtual,
             proc: proc::ProcView::default(),
-            user: (0, 0),
-            owners: Owners::new((u32::MAX, u32::MAX)),
+            ids: ((u32::MAX, u32::MAX), (0, 0)),
             reports: Vec::new(),
             restrict: Default::default(),
             lookups: Default::default(),
@@ -193,8 +189,7 @@ impl Vfs {
             sources,
             root_node: root,
             proc: proc::ProcView::default(),
-            user: (0, 0),
-            owners: Owners::new((u32::MAX, u32::MAX)),
+            ids: ((u32::MAX, u32::MAX), (0, 0)),
             reports: Vec::new(),
             restrict: Default::default(),
             lookups: Default::default(),
@@ -283,10 +278,7 @@ impl Vfs {
                     })
                 })
             }
-            Node::HostDir { fd, ro, mnt } => match self
-                .owners
-                .with(*mnt, || host::open_path(fd.as_raw_fd(), name))
-            {
+            Node::HostDir { fd, ro, mnt } => match host::open_path(fd.as_raw_fd(), name) {
                 Ok(child) => {
                     let meta = host::fstat(child.as_raw_fd())?;
                     Some(if meta.is_dir() {
@@ -491,32 +483,24 @@ impl Vfs {
     pub(crate) fn meta(&self, loc: &Location) -> Result<Meta, Errno> {
         let m = loc.node().meta(loc.ino())?;
         Ok(match loc.node() {
-            Node::HostDir { mnt, .. } | Node::HostFile { mnt, .. } => self.show_owner(m, *mnt),
+            Node::HostDir { .. } | Node::HostFile { .. } => self.show_owner(m),
             _ => m,
         })
     }
 
-    /// Host ownership as a user namespace (and the container's idmapped mounts) would
-    /// show it: the host ids mount `mnt` is reached with are the workload's user, any
-    /// other id the overflow id (65534), as the container backend shows them.
-    pub(crate) fn show_owner(&self, mut m: Meta, mnt: u32) -> Meta {
-        let host = self.owners.of(mnt);
-        let user = self.user;
+    /// Host ownership as a user namespace would show it: the sandbox's host identity
+    /// is the workload's user, any other id the overflow id (65534), as the container
+    /// backend shows them.
+    pub(crate) fn show_owner(&self, mut m: Meta) -> Meta {
+        let (host, user) = self.ids;
         m.uid = if m.uid == host.0 { user.0 } else { OVERFLOW_ID };
         m.gid = if m.gid == host.1 { user.1 } else { OVERFLOW_ID };
         m
     }
 
-    /// Sets the host ids mounts are reached with and the workload's ids, for
-    /// [`Vfs::show_owner`].
-    pub(crate) fn set_ids(&mut self, owners: Owners, user: (u32, u32)) {
-        self.owners = owners;
-        self.user = user;
-    }
-
-    /// The host ids mounts are reached with.
-    pub(crate) fn owners(&self) -> &Owners {
-        &self.owners
+    /// Sets the host identity and the workload's ids for [`Vfs::show_owner`].
+    pub(crate) fn set_ids(&mut self, host: (u32, u32), user: (u32, u32)) {
+        self.ids = (host, user);
     }
 }
 

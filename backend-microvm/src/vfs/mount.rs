@@ -5,8 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 use std::rc::Rc;
 
-use sandbox_core::mount_source::{HostMounts, SourceKind};
-use sandbox_core::{MountMode, PlannedMount};
+use sandbox_core::PlannedMount;
 
 use super::node::{DevKind, Node};
 use super::tmpfs::TmpInode;
@@ -107,8 +106,6 @@ pub(crate) struct HostSource {
     pub(crate) ro: bool,
     /// A directory (else a file).
     pub(crate) dir: bool,
-    /// The source's owner (uid, gid).
-    pub(crate) owner: (u32, u32),
 }
 
 /// A mount could not be set up.
@@ -177,68 +174,5 @@ impl MountTree {
             return; // never over the root
         }
         self.nodes[at].mount = Some(mount);
-    }
-
-    /// Opens the host source of a planned mount through the one checked path
-    /// (`sandbox_core::mount_source`: no symlink followed, no kernel interface); `None`
-    /// for a missing optional one.
-    pub(crate) fn host_mount(
-        pm: &PlannedMount,
-        mnt: u32,
-        host_mounts: &HostMounts,
-    ) -> Result<Option<(Mount, Option<HostSource>)>, MountError> {
-        let err = |error: std::io::Error| MountError {
-            mount: pm.clone(),
-            error,
-        };
-        let ro = pm.mode == MountMode::Ro;
-        let src = match host_mounts.resolve(&pm.source) {
-            Ok(src) => src,
-            Err(e) if e.is_not_found() && pm.optional => return Ok(None),
-            Err(e) => return Err(err(e.into_io())),
-        };
-        match src.kind() {
-            SourceKind::Symlink(target) => {
-                use std::os::unix::ffi::OsStrExt;
-                Ok(Some((
-                    Mount::Link(target.as_os_str().as_bytes().into()),
-                    None,
-                )))
-            }
-            SourceKind::Directory => {
-                let owner = src.owner();
-                let fd = Rc::new(src.into_fd());
-                let source = HostSource {
-                    fd: Rc::clone(&fd),
-                    ro,
-                    dir: true,
-                    owner,
-                };
-                Ok(Some((Mount::HostDir { fd, ro, mnt }, Some(source))))
-            }
-            SourceKind::File => {
-                use std::os::unix::ffi::OsStrExt;
-                let (dir, name) = src.parent().map_err(|e| err(e.into_io()))?;
-                let owner = src.owner();
-                let fd = Rc::new(src.into_fd());
-                let source = HostSource {
-                    fd: Rc::clone(&fd),
-                    ro,
-                    dir: false,
-                    owner,
-                };
-                Ok(Some((
-                    Mount::HostFile {
-                        dir: Rc::new(dir),
-                        name: name.as_bytes().into(),
-                        fd,
-                        ro,
-                        mnt,
-                        kind: libc::S_IFREG,
-                    },
-                    Some(source),
-                )))
-            }
-        }
     }
 }

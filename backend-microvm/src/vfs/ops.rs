@@ -131,20 +131,19 @@ impl Vfs {
             Node::Virtual => Opened::Virtual,
             Node::HostDir { .. } => Opened::HostDir,
             Node::HostFile {
-                dir,
-                name,
-                kind,
-                mnt,
-                ..
+                dir, name, kind, ..
             } => {
                 // Only regular files: a host FIFO or device must never be reached.
                 if *kind != libc::S_IFREG {
                     return Err(errno::EACCES);
                 }
                 let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC;
-                Opened::Host(self.owners().with(*mnt, || {
-                    host::openat2(dir.as_raw_fd(), name, (flags & keep) | libc::O_NOFOLLOW, 0)
-                })?)
+                Opened::Host(host::openat2(
+                    dir.as_raw_fd(),
+                    name,
+                    (flags & keep) | libc::O_NOFOLLOW,
+                    0,
+                )?)
             }
             Node::Tmp(t) => {
                 if let Some(p) = t.fifo() {
@@ -203,15 +202,13 @@ impl Vfs {
             Node::HostDir { fd, ro, mnt } => {
                 let keep =
                     libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL;
-                let (file, path) = self.owners().with(mnt, || {
-                    let file = host::openat2(
-                        fd.as_raw_fd(),
-                        name,
-                        (flags & keep) | libc::O_NOFOLLOW,
-                        mode,
-                    )?;
-                    Ok((file, host::open_path(fd.as_raw_fd(), name)?))
-                })?;
+                let file = host::openat2(
+                    fd.as_raw_fd(),
+                    name,
+                    (flags & keep) | libc::O_NOFOLLOW,
+                    mode,
+                )?;
+                let path = host::open_path(fd.as_raw_fd(), name)?;
                 let node = Node::HostFile {
                     dir: fd,
                     name: name.into(),
@@ -268,11 +265,8 @@ impl Vfs {
         let top = loc.top();
         let mut by_name: BTreeMap<Vec<u8>, DirEntry> = BTreeMap::new();
         match &top.node {
-            Node::HostDir { fd, mnt, .. } => {
-                for e in self
-                    .owners()
-                    .with(*mnt, || host::read_dir(fd.as_raw_fd()))?
-                {
+            Node::HostDir { fd, .. } => {
+                for e in host::read_dir(fd.as_raw_fd())? {
                     by_name.insert(
                         e.name.clone(),
                         DirEntry {
@@ -360,9 +354,7 @@ impl Vfs {
         }
         parent.node().writable()?;
         match parent.node() {
-            Node::HostDir { fd, mnt, .. } => self
-                .owners()
-                .with(*mnt, || host::mkdir(fd.as_raw_fd(), &name, mode)),
+            Node::HostDir { fd, .. } => host::mkdir(fd.as_raw_fd(), &name, mode),
             Node::Tmp(dir) => {
                 let d = TmpFs::inode(dir.fs(), TmpData::Dir(BTreeMap::new()), mode);
                 d.nlink.set(2);
@@ -404,9 +396,7 @@ impl Vfs {
         }
         parent.node().writable()?;
         match parent.node() {
-            Node::HostDir { fd, mnt, .. } => self
-                .owners()
-                .with(*mnt, || host::unlink(fd.as_raw_fd(), &name, dir)),
+            Node::HostDir { fd, .. } => host::unlink(fd.as_raw_fd(), &name, dir),
             Node::Tmp(d) => d.remove(&name, dir).map(|_| ()),
             Node::Ovl(d) => d.remove(&name, dir),
             _ => Err(errno::EROFS),
@@ -449,9 +439,7 @@ impl Vfs {
             (Node::HostDir { fd: a, mnt: m1, .. }, Node::HostDir { fd: b, mnt: m2, .. })
                 if m1 == m2 =>
             {
-                self.owners().with(*m1, || {
-                    host::rename(a.as_raw_fd(), &n1, b.as_raw_fd(), &n2, flags)
-                })
+                host::rename(a.as_raw_fd(), &n1, b.as_raw_fd(), &n2, flags)
             }
             (Node::Tmp(a), Node::Tmp(b)) if Rc::ptr_eq(a.fs(), b.fs()) => {
                 let Node::Tmp(moving) = &src.node else {
@@ -529,9 +517,7 @@ impl Vfs {
         }
         parent.node().writable()?;
         match parent.node() {
-            Node::HostDir { fd, mnt, .. } => self
-                .owners()
-                .with(*mnt, || host::symlink(target, fd.as_raw_fd(), &name)),
+            Node::HostDir { fd, .. } => host::symlink(target, fd.as_raw_fd(), &name),
             Node::Tmp(dir) => dir.insert(
                 &name,
                 TmpFs::inode(dir.fs(), TmpData::Link(target.to_vec()), 0o777),
@@ -562,9 +548,7 @@ impl Vfs {
                     ..
                 },
                 Node::HostDir { fd, mnt: m2, .. },
-            ) if m1 == m2 => self.owners().with(*m1, || {
-                host::link(dir.as_raw_fd(), n, fd.as_raw_fd(), &name)
-            }),
+            ) if m1 == m2 => host::link(dir.as_raw_fd(), n, fd.as_raw_fd(), &name),
             (Node::Tmp(t), Node::Tmp(d)) if Rc::ptr_eq(t.fs(), d.fs()) => {
                 d.insert(&name, Rc::clone(t))?;
                 t.nlink.set(t.nlink.get() + 1);
@@ -576,13 +560,13 @@ impl Vfs {
         }
     }
 
-    /// The host directory and name of a host node, for calls by name, and its mount.
-    fn host_name(loc: &Location) -> Option<(std::os::fd::RawFd, &[u8], u32)> {
+    /// The host directory and name of a host node, for calls by name.
+    fn host_name(loc: &Location) -> Option<(std::os::fd::RawFd, &[u8])> {
         match loc.node() {
-            Node::HostFile { dir, name, mnt, .. } => Some((dir.as_raw_fd(), name, *mnt)),
+            Node::HostFile { dir, name, .. } => Some((dir.as_raw_fd(), name)),
             Node::HostDir { mnt, .. } => match loc.parent().map(|p| &p.node) {
                 Some(Node::HostDir { fd, mnt: pm, .. }) if pm == mnt => {
-                    Some((fd.as_raw_fd(), &loc.top().name, *mnt))
+                    Some((fd.as_raw_fd(), &loc.top().name))
                 }
                 _ => None,
             },
@@ -607,7 +591,7 @@ impl Vfs {
                 Ok(())
             }
             _ => match Self::host_name(loc) {
-                Some((dir, name, mnt)) => self.owners().with(mnt, || host::chmod(dir, name, mode)),
+                Some((dir, name)) => host::chmod(dir, name, mode),
                 None => Err(errno::EPERM),
             },
         }
@@ -635,7 +619,7 @@ impl Vfs {
                 Ok(())
             }
             _ => match Self::host_name(loc) {
-                Some((dir, name, mnt)) => {
+                Some((dir, name)) => {
                     let ts = |t: Option<Time>| match t {
                         Some(t) => libc::timespec {
                             tv_sec: t.sec,
@@ -646,8 +630,7 @@ impl Vfs {
                             tv_nsec: libc::UTIME_OMIT,
                         },
                     };
-                    self.owners()
-                        .with(mnt, || host::utimens(dir, name, &[ts(atime), ts(mtime)]))
+                    host::utimens(dir, name, &[ts(atime), ts(mtime)])
                 }
                 None => Err(errno::EPERM),
             },
@@ -664,15 +647,9 @@ impl Vfs {
             Node::Tmp(t) => t.truncate(len),
             Node::Lower(l) if l.kind == libc::S_IFREG => l.copy_up()?.truncate(len),
             Node::HostFile {
-                dir,
-                name,
-                kind,
-                mnt,
-                ..
+                dir, name, kind, ..
             } if *kind == libc::S_IFREG => {
-                let f = self.owners().with(*mnt, || {
-                    host::openat2(dir.as_raw_fd(), name, libc::O_WRONLY | libc::O_NOFOLLOW, 0)
-                })?;
+                let f = host::openat2(dir.as_raw_fd(), name, libc::O_WRONLY | libc::O_NOFOLLOW, 0)?;
                 host::ftruncate(f.as_raw_fd(), len)
             }
             _ => Err(errno::EINVAL),

@@ -7,12 +7,12 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::rc::Rc;
 
-use sandbox_core::mount_source::HostMounts;
-use sandbox_core::{MountAccess, MountMode, MountReport, Plan, PlannedMount};
+use sandbox_core::{MountMode, Plan, PlannedMount};
 
 use super::overlay::Overlay;
+use super::source::Sources;
 use super::tmpfs::TmpFs;
-use super::{host, DevKind, HostSource, Mount, MountError, MountTree, Node, Owners, Vfs};
+use super::{host, DevKind, HostSource, Mount, MountError, MountTree, Node, Vfs};
 use crate::memory::Budget;
 
 /// Builds the filesystem of `plan`; /tmp and an image's upper layer draw on `budget`.
@@ -48,7 +48,6 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
                     fd: Rc::clone(&fd),
                     ro: true,
                     dir: true,
-                    owner: (meta.uid, meta.gid),
                 });
                 layers.push(fd);
             }
@@ -74,56 +73,28 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
             Node::Ovl(Overlay::root(&layers, upper, plan.user))
         }
     };
-    let root_caller = crate::confine::root_caller();
     let mut reports = Vec::new();
-    let mut owners = Owners::new(crate::confine::host_identity());
     // Parents before children, as the container applies them: the order the plan lists
     // them in changes nothing.
     let mut order: Vec<usize> = (0..plan.mounts.len()).collect();
     order.sort_by_key(|&i| plan.mounts[i].target.components().count());
     if let Some(first) = plan.mounts.first() {
-        let host_mounts = HostMounts::read().map_err(|e| MountError {
+        let mut opener = Sources::new(
+            crate::confine::root_caller(),
+            crate::confine::host_identity(),
+        )
+        .map_err(|error| MountError {
             mount: first.clone(),
-            error: e.into_io(),
+            error,
         })?;
         for i in order {
             let pm = &plan.mounts[i];
-            let mnt = i as u32 + 1;
-            let Some((m, src)) = MountTree::host_mount(pm, mnt, &host_mounts)? else {
+            let Some(m) = opener.open(pm, i as u32 + 1)? else {
                 continue;
             };
-            let kind = match &m {
-                Mount::Link(_) => "symlink",
-                Mount::HostDir { .. } => "directory",
-                _ => "file",
-            };
-            tree.insert(&pm.target, m);
-            let (access, host_ids) = match src {
-                None => (MountAccess::None, None),
-                Some(src) => {
-                    let owner = src.owner;
-                    sources.push(src);
-                    if !root_caller {
-                        (MountAccess::Caller, Some(owners.of(mnt)))
-                    } else if pm.system {
-                        (MountAccess::SandboxIdentity, Some(owners.of(mnt)))
-                    } else {
-                        // A root caller's mounts are reached as their sources' owners (not
-                        // the host's system directories): see `owners`.
-                        owners.act_as_owner(mnt, owner);
-                        (MountAccess::SourceOwner, Some(owner))
-                    }
-                }
-            };
-            reports.push(MountReport {
-                source: pm.source.display().to_string(),
-                target: pm.target.display().to_string(),
-                mode: pm.mode,
-                kind: kind.into(),
-                access,
-                host_ids,
-                note: None,
-            });
+            tree.insert(&pm.target, m.mount);
+            sources.extend(m.source);
+            reports.push(m.report);
         }
     }
     tree.insert(Path::new("/proc"), Mount::Proc);
@@ -157,7 +128,7 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
         tree.insert(Path::new(path), Mount::Gen(Rc::from(content.into_bytes())));
     }
     let mut vfs = Vfs::with_root(tree, sources, root);
-    vfs.set_ids(owners, plan.user);
+    vfs.set_ids(crate::confine::host_identity(), plan.user);
     vfs.reports = reports;
     vfs.make_cwd(plan);
     Ok(vfs)

@@ -21,6 +21,7 @@
 //! The policy's own check of the spelling (`/proc`, `/sys`, `/dev` sources) stays as
 //! the first, friendlier refusal; this is the one that holds.
 
+pub mod idmap;
 mod mountinfo;
 #[cfg(test)]
 mod tests;
