@@ -13,7 +13,7 @@
 //! - **no kernel interface**: what was opened is classified by what it *is*, not by how
 //!   its path is spelled. Device nodes, FIFOs and sockets are refused; so are files on a
 //!   kernel-interface filesystem (proc, sysfs, cgroup, devpts, mqueue, nsfs, ... by
-//!   `statfs` magic number, [`mountinfo::KERNEL_FS_MAGICS`]), on the filesystem of any
+//!   `statfs` magic number, `mountinfo::KERNEL_FS_MAGICS`), on the filesystem of any
 //!   mount at or below the host's `/proc`, `/sys` or `/dev` (by device: `/dev` is a
 //!   devtmpfs and `/dev/shm` a tmpfs, which look like any tmpfs), and directories with
 //!   such a mount anywhere below them (a recursive bind would carry it along).
