@@ -33,6 +33,5 @@ pub use sandbox_core::{
     LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountAccess, MountMode,
     MountReport, Need, Network, Outcome, OutputChunk, OutputStream, Plan, Policy, PolicyError,
     RunError, SeccompAction, SeccompReport, SelectionError, SpawnError, Stdin, StdinWriter,
-    StreamKind, Termination, VmReport, Workload, DEFAULT_PATH, EMBEDDED_DEFAULT,
-    ROOT_MODE_HOST_ID,
+    StreamKind, Termination, VmReport, Workload, DEFAULT_PATH, EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
 };
