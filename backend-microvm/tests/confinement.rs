@@ -88,7 +88,8 @@ async fn a_root_callers_read_only_mount_is_read_only_in_the_kernel() {
         return;
     }
     // A file the sandbox's identity could write, mounted read-only.
-    let dir = tempfile_dir();
+    let guard = temp_dir("ro");
+    let dir = guard.path().to_path_buf();
     std::fs::write(dir.join("f"), "original").unwrap();
     for (p, mode) in [(dir.clone(), 0o777), (dir.join("f"), 0o666)] {
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
@@ -108,12 +109,4 @@ async fn a_root_callers_read_only_mount_is_read_only_in_the_kernel() {
         "{o:?}"
     );
     assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "original");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("hsb-confine-ro-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
