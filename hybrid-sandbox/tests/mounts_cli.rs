@@ -3,43 +3,17 @@
 //! mount namespace, `unshare -m`), against filesystems that refuse idmapped mounts, and
 //! as a rootless caller. Both backends where both apply.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
+
+use common::{hsb_copy, kvm, root};
 
 const HSB: &str = env!("CARGO_BIN_EXE_hsb");
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Root is needed (mounts, setpriv); elsewhere a loud SKIPPED, and a failure where CI
-/// requires every feature.
-fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("HSB_REQUIRE_KVM").is_ok_and(|v| v == "1") {
-        panic!("HSB_REQUIRE_KVM=1 but this test needs root");
-    }
-    eprintln!("SKIPPED: needs root");
-    false
-}
-
-fn kvm() -> bool {
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
-    {
-        return true;
-    }
-    if std::env::var("HSB_REQUIRE_KVM").is_ok_and(|v| v == "1") {
-        panic!("HSB_REQUIRE_KVM=1 but /dev/kvm cannot be opened");
-    }
-    eprintln!("SKIPPED: no KVM");
-    false
 }
 
 fn isolations() -> Vec<&'static str> {
@@ -212,14 +186,6 @@ fn a_filesystem_that_refuses_idmaps_falls_back_and_says_so() {
             "{iso}: {m}"
         );
     }
-}
-
-fn hsb_copy(dir: &std::path::Path) -> String {
-    let p = dir.join("hsb");
-    std::fs::copy(HSB, &p).unwrap();
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p.display().to_string()
 }
 
 fn as_nobody(bin: &str, args: &[&str]) -> Output {

@@ -49,20 +49,6 @@ fn result<'a>(text: &'a str, op: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line for `{op}` in:\n{text}"))
 }
 
-/// Root is needed (idmapped mounts, `/dev/kvm`); elsewhere a loud SKIPPED, and a
-/// failure where CI requires every feature.
-fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("HSB_REQUIRE_KVM").is_ok_and(|v| v == "1") {
-        panic!("HSB_REQUIRE_KVM=1 but this test needs root");
-    }
-    eprintln!("SKIPPED: needs root");
-    false
-}
-
 const ORIGINAL: &str = "original\n";
 
 /// A project directory: `.git/config`, `a/.git/config`, a file `f`, all the sandbox's
@@ -324,7 +310,7 @@ both! {
     /// A root caller's `0700 root` directory mounts and reads; the report says whose
     /// access the workload had.
     fn a_root_callers_private_directory_mounts_and_reads(iso) {
-        if !root() { return; }
+        if !root_caller() { return; }
         let d = tempfile::tempdir().unwrap();
         set_mode(d.path(), 0o700);
         std::fs::write(d.path().join("secret"), "job input\n").unwrap();
@@ -347,7 +333,7 @@ both! {
     /// to the source's owner on the host and to the workload inside. The owner's access
     /// only: no permission override (a 0000 file, another user's 0600 file stay closed).
     fn a_root_owned_rw_mount_is_the_workloads_and_nothing_more(iso) {
-        if !root() { return; }
+        if !root_caller() { return; }
         let d = tempfile::tempdir().unwrap();
         set_mode(d.path(), 0o755);
         std::fs::write(d.path().join("closed"), "closed\n").unwrap();
@@ -376,7 +362,7 @@ both! {
     /// host: none may be set-uid or set-gid (by `chmod` or by the mode it is created
     /// with). This needs issue 12's set-id item (seccomp mode filters in both backends).
     fn a_root_owned_rw_mount_never_gets_a_host_set_id_file(iso) {
-        if !root() { return; }
+        if !root_caller() { return; }
         let d = tempfile::tempdir().unwrap();
         set_mode(d.path(), 0o755);
         let o = run(ops(iso, &[
