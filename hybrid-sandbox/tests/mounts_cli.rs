@@ -89,6 +89,7 @@ fn kernel_interfaces_under_other_names_are_refused_by_what_they_are() {
          mount --bind /dev \"$D/devbind\"
          mount --bind /dev/shm \"$D/shmbind\"
          mount -t proc proc \"$D/parent/p\"
+         mkdir -p \"$D/al/x\" && mount --bind \"$D/al\" /dev/shm
          chmod 755 \"$D\" \"$D/ok\"",
         cg.display()
     );
@@ -108,6 +109,7 @@ fn kernel_interfaces_under_other_names_are_refused_by_what_they_are() {
         ("devnode", "$D/devbind/null:/x:rw"),
         ("shm", "$D/shmbind:/x:rw"),
         ("below", "$D/parent:/x"),
+        ("alias", "$D/al/x:/x"),
         ("root", "/:/x"),
         ("ok", "$D/ok:/x"),
     ];
@@ -124,6 +126,7 @@ fn kernel_interfaces_under_other_names_are_refused_by_what_they_are() {
             let why = match name.as_str() {
                 "devnode" => "character device",
                 "below" | "root" => "mounted below it",
+                "alias" => "what the host binds at /dev/shm",
                 _ => "kernel interface",
             };
             assert!(err.contains(why), "{iso} {name}: {err}");
@@ -188,27 +191,40 @@ fn a_filesystem_that_refuses_idmaps_falls_back_and_says_so() {
     }
 }
 
-fn as_nobody(bin: &str, args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
+/// `bin ARGS` as uid 65534, with no capability, in a private mount namespace where
+/// `kvm` (a node of the host's KVM device, mode 666) stands in for /dev/kvm (root's alone
+/// on the project's machines): the host's /dev/kvm is left as it is.
+fn as_nobody(kvm: &std::path::Path, bin: &str, args: &[&str]) -> Output {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount --bind \"$0\" /dev/kvm && exec setpriv --reuid 65534 --regid 65534 \
+             --clear-groups --inh-caps=-all --bounding-set=-all \"$@\"",
+        )
+        .arg(kvm)
         .arg(bin)
         .args(args)
         .current_dir("/")
         .output()
-        .expect("setpriv (util-linux) must be installed")
+        .expect("unshare and setpriv (util-linux) must be installed")
 }
 
-/// A rootless caller (uid 65534 here): its own private directory mounts with its own
-/// access (reported `caller`), root's stays closed to it, and planted symlinks and
-/// kernel interfaces are refused the same way.
+/// A node of the host's KVM device that anyone may open, in `dir`.
+fn kvm_node(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let node = dir.join("kvm");
+    let rdev = std::fs::metadata("/dev/kvm").unwrap().rdev();
+    let c = std::ffi::CString::new(node.to_str().unwrap()).unwrap();
+    // SAFETY: mknod of a character device at a path we own, with the host's device number.
+    let made = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, rdev) };
+    assert_eq!(made, 0, "{}", std::io::Error::last_os_error());
+    std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o666)).unwrap();
+    node
+}
+
+/// A rootless caller (uid 65534 here), in both backends: its own private directory
+/// mounts with its own access (reported `caller`), root's stays closed to it, and
+/// planted symlinks are refused the same way.
 #[test]
 fn a_rootless_callers_mounts() {
     if !root() {
@@ -230,50 +246,58 @@ fn a_rootless_callers_mounts() {
     std::fs::create_dir(&roots).unwrap();
     std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o700)).unwrap();
 
-    let m = format!("{}:/m:rw", mine.display());
-    let o = as_nobody(
-        &bin,
-        &[
+    let node = kvm_node(dir.path());
+    for iso in isolations() {
+        let m = format!("{}:/m:rw", mine.display());
+        let new = format!("/m/new-{iso}");
+        let script = format!("cat /m/f; echo new > {new}");
+        let args = [
             "run",
             "--json",
+            "--isolation",
+            iso,
             "--mount",
             &m,
             "--",
             "sh",
             "-c",
-            "cat /m/f; echo new > /m/new",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["stdout"], "mine\n");
-    let rep = v["enforcement"]["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["target"] == "/m")
-        .unwrap()
-        .clone();
-    assert_eq!(rep["access"], "caller", "{rep}");
-    assert_eq!(rep["host_ids"], serde_json::json!([65534, 65534]));
-    use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(mine.join("new")).unwrap().uid(), 65534);
+            &script,
+        ];
+        let o = as_nobody(&node, &bin, &args);
+        assert_eq!(o.status.code(), Some(0), "{iso}: {}", text(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["stdout"], "mine\n", "{iso}");
+        let rep = v["enforcement"]["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["target"] == "/m")
+            .unwrap()
+            .clone();
+        assert_eq!(rep["access"], "caller", "{iso}: {rep}");
+        assert_eq!(rep["host_ids"], serde_json::json!([65534, 65534]), "{iso}");
+        use std::os::unix::fs::MetadataExt;
+        let made = mine.join(format!("new-{iso}"));
+        assert_eq!(std::fs::metadata(made).unwrap().uid(), 65534, "{iso}");
 
-    let r = format!("{}:/r", roots.display());
-    let o = as_nobody(&bin, &["run", "--mount", &r, "--", "ls", "/r"]);
-    assert_ne!(o.status.code(), Some(0), "{}", text(&o.stdout));
-    assert!(
-        text(&o.stderr).contains("ermission denied"),
-        "{}",
-        text(&o.stderr)
-    );
+        let r = format!("{}:/r", roots.display());
+        let o = as_nobody(
+            &node,
+            &bin,
+            &["run", "--isolation", iso, "--mount", &r, "--", "ls", "/r"],
+        );
+        assert_ne!(o.status.code(), Some(0), "{iso}: {}", text(&o.stdout));
+        let err = text(&o.stderr);
+        assert!(err.contains("ermission denied"), "{iso}: {err}");
 
-    let p = format!("{}/p/1:/x", mine.display());
-    let o = as_nobody(&bin, &["run", "--mount", &p, "--", "true"]);
-    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("symbolic link"),
-        "{}",
-        text(&o.stderr)
-    );
+        let p = format!("{}/p/1:/x", mine.display());
+        let o = as_nobody(
+            &node,
+            &bin,
+            &["run", "--isolation", iso, "--mount", &p, "--", "true"],
+        );
+        assert_eq!(o.status.code(), Some(125), "{iso}: {}", text(&o.stderr));
+        let err = text(&o.stderr);
+        assert!(err.contains("symbolic link"), "{iso}: {err}");
+    }
 }

@@ -99,6 +99,17 @@ pub enum SourceError {
         /// Where the host mounts it, when known.
         at: Option<PathBuf>,
     },
+    /// The host binds it into its /proc, /sys or /dev.
+    #[error(
+        "the source is what the host binds at {}, inside its /proc, /sys or /dev: a sandbox never gets the host's /proc, /sys or /dev (it has its own)",
+        at.display()
+    )]
+    KernelAlias {
+        /// The source.
+        path: PathBuf,
+        /// Where the host binds it.
+        at: PathBuf,
+    },
     /// A kernel-interface filesystem is mounted below the directory.
     #[error(
         "the source has {} ({fstype}), a host kernel interface, mounted below it, which a mount would carry into the sandbox: mount the directories the workload needs instead",
@@ -333,6 +344,12 @@ impl HostMounts {
                 path,
                 fstype: line.fstype.clone(),
                 at: Some(line.point.clone()),
+            });
+        }
+        if let Some(line) = self.table.kernel_alias(&path) {
+            return Err(SourceError::KernelAlias {
+                at: line.point.clone(),
+                path,
             });
         }
         if kind == SourceKind::Directory {

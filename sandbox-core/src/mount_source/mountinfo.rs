@@ -65,7 +65,9 @@ pub(super) const KERNEL_FS_MAGICS: &[(i64, &str)] = &[
 ];
 
 /// The host directories whose mounts are kernel interfaces whatever their type
-/// (`/dev/shm` is an ordinary tmpfs, `/dev` a devtmpfs that looks like one).
+/// (`/dev/shm` is an ordinary tmpfs, `/dev` a devtmpfs that looks like one). A whole
+/// filesystem mounted there is one; part of an ordinary filesystem bound there (a
+/// file bound on /dev/kvm, /dev/termination-log) is one where it is bound from only.
 const KERNEL_DIRS: [&str; 3] = ["/proc", "/sys", "/dev"];
 
 /// One line of mountinfo.
@@ -75,15 +77,23 @@ pub(super) struct MountLine {
     pub(super) dev: u64,
     /// Where it is mounted.
     pub(super) point: PathBuf,
+    /// The directory of its filesystem that is mounted there (`/` for all of it).
+    pub(super) root: PathBuf,
     /// Its type.
     pub(super) fstype: String,
 }
 
 impl MountLine {
-    /// A kernel interface: by type, or by where it is mounted.
+    /// Mounted in the host's /proc, /sys or /dev.
+    fn in_kernel_dir(&self) -> bool {
+        KERNEL_DIRS.iter().any(|d| self.point.starts_with(d))
+    }
+
+    /// Its whole filesystem is a kernel interface: by type, or mounted whole in the
+    /// host's /proc, /sys or /dev.
     pub(super) fn is_kernel(&self) -> bool {
         KERNEL_FS_NAMES.contains(&self.fstype.as_str())
-            || KERNEL_DIRS.iter().any(|d| self.point.starts_with(d))
+            || (self.in_kernel_dir() && self.root == Path::new("/"))
     }
 }
 
@@ -133,7 +143,7 @@ impl MountTable {
                 let _id = fields.next()?;
                 let _parent = fields.next()?;
                 let (major, minor) = fields.next()?.split_once(':')?;
-                let _root = fields.next()?;
+                let root = unescape(fields.next()?);
                 let point = unescape(fields.next()?);
                 // Mount options, optional fields, then the separator.
                 let mut rest = fields.skip_while(|f| *f != "-");
@@ -142,6 +152,7 @@ impl MountTable {
                 Some(MountLine {
                     dev: libc::makedev(major.parse().ok()?, minor.parse().ok()?),
                     point,
+                    root,
                     fstype,
                 })
             })
@@ -160,7 +171,28 @@ impl MountTable {
         self.lines.iter().find(|l| {
             l.point != dir
                 && l.point.starts_with(dir)
-                && (l.is_kernel() || self.kernel_device(l.dev).is_some())
+                && (l.is_kernel() || l.in_kernel_dir() || self.kernel_device(l.dev).is_some())
         })
+    }
+
+    /// Part of an ordinary filesystem that the host binds into its /proc, /sys or /dev
+    /// (`/run/shm` bound on `/dev/shm`), reached at `path` or above it by another
+    /// mount of that filesystem: the mount in the kernel directory, if any.
+    pub(super) fn kernel_alias(&self, path: &Path) -> Option<&MountLine> {
+        self.lines
+            .iter()
+            .filter(|l| l.in_kernel_dir() && !l.is_kernel())
+            .find(|l| {
+                self.lines
+                    .iter()
+                    .filter(|m| m.dev == l.dev && !m.in_kernel_dir())
+                    .filter_map(|m| {
+                        l.root
+                            .strip_prefix(&m.root)
+                            .ok()
+                            .map(|rel| m.point.join(rel))
+                    })
+                    .any(|alias| path.starts_with(alias))
+            })
     }
 }

@@ -196,3 +196,38 @@ fn mountinfo_lines_are_read() {
     assert!(t.kernel_below(Path::new("/srv/with space/p")).is_none());
     assert!(t.kernel_below(Path::new("/srv/with")).is_none());
 }
+
+#[test]
+fn a_file_bound_into_dev_taints_only_itself() {
+    // A node bound on /dev/kvm from an ordinary filesystem (as a test does, or a
+    // container runtime for /dev/termination-log), and /run/shm bound on /dev/shm.
+    let t = MountTable::parse(
+        "1 0 8:1 / / rw - ext4 /dev/vda rw\n\
+         2 1 0:5 / /dev rw - devtmpfs udev rw\n\
+         3 2 8:1 /tmp/x/kvm /dev/kvm rw - ext4 /dev/vda rw\n\
+         4 1 0:30 / /run rw - tmpfs tmpfs rw\n\
+         5 2 0:30 /shm /dev/shm rw - tmpfs tmpfs rw\n",
+    );
+    assert!(
+        t.kernel_device(libc::makedev(8, 1)).is_none(),
+        "the root filesystem is not /dev"
+    );
+    assert!(
+        t.kernel_device(libc::makedev(0, 30)).is_none(),
+        "nor all of /run"
+    );
+    assert!(
+        t.kernel_device(libc::makedev(0, 5)).is_some(),
+        "/dev's devtmpfs is"
+    );
+    let alias = |p: &str| t.kernel_alias(Path::new(p)).map(|l| l.point.clone());
+    assert_eq!(alias("/tmp/x/kvm"), Some(PathBuf::from("/dev/kvm")));
+    assert_eq!(alias("/run/shm/sem.x"), Some(PathBuf::from("/dev/shm")));
+    assert_eq!(alias("/run/shm"), Some(PathBuf::from("/dev/shm")));
+    assert_eq!(alias("/run"), None);
+    assert_eq!(alias("/tmp/x"), None);
+    assert_eq!(alias("/tmp/x/kvmx"), None);
+    // `/` still has kernel interfaces below it.
+    assert!(t.kernel_below(Path::new("/")).is_some());
+    assert!(t.kernel_below(Path::new("/run")).is_none());
+}
