@@ -48,22 +48,26 @@ pub(crate) enum Op {
     /// An existing directory bound onto itself (with what is mounted below it) with
     /// `attrs` (read-only /proc/sys).
     Rebind { path: Components, attrs: u64 },
-    /// A bind mount of `ChildSpec::sources[slot]`.
+    /// A bind mount of `ChildSpec::sources[slot]`; `made`: a [`Source::Tree`].
     Bind {
         path: Components,
         slot: usize,
         is_dir: bool,
         attrs: u64,
+        made: bool,
     },
 }
 
-/// A host path to bind, opened by init before anything is mounted: by path, without
-/// following any symlink, and checked to be the inode the parent validated.
+/// What a bind mount shows.
 #[derive(Debug)]
-pub(crate) struct Source {
-    pub(crate) path: CString,
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
+pub(crate) enum Source {
+    /// A host path, opened by init before anything is mounted (a rootless caller cannot
+    /// clone mounts of the host's namespace): by path, without following any symlink,
+    /// and checked to be the inode the parent resolved and checked.
+    Path { path: CString, dev: u64, ino: u64 },
+    /// A detached mount tree the (root) parent made from the checked source descriptor,
+    /// its attributes (and idmap) already set: init only attaches it.
+    Tree { fd: RawFd },
 }
 
 /// At most this many bind sources (the policy allows 256 mounts, plus /dev's nodes).
@@ -496,27 +500,35 @@ fn run_op(root: RawFd, sources: &[RawFd], op: &Op, own: &mut OwnDevs) -> Result<
             slot,
             is_dir,
             attrs,
+            made,
         } => {
             let src = *sources.get(*slot).ok_or(libc::EBADF)?;
-            let tree = sys::open_tree(
-                src,
-                EMPTY,
-                sys::OPEN_TREE_CLONE
-                    | sys::OPEN_TREE_CLOEXEC
-                    | sys::AT_RECURSIVE
-                    | libc::AT_EMPTY_PATH as u32,
-            )?;
-            let attr = sys::MountAttr {
-                attr_set: *attrs,
-                ..Default::default()
+            let (tree, mut r) = if *made {
+                // A tree the parent made, attributes set: it is attached once and
+                // closed with the other sources.
+                (src, Ok(()))
+            } else {
+                let tree = sys::open_tree(
+                    src,
+                    EMPTY,
+                    sys::OPEN_TREE_CLONE
+                        | sys::OPEN_TREE_CLOEXEC
+                        | sys::AT_RECURSIVE
+                        | libc::AT_EMPTY_PATH as u32,
+                )?;
+                let attr = sys::MountAttr {
+                    attr_set: *attrs,
+                    ..Default::default()
+                };
+                let r = sys::mount_setattr(
+                    tree,
+                    EMPTY,
+                    libc::AT_EMPTY_PATH as u32 | sys::AT_RECURSIVE,
+                    &attr,
+                )
+                .map(|_| ());
+                (tree, r)
             };
-            let mut r = sys::mount_setattr(
-                tree,
-                EMPTY,
-                libc::AT_EMPTY_PATH as u32 | sys::AT_RECURSIVE,
-                &attr,
-            )
-            .map(|_| ());
             if r.is_ok() {
                 let target = if *is_dir {
                     open_dir(root, path, true)
@@ -529,7 +541,9 @@ fn run_op(root: RawFd, sources: &[RawFd], op: &Op, own: &mut OwnDevs) -> Result<
                     r
                 });
             }
-            sys::close(tree);
+            if !*made {
+                sys::close(tree);
+            }
             r
         }
     }
@@ -539,17 +553,24 @@ fn run_op(root: RawFd, sources: &[RawFd], op: &Op, own: &mut OwnDevs) -> Result<
 fn open_sources(spec: &ChildSpec, fds: &mut [RawFd; MAX_SOURCES]) {
     let resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
     for (i, s) in spec.sources.iter().enumerate().take(MAX_SOURCES) {
+        let (path, dev, ino) = match s {
+            Source::Tree { fd } => {
+                fds[i] = *fd;
+                continue;
+            }
+            Source::Path { path, dev, ino } => (path, *dev, *ino),
+        };
         let fd = match sys::openat2(
             libc::AT_FDCWD,
-            &s.path,
-            (libc::O_PATH | libc::O_CLOEXEC) as u64,
+            path,
+            (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
             resolve,
         ) {
             Ok(fd) => fd,
             Err(err) => fail(spec, Stage::Source, err, i as u32),
         };
         match sys::fstat_id(fd) {
-            Ok((d, ino, _)) if d == s.dev && ino == s.ino => fds[i] = fd,
+            Ok((d, n, _)) if d == dev && n == ino => fds[i] = fd,
             Ok(_) => fail(spec, Stage::Source, libc::ESTALE, i as u32),
             Err(err) => fail(spec, Stage::Source, err, i as u32),
         }

@@ -389,5 +389,6 @@ fn report(
             ),
         },
         vm: None,
+        mounts: bp.mounts.clone(),
     }
 }

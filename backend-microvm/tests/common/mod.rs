@@ -159,6 +159,7 @@ pub fn plan(program: &str, args: &[&str]) -> Plan {
         target: "/progs".into(),
         mode: sandbox_core::MountMode::Ro,
         optional: false,
+        system: false,
     });
     plan.limits.wall_time = Some(Duration::from_secs(20));
     plan
