@@ -220,12 +220,19 @@ fn a_rootless_callers_live_sandbox_closes_the_host_socket_too() {
     if !root_caller() {
         return;
     }
-    // The build tree may be private: a copy an unprivileged user can execute.
+    // The build tree may be private: a copy an unprivileged user can execute. Made by
+    // another process: a sandbox cloned meanwhile by a test of this one would inherit
+    // our descriptor open for writing on it, and exec would fail with ETXTBSY.
     let bin_dir = tempfile::tempdir().unwrap();
     set_mode(bin_dir.path(), 0o755);
     let bin = bin_dir.path().join("live_leaks");
-    std::fs::copy(std::env::current_exe().unwrap(), &bin).unwrap();
-    set_mode(&bin, 0o755);
+    let st = std::process::Command::new("install")
+        .args(["-m", "0755"])
+        .arg(std::env::current_exe().unwrap())
+        .arg(&bin)
+        .status()
+        .expect("install (coreutils)");
+    assert!(st.success());
     let dir = writable_tempdir();
     let listener = host_service(dir.path());
     let out = std::process::Command::new("setpriv")
