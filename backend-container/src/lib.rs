@@ -17,6 +17,7 @@ mod probe;
 mod seccomp;
 mod spawner;
 mod sys;
+mod unotify;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sandbox_core::{
     Backend, BackendProbe, EnforcementLevel, EnforcementReport, Execution, Isolation, LandlockMode,
-    LimitMechanism, LimitsReport, MountMode, Plan, SeccompReport, SpawnError,
+    LimitMechanism, LimitsReport, MountMode, Network, Plan, SeccompReport, SpawnError,
 };
 use tokio::io::AsyncReadExt;
 
@@ -88,6 +89,8 @@ pub(crate) struct Booted {
     pub(crate) parent: blueprint::ParentEnds,
     pub(crate) enforcement: EnforcementReport,
     pub(crate) freezer: cgroup_freeze::Freezer,
+    /// Answers every `connect(2)` of the sandbox's processes while it lives.
+    pub(crate) connects: unotify::Supervisor,
 }
 
 /// The setup of every sandbox (a run's is a sandbox for one exec): Landlock, seccomp,
@@ -203,12 +206,16 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
     {
         return Err(describe(plan, &labels, rec));
     }
+    // Init sent the listener of its user-notification filter before it began to serve.
+    let connects = unotify::Supervisor::start(&parent.notify, plan.network == Network::None)
+        .map_err(|e| setup("starting the connect supervisor", e))?;
     Ok(Booted {
         guard,
         pidfd,
         parent,
         enforcement,
         freezer,
+        connects,
     })
 }
 
@@ -245,6 +252,11 @@ fn describe(plan: &Plan, labels: &Labels, rec: ErrorRecord) -> SpawnError {
         Some(Stage::Overlay) => setup(
             "mounting the image's layers with overlayfs (needs Linux 5.11+ for overlayfs in a user \
              namespace, a layer store the sandbox user can traverse, and user xattrs on tmpfs: 6.6+)",
+            errno,
+        ),
+        Some(Stage::Supervisor) => setup(
+            "installing the seccomp user-notification filter that hands connect(2) to the \
+             supervisor (needs Linux 5.0+), or sending its listener",
             errno,
         ),
         Some(Stage::Cwd) => setup(
@@ -346,19 +358,37 @@ fn report(
             },
         },
         network: plan.network,
+        network_detail: format!(
+            "{}; every connect(2) is made by the supervisor, which reaches pathname UNIX \
+             sockets only on the sandbox's own filesystems (its /tmp, an image's layer), never a \
+             host socket through a mount; abstract UNIX names are looked up in the sandbox's own \
+             network namespace; no UNIX datagram sockets (their sendto/sendmsg could name a host \
+             socket)",
+            match plan.network {
+                Network::None => "own network namespace with no interface up (not even \
+                                  loopback): no route anywhere; TCP bind and connect refused \
+                                  (Landlock, and the supervisor for connect)",
+                Network::Loopback => "own network namespace with only its own loopback up: \
+                                      the host's loopback and network are unreachable",
+            }
+        ),
         filesystem: match &plan.root {
             Some(img) => format!(
                 "image {} ({} layers, overlayfs) with a throwaway writable layer; {ro} read-only and {rw} \
-                 read-write mounts; private /proc; /dev with null, zero, full, random, urandom; /tmp tmpfs",
+                 read-write mounts (no FIFO, socket, device node or set-id mode made in them); \
+                 private /proc with host facts masked and /proc/sys read-only; /dev with null, zero, full, random, urandom; /tmp tmpfs",
                 img.name,
                 img.layers.len()
             ),
             None => format!(
-                "read-only tmpfs root; {ro} read-only and {rw} read-write mounts (from {} entries); private /proc; \
+                "read-only tmpfs root; {ro} read-only and {rw} read-write mounts (from {} entries; no FIFO, \
+                 socket, device node or set-id mode made in them); private /proc with host facts masked \
+                 and /proc/sys read-only; \
                  /dev with null, zero, full, random, urandom; /tmp tmpfs; nosuid and nodev everywhere",
                 plan.mounts.len()
             ),
         },
         vm: None,
+        mounts: bp.mounts.clone(),
     }
 }

@@ -63,6 +63,7 @@ fn plan(dir: &Path, prog: &str, args: &[&str]) -> Plan {
         target: "/bench".into(),
         mode: MountMode::Ro,
         optional: false,
+        system: false,
     });
     p
 }

@@ -170,6 +170,43 @@ pub(crate) fn host_identity() -> (u32, u32) {
     }
 }
 
+/// True when the caller is root: mounts are then detached trees, idmapped to their
+/// sources' owners (`sandbox_core::mount_source::idmap`).
+pub(crate) fn root_caller() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Drops every capability of the calling thread, from the effective, permitted and
+/// inheritable sets (this thread only: the raw syscall).
+fn drop_caps() -> Result<(), ConfineError> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let data = [Data::default(); 2];
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: capset reads a v3 header and two data structs, both valid for the call;
+    // pid 0 is the calling thread.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(ConfineError::Identity(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Makes the calling thread reach files as `(uid, gid)` (its filesystem ids: only
 /// this thread, and the filesystem capabilities of a root caller are dropped with
 /// them: permission bits and ownership on the host now apply to the workload's files).
@@ -193,11 +230,23 @@ fn act_as(uid: u32, gid: u32) -> Result<(), ConfineError> {
 }
 
 /// Confines the calling (vCPU) thread: files reached as the unprivileged host
-/// identity, Landlock to `sources`, then the seccomp filter.
+/// identity (a root caller's mounts are idmapped trees: their owners' files are that
+/// identity's), no supplementary groups, no capability, Landlock to `sources`, then the
+/// seccomp filter.
 pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, ConfineError> {
     let (prog, count) = compiled()?;
     let (uid, gid) = host_identity();
     act_as(uid, gid)?;
+    if root_caller() {
+        // The caller's groups (root's) must not open group-readable files for the
+        // workload; the raw syscall changes this thread only (glibc's setgroups would
+        // change every thread of the caller).
+        // SAFETY: setgroups with a count of 0 reads no memory.
+        if unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) } != 0 {
+            return Err(ConfineError::Identity(std::io::Error::last_os_error()));
+        }
+    }
+    drop_caps()?;
     let landlock = restrict_landlock(sources)?;
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) only sets a flag of the calling thread (seccomp
     // needs it when unprivileged; Landlock usually set it already).

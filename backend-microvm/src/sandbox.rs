@@ -46,6 +46,7 @@ pub(crate) struct Prepared {
     timers: Vec<Timer>,
     tick: Timer,
     euid: u32,
+    mount_reports: Vec<sandbox_core::MountReport>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -145,6 +146,7 @@ pub(crate) fn prepare(
         files.put(i, f, false);
     }
     let mounts = vfs.sources().len();
+    let mount_reports = vfs.reports.clone();
     // Timers kick this thread out of KVM_RUN at the wall and CPU limits.
     let mut timers = Vec::new();
     if let Some(d) = plan.limits.wall_time {
@@ -213,6 +215,7 @@ pub(crate) fn prepare(
         timers,
         tick,
         euid,
+        mount_reports,
     })
 }
 
@@ -245,6 +248,7 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         timers,
         tick,
         euid,
+        mount_reports,
     } = p;
     let armed = kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
     let stop = crate::vcpu::run(&mut vm, &mut kernel, Some(tick));
@@ -288,7 +292,8 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
             ));
         }
     };
-    let enforcement = report(plan, &confinement, memory, mounts, euid);
+    let mut enforcement = report(plan, &confinement, memory, mounts, euid);
+    enforcement.mounts = mount_reports;
     Ok(Outcome {
         isolation: Isolation::MicroVm,
         termination,
@@ -316,7 +321,7 @@ fn filesystem_report(plan: &Plan, mounts: usize) -> String {
         None => String::new(),
     };
     format!(
-        "VMM-served: {root}{mounts} host directories opened at setup (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, symlinks resolved in the sandbox), read-only ones refused with EROFS; in-memory /tmp; /dev with null, zero, full, random, urandom; /proc/self/exe; generated /etc files"
+        "VMM-served: {root}{mounts} host directories opened at setup (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, symlinks resolved in the sandbox), read-only ones refused with EROFS, no FIFO, socket, device node or set-id mode made in read-write ones; in-memory /tmp; /dev with null, zero, full, random, urandom; a generated /proc (no host facts); generated /etc files"
     )
 }
 
@@ -383,15 +388,25 @@ fn report(
         rootless: euid != 0,
         host_uid: Some(crate::confine::host_identity().0),
         capabilities: format!(
-            "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: reaches files as host uid {} (filesystem capabilities dropped), under seccomp and Landlock",
-            crate::confine::host_identity().0
+            "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: reaches files as host uid {}{}, with no capability and no supplementary group, under seccomp and Landlock",
+            crate::confine::host_identity().0,
+            if euid == 0 {
+                " (through detached mounts made at setup, idmapped so that each source owner's files are that uid's, read-only ones read-only in the kernel)"
+            } else {
+                ""
+            }
         ),
         no_new_privs: true,
         seccomp: c.seccomp.clone(),
         landlock: c.landlock.clone(),
         limits: LimitsReport { mechanism: LimitMechanism::Vm, details, note: None },
         network: plan.network,
+        network_detail: "no network stack and no host socket: the personality has socket pairs \
+             only, so no address (IP, abstract or pathname UNIX socket, even one inside a mount) \
+             reaches the host, whatever the network mode"
+            .into(),
         filesystem: filesystem_report(plan, mounts),
         vm: Some(VmReport { kvm_kind: crate::probe::kvm_kind().into(), vcpus: 1, guest_memory_bytes: memory }),
+        mounts: Vec::new(),
     }
 }

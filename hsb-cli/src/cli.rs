@@ -179,6 +179,12 @@ pub(crate) struct RunArgs {
     /// Print one JSON object describing the run instead of passing output through.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Pass the workload's output to a terminal unchanged. Without it, control characters
+    /// written to a terminal (escape sequences that set the clipboard or the title, clear
+    /// the screen...) are shown as `^[`-style text instead; pipes and files always get
+    /// the exact bytes.
+    #[arg(long)]
+    pub(crate) raw_output: bool,
     /// Run on an OCI image's root: a name in the image store, or a path to an OCI layout
     /// directory or a `docker save` tarball (imported on first use). Without PROGRAM, the
     /// image's entrypoint and cmd run.

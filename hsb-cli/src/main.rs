@@ -14,6 +14,7 @@ mod sandbox_cmd;
 mod sandbox_cp;
 mod sandbox_exec;
 mod serve_cmd;
+mod terminal;
 
 use clap::Parser;
 

@@ -36,8 +36,8 @@ pub use sandbox_core::{
 pub use sandbox_core::{
     units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
     Execution, Floor, HostSupport, ImageLimits, Isolation, IsolationRequest, KillHandle,
-    LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountMode, Need, Network, Outcome,
-    OutputChunk, OutputStream, Plan, Policy, PolicyError, RunError, SeccompAction, SeccompReport,
-    SelectionError, SpawnError, Stdin, StdinWriter, StreamKind, Termination, VmReport, Workload,
-    DEFAULT_PATH, EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
+    LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountAccess, MountMode,
+    MountReport, Need, Network, Outcome, OutputChunk, OutputStream, Plan, Policy, PolicyError,
+    RunError, SeccompAction, SeccompReport, SelectionError, SpawnError, Stdin, StdinWriter,
+    StreamKind, Termination, VmReport, Workload, DEFAULT_PATH, EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
 };

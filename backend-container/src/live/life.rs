@@ -47,6 +47,10 @@ pub(crate) struct Shared {
     pub(crate) ctl: OwnedFd,
     pub(crate) guard: Mutex<Option<Guard>>,
     pub(crate) freezer: Freezer,
+    /// The connect supervisor: every `connect(2)` of every process of the sandbox (each
+    /// exec, the file server, what they leave in the background) reaches it through the
+    /// user-notification filter init installed. Stopped when the sandbox is destroyed.
+    connects: Mutex<Option<crate::unotify::Supervisor>>,
     pub(crate) life: Mutex<Life>,
     pub(crate) paused: watch::Sender<bool>,
     pub(crate) files: Mutex<Option<OwnedFd>>,
@@ -120,6 +124,14 @@ impl Shared {
             // Reaps init (once its PID namespace is empty) and removes the cgroup.
             drop(g);
         }
+        // Nothing is left to connect (a connect waiting on a thread of its own ends with
+        // its peer, a socket of the sandbox).
+        let connects = self
+            .connects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(connects);
         self.files.lock().unwrap_or_else(|e| e.into_inner()).take();
         let _ = self.paused.send_replace(false);
         self.activity.notify_one();
@@ -173,6 +185,7 @@ impl ContainerLive {
             ctl: booted.parent.control,
             guard: Mutex::new(Some(booted.guard)),
             freezer: booted.freezer,
+            connects: Mutex::new(Some(booted.connects)),
             life: Mutex::new(Life {
                 state: LiveState::Running,
                 ended: None,
@@ -192,7 +205,11 @@ impl ContainerLive {
             activity: Arc::new(tokio::sync::Notify::new()),
         });
         // The start pipes are no longer needed (init closed its ends).
-        drop((booted.parent.sync_w, booted.parent.err_r));
+        drop((
+            booted.parent.sync_w,
+            booted.parent.err_r,
+            booted.parent.notify,
+        ));
         drop(booted.pidfd);
         let reader = shared
             .ctl

@@ -8,6 +8,10 @@
 //! - `TEST_HOOK(2, path)`: `openat2` of the absolute host path `path`, without
 //!   `RESOLVE_BENEATH` (the call is on the allowlist, so only Landlock stands in the
 //!   way). Answers 0 when the file opened, else `-errno` (`-EACCES` from Landlock).
+//! - `TEST_HOOK(3, path)`: opens the host file behind the sandbox path `path` for
+//!   writing, straight through its mount's handle, skipping the VFS's own read-only
+//!   check (a personality bug). Answers 0 or `-errno` (`-EROFS` where the kernel holds
+//!   the mount read-only: a root caller's mounts are read-only detached trees).
 
 use super::{Kernel, SysResult};
 use crate::errno;
@@ -58,6 +62,17 @@ impl Kernel {
                 }
                 // SAFETY: `fd` was just made here and nothing else holds it.
                 unsafe { libc::close(fd as libc::c_int) };
+                Ok(0)
+            }
+            3 => {
+                use std::os::fd::AsRawFd;
+                let path = self.path_arg(arg)?;
+                let root = self.vfs.root();
+                let loc = self.vfs.resolve(&root, &path, false)?;
+                let crate::vfs::Node::HostFile { dir, name, .. } = loc.node() else {
+                    return Err(errno::EINVAL.into());
+                };
+                crate::vfs::host::openat2(dir.as_raw_fd(), name, libc::O_WRONLY, 0)?;
                 Ok(0)
             }
             _ => Err(errno::EINVAL.into()),

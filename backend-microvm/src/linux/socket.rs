@@ -148,10 +148,48 @@ impl Kernel {
         Ok((n, full.max(n)))
     }
 
-    pub(crate) fn sys_sendto(&mut self, fd: u64, buf: u64, len: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_sendto(
+        &mut self,
+        fd: u64,
+        buf: u64,
+        len: u64,
+        flags: u64,
+        addr: u64,
+        alen: u64,
+    ) -> SysResult {
         let f = self.socket(fd)?;
+        if addr != 0 {
+            self.destination(&f, addr, alen as u32)?;
+        }
         let data = self.mm.read_user_vec(buf, len.min(1 << 20) as usize)?;
         self.send(&f, &data, flags)
+    }
+
+    /// A destination named in `sendto`/`sendmsg`, as Linux answers it for a socket pair:
+    /// a stream socket is already connected (EISCONN); a seqpacket one ignores it; a
+    /// datagram one would send to the named socket, and no socket here has a name (the
+    /// micro-VM has socket pairs only, and never reaches a host socket): ECONNREFUSED.
+    fn destination(&mut self, f: &OpenFile, addr: u64, alen: u32) -> Result<(), SysErr> {
+        let FileKind::Socket(s) = &f.kind else {
+            return Err(errno::ENOTSOCK.into());
+        };
+        if alen == 0 {
+            return Ok(());
+        }
+        match s.kind {
+            SOCK_STREAM => Err(errno::EISCONN.into()),
+            SOCK_SEQPACKET => Ok(()),
+            _ => {
+                if !(3..=110).contains(&alen) {
+                    return Err(errno::EINVAL.into());
+                }
+                let family = self.mm.read_user_vec(addr, 2)?;
+                if u16::from_le_bytes([family[0], family[1]]) != AF_UNIX as u16 {
+                    return Err(errno::EINVAL.into());
+                }
+                Err(Errno(libc::ECONNREFUSED).into())
+            }
+        }
     }
 
     pub(crate) fn sys_recvfrom(
@@ -198,6 +236,12 @@ impl Kernel {
 
     pub(crate) fn sys_sendmsg(&mut self, fd: u64, msg: u64, flags: u64) -> SysResult {
         let f = self.socket(fd)?;
+        let head = self.mm.read_user_vec(msg, 12)?;
+        let name = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+        let namelen = u32::from_le_bytes(head[8..12].try_into().unwrap_or_default());
+        if name != 0 {
+            self.destination(&f, name, namelen)?;
+        }
         let (iov, controllen) = self.msg_iovecs(msg)?;
         if controllen != 0 {
             // Passing descriptors or credentials (SCM_RIGHTS...) is not offered.

@@ -40,6 +40,20 @@ fn check_int(rc: libc::c_int) -> Result<(), Errno> {
     }
 }
 
+/// The mode the VMM gives a host file it creates or changes: never set-user-ID or
+/// set-group-ID (EPERM, as the container's seccomp filter answers). A set-id file left
+/// in a read-write mount would run as its owner for whoever on the host executes it.
+/// This is the only way guest modes reach host files (`openat2` with `O_CREAT` or
+/// `O_TMPFILE`, `fchmodat`); `mkdirat` ignores set-id bits itself. The in-memory /tmp
+/// and an image's layer keep Linux's behaviour: their files never reach the host.
+fn host_mode(mode: u32) -> Result<u32, Errno> {
+    if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+        Err(errno::EPERM)
+    } else {
+        Ok(mode & 0o7777)
+    }
+}
+
 /// `openat2(dir, name, flags, mode)` beneath `dir`, never following a symlink.
 pub(crate) fn openat2(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<OwnedFd, Errno> {
     let c = cname(name)?;
@@ -52,7 +66,7 @@ pub(crate) fn openat2(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<
     };
     how.flags = (flags | extra) as u64;
     how.mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
-        u64::from(mode & 0o7777)
+        u64::from(host_mode(mode)?)
     } else {
         0
     };
@@ -244,8 +258,9 @@ pub(crate) fn link(from_dir: RawFd, from: &[u8], to_dir: RawFd, to: &[u8]) -> Re
 /// `fchmodat` of `name` in `dir` (not following symlinks: a link's mode is not changed).
 pub(crate) fn chmod(dir: RawFd, name: &[u8], mode: u32) -> Result<(), Errno> {
     let c = cname(name)?;
+    let mode = host_mode(mode)?;
     // SAFETY: valid C string.
-    check_int(unsafe { libc::fchmodat(dir, c.as_ptr(), mode & 0o7777, 0) })
+    check_int(unsafe { libc::fchmodat(dir, c.as_ptr(), mode, 0) })
 }
 
 /// `utimensat` of `name` in `dir`, not following symlinks.

@@ -11,6 +11,7 @@ mod ops;
 pub(crate) mod overlay;
 pub(crate) mod proc;
 mod setup;
+mod source;
 pub(crate) mod tmpfs;
 
 use std::collections::VecDeque;
@@ -105,6 +106,8 @@ pub(crate) struct Vfs {
     pub(crate) proc: proc::ProcView,
     /// The host identity files are reached as, and the workload's ids it shows as.
     ids: ((u32, u32), (u32, u32)),
+    /// The plan's mounts as they were set up, for the enforcement report.
+    pub(crate) reports: Vec<sandbox_core::MountReport>,
     /// The restrictions of the `openat2` being served, if any.
     restrict: std::cell::RefCell<Option<Restrict>>,
     /// Lookups in read-only host directories: subdirectories and missing names (a
@@ -173,6 +176,7 @@ impl Vfs {
             root_node: Node::Virtual,
             proc: proc::ProcView::default(),
             ids: ((u32::MAX, u32::MAX), (0, 0)),
+            reports: Vec::new(),
             restrict: Default::default(),
             lookups: Default::default(),
         }
@@ -186,6 +190,7 @@ impl Vfs {
             root_node: root,
             proc: proc::ProcView::default(),
             ids: ((u32::MAX, u32::MAX), (0, 0)),
+            reports: Vec::new(),
             restrict: Default::default(),
             lookups: Default::default(),
         }

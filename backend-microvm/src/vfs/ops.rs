@@ -1,6 +1,7 @@
 //! Filesystem operations on resolved paths: open, create, list, remove, rename, links,
 //! permission and time changes. Read-only mounts and synthetic nodes refuse writes
-//! with `EROFS`; mount points cannot be removed or renamed (`EBUSY`).
+//! with `EROFS`; mount points and the directories that hold them cannot be removed or
+//! renamed (`EBUSY`).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -366,6 +367,15 @@ impl Vfs {
         }
     }
 
+    /// True when `e` is a mount point or holds one below it: as on Linux, it can be
+    /// neither removed nor renamed (`EBUSY`), in host, tmpfs and image directories alike.
+    /// Moving a directory that holds a read-only mount would otherwise leave the host
+    /// directory under it reachable, writable, by the new name.
+    fn holds_mount(&self, e: &Entry) -> bool {
+        // Trie nodes are exactly the mount points and their ancestors.
+        e.trie.is_some_and(|t| t != 0)
+    }
+
     /// `unlink` (`dir` false) and `rmdir` (`dir` true).
     pub(crate) fn unlink(&self, base: &Location, path: &[u8], dir: bool) -> Result<(), Errno> {
         let (parent, name) = self.resolve_parent(base, path)?;
@@ -376,7 +386,7 @@ impl Vfs {
             _ => {}
         }
         let child = self.child(parent.top(), &name)?;
-        if child.trie.is_some_and(|t| self.tree.mount(t).is_some()) {
+        if self.holds_mount(&child) {
             return Err(errno::EBUSY);
         }
         match (dir, child.node.is_dir()) {
@@ -411,13 +421,12 @@ impl Vfs {
             return Err(errno::EBUSY);
         }
         let src = self.child(p1.top(), &n1)?;
-        let busy = |e: &Entry| e.trie.is_some_and(|t| self.tree.mount(t).is_some());
-        if busy(&src) {
+        if self.holds_mount(&src) {
             return Err(errno::EBUSY);
         }
         let dst = self.child(p2.top(), &n2).ok();
         if let Some(d) = &dst {
-            if busy(d) {
+            if self.holds_mount(d) {
                 return Err(errno::EBUSY);
             }
             if flags & libc::RENAME_NOREPLACE != 0 {

@@ -1,6 +1,7 @@
 /* Asks the VMM, through its test hook (feature `test-hooks`, src/linux/hooks.rs), to do
- * what a compromised personality would: a host syscall off its allowlist, or opening a
- * host path outside the sandbox's mounts. */
+ * what a compromised personality would: a host syscall off its allowlist, opening a
+ * host path outside the sandbox's mounts, or writing a file of a read-only mount
+ * without the VFS's own check. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,12 @@ int main(int argc, char **argv) {
         printf("open %s: rc=%ld errno=%d\n", argv[2], r, r < 0 ? errno : 0);
         return 0;
     }
+    if (argc > 2 && strcmp(argv[1], "write") == 0) {
+        errno = 0;
+        long r = syscall(HSB_TEST_HOOK, 3L, argv[2]);
+        printf("write %s: rc=%ld errno=%d\n", argv[2], r, r < 0 ? errno : 0);
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "syscall") == 0) {
         printf("before\n");
         fflush(stdout);
@@ -23,6 +30,6 @@ int main(int argc, char **argv) {
         printf("after: rc=%ld errno=%d\n", r, r < 0 ? errno : 0);
         return 0;
     }
-    fprintf(stderr, "usage: hook open PATH | hook syscall\n");
+    fprintf(stderr, "usage: hook open PATH | hook write PATH | hook syscall\n");
     return 2;
 }

@@ -415,6 +415,7 @@ pub(crate) fn plan_mount(m: &Mount) -> Result<PlannedMount, String> {
         target,
         mode: m.mode,
         optional: m.optional,
+        system: m.system,
     })
 }
 
