@@ -366,6 +366,12 @@ impl Client {
         .await
     }
 
+    /// The handle on a sandbox this client created with [`Client::create_detached`]:
+    /// it is destroyed when the handle's last clone is dropped.
+    pub fn adopt(&self, info: SandboxInfo) -> hybrid_sandbox::Live {
+        crate::remote::live(self.clone(), info, true)
+    }
+
     /// A handle on a sandbox that exists on the server (`hsb sandbox exec ID`). Dropping
     /// it leaves the sandbox alone.
     pub async fn attach(&self, id: &str) -> Result<hybrid_sandbox::Live, ClientError> {
