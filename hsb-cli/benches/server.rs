@@ -16,7 +16,10 @@ use hybrid_sandbox::{LiveOptions, Sandbox, Workload};
 fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    (ms(v[v.len() / 2]), ms(v[(v.len() * 95 / 100).min(v.len() - 1)]))
+    (
+        ms(v[v.len() / 2]),
+        ms(v[(v.len() * 95 / 100).min(v.len() - 1)]),
+    )
 }
 
 /// One `POST /v1/sandboxes/{id}/exec` on a kept-alive connection; the answer's body.
@@ -123,7 +126,9 @@ fn main() {
     );
 
     // 64 MiB through the server: write, then read back.
-    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     let (mut w, mut r) = (Vec::new(), Vec::new());
     rt.block_on(async {
         let big = client
@@ -140,7 +145,10 @@ fn main() {
         let big = client.attach(&big.id).await.unwrap();
         for _ in 0..5 {
             let t = Instant::now();
-            assert_eq!(big.write_file("/tmp/big", data.clone()).await.unwrap(), data.len() as u64);
+            assert_eq!(
+                big.write_file("/tmp/big", data.clone()).await.unwrap(),
+                data.len() as u64
+            );
             w.push(t.elapsed());
             let t = Instant::now();
             let back = big.read_file("/tmp/big").await.unwrap();
@@ -160,7 +168,11 @@ fn main() {
     println!("| --- | ---: | ---: |");
     println!("| write (`PUT .../files`) | {wm:.1} | {:.0} |", mbps(wm));
     println!("| read (`GET .../files`) | {rm:.1} | {:.0} |", mbps(rm));
-    println!("| write + read | {:.1} | {:.0} |", wm + rm, (2.0 * 64.0 * 1.048576) / ((wm + rm) / 1e3));
+    println!(
+        "| write + read | {:.1} | {:.0} |",
+        wm + rm,
+        (2.0 * 64.0 * 1.048576) / ((wm + rm) / 1e3)
+    );
     // SAFETY: kill has no memory preconditions; the pid is our child's.
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     let _ = server.wait();

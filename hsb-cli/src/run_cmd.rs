@@ -130,13 +130,13 @@ fn note_ending(o: &Outcome) {
 /// Which of hsb's own output streams get the workload's output in visible form (those
 /// that are terminals, unless `--raw-output`): see [`crate::terminal`].
 #[derive(Debug, Clone, Copy)]
-struct Shown {
+pub(crate) struct Shown {
     stdout: bool,
     stderr: bool,
 }
 
 impl Shown {
-    fn for_this_process(raw: bool) -> Shown {
+    pub(crate) fn for_this_process(raw: bool) -> Shown {
         use std::io::IsTerminal;
         Shown {
             stdout: !raw && std::io::stdout().is_terminal(),
@@ -147,20 +147,20 @@ impl Shown {
 
 /// Writes the workload's output chunks to hsb's stdout and stderr, each through a
 /// [`Neutraliser`] when it goes to a terminal.
-struct Pump {
+pub(crate) struct Pump {
     out: Option<Neutraliser>,
     err: Option<Neutraliser>,
 }
 
 impl Pump {
-    fn new(shown: Shown) -> Pump {
+    pub(crate) fn new(shown: Shown) -> Pump {
         Pump {
             out: shown.stdout.then(Neutraliser::default),
             err: shown.stderr.then(Neutraliser::default),
         }
     }
 
-    fn write(&mut self, stream: StreamKind, data: &[u8]) {
+    pub(crate) fn write(&mut self, stream: StreamKind, data: &[u8]) {
         let _ = match stream {
             StreamKind::Stdout => {
                 let data = filtered(&mut self.out, data);
@@ -174,7 +174,7 @@ impl Pump {
     }
 
     /// Flushes what the filters held back and says, once, what was shown.
-    fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         if let Some(n) = self.out.as_mut() {
             let rest = n.finish();
             let mut o = std::io::stdout().lock();

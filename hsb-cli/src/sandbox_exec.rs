@@ -1,14 +1,13 @@
 //! `hsb sandbox exec`: a command in a server's sandbox, with stdin from a file or hsb's
 //! own, or on a terminal (`--tty`: the local terminal in raw mode, resizes forwarded).
 
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use hsb_client::Client;
-use hybrid_sandbox::{ExecLimits, ExecRequest, Outcome, Stdin, StreamKind, TtySize};
+use hybrid_sandbox::{ExecLimits, ExecRequest, Outcome, Stdin, TtySize};
 
 use crate::cli::{duration, key_value};
 use crate::sandbox_cmd::{usage, Failed};
@@ -35,6 +34,12 @@ pub(crate) struct ExecArgs {
     /// passing output through.
     #[arg(long)]
     json: bool,
+    /// Pass the command's output to a terminal unchanged (as `hsb run --raw-output`).
+    /// Without it, control characters written to a terminal are shown as `^[`-style
+    /// text; pipes and files get the exact bytes. With --tty, output always passes
+    /// unchanged (it is a terminal session).
+    #[arg(long)]
+    raw_output: bool,
     /// The sandbox.
     id: String,
     /// The program and its arguments.
@@ -165,21 +170,18 @@ async fn exec(c: &Client, a: ExecArgs) -> Result<i32, Failed> {
         None
     };
     let outcome = if a.json {
-        exec.wait().await
+        let o = exec.wait().await;
+        drop(raw);
+        o
     } else {
         let mut out = exec.take_output();
+        let mut pump = crate::run_cmd::Pump::new(crate::run_cmd::Shown::for_this_process(
+            a.raw_output || a.tty,
+        ));
         loop {
             tokio::select! {
                 chunk = async { match out.as_mut() { Some(o) => o.recv().await, None => None } } => match chunk {
-                    Some(c) => {
-                        let _ = match c.stream {
-                            StreamKind::Stdout => {
-                                let mut o = std::io::stdout().lock();
-                                o.write_all(&c.data).and_then(|_| o.flush())
-                            }
-                            StreamKind::Stderr => std::io::stderr().lock().write_all(&c.data),
-                        };
-                    }
+                    Some(c) => pump.write(c.stream, &c.data),
                     None => break,
                 },
                 _ = async { match winch.as_mut() { Some(w) => { w.recv().await; } None => std::future::pending().await } } => {
@@ -189,9 +191,11 @@ async fn exec(c: &Client, a: ExecArgs) -> Result<i32, Failed> {
                 }
             }
         }
-        exec.wait().await
+        let o = exec.wait().await;
+        drop(raw);
+        pump.finish();
+        o
     };
-    drop(raw);
     let outcome: Outcome = outcome.map_err(|e| Failed::from(hybrid_sandbox::Error::Run(e)))?;
     if a.json {
         match serde_json::to_string(&outcome) {

@@ -343,3 +343,37 @@ fn the_tty_follows_the_local_terminal() {
     let st = child.wait().unwrap();
     assert!(st.success(), "{st}: {text:?}");
 }
+
+#[test]
+fn control_characters_to_a_terminal_are_shown_not_obeyed() {
+    // As `hsb run`: without --tty, a command's escape sequences reach a local terminal
+    // as visible text; pipes get the exact bytes.
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let server = Server::start(&[]);
+    let id = out(&server.hsb(&["sandbox", "create"])).trim().to_string();
+    let script = "printf 'a\\033]0;pwned\\007b\\n'";
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::process::Stdio::from(pty.slave.try_clone().unwrap());
+    let mut child = std::process::Command::new(HSB)
+        .args(["sandbox", "exec", &id, "--", "sh", "-c", script])
+        .env("HSB_SERVER", &server.url)
+        .stdout(slave)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(pty.slave);
+    // SAFETY: openpty gave us the master; this File owns it from here on.
+    let mut master =
+        unsafe { std::fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(pty.master)) };
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    let mut seen = vec![0u8; 4096];
+    let n = master.read(&mut seen).unwrap();
+    let text = String::from_utf8_lossy(&seen[..n]).into_owned();
+    assert!(text.contains("a^[]0;pwned^Gb"), "{text:?}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    // To a pipe: the exact bytes.
+    let o = server.hsb(&["sandbox", "exec", &id, "--", "sh", "-c", script]);
+    assert_eq!(o.stdout, b"a\x1b]0;pwned\x07b\n");
+}
