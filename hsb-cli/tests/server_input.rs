@@ -474,3 +474,86 @@ fn the_cli_client_explains_a_missing_server() {
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unix:PATH or tcp:HOST:PORT"));
 }
+
+#[test]
+fn a_streamed_exec_is_signalled_and_killed_by_its_number() {
+    use std::io::{Read, Write};
+    let server = Server::start(&[]);
+    let (st, v) = server.json("POST", "/v1/sandboxes", "{}");
+    assert_eq!(st, 201, "{v}");
+    let sb = format!("/v1/sandboxes/{}", v["id"].as_str().unwrap());
+    // Bad numbers and bodies.
+    for (p, body, want, kind) in [
+        (format!("{sb}/exec/12345/kill"), "", 404, "no_such_exec"),
+        (format!("{sb}/exec/nope/kill"), "", 404, "no_such_exec"),
+        (
+            format!("{sb}/exec/1/signal"),
+            r#"{"signal":0}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            format!("{sb}/exec/1/signal"),
+            r#"{"sig":9}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/sandboxes/sb-nope/exec/1/kill".to_string(),
+            "",
+            404,
+            "no_such_sandbox",
+        ),
+    ] {
+        let (st, v) = server.json("POST", &p, body);
+        assert_eq!((st, error_kind(&v)), (want, kind), "{p}: {v}");
+    }
+    // A streamed exec: its number in the answer's header; a signal it traps, then a kill.
+    let mut s = std::os::unix::net::UnixStream::connect(server.socket.as_ref().unwrap()).unwrap();
+    let body = r#"{"argv":["sh","-c","trap 'echo usr1' USR1; echo ready; while :; do sleep 0.05; done"],"stream":true}"#;
+    write!(
+        s,
+        "POST {sb}/exec HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let n: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-hsb-exec: "))
+        .expect("x-hsb-exec header")
+        .trim()
+        .parse()
+        .unwrap();
+    // "ready" is base64 "cmVhZHkK".
+    while !String::from_utf8_lossy(&got).contains("cmVhZHkK") {
+        let k = s.read(&mut buf).unwrap();
+        assert!(k > 0);
+        got.extend_from_slice(&buf[..k]);
+    }
+    let (st, _) = server.json("POST", &format!("{sb}/exec/{n}/signal"), r#"{"signal":10}"#);
+    assert_eq!(st, 204);
+    // "usr1\n" is base64 "dXNyMQo=".
+    while !String::from_utf8_lossy(&got).contains("dXNyMQo=") {
+        let k = s.read(&mut buf).unwrap();
+        assert!(k > 0);
+        got.extend_from_slice(&buf[..k]);
+    }
+    let (st, _) = server.json("POST", &format!("{sb}/exec/{n}/kill"), "");
+    assert_eq!(st, 204);
+    s.read_to_end(&mut got).unwrap();
+    let (_, _, body) = parse_answer(&got);
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&body).lines().last().unwrap()).unwrap();
+    assert_eq!(last["outcome"]["termination"], "killed", "{last}");
+    // Ended: its number is gone.
+    let (st, v) = server.json("POST", &format!("{sb}/exec/{n}/kill"), "");
+    assert_eq!((st, error_kind(&v)), (404, "no_such_exec"));
+}

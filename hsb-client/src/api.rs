@@ -330,6 +330,18 @@ pub struct RenameRequest {
     pub to: String,
 }
 
+/// `POST /v1/sandboxes/{id}/exec/{n}/signal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalRequest {
+    /// The signal number.
+    pub signal: i32,
+}
+
+/// The header of a streamed exec's answer: its number, for
+/// `POST /v1/sandboxes/{id}/exec/{n}/kill` and `.../signal`.
+pub const EXEC_HEADER: &str = "x-hsb-exec";
+
 /// The HTTP header a directory listing (instead of a file's bytes) is marked with.
 pub const LISTING_HEADER: &str = "x-hsb-listing";
 

@@ -159,7 +159,7 @@ pub(crate) fn empty() -> ReqBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
-fn full(b: Vec<u8>) -> ReqBody {
+pub(crate) fn full(b: Vec<u8>) -> ReqBody {
     Full::new(Bytes::from(b))
         .map_err(|never| match never {})
         .boxed_unsync()
@@ -267,7 +267,7 @@ impl Client {
         Ok(send)
     }
 
-    fn give_back(&self, s: SendRequest<ReqBody>) {
+    pub(crate) fn give_back(&self, s: SendRequest<ReqBody>) {
         if !s.is_closed() {
             let mut idle = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < 16 {

@@ -248,7 +248,14 @@ impl LiveSandbox for Remote {
 
     async fn exec(&self, request: ExecRequest) -> Result<Box<dyn Execution>, LiveError> {
         let program = request.argv.first().cloned().unwrap_or_default();
-        match RemoteExecution::start(self, request).await {
+        // Without a terminal or a stdin stream, the JSON exec (streamed) is lighter than
+        // the interactive one: no second connection, no upgrade.
+        let started = if request.tty.is_none() && request.stdin != Stdin::Stream {
+            RemoteExecution::start_streamed(self, request).await
+        } else {
+            RemoteExecution::start(self, request).await
+        };
+        match started {
             Ok(e) => Ok(Box::new(e)),
             Err(e) => Err(self.error(e, "exec", &program)),
         }
@@ -409,13 +416,61 @@ enum Control {
     Client(ClientMessage),
 }
 
+/// How the handle reaches a running exec.
+#[derive(Clone)]
+enum Reach {
+    /// Messages on its WebSocket.
+    Socket(mpsc::UnboundedSender<Control>),
+    /// Requests to `.../exec/{n}/kill|signal` (a streamed JSON exec).
+    Http {
+        client: Client,
+        path: String,
+        rt: tokio::runtime::Handle,
+    },
+}
+
+impl Reach {
+    fn send(&self, m: ClientMessage) -> Result<(), std::io::Error> {
+        match self {
+            Reach::Socket(tx) => tx
+                .send(Control::Client(m))
+                .map_err(|_| std::io::Error::other("the exec has ended")),
+            Reach::Http { client, path, rt } => {
+                let (tail, body) = match m {
+                    ClientMessage::Kill => ("/kill", None),
+                    ClientMessage::Signal { signal } => (
+                        "/signal",
+                        Some(
+                            serde_json::to_vec(&crate::api::SignalRequest { signal })
+                                .unwrap_or_default(),
+                        ),
+                    ),
+                    _ => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::Unsupported,
+                            "this exec has no terminal and no stdin stream",
+                        ))
+                    }
+                };
+                let (client, url) = (client.clone(), format!("{path}{tail}"));
+                // Asynchronous, as a signal is: an exec that ends meanwhile has nothing
+                // left to signal.
+                rt.spawn(async move {
+                    let _ = client.call_bytes(Method::POST, &url, body).await;
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
 /// An exec on the server, driven over its WebSocket by a task.
 struct RemoteExecution {
     isolation: Isolation,
     tty: bool,
     stdin: Option<StdinWriter>,
     output: Option<OutputStream>,
-    control: mpsc::UnboundedSender<Control>,
+    control: Reach,
     outcome: Option<oneshot::Receiver<Result<Outcome, RunError>>>,
     driver: tokio::task::AbortHandle,
 }
@@ -457,6 +512,66 @@ fn ws_error(e: tokio_tungstenite::tungstenite::Error) -> ClientError {
 }
 
 impl RemoteExecution {
+    /// A non-interactive exec: `POST .../exec` with `"stream": true`, NDJSON back.
+    async fn start_streamed(
+        r: &Remote,
+        request: ExecRequest,
+    ) -> Result<RemoteExecution, ClientError> {
+        let stdin_base64 = match &request.stdin {
+            Stdin::Bytes(b) => Some(crate::api::B64.encode(b)),
+            _ => None,
+        };
+        let body = ExecBody {
+            argv: request.argv,
+            env: request.env,
+            cwd: request.cwd,
+            stdin: None,
+            stdin_base64,
+            timeout: request.limits.wall_time,
+            cpu_time: request.limits.cpu_time,
+            output: request.limits.output,
+            stream: true,
+            tty: None,
+            stdin_stream: false,
+        };
+        let req = r
+            .client
+            .builder(Method::POST, &r.path("/exec"))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(crate::client::full(Client::json(&body)?))
+            .map_err(ClientError::http)?;
+        let (resp, conn) = r.client.send(req).await?;
+        let resp = check(resp).await?;
+        let n = resp
+            .headers()
+            .get(crate::api::EXEC_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let client = r.client.clone();
+        let task = tokio::spawn(async move {
+            let result = read_events(resp.into_body(), &out_tx).await;
+            drop(out_tx);
+            let _ = done_tx.send(result);
+            client.give_back(conn);
+        });
+        Ok(RemoteExecution {
+            isolation: r.isolation,
+            tty: false,
+            stdin: None,
+            output: Some(out_rx),
+            control: Reach::Http {
+                client: r.client.clone(),
+                path: r.path(&format!("/exec/{}", enc(&n))),
+                rt: tokio::runtime::Handle::current(),
+            },
+            outcome: Some(done_rx),
+            driver: task.abort_handle(),
+        })
+    }
+
     async fn start(r: &Remote, request: ExecRequest) -> Result<RemoteExecution, ClientError> {
         let tty = request.tty.is_some();
         let (stdin_bytes, stdin_stream) = match &request.stdin {
@@ -551,10 +666,53 @@ impl RemoteExecution {
             tty,
             stdin,
             output: Some(out_rx),
-            control: ctl_tx,
+            control: Reach::Socket(ctl_tx),
             outcome: Some(done_rx),
             driver: task.abort_handle(),
         })
+    }
+}
+
+/// Reads NDJSON exec events: output to `out`, and the outcome (the last event).
+async fn read_events(
+    body: hyper::body::Incoming,
+    out: &mpsc::UnboundedSender<OutputChunk>,
+) -> Result<Outcome, RunError> {
+    let mut frames = BodyStream::new(body);
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            match serde_json::from_slice::<ExecEvent>(&line) {
+                Ok(ExecEvent::Output { stream, data }) => {
+                    let data = crate::api::B64
+                        .decode(data)
+                        .map_err(|e| lost(&format!("an output event: {e}")))?;
+                    if !out.is_closed() {
+                        let _ = out.send(OutputChunk { stream, data });
+                    }
+                }
+                Ok(ExecEvent::Outcome { outcome }) => {
+                    // The body's end follows: read it, so the connection can be reused.
+                    while let Some(Ok(_)) = frames.next().await {}
+                    return outcome
+                        .into_outcome()
+                        .map_err(|e| lost(&format!("its outcome's output: {e}")));
+                }
+                Ok(ExecEvent::Error { error, .. }) => return Err(lost(&error.message)),
+                Ok(ExecEvent::Started) => {}
+                Err(e) => return Err(lost(&format!("an event that is not the API's: {e}"))),
+            }
+        }
+        match frames.next().await {
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    buf.extend_from_slice(&d);
+                }
+            }
+            Some(Err(e)) => return Err(lost(&e.to_string())),
+            None => return Err(lost("the server closed the exec before its outcome")),
+        }
     }
 }
 
@@ -637,9 +795,9 @@ impl Execution for RemoteExecution {
         self.output.take()
     }
     fn kill_handle(&self) -> KillHandle {
-        let tx = self.control.clone();
+        let reach = self.control.clone();
         KillHandle::new(move || {
-            let _ = tx.send(Control::Client(ClientMessage::Kill));
+            let _ = reach.send(ClientMessage::Kill);
         })
     }
     async fn wait(&mut self) -> Result<Outcome, RunError> {
@@ -655,9 +813,7 @@ impl Execution for RemoteExecution {
                 format!("{signal} is not a signal number"),
             ));
         }
-        self.control
-            .send(Control::Client(ClientMessage::Signal { signal }))
-            .map_err(|_| std::io::Error::other("the exec has ended"))
+        self.control.send(ClientMessage::Signal { signal })
     }
     fn resize(&self, size: TtySize) -> Result<(), std::io::Error> {
         if !self.tty {
@@ -666,11 +822,9 @@ impl Execution for RemoteExecution {
                 "this exec has no terminal (start it with a tty)",
             ));
         }
-        self.control
-            .send(Control::Client(ClientMessage::Resize {
-                rows: size.rows,
-                cols: size.cols,
-            }))
-            .map_err(|_| std::io::Error::other("the exec has ended"))
+        self.control.send(ClientMessage::Resize {
+            rows: size.rows,
+            cols: size.cols,
+        })
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::auth::Owner;
 use crate::error::ApiError;
 use crate::input::{read_json, SandboxId};
-use crate::registry::Entry;
+use crate::registry::{Entry, ExecSignal};
 use crate::routes::AppState;
 
 /// How long an interactive exec's client may take to send its request.
@@ -123,33 +123,146 @@ pub(crate) async fn exec(
         return Ok(Json(OutcomeJson::from(outcome)).into_response());
     }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(stream_events(e, tx));
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let n = entry.add_exec(ctl_tx);
+    tokio::spawn(async move {
+        let ended = || entry.remove_exec(n);
+        stream_events(e, tx, ctl_rx, ended).await;
+    });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
     });
     Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (header::HeaderName::from_static(EXEC_HEADER), n.to_string()),
+        ],
         Body::from_stream(body),
     )
         .into_response())
 }
 
-/// Output events, then the outcome. A client that goes away drops the receiver: the
-/// exec is then dropped, which kills it.
-async fn stream_events(mut e: Box<dyn Execution>, tx: mpsc::Sender<Bytes>) {
-    if let Some(mut out) = e.take_output() {
-        while let Some(c) = out.recv().await {
-            let ev = ExecEvent::Output {
-                stream: c.stream,
-                data: B64.encode(&c.data),
-            };
-            if tx.send(line(&ev)).await.is_err() {
-                return;
+/// Output events, then the outcome; signals and kills from the exec endpoints on the
+/// way. A client that goes away drops the receiver: the exec is then dropped, which
+/// kills it.
+async fn stream_events(
+    mut e: Box<dyn Execution>,
+    tx: mpsc::Sender<Bytes>,
+    mut control: mpsc::UnboundedReceiver<ExecSignal>,
+    ended: impl FnOnce(),
+) {
+    // However it ends (the client gone included), its number goes first.
+    struct OnEnd<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for OnEnd<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
             }
         }
     }
-    let ev = outcome_event(e.wait().await);
+    let mut on_end = OnEnd(Some(ended));
+    if let Some(mut out) = e.take_output() {
+        loop {
+            tokio::select! {
+                c = out.recv() => match c {
+                    Some(c) => {
+                        let ev = ExecEvent::Output {
+                            stream: c.stream,
+                            data: B64.encode(&c.data),
+                        };
+                        if tx.send(line(&ev)).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break,
+                },
+                Some(s) = control.recv() => match s {
+                    ExecSignal::Kill => e.kill_handle().kill(),
+                    ExecSignal::Signal(n) => {
+                        let _ = e.signal(n);
+                    }
+                },
+            }
+        }
+    }
+    let r = e.wait().await;
+    // Before the outcome goes out: a kill after it finds no exec.
+    if let Some(f) = on_end.0.take() {
+        f();
+    }
+    let ev = outcome_event(r);
     let _ = tx.send(line(&ev)).await;
+}
+
+/// The header of a streamed exec's answer: its number, for `.../exec/{n}/kill|signal`.
+pub(crate) const EXEC_HEADER: &str = hsb_client::api::EXEC_HEADER;
+
+/// The sandbox and exec number of `.../exec/{n}/...`.
+pub(crate) struct ExecPath(String, String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ExecPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<(String, String)>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path((id, n))) => Ok(ExecPath(id, n)),
+            Err(e) => Err(ApiError::bad_request(format!("the path: {e}"))),
+        }
+    }
+}
+
+/// `POST /v1/sandboxes/{id}/exec/{n}/kill`: ends a streamed exec that is still running
+/// (its outcome says `killed`).
+pub(crate) async fn kill(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    ExecPath(id, n): ExecPath,
+) -> Result<axum::http::StatusCode, ApiError> {
+    send_control(&app, &owner, &id, &n, ExecSignal::Kill)
+}
+
+/// `POST /v1/sandboxes/{id}/exec/{n}/signal` (`{"signal": N}`): signals a streamed exec
+/// that is still running.
+pub(crate) async fn signal(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    ExecPath(id, n): ExecPath,
+    body: Body,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let b: hsb_client::api::SignalRequest = read_json(body, app.json_limit).await?;
+    if !(1..=64).contains(&b.signal) {
+        return Err(ApiError::bad_request(format!(
+            "{} is not a signal number (1 to 64)",
+            b.signal
+        )));
+    }
+    send_control(&app, &owner, &id, &n, ExecSignal::Signal(b.signal))
+}
+
+fn send_control(
+    app: &crate::routes::App,
+    owner: &Owner,
+    id: &str,
+    n: &str,
+    what: ExecSignal,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let entry = app.registry.get(owner, id)?;
+    let ctl = n
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| entry.exec(n))
+        .ok_or_else(|| {
+            ApiError::new(
+                "no_such_exec",
+                format!("no streamed exec {n:?} running in this sandbox (it ended, or never was)"),
+            )
+        })?;
+    // The exec may end meanwhile: then there is nothing left to signal.
+    let _ = ctl.send(what);
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn interactive(

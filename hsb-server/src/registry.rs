@@ -24,7 +24,21 @@ pub(crate) struct Entry {
     pub(crate) options: LiveOptions,
     pub(crate) image: Option<String>,
     seen_ended: Mutex<Option<Instant>>,
+    /// Streamed execs running now, by number: how to signal or kill them.
+    execs: Mutex<HashMap<u64, ExecControl>>,
+    next_exec: std::sync::atomic::AtomicU64,
 }
+
+/// What a streamed exec's task takes from the exec endpoints.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ExecSignal {
+    /// End it (its outcome says `killed`).
+    Kill,
+    /// Send it this signal.
+    Signal(i32),
+}
+
+pub(crate) type ExecControl = tokio::sync::mpsc::UnboundedSender<ExecSignal>;
 
 impl Entry {
     pub(crate) fn new(
@@ -42,6 +56,8 @@ impl Entry {
             options,
             image,
             seen_ended: Mutex::new(None),
+            execs: Mutex::new(HashMap::new()),
+            next_exec: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
@@ -63,6 +79,25 @@ impl Entry {
             image: self.image.clone(),
             stats: None,
         }
+    }
+
+    /// Registers a streamed exec; its number.
+    pub(crate) fn add_exec(&self, control: ExecControl) -> u64 {
+        let n = self
+            .next_exec
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.execs).insert(n, control);
+        n
+    }
+
+    /// Forgets a streamed exec that ended.
+    pub(crate) fn remove_exec(&self, n: u64) {
+        lock(&self.execs).remove(&n);
+    }
+
+    /// The control of a streamed exec that is still running.
+    pub(crate) fn exec(&self, n: u64) -> Option<ExecControl> {
+        lock(&self.execs).get(&n).cloned()
     }
 
     /// True when it ended long enough ago to be forgotten.

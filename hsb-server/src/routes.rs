@@ -55,6 +55,8 @@ pub(crate) fn table() -> Vec<(&'static str, MethodRouter<Arc<App>>)> {
             "/v1/sandboxes/{id}/exec/interactive",
             get(exec::interactive),
         ),
+        ("/v1/sandboxes/{id}/exec/{exec}/kill", post(exec::kill)),
+        ("/v1/sandboxes/{id}/exec/{exec}/signal", post(exec::signal)),
         (
             "/v1/sandboxes/{id}/files",
             put(files::put).get(files::get).delete(files::delete),
