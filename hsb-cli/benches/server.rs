@@ -1,7 +1,7 @@
 //! What `hsb serve` adds, side by side in one run (never a timed test): an exec of
-//! `/bin/true` in a live container through the server over its UNIX socket — the
-//! client's interactive exec (WebSocket) and the JSON `POST .../exec` on a kept-alive
-//! connection — against the same exec in the library, interleaved; and a 64 MiB file
+//! `/bin/true` in a live container through the server over its UNIX socket — the JSON
+//! `POST .../exec` on a kept-alive connection, plain and streamed, and hsb-client's
+//! `Live::exec` — against the same exec in the library, interleaved; and a 64 MiB file
 //! written and read back through the server.
 //!
 //! `cargo bench -p hsb-cli --bench server [-- RUNS]`
@@ -22,9 +22,14 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     )
 }
 
-/// One `POST /v1/sandboxes/{id}/exec` on a kept-alive connection; the answer's body.
-fn json_exec(conn: &mut BufReader<UnixStream>, id: &str) -> String {
-    let body = r#"{"argv":["/bin/true"]}"#;
+/// One `POST /v1/sandboxes/{id}/exec` on a kept-alive connection; the answer's body
+/// (with `stream`, the NDJSON lines, read to the chunked body's end).
+fn json_exec(conn: &mut BufReader<UnixStream>, id: &str, stream: bool) -> String {
+    let body = if stream {
+        r#"{"argv":["/bin/true"],"stream":true}"#
+    } else {
+        r#"{"argv":["/bin/true"]}"#
+    };
     let req = format!(
         "POST /v1/sandboxes/{id}/exec HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -46,6 +51,20 @@ fn json_exec(conn: &mut BufReader<UnixStream>, id: &str) -> String {
         }
     }
     assert!(status.contains(" 200 "), "{status}");
+    if stream {
+        let mut out = String::new();
+        loop {
+            let mut size = String::new();
+            conn.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0u8; n + 2];
+            conn.read_exact(&mut chunk).unwrap();
+            if n == 0 {
+                return out;
+            }
+            out.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+        }
+    }
     let mut b = vec![0u8; len];
     conn.read_exact(&mut b).unwrap();
     String::from_utf8(b).unwrap()
@@ -89,7 +108,7 @@ fn main() {
         (local, remote, info.id)
     });
     let mut conn = BufReader::new(UnixStream::connect(&sock).unwrap());
-    let (mut lib, mut ws, mut json) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lib, mut ws, mut json, mut nd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs + 10 {
         let t = Instant::now();
         let o = rt.block_on(local.exec(["/bin/true"])).unwrap();
@@ -100,18 +119,24 @@ fn main() {
         let d_ws = t.elapsed();
         assert_eq!(o.exit_code, Some(0));
         let t = Instant::now();
-        let body = json_exec(&mut conn, &id);
+        let body = json_exec(&mut conn, &id, false);
         let d_json = t.elapsed();
+        assert!(body.contains("\"exit_code\":0"), "{body}");
+        let t = Instant::now();
+        let body = json_exec(&mut conn, &id, true);
+        let d_nd = t.elapsed();
         assert!(body.contains("\"exit_code\":0"), "{body}");
         if i >= 10 {
             lib.push(d_lib);
             ws.push(d_ws);
             json.push(d_json);
+            nd.push(d_nd);
         }
     }
     let (lib_m, lib_p) = stats(lib);
     let (ws_m, ws_p) = stats(ws);
     let (json_m, json_p) = stats(json);
+    let (nd_m, nd_p) = stats(nd);
     println!("exec of /bin/true in a live container, {runs} runs each, interleaved:");
     println!("| what | median ms | p95 ms | added over the library (median) |");
     println!("| --- | ---: | ---: | ---: |");
@@ -121,7 +146,11 @@ fn main() {
         json_m - lib_m
     );
     println!(
-        "| server, client's interactive exec (WebSocket per exec) | {ws_m:.3} | {ws_p:.3} | {:+.3} ms |",
+        "| server, JSON `POST .../exec` with `\"stream\": true` (NDJSON) | {nd_m:.3} | {nd_p:.3} | {:+.3} ms |",
+        nd_m - lib_m
+    );
+    println!(
+        "| server through hsb-client (`Live::exec` on a server's sandbox) | {ws_m:.3} | {ws_p:.3} | {:+.3} ms |",
         ws_m - lib_m
     );
 

@@ -126,7 +126,8 @@ pub(crate) async fn get(
     match e.live.read_file_stream(&path).await {
         Ok(s) => Ok((
             [(header::CONTENT_TYPE, "application/octet-stream")],
-            Body::from_stream(tokio_util::io::ReaderStream::new(s)),
+            // Large reads: the library's file may cost a blocking-thread hop per read.
+            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(s, 1 << 20)),
         )
             .into_response()),
         Err(err) if err.kind() == "is_a_directory" => {
