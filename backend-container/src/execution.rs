@@ -440,6 +440,7 @@ async fn supervise(
         peak_memory_bytes,
         decision: s.decision,
         enforcement: s.enforcement,
+        network: None,
         unimplemented_syscalls: Default::default(),
     })
 }
