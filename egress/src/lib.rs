@@ -59,6 +59,18 @@ pub enum EgressError {
     Thread(#[source] std::io::Error),
 }
 
+/// Where a broker's events can be subscribed to; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Events(record::Recorder);
+
+impl Events {
+    /// Each decision from now on. Receivers that fall behind lose the oldest events
+    /// (the report keeps them all).
+    pub fn subscribe(&self) -> broadcast::Receiver<NetworkEvent> {
+        self.0.subscribe()
+    }
+}
+
 /// A connection the broker refused (the micro-VM's `connect` gets ECONNREFUSED).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("connection to {dst} refused: {rule}")]
@@ -189,6 +201,11 @@ impl BrokerHandle {
     /// Each decision as it happens.
     pub fn events(&self) -> broadcast::Receiver<NetworkEvent> {
         self.shared.recorder.subscribe()
+    }
+
+    /// A source of [`NetworkEvent`]s that outlives this handle (for a sandbox's view).
+    pub fn events_source(&self) -> Events {
+        Events(self.shared.recorder.clone())
     }
 
     /// Where the host reaches the sandbox's exposed ports.
