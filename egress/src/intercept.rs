@@ -55,7 +55,8 @@ where
             }
         })
     };
-    let builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.preserve_header_case(true);
     if tls {
         let config = match shared.tls.server_config(name) {
             Ok(c) => c,
@@ -104,7 +105,9 @@ async fn open_upstream(
 async fn handshake<T: AsyncRead + AsyncWrite + Unpin + 'static>(
     io: T,
 ) -> Result<SendRequest<Incoming>, String> {
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|e| e.to_string())?;
     tokio::task::spawn_local(async move {

@@ -60,6 +60,7 @@ where
         async move { Ok::<_, std::convert::Infallible>(handle(shared, req).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
+        .preserve_header_case(true)
         .serve_connection(TokioIo::new(Prefixed::new(head, client)), svc)
         .await;
 }
