@@ -177,8 +177,11 @@ fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), SpawnError> {
             std::io::Error::last_os_error(),
         ));
     }
-    // SAFETY: socketpair just returned both descriptors; we own them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    // SAFETY: socketpair just returned this descriptor; we own it.
+    let a = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above, the other end.
+    let b = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((a, b))
 }
 
 /// The [start, end) addresses of this process's argv and environment strings, from

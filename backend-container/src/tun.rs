@@ -185,10 +185,8 @@ fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
         iov_len: 1,
     };
     // SAFETY: an all-zero cmsghdr is a valid value of this plain C struct.
-    let mut cmsg = FdMessage {
-        hdr: unsafe { std::mem::zeroed() },
-        fd,
-    };
+    let hdr: libc::cmsghdr = unsafe { std::mem::zeroed() };
+    let mut cmsg = FdMessage { hdr, fd };
     cmsg.hdr.cmsg_len = std::mem::size_of::<libc::cmsghdr>() + std::mem::size_of::<c_int>();
     cmsg.hdr.cmsg_level = libc::SOL_SOCKET;
     cmsg.hdr.cmsg_type = libc::SCM_RIGHTS;
@@ -212,10 +210,8 @@ pub(crate) fn receive_fd(sock: &OwnedFd) -> std::io::Result<OwnedFd> {
         iov_len: 1,
     };
     // SAFETY: an all-zero cmsghdr is a valid value of this plain C struct.
-    let mut cmsg = FdMessage {
-        hdr: unsafe { std::mem::zeroed() },
-        fd: -1,
-    };
+    let hdr: libc::cmsghdr = unsafe { std::mem::zeroed() };
+    let mut cmsg = FdMessage { hdr, fd: -1 };
     // SAFETY: an all-zero msghdr is a valid value of this plain C struct.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;

@@ -87,7 +87,7 @@ fn classify(pkt: &[u8]) -> Verdict {
     let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
         return Verdict::Drop("other");
     };
-    let (src, dst) = (Ipv4Addr::from(ip.src_addr()), Ipv4Addr::from(ip.dst_addr()));
+    let (src, dst): (Ipv4Addr, Ipv4Addr) = (ip.src_addr(), ip.dst_addr());
     if ip.more_frags() || ip.frag_offset() != 0 {
         return Verdict::Drop("other");
     }
