@@ -119,6 +119,20 @@ fn configure(spec: &TunSpec, tun: RawFd) -> Result<(), (Step, Errno)> {
     let mut ifr = ifreq();
     ifr.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
     ioctl(tun, libc::TUNSETIFF as libc::c_ulong, &mut ifr).map_err(|e| (Step::Create, e))?;
+    // Persistent: closing the last descriptor (the broker's, when the run ends) then does
+    // not unregister the device synchronously (an RCU grace period, ~25 ms, in the
+    // caller's close); the kernel deletes it with the namespace, in its own workqueue,
+    // once the broker's descriptor (which holds the namespace) is closed.
+    // SAFETY: TUNSETPERSIST takes an integer argument.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            tun,
+            libc::TUNSETPERSIST,
+            1 as libc::c_ulong,
+        )
+    })
+    .map_err(|e| (Step::Create, e))?;
     // SAFETY: plain integer arguments.
     let sock = check(unsafe {
         libc::syscall(

@@ -151,16 +151,28 @@ impl Broker {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel::<Cmd>();
         let (vm_inward_tx, vm_inward_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
         let shared = self.shared.clone();
         let listeners = self.listeners;
         let thread = std::thread::Builder::new()
             .name("hsb-egress".into())
-            .spawn(move || run(shared, link, listeners, cmd_rx, stop_rx, vm_inward_tx))
+            .spawn(move || {
+                run(
+                    shared,
+                    link,
+                    listeners,
+                    cmd_rx,
+                    stop_rx,
+                    vm_inward_tx,
+                    done_tx,
+                )
+            })
             .map_err(EgressError::Thread)?;
         Ok(BrokerHandle {
             shared: self.shared,
             exposed: self.exposed,
             stop: Some(stop_tx),
+            done: done_rx,
             thread: Some(thread),
             cmds: cmd_tx,
             inward: Mutex::new(Some(vm_inward_rx)),
@@ -181,6 +193,8 @@ pub struct BrokerHandle {
     shared: Arc<Shared>,
     exposed: Vec<ExposedPort>,
     stop: Option<oneshot::Sender<()>>,
+    /// Says the broker has stopped deciding (its report is final).
+    done: std::sync::mpsc::Receiver<()>,
     thread: Option<std::thread::JoinHandle<()>>,
     cmds: mpsc::UnboundedSender<Cmd>,
     inward: Mutex<Option<std::sync::mpsc::Receiver<(u16, OwnedFd)>>>,
@@ -240,25 +254,30 @@ impl BrokerHandle {
         self.inward.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    /// Stops the broker and returns its final report.
+    /// Stops the broker and returns its final report. The broker's thread goes on
+    /// closing its connections and link in the background: closing a TUN device waits
+    /// for the kernel to unregister it (an RCU grace period, tens of milliseconds), which
+    /// the caller need not wait for.
     pub fn stop(mut self) -> NetworkReport {
-        self.shutdown();
+        self.halt();
+        let _ = self.done.recv();
+        // Detached: it ends by itself once its runtime is dropped.
+        self.thread.take();
         self.report()
     }
 
-    fn shutdown(&mut self) {
+    fn halt(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
 
 impl Drop for BrokerHandle {
     fn drop(&mut self) {
-        self.shutdown();
+        self.halt();
+        let _ = self.done.recv();
+        self.thread.take();
     }
 }
 
@@ -276,11 +295,13 @@ fn run(
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     stop: oneshot::Receiver<()>,
     vm_inward: std::sync::mpsc::Sender<(u16, OwnedFd)>,
+    done: std::sync::mpsc::Sender<()>,
 ) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     else {
+        let _ = done.send(());
         return;
     };
     let local = tokio::task::LocalSet::new();
@@ -322,6 +343,11 @@ fn run(
             }
         }
     });
+    // No task runs any more: the report is final. Dropping the tasks and the runtime
+    // (closing the link) happens after.
+    let _ = done.send(());
+    drop(local);
+    drop(rt);
 }
 
 fn connect(shared: &Arc<Shared>, dst: SocketAddrV4) -> Result<OwnedFd, Refused> {

@@ -79,7 +79,10 @@ fn dns_connect_proxy_and_exposed_ports_in_process() {
     let pool = resolve(&broker, "web.test.").unwrap();
     assert_eq!(pool.octets()[..2], [198, 18]);
     assert_eq!(resolve(&broker, "bad.test."), Err(ResponseCode::NXDomain));
-    assert_eq!(resolve(&broker, "evil.example."), Err(ResponseCode::NXDomain));
+    assert_eq!(
+        resolve(&broker, "evil.example."),
+        Err(ResponseCode::NXDomain)
+    );
     // A connection to the pool address: a stream descriptor the broker relays.
     let fd = broker.connect(SocketAddrV4::new(pool, port)).unwrap();
     assert!(get(fd, "web.test").ends_with("hello in-process"));
@@ -90,13 +93,22 @@ fn dns_connect_proxy_and_exposed_ports_in_process() {
         .connect(SocketAddrV4::new(Ipv4Addr::new(198, 18, 9, 9), port))
         .is_err());
     // The proxy, through a descriptor too.
-    let fd = broker.connect(SocketAddrV4::new(BROKER_ADDR, PROXY_PORT)).unwrap();
+    let fd = broker
+        .connect(SocketAddrV4::new(BROKER_ADDR, PROXY_PORT))
+        .unwrap();
     let mut s = UnixStream::from(fd);
     s.set_nonblocking(false).unwrap();
-    write!(s, "CONNECT bad.test:{port} HTTP/1.1\r\nHost: bad.test\r\n\r\n").unwrap();
+    write!(
+        s,
+        "CONNECT bad.test:{port} HTTP/1.1\r\nHost: bad.test\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    assert!(out.starts_with("HTTP/1.1 403") && out.contains("deny[0]"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 403") && out.contains("deny[0]"),
+        "{out}"
+    );
     // A host client of an exposed port arrives as a descriptor.
     let inward = broker.take_inward().expect("once");
     let host = broker.exposed()[0].host;

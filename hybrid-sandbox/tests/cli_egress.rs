@@ -23,26 +23,63 @@ fn err(o: &Output) -> String {
 fn bad_flags_are_refused_with_the_reason() {
     // Usage errors, like setup errors, exit 125.
     for (args, code, want) in [
-        (&["--network", "wifi"][..], 125, "use none, loopback or egress"),
-        (&["--network", "egress", "--allow", "a.com:99999"], 125, "port 99999 is out of range"),
+        (
+            &["--network", "wifi"][..],
+            125,
+            "use none, loopback or egress",
+        ),
+        (
+            &["--network", "egress", "--allow", "a.com:99999"],
+            125,
+            "port 99999 is out of range",
+        ),
         (&["--network", "egress", "--allow", "[::1]:80"], 125, "IPv6"),
-        (&["--network", "egress", "--allow", "*bad*.com"], 125, "wildcard"),
-        (&["--network", "egress", "--expose", "0"], 125, "0 is not in 1..=65535"),
+        (
+            &["--network", "egress", "--allow", "*bad*.com"],
+            125,
+            "wildcard",
+        ),
+        (
+            &["--network", "egress", "--expose", "0"],
+            125,
+            "0 is not in 1..=65535",
+        ),
         (&["--network", "egress", "--expose", "65536"], 125, "65536"),
         (&["--network", "egress", "--secret", "T=ENV"], 125, "no `@`"),
         (&["--allow", "a.com"], 125, "need the egress network"),
         (
-            &["--network", "egress", "--allow", "api.a.com", "--deny", "*.a.com"],
+            &[
+                "--network",
+                "egress",
+                "--allow",
+                "api.a.com",
+                "--deny",
+                "*.a.com",
+            ],
             125,
             "overlaps deny rule",
         ),
         (
-            &["--network", "egress", "--allow", "a.com", "--secret", "T=HSB_UNSET_SECRET_VAR@a.com"],
+            &[
+                "--network",
+                "egress",
+                "--allow",
+                "a.com",
+                "--secret",
+                "T=HSB_UNSET_SECRET_VAR@a.com",
+            ],
             125,
             "secret T: the variable `HSB_UNSET_SECRET_VAR` is not set",
         ),
         (
-            &["--network", "egress", "--allow", "a.com", "--secret", "T=HOME@b.com"],
+            &[
+                "--network",
+                "egress",
+                "--allow",
+                "a.com",
+                "--secret",
+                "T=HOME@b.com",
+            ],
             125,
             "`b.com` is not within the network's allow rules",
         ),
@@ -85,19 +122,38 @@ fn policy_check_and_explain() {
     let good = dir.path().join("agent.toml");
     std::fs::write(&good, POLICY).unwrap();
     let o = Command::new(HSB)
-        .args(["policy", "explain", good.to_str().unwrap(), "--workload", "agent"])
+        .args([
+            "policy",
+            "explain",
+            good.to_str().unwrap(),
+            "--workload",
+            "agent",
+        ])
         .env("HSB_CLI_TEST_TOKEN", "ghp_cli_value")
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", err(&o));
     assert!(out.contains("network:   egress"), "{out}");
-    assert!(out.contains("allow    `api.github.com:443` (profiles.agent.network.allow[2])"), "{out}");
+    assert!(
+        out.contains("allow    `api.github.com:443` (profiles.agent.network.allow[2])"),
+        "{out}"
+    );
     assert!(out.contains("deny     `*.internal.example`"), "{out}");
-    assert!(out.contains("secret   GITHUB_TOKEN for api.github.com"), "{out}");
+    assert!(
+        out.contains("secret   GITHUB_TOKEN for api.github.com"),
+        "{out}"
+    );
     assert!(!out.contains("ghp_cli_value"), "{out}");
     let o = Command::new(HSB)
-        .args(["policy", "explain", good.to_str().unwrap(), "--workload", "agent", "--json"])
+        .args([
+            "policy",
+            "explain",
+            good.to_str().unwrap(),
+            "--workload",
+            "agent",
+            "--json",
+        ])
         .env("HSB_CLI_TEST_TOKEN", "ghp_cli_value")
         .output()
         .unwrap();
@@ -107,7 +163,13 @@ fn policy_check_and_explain() {
     assert_eq!(v["egress"]["secrets"][0]["value"], "<redacted>");
     assert!(!String::from_utf8_lossy(&o.stdout).contains("ghp_cli_value"));
     // The variable unset: the run cannot be planned, and the error says where.
-    let o = hsb(&["policy", "explain", good.to_str().unwrap(), "--workload", "agent"]);
+    let o = hsb(&[
+        "policy",
+        "explain",
+        good.to_str().unwrap(),
+        "--workload",
+        "agent",
+    ]);
     assert_eq!(o.status.code(), Some(125));
     assert!(
         err(&o).contains(&format!("{}:8:", good.display()))
@@ -120,10 +182,21 @@ fn policy_check_and_explain() {
 #[test]
 fn exposed_ports_are_reported() {
     let o = hsb(&[
-        "run", "--network", "egress", "--expose", "8000", "--json", "--", "true",
+        "run",
+        "--network",
+        "egress",
+        "--expose",
+        "8000",
+        "--json",
+        "--",
+        "true",
     ]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(err(&o).contains("the sandbox's port 8000 is at 127.0.0.1:"), "{}", err(&o));
+    assert!(
+        err(&o).contains("the sandbox's port 8000 is at 127.0.0.1:"),
+        "{}",
+        err(&o)
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["network"]["mode"], "egress");
     assert_eq!(v["network"]["exposed"][0]["sandbox_port"], 8000);
@@ -152,7 +225,15 @@ fn rootless_egress_works_or_says_why_not() {
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
         .args(["--inh-caps=-all", "--bounding-set=-all"])
         .arg(&bin)
-        .args(["run", "--network", "egress", "--allow", "x.test", "--json", "--"])
+        .args([
+            "run",
+            "--network",
+            "egress",
+            "--allow",
+            "x.test",
+            "--json",
+            "--",
+        ])
         .args(["sh", "-c", "getent hosts x.test"])
         .current_dir("/")
         .output()
