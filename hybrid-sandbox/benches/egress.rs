@@ -11,45 +11,72 @@ use std::time::{Duration, Instant};
 
 use hybrid_sandbox::{Policy, Sandbox, Workload, EMBEDDED_DEFAULT};
 
-/// The client, the same natively and in the sandbox: `down`/`up` move SIZE bytes and
-/// print the seconds; `conn` opens N connections one after the other and prints each
-/// one's seconds (connect, one byte each way, close).
+/// The client, the same program natively and in the sandbox (C, so that it is not the
+/// bottleneck): `down`/`up` move SIZE bytes and print the seconds; `conn` opens N
+/// connections one after the other and prints each one's seconds (connect, one byte each
+/// way, close) as a JSON list.
 const CLIENT: &str = r#"
-import socket, sys, time, json
-host, port, mode, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-buf = bytearray(1 << 20)
-if mode == "conn":
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        s = socket.create_connection((host, port))
-        s.sendall(b"C" + (0).to_bytes(8, "big"))
-        s.recv(1)
-        s.close()
-        out.append(time.perf_counter() - t)
-    print(json.dumps(out))
-    sys.exit(0)
-s = socket.create_connection((host, port))
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-t = time.perf_counter()
-s.sendall((b"D" if mode == "down" else b"U") + n.to_bytes(8, "big"))
-got = 0
-if mode == "down":
-    view = memoryview(buf)
-    while got < n:
-        r = s.recv_into(view)
-        if r == 0:
-            break
-        got += r
-else:
-    view = memoryview(buf)
-    while got < n:
-        k = min(len(buf), n - got)
-        s.sendall(view[:k])
-        got += k
-    s.recv(1)
-print(json.dumps(time.perf_counter() - t))
+#include <netdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+static char buf[1 << 20];
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+static int dial(const char *host, const char *port) {
+  struct addrinfo hints = {0}, *ai; hints.ai_family = AF_INET; hints.ai_socktype = SOCK_STREAM;
+  if (getaddrinfo(host, port, &hints, &ai)) { fprintf(stderr, "resolve %s\n", host); exit(2); }
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(s, ai->ai_addr, ai->ai_addrlen)) { perror("connect"); exit(2); }
+  freeaddrinfo(ai); return s;
+}
+static void head(int s, char mode, uint64_t n) {
+  unsigned char h[9]; h[0] = mode; for (int i = 0; i < 8; i++) h[1 + i] = n >> (56 - 8 * i);
+  if (write(s, h, 9) != 9) exit(3);
+}
+int main(int argc, char **argv) {
+  const char *host = argv[1], *port = argv[2], *mode = argv[3]; uint64_t n = strtoull(argv[4], 0, 10);
+  if (!strcmp(mode, "conn")) {
+    printf("[");
+    for (uint64_t i = 0; i < n; i++) {
+      double t = now(); int s = dial(host, port); head(s, 'C', 0);
+      if (read(s, buf, 1) != 1) exit(4); close(s);
+      printf("%s%.9f", i ? "," : "", now() - t);
+    }
+    printf("]\n"); return 0;
+  }
+  int s = dial(host, port); double t = now(); uint64_t got = 0;
+  if (!strcmp(mode, "down")) {
+    head(s, 'D', n);
+    while (got < n) { ssize_t r = read(s, buf, sizeof buf); if (r <= 0) exit(5); got += r; }
+  } else {
+    head(s, 'U', n);
+    while (got < n) { uint64_t k = n - got < sizeof buf ? n - got : sizeof buf; ssize_t w = write(s, buf, k); if (w <= 0) exit(6); got += w; }
+    if (read(s, buf, 1) != 1) exit(7);
+  }
+  printf("%.9f\n", now() - t); return 0;
+}
 "#;
+
+/// Compiles the client into a directory the sandbox can read.
+fn client_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hsb-egress-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("client.c"), CLIENT).expect("write");
+    let st = std::process::Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(dir.join("client"))
+        .arg(dir.join("client.c"))
+        .status()
+        .expect("gcc (scripts/install-deps.sh)");
+    assert!(st.success());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
 
 /// The server on the host: `D` sends SIZE bytes, `U` reads them and answers one byte,
 /// `C` answers one byte.
@@ -100,13 +127,11 @@ fn server(ip: Ipv4Addr) -> u16 {
     port
 }
 
-fn native(args: &[String]) -> String {
-    let out = std::process::Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(CLIENT)
+fn native(dir: &std::path::Path, args: &[String]) -> String {
+    let out = std::process::Command::new(dir.join("client"))
         .args(args)
         .output()
-        .expect("python3");
+        .expect("the client");
     assert!(
         out.status.success(),
         "{}",
@@ -115,12 +140,15 @@ fn native(args: &[String]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn sandboxed(rt: &tokio::runtime::Runtime, sb: &Sandbox, args: &[String]) -> String {
-    let w = Workload::new(
-        "/usr/bin/python3",
-        [vec!["-c".to_string(), CLIENT.to_string()], args.to_vec()].concat(),
-    )
-    .profile("bench");
+fn sandboxed(
+    rt: &tokio::runtime::Runtime,
+    sb: &Sandbox,
+    dir: &std::path::Path,
+    args: &[String],
+) -> String {
+    let w = Workload::new("/opt/bench/client", args.to_vec())
+        .profile("bench")
+        .mount(hybrid_sandbox::Mount::ro(dir, "/opt/bench"));
     let o = rt.block_on(sb.run(w)).expect("run");
     assert!(
         o.success(),
@@ -144,6 +172,7 @@ fn main() {
     let size_mib: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1024);
     let conns: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200);
     let starts: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(40);
+    let dir = client_dir();
     let ip = Ipv4Addr::new(127, 0, 0, 61);
     let port = server(ip);
     let policy = format!(
@@ -175,13 +204,13 @@ fn main() {
                 ]
             };
             d.push(
-                native(&a(&ip.to_string()))
+                native(&dir, &a(&ip.to_string()))
                     .trim()
                     .parse::<f64>()
                     .expect("secs"),
             );
             b.push(
-                sandboxed(&rt, &sb, &a("bench.test"))
+                sandboxed(&rt, &sb, &dir, &a("bench.test"))
                     .trim()
                     .parse::<f64>()
                     .expect("secs"),
@@ -204,8 +233,8 @@ fn main() {
         ]
     };
     let parse = |s: String| -> Vec<f64> { serde_json::from_str(s.trim()).expect("json") };
-    let d = median(parse(native(&a(&ip.to_string()))));
-    let b = median(parse(sandboxed(&rt, &sb, &a("bench.test"))));
+    let d = median(parse(native(&dir, &a(&ip.to_string()))));
+    let b = median(parse(sandboxed(&rt, &sb, &dir, &a("bench.test"))));
     println!(
         "| TCP connection setup (connect, 1 byte each way, close), median of {conns} | {:.0} µs | {:.0} µs | {:.2}x |",
         d * 1e6,
@@ -231,4 +260,5 @@ fn main() {
         "\nstart to exit of /bin/true, median of {starts}: network none {p:.2} ms, egress {e:.2} ms (+{:.2} ms)",
         e - p
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -120,6 +120,7 @@ impl Net {
         let mut dev = TunDevice {
             fd: fd.as_raw_fd(),
             rx: Default::default(),
+            tx_buf: vec![0; MTU],
             tx_dropped: 0,
         };
         let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut dev, now());
@@ -306,15 +307,17 @@ pub(crate) async fn run(
                 let mut n = net.borrow_mut();
                 let mut gone = false;
                 loop {
-                    let mut buf = vec![0u8; MTU];
+                    let mut buf: Vec<u8> = Vec::with_capacity(MTU);
                     match guard.try_io(|fd| {
-                        // SAFETY: reads at most MTU bytes into a buffer of that size.
+                        // SAFETY: reads at most MTU bytes into the buffer's spare capacity,
+                        // which is MTU bytes long.
                         let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), MTU) };
                         if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r as usize) }
                     }) {
                         Ok(Ok(0)) => { gone = true; break }
                         Ok(Ok(len)) => {
-                            buf.truncate(len);
+                            // SAFETY: read(2) initialized the first `len` (<= MTU) bytes.
+                            unsafe { buf.set_len(len) };
                             n.ingress(&shared, buf, &mut starts);
                         }
                         Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
