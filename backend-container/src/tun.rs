@@ -117,7 +117,8 @@ pub(crate) fn setup(spec: &TunSpec) -> Result<(), (Step, Errno)> {
 
 fn configure(spec: &TunSpec, tun: RawFd) -> Result<(), (Step, Errno)> {
     let mut ifr = ifreq();
-    ifr.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    ifr.ifr_ifru.ifru_flags =
+        (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     ioctl(tun, libc::TUNSETIFF as libc::c_ulong, &mut ifr).map_err(|e| (Step::Create, e))?;
     // Persistent: closing the last descriptor (the broker's, when the run ends) then does
     // not unregister the device synchronously (an RCU grace period, ~25 ms, in the

@@ -37,7 +37,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use broker::Shared;
 
-pub use stack::MTU;
+pub use stack::{MTU, VNET_HDR_LEN};
 
 /// The broker could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +84,9 @@ pub struct Refused {
 /// How the sandbox reaches the broker.
 #[derive(Debug)]
 pub enum Link {
-    /// A TUN device (no packet information header) inside the sandbox's network
-    /// namespace, addressed [`SANDBOX_ADDR`], its peer [`BROKER_ADDR`], MTU [`MTU`].
+    /// A TUN device inside the sandbox's network namespace (no packet information
+    /// header; a virtio-net header of [`VNET_HDR_LEN`] bytes, `TUN_F_CSUM` offload),
+    /// addressed [`SANDBOX_ADDR`], its peer [`BROKER_ADDR`], MTU [`MTU`].
     Tun(OwnedFd),
     /// In the same process (the micro-VM): through [`BrokerHandle::connect`],
     /// [`BrokerHandle::dns_answer`] and [`BrokerHandle::take_inward`].

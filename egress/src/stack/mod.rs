@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::broker::Shared;
 use device::TunDevice;
-pub use device::MTU;
+pub use device::{MTU, VNET_HDR_LEN};
 use stream::StackStream;
 
 /// Buffer of each TCP connection, each way.
@@ -120,7 +120,7 @@ impl Net {
         let mut dev = TunDevice {
             fd: fd.as_raw_fd(),
             rx: Default::default(),
-            tx_buf: vec![0; MTU],
+            tx_buf: vec![0; MTU + VNET_HDR_LEN],
             tx_dropped: 0,
         };
         let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut dev, now());
@@ -153,7 +153,7 @@ impl Net {
 
     /// Takes one packet from the sandbox.
     fn ingress(&mut self, shared: &Shared, pkt: Vec<u8>, starts: &mut Vec<Start>) {
-        match classify(&pkt) {
+        match classify(pkt.get(VNET_HDR_LEN..).unwrap_or_default()) {
             Verdict::Drop(kind) => {
                 shared.recorder.dropped(kind);
                 return;
@@ -307,16 +307,17 @@ pub(crate) async fn run(
                 let mut n = net.borrow_mut();
                 let mut gone = false;
                 loop {
-                    let mut buf: Vec<u8> = Vec::with_capacity(MTU);
+                    const FRAME: usize = MTU + VNET_HDR_LEN;
+                    let mut buf: Vec<u8> = Vec::with_capacity(FRAME);
                     match guard.try_io(|fd| {
-                        // SAFETY: reads at most MTU bytes into the buffer's spare capacity,
-                        // which is MTU bytes long.
-                        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), MTU) };
+                        // SAFETY: reads at most FRAME bytes into the buffer's spare
+                        // capacity, which is FRAME bytes long.
+                        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), FRAME) };
                         if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r as usize) }
                     }) {
                         Ok(Ok(0)) => { gone = true; break }
                         Ok(Ok(len)) => {
-                            // SAFETY: read(2) initialized the first `len` (<= MTU) bytes.
+                            // SAFETY: read(2) initialized the first `len` (<= FRAME) bytes.
                             unsafe { buf.set_len(len) };
                             n.ingress(&shared, buf, &mut starts);
                         }
