@@ -520,6 +520,29 @@ PY
         .connections
         .iter()
         .any(|c| c.ip == Ipv4Addr::new(198, 18, 3, 3) && c.verdict == NetworkVerdict::Denied));
+    // Through the proxy, where the broker itself would connect: even a rule allowing
+    // every address does not reach the host's loopback (only a rule naming it would).
+    let sb = sandbox("[profiles.net.network]\nmode = \"egress\"\nallow = [\"0.0.0.0/0\"]\n");
+    let o = run_in(
+        &sb,
+        sh(&format!(
+            "curl -fsS -m 5 --proxy http://100.96.0.1:3128 --noproxy '' http://127.0.0.1:{port}/index.html \
+               && echo REACHED; \
+             curl -fsS -m 5 --proxy http://100.96.0.1:3128 --noproxy '' http://169.254.169.254/ && echo METADATA; exit 0"
+        )),
+    );
+    assert!(
+        !stdout(&o).contains("REACHED") && !stdout(&o).contains("METADATA"),
+        "{}",
+        show(&o)
+    );
+    assert!(local.log().is_empty(), "{}", local.log());
+    let denied = network(&o)
+        .connections
+        .iter()
+        .filter(|c| c.via == "proxy" && c.verdict == NetworkVerdict::Denied)
+        .count();
+    assert_eq!(denied, 2, "{}", show(&o));
 }
 
 #[test]

@@ -146,6 +146,23 @@ fn parse_host(h: &str) -> Result<HostPattern, String> {
         .ok_or_else(|| format!("`{h}` is not a valid host name (letters, digits, `-`, `_`, dots)"))
 }
 
+/// The special range `ip` lies in, if any.
+fn special_range(ip: Ipv4Addr) -> Option<(Ipv4Addr, u8)> {
+    const RANGES: [([u8; 4], u8); 7] = [
+        ([127, 0, 0, 0], 8),
+        ([0, 0, 0, 0], 8),
+        ([169, 254, 0, 0], 16),
+        ([100, 96, 0, 0], 30),
+        ([198, 18, 0, 0], 15),
+        ([224, 0, 0, 0], 4),
+        ([240, 0, 0, 0], 4),
+    ];
+    RANGES
+        .iter()
+        .map(|(a, l)| (Ipv4Addr::from(*a), *l))
+        .find(|(a, l)| u32::from(ip) & mask(*l) == u32::from(*a))
+}
+
 fn mask(len: u8) -> u32 {
     if len == 0 {
         0
@@ -169,10 +186,19 @@ impl HostPattern {
         }
     }
 
-    /// Whether this pattern matches the address.
+    /// Whether this pattern matches the address. An address of a special range (the
+    /// host's loopback, link-local addresses such as cloud metadata services, "this
+    /// network", the egress link and pool, multicast, broadcast) is matched only by a
+    /// rule inside that range: `127.0.0.1:8080` reaches the host's loopback,
+    /// `0.0.0.0/0` does not.
     pub fn matches_ip(&self, ip: Ipv4Addr) -> bool {
         match self {
-            HostPattern::Net(a, len) => u32::from(ip) & mask(*len) == u32::from(*a),
+            HostPattern::Net(a, len) => {
+                u32::from(ip) & mask(*len) == u32::from(*a)
+                    && special_range(ip).is_none_or(|(s, sl)| {
+                        *len >= sl && u32::from(*a) & mask(sl) == u32::from(s)
+                    })
+            }
             _ => false,
         }
     }
@@ -184,7 +210,14 @@ impl HostPattern {
             (Name(n), o) => o.matches_name(n),
             (Below(s), Below(t)) => s == t || Below(t.clone()).matches_name(s),
             (Below(_), AnyName) | (AnyName, AnyName) => true,
-            (Net(a, l), Net(b, m)) => m <= l && u32::from(*a) & mask(*m) == u32::from(*b),
+            (Net(a, l), Net(b, m)) => {
+                m <= l
+                    && u32::from(*a) & mask(*m) == u32::from(*b)
+                    // Inside a special range, only a rule inside it covers (see matches_ip).
+                    && special_range(*a).is_none_or(|(s, sl)| {
+                        *m >= sl && u32::from(*b) & mask(sl) == u32::from(s)
+                    })
+            }
             _ => false,
         }
     }
@@ -344,6 +377,16 @@ mod tests {
         assert!(r("10.1.0.0/16").covered_by(&r("10.0.0.0/8")));
         assert!(!r("10.0.0.0/8").covered_by(&r("10.1.0.0/16")));
         assert!(r("x.y").covered_by(&r("*")));
+        // Wide networks do not reach special ranges; rules inside them do.
+        let lo: Ipv4Addr = "127.0.0.1".parse().unwrap();
+        assert!(!r("0.0.0.0/0").matches_ip(lo, 22));
+        assert!(!r("0.0.0.0/1").matches_ip(lo, 22));
+        assert!(!r("0.0.0.0/0").matches_ip("169.254.169.254".parse().unwrap(), 80));
+        assert!(r("127.0.0.1:22").matches_ip(lo, 22));
+        assert!(r("127.0.0.0/8").matches_ip(lo, 22));
+        assert!(r("0.0.0.0/0").matches_ip("203.0.113.9".parse().unwrap(), 1));
+        assert!(!r("127.0.0.1").covered_by(&r("0.0.0.0/0")));
+        assert!(r("127.0.0.1").covered_by(&r("127.0.0.0/8")));
         assert!(!r("1.2.3.4").covered_by(&r("*")));
     }
 }
