@@ -16,6 +16,7 @@ debs=(
   sysbench         # the seeds' performance table (scripts/bench-sysbench.py)
   python3-matplotlib  # plots of the benchmark tables (scripts/bench-sysbench.py)
   libpython3.11-testsuite  # CPython's regression suite (scripts/cpython-suite.py, compat tests)
+  curl git python3-pip ca-certificates  # egress tests: clients in the sandbox, the host's trust store
 )
 missing=()
 for p in "${debs[@]}"; do

@@ -306,6 +306,7 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         peak_memory_bytes: kernel.mm.mem.peak_bytes(),
         decision: plan.decision.clone(),
         enforcement,
+        network: None,
         unimplemented_syscalls: std::mem::take(&mut kernel.unimplemented),
     })
 }

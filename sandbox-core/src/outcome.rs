@@ -269,6 +269,10 @@ pub struct Outcome {
     pub decision: Decision,
     /// What protected the host.
     pub enforcement: EnforcementReport,
+    /// The egress broker's report: every DNS answer and connection decision, exposed
+    /// ports (runs with `network = "egress"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::NetworkReport>,
     /// Syscalls the micro-VM's personality does not implement, and how often each was called.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unimplemented_syscalls: BTreeMap<String, u64>,

@@ -55,6 +55,10 @@ fn workload(args: &RunArgs) -> Result<Workload, String> {
     w.profile = args.workload.clone();
     w.isolation = args.isolation;
     w.network = args.network;
+    w.egress.allow = args.allow.clone();
+    w.egress.deny = args.deny.clone();
+    w.egress.expose = args.expose.clone();
+    w.egress.secrets = args.secrets.clone();
     for n in &args.needs {
         w = w.need(*n);
     }
@@ -212,6 +216,12 @@ async fn execute(
 ) -> Result<Outcome, Error> {
     let streaming_stdin = w.stdin == Stdin::Stream;
     let mut exec = sandbox.spawn(w).await?;
+    for p in exec.exposed_ports() {
+        eprintln!(
+            "hsb: the sandbox's port {} is at {}",
+            p.sandbox_port, p.host
+        );
+    }
     if streaming_stdin {
         if let Some(writer) = exec.take_stdin() {
             // hsb's own stdin, read on a thread (stdin may be a terminal).
