@@ -144,6 +144,15 @@ impl Control {
         self.wake.notify_all();
     }
 
+    /// New stdin data (or its end) arrived: the vCPU thread looks at once, whether it
+    /// sleeps or runs a guest task (a reader waiting beside a task that computes must
+    /// not wait for that task's time slice to end).
+    pub(crate) fn input_arrived(&self) {
+        self.input.store(true, Ordering::SeqCst);
+        self.notify();
+        self.kick();
+    }
+
     fn kick(&self) {
         let guard = self.thread.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = *guard {
@@ -218,8 +227,10 @@ impl Timer {
 }
 
 impl Timer {
-    /// A periodic kick timer on `CLOCK_MONOTONIC`, not armed yet (see [`Timer::every`]).
-    pub(crate) fn periodic() -> std::io::Result<Timer> {
+    /// A one-shot kick timer on `CLOCK_MONOTONIC`, not armed yet (see [`Timer::after`]):
+    /// the scheduler's, re-armed for the next moment it must look (the end of a time
+    /// slice, a sleeper's deadline, an interval timer).
+    pub(crate) fn one_shot() -> std::io::Result<Timer> {
         // SAFETY: a zeroed sigevent is valid; the fields used are set below.
         let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
         sev.sigev_notify = libc::SIGEV_THREAD_ID;
@@ -234,16 +245,19 @@ impl Timer {
         Ok(Timer { id })
     }
 
-    /// Kicks every `period` from now on, or never again (`None`).
-    pub(crate) fn every(&self, period: Option<Duration>) {
-        let p = period.unwrap_or_default();
-        let ts = libc::timespec {
-            tv_sec: p.as_secs() as libc::time_t,
-            tv_nsec: libc::c_long::from(p.subsec_nanos() as i32),
-        };
+    /// Kicks once, `delay` from now, or never (`None`), replacing what was armed.
+    pub(crate) fn after(&self, delay: Option<Duration>) {
+        // A zero value would disarm: the soonest kick is a nanosecond away.
+        let d = delay.map_or(Duration::ZERO, |d| d.max(Duration::from_nanos(1)));
         let spec = libc::itimerspec {
-            it_interval: ts,
-            it_value: ts,
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+            },
         };
         // SAFETY: `id` is a timer this value owns; `spec` is valid.
         unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) };

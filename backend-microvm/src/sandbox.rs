@@ -162,8 +162,9 @@ pub(crate) fn prepare(
                 .map_err(|e| setup_err("arming the CPU-time timer", e))?,
         );
     }
-    // The time-slice kick between guest tasks (armed only while needed).
-    let tick = Timer::periodic().map_err(|e| setup_err("creating the time-slice timer", e))?;
+    // The scheduler's kick: the end of a time slice, a sleeper's deadline (armed only
+    // for the next moment the scheduler must look).
+    let tick = Timer::one_shot().map_err(|e| setup_err("creating the scheduler timer", e))?;
     // SAFETY: geteuid has no preconditions (asked before seccomp narrows this thread).
     let euid = unsafe { libc::geteuid() };
     // Read /sys, /proc and the environment now: the confined thread cannot.

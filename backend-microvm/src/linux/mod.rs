@@ -214,8 +214,10 @@ pub(crate) struct Kernel {
     pub(crate) ended: Option<Stop>,
     /// Something happened that may let blocked tasks go on.
     pub(crate) stirred: bool,
-    /// The running task's time slice is over.
-    pub(crate) slice_over: bool,
+    /// When the running task's time slice started (see `sched.rs`).
+    pub(crate) slice_start: Instant,
+    /// A sleeper woke at its deadline: the running task's slice ends now.
+    pub(crate) preempt: bool,
     /// While a blocked syscall is tried again: its deadline.
     pub(crate) retrying: Option<Option<Instant>>,
     /// Address spaces whose last task went while they were current.
@@ -293,7 +295,8 @@ impl Kernel {
             pids_limit: s.pids_limit,
             ended: None,
             stirred: false,
-            slice_over: false,
+            slice_start: Instant::now(),
+            preempt: false,
             retrying: None,
             dead_spaces: Vec::new(),
             shm: Vec::new(),
