@@ -163,8 +163,8 @@ impl Kernel {
     /// kick for it, so a task computing in user mode cannot starve the others and
     /// costs nothing when alone.
     pub(crate) fn next_kick(&self) -> Option<Instant> {
-        let slice = (self.can_run(self.task.tid) && self.others_runnable())
-            .then(|| self.slice_end());
+        let slice =
+            (self.can_run(self.task.tid) && self.others_runnable()).then(|| self.slice_end());
         let blocked = self.all_tasks().filter_map(|t| match &t.state {
             TaskState::Blocked(b) if !matches!(b.wait, Wait::Vfork(_)) => b.deadline,
             _ => None,

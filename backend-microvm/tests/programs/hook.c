@@ -1,7 +1,8 @@
 /* Asks the VMM, through its test hook (feature `test-hooks`, src/linux/hooks.rs), to do
  * what a compromised personality would: a host syscall off its allowlist, opening a
  * host path outside the sandbox's mounts, or writing a file of a read-only mount
- * without the VFS's own check. */
+ * without the VFS's own check; or what glibc does on its own in the VMM's thread (open
+ * a /proc file when malloc trims a heap). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +31,13 @@ int main(int argc, char **argv) {
         printf("after: rc=%ld errno=%d\n", r, r < 0 ? errno : 0);
         return 0;
     }
-    fprintf(stderr, "usage: hook open PATH | hook write PATH | hook syscall\n");
+    if (argc > 1 && strcmp(argv[1], "libc") == 0) {
+        errno = 0;
+        long r = syscall(HSB_TEST_HOOK, 4L);
+        printf("libc open: rc=%ld errno=%d\n", r, r < 0 ? errno : 0);
+        printf("after\n");
+        return 0;
+    }
+    fprintf(stderr, "usage: hook open PATH | hook write PATH | hook syscall | hook libc\n");
     return 2;
 }
