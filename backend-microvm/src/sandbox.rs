@@ -47,6 +47,8 @@ pub(crate) struct Prepared {
     tick: Timer,
     euid: u32,
     mount_reports: Vec<sandbox_core::MountReport>,
+    /// Host descriptors the VMM may hold for the sandbox.
+    host_fds: usize,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -86,6 +88,9 @@ pub(crate) fn prepare(
     mm.start_first_space()
         .map_err(|e| setup_err("making the first address space", e))?;
 
+    let open_files = plan.limits.open_files.unwrap_or(DEFAULT_OPEN_FILES);
+    let host_fds = host_fd_budget(open_files, plan.limits.pids);
+    vfs::host::set_fd_budget(host_fds);
     let vfs = vfs::build(plan, budget).map_err(|e| SpawnError::Mount {
         source_path: e.mount.source.display().to_string(),
         target: e.mount.target.display().to_string(),
@@ -135,7 +140,6 @@ pub(crate) fn prepare(
     vm.set_entry(entry.rip, entry.rsp)
         .map_err(|e| setup_err("setting the first registers", e))?;
 
-    let open_files = plan.limits.open_files.unwrap_or(DEFAULT_OPEN_FILES);
     let mut files = FdTable::new(open_files.min(1 << 20) as usize);
     let stdio = [
         OpenFile::new(FileKind::Stdin, None, libc::O_RDONLY),
@@ -217,7 +221,31 @@ pub(crate) fn prepare(
         tick,
         euid,
         mount_reports,
+        host_fds,
     })
+}
+
+/// How many host descriptors the VMM may hold for a sandbox whose processes may each
+/// have `open_files` descriptors, `pids` tasks at most: four full tables (or one per
+/// task when fewer may exist) and 64 for the VMM's own handles (mounts, directories
+/// walked), and never more than half of what the embedding process may open (its
+/// `RLIMIT_NOFILE`), so a workload cannot exhaust the caller's table. Past it the
+/// workload gets `ENFILE`, as from a full system file table.
+fn host_fd_budget(open_files: u64, pids: Option<u64>) -> usize {
+    let tables = pids.unwrap_or(4).clamp(1, 4);
+    let wanted = open_files.saturating_mul(tables).saturating_add(64);
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct passed; it has no other effect.
+    let caller = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
+        rl.rlim_cur
+    } else {
+        1024
+    };
+    let cap = (caller / 2).max(64);
+    usize::try_from(wanted.min(cap)).unwrap_or(usize::MAX)
 }
 
 fn load_error(plan: &Plan, e: LoadError) -> SpawnError {
@@ -250,9 +278,16 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         tick,
         euid,
         mount_reports,
+        host_fds,
     } = p;
     let armed = kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
+    let watching = kick::watch(kick::Watch {
+        ctl: Arc::clone(&kernel.ctl),
+        deadline: kernel.limits.deadline,
+        cpu: kernel.limits.cpu,
+    });
     let stop = crate::vcpu::run(&mut vm, &mut kernel, Some(tick));
+    drop(watching);
     drop(armed);
     kernel.ctl.unregister_thread();
     drop(timers);
@@ -293,7 +328,7 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
             ));
         }
     };
-    let mut enforcement = report(plan, &confinement, memory, mounts, euid);
+    let mut enforcement = report(plan, &confinement, memory, mounts, euid, host_fds);
     enforcement.mounts = mount_reports;
     Ok(Outcome {
         isolation: Isolation::MicroVm,
@@ -333,9 +368,16 @@ fn report(
     memory: u64,
     mounts: usize,
     euid: u32,
+    host_fds: usize,
 ) -> EnforcementReport {
     let l = &plan.limits;
     let mut details = BTreeMap::new();
+    details.insert(
+        "host_descriptors".into(),
+        format!(
+            "the VMM holds at most {host_fds} host descriptors for the sandbox (open files, directory handles, file mappings); past it the workload gets ENFILE"
+        ),
+    );
     details.insert(
         "memory".into(),
         format!(

@@ -2,10 +2,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+
 use std::rc::Rc;
 
 use crate::errno::{self, Errno};
+use crate::memory::{Budget, HeapCharge, OutOfMemory};
+use crate::vfs::host::HostFd;
 use crate::vfs::tmpfs::TmpInode;
 use crate::vfs::{DevKind, DirEntry, Location};
 
@@ -27,6 +29,36 @@ pub(crate) struct Pipe {
     pub(crate) no_writer_yet: bool,
     /// A named pipe not yet opened for reading (writes wait, not EPIPE).
     pub(crate) no_reader_yet: bool,
+    /// What the buffers cost the sandbox's memory (made at the first write).
+    pub(crate) charge: Option<HeapCharge>,
+}
+
+/// What each datagram costs of a socket's capacity besides its bytes (its length is
+/// kept): a flood of empty datagrams fills the buffer as on Linux, instead of
+/// growing the VMM's memory.
+pub(crate) const MSG_OVERHEAD: usize = 32;
+
+impl Pipe {
+    /// Bytes of the capacity in use (datagrams count their overhead).
+    pub(crate) fn used(&self) -> usize {
+        self.buf.len() + self.msgs.as_ref().map_or(0, |m| m.len() * MSG_OVERHEAD)
+    }
+
+    /// Charges what the buffers hold now to `budget`; an empty pipe gives its memory
+    /// back to the host. Fails (nothing changed) when the budget has no room.
+    pub(crate) fn account(&mut self, budget: &Rc<Budget>) -> Result<(), OutOfMemory> {
+        if self.buf.is_empty() {
+            self.buf = VecDeque::new();
+        }
+        if self.msgs.as_ref().is_some_and(VecDeque::is_empty) {
+            self.msgs = Some(VecDeque::new());
+        }
+        let bytes =
+            self.buf.capacity() as u64 + self.msgs.as_ref().map_or(0, |m| m.capacity() as u64 * 8);
+        self.charge
+            .get_or_insert_with(|| HeapCharge::new(budget))
+            .set(bytes)
+    }
 }
 
 /// One end of a pipe; dropping it closes that end.
@@ -77,7 +109,7 @@ pub(crate) enum FileKind {
     /// stdout (`true`: stderr).
     Output(bool),
     /// A host regular file.
-    Host(OwnedFd),
+    Host(HostFd),
     /// A directory (listed through the VFS).
     Dir,
     /// A tmpfs file (directories are `Dir`).
@@ -92,8 +124,8 @@ pub(crate) enum FileKind {
     Socket(Socket),
     /// An `eventfd`.
     EventFd(EventFd),
-    /// An `epoll` instance.
-    Epoll(RefCell<Vec<Interest>>),
+    /// An `epoll` instance: its interest list and what that costs the sandbox.
+    Epoll(RefCell<Vec<Interest>>, RefCell<HeapCharge>),
     /// An `O_PATH` handle.
     Path,
 }

@@ -314,10 +314,10 @@ impl Kernel {
             | FileKind::Pipe(_)
             | FileKind::Socket(_)
             | FileKind::EventFd(_)
-            | FileKind::Epoll(_) => {
+            | FileKind::Epoll(..) => {
                 let kind = match f.kind {
                     FileKind::Socket(_) => libc::S_IFSOCK,
-                    FileKind::EventFd(_) | FileKind::Epoll(_) => 0,
+                    FileKind::EventFd(_) | FileKind::Epoll(..) => 0,
                     _ => libc::S_IFIFO,
                 };
                 let mut m = Meta::synthetic(

@@ -19,7 +19,7 @@ pub(crate) fn fd_link(f: &OpenFile) -> Vec<u8> {
         FileKind::Pipe(_) => format!("pipe:[{ino}]").into_bytes(),
         FileKind::Socket(_) => format!("socket:[{ino}]").into_bytes(),
         FileKind::EventFd(_) => b"anon_inode:[eventfd]".to_vec(),
-        FileKind::Epoll(_) => b"anon_inode:[eventpoll]".to_vec(),
+        FileKind::Epoll(..) => b"anon_inode:[eventpoll]".to_vec(),
         _ => f.loc.as_ref().map(|l| l.path()).unwrap_or_default(),
     }
 }

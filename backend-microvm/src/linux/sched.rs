@@ -45,10 +45,26 @@ impl Cpu for Detached {
     }
 }
 
+/// The first expiry of an interval timer (due at `at`, every `every`) after `now`:
+/// whole periods skipped at once (a 1 ns interval late by seconds is no loop of
+/// billions), a time past what the clock holds (an interval of centuries) saturating.
+fn next_expiry(at: Instant, every: Duration, now: Instant) -> Instant {
+    let step = every.as_nanos().max(1);
+    let periods = now.saturating_duration_since(at).as_nanos() / step + 1;
+    let ahead = u64::try_from(step.saturating_mul(periods)).unwrap_or(u64::MAX);
+    let ahead = Duration::from_nanos(ahead);
+    at.checked_add(ahead)
+        .unwrap_or_else(|| super::time::later(ahead))
+}
+
 impl Kernel {
     /// Ends the run when it was killed or the wall time passed (cheap: called at every
-    /// exit; the CPU time, a syscall to read, is checked when its timer kicks).
+    /// exit; the CPU time, a syscall to read, is checked only when a kick came: its
+    /// timer kicks, and long VMM work that gave up for it left the kick pending).
     pub(crate) fn check_limits(&self) -> Result<(), Stop> {
+        if crate::kick::kicked() {
+            return self.check_all_limits();
+        }
         if let Some(s) = &self.ended {
             return Err(s.clone());
         }
@@ -61,8 +77,7 @@ impl Kernel {
         Ok(())
     }
 
-    /// [`Kernel::check_limits`] and the CPU time too (after a kick, and when the
-    /// scheduler runs).
+    /// [`Kernel::check_limits`] and the CPU time too (after a kick).
     pub(crate) fn check_all_limits(&self) -> Result<(), Stop> {
         if let Some(s) = &self.ended {
             return Err(s.clone());
@@ -206,13 +221,7 @@ impl Kernel {
             }
             if let Some(p) = self.proc_mut(pid) {
                 p.itimer = p.itimer.and_then(|(at, every)| {
-                    (!every.is_zero()).then(|| {
-                        let mut next = at + every;
-                        while next <= now {
-                            next += every;
-                        }
-                        (next, every)
-                    })
+                    (!every.is_zero()).then(|| (next_expiry(at, every, now), every))
                 });
             }
             let info = SigInfo {

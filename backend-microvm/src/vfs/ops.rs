@@ -4,9 +4,10 @@
 //! renamed (`EBUSY`).
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
+use super::host::HostFd;
 use super::tmpfs::{TmpData, TmpFs, TmpInode};
 use super::{host, DevKind, Entry, Location, Node, Time, Vfs};
 use crate::errno::{self, Errno};
@@ -15,7 +16,7 @@ use crate::errno::{self, Errno};
 #[derive(Debug)]
 pub(crate) enum Opened {
     /// A host regular file.
-    Host(OwnedFd),
+    Host(HostFd),
     /// A host directory (listing only).
     HostDir,
     /// A tmpfs file or directory.
