@@ -182,6 +182,47 @@ fn openat2_raw(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<OwnedFd
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens the regular file `name` in `dir` for I/O (`flags`: access mode, `O_APPEND`,
+/// `O_TRUNC`, `O_CREAT`, `O_EXCL`). What the lookup saw may have been swapped for
+/// something else since (by a host process sharing the directory): the open is
+/// non-blocking, so a FIFO put there never blocks the vCPU thread, and what was opened
+/// must be a regular file, else `EACCES` (a host FIFO or device is never reached).
+pub(crate) fn open_file(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<HostFd, Errno> {
+    #[cfg(feature = "test-hooks")]
+    hooks::before_open(dir, name);
+    let fd = openat2(dir, name, flags | libc::O_NOFOLLOW | libc::O_NONBLOCK, mode)?;
+    if fstat(fd.as_raw_fd())?.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(errno::EACCES);
+    }
+    Ok(fd)
+}
+
+/// What the test hooks make host lookups do (feature `test-hooks`, this crate's tests
+/// only; see `linux/hooks.rs`).
+#[cfg(feature = "test-hooks")]
+pub(crate) mod hooks {
+    use std::cell::Cell;
+    use std::os::fd::RawFd;
+
+    thread_local! {
+        /// The next `open_file` first renames `NAME.fifo` over `NAME`: the swap a host
+        /// process could make between the VFS's lookup and its open.
+        static SWAP: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Arms the swap for the next `open_file` of the calling thread.
+    pub(crate) fn swap_before_next_open() {
+        SWAP.with(|s| s.set(true));
+    }
+
+    pub(super) fn before_open(dir: RawFd, name: &[u8]) {
+        if SWAP.with(|s| s.replace(false)) {
+            let fifo = [name, b".fifo"].concat();
+            let _ = super::rename(dir, &fifo, dir, name, 0);
+        }
+    }
+}
+
 /// An `O_PATH` handle on `name` in `dir` (the symlink itself when it is one).
 pub(crate) fn open_path(dir: RawFd, name: &[u8]) -> Result<HostFd, Errno> {
     openat2(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)

@@ -456,12 +456,7 @@ impl Lower {
             if meta.size > MAX_COPY_UP {
                 return Err(errno::EFBIG);
             }
-            let file = host::openat2(
-                self.dir.as_raw_fd(),
-                &self.name,
-                libc::O_RDONLY | libc::O_NOFOLLOW,
-                0,
-            )?;
+            let file = host::open_file(self.dir.as_raw_fd(), &self.name, libc::O_RDONLY, 0)?;
             let mut off = 0u64;
             let mut buf = vec![0u8; 256 * 1024];
             loop {
