@@ -109,15 +109,6 @@ pub(crate) fn prepare(
             source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
         });
     }
-    let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv)
-        .map_err(|e| load_error(plan, e))?;
-    vfs.set_exe(FIRST_PID, &prog.exe());
-    vfs.set_self(FIRST_PID);
-    let env: Vec<Vec<u8>> = plan
-        .env
-        .iter()
-        .map(|(k, v)| format!("{k}={v}").into_bytes())
-        .collect();
     let mut vm = Vm::create(&mm.mem, mm.cr3(), 0, 0).map_err(|e| match e {
         VmError::Open(err) => SpawnError::Unavailable {
             isolation: Isolation::MicroVm,
@@ -135,11 +126,6 @@ pub(crate) fn prepare(
             .is_some(),
         None => false,
     };
-    let entry = loader::load(&mut mm, &vfs, &prog, &env, plan.user, vdso)
-        .map_err(|e| load_error(plan, e))?;
-    vm.set_entry(entry.rip, entry.rsp)
-        .map_err(|e| setup_err("setting the first registers", e))?;
-
     let mut files = FdTable::new(open_files.min(1 << 20) as usize);
     let stdio = [
         OpenFile::new(FileKind::Stdin, None, libc::O_RDONLY),
@@ -186,6 +172,21 @@ pub(crate) fn prepare(
             confinement.landlock.missing.join(", ")
         )));
     }
+    // The program is untrusted: its ELF (and its loader's) is read and parsed only now,
+    // behind the thread's seccomp filter and Landlock.
+    let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv)
+        .map_err(|e| load_error(plan, e))?;
+    vfs.set_exe(FIRST_PID, &prog.exe());
+    vfs.set_self(FIRST_PID);
+    let env: Vec<Vec<u8>> = plan
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}").into_bytes())
+        .collect();
+    let entry = loader::load(&mut mm, &vfs, &prog, &env, plan.user, vdso)
+        .map_err(|e| load_error(plan, e))?;
+    vm.set_entry(entry.rip, entry.rsp)
+        .map_err(|e| setup_err("setting the first registers", e))?;
     let process = Process::first(files, cwd, prog.exe(), prog.comm(), prog.argv);
     let kernel = Kernel::new(
         mm,
