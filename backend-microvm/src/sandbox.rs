@@ -47,6 +47,8 @@ pub(crate) struct Prepared {
     tick: Timer,
     euid: u32,
     mount_reports: Vec<sandbox_core::MountReport>,
+    /// The host uid and gid the VMM reaches files as.
+    identity: (u32, u32),
     /// Host descriptors the VMM may hold for the sandbox.
     host_fds: usize,
 }
@@ -157,6 +159,9 @@ pub(crate) fn prepare(
     let tick = Timer::one_shot().map_err(|e| setup_err("creating the scheduler timer", e))?;
     // SAFETY: geteuid has no preconditions (asked before seccomp narrows this thread).
     let euid = unsafe { libc::geteuid() };
+    // Asked now too: the confined thread cannot (geteuid is off its allowlist; asked
+    // at the end of the run, it failed and the report showed 4294967295).
+    let identity = crate::confine::host_identity();
     // Read /sys, /proc and the environment now: the confined thread cannot.
     crate::probe::kvm_kind();
     crate::linux::stats_enabled();
@@ -222,6 +227,7 @@ pub(crate) fn prepare(
         tick,
         euid,
         mount_reports,
+        identity,
         host_fds,
     })
 }
@@ -279,6 +285,7 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         tick,
         euid,
         mount_reports,
+        identity,
         host_fds,
     } = p;
     let armed = kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
@@ -329,7 +336,8 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
             ));
         }
     };
-    let mut enforcement = report(plan, &confinement, memory, mounts, euid, host_fds);
+    let mut enforcement =
+        report(plan, &confinement, memory, mounts, (euid, identity.0), host_fds);
     enforcement.mounts = mount_reports;
     Ok(Outcome {
         isolation: Isolation::MicroVm,
@@ -368,7 +376,7 @@ fn report(
     c: &Confinement,
     memory: u64,
     mounts: usize,
-    euid: u32,
+    (euid, host_uid): (u32, u32),
     host_fds: usize,
 ) -> EnforcementReport {
     let l = &plan.limits;
@@ -430,10 +438,9 @@ fn report(
         isolation: Isolation::MicroVm,
         namespaces: Vec::new(),
         rootless: euid != 0,
-        host_uid: Some(crate::confine::host_identity().0),
+        host_uid: Some(host_uid),
         capabilities: format!(
-            "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: reaches files as host uid {}{}, with no capability and no supplementary group, under seccomp and Landlock",
-            crate::confine::host_identity().0,
+            "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: reaches files as host uid {host_uid}{}, with no capability and no supplementary group, under seccomp and Landlock",
             if euid == 0 {
                 " (through detached mounts made at setup, idmapped so that each source owner's files are that uid's, read-only ones read-only in the kernel)"
             } else {
@@ -450,7 +457,12 @@ fn report(
              reaches the host, whatever the network mode"
             .into(),
         filesystem: filesystem_report(plan, mounts),
-        vm: Some(VmReport { kvm_kind: crate::probe::kvm_kind().into(), vcpus: 1, guest_memory_bytes: memory }),
+        vm: Some(VmReport {
+            kvm_kind: crate::probe::kvm_kind().into(),
+            vcpus: 1,
+            guest_memory_bytes: memory,
+            timestamp_counter: Some(crate::vm::tsc_note(crate::probe::kvm_kind())),
+        }),
         mounts: Vec::new(),
     }
 }

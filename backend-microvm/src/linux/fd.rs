@@ -31,6 +31,47 @@ pub(crate) struct Pipe {
     pub(crate) no_reader_yet: bool,
     /// What the buffers cost the sandbox's memory (made at the first write).
     pub(crate) charge: Option<HeapCharge>,
+    /// Its inode number (both ends show it, as pipefs's), from [`next_ino`].
+    pub(crate) ino: u64,
+}
+
+thread_local! {
+    /// The next inode number of a pipe or socket of the sandbox the calling thread
+    /// runs (each run has its thread: numbers count from the start for each sandbox,
+    /// telling nothing of others, nor of the VMM's memory).
+    static NEXT_INO: std::cell::Cell<u64> = const { std::cell::Cell::new(PIPEFS_FIRST_INO) };
+}
+
+/// The first pipe and socket inode number of a sandbox.
+const PIPEFS_FIRST_INO: u64 = 0x2000;
+/// The inode number eventfds and epoll instances share, as Linux's anonymous inodes.
+pub(crate) const ANON_INODE_INO: u64 = 0x10;
+/// The inode numbers of the sandbox's stdin, stdout and stderr (pipes from the host).
+pub(crate) const STDIO_INO: [u64; 3] = [0x1001, 0x1002, 0x1003];
+
+/// The inode number and type of an open file that has no file behind it (stdio, an
+/// anonymous pipe, a socket, an eventfd or epoll), as `fstat` and `/proc/PID/fd`
+/// show it; `None` for files reached by a path (FIFOs included).
+pub(crate) fn anon_inode(f: &OpenFile) -> Option<(u32, u64)> {
+    Some(match &f.kind {
+        FileKind::Socket(s) => (libc::S_IFSOCK, s.ino),
+        FileKind::Pipe(_) if f.loc.is_some() => return None,
+        FileKind::Pipe(end) => (libc::S_IFIFO, end.pipe.borrow().ino),
+        FileKind::Stdin => (libc::S_IFIFO, STDIO_INO[0]),
+        FileKind::Output(false) => (libc::S_IFIFO, STDIO_INO[1]),
+        FileKind::Output(true) => (libc::S_IFIFO, STDIO_INO[2]),
+        FileKind::EventFd(_) | FileKind::Epoll(..) => (0, ANON_INODE_INO),
+        _ => return None,
+    })
+}
+
+/// A fresh pipe or socket inode number.
+pub(crate) fn next_ino() -> u64 {
+    NEXT_INO.with(|n| {
+        let v = n.get();
+        n.set(v.wrapping_add(1).max(PIPEFS_FIRST_INO));
+        v
+    })
 }
 
 /// What each datagram costs of a socket's capacity besides its bytes (its length is
@@ -139,6 +180,8 @@ pub(crate) struct Socket {
     pub(crate) tx: RefCell<Option<PipeEnd>>,
     /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`.
     pub(crate) kind: i32,
+    /// Its inode number (each end its own, as sockfs's).
+    pub(crate) ino: u64,
 }
 
 /// An `eventfd` counter.

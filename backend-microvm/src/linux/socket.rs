@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::fd::{FileKind, OpenFile, Pipe, PipeEnd, Socket};
+use super::fd::{next_ino, FileKind, OpenFile, Pipe, PipeEnd, Socket};
 use super::{Kernel, SysErr, SysResult};
 use crate::errno::{self, Errno};
 
@@ -37,11 +37,13 @@ fn pair(kind: i32) -> (Socket, Socket) {
         rx: RefCell::new(Some(PipeEnd::new(&b_to_a, false))),
         tx: RefCell::new(Some(PipeEnd::new(&a_to_b, true))),
         kind,
+        ino: next_ino(),
     };
     let b = Socket {
         rx: RefCell::new(Some(PipeEnd::new(&a_to_b, false))),
         tx: RefCell::new(Some(PipeEnd::new(&b_to_a, true))),
         kind,
+        ino: next_ino(),
     };
     (a, b)
 }
