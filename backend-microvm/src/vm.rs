@@ -222,8 +222,10 @@ impl Vm {
         // the host CPU the vCPU runs on. VT-x and AMD-V apply both; PVM runs the guest
         // on the host's counter and MSR (see `tsc_note`). Best effort: a host that
         // refuses one leaves the guest as PVM does.
-        let clock = Msrs::from_entries(&[msr(MSR_IA32_TSC, 0), msr(MSR_TSC_AUX, 0)])
-            .map_err(|_| VmError::Kvm("MSR list", std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let clock =
+            Msrs::from_entries(&[msr(MSR_IA32_TSC, 0), msr(MSR_TSC_AUX, 0)]).map_err(|_| {
+                VmError::Kvm("MSR list", std::io::Error::from_raw_os_error(libc::EINVAL))
+            })?;
         let _ = vcpu.set_msrs(&clock);
         let mut xcrs = kvm_xcrs {
             nr_xcrs: 1,

@@ -43,7 +43,9 @@ async fn a_file_swapped_for_a_fifo_is_refused_without_blocking() {
             "{tc:?}: {}",
             stderr(&o)
         );
-        let kind = std::fs::symlink_metadata(dir.join("f")).unwrap().file_type();
+        let kind = std::fs::symlink_metadata(dir.join("f"))
+            .unwrap()
+            .file_type();
         use std::os::unix::fs::FileTypeExt;
         assert!(kind.is_fifo(), "{tc:?}: the swap happened");
     }

@@ -219,6 +219,9 @@ pub(crate) struct OpenFile {
     pub(crate) pos: Cell<u64>,
     /// A directory's entries, read at the first `getdents64`.
     pub(crate) listing: RefCell<Option<Vec<DirEntry>>>,
+    /// What the listing costs the sandbox's memory (a directory of a million names,
+    /// listed through many descriptors, is the sandbox's memory, not the caller's).
+    pub(crate) listing_charge: RefCell<Option<HeapCharge>>,
 }
 
 impl OpenFile {
@@ -230,6 +233,7 @@ impl OpenFile {
             flags: Cell::new(flags),
             pos: Cell::new(0),
             listing: RefCell::new(None),
+            listing_charge: RefCell::new(None),
         })
     }
 

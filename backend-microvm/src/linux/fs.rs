@@ -109,6 +109,7 @@ impl Kernel {
             // Directory offsets are entry indexes; rewinding re-reads the directory.
             if new == 0 {
                 *f.listing.borrow_mut() = None;
+                *f.listing_charge.borrow_mut() = None;
             }
         }
         f.pos.set(new as u64);

@@ -50,6 +50,9 @@ impl Kernel {
         let len = len.min(RW_MAX);
         let mut done = 0u64;
         while done < len {
+            if done > 0 && crate::kick::must_stop() {
+                return Ok(done); // a limit was reached: the run ends at the next turn
+            }
             let piece = (len - done).min(PIECE);
             // The destination must be writable before anything is consumed.
             if let Err(e) = self.mm.user_chunks(buf + done, piece, true) {
@@ -260,6 +263,9 @@ impl Kernel {
         let len = len.min(RW_MAX);
         let mut done = 0u64;
         while done < len {
+            if done > 0 && crate::kick::must_stop() {
+                return Ok(done); // a limit was reached: the run ends at the next turn
+            }
             let piece = (len - done).min(PIECE);
             let data = match self.mm.read_user_vec(buf + done, piece as usize) {
                 Ok(d) => d,
@@ -496,6 +502,9 @@ impl Kernel {
         let count = count.min(RW_MAX);
         let mut done = 0u64;
         while done < count {
+            if done > 0 && crate::kick::must_stop() {
+                break; // a limit was reached: the run ends at the next turn
+            }
             let mut tmp = vec![0u8; (count - done).min(PIECE) as usize];
             let n = match self.source_read(&input, &mut tmp, off, done > 0) {
                 Ok(n) => n,

@@ -127,7 +127,11 @@ impl AddressSpace {
             self.release(id);
             return Err(MapError::Halted);
         }
-        for (va, slot, pte) in entries {
+        for (i, (va, slot, pte)) in entries.into_iter().enumerate() {
+            if i % 4096 == 4095 && crate::kick::must_stop() {
+                self.release(id);
+                return Err(MapError::Halted);
+            }
             let shared = matches!(
                 self.vmas.find(va).map(|(_, v)| &v.kind),
                 Some(VmaKind::SharedFile { .. })
