@@ -451,7 +451,10 @@ impl AddressSpace {
             .for_each_mapped(&mut self.mem, old, old_end, |_, va, slot, pte| {
                 entries.push((va, slot, pte))
             })?;
-        for (va, slot, pte) in entries {
+        for (i, (va, slot, pte)) in entries.into_iter().enumerate() {
+            if i % 4096 == 4095 && crate::kick::must_stop() {
+                return Err(MapError::Halted); // the run ends at the next turn
+            }
             self.pt.map(&mut self.mem, dest + (va - old), pte)?;
             self.mem.write_u64(slot, 0);
             if pte & PTE_P != 0 {

@@ -308,6 +308,9 @@ pub(crate) fn read_dir(dir: RawFd) -> Result<Vec<HostDirent>, Errno> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
+        if crate::kick::must_stop() {
+            return Err(errno::EINTR); // a limit was reached: the run ends at the next turn
+        }
         // SAFETY: valid descriptor and buffer of the length passed.
         let n = unsafe {
             libc::syscall(
