@@ -336,8 +336,14 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
             ));
         }
     };
-    let mut enforcement =
-        report(plan, &confinement, memory, mounts, (euid, identity.0), host_fds);
+    let mut enforcement = report(
+        plan,
+        &confinement,
+        memory,
+        mounts,
+        (euid, identity.0),
+        host_fds,
+    );
     enforcement.mounts = mount_reports;
     Ok(Outcome {
         isolation: Isolation::MicroVm,

@@ -34,6 +34,7 @@ async fn a_file_swapped_for_a_fifo_is_refused_without_blocking() {
             target: "/data".into(),
             mode: MountMode::Rw,
             optional: false,
+            system: false,
         });
         let o = run(plan).await;
         assert_eq!(o.termination, Termination::Exited, "{tc:?}: {o:?}");
