@@ -1,8 +1,11 @@
 //! Which task runs: all tasks take turns on the one vCPU. A task runs until it blocks
-//! or its time slice ends (a periodic kick, only while several tasks are runnable or a
-//! timer is armed); blocked tasks are tried again when something happened that may
-//! let them go on (data, an exit, a signal) or their deadline passed; with nothing to
-//! run the VMM thread sleeps until the next deadline, new input, or a kill.
+//! or its time slice ends while another could run; blocked tasks are tried again when
+//! something happened that may let them go on (data, an exit, a signal) or their
+//! deadline passed, and one woken by its deadline runs at once; with nothing to run
+//! the VMM thread sleeps until the next deadline, new input, or a kill. The guest is
+//! taken out of guest mode whatever it computes by a one-shot kick the vCPU loop arms
+//! for [`Kernel::next_kick`] (the slice's end, the earliest deadline, the next
+//! interval timer), so a task alone with nothing pending is never interrupted.
 //!
 //! Why one vCPU: the personality is single-threaded (its state needs no locks) and on
 //! PVM every syscall is a VM exit anyway, so several vCPUs would mostly wait for the
