@@ -102,12 +102,10 @@ impl Backend for MicroVmBackend {
                 tokio::spawn(async move {
                     while let Some(chunk) = rx.recv().await {
                         q.push(&chunk);
-                        c.input.store(true, std::sync::atomic::Ordering::SeqCst);
-                        c.notify();
+                        c.input_arrived();
                     }
                     q.close();
-                    c.input.store(true, std::sync::atomic::Ordering::SeqCst);
-                    c.notify();
+                    c.input_arrived();
                 });
                 Input::Stream(queue)
             }

@@ -159,6 +159,10 @@ pub struct VmReport {
     pub vcpus: u32,
     /// Guest RAM in bytes.
     pub guest_memory_bytes: u64,
+    /// What the guest's timestamp counter (`rdtsc`, `rdtscp`) shows, in words: its
+    /// own (from zero at VM start) or the host's (where the hypervisor cannot offset it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_counter: Option<String>,
 }
 
 /// How the workload's accesses through a mount reach the host's files.

@@ -125,6 +125,11 @@ fn note_ending(o: &Outcome) {
         CpuLimit => "CPU-time limit reached".into(),
         PidsLimit => "process limit reached; the sandbox was killed".into(),
         OutputLimit => "output limit reached; the sandbox was killed".into(),
+        // In the micro-VM the workload makes no host syscall: the VMM did (a bug in
+        // it, or an attack on it), and its stderr says which call.
+        PolicyViolation if o.isolation == hybrid_sandbox::Isolation::MicroVm => {
+            "the micro-VM's VMM made a host system call off its seccomp allowlist (a VMM fault, not the workload's); the run was ended".into()
+        }
         PolicyViolation => "the workload made a forbidden system call and was killed".into(),
         Killed => "killed".into(),
     };
