@@ -17,6 +17,7 @@ mod probe;
 mod seccomp;
 mod spawner;
 mod sys;
+mod tun;
 mod unotify;
 
 use std::collections::BTreeMap;
@@ -91,6 +92,9 @@ pub(crate) struct Booted {
     pub(crate) freezer: cgroup_freeze::Freezer,
     /// Answers every `connect(2)` of the sandbox's processes while it lives.
     pub(crate) connects: unotify::Supervisor,
+    /// The egress broker (network `egress`): every exec of the sandbox shares it (one
+    /// network namespace), for the sandbox's life.
+    pub(crate) broker: Option<sandbox_egress::BrokerHandle>,
 }
 
 /// The setup of every sandbox (a run's is a sandbox for one exec): Landlock, seccomp,
@@ -114,6 +118,16 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
     }
     let filters = seccomp::filters(plan.seccomp_action);
 
+    // The egress broker exists before the sandbox: its CA goes into the sandbox's files,
+    // its host ports into the caller's view.
+    let broker = match plan.network {
+        Network::Egress => Some(
+            sandbox_egress::Broker::new(plan.egress.clone().unwrap_or_default())
+                .map_err(|e| setup("preparing the egress broker", std::io::Error::other(e)))?,
+        ),
+        _ => None,
+    };
+    let ca_bundle = broker.as_ref().and_then(sandbox_egress::Broker::ca_bundle);
     let cg_host = cgroup::host();
     let mut details = BTreeMap::new();
     let mut cgroup = cgroup::Cgroup::create(cg_host, &plan.limits, &mut details)
@@ -134,6 +148,7 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
             seccomp: &filters,
             rlimit_memory,
             rlimit_pids,
+            ca_bundle,
         },
     )?;
     live::prepare_spec(&mut bp, masks, mode)?;
@@ -209,6 +224,19 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
     // Init sent the listener of its user-notification filter before it began to serve.
     let connects = unotify::Supervisor::start(&parent.notify, plan.network == Network::None)
         .map_err(|e| setup("starting the connect supervisor", e))?;
+    // And the egress link's TUN descriptor, made while init still had the caller's
+    // identity.
+    let broker = match (broker, &parent.tun_r) {
+        (Some(b), Some(sock)) => {
+            let fd = tun::receive_fd(sock)
+                .map_err(|e| setup("receiving the sandbox's egress interface", e))?;
+            Some(
+                b.start(sandbox_egress::Link::Tun(fd))
+                    .map_err(|e| setup("starting the egress broker", std::io::Error::other(e)))?,
+            )
+        }
+        _ => None,
+    };
     Ok(Booted {
         guard,
         pidfd,
@@ -216,6 +244,7 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
         enforcement,
         freezer,
         connects,
+        broker,
     })
 }
 
@@ -263,6 +292,7 @@ fn describe(plan: &Plan, labels: &Labels, rec: ErrorRecord) -> SpawnError {
             &format!("entering the working directory {}", plan.cwd),
             errno,
         ),
+        Some(Stage::Network) if idx > 0 => setup(tun::Step::describe(rec.index), errno),
         Some(Stage::Landlock) => setup(
             &format!(
                 "applying Landlock rules ({})",
@@ -370,6 +400,11 @@ fn report(
                                   (Landlock, and the supervisor for connect)",
                 Network::Loopback => "own network namespace with only its own loopback up: \
                                       the host's loopback and network are unreachable",
+                Network::Egress => "own network namespace with its own loopback and one TUN \
+                                    interface whose packets the egress broker terminates: DNS \
+                                    and every TCP connection decided by the policy's rules \
+                                    (the outcome's network section), everything else dropped; \
+                                    no route to the host's interfaces or loopback",
             }
         ),
         filesystem: match &plan.root {

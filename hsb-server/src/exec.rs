@@ -24,6 +24,9 @@ use crate::input::{read_json, SandboxId};
 use crate::registry::{Entry, ExecSignal};
 use crate::routes::AppState;
 
+/// Stdin is queued for the exec in pieces of at most this many bytes.
+const STDIN_PIECE: usize = 64 * 1024;
+
 /// How long an interactive exec's client may take to send its request.
 const FIRST_MESSAGE: Duration = Duration::from_secs(30);
 
@@ -369,8 +372,13 @@ async fn session(mut ws: WebSocket, entry: Arc<Entry>) {
             msg = ws.recv() => match msg {
                 Some(Ok(Message::Binary(data))) => {
                     if let Some(w) = &stdin {
-                        if w.write(data.to_vec()).await.is_err() {
-                            stdin = None;
+                        // In pieces: the stdin queue holds a few messages, so what waits
+                        // for a slow reader stays small whatever the message size.
+                        for piece in data.chunks(STDIN_PIECE) {
+                            if w.write(piece.to_vec()).await.is_err() {
+                                stdin = None;
+                                break;
+                            }
                         }
                     }
                 }

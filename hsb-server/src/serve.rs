@@ -135,7 +135,7 @@ impl std::fmt::Debug for Listener {
 }
 
 /// At most this many connections are served at once (more wait to be accepted).
-const MAX_CONNECTIONS: usize = 2048;
+const MAX_CONNECTIONS: usize = 1024;
 /// A request's header must arrive within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -29,6 +29,7 @@ pub use sandbox_images::{
     UnpackLimits,
 };
 
+pub use sandbox_core::network;
 pub use sandbox_core::{
     live::ByteStream, EndReason, ExecLimits, ExecRequest, FileData, FileKind, FileStat, LiveError,
     LiveOptions, LiveSandbox, LiveState, LiveStats, TtySize,

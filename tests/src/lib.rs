@@ -2,6 +2,7 @@
 //! `tests/programs/*.c`, sandboxes, and host-side checks.
 
 pub mod image;
+pub mod net;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -51,6 +51,15 @@ pub(crate) struct Shared {
     /// exec, the file server, what they leave in the background) reaches it through the
     /// user-notification filter init installed. Stopped when the sandbox is destroyed.
     connects: Mutex<Option<crate::unotify::Supervisor>>,
+    /// The egress broker (network `egress`): one network namespace for every exec, so
+    /// one broker for the sandbox's life. Stopped when the sandbox is destroyed; its
+    /// final report is kept in `network_report`.
+    broker: Mutex<Option<sandbox_egress::BrokerHandle>>,
+    network_report: Mutex<Option<sandbox_core::network::NetworkReport>>,
+    /// Where the host reaches the sandbox's exposed ports.
+    pub(crate) exposed: Vec<sandbox_core::network::ExposedPort>,
+    /// The broker's decisions as they happen (outlives the broker).
+    pub(crate) events: Option<sandbox_egress::Events>,
     pub(crate) life: Mutex<Life>,
     pub(crate) paused: watch::Sender<bool>,
     pub(crate) files: Mutex<Option<OwnedFd>>,
@@ -132,9 +141,38 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         drop(connects);
+        self.stop_broker();
         self.files.lock().unwrap_or_else(|e| e.into_inner()).take();
         let _ = self.paused.send_replace(false);
         self.activity.notify_one();
+    }
+
+    /// Stops the egress broker (its connections end) and keeps its final report.
+    pub(crate) fn stop_broker(&self) {
+        let broker = self.broker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(b) = broker {
+            let report = b.stop();
+            *self
+                .network_report
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(report);
+        }
+    }
+
+    /// The egress report: final once the broker stopped, else what it decided so far.
+    pub(crate) fn network_report(&self) -> Option<sandbox_core::network::NetworkReport> {
+        if let Some(b) = self
+            .broker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            return Some(b.report());
+        }
+        self.network_report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Kills init (and so every process of the sandbox) without waiting.
@@ -186,6 +224,17 @@ impl ContainerLive {
             guard: Mutex::new(Some(booted.guard)),
             freezer: booted.freezer,
             connects: Mutex::new(Some(booted.connects)),
+            exposed: booted
+                .broker
+                .as_ref()
+                .map(|b| b.exposed().to_vec())
+                .unwrap_or_default(),
+            events: booted
+                .broker
+                .as_ref()
+                .map(sandbox_egress::BrokerHandle::events_source),
+            broker: Mutex::new(booted.broker),
+            network_report: Mutex::new(None),
             life: Mutex::new(Life {
                 state: LiveState::Running,
                 ended: None,

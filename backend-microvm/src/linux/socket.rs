@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::fd::{FileKind, OpenFile, Pipe, PipeEnd, Socket};
+use super::fd::{next_ino, FileKind, OpenFile, Pipe, PipeEnd, Socket};
 use super::{Kernel, SysErr, SysResult};
 use crate::errno::{self, Errno};
 
@@ -37,11 +37,13 @@ fn pair(kind: i32) -> (Socket, Socket) {
         rx: RefCell::new(Some(PipeEnd::new(&b_to_a, false))),
         tx: RefCell::new(Some(PipeEnd::new(&a_to_b, true))),
         kind,
+        ino: next_ino(),
     };
     let b = Socket {
         rx: RefCell::new(Some(PipeEnd::new(&a_to_b, false))),
         tx: RefCell::new(Some(PipeEnd::new(&b_to_a, true))),
         kind,
+        ino: next_ino(),
     };
     (a, b)
 }
@@ -221,16 +223,8 @@ impl Kernel {
         if iovlen > IOV_MAX {
             return Err(errno::EMSGSIZE.into());
         }
-        let raw = self.mm.read_user_vec(iov, iovlen as usize * 16)?;
-        let v = raw
-            .chunks_exact(16)
-            .map(|c| {
-                (
-                    u64::from_le_bytes(c[..8].try_into().unwrap_or_default()),
-                    u64::from_le_bytes(c[8..].try_into().unwrap_or_default()),
-                )
-            })
-            .collect();
+        // Lengths checked as readv's are: none negative, their sum within ssize_t.
+        let v = self.iovecs(iov, iovlen)?;
         Ok((v, controllen))
     }
 
@@ -247,11 +241,12 @@ impl Kernel {
             // Passing descriptors or credentials (SCM_RIGHTS...) is not offered.
             return Err(self.unsupported("sendmsg(ancillary data)", errno::EOPNOTSUPP));
         }
+        let total: u64 = iov.iter().map(|(_, l)| *l).sum(); // within ssize_t: see iovecs
+        if total > 1 << 20 {
+            return Err(errno::EMSGSIZE.into());
+        }
         let mut data = Vec::new();
         for (base, len) in iov {
-            if data.len() as u64 + len > 1 << 20 {
-                return Err(errno::EMSGSIZE.into());
-            }
             data.extend(self.mm.read_user_vec(base, len as usize)?);
         }
         self.send(&f, &data, flags)
@@ -260,6 +255,7 @@ impl Kernel {
     pub(crate) fn sys_recvmsg(&mut self, fd: u64, msg: u64, flags: u64) -> SysResult {
         let f = self.socket(fd)?;
         let (iov, _) = self.msg_iovecs(msg)?;
+        // The sum is within ssize_t (see iovecs).
         let total: u64 = iov.iter().map(|(_, l)| *l).sum::<u64>().min(1 << 20);
         let mut tmp = vec![0u8; total as usize];
         let (n, full) = self.recv(&f, &mut tmp, flags)?;
