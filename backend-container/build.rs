@@ -19,6 +19,7 @@ const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP: u16 = 0x05;
 const BPF_JEQ: u16 = 0x10;
 const BPF_JGE: u16 = 0x30;
+const BPF_JA: u16 = 0x00;
 const SECCOMP_DATA_NR: u32 = 0;
 const BPF_RET_K: u16 = 0x06;
 const ARCH_CHECK_LEN: usize = 3;
@@ -151,14 +152,16 @@ fn tree_program(filter: &Value, mismatch: &Value) -> Vec<sock_filter> {
     let mut nodes = Vec::new();
     let root = emit_tree(&tree(&iv), &mut nodes);
 
-    // Layout: prefix, load nr, [if the root is a leaf: JA], nodes, RET allow, RET deny, blocks.
+    // Layout: prefix, load nr, nodes, RET allow, RET deny, one `JA` per block (the tree's
+    // 8-bit jump offsets cannot reach far blocks; a JA takes a 32-bit one), blocks.
     let mut prog: Vec<sock_filter> = prefix;
     prog.push(stmt(BPF_LD_W_ABS, SECCOMP_DATA_NR));
     let tree_at = prog.len();
     let allow_at = tree_at + nodes.len();
     let deny_at = allow_at + 1;
+    let tramp_at = deny_at + 1;
     let mut block_at = Vec::new();
-    let mut at = deny_at + 1;
+    let mut at = tramp_at + blocks.len();
     for b in &blocks {
         block_at.push(at);
         at += b.len();
@@ -172,7 +175,7 @@ fn tree_program(filter: &Value, mismatch: &Value) -> Vec<sock_filter> {
             Target::Node(i) => tree_at + i,
             Target::Verdict(Verdict::Allow) => allow_at,
             Target::Verdict(Verdict::Deny) => deny_at,
-            Target::Verdict(Verdict::Block(i)) => block_at[i],
+            Target::Verdict(Verdict::Block(i)) => tramp_at + i,
         }
     };
     for (i, &(k, jt, jf)) in nodes.iter().enumerate() {
@@ -190,6 +193,9 @@ fn tree_program(filter: &Value, mismatch: &Value) -> Vec<sock_filter> {
     }
     prog.push(allow_ret);
     prog.push(deny_ret.clone());
+    for (i, &to) in block_at.iter().enumerate() {
+        prog.push(stmt(BPF_JMP | BPF_JA, (to - (tramp_at + i) - 1) as u32));
+    }
     for b in blocks {
         prog.extend(b);
     }
@@ -197,6 +203,35 @@ fn tree_program(filter: &Value, mismatch: &Value) -> Vec<sock_filter> {
     // next block); it is never taken here, but the kernel's checker wants it in range.
     prog.push(deny_ret);
     assert!(prog.len() < 4096, "filter too long");
+    prog
+}
+
+/// The action seccompiler writes for `{"trace": 4095}`, which the profile uses to mean
+/// SECCOMP_RET_USER_NOTIF (an action seccompiler has no name for).
+const NOTIF_SENTINEL: u32 = 0x7ff0_0000 | 4095;
+const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
+
+/// The user-notification filter: seccompiler's program with the sentinel action turned
+/// into SECCOMP_RET_USER_NOTIF.
+fn user_notif(section: &Value) -> Vec<sock_filter> {
+    assert_eq!(
+        section["filter_action"],
+        json!({ "trace": 4095 }),
+        "user_notif's filter_action must be the sentinel trace(4095)"
+    );
+    let one = json!({ "f": { "mismatch_action": section["mismatch_action"], "filter_action": section["filter_action"], "filter": section["filter"] } });
+    let mut prog = compile(&one);
+    let mut turned = 0;
+    for f in prog.iter_mut() {
+        if f.code == BPF_RET_K && f.k == NOTIF_SENTINEL {
+            f.k = SECCOMP_RET_USER_NOTIF;
+            turned += 1;
+        }
+    }
+    assert!(
+        turned > 0,
+        "no user-notification return in the user_notif filter"
+    );
     prog
 }
 
@@ -246,9 +281,10 @@ fn main() {
         "WORKLOAD_KILL",
         &tree_program(workload, &json!("kill_process")),
     );
-    let clone3 = &doc["clone3_enosys"];
-    let one = json!({ "f": { "mismatch_action": clone3["mismatch_action"], "filter_action": clone3["filter_action"], "filter": clone3["filter"] } });
-    emit(&mut out, "CLONE3_ENOSYS", &compile(&one));
+    let enosys = &doc["enosys"];
+    let one = json!({ "f": { "mismatch_action": enosys["mismatch_action"], "filter_action": enosys["filter_action"], "filter": enosys["filter"] } });
+    emit(&mut out, "ENOSYS", &compile(&one));
+    emit(&mut out, "USER_NOTIF", &user_notif(&doc["user_notif"]));
     let mut names: Vec<&str> = workload["filter"]
         .as_array()
         .expect("list")

@@ -8,6 +8,7 @@ debs=(
   musl-tools       # musl-gcc -static: static test programs
   gcc libc6-dev    # gcc -static test programs, C API tests
   python3 python3-dev python3-venv  # python3 workloads, the Python package
+  libpython3.11-testsuite  # CPython's regression tests, run in the micro-VM as end-to-end checks
   bubblewrap       # baseline for the container benchmark
   hyperfine        # whole-command timings in benchmarks
   valgrind         # leak checks of the C API tests
@@ -16,6 +17,7 @@ debs=(
   sysbench         # the seeds' performance table (scripts/bench-sysbench.py)
   python3-matplotlib  # plots of the benchmark tables (scripts/bench-sysbench.py)
   libpython3.11-testsuite  # CPython's regression suite (scripts/cpython-suite.py, compat tests)
+  curl git python3-pip ca-certificates  # egress tests: clients in the sandbox, the host's trust store
 )
 missing=()
 for p in "${debs[@]}"; do
@@ -26,6 +28,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# schemathesis (PyPI), for the server's generated-request suite (hsb-cli/tests/
+# server_schemathesis.rs looks for it here), in a virtual environment of its own.
+tools=/opt/hybrid-sandbox/tools
+if ! "$tools/bin/schemathesis" --version >/dev/null 2>&1; then
+  echo "install-deps: installing schemathesis into $tools"
+  python3 -m venv "$tools"
+  "$tools/bin/python" -m pip install -q --disable-pip-version-check "schemathesis>=4.3,<5"
 fi
 
 # cargo-fuzz, for the fuzz targets (run with the nightly toolchain the machine has).

@@ -2,7 +2,9 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this). From a clean checkout
 # on Debian 12: installs what the tests need, checks formatting and lints, builds once,
 # and runs every suite. Set HSB_REQUIRE_KVM=1 to make micro-VM tests fail (not skip)
-# when /dev/kvm is unusable; CI does.
+# when /dev/kvm is unusable, and HSB_REQUIRE_FEATURES=1 to make every test that needs a
+# host feature (KVM, a root caller, usable cgroups, Landlock, binutils...) fail instead
+# of skipping; CI (.ci/run) sets both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

@@ -4,10 +4,12 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use sandbox_core::{MountMode, Network, Plan, SpawnError};
+use sandbox_core::mount_source::idmap::Idmaps;
+use sandbox_core::mount_source::{HostMounts, SourceKind};
+use sandbox_core::{MountAccess, MountMode, MountReport, Network, Plan, SpawnError};
 
 use crate::child::{ChildSpec, Components, Op, Rule, Source, MAX_SOURCES};
 use crate::landlock::Masks;
@@ -16,6 +18,35 @@ use crate::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_A
 /// Device nodes every sandbox gets, bound from the host.
 const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
+/// Host facts a private /proc still shows, hidden as /dev/null: the kernel's command
+/// line and configuration, the boot id (a host fingerprint), kernel memory and symbols,
+/// modules, keys, timers and scheduler internals, interrupt counts (a side channel),
+/// and sysrq. The list runc masks, plus the hardening issue's.
+const PROC_MASKED_FILES: [&str; 15] = [
+    "cmdline",
+    "config.gz",
+    "kcore",
+    "kallsyms",
+    "modules",
+    "keys",
+    "key-users",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "latency_stats",
+    "interrupts",
+    "softirqs",
+    "sysrq-trigger",
+    "sys/kernel/random/boot_id",
+];
+
+/// Directories of host facts in /proc, hidden under an empty read-only tmpfs: pressure
+/// stall information (PSI: the host's load, a side channel), hardware (ACPI, buses,
+/// drivers, sound, SCSI, IRQ routing) and filesystem internals.
+const PROC_MASKED_DIRS: [&str; 8] = [
+    "pressure", "acpi", "asound", "bus", "driver", "fs", "irq", "scsi",
+];
+
 /// The host uid/gid a sandbox's processes run as when the caller is root: an
 /// unprivileged id, so that an escape does not land as host root.
 pub(crate) use sandbox_core::ROOT_MODE_HOST_ID;
@@ -23,10 +54,14 @@ pub(crate) use sandbox_core::ROOT_MODE_HOST_ID;
 /// The parent's ends of the pipes, kept by the execution.
 #[derive(Debug)]
 pub(crate) struct ParentEnds {
+    /// Where init sends the egress link's TUN descriptor.
+    pub(crate) tun_r: Option<OwnedFd>,
     pub(crate) sync_w: OwnedFd,
     pub(crate) err_r: OwnedFd,
     /// The host's end of init's control socket (see `live::init`).
     pub(crate) control: OwnedFd,
+    /// Receives the seccomp listener init creates (SCM_RIGHTS; see `crate::unotify`).
+    pub(crate) notify: OwnedFd,
 }
 
 /// The child's ends: closed in the parent once the child holds them.
@@ -83,6 +118,32 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
             std::io::Error::last_os_error(),
         ));
     }
+    lift_pair(fds)
+}
+
+/// A close-on-exec AF_UNIX seqpacket pair, both ends >= 3.
+fn socket_pair() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(setup_err(
+            "creating a socket pair",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    lift_pair(fds)
+}
+
+/// Owns two fresh descriptors, moved to numbers >= 3 when they are below.
+fn lift_pair(fds: [RawFd; 2]) -> Result<(OwnedFd, OwnedFd), SpawnError> {
     let lift = |fd: RawFd| -> Result<OwnedFd, SpawnError> {
         // SAFETY: pipe2 just returned `fd`; we own it.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -101,6 +162,31 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
         Ok(unsafe { OwnedFd::from_raw_fd(high) })
     };
     Ok((lift(fds[0])?, lift(fds[1])?))
+}
+
+/// A close-on-exec `AF_UNIX` datagram-boundary pair for handing a descriptor over.
+fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(setup_err(
+            "creating the egress link's socket",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: socketpair just returned this descriptor; we own it.
+    let a = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above, the other end.
+    let b = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((a, b))
 }
 
 /// The [start, end) addresses of this process's argv and environment strings, from
@@ -133,176 +219,6 @@ fn read_last_cap() -> u32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(63)
-}
-
-/// How a planned mount is realised.
-enum Realised {
-    Bind {
-        canonical: PathBuf,
-        dev: u64,
-        ino: u64,
-        is_dir: bool,
-    },
-    Symlink {
-        text: PathBuf,
-    },
-    Skip,
-}
-
-/// The real path of a mount source. Symlinks on the way are followed only when root
-/// owns them (system links such as /bin -> usr/bin): a symlink made by a sandbox in a
-/// read-write mount must never redirect a later mount to a host path of its choosing.
-fn resolve_source(path: &Path) -> std::io::Result<PathBuf> {
-    use std::collections::VecDeque;
-    // Fast path: no symlink at all (one syscall).
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    match crate::sys::openat2(
-        libc::AT_FDCWD,
-        &c,
-        (libc::O_PATH | libc::O_CLOEXEC) as u64,
-        resolve,
-    ) {
-        Ok(fd) => {
-            crate::sys::close(fd);
-            return Ok(path.to_path_buf());
-        }
-        Err(libc::ELOOP) => {}
-        Err(e) => return Err(std::io::Error::from_raw_os_error(e)),
-    }
-    use std::ffi::OsString;
-    let mut todo: VecDeque<OsString> = path.iter().map(OsString::from).collect();
-    let mut out = PathBuf::from("/");
-    let mut links = 0;
-    while let Some(c) = todo.pop_front() {
-        match c.to_str() {
-            Some("/") | Some(".") => continue,
-            Some("..") => {
-                out.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let next = out.join(&c);
-        let meta = std::fs::symlink_metadata(&next)?;
-        if !meta.file_type().is_symlink() {
-            out = next;
-            continue;
-        }
-        if meta.uid() != 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!(
-                    "the path passes through the symlink {} owned by uid {}; only root-owned symlinks are followed in mount sources, give the real path",
-                    next.display(),
-                    meta.uid()
-                ),
-            ));
-        }
-        links += 1;
-        if links > 40 {
-            return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
-        }
-        let target = std::fs::read_link(&next)?;
-        if target.is_absolute() {
-            out = PathBuf::from("/");
-        }
-        for (i, t) in target.iter().enumerate() {
-            todo.insert(i, t.to_os_string());
-        }
-    }
-    Ok(out)
-}
-
-/// Resolves every mount of the plan: 3 to 4 syscalls each (no component-by-component
-/// canonicalization: the kernel names the opened file in /proc/self/fd).
-fn realise_all(plan: &Plan) -> Result<Vec<Realised>, SpawnError> {
-    let mut out = Vec::with_capacity(plan.mounts.len());
-    // (canonical path, is a symlink) per existing mount.
-    let mut found: Vec<Option<(PathBuf, bool)>> = Vec::with_capacity(plan.mounts.len());
-    for m in &plan.mounts {
-        let err = |source: std::io::Error| SpawnError::Mount {
-            source_path: m.source.display().to_string(),
-            target: m.target.display().to_string(),
-            source,
-        };
-        // Fast path, one openat2 and one fstat: no symlink anywhere on the path, so the
-        // normalized absolute path is the real one. A trailing symlink comes back as an
-        // O_PATH descriptor of the link itself.
-        let c = CString::new(m.source.as_os_str().as_bytes())
-            .map_err(|_| err(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
-        let flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
-        let no_links = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-        let direct = match crate::sys::openat2(libc::AT_FDCWD, &c, flags, no_links) {
-            Ok(fd) => {
-                // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
-                let f = unsafe { std::fs::File::from_raw_fd(fd) };
-                let meta = f.metadata().map_err(err)?;
-                (!meta.file_type().is_symlink()).then_some(meta)
-            }
-            Err(libc::ENOENT) if m.optional => {
-                out.push(Realised::Skip);
-                found.push(None);
-                continue;
-            }
-            Err(libc::ELOOP) => None,
-            Err(e) => return Err(err(std::io::Error::from_raw_os_error(e))),
-        };
-        let (canonical, meta, is_link) = match direct {
-            Some(meta) => (m.source.clone(), meta, false),
-            None => {
-                // A symlink on the way: follow root-owned ones only.
-                let is_link = std::fs::symlink_metadata(&m.source)
-                    .map_err(err)?
-                    .file_type()
-                    .is_symlink();
-                let resolved = resolve_source(&m.source).map_err(err)?;
-                let meta = std::fs::symlink_metadata(&resolved).map_err(err)?;
-                (resolved, meta, is_link)
-            }
-        };
-        let lmeta_is_link = is_link;
-        let ft = meta.file_type();
-        if ft.is_block_device() || ft.is_char_device() {
-            return Err(err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                "device nodes cannot be mounted into a sandbox",
-            )));
-        }
-        found.push(Some((canonical.clone(), lmeta_is_link)));
-        out.push(Realised::Bind {
-            canonical,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            is_dir: ft.is_dir(),
-        });
-    }
-    // A host symlink mounted at its own place (e.g. /bin -> usr/bin on merged-/usr hosts)
-    // stays a symlink when what it points to is mounted at its own place too.
-    for (i, m) in plan.mounts.iter().enumerate() {
-        let Some((canonical, true)) = &found[i] else {
-            continue;
-        };
-        if m.target != m.source {
-            continue;
-        }
-        let covered = plan.mounts.iter().enumerate().any(|(j, o)| {
-            j != i
-                && o.target == o.source
-                && matches!(&found[j], Some((_, false)))
-                && canonical.starts_with(&o.source)
-        });
-        if covered {
-            let text = std::fs::read_link(&m.source).map_err(|source| SpawnError::Mount {
-                source_path: m.source.display().to_string(),
-                target: m.target.display().to_string(),
-                source,
-            })?;
-            out[i] = Realised::Symlink { text };
-        }
-    }
-    Ok(out)
 }
 
 /// A host directory to build the new root on (in the sandbox's private mount namespace,
@@ -374,6 +290,8 @@ pub(crate) struct Blueprint {
     pub(crate) root_mode: bool,
     /// The uid and gid inside the sandbox.
     pub(crate) inside: (u32, u32),
+    /// The plan's mounts as they were set up.
+    pub(crate) mounts: Vec<MountReport>,
 }
 
 /// Inputs besides the plan.
@@ -384,6 +302,8 @@ pub(crate) struct Inputs<'a> {
     /// Without cgroup limits, these become rlimits.
     pub(crate) rlimit_memory: bool,
     pub(crate) rlimit_pids: bool,
+    /// The CA bundle the sandbox trusts, when its egress broker intercepts.
+    pub(crate) ca_bundle: Option<String>,
 }
 
 impl Blueprint {
@@ -403,6 +323,8 @@ impl Blueprint {
         let mut ops: Vec<Op> = Vec::new();
         let mut sources: Vec<Source> = Vec::new();
         let mut rules: Vec<Rule> = Vec::new();
+        let mut trees: Vec<OwnedFd> = Vec::new();
+        let mut mounts: Vec<MountReport> = Vec::new();
         let mut rule = |path: &str, access: u64, labels: &mut Labels| -> Result<(), SpawnError> {
             if access != 0 {
                 rules.push(Rule {
@@ -413,6 +335,20 @@ impl Blueprint {
             }
             Ok(())
         };
+        // A rule covers everything beneath its directory, mounts included: the full mask
+        // of the sandbox's own writable filesystems (an image's layer, /tmp) would also
+        // let the workload make FIFOs and sockets in a read-write host mount below them.
+        let own_mask = |at: &str| {
+            let host_rw_below = plan
+                .mounts
+                .iter()
+                .any(|m| m.mode == MountMode::Rw && m.target.starts_with(at));
+            if host_rw_below {
+                masks.rw_mount
+            } else {
+                masks.rw_dir
+            }
+        };
         // An image root is the sandbox's own writable layer; a bare root is read-only; a
         // directory root is as writable as the plan says.
         let image = plan.root.as_ref();
@@ -420,8 +356,8 @@ impl Blueprint {
         rule(
             "/",
             match (image, dir_root) {
-                (Some(_), _) => masks.rw_dir,
-                (None, Some(d)) if !d.readonly => masks.rw_dir,
+                (Some(_), _) => own_mask("/"),
+                (None, Some(d)) if !d.readonly => own_mask("/"),
                 (None, Some(_)) => masks.ro_dir,
                 (None, None) => masks.root,
             },
@@ -456,6 +392,19 @@ impl Blueprint {
                 }
             );
         }
+        if let Some(bundle) = &inputs.ca_bundle {
+            op!(
+                (
+                    "generated".into(),
+                    sandbox_core::network::CA_BUNDLE_PATH.into()
+                ),
+                Op::File {
+                    path: components(Path::new(sandbox_core::network::CA_BUNDLE_PATH))?,
+                    contents: bundle.clone().into_bytes(),
+                    replace: image.is_some(),
+                }
+            );
+        }
         let fs_opts = |pairs: &[(&str, String)]| -> Result<Vec<(CString, CString)>, SpawnError> {
             pairs
                 .iter()
@@ -484,7 +433,7 @@ impl Blueprint {
             let host = format!("/dev/{d}");
             let meta = std::fs::metadata(&host)
                 .map_err(|e| setup_err(&format!("looking at {host}"), e))?;
-            sources.push(Source {
+            sources.push(Source::Path {
                 path: cstr(&host, "a device")?,
                 dev: meta.dev(),
                 ino: meta.ino(),
@@ -497,10 +446,40 @@ impl Blueprint {
                     slot: sources.len() - 1,
                     is_dir: false,
                     attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+                    made: false,
                 }
             );
             rule(&host, masks.device, &mut labels)?;
         }
+        // /proc's host facts (the entries this kernel has), then /proc/sys read-only.
+        let null_slot = sources.len() - DEVICES.len();
+        for (names, is_dir) in [
+            (&PROC_MASKED_FILES[..], false),
+            (&PROC_MASKED_DIRS[..], true),
+        ] {
+            for name in names {
+                let at = Path::new("/proc").join(name);
+                if std::fs::symlink_metadata(&at).is_err() {
+                    continue;
+                }
+                op!(
+                    ("masked".into(), at.display().to_string()),
+                    Op::Mask {
+                        path: components(&at)?,
+                        is_dir,
+                        slot: null_slot,
+                    }
+                );
+            }
+        }
+        op!(
+            ("read-only".into(), "/proc/sys".into()),
+            Op::Rebind {
+                path: components(Path::new("/proc/sys"))?,
+                // Not nodev: the boot id masked inside is /dev/null.
+                attrs: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+            }
+        );
         for (name, target) in [
             ("fd", "/proc/self/fd"),
             ("stdin", "/proc/self/fd/0"),
@@ -534,32 +513,39 @@ impl Blueprint {
                     attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
                 }
             );
-            rule("/tmp", masks.rw_dir, &mut labels)?;
         }
         // The directory root's source: opened by the child before anything is mounted.
         let root_slot = match dir_root {
             None => None,
             Some(d) => {
-                let canonical = std::fs::canonicalize(&d.path)
-                    .map_err(|e| mount_err(&d.path, Path::new("/"), e))?;
-                let meta = std::fs::metadata(&canonical)
-                    .map_err(|e| mount_err(&d.path, Path::new("/"), e))?;
-                if !meta.is_dir() {
+                // Resolved like every mount source: no symlink followed in any
+                // component, no pseudo filesystem.
+                let src = HostMounts::read()
+                    .and_then(|h| h.resolve(&d.path))
+                    .map_err(|e| mount_err(&d.path, Path::new("/"), e.into_io()))?;
+                if !src.is_dir() {
                     return Err(mount_err(
                         &d.path,
                         Path::new("/"),
                         std::io::Error::from_raw_os_error(libc::ENOTDIR),
                     ));
                 }
-                sources.push(Source {
-                    path: cstr(canonical.as_os_str().as_bytes(), "the root directory")?,
-                    dev: meta.dev(),
-                    ino: meta.ino(),
+                let (dev, ino) = src.id();
+                sources.push(Source::Path {
+                    path: cstr(src.path().as_os_str().as_bytes(), "the root directory")?,
+                    dev,
+                    ino,
                 });
-                labels.sources.push(canonical.display().to_string());
+                labels.sources.push(src.path().display().to_string());
                 Some((sources.len() - 1, d.readonly))
             }
         };
+        // The tmpfs's rule, unless a mount covers /tmp (the rule would then land on the
+        // mounted host directory: a rule names what its path reaches after pivot_root)
+        // or the root is a directory (its /tmp is the root's, under the root's rule).
+        if own_root && !plan.mounts.iter().any(|m| m.target == Path::new("/tmp")) {
+            rule("/tmp", own_mask("/tmp"), &mut labels)?;
+        }
         let netns = match &plan.netns {
             None => None,
             Some(p) => Some(OwnedFd::from(std::fs::File::open(p).map_err(|e| {
@@ -567,64 +553,108 @@ impl Blueprint {
             })?)),
         };
 
-        // The plan's mounts, parents before children.
+        // The plan's mounts, parents before children (the order they are listed in does
+        // not matter: a child listed first would otherwise be hidden by its parent).
         let mut order: Vec<usize> = (0..plan.mounts.len()).collect();
         order.sort_by_key(|&i| plan.mounts[i].target.components().count());
-        let mut realised = realise_all(plan)?;
+        let host_mounts = HostMounts::read()
+            .map_err(|e| setup_err("reading the host's mount table", e.into_io()))?;
+        let mut idmaps = Idmaps::new((host_uid, host_gid));
         for i in order {
             let m = &plan.mounts[i];
             let target_s = m.target.display().to_string();
-            match std::mem::replace(&mut realised[i], Realised::Skip) {
-                Realised::Skip => {}
-                Realised::Symlink { text } => op!(
-                    (m.source.display().to_string(), target_s.clone()),
-                    Op::Symlink {
-                        path: components(&m.target)?,
-                        target: cstr(text.as_os_str().as_bytes(), "a link")?
-                    }
-                ),
-                Realised::Bind {
-                    canonical,
-                    dev,
-                    ino,
-                    is_dir,
-                } => {
-                    if sources.len() >= MAX_SOURCES {
-                        return Err(SpawnError::Unsupported(format!(
-                            "more than {MAX_SOURCES} mounts"
-                        )));
-                    }
-                    sources.push(Source {
-                        path: cstr(canonical.as_os_str().as_bytes(), "a mount source")?,
-                        dev,
-                        ino,
-                    });
-                    labels.sources.push(canonical.display().to_string());
-                    let ro = m.mode == MountMode::Ro;
-                    let attrs = MOUNT_ATTR_NOSUID
-                        | MOUNT_ATTR_NODEV
-                        | if ro { MOUNT_ATTR_RDONLY } else { 0 };
+            let err = |source: std::io::Error| SpawnError::Mount {
+                source_path: m.source.display().to_string(),
+                target: target_s.clone(),
+                source,
+            };
+            let src = match host_mounts.resolve(&m.source) {
+                Ok(src) => src,
+                Err(e) if e.is_not_found() && m.optional => continue,
+                Err(e) => return Err(err(e.into_io())),
+            };
+            let source_s = src.path().display().to_string();
+            let is_dir = match src.kind() {
+                SourceKind::Symlink(text) => {
+                    // A host symlink (/bin -> usr/bin) stays a symlink, resolved in the sandbox.
                     op!(
-                        (canonical.display().to_string(), target_s.clone()),
-                        Op::Bind {
+                        (source_s.clone(), target_s.clone()),
+                        Op::Symlink {
                             path: components(&m.target)?,
-                            slot: sources.len() - 1,
-                            is_dir,
-                            attrs
+                            target: cstr(text.as_os_str().as_bytes(), "a link")?
                         }
                     );
-                    let dir_mask = if ro { masks.ro_dir } else { masks.rw_dir };
-                    rule(
-                        &target_s,
-                        if is_dir {
-                            dir_mask
-                        } else {
-                            dir_mask & masks.file_only
-                        },
-                        &mut labels,
-                    )?;
+                    mounts.push(MountReport {
+                        source: source_s,
+                        target: target_s,
+                        mode: m.mode,
+                        kind: "symlink".into(),
+                        access: MountAccess::None,
+                        host_ids: None,
+                        note: None,
+                    });
+                    continue;
                 }
+                SourceKind::Directory => true,
+                SourceKind::File => false,
+            };
+            if sources.len() >= MAX_SOURCES {
+                return Err(SpawnError::Unsupported(format!(
+                    "more than {MAX_SOURCES} mounts"
+                )));
             }
+            let ro = m.mode == MountMode::Ro;
+            let attrs =
+                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if ro { MOUNT_ATTR_RDONLY } else { 0 };
+            let (made, access, host_ids, note) = if root_mode {
+                // Made here from the checked descriptor, idmapped to its owner.
+                let b = idmaps
+                    .tree(&src, src.fd(), attrs, m.system, !ro)
+                    .map_err(err)?;
+                sources.push(Source::Tree {
+                    fd: b.tree.as_raw_fd(),
+                });
+                trees.push(b.tree);
+                (true, b.access, b.host_ids, b.note)
+            } else {
+                let (dev, ino) = src.id();
+                sources.push(Source::Path {
+                    path: cstr(src.path().as_os_str().as_bytes(), "a mount source")?,
+                    dev,
+                    ino,
+                });
+                (false, MountAccess::Caller, (host_uid, host_gid), None)
+            };
+            labels.sources.push(source_s.clone());
+            op!(
+                (source_s.clone(), target_s.clone()),
+                Op::Bind {
+                    path: components(&m.target)?,
+                    slot: sources.len() - 1,
+                    is_dir,
+                    attrs,
+                    made,
+                }
+            );
+            let dir_mask = if ro { masks.ro_dir } else { masks.rw_mount };
+            rule(
+                &target_s,
+                if is_dir {
+                    dir_mask
+                } else {
+                    dir_mask & masks.file_only
+                },
+                &mut labels,
+            )?;
+            mounts.push(MountReport {
+                source: source_s,
+                target: target_s,
+                mode: m.mode,
+                kind: if is_dir { "directory" } else { "file" }.into(),
+                access,
+                host_ids: Some(host_ids),
+                note,
+            });
         }
 
         // The working directory exists even when nothing is mounted there (a directory
@@ -649,11 +679,28 @@ impl Blueprint {
         let (sync_r, sync_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let (control, control_init) = crate::live::control_pair()?;
+        let (notify_parent, notify_child) = socket_pair()?;
+        let (tun_r, tun_w) = match plan.network {
+            Network::Egress if plan.netns.is_some() => {
+                return Err(SpawnError::Unsupported(
+                    "network `egress` in a joined network namespace: the namespace's owner \
+                     (the engine) makes its network"
+                        .into(),
+                ))
+            }
+            Network::Egress => {
+                let (r, w) = seqpacket_pair()?;
+                (Some(r), Some(w))
+            }
+            _ => (None, None),
+        };
         let ruleset_raw = inputs.ruleset.as_ref().map(|f| f.as_raw_fd());
-        let mut keep: Vec<RawFd> = [&sync_r, &err_w, &control_init]
+        let mut keep: Vec<RawFd> = [&sync_r, &err_w, &control_init, &notify_child]
             .iter()
             .map(|f| f.as_raw_fd())
+            .chain(tun_w.as_ref().map(|f| f.as_raw_fd()))
             .chain(ruleset_raw)
+            .chain(trees.iter().map(|t| t.as_raw_fd()))
             .collect();
         keep.sort_unstable();
 
@@ -711,30 +758,46 @@ impl Blueprint {
             ops,
             hostname: plan.hostname.as_bytes().to_vec(),
             // A joined namespace is the engine's: its loopback is its business.
-            loopback: plan.network == Network::Loopback && plan.netns.is_none(),
+            loopback: plan.network != Network::None && plan.netns.is_none(),
+            tun: tun_w.as_ref().map(|w| {
+                let (addr, peer, prefix) = sandbox_egress::link_addresses();
+                crate::tun::TunSpec {
+                    sock: w.as_raw_fd(),
+                    addr,
+                    peer,
+                    prefix,
+                    mtu: sandbox_egress::MTU as u32,
+                }
+            }),
             rules,
             uid: plan.user.0,
             gid: plan.user.1,
             rlimits,
             seccomp: vec![
                 crate::seccomp::fprog(inputs.seccomp.allowlist),
-                crate::seccomp::fprog(inputs.seccomp.clone3_enosys),
+                crate::seccomp::fprog(inputs.seccomp.enosys),
             ],
+            notify: crate::seccomp::fprog(inputs.seccomp.user_notif),
+            notify_sock: notify_child.as_raw_fd(),
             last_cap: last_cap(),
             scrub: caller_string_areas(),
         };
         let child_ends = ChildEnds {
-            _fds: [sync_r, err_w, control_init]
+            _fds: [sync_r, err_w, control_init, notify_child]
                 .into_iter()
+                .chain(tun_w)
+                .chain(trees)
                 .chain(netns)
                 .collect(),
         };
         Ok(Blueprint {
             spec,
             parent: ParentEnds {
+                tun_r,
                 sync_w,
                 err_r,
                 control,
+                notify: notify_parent,
             },
             child_ends,
             ruleset: inputs.ruleset,
@@ -743,6 +806,7 @@ impl Blueprint {
             host_gid,
             root_mode,
             inside: plan.user,
+            mounts,
         })
     }
 

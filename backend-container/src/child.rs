@@ -3,8 +3,8 @@
 //! The clone's child is a copy of a possibly multithreaded caller, so nothing here may
 //! allocate, take a lock or call into glibc: every input is prepared by the parent in a
 //! [`ChildSpec`], and every call goes through [`crate::sys`]. The child becomes the
-//! sandbox's init (PID 1 of its namespace): it builds the root filesystem, forks the
-//! workload, reaps every process, and reports the workload's status to the parent.
+//! sandbox's init (PID 1 of its namespace): it builds the root filesystem, confines
+//! itself, and serves the host's execs (`crate::live::init`), reaping every process.
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -37,22 +37,37 @@ pub(crate) enum Op {
         options: Vec<(CString, CString)>,
         attrs: u64,
     },
-    /// A bind mount of `ChildSpec::sources[slot]`.
+    /// A host fact in /proc hidden (skipped when the entry does not exist): a file by a
+    /// bind of `ChildSpec::sources[slot]` (/dev/null), a directory by an empty
+    /// read-only tmpfs.
+    Mask {
+        path: Components,
+        is_dir: bool,
+        slot: usize,
+    },
+    /// An existing directory bound onto itself (with what is mounted below it) with
+    /// `attrs` (read-only /proc/sys).
+    Rebind { path: Components, attrs: u64 },
+    /// A bind mount of `ChildSpec::sources[slot]`; `made`: a [`Source::Tree`].
     Bind {
         path: Components,
         slot: usize,
         is_dir: bool,
         attrs: u64,
+        made: bool,
     },
 }
 
-/// A host path to bind, opened by init before anything is mounted: by path, without
-/// following any symlink, and checked to be the inode the parent validated.
+/// What a bind mount shows.
 #[derive(Debug)]
-pub(crate) struct Source {
-    pub(crate) path: CString,
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
+pub(crate) enum Source {
+    /// A host path, opened by init before anything is mounted (a rootless caller cannot
+    /// clone mounts of the host's namespace): by path, without following any symlink,
+    /// and checked to be the inode the parent resolved and checked.
+    Path { path: CString, dev: u64, ino: u64 },
+    /// A detached mount tree the (root) parent made from the checked source descriptor,
+    /// its attributes (and idmap) already set: init only attaches it.
+    Tree { fd: RawFd },
 }
 
 /// At most this many bind sources (the policy allows 256 mounts, plus /dev's nodes).
@@ -75,6 +90,66 @@ pub(crate) struct Rule {
     pub(crate) access: u64,
 }
 
+/// The devices of the filesystems init creates for the sandbox (its tmpfs root, /tmp,
+/// /dev, an image's overlay and the tmpfs under it): the only places whose UNIX sockets
+/// the supervisor lets the workload connect to. Recorded without allocating.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OwnDevs {
+    devs: [u64; OwnDevs::MAX],
+    len: usize,
+}
+
+impl OwnDevs {
+    pub(crate) const MAX: usize = 8;
+    /// The wire form: a count, then the devices (native byte order).
+    pub(crate) const SIZE: usize = 8 * (OwnDevs::MAX + 1);
+
+    fn add(&mut self, dev: u64) {
+        if self.len < Self::MAX && !self.devs[..self.len].contains(&dev) {
+            self.devs[self.len] = dev;
+            self.len += 1;
+        }
+    }
+
+    fn record(&mut self, fd: RawFd) -> Result<(), Errno> {
+        let (dev, _, _) = sys::fstat_id(fd)?;
+        self.add(dev);
+        Ok(())
+    }
+
+    /// The device overlayfs reports for files of its upper layer: a pseudo device of its
+    /// own (directories report the overlay's), learnt from a file made there and removed.
+    fn record_overlay_files(&mut self, root: RawFd) -> Result<(), Errno> {
+        let name = c".hsb-upper-device";
+        let flags =
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let fd = sys::openat(root, name, flags, 0o600)?;
+        let r = self.record(fd);
+        sys::close(fd);
+        sys::unlinkat(root, name)?;
+        r
+    }
+
+    fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[..8].copy_from_slice(&(self.len as u64).to_ne_bytes());
+        for (i, d) in self.devs.iter().enumerate() {
+            b[8 * (i + 1)..8 * (i + 2)].copy_from_slice(&d.to_ne_bytes());
+        }
+        b
+    }
+
+    /// The devices sent by `to_bytes` (none when the bytes are malformed).
+    pub(crate) fn from_bytes(b: &[u8]) -> Vec<u64> {
+        let word = |i: usize| -> Option<u64> {
+            b.get(8 * i..8 * (i + 1))
+                .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default()))
+        };
+        let len = word(0).unwrap_or(0).min(Self::MAX as u64) as usize;
+        (1..=len).filter_map(word).collect()
+    }
+}
+
 /// Where a failure happened, reported to the parent in an [`ErrorRecord`].
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +170,7 @@ pub(crate) enum Stage {
     Source = 14,
     Interpreter = 15,
     Overlay = 16,
+    Supervisor = 17,
 }
 
 impl Stage {
@@ -117,6 +193,7 @@ impl Stage {
             14 => Source,
             15 => Interpreter,
             16 => Overlay,
+            17 => Supervisor,
             _ => return None,
         })
     }
@@ -179,19 +256,25 @@ pub(crate) struct ChildSpec {
     pub(crate) ops: Vec<Op>,
     pub(crate) hostname: Vec<u8>,
     pub(crate) loopback: bool,
+    /// The egress link to make (network `egress`).
+    pub(crate) tun: Option<crate::tun::TunSpec>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) rlimits: Vec<(c_int, u64, u64)>,
     pub(crate) seccomp: Vec<libc::sock_fprog>,
+    /// The user-notification filter, installed before `seccomp`; its listener is sent
+    /// over `notify_sock` to the parent's supervisor (see `crate::unotify`).
+    pub(crate) notify: libc::sock_fprog,
+    pub(crate) notify_sock: RawFd,
     pub(crate) last_cap: u32,
     /// The caller's argv and environment strings ([start, end) addresses), which init
     /// inherits as a copy of the caller and scrubs: /proc/1/cmdline is world-readable.
     pub(crate) scrub: [(usize, usize); 2],
 }
 
-// SAFETY: the raw pointers in `seccomp` point into 'static compiled filters and are only
-// read.
+// SAFETY: the raw pointers in `seccomp` and `notify` point into 'static compiled filters
+// and are only read.
 unsafe impl Send for ChildSpec {}
 // SAFETY: as above; nothing mutates through the pointers.
 unsafe impl Sync for ChildSpec {}
@@ -268,6 +351,45 @@ fn open_file_target(root: RawFd, comps: &[CString]) -> Result<RawFd, Errno> {
     fd
 }
 
+/// An O_PATH fd for the existing file at `comps` (never following a symlink).
+fn open_existing(root: RawFd, comps: &[CString]) -> Result<RawFd, Errno> {
+    let (last, parents) = comps.split_last().ok_or(libc::EINVAL)?;
+    let dir = open_dir(root, parents, false)?;
+    let fd = sys::openat(
+        dir,
+        last,
+        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        0,
+    );
+    sys::close(dir);
+    fd
+}
+
+/// A recursive bind of `src` (an O_PATH fd) with `attrs`, attached on `target`.
+fn bind_at(src: RawFd, attrs: u64, target: RawFd) -> Result<(), Errno> {
+    let tree = sys::open_tree(
+        src,
+        EMPTY,
+        sys::OPEN_TREE_CLONE
+            | sys::OPEN_TREE_CLOEXEC
+            | sys::AT_RECURSIVE
+            | libc::AT_EMPTY_PATH as u32,
+    )?;
+    let attr = sys::MountAttr {
+        attr_set: attrs,
+        ..Default::default()
+    };
+    let r = sys::mount_setattr(
+        tree,
+        EMPTY,
+        libc::AT_EMPTY_PATH as u32 | sys::AT_RECURSIVE,
+        &attr,
+    )
+    .and_then(|_| attach(tree, target));
+    sys::close(tree);
+    r
+}
+
 fn attach(tree: RawFd, target: RawFd) -> Result<(), Errno> {
     sys::move_mount(
         tree,
@@ -297,7 +419,7 @@ fn new_fs(
     r
 }
 
-fn run_op(root: RawFd, sources: &[RawFd], op: &Op) -> Result<(), Errno> {
+fn run_op(root: RawFd, sources: &[RawFd], op: &Op, own: &mut OwnDevs) -> Result<(), Errno> {
     match op {
         Op::Dir { path } => open_dir(root, path, true).map(sys::close),
         Op::File {
@@ -337,10 +459,47 @@ fn run_op(root: RawFd, sources: &[RawFd], op: &Op) -> Result<(), Errno> {
         } => {
             let target = open_dir(root, path, true)?;
             let r = new_fs(fstype, options, *attrs).and_then(|m| {
-                let r = attach(m, target);
+                let r = if fstype.as_bytes() == b"tmpfs" {
+                    own.record(m)
+                } else {
+                    Ok(())
+                };
+                let r = r.and_then(|_| attach(m, target));
                 sys::close(m);
                 r
             });
+            sys::close(target);
+            r
+        }
+        Op::Mask { path, is_dir, slot } => {
+            let target = if *is_dir {
+                open_dir(root, path, false)
+            } else {
+                open_existing(root, path)
+            };
+            let target = match target {
+                Ok(t) => t,
+                Err(libc::ENOENT) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let masked = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
+            let r = if *is_dir {
+                new_fs(c"tmpfs", &[], masked | sys::MOUNT_ATTR_NODEV).and_then(|m| {
+                    let r = attach(m, target);
+                    sys::close(m);
+                    r
+                })
+            } else {
+                // /dev/null itself: a device node, so not `nodev`.
+                let src = *sources.get(*slot).ok_or(libc::EBADF)?;
+                bind_at(src, masked, target)
+            };
+            sys::close(target);
+            r
+        }
+        Op::Rebind { path, attrs } => {
+            let target = open_dir(root, path, false)?;
+            let r = bind_at(target, *attrs, target);
             sys::close(target);
             r
         }
@@ -349,27 +508,35 @@ fn run_op(root: RawFd, sources: &[RawFd], op: &Op) -> Result<(), Errno> {
             slot,
             is_dir,
             attrs,
+            made,
         } => {
             let src = *sources.get(*slot).ok_or(libc::EBADF)?;
-            let tree = sys::open_tree(
-                src,
-                EMPTY,
-                sys::OPEN_TREE_CLONE
-                    | sys::OPEN_TREE_CLOEXEC
-                    | sys::AT_RECURSIVE
-                    | libc::AT_EMPTY_PATH as u32,
-            )?;
-            let attr = sys::MountAttr {
-                attr_set: *attrs,
-                ..Default::default()
+            let (tree, mut r) = if *made {
+                // A tree the parent made, attributes set: it is attached once and
+                // closed with the other sources.
+                (src, Ok(()))
+            } else {
+                let tree = sys::open_tree(
+                    src,
+                    EMPTY,
+                    sys::OPEN_TREE_CLONE
+                        | sys::OPEN_TREE_CLOEXEC
+                        | sys::AT_RECURSIVE
+                        | libc::AT_EMPTY_PATH as u32,
+                )?;
+                let attr = sys::MountAttr {
+                    attr_set: *attrs,
+                    ..Default::default()
+                };
+                let r = sys::mount_setattr(
+                    tree,
+                    EMPTY,
+                    libc::AT_EMPTY_PATH as u32 | sys::AT_RECURSIVE,
+                    &attr,
+                )
+                .map(|_| ());
+                (tree, r)
             };
-            let mut r = sys::mount_setattr(
-                tree,
-                EMPTY,
-                libc::AT_EMPTY_PATH as u32 | sys::AT_RECURSIVE,
-                &attr,
-            )
-            .map(|_| ());
             if r.is_ok() {
                 let target = if *is_dir {
                     open_dir(root, path, true)
@@ -382,7 +549,9 @@ fn run_op(root: RawFd, sources: &[RawFd], op: &Op) -> Result<(), Errno> {
                     r
                 });
             }
-            sys::close(tree);
+            if !*made {
+                sys::close(tree);
+            }
             r
         }
     }
@@ -392,17 +561,24 @@ fn run_op(root: RawFd, sources: &[RawFd], op: &Op) -> Result<(), Errno> {
 fn open_sources(spec: &ChildSpec, fds: &mut [RawFd; MAX_SOURCES]) {
     let resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
     for (i, s) in spec.sources.iter().enumerate().take(MAX_SOURCES) {
+        let (path, dev, ino) = match s {
+            Source::Tree { fd } => {
+                fds[i] = *fd;
+                continue;
+            }
+            Source::Path { path, dev, ino } => (path, *dev, *ino),
+        };
         let fd = match sys::openat2(
             libc::AT_FDCWD,
-            &s.path,
-            (libc::O_PATH | libc::O_CLOEXEC) as u64,
+            path,
+            (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
             resolve,
         ) {
             Ok(fd) => fd,
             Err(err) => fail(spec, Stage::Source, err, i as u32),
         };
         match sys::fstat_id(fd) {
-            Ok((d, ino, _)) if d == s.dev && ino == s.ino => fds[i] = fd,
+            Ok((d, n, _)) if d == dev && n == ino => fds[i] = fd,
             Ok(_) => fail(spec, Stage::Source, libc::ESTALE, i as u32),
             Err(err) => fail(spec, Stage::Source, err, i as u32),
         }
@@ -423,13 +599,18 @@ fn close_others(keep: &[RawFd]) {
 }
 
 /// Builds the root filesystem and moves into it.
-fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
+fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES], own: &mut OwnDevs) {
     if let Some((slot, readonly)) = spec.root_dir {
         let root = match dir_root(spec, sources, slot, readonly) {
             Ok(fd) => fd,
             Err(err) => fail(spec, Stage::Setup, err, 0),
         };
-        return finish_root(spec, sources, root, readonly);
+        // The engine's root filesystem is the container's own: its UNIX sockets are the
+        // container's to reach.
+        if let Err(err) = own.record(root) {
+            fail(spec, Stage::Setup, err, 0)
+        }
+        return finish_root(spec, sources, root, readonly, own);
     }
     let tmpfs = match new_fs(
         c"tmpfs",
@@ -439,6 +620,9 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
         Ok(fd) => fd,
         Err(err) => fail(spec, Stage::Setup, err, 0),
     };
+    if let Err(err) = own.record(tmpfs) {
+        fail(spec, Stage::Setup, err, 0)
+    }
     if let Err(err) = sys::move_mount(
         tmpfs,
         EMPTY,
@@ -453,13 +637,19 @@ fn build_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES]) {
         Some(o) => match overlay_root(tmpfs, o, &spec.stage) {
             Ok(fd) => {
                 sys::close(tmpfs);
+                if let Err(err) = own.record(fd) {
+                    fail(spec, Stage::Overlay, err, 0)
+                }
+                // Best effort: where the image's root is not the sandbox user's to write
+                // in, its files' device stays unknown, and sockets there unreachable.
+                let _ = own.record_overlay_files(fd);
                 fd
             }
             Err(err) => fail(spec, Stage::Overlay, err, 0),
         },
     };
     // An image root is the sandbox's own throwaway layer: it stays writable.
-    finish_root(spec, sources, root, spec.overlay.is_none())
+    finish_root(spec, sources, root, spec.overlay.is_none(), own)
 }
 
 /// A clone of the host directory in `sources[slot]` (and the mounts below it), attached
@@ -510,9 +700,15 @@ fn dir_root(
 }
 
 /// Runs the ops on the new root, moves into it, and makes it read-only if asked.
-fn finish_root(spec: &ChildSpec, sources: &[RawFd; MAX_SOURCES], root: RawFd, readonly: bool) {
+fn finish_root(
+    spec: &ChildSpec,
+    sources: &[RawFd; MAX_SOURCES],
+    root: RawFd,
+    readonly: bool,
+    own: &mut OwnDevs,
+) {
     for (i, op) in spec.ops.iter().enumerate() {
-        if let Err(err) = run_op(root, sources, op) {
+        if let Err(err) = run_op(root, sources, op, own) {
             fail(spec, Stage::Op, err, i as u32)
         }
     }
@@ -629,12 +825,20 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     // to their contents is checked later, as the sandbox user).
     let mut sources = [-1; MAX_SOURCES];
     open_sources(spec, &mut sources);
+    // The egress link: /dev/net/tun is opened with the caller's host identity too.
+    if let Some(t) = &spec.tun {
+        if let Err((step, err)) = crate::tun::setup(t) {
+            fail(spec, Stage::Network, err, step as u32)
+        }
+        sys::close(t.sock);
+    }
     // Become the sandbox user before creating anything: files made in the new root must
     // belong to an id mapped in the namespace. Capabilities in the namespace stay until exec.
     if let Err(err) = sys::setresgid(spec.gid).and_then(|_| sys::setresuid(spec.uid)) {
         fail(spec, Stage::Identity, err, 0)
     }
-    build_root(spec, &sources);
+    let mut own = OwnDevs::default();
+    build_root(spec, &sources, &mut own);
     if let Err(err) = sys::sethostname(&spec.hostname) {
         fail(spec, Stage::Network, err, 0)
     }
@@ -655,7 +859,7 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     }
     // Init serves execs and file operations until the host goes (a run is a sandbox
     // with one exec).
-    crate::live::init::serve(spec, spec.control)
+    crate::live::init::serve(spec, spec.control, &own)
 }
 
 /// Overwrites the caller's command line and environment in init's copy of memory, and
@@ -769,8 +973,24 @@ pub(crate) fn confine(
 /// inherits: no capabilities (for good: secure bits locked), no_new_privs, the seccomp
 /// filters. (Landlock: init enters the sandbox's one domain just before.) Init itself
 /// then only forks, signals, reaps and passes messages, all on the allowlist.
-pub(crate) fn confine_init(spec: &ChildSpec) {
+///
+/// The user-notification filter comes first, and its listener goes to the host's
+/// connect supervisor (`crate::unotify`) with `own`, the devices of the sandbox's own
+/// filesystems: every exec, the file server and whatever they start inherit the filter,
+/// so every `connect(2)` of the sandbox, for its whole life, is the supervisor's. Once
+/// the allowlist is in force no further listener may be created (it refuses
+/// SECCOMP_FILTER_FLAG_NEW_LISTENER), and the kernel allows one per filter tree anyway.
+pub(crate) fn confine_init(spec: &ChildSpec, own: &OwnDevs) {
     drop_capabilities(spec, spec.err_w);
+    let listener = match sys::seccomp_set_listener(&spec.notify) {
+        Ok(fd) => fd,
+        Err(err) => fail(spec, Stage::Supervisor, err, 0),
+    };
+    if let Err(err) = sys::send_fd(spec.notify_sock, listener, &own.to_bytes()) {
+        fail(spec, Stage::Supervisor, err, 1)
+    }
+    sys::close(listener);
+    sys::close(spec.notify_sock);
     for (i, prog) in spec.seccomp.iter().enumerate() {
         if let Err(err) = sys::seccomp_set_filter(prog) {
             fail(spec, Stage::Seccomp, err, i as u32)
@@ -824,10 +1044,10 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=16 {
+        for v in 1..=17 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
-        assert!(Stage::from_u32(0).is_none() && Stage::from_u32(17).is_none());
+        assert!(Stage::from_u32(0).is_none() && Stage::from_u32(18).is_none());
         let r = ErrorRecord {
             stage: 12,
             errno: 2,

@@ -38,8 +38,12 @@ pub(crate) fn kernel_abi() -> i32 {
 pub(crate) struct Masks {
     /// Read-only mounts (directories): read, list, execute.
     pub(crate) ro_dir: u64,
-    /// Read-write mounts and /tmp: everything handled.
+    /// The sandbox's own writable filesystems (/tmp, an image's layer): everything handled.
     pub(crate) rw_dir: u64,
+    /// Read-write mounts of host directories: everything but making FIFOs, sockets and
+    /// device nodes, which would stay behind on the host (a FIFO can hang, and a bound
+    /// socket serve, whoever opens it there later).
+    pub(crate) rw_mount: u64,
     /// The sandbox root: read and list (the root itself is a read-only tmpfs).
     pub(crate) root: u64,
     /// Device nodes of /dev: write and ioctl (read comes from the root rule).
@@ -106,6 +110,7 @@ pub(crate) fn prepare(network: Network) -> Result<Prepared, LandlockError> {
     let empty = Masks {
         ro_dir: 0,
         rw_dir: 0,
+        rw_mount: 0,
         root: 0,
         device: 0,
         file_only: 0,
@@ -124,6 +129,12 @@ pub(crate) fn prepare(network: Network) -> Result<Prepared, LandlockError> {
     let masks = Masks {
         ro_dir: read.bits(),
         rw_dir: all.bits(),
+        rw_mount: (all
+            & !(AccessFs::MakeSock
+                | AccessFs::MakeFifo
+                | AccessFs::MakeChar
+                | AccessFs::MakeBlock))
+            .bits(),
         root: (read & !AccessFs::Execute).bits(),
         device: (file & (AccessFs::WriteFile | AccessFs::IoctlDev)).bits(),
         file_only: file.bits(),

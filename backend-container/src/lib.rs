@@ -17,6 +17,8 @@ mod probe;
 mod seccomp;
 mod spawner;
 mod sys;
+mod tun;
+mod unotify;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sandbox_core::{
     Backend, BackendProbe, EnforcementLevel, EnforcementReport, Execution, Isolation, LandlockMode,
-    LimitMechanism, LimitsReport, MountMode, Plan, SeccompReport, SpawnError,
+    LimitMechanism, LimitsReport, MountMode, Network, Plan, SeccompReport, SpawnError,
 };
 use tokio::io::AsyncReadExt;
 
@@ -88,6 +90,11 @@ pub(crate) struct Booted {
     pub(crate) parent: blueprint::ParentEnds,
     pub(crate) enforcement: EnforcementReport,
     pub(crate) freezer: cgroup_freeze::Freezer,
+    /// Answers every `connect(2)` of the sandbox's processes while it lives.
+    pub(crate) connects: unotify::Supervisor,
+    /// The egress broker (network `egress`): every exec of the sandbox shares it (one
+    /// network namespace), for the sandbox's life.
+    pub(crate) broker: Option<sandbox_egress::BrokerHandle>,
 }
 
 /// The setup of every sandbox (a run's is a sandbox for one exec): Landlock, seccomp,
@@ -111,6 +118,16 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
     }
     let filters = seccomp::filters(plan.seccomp_action);
 
+    // The egress broker exists before the sandbox: its CA goes into the sandbox's files,
+    // its host ports into the caller's view.
+    let broker = match plan.network {
+        Network::Egress => Some(
+            sandbox_egress::Broker::new(plan.egress.clone().unwrap_or_default())
+                .map_err(|e| setup("preparing the egress broker", std::io::Error::other(e)))?,
+        ),
+        _ => None,
+    };
+    let ca_bundle = broker.as_ref().and_then(sandbox_egress::Broker::ca_bundle);
     let cg_host = cgroup::host();
     let mut details = BTreeMap::new();
     let mut cgroup = cgroup::Cgroup::create(cg_host, &plan.limits, &mut details)
@@ -131,6 +148,7 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
             seccomp: &filters,
             rlimit_memory,
             rlimit_pids,
+            ca_bundle,
         },
     )?;
     live::prepare_spec(&mut bp, masks, mode)?;
@@ -203,12 +221,30 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
     {
         return Err(describe(plan, &labels, rec));
     }
+    // Init sent the listener of its user-notification filter before it began to serve.
+    let connects = unotify::Supervisor::start(&parent.notify, plan.network == Network::None)
+        .map_err(|e| setup("starting the connect supervisor", e))?;
+    // And the egress link's TUN descriptor, made while init still had the caller's
+    // identity.
+    let broker = match (broker, &parent.tun_r) {
+        (Some(b), Some(sock)) => {
+            let fd = tun::receive_fd(sock)
+                .map_err(|e| setup("receiving the sandbox's egress interface", e))?;
+            Some(
+                b.start(sandbox_egress::Link::Tun(fd))
+                    .map_err(|e| setup("starting the egress broker", std::io::Error::other(e)))?,
+            )
+        }
+        _ => None,
+    };
     Ok(Booted {
         guard,
         pidfd,
         parent,
         enforcement,
         freezer,
+        connects,
+        broker,
     })
 }
 
@@ -247,10 +283,16 @@ fn describe(plan: &Plan, labels: &Labels, rec: ErrorRecord) -> SpawnError {
              namespace, a layer store the sandbox user can traverse, and user xattrs on tmpfs: 6.6+)",
             errno,
         ),
+        Some(Stage::Supervisor) => setup(
+            "installing the seccomp user-notification filter that hands connect(2) to the \
+             supervisor (needs Linux 5.0+), or sending its listener",
+            errno,
+        ),
         Some(Stage::Cwd) => setup(
             &format!("entering the working directory {}", plan.cwd),
             errno,
         ),
+        Some(Stage::Network) if idx > 0 => setup(tun::Step::describe(rec.index), errno),
         Some(Stage::Landlock) => setup(
             &format!(
                 "applying Landlock rules ({})",
@@ -346,19 +388,42 @@ fn report(
             },
         },
         network: plan.network,
+        network_detail: format!(
+            "{}; every connect(2) is made by the supervisor, which reaches pathname UNIX \
+             sockets only on the sandbox's own filesystems (its /tmp, an image's layer), never a \
+             host socket through a mount; abstract UNIX names are looked up in the sandbox's own \
+             network namespace; no UNIX datagram sockets (their sendto/sendmsg could name a host \
+             socket)",
+            match plan.network {
+                Network::None => "own network namespace with no interface up (not even \
+                                  loopback): no route anywhere; TCP bind and connect refused \
+                                  (Landlock, and the supervisor for connect)",
+                Network::Loopback => "own network namespace with only its own loopback up: \
+                                      the host's loopback and network are unreachable",
+                Network::Egress => "own network namespace with its own loopback and one TUN \
+                                    interface whose packets the egress broker terminates: DNS \
+                                    and every TCP connection decided by the policy's rules \
+                                    (the outcome's network section), everything else dropped; \
+                                    no route to the host's interfaces or loopback",
+            }
+        ),
         filesystem: match &plan.root {
             Some(img) => format!(
                 "image {} ({} layers, overlayfs) with a throwaway writable layer; {ro} read-only and {rw} \
-                 read-write mounts; private /proc; /dev with null, zero, full, random, urandom; /tmp tmpfs",
+                 read-write mounts (no FIFO, socket, device node or set-id mode made in them); \
+                 private /proc with host facts masked and /proc/sys read-only; /dev with null, zero, full, random, urandom; /tmp tmpfs",
                 img.name,
                 img.layers.len()
             ),
             None => format!(
-                "read-only tmpfs root; {ro} read-only and {rw} read-write mounts (from {} entries); private /proc; \
+                "read-only tmpfs root; {ro} read-only and {rw} read-write mounts (from {} entries; no FIFO, \
+                 socket, device node or set-id mode made in them); private /proc with host facts masked \
+                 and /proc/sys read-only; \
                  /dev with null, zero, full, random, urandom; /tmp tmpfs; nosuid and nodev everywhere",
                 plan.mounts.len()
             ),
         },
         vm: None,
+        mounts: bp.mounts.clone(),
     }
 }

@@ -7,7 +7,6 @@ use sandbox_core::{BackendProbe, Isolation};
 use serde_json::json;
 
 use crate::{cgroup, landlock, sys};
-
 /// Facts about the host, detected once.
 #[derive(Debug, Clone)]
 pub(crate) struct HostFacts {
@@ -138,6 +137,30 @@ fn detect() -> HostFacts {
     let attr = sys::MountAttr::default();
     let mount_api = !matches!(sys::mount_setattr(-1, c"", 0, &attr), Err(libc::ENOSYS));
     d.insert("mount_api".into(), json!(mount_api));
+    // A root caller's mounts are idmapped to their owners (see idmap.rs).
+    let host = (
+        crate::blueprint::ROOT_MODE_HOST_ID,
+        crate::blueprint::ROOT_MODE_HOST_ID,
+    );
+    let idmap = sandbox_core::mount_source::idmap::probe(host);
+    d.insert("idmapped_mounts".into(), json!(idmap.is_ok()));
+    if let Err(why) = idmap {
+        d.insert("idmapped_mounts_note".into(), json!(why));
+    }
+    // The egress network's link: init opens /dev/net/tun with the caller's identity.
+    use std::os::unix::fs::MetadataExt;
+    d.insert(
+        "egress_tun".into(),
+        json!(match std::fs::metadata("/dev/net/tun") {
+            Ok(m) if m.mode() & 0o006 == 0o006 => "usable (mode 0666)".to_string(),
+            Ok(m) => format!(
+                "mode {:o}: usable by uid {} only (rootless egress needs mode 0666)",
+                m.mode() & 0o777,
+                m.uid()
+            ),
+            Err(e) => format!("missing ({e}): network = \"egress\" cannot run"),
+        }),
+    );
 
     let usable = requirements(seccomp, mount_api, userns);
     HostFacts { usable, details: d }

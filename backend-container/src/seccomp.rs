@@ -14,12 +14,16 @@ pub(crate) const PROFILE_JSON: &str = include_str!("../seccomp/workload.json");
 /// The profile's name in enforcement reports.
 pub(crate) const PROFILE_NAME: &str = "hybrid-sandbox/workload (default-deny allowlist)";
 
-/// The filters, installed in this order: the allowlist, then the filter that turns
-/// `clone3` into ENOSYS (the later filter wins ties between errno actions).
+/// The filters, installed in this order: the user-notification filter (its listener
+/// goes to the supervisor, see `crate::unotify`), the allowlist, then the filter that
+/// turns `clone3` and `openat2` into ENOSYS (the later filter wins ties between errno
+/// actions). An errno action outranks a notification: a call the allowlist refuses
+/// never reaches the supervisor.
 #[derive(Debug)]
 pub(crate) struct Filters {
+    pub(crate) user_notif: &'static [libc::sock_filter],
     pub(crate) allowlist: &'static [libc::sock_filter],
-    pub(crate) clone3_enosys: &'static [libc::sock_filter],
+    pub(crate) enosys: &'static [libc::sock_filter],
     /// Distinct syscalls the allowlist names.
     pub(crate) allowed_syscalls: usize,
 }
@@ -31,7 +35,8 @@ pub(crate) fn filters(action: SeccompAction) -> Filters {
             SeccompAction::Errno => &generated::WORKLOAD_ERRNO,
             SeccompAction::Kill => &generated::WORKLOAD_KILL,
         },
-        clone3_enosys: &generated::CLONE3_ENOSYS,
+        user_notif: &generated::USER_NOTIF,
+        enosys: &generated::ENOSYS,
         allowed_syscalls: generated::ALLOWED_SYSCALLS,
     }
 }

@@ -141,6 +141,10 @@ pub(crate) fn mkdirat(dir: RawFd, name: &CStr, mode: c_uint) -> SysResult {
     syscall!(libc::SYS_mkdirat, dir, name.as_ptr(), mode)
 }
 
+pub(crate) fn unlinkat(dir: RawFd, name: &CStr) -> Result<(), Errno> {
+    syscall!(libc::SYS_unlinkat, dir, name.as_ptr(), 0).map(|_| ())
+}
+
 pub(crate) fn symlinkat(target: &CStr, dir: RawFd, name: &CStr) -> SysResult {
     syscall!(libc::SYS_symlinkat, target.as_ptr(), dir, name.as_ptr())
 }
@@ -364,6 +368,61 @@ pub(crate) fn seccomp_set_filter(prog: &libc::sock_fprog) -> SysResult {
         libc::SECCOMP_SET_MODE_FILTER,
         0,
         prog as *const libc::sock_fprog
+    )
+}
+
+/// Installs a seccomp filter whose user notifications go to a new listener; returns
+/// the listener (close-on-exec). The notifying thread ignores non-fatal signals once
+/// the supervisor has received its notification (so a call the supervisor makes for it
+/// is never restarted behind its back); kernels before 5.19 lack that flag and get the
+/// filter without it.
+pub(crate) fn seccomp_set_listener(prog: &libc::sock_fprog) -> Result<RawFd, Errno> {
+    let with = |flags: c_ulong| {
+        syscall!(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            prog as *const libc::sock_fprog
+        )
+    };
+    let listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    match with(listener | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) {
+        Err(libc::EINVAL) => with(listener).map(|fd| fd as RawFd),
+        r => r.map(|fd| fd as RawFd),
+    }
+}
+
+/// Sends the descriptor `fd` over the connected socket `sock` (SCM_RIGHTS), with `data`
+/// (at least one byte).
+pub(crate) fn send_fd(sock: RawFd, fd: RawFd, data: &[u8]) -> SysResult {
+    // The control buffer: one cmsghdr and one int, aligned as cmsghdr needs.
+    #[repr(C)]
+    struct Control {
+        hdr: libc::cmsghdr,
+        fd: c_int,
+        _pad: c_int,
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: all-zero is a valid value of these plain C structs.
+    let mut control: Control = unsafe { std::mem::zeroed() };
+    control.hdr.cmsg_len = std::mem::size_of::<libc::cmsghdr>() + std::mem::size_of::<c_int>();
+    control.hdr.cmsg_level = libc::SOL_SOCKET;
+    control.hdr.cmsg_type = libc::SCM_RIGHTS;
+    control.fd = fd;
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = (&mut control as *mut Control).cast();
+    msg.msg_controllen = std::mem::size_of::<Control>();
+    syscall!(
+        libc::SYS_sendmsg,
+        sock,
+        &msg as *const libc::msghdr,
+        libc::MSG_NOSIGNAL
     )
 }
 

@@ -254,6 +254,7 @@ async fn spawn_errors_are_precise() {
         target: "/data".into(),
         mode: sandbox_core::MountMode::Ro,
         optional: false,
+        system: false,
     });
     let e = b.spawn(p).await.unwrap_err();
     assert!(

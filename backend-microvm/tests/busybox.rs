@@ -56,6 +56,7 @@ async fn ls_sort_grep() {
         target: "/data".into(),
         mode: MountMode::Ro,
         optional: false,
+        system: false,
     });
     let o = run(p).await;
     assert_eq!(stdout(&o), "a.txt\nb.txt\nc.log\n", "{}", stderr(&o));
@@ -66,6 +67,7 @@ async fn ls_sort_grep() {
         target: "/data".into(),
         mode: MountMode::Ro,
         optional: false,
+        system: false,
     });
     let out = stdout(&run(p).await);
     assert!(
@@ -86,6 +88,7 @@ async fn ls_sort_grep() {
         target: "/data".into(),
         mode: MountMode::Ro,
         optional: false,
+        system: false,
     });
     assert_eq!(stdout(&run(p).await), "/data/b.txt:1:banana\n");
     let o = bb(&["grep", "nothing-matches", "/etc/passwd"]).await;
@@ -115,6 +118,7 @@ async fn sha256sum_matches_the_host() {
         target: "/data".into(),
         mode: MountMode::Ro,
         optional: false,
+        system: false,
     });
     let o = run(p).await;
     assert_eq!(stdout(&o), format!("{expected}  /data/blob\n"));

@@ -335,6 +335,7 @@ async fn an_entry_point_outside_user_code_is_sigsegv() {
             target: "/e".into(),
             mode: sandbox_core::MountMode::Ro,
             optional: false,
+            system: false,
         });
         let o = run(p).await;
         assert_eq!(

@@ -15,6 +15,7 @@ fn mount(p: &mut Plan, source: &Path, target: &str, mode: MountMode) {
         target: target.into(),
         mode,
         optional: false,
+        system: false,
     });
 }
 
@@ -150,12 +151,14 @@ async fn read_write_mount_reaches_the_host() {
         .collect();
     names.sort();
     assert_eq!(names, ["link", "sub"]);
-    // What the workload made belongs to the sandbox's host identity (65534 for a root
-    // caller, as in the container backend), not to the VMM's.
+    // What the workload made belongs to whom the mount is reached as: the source's
+    // owner for a root caller (as the container backend's idmapped mounts), else the
+    // caller; never to a VMM with root's powers.
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    let want = if euid == 0 { 65534 } else { euid };
+    let owner = std::fs::metadata(host.path()).unwrap().uid();
+    let want = if euid == 0 { owner } else { euid };
     assert_eq!(std::fs::metadata(host.join("sub")).unwrap().uid(), want);
 }
 
@@ -164,9 +167,8 @@ async fn host_permissions_apply_to_the_workload() {
     if !kvm() {
         return;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs a root caller (files owned by another user)");
+    // Files owned by another user than the sandbox's.
+    if !root_caller() {
         return;
     }
     let host = temp_dir("perm");
@@ -175,20 +177,23 @@ async fn host_permissions_apply_to_the_workload() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    std::fs::write(host.join("roots"), b"root's").unwrap();
+    // The mount is reached as its owner (root, here, without root's overrides): a file
+    // of another user obeys its mode bits.
+    std::fs::write(host.join("theirs"), b"theirs").unwrap();
     std::fs::set_permissions(
-        host.join("roots"),
+        host.join("theirs"),
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .unwrap();
-    let mut p = fsops("append /out/roots +x cat /out/roots write /out/mine ok");
+    std::os::unix::fs::chown(host.join("theirs"), Some(1234), Some(1234)).unwrap();
+    let mut p = fsops("append /out/theirs +x cat /out/theirs write /out/mine ok");
     mount(&mut p, &host, "/out", MountMode::Rw);
     let o = run(p).await;
     let out = stdout(&o);
-    assert!(out.contains("append /out/roots error 13"), "{out}");
-    assert!(out.contains("cat /out/roots: root's"), "{out}");
+    assert!(out.contains("append /out/theirs error 13"), "{out}");
+    assert!(out.contains("cat /out/theirs: theirs"), "{out}");
     assert!(host.join("mine").exists(), "{out}");
-    assert_eq!(std::fs::read(host.join("roots")).unwrap(), b"root's");
+    assert_eq!(std::fs::read(host.join("theirs")).unwrap(), b"theirs");
 }
 
 #[tokio::test]

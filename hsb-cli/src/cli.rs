@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use hybrid_sandbox::network::{HostRule, SecretRequest};
 use hybrid_sandbox::{ByteSize, ImageLimits, IsolationRequest, Need, Network};
 
 #[derive(Debug, Parser)]
@@ -30,6 +31,10 @@ pub(crate) enum Command {
     /// /var/lib/hybrid-sandbox/images for root, ~/.cache/hybrid-sandbox/images otherwise).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Serve live sandboxes over HTTP (a UNIX socket, or TCP with bearer tokens).
+    Serve(Box<crate::serve_cmd::ServeArgs>),
+    /// Live sandboxes on a server (`hsb serve`): create, exec, cp, pause, resume, rm.
+    Sandbox(Box<crate::sandbox_cmd::SandboxArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,15 +112,15 @@ impl ImageLimitArgs {
     }
 }
 
-fn size(s: &str) -> Result<ByteSize, String> {
+pub(crate) fn size(s: &str) -> Result<ByteSize, String> {
     ByteSize::parse(s).map_err(|e| e.to_string())
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     hybrid_sandbox::units::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn key_value(s: &str) -> Result<(String, String), String> {
+pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),
@@ -166,15 +171,38 @@ pub(crate) struct RunArgs {
     /// Output limit (stdout and stderr together), e.g. 1MiB.
     #[arg(long, value_name = "SIZE", value_parser = size)]
     pub(crate) output: Option<ByteSize>,
-    /// Network: none (no interface) or loopback.
+    /// Network: none (no interface), loopback, or egress (the outside world through the
+    /// egress broker, by the policy's rules and these flags).
     #[arg(long, value_name = "MODE")]
     pub(crate) network: Option<Network>,
+    /// Egress: allow a destination, HOST[:PORT] (a name, *.suffix, an IPv4 address or
+    /// network); added to the profile's rules.
+    #[arg(long = "allow", value_name = "HOST[:PORT]")]
+    pub(crate) allow: Vec<HostRule>,
+    /// Egress: deny a destination, HOST[:PORT] (deny wins over allow).
+    #[arg(long = "deny", value_name = "HOST[:PORT]")]
+    pub(crate) deny: Vec<HostRule>,
+    /// Egress: make a port the sandbox listens on reachable from the host at
+    /// 127.0.0.1:<port chosen by hsb> (reported on stderr and in the outcome).
+    #[arg(long = "expose", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) expose: Vec<u16>,
+    /// Egress: a secret for the sandbox's variable NAME, its value taken from hsb's own
+    /// variable ENV; the sandbox sees a placeholder, the broker sends the value only to
+    /// the HOSTs.
+    #[arg(long = "secret", value_name = "NAME=ENV@HOST[,HOST...]", value_parser = SecretRequest::parse_spec)]
+    pub(crate) secrets: Vec<SecretRequest>,
     /// File the workload reads on stdin (`-` for hsb's own stdin); /dev/null when absent.
     #[arg(long, value_name = "FILE")]
     pub(crate) stdin: Option<PathBuf>,
     /// Print one JSON object describing the run instead of passing output through.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Pass the workload's output to a terminal unchanged. Without it, control characters
+    /// written to a terminal (escape sequences that set the clipboard or the title, clear
+    /// the screen...) are shown as `^[`-style text instead; pipes and files always get
+    /// the exact bytes.
+    #[arg(long)]
+    pub(crate) raw_output: bool,
     /// Run on an OCI image's root: a name in the image store, or a path to an OCI layout
     /// directory or a `docker save` tarball (imported on first use). Without PROGRAM, the
     /// image's entrypoint and cmd run.

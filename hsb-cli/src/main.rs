@@ -3,6 +3,7 @@
 //! Exit status of `hsb run`: the workload's own code; 128+N when it died of signal N;
 //! 124 on timeout; 125 when the sandbox could not be set up (reason on stderr, or in the
 //! JSON with `--json`); 126 when the program cannot be executed; 127 when it is not found.
+//! `hsb sandbox exec` exits the same way.
 
 mod cli;
 mod image_cmd;
@@ -10,6 +11,11 @@ mod oci;
 mod policy_cmd;
 mod probe_cmd;
 mod run_cmd;
+mod sandbox_cmd;
+mod sandbox_cp;
+mod sandbox_exec;
+mod serve_cmd;
+mod terminal;
 
 use clap::Parser;
 
@@ -52,6 +58,8 @@ fn main() {
         cli::Command::Probe(args) => probe_cmd::run(args),
         cli::Command::Policy(cmd) => policy_cmd::run(cmd),
         cli::Command::Image(cmd) => image_cmd::run(cmd),
+        cli::Command::Serve(args) => serve_cmd::run(*args),
+        cli::Command::Sandbox(args) => sandbox_cmd::run(*args),
     };
     std::process::exit(code);
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 use hybrid_sandbox::{Error, Mount, Outcome, Sandbox, Stdin, StreamKind, Workload};
 
 use crate::cli::RunArgs;
+use crate::terminal::Neutraliser;
 
 /// Prints an error the way the caller asked (text on stderr, or JSON on stdout) and
 /// returns the exit status.
@@ -54,6 +55,10 @@ fn workload(args: &RunArgs) -> Result<Workload, String> {
     w.profile = args.workload.clone();
     w.isolation = args.isolation;
     w.network = args.network;
+    w.egress.allow = args.allow.clone();
+    w.egress.deny = args.deny.clone();
+    w.egress.expose = args.expose.clone();
+    w.egress.secrets = args.secrets.clone();
     for n in &args.needs {
         w = w.need(*n);
     }
@@ -89,7 +94,8 @@ pub(crate) fn run(args: RunArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => return fail(&Error::Runtime(e), json),
     };
-    match rt.block_on(execute(&sandbox, w, json)) {
+    let shown = Shown::for_this_process(args.raw_output);
+    match rt.block_on(execute(&sandbox, w, json, shown)) {
         Ok(outcome) => {
             if json {
                 match serde_json::to_string(&outcome) {
@@ -119,15 +125,108 @@ fn note_ending(o: &Outcome) {
         CpuLimit => "CPU-time limit reached".into(),
         PidsLimit => "process limit reached; the sandbox was killed".into(),
         OutputLimit => "output limit reached; the sandbox was killed".into(),
+        // In the micro-VM the workload makes no host syscall: the VMM did (a bug in
+        // it, or an attack on it), and its stderr says which call.
+        PolicyViolation if o.isolation == hybrid_sandbox::Isolation::MicroVm => {
+            "the micro-VM's VMM made a host system call off its seccomp allowlist (a VMM fault, not the workload's); the run was ended".into()
+        }
         PolicyViolation => "the workload made a forbidden system call and was killed".into(),
         Killed => "killed".into(),
     };
     eprintln!("hsb: {msg} ({})", o.termination);
 }
 
-async fn execute(sandbox: &Sandbox, w: Workload, json: bool) -> Result<Outcome, Error> {
+/// Which of hsb's own output streams get the workload's output in visible form (those
+/// that are terminals, unless `--raw-output`): see [`crate::terminal`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shown {
+    stdout: bool,
+    stderr: bool,
+}
+
+impl Shown {
+    pub(crate) fn for_this_process(raw: bool) -> Shown {
+        use std::io::IsTerminal;
+        Shown {
+            stdout: !raw && std::io::stdout().is_terminal(),
+            stderr: !raw && std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// Writes the workload's output chunks to hsb's stdout and stderr, each through a
+/// [`Neutraliser`] when it goes to a terminal.
+pub(crate) struct Pump {
+    out: Option<Neutraliser>,
+    err: Option<Neutraliser>,
+}
+
+impl Pump {
+    pub(crate) fn new(shown: Shown) -> Pump {
+        Pump {
+            out: shown.stdout.then(Neutraliser::default),
+            err: shown.stderr.then(Neutraliser::default),
+        }
+    }
+
+    pub(crate) fn write(&mut self, stream: StreamKind, data: &[u8]) {
+        let _ = match stream {
+            StreamKind::Stdout => {
+                let data = filtered(&mut self.out, data);
+                let mut o = std::io::stdout().lock();
+                o.write_all(&data).and_then(|_| o.flush())
+            }
+            StreamKind::Stderr => std::io::stderr()
+                .lock()
+                .write_all(&filtered(&mut self.err, data)),
+        };
+    }
+
+    /// Flushes what the filters held back and says, once, what was shown.
+    pub(crate) fn finish(mut self) {
+        if let Some(n) = self.out.as_mut() {
+            let rest = n.finish();
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(&rest).and_then(|_| o.flush());
+        }
+        if let Some(n) = self.err.as_mut() {
+            let _ = std::io::stderr().lock().write_all(&n.finish());
+        }
+        let count: u64 = [&self.out, &self.err]
+            .into_iter()
+            .flatten()
+            .map(|n| n.neutralised)
+            .sum();
+        if count > 0 {
+            eprintln!(
+                "hsb: {count} control character(s) in the workload's output were shown as text \
+                 (^[ is ESC), not sent to the terminal; --raw-output passes them through"
+            );
+        }
+    }
+}
+
+fn filtered<'a>(n: &mut Option<Neutraliser>, data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    match n {
+        Some(n) => std::borrow::Cow::Owned(n.push(data)),
+        None => std::borrow::Cow::Borrowed(data),
+    }
+}
+
+async fn execute(
+    sandbox: &Sandbox,
+    w: Workload,
+    json: bool,
+    shown: Shown,
+) -> Result<Outcome, Error> {
     let streaming_stdin = w.stdin == Stdin::Stream;
     let mut exec = sandbox.spawn(w).await?;
+    for p in exec.exposed_ports() {
+        eprintln!(
+            "hsb: the sandbox's port {} is at {}",
+            p.sandbox_port, p.host
+        );
+    }
     if streaming_stdin {
         if let Some(writer) = exec.take_stdin() {
             // hsb's own stdin, read on a thread (stdin may be a terminal).
@@ -146,15 +245,11 @@ async fn execute(sandbox: &Sandbox, w: Workload, json: bool) -> Result<Outcome, 
     if !json {
         if let Some(mut out) = exec.take_output() {
             let pump = tokio::spawn(async move {
+                let mut pump = Pump::new(shown);
                 while let Some(chunk) = out.recv().await {
-                    let _ = match chunk.stream {
-                        StreamKind::Stdout => {
-                            let mut o = std::io::stdout().lock();
-                            o.write_all(&chunk.data).and_then(|_| o.flush())
-                        }
-                        StreamKind::Stderr => std::io::stderr().lock().write_all(&chunk.data),
-                    };
+                    pump.write(chunk.stream, &chunk.data);
                 }
+                pump.finish();
             });
             let outcome = exec.wait().await.map_err(Error::Run);
             // The stream ends when the supervisor drops its sender.

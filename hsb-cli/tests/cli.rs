@@ -1,5 +1,7 @@
 //! The `hsb` command-line contract: flags, JSON fields and exit codes.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -374,10 +376,11 @@ fn rootless_runs_work_and_say_so() {
     assert_eq!(v["enforcement"]["rootless"], true);
     // Without access to /dev/kvm (root-only here), the micro-VM fails closed: exit 125
     // and the reason.
-    let kvm_private = std::fs::metadata("/dev/kvm")
-        .map(|m| m.permissions().mode() & 0o006 == 0)
-        .unwrap_or(true);
-    if kvm_private {
+    let others = std::fs::metadata("/dev/kvm").map_or(0, |m| m.permissions().mode() & 0o006);
+    if common::feature(
+        "a /dev/kvm that uid 65534 cannot open",
+        (others != 0).then(|| format!("/dev/kvm is mode {others:o} for others")),
+    ) {
         let o = Command::new("setpriv")
             .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
             .args([
@@ -518,6 +521,9 @@ fn operator_floor_and_needs_on_the_command_line() {
                 .is_some_and(|r| r.contains("microvm isolation is not available")),
         "{v}"
     );
+    if v["isolation"] != "microvm" {
+        common::feature("KVM", Some(v["refused"].to_string()));
+    }
     let o = hsb(&[
         "policy",
         "explain",

@@ -9,7 +9,10 @@ use oci_common::*;
 use std::path::Path;
 
 fn root_ok() -> bool {
-    require(is_root(), "the OCI runtime tests need a root caller (as engines run runtimes)")
+    require(
+        is_root(),
+        "the OCI runtime tests need a root caller (as engines run runtimes)",
+    )
 }
 
 fn state(root: &Path, id: &str) -> serde_json::Value {
@@ -27,12 +30,23 @@ fn lifecycle_create_start_exec_pause_kill_delete() {
     let b = TempDir::new("bundle");
     bundle(
         b.path(),
-        &["/bin/sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo started; while true; do sleep 0.1; done"],
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo started; while true; do sleep 0.1; done",
+        ],
     );
     let pid_file = b.path().join("pid");
     let o = oci(
         root.path(),
-        &["create", "--bundle", b.path().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), "c1"],
+        &[
+            "create",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "c1",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
@@ -42,7 +56,10 @@ fn lifecycle_create_start_exec_pause_kill_delete() {
     assert_eq!(s["hsb"]["isolation"], "container");
     // What config.json asked that hsb enforces its own way is reported.
     let notes = s["hsb"]["enforced_differently"].to_string();
-    assert!(notes.contains("capabilities") && notes.contains("sysfs"), "{notes}");
+    assert!(
+        notes.contains("capabilities") && notes.contains("sysfs"),
+        "{notes}"
+    );
 
     let o = oci(root.path(), &["start", "c1"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -52,7 +69,10 @@ fn lifecycle_create_start_exec_pause_kill_delete() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 
     // exec runs in the same sandbox: it sees the container's process.
-    let o = oci(root.path(), &["exec", "c1", "sh", "-c", "hostname; ps; exit 4"]);
+    let o = oci(
+        root.path(),
+        &["exec", "c1", "sh", "-c", "hostname; ps; exit 4"],
+    );
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.starts_with("hsbtest\n"), "{out}");
@@ -62,7 +82,12 @@ fn lifecycle_create_start_exec_pause_kill_delete() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(state(root.path(), "c1")["status"], "paused");
     let o = oci(root.path(), &["exec", "c1", "true"]);
-    assert_eq!(o.status.code(), Some(1), "exec in a paused container: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "exec in a paused container: {}",
+        text(&o)
+    );
     let o = oci(root.path(), &["resume", "c1"]);
     assert!(o.status.success(), "{}", text(&o));
 
@@ -73,7 +98,11 @@ fn lifecycle_create_start_exec_pause_kill_delete() {
     // Not stopped: delete needs --force.
     let o = oci(root.path(), &["delete", "c1"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not stopped"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not stopped"),
+        "{}",
+        text(&o)
+    );
 
     // SIGTERM reaches the container's process (its trap exits 7).
     let o = oci(root.path(), &["kill", "c1", "TERM"]);
@@ -99,7 +128,11 @@ fn lifecycle_create_start_exec_pause_kill_delete() {
     // start of a deleted container: runc's error, status 1.
     let o = oci(root.path(), &["start", "c1"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("container does not exist"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("container does not exist"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -109,15 +142,32 @@ fn run_passes_the_exit_status_and_output() {
     }
     let root = TempDir::new("root");
     let b = TempDir::new("bundle");
-    bundle(b.path(), &["/bin/sh", "-c", "echo out; echo err >&2; id -u; exit 3"]);
-    let o = oci(root.path(), &["run", "--bundle", b.path().to_str().unwrap(), "r1"]);
+    bundle(
+        b.path(),
+        &["/bin/sh", "-c", "echo out; echo err >&2; id -u; exit 3"],
+    );
+    let o = oci(
+        root.path(),
+        &["run", "--bundle", b.path().to_str().unwrap(), "r1"],
+    );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n0\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
-    assert!(!root.path().join("r1").exists(), "run removes the container");
+    assert!(
+        !root.path().join("r1").exists(),
+        "run removes the container"
+    );
     // Killed by a signal: 128+N.
     bundle(&b.path().join("k"), &["/bin/sh", "-c", "kill -9 $$"]);
-    let o = oci(root.path(), &["run", "--bundle", b.path().join("k").to_str().unwrap(), "r2"]);
+    let o = oci(
+        root.path(),
+        &[
+            "run",
+            "--bundle",
+            b.path().join("k").to_str().unwrap(),
+            "r2",
+        ],
+    );
     assert_eq!(o.status.code(), Some(137), "{}", text(&o));
 }
 
@@ -130,7 +180,10 @@ fn kill_of_the_supervisor_leaves_no_sandbox() {
     let b = TempDir::new("bundle");
     bundle(b.path(), &["/bin/sleep", "100"]);
     let before = sandbox_inits();
-    let o = oci(root.path(), &["create", "--bundle", b.path().to_str().unwrap(), "k1"]);
+    let o = oci(
+        root.path(),
+        &["create", "--bundle", b.path().to_str().unwrap(), "k1"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(oci(root.path(), &["start", "k1"]).status.success());
     let pid = state(root.path(), "k1")["pid"].as_i64().unwrap() as i32;
@@ -143,7 +196,10 @@ fn kill_of_the_supervisor_leaves_no_sandbox() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(sandbox_inits() <= before, "the sandbox's init outlived its supervisor");
+    assert!(
+        sandbox_inits() <= before,
+        "the sandbox's init outlived its supervisor"
+    );
     assert_eq!(state(root.path(), "k1")["status"], "stopped");
     assert!(oci(root.path(), &["delete", "k1"]).status.success());
 }
@@ -178,11 +234,20 @@ fn bad_bundles_fail_create_naming_the_field() {
         let b = TempDir::new("bad");
         bundle(b.path(), &["/bin/true"]);
         edit(b.path());
-        let o = oci(root.path(), &["create", "--bundle", b.path().to_str().unwrap(), name]);
+        let o = oci(
+            root.path(),
+            &["create", "--bundle", b.path().to_str().unwrap(), name],
+        );
         assert_eq!(o.status.code(), Some(1), "{name}: {}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains(needle), "{name}: expected {needle:?} in: {err}");
-        assert!(!root.path().join(name).exists(), "{name}: state left behind");
+        assert!(
+            err.contains(needle),
+            "{name}: expected {needle:?} in: {err}"
+        );
+        assert!(
+            !root.path().join(name).exists(),
+            "{name}: state left behind"
+        );
         let o = oci(root.path(), &["state", name]);
         assert_eq!(o.status.code(), Some(1), "{name}");
     }
@@ -199,11 +264,23 @@ fn a_taken_id_and_the_runtime_log() {
     let b = TempDir::new("bundle");
     bundle(b.path(), &["/bin/sleep", "100"]);
     let log = b.path().join("log.json");
-    let o = oci(root.path(), &["create", "--bundle", b.path().to_str().unwrap(), "same"]);
+    let o = oci(
+        root.path(),
+        &["create", "--bundle", b.path().to_str().unwrap(), "same"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let o = oci(
         root.path(),
-        &["--log", log.to_str().unwrap(), "--log-format", "json", "create", "--bundle", b.path().to_str().unwrap(), "same"],
+        &[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            "same",
+        ],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("container with id exists: same"));
@@ -244,7 +321,10 @@ fn microvm_containers() {
             return;
         }
         Err(why) => {
-            require(false, &format!("the micro-VM runtime cannot run here: {why}"));
+            require(
+                false,
+                &format!("the micro-VM runtime cannot run here: {why}"),
+            );
             return;
         }
     }

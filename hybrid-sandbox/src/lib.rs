@@ -29,6 +29,7 @@ pub use sandbox_images::{
     UnpackLimits,
 };
 
+pub use sandbox_core::network;
 pub use sandbox_core::{
     live::ByteStream, EndReason, ExecLimits, ExecRequest, FileData, FileKind, FileStat, LiveError,
     LiveOptions, LiveSandbox, LiveState, LiveStats, TtySize,
@@ -36,8 +37,9 @@ pub use sandbox_core::{
 pub use sandbox_core::{
     units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
     Execution, Floor, HostSupport, ImageLimits, Isolation, IsolationRequest, KillHandle,
-    LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountMode, Need, Network, Outcome,
-    OutputChunk, OutputStream, Plan, Policy, PolicyError, RootDir, RunError, SeccompAction,
-    SeccompReport, SelectionError, SpawnError, Stdin, StdinWriter, StreamKind, Termination,
-    VmReport, Workload, DEFAULT_PATH, EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
+    LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountAccess, MountMode,
+    MountReport, Need, Network, Outcome, OutputChunk, OutputStream, Plan, Policy, PolicyError,
+    RootDir, RunError, SeccompAction, SeccompReport, SelectionError, SpawnError, Stdin,
+    StdinWriter, StreamKind, Termination, VmReport, Workload, DEFAULT_PATH, EMBEDDED_DEFAULT,
+    ROOT_MODE_HOST_ID,
 };

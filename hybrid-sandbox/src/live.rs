@@ -84,6 +84,17 @@ fn live(e: LiveError) -> Error {
 }
 
 impl Live {
+    /// A live sandbox that lives elsewhere (a server's, through `hsb-client`), behind
+    /// the same API as the library's own.
+    pub fn from_sandbox(sandbox: Arc<dyn LiveSandbox>) -> Live {
+        Live {
+            inner: Arc::new(Inner {
+                sandbox,
+                _layers: None,
+            }),
+        }
+    }
+
     /// The backend's sandbox, for callers that want the trait itself.
     pub fn inner(&self) -> &Arc<dyn LiveSandbox> {
         &self.inner.sandbox

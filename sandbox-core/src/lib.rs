@@ -2,14 +2,17 @@
 //! ([`Policy`], [`Limits`]), how it ended ([`Outcome`]), and the contract of an isolation
 //! backend ([`Backend`], [`Execution`]).
 //!
-//! This crate holds no platform code: the backends (`backend-container`,
-//! `backend-microvm`) implement [`Backend`], and the `hybrid-sandbox` facade ties them
-//! together.
+//! This crate holds no platform code but one checked path both backends share:
+//! [`mount_source`], which opens and classifies every host mount source. The backends
+//! (`backend-container`, `backend-microvm`) implement [`Backend`], and the
+//! `hybrid-sandbox` facade ties them together.
 
 mod backend;
 mod image_limits;
 mod limits;
 pub mod live;
+pub mod mount_source;
+pub mod network;
 mod outcome;
 mod plan;
 mod policy;
@@ -30,7 +33,7 @@ pub use live::{
 };
 pub use outcome::{
     Decision, EnforcementLevel, EnforcementReport, FallbackTaken, LandlockReport, LimitMechanism,
-    LimitsReport, Outcome, SeccompReport, Termination, VmReport,
+    LimitsReport, MountAccess, MountReport, Outcome, SeccompReport, Termination, VmReport,
 };
 pub use plan::{
     ImageRoot, ImageSpec, ImageUseError, LandlockMode, Plan, PlannedMount, RootDir,

@@ -159,6 +159,50 @@ pub struct VmReport {
     pub vcpus: u32,
     /// Guest RAM in bytes.
     pub guest_memory_bytes: u64,
+    /// What the guest's timestamp counter (`rdtsc`, `rdtscp`) shows, in words: its
+    /// own (from zero at VM start) or the host's (where the hypervisor cannot offset it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_counter: Option<String>,
+}
+
+/// How the workload's accesses through a mount reach the host's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountAccess {
+    /// As the caller (a rootless run): the caller's own permissions.
+    Caller,
+    /// As the sandbox's unprivileged host identity (`host_uid`, 65534 for a root
+    /// caller): a system mount, or one that could not be idmapped (see `note`).
+    SandboxIdentity,
+    /// Root caller: an idmapped mount (`MOUNT_ATTR_IDMAP`) shows what the source's owner
+    /// owns as the sandbox's (`host_ids` is that owner); files the workload creates
+    /// belong, on the host, to that owner. The container's workload and the micro-VM's
+    /// VMM both reach the files through it, as uid 65534 with no capability.
+    Idmapped,
+    /// Nothing is reached on the host: the mount is a symlink, resolved in the sandbox.
+    None,
+}
+
+/// One mount of the run, as it was really set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountReport {
+    /// The host path (resolved without following any symlink).
+    pub source: String,
+    /// Where it appears in the sandbox.
+    pub target: String,
+    /// `ro` or `rw`.
+    pub mode: crate::MountMode,
+    /// `directory`, `file` or `symlink`.
+    pub kind: String,
+    /// Whose access the workload has to the source's files.
+    pub access: MountAccess,
+    /// The host uid and gid of that access (absent for a symlink).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ids: Option<(u32, u32)>,
+    /// Why the access is what it is, when it is not what was wanted (an idmapped mount
+    /// the kernel or filesystem refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Which protections were really in force during the run. Returned, never only logged.
@@ -185,11 +229,19 @@ pub struct EnforcementReport {
     pub limits: LimitsReport,
     /// The network mode.
     pub network: Network,
+    /// How the network mode is enforced, in words: what the workload can reach, host
+    /// UNIX sockets in mounted directories included.
+    #[serde(default)]
+    pub network_detail: String,
     /// The root filesystem, in words.
     pub filesystem: String,
     /// The micro-VM, for `microvm` runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm: Option<VmReport>,
+    /// The plan's mounts, in the order they were applied (parents first), and how each
+    /// reaches the host's files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountReport>,
 }
 
 /// Everything about a finished run.
@@ -221,6 +273,10 @@ pub struct Outcome {
     pub decision: Decision,
     /// What protected the host.
     pub enforcement: EnforcementReport,
+    /// The egress broker's report: every DNS answer and connection decision, exposed
+    /// ports (runs with `network = "egress"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::NetworkReport>,
     /// Syscalls the micro-VM's personality does not implement, and how often each was called.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unimplemented_syscalls: BTreeMap<String, u64>,

@@ -13,8 +13,9 @@ use crate::workload::{MountMode, Stdin};
 /// A mount after validation: absolute, normalized paths.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedMount {
-    /// Host path, as written (a backend opens it without following a final symlink
-    /// swap: it resolves it once, when the run starts).
+    /// Host path, normalized. A backend resolves it once, when the run starts, through
+    /// [`crate::mount_source`]: no symlink is followed in any component (a final one is
+    /// mounted as that symlink), and kernel interfaces are refused by what they are.
     pub source: PathBuf,
     /// Absolute, normalized path inside the sandbox (never `/`).
     pub target: PathBuf,
@@ -22,6 +23,11 @@ pub struct PlannedMount {
     pub mode: MountMode,
     /// Skip when the source is missing.
     pub optional: bool,
+    /// One of the host's system directories (`/usr`, `/lib`, ...; `system = true` in a
+    /// policy): it keeps the host's ownership even for a root caller, whose other
+    /// mounts give the workload the access of the source's owner.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
 }
 
 /// Whether a run may start when Landlock cannot be fully enforced.
@@ -56,6 +62,9 @@ pub struct Plan {
     pub limits: Limits,
     /// Network mode.
     pub network: Network,
+    /// The egress broker's rules, exposed ports and secrets (with `network = "egress"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<crate::network::EgressPlan>,
     /// What a forbidden syscall gets.
     pub seccomp_action: SeccompAction,
     /// Whether partial Landlock is acceptable.
@@ -265,5 +274,16 @@ impl Plan {
             ("/etc/hostname", format!("{h}\n")),
             ("/etc/hosts", format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{h}\n")),
         ]
+        .into_iter()
+        .chain((self.network == Network::Egress).then(|| {
+            (
+                "/etc/resolv.conf",
+                format!(
+                    "# the hybrid-sandbox egress broker: only names the policy allows resolve\nnameserver {}\noptions edns0\n",
+                    crate::network::BROKER_ADDR
+                ),
+            )
+        }))
+        .collect()
     }
 }

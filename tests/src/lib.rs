@@ -2,6 +2,7 @@
 //! `tests/programs/*.c`, sandboxes, and host-side checks.
 
 pub mod image;
+pub mod net;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -158,23 +159,45 @@ pub fn eventually(secs: f64, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// Whether `isolation` can run here. A micro-VM test on a host without usable KVM
-/// prints a loud SKIPPED line and returns false, unless `HSB_REQUIRE_KVM=1` (as CI
-/// sets), where it fails: tests never skip silently.
+/// The feature rule: a test that needs what this host lacks (KVM, usable cgroups, a
+/// root caller, Landlock...) never skips silently. With `missing` = `None` it returns
+/// true; otherwise it fails under `HSB_REQUIRE_FEATURES=1` (CI sets it, in `.ci/run`;
+/// for KVM, `HSB_REQUIRE_KVM=1` too), else prints a loud SKIPPED line and returns false,
+/// and the test skips (or checks what still holds without the feature).
+pub fn feature(name: &str, missing: Option<String>) -> bool {
+    let Some(why) = missing else {
+        return true;
+    };
+    let on = |var: &str| std::env::var(var).is_ok_and(|v| v == "1");
+    if on("HSB_REQUIRE_FEATURES") || (name == "KVM" && on("HSB_REQUIRE_KVM")) {
+        panic!("this test needs {name}, which CI requires (HSB_REQUIRE_FEATURES=1): {why}");
+    }
+    // Straight to fd 2: the test harness captures eprintln!, and a skip must be seen.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: needs {name}: {why}");
+    false
+}
+
+/// A root caller (to mount filesystems, make device nodes, own files as other users).
+pub fn root_caller() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    feature(
+        "a root caller",
+        (euid != 0).then(|| format!("running as uid {euid}")),
+    )
+}
+
+/// Whether `isolation` can run here: the micro-VM needs KVM (see [`feature`]).
 pub fn backend_ready(isolation: hybrid_sandbox::IsolationRequest) -> bool {
     if isolation != hybrid_sandbox::IsolationRequest::MicroVm {
         return true;
     }
     let probe = backend_microvm_probe();
-    if probe.available {
-        return true;
-    }
-    let reason = probe.reason.unwrap_or_default();
-    if std::env::var("HSB_REQUIRE_KVM").is_ok_and(|v| v == "1") {
-        panic!("HSB_REQUIRE_KVM=1 but the micro-VM backend is unavailable: {reason}");
-    }
-    eprintln!("SKIPPED: no KVM: {reason}");
-    false
+    feature(
+        "KVM",
+        (!probe.available).then(|| probe.reason.unwrap_or_default()),
+    )
 }
 
 fn backend_microvm_probe() -> hybrid_sandbox::BackendProbe {

@@ -20,12 +20,16 @@ fn prog(name: &str) -> Workload {
     .isolation(IsolationRequest::Container)
 }
 
+/// Usable cgroups; without them the limits tests check what rlimits still hold.
 fn cgroups() -> bool {
-    run(Workload::new("true", Vec::<String>::new()))
+    let limits = run(Workload::new("true", Vec::<String>::new()))
         .enforcement
-        .limits
-        .mechanism
-        != LimitMechanism::Rlimit
+        .limits;
+    feature(
+        "usable cgroups",
+        (limits.mechanism == LimitMechanism::Rlimit)
+            .then(|| limits.note.unwrap_or_else(|| "rlimits only".into())),
+    )
 }
 
 #[test]

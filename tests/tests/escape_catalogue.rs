@@ -25,8 +25,17 @@ fn attack_in(iso: IsolationRequest, args: &[&str]) -> Workload {
     .isolation(iso)
 }
 
+/// Runs an attack. Whatever the test then expects, any line in which a probe reports an
+/// attack as allowed fails it here.
 fn go(w: Workload) -> Outcome {
-    run(w)
+    let o = run(w);
+    let v = verdict(&o);
+    let allowed: Vec<&str> = v.lines().filter(|l| l.contains(": allowed")).collect();
+    assert!(
+        allowed.is_empty(),
+        "the sandbox allowed an attack: {allowed:#?}\n{v}"
+    );
+    o
 }
 
 fn verdict(o: &Outcome) -> String {
@@ -107,8 +116,7 @@ catalogue! {
     /// Device nodes: making one, or opening one found in a mount.
     fn device_nodes(iso) {
         assert_failed(&go(attack_in(iso, &["mknod-char"])), "mknod a character device");
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if root_caller() {
             let dir = writable_tempdir();
             let node = dir.path().join("mem");
             let c = std::ffi::CString::new(node.to_str().unwrap()).unwrap();
@@ -237,7 +245,8 @@ catalogue! {
         w.limits.pids = Some(32);
         w.limits.wall_time = Some(std::time::Duration::from_secs(20));
         let o = go(w);
-        if o.enforcement.limits.mechanism == hybrid_sandbox::LimitMechanism::Rlimit {
+        let rlimits = o.enforcement.limits.mechanism == hybrid_sandbox::LimitMechanism::Rlimit;
+        if !feature("usable cgroups", rlimits.then(|| format!("{:?}", o.enforcement.limits.note))) {
             // RLIMIT_NPROC cannot end the run by itself: the bomb spins until the wall time.
             assert!(matches!(o.termination, Termination::PidsLimit | Termination::Timeout), "{o:?}");
         } else {
@@ -265,6 +274,138 @@ catalogue! {
         assert!(last.starts_with("done ") && last.ends_with(", 0 bad"), "{out}");
         let checks: u32 = last.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
         assert!(checks > 300, "{last}");
+    }
+
+    /// A host service's UNIX socket inside a mounted directory, read-only or read-write,
+    /// under network `none` and `loopback`: a pathname socket is found by its inode,
+    /// across namespaces and read-only mounts, so it would be a way out of any network
+    /// mode. Reached by path, relative path, a planted symlink, /proc/self/fd, a
+    /// datagram `sendto` (from a socket or a socket pair), a stream `sendmsg` naming it,
+    /// and a race that rewrites the address while a supervisor checks it.
+    fn host_unix_socket_through_a_mount(iso) {
+        use std::os::unix::net::{UnixDatagram, UnixListener};
+        let dir = writable_tempdir();
+        let sock = dir.path().join("host.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        set_mode(&sock, 0o777);
+        let dgram_path = dir.path().join("host.dgram");
+        let dgram = UnixDatagram::bind(&dgram_path).unwrap();
+        dgram.set_nonblocking(true).unwrap();
+        set_mode(&dgram_path, 0o777);
+        let networks: &[Network] = match iso {
+            IsolationRequest::Container => &[Network::None, Network::Loopback],
+            _ => &[Network::None],
+        };
+        for &network in networks {
+            let _ = std::fs::remove_file(dir.path().join("link"));
+            let probes: [&[&str]; 10] = [
+                &["unix-connect", "/h/host.sock"],
+                &["unix-connect", "/w/host.sock"],
+                &["unix-connect", "../h/host.sock"],
+                &["unix-connect-via-link", "/h/host.sock", "/tmp/link"],
+                &["unix-connect-via-link", "/h/host.sock", "/w/link"],
+                &["unix-connect-fdpath", "/w/host.sock"],
+                &["unix-sendto", "/h/host.dgram"],
+                &["unix-sendto-pair", "/w/host.dgram"],
+                &["unix-sendmsg-stream", "/h/host.sock"],
+                &["unix-connect-race", "/h/host.sock", "3000"],
+            ];
+            for args in probes {
+                let mut w = attack_in(iso, args)
+                    .mount(Mount::ro(dir.path(), "/h"))
+                    .mount(Mount::rw(dir.path(), "/w"));
+                w.network = Some(network);
+                w.cwd = Some("/tmp".into());
+                assert_failed(&go(w), &format!("{args:?} under network {network:?}"));
+            }
+            let mut w = attack_in(iso, &["unix-connect", "host.sock"]).mount(Mount::ro(dir.path(), "/h"));
+            w.network = Some(network);
+            w.cwd = Some("/h".into());
+            assert_failed(&go(w), "a relative path from inside the mount");
+        }
+        assert!(listener.accept().is_err(), "the host service got a connection");
+        assert!(dgram.recv(&mut [0u8; 8]).is_err(), "the host service got a datagram");
+    }
+
+    /// FIFOs and sockets made in a read-write mount would stay behind on the host: a FIFO
+    /// hangs whoever opens it there later, a bound socket serves them.
+    fn fifos_and_sockets_in_a_rw_mount(iso) {
+        let dir = writable_tempdir();
+        for args in [["mkfifo", "/out/fifo"], ["mknod-fifo", "/out/fifo2"], ["mknod-sock", "/out/sock"], ["unix-bind", "/out/bound"]] {
+            assert_failed(&go(attack_in(iso, &args).mount(Mount::rw(dir.path(), "/out"))), &args.join(" "));
+            // Below the sandbox's own /tmp too (whose own rights must not reach the mount).
+            let below = args[1].replace("/out", "/tmp/out");
+            let o = go(attack_in(iso, &[args[0], &below]).mount(Mount::rw(dir.path(), "/tmp/out")));
+            assert_failed(&o, &format!("{} under /tmp", args[0]));
+        }
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            use std::os::unix::fs::FileTypeExt;
+            assert!(!t.is_fifo() && !t.is_socket(), "{:?} was left on the host", e.path());
+        }
+    }
+
+    /// Set-user-ID and set-group-ID bits (and file capabilities) on files in a
+    /// read-write mount: the file belongs to the sandbox's identity on the host (to host
+    /// root once mounts are idmapped), and a host user running it would get that identity.
+    /// Every way of setting a mode: chmod, fchmod, fchmodat, fchmodat2, the create modes
+    /// of open, openat, openat2, creat and mknod, and an O_TMPFILE linked in.
+    fn set_id_bits_in_a_rw_mount(iso) {
+        let dir = writable_tempdir();
+        let probes = ["chmod", "fchmod", "fchmodat", "fchmodat2", "open-creat", "creat", "openat-creat", "openat2-creat", "mknod-reg"];
+        for probe in probes {
+            for mode in ["4755", "2755", "6777"] {
+                let file = format!("/out/{probe}-{mode}");
+                let o = go(attack_in(iso, &[probe, &file, mode]).mount(Mount::rw(dir.path(), "/out")));
+                assert_failed(&o, &format!("{probe} {mode}"));
+            }
+        }
+        let o = go(attack_in(iso, &["tmpfile-link", "/out", "4755", "/out/tmpfile"]).mount(Mount::rw(dir.path(), "/out")));
+        assert_failed(&o, "O_TMPFILE with a set-id mode, linked in");
+        let o = go(attack_in(iso, &["setxattr-cap", "/out/capfile"]).mount(Mount::rw(dir.path(), "/out")));
+        assert_failed(&o, "a file capability");
+        // What the host sees: no set-id bit, no capability, on anything the sandbox made.
+        use std::os::unix::fs::PermissionsExt;
+        let mut seen = 0;
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            let mode = std::fs::symlink_metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o6000, 0, "{} has mode {mode:o} on the host", p.display());
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a valid C string; a NULL buffer of size 0 asks only for the size.
+            let n = unsafe { libc::getxattr(c.as_ptr(), c"security.capability".as_ptr(), std::ptr::null_mut(), 0) };
+            assert!(n < 0, "{} has a file capability", p.display());
+            seen += 1;
+        }
+        assert!(seen > 0, "the probes created nothing to check");
+    }
+
+    /// Host facts a sandbox's /proc would show: the kernel's command line, the boot id
+    /// (a host fingerprint), its configuration, symbols, modules, keys, timers,
+    /// scheduler internals and interrupt counts, pressure stall information (the host's
+    /// load), and hardware and filesystem directories.
+    fn proc_host_facts(iso) {
+        let host = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_string();
+        let (cmdline, boot_id) = (host("/proc/cmdline"), host("/proc/sys/kernel/random/boot_id"));
+        assert!(!boot_id.is_empty());
+        let mut probes: Vec<Vec<String>> = vec![
+            vec!["read-fact".into(), "/proc/cmdline".into(), cmdline],
+            vec!["read-fact".into(), "/proc/sys/kernel/random/boot_id".into(), boot_id],
+        ];
+        for f in ["config.gz", "kallsyms", "modules", "keys", "key-users", "timer_list", "sched_debug", "latency_stats", "interrupts", "softirqs", "kcore"] {
+            probes.push(vec!["read-fact".into(), format!("/proc/{f}")]);
+        }
+        for d in ["pressure", "acpi", "asound", "bus", "driver", "fs", "irq", "scsi"] {
+            probes.push(vec!["list-fact".into(), format!("/proc/{d}")]);
+        }
+        for p in &probes {
+            let args: Vec<&str> = p.iter().map(String::as_str).collect();
+            assert_failed(&go(attack_in(iso, &args)), &p[..2].join(" "));
+        }
+        // And /proc/sys cannot be written (kernel.hostname is the sandbox's own UTS one).
+        assert_failed(&go(attack_in(iso, &["open-write", "/proc/sys/kernel/hostname"])), "write /proc/sys");
     }
 }
 

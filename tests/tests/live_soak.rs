@@ -1,5 +1,5 @@
 //! 200 live containers at once, with interleaved execs and files, leave the caller's
-//! fds, children, mounts and cgroups as they were. In a file of its own: it measures the
+//! fds, children, mounts, cgroups and connect supervisor threads as they were. In a file of its own: it measures the
 //! whole test process, so no other test may run beside it.
 
 use std::time::Duration;
@@ -20,13 +20,26 @@ async fn sh_out(live: &Live, script: &str) -> Outcome {
         .unwrap_or_else(|e| panic!("exec {script}: {}", e.chain()))
 }
 
-/// What the caller holds: fds, children, mounts, its cgroups.
+/// What the caller holds: fds, children, mounts, its cgroups, and the threads of the
+/// sandboxes' connect supervisors.
 #[derive(Debug, PartialEq, Eq)]
 struct Footprint {
     fds: usize,
     children: usize,
     mounts: usize,
     cgroups: usize,
+    supervisors: usize,
+}
+
+/// Threads of this process named as a sandbox's connect supervisor (one per sandbox).
+fn supervisor_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "hsb-connect")
+        })
+        .count()
 }
 
 pub(crate) fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
@@ -69,6 +82,7 @@ fn footprint() -> Footprint {
             .lines()
             .count(),
         cgroups: cgroups_of(me).len(),
+        supervisors: supervisor_threads(),
     }
 }
 
@@ -134,6 +148,8 @@ fn two_hundred_live_sandboxes_with_interleaved_execs_leave_nothing() {
                 t.await.unwrap();
             }
         }
+        // Each sandbox's connect supervisor lives as long as the sandbox, across execs.
+        assert_eq!(supervisor_threads(), before.supervisors + all.len());
         // Half destroyed explicitly, half by dropping the last handle.
         for (i, live) in all.into_iter().enumerate() {
             if i % 2 == 0 {

@@ -101,6 +101,9 @@ pub(crate) struct LiveExecution {
     pty: Option<Arc<PtyMaster>>,
     /// A one-shot run owns its sandbox.
     _owner: Option<Arc<Shared>>,
+    /// The sandbox's exposed ports and its egress decisions (network `egress`).
+    exposed: Vec<sandbox_core::network::ExposedPort>,
+    events: Option<sandbox_egress::Events>,
 }
 
 impl Drop for LiveExecution {
@@ -124,6 +127,14 @@ impl Execution for LiveExecution {
     fn take_output_uncaptured(&mut self) -> Option<OutputStream> {
         self.ctl.uncaptured.store(true, Ordering::Release);
         self.output.take()
+    }
+    fn exposed_ports(&self) -> Vec<sandbox_core::network::ExposedPort> {
+        self.exposed.clone()
+    }
+    fn network_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
+        self.events.as_ref().map(sandbox_egress::Events::subscribe)
     }
     fn kill_handle(&self) -> KillHandle {
         let k = Arc::downgrade(&self.ctl);
@@ -505,6 +516,8 @@ pub(crate) async fn start(
         ctl,
         outcome: Some(done_rx),
         pty,
+        exposed: s.exposed.clone(),
+        events: s.events.clone(),
         _owner: match owner {
             Owner::Run { .. } => Some(s.clone()),
             Owner::Sandbox => None,

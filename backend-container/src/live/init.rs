@@ -14,7 +14,7 @@ use libc::c_int;
 
 use super::sock::{self, MAX_FDS};
 use super::wire::{self, ExecHeader, Msg};
-use crate::child::{self, Candidates, ChildSpec, ExecParams, Stage};
+use crate::child::{self, Candidates, ChildSpec, ExecParams, OwnDevs, Stage};
 use crate::sys::{self, Errno};
 
 #[derive(Clone, Copy)]
@@ -52,7 +52,7 @@ fn sigmask(how: c_int, mask: u64) {
 const SIGCHLD_MASK: u64 = 1 << (libc::SIGCHLD - 1);
 
 /// Serves the host until it goes away. Never returns.
-pub(crate) fn serve(spec: &ChildSpec, ctl: RawFd) -> ! {
+pub(crate) fn serve(spec: &ChildSpec, ctl: RawFd, own: &OwnDevs) -> ! {
     // Descriptors 0..2 stay taken (by /dev/null), so that descriptors received later are
     // never among those an exec's process moves its stdio onto.
     if let Ok(null) = sys::openat(libc::AT_FDCWD, c"/dev/null", libc::O_RDWR, 0) {
@@ -92,7 +92,7 @@ pub(crate) fn serve(spec: &ChildSpec, ctl: RawFd) -> ! {
         }
         sys::close(rs);
     }
-    child::confine_init(spec);
+    child::confine_init(spec, own);
     // The error pipe last: its end tells the host that the sandbox is ready.
     sys::close(spec.sync_r);
     sys::close(spec.err_w);

@@ -47,6 +47,19 @@ pub(crate) struct Shared {
     pub(crate) ctl: OwnedFd,
     pub(crate) guard: Mutex<Option<Guard>>,
     pub(crate) freezer: Freezer,
+    /// The connect supervisor: every `connect(2)` of every process of the sandbox (each
+    /// exec, the file server, what they leave in the background) reaches it through the
+    /// user-notification filter init installed. Stopped when the sandbox is destroyed.
+    connects: Mutex<Option<crate::unotify::Supervisor>>,
+    /// The egress broker (network `egress`): one network namespace for every exec, so
+    /// one broker for the sandbox's life. Stopped when the sandbox is destroyed; its
+    /// final report is kept in `network_report`.
+    broker: Mutex<Option<sandbox_egress::BrokerHandle>>,
+    network_report: Mutex<Option<sandbox_core::network::NetworkReport>>,
+    /// Where the host reaches the sandbox's exposed ports.
+    pub(crate) exposed: Vec<sandbox_core::network::ExposedPort>,
+    /// The broker's decisions as they happen (outlives the broker).
+    pub(crate) events: Option<sandbox_egress::Events>,
     pub(crate) life: Mutex<Life>,
     pub(crate) paused: watch::Sender<bool>,
     pub(crate) files: Mutex<Option<OwnedFd>>,
@@ -120,9 +133,46 @@ impl Shared {
             // Reaps init (once its PID namespace is empty) and removes the cgroup.
             drop(g);
         }
+        // Nothing is left to connect (a connect waiting on a thread of its own ends with
+        // its peer, a socket of the sandbox).
+        let connects = self
+            .connects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(connects);
+        self.stop_broker();
         self.files.lock().unwrap_or_else(|e| e.into_inner()).take();
         let _ = self.paused.send_replace(false);
         self.activity.notify_one();
+    }
+
+    /// Stops the egress broker (its connections end) and keeps its final report.
+    pub(crate) fn stop_broker(&self) {
+        let broker = self.broker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(b) = broker {
+            let report = b.stop();
+            *self
+                .network_report
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(report);
+        }
+    }
+
+    /// The egress report: final once the broker stopped, else what it decided so far.
+    pub(crate) fn network_report(&self) -> Option<sandbox_core::network::NetworkReport> {
+        if let Some(b) = self
+            .broker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            return Some(b.report());
+        }
+        self.network_report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Kills init (and so every process of the sandbox) without waiting.
@@ -173,6 +223,18 @@ impl ContainerLive {
             ctl: booted.parent.control,
             guard: Mutex::new(Some(booted.guard)),
             freezer: booted.freezer,
+            connects: Mutex::new(Some(booted.connects)),
+            exposed: booted
+                .broker
+                .as_ref()
+                .map(|b| b.exposed().to_vec())
+                .unwrap_or_default(),
+            events: booted
+                .broker
+                .as_ref()
+                .map(sandbox_egress::BrokerHandle::events_source),
+            broker: Mutex::new(booted.broker),
+            network_report: Mutex::new(None),
             life: Mutex::new(Life {
                 state: LiveState::Running,
                 ended: None,
@@ -192,7 +254,11 @@ impl ContainerLive {
             activity: Arc::new(tokio::sync::Notify::new()),
         });
         // The start pipes are no longer needed (init closed its ends).
-        drop((booted.parent.sync_w, booted.parent.err_r));
+        drop((
+            booted.parent.sync_w,
+            booted.parent.err_r,
+            booted.parent.notify,
+        ));
         drop(booted.pidfd);
         let reader = shared
             .ctl

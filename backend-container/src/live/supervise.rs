@@ -265,7 +265,15 @@ impl Supervision {
             .unwrap_or_else(Instant::now)
             .duration_since(self.started)
             .saturating_sub(self.paused_since_start());
-        Ok(self.outcome(exit, cap, wall_time, after))
+        // The egress report: a run's is final (its sandbox ends with the workload, so
+        // the broker stops now); a live exec's is the sandbox's so far.
+        let network = self.shared.get().and_then(|s| {
+            if self.sole {
+                s.stop_broker();
+            }
+            s.network_report()
+        });
+        Ok(self.outcome(exit, cap, wall_time, after, network))
     }
 
     fn outcome(
@@ -274,6 +282,7 @@ impl Supervision {
         cap: Capture,
         wall_time: Duration,
         after: crate::cgroup::Stats,
+        network: Option<sandbox_core::network::NetworkReport>,
     ) -> Outcome {
         let seccomp_action = self.seccomp_action;
         let (mut termination, mut exit_code, mut signal) = match exit {
@@ -321,6 +330,7 @@ impl Supervision {
             peak_memory_bytes,
             decision: self.decision.clone(),
             enforcement: self.enforcement.clone(),
+            network,
             unimplemented_syscalls: Default::default(),
         }
     }

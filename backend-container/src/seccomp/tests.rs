@@ -149,7 +149,7 @@ fn check_like_the_kernel(prog: &[libc::sock_filter]) {
 fn programs_pass_the_kernel_checks() {
     for action in [SeccompAction::Errno, SeccompAction::Kill] {
         check_like_the_kernel(filters(action).allowlist);
-        check_like_the_kernel(filters(action).clone3_enosys);
+        check_like_the_kernel(filters(action).enosys);
         assert!(
             filters(action).allowlist.len() < 400,
             "{} instructions",
@@ -215,7 +215,7 @@ fn verdicts_of_note() {
     );
     assert_eq!(
         run(
-            filters(SeccompAction::Errno).clone3_enosys,
+            filters(SeccompAction::Errno).enosys,
             libc::SYS_clone3 as u32,
             X86_64,
             [0; 6]
@@ -278,5 +278,110 @@ fn dangerous_calls_are_not_listed() {
         if seen.insert(name) {
             assert!(rule.get("comment").is_some(), "{name} has no reason");
         }
+    }
+}
+
+/// Set-id bits in every way of setting a mode, UNIX datagram sockets, and a second
+/// seccomp listener are refused; the same calls without them are allowed.
+#[test]
+fn set_id_modes_datagram_unix_sockets_and_listeners_are_refused() {
+    let f = filters(SeccompAction::Errno).allowlist;
+    let allow = libc::SECCOMP_RET_ALLOW;
+    let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    let at = |nr: libc::c_long, args: [u64; 6]| run(f, nr as u32, X86_64, args);
+    for mode in [0o4755u64, 0o2755, 0o6777, 0o104755, 0x1_0000_0000 | 0o4000] {
+        assert_eq!(
+            at(libc::SYS_chmod, [0, mode, 0, 0, 0, 0]),
+            eperm,
+            "chmod {mode:o}"
+        );
+        assert_eq!(at(libc::SYS_fchmod, [3, mode, 0, 0, 0, 0]), eperm);
+        assert_eq!(at(libc::SYS_fchmodat, [3, 0, mode, 0, 0, 0]), eperm);
+        assert_eq!(at(libc::SYS_fchmodat2, [3, 0, mode, 0, 0, 0]), eperm);
+        // mkdir ignores set-id bits in its mode (as Linux does): nothing to refuse.
+        assert_eq!(at(libc::SYS_mkdirat, [3, 0, mode, 0, 0, 0]), allow);
+        assert_eq!(at(libc::SYS_mknod, [0, mode | 0o10000, 0, 0, 0, 0]), eperm);
+        assert_eq!(
+            at(libc::SYS_mknodat, [3, 0, mode | 0o10000, 0, 0, 0]),
+            eperm
+        );
+        assert_eq!(at(libc::SYS_creat, [0, mode, 0, 0, 0, 0]), eperm);
+        let creat = libc::O_CREAT as u64 | libc::O_WRONLY as u64;
+        let tmpfile = libc::O_TMPFILE as u64 | libc::O_RDWR as u64;
+        assert_eq!(at(libc::SYS_open, [0, creat, mode, 0, 0, 0]), eperm);
+        assert_eq!(at(libc::SYS_open, [0, tmpfile, mode, 0, 0, 0]), eperm);
+        assert_eq!(at(libc::SYS_openat, [3, 0, creat, mode, 0, 0]), eperm);
+        assert_eq!(at(libc::SYS_openat, [3, 0, tmpfile, mode, 0, 0]), eperm);
+        // Without O_CREAT or O_TMPFILE the mode is ignored by the kernel: not refused.
+        assert_eq!(
+            at(libc::SYS_openat, [3, 0, libc::O_RDONLY as u64, mode, 0, 0]),
+            allow
+        );
+    }
+    for mode in [0o755u64, 0o1777, 0o644, 0] {
+        assert_eq!(at(libc::SYS_chmod, [0, mode, 0, 0, 0, 0]), allow);
+        assert_eq!(at(libc::SYS_fchmodat, [3, 0, mode, 0, 0, 0]), allow);
+        assert_eq!(at(libc::SYS_mkdirat, [3, 0, mode, 0, 0, 0]), allow);
+        assert_eq!(
+            at(libc::SYS_openat, [3, 0, libc::O_CREAT as u64, mode, 0, 0]),
+            allow
+        );
+        assert_eq!(
+            at(libc::SYS_mknodat, [3, 0, 0o10000 | mode, 0, 0, 0]),
+            allow
+        );
+    }
+    // openat2's mode is in memory: ENOSYS from the last filter, so libc uses openat.
+    assert_eq!(
+        run(
+            filters(SeccompAction::Errno).enosys,
+            libc::SYS_openat2 as u32,
+            X86_64,
+            [0; 6]
+        ),
+        libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+    );
+    // UNIX sockets: stream and seqpacket, never datagram (flags do not matter).
+    let unix = libc::AF_UNIX as u64;
+    for (ty, want) in [
+        (libc::SOCK_STREAM, allow),
+        (libc::SOCK_SEQPACKET, allow),
+        (
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            allow,
+        ),
+        (libc::SOCK_DGRAM, eperm),
+        (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, eperm),
+        (libc::SOCK_RAW, eperm),
+    ] {
+        assert_eq!(
+            at(libc::SYS_socket, [unix, ty as u64, 0, 0, 0, 0]),
+            want,
+            "socket {ty}"
+        );
+        assert_eq!(
+            at(libc::SYS_socketpair, [unix, ty as u64, 0, 0, 0, 0]),
+            want,
+            "pair {ty}"
+        );
+    }
+    // A listener of the workload's own is refused; plain filters are not.
+    let new_listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    assert_eq!(at(libc::SYS_seccomp, [1, new_listener, 0, 0, 0, 0]), eperm);
+    assert_eq!(at(libc::SYS_seccomp, [1, 0, 0, 0, 0, 0]), allow);
+    // Every connect goes to the supervisor; nothing else does.
+    let notif = filters(SeccompAction::Errno).user_notif;
+    check_like_the_kernel(notif);
+    assert_eq!(
+        run(notif, libc::SYS_connect as u32, X86_64, [3, 0, 16, 0, 0, 0]),
+        libc::SECCOMP_RET_USER_NOTIF
+    );
+    for nr in [
+        libc::SYS_read,
+        libc::SYS_sendto,
+        libc::SYS_sendmsg,
+        libc::SYS_bind,
+    ] {
+        assert_eq!(run(notif, nr as u32, X86_64, [0; 6]), allow);
     }
 }

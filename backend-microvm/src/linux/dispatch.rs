@@ -173,7 +173,7 @@ impl Kernel {
             SYS_fadvise64 => self.proc.files.get(a[0]).map(|_| 0).map_err(Into::into),
             SYS_socket => self.sys_socket(a[0]),
             SYS_socketpair => self.sys_socketpair(a[0], a[1], a[2], a[3]),
-            SYS_sendto => self.sys_sendto(a[0], a[1], a[2], a[3]),
+            SYS_sendto => self.sys_sendto(a[0], a[1], a[2], a[3], a[4], a[5]),
             SYS_recvfrom => self.sys_recvfrom(a[0], a[1], a[2], a[3], a[4], a[5]),
             SYS_sendmsg => self.sys_sendmsg(a[0], a[1], a[2]),
             SYS_recvmsg => self.sys_recvmsg(a[0], a[1], a[2]),

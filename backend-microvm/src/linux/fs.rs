@@ -109,6 +109,7 @@ impl Kernel {
             // Directory offsets are entry indexes; rewinding re-reads the directory.
             if new == 0 {
                 *f.listing.borrow_mut() = None;
+                *f.listing_charge.borrow_mut() = None;
             }
         }
         f.pos.set(new as u64);
@@ -226,7 +227,10 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         self.mm.user_chunks(fds, 8, true)?;
-        let pipe = Rc::new(std::cell::RefCell::new(Pipe::default()));
+        let pipe = Rc::new(std::cell::RefCell::new(Pipe {
+            ino: super::fd::next_ino(),
+            ..Pipe::default()
+        }));
         let nb = flags as i32 & libc::O_NONBLOCK;
         let r = OpenFile::new(
             FileKind::Pipe(PipeEnd::new(&pipe, false)),
@@ -306,30 +310,16 @@ impl Kernel {
 
     /// Metadata of an open file.
     pub(crate) fn file_meta(&self, f: &OpenFile) -> Result<Meta, SysErr> {
+        if let Some((kind, ino)) = super::fd::anon_inode(f) {
+            // Numbers of the sandbox's own (never from the VMM's memory).
+            let mut m = Meta::synthetic(ino, kind | 0o600, 0, 0);
+            (m.uid, m.gid) = self.user;
+            m.blksize = 4096;
+            return Ok(m);
+        }
         Ok(match &f.kind {
             FileKind::Host(fd) => self.vfs.show_owner(host::fstat(fd.as_raw_fd())?),
             FileKind::Tmp(t) => t.meta(),
-            FileKind::Stdin
-            | FileKind::Output(_)
-            | FileKind::Pipe(_)
-            | FileKind::Socket(_)
-            | FileKind::EventFd(_)
-            | FileKind::Epoll(_) => {
-                let kind = match f.kind {
-                    FileKind::Socket(_) => libc::S_IFSOCK,
-                    FileKind::EventFd(_) | FileKind::Epoll(_) => 0,
-                    _ => libc::S_IFIFO,
-                };
-                let mut m = Meta::synthetic(
-                    0x100 + f as *const OpenFile as u64 % 0xffff,
-                    kind | 0o600,
-                    0,
-                    0,
-                );
-                (m.uid, m.gid) = self.user;
-                m.blksize = 4096;
-                m
-            }
             _ => match &f.loc {
                 Some(loc) => self.vfs.meta(loc)?,
                 None => return Err(errno::EBADF.into()),

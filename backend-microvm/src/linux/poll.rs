@@ -41,7 +41,7 @@ impl Kernel {
         let pipe_out = |end: Option<&PipeEnd>| match end {
             Some(e) => {
                 let p = e.pipe.borrow();
-                (p.readers > 0 && p.buf.len() < PIPE_CAPACITY, p.readers == 0)
+                (p.readers > 0 && p.used() < PIPE_CAPACITY, p.readers == 0)
             }
             None => (false, true),
         };
@@ -71,7 +71,7 @@ impl Kernel {
                 (r, w, hup | (rdhup & want))
             }
             FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
-            FileKind::Epoll(_) => (self.epoll_any_ready(f), false, 0),
+            FileKind::Epoll(..) => (self.epoll_any_ready(f), false, 0),
             FileKind::Path => (false, false, 0),
             _ => (f.readable(), f.writable(), 0),
         };

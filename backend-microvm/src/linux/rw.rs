@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use sandbox_core::StreamKind;
 
-use super::fd::{FileKind, OpenFile, PipeEnd, PIPE_CAPACITY};
-use super::{Kernel, SysErr, SysResult};
+use super::fd::{FileKind, OpenFile, PipeEnd, MSG_OVERHEAD, PIPE_CAPACITY};
+use super::{Kernel, Stop, SysErr, SysResult};
 use crate::errno;
 use crate::errno::Errno;
 use crate::stdio::Input;
@@ -50,6 +50,9 @@ impl Kernel {
         let len = len.min(RW_MAX);
         let mut done = 0u64;
         while done < len {
+            if done > 0 && crate::kick::must_stop() {
+                return Ok(done); // a limit was reached: the run ends at the next turn
+            }
             let piece = (len - done).min(PIECE);
             // The destination must be writable before anything is consumed.
             if let Err(e) = self.mm.user_chunks(buf + done, piece, true) {
@@ -184,6 +187,7 @@ impl Kernel {
                     if let Some(m) = p.msgs.as_mut() {
                         m.pop_front();
                     }
+                    let _ = p.account(&self.mm.mem.budget()); // less: cannot fail
                 }
                 return Ok(n);
             }
@@ -215,21 +219,24 @@ impl Kernel {
                 }
                 return Err(errno::EPIPE.into());
             }
-            let room = PIPE_CAPACITY.saturating_sub(p.buf.len());
+            let room = PIPE_CAPACITY.saturating_sub(p.used());
+            let budget = self.mm.mem.budget();
             if p.msgs.is_some() {
-                if data.len() > PIPE_CAPACITY {
+                if data.len() > PIPE_CAPACITY - MSG_OVERHEAD {
                     return Err(Errno(libc::EMSGSIZE).into());
                 }
-                if room >= data.len() {
+                if room >= data.len() + MSG_OVERHEAD {
                     p.buf.extend(data);
                     if let Some(m) = p.msgs.as_mut() {
                         m.push_back(data.len());
                     }
+                    p.account(&budget).map_err(|_| Stop::MemoryLimit)?;
                     return Ok(data.len());
                 }
             } else if room > 0 {
                 let n = room.min(data.len());
                 p.buf.extend(&data[..n]);
+                p.account(&budget).map_err(|_| Stop::MemoryLimit)?;
                 return Ok(n);
             }
         }
@@ -256,6 +263,9 @@ impl Kernel {
         let len = len.min(RW_MAX);
         let mut done = 0u64;
         while done < len {
+            if done > 0 && crate::kick::must_stop() {
+                return Ok(done); // a limit was reached: the run ends at the next turn
+            }
             let piece = (len - done).min(PIECE);
             let data = match self.mm.read_user_vec(buf + done, piece as usize) {
                 Ok(d) => d,
@@ -395,7 +405,9 @@ impl Kernel {
         self.write_file(&f, buf, len, Some(off))
     }
 
-    fn iovecs(&mut self, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, SysErr> {
+    /// An `iovec` array: at most 1024 entries, no length negative, their sum within
+    /// `ssize_t` (EINVAL otherwise, as Linux).
+    pub(crate) fn iovecs(&mut self, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, SysErr> {
         if cnt > 1024 {
             return Err(errno::EINVAL.into());
         }
@@ -490,6 +502,9 @@ impl Kernel {
         let count = count.min(RW_MAX);
         let mut done = 0u64;
         while done < count {
+            if done > 0 && crate::kick::must_stop() {
+                break; // a limit was reached: the run ends at the next turn
+            }
             let mut tmp = vec![0u8; (count - done).min(PIECE) as usize];
             let n = match self.source_read(&input, &mut tmp, off, done > 0) {
                 Ok(n) => n,

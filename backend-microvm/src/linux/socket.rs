@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::fd::{FileKind, OpenFile, Pipe, PipeEnd, Socket};
+use super::fd::{next_ino, FileKind, OpenFile, Pipe, PipeEnd, Socket};
 use super::{Kernel, SysErr, SysResult};
 use crate::errno::{self, Errno};
 
@@ -37,11 +37,13 @@ fn pair(kind: i32) -> (Socket, Socket) {
         rx: RefCell::new(Some(PipeEnd::new(&b_to_a, false))),
         tx: RefCell::new(Some(PipeEnd::new(&a_to_b, true))),
         kind,
+        ino: next_ino(),
     };
     let b = Socket {
         rx: RefCell::new(Some(PipeEnd::new(&a_to_b, false))),
         tx: RefCell::new(Some(PipeEnd::new(&b_to_a, true))),
         kind,
+        ino: next_ino(),
     };
     (a, b)
 }
@@ -148,10 +150,48 @@ impl Kernel {
         Ok((n, full.max(n)))
     }
 
-    pub(crate) fn sys_sendto(&mut self, fd: u64, buf: u64, len: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_sendto(
+        &mut self,
+        fd: u64,
+        buf: u64,
+        len: u64,
+        flags: u64,
+        addr: u64,
+        alen: u64,
+    ) -> SysResult {
         let f = self.socket(fd)?;
+        if addr != 0 {
+            self.destination(&f, addr, alen as u32)?;
+        }
         let data = self.mm.read_user_vec(buf, len.min(1 << 20) as usize)?;
         self.send(&f, &data, flags)
+    }
+
+    /// A destination named in `sendto`/`sendmsg`, as Linux answers it for a socket pair:
+    /// a stream socket is already connected (EISCONN); a seqpacket one ignores it; a
+    /// datagram one would send to the named socket, and no socket here has a name (the
+    /// micro-VM has socket pairs only, and never reaches a host socket): ECONNREFUSED.
+    fn destination(&mut self, f: &OpenFile, addr: u64, alen: u32) -> Result<(), SysErr> {
+        let FileKind::Socket(s) = &f.kind else {
+            return Err(errno::ENOTSOCK.into());
+        };
+        if alen == 0 {
+            return Ok(());
+        }
+        match s.kind {
+            SOCK_STREAM => Err(errno::EISCONN.into()),
+            SOCK_SEQPACKET => Ok(()),
+            _ => {
+                if !(3..=110).contains(&alen) {
+                    return Err(errno::EINVAL.into());
+                }
+                let family = self.mm.read_user_vec(addr, 2)?;
+                if u16::from_le_bytes([family[0], family[1]]) != AF_UNIX as u16 {
+                    return Err(errno::EINVAL.into());
+                }
+                Err(Errno(libc::ECONNREFUSED).into())
+            }
+        }
     }
 
     pub(crate) fn sys_recvfrom(
@@ -183,31 +223,30 @@ impl Kernel {
         if iovlen > IOV_MAX {
             return Err(errno::EMSGSIZE.into());
         }
-        let raw = self.mm.read_user_vec(iov, iovlen as usize * 16)?;
-        let v = raw
-            .chunks_exact(16)
-            .map(|c| {
-                (
-                    u64::from_le_bytes(c[..8].try_into().unwrap_or_default()),
-                    u64::from_le_bytes(c[8..].try_into().unwrap_or_default()),
-                )
-            })
-            .collect();
+        // Lengths checked as readv's are: none negative, their sum within ssize_t.
+        let v = self.iovecs(iov, iovlen)?;
         Ok((v, controllen))
     }
 
     pub(crate) fn sys_sendmsg(&mut self, fd: u64, msg: u64, flags: u64) -> SysResult {
         let f = self.socket(fd)?;
+        let head = self.mm.read_user_vec(msg, 12)?;
+        let name = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+        let namelen = u32::from_le_bytes(head[8..12].try_into().unwrap_or_default());
+        if name != 0 {
+            self.destination(&f, name, namelen)?;
+        }
         let (iov, controllen) = self.msg_iovecs(msg)?;
         if controllen != 0 {
             // Passing descriptors or credentials (SCM_RIGHTS...) is not offered.
             return Err(self.unsupported("sendmsg(ancillary data)", errno::EOPNOTSUPP));
         }
+        let total: u64 = iov.iter().map(|(_, l)| *l).sum(); // within ssize_t: see iovecs
+        if total > 1 << 20 {
+            return Err(errno::EMSGSIZE.into());
+        }
         let mut data = Vec::new();
         for (base, len) in iov {
-            if data.len() as u64 + len > 1 << 20 {
-                return Err(errno::EMSGSIZE.into());
-            }
             data.extend(self.mm.read_user_vec(base, len as usize)?);
         }
         self.send(&f, &data, flags)
@@ -216,6 +255,7 @@ impl Kernel {
     pub(crate) fn sys_recvmsg(&mut self, fd: u64, msg: u64, flags: u64) -> SysResult {
         let f = self.socket(fd)?;
         let (iov, _) = self.msg_iovecs(msg)?;
+        // The sum is within ssize_t (see iovecs).
         let total: u64 = iov.iter().map(|(_, l)| *l).sum::<u64>().min(1 << 20);
         let mut tmp = vec![0u8; total as usize];
         let (n, full) = self.recv(&f, &mut tmp, flags)?;

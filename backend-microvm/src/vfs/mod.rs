@@ -11,10 +11,11 @@ mod ops;
 pub(crate) mod overlay;
 pub(crate) mod proc;
 mod setup;
+mod source;
 pub(crate) mod tmpfs;
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 pub(crate) use mount::{HostSource, Mount, MountError, MountTree};
@@ -23,6 +24,7 @@ pub(crate) use ops::{DirEntry, Opened};
 pub(crate) use setup::build;
 
 use crate::errno::{self, Errno};
+use host::HostFd;
 
 /// Longest path accepted.
 pub(crate) const PATH_MAX: usize = 4096;
@@ -105,6 +107,8 @@ pub(crate) struct Vfs {
     pub(crate) proc: proc::ProcView,
     /// The host identity files are reached as, and the workload's ids it shows as.
     ids: ((u32, u32), (u32, u32)),
+    /// The plan's mounts as they were set up, for the enforcement report.
+    pub(crate) reports: Vec<sandbox_core::MountReport>,
     /// The restrictions of the `openat2` being served, if any.
     restrict: std::cell::RefCell<Option<Restrict>>,
     /// Lookups in read-only host directories: subdirectories and missing names (a
@@ -114,12 +118,12 @@ pub(crate) struct Vfs {
 }
 
 /// Remembered lookups: (directory, name) to the subdirectory, or `None` when missing.
-type LookupCache = std::collections::HashMap<(DirKey, Vec<u8>), Option<Rc<OwnedFd>>>;
+type LookupCache = std::collections::HashMap<(DirKey, Vec<u8>), Option<Rc<HostFd>>>;
 
 /// A host directory handle as a map key: compared by identity (the key holds it, so
 /// the identity cannot be reused while the entry lives).
 #[derive(Debug, Clone)]
-struct DirKey(Rc<OwnedFd>);
+struct DirKey(Rc<HostFd>);
 
 impl PartialEq for DirKey {
     fn eq(&self, other: &Self) -> bool {
@@ -173,6 +177,7 @@ impl Vfs {
             root_node: Node::Virtual,
             proc: proc::ProcView::default(),
             ids: ((u32::MAX, u32::MAX), (0, 0)),
+            reports: Vec::new(),
             restrict: Default::default(),
             lookups: Default::default(),
         }
@@ -186,6 +191,7 @@ impl Vfs {
             root_node: root,
             proc: proc::ProcView::default(),
             ids: ((u32::MAX, u32::MAX), (0, 0)),
+            reports: Vec::new(),
             restrict: Default::default(),
             lookups: Default::default(),
         }
@@ -206,16 +212,18 @@ impl Vfs {
 
     /// A remembered lookup of `name` in the read-only host directory `dir`: `Some`
     /// of the subdirectory or of nothing (missing).
-    fn cached(&self, dir: &Rc<OwnedFd>, name: &[u8]) -> Option<Option<Rc<OwnedFd>>> {
+    fn cached(&self, dir: &Rc<HostFd>, name: &[u8]) -> Option<Option<Rc<HostFd>>> {
         self.lookups
             .borrow()
             .get(&(DirKey(Rc::clone(dir)), name.to_vec()))
             .cloned()
     }
 
-    fn remember(&self, dir: &Rc<OwnedFd>, name: &[u8], child: Option<Rc<OwnedFd>>) {
+    fn remember(&self, dir: &Rc<HostFd>, name: &[u8], child: Option<Rc<HostFd>>) {
         let mut c = self.lookups.borrow_mut();
-        if c.len() >= LOOKUP_CACHE {
+        // Each remembered subdirectory holds a host descriptor: a quarter of the
+        // sandbox's budget at most.
+        if c.len() >= LOOKUP_CACHE.min(host::fd_budget() / 4) {
             c.clear();
         }
         c.insert((DirKey(Rc::clone(dir)), name.to_vec()), child);

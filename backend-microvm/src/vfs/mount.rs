@@ -1,13 +1,12 @@
 //! The mount tree: which sandbox paths show what, built once from the plan.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path};
 use std::rc::Rc;
 
-use sandbox_core::{MountMode, PlannedMount};
+use sandbox_core::PlannedMount;
 
-use super::host;
+use super::host::HostFd;
 use super::node::{DevKind, Node};
 use super::tmpfs::TmpInode;
 
@@ -17,7 +16,7 @@ pub(crate) enum Mount {
     /// A host directory.
     HostDir {
         /// `O_PATH` handle.
-        fd: Rc<OwnedFd>,
+        fd: Rc<HostFd>,
         /// Read-only.
         ro: bool,
         /// Mount number.
@@ -26,11 +25,11 @@ pub(crate) enum Mount {
     /// A host file.
     HostFile {
         /// `O_PATH` handle of its directory.
-        dir: Rc<OwnedFd>,
+        dir: Rc<HostFd>,
         /// Its name there.
         name: Rc<[u8]>,
         /// `O_PATH` handle of the file.
-        fd: Rc<OwnedFd>,
+        fd: Rc<HostFd>,
         /// Read-only.
         ro: bool,
         /// Mount number.
@@ -102,7 +101,7 @@ pub(crate) struct MountTree {
 #[derive(Debug, Clone)]
 pub(crate) struct HostSource {
     /// `O_PATH` handle.
-    pub(crate) fd: Rc<OwnedFd>,
+    pub(crate) fd: Rc<HostFd>,
     /// Read-only.
     pub(crate) ro: bool,
     /// A directory (else a file).
@@ -155,8 +154,9 @@ impl MountTree {
             .flat_map(|n| n.children.iter().map(|(k, v)| (k, *v)))
     }
 
-    /// Mounts `mount` at `target` (absolute). A later mount hides what was mounted
-    /// below the same point before.
+    /// Mounts `mount` at `target` (absolute). Mounts already made below `target` stay
+    /// (the plan's mounts come parents first, see `setup::build`; none is ever dropped,
+    /// whatever the order they are listed in).
     pub(crate) fn insert(&mut self, target: &Path, mount: Mount) {
         let mut at = 0;
         for c in components(target) {
@@ -173,70 +173,6 @@ impl MountTree {
         if at == 0 {
             return; // never over the root
         }
-        self.nodes[at].children.clear();
         self.nodes[at].mount = Some(mount);
-    }
-
-    /// Opens the host source of a planned mount; `None` for a missing optional one.
-    pub(crate) fn host_mount(
-        pm: &PlannedMount,
-        mnt: u32,
-    ) -> Result<Option<(Mount, Option<HostSource>)>, MountError> {
-        let err = |error: std::io::Error| MountError {
-            mount: pm.clone(),
-            error,
-        };
-        let ro = pm.mode == MountMode::Ro;
-        let fd = match host::open_source(&pm.source) {
-            Ok(fd) => fd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && pm.optional => return Ok(None),
-            Err(e) => return Err(err(e)),
-        };
-        let meta =
-            host::fstat(fd.as_raw_fd()).map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
-        match meta.kind() {
-            libc::S_IFLNK => {
-                let target = host::readlink(fd.as_raw_fd())
-                    .map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
-                Ok(Some((Mount::Link(target.into()), None)))
-            }
-            libc::S_IFDIR => {
-                let fd = Rc::new(fd);
-                let src = HostSource {
-                    fd: Rc::clone(&fd),
-                    ro,
-                    dir: true,
-                };
-                Ok(Some((Mount::HostDir { fd, ro, mnt }, Some(src))))
-            }
-            kind => {
-                use std::os::unix::ffi::OsStrExt;
-                let name = pm
-                    .source
-                    .file_name()
-                    .ok_or_else(|| err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
-                let parent = pm.source.parent().unwrap_or(Path::new("/"));
-                let dir = host::open_source(parent).map_err(err)?;
-                let file = host::open_path(dir.as_raw_fd(), name.as_bytes())
-                    .map_err(|e| err(std::io::Error::from_raw_os_error(e.0)))?;
-                let fd = Rc::new(file);
-                let src = HostSource {
-                    fd: Rc::clone(&fd),
-                    ro,
-                    dir: false,
-                };
-                Ok(Some((
-                    Mount::HostFile {
-                        dir: Rc::new(dir),
-                        name: name.as_bytes().into(),
-                        fd,
-                        ro,
-                        mnt,
-                        kind,
-                    },
-                    Some(src),
-                )))
-            }
-        }
     }
 }

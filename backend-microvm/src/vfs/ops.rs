@@ -1,11 +1,13 @@
 //! Filesystem operations on resolved paths: open, create, list, remove, rename, links,
 //! permission and time changes. Read-only mounts and synthetic nodes refuse writes
-//! with `EROFS`; mount points cannot be removed or renamed (`EBUSY`).
+//! with `EROFS`; mount points and the directories that hold them cannot be removed or
+//! renamed (`EBUSY`).
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
+use super::host::HostFd;
 use super::tmpfs::{TmpData, TmpFs, TmpInode};
 use super::{host, DevKind, Entry, Location, Node, Time, Vfs};
 use crate::errno::{self, Errno};
@@ -14,7 +16,7 @@ use crate::errno::{self, Errno};
 #[derive(Debug)]
 pub(crate) enum Opened {
     /// A host regular file.
-    Host(OwnedFd),
+    Host(HostFd),
     /// A host directory (listing only).
     HostDir,
     /// A tmpfs file or directory.
@@ -137,12 +139,7 @@ impl Vfs {
                     return Err(errno::EACCES);
                 }
                 let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC;
-                Opened::Host(host::openat2(
-                    dir.as_raw_fd(),
-                    name,
-                    (flags & keep) | libc::O_NOFOLLOW,
-                    0,
-                )?)
+                Opened::Host(host::open_file(dir.as_raw_fd(), name, flags & keep, 0)?)
             }
             Node::Tmp(t) => {
                 if let Some(p) = t.fifo() {
@@ -178,10 +175,10 @@ impl Vfs {
                 if l.kind != libc::S_IFREG {
                     return Err(errno::EACCES);
                 }
-                Opened::Host(host::openat2(
+                Opened::Host(host::open_file(
                     l.dir.as_raw_fd(),
                     &l.name,
-                    libc::O_RDONLY | libc::O_NOFOLLOW,
+                    libc::O_RDONLY,
                     0,
                 )?)
             }
@@ -201,12 +198,7 @@ impl Vfs {
             Node::HostDir { fd, ro, mnt } => {
                 let keep =
                     libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL;
-                let file = host::openat2(
-                    fd.as_raw_fd(),
-                    name,
-                    (flags & keep) | libc::O_NOFOLLOW,
-                    mode,
-                )?;
+                let file = host::open_file(fd.as_raw_fd(), name, flags & keep, mode)?;
                 let path = host::open_path(fd.as_raw_fd(), name)?;
                 let node = Node::HostFile {
                     dir: fd,
@@ -366,6 +358,15 @@ impl Vfs {
         }
     }
 
+    /// True when `e` is a mount point or holds one below it: as on Linux, it can be
+    /// neither removed nor renamed (`EBUSY`), in host, tmpfs and image directories alike.
+    /// Moving a directory that holds a read-only mount would otherwise leave the host
+    /// directory under it reachable, writable, by the new name.
+    fn holds_mount(&self, e: &Entry) -> bool {
+        // Trie nodes are exactly the mount points and their ancestors.
+        e.trie.is_some_and(|t| t != 0)
+    }
+
     /// `unlink` (`dir` false) and `rmdir` (`dir` true).
     pub(crate) fn unlink(&self, base: &Location, path: &[u8], dir: bool) -> Result<(), Errno> {
         let (parent, name) = self.resolve_parent(base, path)?;
@@ -376,7 +377,7 @@ impl Vfs {
             _ => {}
         }
         let child = self.child(parent.top(), &name)?;
-        if child.trie.is_some_and(|t| self.tree.mount(t).is_some()) {
+        if self.holds_mount(&child) {
             return Err(errno::EBUSY);
         }
         match (dir, child.node.is_dir()) {
@@ -411,13 +412,12 @@ impl Vfs {
             return Err(errno::EBUSY);
         }
         let src = self.child(p1.top(), &n1)?;
-        let busy = |e: &Entry| e.trie.is_some_and(|t| self.tree.mount(t).is_some());
-        if busy(&src) {
+        if self.holds_mount(&src) {
             return Err(errno::EBUSY);
         }
         let dst = self.child(p2.top(), &n2).ok();
         if let Some(d) = &dst {
-            if busy(d) {
+            if self.holds_mount(d) {
                 return Err(errno::EBUSY);
             }
             if flags & libc::RENAME_NOREPLACE != 0 {
@@ -640,7 +640,7 @@ impl Vfs {
             Node::HostFile {
                 dir, name, kind, ..
             } if *kind == libc::S_IFREG => {
-                let f = host::openat2(dir.as_raw_fd(), name, libc::O_WRONLY | libc::O_NOFOLLOW, 0)?;
+                let f = host::open_file(dir.as_raw_fd(), name, libc::O_WRONLY, 0)?;
                 host::ftruncate(f.as_raw_fd(), len)
             }
             _ => Err(errno::EINVAL),

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use sandbox_core::{MountMode, Plan, PlannedMount};
 
 use super::overlay::Overlay;
+use super::source::Sources;
 use super::tmpfs::TmpFs;
 use super::{host, DevKind, HostSource, Mount, MountError, MountTree, Node, Vfs};
 use crate::memory::Budget;
@@ -32,6 +33,7 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
                         target: "/".into(),
                         mode: MountMode::Ro,
                         optional: false,
+                        system: false,
                     },
                     error,
                 };
@@ -56,6 +58,7 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
                         target: "/".into(),
                         mode: MountMode::Ro,
                         optional: false,
+                        system: false,
                     },
                     error: std::io::Error::other("the image has no layers"),
                 });
@@ -70,10 +73,28 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
             Node::Ovl(Overlay::root(&layers, upper, plan.user))
         }
     };
-    for (i, pm) in plan.mounts.iter().enumerate() {
-        if let Some((m, src)) = MountTree::host_mount(pm, i as u32 + 1)? {
-            tree.insert(&pm.target, m);
-            sources.extend(src);
+    let mut reports = Vec::new();
+    // Parents before children, as the container applies them: the order the plan lists
+    // them in changes nothing.
+    let mut order: Vec<usize> = (0..plan.mounts.len()).collect();
+    order.sort_by_key(|&i| plan.mounts[i].target.components().count());
+    if let Some(first) = plan.mounts.first() {
+        let mut opener = Sources::new(
+            crate::confine::root_caller(),
+            crate::confine::host_identity(),
+        )
+        .map_err(|error| MountError {
+            mount: first.clone(),
+            error,
+        })?;
+        for i in order {
+            let pm = &plan.mounts[i];
+            let Some(m) = opener.open(pm, i as u32 + 1)? else {
+                continue;
+            };
+            tree.insert(&pm.target, m.mount);
+            sources.extend(m.source);
+            reports.push(m.report);
         }
     }
     tree.insert(Path::new("/proc"), Mount::Proc);
@@ -108,6 +129,7 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
     }
     let mut vfs = Vfs::with_root(tree, sources, root);
     vfs.set_ids(crate::confine::host_identity(), plan.user);
+    vfs.reports = reports;
     vfs.make_cwd(plan);
     Ok(vfs)
 }

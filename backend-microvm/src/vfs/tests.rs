@@ -38,24 +38,28 @@ fn fixture() -> Fixture {
             target: "/data".into(),
             mode: MountMode::Ro,
             optional: false,
+            system: false,
         },
         PlannedMount {
             source: host.join("rw"),
             target: "/out".into(),
             mode: MountMode::Rw,
             optional: false,
+            system: false,
         },
         PlannedMount {
             source: host.join("link-to-ro"),
             target: "/alias".into(),
             mode: MountMode::Ro,
             optional: false,
+            system: false,
         },
         PlannedMount {
             source: host.join("missing"),
             target: "/opt".into(),
             mode: MountMode::Ro,
             optional: true,
+            system: false,
         },
     ];
     let mem = Memory::new(2 << 20).unwrap();
@@ -63,10 +67,12 @@ fn fixture() -> Fixture {
     let tmp = tmpfs::TmpFs::create(1 << 20, mem.budget(), (1000, 1000));
     tree.insert(Path::new("/tmp"), Mount::Tmp(tmp));
     let mut sources = Vec::new();
+    // As a rootless caller's: the host paths themselves (no idmapped trees).
+    let mut opener = source::Sources::new(false, (u32::MAX, u32::MAX)).unwrap();
     for (i, pm) in mounts.iter().enumerate() {
-        if let Some((m, s)) = MountTree::host_mount(pm, i as u32).unwrap() {
-            tree.insert(&pm.target, m);
-            sources.extend(s);
+        if let Some(m) = opener.open(pm, i as u32).unwrap() {
+            tree.insert(&pm.target, m.mount);
+            sources.extend(m.source);
         }
     }
     Fixture {

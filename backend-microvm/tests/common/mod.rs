@@ -9,30 +9,42 @@ use std::time::Duration;
 use backend_microvm::MicroVmBackend;
 use sandbox_core::{Backend, HostSupport, Outcome, Plan, Policy, Workload};
 
-/// The KVM rule: tests never skip silently. Without a usable /dev/kvm they fail when
-/// `HSB_REQUIRE_KVM=1` (CI), else print a loud SKIPPED line and return `false`.
-pub fn kvm() -> bool {
-    static STATE: OnceLock<Result<(), String>> = OnceLock::new();
-    let state = STATE.get_or_init(|| {
-        let probe = MicroVmBackend::new().probe();
-        if probe.available {
-            Ok(())
-        } else {
-            Err(probe.reason.unwrap_or_else(|| "unknown".into()))
-        }
-    });
-    match state {
-        Ok(()) => true,
-        Err(reason) => {
-            if std::env::var("HSB_REQUIRE_KVM").as_deref() == Ok("1") {
-                panic!("HSB_REQUIRE_KVM=1 but KVM is unusable: {reason}");
-            }
-            // Straight to fd 2: the test harness captures eprintln!, and a skip must be seen.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED: no KVM: {reason}");
-            false
-        }
+/// The feature rule: a test that needs what this host lacks (KVM, a root caller,
+/// Landlock...) never skips silently. With `missing` = `None` it returns true; otherwise
+/// it fails under `HSB_REQUIRE_FEATURES=1` (CI sets it, in `.ci/run`; for KVM,
+/// `HSB_REQUIRE_KVM=1` too), else prints a loud SKIPPED line and returns false.
+pub fn feature(name: &str, missing: Option<String>) -> bool {
+    let Some(why) = missing else {
+        return true;
+    };
+    let on = |var: &str| std::env::var(var).is_ok_and(|v| v == "1");
+    if on("HSB_REQUIRE_FEATURES") || (name == "KVM" && on("HSB_REQUIRE_KVM")) {
+        panic!("this test needs {name}, which CI requires (HSB_REQUIRE_FEATURES=1): {why}");
     }
+    // Straight to fd 2: the test harness captures eprintln!, and a skip must be seen.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: needs {name}: {why}");
+    false
+}
+
+/// A usable /dev/kvm (see [`feature`]).
+pub fn kvm() -> bool {
+    static STATE: OnceLock<Option<String>> = OnceLock::new();
+    let missing = STATE.get_or_init(|| {
+        let probe = MicroVmBackend::new().probe();
+        (!probe.available).then(|| probe.reason.unwrap_or_else(|| "unknown".into()))
+    });
+    feature("KVM", missing.clone())
+}
+
+/// A root caller (see [`feature`]).
+pub fn root_caller() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    feature(
+        "a root caller",
+        (euid != 0).then(|| format!("running as uid {euid}")),
+    )
 }
 
 /// How a test program is compiled.
@@ -147,6 +159,7 @@ pub fn plan(program: &str, args: &[&str]) -> Plan {
         target: "/progs".into(),
         mode: sandbox_core::MountMode::Ro,
         optional: false,
+        system: false,
     });
     plan.limits.wall_time = Some(Duration::from_secs(20));
     plan

@@ -68,6 +68,16 @@ typedef enum {
   // The image could not be found, imported or used: not in the store, a digest that
   // does not match, a hostile layer, a user it does not have (`image`).
   HSB_ERR_IMAGE = 12,
+  // A live sandbox is not in a state that allows the call: paused, or destroyed
+  // (`wrong_state`).
+  HSB_ERR_WRONG_STATE = 13,
+  // A file operation of a live sandbox failed as the workload's own call would; the
+  // kind says why: `not_found`, `exists`, `permission_denied`, `is_a_directory`,
+  // `not_a_directory`, `not_empty`, `busy`, `invalid_path`, `io`.
+  HSB_ERR_FILE = 14,
+  // A limit of a live sandbox stops the call (`limit`): the message names it
+  // (`tmp_size`, `file_size`).
+  HSB_ERR_LIMIT = 15,
 } hsb_status;
 
 // Which stream a chunk of output comes from (the file descriptor's number).
@@ -78,8 +88,16 @@ typedef enum {
   HSB_STREAM_STDERR = 2,
 } hsb_stream;
 
+// Bytes handed out by the library (a file's contents, JSON text), followed by a NUL
+// that `len` does not count. Freed with `hsb_bytes_free`.
+typedef struct hsb_bytes hsb_bytes;
+
 // Why a call failed. Created by the library, freed with `hsb_error_free`.
 typedef struct hsb_error hsb_error;
+
+// A live sandbox. Thread-safe: several threads may exec and move files at once.
+// Freed (and destroyed) with `hsb_live_free`.
+typedef struct hsb_live hsb_live;
 
 // A finished run: how it ended, its output, costs, the decision and the enforcement
 // report. Freed with `hsb_outcome_free`.
@@ -146,6 +164,158 @@ int hsb_error_exit_status(const hsb_error *e);
 // # Safety
 // `e` is NULL or an error from this library, not yet freed; it is not used afterwards.
 void hsb_error_free(hsb_error *e);
+
+// The bytes of `b` and their number in `*len` (when `len` is not NULL); the NUL after
+// them is not counted. Valid until `hsb_bytes_free`; NULL when `b` is NULL.
+//
+// # Safety
+// `b` is NULL or live bytes; `len` is NULL or valid for writing.
+const uint8_t *hsb_bytes_data(const hsb_bytes *b, size_t *len);
+
+// Frees bytes. NULL is ignored.
+//
+// # Safety
+// `b` is NULL or bytes from this library, not yet freed, not used afterwards.
+void hsb_bytes_free(hsb_bytes *b);
+
+// Creates a live sandbox under `sb`'s policy with `opts` (NULL: the policy's
+// defaults) — a run's options without argv and stdin: isolation, profile, image,
+// mounts, env, cwd, labels, network, limits (memory, pids, tmp_size, file_size for its
+// whole life; wall time, CPU time and output as each exec's default). It is destroyed
+// after `idle_timeout_ms` with no exec and no call, or `lifetime_ms` after its
+// creation (0: never), by `hsb_live_destroy`, or by `hsb_live_free`.
+//
+// # Safety
+// `sb` is NULL or a live sandbox; `opts` is NULL or live options not modified during
+// the call; `out` is valid for writing one pointer; `err` is NULL or valid for writing
+// one pointer.
+hsb_status hsb_live_create(hsb_sandbox *sb,
+                           const hsb_run_options *opts,
+                           uint64_t idle_timeout_ms,
+                           uint64_t lifetime_ms,
+                           hsb_live **out,
+                           hsb_error **err);
+
+// Runs `argv` in the live sandbox to its end and gives its outcome (the shape of a
+// run's), with `opts` (NULL: none): env (added to the sandbox's), cwd, stdin, wall
+// time, CPU time and output limit; other options belong to `hsb_live_create` and are
+// refused. Processes it leaves in the background keep running. Blocks the calling
+// thread. `callback` (NULL: none) gets the output as it comes, as for
+// `hsb_run_streaming`; returning non-zero kills the exec (not the sandbox).
+//
+// # Safety
+// `live` is NULL or a live sandbox; `argv` is NULL or `argc` pointers to NUL-terminated
+// strings; `opts` is NULL or live options not modified during the call; `callback` is
+// NULL or may be called with `user_data` on this thread during the call; `out` is
+// valid for writing one pointer; `err` is NULL or valid for writing one pointer.
+hsb_status hsb_live_exec(hsb_live *live,
+                         const char *const *argv,
+                         size_t argc,
+                         const hsb_run_options *opts,
+                         hsb_output_callback callback,
+                         void *user_data,
+                         hsb_outcome **out,
+                         hsb_error **err);
+
+// Writes `len` bytes at `data` to the file at `path` in the sandbox (created with
+// `mode`, such as 0644, or truncated), as its workload would: paths resolve inside it,
+// its limits apply (`HSB_ERR_LIMIT` names `tmp_size` or `file_size`).
+//
+// # Safety
+// `live` is NULL or a live sandbox; `path` NULL or a NUL-terminated string; `data`
+// NULL (when `len` is 0) or `len` readable bytes; `err` NULL or valid for writing.
+hsb_status hsb_live_write_file(hsb_live *live,
+                               const char *path,
+                               const uint8_t *data,
+                               size_t len,
+                               uint32_t mode,
+                               hsb_error **err);
+
+// Reads the file at `path` (symlinks followed inside the sandbox) into `*out`.
+//
+// # Safety
+// As for `hsb_live_write_file`; `out` is valid for writing one pointer.
+hsb_status hsb_live_read_file(hsb_live *live, const char *path, hsb_bytes **out, hsb_error **err);
+
+// The entries of the directory at `path` as JSON text in `*out`: an array of
+// `{"name", "kind" ("file", "dir", "symlink", "other"), "size", "mode", "mtime",
+// "link_target"?}` sorted by name. With `stat` non-zero, the metadata of `path` itself
+// (one such object; a final symlink not followed).
+//
+// # Safety
+// As for `hsb_live_read_file`.
+hsb_status hsb_live_list_dir(hsb_live *live,
+                             const char *path,
+                             int stat,
+                             hsb_bytes **out,
+                             hsb_error **err);
+
+// Makes the directory `path` (and its missing parents when `parents` is non-zero).
+//
+// # Safety
+// `live` is NULL or a live sandbox; `path` NULL or a NUL-terminated string; `err` NULL
+// or valid for writing.
+hsb_status hsb_live_mkdir(hsb_live *live, const char *path, int parents, hsb_error **err);
+
+// Removes a file, symlink or empty directory (any directory when `recursive` is
+// non-zero).
+//
+// # Safety
+// As for `hsb_live_mkdir`.
+hsb_status hsb_live_remove(hsb_live *live, const char *path, int recursive, hsb_error **err);
+
+// Renames `from` to `to`.
+//
+// # Safety
+// As for `hsb_live_mkdir`; `to` NULL or a NUL-terminated string.
+hsb_status hsb_live_rename(hsb_live *live, const char *from, const char *to, hsb_error **err);
+
+// Stops every process of the sandbox (paused time does not count against wall time);
+// execs and file calls give `HSB_ERR_WRONG_STATE` until `hsb_live_resume`.
+//
+// # Safety
+// `live` is NULL or a live sandbox; `err` NULL or valid for writing.
+hsb_status hsb_live_pause(hsb_live *live, hsb_error **err);
+
+// Undoes `hsb_live_pause`.
+//
+// # Safety
+// As for `hsb_live_pause`.
+hsb_status hsb_live_resume(hsb_live *live, hsb_error **err);
+
+// Destroys the sandbox: everything in it killed, what it held freed. Idempotent; the
+// handle must still be freed with `hsb_live_free`.
+//
+// # Safety
+// As for `hsb_live_pause`.
+hsb_status hsb_live_destroy(hsb_live *live, hsb_error **err);
+
+// What the sandbox uses now, as JSON text in `*out`: `{"memory_bytes",
+// "peak_memory_bytes", "cpu_time_ms", "processes", "disk_bytes", "execs_running",
+// "uptime_ms", "paused_ms"}`.
+//
+// # Safety
+// As for `hsb_live_pause`; `out` is valid for writing one pointer.
+hsb_status hsb_live_stats(hsb_live *live, hsb_bytes **out, hsb_error **err);
+
+// `"running"`, `"paused"` or `"destroyed"` (static); NULL when `live` is NULL.
+//
+// # Safety
+// `live` is NULL or a live sandbox.
+const char *hsb_live_state(const hsb_live *live);
+
+// `"container"` or `"microvm"` (static); NULL when `live` is NULL.
+//
+// # Safety
+// `live` is NULL or a live sandbox.
+const char *hsb_live_isolation(const hsb_live *live);
+
+// Frees the handle, destroying the sandbox. NULL is ignored.
+//
+// # Safety
+// `live` is NULL or a live sandbox from this library, not yet freed, that no call is
+// using; it is not used afterwards.
+void hsb_live_free(hsb_live *live);
 
 // New, empty run options; free them with `hsb_run_options_free`. NULL only on an
 // internal error.

@@ -40,6 +40,16 @@ pub enum hsb_status {
     /// The image could not be found, imported or used: not in the store, a digest that
     /// does not match, a hostile layer, a user it does not have (`image`).
     HSB_ERR_IMAGE = 12,
+    /// A live sandbox is not in a state that allows the call: paused, or destroyed
+    /// (`wrong_state`).
+    HSB_ERR_WRONG_STATE = 13,
+    /// A file operation of a live sandbox failed as the workload's own call would; the
+    /// kind says why: `not_found`, `exists`, `permission_denied`, `is_a_directory`,
+    /// `not_a_directory`, `not_empty`, `busy`, `invalid_path`, `io`.
+    HSB_ERR_FILE = 14,
+    /// A limit of a live sandbox stops the call (`limit`): the message names it
+    /// (`tmp_size`, `file_size`).
+    HSB_ERR_LIMIT = 15,
 }
 
 /// Why a call failed. Created by the library, freed with `hsb_error_free`.
@@ -124,6 +134,13 @@ impl From<hybrid_sandbox::Error> for Failure {
             "run" => hsb_status::HSB_ERR_RUN,
             "runtime" => hsb_status::HSB_ERR_RUNTIME,
             "image" => hsb_status::HSB_ERR_IMAGE,
+            "wrong_state" => hsb_status::HSB_ERR_WRONG_STATE,
+            "limit" => hsb_status::HSB_ERR_LIMIT,
+            "not_found" | "exists" | "permission_denied" | "is_a_directory" | "not_a_directory"
+            | "not_empty" | "busy" | "invalid_path" | "io" => hsb_status::HSB_ERR_FILE,
+            "invalid" => hsb_status::HSB_ERR_INVALID_ARGUMENT,
+            "exec" => hsb_status::HSB_ERR_SETUP,
+            "failed" => hsb_status::HSB_ERR_RUN,
             _ => hsb_status::HSB_ERR_INTERNAL,
         };
         Failure {

@@ -1,6 +1,7 @@
 //! The C API of hybrid-sandbox: `include/hsb.h`, generated from this crate by cbindgen.
 //!
-//! Opaque handles (`hsb_sandbox`, `hsb_run_options`, `hsb_outcome`, `hsb_error`) made
+//! Opaque handles (`hsb_sandbox`, `hsb_run_options`, `hsb_outcome`, `hsb_error`,
+//! `hsb_live` for live sandboxes, `hsb_bytes` for the buffers they hand out) made
 //! by `_new` functions and released by `_free` functions; every call that can fail
 //! returns an `hsb_status` (`HSB_OK` is 0) and, when asked, an error object whose
 //! message is the whole chain of causes. No panic crosses the boundary: each entry point
@@ -17,6 +18,7 @@
 
 mod error;
 mod ffi;
+mod live;
 mod options;
 mod outcome;
 mod run;
@@ -27,6 +29,7 @@ pub use error::{
     hsb_error, hsb_error_exit_status, hsb_error_free, hsb_error_kind, hsb_error_message,
     hsb_error_status, hsb_status,
 };
+pub use live::*;
 pub use options::*;
 pub use outcome::*;
 pub use run::{hsb_output_callback, hsb_run, hsb_run_streaming, hsb_stream};
@@ -40,6 +43,8 @@ const _: () = {
     shared::<hsb_run_options>();
     shared::<hsb_outcome>();
     shared::<hsb_error>();
+    shared::<live::hsb_live>();
+    shared::<live::hsb_bytes>();
 };
 
 /// The library's version, such as `"0.1.0"`; static.

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use hybrid_sandbox::{Error, Outcome, OutputChunk, Sandbox, StreamKind, Workload};
+use hybrid_sandbox::{Error, Execution, Outcome, OutputChunk, Sandbox, StreamKind, Workload};
 
 use crate::error::{hsb_error, hsb_status, Failure};
 use crate::options::hsb_run_options;
@@ -138,16 +138,9 @@ pub unsafe extern "C" fn hsb_run_streaming(
         let outcome = match callback {
             None => rt.block_on(req.sandbox.run(req.workload))?,
             Some(cb) => {
-                let deliver = |chunk: OutputChunk| {
-                    let stream = match chunk.stream {
-                        StreamKind::Stdout => hsb_stream::HSB_STREAM_STDOUT,
-                        StreamKind::Stderr => hsb_stream::HSB_STREAM_STDERR,
-                    };
-                    // SAFETY: the caller guarantees `cb` may be called with `user_data`
-                    // on this thread during this call; `data` is valid for `len` bytes
-                    // for the duration of the callback.
-                    unsafe { cb(stream, chunk.data.as_ptr(), chunk.data.len(), user_data) == 0 }
-                };
+                // SAFETY: the caller guarantees `cb` may be called with `user_data` on
+                // this thread during this call.
+                let deliver = unsafe { deliverer(cb, user_data) };
                 rt.block_on(stream(req.sandbox, req.workload, deliver))?
             }
         };
@@ -159,14 +152,42 @@ pub unsafe extern "C" fn hsb_run_streaming(
     unsafe { ffi::call(err, body) }
 }
 
+/// The closure that hands chunks to a C callback; false when it asks to stop.
+///
+/// # Safety
+/// `cb` may be called with `user_data` on the calling thread while the closure lives.
+pub(crate) unsafe fn deliverer(
+    cb: unsafe extern "C" fn(hsb_stream, *const u8, usize, *mut c_void) -> c_int,
+    user_data: *mut c_void,
+) -> impl FnMut(OutputChunk) -> bool {
+    move |chunk: OutputChunk| {
+        let stream = match chunk.stream {
+            StreamKind::Stdout => hsb_stream::HSB_STREAM_STDOUT,
+            StreamKind::Stderr => hsb_stream::HSB_STREAM_STDERR,
+        };
+        // SAFETY: the function's contract: `cb` may be called with `user_data` on this
+        // thread; `data` is valid for `len` bytes for the duration of the callback.
+        unsafe { cb(stream, chunk.data.as_ptr(), chunk.data.len(), user_data) == 0 }
+    }
+}
+
 /// Runs a workload, handing each output chunk to `deliver` (on this task, so on the
 /// caller's thread) until it returns false, which kills the run.
 async fn stream(
     sandbox: &Sandbox,
     workload: Workload,
+    deliver: impl FnMut(OutputChunk) -> bool,
+) -> Result<Outcome, Error> {
+    let exec = sandbox.spawn(workload).await?;
+    stream_exec(exec, deliver).await
+}
+
+/// Follows a started execution (a run's or a live sandbox's exec), handing each output
+/// chunk to `deliver` until it returns false, which kills it.
+pub(crate) async fn stream_exec(
+    mut exec: Box<dyn Execution>,
     mut deliver: impl FnMut(OutputChunk) -> bool,
 ) -> Result<Outcome, Error> {
-    let mut exec = sandbox.spawn(workload).await?;
     let Some(mut rx) = exec.take_output() else {
         return exec.wait().await.map_err(Error::Run);
     };

@@ -128,6 +128,7 @@ static void microvm_or_unavailable(void) {
     CHECK_STR(hsb_error_kind(err), "unavailable");
     CHECK_CONTAINS(hsb_error_message(err), "microvm");
     CHECK(o == NULL);
+    CHECK_FEATURE_MISSING("KVM", hsb_error_message(err));
   }
   hsb_outcome_free(o);
   hsb_error_free(err);

@@ -301,8 +301,98 @@ pub(crate) fn workload(
             continue;
         }
         let key: String = key.extract()?;
+        if !apply(&mut w, &key, &value, allow_pipe)? {
+            return Err(PyTypeError::new_err(format!("unexpected option {key:?}")));
+        }
+    }
+    Ok(w)
+}
+
+/// A live sandbox's inputs (a run's options without argv and stdin) and its own:
+/// `idle_timeout`, `lifetime`, `tmp_size`, `file_size`.
+pub(crate) fn live_spec(
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(Workload, hybrid_sandbox::LiveOptions)> {
+    let mut w = Workload::default();
+    let mut o = hybrid_sandbox::LiveOptions::default();
+    let Some(options) = options else {
+        return Ok((w, o));
+    };
+    for (key, value) in options.iter() {
+        if value.is_none() {
+            continue;
+        }
+        let key: String = key.extract()?;
         let v = &value;
         match key.as_str() {
+            "idle_timeout" => o.idle_timeout = Some(duration(v, "idle_timeout")?),
+            "lifetime" => o.lifetime = Some(duration(v, "lifetime")?),
+            "tmp_size" => w.limits.tmp_size = Some(size(v, "tmp_size")?),
+            "file_size" => w.limits.file_size = Some(size(v, "file_size")?),
+            "stdin" => {
+                return Err(PyTypeError::new_err(
+                    "a live sandbox has no stdin: give it to each exec",
+                ))
+            }
+            _ => {
+                if !apply(&mut w, &key, v, false)? {
+                    return Err(PyTypeError::new_err(format!("unexpected option {key:?}")));
+                }
+            }
+        }
+    }
+    Ok((w, o))
+}
+
+/// An exec's request: `argv` and the options `env`, `cwd`, `stdin`, `timeout`,
+/// `cpu_time`, `output_limit`, `tty` (rows, cols).
+pub(crate) fn exec_request(
+    argv_obj: &Bound<'_, PyAny>,
+    options: Option<&Bound<'_, PyDict>>,
+    allow_pipe: bool,
+) -> PyResult<hybrid_sandbox::ExecRequest> {
+    let argv = argv(argv_obj)?;
+    if argv.is_empty() {
+        return Err(PyValueError::new_err("argv is empty"));
+    }
+    let mut r = hybrid_sandbox::ExecRequest::new(argv);
+    let Some(options) = options else {
+        return Ok(r);
+    };
+    for (key, value) in options.iter() {
+        if value.is_none() {
+            continue;
+        }
+        let key: String = key.extract()?;
+        let v = &value;
+        match key.as_str() {
+            "env" => r.env = string_map(v, "env")?,
+            "cwd" => r.cwd = Some(text(v, "cwd")?),
+            "stdin" => r.stdin = stdin(v, allow_pipe)?,
+            "timeout" => r.limits.wall_time = Some(duration(v, "timeout")?),
+            "cpu_time" => r.limits.cpu_time = Some(duration(v, "cpu_time")?),
+            "output_limit" => r.limits.output = Some(size(v, "output_limit")?),
+            "tty" => {
+                let (rows, cols): (u16, u16) = v.extract().map_err(|_| {
+                    PyTypeError::new_err("tty must be (rows, cols), two ints from 1 to 65535")
+                })?;
+                if rows == 0 || cols == 0 {
+                    return Err(PyValueError::new_err(
+                        "tty rows and cols must be at least 1",
+                    ));
+                }
+                r.tty = Some(hybrid_sandbox::TtySize { rows, cols });
+            }
+            other => return Err(PyTypeError::new_err(format!("unexpected option {other:?}"))),
+        }
+    }
+    Ok(r)
+}
+
+/// Applies one run option to `w`; false for an option a run does not have.
+fn apply(w: &mut Workload, key: &str, v: &Bound<'_, PyAny>, allow_pipe: bool) -> PyResult<bool> {
+    {
+        match key {
             "isolation" => w.isolation = Some(choice::<IsolationRequest>(v, "isolation")?),
             "workload" => w.profile = Some(text(v, "workload")?),
             "stdin" => w.stdin = stdin(v, allow_pipe)?,
@@ -338,8 +428,8 @@ pub(crate) fn workload(
                     w.mounts.push(mount(&item?, i)?);
                 }
             }
-            other => return Err(PyTypeError::new_err(format!("unexpected option {other:?}"))),
+            _ => return Ok(false),
         }
     }
-    Ok(w)
+    Ok(true)
 }

@@ -83,6 +83,15 @@ impl Failure {
         }
     }
 
+    /// A failure with its kind, message and exit status (a server's errors).
+    pub(crate) fn with(kind: &'static str, message: String, exit_status: i32) -> Failure {
+        Failure {
+            kind,
+            message,
+            exit_status,
+        }
+    }
+
     /// The Python exception: its class by kind, with `kind` and `exit_status` set.
     pub(crate) fn to_pyerr(&self, py: Python<'_>) -> PyErr {
         let msg = self.message.clone();

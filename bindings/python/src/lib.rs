@@ -8,6 +8,7 @@
 
 mod args;
 mod errors;
+mod live;
 mod outcome;
 mod process;
 mod runtime;
@@ -24,6 +25,9 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<outcome::PyOutcome>()?;
     m.add_class::<outcome::PyDecision>()?;
     m.add_class::<outcome::PyOutputEvent>()?;
+    m.add_class::<live::PyLive>()?;
+    m.add_class::<live::PyFileInfo>()?;
+    m.add_class::<live::PyClient>()?;
     errors::register(m)?;
     m.add("PIPE", args::PIPE)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

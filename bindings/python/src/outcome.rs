@@ -56,7 +56,7 @@ pub(crate) fn quote(s: &str) -> String {
     out
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
@@ -65,6 +65,12 @@ fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
 #[derive(Debug, Clone)]
 pub(crate) struct PyDecision {
     inner: Decision,
+}
+
+impl PyDecision {
+    pub(crate) fn new(inner: Decision) -> PyDecision {
+        PyDecision { inner }
+    }
 }
 
 #[pymethods]

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hybrid_sandbox::{
-    Isolation, KillHandle, Outcome, OutputStream, Sandbox, StdinWriter, Workload,
+    Execution, Isolation, KillHandle, Outcome, OutputStream, Sandbox, StdinWriter, Workload,
 };
 use pyo3::exceptions::{PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
@@ -49,7 +49,14 @@ impl Run {
         workload: Workload,
         stream: bool,
     ) -> Result<Arc<Run>, Failure> {
-        let mut exec = sandbox.spawn(workload).await?;
+        let exec = sandbox.spawn(workload).await?;
+        Ok(Run::from_exec(exec, stream))
+    }
+
+    /// Follows a started execution (a run's, or a live sandbox's exec); with `stream`,
+    /// its output is also kept as events. Called on the runtime (it spawns its
+    /// supervisor there).
+    pub(crate) fn from_exec(mut exec: Box<dyn Execution>, stream: bool) -> Arc<Run> {
         let events = if stream { exec.take_output() } else { None };
         let stdin = exec.take_stdin();
         let kill = exec.kill_handle();
@@ -61,13 +68,13 @@ impl Run {
             drop(exec);
             let _ = tx.send(Some(r.map_err(|e| hybrid_sandbox::Error::Run(e).into())));
         });
-        Ok(Arc::new(Run {
+        Arc::new(Run {
             isolation,
             kill,
             done: rx,
             events: tokio::sync::Mutex::new(events),
             stdin: Mutex::new(stdin),
-        }))
+        })
     }
 
     /// Kills the whole sandbox (nothing once it has ended).

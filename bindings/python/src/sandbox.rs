@@ -125,6 +125,27 @@ impl PySandbox {
         Ok(PyProcess::new(self.start(py, w, true)?))
     }
 
+    /// Creates a live sandbox with `options` (a run's, without argv and stdin, plus
+    /// idle_timeout, lifetime, tmp_size, file_size), with the GIL released.
+    #[pyo3(signature = (options=None))]
+    fn create(
+        &self,
+        py: Python<'_>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<crate::live::PyLive> {
+        crate::live::create(py, &self.inner, options)
+    }
+
+    /// `create` as an asyncio future.
+    #[pyo3(signature = (options=None))]
+    fn create_async<'py>(
+        &self,
+        py: Python<'py>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::live::create_async(py, &self.inner, options)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Sandbox(policy={})",

@@ -19,6 +19,22 @@ def _target_dir() -> pathlib.Path:
     return p if p.is_absolute() else REPO / p
 
 
+def require(feature: str, missing: str | None) -> None:
+    """The feature rule: a test that needs what this host lacks (KVM, a root caller...)
+    never skips silently. With `missing` None it returns; otherwise it fails under
+    HSB_REQUIRE_FEATURES=1 (CI sets it; for KVM, HSB_REQUIRE_KVM=1 too), else skips
+    with the reason."""
+    if missing is None:
+        return
+    required = os.environ.get("HSB_REQUIRE_FEATURES") == "1" or (
+        feature == "KVM" and os.environ.get("HSB_REQUIRE_KVM") == "1"
+    )
+    msg = f"needs {feature}: {missing}"
+    if required:
+        pytest.fail(f"{msg} (HSB_REQUIRE_FEATURES=1 requires it)")
+    pytest.skip(msg)
+
+
 def _tool(env_var: str, default: pathlib.Path, what: str) -> pathlib.Path:
     """A program the parity tests compare with; test.sh builds both and sets the
     variables (HSB_PARITY_REQUIRED=1 makes a missing one a failure, not a skip)."""

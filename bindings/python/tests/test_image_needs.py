@@ -18,6 +18,8 @@ import pytest
 
 import hybrid_sandbox as hs
 
+from conftest import require
+
 BUSYBOX = pathlib.Path("/bin/busybox")
 
 
@@ -113,7 +115,8 @@ def test_run_on_an_image(store_sandbox: hs.Sandbox, oci_layout: pathlib.Path, is
         out = store_sandbox.run(argv, image=str(oci_layout), isolation=isolation)
     except hs.BackendUnavailable as e:
         assert isolation == "microvm", e
-        pytest.skip(f"no micro-VM here: {e}")
+        require("KVM", str(e))
+        raise
     assert out.isolation == isolation
     assert out.success, out.stderr
     assert out.stdout == b"hello from the image\nfrom-image /data\n"

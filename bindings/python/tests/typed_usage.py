@@ -57,6 +57,37 @@ def errors() -> None:
         pass
 
 
+def live_use() -> None:
+    for sb in (hs.Sandbox().create(idle_timeout="10m", memory="256MiB"),
+               hs.Client("unix:/tmp/hsb.sock", token=None).create(isolation="container")):
+        with sb:
+            n: int = sb.write_file("/tmp/x.sh", "echo hi")
+            o: hs.Outcome = sb.exec(["sh", "/tmp/x.sh"], env={"A": "b"}, timeout=5, tty=(24, 80))
+            data: bytes = sb.read_file("/tmp/x.sh")
+            names: list[str] = [e.name for e in sb.list_dir("/tmp")]
+            info: hs.FileInfo = sb.stat("/tmp/x.sh")
+            sb.remove("/tmp/x.sh")
+            sb.pause()
+            sb.resume()
+            stats: dict[str, float] = sb.stats()
+            p: hs.Process = sb.spawn(["cat"], stdin=hs.PIPE)
+            ident: str | None = sb.id
+            print(n, o, data, names, info.kind, stats, p, ident, sb.state, sb.isolation)
+
+
+async def live_async_use() -> None:
+    async with await hs.Sandbox().create_async() as sb:
+        o: hs.Outcome = await sb.exec_async(["true"])
+        b: bytes = await sb.read_file_async("/etc/hostname")
+        await sb.write_file_async("/tmp/a", b"x")
+        await sb.pause_async()
+        await sb.resume_async()
+        s: dict[str, float] = await sb.stats_async()
+        print(o, b, s)
+    remote: hs.LiveSandbox = await hs.Client("http://127.0.0.1:8080", "token").create_async()
+    await remote.close_async()
+
+
 if __name__ == "__main__":
     sync_use()
     asyncio.run(async_use())

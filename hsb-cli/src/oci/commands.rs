@@ -340,12 +340,10 @@ fn delete(rt: &Runtime, id: &str, force: bool) -> Result<i32, OciError> {
     };
     let status = dir.status(&rec);
     if status != "stopped" {
-        if status == "running" || status == "paused" {
-            if !force {
-                return Err(OciError::msg(format!(
-                    "cannot delete container {id} that is not stopped: {status}"
-                )));
-            }
+        if (status == "running" || status == "paused") && !force {
+            return Err(OciError::msg(format!(
+                "cannot delete container {id} that is not stopped: {status}"
+            )));
         }
         let _ = ctl::call(
             &dir.socket(),

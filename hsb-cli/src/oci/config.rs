@@ -402,12 +402,9 @@ impl Mapper<'_> {
         let Some(list) = v.as_array() else {
             return err(field, "must be an array");
         };
-        // SAFETY: getrlimit writes into the struct it is given.
-        let host_nofile = unsafe {
-            let mut r: libc::rlimit = std::mem::zeroed();
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-            r.rlim_max
-        };
+        let host_nofile =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or(u64::MAX, |(_, hard)| hard);
         for (i, r) in list.iter().enumerate() {
             let f = format!("{field}[{i}]");
             let o = obj(r, &f)?;

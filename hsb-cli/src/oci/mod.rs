@@ -101,6 +101,8 @@ pub(crate) struct Global {
     pub(crate) isolation: Option<IsolationRequest>,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum OciCommand {
     /// Create a container from a bundle (its process waits for `start`).

@@ -48,7 +48,11 @@ fn make(root: &OwnedFd, target: &Path, file: bool) -> Result<(), String> {
             nix::fcntl::openat(
                 &parent,
                 *c,
-                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_WRONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o644),
             )
             .map(drop)
@@ -78,7 +82,12 @@ pub(crate) fn prepare(c: &Container) -> Result<(), OciError> {
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| OciError::msg(format!("config.json: root.path: {}: {e}", root.path.display())))?;
+    .map_err(|e| {
+        OciError::msg(format!(
+            "config.json: root.path: {}: {e}",
+            root.path.display()
+        ))
+    })?;
     let mut targets: Vec<(std::path::PathBuf, bool)> = vec![
         ("/proc".into(), false),
         ("/dev".into(), false),

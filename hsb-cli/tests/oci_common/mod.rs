@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub fn hsb() -> &'static str {
+pub(crate) fn hsb() -> &'static str {
     env!("CARGO_BIN_EXE_hsb")
 }
 
 /// A directory with the runtime's names (`hsb-oci`, `hsb-oci-container`,
 /// `hsb-oci-microvm`) linked to the built binary.
-pub fn runtime_dir() -> PathBuf {
+pub(crate) fn runtime_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("hsb-oci-bin-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     for n in ["hsb-oci", "hsb-oci-container", "hsb-oci-microvm"] {
@@ -25,7 +25,7 @@ pub fn runtime_dir() -> PathBuf {
 
 /// The feature rule: a test needing what the host lacks prints a loud SKIPPED line, or
 /// fails under `HSB_REQUIRE_FEATURES=1`.
-pub fn require(ok: bool, what: &str) -> bool {
+pub(crate) fn require(ok: bool, what: &str) -> bool {
     if ok {
         return true;
     }
@@ -36,12 +36,12 @@ pub fn require(ok: bool, what: &str) -> bool {
     false
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
-pub fn have(cmd: &str) -> bool {
+pub(crate) fn have(cmd: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd}")])
         .output()
@@ -49,10 +49,10 @@ pub fn have(cmd: &str) -> bool {
 }
 
 /// A fresh directory removed on drop.
-pub struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!("hsb-oci-{tag}-{}-{n}", std::process::id()));
@@ -60,7 +60,7 @@ impl TempDir {
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -72,7 +72,7 @@ impl Drop for TempDir {
 }
 
 /// A root filesystem with a static busybox (its applets as links) and `/www`.
-pub fn busybox_rootfs(dir: &Path) {
+pub(crate) fn busybox_rootfs(dir: &Path) {
     for d in ["bin", "proc", "dev", "tmp", "etc", "www"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
@@ -83,8 +83,8 @@ pub fn busybox_rootfs(dir: &Path) {
     .unwrap();
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
     for a in [
-        "sh", "ls", "cat", "echo", "sleep", "true", "id", "ps", "hostname", "stty", "tty",
-        "seq", "tail", "wc", "head", "kill", "httpd", "nc", "env", "grep",
+        "sh", "ls", "cat", "echo", "sleep", "true", "id", "ps", "hostname", "stty", "tty", "seq",
+        "tail", "wc", "head", "kill", "httpd", "nc", "env", "grep",
     ] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(a)).unwrap();
     }
@@ -92,7 +92,7 @@ pub fn busybox_rootfs(dir: &Path) {
 }
 
 /// Adds python3 (the host's, with its libraries and standard library) to a rootfs.
-pub fn add_python(dir: &Path) {
+pub(crate) fn add_python(dir: &Path) {
     let py = std::fs::canonicalize("/usr/bin/python3").unwrap();
     let mut files: Vec<PathBuf> = vec![py.clone()];
     let ldd = Command::new("ldd").arg(&py).output().unwrap();
@@ -122,13 +122,20 @@ pub fn add_python(dir: &Path) {
         .status()
         .unwrap();
     assert!(st.success());
-    for big in ["test", "idlelib", "tkinter", "ensurepip", "lib2to3", "pydoc_data"] {
+    for big in [
+        "test",
+        "idlelib",
+        "tkinter",
+        "ensurepip",
+        "lib2to3",
+        "pydoc_data",
+    ] {
         let _ = std::fs::remove_dir_all(dst.join(big));
     }
 }
 
 /// A bundle: rootfs plus config.json from `runc spec`-like defaults, with `args`.
-pub fn bundle(dir: &Path, args: &[&str]) {
+pub(crate) fn bundle(dir: &Path, args: &[&str]) {
     busybox_rootfs(&dir.join("rootfs"));
     let cfg = serde_json::json!({
         "ociVersion": "1.0.2",
@@ -157,11 +164,15 @@ pub fn bundle(dir: &Path, args: &[&str]) {
             "readonlyPaths": ["/proc/sys"]
         }
     });
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
 }
 
 /// Edits a bundle's config.json.
-pub fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+pub(crate) fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("config.json");
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     f(&mut v);
@@ -169,7 +180,7 @@ pub fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 }
 
 /// `hsb oci --root ROOT ARGS`.
-pub fn oci(root: &Path, args: &[&str]) -> Output {
+pub(crate) fn oci(root: &Path, args: &[&str]) -> Output {
     Command::new(hsb())
         .arg("oci")
         .arg("--root")
@@ -180,7 +191,7 @@ pub fn oci(root: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-pub fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
         o.status,
@@ -191,7 +202,7 @@ pub fn text(o: &Output) -> String {
 
 /// Processes whose command line is `hsb-init` (sandbox inits) or whose parent chain
 /// came from this test's runtime root: counted to prove nothing is left.
-pub fn sandbox_inits() -> usize {
+pub(crate) fn sandbox_inits() -> usize {
     let mut n = 0;
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
@@ -204,7 +215,7 @@ pub fn sandbox_inits() -> usize {
 }
 
 /// Processes whose command line mentions `needle` (a state root: supervisors).
-pub fn processes_with(needle: &str) -> Vec<i32> {
+pub(crate) fn processes_with(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -221,7 +232,7 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
 
 /// Whether micro-VM live sandboxes exist: a `run` of a trivial bundle under
 /// `hsb-oci-microvm` either works or says why not. `Err(reason)` when not.
-pub fn microvm_live(root: &Path) -> Result<(), String> {
+pub(crate) fn microvm_live(root: &Path) -> Result<(), String> {
     let b = TempDir::new("probe");
     bundle(b.path(), &["/bin/true"]);
     let o = Command::new(runtime_dir().join("hsb-oci-microvm"))
@@ -243,13 +254,16 @@ pub fn microvm_live(root: &Path) -> Result<(), String> {
 /// The micro-VM rule: skip loudly while micro-VM live sandboxes do not exist (a feature
 /// not built yet, not a host's lack); once they do, the test runs (and a host without
 /// KVM follows the feature rule).
-pub fn microvm_ready(root: &Path) -> bool {
+pub(crate) fn microvm_ready(root: &Path) -> bool {
     match microvm_live(root) {
         Ok(()) => true,
         Err(why) if why.contains("cannot keep a sandbox alive yet") => {
             eprintln!("SKIPPED: micro-VM live sandboxes are not built yet ({why})");
             false
         }
-        Err(why) => require(false, &format!("the micro-VM runtime cannot run here: {why}")),
+        Err(why) => require(
+            false,
+            &format!("the micro-VM runtime cannot run here: {why}"),
+        ),
     }
 }

@@ -24,10 +24,12 @@ from datetime import timedelta
 from typing import Any, Optional, Union
 
 from . import _native
+from ._live import Client, LiveSandbox, _create_options
 from ._native import (
     PIPE,
     BackendUnavailable,
     Decision,
+    FileInfo,
     MountError,
     NotExecutable,
     Outcome,
@@ -46,7 +48,10 @@ __version__: str = _native.__version__
 __all__ = [
     "PIPE",
     "BackendUnavailable",
+    "Client",
     "Decision",
+    "FileInfo",
+    "LiveSandbox",
     "ImageError",
     "MountError",
     "NotExecutable",
@@ -81,8 +86,9 @@ class Sandbox:
     threads and tasks.
 
     `policy` is a policy file (TOML, or JSON for `.json` names); None means the embedded
-    default policy (untrusted code, container isolation, no network, read-only system
-    directories, bounded memory, time, processes and output).
+    default policy (container isolation, no network, read-only system directories,
+    bounded memory, time, processes and output; a `trust=untrusted` or any `tenant`
+    label gets the micro-VM, or BackendUnavailable where it is missing).
     """
 
     __slots__ = ("_native",)
@@ -258,6 +264,72 @@ class Sandbox:
                 image=image,
             ),
         )
+
+    def create(
+        self,
+        *,
+        isolation: Optional[str] = None,
+        workload: Optional[str] = None,
+        image: Optional[str] = None,
+        mounts: Optional[Sequence[MountSpec]] = None,
+        memory: Optional[Size] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[Seconds] = None,
+        cpu_time: Optional[Seconds] = None,
+        pids: Optional[int] = None,
+        output_limit: Optional[Size] = None,
+        network: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        needs: Optional[Sequence[str]] = None,
+        idle_timeout: Optional[Seconds] = None,
+        lifetime: Optional[Seconds] = None,
+        tmp_size: Optional[Size] = None,
+        file_size: Optional[Size] = None,
+    ) -> LiveSandbox:
+        """Creates a live sandbox in this process: a run's inputs without the program
+        (the same policy decision, floor and enforcement report), waiting for execs and
+        file calls. Arguments as for `run`; timeout, cpu_time and output_limit are each
+        exec's defaults; memory, pids, tmp_size and file_size hold for the sandbox's
+        whole life; idle_timeout and lifetime destroy it (after that long without an
+        exec or a call, or after that long). Use it in a `with` block, or `close()` it.
+
+            >>> with hybrid_sandbox.Sandbox().create(idle_timeout="10m") as sb:
+            ...     sb.write_file("/tmp/x.sh", "echo $((6 * 7))")
+            ...     sb.exec(["sh", "/tmp/x.sh"]).stdout
+            b'42\\n'
+        """
+        return LiveSandbox(self._native.create(_create_options(
+            isolation, workload, image, mounts, memory, env, cwd, timeout, cpu_time, pids,
+            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size)))
+
+    async def create_async(
+        self,
+        *,
+        isolation: Optional[str] = None,
+        workload: Optional[str] = None,
+        image: Optional[str] = None,
+        mounts: Optional[Sequence[MountSpec]] = None,
+        memory: Optional[Size] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[Seconds] = None,
+        cpu_time: Optional[Seconds] = None,
+        pids: Optional[int] = None,
+        output_limit: Optional[Size] = None,
+        network: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        needs: Optional[Sequence[str]] = None,
+        idle_timeout: Optional[Seconds] = None,
+        lifetime: Optional[Seconds] = None,
+        tmp_size: Optional[Size] = None,
+        file_size: Optional[Size] = None,
+    ) -> LiveSandbox:
+        """`create` for asyncio."""
+        native = await self._native.create_async(_create_options(
+            isolation, workload, image, mounts, memory, env, cwd, timeout, cpu_time, pids,
+            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size))
+        return LiveSandbox(native)
 
     def __repr__(self) -> str:
         return f"Sandbox(policy={self.policy_origin!r})"

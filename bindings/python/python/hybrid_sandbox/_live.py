@@ -1,0 +1,371 @@
+"""Live sandboxes: created once, then many execs, files in and out, pause and resume.
+
+`Sandbox(...).create(...)` makes one in this process; `Client(url).create(...)` makes
+one on an `hsb serve` server. Both return a `LiveSandbox` with the same methods.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Optional, Union
+
+from . import _native
+from ._native import FileInfo, Outcome, Process
+
+StrPath = Union[str, "os.PathLike[str]"]
+Argv = Sequence[StrPath]
+Size = Union[int, str]
+Seconds = Union[int, float, str, timedelta]
+MountSpec = Union[str, "os.PathLike[str]", tuple[StrPath, StrPath], tuple[StrPath, StrPath, str]]
+Stdin = Union[bytes, bytearray, memoryview, str, int, None]
+Data = Union[bytes, bytearray, memoryview, str]
+
+
+def _options(**kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+class LiveSandbox:
+    """A sandbox that stays: exec many commands in it, move files in and out, pause and
+    resume it, and close it (or leave a `with` / `async with` block). Dropping the last
+    reference closes it too. Paths are the sandbox's own, resolved inside it as its
+    workload would (a symlink it planted never leads out); its limits apply.
+
+    Failures raise `SandboxError` whose `kind` names them: `not_found`,
+    `permission_denied`, `is_a_directory`, `limit` (over `tmp_size` or `file_size`, the
+    message names which), `wrong_state` (paused or closed), `program_not_found`, ...
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: _native.LiveSandbox) -> None:
+        self._native = native
+
+    @property
+    def id(self) -> Optional[str]:
+        """The server's id (None for a sandbox of this process)."""
+        return self._native.id
+
+    @property
+    def isolation(self) -> str:
+        """"container" or "microvm"."""
+        return self._native.isolation
+
+    @property
+    def state(self) -> str:
+        """"running", "paused" or "destroyed"."""
+        return self._native.state
+
+    @property
+    def ended(self) -> Optional[str]:
+        """Why it ended ("destroyed", "lifetime", "idle_timeout", ...), once it has."""
+        return self._native.ended
+
+    @property
+    def decision(self) -> _native.Decision:
+        """Which backend, and why."""
+        return self._native.decision
+
+    @property
+    def enforcement(self) -> dict[str, Any]:
+        """What protects the host: namespaces, seccomp, Landlock, limits, network, VM."""
+        return self._native.enforcement
+
+    def exec(
+        self,
+        argv: Argv,
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        stdin: Stdin = None,
+        timeout: Optional[Seconds] = None,
+        cpu_time: Optional[Seconds] = None,
+        output_limit: Optional[Size] = None,
+        tty: Optional[tuple[int, int]] = None,
+    ) -> Outcome:
+        """Runs `argv` to its end and returns its `Outcome` (the shape of a run's).
+
+        env: variables added to the sandbox's. cwd: the working directory. stdin: bytes
+        or str it reads. timeout, cpu_time, output_limit: this exec's limits (paused
+        time does not count). tty: (rows, cols) of a pseudo-terminal to run on.
+        Processes it leaves in the background keep running. The GIL is released;
+        Ctrl-C kills the exec (not the sandbox).
+        """
+        return self._native.exec(
+            argv,
+            _options(env=env, cwd=cwd, stdin=stdin, timeout=timeout, cpu_time=cpu_time,
+                     output_limit=output_limit, tty=tty),
+        )
+
+    async def exec_async(
+        self,
+        argv: Argv,
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        stdin: Stdin = None,
+        timeout: Optional[Seconds] = None,
+        cpu_time: Optional[Seconds] = None,
+        output_limit: Optional[Size] = None,
+        tty: Optional[tuple[int, int]] = None,
+    ) -> Outcome:
+        """`exec` for asyncio; cancelling the awaiting task kills the exec."""
+        return await self._native.exec_async(
+            argv,
+            _options(env=env, cwd=cwd, stdin=stdin, timeout=timeout, cpu_time=cpu_time,
+                     output_limit=output_limit, tty=tty),
+        )
+
+    def spawn(
+        self,
+        argv: Argv,
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        stdin: Stdin = None,
+        timeout: Optional[Seconds] = None,
+        cpu_time: Optional[Seconds] = None,
+        output_limit: Optional[Size] = None,
+        tty: Optional[tuple[int, int]] = None,
+    ) -> Process:
+        """Starts `argv` and returns its `Process` at once: iterate over it (`for` or
+        `async for`) for `OutputEvent`s, `write()` to its stdin with `stdin=PIPE`, then
+        `wait()` (or `await wait_async()`). `kill()` ends the exec, not the sandbox."""
+        return self._native.spawn(
+            argv,
+            _options(env=env, cwd=cwd, stdin=stdin, timeout=timeout, cpu_time=cpu_time,
+                     output_limit=output_limit, tty=tty),
+        )
+
+    def write_file(self, path: str, data: Data, mode: int = 0o644) -> int:
+        """Writes `data` to the file at `path` (created, or truncated); returns the
+        bytes written. No parent directory is made (see `mkdir`)."""
+        return self._native.write_file(path, data, mode)
+
+    async def write_file_async(self, path: str, data: Data, mode: int = 0o644) -> int:
+        """`write_file` for asyncio."""
+        return await self._native.write_file_async(path, data, mode)
+
+    def read_file(self, path: str) -> bytes:
+        """The contents of the file at `path` (symlinks followed inside the sandbox)."""
+        return self._native.read_file(path)
+
+    async def read_file_async(self, path: str) -> bytes:
+        """`read_file` for asyncio."""
+        return await self._native.read_file_async(path)
+
+    def list_dir(self, path: str) -> list[FileInfo]:
+        """The entries of the directory at `path`, sorted by name."""
+        return self._native.list_dir(path)
+
+    async def list_dir_async(self, path: str) -> list[FileInfo]:
+        """`list_dir` for asyncio."""
+        return await self._native.list_dir_async(path)
+
+    def stat(self, path: str) -> FileInfo:
+        """Metadata of `path` (a final symlink is not followed)."""
+        return self._native.stat(path)
+
+    def mkdir(self, path: str, parents: bool = False) -> None:
+        """Makes a directory (and its missing parents with `parents`)."""
+        self._native.mkdir(path, parents)
+
+    def remove(self, path: str, recursive: bool = False) -> None:
+        """Removes a file, symlink or empty directory (any directory with `recursive`)."""
+        self._native.remove(path, recursive)
+
+    async def remove_async(self, path: str, recursive: bool = False) -> None:
+        """`remove` for asyncio."""
+        await self._native.remove_async(path, recursive)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Renames `src` to `dst`."""
+        self._native.rename(src, dst)
+
+    def pause(self) -> None:
+        """Stops every process of the sandbox (the container's freezer, the micro-VM's
+        vCPU); paused time does not count against wall time. Execs and file calls fail
+        with kind `wrong_state` until `resume`."""
+        self._native.pause()
+
+    async def pause_async(self) -> None:
+        """`pause` for asyncio."""
+        await self._native.pause_async()
+
+    def resume(self) -> None:
+        """Undoes `pause`."""
+        self._native.resume()
+
+    async def resume_async(self) -> None:
+        """`resume` for asyncio."""
+        await self._native.resume_async()
+
+    def stats(self) -> dict[str, float]:
+        """What it uses now: memory_bytes, peak_memory_bytes, cpu_time_ms, processes,
+        disk_bytes, execs_running, uptime_ms, paused_ms."""
+        return self._native.stats()
+
+    async def stats_async(self) -> dict[str, float]:
+        """`stats` for asyncio."""
+        return await self._native.stats_async()
+
+    def close(self) -> None:
+        """Destroys the sandbox: everything in it is killed, what it held freed.
+        Idempotent."""
+        self._native.close()
+
+    async def close_async(self) -> None:
+        """`close` for asyncio."""
+        await self._native.close_async()
+
+    def __enter__(self) -> LiveSandbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LiveSandbox:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close_async()
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+def _create_options(
+    isolation: Optional[str],
+    workload: Optional[str],
+    image: Optional[str],
+    mounts: Optional[Sequence[MountSpec]],
+    memory: Optional[Size],
+    env: Optional[Mapping[str, str]],
+    cwd: Optional[str],
+    timeout: Optional[Seconds],
+    cpu_time: Optional[Seconds],
+    pids: Optional[int],
+    output_limit: Optional[Size],
+    network: Optional[str],
+    labels: Optional[Mapping[str, str]],
+    needs: Optional[Sequence[str]],
+    idle_timeout: Optional[Seconds],
+    lifetime: Optional[Seconds],
+    tmp_size: Optional[Size],
+    file_size: Optional[Size],
+) -> dict[str, Any]:
+    return _options(
+        isolation=isolation, workload=workload, image=image, mounts=mounts, memory=memory,
+        env=env, cwd=cwd, timeout=timeout, cpu_time=cpu_time, pids=pids,
+        output_limit=output_limit, network=network, labels=labels, needs=needs,
+        idle_timeout=idle_timeout, lifetime=lifetime, tmp_size=tmp_size, file_size=file_size,
+    )
+
+
+class Client:
+    """A client of an `hsb serve` server: `url` is "unix:PATH" or "http://HOST:PORT"
+    (None: $HSB_SERVER); `token` a bearer token of the server's token file (None:
+    $HSB_TOKEN; not needed on a UNIX socket, where you are known by your uid).
+
+        >>> with hybrid_sandbox.Client("unix:/run/user/1000/hsb.sock").create() as sb:
+        ...     sb.write_file("/tmp/x.py", "print(6 * 7)")
+        ...     sb.exec(["python3", "/tmp/x.py"]).stdout
+        b'42\\n'
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, url: Optional[str] = None, token: Optional[str] = None) -> None:
+        url = url if url is not None else os.environ.get("HSB_SERVER")
+        if not url:
+            raise ValueError("give the server's url (unix:PATH or http://HOST:PORT) or set HSB_SERVER")
+        if token is None:
+            token = os.environ.get("HSB_TOKEN")
+        self._native = _native.Client(url, token)
+
+    @property
+    def url(self) -> str:
+        """The server's address."""
+        return self._native.url
+
+    def create(
+        self,
+        *,
+        isolation: Optional[str] = None,
+        workload: Optional[str] = None,
+        image: Optional[str] = None,
+        mounts: Optional[Sequence[MountSpec]] = None,
+        memory: Optional[Size] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[Seconds] = None,
+        cpu_time: Optional[Seconds] = None,
+        pids: Optional[int] = None,
+        output_limit: Optional[Size] = None,
+        network: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        needs: Optional[Sequence[str]] = None,
+        idle_timeout: Optional[Seconds] = None,
+        lifetime: Optional[Seconds] = None,
+        tmp_size: Optional[Size] = None,
+        file_size: Optional[Size] = None,
+    ) -> LiveSandbox:
+        """Creates a live sandbox on the server, under the server's policy; arguments as
+        for `Sandbox.create` (mounts only inside what the server's operator allows,
+        images only from the server's store)."""
+        return LiveSandbox(self._native.create(_create_options(
+            isolation, workload, image, mounts, memory, env, cwd, timeout, cpu_time, pids,
+            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size)))
+
+    async def create_async(
+        self,
+        *,
+        isolation: Optional[str] = None,
+        workload: Optional[str] = None,
+        image: Optional[str] = None,
+        mounts: Optional[Sequence[MountSpec]] = None,
+        memory: Optional[Size] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[Seconds] = None,
+        cpu_time: Optional[Seconds] = None,
+        pids: Optional[int] = None,
+        output_limit: Optional[Size] = None,
+        network: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        needs: Optional[Sequence[str]] = None,
+        idle_timeout: Optional[Seconds] = None,
+        lifetime: Optional[Seconds] = None,
+        tmp_size: Optional[Size] = None,
+        file_size: Optional[Size] = None,
+    ) -> LiveSandbox:
+        """`create` for asyncio."""
+        native = await self._native.create_async(_create_options(
+            isolation, workload, image, mounts, memory, env, cwd, timeout, cpu_time, pids,
+            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size))
+        return LiveSandbox(native)
+
+    def attach(self, id: str) -> LiveSandbox:
+        """A sandbox of yours that exists on the server (made by `hsb sandbox create`,
+        say); dropping this object leaves it running, `close()` destroys it."""
+        return LiveSandbox(self._native.attach(id))
+
+    def list(self) -> list[dict[str, Any]]:
+        """Your sandboxes on the server: id, isolation, state, decision, ..."""
+        return self._native.list()
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"

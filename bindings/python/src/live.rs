@@ -1,0 +1,526 @@
+//! Live sandboxes: `Sandbox.create(...)` in-process and `Client(url).create(...)`
+//! against `hsb serve` give the same native `LiveSandbox` (both are the library's
+//! `Live`). The Python wrapper (python/hybrid_sandbox/_live.py) adds keyword arguments,
+//! context managers and the async variants' names.
+
+use std::future::Future;
+
+use hsb_client::api::{CreateRequest, MountSpec};
+use hsb_client::{Client, ClientError};
+use hybrid_sandbox::{FileKind, FileStat, Live, LiveStats, Sandbox, Workload};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use pyo3::IntoPyObjectExt;
+
+use crate::errors::Failure;
+use crate::outcome::{json_to_py, to_json, PyDecision, PyOutcome};
+use crate::process::{deliver_outcome, PyProcess, Run};
+use crate::runtime::{self, Deliver};
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        Failure::with(e.kind(), e.chain(), e.exit_status())
+    }
+}
+
+/// Metadata of a file in a live sandbox, as its workload sees it.
+#[pyclass(frozen, get_all, module = "hybrid_sandbox", name = "FileInfo")]
+#[derive(Debug, Clone)]
+pub(crate) struct PyFileInfo {
+    /// Its name (the last component of the path).
+    name: String,
+    /// "file", "dir", "symlink" or "other".
+    kind: &'static str,
+    /// Size in bytes.
+    size: u64,
+    /// Permission bits (0o644).
+    mode: u32,
+    /// Modification time, seconds since the epoch.
+    mtime: i64,
+    /// The target of a symlink.
+    link_target: Option<String>,
+}
+
+impl From<FileStat> for PyFileInfo {
+    fn from(f: FileStat) -> Self {
+        PyFileInfo {
+            name: f.name,
+            kind: match f.kind {
+                FileKind::File => "file",
+                FileKind::Dir => "dir",
+                FileKind::Symlink => "symlink",
+                FileKind::Other => "other",
+            },
+            size: f.size,
+            mode: f.mode,
+            mtime: f.mtime,
+            link_target: f.link_target,
+        }
+    }
+}
+
+#[pymethods]
+impl PyFileInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "FileInfo(name={}, kind={}, size={}, mode=0o{:o})",
+            crate::outcome::quote(&self.name),
+            crate::outcome::quote(self.kind),
+            self.size,
+            self.mode
+        )
+    }
+}
+
+fn stats_dict<'py>(py: Python<'py>, s: &LiveStats) -> PyResult<Bound<'py, PyAny>> {
+    json_to_py(py, &to_json(s))
+}
+
+/// A live sandbox: create once, exec many, files in and out, pause, resume, close.
+#[pyclass(frozen, module = "hybrid_sandbox._native", name = "LiveSandbox")]
+#[derive(Debug)]
+pub(crate) struct PyLive {
+    live: Live,
+    /// The server's id of a sandbox made through a `Client`.
+    id: Option<String>,
+}
+
+fn block<F, T>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    F: Future<Output = Result<T, hybrid_sandbox::Error>> + Send,
+    T: Send,
+{
+    runtime::wait(py, fut, None, || ())?.map_err(|e| Failure::from(e).to_pyerr(py))
+}
+
+fn asyncio<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = Result<T, hybrid_sandbox::Error>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    runtime::to_asyncio(py, async move {
+        let r = fut.await.map_err(Failure::from);
+        Box::new(move |py: Python<'_>| match r {
+            Ok(v) => v.into_py_any(py),
+            Err(f) => Err(f.to_pyerr(py)),
+        }) as Deliver
+    })
+}
+
+fn bytes_of(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if data.is_instance_of::<PyBytes>() {
+        data.extract()
+    } else if let Ok(s) = data.extract::<String>() {
+        Ok(s.into_bytes())
+    } else {
+        data.call_method0("__bytes__")?.extract()
+    }
+}
+
+#[pymethods]
+impl PyLive {
+    /// The server's id of the sandbox (None for an in-process one).
+    #[getter]
+    fn id(&self) -> Option<String> {
+        self.id.clone()
+    }
+
+    /// "container" or "microvm".
+    #[getter]
+    fn isolation(&self) -> &'static str {
+        self.live.isolation().as_str()
+    }
+
+    /// "running", "paused" or "destroyed".
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.live.state().as_str()
+    }
+
+    /// Why it ended ("destroyed", "lifetime", "idle_timeout", "memory_limit",
+    /// "failed"), once it has.
+    #[getter]
+    fn ended<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &to_json(&self.live.ended()))
+    }
+
+    /// Which backend, and why.
+    #[getter]
+    fn decision(&self) -> PyDecision {
+        PyDecision::new(self.live.decision().clone())
+    }
+
+    /// What protects the host (the enforcement report).
+    #[getter]
+    fn enforcement<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &to_json(self.live.enforcement()))
+    }
+
+    /// Runs `argv` to its end (the GIL released; Ctrl-C kills the exec).
+    #[pyo3(signature = (argv, options=None))]
+    fn exec(
+        &self,
+        py: Python<'_>,
+        argv: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyOutcome> {
+        let req = crate::args::exec_request(argv, options, false)?;
+        let live = self.live.clone();
+        let run = block(py, async move {
+            live.exec_streaming(req)
+                .await
+                .map(|e| Run::from_exec(e, false))
+        })?;
+        let r = runtime::wait(py, run.outcome(), None, || run.kill_now())?;
+        r.map(PyOutcome::new).map_err(|f| f.to_pyerr(py))
+    }
+
+    /// `exec` as an asyncio future; cancelling it kills the exec.
+    #[pyo3(signature = (argv, options=None))]
+    fn exec_async<'py>(
+        &self,
+        py: Python<'py>,
+        argv: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let req = crate::args::exec_request(argv, options, false)?;
+        let live = self.live.clone();
+        runtime::to_asyncio(py, async move {
+            let r = match live.exec_streaming(req).await {
+                Ok(e) => Run::from_exec(e, false).outcome().await,
+                Err(e) => Err(e.into()),
+            };
+            deliver_outcome(r)
+        })
+    }
+
+    /// Starts `argv` and returns its `Process` (output events, stdin with PIPE, kill,
+    /// wait).
+    #[pyo3(signature = (argv, options=None))]
+    fn spawn(
+        &self,
+        py: Python<'_>,
+        argv: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyProcess> {
+        let req = crate::args::exec_request(argv, options, true)?;
+        let live = self.live.clone();
+        let run = block(py, async move {
+            live.exec_streaming(req)
+                .await
+                .map(|e| Run::from_exec(e, true))
+        })?;
+        Ok(PyProcess::new(run))
+    }
+
+    /// Writes `data` (bytes or str) to the file at `path`; returns the bytes written.
+    #[pyo3(signature = (path, data, mode=0o644))]
+    fn write_file(
+        &self,
+        py: Python<'_>,
+        path: String,
+        data: &Bound<'_, PyAny>,
+        mode: u32,
+    ) -> PyResult<u64> {
+        let data = bytes_of(data)?;
+        let live = self.live.clone();
+        block(py, async move {
+            let s: hybrid_sandbox::ByteStream = Box::pin(std::io::Cursor::new(data));
+            live.write_file_stream(&path, s, mode).await
+        })
+    }
+
+    #[pyo3(signature = (path, data, mode=0o644))]
+    fn write_file_async<'py>(
+        &self,
+        py: Python<'py>,
+        path: String,
+        data: &Bound<'_, PyAny>,
+        mode: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let data = bytes_of(data)?;
+        let live = self.live.clone();
+        asyncio(py, async move {
+            let s: hybrid_sandbox::ByteStream = Box::pin(std::io::Cursor::new(data));
+            live.write_file_stream(&path, s, mode).await
+        })
+    }
+
+    /// The contents of the file at `path`.
+    fn read_file<'py>(&self, py: Python<'py>, path: String) -> PyResult<Bound<'py, PyBytes>> {
+        let live = self.live.clone();
+        let b = block(py, async move { live.read_file(&path).await })?;
+        Ok(PyBytes::new(py, &b))
+    }
+
+    fn read_file_async<'py>(&self, py: Python<'py>, path: String) -> PyResult<Bound<'py, PyAny>> {
+        let live = self.live.clone();
+        runtime::to_asyncio(py, async move {
+            let r = live.read_file(&path).await.map_err(Failure::from);
+            Box::new(move |py: Python<'_>| match r {
+                Ok(b) => PyBytes::new(py, &b).into_py_any(py),
+                Err(f) => Err(f.to_pyerr(py)),
+            }) as Deliver
+        })
+    }
+
+    /// The entries of the directory at `path`, sorted by name.
+    fn list_dir(&self, py: Python<'_>, path: String) -> PyResult<Vec<PyFileInfo>> {
+        let live = self.live.clone();
+        let v = block(py, async move { live.list_dir(&path).await })?;
+        Ok(v.into_iter().map(PyFileInfo::from).collect())
+    }
+
+    fn list_dir_async<'py>(&self, py: Python<'py>, path: String) -> PyResult<Bound<'py, PyAny>> {
+        let live = self.live.clone();
+        asyncio(py, async move {
+            live.list_dir(&path)
+                .await
+                .map(|v| v.into_iter().map(PyFileInfo::from).collect::<Vec<_>>())
+        })
+    }
+
+    /// Metadata of `path` (a final symlink not followed).
+    fn stat(&self, py: Python<'_>, path: String) -> PyResult<PyFileInfo> {
+        let live = self.live.clone();
+        block(py, async move { live.stat(&path).await }).map(PyFileInfo::from)
+    }
+
+    /// Makes a directory (and its parents with `parents`).
+    #[pyo3(signature = (path, parents=false))]
+    fn mkdir(&self, py: Python<'_>, path: String, parents: bool) -> PyResult<()> {
+        let live = self.live.clone();
+        block(py, async move { live.mkdir(&path, parents).await })
+    }
+
+    /// Removes a file, symlink or empty directory (any directory with `recursive`).
+    #[pyo3(signature = (path, recursive=false))]
+    fn remove(&self, py: Python<'_>, path: String, recursive: bool) -> PyResult<()> {
+        let live = self.live.clone();
+        block(py, async move { live.remove(&path, recursive).await })
+    }
+
+    #[pyo3(signature = (path, recursive=false))]
+    fn remove_async<'py>(
+        &self,
+        py: Python<'py>,
+        path: String,
+        recursive: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let live = self.live.clone();
+        asyncio(py, async move { live.remove(&path, recursive).await })
+    }
+
+    /// Renames `src` to `dst`.
+    fn rename(&self, py: Python<'_>, src: String, dst: String) -> PyResult<()> {
+        let live = self.live.clone();
+        block(py, async move { live.rename(&src, &dst).await })
+    }
+
+    /// Stops every process of the sandbox.
+    fn pause(&self, py: Python<'_>) -> PyResult<()> {
+        let live = self.live.clone();
+        block(py, async move { live.pause().await })
+    }
+
+    fn pause_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let live = self.live.clone();
+        asyncio(py, async move { live.pause().await })
+    }
+
+    /// Undoes `pause`.
+    fn resume(&self, py: Python<'_>) -> PyResult<()> {
+        let live = self.live.clone();
+        block(py, async move { live.resume().await })
+    }
+
+    fn resume_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let live = self.live.clone();
+        asyncio(py, async move { live.resume().await })
+    }
+
+    /// What it uses now: memory_bytes, peak_memory_bytes, cpu_time_ms, processes,
+    /// disk_bytes, execs_running, uptime_ms, paused_ms.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let live = self.live.clone();
+        let s = block(py, async move { live.stats().await })?;
+        stats_dict(py, &s)
+    }
+
+    fn stats_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let live = self.live.clone();
+        runtime::to_asyncio(py, async move {
+            let r = live.stats().await.map_err(Failure::from);
+            Box::new(move |py: Python<'_>| match r {
+                Ok(s) => Ok(stats_dict(py, &s)?.unbind()),
+                Err(f) => Err(f.to_pyerr(py)),
+            }) as Deliver
+        })
+    }
+
+    /// Destroys the sandbox: everything in it killed. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let live = self.live.clone();
+        block(py, async move { live.destroy().await })
+    }
+
+    fn close_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let live = self.live.clone();
+        asyncio(py, async move { live.destroy().await })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "LiveSandbox(isolation={}, state={}{})",
+            crate::outcome::quote(self.isolation()),
+            crate::outcome::quote(self.state()),
+            self.id
+                .as_ref()
+                .map(|i| format!(", id={}", crate::outcome::quote(i)))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// Creates a live sandbox in-process (the GIL released).
+pub(crate) fn create(
+    py: Python<'_>,
+    sandbox: &Sandbox,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<PyLive> {
+    let (w, o) = crate::args::live_spec(options)?;
+    let sandbox = sandbox.clone();
+    let live = block(py, async move { sandbox.create(w, o).await })?;
+    Ok(PyLive { live, id: None })
+}
+
+/// The same, as an asyncio future.
+pub(crate) fn create_async<'py>(
+    py: Python<'py>,
+    sandbox: &Sandbox,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (w, o) = crate::args::live_spec(options)?;
+    let sandbox = sandbox.clone();
+    asyncio(py, async move {
+        sandbox
+            .create(w, o)
+            .await
+            .map(|live| PyLive { live, id: None })
+    })
+}
+
+/// The request of `Client.create` for the same options.
+fn create_request(options: Option<&Bound<'_, PyDict>>) -> PyResult<CreateRequest> {
+    let (w, o): (Workload, _) = crate::args::live_spec(options)?;
+    Ok(CreateRequest {
+        profile: w.profile,
+        labels: w.labels,
+        isolation: w.isolation,
+        needs: w.needs,
+        image: w.image,
+        mounts: w
+            .mounts
+            .iter()
+            .map(|m| MountSpec {
+                source: m.source.display().to_string(),
+                target: Some(m.target_path().display().to_string()),
+                mode: m.mode,
+            })
+            .collect(),
+        env: w.env,
+        cwd: w.cwd,
+        network: w.network,
+        limits: w.limits,
+        lifetime: o.lifetime,
+        idle_timeout: o.idle_timeout,
+    })
+}
+
+/// A client of `hsb serve` (`unix:PATH` or `http://HOST:PORT`, a bearer token).
+#[pyclass(frozen, module = "hybrid_sandbox._native", name = "Client")]
+#[derive(Debug)]
+pub(crate) struct PyClient {
+    client: Client,
+}
+
+fn client_block<F, T>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    F: Future<Output = Result<T, ClientError>> + Send,
+    T: Send,
+{
+    runtime::wait(py, fut, None, || ())?.map_err(|e| Failure::from(e).to_pyerr(py))
+}
+
+#[pymethods]
+impl PyClient {
+    #[new]
+    #[pyo3(signature = (url, token=None))]
+    fn new(url: String, token: Option<String>) -> PyResult<PyClient> {
+        let client =
+            Client::from_url(&url, token).map_err(pyo3::exceptions::PyValueError::new_err)?;
+        Ok(PyClient { client })
+    }
+
+    /// The server's address.
+    #[getter]
+    fn url(&self) -> String {
+        self.client.endpoint().to_string()
+    }
+
+    /// Creates a live sandbox on the server; closed (destroyed) by `close()`, or when
+    /// the object is dropped.
+    #[pyo3(signature = (options=None))]
+    fn create(&self, py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyLive> {
+        let req = create_request(options)?;
+        let c = self.client.clone();
+        let (live, id) = client_block(py, async move {
+            let info = c.create_detached(&req).await?;
+            let live = c.adopt(info.clone());
+            Ok((live, info.id))
+        })?;
+        Ok(PyLive { live, id: Some(id) })
+    }
+
+    #[pyo3(signature = (options=None))]
+    fn create_async<'py>(
+        &self,
+        py: Python<'py>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let req = create_request(options)?;
+        let c = self.client.clone();
+        runtime::to_asyncio(py, async move {
+            let r = match c.create_detached(&req).await {
+                Ok(info) => Ok(PyLive {
+                    live: c.adopt(info.clone()),
+                    id: Some(info.id),
+                }),
+                Err(e) => Err(Failure::from(e)),
+            };
+            Box::new(move |py: Python<'_>| match r {
+                Ok(l) => l.into_py_any(py),
+                Err(f) => Err(f.to_pyerr(py)),
+            }) as Deliver
+        })
+    }
+
+    /// A sandbox of yours that exists on the server, by id (dropping it leaves it).
+    fn attach(&self, py: Python<'_>, id: String) -> PyResult<PyLive> {
+        let c = self.client.clone();
+        let i = id.clone();
+        let live = client_block(py, async move { c.attach(&i).await })?;
+        Ok(PyLive { live, id: Some(id) })
+    }
+
+    /// Your sandboxes on the server, as dicts (id, isolation, state, decision, ...).
+    fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.client.clone();
+        let v = client_block(py, async move { c.list().await })?;
+        json_to_py(py, &to_json(&v))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Client({})", crate::outcome::quote(&self.url()))
+    }
+}

@@ -1,0 +1,289 @@
+//! `hsb sandbox create|ls|exec|cp|pause|resume|rm`: the client of `hsb serve`.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use hsb_client::api::{CreateRequest, MountSpec};
+use hsb_client::{Client, ClientError, Endpoint};
+use hybrid_sandbox::{ByteSize, IsolationRequest, Need, Network};
+
+use crate::cli::{duration, key_value, size};
+
+#[derive(Debug, Args)]
+pub(crate) struct SandboxArgs {
+    /// The server: unix:PATH or http://HOST:PORT [default: $HSB_SERVER, else the
+    /// default socket of `hsb serve`].
+    #[arg(long, global = true, value_name = "URL")]
+    server: Option<String>,
+    /// Bearer token for the server [default: $HSB_TOKEN].
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: SandboxCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCommand {
+    /// Create a live sandbox; prints its id.
+    Create(Box<CreateArgs>),
+    /// List your sandboxes.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a sandbox (exit status as `hsb run`).
+    Exec(Box<crate::sandbox_exec::ExecArgs>),
+    /// Copy files (and directories) in or out: SRC and DST are local paths or ID:PATH.
+    Cp {
+        /// Source: a local path, or ID:PATH.
+        src: String,
+        /// Destination: a local path, or ID:PATH.
+        dst: String,
+    },
+    /// Pause a sandbox: every process stops.
+    Pause {
+        /// The sandbox.
+        id: String,
+    },
+    /// Resume a paused sandbox.
+    Resume {
+        /// The sandbox.
+        id: String,
+    },
+    /// Destroy sandboxes.
+    Rm {
+        /// The sandboxes.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+/// The run-like options of a sandbox (the policy and floor are the server's).
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// Profile of the server's policy.
+    #[arg(long, value_name = "NAME")]
+    workload: Option<String>,
+    /// Declare a need: network or full_linux.
+    #[arg(long = "need", value_name = "NEED")]
+    needs: Vec<Need>,
+    /// Isolation level: container, microvm or auto.
+    #[arg(long, value_name = "LEVEL")]
+    isolation: Option<IsolationRequest>,
+    /// Mount a host path of the server's host: HOST:SANDBOX[:ro|:rw] (the server
+    /// allows only directories its operator named).
+    #[arg(long = "mount", value_name = "HOST:SANDBOX[:ro|:rw]")]
+    mounts: Vec<String>,
+    /// Set an environment variable of every exec.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    /// Label the sandbox for the policy's rules, e.g. trust=untrusted.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
+    labels: Vec<(String, String)>,
+    /// Working directory of every exec.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<String>,
+    /// Memory limit of the whole sandbox, e.g. 256MiB.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    memory: Option<ByteSize>,
+    /// Default wall-clock limit of each exec, e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    wall_time: Option<Duration>,
+    /// Default CPU-time limit of each exec.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    cpu_time: Option<Duration>,
+    /// Maximum number of processes and threads.
+    #[arg(long, value_name = "N")]
+    pids: Option<u64>,
+    /// Default output limit of each exec, e.g. 1MiB.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    output: Option<ByteSize>,
+    /// Size of the sandbox's /tmp, e.g. 64MiB.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    tmp_size: Option<ByteSize>,
+    /// Largest file the sandbox may write.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    file_size: Option<ByteSize>,
+    /// Network: none or loopback.
+    #[arg(long, value_name = "MODE")]
+    network: Option<Network>,
+    /// An image of the server's image store for the root.
+    #[arg(long, value_name = "NAME")]
+    image: Option<String>,
+    /// Destroy the sandbox after this long without an exec or a call, e.g. 10m.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    idle_timeout: Option<Duration>,
+    /// Destroy the sandbox this long after its creation, e.g. 1h.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    lifetime: Option<Duration>,
+    /// Print the sandbox as JSON (id, isolation, decision, enforcement...).
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure of a sandbox command: its message, exit status and kind.
+pub(crate) struct Failed(pub(crate) String, pub(crate) i32, pub(crate) &'static str);
+
+impl From<ClientError> for Failed {
+    fn from(e: ClientError) -> Failed {
+        Failed(e.chain(), e.exit_status(), e.kind())
+    }
+}
+
+impl From<hybrid_sandbox::Error> for Failed {
+    fn from(e: hybrid_sandbox::Error) -> Failed {
+        Failed(e.chain(), e.exit_status(), e.kind())
+    }
+}
+
+pub(crate) fn usage(msg: impl Into<String>) -> Failed {
+    Failed(msg.into(), 125, "usage")
+}
+
+fn client(args: &SandboxArgs) -> Result<Client, Failed> {
+    let url = args
+        .server
+        .clone()
+        .or_else(|| std::env::var("HSB_SERVER").ok().filter(|s| !s.is_empty()));
+    let endpoint = match url {
+        Some(u) => u.parse::<Endpoint>().map_err(usage)?,
+        None => Endpoint::Unix(
+            hsb_client::default_socket()
+                .map_err(|e| usage(format!("{e} (or set HSB_SERVER, or pass --server URL)")))?,
+        ),
+    };
+    let token = args
+        .token
+        .clone()
+        .or_else(|| std::env::var("HSB_TOKEN").ok());
+    Ok(Client::new(endpoint, token))
+}
+
+fn create_request(a: &CreateArgs) -> Result<CreateRequest, Failed> {
+    let mut mounts = Vec::new();
+    for spec in &a.mounts {
+        let m = hybrid_sandbox::Mount::parse_spec(spec).map_err(usage)?;
+        let source = if m.source.is_relative() {
+            std::env::current_dir()
+                .map_err(|e| usage(format!("cannot read the current directory: {e}")))?
+                .join(&m.source)
+        } else {
+            m.source.clone()
+        };
+        mounts.push(MountSpec {
+            source: source.display().to_string(),
+            target: Some(m.target_path().display().to_string()),
+            mode: m.mode,
+        });
+    }
+    let limits = hybrid_sandbox::Limits {
+        memory: a.memory,
+        wall_time: a.wall_time,
+        cpu_time: a.cpu_time,
+        pids: a.pids,
+        output: a.output,
+        tmp_size: a.tmp_size,
+        file_size: a.file_size,
+        ..Default::default()
+    };
+    Ok(CreateRequest {
+        profile: a.workload.clone(),
+        labels: a.labels.iter().cloned().collect(),
+        isolation: a.isolation,
+        needs: a.needs.clone(),
+        image: a.image.clone(),
+        mounts,
+        env: a.env.iter().cloned().collect(),
+        cwd: a.cwd.clone(),
+        network: a.network,
+        limits,
+        lifetime: a.lifetime,
+        idle_timeout: a.idle_timeout,
+    })
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    match serde_json::to_string(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("hsb: cannot write JSON: {e}"),
+    }
+}
+
+async fn dispatch(args: SandboxArgs) -> Result<i32, Failed> {
+    let c = client(&args)?;
+    match args.command {
+        SandboxCommand::Create(a) => {
+            let info = c.create_detached(&create_request(&a)?).await?;
+            if a.json {
+                print_json(&info);
+            } else {
+                println!("{}", info.id);
+            }
+            Ok(0)
+        }
+        SandboxCommand::Ls { json } => {
+            let list = c.list().await?;
+            if json {
+                print_json(&list);
+                return Ok(0);
+            }
+            println!(
+                "{:<28} {:<10} {:<10} {:<12} IMAGE",
+                "ID", "ISOLATION", "STATE", "PROFILE"
+            );
+            for s in list {
+                println!(
+                    "{:<28} {:<10} {:<10} {:<12} {}",
+                    s.id,
+                    s.isolation.to_string(),
+                    s.state.to_string(),
+                    s.decision.profile,
+                    s.image.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(0)
+        }
+        SandboxCommand::Exec(a) => crate::sandbox_exec::run(&c, *a).await,
+        SandboxCommand::Cp { src, dst } => crate::sandbox_cp::run(&c, &src, &dst).await,
+        SandboxCommand::Pause { id } => {
+            c.pause(&id).await?;
+            Ok(0)
+        }
+        SandboxCommand::Resume { id } => {
+            c.resume(&id).await?;
+            Ok(0)
+        }
+        SandboxCommand::Rm { ids } => {
+            let mut code = 0;
+            for id in ids {
+                if let Err(e) = c.destroy(&id).await {
+                    eprintln!("hsb: {id}: {}", e.chain());
+                    code = e.exit_status();
+                }
+            }
+            Ok(code)
+        }
+    }
+}
+
+pub(crate) fn run(args: SandboxArgs) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hsb: creating the async runtime: {e}");
+            return 125;
+        }
+    };
+    match rt.block_on(dispatch(args)) {
+        Ok(code) => code,
+        Err(Failed(msg, code, _)) => {
+            eprintln!("hsb: {msg}");
+            code
+        }
+    }
+}

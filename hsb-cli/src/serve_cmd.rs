@@ -1,0 +1,148 @@
+//! `hsb serve`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use hsb_server::{AllowedMount, Config, Listen, Tokens};
+
+/// Serve live sandboxes over an HTTP/1.1 JSON API (GET /openapi.json describes it).
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Where to listen: unix:PATH, or tcp:HOST:PORT (needs --token-file) [default:
+    /// unix:/run/hybrid-sandbox/hsb.sock for root, unix:$XDG_RUNTIME_DIR/hsb.sock
+    /// otherwise].
+    #[arg(long, value_name = "unix:PATH|tcp:HOST:PORT")]
+    listen: Option<Listen>,
+    /// Policy file every sandbox is created under; the embedded default when absent.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Operator floor file, on top of /etc/hybrid-sandbox/floor.toml when that exists.
+    #[arg(long, value_name = "FILE")]
+    floor: Option<PathBuf>,
+    /// Bearer tokens, one per line (`TOKEN [NAME]`); the file must be private (mode 600).
+    /// Needed for TCP; on a UNIX socket, callers without a token are known by their uid.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Live sandboxes each token (or uid) may hold at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    quota: usize,
+    /// Permission bits of the UNIX socket, in octal (660 lets the socket's group in).
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = octal)]
+    socket_mode: u32,
+    /// A host directory whose contents clients may mount (read-only; `:rw` for
+    /// read-write too). Without one, requests cannot mount host paths.
+    #[arg(long = "allow-mount", value_name = "DIR[:rw]")]
+    allow_mounts: Vec<String>,
+}
+
+fn octal(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{s}` is not permission bits in octal (such as 600)"))
+}
+
+fn allowed(spec: &str) -> Result<AllowedMount, String> {
+    let (dir, rw) = match spec.strip_suffix(":rw") {
+        Some(d) => (d, true),
+        None => (spec.strip_suffix(":ro").unwrap_or(spec), false),
+    };
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| format!("--allow-mount {spec}: {dir}: {e}"))?;
+    if !dir.is_dir() {
+        return Err(format!("--allow-mount {spec}: not a directory"));
+    }
+    if dir == std::path::Path::new("/") {
+        return Err(format!(
+            "--allow-mount {spec}: the whole host cannot be offered; name a directory"
+        ));
+    }
+    Ok(AllowedMount { dir, rw })
+}
+
+fn config(args: ServeArgs) -> Result<Config, String> {
+    let listen = match args.listen {
+        Some(l) => l,
+        None => Listen::Unix(hsb_client::default_socket()?),
+    };
+    let sandbox = crate::cli::sandbox(args.policy.as_deref(), args.floor.as_deref())
+        .map_err(|e| e.chain())?;
+    let mut c = Config::new(listen, sandbox);
+    if let Some(f) = &args.token_file {
+        c.tokens = Some(Tokens::from_file(f).map_err(|e| {
+            let mut m = e.to_string();
+            if let Some(s) = std::error::Error::source(&e) {
+                m = format!("{m}: {s}");
+            }
+            m
+        })?);
+    }
+    c.quota = args.quota;
+    c.socket_mode = args.socket_mode;
+    c.allowed_mounts = args
+        .allow_mounts
+        .iter()
+        .map(|s| allowed(s))
+        .collect::<Result<_, _>>()?;
+    Ok(c)
+}
+
+pub(crate) fn run(args: ServeArgs) -> i32 {
+    let config = match config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hsb: {e}");
+            return 125;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("hsb-serve")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hsb: creating the async runtime: {e}");
+            return 125;
+        }
+    };
+    rt.block_on(async move {
+        let server = match hsb_server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                let mut m = e.to_string();
+                if let Some(s) = std::error::Error::source(&e) {
+                    m = format!("{m}: {s}");
+                }
+                eprintln!("hsb: {m}");
+                return 125;
+            }
+        };
+        let (mut term, mut int) = match (
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
+        ) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("hsb: installing signal handlers: {e}");
+                return 125;
+            }
+        };
+        // Tests and supervisors wait for this line.
+        println!("hsb: serving on {}", server.address());
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            eprintln!("hsb: stopping: destroying every sandbox");
+        };
+        match server.run(shutdown).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("hsb: serving: {e}");
+                1
+            }
+        }
+    })
+}

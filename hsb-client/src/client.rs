@@ -1,0 +1,430 @@
+//! A client of `hsb serve`: HTTP/1.1 over a UNIX socket or TCP (kept-alive connections
+//! reused), JSON in and out, errors as the server named them.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::{CreateRequest, ErrorBody, SandboxInfo, SandboxList, PREFIX};
+use crate::connect::Endpoint;
+
+pub(crate) type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Why a call to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached.
+    #[error("cannot reach the server at {endpoint} (is `hsb serve` running there?)")]
+    Connect {
+        /// Where.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP exchange failed.
+    #[error("talking to the server")]
+    Http(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The server answered with an error.
+    #[error("{message}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The error's kind (`no_such_sandbox`, `quota`, `limit`, ...).
+        kind: String,
+        /// The server's message.
+        message: String,
+        /// For an exec that could not start: the exit status `hsb run` would give.
+        exit_status: Option<i32>,
+        /// The whole error detail (limit, value, state).
+        detail: Box<crate::api::ErrorDetail>,
+    },
+    /// The server's answer is not what the API says.
+    #[error("the server's answer is not what its API says: {0}")]
+    Protocol(String),
+}
+
+/// The kinds the API uses, as static names (for bindings that keep a `&'static str`).
+const KINDS: &[&str] = &[
+    "wrong_state",
+    "not_found",
+    "exists",
+    "not_a_directory",
+    "is_a_directory",
+    "not_empty",
+    "permission_denied",
+    "busy",
+    "invalid_path",
+    "invalid",
+    "limit",
+    "program_not_found",
+    "not_executable",
+    "exec",
+    "unsupported",
+    "failed",
+    "io",
+    "policy",
+    "unavailable",
+    "mount",
+    "setup",
+    "run",
+    "runtime",
+    "image",
+    "bad_request",
+    "unauthorized",
+    "no_such_sandbox",
+    "no_such_route",
+    "method_not_allowed",
+    "too_large",
+    "quota",
+    "timeout",
+];
+
+impl ClientError {
+    /// A machine-readable kind: the server's for its errors, `connect`, `http` or
+    /// `protocol` for the client's own.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::Connect { .. } => "connect",
+            ClientError::Http(_) => "http",
+            ClientError::Protocol(_) => "protocol",
+            ClientError::Api { kind, .. } => KINDS
+                .iter()
+                .find(|k| **k == kind.as_str())
+                .copied()
+                .unwrap_or("server"),
+        }
+    }
+
+    /// The exit status a command-line tool should use: the server's for an exec that
+    /// could not start (127, 126), else 125.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            ClientError::Api {
+                exit_status: Some(s),
+                ..
+            } => *s,
+            _ => 125,
+        }
+    }
+
+    /// The message of the whole chain on one line.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            cur = e.source();
+        }
+        out
+    }
+
+    pub(crate) fn http(e: impl std::error::Error + Send + Sync + 'static) -> ClientError {
+        ClientError::Http(Box::new(e))
+    }
+}
+
+struct Shared {
+    endpoint: Endpoint,
+    token: Option<String>,
+    idle: Mutex<Vec<SendRequest<ReqBody>>>,
+}
+
+/// A client of one server. Cheap to clone; safe to use from several tasks at once.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.shared.endpoint.to_string())
+            .field("token", &self.shared.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// An empty request body.
+pub(crate) fn empty() -> ReqBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+pub(crate) fn full(b: Vec<u8>) -> ReqBody {
+    Full::new(Bytes::from(b))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Checks an answer's status: an error answer becomes [`ClientError::Api`].
+pub(crate) async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>, ClientError> {
+    if resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(ClientError::http)?
+        .to_bytes();
+    match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(e) => Err(ClientError::Api {
+            status,
+            kind: e.error.kind.clone(),
+            message: e.error.message.clone(),
+            exit_status: e.exit_status,
+            detail: Box::new(e.error),
+        }),
+        Err(_) => Err(ClientError::Protocol(format!(
+            "status {status} with a body that is not an API error: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ))),
+    }
+}
+
+impl Client {
+    /// A client of the server at `endpoint` (`unix:PATH` or `http://HOST:PORT`), with a
+    /// bearer token (needed over TCP).
+    pub fn new(endpoint: Endpoint, token: Option<String>) -> Client {
+        Client {
+            shared: Arc::new(Shared {
+                endpoint,
+                token: token.filter(|t| !t.is_empty()),
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// A client from a URL string.
+    pub fn from_url(url: &str, token: Option<String>) -> Result<Client, String> {
+        Ok(Client::new(url.parse()?, token))
+    }
+
+    /// Where the server is.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.shared.endpoint
+    }
+
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.shared.token.as_deref()
+    }
+
+    async fn connection(&self) -> Result<SendRequest<ReqBody>, ClientError> {
+        loop {
+            let idle = self
+                .shared
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            match idle {
+                Some(mut s) => {
+                    if s.ready().await.is_ok() {
+                        return Ok(s);
+                    }
+                }
+                None => break,
+            }
+        }
+        let stream =
+            self.shared
+                .endpoint
+                .connect()
+                .await
+                .map_err(|source| ClientError::Connect {
+                    endpoint: self.shared.endpoint.to_string(),
+                    source,
+                })?;
+        let (send, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(ClientError::http)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(send)
+    }
+
+    pub(crate) fn give_back(&self, s: SendRequest<ReqBody>) {
+        if !s.is_closed() {
+            let mut idle = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < 16 {
+                idle.push(s);
+            }
+        }
+    }
+
+    pub(crate) fn builder(&self, method: Method, path: &str) -> hyper::http::request::Builder {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, self.shared.endpoint.host());
+        if let Some(t) = &self.shared.token {
+            b = b.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        b
+    }
+
+    /// Sends a request; the connection goes back to the pool once `keep` says the
+    /// answer was read (`done` resolves).
+    pub(crate) async fn send(
+        &self,
+        req: Request<ReqBody>,
+    ) -> Result<(Response<Incoming>, SendRequest<ReqBody>), ClientError> {
+        let mut conn = self.connection().await?;
+        let resp = conn.send_request(req).await.map_err(ClientError::http)?;
+        Ok((resp, conn))
+    }
+
+    /// A request whose JSON answer is read whole.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.call_bytes(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// A request whose answer (any status of success) is read whole.
+    pub(crate) async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, ClientError> {
+        let mut b = self.builder(method, path);
+        if body.is_some() {
+            b = b.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = b
+            .body(body.map_or_else(empty, full))
+            .map_err(ClientError::http)?;
+        let (resp, conn) = self.send(req).await?;
+        let resp = check(resp).await;
+        let out = match resp {
+            Ok(r) => r
+                .into_body()
+                .collect()
+                .await
+                .map_err(ClientError::http)
+                .map(|c| c.to_bytes()),
+            Err(e) => Err(e),
+        };
+        self.give_back(conn);
+        out
+    }
+
+    pub(crate) fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, ClientError> {
+        serde_json::to_vec(v).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Creates a live sandbox on the server. The [`hybrid_sandbox::Live`] returned is
+    /// destroyed when its last clone is dropped, as the library's own.
+    pub async fn create(
+        &self,
+        request: &CreateRequest,
+    ) -> Result<hybrid_sandbox::Live, ClientError> {
+        let info = self.create_detached(request).await?;
+        Ok(crate::remote::live(self.clone(), info, true))
+    }
+
+    /// Creates a live sandbox that stays until it is destroyed (`DELETE`), its
+    /// lifetime or idle timeout passes, or the server stops (`hsb sandbox create`).
+    pub async fn create_detached(
+        &self,
+        request: &CreateRequest,
+    ) -> Result<SandboxInfo, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("{PREFIX}/sandboxes"),
+            Some(Client::json(request)?),
+        )
+        .await
+    }
+
+    /// The handle on a sandbox this client created with [`Client::create_detached`]:
+    /// it is destroyed when the handle's last clone is dropped.
+    pub fn adopt(&self, info: SandboxInfo) -> hybrid_sandbox::Live {
+        crate::remote::live(self.clone(), info, true)
+    }
+
+    /// A handle on a sandbox that exists on the server (`hsb sandbox exec ID`). Dropping
+    /// it leaves the sandbox alone.
+    pub async fn attach(&self, id: &str) -> Result<hybrid_sandbox::Live, ClientError> {
+        let info = self.info(id).await?;
+        Ok(crate::remote::live(self.clone(), info, false))
+    }
+
+    /// The caller's sandboxes.
+    pub async fn list(&self) -> Result<Vec<SandboxInfo>, ClientError> {
+        let l: SandboxList = self
+            .call(Method::GET, &format!("{PREFIX}/sandboxes"), None)
+            .await?;
+        Ok(l.sandboxes)
+    }
+
+    /// One sandbox, with its stats.
+    pub async fn info(&self, id: &str) -> Result<SandboxInfo, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("{PREFIX}/sandboxes/{}", enc(id)),
+            None,
+        )
+        .await
+    }
+
+    /// Destroys a sandbox.
+    pub async fn destroy(&self, id: &str) -> Result<(), ClientError> {
+        self.call_bytes(
+            Method::DELETE,
+            &format!("{PREFIX}/sandboxes/{}", enc(id)),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Pauses a sandbox.
+    pub async fn pause(&self, id: &str) -> Result<SandboxInfo, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("{PREFIX}/sandboxes/{}/pause", enc(id)),
+            None,
+        )
+        .await
+    }
+
+    /// Resumes a sandbox.
+    pub async fn resume(&self, id: &str) -> Result<SandboxInfo, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("{PREFIX}/sandboxes/{}/resume", enc(id)),
+            None,
+        )
+        .await
+    }
+}

@@ -1,0 +1,273 @@
+//! The server's live sandboxes, by id, each with its owner; the per-owner quota.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use hsb_client::api::SandboxInfo;
+use hybrid_sandbox::{Live, LiveOptions, LiveState};
+
+use crate::auth::Owner;
+use crate::error::ApiError;
+
+/// How long a sandbox that ended by itself (lifetime, idle timeout, failure) stays
+/// visible, so its owner can see why it ended.
+const KEEP_ENDED: Duration = Duration::from_secs(120);
+
+/// One live sandbox of the server.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    pub(crate) owner: Owner,
+    pub(crate) live: Live,
+    pub(crate) created_at: SystemTime,
+    pub(crate) options: LiveOptions,
+    pub(crate) image: Option<String>,
+    seen_ended: Mutex<Option<Instant>>,
+    /// Streamed execs running now, by number: how to signal or kill them.
+    execs: Mutex<HashMap<u64, ExecControl>>,
+    next_exec: std::sync::atomic::AtomicU64,
+}
+
+/// What a streamed exec's task takes from the exec endpoints.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ExecSignal {
+    /// End it (its outcome says `killed`).
+    Kill,
+    /// Send it this signal.
+    Signal(i32),
+}
+
+pub(crate) type ExecControl = tokio::sync::mpsc::UnboundedSender<ExecSignal>;
+
+impl Entry {
+    pub(crate) fn new(
+        id: String,
+        owner: Owner,
+        live: Live,
+        options: LiveOptions,
+        image: Option<String>,
+    ) -> Entry {
+        Entry {
+            id,
+            owner,
+            live,
+            created_at: SystemTime::now(),
+            options,
+            image,
+            seen_ended: Mutex::new(None),
+            execs: Mutex::new(HashMap::new()),
+            next_exec: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// The API's view of it (without stats).
+    pub(crate) fn info(&self) -> SandboxInfo {
+        SandboxInfo {
+            id: self.id.clone(),
+            isolation: self.live.isolation(),
+            state: self.live.state(),
+            ended: self.live.ended(),
+            decision: self.live.decision().clone(),
+            enforcement: self.live.enforcement().clone(),
+            created_at: self
+                .created_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| (d.as_secs_f64() * 1e3).round() / 1e3),
+            lifetime: self.options.lifetime,
+            idle_timeout: self.options.idle_timeout,
+            image: self.image.clone(),
+            stats: None,
+        }
+    }
+
+    /// Registers a streamed exec; its number.
+    pub(crate) fn add_exec(&self, control: ExecControl) -> u64 {
+        let n = self
+            .next_exec
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.execs).insert(n, control);
+        n
+    }
+
+    /// Forgets a streamed exec that ended.
+    pub(crate) fn remove_exec(&self, n: u64) {
+        lock(&self.execs).remove(&n);
+    }
+
+    /// The control of a streamed exec that is still running.
+    pub(crate) fn exec(&self, n: u64) -> Option<ExecControl> {
+        lock(&self.execs).get(&n).cloned()
+    }
+
+    /// True when it ended long enough ago to be forgotten.
+    fn expired(&self, now: Instant) -> bool {
+        if self.live.state() != LiveState::Destroyed {
+            return false;
+        }
+        let mut seen = lock(&self.seen_ended);
+        let at = *seen.get_or_insert(now);
+        now.duration_since(at) >= KEEP_ENDED
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    by_id: HashMap<String, Arc<Entry>>,
+    /// Creations under way, per owner (they count against the quota).
+    pending: HashMap<Owner, usize>,
+    /// No creation after shutdown began.
+    closed: bool,
+}
+
+/// The sandboxes of a server.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    state: Mutex<State>,
+    quota: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A quota slot held while a sandbox is created; released when dropped uncommitted.
+#[derive(Debug)]
+pub(crate) struct Slot<'a> {
+    registry: &'a Registry,
+    owner: Owner,
+    done: bool,
+}
+
+impl Slot<'_> {
+    /// Records the sandbox; it no longer counts as pending.
+    pub(crate) fn commit(mut self, entry: Entry) -> Result<Arc<Entry>, ApiError> {
+        let mut st = lock(&self.registry.state);
+        self.done = true;
+        release(&mut st, &self.owner);
+        if st.closed {
+            return Err(shutting_down());
+        }
+        let e = Arc::new(entry);
+        st.by_id.insert(e.id.clone(), e.clone());
+        Ok(e)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            release(&mut lock(&self.registry.state), &self.owner);
+        }
+    }
+}
+
+fn release(st: &mut State, owner: &Owner) {
+    if let Some(n) = st.pending.get_mut(owner) {
+        *n -= 1;
+        if *n == 0 {
+            st.pending.remove(owner);
+        }
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new("unavailable", "the server is shutting down")
+}
+
+impl Registry {
+    pub(crate) fn new(quota: usize) -> Registry {
+        Registry {
+            state: Mutex::new(State::default()),
+            quota,
+        }
+    }
+
+    fn sweep(st: &mut State) {
+        let now = Instant::now();
+        st.by_id.retain(|_, e| !e.expired(now));
+    }
+
+    /// A quota slot for a new sandbox of `owner`, or 429.
+    pub(crate) fn reserve(&self, owner: &Owner) -> Result<Slot<'_>, ApiError> {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return Err(shutting_down());
+        }
+        Registry::sweep(&mut st);
+        let live = st
+            .by_id
+            .values()
+            .filter(|e| &e.owner == owner && e.live.state() != LiveState::Destroyed)
+            .count();
+        let pending = st.pending.get(owner).copied().unwrap_or(0);
+        if live + pending >= self.quota {
+            return Err(ApiError::new(
+                "quota",
+                format!(
+                    "{owner} has {} live sandboxes, the server's quota (hsb serve --quota); \
+                     destroy one first",
+                    self.quota
+                ),
+            ));
+        }
+        *st.pending.entry(owner.clone()).or_default() += 1;
+        Ok(Slot {
+            registry: self,
+            owner: owner.clone(),
+            done: false,
+        })
+    }
+
+    /// The sandbox `id` of `owner` (404 for anyone else's: its existence is not told).
+    pub(crate) fn get(&self, owner: &Owner, id: &str) -> Result<Arc<Entry>, ApiError> {
+        let mut st = lock(&self.state);
+        Registry::sweep(&mut st);
+        match st.by_id.get(id) {
+            Some(e) if &e.owner == owner => Ok(e.clone()),
+            _ => Err(ApiError::no_such_sandbox(id)),
+        }
+    }
+
+    /// The sandboxes of `owner`, oldest first.
+    pub(crate) fn list(&self, owner: &Owner) -> Vec<Arc<Entry>> {
+        let mut st = lock(&self.state);
+        Registry::sweep(&mut st);
+        let mut v: Vec<_> = st
+            .by_id
+            .values()
+            .filter(|e| &e.owner == owner)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// Takes the sandbox `id` of `owner` out of the registry.
+    pub(crate) fn remove(&self, owner: &Owner, id: &str) -> Result<Arc<Entry>, ApiError> {
+        let mut st = lock(&self.state);
+        if st.by_id.get(id).is_some_and(|e| &e.owner == owner) {
+            if let Some(e) = st.by_id.remove(id) {
+                return Ok(e);
+            }
+        }
+        Err(ApiError::no_such_sandbox(id))
+    }
+
+    /// Closes the registry to new sandboxes and takes them all (at shutdown).
+    pub(crate) fn drain(&self) -> Vec<Arc<Entry>> {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        st.by_id.drain().map(|(_, e)| e).collect()
+    }
+}
+
+/// A new sandbox id: `sb-` and 24 hex digits from the kernel's random source.
+pub(crate) fn new_id() -> std::io::Result<String> {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(format!(
+        "sb-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
+}

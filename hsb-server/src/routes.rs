@@ -1,0 +1,298 @@
+//! The routes of the API and the sandbox-level handlers (create, list, show, destroy,
+//! pause, resume). Exec and files have modules of their own.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put, MethodRouter};
+use axum::{Extension, Json, Router};
+use hsb_client::api::{CreateRequest, SandboxInfo, SandboxList};
+use hybrid_sandbox::{LiveOptions, LiveState, Mount, MountMode, Sandbox, Workload};
+
+use crate::auth::{owner_of, Owner, Peer, Tokens};
+use crate::error::ApiError;
+use crate::input::{read_json, SandboxId};
+use crate::registry::{new_id, Entry, Registry};
+use crate::{exec, files};
+
+/// A host directory clients may mount (`hsb serve --allow-mount DIR[:rw]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedMount {
+    /// The directory, canonical.
+    pub dir: std::path::PathBuf,
+    /// Whether read-write mounts are allowed below it.
+    pub rw: bool,
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) sandbox: Sandbox,
+    pub(crate) registry: Registry,
+    pub(crate) tokens: Option<Tokens>,
+    pub(crate) allowed_mounts: Vec<AllowedMount>,
+    /// Largest JSON body.
+    pub(crate) json_limit: usize,
+}
+
+pub(crate) type AppState = State<Arc<App>>;
+
+/// Every route: the path and its handlers. The OpenAPI document lists the same paths
+/// (a test checks both ways).
+pub(crate) fn table() -> Vec<(&'static str, MethodRouter<Arc<App>>)> {
+    vec![
+        ("/openapi.json", get(openapi)),
+        ("/v1/sandboxes", post(create).get(list)),
+        ("/v1/sandboxes/{id}", get(show).delete(destroy)),
+        ("/v1/sandboxes/{id}/pause", post(pause)),
+        ("/v1/sandboxes/{id}/resume", post(resume)),
+        ("/v1/sandboxes/{id}/exec", post(exec::exec)),
+        (
+            "/v1/sandboxes/{id}/exec/interactive",
+            get(exec::interactive),
+        ),
+        ("/v1/sandboxes/{id}/exec/{exec}/kill", post(exec::kill)),
+        ("/v1/sandboxes/{id}/exec/{exec}/signal", post(exec::signal)),
+        (
+            "/v1/sandboxes/{id}/files",
+            put(files::put).get(files::get).delete(files::delete),
+        ),
+        ("/v1/sandboxes/{id}/files/rename", post(files::rename)),
+    ]
+}
+
+/// The router of a server.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let mut r = Router::new();
+    for (path, m) in table() {
+        r = r.route(path, m);
+    }
+    r.fallback(no_route)
+        .method_not_allowed_fallback(not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .with_state(app)
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        "no_such_route",
+        "no such path in this API (GET /openapi.json lists them)",
+    )
+}
+
+async fn not_allowed() -> ApiError {
+    ApiError::new(
+        "method_not_allowed",
+        "this path does not take this method (GET /openapi.json lists them)",
+    )
+}
+
+/// Finds the request's owner (bearer token, else the UNIX peer's uid) or answers 401.
+async fn authenticate(State(app): AppState, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<Peer>().copied().unwrap_or(Peer::Tcp);
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|h| h.as_bytes().to_vec());
+    match owner_of(app.tokens.as_ref(), peer, auth.as_deref()) {
+        Ok(owner) => {
+            req.extensions_mut().insert(owner);
+            next.run(req).await
+        }
+        Err(message) => {
+            let mut r = ApiError::new("unauthorized", message).into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            r
+        }
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::DOCUMENT,
+    )
+        .into_response()
+}
+
+impl App {
+    /// The request's mounts, each inside a directory the operator allows.
+    fn mounts(&self, req: &CreateRequest) -> Result<Vec<Mount>, ApiError> {
+        let mut out = Vec::new();
+        for m in &req.mounts {
+            let refuse =
+                |why: String| ApiError::new("policy", format!("mount of {}: {why}", m.source));
+            if self.allowed_mounts.is_empty() {
+                return Err(refuse(
+                    "this server takes no host mounts from requests (the operator allows \
+                     directories with hsb serve --allow-mount DIR[:rw]; or use a profile \
+                     of the server's policy that mounts what you need)"
+                        .into(),
+                ));
+            }
+            let source = std::path::Path::new(&m.source);
+            if !source.is_absolute() {
+                return Err(refuse("the host path must be absolute".into()));
+            }
+            // Symlinks resolved now, so the check and the mount see the same path.
+            let real = std::fs::canonicalize(source)
+                .map_err(|e| refuse(format!("the host path cannot be resolved: {e}")))?;
+            let ok = self
+                .allowed_mounts
+                .iter()
+                .any(|a| real.starts_with(&a.dir) && (m.mode == MountMode::Ro || a.rw));
+            if !ok {
+                return Err(refuse(format!(
+                    "{} is outside the directories this server allows{} ({})",
+                    real.display(),
+                    if m.mode == MountMode::Rw {
+                        " read-write"
+                    } else {
+                        ""
+                    },
+                    self.allowed_mounts
+                        .iter()
+                        .map(|a| format!("{}{}", a.dir.display(), if a.rw { ":rw" } else { "" }))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            let target = m.target.clone().unwrap_or_else(|| m.source.clone());
+            out.push(match m.mode {
+                MountMode::Ro => Mount::ro(real, target),
+                MountMode::Rw => Mount::rw(real, target),
+            });
+        }
+        Ok(out)
+    }
+
+    /// An image reference must name an image of the store (never a host path).
+    fn check_image(&self, image: &str) -> Result<(), ApiError> {
+        let store = self.sandbox.image_store();
+        let names = store
+            .list()
+            .map_err(|e| ApiError::library(&hybrid_sandbox::Error::Image(e)))?;
+        if names.iter().any(|r| r.name == image) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            "image",
+            format!(
+                "no image {image:?} in the server's image store (import it on the server's \
+                 host with hsb image import; a server never reads image paths from requests)"
+            ),
+        ))
+    }
+}
+
+async fn create(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: CreateRequest = read_json(body, app.json_limit).await?;
+    if let Some(image) = &req.image {
+        app.check_image(image)?;
+    }
+    let mounts = app.mounts(&req)?;
+    let spec = Workload {
+        env: req.env.clone(),
+        cwd: req.cwd.clone(),
+        mounts,
+        labels: req.labels.clone(),
+        profile: req.profile.clone(),
+        isolation: req.isolation,
+        limits: req.limits.clone(),
+        network: req.network,
+        needs: req.needs.clone(),
+        image: req.image.clone(),
+        ..Workload::default()
+    };
+    let options = LiveOptions {
+        lifetime: req.lifetime,
+        idle_timeout: req.idle_timeout,
+    };
+    let slot = app.registry.reserve(&owner)?;
+    let live = app
+        .sandbox
+        .create(spec, options.clone())
+        .await
+        .map_err(|e| ApiError::library(&e))?;
+    let id = new_id().map_err(|e| ApiError::new("failed", format!("making an id: {e}")))?;
+    let entry = Entry::new(id, owner, live.clone(), options, req.image.clone());
+    let entry = match slot.commit(entry) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = live.destroy().await;
+            return Err(e);
+        }
+    };
+    tracing::info!(id = %entry.id, owner = %entry.owner, isolation = %live.isolation(), "created");
+    let location = format!("/v1/sandboxes/{}", entry.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(entry.info()),
+    )
+        .into_response())
+}
+
+async fn list(State(app): AppState, Extension(owner): Extension<Owner>) -> Json<SandboxList> {
+    Json(SandboxList {
+        sandboxes: app.registry.list(&owner).iter().map(|e| e.info()).collect(),
+    })
+}
+
+async fn show(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    SandboxId(id): SandboxId,
+) -> Result<Json<SandboxInfo>, ApiError> {
+    let e = app.registry.get(&owner, &id)?;
+    let mut info = e.info();
+    if info.state != LiveState::Destroyed {
+        // A sandbox ending meanwhile has no stats; that is not an error.
+        info.stats = e.live.stats().await.ok();
+        info.state = e.live.state();
+        info.ended = e.live.ended();
+    }
+    Ok(Json(info))
+}
+
+async fn destroy(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    SandboxId(id): SandboxId,
+) -> Result<StatusCode, ApiError> {
+    let e = app.registry.remove(&owner, &id)?;
+    e.live.destroy().await.map_err(|e| ApiError::library(&e))?;
+    tracing::info!(id = %e.id, owner = %e.owner, "destroyed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pause(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    SandboxId(id): SandboxId,
+) -> Result<Json<SandboxInfo>, ApiError> {
+    let e = app.registry.get(&owner, &id)?;
+    e.live.pause().await.map_err(|e| ApiError::library(&e))?;
+    Ok(Json(e.info()))
+}
+
+async fn resume(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    SandboxId(id): SandboxId,
+) -> Result<Json<SandboxInfo>, ApiError> {
+    let e = app.registry.get(&owner, &id)?;
+    e.live.resume().await.map_err(|e| ApiError::library(&e))?;
+    Ok(Json(e.info()))
+}

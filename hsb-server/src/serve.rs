@@ -1,0 +1,356 @@
+//! Listening: a UNIX socket (peers known by `SO_PEERCRED`) or TCP (bearer tokens only),
+//! HTTP/1.1 connections served by hyper with bounded header time, and the shutdown that
+//! destroys every sandbox.
+
+use std::future::Future;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+
+use crate::auth::{Peer, Tokens};
+use crate::registry::Registry;
+use crate::routes::{router, AllowedMount, App};
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A UNIX socket at this path.
+    Unix(PathBuf),
+    /// TCP on `HOST:PORT`.
+    Tcp(String),
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    /// `unix:PATH` or `tcp:HOST:PORT`.
+    fn from_str(s: &str) -> Result<Listen, String> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err("`unix:` needs a path: unix:PATH".into());
+            }
+            return Ok(Listen::Unix(PathBuf::from(p)));
+        }
+        if let Some(a) = s.strip_prefix("tcp:") {
+            let ok = a
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(format!("`{s}`: expected tcp:HOST:PORT"));
+            }
+            return Ok(Listen::Tcp(a.to_string()));
+        }
+        Err(format!("`{s}`: expected unix:PATH or tcp:HOST:PORT"))
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+            Listen::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// How a server is set up.
+#[derive(Debug)]
+pub struct Config {
+    /// Where it listens.
+    pub listen: Listen,
+    /// The policy (and floor) sandboxes are created under.
+    pub sandbox: hybrid_sandbox::Sandbox,
+    /// Bearer tokens (needed for TCP).
+    pub tokens: Option<Tokens>,
+    /// Live sandboxes per owner.
+    pub quota: usize,
+    /// Permission bits of the UNIX socket.
+    pub socket_mode: u32,
+    /// Host directories clients may mount.
+    pub allowed_mounts: Vec<AllowedMount>,
+    /// Largest JSON body (and interactive message).
+    pub json_limit: usize,
+}
+
+impl Config {
+    /// Defaults: quota 64, socket mode 0600, no mounts, 16 MiB JSON bodies.
+    pub fn new(listen: Listen, sandbox: hybrid_sandbox::Sandbox) -> Config {
+        Config {
+            listen,
+            sandbox,
+            tokens: None,
+            quota: 64,
+            socket_mode: 0o600,
+            allowed_mounts: Vec::new(),
+            json_limit: 16 << 20,
+        }
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration cannot be served.
+    #[error("{0}")]
+    Config(String),
+    /// Listening failed.
+    #[error("listening on {listen}")]
+    Listen {
+        /// Where.
+        listen: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+/// A bound server, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    listener: Listener,
+    app: Arc<App>,
+    address: String,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listener::Unix(_, p) => write!(f, "unix:{}", p.display()),
+            Listener::Tcp(l) => write!(f, "tcp:{:?}", l.local_addr().ok()),
+        }
+    }
+}
+
+/// At most this many connections are served at once (more wait to be accepted).
+const MAX_CONNECTIONS: usize = 1024;
+/// A request's header must arrive within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn listen_err(listen: &Listen) -> impl Fn(std::io::Error) -> ServeError + '_ {
+    move |source| ServeError::Listen {
+        listen: listen.to_string(),
+        source,
+    }
+}
+
+/// Binds a UNIX socket at `path`: a stale socket there is replaced, a live one or any
+/// other file is left alone and refused.
+fn bind_unix(path: &Path, mode: u32, listen: &Listen) -> Result<UnixListener, ServeError> {
+    let err = listen_err(listen);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(&err)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(&err)?;
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServeError::Config(format!(
+                    "another server already listens on {} (stop it, or choose another \
+                     --listen unix:PATH)",
+                    path.display()
+                )));
+            }
+            std::fs::remove_file(path).map_err(&err)?;
+        }
+        Ok(_) => {
+            return Err(ServeError::Config(format!(
+                "{} exists and is not a socket: remove it or choose another --listen unix:PATH",
+                path.display()
+            )))
+        }
+        Err(_) => {}
+    }
+    let l = UnixListener::bind(path).map_err(&err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(&err)?;
+    Ok(l)
+}
+
+/// Binds the server's socket (so its address is known before it serves).
+pub async fn bind(config: Config) -> Result<Server, ServeError> {
+    let listen = config.listen.clone();
+    let (listener, address) = match &listen {
+        Listen::Unix(p) => {
+            let l = bind_unix(p, config.socket_mode, &listen)?;
+            (Listener::Unix(l, p.clone()), listen.to_string())
+        }
+        Listen::Tcp(a) => {
+            if config.tokens.as_ref().is_none_or(|t| t.is_empty()) {
+                return Err(ServeError::Config(format!(
+                    "TCP ({listen}) is served only with bearer tokens: give --token-file FILE \
+                     (one token per line, optionally followed by a name)"
+                )));
+            }
+            let l = TcpListener::bind(a.as_str())
+                .await
+                .map_err(listen_err(&listen))?;
+            let local = l.local_addr().map_err(listen_err(&listen))?;
+            (Listener::Tcp(l), format!("tcp:{local}"))
+        }
+    };
+    if config.quota == 0 {
+        return Err(ServeError::Config("--quota must be at least 1".into()));
+    }
+    let app = Arc::new(App {
+        sandbox: config.sandbox,
+        registry: Registry::new(config.quota),
+        tokens: config.tokens,
+        allowed_mounts: config.allowed_mounts,
+        json_limit: config.json_limit,
+    });
+    Ok(Server {
+        listener,
+        app,
+        address,
+    })
+}
+
+impl Server {
+    /// Where it listens: `unix:PATH` or `tcp:IP:PORT` (the port chosen when 0 was asked).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Serves until `shutdown` completes, then destroys every sandbox it holds and
+    /// removes its UNIX socket.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let router = router(self.app.clone());
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+                _ = &mut shutdown => break,
+            };
+            let accepted = tokio::select! {
+                a = accept(&self.listener) => a,
+                _ = &mut shutdown => break,
+            };
+            let (io, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors and the like: wait a little, go on.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let router = router.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(peer);
+                        router.clone().oneshot(req.map(Body::new))
+                    },
+                );
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(io, svc)
+                    .with_upgrades();
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection: {e}");
+                }
+                drop(permit);
+            });
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    async fn shutdown(self) {
+        if let Listener::Unix(_, p) = &self.listener {
+            let _ = std::fs::remove_file(p);
+        }
+        let all = self.app.registry.drain();
+        tracing::info!("shutting down: destroying {} sandboxes", all.len());
+        let jobs = all.into_iter().map(|e| async move {
+            if let Err(err) = e.live.destroy().await {
+                tracing::warn!(id = %e.id, "destroying: {}", err.chain());
+            }
+        });
+        futures_util::future::join_all(jobs).await;
+    }
+}
+
+async fn accept(l: &Listener) -> std::io::Result<(TokioIo<Conn>, Peer)> {
+    match l {
+        Listener::Unix(l, _) => {
+            let (s, _) = l.accept().await?;
+            let uid = s.peer_cred()?.uid();
+            Ok((TokioIo::new(Conn::Unix(s)), Peer::Unix { uid }))
+        }
+        Listener::Tcp(l) => {
+            let (s, _) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            Ok((TokioIo::new(Conn::Tcp(s)), Peer::Tcp))
+        }
+    }
+}
+
+/// A connection of either kind.
+enum Conn {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Conn::Unix($s) => {
+                let $s = std::pin::Pin::new($s);
+                $e
+            }
+            Conn::Tcp($s) => {
+                let $s = std::pin::Pin::new($s);
+                $e
+            }
+        }
+    };
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+}

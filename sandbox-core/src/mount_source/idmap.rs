@@ -1,0 +1,290 @@
+//! A root caller's mounts, made from the checked source descriptor as detached mount
+//! trees, idmapped to their sources' owners. Both backends use them: the container's
+//! init attaches them; the micro-VM's VMM reaches host files through them.
+//!
+//! A sandbox's processes (or VMM thread) reach host files as uid 65534 when the caller
+//! is root, so that an escape never lands as host root; a root-owned source would be out
+//! of their reach. Each mount but the host's system directories therefore gets an
+//! **idmap** (`MOUNT_ATTR_IDMAP`): a user namespace whose only mapping is *the source's
+//! owner → 65534*, so that the workload owns what the source's owner owns, and nothing
+//! else (other owners' files show as unmapped and obey their "other" permission bits;
+//! no capability comes with it). Files it creates land on the host owned by that owner.
+//!
+//! Idmapping needs `CAP_SYS_ADMIN` over the host's user namespace, so it is done by the
+//! root caller, on a detached copy (`open_tree` with `OPEN_TREE_CLONE`) of the mount
+//! the checked descriptor is on: nothing is looked up by path again. Where the kernel or
+//! the filesystem refuses an idmap, the tree is plain, the report says so, and a source
+//! the sandbox's identity could not use fails with `EACCES`, naming the cause and the
+//! fix.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::MountSource;
+use crate::outcome::MountAccess;
+
+/// `MOUNT_ATTR_RDONLY` (include/uapi/linux/mount.h).
+pub const MOUNT_ATTR_RDONLY: u64 = 0x01;
+/// `MOUNT_ATTR_NOSUID`.
+pub const MOUNT_ATTR_NOSUID: u64 = 0x02;
+/// `MOUNT_ATTR_NODEV`.
+pub const MOUNT_ATTR_NODEV: u64 = 0x04;
+/// `MOUNT_ATTR_IDMAP`.
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+/// `OPEN_TREE_CLONE`.
+const OPEN_TREE_CLONE: u32 = 1;
+/// `AT_RECURSIVE`.
+const AT_RECURSIVE: u32 = 0x8000;
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+#[derive(Default)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// A user namespace whose only mapping is `owner` (uid, gid) → `to` (uid, gid).
+fn userns(owner: (u32, u32), to: (u32, u32)) -> std::io::Result<OwnedFd> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 just returned this descriptor; we own it.
+    let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above.
+    let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    let mut pidfd: RawFd = -1;
+    // SAFETY: clone with fork semantics (no CLONE_VM: the child has its own copy of
+    // memory and continues below); CLONE_PIDFD stores a descriptor in `pidfd`.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
+            0 as libc::c_ulong,
+            &mut pidfd as *mut RawFd,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // The child of a possibly multithreaded caller: raw system calls only, no
+        // allocation. It holds the namespace alive until the parent closes its end of
+        // the pipe (or dies).
+        let mut b = 0u8;
+        // SAFETY: a raw close of a descriptor this copy of the process owns.
+        unsafe { libc::syscall(libc::SYS_close, w.as_raw_fd()) };
+        // SAFETY: a raw read of one byte into a stack buffer.
+        unsafe { libc::syscall(libc::SYS_read, r.as_raw_fd(), &mut b as *mut u8, 1usize) };
+        loop {
+            // SAFETY: exit_group ends this process; it takes no pointer.
+            unsafe { libc::syscall(libc::SYS_exit_group, 0) };
+        }
+    }
+    // SAFETY: CLONE_PIDFD stored a fresh pidfd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(r);
+    let proc = format!("/proc/{pid}");
+    let result = std::fs::write(
+        format!("{proc}/uid_map"),
+        format!("{} {} 1\n", owner.0, to.0),
+    )
+    .and_then(|_| {
+        std::fs::write(
+            format!("{proc}/gid_map"),
+            format!("{} {} 1\n", owner.1, to.1),
+        )
+    })
+    .and_then(|_| std::fs::File::open(format!("{proc}/ns/user")).map(OwnedFd::from));
+    drop(w);
+    // SAFETY: an all-zero siginfo_t is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting on a pidfd we own; waitid writes only into `info`. The child
+    // exits as soon as the pipe is closed (above).
+    unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::__WALL,
+        )
+    };
+    result
+}
+
+/// Sets `attrs` (and the idmap of `userns`) on every mount of the detached `tree`. All
+/// or nothing: on an error the tree is unchanged.
+fn set(tree: BorrowedFd<'_>, attrs: u64, userns: Option<BorrowedFd<'_>>) -> Result<(), i32> {
+    let attr = MountAttr {
+        attr_set: attrs | userns.map_or(0, |_| MOUNT_ATTR_IDMAP),
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
+        ..Default::default()
+    };
+    // SAFETY: a valid descriptor, an empty C string, and a mount_attr of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH as u32) | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// A detached copy of the mount `at` is on, rooted at `at` (with the mounts below it
+/// when `recursive`).
+fn clone_tree(at: BorrowedFd<'_>, recursive: bool) -> Result<OwnedFd, i32> {
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as u32
+        | libc::AT_EMPTY_PATH as u32
+        | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: a valid descriptor and an empty C string.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, at.as_raw_fd(), c"".as_ptr(), flags) };
+    if fd < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: open_tree returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// A root caller's mount, as a detached tree, and how it reaches the host's files.
+#[derive(Debug)]
+pub struct RootMount {
+    /// The detached tree's root (an `O_PATH` handle: attach it, or look up beneath it).
+    pub tree: OwnedFd,
+    /// Whose access the workload has.
+    pub access: MountAccess,
+    /// The host ids of that access.
+    pub host_ids: (u32, u32),
+    /// Why the idmap wanted could not be had, when it could not.
+    pub note: Option<String>,
+}
+
+/// The user namespaces of one run's idmaps, one per source owner.
+#[derive(Debug)]
+pub struct Idmaps {
+    host: (u32, u32),
+    spaces: Vec<((u32, u32), OwnedFd)>,
+}
+
+impl Idmaps {
+    /// Idmaps onto `host`, the sandbox's host uid and gid.
+    pub fn new(host: (u32, u32)) -> Idmaps {
+        Idmaps {
+            host,
+            spaces: Vec::new(),
+        }
+    }
+
+    fn space(&mut self, owner: (u32, u32)) -> std::io::Result<BorrowedFd<'_>> {
+        let i = match self.spaces.iter().position(|(o, _)| *o == owner) {
+            Some(i) => i,
+            None => {
+                let ns = userns(owner, self.host)?;
+                self.spaces.push((owner, ns));
+                self.spaces.len() - 1
+            }
+        };
+        Ok(self.spaces[i].1.as_fd())
+    }
+
+    /// The detached tree of a root caller's mount of `src`, rooted at `root` (`src`'s
+    /// own descriptor, or its directory's for a micro-VM file mount), with `attrs`;
+    /// idmapped to `src`'s owner unless `system`. `write`: the mount is read-write (for
+    /// the check of a source that could not be idmapped).
+    pub fn tree(
+        &mut self,
+        src: &MountSource,
+        root: BorrowedFd<'_>,
+        attrs: u64,
+        system: bool,
+        write: bool,
+    ) -> std::io::Result<RootMount> {
+        let host = self.host;
+        let owner = src.owner();
+        let tree = clone_tree(root, src.is_dir()).map_err(std::io::Error::from_raw_os_error)?;
+        let plain = |tree: OwnedFd, note| -> std::io::Result<RootMount> {
+            set(tree.as_fd(), attrs, None).map_err(std::io::Error::from_raw_os_error)?;
+            Ok(RootMount {
+                tree,
+                access: MountAccess::SandboxIdentity,
+                host_ids: host,
+                note,
+            })
+        };
+        if system {
+            return plain(tree, None);
+        }
+        let refused = match set(tree.as_fd(), attrs, Some(self.space(owner)?)) {
+            Ok(()) => {
+                return Ok(RootMount {
+                    tree,
+                    access: MountAccess::Idmapped,
+                    host_ids: owner,
+                    note: None,
+                })
+            }
+            Err(e) => e,
+        };
+        let why = format!(
+            "idmapped mounts are unavailable for this source (the kernel refused: {}; they need Linux 5.12+ and a filesystem that supports them)",
+            std::io::Error::from_raw_os_error(refused)
+        );
+        if !src.allows(host.0, host.1, write) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "the sandbox reaches host files as uid {} gid {}, which may not {} {} (mode {:04o}, owner {}:{}), and {why}: make it {} by uid {} (chown, chmod or an ACL), or run as its owner (rootless)",
+                    host.0,
+                    host.1,
+                    if write { "read and write" } else { "read" },
+                    src.path().display(),
+                    src.mode(),
+                    owner.0,
+                    owner.1,
+                    if write { "readable and writable" } else { "readable" },
+                    host.0
+                ),
+            ));
+        }
+        let note = format!("{why}: the workload reaches it as uid {}", host.0);
+        plain(tree, Some(note))
+    }
+}
+
+/// Whether idmapped mounts work here (a detached copy of `/` idmapped to the sandbox's
+/// host identity), for `hsb probe`. Root only; `Err` says why not.
+pub fn probe(host: (u32, u32)) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not needed: a rootless run's workload has the caller's own access".into());
+    }
+    let ns = userns((0, 0), host).map_err(|e| format!("creating a user namespace failed: {e}"))?;
+    let root = std::fs::File::open("/").map_err(|e| e.to_string())?;
+    let tree = clone_tree(root.as_fd(), false)
+        .map_err(|e| format!("open_tree failed: {}", std::io::Error::from_raw_os_error(e)))?;
+    set(tree.as_fd(), 0, Some(ns.as_fd())).map_err(|e| {
+        format!(
+            "the kernel refused to idmap the root filesystem ({}); Linux 5.12+ and a filesystem that supports idmapped mounts are needed",
+            std::io::Error::from_raw_os_error(e)
+        )
+    })
+}

@@ -1,0 +1,414 @@
+//! Mounts keep their modes, their sources are what they say, and a root caller's mounts
+//! work without giving the workload host root: real workloads attacking each, in both
+//! backends (`tests/programs/mountops.c` reports every operation's errno).
+//!
+//! - the order mounts are listed in changes nothing (a read-only child listed before its
+//!   read-write parent stays read-only);
+//! - mount points and the directories holding them are never moved or removed so that
+//!   a read-only subtree becomes writable under another name (rename either way,
+//!   `RENAME_EXCHANGE`, rmdir, unlink, links over them; host, tmpfs directories);
+//! - a mount source never follows a symlink: links planted by an earlier run (`out/p ->
+//!   /proc`, `out/d -> /dev`) or made by root redirect nothing;
+//! - a root caller's `0700 root` directory mounts and reads, a root-owned read-write
+//!   mount is writable, files created there belong to the source's owner on the host,
+//!   and nothing else of the owner's powers comes along (no permission override).
+//!
+//! Kernel interfaces reached through paths not spelled `/proc`, `/sys` or `/dev` (bind
+//! mounts made in a private mount namespace) are tested through `hsb` in
+//! `hybrid-sandbox/tests/mounts_cli.rs`, as are rootless callers.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use hsb_tests::*;
+use hybrid_sandbox::{IsolationRequest, MountAccess};
+
+fn programs() -> PathBuf {
+    hsb_tests::programs(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// mountops-static with `args`, in `iso`.
+fn ops(iso: IsolationRequest, args: &[&str]) -> Workload {
+    Workload::new(
+        format!("{PROGRAMS_IN_SANDBOX}/mountops-static"),
+        args.iter().copied(),
+    )
+    .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+    .isolation(iso)
+}
+
+fn out(o: &Outcome) -> String {
+    format!("{}{}", stdout(o), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The line mountops printed for `op`, e.g. `rename /src/a /src/b`.
+fn result<'a>(text: &'a str, op: &str) -> &'a str {
+    let prefix = format!("{op}: ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no line for `{op}` in:\n{text}"))
+}
+
+const ORIGINAL: &str = "original\n";
+
+/// A project directory: `.git/config`, `a/.git/config`, a file `f`, all the sandbox's
+/// to write (mode 0777/0666) so that only the mounts' modes stand in the way.
+fn project() -> tempfile::TempDir {
+    let d = writable_tempdir();
+    for sub in [".git", "a", "a/.git"] {
+        std::fs::create_dir(d.path().join(sub)).unwrap();
+        set_mode(&d.path().join(sub), 0o777);
+    }
+    for f in [".git/config", "a/.git/config", "f"] {
+        std::fs::write(d.path().join(f), ORIGINAL).unwrap();
+        set_mode(&d.path().join(f), 0o666);
+    }
+    d
+}
+
+/// Every file below any `.git` directory of `root`: it must still be exactly one
+/// `config` holding the original text, whatever was renamed around it.
+fn assert_git_dirs_untouched(root: &Path, what: &str) {
+    fn walk(dir: &Path, in_git: bool, found: &mut Vec<(PathBuf, String)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                walk(&p, in_git || e.file_name() == ".git", found);
+            } else if in_git {
+                let text = std::fs::read_to_string(&p).unwrap_or_else(|_| "<not text>".into());
+                found.push((p, text));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(root, false, &mut found);
+    assert_eq!(
+        found.len(),
+        2,
+        "{what}: files in the read-only trees: {found:?}"
+    );
+    for (p, text) in &found {
+        assert_eq!(p.file_name().unwrap(), "config", "{what}: {found:?}");
+        assert_eq!(text, ORIGINAL, "{what}: {} was written", p.display());
+    }
+}
+
+macro_rules! both {
+    ($($(#[$doc:meta])* fn $name:ident($iso:ident) $body:block)*) => {
+        mod container {
+            use super::*;
+            $( $(#[$doc])* #[test] fn $name() { let $iso = IsolationRequest::Container; $body } )*
+        }
+        mod microvm {
+            use super::*;
+            $( $(#[$doc])* #[test] fn $name() {
+                let $iso = IsolationRequest::MicroVm;
+                if !backend_ready($iso) { return; }
+                $body
+            } )*
+        }
+    };
+}
+
+both! {
+    /// `--mount proj/.git:/src/.git:ro --mount proj:/src:rw`: the child listed first
+    /// stays mounted, read-only, and the host `.git` under the read-write parent stays
+    /// hidden; the other order gives the same.
+    fn a_read_only_child_listed_before_its_parent_stays_read_only(iso) {
+        for child_first in [true, false] {
+            let p = project();
+            let child = Mount::ro(p.path().join(".git"), "/src/.git");
+            let parent = Mount::rw(p.path(), "/src");
+            let mut w = ops(iso, &[
+                "write", "/src/.git/config",
+                "create", "/src/.git/new", "644",
+                "unlink", "/src/.git/config",
+                "read", "/src/.git/config",
+                "write", "/src/file",
+            ]);
+            w = if child_first { w.mount(child).mount(parent) } else { w.mount(parent).mount(child) };
+            let o = run(w);
+            let t = out(&o);
+            assert_eq!(o.exit_code, Some(0), "{t}");
+            assert_eq!(result(&t, "write /src/.git/config"), "EROFS", "child first: {child_first}");
+            assert_eq!(result(&t, "create /src/.git/new 644"), "EROFS");
+            assert_eq!(result(&t, "unlink /src/.git/config"), "EROFS");
+            assert_eq!(result(&t, "read /src/.git/config"), "ok original");
+            assert_eq!(result(&t, "write /src/file"), "ok", "the parent is read-write");
+            assert!(p.path().join("file").exists());
+            assert_git_dirs_untouched(p.path(), &format!("child first: {child_first}"));
+        }
+    }
+
+    /// Moving or removing a mount point, or a directory holding one, never leaves a
+    /// read-only tree writable by another name: host directories of a read-write mount
+    /// and in-memory /tmp alike, by rename (either direction), RENAME_EXCHANGE, rmdir,
+    /// unlink, and links or symlinks over them.
+    fn mount_points_and_their_ancestors_stay_put(iso) {
+        let p = project();
+        let w = ops(
+            iso,
+            &[
+                // The mount points themselves.
+                "rename", "/src/.git", "/src/g",
+                "rmdir", "/src/.git",
+                "rmdir", "/src/a/.git",
+                "unlink", "/src/ro-file",
+                "rename", "/src/ro-file", "/src/moved",
+                "symlink", "/etc", "/src/.git",
+                "link", "/src/f", "/src/ro-file",
+                "rmdir", "/tmp/x/y",
+                // The directories holding them, then new names onto them.
+                "mkdir", "/src/c",
+                "exchange", "/src/a", "/src/c",
+                "rename", "/src/a", "/src/b",
+                "noreplace", "/src/c", "/src/n",
+                "rmdir", "/src/a",
+                "rename", "/src/f", "/src/a",
+                "rename", "/tmp/x", "/tmp/z",
+                "rmdir", "/tmp/x",
+                // Writes through every name the read-only trees may have now.
+                "write", "/src/.git/config",
+                "write", "/src/g/config",
+                "write", "/src/a/.git/config",
+                "write", "/src/b/.git/config",
+                "write", "/src/c/.git/config",
+                "write", "/src/n/.git/config",
+                "write", "/src/ro-file",
+                "write", "/tmp/x/y/config",
+                "write", "/tmp/z/y/config",
+            ],
+        )
+        .mount(Mount::rw(p.path(), "/src"))
+        .mount(Mount::ro(p.path().join(".git"), "/src/.git"))
+        .mount(Mount::ro(p.path().join("a/.git"), "/src/a/.git"))
+        .mount(Mount::ro(p.path().join("f"), "/src/ro-file"))
+        .mount(Mount::ro(p.path().join(".git"), "/tmp/x/y"));
+        let o = run(w);
+        let t = out(&o);
+        assert_eq!(o.exit_code, Some(0), "{t}");
+        // The mount points themselves: EBUSY (EEXIST for a new name over one), in both.
+        for op in [
+            "rename /src/.git /src/g",
+            "rmdir /src/.git",
+            "rmdir /src/a/.git",
+            "unlink /src/ro-file",
+            "rename /src/ro-file /src/moved",
+            "rmdir /tmp/x/y",
+        ] {
+            assert_eq!(result(&t, op), "EBUSY", "{op}\n{t}");
+        }
+        for op in ["symlink /etc /src/.git", "link /src/f /src/ro-file"] {
+            assert_eq!(result(&t, op), "EEXIST", "{op}\n{t}");
+        }
+        if iso == IsolationRequest::MicroVm {
+            // Its mounts are by path: a directory holding one is busy too, either way.
+            for op in [
+                "exchange /src/a /src/c",
+                "rename /src/a /src/b",
+                "rmdir /src/a",
+                "rename /src/f /src/a",
+                "rename /tmp/x /tmp/z",
+                "rmdir /tmp/x",
+            ] {
+                let r = result(&t, op);
+                // RENAME_EXCHANGE is not implemented by the personality (EINVAL).
+                let ok = r == "EBUSY" || (op.starts_with("exchange") && r == "EINVAL");
+                assert!(ok, "{op}: {r}\n{t}");
+            }
+        }
+        // Linux lets a directory holding a mount point be renamed (the container shows
+        // it): the mount follows it. Whatever moved, every write to a read-only tree
+        // failed, and the host saw none.
+        for l in t.lines().filter(|l| l.starts_with("write ")) {
+            assert!(!l.ends_with(": ok"), "{l}\n{t}");
+        }
+        assert_git_dirs_untouched(p.path(), "after the renames");
+        // The read-only file mount's source (moved to `a` by the container's rename).
+        let f = ["f", "a"].iter().map(|n| p.path().join(n)).find(|f| f.is_file()).unwrap();
+        assert_eq!(std::fs::read_to_string(f).unwrap(), ORIGINAL);
+    }
+
+    /// On an image root (overlay of the image's layers under a throwaway upper layer),
+    /// the image's directories that hold a read-only volume stay put the same way.
+    fn image_directories_holding_a_mount_stay_put(iso) {
+        let d = tempfile::tempdir().unwrap();
+        set_mode(d.path(), 0o755);
+        let sb = Sandbox::with_default_policy()
+            .with_image_store(hybrid_sandbox::ImageStore::at(d.path().join("store")));
+        let img = hsb_tests::image::write_oci_layout(&d.path().join("oci"), "");
+        let vol = writable_tempdir();
+        std::fs::write(vol.path().join("config"), ORIGINAL).unwrap();
+        set_mode(&vol.path().join("config"), 0o666);
+        let w = Workload::new(
+            "sh",
+            [
+                "-c",
+                "mv /data /d2; mv /data/vol /data/v2; rmdir /data/vol; \
+                 for f in /data/vol /d2/vol /data/v2; do echo x >> $f/config; done; \
+                 cat /data/vol/config",
+            ],
+        )
+        .image(img.to_str().unwrap())
+        .isolation(iso)
+        .mount(Mount::ro(vol.path(), "/data/vol"));
+        let o = run_in(&sb, w);
+        let t = out(&o);
+        assert!(stdout(&o).ends_with(ORIGINAL), "{t}");
+        assert_eq!(std::fs::read_to_string(vol.path().join("config")).unwrap(), ORIGINAL, "{t}");
+        if iso == IsolationRequest::MicroVm {
+            assert!(t.contains("mv: can't rename '/data': Device or resource busy"), "{t}");
+            assert!(t.contains("mv: can't rename '/data/vol': Device or resource busy"), "{t}");
+        }
+    }
+
+    /// Run 1 plants symlinks in its read-write mount; run 2 names mount sources through
+    /// them: refused, naming the link. A root-owned link into /proc is refused too, and a
+    /// source that is itself a symlink shows as that link, resolved in the sandbox.
+    fn mount_sources_never_follow_a_symlink(iso) {
+        let d = writable_tempdir();
+        let o = run(ops(iso, &[
+            "symlink", "/proc", "/out/p",
+            "symlink", "/dev", "/out/d",
+            "symlink", "/etc", "/out/e",
+        ]).mount(Mount::rw(d.path(), "/out")));
+        let t = out(&o);
+        for l in ["p", "d", "e"] {
+            assert!(t.contains(&format!("/out/{l}: ok")), "{t}");
+        }
+        let shm_before: Vec<_> = std::fs::read_dir("/dev/shm").map(|r| r.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        let rootp = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/proc", rootp.path().join("proc")).unwrap();
+        let rt = runtime();
+        for (src, mode) in [
+            (d.path().join("p/1"), MountMode::Ro),
+            (d.path().join("p/self/root"), MountMode::Ro),
+            (d.path().join("d/shm"), MountMode::Rw),
+            (d.path().join("e/hostname"), MountMode::Ro),
+            (rootp.path().join("proc/1"), MountMode::Ro),
+        ] {
+            let m = match mode { MountMode::Rw => Mount::rw(&src, "/x"), MountMode::Ro => Mount::ro(&src, "/x") };
+            let w = ops(iso, &["write", "/x/planted"]).mount(m);
+            let err = match rt.block_on(sandbox().run(w)) {
+                Ok(o) => panic!("{} was mounted: {}", src.display(), out(&o)),
+                Err(e) => e.chain(),
+            };
+            assert!(err.contains("symbolic link") && err.contains("name the real path"), "{}: {err}", src.display());
+        }
+        let shm_after: Vec<_> = std::fs::read_dir("/dev/shm").map(|r| r.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert_eq!(shm_before, shm_after, "nothing was written to the host's /dev/shm");
+        // The planted link itself, mounted: the link, resolved in the sandbox (its own
+        // /proc), never the host's.
+        let o = run(sh("readlink /x; cat /x/1/cmdline").isolation(iso).mount(Mount::ro(d.path().join("p"), "/x")));
+        let t = stdout(&o);
+        assert!(t.starts_with("/proc\n"), "{}", out(&o));
+        let host_init = String::from_utf8_lossy(&std::fs::read("/proc/1/cmdline").unwrap()).into_owned();
+        assert!(!t.contains(&host_init), "the host's init: {t}");
+    }
+
+    /// A root caller's `0700 root` directory mounts and reads; the report says whose
+    /// access the workload had.
+    fn a_root_callers_private_directory_mounts_and_reads(iso) {
+        if !root_caller() { return; }
+        let d = tempfile::tempdir().unwrap();
+        set_mode(d.path(), 0o700);
+        std::fs::write(d.path().join("secret"), "job input\n").unwrap();
+        set_mode(&d.path().join("secret"), 0o600);
+        let o = run(ops(iso, &["read", "/job/secret", "write", "/job/secret"]).mount(Mount::ro(d.path(), "/job")));
+        let t = out(&o);
+        assert_eq!(result(&t, "read /job/secret"), "ok job input", "{t}");
+        assert_eq!(result(&t, "write /job/secret"), "EROFS");
+        let m = o.enforcement.mounts.iter().find(|m| m.target == "/job").expect("the mount is reported");
+        assert_eq!((m.access, m.host_ids), (MountAccess::Idmapped, Some((0, 0))), "{m:?}");
+        // The host's system directories keep the host's ownership.
+        let usr = o.enforcement.mounts.iter().find(|m| m.target == "/usr").expect("/usr");
+        assert_eq!(usr.access, MountAccess::SandboxIdentity);
+        if iso == IsolationRequest::Container {
+            assert_eq!(o.enforcement.host_uid, Some(65534));
+        }
+    }
+
+    /// A root-owned read-write mount is writable; what the workload makes there belongs
+    /// to the source's owner on the host and to the workload inside. The owner's access
+    /// only: no permission override (a 0000 file, another user's 0600 file stay closed).
+    fn a_root_owned_rw_mount_is_the_workloads_and_nothing_more(iso) {
+        if !root_caller() { return; }
+        let d = tempfile::tempdir().unwrap();
+        set_mode(d.path(), 0o755);
+        std::fs::write(d.path().join("closed"), "closed\n").unwrap();
+        set_mode(&d.path().join("closed"), 0o000);
+        std::fs::write(d.path().join("theirs"), "theirs\n").unwrap();
+        set_mode(&d.path().join("theirs"), 0o600);
+        std::os::unix::fs::chown(d.path().join("theirs"), Some(1234), Some(1234)).unwrap();
+        let o = run(sh("echo made > /out/new && mkdir /out/dir && stat -c '%u %g' /out/new; \
+                        cat /out/closed; cat /out/theirs; echo more >> /out/theirs; echo done")
+            .isolation(iso)
+            .mount(Mount::rw(d.path(), "/out")));
+        let t = out(&o);
+        assert!(stdout(&o).starts_with("1000 1000\n"), "the workload owns what it made: {t}");
+        assert!(stdout(&o).ends_with("done\n"), "{t}");
+        assert!(!t.contains("closed\n") && !t.contains("theirs\n"), "read without permission: {t}");
+        for f in ["new", "dir"] {
+            let m = std::fs::metadata(d.path().join(f)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (0, 0), "{f} belongs to the source's owner");
+        }
+        assert_eq!(std::fs::read_to_string(d.path().join("new")).unwrap(), "made\n");
+        assert_eq!(std::fs::read_to_string(d.path().join("theirs")).unwrap(), "theirs\n");
+        assert_eq!(std::fs::metadata(d.path().join("closed")).unwrap().permissions().mode() & 0o7777, 0);
+    }
+
+    /// Files the workload makes in a root-owned read-write mount belong to root on the
+    /// host: none may be set-uid or set-gid (by `chmod` or by the mode it is created
+    /// with). This needs issue 12's set-id item (seccomp mode filters in both backends).
+    fn a_root_owned_rw_mount_never_gets_a_host_set_id_file(iso) {
+        if !root_caller() { return; }
+        let d = tempfile::tempdir().unwrap();
+        set_mode(d.path(), 0o755);
+        let o = run(ops(iso, &[
+            "create", "/out/created", "6755",
+            "write", "/out/plain",
+            "chmod", "/out/plain", "4755",
+            "write", "/out/group",
+            "chmod", "/out/group", "2755",
+        ]).mount(Mount::rw(d.path(), "/out")));
+        let t = out(&o);
+        for f in ["created", "plain", "group"] {
+            if let Ok(m) = std::fs::metadata(d.path().join(f)) {
+                assert_eq!(m.mode() & 0o6000, 0, "a host set-id file owned by uid {}: {f} ({:o})\n{t}", m.uid(), m.mode());
+            }
+        }
+    }
+}
+
+/// The enforcement report lists the mounts in the order they were applied, parents
+/// first, whatever the order asked.
+#[test]
+fn the_report_lists_mounts_parents_first() {
+    let p = project();
+    let o = run(
+        ops(IsolationRequest::Container, &["read", "/src/.git/config"])
+            .mount(Mount::ro(p.path().join(".git"), "/src/.git"))
+            .mount(Mount::rw(p.path(), "/src")),
+    );
+    let targets: Vec<&str> = o
+        .enforcement
+        .mounts
+        .iter()
+        .map(|m| m.target.as_str())
+        .collect();
+    let parent = targets.iter().position(|t| *t == "/src").expect("/src");
+    let child = targets
+        .iter()
+        .position(|t| *t == "/src/.git")
+        .expect("/src/.git");
+    assert!(parent < child, "{targets:?}");
+    let kinds: Vec<&str> = o
+        .enforcement
+        .mounts
+        .iter()
+        .filter(|m| m.target.starts_with("/src"))
+        .map(|m| m.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["directory", "directory"]);
+}
