@@ -344,10 +344,11 @@ fn run(
             }
         }
     });
-    // No task runs any more: the report is final. Dropping the tasks and the runtime
-    // (closing the link) happens after.
-    let _ = done.send(());
+    // No task runs any more. Dropping the tasks records the byte counts of the
+    // connections still open (their tallies); then the report is final. The runtime
+    // (and the link) goes after.
     drop(local);
+    let _ = done.send(());
     drop(rt);
 }
 

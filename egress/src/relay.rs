@@ -115,19 +115,44 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
+/// Records a connection's byte counts when it ends, however it ends: served to the
+/// end, or dropped with the broker's tasks when the broker stops (so the final report
+/// counts the bytes of connections still open at the sandbox's end).
+pub(crate) struct Tally {
+    shared: Arc<Shared>,
+    conn: crate::record::ConnId,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Tally {
+    pub(crate) fn new(shared: Arc<Shared>, conn: crate::record::ConnId) -> Self {
+        Tally {
+            shared,
+            conn,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.shared.recorder.closed(
+            self.conn,
+            self.counters.out.load(Ordering::Relaxed),
+            self.counters.into.load(Ordering::Relaxed),
+        );
+    }
+}
+
 /// Serves one admitted connection to its end, and records its byte counts.
 pub(crate) async fn serve<S>(shared: Arc<Shared>, adm: Admitted, client: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let counters = Arc::new(Counters::default());
-    let client = Counted::new(client, counters.clone());
+    let tally = Tally::new(shared.clone(), adm.conn);
+    let client = Counted::new(client, tally.counters.clone());
     serve_counted(&shared, &adm, client).await;
-    shared.recorder.closed(
-        adm.conn,
-        counters.out.load(Ordering::Relaxed),
-        counters.into.load(Ordering::Relaxed),
-    );
+    drop(tally);
 }
 
 async fn serve_counted<S>(shared: &Arc<Shared>, adm: &Admitted, mut client: Counted<S>)

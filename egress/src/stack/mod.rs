@@ -348,16 +348,11 @@ pub(crate) async fn run(
                 let stream = StackStream { net: net.clone(), handle: h, wake: wake.clone() };
                 let shared = shared.clone();
                 tokio::task::spawn_local(async move {
-                    let counters = Arc::new(crate::relay::Counters::default());
-                    let mut inside = crate::relay::Counted::new(stream, counters.clone());
+                    let tally = crate::relay::Tally::new(shared, conn);
+                    let mut inside = crate::relay::Counted::new(stream, tally.counters.clone());
                     let mut client = client;
                     let _ = tokio::io::copy_bidirectional(&mut inside, &mut client).await;
-                    use std::sync::atomic::Ordering;
-                    shared.recorder.closed(
-                        conn,
-                        counters.out.load(Ordering::Relaxed),
-                        counters.into.load(Ordering::Relaxed),
-                    );
+                    drop(tally);
                 });
             }
             _ = tokio::time::sleep(delay) => {}
