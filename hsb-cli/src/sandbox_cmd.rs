@@ -105,7 +105,7 @@ struct CreateArgs {
     /// Largest file the sandbox may write.
     #[arg(long, value_name = "SIZE", value_parser = size)]
     file_size: Option<ByteSize>,
-    /// Network: none or loopback.
+    /// Network: none, loopback or egress (the policy's rules decide what egress reaches).
     #[arg(long, value_name = "MODE")]
     network: Option<Network>,
     /// An image of the server's image store for the root.
