@@ -732,7 +732,10 @@ async fn drive(
     done: oneshot::Sender<Result<Outcome, RunError>>,
 ) {
     let result = loop {
+        // In order: a control message (a resize, a signal) sent before stdin data
+        // reaches the server before it, as the caller issued them.
         tokio::select! {
+            biased;
             msg = ws.next() => match msg {
                 Some(Ok(Message::Binary(b))) if !b.is_empty() => {
                     let stream = if b[0] == 2 { StreamKind::Stderr } else { StreamKind::Stdout };
@@ -754,6 +757,16 @@ async fn drive(
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break Err(lost(&e.to_string())),
             },
+            c = control.recv() => match c {
+                Some(Control::Client(m)) => {
+                    let text = serde_json::to_string(&m).unwrap_or_default();
+                    if let Err(e) = ws.send(Message::text(text)).await {
+                        break Err(lost(&e.to_string()));
+                    }
+                }
+                // The handle is gone: the abort comes next.
+                None => std::future::pending::<()>().await,
+            },
             data = async { match stdin.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 let sent = match data {
                     Some(d) => ws.send(Message::binary(d)).await,
@@ -765,16 +778,6 @@ async fn drive(
                 if let Err(e) = sent {
                     break Err(lost(&e.to_string()));
                 }
-            },
-            c = control.recv() => match c {
-                Some(Control::Client(m)) => {
-                    let text = serde_json::to_string(&m).unwrap_or_default();
-                    if let Err(e) = ws.send(Message::text(text)).await {
-                        break Err(lost(&e.to_string()));
-                    }
-                }
-                // The handle is gone: the abort comes next.
-                None => std::future::pending::<()>().await,
             },
         }
     };

@@ -88,13 +88,22 @@ fn tmp_entries() -> usize {
 /// The footprint once the warm-up runs have finished tearing down (no sandbox of ours
 /// alive).
 fn baseline() -> Footprint {
+    // Teardown ends with descriptors closed by background tasks: the baseline is taken
+    // once nothing of ours is alive and the footprint held still for a while.
     let mut f = footprint();
+    let mut still = 0;
     for _ in 0..1000 {
-        if f.children == 0 && f.cgroups == 0 {
-            break;
-        }
         std::thread::sleep(std::time::Duration::from_millis(20));
-        f = footprint();
+        let next = footprint();
+        if next == f && f.children == 0 && f.cgroups == 0 {
+            still += 1;
+            if still >= 10 {
+                break;
+            }
+        } else {
+            still = 0;
+        }
+        f = next;
     }
     f
 }
