@@ -28,6 +28,43 @@ impl Kernel {
         Ok(self.proc.files.add(f, flags != 0, 0)?)
     }
 
+    /// `epoll_create(size)`: a size above zero, otherwise unused.
+    pub(crate) fn sys_epoll_create(&mut self, size: u64) -> SysResult {
+        if size as i32 <= 0 {
+            return Err(errno::EINVAL.into());
+        }
+        self.sys_epoll_create1(0)
+    }
+
+    /// `epoll_wait`/`epoll_pwait` with a timeout in milliseconds (negative: none).
+    pub(crate) fn sys_epoll_wait_ms(
+        &mut self,
+        epfd: u64,
+        events: u64,
+        max: u64,
+        timeout_ms: u64,
+    ) -> SysResult {
+        let ms = timeout_ms as i32;
+        let t = (ms >= 0).then(|| std::time::Duration::from_millis(ms as u64));
+        self.sys_epoll_wait(epfd, events, max, t)
+    }
+
+    /// `epoll_pwait2` with a `struct timespec` timeout (NULL: none).
+    pub(crate) fn sys_epoll_pwait2(
+        &mut self,
+        epfd: u64,
+        events: u64,
+        max: u64,
+        timeout: u64,
+    ) -> SysResult {
+        let t = if timeout == 0 {
+            None
+        } else {
+            Some(self.timespec(timeout)?)
+        };
+        self.sys_epoll_wait(epfd, events, max, t)
+    }
+
     fn epoll(&self, epfd: u64) -> Result<Rc<OpenFile>, SysErr> {
         let f = self.proc.files.get(epfd)?;
         match f.kind {

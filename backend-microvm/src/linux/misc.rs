@@ -1,8 +1,7 @@
 //! Smaller calls: the old `getdents`, `mknod` (regular files and FIFOs), `utime`,
 //! scheduling parameters, memory locking, syncs, capabilities, extended attributes
 //! (a filesystem without any), `memfd_create`, `preadv2`/`pwritev2`, `splice`,
-//! `recvmmsg`/`sendmmsg`, queued signals, and the calls an unprivileged Linux user is
-//! refused (answered `EPERM`, as the container backend's filter does).
+//! `recvmmsg`/`sendmmsg`, queued signals, `umask`, `set_tid_address`.
 
 use std::rc::Rc;
 
@@ -12,61 +11,6 @@ use super::{Kernel, SysErr, SysResult};
 use crate::errno::{self, Errno};
 use crate::vfs::tmpfs::{TmpData, TmpFs};
 use crate::vfs::Time;
-
-/// Syscalls an unprivileged process is refused on Linux: answered `EPERM`.
-pub(crate) const REFUSED: &[&str] = &[
-    "ptrace",
-    "chroot",
-    "mount",
-    "umount2",
-    "pivot_root",
-    "swapon",
-    "swapoff",
-    "reboot",
-    "sethostname",
-    "setdomainname",
-    "iopl",
-    "ioperm",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "kexec_load",
-    "kexec_file_load",
-    "acct",
-    "settimeofday",
-    "clock_settime",
-    "clock_adjtime",
-    "adjtimex",
-    "quotactl",
-    "quotactl_fd",
-    "vhangup",
-    "bpf",
-    "perf_event_open",
-    "userfaultfd",
-    "setns",
-    "process_vm_readv",
-    "process_vm_writev",
-    "kcmp",
-    "open_tree",
-    "move_mount",
-    "fsopen",
-    "fsconfig",
-    "fsmount",
-    "fspick",
-    "mount_setattr",
-    "lookup_dcookie",
-    "add_key",
-    "request_key",
-    "keyctl",
-    "name_to_handle_at",
-    "open_by_handle_at",
-    "mbind",
-    "set_mempolicy",
-    "migrate_pages",
-    "move_pages",
-    "set_mempolicy_home_node",
-    "syslog",
-];
 
 impl Kernel {
     /// The old `getdents`: `struct linux_dirent` (type in the record's last byte).
@@ -159,6 +103,15 @@ impl Kernel {
         match (policy, prio) {
             (0 | 3 | 5, 0) => Ok(0),                // OTHER, BATCH, IDLE
             (1 | 2, _) => Err(errno::EPERM.into()), // FIFO, RR need privilege
+            _ => Err(errno::EINVAL.into()),
+        }
+    }
+
+    /// `sched_get_priority_max`/`_min`: 1..=99 for the real-time policies, 0 for the others.
+    pub(crate) fn sys_sched_priority_range(&mut self, policy: u64, max: bool) -> SysResult {
+        match policy {
+            0 | 3 | 5 => Ok(0),
+            1 | 2 => Ok(if max { 99 } else { 1 }),
             _ => Err(errno::EINVAL.into()),
         }
     }
@@ -383,6 +336,19 @@ impl Kernel {
         self.mm.write_u64(head, 0)?;
         self.mm.write_u64(len, 24)?;
         Ok(0)
+    }
+
+    /// `umask`: sets the mask, answers the old one.
+    pub(crate) fn sys_umask(&mut self, mask: u64) -> SysResult {
+        let old = self.proc.umask;
+        self.proc.umask = mask as u32 & 0o777;
+        Ok(u64::from(old))
+    }
+
+    /// `set_tid_address`: where the thread's id is cleared when it ends.
+    pub(crate) fn sys_set_tid_address(&mut self, at: u64) -> SysResult {
+        self.task.clear_tid = at;
+        Ok(u64::from(self.task.tid))
     }
 
     /// A descriptor that must be open (syncs, `readahead`).

@@ -316,6 +316,13 @@ impl Kernel {
         }
     }
 
+    /// `fchown`: as `chown`, on an open descriptor.
+    pub(crate) fn sys_fchown(&mut self, fd: u64, uid: u64, gid: u64) -> SysResult {
+        let v = self.sys_chown(None, uid, gid)?;
+        self.proc.files.get(fd)?;
+        Ok(v)
+    }
+
     pub(crate) fn sys_truncate(&mut self, ptr: u64, len: u64) -> SysResult {
         if (len as i64) < 0 {
             return Err(errno::EINVAL.into());

@@ -65,37 +65,6 @@ fn default_stops(sig: i32) -> bool {
     matches!(sig, SIGSTOP | 20 | 21 | 22)
 }
 
-/// Syscalls Linux makes again after a handler installed with `SA_RESTART`.
-#[allow(non_upper_case_globals)]
-fn restartable(nr: u64) -> bool {
-    use libc::*;
-    matches!(
-        nr as c_long,
-        SYS_read
-            | SYS_write
-            | SYS_readv
-            | SYS_writev
-            | SYS_pread64
-            | SYS_pwrite64
-            | SYS_wait4
-            | SYS_waitid
-            | SYS_futex
-            | SYS_sendfile
-            | SYS_open
-            | SYS_openat
-            | SYS_fcntl
-            | SYS_ioctl
-            | SYS_flock
-            | SYS_recvfrom
-            | SYS_sendto
-            | SYS_recvmsg
-            | SYS_sendmsg
-            | SYS_accept
-            | SYS_accept4
-            | SYS_connect
-    )
-}
-
 /// One disposition (`struct kernel_sigaction`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Action {
@@ -342,7 +311,7 @@ impl Kernel {
         if matches!(b.wait, Wait::Vfork(_)) {
             return;
         }
-        if handled && restart && restartable(b.nr) {
+        if handled && restart && super::dispatch::restartable(b.nr) {
             t.ctx.rip = t.ctx.rip.wrapping_sub(2);
             t.ctx.regs.rax = b.nr;
         } else {

@@ -350,6 +350,13 @@ impl Kernel {
         Ok(0)
     }
 
+    /// `bind`, `listen`, `accept`, `connect` on a socket pair: `e` (there is no other
+    /// kind of socket to name, listen on or reach).
+    pub(crate) fn sys_no_network(&mut self, fd: u64, e: Errno) -> SysResult {
+        self.socket(fd)?;
+        Err(e.into())
+    }
+
     pub(crate) fn sys_setsockopt(&mut self, fd: u64, level: u64) -> SysResult {
         self.socket(fd)?;
         if level != SOL_SOCKET {
