@@ -1,73 +1,13 @@
 //! Open files and the descriptor table.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use crate::errno::{self, Errno};
+use crate::pipe::PipeEnd;
 use crate::vfs::tmpfs::TmpInode;
 use crate::vfs::{DevKind, DirEntry, Location};
-
-/// Capacity of a pipe, as Linux's default.
-pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
-
-/// A pipe's buffer and how many ends are open (also one direction of a socket pair).
-#[derive(Debug, Default)]
-pub(crate) struct Pipe {
-    /// Buffered bytes.
-    pub(crate) buf: VecDeque<u8>,
-    /// Datagram sockets: the length of each message in `buf`, in order.
-    pub(crate) msgs: Option<VecDeque<usize>>,
-    /// Open read ends.
-    pub(crate) readers: usize,
-    /// Open write ends.
-    pub(crate) writers: usize,
-    /// A named pipe (FIFO) not yet opened for writing (reads wait, not EOF).
-    pub(crate) no_writer_yet: bool,
-    /// A named pipe not yet opened for reading (writes wait, not EPIPE).
-    pub(crate) no_reader_yet: bool,
-}
-
-/// One end of a pipe; dropping it closes that end.
-#[derive(Debug)]
-pub(crate) struct PipeEnd {
-    /// The pipe.
-    pub(crate) pipe: Rc<RefCell<Pipe>>,
-    /// The write end (else the read end).
-    pub(crate) write: bool,
-}
-
-impl PipeEnd {
-    /// Opens an end.
-    pub(crate) fn new(pipe: &Rc<RefCell<Pipe>>, write: bool) -> PipeEnd {
-        {
-            let mut p = pipe.borrow_mut();
-            if write {
-                p.writers += 1;
-                p.no_writer_yet = false;
-            } else {
-                p.readers += 1;
-                p.no_reader_yet = false;
-            }
-        }
-        PipeEnd {
-            pipe: Rc::clone(pipe),
-            write,
-        }
-    }
-}
-
-impl Drop for PipeEnd {
-    fn drop(&mut self) {
-        let mut p = self.pipe.borrow_mut();
-        if self.write {
-            p.writers -= 1;
-        } else {
-            p.readers -= 1;
-        }
-    }
-}
 
 /// What an open file is.
 #[derive(Debug)]

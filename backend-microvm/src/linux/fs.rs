@@ -4,10 +4,11 @@
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use super::fd::{FileKind, OpenFile, Pipe, PipeEnd, PIPE_CAPACITY};
+use super::fd::{FileKind, OpenFile};
 use super::stat::encode_stat;
 use super::{Kernel, SysErr, SysResult};
 use crate::errno::{self, Errno};
+use crate::pipe::{Pipe, PipeEnd, PIPE_CAPACITY};
 use crate::stdio::Input;
 use crate::vfs::{host, Meta, Opened};
 
@@ -26,7 +27,7 @@ pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -
         Opened::Path => FileKind::Path,
         Opened::Fifo(pipe) => {
             let write = flags & libc::O_ACCMODE == libc::O_WRONLY;
-            FileKind::Pipe(super::fd::PipeEnd::new(&pipe, write))
+            FileKind::Pipe(PipeEnd::new(&pipe, write))
         }
         // Opened by `sys_openat`, which makes the contents first.
         Opened::Proc(..) => FileKind::Gen(Rc::from(&b""[..])),
@@ -226,7 +227,7 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         self.mm.user_chunks(fds, 8, true)?;
-        let pipe = Rc::new(std::cell::RefCell::new(Pipe::default()));
+        let pipe = Pipe::shared();
         let nb = flags as i32 & libc::O_NONBLOCK;
         let r = OpenFile::new(
             FileKind::Pipe(PipeEnd::new(&pipe, false)),

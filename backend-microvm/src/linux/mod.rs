@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_regs;
 
-pub(crate) use fd::{FdTable, FileKind, OpenFile, Pipe};
+pub(crate) use fd::{FdTable, FileKind, OpenFile};
 pub(crate) use rw::fill_random as fill_random_bytes;
 pub(crate) use sched::TIME_SLICE;
 pub(crate) use table::TABLE;

@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::fd::{FileKind, OpenFile, PipeEnd, PIPE_CAPACITY};
+use super::fd::{FileKind, OpenFile};
 use super::{Kernel, SysErr, SysResult};
 use crate::errno;
+use crate::pipe::{PipeEnd, PIPE_CAPACITY};
 use crate::stdio::Input;
 
 const POLLIN: i16 = 0x1;

@@ -6,10 +6,11 @@ use std::rc::Rc;
 
 use sandbox_core::StreamKind;
 
-use super::fd::{FileKind, OpenFile, PipeEnd, PIPE_CAPACITY};
+use super::fd::{FileKind, OpenFile};
 use super::{Kernel, SysErr, SysResult};
 use crate::errno;
 use crate::errno::Errno;
+use crate::pipe::{PipeEnd, PIPE_CAPACITY};
 use crate::stdio::Input;
 use crate::vfs::{host, DevKind};
 

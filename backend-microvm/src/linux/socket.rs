@@ -5,9 +5,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::fd::{FileKind, OpenFile, Pipe, PipeEnd, Socket};
+use super::fd::{FileKind, OpenFile, Socket};
 use super::{Kernel, SysErr, SysResult};
 use crate::errno::{self, Errno};
+use crate::pipe::{Pipe, PipeEnd};
 
 const AF_UNIX: u64 = 1;
 const SOCK_STREAM: i32 = 1;
@@ -24,15 +25,8 @@ const SOL_SOCKET: u64 = 1;
 const IOV_MAX: u64 = 1024;
 
 fn pair(kind: i32) -> (Socket, Socket) {
-    let msgs = || (kind != SOCK_STREAM).then(std::collections::VecDeque::new);
-    let a_to_b = Rc::new(RefCell::new(Pipe {
-        msgs: msgs(),
-        ..Pipe::default()
-    }));
-    let b_to_a = Rc::new(RefCell::new(Pipe {
-        msgs: msgs(),
-        ..Pipe::default()
-    }));
+    let a_to_b = Pipe::socket(kind != SOCK_STREAM);
+    let b_to_a = Pipe::socket(kind != SOCK_STREAM);
     let a = Socket {
         rx: RefCell::new(Some(PipeEnd::new(&b_to_a, false))),
         tx: RefCell::new(Some(PipeEnd::new(&a_to_b, true))),
@@ -333,7 +327,7 @@ impl Kernel {
             libc::SO_DOMAIN => (AF_UNIX as i32).to_le_bytes().to_vec(),
             libc::SO_PROTOCOL | libc::SO_ERROR | libc::SO_ACCEPTCONN => 0i32.to_le_bytes().to_vec(),
             libc::SO_RCVBUF | libc::SO_SNDBUF => {
-                (super::fd::PIPE_CAPACITY as i32).to_le_bytes().to_vec()
+                (crate::pipe::PIPE_CAPACITY as i32).to_le_bytes().to_vec()
             }
             libc::SO_PEERCRED => {
                 let mut b = self.proc.pid.to_le_bytes().to_vec();

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use super::tmpfs::{TmpData, TmpFs, TmpInode};
 use super::{host, DevKind, Entry, Location, Node, Time, Vfs};
 use crate::errno::{self, Errno};
+use crate::pipe::Pipe;
 
 /// An opened node, ready for I/O.
 #[derive(Debug)]
@@ -32,7 +33,7 @@ pub(crate) enum Opened {
     /// makes its contents.
     Proc(Option<u32>, super::proc::ProcFile),
     /// A named pipe.
-    Fifo(Rc<std::cell::RefCell<crate::linux::Pipe>>),
+    Fifo(Rc<std::cell::RefCell<Pipe>>),
 }
 
 /// A directory entry, as `getdents64` reports it.
@@ -483,13 +484,7 @@ impl Vfs {
             return Err(errno::EEXIST);
         }
         parent.node().writable()?;
-        let pipe = || {
-            Rc::new(std::cell::RefCell::new(crate::linux::Pipe {
-                no_writer_yet: true,
-                no_reader_yet: true,
-                ..Default::default()
-            }))
-        };
+        let pipe = Pipe::fifo;
         match parent.node() {
             Node::Tmp(dir) => {
                 dir.insert(&name, TmpFs::inode(dir.fs(), TmpData::Fifo(pipe()), mode))

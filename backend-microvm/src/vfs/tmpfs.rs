@@ -9,6 +9,7 @@ use super::{Meta, Time};
 use crate::errno::{self, Errno};
 use crate::guest::layout::PAGE_SIZE;
 use crate::memory::Budget;
+use crate::pipe::Pipe;
 
 /// What a tmpfs inode holds.
 #[derive(Debug)]
@@ -22,7 +23,7 @@ pub(crate) enum TmpData {
     /// An image root's upper layer only: the name is deleted from the layers below.
     Whiteout,
     /// A named pipe (FIFO).
-    Fifo(Rc<RefCell<crate::linux::Pipe>>),
+    Fifo(Rc<RefCell<Pipe>>),
 }
 
 /// One tmpfs inode.
@@ -170,7 +171,7 @@ impl TmpInode {
     }
 
     /// The pipe of a FIFO.
-    pub(crate) fn fifo(&self) -> Option<Rc<RefCell<crate::linux::Pipe>>> {
+    pub(crate) fn fifo(&self) -> Option<Rc<RefCell<Pipe>>> {
         match &*self.data.borrow() {
             TmpData::Fifo(p) => Some(Rc::clone(p)),
             _ => None,
