@@ -36,6 +36,7 @@
 //! guest itself at CPL0, followed by a CR3 reload, before user mode runs again: PVM's
 //! shadow paging only notices guest writes, and a VT-x/AMD-V TLB may hold the old entry.
 
+mod abi;
 mod backend;
 mod confine;
 mod errno;
@@ -65,7 +66,7 @@ pub use support::{syscall_table, Support, SyscallSupport};
 /// The layering of the modules, checked on the sources: the filesystem (`vfs`) and
 /// the personality (`linux`) do not import each other's insides (the personality
 /// uses the filesystem; the filesystem knows nothing of processes or syscalls), and
-/// the pieces both use (`pipe`, `errno`) depend on neither.
+/// the pieces both use (`pipe`, `errno`, the ABI types of `abi`) depend on neither.
 #[cfg(test)]
 mod layering {
     use std::path::Path;
@@ -113,6 +114,7 @@ mod layering {
     #[test]
     fn shared_pieces_depend_on_neither() {
         forbid("pipe.rs", &["linux", "vfs"]);
+        forbid("abi", &["linux", "vfs", "mm"]);
         forbid("errno.rs", &["linux", "vfs"]);
     }
 }

@@ -10,6 +10,7 @@ use super::task::{Process, Task, Wait};
 use super::{Block, Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
 use crate::errno;
 use crate::mm::MapError;
+use crate::mm::UserPtr;
 
 const CSIGNAL: u64 = 0xff;
 const CLONE_VM: u64 = 0x100;
@@ -157,12 +158,12 @@ impl Kernel {
             child.clear_tid = args.child_tid;
         }
         if f & CLONE_PARENT_SETTID != 0 {
-            self.mm.write_u32(args.parent_tid, tid)?;
+            self.mm.write(UserPtr::<u32>::new(args.parent_tid), &tid)?;
         }
         if f & CLONE_CHILD_SETTID != 0 {
             let cur = self.mm.space();
             self.mm.switch(space);
-            let r = self.mm.write_u32(args.child_tid, tid);
+            let r = self.mm.write(UserPtr::<u32>::new(args.child_tid), &tid);
             self.mm.switch(cur);
             r?;
         }

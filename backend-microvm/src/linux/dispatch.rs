@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use super::table::TABLE;
 use super::{Cpu, Kernel, SysResult, UserCtx};
 use crate::errno;
+use crate::mm::UserPtr;
 
 /// How a row is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,11 @@ pub(crate) struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// Argument `i` as a pointer to a `T` of the workload.
+    pub(crate) fn ptr<T>(&self, i: usize) -> UserPtr<T> {
+        UserPtr::new(self.a[i])
+    }
+
     /// Argument `i` as a C `int` (Linux reads only the low 32 bits), sign-extended.
     pub(crate) fn int(&self, i: usize) -> i64 {
         i64::from(self.a[i] as i32)

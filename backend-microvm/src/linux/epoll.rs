@@ -4,8 +4,12 @@
 use std::rc::Rc;
 
 use super::fd::{EventFd, FileKind, Interest, OpenFile};
+use zerocopy::{FromBytes, IntoBytes};
+
 use super::{Kernel, SysErr, SysResult};
+use crate::abi::{EpollEvent, Timespec};
 use crate::errno;
+use crate::mm::UserPtr;
 
 const EPOLL_CTL_ADD: u64 = 1;
 const EPOLL_CTL_DEL: u64 = 2;
@@ -40,7 +44,7 @@ impl Kernel {
     pub(crate) fn sys_epoll_wait_ms(
         &mut self,
         epfd: u64,
-        events: u64,
+        events: UserPtr<EpollEvent>,
         max: u64,
         timeout_ms: u64,
     ) -> SysResult {
@@ -53,11 +57,11 @@ impl Kernel {
     pub(crate) fn sys_epoll_pwait2(
         &mut self,
         epfd: u64,
-        events: u64,
+        events: UserPtr<EpollEvent>,
         max: u64,
-        timeout: u64,
+        timeout: UserPtr<Timespec>,
     ) -> SysResult {
-        let t = if timeout == 0 {
+        let t = if timeout.is_null() {
             None
         } else {
             Some(self.timespec(timeout)?)
@@ -73,7 +77,13 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn sys_epoll_ctl(&mut self, epfd: u64, op: u64, fd: u64, event: u64) -> SysResult {
+    pub(crate) fn sys_epoll_ctl(
+        &mut self,
+        epfd: u64,
+        op: u64,
+        fd: u64,
+        event: UserPtr<EpollEvent>,
+    ) -> SysResult {
         let ep = self.epoll(epfd)?;
         let target = self.proc.files.get(fd)?;
         if epfd == fd || Rc::ptr_eq(&ep, &target) {
@@ -88,11 +98,8 @@ impl Kernel {
         let (events, data) = if op == EPOLL_CTL_DEL {
             (0, 0)
         } else {
-            let raw = self.mm.read_user_vec(event, 12)?;
-            (
-                u32::from_le_bytes(raw[..4].try_into().unwrap_or_default()),
-                u64::from_le_bytes(raw[4..].try_into().unwrap_or_default()),
-            )
+            let e = self.mm.read(event)?;
+            (e.events, e.data)
         };
         let FileKind::Epoll(set) = &ep.kind else {
             return Err(errno::EINVAL.into());
@@ -156,7 +163,7 @@ impl Kernel {
     pub(crate) fn sys_epoll_wait(
         &mut self,
         epfd: u64,
-        events: u64,
+        events: UserPtr<EpollEvent>,
         max: u64,
         timeout: Option<std::time::Duration>,
     ) -> SysResult {
@@ -169,7 +176,9 @@ impl Kernel {
             Some(d) => self.deadline_after(d),
             None => None,
         };
-        self.mm.user_chunks(events, max as u64 * 12, true)?;
+        let size = std::mem::size_of::<EpollEvent>() as u64;
+        self.mm
+            .user_chunks(events.addr(), max as u64 * size, true)?;
         let ready = self.epoll_ready(&ep, max as usize);
         if ready.is_empty() {
             if until.is_some_and(|u| std::time::Instant::now() >= u) {
@@ -177,12 +186,11 @@ impl Kernel {
             }
             return Err(self.park(until));
         }
-        let mut out = Vec::with_capacity(ready.len() * 12);
-        for (ev, data) in &ready {
-            out.extend_from_slice(&ev.to_le_bytes());
-            out.extend_from_slice(&data.to_le_bytes());
-        }
-        self.mm.write_user(events, &out)?;
+        let out: Vec<EpollEvent> = ready
+            .iter()
+            .map(|&(events, data)| EpollEvent { events, data })
+            .collect();
+        self.mm.write_array(events, &out)?;
         // One-shot interests are disabled once reported.
         if let FileKind::Epoll(set) = &ep.kind {
             for i in set.borrow_mut().iter_mut() {
@@ -231,7 +239,7 @@ impl Kernel {
         }
         let v = if ev.semaphore { 1 } else { c };
         ev.count.set(c - v);
-        buf[..8].copy_from_slice(&v.to_le_bytes());
+        buf[..8].copy_from_slice(v.as_bytes());
         Ok(8)
     }
 
@@ -242,10 +250,9 @@ impl Kernel {
         data: &[u8],
         nonblock: bool,
     ) -> Result<usize, SysErr> {
-        if data.len() < 8 {
+        let Ok((v, _)) = u64::read_from_prefix(data) else {
             return Err(errno::EINVAL.into());
-        }
-        let v = u64::from_le_bytes(data[..8].try_into().unwrap_or_default());
+        };
         if v == u64::MAX {
             return Err(errno::EINVAL.into());
         }

@@ -1,13 +1,18 @@
 //! Descriptor calls: close, seek, dup, fcntl, ioctl, pipes, directory listing,
 //! `fstat`, sync and truncation.
 
+use std::mem::size_of;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
+use zerocopy::IntoBytes;
+
 use super::fd::{FileKind, OpenFile};
-use super::stat::encode_stat;
+use super::stat::stat_of;
 use super::{Kernel, SysErr, SysResult};
+use crate::abi::{DirentHead, Flock, Stat};
 use crate::errno::{self, Errno};
+use crate::mm::UserPtr;
 use crate::pipe::{Pipe, PipeEnd, PIPE_CAPACITY};
 use crate::stdio::Input;
 use crate::vfs::{host, Meta, Opened};
@@ -161,8 +166,10 @@ impl Kernel {
             }
             libc::F_GETLK | libc::F_OFD_GETLK => {
                 // No other process can hold a lock: report the region unlocked.
-                self.mm
-                    .write_user(arg, &(libc::F_UNLCK as i16).to_le_bytes())?;
+                let at = UserPtr::<Flock>::new(arg);
+                let mut l = self.mm.read(at)?;
+                l.l_type = libc::F_UNLCK as i16;
+                self.mm.write(at, &l)?;
                 Ok(0)
             }
             libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => Ok(0),
@@ -185,7 +192,7 @@ impl Kernel {
             }
             // FIONBIO
             0x5421 => {
-                let on = self.mm.read_u32(arg)? != 0;
+                let on = self.mm.read(UserPtr::<i32>::new(arg))? != 0;
                 let fl = f.flags.get();
                 f.flags.set(if on {
                     fl | libc::O_NONBLOCK
@@ -212,8 +219,8 @@ impl Kernel {
                     }
                     _ => return Err(errno::ENOTTY.into()),
                 };
-                self.mm
-                    .write_u32(arg, n.min(u64::from(i32::MAX as u32)) as u32)?;
+                let n = i32::try_from(n).unwrap_or(i32::MAX);
+                self.mm.write(UserPtr::<i32>::new(arg), &n)?;
                 Ok(0)
             }
             // Terminal requests: nothing here is a terminal.
@@ -221,12 +228,12 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn sys_pipe2(&mut self, fds: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_pipe2(&mut self, fds: UserPtr<[i32; 2]>, flags: u64) -> SysResult {
         let allowed = (libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) as u64;
         if flags & !allowed != 0 {
             return Err(errno::EINVAL.into());
         }
-        self.mm.user_chunks(fds, 8, true)?;
+        self.mm.user_chunks(fds.addr(), 8, true)?;
         let pipe = Pipe::shared();
         let nb = flags as i32 & libc::O_NONBLOCK;
         let r = OpenFile::new(
@@ -248,9 +255,7 @@ impl Kernel {
                 return Err(e.into());
             }
         };
-        let mut out = (rfd as u32).to_le_bytes().to_vec();
-        out.extend_from_slice(&(wfd as u32).to_le_bytes());
-        self.mm.write_user(fds, &out)?;
+        self.mm.write(fds, &[rfd as i32, wfd as i32])?;
         Ok(0)
     }
 
@@ -272,16 +277,19 @@ impl Kernel {
         let mut i = f.pos.get() as usize;
         while i < entries.len() {
             let e = &entries[i];
-            // ino, off, reclen; then (new) type, name, NUL padding or (old) name, NUL
-            // padding, type in the record's last byte.
-            let reclen = (18 + 1 + e.name.len() + 1).next_multiple_of(8);
+            // The head; then (new) type, name, NUL padding or (old) name, NUL padding,
+            // type in the record's last byte.
+            let reclen = (size_of::<DirentHead>() + 1 + e.name.len() + 1).next_multiple_of(8);
             if out.len() + reclen > count as usize {
                 break;
             }
             let end = out.len() + reclen;
-            out.extend_from_slice(&e.ino.to_le_bytes());
-            out.extend_from_slice(&((i + 1) as i64).to_le_bytes());
-            out.extend_from_slice(&(reclen as u16).to_le_bytes());
+            let head = DirentHead {
+                d_ino: e.ino,
+                d_off: (i + 1) as i64,
+                d_reclen: reclen as u16,
+            };
+            out.extend_from_slice(head.as_bytes());
             match layout {
                 Dirent::Linux64 => {
                     out.push(e.dtype);
@@ -338,10 +346,10 @@ impl Kernel {
         })
     }
 
-    pub(crate) fn sys_fstat(&mut self, fd: u64, buf: u64) -> SysResult {
+    pub(crate) fn sys_fstat(&mut self, fd: u64, buf: UserPtr<Stat>) -> SysResult {
         let f = self.proc.files.get(fd)?;
         let m = self.file_meta(&f)?;
-        self.mm.write_user(buf, &encode_stat(&m))?;
+        self.mm.write(buf, &stat_of(&m))?;
         Ok(0)
     }
 

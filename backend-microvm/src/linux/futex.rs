@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::task::{FutexKey, TaskState, Wait};
 use super::{Block, Kernel, SysErr, SysResult};
 use crate::errno;
+use crate::mm::UserPtr;
 
 const FUTEX_WAIT: i32 = 0;
 const FUTEX_WAKE: i32 = 1;
@@ -93,6 +94,8 @@ impl Kernel {
 
     pub(crate) fn sys_futex(&mut self, a: [u64; 6]) -> SysResult {
         let [uaddr, op, val, timeout, uaddr2, val3] = a;
+        // The futex words the operations read (and `FUTEX_WAKE_OP` writes).
+        let (word, word2) = (UserPtr::<u32>::new(uaddr), UserPtr::<u32>::new(uaddr2));
         let op = op as i32;
         let private = op & FUTEX_PRIVATE_FLAG != 0;
         let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
@@ -111,13 +114,13 @@ impl Kernel {
                     return Err(errno::EINVAL.into());
                 }
                 let key = self.futex_key(uaddr, private)?;
-                if self.mm.read_u32(uaddr)? != val as u32 {
+                if self.mm.read(word)? != val as u32 {
                     return Err(errno::EAGAIN.into());
                 }
                 let deadline = if timeout == 0 {
                     None
                 } else {
-                    let d = self.timespec(timeout)?;
+                    let d = self.timespec(UserPtr::new(timeout))?;
                     Some(if cmd == FUTEX_WAIT {
                         super::time::later(d)
                     } else if op & FUTEX_CLOCK_REALTIME != 0 {
@@ -149,7 +152,7 @@ impl Kernel {
             FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
                 let key = self.futex_key(uaddr, private)?;
                 let key2 = self.futex_key(uaddr2, private)?;
-                if cmd == FUTEX_CMP_REQUEUE && self.mm.read_u32(uaddr)? != val3 as u32 {
+                if cmd == FUTEX_CMP_REQUEUE && self.mm.read(word)? != val3 as u32 {
                     return Err(errno::EAGAIN.into());
                 }
                 let woken = self.futex_wake_key(key, val as u32, u32::MAX);
@@ -166,7 +169,7 @@ impl Kernel {
                 if opk & 8 != 0 {
                     oparg = 1u32.checked_shl(oparg).unwrap_or(0);
                 }
-                let old = self.mm.read_u32(uaddr2)?;
+                let old = self.mm.read(word2)?;
                 let new = match opk & 7 {
                     0 => oparg,
                     1 => old.wrapping_add(oparg),
@@ -175,7 +178,7 @@ impl Kernel {
                     4 => old ^ oparg,
                     _ => return Err(errno::ENOSYS.into()),
                 };
-                self.mm.write_u32(uaddr2, new)?;
+                self.mm.write(word2, &new)?;
                 let mut woken = self.futex_wake_key(key, val as u32, u32::MAX);
                 let hit = match cmp {
                     0 => old == cmparg,

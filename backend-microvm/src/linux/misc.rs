@@ -8,9 +8,20 @@ use std::rc::Rc;
 use super::fd::{FileKind, OpenFile};
 use super::signal::SigInfo;
 use super::{Kernel, SysErr, SysResult};
+use crate::abi::{
+    self, CapData, CapHeader, MMsgHdr, MsgHdr, SchedParam, Timespec, Timeval, Utimbuf,
+};
 use crate::errno::{self, Errno};
+use crate::mm::UserPtr;
 use crate::vfs::tmpfs::{TmpData, TmpFs};
 use crate::vfs::Time;
+
+/// `_LINUX_CAPABILITY_VERSION_1` (one set of 32 bits).
+const CAP_V1: u32 = 0x1998_0330;
+/// `_LINUX_CAPABILITY_VERSION_2` (two sets).
+const CAP_V2: u32 = 0x2007_1026;
+/// `_LINUX_CAPABILITY_VERSION_3` (two sets).
+const CAP_V3: u32 = 0x2008_0522;
 
 impl Kernel {
     /// The old `getdents`: `struct linux_dirent` (type in the record's last byte).
@@ -42,19 +53,23 @@ impl Kernel {
     }
 
     /// `utime(path, times)`: seconds only.
-    pub(crate) fn sys_utime(&mut self, ptr: u64, times: u64) -> SysResult {
+    pub(crate) fn sys_utime(&mut self, ptr: u64, times: UserPtr<Utimbuf>) -> SysResult {
         let path = self.path_arg(ptr)?;
         let base = self.base_for(&path, libc::AT_FDCWD as u64)?;
         let loc = self.vfs.resolve(&base, &path, true)?;
-        let (a, m) = if times == 0 {
+        let (a, m) = if times.is_null() {
             (Some(Time::now()), Some(Time::now()))
         } else {
-            let raw = self.mm.read_user_vec(times, 16)?;
-            let q =
-                |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            let t = self.mm.read(times)?;
             (
-                Some(Time { sec: q(0), nsec: 0 }),
-                Some(Time { sec: q(1), nsec: 0 }),
+                Some(Time {
+                    sec: t.actime,
+                    nsec: 0,
+                }),
+                Some(Time {
+                    sec: t.modtime,
+                    nsec: 0,
+                }),
             )
         };
         self.vfs.utimens(&loc, a, m)?;
@@ -62,43 +77,55 @@ impl Kernel {
     }
 
     /// `futimesat(dirfd, path, timeval[2])`.
-    pub(crate) fn sys_futimesat(&mut self, dirfd: u64, ptr: u64, tv: u64) -> SysResult {
+    pub(crate) fn sys_futimesat(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        tv: UserPtr<[Timeval; 2]>,
+    ) -> SysResult {
         if ptr == 0 {
             return Err(errno::EFAULT.into());
         }
         let path = self.path_arg(ptr)?;
         let base = self.base_for(&path, dirfd)?;
         let loc = self.vfs.resolve(&base, &path, true)?;
-        let (a, m) = if tv == 0 {
-            (Some(Time::now()), Some(Time::now()))
-        } else {
-            let raw = self.mm.read_user_vec(tv, 32)?;
-            let q =
-                |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-            if !(0..1_000_000).contains(&q(1)) || !(0..1_000_000).contains(&q(3)) {
-                return Err(errno::EINVAL.into());
-            }
-            (
-                Some(Time {
-                    sec: q(0),
-                    nsec: q(1) * 1000,
-                }),
-                Some(Time {
-                    sec: q(2),
-                    nsec: q(3) * 1000,
-                }),
-            )
-        };
+        let (a, m) = self.timevals(tv)?;
         self.vfs.utimens(&loc, a, m)?;
         Ok(0)
     }
 
+    /// The access and modification times of `utimes`/`futimesat` (NULL: now).
+    pub(crate) fn timevals(
+        &mut self,
+        tv: UserPtr<[Timeval; 2]>,
+    ) -> Result<(Option<Time>, Option<Time>), SysErr> {
+        if tv.is_null() {
+            return Ok((Some(Time::now()), Some(Time::now())));
+        }
+        let [a, m] = self.mm.read(tv)?;
+        let ((asec, ansec), (msec, mnsec)) = (a.time()?, m.time()?);
+        Ok((
+            Some(Time {
+                sec: asec,
+                nsec: ansec,
+            }),
+            Some(Time {
+                sec: msec,
+                nsec: mnsec,
+            }),
+        ))
+    }
+
     /// `sched_setparam`/`sched_setscheduler`: only `SCHED_OTHER` at priority 0.
-    pub(crate) fn sys_sched_set(&mut self, policy: Option<u64>, param: u64) -> SysResult {
-        if param == 0 {
+    pub(crate) fn sys_sched_set(
+        &mut self,
+        policy: Option<u64>,
+        param: UserPtr<SchedParam>,
+    ) -> SysResult {
+        if param.is_null() {
             return Err(errno::EINVAL.into());
         }
-        let prio = self.mm.read_u32(param)?;
+        let prio = self.mm.read(param)?.sched_priority;
         let policy = policy.unwrap_or(0) as i32 & !0x4000_0000; // SCHED_RESET_ON_FORK
         match (policy, prio) {
             (0 | 3 | 5, 0) => Ok(0),                // OTHER, BATCH, IDLE
@@ -117,49 +144,53 @@ impl Kernel {
     }
 
     /// `sched_rr_get_interval`: the time slice.
-    pub(crate) fn sys_sched_rr_get_interval(&mut self, tp: u64) -> SysResult {
-        let d = super::TIME_SLICE;
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&(d.as_secs() as i64).to_le_bytes());
-        b[8..].copy_from_slice(&i64::from(d.subsec_nanos()).to_le_bytes());
-        self.mm.write_user(tp, &b)?;
+    pub(crate) fn sys_sched_rr_get_interval(&mut self, tp: UserPtr<Timespec>) -> SysResult {
+        self.mm.write(tp, &super::TIME_SLICE.into())?;
         Ok(0)
     }
 
     /// `getcpu`: the one vCPU, node 0.
-    pub(crate) fn sys_getcpu(&mut self, cpu: u64, node: u64) -> SysResult {
-        if cpu != 0 {
-            self.mm.write_u32(cpu, 0)?;
+    pub(crate) fn sys_getcpu(&mut self, cpu: UserPtr<u32>, node: UserPtr<u32>) -> SysResult {
+        if !cpu.is_null() {
+            self.mm.write(cpu, &0)?;
         }
-        if node != 0 {
-            self.mm.write_u32(node, 0)?;
+        if !node.is_null() {
+            self.mm.write(node, &0)?;
         }
         Ok(0)
     }
 
     /// `capget`: no capabilities (version 3 header asked, or told).
-    pub(crate) fn sys_capget(&mut self, hdr: u64, data: u64) -> SysResult {
-        const V3: u32 = 0x2008_0522;
-        let version = self.mm.read_u32(hdr)?;
-        if version != V3 && version != 0x2007_1026 && version != 0x1998_0330 {
-            self.mm.write_u32(hdr, V3)?;
-            return if data == 0 {
-                Ok(0)
-            } else {
-                Err(errno::EINVAL.into())
-            };
-        }
-        if data != 0 {
-            let n = if version == 0x1998_0330 { 12 } else { 24 };
-            self.mm.write_user(data, &vec![0u8; n])?;
+    pub(crate) fn sys_capget(
+        &mut self,
+        hdr: UserPtr<CapHeader>,
+        data: UserPtr<CapData>,
+    ) -> SysResult {
+        let mut h = self.mm.read(hdr)?;
+        let sets = match h.version {
+            CAP_V1 => 1,
+            CAP_V2 | CAP_V3 => 2,
+            _ => {
+                h.version = CAP_V3;
+                self.mm.write(hdr, &h)?;
+                return if data.is_null() {
+                    Ok(0)
+                } else {
+                    Err(errno::EINVAL.into())
+                };
+            }
+        };
+        if !data.is_null() {
+            self.mm
+                .write_array(data, &[CapData::default(); 2][..sets])?;
         }
         Ok(0)
     }
 
     /// `capset`: only to no capabilities.
-    pub(crate) fn sys_capset(&mut self, data: u64) -> SysResult {
-        let raw = self.mm.read_user_vec(data, 24)?;
-        if raw.iter().any(|b| *b != 0) {
+    pub(crate) fn sys_capset(&mut self, data: UserPtr<[CapData; 2]>) -> SysResult {
+        let sets = self.mm.read(data)?;
+        if sets != [CapData::default(); 2] {
             return Err(errno::EPERM.into());
         }
         Ok(0)
@@ -215,10 +246,11 @@ impl Kernel {
     /// ignored, as hints).
     pub(crate) fn sys_prwv2(&mut self, write: bool, a: [u64; 6]) -> SysResult {
         let off = (a[3] as i64 != -1).then_some(a[3]);
+        let iov = UserPtr::new(a[1]);
         if write {
-            self.sys_writev(a[0], a[1], a[2], off)
+            self.sys_writev(a[0], iov, a[2], off)
         } else {
-            self.sys_readv(a[0], a[1], a[2], off)
+            self.sys_readv(a[0], iov, a[2], off)
         }
     }
 
@@ -235,7 +267,7 @@ impl Kernel {
             return Err(self.unsupported("splice(off_out)", errno::EINVAL));
         }
         // sendfile moves bytes from `input` (at `off_in`, if given) to `output`.
-        self.sys_sendfile(fd_out, fd_in, off_in, len.min(1 << 20))
+        self.sys_sendfile(fd_out, fd_in, UserPtr::new(off_in), len.min(1 << 20))
     }
 
     /// `sendmmsg`/`recvmmsg`: one `sendmsg`/`recvmsg` per message.
@@ -243,13 +275,16 @@ impl Kernel {
         &mut self,
         send: bool,
         fd: u64,
-        vec: u64,
+        vec: UserPtr<MMsgHdr>,
         n: u64,
         flags: u64,
     ) -> SysResult {
         let mut done = 0u64;
         for i in 0..n.min(1024) {
-            let hdr = vec.wrapping_add(i * 64);
+            let at = vec
+                .addr()
+                .wrapping_add(i * std::mem::size_of::<MMsgHdr>() as u64);
+            let hdr = UserPtr::<MsgHdr>::new(at);
             let r = if send {
                 self.sys_sendmsg(fd, hdr, flags)
             } else {
@@ -257,7 +292,9 @@ impl Kernel {
             };
             match r {
                 Ok(len) => {
-                    self.mm.write_u32(hdr.wrapping_add(56), len as u32)?;
+                    let mut m = self.mm.read(UserPtr::<MMsgHdr>::new(at))?;
+                    m.msg_len = len as u32;
+                    self.mm.write(UserPtr::<MMsgHdr>::new(at), &m)?;
                     done += 1;
                 }
                 Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => break,
@@ -276,10 +313,10 @@ impl Kernel {
         tgid: u64,
         tid: Option<u64>,
         sig: u64,
-        info: u64,
+        info: UserPtr<abi::SigInfo>,
     ) -> SysResult {
-        let raw = self.mm.read_user_vec(info, 128)?;
-        let code = i32::from_le_bytes(raw[8..12].try_into().unwrap_or_default());
+        let si = self.mm.read(info)?;
+        let code = si.si_code;
         if code >= 0 && tgid as u32 != self.proc.pid {
             return Err(errno::EPERM.into()); // only negative codes may be forged
         }
@@ -289,8 +326,8 @@ impl Kernel {
         let info = SigInfo {
             signo: sig as i32,
             code,
-            addr: u64::from_le_bytes(raw[16..24].try_into().unwrap_or_default()),
-            status: 0,
+            addr: si.who,
+            status: si.value as i32,
         };
         match tid {
             Some(t) => {
@@ -329,12 +366,17 @@ impl Kernel {
     }
 
     /// `get_robust_list`: the caller's (never recorded: empty).
-    pub(crate) fn sys_get_robust_list(&mut self, pid: u64, head: u64, len: u64) -> SysResult {
+    pub(crate) fn sys_get_robust_list(
+        &mut self,
+        pid: u64,
+        head: UserPtr<u64>,
+        len: UserPtr<u64>,
+    ) -> SysResult {
         if pid != 0 && self.task_ref(pid as u32).is_none() {
             return Err(errno::ESRCH.into());
         }
-        self.mm.write_u64(head, 0)?;
-        self.mm.write_u64(len, 24)?;
+        self.mm.write(head, &0)?;
+        self.mm.write(len, &24)?;
         Ok(0)
     }
 

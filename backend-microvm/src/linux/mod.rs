@@ -42,7 +42,7 @@ pub(crate) use table::TABLE;
 
 use crate::errno::{self, Errno};
 use crate::kick::Control;
-use crate::mm::{AddressSpace, CStrError, MapError, SpaceId, UserError};
+use crate::mm::{AddressSpace, ArrayError, CStrError, MapError, SizedError, SpaceId, UserError};
 use crate::stdio::{Input, Output, OutputLimitReached};
 use crate::vfs::Vfs;
 use task::{Process, Task, Tid, Wait};
@@ -122,6 +122,24 @@ impl From<CStrError> for SysErr {
             CStrError::User(u) => u.into(),
             CStrError::TooLong => SysErr::Errno(errno::ENAMETOOLONG),
         }
+    }
+}
+
+impl From<SizedError> for SysErr {
+    fn from(e: SizedError) -> Self {
+        match e {
+            SizedError::TooSmall => SysErr::Errno(errno::EINVAL),
+            SizedError::TooBig => SysErr::Errno(errno::E2BIG),
+            SizedError::User(u) => u.into(),
+        }
+    }
+}
+
+/// How a call answers an array argument longer than it allows: `e`.
+pub(crate) fn too_many(e: Errno) -> impl Fn(ArrayError) -> SysErr {
+    move |a| match a {
+        ArrayError::TooMany => SysErr::Errno(e),
+        ArrayError::User(u) => u.into(),
     }
 }
 

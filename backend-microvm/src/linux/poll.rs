@@ -5,11 +5,15 @@
 use std::time::{Duration, Instant};
 
 use super::fd::{FileKind, OpenFile};
-use super::{Kernel, SysErr, SysResult};
+use super::{too_many, Kernel, SysErr, SysResult};
+use crate::abi::{PollFd, Timespec, Timeval};
 use crate::errno;
+use crate::mm::UserPtr;
 use crate::pipe::{PipeEnd, PIPE_CAPACITY};
 use crate::stdio::Input;
 
+/// `FD_SETSIZE` (1024) in words.
+const FD_SET_WORDS: usize = 1024 / 64;
 const POLLIN: i16 = 0x1;
 const POLLPRI: i16 = 0x2;
 const POLLOUT: i16 = 0x4;
@@ -86,35 +90,39 @@ impl Kernel {
         ev & (want | POLLERR | POLLHUP)
     }
 
-    fn poll_loop(&mut self, fds: u64, nfds: u64, until: Option<Instant>) -> SysResult {
-        if nfds > self.proc.files.limit as u64 {
-            return Err(errno::EINVAL.into());
-        }
-        let mut raw = self.mm.read_user_vec(fds, nfds as usize * 8)?;
+    fn poll_loop(&mut self, fds: UserPtr<PollFd>, nfds: u64, until: Option<Instant>) -> SysResult {
+        // At most RLIMIT_NOFILE entries (EINVAL), as Linux.
+        let limit = self.proc.files.limit;
+        let mut v = self
+            .mm
+            .read_array(fds, nfds, limit)
+            .map_err(too_many(errno::EINVAL))?;
         loop {
             let mut n = 0;
-            for c in raw.chunks_exact_mut(8) {
-                let fd = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                let want = i16::from_le_bytes([c[4], c[5]]);
-                let rev = if fd < 0 {
+            for p in v.iter_mut() {
+                p.revents = if p.fd < 0 {
                     0
                 } else {
-                    self.ready(fd, want & !POLLPRI)
+                    self.ready(p.fd, p.events & !POLLPRI)
                 };
-                c[6..8].copy_from_slice(&rev.to_le_bytes());
-                if rev != 0 {
+                if p.revents != 0 {
                     n += 1;
                 }
             }
             if n > 0 || until.is_some_and(|u| Instant::now() >= u) {
-                self.mm.write_user(fds, &raw)?;
+                self.mm.write_array(fds, &v)?;
                 return Ok(n);
             }
             self.block_until(until)?;
         }
     }
 
-    pub(crate) fn sys_poll(&mut self, fds: u64, nfds: u64, timeout_ms: i64) -> SysResult {
+    pub(crate) fn sys_poll(
+        &mut self,
+        fds: UserPtr<PollFd>,
+        nfds: u64,
+        timeout_ms: i64,
+    ) -> SysResult {
         let until = if timeout_ms >= 0 {
             self.deadline_after(Duration::from_millis(timeout_ms as u64))
         } else {
@@ -123,8 +131,13 @@ impl Kernel {
         self.poll_loop(fds, nfds, until)
     }
 
-    pub(crate) fn sys_ppoll(&mut self, fds: u64, nfds: u64, tsp: u64) -> SysResult {
-        let until = if tsp == 0 {
+    pub(crate) fn sys_ppoll(
+        &mut self,
+        fds: UserPtr<PollFd>,
+        nfds: u64,
+        tsp: UserPtr<Timespec>,
+    ) -> SysResult {
+        let until = if tsp.is_null() {
             None
         } else {
             let d = self.timespec(tsp)?;
@@ -149,34 +162,31 @@ impl Kernel {
         let until = if tp == 0 {
             None
         } else if pselect {
-            let d = self.timespec(tp)?;
+            let d = self.timespec(UserPtr::new(tp))?;
             self.deadline_after(d)
         } else {
-            let raw = self.mm.read_user_vec(tp, 16)?;
-            let s = i64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
-            let us = i64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
-            if s < 0 || !(0..1_000_000).contains(&us) {
-                return Err(errno::EINVAL.into());
-            }
-            self.deadline_after(Duration::new(s as u64, us as u32 * 1000))
+            let tv = self.mm.read(UserPtr::<Timeval>::new(tp))?;
+            self.deadline_after(tv.duration()?)
         };
-        let bytes = nfds.div_ceil(64) as usize * 8;
-        let read_set = |k: &mut Kernel, p: u64| -> Result<Vec<u8>, SysErr> {
+        // An `fd_set` is an array of `unsigned long`, one bit per descriptor.
+        let words = nfds.div_ceil(64);
+        let read_set = |k: &mut Kernel, p: u64| -> Result<Vec<u64>, SysErr> {
             if p == 0 {
-                Ok(vec![0; bytes])
+                Ok(vec![0; words as usize])
             } else {
-                Ok(k.mm.read_user_vec(p, bytes)?)
+                k.mm.read_array(UserPtr::<u64>::new(p), words, FD_SET_WORDS)
+                    .map_err(too_many(errno::EINVAL))
             }
         };
         let (r, w) = (read_set(self, rset)?, read_set(self, wset)?);
         loop {
-            let mut out_r = vec![0u8; bytes];
-            let mut out_w = vec![0u8; bytes];
+            let mut out_r = vec![0u64; words as usize];
+            let mut out_w = vec![0u64; words as usize];
             let mut n = 0;
             for fd in 0..nfds as usize {
-                let (byte, b) = (fd / 8, 1u8 << (fd % 8));
-                let want_r = r[byte] & b != 0;
-                let want_w = w[byte] & b != 0;
+                let (word, b) = (fd / 64, 1u64 << (fd % 64));
+                let want_r = r[word] & b != 0;
+                let want_w = w[word] & b != 0;
                 if !want_r && !want_w {
                     continue;
                 }
@@ -185,23 +195,24 @@ impl Kernel {
                     return Err(errno::EBADF.into());
                 }
                 if want_r && ev & (POLLIN | POLLHUP | POLLERR) != 0 {
-                    out_r[byte] |= b;
+                    out_r[word] |= b;
                     n += 1;
                 }
                 if want_w && ev & (POLLOUT | POLLERR) != 0 {
-                    out_w[byte] |= b;
+                    out_w[word] |= b;
                     n += 1;
                 }
             }
             if n > 0 || until.is_some_and(|u| Instant::now() >= u) {
                 if rset != 0 {
-                    self.mm.write_user(rset, &out_r)?;
+                    self.mm.write_array(UserPtr::new(rset), &out_r)?;
                 }
                 if wset != 0 {
-                    self.mm.write_user(wset, &out_w)?;
+                    self.mm.write_array(UserPtr::new(wset), &out_w)?;
                 }
                 if eset != 0 {
-                    self.mm.write_user(eset, &vec![0u8; bytes])?;
+                    self.mm
+                        .write_array(UserPtr::new(eset), &vec![0u64; words as usize])?;
                 }
                 return Ok(n);
             }

@@ -7,15 +7,19 @@ use std::rc::Rc;
 use sandbox_core::StreamKind;
 
 use super::fd::{FileKind, OpenFile};
-use super::{Kernel, SysErr, SysResult};
+use super::{too_many, Kernel, SysErr, SysResult};
+use crate::abi::Iovec;
 use crate::errno;
 use crate::errno::Errno;
+use crate::mm::UserPtr;
 use crate::pipe::{PipeEnd, PIPE_CAPACITY};
 use crate::stdio::Input;
 use crate::vfs::{host, DevKind};
 
 /// Largest count one read or write handles (as Linux's `MAX_RW_COUNT`).
 const RW_MAX: u64 = 0x7fff_f000;
+/// Most `iovec`s in one call (Linux's `UIO_MAXIOV`).
+pub(crate) const IOV_MAX: usize = 1024;
 /// Bytes moved through the VMM per step.
 const PIECE: u64 = 128 * 1024;
 /// `SIGPIPE`.
@@ -396,26 +400,34 @@ impl Kernel {
         self.write_file(&f, buf, len, Some(off))
     }
 
-    fn iovecs(&mut self, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, SysErr> {
-        if cnt > 1024 {
-            return Err(errno::EINVAL.into());
-        }
-        let raw = self.mm.read_user_vec(iov, cnt as usize * 16)?;
-        let mut out = Vec::with_capacity(cnt as usize);
+    /// The `iovec`s of `readv`/`writev`: at most `IOV_MAX`, their total a `ssize_t`
+    /// (both `EINVAL`, as Linux's `import_iovec`).
+    pub(crate) fn iovecs(
+        &mut self,
+        iov: UserPtr<Iovec>,
+        cnt: u64,
+    ) -> Result<Vec<(u64, u64)>, SysErr> {
+        let v = self
+            .mm
+            .read_array(iov, cnt, IOV_MAX)
+            .map_err(too_many(errno::EINVAL))?;
         let mut total = 0u64;
-        for c in raw.chunks_exact(16) {
-            let base = u64::from_le_bytes(c[..8].try_into().unwrap_or_default());
-            let len = u64::from_le_bytes(c[8..].try_into().unwrap_or_default());
+        for i in &v {
             total = total
-                .checked_add(len)
+                .checked_add(i.iov_len)
                 .filter(|t| *t as i64 >= 0)
                 .ok_or(errno::EINVAL)?;
-            out.push((base, len));
         }
-        Ok(out)
+        Ok(v.iter().map(|i| (i.iov_base, i.iov_len)).collect())
     }
 
-    pub(crate) fn sys_readv(&mut self, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysResult {
+    pub(crate) fn sys_readv(
+        &mut self,
+        fd: u64,
+        iov: UserPtr<Iovec>,
+        cnt: u64,
+        off: Option<u64>,
+    ) -> SysResult {
         let f = match off {
             Some(o) => self.positional(fd, o)?,
             None => self.proc.files.get(fd)?,
@@ -441,7 +453,7 @@ impl Kernel {
     pub(crate) fn sys_writev(
         &mut self,
         fd: u64,
-        iov: u64,
+        iov: UserPtr<Iovec>,
         cnt: u64,
         off: Option<u64>,
     ) -> SysResult {
@@ -471,7 +483,7 @@ impl Kernel {
         &mut self,
         out_fd: u64,
         in_fd: u64,
-        offp: u64,
+        offp: UserPtr<i64>,
         count: u64,
     ) -> SysResult {
         let input = self.proc.files.get(in_fd)?;
@@ -479,12 +491,9 @@ impl Kernel {
         if !input.readable() || !output.writable() {
             return Err(errno::EBADF.into());
         }
-        let mut off = if offp != 0 {
-            let o = self.mm.read_u64(offp)?;
-            if (o as i64) < 0 {
-                return Err(errno::EINVAL.into());
-            }
-            Some(o)
+        let mut off = if !offp.is_null() {
+            let o = self.mm.read(offp)?;
+            Some(u64::try_from(o).map_err(|_| errno::EINVAL)?)
         } else {
             None
         };
@@ -528,8 +537,8 @@ impl Kernel {
                 break;
             }
         }
-        if let (Some(o), true) = (off, offp != 0) {
-            self.mm.write_u64(offp, o)?;
+        if let Some(o) = off {
+            self.mm.write(offp, &(o as i64))?;
         }
         Ok(done)
     }

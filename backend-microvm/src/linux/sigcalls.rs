@@ -8,43 +8,45 @@ use super::signal::{
 };
 use super::task::{Tid, INIT_PID};
 use super::{Kernel, SysErr, SysResult};
+use crate::abi::{self, SigAction, StackT, Timespec};
 use crate::errno;
+use crate::mm::UserPtr;
 
 impl Kernel {
     pub(crate) fn sys_rt_sigaction(
         &mut self,
         sig: u64,
-        act: u64,
-        oact: u64,
+        act: UserPtr<SigAction>,
+        oact: UserPtr<SigAction>,
         size: u64,
     ) -> SysResult {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
         let sig = valid(sig)?;
-        let new = if act != 0 {
+        let new = if !act.is_null() {
             if sig == SIGKILL || sig == SIGSTOP {
                 return Err(errno::EINVAL.into());
             }
-            let raw = self.mm.read_user_vec(act, 32)?;
-            let q =
-                |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            let a = self.mm.read(act)?;
             Some(Action {
-                handler: q(0),
-                flags: q(1),
-                restorer: q(2),
-                mask: q(3),
+                handler: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
             })
         } else {
             None
         };
         let old = self.proc.act[(sig - 1) as usize];
-        if oact != 0 {
-            let mut b = Vec::with_capacity(32);
-            for v in [old.handler, old.flags, old.restorer, old.mask] {
-                b.extend_from_slice(&v.to_le_bytes());
-            }
-            self.mm.write_user(oact, &b)?;
+        if !oact.is_null() {
+            let o = SigAction {
+                handler: old.handler,
+                flags: old.flags,
+                restorer: old.restorer,
+                mask: old.mask,
+            };
+            self.mm.write(oact, &o)?;
         }
         if let Some(n) = new {
             self.proc.act[(sig - 1) as usize] = n;
@@ -63,20 +65,20 @@ impl Kernel {
     pub(crate) fn sys_rt_sigprocmask(
         &mut self,
         how: u64,
-        set: u64,
-        oset: u64,
+        set: UserPtr<u64>,
+        oset: UserPtr<u64>,
         size: u64,
     ) -> SysResult {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
-        let new = if set != 0 {
-            Some(self.mm.read_u64(set)?)
+        let new = if !set.is_null() {
+            Some(self.mm.read(set)?)
         } else {
             None
         };
-        if oset != 0 {
-            self.mm.write_u64(oset, self.task.mask)?;
+        if !oset.is_null() {
+            self.mm.write(oset, &self.task.mask)?;
         }
         if let Some(s) = new {
             self.task.mask = match how as i32 {
@@ -89,22 +91,22 @@ impl Kernel {
         Ok(0)
     }
 
-    pub(crate) fn sys_rt_sigpending(&mut self, set: u64, size: u64) -> SysResult {
+    pub(crate) fn sys_rt_sigpending(&mut self, set: UserPtr<u64>, size: u64) -> SysResult {
         if size > 8 {
             return Err(errno::EINVAL.into());
         }
         let pending = (self.task.pending | self.proc.pending) & self.task.mask;
-        self.mm.write_u64(set, pending)?;
+        self.mm.write(set, &pending)?;
         Ok(0)
     }
 
     /// `rt_sigsuspend`: waits with `mask` until a handler runs (then `EINTR`).
-    pub(crate) fn sys_rt_sigsuspend(&mut self, set: u64, size: u64) -> SysResult {
+    pub(crate) fn sys_rt_sigsuspend(&mut self, set: UserPtr<u64>, size: u64) -> SysResult {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
         if self.retrying.is_none() {
-            let mask = self.mm.read_u64(set)?;
+            let mask = self.mm.read(set)?;
             self.task.suspend_mask = Some(self.task.mask);
             self.task.mask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
         }
@@ -119,16 +121,16 @@ impl Kernel {
     /// `rt_sigtimedwait`: takes a pending signal of `set`, waiting for one.
     pub(crate) fn sys_rt_sigtimedwait(
         &mut self,
-        set: u64,
-        info: u64,
-        timeout: u64,
+        set: UserPtr<u64>,
+        info: UserPtr<abi::SigInfo>,
+        timeout: UserPtr<Timespec>,
         size: u64,
     ) -> SysResult {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
-        let want = self.mm.read_u64(set)? & !(bit(SIGKILL) | bit(SIGSTOP));
-        let until = if timeout == 0 {
+        let want = self.mm.read(set)? & !(bit(SIGKILL) | bit(SIGSTOP));
+        let until = if timeout.is_null() {
             None
         } else {
             let d = self.timespec(timeout)?;
@@ -145,14 +147,14 @@ impl Kernel {
                 self.proc.pending &= !bit(sig);
                 self.proc.info[i].take()
             };
-            if info != 0 {
+            if !info.is_null() {
                 let si = si.unwrap_or(SigInfo {
                     signo: sig,
                     code: 0,
                     addr: 0,
                     status: 0,
                 });
-                self.mm.write_user(info, &si.encode())?;
+                self.mm.write(info, &si.to_abi())?;
             }
             return Ok(sig as u64);
         }
@@ -162,27 +164,31 @@ impl Kernel {
         Err(self.park(until))
     }
 
-    pub(crate) fn sys_sigaltstack(&mut self, ss: u64, old: u64) -> SysResult {
-        let new = if ss != 0 {
-            let raw = self.mm.read_user_vec(ss, 24)?;
-            let sp = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
-            let flags = u32::from_le_bytes(raw[8..12].try_into().unwrap_or_default());
-            let size = u64::from_le_bytes(raw[16..24].try_into().unwrap_or_default());
-            Some((sp, flags, size))
+    pub(crate) fn sys_sigaltstack(
+        &mut self,
+        ss: UserPtr<StackT>,
+        old: UserPtr<StackT>,
+    ) -> SysResult {
+        let new = if !ss.is_null() {
+            let st = self.mm.read(ss)?;
+            Some((st.ss_sp, st.ss_flags as u32, st.ss_size))
         } else {
             None
         };
-        if old != 0 {
+        if !old.is_null() {
             let (sp, size) = self.task.altstack.unwrap_or((0, 0));
             let flags = if self.task.altstack.is_none() {
                 SS_DISABLE
             } else {
                 0
             };
-            let mut b = sp.to_le_bytes().to_vec();
-            b.extend_from_slice(&u64::from(flags).to_le_bytes());
-            b.extend_from_slice(&size.to_le_bytes());
-            self.mm.write_user(old, &b)?;
+            let st = StackT {
+                ss_sp: sp,
+                ss_flags: flags as i32,
+                _pad: 0,
+                ss_size: size,
+            };
+            self.mm.write(old, &st)?;
         }
         if let Some((sp, flags, size)) = new {
             if flags & SS_DISABLE != 0 {

@@ -6,8 +6,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::fd::{FileKind, OpenFile, Socket};
-use super::{Kernel, SysErr, SysResult};
+use zerocopy::IntoBytes;
+
+use super::rw::IOV_MAX;
+use super::{too_many, Kernel, SysErr, SysResult};
+use crate::abi::{Iovec, MsgHdr, Ucred};
 use crate::errno::{self, Errno};
+use crate::mm::UserPtr;
 use crate::pipe::{Pipe, PipeEnd};
 
 const AF_UNIX: u64 = 1;
@@ -21,8 +26,6 @@ const MSG_DONTWAIT: u64 = 0x40;
 const MSG_NOSIGNAL: u64 = 0x4000;
 const MSG_TRUNC: u64 = 0x20;
 const SOL_SOCKET: u64 = 1;
-/// Largest `iovec` array.
-const IOV_MAX: u64 = 1024;
 
 fn pair(kind: i32) -> (Socket, Socket) {
     let a_to_b = Pipe::socket(kind != SOCK_STREAM);
@@ -58,7 +61,7 @@ impl Kernel {
         domain: u64,
         ty: u64,
         proto: u64,
-        sv: u64,
+        sv: UserPtr<[i32; 2]>,
     ) -> SysResult {
         if domain != AF_UNIX {
             return Err(errno::EAFNOSUPPORT.into());
@@ -72,7 +75,7 @@ impl Kernel {
         if proto != 0 {
             return Err(Errno(libc::EPROTONOSUPPORT).into());
         }
-        self.mm.user_chunks(sv, 8, true)?;
+        self.mm.user_chunks(sv.addr(), 8, true)?;
         let (a, b) = pair(kind);
         let nb = if ty & SOCK_NONBLOCK != 0 {
             libc::O_NONBLOCK
@@ -90,9 +93,7 @@ impl Kernel {
                 return Err(e.into());
             }
         };
-        let mut out = (x as u32).to_le_bytes().to_vec();
-        out.extend_from_slice(&(y as u32).to_le_bytes());
-        self.mm.write_user(sv, &out)?;
+        self.mm.write(sv, &[x as i32, y as i32])?;
         Ok(0)
     }
 
@@ -153,6 +154,7 @@ impl Kernel {
     ) -> SysResult {
         let f = self.socket(fd)?;
         if addr != 0 {
+            // `socklen_t` is an unsigned int: the register's low half.
             self.destination(&f, addr, alen as u32)?;
         }
         let data = self.mm.read_user_vec(buf, len.min(1 << 20) as usize)?;
@@ -177,8 +179,9 @@ impl Kernel {
                 if !(3..=110).contains(&alen) {
                     return Err(errno::EINVAL.into());
                 }
-                let family = self.mm.read_user_vec(addr, 2)?;
-                if u16::from_le_bytes([family[0], family[1]]) != AF_UNIX as u16 {
+                // The address starts with its `sa_family_t`.
+                let family = self.mm.read(UserPtr::<u16>::new(addr))?;
+                if family != AF_UNIX as u16 {
                     return Err(errno::EINVAL.into());
                 }
                 Err(Errno(libc::ECONNREFUSED).into())
@@ -193,84 +196,75 @@ impl Kernel {
         len: u64,
         flags: u64,
         addr: u64,
-        alen: u64,
+        alen: UserPtr<u32>,
     ) -> SysResult {
         let f = self.socket(fd)?;
         self.mm.user_chunks(buf, len.min(1 << 20), true)?;
         let mut tmp = vec![0u8; len.min(1 << 20) as usize];
         let (n, full) = self.recv(&f, &mut tmp, flags)?;
         self.mm.write_user(buf, &tmp[..n])?;
-        if addr != 0 && alen != 0 {
+        if addr != 0 && !alen.is_null() {
             self.put_unix_name(addr, alen)?;
         }
         Ok(if flags & MSG_TRUNC != 0 { full } else { n } as u64)
     }
 
-    /// The `iovec`s of a `msghdr`: (base, len) pairs.
-    fn msg_iovecs(&mut self, msg: u64) -> Result<(Vec<(u64, u64)>, u64), SysErr> {
-        let raw = self.mm.read_user_vec(msg, 56)?;
-        let q = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-        // name, namelen, iov, iovlen, control, controllen, flags.
-        let (iov, iovlen, controllen) = (q(2), q(3), q(5));
-        if iovlen > IOV_MAX {
-            return Err(errno::EMSGSIZE.into());
-        }
-        let raw = self.mm.read_user_vec(iov, iovlen as usize * 16)?;
-        let v = raw
-            .chunks_exact(16)
-            .map(|c| {
-                (
-                    u64::from_le_bytes(c[..8].try_into().unwrap_or_default()),
-                    u64::from_le_bytes(c[8..].try_into().unwrap_or_default()),
-                )
-            })
-            .collect();
-        Ok((v, controllen))
+    /// The `iovec`s of a `msghdr` (at most `IOV_MAX`, else `EMSGSIZE`).
+    fn msg_iovecs(&mut self, hdr: &MsgHdr) -> Result<Vec<Iovec>, SysErr> {
+        self.mm
+            .read_array(UserPtr::<Iovec>::new(hdr.msg_iov), hdr.msg_iovlen, IOV_MAX)
+            .map_err(too_many(errno::EMSGSIZE))
     }
 
-    pub(crate) fn sys_sendmsg(&mut self, fd: u64, msg: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_sendmsg(&mut self, fd: u64, msg: UserPtr<MsgHdr>, flags: u64) -> SysResult {
         let f = self.socket(fd)?;
-        let head = self.mm.read_user_vec(msg, 12)?;
-        let name = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
-        let namelen = u32::from_le_bytes(head[8..12].try_into().unwrap_or_default());
-        if name != 0 {
-            self.destination(&f, name, namelen)?;
+        // Read once: what is checked is what is used.
+        let hdr = self.mm.read(msg)?;
+        if hdr.msg_name != 0 {
+            self.destination(&f, hdr.msg_name, hdr.msg_namelen)?;
         }
-        let (iov, controllen) = self.msg_iovecs(msg)?;
-        if controllen != 0 {
+        let iov = self.msg_iovecs(&hdr)?;
+        if hdr.msg_controllen != 0 {
             // Passing descriptors or credentials (SCM_RIGHTS...) is not offered.
             return Err(self.unsupported("sendmsg(ancillary data)", errno::EOPNOTSUPP));
         }
         let mut data = Vec::new();
-        for (base, len) in iov {
-            if data.len() as u64 + len > 1 << 20 {
+        for v in iov {
+            let within = (data.len() as u64)
+                .checked_add(v.iov_len)
+                .is_some_and(|t| t <= 1 << 20);
+            if !within {
                 return Err(errno::EMSGSIZE.into());
             }
-            data.extend(self.mm.read_user_vec(base, len as usize)?);
+            data.extend(self.mm.read_user_vec(v.iov_base, v.iov_len as usize)?);
         }
         self.send(&f, &data, flags)
     }
 
-    pub(crate) fn sys_recvmsg(&mut self, fd: u64, msg: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_recvmsg(&mut self, fd: u64, msg: UserPtr<MsgHdr>, flags: u64) -> SysResult {
         let f = self.socket(fd)?;
-        let (iov, _) = self.msg_iovecs(msg)?;
-        let total: u64 = iov.iter().map(|(_, l)| *l).sum::<u64>().min(1 << 20);
+        let mut hdr = self.mm.read(msg)?;
+        let iov = self.msg_iovecs(&hdr)?;
+        let total = iov
+            .iter()
+            .fold(0u64, |t, v| t.saturating_add(v.iov_len))
+            .min(1 << 20);
         let mut tmp = vec![0u8; total as usize];
         let (n, full) = self.recv(&f, &mut tmp, flags)?;
         let mut off = 0usize;
-        for (base, len) in iov {
+        for v in iov {
             if off >= n {
                 break;
             }
-            let k = (len as usize).min(n - off);
-            self.mm.write_user(base, &tmp[off..off + k])?;
+            let k = (v.iov_len as usize).min(n - off);
+            self.mm.write_user(v.iov_base, &tmp[off..off + k])?;
             off += k;
         }
-        // msg_namelen = 0, msg_controllen = 0, msg_flags.
-        self.mm.write_u32(msg.wrapping_add(8), 0)?;
-        self.mm.write_u64(msg.wrapping_add(40), 0)?;
-        let mflags: u32 = if full > n { MSG_TRUNC as u32 } else { 0 };
-        self.mm.write_u32(msg.wrapping_add(48), mflags)?;
+        // No sender name (a socket pair's peer is unnamed), no ancillary data.
+        hdr.msg_namelen = 0;
+        hdr.msg_controllen = 0;
+        hdr.msg_flags = if full > n { MSG_TRUNC as i32 } else { 0 };
+        self.mm.write(msg, &hdr)?;
         Ok(n as u64)
     }
 
@@ -291,17 +285,19 @@ impl Kernel {
         Ok(0)
     }
 
-    /// An unnamed `AF_UNIX` address.
-    fn put_unix_name(&mut self, addr: u64, alen: u64) -> Result<(), SysErr> {
-        let cap = self.mm.read_u32(alen)?;
-        let name = (AF_UNIX as u16).to_le_bytes();
+    /// An unnamed `AF_UNIX` address (a `sa_family_t` alone), cut to the caller's
+    /// buffer of `*alen` bytes; `*alen` becomes its full length.
+    fn put_unix_name(&mut self, addr: u64, alen: UserPtr<u32>) -> Result<(), SysErr> {
+        let cap = self.mm.read(alen)?;
+        let family = AF_UNIX as u16;
+        let name = family.as_bytes();
         let n = (cap as usize).min(name.len());
         self.mm.write_user(addr, &name[..n])?;
-        self.mm.write_u32(alen, 2)?;
+        self.mm.write(alen, &(name.len() as u32))?;
         Ok(())
     }
 
-    pub(crate) fn sys_getsockname(&mut self, fd: u64, addr: u64, alen: u64) -> SysResult {
+    pub(crate) fn sys_getsockname(&mut self, fd: u64, addr: u64, alen: UserPtr<u32>) -> SysResult {
         self.socket(fd)?;
         self.put_unix_name(addr, alen)?;
         Ok(0)
@@ -313,7 +309,7 @@ impl Kernel {
         level: u64,
         name: u64,
         val: u64,
-        len: u64,
+        len: UserPtr<u32>,
     ) -> SysResult {
         let f = self.socket(fd)?;
         let FileKind::Socket(s) = &f.kind else {
@@ -322,25 +318,26 @@ impl Kernel {
         if level != SOL_SOCKET {
             return Err(Errno(libc::ENOPROTOOPT).into());
         }
+        let int = |v: i32| v.as_bytes().to_vec();
         let v: Vec<u8> = match name as i32 {
-            libc::SO_TYPE => s.kind.to_le_bytes().to_vec(),
-            libc::SO_DOMAIN => (AF_UNIX as i32).to_le_bytes().to_vec(),
-            libc::SO_PROTOCOL | libc::SO_ERROR | libc::SO_ACCEPTCONN => 0i32.to_le_bytes().to_vec(),
-            libc::SO_RCVBUF | libc::SO_SNDBUF => {
-                (crate::pipe::PIPE_CAPACITY as i32).to_le_bytes().to_vec()
+            libc::SO_TYPE => int(s.kind),
+            libc::SO_DOMAIN => int(AF_UNIX as i32),
+            libc::SO_PROTOCOL | libc::SO_ERROR | libc::SO_ACCEPTCONN => int(0),
+            libc::SO_RCVBUF | libc::SO_SNDBUF => int(crate::pipe::PIPE_CAPACITY as i32),
+            libc::SO_PEERCRED => Ucred {
+                pid: self.proc.pid as i32,
+                uid: self.user.0,
+                gid: self.user.1,
             }
-            libc::SO_PEERCRED => {
-                let mut b = self.proc.pid.to_le_bytes().to_vec();
-                b.extend_from_slice(&self.user.0.to_le_bytes());
-                b.extend_from_slice(&self.user.1.to_le_bytes());
-                b
-            }
+            .as_bytes()
+            .to_vec(),
             _ => return Err(Errno(libc::ENOPROTOOPT).into()),
         };
-        let cap = self.mm.read_u32(len)? as usize;
+        // An option's value is cut to the caller's buffer, as Linux does.
+        let cap = self.mm.read(len)? as usize;
         let n = cap.min(v.len());
         self.mm.write_user(val, &v[..n])?;
-        self.mm.write_u32(len, n as u32)?;
+        self.mm.write(len, &(n as u32))?;
         Ok(0)
     }
 
