@@ -1,6 +1,7 @@
 //! Helpers shared by the integration suites: test programs compiled from
 //! `tests/programs/*.c`, sandboxes, and host-side checks.
 
+pub mod compat_doc;
 pub mod image;
 
 use std::path::{Path, PathBuf};
