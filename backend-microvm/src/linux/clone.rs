@@ -151,6 +151,8 @@ impl Kernel {
         child.gs_base = cpu.gs_base()?;
         child.fpu = Some(cpu.save_fpu()?);
         child.mask = self.task.mask;
+        child.nice = self.task.nice;
+        child.policy = self.task.policy;
         if f & CLONE_VM == 0 || f & CLONE_VFORK != 0 {
             child.altstack = self.task.altstack;
         }
@@ -194,6 +196,7 @@ impl Kernel {
                 stopped: None,
                 stop_report: None,
                 continued: false,
+                rlimits: p.rlimits,
             };
             self.procs.insert(tid, proc);
         }

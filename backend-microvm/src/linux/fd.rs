@@ -84,6 +84,10 @@ pub(crate) struct OpenFile {
     pub(crate) pos: Cell<u64>,
     /// A directory's entries, read at the first `getdents64`.
     pub(crate) listing: RefCell<Option<Vec<DirEntry>>>,
+    /// `F_SETOWN`: who would get `SIGIO` (recorded: no I/O signal is sent).
+    pub(crate) owner: Cell<i32>,
+    /// `F_SETSIG`: the signal it would be.
+    pub(crate) io_signal: Cell<i32>,
 }
 
 impl OpenFile {
@@ -95,6 +99,8 @@ impl OpenFile {
             flags: Cell::new(flags),
             pos: Cell::new(0),
             listing: RefCell::new(None),
+            owner: Cell::new(0),
+            io_signal: Cell::new(0),
         })
     }
 
@@ -140,6 +146,17 @@ impl FdTable {
             .and_then(Option::as_ref)
             .map(|s| Rc::clone(&s.file))
             .ok_or(errno::EBADF)
+    }
+
+    /// The size Linux's descriptor table would have now (`select` looks no further):
+    /// 64 slots, grown to a power of two of 128 past the highest descriptor used.
+    pub(crate) fn max_fds(&self) -> usize {
+        let used = self.slots.len();
+        if used <= 64 {
+            64
+        } else {
+            ((used - 1) / 128 + 1).next_power_of_two() * 128
+        }
     }
 
     /// Installs `file` at the lowest free descriptor at or above `min`.

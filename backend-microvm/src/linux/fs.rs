@@ -13,9 +13,9 @@ use super::{Kernel, SysErr, SysResult};
 use crate::abi::{DirentHead, Flock, Stat};
 use crate::errno::{self, Errno};
 use crate::mm::UserPtr;
-use crate::pipe::{Pipe, PipeEnd, PIPE_CAPACITY};
+use crate::pipe::{Pipe, PipeEnd};
 use crate::stdio::Input;
-use crate::vfs::{host, Meta, Opened};
+use crate::vfs::{host, tmpfs, Meta, Opened};
 
 /// `SIGXFSZ`.
 const SIGXFSZ: i32 = 25;
@@ -74,7 +74,7 @@ impl Kernel {
     }
 
     /// The size of a seekable file.
-    fn file_size(&self, f: &OpenFile) -> Result<u64, SysErr> {
+    pub(crate) fn file_size(&self, f: &OpenFile) -> Result<u64, SysErr> {
         Ok(match &f.kind {
             FileKind::Host(fd) => host::fstat(fd.as_raw_fd())?.size,
             FileKind::Tmp(t) => t.meta().size,
@@ -85,9 +85,20 @@ impl Kernel {
 
     pub(crate) fn sys_lseek(&mut self, fd: u64, off: i64, whence: u64) -> SysResult {
         let f = self.proc.files.get(fd)?;
+        if matches!(f.kind, FileKind::Path) {
+            return Err(errno::EBADF.into());
+        }
+        if whence > libc::SEEK_HOLE as u64 {
+            return Err(errno::EINVAL.into());
+        }
         match f.kind {
-            FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) | FileKind::Dir => {}
+            FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) => {}
+            // A directory seeks from its start or its position only.
+            FileKind::Dir if matches!(whence as i32, libc::SEEK_SET | libc::SEEK_CUR) => {}
+            FileKind::Dir => return Err(errno::EINVAL.into()),
+            // Devices, eventfds and epoll instances ignore seeks (Linux's noop_llseek).
             FileKind::Dev(_) => return Ok(0),
+            FileKind::EventFd(_) | FileKind::Epoll(_) => return Ok(f.pos.get()),
             _ => return Err(errno::ESPIPE.into()),
         }
         let base = match whence as i32 {
@@ -126,64 +137,192 @@ impl Kernel {
         Ok(self.proc.files.add(f, false, 0)?)
     }
 
+    /// `dup2`/`dup3`, checked in Linux's order: the flags, the same descriptor twice,
+    /// the new number within `RLIMIT_NOFILE` (`EBADF`), then the old descriptor.
     pub(crate) fn sys_dup3(&mut self, old: u64, new: u64, flags: u64, dup2: bool) -> SysResult {
-        let f = self.proc.files.get(old)?;
+        let (old, new) = (u64::from(old as u32), u64::from(new as u32));
         if dup2 && old == new {
+            self.proc.files.get(old)?;
             return Ok(new);
         }
-        if old == new || flags & !(libc::O_CLOEXEC as u64) != 0 {
+        if flags & !(libc::O_CLOEXEC as u64) != 0 || old == new {
             return Err(errno::EINVAL.into());
         }
-        let n = usize::try_from(new as i32).map_err(|_| errno::EBADF)?;
+        let n = usize::try_from(new).map_err(|_| errno::EBADF)?;
         if n >= self.proc.files.limit {
             return Err(errno::EBADF.into());
         }
+        let f = self.proc.files.get(old)?;
         self.proc.files.put(n, f, flags != 0);
         Ok(new)
     }
 
     pub(crate) fn sys_fcntl(&mut self, fd: u64, cmd: u64, arg: u64) -> SysResult {
+        const F_SETSIG: i32 = 10;
+        const F_GETSIG: i32 = 11;
+        const F_SETOWN_EX: i32 = 15;
+        const F_GETOWN_EX: i32 = 16;
+        const DN_MULTISHOT: u64 = 0x8000_0000;
+        const O_LARGEFILE: i32 = 0o100000;
+        const SETFL: i32 =
+            libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
+        const SEALS: u32 = tmpfs::F_SEAL_SEAL
+            | tmpfs::F_SEAL_SHRINK
+            | tmpfs::F_SEAL_GROW
+            | tmpfs::F_SEAL_WRITE
+            | tmpfs::F_SEAL_FUTURE_WRITE;
         let f = self.proc.files.get(fd)?;
-        match cmd as i32 {
+        let cmd = cmd as i32;
+        // An O_PATH descriptor takes only these (Linux's check_fcntl_cmd).
+        let path_ok = matches!(
+            cmd,
+            libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_GETFD | libc::F_SETFD | libc::F_GETFL
+        );
+        if matches!(f.kind, FileKind::Path) && !path_ok {
+            return Err(errno::EBADF.into());
+        }
+        match cmd {
             libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
-                let min = usize::try_from(arg as i32).map_err(|_| errno::EINVAL)?;
-                Ok(self
-                    .proc
-                    .files
-                    .add(f, cmd as i32 == libc::F_DUPFD_CLOEXEC, min)?)
+                // The lowest number is an unsigned int, below RLIMIT_NOFILE (EINVAL).
+                let min = arg as u32 as usize;
+                if min >= self.proc.files.limit {
+                    return Err(errno::EINVAL.into());
+                }
+                Ok(self.proc.files.add(f, cmd == libc::F_DUPFD_CLOEXEC, min)?)
             }
             libc::F_GETFD => Ok(u64::from(self.proc.files.cloexec(fd)?)),
             libc::F_SETFD => {
                 self.proc.files.set_cloexec(fd, arg & 1 != 0)?;
                 Ok(0)
             }
-            libc::F_GETFL => Ok(f.flags.get() as u64 | libc::O_LARGEFILE as u64),
+            libc::F_GETFL => Ok((f.flags.get() | O_LARGEFILE) as u64),
             libc::F_SETFL => {
-                let changeable = libc::O_APPEND | libc::O_NONBLOCK;
-                f.flags
-                    .set((f.flags.get() & !changeable) | (arg as i32 & changeable));
+                f.flags.set((f.flags.get() & !SETFL) | (arg as i32 & SETFL));
                 Ok(0)
             }
             libc::F_GETLK | libc::F_OFD_GETLK => {
-                // No other process can hold a lock: report the region unlocked.
                 let at = UserPtr::<Flock>::new(arg);
-                let mut l = self.mm.read(at)?;
+                let mut l = self.lock_arg(&f, at, cmd == libc::F_OFD_GETLK, false)?;
+                // No other holder conflicts (see the table's note): unlocked.
                 l.l_type = libc::F_UNLCK as i16;
                 self.mm.write(at, &l)?;
                 Ok(0)
             }
-            libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => Ok(0),
-            libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => match f.kind {
-                FileKind::Pipe(_) => Ok(PIPE_CAPACITY as u64),
+            libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => {
+                let ofd = matches!(cmd, libc::F_OFD_SETLK | libc::F_OFD_SETLKW);
+                self.lock_arg(&f, UserPtr::new(arg), ofd, true)?;
+                Ok(0)
+            }
+            libc::F_GETPIPE_SZ => match &f.kind {
+                FileKind::Pipe(end) => Ok(end.pipe.borrow().capacity() as u64),
                 _ => Err(errno::EBADF.into()),
             },
-            libc::F_GET_SEALS | libc::F_ADD_SEALS => Err(errno::EINVAL.into()),
+            libc::F_SETPIPE_SZ => match &f.kind {
+                FileKind::Pipe(end) => Ok(end.pipe.borrow_mut().set_capacity(arg)? as u64),
+                _ => Err(errno::EBADF.into()),
+            },
+            libc::F_NOTIFY => {
+                if (arg as u32 as u64) & !DN_MULTISHOT == 0 {
+                    return Ok(0);
+                }
+                if !matches!(f.kind, FileKind::Dir) {
+                    return Err(errno::ENOTDIR.into());
+                }
+                // Accepted, but no change is ever signalled: counted.
+                self.note_unsupported("fcntl(F_NOTIFY)");
+                Ok(0)
+            }
+            libc::F_GETOWN => Ok(f.owner.get() as i64 as u64),
+            libc::F_SETOWN => {
+                f.owner.set(arg as i32);
+                Ok(0)
+            }
+            F_GETOWN_EX => {
+                let owner = f.owner.get();
+                // struct f_owner_ex { int type; pid_t pid; }: F_OWNER_PGRP (2) for a group.
+                let ex = if owner < 0 { [2, -owner] } else { [1, owner] };
+                self.mm.write(UserPtr::<[i32; 2]>::new(arg), &ex)?;
+                Ok(0)
+            }
+            F_SETOWN_EX => {
+                let [kind, pid] = self.mm.read(UserPtr::<[i32; 2]>::new(arg))?;
+                match kind {
+                    0 | 1 => f.owner.set(pid),
+                    2 => f.owner.set(-pid),
+                    _ => return Err(errno::EINVAL.into()),
+                }
+                Ok(0)
+            }
+            F_GETSIG => Ok(f.io_signal.get() as u64),
+            F_SETSIG => {
+                if arg > 64 {
+                    return Err(errno::EINVAL.into());
+                }
+                f.io_signal.set(arg as i32);
+                Ok(0)
+            }
+            libc::F_GETLEASE => Ok(libc::F_UNLCK as u64),
+            libc::F_SETLEASE => {
+                if arg as i32 == libc::F_UNLCK {
+                    return Ok(0);
+                }
+                // Leases are not offered: counted, answered as for a file others have open.
+                Err(self.unsupported("fcntl(F_SETLEASE)", errno::EAGAIN))
+            }
+            libc::F_GET_SEALS => match &f.kind {
+                FileKind::Tmp(t) => Ok(u64::from(t.seals.get())),
+                _ => Err(errno::EINVAL.into()),
+            },
+            libc::F_ADD_SEALS => match &f.kind {
+                FileKind::Tmp(t) => {
+                    let seals = arg as u32;
+                    if seals & !SEALS != 0 {
+                        return Err(errno::EINVAL.into());
+                    }
+                    if !f.writable() {
+                        return Err(errno::EPERM.into());
+                    }
+                    t.add_seals(seals)?;
+                    Ok(0)
+                }
+                _ => Err(errno::EINVAL.into()),
+            },
             _ => Err(errno::EINVAL.into()),
         }
     }
 
+    /// The `struct flock` of a lock call, checked as Linux does: a known type, a known
+    /// `whence`, no pid for open-file-description locks; setting a read lock needs the
+    /// file open for reading, a write lock for writing (`EBADF`).
+    fn lock_arg(
+        &mut self,
+        f: &OpenFile,
+        at: UserPtr<Flock>,
+        ofd: bool,
+        set: bool,
+    ) -> Result<Flock, SysErr> {
+        let l = self.mm.read(at)?;
+        let kind = i32::from(l.l_type);
+        if !matches!(kind, libc::F_RDLCK | libc::F_WRLCK | libc::F_UNLCK)
+            || !(0..=2).contains(&l.l_whence)
+            || (ofd && l.l_pid != 0)
+        {
+            return Err(errno::EINVAL.into());
+        }
+        if set
+            && ((kind == libc::F_RDLCK && !f.readable())
+                || (kind == libc::F_WRLCK && !f.writable()))
+        {
+            return Err(errno::EBADF.into());
+        }
+        Ok(l)
+    }
+
     pub(crate) fn sys_ioctl(&mut self, fd: u64, req: u64, arg: u64) -> SysResult {
         let f = self.proc.files.get(fd)?;
+        if matches!(f.kind, FileKind::Path) {
+            return Err(errno::EBADF.into());
+        }
         match req {
             // FIOCLEX / FIONCLEX
             0x5451 | 0x5450 => {
@@ -204,12 +343,12 @@ impl Kernel {
             // FIONREAD
             0x541b => {
                 let n = match &f.kind {
-                    FileKind::Pipe(end) if !end.write => end.pipe.borrow().buf.len() as u64,
+                    FileKind::Pipe(end) if !end.write => end.pipe.borrow().len() as u64,
                     FileKind::Socket(sk) => sk
                         .rx
                         .borrow()
                         .as_ref()
-                        .map_or(0, |e| e.pipe.borrow().buf.len() as u64),
+                        .map_or(0, |e| e.pipe.borrow().len() as u64),
                     FileKind::Stdin => match &self.input {
                         Input::Bytes(d, p) => (d.len() - p) as u64,
                         _ => 0,
@@ -355,10 +494,30 @@ impl Kernel {
 
     pub(crate) fn sys_fsync(&mut self, fd: u64, data_only: bool) -> SysResult {
         let f = self.proc.files.get(fd)?;
-        if let FileKind::Host(h) = &f.kind {
-            host::fsync(h.as_raw_fd(), data_only)?;
+        match &f.kind {
+            FileKind::Host(h) => host::fsync(h.as_raw_fd(), data_only)?,
+            FileKind::Path => return Err(errno::EBADF.into()),
+            // Nothing to sync on a pipe, socket or event counter: EINVAL, as Linux.
+            FileKind::Pipe(_) | FileKind::Socket(_) | FileKind::EventFd(_) | FileKind::Epoll(_) => {
+                return Err(errno::EINVAL.into())
+            }
+            _ => {}
         }
         Ok(0)
+    }
+
+    /// `fadvise64`: advice is a hint, but checked: a pipe is `ESPIPE`, an unknown
+    /// advice `EINVAL`.
+    pub(crate) fn sys_fadvise(&mut self, fd: u64, advice: u64) -> SysResult {
+        let f = self.proc.files.get(fd)?;
+        match f.kind {
+            FileKind::Path => Err(errno::EBADF.into()),
+            FileKind::Pipe(_) => Err(errno::ESPIPE.into()),
+            _ if advice as i32 > libc::POSIX_FADV_NOREUSE || (advice as i32) < 0 => {
+                Err(errno::EINVAL.into())
+            }
+            _ => Ok(0),
+        }
     }
 
     pub(crate) fn sys_ftruncate(&mut self, fd: u64, len: u64) -> SysResult {
@@ -369,7 +528,7 @@ impl Kernel {
         if !f.writable() {
             return Err(errno::EINVAL.into());
         }
-        if let Some(limit) = self.limits.file_size {
+        if let Some(limit) = self.file_size_limit() {
             if len > limit {
                 self.raise(SIGXFSZ)?;
                 return Err(errno::EFBIG.into());

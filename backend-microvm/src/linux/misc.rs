@@ -8,9 +8,7 @@ use std::rc::Rc;
 use super::fd::{FileKind, OpenFile};
 use super::signal::SigInfo;
 use super::{Kernel, SysErr, SysResult};
-use crate::abi::{
-    self, CapData, CapHeader, MMsgHdr, MsgHdr, SchedParam, Timespec, Timeval, Utimbuf,
-};
+use crate::abi::{self, CapData, CapHeader, MMsgHdr, MsgHdr, Timeval, Utimbuf};
 use crate::errno::{self, Errno};
 use crate::mm::UserPtr;
 use crate::vfs::tmpfs::{TmpData, TmpFs};
@@ -116,24 +114,6 @@ impl Kernel {
         ))
     }
 
-    /// `sched_setparam`/`sched_setscheduler`: only `SCHED_OTHER` at priority 0.
-    pub(crate) fn sys_sched_set(
-        &mut self,
-        policy: Option<u64>,
-        param: UserPtr<SchedParam>,
-    ) -> SysResult {
-        if param.is_null() {
-            return Err(errno::EINVAL.into());
-        }
-        let prio = self.mm.read(param)?.sched_priority;
-        let policy = policy.unwrap_or(0) as i32 & !0x4000_0000; // SCHED_RESET_ON_FORK
-        match (policy, prio) {
-            (0 | 3 | 5, 0) => Ok(0),                // OTHER, BATCH, IDLE
-            (1 | 2, _) => Err(errno::EPERM.into()), // FIFO, RR need privilege
-            _ => Err(errno::EINVAL.into()),
-        }
-    }
-
     /// `sched_get_priority_max`/`_min`: 1..=99 for the real-time policies, 0 for the others.
     pub(crate) fn sys_sched_priority_range(&mut self, policy: u64, max: bool) -> SysResult {
         match policy {
@@ -141,12 +121,6 @@ impl Kernel {
             1 | 2 => Ok(if max { 99 } else { 1 }),
             _ => Err(errno::EINVAL.into()),
         }
-    }
-
-    /// `sched_rr_get_interval`: the time slice.
-    pub(crate) fn sys_sched_rr_get_interval(&mut self, tp: UserPtr<Timespec>) -> SysResult {
-        self.mm.write(tp, &super::TIME_SLICE.into())?;
-        Ok(0)
     }
 
     /// `getcpu`: the one vCPU, node 0.
@@ -234,10 +208,13 @@ impl Kernel {
         let Some(fs) = self.vfs.tmp_fs() else {
             return Err(errno::ENOMEM.into());
         };
-        let inode = TmpFs::inode(&fs, TmpData::File(Vec::new()), 0o600);
-        let mut path = b"/memfd:".to_vec();
-        path.extend_from_slice(&n);
-        let _ = path;
+        // As Linux's: mode 0777, no link, sealable only when asked.
+        let inode = TmpFs::inode(&fs, TmpData::File(Vec::new()), 0o777);
+        inode.nlink.set(0);
+        if flags & MFD_ALLOW_SEALING != 0 {
+            inode.seals.set(0);
+        }
+        let _ = n;
         let f = OpenFile::new(FileKind::Tmp(inode), None, libc::O_RDWR);
         Ok(self.proc.files.add(f, flags & MFD_CLOEXEC != 0, 0)?)
     }

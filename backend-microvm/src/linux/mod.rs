@@ -13,6 +13,7 @@ mod fs;
 mod futex;
 #[cfg(feature = "test-hooks")]
 mod hooks;
+mod limits;
 pub(crate) mod misc;
 mod mm;
 mod path;
@@ -301,6 +302,8 @@ impl Kernel {
         (rip, rsp): (u64, u64),
         s: Settings,
     ) -> Kernel {
+        let mut proc = proc;
+        proc.rlimits = limits::Rlimits::initial(&s.limits, s.pids_limit);
         let task = Task::new(proc.pid, proc.pid, mm.space(), Kernel::fresh_ctx(rip, rsp));
         Kernel {
             mm,
@@ -358,6 +361,7 @@ impl Kernel {
         let a = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
         let mut ctx = self.task.ctx.clone();
         let started = Instant::now();
+        self.task.partial = 0;
         let result = self.dispatch(cpu, &mut ctx, nr, a);
         if trace_enabled() {
             eprintln!(
@@ -398,6 +402,12 @@ impl Kernel {
         );
         *self.unimplemented.entry(what.to_string()).or_insert(0) += 1;
         SysErr::Errno(e)
+    }
+
+    /// A variant of a syscall that is accepted without doing all Linux would (a
+    /// notification never sent): counted like an unimplemented syscall.
+    pub(crate) fn note_unsupported(&mut self, what: &str) {
+        let _ = self.unsupported(what, errno::ENOSYS);
     }
 
     /// The task waits (until `deadline`), its syscall tried again when something

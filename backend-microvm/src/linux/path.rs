@@ -291,24 +291,53 @@ impl Kernel {
         Ok(0)
     }
 
-    /// `chown` and friends: the sandbox user owns nothing else to give away.
-    pub(crate) fn sys_chown(&mut self, at: Option<(u64, u64)>, uid: u64, gid: u64) -> SysResult {
-        if let Some((dirfd, ptr)) = at {
-            self.resolve_at(dirfd, ptr, 0, true)?;
+    /// `chown`, `lchown`, `fchownat`: on `dirfd` + `path` (with `AT_SYMLINK_NOFOLLOW`
+    /// and `AT_EMPTY_PATH`), following a final symlink unless asked not to.
+    pub(crate) fn sys_fchownat(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        uid: u64,
+        gid: u64,
+        flags: u64,
+    ) -> SysResult {
+        let known = (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64;
+        if flags & !known != 0 {
+            return Err(errno::EINVAL.into());
         }
-        let keep = |v: u64, own: u32| v as u32 == u32::MAX || v as u32 == own;
-        if keep(uid, self.user.0) && keep(gid, self.user.1) {
-            Ok(0)
-        } else {
-            Err(errno::EPERM.into())
-        }
+        let loc = self.resolve_at(dirfd, ptr, flags, true)?;
+        let meta = self.vfs.meta(&loc)?;
+        loc.node().writable()?;
+        self.chown_allowed(&meta, uid, gid)
     }
 
     /// `fchown`: as `chown`, on an open descriptor.
     pub(crate) fn sys_fchown(&mut self, fd: u64, uid: u64, gid: u64) -> SysResult {
-        let v = self.sys_chown(None, uid, gid)?;
-        self.proc.files.get(fd)?;
-        Ok(v)
+        let f = self.proc.files.get(fd)?;
+        if matches!(f.kind, FileKind::Path) {
+            return Err(errno::EBADF.into());
+        }
+        let meta = self.file_meta(&f)?;
+        if let Some(loc) = &f.loc {
+            loc.node().writable()?;
+        }
+        self.chown_allowed(&meta, uid, gid)
+    }
+
+    /// What an unprivileged owner may do, as Linux's `chown_ok`/`chgrp_ok`: keep the
+    /// owner (`-1` or the same uid) of a file it owns, and set the group to its own or
+    /// keep it; anything else is `EPERM`. Ownership never changes here (the sandbox has
+    /// one user), so an allowed call changes nothing.
+    fn chown_allowed(&self, meta: &crate::vfs::Meta, uid: u64, gid: u64) -> SysResult {
+        let (uid, gid) = (uid as u32, gid as u32);
+        let owner = self.user.0 == meta.uid;
+        if uid != u32::MAX && !(owner && uid == meta.uid) {
+            return Err(errno::EPERM.into());
+        }
+        if gid != u32::MAX && !(owner && (gid == self.user.1 || gid == meta.gid)) {
+            return Err(errno::EPERM.into());
+        }
+        Ok(0)
     }
 
     pub(crate) fn sys_truncate(&mut self, ptr: u64, len: u64) -> SysResult {
@@ -316,7 +345,7 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         let loc = self.resolve_at(AT_FDCWD as u64, ptr, 0, true)?;
-        if let Some(limit) = self.limits.file_size {
+        if let Some(limit) = self.file_size_limit() {
             if len > limit {
                 self.raise(25)?;
                 return Err(errno::EFBIG.into());

@@ -9,11 +9,11 @@ use super::{too_many, Kernel, SysErr, SysResult};
 use crate::abi::{PollFd, Timespec, Timeval};
 use crate::errno;
 use crate::mm::UserPtr;
-use crate::pipe::{PipeEnd, PIPE_CAPACITY};
+use crate::pipe::PipeEnd;
 use crate::stdio::Input;
 
-/// `FD_SETSIZE` (1024) in words.
-const FD_SET_WORDS: usize = 1024 / 64;
+/// The most words of an `fd_set` read: a table of `NR_OPEN` descriptors.
+const MAX_FD_WORDS: usize = (1 << 20) / 64;
 const POLLIN: i16 = 0x1;
 const POLLPRI: i16 = 0x2;
 const POLLOUT: i16 = 0x4;
@@ -39,14 +39,14 @@ impl Kernel {
         let pipe_in = |end: Option<&PipeEnd>| match end {
             Some(e) => {
                 let p = e.pipe.borrow();
-                (!p.buf.is_empty() || p.writers == 0, p.writers == 0)
+                (p.readable(), p.writers == 0)
             }
             None => (true, true),
         };
         let pipe_out = |end: Option<&PipeEnd>| match end {
             Some(e) => {
                 let p = e.pipe.borrow();
-                (p.readers > 0 && p.buf.len() < PIPE_CAPACITY, p.readers == 0)
+                (p.readers > 0 && p.writable(), p.readers == 0)
             }
             None => (false, true),
         };
@@ -56,17 +56,21 @@ impl Kernel {
                 _ => (true, false, 0),
             },
             FileKind::Output(_) => (false, true, 0),
+            // As Linux's pipe_poll: a write end is writable while a slot is free
+            // (readers or not) and in error without readers; a read end hangs up
+            // once every writer has gone.
             FileKind::Pipe(end) if end.write => {
-                let (w, broken) = pipe_out(Some(end));
-                (false, w, if broken { POLLERR } else { 0 })
+                let p = end.pipe.borrow();
+                (
+                    false,
+                    p.writable(),
+                    if p.readers == 0 { POLLERR } else { 0 },
+                )
             }
             FileKind::Pipe(end) => {
                 let p = end.pipe.borrow();
-                (
-                    !p.buf.is_empty(),
-                    false,
-                    if p.writers == 0 { POLLHUP } else { 0 },
-                )
+                let hup = p.writers == 0 && !p.no_writer_yet;
+                (!p.is_empty(), false, if hup { POLLHUP } else { 0 })
             }
             FileKind::Socket(s) => {
                 let (r, eof) = pipe_in(s.rx.borrow().as_ref());
@@ -77,7 +81,7 @@ impl Kernel {
             }
             FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
             FileKind::Epoll(_) => (self.epoll_any_ready(f), false, 0),
-            FileKind::Path => (false, false, 0),
+            FileKind::Path => return POLLNVAL,
             _ => (f.readable(), f.writable(), 0),
         };
         let mut ev = extra;
@@ -146,6 +150,21 @@ impl Kernel {
         self.poll_loop(fds, nfds, until)
     }
 
+    /// `pselect6`: `select` with a `timespec` and, through a `{ sigset_t *, size_t }`
+    /// pair at the last argument, a signal mask for the wait.
+    pub(crate) fn sys_pselect6(&mut self, a: [u64; 6]) -> SysResult {
+        let [nfds, r, w, e, tp, sig] = a;
+        let (set, size) = if sig == 0 {
+            (0, 0)
+        } else {
+            let [set, size] = self.mm.read(UserPtr::<[u64; 2]>::new(sig))?;
+            (set, size)
+        };
+        self.with_sigmask(UserPtr::new(set), size, |k| {
+            k.sys_select(nfds, r, w, e, tp, true)
+        })
+    }
+
     /// `select` (timeout a `timeval`) and `pselect6` (a `timespec`).
     pub(crate) fn sys_select(
         &mut self,
@@ -156,17 +175,29 @@ impl Kernel {
         tp: u64,
         pselect: bool,
     ) -> SysResult {
-        if nfds > 1024 {
+        // An int; descriptors past the table's size are not looked at (Linux caps
+        // `nfds` at its fdtable's `max_fds`).
+        let nfds = nfds as i32;
+        if nfds < 0 {
             return Err(errno::EINVAL.into());
         }
+        let nfds = (nfds as u64).min(self.proc.files.max_fds() as u64);
         let until = if tp == 0 {
             None
         } else if pselect {
             let d = self.timespec(UserPtr::new(tp))?;
             self.deadline_after(d)
         } else {
+            // select folds whole seconds out of the microseconds, as Linux does.
             let tv = self.mm.read(UserPtr::<Timeval>::new(tp))?;
-            self.deadline_after(tv.duration()?)
+            let ts = Timespec {
+                tv_sec: tv
+                    .tv_sec
+                    .checked_add(tv.tv_usec / 1_000_000)
+                    .ok_or(errno::EINVAL)?,
+                tv_nsec: (tv.tv_usec % 1_000_000) * 1000,
+            };
+            self.deadline_after(ts.duration()?)
         };
         // An `fd_set` is an array of `unsigned long`, one bit per descriptor.
         let words = nfds.div_ceil(64);
@@ -174,7 +205,7 @@ impl Kernel {
             if p == 0 {
                 Ok(vec![0; words as usize])
             } else {
-                k.mm.read_array(UserPtr::<u64>::new(p), words, FD_SET_WORDS)
+                k.mm.read_array(UserPtr::<u64>::new(p), words, MAX_FD_WORDS)
                     .map_err(too_many(errno::EINVAL))
             }
         };

@@ -6,14 +6,12 @@ use std::time::{Duration, Instant};
 use super::rw::fill_random;
 use super::task::Tid;
 use super::{Cpu, Kernel, SysErr, SysResult};
-use crate::abi::{Itimerval, Rlimit, Rusage, Sysinfo, Tms, Utsname};
+use crate::abi::{Itimerval, Rusage, Sysinfo, Tms, Utsname};
 use crate::errno;
 use crate::mm::UserPtr;
 
 /// The release `uname` reports.
 pub(crate) const RELEASE: &str = "6.1.0-hsb-microvm";
-/// Infinity for rlimits.
-const RLIM_INFINITY: u64 = u64::MAX;
 
 impl Kernel {
     pub(crate) fn sys_uname(&mut self, buf: UserPtr<Utsname>) -> SysResult {
@@ -26,76 +24,6 @@ impl Kernel {
             domainname: Utsname::field("(none)"),
         };
         self.mm.write(buf, &u)?;
-        Ok(0)
-    }
-
-    /// The soft and hard value of an rlimit.
-    fn rlimit(&self, resource: u32) -> Result<(u64, u64), SysErr> {
-        let l = &self.limits;
-        Ok(match resource {
-            libc::RLIMIT_CPU => {
-                let v = l.cpu.map_or(RLIM_INFINITY, |d| d.as_secs().max(1));
-                (v, v)
-            }
-            libc::RLIMIT_FSIZE => {
-                let v = l.file_size.unwrap_or(RLIM_INFINITY);
-                (v, v)
-            }
-            libc::RLIMIT_DATA | libc::RLIMIT_AS | libc::RLIMIT_RSS => (l.memory, l.memory),
-            libc::RLIMIT_STACK => (l.stack, RLIM_INFINITY),
-            libc::RLIMIT_CORE => (0, 0),
-            libc::RLIMIT_NPROC => {
-                let v = self.pids_limit.unwrap_or(RLIM_INFINITY);
-                (v, v)
-            }
-            libc::RLIMIT_NOFILE => (self.proc.files.limit as u64, l.open_files),
-            libc::RLIMIT_MEMLOCK => (8 << 20, 8 << 20),
-            libc::RLIMIT_LOCKS | libc::RLIMIT_MSGQUEUE | libc::RLIMIT_RTTIME => {
-                (RLIM_INFINITY, RLIM_INFINITY)
-            }
-            libc::RLIMIT_SIGPENDING => (64, 64),
-            libc::RLIMIT_NICE | libc::RLIMIT_RTPRIO => (0, 0),
-            _ => return Err(errno::EINVAL.into()),
-        })
-    }
-
-    pub(crate) fn sys_prlimit(
-        &mut self,
-        pid: u64,
-        resource: u64,
-        new: UserPtr<Rlimit>,
-        old: UserPtr<Rlimit>,
-    ) -> SysResult {
-        if pid != 0 && pid != u64::from(self.proc.pid) {
-            return Err(errno::ESRCH.into());
-        }
-        let resource = u32::try_from(resource).map_err(|_| errno::EINVAL)?;
-        let (soft, hard) = self.rlimit(resource)?;
-        if !new.is_null() {
-            let Rlimit {
-                rlim_cur: ns,
-                rlim_max: nh,
-            } = self.mm.read(new)?.checked()?;
-            if nh > hard {
-                return Err(errno::EPERM.into());
-            }
-            match resource {
-                libc::RLIMIT_NOFILE => {
-                    self.proc.files.limit = ns.min(hard) as usize;
-                    self.limits.open_files = nh;
-                }
-                libc::RLIMIT_FSIZE => self.limits.file_size = (ns != RLIM_INFINITY).then_some(ns),
-                libc::RLIMIT_STACK => self.limits.stack = ns,
-                _ => {}
-            }
-        }
-        if !old.is_null() {
-            let r = Rlimit {
-                rlim_cur: soft,
-                rlim_max: hard,
-            };
-            self.mm.write(old, &r)?;
-        }
         Ok(0)
     }
 
@@ -258,15 +186,6 @@ impl Kernel {
             done += tmp.len();
         }
         Ok(len as u64)
-    }
-
-    /// One CPU: the guest has one vCPU.
-    pub(crate) fn sys_sched_getaffinity(&mut self, len: u64, mask: u64) -> SysResult {
-        if len < 8 || len % 8 != 0 {
-            return Err(errno::EINVAL.into());
-        }
-        self.mm.write(UserPtr::<u64>::new(mask), &1)?;
-        Ok(8)
     }
 }
 

@@ -9,7 +9,7 @@ use super::signal::{
 use super::task::{Tid, INIT_PID};
 use super::{Kernel, SysErr, SysResult};
 use crate::abi::{self, SigAction, StackT, Timespec};
-use crate::errno;
+use crate::errno::{self, Errno};
 use crate::mm::UserPtr;
 
 impl Kernel {
@@ -109,8 +109,46 @@ impl Kernel {
             let mask = self.mm.read(set)?;
             self.task.suspend_mask = Some(self.task.mask);
             self.task.mask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+            // A signal already pending that the new mask lets in ends it at once.
+            if self.has_signal() {
+                return Err(Errno(libc::EINTR).into());
+            }
         }
         Err(self.park(None))
+    }
+
+    /// Runs `wait` (a `ppoll`, `pselect6` or `epoll_pwait` and its retries) with the
+    /// signal mask at `set` in force, as Linux does: put in on the first try (a signal
+    /// it lets in that is already pending ends the call with `EINTR`), taken away when
+    /// the call ends; a handler that interrupts the wait runs with it and returns to
+    /// the mask from before.
+    pub(crate) fn with_sigmask(
+        &mut self,
+        set: UserPtr<u64>,
+        size: u64,
+        wait: impl FnOnce(&mut Kernel) -> SysResult,
+    ) -> SysResult {
+        if set.is_null() {
+            return wait(self);
+        }
+        if self.retrying.is_none() {
+            if size != 8 {
+                return Err(errno::EINVAL.into());
+            }
+            let mask = self.mm.read(set)?;
+            self.task.suspend_mask = Some(self.task.mask);
+            self.task.mask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+            if self.has_signal() {
+                return Err(Errno(libc::EINTR).into());
+            }
+        }
+        let r = wait(self);
+        if !matches!(r, Err(SysErr::Block(_))) {
+            if let Some(old) = self.task.suspend_mask.take() {
+                self.task.mask = old;
+            }
+        }
+        r
     }
 
     /// `pause`: waits until a handler runs (then `EINTR`).

@@ -327,7 +327,10 @@ impl Kernel {
         if matches!(b.wait, Wait::Vfork(_)) {
             return;
         }
-        if handled && restart && super::dispatch::restartable(b.nr) {
+        if t.partial > 0 {
+            // A write that moved bytes before the signal answers their count.
+            t.ctx.regs.rax = std::mem::take(&mut t.partial);
+        } else if handled && restart && super::dispatch::restartable(b.nr) {
             t.ctx.rip = t.ctx.rip.wrapping_sub(2);
             t.ctx.regs.rax = b.nr;
         } else {

@@ -105,21 +105,40 @@ impl Kernel {
         }
     }
 
-    /// Sends `data` on socket `f`.
+    /// Sends `data` on socket `f`: a blocking send on a stream socket waits until all
+    /// of it is sent (a signal ends the wait with the count sent so far), as Linux's
+    /// `unix_stream_sendmsg`; a datagram goes whole or not at all.
     fn send(&mut self, f: &OpenFile, data: &[u8], flags: u64) -> SysResult {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
         let nonblock = flags & MSG_DONTWAIT != 0 || f.flags.get() & libc::O_NONBLOCK != 0;
+        let nosignal = flags & MSG_NOSIGNAL != 0;
+        let waits_for_all = !nonblock && s.kind == SOCK_STREAM;
         let tx = s.tx.borrow();
         let Some(end) = tx.as_ref() else {
             drop(tx);
-            if flags & MSG_NOSIGNAL == 0 {
+            if !nosignal {
                 self.raise(13)?;
             }
             return Err(errno::EPIPE.into());
         };
-        Ok(self.write_pipe(end, data, nonblock, flags & MSG_NOSIGNAL != 0)? as u64)
+        let mut done = self.resume_point() as usize;
+        while done < data.len() || data.is_empty() {
+            match self.write_pipe(end, &data[done..], nonblock, nosignal) {
+                Ok(n) => done += n,
+                Err(SysErr::Block(b)) if done > 0 && waits_for_all => {
+                    self.task.partial = done as u64;
+                    return Err(SysErr::Block(b));
+                }
+                Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => break,
+                Err(e) => return Err(e),
+            }
+            if !waits_for_all || data.is_empty() {
+                break;
+            }
+        }
+        Ok(done as u64)
     }
 
     /// Receives into `buf` from socket `f`; returns the count and the message's length.
@@ -132,13 +151,7 @@ impl Kernel {
         let Some(end) = rx.as_ref() else {
             return Ok((0, 0));
         };
-        let full = {
-            let p = end.pipe.borrow();
-            match &p.msgs {
-                Some(m) => m.front().copied().unwrap_or(0),
-                None => 0,
-            }
-        };
+        let full = end.pipe.borrow().next_message();
         let n = self.read_pipe(end, buf, nonblock, flags & MSG_PEEK != 0)?;
         Ok((n, full.max(n)))
     }

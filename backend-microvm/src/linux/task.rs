@@ -110,6 +110,13 @@ pub(crate) struct Task {
     pub(crate) vfork_parent: Option<Tid>,
     /// CPU time used.
     pub(crate) cpu: Duration,
+    /// Its nice value (-20..=19; `setpriority`).
+    pub(crate) nice: i32,
+    /// Its scheduling policy (`SCHED_OTHER`, `SCHED_BATCH`, `SCHED_IDLE`).
+    pub(crate) policy: i32,
+    /// Bytes the syscall it is blocked in already moved (a large blocking write to a
+    /// pipe): where it goes on, and what it answers if a signal ends the wait.
+    pub(crate) partial: u64,
 }
 
 impl Task {
@@ -133,6 +140,9 @@ impl Task {
             clear_tid: 0,
             vfork_parent: None,
             cpu: Duration::ZERO,
+            nice: 0,
+            policy: 0,
+            partial: 0,
         }
     }
 
@@ -208,6 +218,8 @@ pub(crate) struct Process {
     pub(crate) stop_report: Option<i32>,
     /// Continued since its parent last waited (`WCONTINUED`).
     pub(crate) continued: bool,
+    /// Resource limits (`getrlimit`, inherited by children).
+    pub(crate) rlimits: super::limits::Rlimits,
 }
 
 impl Process {
@@ -243,6 +255,7 @@ impl Process {
             stopped: None,
             stop_report: None,
             continued: false,
+            rlimits: super::limits::Rlimits::unlimited(),
         }
     }
 }

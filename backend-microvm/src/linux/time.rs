@@ -31,9 +31,16 @@ pub(crate) fn later(d: Duration) -> Instant {
 }
 
 impl Kernel {
-    /// The value of a workload clock.
+    /// The value of a workload clock: the host's wall and monotonic clocks, and the
+    /// CPU clocks of the calling thread and process or, by the ids `clock_getcpuclockid`
+    /// and `pthread_getcpuclockid` make, of another process or of another thread of the
+    /// caller's process.
     fn clock(&self, id: u64) -> Result<Duration, SysErr> {
-        Ok(match id as i32 {
+        let id = id as i32;
+        if id < 0 {
+            return self.cpu_clock(id);
+        }
+        Ok(match id {
             libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_COARSE | libc::CLOCK_TAI => {
                 host_clock(libc::CLOCK_REALTIME)
             }
@@ -45,6 +52,40 @@ impl Kernel {
             libc::CLOCK_THREAD_CPUTIME_ID => self.task_cpu(),
             _ => return Err(errno::EINVAL.into()),
         })
+    }
+
+    /// A dynamic CPU clock id, as Linux encodes it: `~pid << 3`, bit 2 for a thread,
+    /// the low bits the kind (profiling, virtual, scheduler time: one CPU time here).
+    /// A thread must be of the caller's process, a process must exist (`EINVAL`).
+    fn cpu_clock(&self, id: i32) -> Result<Duration, SysErr> {
+        const PERTHREAD: i32 = 4;
+        if id & 3 == 3 {
+            return Err(errno::EINVAL.into());
+        }
+        let pid = !(id >> 3) as u32;
+        if id & PERTHREAD != 0 {
+            if pid == 0 || pid == self.task.tid {
+                return Ok(self.task_cpu());
+            }
+            return match self.task_ref(pid) {
+                Some(t) if t.pid == self.proc.pid => Ok(t.cpu),
+                _ => Err(errno::EINVAL.into()),
+            };
+        }
+        if pid == 0 || pid == self.proc.pid {
+            return Ok(self.proc_cpu());
+        }
+        match self.proc_ref(pid) {
+            Some(p) if p.exit.is_none() => {
+                let threads: Duration = p
+                    .threads
+                    .iter()
+                    .filter_map(|t| self.task_ref(*t).map(|t| t.cpu))
+                    .sum();
+                Ok(p.cpu_dead + threads)
+            }
+            _ => Err(errno::EINVAL.into()),
+        }
     }
 
     /// CPU time of the current task.
@@ -126,6 +167,13 @@ impl Kernel {
         req: UserPtr<Timespec>,
         _rem: u64,
     ) -> SysResult {
+        match id as i32 {
+            // No sleeping on a thread's own CPU time, as Linux (which has no nsleep
+            // for this clock).
+            libc::CLOCK_THREAD_CPUTIME_ID => return Err(errno::EOPNOTSUPP.into()),
+            c if c < 0 && c & 4 != 0 => return Err(errno::EINVAL.into()),
+            _ => {}
+        }
         let d = self.timespec(req)?;
         let now = self.clock(id)?;
         let until = if flags & libc::TIMER_ABSTIME as u64 != 0 {
