@@ -86,6 +86,10 @@ pub(crate) enum Write {
     TooBig,
 }
 
+/// Messages a datagram buffer holds at most (Linux's limit is the bytes each message's
+/// buffer costs, several hundred for an empty one).
+const MAX_DATAGRAMS: usize = PIPE_CAPACITY / 64;
+
 impl Pipe {
     fn new(mode: Mode) -> Pipe {
         Pipe {
@@ -128,11 +132,6 @@ impl Pipe {
         self.buf.len()
     }
 
-    /// Nothing buffered.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
     /// The capacity in bytes (`F_GETPIPE_SZ`).
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
@@ -146,7 +145,16 @@ impl Pipe {
 
     /// A read would find something: data, or the end of file.
     pub(crate) fn readable(&self) -> bool {
-        !self.buf.is_empty() || (self.writers == 0 && !self.no_writer_yet)
+        !self.is_empty()
+            || (self.writers == 0 && !self.no_writer_yet && self.mode != Mode::Datagram)
+    }
+
+    /// Nothing buffered: no byte, and (datagrams) no message, an empty one included.
+    pub(crate) fn is_empty(&self) -> bool {
+        match self.mode {
+            Mode::Datagram => self.msgs.is_empty(),
+            _ => self.buf.is_empty(),
+        }
     }
 
     /// A write would take something now (a pipe: a free slot).
@@ -159,8 +167,10 @@ impl Pipe {
 
     /// Takes (or with `peek`, copies) what a read of `out.len()` bytes gets.
     pub(crate) fn read(&mut self, out: &mut [u8], peek: bool) -> Read {
-        if self.buf.is_empty() {
-            return if self.writers == 0 && !self.no_writer_yet {
+        if self.is_empty() {
+            // A datagram socket has no end of file: its peer's going or shutdown does
+            // not end the reader's (Linux propagates shutdown to stream peers only).
+            return if self.writers == 0 && !self.no_writer_yet && self.mode != Mode::Datagram {
                 Read::Eof
             } else {
                 Read::Empty
@@ -212,13 +222,22 @@ impl Pipe {
         if self.readers == 0 && !self.no_reader_yet {
             return Write::Broken;
         }
-        if data.is_empty() {
+        if data.is_empty() && self.mode != Mode::Datagram {
             return Write::Wrote(0);
         }
         let n = match self.mode {
             Mode::Datagram => {
                 if data.len() > self.capacity {
                     return Write::TooBig;
+                }
+                // An empty datagram is a message too (its reader gets 0), so messages
+                // are counted as well as bytes: each costs Linux an skb.
+                if self.msgs.len() >= MAX_DATAGRAMS {
+                    return Write::Full;
+                }
+                if data.is_empty() {
+                    self.msgs.push_back(0);
+                    return Write::Wrote(0);
                 }
                 if self.capacity - self.buf.len() < data.len() {
                     0

@@ -93,15 +93,26 @@ impl Kernel {
 
     fn clone_task(&mut self, cpu: &mut dyn Cpu, ctx: &UserCtx, args: CloneArgs) -> SysResult {
         let f = args.flags;
+        let thread = f & CLONE_THREAD != 0;
+        // Linux's copy_process checks, in its order: invalid combinations are EINVAL
+        // before a namespace is refused (EPERM, as the container's filter does).
+        const CLONE_NEWNS: u64 = 0x0002_0000;
+        const CLONE_NEWUSER: u64 = 0x1000_0000;
+        const CLONE_NEWPID: u64 = 0x2000_0000;
+        if f & (CLONE_NEWNS | CLONE_FS) == CLONE_NEWNS | CLONE_FS
+            || f & (CLONE_NEWUSER | CLONE_FS) == CLONE_NEWUSER | CLONE_FS
+            || (thread && f & CLONE_SIGHAND == 0)
+            || (f & CLONE_SIGHAND != 0 && f & CLONE_VM == 0)
+            || (thread && f & (CLONE_NEWUSER | CLONE_NEWPID) != 0)
+            || (f & CLONE_PIDFD != 0 && f & CLONE_DETACHED != 0)
+        {
+            return Err(errno::EINVAL.into());
+        }
         if f & CLONE_NEW != 0 {
             return Err(errno::EPERM.into());
         }
         if f & CLONE_PIDFD != 0 {
             return Err(self.unsupported("clone(CLONE_PIDFD)", errno::EINVAL));
-        }
-        let thread = f & CLONE_THREAD != 0;
-        if (thread && f & CLONE_SIGHAND == 0) || (f & CLONE_SIGHAND != 0 && f & CLONE_VM == 0) {
-            return Err(errno::EINVAL.into());
         }
         if !thread && f & (CLONE_FILES | CLONE_FS | CLONE_SIGHAND) != 0 {
             // Sharing these between processes is not offered (threads share them all).
@@ -153,6 +164,7 @@ impl Kernel {
         child.mask = self.task.mask;
         child.nice = self.task.nice;
         child.policy = self.task.policy;
+        child.ioprio = self.task.ioprio;
         if f & CLONE_VM == 0 || f & CLONE_VFORK != 0 {
             child.altstack = self.task.altstack;
         }
@@ -197,6 +209,10 @@ impl Kernel {
                 stop_report: None,
                 continued: false,
                 rlimits: p.rlimits,
+                dumpable: p.dumpable,
+                subreaper: false,
+                persona: p.persona,
+                membarrier: 0,
             };
             self.procs.insert(tid, proc);
         }

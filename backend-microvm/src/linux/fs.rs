@@ -170,7 +170,8 @@ impl Kernel {
             | tmpfs::F_SEAL_SHRINK
             | tmpfs::F_SEAL_GROW
             | tmpfs::F_SEAL_WRITE
-            | tmpfs::F_SEAL_FUTURE_WRITE;
+            | tmpfs::F_SEAL_FUTURE_WRITE
+            | tmpfs::F_SEAL_EXEC;
         let f = self.proc.files.get(fd)?;
         let cmd = cmd as i32;
         // An O_PATH descriptor takes only these (Linux's check_fcntl_cmd).
@@ -195,7 +196,18 @@ impl Kernel {
                 self.proc.files.set_cloexec(fd, arg & 1 != 0)?;
                 Ok(0)
             }
-            libc::F_GETFL => Ok((f.flags.get() | O_LARGEFILE) as u64),
+            libc::F_GETFL => {
+                // Linux forces O_LARGEFILE on what open() opens (64-bit), not on pipes,
+                // sockets, eventfds or epoll instances, nor on O_PATH descriptors.
+                let opened = match f.kind {
+                    FileKind::Path => false,
+                    // memfd_create's file is opened O_LARGEFILE too.
+                    FileKind::Stdin | FileKind::Output(_) | FileKind::Tmp(_) => true,
+                    _ => f.loc.is_some(),
+                };
+                let large = if opened { O_LARGEFILE } else { 0 };
+                Ok((f.flags.get() | large) as u64)
+            }
             libc::F_SETFL => {
                 f.flags.set((f.flags.get() & !SETFL) | (arg as i32 & SETFL));
                 Ok(0)

@@ -26,6 +26,11 @@ impl Kernel {
         if uaddr % 4 != 0 {
             return Err(errno::EINVAL.into());
         }
+        // Linux's get_futex_key: the word must be in user space (EFAULT), even for a
+        // private futex whose key is only its address.
+        if !super::rw::user_range(uaddr, 4) {
+            return Err(errno::EFAULT.into());
+        }
         if private {
             return Ok(FutexKey::Private(self.mm.space(), uaddr));
         }
@@ -105,18 +110,8 @@ impl Kernel {
                     // Only the deadline tries a futex wait again.
                     return Err(errno::ETIMEDOUT.into());
                 }
-                let bitset = if cmd == FUTEX_WAIT {
-                    u32::MAX
-                } else {
-                    val3 as u32
-                };
-                if bitset == 0 {
-                    return Err(errno::EINVAL.into());
-                }
-                let key = self.futex_key(uaddr, private)?;
-                if self.mm.read(word)? != val as u32 {
-                    return Err(errno::EAGAIN.into());
-                }
+                // Linux's order: the timeout is read and checked first (sys_futex),
+                // then the bitset, the word's address and its value (futex_wait).
                 let deadline = if timeout == 0 {
                     None
                 } else {
@@ -129,6 +124,18 @@ impl Kernel {
                         self.monotonic_to_instant(d)
                     })
                 };
+                let bitset = if cmd == FUTEX_WAIT {
+                    u32::MAX
+                } else {
+                    val3 as u32
+                };
+                if bitset == 0 {
+                    return Err(errno::EINVAL.into());
+                }
+                let key = self.futex_key(uaddr, private)?;
+                if self.mm.read(word)? != val as u32 {
+                    return Err(errno::EAGAIN.into());
+                }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(errno::ETIMEDOUT.into());
                 }
@@ -150,6 +157,10 @@ impl Kernel {
                 Ok(u64::from(self.futex_wake_key(key, val as u32, bitset)))
             }
             FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
+                // Negative counts are refused before anything is looked at.
+                if (val as i32) < 0 || (timeout as i32) < 0 {
+                    return Err(errno::EINVAL.into());
+                }
                 let key = self.futex_key(uaddr, private)?;
                 let key2 = self.futex_key(uaddr2, private)?;
                 if cmd == FUTEX_CMP_REQUEUE && self.mm.read(word)? != val3 as u32 {

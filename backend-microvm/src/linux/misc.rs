@@ -117,7 +117,8 @@ impl Kernel {
     /// `sched_get_priority_max`/`_min`: 1..=99 for the real-time policies, 0 for the others.
     pub(crate) fn sys_sched_priority_range(&mut self, policy: u64, max: bool) -> SysResult {
         match policy {
-            0 | 3 | 5 => Ok(0),
+            // OTHER, BATCH, IDLE, DEADLINE, EXT
+            0 | 3 | 5 | 6 | 7 => Ok(0),
             1 | 2 => Ok(if max { 99 } else { 1 }),
             _ => Err(errno::EINVAL.into()),
         }
@@ -141,6 +142,9 @@ impl Kernel {
         data: UserPtr<CapData>,
     ) -> SysResult {
         let mut h = self.mm.read(hdr)?;
+        if h.pid < 0 || (h.pid > 0 && self.task_ref(h.pid as u32).is_none()) {
+            return Err(errno::ESRCH.into());
+        }
         let sets = match h.version {
             CAP_V1 => 1,
             CAP_V2 | CAP_V3 => 2,
@@ -197,7 +201,19 @@ impl Kernel {
     pub(crate) fn sys_memfd_create(&mut self, name: u64, flags: u64) -> SysResult {
         const MFD_CLOEXEC: u64 = 1;
         const MFD_ALLOW_SEALING: u64 = 2;
-        if flags & !(MFD_CLOEXEC | MFD_ALLOW_SEALING) != 0 {
+        const MFD_HUGETLB: u64 = 4;
+        const MFD_NOEXEC_SEAL: u64 = 8;
+        const MFD_EXEC: u64 = 0x10;
+        const HUGE_SIZES: u64 = 0x3f << 26;
+        let known = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC;
+        let sizes = if flags & MFD_HUGETLB != 0 {
+            HUGE_SIZES
+        } else {
+            0
+        };
+        if flags & !(known | sizes) != 0
+            || flags & (MFD_NOEXEC_SEAL | MFD_EXEC) == MFD_NOEXEC_SEAL | MFD_EXEC
+        {
             return Err(errno::EINVAL.into());
         }
         // Linux: a name longer than 249 bytes is EINVAL.
@@ -208,10 +224,15 @@ impl Kernel {
         let Some(fs) = self.vfs.tmp_fs() else {
             return Err(errno::ENOMEM.into());
         };
-        // As Linux's: mode 0777, no link, sealable only when asked.
-        let inode = TmpFs::inode(&fs, TmpData::File(Vec::new()), 0o777);
+        // As Linux's: mode 0777 (0666 and sealed against exec with MFD_NOEXEC_SEAL),
+        // no link, sealable only when asked. Huge pages are plain pages here.
+        let noexec = flags & MFD_NOEXEC_SEAL != 0;
+        let mode = if noexec { 0o666 } else { 0o777 };
+        let inode = TmpFs::inode(&fs, TmpData::File(Vec::new()), mode);
         inode.nlink.set(0);
-        if flags & MFD_ALLOW_SEALING != 0 {
+        if noexec {
+            inode.seals.set(crate::vfs::tmpfs::F_SEAL_EXEC);
+        } else if flags & MFD_ALLOW_SEALING != 0 {
             inode.seals.set(0);
         }
         let _ = n;
@@ -262,6 +283,13 @@ impl Kernel {
                 .addr()
                 .wrapping_add(i * std::mem::size_of::<MMsgHdr>() as u64);
             let hdr = UserPtr::<MsgHdr>::new(at);
+            // After the first message, only those already waiting (MSG_WAITFORONE).
+            const MSG_DONTWAIT: u64 = 0x40;
+            let flags = if done > 0 && !send {
+                flags | MSG_DONTWAIT
+            } else {
+                flags
+            };
             let r = if send {
                 self.sys_sendmsg(fd, hdr, flags)
             } else {
@@ -276,9 +304,6 @@ impl Kernel {
                 }
                 Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => break,
                 Err(e) => return Err(e),
-            }
-            if !send {
-                break; // one message per call keeps waits simple
             }
         }
         Ok(done)
@@ -327,19 +352,175 @@ impl Kernel {
 
     /// `unshare`: nothing to unshare is accepted; namespaces are refused.
     pub(crate) fn sys_unshare(&mut self, flags: u64) -> SysResult {
-        if flags == 0 {
-            Ok(0)
+        const CLONE_VM: u64 = 0x100;
+        const CLONE_FS: u64 = 0x200;
+        const CLONE_FILES: u64 = 0x400;
+        const CLONE_SIGHAND: u64 = 0x800;
+        const CLONE_THREAD: u64 = 0x1_0000;
+        const CLONE_SYSVSEM: u64 = 0x4_0000;
+        const NAMESPACES: u64 = 0x0200_0000
+            | 0x0002_0000
+            | 0x0400_0000
+            | 0x0800_0000
+            | 0x1000_0000
+            | 0x2000_0000
+            | 0x4000_0000
+            | 0x80;
+        let known = CLONE_VM
+            | CLONE_FS
+            | CLONE_FILES
+            | CLONE_SIGHAND
+            | CLONE_THREAD
+            | CLONE_SYSVSEM
+            | NAMESPACES;
+        if flags & !known != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        if flags & NAMESPACES != 0 {
+            // As the container's filter: no namespaces from inside a sandbox.
+            return Err(errno::EPERM.into());
+        }
+        let alone = self.proc.threads.len() == 1;
+        if flags & (CLONE_VM | CLONE_SIGHAND | CLONE_THREAD) != 0 && !alone {
+            return Err(errno::EINVAL.into());
+        }
+        if flags & (CLONE_FILES | CLONE_FS) != 0 && !alone {
+            // A thread's own descriptor table or working directory is not offered.
+            return Err(self.unsupported(
+                "unshare(CLONE_FILES/CLONE_FS in a threaded process)",
+                errno::EINVAL,
+            ));
+        }
+        // A process with one thread shares none of these: nothing to do.
+        Ok(0)
+    }
+
+    /// `personality`: the process's persona (a query with `0xffffffff`); the old one.
+    pub(crate) fn sys_personality(&mut self, p: u64) -> SysResult {
+        let old = self.proc.persona;
+        if p as u32 != 0xffff_ffff {
+            self.proc.persona = p as u32;
+        }
+        Ok(u64::from(old))
+    }
+
+    /// `ioprio_get`: a task's own I/O priority (0: none set); for a group or a user,
+    /// the best among the tasks, one without its own counting as the default
+    /// (best effort, level 4), as Linux's `ioprio_best`.
+    pub(crate) fn sys_ioprio_get(&mut self, which: u64, who: u64) -> SysResult {
+        const DEFAULT: u16 = (2 << 13) | 4;
+        let tasks = self.ioprio_targets(which, who)?;
+        let prios = tasks
+            .iter()
+            .filter_map(|t| self.task_ref(*t).map(|t| t.ioprio));
+        Ok(if which == 1 {
+            prios.max().unwrap_or(0)
         } else {
-            Err(errno::EPERM.into())
+            prios
+                .map(|p| if p >> 13 == 0 { DEFAULT } else { p })
+                .min()
+                .unwrap_or(DEFAULT)
+        }
+        .into())
+    }
+
+    /// `ioprio_set`: best effort and idle classes; the real-time one needs privilege.
+    pub(crate) fn sys_ioprio_set(&mut self, which: u64, who: u64, prio: u64) -> SysResult {
+        let (class, level) = (prio >> 13, prio & 0x1fff);
+        match class {
+            0 if level == 0 => {}
+            2 if level < 8 => {}
+            3 => {}
+            1 if level < 8 => return Err(errno::EPERM.into()),
+            _ => return Err(errno::EINVAL.into()),
+        }
+        for t in self.ioprio_targets(which, who)? {
+            if let Some(task) = self.task_mut(t) {
+                task.ioprio = prio as u16;
+            }
+        }
+        Ok(0)
+    }
+
+    fn ioprio_targets(&self, which: u64, who: u64) -> Result<Vec<u32>, SysErr> {
+        const WHO_PROCESS: u64 = 1;
+        const WHO_PGRP: u64 = 2;
+        const WHO_USER: u64 = 3;
+        let who = who as u32;
+        let tids = self.tids();
+        let v: Vec<u32> = match which {
+            WHO_PROCESS => {
+                let t = if who == 0 { self.task.tid } else { who };
+                tids.into_iter().filter(|x| *x == t).collect()
+            }
+            WHO_PGRP => {
+                let g = if who == 0 { self.proc.pgid } else { who };
+                tids.into_iter()
+                    .filter(|t| {
+                        self.task_ref(*t)
+                            .and_then(|t| self.proc_ref(t.pid))
+                            .is_some_and(|p| p.pgid == g)
+                    })
+                    .collect()
+            }
+            WHO_USER if who == 0 || who == self.user.0 => tids,
+            WHO_USER => Vec::new(),
+            _ => return Err(errno::EINVAL.into()),
+        };
+        if v.is_empty() {
+            return Err(errno::ESRCH.into());
+        }
+        Ok(v)
+    }
+
+    /// `membarrier`: with one vCPU every barrier is already one; the commands and
+    /// their registrations are checked as Linux does.
+    pub(crate) fn sys_membarrier(&mut self, cmd: u64, flags: u64) -> SysResult {
+        const GLOBAL: u64 = 1;
+        const GLOBAL_EXPEDITED: u64 = 2;
+        const REGISTER_GLOBAL_EXPEDITED: u64 = 4;
+        const PRIVATE_EXPEDITED: u64 = 8;
+        const REGISTER_PRIVATE_EXPEDITED: u64 = 16;
+        const PRIVATE_EXPEDITED_SYNC_CORE: u64 = 32;
+        const REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: u64 = 64;
+        const SUPPORTED: u64 = GLOBAL
+            | GLOBAL_EXPEDITED
+            | REGISTER_GLOBAL_EXPEDITED
+            | PRIVATE_EXPEDITED
+            | REGISTER_PRIVATE_EXPEDITED
+            | PRIVATE_EXPEDITED_SYNC_CORE
+            | REGISTER_PRIVATE_EXPEDITED_SYNC_CORE;
+        if flags != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let registered = |k: &Kernel, r: u64| u64::from(k.proc.membarrier) & r != 0;
+        match cmd {
+            0 => Ok(SUPPORTED),
+            GLOBAL | GLOBAL_EXPEDITED => Ok(0),
+            REGISTER_GLOBAL_EXPEDITED
+            | REGISTER_PRIVATE_EXPEDITED
+            | REGISTER_PRIVATE_EXPEDITED_SYNC_CORE => {
+                self.proc.membarrier |= cmd as u32;
+                Ok(0)
+            }
+            PRIVATE_EXPEDITED if registered(self, REGISTER_PRIVATE_EXPEDITED) => Ok(0),
+            PRIVATE_EXPEDITED_SYNC_CORE
+                if registered(self, REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) =>
+            {
+                Ok(0)
+            }
+            PRIVATE_EXPEDITED | PRIVATE_EXPEDITED_SYNC_CORE => Err(errno::EPERM.into()),
+            _ => Err(errno::EINVAL.into()),
         }
     }
 
-    /// `personality`: Linux, the only one (a query gets it).
-    pub(crate) fn sys_personality(&mut self, p: u64) -> SysResult {
-        match p as u32 {
-            0 | 0xffff_ffff => Ok(0),
-            _ => Err(errno::EINVAL.into()),
+    /// `set_robust_list`: the head's size must be `struct robust_list_head`'s (the
+    /// list is never walked: futexes of a dead thread's robust list are not released).
+    pub(crate) fn sys_set_robust_list(&mut self, len: u64) -> SysResult {
+        if len != 24 {
+            return Err(errno::EINVAL.into());
         }
+        Ok(0)
     }
 
     /// `get_robust_list`: the caller's (never recorded: empty).

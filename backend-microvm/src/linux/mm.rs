@@ -231,10 +231,29 @@ impl Kernel {
         Ok(0)
     }
 
+    /// `mprotect`, checked in Linux's order: both growth bits, an unaligned start
+    /// (`EINVAL`), an empty range (done), a wrapping one (`ENOMEM`), unknown bits
+    /// (`EINVAL`); no mapping here grows down or up (no `MAP_GROWSDOWN`), so a growth
+    /// bit is `EINVAL` as Linux answers for a mapping without `VM_GROWSDOWN`.
     pub(crate) fn sys_mprotect(&mut self, addr: u64, len: u64, prot: u64) -> SysResult {
-        // No mapping grows down or up here (no MAP_GROWSDOWN): PROT_GROWS* is EINVAL,
-        // as Linux answers for a mapping without VM_GROWSDOWN.
-        if prot & !PROT_ALL != 0 {
+        const GROWSDOWN: u64 = libc::PROT_GROWSDOWN as u64;
+        const GROWSUP: u64 = libc::PROT_GROWSUP as u64;
+        const PROT_SEM: u64 = 0x8;
+        let prot = u64::from(prot as u32);
+        if prot & (GROWSDOWN | GROWSUP) == GROWSDOWN | GROWSUP || addr % PAGE_SIZE != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        let end = len
+            .checked_next_multiple_of(PAGE_SIZE)
+            .and_then(|l| addr.checked_add(l))
+            .ok_or(errno::ENOMEM)?;
+        let _ = end;
+        if prot & !(PROT_ALL | PROT_SEM | GROWSDOWN | GROWSUP) != 0
+            || prot & (GROWSDOWN | GROWSUP) != 0
+        {
             return Err(errno::EINVAL.into());
         }
         self.mm.mprotect(addr, len, (prot & PROT_ALL) as u32)?;
@@ -361,6 +380,10 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         let pages = len.div_ceil(PAGE_SIZE);
+        // The vector is checked (a range check, as access_ok) before the mappings.
+        if !super::rw::user_range(vec, pages) {
+            return Err(errno::EFAULT.into());
+        }
         if pages > (1 << 24) {
             return Err(errno::ENOMEM.into());
         }

@@ -134,6 +134,14 @@ impl Kernel {
     }
 
     fn meta_at(&mut self, dirfd: u64, ptr: u64, flags: u64) -> Result<crate::vfs::Meta, SysErr> {
+        const AT_NO_AUTOMOUNT: u64 = 0x800;
+        const AT_STATX_SYNC_TYPE: u64 = 0x6000;
+        let known = AT_NO_AUTOMOUNT
+            | AT_STATX_SYNC_TYPE
+            | (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64;
+        if flags & !known != 0 || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE {
+            return Err(errno::EINVAL.into());
+        }
         if flags & libc::AT_EMPTY_PATH as u64 != 0 && dirfd as i32 != AT_FDCWD {
             // An open file of any kind (pipes included) when the path is empty.
             let empty = self.mm.read_cstr(ptr, 1).map(|p| p.is_empty());
@@ -153,6 +161,10 @@ impl Kernel {
         buf: UserPtr<Stat>,
         flags: u64,
     ) -> SysResult {
+        // The statx-only bits are not newfstatat's.
+        if flags & 0x6000 != 0 {
+            return Err(errno::EINVAL.into());
+        }
         let m = self.meta_at(dirfd, ptr, flags)?;
         self.mm.write(buf, &stat_of(&m))?;
         Ok(0)
@@ -163,9 +175,13 @@ impl Kernel {
         dirfd: u64,
         ptr: u64,
         flags: u64,
-        _mask: u64,
+        mask: u64,
         buf: UserPtr<Statx>,
     ) -> SysResult {
+        const STATX_RESERVED: u64 = 0x8000_0000;
+        if mask as u32 as u64 & STATX_RESERVED != 0 {
+            return Err(errno::EINVAL.into());
+        }
         let m = self.meta_at(dirfd, ptr, flags)?;
         self.mm.write(buf, &statx_of(&m))?;
         Ok(0)
@@ -178,19 +194,16 @@ impl Kernel {
         mode: u64,
         flags: u64,
     ) -> SysResult {
-        if mode & !7 != 0 {
+        const AT_EACCESS: u64 = 0x200;
+        let known = AT_EACCESS | (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64;
+        if mode & !7 != 0 || flags & !known != 0 {
             return Err(errno::EINVAL.into());
         }
         let loc = self.resolve_at(dirfd, ptr, flags, true)?;
         if mode & libc::W_OK as u64 != 0 {
             loc.node().writable()?;
         }
-        if mode & libc::X_OK as u64 != 0 {
-            let m = self.vfs.meta(&loc)?;
-            if !m.is_dir() && m.mode & 0o111 == 0 {
-                return Err(errno::EACCES.into());
-            }
-        }
+        self.vfs.permission(&loc, mode as u32)?;
         Ok(0)
     }
 
@@ -254,6 +267,9 @@ impl Kernel {
         new: u64,
         flags: u64,
     ) -> SysResult {
+        if flags & !((libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) as u64) != 0 {
+            return Err(errno::EINVAL.into());
+        }
         let src = self.resolve_at(olddir, old, flags, false)?;
         let path = self.path_arg(new)?;
         let base = self.base_for(&path, newdir)?;
@@ -371,6 +387,9 @@ impl Kernel {
         times: UserPtr<[Timespec; 2]>,
         flags: u64,
     ) -> SysResult {
+        if flags & !((libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64) != 0 {
+            return Err(errno::EINVAL.into());
+        }
         let loc = if ptr == 0 {
             if dirfd as i32 == AT_FDCWD {
                 return Err(errno::EFAULT.into());
@@ -416,6 +435,7 @@ impl Kernel {
         if !loc.node().is_dir() {
             return Err(errno::ENOTDIR.into());
         }
+        self.vfs.permission(&loc, 1)?;
         self.proc.cwd = loc;
         Ok(0)
     }

@@ -82,7 +82,9 @@ impl Kernel {
             FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
             FileKind::Epoll(_) => (self.epoll_any_ready(f), false, 0),
             FileKind::Path => return POLLNVAL,
-            _ => (f.readable(), f.writable(), 0),
+            // Files, directories and devices have no poll method: Linux answers its
+            // DEFAULT_POLLMASK (readable and writable) whatever the access mode.
+            _ => (true, true, 0),
         };
         let mut ev = extra;
         if r {

@@ -31,7 +31,8 @@ impl Kernel {
         let t = match who as i32 {
             libc::RUSAGE_CHILDREN => self.proc.cpu_children,
             libc::RUSAGE_THREAD => self.task_cpu(),
-            _ => self.proc_cpu(),
+            libc::RUSAGE_SELF => self.proc_cpu(),
+            _ => return Err(errno::EINVAL.into()),
         };
         let r = Rusage {
             ru_utime: t.into(),
@@ -112,14 +113,24 @@ impl Kernel {
     }
 
     pub(crate) fn sys_prctl(&mut self, a: [u64; 6]) -> SysResult {
+        const PR_SET_VMA: i32 = 0x5356_4d41;
+        let flag = |v: u64| -> Result<bool, SysErr> {
+            match v {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => Err(errno::EINVAL.into()),
+            }
+        };
         match a[0] as i32 {
             libc::PR_SET_NAME => {
-                let name = self.mm.read(UserPtr::<[u8; 16]>::new(a[1]))?;
-                let n = name.iter().position(|&b| b == 0).unwrap_or(15).min(15);
-                self.proc.comm = name[..n].to_vec();
+                // Up to 15 bytes, stopping at a NUL (strncpy_from_user).
+                self.proc.comm = match self.mm.read_cstr(a[1], 15) {
+                    Ok(n) => n,
+                    Err(crate::mm::CStrError::TooLong) => self.mm.read_user_vec(a[1], 15)?,
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(0)
             }
-            libc::PR_SET_PDEATHSIG | libc::PR_SET_NO_NEW_PRIVS | libc::PR_SET_DUMPABLE => Ok(0),
             libc::PR_GET_NAME => {
                 let mut name = [0u8; 16];
                 let n = self.proc.comm.len().min(15);
@@ -127,10 +138,66 @@ impl Kernel {
                 self.mm.write(UserPtr::<[u8; 16]>::new(a[1]), &name)?;
                 Ok(0)
             }
-            libc::PR_GET_DUMPABLE | libc::PR_GET_NO_NEW_PRIVS => Ok(1),
-            libc::PR_CAPBSET_READ => Ok(0),
-            // PR_SET_VMA (naming anonymous mappings) is harmless to accept.
-            0x5356_4d41 => Ok(0),
+            libc::PR_SET_PDEATHSIG => {
+                if a[1] > 64 {
+                    return Err(errno::EINVAL.into());
+                }
+                if a[1] != 0 {
+                    // Recorded; the signal is not sent when the parent dies.
+                    self.note_unsupported("prctl(PR_SET_PDEATHSIG)");
+                }
+                self.task.pdeathsig = a[1] as i32;
+                Ok(0)
+            }
+            libc::PR_GET_PDEATHSIG => {
+                self.mm
+                    .write(UserPtr::<i32>::new(a[1]), &self.task.pdeathsig)?;
+                Ok(0)
+            }
+            libc::PR_SET_DUMPABLE => {
+                self.proc.dumpable = flag(a[1])?;
+                Ok(0)
+            }
+            libc::PR_GET_DUMPABLE => Ok(u64::from(self.proc.dumpable)),
+            libc::PR_SET_KEEPCAPS => flag(a[1]).map(|_| 0),
+            libc::PR_GET_KEEPCAPS => Ok(0),
+            libc::PR_SET_NO_NEW_PRIVS => {
+                if a[1] != 1 || a[2..5].iter().any(|v| *v != 0) {
+                    return Err(errno::EINVAL.into());
+                }
+                Ok(0)
+            }
+            // The sandbox's processes always run with no_new_privs, as the container's.
+            libc::PR_GET_NO_NEW_PRIVS => {
+                if a[1..5].iter().any(|v| *v != 0) {
+                    return Err(errno::EINVAL.into());
+                }
+                Ok(1)
+            }
+            libc::PR_SET_CHILD_SUBREAPER => {
+                if a[1] != 0 {
+                    // Recorded; orphans still go to the sandbox's init.
+                    self.note_unsupported("prctl(PR_SET_CHILD_SUBREAPER)");
+                }
+                self.proc.subreaper = a[1] != 0;
+                Ok(0)
+            }
+            libc::PR_GET_CHILD_SUBREAPER => {
+                self.mm
+                    .write(UserPtr::<i32>::new(a[1]), &i32::from(self.proc.subreaper))?;
+                Ok(0)
+            }
+            libc::PR_SET_TIMERSLACK => Ok(0),
+            libc::PR_GET_TIMERSLACK => Ok(50_000),
+            libc::PR_CAPBSET_READ => {
+                if a[1] > 63 {
+                    return Err(errno::EINVAL.into());
+                }
+                Ok(0)
+            }
+            libc::PR_CAPBSET_DROP => Err(errno::EPERM.into()),
+            // Naming anonymous mappings is harmless to accept.
+            PR_SET_VMA => Ok(0),
             _ => Err(errno::EINVAL.into()),
         }
     }
@@ -168,8 +235,16 @@ impl Kernel {
     }
 
     pub(crate) fn sys_getrandom(&mut self, buf: u64, len: u64, flags: u64) -> SysResult {
-        if flags & !0x7 != 0 {
+        const GRND_RANDOM: u64 = 0x2;
+        const GRND_INSECURE: u64 = 0x4;
+        // Linux's order: unknown flags and RANDOM with INSECURE (EINVAL), then the
+        // buffer's range (EFAULT, even for an empty one: import_ubuf's access_ok).
+        if flags & !0x7 != 0 || flags & (GRND_RANDOM | GRND_INSECURE) == GRND_RANDOM | GRND_INSECURE
+        {
             return Err(errno::EINVAL.into());
+        }
+        if !super::rw::user_range(buf, len) {
+            return Err(errno::EFAULT.into());
         }
         let len = len.min(32 * 1024 * 1024 - 1) as usize;
         let mut done = 0;
@@ -198,10 +273,11 @@ fn itimerval(left: Duration, every: Duration) -> Itimerval {
 }
 
 impl Kernel {
+    /// A process id argument: 0 is the caller; a negative or unknown one `ESRCH`.
     fn pid_arg(&self, pid: u64) -> Result<Tid, SysErr> {
         let pid = pid as i32;
         if pid < 0 {
-            return Err(errno::EINVAL.into());
+            return Err(errno::ESRCH.into());
         }
         if pid == 0 {
             return Ok(self.proc.pid);
@@ -225,10 +301,10 @@ impl Kernel {
 
     /// `setpgid`: the caller or one of its children, into a group of its session.
     pub(crate) fn sys_setpgid(&mut self, pid: u64, pgid: u64) -> SysResult {
-        let pid = self.pid_arg(pid)?;
         if (pgid as i32) < 0 {
             return Err(errno::EINVAL.into());
         }
+        let pid = self.pid_arg(pid)?;
         let me = self.proc.pid;
         let sid = self.proc.sid;
         let target = self.proc_ref(pid).ok_or(errno::ESRCH)?;

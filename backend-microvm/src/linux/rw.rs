@@ -135,11 +135,10 @@ impl Kernel {
             }
             FileKind::Socket(sock) => {
                 let rx = sock.rx.borrow();
+                let nonblock = file.flags.get() & libc::O_NONBLOCK != 0;
                 return match rx.as_ref() {
-                    Some(end) => {
-                        self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0, false)
-                    }
-                    None => Ok(0),
+                    Some(end) => self.read_pipe(end, buf, nonblock, false),
+                    None => super::socket::shut_read(sock.kind, nonblock),
                 };
             }
             FileKind::EventFd(ev) => {

@@ -72,21 +72,20 @@ impl Kernel {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
-        let new = if !set.is_null() {
-            Some(self.mm.read(set)?)
-        } else {
-            None
-        };
-        if !oset.is_null() {
-            self.mm.write(oset, &self.task.mask)?;
-        }
-        if let Some(s) = new {
+        // Linux's order: the new set is read (EFAULT), `how` checked (EINVAL) and the
+        // mask changed, and only then is the old one written out (EFAULT).
+        let before = self.task.mask;
+        if !set.is_null() {
+            let s = self.mm.read(set)?;
             self.task.mask = match how as i32 {
-                libc::SIG_BLOCK => self.task.mask | s,
-                libc::SIG_UNBLOCK => self.task.mask & !s,
+                libc::SIG_BLOCK => before | s,
+                libc::SIG_UNBLOCK => before & !s,
                 libc::SIG_SETMASK => s,
                 _ => return Err(errno::EINVAL.into()),
             } & !(bit(SIGKILL) | bit(SIGSTOP));
+        }
+        if !oset.is_null() {
+            self.mm.write(oset, &before)?;
         }
         Ok(0)
     }
@@ -206,7 +205,14 @@ impl Kernel {
         &mut self,
         ss: UserPtr<StackT>,
         old: UserPtr<StackT>,
+        user_sp: u64,
     ) -> SysResult {
+        const SS_AUTODISARM: u32 = 1 << 31;
+        // Linux's on_sig_stack: the caller runs on its alternate stack now.
+        let on_stack = self
+            .task
+            .altstack
+            .is_some_and(|(sp, size)| user_sp > sp && user_sp - sp <= size);
         let new = if !ss.is_null() {
             let st = self.mm.read(ss)?;
             Some((st.ss_sp, st.ss_flags as u32, st.ss_size))
@@ -215,7 +221,9 @@ impl Kernel {
         };
         if !old.is_null() {
             let (sp, size) = self.task.altstack.unwrap_or((0, 0));
-            let flags = if self.task.altstack.is_none() {
+            let flags = if on_stack {
+                SS_ONSTACK
+            } else if self.task.altstack.is_none() {
                 SS_DISABLE
             } else {
                 0
@@ -229,14 +237,16 @@ impl Kernel {
             self.mm.write(old, &st)?;
         }
         if let Some((sp, flags, size)) = new {
-            if flags & SS_DISABLE != 0 {
-                self.task.altstack = None;
-            } else if flags & !SS_ONSTACK != 0 {
-                return Err(errno::EINVAL.into());
-            } else if size < MINSIGSTKSZ {
-                return Err(errno::ENOMEM.into());
-            } else {
-                self.task.altstack = Some((sp, size));
+            // Linux's do_sigaltstack order: not while on it (EPERM), then the mode
+            // (exactly 0, SS_ONSTACK or SS_DISABLE, with SS_AUTODISARM), then the size.
+            if on_stack {
+                return Err(errno::EPERM.into());
+            }
+            match flags & !SS_AUTODISARM {
+                SS_DISABLE => self.task.altstack = None,
+                0 | SS_ONSTACK if size < MINSIGSTKSZ => return Err(errno::ENOMEM.into()),
+                0 | SS_ONSTACK => self.task.altstack = Some((sp, size)),
+                _ => return Err(errno::EINVAL.into()),
             }
         }
         Ok(0)
@@ -291,10 +301,13 @@ impl Kernel {
         Ok(0)
     }
 
-    pub(crate) fn sys_tgkill(&mut self, tgid: i64, tid: i64, sig: u64) -> SysResult {
-        if tid <= 0 || tgid == 0 || tgid < -1 {
+    /// `tgkill` (`tgid` given) and `tkill` (`None`): Linux refuses a non-positive
+    /// thread or group id (`EINVAL`) before looking the thread up.
+    pub(crate) fn sys_tgkill(&mut self, tgid: Option<i64>, tid: i64, sig: u64) -> SysResult {
+        if tid <= 0 || tgid.is_some_and(|g| g <= 0) {
             return Err(errno::EINVAL.into());
         }
+        let tgid = tgid.unwrap_or(-1);
         let tid = u32::try_from(tid).map_err(|_| errno::ESRCH)?;
         let target = self.task_ref(tid).map(|t| t.pid).ok_or(errno::ESRCH)?;
         if tgid > 0 && i64::from(target) != tgid {

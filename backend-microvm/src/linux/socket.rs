@@ -43,9 +43,40 @@ fn pair(kind: i32) -> (Socket, Socket) {
     (a, b)
 }
 
+/// What a read of a socket whose receiving side is shut down answers: the end of file,
+/// but a non-blocking read of a datagram socket finds nothing yet (`EAGAIN`): Linux
+/// only notices the shutdown when it would wait.
+pub(crate) fn shut_read(kind: i32, nonblock: bool) -> Result<usize, SysErr> {
+    if kind == SOCK_DGRAM && nonblock {
+        Err(errno::EAGAIN.into())
+    } else {
+        Ok(0)
+    }
+}
+
 impl Kernel {
     /// `socket`: no family is offered (no network stack in the micro-VM).
-    pub(crate) fn sys_socket(&mut self, domain: u64) -> SysResult {
+    pub(crate) fn sys_socket(&mut self, domain: u64, ty: u64, proto: u64) -> SysResult {
+        // Linux checks the type's flags and range before the family.
+        let ty = ty as i32;
+        if ty & !(0xf | SOCK_NONBLOCK as i32 | SOCK_CLOEXEC as i32) != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        if domain >= 46 {
+            return Err(errno::EAFNOSUPPORT.into());
+        }
+        if ty & 0xf > 10 {
+            return Err(errno::EINVAL.into());
+        }
+        if domain == AF_UNIX {
+            // unix_create's own checks come before the (missing) socket is made.
+            if proto != 0 && proto != AF_UNIX {
+                return Err(Errno(libc::EPROTONOSUPPORT).into());
+            }
+            if !matches!(ty & 0xf, SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET | 3) {
+                return Err(Errno(libc::ESOCKTNOSUPPORT).into());
+            }
+        }
         let what = match domain {
             AF_UNIX => "socket(AF_UNIX)",
             2 => "socket(AF_INET)",
@@ -63,18 +94,35 @@ impl Kernel {
         proto: u64,
         sv: UserPtr<[i32; 2]>,
     ) -> SysResult {
-        if domain != AF_UNIX {
+        // Linux's order: the type's flags, the family's range, the type's range, the
+        // family's own checks (protocol, type), then whether it pairs at all.
+        const NPROTO: u64 = 46;
+        const SOCK_RAW: i32 = 3;
+        if ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        if domain >= NPROTO {
             return Err(errno::EAFNOSUPPORT.into());
         }
         let kind = (ty & 0xf) as i32;
-        if !matches!(kind, SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET)
-            || ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0
-        {
+        if kind > 10 {
             return Err(errno::EINVAL.into());
         }
-        if proto != 0 {
+        match domain {
+            AF_UNIX => {}
+            // No network stack: these families exist on Linux, whose sockets do not pair
+            // (their protocol checks are not made here).
+            2 | 10 | 16 | 17 => return Err(errno::EOPNOTSUPP.into()),
+            _ => return Err(errno::EAFNOSUPPORT.into()),
+        }
+        if proto != 0 && proto != AF_UNIX {
             return Err(Errno(libc::EPROTONOSUPPORT).into());
         }
+        let kind = match kind {
+            SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET => kind,
+            SOCK_RAW => SOCK_DGRAM,
+            _ => return Err(Errno(libc::ESOCKTNOSUPPORT).into()),
+        };
         self.mm.user_chunks(sv.addr(), 8, true)?;
         let (a, b) = pair(kind);
         let nb = if ty & SOCK_NONBLOCK != 0 {
@@ -149,7 +197,7 @@ impl Kernel {
         let nonblock = flags & MSG_DONTWAIT != 0 || f.flags.get() & libc::O_NONBLOCK != 0;
         let rx = s.rx.borrow();
         let Some(end) = rx.as_ref() else {
-            return Ok((0, 0));
+            return shut_read(s.kind, nonblock).map(|n| (n, n));
         };
         let full = end.pipe.borrow().next_message();
         let n = self.read_pipe(end, buf, nonblock, flags & MSG_PEEK != 0)?;
@@ -165,6 +213,9 @@ impl Kernel {
         addr: u64,
         alen: u64,
     ) -> SysResult {
+        if !super::rw::user_range(buf, len) {
+            return Err(errno::EFAULT.into());
+        }
         let f = self.socket(fd)?;
         if addr != 0 {
             // `socklen_t` is an unsigned int: the register's low half.
@@ -188,18 +239,60 @@ impl Kernel {
         match s.kind {
             SOCK_STREAM => Err(errno::EISCONN.into()),
             SOCK_SEQPACKET => Ok(()),
-            _ => {
-                if !(3..=110).contains(&alen) {
-                    return Err(errno::EINVAL.into());
-                }
-                // The address starts with its `sa_family_t`.
-                let family = self.mm.read(UserPtr::<u16>::new(addr))?;
-                if family != AF_UNIX as u16 {
-                    return Err(errno::EINVAL.into());
-                }
-                Err(Errno(libc::ECONNREFUSED).into())
-            }
+            _ => Err(self.unix_peer(addr, alen)),
         }
+    }
+
+    /// What reaching the `AF_UNIX` address at `addr` (`alen` bytes) comes to, as
+    /// Linux's `unix_find_other`: the address checked (`EINVAL`), a path looked up in
+    /// the sandbox (`ENOENT`, `ENOTDIR`, `EACCES`...), and then, whatever is found,
+    /// `ECONNREFUSED`: no socket here has a name to be reached by (the micro-VM has
+    /// socket pairs only, and never reaches a host socket).
+    fn unix_peer(&mut self, addr: u64, alen: u32) -> SysErr {
+        const SUN_PATH: u32 = 108;
+        if alen <= 2 || alen > 2 + SUN_PATH {
+            return errno::EINVAL.into();
+        }
+        let raw = match self.mm.read_user_vec(addr, alen as usize) {
+            Ok(r) => r,
+            Err(e) => return e.into(),
+        };
+        if u16::from_ne_bytes([raw[0], raw[1]]) != AF_UNIX as u16 {
+            return errno::EINVAL.into();
+        }
+        let path = &raw[2..];
+        if path[0] == 0 {
+            return Errno(libc::ECONNREFUSED).into(); // abstract: none exists
+        }
+        let end = path.iter().position(|b| *b == 0).unwrap_or(path.len());
+        let path = path[..end].to_vec();
+        let found = self
+            .base_for(&path, libc::AT_FDCWD as u64)
+            .and_then(|base| Ok(self.vfs.resolve(&base, &path, true)?));
+        match found {
+            Ok(_) => Errno(libc::ECONNREFUSED).into(),
+            Err(e) => e,
+        }
+    }
+
+    /// `connect` on a socket pair: the address is looked for first, as Linux does.
+    pub(crate) fn sys_connect(&mut self, fd: u64, addr: u64, alen: u64) -> SysResult {
+        self.socket(fd)?;
+        Err(self.unix_peer(addr, alen as u32))
+    }
+
+    /// `bind`: a socket pair's end may take an automatic (unnamed here) address; a
+    /// name in the filesystem or the abstract namespace is not offered (counted).
+    pub(crate) fn sys_bind(&mut self, fd: u64, addr: u64, alen: u64) -> SysResult {
+        self.socket(fd)?;
+        let family = self.mm.read(UserPtr::<u16>::new(addr))?;
+        if alen < 2 || family != AF_UNIX as u16 {
+            return Err(errno::EINVAL.into());
+        }
+        if alen == 2 {
+            return Ok(0);
+        }
+        Err(self.unsupported("bind(named AF_UNIX address)", errno::EINVAL))
     }
 
     pub(crate) fn sys_recvfrom(
@@ -211,6 +304,10 @@ impl Kernel {
         addr: u64,
         alen: UserPtr<u32>,
     ) -> SysResult {
+        // The buffer is checked before the descriptor, as Linux's import_ubuf.
+        if !super::rw::user_range(buf, len) {
+            return Err(errno::EFAULT.into());
+        }
         let f = self.socket(fd)?;
         self.mm.user_chunks(buf, len.min(1 << 20), true)?;
         let mut tmp = vec![0u8; len.min(1 << 20) as usize];
@@ -329,7 +426,7 @@ impl Kernel {
             return Err(errno::ENOTSOCK.into());
         };
         if level != SOL_SOCKET {
-            return Err(Errno(libc::ENOPROTOOPT).into());
+            return Err(errno::EOPNOTSUPP.into());
         }
         let int = |v: i32| v.as_bytes().to_vec();
         let v: Vec<u8> = match name as i32 {
@@ -361,9 +458,17 @@ impl Kernel {
         Err(e.into())
     }
 
-    pub(crate) fn sys_setsockopt(&mut self, fd: u64, level: u64) -> SysResult {
+    /// `setsockopt`: `SOL_SOCKET` options of an `int` at least (`EINVAL` for less);
+    /// other levels are not `AF_UNIX`'s (`EOPNOTSUPP`). Values are accepted, not used.
+    pub(crate) fn sys_setsockopt(&mut self, fd: u64, level: u64, name: u64, len: u64) -> SysResult {
         self.socket(fd)?;
         if level != SOL_SOCKET {
+            return Err(errno::EOPNOTSUPP.into());
+        }
+        if (len as u32) < 4 {
+            return Err(errno::EINVAL.into());
+        }
+        if !(1..=80).contains(&name) {
             return Err(Errno(libc::ENOPROTOOPT).into());
         }
         Ok(0)

@@ -114,6 +114,10 @@ pub(crate) struct Task {
     pub(crate) nice: i32,
     /// Its scheduling policy (`SCHED_OTHER`, `SCHED_BATCH`, `SCHED_IDLE`).
     pub(crate) policy: i32,
+    /// Its I/O priority (`ioprio_set`).
+    pub(crate) ioprio: u16,
+    /// `PR_SET_PDEATHSIG` (recorded).
+    pub(crate) pdeathsig: i32,
     /// Bytes the syscall it is blocked in already moved (a large blocking write to a
     /// pipe): where it goes on, and what it answers if a signal ends the wait.
     pub(crate) partial: u64,
@@ -142,6 +146,8 @@ impl Task {
             cpu: Duration::ZERO,
             nice: 0,
             policy: 0,
+            ioprio: 0,
+            pdeathsig: 0,
             partial: 0,
         }
     }
@@ -220,6 +226,14 @@ pub(crate) struct Process {
     pub(crate) continued: bool,
     /// Resource limits (`getrlimit`, inherited by children).
     pub(crate) rlimits: super::limits::Rlimits,
+    /// `PR_SET_DUMPABLE`.
+    pub(crate) dumpable: bool,
+    /// `PR_SET_CHILD_SUBREAPER` (recorded).
+    pub(crate) subreaper: bool,
+    /// `personality`.
+    pub(crate) persona: u32,
+    /// `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED` (and its other registrations).
+    pub(crate) membarrier: u32,
 }
 
 impl Process {
@@ -256,6 +270,10 @@ impl Process {
             stop_report: None,
             continued: false,
             rlimits: super::limits::Rlimits::unlimited(),
+            dumpable: true,
+            subreaper: false,
+            persona: 0,
+            membarrier: 0,
         }
     }
 }

@@ -76,6 +76,10 @@ impl Vfs {
     ) -> Result<(Location, Opened), Errno> {
         let follow = flags & libc::O_NOFOLLOW == 0;
         let acc = flags & libc::O_ACCMODE;
+        // Linux refuses a file that would be created and be a directory (6.4 on).
+        if flags & libc::O_CREAT != 0 && flags & libc::O_DIRECTORY != 0 {
+            return Err(errno::EINVAL);
+        }
         if flags & libc::O_TMPFILE == libc::O_TMPFILE {
             return Err(errno::ENOTSUP);
         }
@@ -115,11 +119,11 @@ impl Vfs {
             return Ok((loc, Opened::Path));
         }
         let node = loc.node().clone();
-        if node.is_link() {
-            return Err(errno::ELOOP);
-        }
         if flags & libc::O_DIRECTORY != 0 && !node.is_dir() {
             return Err(errno::ENOTDIR);
+        }
+        if node.is_link() {
+            return Err(errno::ELOOP);
         }
         let writes = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if node.is_dir() && writes {
@@ -128,6 +132,8 @@ impl Vfs {
         if writes {
             node.writable()?;
         }
+        let reads = acc != libc::O_WRONLY;
+        self.permission(&loc, (u32::from(reads) * 4) | (u32::from(writes) * 2))?;
         let opened = match &node {
             Node::Virtual => Opened::Virtual,
             Node::HostDir { .. } => Opened::HostDir,
@@ -198,7 +204,7 @@ impl Vfs {
         flags: i32,
         mode: u32,
     ) -> Result<(Location, Opened), Errno> {
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         let (node, opened) = match parent.node().clone() {
             Node::HostDir { fd, ro, mnt } => {
                 let keep =
@@ -353,7 +359,7 @@ impl Vfs {
         if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
             return Err(errno::EEXIST);
         }
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         match parent.node() {
             Node::HostDir { fd, .. } => host::mkdir(fd.as_raw_fd(), &name, mode),
             Node::Tmp(dir) => {
@@ -393,9 +399,11 @@ impl Vfs {
         match (dir, child.node.is_dir()) {
             (false, true) => return Err(errno::EISDIR),
             (true, false) => return Err(errno::ENOTDIR),
+            // A trailing slash names a directory: `unlink("file/")` is ENOTDIR.
+            (false, false) if path.ends_with(b"/") => return Err(errno::ENOTDIR),
             _ => {}
         }
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         match parent.node() {
             Node::HostDir { fd, .. } => host::unlink(fd.as_raw_fd(), &name, dir),
             Node::Tmp(d) => d.remove(&name, dir).map(|_| ()),
@@ -425,6 +433,10 @@ impl Vfs {
         if self.holds_mount(&src) {
             return Err(errno::EBUSY);
         }
+        // A trailing slash on either name needs the source to be a directory.
+        if !src.node.is_dir() && (from.ends_with(b"/") || to.ends_with(b"/")) {
+            return Err(errno::ENOTDIR);
+        }
         let dst = self.child(p2.top(), &n2).ok();
         if let Some(d) = &dst {
             if self.holds_mount(d) {
@@ -434,8 +446,8 @@ impl Vfs {
                 return Err(errno::EEXIST);
             }
         }
-        p1.node().writable()?;
-        p2.node().writable()?;
+        self.may_change(&p1)?;
+        self.may_change(&p2)?;
         match (p1.node(), p2.node()) {
             (Node::HostDir { fd: a, mnt: m1, .. }, Node::HostDir { fd: b, mnt: m2, .. })
                 if m1 == m2 =>
@@ -483,7 +495,7 @@ impl Vfs {
         if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
             return Err(errno::EEXIST);
         }
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         let pipe = Pipe::fifo;
         match parent.node() {
             Node::Tmp(dir) => {
@@ -510,7 +522,7 @@ impl Vfs {
         if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
             return Err(errno::EEXIST);
         }
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         match parent.node() {
             Node::HostDir { fd, .. } => host::symlink(target, fd.as_raw_fd(), &name),
             Node::Tmp(dir) => dir.insert(
@@ -533,7 +545,7 @@ impl Vfs {
         if src.node().is_dir() {
             return Err(errno::EPERM);
         }
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         match (src.node(), parent.node()) {
             (
                 Node::HostFile {
@@ -638,6 +650,7 @@ impl Vfs {
             return Err(errno::EISDIR);
         }
         loc.node().writable()?;
+        self.permission(loc, 2)?;
         match loc.node() {
             Node::Tmp(t) => t.truncate(len),
             Node::Lower(l) if l.kind == libc::S_IFREG => l.copy_up()?.truncate(len),

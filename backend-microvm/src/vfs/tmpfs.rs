@@ -57,6 +57,8 @@ pub(crate) const F_SEAL_GROW: u32 = 0x4;
 pub(crate) const F_SEAL_WRITE: u32 = 0x8;
 /// `F_SEAL_FUTURE_WRITE`: no new writes (existing writable mappings keep theirs).
 pub(crate) const F_SEAL_FUTURE_WRITE: u32 = 0x10;
+/// `F_SEAL_EXEC`: the execute bits never change.
+pub(crate) const F_SEAL_EXEC: u32 = 0x20;
 
 impl Drop for TmpInode {
     fn drop(&mut self) {
