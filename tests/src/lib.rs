@@ -2,6 +2,7 @@
 //! `tests/programs/*.c`, sandboxes, and host-side checks.
 
 pub mod compat_doc;
+pub mod differential;
 pub mod image;
 
 use std::path::{Path, PathBuf};
