@@ -21,7 +21,9 @@ step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
-cargo test --workspace --locked
+# A hung test must fail the run with its name on screen, not use up CI's time: cargo
+# prints "has been running for over 60 seconds" for it; the whole suite gets 50 minutes.
+timeout --kill-after=30 3000 cargo test --workspace --locked
 
 step "C API (gcc -Werror, ASan/UBSan/LSan, valgrind)"
 bindings/c/test.sh

@@ -54,6 +54,8 @@ pub(crate) use sandbox_core::ROOT_MODE_HOST_ID;
 /// The parent's ends of the pipes, kept by the execution.
 #[derive(Debug)]
 pub(crate) struct ParentEnds {
+    /// Where init sends the egress link's TUN descriptor.
+    pub(crate) tun_r: Option<OwnedFd>,
     pub(crate) sync_w: OwnedFd,
     pub(crate) err_r: OwnedFd,
     pub(crate) status_r: OwnedFd,
@@ -155,6 +157,31 @@ fn lift_pair(fds: [RawFd; 2]) -> Result<(OwnedFd, OwnedFd), SpawnError> {
         Ok(unsafe { OwnedFd::from_raw_fd(high) })
     };
     Ok((lift(fds[0])?, lift(fds[1])?))
+}
+
+/// A close-on-exec `AF_UNIX` datagram-boundary pair for handing a descriptor over.
+fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(setup_err(
+            "creating the egress link's socket",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: socketpair just returned this descriptor; we own it.
+    let a = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above, the other end.
+    let b = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((a, b))
 }
 
 /// The [start, end) addresses of this process's argv and environment strings, from
@@ -270,6 +297,8 @@ pub(crate) struct Inputs<'a> {
     /// Without cgroup limits, these become rlimits.
     pub(crate) rlimit_memory: bool,
     pub(crate) rlimit_pids: bool,
+    /// The CA bundle the sandbox trusts, when its egress broker intercepts.
+    pub(crate) ca_bundle: Option<String>,
 }
 
 impl Blueprint {
@@ -344,6 +373,19 @@ impl Blueprint {
                 Op::File {
                     path: components(Path::new(path))?,
                     contents: contents.into_bytes(),
+                    replace: image.is_some(),
+                }
+            );
+        }
+        if let Some(bundle) = &inputs.ca_bundle {
+            op!(
+                (
+                    "generated".into(),
+                    sandbox_core::network::CA_BUNDLE_PATH.into()
+                ),
+                Op::File {
+                    path: components(Path::new(sandbox_core::network::CA_BUNDLE_PATH))?,
+                    contents: bundle.clone().into_bytes(),
                     replace: image.is_some(),
                 }
             );
@@ -592,6 +634,13 @@ impl Blueprint {
             }
         };
         let (notify_parent, notify_child) = socket_pair()?;
+        let (tun_r, tun_w) = match plan.network {
+            Network::Egress => {
+                let (r, w) = seqpacket_pair()?;
+                (Some(r), Some(w))
+            }
+            _ => (None, None),
+        };
         let ruleset_raw = inputs.ruleset.as_ref().map(|f| f.as_raw_fd());
         let mut keep: Vec<RawFd> = [
             &sync_r,
@@ -604,6 +653,7 @@ impl Blueprint {
         .iter()
         .map(|f| f.as_raw_fd())
         .chain(stdin_r.as_ref().map(|f| f.as_raw_fd()))
+        .chain(tun_w.as_ref().map(|f| f.as_raw_fd()))
         .chain(ruleset_raw)
         .chain(trees.iter().map(|t| t.as_raw_fd()))
         .collect();
@@ -690,7 +740,17 @@ impl Blueprint {
             sources,
             ops,
             hostname: plan.hostname.as_bytes().to_vec(),
-            loopback: plan.network == Network::Loopback,
+            loopback: plan.network != Network::None,
+            tun: tun_w.as_ref().map(|w| {
+                let (addr, peer, prefix) = sandbox_egress::link_addresses();
+                crate::tun::TunSpec {
+                    sock: w.as_raw_fd(),
+                    addr,
+                    peer,
+                    prefix,
+                    mtu: sandbox_egress::MTU as u32,
+                }
+            }),
             rules,
             uid: plan.user.0,
             gid: plan.user.1,
@@ -719,6 +779,7 @@ impl Blueprint {
                 Some(stderr_w),
                 Some(notify_child),
                 stdin_r,
+                tun_w,
             ]
             .into_iter()
             .flatten()
@@ -728,6 +789,7 @@ impl Blueprint {
         Ok(Blueprint {
             spec,
             parent: ParentEnds {
+                tun_r,
                 sync_w,
                 err_r,
                 status_r,

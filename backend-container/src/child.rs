@@ -289,6 +289,8 @@ pub(crate) struct ChildSpec {
     pub(crate) ops: Vec<Op>,
     pub(crate) hostname: Vec<u8>,
     pub(crate) loopback: bool,
+    /// The egress link to make (network `egress`).
+    pub(crate) tun: Option<crate::tun::TunSpec>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
@@ -787,6 +789,13 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     // to their contents is checked later, as the sandbox user).
     let mut sources = [-1; MAX_SOURCES];
     open_sources(spec, &mut sources);
+    // The egress link: /dev/net/tun is opened with the caller's host identity too.
+    if let Some(t) = &spec.tun {
+        if let Err((step, err)) = crate::tun::setup(t) {
+            fail(spec, Stage::Network, err, step as u32)
+        }
+        sys::close(t.sock);
+    }
     // Become the sandbox user before creating anything: files made in the new root must
     // belong to an id mapped in the namespace. Capabilities in the namespace stay until exec.
     if let Err(err) = sys::setresgid(spec.gid).and_then(|_| sys::setresuid(spec.uid)) {

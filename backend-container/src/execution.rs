@@ -124,11 +124,15 @@ pub(crate) struct Supervised {
     pub(crate) sync_w: OwnedFd,
     /// Answers the workload's connect(2) calls while it runs.
     pub(crate) connects: crate::unotify::Supervisor,
+    /// The egress broker (network `egress`), stopped when the sandbox ends.
+    pub(crate) broker: Option<sandbox_egress::BrokerHandle>,
 }
 
 /// The Execution handed to the caller.
 #[derive(Debug)]
 pub(crate) struct ContainerExecution {
+    exposed: Vec<sandbox_core::network::ExposedPort>,
+    events: Option<sandbox_egress::Events>,
     stdin: Option<StdinWriter>,
     output: Option<OutputStream>,
     kill: Arc<KillState>,
@@ -151,6 +155,14 @@ impl Execution for ContainerExecution {
     }
     fn take_output(&mut self) -> Option<OutputStream> {
         self.output.take()
+    }
+    fn exposed_ports(&self) -> Vec<sandbox_core::network::ExposedPort> {
+        self.exposed.clone()
+    }
+    fn network_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
+        self.events.as_ref().map(sandbox_egress::Events::subscribe)
     }
     fn kill_handle(&self) -> KillHandle {
         let k = Arc::downgrade(&self.kill);
@@ -179,6 +191,15 @@ pub(crate) fn start(s: Supervised, stdin: StdinPlan) -> std::io::Result<Containe
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
     let writer = stdin.start()?;
+    let exposed = s
+        .broker
+        .as_ref()
+        .map(|b| b.exposed().to_vec())
+        .unwrap_or_default();
+    let events = s
+        .broker
+        .as_ref()
+        .map(sandbox_egress::BrokerHandle::events_source);
     let stdout = pipe::Receiver::from_owned_fd(s.stdout_r.try_clone()?)?;
     let status = pipe::Receiver::from_owned_fd(s.status_r.try_clone()?)?;
     let stderr = pipe::Receiver::from_owned_fd(s.stderr_r.try_clone()?)?;
@@ -202,6 +223,8 @@ pub(crate) fn start(s: Supervised, stdin: StdinPlan) -> std::io::Result<Containe
         let _ = done_tx.send(r);
     });
     Ok(ContainerExecution {
+        exposed,
+        events,
         stdin: writer,
         output: Some(out_rx),
         kill,
@@ -393,6 +416,8 @@ async fn supervise(
         });
     }
     drop(s.sync_w);
+    // The sandbox is gone: so are its connections.
+    let network = s.broker.map(sandbox_egress::BrokerHandle::stop);
 
     let (mut termination, mut exit_code, mut signal) = match report {
         Some(r) => decode(r.wait_status),
@@ -440,6 +465,7 @@ async fn supervise(
         peak_memory_bytes,
         decision: s.decision,
         enforcement: s.enforcement,
+        network,
         unimplemented_syscalls: Default::default(),
     })
 }

@@ -15,6 +15,7 @@ mod probe;
 mod seccomp;
 mod spawner;
 mod sys;
+mod tun;
 mod unotify;
 
 use std::collections::BTreeMap;
@@ -86,6 +87,16 @@ impl Backend for ContainerBackend {
         }
         let filters = seccomp::filters(plan.seccomp_action);
 
+        // The egress broker exists before the sandbox: its CA goes into the sandbox's
+        // files, its host ports into the caller's view.
+        let broker = match plan.network {
+            sandbox_core::Network::Egress => Some(
+                sandbox_egress::Broker::new(plan.egress.clone().unwrap_or_default())
+                    .map_err(|e| setup("preparing the egress broker", std::io::Error::other(e)))?,
+            ),
+            _ => None,
+        };
+        let ca_bundle = broker.as_ref().and_then(sandbox_egress::Broker::ca_bundle);
         let cg_host = cgroup::host();
         let mut details = BTreeMap::new();
         let cgroup = cgroup::Cgroup::create(cg_host, &plan.limits, &mut details)
@@ -100,6 +111,7 @@ impl Backend for ContainerBackend {
                 seccomp: &filters,
                 rlimit_memory,
                 rlimit_pids,
+                ca_bundle,
             },
         )?;
         let enforcement = report(
@@ -169,6 +181,17 @@ impl Backend for ContainerBackend {
         }
         let connects = unotify::Supervisor::start(&parent.notify, plan.network == Network::None)
             .map_err(|e| setup("starting the connect supervisor", e))?;
+        let broker =
+            match (broker, &parent.tun_r) {
+                (Some(b), Some(sock)) => {
+                    let fd = tun::receive_fd(sock)
+                        .map_err(|e| setup("receiving the sandbox's egress interface", e))?;
+                    Some(b.start(sandbox_egress::Link::Tun(fd)).map_err(|e| {
+                        setup("starting the egress broker", std::io::Error::other(e))
+                    })?)
+                }
+                _ => None,
+            };
         let stdin = match (&plan.stdin, parent.stdin_w) {
             (Stdin::Bytes(b), Some(w)) => StdinPlan::Bytes(w, b.clone()),
             (Stdin::Stream, Some(w)) => StdinPlan::Stream(w),
@@ -187,6 +210,7 @@ impl Backend for ContainerBackend {
             started,
             sync_w: parent.sync_w,
             connects,
+            broker,
         };
         let exec = execution::start(s, stdin).map_err(|e| setup("supervising the sandbox", e))?;
         Ok(Box::new(exec))
@@ -255,6 +279,7 @@ fn describe(plan: &Plan, labels: &Labels, rec: ErrorRecord) -> SpawnError {
             &format!("entering the working directory {}", plan.cwd),
             errno,
         ),
+        Some(Stage::Network) if idx > 0 => setup(tun::Step::describe(rec.index), errno),
         Some(Stage::Landlock) => setup(
             &format!(
                 "applying Landlock rules ({})",
@@ -362,6 +387,11 @@ fn report(
                                   (Landlock, and the supervisor for connect)",
                 Network::Loopback => "own network namespace with only its own loopback up: \
                                       the host's loopback and network are unreachable",
+                Network::Egress => "own network namespace with its own loopback and one TUN \
+                                    interface whose packets the egress broker terminates: DNS \
+                                    and every TCP connection decided by the policy's rules \
+                                    (the outcome's network section), everything else dropped; \
+                                    no route to the host's interfaces or loopback",
             }
         ),
         filesystem: match &plan.root {

@@ -147,6 +147,20 @@ fn detect() -> HostFacts {
     if let Err(why) = idmap {
         d.insert("idmapped_mounts_note".into(), json!(why));
     }
+    // The egress network's link: init opens /dev/net/tun with the caller's identity.
+    use std::os::unix::fs::MetadataExt;
+    d.insert(
+        "egress_tun".into(),
+        json!(match std::fs::metadata("/dev/net/tun") {
+            Ok(m) if m.mode() & 0o006 == 0o006 => "usable (mode 0666)".to_string(),
+            Ok(m) => format!(
+                "mode {:o}: usable by uid {} only (rootless egress needs mode 0666)",
+                m.mode() & 0o777,
+                m.uid()
+            ),
+            Err(e) => format!("missing ({e}): network = \"egress\" cannot run"),
+        }),
+    );
 
     let usable = requirements(seccomp, mount_api, userns);
     HostFacts { usable, details: d }

@@ -49,13 +49,20 @@ impl Backend for MicroVmBackend {
     /// missing from the sandbox) is refused here, so that `auto` can treat it as a need
     /// only the container meets.
     fn supports(&self, plan: &Plan) -> Result<(), String> {
-        if plan.network == Network::Loopback {
+        if plan.network != Network::None {
             return Err("the micro-VM has no network yet".into());
         }
         crate::loader::check_runnable(plan)
     }
 
     async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError> {
+        if plan.network == Network::Egress {
+            return Err(SpawnError::Unsupported(
+                "the micro-VM has no network yet: `network = \"egress\"` runs in the container backend \
+                 (the VM's sockets over the egress broker come later)"
+                    .into(),
+            ));
+        }
         if plan.network == Network::Loopback {
             return Err(SpawnError::Unsupported(
                 "the micro-VM has no network yet, not even loopback: use `network = \"none\"`, or the container \
@@ -95,12 +102,10 @@ impl Backend for MicroVmBackend {
                 tokio::spawn(async move {
                     while let Some(chunk) = rx.recv().await {
                         q.push(&chunk);
-                        c.input.store(true, std::sync::atomic::Ordering::SeqCst);
-                        c.notify();
+                        c.input_arrived();
                     }
                     q.close();
-                    c.input.store(true, std::sync::atomic::Ordering::SeqCst);
-                    c.notify();
+                    c.input_arrived();
                 });
                 Input::Stream(queue)
             }

@@ -6,6 +6,19 @@
 //! A syscall off the allowlist is trapped (`SECCOMP_RET_TRAP`): `trap` records it, the
 //! call fails with `EPERM`, and the run ends as `policy_violation` (the report's
 //! seccomp action is `kill`: what the caller sees is the run ending).
+//!
+//! A second filter (`vmm_libc` in the same file) answers `EACCES` to the few calls
+//! glibc makes on its own inside the VMM's code, whatever the VMM does: `openat` of
+//! `/proc/sys/vm/overcommit_memory` when malloc trims a thread arena's heap (freeing a
+//! few full socket buffers is enough), of `/sys/devices/system/cpu/online`,
+//! `sched_getaffinity` and `sysinfo` for sizing decisions. Each has a fallback for a
+//! failure (a missing /proc, a container), so the call fails and the run goes on; no
+//! file is opened. The VMM never needs them (host files are opened with `openat2`
+//! only), so this narrows nothing it does, and it holds for any libc-internal call
+//! of that kind, whichever thread warmed libc's caches first. (The alternatives were
+//! weaker: warming the caches before confining depends on which paths glibc takes and
+//! when; another allocator for one thread is not possible within one process's
+//! malloc.)
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -41,23 +54,44 @@ pub(crate) enum ConfineError {
     Identity(#[source] std::io::Error),
 }
 
-fn compiled() -> Result<&'static (BpfProgram, usize), ConfineError> {
-    static FILTER: OnceLock<Result<(BpfProgram, usize), String>> = OnceLock::new();
-    FILTER
+/// The compiled filters: the allowlist, the libc-internal calls' errno filter, and
+/// how many syscalls the VMM may really make.
+struct Filters {
+    allow: BpfProgram,
+    libc: BpfProgram,
+    allowed: usize,
+}
+
+fn compiled() -> Result<&'static Filters, ConfineError> {
+    static FILTERS: OnceLock<Result<Filters, String>> = OnceLock::new();
+    FILTERS
         .get_or_init(|| {
             let value: serde_json::Value =
                 serde_json::from_str(VMM_FILTER_JSON).map_err(|e| e.to_string())?;
-            let names: std::collections::BTreeSet<&str> = value["vmm"]["filter"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|r| r["syscall"].as_str()).collect())
-                .unwrap_or_default();
+            let names = |filter: &str| -> std::collections::BTreeSet<String> {
+                value[filter]["filter"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|r| r["syscall"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let refused = names("vmm_libc");
+            let allowed = names("vmm").difference(&refused).count();
             let mut map: HashMap<String, BpfProgram> = seccompiler::compile_from_json(
                 VMM_FILTER_JSON.as_bytes(),
                 seccompiler::TargetArch::x86_64,
             )
             .map_err(|e| e.to_string())?;
-            let prog = map.remove("vmm").ok_or("no `vmm` filter")?;
-            Ok((prog, names.len()))
+            let allow = map.remove("vmm").ok_or("no `vmm` filter")?;
+            let libc = map.remove("vmm_libc").ok_or("no `vmm_libc` filter")?;
+            Ok(Filters {
+                allow,
+                libc,
+                allowed,
+            })
         })
         .as_ref()
         .map_err(|e| ConfineError::Compile(e.clone()))
@@ -234,7 +268,7 @@ fn act_as(uid: u32, gid: u32) -> Result<(), ConfineError> {
 /// identity's), no supplementary groups, no capability, Landlock to `sources`, then the
 /// seccomp filter.
 pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, ConfineError> {
-    let (prog, count) = compiled()?;
+    let filters = compiled()?;
     let (uid, gid) = host_identity();
     act_as(uid, gid)?;
     if root_caller() {
@@ -256,8 +290,12 @@ pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, Conf
     // From here on a syscall off the allowlist traps (SIGSYS): it is recorded, fails
     // with EPERM, and the run ends as a policy violation (see `trap`).
     crate::trap::watch_thread();
-    seccompiler::apply_filter(prog)
-        .map_err(|e| ConfineError::Seccomp(std::io::Error::other(e.to_string())))?;
+    // The strictest answer of the two wins: ERRNO over the allowlist's ALLOW for the
+    // libc-internal calls, TRAP for everything the allowlist does not name.
+    for prog in [&filters.libc, &filters.allow] {
+        seccompiler::apply_filter(prog)
+            .map_err(|e| ConfineError::Seccomp(std::io::Error::other(e.to_string())))?;
+    }
     Ok(Confinement {
         seccomp: SeccompReport {
             enforced: true,
@@ -265,7 +303,7 @@ pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, Conf
             profile: PROFILE.into(),
             // A call off the allowlist ends the run (`policy_violation`).
             action: SeccompAction::Kill,
-            allowed_syscalls: *count,
+            allowed_syscalls: filters.allowed,
         },
         landlock,
     })
@@ -330,8 +368,9 @@ mod tests {
             SeccompAction::Kill,
             "a violation ends the run"
         );
-        // The first call off the allowlist is the one recorded (std's open is openat).
-        assert_eq!(violation, Some(libc::SYS_openat as i32));
+        // The first call off the allowlist is the one recorded: socket (openat, which
+        // libc makes on its own, is answered EACCES without ending anything).
+        assert_eq!(violation, Some(libc::SYS_socket as i32));
         assert_eq!(
             crate::trap::violation(),
             None,
@@ -344,8 +383,8 @@ mod tests {
         }
         assert_eq!(
             plain_open,
-            Some(Some(libc::EPERM)),
-            "open(2) is not on the allowlist: trapped, and failed with EPERM"
+            Some(Some(libc::EACCES)),
+            "openat(2) fails with EACCES (the vmm_libc filter), opening nothing"
         );
         assert_eq!(
             (sock, sock_err),
@@ -359,8 +398,8 @@ mod tests {
 
     #[test]
     fn allowlist_compiles_and_names_kvm_ioctls_right() {
-        let (_, n) = compiled().unwrap();
-        assert!(*n > 30);
+        let n = compiled().unwrap().allowed;
+        assert!(n > 30);
         // _IOW/_IOR('Q'=0xAE, nr, struct): direction << 30 | size << 16 | 0xAE << 8 | nr.
         let ioc =
             |dir: u64, nr: u64, size: usize| (dir << 30) | ((size as u64) << 16) | (0xae << 8) | nr;

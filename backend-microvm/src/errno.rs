@@ -28,6 +28,8 @@ macro_rules! errnos {
 errnos!(
     EPERM,
     ENOENT,
+    ENFILE,
+    EINTR,
     ESRCH,
     E2BIG,
     ENOEXEC,

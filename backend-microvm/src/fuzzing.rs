@@ -377,19 +377,20 @@ impl Guest {
     /// to user mode.
     fn settle(&mut self) {
         for _ in 0..64 {
+            // The scheduler runs after every call, as in the vCPU loop (timers fire,
+            // blocked calls are tried again, a slice may end). It may wait for a
+            // deadline only when nobody can run, and only as long as the budget left.
             let cur = self.k.task.tid;
-            let next = if self.k.can_run(cur) {
-                self.k.check_limits()
-            } else {
-                // The scheduler may wait for a deadline: only as long as the budget left.
-                let left = WAIT_BUDGET.saturating_sub(self.waited);
-                let t0 = Instant::now();
-                self.k.limits.deadline = Some(t0 + left);
-                let r = self.k.schedule().map(|_| ());
-                self.k.limits.deadline = None;
+            let t0 = Instant::now();
+            let may_wait = !self.k.can_run(cur);
+            if may_wait {
+                self.k.limits.deadline = Some(t0 + WAIT_BUDGET.saturating_sub(self.waited));
+            }
+            let next = self.k.schedule().map(|_| ());
+            self.k.limits.deadline = None;
+            if may_wait {
                 self.waited += t0.elapsed();
-                r
-            };
+            }
             if let Err(stop) = next {
                 self.end(stop);
                 return;

@@ -4,10 +4,18 @@
 //! Each kick is a real-time signal sent to the vCPU thread. Its handler sets the
 //! vCPU's `immediate_exit`, so `KVM_RUN` returns at once whether the thread was inside
 //! it or about to enter it; the run loop then looks at what happened.
+//!
+//! A kick can also come while the thread works in the VMM (a long syscall: a scan of
+//! a large address space, a big copy). Such work asks [`must_stop`] as it goes: it
+//! reads the same byte, and only when a kick came does it look at the run's limits
+//! (kill, wall time, CPU time); when one is reached the work gives up early, whatever
+//! it returns, and the run loop ends the run at its next turn (the byte is left set,
+//! so `KVM_RUN` returns at once). So a limit takes effect within a chunk of VMM work,
+//! whatever the guest asked for.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Why a run is being stopped from outside.
@@ -44,6 +52,72 @@ extern "C" fn on_kick(_: libc::c_int) {
 /// thread-local read and a byte store: callable from a signal handler).
 pub(crate) fn exit_now() {
     on_kick(0);
+}
+
+/// True when a kick came since the run loop last looked (the vCPU's `immediate_exit`
+/// is set): a thread-local read and a byte load.
+pub(crate) fn kicked() -> bool {
+    let p = IMMEDIATE_EXIT.with(Cell::get);
+    // SAFETY: as in `on_kick`: the pointer is this thread's mapped kvm_run page, or null.
+    !p.is_null() && unsafe { std::ptr::read_volatile(p) } != 0
+}
+
+/// The limits long VMM work checks (see [`must_stop`]).
+#[derive(Debug)]
+pub(crate) struct Watch {
+    /// The kill switch.
+    pub(crate) ctl: Arc<Control>,
+    /// Wall-time deadline.
+    pub(crate) deadline: Option<Instant>,
+    /// CPU-time limit of the vCPU thread.
+    pub(crate) cpu: Option<Duration>,
+}
+
+thread_local! {
+    /// The run's limits while the calling thread runs it, and when they were last
+    /// checked after a kick.
+    static WATCH: std::cell::RefCell<Option<(Watch, Option<Instant>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, [`must_stop`] on the calling thread checks `watch`.
+#[derive(Debug)]
+pub(crate) struct Watching(());
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        WATCH.with(|w| *w.borrow_mut() = None);
+    }
+}
+
+/// Makes long VMM work on the calling thread give up once `watch`'s limits are reached.
+pub(crate) fn watch(watch: Watch) -> Watching {
+    WATCH.with(|w| *w.borrow_mut() = Some((watch, None)));
+    Watching(())
+}
+
+/// True when long VMM work must give up now: a kick came and the run was killed, or
+/// its wall or CPU time is over. Cheap when no kick came (call it every few thousand
+/// steps of a loop); after a kick the limits are read at most once a millisecond.
+pub(crate) fn must_stop() -> bool {
+    if !kicked() {
+        return false;
+    }
+    WATCH.with(|w| {
+        let mut w = w.borrow_mut();
+        let Some((watch, last)) = w.as_mut() else {
+            return false;
+        };
+        let now = Instant::now();
+        if watch.ctl.killed() || watch.deadline.is_some_and(|d| now >= d) {
+            return true;
+        }
+        if last.is_some_and(|l| now.duration_since(l) < Duration::from_millis(1)) {
+            return false;
+        }
+        *last = Some(now);
+        watch.cpu.is_some_and(|c| thread_cpu_time() >= c)
+    })
 }
 
 /// Installs the kick handler (once per process).
@@ -144,6 +218,15 @@ impl Control {
         self.wake.notify_all();
     }
 
+    /// New stdin data (or its end) arrived: the vCPU thread looks at once, whether it
+    /// sleeps or runs a guest task (a reader waiting beside a task that computes must
+    /// not wait for that task's time slice to end).
+    pub(crate) fn input_arrived(&self) {
+        self.input.store(true, Ordering::SeqCst);
+        self.notify();
+        self.kick();
+    }
+
     fn kick(&self) {
         let guard = self.thread.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = *guard {
@@ -218,8 +301,10 @@ impl Timer {
 }
 
 impl Timer {
-    /// A periodic kick timer on `CLOCK_MONOTONIC`, not armed yet (see [`Timer::every`]).
-    pub(crate) fn periodic() -> std::io::Result<Timer> {
+    /// A one-shot kick timer on `CLOCK_MONOTONIC`, not armed yet (see [`Timer::after`]):
+    /// the scheduler's, re-armed for the next moment it must look (the end of a time
+    /// slice, a sleeper's deadline, an interval timer).
+    pub(crate) fn one_shot() -> std::io::Result<Timer> {
         // SAFETY: a zeroed sigevent is valid; the fields used are set below.
         let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
         sev.sigev_notify = libc::SIGEV_THREAD_ID;
@@ -234,16 +319,19 @@ impl Timer {
         Ok(Timer { id })
     }
 
-    /// Kicks every `period` from now on, or never again (`None`).
-    pub(crate) fn every(&self, period: Option<Duration>) {
-        let p = period.unwrap_or_default();
-        let ts = libc::timespec {
-            tv_sec: p.as_secs() as libc::time_t,
-            tv_nsec: libc::c_long::from(p.subsec_nanos() as i32),
-        };
+    /// Kicks once, `delay` from now, or never (`None`), replacing what was armed.
+    pub(crate) fn after(&self, delay: Option<Duration>) {
+        // A zero value would disarm: the soonest kick is a nanosecond away.
+        let d = delay.map_or(Duration::ZERO, |d| d.max(Duration::from_nanos(1)));
         let spec = libc::itimerspec {
-            it_interval: ts,
-            it_value: ts,
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+            },
         };
         // SAFETY: `id` is a timer this value owns; `spec` is valid.
         unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) };

@@ -31,13 +31,17 @@ const MADV_POPULATE_WRITE: libc::c_int = 23;
 #[error("guest memory is exhausted")]
 pub(crate) struct OutOfMemory;
 
-/// The sandbox's memory budget in pages: guest frames in use (the fixed ones included)
-/// plus what /tmp holds.
+/// The sandbox's memory budget in pages: guest frames in use (the fixed ones included),
+/// what /tmp holds, and the VMM's own memory that guest actions make it keep (names and
+/// symlink targets, pipe and socket buffers, mappings, command lines: see
+/// [`HeapCharge`]), so that none of it grows past the sandbox's memory limit.
 #[derive(Debug)]
 pub(crate) struct Budget {
     total: u64,
     used: Cell<u64>,
     peak: Cell<u64>,
+    /// Bytes of VMM memory charged (in `used` rounded up to whole pages).
+    heap: Cell<u64>,
 }
 
 impl Budget {
@@ -47,7 +51,25 @@ impl Budget {
             total: pages,
             used: Cell::new(0),
             peak: Cell::new(0),
+            heap: Cell::new(0),
         }
+    }
+
+    /// Takes `bytes` of VMM memory from the budget.
+    pub(crate) fn charge_bytes(&self, bytes: u64) -> Result<(), OutOfMemory> {
+        let old = self.heap.get();
+        let new = old.checked_add(bytes).ok_or(OutOfMemory)?;
+        self.charge(new.div_ceil(PAGE_SIZE) - old.div_ceil(PAGE_SIZE))?;
+        self.heap.set(new);
+        Ok(())
+    }
+
+    /// Gives `bytes` of VMM memory back.
+    pub(crate) fn uncharge_bytes(&self, bytes: u64) {
+        let old = self.heap.get();
+        let new = old.saturating_sub(bytes);
+        self.uncharge(old.div_ceil(PAGE_SIZE) - new.div_ceil(PAGE_SIZE));
+        self.heap.set(new);
     }
 
     /// Takes `pages` from the budget.
@@ -64,6 +86,55 @@ impl Budget {
     /// Gives `pages` back.
     pub(crate) fn uncharge(&self, pages: u64) {
         self.used.set(self.used.get().saturating_sub(pages));
+    }
+}
+
+/// VMM memory that a guest structure holds (a pipe's buffer, a command line...),
+/// charged to the sandbox's [`Budget`] while the structure lives: [`HeapCharge::set`]
+/// follows its size, dropping gives it all back.
+#[derive(Debug)]
+pub(crate) struct HeapCharge {
+    budget: Rc<Budget>,
+    bytes: u64,
+}
+
+impl HeapCharge {
+    /// Nothing charged yet.
+    pub(crate) fn new(budget: &Rc<Budget>) -> HeapCharge {
+        HeapCharge {
+            budget: Rc::clone(budget),
+            bytes: 0,
+        }
+    }
+
+    /// `bytes` charged, when the budget has room.
+    pub(crate) fn of(budget: &Rc<Budget>, bytes: u64) -> Result<HeapCharge, OutOfMemory> {
+        let mut c = HeapCharge::new(budget);
+        c.set(bytes)?;
+        Ok(c)
+    }
+
+    /// Charges `bytes` in all from now on (more or less than before); unchanged when
+    /// the budget has no room for the increase.
+    pub(crate) fn set(&mut self, bytes: u64) -> Result<(), OutOfMemory> {
+        if bytes > self.bytes {
+            self.budget.charge_bytes(bytes - self.bytes)?;
+        } else {
+            self.budget.uncharge_bytes(self.bytes - bytes);
+        }
+        self.bytes = bytes;
+        Ok(())
+    }
+
+    /// Bytes charged.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for HeapCharge {
+    fn drop(&mut self) {
+        self.budget.uncharge_bytes(self.bytes);
     }
 }
 
@@ -90,6 +161,7 @@ impl Memory {
             total: (limit / PAGE_SIZE).min(size / PAGE_SIZE),
             used: Cell::new(FIXED_END / PAGE_SIZE),
             peak: Cell::new(FIXED_END / PAGE_SIZE),
+            heap: Cell::new(0),
         });
         Ok(m)
     }
@@ -105,6 +177,7 @@ impl Memory {
             total: size / PAGE_SIZE,
             used: Cell::new(fixed),
             peak: Cell::new(fixed),
+            heap: Cell::new(0),
         });
         Ok(Memory {
             ram,

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use crate::errno::{self, Errno};
+use crate::memory::{Budget, HeapCharge, OutOfMemory};
 
 /// Size of a slot (a page).
 const PAGE: usize = 4096;
@@ -60,7 +61,17 @@ pub(crate) struct Pipe {
     pub(crate) no_writer_yet: bool,
     /// A named pipe not yet opened for reading (writes wait, not EPIPE).
     pub(crate) no_reader_yet: bool,
+    /// What the buffers cost the sandbox's memory (made at the first write).
+    charge: Option<HeapCharge>,
+    /// Its inode number (both ends show it, as pipefs's): the personality's
+    /// `next_ino` for anonymous pipes, 0 for FIFOs (whose inode is their file's).
+    pub(crate) ino: u64,
 }
+
+/// What each datagram costs of a socket's capacity besides its bytes (its length is
+/// kept): a flood of empty datagrams fills the buffer as on Linux, instead of growing
+/// the VMM's memory.
+pub(crate) const MSG_OVERHEAD: usize = 32;
 
 /// What a read found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +97,6 @@ pub(crate) enum Write {
     TooBig,
 }
 
-/// Messages a datagram buffer holds at most (Linux's limit is the bytes each message's
-/// buffer costs, several hundred for an empty one).
-const MAX_DATAGRAMS: usize = PIPE_CAPACITY / 64;
-
 impl Pipe {
     fn new(mode: Mode) -> Pipe {
         Pipe {
@@ -102,12 +109,41 @@ impl Pipe {
             writers: 0,
             no_writer_yet: false,
             no_reader_yet: false,
+            charge: None,
+            ino: 0,
         }
     }
 
-    /// An anonymous pipe (`pipe2`).
-    pub(crate) fn shared() -> Rc<RefCell<Pipe>> {
-        Rc::new(RefCell::new(Pipe::new(Mode::Paged)))
+    /// Bytes of the capacity in use (datagrams count their overhead).
+    pub(crate) fn used(&self) -> usize {
+        self.buf.len() + self.msgs.len() * MSG_OVERHEAD
+    }
+
+    /// Charges what the buffers hold now to `budget`; an empty pipe gives its memory
+    /// back to the host. Fails (nothing changed) when the budget has no room.
+    pub(crate) fn account(&mut self, budget: &Rc<Budget>) -> Result<(), OutOfMemory> {
+        if self.buf.is_empty() {
+            self.buf = VecDeque::new();
+        }
+        if self.msgs.is_empty() {
+            self.msgs = VecDeque::new();
+        }
+        if self.slots.is_empty() {
+            self.slots = VecDeque::new();
+        }
+        let bytes = self.buf.capacity() as u64
+            + self.msgs.capacity() as u64 * 8
+            + self.slots.capacity() as u64 * std::mem::size_of::<Slot>() as u64;
+        self.charge
+            .get_or_insert_with(|| HeapCharge::new(budget))
+            .set(bytes)
+    }
+
+    /// An anonymous pipe (`pipe2`), with inode number `ino`.
+    pub(crate) fn shared(ino: u64) -> Rc<RefCell<Pipe>> {
+        let mut p = Pipe::new(Mode::Paged);
+        p.ino = ino;
+        Rc::new(RefCell::new(p))
     }
 
     /// A named pipe: until both ends have been opened once, reads and writes wait.
@@ -161,7 +197,9 @@ impl Pipe {
     pub(crate) fn writable(&self) -> bool {
         match self.mode {
             Mode::Paged => self.slots.len() < self.capacity / PAGE,
-            _ => self.buf.len() < self.capacity,
+            // Room for an empty datagram at least.
+            Mode::Datagram => self.used() + MSG_OVERHEAD <= self.capacity,
+            Mode::Stream => self.buf.len() < self.capacity,
         }
     }
 
@@ -227,24 +265,19 @@ impl Pipe {
         }
         let n = match self.mode {
             Mode::Datagram => {
-                if data.len() > self.capacity {
+                if data.len() > self.capacity - MSG_OVERHEAD {
                     return Write::TooBig;
                 }
-                // An empty datagram is a message too (its reader gets 0), so messages
-                // are counted as well as bytes: each costs Linux an skb.
-                if self.msgs.len() >= MAX_DATAGRAMS {
+                // An empty datagram is a message too (its reader gets 0): each message
+                // costs MSG_OVERHEAD of the capacity besides its bytes.
+                if self.capacity.saturating_sub(self.used()) < data.len() + MSG_OVERHEAD {
                     return Write::Full;
                 }
+                self.msgs.push_back(data.len());
                 if data.is_empty() {
-                    self.msgs.push_back(0);
                     return Write::Wrote(0);
                 }
-                if self.capacity - self.buf.len() < data.len() {
-                    0
-                } else {
-                    self.msgs.push_back(data.len());
-                    data.len()
-                }
+                data.len()
             }
             Mode::Stream => self.capacity.saturating_sub(self.buf.len()).min(data.len()),
             Mode::Paged => self.fill_slots(data.len()),
@@ -352,7 +385,7 @@ mod tests {
 
     #[test]
     fn a_pipe_fills_page_slots_as_linux_does() {
-        let p = Pipe::shared();
+        let p = Pipe::shared(1);
         let _ends = open(&p);
         let mut p = p.borrow_mut();
         assert_eq!(p.set_capacity(1), Ok(4096));
@@ -382,7 +415,7 @@ mod tests {
 
     #[test]
     fn resizing_is_checked() {
-        let p = Pipe::shared();
+        let p = Pipe::shared(1);
         let _ends = open(&p);
         let mut p = p.borrow_mut();
         assert_eq!(p.set_capacity(0), Ok(4096));
@@ -409,7 +442,7 @@ mod tests {
 
     #[test]
     fn ends_decide_eof_and_broken_pipes() {
-        let p = Pipe::shared();
+        let p = Pipe::shared(1);
         let (r, w) = open(&p);
         drop(w);
         assert_eq!(p.borrow_mut().read(&mut [0; 4], false), Read::Eof);

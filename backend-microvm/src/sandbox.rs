@@ -47,6 +47,10 @@ pub(crate) struct Prepared {
     tick: Timer,
     euid: u32,
     mount_reports: Vec<sandbox_core::MountReport>,
+    /// The host uid and gid the VMM reaches files as.
+    identity: (u32, u32),
+    /// Host descriptors the VMM may hold for the sandbox.
+    host_fds: usize,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -86,6 +90,9 @@ pub(crate) fn prepare(
     mm.start_first_space()
         .map_err(|e| setup_err("making the first address space", e))?;
 
+    let open_files = plan.limits.open_files.unwrap_or(DEFAULT_OPEN_FILES);
+    let host_fds = host_fd_budget(open_files, plan.limits.pids);
+    vfs::host::set_fd_budget(host_fds);
     let vfs = vfs::build(plan, budget).map_err(|e| SpawnError::Mount {
         source_path: e.mount.source.display().to_string(),
         target: e.mount.target.display().to_string(),
@@ -104,15 +111,6 @@ pub(crate) fn prepare(
             source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
         });
     }
-    let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv)
-        .map_err(|e| load_error(plan, e))?;
-    vfs.set_exe(FIRST_PID, &prog.exe());
-    vfs.set_self(FIRST_PID);
-    let env: Vec<Vec<u8>> = plan
-        .env
-        .iter()
-        .map(|(k, v)| format!("{k}={v}").into_bytes())
-        .collect();
     let mut vm = Vm::create(&mm.mem, mm.cr3(), 0, 0).map_err(|e| match e {
         VmError::Open(err) => SpawnError::Unavailable {
             isolation: Isolation::MicroVm,
@@ -130,12 +128,6 @@ pub(crate) fn prepare(
             .is_some(),
         None => false,
     };
-    let entry = loader::load(&mut mm, &vfs, &prog, &env, plan.user, vdso)
-        .map_err(|e| load_error(plan, e))?;
-    vm.set_entry(entry.rip, entry.rsp)
-        .map_err(|e| setup_err("setting the first registers", e))?;
-
-    let open_files = plan.limits.open_files.unwrap_or(DEFAULT_OPEN_FILES);
     let mut files = FdTable::new(open_files.min(1 << 20) as usize);
     let stdio = [
         OpenFile::new(FileKind::Stdin, None, libc::O_RDONLY),
@@ -162,10 +154,14 @@ pub(crate) fn prepare(
                 .map_err(|e| setup_err("arming the CPU-time timer", e))?,
         );
     }
-    // The time-slice kick between guest tasks (armed only while needed).
-    let tick = Timer::periodic().map_err(|e| setup_err("creating the time-slice timer", e))?;
+    // The scheduler's kick: the end of a time slice, a sleeper's deadline (armed only
+    // for the next moment the scheduler must look).
+    let tick = Timer::one_shot().map_err(|e| setup_err("creating the scheduler timer", e))?;
     // SAFETY: geteuid has no preconditions (asked before seccomp narrows this thread).
     let euid = unsafe { libc::geteuid() };
+    // Asked now too: the confined thread cannot (geteuid is off its allowlist; asked
+    // at the end of the run, it failed and the report showed 4294967295).
+    let identity = crate::confine::host_identity();
     // Read /sys, /proc and the environment now: the confined thread cannot.
     crate::probe::kvm_kind();
     crate::linux::stats_enabled();
@@ -181,6 +177,21 @@ pub(crate) fn prepare(
             confinement.landlock.missing.join(", ")
         )));
     }
+    // The program is untrusted: its ELF (and its loader's) is read and parsed only now,
+    // behind the thread's seccomp filter and Landlock.
+    let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv)
+        .map_err(|e| load_error(plan, e))?;
+    vfs.set_exe(FIRST_PID, &prog.exe());
+    vfs.set_self(FIRST_PID);
+    let env: Vec<Vec<u8>> = plan
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}").into_bytes())
+        .collect();
+    let entry = loader::load(&mut mm, &vfs, &prog, &env, plan.user, vdso)
+        .map_err(|e| load_error(plan, e))?;
+    vm.set_entry(entry.rip, entry.rsp)
+        .map_err(|e| setup_err("setting the first registers", e))?;
     let process = Process::first(files, cwd, prog.exe(), prog.comm(), prog.argv);
     let kernel = Kernel::new(
         mm,
@@ -216,7 +227,32 @@ pub(crate) fn prepare(
         tick,
         euid,
         mount_reports,
+        identity,
+        host_fds,
     })
+}
+
+/// How many host descriptors the VMM may hold for a sandbox whose processes may each
+/// have `open_files` descriptors, `pids` tasks at most: four full tables (or one per
+/// task when fewer may exist) and 64 for the VMM's own handles (mounts, directories
+/// walked), and never more than half of what the embedding process may open (its
+/// `RLIMIT_NOFILE`), so a workload cannot exhaust the caller's table. Past it the
+/// workload gets `ENFILE`, as from a full system file table.
+fn host_fd_budget(open_files: u64, pids: Option<u64>) -> usize {
+    let tables = pids.unwrap_or(4).clamp(1, 4);
+    let wanted = open_files.saturating_mul(tables).saturating_add(64);
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct passed; it has no other effect.
+    let caller = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
+        rl.rlim_cur
+    } else {
+        1024
+    };
+    let cap = (caller / 2).max(64);
+    usize::try_from(wanted.min(cap)).unwrap_or(usize::MAX)
 }
 
 fn load_error(plan: &Plan, e: LoadError) -> SpawnError {
@@ -249,9 +285,17 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         tick,
         euid,
         mount_reports,
+        identity,
+        host_fds,
     } = p;
     let armed = kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
+    let watching = kick::watch(kick::Watch {
+        ctl: Arc::clone(&kernel.ctl),
+        deadline: kernel.limits.deadline,
+        cpu: kernel.limits.cpu,
+    });
     let stop = crate::vcpu::run(&mut vm, &mut kernel, Some(tick));
+    drop(watching);
     drop(armed);
     kernel.ctl.unregister_thread();
     drop(timers);
@@ -292,7 +336,14 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
             ));
         }
     };
-    let mut enforcement = report(plan, &confinement, memory, mounts, euid);
+    let mut enforcement = report(
+        plan,
+        &confinement,
+        memory,
+        mounts,
+        (euid, identity.0),
+        host_fds,
+    );
     enforcement.mounts = mount_reports;
     Ok(Outcome {
         isolation: Isolation::MicroVm,
@@ -306,6 +357,7 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         peak_memory_bytes: kernel.mm.mem.peak_bytes(),
         decision: plan.decision.clone(),
         enforcement,
+        network: None,
         unimplemented_syscalls: std::mem::take(&mut kernel.unimplemented),
     })
 }
@@ -331,10 +383,17 @@ fn report(
     c: &Confinement,
     memory: u64,
     mounts: usize,
-    euid: u32,
+    (euid, host_uid): (u32, u32),
+    host_fds: usize,
 ) -> EnforcementReport {
     let l = &plan.limits;
     let mut details = BTreeMap::new();
+    details.insert(
+        "host_descriptors".into(),
+        format!(
+            "the VMM holds at most {host_fds} host descriptors for the sandbox (open files, directory handles, file mappings); past it the workload gets ENFILE"
+        ),
+    );
     details.insert(
         "memory".into(),
         format!(
@@ -386,10 +445,9 @@ fn report(
         isolation: Isolation::MicroVm,
         namespaces: Vec::new(),
         rootless: euid != 0,
-        host_uid: Some(crate::confine::host_identity().0),
+        host_uid: Some(host_uid),
         capabilities: format!(
-            "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: reaches files as host uid {}{}, with no capability and no supplementary group, under seccomp and Landlock",
-            crate::confine::host_identity().0,
+            "workload: none (it runs in guest user mode and never issues a host syscall); VMM thread: reaches files as host uid {host_uid}{}, with no capability and no supplementary group, under seccomp and Landlock",
             if euid == 0 {
                 " (through detached mounts made at setup, idmapped so that each source owner's files are that uid's, read-only ones read-only in the kernel)"
             } else {
@@ -406,7 +464,12 @@ fn report(
              reaches the host, whatever the network mode"
             .into(),
         filesystem: filesystem_report(plan, mounts),
-        vm: Some(VmReport { kvm_kind: crate::probe::kvm_kind().into(), vcpus: 1, guest_memory_bytes: memory }),
+        vm: Some(VmReport {
+            kvm_kind: crate::probe::kvm_kind().into(),
+            vcpus: 1,
+            guest_memory_bytes: memory,
+            timestamp_counter: Some(crate::vm::tsc_note(crate::probe::kvm_kind())),
+        }),
         mounts: Vec::new(),
     }
 }

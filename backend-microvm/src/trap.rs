@@ -136,6 +136,12 @@ pub(crate) fn watch_thread() {
     WATCHED.with(|w| w.set(true));
 }
 
+/// True on a confined VMM thread (its filter is on, or going on).
+#[cfg(not(any(test, feature = "fuzzing")))]
+pub(crate) fn confined() -> bool {
+    WATCHED.with(Cell::get)
+}
+
 /// The host syscall number the calling VMM thread made off its allowlist, if any.
 pub(crate) fn violation() -> Option<i32> {
     let v = VIOLATION.with(Cell::get);

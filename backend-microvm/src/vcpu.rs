@@ -12,6 +12,8 @@
 //! a switch from another task: then its FS/GS bases, FPU state and page-table root are
 //! loaded first).
 
+use std::time::{Duration, Instant};
+
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_xsave};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
@@ -27,6 +29,9 @@ const SIGTRAP: i32 = 5;
 const SIGBUS: i32 = 7;
 const SIGFPE: i32 = 8;
 const SIGSEGV: i32 = 11;
+
+/// How soon a scheduler kick that found the vCPU in the supervisor comes again.
+const KICK_RETRY: Duration = Duration::from_millis(1);
 
 /// RFLAGS bits user mode may hold: CF, PF, AF, ZF, SF, TF, DF, OF, AC, ID.
 const USER_FLAGS: u64 =
@@ -117,9 +122,9 @@ struct Runner {
     entry: Entry,
     /// The vCPU stopped in the exception handler (CPL0).
     at_cpl0: bool,
-    /// The time-slice kick, and whether it is armed.
+    /// The scheduler's one-shot kick, and when it is armed for.
     tick: Option<Timer>,
-    ticking: bool,
+    armed: Option<Instant>,
     /// The FPU state of a fresh task.
     clean_fpu: Box<kvm_xsave>,
     /// Exit counts and times, for `HSB_MICROVM_TRACE=1`.
@@ -167,7 +172,7 @@ pub(crate) fn run(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
         },
         at_cpl0: false,
         tick,
-        ticking: false,
+        armed: None,
         clean_fpu,
         stats: Stats::default(),
     };
@@ -210,6 +215,14 @@ fn user_segment(selector: u16, code: bool) -> kvm_segment {
 
 impl Runner {
     fn step(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
+        let now = Instant::now();
+        let kick = k.next_kick();
+        // A task resumed after a fault it took goes back through the scheduler when
+        // something is due (a slice ended, a sleeper's deadline passed) or a signal
+        // waits: its context is saved, so it can be set aside there.
+        if self.entry == Entry::Exception && (k.has_signal() || kick.is_some_and(|t| t <= now)) {
+            self.entry = Entry::Context;
+        }
         // Who runs: the loaded task straight on, or whoever the scheduler picks.
         let straight =
             self.entry != Entry::Context && k.task.tid == self.loaded && k.can_run(self.loaded);
@@ -226,9 +239,6 @@ impl Runner {
             self.stats.switches += 1;
             self.switch(vm, k, next)?;
         }
-        if self.entry == Entry::Exception && k.has_signal() {
-            self.entry = Entry::Context;
-        }
         if self.entry == Entry::Context {
             let mut cpu = VcpuCpu {
                 vcpu: &vm.vcpu,
@@ -239,7 +249,7 @@ impl Runner {
                 return Ok(()); // its process was killed: someone else runs
             }
         }
-        self.arm_tick(k);
+        self.arm_tick(if straight { kick } else { k.next_kick() });
         if !self.enter(vm, k)? {
             return Ok(()); // its process was killed: someone else runs
         }
@@ -291,7 +301,6 @@ impl Runner {
                 self.stats.kicks += 1;
                 vm.vcpu.set_kvm_immediate_exit(0);
                 k.check_all_limits()?;
-                k.end_slice();
                 let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
                 // KVM may have been delivering an exception (a fault of the user code,
                 // about to enter the handler) when the kick came: it is delivered at the
@@ -362,15 +371,27 @@ impl Runner {
         Ok(())
     }
 
-    /// Arms the time-slice kick while it is needed.
-    fn arm_tick(&mut self, k: &Kernel) {
-        let want = k.wants_tick();
-        if want != self.ticking {
-            if let Some(t) = &self.tick {
-                t.every(want.then_some(TIME_SLICE));
-            }
-            self.ticking = want;
+    /// Arms the scheduler's kick for `at` (see `Kernel::next_kick`). A moment already
+    /// past (the vCPU goes on straight, in the supervisor, where no task can be set
+    /// aside) is retried shortly: the kick then finds the task back in user mode.
+    fn arm_tick(&mut self, at: Option<Instant>) {
+        let Some(t) = &self.tick else {
+            return;
+        };
+        let now = Instant::now();
+        let at = at.map(|a| if a <= now { now + KICK_RETRY } else { a });
+        if at == self.armed {
+            return;
         }
+        // Re-arming costs a host syscall: a kick armed a little earlier than wanted
+        // (at most a tenth of a slice) stays as it is, it only makes the scheduler look.
+        if let (Some(old), Some(new)) = (self.armed, at) {
+            if old > now && old <= new && new - old < TIME_SLICE / 10 {
+                return;
+            }
+        }
+        t.after(at.map(|a| a - now));
+        self.armed = at;
     }
 
     /// Readies the vCPU to enter the loaded task: page-table root, stale translations,

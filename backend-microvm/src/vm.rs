@@ -82,6 +82,16 @@ impl KvmHost {
     }
 }
 
+/// What the guest's timestamp counter shows, in words, for the enforcement report:
+/// `kvm_kind` is `vmx`, `svm` or `pvm` (see `probe::kvm_kind`).
+pub(crate) fn tsc_note(kvm_kind: &str) -> String {
+    if kvm_kind == "pvm" {
+        "the host's: PVM runs the guest's rdtsc and rdtscp on the host's counter and TSC_AUX (the host CPU number) and has no offset for them (the VMM's per-VM offset and TSC_AUX 0 apply on VT-x and AMD-V)".into()
+    } else {
+        "per VM: counts from zero at VM start (KVM's TSC offset), rdtscp's TSC_AUX is 0".into()
+    }
+}
+
 /// A created VM with its one vCPU.
 pub(crate) struct Vm {
     vm: VmFd,
@@ -126,6 +136,8 @@ const MSR_STAR: u32 = 0xc000_0081;
 const MSR_LSTAR: u32 = 0xc000_0082;
 const MSR_CSTAR: u32 = 0xc000_0083;
 const MSR_SYSCALL_MASK: u32 = 0xc000_0084;
+const MSR_IA32_TSC: u32 = 0x10;
+const MSR_TSC_AUX: u32 = 0xc000_0103;
 /// RFLAGS cleared on `syscall`: TF, IF, DF, IOPL, NT, AC (as Linux).
 const SYSCALL_MASK: u64 = 0x47700;
 
@@ -205,6 +217,16 @@ impl Vm {
                 std::io::Error::from_raw_os_error(libc::EINVAL),
             ));
         }
+        // The guest's timestamp counter counts from zero at VM start (KVM turns the
+        // write into a per-VM offset) and `rdtscp`'s TSC_AUX is 0, not the number of
+        // the host CPU the vCPU runs on. VT-x and AMD-V apply both; PVM runs the guest
+        // on the host's counter and MSR (see `tsc_note`). Best effort: a host that
+        // refuses one leaves the guest as PVM does.
+        let clock =
+            Msrs::from_entries(&[msr(MSR_IA32_TSC, 0), msr(MSR_TSC_AUX, 0)]).map_err(|_| {
+                VmError::Kvm("MSR list", std::io::Error::from_raw_os_error(libc::EINVAL))
+            })?;
+        let _ = vcpu.set_msrs(&clock);
         let mut xcrs = kvm_xcrs {
             nr_xcrs: 1,
             ..Default::default()
@@ -263,7 +285,6 @@ impl Vm {
     /// Where the vDSO's clocks start: the guest's TSC and the host's clocks now, and
     /// the TSC's frequency. `None` when KVM cannot tell (then no vDSO is offered).
     pub(crate) fn time_base(&self) -> Option<crate::guest::vdso::TimeBase> {
-        const MSR_IA32_TSC: u32 = 0x10;
         let tsc_khz = self.vcpu.get_tsc_khz().ok()?;
         let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
             index: MSR_IA32_TSC,

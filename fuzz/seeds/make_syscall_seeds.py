@@ -190,6 +190,30 @@ def main():
          sc(63, scratch(0x5000)),
          sc(99, scratch(0x5400)),
          sc(302, zero(), small(7), zero(), scratch(0x5800)))
+    # setitimer(ITIMER_REAL) with an interval of 2**40 s and a 1 ms value, then a
+    # 2 ms sleep: the scheduler fires the timer and computes its next expiry.
+    seed("itimer-centuries",
+         store(0x0, struct.pack("<qqqq", 1 << 40, 0, 0, 1000)),
+         sc(38, zero(), scratch(0), zero()),
+         store(0x40, struct.pack("<qq", 0, 2_000_000)),
+         sc(35, scratch(0x40), zero()),
+         sc(36, zero(), scratch(0x80)))
+    # sendmsg and recvmsg on a socket pair with iovec lengths that overflow a sum.
+    seed("msg-iovecs",
+         sc(53, small(1), small(1), small(0), scratch(0x200)),
+         store(0x300, struct.pack("<QQQQ", 0x10000000, 16, 0x10000100, 0xFFFFFFFFFFFFFFF0)),
+         store(0x400, struct.pack("<QQQQQQQ", 0, 0, 0x10000300, 2, 0, 0, 0)),
+         sc(46, small(3), scratch(0x400), small(0)),
+         store(0x300, struct.pack("<QQQQ", 0x10000000, 1 << 63, 0x10000100, 1 << 63)),
+         sc(46, small(3), scratch(0x400), small(0)),
+         sc(47, small(4), scratch(0x400), small(0x40)))
+    # mincore over a huge reservation cut in pieces, and over its edge.
+    seed("mincore-huge",
+         sc(9, zero(), u64(1 << 36), small(0), small(0x4022), small(-1), zero()),
+         sc(10, result(0), u32(0x10000), small(1)),
+         sc(27, result(0), u64(1 << 36), scratch(0)),
+         sc(27, result(0), huge(0), scratch(0)),
+         sc(27, u64(0x7fff_fff7_0000), u64(0x20000), scratch(0)))
 
 
 if __name__ == "__main__":

@@ -153,6 +153,20 @@ impl Execution for WithLayers {
     async fn wait(&mut self) -> Result<Outcome, RunError> {
         self.inner.wait().await
     }
+    fn exposed_ports(&self) -> Vec<sandbox_core::network::ExposedPort> {
+        self.inner.exposed_ports()
+    }
+    fn network_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
+        self.inner.network_events()
+    }
+    fn signal(&self, signal: i32) -> Result<(), std::io::Error> {
+        self.inner.signal(signal)
+    }
+    fn resize(&self, size: sandbox_core::live::TtySize) -> Result<(), std::io::Error> {
+        self.inner.resize(size)
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub use sandbox_images::{
     UnpackLimits,
 };
 
+pub use sandbox_core::network;
 pub use sandbox_core::{
     units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
     Execution, Floor, HostSupport, ImageLimits, Isolation, IsolationRequest, KillHandle,

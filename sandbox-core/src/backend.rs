@@ -176,6 +176,17 @@ pub trait Execution: Send + fmt::Debug {
     fn kill_handle(&self) -> KillHandle;
     /// Waits for the end of the run. Returns [`RunError::AlreadyWaited`] the second time.
     async fn wait(&mut self) -> Result<Outcome, RunError>;
+    /// Where the host reaches the sandbox's exposed ports while it runs (network
+    /// `egress` with `expose`); also in the outcome's `network` section.
+    fn exposed_ports(&self) -> Vec<crate::network::ExposedPort> {
+        Vec::new()
+    }
+    /// The egress broker's decisions as they happen (network `egress`).
+    fn network_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<crate::network::NetworkEvent>> {
+        None
+    }
     /// Sends `signal` to the run's first process (a live sandbox's exec: that exec's
     /// process). Backends without it say so.
     fn signal(&self, signal: i32) -> Result<(), std::io::Error> {

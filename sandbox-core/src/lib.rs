@@ -12,6 +12,7 @@ mod image_limits;
 mod limits;
 pub mod live;
 pub mod mount_source;
+pub mod network;
 mod outcome;
 mod plan;
 mod policy;

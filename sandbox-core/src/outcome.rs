@@ -159,6 +159,10 @@ pub struct VmReport {
     pub vcpus: u32,
     /// Guest RAM in bytes.
     pub guest_memory_bytes: u64,
+    /// What the guest's timestamp counter (`rdtsc`, `rdtscp`) shows, in words: its
+    /// own (from zero at VM start) or the host's (where the hypervisor cannot offset it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_counter: Option<String>,
 }
 
 /// How the workload's accesses through a mount reach the host's files.
@@ -269,6 +273,10 @@ pub struct Outcome {
     pub decision: Decision,
     /// What protected the host.
     pub enforcement: EnforcementReport,
+    /// The egress broker's report: every DNS answer and connection decision, exposed
+    /// ports (runs with `network = "egress"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::NetworkReport>,
     /// Syscalls the micro-VM's personality does not implement, and how often each was called.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unimplemented_syscalls: BTreeMap<String, u64>,

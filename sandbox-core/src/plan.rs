@@ -62,6 +62,9 @@ pub struct Plan {
     pub limits: Limits,
     /// Network mode.
     pub network: Network,
+    /// The egress broker's rules, exposed ports and secrets (with `network = "egress"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<crate::network::EgressPlan>,
     /// What a forbidden syscall gets.
     pub seccomp_action: SeccompAction,
     /// Whether partial Landlock is acceptable.
@@ -247,5 +250,16 @@ impl Plan {
             ("/etc/hostname", format!("{h}\n")),
             ("/etc/hosts", format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{h}\n")),
         ]
+        .into_iter()
+        .chain((self.network == Network::Egress).then(|| {
+            (
+                "/etc/resolv.conf",
+                format!(
+                    "# the hybrid-sandbox egress broker: only names the policy allows resolve\nnameserver {}\noptions edns0\n",
+                    crate::network::BROKER_ADDR
+                ),
+            )
+        }))
+        .collect()
     }
 }

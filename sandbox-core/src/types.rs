@@ -84,8 +84,11 @@ impl From<Isolation> for IsolationRequest {
     }
 }
 
-/// What network the workload gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+/// What network the workload gets. Ordered by how much it opens:
+/// `None < Loopback < Egress`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// No interface at all (the default).
@@ -93,6 +96,9 @@ pub enum Network {
     None,
     /// A private loopback interface, up, inside the sandbox only.
     Loopback,
+    /// Its own loopback, and the outside world through the egress broker only: DNS and
+    /// each connection decided by the policy's allow and deny rules.
+    Egress,
 }
 
 impl Network {
@@ -101,6 +107,7 @@ impl Network {
         match self {
             Network::None => "none",
             Network::Loopback => "loopback",
+            Network::Egress => "egress",
         }
     }
 }
@@ -117,7 +124,10 @@ impl std::str::FromStr for Network {
         match s {
             "none" => Ok(Network::None),
             "loopback" => Ok(Network::Loopback),
-            _ => Err(format!("unknown network `{s}` (use none or loopback)")),
+            "egress" => Ok(Network::Egress),
+            _ => Err(format!(
+                "unknown network `{s}` (use none, loopback or egress)"
+            )),
         }
     }
 }

@@ -140,6 +140,9 @@ pub struct Workload {
     pub limits: LimitOverrides,
     /// Per-run network mode.
     pub network: Option<Network>,
+    /// Per-run egress options (`--allow`, `--deny`, `--expose`, `--secret`), added to
+    /// the profile's; they need the egress network.
+    pub egress: crate::network::EgressRequest,
     /// What the workload declares it needs (`auto` sends it where that exists).
     pub needs: Vec<Need>,
     /// An OCI image for the root: a name in the image store, or a path to an OCI

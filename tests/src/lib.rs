@@ -4,6 +4,7 @@
 pub mod compat_doc;
 pub mod differential;
 pub mod image;
+pub mod net;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

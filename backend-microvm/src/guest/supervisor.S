@@ -58,13 +58,15 @@ handler:
         .balign 16
 ud_entry:
         /* #UD. With work armed it is the stub's flush_entry: do the work, then
-         * return to user mode through the frame the VMM wrote in the data page. */
+         * return to user mode through the frame the VMM wrote in the data page.
+         * Every general register is the task's own, as the VMM set it: a task set
+         * aside in the middle of user code (a kick, a fault) resumes with all of
+         * them, rcx and r11 included (after a syscall they already hold its rip and
+         * rflags, as `syscall` left them). */
         cmpq    $0, handler + DATA_COUNT(%rip)
         je      1f
         call    work
         lea     handler + DATA_FRAME(%rip), %rsp
-        mov     (%rsp), %rcx            /* rcx = user rip, as after sysret */
-        mov     16(%rsp), %r11          /* r11 = user rflags */
         iretq
 1:      pushq   $0
         pushq   $6

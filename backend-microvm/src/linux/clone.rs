@@ -9,7 +9,7 @@ use super::signal::SIGCHLD;
 use super::task::{Process, Task, Wait};
 use super::{Block, Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
 use crate::errno;
-use crate::mm::MapError;
+use crate::memory::HeapCharge;
 use crate::mm::UserPtr;
 
 const CSIGNAL: u64 = 0xff;
@@ -136,7 +136,7 @@ impl Kernel {
         let space = if f & CLONE_VM != 0 {
             self.mm.space()
         } else {
-            self.mm.fork().map_err(|_| SysErr::from(MapError::Oom))?
+            self.mm.fork()?
         };
         let tid = self.new_tid();
         let mut regs = ctx.regs;
@@ -181,6 +181,13 @@ impl Kernel {
             self.mm.switch(cur);
             r?;
         }
+        let argv_charge = match (&self.proc.argv_charge, thread) {
+            (_, true) => None,
+            (None, false) => None,
+            (Some(c), false) => {
+                Some(HeapCharge::of(&self.mm.mem.budget(), c.bytes()).map_err(|_| errno::ENOMEM)?)
+            }
+        };
         if thread {
             self.proc.threads.push(tid);
         } else {
@@ -200,6 +207,7 @@ impl Kernel {
                 exe: p.exe.clone(),
                 comm: p.comm.clone(),
                 argv: p.argv.clone(),
+                argv_charge,
                 exit: None,
                 exit_signal: (args.exit_signal & CSIGNAL) as i32,
                 itimer: None,

@@ -1,6 +1,7 @@
 //! `epoll` (level-triggered; `EPOLLONESHOT` honoured, `EPOLLET` reported like level
 //! triggering, which a correct edge-triggered program tolerates) and `eventfd`.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::fd::{EventFd, FileKind, Interest, OpenFile};
@@ -9,6 +10,7 @@ use zerocopy::{FromBytes, IntoBytes};
 use super::{Kernel, SysErr, SysResult};
 use crate::abi::{EpollEvent, Timespec};
 use crate::errno;
+use crate::memory::HeapCharge;
 use crate::mm::UserPtr;
 
 const EPOLL_CTL_ADD: u64 = 1;
@@ -28,7 +30,12 @@ impl Kernel {
         if flags & !EFD_CLOEXEC != 0 {
             return Err(errno::EINVAL.into());
         }
-        let f = OpenFile::new(FileKind::Epoll(Default::default()), None, libc::O_RDWR);
+        let charge = RefCell::new(HeapCharge::new(&self.mm.mem.budget()));
+        let f = OpenFile::new(
+            FileKind::Epoll(Default::default(), charge),
+            None,
+            libc::O_RDWR,
+        );
         Ok(self.proc.files.add(f, flags != 0, 0)?)
     }
 
@@ -72,7 +79,7 @@ impl Kernel {
     fn epoll(&self, epfd: u64) -> Result<Rc<OpenFile>, SysErr> {
         let f = self.proc.files.get(epfd)?;
         match f.kind {
-            FileKind::Epoll(_) => Ok(f),
+            FileKind::Epoll(..) => Ok(f),
             _ => Err(errno::EINVAL.into()),
         }
     }
@@ -101,7 +108,7 @@ impl Kernel {
             let e = self.mm.read(event)?;
             (e.events, e.data)
         };
-        let FileKind::Epoll(set) = &ep.kind else {
+        let FileKind::Epoll(set, charge) = &ep.kind else {
             return Err(errno::EINVAL.into());
         };
         let mut set = set.borrow_mut();
@@ -127,13 +134,22 @@ impl Kernel {
             (EPOLL_CTL_MOD | EPOLL_CTL_DEL, None) => return Err(errno::ENOENT.into()),
             _ => return Err(errno::EINVAL.into()),
         }
+        // What the interest list costs the VMM is the sandbox's memory (ENOMEM, as
+        // Linux answers when it cannot allocate an epitem).
+        let bytes = (set.capacity() * std::mem::size_of::<Interest>()) as u64;
+        if charge.borrow_mut().set(bytes).is_err() {
+            if op == EPOLL_CTL_ADD {
+                set.pop();
+            }
+            return Err(errno::ENOMEM.into());
+        }
         self.stirred = true;
         Ok(0)
     }
 
     /// The ready events of an epoll instance: (events, data) pairs, at most `max`.
     fn epoll_ready(&self, ep: &OpenFile, max: usize) -> Vec<(u32, u64)> {
-        let FileKind::Epoll(set) = &ep.kind else {
+        let FileKind::Epoll(set, _) = &ep.kind else {
             return Vec::new();
         };
         let set = set.borrow();
@@ -192,7 +208,7 @@ impl Kernel {
             .collect();
         self.mm.write_array(events, &out)?;
         // One-shot interests are disabled once reported.
-        if let FileKind::Epoll(set) = &ep.kind {
+        if let FileKind::Epoll(set, _) = &ep.kind {
             for i in set.borrow_mut().iter_mut() {
                 if i.events & EPOLLONESHOT != 0 && ready.iter().any(|(_, d)| *d == i.data) {
                     i.events &= !EPOLL_EVENTS;

@@ -6,6 +6,7 @@ use super::signal::{Action, SIG_IGN};
 use super::{Cpu, Kernel, SysErr, SysResult, UserCtx};
 use crate::errno;
 use crate::loader::{self, LoadError, MAX_ARGS};
+use crate::memory::HeapCharge;
 use crate::mm::MapError;
 use crate::mm::UserPtr;
 
@@ -30,7 +31,8 @@ impl Kernel {
                 crate::mm::CStrError::TooLong => SysErr::Errno(errno::E2BIG),
                 other => other.into(),
             })?;
-            *budget = budget.checked_sub(s.len() + 1).ok_or(errno::E2BIG)?;
+            // As Linux counts: the string, its NUL and its pointer.
+            *budget = budget.checked_sub(s.len() + 1 + 8).ok_or(errno::E2BIG)?;
             out.push(s);
         }
         Ok(out)
@@ -68,6 +70,9 @@ impl Kernel {
             (self.base_for(&path, dirfd)?, path)
         };
         let prog = loader::find_exec(&self.vfs, &base, &path, argv).map_err(|e| e.errno())?;
+        // The copy of argv kept for /proc/PID/cmdline is the sandbox's memory.
+        let argv_charge = HeapCharge::of(&self.mm.mem.budget(), super::task::argv_cost(&prog.argv))
+            .map_err(|_| errno::ENOMEM)?;
         let old = self.mm.space();
         let new = self
             .mm
@@ -123,7 +128,9 @@ impl Kernel {
         self.task.suspend_mask = None;
         self.proc.exe = prog.exe();
         self.proc.comm = prog.comm();
+        // The charge was taken before the old image went (see above).
         self.proc.argv = prog.argv;
+        self.proc.argv_charge = Some(argv_charge);
         self.vfs.set_exe(self.proc.pid, &self.proc.exe);
         *ctx = Kernel::fresh_ctx(entry.rip, entry.rsp);
         cpu.set_fs_base(0)?;

@@ -1,13 +1,53 @@
 //! Open files and the descriptor table.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use crate::errno::{self, Errno};
+use crate::memory::HeapCharge;
 use crate::pipe::PipeEnd;
+use crate::vfs::host::HostFd;
 use crate::vfs::tmpfs::TmpInode;
 use crate::vfs::{DevKind, DirEntry, Location};
+
+thread_local! {
+    /// The next inode number of a pipe or socket of the sandbox the calling thread
+    /// runs (each run has its thread: numbers count from the start for each sandbox,
+    /// telling nothing of others, nor of the VMM's memory).
+    static NEXT_INO: std::cell::Cell<u64> = const { std::cell::Cell::new(PIPEFS_FIRST_INO) };
+}
+
+/// The first pipe and socket inode number of a sandbox.
+const PIPEFS_FIRST_INO: u64 = 0x2000;
+/// The inode number eventfds and epoll instances share, as Linux's anonymous inodes.
+pub(crate) const ANON_INODE_INO: u64 = 0x10;
+/// The inode numbers of the sandbox's stdin, stdout and stderr (pipes from the host).
+pub(crate) const STDIO_INO: [u64; 3] = [0x1001, 0x1002, 0x1003];
+
+/// The inode number and type of an open file that has no file behind it (stdio, an
+/// anonymous pipe, a socket, an eventfd or epoll), as `fstat` and `/proc/PID/fd`
+/// show it; `None` for files reached by a path (FIFOs included).
+pub(crate) fn anon_inode(f: &OpenFile) -> Option<(u32, u64)> {
+    Some(match &f.kind {
+        FileKind::Socket(s) => (libc::S_IFSOCK, s.ino),
+        FileKind::Pipe(_) if f.loc.is_some() => return None,
+        FileKind::Pipe(end) => (libc::S_IFIFO, end.pipe.borrow().ino),
+        FileKind::Stdin => (libc::S_IFIFO, STDIO_INO[0]),
+        FileKind::Output(false) => (libc::S_IFIFO, STDIO_INO[1]),
+        FileKind::Output(true) => (libc::S_IFIFO, STDIO_INO[2]),
+        FileKind::EventFd(_) | FileKind::Epoll(..) => (0, ANON_INODE_INO),
+        _ => return None,
+    })
+}
+
+/// A fresh pipe or socket inode number.
+pub(crate) fn next_ino() -> u64 {
+    NEXT_INO.with(|n| {
+        let v = n.get();
+        n.set(v.wrapping_add(1).max(PIPEFS_FIRST_INO));
+        v
+    })
+}
 
 /// What an open file is.
 #[derive(Debug)]
@@ -17,7 +57,7 @@ pub(crate) enum FileKind {
     /// stdout (`true`: stderr).
     Output(bool),
     /// A host regular file.
-    Host(OwnedFd),
+    Host(HostFd),
     /// A directory (listed through the VFS).
     Dir,
     /// A tmpfs file (directories are `Dir`).
@@ -32,8 +72,8 @@ pub(crate) enum FileKind {
     Socket(Socket),
     /// An `eventfd`.
     EventFd(EventFd),
-    /// An `epoll` instance.
-    Epoll(RefCell<Vec<Interest>>),
+    /// An `epoll` instance: its interest list and what that costs the sandbox.
+    Epoll(RefCell<Vec<Interest>>, RefCell<HeapCharge>),
     /// An `O_PATH` handle.
     Path,
 }
@@ -47,6 +87,8 @@ pub(crate) struct Socket {
     pub(crate) tx: RefCell<Option<PipeEnd>>,
     /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`.
     pub(crate) kind: i32,
+    /// Its inode number (each end its own, as sockfs's).
+    pub(crate) ino: u64,
 }
 
 /// An `eventfd` counter.
@@ -88,6 +130,9 @@ pub(crate) struct OpenFile {
     pub(crate) owner: Cell<i32>,
     /// `F_SETSIG`: the signal it would be.
     pub(crate) io_signal: Cell<i32>,
+    /// What the listing costs the sandbox's memory (a directory of a million names,
+    /// listed through many descriptors, is the sandbox's memory, not the caller's).
+    pub(crate) listing_charge: RefCell<Option<HeapCharge>>,
 }
 
 impl OpenFile {
@@ -101,6 +146,7 @@ impl OpenFile {
             listing: RefCell::new(None),
             owner: Cell::new(0),
             io_signal: Cell::new(0),
+            listing_charge: RefCell::new(None),
         })
     }
 

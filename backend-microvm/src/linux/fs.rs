@@ -98,7 +98,7 @@ impl Kernel {
             FileKind::Dir => return Err(errno::EINVAL.into()),
             // Devices, eventfds and epoll instances ignore seeks (Linux's noop_llseek).
             FileKind::Dev(_) => return Ok(0),
-            FileKind::EventFd(_) | FileKind::Epoll(_) => return Ok(f.pos.get()),
+            FileKind::EventFd(_) | FileKind::Epoll(..) => return Ok(f.pos.get()),
             _ => return Err(errno::ESPIPE.into()),
         }
         let base = match whence as i32 {
@@ -126,6 +126,7 @@ impl Kernel {
             // Directory offsets are entry indexes; rewinding re-reads the directory.
             if new == 0 {
                 *f.listing.borrow_mut() = None;
+                *f.listing_charge.borrow_mut() = None;
             }
         }
         f.pos.set(new as u64);
@@ -385,7 +386,7 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         self.mm.user_chunks(fds.addr(), 8, true)?;
-        let pipe = Pipe::shared();
+        let pipe = Pipe::shared(super::fd::next_ino());
         let nb = flags as i32 & libc::O_NONBLOCK;
         let r = OpenFile::new(
             FileKind::Pipe(PipeEnd::new(&pipe, false)),
@@ -466,30 +467,16 @@ impl Kernel {
 
     /// Metadata of an open file.
     pub(crate) fn file_meta(&self, f: &OpenFile) -> Result<Meta, SysErr> {
+        if let Some((kind, ino)) = super::fd::anon_inode(f) {
+            // Numbers of the sandbox's own (never from the VMM's memory).
+            let mut m = Meta::synthetic(ino, kind | 0o600, 0, 0);
+            (m.uid, m.gid) = self.user;
+            m.blksize = 4096;
+            return Ok(m);
+        }
         Ok(match &f.kind {
             FileKind::Host(fd) => self.vfs.show_owner(host::fstat(fd.as_raw_fd())?),
             FileKind::Tmp(t) => t.meta(),
-            FileKind::Stdin
-            | FileKind::Output(_)
-            | FileKind::Pipe(_)
-            | FileKind::Socket(_)
-            | FileKind::EventFd(_)
-            | FileKind::Epoll(_) => {
-                let kind = match f.kind {
-                    FileKind::Socket(_) => libc::S_IFSOCK,
-                    FileKind::EventFd(_) | FileKind::Epoll(_) => 0,
-                    _ => libc::S_IFIFO,
-                };
-                let mut m = Meta::synthetic(
-                    0x100 + f as *const OpenFile as u64 % 0xffff,
-                    kind | 0o600,
-                    0,
-                    0,
-                );
-                (m.uid, m.gid) = self.user;
-                m.blksize = 4096;
-                m
-            }
             _ => match &f.loc {
                 Some(loc) => self.vfs.meta(loc)?,
                 None => return Err(errno::EBADF.into()),
@@ -510,9 +497,10 @@ impl Kernel {
             FileKind::Host(h) => host::fsync(h.as_raw_fd(), data_only)?,
             FileKind::Path => return Err(errno::EBADF.into()),
             // Nothing to sync on a pipe, socket or event counter: EINVAL, as Linux.
-            FileKind::Pipe(_) | FileKind::Socket(_) | FileKind::EventFd(_) | FileKind::Epoll(_) => {
-                return Err(errno::EINVAL.into())
-            }
+            FileKind::Pipe(_)
+            | FileKind::Socket(_)
+            | FileKind::EventFd(_)
+            | FileKind::Epoll(..) => return Err(errno::EINVAL.into()),
             _ => {}
         }
         Ok(0)

@@ -12,6 +12,12 @@
 //!   writing, straight through its mount's handle, skipping the VFS's own read-only
 //!   check (a personality bug). Answers 0 or `-errno` (`-EROFS` where the kernel holds
 //!   the mount read-only: a root caller's mounts are read-only detached trees).
+//! - `TEST_HOOK(5)`: the next host file the VFS opens is swapped for a FIFO between its
+//!   lookup and its open (`NAME.fifo`, made beforehand by the test, renamed over
+//!   `NAME`), as a host process sharing the directory could do.
+//! - `TEST_HOOK(4)`: what glibc's malloc does on its own when a thread arena trims its
+//!   heap (`check_may_shrink_heap`): `open("/proc/sys/vm/overcommit_memory")`, the
+//!   plain libc call. The `vmm_libc` filter answers `-EACCES` and the run goes on.
 
 use super::{Kernel, SysResult};
 use crate::errno;
@@ -73,6 +79,26 @@ impl Kernel {
                     return Err(errno::EINVAL.into());
                 };
                 crate::vfs::host::openat2(dir.as_raw_fd(), name, libc::O_WRONLY, 0)?;
+                Ok(0)
+            }
+            4 => {
+                // SAFETY: a constant NUL-terminated path; a descriptor it makes is
+                // closed below.
+                let fd = unsafe {
+                    libc::open(
+                        c"/proc/sys/vm/overcommit_memory".as_ptr(),
+                        libc::O_RDONLY | libc::O_CLOEXEC,
+                    )
+                };
+                if fd < 0 {
+                    return Err(errno::Errno::last().into());
+                }
+                // SAFETY: `fd` was just made here and nothing else holds it.
+                unsafe { libc::close(fd) };
+                Ok(0)
+            }
+            5 => {
+                crate::vfs::host::hooks::swap_before_next_open();
                 Ok(0)
             }
             _ => Err(errno::EINVAL.into()),

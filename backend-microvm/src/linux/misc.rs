@@ -563,7 +563,12 @@ impl Kernel {
             if loc.path().starts_with(b"/proc") {
                 self.refresh_proc();
             }
-            *f.listing.borrow_mut() = Some(self.vfs.list(&loc)?);
+            let list = self.vfs.list(&loc)?;
+            let bytes = list.iter().map(|e| e.name.len() as u64 + 48).sum();
+            let charge = crate::memory::HeapCharge::of(&self.mm.mem.budget(), bytes)
+                .map_err(|_| errno::ENOMEM)?;
+            *f.listing_charge.borrow_mut() = Some(charge);
+            *f.listing.borrow_mut() = Some(list);
         }
         Ok(())
     }

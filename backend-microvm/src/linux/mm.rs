@@ -26,12 +26,34 @@ impl Backing for ZeroBacking {
 const PROT_ALL: u64 = (PROT_READ | PROT_WRITE | PROT_EXEC) as u64;
 
 impl Kernel {
+    /// A call that may add mappings: refused past `MAX_MAP_COUNT` (ENOMEM, as Linux),
+    /// and what the mappings cost the VMM charged after it (the sandbox's memory).
+    fn mapping_call(&mut self, call: impl FnOnce(&mut Self) -> SysResult) -> SysResult {
+        self.mm.room_for_mappings()?;
+        let r = call(self);
+        if self.mm.account_mappings().is_err() {
+            return Err(Stop::MemoryLimit.into());
+        }
+        r
+    }
+
     pub(crate) fn sys_brk(&mut self, addr: u64) -> SysResult {
+        if self.mm.room_for_mappings().is_err() {
+            return Ok(self.mm.brk());
+        }
         // Overcommit, as Linux: running out later ends the run at the fault.
-        Ok(self.mm.set_brk(addr).unwrap_or_else(|_| self.mm.brk()))
+        let r = self.mm.set_brk(addr).unwrap_or_else(|_| self.mm.brk());
+        if self.mm.account_mappings().is_err() {
+            return Err(Stop::MemoryLimit.into());
+        }
+        Ok(r)
     }
 
     pub(crate) fn sys_mmap(&mut self, a: [u64; 6]) -> SysResult {
+        self.mapping_call(|k| k.mmap_call(a))
+    }
+
+    fn mmap_call(&mut self, a: [u64; 6]) -> SysResult {
         let [addr, len, prot, flags, fd, off] = a;
         let flags = flags as i32;
         // Unknown protection bits are ignored, as Linux's mmap does.
@@ -88,10 +110,7 @@ impl Kernel {
                 );
             }
             let backing: Rc<dyn Backing> = match &f.kind {
-                FileKind::Host(h) => Rc::new(HostBacking(
-                    h.try_clone()
-                        .map_err(|e| crate::errno::Errno::from_io(&e))?,
-                )),
+                FileKind::Host(h) => Rc::new(HostBacking(h.try_clone()?)),
                 FileKind::Tmp(t) => Rc::new(TmpBacking(Rc::clone(t))),
                 FileKind::Gen(b) => Rc::new(GenBacking(Rc::clone(b))),
                 FileKind::Dev(DevKind::Zero) => {
@@ -219,16 +238,16 @@ impl Kernel {
 
     fn populate_if(&mut self, flags: i32, start: u64, len: u64) -> Result<(), SysErr> {
         if flags & libc::MAP_POPULATE != 0 {
-            self.mm
-                .populate(start, start.saturating_add(len))
-                .map_err(|_| Stop::MemoryLimit)?;
+            self.mm.populate(start, start.saturating_add(len))?;
         }
         Ok(())
     }
 
     pub(crate) fn sys_munmap(&mut self, addr: u64, len: u64) -> SysResult {
-        self.mm.munmap(addr, len)?;
-        Ok(0)
+        self.mapping_call(|k| {
+            k.mm.munmap(addr, len)?;
+            Ok(0)
+        })
     }
 
     /// `mprotect`, checked in Linux's order: both growth bits, an unaligned start
@@ -256,8 +275,10 @@ impl Kernel {
         {
             return Err(errno::EINVAL.into());
         }
-        self.mm.mprotect(addr, len, (prot & PROT_ALL) as u32)?;
-        Ok(0)
+        self.mapping_call(|k| {
+            k.mm.mprotect(addr, len, (prot & PROT_ALL) as u32)?;
+            Ok(0)
+        })
     }
 
     pub(crate) fn sys_mremap(&mut self, a: [u64; 6]) -> SysResult {
@@ -266,7 +287,7 @@ impl Kernel {
             // MREMAP_FIXED and MREMAP_DONTUNMAP are not offered.
             return Err(errno::EINVAL.into());
         }
-        Ok(self.mm.mremap(old, old_len, new_len, flags != 0)?)
+        self.mapping_call(|k| Ok(k.mm.mremap(old, old_len, new_len, flags != 0)?))
     }
 
     pub(crate) fn sys_madvise(&mut self, addr: u64, len: u64, advice: u64) -> SysResult {
@@ -375,27 +396,44 @@ impl Kernel {
         Ok(0)
     }
 
+    /// `mincore`: every page of a mapping counts as resident. The range is checked
+    /// against the mappings (a cost in mappings, not pages), then the answer is written
+    /// a chunk at a time (a 16 GiB range is 4 Mi bytes of answer), giving up when the
+    /// run's limits are reached meanwhile.
     pub(crate) fn sys_mincore(&mut self, addr: u64, len: u64, vec: u64) -> SysResult {
         if addr % PAGE_SIZE != 0 {
             return Err(errno::EINVAL.into());
         }
-        let pages = len.div_ceil(PAGE_SIZE);
-        // The vector is checked (a range check, as access_ok) before the mappings.
-        if !super::rw::user_range(vec, pages) {
-            return Err(errno::EFAULT.into());
-        }
-        if pages > (1 << 24) {
+        let end = addr
+            .checked_add(len)
+            .and_then(crate::mm::vma::page_up)
+            .ok_or(errno::ENOMEM)?;
+        if end > crate::guest::layout::USER_TOP {
             return Err(errno::ENOMEM.into());
         }
-        let mut out = vec![0u8; pages as usize];
-        for (i, b) in out.iter_mut().enumerate() {
-            let va = addr.wrapping_add(i as u64 * PAGE_SIZE);
-            if !self.mm.vmas().any(|(s, v)| s <= va && va < v.end) {
-                return Err(errno::ENOMEM.into());
-            }
-            *b = 1;
+        // The vector is checked (a range check, as access_ok) before the mappings.
+        if !super::rw::user_range(vec, len.div_ceil(PAGE_SIZE)) {
+            return Err(errno::EFAULT.into());
         }
-        self.mm.write_user(vec, &out)?;
+        if len == 0 {
+            return Ok(0);
+        }
+        if !self.mm.is_mapped(addr, end) {
+            return Err(errno::ENOMEM.into());
+        }
+        const CHUNK: u64 = 64 * 1024;
+        let pages = (end - addr) / PAGE_SIZE;
+        let ones = vec![1u8; CHUNK.min(pages) as usize];
+        let mut done = 0;
+        while done < pages {
+            if crate::kick::must_stop() {
+                return Err(errno::EINTR.into()); // the run ends at the next turn
+            }
+            let n = CHUNK.min(pages - done);
+            let at = vec.checked_add(done).ok_or(errno::EFAULT)?;
+            self.mm.write_user(at, &ones[..n as usize])?;
+            done += n;
+        }
         Ok(0)
     }
 }

@@ -149,6 +149,9 @@ impl From<MapError> for SysErr {
         match e {
             MapError::Errno(n) => SysErr::Errno(Errno(n)),
             MapError::Oom => SysErr::Stop(Stop::MemoryLimit),
+            // The run's limits were reached: it ends at the vCPU loop's next turn (the
+            // kick is still pending); the errno is never seen.
+            MapError::Halted => SysErr::Errno(errno::EINTR),
         }
     }
 }
@@ -234,8 +237,10 @@ pub(crate) struct Kernel {
     pub(crate) ended: Option<Stop>,
     /// Something happened that may let blocked tasks go on.
     pub(crate) stirred: bool,
-    /// The running task's time slice is over.
-    pub(crate) slice_over: bool,
+    /// When the running task's time slice started (see `sched.rs`).
+    pub(crate) slice_start: Instant,
+    /// A sleeper woke at its deadline: the running task's slice ends now.
+    pub(crate) preempt: bool,
     /// While a blocked syscall is tried again: its deadline.
     pub(crate) retrying: Option<Option<Instant>>,
     /// Address spaces whose last task went while they were current.
@@ -317,7 +322,8 @@ impl Kernel {
             pids_limit: s.pids_limit,
             ended: None,
             stirred: false,
-            slice_over: false,
+            slice_start: Instant::now(),
+            preempt: false,
             retrying: None,
             dead_spaces: Vec::new(),
             shm: Vec::new(),
@@ -335,6 +341,13 @@ impl Kernel {
         }
     }
 }
+
+/// Syscall numbers below this are reported by name (or `syscall_N`); the workload's
+/// others share one entry of the report.
+const UNNAMED_MAX: u64 = 1024;
+/// Most distinct entries of the `unimplemented_syscalls` report (the names of the
+/// table and the refused variants fit with room to spare).
+const UNIMPLEMENTED_KEYS: usize = 512;
 
 /// Whether every syscall is written to stderr (`HSB_MICROVM_TRACE=1`, read once at
 /// the first run: a debugging aid for this backend's developers).
@@ -382,10 +395,13 @@ impl Kernel {
     }
 
     fn enosys(&mut self, nr: u64) -> SysResult {
-        *self
-            .unimplemented
-            .entry(dispatch::syscall_name(nr).into_owned())
-            .or_insert(0) += 1;
+        // Numbers past any table (the workload chooses all 64 bits) share one entry.
+        let name = if nr < UNNAMED_MAX {
+            dispatch::syscall_name(nr).into_owned()
+        } else {
+            format!("syscall_{UNNAMED_MAX}_and_above")
+        };
+        self.count_unimplemented(name);
         Err(errno::ENOSYS.into())
     }
 
@@ -400,7 +416,7 @@ impl Kernel {
             "{what} is refused but the table marks {} as fully implemented",
             self.current.map_or("?", |r| r.name)
         );
-        *self.unimplemented.entry(what.to_string()).or_insert(0) += 1;
+        self.count_unimplemented(what.to_string());
         SysErr::Errno(e)
     }
 
@@ -408,6 +424,21 @@ impl Kernel {
     /// notification never sent): counted like an unimplemented syscall.
     pub(crate) fn note_unsupported(&mut self, what: &str) {
         let _ = self.unsupported(what, errno::ENOSYS);
+    }
+
+    /// Counts a call in the outcome's `unimplemented_syscalls`: a report of bounded
+    /// size whatever the workload calls (past [`UNIMPLEMENTED_KEYS`] names, the rest
+    /// are counted under "other").
+    fn count_unimplemented(&mut self, name: String) {
+        let key = if self.unimplemented.len() < UNIMPLEMENTED_KEYS
+            || self.unimplemented.contains_key(&name)
+        {
+            name
+        } else {
+            "other".to_string()
+        };
+        let n = self.unimplemented.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
     }
 
     /// The task waits (until `deadline`), its syscall tried again when something

@@ -80,7 +80,7 @@ impl Kernel {
                 (r, w, hup | (rdhup & want))
             }
             FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
-            FileKind::Epoll(_) => (self.epoll_any_ready(f), false, 0),
+            FileKind::Epoll(..) => (self.epoll_any_ready(f), false, 0),
             FileKind::Path => return POLLNVAL,
             // Files, directories and devices have no poll method: Linux answers its
             // DEFAULT_POLLMASK (readable and writable) whatever the access mode.

@@ -13,13 +13,11 @@ use crate::vfs::proc::{ProcFile, ProcInfo};
 
 /// What `/proc/<pid>/fd/N` shows for an open file.
 pub(crate) fn fd_link(f: &OpenFile) -> Vec<u8> {
-    let ino = (f as *const OpenFile as u64 >> 4) & 0xff_ffff;
-    match &f.kind {
-        FileKind::Stdin | FileKind::Output(_) => format!("pipe:[{}]", 1 + ino % 3).into_bytes(),
-        FileKind::Pipe(_) => format!("pipe:[{ino}]").into_bytes(),
-        FileKind::Socket(_) => format!("socket:[{ino}]").into_bytes(),
-        FileKind::EventFd(_) => b"anon_inode:[eventfd]".to_vec(),
-        FileKind::Epoll(_) => b"anon_inode:[eventpoll]".to_vec(),
+    match (&f.kind, super::fd::anon_inode(f)) {
+        (FileKind::EventFd(_), _) => b"anon_inode:[eventfd]".to_vec(),
+        (FileKind::Epoll(..), _) => b"anon_inode:[eventpoll]".to_vec(),
+        (FileKind::Socket(_), Some((_, ino))) => format!("socket:[{ino}]").into_bytes(),
+        (_, Some((_, ino))) => format!("pipe:[{ino}]").into_bytes(),
         _ => f.loc.as_ref().map(|l| l.path()).unwrap_or_default(),
     }
 }

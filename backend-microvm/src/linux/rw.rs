@@ -7,7 +7,7 @@ use std::rc::Rc;
 use sandbox_core::StreamKind;
 
 use super::fd::{FileKind, OpenFile};
-use super::{too_many, Kernel, SysErr, SysResult};
+use super::{too_many, Kernel, Stop, SysErr, SysResult};
 use crate::abi::Iovec;
 use crate::errno;
 use crate::errno::Errno;
@@ -56,6 +56,9 @@ impl Kernel {
         let regular = file.kind.is_regular();
         let mut done = 0u64;
         while done < len {
+            if done > 0 && crate::kick::must_stop() {
+                return Ok(done); // a limit was reached: the run ends at the next turn
+            }
             let piece = (len - done).min(PIECE);
             let mut tmp = vec![0u8; piece as usize];
             let n = if regular {
@@ -192,7 +195,15 @@ impl Kernel {
         nonblock: bool,
         peek: bool,
     ) -> Result<usize, SysErr> {
-        match end.pipe.borrow_mut().read(buf, peek) {
+        let found = {
+            let mut p = end.pipe.borrow_mut();
+            let r = p.read(buf, peek);
+            if !peek && matches!(r, pipe::Read::Data { .. }) {
+                let _ = p.account(&self.mm.mem.budget()); // less: cannot fail
+            }
+            r
+        };
+        match found {
             pipe::Read::Data { n, .. } => return Ok(n),
             pipe::Read::Eof => return Ok(0),
             pipe::Read::Empty => {}
@@ -214,7 +225,16 @@ impl Kernel {
         nonblock: bool,
         nosignal: bool,
     ) -> Result<usize, SysErr> {
-        let w = end.pipe.borrow_mut().write(data);
+        let budget = self.mm.mem.budget();
+        let w = {
+            let mut p = end.pipe.borrow_mut();
+            let w = p.write(data);
+            // What the buffer holds is the sandbox's memory.
+            if matches!(w, pipe::Write::Wrote(_)) && p.account(&budget).is_err() {
+                return Err(Stop::MemoryLimit.into());
+            }
+            w
+        };
         match w {
             pipe::Write::Wrote(n) => Ok(n),
             pipe::Write::Broken => {
@@ -286,6 +306,9 @@ impl Kernel {
         for &(base, len) in iov {
             let seg_end = seg_start + len;
             while done < seg_end {
+                if done > 0 && crate::kick::must_stop() {
+                    return Ok(done); // a limit was reached: the run ends at the next turn
+                }
                 let pos = done - seg_start;
                 let piece = (len - pos).min(PIECE);
                 let data = match self.mm.read_user_vec(base + pos, piece as usize) {
@@ -651,6 +674,9 @@ impl Kernel {
         let count = count.min(RW_MAX);
         let mut done = 0u64;
         while done < count {
+            if done > 0 && crate::kick::must_stop() {
+                break; // a limit was reached: the run ends at the next turn
+            }
             let mut tmp = vec![0u8; (count - done).min(PIECE) as usize];
             let n = match self.source_read(&input, &mut tmp, off, done > 0) {
                 Ok(n) => n,

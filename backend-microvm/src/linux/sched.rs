@@ -1,8 +1,11 @@
 //! Which task runs: all tasks take turns on the one vCPU. A task runs until it blocks
-//! or its time slice ends (a periodic kick, only while several tasks are runnable or a
-//! timer is armed); blocked tasks are tried again when something happened that may
-//! let them go on (data, an exit, a signal) or their deadline passed; with nothing to
-//! run the VMM thread sleeps until the next deadline, new input, or a kill.
+//! or its time slice ends while another could run; blocked tasks are tried again when
+//! something happened that may let them go on (data, an exit, a signal) or their
+//! deadline passed, and one woken by its deadline runs at once; with nothing to run
+//! the VMM thread sleeps until the next deadline, new input, or a kill. The guest is
+//! taken out of guest mode whatever it computes by a one-shot kick the vCPU loop arms
+//! for [`Kernel::next_kick`] (the slice's end, the earliest deadline, the next
+//! interval timer), so a task alone with nothing pending is never interrupted.
 //!
 //! Why one vCPU: the personality is single-threaded (its state needs no locks) and on
 //! PVM every syscall is a VM exit anyway, so several vCPUs would mostly wait for the
@@ -11,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use super::signal::{SigInfo, SIGALRM};
-use super::task::{TaskState, Tid, Wait};
+use super::task::{Task, TaskState, Tid, Wait};
 use super::{Cpu, Kernel, Stop, SysErr, UserCtx};
 use crate::kick::thread_cpu_time;
 
@@ -45,10 +48,26 @@ impl Cpu for Detached {
     }
 }
 
+/// The first expiry of an interval timer (due at `at`, every `every`) after `now`:
+/// whole periods skipped at once (a 1 ns interval late by seconds is no loop of
+/// billions), a time past what the clock holds (an interval of centuries) saturating.
+fn next_expiry(at: Instant, every: Duration, now: Instant) -> Instant {
+    let step = every.as_nanos().max(1);
+    let periods = now.saturating_duration_since(at).as_nanos() / step + 1;
+    let ahead = u64::try_from(step.saturating_mul(periods)).unwrap_or(u64::MAX);
+    let ahead = Duration::from_nanos(ahead);
+    at.checked_add(ahead)
+        .unwrap_or_else(|| super::time::later(ahead))
+}
+
 impl Kernel {
     /// Ends the run when it was killed or the wall time passed (cheap: called at every
-    /// exit; the CPU time, a syscall to read, is checked when its timer kicks).
+    /// exit; the CPU time, a syscall to read, is checked only when a kick came: its
+    /// timer kicks, and long VMM work that gave up for it left the kick pending).
     pub(crate) fn check_limits(&self) -> Result<(), Stop> {
+        if crate::kick::kicked() {
+            return self.check_all_limits();
+        }
         if let Some(s) = &self.ended {
             return Err(s.clone());
         }
@@ -61,8 +80,7 @@ impl Kernel {
         Ok(())
     }
 
-    /// [`Kernel::check_limits`] and the CPU time too (after a kick, and when the
-    /// scheduler runs).
+    /// [`Kernel::check_limits`] and the CPU time too (after a kick).
     pub(crate) fn check_all_limits(&self) -> Result<(), Stop> {
         if let Some(s) = &self.ended {
             return Err(s.clone());
@@ -96,7 +114,7 @@ impl Kernel {
             self.retry_blocked(now)?;
             self.switch_to(running);
             self.check_limits()?;
-            if let Some(t) = self.pick() {
+            if let Some(t) = self.pick(now) {
                 self.switch_to(t);
                 self.release_dead_spaces();
                 return Ok(t);
@@ -116,29 +134,68 @@ impl Kernel {
         }
     }
 
-    /// The current task keeps the vCPU while its slice lasts; then the next runnable
-    /// one after it (by id) gets it.
-    fn pick(&mut self) -> Option<Tid> {
+    /// The current task keeps the vCPU while its slice lasts (or while nobody else can
+    /// run: its slice starts again); then the next runnable one after it (by id) gets
+    /// the vCPU, with a fresh slice.
+    fn pick(&mut self, now: Instant) -> Option<Tid> {
         let cur = self.task.tid;
         let cur_ok = self.can_run(cur);
-        if cur_ok && !std::mem::take(&mut self.slice_over) {
+        let others = self.others_runnable();
+        let preempt = std::mem::take(&mut self.preempt);
+        if cur_ok && (!others || (now < self.slice_end() && !preempt)) {
+            if !others {
+                self.slice_start = now;
+            }
             return Some(cur);
         }
-        let tids = self.tids();
-        let runnable = |t: &Tid| self.can_run(*t);
-        tids.iter()
-            .copied()
+        let runnable = |t: &&Task| t.runnable() && self.process_goes(t.tid);
+        let after = self.tasks.range(cur.saturating_add(1)..).map(|(_, t)| t);
+        let next = after
             .filter(runnable)
-            .find(|t| *t > cur)
-            .or_else(|| tids.iter().copied().find(runnable))
+            .map(|t| t.tid)
+            .next()
+            .or_else(|| self.tasks.values().find(runnable).map(|t| t.tid))
+            .or(cur_ok.then_some(cur));
+        if next.is_some() {
+            self.slice_start = now;
+        }
+        next
     }
 
-    /// True when more than one task may want the vCPU, or a timer is armed: the
-    /// periodic kick is needed.
-    pub(crate) fn wants_tick(&self) -> bool {
-        let runnable = usize::from(self.can_run(self.task.tid))
-            + self.tasks.keys().filter(|t| self.can_run(**t)).count();
-        runnable > 1 || self.timers_armed()
+    /// When the running task's time slice ends.
+    fn slice_end(&self) -> Instant {
+        self.slice_start + TIME_SLICE
+    }
+
+    /// True when a task other than the current one could run.
+    fn others_runnable(&self) -> bool {
+        self.tasks
+            .values()
+            .any(|t| t.runnable() && self.process_goes(t.tid))
+    }
+
+    /// The next moment the scheduler must look, whatever the guest does: the end of
+    /// the running task's slice when another task could run, the earliest deadline of
+    /// a blocked task, the next `ITIMER_REAL` expiry. `None`: nothing but the guest's
+    /// own exits (and kills, limits, input) needs a look. The vCPU loop arms a one-shot
+    /// kick for it, so a task computing in user mode cannot starve the others and
+    /// costs nothing when alone.
+    pub(crate) fn next_kick(&self) -> Option<Instant> {
+        let slice =
+            (self.can_run(self.task.tid) && self.others_runnable()).then(|| self.slice_end());
+        let blocked = self.all_tasks().filter_map(|t| match &t.state {
+            TaskState::Blocked(b) if !matches!(b.wait, Wait::Vfork(_)) => b.deadline,
+            _ => None,
+        });
+        let timers = std::iter::once(&self.proc)
+            .chain(self.procs.values())
+            .filter_map(|p| p.itimer.map(|(at, _)| at));
+        slice.into_iter().chain(blocked).chain(timers).min()
+    }
+
+    /// The current task and every other one.
+    fn all_tasks(&self) -> impl Iterator<Item = &Task> {
+        std::iter::once(&self.task).chain(self.tasks.values())
     }
 
     /// True when some process has an `ITIMER_REAL` armed.
@@ -148,13 +205,8 @@ impl Kernel {
 
     /// True when some task waits in a syscall.
     fn any_blocked(&self) -> bool {
-        let blocked = |t: &super::task::Task| matches!(t.state, TaskState::Blocked(_));
-        blocked(&self.task) || self.tasks.values().any(blocked)
-    }
-
-    /// The time slice of the running task is over.
-    pub(crate) fn end_slice(&mut self) {
-        self.slice_over = true;
+        self.all_tasks()
+            .any(|t| matches!(t.state, TaskState::Blocked(_)))
     }
 
     /// `ITIMER_REAL`s that expired send `SIGALRM`.
@@ -172,13 +224,7 @@ impl Kernel {
             }
             if let Some(p) = self.proc_mut(pid) {
                 p.itimer = p.itimer.and_then(|(at, every)| {
-                    (!every.is_zero()).then(|| {
-                        let mut next = at + every;
-                        while next <= now {
-                            next += every;
-                        }
-                        (next, every)
-                    })
+                    (!every.is_zero()).then(|| (next_expiry(at, every, now), every))
                 });
             }
             let info = SigInfo {
@@ -235,6 +281,11 @@ impl Kernel {
                 }
                 any = true;
                 self.retry(tid, b.nr, b.args, b.deadline)?;
+                if due && self.task_ref(tid).is_some_and(Task::runnable) {
+                    // A sleeper whose time came runs now, not at the end of the
+                    // running task's slice (its sleep is as long as it asked).
+                    self.preempt = true;
+                }
             }
             if !any || !self.stirred {
                 break;

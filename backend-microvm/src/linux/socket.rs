@@ -5,12 +5,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::fd::{FileKind, OpenFile, Socket};
+use super::fd::{next_ino, FileKind, OpenFile, Socket};
 use zerocopy::IntoBytes;
 
 use super::rw::IOV_MAX;
-use super::{too_many, Kernel, SysErr, SysResult};
-use crate::abi::{Iovec, MsgHdr, Ucred};
+use super::{Kernel, SysErr, SysResult};
+use crate::abi::{MsgHdr, Ucred};
 use crate::errno::{self, Errno};
 use crate::mm::UserPtr;
 use crate::pipe::{Pipe, PipeEnd};
@@ -34,11 +34,13 @@ fn pair(kind: i32) -> (Socket, Socket) {
         rx: RefCell::new(Some(PipeEnd::new(&b_to_a, false))),
         tx: RefCell::new(Some(PipeEnd::new(&a_to_b, true))),
         kind,
+        ino: next_ino(),
     };
     let b = Socket {
         rx: RefCell::new(Some(PipeEnd::new(&a_to_b, false))),
         tx: RefCell::new(Some(PipeEnd::new(&b_to_a, true))),
         kind,
+        ino: next_ino(),
     };
     (a, b)
 }
@@ -319,11 +321,14 @@ impl Kernel {
         Ok(if flags & MSG_TRUNC != 0 { full } else { n } as u64)
     }
 
-    /// The `iovec`s of a `msghdr` (at most `IOV_MAX`, else `EMSGSIZE`).
-    fn msg_iovecs(&mut self, hdr: &MsgHdr) -> Result<Vec<Iovec>, SysErr> {
-        self.mm
-            .read_array(UserPtr::<Iovec>::new(hdr.msg_iov), hdr.msg_iovlen, IOV_MAX)
-            .map_err(too_many(errno::EMSGSIZE))
+    /// The `iovec`s of a `msghdr`: at most `IOV_MAX` (`EMSGSIZE`), then checked as
+    /// readv's are ([`Kernel::iovecs`]: no negative length, the total bounded, every
+    /// buffer in user space).
+    fn msg_iovecs(&mut self, hdr: &MsgHdr) -> Result<Vec<(u64, u64)>, SysErr> {
+        if hdr.msg_iovlen > IOV_MAX as u64 {
+            return Err(errno::EMSGSIZE.into());
+        }
+        self.iovecs(UserPtr::new(hdr.msg_iov), hdr.msg_iovlen)
     }
 
     pub(crate) fn sys_sendmsg(&mut self, fd: u64, msg: UserPtr<MsgHdr>, flags: u64) -> SysResult {
@@ -338,15 +343,13 @@ impl Kernel {
             // Passing descriptors or credentials (SCM_RIGHTS...) is not offered.
             return Err(self.unsupported("sendmsg(ancillary data)", errno::EOPNOTSUPP));
         }
+        let total: u64 = iov.iter().map(|(_, l)| *l).sum(); // bounded: see iovecs
+        if total > 1 << 20 {
+            return Err(errno::EMSGSIZE.into());
+        }
         let mut data = Vec::new();
-        for v in iov {
-            let within = (data.len() as u64)
-                .checked_add(v.iov_len)
-                .is_some_and(|t| t <= 1 << 20);
-            if !within {
-                return Err(errno::EMSGSIZE.into());
-            }
-            data.extend(self.mm.read_user_vec(v.iov_base, v.iov_len as usize)?);
+        for (base, len) in iov {
+            data.extend(self.mm.read_user_vec(base, len as usize)?);
         }
         self.send(&f, &data, flags)
     }
@@ -355,19 +358,17 @@ impl Kernel {
         let f = self.socket(fd)?;
         let mut hdr = self.mm.read(msg)?;
         let iov = self.msg_iovecs(&hdr)?;
-        let total = iov
-            .iter()
-            .fold(0u64, |t, v| t.saturating_add(v.iov_len))
-            .min(1 << 20);
+        // The total is bounded (see iovecs).
+        let total: u64 = iov.iter().map(|(_, l)| *l).sum::<u64>().min(1 << 20);
         let mut tmp = vec![0u8; total as usize];
         let (n, full) = self.recv(&f, &mut tmp, flags)?;
         let mut off = 0usize;
-        for v in iov {
+        for (base, len) in iov {
             if off >= n {
                 break;
             }
-            let k = (v.iov_len as usize).min(n - off);
-            self.mm.write_user(v.iov_base, &tmp[off..off + k])?;
+            let k = (len as usize).min(n - off);
+            self.mm.write_user(base, &tmp[off..off + k])?;
             off += k;
         }
         // No sender name (a socket pair's peer is unnamed), no ancillary data.

@@ -208,6 +208,9 @@ pub(crate) struct Process {
     pub(crate) comm: Vec<u8>,
     /// Its arguments (`/proc/self/cmdline`).
     pub(crate) argv: Vec<Vec<u8>>,
+    /// What the copy of `argv` costs the sandbox's memory (the workload chooses it:
+    /// up to `MAX_ARGS` per process); `None` for the first process's, from the plan.
+    pub(crate) argv_charge: Option<crate::memory::HeapCharge>,
     /// Set once it ended: a zombie until its parent waits.
     pub(crate) exit: Option<ExitStatus>,
     /// The signal its parent gets when it ends (`SIGCHLD`).
@@ -261,6 +264,7 @@ impl Process {
             exe,
             comm,
             argv,
+            argv_charge: None,
             exit: None,
             exit_signal: 0,
             itimer: None,
@@ -276,6 +280,12 @@ impl Process {
             membarrier: 0,
         }
     }
+}
+
+/// What a copy of the arguments `argv` costs the VMM (each string, its NUL and the
+/// vector's own entry).
+pub(crate) fn argv_cost(argv: &[Vec<u8>]) -> u64 {
+    argv.iter().map(|a| a.len() as u64 + 1 + 24).sum()
 }
 
 impl Kernel {

@@ -126,6 +126,17 @@ fn open_image(
     path: &[u8],
     need_exec: bool,
 ) -> Result<Image, LoadError> {
+    // Programs are untrusted: they are read and parsed only on a confined VMM thread
+    // (a fail-closed check of the setup order; the fuzz targets and unit tests drive
+    // the loader on their own threads).
+    #[cfg(not(any(test, feature = "fuzzing")))]
+    if !crate::trap::confined() {
+        return Err(not_exec(
+            path,
+            "the VMM reads programs only on its confined thread",
+            errno::EACCES,
+        ));
+    }
     let loc = vfs.resolve(base, path, true).map_err(|e| {
         if e == errno::ENOENT || e == errno::ENOTDIR {
             LoadError::NotFound
@@ -270,12 +281,32 @@ pub(crate) fn find_exec(
 /// mounts, an x86-64 ELF (possibly behind `#!` lines) whose `PT_INTERP` loader, if
 /// any, is in the sandbox too. A program that is not found passes: the run reports
 /// that itself.
+///
+/// The program is untrusted and this is asked from the caller's thread (when `auto`
+/// chooses): the work is done on a thread of its own, confined as a VMM thread is
+/// (seccomp allowlist, Landlock to the mounts, the sandbox's host identity) before
+/// anything is read, and gone afterwards.
 pub(crate) fn check_runnable(plan: &sandbox_core::Plan) -> Result<(), String> {
+    crate::trap::install_handler()
+        .map_err(|e| format!("cannot install the VMM's SIGSYS handler: {e}"))?;
+    let plan = plan.clone();
+    std::thread::Builder::new()
+        .name("hsb-elf-check".into())
+        .spawn(move || check_runnable_here(&plan))
+        .map_err(|e| format!("cannot start the program check: {e}"))?
+        .join()
+        .unwrap_or_else(|_| Err("the program check failed".into()))
+}
+
+/// [`check_runnable`] on the calling thread, which it confines for good.
+fn check_runnable_here(plan: &sandbox_core::Plan) -> Result<(), String> {
     let budget = std::rc::Rc::new(crate::memory::Budget::detached(1 << 16));
     let vfs = match crate::vfs::build(plan, budget) {
         Ok(v) => v,
         Err(_) => return Ok(()),
     };
+    crate::confine::confine_thread(vfs.sources())
+        .map_err(|e| format!("cannot confine the program check: {e}"))?;
     let root = vfs.root();
     let Ok(cwd) = vfs.resolve(&root, plan.cwd.as_bytes(), true) else {
         return Ok(());
@@ -295,6 +326,11 @@ pub(crate) fn check_runnable(plan: &sandbox_core::Plan) -> Result<(), String> {
             )
         })?;
         parse(&img).map_err(|e| e.to_string())?;
+    }
+    if let Some(nr) = crate::trap::violation() {
+        return Err(format!(
+            "the program check made host syscall {nr}, off the VMM's allowlist"
+        ));
     }
     Ok(())
 }

@@ -5,8 +5,8 @@
 use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_P, PTE_W};
 use super::vma::{SharedPages, VmaKind};
 use super::{
-    allowed, pte_flags, Access, AddressSpace, FaultOutcome, FAULT_AROUND, FILE_FAULT_AROUND,
-    MAX_FAULT_AROUND, SEGV_ACCERR, SEGV_MAPERR,
+    allowed, pte_flags, Access, AddressSpace, FaultOutcome, MapError, FAULT_AROUND,
+    FILE_FAULT_AROUND, MAX_FAULT_AROUND, SEGV_ACCERR, SEGV_MAPERR,
 };
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
 use crate::memory::OutOfMemory;
@@ -237,10 +237,16 @@ impl AddressSpace {
         FaultOutcome::Mapped
     }
 
-    /// Maps every page of `start .. end` now.
-    pub(crate) fn populate(&mut self, start: u64, end: u64) -> Result<(), OutOfMemory> {
+    /// Maps every page of `start .. end` now (giving up when the run's limits are
+    /// reached meanwhile: a large range costs a frame per page).
+    pub(crate) fn populate(&mut self, start: u64, end: u64) -> Result<(), MapError> {
         let mut p = start & !(PAGE_SIZE - 1);
+        let mut n = 0u32;
         while p < end {
+            n = n.wrapping_add(1);
+            if n % 256 == 0 && crate::kick::must_stop() {
+                return Err(MapError::Halted);
+            }
             let vma = match self.vmas.find(p) {
                 Some((_, v)) => v.clone(),
                 None => {
@@ -257,7 +263,7 @@ impl AddressSpace {
                     VmaKind::Anon => self.fill_page(p, vma.prot, None)?,
                     VmaKind::File { .. } | VmaKind::SharedFile { .. } => {
                         if self.fault(p, Access::Read) == FaultOutcome::Oom {
-                            return Err(OutOfMemory);
+                            return Err(MapError::Oom);
                         }
                     }
                 }

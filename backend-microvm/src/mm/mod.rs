@@ -65,11 +65,19 @@ pub(crate) enum MapError {
     Errno(i32),
     /// Guest memory is exhausted.
     Oom,
+    /// The run's limits were reached during the work (see [`pagetable::Halted`]).
+    Halted,
 }
 
 impl From<OutOfMemory> for MapError {
     fn from(_: OutOfMemory) -> Self {
         MapError::Oom
+    }
+}
+
+impl From<pagetable::Halted> for MapError {
+    fn from(_: pagetable::Halted) -> Self {
+        MapError::Halted
     }
 }
 
@@ -122,6 +130,8 @@ pub(crate) struct AddressSpace {
     mmap_top: u64,
     /// Direct-map addresses of leaf entries the guest must rewrite (then flush).
     pub(super) flush: Vec<u64>,
+    /// What the current space's mappings cost the sandbox's memory.
+    pub(super) vma_charge: Option<crate::memory::HeapCharge>,
     /// The last page whose fault found it already mapped, and how often in a row.
     pub(super) spurious: (u64, u32),
     /// Where recent faults' windows ended, and their sizes in pages (a few streams:
@@ -146,6 +156,7 @@ impl AddressSpace {
             brk: 0,
             mmap_top: USER_TOP,
             flush: Vec::new(),
+            vma_charge: None,
             spurious: (0, 0),
             streaks: [(0, 0); 8],
             next_streak: 0,
@@ -162,6 +173,11 @@ impl AddressSpace {
     /// The current program break.
     pub(crate) fn brk(&self) -> u64 {
         self.brk
+    }
+
+    /// True when `start .. end` is mapped without a hole (a cost in mappings).
+    pub(crate) fn is_mapped(&self, start: u64, end: u64) -> bool {
+        self.vmas.is_covered(start, end)
     }
 
     /// The mappings (for tests and diagnostics).
@@ -194,10 +210,12 @@ impl AddressSpace {
     }
 
     /// Unmaps the pages of `start .. end` (mappings are kept), freeing their frames.
-    fn drop_pages(&mut self, start: u64, end: u64) {
+    /// Halted part way (see [`pagetable::Halted`]), the pages dropped so far are gone.
+    fn drop_pages(&mut self, start: u64, end: u64) -> Result<(), MapError> {
         let mut frames = Vec::new();
         let mut flush = Vec::new();
-        self.pt
+        let walked = self
+            .pt
             .for_each_mapped(&mut self.mem, start, end, |mem, _, slot, pte| {
                 mem.write_u64(slot, 0);
                 frames.push(pte & PTE_ADDR);
@@ -207,6 +225,7 @@ impl AddressSpace {
             });
         self.flush.extend(flush);
         self.mem.free(frames);
+        walked.map_err(MapError::from)
     }
 
     /// Validates a range given to a mapping call: page-aligned start, non-empty, inside
@@ -228,7 +247,7 @@ impl AddressSpace {
     /// `munmap`.
     pub(crate) fn munmap(&mut self, start: u64, len: u64) -> Result<(), MapError> {
         let end = Self::range(start, len)?;
-        self.drop_pages(start, end);
+        self.drop_pages(start, end)?;
         self.vmas.remove(start, end);
         Ok(())
     }
@@ -256,7 +275,7 @@ impl AddressSpace {
                 if fixed == Fixed::NoReplace && !self.vmas.is_free(addr, end) {
                     return Err(MapError::Errno(libc::EEXIST));
                 }
-                self.drop_pages(addr, end);
+                self.drop_pages(addr, end)?;
                 self.vmas.remove(addr, end);
                 addr
             }
@@ -312,7 +331,7 @@ impl AddressSpace {
         self.pt
             .for_each_mapped(&mut self.mem, start, end, |_, va, slot, pte| {
                 entries.push((va, slot, pte));
-            });
+            })?;
         for (va, slot, pte) in entries {
             let Some((_, vma)) = self.vmas.find(va) else {
                 continue;
@@ -334,8 +353,7 @@ impl AddressSpace {
         if !self.vmas.is_covered(start, end) {
             return Err(MapError::Errno(libc::ENOMEM));
         }
-        self.drop_pages(start, end);
-        Ok(())
+        self.drop_pages(start, end)
     }
 
     /// `brk`: returns the new break, or the old one when it cannot move.
@@ -359,9 +377,13 @@ impl AddressSpace {
                 },
             );
             let eager = new_end.min(old_end + BRK_PREFAULT * PAGE_SIZE);
-            self.populate(old_end, eager)?;
+            if self.populate(old_end, eager) == Err(MapError::Oom) {
+                return Err(OutOfMemory);
+            }
         } else if new_end < old_end {
-            self.drop_pages(new_end, old_end);
+            if self.drop_pages(new_end, old_end).is_err() {
+                return Ok(self.brk); // halted: the run ends (see `pagetable::Halted`)
+            }
             self.vmas.remove(new_end, old_end);
         }
         self.brk = want;
@@ -428,8 +450,11 @@ impl AddressSpace {
         self.pt
             .for_each_mapped(&mut self.mem, old, old_end, |_, va, slot, pte| {
                 entries.push((va, slot, pte))
-            });
-        for (va, slot, pte) in entries {
+            })?;
+        for (i, (va, slot, pte)) in entries.into_iter().enumerate() {
+            if i % 4096 == 4095 && crate::kick::must_stop() {
+                return Err(MapError::Halted); // the run ends at the next turn
+            }
             self.pt.map(&mut self.mem, dest + (va - old), pte)?;
             self.mem.write_u64(slot, 0);
             if pte & PTE_P != 0 {

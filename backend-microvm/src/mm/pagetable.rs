@@ -159,16 +159,23 @@ impl PageTables {
     }
 
     /// Calls `f(va, slot, pte)` for each leaf entry in `start .. end` that holds a frame
-    /// of the workload (`PTE_FRAME`), skipping absent tables whole.
+    /// of the workload (`PTE_FRAME`), skipping absent tables whole. The walk costs up
+    /// to a table read per page-table frame the guest made (bounded by its memory, but
+    /// long for a large one): it gives up with [`Halted`] when the run's limits are
+    /// reached meanwhile (see `kick::must_stop`), the entries seen so far having been
+    /// passed to `f`.
     pub(crate) fn for_each_mapped(
         &self,
         mem: &mut Memory,
         start: u64,
         end: u64,
         mut f: impl FnMut(&mut Memory, u64, u64, u64),
-    ) {
+    ) -> Result<(), Halted> {
         let mut va = start;
         while va < end {
+            if crate::kick::must_stop() {
+                return Err(Halted);
+            }
             // Skip the whole span an absent table would cover.
             let mut skipped = false;
             for level in (1..4).rev() {
@@ -196,8 +203,14 @@ impl PageTables {
                 va += PAGE_SIZE;
             }
         }
+        Ok(())
     }
 }
+
+/// Long VMM work gave up because the run's limits were reached (killed, wall or CPU
+/// time): the run ends at the vCPU loop's next turn, whatever the work returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Halted;
 
 #[cfg(test)]
 mod tests {
@@ -219,7 +232,8 @@ mod tests {
         assert!(pt.lookup(&mut mem, 0x40_2000).is_some_and(|(_, p)| p == 0));
         assert!(pt.lookup(&mut mem, 0x1_0000_0000).is_none());
         let mut seen = Vec::new();
-        pt.for_each_mapped(&mut mem, 0, 1 << 47, |_, va, _, _| seen.push(va));
+        pt.for_each_mapped(&mut mem, 0, 1 << 47, |_, va, _, _| seen.push(va))
+            .unwrap();
         assert_eq!(seen, vec![0x40_0000, 0x7fff_0000_0000]);
         // Intermediate entries of the lower half are user-accessible.
         let pml4e = mem.read_u64(root).unwrap();

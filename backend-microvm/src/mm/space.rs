@@ -11,12 +11,21 @@
 
 use super::pagetable::{PageTables, PTE_ADDR, PTE_P, PTE_W};
 use super::vma::{VmaKind, VmaMap};
-use super::AddressSpace;
+use super::{AddressSpace, MapError};
 use crate::guest::layout::{direct_map, PAGE_SIZE, PML4_GPA, USER_TOP};
-use crate::memory::OutOfMemory;
+use crate::memory::{HeapCharge, OutOfMemory};
 
 /// Names an address space.
 pub(crate) type SpaceId = u32;
+
+/// Most mappings one address space may have (Linux's default `vm.max_map_count`):
+/// past it, calls that would add one fail with `ENOMEM`.
+pub(crate) const MAX_MAP_COUNT: usize = 65_530;
+
+/// What `n` mappings cost the VMM (the map's nodes, each mapping's record).
+pub(crate) fn vma_cost(n: usize) -> u64 {
+    n as u64 * 96
+}
 
 /// A space that is not current.
 #[derive(Debug)]
@@ -26,6 +35,7 @@ pub(crate) struct Parked {
     brk_start: u64,
     brk: u64,
     mmap_top: u64,
+    vma_charge: Option<HeapCharge>,
 }
 
 impl AddressSpace {
@@ -66,6 +76,7 @@ impl AddressSpace {
                 brk_start: 0,
                 brk: 0,
                 mmap_top: USER_TOP,
+                vma_charge: None,
             },
         );
         Ok(id)
@@ -94,6 +105,7 @@ impl AddressSpace {
             brk_start: std::mem::replace(&mut self.brk_start, next.brk_start),
             brk: std::mem::replace(&mut self.brk, next.brk),
             mmap_top: std::mem::replace(&mut self.mmap_top, next.mmap_top),
+            vma_charge: std::mem::replace(&mut self.vma_charge, next.vma_charge),
         };
         self.parked.insert(self.id, old);
         self.id = id;
@@ -102,15 +114,24 @@ impl AddressSpace {
 
     /// A copy of the current space (parked), its private pages shared copy-on-write:
     /// both sides lose write access to them until they write (see `fault`).
-    pub(crate) fn fork(&mut self) -> Result<SpaceId, OutOfMemory> {
+    pub(crate) fn fork(&mut self) -> Result<SpaceId, MapError> {
         let id = self.new_space()?;
         let child_pt = self.parked[&id].pt;
         let mut entries = Vec::new();
-        self.pt
+        let walked = self
+            .pt
             .for_each_mapped(&mut self.mem, 0, USER_TOP, |_, va, slot, pte| {
                 entries.push((va, slot, pte));
             });
-        for (va, slot, pte) in entries {
+        if walked.is_err() {
+            self.release(id);
+            return Err(MapError::Halted);
+        }
+        for (i, (va, slot, pte)) in entries.into_iter().enumerate() {
+            if i % 4096 == 4095 && crate::kick::must_stop() {
+                self.release(id);
+                return Err(MapError::Halted);
+            }
             let shared = matches!(
                 self.vmas.find(va).map(|(_, v)| &v.kind),
                 Some(VmaKind::SharedFile { .. })
@@ -118,7 +139,7 @@ impl AddressSpace {
             let child = if shared { pte } else { pte & !PTE_W };
             if let Err(e) = child_pt.map(&mut self.mem, va, child) {
                 self.release(id);
-                return Err(e);
+                return Err(e.into());
             }
             self.mem.share(pte & PTE_ADDR);
             if child != pte {
@@ -128,11 +149,39 @@ impl AddressSpace {
                 }
             }
         }
+        let charge = match HeapCharge::of(&self.mem.budget(), vma_cost(self.vmas.len())) {
+            Ok(c) => c,
+            Err(e) => {
+                self.release(id);
+                return Err(e.into());
+            }
+        };
         if let Some(p) = self.parked.get_mut(&id) {
             p.vmas = self.vmas.clone();
             (p.brk_start, p.brk, p.mmap_top) = (self.brk_start, self.brk, self.mmap_top);
+            p.vma_charge = Some(charge);
         }
         Ok(id)
+    }
+
+    /// Fails with `ENOMEM` when a call that may add up to two mappings (a split in
+    /// three) would pass [`MAX_MAP_COUNT`].
+    pub(crate) fn room_for_mappings(&self) -> Result<(), MapError> {
+        if self.vmas.len() + 2 > MAX_MAP_COUNT {
+            return Err(MapError::Errno(libc::ENOMEM));
+        }
+        Ok(())
+    }
+
+    /// Charges the current space's mappings to the sandbox's memory (after a call
+    /// that changed them): `ENOMEM` when the budget has no room.
+    pub(crate) fn account_mappings(&mut self) -> Result<(), MapError> {
+        let bytes = vma_cost(self.vmas.len());
+        let budget = self.mem.budget();
+        self.vma_charge
+            .get_or_insert_with(|| HeapCharge::new(&budget))
+            .set(bytes)
+            .map_err(|_| MapError::Errno(libc::ENOMEM))
     }
 
     /// Gives back everything of the parked space `id`: its frames (those shared with

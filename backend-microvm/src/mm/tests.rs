@@ -201,7 +201,8 @@ fn fork_shares_pages_copy_on_write() {
     assert!(!a.take_flush().is_empty(), "the parent lost write access");
     let after_fork = a.mem.used_bytes();
     assert!(after_fork > before, "page tables only");
-    assert!(after_fork - before < 8 * PAGE_SIZE);
+    // The child's page tables, and what the VMM's copy of its mappings costs.
+    assert!(after_fork - before < 9 * PAGE_SIZE);
 
     assert!(a.switch(child));
     assert_eq!(a.read_user_vec(at, 6).unwrap(), b"parent");

@@ -205,6 +205,11 @@ impl VmaMap {
         (gap_end >= bottom.saturating_add(len)).then(|| gap_end - len)
     }
 
+    /// How many mappings there are.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
     /// Every mapping, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Vma)> {
         self.map.iter().map(|(s, v)| (*s, v))

@@ -1,17 +1,17 @@
 //! File contents behind a mapping (`mmap`, an ELF segment): read on demand at page
 //! faults.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use super::host;
+use super::host::{self, HostFd};
 use super::ops::Opened;
 use super::tmpfs::TmpInode;
 use crate::mm::Backing;
 
 /// A host file's contents.
 #[derive(Debug)]
-pub(crate) struct HostBacking(pub(crate) OwnedFd);
+pub(crate) struct HostBacking(pub(crate) HostFd);
 
 impl Backing for HostBacking {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -4,9 +4,16 @@
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`: the host kernel never
 //! follows a symlink or `..` for the sandbox. The VFS walks symlinks itself, in the
 //! sandbox's namespace.
+//!
+//! Every host descriptor the VMM keeps for the sandbox (open files, directory and
+//! `O_PATH` handles, remembered lookups, file mappings) is a [`HostFd`], counted
+//! against the sandbox's budget ([`set_fd_budget`]): past it, opening one more fails
+//! with `ENFILE` in the guest, so a workload's descriptors cannot fill the table of
+//! the process that embeds the VMM (the caller's, shared with everything else it does).
 
+use std::cell::Cell;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::errno::{self, Errno};
 
@@ -54,8 +61,97 @@ fn host_mode(mode: u32) -> Result<u32, Errno> {
     }
 }
 
+thread_local! {
+    /// Host descriptors held for the sandbox this thread runs, and how many it may hold.
+    static FDS: Cell<(usize, usize)> = const { Cell::new((0, usize::MAX)) };
+}
+
+/// Sets how many host descriptors the sandbox run by the calling thread may hold.
+pub(crate) fn set_fd_budget(max: usize) {
+    FDS.with(|c| c.set((c.get().0, max)));
+}
+
+/// How many host descriptors the sandbox of the calling thread may hold.
+pub(crate) fn fd_budget() -> usize {
+    FDS.with(|c| c.get().1)
+}
+
+/// Takes one descriptor from the budget (before the host call that makes it).
+fn charge_fd() -> Result<(), Errno> {
+    FDS.with(|c| {
+        let (held, max) = c.get();
+        if held >= max {
+            return Err(errno::ENFILE);
+        }
+        c.set((held + 1, max));
+        Ok(())
+    })
+}
+
+fn release_fd() {
+    FDS.with(|c| {
+        let (held, max) = c.get();
+        c.set((held.saturating_sub(1), max));
+    });
+}
+
+/// A host descriptor held for the sandbox, counted against its budget until dropped.
+#[derive(Debug)]
+pub(crate) struct HostFd(OwnedFd);
+
+impl HostFd {
+    /// Makes a descriptor with `make` (a host call) if the budget has room for one.
+    fn make(make: impl FnOnce() -> Result<OwnedFd, Errno>) -> Result<HostFd, Errno> {
+        charge_fd()?;
+        match make() {
+            Ok(fd) => Ok(HostFd(fd)),
+            Err(e) => {
+                release_fd();
+                Err(e)
+            }
+        }
+    }
+
+    /// A descriptor made at setup (a mount's source), counted against the budget
+    /// (set before setup, large enough for the plan's mounts) but never refused.
+    pub(crate) fn setup(fd: OwnedFd) -> HostFd {
+        FDS.with(|c| {
+            let (held, max) = c.get();
+            c.set((held + 1, max));
+        });
+        HostFd(fd)
+    }
+
+    /// A second descriptor for the same open file (`F_DUPFD_CLOEXEC`), counted too.
+    pub(crate) fn try_clone(&self) -> Result<HostFd, Errno> {
+        HostFd::make(|| self.0.try_clone().map_err(|e| Errno::from_io(&e)))
+    }
+}
+
+impl Drop for HostFd {
+    fn drop(&mut self) {
+        release_fd();
+    }
+}
+
+impl AsRawFd for HostFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl AsFd for HostFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 /// `openat2(dir, name, flags, mode)` beneath `dir`, never following a symlink.
-pub(crate) fn openat2(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<OwnedFd, Errno> {
+pub(crate) fn openat2(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<HostFd, Errno> {
+    HostFd::make(|| openat2_raw(dir, name, flags, mode))
+}
+
+fn openat2_raw(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<OwnedFd, Errno> {
     let c = cname(name)?;
     // SAFETY: open_how is plain integers; all-zero is valid.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -86,13 +182,59 @@ pub(crate) fn openat2(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens the regular file `name` in `dir` for I/O (`flags`: access mode, `O_APPEND`,
+/// `O_TRUNC`, `O_CREAT`, `O_EXCL`). What the lookup saw may have been swapped for
+/// something else since (by a host process sharing the directory): the open is
+/// non-blocking, so a FIFO put there never blocks the vCPU thread, and what was opened
+/// must be a regular file, else `EACCES` (a host FIFO or device is never reached).
+pub(crate) fn open_file(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Result<HostFd, Errno> {
+    #[cfg(feature = "test-hooks")]
+    hooks::before_open(dir, name);
+    let fd = openat2(dir, name, flags | libc::O_NOFOLLOW | libc::O_NONBLOCK, mode)?;
+    if fstat(fd.as_raw_fd())?.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(errno::EACCES);
+    }
+    Ok(fd)
+}
+
+/// What the test hooks make host lookups do (feature `test-hooks`, this crate's tests
+/// only; see `linux/hooks.rs`).
+#[cfg(feature = "test-hooks")]
+pub(crate) mod hooks {
+    use std::cell::Cell;
+    use std::os::fd::RawFd;
+
+    thread_local! {
+        /// The next `open_file` first renames `NAME.fifo` over `NAME`: the swap a host
+        /// process could make between the VFS's lookup and its open.
+        static SWAP: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Arms the swap for the next `open_file` of the calling thread.
+    pub(crate) fn swap_before_next_open() {
+        SWAP.with(|s| s.set(true));
+    }
+
+    pub(super) fn before_open(dir: RawFd, name: &[u8]) {
+        if SWAP.with(|s| s.replace(false)) {
+            let fifo = [name, b".fifo"].concat();
+            let _ = super::rename(dir, &fifo, dir, name, 0);
+        }
+    }
+}
+
 /// An `O_PATH` handle on `name` in `dir` (the symlink itself when it is one).
-pub(crate) fn open_path(dir: RawFd, name: &[u8]) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_path(dir: RawFd, name: &[u8]) -> Result<HostFd, Errno> {
     openat2(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)
 }
 
 /// Opens a host path given by the policy (setup only; the host resolves it once).
-pub(crate) fn open_source(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+pub(crate) fn open_source(path: &std::path::Path) -> std::io::Result<HostFd> {
+    HostFd::make(|| open_source_raw(path).map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO))))
+        .map_err(|e| std::io::Error::from_raw_os_error(e.0))
+}
+
+fn open_source_raw(path: &std::path::Path) -> std::io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -166,6 +308,9 @@ pub(crate) fn read_dir(dir: RawFd) -> Result<Vec<HostDirent>, Errno> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
+        if crate::kick::must_stop() {
+            return Err(errno::EINTR); // a limit was reached: the run ends at the next turn
+        }
         // SAFETY: valid descriptor and buffer of the length passed.
         let n = unsafe {
             libc::syscall(

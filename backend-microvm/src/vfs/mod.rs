@@ -15,7 +15,7 @@ mod source;
 pub(crate) mod tmpfs;
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 pub(crate) use mount::{HostSource, Mount, MountError, MountTree};
@@ -24,6 +24,7 @@ pub(crate) use ops::{DirEntry, Opened};
 pub(crate) use setup::build;
 
 use crate::errno::{self, Errno};
+use host::HostFd;
 
 /// Longest path accepted.
 pub(crate) const PATH_MAX: usize = 4096;
@@ -117,12 +118,12 @@ pub(crate) struct Vfs {
 }
 
 /// Remembered lookups: (directory, name) to the subdirectory, or `None` when missing.
-type LookupCache = std::collections::HashMap<(DirKey, Vec<u8>), Option<Rc<OwnedFd>>>;
+type LookupCache = std::collections::HashMap<(DirKey, Vec<u8>), Option<Rc<HostFd>>>;
 
 /// A host directory handle as a map key: compared by identity (the key holds it, so
 /// the identity cannot be reused while the entry lives).
 #[derive(Debug, Clone)]
-struct DirKey(Rc<OwnedFd>);
+struct DirKey(Rc<HostFd>);
 
 impl PartialEq for DirKey {
     fn eq(&self, other: &Self) -> bool {
@@ -211,16 +212,18 @@ impl Vfs {
 
     /// A remembered lookup of `name` in the read-only host directory `dir`: `Some`
     /// of the subdirectory or of nothing (missing).
-    fn cached(&self, dir: &Rc<OwnedFd>, name: &[u8]) -> Option<Option<Rc<OwnedFd>>> {
+    fn cached(&self, dir: &Rc<HostFd>, name: &[u8]) -> Option<Option<Rc<HostFd>>> {
         self.lookups
             .borrow()
             .get(&(DirKey(Rc::clone(dir)), name.to_vec()))
             .cloned()
     }
 
-    fn remember(&self, dir: &Rc<OwnedFd>, name: &[u8], child: Option<Rc<OwnedFd>>) {
+    fn remember(&self, dir: &Rc<HostFd>, name: &[u8], child: Option<Rc<HostFd>>) {
         let mut c = self.lookups.borrow_mut();
-        if c.len() >= LOOKUP_CACHE {
+        // Each remembered subdirectory holds a host descriptor: a quarter of the
+        // sandbox's budget at most.
+        if c.len() >= LOOKUP_CACHE.min(host::fd_budget() / 4) {
             c.clear();
         }
         c.insert((DirKey(Rc::clone(dir)), name.to_vec()), child);

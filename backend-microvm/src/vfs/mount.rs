@@ -1,12 +1,12 @@
 //! The mount tree: which sandbox paths show what, built once from the plan.
 
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 use std::rc::Rc;
 
 use sandbox_core::PlannedMount;
 
+use super::host::HostFd;
 use super::node::{DevKind, Node};
 use super::tmpfs::TmpInode;
 
@@ -16,7 +16,7 @@ pub(crate) enum Mount {
     /// A host directory.
     HostDir {
         /// `O_PATH` handle.
-        fd: Rc<OwnedFd>,
+        fd: Rc<HostFd>,
         /// Read-only.
         ro: bool,
         /// Mount number.
@@ -25,11 +25,11 @@ pub(crate) enum Mount {
     /// A host file.
     HostFile {
         /// `O_PATH` handle of its directory.
-        dir: Rc<OwnedFd>,
+        dir: Rc<HostFd>,
         /// Its name there.
         name: Rc<[u8]>,
         /// `O_PATH` handle of the file.
-        fd: Rc<OwnedFd>,
+        fd: Rc<HostFd>,
         /// Read-only.
         ro: bool,
         /// Mount number.
@@ -101,7 +101,7 @@ pub(crate) struct MountTree {
 #[derive(Debug, Clone)]
 pub(crate) struct HostSource {
     /// `O_PATH` handle.
-    pub(crate) fd: Rc<OwnedFd>,
+    pub(crate) fd: Rc<HostFd>,
     /// Read-only.
     pub(crate) ro: bool,
     /// A directory (else a file).

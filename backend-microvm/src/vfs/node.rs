@@ -1,9 +1,9 @@
 //! What a path can lead to, and its metadata.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use super::host;
+use super::host::{self, HostFd};
 use super::overlay::{Lower, OvlDir};
 use super::proc::ProcNode;
 use super::tmpfs::TmpInode;
@@ -176,7 +176,7 @@ pub(crate) enum Node {
     /// A host directory.
     HostDir {
         /// `O_PATH` handle.
-        fd: Rc<OwnedFd>,
+        fd: Rc<HostFd>,
         /// Read-only mount.
         ro: bool,
         /// Which mount (renames and links stay inside one).
@@ -185,11 +185,11 @@ pub(crate) enum Node {
     /// A host non-directory (file, symlink, device...).
     HostFile {
         /// `O_PATH` handle of its directory.
-        dir: Rc<OwnedFd>,
+        dir: Rc<HostFd>,
         /// Its name there.
         name: Rc<[u8]>,
         /// `O_PATH` handle of the file itself.
-        fd: Rc<OwnedFd>,
+        fd: Rc<HostFd>,
         /// Read-only mount.
         ro: bool,
         /// Which mount.

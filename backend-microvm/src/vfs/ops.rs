@@ -4,9 +4,10 @@
 //! renamed (`EBUSY`).
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
+use super::host::HostFd;
 use super::tmpfs::{TmpData, TmpFs, TmpInode};
 use super::{host, DevKind, Entry, Location, Node, Time, Vfs};
 use crate::errno::{self, Errno};
@@ -16,7 +17,7 @@ use crate::pipe::Pipe;
 #[derive(Debug)]
 pub(crate) enum Opened {
     /// A host regular file.
-    Host(OwnedFd),
+    Host(HostFd),
     /// A host directory (listing only).
     HostDir,
     /// A tmpfs file or directory.
@@ -145,12 +146,7 @@ impl Vfs {
                     return Err(errno::EACCES);
                 }
                 let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC;
-                Opened::Host(host::openat2(
-                    dir.as_raw_fd(),
-                    name,
-                    (flags & keep) | libc::O_NOFOLLOW,
-                    0,
-                )?)
+                Opened::Host(host::open_file(dir.as_raw_fd(), name, flags & keep, 0)?)
             }
             Node::Tmp(t) => {
                 if let Some(p) = t.fifo() {
@@ -186,10 +182,10 @@ impl Vfs {
                 if l.kind != libc::S_IFREG {
                     return Err(errno::EACCES);
                 }
-                Opened::Host(host::openat2(
+                Opened::Host(host::open_file(
                     l.dir.as_raw_fd(),
                     &l.name,
-                    libc::O_RDONLY | libc::O_NOFOLLOW,
+                    libc::O_RDONLY,
                     0,
                 )?)
             }
@@ -209,12 +205,7 @@ impl Vfs {
             Node::HostDir { fd, ro, mnt } => {
                 let keep =
                     libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL;
-                let file = host::openat2(
-                    fd.as_raw_fd(),
-                    name,
-                    (flags & keep) | libc::O_NOFOLLOW,
-                    mode,
-                )?;
+                let file = host::open_file(fd.as_raw_fd(), name, flags & keep, mode)?;
                 let path = host::open_path(fd.as_raw_fd(), name)?;
                 let node = Node::HostFile {
                     dir: fd,
@@ -657,7 +648,7 @@ impl Vfs {
             Node::HostFile {
                 dir, name, kind, ..
             } if *kind == libc::S_IFREG => {
-                let f = host::openat2(dir.as_raw_fd(), name, libc::O_WRONLY | libc::O_NOFOLLOW, 0)?;
+                let f = host::open_file(dir.as_raw_fd(), name, libc::O_WRONLY, 0)?;
                 host::ftruncate(f.as_raw_fd(), len)
             }
             _ => Err(errno::EINVAL),

@@ -11,17 +11,17 @@
 //! provide is `EXDEV`, as overlayfs without `redirect_dir` answers (`mv` copies then).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use super::host;
+use super::host::{self, HostFd};
 use super::tmpfs::{TmpData, TmpFs, TmpInode};
 use super::{DirEntry, Meta};
 use crate::errno::{self, Errno};
 
 /// What the layers show under a name: the directories that merge there (topmost
 /// first), or the non-directory.
-type LowerView = (Vec<Rc<OwnedFd>>, Option<Rc<Lower>>);
+type LowerView = (Vec<Rc<HostFd>>, Option<Rc<Lower>>);
 
 /// Largest file copied up into the upper layer (it is held in memory).
 const MAX_COPY_UP: u64 = 1 << 30;
@@ -43,7 +43,7 @@ pub(crate) struct OvlDir {
     /// Its path from the root, by component.
     path: Rc<[Rc<[u8]>]>,
     /// The layers' directories at that path, topmost first (none below an opaque one).
-    lowers: Rc<[Rc<OwnedFd>]>,
+    lowers: Rc<[Rc<HostFd>]>,
 }
 
 /// A non-directory that only a layer provides (writes copy it up first).
@@ -54,9 +54,9 @@ pub(crate) struct Lower {
     /// Its name there.
     pub(crate) name: Rc<[u8]>,
     /// The layer directory holding it (`O_PATH`).
-    pub(crate) dir: Rc<OwnedFd>,
+    pub(crate) dir: Rc<HostFd>,
     /// The file itself (`O_PATH`).
-    pub(crate) fd: Rc<OwnedFd>,
+    pub(crate) fd: Rc<HostFd>,
     /// Type bits.
     pub(crate) kind: u32,
 }
@@ -77,7 +77,7 @@ fn is_whiteout(m: &Meta) -> bool {
 }
 
 /// Whether a layer directory is marked opaque.
-fn opaque(dir: &OwnedFd) -> Result<bool, Errno> {
+fn opaque(dir: &HostFd) -> Result<bool, Errno> {
     let d = host::openat2(dir.as_raw_fd(), b".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     Ok(host::get_xattr(d.as_raw_fd(), c"user.overlay.opaque")?.as_deref() == Some(&b"y"[..]))
 }
@@ -85,7 +85,7 @@ fn opaque(dir: &OwnedFd) -> Result<bool, Errno> {
 impl Overlay {
     /// The root of an image whose layers are `layers` (opened, lowest first), with an
     /// upper layer whose root is `upper`.
-    pub(crate) fn root(layers: &[Rc<OwnedFd>], upper: Rc<TmpInode>, owner: (u32, u32)) -> OvlDir {
+    pub(crate) fn root(layers: &[Rc<HostFd>], upper: Rc<TmpInode>, owner: (u32, u32)) -> OvlDir {
         let mut lowers = Vec::new();
         for l in layers.iter().rev() {
             lowers.push(Rc::clone(l));
@@ -456,12 +456,7 @@ impl Lower {
             if meta.size > MAX_COPY_UP {
                 return Err(errno::EFBIG);
             }
-            let file = host::openat2(
-                self.dir.as_raw_fd(),
-                &self.name,
-                libc::O_RDONLY | libc::O_NOFOLLOW,
-                0,
-            )?;
+            let file = host::open_file(self.dir.as_raw_fd(), &self.name, libc::O_RDONLY, 0)?;
             let mut off = 0u64;
             let mut buf = vec![0u8; 256 * 1024];
             loop {

@@ -124,7 +124,7 @@ impl Sources {
                     }
                 };
                 let report = report("directory", access, Some(ids), note);
-                let fd = Rc::new(fd);
+                let fd = Rc::new(host::HostFd::setup(fd));
                 Ok(Some(HostMount {
                     mount: Mount::HostDir {
                         fd: Rc::clone(&fd),
@@ -187,7 +187,7 @@ impl Sources {
         let fd = Rc::new(fd);
         Ok(HostMount {
             mount: Mount::HostFile {
-                dir: Rc::new(dir),
+                dir: Rc::new(host::HostFd::setup(dir)),
                 name: name.as_bytes().into(),
                 fd: Rc::clone(&fd),
                 ro,

@@ -1,5 +1,9 @@
 //! The sandbox's in-memory /tmp: bounded by `tmp_size` and charged against guest
 //! memory (its data counts as the sandbox's memory, as a tmpfs does in a cgroup).
+//! What the VMM keeps besides the data is charged too: each directory entry (its name,
+//! the inode, a symlink's target; see [`entry_cost`]) is charged to its directory
+//! while there, so a million empty files or long symlinks cost the sandbox's memory,
+//! not the host's (ENOSPC once the budget is spent, as a full tmpfs answers).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -8,7 +12,7 @@ use std::rc::Rc;
 use super::{Meta, Time};
 use crate::errno::{self, Errno};
 use crate::guest::layout::PAGE_SIZE;
-use crate::memory::Budget;
+use crate::memory::{Budget, HeapCharge};
 use crate::pipe::Pipe;
 
 /// What a tmpfs inode holds.
@@ -44,6 +48,8 @@ pub(crate) struct TmpInode {
     /// File seals (`F_ADD_SEALS`): a file that is not a sealable memfd has
     /// `F_SEAL_SEAL`, as on Linux's shmem.
     pub(crate) seals: Cell<u32>,
+    /// A directory: what its entries cost (see [`entry_cost`]).
+    names: RefCell<HeapCharge>,
     fs: Rc<TmpFs>,
 }
 
@@ -59,6 +65,19 @@ pub(crate) const F_SEAL_WRITE: u32 = 0x8;
 pub(crate) const F_SEAL_FUTURE_WRITE: u32 = 0x10;
 /// `F_SEAL_EXEC`: the execute bits never change.
 pub(crate) const F_SEAL_EXEC: u32 = 0x20;
+
+/// What a directory entry costs the VMM besides its name: the map's node, the inode and
+/// its metadata (an estimate on the safe side).
+const ENTRY_COST: u64 = 256;
+
+/// What the entry `name` for `node` costs while it is in a directory.
+fn entry_cost(name: &[u8], node: &TmpInode) -> u64 {
+    let target = match &*node.data.borrow() {
+        TmpData::Link(t) => t.len() as u64,
+        _ => 0,
+    };
+    ENTRY_COST + name.len() as u64 + target
+}
 
 impl Drop for TmpInode {
     fn drop(&mut self) {
@@ -112,6 +131,7 @@ impl TmpFs {
             times: Cell::new([now; 3]),
             opaque: Cell::new(false),
             seals: Cell::new(F_SEAL_SEAL),
+            names: RefCell::new(HeapCharge::new(&fs.budget)),
             fs: Rc::clone(fs),
         })
     }
@@ -311,6 +331,7 @@ impl TmpInode {
         if m.contains_key(name) {
             return Err(errno::EEXIST);
         }
+        self.charge_entry(entry_cost(name, &node))?;
         if node.is_dir() {
             self.nlink.set(self.nlink.get() + 1);
         }
@@ -351,6 +372,7 @@ impl TmpInode {
         }
         m.remove(name);
         drop(guard);
+        self.uncharge_entry(entry_cost(name, &node));
         if node.is_dir() {
             self.nlink.set(self.nlink.get().saturating_sub(1));
         }
@@ -367,6 +389,9 @@ impl TmpInode {
         };
         let node = m.remove(name);
         drop(guard);
+        if let Some(n) = &node {
+            self.uncharge_entry(entry_cost(name, n));
+        }
         self.touch(true);
         node
     }
@@ -389,13 +414,30 @@ impl TmpInode {
                 _ => {}
             }
         }
+        let old_cost = m.get(name).map_or(0, |o| entry_cost(name, o));
+        self.charge_entry(entry_cost(name, &node))?;
         let old = m.insert(name.to_vec(), node);
         drop(guard);
+        self.uncharge_entry(old_cost);
         if let Some(o) = &old {
             o.nlink.set(o.nlink.get().saturating_sub(1));
         }
         self.touch(true);
         Ok(old)
+    }
+
+    /// Charges a new entry of this directory (ENOSPC when the budget is spent).
+    fn charge_entry(&self, cost: u64) -> Result<(), Errno> {
+        let mut c = self.names.borrow_mut();
+        let now = c.bytes();
+        c.set(now.saturating_add(cost)).map_err(|_| errno::ENOSPC)
+    }
+
+    /// Gives back what an entry of this directory cost.
+    fn uncharge_entry(&self, cost: u64) {
+        let mut c = self.names.borrow_mut();
+        let now = c.bytes();
+        let _ = c.set(now.saturating_sub(cost));
     }
 
     /// Sets the permission bits.
@@ -431,10 +473,36 @@ mod tests {
         drop(f);
         assert_eq!(
             mem.used_bytes(),
-            before - 2 * PAGE_SIZE,
-            "data pages go back"
+            before - 3 * PAGE_SIZE,
+            "data pages go back, and what the entry cost"
         );
         assert_eq!(root.fs().used(), 0);
+    }
+
+    /// Names, inodes and symlink targets are charged to the memory budget while they
+    /// are in a directory: creating entries until the budget is spent gives ENOSPC,
+    /// and removing them gives it all back.
+    #[test]
+    fn entries_are_charged_to_the_budget() {
+        let mem = Memory::new(2 << 20).unwrap();
+        let root = TmpFs::create(1 << 20, mem.budget(), (1000, 1000));
+        let start = mem.used_bytes();
+        let target = vec![b'x'; 4000];
+        let mut made = 0;
+        let err = loop {
+            let link = TmpFs::inode(root.fs(), TmpData::Link(target.clone()), 0o777);
+            match root.insert(format!("l{made}").as_bytes(), link) {
+                Ok(()) => made += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, errno::ENOSPC);
+        let free = (2 << 20) - start;
+        assert!(made > 0 && (made as u64) * 4000 <= free, "{made} links");
+        for i in 0..made {
+            root.remove(format!("l{i}").as_bytes(), false).unwrap();
+        }
+        assert_eq!(mem.used_bytes(), start, "all of it went back");
     }
 
     #[test]

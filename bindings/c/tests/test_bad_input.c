@@ -73,7 +73,7 @@ static void option_arguments(void) {
   CHECK_INVALID("stdin data is NULL", hsb_run_options_set_stdin(opts, NULL, 5, &err));
   CHECK_INVALID("mount host path is NULL", hsb_run_options_add_mount(opts, NULL, "/x", 0, &err));
   CHECK_INVALID("must not be empty", hsb_run_options_add_mount(opts, "/tmp", "", 0, &err));
-  CHECK_INVALID("none or loopback", hsb_run_options_set_network(opts, "wifi", &err));
+  CHECK_INVALID("none, loopback or egress", hsb_run_options_set_network(opts, "wifi", &err));
   CHECK_INVALID("unknown unit", hsb_run_options_set_limit(opts, "memory", "12 parsecs", &err));
   CHECK_INVALID("limit wall_time", hsb_run_options_set_limit(opts, "wall_time", "soon", &err));
   CHECK_INVALID("limit pids", hsb_run_options_set_limit(opts, "pids", "-1", &err));

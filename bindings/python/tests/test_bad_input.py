@@ -49,7 +49,7 @@ def test_bad_argv(sandbox: hs.Sandbox, argv: Any, exc: type, words: str) -> None
         ({"pids": -1}, ValueError, "pids"),
         ({"isolation": "vm"}, ValueError, "container, microvm or auto"),
         ({"isolation": 3}, TypeError, "isolation must be a str"),
-        ({"network": "wifi"}, ValueError, "none or loopback"),
+        ({"network": "wifi"}, ValueError, "none, loopback or egress"),
         ({"env": {"A": 1}}, TypeError, "must be a str, not int"),
         ({"env": {"A=B": "x"}}, ValueError, "without '='"),
         ({"env": {"": "x"}}, ValueError, "non-empty"),

@@ -83,8 +83,40 @@ fn userns(owner: (u32, u32), to: (u32, u32)) -> std::io::Result<OwnedFd> {
         // allocation. It holds the namespace alive until the parent closes its end of
         // the pipe (or dies).
         let mut b = 0u8;
-        // SAFETY: a raw close of a descriptor this copy of the process owns.
-        unsafe { libc::syscall(libc::SYS_close, w.as_raw_fd()) };
+        // It keeps no descriptor but its end of the pipe: a copy of another thread's
+        // pipe (a concurrent fork's, a sandbox's start pipe) held here would keep that
+        // pipe's reader from ever seeing its end (two such children, each holding the
+        // other's pipe, waited for each other forever).
+        let keep = r.as_raw_fd() as libc::c_uint;
+        if keep > 0 {
+            // SAFETY: a raw close_range on this copy's own descriptor table.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    0 as libc::c_uint,
+                    keep - 1,
+                    0 as libc::c_uint,
+                )
+            };
+        }
+        // SAFETY: as above.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                keep + 1,
+                libc::c_uint::MAX,
+                0 as libc::c_uint,
+            )
+        };
+        // And it dies with the thread that made it.
+        // SAFETY: a raw prctl with integer arguments.
+        unsafe {
+            libc::syscall(
+                libc::SYS_prctl,
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+            )
+        };
         // SAFETY: a raw read of one byte into a stack buffer.
         unsafe { libc::syscall(libc::SYS_read, r.as_raw_fd(), &mut b as *mut u8, 1usize) };
         loop {
@@ -108,10 +140,21 @@ fn userns(owner: (u32, u32), to: (u32, u32)) -> std::io::Result<OwnedFd> {
     })
     .and_then(|_| std::fs::File::open(format!("{proc}/ns/user")).map(OwnedFd::from));
     drop(w);
+    // Whatever else holds the pipe, the child ends now.
+    // SAFETY: a pidfd we own names our child; a NULL siginfo sends a plain SIGKILL.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
     // SAFETY: an all-zero siginfo_t is a valid out-parameter.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: waiting on a pidfd we own; waitid writes only into `info`. The child
-    // exits as soon as the pipe is closed (above).
+    // was killed (above).
     unsafe {
         libc::waitid(
             libc::P_PIDFD,

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::{Location, PolicyError};
+use super::netspec::{FloorNetworkKey, FloorNetworkSpec};
 use super::schema::{FloorRequireSpec, FloorSpec};
 use crate::image_limits::ImageLimits;
 use crate::limits::Limits;
@@ -131,9 +132,9 @@ impl Floor {
                 min_isolation: a.min_isolation.max(b.min_isolation),
                 require: a.require.iter().chain(&b.require).cloned().collect(),
                 limits: (!limits.is_empty()).then_some(limits),
-                network: match (a.network, b.network) {
-                    (Some(Network::None), _) | (_, Some(Network::None)) => Some(Network::None),
-                    (x, y) => x.or(y),
+                network: match (&a.network, &b.network) {
+                    (Some(x), Some(y)) => Some(FloorNetworkKey(stricter_network(&x.0, &y.0))),
+                    (x, y) => x.clone().or(y.clone()),
                 },
                 mounts_allowed: intersect(&a.mounts_allowed, &b.mounts_allowed),
                 rw_mounts_allowed: intersect(&a.rw_mounts_allowed, &b.rw_mounts_allowed),
@@ -228,11 +229,16 @@ impl Floor {
                 ));
             }
         }
-        if let (Some(Network::Loopback), Some(Network::None)) = (w.network, self.spec.network) {
-            return Err(err(
-                "network",
-                "loopback is not allowed; the floor allows no network".into(),
-            ));
+        if let (Some(asked), Some(max)) = (w.network, self.max_network()) {
+            if asked > max {
+                return Err(err(
+                    "network",
+                    format!(
+                        "{asked} is not allowed; the floor allows {}",
+                        super::egress::allows(max)
+                    ),
+                ));
+            }
         }
         if let Some(req) = w.isolation {
             if let (Some(i), Some((min, why))) =
@@ -349,12 +355,22 @@ impl Floor {
         self.spec.image_limits.unwrap_or_default()
     }
 
+    /// The most network the floor allows.
+    pub(crate) fn max_network(&self) -> Option<Network> {
+        self.spec.network.as_ref().and_then(|n| n.0.mode)
+    }
+
+    /// The floor's network table (allowlist cap, added deny rules, ...).
+    pub(crate) fn network(&self) -> Option<&FloorNetworkSpec> {
+        self.spec.network.as_ref().map(|n| &n.0)
+    }
+
     /// The network a policy file's value becomes.
     pub(crate) fn clamp_network(&self, n: Network) -> (Network, Option<String>) {
-        match (n, self.spec.network) {
-            (Network::Loopback, Some(Network::None)) => (
-                Network::None,
-                Some("operator floor: network lowered from loopback to none".into()),
+        match self.max_network() {
+            Some(max) if n > max => (
+                max,
+                Some(format!("operator floor: network lowered from {n} to {max}")),
             ),
             _ => (n, None),
         }
@@ -380,6 +396,46 @@ impl Floor {
     /// The floor as JSON (for `explain`).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.spec).unwrap_or_default()
+    }
+}
+
+/// The stricter of two floors' network tables: the lesser mode, allowlists intersected,
+/// deny rules and exposable ports combined, each switch off if either is.
+fn stricter_network(a: &FloorNetworkSpec, b: &FloorNetworkSpec) -> FloorNetworkSpec {
+    use crate::network::HostRule;
+    let allow = match (&a.allow, &b.allow) {
+        (Some(x), Some(y)) => {
+            let within = |r: &HostRule, list: &[HostRule]| list.iter().any(|o| r.covered_by(o));
+            let mut out: Vec<HostRule> = x.iter().filter(|r| within(r, y)).cloned().collect();
+            out.extend(y.iter().filter(|r| within(r, x)).cloned());
+            out.sort();
+            out.dedup();
+            Some(out)
+        }
+        (x, y) => x.clone().or(y.clone()),
+    };
+    let deny = match (&a.deny, &b.deny) {
+        (Some(x), Some(y)) => Some(x.iter().chain(y).cloned().collect()),
+        (x, y) => x.clone().or(y.clone()),
+    };
+    let expose = match (&a.expose, &b.expose) {
+        (Some(x), Some(y)) => Some(x.iter().filter(|p| y.contains(p)).copied().collect()),
+        (x, y) => x.clone().or(y.clone()),
+    };
+    let and = |x: Option<bool>, y: Option<bool>| match (x, y) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (x, y) => x.or(y),
+    };
+    FloorNetworkSpec {
+        mode: match (a.mode, b.mode) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        },
+        allow,
+        deny,
+        expose,
+        secrets: and(a.secrets, b.secrets),
+        overrides: and(a.overrides, b.overrides),
     }
 }
 

@@ -4,8 +4,11 @@
 //! `[profiles.NAME]`. Layering: built-in values < `[defaults]` < the profile < per-run
 //! options. See the README's "Policy files" section for the format.
 
+mod egress;
 mod error;
 mod floor;
+mod locate;
+mod netspec;
 mod schema;
 mod validate;
 
@@ -35,6 +38,8 @@ pub struct Policy {
     origin: String,
     file: PolicyFile,
     floor: Option<Floor>,
+    /// The TOML text, to find where a key is written when an error names it.
+    text: Option<std::sync::Arc<str>>,
 }
 
 /// A profile after layering: what a run starts from before per-run options.
@@ -117,7 +122,10 @@ impl Policy {
     /// Reads a policy from TOML text; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         let file: PolicyFile = parse_toml(text, origin)?;
-        Policy::from_parsed(file, origin)
+        let mut p =
+            Policy::from_parsed(file, origin).map_err(|e| locate_in(e, Some(text), origin))?;
+        p.text = Some(text.into());
+        Ok(p)
     }
 
     /// Reads a policy from JSON text of the same structure as the TOML format.
@@ -143,6 +151,7 @@ impl Policy {
             origin: origin.to_string(),
             file,
             floor,
+            text: None,
         })
     }
 
@@ -224,7 +233,11 @@ impl Policy {
             description: spec.description.clone(),
             isolation: spec.isolation.unwrap_or(IsolationRequest::Container),
             limits: spec.limits.clone().unwrap_or_default(),
-            network: spec.network.unwrap_or_default(),
+            network: spec
+                .network
+                .as_ref()
+                .and_then(|n| n.0.mode)
+                .unwrap_or_default(),
             seccomp_action: spec
                 .seccomp
                 .as_ref()
@@ -242,6 +255,16 @@ impl Policy {
     /// Like [`Policy::resolve`], under an operator floor besides the policy's own (the
     /// stricter of the two applies).
     pub fn resolve_with_floor(
+        &self,
+        w: &Workload,
+        host: &HostSupport,
+        extra: Option<&Floor>,
+    ) -> Result<Plan, PolicyError> {
+        self.resolve_inner(w, host, extra)
+            .map_err(|e| locate_in(e, self.text.as_deref(), &self.origin))
+    }
+
+    fn resolve_inner(
         &self,
         w: &Workload,
         host: &HostSupport,
@@ -317,6 +340,7 @@ impl Policy {
         }
 
         let mut env: BTreeMap<String, String> = BTreeMap::new();
+        // (set mutably below when the egress network adds its variables)
         env.insert("PATH".into(), crate::DEFAULT_PATH.into());
         env.extend(spec.env.clone().unwrap_or_default());
         env.extend(w.env.clone());
@@ -324,7 +348,11 @@ impl Policy {
         let network = match w.network {
             Some(n) => n,
             None => {
-                let n = spec.network.unwrap_or_default();
+                let n = spec
+                    .network
+                    .as_ref()
+                    .and_then(|n| n.0.mode)
+                    .unwrap_or_default();
                 match &floor {
                     Some(f) => {
                         let (n, note) = f.clamp_network(n);
@@ -335,6 +363,42 @@ impl Policy {
                 }
             }
         };
+        let mut egress_plan = None;
+        if network == crate::types::Network::Egress {
+            let raw = self.file.profiles.get(&profile);
+            let network_key = match raw.and_then(|p| p.network.as_ref()) {
+                Some(_) => format!("profiles.{profile}"),
+                None => "defaults".to_string(),
+            };
+            let secrets_key = egress::secret_origins(&profile, &self.file.profiles);
+            let res = egress::resolve(
+                &spec,
+                w,
+                floor.as_ref(),
+                &egress::Origins {
+                    network_key,
+                    secrets_key: &secrets_key,
+                    policy: &self.origin,
+                },
+            )?;
+            for (k, v, force) in res.env {
+                if force {
+                    env.insert(k, v);
+                } else {
+                    env.entry(k).or_insert(v);
+                }
+            }
+            preamble.extend(res.notes);
+            egress_plan = Some(res.plan);
+        } else if !w.egress.is_empty() {
+            return Err(PolicyError::InvalidRunOption {
+                option: "network".into(),
+                message: format!(
+                    "--allow, --deny, --expose and --secret need the egress network, but it is \
+                     `{network}`: add --network egress (or set mode = \"egress\" in the profile)"
+                ),
+            });
+        }
         let mut seccomp_action = spec
             .seccomp
             .as_ref()
@@ -371,6 +435,7 @@ impl Policy {
             mounts,
             limits,
             network,
+            egress: egress_plan,
             seccomp_action,
             landlock,
             hostname: spec.hostname.clone().unwrap_or_else(|| "sandbox".into()),
@@ -404,6 +469,38 @@ impl Policy {
         .map_err(PolicyError::Selection)?;
         plan.decision = decision;
         Ok(plan)
+    }
+}
+
+/// Fills in the line and column of an error that names a key of the policy's own text.
+fn locate_in(e: PolicyError, text: Option<&str>, origin: &str) -> PolicyError {
+    match (e, text) {
+        (
+            PolicyError::Invalid {
+                location,
+                key,
+                message,
+            },
+            Some(text),
+        ) if location.line.is_none() && location.origin == origin => {
+            let (line, column) = match locate::key_offset(text, &key) {
+                Some(off) => {
+                    let (l, c) = line_col(text, off);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            PolicyError::Invalid {
+                location: Location {
+                    line,
+                    column,
+                    ..location
+                },
+                key,
+                message,
+            }
+        }
+        (e, _) => e,
     }
 }
 
@@ -463,3 +560,6 @@ fn strip_json_position(msg: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod egress_tests;

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::netspec::{FloorNetworkKey, NetworkKey, SecretSpec};
 use crate::image_limits::ImageLimits;
 use crate::limits::Limits;
 use crate::plan::LandlockMode;
-use crate::types::{Isolation, IsolationRequest, Network, SeccompAction};
+use crate::types::{Isolation, IsolationRequest, SeccompAction};
 use crate::workload::Mount;
 
 /// The whole file.
@@ -72,9 +73,10 @@ pub(crate) struct FloorSpec {
     /// Maximum limits; a run without a limit gets the maximum.
     #[serde(default)]
     pub(crate) limits: Option<Limits>,
-    /// The most network allowed (`none` forbids loopback).
+    /// The most network allowed (`none` forbids loopback), as a mode or a table with
+    /// the allowlist runs may not widen.
     #[serde(default)]
-    pub(crate) network: Option<Network>,
+    pub(crate) network: Option<FloorNetworkKey>,
     /// Host paths (globs; a match also allows what is below) that may be mounted.
     #[serde(default)]
     pub(crate) mounts_allowed: Option<Vec<String>>,
@@ -128,9 +130,12 @@ pub(crate) struct ProfileSpec {
     /// Environment, added to the defaults'.
     #[serde(default)]
     pub(crate) env: Option<BTreeMap<String, String>>,
-    /// `none` or `loopback`.
+    /// `none`, `loopback` or `egress` (then a table with the rules).
     #[serde(default)]
-    pub(crate) network: Option<Network>,
+    pub(crate) network: Option<NetworkKey>,
+    /// Secrets the broker injects for approved hosts; added to the defaults'.
+    #[serde(default)]
+    pub(crate) secrets: Option<BTreeMap<String, SecretSpec>>,
     /// Seccomp settings.
     #[serde(default)]
     pub(crate) seccomp: Option<SeccompSpec>,
@@ -163,7 +168,6 @@ impl ProfileSpec {
             description,
             isolation,
             fallback,
-            network,
             landlock,
             cwd,
             hostname,
@@ -181,6 +185,15 @@ impl ProfileSpec {
             out.mounts
                 .get_or_insert_with(Vec::new)
                 .extend(m.iter().cloned());
+        }
+        if let Some(n) = &over.network {
+            let base = out.network.take().unwrap_or_default();
+            out.network = Some(NetworkKey(base.0.layered(&n.0)));
+        }
+        if let Some(s) = &over.secrets {
+            out.secrets
+                .get_or_insert_with(BTreeMap::new)
+                .extend(s.clone());
         }
         if let Some(e) = &over.env {
             out.env.get_or_insert_with(BTreeMap::new).extend(e.clone());

@@ -111,6 +111,11 @@ pub(crate) fn policy(file: &PolicyFile, origin: &str) -> Result<(), PolicyError>
                 });
             }
         }
+        super::egress::check_profile(&spec).map_err(|(k, message)| PolicyError::Invalid {
+            location: loc(),
+            key: format!("{key}.{k}"),
+            message,
+        })?;
         if let Some(floor) = &file.floor {
             floor_contradictions(floor, &spec).map_err(|(k, message)| PolicyError::Invalid {
                 location: loc(),
@@ -155,7 +160,7 @@ pub(crate) fn policy(file: &PolicyFile, origin: &str) -> Result<(), PolicyError>
 /// A profile that asks for less than the floor in the same file: a contradiction the
 /// author should fix (a floor from another file clamps instead).
 fn floor_contradictions(floor: &FloorSpec, spec: &ProfileSpec) -> Result<(), (String, String)> {
-    use crate::types::{Isolation, IsolationRequest, Network};
+    use crate::types::{Isolation, IsolationRequest};
     if let Some(max) = &floor.limits {
         if let Some(l) = &spec.limits {
             let mut clamped = l.clone();
@@ -185,12 +190,7 @@ fn floor_contradictions(floor: &FloorSpec, spec: &ProfileSpec) -> Result<(), (St
             ));
         }
     }
-    if let (Some(Network::Loopback), Some(Network::None)) = (spec.network, floor.network) {
-        return Err((
-            "network".into(),
-            "asks for loopback, but the floor in the same file allows no network".into(),
-        ));
-    }
+    super::egress::floor_contradictions(floor, spec)?;
     if let (Some(IsolationRequest::Container), Some(Isolation::MicroVm)) =
         (spec.isolation, floor.min_isolation)
     {
@@ -321,7 +321,7 @@ pub(crate) fn limits_consistent(l: &Limits) -> Result<(), String> {
     Ok(())
 }
 
-fn env_entry(k: &str, v: &str) -> Result<(), String> {
+pub(crate) fn env_entry(k: &str, v: &str) -> Result<(), String> {
     if k.is_empty() || k.contains('=') || k.contains('\0') {
         return Err(format!(
             "`{k}` is not a valid variable name (empty, or contains `=` or NUL)"

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use hybrid_sandbox::network::{HostRule, SecretRequest};
 use hybrid_sandbox::{ByteSize, ImageLimits, IsolationRequest, Need, Network};
 
 #[derive(Debug, Parser)]
@@ -166,9 +167,26 @@ pub(crate) struct RunArgs {
     /// Output limit (stdout and stderr together), e.g. 1MiB.
     #[arg(long, value_name = "SIZE", value_parser = size)]
     pub(crate) output: Option<ByteSize>,
-    /// Network: none (no interface) or loopback.
+    /// Network: none (no interface), loopback, or egress (the outside world through the
+    /// egress broker, by the policy's rules and these flags).
     #[arg(long, value_name = "MODE")]
     pub(crate) network: Option<Network>,
+    /// Egress: allow a destination, HOST[:PORT] (a name, *.suffix, an IPv4 address or
+    /// network); added to the profile's rules.
+    #[arg(long = "allow", value_name = "HOST[:PORT]")]
+    pub(crate) allow: Vec<HostRule>,
+    /// Egress: deny a destination, HOST[:PORT] (deny wins over allow).
+    #[arg(long = "deny", value_name = "HOST[:PORT]")]
+    pub(crate) deny: Vec<HostRule>,
+    /// Egress: make a port the sandbox listens on reachable from the host at
+    /// 127.0.0.1:<port chosen by hsb> (reported on stderr and in the outcome).
+    #[arg(long = "expose", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) expose: Vec<u16>,
+    /// Egress: a secret for the sandbox's variable NAME, its value taken from hsb's own
+    /// variable ENV; the sandbox sees a placeholder, the broker sends the value only to
+    /// the HOSTs.
+    #[arg(long = "secret", value_name = "NAME=ENV@HOST[,HOST...]", value_parser = SecretRequest::parse_spec)]
+    pub(crate) secrets: Vec<SecretRequest>,
     /// File the workload reads on stdin (`-` for hsb's own stdin); /dev/null when absent.
     #[arg(long, value_name = "FILE")]
     pub(crate) stdin: Option<PathBuf>,

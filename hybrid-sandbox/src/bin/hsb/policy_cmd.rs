@@ -72,6 +72,7 @@ fn explain(args: ExplainArgs) -> i32 {
             "image_limits": plan.image_limits,
             "mounts": plan.mounts,
             "network": plan.network,
+            "egress": plan.egress,
             "seccomp_action": plan.seccomp_action,
             "landlock": plan.landlock,
             "env": plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
@@ -99,6 +100,33 @@ fn explain(args: ExplainArgs) -> i32 {
         );
     }
     println!("network:   {}", plan.network);
+    if let Some(e) = &plan.egress {
+        for r in &e.allow {
+            println!("  allow    {}", r.describe());
+        }
+        for r in &e.deny {
+            println!("  deny     {}", r.describe());
+        }
+        for p in &e.expose {
+            println!("  expose   {p}");
+        }
+        for s in &e.secrets {
+            let hosts: Vec<String> = s.hosts.iter().map(|h| h.to_string()).collect();
+            println!(
+                "  secret   {} for {} ({})",
+                s.name,
+                hosts.join(", "),
+                s.origin
+            );
+        }
+        for (name, addrs) in &e.hosts {
+            let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+            println!("  host     {name} -> {}", shown.join(", "));
+        }
+        if let Some(d) = e.dns {
+            println!("  dns      {d}");
+        }
+    }
     println!(
         "seccomp:   {} on forbidden calls",
         plan.seccomp_action.as_str()

@@ -55,6 +55,10 @@ fn workload(args: &RunArgs) -> Result<Workload, String> {
     w.profile = args.workload.clone();
     w.isolation = args.isolation;
     w.network = args.network;
+    w.egress.allow = args.allow.clone();
+    w.egress.deny = args.deny.clone();
+    w.egress.expose = args.expose.clone();
+    w.egress.secrets = args.secrets.clone();
     for n in &args.needs {
         w = w.need(*n);
     }
@@ -121,6 +125,11 @@ fn note_ending(o: &Outcome) {
         CpuLimit => "CPU-time limit reached".into(),
         PidsLimit => "process limit reached; the sandbox was killed".into(),
         OutputLimit => "output limit reached; the sandbox was killed".into(),
+        // In the micro-VM the workload makes no host syscall: the VMM did (a bug in
+        // it, or an attack on it), and its stderr says which call.
+        PolicyViolation if o.isolation == hybrid_sandbox::Isolation::MicroVm => {
+            "the micro-VM's VMM made a host system call off its seccomp allowlist (a VMM fault, not the workload's); the run was ended".into()
+        }
         PolicyViolation => "the workload made a forbidden system call and was killed".into(),
         Killed => "killed".into(),
     };
@@ -212,6 +221,12 @@ async fn execute(
 ) -> Result<Outcome, Error> {
     let streaming_stdin = w.stdin == Stdin::Stream;
     let mut exec = sandbox.spawn(w).await?;
+    for p in exec.exposed_ports() {
+        eprintln!(
+            "hsb: the sandbox's port {} is at {}",
+            p.sandbox_port, p.host
+        );
+    }
     if streaming_stdin {
         if let Some(writer) = exec.take_stdin() {
             // hsb's own stdin, read on a thread (stdin may be a terminal).
