@@ -249,6 +249,16 @@ impl Kernel {
         }
     }
 
+    /// A write that moved `done` bytes and now waits for room: where it goes on from
+    /// when tried again, and what others wait for has changed (the bytes it wrote are
+    /// there to read: a reader waiting for them is tried again, or both would wait
+    /// for ever).
+    pub(crate) fn block_part_way(&mut self, done: u64, b: super::Block) -> SysErr {
+        self.task.partial = done;
+        self.stirred = true;
+        SysErr::Block(b)
+    }
+
     /// Bytes an interrupted write of this syscall already moved (a blocking write to a
     /// pipe that waits for room part way): the syscall goes on from there when it is
     /// tried again, and answers that count if a signal ends the wait.
@@ -318,8 +328,7 @@ impl Kernel {
                 let n = match self.sink_write(file, &data, at.map(|o| o + done)) {
                     Ok(n) => n as u64,
                     Err(SysErr::Block(b)) if done > 0 && waits_for_all => {
-                        self.task.partial = done;
-                        return Err(SysErr::Block(b));
+                        return Err(self.block_part_way(done, b));
                     }
                     Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => return Ok(done),
                     Err(e) => return Err(e),

@@ -178,8 +178,7 @@ impl Kernel {
             match self.write_pipe(end, &data[done..], nonblock, nosignal) {
                 Ok(n) => done += n,
                 Err(SysErr::Block(b)) if done > 0 && waits_for_all => {
-                    self.task.partial = done as u64;
-                    return Err(SysErr::Block(b));
+                    return Err(self.block_part_way(done as u64, b));
                 }
                 Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => break,
                 Err(e) => return Err(e),
