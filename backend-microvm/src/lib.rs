@@ -36,6 +36,7 @@
 //! guest itself at CPL0, followed by a CR3 reload, before user mode runs again: PVM's
 //! shadow paging only notices guest writes, and a VT-x/AMD-V TLB may hold the old entry.
 
+mod abi;
 mod backend;
 mod confine;
 mod errno;
@@ -46,6 +47,7 @@ mod linux;
 mod loader;
 mod memory;
 mod mm;
+mod pipe;
 mod probe;
 mod sandbox;
 mod stdio;
@@ -60,3 +62,59 @@ pub mod fuzzing;
 
 pub use backend::MicroVmBackend;
 pub use support::{syscall_table, Support, SyscallSupport};
+
+/// The layering of the modules, checked on the sources: the filesystem (`vfs`) and
+/// the personality (`linux`) do not import each other's insides (the personality
+/// uses the filesystem; the filesystem knows nothing of processes or syscalls), and
+/// the pieces both use (`pipe`, `errno`, the ABI types of `abi`) depend on neither.
+#[cfg(test)]
+mod layering {
+    use std::path::Path;
+
+    fn sources(rel: &str) -> Vec<(String, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(rel);
+        let mut out = Vec::new();
+        let mut stack = vec![root];
+        while let Some(p) = stack.pop() {
+            if p.is_dir() {
+                for e in std::fs::read_dir(&p).expect("read_dir") {
+                    stack.push(e.expect("entry").path());
+                }
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&p).expect("read");
+                out.push((p.display().to_string(), text));
+            }
+        }
+        assert!(!out.is_empty(), "no sources under {rel}");
+        out
+    }
+
+    fn forbid(rel: &str, modules: &[&str]) {
+        for (file, text) in sources(rel) {
+            for m in modules {
+                for pat in [
+                    format!("crate::{m}"),
+                    format!("super::{m}::"),
+                    format!("super::super::{m}"),
+                ] {
+                    assert!(
+                        !text.contains(&pat),
+                        "{file} uses `{pat}`: {rel} must not depend on {m}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vfs_does_not_reach_into_the_personality() {
+        forbid("vfs", &["linux", "vcpu", "sandbox", "backend"]);
+    }
+
+    #[test]
+    fn shared_pieces_depend_on_neither() {
+        forbid("pipe.rs", &["linux", "vfs"]);
+        forbid("abi", &["linux", "vfs", "mm"]);
+        forbid("errno.rs", &["linux", "vfs"]);
+    }
+}

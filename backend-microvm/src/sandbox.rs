@@ -318,7 +318,7 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
         Stop::Timeout => (Termination::Timeout, None, Some(libc::SIGKILL)),
         Stop::Killed => (Termination::Killed, None, Some(libc::SIGKILL)),
         Stop::Violation(nr) => {
-            let name = crate::linux::names::syscall_name(nr as u64);
+            let name = crate::linux::dispatch::syscall_name(nr as u64);
             tracing::error!(syscall = %name, "the VMM thread made a host syscall off its allowlist");
             // Said where every caller (CLI, C, Python) reads it, as the run's last words.
             let note = format!(

@@ -152,7 +152,7 @@ fuzz_target!(|data: &[u8]| {
         match ops.u8() % 16 {
             0..=11 => {
                 let raw = ops.u16();
-                let nr = if raw >= 0xff00 { ops.u64() } else { u64::from(raw) % 460 };
+                let nr = if raw >= 0xff00 { ops.u64() } else { u64::from(raw) % 480 };
                 let mut a = [0u64; 6];
                 for x in &mut a {
                     *x = ops.arg(&results);

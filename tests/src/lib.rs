@@ -1,6 +1,8 @@
 //! Helpers shared by the integration suites: test programs compiled from
 //! `tests/programs/*.c`, sandboxes, and host-side checks.
 
+pub mod compat_doc;
+pub mod differential;
 pub mod image;
 pub mod net;
 

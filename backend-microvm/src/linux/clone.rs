@@ -10,6 +10,7 @@ use super::task::{Process, Task, Wait};
 use super::{Block, Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
 use crate::errno;
 use crate::memory::HeapCharge;
+use crate::mm::UserPtr;
 
 const CSIGNAL: u64 = 0xff;
 const CLONE_VM: u64 = 0x100;
@@ -92,15 +93,26 @@ impl Kernel {
 
     fn clone_task(&mut self, cpu: &mut dyn Cpu, ctx: &UserCtx, args: CloneArgs) -> SysResult {
         let f = args.flags;
+        let thread = f & CLONE_THREAD != 0;
+        // Linux's copy_process checks, in its order: invalid combinations are EINVAL
+        // before a namespace is refused (EPERM, as the container's filter does).
+        const CLONE_NEWNS: u64 = 0x0002_0000;
+        const CLONE_NEWUSER: u64 = 0x1000_0000;
+        const CLONE_NEWPID: u64 = 0x2000_0000;
+        if f & (CLONE_NEWNS | CLONE_FS) == CLONE_NEWNS | CLONE_FS
+            || f & (CLONE_NEWUSER | CLONE_FS) == CLONE_NEWUSER | CLONE_FS
+            || (thread && f & CLONE_SIGHAND == 0)
+            || (f & CLONE_SIGHAND != 0 && f & CLONE_VM == 0)
+            || (thread && f & (CLONE_NEWUSER | CLONE_NEWPID) != 0)
+            || (f & CLONE_PIDFD != 0 && f & CLONE_DETACHED != 0)
+        {
+            return Err(errno::EINVAL.into());
+        }
         if f & CLONE_NEW != 0 {
             return Err(errno::EPERM.into());
         }
         if f & CLONE_PIDFD != 0 {
             return Err(self.unsupported("clone(CLONE_PIDFD)", errno::EINVAL));
-        }
-        let thread = f & CLONE_THREAD != 0;
-        if (thread && f & CLONE_SIGHAND == 0) || (f & CLONE_SIGHAND != 0 && f & CLONE_VM == 0) {
-            return Err(errno::EINVAL.into());
         }
         if !thread && f & (CLONE_FILES | CLONE_FS | CLONE_SIGHAND) != 0 {
             // Sharing these between processes is not offered (threads share them all).
@@ -150,6 +162,9 @@ impl Kernel {
         child.gs_base = cpu.gs_base()?;
         child.fpu = Some(cpu.save_fpu()?);
         child.mask = self.task.mask;
+        child.nice = self.task.nice;
+        child.policy = self.task.policy;
+        child.ioprio = self.task.ioprio;
         if f & CLONE_VM == 0 || f & CLONE_VFORK != 0 {
             child.altstack = self.task.altstack;
         }
@@ -157,12 +172,12 @@ impl Kernel {
             child.clear_tid = args.child_tid;
         }
         if f & CLONE_PARENT_SETTID != 0 {
-            self.mm.write_u32(args.parent_tid, tid)?;
+            self.mm.write(UserPtr::<u32>::new(args.parent_tid), &tid)?;
         }
         if f & CLONE_CHILD_SETTID != 0 {
             let cur = self.mm.space();
             self.mm.switch(space);
-            let r = self.mm.write_u32(args.child_tid, tid);
+            let r = self.mm.write(UserPtr::<u32>::new(args.child_tid), &tid);
             self.mm.switch(cur);
             r?;
         }
@@ -201,6 +216,11 @@ impl Kernel {
                 stopped: None,
                 stop_report: None,
                 continued: false,
+                rlimits: p.rlimits,
+                dumpable: p.dumpable,
+                subreaper: false,
+                persona: p.persona,
+                membarrier: 0,
             };
             self.procs.insert(tid, proc);
         }

@@ -1,13 +1,206 @@
-//! The syscall table: each x86-64 number to its handler (unknown ones to `ENOSYS`,
-//! counted; the calls Linux refuses an unprivileged user to `EPERM`).
+//! The syscall table's machinery: what a row is ([`Syscall`]), how a call reaches its
+//! handler ([`Kernel::dispatch`]), names for traces and reports. The rows themselves
+//! are `table.rs`, one per x86-64 number, as gVisor keeps its syscall table: the one
+//! place that says which numbers exist, what they are called, who answers them and
+//! how well (the public `syscall_table()`, the counted `unimplemented_syscalls` and
+//! the generated part of `docs/compat.md` all read it).
+//!
+//! Adding a syscall is one row (`full(nr, "name", |k, c| k.sys_name(..))`) plus its
+//! handler in the file of its family.
 
-use std::time::Duration;
+use std::borrow::Cow;
 
-use super::{misc, names, Cpu, Kernel, SysResult, UserCtx};
-use crate::errno::{self, Errno};
+use super::table::TABLE;
+use super::{Cpu, Kernel, SysResult, UserCtx};
+use crate::errno;
+use crate::mm::UserPtr;
+
+/// How a row is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    /// Implemented as Linux does it.
+    Full,
+    /// Implemented, with variants refused (counted when used) or behaviour that
+    /// differs: the note says which.
+    Partial,
+    /// `EPERM`, as Linux answers an unprivileged user (the container's filter too).
+    Refused,
+    /// `ENOSYS`, counted in the outcome's `unimplemented_syscalls`.
+    Enosys,
+}
+
+/// A syscall as the calling task made it: its number, its six arguments, and the CPU
+/// state the few calls that change registers need.
+pub(crate) struct Call<'a> {
+    /// The vCPU state beyond the general registers (FS base, FPU).
+    pub(crate) cpu: &'a mut dyn Cpu,
+    /// The user-mode registers the task resumes with.
+    pub(crate) ctx: &'a mut UserCtx,
+    /// The syscall number.
+    pub(crate) nr: u64,
+    /// `rdi, rsi, rdx, r10, r8, r9`.
+    pub(crate) a: [u64; 6],
+}
+
+impl Call<'_> {
+    /// Argument `i` as a pointer to a `T` of the workload.
+    pub(crate) fn ptr<T>(&self, i: usize) -> UserPtr<T> {
+        UserPtr::new(self.a[i])
+    }
+
+    /// Argument `i` as a C `int` (Linux reads only the low 32 bits), sign-extended.
+    pub(crate) fn int(&self, i: usize) -> i64 {
+        i64::from(self.a[i] as i32)
+    }
+}
+
+/// A handler: the kernel and the call; the result goes to `rax`.
+pub(crate) type Handler = fn(&mut Kernel, &mut Call<'_>) -> SysResult;
+
+/// One row of the table.
+#[derive(Clone, Copy)]
+pub(crate) struct Syscall {
+    /// The x86-64 number.
+    pub(crate) nr: u32,
+    /// Its name (as in the kernel's `syscall_64.tbl`).
+    pub(crate) name: &'static str,
+    /// How well it is answered.
+    pub(crate) level: Level,
+    /// What differs from Linux, or why it is refused (empty: nothing to say).
+    pub(crate) note: &'static str,
+    /// Who answers it (`None` for refused and `ENOSYS` rows).
+    pub(crate) handler: Option<Handler>,
+    /// Made again after a handler installed with `SA_RESTART` (when it blocked).
+    pub(crate) restart: bool,
+}
+
+impl std::fmt::Debug for Syscall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syscall")
+            .field("nr", &self.nr)
+            .field("name", &self.name)
+            .field("level", &self.level)
+            .field("note", &self.note)
+            .finish()
+    }
+}
+
+/// A row answered by `handler`, as Linux does.
+pub(crate) const fn full(nr: u32, name: &'static str, handler: Handler) -> Syscall {
+    Syscall {
+        nr,
+        name,
+        level: Level::Full,
+        note: "",
+        handler: Some(handler),
+        restart: false,
+    }
+}
+
+/// A row answered by `handler`, with the differences from Linux in `note`.
+pub(crate) const fn partial(
+    nr: u32,
+    name: &'static str,
+    note: &'static str,
+    handler: Handler,
+) -> Syscall {
+    Syscall {
+        nr,
+        name,
+        level: Level::Partial,
+        note,
+        handler: Some(handler),
+        restart: false,
+    }
+}
+
+/// A row answered `EPERM`, as Linux answers an unprivileged user; `why` says what it
+/// would need.
+pub(crate) const fn refused(nr: u32, name: &'static str, why: &'static str) -> Syscall {
+    Syscall {
+        nr,
+        name,
+        level: Level::Refused,
+        note: why,
+        handler: None,
+        restart: false,
+    }
+}
+
+/// A row answered `ENOSYS` and counted.
+pub(crate) const fn enosys(nr: u32, name: &'static str) -> Syscall {
+    Syscall {
+        nr,
+        name,
+        level: Level::Enosys,
+        note: "",
+        handler: None,
+        restart: false,
+    }
+}
+
+impl Syscall {
+    /// The same row with a note (for full rows: a remark, not a difference).
+    pub(crate) const fn note(mut self, note: &'static str) -> Syscall {
+        self.note = note;
+        self
+    }
+
+    /// The same row, restarted after an `SA_RESTART` handler.
+    pub(crate) const fn restarts(mut self) -> Syscall {
+        self.restart = true;
+        self
+    }
+}
+
+/// The highest number of the table.
+pub(crate) const MAX_NR: usize = 469;
+
+/// Row index of each number (`u16::MAX`: Linux assigns none), built and checked at
+/// compile time: the rows must be in increasing order, without duplicates, in range.
+static INDEX: [u16; MAX_NR + 1] = {
+    let mut index = [u16::MAX; MAX_NR + 1];
+    let mut i = 0;
+    while i < TABLE.len() {
+        let nr = TABLE[i].nr as usize;
+        assert!(nr <= MAX_NR, "a syscall number beyond MAX_NR");
+        assert!(
+            i == 0 || TABLE[i - 1].nr < TABLE[i].nr,
+            "table rows out of order or repeated"
+        );
+        let handled = TABLE[i].handler.is_some();
+        let answered = matches!(TABLE[i].level, Level::Full | Level::Partial);
+        assert!(
+            handled == answered,
+            "a row's handler does not match its level"
+        );
+        index[nr] = i as u16;
+        i += 1;
+    }
+    index
+};
+
+/// The row of syscall `nr`.
+pub(crate) fn lookup(nr: u64) -> Option<&'static Syscall> {
+    let i = *INDEX.get(usize::try_from(nr).ok()?)?;
+    TABLE.get(usize::from(i))
+}
+
+/// The name of syscall `nr`, or `syscall_<nr>` when Linux assigns none.
+pub(crate) fn syscall_name(nr: u64) -> Cow<'static, str> {
+    match lookup(nr) {
+        Some(s) => Cow::Borrowed(s.name),
+        None => Cow::Owned(format!("syscall_{nr}")),
+    }
+}
+
+/// Whether `nr` is made again after a handler installed with `SA_RESTART`.
+pub(crate) fn restartable(nr: u64) -> bool {
+    lookup(nr).is_some_and(|s| s.restart)
+}
 
 impl Kernel {
-    #[allow(non_upper_case_globals)]
+    /// Answers syscall `nr` of the current task through its row of the table.
     pub(crate) fn dispatch(
         &mut self,
         cpu: &mut dyn Cpu,
@@ -15,266 +208,91 @@ impl Kernel {
         nr: u64,
         a: [u64; 6],
     ) -> SysResult {
+        #[cfg(feature = "test-hooks")]
+        if nr == super::hooks::TEST_HOOK as u64 {
+            return self.sys_test_hook(a[0], a[1]);
+        }
+        let Some(row) = lookup(nr) else {
+            return self.enosys(nr);
+        };
+        match (row.handler, row.level) {
+            (Some(handler), _) => {
+                self.current = Some(row);
+                let r = handler(self, &mut Call { cpu, ctx, nr, a });
+                self.current = None;
+                r
+            }
+            (None, Level::Refused) => Err(errno::EPERM.into()),
+            (None, _) => self.enosys(nr),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_linux_numbers() {
+        assert_eq!(syscall_name(0), "read");
+        assert_eq!(syscall_name(59), "execve");
+        assert_eq!(syscall_name(231), "exit_group");
+        assert_eq!(syscall_name(334), "rseq");
+        assert_eq!(syscall_name(335), "syscall_335");
+        assert_eq!(syscall_name(424), "pidfd_send_signal");
+        assert_eq!(syscall_name(452), "fchmodat2");
+        assert_eq!(syscall_name(462), "mseal");
+        assert_eq!(syscall_name(469), "file_setattr");
+        assert_eq!(syscall_name(470), "syscall_470");
+        assert_eq!(syscall_name(u64::MAX), format!("syscall_{}", u64::MAX));
+    }
+
+    #[test]
+    fn names_agree_with_the_libc_crate() {
         use libc::*;
-        let n = nr as c_long;
-        match n {
-            SYS_read => self.sys_read(a[0], a[1], a[2]),
-            SYS_write => self.sys_write(a[0], a[1], a[2]),
-            SYS_open => self.sys_openat(AT_FDCWD as u64, a[0], a[1], a[2]),
-            SYS_close => self.sys_close(a[0]),
-            SYS_stat => self.sys_newfstatat(AT_FDCWD as u64, a[0], a[1], 0),
-            SYS_fstat => self.sys_fstat(a[0], a[1]),
-            SYS_lstat => {
-                self.sys_newfstatat(AT_FDCWD as u64, a[0], a[1], AT_SYMLINK_NOFOLLOW as u64)
+        for (nr, name) in [
+            (SYS_read, "read"),
+            (SYS_rt_sigreturn, "rt_sigreturn"),
+            (SYS_clone3, "clone3"),
+            (SYS_futex_waitv, "futex_waitv"),
+            (SYS_set_mempolicy_home_node, "set_mempolicy_home_node"),
+            (SYS_fchmodat2, "fchmodat2"),
+            (SYS_mseal, "mseal"),
+            (SYS_statx, "statx"),
+            (SYS_openat2, "openat2"),
+        ] {
+            assert_eq!(syscall_name(nr as u64), name);
+        }
+    }
+
+    #[test]
+    fn every_row_is_answered_as_its_level_says() {
+        for row in TABLE.iter() {
+            assert_eq!(
+                row.handler.is_some(),
+                matches!(row.level, Level::Full | Level::Partial),
+                "{}",
+                row.name
+            );
+            if row.level == Level::Partial {
+                assert!(!row.note.is_empty(), "partial {} needs a note", row.name);
             }
-            SYS_poll => self.sys_poll(a[0], a[1], a[2] as i32 as i64),
-            SYS_lseek => self.sys_lseek(a[0], a[1] as i64, a[2]),
-            SYS_mmap => self.sys_mmap(a),
-            SYS_mprotect => self.sys_mprotect(a[0], a[1], a[2]),
-            SYS_munmap => self.sys_munmap(a[0], a[1]),
-            SYS_brk => self.sys_brk(a[0]),
-            SYS_rt_sigaction => self.sys_rt_sigaction(a[0], a[1], a[2], a[3]),
-            SYS_rt_sigprocmask => self.sys_rt_sigprocmask(a[0], a[1], a[2], a[3]),
-            SYS_rt_sigreturn => self.sys_rt_sigreturn(cpu, ctx),
-            SYS_ioctl => self.sys_ioctl(a[0], a[1], a[2]),
-            SYS_pread64 => self.sys_pread(a[0], a[1], a[2], a[3]),
-            SYS_pwrite64 => self.sys_pwrite(a[0], a[1], a[2], a[3]),
-            SYS_readv => self.sys_readv(a[0], a[1], a[2], None),
-            SYS_writev => self.sys_writev(a[0], a[1], a[2], None),
-            SYS_preadv => self.sys_readv(a[0], a[1], a[2], Some(a[3])),
-            SYS_pwritev => self.sys_writev(a[0], a[1], a[2], Some(a[3])),
-            SYS_access => self.sys_faccessat(AT_FDCWD as u64, a[0], a[1], 0),
-            SYS_pipe => self.sys_pipe2(a[0], 0),
-            SYS_select => self.sys_select(a[0], a[1], a[2], a[3], a[4], false),
-            SYS_sched_yield => Ok(0),
-            SYS_mremap => self.sys_mremap(a),
-            SYS_msync => Ok(0),
-            SYS_mincore => self.sys_mincore(a[0], a[1], a[2]),
-            SYS_madvise => self.sys_madvise(a[0], a[1], a[2]),
-            SYS_dup => self.sys_dup(a[0]),
-            SYS_dup2 => self.sys_dup3(a[0], a[1], 0, true),
-            SYS_pause => self.sys_pause(),
-            SYS_nanosleep => self.sys_nanosleep(a[0], a[1]),
-            SYS_alarm => self.sys_alarm(a[0]),
-            SYS_getitimer => self.sys_getitimer(a[0], a[1]),
-            SYS_setitimer => self.sys_setitimer(a[0], a[1], a[2]),
-            SYS_getpid => Ok(u64::from(self.proc.pid)),
-            SYS_sendfile => self.sys_sendfile(a[0], a[1], a[2], a[3]),
-            SYS_exit => self.sys_exit(a[0]),
-            SYS_exit_group => self.sys_exit_group(a[0]),
-            SYS_wait4 => self.sys_wait4(a[0] as i32 as i64, a[1], a[2], a[3]),
-            SYS_waitid => self.sys_waitid(a[0], a[1], a[2], a[3], a[4]),
-            SYS_kill => self.sys_kill(a[0] as i32 as i64, a[1]),
-            SYS_uname => self.sys_uname(a[0]),
-            SYS_fcntl => self.sys_fcntl(a[0], a[1], a[2]),
-            SYS_flock => self.proc.files.get(a[0]).map(|_| 0).map_err(Into::into),
-            SYS_fsync | SYS_fdatasync => self.sys_fsync(a[0], n == SYS_fdatasync),
-            SYS_truncate => self.sys_truncate(a[0], a[1]),
-            SYS_ftruncate => self.sys_ftruncate(a[0], a[1]),
-            SYS_getdents64 => self.sys_getdents64(a[0], a[1], a[2]),
-            SYS_getcwd => self.sys_getcwd(a[0], a[1]),
-            SYS_chdir => self.sys_chdir(a[0]),
-            SYS_fchdir => self.sys_fchdir(a[0]),
-            SYS_rename => self.sys_renameat2(AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0),
-            SYS_mkdir => self.sys_mkdirat(AT_FDCWD as u64, a[0], a[1]),
-            SYS_rmdir => self.sys_unlinkat(AT_FDCWD as u64, a[0], AT_REMOVEDIR as u64),
-            SYS_creat => self.sys_openat(
-                AT_FDCWD as u64,
-                a[0],
-                (O_CREAT | O_WRONLY | O_TRUNC) as u64,
-                a[1],
-            ),
-            SYS_link => self.sys_linkat(AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0),
-            SYS_unlink => self.sys_unlinkat(AT_FDCWD as u64, a[0], 0),
-            SYS_symlink => self.sys_symlinkat(a[0], AT_FDCWD as u64, a[1]),
-            SYS_readlink => self.sys_readlinkat(AT_FDCWD as u64, a[0], a[1], a[2]),
-            SYS_chmod => self.sys_fchmodat(AT_FDCWD as u64, a[0], a[1], 0),
-            SYS_fchmod => self.sys_fchmod(a[0], a[1]),
-            SYS_chown | SYS_lchown => self.sys_chown(Some((AT_FDCWD as u64, a[0])), a[1], a[2]),
-            SYS_fchown => self
-                .sys_chown(None, a[1], a[2])
-                .and_then(|v| self.proc.files.get(a[0]).map(|_| v).map_err(Into::into)),
-            SYS_fchownat => self.sys_chown(Some((a[0], a[1])), a[2], a[3]),
-            SYS_umask => {
-                let old = self.proc.umask;
-                self.proc.umask = a[0] as u32 & 0o777;
-                Ok(u64::from(old))
+            if row.level == Level::Refused {
+                assert!(!row.note.is_empty(), "refused {} needs a reason", row.name);
             }
-            SYS_gettimeofday => self.sys_gettimeofday(a[0]),
-            SYS_getrlimit => self.sys_prlimit(0, a[0], 0, a[1]),
-            SYS_setrlimit => self.sys_prlimit(0, a[0], a[1], 0),
-            SYS_prlimit64 => self.sys_prlimit(a[0], a[1], a[2], a[3]),
-            SYS_getrusage => self.sys_getrusage(a[0], a[1]),
-            SYS_sysinfo => self.sys_sysinfo(a[0]),
-            SYS_times => self.sys_times(a[0]),
-            SYS_getuid | SYS_geteuid => Ok(u64::from(self.user.0)),
-            SYS_getgid | SYS_getegid => Ok(u64::from(self.user.1)),
-            SYS_getresuid => self.sys_getres(a, self.user.0),
-            SYS_getresgid => self.sys_getres(a, self.user.1),
-            SYS_setuid | SYS_setgid | SYS_setreuid | SYS_setregid | SYS_setresuid
-            | SYS_setresgid | SYS_setgroups | SYS_setfsuid | SYS_setfsgid => self.sys_setid(n, a),
-            SYS_getgroups => self.sys_getgroups(a[0], a[1]),
-            SYS_getppid => Ok(u64::from(self.proc.ppid)),
-            SYS_getpgrp => Ok(u64::from(self.proc.pgid)),
-            SYS_getpgid => self.sys_getpgid(a[0]),
-            SYS_getsid => self.sys_getsid(a[0]),
-            SYS_setpgid => self.sys_setpgid(a[0], a[1]),
-            SYS_setsid => self.sys_setsid(),
-            SYS_rt_sigpending => self.sys_rt_sigpending(a[0], a[1]),
-            SYS_rt_sigsuspend => self.sys_rt_sigsuspend(a[0], a[1]),
-            SYS_rt_sigtimedwait => self.sys_rt_sigtimedwait(a[0], a[1], a[2], a[3]),
-            SYS_sigaltstack => self.sys_sigaltstack(a[0], a[1]),
-            SYS_statfs => self.sys_statfs(Some(a[0]), None, a[1]),
-            SYS_fstatfs => self.sys_statfs(None, Some(a[0]), a[1]),
-            SYS_getpriority => Ok(20),
-            SYS_setpriority => Ok(0),
-            SYS_sched_getaffinity => self.sys_sched_getaffinity(a[1], a[2]),
-            SYS_sched_setaffinity => Ok(0),
-            SYS_sched_getscheduler | SYS_sched_getparam => Ok(0),
-            SYS_prctl => self.sys_prctl(a),
-            SYS_arch_prctl => self.sys_arch_prctl(cpu, a[0], a[1]),
-            SYS_gettid => Ok(u64::from(self.task.tid)),
-            SYS_time => self.sys_time(a[0]),
-            SYS_futex => self.sys_futex(a),
-            SYS_set_tid_address => {
-                self.task.clear_tid = a[0];
-                Ok(u64::from(self.task.tid))
-            }
-            SYS_set_robust_list => Ok(0),
-            SYS_clock_gettime => self.sys_clock_gettime(a[0], a[1]),
-            SYS_clock_getres => self.sys_clock_getres(a[0], a[1]),
-            SYS_clock_nanosleep => self.sys_clock_nanosleep(a[0], a[1], a[2], a[3]),
-            SYS_tgkill => self.sys_tgkill(a[0] as i32 as i64, a[1] as i32 as i64, a[2]),
-            SYS_tkill => self.sys_tgkill(-1, a[0] as i32 as i64, a[1]),
-            SYS_openat => self.sys_openat(a[0], a[1], a[2], a[3]),
-            SYS_openat2 => self.sys_openat2(a[0], a[1], a[2], a[3]),
-            SYS_mkdirat => self.sys_mkdirat(a[0], a[1], a[2]),
-            SYS_newfstatat => self.sys_newfstatat(a[0], a[1], a[2], a[3]),
-            SYS_unlinkat => self.sys_unlinkat(a[0], a[1], a[2]),
-            SYS_renameat => self.sys_renameat2(a[0], a[1], a[2], a[3], 0),
-            SYS_renameat2 => self.sys_renameat2(a[0], a[1], a[2], a[3], a[4]),
-            SYS_linkat => self.sys_linkat(a[0], a[1], a[2], a[3], a[4]),
-            SYS_symlinkat => self.sys_symlinkat(a[0], a[1], a[2]),
-            SYS_readlinkat => self.sys_readlinkat(a[0], a[1], a[2], a[3]),
-            SYS_fchmodat => self.sys_fchmodat(a[0], a[1], a[2], 0),
-            SYS_faccessat => self.sys_faccessat(a[0], a[1], a[2], 0),
-            SYS_faccessat2 => self.sys_faccessat(a[0], a[1], a[2], a[3]),
-            SYS_pselect6 => self.sys_select(a[0], a[1], a[2], a[3], a[4], true),
-            SYS_ppoll => self.sys_ppoll(a[0], a[1], a[2]),
-            SYS_utimensat => self.sys_utimensat(a[0], a[1], a[2], a[3]),
-            SYS_utimes => self.sys_utimes(a[0], a[1]),
-            SYS_fallocate => self.sys_fallocate(a[0], a[1], a[2], a[3]),
-            SYS_dup3 => self.sys_dup3(a[0], a[1], a[2], false),
-            SYS_pipe2 => self.sys_pipe2(a[0], a[1]),
-            SYS_getrandom => self.sys_getrandom(a[0], a[1], a[2]),
-            SYS_statx => self.sys_statx(a[0], a[1], a[2], a[3], a[4]),
-            SYS_membarrier => Ok(0),
-            SYS_copy_file_range => Err(errno::EXDEV.into()),
-            SYS_fadvise64 => self.proc.files.get(a[0]).map(|_| 0).map_err(Into::into),
-            SYS_socket => self.sys_socket(a[0]),
-            SYS_socketpair => self.sys_socketpair(a[0], a[1], a[2], a[3]),
-            SYS_sendto => self.sys_sendto(a[0], a[1], a[2], a[3], a[4], a[5]),
-            SYS_recvfrom => self.sys_recvfrom(a[0], a[1], a[2], a[3], a[4], a[5]),
-            SYS_sendmsg => self.sys_sendmsg(a[0], a[1], a[2]),
-            SYS_recvmsg => self.sys_recvmsg(a[0], a[1], a[2]),
-            SYS_shutdown => self.sys_shutdown(a[0], a[1]),
-            SYS_getsockname | SYS_getpeername => self.sys_getsockname(a[0], a[1], a[2]),
-            SYS_getsockopt => self.sys_getsockopt(a[0], a[1], a[2], a[3], a[4]),
-            SYS_setsockopt => self.sys_setsockopt(a[0], a[1]),
-            SYS_bind | SYS_listen | SYS_accept | SYS_accept4 => self
-                .sys_getsockname(a[0], 0, 0)
-                .and(Err(errno::EINVAL.into())),
-            SYS_connect => self
-                .sys_getsockname(a[0], 0, 0)
-                .and(Err(errno::EISCONN.into())),
-            SYS_epoll_create => {
-                if a[0] as i32 <= 0 {
-                    Err(errno::EINVAL.into())
-                } else {
-                    self.sys_epoll_create1(0)
-                }
-            }
-            SYS_epoll_create1 => self.sys_epoll_create1(a[0]),
-            SYS_epoll_ctl => self.sys_epoll_ctl(a[0], a[1], a[2], a[3]),
-            SYS_epoll_wait | SYS_epoll_pwait => {
-                let t = (a[3] as i32 >= 0).then(|| Duration::from_millis(a[3] as i32 as u64));
-                self.sys_epoll_wait(a[0], a[1], a[2], t)
-            }
-            SYS_epoll_pwait2 => {
-                let t = if a[3] == 0 {
-                    None
-                } else {
-                    Some(self.timespec(a[3])?)
-                };
-                self.sys_epoll_wait(a[0], a[1], a[2], t)
-            }
-            SYS_eventfd => self.sys_eventfd2(a[0], 0),
-            SYS_eventfd2 => self.sys_eventfd2(a[0], a[1]),
-            SYS_close_range => self.sys_close_range(a[0], a[1], a[2]),
-            SYS_getdents => self.sys_getdents(a[0], a[1], a[2]),
-            SYS_mknod => self.sys_mknodat(AT_FDCWD as u64, a[0], a[1]),
-            SYS_mknodat => self.sys_mknodat(a[0], a[1], a[2]),
-            SYS_utime => self.sys_utime(a[0], a[1]),
-            SYS_futimesat => self.sys_futimesat(a[0], a[1], a[2]),
-            SYS_sched_setparam => self.sys_sched_set(None, a[1]),
-            SYS_sched_setscheduler => self.sys_sched_set(Some(a[1]), a[2]),
-            SYS_sched_get_priority_max | SYS_sched_get_priority_min => match a[0] {
-                0 | 3 | 5 => Ok(0),
-                1 | 2 => Ok(if n == SYS_sched_get_priority_max {
-                    99
-                } else {
-                    1
-                }),
-                _ => Err(errno::EINVAL.into()),
-            },
-            SYS_sched_rr_get_interval => self.sys_sched_rr_get_interval(a[1]),
-            SYS_getcpu => self.sys_getcpu(a[0], a[1]),
-            SYS_mlock | SYS_munlock | SYS_mlock2 | SYS_mlockall | SYS_munlockall => Ok(0),
-            SYS_sync => Ok(0),
-            SYS_syncfs | SYS_readahead | SYS_sync_file_range => self.fd_ok(a[0]),
-            SYS_capget => self.sys_capget(a[0], a[1]),
-            SYS_capset => self.sys_capset(a[1]),
-            SYS_getxattr => self.sys_xattr("get", a[0], true, false),
-            SYS_lgetxattr => self.sys_xattr("get", a[0], false, false),
-            SYS_fgetxattr => self.sys_xattr("get", a[0], true, true),
-            SYS_listxattr => self.sys_xattr("list", a[0], true, false),
-            SYS_llistxattr => self.sys_xattr("list", a[0], false, false),
-            SYS_flistxattr => self.sys_xattr("list", a[0], true, true),
-            SYS_setxattr | SYS_removexattr => self.sys_xattr("set", a[0], true, false),
-            SYS_lsetxattr | SYS_lremovexattr => self.sys_xattr("set", a[0], false, false),
-            SYS_fsetxattr | SYS_fremovexattr => self.sys_xattr("set", a[0], true, true),
-            SYS_memfd_create => self.sys_memfd_create(a[0], a[1]),
-            SYS_preadv2 => self.sys_prwv2(false, a),
-            SYS_pwritev2 => self.sys_prwv2(true, a),
-            SYS_splice => self.sys_splice(a),
-            SYS_sendmmsg => self.sys_mmsg(true, a[0], a[1], a[2], a[3]),
-            SYS_recvmmsg => self.sys_mmsg(false, a[0], a[1], a[2], a[3]),
-            SYS_rt_sigqueueinfo => self.sys_sigqueue(a[0], None, a[1], a[2]),
-            SYS_rt_tgsigqueueinfo => self.sys_sigqueue(a[0], Some(a[1]), a[2], a[3]),
-            SYS_restart_syscall => Err(Errno(libc::EINTR).into()),
-            SYS_unshare => self.sys_unshare(a[0]),
-            SYS_personality => self.sys_personality(a[0]),
-            SYS_get_robust_list => self.sys_get_robust_list(a[0], a[1], a[2]),
-            SYS_ioprio_get => Ok(0x4004),
-            SYS_ioprio_set => Ok(0),
-            SYS_clone => self.sys_clone(cpu, ctx, a),
-            // As in the container backend (whose filter cannot see clone3's flags):
-            // ENOSYS, and glibc falls back to clone; both backends behave alike.
-            SYS_clone3 => self.enosys(nr),
-            SYS_fork => self.sys_fork(cpu, ctx),
-            SYS_vfork => self.sys_vfork(cpu, ctx),
-            SYS_execve => self.sys_execve(cpu, ctx, AT_FDCWD as u64, a[0], a[1], a[2], 0),
-            SYS_execveat => self.sys_execve(cpu, ctx, a[0], a[1], a[2], a[3], a[4]),
-            #[cfg(feature = "test-hooks")]
-            super::hooks::TEST_HOOK => self.sys_test_hook(a[0], a[1]),
-            _ => {
-                if misc::REFUSED.contains(&names::syscall_name(nr).as_str()) {
-                    // What an unprivileged Linux user gets (the container's filter too).
-                    Err(errno::EPERM.into())
-                } else {
-                    self.enosys(nr)
-                }
-            }
+        }
+    }
+
+    #[test]
+    fn the_restarted_calls_are_linux_s() {
+        let restarted: Vec<&str> = TABLE.iter().filter(|r| r.restart).map(|r| r.name).collect();
+        for n in [
+            "read", "write", "wait4", "futex", "openat", "recvmsg", "accept4",
+        ] {
+            assert!(restarted.contains(&n), "{n}");
+        }
+        for n in ["nanosleep", "pause", "rt_sigsuspend", "poll", "select"] {
+            assert!(!restarted.contains(&n), "{n}");
         }
     }
 }

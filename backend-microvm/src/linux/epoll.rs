@@ -5,9 +5,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::fd::{EventFd, FileKind, Interest, OpenFile};
+use zerocopy::{FromBytes, IntoBytes};
+
 use super::{Kernel, SysErr, SysResult};
+use crate::abi::{EpollEvent, Timespec};
 use crate::errno;
 use crate::memory::HeapCharge;
+use crate::mm::UserPtr;
 
 const EPOLL_CTL_ADD: u64 = 1;
 const EPOLL_CTL_DEL: u64 = 2;
@@ -35,6 +39,43 @@ impl Kernel {
         Ok(self.proc.files.add(f, flags != 0, 0)?)
     }
 
+    /// `epoll_create(size)`: a size above zero, otherwise unused.
+    pub(crate) fn sys_epoll_create(&mut self, size: u64) -> SysResult {
+        if size as i32 <= 0 {
+            return Err(errno::EINVAL.into());
+        }
+        self.sys_epoll_create1(0)
+    }
+
+    /// `epoll_wait`/`epoll_pwait` with a timeout in milliseconds (negative: none).
+    pub(crate) fn sys_epoll_wait_ms(
+        &mut self,
+        epfd: u64,
+        events: UserPtr<EpollEvent>,
+        max: u64,
+        timeout_ms: u64,
+    ) -> SysResult {
+        let ms = timeout_ms as i32;
+        let t = (ms >= 0).then(|| std::time::Duration::from_millis(ms as u64));
+        self.sys_epoll_wait(epfd, events, max, t)
+    }
+
+    /// `epoll_pwait2` with a `struct timespec` timeout (NULL: none).
+    pub(crate) fn sys_epoll_pwait2(
+        &mut self,
+        epfd: u64,
+        events: UserPtr<EpollEvent>,
+        max: u64,
+        timeout: UserPtr<Timespec>,
+    ) -> SysResult {
+        let t = if timeout.is_null() {
+            None
+        } else {
+            Some(self.timespec(timeout)?)
+        };
+        self.sys_epoll_wait(epfd, events, max, t)
+    }
+
     fn epoll(&self, epfd: u64) -> Result<Rc<OpenFile>, SysErr> {
         let f = self.proc.files.get(epfd)?;
         match f.kind {
@@ -43,7 +84,13 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn sys_epoll_ctl(&mut self, epfd: u64, op: u64, fd: u64, event: u64) -> SysResult {
+    pub(crate) fn sys_epoll_ctl(
+        &mut self,
+        epfd: u64,
+        op: u64,
+        fd: u64,
+        event: UserPtr<EpollEvent>,
+    ) -> SysResult {
         let ep = self.epoll(epfd)?;
         let target = self.proc.files.get(fd)?;
         if epfd == fd || Rc::ptr_eq(&ep, &target) {
@@ -58,11 +105,8 @@ impl Kernel {
         let (events, data) = if op == EPOLL_CTL_DEL {
             (0, 0)
         } else {
-            let raw = self.mm.read_user_vec(event, 12)?;
-            (
-                u32::from_le_bytes(raw[..4].try_into().unwrap_or_default()),
-                u64::from_le_bytes(raw[4..].try_into().unwrap_or_default()),
-            )
+            let e = self.mm.read(event)?;
+            (e.events, e.data)
         };
         let FileKind::Epoll(set, charge) = &ep.kind else {
             return Err(errno::EINVAL.into());
@@ -135,7 +179,7 @@ impl Kernel {
     pub(crate) fn sys_epoll_wait(
         &mut self,
         epfd: u64,
-        events: u64,
+        events: UserPtr<EpollEvent>,
         max: u64,
         timeout: Option<std::time::Duration>,
     ) -> SysResult {
@@ -148,7 +192,9 @@ impl Kernel {
             Some(d) => self.deadline_after(d),
             None => None,
         };
-        self.mm.user_chunks(events, max as u64 * 12, true)?;
+        let size = std::mem::size_of::<EpollEvent>() as u64;
+        self.mm
+            .user_chunks(events.addr(), max as u64 * size, true)?;
         let ready = self.epoll_ready(&ep, max as usize);
         if ready.is_empty() {
             if until.is_some_and(|u| std::time::Instant::now() >= u) {
@@ -156,12 +202,11 @@ impl Kernel {
             }
             return Err(self.park(until));
         }
-        let mut out = Vec::with_capacity(ready.len() * 12);
-        for (ev, data) in &ready {
-            out.extend_from_slice(&ev.to_le_bytes());
-            out.extend_from_slice(&data.to_le_bytes());
-        }
-        self.mm.write_user(events, &out)?;
+        let out: Vec<EpollEvent> = ready
+            .iter()
+            .map(|&(events, data)| EpollEvent { events, data })
+            .collect();
+        self.mm.write_array(events, &out)?;
         // One-shot interests are disabled once reported.
         if let FileKind::Epoll(set, _) = &ep.kind {
             for i in set.borrow_mut().iter_mut() {
@@ -210,7 +255,7 @@ impl Kernel {
         }
         let v = if ev.semaphore { 1 } else { c };
         ev.count.set(c - v);
-        buf[..8].copy_from_slice(&v.to_le_bytes());
+        buf[..8].copy_from_slice(v.as_bytes());
         Ok(8)
     }
 
@@ -221,10 +266,9 @@ impl Kernel {
         data: &[u8],
         nonblock: bool,
     ) -> Result<usize, SysErr> {
-        if data.len() < 8 {
+        let Ok((v, _)) = u64::read_from_prefix(data) else {
             return Err(errno::EINVAL.into());
-        }
-        let v = u64::from_le_bytes(data[..8].try_into().unwrap_or_default());
+        };
         if v == u64::MAX {
             return Err(errno::EINVAL.into());
         }

@@ -8,6 +8,7 @@ use crate::errno;
 use crate::loader::{self, LoadError, MAX_ARGS};
 use crate::memory::HeapCharge;
 use crate::mm::MapError;
+use crate::mm::UserPtr;
 
 /// Most argv or envp entries read.
 const MAX_STRINGS: usize = 0x7fff_ffff;
@@ -22,7 +23,7 @@ impl Kernel {
         }
         for i in 0..MAX_STRINGS {
             let at = ptr.checked_add(8 * i as u64).ok_or(errno::EFAULT)?;
-            let p = self.mm.read_u64(at)?;
+            let p = self.mm.read(UserPtr::<u64>::new(at))?;
             if p == 0 {
                 break;
             }
@@ -100,7 +101,11 @@ impl Kernel {
         if self.task.clear_tid != 0 {
             let cur = self.mm.space();
             self.mm.switch(old);
-            if self.mm.write_u32(self.task.clear_tid, 0).is_ok() {
+            if self
+                .mm
+                .write(UserPtr::<u32>::new(self.task.clear_tid), &0)
+                .is_ok()
+            {
                 let addr = self.task.clear_tid;
                 self.futex_wake_addr(addr, 1, u32::MAX);
             }

@@ -9,7 +9,9 @@ use super::fd::FdTable;
 use super::signal::{SigInfo, SIGCHLD, SIGCONT};
 use super::task::{ExitStatus, TaskState, Tid, Wait, INIT_PID};
 use super::{Kernel, Stop, SysErr, SysResult};
+use crate::abi::{self, Rusage};
 use crate::errno;
+use crate::mm::UserPtr;
 
 const WNOHANG: u64 = 1;
 const WUNTRACED: u64 = 2;
@@ -79,7 +81,7 @@ impl Kernel {
             // Written in the thread's space, which its process (still alive) shares.
             let cur = self.mm.space();
             if self.mm.switch(space) {
-                if self.mm.write_u32(clear, 0).is_ok() {
+                if self.mm.write(UserPtr::<u32>::new(clear), &0).is_ok() {
                     self.futex_wake_addr(clear, 1, u32::MAX);
                 }
                 self.mm.switch(cur);
@@ -257,9 +259,9 @@ impl Kernel {
     pub(crate) fn sys_wait4(
         &mut self,
         pid: i64,
-        status: u64,
+        status: UserPtr<i32>,
         options: u64,
-        rusage: u64,
+        rusage: UserPtr<Rusage>,
     ) -> SysResult {
         let options = u64::from(options as u32); // an `int`: __WCLONE is its sign bit
         if options & !(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WCLONE | WALL) != 0 {
@@ -286,14 +288,15 @@ impl Kernel {
             let Some((st, cpu)) = self.reap(c) else {
                 return Err(errno::ECHILD.into());
             };
-            if status != 0 {
-                self.mm.write_u32(status, st.wait_status() as u32)?;
+            if !status.is_null() {
+                self.mm.write(status, &st.wait_status())?;
             }
-            if rusage != 0 {
-                let mut b = vec![0u8; 144];
-                b[..8].copy_from_slice(&(cpu.as_secs() as i64).to_le_bytes());
-                b[8..16].copy_from_slice(&i64::from(cpu.subsec_micros()).to_le_bytes());
-                self.mm.write_user(rusage, &b)?;
+            if !rusage.is_null() {
+                let r = Rusage {
+                    ru_utime: cpu.into(),
+                    ..Rusage::default()
+                };
+                self.mm.write(rusage, &r)?;
             }
             return Ok(u64::from(c));
         }
@@ -303,12 +306,12 @@ impl Kernel {
             options & WCONTINUED != 0,
             true,
         ) {
-            if status != 0 {
+            if !status.is_null() {
                 let st = match event {
-                    ChildEvent::Stopped(sig) => ((sig as u32) << 8) | 0x7f,
+                    ChildEvent::Stopped(sig) => (sig << 8) | 0x7f,
                     ChildEvent::Continued => 0xffff,
                 };
-                self.mm.write_u32(status, st)?;
+                self.mm.write(status, &st)?;
             }
             return Ok(u64::from(c));
         }
@@ -322,7 +325,7 @@ impl Kernel {
         &mut self,
         idtype: u64,
         id: u64,
-        infop: u64,
+        infop: UserPtr<abi::SigInfo>,
         options: u64,
         _rusage: u64,
     ) -> SysResult {
@@ -360,7 +363,7 @@ impl Kernel {
             if options & WNOWAIT == 0 {
                 self.reap(c);
             }
-            if infop != 0 {
+            if !infop.is_null() {
                 let (code, status) = match st {
                     ExitStatus::Code(v) => (CLD_EXITED, v),
                     ExitStatus::Signal(s) => (CLD_KILLED, s),
@@ -371,14 +374,14 @@ impl Kernel {
                     addr: u64::from(c) | (u64::from(self.user.0) << 32),
                     status,
                 };
-                self.mm.write_user(infop, &info.encode())?;
+                self.mm.write(infop, &info.to_abi())?;
             }
             return Ok(0);
         }
         let (stopped, continued) = (options & WSTOPPED != 0, options & WCONTINUED != 0);
         let consume = options & WNOWAIT == 0;
         if let Some((c, event)) = self.child_event(select, stopped, continued, consume) {
-            if infop != 0 {
+            if !infop.is_null() {
                 let (code, status) = match event {
                     ChildEvent::Stopped(sig) => (CLD_STOPPED, sig),
                     ChildEvent::Continued => (CLD_CONTINUED, SIGCONT),
@@ -389,13 +392,13 @@ impl Kernel {
                     addr: u64::from(c) | (u64::from(self.user.0) << 32),
                     status,
                 };
-                self.mm.write_user(infop, &info.encode())?;
+                self.mm.write(infop, &info.to_abi())?;
             }
             return Ok(0);
         }
         if options & WNOHANG != 0 {
-            if infop != 0 {
-                self.mm.write_user(infop, &[0u8; 128])?;
+            if !infop.is_null() {
+                self.mm.write(infop, &abi::SigInfo::default())?;
             }
             return Ok(0);
         }

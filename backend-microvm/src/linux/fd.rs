@@ -1,39 +1,14 @@
 //! Open files and the descriptor table.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-
 use std::rc::Rc;
 
 use crate::errno::{self, Errno};
-use crate::memory::{Budget, HeapCharge, OutOfMemory};
+use crate::memory::HeapCharge;
+use crate::pipe::PipeEnd;
 use crate::vfs::host::HostFd;
 use crate::vfs::tmpfs::TmpInode;
 use crate::vfs::{DevKind, DirEntry, Location};
-
-/// Capacity of a pipe, as Linux's default.
-pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
-
-/// A pipe's buffer and how many ends are open (also one direction of a socket pair).
-#[derive(Debug, Default)]
-pub(crate) struct Pipe {
-    /// Buffered bytes.
-    pub(crate) buf: VecDeque<u8>,
-    /// Datagram sockets: the length of each message in `buf`, in order.
-    pub(crate) msgs: Option<VecDeque<usize>>,
-    /// Open read ends.
-    pub(crate) readers: usize,
-    /// Open write ends.
-    pub(crate) writers: usize,
-    /// A named pipe (FIFO) not yet opened for writing (reads wait, not EOF).
-    pub(crate) no_writer_yet: bool,
-    /// A named pipe not yet opened for reading (writes wait, not EPIPE).
-    pub(crate) no_reader_yet: bool,
-    /// What the buffers cost the sandbox's memory (made at the first write).
-    pub(crate) charge: Option<HeapCharge>,
-    /// Its inode number (both ends show it, as pipefs's), from [`next_ino`].
-    pub(crate) ino: u64,
-}
 
 thread_local! {
     /// The next inode number of a pipe or socket of the sandbox the calling thread
@@ -72,74 +47,6 @@ pub(crate) fn next_ino() -> u64 {
         n.set(v.wrapping_add(1).max(PIPEFS_FIRST_INO));
         v
     })
-}
-
-/// What each datagram costs of a socket's capacity besides its bytes (its length is
-/// kept): a flood of empty datagrams fills the buffer as on Linux, instead of
-/// growing the VMM's memory.
-pub(crate) const MSG_OVERHEAD: usize = 32;
-
-impl Pipe {
-    /// Bytes of the capacity in use (datagrams count their overhead).
-    pub(crate) fn used(&self) -> usize {
-        self.buf.len() + self.msgs.as_ref().map_or(0, |m| m.len() * MSG_OVERHEAD)
-    }
-
-    /// Charges what the buffers hold now to `budget`; an empty pipe gives its memory
-    /// back to the host. Fails (nothing changed) when the budget has no room.
-    pub(crate) fn account(&mut self, budget: &Rc<Budget>) -> Result<(), OutOfMemory> {
-        if self.buf.is_empty() {
-            self.buf = VecDeque::new();
-        }
-        if self.msgs.as_ref().is_some_and(VecDeque::is_empty) {
-            self.msgs = Some(VecDeque::new());
-        }
-        let bytes =
-            self.buf.capacity() as u64 + self.msgs.as_ref().map_or(0, |m| m.capacity() as u64 * 8);
-        self.charge
-            .get_or_insert_with(|| HeapCharge::new(budget))
-            .set(bytes)
-    }
-}
-
-/// One end of a pipe; dropping it closes that end.
-#[derive(Debug)]
-pub(crate) struct PipeEnd {
-    /// The pipe.
-    pub(crate) pipe: Rc<RefCell<Pipe>>,
-    /// The write end (else the read end).
-    pub(crate) write: bool,
-}
-
-impl PipeEnd {
-    /// Opens an end.
-    pub(crate) fn new(pipe: &Rc<RefCell<Pipe>>, write: bool) -> PipeEnd {
-        {
-            let mut p = pipe.borrow_mut();
-            if write {
-                p.writers += 1;
-                p.no_writer_yet = false;
-            } else {
-                p.readers += 1;
-                p.no_reader_yet = false;
-            }
-        }
-        PipeEnd {
-            pipe: Rc::clone(pipe),
-            write,
-        }
-    }
-}
-
-impl Drop for PipeEnd {
-    fn drop(&mut self) {
-        let mut p = self.pipe.borrow_mut();
-        if self.write {
-            p.writers -= 1;
-        } else {
-            p.readers -= 1;
-        }
-    }
 }
 
 /// What an open file is.
@@ -219,6 +126,10 @@ pub(crate) struct OpenFile {
     pub(crate) pos: Cell<u64>,
     /// A directory's entries, read at the first `getdents64`.
     pub(crate) listing: RefCell<Option<Vec<DirEntry>>>,
+    /// `F_SETOWN`: who would get `SIGIO` (recorded: no I/O signal is sent).
+    pub(crate) owner: Cell<i32>,
+    /// `F_SETSIG`: the signal it would be.
+    pub(crate) io_signal: Cell<i32>,
     /// What the listing costs the sandbox's memory (a directory of a million names,
     /// listed through many descriptors, is the sandbox's memory, not the caller's).
     pub(crate) listing_charge: RefCell<Option<HeapCharge>>,
@@ -233,6 +144,8 @@ impl OpenFile {
             flags: Cell::new(flags),
             pos: Cell::new(0),
             listing: RefCell::new(None),
+            owner: Cell::new(0),
+            io_signal: Cell::new(0),
             listing_charge: RefCell::new(None),
         })
     }
@@ -279,6 +192,17 @@ impl FdTable {
             .and_then(Option::as_ref)
             .map(|s| Rc::clone(&s.file))
             .ok_or(errno::EBADF)
+    }
+
+    /// The size Linux's descriptor table would have now (`select` looks no further):
+    /// 64 slots, grown to a power of two of 128 past the highest descriptor used.
+    pub(crate) fn max_fds(&self) -> usize {
+        let used = self.slots.len();
+        if used <= 64 {
+            64
+        } else {
+            ((used - 1) / 128 + 1).next_power_of_two() * 128
+        }
     }
 
     /// Installs `file` at the lowest free descriptor at or above `min`.

@@ -1,15 +1,21 @@
 //! Descriptor calls: close, seek, dup, fcntl, ioctl, pipes, directory listing,
 //! `fstat`, sync and truncation.
 
+use std::mem::size_of;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use super::fd::{FileKind, OpenFile, Pipe, PipeEnd, PIPE_CAPACITY};
-use super::stat::encode_stat;
+use zerocopy::IntoBytes;
+
+use super::fd::{FileKind, OpenFile};
+use super::stat::stat_of;
 use super::{Kernel, SysErr, SysResult};
+use crate::abi::{DirentHead, Flock, Stat};
 use crate::errno::{self, Errno};
+use crate::mm::UserPtr;
+use crate::pipe::{Pipe, PipeEnd};
 use crate::stdio::Input;
-use crate::vfs::{host, Meta, Opened};
+use crate::vfs::{host, tmpfs, Meta, Opened};
 
 /// `SIGXFSZ`.
 const SIGXFSZ: i32 = 25;
@@ -26,7 +32,7 @@ pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -
         Opened::Path => FileKind::Path,
         Opened::Fifo(pipe) => {
             let write = flags & libc::O_ACCMODE == libc::O_WRONLY;
-            FileKind::Pipe(super::fd::PipeEnd::new(&pipe, write))
+            FileKind::Pipe(PipeEnd::new(&pipe, write))
         }
         // Opened by `sys_openat`, which makes the contents first.
         Opened::Proc(..) => FileKind::Gen(Rc::from(&b""[..])),
@@ -68,7 +74,7 @@ impl Kernel {
     }
 
     /// The size of a seekable file.
-    fn file_size(&self, f: &OpenFile) -> Result<u64, SysErr> {
+    pub(crate) fn file_size(&self, f: &OpenFile) -> Result<u64, SysErr> {
         Ok(match &f.kind {
             FileKind::Host(fd) => host::fstat(fd.as_raw_fd())?.size,
             FileKind::Tmp(t) => t.meta().size,
@@ -79,9 +85,20 @@ impl Kernel {
 
     pub(crate) fn sys_lseek(&mut self, fd: u64, off: i64, whence: u64) -> SysResult {
         let f = self.proc.files.get(fd)?;
+        if matches!(f.kind, FileKind::Path) {
+            return Err(errno::EBADF.into());
+        }
+        if whence > libc::SEEK_HOLE as u64 {
+            return Err(errno::EINVAL.into());
+        }
         match f.kind {
-            FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) | FileKind::Dir => {}
+            FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) => {}
+            // A directory seeks from its start or its position only.
+            FileKind::Dir if matches!(whence as i32, libc::SEEK_SET | libc::SEEK_CUR) => {}
+            FileKind::Dir => return Err(errno::EINVAL.into()),
+            // Devices, eventfds and epoll instances ignore seeks (Linux's noop_llseek).
             FileKind::Dev(_) => return Ok(0),
+            FileKind::EventFd(_) | FileKind::Epoll(..) => return Ok(f.pos.get()),
             _ => return Err(errno::ESPIPE.into()),
         }
         let base = match whence as i32 {
@@ -121,62 +138,204 @@ impl Kernel {
         Ok(self.proc.files.add(f, false, 0)?)
     }
 
+    /// `dup2`/`dup3`, checked in Linux's order: the flags, the same descriptor twice,
+    /// the new number within `RLIMIT_NOFILE` (`EBADF`), then the old descriptor.
     pub(crate) fn sys_dup3(&mut self, old: u64, new: u64, flags: u64, dup2: bool) -> SysResult {
-        let f = self.proc.files.get(old)?;
+        let (old, new) = (u64::from(old as u32), u64::from(new as u32));
         if dup2 && old == new {
+            self.proc.files.get(old)?;
             return Ok(new);
         }
-        if old == new || flags & !(libc::O_CLOEXEC as u64) != 0 {
+        if flags & !(libc::O_CLOEXEC as u64) != 0 || old == new {
             return Err(errno::EINVAL.into());
         }
-        let n = usize::try_from(new as i32).map_err(|_| errno::EBADF)?;
+        let n = usize::try_from(new).map_err(|_| errno::EBADF)?;
         if n >= self.proc.files.limit {
             return Err(errno::EBADF.into());
         }
+        let f = self.proc.files.get(old)?;
         self.proc.files.put(n, f, flags != 0);
         Ok(new)
     }
 
     pub(crate) fn sys_fcntl(&mut self, fd: u64, cmd: u64, arg: u64) -> SysResult {
+        const F_SETSIG: i32 = 10;
+        const F_GETSIG: i32 = 11;
+        const F_SETOWN_EX: i32 = 15;
+        const F_GETOWN_EX: i32 = 16;
+        const DN_MULTISHOT: u64 = 0x8000_0000;
+        const O_LARGEFILE: i32 = 0o100000;
+        const SETFL: i32 =
+            libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
+        const SEALS: u32 = tmpfs::F_SEAL_SEAL
+            | tmpfs::F_SEAL_SHRINK
+            | tmpfs::F_SEAL_GROW
+            | tmpfs::F_SEAL_WRITE
+            | tmpfs::F_SEAL_FUTURE_WRITE
+            | tmpfs::F_SEAL_EXEC;
         let f = self.proc.files.get(fd)?;
-        match cmd as i32 {
+        let cmd = cmd as i32;
+        // An O_PATH descriptor takes only these (Linux's check_fcntl_cmd).
+        let path_ok = matches!(
+            cmd,
+            libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_GETFD | libc::F_SETFD | libc::F_GETFL
+        );
+        if matches!(f.kind, FileKind::Path) && !path_ok {
+            return Err(errno::EBADF.into());
+        }
+        match cmd {
             libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
-                let min = usize::try_from(arg as i32).map_err(|_| errno::EINVAL)?;
-                Ok(self
-                    .proc
-                    .files
-                    .add(f, cmd as i32 == libc::F_DUPFD_CLOEXEC, min)?)
+                // The lowest number is an unsigned int, below RLIMIT_NOFILE (EINVAL).
+                let min = arg as u32 as usize;
+                if min >= self.proc.files.limit {
+                    return Err(errno::EINVAL.into());
+                }
+                Ok(self.proc.files.add(f, cmd == libc::F_DUPFD_CLOEXEC, min)?)
             }
             libc::F_GETFD => Ok(u64::from(self.proc.files.cloexec(fd)?)),
             libc::F_SETFD => {
                 self.proc.files.set_cloexec(fd, arg & 1 != 0)?;
                 Ok(0)
             }
-            libc::F_GETFL => Ok(f.flags.get() as u64 | libc::O_LARGEFILE as u64),
+            libc::F_GETFL => {
+                // Linux forces O_LARGEFILE on what open() opens (64-bit), not on pipes,
+                // sockets, eventfds or epoll instances, nor on O_PATH descriptors.
+                let opened = match f.kind {
+                    FileKind::Path => false,
+                    // memfd_create's file is opened O_LARGEFILE too.
+                    FileKind::Stdin | FileKind::Output(_) | FileKind::Tmp(_) => true,
+                    _ => f.loc.is_some(),
+                };
+                let large = if opened { O_LARGEFILE } else { 0 };
+                Ok((f.flags.get() | large) as u64)
+            }
             libc::F_SETFL => {
-                let changeable = libc::O_APPEND | libc::O_NONBLOCK;
-                f.flags
-                    .set((f.flags.get() & !changeable) | (arg as i32 & changeable));
+                f.flags.set((f.flags.get() & !SETFL) | (arg as i32 & SETFL));
                 Ok(0)
             }
             libc::F_GETLK | libc::F_OFD_GETLK => {
-                // No other process can hold a lock: report the region unlocked.
-                self.mm
-                    .write_user(arg, &(libc::F_UNLCK as i16).to_le_bytes())?;
+                let at = UserPtr::<Flock>::new(arg);
+                let mut l = self.lock_arg(&f, at, cmd == libc::F_OFD_GETLK, false)?;
+                // No other holder conflicts (see the table's note): unlocked.
+                l.l_type = libc::F_UNLCK as i16;
+                self.mm.write(at, &l)?;
                 Ok(0)
             }
-            libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => Ok(0),
-            libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => match f.kind {
-                FileKind::Pipe(_) => Ok(PIPE_CAPACITY as u64),
+            libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => {
+                let ofd = matches!(cmd, libc::F_OFD_SETLK | libc::F_OFD_SETLKW);
+                self.lock_arg(&f, UserPtr::new(arg), ofd, true)?;
+                Ok(0)
+            }
+            libc::F_GETPIPE_SZ => match &f.kind {
+                FileKind::Pipe(end) => Ok(end.pipe.borrow().capacity() as u64),
                 _ => Err(errno::EBADF.into()),
             },
-            libc::F_GET_SEALS | libc::F_ADD_SEALS => Err(errno::EINVAL.into()),
+            libc::F_SETPIPE_SZ => match &f.kind {
+                FileKind::Pipe(end) => Ok(end.pipe.borrow_mut().set_capacity(arg)? as u64),
+                _ => Err(errno::EBADF.into()),
+            },
+            libc::F_NOTIFY => {
+                if (arg as u32 as u64) & !DN_MULTISHOT == 0 {
+                    return Ok(0);
+                }
+                if !matches!(f.kind, FileKind::Dir) {
+                    return Err(errno::ENOTDIR.into());
+                }
+                // Accepted, but no change is ever signalled: counted.
+                self.note_unsupported("fcntl(F_NOTIFY)");
+                Ok(0)
+            }
+            libc::F_GETOWN => Ok(f.owner.get() as i64 as u64),
+            libc::F_SETOWN => {
+                f.owner.set(arg as i32);
+                Ok(0)
+            }
+            F_GETOWN_EX => {
+                let owner = f.owner.get();
+                // struct f_owner_ex { int type; pid_t pid; }: F_OWNER_PGRP (2) for a group.
+                let ex = if owner < 0 { [2, -owner] } else { [1, owner] };
+                self.mm.write(UserPtr::<[i32; 2]>::new(arg), &ex)?;
+                Ok(0)
+            }
+            F_SETOWN_EX => {
+                let [kind, pid] = self.mm.read(UserPtr::<[i32; 2]>::new(arg))?;
+                match kind {
+                    0 | 1 => f.owner.set(pid),
+                    2 => f.owner.set(-pid),
+                    _ => return Err(errno::EINVAL.into()),
+                }
+                Ok(0)
+            }
+            F_GETSIG => Ok(f.io_signal.get() as u64),
+            F_SETSIG => {
+                if arg > 64 {
+                    return Err(errno::EINVAL.into());
+                }
+                f.io_signal.set(arg as i32);
+                Ok(0)
+            }
+            libc::F_GETLEASE => Ok(libc::F_UNLCK as u64),
+            libc::F_SETLEASE => {
+                if arg as i32 == libc::F_UNLCK {
+                    return Ok(0);
+                }
+                // Leases are not offered: counted, answered as for a file others have open.
+                Err(self.unsupported("fcntl(F_SETLEASE)", errno::EAGAIN))
+            }
+            libc::F_GET_SEALS => match &f.kind {
+                FileKind::Tmp(t) => Ok(u64::from(t.seals.get())),
+                _ => Err(errno::EINVAL.into()),
+            },
+            libc::F_ADD_SEALS => match &f.kind {
+                FileKind::Tmp(t) => {
+                    let seals = arg as u32;
+                    if seals & !SEALS != 0 {
+                        return Err(errno::EINVAL.into());
+                    }
+                    if !f.writable() {
+                        return Err(errno::EPERM.into());
+                    }
+                    t.add_seals(seals)?;
+                    Ok(0)
+                }
+                _ => Err(errno::EINVAL.into()),
+            },
             _ => Err(errno::EINVAL.into()),
         }
     }
 
+    /// The `struct flock` of a lock call, checked as Linux does: a known type, a known
+    /// `whence`, no pid for open-file-description locks; setting a read lock needs the
+    /// file open for reading, a write lock for writing (`EBADF`).
+    fn lock_arg(
+        &mut self,
+        f: &OpenFile,
+        at: UserPtr<Flock>,
+        ofd: bool,
+        set: bool,
+    ) -> Result<Flock, SysErr> {
+        let l = self.mm.read(at)?;
+        let kind = i32::from(l.l_type);
+        if !matches!(kind, libc::F_RDLCK | libc::F_WRLCK | libc::F_UNLCK)
+            || !(0..=2).contains(&l.l_whence)
+            || (ofd && l.l_pid != 0)
+        {
+            return Err(errno::EINVAL.into());
+        }
+        if set
+            && ((kind == libc::F_RDLCK && !f.readable())
+                || (kind == libc::F_WRLCK && !f.writable()))
+        {
+            return Err(errno::EBADF.into());
+        }
+        Ok(l)
+    }
+
     pub(crate) fn sys_ioctl(&mut self, fd: u64, req: u64, arg: u64) -> SysResult {
         let f = self.proc.files.get(fd)?;
+        if matches!(f.kind, FileKind::Path) {
+            return Err(errno::EBADF.into());
+        }
         match req {
             // FIOCLEX / FIONCLEX
             0x5451 | 0x5450 => {
@@ -185,7 +344,7 @@ impl Kernel {
             }
             // FIONBIO
             0x5421 => {
-                let on = self.mm.read_u32(arg)? != 0;
+                let on = self.mm.read(UserPtr::<i32>::new(arg))? != 0;
                 let fl = f.flags.get();
                 f.flags.set(if on {
                     fl | libc::O_NONBLOCK
@@ -197,12 +356,12 @@ impl Kernel {
             // FIONREAD
             0x541b => {
                 let n = match &f.kind {
-                    FileKind::Pipe(end) if !end.write => end.pipe.borrow().buf.len() as u64,
+                    FileKind::Pipe(end) if !end.write => end.pipe.borrow().len() as u64,
                     FileKind::Socket(sk) => sk
                         .rx
                         .borrow()
                         .as_ref()
-                        .map_or(0, |e| e.pipe.borrow().buf.len() as u64),
+                        .map_or(0, |e| e.pipe.borrow().len() as u64),
                     FileKind::Stdin => match &self.input {
                         Input::Bytes(d, p) => (d.len() - p) as u64,
                         _ => 0,
@@ -212,8 +371,8 @@ impl Kernel {
                     }
                     _ => return Err(errno::ENOTTY.into()),
                 };
-                self.mm
-                    .write_u32(arg, n.min(u64::from(i32::MAX as u32)) as u32)?;
+                let n = i32::try_from(n).unwrap_or(i32::MAX);
+                self.mm.write(UserPtr::<i32>::new(arg), &n)?;
                 Ok(0)
             }
             // Terminal requests: nothing here is a terminal.
@@ -221,16 +380,13 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn sys_pipe2(&mut self, fds: u64, flags: u64) -> SysResult {
+    pub(crate) fn sys_pipe2(&mut self, fds: UserPtr<[i32; 2]>, flags: u64) -> SysResult {
         let allowed = (libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) as u64;
         if flags & !allowed != 0 {
             return Err(errno::EINVAL.into());
         }
-        self.mm.user_chunks(fds, 8, true)?;
-        let pipe = Rc::new(std::cell::RefCell::new(Pipe {
-            ino: super::fd::next_ino(),
-            ..Pipe::default()
-        }));
+        self.mm.user_chunks(fds.addr(), 8, true)?;
+        let pipe = Pipe::shared(super::fd::next_ino());
         let nb = flags as i32 & libc::O_NONBLOCK;
         let r = OpenFile::new(
             FileKind::Pipe(PipeEnd::new(&pipe, false)),
@@ -251,9 +407,7 @@ impl Kernel {
                 return Err(e.into());
             }
         };
-        let mut out = (rfd as u32).to_le_bytes().to_vec();
-        out.extend_from_slice(&(wfd as u32).to_le_bytes());
-        self.mm.write_user(fds, &out)?;
+        self.mm.write(fds, &[rfd as i32, wfd as i32])?;
         Ok(0)
     }
 
@@ -275,16 +429,19 @@ impl Kernel {
         let mut i = f.pos.get() as usize;
         while i < entries.len() {
             let e = &entries[i];
-            // ino, off, reclen; then (new) type, name, NUL padding or (old) name, NUL
-            // padding, type in the record's last byte.
-            let reclen = (18 + 1 + e.name.len() + 1).next_multiple_of(8);
+            // The head; then (new) type, name, NUL padding or (old) name, NUL padding,
+            // type in the record's last byte.
+            let reclen = (size_of::<DirentHead>() + 1 + e.name.len() + 1).next_multiple_of(8);
             if out.len() + reclen > count as usize {
                 break;
             }
             let end = out.len() + reclen;
-            out.extend_from_slice(&e.ino.to_le_bytes());
-            out.extend_from_slice(&((i + 1) as i64).to_le_bytes());
-            out.extend_from_slice(&(reclen as u16).to_le_bytes());
+            let head = DirentHead {
+                d_ino: e.ino,
+                d_off: (i + 1) as i64,
+                d_reclen: reclen as u16,
+            };
+            out.extend_from_slice(head.as_bytes());
             match layout {
                 Dirent::Linux64 => {
                     out.push(e.dtype);
@@ -327,19 +484,40 @@ impl Kernel {
         })
     }
 
-    pub(crate) fn sys_fstat(&mut self, fd: u64, buf: u64) -> SysResult {
+    pub(crate) fn sys_fstat(&mut self, fd: u64, buf: UserPtr<Stat>) -> SysResult {
         let f = self.proc.files.get(fd)?;
         let m = self.file_meta(&f)?;
-        self.mm.write_user(buf, &encode_stat(&m))?;
+        self.mm.write(buf, &stat_of(&m))?;
         Ok(0)
     }
 
     pub(crate) fn sys_fsync(&mut self, fd: u64, data_only: bool) -> SysResult {
         let f = self.proc.files.get(fd)?;
-        if let FileKind::Host(h) = &f.kind {
-            host::fsync(h.as_raw_fd(), data_only)?;
+        match &f.kind {
+            FileKind::Host(h) => host::fsync(h.as_raw_fd(), data_only)?,
+            FileKind::Path => return Err(errno::EBADF.into()),
+            // Nothing to sync on a pipe, socket or event counter: EINVAL, as Linux.
+            FileKind::Pipe(_)
+            | FileKind::Socket(_)
+            | FileKind::EventFd(_)
+            | FileKind::Epoll(..) => return Err(errno::EINVAL.into()),
+            _ => {}
         }
         Ok(0)
+    }
+
+    /// `fadvise64`: advice is a hint, but checked: a pipe is `ESPIPE`, an unknown
+    /// advice `EINVAL`.
+    pub(crate) fn sys_fadvise(&mut self, fd: u64, advice: u64) -> SysResult {
+        let f = self.proc.files.get(fd)?;
+        match f.kind {
+            FileKind::Path => Err(errno::EBADF.into()),
+            FileKind::Pipe(_) => Err(errno::ESPIPE.into()),
+            _ if advice as i32 > libc::POSIX_FADV_NOREUSE || (advice as i32) < 0 => {
+                Err(errno::EINVAL.into())
+            }
+            _ => Ok(0),
+        }
     }
 
     pub(crate) fn sys_ftruncate(&mut self, fd: u64, len: u64) -> SysResult {
@@ -350,7 +528,7 @@ impl Kernel {
         if !f.writable() {
             return Err(errno::EINVAL.into());
         }
-        if let Some(limit) = self.limits.file_size {
+        if let Some(limit) = self.file_size_limit() {
             if len > limit {
                 self.raise(SIGXFSZ)?;
                 return Err(errno::EFBIG.into());

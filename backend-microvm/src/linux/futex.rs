@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::task::{FutexKey, TaskState, Wait};
 use super::{Block, Kernel, SysErr, SysResult};
 use crate::errno;
+use crate::mm::UserPtr;
 
 const FUTEX_WAIT: i32 = 0;
 const FUTEX_WAKE: i32 = 1;
@@ -24,6 +25,11 @@ impl Kernel {
     fn futex_key(&mut self, uaddr: u64, private: bool) -> Result<FutexKey, SysErr> {
         if uaddr % 4 != 0 {
             return Err(errno::EINVAL.into());
+        }
+        // Linux's get_futex_key: the word must be in user space (EFAULT), even for a
+        // private futex whose key is only its address.
+        if !super::rw::user_range(uaddr, 4) {
+            return Err(errno::EFAULT.into());
         }
         if private {
             return Ok(FutexKey::Private(self.mm.space(), uaddr));
@@ -93,6 +99,8 @@ impl Kernel {
 
     pub(crate) fn sys_futex(&mut self, a: [u64; 6]) -> SysResult {
         let [uaddr, op, val, timeout, uaddr2, val3] = a;
+        // The futex words the operations read (and `FUTEX_WAKE_OP` writes).
+        let (word, word2) = (UserPtr::<u32>::new(uaddr), UserPtr::<u32>::new(uaddr2));
         let op = op as i32;
         let private = op & FUTEX_PRIVATE_FLAG != 0;
         let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
@@ -102,6 +110,20 @@ impl Kernel {
                     // Only the deadline tries a futex wait again.
                     return Err(errno::ETIMEDOUT.into());
                 }
+                // Linux's order: the timeout is read and checked first (sys_futex),
+                // then the bitset, the word's address and its value (futex_wait).
+                let deadline = if timeout == 0 {
+                    None
+                } else {
+                    let d = self.timespec(UserPtr::new(timeout))?;
+                    Some(if cmd == FUTEX_WAIT {
+                        super::time::later(d)
+                    } else if op & FUTEX_CLOCK_REALTIME != 0 {
+                        self.realtime_to_instant(d)
+                    } else {
+                        self.monotonic_to_instant(d)
+                    })
+                };
                 let bitset = if cmd == FUTEX_WAIT {
                     u32::MAX
                 } else {
@@ -111,21 +133,9 @@ impl Kernel {
                     return Err(errno::EINVAL.into());
                 }
                 let key = self.futex_key(uaddr, private)?;
-                if self.mm.read_u32(uaddr)? != val as u32 {
+                if self.mm.read(word)? != val as u32 {
                     return Err(errno::EAGAIN.into());
                 }
-                let deadline = if timeout == 0 {
-                    None
-                } else {
-                    let d = self.timespec(timeout)?;
-                    Some(if cmd == FUTEX_WAIT {
-                        super::time::later(d)
-                    } else if op & FUTEX_CLOCK_REALTIME != 0 {
-                        self.realtime_to_instant(d)
-                    } else {
-                        self.monotonic_to_instant(d)
-                    })
-                };
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(errno::ETIMEDOUT.into());
                 }
@@ -147,9 +157,13 @@ impl Kernel {
                 Ok(u64::from(self.futex_wake_key(key, val as u32, bitset)))
             }
             FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
+                // Negative counts are refused before anything is looked at.
+                if (val as i32) < 0 || (timeout as i32) < 0 {
+                    return Err(errno::EINVAL.into());
+                }
                 let key = self.futex_key(uaddr, private)?;
                 let key2 = self.futex_key(uaddr2, private)?;
-                if cmd == FUTEX_CMP_REQUEUE && self.mm.read_u32(uaddr)? != val3 as u32 {
+                if cmd == FUTEX_CMP_REQUEUE && self.mm.read(word)? != val3 as u32 {
                     return Err(errno::EAGAIN.into());
                 }
                 let woken = self.futex_wake_key(key, val as u32, u32::MAX);
@@ -166,7 +180,7 @@ impl Kernel {
                 if opk & 8 != 0 {
                     oparg = 1u32.checked_shl(oparg).unwrap_or(0);
                 }
-                let old = self.mm.read_u32(uaddr2)?;
+                let old = self.mm.read(word2)?;
                 let new = match opk & 7 {
                     0 => oparg,
                     1 => old.wrapping_add(oparg),
@@ -175,7 +189,7 @@ impl Kernel {
                     4 => old ^ oparg,
                     _ => return Err(errno::ENOSYS.into()),
                 };
-                self.mm.write_u32(uaddr2, new)?;
+                self.mm.write(word2, &new)?;
                 let mut woken = self.futex_wake_key(key, val as u32, u32::MAX);
                 let hit = match cmp {
                     0 => old == cmparg,

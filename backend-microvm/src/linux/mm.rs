@@ -24,7 +24,6 @@ impl Backing for ZeroBacking {
 }
 
 const PROT_ALL: u64 = (PROT_READ | PROT_WRITE | PROT_EXEC) as u64;
-const PROT_GROWS: u64 = (libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) as u64;
 
 impl Kernel {
     /// A call that may add mappings: refused past `MAX_MAP_COUNT` (ENOMEM, as Linux),
@@ -57,9 +56,7 @@ impl Kernel {
     fn mmap_call(&mut self, a: [u64; 6]) -> SysResult {
         let [addr, len, prot, flags, fd, off] = a;
         let flags = flags as i32;
-        if prot & !(PROT_ALL | PROT_GROWS) != 0 {
-            return Err(errno::EINVAL.into());
-        }
+        // Unknown protection bits are ignored, as Linux's mmap does.
         let shared = match flags & libc::MAP_TYPE {
             libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE => true,
             libc::MAP_PRIVATE => false,
@@ -253,8 +250,29 @@ impl Kernel {
         })
     }
 
+    /// `mprotect`, checked in Linux's order: both growth bits, an unaligned start
+    /// (`EINVAL`), an empty range (done), a wrapping one (`ENOMEM`), unknown bits
+    /// (`EINVAL`); no mapping here grows down or up (no `MAP_GROWSDOWN`), so a growth
+    /// bit is `EINVAL` as Linux answers for a mapping without `VM_GROWSDOWN`.
     pub(crate) fn sys_mprotect(&mut self, addr: u64, len: u64, prot: u64) -> SysResult {
-        if prot & !(PROT_ALL | PROT_GROWS) != 0 {
+        const GROWSDOWN: u64 = libc::PROT_GROWSDOWN as u64;
+        const GROWSUP: u64 = libc::PROT_GROWSUP as u64;
+        const PROT_SEM: u64 = 0x8;
+        let prot = u64::from(prot as u32);
+        if prot & (GROWSDOWN | GROWSUP) == GROWSDOWN | GROWSUP || addr % PAGE_SIZE != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        let end = len
+            .checked_next_multiple_of(PAGE_SIZE)
+            .and_then(|l| addr.checked_add(l))
+            .ok_or(errno::ENOMEM)?;
+        let _ = end;
+        if prot & !(PROT_ALL | PROT_SEM | GROWSDOWN | GROWSUP) != 0
+            || prot & (GROWSDOWN | GROWSUP) != 0
+        {
             return Err(errno::EINVAL.into());
         }
         self.mapping_call(|k| {
@@ -273,20 +291,109 @@ impl Kernel {
     }
 
     pub(crate) fn sys_madvise(&mut self, addr: u64, len: u64, advice: u64) -> SysResult {
-        if addr % PAGE_SIZE != 0 {
+        const MADV_SOFT_OFFLINE: i32 = 101;
+        let advice = advice as i32;
+        if addr % PAGE_SIZE != 0 || !matches!(advice, 0..=4 | 8..=25 | 100..=103) {
             return Err(errno::EINVAL.into());
         }
+        if matches!(advice, libc::MADV_HWPOISON | MADV_SOFT_OFFLINE) {
+            return Err(errno::EPERM.into());
+        }
+        let len = len
+            .checked_next_multiple_of(PAGE_SIZE)
+            .ok_or(errno::EINVAL)?;
+        let end = addr.checked_add(len).ok_or(errno::EINVAL)?;
         if len == 0 {
             return Ok(0);
         }
-        match advice as i32 {
+        if !self.range_mapped(addr, end) {
+            return Err(errno::ENOMEM.into());
+        }
+        match advice {
             libc::MADV_DONTNEED | libc::MADV_FREE => {
                 self.mm.discard(addr, len)?;
                 Ok(0)
             }
-            libc::MADV_REMOVE | libc::MADV_HWPOISON => Err(errno::EINVAL.into()),
+            libc::MADV_REMOVE => Err(errno::EINVAL.into()),
             _ => Ok(0),
         }
+    }
+
+    /// Whether every page of `start .. end` is mapped.
+    pub(crate) fn range_mapped(&self, start: u64, end: u64) -> bool {
+        let mut at = start;
+        for (s, v) in self.mm.vmas() {
+            if v.end <= at {
+                continue;
+            }
+            if s > at {
+                return false;
+            }
+            at = v.end;
+            if at >= end {
+                return true;
+            }
+        }
+        at >= end
+    }
+
+    /// `msync`: checked as Linux does (an aligned start, known flags and not both
+    /// `MS_ASYNC` and `MS_SYNC`, `EINVAL`; every page mapped, `ENOMEM`). There is nothing
+    /// to write back: in-memory files share their pages with their mappings, and no
+    /// writable shared mapping of a host file exists.
+    pub(crate) fn sys_msync(&mut self, addr: u64, len: u64, flags: u64) -> SysResult {
+        const MS_ASYNC: u64 = 1;
+        const MS_INVALIDATE: u64 = 2;
+        const MS_SYNC: u64 = 4;
+        if addr % PAGE_SIZE != 0
+            || flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+            || flags & (MS_ASYNC | MS_SYNC) == MS_ASYNC | MS_SYNC
+        {
+            return Err(errno::EINVAL.into());
+        }
+        let len = len
+            .checked_next_multiple_of(PAGE_SIZE)
+            .ok_or(errno::ENOMEM)?;
+        let end = addr.checked_add(len).ok_or(errno::ENOMEM)?;
+        if len == 0 {
+            return Ok(0);
+        }
+        if !self.range_mapped(addr, end) {
+            return Err(errno::ENOMEM.into());
+        }
+        Ok(0)
+    }
+
+    /// `mlock`, `munlock`, `mlock2`: memory is never swapped out, so locking changes
+    /// nothing; the range must be mapped (`ENOMEM`) and `mlock2`'s flags known.
+    pub(crate) fn sys_mlock(&mut self, addr: u64, len: u64, flags: u64) -> SysResult {
+        const MLOCK_ONFAULT: u64 = 1;
+        if flags & !MLOCK_ONFAULT != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let start = addr & !(PAGE_SIZE - 1);
+        let end = addr
+            .checked_add(len)
+            .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE))
+            .ok_or(errno::ENOMEM)?;
+        if end > start && !self.range_mapped(start, end) {
+            return Err(errno::ENOMEM.into());
+        }
+        Ok(0)
+    }
+
+    /// `mlockall`: `MCL_CURRENT` and/or `MCL_FUTURE` (with `MCL_ONFAULT`), else `EINVAL`.
+    pub(crate) fn sys_mlockall(&mut self, flags: u64) -> SysResult {
+        const MCL_CURRENT: u64 = 1;
+        const MCL_FUTURE: u64 = 2;
+        const MCL_ONFAULT: u64 = 4;
+        if flags == 0
+            || flags & !(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0
+            || flags == MCL_ONFAULT
+        {
+            return Err(errno::EINVAL.into());
+        }
+        Ok(0)
     }
 
     /// `mincore`: every page of a mapping counts as resident. The range is checked
@@ -303,6 +410,10 @@ impl Kernel {
             .ok_or(errno::ENOMEM)?;
         if end > crate::guest::layout::USER_TOP {
             return Err(errno::ENOMEM.into());
+        }
+        // The vector is checked (a range check, as access_ok) before the mappings.
+        if !super::rw::user_range(vec, len.div_ceil(PAGE_SIZE)) {
+            return Err(errno::EFAULT.into());
         }
         if len == 0 {
             return Ok(0);

@@ -4,7 +4,7 @@
 //! processes and threads.
 
 mod clone;
-mod dispatch;
+pub(crate) mod dispatch;
 mod epoll;
 mod exec;
 mod exit;
@@ -13,9 +13,9 @@ mod fs;
 mod futex;
 #[cfg(feature = "test-hooks")]
 mod hooks;
+mod limits;
 pub(crate) mod misc;
 mod mm;
-pub(crate) mod names;
 mod path;
 mod poll;
 mod process;
@@ -26,6 +26,7 @@ mod sigcalls;
 pub(crate) mod signal;
 mod socket;
 mod stat;
+mod table;
 pub(crate) mod task;
 mod time;
 
@@ -35,13 +36,14 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_regs;
 
-pub(crate) use fd::{FdTable, FileKind, OpenFile, Pipe};
+pub(crate) use fd::{FdTable, FileKind, OpenFile};
 pub(crate) use rw::fill_random as fill_random_bytes;
 pub(crate) use sched::TIME_SLICE;
+pub(crate) use table::TABLE;
 
 use crate::errno::{self, Errno};
 use crate::kick::Control;
-use crate::mm::{AddressSpace, CStrError, MapError, SpaceId, UserError};
+use crate::mm::{AddressSpace, ArrayError, CStrError, MapError, SizedError, SpaceId, UserError};
 use crate::stdio::{Input, Output, OutputLimitReached};
 use crate::vfs::Vfs;
 use task::{Process, Task, Tid, Wait};
@@ -121,6 +123,24 @@ impl From<CStrError> for SysErr {
             CStrError::User(u) => u.into(),
             CStrError::TooLong => SysErr::Errno(errno::ENAMETOOLONG),
         }
+    }
+}
+
+impl From<SizedError> for SysErr {
+    fn from(e: SizedError) -> Self {
+        match e {
+            SizedError::TooSmall => SysErr::Errno(errno::EINVAL),
+            SizedError::TooBig => SysErr::Errno(errno::E2BIG),
+            SizedError::User(u) => u.into(),
+        }
+    }
+}
+
+/// How a call answers an array argument longer than it allows: `e`.
+pub(crate) fn too_many(e: Errno) -> impl Fn(ArrayError) -> SysErr {
+    move |a| match a {
+        ArrayError::TooMany => SysErr::Errno(e),
+        ArrayError::User(u) => u.into(),
     }
 }
 
@@ -250,6 +270,8 @@ pub(crate) struct Kernel {
     pub(crate) user: (u32, u32),
     /// Programs get the vDSO (`AT_SYSINFO_EHDR`): its clock works here.
     pub(crate) vdso: bool,
+    /// The row of the syscall being answered (while its handler runs).
+    pub(crate) current: Option<&'static dispatch::Syscall>,
 }
 
 /// What a run sets in its kernel; everything else in `Kernel` starts empty.
@@ -285,6 +307,8 @@ impl Kernel {
         (rip, rsp): (u64, u64),
         s: Settings,
     ) -> Kernel {
+        let mut proc = proc;
+        proc.rlimits = limits::Rlimits::initial(&s.limits, s.pids_limit);
         let task = Task::new(proc.pid, proc.pid, mm.space(), Kernel::fresh_ctx(rip, rsp));
         Kernel {
             mm,
@@ -313,6 +337,7 @@ impl Kernel {
             hostname: s.hostname,
             user: s.user,
             vdso: s.vdso,
+            current: None,
         }
     }
 }
@@ -349,13 +374,14 @@ impl Kernel {
         let a = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
         let mut ctx = self.task.ctx.clone();
         let started = Instant::now();
+        self.task.partial = 0;
         let result = self.dispatch(cpu, &mut ctx, nr, a);
         if trace_enabled() {
             eprintln!(
                 "[hsb-vmm {}:{}] {}({:#x}, {:#x}, {:#x}, {:#x}) = {:?} in {:?}",
                 self.proc.pid,
                 self.task.tid,
-                names::syscall_name(nr),
+                dispatch::syscall_name(nr),
                 a[0],
                 a[1],
                 a[2],
@@ -371,7 +397,7 @@ impl Kernel {
     fn enosys(&mut self, nr: u64) -> SysResult {
         // Numbers past any table (the workload chooses all 64 bits) share one entry.
         let name = if nr < UNNAMED_MAX {
-            names::syscall_name(nr)
+            dispatch::syscall_name(nr).into_owned()
         } else {
             format!("syscall_{UNNAMED_MAX}_and_above")
         };
@@ -382,8 +408,22 @@ impl Kernel {
     /// A variant of a syscall that is not offered: counted like an unimplemented
     /// syscall, answered with `e`.
     pub(crate) fn unsupported(&mut self, what: &str, e: Errno) -> SysErr {
+        // The table must say so: a variant refused in a row marked as fully
+        // implemented is a row that lies (checked in every debug build and fuzz run).
+        debug_assert!(
+            self.current
+                .is_none_or(|row| row.level == dispatch::Level::Partial),
+            "{what} is refused but the table marks {} as fully implemented",
+            self.current.map_or("?", |r| r.name)
+        );
         self.count_unimplemented(what.to_string());
         SysErr::Errno(e)
+    }
+
+    /// A variant of a syscall that is accepted without doing all Linux would (a
+    /// notification never sent): counted like an unimplemented syscall.
+    pub(crate) fn note_unsupported(&mut self, what: &str) {
+        let _ = self.unsupported(what, errno::ENOSYS);
     }
 
     /// Counts a call in the outcome's `unimplemented_syscalls`: a report of bounded

@@ -6,14 +6,14 @@ use std::rc::Rc;
 
 use super::fd::FileKind;
 use super::fs::open_file;
-use super::stat::{encode_stat, encode_statx};
+use super::stat::{stat_of, statx_of};
 use super::{Kernel, SysErr, SysResult};
+use crate::abi::{OpenHow, Stat, Statfs, Statx, Timespec, Timeval, UtimeSpec, OPEN_HOW_SIZE_VER0};
 use crate::errno;
+use crate::mm::UserPtr;
 use crate::vfs::{host, DevKind, Location, Node, Opened, Time, PATH_MAX};
 
 const AT_FDCWD: i32 = libc::AT_FDCWD;
-const UTIME_NOW: i64 = (1 << 30) - 1;
-const UTIME_OMIT: i64 = (1 << 30) - 2;
 
 impl Kernel {
     /// The directory relative paths start from: the working directory or `dirfd`'s.
@@ -119,33 +119,29 @@ impl Kernel {
         Ok(self.proc.files.add(file, cloexec, 0)?)
     }
 
-    pub(crate) fn sys_openat2(&mut self, dirfd: u64, ptr: u64, how: u64, size: u64) -> SysResult {
-        if size < 24 {
-            return Err(errno::EINVAL.into());
-        }
-        if size > 4096 {
-            return Err(errno::E2BIG.into());
-        }
-        let raw = self.mm.read_user_vec(how, size as usize)?;
-        if raw[24..].iter().any(|b| *b != 0) {
-            return Err(errno::E2BIG.into());
-        }
-        let word =
-            |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-        let (flags, mode, resolve) = (word(0), word(1), word(2));
-        const BENEATH_AND_IN_ROOT: u64 = 0x08 | 0x10;
-        if flags >> 32 != 0
-            || resolve & !0x3f != 0
-            || resolve & BENEATH_AND_IN_ROOT == BENEATH_AND_IN_ROOT
-            || mode & !0o7777 != 0
-            || (mode != 0 && flags as i32 & (libc::O_CREAT | libc::O_TMPFILE) == 0)
-        {
-            return Err(errno::EINVAL.into());
-        }
-        self.open_at(dirfd, ptr, flags, mode, resolve)
+    pub(crate) fn sys_openat2(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        how: UserPtr<OpenHow>,
+        size: u64,
+    ) -> SysResult {
+        let how = self
+            .mm
+            .read_sized(how, size, OPEN_HOW_SIZE_VER0)?
+            .checked()?;
+        self.open_at(dirfd, ptr, how.flags, how.mode, how.resolve)
     }
 
     fn meta_at(&mut self, dirfd: u64, ptr: u64, flags: u64) -> Result<crate::vfs::Meta, SysErr> {
+        const AT_NO_AUTOMOUNT: u64 = 0x800;
+        const AT_STATX_SYNC_TYPE: u64 = 0x6000;
+        let known = AT_NO_AUTOMOUNT
+            | AT_STATX_SYNC_TYPE
+            | (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64;
+        if flags & !known != 0 || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE {
+            return Err(errno::EINVAL.into());
+        }
         if flags & libc::AT_EMPTY_PATH as u64 != 0 && dirfd as i32 != AT_FDCWD {
             // An open file of any kind (pipes included) when the path is empty.
             let empty = self.mm.read_cstr(ptr, 1).map(|p| p.is_empty());
@@ -162,11 +158,15 @@ impl Kernel {
         &mut self,
         dirfd: u64,
         ptr: u64,
-        buf: u64,
+        buf: UserPtr<Stat>,
         flags: u64,
     ) -> SysResult {
+        // The statx-only bits are not newfstatat's.
+        if flags & 0x6000 != 0 {
+            return Err(errno::EINVAL.into());
+        }
         let m = self.meta_at(dirfd, ptr, flags)?;
-        self.mm.write_user(buf, &encode_stat(&m))?;
+        self.mm.write(buf, &stat_of(&m))?;
         Ok(0)
     }
 
@@ -175,11 +175,15 @@ impl Kernel {
         dirfd: u64,
         ptr: u64,
         flags: u64,
-        _mask: u64,
-        buf: u64,
+        mask: u64,
+        buf: UserPtr<Statx>,
     ) -> SysResult {
+        const STATX_RESERVED: u64 = 0x8000_0000;
+        if mask as u32 as u64 & STATX_RESERVED != 0 {
+            return Err(errno::EINVAL.into());
+        }
         let m = self.meta_at(dirfd, ptr, flags)?;
-        self.mm.write_user(buf, &encode_statx(&m))?;
+        self.mm.write(buf, &statx_of(&m))?;
         Ok(0)
     }
 
@@ -190,19 +194,16 @@ impl Kernel {
         mode: u64,
         flags: u64,
     ) -> SysResult {
-        if mode & !7 != 0 {
+        const AT_EACCESS: u64 = 0x200;
+        let known = AT_EACCESS | (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64;
+        if mode & !7 != 0 || flags & !known != 0 {
             return Err(errno::EINVAL.into());
         }
         let loc = self.resolve_at(dirfd, ptr, flags, true)?;
         if mode & libc::W_OK as u64 != 0 {
             loc.node().writable()?;
         }
-        if mode & libc::X_OK as u64 != 0 {
-            let m = self.vfs.meta(&loc)?;
-            if !m.is_dir() && m.mode & 0o111 == 0 {
-                return Err(errno::EACCES.into());
-            }
-        }
+        self.vfs.permission(&loc, mode as u32)?;
         Ok(0)
     }
 
@@ -266,6 +267,9 @@ impl Kernel {
         new: u64,
         flags: u64,
     ) -> SysResult {
+        if flags & !((libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) as u64) != 0 {
+            return Err(errno::EINVAL.into());
+        }
         let src = self.resolve_at(olddir, old, flags, false)?;
         let path = self.path_arg(new)?;
         let base = self.base_for(&path, newdir)?;
@@ -303,17 +307,53 @@ impl Kernel {
         Ok(0)
     }
 
-    /// `chown` and friends: the sandbox user owns nothing else to give away.
-    pub(crate) fn sys_chown(&mut self, at: Option<(u64, u64)>, uid: u64, gid: u64) -> SysResult {
-        if let Some((dirfd, ptr)) = at {
-            self.resolve_at(dirfd, ptr, 0, true)?;
+    /// `chown`, `lchown`, `fchownat`: on `dirfd` + `path` (with `AT_SYMLINK_NOFOLLOW`
+    /// and `AT_EMPTY_PATH`), following a final symlink unless asked not to.
+    pub(crate) fn sys_fchownat(
+        &mut self,
+        dirfd: u64,
+        ptr: u64,
+        uid: u64,
+        gid: u64,
+        flags: u64,
+    ) -> SysResult {
+        let known = (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64;
+        if flags & !known != 0 {
+            return Err(errno::EINVAL.into());
         }
-        let keep = |v: u64, own: u32| v as u32 == u32::MAX || v as u32 == own;
-        if keep(uid, self.user.0) && keep(gid, self.user.1) {
-            Ok(0)
-        } else {
-            Err(errno::EPERM.into())
+        let loc = self.resolve_at(dirfd, ptr, flags, true)?;
+        let meta = self.vfs.meta(&loc)?;
+        loc.node().writable()?;
+        self.chown_allowed(&meta, uid, gid)
+    }
+
+    /// `fchown`: as `chown`, on an open descriptor.
+    pub(crate) fn sys_fchown(&mut self, fd: u64, uid: u64, gid: u64) -> SysResult {
+        let f = self.proc.files.get(fd)?;
+        if matches!(f.kind, FileKind::Path) {
+            return Err(errno::EBADF.into());
         }
+        let meta = self.file_meta(&f)?;
+        if let Some(loc) = &f.loc {
+            loc.node().writable()?;
+        }
+        self.chown_allowed(&meta, uid, gid)
+    }
+
+    /// What an unprivileged owner may do, as Linux's `chown_ok`/`chgrp_ok`: keep the
+    /// owner (`-1` or the same uid) of a file it owns, and set the group to its own or
+    /// keep it; anything else is `EPERM`. Ownership never changes here (the sandbox has
+    /// one user), so an allowed call changes nothing.
+    fn chown_allowed(&self, meta: &crate::vfs::Meta, uid: u64, gid: u64) -> SysResult {
+        let (uid, gid) = (uid as u32, gid as u32);
+        let owner = self.user.0 == meta.uid;
+        if uid != u32::MAX && !(owner && uid == meta.uid) {
+            return Err(errno::EPERM.into());
+        }
+        if gid != u32::MAX && !(owner && (gid == self.user.1 || gid == meta.gid)) {
+            return Err(errno::EPERM.into());
+        }
+        Ok(0)
     }
 
     pub(crate) fn sys_truncate(&mut self, ptr: u64, len: u64) -> SysResult {
@@ -321,7 +361,7 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         let loc = self.resolve_at(AT_FDCWD as u64, ptr, 0, true)?;
-        if let Some(limit) = self.limits.file_size {
+        if let Some(limit) = self.file_size_limit() {
             if len > limit {
                 self.raise(25)?;
                 return Err(errno::EFBIG.into());
@@ -331,15 +371,12 @@ impl Kernel {
         Ok(0)
     }
 
-    fn timespec_arg(&mut self, ptr: u64) -> Result<Option<Time>, SysErr> {
-        let raw = self.mm.read_user_vec(ptr, 16)?;
-        let sec = i64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
-        let nsec = i64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
-        Ok(match nsec {
-            UTIME_NOW => Some(Time::now()),
-            UTIME_OMIT => None,
-            0..=999_999_999 => Some(Time { sec, nsec }),
-            _ => return Err(errno::EINVAL.into()),
+    /// One time of `utimensat`: now, unchanged, or the one given.
+    fn utime(t: &Timespec) -> Result<Option<Time>, SysErr> {
+        Ok(match t.utime()? {
+            UtimeSpec::Now => Some(Time::now()),
+            UtimeSpec::Omit => None,
+            UtimeSpec::At(sec, nsec) => Some(Time { sec, nsec }),
         })
     }
 
@@ -347,9 +384,12 @@ impl Kernel {
         &mut self,
         dirfd: u64,
         ptr: u64,
-        times: u64,
+        times: UserPtr<[Timespec; 2]>,
         flags: u64,
     ) -> SysResult {
+        if flags & !((libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64) != 0 {
+            return Err(errno::EINVAL.into());
+        }
         let loc = if ptr == 0 {
             if dirfd as i32 == AT_FDCWD {
                 return Err(errno::EFAULT.into());
@@ -363,37 +403,19 @@ impl Kernel {
         } else {
             self.resolve_at(dirfd, ptr, flags, true)?
         };
-        let (a, m) = if times == 0 {
+        let (a, m) = if times.is_null() {
             (Some(Time::now()), Some(Time::now()))
         } else {
-            (self.timespec_arg(times)?, self.timespec_arg(times + 16)?)
+            let [a, m] = self.mm.read(times)?;
+            (Self::utime(&a)?, Self::utime(&m)?)
         };
         self.vfs.utimens(&loc, a, m)?;
         Ok(0)
     }
 
-    pub(crate) fn sys_utimes(&mut self, ptr: u64, tv: u64) -> SysResult {
+    pub(crate) fn sys_utimes(&mut self, ptr: u64, tv: UserPtr<[Timeval; 2]>) -> SysResult {
         let loc = self.resolve_at(AT_FDCWD as u64, ptr, 0, true)?;
-        let (a, m) = if tv == 0 {
-            (Some(Time::now()), Some(Time::now()))
-        } else {
-            let raw = self.mm.read_user_vec(tv, 32)?;
-            let q =
-                |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-            if !(0..1_000_000).contains(&q(1)) || !(0..1_000_000).contains(&q(3)) {
-                return Err(errno::EINVAL.into());
-            }
-            (
-                Some(Time {
-                    sec: q(0),
-                    nsec: q(1) * 1000,
-                }),
-                Some(Time {
-                    sec: q(2),
-                    nsec: q(3) * 1000,
-                }),
-            )
-        };
+        let (a, m) = self.timevals(tv)?;
         self.vfs.utimens(&loc, a, m)?;
         Ok(0)
     }
@@ -413,6 +435,7 @@ impl Kernel {
         if !loc.node().is_dir() {
             return Err(errno::ENOTDIR.into());
         }
+        self.vfs.permission(&loc, 1)?;
         self.proc.cwd = loc;
         Ok(0)
     }
@@ -428,7 +451,12 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn sys_statfs(&mut self, path: Option<u64>, fd: Option<u64>, buf: u64) -> SysResult {
+    pub(crate) fn sys_statfs(
+        &mut self,
+        path: Option<u64>,
+        fd: Option<u64>,
+        buf: UserPtr<Statfs>,
+    ) -> SysResult {
         let loc = match (path, fd) {
             (Some(p), _) => self.resolve_at(AT_FDCWD as u64, p, 0, true)?,
             (None, Some(fd)) => {
@@ -472,26 +500,23 @@ impl Kernel {
         }
     }
 
-    fn put_statfs(&mut self, buf: u64, st: &libc::statfs, ro: bool) -> SysResult {
-        let mut b = Vec::with_capacity(120);
-        let fsid: [i32; 2] = [0, 0];
-        for v in [st.f_type, st.f_bsize] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [st.f_blocks, st.f_bfree, st.f_bavail, st.f_files, st.f_ffree] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-        b.extend_from_slice(&fsid[0].to_le_bytes());
-        b.extend_from_slice(&fsid[1].to_le_bytes());
-        let mut flags = 0i64;
-        if ro {
-            flags |= libc::ST_RDONLY as i64;
-        }
-        for v in [st.f_namelen, st.f_frsize, flags] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-        b.resize(120, 0);
-        self.mm.write_user(buf, &b)?;
+    fn put_statfs(&mut self, buf: UserPtr<Statfs>, st: &libc::statfs, ro: bool) -> SysResult {
+        let out = Statfs {
+            f_type: st.f_type,
+            f_bsize: st.f_bsize,
+            f_blocks: st.f_blocks,
+            f_bfree: st.f_bfree,
+            f_bavail: st.f_bavail,
+            f_files: st.f_files,
+            f_ffree: st.f_ffree,
+            // The host's filesystem id is not the workload's business.
+            f_fsid: [0, 0],
+            f_namelen: st.f_namelen,
+            f_frsize: st.f_frsize,
+            f_flags: if ro { libc::ST_RDONLY as i64 } else { 0 },
+            ..Statfs::default()
+        };
+        self.mm.write(buf, &out)?;
         Ok(0)
     }
 }

@@ -4,11 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use super::fd::{FileKind, OpenFile, PipeEnd, PIPE_CAPACITY};
-use super::{Kernel, SysErr, SysResult};
+use super::fd::{FileKind, OpenFile};
+use super::{too_many, Kernel, SysErr, SysResult};
+use crate::abi::{PollFd, Timespec, Timeval};
 use crate::errno;
+use crate::mm::UserPtr;
+use crate::pipe::PipeEnd;
 use crate::stdio::Input;
 
+/// The most words of an `fd_set` read: a table of `NR_OPEN` descriptors.
+const MAX_FD_WORDS: usize = (1 << 20) / 64;
 const POLLIN: i16 = 0x1;
 const POLLPRI: i16 = 0x2;
 const POLLOUT: i16 = 0x4;
@@ -34,14 +39,14 @@ impl Kernel {
         let pipe_in = |end: Option<&PipeEnd>| match end {
             Some(e) => {
                 let p = e.pipe.borrow();
-                (!p.buf.is_empty() || p.writers == 0, p.writers == 0)
+                (p.readable(), p.writers == 0)
             }
             None => (true, true),
         };
         let pipe_out = |end: Option<&PipeEnd>| match end {
             Some(e) => {
                 let p = e.pipe.borrow();
-                (p.readers > 0 && p.used() < PIPE_CAPACITY, p.readers == 0)
+                (p.readers > 0 && p.writable(), p.readers == 0)
             }
             None => (false, true),
         };
@@ -51,17 +56,21 @@ impl Kernel {
                 _ => (true, false, 0),
             },
             FileKind::Output(_) => (false, true, 0),
+            // As Linux's pipe_poll: a write end is writable while a slot is free
+            // (readers or not) and in error without readers; a read end hangs up
+            // once every writer has gone.
             FileKind::Pipe(end) if end.write => {
-                let (w, broken) = pipe_out(Some(end));
-                (false, w, if broken { POLLERR } else { 0 })
+                let p = end.pipe.borrow();
+                (
+                    false,
+                    p.writable(),
+                    if p.readers == 0 { POLLERR } else { 0 },
+                )
             }
             FileKind::Pipe(end) => {
                 let p = end.pipe.borrow();
-                (
-                    !p.buf.is_empty(),
-                    false,
-                    if p.writers == 0 { POLLHUP } else { 0 },
-                )
+                let hup = p.writers == 0 && !p.no_writer_yet;
+                (!p.is_empty(), false, if hup { POLLHUP } else { 0 })
             }
             FileKind::Socket(s) => {
                 let (r, eof) = pipe_in(s.rx.borrow().as_ref());
@@ -72,8 +81,10 @@ impl Kernel {
             }
             FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
             FileKind::Epoll(..) => (self.epoll_any_ready(f), false, 0),
-            FileKind::Path => (false, false, 0),
-            _ => (f.readable(), f.writable(), 0),
+            FileKind::Path => return POLLNVAL,
+            // Files, directories and devices have no poll method: Linux answers its
+            // DEFAULT_POLLMASK (readable and writable) whatever the access mode.
+            _ => (true, true, 0),
         };
         let mut ev = extra;
         if r {
@@ -85,35 +96,39 @@ impl Kernel {
         ev & (want | POLLERR | POLLHUP)
     }
 
-    fn poll_loop(&mut self, fds: u64, nfds: u64, until: Option<Instant>) -> SysResult {
-        if nfds > self.proc.files.limit as u64 {
-            return Err(errno::EINVAL.into());
-        }
-        let mut raw = self.mm.read_user_vec(fds, nfds as usize * 8)?;
+    fn poll_loop(&mut self, fds: UserPtr<PollFd>, nfds: u64, until: Option<Instant>) -> SysResult {
+        // At most RLIMIT_NOFILE entries (EINVAL), as Linux.
+        let limit = self.proc.files.limit;
+        let mut v = self
+            .mm
+            .read_array(fds, nfds, limit)
+            .map_err(too_many(errno::EINVAL))?;
         loop {
             let mut n = 0;
-            for c in raw.chunks_exact_mut(8) {
-                let fd = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                let want = i16::from_le_bytes([c[4], c[5]]);
-                let rev = if fd < 0 {
+            for p in v.iter_mut() {
+                p.revents = if p.fd < 0 {
                     0
                 } else {
-                    self.ready(fd, want & !POLLPRI)
+                    self.ready(p.fd, p.events & !POLLPRI)
                 };
-                c[6..8].copy_from_slice(&rev.to_le_bytes());
-                if rev != 0 {
+                if p.revents != 0 {
                     n += 1;
                 }
             }
             if n > 0 || until.is_some_and(|u| Instant::now() >= u) {
-                self.mm.write_user(fds, &raw)?;
+                self.mm.write_array(fds, &v)?;
                 return Ok(n);
             }
             self.block_until(until)?;
         }
     }
 
-    pub(crate) fn sys_poll(&mut self, fds: u64, nfds: u64, timeout_ms: i64) -> SysResult {
+    pub(crate) fn sys_poll(
+        &mut self,
+        fds: UserPtr<PollFd>,
+        nfds: u64,
+        timeout_ms: i64,
+    ) -> SysResult {
         let until = if timeout_ms >= 0 {
             self.deadline_after(Duration::from_millis(timeout_ms as u64))
         } else {
@@ -122,14 +137,34 @@ impl Kernel {
         self.poll_loop(fds, nfds, until)
     }
 
-    pub(crate) fn sys_ppoll(&mut self, fds: u64, nfds: u64, tsp: u64) -> SysResult {
-        let until = if tsp == 0 {
+    pub(crate) fn sys_ppoll(
+        &mut self,
+        fds: UserPtr<PollFd>,
+        nfds: u64,
+        tsp: UserPtr<Timespec>,
+    ) -> SysResult {
+        let until = if tsp.is_null() {
             None
         } else {
             let d = self.timespec(tsp)?;
             self.deadline_after(d)
         };
         self.poll_loop(fds, nfds, until)
+    }
+
+    /// `pselect6`: `select` with a `timespec` and, through a `{ sigset_t *, size_t }`
+    /// pair at the last argument, a signal mask for the wait.
+    pub(crate) fn sys_pselect6(&mut self, a: [u64; 6]) -> SysResult {
+        let [nfds, r, w, e, tp, sig] = a;
+        let (set, size) = if sig == 0 {
+            (0, 0)
+        } else {
+            let [set, size] = self.mm.read(UserPtr::<[u64; 2]>::new(sig))?;
+            (set, size)
+        };
+        self.with_sigmask(UserPtr::new(set), size, |k| {
+            k.sys_select(nfds, r, w, e, tp, true)
+        })
     }
 
     /// `select` (timeout a `timeval`) and `pselect6` (a `timespec`).
@@ -142,40 +177,49 @@ impl Kernel {
         tp: u64,
         pselect: bool,
     ) -> SysResult {
-        if nfds > 1024 {
+        // An int; descriptors past the table's size are not looked at (Linux caps
+        // `nfds` at its fdtable's `max_fds`).
+        let nfds = nfds as i32;
+        if nfds < 0 {
             return Err(errno::EINVAL.into());
         }
+        let nfds = (nfds as u64).min(self.proc.files.max_fds() as u64);
         let until = if tp == 0 {
             None
         } else if pselect {
-            let d = self.timespec(tp)?;
+            let d = self.timespec(UserPtr::new(tp))?;
             self.deadline_after(d)
         } else {
-            let raw = self.mm.read_user_vec(tp, 16)?;
-            let s = i64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
-            let us = i64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
-            if s < 0 || !(0..1_000_000).contains(&us) {
-                return Err(errno::EINVAL.into());
-            }
-            self.deadline_after(Duration::new(s as u64, us as u32 * 1000))
+            // select folds whole seconds out of the microseconds, as Linux does.
+            let tv = self.mm.read(UserPtr::<Timeval>::new(tp))?;
+            let ts = Timespec {
+                tv_sec: tv
+                    .tv_sec
+                    .checked_add(tv.tv_usec / 1_000_000)
+                    .ok_or(errno::EINVAL)?,
+                tv_nsec: (tv.tv_usec % 1_000_000) * 1000,
+            };
+            self.deadline_after(ts.duration()?)
         };
-        let bytes = nfds.div_ceil(64) as usize * 8;
-        let read_set = |k: &mut Kernel, p: u64| -> Result<Vec<u8>, SysErr> {
+        // An `fd_set` is an array of `unsigned long`, one bit per descriptor.
+        let words = nfds.div_ceil(64);
+        let read_set = |k: &mut Kernel, p: u64| -> Result<Vec<u64>, SysErr> {
             if p == 0 {
-                Ok(vec![0; bytes])
+                Ok(vec![0; words as usize])
             } else {
-                Ok(k.mm.read_user_vec(p, bytes)?)
+                k.mm.read_array(UserPtr::<u64>::new(p), words, MAX_FD_WORDS)
+                    .map_err(too_many(errno::EINVAL))
             }
         };
         let (r, w) = (read_set(self, rset)?, read_set(self, wset)?);
         loop {
-            let mut out_r = vec![0u8; bytes];
-            let mut out_w = vec![0u8; bytes];
+            let mut out_r = vec![0u64; words as usize];
+            let mut out_w = vec![0u64; words as usize];
             let mut n = 0;
             for fd in 0..nfds as usize {
-                let (byte, b) = (fd / 8, 1u8 << (fd % 8));
-                let want_r = r[byte] & b != 0;
-                let want_w = w[byte] & b != 0;
+                let (word, b) = (fd / 64, 1u64 << (fd % 64));
+                let want_r = r[word] & b != 0;
+                let want_w = w[word] & b != 0;
                 if !want_r && !want_w {
                     continue;
                 }
@@ -184,23 +228,24 @@ impl Kernel {
                     return Err(errno::EBADF.into());
                 }
                 if want_r && ev & (POLLIN | POLLHUP | POLLERR) != 0 {
-                    out_r[byte] |= b;
+                    out_r[word] |= b;
                     n += 1;
                 }
                 if want_w && ev & (POLLOUT | POLLERR) != 0 {
-                    out_w[byte] |= b;
+                    out_w[word] |= b;
                     n += 1;
                 }
             }
             if n > 0 || until.is_some_and(|u| Instant::now() >= u) {
                 if rset != 0 {
-                    self.mm.write_user(rset, &out_r)?;
+                    self.mm.write_array(UserPtr::new(rset), &out_r)?;
                 }
                 if wset != 0 {
-                    self.mm.write_user(wset, &out_w)?;
+                    self.mm.write_array(UserPtr::new(wset), &out_w)?;
                 }
                 if eset != 0 {
-                    self.mm.write_user(eset, &vec![0u8; bytes])?;
+                    self.mm
+                        .write_array(UserPtr::new(eset), &vec![0u64; words as usize])?;
                 }
                 return Ok(n);
             }

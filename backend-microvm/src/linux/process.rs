@@ -6,149 +6,75 @@ use std::time::{Duration, Instant};
 use super::rw::fill_random;
 use super::task::Tid;
 use super::{Cpu, Kernel, SysErr, SysResult};
+use crate::abi::{Itimerval, Rusage, Sysinfo, Tms, Utsname};
 use crate::errno;
+use crate::mm::UserPtr;
 
 /// The release `uname` reports.
 pub(crate) const RELEASE: &str = "6.1.0-hsb-microvm";
-/// Infinity for rlimits.
-const RLIM_INFINITY: u64 = u64::MAX;
-
-fn utsfield(s: &str) -> [u8; 65] {
-    let mut f = [0u8; 65];
-    let b = s.as_bytes();
-    let n = b.len().min(64);
-    f[..n].copy_from_slice(&b[..n]);
-    f
-}
-
-fn timeval(d: Duration) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&(d.as_secs() as i64).to_le_bytes());
-    b[8..].copy_from_slice(&i64::from(d.subsec_micros()).to_le_bytes());
-    b
-}
 
 impl Kernel {
-    pub(crate) fn sys_uname(&mut self, buf: u64) -> SysResult {
-        let mut out = Vec::with_capacity(390);
-        for f in [
-            "Linux",
-            &self.hostname,
-            RELEASE,
-            "#1 SMP hybrid-sandbox micro-VM",
-            "x86_64",
-            "(none)",
-        ] {
-            out.extend_from_slice(&utsfield(f));
-        }
-        self.mm.write_user(buf, &out)?;
+    pub(crate) fn sys_uname(&mut self, buf: UserPtr<Utsname>) -> SysResult {
+        let u = Utsname {
+            sysname: Utsname::field("Linux"),
+            nodename: Utsname::field(&self.hostname),
+            release: Utsname::field(RELEASE),
+            version: Utsname::field("#1 SMP hybrid-sandbox micro-VM"),
+            machine: Utsname::field("x86_64"),
+            domainname: Utsname::field("(none)"),
+        };
+        self.mm.write(buf, &u)?;
         Ok(0)
     }
 
-    /// The soft and hard value of an rlimit.
-    fn rlimit(&self, resource: u32) -> Result<(u64, u64), SysErr> {
-        let l = &self.limits;
-        Ok(match resource {
-            libc::RLIMIT_CPU => {
-                let v = l.cpu.map_or(RLIM_INFINITY, |d| d.as_secs().max(1));
-                (v, v)
-            }
-            libc::RLIMIT_FSIZE => {
-                let v = l.file_size.unwrap_or(RLIM_INFINITY);
-                (v, v)
-            }
-            libc::RLIMIT_DATA | libc::RLIMIT_AS | libc::RLIMIT_RSS => (l.memory, l.memory),
-            libc::RLIMIT_STACK => (l.stack, RLIM_INFINITY),
-            libc::RLIMIT_CORE => (0, 0),
-            libc::RLIMIT_NPROC => {
-                let v = self.pids_limit.unwrap_or(RLIM_INFINITY);
-                (v, v)
-            }
-            libc::RLIMIT_NOFILE => (self.proc.files.limit as u64, l.open_files),
-            libc::RLIMIT_MEMLOCK => (8 << 20, 8 << 20),
-            libc::RLIMIT_LOCKS | libc::RLIMIT_MSGQUEUE | libc::RLIMIT_RTTIME => {
-                (RLIM_INFINITY, RLIM_INFINITY)
-            }
-            libc::RLIMIT_SIGPENDING => (64, 64),
-            libc::RLIMIT_NICE | libc::RLIMIT_RTPRIO => (0, 0),
-            _ => return Err(errno::EINVAL.into()),
-        })
-    }
-
-    pub(crate) fn sys_prlimit(&mut self, pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
-        if pid != 0 && pid != u64::from(self.proc.pid) {
-            return Err(errno::ESRCH.into());
-        }
-        let resource = u32::try_from(resource).map_err(|_| errno::EINVAL)?;
-        let (soft, hard) = self.rlimit(resource)?;
-        if new != 0 {
-            let raw = self.mm.read_user_vec(new, 16)?;
-            let ns = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
-            let nh = u64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
-            if ns > nh {
-                return Err(errno::EINVAL.into());
-            }
-            if nh > hard {
-                return Err(errno::EPERM.into());
-            }
-            match resource {
-                libc::RLIMIT_NOFILE => {
-                    self.proc.files.limit = ns.min(hard) as usize;
-                    self.limits.open_files = nh;
-                }
-                libc::RLIMIT_FSIZE => self.limits.file_size = (ns != RLIM_INFINITY).then_some(ns),
-                libc::RLIMIT_STACK => self.limits.stack = ns,
-                _ => {}
-            }
-        }
-        if old != 0 {
-            let mut b = soft.to_le_bytes().to_vec();
-            b.extend_from_slice(&hard.to_le_bytes());
-            self.mm.write_user(old, &b)?;
-        }
-        Ok(0)
-    }
-
-    pub(crate) fn sys_getrusage(&mut self, who: u64, buf: u64) -> SysResult {
-        let mut b = vec![0u8; 144];
+    pub(crate) fn sys_getrusage(&mut self, who: u64, buf: UserPtr<Rusage>) -> SysResult {
         let t = match who as i32 {
             libc::RUSAGE_CHILDREN => self.proc.cpu_children,
             libc::RUSAGE_THREAD => self.task_cpu(),
-            _ => self.proc_cpu(),
+            libc::RUSAGE_SELF => self.proc_cpu(),
+            _ => return Err(errno::EINVAL.into()),
         };
-        b[..16].copy_from_slice(&timeval(t));
-        b[32..40].copy_from_slice(&((self.mm.mem.peak_bytes() / 1024) as i64).to_le_bytes());
-        self.mm.write_user(buf, &b)?;
+        let r = Rusage {
+            ru_utime: t.into(),
+            ru_maxrss: (self.mm.mem.peak_bytes() / 1024) as i64,
+            ..Rusage::default()
+        };
+        self.mm.write(buf, &r)?;
         Ok(0)
     }
 
-    pub(crate) fn sys_sysinfo(&mut self, buf: u64) -> SysResult {
-        let mut b = vec![0u8; 112];
+    pub(crate) fn sys_sysinfo(&mut self, buf: UserPtr<Sysinfo>) -> SysResult {
         let total = self.mm.mem.size();
         let free = total.saturating_sub(self.mm.mem.used_bytes());
-        b[..8].copy_from_slice(&(self.start.elapsed().as_secs() as i64).to_le_bytes());
-        b[32..40].copy_from_slice(&total.to_le_bytes());
-        b[40..48].copy_from_slice(&free.to_le_bytes());
-        b[80..82].copy_from_slice(&1u16.to_le_bytes());
-        b[104..108].copy_from_slice(&1u32.to_le_bytes());
-        self.mm.write_user(buf, &b)?;
+        let i = Sysinfo {
+            uptime: self.start.elapsed().as_secs() as i64,
+            totalram: total,
+            freeram: free,
+            procs: 1,
+            mem_unit: 1,
+            ..Sysinfo::default()
+        };
+        self.mm.write(buf, &i)?;
         Ok(0)
     }
 
-    pub(crate) fn sys_times(&mut self, buf: u64) -> SysResult {
+    pub(crate) fn sys_times(&mut self, buf: UserPtr<Tms>) -> SysResult {
         let ticks = |d: Duration| (d.as_millis() / 10) as u64;
-        if buf != 0 {
-            let mut b = vec![0u8; 32];
-            b[..8].copy_from_slice(&ticks(self.proc_cpu()).to_le_bytes());
-            b[16..24].copy_from_slice(&ticks(self.proc.cpu_children).to_le_bytes());
-            self.mm.write_user(buf, &b)?;
+        if !buf.is_null() {
+            let t = Tms {
+                tms_utime: ticks(self.proc_cpu()) as i64,
+                tms_cutime: ticks(self.proc.cpu_children) as i64,
+                ..Tms::default()
+            };
+            self.mm.write(buf, &t)?;
         }
         Ok(ticks(self.start.elapsed()) + 1)
     }
 
-    pub(crate) fn sys_getres(&mut self, a: [u64; 6], id: u32) -> SysResult {
-        for p in &a[..3] {
-            self.mm.write_u32(*p, id)?;
+    /// `getresuid`/`getresgid`: the real, effective and saved ids are all `id`.
+    pub(crate) fn sys_getres(&mut self, ids: [UserPtr<u32>; 3], id: u32) -> SysResult {
+        for p in ids {
+            self.mm.write(p, &id)?;
         }
         Ok(0)
     }
@@ -187,25 +113,91 @@ impl Kernel {
     }
 
     pub(crate) fn sys_prctl(&mut self, a: [u64; 6]) -> SysResult {
+        const PR_SET_VMA: i32 = 0x5356_4d41;
+        let flag = |v: u64| -> Result<bool, SysErr> {
+            match v {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => Err(errno::EINVAL.into()),
+            }
+        };
         match a[0] as i32 {
             libc::PR_SET_NAME => {
-                let name = self.mm.read_user_vec(a[1], 16)?;
-                let n = name.iter().position(|&b| b == 0).unwrap_or(15).min(15);
-                self.proc.comm = name[..n].to_vec();
+                // Up to 15 bytes, stopping at a NUL (strncpy_from_user).
+                self.proc.comm = match self.mm.read_cstr(a[1], 15) {
+                    Ok(n) => n,
+                    Err(crate::mm::CStrError::TooLong) => self.mm.read_user_vec(a[1], 15)?,
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(0)
             }
-            libc::PR_SET_PDEATHSIG | libc::PR_SET_NO_NEW_PRIVS | libc::PR_SET_DUMPABLE => Ok(0),
             libc::PR_GET_NAME => {
                 let mut name = [0u8; 16];
                 let n = self.proc.comm.len().min(15);
                 name[..n].copy_from_slice(&self.proc.comm[..n]);
-                self.mm.write_user(a[1], &name)?;
+                self.mm.write(UserPtr::<[u8; 16]>::new(a[1]), &name)?;
                 Ok(0)
             }
-            libc::PR_GET_DUMPABLE | libc::PR_GET_NO_NEW_PRIVS => Ok(1),
-            libc::PR_CAPBSET_READ => Ok(0),
-            // PR_SET_VMA (naming anonymous mappings) is harmless to accept.
-            0x5356_4d41 => Ok(0),
+            libc::PR_SET_PDEATHSIG => {
+                if a[1] > 64 {
+                    return Err(errno::EINVAL.into());
+                }
+                if a[1] != 0 {
+                    // Recorded; the signal is not sent when the parent dies.
+                    self.note_unsupported("prctl(PR_SET_PDEATHSIG)");
+                }
+                self.task.pdeathsig = a[1] as i32;
+                Ok(0)
+            }
+            libc::PR_GET_PDEATHSIG => {
+                self.mm
+                    .write(UserPtr::<i32>::new(a[1]), &self.task.pdeathsig)?;
+                Ok(0)
+            }
+            libc::PR_SET_DUMPABLE => {
+                self.proc.dumpable = flag(a[1])?;
+                Ok(0)
+            }
+            libc::PR_GET_DUMPABLE => Ok(u64::from(self.proc.dumpable)),
+            libc::PR_SET_KEEPCAPS => flag(a[1]).map(|_| 0),
+            libc::PR_GET_KEEPCAPS => Ok(0),
+            libc::PR_SET_NO_NEW_PRIVS => {
+                if a[1] != 1 || a[2..5].iter().any(|v| *v != 0) {
+                    return Err(errno::EINVAL.into());
+                }
+                Ok(0)
+            }
+            // The sandbox's processes always run with no_new_privs, as the container's.
+            libc::PR_GET_NO_NEW_PRIVS => {
+                if a[1..5].iter().any(|v| *v != 0) {
+                    return Err(errno::EINVAL.into());
+                }
+                Ok(1)
+            }
+            libc::PR_SET_CHILD_SUBREAPER => {
+                if a[1] != 0 {
+                    // Recorded; orphans still go to the sandbox's init.
+                    self.note_unsupported("prctl(PR_SET_CHILD_SUBREAPER)");
+                }
+                self.proc.subreaper = a[1] != 0;
+                Ok(0)
+            }
+            libc::PR_GET_CHILD_SUBREAPER => {
+                self.mm
+                    .write(UserPtr::<i32>::new(a[1]), &i32::from(self.proc.subreaper))?;
+                Ok(0)
+            }
+            libc::PR_SET_TIMERSLACK => Ok(0),
+            libc::PR_GET_TIMERSLACK => Ok(50_000),
+            libc::PR_CAPBSET_READ => {
+                if a[1] > 63 {
+                    return Err(errno::EINVAL.into());
+                }
+                Ok(0)
+            }
+            libc::PR_CAPBSET_DROP => Err(errno::EPERM.into()),
+            // Naming anonymous mappings is harmless to accept.
+            PR_SET_VMA => Ok(0),
             _ => Err(errno::EINVAL.into()),
         }
     }
@@ -234,7 +226,7 @@ impl Kernel {
                 } else {
                     cpu.gs_base()?
                 };
-                self.mm.write_u64(addr, v)?;
+                self.mm.write(UserPtr::<u64>::new(addr), &v)?;
                 Ok(0)
             }
             ARCH_GET_CPUID => Ok(1),
@@ -243,8 +235,16 @@ impl Kernel {
     }
 
     pub(crate) fn sys_getrandom(&mut self, buf: u64, len: u64, flags: u64) -> SysResult {
-        if flags & !0x7 != 0 {
+        const GRND_RANDOM: u64 = 0x2;
+        const GRND_INSECURE: u64 = 0x4;
+        // Linux's order: unknown flags and RANDOM with INSECURE (EINVAL), then the
+        // buffer's range (EFAULT, even for an empty one: import_ubuf's access_ok).
+        if flags & !0x7 != 0 || flags & (GRND_RANDOM | GRND_INSECURE) == GRND_RANDOM | GRND_INSECURE
+        {
             return Err(errno::EINVAL.into());
+        }
+        if !super::rw::user_range(buf, len) {
+            return Err(errno::EFAULT.into());
         }
         let len = len.min(32 * 1024 * 1024 - 1) as usize;
         let mut done = 0;
@@ -262,30 +262,22 @@ impl Kernel {
         }
         Ok(len as u64)
     }
-
-    /// One CPU: the guest has one vCPU.
-    pub(crate) fn sys_sched_getaffinity(&mut self, len: u64, mask: u64) -> SysResult {
-        if len < 8 || len % 8 != 0 {
-            return Err(errno::EINVAL.into());
-        }
-        self.mm.write_u64(mask, 1)?;
-        Ok(8)
-    }
 }
 
 /// `struct itimerval` from a remaining time and an interval.
-fn itimerval(left: Duration, every: Duration) -> [u8; 32] {
-    let mut b = [0u8; 32];
-    b[..16].copy_from_slice(&timeval(every));
-    b[16..].copy_from_slice(&timeval(left));
-    b
+fn itimerval(left: Duration, every: Duration) -> Itimerval {
+    Itimerval {
+        it_interval: every.into(),
+        it_value: left.into(),
+    }
 }
 
 impl Kernel {
+    /// A process id argument: 0 is the caller; a negative or unknown one `ESRCH`.
     fn pid_arg(&self, pid: u64) -> Result<Tid, SysErr> {
         let pid = pid as i32;
         if pid < 0 {
-            return Err(errno::EINVAL.into());
+            return Err(errno::ESRCH.into());
         }
         if pid == 0 {
             return Ok(self.proc.pid);
@@ -309,10 +301,10 @@ impl Kernel {
 
     /// `setpgid`: the caller or one of its children, into a group of its session.
     pub(crate) fn sys_setpgid(&mut self, pid: u64, pgid: u64) -> SysResult {
-        let pid = self.pid_arg(pid)?;
         if (pgid as i32) < 0 {
             return Err(errno::EINVAL.into());
         }
+        let pid = self.pid_arg(pid)?;
         let me = self.proc.pid;
         let sid = self.proc.sid;
         let target = self.proc_ref(pid).ok_or(errno::ESRCH)?;
@@ -382,40 +374,37 @@ impl Kernel {
         Ok(old)
     }
 
-    pub(crate) fn sys_getitimer(&mut self, which: u64, cur: u64) -> SysResult {
+    pub(crate) fn sys_getitimer(&mut self, which: u64, cur: UserPtr<Itimerval>) -> SysResult {
         if which != 0 {
             return Err(self.unsupported("getitimer(ITIMER_VIRTUAL/ITIMER_PROF)", errno::EINVAL));
         }
         let (left, every) = self.itimer_now();
-        self.mm.write_user(cur, &itimerval(left, every))?;
+        self.mm.write(cur, &itimerval(left, every))?;
         Ok(0)
     }
 
-    pub(crate) fn sys_setitimer(&mut self, which: u64, new: u64, old: u64) -> SysResult {
+    pub(crate) fn sys_setitimer(
+        &mut self,
+        which: u64,
+        new: UserPtr<Itimerval>,
+        old: UserPtr<Itimerval>,
+    ) -> SysResult {
         if which != 0 {
             // Only ITIMER_REAL: the CPU-time timers are not offered.
             return Err(self.unsupported("setitimer(ITIMER_VIRTUAL/ITIMER_PROF)", errno::EINVAL));
         }
-        let raw = if new != 0 {
-            Some(self.mm.read_user_vec(new, 32)?)
+        let new = if !new.is_null() {
+            Some(self.mm.read(new)?)
         } else {
             None
         };
-        if old != 0 {
+        if !old.is_null() {
             let (left, every) = self.itimer_now();
-            self.mm.write_user(old, &itimerval(left, every))?;
+            self.mm.write(old, &itimerval(left, every))?;
         }
-        if let Some(raw) = raw {
-            let q =
-                |i: usize| i64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-            let tv = |s: i64, us: i64| -> Result<Duration, SysErr> {
-                if s < 0 || !(0..1_000_000).contains(&us) {
-                    return Err(errno::EINVAL.into());
-                }
-                Ok(Duration::new(s as u64, us as u32 * 1000))
-            };
-            let every = tv(q(0), q(1))?;
-            let value = tv(q(2), q(3))?;
+        if let Some(it) = new {
+            let every = it.it_interval.duration()?;
+            let value = it.it_value.duration()?;
             self.proc.itimer = (!value.is_zero()).then(|| (super::time::later(value), every));
             self.stirred = true;
         }

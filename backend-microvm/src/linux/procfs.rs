@@ -96,7 +96,11 @@ impl Kernel {
                 let _ = writeln!(
                     s,
                     "Max open files            {:<20} {:<20} files",
-                    self.proc.files.limit, self.limits.open_files
+                    self.proc.files.limit,
+                    self.proc
+                        .rlimits
+                        .get(libc::RLIMIT_NOFILE)
+                        .map_or(0, |r| r.rlim_max)
                 );
                 let _ = writeln!(
                     s,

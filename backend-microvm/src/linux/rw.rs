@@ -6,15 +6,20 @@ use std::rc::Rc;
 
 use sandbox_core::StreamKind;
 
-use super::fd::{FileKind, OpenFile, PipeEnd, MSG_OVERHEAD, PIPE_CAPACITY};
-use super::{Kernel, Stop, SysErr, SysResult};
+use super::fd::{FileKind, OpenFile};
+use super::{too_many, Kernel, Stop, SysErr, SysResult};
+use crate::abi::Iovec;
 use crate::errno;
 use crate::errno::Errno;
+use crate::mm::UserPtr;
+use crate::pipe::{self, PipeEnd};
 use crate::stdio::Input;
 use crate::vfs::{host, DevKind};
 
 /// Largest count one read or write handles (as Linux's `MAX_RW_COUNT`).
 const RW_MAX: u64 = 0x7fff_f000;
+/// Most `iovec`s in one call (Linux's `UIO_MAXIOV`).
+pub(crate) const IOV_MAX: usize = 1024;
 /// Bytes moved through the VMM per step.
 const PIECE: u64 = 128 * 1024;
 /// `SIGPIPE`.
@@ -41,32 +46,53 @@ impl Kernel {
         len: u64,
         at: Option<u64>,
     ) -> SysResult {
-        if matches!(file.kind, FileKind::Dir) {
-            return Err(errno::EISDIR.into());
-        }
         if !file.readable() {
             return Err(errno::EBADF.into());
         }
+        if matches!(file.kind, FileKind::Dir) {
+            return Err(errno::EISDIR.into());
+        }
         let len = len.min(RW_MAX);
+        let regular = file.kind.is_regular();
         let mut done = 0u64;
         while done < len {
             if done > 0 && crate::kick::must_stop() {
                 return Ok(done); // a limit was reached: the run ends at the next turn
             }
             let piece = (len - done).min(PIECE);
-            // The destination must be writable before anything is consumed.
-            if let Err(e) = self.mm.user_chunks(buf + done, piece, true) {
-                return if done > 0 { Ok(done) } else { Err(e.into()) };
-            }
             let mut tmp = vec![0u8; piece as usize];
-            let n = match self.source_read(file, &mut tmp, at.map(|o| o + done), done > 0) {
-                Ok(n) => n,
-                Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => return Ok(done),
-                Err(e) => return Err(e),
+            let n = if regular {
+                // Nothing is consumed: read first, as Linux does (a read at the end of
+                // a file answers 0 whatever the buffer), then copy out what came.
+                let pos = at.unwrap_or(file.pos.get()) + if at.is_some() { done } else { 0 };
+                let n = match self.source_read(file, &mut tmp, Some(pos), done > 0) {
+                    Ok(n) => n,
+                    Err(SysErr::Errno(_)) if done > 0 => return Ok(done),
+                    Err(e) => return Err(e),
+                };
+                if let Err(e) = self.mm.write_user(buf + done, &tmp[..n]) {
+                    return if done > 0 { Ok(done) } else { Err(e.into()) };
+                }
+                if at.is_none() && !matches!(file.kind, FileKind::Dev(_)) {
+                    file.pos.set(pos + n as u64);
+                }
+                n
+            } else {
+                // A pipe, socket or stream: the destination must be writable before
+                // anything is taken.
+                if let Err(e) = self.mm.user_chunks(buf + done, piece, true) {
+                    return if done > 0 { Ok(done) } else { Err(e.into()) };
+                }
+                let n = match self.source_read(file, &mut tmp, None, done > 0) {
+                    Ok(n) => n,
+                    Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => return Ok(done),
+                    Err(e) => return Err(e),
+                };
+                self.mm.write_user(buf + done, &tmp[..n])?;
+                n
             };
-            self.mm.write_user(buf + done, &tmp[..n])?;
             done += n as u64;
-            if (n as u64) < piece || !file.kind.is_regular() {
+            if (n as u64) < piece || !regular {
                 break;
             }
         }
@@ -112,11 +138,10 @@ impl Kernel {
             }
             FileKind::Socket(sock) => {
                 let rx = sock.rx.borrow();
+                let nonblock = file.flags.get() & libc::O_NONBLOCK != 0;
                 return match rx.as_ref() {
-                    Some(end) => {
-                        self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0, false)
-                    }
-                    None => Ok(0),
+                    Some(end) => self.read_pipe(end, buf, nonblock, false),
+                    None => super::socket::shut_read(sock.kind, nonblock),
                 };
             }
             FileKind::EventFd(ev) => {
@@ -170,30 +195,18 @@ impl Kernel {
         nonblock: bool,
         peek: bool,
     ) -> Result<usize, SysErr> {
-        {
+        let found = {
             let mut p = end.pipe.borrow_mut();
-            if !p.buf.is_empty() {
-                let avail = match &p.msgs {
-                    Some(m) => m.front().copied().unwrap_or(0),
-                    None => p.buf.len(),
-                };
-                let n = buf.len().min(avail);
-                for (i, b) in p.buf.iter().take(n).enumerate() {
-                    buf[i] = *b;
-                }
-                if !peek {
-                    let take = if p.msgs.is_some() { avail } else { n };
-                    p.buf.drain(..take);
-                    if let Some(m) = p.msgs.as_mut() {
-                        m.pop_front();
-                    }
-                    let _ = p.account(&self.mm.mem.budget()); // less: cannot fail
-                }
-                return Ok(n);
+            let r = p.read(buf, peek);
+            if !peek && matches!(r, pipe::Read::Data { .. }) {
+                let _ = p.account(&self.mm.mem.budget()); // less: cannot fail
             }
-            if p.writers == 0 && !p.no_writer_yet {
-                return Ok(0);
-            }
+            r
+        };
+        match found {
+            pipe::Read::Data { n, .. } => return Ok(n),
+            pipe::Read::Eof => return Ok(0),
+            pipe::Read::Empty => {}
         }
         if nonblock {
             return Err(errno::EAGAIN.into());
@@ -201,8 +214,10 @@ impl Kernel {
         Err(self.park(None))
     }
 
-    /// Writes into a pipe (or one direction of a socket pair): what fits (a datagram
-    /// fits whole or waits); `EPIPE` (and `SIGPIPE` unless `nosignal`) without readers.
+    /// Writes into a pipe (or one direction of a socket pair): what fits now (a
+    /// datagram fits whole or waits); `EPIPE` (and `SIGPIPE` unless `nosignal`)
+    /// without readers. Waiting for the rest of a large write is the caller's
+    /// ([`Kernel::write_iov`]).
     pub(crate) fn write_pipe(
         &mut self,
         end: &PipeEnd,
@@ -210,40 +225,49 @@ impl Kernel {
         nonblock: bool,
         nosignal: bool,
     ) -> Result<usize, SysErr> {
-        {
+        let budget = self.mm.mem.budget();
+        let w = {
             let mut p = end.pipe.borrow_mut();
-            if p.readers == 0 && !p.no_reader_yet {
-                drop(p);
+            let w = p.write(data);
+            // What the buffer holds is the sandbox's memory.
+            if matches!(w, pipe::Write::Wrote(_)) && p.account(&budget).is_err() {
+                return Err(Stop::MemoryLimit.into());
+            }
+            w
+        };
+        match w {
+            pipe::Write::Wrote(n) => Ok(n),
+            pipe::Write::Broken => {
                 if !nosignal {
                     self.raise(SIGPIPE)?;
                 }
-                return Err(errno::EPIPE.into());
+                Err(errno::EPIPE.into())
             }
-            let room = PIPE_CAPACITY.saturating_sub(p.used());
-            let budget = self.mm.mem.budget();
-            if p.msgs.is_some() {
-                if data.len() > PIPE_CAPACITY - MSG_OVERHEAD {
-                    return Err(Errno(libc::EMSGSIZE).into());
-                }
-                if room >= data.len() + MSG_OVERHEAD {
-                    p.buf.extend(data);
-                    if let Some(m) = p.msgs.as_mut() {
-                        m.push_back(data.len());
-                    }
-                    p.account(&budget).map_err(|_| Stop::MemoryLimit)?;
-                    return Ok(data.len());
-                }
-            } else if room > 0 {
-                let n = room.min(data.len());
-                p.buf.extend(&data[..n]);
-                p.account(&budget).map_err(|_| Stop::MemoryLimit)?;
-                return Ok(n);
-            }
+            pipe::Write::TooBig => Err(Errno(libc::EMSGSIZE).into()),
+            pipe::Write::Full if nonblock => Err(errno::EAGAIN.into()),
+            pipe::Write::Full => Err(self.park(None)),
         }
-        if nonblock {
-            return Err(errno::EAGAIN.into());
+    }
+
+    /// A write that moved `done` bytes and now waits for room: where it goes on from
+    /// when tried again, and what others wait for has changed (the bytes it wrote are
+    /// there to read: a reader waiting for them is tried again, or both would wait
+    /// for ever).
+    pub(crate) fn block_part_way(&mut self, done: u64, b: super::Block) -> SysErr {
+        self.task.partial = done;
+        self.stirred = true;
+        SysErr::Block(b)
+    }
+
+    /// Bytes an interrupted write of this syscall already moved (a blocking write to a
+    /// pipe that waits for room part way): the syscall goes on from there when it is
+    /// tried again, and answers that count if a signal ends the wait.
+    pub(crate) fn resume_point(&self) -> u64 {
+        if self.retrying.is_some() {
+            self.task.partial
+        } else {
+            0
         }
-        Err(self.park(None))
     }
 
     /// Writes the workload's `buf` to `file`, at `at` or the file position.
@@ -254,39 +278,74 @@ impl Kernel {
         len: u64,
         at: Option<u64>,
     ) -> SysResult {
-        if matches!(file.kind, FileKind::Dir) {
-            return Err(errno::EISDIR.into());
-        }
+        self.write_iov(file, &[(buf, len.min(RW_MAX))], at)
+    }
+
+    /// Writes the workload's buffers `iov` (their total checked) to `file`, at `at`
+    /// or the file position. A blocking write to a pipe or stream socket waits until
+    /// all of it is written (a write of at most `PIPE_BUF` bytes goes in at once), as
+    /// Linux's does; a signal ends the wait with the count written so far.
+    pub(crate) fn write_iov(
+        &mut self,
+        file: &Rc<OpenFile>,
+        iov: &[(u64, u64)],
+        at: Option<u64>,
+    ) -> SysResult {
         if !file.writable() {
             return Err(errno::EBADF.into());
         }
-        let len = len.min(RW_MAX);
-        let mut done = 0u64;
-        while done < len {
-            if done > 0 && crate::kick::must_stop() {
-                return Ok(done); // a limit was reached: the run ends at the next turn
-            }
-            let piece = (len - done).min(PIECE);
-            let data = match self.mm.read_user_vec(buf + done, piece as usize) {
-                Ok(d) => d,
-                Err(e) => return if done > 0 { Ok(done) } else { Err(e.into()) },
+        if matches!(file.kind, FileKind::Dir) {
+            return Err(errno::EISDIR.into());
+        }
+        let total: u64 = iov.iter().map(|(_, l)| *l).sum();
+        match file.kind {
+            // Discarded without being read, as Linux's write_null.
+            FileKind::Dev(DevKind::Null | DevKind::Zero) => return Ok(total),
+            FileKind::Dev(DevKind::Full) => return Err(errno::ENOSPC.into()),
+            _ => {}
+        }
+        let blocking = file.flags.get() & libc::O_NONBLOCK == 0;
+        let waits_for_all = blocking
+            && match &file.kind {
+                FileKind::Pipe(_) => true,
+                FileKind::Socket(s) => s.kind == libc::SOCK_STREAM,
+                _ => false,
             };
-            let n = match self.sink_write(file, &data, at.map(|o| o + done)) {
-                Ok(n) => n,
-                Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => return Ok(done),
-                Err(e) => return Err(e),
-            };
-            done += n as u64;
-            if (n as u64) < piece {
-                break;
+        let mut done = self.resume_point();
+        let mut seg_start = 0u64;
+        for &(base, len) in iov {
+            let seg_end = seg_start + len;
+            while done < seg_end {
+                if done > 0 && crate::kick::must_stop() {
+                    return Ok(done); // a limit was reached: the run ends at the next turn
+                }
+                let pos = done - seg_start;
+                let piece = (len - pos).min(PIECE);
+                let data = match self.mm.read_user_vec(base + pos, piece as usize) {
+                    Ok(d) => d,
+                    Err(e) => return if done > 0 { Ok(done) } else { Err(e.into()) },
+                };
+                let n = match self.sink_write(file, &data, at.map(|o| o + done)) {
+                    Ok(n) => n as u64,
+                    Err(SysErr::Block(b)) if done > 0 && waits_for_all => {
+                        return Err(self.block_part_way(done, b));
+                    }
+                    Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => return Ok(done),
+                    Err(e) => return Err(e),
+                };
+                done += n;
+                if n < piece && !waits_for_all {
+                    return Ok(done);
+                }
             }
+            seg_start = seg_end;
         }
         Ok(done)
     }
 
     /// Bytes that may be written at `off` under `RLIMIT_FSIZE`; raises SIGXFSZ past it.
     fn fsize_room(&mut self, off: u64, len: usize) -> Result<usize, SysErr> {
-        let Some(limit) = self.limits.file_size else {
+        let Some(limit) = self.file_size_limit() else {
             return Ok(len);
         };
         if off >= limit && len > 0 {
@@ -381,10 +440,11 @@ impl Kernel {
     }
 
     fn positional(&self, fd: u64, off: u64) -> Result<Rc<OpenFile>, SysErr> {
-        let f = self.proc.files.get(fd)?;
+        // A negative offset is refused before the descriptor is looked at.
         if (off as i64) < 0 {
             return Err(errno::EINVAL.into());
         }
+        let f = self.proc.files.get(fd)?;
         match f.kind {
             FileKind::Host(_)
             | FileKind::Tmp(_)
@@ -405,32 +465,52 @@ impl Kernel {
         self.write_file(&f, buf, len, Some(off))
     }
 
-    /// An `iovec` array: at most 1024 entries, no length negative, their sum within
-    /// `ssize_t` (EINVAL otherwise, as Linux).
-    pub(crate) fn iovecs(&mut self, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, SysErr> {
-        if cnt > 1024 {
+    /// The `iovec`s of `readv`/`writev`, as Linux's `import_iovec`: at most
+    /// `IOV_MAX` (`EINVAL`), no negative length (`EINVAL`), the total cut to
+    /// `MAX_RW_COUNT`, and every buffer in the user half (`EFAULT`, before any byte
+    /// moves).
+    pub(crate) fn iovecs(
+        &mut self,
+        iov: UserPtr<Iovec>,
+        cnt: u64,
+    ) -> Result<Vec<(u64, u64)>, SysErr> {
+        let v = self
+            .mm
+            .read_array(iov, u64::from(cnt as i32 as u32), IOV_MAX)
+            .map_err(too_many(errno::EINVAL))?;
+        if (cnt as i32) < 0 {
             return Err(errno::EINVAL.into());
         }
-        let raw = self.mm.read_user_vec(iov, cnt as usize * 16)?;
-        let mut out = Vec::with_capacity(cnt as usize);
         let mut total = 0u64;
-        for c in raw.chunks_exact(16) {
-            let base = u64::from_le_bytes(c[..8].try_into().unwrap_or_default());
-            let len = u64::from_le_bytes(c[8..].try_into().unwrap_or_default());
-            total = total
-                .checked_add(len)
-                .filter(|t| *t as i64 >= 0)
-                .ok_or(errno::EINVAL)?;
-            out.push((base, len));
+        let mut out = Vec::with_capacity(v.len());
+        for i in &v {
+            if (i.iov_len as i64) < 0 {
+                return Err(errno::EINVAL.into());
+            }
+            let len = i.iov_len.min(RW_MAX - total);
+            if len > 0 && !user_range(i.iov_base, len) {
+                return Err(errno::EFAULT.into());
+            }
+            total += len;
+            out.push((i.iov_base, len));
         }
         Ok(out)
     }
 
-    pub(crate) fn sys_readv(&mut self, fd: u64, iov: u64, cnt: u64, off: Option<u64>) -> SysResult {
+    pub(crate) fn sys_readv(
+        &mut self,
+        fd: u64,
+        iov: UserPtr<Iovec>,
+        cnt: u64,
+        off: Option<u64>,
+    ) -> SysResult {
         let f = match off {
             Some(o) => self.positional(fd, o)?,
             None => self.proc.files.get(fd)?,
         };
+        if !f.readable() {
+            return Err(errno::EBADF.into());
+        }
         let mut done = 0;
         for (base, len) in self.iovecs(iov, cnt)? {
             if len == 0 {
@@ -452,7 +532,7 @@ impl Kernel {
     pub(crate) fn sys_writev(
         &mut self,
         fd: u64,
-        iov: u64,
+        iov: UserPtr<Iovec>,
         cnt: u64,
         off: Option<u64>,
     ) -> SysResult {
@@ -460,19 +540,123 @@ impl Kernel {
             Some(o) => self.positional(fd, o)?,
             None => self.proc.files.get(fd)?,
         };
-        let mut done = 0;
-        for (base, len) in self.iovecs(iov, cnt)? {
-            if len == 0 {
-                continue;
+        if !f.writable() {
+            return Err(errno::EBADF.into());
+        }
+        let iov = self.iovecs(iov, cnt)?;
+        self.write_iov(&f, &iov, off)
+    }
+
+    fn file_id(&self, f: &OpenFile) -> Result<Option<FileId>, SysErr> {
+        Ok(match &f.kind {
+            FileKind::Host(fd) => {
+                let m = host::fstat(fd.as_raw_fd())?;
+                Some(FileId::Host(m.dev, m.ino))
             }
-            let n = match self.write_file(&f, base, len, off.map(|o| o + done)) {
+            FileKind::Tmp(t) => Some(FileId::Tmp(
+                Rc::as_ptr(t.fs()) as usize,
+                Rc::as_ptr(t) as usize,
+            )),
+            FileKind::Gen(b) => Some(FileId::Gen(b.as_ptr() as usize)),
+            _ => None,
+        })
+    }
+
+    /// `copy_file_range`: bytes from one regular file to another of the same
+    /// filesystem (`EXDEV` across), through the VMM, with Linux's checks in Linux's
+    /// order.
+    pub(crate) fn sys_copy_file_range(
+        &mut self,
+        fd_in: u64,
+        off_in: UserPtr<i64>,
+        fd_out: u64,
+        off_out: UserPtr<i64>,
+        len: u64,
+        flags: u64,
+    ) -> SysResult {
+        let input = self.proc.files.get(fd_in)?;
+        let output = self.proc.files.get(fd_out)?;
+        let pos_in = if off_in.is_null() {
+            input.pos.get() as i64
+        } else {
+            self.mm.read(off_in)?
+        };
+        let pos_out = if off_out.is_null() {
+            output.pos.get() as i64
+        } else {
+            self.mm.read(off_out)?
+        };
+        if flags != 0 {
+            return Err(errno::EINVAL.into());
+        }
+        if matches!(input.kind, FileKind::Dir) || matches!(output.kind, FileKind::Dir) {
+            return Err(errno::EISDIR.into());
+        }
+        let (Some(id_in), Some(id_out)) = (self.file_id(&input)?, self.file_id(&output)?) else {
+            return Err(errno::EINVAL.into());
+        };
+        if !input.readable() || !output.writable() || output.flags.get() & libc::O_APPEND != 0 {
+            return Err(errno::EBADF.into());
+        }
+        // Offsets and the count are added as unsigned numbers, as Linux does.
+        if (pos_in as u64).checked_add(len).is_none() || (pos_out as u64).checked_add(len).is_none()
+        {
+            return Err(Errno(libc::EOVERFLOW).into());
+        }
+        if !id_in.same_fs(&id_out) {
+            return Err(errno::EXDEV.into());
+        }
+        let size = self.file_size(&input)?;
+        let mut count = if pos_in < 0 || pos_in as u64 >= size {
+            0
+        } else {
+            len.min(size - pos_in as u64)
+        };
+        if pos_out >= 0 {
+            count = count.min(self.fsize_room(pos_out as u64, count as usize)? as u64);
+        }
+        if id_in == id_out
+            && pos_out.saturating_add(count as i64) > pos_in
+            && pos_out < pos_in.saturating_add(count as i64)
+        {
+            return Err(errno::EINVAL.into());
+        }
+        if pos_in < 0 || pos_out < 0 {
+            return Err(errno::EINVAL.into());
+        }
+        let count = count.min(RW_MAX);
+        let (mut from, mut to) = (pos_in as u64, pos_out as u64);
+        let mut done = 0u64;
+        while done < count {
+            let mut tmp = vec![0u8; (count - done).min(PIECE) as usize];
+            let n = match self.source_read(&input, &mut tmp, Some(from), done > 0) {
+                Ok(0) => break,
                 Ok(n) => n,
-                Err(SysErr::Errno(_)) if done > 0 => return Ok(done),
+                Err(SysErr::Errno(_)) if done > 0 => break,
                 Err(e) => return Err(e),
             };
-            done += n;
-            if n < len {
+            let w = match self.sink_write(&output, &tmp[..n], Some(to)) {
+                Ok(w) => w,
+                Err(SysErr::Errno(_)) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
+            done += w as u64;
+            from += w as u64;
+            to += w as u64;
+            if w < n {
                 break;
+            }
+        }
+        if done > 0 {
+            if off_in.is_null() {
+                input.pos.set(from);
+            } else {
+                self.mm.write(off_in, &(from as i64))?;
+            }
+            if off_out.is_null() {
+                output.pos.set(to);
+            } else {
+                self.mm.write(off_out, &(to as i64))?;
             }
         }
         Ok(done)
@@ -482,7 +666,7 @@ impl Kernel {
         &mut self,
         out_fd: u64,
         in_fd: u64,
-        offp: u64,
+        offp: UserPtr<i64>,
         count: u64,
     ) -> SysResult {
         let input = self.proc.files.get(in_fd)?;
@@ -490,12 +674,9 @@ impl Kernel {
         if !input.readable() || !output.writable() {
             return Err(errno::EBADF.into());
         }
-        let mut off = if offp != 0 {
-            let o = self.mm.read_u64(offp)?;
-            if (o as i64) < 0 {
-                return Err(errno::EINVAL.into());
-            }
-            Some(o)
+        let mut off = if !offp.is_null() {
+            let o = self.mm.read(offp)?;
+            Some(u64::try_from(o).map_err(|_| errno::EINVAL)?)
         } else {
             None
         };
@@ -542,11 +723,41 @@ impl Kernel {
                 break;
             }
         }
-        if let (Some(o), true) = (off, offp != 0) {
-            self.mm.write_u64(offp, o)?;
+        if let Some(o) = off {
+            self.mm.write(offp, &(o as i64))?;
         }
         Ok(done)
     }
+}
+
+/// Which filesystem and file an open regular file is on (`copy_file_range` copies
+/// within one filesystem, as Linux does between filesystems of different types).
+#[derive(Debug, PartialEq, Eq)]
+enum FileId {
+    /// A host file: its device and inode.
+    Host(u64, u64),
+    /// An in-memory file: its filesystem and inode (addresses, compared only).
+    Tmp(usize, usize),
+    /// A generated file (`/proc`, `/etc`): a filesystem of its own each.
+    Gen(usize),
+}
+
+impl FileId {
+    fn same_fs(&self, other: &FileId) -> bool {
+        match (self, other) {
+            (FileId::Host(a, _), FileId::Host(b, _)) => a == b,
+            (FileId::Tmp(a, _), FileId::Tmp(b, _)) => a == b,
+            (FileId::Gen(a), FileId::Gen(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Whether `base .. base + len` lies in the user half (Linux's `access_ok`: a range
+/// check only; the pages are looked at when bytes move).
+pub(crate) fn user_range(base: u64, len: u64) -> bool {
+    base.checked_add(len)
+        .is_some_and(|end| end <= crate::guest::layout::USER_TOP)
 }
 
 /// Fills `buf` from the host's random source.

@@ -8,43 +8,45 @@ use super::signal::{
 };
 use super::task::{Tid, INIT_PID};
 use super::{Kernel, SysErr, SysResult};
-use crate::errno;
+use crate::abi::{self, SigAction, StackT, Timespec};
+use crate::errno::{self, Errno};
+use crate::mm::UserPtr;
 
 impl Kernel {
     pub(crate) fn sys_rt_sigaction(
         &mut self,
         sig: u64,
-        act: u64,
-        oact: u64,
+        act: UserPtr<SigAction>,
+        oact: UserPtr<SigAction>,
         size: u64,
     ) -> SysResult {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
         let sig = valid(sig)?;
-        let new = if act != 0 {
+        let new = if !act.is_null() {
             if sig == SIGKILL || sig == SIGSTOP {
                 return Err(errno::EINVAL.into());
             }
-            let raw = self.mm.read_user_vec(act, 32)?;
-            let q =
-                |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            let a = self.mm.read(act)?;
             Some(Action {
-                handler: q(0),
-                flags: q(1),
-                restorer: q(2),
-                mask: q(3),
+                handler: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
             })
         } else {
             None
         };
         let old = self.proc.act[(sig - 1) as usize];
-        if oact != 0 {
-            let mut b = Vec::with_capacity(32);
-            for v in [old.handler, old.flags, old.restorer, old.mask] {
-                b.extend_from_slice(&v.to_le_bytes());
-            }
-            self.mm.write_user(oact, &b)?;
+        if !oact.is_null() {
+            let o = SigAction {
+                handler: old.handler,
+                flags: old.flags,
+                restorer: old.restorer,
+                mask: old.mask,
+            };
+            self.mm.write(oact, &o)?;
         }
         if let Some(n) = new {
             self.proc.act[(sig - 1) as usize] = n;
@@ -63,52 +65,89 @@ impl Kernel {
     pub(crate) fn sys_rt_sigprocmask(
         &mut self,
         how: u64,
-        set: u64,
-        oset: u64,
+        set: UserPtr<u64>,
+        oset: UserPtr<u64>,
         size: u64,
     ) -> SysResult {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
-        let new = if set != 0 {
-            Some(self.mm.read_u64(set)?)
-        } else {
-            None
-        };
-        if oset != 0 {
-            self.mm.write_u64(oset, self.task.mask)?;
-        }
-        if let Some(s) = new {
+        // Linux's order: the new set is read (EFAULT), `how` checked (EINVAL) and the
+        // mask changed, and only then is the old one written out (EFAULT).
+        let before = self.task.mask;
+        if !set.is_null() {
+            let s = self.mm.read(set)?;
             self.task.mask = match how as i32 {
-                libc::SIG_BLOCK => self.task.mask | s,
-                libc::SIG_UNBLOCK => self.task.mask & !s,
+                libc::SIG_BLOCK => before | s,
+                libc::SIG_UNBLOCK => before & !s,
                 libc::SIG_SETMASK => s,
                 _ => return Err(errno::EINVAL.into()),
             } & !(bit(SIGKILL) | bit(SIGSTOP));
         }
+        if !oset.is_null() {
+            self.mm.write(oset, &before)?;
+        }
         Ok(0)
     }
 
-    pub(crate) fn sys_rt_sigpending(&mut self, set: u64, size: u64) -> SysResult {
+    pub(crate) fn sys_rt_sigpending(&mut self, set: UserPtr<u64>, size: u64) -> SysResult {
         if size > 8 {
             return Err(errno::EINVAL.into());
         }
         let pending = (self.task.pending | self.proc.pending) & self.task.mask;
-        self.mm.write_u64(set, pending)?;
+        self.mm.write(set, &pending)?;
         Ok(0)
     }
 
     /// `rt_sigsuspend`: waits with `mask` until a handler runs (then `EINTR`).
-    pub(crate) fn sys_rt_sigsuspend(&mut self, set: u64, size: u64) -> SysResult {
+    pub(crate) fn sys_rt_sigsuspend(&mut self, set: UserPtr<u64>, size: u64) -> SysResult {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
         if self.retrying.is_none() {
-            let mask = self.mm.read_u64(set)?;
+            let mask = self.mm.read(set)?;
             self.task.suspend_mask = Some(self.task.mask);
             self.task.mask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+            // A signal already pending that the new mask lets in ends it at once.
+            if self.has_signal() {
+                return Err(Errno(libc::EINTR).into());
+            }
         }
         Err(self.park(None))
+    }
+
+    /// Runs `wait` (a `ppoll`, `pselect6` or `epoll_pwait` and its retries) with the
+    /// signal mask at `set` in force, as Linux does: put in on the first try (a signal
+    /// it lets in that is already pending ends the call with `EINTR`), taken away when
+    /// the call ends; a handler that interrupts the wait runs with it and returns to
+    /// the mask from before.
+    pub(crate) fn with_sigmask(
+        &mut self,
+        set: UserPtr<u64>,
+        size: u64,
+        wait: impl FnOnce(&mut Kernel) -> SysResult,
+    ) -> SysResult {
+        if set.is_null() {
+            return wait(self);
+        }
+        if self.retrying.is_none() {
+            if size != 8 {
+                return Err(errno::EINVAL.into());
+            }
+            let mask = self.mm.read(set)?;
+            self.task.suspend_mask = Some(self.task.mask);
+            self.task.mask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+            if self.has_signal() {
+                return Err(Errno(libc::EINTR).into());
+            }
+        }
+        let r = wait(self);
+        if !matches!(r, Err(SysErr::Block(_))) {
+            if let Some(old) = self.task.suspend_mask.take() {
+                self.task.mask = old;
+            }
+        }
+        r
     }
 
     /// `pause`: waits until a handler runs (then `EINTR`).
@@ -119,16 +158,16 @@ impl Kernel {
     /// `rt_sigtimedwait`: takes a pending signal of `set`, waiting for one.
     pub(crate) fn sys_rt_sigtimedwait(
         &mut self,
-        set: u64,
-        info: u64,
-        timeout: u64,
+        set: UserPtr<u64>,
+        info: UserPtr<abi::SigInfo>,
+        timeout: UserPtr<Timespec>,
         size: u64,
     ) -> SysResult {
         if size != 8 {
             return Err(errno::EINVAL.into());
         }
-        let want = self.mm.read_u64(set)? & !(bit(SIGKILL) | bit(SIGSTOP));
-        let until = if timeout == 0 {
+        let want = self.mm.read(set)? & !(bit(SIGKILL) | bit(SIGSTOP));
+        let until = if timeout.is_null() {
             None
         } else {
             let d = self.timespec(timeout)?;
@@ -145,14 +184,14 @@ impl Kernel {
                 self.proc.pending &= !bit(sig);
                 self.proc.info[i].take()
             };
-            if info != 0 {
+            if !info.is_null() {
                 let si = si.unwrap_or(SigInfo {
                     signo: sig,
                     code: 0,
                     addr: 0,
                     status: 0,
                 });
-                self.mm.write_user(info, &si.encode())?;
+                self.mm.write(info, &si.to_abi())?;
             }
             return Ok(sig as u64);
         }
@@ -162,37 +201,52 @@ impl Kernel {
         Err(self.park(until))
     }
 
-    pub(crate) fn sys_sigaltstack(&mut self, ss: u64, old: u64) -> SysResult {
-        let new = if ss != 0 {
-            let raw = self.mm.read_user_vec(ss, 24)?;
-            let sp = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
-            let flags = u32::from_le_bytes(raw[8..12].try_into().unwrap_or_default());
-            let size = u64::from_le_bytes(raw[16..24].try_into().unwrap_or_default());
-            Some((sp, flags, size))
+    pub(crate) fn sys_sigaltstack(
+        &mut self,
+        ss: UserPtr<StackT>,
+        old: UserPtr<StackT>,
+        user_sp: u64,
+    ) -> SysResult {
+        const SS_AUTODISARM: u32 = 1 << 31;
+        // Linux's on_sig_stack: the caller runs on its alternate stack now.
+        let on_stack = self
+            .task
+            .altstack
+            .is_some_and(|(sp, size)| user_sp > sp && user_sp - sp <= size);
+        let new = if !ss.is_null() {
+            let st = self.mm.read(ss)?;
+            Some((st.ss_sp, st.ss_flags as u32, st.ss_size))
         } else {
             None
         };
-        if old != 0 {
+        if !old.is_null() {
             let (sp, size) = self.task.altstack.unwrap_or((0, 0));
-            let flags = if self.task.altstack.is_none() {
+            let flags = if on_stack {
+                SS_ONSTACK
+            } else if self.task.altstack.is_none() {
                 SS_DISABLE
             } else {
                 0
             };
-            let mut b = sp.to_le_bytes().to_vec();
-            b.extend_from_slice(&u64::from(flags).to_le_bytes());
-            b.extend_from_slice(&size.to_le_bytes());
-            self.mm.write_user(old, &b)?;
+            let st = StackT {
+                ss_sp: sp,
+                ss_flags: flags as i32,
+                _pad: 0,
+                ss_size: size,
+            };
+            self.mm.write(old, &st)?;
         }
         if let Some((sp, flags, size)) = new {
-            if flags & SS_DISABLE != 0 {
-                self.task.altstack = None;
-            } else if flags & !SS_ONSTACK != 0 {
-                return Err(errno::EINVAL.into());
-            } else if size < MINSIGSTKSZ {
-                return Err(errno::ENOMEM.into());
-            } else {
-                self.task.altstack = Some((sp, size));
+            // Linux's do_sigaltstack order: not while on it (EPERM), then the mode
+            // (exactly 0, SS_ONSTACK or SS_DISABLE, with SS_AUTODISARM), then the size.
+            if on_stack {
+                return Err(errno::EPERM.into());
+            }
+            match flags & !SS_AUTODISARM {
+                SS_DISABLE => self.task.altstack = None,
+                0 | SS_ONSTACK if size < MINSIGSTKSZ => return Err(errno::ENOMEM.into()),
+                0 | SS_ONSTACK => self.task.altstack = Some((sp, size)),
+                _ => return Err(errno::EINVAL.into()),
             }
         }
         Ok(0)
@@ -247,10 +301,13 @@ impl Kernel {
         Ok(0)
     }
 
-    pub(crate) fn sys_tgkill(&mut self, tgid: i64, tid: i64, sig: u64) -> SysResult {
-        if tid <= 0 || tgid == 0 || tgid < -1 {
+    /// `tgkill` (`tgid` given) and `tkill` (`None`): Linux refuses a non-positive
+    /// thread or group id (`EINVAL`) before looking the thread up.
+    pub(crate) fn sys_tgkill(&mut self, tgid: Option<i64>, tid: i64, sig: u64) -> SysResult {
+        if tid <= 0 || tgid.is_some_and(|g| g <= 0) {
             return Err(errno::EINVAL.into());
         }
+        let tgid = tgid.unwrap_or(-1);
         let tid = u32::try_from(tid).map_err(|_| errno::ESRCH)?;
         let target = self.task_ref(tid).map(|t| t.pid).ok_or(errno::ESRCH)?;
         if tgid > 0 && i64::from(target) != tgid {

@@ -9,8 +9,11 @@
 
 use super::task::{TaskState, Tid, Wait, INIT_PID};
 use super::{Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
+use crate::abi::{self, SigContext, StackT, UContext};
 use crate::errno;
 use crate::guest::layout::{USER_CODE_TOP, USER_TOP};
+use crate::mm::UserPtr;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub(crate) const SIG_DFL: u64 = 0;
 pub(crate) const SIG_IGN: u64 = 1;
@@ -44,9 +47,9 @@ pub(crate) const SI_USER: i32 = 0;
 /// `si_code` of a signal sent by `tgkill`.
 pub(crate) const SI_TKILL: i32 = -6;
 /// Size of the kernel's `struct ucontext` on x86-64.
-const UCONTEXT: u64 = 304;
+const UCONTEXT: u64 = std::mem::size_of::<UContext>() as u64;
 /// Size of `siginfo_t`.
-const SIGINFO: u64 = 128;
+const SIGINFO: u64 = std::mem::size_of::<abi::SigInfo>() as u64;
 /// Saved FPU states kept for nested handlers.
 const MAX_FPU_SAVES: usize = 64;
 
@@ -63,37 +66,6 @@ pub(crate) fn default_ignored(sig: i32) -> bool {
 /// Signals whose default action is to stop the process.
 fn default_stops(sig: i32) -> bool {
     matches!(sig, SIGSTOP | 20 | 21 | 22)
-}
-
-/// Syscalls Linux makes again after a handler installed with `SA_RESTART`.
-#[allow(non_upper_case_globals)]
-fn restartable(nr: u64) -> bool {
-    use libc::*;
-    matches!(
-        nr as c_long,
-        SYS_read
-            | SYS_write
-            | SYS_readv
-            | SYS_writev
-            | SYS_pread64
-            | SYS_pwrite64
-            | SYS_wait4
-            | SYS_waitid
-            | SYS_futex
-            | SYS_sendfile
-            | SYS_open
-            | SYS_openat
-            | SYS_fcntl
-            | SYS_ioctl
-            | SYS_flock
-            | SYS_recvfrom
-            | SYS_sendto
-            | SYS_recvmsg
-            | SYS_sendmsg
-            | SYS_accept
-            | SYS_accept4
-            | SYS_connect
-    )
 }
 
 /// One disposition (`struct kernel_sigaction`).
@@ -124,21 +96,34 @@ impl SigInfo {
         SigInfo {
             signo: sig,
             code,
-            addr: u64::from(pid) | (u64::from(uid) << 32),
+            addr: abi::SigInfo::sender(pid, uid),
             status: 0,
         }
     }
 
-    /// The `siginfo_t` bytes.
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut b = vec![0u8; SIGINFO as usize];
-        b[..4].copy_from_slice(&self.signo.to_le_bytes());
-        b[8..12].copy_from_slice(&self.code.to_le_bytes());
-        b[16..24].copy_from_slice(&self.addr.to_le_bytes());
-        b[24..28].copy_from_slice(&self.status.to_le_bytes());
-        b
+    /// As the workload sees it.
+    pub(crate) fn to_abi(self) -> abi::SigInfo {
+        abi::SigInfo {
+            si_signo: self.signo,
+            si_code: self.code,
+            who: self.addr,
+            value: self.status as u32 as u64,
+            ..abi::SigInfo::default()
+        }
     }
 }
+
+/// A signal frame as `deliver` puts it on the user stack: the return address (the
+/// restorer), the `struct ucontext` (at `rsp + 8` when the handler starts) and the
+/// `siginfo_t`, as Linux's `struct rt_sigframe`.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct SignalFrame {
+    restorer: u64,
+    uc: UContext,
+    info: abi::SigInfo,
+}
+const _: () = assert!(std::mem::size_of::<SignalFrame>() as u64 == 8 + UCONTEXT + SIGINFO);
 
 /// What was decided for a pending signal.
 enum Disposition {
@@ -342,7 +327,10 @@ impl Kernel {
         if matches!(b.wait, Wait::Vfork(_)) {
             return;
         }
-        if handled && restart && restartable(b.nr) {
+        if t.partial > 0 {
+            // A write that moved bytes before the signal answers their count.
+            t.ctx.regs.rax = std::mem::take(&mut t.partial);
+        } else if handled && restart && super::dispatch::restartable(b.nr) {
             t.ctx.rip = t.ctx.rip.wrapping_sub(2);
             t.ctx.regs.rax = b.nr;
         } else {
@@ -458,12 +446,6 @@ impl Kernel {
         let uc = frame.wrapping_add(8);
         let si = uc.wrapping_add(UCONTEXT);
         let old_mask = self.task.suspend_mask.take().unwrap_or(self.task.mask);
-        // struct ucontext: flags, link, stack, sigcontext, sigmask.
-        let mut ucb = Vec::with_capacity(UCONTEXT as usize);
-        ucb.extend_from_slice(&0u64.to_le_bytes());
-        ucb.extend_from_slice(&0u64.to_le_bytes());
-        let (ss_sp, ss_size) = altstack.unwrap_or((0, 0));
-        ucb.extend_from_slice(&ss_sp.to_le_bytes());
         let ss_flags = if altstack.is_none() {
             SS_DISABLE
         } else if on_alt {
@@ -471,27 +453,56 @@ impl Kernel {
         } else {
             0
         };
-        ucb.extend_from_slice(&u64::from(ss_flags).to_le_bytes());
-        ucb.extend_from_slice(&ss_size.to_le_bytes());
-        for v in [
-            r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx,
-            r.rdx, r.rax, r.rcx, r.rsp, ctx.rip, ctx.rflags,
-        ] {
-            ucb.extend_from_slice(&v.to_le_bytes());
-        }
-        // cs, gs, fs, ss; err, trapno, oldmask, cr2; fpstate (kept by the VMM); reserved.
-        let segs: u64 = u64::from(crate::guest::layout::USER_CS)
-            | (u64::from(crate::guest::layout::USER_DS) << 48);
-        ucb.extend_from_slice(&segs.to_le_bytes());
-        for v in [0u64, 0, old_mask, info.addr, 0] {
-            ucb.extend_from_slice(&v.to_le_bytes());
-        }
-        ucb.resize(40 + 256, 0);
-        ucb.extend_from_slice(&old_mask.to_le_bytes());
-        let mut bytes = a.restorer.to_le_bytes().to_vec();
-        bytes.extend_from_slice(&ucb);
-        bytes.extend_from_slice(&info.encode());
-        if a.restorer == 0 || frame >= USER_TOP || self.mm.write_user(frame, &bytes).is_err() {
+        let (ss_sp, ss_size) = altstack.unwrap_or((0, 0));
+        let frame_bytes = SignalFrame {
+            restorer: a.restorer,
+            uc: UContext {
+                uc_flags: 0,
+                uc_link: 0,
+                uc_stack: StackT {
+                    ss_sp,
+                    ss_flags: ss_flags as i32,
+                    _pad: 0,
+                    ss_size,
+                },
+                uc_mcontext: SigContext {
+                    r8: r.r8,
+                    r9: r.r9,
+                    r10: r.r10,
+                    r11: r.r11,
+                    r12: r.r12,
+                    r13: r.r13,
+                    r14: r.r14,
+                    r15: r.r15,
+                    rdi: r.rdi,
+                    rsi: r.rsi,
+                    rbp: r.rbp,
+                    rbx: r.rbx,
+                    rdx: r.rdx,
+                    rax: r.rax,
+                    rcx: r.rcx,
+                    rsp: r.rsp,
+                    rip: ctx.rip,
+                    eflags: ctx.rflags,
+                    cs: crate::guest::layout::USER_CS,
+                    ss: crate::guest::layout::USER_DS,
+                    oldmask: old_mask,
+                    cr2: info.addr,
+                    // The FPU state stays with the VMM (`sig_fpu`), not on the stack.
+                    fpstate: 0,
+                    ..SigContext::default()
+                },
+                uc_sigmask: old_mask,
+            },
+            info: info.to_abi(),
+        };
+        if a.restorer == 0
+            || frame >= USER_TOP
+            || self
+                .mm
+                .write(UserPtr::<SignalFrame>::new(frame), &frame_bytes)
+                .is_err()
+        {
             return Ok(false);
         }
         let fpu = cpu.save_fpu()?;
@@ -518,28 +529,22 @@ impl Kernel {
     }
 
     pub(crate) fn sys_rt_sigreturn(&mut self, cpu: &mut dyn Cpu, ctx: &mut UserCtx) -> SysResult {
-        let uc = ctx.regs.rsp;
-        let raw = match self.mm.read_user_vec(uc, UCONTEXT as usize) {
-            Ok(r) => r,
+        let uc = match self.mm.read(UserPtr::<UContext>::new(ctx.regs.rsp)) {
+            Ok(uc) => uc,
             Err(_) => return Err(self.die(SIGSEGV)),
         };
-        let q = |i: usize| {
-            u64::from_le_bytes(raw[40 + i * 8..48 + i * 8].try_into().unwrap_or_default())
-        };
-        let rip = q(16);
-        let rsp = q(15);
-        if rip >= USER_CODE_TOP || rsp >= USER_TOP {
+        let m = uc.uc_mcontext;
+        if m.rip >= USER_CODE_TOP || m.rsp >= USER_TOP {
             return Err(self.die(SIGSEGV));
         }
         let r = &mut ctx.regs;
         (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
-            (q(0), q(1), q(2), q(3), q(4), q(5), q(6), q(7));
+            (m.r8, m.r9, m.r10, m.r11, m.r12, m.r13, m.r14, m.r15);
         (r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp) =
-            (q(8), q(9), q(10), q(11), q(12), q(13), q(14), rsp);
-        ctx.rip = rip;
-        ctx.rflags = q(17);
-        let mask = u64::from_le_bytes(raw[296..304].try_into().unwrap_or_default());
-        self.task.mask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+            (m.rdi, m.rsi, m.rbp, m.rbx, m.rdx, m.rax, m.rcx, m.rsp);
+        ctx.rip = m.rip;
+        ctx.rflags = m.eflags;
+        self.task.mask = uc.uc_sigmask & !(bit(SIGKILL) | bit(SIGSTOP));
         if let Some(fpu) = self.task.sig_fpu.pop() {
             cpu.restore_fpu(&fpu)?;
         }

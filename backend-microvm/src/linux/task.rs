@@ -110,6 +110,17 @@ pub(crate) struct Task {
     pub(crate) vfork_parent: Option<Tid>,
     /// CPU time used.
     pub(crate) cpu: Duration,
+    /// Its nice value (-20..=19; `setpriority`).
+    pub(crate) nice: i32,
+    /// Its scheduling policy (`SCHED_OTHER`, `SCHED_BATCH`, `SCHED_IDLE`).
+    pub(crate) policy: i32,
+    /// Its I/O priority (`ioprio_set`).
+    pub(crate) ioprio: u16,
+    /// `PR_SET_PDEATHSIG` (recorded).
+    pub(crate) pdeathsig: i32,
+    /// Bytes the syscall it is blocked in already moved (a large blocking write to a
+    /// pipe): where it goes on, and what it answers if a signal ends the wait.
+    pub(crate) partial: u64,
 }
 
 impl Task {
@@ -133,6 +144,11 @@ impl Task {
             clear_tid: 0,
             vfork_parent: None,
             cpu: Duration::ZERO,
+            nice: 0,
+            policy: 0,
+            ioprio: 0,
+            pdeathsig: 0,
+            partial: 0,
         }
     }
 
@@ -211,6 +227,16 @@ pub(crate) struct Process {
     pub(crate) stop_report: Option<i32>,
     /// Continued since its parent last waited (`WCONTINUED`).
     pub(crate) continued: bool,
+    /// Resource limits (`getrlimit`, inherited by children).
+    pub(crate) rlimits: super::limits::Rlimits,
+    /// `PR_SET_DUMPABLE`.
+    pub(crate) dumpable: bool,
+    /// `PR_SET_CHILD_SUBREAPER` (recorded).
+    pub(crate) subreaper: bool,
+    /// `personality`.
+    pub(crate) persona: u32,
+    /// `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED` (and its other registrations).
+    pub(crate) membarrier: u32,
 }
 
 impl Process {
@@ -247,6 +273,11 @@ impl Process {
             stopped: None,
             stop_report: None,
             continued: false,
+            rlimits: super::limits::Rlimits::unlimited(),
+            dumpable: true,
+            subreaper: false,
+            persona: 0,
+            membarrier: 0,
         }
     }
 }

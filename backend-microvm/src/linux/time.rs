@@ -4,8 +4,10 @@
 use std::time::{Duration, Instant};
 
 use super::{Kernel, SysErr, SysResult};
+use crate::abi::{Timespec, Timeval};
 use crate::errno;
 use crate::kick::thread_cpu_time;
+use crate::mm::UserPtr;
 
 fn host_clock(id: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
@@ -28,17 +30,17 @@ pub(crate) fn later(d: Duration) -> Instant {
         .unwrap_or(now + Duration::from_secs(10 * 365 * 86400))
 }
 
-fn encode(d: Duration) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&(d.as_secs() as i64).to_le_bytes());
-    b[8..].copy_from_slice(&i64::from(d.subsec_nanos()).to_le_bytes());
-    b
-}
-
 impl Kernel {
-    /// The value of a workload clock.
+    /// The value of a workload clock: the host's wall and monotonic clocks, and the
+    /// CPU clocks of the calling thread and process or, by the ids `clock_getcpuclockid`
+    /// and `pthread_getcpuclockid` make, of another process or of another thread of the
+    /// caller's process.
     fn clock(&self, id: u64) -> Result<Duration, SysErr> {
-        Ok(match id as i32 {
+        let id = id as i32;
+        if id < 0 {
+            return self.cpu_clock(id);
+        }
+        Ok(match id {
             libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_COARSE | libc::CLOCK_TAI => {
                 host_clock(libc::CLOCK_REALTIME)
             }
@@ -50,6 +52,40 @@ impl Kernel {
             libc::CLOCK_THREAD_CPUTIME_ID => self.task_cpu(),
             _ => return Err(errno::EINVAL.into()),
         })
+    }
+
+    /// A dynamic CPU clock id, as Linux encodes it: `~pid << 3`, bit 2 for a thread,
+    /// the low bits the kind (profiling, virtual, scheduler time: one CPU time here).
+    /// A thread must be of the caller's process, a process must exist (`EINVAL`).
+    fn cpu_clock(&self, id: i32) -> Result<Duration, SysErr> {
+        const PERTHREAD: i32 = 4;
+        if id & 3 == 3 {
+            return Err(errno::EINVAL.into());
+        }
+        let pid = !(id >> 3) as u32;
+        if id & PERTHREAD != 0 {
+            if pid == 0 || pid == self.task.tid {
+                return Ok(self.task_cpu());
+            }
+            return match self.task_ref(pid) {
+                Some(t) if t.pid == self.proc.pid => Ok(t.cpu),
+                _ => Err(errno::EINVAL.into()),
+            };
+        }
+        if pid == 0 || pid == self.proc.pid {
+            return Ok(self.proc_cpu());
+        }
+        match self.proc_ref(pid) {
+            Some(p) if p.exit.is_none() => {
+                let threads: Duration = p
+                    .threads
+                    .iter()
+                    .filter_map(|t| self.task_ref(*t).map(|t| t.cpu))
+                    .sum();
+                Ok(p.cpu_dead + threads)
+            }
+            _ => Err(errno::EINVAL.into()),
+        }
     }
 
     /// CPU time of the current task.
@@ -69,15 +105,9 @@ impl Kernel {
         self.proc.cpu_dead + others + self.task_cpu()
     }
 
-    /// Reads a `struct timespec`.
-    pub(crate) fn timespec(&mut self, ptr: u64) -> Result<Duration, SysErr> {
-        let raw = self.mm.read_user_vec(ptr, 16)?;
-        let sec = i64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
-        let nsec = i64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
-        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-            return Err(errno::EINVAL.into());
-        }
-        Ok(Duration::new(sec as u64, nsec as u32))
+    /// Reads a `struct timespec` holding a duration.
+    pub(crate) fn timespec(&mut self, p: UserPtr<Timespec>) -> Result<Duration, SysErr> {
+        Ok(self.mm.read(p)?.duration()?)
     }
 
     /// The instant at which CLOCK_MONOTONIC reads `t`.
@@ -86,35 +116,32 @@ impl Kernel {
         later(t.saturating_sub(now))
     }
 
-    pub(crate) fn sys_clock_gettime(&mut self, id: u64, tp: u64) -> SysResult {
+    pub(crate) fn sys_clock_gettime(&mut self, id: u64, tp: UserPtr<Timespec>) -> SysResult {
         let d = self.clock(id)?;
-        self.mm.write_user(tp, &encode(d))?;
+        self.mm.write(tp, &d.into())?;
         Ok(0)
     }
 
-    pub(crate) fn sys_clock_getres(&mut self, id: u64, tp: u64) -> SysResult {
+    pub(crate) fn sys_clock_getres(&mut self, id: u64, tp: UserPtr<Timespec>) -> SysResult {
         self.clock(id)?;
-        if tp != 0 {
-            self.mm.write_user(tp, &encode(Duration::from_nanos(1)))?;
+        if !tp.is_null() {
+            self.mm.write(tp, &Duration::from_nanos(1).into())?;
         }
         Ok(0)
     }
 
-    pub(crate) fn sys_gettimeofday(&mut self, tv: u64) -> SysResult {
-        if tv != 0 {
+    pub(crate) fn sys_gettimeofday(&mut self, tv: UserPtr<Timeval>) -> SysResult {
+        if !tv.is_null() {
             let d = host_clock(libc::CLOCK_REALTIME);
-            let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&(d.as_secs() as i64).to_le_bytes());
-            b[8..].copy_from_slice(&i64::from(d.subsec_micros()).to_le_bytes());
-            self.mm.write_user(tv, &b)?;
+            self.mm.write(tv, &d.into())?;
         }
         Ok(0)
     }
 
-    pub(crate) fn sys_time(&mut self, t: u64) -> SysResult {
+    pub(crate) fn sys_time(&mut self, t: UserPtr<u64>) -> SysResult {
         let s = host_clock(libc::CLOCK_REALTIME).as_secs();
-        if t != 0 {
-            self.mm.write_u64(t, s)?;
+        if !t.is_null() {
+            self.mm.write(t, &s)?;
         }
         Ok(s)
     }
@@ -127,7 +154,7 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn sys_nanosleep(&mut self, req: u64, _rem: u64) -> SysResult {
+    pub(crate) fn sys_nanosleep(&mut self, req: UserPtr<Timespec>, _rem: u64) -> SysResult {
         let d = self.timespec(req)?;
         let until = self.deadline_after(d);
         self.sleep_until(until)
@@ -137,9 +164,16 @@ impl Kernel {
         &mut self,
         id: u64,
         flags: u64,
-        req: u64,
+        req: UserPtr<Timespec>,
         _rem: u64,
     ) -> SysResult {
+        match id as i32 {
+            // No sleeping on a thread's own CPU time, as Linux (which has no nsleep
+            // for this clock).
+            libc::CLOCK_THREAD_CPUTIME_ID => return Err(errno::EOPNOTSUPP.into()),
+            c if c < 0 && c & 4 != 0 => return Err(errno::EINVAL.into()),
+            _ => {}
+        }
         let d = self.timespec(req)?;
         let now = self.clock(id)?;
         let until = if flags & libc::TIMER_ABSTIME as u64 != 0 {

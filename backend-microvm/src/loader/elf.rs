@@ -2,9 +2,13 @@
 //! how it maps the loadable segments: private file mappings read at first touch, the
 //! `.bss` tail of a segment's last file page reading as zeros.
 
+use std::mem::size_of;
 use std::rc::Rc;
 
+use zerocopy::{FromBytes, IntoBytes};
+
 use super::{not_exec, read_full, Image, LoadError, STACK_RESERVE, STACK_TOP};
+use crate::abi::{Elf64Ehdr, Elf64Phdr};
 use crate::errno;
 use crate::guest::layout::PAGE_SIZE;
 use crate::mm::{AddressSpace, Fixed, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
@@ -39,49 +43,41 @@ pub(super) struct Elf {
     pub(super) phdrs: Vec<Phdr>,
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default())
-}
-fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default())
-}
-
 pub(super) fn parse(img: &Image) -> Result<Elf, LoadError> {
     let path = &img.path;
-    let h = &img.head;
-    if h.len() < 64 || &h[..4] != b"\x7fELF" {
-        return Err(not_exec(
-            path,
-            "it is not an ELF executable",
-            errno::ENOEXEC,
-        ));
-    }
-    if h[4] != 2 || h[5] != 1 || le16(h, 18) != 62 {
+    let h = match Elf64Ehdr::read_from_prefix(&img.head) {
+        Ok((h, _)) if h.is_elf() => h,
+        _ => {
+            return Err(not_exec(
+                path,
+                "it is not an ELF executable",
+                errno::ENOEXEC,
+            ))
+        }
+    };
+    if !h.is_x86_64() {
         return Err(not_exec(
             path,
             "it is not an x86-64 (64-bit) program",
             errno::ENOEXEC,
         ));
     }
-    let etype = le16(h, 16);
+    let etype = h.e_type;
     if etype != ET_EXEC && etype != ET_DYN {
         return Err(not_exec(path, "it is not an executable", errno::ENOEXEC));
     }
-    let (phoff, phentsize, phnum) = (le64(h, 32), le16(h, 54), le16(h, 56));
-    if phentsize != 56 || phnum == 0 || phnum > 512 {
+    let (phoff, phnum) = (h.e_phoff, h.e_phnum);
+    if usize::from(h.e_phentsize) != size_of::<Elf64Phdr>() || phnum == 0 || phnum > 512 {
         return Err(not_exec(
             path,
             "its program headers are invalid",
             errno::ENOEXEC,
         ));
     }
-    let mut raw = vec![0u8; usize::from(phnum) * 56];
-    let n = read_full(&*img.file, phoff, &mut raw)
+    let mut raw = vec![Elf64Phdr::default(); usize::from(phnum)];
+    let n = read_full(&*img.file, phoff, raw.as_mut_slice().as_mut_bytes())
         .map_err(|e| not_exec(path, "cannot read its program headers", e))?;
-    if n != raw.len() {
+    if n != raw.as_bytes().len() {
         return Err(not_exec(
             path,
             "its program headers are truncated",
@@ -89,19 +85,19 @@ pub(super) fn parse(img: &Image) -> Result<Elf, LoadError> {
         ));
     }
     let phdrs = raw
-        .chunks_exact(56)
+        .iter()
         .map(|p| Phdr {
-            ptype: le32(p, 0),
-            flags: le32(p, 4),
-            offset: le64(p, 8),
-            vaddr: le64(p, 16),
-            filesz: le64(p, 32),
-            memsz: le64(p, 40),
+            ptype: p.p_type,
+            flags: p.p_flags,
+            offset: p.p_offset,
+            vaddr: p.p_vaddr,
+            filesz: p.p_filesz,
+            memsz: p.p_memsz,
         })
         .collect();
     Ok(Elf {
         etype,
-        entry: le64(h, 24),
+        entry: h.e_entry,
         phoff,
         phnum,
         phdrs,

@@ -8,7 +8,7 @@ mod uaccess;
 pub(crate) mod vma;
 
 pub(crate) use space::SpaceId;
-pub(crate) use uaccess::{CStrError, UserError};
+pub(crate) use uaccess::{ArrayError, CStrError, SizedError, UserError, UserPtr};
 pub(crate) use vma::{Backing, SharedPages, Vma, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
 
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};

@@ -232,3 +232,64 @@ fn fork_shares_pages_copy_on_write() {
     );
     assert_eq!(a.spaces(), 1);
 }
+
+/// Guest structures cross in one checked copy of exactly their size: a structure that
+/// runs into an unmapped page is `EFAULT` as a whole, arrays are bounded before
+/// anything is read or allocated, and extensible structures follow Linux's
+/// `copy_struct_from_user`.
+#[test]
+fn typed_user_access() {
+    use crate::abi::{OpenHow, Timespec};
+    let mut a = space();
+    let at = a
+        .mmap(
+            0,
+            PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            Fixed::Hint,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
+    let ts = Timespec {
+        tv_sec: 7,
+        tv_nsec: 9,
+    };
+    a.write(UserPtr::new(at), &ts).unwrap();
+    assert_eq!(a.read(UserPtr::<Timespec>::new(at)), Ok(ts));
+    // The last 8 bytes of the page are mapped, the rest of the structure is not.
+    let edge = UserPtr::<Timespec>::new(at + PAGE_SIZE - 8);
+    assert_eq!(a.read(edge), Err(UserError::Fault));
+    assert_eq!(a.write(edge, &ts), Err(UserError::Fault));
+    let mut tail = [0u8; 8];
+    a.read_user(at + PAGE_SIZE - 8, &mut tail).unwrap();
+    assert_eq!(tail, [0; 8], "a failed write wrote nothing");
+    // Arrays: a count beyond the call's bound is refused before any read.
+    let arr = a.read_array(UserPtr::<Timespec>::new(at), 2, 4).unwrap();
+    assert_eq!(arr[0], ts);
+    assert_eq!(
+        a.read_array(UserPtr::<Timespec>::new(at), u64::MAX, 1024),
+        Err(ArrayError::TooMany)
+    );
+    assert_eq!(
+        a.read_array(UserPtr::<Timespec>::new(at), 300, 1024),
+        Err(ArrayError::User(UserError::Fault))
+    );
+    // Extensible structures: too small, too big, trailing garbage, an older version.
+    let how = UserPtr::<OpenHow>::new(at);
+    a.write_user(at, &[0u8; 64]).unwrap();
+    assert_eq!(a.read_sized(how, 16, 24), Err(SizedError::TooSmall));
+    assert_eq!(
+        a.read_sized(how, PAGE_SIZE + 1, 24),
+        Err(SizedError::TooBig)
+    );
+    assert!(
+        a.read_sized(how, 64, 24).is_ok(),
+        "zeros beyond it are fine"
+    );
+    a.write_user(at + 40, b"x").unwrap();
+    assert_eq!(a.read_sized(how, 64, 24), Err(SizedError::TooBig));
+    assert_eq!(a.read_sized(how, PAGE_SIZE, 24), Err(SizedError::TooBig));
+    a.write_user(at, &1u64.to_le_bytes()).unwrap();
+    assert_eq!(a.read_sized(how, 24, 24).unwrap().flags, 1);
+}

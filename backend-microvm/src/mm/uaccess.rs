@@ -2,9 +2,61 @@
 //! does: through the workload's page tables and rights, faulting pages in on the way.
 //! A pointer that is not mapped for the access is `EFAULT`, never a VMM error.
 
+use std::marker::PhantomData;
+
+use zerocopy::IntoBytes;
+
 use super::pagetable::{PTE_ADDR, PTE_P, PTE_U, PTE_W};
 use super::{Access, AddressSpace, FaultOutcome};
+use crate::abi::Abi;
 use crate::guest::layout::{PAGE_SIZE, USER_TOP};
+
+/// The address of a `T` in the workload's memory, as a syscall argument names it.
+/// Only an address: nothing is read until the kernel asks, and then only through the
+/// checked accessors below.
+pub(crate) struct UserPtr<T> {
+    addr: u64,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> UserPtr<T> {
+    /// The pointer at `addr`.
+    pub(crate) const fn new(addr: u64) -> Self {
+        UserPtr {
+            addr,
+            _t: PhantomData,
+        }
+    }
+
+    /// Its address.
+    pub(crate) const fn addr(self) -> u64 {
+        self.addr
+    }
+
+    /// NULL.
+    pub(crate) const fn is_null(self) -> bool {
+        self.addr == 0
+    }
+}
+
+impl<T> Clone for UserPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for UserPtr<T> {}
+
+impl<T> std::fmt::Debug for UserPtr<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "UserPtr<{}>({:#x})",
+            std::any::type_name::<T>(),
+            self.addr
+        )
+    }
+}
 
 /// A user pointer that cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +65,38 @@ pub(crate) enum UserError {
     Fault,
     /// Mapping it needed a frame and none is left.
     Oom,
+}
+
+/// An array argument that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArrayError {
+    /// More elements than the call allows (each call says which errno that is).
+    TooMany,
+    /// See [`UserError`].
+    User(UserError),
+}
+
+impl From<UserError> for ArrayError {
+    fn from(e: UserError) -> Self {
+        ArrayError::User(e)
+    }
+}
+
+/// An extensible structure (`open_how`, `clone_args`...) that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SizedError {
+    /// Smaller than its first version: `EINVAL`.
+    TooSmall,
+    /// Larger than a page, or nonzero bytes beyond what the VMM knows: `E2BIG`.
+    TooBig,
+    /// See [`UserError`].
+    User(UserError),
+}
+
+impl From<UserError> for SizedError {
+    fn from(e: UserError) -> Self {
+        SizedError::User(e)
+    }
 }
 
 /// A string argument that cannot be used.
@@ -138,27 +222,67 @@ impl AddressSpace {
         }
     }
 
-    /// Reads a little-endian u64.
-    pub(crate) fn read_u64(&mut self, va: u64) -> Result<u64, UserError> {
-        let mut b = [0u8; 8];
-        self.read_user(va, &mut b)?;
-        Ok(u64::from_le_bytes(b))
+    /// Reads the `T` at `p`: one copy of exactly its size, all of it mapped readable.
+    pub(crate) fn read<T: Abi>(&mut self, p: UserPtr<T>) -> Result<T, UserError> {
+        let mut v = T::new_zeroed();
+        self.read_user(p.addr(), v.as_mut_bytes())?;
+        Ok(v)
     }
 
-    /// Reads a little-endian u32.
-    pub(crate) fn read_u32(&mut self, va: u64) -> Result<u32, UserError> {
-        let mut b = [0u8; 4];
-        self.read_user(va, &mut b)?;
-        Ok(u32::from_le_bytes(b))
+    /// Writes `v` at `p`: all of it mapped writable, or nothing is written.
+    pub(crate) fn write<T: Abi>(&mut self, p: UserPtr<T>, v: &T) -> Result<(), UserError> {
+        self.write_user(p.addr(), v.as_bytes())
     }
 
-    /// Writes a little-endian u64.
-    pub(crate) fn write_u64(&mut self, va: u64, v: u64) -> Result<(), UserError> {
-        self.write_user(va, &v.to_le_bytes())
+    /// Reads `n` consecutive `T`s at `p`, refusing more than `max` before reading (or
+    /// allocating) anything.
+    pub(crate) fn read_array<T: Abi>(
+        &mut self,
+        p: UserPtr<T>,
+        n: u64,
+        max: usize,
+    ) -> Result<Vec<T>, ArrayError> {
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or(ArrayError::TooMany)?;
+        let mut v: Vec<T> = (0..n).map(|_| T::new_zeroed()).collect();
+        self.read_user(p.addr(), v.as_mut_slice().as_mut_bytes())?;
+        Ok(v)
     }
 
-    /// Writes a little-endian u32.
-    pub(crate) fn write_u32(&mut self, va: u64, v: u32) -> Result<(), UserError> {
-        self.write_user(va, &v.to_le_bytes())
+    /// Writes the `T`s of `v` consecutively at `p`.
+    pub(crate) fn write_array<T: Abi>(&mut self, p: UserPtr<T>, v: &[T]) -> Result<(), UserError> {
+        self.write_user(p.addr(), v.as_bytes())
+    }
+
+    /// Reads an extensible structure whose caller says it is `size` bytes long, as
+    /// Linux's `copy_struct_from_user`: smaller than `first` (its first version) is
+    /// `TooSmall`; larger than a page, or larger than `T` with a nonzero byte beyond
+    /// it, `TooBig`; a shorter (older) one leaves the newer fields zero.
+    pub(crate) fn read_sized<T: Abi>(
+        &mut self,
+        p: UserPtr<T>,
+        size: u64,
+        first: usize,
+    ) -> Result<T, SizedError> {
+        if size < first as u64 {
+            return Err(SizedError::TooSmall);
+        }
+        if size > PAGE_SIZE {
+            return Err(SizedError::TooBig);
+        }
+        let known = std::mem::size_of::<T>();
+        let mut v = T::new_zeroed();
+        let n = (size as usize).min(known);
+        self.read_user(p.addr(), &mut v.as_mut_bytes()[..n])?;
+        if size as usize > known {
+            let tail =
+                self.read_user_vec(p.addr().wrapping_add(known as u64), size as usize - known)?;
+            if tail.iter().any(|b| *b != 0) {
+                return Err(SizedError::TooBig);
+            }
+        }
+        Ok(v)
     }
 }

@@ -400,6 +400,7 @@ impl Vfs {
                 }
                 _ => {}
             }
+            self.may_search(&loc)?;
             let child = self.child(loc.top(), &comp)?;
             if r.no_xdev && self.crosses(&child) {
                 return Err(errno::EXDEV);
@@ -499,6 +500,56 @@ impl Vfs {
         m.uid = if m.uid == host.0 { user.0 } else { OVERFLOW_ID };
         m.gid = if m.gid == host.1 { user.1 } else { OVERFLOW_ID };
         m
+    }
+
+    /// Linux's permission check (`generic_permission`) for the workload on the node
+    /// `loc` ends at, for `want` (4 read, 2 write, 1 search or execute): the owner's,
+    /// the group's or the others' bits, as the owner shows here; a root workload passes
+    /// everything but executing a file nobody may execute. Host files are checked
+    /// again by the host kernel when the VMM reaches them.
+    pub(crate) fn permission(&self, loc: &Location, want: u32) -> Result<(), Errno> {
+        let m = self.meta(loc)?;
+        Self::allowed(&m, self.ids.1, want)
+    }
+
+    fn allowed(m: &Meta, (uid, gid): (u32, u32), want: u32) -> Result<(), Errno> {
+        if want == 0 {
+            return Ok(());
+        }
+        if uid == 0 {
+            if want & 1 != 0 && !m.is_dir() && m.mode & 0o111 == 0 {
+                return Err(errno::EACCES);
+            }
+            return Ok(());
+        }
+        let bits = if m.uid == uid {
+            m.mode >> 6
+        } else if m.gid == gid {
+            m.mode >> 3
+        } else {
+            m.mode
+        } & 7;
+        if bits & want == want {
+            Ok(())
+        } else {
+            Err(errno::EACCES)
+        }
+    }
+
+    /// Whether the workload may add or remove names in directory `dir`: a writable
+    /// filesystem (`EROFS`), and write and search permission on it (`EACCES`).
+    pub(crate) fn may_change(&self, dir: &Location) -> Result<(), Errno> {
+        dir.node().writable()?;
+        self.permission(dir, 3)
+    }
+
+    /// Search permission on an in-memory directory on a path's way (host directories
+    /// are searched by the host kernel).
+    fn may_search(&self, dir: &Location) -> Result<(), Errno> {
+        match dir.node() {
+            Node::Tmp(_) | Node::Ovl(_) | Node::Lower(_) => self.permission(dir, 1),
+            _ => Ok(()),
+        }
     }
 
     /// Sets the host identity and the workload's ids for [`Vfs::show_owner`].

@@ -11,6 +11,7 @@ use super::host::HostFd;
 use super::tmpfs::{TmpData, TmpFs, TmpInode};
 use super::{host, DevKind, Entry, Location, Node, Time, Vfs};
 use crate::errno::{self, Errno};
+use crate::pipe::Pipe;
 
 /// An opened node, ready for I/O.
 #[derive(Debug)]
@@ -33,7 +34,7 @@ pub(crate) enum Opened {
     /// makes its contents.
     Proc(Option<u32>, super::proc::ProcFile),
     /// A named pipe.
-    Fifo(Rc<std::cell::RefCell<crate::linux::Pipe>>),
+    Fifo(Rc<std::cell::RefCell<Pipe>>),
 }
 
 /// A directory entry, as `getdents64` reports it.
@@ -76,6 +77,10 @@ impl Vfs {
     ) -> Result<(Location, Opened), Errno> {
         let follow = flags & libc::O_NOFOLLOW == 0;
         let acc = flags & libc::O_ACCMODE;
+        // Linux refuses a file that would be created and be a directory (6.4 on).
+        if flags & libc::O_CREAT != 0 && flags & libc::O_DIRECTORY != 0 {
+            return Err(errno::EINVAL);
+        }
         if flags & libc::O_TMPFILE == libc::O_TMPFILE {
             return Err(errno::ENOTSUP);
         }
@@ -115,11 +120,11 @@ impl Vfs {
             return Ok((loc, Opened::Path));
         }
         let node = loc.node().clone();
-        if node.is_link() {
-            return Err(errno::ELOOP);
-        }
         if flags & libc::O_DIRECTORY != 0 && !node.is_dir() {
             return Err(errno::ENOTDIR);
+        }
+        if node.is_link() {
+            return Err(errno::ELOOP);
         }
         let writes = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if node.is_dir() && writes {
@@ -128,6 +133,8 @@ impl Vfs {
         if writes {
             node.writable()?;
         }
+        let reads = acc != libc::O_WRONLY;
+        self.permission(&loc, (u32::from(reads) * 4) | (u32::from(writes) * 2))?;
         let opened = match &node {
             Node::Virtual => Opened::Virtual,
             Node::HostDir { .. } => Opened::HostDir,
@@ -193,7 +200,7 @@ impl Vfs {
         flags: i32,
         mode: u32,
     ) -> Result<(Location, Opened), Errno> {
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         let (node, opened) = match parent.node().clone() {
             Node::HostDir { fd, ro, mnt } => {
                 let keep =
@@ -343,7 +350,7 @@ impl Vfs {
         if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
             return Err(errno::EEXIST);
         }
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         match parent.node() {
             Node::HostDir { fd, .. } => host::mkdir(fd.as_raw_fd(), &name, mode),
             Node::Tmp(dir) => {
@@ -383,9 +390,11 @@ impl Vfs {
         match (dir, child.node.is_dir()) {
             (false, true) => return Err(errno::EISDIR),
             (true, false) => return Err(errno::ENOTDIR),
+            // A trailing slash names a directory: `unlink("file/")` is ENOTDIR.
+            (false, false) if path.ends_with(b"/") => return Err(errno::ENOTDIR),
             _ => {}
         }
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         match parent.node() {
             Node::HostDir { fd, .. } => host::unlink(fd.as_raw_fd(), &name, dir),
             Node::Tmp(d) => d.remove(&name, dir).map(|_| ()),
@@ -415,6 +424,10 @@ impl Vfs {
         if self.holds_mount(&src) {
             return Err(errno::EBUSY);
         }
+        // A trailing slash on either name needs the source to be a directory.
+        if !src.node.is_dir() && (from.ends_with(b"/") || to.ends_with(b"/")) {
+            return Err(errno::ENOTDIR);
+        }
         let dst = self.child(p2.top(), &n2).ok();
         if let Some(d) = &dst {
             if self.holds_mount(d) {
@@ -424,8 +437,8 @@ impl Vfs {
                 return Err(errno::EEXIST);
             }
         }
-        p1.node().writable()?;
-        p2.node().writable()?;
+        self.may_change(&p1)?;
+        self.may_change(&p2)?;
         match (p1.node(), p2.node()) {
             (Node::HostDir { fd: a, mnt: m1, .. }, Node::HostDir { fd: b, mnt: m2, .. })
                 if m1 == m2 =>
@@ -473,14 +486,8 @@ impl Vfs {
         if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
             return Err(errno::EEXIST);
         }
-        parent.node().writable()?;
-        let pipe = || {
-            Rc::new(std::cell::RefCell::new(crate::linux::Pipe {
-                no_writer_yet: true,
-                no_reader_yet: true,
-                ..Default::default()
-            }))
-        };
+        self.may_change(&parent)?;
+        let pipe = Pipe::fifo;
         match parent.node() {
             Node::Tmp(dir) => {
                 dir.insert(&name, TmpFs::inode(dir.fs(), TmpData::Fifo(pipe()), mode))
@@ -506,7 +513,7 @@ impl Vfs {
         if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
             return Err(errno::EEXIST);
         }
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         match parent.node() {
             Node::HostDir { fd, .. } => host::symlink(target, fd.as_raw_fd(), &name),
             Node::Tmp(dir) => dir.insert(
@@ -529,7 +536,7 @@ impl Vfs {
         if src.node().is_dir() {
             return Err(errno::EPERM);
         }
-        parent.node().writable()?;
+        self.may_change(&parent)?;
         match (src.node(), parent.node()) {
             (
                 Node::HostFile {
@@ -634,6 +641,7 @@ impl Vfs {
             return Err(errno::EISDIR);
         }
         loc.node().writable()?;
+        self.permission(loc, 2)?;
         match loc.node() {
             Node::Tmp(t) => t.truncate(len),
             Node::Lower(l) if l.kind == libc::S_IFREG => l.copy_up()?.truncate(len),

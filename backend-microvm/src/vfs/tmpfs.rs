@@ -13,6 +13,7 @@ use super::{Meta, Time};
 use crate::errno::{self, Errno};
 use crate::guest::layout::PAGE_SIZE;
 use crate::memory::{Budget, HeapCharge};
+use crate::pipe::Pipe;
 
 /// What a tmpfs inode holds.
 #[derive(Debug)]
@@ -26,7 +27,7 @@ pub(crate) enum TmpData {
     /// An image root's upper layer only: the name is deleted from the layers below.
     Whiteout,
     /// A named pipe (FIFO).
-    Fifo(Rc<RefCell<crate::linux::Pipe>>),
+    Fifo(Rc<RefCell<Pipe>>),
 }
 
 /// One tmpfs inode.
@@ -44,10 +45,26 @@ pub(crate) struct TmpInode {
     pub(crate) times: Cell<[Time; 3]>,
     /// An image root's upper layer only: this directory hides the layers' one below.
     pub(crate) opaque: Cell<bool>,
+    /// File seals (`F_ADD_SEALS`): a file that is not a sealable memfd has
+    /// `F_SEAL_SEAL`, as on Linux's shmem.
+    pub(crate) seals: Cell<u32>,
     /// A directory: what its entries cost (see [`entry_cost`]).
     names: RefCell<HeapCharge>,
     fs: Rc<TmpFs>,
 }
+
+/// `F_SEAL_SEAL`: no more seals.
+pub(crate) const F_SEAL_SEAL: u32 = 0x1;
+/// `F_SEAL_SHRINK`: the size never goes down.
+pub(crate) const F_SEAL_SHRINK: u32 = 0x2;
+/// `F_SEAL_GROW`: the size never goes up.
+pub(crate) const F_SEAL_GROW: u32 = 0x4;
+/// `F_SEAL_WRITE`: the contents never change.
+pub(crate) const F_SEAL_WRITE: u32 = 0x8;
+/// `F_SEAL_FUTURE_WRITE`: no new writes (existing writable mappings keep theirs).
+pub(crate) const F_SEAL_FUTURE_WRITE: u32 = 0x10;
+/// `F_SEAL_EXEC`: the execute bits never change.
+pub(crate) const F_SEAL_EXEC: u32 = 0x20;
 
 /// What a directory entry costs the VMM besides its name: the map's node, the inode and
 /// its metadata (an estimate on the safe side).
@@ -113,6 +130,7 @@ impl TmpFs {
             nlink: Cell::new(1),
             times: Cell::new([now; 3]),
             opaque: Cell::new(false),
+            seals: Cell::new(F_SEAL_SEAL),
             names: RefCell::new(HeapCharge::new(&fs.budget)),
             fs: Rc::clone(fs),
         })
@@ -184,13 +202,23 @@ impl TmpInode {
         }
     }
 
+    /// `F_ADD_SEALS`: `EPERM` once sealed against more seals.
+    pub(crate) fn add_seals(&self, seals: u32) -> Result<(), Errno> {
+        let now = self.seals.get();
+        if now & F_SEAL_SEAL != 0 {
+            return Err(errno::EPERM);
+        }
+        self.seals.set(now | seals);
+        Ok(())
+    }
+
     /// True for a directory.
     pub(crate) fn is_dir(&self) -> bool {
         matches!(&*self.data.borrow(), TmpData::Dir(_))
     }
 
     /// The pipe of a FIFO.
-    pub(crate) fn fifo(&self) -> Option<Rc<RefCell<crate::linux::Pipe>>> {
+    pub(crate) fn fifo(&self) -> Option<Rc<RefCell<Pipe>>> {
         match &*self.data.borrow() {
             TmpData::Fifo(p) => Some(Rc::clone(p)),
             _ => None,
@@ -232,8 +260,15 @@ impl TmpInode {
         let TmpData::File(d) = &mut *guard else {
             return Err(errno::EISDIR);
         };
+        let seals = self.seals.get();
+        if seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0 && !data.is_empty() {
+            return Err(errno::EPERM);
+        }
         let end = off.checked_add(data.len() as u64).ok_or(errno::EFBIG)?;
         let old = d.len() as u64;
+        if end > old && seals & F_SEAL_GROW != 0 {
+            return Err(errno::EPERM);
+        }
         if end > old {
             self.fs.resize(old, end)?;
             d.resize(usize::try_from(end).map_err(|_| errno::EFBIG)?, 0);
@@ -251,6 +286,11 @@ impl TmpInode {
         let TmpData::File(d) = &mut *guard else {
             return Err(errno::EISDIR);
         };
+        let seals = self.seals.get();
+        let old = d.len() as u64;
+        if (len < old && seals & F_SEAL_SHRINK != 0) || (len > old && seals & F_SEAL_GROW != 0) {
+            return Err(errno::EPERM);
+        }
         self.fs.resize(d.len() as u64, len)?;
         d.resize(usize::try_from(len).map_err(|_| errno::EFBIG)?, 0);
         drop(guard);

@@ -9,7 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use backend_microvm::{syscall_table, Support};
 use hybrid_sandbox::{IsolationRequest, Outcome, Sandbox, Termination, Workload};
 
 /// Busybox applets and a command line exercising each (run by `busybox sh -c`).
@@ -258,40 +257,10 @@ fn main() {
         summary.1 += usize::from(v == "✅");
         println!("| {name} | {} | {v} |", reference_cell(&c));
     }
-    let table = syscall_table();
-    let count = |s: Support| table.iter().filter(|x| x.support == s).count();
-    let names = |s: Support| {
-        table
-            .iter()
-            .filter(|x| x.support == s)
-            .map(|x| format!("`{}`", x.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!(
-        "\n### Syscalls of the micro-VM (x86-64, {} numbers)\n",
-        table.len()
-    );
-    println!(
-        "- implemented: {} (of which {} with some variants refused, counted when used)",
-        count(Support::Implemented) + count(Support::Partial),
-        count(Support::Partial)
-    );
-    println!(
-        "- refused with `EPERM`, as for an unprivileged Linux user: {}",
-        count(Support::Refused)
-    );
-    println!(
-        "- `ENOSYS` (counted in `Outcome::unimplemented_syscalls`): {}",
-        count(Support::Enosys)
-    );
-    println!("\n(gVisor, for scale, implements about 237 of about 350.)\n");
-    println!("Partially implemented:\n");
-    for s in table.iter().filter(|x| x.support == Support::Partial) {
-        println!("- `{}`: {}", s.name, s.note.unwrap_or_default());
-    }
-    println!("\nRefused: {}\n", names(Support::Refused));
-    println!("`ENOSYS`: {}\n", names(Support::Enosys));
+    // The same generated section the doc holds (checked current by the compat_doc test).
+    println!("\n<!-- BEGIN GENERATED: syscalls -->");
+    print!("{}", hsb_tests::compat_doc::syscalls_markdown());
+    println!("<!-- END GENERATED: syscalls -->\n");
     println!(
         "Summary: busybox {}/{} and Python {}/{} behave as in the container (table made in {:.0} s).",
         applets.1,

@@ -1,0 +1,454 @@
+//! Pipe buffers: anonymous pipes, named pipes (FIFOs, which the VFS creates) and each
+//! direction of a socket pair. Only the buffer and its ends live here; what a blocked
+//! reader or writer does (waiting, `SIGPIPE`) is the personality's (`linux/rw.rs`).
+//! Neither `vfs` nor `linux` owns this module, so neither needs the other for it.
+//!
+//! A pipe holds its bytes in page-sized slots, as Linux's pipe ring does: a write of
+//! `n` bytes first tops up the last slot with its `n % 4096` leading bytes when they
+//! fit behind what that slot holds, then takes whole new slots; the pipe is full when
+//! every slot is taken, whatever they hold. This is what makes a write of at most
+//! `PIPE_BUF` bytes atomic, and what `F_SETPIPE_SZ` resizes. Socket pairs count bytes.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use crate::errno::{self, Errno};
+use crate::memory::{Budget, HeapCharge, OutOfMemory};
+
+/// Size of a slot (a page).
+const PAGE: usize = 4096;
+/// Default capacity of a pipe, as Linux's (16 pages).
+pub(crate) const PIPE_CAPACITY: usize = 16 * PAGE;
+/// Largest capacity an unprivileged process may set (`/proc/sys/fs/pipe-max-size`).
+pub(crate) const PIPE_MAX_SIZE: usize = 1 << 20;
+
+/// How a buffer is filled and emptied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A pipe or FIFO: page slots.
+    Paged,
+    /// A stream socket direction: bytes, up to the capacity.
+    Stream,
+    /// A datagram or seqpacket socket direction: whole messages.
+    Datagram,
+}
+
+/// One page of a pipe: where its bytes end in the page, and how many are left.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    end: usize,
+    len: usize,
+}
+
+/// A pipe's buffer and how many ends are open (also one direction of a socket pair).
+#[derive(Debug)]
+pub(crate) struct Pipe {
+    /// Buffered bytes.
+    buf: VecDeque<u8>,
+    mode: Mode,
+    /// Paged mode: the slots holding `buf`, oldest first.
+    slots: VecDeque<Slot>,
+    /// Datagram mode: the length of each message in `buf`, in order.
+    msgs: VecDeque<usize>,
+    /// Capacity in bytes (paged: slots times the page size).
+    capacity: usize,
+    /// Open read ends.
+    pub(crate) readers: usize,
+    /// Open write ends.
+    pub(crate) writers: usize,
+    /// A named pipe (FIFO) not yet opened for writing (reads wait, not EOF).
+    pub(crate) no_writer_yet: bool,
+    /// A named pipe not yet opened for reading (writes wait, not EPIPE).
+    pub(crate) no_reader_yet: bool,
+    /// What the buffers cost the sandbox's memory (made at the first write).
+    charge: Option<HeapCharge>,
+    /// Its inode number (both ends show it, as pipefs's): the personality's
+    /// `next_ino` for anonymous pipes, 0 for FIFOs (whose inode is their file's).
+    pub(crate) ino: u64,
+}
+
+/// What each datagram costs of a socket's capacity besides its bytes (its length is
+/// kept): a flood of empty datagrams fills the buffer as on Linux, instead of growing
+/// the VMM's memory.
+pub(crate) const MSG_OVERHEAD: usize = 32;
+
+/// What a read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// This many bytes were copied (for a datagram: of a message that had `full`).
+    Data { n: usize, full: usize },
+    /// Nothing, and no writer will come: end of file.
+    Eof,
+    /// Nothing yet: wait, or `EAGAIN`.
+    Empty,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// This many bytes went in (at least one).
+    Wrote(usize),
+    /// Nothing fits now: wait, or `EAGAIN`.
+    Full,
+    /// No reader: `EPIPE` (and `SIGPIPE`).
+    Broken,
+    /// A datagram larger than the buffer can ever hold: `EMSGSIZE`.
+    TooBig,
+}
+
+impl Pipe {
+    fn new(mode: Mode) -> Pipe {
+        Pipe {
+            buf: VecDeque::new(),
+            mode,
+            slots: VecDeque::new(),
+            msgs: VecDeque::new(),
+            capacity: PIPE_CAPACITY,
+            readers: 0,
+            writers: 0,
+            no_writer_yet: false,
+            no_reader_yet: false,
+            charge: None,
+            ino: 0,
+        }
+    }
+
+    /// Bytes of the capacity in use (datagrams count their overhead).
+    pub(crate) fn used(&self) -> usize {
+        self.buf.len() + self.msgs.len() * MSG_OVERHEAD
+    }
+
+    /// Charges what the buffers hold now to `budget`; an empty pipe gives its memory
+    /// back to the host. Fails (nothing changed) when the budget has no room.
+    pub(crate) fn account(&mut self, budget: &Rc<Budget>) -> Result<(), OutOfMemory> {
+        if self.buf.is_empty() {
+            self.buf = VecDeque::new();
+        }
+        if self.msgs.is_empty() {
+            self.msgs = VecDeque::new();
+        }
+        if self.slots.is_empty() {
+            self.slots = VecDeque::new();
+        }
+        let bytes = self.buf.capacity() as u64
+            + self.msgs.capacity() as u64 * 8
+            + self.slots.capacity() as u64 * std::mem::size_of::<Slot>() as u64;
+        self.charge
+            .get_or_insert_with(|| HeapCharge::new(budget))
+            .set(bytes)
+    }
+
+    /// An anonymous pipe (`pipe2`), with inode number `ino`.
+    pub(crate) fn shared(ino: u64) -> Rc<RefCell<Pipe>> {
+        let mut p = Pipe::new(Mode::Paged);
+        p.ino = ino;
+        Rc::new(RefCell::new(p))
+    }
+
+    /// A named pipe: until both ends have been opened once, reads and writes wait.
+    pub(crate) fn fifo() -> Rc<RefCell<Pipe>> {
+        let mut p = Pipe::new(Mode::Paged);
+        p.no_writer_yet = true;
+        p.no_reader_yet = true;
+        Rc::new(RefCell::new(p))
+    }
+
+    /// One direction of a socket pair: a byte stream, or messages kept apart.
+    pub(crate) fn socket(datagrams: bool) -> Rc<RefCell<Pipe>> {
+        Rc::new(RefCell::new(Pipe::new(if datagrams {
+            Mode::Datagram
+        } else {
+            Mode::Stream
+        })))
+    }
+
+    /// Bytes buffered (`FIONREAD`).
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The capacity in bytes (`F_GETPIPE_SZ`).
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The length of the next message of a datagram buffer (0 when there is none or
+    /// it is a stream).
+    pub(crate) fn next_message(&self) -> usize {
+        self.msgs.front().copied().unwrap_or(0)
+    }
+
+    /// A read would find something: data, or the end of file.
+    pub(crate) fn readable(&self) -> bool {
+        !self.is_empty()
+            || (self.writers == 0 && !self.no_writer_yet && self.mode != Mode::Datagram)
+    }
+
+    /// Nothing buffered: no byte, and (datagrams) no message, an empty one included.
+    pub(crate) fn is_empty(&self) -> bool {
+        match self.mode {
+            Mode::Datagram => self.msgs.is_empty(),
+            _ => self.buf.is_empty(),
+        }
+    }
+
+    /// A write would take something now (a pipe: a free slot).
+    pub(crate) fn writable(&self) -> bool {
+        match self.mode {
+            Mode::Paged => self.slots.len() < self.capacity / PAGE,
+            // Room for an empty datagram at least.
+            Mode::Datagram => self.used() + MSG_OVERHEAD <= self.capacity,
+            Mode::Stream => self.buf.len() < self.capacity,
+        }
+    }
+
+    /// Takes (or with `peek`, copies) what a read of `out.len()` bytes gets.
+    pub(crate) fn read(&mut self, out: &mut [u8], peek: bool) -> Read {
+        if self.is_empty() {
+            // A datagram socket has no end of file: its peer's going or shutdown does
+            // not end the reader's (Linux propagates shutdown to stream peers only).
+            return if self.writers == 0 && !self.no_writer_yet && self.mode != Mode::Datagram {
+                Read::Eof
+            } else {
+                Read::Empty
+            };
+        }
+        let avail = match self.mode {
+            Mode::Datagram => self.next_message(),
+            _ => self.buf.len(),
+        };
+        let n = out.len().min(avail);
+        for (o, b) in out.iter_mut().zip(self.buf.iter()).take(n) {
+            *o = *b;
+        }
+        if !peek {
+            // A datagram goes whole, the rest of a longer one dropped, as Linux does.
+            let take = if self.mode == Mode::Datagram {
+                avail
+            } else {
+                n
+            };
+            self.buf.drain(..take);
+            match self.mode {
+                Mode::Datagram => {
+                    self.msgs.pop_front();
+                }
+                Mode::Paged => self.consume_slots(take),
+                Mode::Stream => {}
+            }
+        }
+        Read::Data { n, full: avail }
+    }
+
+    fn consume_slots(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(s) = self.slots.front_mut() else {
+                return;
+            };
+            let k = n.min(s.len);
+            s.len -= k;
+            n -= k;
+            if s.len == 0 {
+                self.slots.pop_front();
+            }
+        }
+    }
+
+    /// Puts what fits of `data` in (a datagram whole or nothing).
+    pub(crate) fn write(&mut self, data: &[u8]) -> Write {
+        if self.readers == 0 && !self.no_reader_yet {
+            return Write::Broken;
+        }
+        if data.is_empty() && self.mode != Mode::Datagram {
+            return Write::Wrote(0);
+        }
+        let n = match self.mode {
+            Mode::Datagram => {
+                if data.len() > self.capacity - MSG_OVERHEAD {
+                    return Write::TooBig;
+                }
+                // An empty datagram is a message too (its reader gets 0): each message
+                // costs MSG_OVERHEAD of the capacity besides its bytes.
+                if self.capacity.saturating_sub(self.used()) < data.len() + MSG_OVERHEAD {
+                    return Write::Full;
+                }
+                self.msgs.push_back(data.len());
+                if data.is_empty() {
+                    return Write::Wrote(0);
+                }
+                data.len()
+            }
+            Mode::Stream => self.capacity.saturating_sub(self.buf.len()).min(data.len()),
+            Mode::Paged => self.fill_slots(data.len()),
+        };
+        if n == 0 {
+            return Write::Full;
+        }
+        self.buf.extend(&data[..n]);
+        Write::Wrote(n)
+    }
+
+    /// Paged mode: takes slots for up to `total` bytes; how many fit.
+    fn fill_slots(&mut self, total: usize) -> usize {
+        let mut done = 0;
+        let head = total % PAGE;
+        if head != 0 {
+            if let Some(last) = self.slots.back_mut() {
+                if last.end + head <= PAGE {
+                    last.end += head;
+                    last.len += head;
+                    done = head;
+                }
+            }
+        }
+        let slots = self.capacity / PAGE;
+        while done < total && self.slots.len() < slots {
+            let n = PAGE.min(total - done);
+            self.slots.push_back(Slot { end: n, len: n });
+            done += n;
+        }
+        done
+    }
+
+    /// `F_SETPIPE_SZ(arg)`: at least a page, rounded up to a power of two; more than
+    /// [`PIPE_MAX_SIZE`] only if it is no larger than now (`EPERM`); never fewer slots
+    /// than are in use (`EBUSY`). The new capacity.
+    pub(crate) fn set_capacity(&mut self, arg: u64) -> Result<usize, Errno> {
+        if self.mode != Mode::Paged {
+            return Err(errno::EBADF);
+        }
+        // The argument is an unsigned int.
+        let arg = arg as u32 as usize;
+        if arg > 1 << 31 {
+            return Err(errno::EINVAL);
+        }
+        let size = arg.max(PAGE).next_power_of_two();
+        if size > self.capacity && size > PIPE_MAX_SIZE {
+            return Err(errno::EPERM);
+        }
+        if self.slots.len() > size / PAGE {
+            return Err(errno::EBUSY);
+        }
+        self.capacity = size;
+        Ok(size)
+    }
+}
+
+/// One end of a pipe; dropping it closes that end.
+#[derive(Debug)]
+pub(crate) struct PipeEnd {
+    /// The pipe.
+    pub(crate) pipe: Rc<RefCell<Pipe>>,
+    /// The write end (else the read end).
+    pub(crate) write: bool,
+}
+
+impl PipeEnd {
+    /// Opens an end.
+    pub(crate) fn new(pipe: &Rc<RefCell<Pipe>>, write: bool) -> PipeEnd {
+        {
+            let mut p = pipe.borrow_mut();
+            if write {
+                p.writers += 1;
+                p.no_writer_yet = false;
+            } else {
+                p.readers += 1;
+                p.no_reader_yet = false;
+            }
+        }
+        PipeEnd {
+            pipe: Rc::clone(pipe),
+            write,
+        }
+    }
+}
+
+impl Drop for PipeEnd {
+    fn drop(&mut self) {
+        let mut p = self.pipe.borrow_mut();
+        if self.write {
+            p.writers -= 1;
+        } else {
+            p.readers -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(p: &Rc<RefCell<Pipe>>) -> (PipeEnd, PipeEnd) {
+        (PipeEnd::new(p, false), PipeEnd::new(p, true))
+    }
+
+    #[test]
+    fn a_pipe_fills_page_slots_as_linux_does() {
+        let p = Pipe::shared(1);
+        let _ends = open(&p);
+        let mut p = p.borrow_mut();
+        assert_eq!(p.set_capacity(1), Ok(4096));
+        assert_eq!(p.write(&[1; 5000]), Write::Wrote(4096));
+        assert_eq!(p.write(&[2; 1]), Write::Full);
+        assert_eq!(
+            p.read(&mut [0; 100], false),
+            Read::Data { n: 100, full: 4096 }
+        );
+        // 100 bytes are free in the page, but a write cannot merge behind its end.
+        assert_eq!(p.write(&[3; 50]), Write::Full);
+        assert!(!p.writable());
+        let mut rest = [0u8; 8192];
+        assert_eq!(
+            p.read(&mut rest, false),
+            Read::Data {
+                n: 3996,
+                full: 3996
+            }
+        );
+        assert!(p.writable());
+        // Small writes merge into the last slot while they fit behind it.
+        assert_eq!(p.write(&[4; 10]), Write::Wrote(10));
+        assert_eq!(p.write(&[5; 4086]), Write::Wrote(4086));
+        assert_eq!(p.write(&[6; 1]), Write::Full);
+    }
+
+    #[test]
+    fn resizing_is_checked() {
+        let p = Pipe::shared(1);
+        let _ends = open(&p);
+        let mut p = p.borrow_mut();
+        assert_eq!(p.set_capacity(0), Ok(4096));
+        assert_eq!(p.set_capacity(100_000), Ok(131_072));
+        assert_eq!(p.set_capacity(2 << 20), Err(errno::EPERM));
+        assert_eq!(p.set_capacity(u64::from(u32::MAX)), Err(errno::EINVAL));
+        assert_eq!(p.write(&[0; 200_000]), Write::Wrote(131_072));
+        assert_eq!(p.set_capacity(4096), Err(errno::EBUSY));
+        assert_eq!(p.capacity(), 131_072);
+    }
+
+    #[test]
+    fn datagrams_go_whole() {
+        let p = Pipe::socket(true);
+        let _ends = open(&p);
+        let mut p = p.borrow_mut();
+        assert_eq!(p.write(b"abcdef"), Write::Wrote(6));
+        assert_eq!(p.write(b"gh"), Write::Wrote(2));
+        let mut b = [0u8; 3];
+        assert_eq!(p.read(&mut b, false), Read::Data { n: 3, full: 6 });
+        assert_eq!(p.read(&mut b, false), Read::Data { n: 2, full: 2 });
+        assert_eq!(p.write(&[0; PIPE_CAPACITY + 1]), Write::TooBig);
+    }
+
+    #[test]
+    fn ends_decide_eof_and_broken_pipes() {
+        let p = Pipe::shared(1);
+        let (r, w) = open(&p);
+        drop(w);
+        assert_eq!(p.borrow_mut().read(&mut [0; 4], false), Read::Eof);
+        let w = PipeEnd::new(&p, true);
+        drop(r);
+        assert_eq!(p.borrow_mut().write(b"x"), Write::Broken);
+        drop(w);
+    }
+}

@@ -1,0 +1,346 @@
+/* Paths and files: open flags, stat, directories, renames, links, permissions,
+ * ownership, times, listing, extended attributes. */
+#include "probe.h"
+
+#include <dirent.h>
+#include <linux/openat2.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
+#include <sys/xattr.h>
+#include <linux/openat2.h>
+
+static int cmp(const void *a, const void *b) { return strcmp(*(char **)a, *(char **)b); }
+
+/* The names in directory `fd`, sorted, as one string. */
+static const char *listing(int fd) {
+  static char out[512];
+  char buf[4096], *names[64];
+  int n = 0;
+  long k;
+  lseek(fd, 0, SEEK_SET);
+  while ((k = SYS(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < k;) {
+      struct dirent64 *d = (void *)(buf + off);
+      if (n < 64)
+        names[n++] = strdup(d->d_name);
+      off += d->d_reclen;
+    }
+  }
+  qsort(names, n, sizeof names[0], cmp);
+  out[0] = 0;
+  for (int i = 0; i < n; i++) {
+    strncat(out, names[i], sizeof out - strlen(out) - 2);
+    strcat(out, " ");
+  }
+  return out;
+}
+
+static void opens(void) {
+  umask(022);
+  CHECK("open.creat", open("a", O_RDWR | O_CREAT, 0666));
+  struct stat st;
+  CHECKX("stat.mode.umask", stat("a", &st), "mode=%o", st.st_mode);
+  CHECK("open.excl", open("a", O_RDWR | O_CREAT | O_EXCL, 0600));
+  CHECK("open.directory.file", open("a", O_RDONLY | O_DIRECTORY));
+  CHECK("open.noent", open("nope", O_RDONLY));
+  CHECK("open.notdir.component", open("a/b", O_RDONLY));
+  CHECK("open.empty", open("", O_RDONLY));
+  char longname[300];
+  memset(longname, 'n', sizeof longname - 1);
+  longname[sizeof longname - 1] = 0;
+  CHECK("open.nametoolong", open(longname, O_RDONLY | O_CREAT, 0600));
+  CHECK("symlink", symlink("a", "l"));
+  CHECK("open.nofollow", open("l", O_RDONLY | O_NOFOLLOW));
+  CHECK("open.path.nofollow", open("l", O_PATH | O_NOFOLLOW));
+  CHECK("openat.badfd", openat(999, "a", O_RDONLY));
+  int f = open("a", O_RDONLY);
+  CHECK("openat.filefd", openat(f, "x", O_RDONLY));
+  CHECK("openat.filefd.abs", openat(f, "/", O_RDONLY | O_DIRECTORY) >= 0);
+  close(f);
+  CHECK("open.trunc.rdonly", open("a", O_RDONLY | O_TRUNC));
+  CHECK("open.badaccmode", open("a", O_WRONLY | O_RDWR));
+  CHECK("open.creat.dirslash", open("newdir/", O_RDWR | O_CREAT, 0600));
+  CHECK("open.tmpfile", open(".", O_TMPFILE | O_RDWR, 0600) >= 0);
+  CHECK("open.tmpfile.nodir", open("a", O_TMPFILE | O_RDWR, 0600));
+  struct open_how how = {.flags = O_RDONLY, .resolve = RESOLVE_BENEATH};
+  CHECK("openat2.beneath.up", SYS(SYS_openat2, AT_FDCWD, "../x", &how, sizeof how));
+  CHECK("openat2.beneath.abs", SYS(SYS_openat2, AT_FDCWD, "/", &how, sizeof how));
+  how.resolve = RESOLVE_NO_SYMLINKS;
+  CHECK("openat2.nosymlinks", SYS(SYS_openat2, AT_FDCWD, "l", &how, sizeof how));
+  how.resolve = 0;
+  how.mode = 0600;
+  CHECK("openat2.mode.nocreat", SYS(SYS_openat2, AT_FDCWD, "a", &how, sizeof how));
+  CHECK("openat2.small", SYS(SYS_openat2, AT_FDCWD, "a", &how, 8));
+  CHECK("symlink.loop1", symlink("loop2", "loop1"));
+  CHECK("symlink.loop2", symlink("loop1", "loop2"));
+  CHECK("open.loop", open("loop1", O_RDONLY));
+  CHECK("symlink.dangling", symlink("missing", "dangling"));
+  CHECK("open.dangling", open("dangling", O_RDONLY));
+  CHECK("open.dangling.creat", open("dangling", O_RDWR | O_CREAT, 0600) >= 0);
+  CHECK("unlink.made", unlink("missing"));
+}
+
+static void stats(void) {
+  struct stat st;
+  int fd = open("s", O_RDWR | O_CREAT | O_TRUNC, 0640);
+  write(fd, "12345", 5);
+  CHECKX("fstat", fstat(fd, &st), "size=%ld mode=%o nlink=%ld blksize=%ld blocks>0=%d",
+         (long)st.st_size, st.st_mode, (long)st.st_nlink, (long)st.st_blksize, st.st_blocks > 0);
+  CHECKX("lstat.link", lstat("l", &st), "mode=%o size=%ld", st.st_mode, (long)st.st_size);
+  CHECKX("stat.link", stat("l", &st), "mode=%o", st.st_mode);
+  mkdir("d", 0755);
+  mkdir("d/sub", 0755);
+  CHECKX("stat.dir", stat("d", &st), "mode=%o nlink=%ld", st.st_mode, (long)st.st_nlink);
+  CHECK("stat.empty", stat("", &st));
+  CHECK("stat.efault", stat("s", (void *)8));
+  CHECK("fstatat.emptypath", fstatat(fd, "", &st, AT_EMPTY_PATH));
+  CHECK("fstatat.badflags", fstatat(AT_FDCWD, "s", &st, 0x4));
+  struct statx sx;
+  CHECKX("statx", statx(AT_FDCWD, "s", 0, STATX_BASIC_STATS, &sx), "mask&basic=%x size=%llu mode=%o",
+         sx.stx_mask & STATX_BASIC_STATS, (unsigned long long)sx.stx_size, sx.stx_mode);
+  CHECK("statx.badflags", statx(AT_FDCWD, "s", 0x80000000, STATX_BASIC_STATS, &sx));
+  CHECK("statx.badmask", statx(AT_FDCWD, "s", 0, 0x80000000, &sx));
+  struct statfs sf;
+  CHECKX("statfs", statfs(".", &sf), "type=%lx bsize=%ld namelen=%ld", (long)sf.f_type, (long)sf.f_bsize, (long)sf.f_namelen);
+  CHECK("statfs.noent", statfs("nope", &sf));
+  close(fd);
+}
+
+static void dirs(void) {
+  CHECK("mkdir.exists", mkdir("d", 0755));
+  CHECK("mkdir.parent.missing", mkdir("x/y", 0755));
+  CHECK("rmdir.nonempty", rmdir("d"));
+  CHECK("rmdir.dot", rmdir("d/sub/."));
+  CHECK("rmdir.dotdot", rmdir("d/sub/.."));
+  CHECK("rmdir.file", rmdir("s"));
+  CHECK("unlink.dir", unlink("d/sub"));
+  CHECK("unlinkat.badflags", unlinkat(AT_FDCWD, "s", 0x1));
+  CHECK("mkdir.trailing.slash", mkdir("t/", 0755));
+  CHECK("rmdir.trailing.slash", rmdir("t/"));
+  int fd = open("d", O_RDONLY | O_DIRECTORY);
+  FACT("getdents", "%s", listing(fd));
+  char small[16];
+  lseek(fd, 0, SEEK_SET);
+  CHECK("getdents.small", SYS(SYS_getdents64, fd, small, sizeof small));
+  int f = open("s", O_RDONLY);
+  CHECK("getdents.notdir", SYS(SYS_getdents64, f, small, sizeof small));
+  lseek(fd, 0, SEEK_SET);
+  CHECK("getdents.efault", SYS(SYS_getdents64, fd, 8, 4096));
+  close(f);
+  close(fd);
+  char cwd[8];
+  CHECK("getcwd.small", SYS(SYS_getcwd, cwd, 2));
+  CHECK("getcwd.zero", SYS(SYS_getcwd, cwd, 0));
+  char big[4096];
+  CHECKX("getcwd", SYS(SYS_getcwd, big, sizeof big) > 0, "ends with /pd: %d", strlen(big) >= 3 && strcmp(big + strlen(big) - 3, "/pd") == 0);
+  CHECK("chdir.file", chdir("s"));
+  CHECK("chdir.noent", chdir("nope"));
+  CHECK("fchdir.file", fchdir(0));
+}
+
+static void renames(void) {
+  int fd = open("r1", O_RDWR | O_CREAT, 0600);
+  close(fd);
+  mkdir("rd", 0755);
+  mkdir("rd2", 0755);
+  mkdir("rd2/x", 0755);
+  CHECK("rename.same", rename("r1", "r1"));
+  CHECK("rename.file.over.dir", rename("r1", "rd"));
+  CHECK("rename.dir.over.file", rename("rd", "r1"));
+  CHECK("rename.dir.over.nonempty", rename("rd", "rd2"));
+  CHECK("rename.dir.into.self", rename("rd2", "rd2/x/y"));
+  CHECK("rename.noent", rename("nope", "x"));
+  CHECK("rename.dot", rename(".", "x"));
+  CHECK("renameat2.noreplace", SYS(SYS_renameat2, AT_FDCWD, "r1", AT_FDCWD, "s", 1));
+  CHECK("renameat2.exchange", SYS(SYS_renameat2, AT_FDCWD, "r1", AT_FDCWD, "s", 2));
+  struct stat st;
+  CHECKX("renameat2.exchanged", stat("r1", &st), "size=%ld", (long)st.st_size);
+  CHECK("renameat2.exchange.missing", SYS(SYS_renameat2, AT_FDCWD, "r1", AT_FDCWD, "nope", 2));
+  CHECK("renameat2.badflags", SYS(SYS_renameat2, AT_FDCWD, "r1", AT_FDCWD, "s", 3));
+  CHECK("renameat2.whiteout", SYS(SYS_renameat2, AT_FDCWD, "r1", AT_FDCWD, "w", 4));
+  CHECK("rename.dir.over.empty", rename("rd", "rd3"));
+  CHECK("rename.back", rename("rd3", "rd"));
+}
+
+static void links(void) {
+  CHECK("link", link("s", "s2"));
+  struct stat st;
+  CHECKX("link.nlink", stat("s", &st), "nlink=%ld", (long)st.st_nlink);
+  CHECK("link.exists", link("s", "s2"));
+  CHECK("link.dir", link("d", "d2"));
+  CHECK("link.noent", link("nope", "x"));
+  CHECK("linkat.follow", linkat(AT_FDCWD, "l", AT_FDCWD, "lf", AT_SYMLINK_FOLLOW));
+  CHECKX("linkat.follow.kind", lstat("lf", &st), "mode=%o", st.st_mode);
+  CHECK("linkat.nofollow", linkat(AT_FDCWD, "l", AT_FDCWD, "ln", 0));
+  CHECKX("linkat.nofollow.kind", lstat("ln", &st), "mode=%o", st.st_mode);
+  CHECK("linkat.badflags", linkat(AT_FDCWD, "s", AT_FDCWD, "x", 0x1));
+  CHECK("symlink.empty", symlink("", "e"));
+  CHECK("symlink.exists", symlink("a", "s"));
+  char buf[64] = {0};
+  CHECKX("readlink", readlink("l", buf, sizeof buf), "%s", buf);
+  CHECKX("readlink.trunc", readlink("l", buf, 0) == -1 ? -1 : readlink("dangling", buf, 3), "%.3s", buf);
+  CHECK("readlink.notlink", readlink("s", buf, sizeof buf));
+  CHECK("readlink.zero", readlink("l", buf, 0));
+  CHECK("readlink.noent", readlink("nope", buf, sizeof buf));
+}
+
+static void perms(void) {
+  int fd = open("p", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  struct stat st;
+  CHECK("chmod", chmod("p", 0444));
+  CHECKX("chmod.mode", stat("p", &st), "mode=%o", st.st_mode);
+  CHECK("access.w.ro", access("p", W_OK));
+  CHECK("access.r", access("p", R_OK));
+  CHECK("access.x", access("p", X_OK));
+  CHECK("access.f", access("p", F_OK));
+  CHECK("access.badmode", access("p", 8));
+  CHECK("faccessat2.eaccess", SYS(SYS_faccessat2, AT_FDCWD, "p", R_OK, AT_EACCESS));
+  CHECK("faccessat2.badflags", SYS(SYS_faccessat2, AT_FDCWD, "p", R_OK, 0x1));
+  CHECK("open.ro.forwrite", open("p", O_WRONLY));
+  CHECK("fchmod", fchmod(fd, 0640));
+  CHECK("chmod.setuid", chmod("p", 04755));
+  CHECKX("chmod.setuid.mode", stat("p", &st), "mode=%o", st.st_mode);
+  CHECK("chmod.sticky", chmod("p", 01644));
+  CHECK("fchmodat.nofollow", fchmodat(AT_FDCWD, "l", 0644, AT_SYMLINK_NOFOLLOW));
+  CHECK("chmod.noent", chmod("nope", 0644));
+  uid_t u = getuid();
+  gid_t g = getgid();
+  CHECK("chown.self", chown("p", u, g));
+  CHECK("chown.unchanged", chown("p", -1, -1));
+  CHECK("chown.root", chown("p", 0, -1));
+  CHECK("chown.rootgroup", chown("p", -1, 0));
+  CHECK("fchown.self", fchown(fd, u, g));
+  CHECK("fchown.bad", fchown(999, u, g));
+  CHECK("lchown.dangling", lchown("dangling2", u, g));
+  symlink("missing2", "dangling2");
+  CHECK("lchown.dangling2", lchown("dangling2", u, g));
+  CHECK("chown.dangling2", chown("dangling2", u, g));
+  CHECK("fchownat.nofollow", fchownat(AT_FDCWD, "dangling2", u, g, AT_SYMLINK_NOFOLLOW));
+  CHECK("fchownat.badflags", fchownat(AT_FDCWD, "p", u, g, 0x1));
+  CHECK("fchownat.emptypath", fchownat(fd, "", u, g, AT_EMPTY_PATH));
+  CHECK("truncate.dir", truncate("d", 0));
+  CHECK("truncate.neg", truncate("p", -1));
+  CHECK("truncate.noent", truncate("nope", 0));
+  CHECK("truncate.ro", truncate("p", 0));
+  CHECK("umask", umask(077));
+  CHECK("umask.back", umask(022));
+  CHECK("mknod.fifo", mknod("fifo", S_IFIFO | 0600, 0));
+  CHECK("mknod.chr", mknod("chr", S_IFCHR | 0600, makedev(1, 3)));
+  CHECK("mknod.sock", mknod("sock", S_IFSOCK | 0600, 0));
+  CHECK("mknod.reg", mknod("reg", S_IFREG | 0600, 0));
+  CHECK("mknod.bad", mknod("bad", 0170000 | 0600, 0));
+  CHECK("mknod.exists", mknod("reg", S_IFREG | 0600, 0));
+  close(fd);
+}
+
+static void times(void) {
+  int fd = open("t", O_RDWR | O_CREAT, 0600);
+  struct timespec ts[2] = {{1000, 5}, {2000, 7}};
+  struct stat st;
+  CHECK("utimensat", utimensat(AT_FDCWD, "t", ts, 0));
+  CHECKX("utimensat.read", stat("t", &st), "atime=%ld.%ld mtime=%ld.%ld", (long)st.st_atim.tv_sec,
+         st.st_atim.tv_nsec, (long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  ts[0].tv_nsec = UTIME_OMIT;
+  ts[1].tv_sec = 3000;
+  CHECK("utimensat.omit", utimensat(AT_FDCWD, "t", ts, 0));
+  CHECKX("utimensat.omit.read", stat("t", &st), "atime=%ld mtime=%ld", (long)st.st_atim.tv_sec, (long)st.st_mtim.tv_sec);
+  ts[0].tv_nsec = 1000000000;
+  CHECK("utimensat.badnsec", utimensat(AT_FDCWD, "t", ts, 0));
+  ts[0].tv_nsec = 0;
+  ts[0].tv_sec = -5;
+  CHECK("utimensat.negative", utimensat(AT_FDCWD, "t", ts, 0));
+  CHECKX("utimensat.negative.read", stat("t", &st), "atime=%ld", (long)st.st_atim.tv_sec);
+  CHECK("utimensat.nullpath", SYS(SYS_utimensat, AT_FDCWD, 0, 0, 0));
+  CHECK("utimensat.fd", SYS(SYS_utimensat, fd, 0, 0, 0));
+  CHECK("utimensat.badflags", utimensat(AT_FDCWD, "t", NULL, 0x1));
+  CHECK("utimensat.nofollow", utimensat(AT_FDCWD, "dangling", NULL, AT_SYMLINK_NOFOLLOW));
+  struct timeval tv[2] = {{100, 1}, {200, 2}};
+  CHECK("utimes", utimes("t", tv));
+  CHECKX("utimes.read", stat("t", &st), "atime=%ld.%ld mtime=%ld.%ld", (long)st.st_atim.tv_sec,
+         st.st_atim.tv_nsec, (long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  tv[0].tv_usec = 1000000;
+  CHECK("utimes.badusec", utimes("t", tv));
+  CHECK("futimesat.null", SYS(SYS_futimesat, AT_FDCWD, 0, 0));
+  close(fd);
+}
+
+static void xattrs(void) {
+  CHECK("setxattr.user", setxattr("s", "user.k", "v", 1, 0));
+  char v[16] = {0};
+  CHECK("getxattr.missing", getxattr("s", "user.none", v, sizeof v));
+  CHECKX("getxattr.user", getxattr("s", "user.k", v, sizeof v), "%s", v);
+  CHECK("listxattr", listxattr("s", v, sizeof v));
+  CHECK("setxattr.trusted", setxattr("s", "trusted.k", "v", 1, 0));
+  CHECK("setxattr.badns", setxattr("s", "bogus.k", "v", 1, 0));
+  CHECK("removexattr.missing", removexattr("s", "user.none"));
+  CHECK("getxattr.noent", getxattr("nope", "user.k", v, sizeof v));
+}
+
+static void appends(void) {
+  int fd = open("ap", O_RDWR | O_CREAT | O_TRUNC | O_APPEND, 0600);
+  write(fd, "abc", 3);
+  CHECK("pwrite.append", pwrite(fd, "XY", 2, 0));
+  char b[16] = {0};
+  CHECKX("pwrite.append.read", pread(fd, b, sizeof b, 0), "%s", b);
+  CHECK("lseek.append", lseek(fd, 0, SEEK_CUR));
+  close(fd);
+  CHECK("fsync.dir", fsync(open(".", O_RDONLY)));
+  CHECK("syncfs", syncfs(open(".", O_RDONLY)));
+}
+
+
+/* Random path calls over a few names (files, directories, links, missing ones). */
+static const char *NAMES[] = {"ra", "rb", "rd", "rd/x", "rl", "rdangle", "missing", "", "rd/../ra", "rd/", "ra/x"};
+static const char *rnd_name(void) { long i = (long)rnd_below(11); desc("'%s'", NAMES[i]); return NAMES[i]; }
+static void random_setup(void) {
+  close(open("ra", O_RDWR | O_CREAT, 0644));
+  mkdir("rd", 0755);
+  symlink("ra", "rl");
+  symlink("nowhere", "rdangle");
+}
+static void one(int i) {
+  long r;
+  const char *w;
+  errno = 0;
+  switch (rnd_below(16)) {
+  case 0: w = "open"; r = open(rnd_name(), (int)rnd_flags(O_RDONLY | O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | O_DIRECTORY | O_NOFOLLOW | O_APPEND), 0644); if (r >= 0) close(r); r = r >= 0 ? 0 : r; break;
+  case 1: { struct stat st; w = "fstatat"; r = fstatat(AT_FDCWD, rnd_name(), (void *)(rnd_below(4) ? (long)&st : rnd_ptr()), (int)rnd_flags(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)); break; }
+  case 2: w = "mkdir"; r = mkdir(rnd_name(), 0755); break;
+  case 3: w = "rmdir"; r = rmdir(rnd_name()); break;
+  case 4: w = "unlink"; r = unlink(rnd_name()); break;
+  case 5: w = "rename"; { const char *a = rnd_name(); r = rename(a, rnd_name()); } break;
+  case 6: w = "link"; { const char *a = rnd_name(); r = link(a, rnd_name()); } break;
+  case 7: w = "symlink"; { const char *a = rnd_name(); r = symlink(a, rnd_name()); } break;
+  case 8: { char b[64]; w = "readlink"; r = readlink(rnd_name(), b, (size_t)PICK(0, 1, 64)); break; }
+  case 9: w = "access"; r = access(rnd_name(), (int)rnd_num(9)); break;
+  case 10: w = "chmod"; r = chmod(rnd_name(), (mode_t)PICK(0644, 0755, 0, 0444)); break;
+  case 11: w = "truncate"; r = truncate(rnd_name(), PICK(0, 10, -1)); break;
+  case 12: w = "utimensat"; r = utimensat(AT_FDCWD, rnd_name(), NULL, (int)rnd_flags(AT_SYMLINK_NOFOLLOW)); break;
+  case 13: w = "chdir"; { char here[4096]; getcwd(here, sizeof here); r = chdir(rnd_name()); chdir(here); } break;
+  case 14: { struct statx sx; w = "statx"; r = statx(AT_FDCWD, rnd_name(), (int)rnd_flags(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH), (unsigned)rnd_flags(0xfff), &sx); break; }
+  default: w = "openat2"; { struct open_how how = {.flags = (unsigned long)rnd_flags(O_RDONLY | O_CREAT | O_DIRECTORY), .mode = (unsigned long)PICK(0, 0644), .resolve = (unsigned long)rnd_flags(0x1f)}; r = SYS(SYS_openat2, AT_FDCWD, rnd_name(), &how, sizeof how); if (r >= 0) { close(r); r = 0; } } break;
+  }
+  report_random(i, w, r, errno, NULL);
+}
+
+int main(int argc, char **argv) {
+  FAMILY = "fs";
+  scratch();
+  if (argc > 1 && strcmp(argv[1], "random") == 0) {
+    areas();
+    random_setup();
+    random_calls(argc, argv, one);
+    return 0;
+  }
+  opens();
+  stats();
+  dirs();
+  renames();
+  links();
+  perms();
+  times();
+  xattrs();
+  appends();
+  return 0;
+}

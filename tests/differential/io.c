@@ -1,0 +1,408 @@
+/* Descriptors, pipes, fcntl, readiness (poll, select, epoll, eventfd), copies between
+ * files (sendfile, splice, copy_file_range). */
+#include "probe.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+static void on_alarm(int s) { (void)s; }
+
+static long fill(int fd, long n) {
+  static char buf[1 << 16];
+  memset(buf, 'x', sizeof buf);
+  long done = 0;
+  while (done < n) {
+    long k = write(fd, buf, n - done < (long)sizeof buf ? n - done : (long)sizeof buf);
+    if (k <= 0)
+      break;
+    done += k;
+  }
+  return done;
+}
+
+static void pipes(void) {
+  int p[2];
+  CHECK("pipe2.badflags", pipe2(p, 0x12345));
+  CHECK("pipe2", pipe2(p, O_NONBLOCK));
+  CHECK("pipe.getsz", fcntl(p[0], F_GETPIPE_SZ));
+  CHECK("pipe.setsz.1", fcntl(p[1], F_SETPIPE_SZ, 1));
+  CHECK("pipe.setsz.0", fcntl(p[1], F_SETPIPE_SZ, 0));
+  CHECK("pipe.setsz.100000", fcntl(p[0], F_SETPIPE_SZ, 100000));
+  CHECK("pipe.getsz.after", fcntl(p[1], F_GETPIPE_SZ));
+  CHECK("pipe.setsz.2M", fcntl(p[1], F_SETPIPE_SZ, 2 << 20));
+  CHECK("pipe.setsz.huge", fcntl(p[1], F_SETPIPE_SZ, -1));
+  CHECKX("pipe.fill.131072", fill(p[1], 200000), "");
+  CHECK("pipe.full.eagain", write(p[1], "y", 1));
+  CHECK("pipe.setsz.busy", fcntl(p[1], F_SETPIPE_SZ, 4096));
+  int n = 0;
+  CHECKX("pipe.fionread", ioctl(p[0], FIONREAD, &n), "n=%d", n);
+  char buf[8];
+  CHECK("pipe.read.ro.write", write(p[0], "y", 1));
+  CHECK("pipe.read", read(p[0], buf, sizeof buf));
+  close(p[0]);
+  close(p[1]);
+
+  /* A pipe of one page: what a non-blocking write larger than it, and one within
+   * PIPE_BUF that does not fit, do. */
+  CHECK("pipe2.small", pipe2(p, O_NONBLOCK));
+  CHECK("pipe.small.setsz", fcntl(p[1], F_SETPIPE_SZ, 4096));
+  CHECK("pipe.small.write5000", write(p[1], memset(malloc(5000), 'a', 5000), 5000));
+  CHECK("pipe.small.write1", write(p[1], "b", 1));
+  CHECK("pipe.small.read100", read(p[0], malloc(100), 100));
+  CHECK("pipe.small.write200.atomic", write(p[1], memset(malloc(200), 'c', 200), 200));
+  CHECK("pipe.small.write50", write(p[1], "0123456789012345678901234567890123456789012345678", 50));
+  close(p[0]);
+  close(p[1]);
+
+  /* EOF, EAGAIN, EPIPE. */
+  CHECK("pipe2.eof", pipe2(p, O_NONBLOCK));
+  CHECK("pipe.empty.eagain", read(p[0], buf, 1));
+  close(p[1]);
+  CHECK("pipe.eof", read(p[0], buf, 1));
+  close(p[0]);
+  signal(SIGPIPE, SIG_IGN);
+  CHECK("pipe2.epipe", pipe2(p, 0));
+  close(p[0]);
+  CHECK("pipe.epipe", write(p[1], "z", 1));
+  close(p[1]);
+
+  /* A blocking write larger than the pipe waits until a reader takes it all. */
+  CHECK("pipe2.big", pipe2(p, 0));
+  pid_t c = fork();
+  if (c == 0) {
+    close(p[1]);
+    usleep(50000);
+    long got = 0, k;
+    char b[4096];
+    while ((k = read(p[0], b, sizeof b)) > 0)
+      got += k;
+    _exit(got == 300000 ? 0 : 1);
+  }
+  close(p[0]);
+  CHECK("pipe.bigwrite.blocks.until.all", write(p[1], memset(malloc(300000), 'd', 300000), 300000));
+  close(p[1]);
+  int st = 0;
+  waitpid(c, &st, 0);
+  FACT("pipe.bigwrite.reader", "reader got all: %s", WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "yes" : "no");
+
+  /* A signal interrupts a blocking write: the bytes written so far, or EINTR when
+   * none were. */
+  struct sigaction sa = {0};
+  sa.sa_handler = on_alarm;
+  sigaction(SIGALRM, &sa, NULL);
+  CHECK("pipe2.intr", pipe2(p, 0));
+  struct itimerval it = {{0, 0}, {0, 100000}};
+  setitimer(ITIMER_REAL, &it, NULL);
+  CHECK("pipe.intr.partial", write(p[1], memset(malloc(100000), 'e', 100000), 100000));
+  setitimer(ITIMER_REAL, &it, NULL);
+  CHECK("pipe.intr.none", write(p[1], "f", 1));
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGALRM, &sa, NULL);
+  CHECK("pipe.intr.drain", read(p[0], malloc(65536), 65536));
+  setitimer(ITIMER_REAL, &it, NULL);
+  CHECK("pipe.intr.restart.partial", write(p[1], memset(malloc(100000), 'g', 100000), 100000));
+  close(p[0]);
+  close(p[1]);
+}
+
+static void fcntls(void) {
+  int fd = open("f", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  CHECK("fcntl.dupfd.huge", fcntl(fd, F_DUPFD, 1 << 20));
+  CHECK("fcntl.dupfd.neg", fcntl(fd, F_DUPFD, -1));
+  CHECK("fcntl.dupfd.10", fcntl(fd, F_DUPFD, 10));
+  CHECK("fcntl.dupfd_cloexec", fcntl(fd, F_DUPFD_CLOEXEC, 10));
+  CHECK("fcntl.getfd", fcntl(11, F_GETFD));
+  CHECK("fcntl.setfd", fcntl(11, F_SETFD, 0));
+  CHECK("fcntl.getfd.after", fcntl(11, F_GETFD));
+  CHECK("fcntl.getfl", fcntl(fd, F_GETFL));
+  CHECK("fcntl.setfl", fcntl(fd, F_SETFL, O_APPEND | O_NONBLOCK | O_RDONLY));
+  CHECK("fcntl.getfl.after", fcntl(fd, F_GETFL));
+  CHECK("fcntl.badcmd", fcntl(fd, 12345));
+  CHECK("fcntl.badfd", fcntl(999, F_GETFD));
+  CHECK("fcntl.setpipe.file", fcntl(fd, F_SETPIPE_SZ, 4096));
+  CHECK("fcntl.getpipe.file", fcntl(fd, F_GETPIPE_SZ));
+  CHECK("fcntl.notify.file", fcntl(fd, F_NOTIFY, DN_CREATE));
+  int d = open(".", O_RDONLY | O_DIRECTORY);
+  CHECK("fcntl.notify.dir", fcntl(d, F_NOTIFY, DN_CREATE | DN_MULTISHOT));
+  CHECK("fcntl.notify.dir.off", fcntl(d, F_NOTIFY, 0));
+  struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
+  CHECK("fcntl.setlk", fcntl(fd, F_SETLK, &l));
+  l.l_type = F_RDLCK;
+  CHECKX("fcntl.getlk", fcntl(fd, F_GETLK, &l), "type=%d", l.l_type);
+  CHECK("fcntl.getlk.efault", fcntl(fd, F_GETLK, (void *)8));
+  CHECK("fcntl.seals", fcntl(fd, F_GET_SEALS));
+  CHECK("fcntl.getown", fcntl(fd, F_GETOWN));
+  CHECK("fcntl.getsig", fcntl(fd, F_GETSIG));
+  CHECK("fcntl.getlease", fcntl(fd, F_GETLEASE));
+  close(d);
+  close(fd);
+  close(10);
+  close(11);
+}
+
+static void dups(void) {
+  int fd = open("f", O_RDWR);
+  CHECK("dup2.same", dup2(fd, fd));
+  CHECK("dup3.same", dup3(fd, fd, 0));
+  CHECK("dup3.badflags", dup3(fd, 20, 1));
+  CHECK("dup2.badold", dup2(999, 20));
+  CHECK("dup2.badnew", dup2(fd, -1));
+  CHECK("dup2.huge", dup2(fd, 1 << 20));
+  CHECK("dup3.cloexec", dup3(fd, 20, O_CLOEXEC));
+  CHECK("dup3.cloexec.flag", fcntl(20, F_GETFD));
+  CHECK("close.twice", close(20) + close(20));
+  CHECK("close.neg", close(-1));
+  CHECK("close_range.bad", SYS(SYS_close_range, 10, 5, 0));
+  CHECK("close_range.flags", SYS(SYS_close_range, 100, 200, 0x80));
+  CHECK("close_range.ok", SYS(SYS_close_range, 100, ~0U, 0));
+  close(fd);
+}
+
+static void seeks(void) {
+  int fd = open("s", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  CHECK("write.s", write(fd, "hello world", 11));
+  CHECK("lseek.end", lseek(fd, 0, SEEK_END));
+  CHECK("lseek.neg", lseek(fd, -100, SEEK_CUR));
+  CHECK("lseek.badwhence", lseek(fd, 0, 7));
+  CHECK("lseek.data", lseek(fd, 3, SEEK_DATA));
+  CHECK("lseek.hole", lseek(fd, 3, SEEK_HOLE));
+  CHECK("lseek.data.past", lseek(fd, 11, SEEK_DATA));
+  CHECK("lseek.beyond", lseek(fd, 100, SEEK_SET));
+  CHECK("write.beyond", write(fd, "x", 1));
+  struct stat st;
+  CHECKX("fstat.size", fstat(fd, &st), "size=%ld", (long)st.st_size);
+  char b[16] = {0};
+  CHECKX("pread.hole", pread(fd, b, 4, 50), "%02x%02x", b[0], b[1]);
+  CHECK("pread.neg", pread(fd, b, 4, -1));
+  CHECK("pwrite.neg", pwrite(fd, b, 4, -1));
+  CHECK("ftruncate.neg", ftruncate(fd, -1));
+  CHECK("ftruncate.5", ftruncate(fd, 5));
+  CHECK("read.after.trunc", pread(fd, b, 16, 0));
+  int ro = open("s", O_RDONLY);
+  CHECK("write.ro", write(ro, "x", 1));
+  CHECK("ftruncate.ro", ftruncate(ro, 0));
+  int pa = open("s", O_PATH);
+  CHECK("read.opath", read(pa, b, 1));
+  CHECK("fstat.opath", fstat(pa, &st));
+  CHECK("lseek.opath", lseek(pa, 0, SEEK_SET));
+  int d = open(".", O_RDONLY);
+  CHECK("read.dir", read(d, b, 1));
+  CHECK("write.dir.open", open(".", O_WRONLY));
+  CHECK("lseek.dir", lseek(d, 0, SEEK_SET));
+  struct iovec iov[2] = {{b, 2}, {b + 2, 2}};
+  CHECK("readv", preadv(fd, iov, 2, 0));
+  CHECK("readv.1025", SYS(SYS_readv, fd, iov, 1025));
+  CHECK("readv.neg", SYS(SYS_readv, fd, iov, -1));
+  CHECK("readv.0", readv(fd, iov, 0));
+  struct iovec big[2] = {{b, 1L << 62}, {b, 1L << 62}};
+  CHECK("readv.overflow", readv(fd, big, 2));
+  CHECK("read.efault", read(fd, (void *)8, 4));
+  CHECK("read.efault.len0", read(fd, (void *)8, 0));
+  CHECK("write.efault", write(fd, (void *)8, 4));
+  close(pa);
+  close(ro);
+  close(d);
+  close(fd);
+}
+
+static void readiness(void) {
+  int p[2];
+  pipe(p);
+  struct pollfd f[3] = {{p[0], POLLIN, 0}, {p[1], POLLOUT, 0}, {999, POLLIN, 0}};
+  CHECKX("poll", poll(f, 3, 0), "%x %x %x", f[0].revents, f[1].revents, f[2].revents);
+  CHECK("poll.efault", poll((void *)8, 1, 0));
+  CHECK("poll.toomany", poll(f, 1 << 24, 0));
+  close(p[1]);
+  CHECKX("poll.hup", poll(f, 1, 0), "%x", f[0].revents);
+  pipe(p);
+  close(p[0]);
+  f[0].fd = p[1];
+  f[0].events = POLLOUT;
+  CHECKX("poll.err", poll(f, 1, 0), "%x", f[0].revents);
+  close(p[1]);
+  struct timeval tv = {0, 0};
+  CHECK("select.none", select(0, NULL, NULL, NULL, &tv));
+  CHECK("select.2000", select(2000, NULL, NULL, NULL, &tv));
+  CHECK("select.neg", select(-1, NULL, NULL, NULL, &tv));
+  tv.tv_usec = 2000000;
+  CHECK("select.badtv", select(0, NULL, NULL, NULL, &tv));
+  fd_set r;
+  FD_ZERO(&r);
+  FD_SET(900, &r);
+  tv.tv_usec = 0;
+  CHECK("select.badfd", select(901, &r, NULL, NULL, &tv));
+  int ep = epoll_create1(0);
+  CHECK("epoll_create.0", epoll_create(0));
+  CHECK("epoll_create1.bad", epoll_create1(1));
+  int fd = open("f", O_RDWR);
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 7};
+  CHECK("epoll_ctl.file", epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev));
+  pipe(p);
+  CHECK("epoll_ctl.add", epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+  CHECK("epoll_ctl.add.again", epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+  CHECK("epoll_ctl.mod.absent", epoll_ctl(ep, EPOLL_CTL_MOD, p[1], &ev));
+  CHECK("epoll_ctl.self", epoll_ctl(ep, EPOLL_CTL_ADD, ep, &ev));
+  CHECK("epoll_ctl.badop", epoll_ctl(ep, 9, p[0], &ev));
+  CHECK("epoll_ctl.notepoll", epoll_ctl(fd, EPOLL_CTL_ADD, p[0], &ev));
+  CHECK("epoll_wait.0max", epoll_wait(ep, &ev, 0, 0));
+  CHECK("epoll_wait.none", epoll_wait(ep, &ev, 1, 0));
+  write(p[1], "x", 1);
+  CHECKX("epoll_wait.one", epoll_wait(ep, &ev, 1, 0), "ev=%x data=%lu", ev.events, (unsigned long)ev.data.u64);
+  CHECK("epoll_ctl.del", epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL));
+  CHECK("epoll_ctl.del.again", epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL));
+  int e = eventfd(3, EFD_NONBLOCK);
+  uint64_t v = 0;
+  CHECK("eventfd.read.short", read(e, &v, 4));
+  CHECKX("eventfd.read", read(e, &v, 8), "v=%lu", (unsigned long)v);
+  CHECK("eventfd.read.empty", read(e, &v, 8));
+  v = ~0ULL;
+  CHECK("eventfd.write.max", write(e, &v, 8));
+  v = ~0ULL - 1;
+  CHECK("eventfd.write.big", write(e, &v, 8));
+  CHECK("eventfd.write.overflow", write(e, &v, 8));
+  CHECK("eventfd.badflags", eventfd(0, 0x12345));
+  int s = eventfd(2, EFD_SEMAPHORE | EFD_NONBLOCK);
+  CHECKX("eventfd.sem", read(s, &v, 8), "v=%lu", (unsigned long)v);
+  close(s);
+  close(e);
+  close(p[0]);
+  close(p[1]);
+  close(fd);
+  close(ep);
+}
+
+static void copies(void) {
+  int a = open("ca", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  write(a, "0123456789abcdef", 16);
+  int b = open("cb", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  loff_t oi = 2, oo = 0;
+  CHECKX("copy_file_range", copy_file_range(a, &oi, b, &oo, 8, 0), "in=%ld out=%ld", (long)oi, (long)oo);
+  char buf[32] = {0};
+  CHECKX("copy_file_range.data", pread(b, buf, 32, 0), "%s", buf);
+  CHECK("copy_file_range.flags", copy_file_range(a, NULL, b, NULL, 4, 1));
+  lseek(a, 10, SEEK_SET);
+  CHECKX("copy_file_range.pos", copy_file_range(a, NULL, b, NULL, 100, 0), "posin=%ld posout=%ld", (long)lseek(a, 0, SEEK_CUR), (long)lseek(b, 0, SEEK_CUR));
+  oi = 16;
+  CHECK("copy_file_range.eof", copy_file_range(a, &oi, b, NULL, 4, 0));
+  oi = 0;
+  oo = 4;
+  CHECK("copy_file_range.overlap", copy_file_range(a, &oi, a, &oo, 8, 0));
+  int p[2];
+  pipe(p);
+  CHECK("copy_file_range.pipe", copy_file_range(a, NULL, p[1], NULL, 4, 0));
+  int ro = open("ca", O_RDONLY);
+  CHECK("copy_file_range.ro.out", copy_file_range(a, NULL, ro, NULL, 4, 0));
+  int ap = open("cb", O_WRONLY | O_APPEND);
+  CHECK("copy_file_range.append", copy_file_range(a, NULL, ap, NULL, 4, 0));
+  int d = open(".", O_RDONLY);
+  CHECK("copy_file_range.dir", copy_file_range(d, NULL, b, NULL, 4, 0));
+  oi = -1;
+  CHECK("copy_file_range.negoff", copy_file_range(a, &oi, b, NULL, 4, 0));
+  off_t so = 0;
+  CHECKX("sendfile.file", sendfile(p[1], a, &so, 5), "off=%ld", (long)so);
+  CHECK("sendfile.badoff", sendfile(p[1], a, (off_t *)8, 5));
+  CHECK("splice.nopipe", splice(a, NULL, b, NULL, 4, 0));
+  CHECK("splice.pipe.to.file", splice(p[0], NULL, b, NULL, 5, 0));
+  close(d);
+  close(ap);
+  close(ro);
+  close(p[0]);
+  close(p[1]);
+  close(a);
+  close(b);
+}
+
+/* Random calls over a fixed pool of descriptors (never 0, 1, 2: stdout is the report). */
+static int POOL[12];
+static void pool(void) {
+  int p[2], s[2];
+  POOL[0] = open("r1", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  write(POOL[0], "random file contents", 20);
+  POOL[1] = open("r1", O_RDONLY);
+  POOL[2] = open(".", O_RDONLY | O_DIRECTORY);
+  pipe2(p, O_NONBLOCK);
+  POOL[3] = p[0];
+  POOL[4] = p[1];
+  POOL[5] = eventfd(1, EFD_NONBLOCK);
+  socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s);
+  POOL[6] = s[0];
+  POOL[7] = s[1];
+  POOL[8] = open("/dev/null", O_RDWR);
+  POOL[9] = -1;
+  POOL[10] = 999;
+  POOL[11] = open("r1", O_PATH);
+}
+static long rnd_fd(void) { long i = (long)rnd_below(12); desc("fd%ld", i); return POOL[i]; }
+
+static void one(int i) {
+  char extra[32] = "";
+  long fd = rnd_fd(), r;
+  const char *what;
+  errno = 0;
+  switch (rnd_below(14)) {
+  case 0: what = "read"; r = read(fd, (void *)rnd_ptr(), rnd_len() & 0xffff); break;
+  case 1: what = "write"; r = write(fd, (void *)rnd_ptr(), rnd_len() & 0xffff); break;
+  case 2: what = "pread"; r = pread(fd, (void *)rnd_ptr(), rnd_len() & 0xffff, PICK(0, 5, 100, -1)); break;
+  case 3: what = "pwrite"; r = pwrite(fd, (void *)rnd_ptr(), rnd_len() & 0xff, PICK(0, 5, 100, -1)); break;
+  case 4: what = "lseek"; r = lseek(fd, PICK(0, 1, -1, 100, 1L << 62), (int)rnd_num(6)); break;
+  case 5: {
+    long cmd = PICK(F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD, F_GETPIPE_SZ, F_SETPIPE_SZ, F_NOTIFY, F_GETLK, F_SETLK, 9999);
+    long arg = (cmd == F_GETLK || cmd == F_SETLK) ? rnd_ptr() : PICK(0, 1, 64, 4096, O_NONBLOCK | O_APPEND, -1);
+    if (cmd == F_SETFL)
+      arg |= O_NONBLOCK; /* a blocking descriptor would hang the probe */
+    what = "fcntl";
+    r = fcntl(fd, cmd, arg);
+    if (r >= 0 && cmd == F_DUPFD)
+      close(r);
+    break;
+  }
+  case 6: what = "ioctl"; r = ioctl(fd, PICK(FIONREAD, FIOCLEX, FIONCLEX, TCGETS, 0x1234), rnd_ptr()); break;
+  case 7: {
+    struct pollfd f[2] = {{(int)fd, (short)rnd_flags(0x3f), 0}, {(int)rnd_fd(), POLLIN | POLLOUT, 0}};
+    what = "poll";
+    r = poll(f, 2, 0);
+    if (r >= 0)
+      snprintf(extra, sizeof extra, "revents=%x", f[0].revents);
+    break;
+  }
+  case 8: {
+    struct iovec v[2] = {{(void *)rnd_ptr(), (size_t)rnd_len() & 0xfff}, {(void *)rnd_ptr(), (size_t)rnd_len() & 0xfff}};
+    what = rnd_below(2) ? "readv" : "writev";
+    r = what[0] == 'r' ? readv(fd, v, (int)PICK(0, 1, 2, 1025)) : writev(fd, v, (int)PICK(0, 1, 2, 1025));
+    break;
+  }
+  case 9: what = "ftruncate"; r = ftruncate(fd, PICK(0, 20, -1, 1L << 40)); break;
+  case 10: what = "fstat"; { struct stat st; r = fstat(fd, (void *)(rnd_below(3) ? (long)&st : rnd_ptr())); } break;
+  case 11: what = "dup3"; r = dup3(fd, (int)PICK(30, 31, 999999), (int)PICK(0, O_CLOEXEC, 1)); if (r >= 0) close(r); break;
+  case 12: what = "fsync"; r = fsync(fd); break;
+  default: what = "fadvise"; r = posix_fadvise(fd, 0, 0, (int)rnd_num(8)); if (r > 0) { errno = (int)r; r = -1; } break;
+  }
+  report_random(i, what, r, errno, extra);
+}
+
+int main(int argc, char **argv) {
+  FAMILY = "io";
+  scratch();
+  if (argc > 1 && strcmp(argv[1], "random") == 0) {
+    areas();
+    pool();
+    random_calls(argc, argv, one);
+    return 0;
+  }
+  pipes();
+  fcntls();
+  dups();
+  seeks();
+  readiness();
+  copies();
+  return 0;
+}

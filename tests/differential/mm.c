@@ -1,0 +1,140 @@
+/* Memory: mmap and its argument checks, munmap, mprotect, msync, madvise, mremap,
+ * mincore, brk, shared mappings between processes, mlock. */
+#include "probe.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+static void maps(void) {
+  long pg = 4096;
+  CHECK("mmap.zero.len", (long)mmap(NULL, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  CHECK("mmap.badprot", mmap(NULL, pg, 0x100, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED);
+  CHECK("mmap.noflags", (long)mmap(NULL, pg, PROT_READ, MAP_ANONYMOUS, -1, 0));
+  CHECK("mmap.badoff", (long)mmap(NULL, pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 5));
+  CHECK("mmap.badfd", (long)mmap(NULL, pg, PROT_READ, MAP_PRIVATE, 999, 0));
+  CHECK("mmap.huge", (long)mmap(NULL, 1L << 50, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  CHECK("mmap.fixed.unaligned", (long)mmap((void *)0x10000001, pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
+  int fd = open("f", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  write(fd, "hello", 5);
+  int ro = open("f", O_RDONLY);
+  CHECK("mmap.shared.write.rofd", (long)mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0));
+  CHECK("mmap.private.write.rofd", mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE, ro, 0) != MAP_FAILED);
+  int wo = open("f", O_WRONLY);
+  CHECK("mmap.wronly", (long)mmap(NULL, pg, PROT_READ, MAP_PRIVATE, wo, 0));
+  int d = open(".", O_RDONLY);
+  CHECK("mmap.dir", (long)mmap(NULL, pg, PROT_READ, MAP_PRIVATE, d, 0));
+  int p[2];
+  pipe(p);
+  CHECK("mmap.pipe", (long)mmap(NULL, pg, PROT_READ, MAP_PRIVATE, p[0], 0));
+  char *m = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK("munmap.unaligned", munmap(m + 1, pg));
+  CHECK("munmap.zero", munmap(m, 0));
+  CHECK("munmap.middle", munmap(m + pg, pg));
+  CHECK("munmap.again", munmap(m + pg, pg));
+  CHECK("mprotect.unmapped", mprotect(m + pg, pg, PROT_READ));
+  CHECK("mprotect.unaligned", mprotect(m + 1, pg, PROT_READ));
+  CHECK("mprotect.badprot", mprotect(m, pg, 0x100));
+  CHECK("mprotect.ok", mprotect(m, pg, PROT_READ));
+  CHECK("mprotect.grows", mprotect(m, pg, PROT_READ | PROT_GROWSDOWN));
+  CHECK("msync.ok", msync(m, pg, MS_SYNC));
+  CHECK("msync.unaligned", msync(m + 1, pg, MS_SYNC));
+  CHECK("msync.both", msync(m, pg, MS_SYNC | MS_ASYNC));
+  CHECK("msync.badflags", msync(m, pg, 0x100));
+  CHECK("msync.unmapped", msync(m + pg, pg, MS_SYNC));
+  CHECK("msync.span.hole", msync(m, 3 * pg, MS_SYNC));
+  CHECK("msync.zero", msync(m + pg, 0, MS_SYNC));
+  CHECK("msync.invalidate", msync(m, pg, MS_INVALIDATE));
+  CHECK("madvise.unaligned", madvise(m + 1, pg, MADV_DONTNEED));
+  CHECK("madvise.bad", madvise(m, pg, 999));
+  CHECK("madvise.unmapped", madvise(m + pg, pg, MADV_DONTNEED));
+  CHECK("madvise.willneed", madvise(m, pg, MADV_WILLNEED));
+  m[2 * pg] = 'x';
+  CHECK("madvise.dontneed", madvise(m + 2 * pg, pg, MADV_DONTNEED));
+  FACT("madvise.dontneed.zeroed", "%d", m[2 * pg]);
+  unsigned char vec[8];
+  CHECK("mincore.ok", mincore(m, pg, vec));
+  CHECK("mincore.unaligned", mincore(m + 1, pg, vec));
+  CHECK("mincore.unmapped", mincore(m + pg, pg, vec));
+  CHECK("mincore.efault", mincore(m, pg, (void *)8));
+  CHECK("mremap.badflags", (long)mremap(m, pg, pg, 0x100));
+  CHECK("mremap.unaligned", (long)mremap(m + 1, pg, pg, 0));
+  CHECK("mremap.zero.new", (long)mremap(m, pg, 0, MREMAP_MAYMOVE));
+  CHECK("mremap.fixed.nomaymove", (long)mremap(m, pg, pg, MREMAP_FIXED, m + 8 * pg));
+  char *moved = mremap(m + 2 * pg, 2 * pg, 64 * pg, MREMAP_MAYMOVE);
+  CHECK("mremap.maymove", moved != MAP_FAILED);
+  FACT("mremap.kept", "%d", moved != MAP_FAILED && moved[0] == 0);
+  CHECK("mlock", mlock(m, pg));
+  CHECK("munlock", munlock(m, pg));
+  CHECK("mlockall.bad", mlockall(0));
+  /* A file mapping: contents, its end, and bytes past it read as zero. */
+  char *f = mmap(NULL, pg, PROT_READ, MAP_PRIVATE, fd, 0);
+  FACT("mmap.file.contents", "%.5s tail=%d", f, f[100]);
+  char *ff = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  CHECK("mmap.shared.file", ff != MAP_FAILED);
+  if (ff != MAP_FAILED) {
+    memcpy(ff, "HE", 2);
+    CHECK("msync.shared", msync(ff, pg, MS_SYNC));
+    char b[8] = {0};
+    pread(fd, b, 5, 0);
+    FACT("mmap.shared.file.written", "%s", b);
+  }
+  /* MAP_SHARED anonymous memory is shared with a child; MAP_PRIVATE is copied. */
+  int *sh = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  int *pr = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  *sh = 1;
+  *pr = 1;
+  pid_t c = fork();
+  if (c == 0) {
+    *sh = 2;
+    *pr = 2;
+    _exit(0);
+  }
+  int st;
+  waitpid(c, &st, 0);
+  FACT("mmap.shared.fork", "shared=%d private=%d", *sh, *pr);
+  void *b0 = sbrk(0);
+  CHECK("brk.grow", brk((char *)b0 + 8192));
+  CHECK("brk.query", sbrk(0) == (char *)b0 + 8192);
+  CHECK("brk.low", SYS(SYS_brk, 4096) == (long)sbrk(0));
+}
+
+
+/* Random memory calls inside an arena of 8208 pages, none of the probe's own memory:
+ * calls start in its first 16 pages and reach at most 4097 pages further. */
+static char *ARENA;
+static void random_setup(void) {
+  ARENA = mmap(NULL, 8208L * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  munmap(ARENA, 8208L * 4096);
+}
+static char *rnd_at(void) { long p = (long)rnd_below(16); long off = rnd_below(8) == 0 ? 1 : 0; desc("arena+%ldp%s", p, off ? "+1" : ""); return ARENA + p * 4096 + off; }
+/* Pages: none to a few, and more than the arena (16 MiB: within any memory limit). */
+static long rnd_pages(void) { return PICK(0, 1, 2, 3, 4096, 4097); }
+static void one(int i) {
+  long r;
+  const char *w;
+  errno = 0;
+  switch (rnd_below(8)) {
+  case 0: { char *a = rnd_at(); long n = rnd_pages() * (rnd_below(2) ? 4096 : 1); w = "mmap"; void *m = mmap(a, n, (int)rnd_flags(7), (int)PICK(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, MAP_ANONYMOUS | MAP_FIXED), -1, 0); r = m == MAP_FAILED ? -1 : (m == a ? 1 : 2); if (m != MAP_FAILED && m != a) munmap(m, n); break; }
+  case 1: w = "munmap"; r = munmap(rnd_at(), rnd_pages() * 4096); break;
+  case 2: w = "mprotect"; r = mprotect(rnd_at(), rnd_pages() * 4096, (int)rnd_flags(7)); break;
+  case 3: w = "msync"; r = msync(rnd_at(), rnd_pages() * 4096, (int)rnd_flags(7)); break;
+  case 4: w = "madvise"; r = madvise(rnd_at(), rnd_pages() * 4096, (int)PICK(0, 1, 2, 3, 4, 8, 9, 10, 999)); break;
+  case 5: { unsigned char v[32]; w = "mincore"; r = mincore(rnd_at(), (size_t)rnd_pages() * 4096 % (33 * 4096), rnd_below(4) ? v : (void *)rnd_ptr()); break; }
+  case 6: { char *a = rnd_at(); w = "mremap"; void *m = mremap(a, (size_t)rnd_pages() * 4096, (size_t)rnd_pages() * 4096, (int)rnd_flags(1)); r = m == MAP_FAILED ? -1 : (m == a ? 1 : 2); if (m != MAP_FAILED && m != a) munmap(m, 4096); break; }
+  default: w = "mlock"; r = mlock(rnd_at(), rnd_pages() * 4096); break;
+  }
+  report_random(i, w, r, errno, NULL);
+}
+
+int main(int argc, char **argv) {
+  FAMILY = "mm";
+  scratch();
+  if (argc > 1 && strcmp(argv[1], "random") == 0) {
+    areas();
+    random_setup();
+    random_calls(argc, argv, one);
+    return 0;
+  }
+  maps();
+  return 0;
+}

@@ -1,0 +1,264 @@
+/* Process calls: identities, groups and sessions, resource limits, priorities,
+ * scheduling, prctl, uname, umask. */
+#include "probe.h"
+
+#include <grp.h>
+#include <sched.h>
+#include <sys/fsuid.h>
+#include <sys/personality.h>
+#include <sys/random.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+
+static void ids(void) {
+  CHECKX("getuid.geteuid", getuid() == geteuid(), "");
+  CHECKX("getgid.getegid", getgid() == getegid(), "");
+  uid_t r, e, s;
+  CHECKX("getresuid", getresuid(&r, &e, &s), "same=%d", r == e && e == s && r == getuid());
+  CHECK("getresuid.efault", SYS(SYS_getresuid, 8, 8, 8));
+  CHECK("setuid.self", setuid(getuid()));
+  CHECK("setuid.root", setuid(0));
+  CHECK("setgid.root", setgid(0));
+  CHECK("setreuid.keep", setreuid(-1, -1));
+  CHECK("setresuid.root", setresuid(0, 0, 0));
+  CHECK("setgroups.none", setgroups(0, NULL));
+  CHECK("getgroups.count", getgroups(0, NULL));
+  CHECK("getgroups.neg", getgroups(-1, NULL));
+  CHECKX("setfsuid", setfsuid(-1) == (int)getuid(), "");
+  CHECK("getpgrp.is.getpgid", getpgrp() == getpgid(0));
+  CHECK("getpgid.noent", getpgid(999999));
+  CHECK("getpgid.neg", getpgid(-5));
+  CHECK("getsid.noent", getsid(999999));
+  CHECK("setpgid.neg", setpgid(0, -1));
+  CHECK("setpgid.noent", setpgid(999999, 0));
+  CHECK("kill.noent", kill(999999, 0));
+  CHECK("kill.badsig", kill(getpid(), 65));
+  CHECK("kill.self.0", kill(getpid(), 0));
+  CHECK("kill.init", kill(1, 0));
+  CHECK("getppid.positive", getppid() >= 0);
+  pid_t c = fork();
+  if (c == 0) {
+    long s1 = setsid();
+    long s2 = setsid();
+    _exit(s1 == getpid() && s2 == -1 && errno == EPERM ? 0 : 1);
+  }
+  int st = 0;
+  CHECKX("fork.setsid", waitpid(c, &st, 0) == c, "child ok=%d", WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK("waitpid.nochild", waitpid(-1, &st, WNOHANG));
+  CHECK("waitpid.badopt", waitpid(-1, &st, 0x1000));
+  c = fork();
+  if (c == 0)
+    _exit(7);
+  CHECKX("wait4", wait4(c, &st, 0, NULL) == c, "exited=%d code=%d", WIFEXITED(st), WEXITSTATUS(st));
+  c = fork();
+  if (c == 0)
+    _exit(3);
+  siginfo_t si = {0};
+  CHECKX("waitid", waitid(P_PID, c, &si, WEXITED), "code=%d status=%d pid=%d", si.si_code, si.si_status, si.si_pid == c);
+  CHECK("waitid.badidtype", waitid(9, 0, &si, WEXITED));
+  CHECK("waitid.nooptions", waitid(P_ALL, 0, &si, 0));
+}
+
+static void limits(void) {
+  struct rlimit rl, orig;
+  getrlimit(RLIMIT_FSIZE, &orig);
+  rl.rlim_cur = 1024;
+  rl.rlim_max = orig.rlim_max;
+  CHECK("setrlimit.fsize.soft", setrlimit(RLIMIT_FSIZE, &rl));
+  CHECKX("getrlimit.fsize", getrlimit(RLIMIT_FSIZE, &rl), "soft=%lu hard_kept=%d", (unsigned long)rl.rlim_cur,
+         rl.rlim_max == orig.rlim_max);
+  rl.rlim_cur = orig.rlim_max;
+  CHECK("setrlimit.fsize.raise.back", setrlimit(RLIMIT_FSIZE, &rl));
+  CHECKX("getrlimit.fsize.raised", getrlimit(RLIMIT_FSIZE, &rl), "soft_is_hard=%d", rl.rlim_cur == rl.rlim_max);
+  rl.rlim_cur = 2;
+  rl.rlim_max = 1;
+  CHECK("setrlimit.soft.above.hard", setrlimit(RLIMIT_FSIZE, &rl));
+  getrlimit(RLIMIT_NOFILE, &orig);
+  rl = orig;
+  if (rl.rlim_max != RLIM_INFINITY)
+    rl.rlim_max += 1;
+  CHECK("setrlimit.nofile.raise.hard", setrlimit(RLIMIT_NOFILE, &rl));
+  rl.rlim_cur = 16;
+  rl.rlim_max = orig.rlim_max;
+  CHECK("setrlimit.nofile.16", setrlimit(RLIMIT_NOFILE, &rl));
+  CHECK("dup.past.nofile", fcntl(0, F_DUPFD, 16));
+  CHECK("dup2.past.nofile", dup2(0, 20));
+  CHECKX("getrlimit.nofile", getrlimit(RLIMIT_NOFILE, &rl), "soft=%lu", (unsigned long)rl.rlim_cur);
+  rl.rlim_cur = orig.rlim_cur;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  CHECK("getrlimit.bad", getrlimit(99, &rl));
+  CHECK("getrlimit.efault", getrlimit(RLIMIT_NOFILE, (void *)8));
+  CHECK("prlimit.noent", prlimit(999999, RLIMIT_NOFILE, NULL, &rl));
+  CHECK("prlimit.self", prlimit(getpid(), RLIMIT_NOFILE, NULL, &rl));
+  /* A lowered RLIMIT_FSIZE: a write past it fails with EFBIG (SIGXFSZ ignored). */
+  signal(SIGXFSZ, SIG_IGN);
+  getrlimit(RLIMIT_FSIZE, &orig);
+  rl.rlim_cur = 10;
+  rl.rlim_max = orig.rlim_max;
+  setrlimit(RLIMIT_FSIZE, &rl);
+  int fd = open("big", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  CHECK("fsize.write.partial", write(fd, "0123456789abcdef", 16));
+  CHECK("fsize.write.past", write(fd, "x", 1));
+  CHECK("fsize.ftruncate.past", ftruncate(fd, 11));
+  close(fd);
+  setrlimit(RLIMIT_FSIZE, &orig);
+  pid_t c = fork();
+  if (c == 0) {
+    struct rlimit r;
+    getrlimit(RLIMIT_FSIZE, &r);
+    _exit(r.rlim_cur == orig.rlim_cur ? 0 : 1);
+  }
+  int st;
+  waitpid(c, &st, 0);
+  FACT("fsize.restored.inherited", "%d", WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  rl.rlim_cur = 4096;
+  rl.rlim_max = orig.rlim_max;
+  setrlimit(RLIMIT_FSIZE, &rl);
+  c = fork();
+  if (c == 0) {
+    struct rlimit r;
+    getrlimit(RLIMIT_FSIZE, &r);
+    _exit(r.rlim_cur == 4096 ? 0 : 1);
+  }
+  waitpid(c, &st, 0);
+  FACT("fsize.lowered.inherited", "%d", WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  setrlimit(RLIMIT_FSIZE, &orig);
+  rl.rlim_cur = rl.rlim_max = 12345;
+  CHECK("setrlimit.core", setrlimit(RLIMIT_CORE, &rl));
+  struct rlimit core;
+  CHECKX("getrlimit.core", getrlimit(RLIMIT_CORE, &core), "%lu %lu", (unsigned long)core.rlim_cur, (unsigned long)core.rlim_max);
+  core.rlim_cur = 0;
+  CHECK("setrlimit.core.lower", setrlimit(RLIMIT_CORE, &core));
+  CHECKX("getrlimit.core.after", getrlimit(RLIMIT_CORE, &core), "%lu %lu", (unsigned long)core.rlim_cur, (unsigned long)core.rlim_max);
+}
+
+static void priorities(void) {
+  errno = 0;
+  int p0 = getpriority(PRIO_PROCESS, 0);
+  FACT("getpriority.initial", "%d errno=%d", p0, errno);
+  CHECK("setpriority.raise.nice", setpriority(PRIO_PROCESS, 0, 5));
+  errno = 0;
+  int p1 = getpriority(PRIO_PROCESS, 0);
+  FACT("getpriority.after", "%d errno=%d", p1, errno);
+  CHECK("setpriority.lower.nice", setpriority(PRIO_PROCESS, 0, 0));
+  CHECK("setpriority.same", setpriority(PRIO_PROCESS, 0, 5));
+  CHECK("setpriority.clamp", setpriority(PRIO_PROCESS, 0, 100));
+  errno = 0;
+  FACT("getpriority.clamped", "%d", getpriority(PRIO_PROCESS, 0));
+  CHECK("setpriority.badwhich", setpriority(9, 0, 5));
+  CHECK("getpriority.badwhich", SYS(SYS_getpriority, 9, 0));
+  CHECK("getpriority.noent", SYS(SYS_getpriority, PRIO_PROCESS, 999999));
+  CHECK("setpriority.noent", setpriority(PRIO_PROCESS, 999999, 5));
+  CHECK("getpriority.pgrp", SYS(SYS_getpriority, PRIO_PGRP, 0));
+  CHECKV("getpriority.user", SYS(SYS_getpriority, PRIO_USER, 0));
+  pid_t c = fork();
+  if (c == 0)
+    _exit(getpriority(PRIO_PROCESS, 0) == 19 ? 0 : 1);
+  int st;
+  waitpid(c, &st, 0);
+  FACT("nice.inherited", "%d", WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK("nice.syscall.raw", SYS(SYS_getpriority, PRIO_PROCESS, 0));
+}
+
+static void sched(void) {
+  CHECK("sched_getscheduler.self", sched_getscheduler(0));
+  CHECK("sched_getscheduler.neg", sched_getscheduler(-1));
+  CHECK("sched_getscheduler.noent", sched_getscheduler(999999));
+  struct sched_param sp = {0};
+  CHECK("sched_getparam.self", sched_getparam(0, &sp));
+  CHECK("sched_getparam.neg", sched_getparam(-1, &sp));
+  CHECK("sched_getparam.noent", sched_getparam(999999, &sp));
+  CHECK("sched_getparam.null", SYS(SYS_sched_getparam, 0, 0));
+  CHECK("sched_setscheduler.fifo", sched_setscheduler(0, SCHED_FIFO, &(struct sched_param){.sched_priority = 1}));
+  CHECK("sched_setscheduler.other.prio", sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){.sched_priority = 1}));
+  CHECK("sched_setscheduler.batch", sched_setscheduler(0, SCHED_BATCH, &sp));
+  CHECK("sched_getscheduler.batch", sched_getscheduler(0));
+  CHECK("sched_setscheduler.other", sched_setscheduler(0, SCHED_OTHER, &sp));
+  CHECK("sched_setscheduler.neg", sched_setscheduler(-1, SCHED_OTHER, &sp));
+  CHECK("sched_setscheduler.bad", sched_setscheduler(0, 99, &sp));
+  CHECK("sched_setparam.neg", sched_setparam(-1, &sp));
+  CHECK("sched_get_priority_max.fifo", sched_get_priority_max(SCHED_FIFO));
+  CHECK("sched_get_priority_min.rr", sched_get_priority_min(SCHED_RR));
+  CHECK("sched_get_priority_max.bad", sched_get_priority_max(99));
+  cpu_set_t set;
+  CHECKV("sched_getaffinity.self", SYS(SYS_sched_getaffinity, 0, sizeof set, &set));
+  CHECK("sched_getaffinity.neg", SYS(SYS_sched_getaffinity, -1, sizeof set, &set));
+  CHECK("sched_getaffinity.noent", SYS(SYS_sched_getaffinity, 999999, sizeof set, &set));
+  CHECK("sched_getaffinity.small", SYS(SYS_sched_getaffinity, 0, 4, &set));
+  CHECK("sched_getaffinity.odd", SYS(SYS_sched_getaffinity, 0, 12, &set));
+  CHECK("sched_getaffinity.efault", SYS(SYS_sched_getaffinity, 0, sizeof set, 8));
+  CHECK("sched_setaffinity.neg", SYS(SYS_sched_setaffinity, -1, sizeof set, &set));
+  CPU_ZERO(&set);
+  CHECK("sched_setaffinity.empty", sched_setaffinity(0, sizeof set, &set));
+  struct timespec ts;
+  CHECK("sched_rr_get_interval.neg", sched_rr_get_interval(-1, &ts));
+  CHECK("sched_rr_get_interval.noent", sched_rr_get_interval(999999, &ts));
+  CHECK("sched_yield", sched_yield());
+}
+
+static void misc(void) {
+  struct utsname u;
+  CHECKX("uname", uname(&u), "sysname=%s machine=%s", u.sysname, u.machine);
+  CHECK("uname.efault", uname((void *)8));
+  CHECK("prctl.set_name", prctl(PR_SET_NAME, "probe-name"));
+  char name[32] = {0};
+  CHECKX("prctl.get_name", prctl(PR_GET_NAME, name), "%s", name);
+  CHECK("prctl.bad", prctl(9999));
+  CHECK("prctl.get_dumpable", prctl(PR_GET_DUMPABLE));
+  CHECK("prctl.no_new_privs.get", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) >= 0);
+  CHECK("prctl.pdeathsig.get", prctl(PR_GET_PDEATHSIG, name));
+  CHECK("prctl.keepcaps.get", prctl(PR_GET_KEEPCAPS));
+  CHECK("prctl.timerslack.get", prctl(PR_GET_TIMERSLACK) > 0);
+  CHECK("prctl.child_subreaper.get", prctl(PR_GET_CHILD_SUBREAPER, name));
+  CHECK("prctl.set_dumpable.bad", prctl(PR_SET_DUMPABLE, 5));
+  CHECK("umask.syscall", SYS(SYS_umask, 0777 | 07000) >= 0);
+  CHECK("umask.masked", SYS(SYS_umask, 022));
+  CHECK("personality.query", personality(0xffffffff));
+  CHECK("getrandom", getrandom(name, 16, 0));
+  CHECK("getrandom.badflags", getrandom(name, 16, 0x100));
+  CHECK("getrandom.efault", getrandom((void *)8, 16, 0));
+  struct rusage ru;
+  CHECK("getrusage.self", getrusage(RUSAGE_SELF, &ru));
+  CHECK("getrusage.bad", getrusage(99, &ru));
+  CHECK("getrusage.thread", getrusage(RUSAGE_THREAD, &ru));
+}
+
+
+static void random_setup(void) {}
+static void one(int i) {
+  long r;
+  const char *w;
+  errno = 0;
+  switch (rnd_below(10)) {
+  case 0: { struct rlimit rl; w = "getrlimit"; r = getrlimit((int)rnd_num(18), (void *)(rnd_below(4) ? (long)&rl : rnd_ptr())); break; }
+  case 1: w = "getpriority"; r = SYS(SYS_getpriority, rnd_num(4), PICK(0, 999999, -1)); break;
+  case 2: w = "sched_getscheduler"; r = sched_getscheduler((pid_t)PICK(0, -1, 999999)); break;
+  case 3: { struct sched_param sp; w = "sched_getparam"; r = sched_getparam((pid_t)PICK(0, -1, 999999), (void *)(rnd_below(3) ? (long)&sp : rnd_ptr())); break; }
+  case 4: w = "sched_get_priority_max"; r = sched_get_priority_max((int)rnd_num(8)); break;
+  case 5: w = "getpgid"; r = getpgid((pid_t)PICK(0, -1, 999999)); r = r >= 0 ? 0 : -1; break;
+  case 6: w = "kill0"; r = kill((pid_t)PICK(999999, -999999), 0); break;
+  case 7: w = "prctl"; r = prctl((int)PICK(PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_KEEPCAPS, PR_GET_NO_NEW_PRIVS, 9999, PR_SET_NAME), rnd_ptr(), 0, 0, 0); if (r > 1) r = 1; break;
+  case 8: { struct rusage ru; w = "getrusage"; r = getrusage((int)PICK(0, -1, 1, 2, 99), (void *)(rnd_below(3) ? (long)&ru : rnd_ptr())); break; }
+  default: w = "umask"; r = SYS(SYS_umask, PICK(022, 077, 0777, 07777)); break;
+  }
+  report_random(i, w, r, errno, NULL);
+}
+
+int main(int argc, char **argv) {
+  FAMILY = "proc";
+  scratch();
+  if (argc > 1 && strcmp(argv[1], "random") == 0) {
+    areas();
+    random_setup();
+    random_calls(argc, argv, one);
+    return 0;
+  }
+  ids();
+  limits();
+  priorities();
+  sched();
+  misc();
+  return 0;
+}

@@ -1,0 +1,229 @@
+/* Signals: dispositions, masks, pending sets, delivery, waiting, queued signals, the
+ * alternate stack. */
+#include "probe.h"
+
+#include <signal.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+static volatile int got, got_code, got_value, got_onstack;
+static void handler(int sig, siginfo_t *si, void *uc) {
+  (void)uc;
+  got = sig;
+  got_code = si->si_code;
+  got_value = si->si_value.sival_int;
+  char here;
+  stack_t ss;
+  sigaltstack(NULL, &ss);
+  got_onstack = (ss.ss_flags & SS_ONSTACK) != 0 && &here > (char *)ss.ss_sp;
+}
+
+static void dispositions(void) {
+  struct sigaction sa = {0}, old;
+  sa.sa_sigaction = handler;
+  sa.sa_flags = SA_SIGINFO;
+  CHECK("sigaction.kill", sigaction(SIGKILL, &sa, NULL));
+  CHECK("sigaction.stop", sigaction(SIGSTOP, &sa, NULL));
+  CHECK("sigaction.0", sigaction(0, &sa, NULL));
+  CHECK("sigaction.65", SYS(SYS_rt_sigaction, 65, NULL, &old, 8));
+  CHECK("sigaction.badsize", SYS(SYS_rt_sigaction, SIGUSR1, NULL, &old, 4));
+  CHECK("sigaction.usr1", sigaction(SIGUSR1, &sa, NULL));
+  CHECKX("sigaction.query", sigaction(SIGUSR1, NULL, &old), "siginfo=%d", (old.sa_flags & SA_SIGINFO) != 0);
+  CHECK("sigaction.kill.query", sigaction(SIGKILL, NULL, &old));
+  CHECK("sigaction.efault", SYS(SYS_rt_sigaction, SIGUSR1, 8, NULL, 8));
+  CHECK("raise.usr1", raise(SIGUSR1));
+  FACT("raise.usr1.got", "sig=%d code=%d", got, got_code);
+  got = 0;
+  CHECK("kill.self", kill(getpid(), SIGUSR1));
+  FACT("kill.self.got", "sig=%d code=%d", got, got_code);
+  got = 0;
+  union sigval v = {.sival_int = 42};
+  CHECK("sigqueue.self", sigqueue(getpid(), SIGUSR1, v));
+  FACT("sigqueue.self.got", "sig=%d code=%d value=%d", got, got_code, got_value);
+  got = 0;
+  siginfo_t si = {0};
+  si.si_code = SI_USER;
+  CHECK("rt_sigqueueinfo.si_user", SYS(SYS_rt_sigqueueinfo, getpid(), SIGUSR1, &si));
+  si.si_code = -5;
+  CHECK("rt_sigqueueinfo.neg", SYS(SYS_rt_sigqueueinfo, getpid(), SIGUSR1, &si));
+  FACT("rt_sigqueueinfo.neg.got", "sig=%d code=%d", got, got_code);
+  CHECK("rt_sigqueueinfo.noent", SYS(SYS_rt_sigqueueinfo, 999999, SIGUSR1, &si));
+  CHECK("tgkill.self", SYS(SYS_tgkill, getpid(), SYS(SYS_gettid), SIGUSR1));
+  CHECK("tgkill.badtid", SYS(SYS_tgkill, getpid(), 999999, SIGUSR1));
+  CHECK("tgkill.neg", SYS(SYS_tgkill, getpid(), -1, SIGUSR1));
+  CHECK("tkill.0", SYS(SYS_tkill, 0, SIGUSR1));
+  CHECK("tgkill.badsig", SYS(SYS_tgkill, getpid(), SYS(SYS_gettid), 99));
+  signal(SIGUSR2, SIG_IGN);
+  CHECK("kill.ignored", kill(getpid(), SIGUSR2));
+  signal(SIGUSR2, SIG_DFL);
+  /* SA_RESETHAND puts the default back after one delivery. */
+  sa.sa_flags = SA_SIGINFO | SA_RESETHAND;
+  sigaction(SIGUSR1, &sa, NULL);
+  raise(SIGUSR1);
+  sigaction(SIGUSR1, NULL, &old);
+  FACT("resethand", "default_after=%d", old.sa_handler == SIG_DFL);
+}
+
+static void masks(void) {
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  CHECK("sigprocmask.block", sigprocmask(SIG_BLOCK, &set, &old));
+  CHECK("sigprocmask.badhow", sigprocmask(99, &set, NULL));
+  CHECK("rt_sigprocmask.badsize", SYS(SYS_rt_sigprocmask, SIG_BLOCK, &set, NULL, 4));
+  struct sigaction sa = {0};
+  sa.sa_sigaction = handler;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGUSR1, &sa, NULL);
+  got = 0;
+  raise(SIGUSR1);
+  FACT("blocked.notdelivered", "got=%d", got);
+  sigset_t pend;
+  CHECKX("sigpending", sigpending(&pend), "usr1=%d", sigismember(&pend, SIGUSR1));
+  CHECK("rt_sigpending.big", SYS(SYS_rt_sigpending, &pend, 16));
+  struct timespec ts = {0, 0};
+  siginfo_t si;
+  CHECKX("sigtimedwait", sigtimedwait(&set, &si, &ts), "code=%d", si.si_code);
+  CHECK("sigtimedwait.again", sigtimedwait(&set, &si, &ts));
+  ts.tv_nsec = 2000000000;
+  CHECK("sigtimedwait.badts", sigtimedwait(&set, &si, &ts));
+  sigset_t all;
+  sigfillset(&all);
+  CHECK("sigprocmask.all", sigprocmask(SIG_SETMASK, &all, NULL));
+  sigset_t now;
+  sigprocmask(SIG_SETMASK, NULL, &now);
+  FACT("sigprocmask.kill.unblockable", "kill=%d stop=%d", sigismember(&now, SIGKILL), sigismember(&now, SIGSTOP));
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  /* A blocked signal, then unblocked: delivered at once. */
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  raise(SIGUSR1);
+  got = 0;
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  FACT("unblocked.delivered", "got=%d", got);
+  /* sigsuspend: waits with another mask, EINTR after the handler. */
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  kill(getpid(), SIGUSR1);
+  sigset_t empty;
+  sigemptyset(&empty);
+  got = 0;
+  CHECKX("sigsuspend", sigsuspend(&empty), "got=%d", got);
+  sigprocmask(SIG_SETMASK, NULL, &now);
+  FACT("sigsuspend.mask.restored", "usr1=%d", sigismember(&now, SIGUSR1));
+  sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static void altstack(void) {
+  stack_t ss = {0}, o;
+  CHECKX("sigaltstack.query", sigaltstack(NULL, &o), "flags=%d", o.ss_flags);
+  ss.ss_sp = malloc(1024);
+  ss.ss_size = 1024;
+  CHECK("sigaltstack.small", sigaltstack(&ss, NULL));
+  ss.ss_size = 65536;
+  ss.ss_sp = malloc(65536);
+  ss.ss_flags = 99;
+  CHECK("sigaltstack.badflags", sigaltstack(&ss, NULL));
+  ss.ss_flags = 0;
+  CHECK("sigaltstack.set", sigaltstack(&ss, NULL));
+  struct sigaction sa = {0};
+  sa.sa_sigaction = handler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigaction(SIGUSR2, &sa, NULL);
+  got_onstack = 0;
+  raise(SIGUSR2);
+  FACT("sigaltstack.used", "onstack=%d", got_onstack);
+  CHECKX("sigaltstack.query2", sigaltstack(NULL, &o), "flags=%d size=%ld", o.ss_flags, (long)o.ss_size);
+  ss.ss_flags = SS_DISABLE;
+  CHECK("sigaltstack.disable", sigaltstack(&ss, NULL));
+}
+
+static void children(void) {
+  pid_t c = fork();
+  if (c == 0) {
+    pause();
+    _exit(0);
+  }
+  usleep(20000);
+  CHECK("kill.child.term", kill(c, SIGTERM));
+  int st = 0;
+  waitpid(c, &st, 0);
+  FACT("child.terminated", "signaled=%d sig=%d", WIFSIGNALED(st), WTERMSIG(st));
+  c = fork();
+  if (c == 0) {
+    for (;;)
+      pause();
+  }
+  usleep(20000);
+  kill(c, SIGSTOP);
+  CHECKX("wait.stopped", waitpid(c, &st, WUNTRACED) == c, "stopped=%d sig=%d", WIFSTOPPED(st), WSTOPSIG(st));
+  kill(c, SIGCONT);
+  CHECKX("wait.continued", waitpid(c, &st, WCONTINUED) == c, "continued=%d", WIFCONTINUED(st));
+  kill(c, SIGKILL);
+  waitpid(c, &st, 0);
+  FACT("child.killed", "sig=%d", WTERMSIG(st));
+  /* SIGCHLD ignored: children are reaped at once, wait gives ECHILD. */
+  signal(SIGCHLD, SIG_IGN);
+  c = fork();
+  if (c == 0)
+    _exit(0);
+  usleep(50000);
+  CHECK("sigchld.ignored.wait", waitpid(c, &st, 0));
+  signal(SIGCHLD, SIG_DFL);
+  /* An interval timer's SIGALRM interrupts a blocking read (no SA_RESTART): EINTR. */
+  struct sigaction sa = {0};
+  sa.sa_sigaction = handler;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGALRM, &sa, NULL);
+  int p[2];
+  pipe(p);
+  struct itimerval it = {{0, 0}, {0, 50000}};
+  setitimer(ITIMER_REAL, &it, NULL);
+  char b;
+  CHECKX("read.eintr", read(p[0], &b, 1), "code=%d", got_code);
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigaction(SIGALRM, &sa, NULL);
+  setitimer(ITIMER_REAL, &it, NULL);
+  c = fork();
+  if (c == 0) {
+    usleep(150000);
+    write(p[1], "x", 1);
+    _exit(0);
+  }
+  CHECK("read.restarted", read(p[0], &b, 1));
+  waitpid(c, &st, 0);
+  CHECK("alarm.set", alarm(5));
+  CHECK("alarm.cancel", alarm(0) > 0);
+  CHECK("pause.after.alarm.none", alarm(0));
+}
+
+
+static void random_setup(void) {}
+static void one(int i) {
+  long r;
+  const char *w;
+  errno = 0;
+  switch (rnd_below(6)) {
+  case 0: { struct sigaction o; w = "rt_sigaction.query"; r = SYS(SYS_rt_sigaction, rnd_num(70), NULL, rnd_below(3) ? (long)&o : rnd_ptr(), PICK(8, 4, 16)); break; }
+  case 1: { sigset_t s, o; sigemptyset(&s); w = "rt_sigprocmask"; r = SYS(SYS_rt_sigprocmask, rnd_num(4), rnd_below(2) ? (long)&s : 0, rnd_below(2) ? (long)&o : rnd_ptr(), PICK(8, 4)); break; }
+  case 2: { sigset_t s; w = "rt_sigpending"; r = SYS(SYS_rt_sigpending, rnd_below(3) ? (long)&s : rnd_ptr(), PICK(8, 4, 16)); break; }
+  case 3: w = "kill0"; r = kill((pid_t)PICK(999999, -999999, 0), 0); break;
+  case 4: { stack_t o; w = "sigaltstack.query"; r = sigaltstack(NULL, (void *)(rnd_below(3) ? (long)&o : rnd_ptr())); break; }
+  default: w = "tgkill0"; r = SYS(SYS_tgkill, PICK(0, -1, 999999), PICK(0, -1, 999999), 0); break;
+  }
+  report_random(i, w, r, errno, NULL);
+}
+
+int main(int argc, char **argv) {
+  FAMILY = "signal";
+  scratch();
+  if (argc > 1 && strcmp(argv[1], "random") == 0) {
+    areas();
+    random_setup();
+    random_calls(argc, argv, one);
+    return 0;
+  }
+  dispositions();
+  masks();
+  altstack();
+  children();
+  return 0;
+}
