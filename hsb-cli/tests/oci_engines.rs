@@ -295,3 +295,208 @@ fn podman_conmon_killed_leaves_no_supervisor_or_init() {
         .collect();
     assert!(left.is_empty(), "supervisors left: {left:?}");
 }
+
+// ------------------------------------------------------------------------- containerd
+
+#[test]
+fn containerd_ctr_run_exec_and_shim_killed() {
+    if !ready("containerd") || !require(oci_common::have("ctr"), "ctr is missing") {
+        return;
+    }
+    let img = Image::new();
+    let d = Daemon::containerd();
+    let rt = container_runtime();
+    let runc_root = d.dir.path().join("runtime");
+    let fifos = d.dir.path().join("fifo");
+    let o = output_within(
+        d.ctr().args(["images", "import"]).arg(img.docker_archive()),
+        60,
+    );
+    assert!(o.status.success(), "ctr images import: {}", text(&o));
+    // ctr's default spec mounts a tmpfs at /run, which hsb does not mount (a precise
+    // refusal at create, nothing left).
+    let o = output_within(
+        d.ctr()
+            .args(["run", "--rm", "--runc-binary"])
+            .arg(&rt)
+            .arg("--runc-root")
+            .arg(&runc_root)
+            .arg("--fifo-dir")
+            .arg(&fifos)
+            .args([IMAGE_REF, "default-spec", "true"]),
+        60,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("a tmpfs mount at /run is not supported"),
+        "{}",
+        text(&o)
+    );
+    // A spec of the test's own (runc's defaults, no /run tmpfs; `ctr run --config`
+    // then takes no image: the root is the image's root filesystem as a directory).
+    let spec = oci_common::TempDir::new("ctr-spec");
+    oci_common::bundle(spec.path(), &["sh"]);
+    let rootfs = spec.path().join("rootfs");
+    let run = |extra: &[&str], id: &str, cmd: &[&str]| {
+        oci_common::edit_config(spec.path(), |v| {
+            v["process"]["args"] = serde_json::json!(cmd);
+            v["root"]["path"] = serde_json::json!(rootfs);
+        });
+        let mut c = d.ctr();
+        c.args(["run", "--runc-binary"])
+            .arg(&rt)
+            .arg("--runc-root")
+            .arg(&runc_root)
+            .arg("--fifo-dir")
+            .arg(&fifos)
+            .arg("--config")
+            .arg(spec.path().join("config.json"))
+            .args(extra)
+            .arg(id);
+        output_within(&mut c, 60)
+    };
+    let o = run(
+        &["--rm"],
+        "shell",
+        &[
+            "sh",
+            "-c",
+            "echo out; tr '\\0' ' ' </proc/1/cmdline; echo; exit 7",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert!(stdout(&o).starts_with("out\n"), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("hsb-init"),
+        "not run by hsb: {}",
+        text(&o)
+    );
+    // A detached container, an exec into it, then its shim killed.
+    let o = run(&["-d"], "bg", &["sh", "-c", "echo up >/tmp/up; sleep 1000"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = output_within(
+        d.ctr().args([
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            "bg",
+            "sh",
+            "-c",
+            "cat /tmp/up; exit 5",
+        ]),
+        60,
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(stdout(&o), "up\n", "{}", text(&o));
+    let o = output_within(d.ctr().args(["task", "ls"]), 30);
+    let pid: i32 = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("bg "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no task bg: {}", text(&o)));
+    assert!(cmdline(pid).contains("_supervise"), "{}", cmdline(pid));
+    let tree = process_tree(pid);
+    let shim = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("PPid:")
+                .map(|p| p.trim().parse::<i32>().unwrap())
+        })
+        .unwrap();
+    assert!(
+        cmdline(shim).contains("containerd-shim"),
+        "{}",
+        cmdline(shim)
+    );
+    // SAFETY: kill(2) has no memory preconditions; the shim's pid was just read.
+    assert_eq!(unsafe { libc::kill(shim, libc::SIGKILL) }, 0);
+    let gone = eventually(15, || still_alive(&tree).is_empty());
+    assert!(
+        gone,
+        "left after the shim was killed: {:?}",
+        still_alive(&tree)
+    );
+}
+
+// ----------------------------------------------------------------------------- Docker
+
+#[test]
+fn docker_run_exec_stop_and_default_network() {
+    if !ready("dockerd") || !require(oci_common::have("docker"), "docker is missing") {
+        return;
+    }
+    let img = Image::new();
+    let d = Daemon::dockerd(&container_runtime());
+    let o = output_within(
+        d.docker()
+            .arg("import")
+            .arg(img.rootfs_tar())
+            .arg(IMAGE_REF),
+        60,
+    );
+    assert!(o.status.success(), "docker import: {}", text(&o));
+    let docker = |args: &[&str]| output_within(d.docker().args(args), 60);
+    // The host's network namespace is given by path: hsb joins it.
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "hsb",
+        "--network",
+        "host",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "echo out; tr '\\0' ' ' </proc/1/cmdline; echo; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert!(stdout(&o).starts_with("out\n"), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("hsb-init"),
+        "not run by hsb: {}",
+        text(&o)
+    );
+    let o = docker(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "--runtime",
+        "hsb",
+        "--network",
+        "host",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "trap '' TERM; echo up >/tmp/up; while :; do sleep 1; done",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = docker(&["exec", "stubborn", "sh", "-c", "cat /tmp/up; exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(stdout(&o), "up\n", "{}", text(&o));
+    let o = docker(&["stop", "-t", "1", "stubborn"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = docker(&["inspect", "--format", "{{.State.ExitCode}}", "stubborn"]);
+    assert_eq!(stdout(&o).trim(), "137", "{}", text(&o));
+    // Docker's own network namespaces are set up by a prestart hook (libnetwork-setkey),
+    // which hsb refuses: the run fails, naming the hooks, and leaves nothing running.
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "hsb",
+        "--network",
+        "none",
+        IMAGE_REF,
+        "true",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("hooks"),
+        "{}",
+        text(&o)
+    );
+}

@@ -316,7 +316,15 @@ pub(crate) struct Daemon {
     pub child: Option<Child>,
     pub dir: TempDir,
     pub name: &'static str,
+    /// Host paths the engine creates outside its own directories (fixed in its code)
+    /// that did not exist before: removed on drop.
+    pub host_leftovers: Vec<PathBuf>,
+    /// One daemon at a time in this process: containerd's and dockerd's shims share
+    /// /run/containerd/s, which is removed only by the last one out.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Daemon {
     pub(crate) fn log(&self) -> String {
@@ -325,7 +333,14 @@ impl Daemon {
     pub(crate) fn sock(&self) -> PathBuf {
         self.dir.path().join("d.sock")
     }
-    fn spawn(name: &'static str, dir: TempDir, cmd: &mut Command) -> Daemon {
+    fn spawn(name: &'static str, dir: TempDir, cmd: &mut Command, leftovers: &[&str]) -> Daemon {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        // Deepest first; only those absent now (another engine's are left alone).
+        let host_leftovers = leftovers
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| !p.exists())
+            .collect();
         let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
         let child = cmd
             .stdin(Stdio::null())
@@ -337,6 +352,8 @@ impl Daemon {
             child: Some(child),
             dir,
             name,
+            host_leftovers,
+            _serial: serial,
         }
     }
     fn wait_ready(&mut self, mut ready: impl FnMut(&Daemon) -> bool) {
@@ -374,7 +391,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
         std::fs::write(d.join("config.toml"), cfg).unwrap();
         let mut cmd = Command::new("containerd");
         cmd.arg("--config").arg(d.join("config.toml"));
-        let mut dmn = Daemon::spawn("containerd", dir, &mut cmd);
+        // containerd 1.6's shim puts its socket in /run/containerd/s, ctr its FIFOs in
+        // /run/containerd/fifo, whatever the daemon's --state.
+        let mut dmn = Daemon::spawn(
+            "containerd",
+            dir,
+            &mut cmd,
+            &[
+                "/run/containerd/s",
+                "/run/containerd/fifo",
+                "/run/containerd",
+            ],
+        );
         dmn.wait_ready(|d| {
             d.sock().exists()
                 && Command::new("ctr")
@@ -414,7 +442,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
                 "--storage-driver=overlay2",
                 "--exec-opt=native.cgroupdriver=cgroupfs",
             ]);
-        let mut dmn = Daemon::spawn("dockerd", dir, &mut cmd);
+        // dockerd 20.10 writes its (deprecated) trust key to /etc/docker/key.json.
+        let mut dmn = Daemon::spawn(
+            "dockerd",
+            dir,
+            &mut cmd,
+            &[
+                "/etc/docker/key.json",
+                "/etc/docker",
+                "/run/containerd/s",
+                "/run/containerd",
+            ],
+        );
         dmn.wait_ready(|d| {
             d.sock().exists()
                 && d.docker()
@@ -461,5 +500,23 @@ impl Drop for Daemon {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         unmount_under(self.dir.path());
+        for p in &self.host_leftovers {
+            if p.is_dir() {
+                // Absent when the daemon started and daemons are serialized: what is
+                // in it is this daemon's (a killed shim's socket stays behind).
+                let _ = std::fs::remove_dir_all(p);
+            } else {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        for p in &self.host_leftovers {
+            if p.is_dir() {
+                // Absent when the daemon started and daemons are serialized: what is
+                // in it is this daemon's (a killed shim's socket stays behind).
+                let _ = std::fs::remove_dir_all(p);
+            } else {
+                let _ = std::fs::remove_file(p);
+            }
+        }
     }
 }
