@@ -18,6 +18,12 @@ debs=(
   python3-matplotlib  # plots of the benchmark tables (scripts/bench-sysbench.py)
   libpython3.11-testsuite  # CPython's regression suite (scripts/cpython-suite.py, compat tests)
   curl git python3-pip ca-certificates  # egress tests: clients in the sandbox, the host's trust store
+  podman conmon containernetworking-plugins catatonit  # OCI runtime tests: Podman runs containers through hsb
+  containerd       # OCI runtime tests: containerd + ctr run --runc-binary hsb-oci-container
+  docker.io tini   # OCI runtime tests: dockerd --add-runtime hsb=hsb-oci-container (tini: docker-init)
+  iptables         # the engines' port publishing (CNI portmap)
+  runc crun        # the runtimes hsb-oci-container is compared with (scripts/bench-oci.sh)
+  bsdutils         # script(1): a terminal for podman run -t in the engine tests
 )
 missing=()
 for p in "${debs[@]}"; do

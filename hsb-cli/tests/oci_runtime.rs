@@ -15,6 +15,13 @@ fn root_ok() -> bool {
     )
 }
 
+/// The tests of this file one at a time: two of them count the machine's sandbox inits
+/// before and after, which another test's sandbox coming or going would make fail.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static M: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    M.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn state(root: &Path, id: &str) -> serde_json::Value {
     let o = oci(root, &["state", id]);
     assert!(o.status.success(), "{}", text(&o));
@@ -26,6 +33,7 @@ fn lifecycle_create_start_exec_pause_kill_delete() {
     if !root_ok() {
         return;
     }
+    let _serial = serial();
     let root = TempDir::new("root");
     let b = TempDir::new("bundle");
     bundle(
@@ -140,6 +148,7 @@ fn run_passes_the_exit_status_and_output() {
     if !root_ok() {
         return;
     }
+    let _serial = serial();
     let root = TempDir::new("root");
     let b = TempDir::new("bundle");
     bundle(
@@ -176,6 +185,7 @@ fn kill_of_the_supervisor_leaves_no_sandbox() {
     if !root_ok() {
         return;
     }
+    let _serial = serial();
     let root = TempDir::new("root");
     let b = TempDir::new("bundle");
     bundle(b.path(), &["/bin/sleep", "100"]);
@@ -211,6 +221,7 @@ fn bad_bundles_fail_create_naming_the_field() {
     if !root_ok() {
         return;
     }
+    let _serial = serial();
     let root = TempDir::new("root");
     type Edit = Box<dyn Fn(&Path)>;
     #[rustfmt::skip]
@@ -260,6 +271,7 @@ fn a_taken_id_and_the_runtime_log() {
     if !root_ok() {
         return;
     }
+    let _serial = serial();
     let root = TempDir::new("root");
     let b = TempDir::new("bundle");
     bundle(b.path(), &["/bin/sleep", "100"]);
@@ -309,6 +321,7 @@ fn microvm_containers() {
     if !root_ok() {
         return;
     }
+    let _serial = serial();
     let root = TempDir::new("root");
     match microvm_live(root.path()) {
         Ok(()) => {}

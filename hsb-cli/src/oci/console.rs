@@ -9,9 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use hybrid_sandbox::TtySize;
-use nix::sys::socket::{
-    self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
-};
+use nix::sys::socket::{self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use nix::sys::termios;
 
 /// A host pty pair.
@@ -86,7 +84,7 @@ pub(crate) fn send_master(path: &Path, master: &OwnedFd, name: &str) -> std::io:
         SockFlag::SOCK_CLOEXEC,
         None,
     )?;
-    socket::connect(s.as_raw_fd(), &UnixAddr::new(path)?)?;
+    super::ctl::with_addr(path, |addr| Ok(socket::connect(s.as_raw_fd(), addr)?))?;
     let payload = if name.is_empty() { "/dev/ptmx" } else { name };
     let iov = [IoSlice::new(payload.as_bytes())];
     let fds = [master.as_raw_fd()];

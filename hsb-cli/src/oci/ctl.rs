@@ -64,9 +64,8 @@ pub(crate) fn listen(path: &Path) -> std::io::Result<OwnedFd> {
         SockFlag::SOCK_CLOEXEC,
         None,
     )?;
-    let addr = UnixAddr::new(path)?;
     let _ = std::fs::remove_file(path);
-    socket::bind(fd.as_raw_fd(), &addr)?;
+    with_addr(path, |addr| Ok(socket::bind(fd.as_raw_fd(), addr)?))?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     socket::listen(&fd, Backlog::new(64).unwrap_or(Backlog::MAXCONN))?;
     Ok(fd)
@@ -86,8 +85,35 @@ pub(crate) fn connect(path: &Path) -> std::io::Result<OwnedFd> {
         SockFlag::SOCK_CLOEXEC,
         None,
     )?;
-    socket::connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    with_addr(path, |addr| Ok(socket::connect(fd.as_raw_fd(), addr)?))?;
     Ok(fd)
+}
+
+/// Calls `f` with an address for the socket at `path`. A socket address holds at most
+/// 107 bytes of path, and engines' state directories are deeper than that (Podman's
+/// `--root` plus a 64-hex-digit id): a longer path is reached through its directory,
+/// opened here, as `/proc/self/fd/N/NAME`.
+pub(crate) fn with_addr<R>(
+    path: &Path,
+    f: impl FnOnce(&UnixAddr) -> std::io::Result<R>,
+) -> std::io::Result<R> {
+    const SUN_PATH: usize = 107;
+    if path.as_os_str().len() <= SUN_PATH {
+        return f(&UnixAddr::new(path)?);
+    }
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: not a socket path", path.display()),
+        ));
+    };
+    let dir = std::fs::File::open(parent)?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    let r = f(&UnixAddr::new(&short)?);
+    drop(dir);
+    r
 }
 
 /// Sends one message with `fds`.

@@ -71,6 +71,9 @@ fn report(fd: RawFd, r: &Result<(), OciError>) {
 
 /// The supervisor's main: never returns.
 pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
+    // `create` (or `run`), which waits for the report below: read before the report,
+    // since `create` may exit, and this process be reparented, right after it.
+    let creator = nix::unistd::getppid();
     let _ = nix::unistd::setsid();
     let dir = match Dir::new(&rt_cfg.root, &a.id) {
         Ok(d) => d,
@@ -123,7 +126,7 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
         std::thread::spawn(move || serve(shared, listener));
     }
     report(a.ready_fd, &Ok(()));
-    watch_parent();
+    watch_parent(creator);
     let exit = rt.block_on(run(
         shared.clone(),
         container.process,
@@ -255,21 +258,34 @@ fn apply_sysctls(c: &Container) -> Result<(), OciError> {
     .unwrap_or_else(|_| Err(OciError::msg("setting sysctls failed")))
 }
 
-/// Arms PDEATHSIG once `create` has exited and this process belongs to the engine's
+/// Arms PDEATHSIG once `create` (`first`, the parent this process started with) has
+/// exited and this process belongs to the engine's
 /// shim (a child subreaper) or to init: the shim's death then ends the container.
-fn watch_parent() {
-    let first = nix::unistd::getppid();
-    std::thread::spawn(move || loop {
-        let now = nix::unistd::getppid();
-        if now != first {
-            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            if nix::unistd::getppid() != now {
-                // The new parent died before the signal was armed.
-                std::process::exit(137);
+///
+/// The parent-death signal is a property of the *thread* that set it (the kernel looks
+/// at each live thread's `pdeath_signal` when the parent dies): the watcher thread
+/// therefore stays alive, parked, for the life of the process. Returning from it
+/// would silently disarm the signal (a `kill -9` of conmon or containerd's shim then
+/// left the supervisor and the sandbox running).
+fn watch_parent(first: nix::unistd::Pid) {
+    std::thread::spawn(move || {
+        loop {
+            if nix::unistd::getppid() != first {
+                break;
             }
-            return;
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        let now = nix::unistd::getppid();
+        if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+            || nix::unistd::getppid() != now
+        {
+            // Not armed, or the new parent died before it was: nothing would end the
+            // container with its shim.
+            std::process::exit(137);
+        }
+        loop {
+            std::thread::park();
+        }
     });
 }
 

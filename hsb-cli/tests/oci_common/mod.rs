@@ -179,16 +179,35 @@ pub(crate) fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
 }
 
-/// `hsb oci --root ROOT ARGS`.
+/// `hsb oci --root ROOT ARGS`. Its stdout and stderr go to files read once it exits, not
+/// pipes: `create` hands them to the container's supervisor (as runc hands them to the
+/// container), which keeps them open until the container ends, so waiting for a pipe's
+/// end would wait for the container.
 pub(crate) fn oci(root: &Path, args: &[&str]) -> Output {
-    Command::new(hsb())
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    let status = Command::new(hsb())
         .arg("oci")
         .arg("--root")
         .arg(root)
         .args(args)
         .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .unwrap();
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
 }
 
 pub(crate) fn text(o: &Output) -> String {

@@ -1,0 +1,502 @@
+//! Real container engines run their containers through hsb's OCI runtime
+//! (`hsb-oci-container`): Podman, containerd (`ctr`) and Docker, each with storage and
+//! daemons of the test's own in a temporary directory, an image built here from a
+//! static busybox (no registry). Root only; a missing engine or non-root skips loudly,
+//! or fails under `HSB_REQUIRE_FEATURES=1`.
+
+#[path = "oci_common/engines.rs"]
+mod engines;
+mod oci_common;
+
+use engines::*;
+use oci_common::{is_root, require, text};
+use std::process::Command;
+
+fn ready(engine: &str) -> bool {
+    require(is_root(), "the OCI engine tests need root")
+        && require(
+            oci_common::have(engine),
+            &format!("{engine} is not installed (scripts/install-deps.sh)"),
+        )
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Podman's state of a container, through `inspect --format`.
+fn podman_inspect(p: &Podman, name: &str, fmt: &str) -> String {
+    let o = p.run(&["inspect", "--format", fmt, name]);
+    assert!(o.status.success(), "podman inspect: {}", text(&o));
+    stdout(&o).trim().to_string()
+}
+
+// ---------------------------------------------------------------------------- Podman
+
+#[test]
+fn podman_shell_stdout_stderr_and_status() {
+    if !ready("podman") {
+        return;
+    }
+    let img = Image::new();
+    let p = Podman::new(&container_runtime());
+    p.import(&img);
+    let o = p.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "shell",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; tr '\\0' ' ' </proc/1/cmdline; echo; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("out\n"), "{}", text(&o));
+    // The container's pid 1 is the sandbox's init, not the workload: hsb ran it.
+    assert!(out.contains("hsb-init"), "not run by hsb: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("err"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn podman_exec_and_stop_escalates_to_sigkill() {
+    if !ready("podman") {
+        return;
+    }
+    let img = Image::new();
+    let p = Podman::new(&container_runtime());
+    p.import(&img);
+    let o = p.run(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "trap '' TERM; echo started >/tmp/started; while :; do sleep 1; done",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        podman_inspect(&p, "stubborn", "{{.State.Status}}"),
+        "running"
+    );
+    // exec sees the container's files and processes, and exits with its own status.
+    let o = p.run(&[
+        "exec",
+        "stubborn",
+        "sh",
+        "-c",
+        "cat /tmp/started; ps | grep -c 'while :' ; exit 5",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("started\n"), "{}", text(&o));
+    let o = p.run(&[
+        "exec",
+        "-e",
+        "V=from-exec",
+        "stubborn",
+        "sh",
+        "-c",
+        "echo $V",
+    ]);
+    assert_eq!(stdout(&o), "from-exec\n", "{}", text(&o));
+    // SIGTERM is ignored: stop escalates to SIGKILL after the timeout.
+    let o = p.run(&["stop", "-t", "1", "stubborn"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        podman_inspect(&p, "stubborn", "{{.State.Status}}"),
+        "exited"
+    );
+    assert_eq!(podman_inspect(&p, "stubborn", "{{.State.ExitCode}}"), "137");
+}
+
+#[test]
+fn podman_pids_and_memory_limits_are_enforced() {
+    if !ready("podman") {
+        return;
+    }
+    let img = Image::new();
+    let p = Podman::new(&container_runtime());
+    p.import(&img);
+    let forks = "for i in $(seq 40); do sleep 20 & done; echo forked";
+    // Control: 40 processes fit under a limit of 100.
+    let o = p.run(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "100",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        forks,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("can't fork"));
+    // Under 16, fork fails.
+    let o = p.run(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "16",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        forks,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("can't fork"),
+        "fork did not fail past --pids-limit 16: {}",
+        text(&o)
+    );
+    // A 100 MB line held by sort: fine without a limit, killed under --memory 32m.
+    let hog = "head -c 100000000 /dev/zero | sort >/dev/null; echo status $?";
+    let o = p.run(&["run", "--rm", IMAGE_REF, "sh", "-c", hog]);
+    assert_eq!(stdout(&o), "status 0\n", "{}", text(&o));
+    let o = p.run(&[
+        "run",
+        "--rm",
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "32m",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        hog,
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "status 137\n",
+        "the memory hog was not killed under --memory 32m: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn podman_terminal() {
+    if !ready("podman") || !require(oci_common::have("script"), "script(1) is missing") {
+        return;
+    }
+    let img = Image::new();
+    let p = Podman::new(&container_runtime());
+    p.import(&img);
+    let mut line = format!("CONTAINERS_CONF={} podman", p.conf().display());
+    for f in p.flags() {
+        line.push(' ');
+        line.push_str(&f);
+    }
+    line.push_str(&format!(
+        " run --rm -t {IMAGE_REF} sh -c 'tty; stty size; test -t 0 && echo stdin-is-a-tty'"
+    ));
+    let o = output_within(
+        Command::new("script").args([
+            "-qec",
+            &format!("stty cols 100 rows 30; {line}"),
+            "/dev/null",
+        ]),
+        90,
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.contains("/dev/pts/"), "no terminal: {}", text(&o));
+    assert!(
+        out.contains("30 100"),
+        "the caller's size did not reach the container: {}",
+        text(&o)
+    );
+    assert!(out.contains("stdin-is-a-tty"), "{}", text(&o));
+}
+
+#[test]
+fn podman_published_port() {
+    if !ready("podman") {
+        return;
+    }
+    let img = Image::new();
+    let p = Podman::new(&container_runtime());
+    p.import(&img);
+    let port = free_port();
+    let o = p.run(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("127.0.0.1:{port}:8080"),
+        IMAGE_REF,
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut got = None;
+    let served = eventually(20, || {
+        got = http_get(port);
+        got.as_deref().is_some_and(|r| r.contains("served by hsb"))
+    });
+    assert!(served, "nothing served on 127.0.0.1:{port}: {got:?}");
+    let o = p.run(&["rm", "-f", "-t", "0", "web"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn podman_conmon_killed_leaves_no_supervisor_or_init() {
+    if !ready("podman") {
+        return;
+    }
+    let img = Image::new();
+    let p = Podman::new(&container_runtime());
+    p.import(&img);
+    let o = p.run(&["run", "-d", "--name", "orphan", IMAGE_REF, "sleep", "1000"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let id = stdout(&o).trim().to_string();
+    let pid: i32 = podman_inspect(&p, "orphan", "{{.State.Pid}}")
+        .parse()
+        .unwrap();
+    let conmon: i32 = podman_inspect(&p, "orphan", "{{.State.ConmonPid}}")
+        .parse()
+        .unwrap();
+    assert!(cmdline(conmon).contains("conmon"), "{}", cmdline(conmon));
+    assert!(
+        cmdline(pid).contains("_supervise"),
+        "the engine's container pid is not hsb's supervisor: {}",
+        cmdline(pid)
+    );
+    let tree = process_tree(pid);
+    assert!(
+        tree.iter()
+            .any(|(q, _)| cmdline(*q).starts_with("hsb-init")),
+        "no sandbox init under the supervisor: {tree:?}"
+    );
+    // SAFETY: kill(2) has no memory preconditions; conmon's pid was just read.
+    assert_eq!(unsafe { libc::kill(conmon, libc::SIGKILL) }, 0);
+    let gone = eventually(15, || still_alive(&tree).is_empty());
+    assert!(
+        gone,
+        "left after conmon was killed: {:?}",
+        still_alive(&tree)
+            .iter()
+            .map(|q| (q, cmdline(*q)))
+            .collect::<Vec<_>>()
+    );
+    let left: Vec<_> = oci_common::processes_with(&id)
+        .into_iter()
+        .filter(|q| cmdline(*q).contains("_supervise"))
+        .collect();
+    assert!(left.is_empty(), "supervisors left: {left:?}");
+}
+
+// ------------------------------------------------------------------------- containerd
+
+#[test]
+fn containerd_ctr_run_exec_and_shim_killed() {
+    if !ready("containerd") || !require(oci_common::have("ctr"), "ctr is missing") {
+        return;
+    }
+    let img = Image::new();
+    let d = Daemon::containerd();
+    let rt = container_runtime();
+    let runc_root = d.dir.path().join("runtime");
+    let fifos = d.dir.path().join("fifo");
+    let o = output_within(
+        d.ctr().args(["images", "import"]).arg(img.docker_archive()),
+        60,
+    );
+    assert!(o.status.success(), "ctr images import: {}", text(&o));
+    // ctr's default spec mounts a tmpfs at /run, which hsb does not mount (a precise
+    // refusal at create, nothing left).
+    let o = output_within(
+        d.ctr()
+            .args(["run", "--rm", "--runc-binary"])
+            .arg(&rt)
+            .arg("--runc-root")
+            .arg(&runc_root)
+            .arg("--fifo-dir")
+            .arg(&fifos)
+            .args([IMAGE_REF, "default-spec", "true"]),
+        60,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("a tmpfs mount at /run is not supported"),
+        "{}",
+        text(&o)
+    );
+    // A spec of the test's own (runc's defaults, no /run tmpfs; `ctr run --config`
+    // then takes no image: the root is the image's root filesystem as a directory).
+    let spec = oci_common::TempDir::new("ctr-spec");
+    oci_common::bundle(spec.path(), &["sh"]);
+    let rootfs = spec.path().join("rootfs");
+    let run = |extra: &[&str], id: &str, cmd: &[&str]| {
+        oci_common::edit_config(spec.path(), |v| {
+            v["process"]["args"] = serde_json::json!(cmd);
+            v["root"]["path"] = serde_json::json!(rootfs);
+        });
+        let mut c = d.ctr();
+        c.args(["run", "--runc-binary"])
+            .arg(&rt)
+            .arg("--runc-root")
+            .arg(&runc_root)
+            .arg("--fifo-dir")
+            .arg(&fifos)
+            .arg("--config")
+            .arg(spec.path().join("config.json"))
+            .args(extra)
+            .arg(id);
+        output_within(&mut c, 60)
+    };
+    let o = run(
+        &["--rm"],
+        "shell",
+        &[
+            "sh",
+            "-c",
+            "echo out; tr '\\0' ' ' </proc/1/cmdline; echo; exit 7",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert!(stdout(&o).starts_with("out\n"), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("hsb-init"),
+        "not run by hsb: {}",
+        text(&o)
+    );
+    // A detached container, an exec into it, then its shim killed.
+    let o = run(&["-d"], "bg", &["sh", "-c", "echo up >/tmp/up; sleep 1000"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = output_within(
+        d.ctr().args([
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            "bg",
+            "sh",
+            "-c",
+            "cat /tmp/up; exit 5",
+        ]),
+        60,
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(stdout(&o), "up\n", "{}", text(&o));
+    let o = output_within(d.ctr().args(["task", "ls"]), 30);
+    let pid: i32 = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("bg "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no task bg: {}", text(&o)));
+    assert!(cmdline(pid).contains("_supervise"), "{}", cmdline(pid));
+    let tree = process_tree(pid);
+    let shim = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("PPid:")
+                .map(|p| p.trim().parse::<i32>().unwrap())
+        })
+        .unwrap();
+    assert!(
+        cmdline(shim).contains("containerd-shim"),
+        "{}",
+        cmdline(shim)
+    );
+    // SAFETY: kill(2) has no memory preconditions; the shim's pid was just read.
+    assert_eq!(unsafe { libc::kill(shim, libc::SIGKILL) }, 0);
+    let gone = eventually(15, || still_alive(&tree).is_empty());
+    assert!(
+        gone,
+        "left after the shim was killed: {:?}",
+        still_alive(&tree)
+    );
+}
+
+// ----------------------------------------------------------------------------- Docker
+
+#[test]
+fn docker_run_exec_stop_and_default_network() {
+    if !ready("dockerd") || !require(oci_common::have("docker"), "docker is missing") {
+        return;
+    }
+    let img = Image::new();
+    let d = Daemon::dockerd(&container_runtime());
+    let o = output_within(
+        d.docker()
+            .arg("import")
+            .arg(img.rootfs_tar())
+            .arg(IMAGE_REF),
+        60,
+    );
+    assert!(o.status.success(), "docker import: {}", text(&o));
+    let docker = |args: &[&str]| output_within(d.docker().args(args), 60);
+    // The host's network namespace is given by path: hsb joins it.
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "hsb",
+        "--network",
+        "host",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "echo out; tr '\\0' ' ' </proc/1/cmdline; echo; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert!(stdout(&o).starts_with("out\n"), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("hsb-init"),
+        "not run by hsb: {}",
+        text(&o)
+    );
+    let o = docker(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "--runtime",
+        "hsb",
+        "--network",
+        "host",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "trap '' TERM; echo up >/tmp/up; while :; do sleep 1; done",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = docker(&["exec", "stubborn", "sh", "-c", "cat /tmp/up; exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(stdout(&o), "up\n", "{}", text(&o));
+    let o = docker(&["stop", "-t", "1", "stubborn"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = docker(&["inspect", "--format", "{{.State.ExitCode}}", "stubborn"]);
+    assert_eq!(stdout(&o).trim(), "137", "{}", text(&o));
+    // Docker's own network namespaces are set up by a prestart hook (libnetwork-setkey),
+    // which hsb refuses: the run fails, naming the hooks, and leaves nothing running.
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "hsb",
+        "--network",
+        "none",
+        IMAGE_REF,
+        "true",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("hooks"),
+        "{}",
+        text(&o)
+    );
+}
