@@ -171,9 +171,10 @@ fn podman_pids_and_memory_limits_are_enforced() {
         "-c",
         hog,
     ]);
-    assert_eq!(
-        stdout(&o),
-        "status 137\n",
+    // The kernel's OOM killer picks its victim: sort (the shell reports 137), or the
+    // container's shell too, when the whole container ends with 137.
+    assert!(
+        stdout(&o) == "status 137\n" || (stdout(&o).is_empty() && o.status.code() == Some(137)),
         "the memory hog was not killed under --memory 32m: {}",
         text(&o)
     );
