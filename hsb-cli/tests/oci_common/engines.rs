@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 /// that hangs must not hang the test run.
 pub(crate) fn output_within(cmd: &mut Command, secs: u64) -> Output {
     let what = format!("{cmd:?}");
-    let mut child = cmd
+    // Its own process group: nothing an engine signals by group reaches the test.
+    let mut child = std::os::unix::process::CommandExt::process_group(cmd, 0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -342,7 +343,8 @@ impl Daemon {
             .filter(|p| !p.exists())
             .collect();
         let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-        let child = cmd
+        // Its own process group: nothing the daemon signals by group reaches the test.
+        let child = std::os::unix::process::CommandExt::process_group(cmd, 0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -186,7 +186,10 @@ pub(crate) fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 pub(crate) fn oci(root: &Path, args: &[&str]) -> Output {
     let out = tempfile::tempfile().unwrap();
     let err = tempfile::tempfile().unwrap();
-    let status = Command::new(hsb())
+    let mut cmd = Command::new(hsb());
+    // Its own process group, as an engine's runtime call is: nothing the runtime
+    // signals by group reaches the test.
+    let status = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
         .arg("oci")
         .arg("--root")
         .arg(root)
