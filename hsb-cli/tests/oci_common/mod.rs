@@ -12,12 +12,22 @@ pub(crate) fn hsb() -> &'static str {
 /// A directory with the runtime's names (`hsb-oci`, `hsb-oci-container`,
 /// `hsb-oci-microvm`) linked to the built binary.
 pub(crate) fn runtime_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hsb-oci-bin-{}", std::process::id()));
+    // Next to the built binary (the build's own directory), not in /tmp: nothing of the
+    // tests is left behind there, and every test process shares the same links.
+    let d = Path::new(hsb())
+        .parent()
+        .expect("the hsb binary's directory")
+        .join("oci-runtime-names");
     std::fs::create_dir_all(&d).unwrap();
     for n in ["hsb-oci", "hsb-oci-container", "hsb-oci-microvm"] {
         let l = d.join(n);
         if !l.exists() {
-            std::os::unix::fs::symlink(hsb(), &l).unwrap();
+            match std::os::unix::fs::symlink(hsb(), &l) {
+                Ok(()) => {}
+                // Another test process made it meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => panic!("{}: {e}", l.display()),
+            }
         }
     }
     d
