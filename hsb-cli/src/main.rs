@@ -53,6 +53,9 @@ fn main() {
             .with_writer(std::io::stderr)
             .init();
     }
+    if !matches!(cli.command, cli::Command::Serve(_)) {
+        default_sigpipe();
+    }
     let code = match cli.command {
         cli::Command::Run(args) => run_cmd::run(*args),
         cli::Command::Probe(args) => probe_cmd::run(args),
@@ -62,4 +65,18 @@ fn main() {
         cli::Command::Sandbox(args) => sandbox_cmd::run(*args),
     };
     std::process::exit(code);
+}
+
+/// A command whose output goes to a pipe ends quietly when the reader stops reading
+/// (`hsb run --json | head`), as every Unix filter does, instead of panicking on the
+/// first write after it (Rust ignores SIGPIPE, so `println!` panics on EPIPE). Not for
+/// `hsb serve`, whose clients may close their sockets at any time, nor for `hsb oci`,
+/// whose supervisor outlives the command. Sandboxes are torn down as after any death
+/// of the caller (parent-death signal, the VM's thread ends with the process).
+fn default_sigpipe() {
+    // SAFETY: SIG_DFL is a valid disposition for SIGPIPE; no handler is installed, and
+    // this runs on the main thread before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

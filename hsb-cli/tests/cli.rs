@@ -654,3 +654,37 @@ fn busybox_image_tar(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::write(&img, t.into_inner().unwrap()).unwrap();
     img
 }
+
+/// A reader that stops early (`hsb run --json | head -c 10`) ends hsb as it ends any
+/// Unix filter (SIGPIPE), never with a panic; nothing of the sandbox stays.
+#[test]
+fn a_reader_that_stops_early_ends_hsb_quietly() {
+    use std::io::Read;
+    for args in [
+        &["run", "--json", "--", "sh", "-c", "seq 1 200000"][..],
+        &["run", "--", "sh", "-c", "seq 1 200000"][..],
+        &["probe", "--json"][..],
+    ] {
+        let mut child = Command::new(HSB)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run hsb");
+        let mut out = child.stdout.take().expect("stdout");
+        let mut first = [0u8; 10];
+        let _ = out.read(&mut first);
+        drop(out);
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err)
+            .expect("read stderr");
+        let status = child.wait().expect("wait hsb");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(status.code(), Some(101), "{args:?}: {err}");
+    }
+}
