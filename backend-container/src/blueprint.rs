@@ -555,12 +555,51 @@ impl Blueprint {
 
         // The plan's mounts, parents before children (the order they are listed in does
         // not matter: a child listed first would otherwise be hidden by its parent).
-        let mut order: Vec<usize> = (0..plan.mounts.len()).collect();
-        order.sort_by_key(|&i| plan.mounts[i].target.components().count());
+        // In-memory filesystems (`tmpfs` in the plan) are ordered with them.
+        let mut order: Vec<(usize, bool)> = (0..plan.mounts.len())
+            .map(|i| (i, false))
+            .chain((0..plan.tmpfs.len()).map(|i| (i, true)))
+            .collect();
+        order.sort_by_key(|&(i, tmpfs)| match tmpfs {
+            false => plan.mounts[i].target.components().count(),
+            true => plan.tmpfs[i].target.components().count(),
+        });
         let host_mounts = HostMounts::read()
             .map_err(|e| setup_err("reading the host's mount table", e.into_io()))?;
         let mut idmaps = Idmaps::new((host_uid, host_gid));
-        for i in order {
+        for (i, tmpfs) in order {
+            if tmpfs {
+                let t = &plan.tmpfs[i];
+                let target_s = t.target.display().to_string();
+                op!(
+                    ("tmpfs".into(), target_s.clone()),
+                    Op::Fs {
+                        path: components(&t.target)?,
+                        fstype: c"tmpfs".into(),
+                        options: fs_opts(&[
+                            ("size", t.size.to_string()),
+                            ("mode", format!("{:o}", t.mode)),
+                            ("uid", plan.user.0.to_string()),
+                            ("gid", plan.user.1.to_string()),
+                        ])?,
+                        attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                    }
+                );
+                rule(&target_s, own_mask(&target_s), &mut labels)?;
+                mounts.push(MountReport {
+                    source: "tmpfs".into(),
+                    target: target_s,
+                    mode: MountMode::Rw,
+                    kind: "tmpfs".into(),
+                    access: MountAccess::None,
+                    host_ids: None,
+                    note: Some(format!(
+                        "in-memory, at most {} bytes, charged to the sandbox's memory",
+                        t.size
+                    )),
+                });
+                continue;
+            }
             let m = &plan.mounts[i];
             let target_s = m.target.display().to_string();
             let err = |source: std::io::Error| SpawnError::Mount {
@@ -663,7 +702,8 @@ impl Blueprint {
         let covered = ["/tmp", "/proc", "/dev"]
             .iter()
             .any(|d| own_root && cwd.starts_with(d))
-            || plan.mounts.iter().any(|m| cwd.starts_with(&m.target));
+            || plan.mounts.iter().any(|m| cwd.starts_with(&m.target))
+            || plan.tmpfs.iter().any(|t| cwd.starts_with(&t.target));
         if !covered && cwd != Path::new("/") {
             op!(
                 ("working directory".into(), plan.cwd.clone()),

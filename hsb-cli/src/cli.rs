@@ -147,6 +147,10 @@ pub(crate) struct RunArgs {
     /// Mount a host path: HOST:SANDBOX[:ro|:rw] (read-only unless :rw).
     #[arg(long = "mount", value_name = "HOST:SANDBOX[:ro|:rw]")]
     pub(crate) mounts: Vec<String>,
+    /// Mount an empty in-memory filesystem: PATH[:size=SIZE][,mode=OCTAL] (default size:
+    /// the tmp_size limit, else the memory limit, else 256MiB; default mode 1777).
+    #[arg(long = "tmpfs", value_name = "PATH[:size=SIZE,mode=OCTAL]", value_parser = hybrid_sandbox::Tmpfs::parse_spec)]
+    pub(crate) tmpfs: Vec<hybrid_sandbox::Tmpfs>,
     /// Set an environment variable (nothing is inherited).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
     pub(crate) env: Vec<(String, String)>,

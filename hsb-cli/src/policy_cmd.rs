@@ -71,6 +71,7 @@ fn explain(args: ExplainArgs) -> i32 {
             "limits": plan.limits,
             "image_limits": plan.image_limits,
             "mounts": plan.mounts,
+            "tmpfs": plan.tmpfs,
             "network": plan.network,
             "egress": plan.egress,
             "seccomp_action": plan.seccomp_action,
@@ -141,6 +142,14 @@ fn explain(args: ExplainArgs) -> i32 {
             m.source.display(),
             m.target.display(),
             m.mode
+        );
+    }
+    for t in &plan.tmpfs {
+        println!(
+            "  tmpfs -> {} [size {}, mode {:o}]",
+            t.target.display(),
+            hybrid_sandbox::ByteSize(t.size),
+            t.mode
         );
     }
     0

@@ -49,6 +49,7 @@ fn workload(args: &RunArgs) -> Result<Workload, String> {
         }
         w.mounts.push(m);
     }
+    w.tmpfs = args.tmpfs.clone();
     w.env.extend(args.env.iter().cloned());
     w.labels.extend(args.labels.iter().cloned());
     w.cwd = args.cwd.clone();

@@ -40,6 +40,6 @@ pub use sandbox_core::{
     LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountAccess, MountMode,
     MountReport, Need, Network, Outcome, OutputChunk, OutputStream, Plan, Policy, PolicyError,
     RootDir, RunError, SeccompAction, SeccompReport, SelectionError, SpawnError, Stdin,
-    StdinWriter, StreamKind, Termination, VmReport, Workload, DEFAULT_PATH, EMBEDDED_DEFAULT,
-    ROOT_MODE_HOST_ID,
+    StdinWriter, StreamKind, Termination, Tmpfs, VmReport, Workload, DEFAULT_PATH,
+    EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
 };

@@ -36,7 +36,7 @@ pub use outcome::{
     LimitsReport, MountAccess, MountReport, Outcome, SeccompReport, Termination, VmReport,
 };
 pub use plan::{
-    ImageRoot, ImageSpec, ImageUseError, LandlockMode, Plan, PlannedMount, RootDir,
+    ImageRoot, ImageSpec, ImageUseError, LandlockMode, Plan, PlannedMount, PlannedTmpfs, RootDir,
     ROOT_MODE_HOST_ID, SANDBOX_GID, SANDBOX_UID,
 };
 pub use policy::{
@@ -46,7 +46,7 @@ pub use policy::{
 pub use selection::{HostSupport, SelectionError};
 pub use types::{Isolation, IsolationRequest, Need, Network, SeccompAction};
 pub use units::ByteSize;
-pub use workload::{Mount, MountMode, Stdin, Workload};
+pub use workload::{Mount, MountMode, Stdin, Tmpfs, Workload};
 
 /// The `PATH` a workload gets when neither the policy nor the run sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin";

@@ -30,6 +30,17 @@ pub struct PlannedMount {
     pub system: bool,
 }
 
+/// An in-memory filesystem after validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedTmpfs {
+    /// Absolute, normalized path inside the sandbox (never `/`, /proc or /dev).
+    pub target: PathBuf,
+    /// Largest total size of its files, in bytes.
+    pub size: u64,
+    /// Permission bits of its root directory.
+    pub mode: u32,
+}
+
 /// Whether a run may start when Landlock cannot be fully enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -58,6 +69,9 @@ pub struct Plan {
     pub stdin: Stdin,
     /// Mounts, in order: a later one may sit inside an earlier one.
     pub mounts: Vec<PlannedMount>,
+    /// In-memory filesystems, besides /tmp (which every sandbox has).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<PlannedTmpfs>,
     /// Limits.
     pub limits: Limits,
     /// Network mode.

@@ -20,6 +20,63 @@ pub enum MountMode {
     Rw,
 }
 
+/// An empty in-memory filesystem mounted inside the sandbox (`nosuid`, `nodev`), its
+/// contents charged to the sandbox's memory and gone with the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tmpfs {
+    /// Absolute path inside the sandbox.
+    pub target: PathBuf,
+    /// Largest total size of its files; the sandbox's `tmp_size` (else its memory
+    /// limit, else 256 MiB) when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<crate::units::ByteSize>,
+    /// Permission bits of its root directory (default `0o1777`, as /tmp's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+}
+
+impl Tmpfs {
+    /// Reads the CLI form `PATH[:size=SIZE][,mode=OCTAL]` (Docker's `--tmpfs`:
+    /// `/run:size=64m,mode=755`).
+    pub fn parse_spec(spec: &str) -> Result<Self, String> {
+        let (target, opts) = spec.split_once(':').unwrap_or((spec, ""));
+        if target.is_empty() {
+            return Err(format!("`{spec}`: the path inside the sandbox is missing"));
+        }
+        let mut t = Tmpfs {
+            target: target.into(),
+            size: None,
+            mode: None,
+        };
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o.split_once('=') {
+                Some(("size", v)) => {
+                    t.size = Some(v.parse().map_err(|e| format!("`{spec}`: size: {e}"))?)
+                }
+                Some(("mode", v)) => {
+                    t.mode = Some(
+                        u32::from_str_radix(v, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or_else(|| {
+                                format!(
+                                "`{spec}`: mode `{v}` is not an octal permission (such as 1777)"
+                            )
+                            })?,
+                    )
+                }
+                _ => {
+                    return Err(format!(
+                        "`{spec}`: unknown option `{o}` (size=SIZE and mode=OCTAL are known)"
+                    ))
+                }
+            }
+        }
+        Ok(t)
+    }
+}
+
 /// A host path made visible inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +187,8 @@ pub struct Workload {
     pub stdin: Stdin,
     /// Extra mounts for this run, added to the profile's.
     pub mounts: Vec<Mount>,
+    /// In-memory filesystems for this run (`--tmpfs`, an OCI bundle's `tmpfs` mounts).
+    pub tmpfs: Vec<Tmpfs>,
     /// Labels the policy's rules look at, such as `trust = "untrusted"`.
     pub labels: BTreeMap<String, String>,
     /// The policy profile to use (the CLI's `--workload NAME`).
@@ -208,6 +267,20 @@ impl Workload {
     /// Sets the bytes read on stdin.
     pub fn stdin_bytes(mut self, data: impl Into<Vec<u8>>) -> Self {
         self.stdin = Stdin::Bytes(data.into());
+        self
+    }
+
+    /// Adds an empty in-memory filesystem at `target` of at most `size` bytes.
+    pub fn tmpfs(
+        mut self,
+        target: impl Into<PathBuf>,
+        size: Option<crate::units::ByteSize>,
+    ) -> Self {
+        self.tmpfs.push(Tmpfs {
+            target: target.into(),
+            size,
+            mode: None,
+        });
         self
     }
 

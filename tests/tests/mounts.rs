@@ -21,7 +21,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hsb_tests::*;
-use hybrid_sandbox::{IsolationRequest, MountAccess};
+use hybrid_sandbox::{ByteSize, IsolationRequest, MountAccess};
 
 fn programs() -> PathBuf {
     hsb_tests::programs(env!("CARGO_TARGET_TMPDIR"))
@@ -411,4 +411,50 @@ fn the_report_lists_mounts_parents_first() {
         .map(|m| m.kind.as_str())
         .collect();
     assert_eq!(kinds, ["directory", "directory"]);
+}
+
+mod tmpfs {
+    use super::*;
+
+    both! {
+        /// `--tmpfs`: an empty in-memory filesystem, made where no directory was (even
+        /// inside a read-write host mount, which gets nothing of what is written to it),
+        /// writable by the workload, full at its size (ENOSPC, the sandbox goes on), and
+        /// gone with the run.
+        fn tmpfs_mounts_are_sized_private_and_gone_after_the_run(iso) {
+            let host = writable_tempdir();
+            let w = |script: &str| {
+                sh(script)
+                    .isolation(iso)
+                    .mount(Mount::rw(host.path(), "/data"))
+                    .tmpfs("/data/cache", Some(ByteSize(1 << 20)))
+                    .tmpfs("/scratch/deep", None)
+            };
+            let o = run(w(
+                "echo kept > /data/cache/f && cat /data/cache/f && \
+                 dd if=/dev/zero of=/data/cache/big bs=4096 count=512 2>/dev/null; echo dd=$?; \
+                 echo x > /scratch/deep/y && echo deep ok; ls /data",
+            ));
+            let text = out(&o);
+            assert_eq!(o.exit_code, Some(0), "{text}");
+            assert!(text.contains("kept\n"), "{text}");
+            assert!(text.contains("dd=1"), "a 2 MiB write fits a 1 MiB tmpfs: {text}");
+            assert!(text.contains("deep ok"), "{text}");
+            assert!(
+                std::fs::read_dir(host.path()).unwrap().all(|e| e.unwrap().file_name() == "cache"),
+                "what went to the tmpfs reached the host directory"
+            );
+            assert!(!host.path().join("cache/f").exists());
+            let kinds: Vec<_> = o
+                .enforcement
+                .mounts
+                .iter()
+                .filter(|m| m.kind == "tmpfs")
+                .map(|m| m.target.clone())
+                .collect();
+            assert_eq!(kinds.len(), 2, "{:?}", o.enforcement.mounts);
+            let again = run(w("ls -A /data/cache /scratch/deep"));
+            assert_eq!(stdout(&again), "/data/cache:\n\n/scratch/deep:\n", "{}", out(&again));
+        }
+    }
 }

@@ -20,6 +20,7 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
     let mut tree = MountTree::new();
     let tmp_limit = plan.limits.tmp_size.map(|b| b.0).unwrap_or(u64::MAX);
     let tmp = TmpFs::create(tmp_limit, Rc::clone(&budget), plan.user);
+    let tmp_budget = Rc::clone(&budget);
     tree.insert(Path::new("/tmp"), Mount::Tmp(tmp));
     let mut sources = Vec::new();
     let root = match &plan.root {
@@ -97,6 +98,25 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
             reports.push(m.report);
         }
     }
+    // In-memory filesystems the plan asks for, each with its own size, charged to
+    // guest memory like /tmp.
+    for t in &plan.tmpfs {
+        let fs = TmpFs::create(t.size, Rc::clone(&tmp_budget), plan.user);
+        fs.mode.set(t.mode & 0o7777);
+        tree.insert(&t.target, Mount::Tmp(fs));
+        reports.push(sandbox_core::MountReport {
+            source: "tmpfs".into(),
+            target: t.target.display().to_string(),
+            mode: MountMode::Rw,
+            kind: "tmpfs".into(),
+            access: sandbox_core::MountAccess::None,
+            host_ids: None,
+            note: Some(format!(
+                "in-memory, at most {} bytes, charged to guest memory",
+                t.size
+            )),
+        });
+    }
     tree.insert(Path::new("/proc"), Mount::Proc);
     // What sysconf(_SC_NPROCESSORS_*) and friends read: one vCPU.
     for f in ["online", "possible", "present"] {
@@ -143,7 +163,8 @@ impl Vfs {
         let covered = ["/tmp", "/proc", "/dev", "/sys"]
             .iter()
             .any(|d| cwd.starts_with(d))
-            || plan.mounts.iter().any(|m| cwd.starts_with(&m.target));
+            || plan.mounts.iter().any(|m| cwd.starts_with(&m.target))
+            || plan.tmpfs.iter().any(|t| cwd.starts_with(&t.target));
         let root = self.root();
         if covered || !cwd.is_absolute() || self.resolve(&root, plan.cwd.as_bytes(), true).is_ok() {
             return;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hybrid_sandbox::{
-    ByteSize, IsolationRequest, Mount, MountMode, Network, RootDir, TtySize, Workload,
+    ByteSize, IsolationRequest, Mount, MountMode, Network, RootDir, Tmpfs, TtySize, Workload,
 };
 use serde_json::{Map, Value};
 
@@ -516,10 +516,11 @@ impl Mapper<'_> {
                     "{f}: /dev/shm is the container's /tmp (a link)"
                 )),
                 (true, _, _) => self.bind(&f, source, dest, &options)?,
+                (false, "tmpfs", _) => self.tmpfs(&f, dest, &options)?,
                 _ => {
                     return err(
                         f,
-                        format!("a {kind} mount at {dest} is not supported by hsb (bind mounts are; proc, /dev, devpts, sysfs, cgroup and mqueue are the sandbox's own)"),
+                        format!("a {kind} mount at {dest} is not supported by hsb (bind and tmpfs mounts are; proc, /dev, devpts, sysfs, cgroup and mqueue are the sandbox's own)"),
                     )
                 }
             }
@@ -562,6 +563,44 @@ impl Mapper<'_> {
             optional: false,
             system: false,
         });
+        Ok(())
+    }
+
+    /// A `tmpfs` mount: its size and mode are honoured, `nosuid` and `nodev` always
+    /// apply; what hsb does not do its way fails naming the option.
+    fn tmpfs(&mut self, f: &str, dest: &str, options: &[String]) -> Result<(), ConfigError> {
+        let mut t = Tmpfs {
+            target: dest.into(),
+            size: None,
+            mode: None,
+        };
+        for o in options {
+            let field = format!("{f}.options");
+            match o.split_once('=') {
+                Some(("size", v)) => t.size = Some(ByteSize(tmpfs_size(v).map_err(|m| ConfigError { field, message: m })?)),
+                Some(("mode", v)) => {
+                    t.mode = Some(u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| ConfigError {
+                        field,
+                        message: format!("`mode={v}` is not an octal permission"),
+                    })?)
+                }
+                None if matches!(
+                    o.as_str(),
+                    "rw" | "nosuid" | "nodev" | "strictatime" | "relatime" | "norelatime"
+                        | "noatime" | "private" | "rprivate" | "slave" | "rslave"
+                ) => {}
+                None if o == "noexec" => self
+                    .notes
+                    .push(format!("{f}: noexec is not applied to the tmpfs at {dest}")),
+                _ => {
+                    return err(
+                        field,
+                        format!("`{o}` is not supported by hsb for a tmpfs mount (size=, mode=, nosuid, nodev, noexec and the atime options are)"),
+                    )
+                }
+            }
+        }
+        self.w.tmpfs.push(t);
         Ok(())
     }
 
@@ -743,3 +782,20 @@ impl Mapper<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// A tmpfs `size=` option: bytes, or with a `k`, `m` or `g` suffix (a share of memory,
+/// `50%`, is refused: the sandbox's size is its own, not the host's).
+fn tmpfs_size(v: &str) -> Result<u64, String> {
+    let (digits, shift) = match v.as_bytes().last() {
+        Some(b'k' | b'K') => (&v[..v.len() - 1], 10),
+        Some(b'm' | b'M') => (&v[..v.len() - 1], 20),
+        Some(b'g' | b'G') => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`size={v}` is not a size in bytes (with k, m or g)"))
+}

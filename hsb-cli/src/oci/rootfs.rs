@@ -97,6 +97,9 @@ pub(crate) fn prepare(c: &Container) -> Result<(), OciError> {
         let file = std::fs::metadata(&m.source).is_ok_and(|s| !s.is_dir());
         targets.push((m.target_path().to_path_buf(), file));
     }
+    for t in &c.workload.tmpfs {
+        targets.push((t.target.clone(), false));
+    }
     for (t, file) in targets {
         make(&rootfd, &t, file).map_err(|e| {
             OciError::msg(format!(

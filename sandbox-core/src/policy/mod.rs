@@ -366,6 +366,35 @@ impl Policy {
             mounts.push(planned);
         }
 
+        if w.tmpfs.len() > 64 {
+            return Err(PolicyError::InvalidRunOption {
+                option: "tmpfs".into(),
+                message: format!("{} in-memory filesystems; at most 64", w.tmpfs.len()),
+            });
+        }
+        let tmpfs_default = limits.tmp_size.or(limits.memory).map_or(256 << 20, |b| b.0);
+        let mut tmpfs: Vec<crate::plan::PlannedTmpfs> = Vec::new();
+        for t in &w.tmpfs {
+            let planned = validate::plan_tmpfs(t, tmpfs_default).map_err(|message| {
+                PolicyError::InvalidRunOption {
+                    option: "tmpfs".into(),
+                    message,
+                }
+            })?;
+            if tmpfs.iter().any(|p| p.target == planned.target)
+                || mounts.iter().any(|m| m.target == planned.target)
+            {
+                return Err(PolicyError::InvalidRunOption {
+                    option: "tmpfs".into(),
+                    message: format!(
+                        "`{}` is the target of another mount too",
+                        planned.target.display()
+                    ),
+                });
+            }
+            tmpfs.push(planned);
+        }
+
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         // (set mutably below when the egress network adds its variables)
         env.insert("PATH".into(), crate::DEFAULT_PATH.into());
@@ -460,6 +489,7 @@ impl Policy {
                 .unwrap_or_else(|| "/tmp".into()),
             stdin: w.stdin.clone(),
             mounts,
+            tmpfs,
             limits,
             network,
             egress: egress_plan,

@@ -665,3 +665,52 @@ fn bad_input_is_an_error_never_a_panic() {
         .contains("at most"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn tmpfs_mounts_are_planned_and_bad_ones_refused() {
+    use crate::workload::Tmpfs;
+    let p = Policy::embedded_default();
+    let w = Workload::new("true", [] as [&str; 0])
+        .tmpfs("/run/./x", Some(ByteSize(1 << 20)))
+        .tmpfs("/cache", None);
+    let plan = p.resolve(&w, &host()).unwrap();
+    assert_eq!(plan.tmpfs.len(), 2);
+    assert_eq!(plan.tmpfs[0].target, std::path::Path::new("/run/x"));
+    assert_eq!((plan.tmpfs[0].size, plan.tmpfs[0].mode), (1 << 20, 0o1777));
+    // Unsized: the tmp_size limit, else the memory limit.
+    let expected = plan.limits.tmp_size.or(plan.limits.memory).unwrap().0;
+    assert_eq!(plan.tmpfs[1].size, expected);
+    for (t, says) in [
+        ("/tmp", "already the sandbox's own"),
+        ("/", "root"),
+        ("/proc/x", "inside `/proc`"),
+        ("/dev/shm", "inside `/dev`"),
+        ("relative", "absolute"),
+        ("/a/../b", "absolute path without `..`"),
+    ] {
+        let w = Workload::new("true", [] as [&str; 0]).tmpfs(t, None);
+        let e = p.resolve(&w, &host()).unwrap_err().to_string();
+        assert!(e.contains("tmpfs") && e.contains(says), "{t}: {e}");
+    }
+    let twice = Workload::new("true", [] as [&str; 0])
+        .tmpfs("/x", None)
+        .tmpfs("/x/", None);
+    let e = p.resolve(&twice, &host()).unwrap_err().to_string();
+    assert!(e.contains("another mount"), "{e}");
+    for (spec, says) in [
+        ("/run:size=1m,mode=755", ""),
+        (":size=1m", "missing"),
+        ("/run:size=", "size"),
+        ("/run:mode=999", "octal"),
+        ("/run:mode=17777", "octal"),
+        ("/run:uid=0", "unknown option `uid=0`"),
+    ] {
+        match Tmpfs::parse_spec(spec) {
+            Ok(t) => assert!(
+                says.is_empty() && t.mode == Some(0o755) && t.size.is_some(),
+                "{spec}"
+            ),
+            Err(e) => assert!(!says.is_empty() && e.contains(says), "{spec}: {e}"),
+        }
+    }
+}

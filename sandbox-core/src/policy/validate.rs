@@ -5,9 +5,9 @@ use std::path::{Component, Path, PathBuf};
 use super::error::{did_you_mean, Location, PolicyError};
 use super::schema::{FloorSpec, PolicyFile, ProfileSpec};
 use crate::limits::Limits;
-use crate::plan::PlannedMount;
+use crate::plan::{PlannedMount, PlannedTmpfs};
 use crate::units::ByteSize;
-use crate::workload::{Mount, MountMode, Workload};
+use crate::workload::{Mount, MountMode, Tmpfs, Workload};
 
 /// A policy file larger than this is refused before it is read.
 pub(crate) const MAX_POLICY_BYTES: u64 = 1 << 20;
@@ -404,12 +404,13 @@ pub(crate) fn workload(w: &Workload) -> Result<(), PolicyError> {
     Ok(())
 }
 
-/// Validates one mount and normalizes its target.
-pub(crate) fn plan_mount(m: &Mount) -> Result<PlannedMount, String> {
-    let target = normalize_absolute(m.target_path()).ok_or_else(|| {
+/// Where a mount may go: absolute, no `..`, not `/`, not inside what the sandbox
+/// provides itself.
+fn plan_target(path: &Path) -> Result<PathBuf, String> {
+    let target = normalize_absolute(path).ok_or_else(|| {
         format!(
             "target `{}` must be an absolute path without `..`",
-            m.target_path().display()
+            path.display()
         )
     })?;
     if target == Path::new("/") {
@@ -423,6 +424,32 @@ pub(crate) fn plan_mount(m: &Mount) -> Result<PlannedMount, String> {
             ));
         }
     }
+    Ok(target)
+}
+
+/// Validates an in-memory filesystem; `default_size` when it names none.
+pub(crate) fn plan_tmpfs(t: &Tmpfs, default_size: u64) -> Result<PlannedTmpfs, String> {
+    let target = plan_target(&t.target)?;
+    if target == Path::new("/tmp") {
+        return Err("`/tmp` is already the sandbox's own in-memory filesystem (its size is the `tmp_size` limit)".into());
+    }
+    let size = t.size.map_or(default_size, |b| b.0);
+    if size == 0 {
+        return Err(format!(
+            "tmpfs `{}`: size must be above 0",
+            target.display()
+        ));
+    }
+    Ok(PlannedTmpfs {
+        target,
+        size,
+        mode: t.mode.unwrap_or(0o1777),
+    })
+}
+
+/// Validates one mount and normalizes its target.
+pub(crate) fn plan_mount(m: &Mount) -> Result<PlannedMount, String> {
+    let target = plan_target(m.target_path())?;
     let source = normalize_absolute(&m.source).ok_or_else(|| {
         format!(
             "source `{}` must be an absolute path without `..`",
