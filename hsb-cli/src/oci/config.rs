@@ -65,6 +65,9 @@ pub(crate) struct Container {
     pub(crate) sysctl: Vec<(String, String)>,
     /// The config's annotations (for `state`).
     pub(crate) annotations: BTreeMap<String, String>,
+    /// tmpfs mounts with `tmpcopyup` (the field, the target): what the rootfs holds
+    /// there would be copied in; hsb accepts only a target with nothing to copy.
+    pub(crate) copy_up: Vec<(String, PathBuf)>,
 }
 
 /// Reads `<bundle>/config.json`. `forced`: the isolation this runtime is registered for
@@ -106,6 +109,7 @@ pub(crate) fn parse(
         sysctl: Vec::new(),
         annotations: BTreeMap::new(),
         process: None,
+        copy_up: Vec::new(),
     }
     .run(top)
 }
@@ -128,6 +132,7 @@ pub(crate) fn exec_process(text: &[u8]) -> Result<(ProcessSpec, Vec<String>), Co
         sysctl: Vec::new(),
         annotations: BTreeMap::new(),
         process: None,
+        copy_up: Vec::new(),
     };
     m.process(&v)?;
     let p = m.process.take().ok_or_else(|| ConfigError {
@@ -145,6 +150,7 @@ struct Mapper<'a> {
     sysctl: Vec<(String, String)>,
     annotations: BTreeMap<String, String>,
     process: Option<ProcessSpec>,
+    copy_up: Vec<(String, PathBuf)>,
 }
 
 fn obj<'v>(v: &'v Value, field: &str) -> Result<&'v Map<String, Value>, ConfigError> {
@@ -241,6 +247,7 @@ impl Mapper<'_> {
             notes: self.notes,
             sysctl: self.sysctl,
             annotations: self.annotations,
+            copy_up: self.copy_up,
         })
     }
 
@@ -592,6 +599,7 @@ impl Mapper<'_> {
                 None if o == "noexec" => self
                     .notes
                     .push(format!("{f}: noexec is not applied to the tmpfs at {dest}")),
+                None if o == "tmpcopyup" => self.copy_up.push((field, dest.into())),
                 _ => {
                     return err(
                         field,

@@ -72,6 +72,14 @@ pub(crate) fn prepare(c: &Container) -> Result<(), OciError> {
     let Some(root) = &c.workload.root_dir else {
         return Ok(());
     };
+    for (field, target) in &c.copy_up {
+        if has_entries(&root.path, target) {
+            return Err(OciError::msg(format!(
+                "config.json: {field}: `tmpcopyup`: the rootfs holds files at {}, which hsb does not copy into the tmpfs (mount it without tmpcopyup, or use a volume)",
+                target.display()
+            )));
+        }
+    }
     if root.readonly {
         // A read-only rootfs is used as it is; a missing mount point then fails where
         // the sandbox is built, naming it.
@@ -109,4 +117,27 @@ pub(crate) fn prepare(c: &Container) -> Result<(), OciError> {
         })?;
     }
     Ok(())
+}
+
+/// Whether `target` (absolute, resolved inside the rootfs) is anything but missing or
+/// an empty directory.
+fn has_entries(root: &Path, target: &Path) -> bool {
+    let Ok(rootfd) = nix::fcntl::open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return true;
+    };
+    let rel = Path::new(".").join(target.strip_prefix("/").unwrap_or(target));
+    match open_in(&rootfd, &rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
+        Err(nix::errno::Errno::ENOENT) => false,
+        Err(_) => true,
+        Ok(fd) => match nix::dir::Dir::from_fd(fd) {
+            Ok(mut dir) => dir
+                .iter()
+                .any(|e| e.map_or(true, |e| !matches!(e.file_name().to_bytes(), b"." | b".."))),
+            Err(_) => true,
+        },
+    }
 }
