@@ -546,12 +546,9 @@ impl Blueprint {
         if own_root && !plan.mounts.iter().any(|m| m.target == Path::new("/tmp")) {
             rule("/tmp", own_mask("/tmp"), &mut labels)?;
         }
-        let netns = match &plan.netns {
-            None => None,
-            Some(p) => Some(OwnedFd::from(std::fs::File::open(p).map_err(|e| {
-                setup_err(&format!("opening the network namespace {}", p.display()), e)
-            })?)),
-        };
+        let netns = open_ns(&plan.netns, "network", None)?;
+        let ipcns = open_ns(&plan.ipcns, "IPC", Some("ipc"))?;
+        let utsns = open_ns(&plan.utsns, "UTS", Some("uts"))?;
 
         // The plan's mounts, parents before children (the order they are listed in does
         // not matter: a child listed first would otherwise be hidden by its parent).
@@ -776,6 +773,8 @@ impl Blueprint {
             clear_groups: root_mode,
             root_dir: root_slot,
             netns: netns.as_ref().map(|f| f.as_raw_fd()),
+            ipcns: ipcns.as_ref().map(|f| f.as_raw_fd()),
+            utsns: utsns.as_ref().map(|f| f.as_raw_fd()),
             overlay: match image {
                 Some(img) => Some(overlay_spec(img, &stage)?),
                 None => None,
@@ -828,6 +827,8 @@ impl Blueprint {
                 .chain(tun_w)
                 .chain(trees)
                 .chain(netns)
+                .chain(ipcns)
+                .chain(utsns)
                 .collect(),
         };
         Ok(Blueprint {
@@ -864,4 +865,38 @@ impl Blueprint {
             ),
         ]
     }
+}
+
+/// Opens a namespace to join by path. With `own` (its /proc name), the host's own
+/// namespace of that type (this process's, or init's) is refused: joining it would
+/// share the host's SysV IPC or host name with the workload, which no pod needs.
+fn open_ns(
+    path: &Option<std::path::PathBuf>,
+    what: &str,
+    own: Option<&str>,
+) -> Result<Option<OwnedFd>, SpawnError> {
+    let Some(p) = path else { return Ok(None) };
+    let f = std::fs::File::open(p)
+        .map_err(|e| setup_err(&format!("opening the {what} namespace {}", p.display()), e))?;
+    if let Some(name) = own {
+        let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+        let joined = f.metadata().map(id).map_err(|e| {
+            setup_err(
+                &format!("looking at the {what} namespace {}", p.display()),
+                e,
+            )
+        })?;
+        for host in [
+            format!("/proc/self/ns/{name}"),
+            format!("/proc/1/ns/{name}"),
+        ] {
+            if std::fs::metadata(&host).map(id).is_ok_and(|h| h == joined) {
+                return Err(SpawnError::Unsupported(format!(
+                    "{} is the host's own {what} namespace ({host}); a sandbox joins only a namespace made for it (a pod's)",
+                    p.display()
+                )));
+            }
+        }
+    }
+    Ok(Some(OwnedFd::from(f)))
 }

@@ -252,6 +252,10 @@ pub(crate) struct ChildSpec {
     /// A network namespace the spawner thread enters before cloning (instead of a new
     /// one); the child never sees this fd (it is not in `keep`).
     pub(crate) netns: Option<RawFd>,
+    /// An IPC namespace joined the same way (a pod's).
+    pub(crate) ipcns: Option<RawFd>,
+    /// A UTS namespace joined the same way (a pod's); `hostname` is then empty.
+    pub(crate) utsns: Option<RawFd>,
     pub(crate) sources: Vec<Source>,
     pub(crate) ops: Vec<Op>,
     pub(crate) hostname: Vec<u8>,
@@ -839,8 +843,11 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     }
     let mut own = OwnDevs::default();
     build_root(spec, &sources, &mut own);
-    if let Err(err) = sys::sethostname(&spec.hostname) {
-        fail(spec, Stage::Network, err, 0)
+    // A joined UTS namespace keeps its owner's name (and is not ours to rename).
+    if spec.utsns.is_none() {
+        if let Err(err) = sys::sethostname(&spec.hostname) {
+            fail(spec, Stage::Network, err, 0)
+        }
     }
     if spec.loopback {
         if let Err(err) = sys::loopback_up() {

@@ -366,7 +366,21 @@ fn report(
     });
     EnforcementReport {
         isolation: Isolation::Container,
-        namespaces: ["user", "mount", "pid", "network", "ipc", "uts", "cgroup"].map(String::from).to_vec(),
+        namespaces: ["user", "mount", "pid", "network", "ipc", "uts", "cgroup"]
+            .iter()
+            .map(|n| {
+                let joined = match *n {
+                    "network" => &plan.netns,
+                    "ipc" => &plan.ipcns,
+                    "uts" => &plan.utsns,
+                    _ => &None,
+                };
+                match joined {
+                    Some(p) => format!("{n} (joined: {})", p.display()),
+                    None => n.to_string(),
+                }
+            })
+            .collect(),
         rootless: !bp.root_mode,
         host_uid: Some(bp.host_uid),
         capabilities: "all dropped (bounding, ambient, permitted, effective, inheritable; secure bits locked)".into(),

@@ -49,49 +49,77 @@ const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUTS;
 
-/// This thread's own network namespace, to come back to after cloning into another.
-fn home_netns() -> std::io::Result<&'static std::fs::File> {
+/// Namespaces the spawner thread may join for a clone (an engine's network namespace,
+/// a pod's IPC and UTS namespaces), with the /proc name of each.
+const JOINABLE: [(libc::c_int, &str); 3] = [
+    (libc::CLONE_NEWNET, "net"),
+    (libc::CLONE_NEWIPC, "ipc"),
+    (libc::CLONE_NEWUTS, "uts"),
+];
+
+/// This thread's own namespace of a joinable type, to come back to after cloning into
+/// another.
+fn home_ns(kind: usize) -> std::io::Result<&'static std::fs::File> {
     thread_local! {
-        static HOME: OnceLock<&'static std::fs::File> = const { OnceLock::new() };
+        static HOME: [OnceLock<&'static std::fs::File>; 3] = const { [const { OnceLock::new() }; 3] };
     }
     HOME.with(|h| {
-        if let Some(f) = h.get() {
+        if let Some(f) = h[kind].get() {
             return Ok(*f);
         }
-        let f: &'static std::fs::File =
-            Box::leak(Box::new(std::fs::File::open("/proc/thread-self/ns/net")?));
-        Ok(*h.get_or_init(|| f))
+        let path = format!("/proc/thread-self/ns/{}", JOINABLE[kind].1);
+        let f: &'static std::fs::File = Box::leak(Box::new(std::fs::File::open(path)?));
+        Ok(*h[kind].get_or_init(|| f))
     })
 }
 
-fn setns_net(fd: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: setns only reads the descriptor; it changes this thread's network
-    // namespace (allowed in a multithreaded process for CLONE_NEWNET).
-    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+fn setns(fd: libc::c_int, nstype: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: setns only reads the descriptor; it changes this thread's network, IPC or
+    // UTS namespace (the types a multithreaded process may change per thread).
+    if unsafe { libc::setns(fd, nstype) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
 
 fn clone_one(spec: &ChildSpec) -> std::io::Result<(libc::pid_t, OwnedFd)> {
-    let Some(netns) = spec.netns else {
-        return clone_in(spec, NAMESPACES);
-    };
-    // Join the given network namespace on this thread for the clone only: the child
-    // starts in it (and makes no network namespace of its own).
     use std::os::fd::AsRawFd;
-    let home = home_netns()?.as_raw_fd();
-    setns_net(netns).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("joining the network namespace: {e} (is it a network namespace?)"),
-        )
-    })?;
-    let r = clone_in(spec, NAMESPACES & !libc::CLONE_NEWNET);
-    if let Err(e) = setns_net(home) {
-        // This thread clones every later sandbox: it must not stay in another's network.
-        eprintln!("hsb: the sandbox spawner could not return to its network namespace: {e}");
-        std::process::abort();
+    let wanted = [spec.netns, spec.ipcns, spec.utsns];
+    if wanted.iter().all(Option::is_none) {
+        return clone_in(spec, NAMESPACES);
+    }
+    // Join the given namespaces on this thread for the clone only: the child starts in
+    // them (and makes none of those types of its own).
+    let mut joined = Vec::new();
+    let mut flags = NAMESPACES;
+    let mut result = Ok(());
+    for (kind, fd) in wanted.iter().enumerate() {
+        let Some(fd) = *fd else { continue };
+        let (nstype, name) = JOINABLE[kind];
+        let home = match home_ns(kind) {
+            Ok(h) => h.as_raw_fd(),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        if let Err(e) = setns(fd, nstype) {
+            result = Err(std::io::Error::new(
+                e.kind(),
+                format!("joining the {name} namespace: {e} (is it a {name} namespace?)"),
+            ));
+            break;
+        }
+        joined.push((home, nstype, name));
+        flags &= !nstype;
+    }
+    let r = result.and_then(|_| clone_in(spec, flags));
+    for (home, nstype, name) in joined {
+        if let Err(e) = setns(home, nstype) {
+            // This thread clones every later sandbox: it must not stay in another's.
+            eprintln!("hsb: the sandbox spawner could not return to its {name} namespace: {e}");
+            std::process::abort();
+        }
     }
     r
 }

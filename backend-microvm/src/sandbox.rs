@@ -67,6 +67,7 @@ pub(crate) fn prepare(
     input: Input,
     start: Instant,
 ) -> Result<Prepared, SpawnError> {
+    check_namespaces(plan)?;
     let requested = plan.limits.memory.map(|b| b.0).unwrap_or(DEFAULT_MEMORY);
     if requested > MAX_RAM {
         return Err(SpawnError::Unsupported(format!(
@@ -230,6 +231,20 @@ pub(crate) fn prepare(
         identity,
         host_fds,
     })
+}
+
+/// Host namespaces to join (a pod's IPC or UTS namespace) mean nothing to a VM whose
+/// kernel is the VMM's: refused, never ignored.
+pub(crate) fn check_namespaces(plan: &Plan) -> Result<(), SpawnError> {
+    for (what, ns) in [("IPC", &plan.ipcns), ("UTS", &plan.utsns)] {
+        if let Some(p) = ns {
+            return Err(SpawnError::Unsupported(format!(
+                "the micro-VM cannot join the host {what} namespace {} (a pod's namespaces are shared by containers only): use the container backend",
+                p.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// How many host descriptors the VMM may hold for a sandbox whose processes may each

@@ -549,14 +549,7 @@ fn podman_tmpfs_mounts() {
         "{}",
         text(&o)
     );
-    let o = p.run(&[
-        "run",
-        "--rm",
-        "--tmpfs",
-        "/scratch:ro",
-        IMAGE_REF,
-        "true",
-    ]);
+    let o = p.run(&["run", "--rm", "--tmpfs", "/scratch:ro", IMAGE_REF, "true"]);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr)

@@ -234,6 +234,9 @@ fn bad_bundles_fail_create_naming_the_field() {
         ("cpu-quota", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["resources"]["cpu"] = serde_json::json!({"quota": 50000, "period": 100000}))), "linux.resources.cpu.quota"),
         ("device", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["devices"] = serde_json::json!([{"path": "/dev/kvm", "type": "c", "major": 10, "minor": 232}]))), "linux.devices"),
         ("host-pid-ns", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["namespaces"] = serde_json::json!([{"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]))), "`pid`"),
+        ("host-ipc-ns", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["namespaces"][2] = serde_json::json!({"type": "ipc", "path": "/proc/self/ns/ipc"}))), "the host's own IPC namespace"),
+        ("uts-and-hostname", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["namespaces"][3] = serde_json::json!({"type": "uts", "path": "/proc/self/ns/uts"}))), "hostname: cannot be set in a joined UTS namespace"),
+        ("join-pid-ns", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["namespaces"][0] = serde_json::json!({"type": "pid", "path": "/proc/1/ns/pid"}))), "linux.namespaces[0].path"),
         ("hooks", Box::new(|d: &Path| edit_config(d, |v| v["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/true"}]}))), "hooks"),
         ("bad-annotation", Box::new(|d: &Path| edit_config(d, |v| v["annotations"] = serde_json::json!({"io.hybrid-sandbox.isolaton": "microvm"}))), "io.hybrid-sandbox.isolaton"),
         ("bad-isolation", Box::new(|d: &Path| edit_config(d, |v| v["annotations"] = serde_json::json!({"io.hybrid-sandbox.isolation": "vm"}))), "io.hybrid-sandbox.isolation"),
@@ -353,4 +356,73 @@ fn microvm_containers() {
         .unwrap();
     assert_eq!(o.status.code(), Some(9), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "in-vm\n");
+}
+
+/// A Kubernetes pod's containers join the pod's IPC and UTS namespaces by path: the
+/// container sees the pod's host name and its SysV shared memory, and nothing of the
+/// host's; the namespaces are the pod's, not copies.
+#[test]
+fn joins_a_pods_ipc_and_uts_namespaces() {
+    if !root_ok()
+        || !require(
+            have("unshare") && have("ipcmk"),
+            "unshare and ipcmk (util-linux) are needed",
+        )
+    {
+        return;
+    }
+    let _serial = serial();
+    let root = TempDir::new("root");
+    // The pod: a process holding fresh IPC and UTS namespaces, named, with a segment.
+    let mut pod = std::process::Command::new("unshare")
+        .args([
+            "--ipc",
+            "--uts",
+            "sh",
+            "-c",
+            "hostname hsb-pod && ipcmk -M 4096 >/dev/null && echo ready && exec sleep 1000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(pod.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n");
+    let ns = |n: &str| format!("/proc/{}/ns/{n}", pod.id());
+    let b = TempDir::new("bundle");
+    bundle(
+        b.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            "hostname; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; cat /proc/sysvipc/shm | wc -l",
+        ],
+    );
+    edit_config(b.path(), |v| {
+        v.as_object_mut().unwrap().remove("hostname");
+        v["linux"]["namespaces"][2] = serde_json::json!({"type": "ipc", "path": ns("ipc")});
+        v["linux"]["namespaces"][3] = serde_json::json!({"type": "uts", "path": ns("uts")});
+    });
+    let link = |n: &str| std::fs::read_link(ns(n)).unwrap().display().to_string();
+    let (pod_ipc, pod_uts) = (link("ipc"), link("uts"));
+    let o = oci(
+        root.path(),
+        &["run", "--bundle", b.path().to_str().unwrap(), "pod1"],
+    );
+    let _ = pod.kill();
+    let _ = pod.wait();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    // The pod's name, the pod's namespaces themselves, and /proc/sysvipc/shm with a
+    // header line and the pod's one segment.
+    assert_eq!(
+        lines,
+        ["hsb-pod", pod_ipc.as_str(), pod_uts.as_str(), "2"],
+        "{out}"
+    );
 }

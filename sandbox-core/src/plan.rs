@@ -104,6 +104,14 @@ pub struct Plan {
     /// one; [`Plan::network`] still says what the workload may do in it (`loopback`:
     /// TCP allowed).
     pub netns: Option<PathBuf>,
+    /// An IPC namespace to join, by path (SysV IPC and POSIX message queues shared
+    /// with the other containers of a pod), instead of a new one. Container only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipcns: Option<PathBuf>,
+    /// A UTS namespace to join, by path: its host name is the sandbox's
+    /// ([`Plan::hostname`] is not set). Container only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utsns: Option<PathBuf>,
 }
 
 /// A host directory used as the sandbox's root filesystem as it is: what the workload

@@ -216,6 +216,11 @@ pub struct Workload {
     pub root_dir: Option<crate::plan::RootDir>,
     /// A network namespace to join, by path (an engine's), instead of a new one.
     pub netns: Option<PathBuf>,
+    /// An IPC namespace to join, by path (a Kubernetes pod's), instead of a new one.
+    pub ipcns: Option<PathBuf>,
+    /// A UTS namespace to join, by path (a Kubernetes pod's): its host name is the
+    /// sandbox's.
+    pub utsns: Option<PathBuf>,
     /// The sandbox's host name (default: the profile's, else `sandbox`).
     pub hostname: Option<String>,
     /// The uid and gid the workload runs as inside the sandbox (default: the image's

@@ -236,6 +236,13 @@ impl Mapper<'_> {
         let Some(process) = self.process.take() else {
             return err("process", "missing: the container needs a process to start");
         };
+        if self.w.utsns.is_some() && self.w.hostname.is_some() {
+            // As runc: the joined namespace's owner names it.
+            return err(
+                "hostname",
+                "cannot be set in a joined UTS namespace (a `uts` entry of linux.namespaces has a path)",
+            );
+        }
         if self.w.root_dir.is_none() {
             return err("root", "missing: the container needs a root filesystem");
         }
@@ -695,11 +702,13 @@ impl Mapper<'_> {
                     self.w.network = Some(Network::Loopback);
                 }
                 ("network", true) => self.w.network = Some(Network::Loopback),
+                ("ipc", false) => self.w.ipcns = Some(path.into()),
+                ("uts", false) => self.w.utsns = Some(path.into()),
                 ("pid" | "ipc" | "uts" | "mount" | "cgroup" | "user", true) => {}
-                ("pid" | "ipc" | "uts" | "mount" | "cgroup" | "user", false) => {
+                ("pid" | "mount" | "cgroup" | "user", false) => {
                     return err(
                         format!("{f}.path"),
-                        format!("joining an existing {kind} namespace is not supported by hsb (only the network namespace can be joined)"),
+                        format!("joining an existing {kind} namespace is not supported by hsb (the network, IPC and UTS namespaces can be joined)"),
                     )
                 }
                 (other, _) => {

@@ -508,6 +508,8 @@ impl Policy {
                 .unwrap_or((crate::plan::SANDBOX_UID, crate::plan::SANDBOX_GID)),
             root_dir: w.root_dir.clone(),
             netns: w.netns.clone(),
+            ipcns: w.ipcns.clone(),
+            utsns: w.utsns.clone(),
             decision: Decision {
                 isolation: Isolation::Container,
                 requested,

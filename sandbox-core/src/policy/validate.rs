@@ -382,12 +382,18 @@ pub(crate) fn workload(w: &Workload) -> Result<(), PolicyError> {
             ));
         }
     }
-    if let Some(n) = &w.netns {
-        if !n.is_absolute() {
-            return Err(bad(
-                "network namespace",
-                format!("`{}` must be an absolute host path", n.display()),
-            ));
+    for (what, ns) in [
+        ("network namespace", &w.netns),
+        ("IPC namespace", &w.ipcns),
+        ("UTS namespace", &w.utsns),
+    ] {
+        if let Some(n) = ns {
+            if !n.is_absolute() {
+                return Err(bad(
+                    what,
+                    format!("`{}` must be an absolute host path", n.display()),
+                ));
+            }
         }
     }
     for m in &w.mounts {
