@@ -237,7 +237,7 @@ fn bad_bundles_fail_create_naming_the_field() {
         ("host-ipc-ns", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["namespaces"][2] = serde_json::json!({"type": "ipc", "path": "/proc/self/ns/ipc"}))), "the host's own IPC namespace"),
         ("uts-and-hostname", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["namespaces"][3] = serde_json::json!({"type": "uts", "path": "/proc/self/ns/uts"}))), "hostname: cannot be set in a joined UTS namespace"),
         ("join-pid-ns", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["namespaces"][0] = serde_json::json!({"type": "pid", "path": "/proc/1/ns/pid"}))), "linux.namespaces[0].path"),
-        ("hooks", Box::new(|d: &Path| edit_config(d, |v| v["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/true"}]}))), "hooks"),
+        ("hooks", Box::new(|d: &Path| edit_config(d, |v| v["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/true"}]}))), "hooks.startContainer"),
         ("bad-annotation", Box::new(|d: &Path| edit_config(d, |v| v["annotations"] = serde_json::json!({"io.hybrid-sandbox.isolaton": "microvm"}))), "io.hybrid-sandbox.isolaton"),
         ("bad-isolation", Box::new(|d: &Path| edit_config(d, |v| v["annotations"] = serde_json::json!({"io.hybrid-sandbox.isolation": "vm"}))), "io.hybrid-sandbox.isolation"),
         ("rlimit", Box::new(|d: &Path| edit_config(d, |v| v["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_MEMLOCK", "hard": 1, "soft": 1}]))), "RLIMIT_MEMLOCK"),
@@ -425,4 +425,160 @@ fn joins_a_pods_ipc_and_uts_namespaces() {
         ["hsb-pod", pod_ipc.as_str(), pod_uts.as_str(), "2"],
         "{out}"
     );
+}
+
+/// config.json's hooks, as Docker uses them: a prestart hook reads the state, finds the
+/// container's network namespace through `/proc/PID/ns/net` of the state's pid and sets
+/// an interface up in it (as `libnetwork-setkey` has dockerd do), from the host's own
+/// network namespace; poststart and poststop hooks run; a failing or hung prestart hook
+/// fails `create` naming it, leaving nothing; hooks that would run inside the container
+/// are refused by name.
+#[test]
+fn hooks_run_on_the_host_with_the_containers_state() {
+    if !root_ok()
+        || !require(
+            have("ip") && have("nsenter"),
+            "ip (iproute2) and nsenter are needed",
+        )
+    {
+        return;
+    }
+    let _serial = serial();
+    let root = TempDir::new("root");
+    let b = TempDir::new("bundle");
+    let out = b.path().join("hook-out");
+    std::fs::create_dir(&out).unwrap();
+    let script = |name: &str, body: &str| {
+        let p = b.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.display().to_string()
+    };
+    let o = out.display();
+    let prestart = script(
+        "prestart",
+        &format!(
+            "cat > {o}/state.json\n\
+             pid=$(sed 's/.*\"pid\": *\\([0-9]*\\).*/\\1/' {o}/state.json)\n\
+             readlink /proc/self/ns/net > {o}/hook-netns\n\
+             nsenter --net=/proc/$pid/ns/net ip link add hsbdummy0 type veth peer name hsbpeer0\n\
+             echo \"$1 $HOOK_ENV\" > {o}/args"
+        ),
+    );
+    let poststart = script("poststart", &format!("cat > {o}/poststart.json"));
+    let poststop = script("poststop", &format!("cat > {o}/poststop.json"));
+    bundle(
+        b.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            "grep -c hsbdummy0 /proc/net/dev; readlink /proc/self/ns/net",
+        ],
+    );
+    edit_config(b.path(), |v| {
+        v["hooks"] = serde_json::json!({
+            "prestart": [{"path": prestart, "args": ["prestart", "first-arg"], "env": ["HOOK_ENV=from-config"], "timeout": 30}],
+            "poststart": [{"path": poststart}],
+            "poststop": [{"path": poststop}],
+        });
+    });
+    let o = oci(
+        root.path(),
+        &["run", "--bundle", b.path().to_str().unwrap(), "hooked"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"1"),
+        "the hook's interface is not in the container: {stdout}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["id"], "hooked");
+    assert_eq!(state["status"], "creating");
+    assert!(state["pid"].as_i64().is_some_and(|p| p > 0), "{state}");
+    let host_netns = std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .display()
+        .to_string();
+    let hook_netns = std::fs::read_to_string(out.join("hook-netns")).unwrap();
+    assert_eq!(
+        hook_netns.trim(),
+        host_netns,
+        "the hook did not run in the host's network namespace"
+    );
+    assert_ne!(
+        lines.get(1).copied(),
+        Some(host_netns.as_str()),
+        "the container is in the host's network namespace"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("args")).unwrap(),
+        "first-arg from-config\n"
+    );
+    let post: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("poststart.json")).unwrap()).unwrap();
+    assert_eq!(post["status"], "running");
+    let stop: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("poststop.json")).unwrap()).unwrap();
+    assert_eq!(stop["status"], "stopped");
+    assert!(!root.path().join("hooked").exists());
+
+    // Failing, hung and in-container hooks: create fails naming the hook; nothing left.
+    let failing = script("failing", "echo the network is gone >&2; exit 3");
+    let hung = script("hung", "exec sleep 31.5");
+    let before = sandbox_inits();
+    for (name, hooks, needle) in [
+        (
+            "fail",
+            serde_json::json!({"prestart": [{"path": failing}]}),
+            "hooks.prestart[0]",
+        ),
+        (
+            "fail-msg",
+            serde_json::json!({"createRuntime": [{"path": failing}]}),
+            "the network is gone",
+        ),
+        (
+            "hung",
+            serde_json::json!({"prestart": [{"path": hung, "timeout": 1}]}),
+            "timed out after 1 s",
+        ),
+        (
+            "inside",
+            serde_json::json!({"createContainer": [{"path": failing}]}),
+            "hooks.createContainer",
+        ),
+        (
+            "relative",
+            serde_json::json!({"prestart": [{"path": "bin/true"}]}),
+            "hooks.prestart[0].path",
+        ),
+    ] {
+        let b = TempDir::new("bad-hook");
+        bundle(b.path(), &["/bin/true"]);
+        edit_config(b.path(), |v| v["hooks"] = hooks);
+        let o = oci(
+            root.path(),
+            &["create", "--bundle", b.path().to_str().unwrap(), name],
+        );
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(needle),
+            "{name}: expected {needle:?}: {}",
+            text(&o)
+        );
+        assert!(
+            !root.path().join(name).exists(),
+            "{name}: state left behind"
+        );
+    }
+    assert!(
+        processes_with("31.5").is_empty(),
+        "the hung hook was left running"
+    );
+    assert_eq!(sandbox_inits(), before, "a sandbox was left behind");
 }

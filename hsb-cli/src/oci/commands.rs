@@ -223,7 +223,11 @@ fn create(rt: &Runtime, a: CreateArgs, run: bool) -> Result<i32, OciError> {
         .wait()
         .map_err(|e| OciError::msg(format!("waiting for the container: {e}")))?;
     if !a.keep {
+        let rec = dir.record().ok();
         dir.remove();
+        if let Some(rec) = rec {
+            poststop(rt, &rec);
+        }
     }
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {
@@ -364,7 +368,17 @@ fn delete(rt: &Runtime, id: &str, force: bool) -> Result<i32, OciError> {
         }
     }
     dir.remove();
+    poststop(rt, &rec);
     Ok(0)
+}
+
+/// config.json's poststop hooks: after the container is gone, before `delete` (or
+/// `run`) returns, as the spec asks; a failure is a warning.
+fn poststop(rt: &Runtime, rec: &state::Record) {
+    let st = super::hooks::state(&rec.id, "stopped", 0, &rec.bundle, &rec.annotations);
+    if let Err(e) = super::hooks::run(&rec.poststop, &st, None) {
+        super::log::warn(rt, &format!("poststop hook failed: {e}"), true);
+    }
 }
 
 fn simple(rt: &Runtime, id: &str, req: Request, _after: &str) -> Result<i32, OciError> {

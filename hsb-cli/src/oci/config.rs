@@ -68,6 +68,10 @@ pub(crate) struct Container {
     /// tmpfs mounts with `tmpcopyup` (the field, the target): what the rootfs holds
     /// there would be copied in; hsb accepts only a target with nothing to copy.
     pub(crate) copy_up: Vec<(String, PathBuf)>,
+    /// The hooks to run.
+    pub(crate) hooks: super::hooks::Hooks,
+    /// config.json asks for a new network namespace (a `network` entry without a path).
+    pub(crate) own_netns: bool,
 }
 
 /// Reads `<bundle>/config.json`. `forced`: the isolation this runtime is registered for
@@ -110,6 +114,8 @@ pub(crate) fn parse(
         annotations: BTreeMap::new(),
         process: None,
         copy_up: Vec::new(),
+        hooks: Default::default(),
+        own_netns: false,
     }
     .run(top)
 }
@@ -133,6 +139,8 @@ pub(crate) fn exec_process(text: &[u8]) -> Result<(ProcessSpec, Vec<String>), Co
         annotations: BTreeMap::new(),
         process: None,
         copy_up: Vec::new(),
+        hooks: Default::default(),
+        own_netns: false,
     };
     m.process(&v)?;
     let p = m.process.take().ok_or_else(|| ConfigError {
@@ -151,6 +159,8 @@ struct Mapper<'a> {
     annotations: BTreeMap<String, String>,
     process: Option<ProcessSpec>,
     copy_up: Vec<(String, PathBuf)>,
+    hooks: super::hooks::Hooks,
+    own_netns: bool,
 }
 
 fn obj<'v>(v: &'v Value, field: &str) -> Result<&'v Map<String, Value>, ConfigError> {
@@ -217,13 +227,7 @@ impl Mapper<'_> {
                 "domainname" if empty(v) => {}
                 "mounts" => self.mounts(v)?,
                 "linux" => self.linux(v)?,
-                "hooks" if empty(v) => {}
-                "hooks" => {
-                    return err(
-                        "hooks",
-                        "hooks are not run by hsb (a hook would act on the host with the container's pid; the sandbox's processes are not host processes the hook could enter)",
-                    )
-                }
+                "hooks" => self.hooks = super::hooks::parse(v)?,
                 "solaris" | "windows" | "vm" | "zos" if empty(v) => {}
                 other => {
                     return err(
@@ -255,6 +259,8 @@ impl Mapper<'_> {
             sysctl: self.sysctl,
             annotations: self.annotations,
             copy_up: self.copy_up,
+            hooks: self.hooks,
+            own_netns: self.own_netns,
         })
     }
 
@@ -701,7 +707,10 @@ impl Mapper<'_> {
                     self.w.netns = Some(path.into());
                     self.w.network = Some(Network::Loopback);
                 }
-                ("network", true) => self.w.network = Some(Network::Loopback),
+                ("network", true) => {
+                    self.w.network = Some(Network::Loopback);
+                    self.own_netns = true;
+                }
                 ("ipc", false) => self.w.ipcns = Some(path.into()),
                 ("uts", false) => self.w.utsns = Some(path.into()),
                 ("pid" | "ipc" | "uts" | "mount" | "cgroup" | "user", true) => {}

@@ -41,3 +41,13 @@ pub(crate) fn info(rt: &Runtime, msg: &str) {
     }
     write(rt, "info", msg);
 }
+
+/// Something that went wrong but does not fail the command (a poststart or poststop
+/// hook): in the log, and on stderr with `stderr` (not the supervisor's: that is the
+/// container's).
+pub(crate) fn warn(rt: &Runtime, msg: &str, stderr: bool) {
+    if stderr {
+        eprintln!("hsb oci: warning: {msg}");
+    }
+    write(rt, "warning", msg);
+}

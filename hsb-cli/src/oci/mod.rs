@@ -13,6 +13,7 @@ mod commands;
 mod config;
 mod console;
 mod ctl;
+mod hooks;
 mod log;
 mod relay;
 mod rootfs;

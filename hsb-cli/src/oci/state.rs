@@ -56,6 +56,9 @@ pub(crate) struct Record {
     pub(crate) enforcement: serde_json::Value,
     /// What config.json asked that is enforced differently, in words.
     pub(crate) notes: Vec<String>,
+    /// config.json's poststop hooks, run by `delete` (the bundle may be gone by then).
+    #[serde(default)]
+    pub(crate) poststop: Vec<super::hooks::Hook>,
 }
 
 /// How the container process ended.

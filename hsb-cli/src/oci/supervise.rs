@@ -52,6 +52,17 @@ struct Shared {
     /// Exec supervisors (their host pids) and their command channels.
     execs: Mutex<Vec<(i32, mpsc::UnboundedSender<Cmd>)>>,
     user: (u32, u32),
+    /// config.json's poststart hooks, run once the process has started.
+    poststart: Poststart,
+}
+
+/// What the poststart hooks need: the hooks, the state they read, the runtime's
+/// network namespace, and the log.
+struct Poststart {
+    hooks: Vec<super::hooks::Hook>,
+    state: serde_json::Value,
+    home_netns: Option<OwnedFd>,
+    rt_cfg: Runtime,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -82,6 +93,21 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
             std::process::exit(1)
         }
     };
+    let mut container = match super::config::load(&a.bundle, rt_cfg.isolation) {
+        Ok(c) => c,
+        Err(e) => {
+            report(a.ready_fd, &Err(OciError::config(e)));
+            std::process::exit(1)
+        }
+    };
+    // Before any thread exists: see `network_for_hooks`.
+    let home_netns = match network_for_hooks(&mut container) {
+        Ok(h) => h,
+        Err(e) => {
+            report(a.ready_fd, &Err(e));
+            std::process::exit(1)
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -96,7 +122,7 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
             std::process::exit(1)
         }
     };
-    let setup = rt.block_on(setup(rt_cfg, &a, &dir));
+    let setup = rt.block_on(setup(rt_cfg, &a, &dir, container, home_netns.as_ref()));
     let (shared, container, pty) = match setup {
         Ok(x) => x,
         Err(e) => {
@@ -142,12 +168,65 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
     exit_like(exit)
 }
 
+/// With `prestart`/`createRuntime` hooks and a new network namespace asked for, the
+/// engine sets the container's network up from a hook (Docker's `libnetwork-setkey`),
+/// through `/proc/PID/ns/net` of the state's pid: this process. So this process moves
+/// into a fresh network namespace (loopback up) and the sandbox joins it, instead of
+/// making its own; the hooks themselves run in the runtime's namespace, returned here.
+fn network_for_hooks(c: &mut Container) -> Result<Option<OwnedFd>, OciError> {
+    if c.hooks.create.is_empty() || !c.own_netns {
+        return Ok(None);
+    }
+    let home = std::fs::File::open("/proc/self/ns/net")
+        .map_err(|e| OciError::msg(format!("cannot open this process's network namespace: {e}")))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+        OciError::msg(format!(
+            "cannot make the container's network namespace for its hooks: {e}"
+        ))
+    })?;
+    loopback_up()
+        .map_err(|e| OciError::msg(format!("cannot bring the container's loopback up: {e}")))?;
+    c.workload.netns = Some(PathBuf::from(format!(
+        "/proc/{}/ns/net",
+        std::process::id()
+    )));
+    Ok(Some(OwnedFd::from(home)))
+}
+
+/// `ip link set lo up` in this thread's network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: an all-zero ifreq is a valid value; the name is set below.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the interface named in `req` and writes its flags into
+    // `req`, which lives for the call; `sock` is an open socket.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the union's flags member was just written by the kernel.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads `req` (name and flags), which lives for the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 async fn setup(
     rt_cfg: &Runtime,
     a: &Args,
     dir: &Dir,
+    container: Container,
+    home_netns: Option<&OwnedFd>,
 ) -> Result<(Arc<Shared>, Container, Option<super::console::Pty>), OciError> {
-    let container = super::config::load(&a.bundle, rt_cfg.isolation).map_err(OciError::config)?;
     let pty = if container.process.terminal {
         let Some(sock) = &a.console_socket else {
             return Err(OciError::msg(
@@ -189,6 +268,7 @@ async fn setup(
         decision: serde_json::to_value(live.decision()).unwrap_or_default(),
         enforcement: serde_json::to_value(live.enforcement()).unwrap_or_default(),
         notes: container.notes.clone(),
+        poststop: container.hooks.poststop.clone(),
     };
     super::log::info(
         rt_cfg,
@@ -210,6 +290,21 @@ async fn setup(
             "cannot write the container's state: {e}"
         )));
     }
+    if !container.hooks.create.is_empty() {
+        let state = super::hooks::state(&a.id, "creating", pid, &a.bundle, &container.annotations);
+        let hooks = container.hooks.create.clone();
+        let home = home_netns.map(|h| h.try_clone()).transpose().map_err(|e| {
+            OciError::msg(format!("cannot keep the runtime's network namespace: {e}"))
+        })?;
+        let ran =
+            tokio::task::spawn_blocking(move || super::hooks::run(&hooks, &state, home.as_ref()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(e) = ran {
+            let _ = live.destroy().await;
+            return Err(OciError::msg(format!("hook failed: {e}")));
+        }
+    }
     let shared = Arc::new(Shared {
         dir: dir.clone(),
         live,
@@ -217,6 +312,14 @@ async fn setup(
         phase: Mutex::new(Phase::Stopped),
         execs: Mutex::new(Vec::new()),
         user: container.process.user,
+        poststart: Poststart {
+            hooks: container.hooks.poststart.clone(),
+            state: super::hooks::state(&a.id, "running", pid, &a.bundle, &container.annotations),
+            home_netns: home_netns.map(|h| h.try_clone()).transpose().map_err(|e| {
+                OciError::msg(format!("cannot keep the runtime's network namespace: {e}"))
+            })?,
+            rt_cfg: rt_cfg.clone(),
+        },
     });
     Ok((shared, container, pty))
 }
@@ -376,6 +479,17 @@ async fn run(
     let (tx, rx) = mpsc::unbounded_channel();
     *lock(&shared.phase) = Phase::Running(tx.clone());
     shared.dir.set_status("running");
+    // poststart: once the process runs, before `start` (or `run`) goes on.
+    if !shared.poststart.hooks.is_empty() {
+        let s = Arc::clone(&shared);
+        let _ = tokio::task::spawn_blocking(move || {
+            let p = &s.poststart;
+            if let Err(e) = super::hooks::run(&p.hooks, &p.state, p.home_netns.as_ref()) {
+                super::log::warn(&p.rt_cfg, &format!("poststart hook failed: {e}"), false);
+            }
+        })
+        .await;
+    }
     if let Some(r) = reply {
         let _ = r.send(Ok(()));
     }
