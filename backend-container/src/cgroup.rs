@@ -24,6 +24,11 @@ pub(crate) enum Host {
         memory: Option<PathBuf>,
         pids: Option<PathBuf>,
         cpuacct: Option<PathBuf>,
+        /// The `cpu` controller's hierarchy (CPU quotas), when it is not `cpuacct`'s.
+        cpu: Option<PathBuf>,
+        /// `cpu` and `cpuacct` are one hierarchy (`cpu,cpuacct`): quotas go in the
+        /// `cpuacct` leaf.
+        cpu_with_cpuacct: bool,
         /// Used by live sandboxes only (pause and resume).
         freezer: Option<PathBuf>,
     },
@@ -118,10 +123,14 @@ fn detect() -> Host {
     };
     let (memory, pids, cpuacct) = (v1("memory"), v1("pids"), v1("cpuacct"));
     if memory.is_some() || pids.is_some() {
+        let cpu = v1("cpu");
+        let cpu_with_cpuacct = cpu.is_some() && cpu == cpuacct;
         return Host::V1 {
             memory,
             pids,
             cpuacct,
+            cpu: cpu.filter(|_| !cpu_with_cpuacct),
+            cpu_with_cpuacct,
             freezer: v1("freezer"),
         };
     }
@@ -175,6 +184,8 @@ pub(crate) struct Cgroup {
     memory: Option<PathBuf>,
     pids: Option<PathBuf>,
     cpuacct: Option<PathBuf>,
+    /// A v1 `cpu` leaf (only with a `cpus` limit, when `cpu` is its own hierarchy).
+    cpu: Option<PathBuf>,
     /// A v1 freezer leaf (live sandboxes; see `cgroup_freeze.rs`).
     pub(crate) freezer: Option<PathBuf>,
     name: String,
@@ -182,6 +193,22 @@ pub(crate) struct Cgroup {
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The CPU bandwidth period: 100 ms, the kernel's default.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// The quota per period for `cpus` (thousandths of a CPU), at least the kernel's
+/// minimum of 1 ms.
+fn quota_us(c: sandbox_core::units::Cpus) -> u64 {
+    (u64::from(c.millis()) * CPU_PERIOD_US / 1000).max(1000)
+}
+
+fn no_cpu_controller(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("the cpus limit needs {what}, which this host does not offer ({e}); remove the limit or run where the cgroup cpu controller is available"),
+    )
+}
 
 fn read_u64(p: &Path) -> Option<u64> {
     fs::read_to_string(p).ok()?.trim().parse().ok()
@@ -214,6 +241,7 @@ impl Cgroup {
             memory: None,
             pids: None,
             cpuacct: None,
+            cpu: None,
             freezer: None,
             name: name.clone(),
             removed: false,
@@ -243,11 +271,27 @@ impl Cgroup {
                         "cgroup v2 cpu.stat usage, whole sandbox".into(),
                     );
                 }
+                if let Some(c) = limits.cpus {
+                    fs::write(
+                        dir.join("cpu.max"),
+                        format!("{} {CPU_PERIOD_US}", quota_us(c)),
+                    )
+                    .map_err(|e| no_cpu_controller(e, "cpu.max of the sandbox's cgroup v2"))?;
+                    details.insert(
+                        "cpus".into(),
+                        format!(
+                            "cgroup v2 cpu.max {} {CPU_PERIOD_US} (whole sandbox)",
+                            quota_us(c)
+                        ),
+                    );
+                }
             }
             Host::V1 {
                 memory,
                 pids,
                 cpuacct,
+                cpu,
+                cpu_with_cpuacct,
                 ..
             } => {
                 let mk = |base: &Option<PathBuf>| -> io::Result<Option<PathBuf>> {
@@ -281,6 +325,40 @@ impl Cgroup {
                     details.insert(
                         "cpu_time".into(),
                         "cgroup v1 cpuacct.usage, whole sandbox".into(),
+                    );
+                }
+                if let Some(c) = limits.cpus {
+                    if !cpu_with_cpuacct {
+                        cg.cpu = mk(cpu)?;
+                    }
+                    let dir = match (&cg.cpu, *cpu_with_cpuacct) {
+                        (Some(d), _) => d.clone(),
+                        (None, true) => cg.cpuacct.clone().ok_or_else(|| {
+                            no_cpu_controller(
+                                io::ErrorKind::NotFound.into(),
+                                "a cgroup v1 cpu hierarchy",
+                            )
+                        })?,
+                        (None, false) => {
+                            return Err(no_cpu_controller(
+                                io::ErrorKind::NotFound.into(),
+                                "a writable cgroup v1 cpu hierarchy",
+                            ))
+                        }
+                    };
+                    fs::write(dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())
+                        .and_then(|_| {
+                            fs::write(dir.join("cpu.cfs_quota_us"), quota_us(c).to_string())
+                        })
+                        .map_err(|e| {
+                            no_cpu_controller(e, "cpu.cfs_quota_us of the sandbox's cgroup v1")
+                        })?;
+                    details.insert(
+                        "cpus".into(),
+                        format!(
+                            "cgroup v1 cpu.cfs_quota_us {} per {CPU_PERIOD_US} us (whole sandbox)",
+                            quota_us(c)
+                        ),
                     );
                 }
             }
@@ -323,6 +401,7 @@ impl Cgroup {
             &self.memory,
             &self.pids,
             &self.cpuacct,
+            &self.cpu,
             &self.freezer,
         ]
         .into_iter()
@@ -367,6 +446,7 @@ impl Cgroup {
             &self.memory,
             &self.pids,
             &self.cpuacct,
+            &self.cpu,
             &self.freezer,
         ]
         .into_iter()
@@ -400,8 +480,10 @@ fn sweep_once(host: &Host) {
                 memory,
                 pids,
                 cpuacct,
+                cpu,
                 freezer,
-            } => [memory, pids, cpuacct, freezer]
+                ..
+            } => [memory, pids, cpuacct, cpu, freezer]
                 .into_iter()
                 .flatten()
                 .collect(),

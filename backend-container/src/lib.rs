@@ -137,6 +137,16 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
     } else {
         cgroup_freeze::Freezer::None("a run is not paused".into())
     };
+    if let (Some(c), false) = (plan.limits.cpus, details.contains_key("cpus")) {
+        // No rlimit stands in for a CPU share: refused, never ignored.
+        return Err(SpawnError::Unsupported(format!(
+            "the cpus limit ({c}) needs a cgroup with the cpu controller, and {}",
+            match cg_host {
+                cgroup::Host::Unusable { reason } => reason.clone(),
+                _ => "none was set up".into(),
+            }
+        )));
+    }
     let rlimit_memory = !details.contains_key("memory");
     let rlimit_pids = !details.contains_key("pids");
     let masks = ll.masks;

@@ -52,7 +52,7 @@ impl Backend for MicroVmBackend {
         if plan.network != Network::None {
             return Err("the micro-VM has no network yet".into());
         }
-        crate::sandbox::check_namespaces(plan).map_err(|e| e.to_string())?;
+        crate::sandbox::refuse_unenforceable(plan).map_err(|e| e.to_string())?;
         crate::loader::check_runnable(plan)
     }
 

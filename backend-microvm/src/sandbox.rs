@@ -67,7 +67,7 @@ pub(crate) fn prepare(
     input: Input,
     start: Instant,
 ) -> Result<Prepared, SpawnError> {
-    check_namespaces(plan)?;
+    refuse_unenforceable(plan)?;
     let requested = plan.limits.memory.map(|b| b.0).unwrap_or(DEFAULT_MEMORY);
     if requested > MAX_RAM {
         return Err(SpawnError::Unsupported(format!(
@@ -235,7 +235,14 @@ pub(crate) fn prepare(
 
 /// Host namespaces to join (a pod's IPC or UTS namespace) mean nothing to a VM whose
 /// kernel is the VMM's: refused, never ignored.
-pub(crate) fn check_namespaces(plan: &Plan) -> Result<(), SpawnError> {
+pub(crate) fn refuse_unenforceable(plan: &Plan) -> Result<(), SpawnError> {
+    if let Some(c) = plan.limits.cpus {
+        if c.millis() < 1000 {
+            return Err(SpawnError::Unsupported(format!(
+                "the micro-VM has one vCPU and cannot be held below one CPU (cpus = {c}): use the container backend, or cpus of 1 or more"
+            )));
+        }
+    }
     for (what, ns) in [("IPC", &plan.ipcns), ("UTS", &plan.utsns)] {
         if let Some(p) = ns {
             return Err(SpawnError::Unsupported(format!(
@@ -425,6 +432,12 @@ fn report(
     }
     if l.cpu_time.is_some() {
         details.insert("cpu_time".into(), "vCPU thread CPU-time timer".into());
+    }
+    if let Some(c) = l.cpus {
+        details.insert(
+            "cpus".into(),
+            format!("one vCPU: the guest never uses more than 1 CPU (cpus = {c})"),
+        );
     }
     if l.output.is_some() {
         details.insert("output".into(), "VMM counts stdout and stderr".into());

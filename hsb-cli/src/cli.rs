@@ -172,6 +172,9 @@ pub(crate) struct RunArgs {
     /// Maximum number of processes and threads.
     #[arg(long, value_name = "N")]
     pub(crate) pids: Option<u64>,
+    /// CPU bandwidth of the whole sandbox, e.g. 0.5 (half of one CPU) or 2.
+    #[arg(long, value_name = "CPUS", value_parser = hybrid_sandbox::units::Cpus::parse)]
+    pub(crate) cpus: Option<hybrid_sandbox::units::Cpus>,
     /// Output limit (stdout and stderr together), e.g. 1MiB.
     #[arg(long, value_name = "SIZE", value_parser = size)]
     pub(crate) output: Option<ByteSize>,

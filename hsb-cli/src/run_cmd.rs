@@ -67,6 +67,7 @@ fn workload(args: &RunArgs) -> Result<Workload, String> {
     w.limits.wall_time = args.wall_time;
     w.limits.cpu_time = args.cpu_time;
     w.limits.pids = args.pids;
+    w.limits.cpus = args.cpus;
     w.limits.output = args.output;
     w.stdin = match &args.stdin {
         None => Stdin::Null,

@@ -633,3 +633,38 @@ fn podman_tmpfs_mounts() {
         text(&o)
     );
 }
+
+/// `podman run --cpus 0.25`: the engine's CPU quota holds the container to a quarter
+/// of one CPU (two spinners for 1.5 s get far less than 1.5 s of CPU between them). An
+/// upper bound only: a loaded machine gives less.
+#[test]
+fn podman_cpu_quota_is_enforced() {
+    if !ready("podman") {
+        return;
+    }
+    let img = Image::new();
+    let p = Podman::new(&container_runtime());
+    p.import(&img);
+    let o = p.run(&[
+        "run",
+        "--rm",
+        "--cpus",
+        "0.25",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "for i in 1 2; do timeout 1.5 sh -c 'while :; do :; done' & done; wait; \
+         cut -d' ' -f16,17 /proc/$$/stat",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let ticks: u64 = stdout(&o)
+        .split_whitespace()
+        .map(|t| t.parse::<u64>().unwrap_or(0))
+        .sum();
+    // Clock ticks of 10 ms: two unlimited spinners would use about 300.
+    assert!(
+        ticks < 90,
+        "{ticks} ticks of CPU under --cpus 0.25: {}",
+        text(&o)
+    );
+}

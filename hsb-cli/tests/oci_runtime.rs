@@ -231,7 +231,7 @@ fn bad_bundles_fail_create_naming_the_field() {
         ("unknown-process", Box::new(|d: &Path| edit_config(d, |v| v["process"]["magic"] = true.into())), "process.magic"),
         ("missing-rootfs", Box::new(|d: &Path| edit_config(d, |v| v["root"]["path"] = "nowhere".into())), "root.path"),
         ("bad-type", Box::new(|d: &Path| edit_config(d, |v| v["process"]["args"] = 5.into())), "config.json"),
-        ("cpu-quota", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["resources"]["cpu"] = serde_json::json!({"quota": 50000, "period": 100000}))), "linux.resources.cpu.quota"),
+        ("cpuset", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["resources"]["cpu"] = serde_json::json!({"cpus": "0-1"}))), "linux.resources.cpu.cpus"),
         ("device", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["devices"] = serde_json::json!([{"path": "/dev/kvm", "type": "c", "major": 10, "minor": 232}]))), "linux.devices"),
         ("host-pid-ns", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["namespaces"] = serde_json::json!([{"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]))), "`pid`"),
         ("host-ipc-ns", Box::new(|d: &Path| edit_config(d, |v| v["linux"]["namespaces"][2] = serde_json::json!({"type": "ipc", "path": "/proc/self/ns/ipc"}))), "the host's own IPC namespace"),

@@ -45,7 +45,7 @@ pub use policy::{
 };
 pub use selection::{HostSupport, SelectionError};
 pub use types::{Isolation, IsolationRequest, Need, Network, SeccompAction};
-pub use units::ByteSize;
+pub use units::{ByteSize, Cpus};
 pub use workload::{Mount, MountMode, Stdin, Tmpfs, Workload};
 
 /// The `PATH` a workload gets when neither the policy nor the run sets one.

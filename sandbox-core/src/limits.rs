@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::units::{opt_duration, ByteSize};
+use crate::units::{opt_duration, ByteSize, Cpus};
 
 /// Limits of one run. `None` means "no limit of this kind" once a plan is resolved.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +42,10 @@ pub struct Limits {
     /// Size of the sandbox's private /tmp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmp_size: Option<ByteSize>,
+    /// CPU bandwidth of the whole sandbox: `0.5` is half of one CPU over time
+    /// (container: the cgroup's CPU quota; micro-VM: its one vCPU is at most 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Cpus>,
 }
 
 /// Per-run limits: each one set replaces the profile's.
@@ -53,7 +57,7 @@ impl Limits {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
-        take!(memory, wall_time, cpu_time, pids, open_files, file_size, output, tmp_size);
+        take!(memory, wall_time, cpu_time, pids, open_files, file_size, output, tmp_size, cpus);
     }
 
     /// True when no limit is set.

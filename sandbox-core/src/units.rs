@@ -27,6 +27,9 @@ pub enum UnitError {
     /// The value does not fit (too large, negative, or not finite).
     #[error("`{0}` is out of range")]
     OutOfRange(String),
+    /// A number of CPUs outside what a sandbox may be given.
+    #[error("cpus `{0}` is out of range (0.001 to 1000 CPUs, such as 0.5 or \"500m\")")]
+    CpusOutOfRange(String),
 }
 
 const SIZE_UNITS: &str = "B, K/KB/KiB, M/MB/MiB, G/GB/GiB, T/TB/TiB";
@@ -148,6 +151,86 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 ByteSize::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A share of CPU time, in thousandths of a CPU: `0.5` is half of one CPU over time,
+/// `2` two CPUs' worth. Parses `1.5` (or `1500m`, as Kubernetes writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Cpus(pub u32);
+
+impl Cpus {
+    /// Reads `0.5`, `2` or `500m`.
+    pub fn parse(text: &str) -> Result<Self, UnitError> {
+        let t = text.trim();
+        let milli = match t.strip_suffix('m') {
+            Some(n) => n
+                .parse::<f64>()
+                .map_err(|_| UnitError::NotANumber(t.to_string()))?,
+            None => {
+                t.parse::<f64>()
+                    .map_err(|_| UnitError::NotANumber(t.to_string()))?
+                    * 1000.0
+            }
+        };
+        if !milli.is_finite() || !(1.0..=1_000_000.0).contains(&milli) {
+            return Err(UnitError::CpusOutOfRange(t.to_string()));
+        }
+        Ok(Cpus(milli.round() as u32))
+    }
+
+    /// Thousandths of a CPU.
+    pub const fn millis(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Cpus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 % 1000 == 0 {
+            write!(f, "{}", self.0 / 1000)
+        } else {
+            let s = format!("{}.{:03}", self.0 / 1000, self.0 % 1000);
+            f.write_str(s.trim_end_matches('0'))
+        }
+    }
+}
+
+impl std::str::FromStr for Cpus {
+    type Err = UnitError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Cpus::parse(s)
+    }
+}
+
+impl Serialize for Cpus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(f64::from(self.0) / 1000.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cpus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Cpus;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a number of CPUs such as 0.5 or 2 (or \"500m\")")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Cpus, E> {
+                Cpus::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Cpus, E> {
+                Cpus::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Cpus, E> {
+                Cpus::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Cpus, E> {
+                Cpus::parse(v).map_err(E::custom)
             }
         }
         d.deserialize_any(V)

@@ -155,3 +155,53 @@ fn limits_report_names_their_mechanism() {
         assert!(d.contains_key(k), "no mechanism for {k}: {d:?}");
     }
 }
+
+/// `cpus = 0.25`: two spinning processes for about 1.5 s of wall time get a quarter of
+/// one CPU between them (the cgroup's CPU quota), not the two CPUs they could use; the
+/// run ends normally. Only an upper bound is checked: a loaded machine gives less.
+#[test]
+fn cpus_limit_holds_spinners_to_their_share() {
+    if !cgroups() {
+        return;
+    }
+    let mut w =
+        sh("for i in 1 2; do timeout 1.5 sh -c 'while :; do :; done' & done; wait; echo done")
+            .isolation(IsolationRequest::Container);
+    w.limits.cpus = Some("0.25".parse().unwrap());
+    let o = run(w);
+    assert_eq!(
+        (o.exit_code, stdout(&o).as_str()),
+        (Some(0), "done\n"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let wall = o.wall_time.as_secs_f64();
+    let cpu = o.cpu_time.as_secs_f64();
+    assert!(
+        cpu < 0.6 * wall,
+        "{cpu:.2} s of CPU in {wall:.2} s under cpus = 0.25"
+    );
+    let detail = &o.enforcement.limits.details["cpus"];
+    assert!(
+        detail.contains("cpu.max") || detail.contains("cpu.cfs_quota_us"),
+        "{detail}"
+    );
+}
+
+/// The micro-VM has one vCPU: a share below one CPU is refused by name (never
+/// ignored), one or more is what it has anyway and is reported so.
+#[test]
+fn cpus_below_one_is_refused_by_the_microvm() {
+    if !backend_ready(IsolationRequest::MicroVm) {
+        return;
+    }
+    let mut w = sh("true").isolation(IsolationRequest::MicroVm);
+    w.limits.cpus = Some("0.5".parse().unwrap());
+    let rt = runtime();
+    let e = rt.block_on(sandbox().run(w.clone())).unwrap_err().chain();
+    assert!(e.contains("cpus") || e.contains("one vCPU"), "{e}");
+    w.limits.cpus = Some("1".parse().unwrap());
+    let o = run(w);
+    assert_eq!(o.exit_code, Some(0));
+    assert!(o.enforcement.limits.details["cpus"].contains("one vCPU"));
+}

@@ -780,22 +780,46 @@ impl Mapper<'_> {
                     // devices is fixed (null, zero, full, random, urandom, its own pty).
                 }
                 "cpu" => {
-                    for (ck, cv) in obj(val, &field)? {
+                    let cpu = obj(val, &field)?;
+                    let quota = cpu.get("quota").and_then(Value::as_i64).filter(|q| *q > 0);
+                    let period = match cpu.get("period") {
+                        None => 100_000,
+                        Some(p) if empty(p) => 100_000,
+                        Some(p) => match p.as_u64() {
+                            Some(p) if p >= 1000 => p,
+                            _ => {
+                                return err(
+                                    format!("{field}.period"),
+                                    "must be a number of microseconds, 1000 or more",
+                                )
+                            }
+                        },
+                    };
+                    for (ck, cv) in cpu {
                         match ck.as_str() {
-                            "shares" | "period" | "realtimePeriod" | "realtimeRuntime" => {
+                            "shares" | "realtimePeriod" | "realtimeRuntime" | "idle" | "burst" => {
                                 if !empty(cv) {
                                     self.notes.push(format!("{field}.{ck}: not applied"))
                                 }
                             }
-                            "quota" if empty(cv) || cv.as_i64() == Some(-1) => {}
+                            "period" => {}
+                            "quota" if empty(cv) || cv.as_i64() == Some(-1) || quota.is_some() => {}
                             "cpus" | "mems" if empty(cv) => {}
-                            other => {
+                            "cpus" | "mems" => {
                                 return err(
-                                    format!("{field}.{other}"),
-                                    "CPU quotas and CPU sets are not supported by hsb yet",
+                                    format!("{field}.{ck}"),
+                                    "CPU and memory-node sets are not supported by hsb (a CPU quota is: --cpus)",
                                 )
                             }
+                            other => return err(format!("{field}.{other}"), "not supported by hsb"),
                         }
+                    }
+                    if let Some(q) = quota {
+                        // quota/period CPUs, in thousandths, at least one.
+                        let millis = (q as u64).saturating_mul(1000) / period;
+                        self.w.limits.cpus = Some(hybrid_sandbox::units::Cpus(
+                            millis.clamp(1, 1_000_000) as u32,
+                        ));
                     }
                 }
                 "blockIO" | "hugepageLimits" | "network" | "rdma" | "unified" if empty(val) => {}

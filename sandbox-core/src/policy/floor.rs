@@ -114,7 +114,9 @@ impl Floor {
                     (x, y) => x.or(y),
                 }; )* };
             }
-            min_of!(memory, wall_time, cpu_time, pids, open_files, file_size, output, tmp_size);
+            min_of!(
+                memory, wall_time, cpu_time, pids, open_files, file_size, output, tmp_size, cpus
+            );
         }
         let intersect = |x: &Option<Vec<String>>, y: &Option<Vec<String>>| match (x, y) {
             // Both must allow a path: keep both lists' entries that the other allows.
@@ -317,7 +319,7 @@ impl Floor {
         macro_rules! clamp {
             ($($f:ident),*) => { $( if let Some(m) = max.$f { l.$f = Some(l.$f.map_or(m, |v| v.min(m))); } )* };
         }
-        clamp!(memory, wall_time, cpu_time, pids, open_files, file_size, output, tmp_size);
+        clamp!(memory, wall_time, cpu_time, pids, open_files, file_size, output, tmp_size, cpus);
         notes
     }
 
@@ -486,5 +488,6 @@ fn exceeded(l: &Limits, max: &Limits) -> Vec<(&'static str, String)> {
     check!(cpu_time, format_duration);
     check!(pids, |v: u64| v.to_string());
     check!(open_files, |v: u64| v.to_string());
+    check!(cpus, |v: crate::units::Cpus| v.to_string());
     out
 }

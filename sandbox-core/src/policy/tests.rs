@@ -714,3 +714,41 @@ fn tmpfs_mounts_are_planned_and_bad_ones_refused() {
         }
     }
 }
+
+#[test]
+fn cpus_limit_parses_layers_and_is_clamped_by_the_floor() {
+    use crate::units::Cpus;
+    for (text, millis, shown) in [
+        ("0.5", 500, "0.5"),
+        ("2", 2000, "2"),
+        ("250m", 250, "0.25"),
+        ("1.125", 1125, "1.125"),
+    ] {
+        let c = Cpus::parse(text).unwrap();
+        assert_eq!(
+            (c.millis(), c.to_string().as_str()),
+            (millis, shown),
+            "{text}"
+        );
+    }
+    for bad in ["0", "-1", "x", "2000000", "nan"] {
+        assert!(Cpus::parse(bad).is_err(), "{bad}");
+    }
+    let p = Policy::from_toml_str("[defaults.limits]\ncpus = 1.5\n", "p.toml").unwrap();
+    let w = Workload::new("true", [] as [&str; 0]);
+    assert_eq!(
+        p.resolve(&w, &host()).unwrap().limits.cpus,
+        Some(Cpus(1500))
+    );
+    let e = Policy::from_toml_str("[defaults.limits]\ncpus = 0\n", "p.toml").unwrap_err();
+    assert!(e.to_string().contains("cpus"), "{e}");
+    let floor = Floor::from_toml_str("[floor]\nlimits = { cpus = 1 }\n", "floor.toml").unwrap();
+    let plan = p.resolve_with_floor(&w, &host(), Some(&floor)).unwrap();
+    assert_eq!(plan.limits.cpus, Some(Cpus(1000)));
+    let mut over = w.clone();
+    over.limits.cpus = Some(Cpus(4000));
+    let e = p
+        .resolve_with_floor(&over, &host(), Some(&floor))
+        .unwrap_err();
+    assert!(e.to_string().contains("cpus"), "{e}");
+}
