@@ -213,6 +213,34 @@ fn podman_terminal() {
         text(&o)
     );
     assert!(out.contains("stdin-is-a-tty"), "{}", text(&o));
+    // `exec -t` into a running container: its own terminal, the caller's size.
+    let o = p.run(&["run", "-d", "--name", "tty-bg", IMAGE_REF, "sleep", "1000"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The engine sizes the exec's terminal once it has it, which may be after the
+    // shell started: the size is waited for (a resize reaching the exec), not raced.
+    let exec_line = line.replace(
+        &format!(" run --rm -t {IMAGE_REF} sh -c 'tty; stty size; "),
+        " exec -t tty-bg sh -c 'tty; for i in $(seq 100); do s=$(stty size); [ \"$s\" = \"20 90\" ] && break; sleep 0.05; done; echo $s; ",
+    );
+    assert_ne!(exec_line, line);
+    let o = output_within(
+        Command::new("script").args([
+            "-qec",
+            &format!("stty cols 90 rows 20; {exec_line}"),
+            "/dev/null",
+        ]),
+        90,
+    );
+    let _ = p.run(&["rm", "-f", "tty-bg"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        out.contains("/dev/pts/"),
+        "no terminal in exec -t: {}",
+        text(&o)
+    );
+    assert!(out.contains("20 90"), "exec -t size: {}", text(&o));
+    assert!(out.contains("stdin-is-a-tty"), "{}", text(&o));
 }
 
 #[test]
