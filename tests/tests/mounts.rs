@@ -458,3 +458,51 @@ mod tmpfs {
         }
     }
 }
+
+mod root_dir {
+    use super::*;
+
+    /// A busybox root filesystem as a host directory.
+    fn rootfs(readonly_marker: &str) -> tempfile::TempDir {
+        let d = writable_tempdir();
+        for sub in ["bin", "tmp", "etc", "data", "proc", "dev"] {
+            std::fs::create_dir(d.path().join(sub)).unwrap();
+        }
+        set_mode(&d.path().join("tmp"), 0o1777);
+        set_mode(&d.path().join("data"), 0o777);
+        std::fs::copy("/bin/busybox", d.path().join("bin/busybox")).unwrap();
+        for a in ["sh", "cat", "echo", "ls"] {
+            std::os::unix::fs::symlink("busybox", d.path().join("bin").join(a)).unwrap();
+        }
+        std::fs::write(d.path().join("etc/marker"), readonly_marker).unwrap();
+        d
+    }
+
+    both! {
+        /// A host directory as the root as it is (an OCI bundle's rootfs): its own
+        /// files and /tmp, nothing of the host's, what the workload writes lands in it
+        /// (read-write) or is refused (read-only); a link planted in it to a host path
+        /// resolves inside it.
+        fn a_directory_root_is_used_as_it_is(iso) {
+            for readonly in [false, true] {
+                let d = rootfs("from the rootfs\n");
+                std::os::unix::fs::symlink("/etc/passwd", d.path().join("data/link")).unwrap();
+                let mut w = Workload::new(
+                    "/bin/sh",
+                    ["-c", "cat /etc/marker; cat /data/link || echo no-host-passwd; ls /usr 2>&1 | head -1; echo hi > /data/out && echo wrote"],
+                )
+                .isolation(iso);
+                w.root_dir = Some(hybrid_sandbox::RootDir { path: d.path().to_path_buf(), readonly });
+                w.cwd = Some("/".into());
+                let o = run(w);
+                let text = out(&o);
+                assert!(text.starts_with("from the rootfs\n"), "{iso:?} ro={readonly}: {text}");
+                assert!(text.contains("no-host-passwd"), "the host's /etc/passwd was reached: {text}");
+                assert!(!text.contains("root:x:0:0"), "{text}");
+                assert!(text.contains("No such file"), "the host's /usr is visible: {text}");
+                assert_eq!(text.contains("wrote"), !readonly, "{iso:?} ro={readonly}: {text}");
+                assert_eq!(d.path().join("data/out").exists(), !readonly, "{text}");
+            }
+        }
+    }
+}

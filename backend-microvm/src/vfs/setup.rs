@@ -19,13 +19,69 @@ use crate::memory::Budget;
 pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> {
     let mut tree = MountTree::new();
     let tmp_limit = plan.limits.tmp_size.map(|b| b.0).unwrap_or(u64::MAX);
-    let tmp = TmpFs::create(tmp_limit, Rc::clone(&budget), plan.user);
     let tmp_budget = Rc::clone(&budget);
-    tree.insert(Path::new("/tmp"), Mount::Tmp(tmp));
+    // A directory root (an OCI bundle's rootfs) keeps its own /tmp, as in the container.
+    if plan.root_dir.is_none() {
+        let tmp = TmpFs::create(tmp_limit, Rc::clone(&budget), plan.user);
+        tree.insert(Path::new("/tmp"), Mount::Tmp(tmp));
+    }
     let mut sources = Vec::new();
-    let root = match &plan.root {
-        None => Node::Virtual,
-        Some(img) => {
+    let mut reports = Vec::new();
+    let mut opener = None;
+    let root = match (&plan.root, &plan.root_dir) {
+        (Some(_), Some(_)) => {
+            return Err(MountError {
+                mount: PlannedMount {
+                    source: "image".into(),
+                    target: "/".into(),
+                    mode: MountMode::Ro,
+                    optional: false,
+                    system: false,
+                },
+                error: std::io::Error::other("an image root and a directory root at once"),
+            })
+        }
+        (None, Some(d)) => {
+            // Opened as every mount source is (no symlink followed, no pseudo
+            // filesystem, idmapped for a root caller where the filesystem allows).
+            let pm = PlannedMount {
+                source: d.path.clone(),
+                target: "/".into(),
+                mode: if d.readonly {
+                    MountMode::Ro
+                } else {
+                    MountMode::Rw
+                },
+                optional: false,
+                system: false,
+            };
+            let o = opener.insert(
+                Sources::new(
+                    crate::confine::root_caller(),
+                    crate::confine::host_identity(),
+                )
+                .map_err(|error| MountError {
+                    mount: pm.clone(),
+                    error,
+                })?,
+            );
+            let m = o.open(&pm, 0)?.ok_or_else(|| MountError {
+                mount: pm.clone(),
+                error: std::io::Error::from_raw_os_error(libc::ENOENT),
+            })?;
+            let node = m.mount.node();
+            if !node.is_dir() {
+                return Err(MountError {
+                    mount: pm,
+                    error: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+                });
+            }
+            sources.extend(m.source);
+            reports.push(m.report);
+            node
+        }
+        (None, None) => Node::Virtual,
+        (Some(img), None) => {
             let mut layers = Vec::new();
             for l in &img.layers {
                 let err = |error: std::io::Error| MountError {
@@ -74,20 +130,24 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
             Node::Ovl(Overlay::root(&layers, upper, plan.user))
         }
     };
-    let mut reports = Vec::new();
     // Parents before children, as the container applies them: the order the plan lists
     // them in changes nothing.
     let mut order: Vec<usize> = (0..plan.mounts.len()).collect();
     order.sort_by_key(|&i| plan.mounts[i].target.components().count());
     if let Some(first) = plan.mounts.first() {
-        let mut opener = Sources::new(
-            crate::confine::root_caller(),
-            crate::confine::host_identity(),
-        )
-        .map_err(|error| MountError {
-            mount: first.clone(),
-            error,
-        })?;
+        let opener = match opener.as_mut() {
+            Some(o) => o,
+            None => opener.insert(
+                Sources::new(
+                    crate::confine::root_caller(),
+                    crate::confine::host_identity(),
+                )
+                .map_err(|error| MountError {
+                    mount: first.clone(),
+                    error,
+                })?,
+            ),
+        };
         for i in order {
             let pm = &plan.mounts[i];
             let Some(m) = opener.open(pm, i as u32 + 1)? else {
@@ -141,8 +201,11 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
     }
     // An image keeps its own users and groups; its host name and hosts file are the
     // sandbox's.
+    // A directory root gets nothing generated in it (as in the container).
     for (path, content) in plan.generated_files() {
-        if plan.root.is_some() && !matches!(path, "/etc/hostname" | "/etc/hosts") {
+        if plan.root_dir.is_some()
+            || (plan.root.is_some() && !matches!(path, "/etc/hostname" | "/etc/hosts"))
+        {
             continue;
         }
         tree.insert(Path::new(path), Mount::Gen(Rc::from(content.into_bytes())));
