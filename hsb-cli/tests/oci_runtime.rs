@@ -356,6 +356,23 @@ fn microvm_containers() {
         .unwrap();
     assert_eq!(o.status.code(), Some(9), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "in-vm\n");
+    // The runtime's name fixes the isolation even for a bundle without annotations
+    // (it once ran such bundles in the container backend).
+    let b = TempDir::new("bundle");
+    bundle(b.path(), &["/bin/sh", "-c", "exit 0"]);
+    let o = std::process::Command::new(runtime_dir().join("hsb-oci-microvm"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["create", "--bundle"])
+        .arg(b.path())
+        .arg("vm2")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let st = state(root.path(), "vm2");
+    assert_eq!(st["hsb"]["isolation"], "microvm", "{st}");
+    let o = oci(root.path(), &["delete", "--force", "vm2"]);
+    assert!(o.status.success(), "{}", text(&o));
 }
 
 /// A Kubernetes pod's containers join the pod's IPC and UTS namespaces by path: the

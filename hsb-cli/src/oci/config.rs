@@ -207,6 +207,13 @@ impl Mapper<'_> {
         if let Some(a) = top.get("annotations") {
             self.annotations(a)?;
         }
+        // The runtime's own isolation (its name, --isolation, its config file) holds
+        // whether or not the bundle has annotations.
+        if let Some(f) = self.forced {
+            if self.w.isolation.is_none_or(|a| a == IsolationRequest::Auto) {
+                self.w.isolation = Some(f);
+            }
+        }
         for (k, v) in &top {
             match k.as_str() {
                 "ociVersion" => {
@@ -250,6 +257,9 @@ impl Mapper<'_> {
         if self.w.root_dir.is_none() {
             return err("root", "missing: the container needs a root filesystem");
         }
+        if self.w.isolation == Some(IsolationRequest::MicroVm) {
+            self.microvm_network();
+        }
         self.w.cwd = Some(process.cwd.clone());
         self.w.user = Some(process.user);
         Ok(Container {
@@ -262,6 +272,27 @@ impl Mapper<'_> {
             hooks: self.hooks,
             own_netns: self.own_netns,
         })
+    }
+
+    /// A micro-VM container has no network yet (its guest has no sockets to the host):
+    /// the network namespace the engine made or names is not used by the guest, and
+    /// that is said in the container's report, not left out. The supervisor still
+    /// makes its own namespace when hooks would set one up (`own_netns`), so that an
+    /// engine's hook never configures the host's. Joined IPC and UTS namespaces mean
+    /// nothing to the VM's kernel either, and are refused by the backend by name.
+    fn microvm_network(&mut self) {
+        if self.w.network.is_some_and(|n| n != Network::None) || self.w.netns.is_some() {
+            self.notes.push(
+                "linux.namespaces: the micro-VM has no network yet; the network namespace the engine set up is not used by the guest (no interface, no loopback)".into(),
+            );
+        }
+        self.w.network = Some(Network::None);
+        self.w.netns = None;
+        for (k, _) in self.sysctl.drain(..) {
+            self.notes.push(format!(
+                "linux.sysctl.{k}: not applied (the micro-VM has no network stack yet)"
+            ));
+        }
     }
 
     fn annotations(&mut self, v: &Value) -> Result<(), ConfigError> {
@@ -299,11 +330,7 @@ impl Mapper<'_> {
                 );
             }
         }
-        if let Some(f) = self.forced {
-            if self.w.isolation.is_none_or(|a| a == IsolationRequest::Auto) {
-                self.w.isolation = Some(f);
-            }
-        }
+
         Ok(())
     }
 

@@ -1,1 +1,115 @@
 //! config.json mapping.
+
+use super::*;
+
+fn config(extra: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut v = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"args": ["/bin/true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "rootfs"},
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/proc/1/ns/net"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+                  "sysctl": {"net.ipv4.ping_group_range": "0 0"}}
+    });
+    extra(&mut v);
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn bundle() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("rootfs")).unwrap();
+    d
+}
+
+#[test]
+fn a_microvm_container_gets_no_network_and_says_so() {
+    let b = bundle();
+    let c = parse(&config(|_| {}), b.path(), Some(IsolationRequest::MicroVm)).unwrap();
+    assert_eq!(c.workload.network, Some(Network::None));
+    assert_eq!(c.workload.netns, None);
+    assert!(c.sysctl.is_empty());
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.contains("micro-VM has no network")),
+        "{:?}",
+        c.notes
+    );
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.contains("linux.sysctl.net.ipv4.ping_group_range")),
+        "{:?}",
+        c.notes
+    );
+    // The container runtime joins the engine's namespace and keeps the sysctl.
+    let c = parse(&config(|_| {}), b.path(), Some(IsolationRequest::Container)).unwrap();
+    assert_eq!(
+        c.workload.netns.as_deref(),
+        Some(Path::new("/proc/1/ns/net"))
+    );
+    assert_eq!(c.sysctl.len(), 1);
+}
+
+#[test]
+fn tmpfs_mounts_and_hooks_are_read_with_their_fields_named() {
+    let b = bundle();
+    let c = parse(
+        &config(|v| {
+            v["mounts"] = serde_json::json!([{"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=65536k", "mode=755"]}]);
+            v["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/true", "args": ["true", "x"], "timeout": 5}]});
+        }),
+        b.path(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.workload.tmpfs.len(), 1);
+    assert_eq!(c.workload.tmpfs[0].size, Some(ByteSize(64 << 20)));
+    assert_eq!(c.workload.tmpfs[0].mode, Some(0o755));
+    assert_eq!(c.hooks.create.len(), 1);
+    assert_eq!(c.hooks.create[0].args, ["true", "x"]);
+    assert!(c.own_netns || c.workload.netns.is_some());
+    for (edit, field) in [
+        (
+            serde_json::json!({"destination": "/run", "type": "tmpfs", "options": ["size=50%"]}),
+            "mounts[0].options",
+        ),
+        (
+            serde_json::json!({"destination": "/run", "type": "tmpfs", "options": ["mode=99"]}),
+            "mounts[0].options",
+        ),
+        (
+            serde_json::json!({"destination": "/run", "type": "tmpfs", "options": ["ro"]}),
+            "mounts[0].options",
+        ),
+    ] {
+        let e = parse(
+            &config(|v| v["mounts"] = serde_json::json!([edit])),
+            b.path(),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+    }
+    for (hooks, field) in [
+        (
+            serde_json::json!({"prestart": [{"path": "true"}]}),
+            "hooks.prestart[0].path",
+        ),
+        (
+            serde_json::json!({"poststop": [{"path": "/bin/true", "timeout": 0}]}),
+            "hooks.poststop[0].timeout",
+        ),
+        (
+            serde_json::json!({"poststart": [{"path": "/bin/true", "env": ["NOEQUALS"]}]}),
+            "hooks.poststart[0].env",
+        ),
+        (
+            serde_json::json!({"startContainer": [{"path": "/bin/true"}]}),
+            "hooks.startContainer",
+        ),
+        (serde_json::json!({"preStart": []}), "hooks.preStart"),
+    ] {
+        let e = parse(&config(|v| v["hooks"] = hooks), b.path(), None).unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+    }
+}
