@@ -715,6 +715,9 @@ fn wait_exec(conn: OwnedFd, tty_fd: Option<RawFd>) -> Exit {
                 });
             }
         }
+        // The engine may have sized the terminal after its size was read for the exec
+        // request and before SIGWINCH was watched: the size now, once, closes that gap.
+        let _ = tx.send(libc::SIGWINCH);
         loop {
             tokio::select! {
                 e = &mut exit => return e.unwrap_or(Exit { code: None, signal: Some(libc::SIGKILL) }),
