@@ -67,10 +67,12 @@ static void futexes(void) {
   CHECK("futex.unlock_pi", futex(&pi, FUTEX_UNLOCK_PI, 0, NULL, NULL, 0));
   pthread_t th;
   pthread_create(&th, NULL, waiter, NULL);
+  /* The word stays 0: a wake before the waiter sleeps finds nobody and is retried, a
+     wake after finds it; setting the word first raced a late waiter into EAGAIN on a
+     loaded machine. */
   long woken = 0;
-  for (int i = 0; i < 200 && woken == 0; i++) {
+  for (int i = 0; i < 2000 && woken == 0; i++) {
     usleep(5000);
-    word = 1;
     woken = futex(&word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
   }
   void *r;
