@@ -96,6 +96,9 @@ struct CreateArgs {
     /// Maximum number of processes and threads.
     #[arg(long, value_name = "N")]
     pids: Option<u64>,
+    /// CPU bandwidth of the whole sandbox, e.g. 0.5 (half of one CPU) or 2.
+    #[arg(long, value_name = "CPUS", value_parser = hybrid_sandbox::units::Cpus::parse)]
+    cpus: Option<hybrid_sandbox::units::Cpus>,
     /// Default output limit of each exec, e.g. 1MiB.
     #[arg(long, value_name = "SIZE", value_parser = size)]
     output: Option<ByteSize>,
@@ -185,6 +188,7 @@ fn create_request(a: &CreateArgs) -> Result<CreateRequest, Failed> {
         output: a.output,
         tmp_size: a.tmp_size,
         file_size: a.file_size,
+        cpus: a.cpus,
         ..Default::default()
     };
     Ok(CreateRequest {
