@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `podman run --rm IMAGE true`, N times each, with hsb-oci-container, runc and crun,
-# measured in the same run; prints a side-by-side table with ratios to runc.
+# `podman run --rm IMAGE true`, N times each, with hsb-oci-container, hsb-oci-microvm
+# (when the micro-VM can run here), runc and crun, measured in the same run; prints a
+# side-by-side table with ratios to runc and to crun.
 # Usage (root): scripts/bench-oci.sh [N] [HSB_BINARY]   (not run in CI)
 # Podman's storage, run root and runtime state live in a temporary directory removed at
 # the end. crun refuses cgroup "hybrid mode" (a cgroup2 mount at /sys/fs/cgroup/unified
@@ -52,6 +53,7 @@ trap cleanup EXIT
 mkdir -p "$d"/{root,runroot,tmp,net,bin,rootfs/bin,rootfs/proc,rootfs/dev,rootfs/tmp}
 printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n' >"$d/containers.conf"
 ln -s "$hsb" "$d/bin/hsb-oci-container"
+ln -s "$hsb" "$d/bin/hsb-oci-microvm"
 cp "$(command -v busybox)" "$d/rootfs/bin/busybox"
 for a in sh true; do ln -s busybox "$d/rootfs/bin/$a"; done
 tar -C "$d/rootfs" -cf "$d/rootfs.tar" .
@@ -62,15 +64,19 @@ podman_ import "$d/rootfs.tar" localhost/bench:1 >/dev/null 2>&1
 n_save=$n; n=1
 timed "$(command -v runc)" >/dev/null
 timed "$d/bin/hsb-oci-container" >/dev/null
+vm_ok=1
+timed "$d/bin/hsb-oci-microvm" >/dev/null 2>&1 || vm_ok=
 n=$n_save
 t_runc=$(timed "$(command -v runc)")
 t_hsb=$(timed "$d/bin/hsb-oci-container")
+t_vm=
+[ -n "$vm_ok" ] && t_vm=$(timed "$d/bin/hsb-oci-microvm")
 t_crun=$(BENCH_OCI_CRUN_DIR=$d unshare -m "$0" "$n" "$hsb") || t_crun=
-printf '%-22s %8s %10s %8s\n' runtime "total ms" "ms/run" "vs runc"
-for r in runc crun hsb-oci-container; do
-  case $r in runc) t=$t_runc ;; crun) t=$t_crun ;; *) t=$t_hsb ;; esac
-  if [ -z "$t" ]; then printf '%-22s %8s\n' "$r" failed; continue; fi
-  awk -v r="$r" -v t="$t" -v n="$n" -v b="$t_runc" \
-    'BEGIN { printf "%-22s %8d %10.1f %7.2fx\n", r, t, t / n, t / b }'
+printf '%-22s %8s %10s %8s %8s\n' runtime "total ms" "ms/run" "vs runc" "vs crun"
+for r in runc crun hsb-oci-container hsb-oci-microvm; do
+  case $r in runc) t=$t_runc ;; crun) t=$t_crun ;; hsb-oci-container) t=$t_hsb ;; *) t=$t_vm ;; esac
+  if [ -z "$t" ]; then printf '%-22s %8s\n' "$r" "failed (or unavailable here)"; continue; fi
+  awk -v r="$r" -v t="$t" -v n="$n" -v b="$t_runc" -v c="${t_crun:-0}" \
+    'BEGIN { printf "%-22s %8d %10.1f %7.2fx", r, t, t / n, t / b; if (c > 0) printf " %7.2fx", t / c; printf "\n" }'
 done
 echo "(podman $(podman --version | awk '{print $3}'), N=$n runs of 'podman run --rm --network=none IMAGE true' each, $(nproc) cores)"
