@@ -19,16 +19,20 @@ pub(crate) fn runtime_dir() -> PathBuf {
         .expect("the hsb binary's directory")
         .join("oci-runtime-names");
     std::fs::create_dir_all(&d).unwrap();
+    // Relative links (`../hsb`): a build directory copied elsewhere still names its own
+    // binary (absolute ones kept naming the copy's origin, an older hsb). A link naming
+    // anything else is replaced, atomically (another test process may read it).
+    let target = Path::new("..").join(Path::new(hsb()).file_name().expect("a file name"));
     for n in ["hsb-oci", "hsb-oci-container", "hsb-oci-microvm"] {
         let l = d.join(n);
-        if !l.exists() {
-            match std::os::unix::fs::symlink(hsb(), &l) {
-                Ok(()) => {}
-                // Another test process made it meanwhile.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => panic!("{}: {e}", l.display()),
-            }
+        if std::fs::read_link(&l).is_ok_and(|t| t == target) {
+            continue;
         }
+        let tmp = d.join(format!(".{n}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp)
+            .and_then(|()| std::fs::rename(&tmp, &l))
+            .unwrap_or_else(|e| panic!("{}: {e}", l.display()));
     }
     d
 }
