@@ -84,7 +84,11 @@ fn native(code: &str) -> String {
         .arg(&script)
         .output()
         .expect("python3 on the host");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

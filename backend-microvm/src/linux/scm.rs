@@ -72,7 +72,11 @@ pub(crate) struct Inbox {
 
 impl Inbox {
     fn account(&mut self, budget: &Rc<Budget>) -> Result<(), OutOfMemory> {
-        let bytes = self.entries.iter().map(|e| 64 + 8 * e.files.len() as u64).sum();
+        let bytes = self
+            .entries
+            .iter()
+            .map(|e| 64 + 8 * e.files.len() as u64)
+            .sum();
         self.charge
             .get_or_insert_with(|| HeapCharge::new(budget))
             .set(bytes)
@@ -235,7 +239,9 @@ impl Kernel {
                         if clen != CMSG_HDR + 12 {
                             return Err(errno::EINVAL.into());
                         }
-                        let f = |i: usize| u32::from_ne_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+                        let f = |i: usize| {
+                            u32::from_ne_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]])
+                        };
                         let me = self.own_cred();
                         if f(0) as i32 != me.pid || f(4) != me.uid || f(8) != me.gid {
                             return Err(errno::EPERM.into());
@@ -263,7 +269,13 @@ impl Kernel {
             .inboxes
             .iter()
             .filter_map(|w| w.upgrade())
-            .map(|i| i.borrow().entries.iter().map(|e| e.files.len()).sum::<usize>())
+            .map(|i| {
+                i.borrow()
+                    .entries
+                    .iter()
+                    .map(|e| e.files.len())
+                    .sum::<usize>()
+            })
             .sum()
     }
 
@@ -274,7 +286,8 @@ impl Kernel {
         if self.unix.inboxes.is_empty() {
             return;
         }
-        let mut todo: Vec<Rc<OpenFile>> = self.proc.files.iter().map(|(_, f)| Rc::clone(f)).collect();
+        let mut todo: Vec<Rc<OpenFile>> =
+            self.proc.files.iter().map(|(_, f)| Rc::clone(f)).collect();
         for p in self.procs.values() {
             todo.extend(p.files.iter().map(|(_, f)| Rc::clone(f)));
         }
@@ -347,7 +360,11 @@ impl Kernel {
         }
         if !got.files.is_empty() {
             let room = total - used;
-            let fit = if room > CMSG_HDR { (room - CMSG_HDR) / 4 } else { 0 };
+            let fit = if room > CMSG_HDR {
+                (room - CMSG_HDR) / 4
+            } else {
+                0
+            };
             let mut fds = Vec::new();
             for f in got.files.iter().take(fit) {
                 match self.proc.files.add(Rc::clone(f), cloexec, 0) {

@@ -10,7 +10,9 @@ use zerocopy::IntoBytes;
 
 use super::rw::IOV_MAX;
 use super::scm::{Incoming, Outgoing, MSG_CMSG_CLOEXEC};
-use super::unix::{check_connected, link, new_socket, AF_UNIX, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM};
+use super::unix::{
+    check_connected, link, new_socket, AF_UNIX, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM,
+};
 use super::{Kernel, SysErr, SysResult};
 use crate::abi::MsgHdr;
 use crate::errno::{self, Errno};

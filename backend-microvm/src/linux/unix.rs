@@ -174,7 +174,10 @@ pub(crate) fn poll_state(s: &Socket) -> Option<(bool, bool, bool)> {
     if s.kind != SOCK_DGRAM {
         return (!u.connected).then_some((false, true, true));
     }
-    let r = s.rx.borrow().as_ref().is_some_and(|e| !e.pipe.borrow().is_empty());
+    let r =
+        s.rx.borrow()
+            .as_ref()
+            .is_some_and(|e| !e.pipe.borrow().is_empty());
     let w = match s.tx.borrow().as_ref() {
         Some(e) => {
             let p = e.pipe.borrow();
@@ -195,7 +198,11 @@ pub(crate) fn check_connected(s: &Socket, write: bool) -> Result<(), Errno> {
         return Ok(());
     }
     if u.listen.is_some() || s.kind != SOCK_DGRAM {
-        return Err(if write { errno::ENOTCONN } else { errno::EINVAL });
+        return Err(if write {
+            errno::ENOTCONN
+        } else {
+            errno::EINVAL
+        });
     }
     if write {
         return Err(errno::ENOTCONN);
@@ -321,7 +328,12 @@ impl Kernel {
                     return Err(errno::EINVAL.into());
                 }
                 let key = (s.kind, n.clone());
-                if self.unix.abstract_names.get(&key).is_some_and(|w| w.strong_count() > 0) {
+                if self
+                    .unix
+                    .abstract_names
+                    .get(&key)
+                    .is_some_and(|w| w.strong_count() > 0)
+                {
                     return Err(errno::EADDRINUSE.into());
                 }
                 self.unix.abstract_names.insert(key, Rc::downgrade(&f));
@@ -352,14 +364,16 @@ impl Kernel {
         let FileKind::Socket(s) = &f.kind else {
             return;
         };
-        self.unix
-            .abstract_names
-            .retain(|_, w| w.strong_count() > 0);
+        self.unix.abstract_names.retain(|_, w| w.strong_count() > 0);
         for _ in 0..0x10_0000 {
             let n = self.unix.next_auto & 0xf_ffff;
             self.unix.next_auto = self.unix.next_auto.wrapping_add(1);
             let name = format!("{n:05x}").into_bytes();
-            if self.unix.abstract_names.contains_key(&(s.kind, name.clone())) {
+            if self
+                .unix
+                .abstract_names
+                .contains_key(&(s.kind, name.clone()))
+            {
                 continue;
             }
             self.unix
@@ -411,7 +425,7 @@ impl Kernel {
         };
         let alen = alen as u32;
         if s.kind == SOCK_DGRAM {
-            if alen >= 2 && alen <= SOCKADDR_STORAGE {
+            if (2..=SOCKADDR_STORAGE).contains(&alen) {
                 let family = self.mm.read(UserPtr::<u16>::new(addr))?;
                 if family == libc::AF_UNSPEC as u16 {
                     *s.tx.borrow_mut() = None;

@@ -518,9 +518,7 @@ impl Vfs {
         }
         self.may_change(&parent)?;
         match parent.node() {
-            Node::Tmp(dir) => {
-                dir.insert(&name, TmpFs::inode(dir.fs(), TmpData::Socket(key), mode))
-            }
+            Node::Tmp(dir) => dir.insert(&name, TmpFs::inode(dir.fs(), TmpData::Socket(key), mode)),
             Node::Ovl(d) => d.create(&name, TmpData::Socket(key), mode).map(|_| ()),
             _ => Err(errno::EPERM),
         }
