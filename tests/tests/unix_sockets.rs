@@ -190,6 +190,39 @@ fn microvm_descriptors_in_flight_are_bounded_and_collected() {
     assert_eq!(ok(&o), "bounded ETOOMANYREFS True\ncycles collected\n");
 }
 
+/// A chain of sockets in flight, each in the inbox of the one before, dropped at once
+/// when its head is closed: the VMM drops it in a loop, not a stack frame per link (a
+/// stack overflow would end the host process that runs the VMM).
+const CHAIN: &str = r#"
+import socket
+hx, hy = socket.socketpair()
+prev = hx
+for i in range(20000):
+    x, y = socket.socketpair()
+    socket.send_fds(prev, [b"c"], [x.fileno(), y.fileno()])
+    if prev is not hx:
+        prev.close()
+    y.close()
+    prev = x
+prev.close()
+hx.close()
+hy.close()
+print("dropped")
+"#;
+
+#[test]
+fn microvm_a_long_chain_of_sockets_in_flight_is_dropped_without_recursion() {
+    let iso = IsolationRequest::MicroVm;
+    if !backend_ready(iso) {
+        return;
+    }
+    let mut w = on(iso, Workload::new("python3", ["-c", CHAIN]));
+    w.limits.open_files = Some(65536);
+    w.limits.wall_time = Some(Duration::from_secs(240));
+    let o = run(w);
+    assert_eq!(ok(&o), "dropped\n");
+}
+
 mod container {
     #[test]
     fn multiprocessing_over_unix_sockets() {

@@ -68,6 +68,41 @@ pub(crate) struct Inbox {
     pub(crate) passcred: bool,
     /// What the entries cost the sandbox's memory.
     charge: Option<HeapCharge>,
+    /// On the collector's list (`Names::inboxes`).
+    registered: bool,
+}
+
+thread_local! {
+    /// Files in flight whose inbox went, waiting to be dropped one by one (see
+    /// [`Inbox`]'s `Drop`).
+    static GRAVEYARD: std::cell::RefCell<(bool, Vec<Rc<OpenFile>>)> =
+        const { std::cell::RefCell::new((false, Vec::new())) };
+}
+
+impl Drop for Inbox {
+    /// A socket in flight may hold another in its inbox, and that one a third: dropping
+    /// such a chain recursively would take a stack frame per link, and a workload could
+    /// make the chain as long as its descriptors in flight allow. The files are dropped
+    /// in a loop instead, by the outermost inbox that goes.
+    fn drop(&mut self) {
+        let files: Vec<Rc<OpenFile>> = self.entries.drain(..).flat_map(|e| e.files).collect();
+        let first = GRAVEYARD.with(|g| {
+            let mut g = g.borrow_mut();
+            g.1.extend(files);
+            !std::mem::replace(&mut g.0, true)
+        });
+        if !first {
+            return; // an outer drop is emptying the graveyard
+        }
+        loop {
+            let next = GRAVEYARD.with(|g| g.borrow_mut().1.pop());
+            match next {
+                Some(f) => drop(f),
+                None => break,
+            }
+        }
+        GRAVEYARD.with(|g| g.borrow_mut().0 = false);
+    }
 }
 
 impl Inbox {
@@ -161,6 +196,7 @@ impl Kernel {
             return Ok(());
         }
         let holds_files = !out.files.is_empty();
+        let register = holds_files && !std::mem::replace(&mut i.registered, true);
         i.entries.push_back(Entry {
             at: total_in - n,
             len: n,
@@ -172,13 +208,7 @@ impl Kernel {
             return Err(super::Stop::MemoryLimit.into());
         }
         drop(i);
-        if holds_files
-            && !self
-                .unix
-                .inboxes
-                .iter()
-                .any(|w| w.as_ptr() == Rc::as_ptr(inbox))
-        {
+        if register {
             self.unix.inboxes.push(Rc::downgrade(inbox));
         }
         Ok(())
@@ -253,13 +283,31 @@ impl Kernel {
             off += cmsg_align(clen);
         }
         if !out.files.is_empty() {
+            self.admit_in_flight(out.files.len())?;
+        }
+        Ok(out)
+    }
+
+    /// Admits `n` more descriptors in flight, as Linux's `too_many_unix_fds`: refused
+    /// (`ETOOMANYREFS`) when more than `RLIMIT_NOFILE` are in flight already. What is in
+    /// flight is known exactly after a collection; between two, an upper bound (what
+    /// was counted then, plus what was sent since) decides while it is under the limit.
+    /// A collection runs when that bound passes the limit, or when what was sent since
+    /// the last one is more than what it left (so the collector's work, which grows
+    /// with what is in flight, stays proportional to what is sent).
+    fn admit_in_flight(&mut self, n: usize) -> Result<(), SysErr> {
+        let limit = self.proc.files.limit;
+        let bound = self.unix.live_in_flight + self.unix.sent_since_gc;
+        if bound > limit || self.unix.sent_since_gc > self.unix.live_in_flight.max(64) {
             self.collect_garbage();
-            let inflight: usize = self.in_flight();
-            if inflight > self.proc.files.limit {
+            self.unix.live_in_flight = self.in_flight();
+            self.unix.sent_since_gc = 0;
+            if self.unix.live_in_flight > limit {
                 return Err(errno::ETOOMANYREFS.into());
             }
         }
-        Ok(out)
+        self.unix.sent_since_gc += n;
+        Ok(())
     }
 
     /// Descriptors in flight in the sandbox.

@@ -81,6 +81,10 @@ pub(crate) struct Names {
     next_auto: u32,
     /// Inboxes that have held descriptors (the garbage collector's sweep list).
     pub(crate) inboxes: Vec<Weak<RefCell<Inbox>>>,
+    /// Descriptors in flight at the last collection.
+    pub(crate) live_in_flight: usize,
+    /// Descriptors sent since then.
+    pub(crate) sent_since_gc: usize,
 }
 
 impl Drop for Names {
