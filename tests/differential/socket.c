@@ -475,6 +475,19 @@ static void rights(void) {
     CHECKX("creds.recv.rights", recv_fds(sv[1], 99, 0, fds), "%s", got);
     close(fds[0]);
   }
+  {
+    struct iovec iov = {b, sizeof b};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_namelen = 77};
+    send(sv[0], "n", 1, 0);
+    CHECKX("recvmsg.noname.namelen", recvmsg(sv[1], &m, 0), "namelen=%u", m.msg_namelen);
+    struct sockaddr_un un;
+    m.msg_name = &un;
+    m.msg_namelen = 200;
+    send(sv[0], "n", 1, 0);
+    CHECKX("recvmsg.unnamed.namelen", recvmsg(sv[1], &m, 0), "namelen=%u", m.msg_namelen);
+    m.msg_namelen = (socklen_t)-1;
+    CHECK("recvmsg.negative.namelen", recvmsg(sv[1], &m, MSG_DONTWAIT));
+  }
   close(sv[0]);
   close(sv[1]);
   /* Datagrams carry descriptors too; a socket sent over itself and closed is freed. */

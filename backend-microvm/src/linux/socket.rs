@@ -392,6 +392,10 @@ impl Kernel {
     pub(crate) fn sys_recvmsg(&mut self, fd: u64, msg: UserPtr<MsgHdr>, flags: u64) -> SysResult {
         let f = self.socket(fd)?;
         let mut hdr = self.mm.read(msg)?;
+        // A negative name length is refused before anything is received.
+        if (hdr.msg_namelen as i32) < 0 {
+            return Err(errno::EINVAL.into());
+        }
         let iov = self.msg_iovecs(&hdr)?;
         // The total is bounded (see iovecs).
         let total: u64 = iov.iter().map(|(_, l)| *l).sum::<u64>().min(1 << 20);
@@ -409,13 +413,14 @@ impl Kernel {
             self.mm.write_user(base, &tmp[off..off + k])?;
             off += k;
         }
-        // The sender's name (none: length 0), cut to the caller's buffer.
+        // The sender's name (none: length 0), cut to the caller's buffer; without a
+        // buffer, `msg_namelen` is left as it was (Linux writes it with the name only).
         let from = Self::sender(s, &got).map_or_else(Vec::new, |n| n.to_vec());
         if hdr.msg_name != 0 {
             let k = from.len().min(hdr.msg_namelen as usize);
             self.mm.write_user(hdr.msg_name, &from[..k])?;
+            hdr.msg_namelen = from.len() as u32;
         }
-        hdr.msg_namelen = from.len() as u32;
         hdr.msg_flags = (flags & MSG_CMSG_CLOEXEC) as i32;
         if full > n {
             hdr.msg_flags |= MSG_TRUNC as i32;
