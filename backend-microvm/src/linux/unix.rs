@@ -81,10 +81,27 @@ pub(crate) struct Names {
     next_auto: u32,
     /// Inboxes that have held descriptors (the garbage collector's sweep list).
     pub(crate) inboxes: Vec<Weak<RefCell<Inbox>>>,
+    /// Names held after the last prune.
+    named_after_prune: usize,
     /// Descriptors in flight at the last collection.
     pub(crate) live_in_flight: usize,
     /// Descriptors sent since then.
     pub(crate) sent_since_gc: usize,
+}
+
+impl Names {
+    /// Forgets the names of sockets that are gone, once the maps have doubled since the
+    /// last time (a loop binding fresh names and closing the sockets grows nothing but
+    /// what it holds, at a cost proportional to its binds).
+    fn prune(&mut self) {
+        let len = self.abstract_names.len() + self.nodes.len();
+        if len <= 2 * self.named_after_prune + 64 {
+            return;
+        }
+        self.abstract_names.retain(|_, w| w.strong_count() > 0);
+        self.nodes.retain(|_, w| w.strong_count() > 0);
+        self.named_after_prune = self.abstract_names.len() + self.nodes.len();
+    }
 }
 
 impl Drop for Names {
@@ -340,6 +357,7 @@ impl Kernel {
                 {
                     return Err(errno::EADDRINUSE.into());
                 }
+                self.unix.prune();
                 self.unix.abstract_names.insert(key, Rc::downgrade(&f));
             }
             Addr::Path(p) => {
@@ -354,7 +372,7 @@ impl Kernel {
                 }
                 self.vfs.mksock(&base, p, mode, key)?;
                 self.unix.next_node += 1;
-                self.unix.nodes.retain(|_, w| w.strong_count() > 0);
+                self.unix.prune();
                 self.unix.nodes.insert(key, Rc::downgrade(&f));
             }
         }
@@ -368,7 +386,7 @@ impl Kernel {
         let FileKind::Socket(s) = &f.kind else {
             return;
         };
-        self.unix.abstract_names.retain(|_, w| w.strong_count() > 0);
+        self.unix.prune();
         for _ in 0..0x10_0000 {
             let n = self.unix.next_auto & 0xf_ffff;
             self.unix.next_auto = self.unix.next_auto.wrapping_add(1);
