@@ -66,6 +66,11 @@ pub(crate) struct Pipe {
     /// Its inode number (both ends show it, as pipefs's): the personality's
     /// `next_ino` for anonymous pipes, 0 for FIFOs (whose inode is their file's).
     pub(crate) ino: u64,
+    /// What ever went in: messages (datagram mode) or bytes. A socket's ancillary data
+    /// is placed by this count (see `linux/scm.rs`).
+    pub(crate) total_in: u64,
+    /// What was ever taken out, in the same unit.
+    pub(crate) total_out: u64,
 }
 
 /// What each datagram costs of a socket's capacity besides its bytes (its length is
@@ -111,6 +116,8 @@ impl Pipe {
             no_reader_yet: false,
             charge: None,
             ino: 0,
+            total_in: 0,
+            total_out: 0,
         }
     }
 
@@ -161,6 +168,11 @@ impl Pipe {
         } else {
             Mode::Stream
         })))
+    }
+
+    /// A stream socket direction (its counts are bytes, not messages).
+    pub(crate) fn is_stream(&self) -> bool {
+        self.mode == Mode::Stream
     }
 
     /// Bytes buffered (`FIONREAD`).
@@ -233,9 +245,10 @@ impl Pipe {
             match self.mode {
                 Mode::Datagram => {
                     self.msgs.pop_front();
+                    self.total_out += 1;
                 }
                 Mode::Paged => self.consume_slots(take),
-                Mode::Stream => {}
+                Mode::Stream => self.total_out += take as u64,
             }
         }
         Read::Data { n, full: avail }
@@ -274,6 +287,7 @@ impl Pipe {
                     return Write::Full;
                 }
                 self.msgs.push_back(data.len());
+                self.total_in += 1;
                 if data.is_empty() {
                     return Write::Wrote(0);
                 }
@@ -284,6 +298,9 @@ impl Pipe {
         };
         if n == 0 {
             return Write::Full;
+        }
+        if self.mode == Mode::Stream {
+            self.total_in += n as u64;
         }
         self.buf.extend(&data[..n]);
         Write::Wrote(n)

@@ -487,9 +487,11 @@ fn report(
         landlock: c.landlock.clone(),
         limits: LimitsReport { mechanism: LimitMechanism::Vm, details, note: None },
         network: plan.network,
-        network_detail: "no network stack and no host socket: the personality has socket pairs \
-             only, so no address (IP, abstract or pathname UNIX socket, even one inside a mount) \
-             reaches the host, whatever the network mode"
+        network_detail: "no network stack and no host socket: the personality has AF_UNIX \
+             sockets of its own only (pathname sockets in the sandbox's in-memory filesystems, \
+             never in a host mount; an abstract namespace per sandbox), so no address (IP, \
+             abstract or pathname UNIX socket, even one inside a mount) reaches the host, \
+             whatever the network mode"
             .into(),
         filesystem: filesystem_report(plan, mounts),
         vm: Some(VmReport {

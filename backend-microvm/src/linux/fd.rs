@@ -68,7 +68,7 @@ pub(crate) enum FileKind {
     Gen(Rc<[u8]>),
     /// A pipe end.
     Pipe(PipeEnd),
-    /// One end of a `socketpair` (`AF_UNIX`, inside the guest).
+    /// An `AF_UNIX` socket (a `socketpair` end, or made by `socket`), inside the guest.
     Socket(Socket),
     /// An `eventfd`.
     EventFd(EventFd),
@@ -78,10 +78,13 @@ pub(crate) enum FileKind {
     Path,
 }
 
-/// One end of a socket pair: two pipes, one each way (either side may be shut down).
+/// An `AF_UNIX` socket: two pipes, one each way (either side may be shut down), the
+/// descriptors and credentials in flight beside the bytes, and what names it (see
+/// `unix.rs`, `scm.rs`).
 #[derive(Debug)]
 pub(crate) struct Socket {
-    /// What the peer wrote.
+    /// What the peer wrote (a datagram socket made by `socket`: its receive queue,
+    /// written by every sender).
     pub(crate) rx: RefCell<Option<PipeEnd>>,
     /// Where this end writes.
     pub(crate) tx: RefCell<Option<PipeEnd>>,
@@ -89,6 +92,12 @@ pub(crate) struct Socket {
     pub(crate) kind: i32,
     /// Its inode number (each end its own, as sockfs's).
     pub(crate) ino: u64,
+    /// What came with the bytes of `rx` (descriptors, credentials, the sender's name).
+    pub(crate) inbox: Rc<RefCell<super::scm::Inbox>>,
+    /// The peer's inbox, which goes with `tx`.
+    pub(crate) outbox: RefCell<Option<Rc<RefCell<super::scm::Inbox>>>>,
+    /// Names, connection state, backlog.
+    pub(crate) unix: RefCell<super::unix::UnixState>,
 }
 
 /// An `eventfd` counter.

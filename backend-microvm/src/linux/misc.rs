@@ -45,7 +45,15 @@ impl Kernel {
                 Ok(0)
             }
             libc::S_IFCHR | libc::S_IFBLK => Err(errno::EPERM.into()),
-            libc::S_IFSOCK => Err(errno::EOPNOTSUPP.into()),
+            libc::S_IFSOCK => {
+                // A node no socket is bound to (connecting to it is ECONNREFUSED).
+                let path = self.path_arg(ptr)?;
+                let base = self.base_for(&path, dirfd)?;
+                match self.vfs.mksock(&base, &path, perm, u64::MAX) {
+                    Err(e) if e == errno::EADDRINUSE => Err(errno::EEXIST.into()),
+                    r => Ok(r.map(|_| 0)?),
+                }
+            }
             _ => Err(errno::EINVAL.into()),
         }
     }

@@ -22,6 +22,7 @@ mod process;
 mod procfs;
 mod rw;
 mod sched;
+mod scm;
 mod sigcalls;
 pub(crate) mod signal;
 mod socket;
@@ -29,6 +30,7 @@ mod stat;
 mod table;
 pub(crate) mod task;
 mod time;
+mod unix;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -272,6 +274,8 @@ pub(crate) struct Kernel {
     pub(crate) vdso: bool,
     /// The row of the syscall being answered (while its handler runs).
     pub(crate) current: Option<&'static dispatch::Syscall>,
+    /// `AF_UNIX` names and descriptors in flight (`unix.rs`, `scm.rs`).
+    pub(crate) unix: unix::Names,
 }
 
 /// What a run sets in its kernel; everything else in `Kernel` starts empty.
@@ -338,6 +342,7 @@ impl Kernel {
             user: s.user,
             vdso: s.vdso,
             current: None,
+            unix: unix::Names::default(),
         }
     }
 }

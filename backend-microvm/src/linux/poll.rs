@@ -72,6 +72,10 @@ impl Kernel {
                 let hup = p.writers == 0 && !p.no_writer_yet;
                 (!p.is_empty(), false, if hup { POLLHUP } else { 0 })
             }
+            FileKind::Socket(s) if super::unix::poll_state(s).is_some() => {
+                let (r, w, hup) = super::unix::poll_state(s).unwrap_or_default();
+                (r, w, if hup { POLLHUP } else { 0 })
+            }
             FileKind::Socket(s) => {
                 let (r, eof) = pipe_in(s.rx.borrow().as_ref());
                 let (w, broken) = pipe_out(s.tx.borrow().as_ref());

@@ -136,14 +136,7 @@ impl Kernel {
             FileKind::Pipe(end) if !end.write => {
                 return self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0, false)
             }
-            FileKind::Socket(sock) => {
-                let rx = sock.rx.borrow();
-                let nonblock = file.flags.get() & libc::O_NONBLOCK != 0;
-                return match rx.as_ref() {
-                    Some(end) => self.read_pipe(end, buf, nonblock, false),
-                    None => super::socket::shut_read(sock.kind, nonblock),
-                };
-            }
+            FileKind::Socket(_) => return self.sock_read(file, buf),
             FileKind::EventFd(ev) => {
                 return self.read_eventfd(ev, buf, file.flags.get() & libc::O_NONBLOCK != 0)
             }
@@ -410,6 +403,7 @@ impl Kernel {
                 self.write_pipe(end, data, file.flags.get() & libc::O_NONBLOCK != 0, false)
             }
             FileKind::Socket(sock) => {
+                super::unix::check_connected(sock, true)?;
                 let tx = sock.tx.borrow();
                 match tx.as_ref() {
                     Some(end) => {

@@ -1,26 +1,26 @@
-//! Sockets inside the guest: `socketpair(AF_UNIX)` (stream, datagram, seqpacket), with
-//! `send`/`recv`/`sendmsg`/`recvmsg`, `shutdown`, socket options and names. There is no
-//! network stack: `socket` for any family answers `EAFNOSUPPORT`, counted.
+//! Sockets inside the guest: `AF_UNIX` only (pairs here; names, listening and
+//! connecting in `unix.rs`; descriptors and credentials in flight in `scm.rs`), with
+//! `send`/`recv`/`sendmsg`/`recvmsg`, `shutdown`, socket options. There is no network
+//! stack: `socket` for any other family answers `EAFNOSUPPORT`, counted.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::fd::{next_ino, FileKind, OpenFile, Socket};
+use super::fd::{FileKind, OpenFile, Socket};
 use zerocopy::IntoBytes;
 
 use super::rw::IOV_MAX;
+use super::scm::{Incoming, Outgoing, MSG_CMSG_CLOEXEC};
+use super::unix::{
+    check_connected, link, new_socket, AF_UNIX, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM,
+};
 use super::{Kernel, SysErr, SysResult};
-use crate::abi::{MsgHdr, Ucred};
+use crate::abi::MsgHdr;
 use crate::errno::{self, Errno};
 use crate::mm::UserPtr;
-use crate::pipe::{Pipe, PipeEnd};
+use crate::pipe::PipeEnd;
 
-const AF_UNIX: u64 = 1;
-const SOCK_STREAM: i32 = 1;
-const SOCK_DGRAM: i32 = 2;
-const SOCK_SEQPACKET: i32 = 5;
-const SOCK_NONBLOCK: u64 = 0x800;
-const SOCK_CLOEXEC: u64 = 0x8_0000;
+pub(crate) const SOCK_NONBLOCK: u64 = 0x800;
+pub(crate) const SOCK_CLOEXEC: u64 = 0x8_0000;
 const MSG_PEEK: u64 = 0x2;
 const MSG_DONTWAIT: u64 = 0x40;
 const MSG_NOSIGNAL: u64 = 0x4000;
@@ -28,20 +28,9 @@ const MSG_TRUNC: u64 = 0x20;
 const SOL_SOCKET: u64 = 1;
 
 fn pair(kind: i32) -> (Socket, Socket) {
-    let a_to_b = Pipe::socket(kind != SOCK_STREAM);
-    let b_to_a = Pipe::socket(kind != SOCK_STREAM);
-    let a = Socket {
-        rx: RefCell::new(Some(PipeEnd::new(&b_to_a, false))),
-        tx: RefCell::new(Some(PipeEnd::new(&a_to_b, true))),
-        kind,
-        ino: next_ino(),
-    };
-    let b = Socket {
-        rx: RefCell::new(Some(PipeEnd::new(&a_to_b, false))),
-        tx: RefCell::new(Some(PipeEnd::new(&b_to_a, true))),
-        kind,
-        ino: next_ino(),
-    };
+    let a = new_socket(kind, false);
+    let b = new_socket(kind, false);
+    link(&a, &b);
     (a, b)
 }
 
@@ -57,7 +46,8 @@ pub(crate) fn shut_read(kind: i32, nonblock: bool) -> Result<usize, SysErr> {
 }
 
 impl Kernel {
-    /// `socket`: no family is offered (no network stack in the micro-VM).
+    /// `socket`: `AF_UNIX` sockets of the sandbox (`unix.rs`); no other family is
+    /// offered (no network stack in the micro-VM).
     pub(crate) fn sys_socket(&mut self, domain: u64, ty: u64, proto: u64) -> SysResult {
         // Linux checks the type's flags and range before the family.
         let ty = ty as i32;
@@ -70,17 +60,17 @@ impl Kernel {
         if ty & 0xf > 10 {
             return Err(errno::EINVAL.into());
         }
-        if domain == AF_UNIX {
+        if domain == u64::from(AF_UNIX) {
             // unix_create's own checks come before the (missing) socket is made.
-            if proto != 0 && proto != AF_UNIX {
+            if proto != 0 && proto != u64::from(AF_UNIX) {
                 return Err(Errno(libc::EPROTONOSUPPORT).into());
             }
             if !matches!(ty & 0xf, SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET | 3) {
                 return Err(Errno(libc::ESOCKTNOSUPPORT).into());
             }
+            return self.unix_socket(ty & 0xf, ty as u64);
         }
         let what = match domain {
-            AF_UNIX => "socket(AF_UNIX)",
             2 => "socket(AF_INET)",
             10 => "socket(AF_INET6)",
             16 => "socket(AF_NETLINK)",
@@ -111,13 +101,13 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         match domain {
-            AF_UNIX => {}
+            1 => {}
             // No network stack: these families exist on Linux, whose sockets do not pair
             // (their protocol checks are not made here).
             2 | 10 | 16 | 17 => return Err(errno::EOPNOTSUPP.into()),
             _ => return Err(errno::EAFNOSUPPORT.into()),
         }
-        if proto != 0 && proto != AF_UNIX {
+        if proto != 0 && proto != u64::from(AF_UNIX) {
             return Err(Errno(libc::EPROTONOSUPPORT).into());
         }
         let kind = match kind {
@@ -127,6 +117,9 @@ impl Kernel {
         };
         self.mm.user_chunks(sv.addr(), 8, true)?;
         let (a, b) = pair(kind);
+        let me = self.own_cred();
+        a.unix.borrow_mut().peer_cred = Some(me);
+        b.unix.borrow_mut().peer_cred = Some(me);
         let nb = if ty & SOCK_NONBLOCK != 0 {
             libc::O_NONBLOCK
         } else {
@@ -147,7 +140,7 @@ impl Kernel {
         Ok(0)
     }
 
-    fn socket(&self, fd: u64) -> Result<Rc<OpenFile>, SysErr> {
+    pub(crate) fn socket(&self, fd: u64) -> Result<Rc<OpenFile>, SysErr> {
         let f = self.proc.files.get(fd)?;
         match f.kind {
             FileKind::Socket(_) => Ok(f),
@@ -155,28 +148,71 @@ impl Kernel {
         }
     }
 
-    /// Sends `data` on socket `f`: a blocking send on a stream socket waits until all
-    /// of it is sent (a signal ends the wait with the count sent so far), as Linux's
-    /// `unix_stream_sendmsg`; a datagram goes whole or not at all.
-    fn send(&mut self, f: &OpenFile, data: &[u8], flags: u64) -> SysResult {
+    /// Sends `data` on socket `f` (to `dest`, a datagram socket named by the caller,
+    /// else to its peer), with `out` attached to its first part: a blocking send on a
+    /// stream socket waits until all of it is sent (a signal ends the wait with the
+    /// count sent so far), as Linux's `unix_stream_sendmsg`; a datagram goes whole or
+    /// not at all.
+    fn send(
+        &mut self,
+        f: &Rc<OpenFile>,
+        data: &[u8],
+        flags: u64,
+        dest: Option<Rc<OpenFile>>,
+        out: Outgoing,
+    ) -> SysResult {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
+        if dest.is_none() {
+            check_connected(s, true)?;
+        }
         let nonblock = flags & MSG_DONTWAIT != 0 || f.flags.get() & libc::O_NONBLOCK != 0;
         let nosignal = flags & MSG_NOSIGNAL != 0;
         let waits_for_all = !nonblock && s.kind == SOCK_STREAM;
-        let tx = s.tx.borrow();
-        let Some(end) = tx.as_ref() else {
-            drop(tx);
+        // The end written and the inbox that goes with it.
+        let own_tx = s.tx.borrow();
+        let (tmp, inbox) = match &dest {
+            Some(d) => {
+                let FileKind::Socket(t) = &d.kind else {
+                    return Err(errno::ENOTSOCK.into());
+                };
+                let rx = t.rx.borrow();
+                let Some(q) = rx.as_ref() else {
+                    return Err(errno::ECONNREFUSED.into());
+                };
+                (Some(PipeEnd::new(&q.pipe, true)), Some(Rc::clone(&t.inbox)))
+            }
+            None => (None, s.outbox.borrow().clone()),
+        };
+        let Some(end) = tmp.as_ref().or(own_tx.as_ref()) else {
+            drop(own_tx);
             if !nosignal {
                 self.raise(13)?;
             }
             return Err(errno::EPIPE.into());
         };
+        let from = if s.kind == SOCK_STREAM {
+            None
+        } else {
+            s.unix.borrow().name.clone()
+        };
+        let mut out = Some(out);
         let mut done = self.resume_point() as usize;
+        let mut first = done == 0;
         while done < data.len() || data.is_empty() {
             match self.write_pipe(end, &data[done..], nonblock, nosignal) {
-                Ok(n) => done += n,
+                Ok(n) => {
+                    let units = if s.kind == SOCK_STREAM { n as u64 } else { 1 };
+                    if first && units > 0 {
+                        first = false;
+                        if let (Some(i), Some(o)) = (&inbox, out.take()) {
+                            let total = end.pipe.borrow().total_in;
+                            self.attach(i, total, units, o, from.clone())?;
+                        }
+                    }
+                    done += n
+                }
                 Err(SysErr::Block(b)) if done > 0 && waits_for_all => {
                     return Err(self.block_part_way(done as u64, b));
                 }
@@ -190,19 +226,59 @@ impl Kernel {
         Ok(done as u64)
     }
 
-    /// Receives into `buf` from socket `f`; returns the count and the message's length.
-    fn recv(&mut self, f: &OpenFile, buf: &mut [u8], flags: u64) -> Result<(usize, usize), SysErr> {
+    /// Receives into `buf` from socket `f`: the count, the message's length and what
+    /// came with it. A stream read stops at the end of a message that carries
+    /// descriptors (`scm.rs`).
+    pub(crate) fn recv_msg(
+        &mut self,
+        f: &OpenFile,
+        buf: &mut [u8],
+        flags: u64,
+    ) -> Result<(usize, usize, Incoming), SysErr> {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
+        check_connected(s, false)?;
         let nonblock = flags & MSG_DONTWAIT != 0 || f.flags.get() & libc::O_NONBLOCK != 0;
+        let peek = flags & MSG_PEEK != 0;
         let rx = s.rx.borrow();
         let Some(end) = rx.as_ref() else {
-            return shut_read(s.kind, nonblock).map(|n| (n, n));
+            return shut_read(s.kind, nonblock).map(|n| (n, n, Incoming::default()));
         };
-        let full = end.pipe.borrow().next_message();
-        let n = self.read_pipe(end, buf, nonblock, flags & MSG_PEEK != 0)?;
-        Ok((n, full.max(n)))
+        let (pos, stream, full) = {
+            let p = end.pipe.borrow();
+            (p.total_out, p.is_stream(), p.next_message())
+        };
+        let mut lim = buf.len();
+        if stream {
+            if let Some(l) = s.inbox.borrow_mut().limit(pos) {
+                lim = lim.min(usize::try_from(l).unwrap_or(usize::MAX));
+            }
+        }
+        let n = self.read_pipe(end, &mut buf[..lim], nonblock, peek)?;
+        let got = if stream && n == 0 {
+            Incoming::default()
+        } else {
+            let units = if stream { n as u64 } else { 1 };
+            self.detach(&s.inbox, pos, units, peek)
+        };
+        Ok((n, full.max(n), got))
+    }
+
+    /// A socket read through `read`/`readv`: `recv` without flags (descriptors that
+    /// came with the bytes are closed, as Linux does without a control buffer).
+    pub(crate) fn sock_read(&mut self, f: &OpenFile, buf: &mut [u8]) -> Result<usize, SysErr> {
+        self.recv_msg(f, buf, 0).map(|(n, _, _)| n)
+    }
+
+    /// The sender's address of what was received on `s`: a datagram's sender, a
+    /// stream's peer (none when unnamed).
+    fn sender(s: &Socket, got: &Incoming) -> Option<Rc<[u8]>> {
+        if s.kind == SOCK_STREAM || s.kind == SOCK_SEQPACKET {
+            s.unix.borrow().peer_name.clone()
+        } else {
+            got.from.clone()
+        }
     }
 
     pub(crate) fn sys_sendto(
@@ -218,82 +294,39 @@ impl Kernel {
             return Err(errno::EFAULT.into());
         }
         let f = self.socket(fd)?;
-        if addr != 0 {
+        let dest = if addr != 0 {
             // `socklen_t` is an unsigned int: the register's low half.
-            self.destination(&f, addr, alen as u32)?;
-        }
+            self.destination(&f, addr, alen as u32)?
+        } else {
+            None
+        };
         let data = self.mm.read_user_vec(buf, len.min(1 << 20) as usize)?;
-        self.send(&f, &data, flags)
+        self.send(&f, &data, flags, dest, Outgoing::default())
     }
 
-    /// A destination named in `sendto`/`sendmsg`, as Linux answers it for a socket pair:
-    /// a stream socket is already connected (EISCONN); a seqpacket one ignores it; a
-    /// datagram one would send to the named socket, and no socket here has a name (the
-    /// micro-VM has socket pairs only, and never reaches a host socket): ECONNREFUSED.
-    fn destination(&mut self, f: &OpenFile, addr: u64, alen: u32) -> Result<(), SysErr> {
+    /// A destination named in `sendto`/`sendmsg`, as Linux answers it: a connected
+    /// stream socket is `EISCONN`, an unconnected one `EOPNOTSUPP`; a seqpacket one
+    /// ignores it; a datagram one sends to the socket named (`unix.rs`).
+    fn destination(
+        &mut self,
+        f: &Rc<OpenFile>,
+        addr: u64,
+        alen: u32,
+    ) -> Result<Option<Rc<OpenFile>>, SysErr> {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
         if alen == 0 {
-            return Ok(());
+            return Ok(None);
         }
         match s.kind {
-            SOCK_STREAM => Err(errno::EISCONN.into()),
-            SOCK_SEQPACKET => Ok(()),
-            _ => Err(self.unix_peer(addr, alen)),
+            SOCK_STREAM if s.unix.borrow().connected || !s.unix.borrow().made => {
+                Err(errno::EISCONN.into())
+            }
+            SOCK_STREAM => Err(errno::EOPNOTSUPP.into()),
+            SOCK_SEQPACKET => Ok(None),
+            _ => self.dgram_target(f, addr, alen).map(Some),
         }
-    }
-
-    /// What reaching the `AF_UNIX` address at `addr` (`alen` bytes) comes to, as
-    /// Linux's `unix_find_other`: the address checked (`EINVAL`), a path looked up in
-    /// the sandbox (`ENOENT`, `ENOTDIR`, `EACCES`...), and then, whatever is found,
-    /// `ECONNREFUSED`: no socket here has a name to be reached by (the micro-VM has
-    /// socket pairs only, and never reaches a host socket).
-    fn unix_peer(&mut self, addr: u64, alen: u32) -> SysErr {
-        const SUN_PATH: u32 = 108;
-        if alen <= 2 || alen > 2 + SUN_PATH {
-            return errno::EINVAL.into();
-        }
-        let raw = match self.mm.read_user_vec(addr, alen as usize) {
-            Ok(r) => r,
-            Err(e) => return e.into(),
-        };
-        if u16::from_ne_bytes([raw[0], raw[1]]) != AF_UNIX as u16 {
-            return errno::EINVAL.into();
-        }
-        let path = &raw[2..];
-        if path[0] == 0 {
-            return Errno(libc::ECONNREFUSED).into(); // abstract: none exists
-        }
-        let end = path.iter().position(|b| *b == 0).unwrap_or(path.len());
-        let path = path[..end].to_vec();
-        let found = self
-            .base_for(&path, libc::AT_FDCWD as u64)
-            .and_then(|base| Ok(self.vfs.resolve(&base, &path, true)?));
-        match found {
-            Ok(_) => Errno(libc::ECONNREFUSED).into(),
-            Err(e) => e,
-        }
-    }
-
-    /// `connect` on a socket pair: the address is looked for first, as Linux does.
-    pub(crate) fn sys_connect(&mut self, fd: u64, addr: u64, alen: u64) -> SysResult {
-        self.socket(fd)?;
-        Err(self.unix_peer(addr, alen as u32))
-    }
-
-    /// `bind`: a socket pair's end may take an automatic (unnamed here) address; a
-    /// name in the filesystem or the abstract namespace is not offered (counted).
-    pub(crate) fn sys_bind(&mut self, fd: u64, addr: u64, alen: u64) -> SysResult {
-        self.socket(fd)?;
-        let family = self.mm.read(UserPtr::<u16>::new(addr))?;
-        if alen < 2 || family != AF_UNIX as u16 {
-            return Err(errno::EINVAL.into());
-        }
-        if alen == 2 {
-            return Ok(0);
-        }
-        Err(self.unsupported("bind(named AF_UNIX address)", errno::EINVAL))
     }
 
     pub(crate) fn sys_recvfrom(
@@ -312,10 +345,14 @@ impl Kernel {
         let f = self.socket(fd)?;
         self.mm.user_chunks(buf, len.min(1 << 20), true)?;
         let mut tmp = vec![0u8; len.min(1 << 20) as usize];
-        let (n, full) = self.recv(&f, &mut tmp, flags)?;
+        let (n, full, got) = self.recv_msg(&f, &mut tmp, flags)?;
         self.mm.write_user(buf, &tmp[..n])?;
         if addr != 0 && !alen.is_null() {
-            self.put_unix_name(addr, alen)?;
+            let FileKind::Socket(s) = &f.kind else {
+                return Err(errno::ENOTSOCK.into());
+            };
+            let from = Self::sender(s, &got).map_or_else(Vec::new, |n| n.to_vec());
+            self.put_addr(addr, alen, &from)?;
         }
         Ok(if flags & MSG_TRUNC != 0 { full } else { n } as u64)
     }
@@ -334,14 +371,13 @@ impl Kernel {
         let f = self.socket(fd)?;
         // Read once: what is checked is what is used.
         let hdr = self.mm.read(msg)?;
-        if hdr.msg_name != 0 {
-            self.destination(&f, hdr.msg_name, hdr.msg_namelen)?;
-        }
+        let dest = if hdr.msg_name != 0 {
+            self.destination(&f, hdr.msg_name, hdr.msg_namelen)?
+        } else {
+            None
+        };
         let iov = self.msg_iovecs(&hdr)?;
-        if hdr.msg_controllen != 0 {
-            // Passing descriptors or credentials (SCM_RIGHTS...) is not offered.
-            return Err(self.unsupported("sendmsg(ancillary data)", errno::EOPNOTSUPP));
-        }
+        let out = self.read_control(&hdr)?;
         let total: u64 = iov.iter().map(|(_, l)| *l).sum(); // bounded: see iovecs
         if total > 1 << 20 {
             return Err(errno::EMSGSIZE.into());
@@ -350,17 +386,24 @@ impl Kernel {
         for (base, len) in iov {
             data.extend(self.mm.read_user_vec(base, len as usize)?);
         }
-        self.send(&f, &data, flags)
+        self.send(&f, &data, flags, dest, out)
     }
 
     pub(crate) fn sys_recvmsg(&mut self, fd: u64, msg: UserPtr<MsgHdr>, flags: u64) -> SysResult {
         let f = self.socket(fd)?;
         let mut hdr = self.mm.read(msg)?;
+        // A negative name length is refused before anything is received.
+        if (hdr.msg_namelen as i32) < 0 {
+            return Err(errno::EINVAL.into());
+        }
         let iov = self.msg_iovecs(&hdr)?;
         // The total is bounded (see iovecs).
         let total: u64 = iov.iter().map(|(_, l)| *l).sum::<u64>().min(1 << 20);
         let mut tmp = vec![0u8; total as usize];
-        let (n, full) = self.recv(&f, &mut tmp, flags)?;
+        let (n, full, mut got) = self.recv_msg(&f, &mut tmp, flags)?;
+        let FileKind::Socket(s) = &f.kind else {
+            return Err(errno::ENOTSOCK.into());
+        };
         let mut off = 0usize;
         for (base, len) in iov {
             if off >= n {
@@ -370,10 +413,23 @@ impl Kernel {
             self.mm.write_user(base, &tmp[off..off + k])?;
             off += k;
         }
-        // No sender name (a socket pair's peer is unnamed), no ancillary data.
-        hdr.msg_namelen = 0;
-        hdr.msg_controllen = 0;
-        hdr.msg_flags = if full > n { MSG_TRUNC as i32 } else { 0 };
+        // The sender's name (none: length 0), cut to the caller's buffer; without a
+        // buffer, `msg_namelen` is left as it was (Linux writes it with the name only).
+        let from = Self::sender(s, &got).map_or_else(Vec::new, |n| n.to_vec());
+        if hdr.msg_name != 0 {
+            let k = from.len().min(hdr.msg_namelen as usize);
+            self.mm.write_user(hdr.msg_name, &from[..k])?;
+            hdr.msg_namelen = from.len() as u32;
+        }
+        hdr.msg_flags = (flags & MSG_CMSG_CLOEXEC) as i32;
+        if full > n {
+            hdr.msg_flags |= MSG_TRUNC as i32;
+        }
+        let creds = s.inbox.borrow().passcred;
+        if creds && got.cred.is_none() {
+            got.cred = Some(self.peer_cred(s));
+        }
+        self.write_control(&mut hdr, got, creds, flags & MSG_CMSG_CLOEXEC != 0)?;
         self.mm.write(msg, &hdr)?;
         Ok(n as u64)
     }
@@ -395,22 +451,17 @@ impl Kernel {
         Ok(0)
     }
 
-    /// An unnamed `AF_UNIX` address (a `sa_family_t` alone), cut to the caller's
-    /// buffer of `*alen` bytes; `*alen` becomes its full length.
-    fn put_unix_name(&mut self, addr: u64, alen: UserPtr<u32>) -> Result<(), SysErr> {
+    /// An address of `name.len()` bytes (empty: none), cut to the caller's buffer of
+    /// `*alen` bytes; `*alen` becomes its full length.
+    fn put_addr(&mut self, addr: u64, alen: UserPtr<u32>, name: &[u8]) -> Result<(), SysErr> {
         let cap = self.mm.read(alen)?;
-        let family = AF_UNIX as u16;
-        let name = family.as_bytes();
+        if (cap as i32) < 0 {
+            return Err(errno::EINVAL.into());
+        }
         let n = (cap as usize).min(name.len());
         self.mm.write_user(addr, &name[..n])?;
         self.mm.write(alen, &(name.len() as u32))?;
         Ok(())
-    }
-
-    pub(crate) fn sys_getsockname(&mut self, fd: u64, addr: u64, alen: UserPtr<u32>) -> SysResult {
-        self.socket(fd)?;
-        self.put_unix_name(addr, alen)?;
-        Ok(0)
     }
 
     pub(crate) fn sys_getsockopt(
@@ -431,16 +482,12 @@ impl Kernel {
         let int = |v: i32| v.as_bytes().to_vec();
         let v: Vec<u8> = match name as i32 {
             libc::SO_TYPE => int(s.kind),
-            libc::SO_DOMAIN => int(AF_UNIX as i32),
-            libc::SO_PROTOCOL | libc::SO_ERROR | libc::SO_ACCEPTCONN => int(0),
+            libc::SO_DOMAIN => int(i32::from(AF_UNIX)),
+            libc::SO_PROTOCOL | libc::SO_ERROR => int(0),
+            libc::SO_ACCEPTCONN => int(i32::from(self.listening(s))),
+            libc::SO_PASSCRED => int(i32::from(s.inbox.borrow().passcred)),
             libc::SO_RCVBUF | libc::SO_SNDBUF => int(crate::pipe::PIPE_CAPACITY as i32),
-            libc::SO_PEERCRED => Ucred {
-                pid: self.proc.pid as i32,
-                uid: self.user.0,
-                gid: self.user.1,
-            }
-            .as_bytes()
-            .to_vec(),
+            libc::SO_PEERCRED => self.peer_cred(s).as_bytes().to_vec(),
             _ => return Err(Errno(libc::ENOPROTOOPT).into()),
         };
         // An option's value is cut to the caller's buffer, as Linux does.
@@ -451,17 +498,18 @@ impl Kernel {
         Ok(0)
     }
 
-    /// `bind`, `listen`, `accept`, `connect` on a socket pair: `e` (there is no other
-    /// kind of socket to name, listen on or reach).
-    pub(crate) fn sys_no_network(&mut self, fd: u64, e: Errno) -> SysResult {
-        self.socket(fd)?;
-        Err(e.into())
-    }
-
     /// `setsockopt`: `SOL_SOCKET` options of an `int` at least (`EINVAL` for less);
-    /// other levels are not `AF_UNIX`'s (`EOPNOTSUPP`). Values are accepted, not used.
-    pub(crate) fn sys_setsockopt(&mut self, fd: u64, level: u64, name: u64, len: u64) -> SysResult {
-        self.socket(fd)?;
+    /// other levels are not `AF_UNIX`'s (`EOPNOTSUPP`). `SO_PASSCRED` is used; other
+    /// values are accepted, not used.
+    pub(crate) fn sys_setsockopt(
+        &mut self,
+        fd: u64,
+        level: u64,
+        name: u64,
+        val: u64,
+        len: u64,
+    ) -> SysResult {
+        let f = self.socket(fd)?;
         if level != SOL_SOCKET {
             return Err(errno::EOPNOTSUPP.into());
         }
@@ -470,6 +518,12 @@ impl Kernel {
         }
         if !(1..=80).contains(&name) {
             return Err(Errno(libc::ENOPROTOOPT).into());
+        }
+        if name as i32 == libc::SO_PASSCRED {
+            let on = self.mm.read(UserPtr::<i32>::new(val))? != 0;
+            if let FileKind::Socket(s) = &f.kind {
+                s.inbox.borrow_mut().passcred = on;
+            }
         }
         Ok(0)
     }

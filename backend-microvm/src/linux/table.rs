@@ -18,7 +18,7 @@ use crate::mm::UserPtr;
 /// `AT_FDCWD` as a register value.
 const CWD: u64 = libc::AT_FDCWD as u64;
 
-const SOCKETS: &str = "only socket pairs exist: there is no network stack";
+const SOCKETS: &str = "AF_UNIX only (named, abstract, pairs): there is no network stack";
 const PRIV: &str = "needs a privilege the sandbox never has";
 const MOUNTS: &str = "the mount table is the policy's (CAP_SYS_ADMIN on Linux)";
 const CLOCKS: &str = "setting a clock needs CAP_SYS_TIME";
@@ -73,20 +73,20 @@ pub(crate) static TABLE: &[Syscall] = &[
     partial(38, "setitimer", "ITIMER_REAL only", |k, c| k.sys_setitimer(c.a[0], c.ptr(1), c.ptr(2))),
     full(39, "getpid", |k, _| Ok(u64::from(k.proc.pid))),
     full(40, "sendfile", |k, c| k.sys_sendfile(c.a[0], c.a[1], c.ptr(2), c.a[3])).restarts(),
-    partial(41, "socket", "no address family: there is no network stack (socketpair works)", |k, c| k.sys_socket(c.a[0], c.a[1], c.a[2])),
+    partial(41, "socket", "AF_UNIX only: there is no network stack", |k, c| k.sys_socket(c.a[0], c.a[1], c.a[2])),
     partial(42, "connect", SOCKETS, |k, c| k.sys_connect(c.a[0], c.a[1], c.a[2])).restarts(),
-    partial(43, "accept", SOCKETS, |k, c| k.sys_no_network(c.a[0], crate::errno::EINVAL)).restarts(),
+    partial(43, "accept", SOCKETS, |k, c| k.sys_accept(c.a[0], c.a[1], c.ptr(2), 0)).restarts(),
     full(44, "sendto", |k, c| k.sys_sendto(c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], c.a[5])).restarts(),
     full(45, "recvfrom", |k, c| k.sys_recvfrom(c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], c.ptr(5))).restarts(),
-    partial(46, "sendmsg", "no ancillary data (SCM_RIGHTS)", |k, c| k.sys_sendmsg(c.a[0], c.ptr(1), c.a[2])).restarts(),
+    full(46, "sendmsg", |k, c| k.sys_sendmsg(c.a[0], c.ptr(1), c.a[2])).restarts(),
     full(47, "recvmsg", |k, c| k.sys_recvmsg(c.a[0], c.ptr(1), c.a[2])).restarts(),
     full(48, "shutdown", |k, c| k.sys_shutdown(c.a[0], c.a[1])),
     partial(49, "bind", SOCKETS, |k, c| k.sys_bind(c.a[0], c.a[1], c.a[2])),
-    partial(50, "listen", SOCKETS, |k, c| k.sys_no_network(c.a[0], crate::errno::EINVAL)),
+    partial(50, "listen", SOCKETS, |k, c| k.sys_listen(c.a[0], c.a[1])),
     full(51, "getsockname", |k, c| k.sys_getsockname(c.a[0], c.a[1], c.ptr(2))),
-    full(52, "getpeername", |k, c| k.sys_getsockname(c.a[0], c.a[1], c.ptr(2))),
+    full(52, "getpeername", |k, c| k.sys_getpeername(c.a[0], c.a[1], c.ptr(2))),
     full(53, "socketpair", |k, c| k.sys_socketpair(c.a[0], c.a[1], c.a[2], c.ptr(3))),
-    full(54, "setsockopt", |k, c| k.sys_setsockopt(c.a[0], c.a[1], c.a[2], c.a[4])),
+    full(54, "setsockopt", |k, c| k.sys_setsockopt(c.a[0], c.a[1], c.a[2], c.a[3], c.a[4])),
     full(55, "getsockopt", |k, c| k.sys_getsockopt(c.a[0], c.a[1], c.a[2], c.a[3], c.ptr(4))),
     partial(56, "clone", "no CLONE_FILES/FS/SIGHAND between processes, no pidfd, no namespaces", |k, c| k.sys_clone(c.cpu, c.ctx, c.a)),
     full(57, "fork", |k, c| k.sys_fork(c.cpu, c.ctx)),
@@ -165,7 +165,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     full(130, "rt_sigsuspend", |k, c| k.sys_rt_sigsuspend(c.ptr(0), c.a[1])),
     full(131, "sigaltstack", |k, c| k.sys_sigaltstack(c.ptr(0), c.ptr(1), c.ctx.regs.rsp)),
     full(132, "utime", |k, c| k.sys_utime(c.a[0], c.ptr(1))),
-    partial(133, "mknod", "regular files and FIFOs; device nodes need CAP_MKNOD (EPERM); socket files are not offered (EOPNOTSUPP)", |k, c| k.sys_mknodat(CWD, c.a[0], c.a[1])),
+    partial(133, "mknod", "regular files and FIFOs; device nodes need CAP_MKNOD (EPERM); socket nodes in the in-memory filesystems", |k, c| k.sys_mknodat(CWD, c.a[0], c.a[1])),
     enosys(134, "uselib").note(REMOVED),
     full(135, "personality", |k, c| k.sys_personality(c.a[0])),
     enosys(136, "ustat"),
@@ -291,7 +291,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     refused(256, "migrate_pages", NUMA),
     partial(257, "openat", OPEN, |k, c| k.sys_openat(c.a[0], c.a[1], c.a[2], c.a[3])).restarts(),
     full(258, "mkdirat", |k, c| k.sys_mkdirat(c.a[0], c.a[1], c.a[2])),
-    partial(259, "mknodat", "regular files and FIFOs; device nodes need CAP_MKNOD (EPERM); socket files are not offered (EOPNOTSUPP)", |k, c| k.sys_mknodat(c.a[0], c.a[1], c.a[2])),
+    partial(259, "mknodat", "regular files and FIFOs; device nodes need CAP_MKNOD (EPERM); socket nodes in the in-memory filesystems", |k, c| k.sys_mknodat(c.a[0], c.a[1], c.a[2])),
     full(260, "fchownat", |k, c| k.sys_fchownat(c.a[0], c.a[1], c.a[2], c.a[3], c.a[4])),
     full(261, "futimesat", |k, c| k.sys_futimesat(c.a[0], c.a[1], c.ptr(2))),
     full(262, "newfstatat", |k, c| k.sys_newfstatat(c.a[0], c.a[1], c.ptr(2), c.a[3])),
@@ -320,7 +320,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     partial(285, "fallocate", "mode 0 only", |k, c| k.sys_fallocate(c.a[0], c.a[1], c.a[2], c.a[3])),
     enosys(286, "timerfd_settime"),
     enosys(287, "timerfd_gettime"),
-    partial(288, "accept4", SOCKETS, |k, c| k.sys_no_network(c.a[0], crate::errno::EINVAL)).restarts(),
+    partial(288, "accept4", SOCKETS, |k, c| k.sys_accept(c.a[0], c.a[1], c.ptr(2), c.a[3])).restarts(),
     enosys(289, "signalfd4"),
     full(290, "eventfd2", |k, c| k.sys_eventfd2(c.a[0], c.a[1])),
     full(291, "epoll_create1", |k, c| k.sys_epoll_create1(c.a[0])),
@@ -339,7 +339,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     refused(304, "open_by_handle_at", "needs CAP_DAC_READ_SEARCH"),
     refused(305, "clock_adjtime", CLOCKS),
     full(306, "syncfs", |k, c| k.fd_ok(c.a[0])),
-    partial(307, "sendmmsg", "no ancillary data (SCM_RIGHTS)", |k, c| k.sys_mmsg(true, c.a[0], c.ptr(1), c.a[2], c.a[3])),
+    full(307, "sendmmsg", |k, c| k.sys_mmsg(true, c.a[0], c.ptr(1), c.a[2], c.a[3])),
     refused(308, "setns", "namespaces need CAP_SYS_ADMIN"),
     full(309, "getcpu", |k, c| k.sys_getcpu(c.ptr(0), c.ptr(1))),
     refused(310, "process_vm_readv", "needs ptrace access to the target"),

@@ -148,6 +148,8 @@ impl Vfs {
                 let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC;
                 Opened::Host(host::open_file(dir.as_raw_fd(), name, flags & keep, 0)?)
             }
+            // Opening a socket's node is ENXIO, as on Linux.
+            Node::Tmp(t) if t.socket().is_some() => return Err(errno::ENXIO),
             Node::Tmp(t) => {
                 if let Some(p) = t.fifo() {
                     Opened::Fifo(p)
@@ -494,6 +496,30 @@ impl Vfs {
             }
             Node::Ovl(d) => d.create(&name, TmpData::Fifo(pipe()), mode).map(|_| ()),
             // A FIFO on the host would let the host's processes in: refused.
+            _ => Err(errno::EPERM),
+        }
+    }
+
+    /// `bind` of an `AF_UNIX` socket to `path`: a socket node holding `key`, made in
+    /// the sandbox's in-memory filesystems only. A host-backed read-write mount refuses
+    /// it with `EPERM`, the errno of Linux's `vfs_mknod` for a filesystem that makes no
+    /// such node: a socket on the host would be a way to reach the host's processes
+    /// (or theirs to reach in). An existing name is `EADDRINUSE`, as `bind` says it.
+    pub(crate) fn mksock(
+        &self,
+        base: &Location,
+        path: &[u8],
+        mode: u32,
+        key: u64,
+    ) -> Result<(), Errno> {
+        let (parent, name) = self.resolve_parent(base, path)?;
+        if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
+            return Err(errno::EADDRINUSE);
+        }
+        self.may_change(&parent)?;
+        match parent.node() {
+            Node::Tmp(dir) => dir.insert(&name, TmpFs::inode(dir.fs(), TmpData::Socket(key), mode)),
+            Node::Ovl(d) => d.create(&name, TmpData::Socket(key), mode).map(|_| ()),
             _ => Err(errno::EPERM),
         }
     }

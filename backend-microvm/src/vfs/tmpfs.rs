@@ -28,6 +28,9 @@ pub(crate) enum TmpData {
     Whiteout,
     /// A named pipe (FIFO).
     Fifo(Rc<RefCell<Pipe>>),
+    /// A socket's name in the filesystem (`bind`): the personality's key for the
+    /// socket bound there (the node stays after the socket goes, as on Linux).
+    Socket(u64),
 }
 
 /// One tmpfs inode.
@@ -183,6 +186,7 @@ impl TmpInode {
             TmpData::Link(t) => (libc::S_IFLNK, t.len() as u64),
             TmpData::Whiteout => (libc::S_IFCHR, 0),
             TmpData::Fifo(_) => (libc::S_IFIFO, 0),
+            TmpData::Socket(_) => (libc::S_IFSOCK, 0),
         };
         let [atime, mtime, ctime] = self.times.get();
         Meta {
@@ -225,6 +229,14 @@ impl TmpInode {
         }
     }
 
+    /// The key of the socket bound at this node.
+    pub(crate) fn socket(&self) -> Option<u64> {
+        match &*self.data.borrow() {
+            TmpData::Socket(k) => Some(*k),
+            _ => None,
+        }
+    }
+
     /// True for a whiteout (an image root's upper layer only).
     pub(crate) fn is_whiteout(&self) -> bool {
         matches!(&*self.data.borrow(), TmpData::Whiteout)
@@ -250,7 +262,9 @@ impl TmpInode {
                 Ok(n)
             }
             TmpData::Dir(_) => Err(errno::EISDIR),
-            TmpData::Link(_) | TmpData::Whiteout | TmpData::Fifo(_) => Err(errno::EINVAL),
+            TmpData::Link(_) | TmpData::Whiteout | TmpData::Fifo(_) | TmpData::Socket(_) => {
+                Err(errno::EINVAL)
+            }
         }
     }
 
