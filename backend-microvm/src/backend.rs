@@ -56,21 +56,21 @@ impl Backend for MicroVmBackend {
         crate::loader::check_runnable(plan)
     }
 
+    async fn create(
+        &self,
+        plan: Plan,
+        options: sandbox_core::LiveOptions,
+    ) -> Result<Arc<dyn sandbox_core::LiveSandbox>, SpawnError> {
+        check_network(&plan)?;
+        crate::probe::availability().map_err(|reason| SpawnError::Unavailable {
+            isolation: Isolation::MicroVm,
+            reason,
+        })?;
+        crate::live::create(plan, options).await
+    }
+
     async fn spawn(&self, plan: Plan) -> Result<Box<dyn Execution>, SpawnError> {
-        if plan.network == Network::Egress {
-            return Err(SpawnError::Unsupported(
-                "the micro-VM has no network yet: `network = \"egress\"` runs in the container backend \
-                 (the VM's sockets over the egress broker come later)"
-                    .into(),
-            ));
-        }
-        if plan.network == Network::Loopback {
-            return Err(SpawnError::Unsupported(
-                "the micro-VM has no network yet, not even loopback: use `network = \"none\"`, or the container \
-                 backend for workloads that need a loopback interface"
-                    .into(),
-            ));
-        }
+        check_network(&plan)?;
         crate::probe::availability().map_err(|reason| SpawnError::Unavailable {
             isolation: Isolation::MicroVm,
             reason,
@@ -155,7 +155,7 @@ fn vcpu_thread(
     done_tx: oneshot::Sender<Result<Outcome, RunError>>,
 ) {
     let prepared = catch_unwind(AssertUnwindSafe(|| {
-        crate::sandbox::prepare(plan, Arc::clone(ctl), output, input, start)
+        crate::sandbox::prepare(plan, Arc::clone(ctl), output, input, start, false)
     }));
     let prepared = match prepared {
         Ok(Ok(p)) => p,
@@ -184,6 +184,25 @@ fn vcpu_thread(
         ))
     });
     let _ = done_tx.send(outcome);
+}
+
+/// The micro-VM has no network: anything but `none` is refused, in words.
+fn check_network(plan: &Plan) -> Result<(), SpawnError> {
+    if plan.network == Network::Egress {
+        return Err(SpawnError::Unsupported(
+                "the micro-VM has no network yet: `network = \"egress\"` runs in the container backend \
+                 (the VM's sockets over the egress broker come later)"
+                    .into(),
+            ));
+    }
+    if plan.network == Network::Loopback {
+        return Err(SpawnError::Unsupported(
+                "the micro-VM has no network yet, not even loopback: use `network = \"none\"`, or the container \
+                 backend for workloads that need a loopback interface"
+                    .into(),
+            ));
+    }
+    Ok(())
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {

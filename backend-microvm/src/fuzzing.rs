@@ -156,9 +156,9 @@ impl Guest {
         let cwd = vfs.resolve(&root, b"/tmp", true).unwrap_or(root);
         let mut files = FdTable::new(OPEN_FILES as usize);
         for (i, kind) in [
-            crate::linux::FileKind::Stdin,
-            crate::linux::FileKind::Output(false),
-            crate::linux::FileKind::Output(true),
+            crate::linux::FileKind::Stdin(0),
+            crate::linux::FileKind::Output(0, false),
+            crate::linux::FileKind::Output(0, true),
         ]
         .into_iter()
         .enumerate()

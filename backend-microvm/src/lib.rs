@@ -44,6 +44,7 @@ mod guest;
 mod kick;
 mod kvmstats;
 mod linux;
+mod live;
 mod loader;
 mod memory;
 mod mm;

@@ -38,13 +38,13 @@ fn setup_err(step: &str, e: impl std::error::Error + Send + Sync + 'static) -> S
 
 /// Everything ready to run.
 pub(crate) struct Prepared {
-    vm: Vm,
-    kernel: Kernel,
+    pub(crate) vm: Vm,
+    pub(crate) kernel: Kernel,
     confinement: Confinement,
     memory: u64,
     mounts: usize,
     timers: Vec<Timer>,
-    tick: Timer,
+    pub(crate) tick: Timer,
     euid: u32,
     mount_reports: Vec<sandbox_core::MountReport>,
     /// The host uid and gid the VMM reaches files as.
@@ -53,19 +53,37 @@ pub(crate) struct Prepared {
     host_fds: usize,
 }
 
+impl Prepared {
+    /// The enforcement report of this sandbox (a run's, or a live sandbox's).
+    pub(crate) fn enforcement(&self, plan: &Plan) -> EnforcementReport {
+        let mut e = report(
+            plan,
+            &self.confinement,
+            self.memory,
+            self.mounts,
+            (self.euid, self.identity.0),
+            self.host_fds,
+        );
+        e.mounts = self.mount_reports.clone();
+        e
+    }
+}
+
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared").finish_non_exhaustive()
     }
 }
 
-/// Builds the sandbox of `plan` on the calling thread and confines the thread.
+/// Builds the sandbox of `plan` on the calling thread and confines the thread. With
+/// `live`, no program is loaded: the only process is the virtual init (see `live`).
 pub(crate) fn prepare(
     plan: &Plan,
     ctl: Arc<Control>,
     out: Output,
     input: Input,
     start: Instant,
+    live: bool,
 ) -> Result<Prepared, SpawnError> {
     refuse_unenforceable(plan)?;
     let requested = plan.limits.memory.map(|b| b.0).unwrap_or(DEFAULT_MEMORY);
@@ -131,9 +149,9 @@ pub(crate) fn prepare(
     };
     let mut files = FdTable::new(open_files.min(1 << 20) as usize);
     let stdio = [
-        OpenFile::new(FileKind::Stdin, None, libc::O_RDONLY),
-        OpenFile::new(FileKind::Output(false), None, libc::O_WRONLY),
-        OpenFile::new(FileKind::Output(true), None, libc::O_WRONLY),
+        OpenFile::new(FileKind::Stdin(0), None, libc::O_RDONLY),
+        OpenFile::new(FileKind::Output(0, false), None, libc::O_WRONLY),
+        OpenFile::new(FileKind::Output(0, true), None, libc::O_WRONLY),
     ];
     for (i, f) in stdio.into_iter().enumerate() {
         files.put(i, f, false);
@@ -142,13 +160,13 @@ pub(crate) fn prepare(
     let mount_reports = vfs.reports.clone();
     // Timers kick this thread out of KVM_RUN at the wall and CPU limits.
     let mut timers = Vec::new();
-    if let Some(d) = plan.limits.wall_time {
+    if let (false, Some(d)) = (live, plan.limits.wall_time) {
         timers.push(
             Timer::new(libc::CLOCK_MONOTONIC, d.saturating_sub(start.elapsed()))
                 .map_err(|e| setup_err("arming the wall-time timer", e))?,
         );
     }
-    if let Some(d) = plan.limits.cpu_time {
+    if let (false, Some(d)) = (live, plan.limits.cpu_time) {
         let left = d.saturating_sub(kick::thread_cpu_time());
         timers.push(
             Timer::new(libc::CLOCK_THREAD_CPUTIME_ID, left)
@@ -178,33 +196,42 @@ pub(crate) fn prepare(
             confinement.landlock.missing.join(", ")
         )));
     }
-    // The program is untrusted: its ELF (and its loader's) is read and parsed only now,
-    // behind the thread's seccomp filter and Landlock.
-    let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv)
-        .map_err(|e| load_error(plan, e))?;
-    vfs.set_exe(FIRST_PID, &prog.exe());
-    vfs.set_self(FIRST_PID);
-    let env: Vec<Vec<u8>> = plan
-        .env
-        .iter()
-        .map(|(k, v)| format!("{k}={v}").into_bytes())
-        .collect();
-    let entry = loader::load(&mut mm, &vfs, &prog, &env, plan.user, vdso)
-        .map_err(|e| load_error(plan, e))?;
-    vm.set_entry(entry.rip, entry.rsp)
-        .map_err(|e| setup_err("setting the first registers", e))?;
-    let process = Process::first(files, cwd, prog.exe(), prog.comm(), prog.argv);
+    let (process, entry) = if live {
+        vfs.set_self(crate::linux::task::INIT_PID);
+        (crate::live::guest::init_process(cwd), (0, 0))
+    } else {
+        // The program is untrusted: its ELF (and its loader's) is read and parsed only now,
+        // behind the thread's seccomp filter and Landlock.
+        let prog = loader::find(&vfs, &cwd, &plan.program_candidates(), &plan.argv)
+            .map_err(|e| load_error(plan, e))?;
+        vfs.set_exe(FIRST_PID, &prog.exe());
+        vfs.set_self(FIRST_PID);
+        let env: Vec<Vec<u8>> = plan
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}").into_bytes())
+            .collect();
+        let entry = loader::load(&mut mm, &vfs, &prog, &env, plan.user, vdso)
+            .map_err(|e| load_error(plan, e))?;
+        vm.set_entry(entry.rip, entry.rsp)
+            .map_err(|e| setup_err("setting the first registers", e))?;
+        let process = Process::first(files, cwd, prog.exe(), prog.comm(), prog.argv);
+        (process, (entry.rip, entry.rsp))
+    };
     let kernel = Kernel::new(
         mm,
         vfs,
         process,
-        (entry.rip, entry.rsp),
+        entry,
         Settings {
             pids_limit: plan.limits.pids,
             limits: Limits {
                 file_size: plan.limits.file_size.map(|b| b.0),
-                deadline: plan.limits.wall_time.and_then(|d| start.checked_add(d)),
-                cpu: plan.limits.cpu_time,
+                // A live sandbox's wall and CPU limits are each exec's (see `live`).
+                deadline: (!live)
+                    .then(|| plan.limits.wall_time.and_then(|d| start.checked_add(d)))
+                    .flatten(),
+                cpu: (!live).then_some(plan.limits.cpu_time).flatten(),
                 open_files,
                 memory: requested,
                 stack: 8 << 20,

@@ -183,6 +183,12 @@ pub(crate) fn run(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
             None => r.step(vm, k),
         };
         if let Err(stop) = stepped {
+            // A live sandbox outlives a process that hit a limit: it is killed and
+            // its exec reports the limit; the loop goes on with the others.
+            if k.live.is_some() && k.live_recover(&stop) {
+                r.entry = Entry::Context;
+                continue;
+            }
             k.account_cpu();
             if crate::linux::stats_enabled() {
                 eprintln!("[hsb-vmm] {:?}", r.stats);
@@ -215,6 +221,9 @@ fn user_segment(selector: u16, code: bool) -> kvm_segment {
 
 impl Runner {
     fn step(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
+        if k.live.is_some() {
+            k.serve_live()?;
+        }
         let now = Instant::now();
         let kick = k.next_kick();
         // A task resumed after a fault it took goes back through the scheduler when

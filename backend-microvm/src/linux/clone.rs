@@ -130,6 +130,10 @@ impl Kernel {
         );
         if let Some(limit) = self.pids_limit {
             if self.task_count() as u64 >= limit {
+                if self.live.is_some() {
+                    // A live sandbox goes on: the fork fails, as under a pids cgroup.
+                    return Err(errno::EAGAIN.into());
+                }
                 return Err(SysErr::Stop(Stop::PidsLimit));
             }
         }

@@ -121,6 +121,9 @@ impl Kernel {
     /// The whole process `pid` ends with `status`: every thread goes, its files close,
     /// its parent learns it (or the run ends, for the first process).
     pub(crate) fn kill_process(&mut self, pid: Tid, status: ExitStatus) {
+        if pid == INIT_PID && self.live.is_some() {
+            return; // a live sandbox's init never ends while the sandbox lives
+        }
         let Some(p) = self.proc_ref(pid) else {
             return;
         };
@@ -141,8 +144,12 @@ impl Kernel {
         let ppid = p.ppid;
         let exit_signal = p.exit_signal;
         let cpu = p.cpu_dead;
+        let cpu_all = p.cpu_dead + p.cpu_children;
         drop(files);
         self.stirred = true;
+        if self.live.is_some() {
+            self.live_exited(pid, status, cpu_all);
+        }
         if pid == self.main_pid {
             self.ended.get_or_insert(match status {
                 ExitStatus::Code(c) => Stop::Exit(c),

@@ -32,9 +32,9 @@ pub(crate) fn anon_inode(f: &OpenFile) -> Option<(u32, u64)> {
         FileKind::Socket(s) => (libc::S_IFSOCK, s.ino),
         FileKind::Pipe(_) if f.loc.is_some() => return None,
         FileKind::Pipe(end) => (libc::S_IFIFO, end.pipe.borrow().ino),
-        FileKind::Stdin => (libc::S_IFIFO, STDIO_INO[0]),
-        FileKind::Output(false) => (libc::S_IFIFO, STDIO_INO[1]),
-        FileKind::Output(true) => (libc::S_IFIFO, STDIO_INO[2]),
+        FileKind::Stdin(_) => (libc::S_IFIFO, STDIO_INO[0]),
+        FileKind::Output(_, false) => (libc::S_IFIFO, STDIO_INO[1]),
+        FileKind::Output(_, true) => (libc::S_IFIFO, STDIO_INO[2]),
         FileKind::EventFd(_) | FileKind::Epoll(..) => (0, ANON_INODE_INO),
         _ => return None,
     })
@@ -52,10 +52,10 @@ pub(crate) fn next_ino() -> u64 {
 /// What an open file is.
 #[derive(Debug)]
 pub(crate) enum FileKind {
-    /// The workload's stdin.
-    Stdin,
-    /// stdout (`true`: stderr).
-    Output(bool),
+    /// The stdin of a run (channel 0) or of a live sandbox's exec (its channel).
+    Stdin(u32),
+    /// stdout (`true`: stderr) of a run (channel 0) or of an exec (its channel).
+    Output(u32, bool),
     /// A host regular file.
     Host(HostFd),
     /// A directory (listed through the VFS).

@@ -203,7 +203,7 @@ impl Kernel {
                 let opened = match f.kind {
                     FileKind::Path => false,
                     // memfd_create's file is opened O_LARGEFILE too.
-                    FileKind::Stdin | FileKind::Output(_) | FileKind::Tmp(_) => true,
+                    FileKind::Stdin(_) | FileKind::Output(..) | FileKind::Tmp(_) => true,
                     _ => f.loc.is_some(),
                 };
                 let large = if opened { O_LARGEFILE } else { 0 };
@@ -362,8 +362,8 @@ impl Kernel {
                         .borrow()
                         .as_ref()
                         .map_or(0, |e| e.pipe.borrow().len() as u64),
-                    FileKind::Stdin => match &self.input {
-                        Input::Bytes(d, p) => (d.len() - p) as u64,
+                    FileKind::Stdin(chan) => match self.input_ref(*chan) {
+                        Some(Input::Bytes(d, p)) => (d.len() - *p) as u64,
                         _ => 0,
                     },
                     FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) => {

@@ -276,6 +276,8 @@ pub(crate) struct Kernel {
     pub(crate) current: Option<&'static dispatch::Syscall>,
     /// `AF_UNIX` names and descriptors in flight (`unix.rs`, `scm.rs`).
     pub(crate) unix: unix::Names,
+    /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
+    pub(crate) live: Option<Box<crate::live::guest::Live>>,
 }
 
 /// What a run sets in its kernel; everything else in `Kernel` starts empty.
@@ -343,6 +345,7 @@ impl Kernel {
             vdso: s.vdso,
             current: None,
             unix: unix::Names::default(),
+            live: None,
         }
     }
 }

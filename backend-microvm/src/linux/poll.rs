@@ -51,11 +51,11 @@ impl Kernel {
             None => (false, true),
         };
         let (r, w, extra) = match &f.kind {
-            FileKind::Stdin => match &self.input {
-                Input::Stream(q) => (q.ready(), false, 0),
+            FileKind::Stdin(chan) => match self.input_ref(*chan) {
+                Some(Input::Stream(q)) => (q.ready(), false, 0),
                 _ => (true, false, 0),
             },
-            FileKind::Output(_) => (false, true, 0),
+            FileKind::Output(..) => (false, true, 0),
             // As Linux's pipe_poll: a write end is writable while a slot is free
             // (readers or not) and in error without readers; a read end hangs up
             // once every writer has gone.

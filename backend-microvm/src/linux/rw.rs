@@ -99,7 +99,7 @@ impl Kernel {
         Ok(done)
     }
 
-    fn source_read(
+    pub(crate) fn source_read(
         &mut self,
         file: &OpenFile,
         buf: &mut [u8],
@@ -108,8 +108,9 @@ impl Kernel {
     ) -> Result<usize, SysErr> {
         let off = at.unwrap_or(file.pos.get());
         let n = match &file.kind {
-            FileKind::Stdin => {
-                return self.read_stdin(buf, file.flags.get() & libc::O_NONBLOCK != 0 || partial)
+            FileKind::Stdin(chan) => {
+                let nonblock = file.flags.get() & libc::O_NONBLOCK != 0 || partial;
+                return self.read_stdin(*chan, buf, nonblock);
             }
             FileKind::Host(fd) => host::pread(fd.as_raw_fd(), buf, off)?,
             FileKind::Tmp(t) => {
@@ -154,17 +155,18 @@ impl Kernel {
         Ok(n)
     }
 
-    fn read_stdin(&mut self, buf: &mut [u8], nonblock: bool) -> Result<usize, SysErr> {
+    fn read_stdin(&mut self, chan: u32, buf: &mut [u8], nonblock: bool) -> Result<usize, SysErr> {
         loop {
-            match &mut self.input {
-                Input::Null => return Ok(0),
-                Input::Bytes(data, pos) => {
+            match self.input_of(chan) {
+                // An ended exec's stdin: end of file.
+                None | Some(Input::Null) => return Ok(0),
+                Some(Input::Bytes(data, pos)) => {
                     let n = buf.len().min(data.len() - *pos);
                     buf[..n].copy_from_slice(&data[*pos..*pos + n]);
                     *pos += n;
                     return Ok(n);
                 }
-                Input::Stream(q) => {
+                Some(Input::Stream(q)) => {
                     if let Some(d) = q.take(buf.len()) {
                         buf[..d.len()].copy_from_slice(&d);
                         return Ok(d.len());
@@ -356,13 +358,17 @@ impl Kernel {
     ) -> Result<usize, SysErr> {
         let append = file.flags.get() & libc::O_APPEND != 0;
         match &file.kind {
-            FileKind::Output(err) => {
+            FileKind::Output(chan, err) => {
                 let stream = if *err {
                     StreamKind::Stderr
                 } else {
                     StreamKind::Stdout
                 };
-                self.out.write(stream, data)?;
+                if *chan == 0 {
+                    self.out.write(stream, data)?;
+                } else {
+                    self.live_output(*chan, stream, data);
+                }
                 Ok(data.len())
             }
             FileKind::Host(fd) => {

@@ -110,6 +110,11 @@ impl Kernel {
             {
                 self.stirred = true;
             }
+            // After the flag was taken: a command queued later sets it again, so the
+            // wait below does not sleep through it.
+            if self.live.is_some() {
+                self.serve_live()?;
+            }
             self.fire_timers(now);
             self.retry_blocked(now)?;
             self.switch_to(running);

@@ -177,8 +177,8 @@ impl Kernel {
         // Callers check: a number outside 1..=64 is never sent (nor indexes `act`).
         let known = valid(sig as u64).is_ok();
         debug_assert!(known, "signal {sig} sent to {pid}");
-        if !known {
-            return;
+        if !known || (pid == INIT_PID && self.live.is_some()) {
+            return; // a live sandbox's init takes no signal
         }
         if sig == SIGCONT {
             self.continue_process(pid);

@@ -307,7 +307,11 @@ impl Kernel {
         if pid != self.proc.pid {
             if let Some(p) = self.procs.remove(&pid) {
                 let old = std::mem::replace(&mut self.proc, p);
-                self.procs.insert(old.pid, old);
+                // An ended child of init is reaped as it leaves (it could not be while
+                // current): a live sandbox runs execs for ever, zombies must not pile up.
+                if !(old.exit.is_some() && old.ppid == INIT_PID) {
+                    self.procs.insert(old.pid, old);
+                }
             }
         }
         self.mm.switch(self.task.space);

@@ -1,0 +1,562 @@
+//! The host's side of a live micro-VM: its state, the watchdog (lifetime, idle
+//! timeout, the VMM's failure), and the `LiveSandbox` calls, each a command to the
+//! vCPU thread.
+
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sandbox_core::live::ByteStream;
+use sandbox_core::{
+    Decision, EndReason, EnforcementReport, ExecRequest, Execution, FileData, FileStat, Isolation,
+    LiveError, LiveOptions, LiveSandbox, LiveState, LiveStats, Plan, SpawnError,
+};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::cmd::{Cmd, FileOk, FileOp, Hub};
+use super::files::CHUNK;
+use super::thread::{self, Ending};
+use crate::kick::{self, Control};
+
+/// How long `destroy` waits for the vCPU thread to free the VM.
+const END_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub(super) struct Life {
+    pub(super) state: LiveState,
+    pub(super) ended: Option<EndReason>,
+    failure: Option<String>,
+    paused_at: Option<Instant>,
+    paused_total: Duration,
+    pub(super) running: u64,
+    last_activity: Instant,
+}
+
+/// Shared by the sandbox's handles and its execs. Dropping it destroys the sandbox.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) ctl: Arc<Control>,
+    pub(super) hub: Arc<Hub>,
+    ending: Arc<Ending>,
+    life: Mutex<Life>,
+    pub(super) created: Instant,
+    pub(super) plan: Plan,
+    pub(super) enforcement: EnforcementReport,
+    pub(super) next_id: AtomicU32,
+    activity: Arc<Notify>,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Life> {
+        self.life.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a command for the vCPU thread.
+    pub(super) fn send(&self, cmd: Cmd) {
+        self.hub.send(&self.ctl, cmd);
+    }
+
+    /// Total time spent paused so far (the current pause included).
+    pub(super) fn paused_total(&self) -> Duration {
+        let l = self.lock();
+        l.paused_total + l.paused_at.map_or(Duration::ZERO, |p| p.elapsed())
+    }
+
+    /// Notes activity for the idle timeout.
+    pub(super) fn touch(&self) {
+        self.lock().last_activity = Instant::now();
+        self.activity.notify_one();
+    }
+
+    /// The error of a sandbox that is gone: `Failed` when the VMM failed.
+    fn gone(&self, l: &Life, operation: &'static str, wanted: &'static str) -> LiveError {
+        if l.ended == Some(EndReason::Failed) {
+            return LiveError::Failed(
+                operation.to_string(),
+                std::io::Error::other(l.failure.clone().unwrap_or_else(|| "the VMM failed".into())),
+            );
+        }
+        LiveError::WrongState {
+            state: l.state,
+            operation,
+            wanted,
+        }
+    }
+
+    /// Fails unless running.
+    pub(super) fn check_running(&self, operation: &'static str) -> Result<(), LiveError> {
+        {
+            let l = self.lock();
+            if l.state != LiveState::Running {
+                return Err(self.gone(&l, operation, "running"));
+            }
+        }
+        self.touch();
+        Ok(())
+    }
+
+    /// Ends the sandbox (the first reason stays) and waits for its thread to free
+    /// everything. Blocking: async callers use [`Shared::destroy_async`].
+    pub(super) fn destroy(&self, reason: EndReason) {
+        {
+            let mut l = self.lock();
+            if l.state != LiveState::Destroyed {
+                l.state = LiveState::Destroyed;
+                l.ended = Some(reason);
+                if let Some(p) = l.paused_at.take() {
+                    l.paused_total += p.elapsed();
+                }
+            }
+        }
+        self.ctl.kill();
+        self.ending.wait(END_WAIT);
+        self.activity.notify_one();
+    }
+
+    pub(super) async fn destroy_async(self: &Arc<Self>, reason: EndReason) {
+        let me = Arc::clone(self);
+        let _ = tokio::task::spawn_blocking(move || me.destroy(reason)).await;
+    }
+
+    /// The VMM ended by itself: the sandbox failed.
+    fn failed(&self, why: String) {
+        let mut l = self.lock();
+        if l.state != LiveState::Destroyed {
+            l.state = LiveState::Destroyed;
+            l.ended = Some(EndReason::Failed);
+            l.failure = Some(why);
+        }
+    }
+
+    /// Sends a file operation and waits for its answer.
+    async fn file(&self, op: FileOp) -> Result<FileOk, LiveError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Cmd::File(op, tx));
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.gone(&self.lock(), "a file operation", "running")),
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.destroy(EndReason::Destroyed);
+    }
+}
+
+/// A live micro-VM sandbox.
+#[derive(Debug)]
+pub(crate) struct MicroVmLive {
+    shared: Arc<Shared>,
+}
+
+/// Creates a live sandbox from `plan` (its program, argv and stdin are not used).
+pub(crate) async fn create(
+    plan: Plan,
+    options: LiveOptions,
+) -> Result<Arc<dyn LiveSandbox>, SpawnError> {
+    crate::confine::check().map_err(|e| SpawnError::Setup {
+        step: "compiling the VMM seccomp filter".into(),
+        source: std::io::Error::other(e),
+    })?;
+    kick::install_handler().map_err(|e| SpawnError::Setup {
+        step: "installing the vCPU kick signal handler".into(),
+        source: e,
+    })?;
+    crate::trap::install_handler().map_err(|e| SpawnError::Setup {
+        step: "installing the VMM's SIGSYS handler".into(),
+        source: e,
+    })?;
+    let ctl = Arc::new(Control::default());
+    let hub = Arc::new(Hub::default());
+    let ending = Arc::new(Ending::default());
+    let (setup_tx, setup_rx) = oneshot::channel();
+    let start = thread::Start {
+        plan: plan.clone(),
+        ctl: Arc::clone(&ctl),
+        hub: Arc::clone(&hub),
+        ending: Arc::clone(&ending),
+        setup: setup_tx,
+    };
+    std::thread::Builder::new()
+        .name("hsb-vcpu".into())
+        .spawn(move || thread::body(start))
+        .map_err(|e| SpawnError::Setup {
+            step: "starting the vCPU thread".into(),
+            source: e,
+        })?;
+    let enforcement = match setup_rx.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(SpawnError::Setup {
+                step: "setting up the micro-VM".into(),
+                source: std::io::Error::other("the vCPU thread ended during setup"),
+            })
+        }
+    };
+    let now = Instant::now();
+    let shared = Arc::new(Shared {
+        ctl,
+        hub,
+        ending: Arc::clone(&ending),
+        life: Mutex::new(Life {
+            state: LiveState::Running,
+            ended: None,
+            failure: None,
+            paused_at: None,
+            paused_total: Duration::ZERO,
+            running: 0,
+            last_activity: now,
+        }),
+        created: now,
+        plan,
+        enforcement,
+        next_id: AtomicU32::new(1),
+        activity: Arc::new(Notify::new()),
+    });
+    tokio::spawn(watchdog(
+        Arc::downgrade(&shared),
+        Arc::clone(&shared.activity),
+        ending,
+        options,
+    ));
+    Ok(Arc::new(MicroVmLive { shared }))
+}
+
+/// Destroys the sandbox when its lifetime or idle timeout passes, and marks it failed
+/// when the VMM ends by itself. Holds only a weak handle.
+async fn watchdog(
+    weak: Weak<Shared>,
+    activity: Arc<Notify>,
+    ending: Arc<Ending>,
+    options: LiveOptions,
+) {
+    loop {
+        let Some(s) = weak.upgrade() else {
+            return;
+        };
+        let (state, running, last) = {
+            let l = s.lock();
+            (l.state, l.running, l.last_activity)
+        };
+        if state == LiveState::Destroyed {
+            return;
+        }
+        if let Some(note) = ending.ended() {
+            s.failed(note.unwrap_or_else(|| "the VMM ended".into()));
+            return;
+        }
+        let now = Instant::now();
+        let mut next = now + Duration::from_secs(3600);
+        if let Some(l) = options.lifetime {
+            let at = s.created + l;
+            if now >= at {
+                s.destroy_async(EndReason::Lifetime).await;
+                return;
+            }
+            next = next.min(at);
+        }
+        if let (Some(idle), LiveState::Running, 0) = (options.idle_timeout, state, running) {
+            let at = last + idle;
+            if now >= at {
+                s.destroy_async(EndReason::IdleTimeout).await;
+                return;
+            }
+            next = next.min(at);
+        }
+        drop(s);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = activity.notified() => {}
+            _ = ending.notify.notified() => {}
+        }
+    }
+}
+
+/// Checks a sandbox path: absolute, no NUL, at most 4096 bytes.
+fn validate(path: &str) -> Result<(), LiveError> {
+    let bad = |reason: &str| {
+        Err(LiveError::InvalidPath {
+            path: path.into(),
+            reason: reason.into(),
+        })
+    };
+    if !path.starts_with('/') {
+        return bad("sandbox paths are absolute");
+    }
+    if path.contains('\0') {
+        return bad("it contains a NUL byte");
+    }
+    if path.len() > 4096 {
+        return bad("it is longer than 4096 bytes");
+    }
+    Ok(())
+}
+
+impl MicroVmLive {
+    async fn write_chunks(&self, handle: u64, data: FileData) -> Result<u64, LiveError> {
+        let s = &self.shared;
+        let mut size = 0;
+        match data {
+            FileData::Bytes(b) => {
+                for chunk in b.chunks(CHUNK) {
+                    size = written(
+                        s.file(FileOp::Write {
+                            handle,
+                            data: chunk.to_vec(),
+                        })
+                        .await?,
+                    );
+                }
+            }
+            FileData::Stream(mut r) => loop {
+                let mut buf = vec![0u8; CHUNK];
+                let mut filled = 0;
+                while filled < CHUNK {
+                    let n = r
+                        .read(&mut buf[filled..])
+                        .await
+                        .map_err(|e| LiveError::Failed("reading the data to write".into(), e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    break;
+                }
+                buf.truncate(filled);
+                size = written(s.file(FileOp::Write { handle, data: buf }).await?);
+                if filled < CHUNK {
+                    break;
+                }
+            },
+        }
+        Ok(size)
+    }
+}
+
+fn written(ok: FileOk) -> u64 {
+    match ok {
+        FileOk::Size(n) => n,
+        _ => 0,
+    }
+}
+
+#[async_trait]
+impl LiveSandbox for MicroVmLive {
+    fn isolation(&self) -> Isolation {
+        Isolation::MicroVm
+    }
+
+    fn decision(&self) -> &Decision {
+        &self.shared.plan.decision
+    }
+
+    fn enforcement(&self) -> &EnforcementReport {
+        &self.shared.enforcement
+    }
+
+    fn state(&self) -> LiveState {
+        self.shared.lock().state
+    }
+
+    fn ended(&self) -> Option<EndReason> {
+        self.shared.lock().ended
+    }
+
+    async fn exec(&self, request: ExecRequest) -> Result<Box<dyn Execution>, LiveError> {
+        super::exec::start(&self.shared, request).await
+    }
+
+    async fn write_file(&self, path: &str, data: FileData, mode: u32) -> Result<u64, LiveError> {
+        validate(path)?;
+        self.shared.check_running("write")?;
+        let handle = match self
+            .shared
+            .file(FileOp::OpenWrite {
+                path: path.into(),
+                mode,
+            })
+            .await?
+        {
+            FileOk::Handle(h) => h,
+            _ => return Err(LiveError::Invalid("unexpected answer".into())),
+        };
+        let r = self.write_chunks(handle, data).await;
+        let _ = self.shared.file(FileOp::Close { handle }).await;
+        self.shared.touch();
+        r
+    }
+
+    async fn read_file(&self, path: &str) -> Result<ByteStream, LiveError> {
+        validate(path)?;
+        self.shared.check_running("read")?;
+        let handle = match self
+            .shared
+            .file(FileOp::OpenRead { path: path.into() })
+            .await?
+        {
+            FileOk::Handle(h) => h,
+            _ => return Err(LiveError::Invalid("unexpected answer".into())),
+        };
+        let (tx, rx) = mpsc::channel(2);
+        let shared = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            loop {
+                let Some(s) = shared.upgrade() else {
+                    return;
+                };
+                let r = s.file(FileOp::Read { handle, max: CHUNK }).await;
+                let chunk = match r {
+                    Ok(FileOk::Data(d)) => d,
+                    Ok(_) => Vec::new(),
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                };
+                if chunk.is_empty() || tx.send(Ok(chunk)).await.is_err() {
+                    let _ = s.file(FileOp::Close { handle }).await;
+                    return;
+                }
+                drop(s);
+            }
+        });
+        Ok(Box::pin(super::stream::ChunkReader::new(rx)))
+    }
+
+    async fn list_dir(&self, path: &str) -> Result<Vec<FileStat>, LiveError> {
+        validate(path)?;
+        self.shared.check_running("list")?;
+        match self.shared.file(FileOp::List { path: path.into() }).await? {
+            FileOk::List(v) => Ok(v),
+            _ => Err(LiveError::Invalid("unexpected answer".into())),
+        }
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileStat, LiveError> {
+        validate(path)?;
+        self.shared.check_running("stat")?;
+        match self.shared.file(FileOp::Stat { path: path.into() }).await? {
+            FileOk::Stat(s) => Ok(s),
+            _ => Err(LiveError::Invalid("unexpected answer".into())),
+        }
+    }
+
+    async fn mkdir(&self, path: &str, parents: bool) -> Result<(), LiveError> {
+        validate(path)?;
+        self.shared.check_running("mkdir")?;
+        self.shared
+            .file(FileOp::Mkdir {
+                path: path.into(),
+                parents,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn remove(&self, path: &str, recursive: bool) -> Result<(), LiveError> {
+        validate(path)?;
+        self.shared.check_running("remove")?;
+        self.shared
+            .file(FileOp::Remove {
+                path: path.into(),
+                recursive,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), LiveError> {
+        validate(from)?;
+        validate(to)?;
+        self.shared.check_running("rename")?;
+        self.shared
+            .file(FileOp::Rename {
+                from: from.into(),
+                to: to.into(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn pause(&self) -> Result<(), LiveError> {
+        let s = &self.shared;
+        {
+            let l = s.lock();
+            match l.state {
+                LiveState::Running => {}
+                LiveState::Paused => return Ok(()),
+                _ => return Err(s.gone(&l, "pause", "running")),
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        s.send(Cmd::Pause(tx));
+        // Answered once the vCPU thread stopped running guest code.
+        if rx.await.is_err() {
+            return Err(s.gone(&s.lock(), "pause", "running"));
+        }
+        let mut l = s.lock();
+        if l.state == LiveState::Running {
+            l.state = LiveState::Paused;
+            l.paused_at = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn resume(&self) -> Result<(), LiveError> {
+        let s = &self.shared;
+        {
+            let mut l = s.lock();
+            match l.state {
+                LiveState::Paused => {}
+                LiveState::Running => return Ok(()),
+                _ => return Err(s.gone(&l, "resume", "paused")),
+            }
+            l.state = LiveState::Running;
+            if let Some(p) = l.paused_at.take() {
+                l.paused_total += p.elapsed();
+            }
+        }
+        s.send(Cmd::Resume);
+        s.touch();
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<LiveStats, LiveError> {
+        let s = &self.shared;
+        let running = {
+            let l = s.lock();
+            if l.state == LiveState::Destroyed {
+                return Err(s.gone(&l, "stats", "running or paused"));
+            }
+            l.running
+        };
+        s.touch();
+        let (tx, rx) = oneshot::channel();
+        s.send(Cmd::Stats(tx));
+        let v = rx
+            .await
+            .map_err(|_| s.gone(&s.lock(), "stats", "running or paused"))?;
+        Ok(LiveStats {
+            memory_bytes: v.memory,
+            peak_memory_bytes: v.peak,
+            cpu_time_ms: v.cpu.as_secs_f64() * 1e3,
+            processes: v.tasks,
+            disk_bytes: v.disk,
+            execs_running: running,
+            uptime_ms: s.created.elapsed().as_secs_f64() * 1e3,
+            paused_ms: s.paused_total().as_secs_f64() * 1e3,
+        })
+    }
+
+    async fn destroy(&self) -> Result<(), LiveError> {
+        self.shared.destroy_async(EndReason::Destroyed).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! The body of a live sandbox's vCPU thread, and how its end is told to the host.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use sandbox_core::{EnforcementReport, Plan, SpawnError};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::cmd::Hub;
+use super::guest::Live;
+use crate::kick::{self, Control};
+use crate::linux::Stop;
+use crate::stdio::{Input, Output};
+
+/// The thread's end: `None` while it runs, then `Some(None)` for a kill (destroy) or
+/// `Some(Some(why))` for a failure of the VMM.
+#[derive(Debug, Default)]
+pub(super) struct Ending {
+    note: Mutex<Option<Option<String>>>,
+    cv: Condvar,
+    /// Wakes the watchdog.
+    pub(super) notify: Notify,
+}
+
+impl Ending {
+    fn finish(&self, note: Option<String>) {
+        *self.note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+        self.cv.notify_all();
+        self.notify.notify_one();
+    }
+
+    /// The end, once the thread ended.
+    pub(super) fn ended(&self) -> Option<Option<String>> {
+        self.note.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits (blocking) until the thread ended, at most `limit`.
+    pub(super) fn wait(&self, limit: Duration) {
+        let until = Instant::now() + limit;
+        let mut g = self.note.lock().unwrap_or_else(|p| p.into_inner());
+        while g.is_none() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            g = match self.cv.wait_timeout(g, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+/// What the thread needs.
+pub(super) struct Start {
+    pub(super) plan: Plan,
+    pub(super) ctl: Arc<Control>,
+    pub(super) hub: Arc<Hub>,
+    pub(super) ending: Arc<Ending>,
+    pub(super) setup: oneshot::Sender<Result<EnforcementReport, SpawnError>>,
+}
+
+/// Builds the sandbox, then runs it until it is destroyed (or the VMM fails). A
+/// panic (a VMM bug) ends the sandbox as failed, never the caller.
+pub(super) fn body(s: Start) {
+    let Start {
+        plan,
+        ctl,
+        hub,
+        ending,
+        setup,
+    } = s;
+    ctl.register_thread();
+    let note = catch_unwind(AssertUnwindSafe(|| run(&plan, &ctl, hub, setup)))
+        .unwrap_or_else(|p| Some(format!("VMM failure: {}", panic_message(&p))));
+    ctl.unregister_thread();
+    ending.finish(note);
+}
+
+fn run(
+    plan: &Plan,
+    ctl: &Arc<Control>,
+    hub: Arc<Hub>,
+    setup: oneshot::Sender<Result<EnforcementReport, SpawnError>>,
+) -> Option<String> {
+    // A run's own channel (0) is not used: nobody listens, nothing is kept.
+    let (tx, _) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let prepared = match catch_unwind(AssertUnwindSafe(|| {
+        crate::sandbox::prepare(
+            plan,
+            Arc::clone(ctl),
+            Output::new(tx, Some(0)),
+            Input::Null,
+            start,
+            true,
+        )
+    })) {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            let _ = setup.send(Err(e));
+            return Some("setup failed".into());
+        }
+        Err(p) => {
+            let _ = setup.send(Err(SpawnError::Setup {
+                step: "setting up the micro-VM".into(),
+                source: std::io::Error::other(panic_message(&p)),
+            }));
+            return Some("setup failed".into());
+        }
+    };
+    let report = prepared.enforcement(plan);
+    let crate::sandbox::Prepared {
+        mut vm,
+        mut kernel,
+        tick,
+        ..
+    } = prepared;
+    kernel.become_live(Live::new(
+        hub,
+        plan.limits.file_size.map(|b| b.0),
+        plan.limits.tmp_size.map(|b| b.0),
+    ));
+    if setup.send(Ok(report)).is_err() {
+        ctl.kill(); // the caller went away during setup
+    }
+    let armed = kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
+    let watching = kick::watch(kick::Watch {
+        ctl: Arc::clone(ctl),
+        deadline: None,
+        cpu: None,
+    });
+    let stop = crate::vcpu::run(&mut vm, &mut kernel, Some(tick));
+    drop(watching);
+    drop(armed);
+    kernel.live_end();
+    drop(vm);
+    drop(kernel);
+    let stop = match crate::trap::violation() {
+        Some(nr) => Stop::Violation(nr),
+        None => stop,
+    };
+    match stop {
+        Stop::Killed => None,
+        Stop::Violation(nr) => {
+            let name = crate::linux::dispatch::syscall_name(nr as u64);
+            tracing::error!(syscall = %name, "the VMM thread of a live sandbox made a host syscall off its allowlist");
+            Some(format!(
+                "policy violation: the VMM thread made host syscall {nr} ({name}), which its seccomp allowlist ({}) does not allow; the sandbox was ended",
+                crate::confine::PROFILE
+            ))
+        }
+        Stop::Internal(msg) => {
+            tracing::error!(%msg, "live micro-VM failed");
+            Some(msg)
+        }
+        other => Some(format!("the VMM stopped: {other:?}")),
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
