@@ -124,6 +124,9 @@ impl Kernel {
         if pid == INIT_PID && self.live.is_some() {
             return; // a live sandbox's init never ends while the sandbox lives
         }
+        if self.live.is_some() {
+            self.account_cpu(); // an exec's CPU time is counted to its end
+        }
         let Some(p) = self.proc_ref(pid) else {
             return;
         };

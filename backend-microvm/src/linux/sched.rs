@@ -127,6 +127,9 @@ impl Kernel {
             if self.tids().is_empty() {
                 return Err(Stop::Internal("no task left to run".into()));
             }
+            if self.live.is_some() {
+                self.live_idle();
+            }
             let until = self
                 .next_wakeup()
                 .unwrap_or_else(|| super::time::later(Duration::from_secs(3600)));
@@ -355,7 +358,7 @@ impl Kernel {
     }
 
     /// Releases the address spaces that lost their last task while current.
-    fn release_dead_spaces(&mut self) {
+    pub(crate) fn release_dead_spaces(&mut self) {
         let cur = self.mm.space();
         let dead = std::mem::take(&mut self.dead_spaces);
         for id in dead {

@@ -251,6 +251,7 @@ async fn watch(mut w: Watch) {
         network: None,
         unimplemented_syscalls: BTreeMap::new(),
     };
+    drop(s); // before the caller hears: its drop of the sandbox must be the last
     let _ = w.outcome.send(Ok(outcome));
 }
 

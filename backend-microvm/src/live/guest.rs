@@ -183,8 +183,19 @@ impl Kernel {
         }
     }
 
+    /// Nothing runs: when the current task is dead, init becomes current, so that the
+    /// address space of the process that ended last is freed now (a space is freed
+    /// only once it is not the current one), not at the next exec.
+    pub(crate) fn live_idle(&mut self) {
+        if matches!(self.task.state, TaskState::Dead) {
+            self.switch_to(INIT_PID);
+            self.release_dead_spaces();
+        }
+    }
+
     /// Starts an exec: a new process, child of init, in a fresh address space.
     fn start_exec(&mut self, e: ExecRest) -> Result<u32, LiveError> {
+        self.live_idle();
         if let Some(limit) = self.pids_limit {
             if self.task_count() as u64 >= limit {
                 return Err(LiveError::Limit {
@@ -240,9 +251,7 @@ impl Kernel {
         p.pgid = pid;
         p.sid = pid;
         p.threads = vec![pid];
-        p.rlimits = self
-            .proc_ref(INIT_PID)
-            .map_or(p.rlimits, |i| i.rlimits.clone());
+        p.rlimits = self.proc_ref(INIT_PID).map_or(p.rlimits, |i| i.rlimits);
         self.vfs.set_exe(pid, &p.exe);
         let task = Task::new(pid, pid, space, Kernel::fresh_ctx(entry.rip, entry.rsp));
         self.tasks.insert(pid, task);
@@ -307,6 +316,7 @@ impl Kernel {
 
     /// Kills the execs whose processes used up their CPU time.
     fn check_cpu(&mut self) {
+        self.account_cpu();
         let Some(live) = self.live.as_ref() else {
             return;
         };

@@ -40,6 +40,8 @@ pub(super) struct Shared {
     pub(super) ctl: Arc<Control>,
     pub(super) hub: Arc<Hub>,
     ending: Arc<Ending>,
+    /// The vCPU thread, joined once it said it ended.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     life: Mutex<Life>,
     pub(super) created: Instant,
     pub(super) plan: Plan,
@@ -112,6 +114,17 @@ impl Shared {
         }
         self.ctl.kill();
         self.ending.wait(END_WAIT);
+        if self.ending.ended().is_some() {
+            // It said it ended: the join only waits for the thread's own exit.
+            let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(t) = t {
+                let _ = t.join();
+            }
+        } else {
+            tracing::error!(
+                "a live micro-VM's vCPU thread did not end within {END_WAIT:?} of its kill"
+            );
+        }
         self.activity.notify_one();
     }
 
@@ -147,10 +160,17 @@ impl Drop for Shared {
     }
 }
 
-/// A live micro-VM sandbox.
+/// A live micro-VM sandbox. Dropping it (the callers' last handle) destroys the
+/// sandbox at once, whatever background task still holds its shared state.
 #[derive(Debug)]
 pub(crate) struct MicroVmLive {
     shared: Arc<Shared>,
+}
+
+impl Drop for MicroVmLive {
+    fn drop(&mut self) {
+        self.shared.destroy(EndReason::Destroyed);
+    }
 }
 
 /// Creates a live sandbox from `plan` (its program, argv and stdin are not used).
@@ -181,7 +201,7 @@ pub(crate) async fn create(
         ending: Arc::clone(&ending),
         setup: setup_tx,
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("hsb-vcpu".into())
         .spawn(move || thread::body(start))
         .map_err(|e| SpawnError::Setup {
@@ -203,6 +223,7 @@ pub(crate) async fn create(
         ctl,
         hub,
         ending: Arc::clone(&ending),
+        thread: Mutex::new(Some(thread)),
         life: Mutex::new(Life {
             state: LiveState::Running,
             ended: None,
