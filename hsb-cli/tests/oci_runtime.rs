@@ -328,14 +328,6 @@ fn microvm_containers() {
     let root = TempDir::new("root");
     match microvm_live(root.path()) {
         Ok(()) => {}
-        Err(why) if why.contains("cannot keep a sandbox alive yet") => {
-            // Until micro-VM live sandboxes land: create fails with a clear error
-            // naming the isolation, and leaves nothing behind.
-            eprintln!("SKIPPED: micro-VM live sandboxes are not built yet ({why})");
-            assert!(why.contains("microvm"), "{why}");
-            assert!(std::fs::read_dir(root.path()).unwrap().next().is_none());
-            return;
-        }
         Err(why) => {
             require(
                 false,

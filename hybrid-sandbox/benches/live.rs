@@ -1,12 +1,15 @@
 //! An exec of `/bin/true` in a live container, side by side with a one-shot run of the
-//! same and a native fork/exec, in one run. Not a test: it prints a table.
+//! same and a native fork/exec; then an exec of a static hello in a live micro-VM, side
+//! by side with a one-shot micro-VM run of it and its native fork/exec, and the host
+//! memory per idle live micro-VM holding a sleeping shell; in one run. Not a test: it
+//! prints tables.
 //!
 //! `cargo bench -p hybrid-sandbox --bench live [-- RUNS]`
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hybrid_sandbox::{LiveOptions, Sandbox, Termination, Workload};
+use hybrid_sandbox::{IsolationRequest, LiveOptions, Mount, Sandbox, Termination, Workload};
 
 fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
@@ -93,12 +96,155 @@ fn main() {
     ];
     let base = rows[3].1 .0;
     println!("live container exec vs one-shot vs native, {runs} runs each, one machine, one run");
+    table(&rows, base);
+    microvm(&rt, &sandbox, runs);
+}
+
+fn table(rows: &[(&str, (f64, f64))], base: f64) {
     println!("| what | median ms | p95 ms | median vs native |");
     println!("| --- | ---: | ---: | ---: |");
     for (what, (median, p95)) in rows {
         println!(
-            "| {what} | {median:.2} | {p95:.2} | {:.2}x |",
+            "| {what} | {median:.3} | {p95:.3} | {:.2}x |",
             median / base
         );
     }
+}
+
+const HELLO: &str = "#include <stdio.h>\nint main(void) { printf(\"hello\\n\"); return 0; }\n";
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The micro-VM half: a static hello in a live micro-VM vs a one-shot micro-VM run vs
+/// native, and host memory per idle live micro-VM holding a sleeping shell.
+fn microvm(rt: &tokio::runtime::Runtime, sandbox: &Sandbox, runs: usize) {
+    let vm = sandbox
+        .probe()
+        .into_iter()
+        .find(|p| p.isolation == hybrid_sandbox::Isolation::MicroVm);
+    if !vm.as_ref().is_some_and(|p| p.available) {
+        println!(
+            "SKIPPED: the micro-VM half (no KVM: {:?})",
+            vm.and_then(|p| p.reason)
+        );
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hsb-live-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    std::fs::write(dir.join("hello.c"), HELLO).expect("hello.c");
+    let st = Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(dir.join("hello"))
+        .arg(dir.join("hello.c"))
+        .status()
+        .expect("gcc");
+    assert!(st.success(), "compiling hello");
+    let w = || {
+        Workload::default()
+            .isolation(IsolationRequest::MicroVm)
+            .mount(Mount::ro(&dir, "/opt/bench"))
+    };
+    let (live_exec, one_shot) = rt.block_on(async {
+        let live = sandbox
+            .create(w(), LiveOptions::default())
+            .await
+            .expect("create a live micro-VM");
+        let mut live_exec = Vec::new();
+        let mut one_shot = Vec::new();
+        for i in 0..runs + 10 {
+            let t = Instant::now();
+            let o = live.exec(["/opt/bench/hello"]).await.expect("exec");
+            let d = t.elapsed();
+            assert_eq!(
+                (o.termination, o.stdout.as_slice()),
+                (Termination::Exited, &b"hello\n"[..])
+            );
+            let t = Instant::now();
+            let mut run = w();
+            run.program = "/opt/bench/hello".into();
+            let o = sandbox.run(run).await.expect("run");
+            let r = t.elapsed();
+            assert_eq!(o.termination, Termination::Exited);
+            if i >= 10 {
+                live_exec.push(d);
+                one_shot.push(r);
+            }
+        }
+        live.destroy().await.expect("destroy");
+        (live_exec, one_shot)
+    });
+    let native: Vec<Duration> = (0..runs + 10)
+        .map(|_| {
+            let t = Instant::now();
+            let st = Command::new(dir.join("hello"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .expect("spawn");
+            assert!(st.success());
+            t.elapsed()
+        })
+        .skip(10)
+        .collect();
+    let rows = [
+        (
+            "exec of a static hello in a live micro-VM (`Live::exec`)",
+            stats(live_exec),
+        ),
+        (
+            "one-shot micro-VM run of it (`Sandbox::run`)",
+            stats(one_shot),
+        ),
+        ("native fork/exec of it", stats(native)),
+    ];
+    let base = rows[2].1 .0;
+    println!();
+    println!("live micro-VM exec vs one-shot vs native, {runs} runs each, same run");
+    table(&rows, base);
+
+    // Host memory per idle live micro-VM holding a sleeping shell.
+    let n = 20;
+    let before = rss_kib();
+    let held = rt.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            let live = sandbox
+                .create(w(), LiveOptions::default())
+                .await
+                .expect("create");
+            let o = live
+                .exec([
+                    "busybox",
+                    "sh",
+                    "-c",
+                    "busybox sh -c 'busybox sleep 100000' >/dev/null 2>&1 &",
+                ])
+                .await
+                .expect("exec");
+            assert_eq!(o.exit_code, Some(0));
+            held.push(live);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        held
+    });
+    let after = rss_kib();
+    println!();
+    println!(
+        "host memory per idle live micro-VM holding a sleeping shell: {:.2} MiB (RSS delta of this process for {n} VMs: {} KiB)",
+        after.saturating_sub(before) as f64 / n as f64 / 1024.0,
+        after.saturating_sub(before)
+    );
+    drop(held);
+    let _ = std::fs::remove_dir_all(&dir);
 }
