@@ -639,3 +639,42 @@ fn many_sandboxes_at_once_with_interleaved_execs() {
         assert_eq!(vcpu_threads(), 0);
     });
 }
+
+#[test]
+fn resume_continues_at_once() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let live = create(LiveOptions::default()).await;
+        let o = sh_out(
+            &live,
+            "(while :; do date +%s%N >> /tmp/ticks; sleep 0.02; done) >/dev/null 2>&1 &",
+        )
+        .await;
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        let count = |live: Live| async move {
+            let o = live
+                .exec(["busybox", "wc", "-l", "/tmp/ticks"])
+                .await
+                .unwrap();
+            stdout(&o)
+                .split_whitespace()
+                .next()
+                .unwrap_or("0")
+                .parse::<u64>()
+                .unwrap_or(0)
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = count(live.clone()).await;
+        assert!(before > 3, "{before}");
+        live.pause().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        live.resume().await.unwrap();
+        let after_pause = count(live.clone()).await;
+        assert!(after_pause < before + 10, "{before} then {after_pause}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let later = count(live.clone()).await;
+        assert!(later > after_pause + 3, "{before} {after_pause} {later}");
+    });
+}

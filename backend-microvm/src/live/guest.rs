@@ -173,7 +173,8 @@ impl Kernel {
     }
 
     fn vm_stats(&self) -> VmStats {
-        let tasks = self.tids().len().saturating_sub(1) as u64; // init is not counted
+        // Init counts, as a container's init does in its pids cgroup.
+        let tasks = self.tids().len() as u64;
         VmStats {
             memory: self.mm.mem.used_bytes(),
             peak: self.mm.mem.peak_bytes(),
