@@ -155,7 +155,7 @@ fn agent_scenario_through_the_client() {
                     .err()
                     .expect("a tty in the micro-VM");
                 assert_eq!(e.kind(), "unsupported", "{e}");
-                assert!(e.to_string().contains("container"), "{e}");
+                assert!(e.chain().contains("container"), "{}", e.chain());
             } else {
                 let mut r = ExecRequest::new([
                     "sh",
