@@ -352,15 +352,29 @@ fn microvm_containers() {
     // (it once ran such bundles in the container backend).
     let b = TempDir::new("bundle");
     bundle(b.path(), &["/bin/sh", "-c", "exit 0"]);
-    let o = std::process::Command::new(runtime_dir().join("hsb-oci-microvm"))
+    // `create` leaves the container's supervisor holding the caller's stdout and
+    // stderr (the container's own, until it ends): files, not pipes read to their end
+    // (`output()` waited for ever once micro-VM containers could be created).
+    let log = tempfile::tempfile().unwrap();
+    let st = std::process::Command::new(runtime_dir().join("hsb-oci-microvm"))
         .arg("--root")
         .arg(root.path())
         .args(["create", "--bundle"])
         .arg(b.path())
         .arg("vm2")
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log.try_clone().unwrap())
+        .status()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(st.success(), "{}", {
+        use std::io::{Read, Seek};
+        let mut f = log;
+        let mut v = String::new();
+        let _ = f.rewind();
+        let _ = f.read_to_string(&mut v);
+        v
+    });
     let st = state(root.path(), "vm2");
     assert_eq!(st["hsb"]["isolation"], "microvm", "{st}");
     let o = oci(root.path(), &["delete", "--force", "vm2"]);
