@@ -43,7 +43,9 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
         }
         (None, Some(d)) => {
             // Opened as every mount source is (no symlink followed, no pseudo
-            // filesystem, idmapped for a root caller where the filesystem allows).
+            // filesystem), and, as the container backend does, not idmapped: an
+            // engine's merged rootfs is overlayfs, which cannot be, and the VMM reaches
+            // it as the sandbox's host identity (root-owned files read, not written).
             let pm = PlannedMount {
                 source: d.path.clone(),
                 target: "/".into(),
@@ -53,7 +55,7 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
                     MountMode::Rw
                 },
                 optional: false,
-                system: false,
+                system: true,
             };
             let o = opener.insert(
                 Sources::new(
