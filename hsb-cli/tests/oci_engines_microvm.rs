@@ -195,3 +195,127 @@ fn podman_terminal_in_the_vm_is_refused_or_works() {
         assert!(t.contains("micro-VM") || t.contains("microvm"), "{t}");
     }
 }
+
+/// containerd (`ctr run --runc-binary hsb-oci-microvm`) with its own default spec (a
+/// tmpfs at /run, honoured in the guest): output, status, and `ctr task exec` into the
+/// running VM.
+#[test]
+fn containerd_runs_the_container_in_a_microvm() {
+    if !ready("containerd") || !require(oci_common::have("ctr"), "ctr is missing") {
+        return;
+    }
+    let img = Image::new();
+    let d = Daemon::containerd();
+    let rt = microvm_runtime();
+    let runc_root = d.dir.path().join("runtime");
+    let fifos = d.dir.path().join("fifo");
+    let o = output_within(
+        d.ctr().args(["images", "import"]).arg(img.docker_archive()),
+        60,
+    );
+    assert!(o.status.success(), "ctr images import: {}", text(&o));
+    let ctr_run = |extra: &[&str], id: &str, cmd: &[&str]| {
+        let mut c = d.ctr();
+        c.args(["run", "--runc-binary"])
+            .arg(&rt)
+            .arg("--runc-root")
+            .arg(&runc_root)
+            .arg("--fifo-dir")
+            .arg(&fifos)
+            .args(extra)
+            .arg(IMAGE_REF)
+            .arg(id)
+            .args(cmd);
+        output_within(&mut c, 90)
+    };
+    let o = ctr_run(
+        &["--rm"],
+        "vm-shell",
+        &[
+            "sh",
+            "-c",
+            "uname -r; grep -c ' /run ' /proc/mounts; echo x > /run/f && cat /run/f; exit 3",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(GUEST_RELEASE) && out.ends_with("x\n"),
+        "{}",
+        text(&o)
+    );
+    let o = ctr_run(
+        &["-d"],
+        "vm-bg",
+        &["sh", "-c", "echo up >/tmp/up; sleep 1000"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let mut seen = String::new();
+    let ok = eventually(15, || {
+        let o = output_within(
+            d.ctr().args([
+                "task",
+                "exec",
+                "--exec-id",
+                "e1",
+                "vm-bg",
+                "sh",
+                "-c",
+                "cat /tmp/up; exit 5",
+            ]),
+            60,
+        );
+        seen = text(&o);
+        o.status.code() == Some(5) && stdout(&o) == "up\n"
+    });
+    assert!(ok, "{seen}");
+    let _ = output_within(d.ctr().args(["task", "kill", "-s", "KILL", "vm-bg"]), 30);
+    let _ = eventually(10, || {
+        output_within(d.ctr().args(["task", "delete", "vm-bg"]), 30)
+            .status
+            .success()
+    });
+    let _ = output_within(d.ctr().args(["containers", "delete", "vm-bg"]), 30);
+}
+
+/// Docker with `hsb-oci-microvm` as a runtime: output and status, with Docker's network
+/// hook run for `--network none` (the guest has no network; the hook finds the
+/// supervisor's own namespace, never the host's: see `oci_runtime`'s hooks test).
+#[test]
+fn docker_runs_the_container_in_a_microvm() {
+    if !ready("dockerd") || !require(oci_common::have("docker"), "docker is missing") {
+        return;
+    }
+    let img = Image::new();
+    let d = Daemon::dockerd(&microvm_runtime());
+    let o = output_within(
+        d.docker()
+            .arg("import")
+            .arg(img.rootfs_tar())
+            .arg(IMAGE_REF),
+        60,
+    );
+    assert!(o.status.success(), "docker import: {}", text(&o));
+    let o = output_within(
+        d.docker().args([
+            "run",
+            "--rm",
+            "--runtime",
+            "hsb",
+            "--network",
+            "none",
+            IMAGE_REF,
+            "sh",
+            "-c",
+            "uname -r; echo err >&2; exit 4",
+        ]),
+        90,
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(stdout(&o).contains(GUEST_RELEASE), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("err"),
+        "{}",
+        text(&o)
+    );
+}

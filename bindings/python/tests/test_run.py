@@ -274,6 +274,9 @@ def test_ctrl_c_kills_a_run(tmp_path: pathlib.Path) -> None:
     script = tmp_path / "interrupt.py"
     script.write_text(
         "import os, signal, threading, time, hybrid_sandbox as hs\n"
+        # Python installs its Ctrl-C handler only where SIGINT is not ignored at start,
+        # and a background job of a non-interactive shell inherits it ignored.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
         "start = time.monotonic()\n"
         "try:\n"
