@@ -75,6 +75,9 @@ struct CreateArgs {
     /// allows only directories its operator named).
     #[arg(long = "mount", value_name = "HOST:SANDBOX[:ro|:rw]")]
     mounts: Vec<String>,
+    /// Mount an empty in-memory filesystem: PATH[:size=SIZE][,mode=OCTAL].
+    #[arg(long = "tmpfs", value_name = "PATH[:size=SIZE,mode=OCTAL]", value_parser = hybrid_sandbox::Tmpfs::parse_spec)]
+    tmpfs: Vec<hybrid_sandbox::Tmpfs>,
     /// Set an environment variable of every exec.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
     env: Vec<(String, String)>,
@@ -198,6 +201,7 @@ fn create_request(a: &CreateArgs) -> Result<CreateRequest, Failed> {
         needs: a.needs.clone(),
         image: a.image.clone(),
         mounts,
+        tmpfs: a.tmpfs.clone(),
         env: a.env.iter().cloned().collect(),
         cwd: a.cwd.clone(),
         network: a.network,

@@ -547,3 +547,45 @@ fn tcp_needs_tokens_and_the_quota_is_kept() {
         assert_eq!(live.exec(["echo", "tcp"]).await.unwrap().stdout, b"tcp\n");
     });
 }
+
+/// `tmpfs` and `cpus` in a create request: an in-memory filesystem of that size in the
+/// sandbox (a write past it fails inside, the sandbox goes on), the CPU quota in the
+/// report; a bad tmpfs is a 400 naming it, never a 5xx.
+#[test]
+fn tmpfs_and_cpus_in_a_create_request() {
+    let server = Server::start(&[]);
+    for iso in isolations() {
+        let cpus = if iso == "microvm" { "1" } else { "0.5" };
+        let body = format!(
+            r#"{{"isolation":"{iso}","tmpfs":[{{"target":"/scratch","size":"1MiB","mode":448}}],"limits":{{"cpus":{cpus}}}}}"#
+        );
+        let (st, v) = server.json("POST", "/v1/sandboxes", &body);
+        assert_eq!(st, 201, "{iso}: {v}");
+        assert!(
+            v["enforcement"]["limits"]["details"]["cpus"].is_string(),
+            "{iso}: {v}"
+        );
+        let id = v["id"].as_str().unwrap().to_string();
+        let exec = r#"{"argv":["sh","-c","stat -c %a /scratch; dd if=/dev/zero of=/scratch/f bs=4096 count=512 2>/dev/null; echo dd=$?"]}"#;
+        let (st, v) = server.json("POST", &format!("/v1/sandboxes/{id}/exec"), exec);
+        assert_eq!(st, 200, "{iso}: {v}");
+        let out = v["stdout"].as_str().unwrap_or_default().to_string();
+        assert!(
+            out.starts_with("700\n") && out.contains("dd=1"),
+            "{iso}: {v}"
+        );
+        let (st, _) = server.json("DELETE", &format!("/v1/sandboxes/{id}"), "");
+        assert_eq!(st, 204);
+        for bad in [
+            r#"[{"target":"/tmp"}]"#,
+            r#"[{"target":"relative"}]"#,
+            r#"[{"target":"/x","mode":99999}]"#,
+            r#"[{"target":"/x","size":0}]"#,
+            r#"[{"target":"/x","extra":1}]"#,
+        ] {
+            let body = format!(r#"{{"isolation":"{iso}","tmpfs":{bad}}}"#);
+            let (st, v) = server.json("POST", "/v1/sandboxes", &body);
+            assert_eq!(st, 400, "{iso} {bad}: {v}");
+        }
+    }
+}

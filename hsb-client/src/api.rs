@@ -52,6 +52,10 @@ pub struct CreateRequest {
     /// Host mounts (refused unless the server's floor allows them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountSpec>,
+    /// Empty in-memory filesystems (`{"target": "/run", "size": "64MiB", "mode": 493}`),
+    /// charged to the sandbox and gone with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<hybrid_sandbox::Tmpfs>,
     /// Environment of every exec.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,

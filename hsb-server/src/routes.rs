@@ -206,6 +206,7 @@ async fn create(
         env: req.env.clone(),
         cwd: req.cwd.clone(),
         mounts,
+        tmpfs: req.tmpfs.clone(),
         labels: req.labels.clone(),
         profile: req.profile.clone(),
         isolation: req.isolation,

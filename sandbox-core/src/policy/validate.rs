@@ -439,6 +439,12 @@ pub(crate) fn plan_tmpfs(t: &Tmpfs, default_size: u64) -> Result<PlannedTmpfs, S
     if target == Path::new("/tmp") {
         return Err("`/tmp` is already the sandbox's own in-memory filesystem (its size is the `tmp_size` limit)".into());
     }
+    if let Some(m) = t.mode.filter(|m| *m > 0o7777) {
+        return Err(format!(
+            "tmpfs `{}`: mode {m:o} is not a permission (0 to 7777 octal)",
+            target.display()
+        ));
+    }
     let size = t.size.map_or(default_size, |b| b.0);
     if size == 0 {
         return Err(format!(
