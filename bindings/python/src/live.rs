@@ -432,6 +432,7 @@ fn create_request(options: Option<&Bound<'_, PyDict>>) -> PyResult<CreateRequest
         cwd: w.cwd,
         network: w.network,
         limits: w.limits,
+        tmpfs: w.tmpfs,
         lifetime: o.lifetime,
         idle_timeout: o.idle_timeout,
     })
