@@ -51,6 +51,15 @@ enum SandboxCommand {
         /// The sandbox.
         id: String,
     },
+    /// Show a sandbox's network: the egress broker's decisions so far and the exposed
+    /// ports (`--json`: the report as the API gives it).
+    Network {
+        /// The sandbox.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Destroy sandboxes.
     Rm {
         /// The sandboxes.
@@ -114,6 +123,17 @@ struct CreateArgs {
     /// Network: none, loopback or egress (the policy's rules decide what egress reaches).
     #[arg(long, value_name = "MODE")]
     network: Option<Network>,
+    /// Egress: allow a destination, HOST[:PORT] (a name, *.suffix, an IP address), within
+    /// the server's floor.
+    #[arg(long = "allow", value_name = "HOST[:PORT]")]
+    allow: Vec<hybrid_sandbox::network::HostRule>,
+    /// Egress: deny a destination, HOST[:PORT] (deny wins over allow).
+    #[arg(long = "deny", value_name = "HOST[:PORT]")]
+    deny: Vec<hybrid_sandbox::network::HostRule>,
+    /// Make a sandbox port reachable from the server's host (at a 127.0.0.1 port hsb
+    /// chooses, shown by `ls` and `--json`).
+    #[arg(long = "expose", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    expose: Vec<u16>,
     /// An image of the server's image store for the root.
     #[arg(long, value_name = "NAME")]
     image: Option<String>,
@@ -205,10 +225,55 @@ fn create_request(a: &CreateArgs) -> Result<CreateRequest, Failed> {
         env: a.env.iter().cloned().collect(),
         cwd: a.cwd.clone(),
         network: a.network,
+        allow: a.allow.clone(),
+        deny: a.deny.clone(),
+        expose: a.expose.clone(),
         limits,
         lifetime: a.lifetime,
         idle_timeout: a.idle_timeout,
     })
+}
+
+/// The network report as text: mode, exposed ports, then one line per decision.
+fn print_network(r: &hybrid_sandbox::network::NetworkReport) {
+    println!("network: {}", r.mode);
+    for p in &r.exposed {
+        println!("exposed: sandbox port {} at {}", p.sandbox_port, p.host);
+    }
+    let verdict = |v: hybrid_sandbox::network::NetworkVerdict| match v {
+        hybrid_sandbox::network::NetworkVerdict::Allowed => "allowed",
+        hybrid_sandbox::network::NetworkVerdict::Denied => "denied",
+    };
+    for d in &r.dns {
+        println!(
+            "dns {} {}: {} by {} ({}x)",
+            d.name,
+            d.qtype,
+            verdict(d.verdict),
+            d.rule,
+            d.count
+        );
+    }
+    for c in &r.connections {
+        let to = match &c.name {
+            Some(n) => format!("{n} ({}:{})", c.ip, c.port),
+            None => format!("{}:{}", c.ip, c.port),
+        };
+        println!(
+            "connect {to} via {}: {} by {}, {} bytes out, {} in",
+            c.via,
+            verdict(c.verdict),
+            c.rule,
+            c.bytes_out,
+            c.bytes_in
+        );
+    }
+    for (kind, n) in &r.dropped_packets {
+        println!("dropped {kind}: {n}");
+    }
+    if r.truncated {
+        println!("(truncated: the oldest records are kept)");
+    }
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
@@ -237,17 +302,25 @@ async fn dispatch(args: SandboxArgs) -> Result<i32, Failed> {
                 return Ok(0);
             }
             println!(
-                "{:<28} {:<10} {:<10} {:<12} IMAGE",
-                "ID", "ISOLATION", "STATE", "PROFILE"
+                "{:<28} {:<10} {:<10} {:<12} {:<12} {:<9} PORTS",
+                "ID", "ISOLATION", "STATE", "PROFILE", "IMAGE", "NETWORK"
             );
             for s in list {
+                let ports = s
+                    .exposed
+                    .iter()
+                    .map(|p| format!("{}->{}", p.host, p.sandbox_port))
+                    .collect::<Vec<_>>()
+                    .join(",");
                 println!(
-                    "{:<28} {:<10} {:<10} {:<12} {}",
+                    "{:<28} {:<10} {:<10} {:<12} {:<12} {:<9} {}",
                     s.id,
                     s.isolation.to_string(),
                     s.state.to_string(),
                     s.decision.profile,
-                    s.image.as_deref().unwrap_or("-")
+                    s.image.as_deref().unwrap_or("-"),
+                    s.network.to_string(),
+                    if ports.is_empty() { "-" } else { &ports }
                 );
             }
             Ok(0)
@@ -260,6 +333,15 @@ async fn dispatch(args: SandboxArgs) -> Result<i32, Failed> {
         }
         SandboxCommand::Resume { id } => {
             c.resume(&id).await?;
+            Ok(0)
+        }
+        SandboxCommand::Network { id, json } => {
+            let report = c.network(&id).await?;
+            if json {
+                print_json(&report);
+            } else {
+                print_network(&report);
+            }
             Ok(0)
         }
         SandboxCommand::Rm { ids } => {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
+use hybrid_sandbox::network::{ExposedPort, HostRule};
 use hybrid_sandbox::units::opt_duration;
 use hybrid_sandbox::{
     ByteSize, Decision, EndReason, EnforcementReport, FileStat, Isolation, IsolationRequest,
@@ -62,9 +63,20 @@ pub struct CreateRequest {
     /// Working directory of every exec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    /// `none`, `loopback` (or what the policy allows).
+    /// `none`, `loopback` or `egress` (what the policy and the server's floor allow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// More egress allow rules (`HOST[:PORT]`, `*.example.org`, `IP[:PORT]`), within the
+    /// server's floor; with network `egress`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<HostRule>,
+    /// More egress deny rules (they win over allow rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<HostRule>,
+    /// Sandbox ports the host may reach (each at a `127.0.0.1` port hsb chooses, shown
+    /// in the sandbox's `exposed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<u16>,
     /// Limits: memory, pids, tmp_size and file_size for the sandbox's life; wall_time,
     /// cpu_time and output as each exec's default.
     #[serde(default, skip_serializing_if = "Limits::is_empty")]
@@ -120,6 +132,12 @@ pub struct SandboxInfo {
     /// The image its root comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Its network mode (`none`, `loopback`, `egress`).
+    #[serde(default)]
+    pub network: Network,
+    /// Where the host reaches its exposed ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed: Vec<ExposedPort>,
     /// What it uses now (`GET /v1/sandboxes/{id}` of a running or paused sandbox).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<LiveStats>,

@@ -427,4 +427,17 @@ impl Client {
         )
         .await
     }
+
+    /// A sandbox's network report: the broker's decisions so far, the exposed ports.
+    pub async fn network(
+        &self,
+        id: &str,
+    ) -> Result<hybrid_sandbox::network::NetworkReport, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("{PREFIX}/sandboxes/{}/network", enc(id)),
+            None,
+        )
+        .await
+    }
 }

@@ -33,6 +33,8 @@ struct Remote {
     decision: Decision,
     enforcement: EnforcementReport,
     state: Mutex<(LiveState, Option<EndReason>)>,
+    /// Where the host reaches its exposed ports (from create's answer).
+    exposed: Vec<hybrid_sandbox::network::ExposedPort>,
     /// Destroyed when dropped (a sandbox this handle created).
     owned: bool,
 }
@@ -45,6 +47,7 @@ pub(crate) fn live(client: Client, info: SandboxInfo, owned: bool) -> hybrid_san
         decision: info.decision,
         enforcement: info.enforcement,
         state: Mutex::new((info.state, info.ended)),
+        exposed: info.exposed,
         owned,
     }))
 }
@@ -244,6 +247,17 @@ impl LiveSandbox for Remote {
     }
     fn ended(&self) -> Option<EndReason> {
         Remote::state(self).1
+    }
+    /// What was known at create: the mode and the exposed ports (the decisions so far
+    /// come from [`crate::Client::network`]).
+    fn network(&self) -> Option<hybrid_sandbox::network::NetworkReport> {
+        (self.enforcement.network == hybrid_sandbox::Network::Egress).then(|| {
+            hybrid_sandbox::network::NetworkReport {
+                mode: self.enforcement.network,
+                exposed: self.exposed.clone(),
+                ..Default::default()
+            }
+        })
     }
 
     async fn exec(&self, request: ExecRequest) -> Result<Box<dyn Execution>, LiveError> {

@@ -77,6 +77,8 @@ impl Entry {
             lifetime: self.options.lifetime,
             idle_timeout: self.options.idle_timeout,
             image: self.image.clone(),
+            network: self.live.enforcement().network,
+            exposed: self.live.network().map(|n| n.exposed).unwrap_or_default(),
             stats: None,
         }
     }

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
 use axum::{Extension, Json, Router};
 use hsb_client::api::{CreateRequest, SandboxInfo, SandboxList};
+use hybrid_sandbox::network::{EgressRequest, NetworkReport};
 use hybrid_sandbox::{LiveOptions, LiveState, Mount, MountMode, Sandbox, Workload};
 
 use crate::auth::{owner_of, Owner, Peer, Tokens};
@@ -50,6 +51,8 @@ pub(crate) fn table() -> Vec<(&'static str, MethodRouter<Arc<App>>)> {
         ("/v1/sandboxes/{id}", get(show).delete(destroy)),
         ("/v1/sandboxes/{id}/pause", post(pause)),
         ("/v1/sandboxes/{id}/resume", post(resume)),
+        ("/v1/sandboxes/{id}/network", get(network)),
+        ("/v1/sandboxes/{id}/network/events", get(network_events)),
         ("/v1/sandboxes/{id}/exec", post(exec::exec)),
         (
             "/v1/sandboxes/{id}/exec/interactive",
@@ -201,6 +204,11 @@ async fn create(
     if let Some(image) = &req.image {
         app.check_image(image)?;
     }
+    if let Some(i) = req.expose.iter().position(|&p| p == 0) {
+        return Err(ApiError::bad_request(format!(
+            "expose[{i}]: port 0 is no port: give the sandbox port a server listens on (1-65535)"
+        )));
+    }
     let mounts = app.mounts(&req)?;
     let spec = Workload {
         env: req.env.clone(),
@@ -212,6 +220,12 @@ async fn create(
         isolation: req.isolation,
         limits: req.limits.clone(),
         network: req.network,
+        egress: EgressRequest {
+            allow: req.allow.clone(),
+            deny: req.deny.clone(),
+            expose: req.expose.clone(),
+            secrets: Vec::new(),
+        },
         needs: req.needs.clone(),
         image: req.image.clone(),
         ..Workload::default()
@@ -296,4 +310,80 @@ async fn resume(
     let e = app.registry.get(&owner, &id)?;
     e.live.resume().await.map_err(|e| ApiError::library(&e))?;
     Ok(Json(e.info()))
+}
+
+/// `GET /v1/sandboxes/{id}/network`: the network report so far (every DNS question and
+/// connection the broker decided, with the rule and the bytes each way; the exposed
+/// ports). Without a broker (network `none` or `loopback`): the mode alone.
+async fn network(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    SandboxId(id): SandboxId,
+) -> Result<Json<NetworkReport>, ApiError> {
+    let e = app.registry.get(&owner, &id)?;
+    Ok(Json(e.live.network().unwrap_or_else(|| NetworkReport {
+        mode: e.live.enforcement().network,
+        ..NetworkReport::default()
+    })))
+}
+
+/// `GET /v1/sandboxes/{id}/network/events`: the broker's decisions as they happen, one
+/// JSON object per line, until the sandbox is destroyed or the client goes. A sandbox
+/// without a broker answers 409 (`wrong_state`), naming its mode.
+async fn network_events(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    SandboxId(id): SandboxId,
+) -> Result<Response, ApiError> {
+    let e = app.registry.get(&owner, &id)?;
+    let Some(mut rx) = e.live.network_events() else {
+        return Err(ApiError::new(
+            "wrong_state",
+            format!(
+                "sandbox {id} has network `{}`: only network `egress` has a broker whose \
+                 decisions stream here",
+                e.live.enforcement().network
+            ),
+        ));
+    };
+    let live = e.live.clone();
+    let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    tokio::spawn(async move {
+        loop {
+            let line = tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok(ev) => {
+                        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+                        line.push(b'\n');
+                        line
+                    }
+                    // A slow reader missed some: say how many, go on.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        format!("{{\"type\":\"lagged\",\"missed\":{n}}}\n").into_bytes()
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                () = tx.closed() => break,
+                () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                    if live.state() == LiveState::Destroyed {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if tx.send(Ok(line)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(
+            body_rx,
+            |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
+        );
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }

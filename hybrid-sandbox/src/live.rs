@@ -290,6 +290,24 @@ impl Live {
         self.inner.sandbox.resume().await.map_err(live)
     }
 
+    /// Its network (`egress`): the mode, the broker's decisions so far (final once
+    /// destroyed) and where the host reaches its exposed ports; `None` without a broker.
+    pub fn network(&self) -> Option<sandbox_core::network::NetworkReport> {
+        self.inner.sandbox.network()
+    }
+
+    /// Where the host reaches its exposed ports (`127.0.0.1:<port chosen by hsb>`).
+    pub fn exposed_ports(&self) -> Vec<sandbox_core::network::ExposedPort> {
+        self.network().map(|n| n.exposed).unwrap_or_default()
+    }
+
+    /// The broker's decisions as they happen (network `egress`).
+    pub fn network_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
+        self.inner.sandbox.network_events()
+    }
+
     /// What the sandbox uses now.
     pub async fn stats(&self) -> Result<LiveStats, Error> {
         self.inner.sandbox.stats().await.map_err(live)

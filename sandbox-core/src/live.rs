@@ -377,6 +377,18 @@ pub trait LiveSandbox: Send + Sync + fmt::Debug {
     async fn stats(&self) -> Result<LiveStats, LiveError>;
     /// Kills everything in it and frees what it holds. Idempotent.
     async fn destroy(&self) -> Result<(), LiveError>;
+
+    /// Its network (`egress`): the mode, every decision of the broker so far (final once
+    /// destroyed) and where the host reaches its exposed ports. `None` without a broker.
+    fn network(&self) -> Option<crate::network::NetworkReport> {
+        None
+    }
+    /// The broker's decisions as they happen (network `egress`).
+    fn network_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<crate::network::NetworkEvent>> {
+        None
+    }
 }
 
 /// Reads a whole [`ByteStream`] (for callers that want bytes).

@@ -449,6 +449,17 @@ impl LiveSandbox for ContainerLive {
     fn ended(&self) -> Option<EndReason> {
         self.shared.lock().ended
     }
+    fn network(&self) -> Option<sandbox_core::network::NetworkReport> {
+        self.shared.network_report()
+    }
+    fn network_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
+        self.shared
+            .events
+            .as_ref()
+            .map(sandbox_egress::Events::subscribe)
+    }
 
     async fn exec(&self, request: ExecRequest) -> Result<Box<dyn Execution>, LiveError> {
         super::exec::start(&self.shared, request, super::exec::Owner::Sandbox)
