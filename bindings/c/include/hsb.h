@@ -298,6 +298,15 @@ hsb_status hsb_live_destroy(hsb_live *live, hsb_error **err);
 // As for `hsb_live_pause`; `out` is valid for writing one pointer.
 hsb_status hsb_live_stats(hsb_live *live, hsb_bytes **out, hsb_error **err);
 
+// Its network as JSON text in `*out` (network `egress`): `{"mode", "exposed":
+// [{"sandbox_port", "host"}], "dns": [...], "connections": [...]}` — the broker's
+// decisions so far with the rule that decided each, and where the host reaches the
+// exposed ports. Without a broker: `{"mode": "none"}` or `"loopback"`.
+//
+// # Safety
+// As for `hsb_live_pause`; `out` is valid for writing one pointer.
+hsb_status hsb_live_network(hsb_live *live, hsb_bytes **out, hsb_error **err);
+
 // `"running"`, `"paused"` or `"destroyed"` (static); NULL when `live` is NULL.
 //
 // # Safety
@@ -414,16 +423,18 @@ hsb_status hsb_run_options_add_mount(hsb_run_options *o,
 // As for `hsb_run_options_set_isolation`.
 hsb_status hsb_run_options_set_cwd(hsb_run_options *o, const char *cwd, hsb_error **err);
 
-// Sets the network: `"none"` (no interface) or `"loopback"`; NULL for the profile's.
+// Sets the network: `"none"` (no interface), `"loopback"` or `"egress"` (the outside
+// world through the egress broker, by the profile's rules and the ones added with
+// `hsb_run_options_add_allow`...); NULL for the profile's.
 //
 // # Safety
 // As for `hsb_run_options_set_isolation`.
 hsb_status hsb_run_options_set_network(hsb_run_options *o, const char *mode, hsb_error **err);
 
 // Sets one limit from text, as in policy files: `name` is `memory`, `wall_time`,
-// `cpu_time`, `pids`, `open_files`, `file_size`, `output` or `tmp_size`; `value` a
-// size (`"256MiB"`, bytes when bare), a duration (`"1.5s"`, `"500ms"`, seconds when
-// bare) or a count. Each limit set replaces the profile's (within the policy's floor).
+// `cpu_time`, `pids`, `open_files`, `file_size`, `output`, `tmp_size` or `cpus`;
+// `value` a size (`"256MiB"`, bytes when bare), a duration (`"1.5s"`, `"500ms"`,
+// seconds when bare), a count, or CPUs (`"0.5"`, `"500m"`). Each limit set replaces the profile's (within the policy's floor).
 //
 // # Safety
 // `o` is NULL or live options not used elsewhere during the call; `name` and `value`
@@ -464,6 +475,43 @@ hsb_status hsb_run_options_set_pids(hsb_run_options *o, uint64_t pids, hsb_error
 // # Safety
 // As for `hsb_run_options_set_memory`.
 hsb_status hsb_run_options_set_output_limit(hsb_run_options *o, uint64_t bytes, hsb_error **err);
+
+// Adds an empty in-memory filesystem: `"PATH[:size=SIZE][,mode=OCTAL]"` (Docker's
+// `--tmpfs` form, e.g. `"/run:size=64MiB,mode=755"`), charged to the sandbox.
+//
+// # Safety
+// `o` is NULL or live options not used elsewhere during the call; `spec` is NULL or a
+// NUL-terminated string; `err` is NULL or valid for writing one pointer.
+hsb_status hsb_run_options_add_tmpfs(hsb_run_options *o, const char *spec, hsb_error **err);
+
+// Egress: adds an allow rule, `"HOST[:PORT]"` (a name, `*.suffix`, an IP address or
+// network), to the profile's (within the operator's floor).
+//
+// # Safety
+// As for `hsb_run_options_add_tmpfs`.
+hsb_status hsb_run_options_add_allow(hsb_run_options *o, const char *rule, hsb_error **err);
+
+// Egress: adds a deny rule, `"HOST[:PORT]"`; deny rules win over allow rules.
+//
+// # Safety
+// As for `hsb_run_options_add_tmpfs`.
+hsb_status hsb_run_options_add_deny(hsb_run_options *o, const char *rule, hsb_error **err);
+
+// Egress: makes a sandbox port (1-65535) reachable from the host, at a `127.0.0.1`
+// port hsb chooses (in the outcome's JSON, `network.exposed`).
+//
+// # Safety
+// `o` is NULL or live options not used elsewhere during the call; `err` is NULL or
+// valid for writing one pointer.
+hsb_status hsb_run_options_add_expose(hsb_run_options *o, uint16_t port, hsb_error **err);
+
+// Egress: a secret, `"NAME=ENV@HOST[,HOST...]"`: the sandbox's variable NAME holds a
+// placeholder; the broker puts the value of this process's variable ENV (read when the
+// run starts) only into requests to those hosts.
+//
+// # Safety
+// As for `hsb_run_options_add_tmpfs`.
+hsb_status hsb_run_options_add_secret(hsb_run_options *o, const char *spec, hsb_error **err);
 
 // The workload's exit code when it exited by itself; -1 otherwise (or when `o` is
 // NULL).

@@ -143,6 +143,12 @@ fn exec_request(argv: Vec<String>, opts: Option<&hsb_run_options>) -> Result<Exe
         ("network", t.network.is_some()),
         ("memory", t.limits.memory.is_some()),
         ("pids", t.limits.pids.is_some()),
+        ("cpus", t.limits.cpus.is_some()),
+        ("open_files", t.limits.open_files.is_some()),
+        ("file_size", t.limits.file_size.is_some()),
+        ("tmp_size", t.limits.tmp_size.is_some()),
+        ("tmpfs", !t.tmpfs.is_empty()),
+        ("allow/deny/expose/secret", !t.egress.is_empty()),
     ];
     if let Some((what, _)) = refused.iter().find(|(_, set)| *set) {
         return Err(Failure::invalid(format!(
@@ -471,6 +477,38 @@ pub unsafe extern "C" fn hsb_live_stats(
         checked?;
         let s = l.stats().await.map_err(lib)?;
         let json = serde_json::to_vec(&s).map_err(|e| Failure::invalid(e.to_string()))?;
+        // SAFETY: `out` was checked by `clear_out` above.
+        unsafe { ffi::give(out, hsb_bytes::new(json)) };
+        Ok(())
+    };
+    // SAFETY: forwarded contract.
+    unsafe { live_call(live, err, f) }
+}
+
+/// Its network as JSON text in `*out` (network `egress`): `{"mode", "exposed":
+/// [{"sandbox_port", "host"}], "dns": [...], "connections": [...]}` — the broker's
+/// decisions so far with the rule that decided each, and where the host reaches the
+/// exposed ports. Without a broker: `{"mode": "none"}` or `"loopback"`.
+///
+/// # Safety
+/// As for `hsb_live_pause`; `out` is valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_live_network(
+    live: *mut hsb_live,
+    out: *mut *mut hsb_bytes,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    // SAFETY: `out` is valid for writing (contract); a NULL one is reported below.
+    let checked = unsafe { ffi::clear_out(out, "out") };
+    let f = |l: Live| async move {
+        checked?;
+        let report = l
+            .network()
+            .unwrap_or_else(|| hybrid_sandbox::network::NetworkReport {
+                mode: l.enforcement().network,
+                ..Default::default()
+            });
+        let json = serde_json::to_vec(&report).map_err(|e| Failure::invalid(e.to_string()))?;
         // SAFETY: `out` was checked by `clear_out` above.
         unsafe { ffi::give(out, hsb_bytes::new(json)) };
         Ok(())

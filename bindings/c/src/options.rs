@@ -4,8 +4,9 @@ use std::ffi::{c_char, c_int};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hybrid_sandbox::units::parse_duration;
-use hybrid_sandbox::{ByteSize, IsolationRequest, Mount, Need, Network, Stdin, Workload};
+use hybrid_sandbox::network::{HostRule, SecretRequest};
+use hybrid_sandbox::units::{parse_duration, Cpus};
+use hybrid_sandbox::{ByteSize, IsolationRequest, Mount, Need, Network, Stdin, Tmpfs, Workload};
 
 use crate::error::{hsb_error, hsb_status, Failure};
 use crate::ffi;
@@ -332,7 +333,9 @@ pub unsafe extern "C" fn hsb_run_options_set_cwd(
     unsafe { set_opt_text(o, err, cwd, "cwd", f) }
 }
 
-/// Sets the network: `"none"` (no interface) or `"loopback"`; NULL for the profile's.
+/// Sets the network: `"none"` (no interface), `"loopback"` or `"egress"` (the outside
+/// world through the egress broker, by the profile's rules and the ones added with
+/// `hsb_run_options_add_allow`...); NULL for the profile's.
 ///
 /// # Safety
 /// As for `hsb_run_options_set_isolation`.
@@ -353,9 +356,9 @@ pub unsafe extern "C" fn hsb_run_options_set_network(
 }
 
 /// Sets one limit from text, as in policy files: `name` is `memory`, `wall_time`,
-/// `cpu_time`, `pids`, `open_files`, `file_size`, `output` or `tmp_size`; `value` a
-/// size (`"256MiB"`, bytes when bare), a duration (`"1.5s"`, `"500ms"`, seconds when
-/// bare) or a count. Each limit set replaces the profile's (within the policy's floor).
+/// `cpu_time`, `pids`, `open_files`, `file_size`, `output`, `tmp_size` or `cpus`;
+/// `value` a size (`"256MiB"`, bytes when bare), a duration (`"1.5s"`, `"500ms"`,
+/// seconds when bare), a count, or CPUs (`"0.5"`, `"500m"`). Each limit set replaces the profile's (within the policy's floor).
 ///
 /// # Safety
 /// `o` is NULL or live options not used elsewhere during the call; `name` and `value`
@@ -393,10 +396,11 @@ fn set_limit_text(w: &mut Workload, name: &str, value: &str) -> Result<(), Failu
         "file_size" => l.file_size = Some(size()?),
         "output" => l.output = Some(size()?),
         "tmp_size" => l.tmp_size = Some(size()?),
+        "cpus" => l.cpus = Some(Cpus::parse(value).map_err(|e| bad(&e))?),
         _ => {
             return Err(Failure::invalid(format!(
                 "unknown limit `{name}` (use memory, wall_time, cpu_time, pids, open_files, \
-                 file_size, output or tmp_size)"
+                 file_size, output, tmp_size or cpus)"
             )))
         }
     }
@@ -499,6 +503,137 @@ pub unsafe extern "C" fn hsb_run_options_set_output_limit(
 ) -> hsb_status {
     // SAFETY: the pointers follow the contract above.
     unsafe { set_number(o, err, |w| w.limits.output = Some(ByteSize(bytes))) }
+}
+
+/// Runs a setter whose one argument is a required C string (`what` names it in errors).
+///
+/// # Safety
+/// As for `set`; `p` is NULL or a NUL-terminated string.
+unsafe fn add_text(
+    o: *mut hsb_run_options,
+    err: *mut *mut hsb_error,
+    p: *const c_char,
+    what: &str,
+    f: impl FnOnce(&mut Workload, &str) -> Result<(), Failure>,
+) -> hsb_status {
+    let g = |w: &mut Workload| {
+        // SAFETY: `p` is NULL or a NUL-terminated string (contract above).
+        let text = unsafe { ffi::text(p, what) }?;
+        f(w, text)
+    };
+    // SAFETY: `o` and `err` are forwarded from the caller, who vouches for them.
+    unsafe { set(o, err, g) }
+}
+
+/// Adds an empty in-memory filesystem: `"PATH[:size=SIZE][,mode=OCTAL]"` (Docker's
+/// `--tmpfs` form, e.g. `"/run:size=64MiB,mode=755"`), charged to the sandbox.
+///
+/// # Safety
+/// `o` is NULL or live options not used elsewhere during the call; `spec` is NULL or a
+/// NUL-terminated string; `err` is NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_add_tmpfs(
+    o: *mut hsb_run_options,
+    spec: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload, spec: &str| {
+        w.tmpfs
+            .push(Tmpfs::parse_spec(spec).map_err(Failure::invalid)?);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded.
+    unsafe { add_text(o, err, spec, "tmpfs", f) }
+}
+
+/// Egress: adds an allow rule, `"HOST[:PORT]"` (a name, `*.suffix`, an IP address or
+/// network), to the profile's (within the operator's floor).
+///
+/// # Safety
+/// As for `hsb_run_options_add_tmpfs`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_add_allow(
+    o: *mut hsb_run_options,
+    rule: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload, rule: &str| {
+        let r = rule
+            .parse::<HostRule>()
+            .map_err(|e| Failure::invalid(format!("allow rule `{rule}`: {e}")))?;
+        w.egress.allow.push(r);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded.
+    unsafe { add_text(o, err, rule, "allow rule", f) }
+}
+
+/// Egress: adds a deny rule, `"HOST[:PORT]"`; deny rules win over allow rules.
+///
+/// # Safety
+/// As for `hsb_run_options_add_tmpfs`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_add_deny(
+    o: *mut hsb_run_options,
+    rule: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload, rule: &str| {
+        let r = rule
+            .parse::<HostRule>()
+            .map_err(|e| Failure::invalid(format!("deny rule `{rule}`: {e}")))?;
+        w.egress.deny.push(r);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded.
+    unsafe { add_text(o, err, rule, "deny rule", f) }
+}
+
+/// Egress: makes a sandbox port (1-65535) reachable from the host, at a `127.0.0.1`
+/// port hsb chooses (in the outcome's JSON, `network.exposed`).
+///
+/// # Safety
+/// `o` is NULL or live options not used elsewhere during the call; `err` is NULL or
+/// valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_add_expose(
+    o: *mut hsb_run_options,
+    port: u16,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload| {
+        if port == 0 {
+            return Err(Failure::invalid(
+                "expose: port 0 is no port (give the sandbox port a server listens on, 1-65535)",
+            ));
+        }
+        w.egress.expose.push(port);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded to `set`.
+    unsafe { set(o, err, f) }
+}
+
+/// Egress: a secret, `"NAME=ENV@HOST[,HOST...]"`: the sandbox's variable NAME holds a
+/// placeholder; the broker puts the value of this process's variable ENV (read when the
+/// run starts) only into requests to those hosts.
+///
+/// # Safety
+/// As for `hsb_run_options_add_tmpfs`.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_options_add_secret(
+    o: *mut hsb_run_options,
+    spec: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let f = |w: &mut Workload, spec: &str| {
+        w.egress
+            .secrets
+            .push(SecretRequest::parse_spec(spec).map_err(Failure::invalid)?);
+        Ok(())
+    };
+    // SAFETY: the pointers follow the contract above, forwarded.
+    unsafe { add_text(o, err, spec, "secret", f) }
 }
 
 #[cfg(test)]

@@ -79,6 +79,17 @@ static void option_arguments(void) {
   CHECK_INVALID("limit pids", hsb_run_options_set_limit(opts, "pids", "-1", &err));
   CHECK_INVALID("unknown limit `speed`", hsb_run_options_set_limit(opts, "speed", "1", &err));
   CHECK_INVALID("limit name is NULL", hsb_run_options_set_limit(opts, NULL, "1", &err));
+  CHECK_INVALID("limit cpus", hsb_run_options_set_limit(opts, "cpus", "lots", &err));
+  CHECK_INVALID("limit cpus", hsb_run_options_set_limit(opts, "cpus", "0", &err));
+  CHECK_INVALID("tmpfs is NULL", hsb_run_options_add_tmpfs(opts, NULL, &err));
+  CHECK_INVALID("mode", hsb_run_options_add_tmpfs(opts, "/x:mode=99999", &err));
+  CHECK_INVALID("allow rule `*bad*.com`", hsb_run_options_add_allow(opts, "*bad*.com", &err));
+  CHECK_INVALID("allow rule is NULL", hsb_run_options_add_allow(opts, NULL, &err));
+  CHECK_INVALID("deny rule `a.com:99999`", hsb_run_options_add_deny(opts, "a.com:99999", &err));
+  CHECK_INVALID("port 0 is no port", hsb_run_options_add_expose(opts, 0, &err));
+  CHECK_INVALID("no `@`", hsb_run_options_add_secret(opts, "T=ENV", &err));
+  CHECK_INVALID("secret is NULL", hsb_run_options_add_secret(opts, NULL, &err));
+  CHECK_INVALID("options is NULL", hsb_run_options_add_expose(NULL, 80, &err));
   CHECK_INVALID("options is NULL", hsb_run_options_set_memory(NULL, 1, &err));
   CHECK_INVALID("options is NULL", hsb_run_options_set_wall_time_ms(NULL, 1, &err));
   CHECK(hsb_run_options_set_pids(NULL, 1, NULL) == HSB_ERR_INVALID_ARGUMENT);

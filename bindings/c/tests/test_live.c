@@ -166,6 +166,10 @@ static void agent_scenario_in(const char *isolation) {
   CHECK(hsb_live_stats(live, &b, NULL) == HSB_OK);
   CHECK_CONTAINS((const char *)hsb_bytes_data(b, NULL), "\"paused_ms\":");
   hsb_bytes_free(b);
+  /* No broker here: the network report is the mode alone. */
+  CHECK(hsb_live_network(live, &b, NULL) == HSB_OK);
+  CHECK_CONTAINS((const char *)hsb_bytes_data(b, NULL), "\"mode\":\"none\"");
+  hsb_bytes_free(b);
   /* Destroy: then wrong state; idempotent. */
   CHECK(hsb_live_destroy(live, NULL) == HSB_OK);
   CHECK_STR(hsb_live_state(live), "destroyed");
@@ -250,6 +254,9 @@ static void bad_input(void) {
   CHECK(hsb_live_exec(live, NULL, 0, NULL, NULL, NULL, &out, NULL) == HSB_ERR_INVALID_ARGUMENT);
   CHECK(hsb_live_exec(NULL, ARGV("true"), NULL, NULL, NULL, &out, NULL) == HSB_ERR_INVALID_ARGUMENT);
   CHECK(hsb_live_stats(live, NULL, NULL) == HSB_ERR_INVALID_ARGUMENT);
+  CHECK(hsb_live_network(live, NULL, NULL) == HSB_ERR_INVALID_ARGUMENT);
+  hsb_bytes *nb = NULL;
+  CHECK(hsb_live_network(NULL, &nb, NULL) == HSB_ERR_INVALID_ARGUMENT && nb == NULL);
   CHECK(hsb_live_pause(NULL, NULL) == HSB_ERR_INVALID_ARGUMENT);
   CHECK(hsb_live_state(NULL) == NULL && hsb_live_isolation(NULL) == NULL);
   CHECK(hsb_bytes_data(NULL, NULL) == NULL);

@@ -1,4 +1,5 @@
 /* Runs, exit codes, signals, timeouts, errors and the micro-VM request. */
+#define _GNU_SOURCE /* memmem */
 #include "check.h"
 
 static hsb_sandbox *sb;
@@ -78,6 +79,28 @@ static void timeout(void) {
   o = run_ok(sb, ARGV("sleep", "30"), opts);
   if (o) {
     CHECK_STR(hsb_outcome_termination(o), "timeout");
+    hsb_outcome_free(o);
+  }
+  hsb_run_options_free(opts);
+}
+
+/* tmpfs and cpus: an empty in-memory filesystem with its size and mode, a CPU quota. */
+static void tmpfs_and_cpus(void) {
+  hsb_run_options *opts = hsb_run_options_new();
+  CHECK(hsb_run_options_set_isolation(opts, "container", NULL) == HSB_OK);
+  CHECK(hsb_run_options_add_tmpfs(opts, "/scratch:size=1MiB,mode=700", NULL) == HSB_OK);
+  CHECK(hsb_run_options_set_limit(opts, "cpus", "0.5", NULL) == HSB_OK);
+  hsb_outcome *o = run_ok(sb,
+                          ARGV("sh", "-c",
+                               "stat -c %a /scratch; dd if=/dev/zero of=/scratch/f bs=4096 "
+                               "count=512 2>/dev/null; echo dd=$?"),
+                          opts);
+  if (o) {
+    size_t len = 0;
+    const char *out = (const char *)hsb_outcome_stdout(o, &len);
+    CHECK(out != NULL && len >= 4 && memcmp(out, "700\n", 4) == 0);
+    CHECK(out != NULL && memmem(out, len, "dd=1", 4) != NULL);
+    CHECK_CONTAINS(hsb_outcome_enforcement_json(o), "\"cpus\"");
     hsb_outcome_free(o);
   }
   hsb_run_options_free(opts);
@@ -271,7 +294,7 @@ int main(void) {
         TEST(timeout),      TEST(output_limit),      TEST(program_not_found),
         TEST(microvm_or_unavailable), TEST(policy_errors), TEST(policy_from_text),
         TEST(null_length), TEST(options_after_errors), TEST(version),
-        TEST(needs),        TEST(missing_image),
+        TEST(needs),        TEST(missing_image), TEST(tmpfs_and_cpus),
     };
     rc = run_tests("test_run", tests, sizeof tests / sizeof tests[0]);
   } while (0);

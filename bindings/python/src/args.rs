@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hybrid_sandbox::network::{HostRule, SecretRequest};
 use hybrid_sandbox::units::parse_duration;
+use hybrid_sandbox::units::Cpus;
 use hybrid_sandbox::{
-    ByteSize, IsolationRequest, Mount, MountMode, Need, Network, Stdin, Workload,
+    ByteSize, IsolationRequest, Mount, MountMode, Need, Network, Stdin, Tmpfs, Workload,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -129,6 +131,83 @@ pub(crate) fn count(obj: &Bound<'_, PyAny>, what: &str, expected: &str) -> PyRes
     u64::try_from(n).map_err(|_| {
         PyValueError::new_err(format!("{what} must be between 0 and 2**64-1, not {n}"))
     })
+}
+
+/// A list of str (not one str, which would be a list of characters); `example` shows
+/// the expected form in errors.
+fn text_list(obj: &Bound<'_, PyAny>, what: &str, example: &str) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a list of str, such as {example}, not a {}",
+            type_name(obj)
+        )));
+    }
+    let items = obj.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be a list of str, such as {example}, not {}",
+            type_name(obj)
+        ))
+    })?;
+    let mut out = Vec::new();
+    for (i, item) in items.enumerate() {
+        out.push(text(&item?, &format!("{what}[{i}]"))?);
+    }
+    Ok(out)
+}
+
+/// A CPU share: a number of CPUs (int or float, `0.5`) or a string (`"1.5"`, `"500m"`).
+fn cpus(obj: &Bound<'_, PyAny>) -> PyResult<Cpus> {
+    let t = if obj.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(
+            "cpus must be a number of CPUs (such as 0.5) or a string such as '500m', not a bool",
+        ));
+    } else if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
+        let f: f64 = obj.extract()?;
+        f.to_string()
+    } else if obj.is_instance_of::<PyString>() {
+        obj.extract()?
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "cpus must be a number of CPUs (such as 0.5) or a string such as '500m', not {}",
+            type_name(obj)
+        )));
+    };
+    Cpus::parse(&t).map_err(|e| PyValueError::new_err(format!("cpus: {e}")))
+}
+
+/// Sandbox ports to expose: a list of ints from 1 to 65535.
+fn ports(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u16>> {
+    let items = obj.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "expose must be a list of ports such as [8000], not {}",
+            type_name(obj)
+        ))
+    })?;
+    let mut out = Vec::new();
+    for (i, item) in items.enumerate() {
+        let n = count(&item?, &format!("expose[{i}]"), "a port (int)")?;
+        match u16::try_from(n) {
+            Ok(p) if p > 0 => out.push(p),
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "expose[{i}] must be a port from 1 to 65535, not {n}"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Secrets: a mapping of the sandbox's variable to "ENV@HOST[,HOST...]" (the value of
+/// the host's ENV, sent only to those hosts).
+fn secrets(obj: &Bound<'_, PyAny>) -> PyResult<Vec<SecretRequest>> {
+    let map = string_map(obj, "secrets")?;
+    map.iter()
+        .map(|(name, spec)| {
+            SecretRequest::parse_spec(&format!("{name}={spec}"))
+                .map_err(|e| PyValueError::new_err(format!("secrets[{name:?}]: {e}")))
+        })
+        .collect()
 }
 
 /// A list of needs (`["network", "full_linux"]`), each once.
@@ -401,6 +480,37 @@ fn apply(w: &mut Workload, key: &str, v: &Bound<'_, PyAny>, allow_pipe: bool) ->
             "memory" => w.limits.memory = Some(size(v, "memory")?),
             "output_limit" => w.limits.output = Some(size(v, "output_limit")?),
             "pids" => w.limits.pids = Some(count(v, "pids", "a number of processes (int)")?),
+            "open_files" => {
+                w.limits.open_files = Some(count(v, "open_files", "a number of descriptors (int)")?)
+            }
+            "file_size" => w.limits.file_size = Some(size(v, "file_size")?),
+            "tmp_size" => w.limits.tmp_size = Some(size(v, "tmp_size")?),
+            "cpus" => w.limits.cpus = Some(cpus(v)?),
+            "tmpfs" => {
+                for (i, spec) in text_list(v, "tmpfs", "['/run:size=64MiB']")?
+                    .iter()
+                    .enumerate()
+                {
+                    w.tmpfs.push(
+                        Tmpfs::parse_spec(spec)
+                            .map_err(|e| PyValueError::new_err(format!("tmpfs[{i}]: {e}")))?,
+                    );
+                }
+            }
+            "allow" | "deny" => {
+                let rules = text_list(v, key, "['pypi.org', '*.pythonhosted.org:443']")?;
+                for (i, rule) in rules.iter().enumerate() {
+                    let rule = rule
+                        .parse::<HostRule>()
+                        .map_err(|e| PyValueError::new_err(format!("{key}[{i}]: {e}")))?;
+                    match key {
+                        "allow" => w.egress.allow.push(rule),
+                        _ => w.egress.deny.push(rule),
+                    }
+                }
+            }
+            "expose" => w.egress.expose.extend(ports(v)?),
+            "secrets" => w.egress.secrets.extend(secrets(v)?),
             "network" => w.network = Some(choice::<Network>(v, "network")?),
             "cwd" => w.cwd = Some(text(v, "cwd")?),
             "env" => w.env = string_map(v, "env")?,

@@ -156,6 +156,13 @@ impl PyLive {
         json_to_py(py, &to_json(self.live.enforcement()))
     }
 
+    /// The network report (network "egress"): mode, the broker's decisions so far, the
+    /// exposed ports; None without a broker. A server's sandbox: mode and exposed ports.
+    #[getter]
+    fn network<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &to_json(&self.live.network()))
+    }
+
     /// Runs `argv` to its end (the GIL released; Ctrl-C kills the exec).
     #[pyo3(signature = (argv, options=None))]
     fn exec(
@@ -413,6 +420,12 @@ pub(crate) fn create_async<'py>(
 /// The request of `Client.create` for the same options.
 fn create_request(options: Option<&Bound<'_, PyDict>>) -> PyResult<CreateRequest> {
     let (w, o): (Workload, _) = crate::args::live_spec(options)?;
+    if !w.egress.secrets.is_empty() {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "secrets: a server takes secrets only from its own policy (its operator's \
+             [profiles.NAME.secrets]); they never travel in a request",
+        ));
+    }
     Ok(CreateRequest {
         profile: w.profile,
         labels: w.labels,
@@ -431,6 +444,9 @@ fn create_request(options: Option<&Bound<'_, PyDict>>) -> PyResult<CreateRequest
         env: w.env,
         cwd: w.cwd,
         network: w.network,
+        allow: w.egress.allow,
+        deny: w.egress.deny,
+        expose: w.egress.expose,
         limits: w.limits,
         tmpfs: w.tmpfs,
         lifetime: o.lifetime,

@@ -230,6 +230,16 @@ impl PyOutcome {
         self.inner.shell_status()
     }
 
+    /// The network report as a dict (mode, every decision with its rule and bytes, the
+    /// exposed ports and where the host reaches them), or None for a run without one.
+    #[getter]
+    fn network<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.inner.network {
+            None => Ok(py.None().into_bound(py)),
+            Some(n) => json_to_py(py, &serde_json::to_value(n).unwrap_or_default()),
+        }
+    }
+
     /// The outcome as a dict, as in `hsb run --json` (output as text there, lossily when
     /// it is not UTF-8; `stdout` and `stderr` give the exact bytes).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -22,6 +22,8 @@ type Finished = Option<Result<Outcome, Failure>>;
 /// reach any more is not left running.
 pub(crate) struct Run {
     isolation: Isolation,
+    /// Where the host reaches the run's exposed ports (network `egress`).
+    exposed: Vec<hybrid_sandbox::network::ExposedPort>,
     kill: KillHandle,
     done: watch::Receiver<Finished>,
     events: tokio::sync::Mutex<Option<OutputStream>>,
@@ -61,6 +63,7 @@ impl Run {
         let stdin = exec.take_stdin();
         let kill = exec.kill_handle();
         let isolation = exec.isolation();
+        let exposed = exec.exposed_ports();
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
             let r = exec.wait().await;
@@ -70,6 +73,7 @@ impl Run {
         });
         Arc::new(Run {
             isolation,
+            exposed,
             kill,
             done: rx,
             events: tokio::sync::Mutex::new(events),
@@ -136,6 +140,17 @@ impl PyProcess {
     }
 
     /// True once the run has ended.
+    /// Sandbox port -> "127.0.0.1:PORT" where the host reaches it while the run lasts
+    /// (network "egress" with expose).
+    #[getter]
+    fn exposed_ports(&self) -> std::collections::BTreeMap<u16, String> {
+        self.run
+            .exposed
+            .iter()
+            .map(|p| (p.sandbox_port, p.host.to_string()))
+            .collect()
+    }
+
     #[getter]
     fn done(&self) -> bool {
         self.run.done.borrow().is_some()

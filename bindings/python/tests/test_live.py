@@ -239,3 +239,15 @@ def test_dropping_a_created_sandbox_destroys_it(server: str) -> None:
     while time.time() < end and sid in [s["id"] for s in c.list()]:
         time.sleep(0.05)
     assert sid not in [s["id"] for s in c.list()]
+
+
+def test_a_client_sends_rules_but_never_secrets(server: str) -> None:
+    c = hs.Client(server)
+    with pytest.raises(ValueError) as e:
+        c.create(network="egress", secrets={"T": "HOME@example.org"})
+    assert "own policy" in str(e.value)
+    with c.create(isolation="container", network="egress", expose=[8000], allow=["example.org"]) as sb:
+        ports = sb.exposed_ports
+        assert list(ports) == [8000] and ports[8000].startswith("127.0.0.1:"), ports
+        assert sb.network["mode"] == "egress"
+

@@ -136,6 +136,15 @@ class Sandbox:
         labels: Optional[Mapping[str, str]] = None,
         needs: Optional[Sequence[str]] = None,
         image: Optional[str] = None,
+        tmpfs: Optional[Sequence[str]] = None,
+        cpus: Optional[Union[float, str]] = None,
+        open_files: Optional[int] = None,
+        allow: Optional[Sequence[str]] = None,
+        deny: Optional[Sequence[str]] = None,
+        expose: Optional[Sequence[int]] = None,
+        secrets: Optional[Mapping[str, str]] = None,
+        file_size: Optional[Size] = None,
+        tmp_size: Optional[Size] = None,
     ) -> Outcome:
         """Runs `argv` (the program, an absolute path in the sandbox or a name searched in
         PATH, then its arguments) to its end and returns its `Outcome`.
@@ -146,7 +155,13 @@ class Sandbox:
         memory: memory limit of the whole sandbox. mounts: host paths to show inside,
         as "HOST:SANDBOX[:ro|:rw]" or (host, sandbox[, "ro" | "rw"]), read-only unless
         "rw". env: the workload's environment (nothing is inherited). cpu_time, pids,
-        output_limit: more limits. network: "none" or "loopback". cwd: the working
+        output_limit, open_files, file_size, tmp_size: more limits. cpus: CPU bandwidth
+        (0.5 is half of one CPU; or "500m"). tmpfs: empty in-memory filesystems,
+        "PATH[:size=SIZE][,mode=OCTAL]". network: "none", "loopback" or "egress"; with
+        egress, allow and deny add HOST[:PORT] rules to the profile's, expose lists
+        sandbox ports the host may reach (see `Outcome.network` for where), and secrets
+        maps a sandbox variable to "ENV@HOST[,HOST...]": the sandbox sees a placeholder,
+        the value of this process's ENV goes only to those hosts. cwd: the working
         directory inside. labels: what the policy's rules look at, e.g. {"trust": ...}.
         needs: what the workload needs, "network" and/or "full_linux" (with
         isolation="auto" the policy sends it where that exists, or refuses the run).
@@ -174,6 +189,15 @@ class Sandbox:
                 labels=labels,
                 needs=needs,
                 image=image,
+                tmpfs=tmpfs,
+                cpus=cpus,
+                open_files=open_files,
+                allow=allow,
+                deny=deny,
+                expose=expose,
+                secrets=secrets,
+                file_size=file_size,
+                tmp_size=tmp_size,
             ),
         )
 
@@ -196,6 +220,15 @@ class Sandbox:
         labels: Optional[Mapping[str, str]] = None,
         needs: Optional[Sequence[str]] = None,
         image: Optional[str] = None,
+        tmpfs: Optional[Sequence[str]] = None,
+        cpus: Optional[Union[float, str]] = None,
+        open_files: Optional[int] = None,
+        allow: Optional[Sequence[str]] = None,
+        deny: Optional[Sequence[str]] = None,
+        expose: Optional[Sequence[int]] = None,
+        secrets: Optional[Mapping[str, str]] = None,
+        file_size: Optional[Size] = None,
+        tmp_size: Optional[Size] = None,
     ) -> Outcome:
         """`run` for asyncio: awaits the `Outcome` without blocking the event loop.
         Cancelling the awaiting task kills the run."""
@@ -217,6 +250,15 @@ class Sandbox:
                 labels=labels,
                 needs=needs,
                 image=image,
+                tmpfs=tmpfs,
+                cpus=cpus,
+                open_files=open_files,
+                allow=allow,
+                deny=deny,
+                expose=expose,
+                secrets=secrets,
+                file_size=file_size,
+                tmp_size=tmp_size,
             ),
         )
 
@@ -239,6 +281,15 @@ class Sandbox:
         labels: Optional[Mapping[str, str]] = None,
         needs: Optional[Sequence[str]] = None,
         image: Optional[str] = None,
+        tmpfs: Optional[Sequence[str]] = None,
+        cpus: Optional[Union[float, str]] = None,
+        open_files: Optional[int] = None,
+        allow: Optional[Sequence[str]] = None,
+        deny: Optional[Sequence[str]] = None,
+        expose: Optional[Sequence[int]] = None,
+        secrets: Optional[Mapping[str, str]] = None,
+        file_size: Optional[Size] = None,
+        tmp_size: Optional[Size] = None,
     ) -> Process:
         """Starts `argv` and returns its `Process` at once: iterate over it (`for` or
         `async for`) for `OutputEvent`s while it runs, `write()` to its stdin when
@@ -262,6 +313,15 @@ class Sandbox:
                 labels=labels,
                 needs=needs,
                 image=image,
+                tmpfs=tmpfs,
+                cpus=cpus,
+                open_files=open_files,
+                allow=allow,
+                deny=deny,
+                expose=expose,
+                secrets=secrets,
+                file_size=file_size,
+                tmp_size=tmp_size,
             ),
         )
 
@@ -286,6 +346,13 @@ class Sandbox:
         lifetime: Optional[Seconds] = None,
         tmp_size: Optional[Size] = None,
         file_size: Optional[Size] = None,
+        tmpfs: Optional[Sequence[str]] = None,
+        cpus: Optional[Union[float, str]] = None,
+        open_files: Optional[int] = None,
+        allow: Optional[Sequence[str]] = None,
+        deny: Optional[Sequence[str]] = None,
+        expose: Optional[Sequence[int]] = None,
+        secrets: Optional[Mapping[str, str]] = None,
     ) -> LiveSandbox:
         """Creates a live sandbox in this process: a run's inputs without the program
         (the same policy decision, floor and enforcement report), waiting for execs and
@@ -301,7 +368,8 @@ class Sandbox:
         """
         return LiveSandbox(self._native.create(_create_options(
             isolation, workload, image, mounts, memory, env, cwd, timeout, cpu_time, pids,
-            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size)))
+            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size,
+            tmpfs=tmpfs, cpus=cpus, open_files=open_files, allow=allow, deny=deny, expose=expose, secrets=secrets)))
 
     async def create_async(
         self,
@@ -324,11 +392,19 @@ class Sandbox:
         lifetime: Optional[Seconds] = None,
         tmp_size: Optional[Size] = None,
         file_size: Optional[Size] = None,
+        tmpfs: Optional[Sequence[str]] = None,
+        cpus: Optional[Union[float, str]] = None,
+        open_files: Optional[int] = None,
+        allow: Optional[Sequence[str]] = None,
+        deny: Optional[Sequence[str]] = None,
+        expose: Optional[Sequence[int]] = None,
+        secrets: Optional[Mapping[str, str]] = None,
     ) -> LiveSandbox:
         """`create` for asyncio."""
         native = await self._native.create_async(_create_options(
             isolation, workload, image, mounts, memory, env, cwd, timeout, cpu_time, pids,
-            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size))
+            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size,
+            tmpfs=tmpfs, cpus=cpus, open_files=open_files, allow=allow, deny=deny, expose=expose, secrets=secrets))
         return LiveSandbox(native)
 
     def __repr__(self) -> str:
@@ -368,6 +444,15 @@ def run(
     labels: Optional[Mapping[str, str]] = None,
     needs: Optional[Sequence[str]] = None,
     image: Optional[str] = None,
+    tmpfs: Optional[Sequence[str]] = None,
+    cpus: Optional[Union[float, str]] = None,
+    open_files: Optional[int] = None,
+    allow: Optional[Sequence[str]] = None,
+    deny: Optional[Sequence[str]] = None,
+    expose: Optional[Sequence[int]] = None,
+    secrets: Optional[Mapping[str, str]] = None,
+    file_size: Optional[Size] = None,
+    tmp_size: Optional[Size] = None,
 ) -> Outcome:
     """Runs `argv` under `policy` (a policy file; the embedded default when None) and
     returns its `Outcome`. See `Sandbox.run` for the other arguments."""
@@ -388,6 +473,15 @@ def run(
         labels=labels,
         needs=needs,
         image=image,
+        tmpfs=tmpfs,
+        cpus=cpus,
+        open_files=open_files,
+        allow=allow,
+        deny=deny,
+        expose=expose,
+        secrets=secrets,
+        file_size=file_size,
+        tmp_size=tmp_size,
     )
 
 
@@ -410,6 +504,15 @@ async def run_async(
     labels: Optional[Mapping[str, str]] = None,
     needs: Optional[Sequence[str]] = None,
     image: Optional[str] = None,
+    tmpfs: Optional[Sequence[str]] = None,
+    cpus: Optional[Union[float, str]] = None,
+    open_files: Optional[int] = None,
+    allow: Optional[Sequence[str]] = None,
+    deny: Optional[Sequence[str]] = None,
+    expose: Optional[Sequence[int]] = None,
+    secrets: Optional[Mapping[str, str]] = None,
+    file_size: Optional[Size] = None,
+    tmp_size: Optional[Size] = None,
 ) -> Outcome:
     """`run` for asyncio; cancelling the awaiting task kills the run."""
     return await _sandbox(policy).run_async(
@@ -429,6 +532,15 @@ async def run_async(
         labels=labels,
         needs=needs,
         image=image,
+        tmpfs=tmpfs,
+        cpus=cpus,
+        open_files=open_files,
+        allow=allow,
+        deny=deny,
+        expose=expose,
+        secrets=secrets,
+        file_size=file_size,
+        tmp_size=tmp_size,
     )
 
 
@@ -451,6 +563,15 @@ def spawn(
     labels: Optional[Mapping[str, str]] = None,
     needs: Optional[Sequence[str]] = None,
     image: Optional[str] = None,
+    tmpfs: Optional[Sequence[str]] = None,
+    cpus: Optional[Union[float, str]] = None,
+    open_files: Optional[int] = None,
+    allow: Optional[Sequence[str]] = None,
+    deny: Optional[Sequence[str]] = None,
+    expose: Optional[Sequence[int]] = None,
+    secrets: Optional[Mapping[str, str]] = None,
+    file_size: Optional[Size] = None,
+    tmp_size: Optional[Size] = None,
 ) -> Process:
     """Starts `argv` and returns its `Process`; see `Sandbox.spawn`."""
     return _sandbox(policy).spawn(
@@ -470,4 +591,13 @@ def spawn(
         labels=labels,
         needs=needs,
         image=image,
+        tmpfs=tmpfs,
+        cpus=cpus,
+        open_files=open_files,
+        allow=allow,
+        deny=deny,
+        expose=expose,
+        secrets=secrets,
+        file_size=file_size,
+        tmp_size=tmp_size,
     )

@@ -60,6 +60,19 @@ class LiveSandbox:
         return self._native.state
 
     @property
+    def network(self) -> Optional[dict[str, Any]]:
+        """The network report (network "egress"): "mode", the broker's decisions so far
+        ("dns", "connections", each with the rule that decided), and "exposed": where
+        the host reaches the sandbox's exposed ports. None without a broker."""
+        return self._native.network
+
+    @property
+    def exposed_ports(self) -> dict[int, str]:
+        """Sandbox port -> "127.0.0.1:PORT" where the host reaches it."""
+        net = self._native.network or {}
+        return {p["sandbox_port"]: p["host"] for p in net.get("exposed", [])}
+
+    @property
     def ended(self) -> Optional[str]:
         """Why it ended ("destroyed", "lifetime", "idle_timeout", ...), once it has."""
         return self._native.ended
@@ -266,8 +279,10 @@ def _create_options(
     lifetime: Optional[Seconds],
     tmp_size: Optional[Size],
     file_size: Optional[Size],
+    **more: Any,
 ) -> dict[str, Any]:
     return _options(
+        **more,
         isolation=isolation, workload=workload, image=image, mounts=mounts, memory=memory,
         env=env, cwd=cwd, timeout=timeout, cpu_time=cpu_time, pids=pids,
         output_limit=output_limit, network=network, labels=labels, needs=needs,
@@ -322,13 +337,21 @@ class Client:
         lifetime: Optional[Seconds] = None,
         tmp_size: Optional[Size] = None,
         file_size: Optional[Size] = None,
+        tmpfs: Optional[Sequence[str]] = None,
+        cpus: Optional[Union[float, str]] = None,
+        open_files: Optional[int] = None,
+        allow: Optional[Sequence[str]] = None,
+        deny: Optional[Sequence[str]] = None,
+        expose: Optional[Sequence[int]] = None,
+        secrets: Optional[Mapping[str, str]] = None,
     ) -> LiveSandbox:
         """Creates a live sandbox on the server, under the server's policy; arguments as
         for `Sandbox.create` (mounts only inside what the server's operator allows,
         images only from the server's store)."""
         return LiveSandbox(self._native.create(_create_options(
             isolation, workload, image, mounts, memory, env, cwd, timeout, cpu_time, pids,
-            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size)))
+            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size,
+            tmpfs=tmpfs, cpus=cpus, open_files=open_files, allow=allow, deny=deny, expose=expose, secrets=secrets)))
 
     async def create_async(
         self,
@@ -351,11 +374,19 @@ class Client:
         lifetime: Optional[Seconds] = None,
         tmp_size: Optional[Size] = None,
         file_size: Optional[Size] = None,
+        tmpfs: Optional[Sequence[str]] = None,
+        cpus: Optional[Union[float, str]] = None,
+        open_files: Optional[int] = None,
+        allow: Optional[Sequence[str]] = None,
+        deny: Optional[Sequence[str]] = None,
+        expose: Optional[Sequence[int]] = None,
+        secrets: Optional[Mapping[str, str]] = None,
     ) -> LiveSandbox:
         """`create` for asyncio."""
         native = await self._native.create_async(_create_options(
             isolation, workload, image, mounts, memory, env, cwd, timeout, cpu_time, pids,
-            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size))
+            output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size,
+            tmpfs=tmpfs, cpus=cpus, open_files=open_files, allow=allow, deny=deny, expose=expose, secrets=secrets))
         return LiveSandbox(native)
 
     def attach(self, id: str) -> LiveSandbox:
