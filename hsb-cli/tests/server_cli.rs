@@ -390,3 +390,27 @@ fn control_characters_to_a_terminal_are_shown_not_obeyed() {
     let o = server.hsb(&["sandbox", "exec", &id, "--", "sh", "-c", script]);
     assert_eq!(o.stdout, b"a\x1b]0;pwned\x07b\n");
 }
+
+/// A terminal exec that ends at once while the client is still sending (its stdin's
+/// end, the terminal size): the server's close must not lose the outcome it sent.
+#[test]
+fn a_quick_terminal_exec_keeps_its_outcome() {
+    let server = Server::start(&[]);
+    let o = server.hsb(&["sandbox", "create", "--isolation", "container"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let id = out(&o).trim().to_string();
+    // Four at once, to load the machine as CI does.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (server, id) = (&server, &id);
+            s.spawn(move || {
+                for i in 0..25 {
+                    let o =
+                        server.hsb(&["sandbox", "exec", "--tty", id, "--", "sh", "-c", "exit 3"]);
+                    assert_eq!(o.status.code(), Some(3), "exec {t}/{i}: {}", err(&o));
+                }
+            });
+        }
+    });
+    assert!(server.hsb(&["sandbox", "rm", &id]).status.success());
+}

@@ -730,6 +730,14 @@ async fn read_events(
     }
 }
 
+/// Why the exec's socket closed without an outcome.
+fn closed_early(send_failed: Option<&str>) -> String {
+    match send_failed {
+        Some(e) => format!("the server closed the exec before its outcome (a send failed: {e})"),
+        None => "the server closed the exec before its outcome".into(),
+    }
+}
+
 fn lost(what: &str) -> RunError {
     RunError::Supervision(
         "following the exec on the server".into(),
@@ -745,6 +753,9 @@ async fn drive(
     mut control: mpsc::UnboundedReceiver<Control>,
     done: oneshot::Sender<Result<Outcome, RunError>>,
 ) {
+    // A send that fails (the server finished the exec and is closing) is not the end:
+    // the outcome may already be on its way; sending stops, reading goes on.
+    let mut send_failed: Option<String> = None;
     let result = loop {
         // In order: a control message (a resize, a signal) sent before stdin data
         // reaches the server before it, as the caller issued them.
@@ -767,17 +778,22 @@ async fn drive(
                     Ok(ExecEvent::Error { error, .. }) => break Err(lost(&error.message)),
                     _ => {}
                 },
-                Some(Ok(Message::Close(_))) | None => break Err(lost("the server closed the exec before its outcome")),
+                Some(Ok(Message::Close(_))) | None => break Err(lost(&closed_early(send_failed.as_deref()))),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => break Err(lost(&e.to_string())),
+                Some(Err(e)) => break Err(lost(&match &send_failed {
+                    Some(s) => format!("{e} (after a failed send: {s})"),
+                    None => e.to_string(),
+                })),
             },
             c = control.recv() => match c {
-                Some(Control::Client(m)) => {
+                Some(Control::Client(m)) if send_failed.is_none() => {
                     let text = serde_json::to_string(&m).unwrap_or_default();
                     if let Err(e) = ws.send(Message::text(text)).await {
-                        break Err(lost(&e.to_string()));
+                        send_failed = Some(e.to_string());
+                        stdin = None;
                     }
                 }
+                Some(Control::Client(_)) => {}
                 // The handle is gone: the abort comes next.
                 None => std::future::pending::<()>().await,
             },
@@ -790,7 +806,8 @@ async fn drive(
                     }
                 };
                 if let Err(e) = sent {
-                    break Err(lost(&e.to_string()));
+                    send_failed = Some(e.to_string());
+                    stdin = None;
                 }
             },
         }
