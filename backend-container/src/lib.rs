@@ -161,7 +161,7 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
             ca_bundle,
         },
     )?;
-    live::prepare_spec(&mut bp, masks, mode)?;
+    live::prepare_spec(&mut bp, masks)?;
     let enforcement = report(
         plan,
         &bp,
@@ -435,7 +435,7 @@ fn report(
             Some(img) => format!(
                 "image {} ({} layers, overlayfs) with a throwaway writable layer; {ro} read-only and {rw} \
                  read-write mounts (no FIFO, socket, device node or set-id mode made in them); \
-                 private /proc with host facts masked and /proc/sys read-only; /dev with null, zero, full, random, urandom; /tmp tmpfs",
+                 private /proc with host facts masked and /proc/sys read-only; /dev with null, zero, full, random, urandom and a private devpts (/dev/pts, /dev/ptmx); /tmp tmpfs",
                 img.name,
                 img.layers.len()
             ),
@@ -443,7 +443,8 @@ fn report(
                 "read-only tmpfs root; {ro} read-only and {rw} read-write mounts (from {} entries; no FIFO, \
                  socket, device node or set-id mode made in them); private /proc with host facts masked \
                  and /proc/sys read-only; \
-                 /dev with null, zero, full, random, urandom; /tmp tmpfs; nosuid and nodev everywhere",
+                 /dev with null, zero, full, random, urandom and a private devpts (/dev/pts, /dev/ptmx); /tmp tmpfs; \
+                 nosuid and nodev everywhere but the devices",
                 plan.mounts.len()
             ),
         },

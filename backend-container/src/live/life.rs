@@ -308,10 +308,9 @@ fn live_report(enforcement: &mut EnforcementReport, freezer: &Freezer, options: 
             ),
         );
     }
-    enforcement.filesystem.push_str(
-        "; live: /dev/pts (private devpts) and /dev/ptmx for terminals; file operations by a \
-             confined file server inside the sandbox",
-    );
+    enforcement
+        .filesystem
+        .push_str("; live: file operations by a confined file server inside the sandbox");
 }
 
 /// Dispatches init's reports; on the socket's end (init gone), the sandbox has failed.

@@ -93,9 +93,13 @@ pub(crate) fn control_pair() -> Result<(OwnedFd, OwnedFd), SpawnError> {
     Ok((a, b))
 }
 
-/// What a live sandbox's spec has beyond a run's: a private devpts instance (with
-/// /dev/ptmx) for execs on a terminal.
-pub(crate) fn prepare_spec(bp: &mut Blueprint, masks: Masks, mode: Mode) -> Result<(), SpawnError> {
+/// The most terminals one sandbox may hold at once.
+pub(crate) const PTY_MAX: u32 = 64;
+
+/// A private devpts instance (with /dev/ptmx): terminals for execs on a tty, and for
+/// the workload's own `openpty` (a run's too: shells, `script`, pexpect, CPython's pty
+/// tests). Its own instance holds only this sandbox's terminals.
+pub(crate) fn prepare_spec(bp: &mut Blueprint, masks: Masks) -> Result<(), SpawnError> {
     let c = |s: &str| CString::new(s).map_err(|_| SpawnError::Unsupported("NUL in a path".into()));
     let comps = |p: &str| -> Result<Vec<CString>, SpawnError> {
         Path::new(p)
@@ -104,14 +108,17 @@ pub(crate) fn prepare_spec(bp: &mut Blueprint, masks: Masks, mode: Mode) -> Resu
             .map(|s| c(&s.to_string_lossy()))
             .collect()
     };
-    if mode == Mode::Run {
-        return Ok(());
-    }
     bp.labels.ops.push(("devpts".into(), "/dev/pts".into()));
     bp.spec.ops.push(Op::Fs {
         path: comps("/dev/pts")?,
         fstype: c("devpts")?,
-        options: vec![(c("mode")?, c("0620")?), (c("ptmxmode")?, c("0666")?)],
+        // At most PTY_MAX terminals: the kernel's pool (kernel.pty.max less the host's
+        // reserve) is shared by every container on the host.
+        options: vec![
+            (c("mode")?, c("0620")?),
+            (c("ptmxmode")?, c("0666")?),
+            (c("max")?, c(&PTY_MAX.to_string())?),
+        ],
         // Its own instance: only this sandbox's terminals, so device nodes are allowed.
         attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
     });
