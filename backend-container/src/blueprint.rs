@@ -814,6 +814,13 @@ impl Blueprint {
             rlimits,
             seccomp: vec![
                 crate::seccomp::fprog(inputs.seccomp.allowlist),
+                crate::seccomp::fprog(
+                    crate::seccomp::ids::filter(plan.user.0, plan.user.1).map_err(|e| {
+                        SpawnError::Unsupported(format!(
+                            "compiling the seccomp filter for the sandbox's identity: {e}"
+                        ))
+                    })?,
+                ),
                 crate::seccomp::fprog(inputs.seccomp.enosys),
             ],
             notify: crate::seccomp::fprog(inputs.seccomp.user_notif),

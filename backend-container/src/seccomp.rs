@@ -15,7 +15,9 @@ pub(crate) const PROFILE_JSON: &str = include_str!("../seccomp/workload.json");
 pub(crate) const PROFILE_NAME: &str = "hybrid-sandbox/workload (default-deny allowlist)";
 
 /// The filters, installed in this order: the user-notification filter (its listener
-/// goes to the supervisor, see `crate::unotify`), the allowlist, then the filter that
+/// goes to the supervisor, see `crate::unotify`), the allowlist, the filter giving
+/// credential calls that name another user EPERM (built per identity, see `ids`), then
+/// the filter that
 /// turns `clone3` and `openat2` into ENOSYS (the later filter wins ties between errno
 /// actions). An errno action outranks a notification: a call the allowlist refuses
 /// never reaches the supervisor.
@@ -49,5 +51,6 @@ pub(crate) fn fprog(prog: &'static [libc::sock_filter]) -> libc::sock_fprog {
     }
 }
 
+pub(crate) mod ids;
 #[cfg(test)]
 mod tests;
