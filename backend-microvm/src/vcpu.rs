@@ -233,8 +233,11 @@ impl Runner {
             self.entry = Entry::Context;
         }
         // Who runs: the loaded task straight on, or whoever the scheduler picks.
-        let straight =
-            self.entry != Entry::Context && k.task.tid == self.loaded && k.can_run(self.loaded);
+        // A wake-up or a yield (`preempt`) goes through the scheduler.
+        let straight = self.entry != Entry::Context
+            && !k.preempt
+            && k.task.tid == self.loaded
+            && k.can_run(self.loaded);
         let next = if straight {
             k.check_limits()?;
             self.loaded

@@ -11,8 +11,11 @@
  *                          while the main thread forks ROUNDS children; each child
  *                          checks that every buffer is an exact snapshot (a run of +1
  *                          steps with at most one wrap); prints "bad N of ROUNDS"
+ *   yield                  two threads each log a letter six times, calling sched_yield
+ *                          after each; prints the log (one vCPU: they alternate)
  */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -157,7 +160,39 @@ static int forks_mode(int threads, int rounds) {
     return 0;
 }
 
+static char ylog[64];
+static atomic_int ylen;
+
+static void ylog_add(char c) {
+    int i = atomic_fetch_add(&ylen, 1);
+    if (i < (int)sizeof ylog - 1)
+        ylog[i] = c;
+}
+
+static void *yielder(void *arg) {
+    char c = *(const char *)arg;
+    for (int i = 0; i < 6; i++) {
+        ylog_add(c);
+        sched_yield();
+    }
+    return NULL;
+}
+
+static int yield_mode(void) {
+    pthread_t t;
+    static const char b = 'B', a = 'A';
+    if (pthread_create(&t, NULL, yielder, (void *)&b) != 0)
+        return 1;
+    sched_yield(); /* let the new thread start its turn */
+    yielder((void *)&a);
+    pthread_join(t, NULL);
+    printf("%s\n", ylog);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "yield") == 0)
+        return yield_mode();
     if (argc > 2 && strcmp(argv[1], "sleep") == 0)
         return sleep_mode(argv[2]);
     if (argc > 1 && strcmp(argv[1], "stdin") == 0)

@@ -252,3 +252,29 @@ print("good", good)
         assert_eq!(exited(&o, "subprocesses"), "good 10\n", "{iso:?}");
     }
 }
+
+/// `sched_yield` gives the vCPU to the other runnable thread: on the micro-VM's one
+/// vCPU two yielding threads alternate (natively and in the container they run on two
+/// cores in any order, so only the count is checked there).
+#[test]
+fn sched_yield_hands_the_vcpu_over() {
+    for iso in BOTH {
+        if !ready(iso) {
+            continue;
+        }
+        let o = run(on(iso, sched(&["yield"])));
+        let log = exited(&o, "yield");
+        let log = log.trim();
+        assert_eq!(
+            (log.matches('A').count(), log.matches('B').count()),
+            (6, 6),
+            "{iso:?}: {log}"
+        );
+        if iso == IsolationRequest::MicroVm {
+            assert!(
+                !log.contains("AA") && !log.contains("BB"),
+                "{iso:?}: the threads did not alternate: {log}"
+            );
+        }
+    }
+}

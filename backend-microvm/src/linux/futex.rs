@@ -59,6 +59,9 @@ impl Kernel {
                 }
             }
         }
+        if woken > 0 {
+            self.woke_one();
+        }
         woken
     }
 

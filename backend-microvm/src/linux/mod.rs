@@ -241,7 +241,8 @@ pub(crate) struct Kernel {
     pub(crate) stirred: bool,
     /// When the running task's time slice started (see `sched.rs`).
     pub(crate) slice_start: Instant,
-    /// A sleeper woke at its deadline: the running task's slice ends now.
+    /// A task was woken (a futex wake, a deadline, data for a retried call) or the
+    /// running one yielded: the running task's slice ends now.
     pub(crate) preempt: bool,
     /// While a blocked syscall is tried again: its deadline.
     pub(crate) retrying: Option<Option<Instant>>,

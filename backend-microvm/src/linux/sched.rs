@@ -21,6 +21,13 @@ use crate::kick::thread_cpu_time;
 /// How long a task runs before another runnable one gets the vCPU.
 pub(crate) const TIME_SLICE: Duration = Duration::from_millis(10);
 
+/// How long a task woken by another (a futex wake, data for its call) waits at most
+/// for the vCPU while its waker computes on. Not zero: a waker that blocks right after
+/// (a condition variable's signal, then a wait) hands over with one switch, where
+/// switching at the wake would cost two more (Linux's CFS likewise preempts a waker
+/// only after a granularity).
+pub(crate) const WAKE_GRANULARITY: Duration = Duration::from_millis(1);
+
 /// The CPU state of a task that is not on the vCPU: retried syscalls never need it.
 struct Detached;
 
@@ -170,6 +177,25 @@ impl Kernel {
         next
     }
 
+    /// `sched_yield`: the vCPU goes to the next runnable task now (a task alone goes on
+    /// without a trip through the scheduler).
+    pub(crate) fn yield_now(&mut self) {
+        if self.others_runnable() {
+            self.preempt = true;
+        }
+    }
+
+    /// A task was made runnable by the current one: the current one's slice ends
+    /// within [`WAKE_GRANULARITY`].
+    pub(crate) fn woke_one(&mut self) {
+        let soon = Instant::now() + WAKE_GRANULARITY;
+        if self.slice_end() > soon {
+            if let Some(start) = soon.checked_sub(TIME_SLICE) {
+                self.slice_start = start;
+            }
+        }
+    }
+
     /// When the running task's time slice ends.
     fn slice_end(&self) -> Instant {
         self.slice_start + TIME_SLICE
@@ -289,10 +315,14 @@ impl Kernel {
                 }
                 any = true;
                 self.retry(tid, b.nr, b.args, b.deadline)?;
-                if due && self.task_ref(tid).is_some_and(Task::runnable) {
-                    // A sleeper whose time came runs now, not at the end of the
-                    // running task's slice (its sleep is as long as it asked).
-                    self.preempt = true;
+                if self.task_ref(tid).is_some_and(Task::runnable) {
+                    if due {
+                        // A sleeper whose time came runs now, not at the end of the
+                        // running task's slice (its sleep is as long as it asked).
+                        self.preempt = true;
+                    } else {
+                        self.woke_one();
+                    }
                 }
             }
             if !any || !self.stirred {

@@ -56,7 +56,10 @@ pub(crate) static TABLE: &[Syscall] = &[
     full(21, "access", |k, c| k.sys_faccessat(CWD, c.a[0], c.a[1], 0)),
     full(22, "pipe", |k, c| k.sys_pipe2(c.ptr(0), 0)),
     full(23, "select", |k, c| k.sys_select(c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], false)),
-    full(24, "sched_yield", |_, _| Ok(0)),
+    full(24, "sched_yield", |k, _| {
+        k.yield_now();
+        Ok(0)
+    }),
     partial(25, "mremap", "no MREMAP_FIXED/MREMAP_DONTUNMAP", |k, c| k.sys_mremap(c.a)),
     full(26, "msync", |k, c| k.sys_msync(c.a[0], c.a[1], c.a[2])),
     full(27, "mincore", |k, c| k.sys_mincore(c.a[0], c.a[1], c.a[2])),
