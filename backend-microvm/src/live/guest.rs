@@ -57,7 +57,14 @@ pub(crate) struct Live {
     /// `file_size` and `tmp_size` of the plan (for the file calls' errors).
     pub(super) file_size: Option<u64>,
     pub(super) tmp_size: Option<u64>,
+    /// Since when nothing could run (see [`TRIM_AFTER`]).
+    idle_since: Option<Instant>,
 }
+
+/// How long a live sandbox stays idle (nothing runnable) before it gives the host the
+/// guest frames nothing uses (`Memory::trim`): execs in a row reuse warm frames, an
+/// idle sandbox holds only what its processes use.
+const TRIM_AFTER: Duration = Duration::from_millis(50);
 
 impl Live {
     pub(crate) fn new(
@@ -74,6 +81,7 @@ impl Live {
             next_handle: 1,
             file_size,
             tmp_size,
+            idle_since: None,
         }
     }
 }
@@ -191,6 +199,36 @@ impl Kernel {
         if matches!(self.task.state, TaskState::Dead) {
             self.switch_to(INIT_PID);
             self.release_dead_spaces();
+        }
+    }
+
+    /// Nothing can run (the scheduler is about to wait): the dead are freed, and the
+    /// moment the sandbox should give its unused frames back, if it has any.
+    pub(crate) fn live_idle_until(&mut self, now: Instant) -> Option<Instant> {
+        self.live_idle();
+        let needs = self.mm.mem.needs_trim();
+        let live = self.live.as_mut()?;
+        let since = *live.idle_since.get_or_insert(now);
+        needs.then_some(since + TRIM_AFTER)
+    }
+
+    /// After the scheduler's wait: gives the unused frames back once the sandbox has
+    /// been idle for [`TRIM_AFTER`].
+    pub(crate) fn live_trim_if_due(&mut self) {
+        let due = self
+            .live
+            .as_ref()
+            .and_then(|l| l.idle_since)
+            .is_some_and(|s| s.elapsed() >= TRIM_AFTER);
+        if due && self.mm.mem.needs_trim() {
+            self.mm.mem.trim();
+        }
+    }
+
+    /// A task runs: the sandbox is not idle.
+    pub(crate) fn live_busy(&mut self) {
+        if let Some(l) = self.live.as_mut() {
+            l.idle_since = None;
         }
     }
 

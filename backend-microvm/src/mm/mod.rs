@@ -119,9 +119,6 @@ pub(crate) struct AddressSpace {
     /// The other spaces.
     pub(super) parked: std::collections::BTreeMap<SpaceId, space::Parked>,
     pub(super) next_id: SpaceId,
-    /// Page-table frames went back: the guest's cached translations of them must go
-    /// (a memory slot reload) before it runs again.
-    pub(super) reload: bool,
     pub(super) pt: PageTables,
     pub(super) vmas: VmaMap,
     brk_start: u64,
@@ -149,7 +146,6 @@ impl AddressSpace {
             id: 0,
             parked: std::collections::BTreeMap::new(),
             next_id: 1,
-            reload: false,
             pt,
             vmas: VmaMap::default(),
             brk_start: 0,
