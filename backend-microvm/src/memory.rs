@@ -25,6 +25,17 @@
 //! translation (a memory-slot reload). Retired frames pile up to [`RETIRED_MAX`] (or
 //! until frames run out), then all come back at once with one reload: a live sandbox
 //! pays one reload per many execs instead of one each.
+//!
+//! **Page cache.** Pages of host files that private mappings read (a program's and its
+//! libraries' segments) are kept per VM, keyed by the file's identity and version
+//! ([`FileKey`]: device, inode, size, mtime, ctime) and the page's offset and length:
+//! the next process mapping the same file finds them already read, and the loader
+//! maps them before the program starts (no fault, no read). A cached frame is never
+//! written: mapped read-only and shared (a write copies it, as after `fork`), or
+//! copied into a private frame for a writable mapping. A file that changed has another
+//! key, so its old pages are never found again. Frames only the cache holds are not
+//! charged to the sandbox's memory and go back when frames run out (or past
+//! [`CACHE_MAX`]): the cache never costs the workload memory it could use.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -42,6 +53,27 @@ const MADV_POPULATE_WRITE: libc::c_int = 23;
 pub(crate) const WARM_MAX: usize = 2048;
 /// Most retired page-table frames waiting for a memory-slot reload.
 pub(crate) const RETIRED_MAX: usize = 1024;
+/// Most frames the page cache holds (16 MiB).
+pub(crate) const CACHE_MAX: usize = 4096;
+
+/// A host file's identity and version (see the module's doc, page cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct FileKey {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) size: u64,
+    pub(crate) mtime: (i64, i64),
+    pub(crate) ctime: (i64, i64),
+}
+
+/// One cached page: the file, the page's file offset, and how many of its bytes come
+/// from the file (the rest read as zeros).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PageKey {
+    pub(crate) file: FileKey,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+}
 
 /// No frame is left: the sandbox is out of memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -174,6 +206,10 @@ pub(crate) struct Memory {
     reclaimed: bool,
     /// A chunk was backed on the host since the last [`Memory::trim`].
     chunk_backed: Cell<bool>,
+    /// The page cache: frames by page, and pages by frame (the cache is one holder of
+    /// each; see the module's doc).
+    cache: HashMap<PageKey, u64>,
+    cached: HashMap<u64, PageKey>,
     /// Holders beyond the first, of the frames that have more than one.
     extra: HashMap<u64, u32>,
     budget: Rc<Budget>,
@@ -215,6 +251,8 @@ impl Memory {
             retired: Vec::new(),
             reclaimed: false,
             chunk_backed: Cell::new(false),
+            cache: HashMap::new(),
+            cached: HashMap::new(),
             extra: HashMap::new(),
             budget,
         })
@@ -261,9 +299,12 @@ impl Memory {
         if self.next + PAGE_SIZE > self.size {
             if !self.retired.is_empty() {
                 self.reclaim();
-                if let Some(f) = self.free.pop() {
-                    return Ok(f);
-                }
+            }
+            if self.free.is_empty() {
+                self.evict_idle();
+            }
+            if let Some(f) = self.free.pop() {
+                return Ok(f);
             }
             // Cannot happen while the accounting holds; stay safe anyway.
             self.budget.uncharge(1);
@@ -362,16 +403,23 @@ impl Memory {
     /// no longer be mapped there in the guest, or the guest must be unable to run
     /// before the mappings are flushed.
     pub(crate) fn free(&mut self, mut frames: Vec<u64>) {
-        frames.retain(|f| match self.extra.get_mut(f) {
+        let mut idle = 0;
+        let (extra, cached) = (&mut self.extra, &self.cached);
+        frames.retain(|f| match extra.get_mut(f) {
             Some(n) => {
                 *n -= 1;
                 if *n == 0 {
-                    self.extra.remove(f);
+                    extra.remove(f);
+                    // Only the page cache holds it now: no longer the workload's.
+                    if cached.contains_key(f) {
+                        idle += 1;
+                    }
                 }
                 false
             }
             None => true,
         });
+        self.budget.uncharge(idle);
         if frames.is_empty() {
             return;
         }
@@ -399,6 +447,91 @@ impl Memory {
             i += 1;
             self.release(start, end - start);
         }
+    }
+
+    /// The cached frame of `key`, with one more holder (the caller maps it, read-only:
+    /// it is shared), or `None`. Out of memory when it must be charged again (only the
+    /// cache held it) and the budget has no room.
+    pub(crate) fn cache_get(&mut self, key: &PageKey) -> Result<Option<u64>, OutOfMemory> {
+        let Some(&f) = self.cache.get(key) else {
+            return Ok(None);
+        };
+        if !self.extra.contains_key(&f) {
+            self.budget.charge(1)?;
+        }
+        self.share(f);
+        Ok(Some(f))
+    }
+
+    /// The cached frame of `key`, to copy from (no holder added), or `None`.
+    pub(crate) fn cache_peek(&self, key: &PageKey) -> Option<u64> {
+        self.cache.get(key).copied()
+    }
+
+    /// Keeps `frame` (freshly filled with `key`'s contents, held by the caller, who
+    /// must map it read-only from now on: it is shared) in the cache.
+    pub(crate) fn cache_put(&mut self, key: PageKey, frame: u64) {
+        if self.cache.contains_key(&key) || self.cached.contains_key(&frame) {
+            return;
+        }
+        if self.cache.len() >= CACHE_MAX {
+            self.evict_idle();
+            if self.cache.len() >= CACHE_MAX {
+                return;
+            }
+        }
+        self.share(frame);
+        self.cache.insert(key, frame);
+        self.cached.insert(frame, key);
+    }
+
+    /// Keeps `data` (`key`'s contents) in a frame of the cache's own (not charged).
+    /// False when no frame or no room is left.
+    pub(crate) fn cache_put_copy(&mut self, key: PageKey, data: &[u8]) -> bool {
+        if self.cache.contains_key(&key) {
+            return true;
+        }
+        let Ok(f) = self.alloc() else {
+            return false;
+        };
+        if self.write(f, data).is_none() {
+            self.free(vec![f]);
+            return false;
+        }
+        self.cache_put(key, f);
+        if !self.cached.contains_key(&f) {
+            self.free(vec![f]);
+            return false;
+        }
+        // The caller's hold goes: the cache alone holds it.
+        self.free(vec![f]);
+        true
+    }
+
+    /// Drops the cached pages nobody maps, back to the free frames.
+    pub(crate) fn evict_idle(&mut self) {
+        let idle: Vec<u64> = self
+            .cached
+            .keys()
+            .copied()
+            .filter(|f| !self.extra.contains_key(f))
+            .collect();
+        for f in &idle {
+            if let Some(k) = self.cached.remove(f) {
+                self.cache.remove(&k);
+            }
+        }
+        let mut idle = idle;
+        idle.sort_unstable();
+        // Not charged any more: straight back, zeroed by the host.
+        self.release_ranges(&idle);
+        self.free.extend(idle.iter().rev());
+    }
+
+    /// Frames the page cache holds.
+    #[cfg(test)]
+    pub(crate) fn cached_frames(&self) -> usize {
+        self.cache.len()
     }
 
     /// Returns host pages to the kernel; they read as zero afterwards.

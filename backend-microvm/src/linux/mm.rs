@@ -147,6 +147,8 @@ impl Kernel {
             flags & libc::MAP_32BIT != 0,
             kind,
         )?;
+        // A library mapped again (by this or an earlier process): its cached pages now.
+        self.mm.prefault_cached(start, start.saturating_add(len));
         self.populate_if(flags, start, len)?;
         Ok(start)
     }

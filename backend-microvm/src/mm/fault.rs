@@ -3,6 +3,7 @@
 //! is a VM exit), filled with zeros or the file's contents.
 
 use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_P, PTE_W};
+use super::filecache::page_key;
 use super::vma::{SharedPages, VmaKind};
 use super::{
     allowed, pte_flags, Access, AddressSpace, FaultOutcome, MapError, FAULT_AROUND,
@@ -13,7 +14,12 @@ use crate::memory::OutOfMemory;
 
 impl AddressSpace {
     /// Maps `page` (its entry must hold no frame) with rights `prot`, filled with `data`.
-    fn fill_page(&mut self, page: u64, prot: u32, data: Option<&[u8]>) -> Result<(), OutOfMemory> {
+    pub(super) fn fill_page(
+        &mut self,
+        page: u64,
+        prot: u32,
+        data: Option<&[u8]>,
+    ) -> Result<(), OutOfMemory> {
         let frame = self.mem.alloc()?;
         if let Some(d) = data {
             self.mem.write(frame, d);
@@ -169,6 +175,38 @@ impl AddressSpace {
         let lo = from.max(start);
         let hi = from.saturating_add(PAGE_SIZE * pages).min(vma.end);
         self.streaks[entry] = (hi, pages);
+        // A host file's pages come from the VM's page cache when a mapping read them
+        // before (see `filecache.rs`): the file is read only for pages not cached.
+        let cache = match &vma.kind {
+            VmaKind::File {
+                backing,
+                offset,
+                file_end,
+            } => backing.cache_key().map(|k| (k, *offset, *file_end)),
+            _ => None,
+        };
+        if let Some((file, offset, file_end)) = cache {
+            let mut missing = false;
+            let mut p = lo;
+            while p < hi {
+                if !self.has_frame(p) {
+                    match page_key(file, offset, file_end, start, p) {
+                        None if p == page => return FaultOutcome::Bus,
+                        None => {}
+                        Some(key) => match self.map_cached(p, vma.prot, &key) {
+                            Ok(true) => {}
+                            Ok(false) => missing = true,
+                            Err(_) if p == page => return FaultOutcome::Oom,
+                            Err(_) => break,
+                        },
+                    }
+                }
+                p += PAGE_SIZE;
+            }
+            if !missing && self.has_frame(page) {
+                return FaultOutcome::Mapped;
+            }
+        }
         let contents = match &vma.kind {
             VmaKind::Anon | VmaKind::SharedFile { .. } => None,
             VmaKind::File {
@@ -193,13 +231,14 @@ impl AddressSpace {
                 } else {
                     buf.len() as u64
                 };
-                Some((buf, valid))
+                // Kept in the page cache only when the read gave all it was asked.
+                Some((buf, valid, got == want))
             }
         };
         let page_data = |p: u64| -> Option<Option<&[u8]>> {
             match &contents {
                 None => Some(None),
-                Some((buf, got)) => {
+                Some((buf, got, _)) => {
                     let off = p - lo;
                     if off >= *got {
                         return None; // beyond the end of the file
@@ -208,28 +247,39 @@ impl AddressSpace {
                 }
             }
         };
-        match page_data(page) {
-            Some(d) => {
-                if self.fill_page(page, vma.prot, d).is_err() {
-                    return FaultOutcome::Oom;
+        // Fills a page: through the cache when its file is cached and the read gave
+        // every byte the page's key says it holds.
+        let fill = |mm: &mut AddressSpace, p: u64, d: Option<&[u8]>| {
+            let key = cache.and_then(|(file, offset, file_end)| {
+                page_key(file, offset, file_end, start, p)
+            });
+            match (key, d, &contents) {
+                (Some(key), Some(d), Some((_, got, true)))
+                    if p - lo + u64::from(key.len) <= *got =>
+                {
+                    mm.fill_cached(p, vma.prot, key, d)
                 }
+                _ => mm.fill_page(p, vma.prot, d),
             }
-            None => return FaultOutcome::Bus,
+        };
+        if !self.has_frame(page) {
+            match page_data(page) {
+                Some(d) => {
+                    if fill(self, page, d).is_err() {
+                        return FaultOutcome::Oom;
+                    }
+                }
+                None => return FaultOutcome::Bus,
+            }
         }
         let mut p = lo;
         while p < hi {
-            if p != page {
-                let free = self
-                    .pt
-                    .lookup(&mut self.mem, p)
-                    .is_none_or(|(_, pte)| pte & PTE_FRAME == 0);
-                if free {
-                    let Some(d) = page_data(p) else {
-                        break;
-                    };
-                    if self.fill_page(p, vma.prot, d).is_err() {
-                        break;
-                    }
+            if p != page && !self.has_frame(p) {
+                let Some(d) = page_data(p) else {
+                    break;
+                };
+                if fill(self, p, d).is_err() {
+                    break;
                 }
             }
             p += PAGE_SIZE;

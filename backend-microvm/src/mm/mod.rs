@@ -2,6 +2,7 @@
 //! page-table changes the guest must replay before it runs again.
 
 mod fault;
+mod filecache;
 pub(crate) mod pagetable;
 mod space;
 mod uaccess;
