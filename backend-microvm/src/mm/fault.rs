@@ -2,8 +2,8 @@
 //! memory) map pages on first touch, a small aligned window at a time (each fault
 //! is a VM exit), filled with zeros or the file's contents.
 
-use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_P, PTE_W};
 use super::filecache::page_key;
+use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_P, PTE_W};
 use super::vma::{SharedPages, VmaKind};
 use super::{
     allowed, pte_flags, Access, AddressSpace, FaultOutcome, MapError, FAULT_AROUND,
@@ -250,9 +250,8 @@ impl AddressSpace {
         // Fills a page: through the cache when its file is cached and the read gave
         // every byte the page's key says it holds.
         let fill = |mm: &mut AddressSpace, p: u64, d: Option<&[u8]>| {
-            let key = cache.and_then(|(file, offset, file_end)| {
-                page_key(file, offset, file_end, start, p)
-            });
+            let key = cache
+                .and_then(|(file, offset, file_end)| page_key(file, offset, file_end, start, p));
             match (key, d, &contents) {
                 (Some(key), Some(d), Some((_, got, true)))
                     if p - lo + u64::from(key.len) <= *got =>

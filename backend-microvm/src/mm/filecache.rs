@@ -63,7 +63,10 @@ impl AddressSpace {
                 return Ok(false);
             };
             let mut buf = vec![0u8; PAGE_SIZE as usize];
-            let copied = self.mem.read(src, &mut buf).and_then(|()| self.mem.write(dst, &buf));
+            let copied = self
+                .mem
+                .read(src, &mut buf)
+                .and_then(|()| self.mem.write(dst, &buf));
             if copied.is_none() {
                 self.mem.free(vec![dst]);
                 return Ok(false);
@@ -142,9 +145,7 @@ impl AddressSpace {
         for (s, e, prot, file, offset, file_end) in spans {
             let mut va = s.max(start & !(PAGE_SIZE - 1));
             while va < e.min(end) {
-                if mapped >= PREFAULT_MAX
-                    || (mapped % 256 == 255 && crate::kick::must_stop())
-                {
+                if mapped >= PREFAULT_MAX || (mapped % 256 == 255 && crate::kick::must_stop()) {
                     return;
                 }
                 if !self.has_frame(va) {

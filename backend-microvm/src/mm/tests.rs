@@ -226,7 +226,10 @@ fn file_pages_are_cached_per_version_and_never_written() {
     assert!(a.switch(second));
     let at = map(&mut a, PROT_READ | PROT_EXEC);
     a.prefault_cached(at, at + 3 * PAGE_SIZE);
-    assert!(a.has_frame(at) && a.has_frame(at + 2 * PAGE_SIZE), "prefaulted");
+    assert!(
+        a.has_frame(at) && a.has_frame(at + 2 * PAGE_SIZE),
+        "prefaulted"
+    );
     assert_eq!(a.read_user_vec(at + 2 * PAGE_SIZE, 1).unwrap(), b"a");
     assert_eq!(file.reads.get(), reads, "no read: the cache answered");
     // It makes its text writable and writes: its own copy, not the cache's.
