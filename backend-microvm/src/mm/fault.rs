@@ -218,10 +218,15 @@ impl AddressSpace {
                 let mut buf = vec![0u8; (hi - lo) as usize];
                 let want = (file_end.saturating_sub(file_off)).min(buf.len() as u64) as usize;
                 let mut got = 0;
+                let mut failed = false;
                 while got < want {
                     match backing.read_at(file_off.saturating_add(got as u64), &mut buf[got..want])
                     {
-                        Ok(0) | Err(_) => break,
+                        Ok(0) => break,
+                        Err(_) => {
+                            failed = true;
+                            break;
+                        }
                         Ok(n) => got += n,
                     }
                 }
@@ -231,8 +236,9 @@ impl AddressSpace {
                 } else {
                     buf.len() as u64
                 };
-                // Kept in the page cache only when the read gave all it was asked.
-                Some((buf, valid, got == want))
+                // What the page cache may keep: the bytes read, none after an error.
+                let cacheable = if failed { 0 } else { got as u64 };
+                Some((buf, valid, cacheable))
             }
         };
         let page_data = |p: u64| -> Option<Option<&[u8]>> {
@@ -253,8 +259,8 @@ impl AddressSpace {
             let key = cache
                 .and_then(|(file, offset, file_end)| page_key(file, offset, file_end, start, p));
             match (key, d, &contents) {
-                (Some(key), Some(d), Some((_, got, true)))
-                    if p - lo + u64::from(key.len) <= *got =>
+                (Some(key), Some(d), Some((_, _, read)))
+                    if p - lo + u64::from(key.len) <= *read =>
                 {
                     mm.fill_cached(p, vma.prot, key, d)
                 }

@@ -34,6 +34,9 @@ pub(super) const FILE_FAULT_AROUND: u64 = 64;
 pub(super) const MAX_FAULT_AROUND: u64 = 256;
 /// Pages mapped at once when the heap grows.
 const BRK_PREFAULT: u64 = 32;
+/// Private anonymous mappings this small (and an ELF segment's `.bss` tail) are
+/// mapped at once (see `sys_mmap`, the loader): programs write them at start-up.
+pub(crate) const SMALL_ANON_PAGES: u64 = 16;
 
 /// The kind of access that faulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
