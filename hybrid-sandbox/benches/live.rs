@@ -350,7 +350,7 @@ fn microvm(rt: &tokio::runtime::Runtime, sandbox: &Sandbox, runs: usize) {
     let ram_kib = 1 << 20;
     println!("where it goes (RSS growth per VM, KiB, from /proc/self/smaps):");
     for (group, kib) in smaps_growth(&maps_before, &maps_after, ram_kib) {
-        if kib.abs() as usize >= n {
+        if kib.unsigned_abs() as usize >= n {
             println!("  {group}: {:.0}", kib as f64 / n as f64);
         }
     }
