@@ -35,7 +35,8 @@
 //! copied into a private frame for a writable mapping. A file that changed has another
 //! key, so its old pages are never found again. Frames only the cache holds are not
 //! charged to the sandbox's memory and go back when frames run out (or past
-//! [`CACHE_MAX`]): the cache never costs the workload memory it could use.
+//! [`CACHE_MAX`]): the cache never costs the workload memory it could use. A live
+//! sandbox idle for a while gives them back (`Memory::evict_idle`).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -50,7 +51,7 @@ const CHUNK: u64 = 2 << 20;
 /// `MADV_POPULATE_WRITE` (Linux 5.14).
 const MADV_POPULATE_WRITE: libc::c_int = 23;
 /// Most freed frames kept backed on the host (not zeroed yet) for reuse.
-pub(crate) const WARM_MAX: usize = 2048;
+pub(crate) const WARM_MAX: usize = 1024;
 /// Most retired page-table frames waiting for a memory-slot reload.
 pub(crate) const RETIRED_MAX: usize = 1024;
 /// Most frames the page cache holds (16 MiB).
@@ -526,6 +527,11 @@ impl Memory {
         // Not charged any more: straight back, zeroed by the host.
         self.release_ranges(&idle);
         self.free.extend(idle.iter().rev());
+    }
+
+    /// True when the page cache holds anything.
+    pub(crate) fn has_cache(&self) -> bool {
+        !self.cache.is_empty()
     }
 
     /// Frames the page cache holds.
