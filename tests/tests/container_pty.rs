@@ -140,9 +140,8 @@ fn host_pty() -> std::io::Result<(i32, i32)> {
 }
 
 fn close((m, s): (i32, i32)) {
-    // SAFETY: closing descriptors this test opened and owns.
-    unsafe {
-        libc::close(m);
-        libc::close(s);
-    }
+    // SAFETY: closing a descriptor this test opened and owns.
+    unsafe { libc::close(m) };
+    // SAFETY: as above.
+    unsafe { libc::close(s) };
 }
