@@ -52,7 +52,7 @@ fn compile(uid: u32, gid: u32) -> Result<Vec<libc::sock_filter>, String> {
                 list.push(SeccompRule::new(c).map_err(|e| e.to_string())?);
             }
         }
-        rules.insert(i64::from(*nr), list);
+        rules.insert(*nr, list);
     }
     let filter = SeccompFilter::new(
         rules,
@@ -75,12 +75,14 @@ fn compile(uid: u32, gid: u32) -> Result<Vec<libc::sock_filter>, String> {
         .collect())
 }
 
+/// Compiled programs by identity.
+type Programs = HashMap<(u32, u32), &'static [libc::sock_filter]>;
+
 /// The program for `uid`:`gid`, compiled once per identity and kept for the process's
 /// life (a process sees a handful of identities: the filter must outlive every child
 /// spec that points at it).
 pub(crate) fn filter(uid: u32, gid: u32) -> Result<&'static [libc::sock_filter], String> {
-    static CACHE: Mutex<Option<HashMap<(u32, u32), &'static [libc::sock_filter]>>> =
-        Mutex::new(None);
+    static CACHE: Mutex<Option<Programs>> = Mutex::new(None);
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let map = cache.get_or_insert_with(HashMap::new);
     if let Some(p) = map.get(&(uid, gid)) {
