@@ -180,6 +180,9 @@ pub(crate) struct Control {
     pub(crate) wake_lock: Mutex<()>,
     /// Set when new stdin data arrived (checked under `wake_lock`).
     pub(crate) input: AtomicBool,
+    /// The vCPU thread sleeps in [`Control::wait_until`] (set and cleared under
+    /// `wake_lock`): new input then needs no kick out of `KVM_RUN`.
+    sleeping: AtomicBool,
 }
 
 impl Default for Control {
@@ -190,6 +193,7 @@ impl Default for Control {
             wake: Condvar::new(),
             wake_lock: Mutex::new(()),
             input: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
         }
     }
 }
@@ -224,7 +228,11 @@ impl Control {
     pub(crate) fn input_arrived(&self) {
         self.input.store(true, Ordering::SeqCst);
         self.notify();
-        self.kick();
+        // A sleeping thread was woken by the notification, and looks at the input as
+        // its wait returns: a kick would only make its next KVM_RUN return at once.
+        if !self.sleeping.load(Ordering::SeqCst) {
+            self.kick();
+        }
     }
 
     fn kick(&self) {
@@ -255,7 +263,13 @@ impl Control {
             return;
         }
         let left = until.saturating_duration_since(Instant::now());
-        let _ = self.wake.wait_timeout(g, left);
+        self.sleeping.store(true, Ordering::SeqCst);
+        let g = match self.wake.wait_timeout(g, left) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        };
+        self.sleeping.store(false, Ordering::SeqCst);
+        drop(g);
     }
 }
 

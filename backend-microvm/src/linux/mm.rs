@@ -147,6 +147,8 @@ impl Kernel {
             flags & libc::MAP_32BIT != 0,
             kind,
         )?;
+        // A library mapped again (by this or an earlier process): its cached pages now.
+        self.mm.prefault_cached(start, start.saturating_add(len));
         self.populate_if(flags, start, len)?;
         Ok(start)
     }
@@ -232,6 +234,15 @@ impl Kernel {
             flags & libc::MAP_32BIT != 0,
             VmaKind::Anon,
         )?;
+        // A small private mapping (a TLS block, a library's .bss, ld.so's first
+        // allocations) is written at once: its pages now, not a fault (a VM exit) each.
+        // Best effort: without frames, the pages come at their first touch as before.
+        if flags & libc::MAP_NORESERVE == 0
+            && prot & (PROT_READ | PROT_WRITE) != 0
+            && len <= crate::mm::SMALL_ANON_PAGES * PAGE_SIZE
+        {
+            let _ = self.mm.populate(start, start.saturating_add(len));
+        }
         self.populate_if(flags, start, len)?;
         Ok(start)
     }

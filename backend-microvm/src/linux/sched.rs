@@ -129,22 +129,31 @@ impl Kernel {
             if let Some(t) = self.pick(now) {
                 self.switch_to(t);
                 self.release_dead_spaces();
+                if self.live.is_some() {
+                    self.live_busy();
+                }
                 return Ok(t);
             }
             if self.tids().is_empty() {
                 return Err(Stop::Internal("no task left to run".into()));
             }
-            if self.live.is_some() {
-                self.live_idle();
-            }
+            let trim = if self.live.is_some() {
+                self.live_idle_until(now)
+            } else {
+                None
+            };
             let until = self
                 .next_wakeup()
                 .unwrap_or_else(|| super::time::later(Duration::from_secs(3600)));
+            let until = trim.map_or(until, |t| until.min(t));
             let until = match self.limits.deadline {
                 Some(d) => until.min(d),
                 None => until,
             };
             self.ctl.wait_until(until);
+            if self.live.is_some() {
+                self.live_trim_if_due();
+            }
             self.stirred = true; // input may have come
         }
     }

@@ -57,7 +57,19 @@ pub(crate) struct Live {
     /// `file_size` and `tmp_size` of the plan (for the file calls' errors).
     pub(super) file_size: Option<u64>,
     pub(super) tmp_size: Option<u64>,
+    /// Since when nothing could run (see [`TRIM_AFTER`]).
+    idle_since: Option<Instant>,
+    /// The page cache's idle pages were given back during this idle period.
+    cache_dropped: bool,
 }
+
+/// How long a live sandbox stays idle (nothing runnable) before it gives the host the
+/// guest frames nothing uses (`Memory::trim`): execs in a row reuse warm frames, an
+/// idle sandbox holds only what its processes use.
+const TRIM_AFTER: Duration = Duration::from_millis(50);
+/// How long before it also gives back the page cache's pages no process maps: a burst
+/// of execs finds its programs cached, a sandbox left idle holds no cache.
+const DROP_CACHE_AFTER: Duration = Duration::from_secs(10);
 
 impl Live {
     pub(crate) fn new(
@@ -74,6 +86,8 @@ impl Live {
             next_handle: 1,
             file_size,
             tmp_size,
+            idle_since: None,
+            cache_dropped: false,
         }
     }
 }
@@ -191,6 +205,53 @@ impl Kernel {
         if matches!(self.task.state, TaskState::Dead) {
             self.switch_to(INIT_PID);
             self.release_dead_spaces();
+        }
+    }
+
+    /// Nothing can run (the scheduler is about to wait): the dead are freed, and the
+    /// moment the sandbox should give unused frames back, if it has any.
+    pub(crate) fn live_idle_until(&mut self, now: Instant) -> Option<Instant> {
+        self.live_idle();
+        let warm = self.mm.mem.needs_trim();
+        let cached = self.mm.mem.has_cache();
+        let live = self.live.as_mut()?;
+        let since = *live.idle_since.get_or_insert(now);
+        if warm {
+            return Some(since + TRIM_AFTER);
+        }
+        (cached && !live.cache_dropped).then_some(since + DROP_CACHE_AFTER)
+    }
+
+    /// After the scheduler's wait: gives the unused frames back once the sandbox has
+    /// been idle for [`TRIM_AFTER`], and the page cache's unused pages after
+    /// [`DROP_CACHE_AFTER`].
+    pub(crate) fn live_trim_if_due(&mut self) {
+        let Some(idle) = self
+            .live
+            .as_ref()
+            .and_then(|l| l.idle_since)
+            .map(|s| s.elapsed())
+        else {
+            return;
+        };
+        if idle >= TRIM_AFTER && self.mm.mem.needs_trim() {
+            self.mm.mem.trim();
+        }
+        if idle >= DROP_CACHE_AFTER {
+            if let Some(l) = self.live.as_mut() {
+                if !l.cache_dropped {
+                    l.cache_dropped = true;
+                    self.mm.mem.evict_idle();
+                }
+            }
+        }
+    }
+
+    /// A task runs: the sandbox is not idle.
+    pub(crate) fn live_busy(&mut self) {
+        if let Some(l) = self.live.as_mut() {
+            l.idle_since = None;
+            l.cache_dropped = false;
         }
     }
 

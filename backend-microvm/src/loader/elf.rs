@@ -196,6 +196,10 @@ pub(super) fn map_segments(
         let anon_from = if p.filesz > 0 { file_end } else { page };
         if mem_top > anon_from {
             map(mm, anon_from, mem_top, VmaKind::Anon)?;
+            // A small .bss is written at start-up: mapped now (best effort).
+            if mem_top - anon_from <= crate::mm::SMALL_ANON_PAGES * PAGE_SIZE {
+                let _ = mm.populate(anon_from, mem_top);
+            }
         }
         end = end.max(mem_top);
     }

@@ -409,5 +409,7 @@ pub(crate) fn load(
         base,
     };
     let rsp = build_stack(mm, &prog.argv, env, path, &aux)?;
+    // What earlier runs read of these files is mapped now: no fault, no read.
+    mm.prefault_cached(0, STACK_TOP);
     Ok(Entry { rip: start, rsp })
 }

@@ -2,6 +2,7 @@
 //! memory) map pages on first touch, a small aligned window at a time (each fault
 //! is a VM exit), filled with zeros or the file's contents.
 
+use super::filecache::page_key;
 use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_P, PTE_W};
 use super::vma::{SharedPages, VmaKind};
 use super::{
@@ -13,7 +14,12 @@ use crate::memory::OutOfMemory;
 
 impl AddressSpace {
     /// Maps `page` (its entry must hold no frame) with rights `prot`, filled with `data`.
-    fn fill_page(&mut self, page: u64, prot: u32, data: Option<&[u8]>) -> Result<(), OutOfMemory> {
+    pub(super) fn fill_page(
+        &mut self,
+        page: u64,
+        prot: u32,
+        data: Option<&[u8]>,
+    ) -> Result<(), OutOfMemory> {
         let frame = self.mem.alloc()?;
         if let Some(d) = data {
             self.mem.write(frame, d);
@@ -169,6 +175,38 @@ impl AddressSpace {
         let lo = from.max(start);
         let hi = from.saturating_add(PAGE_SIZE * pages).min(vma.end);
         self.streaks[entry] = (hi, pages);
+        // A host file's pages come from the VM's page cache when a mapping read them
+        // before (see `filecache.rs`): the file is read only for pages not cached.
+        let cache = match &vma.kind {
+            VmaKind::File {
+                backing,
+                offset,
+                file_end,
+            } => backing.cache_key().map(|k| (k, *offset, *file_end)),
+            _ => None,
+        };
+        if let Some((file, offset, file_end)) = cache {
+            let mut missing = false;
+            let mut p = lo;
+            while p < hi {
+                if !self.has_frame(p) {
+                    match page_key(file, offset, file_end, start, p) {
+                        None if p == page => return FaultOutcome::Bus,
+                        None => {}
+                        Some(key) => match self.map_cached(p, vma.prot, &key) {
+                            Ok(true) => {}
+                            Ok(false) => missing = true,
+                            Err(_) if p == page => return FaultOutcome::Oom,
+                            Err(_) => break,
+                        },
+                    }
+                }
+                p += PAGE_SIZE;
+            }
+            if !missing && self.has_frame(page) {
+                return FaultOutcome::Mapped;
+            }
+        }
         let contents = match &vma.kind {
             VmaKind::Anon | VmaKind::SharedFile { .. } => None,
             VmaKind::File {
@@ -180,10 +218,15 @@ impl AddressSpace {
                 let mut buf = vec![0u8; (hi - lo) as usize];
                 let want = (file_end.saturating_sub(file_off)).min(buf.len() as u64) as usize;
                 let mut got = 0;
+                let mut failed = false;
                 while got < want {
                     match backing.read_at(file_off.saturating_add(got as u64), &mut buf[got..want])
                     {
-                        Ok(0) | Err(_) => break,
+                        Ok(0) => break,
+                        Err(_) => {
+                            failed = true;
+                            break;
+                        }
                         Ok(n) => got += n,
                     }
                 }
@@ -193,13 +236,15 @@ impl AddressSpace {
                 } else {
                     buf.len() as u64
                 };
-                Some((buf, valid))
+                // What the page cache may keep: the bytes read, none after an error.
+                let cacheable = if failed { 0 } else { got as u64 };
+                Some((buf, valid, cacheable))
             }
         };
         let page_data = |p: u64| -> Option<Option<&[u8]>> {
             match &contents {
                 None => Some(None),
-                Some((buf, got)) => {
+                Some((buf, got, _)) => {
                     let off = p - lo;
                     if off >= *got {
                         return None; // beyond the end of the file
@@ -208,28 +253,38 @@ impl AddressSpace {
                 }
             }
         };
-        match page_data(page) {
-            Some(d) => {
-                if self.fill_page(page, vma.prot, d).is_err() {
-                    return FaultOutcome::Oom;
+        // Fills a page: through the cache when its file is cached and the read gave
+        // every byte the page's key says it holds.
+        let fill = |mm: &mut AddressSpace, p: u64, d: Option<&[u8]>| {
+            let key = cache
+                .and_then(|(file, offset, file_end)| page_key(file, offset, file_end, start, p));
+            match (key, d, &contents) {
+                (Some(key), Some(d), Some((_, _, read)))
+                    if p - lo + u64::from(key.len) <= *read =>
+                {
+                    mm.fill_cached(p, vma.prot, key, d)
                 }
+                _ => mm.fill_page(p, vma.prot, d),
             }
-            None => return FaultOutcome::Bus,
+        };
+        if !self.has_frame(page) {
+            match page_data(page) {
+                Some(d) => {
+                    if fill(self, page, d).is_err() {
+                        return FaultOutcome::Oom;
+                    }
+                }
+                None => return FaultOutcome::Bus,
+            }
         }
         let mut p = lo;
         while p < hi {
-            if p != page {
-                let free = self
-                    .pt
-                    .lookup(&mut self.mem, p)
-                    .is_none_or(|(_, pte)| pte & PTE_FRAME == 0);
-                if free {
-                    let Some(d) = page_data(p) else {
-                        break;
-                    };
-                    if self.fill_page(p, vma.prot, d).is_err() {
-                        break;
-                    }
+            if p != page && !self.has_frame(p) {
+                let Some(d) = page_data(p) else {
+                    break;
+                };
+                if fill(self, p, d).is_err() {
+                    break;
                 }
             }
             p += PAGE_SIZE;

@@ -2,6 +2,7 @@
 //! page-table changes the guest must replay before it runs again.
 
 mod fault;
+mod filecache;
 pub(crate) mod pagetable;
 mod space;
 mod uaccess;
@@ -33,6 +34,9 @@ pub(super) const FILE_FAULT_AROUND: u64 = 64;
 pub(super) const MAX_FAULT_AROUND: u64 = 256;
 /// Pages mapped at once when the heap grows.
 const BRK_PREFAULT: u64 = 32;
+/// Private anonymous mappings this small (and an ELF segment's `.bss` tail) are
+/// mapped at once (see `sys_mmap`, the loader): programs write them at start-up.
+pub(crate) const SMALL_ANON_PAGES: u64 = 16;
 
 /// The kind of access that faulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,9 +123,6 @@ pub(crate) struct AddressSpace {
     /// The other spaces.
     pub(super) parked: std::collections::BTreeMap<SpaceId, space::Parked>,
     pub(super) next_id: SpaceId,
-    /// Page-table frames went back: the guest's cached translations of them must go
-    /// (a memory slot reload) before it runs again.
-    pub(super) reload: bool,
     pub(super) pt: PageTables,
     pub(super) vmas: VmaMap,
     brk_start: u64,
@@ -149,7 +150,6 @@ impl AddressSpace {
             id: 0,
             parked: std::collections::BTreeMap::new(),
             next_id: 1,
-            reload: false,
             pt,
             vmas: VmaMap::default(),
             brk_start: 0,

@@ -5,9 +5,10 @@
 //! Only one space is current: its page tables, mappings and heap are the fields of
 //! [`AddressSpace`]; the others wait in `parked`. Switching moves them, nothing else.
 //! Entries a fork takes write access from are rewritten by the guest like any other
-//! narrowed entry (the flush list); freed page-table frames make the guest drop all its
-//! cached translations (a slot reload) before it runs again, so that no stale shadow
-//! of an old table survives into a new use of its frame.
+//! narrowed entry (the flush list); page-table frames of a space that went away are
+//! retired (`Memory::retire`): reused only after the guest dropped all its cached
+//! translations (a slot reload, one per many released spaces), so that no stale
+//! shadow of an old table survives into a new use of its frame.
 
 use super::pagetable::{PageTables, PTE_ADDR, PTE_P, PTE_W};
 use super::vma::{VmaKind, VmaMap};
@@ -49,10 +50,10 @@ impl AddressSpace {
         self.pt.root()
     }
 
-    /// True (once) when page-table frames went back since the last call: the guest
-    /// must drop its cached translations before it runs.
+    /// True (once) when retired page-table frames became reusable since the last
+    /// call: the guest must drop its cached translations before it runs.
     pub(crate) fn take_reload(&mut self) -> bool {
-        std::mem::take(&mut self.reload)
+        self.mem.take_reclaimed()
     }
 
     /// A new, empty space (parked): the supervisor's half and the stub pages only.
@@ -196,8 +197,7 @@ impl AddressSpace {
         let (leaves, mut tables) = pt.lower_frames(&self.mem);
         self.mem.free(leaves);
         tables.push(pt.root());
-        self.mem.free(tables);
-        self.reload = true;
+        self.mem.retire(tables);
     }
 
     /// Number of spaces (the current one included).

@@ -163,6 +163,115 @@ impl Backing for Zeros {
     }
 }
 
+/// A host file's contents with a settable version.
+#[derive(Debug)]
+struct Versioned {
+    data: std::cell::RefCell<Vec<u8>>,
+    ctime: std::cell::Cell<i64>,
+    reads: std::cell::Cell<u32>,
+}
+
+impl Backing for Versioned {
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reads.set(self.reads.get() + 1);
+        let d = self.data.borrow();
+        let off = (off as usize).min(d.len());
+        let n = buf.len().min(d.len() - off);
+        buf[..n].copy_from_slice(&d[off..off + n]);
+        Ok(n)
+    }
+    fn cache_key(&self) -> Option<crate::memory::FileKey> {
+        Some(crate::memory::FileKey {
+            dev: 1,
+            ino: 2,
+            size: self.data.borrow().len() as u64,
+            mtime: (0, 0),
+            ctime: (self.ctime.get(), 0),
+        })
+    }
+}
+
+#[test]
+fn file_pages_are_cached_per_version_and_never_written() {
+    let mut a = space();
+    let file = std::rc::Rc::new(Versioned {
+        data: std::cell::RefCell::new(vec![b'a'; 3 * PAGE_SIZE as usize]),
+        ctime: std::cell::Cell::new(1),
+        reads: std::cell::Cell::new(0),
+    });
+    let map = |a: &mut AddressSpace, prot: u32| {
+        a.mmap(
+            0x40_0000,
+            3 * PAGE_SIZE,
+            prot,
+            Fixed::Replace,
+            false,
+            VmaKind::File {
+                backing: file.clone(),
+                offset: 0,
+                file_end: u64::MAX,
+            },
+        )
+        .unwrap()
+    };
+    // A first process reads the file (text, read-only).
+    let first = a.space();
+    let at = map(&mut a, PROT_READ | PROT_EXEC);
+    assert_eq!(a.read_user_vec(at, 1).unwrap(), b"a");
+    let reads = file.reads.get();
+    assert!(reads > 0);
+    // A second process maps it again: the pages are there before any fault, and the
+    // file is not read again.
+    let second = a.new_space().unwrap();
+    assert!(a.switch(second));
+    let at = map(&mut a, PROT_READ | PROT_EXEC);
+    a.prefault_cached(at, at + 3 * PAGE_SIZE);
+    assert!(
+        a.has_frame(at) && a.has_frame(at + 2 * PAGE_SIZE),
+        "prefaulted"
+    );
+    assert_eq!(a.read_user_vec(at + 2 * PAGE_SIZE, 1).unwrap(), b"a");
+    assert_eq!(file.reads.get(), reads, "no read: the cache answered");
+    // It makes its text writable and writes: its own copy, not the cache's.
+    a.mprotect(at, PAGE_SIZE, PROT_READ | PROT_WRITE).unwrap();
+    a.write_user(at, b"X").unwrap();
+    assert_eq!(a.read_user_vec(at, 1).unwrap(), b"X");
+    // A writable private mapping of the file gets a private copy at once.
+    let data = map(&mut a, PROT_READ | PROT_WRITE);
+    a.prefault_cached(data, data + PAGE_SIZE);
+    a.write_user(data + 1, b"Y").unwrap();
+    assert!(a.switch(first));
+    a.release(second);
+    // A third process sees the file, not what the second one wrote.
+    let third = a.new_space().unwrap();
+    assert!(a.switch(third));
+    let at = map(&mut a, PROT_READ | PROT_EXEC);
+    a.prefault_cached(at, at + 3 * PAGE_SIZE);
+    assert_eq!(a.read_user_vec(at, 2).unwrap(), b"aa");
+    assert_eq!(file.reads.get(), reads);
+    // The file changes (another version): nothing cached is found, the new contents
+    // are read.
+    file.data.borrow_mut()[0] = b'b';
+    file.ctime.set(2);
+    let at = map(&mut a, PROT_READ | PROT_EXEC);
+    a.prefault_cached(at, at + 3 * PAGE_SIZE);
+    assert!(!a.has_frame(at), "no page of another version");
+    assert_eq!(a.read_user_vec(at, 1).unwrap(), b"b");
+    assert!(file.reads.get() > reads);
+    // Frames only the cache holds are not the workload's: they go when frames run out.
+    assert!(a.mem.cached_frames() > 0);
+    let used = a.mem.used_bytes();
+    assert!(a.switch(first));
+    a.release(third);
+    assert!(a.mem.used_bytes() < used);
+    a.mem.evict_idle();
+    assert_eq!(
+        a.mem.cached_frames(),
+        3,
+        "only the pages the first process still maps stay cached"
+    );
+}
+
 #[test]
 fn fork_shares_pages_copy_on_write() {
     let mut a = space();
@@ -224,7 +333,10 @@ fn fork_shares_pages_copy_on_write() {
     a.write_user(at, b"mine").unwrap();
     assert_eq!(a.mem.used_bytes(), after_fork + PAGE_SIZE);
     a.release(child);
-    assert!(a.take_reload());
+    assert!(
+        !a.take_reload(),
+        "the child's tables are retired: no reload until many pile up"
+    );
     assert_eq!(
         a.mem.used_bytes(),
         before,

@@ -18,6 +18,14 @@ pub(crate) const PROT_EXEC: u32 = libc::PROT_EXEC as u32;
 pub(crate) trait Backing: fmt::Debug {
     /// Reads at `offset`; a short count means end of file.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
+
+    /// The file's identity and version, when its pages may be kept in the VM's page
+    /// cache and mapped again by later mappings (see `memory.rs`); `None` (the
+    /// default) keeps nothing: contents that can change without the key changing
+    /// (in-memory files, generated ones) are never cached.
+    fn cache_key(&self) -> Option<crate::memory::FileKey> {
+        None
+    }
 }
 
 /// The pages of an in-memory file that `MAP_SHARED` mappings share: frames by page

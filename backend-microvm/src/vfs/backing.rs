@@ -7,6 +7,7 @@ use std::rc::Rc;
 use super::host::{self, HostFd};
 use super::ops::Opened;
 use super::tmpfs::TmpInode;
+use crate::memory::FileKey;
 use crate::mm::Backing;
 
 /// A host file's contents.
@@ -17,6 +18,20 @@ impl Backing for HostBacking {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
         host::pread(self.0.as_raw_fd(), buf, offset)
             .map_err(|e| std::io::Error::from_raw_os_error(e.0))
+    }
+
+    /// Device, inode, size, mtime and ctime, asked of the host now: a file written
+    /// since (by the sandbox or on the host) has another ctime, a file replaced another
+    /// inode, so stale pages are never found again.
+    fn cache_key(&self) -> Option<FileKey> {
+        let m = host::fstat(self.0.as_raw_fd()).ok()?;
+        (m.kind() == libc::S_IFREG).then_some(FileKey {
+            dev: m.dev,
+            ino: m.ino,
+            size: m.size,
+            mtime: (m.mtime.sec, m.mtime.nsec),
+            ctime: (m.ctime.sec, m.ctime.nsec),
+        })
     }
 }
 
