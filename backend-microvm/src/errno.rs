@@ -27,6 +27,7 @@ macro_rules! errnos {
 
 errnos!(
     EPERM,
+    EIO,
     ENOENT,
     ENFILE,
     EINTR,

@@ -54,6 +54,7 @@ mod sandbox;
 mod stdio;
 mod support;
 mod trap;
+mod tty;
 mod vcpu;
 mod vfs;
 mod vm;

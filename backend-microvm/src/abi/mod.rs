@@ -16,6 +16,7 @@ mod signal;
 mod socket;
 mod stat;
 mod time;
+mod tty;
 
 pub(crate) use elf::{Elf64Ehdr, Elf64Phdr};
 pub(crate) use fs::{DirentHead, Flock, OpenHow, OPEN_HOW_SIZE_VER0};
@@ -25,6 +26,7 @@ pub(crate) use signal::{SigAction, SigContext, SigInfo, StackT, UContext};
 pub(crate) use socket::{Iovec, MMsgHdr, MsgHdr, Ucred};
 pub(crate) use stat::{Stat, Statfs, Statx, StatxTimestamp};
 pub(crate) use time::{Itimerval, Timespec, Timeval, Utimbuf, UtimeSpec};
+pub(crate) use tty::{Termios, Termios2, Winsize, NCCS};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 

@@ -151,6 +151,9 @@ impl Kernel {
         drop(files);
         self.stirred = true;
         if self.live.is_some() {
+            if self.proc_ref(pid).is_some_and(|p| p.sid == pid) {
+                self.tty_leader_exited(pid);
+            }
             self.live_exited(pid, status, cpu_all);
         }
         if pid == self.main_pid {

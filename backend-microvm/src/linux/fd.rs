@@ -76,6 +76,8 @@ pub(crate) enum FileKind {
     Epoll(RefCell<Vec<Interest>>, RefCell<HeapCharge>),
     /// An `O_PATH` handle.
     Path,
+    /// A terminal (`linux/tty.rs`).
+    Tty(Rc<super::tty::Tty>),
 }
 
 /// An `AF_UNIX` socket: two pipes, one each way (either side may be shut down), the

@@ -353,6 +353,13 @@ impl Kernel {
                 });
                 Ok(0)
             }
+            _ if matches!(f.kind, FileKind::Tty(_)) => {
+                let FileKind::Tty(t) = &f.kind else {
+                    return Err(errno::ENOTTY.into());
+                };
+                let t = std::rc::Rc::clone(t);
+                self.tty_ioctl(&t, &f, req, arg)
+            }
             // FIONREAD
             0x541b => {
                 let n = match &f.kind {

@@ -30,6 +30,7 @@ mod stat;
 mod table;
 pub(crate) mod task;
 mod time;
+pub(crate) mod tty;
 mod unix;
 
 use std::collections::BTreeMap;

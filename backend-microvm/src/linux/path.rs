@@ -111,6 +111,14 @@ impl Kernel {
             let f = self.proc.files.get(u64::from(n))?;
             return Ok(self.proc.files.add(f, cloexec, 0)?);
         }
+        if let Opened::Dev(d @ (DevKind::Tty | DevKind::Pts(_))) = opened {
+            let index = match d {
+                DevKind::Pts(n) => Some(n),
+                _ => None,
+            };
+            let file = self.open_tty(index, loc, flags)?;
+            return Ok(self.proc.files.add(file, cloexec, 0)?);
+        }
         let opened = match opened {
             Opened::Proc(pid, f) => Opened::Gen(self.proc_contents(pid, f).into()),
             other => other,

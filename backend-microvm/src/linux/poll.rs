@@ -84,6 +84,10 @@ impl Kernel {
                 (r, w, hup | (rdhup & want))
             }
             FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
+            FileKind::Tty(t) => {
+                let (r, w, hup) = self.tty_ready(t);
+                (r, w, if hup { POLLHUP } else { 0 })
+            }
             FileKind::Epoll(..) => (self.epoll_any_ready(f), false, 0),
             FileKind::Path => return POLLNVAL,
             // Files, directories and devices have no poll method: Linux answers its

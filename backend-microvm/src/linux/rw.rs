@@ -138,6 +138,10 @@ impl Kernel {
                 return self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0, false)
             }
             FileKind::Socket(_) => return self.sock_read(file, buf),
+            FileKind::Tty(t) => {
+                let t = Rc::clone(t);
+                return self.tty_read(file, &t, buf, partial);
+            }
             FileKind::EventFd(ev) => {
                 return self.read_eventfd(ev, buf, file.flags.get() & libc::O_NONBLOCK != 0)
             }
@@ -424,6 +428,10 @@ impl Kernel {
             }
             FileKind::EventFd(ev) => {
                 self.write_eventfd(ev, data, file.flags.get() & libc::O_NONBLOCK != 0)
+            }
+            FileKind::Tty(t) => {
+                let t = Rc::clone(t);
+                self.tty_write(file, &t, data)
             }
             _ => Err(errno::EBADF.into()),
         }

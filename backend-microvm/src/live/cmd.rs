@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sandbox_core::{FileStat, LiveError, Termination};
+use sandbox_core::{FileStat, LiveError, Termination, TtySize};
 use tokio::sync::oneshot;
 
 use crate::kick::Control;
@@ -54,6 +54,8 @@ pub(crate) struct ExecCmd {
     pub(crate) output: Output,
     /// CPU time limit of its processes.
     pub(crate) cpu: Option<Duration>,
+    /// On a terminal of this size: its stdin, stdout and stderr are the terminal.
+    pub(crate) tty: Option<TtySize>,
     /// Started (its pid), or why not.
     pub(crate) started: oneshot::Sender<Result<u32, LiveError>>,
     /// Its end.
@@ -125,6 +127,10 @@ pub(crate) enum Cmd {
     },
     /// Check the CPU time of the execs that have a limit.
     CheckCpu,
+    /// Input arrived for an exec on a terminal: its line discipline takes it.
+    TtyInput(u32),
+    /// An exec's terminal has a new size.
+    Resize { id: u32, size: TtySize },
     /// A file operation.
     File(FileOp, oneshot::Sender<Result<FileOk, LiveError>>),
     /// Stop running the guest (answered once it stopped).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use sandbox_core::{
     ExecRequest, Execution, Isolation, KillHandle, LiveError, Outcome, OutputStream, RunError,
-    Stdin, StdinWriter, Termination,
+    Stdin, StdinWriter, Termination, TtySize,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,14 +29,6 @@ pub(super) async fn start(
     shared: &Arc<Shared>,
     request: ExecRequest,
 ) -> Result<Box<dyn Execution>, LiveError> {
-    if request.tty.is_some() {
-        return Err(LiveError::Unsupported(
-            "the micro-VM backend has no pseudo-terminal yet: run this exec without a tty, or \
-             create the sandbox with the container backend (isolation = \"container\") for \
-             execs on a terminal"
-                .into(),
-        ));
-    }
     let Some(program) = request.argv.first().cloned() else {
         return Err(LiveError::Invalid("the exec's argv is empty".into()));
     };
@@ -90,13 +82,20 @@ pub(super) async fn start(
             stdin_writer = Some(writer);
             let queue = Arc::new(StdinQueue::default());
             let (q, c) = (Arc::clone(&queue), Arc::clone(&shared.ctl));
+            // On a terminal, the line discipline takes input as it comes (echo, ^C),
+            // whether or not the program reads: the vCPU thread is told by command.
+            let tty = request.tty.is_some().then(|| (Arc::clone(&shared.hub), id));
             tokio::spawn(async move {
+                let arrived = || match &tty {
+                    Some((hub, id)) => hub.send(&c, Cmd::TtyInput(*id)),
+                    None => c.input_arrived(),
+                };
                 while let Some(chunk) = rx.recv().await {
                     q.push(&chunk);
-                    c.input_arrived();
+                    arrived();
                 }
                 q.close();
-                c.input_arrived();
+                arrived();
             });
             Input::Stream(queue)
         }
@@ -117,6 +116,7 @@ pub(super) async fn start(
         input,
         output: Output::new(out_tx, output_limit),
         cpu,
+        tty: request.tty,
         started: started_tx,
         done: done_tx,
     })));
@@ -151,6 +151,7 @@ pub(super) async fn start(
         output: Some(out_rx),
         done: Some(outcome_rx),
         finished,
+        tty: request.tty.is_some(),
     }))
 }
 
@@ -264,6 +265,8 @@ struct MicroVmExec {
     output: Option<OutputStream>,
     done: Option<oneshot::Receiver<Result<Outcome, RunError>>>,
     finished: Arc<AtomicBool>,
+    /// Started on a terminal.
+    tty: bool,
 }
 
 #[async_trait]
@@ -317,6 +320,20 @@ impl Execution for MicroVmExec {
             sig: signal,
             why: None,
         });
+        Ok(())
+    }
+
+    fn resize(&self, size: TtySize) -> Result<(), std::io::Error> {
+        if !self.tty {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this exec has no terminal (start it with a tty)",
+            ));
+        }
+        if self.finished.load(Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        self.shared.send(Cmd::Resize { id: self.id, size });
         Ok(())
     }
 }

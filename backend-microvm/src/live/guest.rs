@@ -15,6 +15,7 @@
 //! until the exec's leader ends, and to nowhere after (reads give end of file).
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use sandbox_core::{LiveError, SpawnError, StreamKind, Termination};
@@ -23,6 +24,7 @@ use tokio::sync::oneshot;
 use super::cmd::{Cmd, ExecCmd, ExecEnd, Hub, VmStats};
 use crate::linux::signal::SigInfo;
 use crate::linux::task::{Blocked, ExitStatus, Process, Task, TaskState, Tid, Wait, INIT_PID};
+use crate::linux::tty::Tty;
 use crate::linux::{FdTable, FileKind, Kernel, OpenFile, Stop};
 use crate::loader::{self, LoadError};
 use crate::stdio::{Input, Output};
@@ -42,6 +44,8 @@ struct Chan {
     /// Set when a limit or a kill ended it.
     why: Option<Termination>,
     done: Option<oneshot::Sender<ExecEnd>>,
+    /// Its terminal, when it runs on one.
+    tty: Option<Rc<Tty>>,
 }
 
 /// A live sandbox's state on the vCPU thread.
@@ -72,6 +76,16 @@ const TRIM_AFTER: Duration = Duration::from_millis(50);
 const DROP_CACHE_AFTER: Duration = Duration::from_secs(10);
 
 impl Live {
+    /// The terminals of the execs.
+    pub(crate) fn ttys(&self) -> Vec<Rc<Tty>> {
+        self.chans.values().filter_map(|c| c.tty.clone()).collect()
+    }
+
+    /// The terminal of exec `id`.
+    fn tty(&self, id: u32) -> Option<Rc<Tty>> {
+        self.chans.get(&id).and_then(|c| c.tty.clone())
+    }
+
     pub(crate) fn new(
         hub: std::sync::Arc<Hub>,
         file_size: Option<u64>,
@@ -162,6 +176,16 @@ impl Kernel {
             }
             Cmd::Signal { id, sig, why } => self.signal_exec(id, sig, why),
             Cmd::CheckCpu => self.check_cpu(),
+            Cmd::TtyInput(id) => {
+                if let Some(t) = self.live.as_ref().and_then(|l| l.tty(id)) {
+                    self.tty_pump(&t);
+                }
+            }
+            Cmd::Resize { id, size } => {
+                if let Some(t) = self.live.as_ref().and_then(|l| l.tty(id)) {
+                    self.tty_resize(&t, winsize(size));
+                }
+            }
             Cmd::File(op, reply) => {
                 let r = self.file_op(op);
                 let _ = reply.send(r);
@@ -300,11 +324,24 @@ impl Kernel {
         };
         let pid = self.new_tid();
         let mut files = FdTable::new(self.limits.open_files.min(1 << 20) as usize);
-        let stdio = [
-            OpenFile::new(FileKind::Stdin(e.id), None, libc::O_RDONLY),
-            OpenFile::new(FileKind::Output(e.id, false), None, libc::O_WRONLY),
-            OpenFile::new(FileKind::Output(e.id, true), None, libc::O_WRONLY),
-        ];
+        let tty = match e.tty {
+            Some(size) => Some(self.new_tty(e.id, pid, size).inspect_err(|_| {
+                self.mm.release(space);
+            })?),
+            None => None,
+        };
+        let stdio = match &tty {
+            // One open file on the three descriptors, as a shell's dup of its terminal.
+            Some((t, loc)) => {
+                let f = OpenFile::new(FileKind::Tty(Rc::clone(t)), Some(loc.clone()), libc::O_RDWR);
+                [Rc::clone(&f), Rc::clone(&f), f]
+            }
+            None => [
+                OpenFile::new(FileKind::Stdin(e.id), None, libc::O_RDONLY),
+                OpenFile::new(FileKind::Output(e.id, false), None, libc::O_WRONLY),
+                OpenFile::new(FileKind::Output(e.id, true), None, libc::O_WRONLY),
+            ],
+        };
         for (i, f) in stdio.into_iter().enumerate() {
             files.put(i, f, false);
         }
@@ -330,8 +367,12 @@ impl Kernel {
                     cpu: e.cpu,
                     why: None,
                     done: Some(e.done),
+                    tty: tty.as_ref().map(|(t, _)| Rc::clone(t)),
                 },
             );
+        }
+        if let Some((t, _)) = &tty {
+            self.tty_pump(t); // stdin given as bytes is typed at once
         }
         Ok(pid)
     }
@@ -460,6 +501,9 @@ impl Kernel {
         let Some(mut c) = live.chans.remove(&id) else {
             return;
         };
+        if let Some(t) = c.tty.take() {
+            self.tty_hangup(&t);
+        }
         c.output.close();
         let end = ExecEnd {
             status,
@@ -534,6 +578,7 @@ struct ExecRest {
     input: Input,
     output: Output,
     cpu: Option<Duration>,
+    tty: Option<sandbox_core::TtySize>,
     done: oneshot::Sender<ExecEnd>,
 }
 
@@ -549,9 +594,46 @@ fn split_started(e: ExecCmd) -> (oneshot::Sender<Result<u32, LiveError>>, ExecRe
             input: e.input,
             output: e.output,
             cpu: e.cpu,
+            tty: e.tty,
             done: e.done,
         },
     )
+}
+
+/// A window size in the guest's terms.
+fn winsize(s: sandbox_core::TtySize) -> crate::abi::Winsize {
+    crate::abi::Winsize {
+        ws_row: s.rows,
+        ws_col: s.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+impl Kernel {
+    /// A terminal for exec `id`, whose leader `pid` leads its session: its
+    /// `/dev/pts/N` node, and where that is.
+    fn new_tty(
+        &mut self,
+        id: u32,
+        pid: Tid,
+        size: sandbox_core::TtySize,
+    ) -> Result<(Rc<Tty>, Location), LiveError> {
+        let index = self.free_pts();
+        let path = format!("/dev/pts/{index}");
+        self.vfs.add_dev(&path, crate::vfs::DevKind::Pts(index));
+        let root = self.vfs.root();
+        let loc = self
+            .vfs
+            .resolve(&root, path.as_bytes(), true)
+            .map_err(|err| {
+                LiveError::Exec(SpawnError::Setup {
+                    step: format!("making the exec's terminal {path}"),
+                    source: std::io::Error::from_raw_os_error(err.0),
+                })
+            })?;
+        Ok((Tty::new(index, id, winsize(size), pid), loc))
+    }
 }
 
 fn no_memory() -> LiveError {

@@ -240,6 +240,13 @@ impl Vfs {
     }
 
     /// The host mount sources (for Landlock).
+    /// Adds the device node `path` (a terminal's `/dev/pts/N`, made when the terminal
+    /// is; it stays, and opens fail once no terminal has that number).
+    pub(crate) fn add_dev(&mut self, path: &str, dev: DevKind) {
+        self.tree
+            .insert(std::path::Path::new(path), mount::Mount::Dev(dev));
+    }
+
     pub(crate) fn sources(&self) -> &[HostSource] {
         &self.sources
     }

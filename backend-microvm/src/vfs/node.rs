@@ -153,18 +153,25 @@ pub(crate) enum DevKind {
     Random,
     /// /dev/stdin, /dev/stdout, /dev/stderr: the workload's descriptor `n`.
     Fd(u32),
+    /// /dev/tty: the caller's controlling terminal.
+    Tty,
+    /// /dev/pts/N: terminal `N` (of an exec started on one).
+    Pts(u32),
 }
 
 impl DevKind {
     fn rdev(self) -> u64 {
-        let minor = match self {
-            DevKind::Null => 3,
-            DevKind::Zero => 5,
-            DevKind::Full => 7,
-            DevKind::Random => 9,
-            DevKind::Fd(_) => 0,
+        let (major, minor) = match self {
+            DevKind::Null => (1, 3),
+            DevKind::Zero => (1, 5),
+            DevKind::Full => (1, 7),
+            DevKind::Random => (1, 9),
+            DevKind::Fd(_) => (1, 0),
+            DevKind::Tty => (5, 0),
+            DevKind::Pts(n) => (136, u64::from(n)),
         };
-        (1 << 8) | minor
+        // The kernel's encoding (`new_encode_dev`).
+        (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
     }
 }
 

@@ -198,6 +198,7 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
         ("stdin", DevKind::Fd(0)),
         ("stdout", DevKind::Fd(1)),
         ("stderr", DevKind::Fd(2)),
+        ("tty", DevKind::Tty),
     ] {
         tree.insert(&Path::new("/dev").join(name), Mount::Dev(dev));
     }

@@ -1,0 +1,287 @@
+//! Terminals in the micro-VM: a live exec started with a tty runs on a terminal whose
+//! line discipline is the VMM's (echo, line editing, ^C to the foreground group, raw
+//! mode, window size and SIGWINCH), driven here as a person at a keyboard would:
+//! bytes typed into the exec's stdin, the screen read from its output.
+
+use std::time::Duration;
+
+use hsb_tests::*;
+use hybrid_sandbox::{
+    ExecRequest, Execution, IsolationRequest, Live, LiveOptions, OutputStream, Stdin, StdinWriter,
+    TtySize,
+};
+
+/// Whether the micro-VM runs here; the tests of this file run one at a time.
+fn ready() -> Option<std::sync::MutexGuard<'static, ()>> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if !backend_ready(IsolationRequest::MicroVm) {
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+async fn create() -> Live {
+    sandbox()
+        .create(
+            Workload::default().isolation(IsolationRequest::MicroVm),
+            LiveOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create: {}", e.chain()))
+}
+
+/// An exec on a terminal: what was typed, and the screen so far.
+struct Term {
+    e: Box<dyn Execution>,
+    keys: StdinWriter,
+    out: OutputStream,
+    screen: String,
+}
+
+impl Term {
+    async fn start(live: &Live, argv: &[&str], size: TtySize) -> Term {
+        let mut req = ExecRequest::new(argv.iter().copied());
+        req.tty = Some(size);
+        req.stdin = Stdin::Stream;
+        let mut e = live
+            .exec_streaming(req)
+            .await
+            .unwrap_or_else(|err| panic!("exec on a tty: {}", err.chain()));
+        let keys = e.take_stdin().expect("stdin of a tty exec");
+        let out = e.take_output().expect("output of a tty exec");
+        Term {
+            e,
+            keys,
+            out,
+            screen: String::new(),
+        }
+    }
+
+    async fn type_(&self, s: &[u8]) {
+        self.keys.write(s.to_vec()).await.expect("typing");
+    }
+
+    /// Reads the screen until `want` appears after what was already seen; answers
+    /// what came since the mark.
+    async fn until(&mut self, mark: usize, want: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !self.screen[mark..].contains(want) {
+            match tokio::time::timeout_at(deadline, self.out.recv()).await {
+                Ok(Some(c)) => self.screen.push_str(&String::from_utf8_lossy(&c.data)),
+                Ok(None) => panic!("the exec ended before {want:?}: {:?}", self.screen),
+                Err(_) => panic!("no {want:?} on the screen: {:?}", self.screen),
+            }
+        }
+        self.screen[mark..].to_string()
+    }
+
+    fn mark(&self) -> usize {
+        self.screen.len()
+    }
+}
+
+#[test]
+fn an_interactive_shell_on_the_terminal() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let live = create().await;
+        let mut t = Term::start(&live, &["busybox", "sh"], TtySize { rows: 24, cols: 80 }).await;
+        // Typed keys come back (echo) and the command runs.
+        let m = t.mark();
+        t.type_(b"echo hello$((40+2))\r").await;
+        let seen = t.until(m, "hello42\r\n").await;
+        assert!(seen.contains("echo hello$((40+2))"), "no echo: {seen:?}");
+        // Its descriptors are a terminal with a name, and /dev/tty is it.
+        let m = t.mark();
+        t.type_(b"tty; busybox readlink /proc/self/fd/1; test -t 0 && test -t 2 && echo on-a-tty; echo via >/dev/tty; echo done-$((0+1))\r")
+            .await;
+        let seen = t.until(m, "done-1\r\n").await;
+        assert!(seen.contains("\r\n/dev/pts/0\r\n/dev/pts/0\r\non-a-tty\r\nvia\r\n"), "{seen:?}");
+        // The size is the exec's, and follows a resize.
+        let m = t.mark();
+        t.type_(b"busybox stty size\r").await;
+        assert!(t.until(m, "24 80\r\n").await.contains("24 80"));
+        t.e.resize(TtySize {
+            rows: 40,
+            cols: 100,
+        })
+        .unwrap();
+        let m = t.mark();
+        t.type_(b"busybox stty size\r").await;
+        t.until(m, "40 100\r\n").await;
+        // ^C interrupts the foreground job; the shell goes on.
+        let m = t.mark();
+        t.type_(b"busybox sleep 100; echo after-sleep $?\r").await;
+        t.until(m, "sleep 100").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let m = t.mark();
+        t.type_(b"\x03").await;
+        t.until(m, "^C").await;
+        let m = t.mark();
+        t.type_(b"echo a\"\"live\r").await;
+        let seen = t.until(m, "alive\r\n").await;
+        assert!(!seen.contains("after-sleep 0"), "the sleep was not interrupted: {seen:?}");
+        // Line editing: erase and kill, typed before the line is sent.
+        let m = t.mark();
+        t.type_(b"echo wrong\x15echo rigth\x7f\x7fht\r").await;
+        let seen = t.until(m, "right\r\n").await;
+        assert!(!seen.contains("wrong\r\n"), "{seen:?}");
+        t.type_(b"exit 3\r").await;
+        let o = t.e.wait().await.unwrap();
+        assert_eq!(o.exit_code, Some(3), "{o:?}");
+        live.destroy().await.unwrap();
+    });
+}
+
+#[test]
+fn canonical_input_and_end_of_file() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let live = create().await;
+        // `cat` on a cooked terminal: a line at a time; ^D at a line's start ends it.
+        let mut t = Term::start(
+            &live,
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "busybox cat > /tmp/got; echo cat-ended",
+            ],
+            TtySize::default(),
+        )
+        .await;
+        t.type_(b"one\rtwo\x7fo\r\x04").await;
+        let m = 0;
+        let seen = t.until(m, "cat-ended").await;
+        assert!(seen.starts_with("one\r\ntwo\x08 \x08o\r\n"), "{seen:?}");
+        let o = t.e.wait().await.unwrap();
+        assert_eq!(o.exit_code, Some(0));
+        assert_eq!(live.read_file("/tmp/got").await.unwrap(), b"one\ntwo\n");
+        live.destroy().await.unwrap();
+    });
+}
+
+#[test]
+fn raw_mode_passes_bytes_unprocessed() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let live = create().await;
+        let mut t = Term::start(
+            &live,
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "busybox stty raw -echo; echo ready; busybox head -c 7 | busybox od -An -tx1; busybox stty sane; echo; echo end",
+            ],
+            TtySize::default(),
+        )
+        .await;
+        t.until(0, "ready").await;
+        let m = t.mark();
+        // ^C, CR, LF, DEL, ^D, ^Z and a byte: data, nothing echoed, no signal.
+        t.type_(b"\x03\r\n\x7f\x04\x1ax").await;
+        let seen = t.until(m, "end").await;
+        assert!(seen.contains("03 0d 0a 7f 04 1a 78"), "{seen:?}");
+        assert!(!seen.contains("^C"), "{seen:?}");
+        let o = t.e.wait().await.unwrap();
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        live.destroy().await.unwrap();
+    });
+}
+
+#[test]
+fn python_sees_a_terminal() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let live = create().await;
+        let mut t = Term::start(
+            &live,
+            &[
+                "python3",
+                "-c",
+                "import os, sys, termios; print(os.isatty(0), os.get_terminal_size()); \
+                 print(os.ttyname(1)); a = termios.tcgetattr(0); \
+                 print('icanon', bool(a[3] & termios.ICANON))",
+            ],
+            TtySize { rows: 30, cols: 90 },
+        )
+        .await;
+        let seen = t.until(0, "icanon").await;
+        let o = t.e.wait().await.unwrap();
+        let all = format!("{seen}{}", String::from_utf8_lossy(&o.stdout));
+        assert_eq!(o.exit_code, Some(0), "{all}");
+        assert!(
+            all.contains(
+                "True os.terminal_size(columns=90, lines=30)\r\n/dev/pts/0\r\nicanon True"
+            ),
+            "{all:?}"
+        );
+        live.destroy().await.unwrap();
+    });
+}
+
+#[test]
+fn sigwinch_reaches_the_foreground_and_odd_ioctls_are_refused() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let live = create().await;
+        let script = "trap 'echo winch; busybox stty size' WINCH; echo armed; \
+                      while :; do busybox sleep 0.05; [ -e /tmp/stop ] && break; done";
+        let mut t = Term::start(&live, &["busybox", "sh", "-c", script], TtySize::default()).await;
+        t.until(0, "armed").await;
+        let m = t.mark();
+        t.e.resize(TtySize {
+            rows: 50,
+            cols: 132,
+        })
+        .unwrap();
+        t.until(m, "50 132").await;
+        live.write_file("/tmp/stop", "").await.unwrap();
+        let o = t.e.wait().await.unwrap();
+        assert_eq!(o.exit_code, Some(0));
+        // A second exec on a terminal at the same time gets the next name; typing
+        // into a terminal (TIOCSTI) is refused; an exec without one has none.
+        let mut a = Term::start(&live, &["busybox", "sh"], TtySize::default()).await;
+        let mut b = Term::start(
+            &live,
+            &[
+                "python3",
+                "-c",
+                "import fcntl, termios, os\n\
+               try:\n    fcntl.ioctl(0, termios.TIOCSTI, b'x'); print('sti-allowed')\n\
+               except OSError as e:\n    print('sti', e.errno)\n\
+               print(os.ttyname(0))",
+            ],
+            TtySize::default(),
+        )
+        .await;
+        let seen = b.until(0, "/dev/pts/").await;
+        assert!(seen.contains("sti 5"), "{seen:?}");
+        b.until(0, "/dev/pts/1").await;
+        b.e.wait().await.unwrap();
+        a.type_(b"exit\r").await;
+        a.e.wait().await.unwrap();
+        let mut req = ExecRequest::new([
+            "busybox",
+            "sh",
+            "-c",
+            "test -t 0 || echo no-tty; busybox tty",
+        ]);
+        req.stdin = Stdin::Null;
+        let o = live.exec_with(req).await.unwrap();
+        assert!(stdout(&o).starts_with("no-tty\n"), "{o:?}");
+        assert_ne!(o.exit_code, Some(0));
+        live.destroy().await.unwrap();
+    });
+}
