@@ -348,24 +348,47 @@ impl Ldisc {
         col
     }
 
-    /// Removes the last character of the line being edited (a whole UTF-8 sequence
-    /// with `IUTF8`) and rubs it out on screen.
-    fn rub_one(&mut self) {
-        let Some(mut c) = self.line.pop() else {
-            return;
-        };
-        while self.i(IUTF8) && c & 0xc0 == 0x80 {
-            match self.line.pop() {
-                Some(p) => c = p,
-                None => break,
+    /// The length of the line being edited without its last character (a whole
+    /// UTF-8 sequence with `IUTF8`).
+    fn char_start(&self) -> usize {
+        let mut n = self.line.len().saturating_sub(1);
+        if self.i(IUTF8) {
+            while n > 0 && self.line[n] & 0xc0 == 0x80 {
+                n -= 1;
             }
         }
+        n
+    }
+
+    /// The length of the line being edited without its last word (and the blanks
+    /// after it).
+    fn word_start(&self) -> usize {
+        let mut n = self.line.len();
+        while n > 0 && self.line[n - 1].is_ascii_whitespace() {
+            n -= 1;
+        }
+        while n > 0 && {
+            let b = self.line[n - 1];
+            b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+        } {
+            n -= 1;
+        }
+        n
+    }
+
+    /// Cuts the line being edited to `len` bytes and rubs the rest out on screen
+    /// (one pass over the line, whatever is cut).
+    fn rub_to(&mut self, len: usize) {
+        if len >= self.line.len() {
+            return;
+        }
+        self.line.truncate(len);
         if !self.l(ECHO) {
             return;
         }
         let before = self.column;
         let after = self.line_width();
-        for _ in 0..before.saturating_sub(after).clamp(1, 8) {
+        for _ in 0..before.saturating_sub(after).clamp(1, 2 * BUF_SIZE) {
             self.out.extend_from_slice(b"\x08 \x08");
         }
         self.column = after;
@@ -386,49 +409,17 @@ impl Ldisc {
             self.line_column = self.column;
             return;
         }
-        if !visual {
+        let keep = match which {
+            VERASE => self.char_start(),
+            VWERASE => self.word_start(),
+            _ => 0,
+        };
+        if visual {
+            self.rub_to(keep);
+        } else {
             // Without ECHOE the erase character itself is echoed.
-            match which {
-                VWERASE => self.erase_word(),
-                _ => {
-                    self.line.pop();
-                }
-            }
+            self.line.truncate(keep);
             self.echo(c);
-            return;
-        }
-        match which {
-            VERASE => self.rub_one(),
-            VWERASE => {
-                while self.line.last().is_some_and(|b| b.is_ascii_whitespace()) {
-                    self.rub_one();
-                }
-                while self
-                    .line
-                    .last()
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b >= 0x80)
-                {
-                    self.rub_one();
-                }
-            }
-            _ => {
-                while !self.line.is_empty() {
-                    self.rub_one();
-                }
-            }
-        }
-    }
-
-    fn erase_word(&mut self) {
-        while self.line.last().is_some_and(|b| b.is_ascii_whitespace()) {
-            self.line.pop();
-        }
-        while self
-            .line
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b >= 0x80)
-        {
-            self.line.pop();
         }
     }
 

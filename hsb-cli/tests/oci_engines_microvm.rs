@@ -171,8 +171,12 @@ fn podman_memory_and_pids_limits_hold_in_the_vm() {
     );
 }
 
+/// `podman run -t` and `podman exec -t` in micro-VM isolation: the engine's terminal
+/// (a host pty through `--console-socket`, relayed raw) reaches the guest's own
+/// terminal, the VMM's line discipline; the caller's size reaches it, and so does the
+/// engine's resize of an exec's terminal.
 #[test]
-fn podman_terminal_in_the_vm_is_refused_or_works() {
+fn podman_terminal_in_the_vm() {
     if !ready("podman") || !require(oci_common::have("script"), "script(1) is missing") {
         return;
     }
@@ -182,18 +186,64 @@ fn podman_terminal_in_the_vm_is_refused_or_works() {
         line.push(' ');
         line.push_str(&f);
     }
-    line.push_str(&format!(" run --rm -t {IMAGE_REF} sh -c 'tty; uname -r'"));
+    let run = format!(
+        " run --rm -t {IMAGE_REF} sh -c 'tty; uname -r; stty size; test -t 0 && echo stdin-is-a-tty'"
+    );
     let o = output_within(
-        Command::new("script").args(["-qec", &line, "/dev/null"]),
+        Command::new("script").args([
+            "-qec",
+            &format!("stty cols 100 rows 30; {line}{run}"),
+            "/dev/null",
+        ]),
         90,
     );
-    let t = text(&o);
-    if o.status.success() {
-        assert!(t.contains(GUEST_RELEASE), "{t}");
-    } else {
-        // Until the micro-VM has terminals: a clear refusal naming it, not a hang.
-        assert!(t.contains("micro-VM") || t.contains("microvm"), "{t}");
-    }
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.contains("/dev/pts/0"), "no terminal: {}", text(&o));
+    assert!(out.contains(GUEST_RELEASE), "not in the VM: {}", text(&o));
+    assert!(
+        out.contains("30 100"),
+        "the caller's size did not reach the guest: {}",
+        text(&o)
+    );
+    assert!(out.contains("stdin-is-a-tty"), "{}", text(&o));
+    // `exec -t` into the running VM: a terminal of its own (the next number), the
+    // caller's size, which the engine may set after the shell started (waited for).
+    let o = p.run(&[
+        "run",
+        "-d",
+        "--name",
+        "vm-tty-bg",
+        IMAGE_REF,
+        "sleep",
+        "1000",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let exec = " exec -t vm-tty-bg sh -c 'tty; uname -r; for i in $(seq 100); do s=$(stty size); \
+                [ \"$s\" = \"20 90\" ] && break; sleep 0.05; done; echo $s; test -t 0 && echo stdin-is-a-tty'";
+    let o = output_within(
+        Command::new("script").args([
+            "-qec",
+            &format!("stty cols 90 rows 20; {line}{exec}"),
+            "/dev/null",
+        ]),
+        90,
+    );
+    let _ = p.run(&["rm", "-f", "-t", "0", "vm-tty-bg"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        out.contains("/dev/pts/"),
+        "no terminal in exec -t: {}",
+        text(&o)
+    );
+    assert!(
+        out.contains(GUEST_RELEASE),
+        "exec -t not in the VM: {}",
+        text(&o)
+    );
+    assert!(out.contains("20 90"), "exec -t size: {}", text(&o));
+    assert!(out.contains("stdin-is-a-tty"), "{}", text(&o));
 }
 
 /// containerd (`ctr run --runc-binary hsb-oci-microvm`) with its own default spec (a

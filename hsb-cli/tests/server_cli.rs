@@ -168,14 +168,8 @@ fn agent_scenario_through_the_cli() {
             "-c",
             "stty size; test -t 0 && test -t 1 && echo tty",
         ]);
-        if iso == "microvm" {
-            // No terminal in the micro-VM: refused, naming the way out.
-            assert_eq!(o.status.code(), Some(125), "{}", err(&o));
-            assert!(err(&o).contains("no pseudo-terminal") && err(&o).contains("container"));
-        } else {
-            assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-            assert_eq!(out(&o).replace('\r', ""), "24 80\ntty\n");
-        }
+        assert_eq!(o.status.code(), Some(0), "{iso}: {}", err(&o));
+        assert_eq!(out(&o).replace('\r', ""), "24 80\ntty\n", "{iso}");
         // A background process survives between execs; pause stops it; resume goes on.
         let o = server.hsb(&[
             "sandbox",

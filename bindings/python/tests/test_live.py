@@ -103,15 +103,9 @@ def test_agent_scenario(make: Callable[..., hs.LiveSandbox]) -> None:
         # A wall time ends the exec; the sandbox goes on.
         assert sb.exec(["sleep", "30"], timeout="300ms").termination == "timeout"
         assert sb.exec(["echo", "alive"]).stdout == b"alive\n"
-        # A terminal.
-        if sb.isolation == "microvm":
-            # No terminal in the micro-VM: refused, naming the way out.
-            with pytest.raises(hs.SandboxError) as no_tty:
-                sb.exec(["sh", "-c", "true"], tty=(30, 90))
-            assert "pseudo-terminal" in str(no_tty.value) and "container" in str(no_tty.value)
-        else:
-            out = sb.exec(["sh", "-c", "stty size; test -t 0 && echo tty"], tty=(30, 90))
-            assert out.stdout.replace(b"\r", b"") == b"30 90\ntty\n"
+        # A terminal (in both backends).
+        out = sb.exec(["sh", "-c", "stty size; test -t 0 && echo tty"], tty=(30, 90))
+        assert out.stdout.replace(b"\r", b"") == b"30 90\ntty\n"
     assert sb.state == "destroyed"
     with pytest.raises(hs.SandboxError) as e:
         sb.exec(["true"])
