@@ -285,3 +285,40 @@ fn sigwinch_reaches_the_foreground_and_odd_ioctls_are_refused() {
         live.destroy().await.unwrap();
     });
 }
+
+#[test]
+fn job_control_stops_and_resumes_the_foreground_job() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let live = create().await;
+        let mut t = Term::start(&live, &["busybox", "sh"], TtySize::default()).await;
+        // The shell moves the job to a group of its own and gives it the terminal.
+        let m = t.mark();
+        t.type_(b"busybox sleep 100\r").await;
+        t.until(m, "sleep 100").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // ^Z stops it (SIGTSTP to the foreground group, not the shell).
+        let m = t.mark();
+        t.type_(b"\x1a").await;
+        let seen = t.until(m, "Stopped").await;
+        assert!(seen.contains("^Z"), "{seen:?}");
+        // The shell has the terminal back; the job can be killed by job number.
+        let m = t.mark();
+        t.type_(b"kill -9 %1; wait; echo job-$((6+1))-gone\r").await;
+        t.until(m, "job-7-gone\r\n").await;
+        // A background job that reads the terminal is stopped by SIGTTIN.
+        let m = t.mark();
+        t.type_(b"busybox cat &\r").await;
+        t.until(m, "cat &").await;
+        let m = t.mark();
+        t.type_(b"sleep 1; jobs\r").await;
+        let seen = t.until(m, "Stopped").await;
+        assert!(seen.contains("cat"), "{seen:?}");
+        t.type_(b"kill -9 %1; exit 0\r").await;
+        let o = t.e.wait().await.unwrap();
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        live.destroy().await.unwrap();
+    });
+}
