@@ -214,6 +214,32 @@ impl Guest {
         self.k.input = Input::Bytes(data.to_vec(), 0);
     }
 
+    /// Gives the first process a terminal (`/dev/pts/0`, its controlling terminal) on
+    /// descriptor `fd`, fed by the guest's stdin (see [`Guest::set_stdin`]); what it
+    /// shows goes to stdout. Its line discipline and ioctls are then fuzzed with the
+    /// rest.
+    pub fn give_tty(&mut self, fd: u32) {
+        let tty = crate::linux::tty::Tty::new(
+            0,
+            0,
+            crate::abi::Winsize {
+                ws_row: 24,
+                ws_col: 80,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+            self.k.proc.sid,
+        );
+        self.k
+            .vfs
+            .add_dev("/dev/pts/0", crate::vfs::DevKind::Pts(0));
+        let root = self.k.vfs.root();
+        let loc = self.k.vfs.resolve(&root, b"/dev/pts/0", true).ok();
+        self.k.ttys.push(std::rc::Rc::clone(&tty));
+        let file = crate::linux::OpenFile::new(crate::linux::FileKind::Tty(tty), loc, libc::O_RDWR);
+        self.k.proc.files.put(fd as usize, file, false);
+    }
+
     /// Creates (or replaces) the file `path` of the guest's in-memory /tmp with
     /// `data` and permission bits `mode`. Fails with an errno (no room, not in /tmp).
     pub fn add_file(&mut self, path: &[u8], data: &[u8], mode: u32) -> Result<(), i32> {

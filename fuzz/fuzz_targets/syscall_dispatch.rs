@@ -10,6 +10,7 @@
 //! Arguments are encoded so that the fuzzer reaches the interesting values: pointers
 //! into the scratch area (and just before the unmapped page after it), paths, the
 //! supervisor's pages, huge lengths, earlier results (descriptors), flags.
+//! Descriptor 10 is a terminal (`/dev/pts/0`, the process's controlling terminal).
 //! Seeds: fuzz/seeds/syscall_dispatch/ (made by fuzz/seeds/make_syscall_seeds.py).
 #![no_main]
 
@@ -143,6 +144,9 @@ fuzz_target!(|data: &[u8]| {
     let image = ops.bytes(n).to_vec();
     assert!(g.store(SCRATCH, &image));
     g.set_stdin(b"line one\nline two\n");
+    // A terminal on descriptor 10 (a small number the arguments reach), fed by the
+    // same stdin: its line discipline, reads and ioctls are fuzzed too.
+    g.give_tty(10);
     let mut results = [0u64; 8];
     let mut next = 0;
     for _ in 0..256 {

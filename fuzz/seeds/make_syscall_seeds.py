@@ -214,6 +214,38 @@ def main():
          sc(27, result(0), u64(1 << 36), scratch(0)),
          sc(27, result(0), huge(0), scratch(0)),
          sc(27, u64(0x7fff_fff7_0000), u64(0x20000), scratch(0)))
+    # The terminal on descriptor 10: settings (raw, then canonical again, flushed),
+    # reads of each kind, a write, the window size, the foreground group, the session,
+    # flushes, a typed character (refused), a poll, and giving the terminal up.
+    raw = struct.pack("<IIII", 0, 0, 0o277, 0) + bytes([0]) + bytes([3, 28, 127, 21, 4, 1, 1]) + bytes(12)
+    seed("terminal",
+         sc(16, fd(10), u32(0x5401), scratch(0)),
+         store(0x100, raw),
+         sc(16, fd(10), u32(0x5402), scratch(0x100)),
+         sc(0, fd(10), scratch(0x200), small(16)),
+         sc(16, fd(10), u32(0x5404), scratch(0)),
+         sc(0, fd(10), scratch(0x200), small(16)),
+         sc(1, fd(10), scratch(0x200), small(16)),
+         sc(16, fd(10), u32(0x5413), scratch(0x300)),
+         store(0x300, struct.pack("<HHHH", 50, 132, 0, 0)),
+         sc(16, fd(10), u32(0x5414), scratch(0x300)),
+         sc(16, fd(10), u32(0x540f), scratch(0x400)),
+         sc(16, fd(10), u32(0x5410), scratch(0x400)),
+         sc(16, fd(10), u32(0x5429), scratch(0x408)),
+         sc(16, fd(10), u32(0x541b), scratch(0x410)),
+         sc(16, fd(10), u32(0x802c542a), scratch(0x600)),
+         sc(16, fd(10), u32(0x402c542b), scratch(0x600)),
+         sc(16, fd(10), u32(0x5405), scratch(0x700)),
+         sc(16, fd(10), u32(0x5406), scratch(0x700)),
+         sc(16, fd(10), u32(0x540b), small(2)),
+         sc(16, fd(10), u32(0x540a), small(0)),
+         sc(16, fd(10), u32(0x540a), small(1)),
+         sc(16, fd(10), u32(0x5412), scratch(0x200)),
+         store(0x500, struct.pack("<ihh", 10, 5, 0)),
+         sc(7, scratch(0x500), small(1), small(0)),
+         sc(16, fd(10), u32(0x5422), zero()),
+         sc(112),
+         sc(16, fd(10), u32(0x540e), zero()))
 
 
 if __name__ == "__main__":

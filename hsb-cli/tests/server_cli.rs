@@ -274,11 +274,19 @@ fn agent_scenario_through_the_cli() {
 #[test]
 fn the_tty_follows_the_local_terminal() {
     // hsb sandbox exec --tty on a real local terminal (a pty made here): raw mode, its
-    // size, and a resize (SIGWINCH) forwarded.
+    // size, and a resize (SIGWINCH) forwarded; in both backends (the micro-VM's
+    // terminal is the VMM's own).
+    let server = Server::start(&[]);
+    for iso in isolations() {
+        tty_follows_the_local_terminal(&server, iso);
+    }
+}
+
+fn tty_follows_the_local_terminal(server: &Server, iso: &str) {
     use std::io::{Read, Write};
     use std::os::fd::{AsRawFd, FromRawFd};
-    let server = Server::start(&[]);
-    let o = server.hsb(&["sandbox", "create"]);
+    let o = server.hsb(&["sandbox", "create", "--isolation", iso]);
+    assert!(o.status.success(), "{iso}: {}", err(&o));
     let id = out(&o).trim().to_string();
     let pty = nix::pty::openpty(
         Some(&nix::pty::Winsize {
@@ -348,7 +356,7 @@ fn the_tty_follows_the_local_terminal() {
     let text = String::from_utf8_lossy(&seen).into_owned();
     assert!(text.contains("44 111"), "{text:?}");
     let st = child.wait().unwrap();
-    assert!(st.success(), "{st}: {text:?}");
+    assert!(st.success(), "{iso}: {st}: {text:?}");
 }
 
 #[test]

@@ -34,6 +34,7 @@ pub(crate) mod tty;
 mod unix;
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -278,6 +279,8 @@ pub(crate) struct Kernel {
     pub(crate) current: Option<&'static dispatch::Syscall>,
     /// `AF_UNIX` names and descriptors in flight (`unix.rs`, `scm.rs`).
     pub(crate) unix: unix::Names,
+    /// The terminals whose host end is there (`tty.rs`).
+    pub(crate) ttys: Vec<Rc<tty::Tty>>,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
 }
@@ -347,6 +350,7 @@ impl Kernel {
             vdso: s.vdso,
             current: None,
             unix: unix::Names::default(),
+            ttys: Vec::new(),
             live: None,
         }
     }

@@ -165,9 +165,20 @@ fn baud(cflag: u32) -> Option<u32> {
 }
 
 impl Kernel {
-    /// The terminals of the live sandbox's execs.
+    /// The terminals whose host end is there.
     fn ttys(&self) -> Vec<Rc<Tty>> {
-        self.live.as_ref().map_or_else(Vec::new, |l| l.ttys())
+        self.ttys.clone()
+    }
+
+    /// What a terminal shows goes to its host end: the exec's stdout (a run's, for
+    /// channel 0).
+    fn tty_output(&mut self, chan: u32, data: &[u8]) -> Result<(), SysErr> {
+        if chan == 0 {
+            self.out.write(StreamKind::Stdout, data)?;
+        } else {
+            self.live_output(chan, StreamKind::Stdout, data);
+        }
+        Ok(())
     }
 
     /// The controlling terminal of session `sid`.
@@ -247,18 +258,18 @@ impl Kernel {
 
     /// Takes what the host typed into `tty`, as its buffer has room: echo goes out,
     /// signal characters signal the foreground group, waiting readers are woken.
-    pub(crate) fn tty_pump(&mut self, tty: &Rc<Tty>) {
+    pub(crate) fn tty_pump(&mut self, tty: &Rc<Tty>) -> Result<(), SysErr> {
         loop {
             let room = tty.st.borrow().ld.room();
             if room == 0 || tty.st.borrow().hung_up {
-                return;
+                return Ok(());
             }
             let data = match self.input_of(tty.chan) {
                 Some(Input::Stream(q)) => match q.take(room) {
                     Some(d) if !d.is_empty() => d,
                     // Nothing yet, or the host's end of input: a terminal has no end
                     // of file of its own (^D is one), as a pty whose writer is idle.
-                    _ => return,
+                    _ => return Ok(()),
                 },
                 Some(Input::Bytes(d, pos)) if *pos < d.len() => {
                     let n = room.min(d.len() - *pos);
@@ -266,7 +277,7 @@ impl Kernel {
                     *pos += n;
                     v
                 }
-                _ => return,
+                _ => return Ok(()),
             };
             let now = Instant::now();
             let mut signals = Vec::new();
@@ -280,7 +291,7 @@ impl Kernel {
                 (st.ld.take_out(), st.pgrp)
             };
             if !out.is_empty() {
-                self.live_output(tty.chan, StreamKind::Stdout, &out);
+                self.tty_output(tty.chan, &out)?;
             }
             let controls = tty.st.borrow().session.is_some();
             for sig in signals {
@@ -314,6 +325,7 @@ impl Kernel {
             st.hung_up = true;
             (st.pgrp, st.session.take().is_some())
         };
+        self.ttys.retain(|t| !Rc::ptr_eq(t, tty));
         if had {
             self.signal_group(pgrp, SIGHUP);
             self.signal_group(pgrp, SIGCONT);
@@ -374,7 +386,7 @@ impl Kernel {
             // read, and an end of file typed next is the next call's.
             return Err(errno::EAGAIN.into());
         }
-        self.tty_pump(tty);
+        self.tty_pump(tty)?;
         let nonblock = file.flags.get() & libc::O_NONBLOCK != 0 || partial;
         let got = {
             let mut st = tty.st.borrow_mut();
@@ -418,7 +430,7 @@ impl Kernel {
         };
         match got {
             Got::Bytes(n) => {
-                self.tty_pump(tty); // room was made
+                self.tty_pump(tty)?; // room was made
                 Ok(n)
             }
             Got::Fail(e) => Err(e.into()),
@@ -454,7 +466,7 @@ impl Kernel {
             return Err(self.park(None));
         }
         let out = tty.st.borrow_mut().ld.write(data);
-        self.live_output(tty.chan, StreamKind::Stdout, &out);
+        self.tty_output(tty.chan, &out)?;
         Ok(data.len())
     }
 
@@ -500,7 +512,7 @@ impl Kernel {
             }
             st.ld.set_termios(t);
         }
-        self.tty_pump(tty);
+        self.tty_pump(tty)?;
         self.stirred = true;
         Ok(0)
     }
@@ -579,7 +591,7 @@ impl Kernel {
                     2 | 3 => {
                         let c = termios().c_cc[if arg == 2 { 9 } else { 8 }];
                         if c != 0 {
-                            self.live_output(tty.chan, StreamKind::Stdout, &[c]);
+                            self.tty_output(tty.chan, &[c])?;
                         }
                     }
                     _ => return Err(errno::EINVAL.into()),
@@ -594,7 +606,7 @@ impl Kernel {
                     1 => {}
                     _ => return Err(errno::EINVAL.into()),
                 }
-                self.tty_pump(tty);
+                self.tty_pump(tty)?;
                 Ok(0)
             }
             TIOCEXCL | TIOCNXCL => {

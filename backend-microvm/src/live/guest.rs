@@ -76,11 +76,6 @@ const TRIM_AFTER: Duration = Duration::from_millis(50);
 const DROP_CACHE_AFTER: Duration = Duration::from_secs(10);
 
 impl Live {
-    /// The terminals of the execs.
-    pub(crate) fn ttys(&self) -> Vec<Rc<Tty>> {
-        self.chans.values().filter_map(|c| c.tty.clone()).collect()
-    }
-
     /// The terminal of exec `id`.
     fn tty(&self, id: u32) -> Option<Rc<Tty>> {
         self.chans.get(&id).and_then(|c| c.tty.clone())
@@ -178,7 +173,8 @@ impl Kernel {
             Cmd::CheckCpu => self.check_cpu(),
             Cmd::TtyInput(id) => {
                 if let Some(t) = self.live.as_ref().and_then(|l| l.tty(id)) {
-                    self.tty_pump(&t);
+                    // An exec's output past its limit ends the exec, not the pump.
+                    let _ = self.tty_pump(&t);
                 }
             }
             Cmd::Resize { id, size } => {
@@ -372,7 +368,7 @@ impl Kernel {
             );
         }
         if let Some((t, _)) = &tty {
-            self.tty_pump(t); // stdin given as bytes is typed at once
+            let _ = self.tty_pump(t); // stdin given as bytes is typed at once
         }
         Ok(pid)
     }
@@ -632,7 +628,9 @@ impl Kernel {
                     source: std::io::Error::from_raw_os_error(err.0),
                 })
             })?;
-        Ok((Tty::new(index, id, winsize(size), pid), loc))
+        let tty = Tty::new(index, id, winsize(size), pid);
+        self.ttys.push(Rc::clone(&tty));
+        Ok((tty, loc))
     }
 }
 
