@@ -322,3 +322,75 @@ fn job_control_stops_and_resumes_the_foreground_job() {
         live.destroy().await.unwrap();
     });
 }
+
+/// What a program on the terminal tries against it: typing into it (`TIOCSTI`),
+/// redirecting the console, hanging it up, locking its settings, and, from a new
+/// session, stealing it (`TIOCSCTTY` with force), taking its foreground, or reaching
+/// it as `/dev/tty`. Each is refused with Linux's errno for an unprivileged process.
+#[test]
+fn a_program_cannot_take_over_the_terminal() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    let script = r#"
+import errno, fcntl, os, termios
+def attempt(name, f):
+    try:
+        f()
+        return name + ":ok"
+    except OSError as e:
+        return name + ":" + errno.errorcode[e.errno]
+r = [attempt("sti", lambda: fcntl.ioctl(0, termios.TIOCSTI, b"x")),
+     attempt("cons", lambda: fcntl.ioctl(0, termios.TIOCCONS)),
+     attempt("vhangup", lambda: fcntl.ioctl(0, 0x5437)),
+     attempt("lock", lambda: fcntl.ioctl(0, 0x5457, bytes(36)))]
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    c = [attempt("steal", lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 1)),
+         attempt("fg", lambda: os.tcsetpgrp(0, os.getpgrp())),
+         attempt("devtty", lambda: os.open("/dev/tty", os.O_RDWR))]
+    os.write(1, (" ".join(c) + "\n").encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+print(" ".join(r), "fg-still", os.tcgetpgrp(0) == os.getpgrp())
+"#;
+    runtime().block_on(async {
+        let live = create().await;
+        let mut t = Term::start(&live, &["python3", "-c", script], TtySize::default()).await;
+        let seen = t.until(0, "fg-still").await;
+        let o = t.e.wait().await.unwrap();
+        let all = format!("{seen}{}", String::from_utf8_lossy(&o.stdout));
+        assert_eq!(o.exit_code, Some(0), "{all}");
+        assert!(
+            all.contains("steal:EPERM fg:ENOTTY devtty:ENXIO"),
+            "{all:?}"
+        );
+        assert!(
+            all.contains("sti:EIO cons:EPERM vhangup:EPERM lock:EPERM fg-still True"),
+            "{all:?}"
+        );
+        // A flood typed without a line end holds at most a line: the reader gets
+        // 4095 bytes and the end of the line, the VMM no more.
+        let mut t = Term::start(
+            &live,
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "busybox stty -echo; echo ready; read -r x; echo ${#x}",
+            ],
+            TtySize::default(),
+        )
+        .await;
+        t.until(0, "ready").await;
+        let m = t.mark();
+        for _ in 0..64 {
+            t.type_(&[b'x'; 16 * 1024]).await;
+        }
+        t.type_(b"\r").await;
+        t.until(m, "4095").await;
+        t.e.wait().await.unwrap();
+        live.destroy().await.unwrap();
+    });
+}
