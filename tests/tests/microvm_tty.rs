@@ -394,3 +394,77 @@ print(" ".join(r), "fg-still", os.tcgetpgrp(0) == os.getpgrp())
         live.destroy().await.unwrap();
     });
 }
+
+fn vm_run(w: Workload) -> Outcome {
+    run(w.isolation(IsolationRequest::MicroVm))
+}
+
+/// Programs open pseudo-terminals of their own (`/dev/ptmx`), as in the container
+/// backend: `openpty`, typing into the master, Python's `pty.fork` (a child on the
+/// slave as its controlling terminal, the master reading it to the end, then `EIO`).
+#[test]
+fn a_run_opens_pseudo_terminals_of_its_own() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    let o = vm_run(Workload::new(
+        "/usr/bin/python3",
+        [
+            "-c",
+            "import os, pty, sys, tty\n\
+             m, s = os.openpty()\n\
+             print(os.ttyname(s), os.isatty(s))\n\
+             os.write(m, b'typed\\n')\n\
+             print(os.read(s, 64), os.read(m, 64))\n\
+             pid, fd = pty.fork()\n\
+             if pid == 0:\n\
+             \x20   print('child on', os.ttyname(0), os.isatty(1), os.getsid(0) == os.getpid())\n\
+             \x20   sys.stdout.flush()\n\
+             \x20   os._exit(7)\n\
+             out = b''\n\
+             while True:\n\
+             \x20   try:\n\
+             \x20       d = os.read(fd, 1024)\n\
+             \x20   except OSError:\n\
+             \x20       break\n\
+             \x20   if not d:\n\
+             \x20       break\n\
+             \x20   out += d\n\
+             print(out.decode().strip(), os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n",
+        ],
+    ));
+    let out = stdout(&o);
+    assert_eq!(
+        o.exit_code,
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.starts_with("/dev/pts/0 True\n"), "{out}");
+    // The slave read the line; the master read its echo (ONLCR: CR LF).
+    assert!(out.contains("b'typed\\n' b'typed\\r\\n'"), "{out}");
+    assert!(out.contains("child on /dev/pts/1 True True 7"), "{out}");
+}
+
+/// A program cannot make terminals without bound: 64 at most, then `ENOSPC`.
+#[test]
+fn a_program_cannot_open_terminals_without_bound() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    let o = vm_run(Workload::new(
+        "/usr/bin/python3",
+        [
+            "-c",
+            "import os\n\
+             held = []\n\
+             try:\n\
+             \x20   for i in range(10000):\n\
+             \x20       held.append(os.openpty())\n\
+             except OSError as e:\n\
+             \x20   print(len(held), e.errno)\n",
+        ],
+    ));
+    let out = stdout(&o);
+    assert_eq!(out.trim(), format!("64 {}", libc::ENOSPC), "{out}");
+}

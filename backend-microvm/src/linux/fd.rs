@@ -78,6 +78,8 @@ pub(crate) enum FileKind {
     Path,
     /// A terminal (`linux/tty.rs`).
     Tty(Rc<super::tty::Tty>),
+    /// The master of a pseudo-terminal a program opened (`/dev/ptmx`).
+    PtyMaster(super::tty::Master),
 }
 
 /// An `AF_UNIX` socket: two pipes, one each way (either side may be shut down), the

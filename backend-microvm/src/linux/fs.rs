@@ -353,6 +353,13 @@ impl Kernel {
                 });
                 Ok(0)
             }
+            _ if matches!(f.kind, FileKind::PtyMaster(_)) => {
+                let FileKind::PtyMaster(m) = &f.kind else {
+                    return Err(errno::ENOTTY.into());
+                };
+                let t = std::rc::Rc::clone(&m.0);
+                self.master_ioctl(&t, &f, req, arg)
+            }
             _ if matches!(f.kind, FileKind::Tty(_)) => {
                 let FileKind::Tty(t) = &f.kind else {
                     return Err(errno::ENOTTY.into());

@@ -111,6 +111,10 @@ impl Kernel {
             let f = self.proc.files.get(u64::from(n))?;
             return Ok(self.proc.files.add(f, cloexec, 0)?);
         }
+        if let Opened::Dev(DevKind::Ptmx) = opened {
+            let file = self.open_ptmx(loc, flags)?;
+            return Ok(self.proc.files.add(file, cloexec, 0)?);
+        }
         if let Opened::Dev(d @ (DevKind::Tty | DevKind::Pts(_))) = opened {
             let index = match d {
                 DevKind::Pts(n) => Some(n),

@@ -88,6 +88,10 @@ impl Kernel {
                 let (r, w, hup) = self.tty_ready(t);
                 (r, w, if hup { POLLHUP } else { 0 })
             }
+            FileKind::PtyMaster(m) => {
+                let (r, w, hup) = self.master_ready(&m.0);
+                (r, w, if hup { POLLHUP } else { 0 })
+            }
             FileKind::Epoll(..) => (self.epoll_any_ready(f), false, 0),
             FileKind::Path => return POLLNVAL,
             // Files, directories and devices have no poll method: Linux answers its

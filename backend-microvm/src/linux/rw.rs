@@ -142,6 +142,7 @@ impl Kernel {
                 let t = Rc::clone(t);
                 return self.tty_read(file, &t, buf, partial);
             }
+            FileKind::PtyMaster(m) => return self.master_read(file, &m.0, buf, partial),
             FileKind::EventFd(ev) => {
                 return self.read_eventfd(ev, buf, file.flags.get() & libc::O_NONBLOCK != 0)
             }
@@ -433,6 +434,7 @@ impl Kernel {
                 let t = Rc::clone(t);
                 self.tty_write(file, &t, data)
             }
+            FileKind::PtyMaster(m) => self.master_write(file, &m.0, data),
             _ => Err(errno::EBADF.into()),
         }
     }

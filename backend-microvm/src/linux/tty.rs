@@ -11,7 +11,8 @@
 //! controlling terminal is the one of its session, so `fork` inherits it and `setsid`
 //! leaves it, as on Linux.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -101,15 +102,57 @@ struct Termio {
 }
 crate::abi::assert_size!(Termio, 18);
 
+/// Most terminals a sandbox has at once (its execs' and the pseudo-terminals its
+/// programs open), as the container's devpts instance.
+const MAX_TTYS: usize = 64;
+/// What a pseudo-terminal's slave showed, held for its master's reader (writers to
+/// the slave wait past it).
+const PAIR_MAX: usize = 64 * 1024;
+/// `TIOCGPTN`, `TIOCSPTLCK`, `TIOCGPTLCK`, `TIOCGPTPEER`.
+const TIOCGPTN: u64 = 0x8004_5430;
+const TIOCSPTLCK: u64 = 0x4004_5431;
+const TIOCGPTLCK: u64 = 0x8004_5439;
+const TIOCGPTPEER: u64 = 0x5441;
+/// The channel of a pseudo-terminal a program opened (its far end is its master).
+const NO_CHAN: u32 = u32::MAX;
+
 /// A terminal.
 #[derive(Debug)]
 pub(crate) struct Tty {
     /// `N` of `/dev/pts/N`.
     pub(crate) index: u32,
-    /// The exec channel its host end is (stdin in, stdout out).
+    /// The exec channel its host end is (stdin in, stdout out); [`NO_CHAN`] for a
+    /// pseudo-terminal opened through `/dev/ptmx`.
     pub(crate) chan: u32,
     /// Its state.
     pub(crate) st: RefCell<TtyState>,
+    /// A pseudo-terminal's master side, when it is one.
+    pub(crate) pair: Option<Pair>,
+}
+
+/// The master side of a pseudo-terminal a program opened (`/dev/ptmx`).
+#[derive(Debug, Default)]
+pub(crate) struct Pair {
+    /// What the slave showed, for the master's reader.
+    out: RefCell<VecDeque<u8>>,
+    /// `TIOCSPTLCK`: the slave cannot be opened yet.
+    locked: Cell<bool>,
+    /// The slave was opened once (the master reads `EIO` once no one has it open).
+    slave_opened: Cell<bool>,
+}
+
+/// An open master of a pseudo-terminal: when it goes (its last descriptor closed),
+/// the slave hangs up (reads find the end, writes `EIO`).
+#[derive(Debug)]
+pub(crate) struct Master(pub(crate) Rc<Tty>);
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.0.st.try_borrow_mut() {
+            st.hung_up = true;
+            st.session = None;
+        }
+    }
 }
 
 /// What changes of a terminal.
@@ -140,6 +183,26 @@ impl Tty {
                 hung_up: false,
                 exclusive: false,
             }),
+            pair: None,
+        })
+    }
+
+    /// A pseudo-terminal's slave, its master a program's (`/dev/ptmx`): locked, of no
+    /// session, 0x0 as Linux makes it.
+    fn new_pair(index: u32) -> Rc<Tty> {
+        let pair = Pair::default();
+        pair.locked.set(true);
+        Rc::new(Tty {
+            index,
+            chan: NO_CHAN,
+            st: RefCell::new(TtyState {
+                ld: Ldisc::new(Winsize::default()),
+                session: None,
+                pgrp: 0,
+                hung_up: false,
+                exclusive: false,
+            }),
+            pair: Some(pair),
         })
     }
 }
@@ -170,9 +233,14 @@ impl Kernel {
         self.ttys.clone()
     }
 
-    /// What a terminal shows goes to its host end: the exec's stdout (a run's, for
-    /// channel 0).
-    fn tty_output(&mut self, chan: u32, data: &[u8]) -> Result<(), SysErr> {
+    /// What a terminal shows goes to its far end: the exec's stdout (a run's, for
+    /// channel 0), or its master's reader.
+    fn tty_output(&mut self, tty: &Tty, data: &[u8]) -> Result<(), SysErr> {
+        if let Some(p) = &tty.pair {
+            p.out.borrow_mut().extend(data);
+            return Ok(());
+        }
+        let chan = tty.chan;
         if chan == 0 {
             self.out.write(StreamKind::Stdout, data)?;
         } else {
@@ -219,6 +287,12 @@ impl Kernel {
             if st.exclusive && index.is_some() {
                 return Err(errno::EBUSY.into());
             }
+            if let Some(p) = &tty.pair {
+                if p.locked.get() {
+                    return Err(errno::EIO.into());
+                }
+                p.slave_opened.set(true);
+            }
             let leader = self.proc.pid == self.proc.sid;
             if flags & libc::O_NOCTTY == 0
                 && leader
@@ -259,6 +333,9 @@ impl Kernel {
     /// Takes what the host typed into `tty`, as its buffer has room: echo goes out,
     /// signal characters signal the foreground group, waiting readers are woken.
     pub(crate) fn tty_pump(&mut self, tty: &Rc<Tty>) -> Result<(), SysErr> {
+        if tty.pair.is_some() {
+            return Ok(()); // its master writes straight through the line discipline
+        }
         loop {
             let room = tty.st.borrow().ld.room();
             if room == 0 || tty.st.borrow().hung_up {
@@ -279,28 +356,44 @@ impl Kernel {
                 }
                 _ => return Ok(()),
             };
-            let now = Instant::now();
-            let mut signals = Vec::new();
-            let (out, pgrp) = {
-                let mut st = tty.st.borrow_mut();
-                for c in data {
-                    if let Some(sig) = st.ld.receive(c, now) {
-                        signals.push(sig);
-                    }
-                }
-                (st.ld.take_out(), st.pgrp)
-            };
-            if !out.is_empty() {
-                self.tty_output(tty.chan, &out)?;
-            }
-            let controls = tty.st.borrow().session.is_some();
-            for sig in signals {
-                if controls {
-                    self.signal_group(pgrp, sig);
-                }
-            }
-            self.stirred = true;
+            self.tty_feed(tty, &data)?;
         }
+    }
+
+    /// Bytes typed at the terminal's far end (the host, or its master), through its
+    /// line discipline as far as its buffer has room: echo goes out, signal
+    /// characters signal the foreground group, waiting readers are woken. Answers how
+    /// many were taken.
+    fn tty_feed(&mut self, tty: &Rc<Tty>, data: &[u8]) -> Result<usize, SysErr> {
+        let now = Instant::now();
+        let mut signals = Vec::new();
+        let (n, out, pgrp, controls) = {
+            let mut st = tty.st.borrow_mut();
+            let n = st.ld.room().min(data.len());
+            for &c in &data[..n] {
+                if let Some(sig) = st.ld.receive(c, now) {
+                    signals.push(sig);
+                }
+            }
+            (n, st.ld.take_out(), st.pgrp, st.session.is_some())
+        };
+        match &tty.pair {
+            // Echo nobody reads is dropped past the master's buffer, as Linux drops it.
+            Some(p) => {
+                let mut o = p.out.borrow_mut();
+                let room = PAIR_MAX.saturating_sub(o.len());
+                o.extend(&out[..out.len().min(room)]);
+            }
+            None if !out.is_empty() => self.tty_output(tty, &out)?,
+            None => {}
+        }
+        if controls {
+            for sig in signals {
+                self.signal_group(pgrp, sig);
+            }
+        }
+        self.stirred = true;
+        Ok(n)
     }
 
     /// A new window size from the host: `SIGWINCH` to the foreground group when it
@@ -459,14 +552,18 @@ impl Kernel {
         if tostop {
             self.tty_job_check(tty, SIGTTOU)?;
         }
-        if stopped {
+        let full = tty
+            .pair
+            .as_ref()
+            .is_some_and(|p| p.out.borrow().len() >= PAIR_MAX);
+        if stopped || full {
             if file.flags.get() & libc::O_NONBLOCK != 0 {
                 return Err(errno::EAGAIN.into());
             }
             return Err(self.park(None));
         }
         let out = tty.st.borrow_mut().ld.write(data);
-        self.tty_output(tty.chan, &out)?;
+        self.tty_output(tty, &out)?;
         Ok(data.len())
     }
 
@@ -591,7 +688,7 @@ impl Kernel {
                     2 | 3 => {
                         let c = termios().c_cc[if arg == 2 { 9 } else { 8 }];
                         if c != 0 {
-                            self.tty_output(tty.chan, &[c])?;
+                            self.tty_output(tty, &[c])?;
                         }
                     }
                     _ => return Err(errno::EINVAL.into()),
@@ -740,6 +837,168 @@ impl Kernel {
         st.session = Some(sid);
         st.pgrp = self.proc.pgid;
         Ok(0)
+    }
+}
+
+impl Kernel {
+    /// Opens `/dev/ptmx`: a new pseudo-terminal, its slave `/dev/pts/N` locked until
+    /// `unlockpt`. At most [`MAX_TTYS`] terminals at once (`ENOSPC`, as a full devpts).
+    pub(crate) fn open_ptmx(&mut self, loc: Location, flags: i32) -> Result<Rc<OpenFile>, SysErr> {
+        // Terminals nothing refers to any more (their master and slaves closed) go.
+        self.ttys.retain(|t| Rc::strong_count(t) > 1);
+        if self.ttys.len() >= MAX_TTYS {
+            return Err(errno::ENOSPC.into());
+        }
+        let index = self.free_pts();
+        self.vfs.add_dev(
+            &format!("/dev/pts/{index}"),
+            crate::vfs::DevKind::Pts(index),
+        );
+        let tty = Tty::new_pair(index);
+        self.ttys.push(Rc::clone(&tty));
+        let keep = libc::O_ACCMODE | libc::O_NONBLOCK;
+        Ok(OpenFile::new(
+            FileKind::PtyMaster(Master(tty)),
+            Some(loc),
+            flags & keep,
+        ))
+    }
+
+    /// Open descriptions of `tty`'s slave, in every process.
+    fn slaves_open(&self, tty: &Rc<Tty>) -> bool {
+        self.pids().into_iter().any(|p| {
+            self.proc_ref(p).is_some_and(|x| {
+                x.files
+                    .iter()
+                    .any(|(_, f)| matches!(&f.kind, FileKind::Tty(t) if Rc::ptr_eq(t, tty)))
+            })
+        })
+    }
+
+    /// The master's far end is gone: the slave was opened and no one has it now.
+    fn master_hung(&self, tty: &Rc<Tty>) -> bool {
+        tty.pair
+            .as_ref()
+            .is_some_and(|p| p.slave_opened.get() && !self.slaves_open(tty))
+    }
+
+    /// A read of a pseudo-terminal's master: what its slave showed; `EIO` once the
+    /// slave was opened and closed everywhere, as Linux's.
+    pub(crate) fn master_read(
+        &mut self,
+        file: &OpenFile,
+        tty: &Rc<Tty>,
+        buf: &mut [u8],
+        partial: bool,
+    ) -> Result<usize, SysErr> {
+        let Some(p) = &tty.pair else {
+            return Err(errno::EBADF.into());
+        };
+        {
+            let mut o = p.out.borrow_mut();
+            if !o.is_empty() {
+                let n = buf.len().min(o.len());
+                for (d, s) in buf.iter_mut().zip(o.drain(..n)) {
+                    *d = s;
+                }
+                self.stirred = true; // a writer waiting for room goes on
+                return Ok(n);
+            }
+        }
+        if self.master_hung(tty) {
+            return Err(errno::EIO.into());
+        }
+        if file.flags.get() & libc::O_NONBLOCK != 0 || partial {
+            return Err(errno::EAGAIN.into());
+        }
+        Err(self.park(None))
+    }
+
+    /// A write to a pseudo-terminal's master: typed at its slave, as far as the line
+    /// discipline has room (then the writer waits).
+    pub(crate) fn master_write(
+        &mut self,
+        file: &OpenFile,
+        tty: &Rc<Tty>,
+        data: &[u8],
+    ) -> Result<usize, SysErr> {
+        if tty.st.borrow().hung_up {
+            return Err(errno::EIO.into());
+        }
+        let n = self.tty_feed(tty, data)?;
+        if n == 0 && !data.is_empty() {
+            if file.flags.get() & libc::O_NONBLOCK != 0 {
+                return Err(errno::EAGAIN.into());
+            }
+            return Err(self.park(None));
+        }
+        Ok(n)
+    }
+
+    /// `poll` readiness of a master: (readable, writable, hung up).
+    pub(crate) fn master_ready(&self, tty: &Rc<Tty>) -> (bool, bool, bool) {
+        let hung = self.master_hung(tty);
+        let data = tty
+            .pair
+            .as_ref()
+            .is_some_and(|p| !p.out.borrow().is_empty());
+        let room = tty.st.borrow().ld.room() > 0;
+        (data || hung, room, hung)
+    }
+
+    /// A master's `ioctl`s: its number, the slave's lock, the slave opened from it,
+    /// and the settings and size of the pair (as the slave's).
+    pub(crate) fn master_ioctl(
+        &mut self,
+        tty: &Rc<Tty>,
+        file: &OpenFile,
+        req: u64,
+        arg: u64,
+    ) -> SysResult {
+        let Some(p) = &tty.pair else {
+            return Err(errno::ENOTTY.into());
+        };
+        match req {
+            TIOCGPTN => {
+                self.mm.write(UserPtr::<u32>::new(arg), &tty.index)?;
+                Ok(0)
+            }
+            TIOCSPTLCK => {
+                let v = self.mm.read(UserPtr::<i32>::new(arg))?;
+                p.locked.set(v != 0);
+                Ok(0)
+            }
+            TIOCGPTLCK => {
+                self.mm
+                    .write(UserPtr::<i32>::new(arg), &i32::from(p.locked.get()))?;
+                Ok(0)
+            }
+            TIOCGPTPEER => {
+                let flags = arg as i32;
+                let known = libc::O_ACCMODE | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+                if flags & !known != 0 {
+                    return Err(errno::EINVAL.into());
+                }
+                let path = format!("/dev/pts/{}", tty.index);
+                let root = self.vfs.root();
+                let loc = self.vfs.resolve(&root, path.as_bytes(), true)?;
+                let slave = self.open_tty(Some(tty.index), loc, flags)?;
+                let fd = self
+                    .proc
+                    .files
+                    .add(slave, flags & libc::O_CLOEXEC != 0, 0)?;
+                Ok(fd)
+            }
+            FIONREAD => {
+                let n = i32::try_from(p.out.borrow().len()).unwrap_or(i32::MAX);
+                self.mm.write(UserPtr::<i32>::new(arg), &n)?;
+                Ok(0)
+            }
+            TCGETS | TCSETS | TCSETSW | TCSETSF | TCGETS2 | TCSETS2 | TCSETSW2 | TCSETSF2
+            | TCGETA | TCSETA | TCSETAW | TCSETAF | TIOCGWINSZ | TIOCSWINSZ | TCFLSH | TCSBRK
+            | TCSBRKP | TIOCOUTQ | TIOCGETD => self.tty_ioctl(tty, file, req, arg),
+            _ => Err(errno::ENOTTY.into()),
+        }
     }
 }
 

@@ -155,8 +155,10 @@ pub(crate) enum DevKind {
     Fd(u32),
     /// /dev/tty: the caller's controlling terminal.
     Tty,
-    /// /dev/pts/N: terminal `N` (of an exec started on one).
+    /// /dev/pts/N: terminal `N` (of an exec started on one, or opened by `/dev/ptmx`).
     Pts(u32),
+    /// /dev/ptmx: a new pseudo-terminal at each open.
+    Ptmx,
 }
 
 impl DevKind {
@@ -168,6 +170,7 @@ impl DevKind {
             DevKind::Random => (1, 9),
             DevKind::Fd(_) => (1, 0),
             DevKind::Tty => (5, 0),
+            DevKind::Ptmx => (5, 2),
             DevKind::Pts(n) => (136, u64::from(n)),
         };
         // The kernel's encoding (`new_encode_dev`).

@@ -199,6 +199,7 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
         ("stdout", DevKind::Fd(1)),
         ("stderr", DevKind::Fd(2)),
         ("tty", DevKind::Tty),
+        ("ptmx", DevKind::Ptmx),
     ] {
         tree.insert(&Path::new("/dev").join(name), Mount::Dev(dev));
     }
