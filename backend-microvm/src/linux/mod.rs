@@ -13,6 +13,7 @@ mod fs;
 mod futex;
 #[cfg(feature = "test-hooks")]
 mod hooks;
+pub(crate) mod inet;
 mod limits;
 pub(crate) mod misc;
 mod mm;
@@ -277,6 +278,10 @@ pub(crate) struct Kernel {
     pub(crate) current: Option<&'static dispatch::Syscall>,
     /// `AF_UNIX` names and descriptors in flight (`unix.rs`, `scm.rs`).
     pub(crate) unix: unix::Names,
+    /// `AF_INET`/`AF_INET6` ports bound (`inet.rs`).
+    pub(crate) inet: inet::Ports,
+    /// The network mode: what the inet sockets reach.
+    pub(crate) net: inet::NetMode,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
 }
@@ -302,6 +307,8 @@ pub(crate) struct Settings {
     pub(crate) user: (u32, u32),
     /// Programs get the vDSO.
     pub(crate) vdso: bool,
+    /// The network mode.
+    pub(crate) network: inet::NetMode,
 }
 
 impl Kernel {
@@ -346,6 +353,8 @@ impl Kernel {
             vdso: s.vdso,
             current: None,
             unix: unix::Names::default(),
+            inet: inet::Ports::default(),
+            net: s.network,
             live: None,
         }
     }
