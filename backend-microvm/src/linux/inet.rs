@@ -373,6 +373,7 @@ fn sock(f: &OpenFile) -> Result<&Socket, SysErr> {
 pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
     const POLLERR: i16 = 0x8;
     const POLLHUP: i16 = 0x10;
+    const POLLRDHUP: i16 = 0x2000;
     let Some(st) = state(s) else {
         return (false, false, 0);
     };
@@ -386,7 +387,7 @@ pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
             s.rx.borrow()
                 .as_ref()
                 .is_some_and(|e| !e.pipe.borrow().is_empty());
-        return (r || err != 0, true, err);
+        return (r, true, err);
     }
     let u = s.unix.borrow();
     if let Some(l) = &u.listen {
@@ -410,7 +411,8 @@ pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
             .as_ref()
             .is_none_or(|e| e.pipe.borrow().writers == 0);
     let hup = if eof && broken { POLLHUP } else { 0 };
-    (rx_ready, w, hup | err)
+    let rdhup = if eof { POLLRDHUP } else { 0 };
+    (rx_ready, w, hup | rdhup | err)
 }
 
 impl Kernel {
@@ -466,9 +468,12 @@ impl Kernel {
         Ok(Some((ip, port)))
     }
 
-    /// Whether `ip` (canonical) is an address of this sandbox's interfaces.
+    /// Whether a socket may bind `ip` (canonical): an address of this sandbox's
+    /// interfaces. In an empty namespace Linux has no local routing table yet, and
+    /// takes any IPv4 address (`inet_addr_type` answers "broadcast"); IPv6 has none.
     fn is_local(&self, ip: IpAddr) -> bool {
         match ip {
+            IpAddr::V4(_) if self.net == NetMode::None => true,
             IpAddr::V4(a) => a.is_unspecified() || a.is_loopback(),
             IpAddr::V6(a) => {
                 a.is_unspecified() || (a.is_loopback() && self.net == NetMode::Loopback)
@@ -487,7 +492,8 @@ impl Kernel {
         match (self.net, dst) {
             (NetMode::Loopback, IpAddr::V4(a)) if a.is_loopback() => Ok(dst),
             (NetMode::Loopback, IpAddr::V6(a)) if a.is_loopback() => Ok(dst),
-            (NetMode::None, IpAddr::V6(a)) if a.is_loopback() => Err(Errno(libc::EADDRNOTAVAIL)),
+            // No IPv6 address at all: no source for any destination.
+            (NetMode::None, IpAddr::V6(_)) => Err(Errno(libc::EADDRNOTAVAIL)),
             _ => Err(Errno(libc::ENETUNREACH)),
         }
     }
@@ -900,14 +906,14 @@ impl Kernel {
         if port == 0 {
             return Err(errno::EINVAL.into());
         }
-        if data.len() > UDP_MAX[usize::from(v6)] {
-            return Err(Errno(libc::EMSGSIZE).into());
-        }
         if v6only && matches!(ip, IpAddr::V6(a) if a.to_ipv4_mapped().is_some()) {
             return Err(Errno(libc::ENETUNREACH).into());
         }
         self.inet_autobind(f)?;
         let dst = self.route(canonical(ip))?;
+        if data.len() > UDP_MAX[usize::from(v6)] {
+            return Err(Errno(libc::EMSGSIZE).into());
+        }
         let local = state(s).and_then(|st| st.local);
         let src = (Self::source(local, dst), local.map_or(0, |l| l.1));
         let Some(target) = self.lookup(IPPROTO_UDP, dst, port, src) else {
@@ -971,8 +977,10 @@ impl Kernel {
         let listening = s.unix.borrow().listen.is_some();
         let v: Vec<u8> = {
             let mut st = state(s).ok_or(errno::ENOTSOCK)?;
+            // Linux's ip_getsockopt answers a level it does not know EOPNOTSUPP
+            // (setsockopt: ENOPROTOOPT).
             if !level_ok(st.v6, st.proto, level) {
-                return Err(Errno(libc::ENOPROTOOPT).into());
+                return Err(errno::EOPNOTSUPP.into());
             }
             match (level, name as i32) {
                 (SOL_SOCKET, libc::SO_TYPE) => int(s.kind),
