@@ -325,6 +325,21 @@ static void tcp(void) {
   CHECK("tcp.connect.family", connect(c, (void *)&wrong, sizeof wrong));
   CHECK("tcp.connect.short", connect(c, (void *)&dst, 8));
   close(c);
+  /* A write to a peer that closed is taken once (the peer answers with a reset), the
+   * next one is EPIPE. */
+  c = socket(AF_INET, SOCK_STREAM, 0);
+  connect(c, (void *)&dst, sizeof dst);
+  s = accept(l, NULL, NULL);
+  close(s);
+  FACT("tcp.peerclosed.poll", "c=%#x", revents(c, POLLIN | POLLOUT | POLLRDHUP));
+  CHECK("tcp.peerclosed.send1", send(c, "x", 1, MSG_NOSIGNAL));
+  CHECK("tcp.peerclosed.send2", send(c, "x", 1, MSG_NOSIGNAL));
+  FACT("tcp.peerclosed.reset.poll", "c=%#x", revents(c, POLLIN | POLLOUT | POLLRDHUP));
+  close(c);
+  /* UDP-Lite is UDP here, in a port space of its own. */
+  int ul = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+  FACT("udplite.proto", "%d", intopt(ul, SOL_SOCKET, SO_PROTOCOL));
+  close(ul);
   /* SIGPIPE on a write after the peer went. */
   c = socket(AF_INET, SOCK_STREAM, 0);
   connect(c, (void *)&dst, sizeof dst);

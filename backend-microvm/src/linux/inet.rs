@@ -33,6 +33,9 @@ const SOL_SOCKET: u32 = 1;
 const IPPROTO_IP: u32 = 0;
 const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
+/// UDP-Lite: UDP with partial checksums; on a loopback it is UDP, in a port space of
+/// its own.
+const IPPROTO_UDPLITE: u32 = 136;
 const IPPROTO_IPV6: u32 = 41;
 const IPV6_V6ONLY: u32 = 26;
 /// `sizeof(struct sockaddr_in)`.
@@ -96,7 +99,7 @@ pub(crate) enum Connect {
 pub(crate) struct InetState {
     /// An `AF_INET6` socket.
     pub(crate) v6: bool,
-    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    /// `IPPROTO_TCP`, `IPPROTO_UDP` or `IPPROTO_UDPLITE` (a datagram socket).
     pub(crate) proto: u32,
     /// Bound (by `bind`, or automatically by `connect`, `listen`, a send).
     pub(crate) local: Option<Endpoint>,
@@ -112,12 +115,34 @@ pub(crate) struct InetState {
     pub(crate) error: i32,
     /// A non-blocking connect's state.
     pub(crate) connect: Connect,
+    /// A write went to a peer that had closed: the connection was reset (the writes
+    /// after it fail).
+    pub(crate) reset: bool,
     /// `SO_RCVTIMEO`.
     pub(crate) rcvtimeo: Option<Duration>,
     /// `SO_SNDTIMEO`.
     pub(crate) sndtimeo: Option<Duration>,
     /// Other options set, by level and name (read back as set).
     opts: BTreeMap<(u32, u32), Vec<u8>>,
+}
+
+/// A write on a TCP connection whose peer has closed: Linux takes the first one (the
+/// peer answers it with a reset, which the writer learns later), and the writes after
+/// it fail (`EPIPE` and `SIGPIPE`, from the caller). `Some(len)`: taken (and dropped).
+pub(crate) fn write_to_gone_peer(s: &Socket, len: usize) -> Option<usize> {
+    let mut st = state(s)?;
+    if st.proto != IPPROTO_TCP || st.reset {
+        return None;
+    }
+    let gone =
+        s.tx.borrow()
+            .as_ref()
+            .is_some_and(|e| e.pipe.borrow().readers == 0);
+    if !gone {
+        return None;
+    }
+    st.reset = true;
+    Some(len)
 }
 
 /// The socket's inet state (it is an `AF_INET`/`AF_INET6` socket).
@@ -211,37 +236,29 @@ fn score(v6: bool, v6only: bool, ip: IpAddr, dst: IpAddr) -> u32 {
 /// The sandbox's port tables: which sockets are bound at each TCP and UDP port.
 #[derive(Debug, Default)]
 pub(crate) struct Ports {
-    tcp: HashMap<u16, Vec<Weak<OpenFile>>>,
-    udp: HashMap<u16, Vec<Weak<OpenFile>>>,
+    /// By protocol and port.
+    bound: HashMap<(u32, u16), Vec<Weak<OpenFile>>>,
     next: u32,
 }
 
 impl Ports {
-    fn table(&mut self, proto: u32) -> &mut HashMap<u16, Vec<Weak<OpenFile>>> {
-        if proto == IPPROTO_TCP {
-            &mut self.tcp
-        } else {
-            &mut self.udp
-        }
-    }
-
     /// The sockets bound at `port` that are still open (the others are forgotten).
     fn at(&mut self, proto: u32, port: u16) -> Vec<Rc<OpenFile>> {
-        let t = self.table(proto);
-        let Some(v) = t.get_mut(&port) else {
+        let t = &mut self.bound;
+        let Some(v) = t.get_mut(&(proto, port)) else {
             return Vec::new();
         };
         v.retain(|w| w.strong_count() > 0);
         let live: Vec<_> = v.iter().filter_map(Weak::upgrade).collect();
         if live.is_empty() {
-            t.remove(&port);
+            t.remove(&(proto, port));
         }
         live
     }
 
     fn add(&mut self, proto: u32, port: u16, f: &Rc<OpenFile>) {
-        self.table(proto)
-            .entry(port)
+        self.bound
+            .entry((proto, port))
             .or_default()
             .push(Rc::downgrade(f));
     }
@@ -273,6 +290,8 @@ const INT_OPTS: &[(u32, u32, i32, bool)] = &[
     (IPPROTO_TCP, libc::TCP_QUICKACK as u32, 1, true),
     (IPPROTO_TCP, libc::TCP_USER_TIMEOUT as u32, 0, false),
     (IPPROTO_TCP, libc::TCP_FASTOPEN as u32, 0, false),
+    (IPPROTO_UDPLITE, 10, 0, false), // UDPLITE_SEND_CSCOV
+    (IPPROTO_UDPLITE, 11, 0, false), // UDPLITE_RECV_CSCOV
     (IPPROTO_IP, libc::IP_TOS as u32, 0, false),
     (IPPROTO_IP, libc::IP_TTL as u32, 64, false),
     (IPPROTO_IP, libc::IP_RECVERR as u32, 0, true),
@@ -289,6 +308,7 @@ fn level_ok(v6: bool, proto: u32, level: u32) -> bool {
         SOL_SOCKET | IPPROTO_IP => true,
         IPPROTO_IPV6 => v6,
         IPPROTO_TCP => proto == IPPROTO_TCP,
+        IPPROTO_UDPLITE => proto == IPPROTO_UDPLITE,
         _ => false,
     }
 }
@@ -320,12 +340,7 @@ fn timeval_bytes(d: Option<Duration>) -> Vec<u8> {
 
 /// A fresh `AF_INET` (`v6`: `AF_INET6`) socket of `kind` (`SOCK_STREAM`: TCP,
 /// `SOCK_DGRAM`: UDP), unbound.
-fn new_inet(v6: bool, kind: i32) -> Socket {
-    let proto = if kind == SOCK_STREAM {
-        IPPROTO_TCP
-    } else {
-        IPPROTO_UDP
-    };
+fn new_inet(v6: bool, kind: i32, proto: u32) -> Socket {
     let any = if v6 {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     } else {
@@ -355,6 +370,7 @@ fn new_inet(v6: bool, kind: i32) -> Socket {
             reuseport: false,
             error: 0,
             connect: Connect::Idle,
+            reset: false,
             rcvtimeo: None,
             sndtimeo: None,
             opts: BTreeMap::new(),
@@ -382,7 +398,7 @@ pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
         s.rx.borrow()
             .as_ref()
             .is_none_or(|e| e.pipe.borrow().readable());
-    if st.proto == IPPROTO_UDP {
+    if st.proto != IPPROTO_TCP {
         let r =
             s.rx.borrow()
                 .as_ref()
@@ -399,10 +415,11 @@ pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
     if !u.connected {
         return (false, true, POLLHUP | err);
     }
-    let (w, broken) = match s.tx.borrow().as_ref() {
+    // Shut down for writing, or the peer gone: a write does not wait (as tcp_poll).
+    let (w, shut_wr) = match s.tx.borrow().as_ref() {
         Some(e) => {
             let p = e.pipe.borrow();
-            (p.readers > 0 && p.writable(), p.readers == 0)
+            (p.readers == 0 || p.writable(), false)
         }
         None => (true, true),
     };
@@ -410,7 +427,13 @@ pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
         s.rx.borrow()
             .as_ref()
             .is_none_or(|e| e.pipe.borrow().writers == 0);
-    let hup = if eof && broken { POLLHUP } else { 0 };
+    // Hung up once both directions are over: the end read and this side shut down for
+    // writing, or reset by a write to a peer that had gone.
+    let hup = if eof && (shut_wr || st.reset) {
+        POLLHUP
+    } else {
+        0
+    };
     let rdhup = if eof { POLLRDHUP } else { 0 };
     (rx_ready, w, hup | rdhup | err)
 }
@@ -421,7 +444,7 @@ impl Kernel {
     pub(crate) fn inet_socket(&mut self, domain: u64, ty: i32, proto: u64) -> SysResult {
         let kind = ty & 0xf;
         match (kind, proto) {
-            (SOCK_STREAM, 0 | 6) | (SOCK_DGRAM, 0 | 17) => {}
+            (SOCK_STREAM, 0 | 6) | (SOCK_DGRAM, 0 | 17 | 136) => {}
             (3, _) => return Err(self.unsupported("socket(AF_INET, SOCK_RAW)", Errno(libc::EPERM))),
             (SOCK_DGRAM, 1 | 58) => {
                 return Err(self.unsupported("socket(AF_INET, SOCK_DGRAM, ICMP)", errno::EACCES))
@@ -429,7 +452,12 @@ impl Kernel {
             (SOCK_STREAM | SOCK_DGRAM, _) => return Err(Errno(libc::EPROTONOSUPPORT).into()),
             _ => return Err(Errno(libc::ESOCKTNOSUPPORT).into()),
         }
-        let s = new_inet(domain == u64::from(AF_INET6), kind);
+        let proto = match (kind, proto) {
+            (SOCK_STREAM, _) => IPPROTO_TCP,
+            (_, 136) => IPPROTO_UDPLITE,
+            _ => IPPROTO_UDP,
+        };
+        let s = new_inet(domain == u64::from(AF_INET6), kind, proto);
         let nb = if ty as u64 & super::socket::SOCK_NONBLOCK != 0 {
             libc::O_NONBLOCK
         } else {
@@ -539,7 +567,7 @@ impl Kernel {
                 }
                 let listening = o.unix.borrow().listen.is_some();
                 let shared = (reuseport && ost.reuseport)
-                    || (reuseaddr && ost.reuseaddr && (proto == IPPROTO_UDP || !listening));
+                    || (reuseaddr && ost.reuseaddr && (proto != IPPROTO_TCP || !listening));
                 if !shared {
                     return Err(errno::EADDRINUSE.into());
                 }
@@ -687,7 +715,7 @@ impl Kernel {
             if proto == IPPROTO_TCP && s.unix.borrow().listen.is_none() {
                 continue;
             }
-            if proto == IPPROTO_UDP {
+            if proto != IPPROTO_TCP {
                 if let Some(p) = st.peer {
                     if p != from {
                         continue;
@@ -757,7 +785,7 @@ impl Kernel {
         }
         let Some((ip, port)) = self.inet_addr(v6, addr, alen)? else {
             // AF_UNSPEC: forget the peer (UDP), or nothing to drop (TCP).
-            if proto == IPPROTO_UDP {
+            if proto != IPPROTO_TCP {
                 if let Some(mut st) = state(s) {
                     st.peer = None;
                 }
@@ -772,7 +800,7 @@ impl Kernel {
             return Err(Errno(libc::ENETUNREACH).into());
         }
         let dst = self.route(canonical(ip))?;
-        if proto == IPPROTO_UDP {
+        if proto != IPPROTO_TCP {
             self.inet_autobind(f)?;
             let local = state(s).and_then(|st| st.local);
             let src = Self::source(local, dst);
@@ -826,7 +854,7 @@ impl Kernel {
         self.inet_autobind(f)?;
         let local = state(s).and_then(|st| st.local).unwrap_or((dst, 0));
         let src = (Self::source(Some(local), dst), local.1);
-        let server = new_inet(lv6, SOCK_STREAM);
+        let server = new_inet(lv6, SOCK_STREAM, IPPROTO_TCP);
         link_sized(s, &server, TCP_BUFFER);
         if let Some(mut st) = state(&server) {
             st.local = Some((dst, lport));
@@ -916,7 +944,7 @@ impl Kernel {
         }
         let local = state(s).and_then(|st| st.local);
         let src = (Self::source(local, dst), local.map_or(0, |l| l.1));
-        let Some(target) = self.lookup(IPPROTO_UDP, dst, port, src) else {
+        let Some(target) = self.lookup(proto, dst, port, src) else {
             let connected_to_it = state(s).is_some_and(|st| st.peer == Some((dst, port)));
             if connected_to_it {
                 if let Some(mut st) = state(s) {

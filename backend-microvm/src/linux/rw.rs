@@ -415,6 +415,9 @@ impl Kernel {
             }
             FileKind::Socket(sock) => {
                 super::unix::check_connected(sock, true)?;
+                if let Some(n) = super::inet::write_to_gone_peer(sock, data.len()) {
+                    return Ok(n);
+                }
                 let tx = sock.tx.borrow();
                 match tx.as_ref() {
                     Some(end) => {

@@ -202,6 +202,11 @@ impl Kernel {
             }
             return Err(errno::EPIPE.into());
         };
+        if dest.is_none() {
+            if let Some(n) = super::inet::write_to_gone_peer(s, data.len()) {
+                return Ok(n as u64);
+            }
+        }
         let from = if s.kind == SOCK_STREAM {
             None
         } else {
