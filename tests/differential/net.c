@@ -492,6 +492,55 @@ static void udp(void) {
   CHECK("udp6.loop", sendto(s6, "66", 2, 0, (void *)&lo6, sizeof lo6));
   sl = sizeof ss;
   CHECKX("udp6.loop.recv", recvfrom(s6, buf, sizeof buf, 0, (void *)&ss, &sl), "from %s", show(&ss, sl, port_of(s6)));
+  /* RFC 3542 ancillary data: the hop limit and traffic class a datagram was sent with. */
+  int on = 1;
+  CHECK("udp6.recvhoplimit", setsockopt(s6, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &on, sizeof on));
+  CHECK("udp6.recvtclass", setsockopt(s6, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof on));
+  {
+    int hop = 7, tc = 42;
+    char cbuf[CMSG_SPACE(sizeof(int)) * 2];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec io = {"anc", 3};
+    struct msghdr m = {.msg_name = &lo6, .msg_namelen = sizeof lo6, .msg_iov = &io, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = IPPROTO_IPV6;
+    cm->cmsg_type = IPV6_HOPLIMIT;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &hop, sizeof hop);
+    cm = CMSG_NXTHDR(&m, cm);
+    cm->cmsg_level = IPPROTO_IPV6;
+    cm->cmsg_type = IPV6_TCLASS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &tc, sizeof tc);
+    CHECK("udp6.sendmsg.anc", sendmsg(s6, &m, 0));
+    cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_len = CMSG_LEN(sizeof(int)) + 1;
+    m.msg_controllen = CMSG_SPACE(sizeof(int));
+    CHECK("udp6.sendmsg.anc.badlen", sendmsg(s6, &m, 0));
+    for (int k = 0; k < 3; k++) {
+      /* Room for both items, for one, for a header and part of its data. */
+      size_t room[3] = {sizeof cbuf, CMSG_SPACE(sizeof(int)), sizeof(struct cmsghdr) + 2};
+      if (k > 0) {
+        sendmsg(s6, &(struct msghdr){.msg_name = &lo6, .msg_namelen = sizeof lo6, .msg_iov = &io, .msg_iovlen = 1}, 0);
+      }
+      char rbuf[8];
+      struct iovec ri = {rbuf, sizeof rbuf};
+      memset(cbuf, 0, sizeof cbuf);
+      struct msghdr r = {.msg_iov = &ri, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = room[k]};
+      char desc[160] = "";
+      long n = recvmsg(s6, &r, 0);
+      size_t at = 0;
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(&r); c && at < sizeof desc; c = CMSG_NXTHDR(&r, c)) {
+        int v = -1;
+        if (c->cmsg_len >= CMSG_LEN(sizeof(int)))
+          memcpy(&v, CMSG_DATA(c), sizeof v);
+        at += (size_t)snprintf(desc + at, sizeof desc - at, "[%d %d len=%zu v=%d]", c->cmsg_level, c->cmsg_type, (size_t)c->cmsg_len, v);
+      }
+      char label[32];
+      snprintf(label, sizeof label, "udp6.recvmsg.anc%d", k);
+      FACT(label, "n=%ld controllen=%zu ctrunc=%d %s", n, (size_t)r.msg_controllen, (r.msg_flags & MSG_CTRUNC) != 0, desc);
+    }
+  }
   close(s6);
   close(s4);
 }

@@ -189,6 +189,43 @@ fn endpoint_of(b: &[u8]) -> Option<Endpoint> {
     }
 }
 
+/// The `IPPROTO_IPV6` ancillary items a receive on `s` gets for what came with `got`:
+/// `IPV6_HOPLIMIT` then `IPV6_TCLASS`, each when asked for (`IPV6_RECVHOPLIMIT`,
+/// `IPV6_RECVTCLASS`), as Linux's `ip6_datagram_recv_specific_ctl` orders them. A
+/// datagram's hop limit and traffic class travel after its source address.
+pub(crate) fn ancillary(s: &Socket, got: &super::scm::Incoming) -> Vec<(i32, i32, Vec<u8>)> {
+    let Some(st) = state(s) else {
+        return Vec::new();
+    };
+    let mut v = Vec::new();
+    if !st.v6 || st.proto == IPPROTO_TCP {
+        return v;
+    }
+    let meta = got.from.as_deref().filter(|f| f.len() == SOCKADDR_IN6 + 2);
+    let (tclass, hops) = meta.map_or((0, 64), |f| (f[SOCKADDR_IN6], f[SOCKADDR_IN6 + 1]));
+    let on = |name: i32| {
+        st.opts
+            .get(&(IPPROTO_IPV6, name as u32))
+            .is_some_and(|b| b.iter().any(|x| *x != 0))
+    };
+    let lvl = IPPROTO_IPV6 as i32;
+    if on(libc::IPV6_RECVHOPLIMIT) {
+        v.push((
+            lvl,
+            libc::IPV6_HOPLIMIT,
+            i32::from(hops).to_ne_bytes().to_vec(),
+        ));
+    }
+    if on(libc::IPV6_RECVTCLASS) {
+        v.push((
+            lvl,
+            libc::IPV6_TCLASS,
+            i32::from(tclass).to_ne_bytes().to_vec(),
+        ));
+    }
+    v
+}
+
 /// A datagram's source as a receiver of family `v6` sees it.
 pub(crate) fn source_for(v6: bool, from: &[u8]) -> Option<Rc<[u8]>> {
     endpoint_of(from).map(|ep| sockaddr(v6, ep).into())
@@ -300,6 +337,8 @@ const INT_OPTS: &[(u32, u32, i32, bool)] = &[
     (IPPROTO_IPV6, libc::IPV6_RECVERR as u32, 0, true),
     (IPPROTO_IPV6, libc::IPV6_RECVPKTINFO as u32, 0, true),
     (IPPROTO_IPV6, libc::IPV6_TCLASS as u32, 0, false),
+    (IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT as u32, 0, true),
+    (IPPROTO_IPV6, libc::IPV6_RECVTCLASS as u32, 0, true),
 ];
 
 /// Whether a socket of `v6`/`proto` has options at `level`.
@@ -905,6 +944,25 @@ impl Kernel {
         if !out.files.is_empty() {
             return Err(errno::EINVAL.into());
         }
+        // IPPROTO_IPV6 items of an IPv6 datagram: checked as ip6_datagram_send_ctl.
+        let mut item_hops = None;
+        let mut item_tclass = None;
+        if state(s).is_some_and(|st| st.v6 && st.proto != IPPROTO_TCP) {
+            for (ty, data) in &out.ipv6 {
+                let v = match <[u8; 4]>::try_from(data.as_slice()) {
+                    Ok(b) => i32::from_ne_bytes(b),
+                    Err(_) => return Err(errno::EINVAL.into()),
+                };
+                if !(-1..=255).contains(&v) {
+                    return Err(errno::EINVAL.into());
+                }
+                match *ty {
+                    libc::IPV6_HOPLIMIT => item_hops = Some(v),
+                    libc::IPV6_TCLASS => item_tclass = Some(v),
+                    _ => return Err(errno::EINVAL.into()),
+                }
+            }
+        }
         let (v6, proto, v6only) = {
             let mut st = state(s).ok_or(errno::ENOTSOCK)?;
             let e = std::mem::take(&mut st.error);
@@ -953,7 +1011,37 @@ impl Kernel {
             }
             return Ok(data.len() as u64);
         };
-        let from: Rc<[u8]> = sockaddr(true, src).into();
+        // The hop limit and traffic class go after the source: an item of the message
+        // (IPV6_HOPLIMIT, IPV6_TCLASS, -1 for the default), else the socket's options.
+        let (mut hops, mut tclass) = {
+            let st = state(s).ok_or(errno::ENOTSOCK)?;
+            let opt = |l: u32, n: i32, d: i32| {
+                st.opts.get(&(l, n as u32)).map_or(d, |b| {
+                    i32::from_ne_bytes(b[..4].try_into().unwrap_or_default())
+                })
+            };
+            if v6 {
+                (
+                    opt(IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 64),
+                    opt(IPPROTO_IPV6, libc::IPV6_TCLASS, 0),
+                )
+            } else {
+                (
+                    opt(IPPROTO_IP, libc::IP_TTL, 64),
+                    opt(IPPROTO_IP, libc::IP_TOS, 0),
+                )
+            }
+        };
+        if let Some(h) = item_hops.filter(|h| *h >= 0) {
+            hops = h;
+        }
+        if let Some(t) = item_tclass.filter(|t| *t >= 0) {
+            tclass = t;
+        }
+        let mut meta = sockaddr(true, src);
+        meta.push(tclass.clamp(0, 255) as u8);
+        meta.push(hops.clamp(0, 255) as u8);
+        let from: Rc<[u8]> = meta.into();
         const MSG_DONTWAIT: u64 = 0x40;
         match self.send_on(f, data, flags | MSG_DONTWAIT, Some(target), out, Some(from)) {
             Err(SysErr::Errno(e)) if e == errno::EAGAIN => Ok(data.len() as u64),

@@ -514,7 +514,12 @@ impl Kernel {
         if creds && got.cred.is_none() {
             got.cred = Some(self.peer_cred(s));
         }
-        self.write_control(&mut hdr, got, creds, flags & MSG_CMSG_CLOEXEC != 0)?;
+        if s.inet.is_some() {
+            let items = super::inet::ancillary(s, &got);
+            self.put_cmsgs(&mut hdr, &items)?;
+        } else {
+            self.write_control(&mut hdr, got, creds, flags & MSG_CMSG_CLOEXEC != 0)?;
+        }
         self.mm.write(msg, &hdr)?;
         Ok(n as u64)
     }
