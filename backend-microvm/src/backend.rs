@@ -49,8 +49,8 @@ impl Backend for MicroVmBackend {
     /// missing from the sandbox) is refused here, so that `auto` can treat it as a need
     /// only the container meets.
     fn supports(&self, plan: &Plan) -> Result<(), String> {
-        if plan.network != Network::None {
-            return Err("the micro-VM has no network yet".into());
+        if plan.network == Network::Egress {
+            return Err("the micro-VM has no egress network yet (none and loopback only)".into());
         }
         crate::sandbox::refuse_unenforceable(plan).map_err(|e| e.to_string())?;
         crate::loader::check_runnable(plan)
@@ -186,19 +186,13 @@ fn vcpu_thread(
     let _ = done_tx.send(outcome);
 }
 
-/// The micro-VM has no network: anything but `none` is refused, in words.
+/// The micro-VM's networks are `none` and `loopback` (its own, inside the VM): `egress`
+/// is refused, in words.
 fn check_network(plan: &Plan) -> Result<(), SpawnError> {
     if plan.network == Network::Egress {
         return Err(SpawnError::Unsupported(
-                "the micro-VM has no network yet: `network = \"egress\"` runs in the container backend \
-                 (the VM's sockets over the egress broker come later)"
-                    .into(),
-            ));
-    }
-    if plan.network == Network::Loopback {
-        return Err(SpawnError::Unsupported(
-                "the micro-VM has no network yet, not even loopback: use `network = \"none\"`, or the container \
-                 backend for workloads that need a loopback interface"
+                "the micro-VM has no egress network yet: `network = \"egress\"` runs in the container backend \
+                 (the micro-VM offers `none` and `loopback`, its own TCP/UDP loopback inside the VM)"
                     .into(),
             ));
     }

@@ -197,6 +197,8 @@ impl Guest {
             hostname: "fuzz".into(),
             user: (1000, 1000),
             vdso: true,
+            // The loopback: the fuzzed calls reach the inet sockets' whole state.
+            network: crate::linux::inet::NetMode::Loopback,
         };
         let mut k = Kernel::new(mm, vfs, proc, (0x40_0000, 0x7fff_fff0_0000), settings);
         k.cpu_mark = crate::kick::thread_cpu_time();

@@ -170,6 +170,14 @@ impl Pipe {
         })))
     }
 
+    /// A socket direction of `capacity` bytes (an `AF_INET` socket's buffers are
+    /// larger than a pair's: a UDP datagram may be 65,507 bytes).
+    pub(crate) fn socket_sized(datagrams: bool, capacity: usize) -> Rc<RefCell<Pipe>> {
+        let p = Pipe::socket(datagrams);
+        p.borrow_mut().capacity = capacity;
+        p
+    }
+
     /// A stream socket direction (its counts are bytes, not messages).
     pub(crate) fn is_stream(&self) -> bool {
         self.mode == Mode::Stream

@@ -243,6 +243,10 @@ pub(crate) fn prepare(
             hostname: plan.hostname.clone(),
             user: plan.user,
             vdso,
+            network: match plan.network {
+                sandbox_core::Network::Loopback => crate::linux::inet::NetMode::Loopback,
+                _ => crate::linux::inet::NetMode::None,
+            },
         },
     );
     Ok(Prepared {
@@ -411,6 +415,26 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
     })
 }
 
+/// What the workload's sockets reach, in words.
+fn network_detail(mode: sandbox_core::Network) -> String {
+    let inet = match mode {
+        sandbox_core::Network::Loopback => {
+            "its own loopback: AF_INET/AF_INET6 TCP and UDP sockets are objects of the \
+             personality, reaching 127.0.0.0/8 and ::1 of this VM only (other destinations \
+             ENETUNREACH); the host's loopback and its services are not reachable"
+        }
+        _ => {
+            "no interface up (as an empty network namespace): AF_INET/AF_INET6 sockets can be \
+             made and bound, every destination is unreachable"
+        }
+    };
+    format!(
+        "no host socket: every socket is the personality's own. {inet}. AF_UNIX sockets: \
+         pathname sockets in the sandbox's in-memory filesystems (never in a host mount), an \
+         abstract namespace per sandbox; raw, packet and netlink sockets are refused"
+    )
+}
+
 /// How the file view was built, in words.
 fn filesystem_report(plan: &Plan, mounts: usize) -> String {
     let root = match &plan.root {
@@ -514,12 +538,7 @@ fn report(
         landlock: c.landlock.clone(),
         limits: LimitsReport { mechanism: LimitMechanism::Vm, details, note: None },
         network: plan.network,
-        network_detail: "no network stack and no host socket: the personality has AF_UNIX \
-             sockets of its own only (pathname sockets in the sandbox's in-memory filesystems, \
-             never in a host mount; an abstract namespace per sandbox), so no address (IP, \
-             abstract or pathname UNIX socket, even one inside a mount) reaches the host, \
-             whatever the network mode"
-            .into(),
+        network_detail: network_detail(plan.network),
         filesystem: filesystem_report(plan, mounts),
         vm: Some(VmReport {
             kvm_kind: crate::probe::kvm_kind().into(),

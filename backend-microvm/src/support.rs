@@ -101,6 +101,7 @@ mod tests {
             hostname: "probe".into(),
             user: (1000, 1000),
             vdso: false,
+            network: crate::linux::inet::NetMode::None,
         };
         Some(Kernel::new(mm, vfs, proc, (0x1000, 0x2000), settings))
     }

@@ -241,10 +241,10 @@ async fn spawn_errors_are_precise() {
     assert!(matches!(e, SpawnError::NotExecutable { .. }), "{e:?}");
 
     let mut p = plan("/bin/busybox", &["true"]);
-    p.network = Network::Loopback;
+    p.network = Network::Egress;
     let e = b.spawn(p).await.unwrap_err();
     assert!(
-        matches!(e, SpawnError::Unsupported(ref m) if m.contains("loopback")),
+        matches!(e, SpawnError::Unsupported(ref m) if m.contains("egress")),
         "{e:?}"
     );
 

@@ -21,8 +21,19 @@ use hybrid_sandbox::{IsolationRequest, Mount, Termination, Workload};
 
 /// The syscall families, one probe program each.
 pub const FAMILIES: &[&str] = &[
-    "io", "fs", "proc", "signal", "time", "mm", "socket", "thread", "misc",
+    "io", "fs", "proc", "signal", "time", "mm", "socket", "thread", "misc", "net", "netnone",
 ];
+
+/// The network a family's probe needs: natively, a network namespace of its own (with
+/// `lo` up for `loopback`); in the sandboxes, that network mode. `None`: the host's
+/// namespace natively, the default (`none`) in the sandboxes.
+fn network_of(family: &str) -> Option<hybrid_sandbox::Network> {
+    match family {
+        "net" => Some(hybrid_sandbox::Network::Loopback),
+        "netnone" => Some(hybrid_sandbox::Network::None),
+        _ => None,
+    }
+}
 
 /// Where the probes appear inside sandboxes.
 const IN_SANDBOX: &str = "/opt/hsb-probes";
@@ -139,7 +150,24 @@ fn run_native(family: &str, random: Option<(u64, u64)>) -> Result<String, String
         })
         .map_err(|e| e.to_string())?;
     crate::set_mode(dir.path(), 0o777);
-    let mut cmd = Command::new(probes().join(family));
+    let probe = probes().join(family);
+    let mut cmd = match network_of(family) {
+        // A user and network namespace of its own (as the unprivileged caller), `lo`
+        // brought up for a loopback network.
+        Some(mode) => {
+            let up = if mode == hybrid_sandbox::Network::Loopback {
+                "ip link set lo up && "
+            } else {
+                ""
+            };
+            let mut c = Command::new("unshare");
+            c.args(["--user", "--map-root-user", "--net", "--", "sh", "-c"])
+                .arg(format!("{up}exec \"$0\" \"$@\""))
+                .arg(&probe);
+            c
+        }
+        None => Command::new(&probe),
+    };
     cmd.args(argv(random))
         .current_dir(dir.path())
         .env_clear()
@@ -224,6 +252,9 @@ fn run_sandboxed(
     let mut w = Workload::new(format!("{IN_SANDBOX}/{family}"), argv(random))
         .mount(Mount::ro(probes(), IN_SANDBOX))
         .isolation(iso);
+    if let Some(mode) = network_of(family) {
+        w.network = Some(mode);
+    }
     w.cwd = Some("/tmp".into());
     w.limits.wall_time = Some(Duration::from_secs(120));
     let o = crate::run_in(crate::sandbox(), w);

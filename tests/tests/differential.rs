@@ -84,3 +84,13 @@ fn thread() {
 fn misc() {
     family("misc");
 }
+
+#[test]
+fn net() {
+    family("net");
+}
+
+#[test]
+fn netnone() {
+    family("netnone");
+}

@@ -68,7 +68,8 @@ pub(crate) enum FileKind {
     Gen(Rc<[u8]>),
     /// A pipe end.
     Pipe(PipeEnd),
-    /// An `AF_UNIX` socket (a `socketpair` end, or made by `socket`), inside the guest.
+    /// A socket inside the guest: `AF_UNIX` (a `socketpair` end, or made by `socket`),
+    /// or `AF_INET`/`AF_INET6` on the sandbox's own loopback (`inet.rs`).
     Socket(Socket),
     /// An `eventfd`.
     EventFd(EventFd),
@@ -102,6 +103,9 @@ pub(crate) struct Socket {
     pub(crate) outbox: RefCell<Option<Rc<RefCell<super::scm::Inbox>>>>,
     /// Names, connection state, backlog.
     pub(crate) unix: RefCell<super::unix::UnixState>,
+    /// An `AF_INET`/`AF_INET6` socket's addresses and options (`inet.rs`); `None` for
+    /// `AF_UNIX`.
+    pub(crate) inet: Option<Box<RefCell<super::inet::InetState>>>,
 }
 
 /// An `eventfd` counter.

@@ -13,6 +13,7 @@ mod fs;
 mod futex;
 #[cfg(feature = "test-hooks")]
 mod hooks;
+pub(crate) mod inet;
 mod limits;
 pub(crate) mod misc;
 mod mm;
@@ -281,6 +282,10 @@ pub(crate) struct Kernel {
     pub(crate) unix: unix::Names,
     /// The terminals whose host end is there (`tty.rs`).
     pub(crate) ttys: Vec<Rc<tty::Tty>>,
+    /// `AF_INET`/`AF_INET6` ports bound (`inet.rs`).
+    pub(crate) inet: inet::Ports,
+    /// The network mode: what the inet sockets reach.
+    pub(crate) net: inet::NetMode,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
 }
@@ -306,6 +311,8 @@ pub(crate) struct Settings {
     pub(crate) user: (u32, u32),
     /// Programs get the vDSO.
     pub(crate) vdso: bool,
+    /// The network mode.
+    pub(crate) network: inet::NetMode,
 }
 
 impl Kernel {
@@ -351,6 +358,8 @@ impl Kernel {
             current: None,
             unix: unix::Names::default(),
             ttys: Vec::new(),
+            inet: inet::Ports::default(),
+            net: s.network,
             live: None,
         }
     }

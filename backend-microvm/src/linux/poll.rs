@@ -72,6 +72,7 @@ impl Kernel {
                 let hup = p.writers == 0 && !p.no_writer_yet;
                 (!p.is_empty(), false, if hup { POLLHUP } else { 0 })
             }
+            FileKind::Socket(s) if s.inet.is_some() => super::inet::poll(s),
             FileKind::Socket(s) if super::unix::poll_state(s).is_some() => {
                 let (r, w, hup) = super::unix::poll_state(s).unwrap_or_default();
                 (r, w, if hup { POLLHUP } else { 0 })

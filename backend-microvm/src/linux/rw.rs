@@ -357,7 +357,7 @@ impl Kernel {
 
     fn sink_write(
         &mut self,
-        file: &OpenFile,
+        file: &Rc<OpenFile>,
         data: &[u8],
         at: Option<u64>,
     ) -> Result<usize, SysErr> {
@@ -413,8 +413,16 @@ impl Kernel {
             FileKind::Pipe(end) if end.write => {
                 self.write_pipe(end, data, file.flags.get() & libc::O_NONBLOCK != 0, false)
             }
+            FileKind::Socket(sock) if sock.inet.is_some() && sock.kind != libc::SOCK_STREAM => {
+                // UDP: to the peer, through the same path as send(2).
+                self.inet_send(file, data, 0, None, Default::default())
+                    .map(|n| n as usize)
+            }
             FileKind::Socket(sock) => {
                 super::unix::check_connected(sock, true)?;
+                if let Some(n) = super::inet::write_to_gone_peer(sock, data.len()) {
+                    return Ok(n);
+                }
                 let tx = sock.tx.borrow();
                 match tx.as_ref() {
                     Some(end) => {

@@ -32,7 +32,7 @@ const SCM_CREDENTIALS: i32 = 2;
 /// Most descriptors in one message (Linux's `SCM_MAX_FD`).
 const SCM_MAX_FD: usize = 253;
 /// `sizeof(struct cmsghdr)`.
-const CMSG_HDR: usize = 16;
+pub(crate) const CMSG_HDR: usize = 16;
 /// The most control data `sendmsg` takes (Linux's `optmem_max`): `ENOBUFS` past it.
 const OPTMEM_MAX: u64 = 128 * 1024;
 /// `MSG_CTRUNC`.
@@ -40,7 +40,7 @@ pub(crate) const MSG_CTRUNC: i32 = 0x8;
 /// `MSG_CMSG_CLOEXEC`.
 pub(crate) const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
 
-fn cmsg_align(n: usize) -> usize {
+pub(crate) fn cmsg_align(n: usize) -> usize {
     (n + 7) & !7
 }
 
@@ -166,6 +166,9 @@ impl Inbox {
 pub(crate) struct Outgoing {
     /// `SCM_RIGHTS`.
     pub(crate) files: Vec<Rc<OpenFile>>,
+    /// `IPPROTO_IPV6` items (type, data), for an `AF_INET6` datagram socket to check
+    /// and use (`inet.rs`); `AF_UNIX` ignores other levels, as Linux's.
+    pub(crate) ipv6: Vec<(i32, Vec<u8>)>,
 }
 
 /// What a read took besides the bytes.
@@ -253,6 +256,9 @@ impl Kernel {
             }
             let clen = clen as usize;
             let data = &buf[off + CMSG_HDR..off + clen];
+            if level == libc::IPPROTO_IPV6 {
+                out.ipv6.push((ty, data.to_vec()));
+            }
             if level == SOL_SOCKET {
                 match ty {
                     SCM_RIGHTS => {
@@ -442,6 +448,42 @@ impl Kernel {
         }
         hdr.msg_controllen = used as u64;
         hdr.msg_flags |= flags;
+        Ok(())
+    }
+
+    /// Writes ancillary items `(level, type, data)` into the caller's control buffer as
+    /// Linux's `put_cmsg`: no room for a header sets `MSG_CTRUNC` and writes nothing; an
+    /// item cut short keeps its header with the shortened length and sets `MSG_CTRUNC`;
+    /// each takes its aligned space, at most what is left.
+    pub(crate) fn put_cmsgs(
+        &mut self,
+        hdr: &mut MsgHdr,
+        items: &[(i32, i32, Vec<u8>)],
+    ) -> Result<(), SysErr> {
+        let start = hdr.msg_control;
+        let total = hdr.msg_controllen as usize;
+        let mut used = 0usize;
+        for (level, ty, data) in items {
+            let room = total - used;
+            if room < CMSG_HDR {
+                hdr.msg_flags |= MSG_CTRUNC;
+                break;
+            }
+            let full = CMSG_HDR + data.len();
+            let clen = if room < full {
+                hdr.msg_flags |= MSG_CTRUNC;
+                room
+            } else {
+                full
+            };
+            let mut m = (clen as u64).to_ne_bytes().to_vec();
+            m.extend(level.to_ne_bytes());
+            m.extend(ty.to_ne_bytes());
+            m.extend_from_slice(data);
+            self.mm.write_user(start + used as u64, &m[..clen])?;
+            used += cmsg_align(full).min(room);
+        }
+        hdr.msg_controllen = used as u64;
         Ok(())
     }
 }

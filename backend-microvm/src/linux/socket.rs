@@ -8,6 +8,7 @@ use std::rc::Rc;
 use super::fd::{FileKind, OpenFile, Socket};
 use zerocopy::IntoBytes;
 
+use super::inet::{AF_INET, AF_INET6};
 use super::rw::IOV_MAX;
 use super::scm::{Incoming, Outgoing, MSG_CMSG_CLOEXEC};
 use super::unix::{
@@ -25,7 +26,13 @@ const MSG_PEEK: u64 = 0x2;
 const MSG_DONTWAIT: u64 = 0x40;
 const MSG_NOSIGNAL: u64 = 0x4000;
 const MSG_TRUNC: u64 = 0x20;
+const MSG_WAITALL: u64 = 0x100;
 const SOL_SOCKET: u64 = 1;
+
+/// An `AF_INET`/`AF_INET6` socket (`inet.rs`).
+pub(crate) fn is_inet(f: &OpenFile) -> bool {
+    matches!(&f.kind, FileKind::Socket(s) if s.inet.is_some())
+}
 
 fn pair(kind: i32) -> (Socket, Socket) {
     let a = new_socket(kind, false);
@@ -60,6 +67,9 @@ impl Kernel {
         if ty & 0xf > 10 {
             return Err(errno::EINVAL.into());
         }
+        if domain == u64::from(AF_INET) || domain == u64::from(AF_INET6) {
+            return self.inet_socket(domain, ty, proto);
+        }
         if domain == u64::from(AF_UNIX) {
             // unix_create's own checks come before the (missing) socket is made.
             if proto != 0 && proto != u64::from(AF_UNIX) {
@@ -71,9 +81,8 @@ impl Kernel {
             return self.unix_socket(ty & 0xf, ty as u64);
         }
         let what = match domain {
-            2 => "socket(AF_INET)",
-            10 => "socket(AF_INET6)",
             16 => "socket(AF_NETLINK)",
+            17 => "socket(AF_PACKET)",
             _ => "socket(other families)",
         };
         Err(self.unsupported(what, errno::EAFNOSUPPORT))
@@ -153,13 +162,14 @@ impl Kernel {
     /// stream socket waits until all of it is sent (a signal ends the wait with the
     /// count sent so far), as Linux's `unix_stream_sendmsg`; a datagram goes whole or
     /// not at all.
-    fn send(
+    pub(crate) fn send_on(
         &mut self,
         f: &Rc<OpenFile>,
         data: &[u8],
         flags: u64,
         dest: Option<Rc<OpenFile>>,
         out: Outgoing,
+        source: Option<Rc<[u8]>>,
     ) -> SysResult {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
@@ -192,10 +202,15 @@ impl Kernel {
             }
             return Err(errno::EPIPE.into());
         };
+        if dest.is_none() {
+            if let Some(n) = super::inet::write_to_gone_peer(s, data.len()) {
+                return Ok(n as u64);
+            }
+        }
         let from = if s.kind == SOCK_STREAM {
             None
         } else {
-            s.unix.borrow().name.clone()
+            source.or_else(|| s.unix.borrow().name.clone())
         };
         let mut out = Some(out);
         let mut done = self.resume_point() as usize;
@@ -238,9 +253,13 @@ impl Kernel {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
+        if let Some(e) = Self::inet_take_error(s) {
+            return Err(e.into());
+        }
         check_connected(s, false)?;
         let nonblock = flags & MSG_DONTWAIT != 0 || f.flags.get() & libc::O_NONBLOCK != 0;
         let peek = flags & MSG_PEEK != 0;
+        let timeout = super::inet::state(s).and_then(|st| st.rcvtimeo);
         let rx = s.rx.borrow();
         let Some(end) = rx.as_ref() else {
             return shut_read(s.kind, nonblock).map(|n| (n, n, Incoming::default()));
@@ -255,7 +274,21 @@ impl Kernel {
                 lim = lim.min(usize::try_from(l).unwrap_or(usize::MAX));
             }
         }
-        let n = self.read_pipe(end, &mut buf[..lim], nonblock, peek)?;
+        // MSG_WAITALL: a blocking stream read waits until what was asked for is there
+        // (at most a buffer's worth), or the end of the stream.
+        if flags & MSG_WAITALL != 0 && stream && !nonblock && !peek {
+            let p = end.pipe.borrow();
+            if p.len() < lim.min(p.capacity()) && p.writers > 0 {
+                drop(p);
+                return Err(self.socket_wait(timeout));
+            }
+        }
+        let n = match self.read_pipe(end, &mut buf[..lim], nonblock || timeout.is_some(), peek) {
+            Err(SysErr::Errno(e)) if e == errno::EAGAIN && !nonblock => {
+                return Err(self.socket_wait(timeout));
+            }
+            r => r?,
+        };
         let got = if stream && n == 0 {
             Incoming::default()
         } else {
@@ -263,6 +296,22 @@ impl Kernel {
             self.detach(&s.inbox, pos, units, peek)
         };
         Ok((n, full.max(n), got))
+    }
+
+    /// Waits for a socket (until `timeout` from the first try, then `EAGAIN`, as
+    /// `SO_RCVTIMEO` asks).
+    fn socket_wait(&self, timeout: Option<std::time::Duration>) -> SysErr {
+        match timeout {
+            None => self.park(None),
+            Some(t) => {
+                let dl = self.deadline_after(t);
+                if dl.is_some_and(|d| std::time::Instant::now() >= d) {
+                    errno::EAGAIN.into()
+                } else {
+                    self.park(dl)
+                }
+            }
+        }
     }
 
     /// A socket read through `read`/`readv`: `recv` without flags (descriptors that
@@ -274,6 +323,16 @@ impl Kernel {
     /// The sender's address of what was received on `s`: a datagram's sender, a
     /// stream's peer (none when unnamed).
     fn sender(s: &Socket, got: &Incoming) -> Option<Rc<[u8]>> {
+        if let Some(st) = super::inet::state(s) {
+            // TCP gives no address; UDP the datagram's source, in the receiver's family.
+            if s.kind == SOCK_STREAM {
+                return None;
+            }
+            return got
+                .from
+                .as_deref()
+                .and_then(|b| super::inet::source_for(st.v6, b));
+        }
         if s.kind == SOCK_STREAM || s.kind == SOCK_SEQPACKET {
             s.unix.borrow().peer_name.clone()
         } else {
@@ -294,6 +353,19 @@ impl Kernel {
             return Err(errno::EFAULT.into());
         }
         let f = self.socket(fd)?;
+        if is_inet(&f) {
+            if addr != 0 && alen as u32 > 128 {
+                return Err(errno::EINVAL.into());
+            }
+            let data = self.mm.read_user_vec(buf, len.min(1 << 20) as usize)?;
+            return self.inet_send(
+                &f,
+                &data,
+                flags,
+                Some((addr, alen as u32)),
+                Outgoing::default(),
+            );
+        }
         let dest = if addr != 0 {
             // `socklen_t` is an unsigned int: the register's low half.
             self.destination(&f, addr, alen as u32)?
@@ -301,7 +373,7 @@ impl Kernel {
             None
         };
         let data = self.mm.read_user_vec(buf, len.min(1 << 20) as usize)?;
-        self.send(&f, &data, flags, dest, Outgoing::default())
+        self.send_on(&f, &data, flags, dest, Outgoing::default(), None)
     }
 
     /// A destination named in `sendto`/`sendmsg`, as Linux answers it: a connected
@@ -371,6 +443,19 @@ impl Kernel {
         let f = self.socket(fd)?;
         // Read once: what is checked is what is used.
         let hdr = self.mm.read(msg)?;
+        if is_inet(&f) {
+            let iov = self.msg_iovecs(&hdr)?;
+            let out = self.read_control(&hdr)?;
+            let total: u64 = iov.iter().map(|(_, l)| *l).sum();
+            if total > 1 << 20 {
+                return Err(errno::EMSGSIZE.into());
+            }
+            let mut data = Vec::new();
+            for (base, len) in iov {
+                data.extend(self.mm.read_user_vec(base, len as usize)?);
+            }
+            return self.inet_send(&f, &data, flags, Some((hdr.msg_name, hdr.msg_namelen)), out);
+        }
         let dest = if hdr.msg_name != 0 {
             self.destination(&f, hdr.msg_name, hdr.msg_namelen)?
         } else {
@@ -386,7 +471,7 @@ impl Kernel {
         for (base, len) in iov {
             data.extend(self.mm.read_user_vec(base, len as usize)?);
         }
-        self.send(&f, &data, flags, dest, out)
+        self.send_on(&f, &data, flags, dest, out, None)
     }
 
     pub(crate) fn sys_recvmsg(&mut self, fd: u64, msg: UserPtr<MsgHdr>, flags: u64) -> SysResult {
@@ -429,7 +514,12 @@ impl Kernel {
         if creds && got.cred.is_none() {
             got.cred = Some(self.peer_cred(s));
         }
-        self.write_control(&mut hdr, got, creds, flags & MSG_CMSG_CLOEXEC != 0)?;
+        if s.inet.is_some() {
+            let items = super::inet::ancillary(s, &got);
+            self.put_cmsgs(&mut hdr, &items)?;
+        } else {
+            self.write_control(&mut hdr, got, creds, flags & MSG_CMSG_CLOEXEC != 0)?;
+        }
         self.mm.write(msg, &hdr)?;
         Ok(n as u64)
     }
@@ -439,6 +529,9 @@ impl Kernel {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
+        if s.inet.is_some() && self.inet_shutdown(s, how)? {
+            return Ok(0);
+        }
         match how {
             0 => drop(s.rx.borrow_mut().take()),
             1 => drop(s.tx.borrow_mut().take()),
@@ -473,6 +566,9 @@ impl Kernel {
         len: UserPtr<u32>,
     ) -> SysResult {
         let f = self.socket(fd)?;
+        if is_inet(&f) {
+            return self.inet_getsockopt(&f, level as u32, name as u32, val, len);
+        }
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
@@ -510,6 +606,9 @@ impl Kernel {
         len: u64,
     ) -> SysResult {
         let f = self.socket(fd)?;
+        if is_inet(&f) {
+            return self.inet_setsockopt(&f, level as u32, name as u32, val, len as u32);
+        }
         if level != SOL_SOCKET {
             return Err(errno::EOPNOTSUPP.into());
         }

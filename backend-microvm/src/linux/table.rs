@@ -18,7 +18,7 @@ use crate::mm::UserPtr;
 /// `AT_FDCWD` as a register value.
 const CWD: u64 = libc::AT_FDCWD as u64;
 
-const SOCKETS: &str = "AF_UNIX only (named, abstract, pairs): there is no network stack";
+const SOCKETS: &str = "AF_UNIX (named, abstract, pairs); AF_INET/AF_INET6 TCP and UDP on the VM's own loopback (network = loopback; none: nothing reachable); no egress yet";
 const PRIV: &str = "needs a privilege the sandbox never has";
 const MOUNTS: &str = "the mount table is the policy's (CAP_SYS_ADMIN on Linux)";
 const CLOCKS: &str = "setting a clock needs CAP_SYS_TIME";
@@ -76,7 +76,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     partial(38, "setitimer", "ITIMER_REAL only", |k, c| k.sys_setitimer(c.a[0], c.ptr(1), c.ptr(2))),
     full(39, "getpid", |k, _| Ok(u64::from(k.proc.pid))),
     full(40, "sendfile", |k, c| k.sys_sendfile(c.a[0], c.a[1], c.ptr(2), c.a[3])).restarts(),
-    partial(41, "socket", "AF_UNIX only: there is no network stack", |k, c| k.sys_socket(c.a[0], c.a[1], c.a[2])),
+    partial(41, "socket", "AF_UNIX, AF_INET and AF_INET6 (TCP, UDP) as the sandbox's own objects; raw, packet and netlink sockets refused", |k, c| k.sys_socket(c.a[0], c.a[1], c.a[2])),
     partial(42, "connect", SOCKETS, |k, c| k.sys_connect(c.a[0], c.a[1], c.a[2])).restarts(),
     partial(43, "accept", SOCKETS, |k, c| k.sys_accept(c.a[0], c.a[1], c.ptr(2), 0)).restarts(),
     full(44, "sendto", |k, c| k.sys_sendto(c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], c.a[5])).restarts(),

@@ -160,14 +160,20 @@ pub(crate) fn new_socket(kind: i32, made: bool) -> Socket {
             made,
             ..UnixState::default()
         }),
+        inet: None,
     }
 }
 
 /// Links `a` and `b` both ways with fresh buffers (a socket pair, or a connection).
 pub(crate) fn link(a: &Socket, b: &Socket) {
+    link_sized(a, b, crate::pipe::PIPE_CAPACITY);
+}
+
+/// [`link`] with buffers of `capacity` bytes each way.
+pub(crate) fn link_sized(a: &Socket, b: &Socket, capacity: usize) {
     let datagrams = a.kind != SOCK_STREAM;
-    let a_to_b = Pipe::socket(datagrams);
-    let b_to_a = Pipe::socket(datagrams);
+    let a_to_b = Pipe::socket_sized(datagrams, capacity);
+    let b_to_a = Pipe::socket_sized(datagrams, capacity);
     *a.rx.borrow_mut() = Some(PipeEnd::new(&b_to_a, false));
     *a.tx.borrow_mut() = Some(PipeEnd::new(&a_to_b, true));
     *b.rx.borrow_mut() = Some(PipeEnd::new(&a_to_b, false));
@@ -215,6 +221,15 @@ pub(crate) fn poll_state(s: &Socket) -> Option<(bool, bool, bool)> {
 /// `ENOTCONN` to a write (no `SIGPIPE`) and to a datagram socket without destination.
 pub(crate) fn check_connected(s: &Socket, write: bool) -> Result<(), Errno> {
     let u = s.unix.borrow();
+    if s.inet.is_some() {
+        // TCP: a read unconnected is ENOTCONN, a write finds no connection (EPIPE and
+        // SIGPIPE, from the caller); UDP: a send needs a destination.
+        return match (s.kind == SOCK_STREAM, write) {
+            (true, false) if !u.connected => Err(errno::ENOTCONN),
+            (false, true) if !u.connected => Err(Errno(libc::EDESTADDRREQ)),
+            _ => Ok(()),
+        };
+    }
     if !u.made || u.connected {
         return Ok(());
     }
@@ -326,6 +341,9 @@ impl Kernel {
         }
         let raw = self.mm.read_user_vec(addr, alen as usize)?;
         let f = self.socket(fd)?;
+        if super::socket::is_inet(&f) {
+            return self.inet_bind(&f, addr, alen);
+        }
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
@@ -411,6 +429,9 @@ impl Kernel {
     /// changes.
     pub(crate) fn sys_listen(&mut self, fd: u64, backlog: u64) -> SysResult {
         let f = self.socket(fd)?;
+        if super::socket::is_inet(&f) {
+            return self.inet_listen(&f, backlog);
+        }
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
@@ -442,6 +463,9 @@ impl Kernel {
     /// socket takes the named socket as its destination (`AF_UNSPEC` drops it).
     pub(crate) fn sys_connect(&mut self, fd: u64, addr: u64, alen: u64) -> SysResult {
         let f = self.socket(fd)?;
+        if super::socket::is_inet(&f) {
+            return self.inet_connect(&f, addr, alen as u32);
+        }
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
