@@ -41,7 +41,7 @@ DEFAULT_MODULES = [
     "test_shutil", "test_logging", "test_concurrent_futures",
     "test_multiprocessing_fork", "test_pickle", "test_json", "test_re", "test_tempfile",
     "test_glob", "test_zlib", "test_gzip", "test_tarfile", "test_zipfile", "test_csv",
-    "test_datetime", "test_decimal", "test_sqlite3", "test_hashlib", "test_select",
+    "test_datetime", "test_decimal", "test_hashlib", "test_select",
     "test_selectors", "test_poll", "test_epoll", "test_fileio", "test_sys",
     "test_random", "test_struct", "test_uuid",
     "test_sched", "test_queue", "test_thread", "test_timeout", "test_ssl",
