@@ -312,6 +312,18 @@ static void copies(void) {
   CHECK("sendfile.badoff", sendfile(p[1], a, (off_t *)8, 5));
   CHECK("splice.nopipe", splice(a, NULL, b, NULL, 4, 0));
   CHECK("splice.pipe.to.file", splice(p[0], NULL, b, NULL, 5, 0));
+  /* splice into a file at an offset: written there, the offset advanced, the file's
+   * position left alone; a pipe has no offset (ESPIPE). */
+  write(p[1], "SPLICED", 7);
+  loff_t at = 3;
+  off_t before = lseek(b, 0, SEEK_CUR);
+  CHECKX("splice.pipe.to.file.offset", splice(p[0], NULL, b, &at, 7, 0), "at=%ld pos_kept=%d",
+         (long)at, lseek(b, 0, SEEK_CUR) == before);
+  char got[8] = {0};
+  CHECKX("splice.pipe.to.file.offset.read", pread(b, got, 7, 3), "data=%s", got);
+  loff_t zero = 0;
+  CHECK("splice.pipe.offset.espipe", splice(a, NULL, p[1], &zero, 4, 0));
+  CHECK("splice.pipe.in.offset.espipe", splice(p[0], &zero, b, NULL, 4, 0));
   close(d);
   close(ap);
   close(ro);

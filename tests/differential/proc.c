@@ -166,6 +166,8 @@ static void sched(void) {
   CHECK("sched_getscheduler.self", sched_getscheduler(0));
   CHECK("sched_getscheduler.neg", sched_getscheduler(-1));
   CHECK("sched_getscheduler.noent", sched_getscheduler(999999));
+  /* The parent (natively the harness; in a sandbox its init): it exists. */
+  CHECK("sched_getscheduler.parent", sched_getscheduler(getppid()));
   struct sched_param sp = {0};
   CHECK("sched_getparam.self", sched_getparam(0, &sp));
   CHECK("sched_getparam.neg", sched_getparam(-1, &sp));

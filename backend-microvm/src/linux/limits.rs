@@ -238,11 +238,19 @@ impl Kernel {
             return Ok(self.task.tid);
         }
         let t = pid as Tid;
-        if self.task_ref(t).is_some() {
+        if self.task_ref(t).is_some() || self.is_virtual_init(t) {
             Ok(t)
         } else {
             Err(errno::ESRCH.into())
         }
+    }
+
+    /// The virtual init (pid 1 when no guest task holds it): a process of the sandbox
+    /// that runs no guest code. The `sched_*` getters answer for it as for any process
+    /// (its parent's `getppid()` names it); changing it is another process's business
+    /// (`EPERM`).
+    fn is_virtual_init(&self, t: Tid) -> bool {
+        t == super::task::INIT_PID && self.task_ref(t).is_none()
     }
 
     /// `sched_getscheduler`.
@@ -273,6 +281,9 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         let t = self.sched_target(pid, errno::EINVAL)?;
+        if self.is_virtual_init(t) {
+            return Err(errno::EPERM.into());
+        }
         let prio = self.mm.read(param)?.sched_priority;
         let current = self.task_ref(t).map_or(SCHED_OTHER, |t| t.policy);
         let policy = match policy {
@@ -324,7 +335,10 @@ impl Kernel {
         len: u64,
         mask: UserPtr<u8>,
     ) -> SysResult {
-        self.sched_target(pid, errno::ESRCH)?;
+        let t = self.sched_target(pid, errno::ESRCH)?;
+        if self.is_virtual_init(t) {
+            return Err(errno::EPERM.into());
+        }
         if len == 0 {
             return Err(errno::EINVAL.into());
         }

@@ -269,11 +269,18 @@ impl Kernel {
         if !pipe(&input) && !pipe(&output) {
             return Err(errno::EINVAL.into());
         }
-        if off_out != 0 {
-            return Err(self.unsupported("splice(off_out)", errno::EINVAL));
+        // A pipe has no offset to give.
+        if (pipe(&input) && off_in != 0) || (pipe(&output) && off_out != 0) {
+            return Err(errno::ESPIPE.into());
         }
-        // sendfile moves bytes from `input` (at `off_in`, if given) to `output`.
-        self.sys_sendfile(fd_out, fd_in, UserPtr::new(off_in), len.min(1 << 20))
+        // From `input` (at `*off_in`, if given) to `output` (at `*off_out`, if given).
+        self.transfer(
+            fd_out,
+            fd_in,
+            UserPtr::new(off_in),
+            UserPtr::new(off_out),
+            len.min(1 << 20),
+        )
     }
 
     /// `sendmmsg`/`recvmmsg`: one `sendmsg`/`recvmsg` per message.

@@ -687,6 +687,20 @@ impl Kernel {
         offp: UserPtr<i64>,
         count: u64,
     ) -> SysResult {
+        self.transfer(out_fd, in_fd, offp, UserPtr::new(0), count)
+    }
+
+    /// Moves up to `count` bytes from `in_fd` (at `*offp` when given, which is then
+    /// advanced; else at its position) to `out_fd` (at `*out_offp` likewise): the body
+    /// of `sendfile` and `splice`.
+    pub(crate) fn transfer(
+        &mut self,
+        out_fd: u64,
+        in_fd: u64,
+        offp: UserPtr<i64>,
+        out_offp: UserPtr<i64>,
+        count: u64,
+    ) -> SysResult {
         let input = self.proc.files.get(in_fd)?;
         let output = self.proc.files.get(out_fd)?;
         if !input.readable() || !output.writable() {
@@ -694,6 +708,12 @@ impl Kernel {
         }
         let mut off = if !offp.is_null() {
             let o = self.mm.read(offp)?;
+            Some(u64::try_from(o).map_err(|_| errno::EINVAL)?)
+        } else {
+            None
+        };
+        let mut out_off = if !out_offp.is_null() {
+            let o = self.mm.read(out_offp)?;
             Some(u64::try_from(o).map_err(|_| errno::EINVAL)?)
         } else {
             None
@@ -713,7 +733,7 @@ impl Kernel {
             if n == 0 {
                 break;
             }
-            let w = match self.sink_write(&output, &tmp[..n], None) {
+            let w = match self.sink_write(&output, &tmp[..n], out_off) {
                 Ok(w) => w,
                 Err(e) => {
                     // Put back what was taken but not written (positional inputs).
@@ -732,6 +752,9 @@ impl Kernel {
                 }
             };
             done += w as u64;
+            if let Some(o) = out_off.as_mut() {
+                *o = o.saturating_add(w as u64);
+            }
             if let Some(o) = off.as_mut() {
                 *o = o.saturating_add(w as u64);
             } else if w < n {
@@ -743,6 +766,9 @@ impl Kernel {
         }
         if let Some(o) = off {
             self.mm.write(offp, &(o as i64))?;
+        }
+        if let Some(o) = out_off {
+            self.mm.write(out_offp, &(o as i64))?;
         }
         Ok(done)
     }

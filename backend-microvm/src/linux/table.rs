@@ -310,7 +310,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     partial(272, "unshare", "namespaces are refused (EPERM), as the container's filter does; a thread cannot take its own descriptor table or directory (counted)", |k, c| k.sys_unshare(c.a[0])),
     partial(273, "set_robust_list", "the list is not walked when a thread dies (its robust futexes are not released)", |k, c| k.sys_set_robust_list(c.a[1])),
     full(274, "get_robust_list", |k, c| k.sys_get_robust_list(c.a[0], c.ptr(1), c.ptr(2))),
-    partial(275, "splice", "through the VMM (no page moves); no off_out", |k, c| k.sys_splice(c.a)),
+    full(275, "splice", |k, c| k.sys_splice(c.a)).note("bytes are copied through the VMM: no page moves"),
     enosys(276, "tee"),
     full(277, "sync_file_range", |k, c| k.fd_ok(c.a[0])),
     enosys(278, "vmsplice"),
