@@ -23,6 +23,8 @@ pub(crate) struct Entry {
     pub(crate) created_at: SystemTime,
     pub(crate) options: LiveOptions,
     pub(crate) image: Option<String>,
+    /// Where the host reaches its exposed ports (fixed when it was created).
+    exposed: Vec<hybrid_sandbox::network::ExposedPort>,
     seen_ended: Mutex<Option<Instant>>,
     /// Streamed execs running now, by number: how to signal or kill them.
     execs: Mutex<HashMap<u64, ExecControl>>,
@@ -48,6 +50,7 @@ impl Entry {
         options: LiveOptions,
         image: Option<String>,
     ) -> Entry {
+        let exposed = live.exposed_ports();
         Entry {
             id,
             owner,
@@ -55,6 +58,7 @@ impl Entry {
             created_at: SystemTime::now(),
             options,
             image,
+            exposed,
             seen_ended: Mutex::new(None),
             execs: Mutex::new(HashMap::new()),
             next_exec: std::sync::atomic::AtomicU64::new(1),
@@ -78,7 +82,7 @@ impl Entry {
             idle_timeout: self.options.idle_timeout,
             image: self.image.clone(),
             network: self.live.enforcement().network,
-            exposed: self.live.network().map(|n| n.exposed).unwrap_or_default(),
+            exposed: self.exposed.clone(),
             stats: None,
         }
     }

@@ -459,6 +459,20 @@ pub unsafe extern "C" fn hsb_live_destroy(
     unsafe { live_call(live, err, |l| async move { l.destroy().await.map_err(lib) }) }
 }
 
+/// Hands JSON text (`serde_json::to_vec` of a value) out in `*out`.
+///
+/// # Safety
+/// `out` was checked by `ffi::clear_out` (valid for writing one pointer).
+unsafe fn give_json(
+    out: *mut *mut hsb_bytes,
+    json: serde_json::Result<Vec<u8>>,
+) -> Result<(), Failure> {
+    let json = json.map_err(|e| Failure::invalid(e.to_string()))?;
+    // SAFETY: forwarded from the caller.
+    unsafe { ffi::give(out, hsb_bytes::new(json)) };
+    Ok(())
+}
+
 /// What the sandbox uses now, as JSON text in `*out`: `{"memory_bytes",
 /// "peak_memory_bytes", "cpu_time_ms", "processes", "disk_bytes", "execs_running",
 /// "uptime_ms", "paused_ms"}`.
@@ -476,10 +490,8 @@ pub unsafe extern "C" fn hsb_live_stats(
     let f = |l: Live| async move {
         checked?;
         let s = l.stats().await.map_err(lib)?;
-        let json = serde_json::to_vec(&s).map_err(|e| Failure::invalid(e.to_string()))?;
         // SAFETY: `out` was checked by `clear_out` above.
-        unsafe { ffi::give(out, hsb_bytes::new(json)) };
-        Ok(())
+        unsafe { give_json(out, serde_json::to_vec(&s)) }
     };
     // SAFETY: forwarded contract.
     unsafe { live_call(live, err, f) }
@@ -508,10 +520,8 @@ pub unsafe extern "C" fn hsb_live_network(
                 mode: l.enforcement().network,
                 ..Default::default()
             });
-        let json = serde_json::to_vec(&report).map_err(|e| Failure::invalid(e.to_string()))?;
         // SAFETY: `out` was checked by `clear_out` above.
-        unsafe { ffi::give(out, hsb_bytes::new(json)) };
-        Ok(())
+        unsafe { give_json(out, serde_json::to_vec(&report)) }
     };
     // SAFETY: forwarded contract.
     unsafe { live_call(live, err, f) }

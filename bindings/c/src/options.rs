@@ -546,6 +546,12 @@ pub unsafe extern "C" fn hsb_run_options_add_tmpfs(
     unsafe { add_text(o, err, spec, "tmpfs", f) }
 }
 
+/// An egress rule of kind `kind` (`allow`, `deny`), its errors naming both.
+fn host_rule(kind: &str, rule: &str) -> Result<HostRule, Failure> {
+    rule.parse::<HostRule>()
+        .map_err(|e| Failure::invalid(format!("{kind} rule `{rule}`: {e}")))
+}
+
 /// Egress: adds an allow rule, `"HOST[:PORT]"` (a name, `*.suffix`, an IP address or
 /// network), to the profile's (within the operator's floor).
 ///
@@ -558,10 +564,7 @@ pub unsafe extern "C" fn hsb_run_options_add_allow(
     err: *mut *mut hsb_error,
 ) -> hsb_status {
     let f = |w: &mut Workload, rule: &str| {
-        let r = rule
-            .parse::<HostRule>()
-            .map_err(|e| Failure::invalid(format!("allow rule `{rule}`: {e}")))?;
-        w.egress.allow.push(r);
+        w.egress.allow.push(host_rule("allow", rule)?);
         Ok(())
     };
     // SAFETY: the pointers follow the contract above, forwarded.
@@ -579,10 +582,7 @@ pub unsafe extern "C" fn hsb_run_options_add_deny(
     err: *mut *mut hsb_error,
 ) -> hsb_status {
     let f = |w: &mut Workload, rule: &str| {
-        let r = rule
-            .parse::<HostRule>()
-            .map_err(|e| Failure::invalid(format!("deny rule `{rule}`: {e}")))?;
-        w.egress.deny.push(r);
+        w.egress.deny.push(host_rule("deny", rule)?);
         Ok(())
     };
     // SAFETY: the pointers follow the contract above, forwarded.
