@@ -226,7 +226,7 @@ fn egress_rules_exposed_ports_and_decisions_through_the_api() {
     let plain = v["id"].as_str().unwrap().to_string();
     assert!(v.get("exposed").is_none(), "{v}");
     let (st, n) = server.json("GET", &format!("/v1/sandboxes/{plain}/network"), "");
-    assert_eq!((st, n["mode"].as_str()), (200, Some("none")), "{n}");
+    assert_eq!((st, n["mode"].as_str()), (200, Some("loopback")), "{n}");
     let (st, e) = server.json("GET", &format!("/v1/sandboxes/{plain}/network/events"), "");
     assert_eq!(st, 409, "{e}");
     assert!(e.to_string().contains("egress"), "{e}");

@@ -91,10 +91,12 @@ impl From<Isolation> for IsolationRequest {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
-    /// No interface at all (the default).
-    #[default]
+    /// No interface at all, not even loopback.
     None,
-    /// A private loopback interface, up, inside the sandbox only.
+    /// A private loopback interface, up, inside the sandbox only (the default): the
+    /// sandbox's programs can talk to each other over TCP and UDP; nothing outside it is
+    /// reachable, and nothing outside can reach in.
+    #[default]
     Loopback,
     /// Its own loopback, and the outside world through the egress broker only: DNS and
     /// each connection decided by the policy's allow and deny rules.

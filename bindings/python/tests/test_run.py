@@ -42,7 +42,7 @@ def test_enforcement_is_a_dict(sandbox: hs.Sandbox) -> None:
     assert enf["isolation"] == "container"
     assert enf["no_new_privs"] is True
     assert enf["seccomp"]["enforced"] is True
-    assert enf["network"] == "none"
+    assert enf["network"] == "loopback"  # the default: a private loopback
     assert enf["limits"]["mechanism"] in {"cgroup_v2", "cgroup_v1", "rlimit"}
     assert "memory" in enf["limits"]["details"]
 

@@ -471,7 +471,9 @@ impl Policy {
             (None, None) => (IsolationRequest::Container, RequestSource::Profile),
         };
         let mut needs = w.needs.clone();
-        if network != Network::None && !needs.contains(&Need::Network) {
+        // Both backends give a private loopback; only the container has the broker's
+        // egress so far, so only egress is a need `auto` must weigh.
+        if network == Network::Egress && !needs.contains(&Need::Network) {
             needs.push(Need::Network);
         }
 

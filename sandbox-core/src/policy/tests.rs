@@ -14,7 +14,9 @@ fn embedded_default_is_valid_and_safe() {
     let plan = p
         .resolve(&Workload::new("python3", ["-c", "print(42)"]), &host())
         .unwrap();
-    assert_eq!(plan.network, Network::None);
+    // A private loopback: nothing outside the sandbox is reachable from it.
+    assert_eq!(plan.network, Network::Loopback);
+    assert!(plan.egress.is_none());
     assert!(
         plan.limits.memory.is_some()
             && plan.limits.wall_time.is_some()
@@ -367,14 +369,20 @@ fn decision_table() {
 }
 
 #[test]
-fn network_option_is_a_need() {
+fn egress_is_a_need_and_loopback_is_not() {
     let mut w = Workload::new("prog", Vec::<String>::new()).label("trust", "untrusted");
-    w.network = Some(Network::Loopback);
+    w.network = Some(Network::Egress);
     let e = auto_policy().resolve(&w, &host()).unwrap_err();
     assert!(
         e.to_string().contains("no isolation") || matches!(e, PolicyError::Selection(_)),
         "{e}"
     );
+    // Both backends give a private loopback, so it does not push untrusted code out of
+    // the micro-VM.
+    w.network = Some(Network::Loopback);
+    let plan = auto_policy().resolve(&w, &host()).unwrap();
+    assert_eq!(plan.network, Network::Loopback);
+    assert_eq!(plan.decision.isolation, Isolation::MicroVm);
 }
 
 // ---- rules ----

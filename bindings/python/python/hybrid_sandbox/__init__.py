@@ -86,7 +86,7 @@ class Sandbox:
     threads and tasks.
 
     `policy` is a policy file (TOML, or JSON for `.json` names); None means the embedded
-    default policy (container isolation, no network, read-only system directories,
+    default policy (container isolation, a private loopback only, read-only system directories,
     bounded memory, time, processes and output; a `trust=untrusted` or any `tenant`
     label gets the micro-VM, or BackendUnavailable where it is missing).
     """
