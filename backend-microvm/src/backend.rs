@@ -49,9 +49,7 @@ impl Backend for MicroVmBackend {
     /// missing from the sandbox) is refused here, so that `auto` can treat it as a need
     /// only the container meets.
     fn supports(&self, plan: &Plan) -> Result<(), String> {
-        if plan.network == Network::Egress {
-            return Err("the micro-VM has no egress network yet (none and loopback only)".into());
-        }
+        check_network(plan).map_err(|e| e.to_string())?;
         crate::sandbox::refuse_unenforceable(plan).map_err(|e| e.to_string())?;
         crate::loader::check_runnable(plan)
     }
@@ -112,6 +110,10 @@ impl Backend for MicroVmBackend {
             }
         };
 
+        // The egress broker and its relay start here, before the vCPU thread exists
+        // (it confines itself: no socket call is left to it).
+        let net = crate::net::VmNet::start(&plan, &ctl)?;
+        let thread_net = net.clone();
         let (setup_tx, setup_rx) = oneshot::channel::<Result<(), SpawnError>>();
         let (done_tx, done_rx) = oneshot::channel::<Result<Outcome, RunError>>();
         let thread_ctl = Arc::clone(&ctl);
@@ -120,7 +122,15 @@ impl Backend for MicroVmBackend {
             .name("hsb-vcpu".into())
             .spawn(move || {
                 thread_ctl.register_thread();
-                vcpu_thread(&plan, &thread_ctl, output, input, start, setup_tx, done_tx);
+                vcpu_thread(
+                    &plan,
+                    &thread_ctl,
+                    (output, input),
+                    thread_net,
+                    start,
+                    setup_tx,
+                    done_tx,
+                );
                 thread_ctl.unregister_thread();
             })
             .map_err(|e| SpawnError::Setup {
@@ -133,6 +143,7 @@ impl Backend for MicroVmBackend {
                 stdin: stdin_writer,
                 output: Some(out_rx),
                 done: Some(done_rx),
+                net,
             })),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SpawnError::Setup {
@@ -148,14 +159,14 @@ impl Backend for MicroVmBackend {
 fn vcpu_thread(
     plan: &Plan,
     ctl: &Arc<Control>,
-    output: Output,
-    input: Input,
+    (output, input): (Output, Input),
+    net: Option<Arc<crate::net::VmNet>>,
     start: Instant,
     setup_tx: oneshot::Sender<Result<(), SpawnError>>,
     done_tx: oneshot::Sender<Result<Outcome, RunError>>,
 ) {
     let prepared = catch_unwind(AssertUnwindSafe(|| {
-        crate::sandbox::prepare(plan, Arc::clone(ctl), output, input, start, false)
+        crate::sandbox::prepare(plan, Arc::clone(ctl), output, input, start, false, net)
     }));
     let prepared = match prepared {
         Ok(Ok(p)) => p,
@@ -186,15 +197,16 @@ fn vcpu_thread(
     let _ = done_tx.send(outcome);
 }
 
-/// The micro-VM's networks are `none` and `loopback` (its own, inside the VM): `egress`
-/// is refused, in words.
+/// The micro-VM's networks: `none`, `loopback` (its own, inside the VM) and `egress`
+/// (through the broker, `net.rs`). A network namespace to join (an OCI engine's) is
+/// refused in words with egress: the namespace's owner makes that network.
 fn check_network(plan: &Plan) -> Result<(), SpawnError> {
-    if plan.network == Network::Egress {
+    if plan.network == Network::Egress && plan.netns.is_some() {
         return Err(SpawnError::Unsupported(
-                "the micro-VM has no egress network yet: `network = \"egress\"` runs in the container backend \
-                 (the micro-VM offers `none` and `loopback`, its own TCP/UDP loopback inside the VM)"
-                    .into(),
-            ));
+            "network `egress` in a joined network namespace: the namespace's owner (the engine) \
+             makes its network"
+                .into(),
+        ));
     }
     Ok(())
 }
@@ -213,10 +225,22 @@ struct MicroVmExecution {
     stdin: Option<StdinWriter>,
     output: Option<OutputStream>,
     done: Option<oneshot::Receiver<Result<Outcome, RunError>>>,
+    /// Network `egress`: the broker and relay (stopped when the run ends).
+    net: Option<Arc<crate::net::VmNet>>,
 }
 
 #[async_trait]
 impl Execution for MicroVmExecution {
+    fn exposed_ports(&self) -> Vec<sandbox_core::network::ExposedPort> {
+        self.net.as_ref().map(|n| n.exposed()).unwrap_or_default()
+    }
+
+    fn network_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
+        self.net.as_ref().map(|n| n.events())
+    }
+
     fn isolation(&self) -> Isolation {
         Isolation::MicroVm
     }
@@ -236,13 +260,24 @@ impl Execution for MicroVmExecution {
 
     async fn wait(&mut self) -> Result<Outcome, RunError> {
         let done = self.done.take().ok_or(RunError::AlreadyWaited)?;
-        match done.await {
+        let mut outcome = match done.await {
             Ok(r) => r,
             Err(_) => Err(RunError::Supervision(
                 "waiting for the micro-VM".into(),
                 std::io::Error::other("the vCPU thread ended without an outcome"),
             )),
+        };
+        // The run is over: its connections end and the broker's report is final.
+        if let Some(net) = self.net.clone() {
+            let report = tokio::task::spawn_blocking(move || net.stop())
+                .await
+                .ok()
+                .flatten();
+            if let Ok(o) = &mut outcome {
+                o.network = report;
+            }
         }
+        outcome
     }
 }
 

@@ -199,6 +199,7 @@ impl Guest {
             vdso: true,
             // The loopback: the fuzzed calls reach the inet sockets' whole state.
             network: crate::linux::inet::NetMode::Loopback,
+            egress: None,
         };
         let mut k = Kernel::new(mm, vfs, proc, (0x40_0000, 0x7fff_fff0_0000), settings);
         k.cpu_mark = crate::kick::thread_cpu_time();

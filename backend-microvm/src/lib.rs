@@ -48,6 +48,7 @@ mod live;
 mod loader;
 mod memory;
 mod mm;
+mod net;
 mod pipe;
 mod probe;
 mod sandbox;

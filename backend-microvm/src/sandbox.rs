@@ -84,6 +84,7 @@ pub(crate) fn prepare(
     input: Input,
     start: Instant,
     live: bool,
+    net: Option<Arc<crate::net::VmNet>>,
 ) -> Result<Prepared, SpawnError> {
     refuse_unenforceable(plan)?;
     let requested = plan.limits.memory.map(|b| b.0).unwrap_or(DEFAULT_MEMORY);
@@ -112,7 +113,8 @@ pub(crate) fn prepare(
     let open_files = plan.limits.open_files.unwrap_or(DEFAULT_OPEN_FILES);
     let host_fds = host_fd_budget(open_files, plan.limits.pids);
     vfs::host::set_fd_budget(host_fds);
-    let vfs = vfs::build(plan, budget).map_err(|e| SpawnError::Mount {
+    let ca_bundle = net.as_ref().and_then(|n| n.ca_bundle());
+    let vfs = vfs::build_with(plan, budget, ca_bundle).map_err(|e| SpawnError::Mount {
         source_path: e.mount.source.display().to_string(),
         target: e.mount.target.display().to_string(),
         source: e.error,
@@ -243,10 +245,12 @@ pub(crate) fn prepare(
             hostname: plan.hostname.clone(),
             user: plan.user,
             vdso,
-            network: match plan.network {
-                sandbox_core::Network::Loopback => crate::linux::inet::NetMode::Loopback,
+            network: match (plan.network, &net) {
+                (sandbox_core::Network::Loopback, _) => crate::linux::inet::NetMode::Loopback,
+                (sandbox_core::Network::Egress, Some(_)) => crate::linux::inet::NetMode::Egress,
                 _ => crate::linux::inet::NetMode::None,
             },
+            egress: net,
         },
     );
     Ok(Prepared {
@@ -422,6 +426,16 @@ fn network_detail(mode: sandbox_core::Network) -> String {
             "its own loopback: AF_INET/AF_INET6 TCP and UDP sockets are objects of the \
              personality, reaching 127.0.0.0/8 and ::1 of this VM only (other destinations \
              ENETUNREACH); the host's loopback and its services are not reachable"
+        }
+        sandbox_core::Network::Egress => {
+            "its own loopback and an interface at 100.96.0.2 whose only way out is the \
+             egress broker, in-process: a TCP connect to any other IPv4 address is decided \
+             by the broker (by the name its DNS gave the address for, the TLS SNI or HTTP \
+             Host, or a rule naming the address) and relayed by a host thread the broker \
+             hands the connection to (the VMM thread makes no host socket); UDP reaches only \
+             the broker's DNS (100.96.0.1:53), other datagrams are dropped and counted; no \
+             IPv6 beyond ::1; exposed ports reach the guest's listeners from 127.0.0.1 on the \
+             host; the host's loopback is not reachable"
         }
         _ => {
             "no interface up (as an empty network namespace): AF_INET/AF_INET6 sockets can be \

@@ -102,6 +102,7 @@ mod tests {
             user: (1000, 1000),
             vdso: false,
             network: crate::linux::inet::NetMode::None,
+            egress: None,
         };
         Some(Kernel::new(mm, vfs, proc, (0x1000, 0x2000), settings))
     }

@@ -173,7 +173,7 @@ impl Broker {
             shared: self.shared,
             exposed: self.exposed,
             stop: Some(stop_tx),
-            done: done_rx,
+            done: Mutex::new(done_rx),
             thread: Some(thread),
             cmds: cmd_tx,
             inward: Mutex::new(Some(vm_inward_rx)),
@@ -194,8 +194,9 @@ pub struct BrokerHandle {
     shared: Arc<Shared>,
     exposed: Vec<ExposedPort>,
     stop: Option<oneshot::Sender<()>>,
-    /// Says the broker has stopped deciding (its report is final).
-    done: std::sync::mpsc::Receiver<()>,
+    /// Says the broker has stopped deciding (its report is final). In a lock so that
+    /// the handle can be shared (the micro-VM's VMM and relay threads both use it).
+    done: Mutex<std::sync::mpsc::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     cmds: mpsc::UnboundedSender<Cmd>,
     inward: Mutex<Option<std::sync::mpsc::Receiver<(u16, OwnedFd)>>>,
@@ -249,6 +250,14 @@ impl BrokerHandle {
         rx.recv().map_err(|_| gone())?
     }
 
+    /// Counts a packet of the sandbox that went nowhere (an in-process sandbox's UDP
+    /// datagram to anything but the broker's DNS, or a DNS message it could not read),
+    /// in the report's `dropped_packets` under `kind`, as the container's link counts
+    /// what its stack drops.
+    pub fn dropped(&self, kind: &str) {
+        self.shared.recorder.dropped(kind);
+    }
+
     /// Host clients of the exposed ports, for an in-process sandbox: each arrives as the
     /// sandbox port and the sandbox's end of an `AF_UNIX` stream. Once only.
     pub fn take_inward(&self) -> Option<std::sync::mpsc::Receiver<(u16, OwnedFd)>> {
@@ -261,7 +270,7 @@ impl BrokerHandle {
     /// the caller need not wait for.
     pub fn stop(mut self) -> NetworkReport {
         self.halt();
-        let _ = self.done.recv();
+        let _ = self.done.lock().unwrap_or_else(|e| e.into_inner()).recv();
         // Detached: it ends by itself once its runtime is dropped.
         self.thread.take();
         self.report()
@@ -277,7 +286,7 @@ impl BrokerHandle {
 impl Drop for BrokerHandle {
     fn drop(&mut self) {
         self.halt();
-        let _ = self.done.recv();
+        let _ = self.done.lock().unwrap_or_else(|e| e.into_inner()).recv();
         self.thread.take();
     }
 }
@@ -328,7 +337,7 @@ fn run(
                 tokio::task::spawn_local(stack::run(shared.clone(), fd, inward_rx));
             }
             Link::InProcess => {
-                tokio::task::spawn_local(in_process_inward(inward_rx, vm_inward));
+                tokio::task::spawn_local(in_process_inward(shared.clone(), inward_rx, vm_inward));
             }
         }
         let mut stop = stop;
@@ -388,19 +397,18 @@ fn pool_or_ip(shared: &Shared, dst: SocketAddrV4) -> Option<String> {
 }
 
 async fn in_process_inward(
+    shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<(u16, tokio::net::TcpStream)>,
     out: std::sync::mpsc::Sender<(u16, OwnedFd)>,
 ) {
-    while let Some((port, mut client)) = rx.recv().await {
-        let Ok((mut ours, theirs)) = unix_pair() else {
+    while let Some((port, client)) = rx.recv().await {
+        let Ok((ours, theirs)) = unix_pair() else {
             continue;
         };
         if out.send((port, theirs)).is_err() {
             break;
         }
-        tokio::task::spawn_local(async move {
-            let _ = tokio::io::copy_bidirectional(&mut ours, &mut client).await;
-        });
+        tokio::task::spawn_local(relay::serve_exposed(shared.clone(), port, ours, client));
     }
 }
 

@@ -144,6 +144,38 @@ impl Drop for Tally {
     }
 }
 
+/// Relays a host client of the exposed `port` to the sandbox's end `inside` (a stream
+/// of the TUN link's stack, or of an in-process sandbox), recorded as a connection
+/// `via = "exposed"` with its byte counts: one path for both links.
+pub(crate) async fn serve_exposed<S>(
+    shared: Arc<Shared>,
+    port: u16,
+    inside: S,
+    mut client: tokio::net::TcpStream,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = shared
+        .recorder
+        .opened(sandbox_core::network::ConnectionRecord {
+            name: None,
+            ip: sandbox_core::network::SANDBOX_ADDR,
+            port,
+            via: "exposed".into(),
+            verdict: sandbox_core::network::NetworkVerdict::Allowed,
+            rule: format!("`expose = [{port}]`"),
+            note: None,
+            intercepted: false,
+            secrets: Vec::new(),
+            bytes_out: 0,
+            bytes_in: 0,
+        });
+    let tally = Tally::new(shared, conn);
+    let mut inside = Counted::new(inside, tally.counters.clone());
+    let _ = tokio::io::copy_bidirectional(&mut inside, &mut client).await;
+    drop(tally);
+}
+
 /// Serves one admitted connection to its end, and records its byte counts.
 pub(crate) async fn serve<S>(shared: Arc<Shared>, adm: Admitted, client: S)
 where

@@ -253,19 +253,6 @@ for dst in (("127.0.0.1", s.getsockname()[1]), ("::1", 80), ("10.0.2.2", 80)):
 }
 
 #[test]
-fn microvm_egress_is_refused_in_words() {
-    if !vm_ready() {
-        return;
-    }
-    let w = python(IsolationRequest::MicroVm, Network::Egress, "print(1)", &[]);
-    let e = runtime()
-        .block_on(sandbox().run(w))
-        .expect_err("egress must be refused in the micro-VM");
-    let msg = e.chain();
-    assert!(msg.contains("egress") && msg.contains("container"), "{msg}");
-}
-
-#[test]
 fn live_microvm_serves_across_execs_on_its_loopback() {
     if !vm_ready() {
         return;
@@ -298,4 +285,492 @@ fn live_microvm_serves_across_execs_on_its_loopback() {
         }
         live.destroy().await.unwrap();
     });
+}
+
+// ---------------------------------------------------------------------------------
+// Network `egress` in the micro-VM: the container's egress broker, in-process, with
+// the test internet of `tests/src/net.rs` (servers on 127.0.0.x of this machine).
+// Addresses 127.0.0.71-89 are this file's (the container's tests use 21-31).
+
+mod egress {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use hsb_tests::net::{self, TestCa, WebServer};
+    use hsb_tests::*;
+    use hybrid_sandbox::network::{ConnectionRecord, NetworkReport, NetworkVerdict};
+    use hybrid_sandbox::{IsolationRequest, LiveOptions, Outcome};
+
+    pub(super) fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+    }
+
+    pub(super) fn sandbox(profile: &str) -> Sandbox {
+        let text = net::policy_with(&format!(
+            "{profile}\n[profiles.net.limits]\nwall_time = \"120s\"\npids = 64\n"
+        ));
+        Sandbox::from_policy(Policy::from_toml_str(&text, "egress test policy").expect("policy"))
+    }
+
+    pub(super) fn vm_sh(script: &str) -> Workload {
+        Workload::new("/bin/sh", ["-c", script])
+            .profile("net")
+            .env("HOME", "/tmp")
+            .isolation(IsolationRequest::MicroVm)
+    }
+
+    pub(super) fn network(o: &Outcome) -> &NetworkReport {
+        o.network
+            .as_ref()
+            .expect("an egress run reports its network")
+    }
+
+    pub(super) fn conns<'a>(o: &'a Outcome, name: &str) -> Vec<&'a ConnectionRecord> {
+        network(o)
+            .connections
+            .iter()
+            .filter(|c| c.name.as_deref() == Some(name))
+            .collect()
+    }
+
+    pub(super) fn show(o: &Outcome) -> String {
+        format!(
+            "{:?} {:?}\nstdout: {}\nstderr: {}\nnetwork: {}",
+            o.isolation,
+            o.termination,
+            stdout(o),
+            String::from_utf8_lossy(&o.stderr),
+            serde_json::to_string_pretty(&o.network).unwrap_or_default()
+        )
+    }
+
+    #[test]
+    fn allowed_names_answer_denied_and_unknown_names_fail_with_the_rule() {
+        if !super::vm_ready() {
+            return;
+        }
+        let dir = writable_tempdir();
+        std::fs::write(dir.path().join("index.html"), "hello from web.test\n").unwrap();
+        let ca = TestCa::new(dir.path());
+        let (cert, key) = ca.leaf(&["secure.test"]);
+        let web = WebServer::start(ip(71), dir.path(), None, None);
+        let tls = WebServer::start(ip(72), dir.path(), Some((&cert, &key)), None);
+        let bad = WebServer::start(ip(73), dir.path(), None, None);
+        let (wp, tp, bp) = (web.addr.port(), tls.addr.port(), bad.addr.port());
+        let sb = sandbox(&format!(
+            r#"[profiles.net.network]
+mode = "egress"
+allow = ["*.test"]
+deny = ["bad.test"]
+hosts = {{ "web.test" = "{}", "secure.test" = "{}", "bad.test" = "{}" }}
+"#,
+            web.addr.ip(),
+            tls.addr.ip(),
+            bad.addr.ip()
+        ));
+        let o = run_in(
+            &sb,
+            vm_sh(&format!(
+                "curl -sS --noproxy '*' http://web.test:{wp}/index.html; \
+                 curl -sS http://web.test:{wp}/index.html; \
+                 curl -sS --noproxy '*' --cacert /ca/test-ca.pem https://secure.test:{tp}/index.html; \
+                 curl -sS --cacert /ca/test-ca.pem https://secure.test:{tp}/index.html; \
+                 curl -sS --noproxy '*' -m 5 http://bad.test:{bp}/ && echo BAD-REACHED; \
+                 curl -fsS -m 5 http://bad.test:{bp}/ && echo BAD-REACHED-PROXY; \
+                 python3 - <<'PY'
+import socket, urllib.request
+print(urllib.request.urlopen('http://web.test:{wp}/index.html', timeout=30).read().decode(), end='')
+for name in ('nothere.example', 'bad.test'):
+    try:
+        socket.getaddrinfo(name, 80)
+        print(name, 'RESOLVED')
+    except socket.gaierror as e:
+        print(name, 'unresolved')
+PY
+                 exit 0"
+            ))
+            .mount(Mount::ro(dir.path(), "/ca")),
+        );
+        let out = stdout(&o);
+        assert_eq!(
+            out.matches("hello from web.test").count(),
+            5,
+            "{}",
+            show(&o)
+        );
+        assert!(
+            !out.contains("REACHED") && !out.contains("RESOLVED"),
+            "{}",
+            show(&o)
+        );
+        assert!(
+            out.contains("nothere.example unresolved") && out.contains("bad.test unresolved"),
+            "{}",
+            show(&o)
+        );
+        // Allowed: directly (decided by the name DNS gave the address for) and through
+        // the proxy, each with the rule.
+        let web_conns = conns(&o, "web.test");
+        assert!(
+            web_conns.iter().any(|c| c.via == "vm" && c.bytes_in > 0),
+            "{}",
+            show(&o)
+        );
+        assert!(web_conns.iter().any(|c| c.via == "proxy"), "{}", show(&o));
+        assert!(
+            web_conns
+                .iter()
+                .all(|c| c.verdict == NetworkVerdict::Allowed
+                    && c.rule.contains("`*.test` (profiles.net.network.allow[0])")),
+            "{}",
+            show(&o)
+        );
+        assert!(conns(&o, "secure.test")
+            .iter()
+            .any(|c| c.via == "vm" && c.verdict == NetworkVerdict::Allowed && c.bytes_in > 0));
+        // Denied by its rule, in DNS and at the proxy; an unknown name by no rule.
+        let n = network(&o);
+        let dns = |name: &str| {
+            n.dns
+                .iter()
+                .find(|d| d.name == name)
+                .unwrap_or_else(|| panic!("{name} asked: {}", show(&o)))
+        };
+        assert_eq!(dns("bad.test").verdict, NetworkVerdict::Denied);
+        assert!(
+            dns("bad.test")
+                .rule
+                .contains("`bad.test` (profiles.net.network.deny[0])"),
+            "{}",
+            show(&o)
+        );
+        assert_eq!(dns("nothere.example").verdict, NetworkVerdict::Denied);
+        assert_eq!(dns("nothere.example").rule, "no allow rule matches");
+        assert!(conns(&o, "bad.test")
+            .iter()
+            .any(|c| c.verdict == NetworkVerdict::Denied && c.rule.contains("deny[0]")));
+        assert!(bad.log().is_empty(), "{}", bad.log());
+        assert!(web.log().contains("GET /index.html"));
+        assert_eq!(n.sandbox_address, Some(Ipv4Addr::new(100, 96, 0, 2)));
+    }
+
+    const SECRET: &str = "vm-s3cr3t-value-41c2";
+
+    #[test]
+    fn a_secret_reaches_only_its_host_through_the_brokers_ca() {
+        if !super::vm_ready() {
+            return;
+        }
+        std::env::set_var("HSB_VM_EGRESS_SECRET", SECRET);
+        let dir = writable_tempdir();
+        let ca = TestCa::new(dir.path());
+        let (cert, key) = ca.leaf(&["api.test"]);
+        let api = WebServer::start(ip(74), dir.path(), Some((&cert, &key)), None);
+        let other = WebServer::start(ip(75), dir.path(), None, None);
+        let (ap, op) = (api.addr.port(), other.addr.port());
+        let sb = sandbox(&format!(
+            r#"[profiles.net.network]
+mode = "egress"
+allow = ["api.test", "other.test"]
+hosts = {{ "api.test" = "{}", "other.test" = "{}" }}
+ca = "{}"
+[profiles.net.secrets]
+TOKEN = {{ from_env = "HSB_VM_EGRESS_SECRET", hosts = ["api.test"] }}
+"#,
+            api.addr.ip(),
+            other.addr.ip(),
+            ca.pem.display()
+        ));
+        let o = run_in(
+            &sb,
+            vm_sh(&format!(
+                "echo \"sandbox sees: $TOKEN\"; \
+                 curl -sS --noproxy '*' -H \"Authorization: Bearer $TOKEN\" https://api.test:{ap}/echo; echo; \
+                 python3 - <<'PY'
+import os, urllib.request
+# HTTPS through the proxy (HTTPS_PROXY), trusting the broker's CA (SSL_CERT_FILE).
+req = urllib.request.Request('https://api.test:{ap}/echo?via=urllib',
+                             headers={{'Authorization': 'Bearer ' + os.environ['TOKEN']}})
+print('urllib', urllib.request.urlopen(req, timeout=30).read().decode())
+PY
+                 curl -sS --noproxy '*' -H \"X-Token: $TOKEN\" http://other.test:{op}/echo; echo; \
+                 env | grep -c {SECRET} || true"
+            )),
+        );
+        let placeholder = o
+            .stdout
+            .split(|b| *b == b'\n')
+            .find_map(|l| std::str::from_utf8(l).ok()?.strip_prefix("sandbox sees: "))
+            .unwrap_or_else(|| panic!("the variable: {}", show(&o)))
+            .to_string();
+        assert!(placeholder.starts_with("hsb-placeholder-"), "{}", show(&o));
+        assert!(stdout(&o).contains("urllib "), "{}", show(&o));
+        let log = api.log();
+        assert_eq!(
+            log.matches(&format!("Bearer {SECRET}")).count(),
+            2,
+            "{log}\n{}",
+            show(&o)
+        );
+        assert!(!log.contains(&placeholder), "{log}");
+        let olog = other.log();
+        assert!(
+            olog.contains(&placeholder) && !olog.contains(SECRET),
+            "{olog}"
+        );
+        let json = serde_json::to_string(&o).unwrap();
+        assert!(!json.contains(SECRET), "{json}");
+        let api_conns = conns(&o, "api.test");
+        assert!(
+            api_conns.iter().any(|c| c.via == "vm" && c.intercepted),
+            "{}",
+            show(&o)
+        );
+        assert!(
+            api_conns.iter().any(|c| c.via == "proxy" && c.intercepted),
+            "{}",
+            show(&o)
+        );
+        assert!(conns(&o, "other.test")
+            .iter()
+            .all(|c| !c.intercepted && c.secrets.is_empty()));
+    }
+
+    /// The host's addresses other than loopback.
+    fn host_addresses() -> Vec<String> {
+        super::host_addresses()
+    }
+
+    #[test]
+    fn escapes_fail_and_host_listeners_get_nothing() {
+        if !super::vm_ready() {
+            return;
+        }
+        let dir = writable_tempdir();
+        std::fs::write(dir.path().join("index.html"), "allowed\n").unwrap();
+        // An allowed name's server: reached by its name only.
+        let web = WebServer::start(ip(76), dir.path(), None, None);
+        let wp = web.addr.port();
+        // Host services: the host's loopback, every other host address, UDP.
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_nonblocking(true).unwrap();
+        let up = udp.local_addr().unwrap().port();
+        let others = host_addresses();
+        let mut extra = Vec::new();
+        for a in &others {
+            if let Ok(l) = std::net::TcpListener::bind((a.as_str(), port)) {
+                l.set_nonblocking(true).unwrap();
+                extra.push(l);
+            }
+        }
+        let sb = sandbox(&format!(
+            "[profiles.net.network]\nmode = \"egress\"\nallow = [\"web.test\"]\nhosts = {{ \"web.test\" = \"{}\" }}\n",
+            web.addr.ip()
+        ));
+        let targets: Vec<String> = [
+            format!("127.0.0.1:{port}"),
+            format!("127.0.0.76:{wp}"),
+            "169.254.169.254:80".to_string(),
+            format!("100.96.0.1:{port}"),
+            "198.18.3.3:80".to_string(),
+            "8.8.8.8:53".to_string(),
+        ]
+        .into_iter()
+        .chain(others.iter().map(|a| format!("{a}:{port}")))
+        .collect();
+        let script = format!(
+            r#"
+import errno, socket, sys
+def attempt(name, f):
+    try:
+        f(); print(name, "SUCCEEDED")
+    except OSError as e:
+        print(name, "failed", errno.errorcode.get(e.errno, e.errno))
+def tcp(host, port):
+    s = socket.create_connection((host, int(port)), timeout=10); s.close()
+for t in {targets:?}:
+    h, p = t.rsplit(":", 1)
+    attempt(t, lambda: tcp(h, p))
+attempt("raw", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+attempt("ping", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP))
+attempt("ipv6", lambda: tcp("2001:db8::7", 80))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for dst in (("127.0.0.1", {up}), ("100.96.0.1", 9999), ("198.18.0.9", 53), ("8.8.8.8", 53)) + tuple((a, {up}) for a in {others:?} if ":" not in a):
+    u.sendto(b"exfil", dst)
+print("udp sent")
+# The allowed name still works (so the refusals above are the rules' doing).
+import urllib.request
+print(urllib.request.urlopen("http://web.test:{wp}/index.html", timeout=30).read().decode(), end="")
+"#
+        );
+        let mut w = vm_sh("exec python3 -");
+        w.stdin = Stdin::Bytes(script.into_bytes());
+        let o = run_in(&sb, w);
+        let out = stdout(&o);
+        assert!(o.success(), "{}", show(&o));
+        for t in &targets {
+            assert!(
+                out.lines().any(|l| l.starts_with(&format!("{t} failed"))),
+                "{t}: {}",
+                show(&o)
+            );
+        }
+        assert!(
+            out.contains(&format!("127.0.0.1:{port} failed ECONNREFUSED")),
+            "{}",
+            show(&o)
+        );
+        for probe in [
+            "raw failed EPERM",
+            "ping failed EACCES",
+            "ipv6 failed ENETUNREACH",
+        ] {
+            assert!(out.contains(probe), "{probe}: {}", show(&o));
+        }
+        assert!(!out.contains("SUCCEEDED"), "{}", show(&o));
+        assert!(out.contains("udp sent\nallowed\n"), "{}", show(&o));
+        // Nothing reached the host.
+        assert!(tcp.accept().is_err(), "TCP reached the host's loopback");
+        for l in &extra {
+            assert!(l.accept().is_err(), "TCP reached a host address");
+        }
+        let mut buf = [0u8; 16];
+        assert!(udp.recv_from(&mut buf).is_err(), "UDP reached the host");
+        assert_eq!(web.log().matches("GET").count(), 1, "{}", web.log());
+        // Each refusal has its rule in the report; the dropped datagrams are counted.
+        let n = network(&o);
+        let denied = |a: Ipv4Addr| {
+            n.connections
+                .iter()
+                .any(|c| c.ip == a && c.verdict == NetworkVerdict::Denied)
+        };
+        // (127.0.0.76, the allowed server's own address, is the VM's loopback there:
+        // refused by the VM itself, as by a Linux namespace's `lo`, never the broker's.)
+        for a in [
+            Ipv4Addr::new(169, 254, 169, 254),
+            Ipv4Addr::new(198, 18, 3, 3),
+            Ipv4Addr::new(8, 8, 8, 8),
+        ] {
+            assert!(denied(a), "{a}: {}", show(&o));
+        }
+        assert!(
+            n.connections
+                .iter()
+                .filter(|c| c.verdict == NetworkVerdict::Denied)
+                .all(|c| !c.rule.is_empty()),
+            "{}",
+            show(&o)
+        );
+        assert!(
+            n.dropped_packets.get("udp").copied().unwrap_or(0) >= 3,
+            "{}",
+            show(&o)
+        );
+    }
+
+    const SERVER: &str =
+        "mkdir -p /tmp/www && echo served-from-the-micro-vm > /tmp/www/index.html && \
+                          cd /tmp/www && exec python3 -m http.server 8000 --bind 0.0.0.0";
+
+    /// Asks the host's end of an exposed port until the guest's server answers.
+    async fn fetch(host: std::net::SocketAddr) -> String {
+        for _ in 0..200 {
+            let got = tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(host).ok()?;
+                s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                    .ok()?;
+                s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+                let mut out = String::new();
+                s.read_to_string(&mut out).ok()?;
+                Some(out)
+            })
+            .await
+            .unwrap();
+            if let Some(b) = got.filter(|b| b.contains("served-from")) {
+                return b;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        String::new()
+    }
+
+    #[test]
+    fn an_exposed_port_answers_from_the_host() {
+        if !super::vm_ready() {
+            return;
+        }
+        let rt = runtime();
+        let sb = sandbox("[profiles.net.network]\nmode = \"egress\"\nexpose = [8000]\n");
+        rt.block_on(async {
+            let mut exec = sb.spawn(vm_sh(SERVER)).await.expect("spawn");
+            let ports = exec.exposed_ports();
+            assert_eq!(ports.len(), 1);
+            assert_eq!(ports[0].sandbox_port, 8000);
+            let host = ports[0].host;
+            assert!(host.ip().is_loopback());
+            let body = fetch(host).await;
+            assert!(body.contains("served-from-the-micro-vm"), "{body}");
+            exec.kill_handle().kill();
+            let o = exec.wait().await.expect("outcome");
+            assert_eq!(o.isolation, hybrid_sandbox::Isolation::MicroVm);
+            let n = network(&o);
+            assert_eq!(n.exposed.len(), 1);
+            assert!(
+                n.connections
+                    .iter()
+                    .any(|c| c.via == "exposed" && c.port == 8000 && c.bytes_out > 0),
+                "{}",
+                show(&o)
+            );
+        });
+    }
+
+    #[test]
+    fn a_live_microvm_serves_an_exposed_port_and_reports_its_network() {
+        if !super::vm_ready() {
+            return;
+        }
+        let rt = runtime();
+        let sb = sandbox("[profiles.net.network]\nmode = \"egress\"\nexpose = [8000]\n");
+        rt.block_on(async {
+            let w = Workload::default()
+                .profile("net")
+                .isolation(IsolationRequest::MicroVm);
+            let live = sb
+                .create(w, LiveOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("create: {}", e.chain()));
+            let mut events = live.network_events().expect("events");
+            let o = live
+                .exec(["/bin/sh", "-c", &format!("({SERVER}) >/dev/null 2>&1 &")])
+                .await
+                .unwrap();
+            assert_eq!(o.exit_code, Some(0), "{o:?}");
+            let n = live.network().expect("a network report");
+            assert_eq!(n.exposed.len(), 1);
+            let host = n.exposed[0].host;
+            for _ in 0..2 {
+                let body = fetch(host).await;
+                assert!(body.contains("served-from-the-micro-vm"), "{body}");
+            }
+            let seen = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+                .await
+                .expect("an event")
+                .expect("an event");
+            assert!(format!("{seen:?}").contains("exposed"), "{seen:?}");
+            live.destroy().await.unwrap();
+            let n = live.network().expect("the final report");
+            assert!(
+                n.connections
+                    .iter()
+                    .filter(|c| c.via == "exposed" && c.port == 8000)
+                    .count()
+                    >= 2,
+                "{n:?}"
+            );
+        });
+    }
 }

@@ -26,12 +26,13 @@ use super::{Kernel, SysErr, SysResult};
 use crate::errno::{self, Errno};
 use crate::mm::UserPtr;
 use crate::pipe::{Pipe, PipeEnd};
+use sandbox_core::network::SANDBOX_ADDR;
 
 pub(crate) const AF_INET: u16 = 2;
 pub(crate) const AF_INET6: u16 = 10;
 const SOL_SOCKET: u32 = 1;
 const IPPROTO_IP: u32 = 0;
-const IPPROTO_TCP: u32 = 6;
+pub(crate) const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
 /// UDP-Lite: UDP with partial checksums; on a loopback it is UDP, in a port space of
 /// its own.
@@ -53,7 +54,7 @@ const PRIVILEGED_BELOW: u16 = 1024;
 /// Each direction of a TCP connection buffers up to this much (Linux's send buffer and
 /// receive window on loopback grow to a few MiB: a program may write that much before
 /// its peer reads). What is buffered is charged to the sandbox's memory.
-const TCP_BUFFER: usize = 4 << 20;
+pub(crate) const TCP_BUFFER: usize = 4 << 20;
 /// A UDP socket's receive queue (`net.core.rmem_default`).
 const UDP_BUFFER: usize = 212_992;
 /// The largest UDP payload over IPv4 and IPv6.
@@ -69,6 +70,10 @@ pub(crate) enum NetMode {
     None,
     /// `lo` up: `127.0.0.0/8` and `::1`.
     Loopback,
+    /// `lo` and an interface addressed [`SANDBOX_ADDR`] whose default route is the
+    /// egress broker: any other IPv4 destination is the broker's to decide
+    /// (`egress.rs`); IPv6 only on `lo`.
+    Egress,
 }
 
 /// An address (IPv4-mapped IPv6 addresses as IPv4: the same endpoint) and a port.
@@ -89,6 +94,8 @@ pub(crate) enum Connect {
     Idle,
     /// Connected; the next `connect` answers 0, the one after `EISCONN`.
     InProgress,
+    /// The egress broker decides (`egress.rs`): neither readable nor writable yet.
+    Pending,
     /// Refused: `SO_ERROR` (or the next `connect`) says why.
     Failed,
 }
@@ -379,7 +386,7 @@ fn timeval_bytes(d: Option<Duration>) -> Vec<u8> {
 
 /// A fresh `AF_INET` (`v6`: `AF_INET6`) socket of `kind` (`SOCK_STREAM`: TCP,
 /// `SOCK_DGRAM`: UDP), unbound.
-fn new_inet(v6: bool, kind: i32, proto: u32) -> Socket {
+pub(crate) fn new_inet(v6: bool, kind: i32, proto: u32) -> Socket {
     let any = if v6 {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     } else {
@@ -417,7 +424,7 @@ fn new_inet(v6: bool, kind: i32, proto: u32) -> Socket {
     }
 }
 
-fn sock(f: &OpenFile) -> Result<&Socket, SysErr> {
+pub(crate) fn sock(f: &OpenFile) -> Result<&Socket, SysErr> {
     match &f.kind {
         FileKind::Socket(s) if s.inet.is_some() => Ok(s),
         _ => Err(errno::ENOTSOCK.into()),
@@ -450,6 +457,9 @@ pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
     }
     if st.connect == Connect::Failed {
         return (true, true, err | POLLHUP);
+    }
+    if st.connect == Connect::Pending {
+        return (false, false, 0);
     }
     if !u.connected {
         return (false, true, POLLHUP | err);
@@ -541,10 +551,12 @@ impl Kernel {
     fn is_local(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(_) if self.net == NetMode::None => true,
-            IpAddr::V4(a) => a.is_unspecified() || a.is_loopback(),
-            IpAddr::V6(a) => {
-                a.is_unspecified() || (a.is_loopback() && self.net == NetMode::Loopback)
+            IpAddr::V4(a) => {
+                a.is_unspecified()
+                    || a.is_loopback()
+                    || (self.net == NetMode::Egress && a == SANDBOX_ADDR)
             }
+            IpAddr::V6(a) => a.is_unspecified() || (a.is_loopback() && self.net != NetMode::None),
         }
     }
 
@@ -557,8 +569,10 @@ impl Kernel {
             d => d,
         };
         match (self.net, dst) {
-            (NetMode::Loopback, IpAddr::V4(a)) if a.is_loopback() => Ok(dst),
-            (NetMode::Loopback, IpAddr::V6(a)) if a.is_loopback() => Ok(dst),
+            (NetMode::Loopback | NetMode::Egress, IpAddr::V4(a)) if a.is_loopback() => Ok(dst),
+            (NetMode::Loopback | NetMode::Egress, IpAddr::V6(a)) if a.is_loopback() => Ok(dst),
+            // The sandbox's own address, or the broker's to decide (`is_remote`).
+            (NetMode::Egress, IpAddr::V4(_)) => Ok(dst),
             // No IPv6 address at all: no source for any destination.
             (NetMode::None, IpAddr::V6(_)) => Err(Errno(libc::EADDRNOTAVAIL)),
             _ => Err(Errno(libc::ENETUNREACH)),
@@ -672,7 +686,7 @@ impl Kernel {
 
     /// Binds an unbound socket to the wildcard and an ephemeral port (as Linux's
     /// `inet_autobind`, before `listen`, a connect or a send).
-    fn inet_autobind(&mut self, f: &Rc<OpenFile>) -> Result<(), SysErr> {
+    pub(crate) fn inet_autobind(&mut self, f: &Rc<OpenFile>) -> Result<(), SysErr> {
         let s = sock(f)?;
         let v6 = match state(s) {
             Some(st) if st.local.is_none() => st.v6,
@@ -739,7 +753,7 @@ impl Kernel {
 
     /// The socket a packet to `dst` (canonical) at `port` reaches: the best-scored
     /// listener (TCP) or receiver (UDP; a connected one only from its peer `from`).
-    fn lookup(
+    pub(crate) fn lookup(
         &mut self,
         proto: u32,
         dst: IpAddr,
@@ -769,15 +783,24 @@ impl Kernel {
         best.map(|(_, f)| f)
     }
 
-    /// The source address a socket bound at `local` uses toward `dst`.
-    fn source(local: Option<Endpoint>, dst: IpAddr) -> IpAddr {
+    /// The source address a socket bound at `local` uses toward `dst` (routed).
+    fn source(&self, local: Option<Endpoint>, dst: IpAddr) -> IpAddr {
         match local {
             Some((ip, _)) if !ip.is_unspecified() => ip,
             _ => match dst {
+                IpAddr::V4(a) if self.net == NetMode::Egress && !a.is_loopback() => {
+                    IpAddr::V4(SANDBOX_ADDR)
+                }
                 IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
                 IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
             },
         }
+    }
+
+    /// Whether `dst` (routed) is beyond the sandbox: the egress broker's to decide.
+    pub(crate) fn is_remote(&self, dst: IpAddr) -> bool {
+        self.net == NetMode::Egress
+            && matches!(dst, IpAddr::V4(a) if !a.is_loopback() && !a.is_unspecified() && a != SANDBOX_ADDR)
     }
 
     /// `connect` of an `AF_INET`/`AF_INET6` socket.
@@ -805,6 +828,8 @@ impl Kernel {
                     });
                     return Err(Errno(if e == 0 { libc::ECONNABORTED } else { e }).into());
                 }
+                Some(Connect::Pending) if nonblock => return Err(Errno(libc::EALREADY).into()),
+                Some(Connect::Pending) => return Err(self.park(None)),
                 _ => {}
             }
             if s.unix.borrow().connected || s.unix.borrow().listen.is_some() {
@@ -842,7 +867,7 @@ impl Kernel {
         if proto != IPPROTO_TCP {
             self.inet_autobind(f)?;
             let local = state(s).and_then(|st| st.local);
-            let src = Self::source(local, dst);
+            let src = self.source(local, dst);
             if let Some(mut st) = state(s) {
                 st.peer = Some((dst, port));
                 if let Some((lip, lport)) = st.local {
@@ -859,6 +884,9 @@ impl Kernel {
                 u.name = Some(sockaddr(v6, l).into());
             }
             return Ok(0);
+        }
+        if self.is_remote(dst) {
+            return self.egress_connect(f, dst, port, nonblock);
         }
         let listener = self.lookup(IPPROTO_TCP, dst, port, (dst, port));
         let Some(listener) = listener else {
@@ -892,7 +920,7 @@ impl Kernel {
         }
         self.inet_autobind(f)?;
         let local = state(s).and_then(|st| st.local).unwrap_or((dst, 0));
-        let src = (Self::source(Some(local), dst), local.1);
+        let src = (self.source(Some(local), dst), local.1);
         let server = new_inet(lv6, SOCK_STREAM, IPPROTO_TCP);
         link_sized(s, &server, TCP_BUFFER);
         if let Some(mut st) = state(&server) {
@@ -1000,8 +1028,11 @@ impl Kernel {
         if data.len() > UDP_MAX[usize::from(v6)] {
             return Err(Errno(libc::EMSGSIZE).into());
         }
+        if self.is_remote(dst) {
+            return self.egress_datagram(f, data, dst, port);
+        }
         let local = state(s).and_then(|st| st.local);
-        let src = (Self::source(local, dst), local.map_or(0, |l| l.1));
+        let src = (self.source(local, dst), local.map_or(0, |l| l.1));
         let Some(target) = self.lookup(proto, dst, port, src) else {
             let connected_to_it = state(s).is_some_and(|st| st.peer == Some((dst, port)));
             if connected_to_it {

@@ -5,6 +5,7 @@
 
 mod clone;
 pub(crate) mod dispatch;
+mod egress;
 mod epoll;
 mod exec;
 mod exit;
@@ -286,6 +287,8 @@ pub(crate) struct Kernel {
     pub(crate) inet: inet::Ports,
     /// The network mode: what the inet sockets reach.
     pub(crate) net: inet::NetMode,
+    /// Network `egress`: the broker's relayed connections (`egress.rs`).
+    pub(crate) egress: Option<Box<egress::Egress>>,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
 }
@@ -313,6 +316,9 @@ pub(crate) struct Settings {
     pub(crate) vdso: bool,
     /// The network mode.
     pub(crate) network: inet::NetMode,
+    /// Network `egress`: the broker and relay (started before the VMM thread confined
+    /// itself).
+    pub(crate) egress: Option<Arc<crate::net::VmNet>>,
 }
 
 impl Kernel {
@@ -360,6 +366,7 @@ impl Kernel {
             ttys: Vec::new(),
             inet: inet::Ports::default(),
             net: s.network,
+            egress: s.egress.map(|n| Box::new(egress::Egress::new(n))),
             live: None,
         }
     }

@@ -117,6 +117,8 @@ impl Kernel {
             {
                 self.stirred = true;
             }
+            // Relayed connections (network `egress`): bytes, answers, host clients.
+            self.pump_egress();
             // After the flag was taken: a command queued later sets it again, so the
             // wait below does not sleep through it.
             if self.live.is_some() {

@@ -18,7 +18,7 @@ use crate::mm::UserPtr;
 /// `AT_FDCWD` as a register value.
 const CWD: u64 = libc::AT_FDCWD as u64;
 
-const SOCKETS: &str = "AF_UNIX (named, abstract, pairs); AF_INET/AF_INET6 TCP and UDP on the VM's own loopback (network = loopback; none: nothing reachable); no egress yet";
+const SOCKETS: &str = "AF_UNIX (named, abstract, pairs); AF_INET/AF_INET6 TCP and UDP on the VM's own loopback (network = loopback; none: nothing reachable); beyond it through the egress broker (network = egress)";
 const PRIV: &str = "needs a privilege the sandbox never has";
 const MOUNTS: &str = "the mount table is the policy's (CAP_SYS_ADMIN on Linux)";
 const CLOCKS: &str = "setting a clock needs CAP_SYS_TIME";

@@ -249,7 +249,8 @@ async fn watch(mut w: Watch) {
         peak_memory_bytes: end.peak,
         decision: s.plan.decision.clone(),
         enforcement: s.enforcement.clone(),
-        network: None,
+        // The sandbox's egress decisions so far (network `egress`).
+        network: s.net.as_ref().and_then(|n| n.report()),
         unimplemented_syscalls: BTreeMap::new(),
     };
     drop(s); // before the caller hears: its drop of the sandbox must be the last
@@ -273,6 +274,20 @@ struct MicroVmExec {
 impl Execution for MicroVmExec {
     fn isolation(&self) -> Isolation {
         Isolation::MicroVm
+    }
+
+    fn exposed_ports(&self) -> Vec<sandbox_core::network::ExposedPort> {
+        self.shared
+            .net
+            .as_ref()
+            .map(|n| n.exposed())
+            .unwrap_or_default()
+    }
+
+    fn network_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
+        self.shared.net.as_ref().map(|n| n.events())
     }
 
     fn take_stdin(&mut self) -> Option<StdinWriter> {

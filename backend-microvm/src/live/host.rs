@@ -48,6 +48,8 @@ pub(super) struct Shared {
     pub(super) enforcement: EnforcementReport,
     pub(super) next_id: AtomicU32,
     activity: Arc<Notify>,
+    /// Network `egress`: the broker and relay, for the sandbox's life.
+    pub(super) net: Option<Arc<crate::net::VmNet>>,
 }
 
 impl Shared {
@@ -125,6 +127,10 @@ impl Shared {
                 "a live micro-VM's vCPU thread did not end within {END_WAIT:?} of its kill"
             );
         }
+        // Its connections end with it; the broker's report is final.
+        if let Some(n) = &self.net {
+            n.stop();
+        }
         self.activity.notify_one();
     }
 
@@ -194,12 +200,15 @@ pub(crate) async fn create(
     let hub = Arc::new(Hub::default());
     let ending = Arc::new(Ending::default());
     let (setup_tx, setup_rx) = oneshot::channel();
+    // The egress broker and relay start before the vCPU thread confines itself.
+    let net = crate::net::VmNet::start(&plan, &ctl)?;
     let start = thread::Start {
         plan: plan.clone(),
         ctl: Arc::clone(&ctl),
         hub: Arc::clone(&hub),
         ending: Arc::clone(&ending),
         setup: setup_tx,
+        net: net.clone(),
     };
     let thread = std::thread::Builder::new()
         .name("hsb-vcpu".into())
@@ -238,6 +247,7 @@ pub(crate) async fn create(
         enforcement,
         next_id: AtomicU32::new(1),
         activity: Arc::new(Notify::new()),
+        net,
     });
     tokio::spawn(watchdog(
         Arc::downgrade(&shared),
@@ -388,6 +398,16 @@ impl LiveSandbox for MicroVmLive {
 
     fn ended(&self) -> Option<EndReason> {
         self.shared.lock().ended
+    }
+
+    fn network(&self) -> Option<sandbox_core::network::NetworkReport> {
+        self.shared.net.as_ref().and_then(|n| n.report())
+    }
+
+    fn network_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
+        self.shared.net.as_ref().map(|n| n.events())
     }
 
     async fn exec(&self, request: ExecRequest) -> Result<Box<dyn Execution>, LiveError> {

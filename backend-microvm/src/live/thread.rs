@@ -59,6 +59,8 @@ pub(super) struct Start {
     pub(super) hub: Arc<Hub>,
     pub(super) ending: Arc<Ending>,
     pub(super) setup: oneshot::Sender<Result<EnforcementReport, SpawnError>>,
+    /// Network `egress`: the broker and relay, started by the caller.
+    pub(super) net: Option<Arc<crate::net::VmNet>>,
 }
 
 /// Builds the sandbox, then runs it until it is destroyed (or the VMM fails). A
@@ -70,9 +72,10 @@ pub(super) fn body(s: Start) {
         hub,
         ending,
         setup,
+        net,
     } = s;
     ctl.register_thread();
-    let note = catch_unwind(AssertUnwindSafe(|| run(&plan, &ctl, hub, setup)))
+    let note = catch_unwind(AssertUnwindSafe(|| run(&plan, &ctl, hub, setup, net)))
         .unwrap_or_else(|p| Some(format!("VMM failure: {}", panic_message(&p))));
     ctl.unregister_thread();
     ending.finish(note);
@@ -83,6 +86,7 @@ fn run(
     ctl: &Arc<Control>,
     hub: Arc<Hub>,
     setup: oneshot::Sender<Result<EnforcementReport, SpawnError>>,
+    net: Option<Arc<crate::net::VmNet>>,
 ) -> Option<String> {
     // A run's own channel (0) is not used: nobody listens, nothing is kept.
     let (tx, _) = mpsc::unbounded_channel();
@@ -95,6 +99,7 @@ fn run(
             Input::Null,
             start,
             true,
+            net,
         )
     })) {
         Ok(Ok(p)) => p,

@@ -21,7 +21,7 @@ use std::rc::Rc;
 pub(crate) use mount::{HostSource, Mount, MountError, MountTree};
 pub(crate) use node::{DevKind, Meta, Node, Time};
 pub(crate) use ops::{DirEntry, Opened};
-pub(crate) use setup::build;
+pub(crate) use setup::{build, build_with};
 
 use crate::errno::{self, Errno};
 use host::HostFd;

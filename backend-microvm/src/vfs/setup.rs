@@ -17,6 +17,17 @@ use crate::memory::Budget;
 
 /// Builds the filesystem of `plan`; /tmp and an image's upper layer draw on `budget`.
 pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> {
+    build_with(plan, budget, None)
+}
+
+/// [`build`], with the CA bundle the egress broker's interception needs at
+/// [`sandbox_core::network::CA_BUNDLE_PATH`] (a generated file, as the container
+/// writes it).
+pub(crate) fn build_with(
+    plan: &Plan,
+    budget: Rc<Budget>,
+    ca_bundle: Option<String>,
+) -> Result<Vfs, MountError> {
     let mut tree = MountTree::new();
     let tmp_limit = plan.limits.tmp_size.map(|b| b.0).unwrap_or(u64::MAX);
     let tmp_budget = Rc::clone(&budget);
@@ -206,13 +217,21 @@ pub(crate) fn build(plan: &Plan, budget: Rc<Budget>) -> Result<Vfs, MountError> 
     // An image keeps its own users and groups; its host name and hosts file are the
     // sandbox's.
     // A directory root gets nothing generated in it (as in the container).
+    // The resolver of an image is the broker too (network `egress`).
     for (path, content) in plan.generated_files() {
         if plan.root_dir.is_some()
-            || (plan.root.is_some() && !matches!(path, "/etc/hostname" | "/etc/hosts"))
+            || (plan.root.is_some()
+                && !matches!(path, "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf"))
         {
             continue;
         }
         tree.insert(Path::new(path), Mount::Gen(Rc::from(content.into_bytes())));
+    }
+    if let (Some(bundle), None) = (ca_bundle, &plan.root_dir) {
+        tree.insert(
+            Path::new(sandbox_core::network::CA_BUNDLE_PATH),
+            Mount::Gen(Rc::from(bundle.into_bytes())),
+        );
     }
     let mut vfs = Vfs::with_root(tree, sources, root);
     vfs.set_ids(crate::confine::host_identity(), plan.user);

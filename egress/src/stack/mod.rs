@@ -15,9 +15,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sandbox_core::network::{
-    ConnectionRecord, NetworkVerdict, BROKER_ADDR, LINK_PREFIX, PROXY_PORT, SANDBOX_ADDR,
-};
+use sandbox_core::network::{BROKER_ADDR, LINK_PREFIX, PROXY_PORT, SANDBOX_ADDR};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
@@ -332,28 +330,13 @@ pub(crate) async fn run(
             Some((port, client)) = inward.recv() => {
                 let h = net.borrow_mut().connect_inward(port);
                 let Some(h) = h else { continue };
-                let conn = shared.recorder.opened(ConnectionRecord {
-                    name: None,
-                    ip: SANDBOX_ADDR,
-                    port,
-                    via: "exposed".into(),
-                    verdict: NetworkVerdict::Allowed,
-                    rule: format!("`expose = [{port}]`"),
-                    note: None,
-                    intercepted: false,
-                    secrets: Vec::new(),
-                    bytes_out: 0,
-                    bytes_in: 0,
-                });
                 let stream = StackStream { net: net.clone(), handle: h, wake: wake.clone() };
-                let shared = shared.clone();
-                tokio::task::spawn_local(async move {
-                    let tally = crate::relay::Tally::new(shared, conn);
-                    let mut inside = crate::relay::Counted::new(stream, tally.counters.clone());
-                    let mut client = client;
-                    let _ = tokio::io::copy_bidirectional(&mut inside, &mut client).await;
-                    drop(tally);
-                });
+                tokio::task::spawn_local(crate::relay::serve_exposed(
+                    shared.clone(),
+                    port,
+                    stream,
+                    client,
+                ));
             }
             _ = tokio::time::sleep(delay) => {}
         }

@@ -1,0 +1,328 @@
+//! The guest's side of network `egress` (the host's side is `crate::net`): a TCP
+//! connection to an address beyond the sandbox is a guest socket linked, as a loopback
+//! connection is (`inet.rs`), to a peer that no guest holds: its buffers are emptied
+//! and filled here, from and into the byte queues of a relayed connection the egress
+//! broker decided. The broker's DNS answers datagrams to its address; every other
+//! datagram beyond the sandbox goes nowhere (counted in the report, as the container's
+//! link counts them). A host client of an exposed port becomes a connection queued on
+//! the guest's listener at that port.
+//!
+//! Nothing here makes a host call: the queues are memory shared with the relay thread
+//! under a lock, and the relay is woken through a `Notify`.
+
+use std::net::{IpAddr, SocketAddrV4};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+use sandbox_core::network::{BROKER_ADDR, SANDBOX_ADDR};
+
+use super::fd::{FileKind, OpenFile};
+use super::inet::{self, sockaddr, state, Connect, IPPROTO_TCP, TCP_BUFFER};
+use super::scm::Outgoing;
+use super::unix::{link_sized, SOCK_STREAM};
+use super::{Kernel, SysResult};
+use crate::errno::{self, Errno};
+use crate::net::{Conn, VmNet, RING};
+use crate::pipe::{self, PipeEnd};
+
+/// The broker's DNS port.
+const DNS_PORT: u16 = 53;
+
+/// The sandbox's relayed connections.
+#[derive(Debug)]
+pub(crate) struct Egress {
+    /// The broker and relay.
+    pub(crate) net: Arc<VmNet>,
+    links: Vec<Link>,
+    /// The source port the next host client of an exposed port shows.
+    next_port: u16,
+    scratch: Vec<u8>,
+}
+
+/// One relayed connection, guest side.
+#[derive(Debug)]
+struct Link {
+    conn: Arc<Conn>,
+    /// A connect the broker has not answered yet: the guest socket.
+    pending: Option<Weak<OpenFile>>,
+    /// Writes into the guest socket's receive buffer.
+    to_guest: Option<PipeEnd>,
+    /// Reads the guest socket's send buffer.
+    from_guest: Option<PipeEnd>,
+}
+
+impl Egress {
+    /// The guest side of `net`.
+    pub(crate) fn new(net: Arc<VmNet>) -> Egress {
+        Egress {
+            net,
+            links: Vec::new(),
+            next_port: 40000,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// Links `s` (a TCP socket) to a peer no guest holds; the peer's two ends.
+fn link_relay(s: &super::fd::Socket) -> (Option<PipeEnd>, Option<PipeEnd>) {
+    let peer = inet::new_inet(false, SOCK_STREAM, IPPROTO_TCP);
+    link_sized(s, &peer, TCP_BUFFER);
+    let to_guest = peer.tx.borrow_mut().take();
+    let from_guest = peer.rx.borrow_mut().take();
+    (to_guest, from_guest)
+}
+
+impl Kernel {
+    /// `connect` of a TCP socket to `dst` beyond the sandbox: the broker decides (on
+    /// the relay thread); the socket waits, or says `EINPROGRESS`.
+    pub(crate) fn egress_connect(
+        &mut self,
+        f: &Rc<OpenFile>,
+        dst: IpAddr,
+        port: u16,
+        nonblock: bool,
+    ) -> SysResult {
+        let IpAddr::V4(a) = dst else {
+            return Err(Errno(libc::ENETUNREACH).into());
+        };
+        if self.egress.is_none() {
+            return Err(Errno(libc::ENETUNREACH).into());
+        }
+        self.inet_autobind(f)?;
+        let s = inet::sock(f)?;
+        let v6 = {
+            let mut st = state(s).ok_or(errno::ENOTSOCK)?;
+            let lport = st.local.map_or(0, |l| l.1);
+            st.local = Some((IpAddr::V4(SANDBOX_ADDR), lport));
+            st.peer = Some((dst, port));
+            st.connect = Connect::Pending;
+            st.v6
+        };
+        {
+            let st = state(s).ok_or(errno::ENOTSOCK)?;
+            let mut u = s.unix.borrow_mut();
+            u.name = st.local.map(|l| sockaddr(v6, l).into());
+            u.peer_name = Some(sockaddr(v6, (dst, port)).into());
+        }
+        if let Some(eg) = self.egress.as_mut() {
+            let conn = eg.net.connect(SocketAddrV4::new(a, port));
+            eg.links.push(Link {
+                conn,
+                pending: Some(Rc::downgrade(f)),
+                to_guest: None,
+                from_guest: None,
+            });
+        }
+        if nonblock {
+            return Err(Errno(libc::EINPROGRESS).into());
+        }
+        Err(self.park(None))
+    }
+
+    /// A datagram to `dst:port` beyond the sandbox: a DNS question to the broker is
+    /// answered at once (the answer queued on `f` from the broker's address); anything
+    /// else goes nowhere, as a datagram the broker's link drops.
+    pub(crate) fn egress_datagram(
+        &mut self,
+        f: &Rc<OpenFile>,
+        data: &[u8],
+        dst: IpAddr,
+        port: u16,
+    ) -> SysResult {
+        let Some(net) = self.egress.as_ref().map(|e| Arc::clone(&e.net)) else {
+            return Err(Errno(libc::ENETUNREACH).into());
+        };
+        if dst != IpAddr::V4(BROKER_ADDR) || port != DNS_PORT {
+            net.dropped("udp");
+            return Ok(data.len() as u64);
+        }
+        let Some(answer) = net.dns_answer(data) else {
+            net.dropped("udp");
+            return Ok(data.len() as u64);
+        };
+        // From the broker's address, with the default traffic class and hop limit.
+        let mut from = sockaddr(true, (IpAddr::V4(BROKER_ADDR), DNS_PORT));
+        from.extend_from_slice(&[0, 64]);
+        const MSG_DONTWAIT: u64 = 0x40;
+        let _ = self.send_on(
+            f,
+            &answer,
+            MSG_DONTWAIT,
+            Some(Rc::clone(f)),
+            Outgoing::default(),
+            Some(from.into()),
+        );
+        Ok(data.len() as u64)
+    }
+
+    /// Moves what the relay brought into the guest's sockets and what the guest wrote
+    /// out to the relay; completes connects the broker answered; queues host clients
+    /// of exposed ports on the guest's listeners. Called by the scheduler each time it
+    /// looks (after every syscall, and when woken).
+    pub(crate) fn pump_egress(&mut self) {
+        let Some(mut eg) = self.egress.take() else {
+            return;
+        };
+        while let Some((port, conn)) = eg.net.take_inward() {
+            self.inward(&mut eg, port, conn);
+        }
+        let mut links = std::mem::take(&mut eg.links);
+        links.retain_mut(|l| self.pump_link(l, &mut eg.scratch));
+        eg.links = links;
+        self.egress = Some(eg);
+    }
+
+    /// One connection; `false` once it is over on both sides.
+    fn pump_link(&mut self, l: &mut Link, scratch: &mut Vec<u8>) -> bool {
+        if let Some(w) = &l.pending {
+            let open = l.conn.lock().open;
+            let Some(f) = w.upgrade() else {
+                l.conn.lock().gone = true;
+                l.conn.wake_relay();
+                return false;
+            };
+            let Some(open) = open else {
+                return true;
+            };
+            l.pending = None;
+            let Ok(s) = inet::sock(&f) else {
+                return false;
+            };
+            self.stirred = true;
+            if !open {
+                if let Some(mut st) = state(s) {
+                    st.connect = Connect::Failed;
+                    st.error = libc::ECONNREFUSED;
+                }
+                return false;
+            }
+            (l.to_guest, l.from_guest) = link_relay(s);
+            if let Some(mut st) = state(s) {
+                st.connect = Connect::InProgress;
+            };
+        }
+        let budget = self.mm.mem.budget();
+        let mut st = l.conn.lock();
+        let mut wake = false;
+        // From the host into the guest's receive buffer.
+        let mut close_in = false;
+        if let Some(end) = &l.to_guest {
+            let mut p = end.pipe.borrow_mut();
+            let mut moved = false;
+            if p.readers == 0 {
+                st.inbound.clear();
+                close_in = true;
+            }
+            while !st.inbound.is_empty() {
+                let (a, _) = st.inbound.as_slices();
+                match p.write(a) {
+                    pipe::Write::Wrote(n) => {
+                        st.inbound.drain(..n);
+                        moved = true;
+                    }
+                    _ => break,
+                }
+            }
+            if moved {
+                let _ = p.account(&budget);
+                self.stirred = true;
+                wake = true;
+            }
+            if st.in_eof && st.inbound.is_empty() {
+                close_in = true;
+            }
+        }
+        if close_in && l.to_guest.take().is_some() {
+            self.stirred = true;
+        }
+        // From the guest's send buffer out to the host.
+        let mut close_out = false;
+        if let Some(end) = &l.from_guest {
+            let mut p = end.pipe.borrow_mut();
+            let room = RING.saturating_sub(st.outbound.len()).min(p.len());
+            if room > 0 {
+                scratch.resize(room, 0);
+                if let pipe::Read::Data { n, .. } = p.read(&mut scratch[..room], false) {
+                    st.outbound.extend(&scratch[..n]);
+                    let _ = p.account(&budget);
+                    self.stirred = true;
+                    wake = true;
+                }
+            }
+            if p.writers == 0 && p.is_empty() {
+                st.out_eof = true;
+                close_out = true;
+                wake = true;
+            }
+        }
+        if close_out {
+            l.from_guest = None;
+        }
+        let over = l.to_guest.is_none() && l.from_guest.is_none();
+        if over {
+            st.gone = true;
+            wake = true;
+        }
+        drop(st);
+        if wake {
+            l.conn.wake_relay();
+        }
+        !over
+    }
+
+    /// A host client of the exposed `port`: a connection for the guest's listener at
+    /// [`SANDBOX_ADDR`]:`port` (one bound at a wildcard address or at that one), from
+    /// the broker's address; without such a listener (or with its backlog full) the
+    /// client's connection ends at once, as a reset would end it.
+    fn inward(&mut self, eg: &mut Egress, port: u16, conn: Arc<Conn>) {
+        let refuse = |conn: &Arc<Conn>| {
+            conn.lock().gone = true;
+            conn.wake_relay();
+        };
+        let dst = IpAddr::V4(SANDBOX_ADDR);
+        eg.next_port = if eg.next_port >= 60999 {
+            40000
+        } else {
+            eg.next_port + 1
+        };
+        let peer = (IpAddr::V4(BROKER_ADDR), eg.next_port);
+        let Some(listener) = self.lookup(IPPROTO_TCP, dst, port, peer) else {
+            return refuse(&conn);
+        };
+        let Ok(l) = inet::sock(&listener) else {
+            return refuse(&conn);
+        };
+        let (full, lv6) = {
+            let u = l.unix.borrow();
+            let Some(b) = &u.listen else {
+                return refuse(&conn);
+            };
+            (b.queue.len() > b.max, state(l).is_some_and(|st| st.v6))
+        };
+        if full {
+            return refuse(&conn);
+        }
+        let server = inet::new_inet(lv6, SOCK_STREAM, IPPROTO_TCP);
+        let (to_guest, from_guest) = link_relay(&server);
+        if let Some(mut st) = state(&server) {
+            st.local = Some((dst, port));
+            st.peer = Some(peer);
+        }
+        {
+            let mut su = server.unix.borrow_mut();
+            su.name = Some(sockaddr(lv6, (dst, port)).into());
+            su.peer_name = Some(sockaddr(lv6, peer).into());
+        }
+        let file = OpenFile::new(FileKind::Socket(server), None, libc::O_RDWR);
+        if let Some(b) = &mut l.unix.borrow_mut().listen {
+            b.queue.push_back(file);
+        }
+        self.stirred = true;
+        eg.links.push(Link {
+            conn,
+            pending: None,
+            to_guest,
+            from_guest,
+        });
+    }
+}

@@ -1,0 +1,408 @@
+//! The micro-VM's way out (network `egress`): the egress broker of the container
+//! backend (`sandbox-egress`, linked in-process) and a relay thread beside it.
+//!
+//! The VMM thread makes no host socket and connects nowhere (its seccomp allowlist has
+//! no `socket`, `connect` or `bind`; `confine.rs` asserts it). Both threads here are
+//! started by the caller before the VMM thread confines itself:
+//! - the broker's thread decides each connection and serves it
+//!   ([`BrokerHandle::connect`] hands back the sandbox's end of a connected stream);
+//! - the relay thread asks the broker for each connection a guest socket opens toward
+//!   an address that is not the VM's own, and moves bytes between the descriptor the
+//!   broker handed over and two byte queues ([`Conn`]) that the VMM thread fills and
+//!   empties with the guest socket's buffers (`linux/egress.rs`). The relay wakes a
+//!   waiting VMM thread as stdin data does ([`Control::input_arrived`]); the VMM thread
+//!   wakes the relay through a [`Notify`] (a futex or an eventfd write: both on its
+//!   allowlist already).
+//!
+//! A host client of an exposed port arrives the same way, from
+//! [`BrokerHandle::take_inward`], as a connection for the guest's listener.
+//!
+//! DNS needs no relay: the VMM thread asks [`BrokerHandle::dns_answer`], which answers
+//! from the rules without I/O.
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sandbox_core::network::{ExposedPort, NetworkEvent, NetworkReport};
+use sandbox_core::{Plan, SpawnError};
+use sandbox_egress::{Broker, BrokerHandle, Events, Link};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::kick::Control;
+
+/// Each direction of a relayed connection holds at most this much on the host side
+/// (besides the guest socket's own buffer).
+pub(crate) const RING: usize = 1 << 20;
+/// The most the relay reads or writes at once.
+const CHUNK: usize = 256 << 10;
+
+/// One relayed connection: what goes each way, and where it stands.
+#[derive(Debug, Default)]
+pub(crate) struct Conn {
+    st: Mutex<ConnState>,
+    /// Wakes the relay's sending half: bytes to send, the guest's end of sending, or
+    /// the guest gone.
+    send: Notify,
+    /// Wakes the relay's receiving half: room for more inbound bytes, or the guest gone.
+    room: Notify,
+}
+
+/// The state of a [`Conn`], under its lock.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    /// `None` while the broker decides; then connected (`true`) or refused.
+    pub(crate) open: Option<bool>,
+    /// From the host, for the guest.
+    pub(crate) inbound: VecDeque<u8>,
+    /// The host side will send nothing more.
+    pub(crate) in_eof: bool,
+    /// From the guest, for the host.
+    pub(crate) outbound: VecDeque<u8>,
+    /// The guest will send nothing more (shut down for writing, or closed).
+    pub(crate) out_eof: bool,
+    /// The guest socket is gone: the relay drops the connection.
+    pub(crate) gone: bool,
+}
+
+impl Conn {
+    /// Its state.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ConnState> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the relay something changed.
+    pub(crate) fn wake_relay(&self) {
+        self.send.notify_one();
+        self.room.notify_one();
+    }
+}
+
+enum Job {
+    /// A guest socket connects to `dst`.
+    Connect(SocketAddrV4, Arc<Conn>),
+    /// A host client of the exposed port, for the guest's listener.
+    Inward(u16, OwnedFd),
+}
+
+/// The egress of one micro-VM sandbox: its broker and relay, shared by the VMM thread
+/// (which opens connections and asks DNS) and the host side (report, events).
+#[derive(Debug)]
+pub(crate) struct VmNet {
+    broker: Mutex<Option<Arc<BrokerHandle>>>,
+    events: Events,
+    exposed: Vec<ExposedPort>,
+    ca_bundle: Option<String>,
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Host clients of exposed ports that the VMM thread has not taken yet.
+    inward: Mutex<VecDeque<(u16, Arc<Conn>)>>,
+    quit: Mutex<Option<oneshot::Sender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The report once the broker stopped.
+    last: Mutex<Option<NetworkReport>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+fn setup(step: &str, e: impl std::fmt::Display) -> SpawnError {
+    SpawnError::Setup {
+        step: step.into(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl VmNet {
+    /// Starts the broker of `plan` (network `egress`) and the relay; `None` for the
+    /// other networks. Called before the VMM thread exists (it confines itself).
+    pub(crate) fn start(plan: &Plan, ctl: &Arc<Control>) -> Result<Option<Arc<VmNet>>, SpawnError> {
+        if plan.network != sandbox_core::Network::Egress {
+            return Ok(None);
+        }
+        let broker = Broker::new(plan.egress.clone().unwrap_or_default())
+            .map_err(|e| setup("preparing the egress broker", e))?;
+        let ca_bundle = broker.ca_bundle();
+        let broker = Arc::new(
+            broker
+                .start(Link::InProcess)
+                .map_err(|e| setup("starting the egress broker", e))?,
+        );
+        let inward_rx = broker.take_inward();
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let (quit, quit_rx) = oneshot::channel();
+        let net = Arc::new(VmNet {
+            events: broker.events_source(),
+            exposed: broker.exposed().to_vec(),
+            broker: Mutex::new(Some(Arc::clone(&broker))),
+            ca_bundle,
+            jobs: jobs.clone(),
+            inward: Mutex::new(VecDeque::new()),
+            quit: Mutex::new(Some(quit)),
+            thread: Mutex::new(None),
+            last: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&net);
+        let c = Arc::clone(ctl);
+        let thread = std::thread::Builder::new()
+            .name("hsb-vm-relay".into())
+            .spawn(move || relay_thread(broker, c, weak, rx, quit_rx))
+            .map_err(|e| setup("starting the micro-VM's network relay", e))?;
+        *net.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        if let Some(rx) = inward_rx {
+            // Ends when the broker stops (its sender goes).
+            std::thread::Builder::new()
+                .name("hsb-vm-inward".into())
+                .spawn(move || {
+                    while let Ok((port, fd)) = rx.recv() {
+                        if jobs.send(Job::Inward(port, fd)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| setup("starting the micro-VM's exposed ports", e))?;
+        }
+        Ok(Some(net))
+    }
+
+    /// The CA bundle the sandbox trusts (secrets configured), for its /etc.
+    pub(crate) fn ca_bundle(&self) -> Option<String> {
+        self.ca_bundle.clone()
+    }
+
+    /// Where the host reaches the sandbox's exposed ports.
+    pub(crate) fn exposed(&self) -> Vec<ExposedPort> {
+        self.exposed.clone()
+    }
+
+    /// The broker's decisions as they happen.
+    pub(crate) fn events(&self) -> tokio::sync::broadcast::Receiver<NetworkEvent> {
+        self.events.subscribe()
+    }
+
+    fn broker(&self) -> Option<Arc<BrokerHandle>> {
+        self.broker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The answer to a DNS message the guest sent to the broker's address (`None`:
+    /// not a DNS message, or the broker stopped).
+    pub(crate) fn dns_answer(&self, query: &[u8]) -> Option<Vec<u8>> {
+        self.broker()?.dns_answer(query)
+    }
+
+    /// Counts a datagram of the guest that went nowhere.
+    pub(crate) fn dropped(&self, kind: &str) {
+        if let Some(b) = self.broker() {
+            b.dropped(kind);
+        }
+    }
+
+    /// A guest connection to `dst`: the broker decides on the relay thread; the
+    /// connection's `open` says the answer.
+    pub(crate) fn connect(&self, dst: SocketAddrV4) -> Arc<Conn> {
+        let conn = Arc::new(Conn::default());
+        if self
+            .jobs
+            .send(Job::Connect(dst, Arc::clone(&conn)))
+            .is_err()
+        {
+            conn.lock().open = Some(false);
+        }
+        conn
+    }
+
+    /// A host client of an exposed port waiting for the guest, if any.
+    pub(crate) fn take_inward(&self) -> Option<(u16, Arc<Conn>)> {
+        self.inward
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+
+    /// The report: what the broker decided so far, final once stopped.
+    pub(crate) fn report(&self) -> Option<NetworkReport> {
+        if let Some(r) = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Some(r);
+        }
+        self.broker().map(|b| b.report())
+    }
+
+    /// Ends every relayed connection and stops the broker; its final report (kept for
+    /// later calls). Blocking (joins the relay thread): not for the VMM thread.
+    pub(crate) fn stop(&self) -> Option<NetworkReport> {
+        if let Some(q) = self.quit.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = q.send(());
+        }
+        let t = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+        let b = self.broker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(b) = b {
+            let report = match Arc::try_unwrap(b) {
+                Ok(b) => b.stop(),
+                Err(b) => b.report(),
+            };
+            *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+        }
+        self.report()
+    }
+}
+
+impl Drop for VmNet {
+    fn drop(&mut self) {
+        if let Some(q) = self
+            .quit
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = q.send(());
+        }
+    }
+}
+
+fn relay_thread(
+    broker: Arc<BrokerHandle>,
+    ctl: Arc<Control>,
+    net: std::sync::Weak<VmNet>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    quit: oneshot::Receiver<()>,
+) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    else {
+        return;
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let mut quit = quit;
+        loop {
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(Job::Connect(dst, conn)) => {
+                        match broker.connect(dst) {
+                            Ok(fd) => {
+                                conn.lock().open = Some(true);
+                                tokio::task::spawn_local(pump(fd, conn, Arc::clone(&ctl)));
+                            }
+                            Err(_) => conn.lock().open = Some(false),
+                        }
+                        ctl.input_arrived();
+                    }
+                    Some(Job::Inward(port, fd)) => {
+                        let Some(net) = net.upgrade() else { continue };
+                        let conn = Arc::new(Conn::default());
+                        conn.lock().open = Some(true);
+                        net.inward
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push_back((port, Arc::clone(&conn)));
+                        tokio::task::spawn_local(pump(fd, conn, Arc::clone(&ctl)));
+                        ctl.input_arrived();
+                    }
+                    None => break,
+                },
+                _ = &mut quit => break,
+            }
+        }
+    });
+    // Every connection's task (and descriptor) goes with the runtime.
+    drop(local);
+    drop(rt);
+}
+
+/// Moves bytes between the broker's descriptor and the connection's queues until both
+/// directions are over or the guest socket is gone.
+async fn pump(fd: OwnedFd, conn: Arc<Conn>, ctl: Arc<Control>) {
+    let std = std::os::unix::net::UnixStream::from(fd);
+    let Ok(stream) = tokio::net::UnixStream::from_std(std) else {
+        let mut st = conn.lock();
+        st.in_eof = true;
+        drop(st);
+        ctl.input_arrived();
+        return;
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    let inbound = async {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let room = {
+                let st = conn.lock();
+                if st.gone {
+                    return;
+                }
+                RING.saturating_sub(st.inbound.len()).min(CHUNK)
+            };
+            if room == 0 {
+                conn.room.notified().await;
+                continue;
+            }
+            let n = tokio::select! {
+                r = rd.read(&mut buf[..room]) => r.unwrap_or(0),
+                // The guest went (or took bytes): look again.
+                _ = conn.room.notified() => continue,
+            };
+            let mut st = conn.lock();
+            if n == 0 {
+                st.in_eof = true;
+                drop(st);
+                ctl.input_arrived();
+                return;
+            }
+            let was_empty = st.inbound.is_empty();
+            st.inbound.extend(&buf[..n]);
+            drop(st);
+            if was_empty {
+                ctl.input_arrived();
+            }
+        }
+    };
+    let outbound = async {
+        let mut buf = Vec::with_capacity(CHUNK);
+        loop {
+            let (full, eof, gone) = {
+                let mut st = conn.lock();
+                let full = st.outbound.len() >= RING;
+                let n = st.outbound.len().min(CHUNK);
+                buf.clear();
+                buf.extend(st.outbound.drain(..n));
+                (full, st.out_eof, st.gone)
+            };
+            if buf.is_empty() {
+                if eof || gone {
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                conn.send.notified().await;
+                continue;
+            }
+            if full {
+                // The guest's writer may wait for this room.
+                ctl.input_arrived();
+            }
+            if wr.write_all(&buf).await.is_err() {
+                // The host side went: what the guest still sends is dropped.
+                loop {
+                    {
+                        let mut st = conn.lock();
+                        st.outbound.clear();
+                        if st.out_eof || st.gone {
+                            return;
+                        }
+                    }
+                    conn.send.notified().await;
+                }
+            }
+        }
+    };
+    tokio::join!(inbound, outbound);
+}
