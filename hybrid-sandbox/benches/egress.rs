@@ -1,7 +1,8 @@
 //! The egress broker against direct loopback, side by side in one run: TCP throughput
-//! each way and connection setup, for the same client program run natively and in a
-//! container whose only way out is the broker; and the extra start time of a sandbox
-//! with egress on. Not a test: it prints a table.
+//! each way and connection setup, for the same client program run natively, in a
+//! container and in a micro-VM whose only way out is the broker (the micro-VM's when
+//! `/dev/kvm` is usable); and the extra start time of a sandbox with egress on, per
+//! backend. Not a test: it prints a table.
 //!
 //! `cargo bench -p hybrid-sandbox --bench egress [-- SIZE_MIB CONNECTIONS STARTS]`
 
@@ -9,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
-use hybrid_sandbox::{Policy, Sandbox, Workload, EMBEDDED_DEFAULT};
+use hybrid_sandbox::{IsolationRequest, Policy, Sandbox, Workload, EMBEDDED_DEFAULT};
 
 /// The client, the same program natively and in the sandbox (C, so that it is not the
 /// bottleneck): `down`/`up` move SIZE bytes and print the seconds; `conn` opens N
@@ -147,11 +148,13 @@ fn native(dir: &std::path::Path, args: &[String]) -> String {
 fn sandboxed(
     rt: &tokio::runtime::Runtime,
     sb: &Sandbox,
+    iso: IsolationRequest,
     dir: &std::path::Path,
     args: &[String],
 ) -> String {
     let w = Workload::new("/opt/bench/client", args.to_vec())
         .profile("bench")
+        .isolation(iso)
         .mount(hybrid_sandbox::Mount::ro(dir, "/opt/bench"));
     let o = rt.block_on(sb.run(w)).expect("run");
     assert!(
@@ -182,7 +185,8 @@ fn main() {
     let policy = format!(
         "{EMBEDDED_DEFAULT}\n[profiles.bench.network]\nmode = \"egress\"\nallow = [\"bench.test\"]\n\
          hosts = {{ \"bench.test\" = \"{ip}\" }}\n[profiles.bench.limits]\nwall_time = \"10m\"\ncpu_time = \"10m\"\n\
-         [profiles.plain.limits]\nwall_time = \"10m\"\n[profiles.none]\nnetwork = \"none\"\n"
+         [profiles.none]\nnetwork = \"none\"\n\
+         [profiles.none.limits]\nwall_time = \"10m\"\ncpu_time = \"10m\"\n"
     );
     let sb = Sandbox::from_policy(Policy::from_toml_str(&policy, "bench").expect("policy"));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -191,13 +195,31 @@ fn main() {
         .expect("runtime");
     let size = size_mib << 20;
     let gbs = |secs: f64| size as f64 / secs / 1e9;
+    // The micro-VM's column when its backend can run here.
+    let vm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    let isos: Vec<IsolationRequest> = if vm {
+        vec![IsolationRequest::Container, IsolationRequest::MicroVm]
+    } else {
+        println!("(no usable /dev/kvm: the micro-VM's column is left out)\n");
+        vec![IsolationRequest::Container]
+    };
     println!(
         "egress broker vs direct loopback ({size_mib} MiB per transfer, median of 3, one run)\n"
     );
-    println!("| measurement | direct loopback | container through the broker | ratio |");
-    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| measurement | direct loopback | container through the broker | ratio | micro-VM through the broker | ratio |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let cell = |v: Option<f64>, d: f64, f: &dyn Fn(f64) -> String| match v {
+        Some(v) => format!("{} | {:.2}x", f(v), v / d),
+        None => "- | -".to_string(),
+    };
     for mode in ["down", "up"] {
-        let (mut d, mut b) = (Vec::new(), Vec::new());
+        let (mut d, mut b) = (Vec::new(), vec![Vec::new(); isos.len()]);
         for _ in 0..3 {
             let a = |h: &str| {
                 vec![
@@ -213,20 +235,28 @@ fn main() {
                     .parse::<f64>()
                     .expect("secs"),
             );
-            b.push(
-                sandboxed(&rt, &sb, &dir, &a("bench.test"))
-                    .trim()
-                    .parse::<f64>()
-                    .expect("secs"),
-            );
+            for (i, iso) in isos.iter().enumerate() {
+                b[i].push(
+                    sandboxed(&rt, &sb, *iso, &dir, &a("bench.test"))
+                        .trim()
+                        .parse::<f64>()
+                        .expect("secs"),
+                );
+            }
         }
-        let (d, b) = (gbs(median(d)), gbs(median(b)));
+        let d = gbs(median(d));
+        let b: Vec<f64> = b.into_iter().map(|v| gbs(median(v))).collect();
         let what = if mode == "down" {
             "TCP throughput, server to sandbox"
         } else {
             "TCP throughput, sandbox to server"
         };
-        println!("| {what} | {d:.2} GB/s | {b:.2} GB/s | {:.2}x |", b / d);
+        let gb = |v: f64| format!("{v:.2} GB/s");
+        println!(
+            "| {what} | {d:.2} GB/s | {} | {} |",
+            cell(b.first().copied(), d, &gb),
+            cell(b.get(1).copied(), d, &gb)
+        );
     }
     let a = |h: &str| {
         vec![
@@ -238,31 +268,40 @@ fn main() {
     };
     let parse = |s: String| -> Vec<f64> { serde_json::from_str(s.trim()).expect("json") };
     let d = median(parse(native(&dir, &a(&ip.to_string()))));
-    let b = median(parse(sandboxed(&rt, &sb, &dir, &a("bench.test"))));
+    let b: Vec<f64> = isos
+        .iter()
+        .map(|iso| median(parse(sandboxed(&rt, &sb, *iso, &dir, &a("bench.test")))))
+        .collect();
+    let us = |v: f64| format!("{:.0} µs", v * 1e6);
     println!(
-        "| TCP connection setup (connect, 1 byte each way, close), median of {conns} | {:.0} µs | {:.0} µs | {:.2}x |",
+        "| TCP connection setup (connect, 1 byte each way, close), median of {conns} | {:.0} µs | {} | {} |",
         d * 1e6,
-        b * 1e6,
-        b / d
+        cell(b.first().copied(), d, &us),
+        cell(b.get(1).copied(), d, &us)
     );
-    // Start time: /bin/true with no network and with egress, interleaved.
-    let (mut plain, mut egress) = (Vec::new(), Vec::new());
-    for i in 0..starts + 5 {
-        for (profile, out) in [("none", &mut plain), ("bench", &mut egress)] {
-            let w = Workload::new("/bin/true", Vec::<String>::new()).profile(profile);
-            let t = Instant::now();
-            let o = rt.block_on(sb.run(w)).expect("run");
-            assert!(o.success());
-            if i >= 5 {
-                out.push(t.elapsed());
+    // Start time: /bin/true with no network and with egress, interleaved, per backend.
+    println!();
+    for iso in &isos {
+        let (mut plain, mut egress) = (Vec::new(), Vec::new());
+        for i in 0..starts + 5 {
+            for (profile, out) in [("none", &mut plain), ("bench", &mut egress)] {
+                let w = Workload::new("/bin/true", Vec::<String>::new())
+                    .profile(profile)
+                    .isolation(*iso);
+                let t = Instant::now();
+                let o = rt.block_on(sb.run(w)).expect("run");
+                assert!(o.success());
+                if i >= 5 {
+                    out.push(t.elapsed());
+                }
             }
         }
+        let ms = |v: Vec<Duration>| median(v.into_iter().map(|d| d.as_secs_f64() * 1e3).collect());
+        let (p, e) = (ms(plain), ms(egress));
+        println!(
+            "start to exit of /bin/true in the {iso:?} backend, median of {starts}: network none {p:.2} ms, egress {e:.2} ms ({:+.2} ms)",
+            e - p
+        );
     }
-    let ms = |v: Vec<Duration>| median(v.into_iter().map(|d| d.as_secs_f64() * 1e3).collect());
-    let (p, e) = (ms(plain), ms(egress));
-    println!(
-        "\nstart to exit of /bin/true, median of {starts}: network none {p:.2} ms, egress {e:.2} ms (+{:.2} ms)",
-        e - p
-    );
     let _ = std::fs::remove_dir_all(&dir);
 }
