@@ -670,6 +670,51 @@ print(urllib.request.urlopen("http://web.test:{wp}/index.html", timeout=30).read
         );
     }
 
+    #[test]
+    fn pip_installs_a_wheel_and_git_clones_through_the_allowlist() {
+        if !super::vm_ready() {
+            return;
+        }
+        let dir = writable_tempdir();
+        let wheel = net::package_index(dir.path(), "hsbvmdemo", "2.0.1");
+        net::git_repo(dir.path(), "demo", "the demo repository\n");
+        let server = WebServer::start(ip(77), dir.path(), None, None);
+        let port = server.addr.port();
+        let sb = sandbox(&format!(
+            "[profiles.net.network]\nmode = \"egress\"\nallow = [\"pypi.test\", \"git.test\"]\n\
+             deny = [\"nogit.test\"]\n\
+             hosts = {{ \"pypi.test\" = \"{a}\", \"git.test\" = \"{a}\", \"nogit.test\" = \"{a}\" }}\n",
+            a = server.addr.ip()
+        ));
+        let o = run_in(
+            &sb,
+            vm_sh(&format!(
+                "python3 -m pip install --no-cache-dir --disable-pip-version-check --break-system-packages \
+                   --trusted-host pypi.test --index-url http://pypi.test:{port}/simple/ \
+                   --target /tmp/site hsbvmdemo 2>&1 && \
+                 PYTHONPATH=/tmp/site python3 -c 'import hsbvmdemo; print(hsbvmdemo.VALUE)' && \
+                 git clone -q http://git.test:{port}/demo.git /tmp/demo && cat /tmp/demo/README; \
+                 git clone -q http://nogit.test:{port}/demo.git /tmp/no 2>&1 || echo CLONE-REFUSED"
+            )),
+        );
+        let out = stdout(&o);
+        assert!(o.success(), "{}", show(&o));
+        assert!(out.contains("hsbvmdemo 2.0.1"), "{}", show(&o));
+        assert!(out.contains("the demo repository"), "{}", show(&o));
+        assert!(out.contains("CLONE-REFUSED"), "{}", show(&o));
+        let log = server.log();
+        assert!(log.contains(&format!("GET /files/{wheel}")), "{log}");
+        assert!(
+            conns(&o, "nogit.test")
+                .iter()
+                .any(|c| c.verdict == NetworkVerdict::Denied
+                    && c.rule
+                        .contains("`nogit.test` (profiles.net.network.deny[0])")),
+            "{}",
+            show(&o)
+        );
+    }
+
     const SERVER: &str =
         "mkdir -p /tmp/www && echo served-from-the-micro-vm > /tmp/www/index.html && \
                           cd /tmp/www && exec python3 -m http.server 8000 --bind 0.0.0.0";
