@@ -34,7 +34,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::kick::Control;
 
 /// Each direction of a relayed connection holds at most this much on the host side
-/// (besides the guest socket's own buffer).
+/// (besides the guest socket's own buffer), charged to the sandbox's memory as the
+/// guest socket's buffers are.
 pub(crate) const RING: usize = 1 << 20;
 /// The most the relay reads or writes at once.
 const CHUNK: usize = 256 << 10;
@@ -57,6 +58,9 @@ pub(crate) struct ConnState {
     pub(crate) open: Option<bool>,
     /// From the host, for the guest.
     pub(crate) inbound: VecDeque<u8>,
+    /// How much `inbound` may hold: what the VMM has charged to the sandbox's memory
+    /// for it (0 until it did, or while the sandbox's memory is full).
+    pub(crate) window: usize,
     /// The host side will send nothing more.
     pub(crate) in_eof: bool,
     /// From the guest, for the host.
@@ -340,7 +344,7 @@ async fn pump(fd: OwnedFd, conn: Arc<Conn>, ctl: Arc<Control>) {
                 if st.gone {
                     return;
                 }
-                RING.saturating_sub(st.inbound.len()).min(CHUNK)
+                st.window.saturating_sub(st.inbound.len()).min(CHUNK)
             };
             if room == 0 {
                 conn.room.notified().await;

@@ -377,8 +377,14 @@ hosts = {{ "web.test" = "{}", "secure.test" = "{}", "bad.test" = "{}" }}
                  curl -sS --noproxy '*' -m 5 http://bad.test:{bp}/ && echo BAD-REACHED; \
                  curl -fsS -m 5 http://bad.test:{bp}/ && echo BAD-REACHED-PROXY; \
                  python3 - <<'PY'
-import socket, urllib.request
+import asyncio, socket, urllib.request
 print(urllib.request.urlopen('http://web.test:{wp}/index.html', timeout=30).read().decode(), end='')
+# Non-blocking connect and epoll readiness, through asyncio.
+async def main():
+    r, w = await asyncio.open_connection('web.test', {wp})
+    w.write(b'GET /index.html HTTP/1.0\\r\\nHost: web.test\\r\\n\\r\\n'); await w.drain()
+    print((await r.read()).decode().split('\\r\\n\\r\\n', 1)[1], end='')
+asyncio.run(main())
 for name in ('nothere.example', 'bad.test'):
     try:
         socket.getaddrinfo(name, 80)
@@ -393,7 +399,7 @@ PY
         let out = stdout(&o);
         assert_eq!(
             out.matches("hello from web.test").count(),
-            5,
+            6,
             "{}",
             show(&o)
         );

@@ -22,11 +22,18 @@ use super::scm::Outgoing;
 use super::unix::{link_sized, SOCK_STREAM};
 use super::{Kernel, SysResult};
 use crate::errno::{self, Errno};
+use crate::memory::HeapCharge;
 use crate::net::{Conn, VmNet, RING};
 use crate::pipe::{self, PipeEnd};
 
 /// The broker's DNS port.
 const DNS_PORT: u16 = 53;
+/// Most relayed connections a sandbox has at once (each holds two host descriptors);
+/// a connect past it fails with `EAGAIN`, as when Linux runs out of local ports.
+const MAX_LINKS: usize = 1024;
+/// What each direction of a relayed connection may hold when the sandbox's memory has
+/// no room for its queues (at most 128 KiB per connection, 128 MiB per sandbox).
+const UNCHARGED: usize = 64 << 10;
 
 /// The sandbox's relayed connections.
 #[derive(Debug)]
@@ -49,6 +56,8 @@ struct Link {
     to_guest: Option<PipeEnd>,
     /// Reads the guest socket's send buffer.
     from_guest: Option<PipeEnd>,
+    /// What the host-side queues may hold, charged to the sandbox's memory.
+    charge: Option<HeapCharge>,
 }
 
 impl Egress {
@@ -85,8 +94,13 @@ impl Kernel {
         let IpAddr::V4(a) = dst else {
             return Err(Errno(libc::ENETUNREACH).into());
         };
-        if self.egress.is_none() {
-            return Err(Errno(libc::ENETUNREACH).into());
+        match &self.egress {
+            None => return Err(Errno(libc::ENETUNREACH).into()),
+            Some(eg) if eg.links.len() >= MAX_LINKS => {
+                eg.net.dropped("tcp_over_limit");
+                return Err(errno::EAGAIN.into());
+            }
+            Some(_) => {}
         }
         self.inet_autobind(f)?;
         let s = inet::sock(f)?;
@@ -111,6 +125,7 @@ impl Kernel {
                 pending: Some(Rc::downgrade(f)),
                 to_guest: None,
                 from_guest: None,
+                charge: None,
             });
         }
         if nonblock {
@@ -235,11 +250,40 @@ impl Kernel {
         if close_in && l.to_guest.take().is_some() {
             self.stirred = true;
         }
+        // What the host-side queues hold is charged to the sandbox's memory: the
+        // inbound window (while the guest reads) and the outbound bytes, those about
+        // to move included. Without room there, each direction goes on through a
+        // small uncharged queue ([`UNCHARGED`]), so that a sandbox at its memory limit
+        // still moves bytes (the guest buffer's charge goes only once it is empty).
+        let charge = l.charge.get_or_insert_with(|| HeapCharge::new(&budget));
+        let window = if l.to_guest.is_some() { RING } else { 0 };
+        let pending_out = l.from_guest.as_ref().map_or(0, |e| e.pipe.borrow().len());
+        let mut out_room = RING.saturating_sub(st.outbound.len()).min(pending_out);
+        if charge
+            .set((window + st.outbound.len() + out_room) as u64)
+            .is_err()
+        {
+            out_room = if st.outbound.is_empty() {
+                pending_out.min(UNCHARGED)
+            } else {
+                0
+            };
+            let _ = charge.set((window + st.outbound.len()) as u64);
+        }
+        let window = if charge.bytes() >= (window + st.outbound.len()) as u64 {
+            window
+        } else {
+            window.min(UNCHARGED)
+        };
+        if st.window != window {
+            wake |= window > st.window;
+            st.window = window;
+        }
         // From the guest's send buffer out to the host.
         let mut close_out = false;
         if let Some(end) = &l.from_guest {
             let mut p = end.pipe.borrow_mut();
-            let room = RING.saturating_sub(st.outbound.len()).min(p.len());
+            let room = out_room;
             if room > 0 {
                 scratch.resize(room, 0);
                 if let pipe::Read::Data { n, .. } = p.read(&mut scratch[..room], false) {
@@ -323,6 +367,7 @@ impl Kernel {
             pending: None,
             to_guest,
             from_guest,
+            charge: None,
         });
     }
 }
