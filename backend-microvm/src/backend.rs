@@ -238,7 +238,7 @@ impl Execution for MicroVmExecution {
     fn network_events(
         &self,
     ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
-        self.net.as_ref().map(|n| n.events())
+        self.net.as_ref().and_then(|n| n.events())
     }
 
     fn isolation(&self) -> Isolation {

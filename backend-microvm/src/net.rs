@@ -19,8 +19,15 @@
 //!
 //! DNS needs no relay: the VMM thread asks [`BrokerHandle::dns_answer`], which answers
 //! from the rules without I/O.
+//!
+//! The same relay serves a micro-VM that runs in a network namespace an OCI engine made
+//! (network `loopback` with a namespace to join): there is no broker, the engine's
+//! network is the policy. The relay thread joins that namespace before it serves; a
+//! guest connection beyond the VM is a TCP connection the relay makes there, and a
+//! guest listener on a wildcard address (or the guest's own) gets a listener at the
+//! same port there, whose clients (an engine's published port) are queued on it.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddrV4;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -67,6 +74,8 @@ pub(crate) struct ConnState {
     pub(crate) outbound: VecDeque<u8>,
     /// The guest will send nothing more (shut down for writing, or closed).
     pub(crate) out_eof: bool,
+    /// Why a connection was not made (`ECONNREFUSED` when the broker refused).
+    pub(crate) error: i32,
     /// The guest socket is gone: the relay drops the connection.
     pub(crate) gone: bool,
 }
@@ -89,6 +98,8 @@ enum Job {
     Connect(SocketAddrV4, Arc<Conn>),
     /// A host client of the exposed port, for the guest's listener.
     Inward(u16, OwnedFd),
+    /// The guest listens at this TCP port (the engine's namespace only).
+    Listen(u16),
 }
 
 /// The egress of one micro-VM sandbox: its broker and relay, shared by the VMM thread
@@ -96,7 +107,12 @@ enum Job {
 #[derive(Debug)]
 pub(crate) struct VmNet {
     broker: Mutex<Option<Arc<BrokerHandle>>>,
-    events: Events,
+    /// The broker's events (`None` in an engine's namespace, which has no broker).
+    events: Option<Events>,
+    /// In an engine's network namespace: guest listeners get one there too.
+    namespace: bool,
+    /// The ports the relay listens at for the guest (the engine's namespace only).
+    listening: Mutex<HashSet<u16>>,
     exposed: Vec<ExposedPort>,
     ca_bundle: Option<String>,
     jobs: mpsc::UnboundedSender<Job>,
@@ -125,8 +141,10 @@ impl VmNet {
     /// Starts the broker of `plan` (network `egress`) and the relay; `None` for the
     /// other networks. Called before the VMM thread exists (it confines itself).
     pub(crate) fn start(plan: &Plan, ctl: &Arc<Control>) -> Result<Option<Arc<VmNet>>, SpawnError> {
-        if plan.network != sandbox_core::Network::Egress {
-            return Ok(None);
+        match (plan.network, &plan.netns) {
+            (sandbox_core::Network::Egress, _) => {}
+            (sandbox_core::Network::Loopback, Some(ns)) => return Self::in_namespace(ns, ctl),
+            _ => return Ok(None),
         }
         let broker = Broker::new(plan.egress.clone().unwrap_or_default())
             .map_err(|e| setup("preparing the egress broker", e))?;
@@ -140,7 +158,9 @@ impl VmNet {
         let (jobs, rx) = mpsc::unbounded_channel();
         let (quit, quit_rx) = oneshot::channel();
         let net = Arc::new(VmNet {
-            events: broker.events_source(),
+            events: Some(broker.events_source()),
+            namespace: false,
+            listening: Mutex::new(HashSet::new()),
             exposed: broker.exposed().to_vec(),
             broker: Mutex::new(Some(Arc::clone(&broker))),
             ca_bundle,
@@ -154,7 +174,7 @@ impl VmNet {
         let c = Arc::clone(ctl);
         let thread = std::thread::Builder::new()
             .name("hsb-vm-relay".into())
-            .spawn(move || relay_thread(broker, c, weak, rx, quit_rx))
+            .spawn(move || relay_thread(Some(broker), c, weak, rx, quit_rx))
             .map_err(|e| setup("starting the micro-VM's network relay", e))?;
         *net.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
         if let Some(rx) = inward_rx {
@@ -173,6 +193,75 @@ impl VmNet {
         Ok(Some(net))
     }
 
+    /// The relay in the network namespace at `ns` (an OCI engine's), without a broker.
+    fn in_namespace(
+        ns: &std::path::Path,
+        ctl: &Arc<Control>,
+    ) -> Result<Option<Arc<VmNet>>, SpawnError> {
+        let what = format!("joining the network namespace {}", ns.display());
+        let file = std::fs::File::open(ns).map_err(|e| setup(&what, e))?;
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let (quit, quit_rx) = oneshot::channel();
+        let net = Arc::new(VmNet {
+            broker: Mutex::new(None),
+            events: None,
+            namespace: true,
+            listening: Mutex::new(HashSet::new()),
+            exposed: Vec::new(),
+            ca_bundle: None,
+            jobs,
+            inward: Mutex::new(VecDeque::new()),
+            quit: Mutex::new(Some(quit)),
+            thread: Mutex::new(None),
+            last: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&net);
+        let c = Arc::clone(ctl);
+        let (joined_tx, joined_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("hsb-vm-relay".into())
+            .spawn(move || {
+                use std::os::fd::AsRawFd;
+                // SAFETY: setns on a descriptor this thread owns; it moves this thread
+                // only (the relay's sockets are made in that namespace).
+                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                let ok = r == 0;
+                let _ = joined_tx.send(if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                });
+                drop(file);
+                if ok {
+                    relay_thread(None, c, weak, rx, quit_rx);
+                }
+            })
+            .map_err(|e| setup("starting the micro-VM's network relay", e))?;
+        match joined_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(setup(&what, e)),
+            Err(_) => return Err(setup(&what, "the relay thread ended")),
+        }
+        *net.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        Ok(Some(net))
+    }
+
+    /// A guest TCP listener at `port` (on a wildcard address or the guest's own): in an
+    /// engine's namespace, the relay listens at that port there too (once per port).
+    pub(crate) fn listen(&self, port: u16) {
+        if !self.namespace {
+            return;
+        }
+        let new = self
+            .listening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(port);
+        if new {
+            let _ = self.jobs.send(Job::Listen(port));
+        }
+    }
+
     /// The CA bundle the sandbox trusts (secrets configured), for its /etc.
     pub(crate) fn ca_bundle(&self) -> Option<String> {
         self.ca_bundle.clone()
@@ -183,9 +272,9 @@ impl VmNet {
         self.exposed.clone()
     }
 
-    /// The broker's decisions as they happen.
-    pub(crate) fn events(&self) -> tokio::sync::broadcast::Receiver<NetworkEvent> {
-        self.events.subscribe()
+    /// The broker's decisions as they happen (`None` without a broker).
+    pub(crate) fn events(&self) -> Option<tokio::sync::broadcast::Receiver<NetworkEvent>> {
+        self.events.as_ref().map(Events::subscribe)
     }
 
     fn broker(&self) -> Option<Arc<BrokerHandle>> {
@@ -274,7 +363,7 @@ impl Drop for VmNet {
 }
 
 fn relay_thread(
-    broker: Arc<BrokerHandle>,
+    broker: Option<Arc<BrokerHandle>>,
     ctl: Arc<Control>,
     net: std::sync::Weak<VmNet>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
@@ -292,15 +381,62 @@ fn relay_thread(
         loop {
             tokio::select! {
                 job = jobs.recv() => match job {
-                    Some(Job::Connect(dst, conn)) => {
-                        match broker.connect(dst) {
-                            Ok(fd) => {
-                                conn.lock().open = Some(true);
-                                tokio::task::spawn_local(pump(fd, conn, Arc::clone(&ctl)));
+                    Some(Job::Connect(dst, conn)) => match &broker {
+                        Some(broker) => {
+                            match broker.connect(dst) {
+                                Ok(fd) => {
+                                    conn.lock().open = Some(true);
+                                    tokio::task::spawn_local(pump_fd(fd, conn, Arc::clone(&ctl)));
+                                }
+                                Err(_) => {
+                                    let mut st = conn.lock();
+                                    st.open = Some(false);
+                                    st.error = libc::ECONNREFUSED;
+                                }
                             }
-                            Err(_) => conn.lock().open = Some(false),
+                            ctl.input_arrived();
                         }
-                        ctl.input_arrived();
+                        // The engine's namespace: a real connection there.
+                        None => {
+                            let ctl = Arc::clone(&ctl);
+                            tokio::task::spawn_local(async move {
+                                match tokio::net::TcpStream::connect(dst).await {
+                                    Ok(s) => {
+                                        let _ = s.set_nodelay(true);
+                                        conn.lock().open = Some(true);
+                                        ctl.input_arrived();
+                                        pump(s, conn, ctl).await;
+                                    }
+                                    Err(e) => {
+                                        let mut st = conn.lock();
+                                        st.open = Some(false);
+                                        st.error = e.raw_os_error().unwrap_or(libc::ECONNREFUSED);
+                                        drop(st);
+                                        ctl.input_arrived();
+                                    }
+                                }
+                            });
+                        }
+                    },
+                    Some(Job::Listen(port)) => {
+                        let Ok(l) = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).await else {
+                            continue;
+                        };
+                        let (net, ctl) = (net.clone(), Arc::clone(&ctl));
+                        tokio::task::spawn_local(async move {
+                            while let Ok((s, _)) = l.accept().await {
+                                let _ = s.set_nodelay(true);
+                                let Some(net) = net.upgrade() else { break };
+                                let conn = Arc::new(Conn::default());
+                                conn.lock().open = Some(true);
+                                net.inward
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push_back((port, Arc::clone(&conn)));
+                                tokio::task::spawn_local(pump(s, conn, Arc::clone(&ctl)));
+                                ctl.input_arrived();
+                            }
+                        });
                     }
                     Some(Job::Inward(port, fd)) => {
                         let Some(net) = net.upgrade() else { continue };
@@ -310,7 +446,7 @@ fn relay_thread(
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .push_back((port, Arc::clone(&conn)));
-                        tokio::task::spawn_local(pump(fd, conn, Arc::clone(&ctl)));
+                        tokio::task::spawn_local(pump_fd(fd, conn, Arc::clone(&ctl)));
                         ctl.input_arrived();
                     }
                     None => break,
@@ -324,9 +460,8 @@ fn relay_thread(
     drop(rt);
 }
 
-/// Moves bytes between the broker's descriptor and the connection's queues until both
-/// directions are over or the guest socket is gone.
-async fn pump(fd: OwnedFd, conn: Arc<Conn>, ctl: Arc<Control>) {
+/// [`pump`] on the broker's descriptor.
+async fn pump_fd(fd: OwnedFd, conn: Arc<Conn>, ctl: Arc<Control>) {
     let std = std::os::unix::net::UnixStream::from(fd);
     let Ok(stream) = tokio::net::UnixStream::from_std(std) else {
         let mut st = conn.lock();
@@ -335,7 +470,17 @@ async fn pump(fd: OwnedFd, conn: Arc<Conn>, ctl: Arc<Control>) {
         ctl.input_arrived();
         return;
     };
-    let (mut rd, mut wr) = stream.into_split();
+    pump(stream, conn, ctl).await;
+}
+
+/// Moves bytes between a stream (the broker's descriptor, or a connection in the
+/// engine's namespace) and the connection's queues until both directions are over or
+/// the guest socket is gone.
+async fn pump<S>(stream: S, conn: Arc<Conn>, ctl: Arc<Control>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let inbound = async {
         let mut buf = vec![0u8; CHUNK];
         loop {

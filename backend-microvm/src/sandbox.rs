@@ -245,9 +245,12 @@ pub(crate) fn prepare(
             hostname: plan.hostname.clone(),
             user: plan.user,
             vdso,
+            // Egress, or an OCI engine's namespace (loopback with one to join): the
+            // relay is the way out.
             network: match (plan.network, &net) {
-                (sandbox_core::Network::Loopback, _) => crate::linux::inet::NetMode::Loopback,
-                (sandbox_core::Network::Egress, Some(_)) => crate::linux::inet::NetMode::Egress,
+                (sandbox_core::Network::None, _) => crate::linux::inet::NetMode::None,
+                (_, Some(_)) => crate::linux::inet::NetMode::Egress,
+                (sandbox_core::Network::Loopback, None) => crate::linux::inet::NetMode::Loopback,
                 _ => crate::linux::inet::NetMode::None,
             },
             egress: net,
@@ -420,8 +423,16 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
 }
 
 /// What the workload's sockets reach, in words.
-fn network_detail(mode: sandbox_core::Network) -> String {
-    let inet = match mode {
+fn network_detail(plan: &Plan) -> String {
+    let inet = match plan.network {
+        sandbox_core::Network::Loopback if plan.netns.is_some() => {
+            "its own loopback and an interface at 100.96.0.2 whose way out is the network \
+             namespace the OCI engine made: a TCP connect to any other IPv4 address is made \
+             there by a host thread of the VMM process (the VMM thread makes no host socket), \
+             and a guest listener on a wildcard address gets a listener at the same port \
+             there (an engine's published port reaches it); no UDP beyond the VM (DNS \
+             included), no IPv6 beyond ::1"
+        }
         sandbox_core::Network::Loopback => {
             "its own loopback: AF_INET/AF_INET6 TCP and UDP sockets are objects of the \
              personality, reaching 127.0.0.0/8 and ::1 of this VM only (other destinations \
@@ -552,7 +563,7 @@ fn report(
         landlock: c.landlock.clone(),
         limits: LimitsReport { mechanism: LimitMechanism::Vm, details, note: None },
         network: plan.network,
-        network_detail: network_detail(plan.network),
+        network_detail: network_detail(plan),
         filesystem: filesystem_report(plan, mounts),
         vm: Some(VmReport {
             kvm_kind: crate::probe::kvm_kind().into(),

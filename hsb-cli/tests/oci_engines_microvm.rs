@@ -74,6 +74,77 @@ fn podman_runs_the_container_in_a_microvm() {
     assert_eq!(o.status.code(), Some(137), "{}", text(&o));
 }
 
+/// A port the engine publishes reaches a server in the VM: the guest's listener gets
+/// its twin in the engine's network namespace (a relay of the VMM process), and a
+/// connection from the guest beyond the VM is made there too.
+#[test]
+fn podman_published_port_reaches_the_vm() {
+    if !ready("podman") {
+        return;
+    }
+    let p = podman();
+    let port = free_port();
+    let o = p.run(&[
+        "run",
+        "-d",
+        "--name",
+        "vmweb",
+        "-p",
+        &format!("127.0.0.1:{port}:8080"),
+        IMAGE_REF,
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut got = None;
+    let served = eventually(30, || {
+        got = http_get(port);
+        got.as_deref().is_some_and(|r| r.contains("served by hsb"))
+    });
+    // From inside the VM, out through the engine's namespace: a host server at the
+    // engine's bridge gateway receives what the guest sends.
+    let gateway = String::from_utf8_lossy(
+        &p.run(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "vmweb"])
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let host = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let hp = host.local_addr().unwrap().port();
+    let got_out = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut c, from) = host.accept().ok()?;
+        let mut b = String::new();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .ok()?;
+        let _ = c.read_to_string(&mut b);
+        Some((b, from))
+    });
+    let inside = p.run(&[
+        "exec",
+        "vmweb",
+        "sh",
+        "-c",
+        &format!("echo from-the-vm | nc -w 5 {gateway} {hp}; echo nc=$?"),
+    ]);
+    let _ = p.run(&["rm", "-f", "-t", "0", "vmweb"]);
+    assert!(served, "nothing served on 127.0.0.1:{port}: {got:?}");
+    if gateway.is_empty() {
+        eprintln!("SKIPPED the outward half: the engine's network has no gateway");
+        return;
+    }
+    let out = got_out.join().unwrap();
+    assert!(
+        out.as_ref().is_some_and(|(b, _)| b.contains("from-the-vm")),
+        "{out:?}: {}",
+        text(&inside)
+    );
+}
+
 #[test]
 fn podman_exec_into_the_vm_and_stop_escalates() {
     if !ready("podman") {

@@ -205,9 +205,13 @@ impl Kernel {
             };
             self.stirred = true;
             if !open {
+                let e = match l.conn.lock().error {
+                    0 => libc::ECONNREFUSED,
+                    e => e,
+                };
                 if let Some(mut st) = state(s) {
                     st.connect = Connect::Failed;
-                    st.error = libc::ECONNREFUSED;
+                    st.error = e;
                 }
                 return false;
             }

@@ -734,6 +734,13 @@ impl Kernel {
                 self.inet_autobind(f)?;
             }
         }
+        // In an OCI engine's network namespace, a listener the engine's network can
+        // reach (a wildcard address, or the guest's own) gets its twin there.
+        if let (Some(eg), Some((ip, port))) = (&self.egress, state(s).and_then(|st| st.local)) {
+            if ip.is_unspecified() || ip == IpAddr::V4(SANDBOX_ADDR) {
+                eg.net.listen(port);
+            }
+        }
         let b = backlog as u32;
         let max = if b > SOMAXCONN { SOMAXCONN } else { b } as usize;
         let cred = self.own_cred();

@@ -287,7 +287,7 @@ impl Execution for MicroVmExec {
     fn network_events(
         &self,
     ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
-        self.shared.net.as_ref().map(|n| n.events())
+        self.shared.net.as_ref().and_then(|n| n.events())
     }
 
     fn take_stdin(&mut self) -> Option<StdinWriter> {

@@ -407,7 +407,7 @@ impl LiveSandbox for MicroVmLive {
     fn network_events(
         &self,
     ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
-        self.shared.net.as_ref().map(|n| n.events())
+        self.shared.net.as_ref().and_then(|n| n.events())
     }
 
     async fn exec(&self, request: ExecRequest) -> Result<Box<dyn Execution>, LiveError> {

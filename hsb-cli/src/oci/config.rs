@@ -274,24 +274,28 @@ impl Mapper<'_> {
         })
     }
 
-    /// A micro-VM container has no network yet (its guest has no sockets to the host):
-    /// the network namespace the engine made or names is not used by the guest, and
-    /// that is said in the container's report, not left out. The supervisor still
-    /// makes its own namespace when hooks would set one up (`own_netns`), so that an
-    /// engine's hook never configures the host's. Joined IPC and UTS namespaces mean
-    /// nothing to the VM's kernel either, and are refused by the backend by name.
+    /// A micro-VM container's network is the namespace the engine made or names (or
+    /// the one the supervisor makes for the engine's hooks, `own_netns`): the guest has
+    /// its own loopback, and its TCP beyond the VM goes through a relay thread of the
+    /// VMM process that joined that namespace (connections made there, a listener there
+    /// for each port the guest listens at, so published ports reach it). No UDP leaves
+    /// the VM (DNS included): said in the container's report, not left out. Without a
+    /// namespace, the guest has its own loopback only; `net.*` sysctls then have no
+    /// namespace to go to. Joined IPC and UTS namespaces mean nothing to the VM's
+    /// kernel, and are refused by the backend by name.
     fn microvm_network(&mut self) {
-        if self.w.network.is_some_and(|n| n != Network::None) || self.w.netns.is_some() {
+        let for_hooks = self.own_netns && !self.hooks.create.is_empty();
+        if self.w.netns.is_some() || for_hooks {
             self.notes.push(
-                "linux.namespaces: the micro-VM has no network yet; the network namespace the engine set up is not used by the guest (no interface, no loopback)".into(),
+                "linux.namespaces: the micro-VM's TCP goes through the engine's network namespace (a relay thread of the VMM process makes its connections there and listens there at the ports the guest listens at); no UDP leaves the VM (DNS included), no IPv6 beyond its loopback; the guest sees itself at 100.96.0.2".into(),
             );
         }
-        self.w.network = Some(Network::None);
-        self.w.netns = None;
-        for (k, _) in self.sysctl.drain(..) {
-            self.notes.push(format!(
-                "linux.sysctl.{k}: not applied (the micro-VM has no network stack yet)"
-            ));
+        if self.w.netns.is_none() && !for_hooks {
+            for (k, _) in self.sysctl.drain(..) {
+                self.notes.push(format!(
+                    "linux.sysctl.{k}: not applied (no network namespace to apply it in)"
+                ));
+            }
         }
     }
 

@@ -21,23 +21,20 @@ fn bundle() -> tempfile::TempDir {
 }
 
 #[test]
-fn a_microvm_container_gets_no_network_and_says_so() {
+fn a_microvm_container_uses_the_engines_namespace_and_says_how() {
     let b = bundle();
     let c = parse(&config(|_| {}), b.path(), Some(IsolationRequest::MicroVm)).unwrap();
-    assert_eq!(c.workload.network, Some(Network::None));
-    assert_eq!(c.workload.netns, None);
-    assert!(c.sysctl.is_empty());
-    assert!(
-        c.notes
-            .iter()
-            .any(|n| n.contains("micro-VM has no network")),
-        "{:?}",
-        c.notes
+    assert_eq!(c.workload.network, Some(Network::Loopback));
+    assert_eq!(
+        c.workload.netns.as_deref(),
+        Some(Path::new("/proc/1/ns/net"))
     );
+    assert_eq!(c.sysctl.len(), 1);
     assert!(
-        c.notes
-            .iter()
-            .any(|n| n.contains("linux.sysctl.net.ipv4.ping_group_range")),
+        c.notes.iter().any(
+            |n| n.contains("TCP goes through the engine's network namespace")
+                && n.contains("no UDP")
+        ),
         "{:?}",
         c.notes
     );
