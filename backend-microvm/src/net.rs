@@ -23,9 +23,11 @@
 //! The same relay serves a micro-VM that runs in a network namespace an OCI engine made
 //! (network `loopback` with a namespace to join): there is no broker, the engine's
 //! network is the policy. The relay thread joins that namespace before it serves; a
-//! guest connection beyond the VM is a TCP connection the relay makes there, and a
-//! guest listener on a wildcard address (or the guest's own) gets a listener at the
-//! same port there, whose clients (an engine's published port) are queued on it.
+//! guest connection beyond the VM is a TCP connection the relay makes there, a guest
+//! UDP socket's datagrams beyond the VM go from a UDP socket of the relay there (its
+//! answers come back), and a guest listener on a wildcard address (or the guest's own)
+//! gets a listener at the same port there, whose clients (an engine's published port)
+//! are queued on it.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddrV4;
@@ -93,7 +95,46 @@ impl Conn {
     }
 }
 
+/// A guest UDP socket's datagrams beyond the VM, in an engine's namespace: a host UDP
+/// socket there sends them and takes the answers.
+#[derive(Debug, Default)]
+pub(crate) struct Datagrams {
+    st: Mutex<DatagramState>,
+    /// Wakes the relay: datagrams to send, or the guest socket gone.
+    send: Notify,
+}
+
+/// The state of [`Datagrams`], under its lock.
+#[derive(Debug, Default)]
+pub(crate) struct DatagramState {
+    /// To send, with their destination.
+    pub(crate) out: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    /// Received, with their source, for the guest socket.
+    pub(crate) incoming: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    /// Bytes in `incoming` (bounded as a socket's receive queue).
+    pub(crate) incoming_bytes: usize,
+    /// The guest socket is gone.
+    pub(crate) gone: bool,
+}
+
+impl Datagrams {
+    /// Its state.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, DatagramState> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the relay something changed.
+    pub(crate) fn wake_relay(&self) {
+        self.send.notify_one();
+    }
+}
+
+/// What a guest UDP socket's relayed datagrams may hold, each way (`rmem_default`).
+const DATAGRAM_QUEUE: usize = 212_992;
+
 enum Job {
+    /// A guest UDP socket's datagrams (the engine's namespace only).
+    Datagrams(Arc<Datagrams>),
     /// A guest socket connects to `dst`.
     Connect(SocketAddrV4, Arc<Conn>),
     /// A host client of the exposed port, for the guest's listener.
@@ -311,6 +352,23 @@ impl VmNet {
         conn
     }
 
+    /// A guest UDP socket's way out in an engine's namespace (`None` with a broker,
+    /// where only its DNS answers).
+    pub(crate) fn datagrams(&self) -> Option<Arc<Datagrams>> {
+        if !self.namespace {
+            return None;
+        }
+        let d = Arc::new(Datagrams::default());
+        self.jobs.send(Job::Datagrams(Arc::clone(&d))).ok()?;
+        Some(d)
+    }
+
+    /// Whether there is room for `len` more bytes to send on `d`.
+    pub(crate) fn datagram_room(d: &Datagrams, len: usize) -> bool {
+        let st = d.lock();
+        st.out.iter().map(|(_, b)| b.len()).sum::<usize>() + len <= DATAGRAM_QUEUE
+    }
+
     /// A host client of an exposed port waiting for the guest, if any.
     pub(crate) fn take_inward(&self) -> Option<(u16, Arc<Conn>)> {
         self.inward
@@ -438,6 +496,9 @@ fn relay_thread(
                             }
                         });
                     }
+                    Some(Job::Datagrams(d)) => {
+                        tokio::task::spawn_local(datagrams(d, Arc::clone(&ctl)));
+                    }
                     Some(Job::Inward(port, fd)) => {
                         let Some(net) = net.upgrade() else { continue };
                         let conn = Arc::new(Conn::default());
@@ -458,6 +519,43 @@ fn relay_thread(
     // Every connection's task (and descriptor) goes with the runtime.
     drop(local);
     drop(rt);
+}
+
+/// Sends a guest UDP socket's datagrams from a host UDP socket in the engine's
+/// namespace, and queues what comes back, until the guest socket is gone.
+async fn datagrams(d: Arc<Datagrams>, ctl: Arc<Control>) {
+    let Ok(sock) = tokio::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).await else {
+        return;
+    };
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let next = {
+            let mut st = d.lock();
+            if st.gone {
+                return;
+            }
+            st.out.pop_front()
+        };
+        if let Some((dst, data)) = next {
+            // A datagram that cannot go is lost, as UDP's are.
+            let _ = sock.send_to(&data, dst).await;
+            continue;
+        }
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                let Ok((n, std::net::SocketAddr::V4(from))) = r else { continue };
+                let mut st = d.lock();
+                if st.incoming_bytes + n > DATAGRAM_QUEUE {
+                    continue; // a full receive queue drops, as Linux's
+                }
+                st.incoming_bytes += n;
+                st.incoming.push_back((from, buf[..n].to_vec()));
+                drop(st);
+                ctl.input_arrived();
+            }
+            _ = d.send.notified() => {}
+        }
+    }
 }
 
 /// [`pump`] on the broker's descriptor.

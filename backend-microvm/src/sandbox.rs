@@ -430,8 +430,8 @@ fn network_detail(plan: &Plan) -> String {
              namespace the OCI engine made: a TCP connect to any other IPv4 address is made \
              there by a host thread of the VMM process (the VMM thread makes no host socket), \
              and a guest listener on a wildcard address gets a listener at the same port \
-             there (an engine's published port reaches it); no UDP beyond the VM (DNS \
-             included), no IPv6 beyond ::1"
+             there (an engine's published port reaches it); UDP datagrams beyond the VM are \
+             sent from a host UDP socket there and its answers come back; no IPv6 beyond ::1"
         }
         sandbox_core::Network::Loopback => {
             "its own loopback: AF_INET/AF_INET6 TCP and UDP sockets are objects of the \

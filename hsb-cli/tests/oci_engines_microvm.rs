@@ -124,12 +124,31 @@ fn podman_published_port_reaches_the_vm() {
         let _ = c.read_to_string(&mut b);
         Some((b, from))
     });
+    // And UDP (busybox's TFTP client): a host server gets the guest's request and its
+    // one-block answer reaches the guest.
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let up = udp.local_addr().unwrap().port();
+    let echoed = std::thread::spawn(move || {
+        udp.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+            .ok()?;
+        let mut b = [0u8; 512];
+        let (n, from) = udp.recv_from(&mut b).ok()?;
+        // DATA, block 1, fewer than 512 bytes: the whole file.
+        let mut reply = vec![0, 3, 0, 1];
+        reply.extend_from_slice(b"udp-answer-to-the-vm\n");
+        udp.send_to(&reply, from).ok()?;
+        let _ = udp.recv_from(&mut [0u8; 16]); // the ACK
+        Some(String::from_utf8_lossy(&b[..n]).to_string())
+    });
     let inside = p.run(&[
         "exec",
         "vmweb",
         "sh",
         "-c",
-        &format!("echo from-the-vm | nc -w 5 {gateway} {hp}; echo nc=$?"),
+        &format!(
+            "echo from-the-vm | nc -w 5 {gateway} {hp}; echo nc=$?; \
+             tftp -g -r udp-from-the-vm -l /tmp/got {gateway} {up}; cat /tmp/got"
+        ),
     ]);
     let _ = p.run(&["rm", "-f", "-t", "0", "vmweb"]);
     assert!(served, "nothing served on 127.0.0.1:{port}: {got:?}");
@@ -141,6 +160,18 @@ fn podman_published_port_reaches_the_vm() {
     assert!(
         out.as_ref().is_some_and(|(b, _)| b.contains("from-the-vm")),
         "{out:?}: {}",
+        text(&inside)
+    );
+    let got = echoed.join().unwrap();
+    assert!(
+        got.as_deref()
+            .is_some_and(|b| b.contains("udp-from-the-vm")),
+        "{got:?}: {}",
+        text(&inside)
+    );
+    assert!(
+        stdout(&inside).contains("udp-answer-to-the-vm"),
+        "{}",
         text(&inside)
     );
 }

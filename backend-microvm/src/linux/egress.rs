@@ -23,7 +23,7 @@ use super::unix::{link_sized, SOCK_STREAM};
 use super::{Kernel, SysResult};
 use crate::errno::{self, Errno};
 use crate::memory::HeapCharge;
-use crate::net::{Conn, VmNet, RING};
+use crate::net::{Conn, Datagrams, VmNet, RING};
 use crate::pipe::{self, PipeEnd};
 
 /// The broker's DNS port.
@@ -41,6 +41,8 @@ pub(crate) struct Egress {
     /// The broker and relay.
     pub(crate) net: Arc<VmNet>,
     links: Vec<Link>,
+    /// Guest UDP sockets whose datagrams leave through an engine's namespace.
+    udp: Vec<(Weak<OpenFile>, Arc<Datagrams>)>,
     /// The source port the next host client of an exposed port shows.
     next_port: u16,
     scratch: Vec<u8>,
@@ -66,6 +68,7 @@ impl Egress {
         Egress {
             net,
             links: Vec::new(),
+            udp: Vec::new(),
             next_port: 40000,
             scratch: Vec::new(),
         }
@@ -147,6 +150,20 @@ impl Kernel {
         let Some(net) = self.egress.as_ref().map(|e| Arc::clone(&e.net)) else {
             return Err(Errno(libc::ENETUNREACH).into());
         };
+        // In an engine's namespace: sent from a host UDP socket there (a full queue
+        // drops the datagram: UDP never blocks its sender).
+        if let Some(d) = self.datagrams_of(f, &net) {
+            let IpAddr::V4(a) = dst else {
+                return Err(Errno(libc::ENETUNREACH).into());
+            };
+            if VmNet::datagram_room(&d, data.len()) {
+                d.lock()
+                    .out
+                    .push_back((SocketAddrV4::new(a, port), data.to_vec()));
+                d.wake_relay();
+            }
+            return Ok(data.len() as u64);
+        }
         if dst != IpAddr::V4(BROKER_ADDR) || port != DNS_PORT {
             net.dropped("udp");
             return Ok(data.len() as u64);
@@ -170,6 +187,61 @@ impl Kernel {
         Ok(data.len() as u64)
     }
 
+    /// The relayed datagrams of the guest UDP socket `f` (made at its first datagram
+    /// beyond the VM); `None` with a broker.
+    fn datagrams_of(&mut self, f: &Rc<OpenFile>, net: &Arc<VmNet>) -> Option<Arc<Datagrams>> {
+        let eg = self.egress.as_mut()?;
+        if let Some((_, d)) = eg
+            .udp
+            .iter()
+            .find(|(w, _)| std::ptr::eq(w.as_ptr(), Rc::as_ptr(f)))
+        {
+            return Some(Arc::clone(d));
+        }
+        let d = net.datagrams()?;
+        eg.udp.push((Rc::downgrade(f), Arc::clone(&d)));
+        Some(d)
+    }
+
+    /// Delivers the datagrams the relay received to their guest sockets (from their
+    /// source; a connected socket only from its peer; a full receive queue drops).
+    fn deliver_datagrams(&mut self, udp: &mut Vec<(Weak<OpenFile>, Arc<Datagrams>)>) {
+        const MSG_DONTWAIT: u64 = 0x40;
+        udp.retain(|(w, d)| {
+            let Some(f) = w.upgrade() else {
+                d.lock().gone = true;
+                d.wake_relay();
+                return false;
+            };
+            let got: Vec<_> = {
+                let mut st = d.lock();
+                st.incoming_bytes = 0;
+                st.incoming.drain(..).collect()
+            };
+            let peer = inet::sock(&f)
+                .ok()
+                .and_then(|s| state(s).and_then(|st| st.peer));
+            for (from, data) in got {
+                let src = (IpAddr::V4(*from.ip()), from.port());
+                if peer.is_some_and(|p| p != src) {
+                    continue;
+                }
+                let mut meta = sockaddr(true, src);
+                meta.extend_from_slice(&[0, 64]);
+                let _ = self.send_on(
+                    &f,
+                    &data,
+                    MSG_DONTWAIT,
+                    Some(Rc::clone(&f)),
+                    Outgoing::default(),
+                    Some(meta.into()),
+                );
+                self.stirred = true;
+            }
+            true
+        });
+    }
+
     /// Moves what the relay brought into the guest's sockets and what the guest wrote
     /// out to the relay; completes connects the broker answered; queues host clients
     /// of exposed ports on the guest's listeners. Called by the scheduler each time it
@@ -184,6 +256,9 @@ impl Kernel {
         let mut links = std::mem::take(&mut eg.links);
         links.retain_mut(|l| self.pump_link(l, &mut eg.scratch));
         eg.links = links;
+        let mut udp = std::mem::take(&mut eg.udp);
+        self.deliver_datagrams(&mut udp);
+        eg.udp = udp;
         self.egress = Some(eg);
     }
 

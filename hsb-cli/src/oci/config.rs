@@ -278,8 +278,8 @@ impl Mapper<'_> {
     /// the one the supervisor makes for the engine's hooks, `own_netns`): the guest has
     /// its own loopback, and its TCP beyond the VM goes through a relay thread of the
     /// VMM process that joined that namespace (connections made there, a listener there
-    /// for each port the guest listens at, so published ports reach it). No UDP leaves
-    /// the VM (DNS included): said in the container's report, not left out. Without a
+    /// for each port the guest listens at, so published ports reach it), and so does
+    /// its UDP (DNS included); said in the container's report. Without a
     /// namespace, the guest has its own loopback only; `net.*` sysctls then have no
     /// namespace to go to. Joined IPC and UTS namespaces mean nothing to the VM's
     /// kernel, and are refused by the backend by name.
@@ -287,7 +287,7 @@ impl Mapper<'_> {
         let for_hooks = self.own_netns && !self.hooks.create.is_empty();
         if self.w.netns.is_some() || for_hooks {
             self.notes.push(
-                "linux.namespaces: the micro-VM's TCP goes through the engine's network namespace (a relay thread of the VMM process makes its connections there and listens there at the ports the guest listens at); no UDP leaves the VM (DNS included), no IPv6 beyond its loopback; the guest sees itself at 100.96.0.2".into(),
+                "linux.namespaces: the micro-VM's TCP and UDP go through the engine's network namespace (a relay thread of the VMM process makes its connections and sends its datagrams there, and listens there at the TCP ports the guest listens at); no IPv6 beyond its loopback, no raw sockets; the guest sees itself at 100.96.0.2".into(),
             );
         }
         if self.w.netns.is_none() && !for_hooks {
