@@ -206,6 +206,63 @@ fn exposed_ports_are_reported() {
     assert_eq!(v["enforcement"]["network"], "egress");
 }
 
+/// The micro-VM has the same egress from the CLI: its DNS answers by the rules, the
+/// exposed port and the report in the JSON outcome, the enforcement report saying how
+/// (no TUN device: the broker is in-process).
+#[test]
+fn microvm_egress_from_the_cli() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        eprintln!("SKIPPED: no usable /dev/kvm for the micro-VM");
+        return;
+    }
+    let o = hsb(&[
+        "run",
+        "--isolation",
+        "microvm",
+        "--network",
+        "egress",
+        "--allow",
+        "x.test",
+        "--expose",
+        "8000",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "getent hosts x.test; getent hosts y.test || echo y-unresolved",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["isolation"], "microvm", "{v}");
+    let out = v["stdout"].as_str().unwrap_or_default();
+    assert!(out.starts_with("198.18.") && out.contains("x.test"), "{v}");
+    assert!(out.contains("y-unresolved"), "{v}");
+    assert_eq!(v["network"]["mode"], "egress");
+    assert_eq!(v["network"]["exposed"][0]["sandbox_port"], 8000);
+    let dns = v["network"]["dns"].as_array().cloned().unwrap_or_default();
+    assert!(
+        dns.iter()
+            .any(|d| d["name"] == "x.test" && d["verdict"] == "allowed"),
+        "{v}"
+    );
+    assert!(
+        dns.iter()
+            .any(|d| d["name"] == "y.test" && d["verdict"] == "denied"),
+        "{v}"
+    );
+    assert!(
+        v["enforcement"]["network_detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("egress broker, in-process")),
+        "{v}"
+    );
+}
+
 /// Rootless, the sandbox's init opens /dev/net/tun as the caller: it works where the
 /// device is open to every user (the udev default), and fails closed, naming the
 /// device, where it is not.

@@ -256,3 +256,93 @@ fn egress_rules_exposed_ports_and_decisions_through_the_api() {
     let (st, _) = server.json("DELETE", &format!("/v1/sandboxes/{plain}"), "");
     assert_eq!(st, 204);
 }
+
+/// The same through the API with a live micro-VM: its egress decided by the broker
+/// in-process, the decisions streamed and reported, its exposed port in `hsb sandbox
+/// ls` answering from the host.
+#[test]
+fn microvm_egress_and_exposed_port_through_the_api() {
+    if !isolations().contains(&"microvm") {
+        return;
+    }
+    let site = web(Ipv4Addr::new(127, 0, 0, 43), "hello from vm.test\n");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "{}\n[profiles.net.network]\nmode = \"egress\"\nhosts = {{ \"vm.test\" = \"{}\" }}\n",
+            hybrid_sandbox::EMBEDDED_DEFAULT,
+            site.ip(),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["--policy", policy.to_str().unwrap()]);
+    let body = r#"{"profile":"net","isolation":"microvm","network":"egress","allow":["vm.test"],"expose":[8000]}"#;
+    let (st, v) = server.json("POST", "/v1/sandboxes", body);
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["isolation"], "microvm", "{v}");
+    assert_eq!(v["exposed"][0]["sandbox_port"], 8000, "{v}");
+    let host: SocketAddr = v["exposed"][0]["host"].as_str().unwrap().parse().unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    let mut events = stream(&server, &format!("/v1/sandboxes/{id}/network/events"));
+    let script = format!(
+        "curl -sS --noproxy '*' -m 10 http://vm.test:{}/; \
+         curl -sS --noproxy '*' -m 5 http://other.test:{}/ && echo OTHER-REACHED; exit 0",
+        site.port(),
+        site.port()
+    );
+    let exec = serde_json::json!({ "argv": ["sh", "-c", script] }).to_string();
+    let (st, v) = server.json("POST", &format!("/v1/sandboxes/{id}/exec"), &exec);
+    assert_eq!(st, 200, "{v}");
+    let stdout = v["stdout"].as_str().unwrap_or_default();
+    assert!(stdout.contains("hello from vm.test"), "{v}");
+    assert!(!stdout.contains("OTHER-REACHED"), "{v}");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline
+        && !seen.iter().any(|e: &serde_json::Value| {
+            e["type"] == "connection_opened" && e["name"] == "vm.test" && e["via"] == "vm"
+        })
+    {
+        seen.push(next_event(&mut events));
+    }
+    assert!(
+        seen.iter()
+            .any(|e| e["type"] == "connection_opened" && e["name"] == "vm.test"),
+        "{seen:?}"
+    );
+    let (st, n) = server.json("GET", &format!("/v1/sandboxes/{id}/network"), "");
+    assert_eq!(st, 200, "{n}");
+    assert!(
+        n["dns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "other.test" && d["verdict"] == "denied"),
+        "{n}"
+    );
+    let serve = r#"{"argv":["sh","-c","mkdir -p /tmp/www && echo served-by-the-vm > /tmp/www/index.html && cd /tmp/www && (python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 &)"]}"#;
+    let (st, v) = server.json("POST", &format!("/v1/sandboxes/{id}/exec"), serve);
+    assert_eq!(st, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut page = String::new();
+    while Instant::now() < deadline && !page.contains("served-by") {
+        if let Ok(mut s) = TcpStream::connect(host) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
+            page.clear();
+            let _ = s.read_to_string(&mut page);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(page.contains("served-by-the-vm"), "{page}");
+    let o = server.hsb(&["sandbox", "ls"]);
+    let ls = out(&o);
+    assert!(
+        ls.contains("egress") && ls.contains(&format!("{host}->8000")),
+        "{ls}"
+    );
+    let (st, _) = server.json("DELETE", &format!("/v1/sandboxes/{id}"), "");
+    assert_eq!(st, 204);
+}
