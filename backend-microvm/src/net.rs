@@ -129,6 +129,9 @@ impl Datagrams {
     }
 }
 
+/// Most ports the relay listens at for a guest in an engine's namespace.
+const MAX_LISTENERS: usize = 256;
+
 /// What a guest UDP socket's relayed datagrams may hold, each way (`rmem_default`).
 const DATAGRAM_QUEUE: usize = 212_992;
 
@@ -289,15 +292,16 @@ impl VmNet {
 
     /// A guest TCP listener at `port` (on a wildcard address or the guest's own): in an
     /// engine's namespace, the relay listens at that port there too (once per port).
+    /// At most [`MAX_LISTENERS`] ports (each a host descriptor of the VMM process);
+    /// past them a guest listener is the VM's only.
     pub(crate) fn listen(&self, port: u16) {
         if !self.namespace {
             return;
         }
-        let new = self
-            .listening
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(port);
+        let new = {
+            let mut l = self.listening.lock().unwrap_or_else(|p| p.into_inner());
+            l.len() < MAX_LISTENERS && l.insert(port)
+        };
         if new {
             let _ = self.jobs.send(Job::Listen(port));
         }

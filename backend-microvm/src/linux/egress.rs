@@ -188,7 +188,7 @@ impl Kernel {
     }
 
     /// The relayed datagrams of the guest UDP socket `f` (made at its first datagram
-    /// beyond the VM); `None` with a broker.
+    /// beyond the VM); `None` with a broker, or past [`MAX_LINKS`] sockets.
     fn datagrams_of(&mut self, f: &Rc<OpenFile>, net: &Arc<VmNet>) -> Option<Arc<Datagrams>> {
         let eg = self.egress.as_mut()?;
         if let Some((_, d)) = eg
@@ -197,6 +197,22 @@ impl Kernel {
             .find(|(w, _)| std::ptr::eq(w.as_ptr(), Rc::as_ptr(f)))
         {
             return Some(Arc::clone(d));
+        }
+        // Each is a host socket of the VMM process: as many as relayed connections.
+        if eg.udp.len() >= MAX_LINKS {
+            eg.udp.retain(|(w, d)| {
+                let live = w.strong_count() > 0;
+                if !live {
+                    d.lock().gone = true;
+                    d.wake_relay();
+                }
+                live
+            });
+        }
+        if eg.udp.len() >= MAX_LINKS {
+            // Too many: this socket's datagrams go nowhere, as to an unreachable
+            // destination (the caller drops them).
+            return None;
         }
         let d = net.datagrams()?;
         eg.udp.push((Rc::downgrade(f), Arc::clone(&d)));
