@@ -157,6 +157,8 @@ pub(crate) struct VmNet {
     namespace: bool,
     /// The ports the relay listens at for the guest (the engine's namespace only).
     listening: Mutex<HashSet<u16>>,
+    /// Most relayed connections (and relayed UDP sockets) at once: see [`max_links`].
+    max_links: usize,
     exposed: Vec<ExposedPort>,
     ca_bundle: Option<String>,
     jobs: mpsc::UnboundedSender<Job>,
@@ -205,6 +207,7 @@ impl VmNet {
             events: Some(broker.events_source()),
             namespace: false,
             listening: Mutex::new(HashSet::new()),
+            max_links: max_links(),
             exposed: broker.exposed().to_vec(),
             broker: Mutex::new(Some(Arc::clone(&broker))),
             ca_bundle,
@@ -251,6 +254,7 @@ impl VmNet {
             events: None,
             namespace: true,
             listening: Mutex::new(HashSet::new()),
+            max_links: max_links(),
             exposed: Vec::new(),
             ca_bundle: None,
             jobs,
@@ -305,6 +309,11 @@ impl VmNet {
         if new {
             let _ = self.jobs.send(Job::Listen(port));
         }
+    }
+
+    /// Most relayed connections at once (and, apart, relayed UDP sockets).
+    pub(crate) fn max_links(&self) -> usize {
+        self.max_links
     }
 
     /// The CA bundle the sandbox trusts (secrets configured), for its /etc.
@@ -422,6 +431,28 @@ impl Drop for VmNet {
             let _ = q.send(());
         }
     }
+}
+
+/// Most relayed connections of one sandbox: 1,024, and never more than an eighth of
+/// the descriptors the embedding process may open (`RLIMIT_NOFILE`; each connection
+/// holds up to three: the relay's end, the broker's end and its upstream), so that a
+/// workload opening connections without end cannot exhaust the caller's table (the
+/// VMM's own descriptors are bounded apart, `host_fd_budget`). Asked before the VMM
+/// thread confines itself.
+fn max_links() -> usize {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct passed; it has no other effect.
+    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
+        rl.rlim_cur
+    } else {
+        1024
+    };
+    usize::try_from(cur / 8)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 1024)
 }
 
 fn relay_thread(

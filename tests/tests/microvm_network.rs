@@ -721,6 +721,57 @@ print(urllib.request.urlopen("http://web.test:{wp}/index.html", timeout=30).read
         );
     }
 
+    /// A workload opening connections without end meets a cap (each relayed connection
+    /// holds host descriptors of the caller's process): `EAGAIN` past it, counted.
+    #[test]
+    fn relayed_connections_are_capped() {
+        if !super::vm_ready() {
+            return;
+        }
+        // A server that never accepts: connections wait in its backlog.
+        let l = std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, 78), 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let sb = sandbox(
+            "[profiles.net.network]\nmode = \"egress\"\nallow = [\"many.test\"]\n\
+             hosts = { \"many.test\" = \"127.0.0.78\" }\n",
+        );
+        let code = format!(
+            r#"
+import errno, resource, socket
+resource.setrlimit(resource.RLIMIT_NOFILE, (1500, 1500))
+addr = socket.getaddrinfo("many.test", {port}, socket.AF_INET)[0][4]
+socks = []
+for i in range(1100):
+    s = socket.socket(); s.setblocking(False)
+    try:
+        s.connect(addr)
+    except BlockingIOError as e:
+        if e.errno != errno.EINPROGRESS:
+            print("refused at", i, errno.errorcode[e.errno]); break
+    socks.append(s)
+print("opened", len(socks))
+"#
+        );
+        let mut w = vm_sh("exec python3 -");
+        w.stdin = Stdin::Bytes(code.into_bytes());
+        w.limits.open_files = Some(1500);
+        let o = run_in(&sb, w);
+        drop(l);
+        let out = stdout(&o);
+        assert!(o.success(), "{}", show(&o));
+        assert!(out.contains("refused at 1024 EAGAIN"), "{}", show(&o));
+        assert!(
+            network(&o)
+                .dropped_packets
+                .get("tcp_over_limit")
+                .copied()
+                .unwrap_or(0)
+                >= 1,
+            "{}",
+            show(&o)
+        );
+    }
+
     const SERVER: &str =
         "mkdir -p /tmp/www && echo served-from-the-micro-vm > /tmp/www/index.html && \
                           cd /tmp/www && exec python3 -m http.server 8000 --bind 0.0.0.0";

@@ -28,9 +28,6 @@ use crate::pipe::{self, PipeEnd};
 
 /// The broker's DNS port.
 const DNS_PORT: u16 = 53;
-/// Most relayed connections a sandbox has at once (each holds two host descriptors);
-/// a connect past it fails with `EAGAIN`, as when Linux runs out of local ports.
-const MAX_LINKS: usize = 1024;
 /// What each direction of a relayed connection may hold when the sandbox's memory has
 /// no room for its queues (at most 128 KiB per connection, 128 MiB per sandbox).
 const UNCHARGED: usize = 64 << 10;
@@ -99,7 +96,9 @@ impl Kernel {
         };
         match &self.egress {
             None => return Err(Errno(libc::ENETUNREACH).into()),
-            Some(eg) if eg.links.len() >= MAX_LINKS => {
+            // Past the most relayed connections (`VmNet::max_links`): `EAGAIN`, as
+            // when Linux runs out of local ports.
+            Some(eg) if eg.links.len() >= eg.net.max_links() => {
                 eg.net.dropped("tcp_over_limit");
                 return Err(errno::EAGAIN.into());
             }
@@ -188,7 +187,7 @@ impl Kernel {
     }
 
     /// The relayed datagrams of the guest UDP socket `f` (made at its first datagram
-    /// beyond the VM); `None` with a broker, or past [`MAX_LINKS`] sockets.
+    /// beyond the VM); `None` with a broker, or past `VmNet::max_links` sockets.
     fn datagrams_of(&mut self, f: &Rc<OpenFile>, net: &Arc<VmNet>) -> Option<Arc<Datagrams>> {
         let eg = self.egress.as_mut()?;
         if let Some((_, d)) = eg
@@ -199,7 +198,8 @@ impl Kernel {
             return Some(Arc::clone(d));
         }
         // Each is a host socket of the VMM process: as many as relayed connections.
-        if eg.udp.len() >= MAX_LINKS {
+        let max = eg.net.max_links();
+        if eg.udp.len() >= max {
             eg.udp.retain(|(w, d)| {
                 let live = w.strong_count() > 0;
                 if !live {
@@ -209,7 +209,7 @@ impl Kernel {
                 live
             });
         }
-        if eg.udp.len() >= MAX_LINKS {
+        if eg.udp.len() >= max {
             // Too many: this socket's datagrams go nowhere, as to an unreachable
             // destination (the caller drops them).
             return None;
