@@ -57,6 +57,9 @@ struct Link {
     from_guest: Option<PipeEnd>,
     /// What the host-side queues may hold, charged to the sandbox's memory.
     charge: Option<HeapCharge>,
+    /// The guest's receive buffer could not be charged for what was last moved in:
+    /// nothing more goes in until it can.
+    starved: bool,
 }
 
 impl Egress {
@@ -128,6 +131,7 @@ impl Kernel {
                 to_guest: None,
                 from_guest: None,
                 charge: None,
+                starved: false,
             });
         }
         if nonblock {
@@ -323,7 +327,12 @@ impl Kernel {
                 st.inbound.clear();
                 close_in = true;
             }
-            while !st.inbound.is_empty() {
+            // The sandbox's memory holds what its receive buffer holds: without room,
+            // bytes wait in the (charged) queue until the guest reads.
+            if l.starved && p.account(&budget).is_ok() {
+                l.starved = false;
+            }
+            while !l.starved && !st.inbound.is_empty() {
                 let (a, _) = st.inbound.as_slices();
                 match p.write(a) {
                     pipe::Write::Wrote(n) => {
@@ -334,7 +343,7 @@ impl Kernel {
                 }
             }
             if moved {
-                let _ = p.account(&budget);
+                l.starved = p.account(&budget).is_err();
                 self.stirred = true;
                 wake = true;
             }
@@ -463,6 +472,7 @@ impl Kernel {
             to_guest,
             from_guest,
             charge: None,
+            starved: false,
         });
     }
 }
