@@ -772,6 +772,67 @@ print("opened", len(socks))
         );
     }
 
+    /// Relayed bytes are the sandbox's memory: many connections whose server streams
+    /// while the workload does not read fill its limit, and then every byte still
+    /// arrives as it reads (nothing lost, no stall, no memory-limit end).
+    #[test]
+    fn relayed_bytes_are_charged_and_flow_at_the_memory_limit() {
+        if !super::vm_ready() {
+            return;
+        }
+        const CONNS: usize = 24;
+        const EACH: usize = 4 << 20;
+        let l = std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, 79), 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in l.incoming().take(CONNS) {
+                let Ok(mut s) = s else { continue };
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    let chunk = vec![b'x'; 64 << 10];
+                    for _ in 0..EACH / chunk.len() {
+                        if s.write_all(&chunk).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let sb = sandbox(
+            "[profiles.net.network]\nmode = \"egress\"\nallow = [\"stream.test\"]\n\
+             hosts = { \"stream.test\" = \"127.0.0.79\" }\n",
+        );
+        let code = format!(
+            r#"
+import socket, time
+addr = socket.getaddrinfo("stream.test", {port}, socket.AF_INET)[0][4]
+socks = [socket.create_connection(addr, timeout=60) for _ in range({CONNS})]
+time.sleep(2)  # the servers stream; nobody reads
+total = 0
+for s in socks:
+    while True:
+        b = s.recv(1 << 20)
+        if not b:
+            break
+        total += len(b)
+    s.close()
+print("received", total)
+"#
+        );
+        let mut w = vm_sh("exec python3 -");
+        w.stdin = Stdin::Bytes(code.into_bytes());
+        w.limits.memory = Some(hybrid_sandbox::ByteSize(64 << 20));
+        let o = run_in(&sb, w);
+        assert!(o.success(), "{}", show(&o));
+        assert_eq!(
+            stdout(&o).trim(),
+            format!("received {}", CONNS * EACH),
+            "{}",
+            show(&o)
+        );
+        assert!(o.peak_memory_bytes <= 64 << 20, "{}", o.peak_memory_bytes);
+    }
+
     const SERVER: &str =
         "mkdir -p /tmp/www && echo served-from-the-micro-vm > /tmp/www/index.html && \
                           cd /tmp/www && exec python3 -m http.server 8000 --bind 0.0.0.0";

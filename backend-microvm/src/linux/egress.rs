@@ -316,9 +316,23 @@ impl Kernel {
             };
         }
         let budget = self.mm.mem.budget();
+        // Network buffers never take the sandbox's last memory: they grow only while
+        // `reserve` stays free beside them (a quarter of the memory limit, at most
+        // 64 MiB), so the workload's own allocations still succeed; below that, each
+        // direction goes on through a small queue (`UNCHARGED`) so nothing stalls.
+        let reserve = (self.limits.memory / 4).min(64 << 20);
+        let room = |bytes: usize| {
+            let b = bytes as u64 + reserve;
+            let ok = budget.charge_bytes(b).is_ok();
+            if ok {
+                budget.uncharge_bytes(b);
+            }
+            ok
+        };
         let mut st = l.conn.lock();
         let mut wake = false;
-        // From the host into the guest's receive buffer.
+        // From the host into the guest's receive buffer (charged as the guest's
+        // buffers are; what cannot be charged waits, unless the buffer is empty).
         let mut close_in = false;
         if let Some(end) = &l.to_guest {
             let mut p = end.pipe.borrow_mut();
@@ -327,16 +341,24 @@ impl Kernel {
                 st.inbound.clear();
                 close_in = true;
             }
-            // The sandbox's memory holds what its receive buffer holds: without room,
-            // bytes wait in the (charged) queue until the guest reads.
             if l.starved && p.account(&budget).is_ok() {
                 l.starved = false;
             }
-            while !l.starved && !st.inbound.is_empty() {
+            let limit = if !l.starved && room(st.inbound.len()) {
+                st.inbound.len()
+            } else if p.is_empty() {
+                st.inbound.len().min(UNCHARGED)
+            } else {
+                0
+            };
+            let mut left = limit;
+            while left > 0 && !st.inbound.is_empty() {
                 let (a, _) = st.inbound.as_slices();
+                let a = &a[..a.len().min(left)];
                 match p.write(a) {
                     pipe::Write::Wrote(n) => {
                         st.inbound.drain(..n);
+                        left -= n;
                         moved = true;
                     }
                     _ => break,
@@ -354,36 +376,27 @@ impl Kernel {
         if close_in && l.to_guest.take().is_some() {
             self.stirred = true;
         }
-        // What the host-side queues hold is charged to the sandbox's memory: the
-        // inbound window (while the guest reads) and the outbound bytes, those about
-        // to move included. Without room there, each direction goes on through a
-        // small uncharged queue ([`UNCHARGED`]), so that a sandbox at its memory limit
-        // still moves bytes (the guest buffer's charge goes only once it is empty).
-        let charge = l.charge.get_or_insert_with(|| HeapCharge::new(&budget));
-        let window = if l.to_guest.is_some() { RING } else { 0 };
-        let pending_out = l.from_guest.as_ref().map_or(0, |e| e.pipe.borrow().len());
-        let mut out_room = RING.saturating_sub(st.outbound.len()).min(pending_out);
-        if charge
-            .set((window + st.outbound.len() + out_room) as u64)
-            .is_err()
-        {
-            out_room = if st.outbound.is_empty() {
-                pending_out.min(UNCHARGED)
-            } else {
-                0
-            };
-            let _ = charge.set((window + st.outbound.len()) as u64);
-        }
-        let window = if charge.bytes() >= (window + st.outbound.len()) as u64 {
-            window
-        } else {
-            window.min(UNCHARGED)
+        // The relay may read ahead a full window while there is room, else a little.
+        let window = match (&l.to_guest, room(RING)) {
+            (None, _) => 0,
+            (Some(_), true) => RING,
+            (Some(_), false) => UNCHARGED,
         };
         if st.window != window {
             wake |= window > st.window;
             st.window = window;
         }
-        // From the guest's send buffer out to the host.
+        // From the guest's send buffer out to the host: a full queue's worth while
+        // there is room, else a little when the queue is empty.
+        let pending_out = l.from_guest.as_ref().map_or(0, |e| e.pipe.borrow().len());
+        let out_room = RING.saturating_sub(st.outbound.len()).min(pending_out);
+        let out_room = if room(out_room) {
+            out_room
+        } else if st.outbound.is_empty() {
+            pending_out.min(UNCHARGED)
+        } else {
+            0
+        };
         let mut close_out = false;
         if let Some(end) = &l.from_guest {
             let mut p = end.pipe.borrow_mut();
@@ -403,6 +416,10 @@ impl Kernel {
                 wake = true;
             }
         }
+        // What the host-side queues hold now is the sandbox's memory (best effort:
+        // they are bounded by the window and the queue size whatever it says).
+        let charge = l.charge.get_or_insert_with(|| HeapCharge::new(&budget));
+        let _ = charge.set((st.inbound.len() + st.outbound.len()) as u64);
         if close_out {
             l.from_guest = None;
         }
