@@ -431,8 +431,9 @@ fn containerd_runs_the_container_in_a_microvm() {
 }
 
 /// Docker with `hsb-oci-microvm` as a runtime: output and status, with Docker's network
-/// hook run for `--network none` (the guest has no network; the hook finds the
-/// supervisor's own namespace, never the host's: see `oci_runtime`'s hooks test).
+/// hook run for `--network none` (the hook finds the supervisor's own namespace, never
+/// the host's: see `oci_runtime`'s hooks test), then a bridge network of Docker's own,
+/// which the guest's sockets use through that namespace.
 #[test]
 fn docker_runs_the_container_in_a_microvm() {
     if !ready("dockerd") || !require(oci_common::have("docker"), "docker is missing") {

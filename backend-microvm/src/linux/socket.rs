@@ -53,8 +53,8 @@ pub(crate) fn shut_read(kind: i32, nonblock: bool) -> Result<usize, SysErr> {
 }
 
 impl Kernel {
-    /// `socket`: `AF_UNIX` sockets of the sandbox (`unix.rs`); no other family is
-    /// offered (no network stack in the micro-VM).
+    /// `socket`: `AF_UNIX` sockets of the sandbox (`unix.rs`), `AF_INET`/`AF_INET6`
+    /// ones (`inet.rs`); no other family is offered.
     pub(crate) fn sys_socket(&mut self, domain: u64, ty: u64, proto: u64) -> SysResult {
         // Linux checks the type's flags and range before the family.
         let ty = ty as i32;
