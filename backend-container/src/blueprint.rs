@@ -375,12 +375,16 @@ impl Blueprint {
             }};
         }
         // Generated /etc files, before any mount can cover /etc. An image keeps its own
-        // users and groups; its host name and hosts file are the sandbox's.
+        // users and groups; its host name and hosts file are the sandbox's, and so is
+        // its resolver with egress (the broker: an image's own names a server that
+        // cannot be reached).
         for (path, contents) in plan.generated_files() {
             if !own_root {
                 continue;
             }
-            if image.is_some() && !matches!(path, "/etc/hostname" | "/etc/hosts") {
+            if image.is_some()
+                && !matches!(path, "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf")
+            {
                 continue;
             }
             op!(

@@ -351,6 +351,25 @@ fn hostile_images_are_clear_errors(iso: IsolationRequest) {
     );
 }
 
+/// An image's own /etc/resolv.conf gives way to the egress broker's, so names resolve
+/// by the policy inside an image too.
+fn egress_resolves_names_in_an_image(iso: IsolationRequest) {
+    let (d, sb) = setup();
+    let img = hsb_tests::image::write_oci_layout(&d.path().join("oci"), "");
+    let mut w = sh(
+        iso,
+        "cat /etc/resolv.conf; nslookup x.test 2>&1; nslookup y.test >/dev/null 2>&1 || echo y-unresolved",
+        img.to_str().unwrap(),
+    );
+    w.network = Some(hybrid_sandbox::Network::Egress);
+    w.egress.allow = vec!["x.test".parse().unwrap()];
+    let o = run_in(&sb, w);
+    let out = stdout(&o);
+    assert!(out.contains("nameserver 100.96.0.1"), "{out} {o:?}");
+    assert!(out.contains("198.18."), "{out} {o:?}");
+    assert!(out.contains("y-unresolved"), "{out} {o:?}");
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod container {
@@ -374,4 +393,5 @@ both_backends!(
     writes_to_the_image_root_are_bounded,
     unknown_images_and_images_without_a_program_fail_clearly,
     hostile_images_are_clear_errors,
+    egress_resolves_names_in_an_image,
 );
