@@ -8,7 +8,7 @@ debs=(
   musl-tools       # musl-gcc -static: static test programs
   gcc libc6-dev    # gcc -static test programs, C API tests
   python3 python3-dev python3-venv  # python3 workloads, the Python package
-  libpython3.11-testsuite  # CPython's regression tests, run in the micro-VM as end-to-end checks
+  libpython3.11-testsuite  # CPython's regression suite: end-to-end checks, scripts/cpython-suite.py
   bubblewrap       # baseline for the container benchmark
   hyperfine        # whole-command timings in benchmarks
   valgrind         # leak checks of the C API tests
@@ -16,7 +16,6 @@ debs=(
   util-linux       # setpriv for rootless tests
   sysbench         # the seeds' performance table (scripts/bench-sysbench.py)
   python3-matplotlib  # plots of the benchmark tables (scripts/bench-sysbench.py)
-  libpython3.11-testsuite  # CPython's regression suite (scripts/cpython-suite.py, compat tests)
   curl git python3-pip ca-certificates  # egress tests: clients in the sandbox, the host's trust store
   podman conmon containernetworking-plugins catatonit  # OCI runtime tests: Podman runs containers through hsb
   containerd       # OCI runtime tests: containerd + ctr run --runc-binary hsb-oci-container

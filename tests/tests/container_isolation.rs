@@ -102,7 +102,9 @@ fn no_connection_reaches_a_host_loopback_listener() {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     // network = none: no usable interface at all.
-    let out = probe(&["connect", &port]);
+    let mut w = container(attack(&programs(), &["connect", &port]));
+    w.network = Some(hybrid_sandbox::Network::None);
+    let out = stdout(&run(w));
     assert!(out.contains("blocked"), "{out}");
     // network = loopback: the sandbox's own loopback, not the host's.
     let mut w = container(attack(&programs(), &["connect", &port]));
@@ -119,7 +121,9 @@ fn no_connection_reaches_a_host_loopback_listener() {
 fn landlock_denies_tcp_bind_and_connect_without_network() {
     // Even inside its own namespace, with no network asked for, TCP is refused by Landlock
     // (EACCES), not merely unroutable.
-    let o = run(container(attack(&programs(), &["bind", "8080"])));
+    let mut w = container(attack(&programs(), &["bind", "8080"]));
+    w.network = Some(hybrid_sandbox::Network::None);
+    let o = run(w);
     assert!(stdout(&o).contains("blocked errno=13"), "{}", stdout(&o));
     assert_eq!(o.enforcement.landlock.level, EnforcementLevel::Full);
     assert!(o

@@ -152,7 +152,16 @@ fn ci_job() {
     );
     let fork_pr = Workload::new("make", ["test"]).label("trust", "untrusted");
     assert_eq!(decide(&p, &fork_pr, &both()), Ok(Isolation::MicroVm));
-    let e = decide(&p, &fork_pr.clone().label("stage", "integration"), &both()).unwrap_err();
+    // A fork's integration tests get the micro-VM's own loopback for their services...
+    let plan = p
+        .resolve(&fork_pr.clone().label("stage", "integration"), &both())
+        .unwrap();
+    assert_eq!(
+        (plan.decision.isolation, plan.network),
+        (Isolation::MicroVm, hybrid_sandbox::Network::Loopback)
+    );
+    // ...and a fork that says it needs the host's network stack is refused.
+    let e = decide(&p, &fork_pr.clone().need(Need::Network), &both()).unwrap_err();
     assert!(e.contains("network"), "{e}");
     // A trusted step really runs, with a loopback network for its services.
     let dir = writable_tempdir();

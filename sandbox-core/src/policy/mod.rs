@@ -23,7 +23,7 @@ use crate::limits::Limits;
 use crate::outcome::Decision;
 use crate::plan::{LandlockMode, Plan};
 use crate::selection::{self, HostSupport, RequestSource};
-use crate::types::{Isolation, IsolationRequest, Need, Network, SeccompAction};
+use crate::types::{Isolation, IsolationRequest, Network, SeccompAction};
 use crate::workload::Workload;
 
 /// The embedded default policy, as text.
@@ -470,12 +470,10 @@ impl Policy {
             (None, Some(r)) => (r, RequestSource::Profile),
             (None, None) => (IsolationRequest::Container, RequestSource::Profile),
         };
-        let mut needs = w.needs.clone();
-        // Both backends give a private loopback; only the container has the broker's
-        // egress so far, so only egress is a need `auto` must weigh.
-        if network == Network::Egress && !needs.contains(&Need::Network) {
-            needs.push(Need::Network);
-        }
+        // The network modes are not needs: both backends give none, a private loopback and
+        // egress through the broker. `Need::Network` is only ever declared by the caller
+        // (the host kernel's whole network stack, which only the container has).
+        let needs = w.needs.clone();
 
         let argv0 = w.argv0.clone().unwrap_or_else(|| w.program.clone());
         let mut plan = Plan {
