@@ -150,18 +150,31 @@ catalogue! {
         assert!(listener.accept().is_err(), "the host service got a connection");
     }
 
-    /// TCP and UDP to the host's loopback.
+    /// TCP and UDP to the host's loopback, with no network and with the sandbox's own
+    /// loopback (the default): under `none` both calls fail; under `loopback` a datagram
+    /// may leave the socket (to the sandbox's own 127.0.0.1, where nothing listens), and
+    /// the host must still receive nothing.
     fn tcp_and_udp_to_host_loopback(iso) {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         tcp.set_nonblocking(true).unwrap();
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         udp.set_nonblocking(true).unwrap();
         let (tp, up) = (tcp.local_addr().unwrap().port().to_string(), udp.local_addr().unwrap().port().to_string());
-        assert_failed(&go(attack_in(iso, &["connect", &tp])), "TCP connect to the host");
-        go(attack_in(iso, &["udp-send", &up]));
-        assert!(tcp.accept().is_err(), "TCP reached the host");
-        let mut buf = [0u8; 8];
-        assert!(udp.recv_from(&mut buf).is_err(), "UDP reached the host");
+        for network in [Network::None, Network::Loopback] {
+            let with = |args: &[&str]| {
+                let mut w = attack_in(iso, args);
+                w.network = Some(network);
+                w
+            };
+            assert_failed(&go(with(&["connect", &tp])), "TCP connect to the host");
+            let o = run(with(&["udp-send", &up]));
+            if network == Network::None {
+                assert_failed(&o, "UDP send without a network");
+            }
+            assert!(tcp.accept().is_err(), "TCP reached the host ({network})");
+            let mut buf = [0u8; 8];
+            assert!(udp.recv_from(&mut buf).is_err(), "UDP reached the host ({network})");
+        }
     }
 
     /// TIOCSTI: pushing characters into an inherited terminal.
