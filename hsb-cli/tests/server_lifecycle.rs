@@ -66,7 +66,15 @@ fn stop_leaves_nothing(signal: i32) {
                 "the server's sandboxes have no cgroups"
             );
             assert!(processes_in(&cgroups) >= 6, "{}", processes_in(&cgroups));
-            assert_eq!(host_processes_with(&format!("sleep {marker}")).len(), 3);
+            // The background sleeps may still be between fork and exec (their
+            // cmdline unreadable for an instant): wait for all three.
+            assert!(
+                eventually(20.0, || host_processes_with(&format!("sleep {marker}"))
+                    .len()
+                    == 3),
+                "{:?}",
+                host_processes_with(&format!("sleep {marker}"))
+            );
         }
         let st = server.stop(signal);
         if signal == libc::SIGTERM {
