@@ -52,6 +52,7 @@ mod net;
 mod pipe;
 mod probe;
 mod sandbox;
+mod snap;
 mod stdio;
 mod support;
 mod trap;

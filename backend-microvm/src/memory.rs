@@ -214,6 +214,11 @@ pub(crate) struct Memory {
     /// Holders beyond the first, of the frames that have more than one.
     extra: HashMap<u64, u32>,
     budget: Rc<Budget>,
+    /// Guest RAM is a private mapping of a snapshot's memory file (see
+    /// [`Memory::freeze`]): a page given back reads as the file's again, not as zero,
+    /// so giving frames back maps fresh anonymous memory over them instead, and no
+    /// chunk is backed ahead (that would copy the file's pages).
+    cow: bool,
 }
 
 impl Memory {
@@ -256,6 +261,7 @@ impl Memory {
             cached: HashMap::new(),
             extra: HashMap::new(),
             budget,
+            cow: false,
         })
     }
 
@@ -313,7 +319,7 @@ impl Memory {
         }
         let f = self.next;
         self.next += PAGE_SIZE;
-        if f % CHUNK == 0 || f == FIXED_END {
+        if (f % CHUNK == 0 || f == FIXED_END) && !self.cow {
             self.back_chunk(f);
         }
         Ok(f)
@@ -546,11 +552,34 @@ impl Memory {
             return;
         };
         let guard = slice.ptr_guard_mut();
-        // SAFETY: the range lies inside the guest RAM mapping (`slice` checked it) and is
-        // private anonymous memory: MADV_DONTNEED only drops its contents, which no
-        // Rust reference points into (guest memory is only reached through volatile
-        // accesses), and the frames are unused by the guest.
-        let rc = unsafe { libc::madvise(guard.as_ptr().cast(), len as usize, libc::MADV_DONTNEED) };
+        let rc = if self.cow {
+            // SAFETY: the range lies inside the guest RAM mapping (`slice` checked it);
+            // fresh anonymous memory replaces it at the same place (MAP_FIXED), which
+            // no Rust reference points into (guest memory is only reached through
+            // volatile accesses) and the guest does not use; KVM follows the change
+            // (its MMU notifier drops what it mapped there).
+            let p = unsafe {
+                libc::mmap(
+                    guard.as_ptr().cast(),
+                    len as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                -1
+            } else {
+                0
+            }
+        } else {
+            // SAFETY: the range lies inside the guest RAM mapping (`slice` checked it)
+            // and is private anonymous memory: MADV_DONTNEED only drops its contents,
+            // which no Rust reference points into (guest memory is only reached
+            // through volatile accesses), and the frames are unused by the guest.
+            unsafe { libc::madvise(guard.as_ptr().cast(), len as usize, libc::MADV_DONTNEED) }
+        };
         if rc != 0 {
             // Not fatal, but the frame must still read as zero.
             let _ = self
@@ -584,6 +613,141 @@ impl Memory {
         self.ram
             .get_slice(GuestAddress(gpa), usize::try_from(len).ok()?)
             .ok()
+    }
+}
+
+impl crate::snap::Snap for Budget {
+    fn snap(&self, _: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(Budget {
+            total: self.total,
+            used: Cell::new(self.used.get()),
+            peak: Cell::new(self.peak.get()),
+            heap: Cell::new(self.heap.get()),
+        })
+    }
+}
+
+impl crate::snap::Snap for HeapCharge {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(HeapCharge {
+            budget: crate::snap::Snap::snap(&self.budget, m)?,
+            bytes: self.bytes,
+        })
+    }
+}
+
+/// Maps `memfd` (a snapshot's memory file, `size` bytes) privately over guest RAM:
+/// reads see the file, writes copy the page (copy-on-write, per sandbox).
+pub(crate) fn map_private(ram: &GuestMemoryMmap, size: u64, memfd: i32) -> std::io::Result<()> {
+    let base = ram
+        .get_host_address(GuestAddress(0))
+        .map_err(std::io::Error::other)?;
+    let len = usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+    if ram.iter().map(vm_memory::GuestMemoryRegion::len).sum::<u64>() < size {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: `base .. base + len` is the guest RAM mapping `ram` owns (one region from
+    // guest address 0, at least `size` bytes, checked above); it is replaced in place
+    // (MAP_FIXED) by a private mapping of the file, which `ram` unmaps when dropped as
+    // it would its own. No Rust reference points into guest memory.
+    let p = unsafe {
+        libc::mmap(
+            base.cast(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            memfd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Memory {
+    /// Writes guest RAM into `memfd` (a fresh memory file of [`Memory::size`] bytes)
+    /// and maps it back privately: from now on this VM and every sandbox started from
+    /// the file share its pages until one writes them. Pages that read as zero (never
+    /// used, given back) and free frames still backed are left as holes (zero) in the
+    /// file. The guest must not run meanwhile. Returns the bytes written.
+    pub(crate) fn freeze(&mut self, memfd: i32) -> std::io::Result<u64> {
+        let base = self
+            .ram
+            .get_host_address(GuestAddress(0))
+            .map_err(std::io::Error::other)?;
+        let warm: std::collections::HashSet<u64> = self.warm.iter().copied().collect();
+        let mut written = 0u64;
+        let mut f = 0u64;
+        while f < self.next {
+            if warm.contains(&f) || self.page_is_zero(base, f) {
+                f += PAGE_SIZE;
+                continue;
+            }
+            // A run of pages to write at once.
+            let start = f;
+            f += PAGE_SIZE;
+            while f < self.next && !warm.contains(&f) && !self.page_is_zero(base, f) {
+                f += PAGE_SIZE;
+            }
+            let mut off = start;
+            while off < f {
+                // SAFETY: `base + off .. base + f` lies inside guest RAM (`f <= next
+                // <= size`); pwrite only reads it.
+                let n = unsafe {
+                    libc::pwrite(
+                        memfd,
+                        base.add(off as usize).cast(),
+                        (f - off) as usize,
+                        off as libc::off_t,
+                    )
+                };
+                if n <= 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                off += n as u64;
+                written += n as u64;
+            }
+        }
+        map_private(&self.ram, self.size, memfd)?;
+        self.cow = true;
+        self.chunk_backed.set(false);
+        Ok(written)
+    }
+
+    fn page_is_zero(&self, base: *mut u8, f: u64) -> bool {
+        // SAFETY: the frame lies inside guest RAM (`f < next <= size`), 8-byte aligned
+        // (page aligned); the guest does not run while a snapshot is taken, so nothing
+        // writes it while it is read here.
+        let words = unsafe {
+            std::slice::from_raw_parts(base.add(f as usize).cast::<u64>(), (PAGE_SIZE / 8) as usize)
+        };
+        words.iter().all(|w| *w == 0)
+    }
+
+    /// A copy of this memory's accounting over `ram` (a private mapping of the
+    /// snapshot's memory file, see [`map_private`]).
+    pub(crate) fn snap_over(
+        &self,
+        m: &mut crate::snap::Memo,
+        ram: GuestMemoryMmap,
+    ) -> Result<Memory, crate::snap::SnapError> {
+        Ok(Memory {
+            ram,
+            size: self.size,
+            next: self.next,
+            free: self.free.clone(),
+            warm: self.warm.clone(),
+            retired: self.retired.clone(),
+            reclaimed: self.reclaimed,
+            chunk_backed: Cell::new(false),
+            cache: self.cache.clone(),
+            cached: self.cached.clone(),
+            extra: self.extra.clone(),
+            budget: crate::snap::Snap::snap(&self.budget, m)?,
+            cow: true,
+        })
     }
 }
 

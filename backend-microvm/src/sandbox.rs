@@ -27,7 +27,7 @@ const DEFAULT_MEMORY: u64 = 1 << 30;
 /// Smallest memory limit the micro-VM accepts (its tables plus a small program).
 const MIN_MEMORY: u64 = 1 << 20;
 /// `RLIMIT_NOFILE` when the plan sets none.
-const DEFAULT_OPEN_FILES: u64 = 1024;
+pub(crate) const DEFAULT_OPEN_FILES: u64 = 1024;
 
 fn setup_err(step: &str, e: impl std::error::Error + Send + Sync + 'static) -> SpawnError {
     SpawnError::Setup {
@@ -298,7 +298,7 @@ pub(crate) fn refuse_unenforceable(plan: &Plan) -> Result<(), SpawnError> {
 /// walked), and never more than half of what the embedding process may open (its
 /// `RLIMIT_NOFILE`), so a workload cannot exhaust the caller's table. Past it the
 /// workload gets `ENFILE`, as from a full system file table.
-fn host_fd_budget(open_files: u64, pids: Option<u64>) -> usize {
+pub(crate) fn host_fd_budget(open_files: u64, pids: Option<u64>) -> usize {
     let tables = pids.unwrap_or(4).clamp(1, 4);
     let wanted = open_files.saturating_mul(tables).saturating_add(64);
     let mut rl = libc::rlimit {
@@ -387,6 +387,13 @@ pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> Result<Outcome, R
             );
             kernel.out.stderr.extend_from_slice(note.as_bytes());
             (Termination::PolicyViolation, None, Some(libc::SIGSYS))
+        }
+        // Only a live sandbox takes snapshots: never the end of a run.
+        Stop::Snapshot => {
+            return Err(RunError::Supervision(
+                "running the micro-VM".into(),
+                std::io::Error::other("a snapshot stop in a run"),
+            ))
         }
         Stop::Internal(msg) => {
             tracing::error!(%msg, "micro-VM run failed");

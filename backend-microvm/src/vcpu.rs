@@ -151,6 +151,16 @@ struct Stats {
 
 /// Runs the guest until the run ends.
 pub(crate) fn run(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
+    run_with(vm, k, tick, false)
+}
+
+/// Runs a sandbox started from a snapshot (a fresh vCPU: every task's state is in
+/// the kernel, the first to run is put on the vCPU from its saved context).
+pub(crate) fn run_restored(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
+    run_with(vm, k, tick, true)
+}
+
+fn run_with(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>, restored: bool) -> Stop {
     let clean_fpu = match vm.vcpu.get_xsave() {
         Ok(x) => Box::new(x),
         Err(e) => return internal("KVM_GET_XSAVE", e),
@@ -160,12 +170,13 @@ pub(crate) fn run(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
         Err(e) => return internal("KVM_GET_SREGS", e),
     };
     let mut r = Runner {
-        loaded: k.task.tid,
+        // Restored: no task is on the vCPU yet (no task has id 0).
+        loaded: if restored { 0 } else { k.task.tid },
         cr3,
         // An entry point outside user code (a malformed program) goes through the
         // checks of a return to user mode, never straight into KVM_RUN (on VT-x a
         // non-canonical RIP would fail the VM entry itself).
-        entry: if k.task.ctx.rip < USER_CODE_TOP {
+        entry: if k.task.ctx.rip < USER_CODE_TOP && !restored {
             Entry::Straight
         } else {
             Entry::Context
@@ -183,6 +194,10 @@ pub(crate) fn run(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>) -> Stop {
             None => r.step(vm, k),
         };
         if let Err(stop) = stepped {
+            if stop == Stop::Snapshot {
+                r.snapshot(vm, k);
+                continue;
+            }
             // A live sandbox outlives a process that hit a limit: it is killed and
             // its exec reports the limit; the loop goes on with the others.
             if k.live.is_some() && k.live_recover(&stop) {
@@ -222,10 +237,18 @@ fn user_segment(selector: u16, code: bool) -> kvm_segment {
 impl Runner {
     fn step(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
         if k.live.is_some() {
+            // Every task's state is in the kernel unless the vCPU stopped mid-way
+            // (in the supervisor, or delivering an exception).
+            k.boundary = self.entry != Entry::Straight;
             k.serve_live()?;
         }
         let now = Instant::now();
-        let kick = k.next_kick();
+        // A snapshot waits for a boundary: the task is set aside at the next chance.
+        let kick = if k.snapshot_pending() {
+            Some(now)
+        } else {
+            k.next_kick()
+        };
         // A task resumed after a fault it took goes back through the scheduler when
         // something is due (a slice ended, a sleeper's deadline passed) or a signal
         // waits: its context is saved, so it can be set aside there.
@@ -340,6 +363,23 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// Takes the snapshots asked for (at a boundary: see `step`). The loaded task's
+    /// FS/GS bases and FPU state are on the vCPU, not in the kernel: they go into the
+    /// copy.
+    fn snapshot(&mut self, vm: &mut Vm, k: &mut Kernel) {
+        let reqs = match k.live.as_mut() {
+            Some(l) => std::mem::take(&mut l.snaps),
+            None => return,
+        };
+        let cpu = match (vm.vcpu.get_sregs(), vm.vcpu.get_xsave()) {
+            (Ok(sregs), Ok(fpu)) => Ok((sregs.fs.base, sregs.gs.base, fpu)),
+            (Err(e), _) | (_, Err(e)) => Err(format!("reading the vCPU's state: {e}")),
+        };
+        for req in reqs {
+            crate::live::snapshot::take(k, self.loaded, &cpu, req);
+        }
     }
 
     /// Puts task `next` (already current in the kernel) on the vCPU.

@@ -22,7 +22,7 @@ mod live;
 mod sandbox;
 
 pub use image::import_options;
-pub use live::Live;
+pub use live::{Live, Snapshot};
 pub use sandbox::{Error, Sandbox};
 pub use sandbox_images::{
     ImageConfig, ImageError, ImageRecord, ImageStore, ImportOptions, LimitKind, PerImageLimits,

@@ -17,7 +17,44 @@ use crate::sandbox::{Error, Sandbox};
 struct Inner {
     // Dropped first: the sandbox goes before the image layers it stands on.
     sandbox: Arc<dyn LiveSandbox>,
-    _layers: Option<sandbox_images::LayersInUse>,
+    // Shared with its snapshots and the sandboxes started from them.
+    _layers: Option<Arc<sandbox_images::LayersInUse>>,
+}
+
+/// A snapshot of a live sandbox ([`Live::snapshot`]): starts any number of new live
+/// sandboxes that go on from its state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    snapshot: Arc<dyn sandbox_core::LiveSnapshot>,
+    layers: Option<Arc<sandbox_images::LayersInUse>>,
+}
+
+impl Snapshot {
+    /// Starts a new live sandbox from the snapshot.
+    pub async fn start(&self) -> Result<Live, Error> {
+        let sandbox = self.snapshot.start().await.map_err(live)?;
+        Ok(Live {
+            inner: Arc::new(Inner {
+                sandbox,
+                _layers: self.layers.clone(),
+            }),
+        })
+    }
+
+    /// What it keeps, in words.
+    pub fn kept(&self) -> String {
+        self.snapshot.kept()
+    }
+
+    /// Bytes of memory it holds on the host.
+    pub fn memory_bytes(&self) -> u64 {
+        self.snapshot.memory_bytes()
+    }
+
+    /// The backend's snapshot.
+    pub fn inner(&self) -> &Arc<dyn sandbox_core::LiveSnapshot> {
+        &self.snapshot
+    }
 }
 
 /// A live sandbox. Cheap to clone (all clones are the same sandbox); it is destroyed by
@@ -73,7 +110,7 @@ impl Sandbox {
         Ok(Live {
             inner: Arc::new(Inner {
                 sandbox,
-                _layers: layers,
+                _layers: layers.map(Arc::new),
             }),
         })
     }
@@ -93,6 +130,34 @@ impl Live {
                 _layers: None,
             }),
         }
+    }
+
+    /// Takes a snapshot of the sandbox (micro-VM: its memory, shared copy-on-write,
+    /// and every process with its open files and buffers; the sandbox goes on). Start
+    /// sandboxes from it with [`Snapshot::start`].
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use hybrid_sandbox::{LiveOptions, Sandbox, Workload};
+    /// # let live = Sandbox::with_default_policy().create(Workload::default(), LiveOptions::default()).await?;
+    /// live.write_file("/tmp/state", "before").await?;
+    /// let snap = live.snapshot().await?;
+    /// let clone = snap.start().await?;
+    /// assert_eq!(clone.read_file("/tmp/state").await?, b"before");
+    /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
+    /// ```
+    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
+        let snapshot = self.inner.sandbox.snapshot().await.map_err(live)?;
+        Ok(Snapshot {
+            snapshot,
+            layers: self.inner._layers.clone(),
+        })
+    }
+
+    /// A snapshot and one start from it: a new live sandbox that goes on from this
+    /// one's state, then diverges from it.
+    pub async fn fork(&self) -> Result<Live, Error> {
+        self.snapshot().await?.start().await
     }
 
     /// The backend's sandbox, for callers that want the trait itself.

@@ -378,6 +378,23 @@ pub trait LiveSandbox: Send + Sync + fmt::Debug {
     /// Kills everything in it and frees what it holds. Idempotent.
     async fn destroy(&self) -> Result<(), LiveError>;
 
+    /// Takes a snapshot: what it holds, frozen, to start any number of new live
+    /// sandboxes from ([`LiveSnapshot::start`]). The sandbox goes on. Micro-VM: guest
+    /// memory (shared copy-on-write with everything started from it) and every
+    /// process, open file and buffer. Backends without snapshots say so.
+    async fn snapshot(&self) -> Result<std::sync::Arc<dyn LiveSnapshot>, LiveError> {
+        Err(LiveError::Unsupported(format!(
+            "snapshots of a live {} sandbox are not supported",
+            self.isolation()
+        )))
+    }
+
+    /// A snapshot and one start from it, in one call: a new live sandbox that goes on
+    /// from this one's state and then diverges from it.
+    async fn fork(&self) -> Result<std::sync::Arc<dyn LiveSandbox>, LiveError> {
+        self.snapshot().await?.start().await
+    }
+
     /// Its network (`egress`): the mode, every decision of the broker so far (final once
     /// destroyed) and where the host reaches its exposed ports. `None` without a broker.
     fn network(&self) -> Option<crate::network::NetworkReport> {
@@ -389,6 +406,21 @@ pub trait LiveSandbox: Send + Sync + fmt::Debug {
     ) -> Option<tokio::sync::broadcast::Receiver<crate::network::NetworkEvent>> {
         None
     }
+}
+
+/// A snapshot of a live sandbox ([`LiveSandbox::snapshot`]). Cheap to share; every
+/// method may be called from any task, several at once.
+#[async_trait]
+pub trait LiveSnapshot: Send + Sync + fmt::Debug {
+    /// The isolation of the sandbox it was taken of (and of those it starts).
+    fn isolation(&self) -> Isolation;
+    /// What it keeps, in words (micro-VM: memory and processes; container: the
+    /// writable layer only).
+    fn kept(&self) -> String;
+    /// Bytes of memory it holds on the host (its memory file's pages).
+    fn memory_bytes(&self) -> u64;
+    /// Starts a new live sandbox from it.
+    async fn start(&self) -> Result<std::sync::Arc<dyn LiveSandbox>, LiveError>;
 }
 
 /// Reads a whole [`ByteStream`] (for callers that want bytes).

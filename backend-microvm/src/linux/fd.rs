@@ -314,3 +314,142 @@ impl FdTable {
         }
     }
 }
+
+impl crate::snap::Snap for FileKind {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::{Snap, SnapError};
+        Ok(match self {
+            FileKind::Stdin(c) => FileKind::Stdin(*c),
+            FileKind::Output(c, e) => FileKind::Output(*c, *e),
+            FileKind::Host(fd) => FileKind::Host(fd.snap(m)?),
+            FileKind::Dir => FileKind::Dir,
+            FileKind::Tmp(t) => FileKind::Tmp(t.snap(m)?),
+            FileKind::Dev(d) => FileKind::Dev(*d),
+            FileKind::Gen(b) => FileKind::Gen(m.bytes(b)),
+            FileKind::Pipe(p) => FileKind::Pipe(p.snap(m)?),
+            FileKind::Socket(s) => FileKind::Socket(s.snap(m)?),
+            FileKind::EventFd(e) => FileKind::EventFd(EventFd {
+                count: Cell::new(e.count.get()),
+                semaphore: e.semaphore,
+            }),
+            FileKind::Epoll(list, charge) => {
+                // The interests' files are set once every open file is copied.
+                let list = list
+                    .try_borrow()
+                    .map_err(|_| SnapError::new("an epoll instance is in use"))?
+                    .clone();
+                FileKind::Epoll(RefCell::new(list), charge.snap(m)?)
+            }
+            FileKind::Path => FileKind::Path,
+            FileKind::Tty(_) | FileKind::PtyMaster(_) => {
+                return Err(SnapError::new(
+                    "a process holds a terminal (an exec with a tty, or /dev/ptmx): snapshots of terminals are not supported",
+                ))
+            }
+        })
+    }
+}
+
+impl crate::snap::Snap for Socket {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::{Snap, SnapError};
+        if self.inet.is_some() {
+            return Err(SnapError::new(
+                "a process holds an AF_INET/AF_INET6 socket: snapshots of inet sockets are not supported",
+            ));
+        }
+        Ok(Socket {
+            rx: self.rx.snap(m)?,
+            tx: self.tx.snap(m)?,
+            kind: self.kind,
+            ino: self.ino,
+            inbox: self.inbox.snap(m)?,
+            outbox: self.outbox.snap(m)?,
+            unix: self.unix.snap(m)?,
+            inet: None,
+        })
+    }
+}
+
+impl crate::snap::Snap for OpenFile {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::{HeldFile, Snap, SnapError};
+        use std::os::fd::AsRawFd;
+        let kind = self.kind.snap(m)?;
+        if let (FileKind::Host(old), FileKind::Host(new)) = (&self.kind, &kind) {
+            let path = self.loc.as_ref().map(Location::path).ok_or_else(|| {
+                SnapError::new("a host file is open with no path to reopen it by")
+            })?;
+            let flags = self.flags.get() & (libc::O_ACCMODE | libc::O_APPEND);
+            let id = match m.fds {
+                crate::snap::FdMode::Detached => {
+                    let st = crate::vfs::host::fstat(old.as_raw_fd()).map_err(|e| {
+                        SnapError::new(format!(
+                            "the host file {} cannot be looked at: {}",
+                            String::from_utf8_lossy(&path),
+                            std::io::Error::from_raw_os_error(e.0)
+                        ))
+                    })?;
+                    (st.dev, st.ino, st.size, (st.mtime.sec, st.mtime.nsec))
+                }
+                crate::snap::FdMode::Charged => m
+                    .held_from
+                    .get(&old.as_raw_fd())
+                    .map(|h| h.id)
+                    .ok_or_else(|| SnapError::new("a host file of the snapshot is not recorded"))?,
+            };
+            m.held.push(HeldFile {
+                path,
+                flags,
+                id,
+                fd: new.as_raw_fd(),
+            });
+        }
+        let listing = self
+            .listing
+            .try_borrow()
+            .map_err(|_| SnapError::new("a directory listing is in use"))?
+            .clone();
+        Ok(OpenFile {
+            kind,
+            loc: self.loc.snap(m)?,
+            flags: Cell::new(self.flags.get()),
+            pos: Cell::new(self.pos.get()),
+            listing: RefCell::new(listing),
+            owner: Cell::new(self.owner.get()),
+            io_signal: Cell::new(self.io_signal.get()),
+            listing_charge: self.listing_charge.snap(m)?,
+        })
+    }
+}
+
+impl FdTable {
+    /// A copy whose open files are `m`'s copies (see `snap.rs`).
+    pub(crate) fn snap(&self, m: &mut crate::snap::Memo) -> Result<FdTable, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        let mut slots = Vec::with_capacity(self.slots.len());
+        for s in &self.slots {
+            slots.push(match s {
+                Some(s) => Some(Slot {
+                    file: s.file.snap(m)?,
+                    cloexec: s.cloexec,
+                }),
+                None => None,
+            });
+        }
+        Ok(FdTable {
+            slots,
+            limit: self.limit,
+        })
+    }
+}
+
+/// Points the copied epoll instances' interests at the copied open files (run once
+/// every open file is copied: an interest only holds its file weakly).
+pub(crate) fn fix_epoll(file: &Rc<OpenFile>, m: &crate::snap::Memo) {
+    if let FileKind::Epoll(list, _) = &file.kind {
+        for i in list.borrow_mut().iter_mut() {
+            i.file = m.weak(&i.file).unwrap_or_default();
+        }
+    }
+}

@@ -21,6 +21,13 @@ impl Backing for ZeroBacking {
         buf.fill(0);
         Ok(buf.len())
     }
+
+    fn copy(
+        &self,
+        _: &mut crate::snap::Memo,
+    ) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
+        Ok(Rc::new(ZeroBacking))
+    }
 }
 
 const PROT_ALL: u64 = (PROT_READ | PROT_WRITE | PROT_EXEC) as u64;

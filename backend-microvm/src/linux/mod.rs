@@ -78,6 +78,9 @@ pub(crate) enum Stop {
     Violation(i32),
     /// The VMM could not go on (a bug or a host failure), in words.
     Internal(String),
+    /// Not an end: a live sandbox's snapshot is asked for and the vCPU loop is at a
+    /// point where it can be taken (`live::snapshot`); the loop takes it and goes on.
+    Snapshot,
 }
 
 /// A syscall that waits: for what, until when.
@@ -291,6 +294,12 @@ pub(crate) struct Kernel {
     pub(crate) egress: Option<Box<egress::Egress>>,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
+    /// The VM's boot id (`/proc/sys/kernel/random/boot_id`): random per VM, new for
+    /// each sandbox started from a snapshot (the identity a clone can tell apart).
+    pub(crate) boot_id: [u8; 16],
+    /// The vCPU loop is at a point where the current task's state is all in the
+    /// kernel (its context saved): a snapshot may be taken (set by `vcpu.rs`).
+    pub(crate) boundary: bool,
 }
 
 /// What a run sets in its kernel; everything else in `Kernel` starts empty.
@@ -368,8 +377,88 @@ impl Kernel {
             net: s.network,
             egress: s.egress.map(|n| Box::new(egress::Egress::new(n))),
             live: None,
+            boot_id: new_boot_id(),
+            boundary: false,
         }
     }
+
+    /// A copy of this kernel for a snapshot (`m`'s mode [`crate::snap::FdMode::Detached`])
+    /// or for a sandbox started from one: every process, thread, open file, pipe and
+    /// socket with its buffers, the filesystem and the address spaces (whose page
+    /// tables and pages are in guest memory: `ram` is the copy's). The copy's own
+    /// output, input and control are given; it has no live state yet.
+    pub(crate) fn snap_over(
+        &self,
+        m: &mut crate::snap::Memo,
+        ram: vm_memory::GuestMemoryMmap,
+        (out, input, ctl): (Output, Input, Arc<Control>),
+    ) -> Result<Kernel, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        let mm = self.mm.snap_over(m, ram)?;
+        let vfs = self.vfs.snap(m)?;
+        let proc = self.proc.snap(m)?;
+        let procs = self.procs.snap(m)?;
+        let shm = self
+            .shm
+            .iter()
+            .map(|(t, p)| Ok((t.snap(m)?, p.snap(m)?)))
+            .collect::<Result<Vec<_>, crate::snap::SnapError>>()?;
+        // Second pass: what is held weakly.
+        m.finish();
+        for f in m.copies::<OpenFile>() {
+            fd::fix_epoll(&f, m);
+            unix::fix_unix(&f, m);
+        }
+        let unix = self.unix.snap_weak(m);
+        Ok(Kernel {
+            mm,
+            vfs,
+            task: self.task.snap(),
+            proc,
+            tasks: self.tasks.iter().map(|(k, t)| (*k, t.snap())).collect(),
+            procs,
+            main_pid: self.main_pid,
+            next_tid: self.next_tid,
+            pids_limit: self.pids_limit,
+            ended: self.ended.clone(),
+            stirred: true,
+            slice_start: Instant::now(),
+            preempt: false,
+            retrying: None,
+            dead_spaces: self.dead_spaces.clone(),
+            shm,
+            cpu_mark: Duration::ZERO,
+            limits: self.limits.clone(),
+            out,
+            input,
+            ctl,
+            start: self.start,
+            unimplemented: self.unimplemented.clone(),
+            hostname: self.hostname.clone(),
+            user: self.user,
+            vdso: self.vdso,
+            current: None,
+            unix,
+            // Terminals are refused (an open file on one fails the copy); the list only
+            // keeps the host ends of execs' terminals, which stay with the original.
+            ttys: Vec::new(),
+            // No inet socket is copied (refused): no port is bound in the copy.
+            inet: inet::Ports::default(),
+            net: self.net,
+            live: None,
+            boot_id: self.boot_id,
+            boundary: false,
+        })
+    }
+}
+
+/// A fresh random boot id.
+pub(crate) fn new_boot_id() -> [u8; 16] {
+    let mut r = [0u8; 16];
+    rw::fill_random(&mut r);
+    r[6] = (r[6] & 0x0f) | 0x40;
+    r[8] = (r[8] & 0x3f) | 0x80;
+    r
 }
 
 /// Syscall numbers below this are reported by name (or `syscall_N`); the workload's

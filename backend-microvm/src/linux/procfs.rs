@@ -165,10 +165,12 @@ impl Kernel {
             ProcFile::NgroupsMax => s.push_str("65536\n"),
             ProcFile::Overcommit => s.push_str("0\n"),
             ProcFile::BootId | ProcFile::Uuid => {
-                let mut r = [0u8; 16];
-                super::rw::fill_random(&mut r);
-                r[6] = (r[6] & 0x0f) | 0x40;
-                r[8] = (r[8] & 0x3f) | 0x80;
+                // The boot id is the VM's (a clone started from a snapshot gets its
+                // own); a uuid is new at each read, as on Linux.
+                let r = match f {
+                    ProcFile::BootId => self.boot_id,
+                    _ => super::new_boot_id(),
+                };
                 let h: String = r.iter().map(|b| format!("{b:02x}")).collect();
                 let _ = writeln!(
                     s,

@@ -487,3 +487,28 @@ impl Kernel {
         Ok(())
     }
 }
+
+impl crate::snap::Snap for Entry {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        Ok(Entry {
+            at: self.at,
+            len: self.len,
+            files: self.files.snap(m)?,
+            cred: self.cred,
+            from: self.from.as_ref().map(|f| m.bytes(f)),
+        })
+    }
+}
+
+impl crate::snap::Snap for Inbox {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        Ok(Inbox {
+            entries: self.entries.snap(m)?,
+            passcred: self.passcred,
+            charge: self.charge.snap(m)?,
+            registered: self.registered,
+        })
+    }
+}

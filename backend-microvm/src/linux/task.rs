@@ -405,3 +405,69 @@ impl Kernel {
         }
     }
 }
+
+impl Task {
+    /// A copy (a snapshot's; nothing in a task is shared).
+    pub(crate) fn snap(&self) -> Task {
+        Task {
+            tid: self.tid,
+            pid: self.pid,
+            space: self.space,
+            ctx: self.ctx.clone(),
+            fs_base: self.fs_base,
+            gs_base: self.gs_base,
+            fpu: self.fpu.as_deref().map(crate::snap::xsave),
+            state: self.state.clone(),
+            mask: self.mask,
+            pending: self.pending,
+            info: self.info,
+            altstack: self.altstack,
+            sig_fpu: self.sig_fpu.iter().map(|x| crate::snap::xsave(x)).collect(),
+            suspend_mask: self.suspend_mask,
+            clear_tid: self.clear_tid,
+            vfork_parent: self.vfork_parent,
+            cpu: self.cpu,
+            nice: self.nice,
+            policy: self.policy,
+            ioprio: self.ioprio,
+            pdeathsig: self.pdeathsig,
+            partial: self.partial,
+        }
+    }
+}
+
+impl crate::snap::Snap for Process {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        Ok(Process {
+            pid: self.pid,
+            ppid: self.ppid,
+            pgid: self.pgid,
+            sid: self.sid,
+            threads: self.threads.clone(),
+            files: self.files.snap(m)?,
+            cwd: self.cwd.snap(m)?,
+            umask: self.umask,
+            act: self.act,
+            pending: self.pending,
+            info: self.info,
+            exe: self.exe.clone(),
+            comm: self.comm.clone(),
+            argv: self.argv.clone(),
+            argv_charge: self.argv_charge.snap(m)?,
+            exit: self.exit,
+            exit_signal: self.exit_signal,
+            itimer: self.itimer,
+            cpu_dead: self.cpu_dead,
+            cpu_children: self.cpu_children,
+            stopped: self.stopped,
+            stop_report: self.stop_report,
+            continued: self.continued,
+            rlimits: self.rlimits.clone(),
+            dumpable: self.dumpable,
+            subreaper: self.subreaper,
+            persona: self.persona,
+            membarrier: self.membarrier,
+        })
+    }
+}

@@ -718,3 +718,60 @@ fn parse(p: &[u8]) -> Addr {
     let end = p.iter().position(|b| *b == 0).unwrap_or(p.len());
     Addr::Path(p[..end].to_vec())
 }
+
+impl crate::snap::Snap for UnixState {
+    /// The datagram peer is set later ([`fix_unix`]): it is held weakly.
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        Ok(UnixState {
+            name: self.name.as_ref().map(|n| m.bytes(n)),
+            peer_name: self.peer_name.as_ref().map(|n| m.bytes(n)),
+            connected: self.connected,
+            listen: match &self.listen {
+                Some(b) => Some(Backlog {
+                    max: b.max,
+                    queue: b.queue.snap(m)?,
+                    cred: b.cred,
+                }),
+                None => None,
+            },
+            peer_cred: self.peer_cred,
+            dgram_peer: self.dgram_peer.clone(),
+            made: self.made,
+        })
+    }
+}
+
+/// Points a copied socket's datagram peer at the peer's copy (second pass).
+pub(crate) fn fix_unix(file: &Rc<OpenFile>, m: &crate::snap::Memo) {
+    if let super::FileKind::Socket(s) = &file.kind {
+        let mut u = s.unix.borrow_mut();
+        if let Some(w) = u.dgram_peer.take() {
+            u.dgram_peer = m.weak(&w);
+        }
+    }
+}
+
+impl Names {
+    /// A copy naming the copied sockets and inboxes (second pass: all held weakly).
+    pub(crate) fn snap_weak(&self, m: &crate::snap::Memo) -> Names {
+        Names {
+            abstract_names: self
+                .abstract_names
+                .iter()
+                .filter_map(|(k, w)| m.weak(w).map(|w| (k.clone(), w)))
+                .collect(),
+            nodes: self
+                .nodes
+                .iter()
+                .filter_map(|(k, w)| m.weak(w).map(|w| (*k, w)))
+                .collect(),
+            next_node: self.next_node,
+            next_auto: self.next_auto,
+            inboxes: self.inboxes.iter().filter_map(|w| m.weak(w)).collect(),
+            named_after_prune: self.named_after_prune,
+            live_in_flight: self.live_in_flight,
+            sent_since_gc: self.sent_since_gc,
+        }
+    }
+}

@@ -139,6 +139,8 @@ pub(crate) enum Cmd {
     Resume,
     /// Use figures.
     Stats(oneshot::Sender<VmStats>),
+    /// Take a snapshot (`snapshot.rs`).
+    Snapshot(super::snapshot::SnapReq),
 }
 
 /// The queue.

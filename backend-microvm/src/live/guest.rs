@@ -65,6 +65,8 @@ pub(crate) struct Live {
     idle_since: Option<Instant>,
     /// The page cache's idle pages were given back during this idle period.
     cache_dropped: bool,
+    /// Snapshots asked for, taken at the vCPU loop's next boundary.
+    pub(crate) snaps: Vec<super::snapshot::SnapReq>,
 }
 
 /// How long a live sandbox stays idle (nothing runnable) before it gives the host the
@@ -97,6 +99,7 @@ impl Live {
             tmp_size,
             idle_since: None,
             cache_dropped: false,
+            snaps: Vec::new(),
         }
     }
 }
@@ -150,6 +153,14 @@ impl Kernel {
             if self.ctl.killed() {
                 return Err(Stop::Killed);
             }
+            if self.snapshot_pending() {
+                if self.boundary {
+                    return Err(Stop::Snapshot); // the vCPU loop takes it
+                }
+                // The vCPU loop brings the task to a boundary first (a kick soon),
+                // even while paused: a few guest instructions at most.
+                return Ok(());
+            }
             if self.live.as_ref().is_some_and(|l| l.paused) {
                 self.ctl
                     .wait_until(Instant::now() + Duration::from_secs(3600));
@@ -201,9 +212,25 @@ impl Kernel {
             Cmd::Stats(reply) => {
                 let _ = reply.send(self.vm_stats());
             }
+            Cmd::Snapshot(req) => {
+                if let Some(l) = self.live.as_mut() {
+                    l.snaps.push(req);
+                }
+            }
         }
         // The thread's name for itself and its pid view stay the current process's.
         self.vfs.set_self(self.proc.pid);
+    }
+
+    /// A snapshot waits to be taken.
+    pub(crate) fn snapshot_pending(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| !l.snaps.is_empty())
+    }
+
+    /// Makes this kernel (a copy started from a snapshot) a live sandbox's, its
+    /// processes as they were.
+    pub(crate) fn attach_live(&mut self, live: Live) {
+        self.live = Some(Box::new(live));
     }
 
     fn vm_stats(&self) -> VmStats {

@@ -50,6 +50,8 @@ pub(super) struct Shared {
     activity: Arc<Notify>,
     /// Network `egress`: the broker and relay, for the sandbox's life.
     pub(super) net: Option<Arc<crate::net::VmNet>>,
+    /// Its options (sandboxes started from its snapshots get the same).
+    options: LiveOptions,
 }
 
 impl Shared {
@@ -248,6 +250,7 @@ pub(crate) async fn create(
         next_id: AtomicU32::new(1),
         activity: Arc::new(Notify::new()),
         net,
+        options: options.clone(),
     });
     tokio::spawn(watchdog(
         Arc::downgrade(&shared),
@@ -256,6 +259,148 @@ pub(crate) async fn create(
         options,
     ));
     Ok(Arc::new(MicroVmLive { shared }))
+}
+
+/// A snapshot of a live micro-VM (see `snapshot.rs`).
+#[derive(Debug)]
+pub(crate) struct MicroVmSnapshot {
+    snap: Arc<super::snapshot::Snapshot>,
+    plan: Plan,
+    enforcement: EnforcementReport,
+    options: LiveOptions,
+    /// The first exec id of sandboxes started from it (after the original's).
+    next_id: u32,
+}
+
+impl MicroVmLive {
+    async fn take_snapshot(&self) -> Result<MicroVmSnapshot, LiveError> {
+        let s = &self.shared;
+        {
+            let l = s.lock();
+            if l.state == LiveState::Destroyed {
+                return Err(s.gone(&l, "snapshot", "running or paused"));
+            }
+        }
+        if s.net.is_some() {
+            return Err(LiveError::Unsupported(
+                "snapshots of a micro-VM with a network of its own (egress through the broker, or a pod's network namespace) are not supported: its connections and relay are host state".into(),
+            ));
+        }
+        // SAFETY: memfd_create with a valid C string and flags; no memory is touched.
+        let fd = unsafe {
+            libc::memfd_create(
+                c"hsb-snapshot".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
+        if fd < 0 {
+            return Err(LiveError::Failed(
+                "making the snapshot's memory file".into(),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+        let memfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let (tx, rx) = oneshot::channel();
+        s.send(Cmd::Snapshot(super::snapshot::SnapReq { memfd, reply: tx }));
+        let image = match rx.await {
+            Ok(r) => r?,
+            Err(_) => return Err(s.gone(&s.lock(), "snapshot", "running or paused")),
+        };
+        s.touch();
+        Ok(MicroVmSnapshot {
+            snap: Arc::new(super::snapshot::Snapshot::new(image)),
+            plan: s.plan.clone(),
+            enforcement: s.enforcement.clone(),
+            options: s.options.clone(),
+            next_id: s.next_id.load(std::sync::atomic::Ordering::SeqCst),
+        })
+    }
+}
+
+#[async_trait]
+impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
+    fn isolation(&self) -> Isolation {
+        Isolation::MicroVm
+    }
+
+    fn kept(&self) -> String {
+        "guest memory (copy-on-write) and every process, thread, open file, pipe and socket buffer, the in-memory filesystem and the mount table".into()
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.snap.memory_bytes()
+    }
+
+    async fn start(&self) -> Result<Arc<dyn LiveSandbox>, LiveError> {
+        let ctl = Arc::new(Control::default());
+        let hub = Arc::new(Hub::default());
+        let ending = Arc::new(Ending::default());
+        let (setup_tx, setup_rx) = oneshot::channel();
+        let open_files = self
+            .plan
+            .limits
+            .open_files
+            .unwrap_or(crate::sandbox::DEFAULT_OPEN_FILES);
+        let start = thread::StartFrom {
+            snap: Arc::clone(&self.snap),
+            plan: self.plan.clone(),
+            host_fds: crate::sandbox::host_fd_budget(open_files, self.plan.limits.pids),
+            ctl: Arc::clone(&ctl),
+            hub: Arc::clone(&hub),
+            ending: Arc::clone(&ending),
+            setup: setup_tx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("hsb-vcpu".into())
+            .spawn(move || thread::body_from(start))
+            .map_err(|e| LiveError::Failed("starting the vCPU thread".into(), e))?;
+        match setup_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                return Err(e);
+            }
+            Err(_) => {
+                return Err(LiveError::Failed(
+                    "starting from a snapshot".into(),
+                    std::io::Error::other("the vCPU thread ended during setup"),
+                ))
+            }
+        }
+        let now = Instant::now();
+        let shared = Arc::new(Shared {
+            ctl,
+            hub,
+            ending: Arc::clone(&ending),
+            thread: Mutex::new(Some(thread)),
+            life: Mutex::new(Life {
+                state: LiveState::Running,
+                ended: None,
+                failure: None,
+                paused_at: None,
+                paused_total: Duration::ZERO,
+                running: 0,
+                last_activity: now,
+            }),
+            created: now,
+            plan: self.plan.clone(),
+            enforcement: self.enforcement.clone(),
+            next_id: AtomicU32::new(self.next_id),
+            activity: Arc::new(Notify::new()),
+            // A sandbox with a network of its own (egress, a pod's namespace) has no
+            // snapshots (refused in `take_snapshot`).
+            net: None,
+            options: self.options.clone(),
+        });
+        tokio::spawn(watchdog(
+            Arc::downgrade(&shared),
+            Arc::clone(&shared.activity),
+            ending,
+            self.options.clone(),
+        ));
+        Ok(Arc::new(MicroVmLive { shared }))
+    }
 }
 
 /// Destroys the sandbox when its lifetime or idle timeout passes, and marks it failed
@@ -599,5 +744,9 @@ impl LiveSandbox for MicroVmLive {
     async fn destroy(&self) -> Result<(), LiveError> {
         self.shared.destroy_async(EndReason::Destroyed).await;
         Ok(())
+    }
+
+    async fn snapshot(&self) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, LiveError> {
+        Ok(Arc::new(self.take_snapshot().await?))
     }
 }

@@ -16,6 +16,7 @@ mod files;
 pub(crate) mod guest;
 mod host;
 mod stream;
+pub(crate) mod snapshot;
 mod thread;
 
 pub(crate) use host::create;

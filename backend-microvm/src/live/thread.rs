@@ -130,13 +130,81 @@ fn run(
     if setup.send(Ok(report)).is_err() {
         ctl.kill(); // the caller went away during setup
     }
+    serve(vm, kernel, tick, ctl, false)
+}
+
+/// What a sandbox started from a snapshot needs.
+pub(super) struct StartFrom {
+    pub(super) snap: Arc<super::snapshot::Snapshot>,
+    pub(super) plan: Plan,
+    pub(super) host_fds: usize,
+    pub(super) ctl: Arc<Control>,
+    pub(super) hub: Arc<Hub>,
+    pub(super) ending: Arc<Ending>,
+    pub(super) setup: oneshot::Sender<Result<(), sandbox_core::LiveError>>,
+}
+
+/// Builds a sandbox from a snapshot, then runs it as [`body`] does.
+pub(super) fn body_from(s: StartFrom) {
+    let StartFrom {
+        snap,
+        plan,
+        host_fds,
+        ctl,
+        hub,
+        ending,
+        setup,
+    } = s;
+    ctl.register_thread();
+    let note = catch_unwind(AssertUnwindSafe(|| {
+        let started = match super::snapshot::build(&snap, &plan, Arc::clone(&ctl), host_fds) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = setup.send(Err(e));
+                return Some("setup failed".into());
+            }
+        };
+        drop(snap);
+        let super::snapshot::Started {
+            vm,
+            mut kernel,
+            tick,
+        } = started;
+        kernel.attach_live(Live::new(
+            hub,
+            plan.limits.file_size.map(|b| b.0),
+            plan.limits.tmp_size.map(|b| b.0),
+        ));
+        if setup.send(Ok(())).is_err() {
+            ctl.kill();
+        }
+        serve(vm, kernel, tick, &ctl, true)
+    }))
+    .unwrap_or_else(|p| Some(format!("VMM failure: {}", panic_message(&p))));
+    ctl.unregister_thread();
+    ending.finish(note);
+}
+
+/// Runs the live sandbox until it is destroyed; its end in words (`None`: a kill).
+fn serve(
+    vm: crate::vm::Vm,
+    mut kernel: crate::linux::Kernel,
+    tick: kick::Timer,
+    ctl: &Arc<Control>,
+    restored: bool,
+) -> Option<String> {
+    let mut vm = vm;
     let armed = kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
     let watching = kick::watch(kick::Watch {
         ctl: Arc::clone(ctl),
         deadline: None,
         cpu: None,
     });
-    let stop = crate::vcpu::run(&mut vm, &mut kernel, Some(tick));
+    let stop = if restored {
+        crate::vcpu::run_restored(&mut vm, &mut kernel, Some(tick))
+    } else {
+        crate::vcpu::run(&mut vm, &mut kernel, Some(tick))
+    };
     drop(watching);
     drop(armed);
     kernel.live_end();

@@ -477,5 +477,33 @@ pub(crate) enum Fixed {
     NoReplace,
 }
 
+impl AddressSpace {
+    /// A copy of the address spaces (their page tables are in guest memory: `ram` is
+    /// the copy's, a private mapping of the snapshot's memory file).
+    pub(crate) fn snap_over(
+        &self,
+        m: &mut crate::snap::Memo,
+        ram: vm_memory::GuestMemoryMmap,
+    ) -> Result<AddressSpace, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        Ok(AddressSpace {
+            mem: self.mem.snap_over(m, ram)?,
+            id: self.id,
+            parked: self.parked.snap(m)?,
+            next_id: self.next_id,
+            pt: self.pt,
+            vmas: self.vmas.snap(m)?,
+            brk_start: self.brk_start,
+            brk: self.brk,
+            mmap_top: self.mmap_top,
+            flush: self.flush.clone(),
+            vma_charge: self.vma_charge.snap(m)?,
+            spurious: self.spurious,
+            streaks: self.streaks,
+            next_streak: self.next_streak,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests;

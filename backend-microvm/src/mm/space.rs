@@ -10,6 +10,7 @@
 //! translations (a slot reload, one per many released spaces), so that no stale
 //! shadow of an old table survives into a new use of its frame.
 
+use crate::snap::Snap;
 use super::pagetable::{PageTables, PTE_ADDR, PTE_P, PTE_W};
 use super::vma::{VmaKind, VmaMap};
 use super::{AddressSpace, MapError};
@@ -204,5 +205,18 @@ impl AddressSpace {
     #[cfg(test)]
     pub(crate) fn spaces(&self) -> usize {
         self.parked.len() + 1
+    }
+}
+
+impl crate::snap::Snap for Parked {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(Parked {
+            pt: self.pt,
+            vmas: self.vmas.snap(m)?,
+            brk_start: self.brk_start,
+            brk: self.brk,
+            mmap_top: self.mmap_top,
+            vma_charge: self.vma_charge.snap(m)?,
+        })
     }
 }

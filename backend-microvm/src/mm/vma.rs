@@ -26,6 +26,13 @@ pub(crate) trait Backing: fmt::Debug {
     fn cache_key(&self) -> Option<crate::memory::FileKey> {
         None
     }
+
+    /// A copy for a snapshot or a sandbox started from one (see `snap.rs`).
+    fn copy(&self, _: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
+        Err(crate::snap::SnapError::new(format!(
+            "a mapping of {self:?} cannot be copied"
+        )))
+    }
 }
 
 /// The pages of an in-memory file that `MAP_SHARED` mappings share: frames by page
@@ -280,5 +287,69 @@ mod tests {
             m.find_free_below(0xf_0000, 0x1_0000, 0x40_0000),
             Some(0x21_0000)
         );
+    }
+}
+
+impl crate::snap::Snap for SharedPages {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(SharedPages {
+            file: self.file.snap_backing(m)?,
+            frames: std::cell::RefCell::new(self.frames.borrow().clone()),
+        })
+    }
+}
+
+impl crate::snap::Snap for VmaKind {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(match self {
+            VmaKind::Anon => VmaKind::Anon,
+            VmaKind::SharedFile { pages, offset } => VmaKind::SharedFile {
+                pages: crate::snap::Snap::snap(pages, m)?,
+                offset: *offset,
+            },
+            VmaKind::File {
+                backing,
+                offset,
+                file_end,
+            } => VmaKind::File {
+                backing: backing.snap_backing(m)?,
+                offset: *offset,
+                file_end: *file_end,
+            },
+        })
+    }
+}
+
+impl crate::snap::Snap for Vma {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(Vma {
+            end: self.end,
+            prot: self.prot,
+            kind: self.kind.snap(m)?,
+        })
+    }
+}
+
+impl crate::snap::Snap for VmaMap {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(VmaMap {
+            map: crate::snap::Snap::snap(&self.map, m)?,
+        })
+    }
+}
+
+/// A mapping's contents copied through a memo (see `snap.rs`).
+pub(crate) trait SnapBacking {
+    fn snap_backing(&self, m: &mut crate::snap::Memo)
+        -> Result<Rc<dyn Backing>, crate::snap::SnapError>;
+}
+
+impl SnapBacking for Rc<dyn Backing> {
+    fn snap_backing(
+        &self,
+        m: &mut crate::snap::Memo,
+    ) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
+        let me = Rc::clone(self);
+        m.rc_dyn(self, move |m| me.copy(m))
     }
 }

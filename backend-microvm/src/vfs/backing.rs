@@ -23,6 +23,10 @@ impl Backing for HostBacking {
     /// Device, inode, size, mtime and ctime, asked of the host now: a file written
     /// since (by the sandbox or on the host) has another ctime, a file replaced another
     /// inode, so stale pages are never found again.
+    fn copy(&self, m: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
+        Ok(Rc::new(HostBacking(self.0.snap_fd(m)?)))
+    }
+
     fn cache_key(&self) -> Option<FileKey> {
         let m = host::fstat(self.0.as_raw_fd()).ok()?;
         (m.kind() == libc::S_IFREG).then_some(FileKey {
@@ -45,6 +49,10 @@ impl Backing for TmpBacking {
             .read_at(offset, buf)
             .map_err(|e| std::io::Error::from_raw_os_error(e.0))
     }
+
+    fn copy(&self, m: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
+        Ok(Rc::new(TmpBacking(crate::snap::Snap::snap(&self.0, m)?)))
+    }
 }
 
 /// A generated file's contents.
@@ -59,6 +67,10 @@ impl Backing for GenBacking {
         let n = buf.len().min(self.0.len() - start);
         buf[..n].copy_from_slice(&self.0[start..start + n]);
         Ok(n)
+    }
+
+    fn copy(&self, m: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
+        Ok(Rc::new(GenBacking(m.bytes(&self.0))))
     }
 }
 

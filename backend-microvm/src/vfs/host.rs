@@ -95,16 +95,17 @@ fn release_fd() {
     });
 }
 
-/// A host descriptor held for the sandbox, counted against its budget until dropped.
+/// A host descriptor held for the sandbox, counted against its budget until dropped
+/// (a snapshot's copies are counted against none: the second field is false).
 #[derive(Debug)]
-pub(crate) struct HostFd(OwnedFd);
+pub(crate) struct HostFd(OwnedFd, bool);
 
 impl HostFd {
     /// Makes a descriptor with `make` (a host call) if the budget has room for one.
     fn make(make: impl FnOnce() -> Result<OwnedFd, Errno>) -> Result<HostFd, Errno> {
         charge_fd()?;
         match make() {
-            Ok(fd) => Ok(HostFd(fd)),
+            Ok(fd) => Ok(HostFd(fd, true)),
             Err(e) => {
                 release_fd();
                 Err(e)
@@ -119,7 +120,7 @@ impl HostFd {
             let (held, max) = c.get();
             c.set((held + 1, max));
         });
-        HostFd(fd)
+        HostFd(fd, true)
     }
 
     /// A second descriptor for the same open file (`F_DUPFD_CLOEXEC`), counted too.
@@ -130,7 +131,53 @@ impl HostFd {
 
 impl Drop for HostFd {
     fn drop(&mut self) {
-        release_fd();
+        if self.1 {
+            release_fd();
+        }
+    }
+}
+
+impl HostFd {
+    /// A copy for a snapshot (counted against no sandbox) or for a sandbox started
+    /// from one (counted against the calling thread's).
+    pub(crate) fn snap_fd(
+        &self,
+        m: &mut crate::snap::Memo,
+    ) -> Result<HostFd, crate::snap::SnapError> {
+        let fail = |e: Errno| {
+            crate::snap::SnapError::new(format!(
+                "duplicating a host descriptor failed: {}",
+                std::io::Error::from_raw_os_error(e.0)
+            ))
+        };
+        match m.fds {
+            crate::snap::FdMode::Charged => self.try_clone().map_err(fail),
+            crate::snap::FdMode::Detached => self
+                .0
+                .try_clone()
+                .map(|fd| HostFd(fd, false))
+                .map_err(|e| fail(Errno::from_io(&e))),
+        }
+    }
+
+}
+
+/// Puts `from`'s open file in place of descriptor `target` (which a [`HostFd`] of the
+/// sandbox owns: it stays owned by it, now naming `from`'s open file).
+pub(crate) fn put_in_place(from: &HostFd, target: RawFd) -> std::io::Result<()> {
+    // SAFETY: dup3 onto a descriptor a HostFd owns (the caller's copy of a snapshot's
+    // open file); both descriptors are valid; nothing is closed that another owner
+    // still uses.
+    let rc = unsafe { libc::dup3(from.as_raw_fd(), target, libc::O_CLOEXEC) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl crate::snap::Snap for HostFd {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        self.snap_fd(m)
     }
 }
 

@@ -567,3 +567,38 @@ impl Vfs {
 
 #[cfg(test)]
 mod tests;
+
+impl crate::snap::Snap for Entry {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(Entry {
+            name: m.bytes(&self.name),
+            node: crate::snap::Snap::snap(&self.node, m)?,
+            trie: self.trie,
+        })
+    }
+}
+
+impl crate::snap::Snap for Location {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(Location {
+            entries: crate::snap::Snap::snap(&self.entries, m)?,
+        })
+    }
+}
+
+impl crate::snap::Snap for Vfs {
+    /// The remembered lookups are not copied (a cache: the copy starts without).
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        Ok(Vfs {
+            tree: self.tree.snap(m)?,
+            sources: self.sources.snap(m)?,
+            root_node: self.root_node.snap(m)?,
+            proc: self.proc.snap(m)?,
+            ids: self.ids,
+            reports: self.reports.clone(),
+            restrict: Default::default(),
+            lookups: Default::default(),
+        })
+    }
+}

@@ -176,3 +176,64 @@ impl MountTree {
         self.nodes[at].mount = Some(mount);
     }
 }
+
+impl crate::snap::Snap for Mount {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        Ok(match self {
+            Mount::HostDir { fd, ro, mnt } => Mount::HostDir {
+                fd: fd.snap(m)?,
+                ro: *ro,
+                mnt: *mnt,
+            },
+            Mount::HostFile {
+                dir,
+                name,
+                fd,
+                ro,
+                mnt,
+                kind,
+            } => Mount::HostFile {
+                dir: dir.snap(m)?,
+                name: m.bytes(name),
+                fd: fd.snap(m)?,
+                ro: *ro,
+                mnt: *mnt,
+                kind: *kind,
+            },
+            Mount::Link(t) => Mount::Link(m.bytes(t)),
+            Mount::Tmp(t) => Mount::Tmp(t.snap(m)?),
+            Mount::Dev(d) => Mount::Dev(*d),
+            Mount::Gen(b) => Mount::Gen(m.bytes(b)),
+            Mount::Dir => Mount::Dir,
+            Mount::Proc => Mount::Proc,
+        })
+    }
+}
+
+impl crate::snap::Snap for MountTree {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| {
+                Ok(TreeNode {
+                    children: n.children.clone(),
+                    mount: n.mount.snap(m)?,
+                })
+            })
+            .collect::<Result<Vec<_>, crate::snap::SnapError>>()?;
+        Ok(MountTree { nodes })
+    }
+}
+
+impl crate::snap::Snap for HostSource {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(HostSource {
+            fd: crate::snap::Snap::snap(&self.fd, m)?,
+            ro: self.ro,
+            dir: self.dir,
+        })
+    }
+}

@@ -303,3 +303,39 @@ impl Node {
         })
     }
 }
+
+impl crate::snap::Snap for Node {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        Ok(match self {
+            Node::Virtual => Node::Virtual,
+            Node::HostDir { fd, ro, mnt } => Node::HostDir {
+                fd: fd.snap(m)?,
+                ro: *ro,
+                mnt: *mnt,
+            },
+            Node::HostFile {
+                dir,
+                name,
+                fd,
+                ro,
+                mnt,
+                kind,
+            } => Node::HostFile {
+                dir: dir.snap(m)?,
+                name: m.bytes(name),
+                fd: fd.snap(m)?,
+                ro: *ro,
+                mnt: *mnt,
+                kind: *kind,
+            },
+            Node::Tmp(t) => Node::Tmp(t.snap(m)?),
+            Node::Dev(d) => Node::Dev(*d),
+            Node::Gen(b) => Node::Gen(m.bytes(b)),
+            Node::Link(t) => Node::Link(m.bytes(t)),
+            Node::Ovl(d) => Node::Ovl(d.snap(m)?),
+            Node::Lower(l) => Node::Lower(l.snap(m)?),
+            Node::Proc(p) => Node::Proc(p.clone()),
+        })
+    }
+}

@@ -476,3 +476,48 @@ impl Lower {
         Ok(inode)
     }
 }
+
+impl crate::snap::Snap for Overlay {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(Overlay {
+            upper: crate::snap::Snap::snap(&self.upper, m)?,
+            owner: self.owner,
+        })
+    }
+}
+
+impl crate::snap::Snap for OvlDir {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        let path = Rc::clone(&self.path);
+        let new_path = m.rc_dyn(&self.path, move |m| {
+            Ok(path.iter().map(|c| m.bytes(c)).collect::<Rc<[Rc<[u8]>]>>())
+        })?;
+        let lowers = Rc::clone(&self.lowers);
+        let new_lowers = m.rc_dyn(&self.lowers, move |m| {
+            Ok(lowers
+                .iter()
+                .map(|l| l.snap(m))
+                .collect::<Result<Vec<_>, _>>()?
+                .into())
+        })?;
+        Ok(OvlDir {
+            ovl: self.ovl.snap(m)?,
+            path: new_path,
+            lowers: new_lowers,
+        })
+    }
+}
+
+impl crate::snap::Snap for Lower {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        use crate::snap::Snap;
+        Ok(Lower {
+            parent: self.parent.snap(m)?,
+            name: m.bytes(&self.name),
+            dir: self.dir.snap(m)?,
+            fd: self.fd.snap(m)?,
+            kind: self.kind,
+        })
+    }
+}

@@ -245,3 +245,12 @@ impl ProcView {
         })
     }
 }
+
+impl crate::snap::Snap for ProcView {
+    fn snap(&self, _: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(ProcView {
+            me: std::cell::Cell::new(self.me.get()),
+            procs: std::cell::RefCell::new(self.procs.borrow().clone()),
+        })
+    }
+}

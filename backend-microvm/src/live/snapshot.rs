@@ -1,0 +1,311 @@
+//! Snapshots and forks of a live micro-VM.
+//!
+//! **Taking one.** The host side makes a memory file (`memfd`) and sends it with
+//! [`Cmd::Snapshot`](super::cmd::Cmd). The vCPU thread takes the snapshot at its next
+//! *boundary*, a point where every task's state is in the kernel (between guest
+//! instructions, never mid-syscall; a task stopped inside the supervisor is first
+//! brought back to user mode by a kick, a few instructions at most, paused or not):
+//!
+//! - guest memory: the pages in use are written to the file, which is then sealed,
+//!   and the VM's own RAM becomes a private mapping of it
+//!   ([`Memory::freeze`](crate::memory::Memory::freeze)): the VM and everything
+//!   started from the snapshot share its pages, each copying a page only when it
+//!   writes it (the host's copy-on-write). Pages that read as zero are holes.
+//! - the personality: a deep copy of the kernel ([`Kernel::snap_over`], `snap.rs`):
+//!   processes, threads with their registers (the loaded task's FS/GS bases and FPU
+//!   state read from the vCPU), descriptor tables, open files, pipes and `AF_UNIX`
+//!   sockets with their buffers and descriptors in flight, `epoll` and `eventfd`
+//!   instances, the filesystem (mount table, the in-memory /tmp and an image's
+//!   writable layer), signals (dispositions, pending, masks), timers (`ITIMER_REAL`,
+//!   sleepers' deadlines), the address spaces and the page cache. Host descriptors are
+//!   duplicated. A terminal or an inet socket held by a process makes the snapshot
+//!   fail, naming it.
+//!
+//! **Starting from one.** Each start is a new live sandbox on its own vCPU thread: a
+//! private mapping of the memory file as its RAM, a copy of the snapshot's kernel
+//! (made on that thread), a new VM, the same seccomp filter and Landlock rules as the
+//! original. Host regular files the guest held open are reopened by their sandbox
+//! path and must be the same file (device, inode, size, modification time) as when
+//! the snapshot was taken, else the start fails naming the file. Each start gets a
+//! new boot id (`/proc/sys/kernel/random/boot_id`: the VM identity the guest sees);
+//! `getrandom` and `/dev/urandom` are the host's, read at each call, so they differ
+//! in every clone. What clones share is what was in guest memory: ASLR layout, seeds
+//! of in-process generators (Python's `random`, hash seeds), anything a program read
+//! from `getrandom` before the snapshot.
+//!
+//! The execs running at the snapshot keep running in each clone, detached from any
+//! caller: their stdin reads end of file, their output goes nowhere. The clone's own
+//! execs get new ids.
+//!
+//! **Why the copy may cross threads.** The VMM's state is `Rc`-based (one thread
+//! each). A copy made through a [`Memo`] shares no `Rc` with its original nor with
+//! anything else: moving the whole copy to another thread, and using it from only one
+//! thread at a time (behind a mutex), is sound. See [`Image`].
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use sandbox_core::{EnforcementLevel, LandlockMode, LiveError, Plan};
+use tokio::sync::{mpsc, oneshot};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+use crate::guest::layout::VVAR_GPA;
+use crate::kick::Control;
+use crate::linux::Kernel;
+use crate::snap::{FdMode, HeldFile, Memo};
+use crate::stdio::{Input, Output};
+use crate::vm::Vm;
+
+/// A request for a snapshot: the memory file to fill, and where to answer.
+#[derive(Debug)]
+pub(crate) struct SnapReq {
+    pub(crate) memfd: OwnedFd,
+    pub(crate) reply: oneshot::Sender<Result<Image, LiveError>>,
+}
+
+/// A snapshot: the kernel's copy, the memory file, and the host files held open.
+pub(crate) struct Image {
+    kernel: Kernel,
+    memfd: OwnedFd,
+    size: u64,
+    held: Vec<HeldFile>,
+    /// Bytes of guest memory written to the file.
+    pub(crate) written: u64,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("size", &self.size)
+            .field("held", &self.held)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: an `Image` holds a deep copy of a kernel (`Memo`): none of its `Rc`s is
+// shared with anything outside it, its host descriptors are its own and counted
+// against no thread's budget (`FdMode::Detached`), and its guest RAM is a mapping it
+// owns. Moving it whole to another thread moves every reference to its `Rc`s with
+// it; it is only ever used by one thread at a time (`Snapshot` keeps it behind a
+// mutex, and copies made from it are again disjoint from it).
+unsafe impl Send for Image {}
+
+/// A snapshot as the host keeps it (any thread may start sandboxes from it).
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    image: Mutex<Image>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(image: Image) -> Snapshot {
+        Snapshot {
+            image: Mutex::new(image),
+        }
+    }
+
+    /// Bytes of guest memory in the snapshot's memory file.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.image.lock().unwrap_or_else(|p| p.into_inner()).written
+    }
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> LiveError {
+    LiveError::Failed(
+        "taking a snapshot".into(),
+        std::io::Error::other(format!("{what}: {e}")),
+    )
+}
+
+/// Takes a snapshot on the vCPU thread (see the module's doc), answering `req`.
+/// `loaded` is the task whose FS/GS bases and FPU state are `cpu` (on the vCPU).
+pub(crate) fn take(
+    k: &mut Kernel,
+    loaded: u32,
+    cpu: &Result<(u64, u64, kvm_bindings::kvm_xsave), String>,
+    req: SnapReq,
+) {
+    let r = take_image(k, loaded, cpu, req.memfd);
+    let _ = req.reply.send(r);
+}
+
+fn take_image(
+    k: &mut Kernel,
+    loaded: u32,
+    cpu: &Result<(u64, u64, kvm_bindings::kvm_xsave), String>,
+    memfd: OwnedFd,
+) -> Result<Image, LiveError> {
+    let (fs, gs, fpu) = cpu.as_ref().map_err(|e| failed("the vCPU", e))?;
+    let size = k.mm.mem.size();
+    let fd = memfd.as_raw_fd();
+    // SAFETY: ftruncate and fcntl on a descriptor this function owns.
+    if unsafe { libc::ftruncate(fd, size as libc::off_t) } != 0 {
+        return Err(failed("sizing the memory file", std::io::Error::last_os_error()));
+    }
+    let written = k
+        .mm
+        .mem
+        .freeze(fd)
+        .map_err(|e| failed("writing guest memory", e))?;
+    // Sealed: nothing changes the snapshot's memory any more (every mapping of it is
+    // private).
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(failed("sealing the memory file", std::io::Error::last_os_error()));
+    }
+    let ram = private_ram(size, fd).map_err(|e| failed("mapping the memory file", e))?;
+    let mut m = Memo::new(FdMode::Detached);
+    let (tx, _) = mpsc::unbounded_channel();
+    let mut kernel = k
+        .snap_over(
+            &mut m,
+            ram,
+            (
+                Output::new(tx, Some(0)),
+                Input::Null,
+                Arc::new(Control::default()),
+            ),
+        )
+        .map_err(|e| LiveError::Unsupported(format!("this sandbox cannot be snapshotted: {e}")))?;
+    let task = if kernel.task.tid == loaded {
+        Some(&mut kernel.task)
+    } else {
+        kernel.tasks.get_mut(&loaded)
+    };
+    if let Some(t) = task {
+        t.fs_base = *fs;
+        t.gs_base = *gs;
+        t.fpu = Some(crate::snap::xsave(fpu));
+    }
+    Ok(Image {
+        kernel,
+        memfd,
+        size,
+        held: std::mem::take(&mut m.held),
+        written,
+    })
+}
+
+/// Guest RAM of `size` bytes: a private mapping of the memory file `fd`.
+fn private_ram(size: u64, fd: i32) -> std::io::Result<GuestMemoryMmap> {
+    let len = usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+    let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)])
+        .map_err(std::io::Error::other)?;
+    crate::memory::map_private(&ram, size, fd)?;
+    Ok(ram)
+}
+
+/// What a started sandbox's thread runs: its VM and kernel, ready.
+pub(crate) struct Started {
+    pub(crate) vm: Vm,
+    pub(crate) kernel: Kernel,
+    pub(crate) tick: crate::kick::Timer,
+}
+
+/// Builds a sandbox from `snap` on the calling thread (the new sandbox's vCPU
+/// thread) and confines the thread as the original's was.
+pub(crate) fn build(
+    snap: &Snapshot,
+    plan: &Plan,
+    ctl: Arc<Control>,
+    host_fds: usize,
+) -> Result<Started, LiveError> {
+    let start_err = |what: &str, e: &dyn std::fmt::Display| {
+        LiveError::Failed(
+            "starting from a snapshot".into(),
+            std::io::Error::other(format!("{what}: {e}")),
+        )
+    };
+    crate::vfs::host::set_fd_budget(host_fds);
+    let (mut kernel, held) = {
+        let img = snap.image.lock().unwrap_or_else(|p| p.into_inner());
+        let ram = private_ram(img.size, img.memfd.as_raw_fd())
+            .map_err(|e| start_err("mapping the snapshot's memory", &e))?;
+        let mut m = Memo::new(FdMode::Charged);
+        for h in &img.held {
+            m.held_from.insert(h.fd, h.clone());
+        }
+        let (tx, _) = mpsc::unbounded_channel();
+        let kernel = img
+            .kernel
+            .snap_over(&mut m, ram, (Output::new(tx, Some(0)), Input::Null, ctl))
+            .map_err(|e| start_err("copying the snapshot's state", &e))?;
+        (kernel, std::mem::take(&mut m.held))
+    };
+    reopen_held(&kernel, &held)?;
+    kernel.boot_id = crate::linux::new_boot_id();
+    let vm = Vm::create(&kernel.mm.mem, kernel.mm.cr3(), 0, 0)
+        .map_err(|e| start_err("creating the VM", &e))?;
+    // The vDSO's clock counts from this VM's TSC.
+    if kernel.vdso {
+        if let Some(base) = vm.time_base() {
+            let _ = kernel
+                .mm
+                .mem
+                .write(VVAR_GPA, &crate::guest::vdso::vvar(&base));
+        }
+    }
+    let tick = crate::kick::Timer::one_shot()
+        .map_err(|e| start_err("creating the scheduler timer", &e))?;
+    crate::probe::kvm_kind();
+    crate::linux::stats_enabled();
+    let confinement = crate::confine::confine_thread(kernel.vfs.sources())
+        .map_err(|e| start_err("confining the VMM thread", &e))?;
+    if plan.landlock == LandlockMode::Required
+        && confinement.landlock.level != EnforcementLevel::Full
+    {
+        return Err(LiveError::Unsupported(format!(
+            "the policy requires full Landlock, but this kernel enforces {:?} for the VMM",
+            confinement.landlock.level
+        )));
+    }
+    kernel.cpu_mark = crate::kick::thread_cpu_time();
+    Ok(Started { vm, kernel, tick })
+}
+
+/// Reopens each host file the snapshot's processes held open by its sandbox path,
+/// checks it is the same file as at the snapshot, and puts it in place of the copy's
+/// descriptor.
+fn reopen_held(kernel: &Kernel, held: &[HeldFile]) -> Result<(), LiveError> {
+    for h in held {
+        let path = String::from_utf8_lossy(&h.path).into_owned();
+        let changed = |reason: String| LiveError::File {
+            operation: "reopen",
+            path: path.clone(),
+            errno: libc::ESTALE,
+            reason,
+        };
+        let root = kernel.vfs.root();
+        let fd = match kernel.vfs.open(&root, &h.path, h.flags, 0) {
+            Ok((_, crate::vfs::Opened::Host(fd))) => fd,
+            Ok(_) => {
+                return Err(changed(
+                    "the host file held open at the snapshot is no longer a host file there"
+                        .into(),
+                ))
+            }
+            Err(e) => {
+                return Err(changed(format!(
+                    "the host file held open at the snapshot cannot be reopened: {}",
+                    std::io::Error::from_raw_os_error(e.0)
+                )))
+            }
+        };
+        let st = crate::vfs::host::fstat(fd.as_raw_fd()).map_err(|e| {
+            changed(format!(
+                "the reopened host file cannot be looked at: {}",
+                std::io::Error::from_raw_os_error(e.0)
+            ))
+        })?;
+        let now = (st.dev, st.ino, st.size, (st.mtime.sec, st.mtime.nsec));
+        if now != h.id {
+            return Err(changed(format!(
+                "the host file held open at the snapshot changed since (device, inode, size, modification time were {:?}, are {:?})",
+                h.id, now
+            )));
+        }
+        crate::vfs::host::put_in_place(&fd, h.fd)
+            .map_err(|e| changed(format!("putting the reopened file in place: {e}")))?;
+    }
+    Ok(())
+}

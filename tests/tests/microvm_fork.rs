@@ -1,0 +1,239 @@
+//! Snapshots and forks of a live micro-VM, through the library: a fork goes on from
+//! a running Python process's state and a file in /tmp, then diverges from its
+//! parent; fifty sandboxes start from one snapshot at once; clones read different
+//! random bytes and boot ids; a host file replaced under a held descriptor makes a
+//! start fail, naming the file.
+
+use std::time::{Duration, Instant};
+
+use hsb_tests::*;
+use hybrid_sandbox::{IsolationRequest, Live, LiveOptions};
+
+/// Whether the micro-VM runs here; the tests of this file run one at a time.
+fn ready() -> Option<std::sync::MutexGuard<'static, ()>> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if !backend_ready(IsolationRequest::MicroVm) {
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn vm() -> Workload {
+    Workload::default().isolation(IsolationRequest::MicroVm)
+}
+
+async fn create(w: Workload) -> Live {
+    sandbox()
+        .create(w, LiveOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("create: {}", e.chain()))
+}
+
+async fn sh(live: &Live, script: &str) -> String {
+    let o = live
+        .exec(["busybox", "sh", "-c", script])
+        .await
+        .unwrap_or_else(|e| panic!("exec {script}: {}", e.chain()));
+    assert_eq!(o.exit_code, Some(0), "{script}: {o:?}");
+    stdout(&o)
+}
+
+/// A Python process that keeps a counter: each line written to the FIFO /tmp/in adds
+/// to it; after each, /tmp/out holds the count, fresh random bytes from `os.urandom`
+/// and `random.random()` (whose generator was seeded before any snapshot).
+const COUNTER: &str = r#"
+import os, random
+n = 0
+open("/tmp/ready", "w").close()
+while True:
+    with open("/tmp/in") as f:
+        for line in f:
+            n += int(line)
+    with open("/tmp/out.tmp", "w") as o:
+        o.write("%d %s %r" % (n, os.urandom(16).hex(), random.random()))
+    os.rename("/tmp/out.tmp", "/tmp/out")
+"#;
+
+/// Feeds `add` to the counter of `live` and returns what it wrote: count, urandom hex,
+/// random().
+async fn feed(live: &Live, add: u32) -> (u64, String, String) {
+    let before = live.read_file("/tmp/out").await.ok();
+    sh(live, &format!("echo {add} > /tmp/in")).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(b) = live.read_file("/tmp/out").await {
+            if Some(&b) != before.as_ref() {
+                let s = String::from_utf8(b).unwrap();
+                let mut it = s.split(' ');
+                let n = it.next().unwrap().parse().unwrap();
+                let u = it.next().unwrap().to_string();
+                let r = it.next().unwrap().to_string();
+                return (n, u, r);
+            }
+        }
+        assert!(Instant::now() < until, "the counter never answered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A live sandbox whose Python counter runs in the background, blocked on the FIFO.
+async fn counter_sandbox() -> Live {
+    let live = create(vm()).await;
+    live.write_file("/tmp/counter.py", COUNTER).await.unwrap();
+    sh(
+        &live,
+        "busybox mkfifo /tmp/in && (python3 /tmp/counter.py >/dev/null 2>&1 &) && \
+         while [ ! -e /tmp/ready ]; do busybox sleep 0.01; done",
+    )
+    .await;
+    live
+}
+
+#[test]
+fn fork_goes_on_from_a_running_python_process_and_diverges() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let parent = counter_sandbox().await;
+        assert_eq!(feed(&parent, 5).await.0, 5);
+        parent.write_file("/tmp/file", "parent").await.unwrap();
+
+        let child = parent
+            .fork()
+            .await
+            .unwrap_or_else(|e| panic!("fork: {}", e.chain()));
+        // The child's Python process goes on from the parent's count...
+        assert_eq!(child.read_file("/tmp/file").await.unwrap(), b"parent");
+        let (c1, cu, cr) = feed(&child, 10).await;
+        assert_eq!(c1, 15, "the fork's counter goes on from the parent's");
+        // ...without touching the parent's.
+        let (p1, pu, pr) = feed(&parent, 1).await;
+        assert_eq!(p1, 6, "the parent's counter is its own");
+        assert_eq!(feed(&child, 100).await.0, 115);
+        // What the guest asks the host for is fresh in each; what was in memory at the
+        // snapshot (the generator seeded at start) is shared.
+        assert_ne!(cu, pu, "os.urandom differs between parent and fork");
+        assert_eq!(cr, pr, "random.random() is in-memory state the fork shares");
+
+        // Files diverge too.
+        child.write_file("/tmp/file", "child").await.unwrap();
+        assert_eq!(parent.read_file("/tmp/file").await.unwrap(), b"parent");
+        assert_eq!(child.read_file("/tmp/file").await.unwrap(), b"child");
+        // The VM identity the guest sees differs; it stays within one VM.
+        let boot = "busybox cat /proc/sys/kernel/random/boot_id";
+        let (pb, cb) = (sh(&parent, boot).await, sh(&child, boot).await);
+        assert_ne!(pb, cb, "each start has its own boot id");
+        assert_eq!(pb, sh(&parent, boot).await, "a VM's boot id stays");
+        // A fork of a fork.
+        let grandchild = child.fork().await.unwrap();
+        assert_eq!(feed(&grandchild, 1000).await.0, 1115);
+        assert_eq!(feed(&child, 1).await.0, 116);
+        for l in [grandchild, child, parent] {
+            l.destroy().await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn fifty_sandboxes_start_from_one_snapshot_at_once() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let parent = counter_sandbox().await;
+        assert_eq!(feed(&parent, 7).await.0, 7);
+        let snap = parent
+            .snapshot()
+            .await
+            .unwrap_or_else(|e| panic!("snapshot: {}", e.chain()));
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let s = snap.clone();
+            set.spawn(async move { s.start().await });
+        }
+        let mut clones = Vec::new();
+        while let Some(r) = set.join_next().await {
+            clones.push(r.unwrap().unwrap_or_else(|e| panic!("start: {}", e.chain())));
+        }
+        assert_eq!(clones.len(), 50);
+        // Each goes on from the snapshot on its own, all at once.
+        let mut set = tokio::task::JoinSet::new();
+        for (i, c) in clones.into_iter().enumerate() {
+            set.spawn(async move {
+                let got = feed(&c, i as u32).await;
+                (i, got, c)
+            });
+        }
+        let mut randoms = std::collections::HashSet::new();
+        let mut clones = Vec::new();
+        while let Some(r) = set.join_next().await {
+            let (i, (n, u, _), c) = r.unwrap();
+            assert_eq!(n, 7 + i as u64, "clone {i}");
+            randoms.insert(u);
+            clones.push(c);
+        }
+        assert_eq!(randoms.len(), 50, "every clone read different os.urandom bytes");
+        // The parent is untouched.
+        assert_eq!(feed(&parent, 1).await.0, 8);
+        for c in clones {
+            c.destroy().await.unwrap();
+        }
+        parent.destroy().await.unwrap();
+    });
+}
+
+#[test]
+fn a_host_file_replaced_under_a_held_descriptor_fails_the_start_naming_it() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    let dir = writable_tempdir();
+    let file = dir.path().join("held.txt");
+    std::fs::write(&file, "original\n").unwrap();
+    set_mode(&file, 0o666);
+    runtime().block_on(async {
+        let live = create(vm().mount(Mount::rw(dir.path(), "/data"))).await;
+        sh(
+            &live,
+            "(python3 -c \"import time; f = open('/data/held.txt'); open('/tmp/ready', 'w').close(); time.sleep(3600)\" >/dev/null 2>&1 &) && \
+             while [ ! -e /tmp/ready ]; do busybox sleep 0.01; done",
+        )
+        .await;
+        let snap = live.snapshot().await.unwrap();
+        // Unchanged: a start reopens it and goes on.
+        let ok = snap.start().await.unwrap_or_else(|e| panic!("start: {}", e.chain()));
+        assert_eq!(sh(&ok, "busybox cat /data/held.txt").await, "original\n");
+        ok.destroy().await.unwrap();
+        // Replaced on the host (same name, another file): the start fails, naming it.
+        let tmp = dir.path().join("new.txt");
+        std::fs::write(&tmp, "replaced\n").unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        let err = snap.start().await.expect_err("the start must fail").chain();
+        assert!(err.contains("/data/held.txt"), "{err}");
+        assert!(err.contains("changed"), "{err}");
+        // Changed in place (size and time): refused too.
+        let snap = live.snapshot().await.unwrap();
+        std::fs::write(&file, "replaced and longer\n").unwrap();
+        let err = snap.start().await.expect_err("the start must fail").chain();
+        assert!(err.contains("/data/held.txt"), "{err}");
+        live.destroy().await.unwrap();
+    });
+}
+
+#[test]
+fn a_sandbox_holding_a_terminal_refuses_a_snapshot_and_goes_on() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let live = create(vm()).await;
+        let mut req = hybrid_sandbox::ExecRequest::new(["busybox", "sleep", "3600"]);
+        req.tty = Some(hybrid_sandbox::TtySize { rows: 24, cols: 80 });
+        let _exec = live.exec_streaming(req).await.unwrap();
+        let err = live.snapshot().await.expect_err("a terminal is not copied");
+        assert!(err.chain().contains("terminal"), "{}", err.chain());
+        assert_eq!(sh(&live, "echo still here").await, "still here\n");
+        live.destroy().await.unwrap();
+    });
+}
