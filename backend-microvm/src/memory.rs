@@ -643,7 +643,12 @@ pub(crate) fn map_private(ram: &GuestMemoryMmap, size: u64, memfd: i32) -> std::
         .get_host_address(GuestAddress(0))
         .map_err(std::io::Error::other)?;
     let len = usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
-    if ram.iter().map(vm_memory::GuestMemoryRegion::len).sum::<u64>() < size {
+    if ram
+        .iter()
+        .map(vm_memory::GuestMemoryRegion::len)
+        .sum::<u64>()
+        < size
+    {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }
     // SAFETY: `base .. base + len` is the guest RAM mapping `ram` owns (one region from
@@ -693,15 +698,12 @@ impl Memory {
             }
             let mut off = start;
             while off < f {
-                // SAFETY: `base + off .. base + f` lies inside guest RAM (`f <= next
-                // <= size`); pwrite only reads it.
+                // `base + off .. base + f` lies inside guest RAM (`f <= next <= size`).
+                let from = base.wrapping_add(off as usize);
+                // SAFETY: `from .. from + (f - off)` is guest RAM (above); pwrite only
+                // reads it.
                 let n = unsafe {
-                    libc::pwrite(
-                        memfd,
-                        base.add(off as usize).cast(),
-                        (f - off) as usize,
-                        off as libc::off_t,
-                    )
+                    libc::pwrite(memfd, from.cast(), (f - off) as usize, off as libc::off_t)
                 };
                 if n <= 0 {
                     return Err(std::io::Error::last_os_error());
@@ -717,12 +719,12 @@ impl Memory {
     }
 
     fn page_is_zero(&self, base: *mut u8, f: u64) -> bool {
-        // SAFETY: the frame lies inside guest RAM (`f < next <= size`), 8-byte aligned
-        // (page aligned); the guest does not run while a snapshot is taken, so nothing
+        // The frame lies inside guest RAM (`f < next <= size`), 8-byte aligned (page
+        // aligned); the guest does not run while a snapshot is taken, so nothing
         // writes it while it is read here.
-        let words = unsafe {
-            std::slice::from_raw_parts(base.add(f as usize).cast::<u64>(), (PAGE_SIZE / 8) as usize)
-        };
+        let page = base.wrapping_add(f as usize).cast::<u64>();
+        // SAFETY: as above: `page` is a valid, aligned frame of guest RAM.
+        let words = unsafe { std::slice::from_raw_parts(page, (PAGE_SIZE / 8) as usize) };
         words.iter().all(|w| *w == 0)
     }
 

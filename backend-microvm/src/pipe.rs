@@ -400,6 +400,45 @@ impl Drop for PipeEnd {
     }
 }
 
+impl Pipe {
+    /// Sets how many read and write ends exist (a copy's, counted as they are made).
+    pub(crate) fn set_ends(&mut self, readers: usize, writers: usize) {
+        self.readers = readers;
+        self.writers = writers;
+    }
+}
+
+impl crate::snap::Snap for Pipe {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(Pipe {
+            buf: self.buf.clone(),
+            mode: self.mode,
+            slots: self.slots.clone(),
+            msgs: self.msgs.clone(),
+            capacity: self.capacity,
+            readers: self.readers,
+            writers: self.writers,
+            no_writer_yet: self.no_writer_yet,
+            no_reader_yet: self.no_reader_yet,
+            charge: crate::snap::Snap::snap(&self.charge, m)?,
+            ino: self.ino,
+            total_in: self.total_in,
+            total_out: self.total_out,
+        })
+    }
+}
+
+impl crate::snap::Snap for PipeEnd {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        let pipe = crate::snap::Snap::snap(&self.pipe, m)?;
+        m.pipe_end(&pipe, self.write);
+        Ok(PipeEnd {
+            pipe,
+            write: self.write,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,44 +514,5 @@ mod tests {
         drop(r);
         assert_eq!(p.borrow_mut().write(b"x"), Write::Broken);
         drop(w);
-    }
-}
-
-impl Pipe {
-    /// Sets how many read and write ends exist (a copy's, counted as they are made).
-    pub(crate) fn set_ends(&mut self, readers: usize, writers: usize) {
-        self.readers = readers;
-        self.writers = writers;
-    }
-}
-
-impl crate::snap::Snap for Pipe {
-    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        Ok(Pipe {
-            buf: self.buf.clone(),
-            mode: self.mode,
-            slots: self.slots.clone(),
-            msgs: self.msgs.clone(),
-            capacity: self.capacity,
-            readers: self.readers,
-            writers: self.writers,
-            no_writer_yet: self.no_writer_yet,
-            no_reader_yet: self.no_reader_yet,
-            charge: crate::snap::Snap::snap(&self.charge, m)?,
-            ino: self.ino,
-            total_in: self.total_in,
-            total_out: self.total_out,
-        })
-    }
-}
-
-impl crate::snap::Snap for PipeEnd {
-    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        let pipe = crate::snap::Snap::snap(&self.pipe, m)?;
-        m.pipe_end(&pipe, self.write);
-        Ok(PipeEnd {
-            pipe,
-            write: self.write,
-        })
     }
 }

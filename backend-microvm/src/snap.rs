@@ -5,7 +5,7 @@
 //! [`Memo`] copies such a graph once per node, keyed by the address of the original,
 //! so that sharing is kept exactly: two descriptors of one open file stay two
 //! descriptors of one (new) open file. `Weak` references are set in a second pass
-//! ([`Memo::later`]) to the copies of their targets (a target that nothing strong
+//! ([`Memo::weak`]) to the copies of their targets (a target that nothing strong
 //! reached is dead in the copy too). A strong cycle (a socket that holds its own
 //! descriptor in flight) cannot be copied this way: the copy fails, naming it.
 //!
@@ -52,13 +52,10 @@ pub(crate) struct HeldFile {
     pub(crate) fd: i32,
 }
 
-type Fixup = Box<dyn FnOnce(&Memo)>;
-
 /// The memo of one copy: originals (by address) to their copies.
 pub(crate) struct Memo {
     map: HashMap<usize, Box<dyn Any>>,
     busy: HashSet<usize>,
-    fixups: Vec<Fixup>,
     /// How host descriptors are copied.
     pub(crate) fds: FdMode,
     /// Host files held open (filled while copying open files).
@@ -86,7 +83,6 @@ impl Memo {
         Memo {
             map: HashMap::new(),
             busy: HashSet::new(),
-            fixups: Vec::new(),
             fds,
             held: Vec::new(),
             held_from: HashMap::new(),
@@ -155,14 +151,6 @@ impl Memo {
             .map(Rc::downgrade)
     }
 
-    /// The copy of `r` if one was made (second pass only).
-    pub(crate) fn find<T: 'static>(&self, r: &Rc<T>) -> Option<Rc<T>> {
-        self.map
-            .get(&key(Rc::as_ptr(r)))
-            .and_then(|b| b.downcast_ref::<Rc<T>>())
-            .cloned()
-    }
-
     /// Every copy of a `T` made so far.
     pub(crate) fn copies<T: 'static>(&self) -> Vec<Rc<T>> {
         self.map
@@ -170,11 +158,6 @@ impl Memo {
             .filter_map(|b| b.downcast_ref::<Rc<T>>())
             .cloned()
             .collect()
-    }
-
-    /// Runs `f` once everything strong is copied (for `Weak` references).
-    pub(crate) fn later(&mut self, f: impl FnOnce(&Memo) + 'static) {
-        self.fixups.push(Box::new(f));
     }
 
     /// Notes a copied pipe end (the ends' counts are set from the copies at the end).
@@ -190,11 +173,8 @@ impl Memo {
         }
     }
 
-    /// Second pass: `Weak` references, and the pipes' counts of ends.
+    /// Once everything is copied: the pipes' counts of ends.
     pub(crate) fn finish(&mut self) {
-        for f in std::mem::take(&mut self.fixups) {
-            f(self);
-        }
         for (p, r, w) in self.pipes.values() {
             p.borrow_mut().set_ends(*r, *w);
         }

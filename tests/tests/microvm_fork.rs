@@ -44,11 +44,15 @@ async fn sh(live: &Live, script: &str) -> String {
 const COUNTER: &str = r#"
 import os, random
 n = 0
+# The FIFO stays open at both ends here: reads wait for the next line, never see
+# the end of a writer.
+r = os.open("/tmp/in", os.O_RDONLY | os.O_NONBLOCK)
+w = os.open("/tmp/in", os.O_WRONLY)
+os.set_blocking(r, True)
+f = os.fdopen(r)
 open("/tmp/ready", "w").close()
 while True:
-    with open("/tmp/in") as f:
-        for line in f:
-            n += int(line)
+    n += int(f.readline())
     with open("/tmp/out.tmp", "w") as o:
         o.write("%d %s %r" % (n, os.urandom(16).hex(), random.random()))
     os.rename("/tmp/out.tmp", "/tmp/out")
@@ -154,7 +158,10 @@ fn fifty_sandboxes_start_from_one_snapshot_at_once() {
         }
         let mut clones = Vec::new();
         while let Some(r) = set.join_next().await {
-            clones.push(r.unwrap().unwrap_or_else(|e| panic!("start: {}", e.chain())));
+            clones.push(
+                r.unwrap()
+                    .unwrap_or_else(|e| panic!("start: {}", e.chain())),
+            );
         }
         assert_eq!(clones.len(), 50);
         // Each goes on from the snapshot on its own, all at once.
@@ -173,7 +180,11 @@ fn fifty_sandboxes_start_from_one_snapshot_at_once() {
             randoms.insert(u);
             clones.push(c);
         }
-        assert_eq!(randoms.len(), 50, "every clone read different os.urandom bytes");
+        assert_eq!(
+            randoms.len(),
+            50,
+            "every clone read different os.urandom bytes"
+        );
         // The parent is untouched.
         assert_eq!(feed(&parent, 1).await.0, 8);
         for c in clones {

@@ -317,7 +317,7 @@ impl FdTable {
 
 impl crate::snap::Snap for FileKind {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::{Snap, SnapError};
+        use crate::snap::SnapError;
         Ok(match self {
             FileKind::Stdin(c) => FileKind::Stdin(*c),
             FileKind::Output(c, e) => FileKind::Output(*c, *e),
@@ -352,7 +352,7 @@ impl crate::snap::Snap for FileKind {
 
 impl crate::snap::Snap for Socket {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::{Snap, SnapError};
+        use crate::snap::SnapError;
         if self.inet.is_some() {
             return Err(SnapError::new(
                 "a process holds an AF_INET/AF_INET6 socket: snapshots of inet sockets are not supported",
@@ -373,7 +373,7 @@ impl crate::snap::Snap for Socket {
 
 impl crate::snap::Snap for OpenFile {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::{HeldFile, Snap, SnapError};
+        use crate::snap::{HeldFile, SnapError};
         use std::os::fd::AsRawFd;
         let kind = self.kind.snap(m)?;
         if let (FileKind::Host(old), FileKind::Host(new)) = (&self.kind, &kind) {
@@ -425,7 +425,10 @@ impl crate::snap::Snap for OpenFile {
 
 impl FdTable {
     /// A copy whose open files are `m`'s copies (see `snap.rs`).
-    pub(crate) fn snap(&self, m: &mut crate::snap::Memo) -> Result<FdTable, crate::snap::SnapError> {
+    pub(crate) fn snap(
+        &self,
+        m: &mut crate::snap::Memo,
+    ) -> Result<FdTable, crate::snap::SnapError> {
         use crate::snap::Snap;
         let mut slots = Vec::with_capacity(self.slots.len());
         for s in &self.slots {

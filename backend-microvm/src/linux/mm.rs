@@ -22,10 +22,7 @@ impl Backing for ZeroBacking {
         Ok(buf.len())
     }
 
-    fn copy(
-        &self,
-        _: &mut crate::snap::Memo,
-    ) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
+    fn copy(&self, _: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
         Ok(Rc::new(ZeroBacking))
     }
 }

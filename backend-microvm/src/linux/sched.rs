@@ -122,6 +122,9 @@ impl Kernel {
             // After the flag was taken: a command queued later sets it again, so the
             // wait below does not sleep through it.
             if self.live.is_some() {
+                // The scheduler sets the current task aside from its saved context:
+                // a boundary where a snapshot may be taken (see `vcpu.rs`).
+                self.boundary = true;
                 self.serve_live()?;
             }
             self.fire_timers(now);

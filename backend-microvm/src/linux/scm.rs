@@ -490,7 +490,6 @@ impl Kernel {
 
 impl crate::snap::Snap for Entry {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
         Ok(Entry {
             at: self.at,
             len: self.len,
@@ -503,7 +502,6 @@ impl crate::snap::Snap for Entry {
 
 impl crate::snap::Snap for Inbox {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
         Ok(Inbox {
             entries: self.entries.snap(m)?,
             passcred: self.passcred,

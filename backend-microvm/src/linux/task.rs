@@ -438,7 +438,6 @@ impl Task {
 
 impl crate::snap::Snap for Process {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
         Ok(Process {
             pid: self.pid,
             ppid: self.ppid,
@@ -463,7 +462,7 @@ impl crate::snap::Snap for Process {
             stopped: self.stopped,
             stop_report: self.stop_report,
             continued: self.continued,
-            rlimits: self.rlimits.clone(),
+            rlimits: self.rlimits,
             dumpable: self.dumpable,
             subreaper: self.subreaper,
             persona: self.persona,

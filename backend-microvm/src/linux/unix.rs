@@ -722,7 +722,6 @@ fn parse(p: &[u8]) -> Addr {
 impl crate::snap::Snap for UnixState {
     /// The datagram peer is set later ([`fix_unix`]): it is held weakly.
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
         Ok(UnixState {
             name: self.name.as_ref().map(|n| m.bytes(n)),
             peer_name: self.peer_name.as_ref().map(|n| m.bytes(n)),

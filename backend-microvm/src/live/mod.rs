@@ -15,8 +15,8 @@ mod exec;
 mod files;
 pub(crate) mod guest;
 mod host;
-mod stream;
 pub(crate) mod snapshot;
+mod stream;
 mod thread;
 
 pub(crate) use host::create;

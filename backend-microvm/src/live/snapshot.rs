@@ -139,19 +139,24 @@ fn take_image(
     let fd = memfd.as_raw_fd();
     // SAFETY: ftruncate and fcntl on a descriptor this function owns.
     if unsafe { libc::ftruncate(fd, size as libc::off_t) } != 0 {
-        return Err(failed("sizing the memory file", std::io::Error::last_os_error()));
+        return Err(failed(
+            "sizing the memory file",
+            std::io::Error::last_os_error(),
+        ));
     }
-    let written = k
-        .mm
-        .mem
-        .freeze(fd)
-        .map_err(|e| failed("writing guest memory", e))?;
+    let written =
+        k.mm.mem
+            .freeze(fd)
+            .map_err(|e| failed("writing guest memory", e))?;
     // Sealed: nothing changes the snapshot's memory any more (every mapping of it is
     // private).
     let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
     // SAFETY: as above.
     if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
-        return Err(failed("sealing the memory file", std::io::Error::last_os_error()));
+        return Err(failed(
+            "sealing the memory file",
+            std::io::Error::last_os_error(),
+        ));
     }
     let ram = private_ram(size, fd).map_err(|e| failed("mapping the memory file", e))?;
     let mut m = Memo::new(FdMode::Detached);
@@ -280,8 +285,7 @@ fn reopen_held(kernel: &Kernel, held: &[HeldFile]) -> Result<(), LiveError> {
             Ok((_, crate::vfs::Opened::Host(fd))) => fd,
             Ok(_) => {
                 return Err(changed(
-                    "the host file held open at the snapshot is no longer a host file there"
-                        .into(),
+                    "the host file held open at the snapshot is no longer a host file there".into(),
                 ))
             }
             Err(e) => {

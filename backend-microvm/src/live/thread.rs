@@ -117,7 +117,7 @@ fn run(
     };
     let report = prepared.enforcement(plan);
     let crate::sandbox::Prepared {
-        mut vm,
+        vm,
         mut kernel,
         tick,
         ..

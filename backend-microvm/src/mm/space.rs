@@ -10,7 +10,6 @@
 //! translations (a slot reload, one per many released spaces), so that no stale
 //! shadow of an old table survives into a new use of its frame.
 
-use crate::snap::Snap;
 use super::pagetable::{PageTables, PTE_ADDR, PTE_P, PTE_W};
 use super::vma::{VmaKind, VmaMap};
 use super::{AddressSpace, MapError};

@@ -236,6 +236,72 @@ pub(crate) fn page_up(v: u64) -> Option<u64> {
     v.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1))
 }
 
+impl crate::snap::Snap for SharedPages {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(SharedPages {
+            file: self.file.snap_backing(m)?,
+            frames: std::cell::RefCell::new(self.frames.borrow().clone()),
+        })
+    }
+}
+
+impl crate::snap::Snap for VmaKind {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(match self {
+            VmaKind::Anon => VmaKind::Anon,
+            VmaKind::SharedFile { pages, offset } => VmaKind::SharedFile {
+                pages: crate::snap::Snap::snap(pages, m)?,
+                offset: *offset,
+            },
+            VmaKind::File {
+                backing,
+                offset,
+                file_end,
+            } => VmaKind::File {
+                backing: backing.snap_backing(m)?,
+                offset: *offset,
+                file_end: *file_end,
+            },
+        })
+    }
+}
+
+impl crate::snap::Snap for Vma {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(Vma {
+            end: self.end,
+            prot: self.prot,
+            kind: self.kind.snap(m)?,
+        })
+    }
+}
+
+impl crate::snap::Snap for VmaMap {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(VmaMap {
+            map: crate::snap::Snap::snap(&self.map, m)?,
+        })
+    }
+}
+
+/// A mapping's contents copied through a memo (see `snap.rs`).
+pub(crate) trait SnapBacking {
+    fn snap_backing(
+        &self,
+        m: &mut crate::snap::Memo,
+    ) -> Result<Rc<dyn Backing>, crate::snap::SnapError>;
+}
+
+impl SnapBacking for Rc<dyn Backing> {
+    fn snap_backing(
+        &self,
+        m: &mut crate::snap::Memo,
+    ) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
+        let me = Rc::clone(self);
+        m.rc_dyn(self, move |m| me.copy(m))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,69 +353,5 @@ mod tests {
             m.find_free_below(0xf_0000, 0x1_0000, 0x40_0000),
             Some(0x21_0000)
         );
-    }
-}
-
-impl crate::snap::Snap for SharedPages {
-    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        Ok(SharedPages {
-            file: self.file.snap_backing(m)?,
-            frames: std::cell::RefCell::new(self.frames.borrow().clone()),
-        })
-    }
-}
-
-impl crate::snap::Snap for VmaKind {
-    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        Ok(match self {
-            VmaKind::Anon => VmaKind::Anon,
-            VmaKind::SharedFile { pages, offset } => VmaKind::SharedFile {
-                pages: crate::snap::Snap::snap(pages, m)?,
-                offset: *offset,
-            },
-            VmaKind::File {
-                backing,
-                offset,
-                file_end,
-            } => VmaKind::File {
-                backing: backing.snap_backing(m)?,
-                offset: *offset,
-                file_end: *file_end,
-            },
-        })
-    }
-}
-
-impl crate::snap::Snap for Vma {
-    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        Ok(Vma {
-            end: self.end,
-            prot: self.prot,
-            kind: self.kind.snap(m)?,
-        })
-    }
-}
-
-impl crate::snap::Snap for VmaMap {
-    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        Ok(VmaMap {
-            map: crate::snap::Snap::snap(&self.map, m)?,
-        })
-    }
-}
-
-/// A mapping's contents copied through a memo (see `snap.rs`).
-pub(crate) trait SnapBacking {
-    fn snap_backing(&self, m: &mut crate::snap::Memo)
-        -> Result<Rc<dyn Backing>, crate::snap::SnapError>;
-}
-
-impl SnapBacking for Rc<dyn Backing> {
-    fn snap_backing(
-        &self,
-        m: &mut crate::snap::Memo,
-    ) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
-        let me = Rc::clone(self);
-        m.rc_dyn(self, move |m| me.copy(m))
     }
 }

@@ -159,7 +159,6 @@ impl HostFd {
                 .map_err(|e| fail(Errno::from_io(&e))),
         }
     }
-
 }
 
 /// Puts `from`'s open file in place of descriptor `target` (which a [`HostFd`] of the

@@ -589,7 +589,6 @@ impl crate::snap::Snap for Location {
 impl crate::snap::Snap for Vfs {
     /// The remembered lookups are not copied (a cache: the copy starts without).
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
         Ok(Vfs {
             tree: self.tree.snap(m)?,
             sources: self.sources.snap(m)?,

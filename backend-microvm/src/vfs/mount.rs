@@ -179,7 +179,6 @@ impl MountTree {
 
 impl crate::snap::Snap for Mount {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
         Ok(match self {
             Mount::HostDir { fd, ro, mnt } => Mount::HostDir {
                 fd: fd.snap(m)?,
@@ -213,7 +212,6 @@ impl crate::snap::Snap for Mount {
 
 impl crate::snap::Snap for MountTree {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
         let nodes = self
             .nodes
             .iter()

@@ -306,7 +306,6 @@ impl Node {
 
 impl crate::snap::Snap for Node {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
         Ok(match self {
             Node::Virtual => Node::Virtual,
             Node::HostDir { fd, ro, mnt } => Node::HostDir {

@@ -488,7 +488,6 @@ impl crate::snap::Snap for Overlay {
 
 impl crate::snap::Snap for OvlDir {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
         let path = Rc::clone(&self.path);
         let new_path = m.rc_dyn(&self.path, move |m| {
             Ok(path.iter().map(|c| m.bytes(c)).collect::<Rc<[Rc<[u8]>]>>())
@@ -511,7 +510,6 @@ impl crate::snap::Snap for OvlDir {
 
 impl crate::snap::Snap for Lower {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
         Ok(Lower {
             parent: self.parent.snap(m)?,
             name: m.bytes(&self.name),

@@ -469,6 +469,51 @@ impl TmpInode {
     }
 }
 
+impl crate::snap::Snap for TmpData {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(match self {
+            TmpData::Dir(d) => TmpData::Dir(crate::snap::Snap::snap(d, m)?),
+            TmpData::File(d) => TmpData::File(d.clone()),
+            TmpData::Link(t) => TmpData::Link(t.clone()),
+            TmpData::Whiteout => TmpData::Whiteout,
+            TmpData::Fifo(p) => {
+                let p = crate::snap::Snap::snap(p, m)?;
+                m.note_pipe(&p);
+                TmpData::Fifo(p)
+            }
+            TmpData::Socket(k) => TmpData::Socket(*k),
+        })
+    }
+}
+
+impl crate::snap::Snap for TmpInode {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(TmpInode {
+            ino: self.ino,
+            data: self.data.snap(m)?,
+            mode: self.mode.snap(m)?,
+            nlink: self.nlink.snap(m)?,
+            times: self.times.snap(m)?,
+            opaque: self.opaque.snap(m)?,
+            seals: self.seals.snap(m)?,
+            names: self.names.snap(m)?,
+            fs: self.fs.snap(m)?,
+        })
+    }
+}
+
+impl crate::snap::Snap for TmpFs {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(TmpFs {
+            limit: self.limit,
+            used: self.used.snap(m)?,
+            next_ino: self.next_ino.snap(m)?,
+            budget: self.budget.snap(m)?,
+            owner: self.owner,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,52 +579,5 @@ mod tests {
         assert_eq!(root.remove(b"d", false).unwrap_err(), errno::EISDIR);
         d.remove(b"x", false).unwrap();
         root.remove(b"d", true).unwrap();
-    }
-}
-
-impl crate::snap::Snap for TmpData {
-    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        Ok(match self {
-            TmpData::Dir(d) => TmpData::Dir(crate::snap::Snap::snap(d, m)?),
-            TmpData::File(d) => TmpData::File(d.clone()),
-            TmpData::Link(t) => TmpData::Link(t.clone()),
-            TmpData::Whiteout => TmpData::Whiteout,
-            TmpData::Fifo(p) => {
-                let p = crate::snap::Snap::snap(p, m)?;
-                m.note_pipe(&p);
-                TmpData::Fifo(p)
-            }
-            TmpData::Socket(k) => TmpData::Socket(*k),
-        })
-    }
-}
-
-impl crate::snap::Snap for TmpInode {
-    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
-        Ok(TmpInode {
-            ino: self.ino,
-            data: self.data.snap(m)?,
-            mode: self.mode.snap(m)?,
-            nlink: self.nlink.snap(m)?,
-            times: self.times.snap(m)?,
-            opaque: self.opaque.snap(m)?,
-            seals: self.seals.snap(m)?,
-            names: self.names.snap(m)?,
-            fs: self.fs.snap(m)?,
-        })
-    }
-}
-
-impl crate::snap::Snap for TmpFs {
-    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        use crate::snap::Snap;
-        Ok(TmpFs {
-            limit: self.limit,
-            used: self.used.snap(m)?,
-            next_ino: self.next_ino.snap(m)?,
-            budget: self.budget.snap(m)?,
-            owner: self.owner,
-        })
     }
 }
