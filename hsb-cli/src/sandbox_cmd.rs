@@ -51,6 +51,15 @@ enum SandboxCommand {
         /// The sandbox.
         id: String,
     },
+    /// Take a snapshot of a sandbox (it goes on); prints the snapshot's id, for
+    /// `hsb sandbox create --from-snapshot SNAP`.
+    Snapshot {
+        /// The sandbox.
+        id: String,
+        /// Print the snapshot as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a sandbox's network: the egress broker's decisions so far and the exposed
     /// ports (`--json`: the report as the API gives it).
     Network {
@@ -143,6 +152,10 @@ struct CreateArgs {
     /// Destroy the sandbox this long after its creation, e.g. 1h.
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     lifetime: Option<Duration>,
+    /// Start from this snapshot (`hsb sandbox snapshot ID`): the sandbox goes on from
+    /// the snapshotted one's state, with its settings.
+    #[arg(long, value_name = "SNAP")]
+    from_snapshot: Option<String>,
     /// Print the sandbox as JSON (id, isolation, decision, enforcement...).
     #[arg(long)]
     json: bool,
@@ -231,6 +244,7 @@ fn create_request(a: &CreateArgs) -> Result<CreateRequest, Failed> {
         limits,
         lifetime: a.lifetime,
         idle_timeout: a.idle_timeout,
+        from_snapshot: a.from_snapshot.clone(),
     })
 }
 
@@ -333,6 +347,15 @@ async fn dispatch(args: SandboxArgs) -> Result<i32, Failed> {
         }
         SandboxCommand::Resume { id } => {
             c.resume(&id).await?;
+            Ok(0)
+        }
+        SandboxCommand::Snapshot { id, json } => {
+            let snap = c.snapshot(&id).await?;
+            if json {
+                print_json(&snap);
+            } else {
+                println!("{}", snap.snapshot_id);
+            }
             Ok(0)
         }
         SandboxCommand::Network { id, json } => {

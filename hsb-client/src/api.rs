@@ -95,6 +95,27 @@ pub struct CreateRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub idle_timeout: Option<Duration>,
+    /// Start from this snapshot (`POST /v1/sandboxes/{id}/snapshot`) instead: the new
+    /// sandbox goes on from the snapshotted one's state, with its settings (no other
+    /// field but `lifetime` and `idle_timeout` may be given with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_snapshot: Option<String>,
+}
+
+/// A snapshot as the API shows it (`POST /v1/sandboxes/{id}/snapshot`'s answer,
+/// `GET /v1/snapshots/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Its id (`snap-` and 24 hex digits): give it as `from_snapshot` to create.
+    pub snapshot_id: String,
+    /// The sandbox it was taken of.
+    pub sandbox: String,
+    /// The isolation of the sandboxes it starts.
+    pub isolation: Isolation,
+    /// What it keeps, in words.
+    pub kept: String,
+    /// Bytes of memory it holds on the host.
+    pub memory_bytes: u64,
 }
 
 /// A live sandbox as the API shows it (create's answer, list entries, `GET`).

@@ -81,6 +81,7 @@ const KINDS: &[&str] = &[
     "bad_request",
     "unauthorized",
     "no_such_sandbox",
+    "no_such_snapshot",
     "no_such_route",
     "method_not_allowed",
     "too_large",
@@ -416,6 +417,38 @@ impl Client {
             None,
         )
         .await
+    }
+
+    /// Takes a snapshot of a sandbox (it goes on): create from it with
+    /// [`CreateRequest::from_snapshot`](crate::api::CreateRequest::from_snapshot).
+    pub async fn snapshot(&self, id: &str) -> Result<crate::api::SnapshotInfo, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("{PREFIX}/sandboxes/{}/snapshot", enc(id)),
+            None,
+        )
+        .await
+    }
+
+    /// A snapshot.
+    pub async fn snapshot_info(&self, id: &str) -> Result<crate::api::SnapshotInfo, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("{PREFIX}/snapshots/{}", enc(id)),
+            None,
+        )
+        .await
+    }
+
+    /// Deletes a snapshot (the sandboxes started from it go on).
+    pub async fn delete_snapshot(&self, id: &str) -> Result<(), ClientError> {
+        self.call_bytes(
+            Method::DELETE,
+            &format!("{PREFIX}/snapshots/{}", enc(id)),
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     /// Resumes a sandbox.

@@ -23,7 +23,9 @@ pub(crate) fn status_for(kind: &str) -> StatusCode {
         | "program_not_found" | "not_executable" | "exec" => StatusCode::BAD_REQUEST,
         "unauthorized" => StatusCode::UNAUTHORIZED,
         "permission_denied" => StatusCode::FORBIDDEN,
-        "not_found" | "no_such_sandbox" | "no_such_route" | "no_such_exec" => StatusCode::NOT_FOUND,
+        "not_found" | "no_such_sandbox" | "no_such_snapshot" | "no_such_route" | "no_such_exec" => {
+            StatusCode::NOT_FOUND
+        }
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "wrong_state" | "exists" | "not_empty" | "not_a_directory" | "is_a_directory" | "busy" => {
             StatusCode::CONFLICT

@@ -117,9 +117,39 @@ impl Entry {
     }
 }
 
+/// A snapshot of one of the server's sandboxes.
+#[derive(Debug)]
+pub(crate) struct SnapEntry {
+    pub(crate) id: String,
+    pub(crate) owner: Owner,
+    pub(crate) snapshot: hybrid_sandbox::Snapshot,
+    /// The sandbox it was taken of, its options and image (those of the sandboxes
+    /// started from it).
+    pub(crate) source: String,
+    pub(crate) options: LiveOptions,
+    pub(crate) image: Option<String>,
+}
+
+impl SnapEntry {
+    /// The API's view of it.
+    pub(crate) fn info(&self) -> hsb_client::api::SnapshotInfo {
+        hsb_client::api::SnapshotInfo {
+            snapshot_id: self.id.clone(),
+            sandbox: self.source.clone(),
+            isolation: self.snapshot.inner().isolation(),
+            kept: self.snapshot.kept(),
+            memory_bytes: self.snapshot.memory_bytes(),
+        }
+    }
+}
+
+/// Most snapshots an owner keeps at once.
+pub(crate) const SNAPSHOT_QUOTA: usize = 64;
+
 #[derive(Debug, Default)]
 struct State {
     by_id: HashMap<String, Arc<Entry>>,
+    snapshots: HashMap<String, Arc<SnapEntry>>,
     /// Creations under way, per owner (they count against the quota).
     pending: HashMap<Owner, usize>,
     /// No creation after shutdown began.
@@ -249,6 +279,50 @@ impl Registry {
         v
     }
 
+    /// Keeps a snapshot of `owner` (at most [`SNAPSHOT_QUOTA`] each: 429 past it).
+    pub(crate) fn add_snapshot(&self, e: SnapEntry) -> Result<Arc<SnapEntry>, ApiError> {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return Err(shutting_down());
+        }
+        let n = st.snapshots.values().filter(|s| s.owner == e.owner).count();
+        if n >= SNAPSHOT_QUOTA {
+            return Err(ApiError::new(
+                "quota",
+                format!(
+                    "{} has {SNAPSHOT_QUOTA} snapshots, the server's most per owner; delete one first (DELETE /v1/snapshots/ID)",
+                    e.owner
+                ),
+            ));
+        }
+        let e = Arc::new(e);
+        st.snapshots.insert(e.id.clone(), e.clone());
+        Ok(e)
+    }
+
+    /// The snapshot `id` of `owner` (404 for anyone else's).
+    pub(crate) fn snapshot(&self, owner: &Owner, id: &str) -> Result<Arc<SnapEntry>, ApiError> {
+        match lock(&self.state).snapshots.get(id) {
+            Some(e) if &e.owner == owner => Ok(e.clone()),
+            _ => Err(no_such_snapshot(id)),
+        }
+    }
+
+    /// Takes the snapshot `id` of `owner` out of the registry.
+    pub(crate) fn remove_snapshot(
+        &self,
+        owner: &Owner,
+        id: &str,
+    ) -> Result<Arc<SnapEntry>, ApiError> {
+        let mut st = lock(&self.state);
+        if st.snapshots.get(id).is_some_and(|e| &e.owner == owner) {
+            if let Some(e) = st.snapshots.remove(id) {
+                return Ok(e);
+            }
+        }
+        Err(no_such_snapshot(id))
+    }
+
     /// Takes the sandbox `id` of `owner` out of the registry.
     pub(crate) fn remove(&self, owner: &Owner, id: &str) -> Result<Arc<Entry>, ApiError> {
         let mut st = lock(&self.state);
@@ -269,6 +343,18 @@ impl Registry {
 }
 
 /// A new sandbox id: `sb-` and 24 hex digits from the kernel's random source.
+fn no_such_snapshot(id: &str) -> ApiError {
+    ApiError::new(
+        "no_such_snapshot",
+        format!("no snapshot {id:?} of yours on this server (take one with POST /v1/sandboxes/ID/snapshot)"),
+    )
+}
+
+/// A new snapshot id: `snap-` and 24 hex digits.
+pub(crate) fn new_snapshot_id() -> std::io::Result<String> {
+    new_id().map(|s| format!("snap-{}", &s[3..]))
+}
+
 pub(crate) fn new_id() -> std::io::Result<String> {
     let mut b = [0u8; 12];
     getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;

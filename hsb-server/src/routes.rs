@@ -17,7 +17,7 @@ use hybrid_sandbox::{LiveOptions, LiveState, Mount, MountMode, Sandbox, Workload
 use crate::auth::{owner_of, Owner, Peer, Tokens};
 use crate::error::ApiError;
 use crate::input::{read_json, SandboxId};
-use crate::registry::{new_id, Entry, Registry};
+use crate::registry::{new_id, new_snapshot_id, Entry, Registry, SnapEntry};
 use crate::{exec, files};
 
 /// A host directory clients may mount (`hsb serve --allow-mount DIR[:rw]`).
@@ -51,6 +51,11 @@ pub(crate) fn table() -> Vec<(&'static str, MethodRouter<Arc<App>>)> {
         ("/v1/sandboxes/{id}", get(show).delete(destroy)),
         ("/v1/sandboxes/{id}/pause", post(pause)),
         ("/v1/sandboxes/{id}/resume", post(resume)),
+        ("/v1/sandboxes/{id}/snapshot", post(snapshot)),
+        (
+            "/v1/snapshots/{id}",
+            get(show_snapshot).delete(delete_snapshot),
+        ),
         ("/v1/sandboxes/{id}/network", get(network)),
         ("/v1/sandboxes/{id}/network/events", get(network_events)),
         ("/v1/sandboxes/{id}/exec", post(exec::exec)),
@@ -201,6 +206,9 @@ async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: CreateRequest = read_json(body, app.json_limit).await?;
+    if let Some(snap) = &req.from_snapshot {
+        return create_from_snapshot(&app, owner, snap, &req).await;
+    }
     if let Some(image) = &req.image {
         app.check_image(image)?;
     }
@@ -257,6 +265,96 @@ async fn create(
         Json(entry.info()),
     )
         .into_response())
+}
+
+/// `POST /v1/sandboxes` with `from_snapshot`: a sandbox started from the snapshot,
+/// with the snapshotted sandbox's settings (no other field may be given).
+async fn create_from_snapshot(
+    app: &App,
+    owner: Owner,
+    snap: &str,
+    req: &CreateRequest,
+) -> Result<Response, ApiError> {
+    let only = CreateRequest {
+        from_snapshot: Some(snap.to_string()),
+        ..CreateRequest::default()
+    };
+    if req != &only {
+        return Err(ApiError::bad_request(
+            "from_snapshot takes no other field: the sandbox gets the snapshotted one's settings",
+        ));
+    }
+    let s = app.registry.snapshot(&owner, snap)?;
+    let slot = app.registry.reserve(&owner)?;
+    let live = s
+        .snapshot
+        .start()
+        .await
+        .map_err(|e| ApiError::library(&e))?;
+    let id = new_id().map_err(|e| ApiError::new("failed", format!("making an id: {e}")))?;
+    let entry = Entry::new(id, owner, live.clone(), s.options.clone(), s.image.clone());
+    let entry = match slot.commit(entry) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = live.destroy().await;
+            return Err(e);
+        }
+    };
+    tracing::info!(id = %entry.id, owner = %entry.owner, snapshot = %s.id, "created from a snapshot");
+    let location = format!("/v1/sandboxes/{}", entry.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(entry.info()),
+    )
+        .into_response())
+}
+
+/// `POST /v1/sandboxes/{id}/snapshot`: a snapshot of the sandbox (it goes on).
+async fn snapshot(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    SandboxId(id): SandboxId,
+) -> Result<Response, ApiError> {
+    let e = app.registry.get(&owner, &id)?;
+    let snapshot = e.live.snapshot().await.map_err(|e| ApiError::library(&e))?;
+    let snap_id =
+        new_snapshot_id().map_err(|e| ApiError::new("failed", format!("making an id: {e}")))?;
+    let s = app.registry.add_snapshot(SnapEntry {
+        id: snap_id,
+        owner,
+        snapshot,
+        source: e.id.clone(),
+        options: e.options.clone(),
+        image: e.image.clone(),
+    })?;
+    tracing::info!(id = %s.id, sandbox = %e.id, "snapshot taken");
+    let location = format!("/v1/snapshots/{}", s.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(s.info()),
+    )
+        .into_response())
+}
+
+/// `GET /v1/snapshots/{id}`.
+async fn show_snapshot(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    SandboxId(id): SandboxId,
+) -> Result<Json<hsb_client::api::SnapshotInfo>, ApiError> {
+    Ok(Json(app.registry.snapshot(&owner, &id)?.info()))
+}
+
+/// `DELETE /v1/snapshots/{id}`: the sandboxes started from it go on.
+async fn delete_snapshot(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    SandboxId(id): SandboxId,
+) -> Result<StatusCode, ApiError> {
+    app.registry.remove_snapshot(&owner, &id)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list(State(app): AppState, Extension(owner): Extension<Owner>) -> Json<SandboxList> {

@@ -451,6 +451,7 @@ fn create_request(options: Option<&Bound<'_, PyDict>>) -> PyResult<CreateRequest
         tmpfs: w.tmpfs,
         lifetime: o.lifetime,
         idle_timeout: o.idle_timeout,
+        from_snapshot: None,
     })
 }
 
