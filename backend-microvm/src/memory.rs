@@ -219,7 +219,27 @@ pub(crate) struct Memory {
     /// so giving frames back maps fresh anonymous memory over them instead, and no
     /// chunk is backed ahead (that would copy the file's pages).
     cow: bool,
+    /// The memory files guest RAM is a private mapping of, oldest first (see
+    /// [`Memory::freeze`]); empty until the first snapshot.
+    layers: Vec<Layer>,
+    /// Ranges given back since the last snapshot (they read as zero now, not as the
+    /// layers' pages: the next snapshot must say so).
+    released: std::cell::RefCell<Vec<(u64, u64)>>,
 }
+
+/// One memory file of a snapshot's guest RAM: the whole RAM (the first), or the
+/// pages that changed since the one before (`runs`: guest addresses and lengths,
+/// at the same offsets in the file).
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    pub(crate) fd: std::sync::Arc<std::os::fd::OwnedFd>,
+    /// Empty for a whole-RAM layer.
+    pub(crate) runs: Vec<(u64, u64)>,
+}
+
+/// Most runs of changed pages a VM's layers may map in all (each is a host mapping);
+/// past it a snapshot writes the whole RAM into one new file again.
+const RUNS_MAX: usize = 16384;
 
 impl Memory {
     /// Maps `size` bytes of lazily backed guest RAM, of which at most `limit` bytes
@@ -262,6 +282,8 @@ impl Memory {
             extra: HashMap::new(),
             budget,
             cow: false,
+            layers: Vec::new(),
+            released: std::cell::RefCell::new(Vec::new()),
         })
     }
 
@@ -571,6 +593,7 @@ impl Memory {
             if p == libc::MAP_FAILED {
                 -1
             } else {
+                self.released.borrow_mut().push((gpa, len));
                 0
             }
         } else {
@@ -636,33 +659,31 @@ impl crate::snap::Snap for HeapCharge {
     }
 }
 
-/// Maps `memfd` (a snapshot's memory file, `size` bytes) privately over guest RAM:
-/// reads see the file, writes copy the page (copy-on-write, per sandbox).
-pub(crate) fn map_private(ram: &GuestMemoryMmap, size: u64, memfd: i32) -> std::io::Result<()> {
+/// Maps `fd` (a snapshot's memory file) privately over guest RAM at `gpa .. gpa +
+/// len` (file offset `gpa`): reads see the file, writes copy the page (copy-on-write,
+/// per sandbox).
+fn map_file(ram: &GuestMemoryMmap, fd: i32, gpa: u64, len: u64) -> std::io::Result<()> {
+    let total: u64 = ram.iter().map(vm_memory::GuestMemoryRegion::len).sum();
+    if gpa.checked_add(len).is_none_or(|end| end > total) {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
     let base = ram
         .get_host_address(GuestAddress(0))
         .map_err(std::io::Error::other)?;
-    let len = usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
-    if ram
-        .iter()
-        .map(vm_memory::GuestMemoryRegion::len)
-        .sum::<u64>()
-        < size
-    {
-        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: `base .. base + len` is the guest RAM mapping `ram` owns (one region from
-    // guest address 0, at least `size` bytes, checked above); it is replaced in place
-    // (MAP_FIXED) by a private mapping of the file, which `ram` unmaps when dropped as
-    // it would its own. No Rust reference points into guest memory.
+    let at = base.wrapping_add(gpa as usize);
+    // SAFETY: `at .. at + len` lies inside the guest RAM mapping `ram` owns (one region
+    // from guest address 0, checked above); it is replaced in place (MAP_FIXED) by a
+    // private mapping of the file, which `ram` unmaps when dropped as it would its
+    // own. No Rust reference points into guest memory; KVM follows the change (its
+    // MMU notifier drops what it mapped there).
     let p = unsafe {
         libc::mmap(
-            base.cast(),
-            len,
+            at.cast(),
+            len as usize,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
-            memfd,
-            0,
+            fd,
+            gpa as libc::off_t,
         )
     };
     if p == libc::MAP_FAILED {
@@ -671,39 +692,97 @@ pub(crate) fn map_private(ram: &GuestMemoryMmap, size: u64, memfd: i32) -> std::
     Ok(())
 }
 
+/// Maps a snapshot's layers privately over guest RAM of `size` bytes: the first
+/// whole, each later one's runs over it.
+pub(crate) fn map_layers(
+    ram: &GuestMemoryMmap,
+    size: u64,
+    layers: &[Layer],
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    for l in layers {
+        if l.runs.is_empty() {
+            map_file(ram, l.fd.as_raw_fd(), 0, size)?;
+        }
+        for &(gpa, len) in &l.runs {
+            map_file(ram, l.fd.as_raw_fd(), gpa, len)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sorted, merged runs of whole frames from sorted frame addresses.
+fn runs_of(frames: &[u64]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &f in frames {
+        match runs.last_mut() {
+            Some((start, len)) if *start + *len == f => *len += PAGE_SIZE,
+            _ => runs.push((f, PAGE_SIZE)),
+        }
+    }
+    runs
+}
+
 impl Memory {
     /// Writes guest RAM into `memfd` (a fresh memory file of [`Memory::size`] bytes)
     /// and maps it back privately: from now on this VM and every sandbox started from
-    /// the file share its pages until one writes them. Pages that read as zero (never
-    /// used, given back) and free frames still backed are left as holes (zero) in the
-    /// file. The guest must not run meanwhile. Returns the bytes written.
-    pub(crate) fn freeze(&mut self, memfd: i32) -> std::io::Result<u64> {
+    /// the snapshot share its pages until one writes them. The first snapshot writes
+    /// every page in use; a later one only the pages that changed since (written by
+    /// the guest or the VMM, or given back), found in `pagemap` (this process's
+    /// `/proc/self/pagemap`: a private page no longer the file's is anonymous), as a
+    /// new layer over the earlier ones. Pages that read as zero are holes. Without
+    /// `pagemap`, or past [`RUNS_MAX`] runs, the whole RAM is written again. The
+    /// guest must not run meanwhile. Returns the bytes written.
+    pub(crate) fn freeze(
+        &mut self,
+        memfd: std::sync::Arc<std::os::fd::OwnedFd>,
+        pagemap: Option<i32>,
+    ) -> std::io::Result<u64> {
+        use std::os::fd::AsRawFd;
+        let fd = memfd.as_raw_fd();
         let base = self
             .ram
             .get_host_address(GuestAddress(0))
             .map_err(std::io::Error::other)?;
         let warm: std::collections::HashSet<u64> = self.warm.iter().copied().collect();
+        let changed = match (self.cow, pagemap) {
+            (true, Some(pm)) => self.changed_frames(base, pm),
+            _ => None,
+        };
+        let mapped: usize = self.layers.iter().map(|l| l.runs.len()).sum();
+        let (frames, whole) = match changed {
+            Some(c) if mapped + runs_of(&c).len() <= RUNS_MAX => (c, false),
+            _ => (
+                (0..self.next / PAGE_SIZE).map(|i| i * PAGE_SIZE).collect(),
+                true,
+            ),
+        };
         let mut written = 0u64;
-        let mut f = 0u64;
-        while f < self.next {
+        let mut i = 0;
+        while i < frames.len() {
+            let f = frames[i];
             if warm.contains(&f) || self.page_is_zero(base, f) {
-                f += PAGE_SIZE;
+                i += 1;
                 continue;
             }
-            // A run of pages to write at once.
-            let start = f;
-            f += PAGE_SIZE;
-            while f < self.next && !warm.contains(&f) && !self.page_is_zero(base, f) {
-                f += PAGE_SIZE;
+            // A run of adjacent pages to write at once.
+            let mut j = i + 1;
+            while j < frames.len()
+                && frames[j] == frames[j - 1] + PAGE_SIZE
+                && !warm.contains(&frames[j])
+                && !self.page_is_zero(base, frames[j])
+            {
+                j += 1;
             }
+            let (start, end) = (f, frames[j - 1] + PAGE_SIZE);
             let mut off = start;
-            while off < f {
-                // `base + off .. base + f` lies inside guest RAM (`f <= next <= size`).
+            while off < end {
+                // `base + off .. base + end` lies inside guest RAM (frames < size).
                 let from = base.wrapping_add(off as usize);
-                // SAFETY: `from .. from + (f - off)` is guest RAM (above); pwrite only
-                // reads it.
+                // SAFETY: `from .. from + (end - off)` is guest RAM (above); pwrite
+                // only reads it.
                 let n = unsafe {
-                    libc::pwrite(memfd, from.cast(), (f - off) as usize, off as libc::off_t)
+                    libc::pwrite(fd, from.cast(), (end - off) as usize, off as libc::off_t)
                 };
                 if n <= 0 {
                     return Err(std::io::Error::last_os_error());
@@ -711,11 +790,73 @@ impl Memory {
                 off += n as u64;
                 written += n as u64;
             }
+            i = j;
         }
-        map_private(&self.ram, self.size, memfd)?;
+        let layer = Layer {
+            fd: memfd,
+            runs: if whole { Vec::new() } else { runs_of(&frames) },
+        };
+        if whole {
+            self.layers.clear();
+        }
+        map_layers(&self.ram, self.size, std::slice::from_ref(&layer))?;
+        self.layers.push(layer);
+        self.released.borrow_mut().clear();
         self.cow = true;
         self.chunk_backed.set(false);
         Ok(written)
+    }
+
+    /// The frames that are no longer the layers' pages: anonymous in `pagemap`
+    /// (present, not a file page), or given back since the last snapshot. `None` when
+    /// `pagemap` cannot be read.
+    fn changed_frames(&self, base: *mut u8, pagemap: i32) -> Option<Vec<u64>> {
+        const PRESENT: u64 = 1 << 63;
+        const SWAPPED: u64 = 1 << 62;
+        const FILE: u64 = 1 << 61;
+        let pages = (self.next / PAGE_SIZE) as usize;
+        let mut entries = vec![0u64; pages];
+        let first = base as u64 / PAGE_SIZE;
+        let bytes = pages * 8;
+        let mut done = 0;
+        while done < bytes {
+            let into = entries.as_mut_ptr().cast::<u8>().wrapping_add(done);
+            // SAFETY: reads into `entries` (`bytes` long) from `done` on, at most what is
+            // left of it.
+            let n = unsafe {
+                libc::pread(
+                    pagemap,
+                    into.cast(),
+                    bytes - done,
+                    (first * 8 + done as u64) as libc::off_t,
+                )
+            };
+            if n <= 0 {
+                return None;
+            }
+            done += n as usize;
+        }
+        let mut out: std::collections::BTreeSet<u64> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| **e & (PRESENT | SWAPPED) != 0 && **e & FILE == 0)
+            .map(|(i, _)| i as u64 * PAGE_SIZE)
+            .collect();
+        for &(gpa, len) in self.released.borrow().iter() {
+            let mut f = gpa;
+            while f < gpa + len {
+                if f < self.next {
+                    out.insert(f);
+                }
+                f += PAGE_SIZE;
+            }
+        }
+        Some(out.into_iter().collect())
+    }
+
+    /// This VM's layers (a snapshot's, for sandboxes started from it).
+    pub(crate) fn layers(&self) -> Vec<Layer> {
+        self.layers.clone()
     }
 
     fn page_is_zero(&self, base: *mut u8, f: u64) -> bool {
@@ -729,11 +870,12 @@ impl Memory {
     }
 
     /// A copy of this memory's accounting over `ram` (a private mapping of the
-    /// snapshot's memory file, see [`map_private`]).
+    /// snapshot's `layers`, see [`map_layers`]).
     pub(crate) fn snap_over(
         &self,
         m: &mut crate::snap::Memo,
         ram: GuestMemoryMmap,
+        layers: Vec<Layer>,
     ) -> Result<Memory, crate::snap::SnapError> {
         Ok(Memory {
             ram,
@@ -749,6 +891,8 @@ impl Memory {
             extra: self.extra.clone(),
             budget: crate::snap::Snap::snap(&self.budget, m)?,
             cow: true,
+            layers,
+            released: std::cell::RefCell::new(Vec::new()),
         })
     }
 }

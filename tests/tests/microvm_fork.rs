@@ -129,6 +129,23 @@ fn fork_goes_on_from_a_running_python_process_and_diverges() {
         let (pb, cb) = (sh(&parent, boot).await, sh(&child, boot).await);
         assert_ne!(pb, cb, "each start has its own boot id");
         assert_eq!(pb, sh(&parent, boot).await, "a VM's boot id stays");
+        // The parent's memory churns (a process fills 24 MiB with bytes that are not
+        // zero and ends: its frames are given back), then a second snapshot of it: a
+        // layer of what changed over the first. Memory a clone's new process gets
+        // reads as zero there, and the counter goes on from the parent's new count.
+        sh(
+            &parent,
+            "python3 -c \"b = bytearray(b'\\xa5') * (24 << 20); print(len(b))\"",
+        )
+        .await;
+        let second = parent.fork().await.unwrap();
+        assert_eq!(feed(&second, 2).await.0, 8, "the second fork has the new count");
+        let zeros = "python3 -c \"import hashlib; print(hashlib.sha256(bytes(24 << 20)).hexdigest(), sum(bytearray(24 << 20)))\"";
+        let expected = sh(&parent, zeros).await;
+        assert!(expected.ends_with(" 0\n"), "{expected}");
+        assert_eq!(sh(&second, zeros).await, expected);
+        assert_eq!(feed(&parent, 1).await.0, 7);
+        second.destroy().await.unwrap();
         // A fork of a fork.
         let grandchild = child.fork().await.unwrap();
         assert_eq!(feed(&grandchild, 1000).await.0, 1115);

@@ -390,7 +390,7 @@ impl Kernel {
     pub(crate) fn snap_over(
         &self,
         m: &mut crate::snap::Memo,
-        ram: vm_memory::GuestMemoryMmap,
+        ram: (vm_memory::GuestMemoryMmap, Vec<crate::memory::Layer>),
         (out, input, ctl): (Output, Input, Arc<Control>),
     ) -> Result<Kernel, crate::snap::SnapError> {
         use crate::snap::Snap;

@@ -302,7 +302,16 @@ impl MicroVmLive {
         // SAFETY: the kernel just returned this descriptor; nothing else owns it.
         let memfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         let (tx, rx) = oneshot::channel();
-        s.send(Cmd::Snapshot(super::snapshot::SnapReq { memfd, reply: tx }));
+        // The pages changed since the last snapshot are found in the pagemap (opened
+        // here: the vCPU thread's Landlock rules do not reach /proc).
+        let pagemap = std::fs::File::open("/proc/self/pagemap")
+            .ok()
+            .map(std::os::fd::OwnedFd::from);
+        s.send(Cmd::Snapshot(super::snapshot::SnapReq {
+            memfd,
+            pagemap,
+            reply: tx,
+        }));
         let image = match rx.await {
             Ok(r) => r?,
             Err(_) => return Err(s.gone(&s.lock(), "snapshot", "running or paused")),

@@ -52,6 +52,7 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 use crate::guest::layout::VVAR_GPA;
 use crate::kick::Control;
 use crate::linux::Kernel;
+use crate::memory::Layer;
 use crate::snap::{FdMode, HeldFile, Memo};
 use crate::stdio::{Input, Output};
 use crate::vm::Vm;
@@ -60,13 +61,15 @@ use crate::vm::Vm;
 #[derive(Debug)]
 pub(crate) struct SnapReq {
     pub(crate) memfd: OwnedFd,
+    /// `/proc/self/pagemap`, to find the pages that changed since the last snapshot.
+    pub(crate) pagemap: Option<OwnedFd>,
     pub(crate) reply: oneshot::Sender<Result<Image, LiveError>>,
 }
 
 /// A snapshot: the kernel's copy, the memory file, and the host files held open.
 pub(crate) struct Image {
     kernel: Kernel,
-    memfd: OwnedFd,
+    layers: Vec<Layer>,
     size: u64,
     held: Vec<HeldFile>,
     /// Bytes of guest memory written to the file.
@@ -124,7 +127,13 @@ pub(crate) fn take(
     cpu: &Result<(u64, u64, kvm_bindings::kvm_xsave), String>,
     req: SnapReq,
 ) {
-    let r = take_image(k, loaded, cpu, req.memfd);
+    let r = take_image(
+        k,
+        loaded,
+        cpu,
+        req.memfd,
+        req.pagemap.as_ref().map(|p| p.as_raw_fd()),
+    );
     let _ = req.reply.send(r);
 }
 
@@ -133,6 +142,7 @@ fn take_image(
     loaded: u32,
     cpu: &Result<(u64, u64, kvm_bindings::kvm_xsave), String>,
     memfd: OwnedFd,
+    pagemap: Option<i32>,
 ) -> Result<Image, LiveError> {
     let (fs, gs, fpu) = cpu.as_ref().map_err(|e| failed("the vCPU", e))?;
     let size = k.mm.mem.size();
@@ -146,7 +156,7 @@ fn take_image(
     }
     let written =
         k.mm.mem
-            .freeze(fd)
+            .freeze(Arc::new(memfd), pagemap)
             .map_err(|e| failed("writing guest memory", e))?;
     // Sealed: nothing changes the snapshot's memory any more (every mapping of it is
     // private).
@@ -158,13 +168,14 @@ fn take_image(
             std::io::Error::last_os_error(),
         ));
     }
-    let ram = private_ram(size, fd).map_err(|e| failed("mapping the memory file", e))?;
+    let layers = k.mm.mem.layers();
+    let ram = private_ram(size, &layers).map_err(|e| failed("mapping the memory file", e))?;
     let mut m = Memo::new(FdMode::Detached);
     let (tx, _) = mpsc::unbounded_channel();
     let mut kernel = k
         .snap_over(
             &mut m,
-            ram,
+            (ram, layers.clone()),
             (
                 Output::new(tx, Some(0)),
                 Input::Null,
@@ -184,19 +195,19 @@ fn take_image(
     }
     Ok(Image {
         kernel,
-        memfd,
+        layers,
         size,
         held: std::mem::take(&mut m.held),
         written,
     })
 }
 
-/// Guest RAM of `size` bytes: a private mapping of the memory file `fd`.
-fn private_ram(size: u64, fd: i32) -> std::io::Result<GuestMemoryMmap> {
+/// Guest RAM of `size` bytes: a private mapping of the memory files `layers`.
+fn private_ram(size: u64, layers: &[Layer]) -> std::io::Result<GuestMemoryMmap> {
     let len = usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
     let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)])
         .map_err(std::io::Error::other)?;
-    crate::memory::map_private(&ram, size, fd)?;
+    crate::memory::map_layers(&ram, size, layers)?;
     Ok(ram)
 }
 
@@ -224,7 +235,7 @@ pub(crate) fn build(
     crate::vfs::host::set_fd_budget(host_fds);
     let (mut kernel, held) = {
         let img = snap.image.lock().unwrap_or_else(|p| p.into_inner());
-        let ram = private_ram(img.size, img.memfd.as_raw_fd())
+        let ram = private_ram(img.size, &img.layers)
             .map_err(|e| start_err("mapping the snapshot's memory", &e))?;
         let mut m = Memo::new(FdMode::Charged);
         for h in &img.held {
@@ -233,7 +244,11 @@ pub(crate) fn build(
         let (tx, _) = mpsc::unbounded_channel();
         let kernel = img
             .kernel
-            .snap_over(&mut m, ram, (Output::new(tx, Some(0)), Input::Null, ctl))
+            .snap_over(
+                &mut m,
+                (ram, img.layers.clone()),
+                (Output::new(tx, Some(0)), Input::Null, ctl),
+            )
             .map_err(|e| start_err("copying the snapshot's state", &e))?;
         (kernel, std::mem::take(&mut m.held))
     };

@@ -483,11 +483,11 @@ impl AddressSpace {
     pub(crate) fn snap_over(
         &self,
         m: &mut crate::snap::Memo,
-        ram: vm_memory::GuestMemoryMmap,
+        (ram, layers): (vm_memory::GuestMemoryMmap, Vec<crate::memory::Layer>),
     ) -> Result<AddressSpace, crate::snap::SnapError> {
         use crate::snap::Snap;
         Ok(AddressSpace {
-            mem: self.mem.snap_over(m, ram)?,
+            mem: self.mem.snap_over(m, ram, layers)?,
             id: self.id,
             parked: self.parked.snap(m)?,
             next_id: self.next_id,
