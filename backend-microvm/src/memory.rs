@@ -233,7 +233,9 @@ pub(crate) struct Memory {
 #[derive(Debug, Clone)]
 pub(crate) struct Layer {
     pub(crate) fd: std::sync::Arc<std::os::fd::OwnedFd>,
-    /// Empty for a whole-RAM layer.
+    /// The whole RAM (else only `runs`).
+    pub(crate) whole: bool,
+    /// The pages of a layer over earlier ones (none: nothing changed).
     pub(crate) runs: Vec<(u64, u64)>,
 }
 
@@ -701,7 +703,7 @@ pub(crate) fn map_layers(
 ) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     for l in layers {
-        if l.runs.is_empty() {
+        if l.whole {
             map_file(ram, l.fd.as_raw_fd(), 0, size)?;
         }
         for &(gpa, len) in &l.runs {
@@ -792,15 +794,28 @@ impl Memory {
             }
             i = j;
         }
+        // Sealed: nothing changes the snapshot's memory any more (every mapping of it
+        // is private).
+        let seals =
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on a descriptor `memfd` owns.
+        if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         let layer = Layer {
             fd: memfd,
+            whole,
             runs: if whole { Vec::new() } else { runs_of(&frames) },
         };
         if whole {
             self.layers.clear();
         }
         map_layers(&self.ram, self.size, std::slice::from_ref(&layer))?;
-        self.layers.push(layer);
+        // A layer with nothing in it is not kept (a snapshot of a VM that did not
+        // change since its last one).
+        if layer.whole || !layer.runs.is_empty() {
+            self.layers.push(layer);
+        }
         self.released.borrow_mut().clear();
         self.cow = true;
         self.chunk_backed.set(false);

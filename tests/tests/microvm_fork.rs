@@ -146,6 +146,14 @@ fn fork_goes_on_from_a_running_python_process_and_diverges() {
         assert_eq!(sh(&second, zeros).await, expected);
         assert_eq!(feed(&parent, 1).await.0, 7);
         second.destroy().await.unwrap();
+        // Two snapshots in a row, nothing changed between: the second adds nothing
+        // over the first, and a start from it is the parent as it is.
+        let _first = parent.snapshot().await.unwrap();
+        let again = parent.snapshot().await.unwrap();
+        let third = again.start().await.unwrap();
+        assert_eq!(feed(&third, 3).await.0, 10);
+        assert_eq!(sh(&third, zeros).await, expected);
+        third.destroy().await.unwrap();
         // A fork of a fork.
         let grandchild = child.fork().await.unwrap();
         assert_eq!(feed(&grandchild, 1000).await.0, 1115);
@@ -262,6 +270,61 @@ fn a_sandbox_holding_a_terminal_refuses_a_snapshot_and_goes_on() {
         let err = live.snapshot().await.expect_err("a terminal is not copied");
         assert!(err.chain().contains("terminal"), "{}", err.chain());
         assert_eq!(sh(&live, "echo still here").await, "still here\n");
+        live.destroy().await.unwrap();
+    });
+}
+
+/// A live container's snapshot keeps its writable layer only, and says so: files,
+/// directories and symlinks of /tmp come back in each start; processes do not.
+#[test]
+fn a_container_snapshot_keeps_the_writable_layer_only() {
+    if !backend_ready(IsolationRequest::Container) {
+        return;
+    }
+    runtime().block_on(async {
+        let w = Workload::default().isolation(IsolationRequest::Container);
+        let live = create(w).await;
+        let o = live
+            .exec([
+                "sh",
+                "-c",
+                "mkdir -p /tmp/d/e && echo kept > /tmp/d/e/f && chmod 700 /tmp/d && \
+                 ln -s d/e/f /tmp/link && (sleep 3600 >/dev/null 2>&1 &)",
+            ])
+            .await
+            .unwrap();
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        let snap = live
+            .snapshot()
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()));
+        assert!(
+            snap.kept().contains("writable layer only"),
+            "{}",
+            snap.kept()
+        );
+        assert!(
+            snap.kept().contains("processes are not kept"),
+            "{}",
+            snap.kept()
+        );
+        let clone = snap
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()));
+        let o = clone
+            .exec([
+                "sh",
+                "-c",
+                "cat /tmp/link; stat -c %a /tmp/d; ps -eo comm | grep -c '^sleep$' || true",
+            ])
+            .await
+            .unwrap();
+        assert_eq!(stdout(&o), "kept\n700\n0\n", "{o:?}");
+        // The original's files are its own.
+        clone.write_file("/tmp/d/e/f", "changed").await.unwrap();
+        assert_eq!(live.read_file("/tmp/d/e/f").await.unwrap(), b"kept\n");
+        clone.destroy().await.unwrap();
         live.destroy().await.unwrap();
     });
 }

@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) next_id: std::sync::atomic::AtomicU64,
     pub(crate) created: Instant,
     pub(crate) plan: Plan,
+    /// Its options (those of sandboxes started from its snapshots).
+    pub(crate) options: LiveOptions,
     pub(crate) mode: super::Mode,
     pub(crate) enforcement: EnforcementReport,
     /// Wakes the watchdog on activity and on destroy.
@@ -249,6 +251,7 @@ impl ContainerLive {
             next_id: std::sync::atomic::AtomicU64::new(1),
             created,
             plan,
+            options: options.clone(),
             mode,
             enforcement,
             activity: Arc::new(tokio::sync::Notify::new()),
@@ -436,6 +439,13 @@ impl LiveSandbox for ContainerLive {
     fn isolation(&self) -> Isolation {
         Isolation::Container
     }
+
+    async fn snapshot(&self) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, LiveError> {
+        let s = &self.shared;
+        let snap = super::snapshot::take(self, s.plan.clone(), s.options.clone()).await?;
+        Ok(Arc::new(snap))
+    }
+
     fn decision(&self) -> &Decision {
         &self.shared.plan.decision
     }

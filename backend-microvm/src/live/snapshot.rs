@@ -158,16 +158,6 @@ fn take_image(
         k.mm.mem
             .freeze(Arc::new(memfd), pagemap)
             .map_err(|e| failed("writing guest memory", e))?;
-    // Sealed: nothing changes the snapshot's memory any more (every mapping of it is
-    // private).
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
-        return Err(failed(
-            "sealing the memory file",
-            std::io::Error::last_os_error(),
-        ));
-    }
     let layers = k.mm.mem.layers();
     let ram = private_ram(size, &layers).map_err(|e| failed("mapping the memory file", e))?;
     let mut m = Memo::new(FdMode::Detached);

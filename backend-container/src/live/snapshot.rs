@@ -1,0 +1,228 @@
+//! Snapshots of a live container: its writable layer only. Processes are not kept
+//! (a container's processes are host processes: nothing copies them), and the result
+//! says so ([`LiveSnapshot::kept`]).
+//!
+//! The writable layer of a container is its in-memory filesystems: `/tmp` and the
+//! plan's tmpfs mounts (host mounts, read-write ones included, are the host's files:
+//! they are not copied). Their files, directories (with modes) and symlinks are read
+//! through the sandbox's own file API (as the workload would see them, never a host
+//! path) and written back into a new live sandbox of the same plan on each start.
+//! The copy is bounded ([`MAX_BYTES`], [`MAX_ENTRIES`]): past it the snapshot fails.
+//! A FIFO, socket or device there makes it fail too, naming it. An image root's own
+//! changes outside these filesystems are not kept (said in `kept`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sandbox_core::{FileData, FileKind, Isolation, LiveError, LiveOptions, LiveSandbox, Plan};
+
+/// Most bytes of file data a container snapshot holds.
+const MAX_BYTES: u64 = 256 << 20;
+/// Most entries (files, directories, symlinks).
+const MAX_ENTRIES: usize = 100_000;
+
+/// One entry of the writable layer.
+#[derive(Debug)]
+enum Saved {
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    File {
+        path: String,
+        mode: u32,
+        data: Vec<u8>,
+    },
+    Link {
+        path: String,
+        target: String,
+    },
+}
+
+/// A snapshot of a live container.
+#[derive(Debug)]
+pub(crate) struct ContainerSnapshot {
+    plan: Plan,
+    options: LiveOptions,
+    roots: Vec<String>,
+    saved: Vec<Saved>,
+    bytes: u64,
+}
+
+/// Reads the writable layer of `live` (a sandbox of `plan`).
+pub(crate) async fn take(
+    live: &dyn LiveSandbox,
+    plan: Plan,
+    options: LiveOptions,
+) -> Result<ContainerSnapshot, LiveError> {
+    let mut roots = vec!["/tmp".to_string()];
+    for t in &plan.tmpfs {
+        roots.push(t.target.display().to_string());
+    }
+    let mut saved = Vec::new();
+    let mut bytes = 0u64;
+    let mut stack: Vec<String> = roots.clone();
+    while let Some(dir) = stack.pop() {
+        let entries = match live.list_dir(&dir).await {
+            Ok(e) => e,
+            // A tmpfs root the plan names but nothing shows (never for /tmp).
+            Err(LiveError::File { errno, .. }) if errno == libc::ENOENT => continue,
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let path = format!("{}/{}", dir.trim_end_matches('/'), e.name);
+            if saved.len() >= MAX_ENTRIES {
+                return Err(too_big(format!("more than {MAX_ENTRIES} entries")));
+            }
+            match e.kind {
+                FileKind::Dir => {
+                    saved.push(Saved::Dir {
+                        path: path.clone(),
+                        mode: e.mode,
+                    });
+                    stack.push(path);
+                }
+                FileKind::File => {
+                    let data = sandbox_core::live::read_to_end(live.read_file(&path).await?)
+                        .await
+                        .map_err(|err| LiveError::Failed(format!("reading {path}"), err))?;
+                    bytes += data.len() as u64;
+                    if bytes > MAX_BYTES {
+                        return Err(too_big(format!("more than {MAX_BYTES} bytes of files")));
+                    }
+                    saved.push(Saved::File {
+                        path,
+                        mode: e.mode,
+                        data,
+                    });
+                }
+                FileKind::Symlink => saved.push(Saved::Link {
+                    path,
+                    target: e.link_target.unwrap_or_default(),
+                }),
+                FileKind::Other => {
+                    return Err(LiveError::Unsupported(format!(
+                        "a snapshot of a live container keeps files, directories and symlinks: {path} is none of them (a FIFO, socket or device)"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(ContainerSnapshot {
+        plan,
+        options,
+        roots,
+        saved,
+        bytes,
+    })
+}
+
+fn too_big(what: String) -> LiveError {
+    LiveError::Limit {
+        limit: "snapshot",
+        value: format!("{MAX_BYTES} bytes, {MAX_ENTRIES} entries"),
+        message: format!("the container's writable layer has {what}"),
+    }
+}
+
+#[async_trait]
+impl sandbox_core::LiveSnapshot for ContainerSnapshot {
+    fn isolation(&self) -> Isolation {
+        Isolation::Container
+    }
+
+    fn kept(&self) -> String {
+        format!(
+            "the writable layer only: the files, directories and symlinks of {} ({} entries, {} bytes); processes are not kept, nor an image root's changes outside these",
+            self.roots.join(", "),
+            self.saved.len(),
+            self.bytes
+        )
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    async fn start(&self) -> Result<Arc<dyn LiveSandbox>, LiveError> {
+        let live = super::create(self.plan.clone(), self.options.clone())
+            .await
+            .map_err(LiveError::Exec)?;
+        if let Err(e) = self.restore(live.as_ref()).await {
+            let _ = live.destroy().await;
+            return Err(e);
+        }
+        Ok(live)
+    }
+}
+
+impl ContainerSnapshot {
+    async fn restore(&self, live: &dyn LiveSandbox) -> Result<(), LiveError> {
+        for s in &self.saved {
+            match s {
+                Saved::Dir { path, .. } => live.mkdir(path, true).await?,
+                Saved::File { path, mode, data } => {
+                    live.write_file(path, FileData::Bytes(data.clone()), *mode)
+                        .await?;
+                }
+                Saved::Link { path, target } => {
+                    let o = live
+                        .exec(sandbox_core::ExecRequest::new([
+                            "ln".to_string(),
+                            "-s".into(),
+                            "--".into(),
+                            target.clone(),
+                            path.clone(),
+                        ]))
+                        .await?
+                        .wait()
+                        .await
+                        .map_err(|e| {
+                            LiveError::Failed(
+                                format!("making the symlink {path}"),
+                                std::io::Error::other(e.to_string()),
+                            )
+                        })?;
+                    if o.exit_code != Some(0) {
+                        return Err(LiveError::Failed(
+                            format!("making the symlink {path}"),
+                            std::io::Error::other(String::from_utf8_lossy(&o.stderr).into_owned()),
+                        ));
+                    }
+                }
+            }
+        }
+        // Directory modes last (a read-only directory takes no files); `mkdir` made
+        // them 0755.
+        for s in &self.saved {
+            if let Saved::Dir { path, mode } = s {
+                if mode & 0o7777 == 0o755 {
+                    continue;
+                }
+                let o = live
+                    .exec(sandbox_core::ExecRequest::new([
+                        "chmod".to_string(),
+                        format!("{mode:o}"),
+                        "--".to_string(),
+                        path.clone(),
+                    ]))
+                    .await?
+                    .wait()
+                    .await
+                    .map_err(|e| {
+                        LiveError::Failed(
+                            format!("setting the mode of {path}"),
+                            std::io::Error::other(e.to_string()),
+                        )
+                    })?;
+                if o.exit_code != Some(0) {
+                    return Err(LiveError::Failed(
+                        format!("setting the mode of {path}"),
+                        std::io::Error::other(String::from_utf8_lossy(&o.stderr).into_owned()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
