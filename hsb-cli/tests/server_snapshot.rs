@@ -95,6 +95,20 @@ fn snapshot_and_create_from_it_through_the_cli_and_the_api() {
                 .stdout,
             b"clone\n"
         );
+        // The library's fork() of a server's sandbox goes through the same endpoints.
+        let remote = c.attach(&id).await.unwrap();
+        let f = remote
+            .fork()
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()));
+        assert_eq!(
+            f.exec(["busybox", "cat", "/tmp/state"])
+                .await
+                .unwrap()
+                .stdout,
+            b"parent\n"
+        );
+        f.destroy().await.unwrap();
         // A container sandbox's snapshot keeps its writable layer only, and says so.
         let info = c
             .create_detached(&hsb_client::api::CreateRequest {

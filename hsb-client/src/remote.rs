@@ -52,6 +52,53 @@ pub(crate) fn live(client: Client, info: SandboxInfo, owned: bool) -> hybrid_san
     }))
 }
 
+/// A snapshot on the server (`POST /v1/sandboxes/{id}/snapshot`); each start is a
+/// sandbox created from it, destroyed when its last handle is dropped. The snapshot
+/// itself stays on the server until deleted (`Client::delete_snapshot`).
+#[derive(Debug)]
+struct RemoteSnapshot {
+    client: Client,
+    info: crate::api::SnapshotInfo,
+}
+
+#[async_trait::async_trait]
+impl hybrid_sandbox::LiveSnapshot for RemoteSnapshot {
+    fn isolation(&self) -> Isolation {
+        self.info.isolation
+    }
+
+    fn kept(&self) -> String {
+        self.info.kept.clone()
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.info.memory_bytes
+    }
+
+    async fn start(&self) -> Result<Arc<dyn LiveSandbox>, LiveError> {
+        let req = crate::api::CreateRequest {
+            from_snapshot: Some(self.info.snapshot_id.clone()),
+            ..Default::default()
+        };
+        let info = self.client.create_detached(&req).await.map_err(|e| {
+            LiveError::Failed(
+                "starting from a snapshot".into(),
+                std::io::Error::other(e.chain()),
+            )
+        })?;
+        Ok(Arc::new(Remote {
+            client: self.client.clone(),
+            id: info.id,
+            isolation: info.isolation,
+            decision: info.decision,
+            enforcement: info.enforcement,
+            state: Mutex::new((info.state, info.ended)),
+            exposed: info.exposed,
+            owned: true,
+        }))
+    }
+}
+
 impl Drop for Remote {
     fn drop(&mut self) {
         if !self.owned || self.state().0 == LiveState::Destroyed {
@@ -378,6 +425,18 @@ impl LiveSandbox for Remote {
             .await
             .map(drop)
             .map_err(|e| self.error(e, "rename", from))
+    }
+
+    async fn snapshot(&self) -> Result<Arc<dyn hybrid_sandbox::LiveSnapshot>, LiveError> {
+        let info = self
+            .client
+            .snapshot(&self.id)
+            .await
+            .map_err(|e| self.error(e, "snapshot", ""))?;
+        Ok(Arc::new(RemoteSnapshot {
+            client: self.client.clone(),
+            info,
+        }))
     }
 
     async fn pause(&self) -> Result<(), LiveError> {

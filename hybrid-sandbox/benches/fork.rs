@@ -32,6 +32,52 @@ fn pss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where the PSS of this process is, KiB: guest RAM's pages shared with a snapshot's
+/// memory file, guest RAM's pages copied on write, thread stacks, other anonymous memory
+/// (malloc arenas: the VMM's own state), and the rest.
+fn pss_by_kind() -> [(&'static str, u64); 5] {
+    let text = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut out = [
+        ("guest RAM, shared with snapshot files", 0),
+        ("guest RAM, copied on write by a VM", 0),
+        ("thread stacks", 0),
+        ("other anonymous (VMM heaps)", 0),
+        ("other", 0),
+    ];
+    let mut kind = 4;
+    let mut pss = 0u64;
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or_default();
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let name = f.nth(4).unwrap_or("");
+            kind = if name.starts_with("/memfd:hsb-snapshot") {
+                0
+            } else if name.starts_with("[stack") {
+                2
+            } else if name.is_empty() || name == "[heap]" {
+                3
+            } else {
+                4
+            };
+            continue;
+        }
+        let v: u64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        match first {
+            "Pss:" => pss = v,
+            // Copied-on-write pages of a file mapping are its anonymous ones (counted
+            // whole: they are this VM's own).
+            "Anonymous:" if kind == 0 => {
+                out[1].1 += v;
+                out[0].1 += pss.saturating_sub(v);
+            }
+            "Anonymous:" => out[kind].1 += pss,
+            _ => {}
+        }
+    }
+    out
+}
+
 const COUNTER: &str = r#"
 import os
 n = 0
@@ -148,6 +194,7 @@ fn main() {
             size
         };
         let base = pss_kib();
+        let kinds_before = pss_by_kind();
         let t = Instant::now();
         let mut forks = Vec::new();
         for _ in 0..100 {
@@ -168,6 +215,7 @@ fn main() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let after = pss_kib();
+        let kinds_after = pss_by_kind();
         let per_fork = after.saturating_sub(base) as f64 / 100.0;
         for f in forks {
             f.destroy().await.expect("destroy");
@@ -200,6 +248,14 @@ fn main() {
             "host memory (PSS): one such VM {before_parent} KiB; 100 live forks of it {:.0} KiB more, {per_fork:.0} KiB per fork",
             after.saturating_sub(base) as f64
         );
+        println!("where the 100 forks' memory is (PSS growth, KiB per fork):");
+        for (b, a) in kinds_before.iter().zip(kinds_after.iter()) {
+            println!(
+                "  {:<44} {:>8.1}",
+                a.0,
+                (a.1 as f64 - b.1 as f64) / 100.0
+            );
+        }
         parent.destroy().await.expect("destroy");
     });
 }

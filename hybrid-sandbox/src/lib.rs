@@ -32,7 +32,7 @@ pub use sandbox_images::{
 pub use sandbox_core::network;
 pub use sandbox_core::{
     live::ByteStream, EndReason, ExecLimits, ExecRequest, FileData, FileKind, FileStat, LiveError,
-    LiveOptions, LiveSandbox, LiveState, LiveStats, TtySize,
+    LiveOptions, LiveSandbox, LiveSnapshot, LiveState, LiveStats, TtySize,
 };
 pub use sandbox_core::{
     units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
