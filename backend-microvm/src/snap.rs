@@ -48,7 +48,7 @@ pub(crate) struct HeldFile {
     pub(crate) flags: i32,
     /// Device, inode, size, modification time when the snapshot was taken.
     pub(crate) id: (u64, u64, u64, (i64, i64)),
-    /// The raw descriptor of the copy (replaced by the file reopened by path).
+    /// The raw descriptor of the copy (a snapshot's: how a start finds this record).
     pub(crate) fd: i32,
 }
 

@@ -25,8 +25,10 @@
 //! private mapping of the memory file as its RAM, a copy of the snapshot's kernel
 //! (made on that thread), a new VM, the same seccomp filter and Landlock rules as the
 //! original. Host regular files the guest held open are reopened by their sandbox
-//! path and must be the same file (device, inode, size, modification time) as when
-//! the snapshot was taken, else the start fails naming the file. Each start gets a
+//! path (after the thread is confined) and must be the same file (device, inode,
+//! size, modification time) as when the snapshot was taken, else the start fails
+//! naming the file; the clone then goes on with a duplicate of the original's
+//! descriptor (the same open file: the VMM's I/O on host files is positional). Each start gets a
 //! new boot id (`/proc/sys/kernel/random/boot_id`: the VM identity the guest sees);
 //! `getrandom` and `/dev/urandom` are the host's, read at each call, so they differ
 //! in every clone. What clones share is what was in guest memory: ASLR layout, seeds
@@ -242,7 +244,6 @@ pub(crate) fn build(
             .map_err(|e| start_err("copying the snapshot's state", &e))?;
         (kernel, std::mem::take(&mut m.held))
     };
-    reopen_held(&kernel, &held)?;
     kernel.boot_id = crate::linux::new_boot_id();
     let vm = Vm::create(&kernel.mm.mem, kernel.mm.cr3(), 0, 0)
         .map_err(|e| start_err("creating the VM", &e))?;
@@ -269,13 +270,16 @@ pub(crate) fn build(
             confinement.landlock.level
         )));
     }
+    // Behind the thread's seccomp filter and Landlock, as the workload's own opens.
+    reopen_held(&kernel, &held)?;
     kernel.cpu_mark = crate::kick::thread_cpu_time();
     Ok(Started { vm, kernel, tick })
 }
 
-/// Reopens each host file the snapshot's processes held open by its sandbox path,
-/// checks it is the same file as at the snapshot, and puts it in place of the copy's
-/// descriptor.
+/// Reopens each host file the snapshot's processes held open by its sandbox path
+/// (through the sandbox's own filesystem, with the access it was opened with) and
+/// checks it is the same file as at the snapshot: device, inode, size, modification
+/// time; else the start fails, naming it.
 fn reopen_held(kernel: &Kernel, held: &[HeldFile]) -> Result<(), LiveError> {
     for h in held {
         let path = String::from_utf8_lossy(&h.path).into_owned();
@@ -313,8 +317,9 @@ fn reopen_held(kernel: &Kernel, held: &[HeldFile]) -> Result<(), LiveError> {
                 h.id, now
             )));
         }
-        crate::vfs::host::put_in_place(&fd, h.fd)
-            .map_err(|e| changed(format!("putting the reopened file in place: {e}")))?;
+        // The same file: the copy's descriptor (a duplicate of the snapshot's, so of
+        // the original's open file: all I/O on it is positional) goes on; the one
+        // opened to check is closed.
     }
     Ok(())
 }

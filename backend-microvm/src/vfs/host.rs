@@ -161,19 +161,6 @@ impl HostFd {
     }
 }
 
-/// Puts `from`'s open file in place of descriptor `target` (which a [`HostFd`] of the
-/// sandbox owns: it stays owned by it, now naming `from`'s open file).
-pub(crate) fn put_in_place(from: &HostFd, target: RawFd) -> std::io::Result<()> {
-    // SAFETY: dup3 onto a descriptor a HostFd owns (the caller's copy of a snapshot's
-    // open file); both descriptors are valid; nothing is closed that another owner
-    // still uses.
-    let rc = unsafe { libc::dup3(from.as_raw_fd(), target, libc::O_CLOEXEC) };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 impl crate::snap::Snap for HostFd {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
         self.snap_fd(m)
