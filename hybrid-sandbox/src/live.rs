@@ -136,7 +136,7 @@ impl Live {
     /// and every process with its open files and buffers; the sandbox goes on). Start
     /// sandboxes from it with [`Snapshot::start`].
     ///
-    /// ```no_run
+    /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// # use hybrid_sandbox::{LiveOptions, Sandbox, Workload};
     /// # let live = Sandbox::with_default_policy().create(Workload::default(), LiveOptions::default()).await?;
@@ -144,6 +144,12 @@ impl Live {
     /// let snap = live.snapshot().await?;
     /// let clone = snap.start().await?;
     /// assert_eq!(clone.read_file("/tmp/state").await?, b"before");
+    /// // Each goes its own way.
+    /// clone.write_file("/tmp/state", "after").await?;
+    /// assert_eq!(live.read_file("/tmp/state").await?, b"before");
+    /// // fork() is a snapshot and one start.
+    /// let other = live.fork().await?;
+    /// assert_eq!(other.read_file("/tmp/state").await?, b"before");
     /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
     /// ```
     pub async fn snapshot(&self) -> Result<Snapshot, Error> {
