@@ -394,6 +394,11 @@ impl Kernel {
         (out, input, ctl): (Output, Input, Arc<Control>),
     ) -> Result<Kernel, crate::snap::SnapError> {
         use crate::snap::Snap;
+        if self.egress.is_some() {
+            return Err(crate::snap::SnapError::new(
+                "the sandbox's network egress (its relayed connections are host state) cannot be copied",
+            ));
+        }
         let mm = self.mm.snap_over(m, ram)?;
         let vfs = self.vfs.snap(m)?;
         let proc = self.proc.snap(m)?;
@@ -445,6 +450,7 @@ impl Kernel {
             // No inet socket is copied (refused): no port is bound in the copy.
             inet: inet::Ports::default(),
             net: self.net,
+            egress: None,
             live: None,
             boot_id: self.boot_id,
             boundary: false,
