@@ -328,3 +328,22 @@ fn a_container_snapshot_keeps_the_writable_layer_only() {
         live.destroy().await.unwrap();
     });
 }
+
+/// A micro-VM with network egress (its relayed connections are host state) refuses a
+/// snapshot, saying why, and goes on.
+#[test]
+fn a_micro_vm_with_egress_refuses_a_snapshot() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let mut w = vm();
+        w.network = Some(hybrid_sandbox::Network::Egress);
+        let live = create(w).await;
+        let err = live.snapshot().await.expect_err("egress is host state");
+        assert_eq!(err.kind(), "unsupported", "{}", err.chain());
+        assert!(err.chain().contains("egress"), "{}", err.chain());
+        assert_eq!(sh(&live, "echo still here").await, "still here\n");
+        live.destroy().await.unwrap();
+    });
+}
