@@ -214,17 +214,14 @@ pub(crate) struct Memory {
     /// Holders beyond the first, of the frames that have more than one.
     extra: HashMap<u64, u32>,
     budget: Rc<Budget>,
-    /// Guest RAM is a private mapping of a snapshot's memory file (see
+    /// Guest RAM is a private mapping of a snapshot's memory files (see
     /// [`Memory::freeze`]): a page given back reads as the file's again, not as zero,
-    /// so giving frames back maps fresh anonymous memory over them instead, and no
-    /// chunk is backed ahead (that would copy the file's pages).
+    /// so free frames are zeroed when handed out, and no chunk is backed ahead (that
+    /// would copy the file's pages).
     cow: bool,
     /// The memory files guest RAM is a private mapping of, oldest first (see
     /// [`Memory::freeze`]); empty until the first snapshot.
     layers: Vec<Layer>,
-    /// Ranges given back since the last snapshot (they read as zero now, not as the
-    /// layers' pages: the next snapshot must say so).
-    released: std::cell::RefCell<Vec<(u64, u64)>>,
 }
 
 /// One memory file of a snapshot's guest RAM: the whole RAM (the first), or the
@@ -241,7 +238,10 @@ pub(crate) struct Layer {
 
 /// Most runs of changed pages a VM's layers may map in all (each is a host mapping);
 /// past it a snapshot writes the whole RAM into one new file again.
-const RUNS_MAX: usize = 16384;
+const RUNS_MAX: usize = 512;
+/// Changed pages this close (in pages) go into one run of a layer, the unchanged ones
+/// between copied too: fewer host mappings per VM.
+const RUN_GAP: u64 = 16;
 
 impl Memory {
     /// Maps `size` bytes of lazily backed guest RAM, of which at most `limit` bytes
@@ -285,7 +285,6 @@ impl Memory {
             budget,
             cow: false,
             layers: Vec::new(),
-            released: std::cell::RefCell::new(Vec::new()),
         })
     }
 
@@ -325,7 +324,7 @@ impl Memory {
             return Ok(f);
         }
         if let Some(f) = self.free.pop() {
-            return Ok(f);
+            return Ok(self.zeroed_if_cow(f));
         }
         if self.next + PAGE_SIZE > self.size {
             if !self.retired.is_empty() {
@@ -335,7 +334,7 @@ impl Memory {
                 self.evict_idle();
             }
             if let Some(f) = self.free.pop() {
-                return Ok(f);
+                return Ok(self.zeroed_if_cow(f));
             }
             // Cannot happen while the accounting holds; stay safe anyway.
             self.budget.uncharge(1);
@@ -347,6 +346,15 @@ impl Memory {
             self.back_chunk(f);
         }
         Ok(f)
+    }
+
+    /// `f`, a free frame, zeroed first after a snapshot: given back, it reads as the
+    /// snapshot's page again, not as zero (see `release`).
+    fn zeroed_if_cow(&self, f: u64) -> u64 {
+        if self.cow {
+            let _ = self.zero(f);
+        }
+        f
     }
 
     /// Zeroes one frame from the host side.
@@ -570,41 +578,20 @@ impl Memory {
         self.cache.len()
     }
 
-    /// Returns host pages to the kernel; they read as zero afterwards.
+    /// Returns host pages to the kernel; they read as zero afterwards (after a
+    /// snapshot: as its memory file's pages, see `cow`).
     fn release(&self, gpa: u64, len: u64) {
         let Some(slice) = self.slice(gpa, len) else {
             return;
         };
         let guard = slice.ptr_guard_mut();
-        let rc = if self.cow {
-            // SAFETY: the range lies inside the guest RAM mapping (`slice` checked it);
-            // fresh anonymous memory replaces it at the same place (MAP_FIXED), which
-            // no Rust reference points into (guest memory is only reached through
-            // volatile accesses) and the guest does not use; KVM follows the change
-            // (its MMU notifier drops what it mapped there).
-            let p = unsafe {
-                libc::mmap(
-                    guard.as_ptr().cast(),
-                    len as usize,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
-                    -1,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                -1
-            } else {
-                self.released.borrow_mut().push((gpa, len));
-                0
-            }
-        } else {
-            // SAFETY: the range lies inside the guest RAM mapping (`slice` checked it)
-            // and is private anonymous memory: MADV_DONTNEED only drops its contents,
-            // which no Rust reference points into (guest memory is only reached
-            // through volatile accesses), and the frames are unused by the guest.
-            unsafe { libc::madvise(guard.as_ptr().cast(), len as usize, libc::MADV_DONTNEED) }
-        };
+        // SAFETY: the range lies inside the guest RAM mapping (`slice` checked it) and
+        // is private memory: MADV_DONTNEED only drops its contents (anonymous pages read
+        // as zero again; after a snapshot, pages of its memory file read as the file's,
+        // which is why frames are then zeroed when handed out again: `alloc`), which no
+        // Rust reference points into (guest memory is only reached through volatile
+        // accesses), and the frames are unused by the guest.
+        let rc = unsafe { libc::madvise(guard.as_ptr().cast(), len as usize, libc::MADV_DONTNEED) };
         if rc != 0 {
             // Not fatal, but the frame must still read as zero.
             let _ = self
@@ -713,12 +700,17 @@ pub(crate) fn map_layers(
     Ok(())
 }
 
-/// Sorted, merged runs of whole frames from sorted frame addresses.
+/// Runs of whole frames from sorted frame addresses: frames at most [`RUN_GAP`] pages
+/// apart share a run (the frames between are in it too).
 fn runs_of(frames: &[u64]) -> Vec<(u64, u64)> {
     let mut runs: Vec<(u64, u64)> = Vec::new();
     for &f in frames {
         match runs.last_mut() {
-            Some((start, len)) if *start + *len == f => *len += PAGE_SIZE,
+            Some((start, len))
+                if f >= *start + *len && f - (*start + *len) <= RUN_GAP * PAGE_SIZE =>
+            {
+                *len = f + PAGE_SIZE - *start;
+            }
             _ => runs.push((f, PAGE_SIZE)),
         }
     }
@@ -752,8 +744,17 @@ impl Memory {
             _ => None,
         };
         let mapped: usize = self.layers.iter().map(|l| l.runs.len()).sum();
-        let (frames, whole) = match changed {
-            Some(c) if mapped + runs_of(&c).len() <= RUNS_MAX => (c, false),
+        let runs = changed.as_deref().map(runs_of);
+        let (frames, whole): (Vec<u64>, bool) = match runs {
+            // Every frame of the runs (the unchanged ones between changed ones too).
+            Some(r) if mapped + r.len() <= RUNS_MAX => (
+                r.iter()
+                    .flat_map(|&(start, len)| {
+                        (0..len / PAGE_SIZE).map(move |i| start + i * PAGE_SIZE)
+                    })
+                    .collect(),
+                false,
+            ),
             _ => (
                 (0..self.next / PAGE_SIZE).map(|i| i * PAGE_SIZE).collect(),
                 true,
@@ -816,14 +817,14 @@ impl Memory {
         if layer.whole || !layer.runs.is_empty() {
             self.layers.push(layer);
         }
-        self.released.borrow_mut().clear();
         self.cow = true;
         self.chunk_backed.set(false);
         Ok(written)
     }
 
     /// The frames that are no longer the layers' pages: anonymous in `pagemap`
-    /// (present, not a file page), or given back since the last snapshot. `None` when
+    /// (present, not a file page). Frames given back since read as the layers' pages
+    /// again: they are free, and zeroed when handed out (`alloc`). `None` when
     /// `pagemap` cannot be read.
     fn changed_frames(&self, base: *mut u8, pagemap: i32) -> Option<Vec<u64>> {
         const PRESENT: u64 = 1 << 63;
@@ -851,22 +852,13 @@ impl Memory {
             }
             done += n as usize;
         }
-        let mut out: std::collections::BTreeSet<u64> = entries
+        let out: Vec<u64> = entries
             .iter()
             .enumerate()
             .filter(|(_, e)| **e & (PRESENT | SWAPPED) != 0 && **e & FILE == 0)
             .map(|(i, _)| i as u64 * PAGE_SIZE)
             .collect();
-        for &(gpa, len) in self.released.borrow().iter() {
-            let mut f = gpa;
-            while f < gpa + len {
-                if f < self.next {
-                    out.insert(f);
-                }
-                f += PAGE_SIZE;
-            }
-        }
-        Some(out.into_iter().collect())
+        Some(out)
     }
 
     /// This VM's layers (a snapshot's, for sandboxes started from it).
@@ -907,7 +899,6 @@ impl Memory {
             budget: crate::snap::Snap::snap(&self.budget, m)?,
             cow: true,
             layers,
-            released: std::cell::RefCell::new(Vec::new()),
         })
     }
 }
