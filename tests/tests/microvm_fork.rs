@@ -347,3 +347,44 @@ fn a_micro_vm_with_egress_refuses_a_snapshot() {
         live.destroy().await.unwrap();
     });
 }
+
+/// A VM forked hundreds of times while it changes (each fork a new layer of what
+/// changed) still starts many live clones at once: the layers' host mappings stay
+/// bounded (each VM's RAM is at most a few hundred host mappings).
+#[test]
+fn hundreds_of_forks_of_a_changing_vm_stay_within_host_limits() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let parent = counter_sandbox().await;
+        let mut count = 0;
+        for i in 0..300 {
+            if i % 10 == 0 {
+                count += 1;
+                assert_eq!(feed(&parent, 1).await.0, count);
+            }
+            let f = parent
+                .fork()
+                .await
+                .unwrap_or_else(|e| panic!("fork {i}: {}", e.chain()));
+            f.destroy().await.unwrap();
+        }
+        let mut clones = Vec::new();
+        for i in 0..60 {
+            clones.push(
+                parent
+                    .fork()
+                    .await
+                    .unwrap_or_else(|e| panic!("live fork {i}: {}", e.chain())),
+            );
+        }
+        for (i, c) in clones.iter().enumerate() {
+            assert_eq!(feed(c, i as u32).await.0, count + i as u64, "clone {i}");
+        }
+        for c in clones {
+            c.destroy().await.unwrap();
+        }
+        parent.destroy().await.unwrap();
+    });
+}
