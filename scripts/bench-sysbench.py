@@ -85,6 +85,37 @@ def score(test: str, out: str) -> float:
     return float(m.group(1)) / float(t.group(1)) if m and t else 0.0
 
 
+def plot(png: str, ratios: dict[str, tuple[float, float]], rounds: int) -> None:
+    """A bar chart of the ratios to native. Without matplotlib in this interpreter (a
+    pyenv or venv python), Debian's python3 with python3-matplotlib draws it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        system = "/usr/bin/python3"
+        if Path(system).exists() and Path(sys.executable).resolve() != Path(system).resolve():
+            data = json.dumps({"ratios": ratios, "rounds": rounds})
+            subprocess.run([system, __file__, "--plot-from", "-", "--png", png],
+                           input=data.encode(), check=True)
+        else:
+            print("bench-sysbench: no matplotlib (python3-matplotlib); no plot", file=sys.stderr)
+        return
+    names = list(ratios)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], [ratios[n][0] for n in names], 0.4, label="container")
+    ax.bar([x + 0.2 for x in xs], [ratios[n][1] for n in names], 0.4, label="micro-VM")
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_xticks(list(xs), names)
+    ax.set_ylabel("events/s relative to native")
+    ax.set_title(f"sysbench, median of {rounds} interleaved rounds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"bench-sysbench: wrote {png}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,7 +124,15 @@ def main() -> int:
     ap.add_argument("--only", action="append", help="run only these tests")
     ap.add_argument("--png", help="write a bar chart of the ratios here")
     ap.add_argument("--markdown", help="write the table here")
+    ap.add_argument("--plot-from", help="only draw --png from this JSON ({ratios, rounds}; - for stdin)")
     args = ap.parse_args()
+    if args.plot_from:
+        if not args.png:
+            sys.exit("bench-sysbench: --plot-from needs --png")
+        src = sys.stdin.read() if args.plot_from == "-" else Path(args.plot_from).read_text()
+        d = json.loads(src)
+        plot(args.png, {k: tuple(v) for k, v in d["ratios"].items()}, d["rounds"])
+        return 0
     if not shutil.which("sysbench"):
         sys.exit("bench-sysbench: install Debian's sysbench (scripts/install-deps.sh)")
     hsb = hsb_binary()
@@ -122,24 +161,7 @@ def main() -> int:
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
     if args.png:
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            print("bench-sysbench: no matplotlib (python3-matplotlib); no plot", file=sys.stderr)
-            return 0
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        xs = range(len(names))
-        ax.bar([x - 0.2 for x in xs], [ratios[n][0] for n in names], 0.4, label="container")
-        ax.bar([x + 0.2 for x in xs], [ratios[n][1] for n in names], 0.4, label="micro-VM")
-        ax.axhline(1.0, color="grey", linewidth=0.8)
-        ax.set_xticks(list(xs), names)
-        ax.set_ylabel("events/s relative to native")
-        ax.set_title(f"sysbench, median of {args.rounds} interleaved rounds")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.png, dpi=110)
+        plot(args.png, {n: ratios[n] for n in names}, args.rounds)
     return 0
 
 
