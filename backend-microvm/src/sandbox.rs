@@ -463,7 +463,8 @@ fn network_detail(plan: &Plan) -> String {
     format!(
         "no host socket: every socket is the personality's own. {inet}. AF_UNIX sockets: \
          pathname sockets in the sandbox's in-memory filesystems (never in a host mount), an \
-         abstract namespace per sandbox; raw, packet and netlink sockets are refused"
+         abstract namespace per sandbox; NETLINK_ROUTE shows the sandbox's own interface (lo) \
+         only; raw and packet sockets and other netlink protocols are refused"
     )
 }
 

@@ -578,6 +578,8 @@ static void options(void) {
   close(s);
 }
 
+#include "netlink.h"
+
 int main(int argc, char **argv) {
   FAMILY = NET_FAMILY;
   /* No random calls: socket.c's cover the syscalls' argument checks. */
@@ -591,5 +593,6 @@ int main(int argc, char **argv) {
   tcp6();
   udp();
   options();
+  netlink_checks();
   return 0;
 }

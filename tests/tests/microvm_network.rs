@@ -3,7 +3,8 @@
 //! and urllib across processes, asyncio, UDP), in one-shot runs and live sandboxes; and
 //! what they must never do: reach the host's loopback services (a host listener on
 //! 127.0.0.1 gets nothing, UDP to a host port is not delivered), reach any other address,
-//! or open raw, packet and netlink sockets. `network = "none"` is an empty namespace:
+//! open raw and packet sockets or netlink beyond `NETLINK_ROUTE`, or see a host
+//! interface through `NETLINK_ROUTE` (only the VM's `lo`). `network = "none"` is an empty namespace:
 //! sockets exist, nothing is reachable. The container runs the same workloads (its own
 //! loopback) as the reference where it applies.
 
@@ -158,12 +159,14 @@ for host in sys.argv[3:]:
         print(host, errno.errorcode.get(e.errno, e))
 for fam, ty, proto in ((socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
                        (socket.AF_PACKET, socket.SOCK_RAW, 0),
-                       (socket.AF_NETLINK, socket.SOCK_RAW, 0)):
+                       (socket.AF_NETLINK, socket.SOCK_RAW, 9)):
     try:
         socket.socket(fam, ty, proto)
         print(fam, "made")
     except OSError as e:
         print("refused", errno.errorcode.get(e.errno, e))
+# NETLINK_ROUTE (if_nameindex's) shows the VM's interfaces, never the host's.
+print("interfaces", socket.if_nameindex())
 "#;
 
 /// The host's addresses other than loopback (where a host service might listen).
@@ -218,6 +221,7 @@ fn microvm_never_reaches_the_hosts_loopback_or_any_host_address() {
     }
     assert_eq!(out.matches("refused ").count(), 3, "{out}");
     assert!(!out.contains("made"), "{out}");
+    assert!(out.contains("interfaces [(1, 'lo')]\n"), "{out}");
     // Nothing arrived on the host.
     assert!(tcp.accept().is_err(), "TCP reached the host's loopback");
     for l in &extra {

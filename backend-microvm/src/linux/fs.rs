@@ -367,6 +367,13 @@ impl Kernel {
                 let t = std::rc::Rc::clone(t);
                 self.tty_ioctl(&t, &f, req, arg)
             }
+            // The interface requests every socket answers (`netlink.rs`).
+            0x8910..=0x89ff if matches!(f.kind, FileKind::Socket(_)) => {
+                match self.netdev_ioctl(&f, req, arg) {
+                    Some(r) => r,
+                    None => Err(errno::ENOTTY.into()),
+                }
+            }
             // FIONREAD
             0x541b => {
                 let n = match &f.kind {

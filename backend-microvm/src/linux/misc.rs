@@ -236,7 +236,7 @@ impl Kernel {
         // no link, sealable only when asked. Huge pages are plain pages here.
         let noexec = flags & MFD_NOEXEC_SEAL != 0;
         let mode = if noexec { 0o666 } else { 0o777 };
-        let inode = TmpFs::inode(&fs, TmpData::File(Vec::new()), mode);
+        let inode = TmpFs::inode(&fs, TmpData::File(Default::default()), mode);
         inode.nlink.set(0);
         if noexec {
             inode.seals.set(crate::vfs::tmpfs::F_SEAL_EXEC);

@@ -18,6 +18,7 @@ pub(crate) mod inet;
 mod limits;
 pub(crate) mod misc;
 mod mm;
+mod netlink;
 mod path;
 mod poll;
 mod process;
@@ -292,6 +293,8 @@ pub(crate) struct Kernel {
     pub(crate) net: inet::NetMode,
     /// Network `egress`: the broker's relayed connections (`egress.rs`).
     pub(crate) egress: Option<Box<egress::Egress>>,
+    /// `AF_NETLINK` port ids bound (`netlink.rs`).
+    pub(crate) netlink: netlink::Ports,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
     /// The VM's boot id (`/proc/sys/kernel/random/boot_id`): random per VM, new for
@@ -376,6 +379,7 @@ impl Kernel {
             inet: inet::Ports::default(),
             net: s.network,
             egress: s.egress.map(|n| Box::new(egress::Egress::new(n))),
+            netlink: netlink::Ports::default(),
             live: None,
             boot_id: new_boot_id(),
             boundary: false,

@@ -413,6 +413,10 @@ impl Kernel {
             FileKind::Pipe(end) if end.write => {
                 self.write_pipe(end, data, file.flags.get() & libc::O_NONBLOCK != 0, false)
             }
+            FileKind::Socket(_) if super::netlink::is_netlink(file) => {
+                // To the kernel: a request, as send(2) makes it.
+                self.netlink_send(file, data, 0, None).map(|n| n as usize)
+            }
             FileKind::Socket(sock) if sock.inet.is_some() && sock.kind != libc::SOCK_STREAM => {
                 // UDP: to the peer, through the same path as send(2).
                 self.inet_send(file, data, 0, None, Default::default())

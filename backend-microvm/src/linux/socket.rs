@@ -80,8 +80,10 @@ impl Kernel {
             }
             return self.unix_socket(ty & 0xf, ty as u64);
         }
+        if domain == u64::from(super::netlink::AF_NETLINK) {
+            return self.netlink_socket(ty, proto);
+        }
         let what = match domain {
-            16 => "socket(AF_NETLINK)",
             17 => "socket(AF_PACKET)",
             _ => "socket(other families)",
         };
@@ -353,6 +355,9 @@ impl Kernel {
             return Err(errno::EFAULT.into());
         }
         let f = self.socket(fd)?;
+        if super::netlink::is_netlink(&f) {
+            return self.netlink_sendto(&f, buf, len, flags, addr, alen);
+        }
         if is_inet(&f) {
             if addr != 0 && alen as u32 > 128 {
                 return Err(errno::EINVAL.into());
@@ -443,6 +448,9 @@ impl Kernel {
         let f = self.socket(fd)?;
         // Read once: what is checked is what is used.
         let hdr = self.mm.read(msg)?;
+        if super::netlink::is_netlink(&f) {
+            return self.netlink_sendmsg(&f, &hdr, flags);
+        }
         if is_inet(&f) {
             let iov = self.msg_iovecs(&hdr)?;
             let out = self.read_control(&hdr)?;
@@ -532,6 +540,9 @@ impl Kernel {
         if s.inet.is_some() && self.inet_shutdown(s, how)? {
             return Ok(0);
         }
+        if super::netlink::is_netlink(&f) {
+            return Err(errno::EOPNOTSUPP.into()); // sock_no_shutdown
+        }
         match how {
             0 => drop(s.rx.borrow_mut().take()),
             1 => drop(s.tx.borrow_mut().take()),
@@ -568,6 +579,9 @@ impl Kernel {
         let f = self.socket(fd)?;
         if is_inet(&f) {
             return self.inet_getsockopt(&f, level as u32, name as u32, val, len);
+        }
+        if super::netlink::is_netlink(&f) {
+            return self.netlink_getsockopt(&f, level as u32, name as u32, val, len);
         }
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
@@ -608,6 +622,9 @@ impl Kernel {
         let f = self.socket(fd)?;
         if is_inet(&f) {
             return self.inet_setsockopt(&f, level as u32, name as u32, val, len as u32);
+        }
+        if super::netlink::is_netlink(&f) {
+            return self.netlink_setsockopt(&f, level as u32, name as u32, val, len as u32);
         }
         if level != SOL_SOCKET {
             return Err(errno::EOPNOTSUPP.into());

@@ -56,6 +56,8 @@ pub(crate) struct UnixState {
     pub(crate) dgram_peer: Option<Weak<OpenFile>>,
     /// Made by `socket` (not by `socketpair`): its unconnected states are Linux's.
     pub(crate) made: bool,
+    /// An `AF_NETLINK` socket's state (`netlink.rs`): its name is a `sockaddr_nl`.
+    pub(crate) netlink: Option<Box<super::netlink::Netlink>>,
 }
 
 /// A listening socket's queue.
@@ -344,6 +346,9 @@ impl Kernel {
         if super::socket::is_inet(&f) {
             return self.inet_bind(&f, addr, alen);
         }
+        if super::netlink::is_netlink(&f) {
+            return self.netlink_bind(&f, &raw);
+        }
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
@@ -465,6 +470,9 @@ impl Kernel {
         let f = self.socket(fd)?;
         if super::socket::is_inet(&f) {
             return self.inet_connect(&f, addr, alen as u32);
+        }
+        if super::netlink::is_netlink(&f) {
+            return self.netlink_connect(&f, addr, alen as u32);
         }
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
@@ -679,6 +687,9 @@ impl Kernel {
     /// `ENOTCONN` without a peer.
     pub(crate) fn sys_getpeername(&mut self, fd: u64, addr: u64, alen: UserPtr<u32>) -> SysResult {
         let f = self.socket(fd)?;
+        if super::netlink::is_netlink(&f) {
+            return self.netlink_peer(&f, addr, alen);
+        }
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };

@@ -227,7 +227,7 @@ impl Vfs {
                 )
             }
             Node::Ovl(d) => {
-                let inode = d.create(name, TmpData::File(Vec::new()), mode)?;
+                let inode = d.create(name, TmpData::File(Default::default()), mode)?;
                 (
                     Node::Tmp(Rc::clone(&inode)),
                     if flags & libc::O_PATH != 0 {
@@ -238,7 +238,7 @@ impl Vfs {
                 )
             }
             Node::Tmp(dir) => {
-                let inode = TmpFs::inode(dir.fs(), TmpData::File(Vec::new()), mode);
+                let inode = TmpFs::inode(dir.fs(), TmpData::File(Default::default()), mode);
                 dir.insert(name, Rc::clone(&inode))?;
                 (
                     Node::Tmp(Rc::clone(&inode)),

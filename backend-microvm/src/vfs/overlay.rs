@@ -448,7 +448,7 @@ impl Lower {
         let meta = self.meta()?;
         let data = match self.kind {
             libc::S_IFLNK => TmpData::Link(host::readlink(self.fd.as_raw_fd())?),
-            libc::S_IFREG => TmpData::File(Vec::new()),
+            libc::S_IFREG => TmpData::File(Default::default()),
             _ => return Err(errno::EACCES),
         };
         let inode = TmpFs::inode(up.fs(), data, meta.mode);

@@ -21,7 +21,7 @@ pub(crate) enum TmpData {
     /// A directory.
     Dir(BTreeMap<Vec<u8>, Rc<TmpInode>>),
     /// A regular file.
-    File(Vec<u8>),
+    File(FileData),
     /// A symlink.
     Link(Vec<u8>),
     /// An image root's upper layer only: the name is deleted from the layers below.
@@ -31,6 +31,85 @@ pub(crate) enum TmpData {
     /// A socket's name in the filesystem (`bind`): the personality's key for the
     /// socket bound there (the node stays after the socket goes, as on Linux).
     Socket(u64),
+}
+
+/// A regular file's bytes: its length and the pages written. A hole (past what was
+/// written, or left by a seek) reads as zeros and holds no page, as on Linux's tmpfs:
+/// a file of 2 GiB and three bytes written at its end costs one page.
+#[derive(Debug, Default)]
+pub(crate) struct FileData {
+    len: u64,
+    pages: BTreeMap<u64, Box<[u8]>>,
+}
+
+impl FileData {
+    /// The file's size.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Pages held.
+    fn held(&self) -> u64 {
+        self.pages.len() as u64
+    }
+
+    /// Pages a write of `len` bytes at `off` would add.
+    fn missing(&self, off: u64, len: u64) -> u64 {
+        if len == 0 {
+            return 0;
+        }
+        let (first, last) = (off / PAGE_SIZE, (off + len - 1) / PAGE_SIZE);
+        let present = self.pages.range(first..=last).count() as u64;
+        last - first + 1 - present
+    }
+
+    /// Copies the bytes at `off` into `buf` (zeros in holes); the count (0 at the end).
+    fn read(&self, off: u64, buf: &mut [u8]) -> usize {
+        let n = (buf.len() as u64).min(self.len.saturating_sub(off)) as usize;
+        let mut done = 0;
+        while done < n {
+            let at = off + done as u64;
+            let (index, inner) = (at / PAGE_SIZE, (at % PAGE_SIZE) as usize);
+            let k = (n - done).min(PAGE_SIZE as usize - inner);
+            match self.pages.get(&index) {
+                Some(p) => buf[done..done + k].copy_from_slice(&p[inner..inner + k]),
+                None => buf[done..done + k].fill(0),
+            }
+            done += k;
+        }
+        n
+    }
+
+    /// Writes `data` at `off` (the pages it needs made), growing the file.
+    fn write(&mut self, off: u64, data: &[u8]) {
+        let mut done = 0;
+        while done < data.len() {
+            let at = off + done as u64;
+            let (index, inner) = (at / PAGE_SIZE, (at % PAGE_SIZE) as usize);
+            let k = (data.len() - done).min(PAGE_SIZE as usize - inner);
+            let p = self
+                .pages
+                .entry(index)
+                .or_insert_with(|| vec![0u8; PAGE_SIZE as usize].into_boxed_slice());
+            p[inner..inner + k].copy_from_slice(&data[done..done + k]);
+            done += k;
+        }
+        self.len = self.len.max(off + data.len() as u64);
+    }
+
+    /// Sets the size: pages past it go (their count returned), the last page's bytes
+    /// past it become zeros (they read so if the file grows again).
+    fn set_len(&mut self, len: u64) -> u64 {
+        let keep = len.div_ceil(PAGE_SIZE);
+        let gone = self.pages.split_off(&keep).len() as u64;
+        if len % PAGE_SIZE != 0 {
+            if let Some(p) = self.pages.get_mut(&(len / PAGE_SIZE)) {
+                p[(len % PAGE_SIZE) as usize..].fill(0);
+            }
+        }
+        self.len = len;
+        gone
+    }
 }
 
 /// One tmpfs inode.
@@ -85,7 +164,7 @@ fn entry_cost(name: &[u8], node: &TmpInode) -> u64 {
 impl Drop for TmpInode {
     fn drop(&mut self) {
         if let TmpData::File(d) = &*self.data.borrow() {
-            self.fs.release(d.len() as u64);
+            self.fs.release(d.held());
         }
     }
 }
@@ -139,29 +218,25 @@ impl TmpFs {
         })
     }
 
-    /// Accounts a file growing from `old` to `new` bytes.
-    fn resize(&self, old: u64, new: u64) -> Result<(), Errno> {
-        if new > old {
-            let used = self.used.get() - old + new;
-            if used > self.limit {
-                return Err(errno::ENOSPC);
-            }
-            let more = pages(new) - pages(old);
-            self.budget.charge(more).map_err(|_| errno::ENOSPC)?;
-            self.used.set(used);
-        } else {
-            self.budget.uncharge(pages(old) - pages(new));
-            self.used.set(self.used.get() - old + new);
+    /// Accounts `n` more pages of file data (`ENOSPC` past the size limit or the
+    /// memory budget).
+    fn charge(&self, n: u64) -> Result<(), Errno> {
+        let used = self.used.get() + n * PAGE_SIZE;
+        if used > self.limit {
+            return Err(errno::ENOSPC);
         }
+        self.budget.charge(n).map_err(|_| errno::ENOSPC)?;
+        self.used.set(used);
         Ok(())
     }
 
-    fn release(&self, len: u64) {
-        self.budget.uncharge(pages(len));
-        self.used.set(self.used.get().saturating_sub(len));
+    /// Gives `n` pages of file data back.
+    fn release(&self, n: u64) {
+        self.budget.uncharge(n);
+        self.used.set(self.used.get().saturating_sub(n * PAGE_SIZE));
     }
 
-    /// Bytes of file data held.
+    /// Bytes of file data held (whole pages).
     pub(crate) fn used(&self) -> u64 {
         self.used.get()
     }
@@ -182,7 +257,7 @@ impl TmpInode {
     pub(crate) fn meta(&self) -> Meta {
         let (kind, size) = match &*self.data.borrow() {
             TmpData::Dir(m) => (libc::S_IFDIR, (m.len() as u64 + 2) * 20),
-            TmpData::File(d) => (libc::S_IFREG, d.len() as u64),
+            TmpData::File(d) => (libc::S_IFREG, d.len()),
             TmpData::Link(t) => (libc::S_IFLNK, t.len() as u64),
             TmpData::Whiteout => (libc::S_IFCHR, 0),
             TmpData::Fifo(_) => (libc::S_IFIFO, 0),
@@ -199,7 +274,10 @@ impl TmpInode {
             rdev: 0,
             size,
             blksize: PAGE_SIZE,
-            blocks: pages(size) * (PAGE_SIZE / 512),
+            blocks: match &*self.data.borrow() {
+                TmpData::File(d) => d.held() * (PAGE_SIZE / 512),
+                _ => pages(size) * (PAGE_SIZE / 512),
+            },
             atime,
             mtime,
             ctime,
@@ -255,12 +333,7 @@ impl TmpInode {
     /// Reads file data at `off`.
     pub(crate) fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         match &*self.data.borrow() {
-            TmpData::File(d) => {
-                let start = usize::try_from(off).unwrap_or(usize::MAX).min(d.len());
-                let n = buf.len().min(d.len() - start);
-                buf[..n].copy_from_slice(&d[start..start + n]);
-                Ok(n)
-            }
+            TmpData::File(d) => Ok(d.read(off, buf)),
             TmpData::Dir(_) => Err(errno::EISDIR),
             TmpData::Link(_) | TmpData::Whiteout | TmpData::Fifo(_) | TmpData::Socket(_) => {
                 Err(errno::EINVAL)
@@ -279,16 +352,14 @@ impl TmpInode {
             return Err(errno::EPERM);
         }
         let end = off.checked_add(data.len() as u64).ok_or(errno::EFBIG)?;
-        let old = d.len() as u64;
-        if end > old && seals & F_SEAL_GROW != 0 {
+        if end > d.len() && seals & F_SEAL_GROW != 0 {
             return Err(errno::EPERM);
         }
-        if end > old {
-            self.fs.resize(old, end)?;
-            d.resize(usize::try_from(end).map_err(|_| errno::EFBIG)?, 0);
+        if end > i64::MAX as u64 {
+            return Err(errno::EFBIG);
         }
-        let off = off as usize;
-        d[off..off + data.len()].copy_from_slice(data);
+        self.fs.charge(d.missing(off, data.len() as u64))?;
+        d.write(off, data);
         drop(guard);
         self.touch(true);
         Ok(data.len())
@@ -301,12 +372,12 @@ impl TmpInode {
             return Err(errno::EISDIR);
         };
         let seals = self.seals.get();
-        let old = d.len() as u64;
+        let old = d.len();
         if (len < old && seals & F_SEAL_SHRINK != 0) || (len > old && seals & F_SEAL_GROW != 0) {
             return Err(errno::EPERM);
         }
-        self.fs.resize(d.len() as u64, len)?;
-        d.resize(usize::try_from(len).map_err(|_| errno::EFBIG)?, 0);
+        let gone = d.set_len(len);
+        self.fs.release(gone);
         drop(guard);
         self.touch(true);
         Ok(())
@@ -523,7 +594,7 @@ mod tests {
     fn size_limit_and_budget() {
         let mem = Memory::new(2 << 20).unwrap();
         let root = TmpFs::create(10_000, mem.budget(), (1000, 1000));
-        let f = TmpFs::inode(root.fs(), TmpData::File(Vec::new()), 0o644);
+        let f = TmpFs::inode(root.fs(), TmpData::File(FileData::default()), 0o644);
         root.insert(b"f", Rc::clone(&f)).unwrap();
         assert_eq!(f.write_at(0, &[1u8; 8000]).unwrap(), 8000);
         assert_eq!(f.write_at(8000, &[1u8; 4000]), Err(errno::ENOSPC));
@@ -536,6 +607,36 @@ mod tests {
             "data pages go back, and what the entry cost"
         );
         assert_eq!(root.fs().used(), 0);
+    }
+
+    /// A hole costs nothing and reads as zeros; shrinking gives pages back and zeroes
+    /// the cut page's tail.
+    #[test]
+    fn sparse_files() {
+        let mem = Memory::new(2 << 20).unwrap();
+        let root = TmpFs::create(4 * PAGE_SIZE, mem.budget(), (1000, 1000));
+        let f = TmpFs::inode(root.fs(), TmpData::File(FileData::default()), 0o644);
+        root.insert(b"f", Rc::clone(&f)).unwrap();
+        let big = (2u64 << 30) + 5;
+        assert_eq!(f.write_at(big, b"xxx").unwrap(), 3);
+        assert_eq!(f.meta().size, big + 3);
+        assert_eq!(f.meta().blocks, PAGE_SIZE / 512);
+        assert_eq!(root.fs().used(), PAGE_SIZE);
+        let mut b = [7u8; 10];
+        assert_eq!(f.read_at(big - 5, &mut b).unwrap(), 8);
+        assert_eq!(&b[..8], b"\0\0\0\0\0xxx");
+        assert_eq!(
+            f.write_at(10, &[1u8; 2 * PAGE_SIZE as usize]).unwrap(),
+            8192
+        );
+        assert_eq!(f.write_at(5 * PAGE_SIZE, b"y"), Err(errno::ENOSPC));
+        f.truncate(12).unwrap();
+        assert_eq!(root.fs().used(), PAGE_SIZE);
+        f.truncate(100).unwrap();
+        let mut b = [9u8; 100];
+        assert_eq!(f.read_at(0, &mut b).unwrap(), 100);
+        assert_eq!(b[10..12], [1, 1]);
+        assert!(b[..10].iter().chain(&b[12..]).all(|x| *x == 0));
     }
 
     /// Names, inodes and symlink targets are charged to the memory budget while they
@@ -572,7 +673,7 @@ mod tests {
         root.insert(b"d", Rc::clone(&d)).unwrap();
         d.insert(
             b"x",
-            TmpFs::inode(root.fs(), TmpData::File(Vec::new()), 0o644),
+            TmpFs::inode(root.fs(), TmpData::File(FileData::default()), 0o644),
         )
         .unwrap();
         assert_eq!(root.remove(b"d", true).unwrap_err(), errno::ENOTEMPTY);
