@@ -67,10 +67,14 @@ pub(crate) struct Pipe {
     /// `next_ino` for anonymous pipes, 0 for FIFOs (whose inode is their file's).
     pub(crate) ino: u64,
     /// What ever went in: messages (datagram mode) or bytes. A socket's ancillary data
-    /// is placed by this count (see `linux/scm.rs`).
+    /// is placed by this count (see `linux/scm.rs`); epoll's edge triggering watches it.
     pub(crate) total_in: u64,
     /// What was ever taken out, in the same unit.
     pub(crate) total_out: u64,
+    /// A TCP connection's direction whose writer closed abortively (a reset: it closed
+    /// with bytes unread, or with `SO_LINGER` 0): 1 until the reader's socket has
+    /// taken it as its error, then 2 (see `linux/inet.rs`, `take_reset`).
+    pub(crate) reset: u8,
 }
 
 /// What each datagram costs of a socket's capacity besides its bytes (its length is
@@ -118,6 +122,7 @@ impl Pipe {
             ino: 0,
             total_in: 0,
             total_out: 0,
+            reset: 0,
         }
     }
 
@@ -255,7 +260,10 @@ impl Pipe {
                     self.msgs.pop_front();
                     self.total_out += 1;
                 }
-                Mode::Paged => self.consume_slots(take),
+                Mode::Paged => {
+                    self.consume_slots(take);
+                    self.total_out += take as u64;
+                }
                 Mode::Stream => self.total_out += take as u64,
             }
         }
@@ -307,7 +315,7 @@ impl Pipe {
         if n == 0 {
             return Write::Full;
         }
-        if self.mode == Mode::Stream {
+        if self.mode != Mode::Datagram {
             self.total_in += n as u64;
         }
         self.buf.extend(&data[..n]);

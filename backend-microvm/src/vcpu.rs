@@ -336,6 +336,7 @@ impl Runner {
                 self.stats.kicks += 1;
                 vm.vcpu.set_kvm_immediate_exit(0);
                 k.check_all_limits()?;
+                k.fire_cpu_timers();
                 let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
                 // KVM may have been delivering an exception (a fault of the user code,
                 // about to enter the handler) when the kick came: it is delivered at the

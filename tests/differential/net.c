@@ -579,6 +579,7 @@ static void options(void) {
 }
 
 #include "netlink.h"
+#include "netreset.h"
 
 int main(int argc, char **argv) {
   FAMILY = NET_FAMILY;
@@ -594,5 +595,6 @@ int main(int argc, char **argv) {
   udp();
   options();
   netlink_checks();
+  resets();
   return 0;
 }

@@ -85,6 +85,12 @@ static void sleeps(void) {
   CHECK("clock_nanosleep.abs.past", SYS(SYS_clock_nanosleep, CLOCK_REALTIME, TIMER_ABSTIME, &past, NULL));
 }
 
+static volatile int CPU_TIMER_HITS;
+static void on_cpu_timer(int sig) {
+  (void)sig;
+  CPU_TIMER_HITS++;
+}
+
 static void timers(void) {
   struct itimerval it = {{0, 0}, {100, 0}}, old;
   CHECK("setitimer.real", setitimer(ITIMER_REAL, &it, &old));
@@ -104,6 +110,31 @@ static void timers(void) {
   it.it_value.tv_sec = 0;
   setitimer(ITIMER_VIRTUAL, &it, NULL);
   setitimer(ITIMER_PROF, &it, NULL);
+  /* The CPU-time timers fire as the process computes (0.02 s, then every 0.02 s). */
+  for (int w = 0; w < 2; w++) {
+    int which = w ? ITIMER_PROF : ITIMER_VIRTUAL, sig = w ? SIGPROF : SIGVTALRM;
+    struct sigaction sa = {.sa_handler = on_cpu_timer};
+    sigaction(sig, &sa, NULL);
+    CPU_TIMER_HITS = 0;
+    struct itimerval t = {{0, 20000}, {0, 20000}}, o;
+    CHECK(w ? "setitimer.prof.run" : "setitimer.virtual.run", setitimer(which, &t, NULL));
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    volatile unsigned long x = 0;
+    do {
+      for (int i = 0; i < 100000; i++)
+        x += i;
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+    } while (CPU_TIMER_HITS < 3 && t1.tv_sec - t0.tv_sec < 10);
+    FACT(w ? "itimer.prof.fired" : "itimer.virtual.fired", "at least 3: %d", CPU_TIMER_HITS >= 3);
+    getitimer(which, &o);
+    FACT(w ? "itimer.prof.rearmed" : "itimer.virtual.rearmed", "interval=%ld armed=%d", (long)o.it_interval.tv_usec, o.it_value.tv_sec > 0 || o.it_value.tv_usec > 0);
+    struct itimerval z = {{0, 0}, {0, 0}};
+    CHECK(w ? "setitimer.prof.off" : "setitimer.virtual.off", setitimer(which, &z, NULL));
+    getitimer(which, &o);
+    FACT(w ? "itimer.prof.off" : "itimer.virtual.off", "%ld %ld", (long)o.it_value.tv_sec, (long)o.it_value.tv_usec);
+    signal(sig, SIG_DFL);
+  }
   CHECK("setitimer.efault", SYS(SYS_setitimer, ITIMER_REAL, 8, 0));
   CHECK("alarm.0", alarm(0));
 }

@@ -215,6 +215,7 @@ impl Kernel {
                 exit: None,
                 exit_signal: (args.exit_signal & CSIGNAL) as i32,
                 itimer: None,
+                cpu_itimers: [None; 2],
                 cpu_dead: std::time::Duration::ZERO,
                 cpu_children: std::time::Duration::ZERO,
                 stopped: None,

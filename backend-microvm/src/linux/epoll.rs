@@ -1,5 +1,6 @@
-//! `epoll` (level-triggered; `EPOLLONESHOT` honoured, `EPOLLET` reported like level
-//! triggering, which a correct edge-triggered program tolerates) and `eventfd`.
+//! `epoll` (level-triggered; `EPOLLONESHOT` honoured; `EPOLLET` reports a file again
+//! only after something happened to it: its ready events changed, or bytes came in or
+//! went out of its buffers, as Linux's wake-ups) and `eventfd`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,6 +18,7 @@ const EPOLL_CTL_ADD: u64 = 1;
 const EPOLL_CTL_DEL: u64 = 2;
 const EPOLL_CTL_MOD: u64 = 3;
 const EPOLLONESHOT: u32 = 1 << 30;
+const EPOLLET: u32 = 1 << 31;
 /// Events `epoll_wait` can report (the poll bits).
 const EPOLL_EVENTS: u32 = 0x3fff;
 const EFD_SEMAPHORE: u64 = 1;
@@ -123,10 +125,12 @@ impl Kernel {
                 file: Rc::downgrade(&target),
                 events,
                 data,
+                seen: None,
             }),
             (EPOLL_CTL_MOD, Some(i)) => {
                 set[i].events = events;
                 set[i].data = data;
+                set[i].seen = None;
             }
             (EPOLL_CTL_DEL, Some(i)) => {
                 set.remove(i);
@@ -147,14 +151,50 @@ impl Kernel {
         Ok(0)
     }
 
-    /// The ready events of an epoll instance: (events, data) pairs, at most `max`.
-    fn epoll_ready(&self, ep: &OpenFile, max: usize) -> Vec<(u32, u64)> {
+    /// What happened to `f` so far that matters to `events`, as a count that changes
+    /// whenever Linux would wake such a waiter: bytes coming in, or an end closing, for
+    /// `EPOLLIN`; bytes going out of what it writes into (room made), or a reader
+    /// leaving, for `EPOLLOUT`; an eventfd's count. `None` for files whose wake-ups are
+    /// not counted (terminals, listening sockets...): they are reported while ready, as
+    /// level-triggered, which a correct edge-triggered program tolerates.
+    fn activity(f: &OpenFile, events: u32) -> Option<u64> {
+        let (want_in, want_out) = (events & 0x1 != 0, events & 0x4 != 0);
+        let incoming = |e: &crate::pipe::PipeEnd| {
+            let p = e.pipe.borrow();
+            p.total_in.wrapping_add(p.writers as u64)
+        };
+        let outgoing = |e: &crate::pipe::PipeEnd| {
+            let p = e.pipe.borrow();
+            p.total_out.wrapping_add(p.readers as u64)
+        };
+        let (i, o) = match &f.kind {
+            FileKind::Pipe(e) if e.write => (0, outgoing(e)),
+            FileKind::Pipe(e) => (incoming(e), 0),
+            FileKind::Socket(s) if s.unix.borrow().listen.is_none() => {
+                let i = s.rx.borrow().as_ref().map_or(0, incoming);
+                let o = s.tx.borrow().as_ref().map_or(0, outgoing);
+                (i, o)
+            }
+            FileKind::EventFd(ev) => (ev.count.get(), ev.count.get()),
+            _ => return None,
+        };
+        Some((if want_in { i } else { 0 }).wrapping_add(if want_out {
+            o.rotate_left(32)
+        } else {
+            0
+        }))
+    }
+
+    /// The ready events of an epoll instance: (events, data, interest's index, the
+    /// file's activity), at most `max`; an edge-triggered interest only when something
+    /// happened since it was last reported.
+    fn epoll_ready(&self, ep: &OpenFile, max: usize) -> Vec<(u32, u64, usize, Option<u64>)> {
         let FileKind::Epoll(set, _) = &ep.kind else {
             return Vec::new();
         };
         let set = set.borrow();
         let mut out = Vec::new();
-        for i in set.iter() {
+        for (k, i) in set.iter().enumerate() {
             if out.len() >= max {
                 break;
             }
@@ -163,9 +203,18 @@ impl Kernel {
             };
             let want = (i.events & EPOLL_EVENTS) as u16 as i16;
             let ev = self.ready_file(&f, want) as u16 as u32;
-            if ev != 0 && i.events & EPOLL_EVENTS != 0 {
-                out.push((ev, i.data));
+            if ev == 0 || i.events & EPOLL_EVENTS == 0 {
+                continue;
             }
+            let act = if i.events & EPOLLET != 0 {
+                Self::activity(&f, i.events)
+            } else {
+                None
+            };
+            if act.is_some_and(|a| i.seen == Some((ev, a))) {
+                continue;
+            }
+            out.push((ev, i.data, k, act));
         }
         out
     }
@@ -204,14 +253,22 @@ impl Kernel {
         }
         let out: Vec<EpollEvent> = ready
             .iter()
-            .map(|&(events, data)| EpollEvent { events, data })
+            .map(|&(events, data, ..)| EpollEvent { events, data })
             .collect();
         self.mm.write_array(events, &out)?;
-        // One-shot interests are disabled once reported.
+        // One-shot interests are disabled once reported; edge-triggered ones remember
+        // what they reported.
         if let FileKind::Epoll(set, _) = &ep.kind {
-            for i in set.borrow_mut().iter_mut() {
-                if i.events & EPOLLONESHOT != 0 && ready.iter().any(|(_, d)| *d == i.data) {
+            let mut set = set.borrow_mut();
+            for &(ev, _, k, act) in &ready {
+                let Some(i) = set.get_mut(k) else {
+                    continue;
+                };
+                if i.events & EPOLLONESHOT != 0 {
                     i.events &= !EPOLL_EVENTS;
+                }
+                if let Some(a) = act {
+                    i.seen = Some((ev, a));
                 }
             }
         }

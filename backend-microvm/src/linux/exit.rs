@@ -141,6 +141,7 @@ impl Kernel {
         };
         p.exit = Some(status);
         p.itimer = None;
+        p.cpu_itimers = [None; 2];
         p.pending = 0;
         // Closing the descriptors may end pipes others wait on.
         let files = std::mem::replace(&mut p.files, FdTable::new(0));

@@ -108,6 +108,13 @@ pub(crate) struct Socket {
     pub(crate) inet: Option<Box<RefCell<super::inet::InetState>>>,
 }
 
+impl Drop for Socket {
+    /// The last reference closed: a TCP connection may end with a reset.
+    fn drop(&mut self) {
+        super::inet::on_close(self);
+    }
+}
+
 /// An `eventfd` counter.
 #[derive(Debug)]
 pub(crate) struct EventFd {
@@ -128,6 +135,9 @@ pub(crate) struct Interest {
     pub(crate) events: u32,
     /// The caller's data.
     pub(crate) data: u64,
+    /// `EPOLLET`: the events last reported and the file's activity count then
+    /// (see `epoll.rs`): reported again only when either changed.
+    pub(crate) seen: Option<(u32, u64)>,
 }
 
 /// An open file description (shared by `dup`ed descriptors).

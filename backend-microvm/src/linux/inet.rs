@@ -148,13 +148,78 @@ pub(crate) fn write_to_gone_peer(s: &Socket, len: usize) -> Option<usize> {
     if !gone {
         return None;
     }
-    st.reset = true;
+    // An empty write sends nothing, so nothing answers it.
+    if len > 0 {
+        st.reset = true;
+    }
     Some(len)
 }
 
-/// The socket's inet state (it is an `AF_INET`/`AF_INET6` socket).
+/// The socket's inet state (it is an `AF_INET`/`AF_INET6` socket), with a reset its
+/// peer sent taken in (see [`take_reset`]).
 pub(crate) fn state(s: &Socket) -> Option<RefMut<'_, InetState>> {
-    s.inet.as_ref().map(|i| i.borrow_mut())
+    let mut st = s.inet.as_ref().map(|i| i.borrow_mut())?;
+    take_reset(s, &mut st);
+    Some(st)
+}
+
+/// A TCP socket closed for the last time resets its connection, as Linux's
+/// `tcp_close` sends a RST, when bytes it was sent are still unread or `SO_LINGER` is
+/// on with a zero timeout: the direction it wrote is marked (its peer's receive side).
+pub(crate) fn on_close(s: &Socket) {
+    let Some(st) = s.inet.as_ref().and_then(|i| i.try_borrow().ok()) else {
+        return;
+    };
+    if st.proto != IPPROTO_TCP {
+        return;
+    }
+    let unread =
+        s.rx.try_borrow()
+            .ok()
+            .is_some_and(|r| r.as_ref().is_some_and(|e| !e.pipe.borrow().is_empty()));
+    let linger0 = st
+        .opts
+        .get(&(SOL_SOCKET, libc::SO_LINGER as u32))
+        .is_some_and(|v| v.len() >= 8 && v[..4] != [0; 4] && v[4..8] == [0; 4]);
+    if !(unread || linger0) {
+        return;
+    }
+    if let Ok(tx) = s.tx.try_borrow() {
+        if let Some(e) = tx.as_ref() {
+            let mut p = e.pipe.borrow_mut();
+            if p.readers > 0 && p.reset == 0 {
+                p.reset = 1;
+            }
+        }
+    }
+}
+
+/// A reset from the peer (see [`on_close`]), taken once into the socket's state as
+/// Linux's `tcp_reset` does: the pending error `ECONNRESET` (what the next send or
+/// `SO_ERROR` answers, and a receive once the bytes already there are read), the
+/// connection over (writes `EPIPE`, `getpeername` `ENOTCONN`, poll hung up).
+fn take_reset(s: &Socket, st: &mut InetState) {
+    let Ok(rx) = s.rx.try_borrow() else {
+        return;
+    };
+    let Some(e) = rx.as_ref() else {
+        return;
+    };
+    let mut p = e.pipe.borrow_mut();
+    if p.reset == 1 {
+        p.reset = 2;
+        st.error = libc::ECONNRESET;
+        st.reset = true;
+    }
+}
+
+/// True when the connection of `s` was reset by its peer.
+pub(crate) fn was_reset(s: &Socket) -> bool {
+    s.inet.is_some()
+        && s.rx
+            .borrow()
+            .as_ref()
+            .is_some_and(|e| e.pipe.borrow().reset != 0)
 }
 
 /// The `sockaddr_in` (IPv4 socket) or `sockaddr_in6` bytes of `ep`.

@@ -520,6 +520,7 @@ impl Kernel {
             );
         }
         self.task.ctx = ctx;
+        self.fire_cpu_timers();
         self.finish(nr, a, result)
     }
 

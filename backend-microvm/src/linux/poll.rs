@@ -79,7 +79,10 @@ impl Kernel {
             }
             FileKind::Socket(s) => {
                 let (r, eof) = pipe_in(s.rx.borrow().as_ref());
+                // As unix_poll: writable while its own send buffer has room, whatever
+                // the peer did (a write then fails at once instead of waiting).
                 let (w, broken) = pipe_out(s.tx.borrow().as_ref());
+                let w = w || broken;
                 let hup = if eof && broken { POLLHUP } else { 0 };
                 let rdhup = if eof { POLLRDHUP } else { 0 };
                 (r, w, hup | (rdhup & want))

@@ -374,9 +374,71 @@ impl Kernel {
         Ok(old)
     }
 
+    /// What is left of `ITIMER_VIRTUAL` (`which` 1) or `ITIMER_PROF` (2), and its
+    /// interval. The micro-VM does not tell the guest's user time from the time the VMM
+    /// spends on its calls, so both count the process's CPU time (what `getrusage`
+    /// reports as user time).
+    fn cpu_itimer_now(&self, which: usize) -> (Duration, Duration) {
+        match self.proc.cpu_itimers[which - 1] {
+            Some((at, every)) => (
+                at.saturating_sub(self.proc_cpu())
+                    .max(Duration::from_micros(1)),
+                every,
+            ),
+            None => (Duration::ZERO, Duration::ZERO),
+        }
+    }
+
+    /// Expired CPU-time timers of the current process send `SIGVTALRM` or `SIGPROF`
+    /// (and start their next period); checked after its calls and at the scheduler's
+    /// kicks, which [`Kernel::next_kick`] arms for the earliest expiry.
+    pub(crate) fn fire_cpu_timers(&mut self) {
+        if self.proc.cpu_itimers.iter().all(Option::is_none) {
+            return;
+        }
+        let now = self.proc_cpu();
+        for (i, signo) in [(0, 26), (1, 27)] {
+            let Some((at, every)) = self.proc.cpu_itimers[i] else {
+                continue;
+            };
+            if now < at {
+                continue;
+            }
+            self.proc.cpu_itimers[i] = (!every.is_zero()).then(|| {
+                let periods = ((now - at).as_nanos() / every.as_nanos() + 1) as u32;
+                (at + every.saturating_mul(periods), every)
+            });
+            let info = super::signal::SigInfo {
+                signo,
+                code: 0x80, // SI_KERNEL
+                addr: 0,
+                status: 0,
+            };
+            self.signal_process(self.proc.pid, info);
+        }
+    }
+
+    /// The wall-clock moment before which no CPU-time timer of the current process can
+    /// expire (CPU time never runs faster than the clock).
+    pub(crate) fn cpu_timer_kick(&self) -> Option<Instant> {
+        let at = self
+            .proc
+            .cpu_itimers
+            .iter()
+            .flatten()
+            .map(|(at, _)| *at)
+            .min()?;
+        Some(super::time::later(at.saturating_sub(self.proc_cpu())))
+    }
+
     pub(crate) fn sys_getitimer(&mut self, which: u64, cur: UserPtr<Itimerval>) -> SysResult {
+        if which > 2 {
+            return Err(errno::EINVAL.into());
+        }
         if which != 0 {
-            return Err(self.unsupported("getitimer(ITIMER_VIRTUAL/ITIMER_PROF)", errno::EINVAL));
+            let (left, every) = self.cpu_itimer_now(which as usize);
+            self.mm.write(cur, &itimerval(left, every))?;
+            return Ok(0);
         }
         let (left, every) = self.itimer_now();
         self.mm.write(cur, &itimerval(left, every))?;
@@ -389,15 +451,32 @@ impl Kernel {
         new: UserPtr<Itimerval>,
         old: UserPtr<Itimerval>,
     ) -> SysResult {
-        if which != 0 {
-            // Only ITIMER_REAL: the CPU-time timers are not offered.
-            return Err(self.unsupported("setitimer(ITIMER_VIRTUAL/ITIMER_PROF)", errno::EINVAL));
+        if which > 2 {
+            return Err(errno::EINVAL.into());
         }
         let new = if !new.is_null() {
             Some(self.mm.read(new)?)
         } else {
             None
         };
+        if which != 0 {
+            let which = which as usize;
+            let values = match new {
+                Some(it) => Some((it.it_value.duration()?, it.it_interval.duration()?)),
+                None => None,
+            };
+            if !old.is_null() {
+                let (left, every) = self.cpu_itimer_now(which);
+                self.mm.write(old, &itimerval(left, every))?;
+            }
+            if let Some((value, every)) = values {
+                let base = self.proc_cpu();
+                self.proc.cpu_itimers[which - 1] =
+                    (!value.is_zero()).then(|| (base + value, every));
+                self.stirred = true;
+            }
+            return Ok(0);
+        }
         if !old.is_null() {
             let (left, every) = self.itimer_now();
             self.mm.write(old, &itimerval(left, every))?;

@@ -238,7 +238,13 @@ impl Kernel {
         let timers = std::iter::once(&self.proc)
             .chain(self.procs.values())
             .filter_map(|p| p.itimer.map(|(at, _)| at));
-        slice.into_iter().chain(blocked).chain(timers).min()
+        let cpu_timers = self.cpu_timer_kick();
+        slice
+            .into_iter()
+            .chain(blocked)
+            .chain(timers)
+            .chain(cpu_timers)
+            .min()
     }
 
     /// The current task and every other one.

@@ -255,8 +255,16 @@ impl Kernel {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
-        if let Some(e) = Self::inet_take_error(s) {
-            return Err(e.into());
+        // A TCP socket's pending error (a reset) comes after the bytes already there.
+        let waiting = s.kind == SOCK_STREAM
+            && s.rx
+                .borrow()
+                .as_ref()
+                .is_some_and(|e| !e.pipe.borrow().is_empty());
+        if !waiting {
+            if let Some(e) = Self::inet_take_error(s) {
+                return Err(e.into());
+            }
         }
         check_connected(s, false)?;
         let nonblock = flags & MSG_DONTWAIT != 0 || f.flags.get() & libc::O_NONBLOCK != 0;

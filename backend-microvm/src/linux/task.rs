@@ -217,6 +217,9 @@ pub(crate) struct Process {
     pub(crate) exit_signal: i32,
     /// `ITIMER_REAL`: next expiry and interval.
     pub(crate) itimer: Option<(Instant, Duration)>,
+    /// `ITIMER_VIRTUAL` and `ITIMER_PROF`: the process's CPU time at which each
+    /// expires next, and its interval (kept across `execve`, not inherited by `fork`).
+    pub(crate) cpu_itimers: [Option<(Duration, Duration)>; 2],
     /// CPU time of its threads that ended.
     pub(crate) cpu_dead: Duration,
     /// CPU time of its children it waited for.
@@ -268,6 +271,7 @@ impl Process {
             exit: None,
             exit_signal: 0,
             itimer: None,
+            cpu_itimers: [None; 2],
             cpu_dead: Duration::ZERO,
             cpu_children: Duration::ZERO,
             stopped: None,

@@ -693,6 +693,9 @@ impl Kernel {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
+        if super::inet::was_reset(s) {
+            return Err(errno::ENOTCONN.into());
+        }
         let (connected, name) = {
             let u = s.unix.borrow();
             let alive = u.dgram_peer.as_ref().is_none_or(|p| p.strong_count() > 0);
