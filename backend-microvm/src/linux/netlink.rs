@@ -590,7 +590,7 @@ impl Kernel {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
-        if alen < 2 || alen > 128 {
+        if !(2..=128).contains(&alen) {
             return Err(errno::EINVAL.into());
         }
         let raw = self.mm.read_user_vec(addr, alen as usize)?;
@@ -848,7 +848,7 @@ impl Kernel {
                     // NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP: rtnetlink's
                     // groups (RTNLGRP_MAX is 35 in Linux 6.x).
                     1 | 2 => {
-                        if v == 0 || v - 1 >= 35 {
+                        if v == 0 || v > 35 {
                             return Err(errno::EINVAL.into());
                         }
                         if v <= 32 {
@@ -934,11 +934,12 @@ impl Kernel {
                 _ => {}
             }
             let addr_req = matches!(req, 0x8915 | 0x8917 | 0x8919 | 0x891b);
-            if !matches!(
+            let named = matches!(
                 req,
                 0x8913 | 0x891d | 0x8921 | 0x8927 | 0x8933 | 0x8942 | 0x8970
-            ) && !(addr_req && v4)
-            {
+            );
+            let answered = named || (addr_req && v4);
+            if !answered {
                 return Err(errno::ENOTTY.into());
             }
             if !ifreq_names_lo(&ifr) {
