@@ -75,6 +75,11 @@ pub(crate) struct Pipe {
     /// with bytes unread, or with `SO_LINGER` 0): 1 until the reader's socket has
     /// taken it as its error, then 2 (see `linux/inet.rs`, `take_reset`).
     pub(crate) reset: u8,
+    /// A TCP direction sized by its ends' options: its receiver's share (`SO_RCVBUF`;
+    /// 64 KiB until set, as Linux's initial window) and its sender's (`SO_SNDBUF`; the
+    /// rest of the default until set, as Linux's send buffer grows); the capacity is
+    /// their sum.
+    shares: Option<[usize; 2]>,
 }
 
 /// What each datagram costs of a socket's capacity besides its bytes (its length is
@@ -123,7 +128,17 @@ impl Pipe {
             total_in: 0,
             total_out: 0,
             reset: 0,
+            shares: None,
         }
+    }
+
+    /// Sets the receiver's (or the sender's) share of a socket direction's capacity.
+    pub(crate) fn set_share(&mut self, receiver: bool, bytes: usize) {
+        let rcv = self.capacity.min(64 << 10);
+        let mut sh = self.shares.unwrap_or([rcv, self.capacity - rcv]);
+        sh[usize::from(!receiver)] = bytes;
+        self.shares = Some(sh);
+        self.capacity = sh[0] + sh[1];
     }
 
     /// Bytes of the capacity in use (datagrams count their overhead).

@@ -596,5 +596,6 @@ int main(int argc, char **argv) {
   options();
   netlink_checks();
   resets();
+  tcp_buffers();
   return 0;
 }

@@ -87,3 +87,24 @@ static void resets(void) {
   CHECK("reset.clean.recv", recv(c, b, sizeof b, MSG_DONTWAIT));
   close(c);
 }
+
+/* SO_RCVBUF and SO_SNDBUF bound what a connection buffers: with both small, a sender
+ * whose peer does not read gets EAGAIN after tens of KiB, not MiBs (the amount itself
+ * varies with the kernel: only the bound is printed). */
+static void tcp_buffers(void) {
+  int c, s, v = 4096;
+  if (reset_pair(&c, &s)) {
+    FACT("buffers.pair", "no connection");
+    return;
+  }
+  setsockopt(s, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+  setsockopt(c, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+  fcntl(c, F_SETFL, O_NONBLOCK);
+  static char chunk[65536];
+  long sent = 0, r;
+  while (sent < (64L << 20) && (r = send(c, chunk, sizeof chunk, MSG_NOSIGNAL)) > 0)
+    sent += r;
+  FACT("buffers.small", "stopped=%s some=%d bounded=%d", r < 0 ? errname(errno) : "no", sent > 0, sent < (1L << 20));
+  close(c);
+  close(s);
+}

@@ -155,6 +155,21 @@ pub(crate) fn write_to_gone_peer(s: &Socket, len: usize) -> Option<usize> {
     Some(len)
 }
 
+/// A connected TCP socket's `SO_RCVBUF` (`receive`) or `SO_SNDBUF` bounds what the
+/// direction it reads (or writes) buffers, as Linux's window and send buffer do: a
+/// sender whose peer reads slowly waits (or gets `EAGAIN`) after that much — four
+/// times the option's (doubled) value, about what Linux's loopback takes.
+fn fit_buffer(s: &Socket, receive: bool, bytes: usize) {
+    let end = if receive {
+        s.rx.borrow()
+    } else {
+        s.tx.borrow()
+    };
+    if let Some(e) = end.as_ref() {
+        e.pipe.borrow_mut().set_share(receive, bytes * 4);
+    }
+}
+
 /// The socket's inet state (it is an `AF_INET`/`AF_INET6` socket), with a reset its
 /// peer sent taken in (see [`take_reset`]).
 pub(crate) fn state(s: &Socket) -> Option<RefMut<'_, InetState>> {
@@ -1297,6 +1312,9 @@ impl Kernel {
                 };
                 let v = (int()?.clamp(0, 212_992) * 2).max(min);
                 st.opts.insert((level, name), v.to_ne_bytes().to_vec());
+                if st.proto == IPPROTO_TCP {
+                    fit_buffer(s, name as i32 == libc::SO_RCVBUF, v as usize);
+                }
             }
             (SOL_SOCKET, libc::SO_LINGER) => {
                 if raw.len() < 8 {
