@@ -240,6 +240,10 @@ static void netlink_dumps(void) {
   char small[20];
   long full = recv(s, small, sizeof small, MSG_PEEK | MSG_TRUNC);
   FACT("netlink.peek.trunc", "full>100=%d", full > 100);
+  /* iproute2 sizes its buffer with an empty iovec and MSG_PEEK | MSG_TRUNC. */
+  struct iovec none = {NULL, 0};
+  struct msghdr pm = {.msg_iov = &none, .msg_iovlen = 1};
+  CHECKX("netlink.peek.trunc.recvmsg", recvmsg(s, &pm, MSG_PEEK | MSG_TRUNC) == full, "flags=%#x", pm.msg_flags);
   struct iovec iov = {small, sizeof small};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
   CHECKX("netlink.recv.short", recvmsg(s, &m, 0), "flags=%#x", m.msg_flags);

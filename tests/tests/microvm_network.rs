@@ -941,3 +941,61 @@ print("received", total)
         });
     }
 }
+
+/// What `ip` (iproute2, over `NETLINK_ROUTE`) shows of the sandbox's interfaces,
+/// addresses and routes.
+fn ip_view(iso: IsolationRequest, net: Network) -> String {
+    let mut w = Workload::new(
+        "/bin/sh",
+        [
+            "-c",
+            "/usr/sbin/ip addr && /usr/sbin/ip route show table all && /usr/sbin/ip link",
+        ],
+    )
+    .isolation(iso);
+    w.network = Some(net);
+    w.limits.wall_time = Some(Duration::from_secs(60));
+    ok(&run(w))
+}
+
+/// `ip addr`, `ip route` and `ip link` in the micro-VM show what they show in the
+/// container (whose namespace is the reference): `lo` up with 127.0.0.1/8 and ::1, or
+/// down and bare with `none`; with `egress`, `egress0` at 100.96.0.2/30 and the default
+/// route through the broker (the micro-VM gives it no IPv6 link-local address); never
+/// an interface of the host.
+#[test]
+fn ip_shows_the_sandboxs_own_interfaces_as_the_container_does() {
+    if !vm_ready() || !std::path::Path::new("/usr/sbin/ip").exists() {
+        return;
+    }
+    for net in [Network::Loopback, Network::None] {
+        let vm = ip_view(IsolationRequest::MicroVm, net);
+        assert!(vm.contains("1: lo: <LOOPBACK"), "{vm}");
+        if backend_ready(IsolationRequest::Container) {
+            assert_eq!(vm, ip_view(IsolationRequest::Container, net), "{net:?}");
+        }
+    }
+    let vm = ip_view(IsolationRequest::MicroVm, Network::Egress);
+    for want in [
+        "2: egress0: <POINTOPOINT,MULTICAST,NOARP,UP,LOWER_UP> mtu 65535",
+        "inet 100.96.0.2/30 scope global egress0",
+        "default via 100.96.0.1 dev egress0",
+        "100.96.0.0/30 dev egress0 proto kernel scope link src 100.96.0.2",
+    ] {
+        assert!(vm.contains(want), "{want}: {vm}");
+    }
+    assert_eq!(vm.matches(": <").count(), 4, "lo and egress0, twice: {vm}");
+    if backend_ready(IsolationRequest::Container) {
+        // The same, but for the container's IPv6 link-local address and its routes.
+        let ct = ip_view(IsolationRequest::Container, Network::Egress);
+        let v4 = |s: &str| -> Vec<String> {
+            s.lines()
+                .filter(|l| {
+                    !l.contains("fe80") && !l.contains("ff00::") && !l.contains("valid_lft")
+                })
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(v4(&vm), v4(&ct));
+    }
+}

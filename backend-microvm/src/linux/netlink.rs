@@ -151,6 +151,10 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 struct View {
     /// `lo` is up (with its addresses and routes).
     up: bool,
+    /// Network `egress`: `egress0` too, the sandbox's link to the egress broker
+    /// (`SANDBOX_ADDR`/30, the default route through `BROKER_ADDR`), as the container
+    /// backend's TUN interface of the same name shows.
+    egress: bool,
     /// The requesting socket's port id (the answers' `nlmsg_pid`).
     portid: u32,
     /// `NETLINK_CAP_ACK`: errors do not echo the request's payload.
@@ -231,8 +235,73 @@ fn link_body(up: bool) -> Vec<u8> {
     b
 }
 
+/// `egress0`'s index.
+const EGRESS: i32 = 2;
+/// `IFF_UP | IFF_POINTOPOINT | IFF_RUNNING | IFF_NOARP | IFF_MULTICAST | IFF_LOWER_UP`.
+const EGRESS_FLAGS: u32 = 0x1_10d1;
+/// `ARPHRD_NONE` (a TUN device).
+const ARPHRD_NONE: u16 = 0xfffe;
+
+/// `egress0` as `RTM_NEWLINK` shows it: a point-to-point link without a hardware
+/// address.
+fn egress_link_body() -> Vec<u8> {
+    let mut b = Vec::with_capacity(500);
+    b.extend_from_slice(&[0, 0]);
+    b.extend_from_slice(&ARPHRD_NONE.to_ne_bytes());
+    b.extend_from_slice(&EGRESS.to_ne_bytes());
+    b.extend_from_slice(&EGRESS_FLAGS.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    let u32a = |b: &mut Vec<u8>, t: u16, v: u32| attr(b, t, &v.to_ne_bytes());
+    attr(&mut b, 3, b"egress0\0"); // IFLA_IFNAME
+    u32a(&mut b, 13, 500); // IFLA_TXQLEN
+    attr(&mut b, 16, &[0]); // IFLA_OPERSTATE: unknown
+    attr(&mut b, 17, &[0]); // IFLA_LINKMODE
+    u32a(&mut b, 4, 65_535); // IFLA_MTU
+    u32a(&mut b, 50, 68); // IFLA_MIN_MTU
+    u32a(&mut b, 51, 65_535); // IFLA_MAX_MTU
+    u32a(&mut b, 27, 0); // IFLA_GROUP
+    u32a(&mut b, 30, 0); // IFLA_PROMISCUITY
+    u32a(&mut b, 61, 0); // IFLA_ALLMULTI
+    u32a(&mut b, 31, 1); // IFLA_NUM_TX_QUEUES
+    u32a(&mut b, 32, 1); // IFLA_NUM_RX_QUEUES
+    attr(&mut b, 33, &[1]); // IFLA_CARRIER
+    attr(&mut b, 39, &[0]); // IFLA_PROTO_DOWN
+    attr(&mut b, 23, &[0; 200]); // IFLA_STATS64
+    attr(&mut b, 7, &[0; 96]); // IFLA_STATS
+    attr(&mut b, 6, b"pfifo_fast\0"); // IFLA_QDISC
+    attr(&mut b, 14, &[0; 32]); // IFLA_MAP
+    b
+}
+
+/// The links: `lo`, and `egress0` with network `egress`.
+fn link_bodies(v: &View) -> Vec<Vec<u8>> {
+    let mut out = vec![link_body(v.up)];
+    if v.egress {
+        out.push(egress_link_body());
+    }
+    out
+}
+
+/// The link of `index`, or named `name`.
+fn find_link(v: &View, index: i32, name: Option<&[u8]>) -> Option<Vec<u8>> {
+    let is = |i: i32, n: &[u8]| {
+        if index > 0 {
+            index == i
+        } else {
+            name == Some(n)
+        }
+    };
+    if is(LO, b"lo") {
+        return Some(link_body(v.up));
+    }
+    if v.egress && is(EGRESS, b"egress0") {
+        return Some(egress_link_body());
+    }
+    None
+}
+
 /// `lo`'s addresses as `RTM_NEWADDR` shows them, of `family` (0: both).
-fn addr_bodies(v4: bool, v6: bool) -> Vec<Vec<u8>> {
+fn addr_bodies(v4: bool, v6: bool, egress: bool) -> Vec<Vec<u8>> {
     // IFA_CACHEINFO: permanent, made when the sandbox started (its uptime 0).
     let mut cache = Vec::new();
     cache.extend_from_slice(&u32::MAX.to_ne_bytes());
@@ -246,6 +315,18 @@ fn addr_bodies(v4: bool, v6: bool) -> Vec<Vec<u8>> {
         attr(&mut b, 1, &[127, 0, 0, 1]); // IFA_ADDRESS
         attr(&mut b, 2, &[127, 0, 0, 1]); // IFA_LOCAL
         attr(&mut b, 3, b"lo\0"); // IFA_LABEL
+        attr(&mut b, 8, &0x80u32.to_ne_bytes()); // IFA_FLAGS
+        attr(&mut b, 6, &cache); // IFA_CACHEINFO
+        out.push(b);
+    }
+    if v4 && egress {
+        // SANDBOX_ADDR/30, RT_SCOPE_UNIVERSE, on egress0.
+        let a = sandbox_core::network::SANDBOX_ADDR.octets();
+        let mut b = vec![2, sandbox_core::network::LINK_PREFIX, 0x80, 0];
+        b.extend_from_slice(&(EGRESS as u32).to_ne_bytes());
+        attr(&mut b, 1, &a); // IFA_ADDRESS
+        attr(&mut b, 2, &a); // IFA_LOCAL
+        attr(&mut b, 3, b"egress0\0"); // IFA_LABEL
         attr(&mut b, 8, &0x80u32.to_ne_bytes()); // IFA_FLAGS
         attr(&mut b, 6, &cache); // IFA_CACHEINFO
         out.push(b);
@@ -264,9 +345,42 @@ fn addr_bodies(v4: bool, v6: bool) -> Vec<Vec<u8>> {
     out
 }
 
-/// The local table's routes of `lo` up (`ip route show table local`).
-fn route_bodies(v4: bool, v6: bool) -> Vec<Vec<u8>> {
+/// The routes (`ip route show table all`): with `egress0`, the main table's default
+/// route through the broker and its link's prefix, and the local table's routes of
+/// its address; the local table's routes of `lo`.
+fn route_bodies(v4: bool, v6: bool, egress: bool) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
+    if v4 && egress {
+        let me = sandbox_core::network::SANDBOX_ADDR.octets();
+        let broker = sandbox_core::network::BROKER_ADDR.octets();
+        let plen = sandbox_core::network::LINK_PREFIX;
+        let mask = u32::MAX << (32 - u32::from(plen));
+        let net = (u32::from_be_bytes(me) & mask).to_be_bytes();
+        let bcast = (u32::from_be_bytes(me) | !mask).to_be_bytes();
+        let oif = (EGRESS as u32).to_ne_bytes();
+        // default via the broker: table main, protocol boot, RTN_UNICAST.
+        let mut b = vec![2, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0];
+        attr(&mut b, 15, &254u32.to_ne_bytes()); // RTA_TABLE
+        attr(&mut b, 5, &broker); // RTA_GATEWAY
+        attr(&mut b, 4, &oif); // RTA_OIF
+        out.push(b);
+        // The link's prefix: protocol kernel, scope link.
+        let mut b = vec![2, plen, 0, 0, 254, 2, 0xfd, 1, 0, 0, 0, 0];
+        attr(&mut b, 15, &254u32.to_ne_bytes());
+        attr(&mut b, 1, &net); // RTA_DST
+        attr(&mut b, 7, &me); // RTA_PREFSRC
+        attr(&mut b, 4, &oif);
+        out.push(b);
+        // The local table: the address (local) and the prefix's broadcast.
+        for (scope, ty, dst) in [(0xfeu8, 2u8, me), (0xfd, 3, bcast)] {
+            let mut b = vec![2, 32, 0, 0, 255, 2, scope, ty, 0, 0, 0, 0];
+            attr(&mut b, 15, &255u32.to_ne_bytes());
+            attr(&mut b, 1, &dst);
+            attr(&mut b, 7, &me);
+            attr(&mut b, 4, &oif);
+            out.push(b);
+        }
+    }
     if v4 {
         // (prefix length, scope, type, destination): RTN_LOCAL 2, RTN_BROADCAST 3.
         for (len, scope, ty, dst) in [
@@ -346,10 +460,12 @@ fn route_message(m: &[u8], v: &View) -> Answer {
         return match ty {
             // PF_BRIDGE's link dump lists bridge ports: lo is none.
             RTM_GETLINK if family == PF_BRIDGE => Answer::Dump(RTM_NEWLINK, Vec::new(), false),
-            RTM_GETLINK => Answer::Dump(RTM_NEWLINK, vec![link_body(v.up)], joined),
-            RTM_GETADDR if v.up => Answer::Dump(RTM_NEWADDR, addr_bodies(v4, v6), joined),
+            RTM_GETLINK => Answer::Dump(RTM_NEWLINK, link_bodies(v), joined),
+            RTM_GETADDR if v.up => Answer::Dump(RTM_NEWADDR, addr_bodies(v4, v6, v.egress), joined),
             RTM_GETADDR => Answer::Dump(RTM_NEWADDR, Vec::new(), false),
-            RTM_GETROUTE if v.up => Answer::Dump(RTM_NEWROUTE, route_bodies(v4, v6), false),
+            RTM_GETROUTE if v.up => {
+                Answer::Dump(RTM_NEWROUTE, route_bodies(v4, v6, v.egress), false)
+            }
             RTM_GETROUTE => Answer::Dump(RTM_NEWROUTE, Vec::new(), false),
             _ => Answer::Unsupported(format!("netlink route dump type {ty}")),
         };
@@ -361,18 +477,17 @@ fn route_message(m: &[u8], v: &View) -> Answer {
                 return Answer::Status(-libc::EINVAL);
             }
             let index = u32_at(m, HDR + 4) as i32;
-            let found = if index > 0 {
-                index == LO
+            let name = if index > 0 {
+                None
             } else {
                 match find_attr(&m[HDR + 16..], 3).or_else(|| find_attr(&m[HDR + 16..], 53)) {
-                    Some(name) => name.split(|b| *b == 0).next() == Some(b"lo"),
+                    Some(name) => name.split(|b| *b == 0).next(),
                     None => return Answer::Status(-libc::EINVAL),
                 }
             };
-            if found {
-                Answer::Reply(RTM_NEWLINK, link_body(v.up))
-            } else {
-                Answer::Status(-libc::ENODEV)
+            match find_link(v, index, name) {
+                Some(body) => Answer::Reply(RTM_NEWLINK, body),
+                None => Answer::Status(-libc::ENODEV),
             }
         }
         _ => Answer::Unsupported(format!("netlink route request type {ty}")),
@@ -468,14 +583,19 @@ fn with<T>(s: &Socket, f: impl FnOnce(&mut Netlink) -> T) -> Option<T> {
     s.unix.borrow_mut().netlink.as_deref_mut().map(f)
 }
 
-/// The interface an `ifreq` names (`ifr_name`, cut at its 16th byte and at a `:`).
-fn ifreq_names_lo(ifr: &[u8]) -> bool {
+/// The interface an `ifreq` names (`ifr_name`, cut at its 16th byte and at a `:`):
+/// `lo`'s index, or `egress0`'s with network `egress`.
+fn ifreq_index(ifr: &[u8], egress: bool) -> Option<i32> {
     let name = &ifr[..15];
     let end = name
         .iter()
         .position(|b| *b == 0 || *b == b':')
         .unwrap_or(15);
-    &name[..end] == b"lo"
+    match &name[..end] {
+        b"lo" => Some(LO),
+        b"egress0" if egress => Some(EGRESS),
+        _ => None,
+    }
 }
 
 impl Kernel {
@@ -667,6 +787,7 @@ impl Kernel {
         }
         let view = View {
             up: self.net != NetMode::None,
+            egress: self.net == NetMode::Egress,
             portid,
             cap_ack: cap,
         };
@@ -892,23 +1013,33 @@ impl Kernel {
         };
         let v4 = super::inet::state(s).is_some_and(|st| !st.v6);
         let up = self.net != NetMode::None;
+        let egress = self.net == NetMode::Egress;
+        let me = sandbox_core::network::SANDBOX_ADDR.octets();
         let r = (|| -> SysResult {
             if req == 0x8912 {
-                // SIOCGIFCONF: an ifreq per IPv4 address (lo's when up).
+                // SIOCGIFCONF: an ifreq per IPv4 address (lo's when up, egress0's).
                 let conf: [u64; 2] = self.mm.read(UserPtr::new(arg))?;
                 let room = conf[0] as u32 as i32;
-                let n = usize::from(up);
+                let mut all: Vec<(&[u8], [u8; 4])> = Vec::new();
+                if up {
+                    all.push((b"lo", [127, 0, 0, 1]));
+                }
+                if egress {
+                    all.push((b"egress0", me));
+                }
                 let written = if conf[1] == 0 {
-                    n
+                    all.len()
                 } else {
-                    n.min(room.max(0) as usize / IFREQ)
+                    all.len().min(room.max(0) as usize / IFREQ)
                 };
-                if conf[1] != 0 && written > 0 {
-                    let mut r = [0u8; IFREQ];
-                    r[..2].copy_from_slice(b"lo");
-                    r[16..18].copy_from_slice(&super::inet::AF_INET.to_ne_bytes());
-                    r[20..24].copy_from_slice(&[127, 0, 0, 1]);
-                    self.mm.write_user(conf[1], &r)?;
+                if conf[1] != 0 {
+                    for (i, (name, a)) in all.iter().take(written).enumerate() {
+                        let mut r = [0u8; IFREQ];
+                        r[..name.len()].copy_from_slice(name);
+                        r[16..18].copy_from_slice(&super::inet::AF_INET.to_ne_bytes());
+                        r[20..24].copy_from_slice(a);
+                        self.mm.write_user(conf[1] + (i * IFREQ) as u64, &r)?;
+                    }
                 }
                 self.mm
                     .write(UserPtr::<i32>::new(arg), &((written * IFREQ) as i32))?;
@@ -918,11 +1049,14 @@ impl Kernel {
             match req {
                 // SIOCGIFNAME
                 0x8910 => {
-                    if i32::from_ne_bytes([ifr[16], ifr[17], ifr[18], ifr[19]]) != LO {
-                        return Err(Errno(libc::ENODEV).into());
-                    }
+                    let index = i32::from_ne_bytes([ifr[16], ifr[17], ifr[18], ifr[19]]);
+                    let name: &[u8] = match index {
+                        LO => b"lo",
+                        EGRESS if egress => b"egress0",
+                        _ => return Err(Errno(libc::ENODEV).into()),
+                    };
                     ifr[..16].fill(0);
-                    ifr[..2].copy_from_slice(b"lo");
+                    ifr[..name.len()].copy_from_slice(name);
                     self.mm.write_user(arg, &ifr[..16])?;
                     return Ok(0);
                 }
@@ -942,31 +1076,49 @@ impl Kernel {
             if !answered {
                 return Err(errno::ENOTTY.into());
             }
-            if !ifreq_names_lo(&ifr) {
+            let Some(index) = ifreq_index(&ifr, egress) else {
                 return Err(Errno(libc::ENODEV).into());
-            }
+            };
+            let lo = index == LO;
             let mut out = [0u8; 24];
             match req {
                 0x8913 => {
-                    let fl = if up { LO_FLAGS_UP } else { IFF_LOOPBACK } as u16;
+                    let fl = match (lo, up) {
+                        (true, true) => LO_FLAGS_UP,
+                        (true, false) => IFF_LOOPBACK,
+                        (false, _) => EGRESS_FLAGS,
+                    } as u16;
                     out[..2].copy_from_slice(&fl.to_ne_bytes());
                 }
                 0x891d | 0x8970 => {}
-                0x8921 => out[..4].copy_from_slice(&65_536i32.to_ne_bytes()),
-                0x8927 => out[..2].copy_from_slice(&ARPHRD_LOOPBACK.to_ne_bytes()),
-                0x8933 => out[..4].copy_from_slice(&LO.to_ne_bytes()),
-                0x8942 => out[..4].copy_from_slice(&1000i32.to_ne_bytes()),
+                0x8921 => {
+                    let mtu: i32 = if lo { 65_536 } else { 65_535 };
+                    out[..4].copy_from_slice(&mtu.to_ne_bytes());
+                }
+                0x8927 => {
+                    let ty = if lo { ARPHRD_LOOPBACK } else { ARPHRD_NONE };
+                    out[..2].copy_from_slice(&ty.to_ne_bytes());
+                }
+                0x8933 => out[..4].copy_from_slice(&index.to_ne_bytes()),
+                0x8942 => {
+                    let q: i32 = if lo { 1000 } else { 500 };
+                    out[..4].copy_from_slice(&q.to_ne_bytes());
+                }
                 _ => {
-                    // An IPv4 address of lo: SIOCGIFADDR, SIOCGIFDSTADDR, SIOCGIFBRDADDR,
-                    // SIOCGIFNETMASK.
-                    if !up {
+                    // An IPv4 address of the interface: SIOCGIFADDR, SIOCGIFDSTADDR,
+                    // SIOCGIFBRDADDR, SIOCGIFNETMASK.
+                    if lo && !up {
                         return Err(Errno(libc::EADDRNOTAVAIL).into());
                     }
                     out[..2].copy_from_slice(&super::inet::AF_INET.to_ne_bytes());
-                    let a = match req {
-                        0x8919 => [0, 0, 0, 0],
-                        0x891b => [255, 0, 0, 0],
-                        _ => [127, 0, 0, 1],
+                    let plen = u32::from(sandbox_core::network::LINK_PREFIX);
+                    let mask = u32::MAX << (32 - plen);
+                    let a = match (req, lo) {
+                        (0x8919, _) => [0, 0, 0, 0],
+                        (0x891b, true) => [255, 0, 0, 0],
+                        (0x891b, false) => mask.to_be_bytes(),
+                        (_, true) => [127, 0, 0, 1],
+                        (_, false) => me,
                     };
                     out[4..8].copy_from_slice(&a);
                 }
@@ -999,6 +1151,7 @@ mod tests {
 
     const UP: View = View {
         up: true,
+        egress: false,
         portid: 42,
         cap_ack: false,
     };

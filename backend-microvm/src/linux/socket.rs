@@ -537,7 +537,8 @@ impl Kernel {
             self.write_control(&mut hdr, got, creds, flags & MSG_CMSG_CLOEXEC != 0)?;
         }
         self.mm.write(msg, &hdr)?;
-        Ok(n as u64)
+        // MSG_TRUNC: a datagram's real length, as recvfrom answers it.
+        Ok(if flags & MSG_TRUNC != 0 { full } else { n } as u64)
     }
 
     pub(crate) fn sys_shutdown(&mut self, fd: u64, how: u64) -> SysResult {
