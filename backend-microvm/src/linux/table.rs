@@ -76,7 +76,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     full(38, "setitimer", |k, c| k.sys_setitimer(c.a[0], c.ptr(1), c.ptr(2))),
     full(39, "getpid", |k, _| Ok(u64::from(k.proc.pid))),
     full(40, "sendfile", |k, c| k.sys_sendfile(c.a[0], c.a[1], c.ptr(2), c.a[3])).restarts(),
-    partial(41, "socket", "AF_UNIX, AF_INET and AF_INET6 (TCP, UDP) as the sandbox's own objects, AF_NETLINK's NETLINK_ROUTE (the sandbox's lo: links, addresses, routes); raw, packet and other netlink sockets refused", |k, c| k.sys_socket(c.a[0], c.a[1], c.a[2])),
+    partial(41, "socket", "AF_UNIX, AF_INET and AF_INET6 (TCP, UDP) as the sandbox's own objects, AF_NETLINK's NETLINK_ROUTE (the sandbox's own interfaces: lo, and egress0 with network egress; links, addresses, routes); raw, packet and other netlink sockets refused", |k, c| k.sys_socket(c.a[0], c.a[1], c.a[2])),
     partial(42, "connect", SOCKETS, |k, c| k.sys_connect(c.a[0], c.a[1], c.a[2])).restarts(),
     partial(43, "accept", SOCKETS, |k, c| k.sys_accept(c.a[0], c.a[1], c.ptr(2), 0)).restarts(),
     full(44, "sendto", |k, c| k.sys_sendto(c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], c.a[5])).restarts(),
