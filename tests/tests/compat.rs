@@ -126,6 +126,26 @@ fn python_stdlib_script_from_a_read_only_mount(iso: IsolationRequest) {
         .mount(Mount::ro(dir.path(), "/work")),
     ));
     assert_eq!(ok(&o), "refused\n");
+    // A read-only mount refuses a removal or a rename before it looks the name up
+    // (EROFS, not ENOENT, for a name that is not there; test.support's forget() counts
+    // on it).
+    let o = run(on(
+        iso,
+        Workload::new(
+            "python3",
+            [
+                "-c",
+                "import os
+for f in (os.unlink, os.rmdir, lambda p: os.rename(p, p + '2')):
+    try:
+        f('/work/missing')
+    except OSError as e:
+        print(e.strerror)",
+            ],
+        )
+        .mount(Mount::ro(dir.path(), "/work")),
+    ));
+    assert_eq!(ok(&o), "Read-only file system\n".repeat(3));
 }
 
 fn python_temp_files(iso: IsolationRequest) {

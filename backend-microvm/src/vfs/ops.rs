@@ -385,6 +385,9 @@ impl Vfs {
             (b"." | b"..", false) => return Err(errno::EISDIR),
             _ => {}
         }
+        // A read-only mount refuses before the name is looked up (Linux's
+        // mnt_want_write): removing a missing name there is EROFS, not ENOENT.
+        parent.node().writable()?;
         let child = self.child(parent.top(), &name)?;
         if self.holds_mount(&child) {
             return Err(errno::EBUSY);
@@ -422,6 +425,9 @@ impl Vfs {
         if is_dot(&n1) || is_dot(&n2) {
             return Err(errno::EBUSY);
         }
+        // As unlink: a read-only mount refuses before the names are looked up.
+        p1.node().writable()?;
+        p2.node().writable()?;
         let src = self.child(p1.top(), &n1)?;
         if self.holds_mount(&src) {
             return Err(errno::EBUSY);
