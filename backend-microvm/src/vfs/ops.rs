@@ -386,9 +386,16 @@ impl Vfs {
             _ => {}
         }
         // A read-only mount refuses before the name is looked up (Linux's
-        // mnt_want_write): removing a missing name there is EROFS, not ENOENT.
-        parent.node().writable()?;
-        let child = self.child(parent.top(), &name)?;
+        // mnt_want_write): removing a missing name there is EROFS, not ENOENT. (A
+        // mount point stays EBUSY: the directories that hold mounts here are the
+        // VFS's own, read-only, where Linux's are the parent filesystem's.)
+        let child = match self.child(parent.top(), &name) {
+            Ok(c) => c,
+            Err(e) => {
+                parent.node().writable()?;
+                return Err(e);
+            }
+        };
         if self.holds_mount(&child) {
             return Err(errno::EBUSY);
         }
@@ -425,10 +432,15 @@ impl Vfs {
         if is_dot(&n1) || is_dot(&n2) {
             return Err(errno::EBUSY);
         }
-        // As unlink: a read-only mount refuses before the names are looked up.
-        p1.node().writable()?;
-        p2.node().writable()?;
-        let src = self.child(p1.top(), &n1)?;
+        // As unlink: a read-only mount refuses a missing name with EROFS.
+        let src = match self.child(p1.top(), &n1) {
+            Ok(c) => c,
+            Err(e) => {
+                p1.node().writable()?;
+                p2.node().writable()?;
+                return Err(e);
+            }
+        };
         if self.holds_mount(&src) {
             return Err(errno::EBUSY);
         }

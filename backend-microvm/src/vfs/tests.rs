@@ -235,10 +235,13 @@ fn tmp_is_writable_and_listed() {
         f.vfs.unlink(&root, b"/tmp/b", true).unwrap_err(),
         errno::ENOTEMPTY
     );
-    // The root is read-only: removing the mount point there is EROFS before EBUSY, as
-    // Linux's mnt_want_write comes before the lookup.
     assert_eq!(
         f.vfs.unlink(&root, b"/tmp", true).unwrap_err(),
+        errno::EBUSY
+    );
+    // A missing name in the read-only root: EROFS before ENOENT, as Linux.
+    assert_eq!(
+        f.vfs.unlink(&root, b"/missing", false).unwrap_err(),
         errno::EROFS
     );
 }
