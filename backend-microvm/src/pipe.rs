@@ -447,6 +447,8 @@ impl crate::snap::Snap for Pipe {
             ino: self.ino,
             total_in: self.total_in,
             total_out: self.total_out,
+            reset: self.reset,
+            shares: self.shares,
         })
     }
 }

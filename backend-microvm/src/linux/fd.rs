@@ -368,6 +368,11 @@ impl crate::snap::Snap for Socket {
                 "a process holds an AF_INET/AF_INET6 socket: snapshots of inet sockets are not supported",
             ));
         }
+        if self.unix.borrow().netlink.is_some() {
+            return Err(SnapError::new(
+                "a process holds an AF_NETLINK socket: snapshots of netlink sockets are not supported",
+            ));
+        }
         Ok(Socket {
             rx: self.rx.snap(m)?,
             tx: self.tx.snap(m)?,

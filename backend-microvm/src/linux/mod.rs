@@ -455,6 +455,7 @@ impl Kernel {
             inet: inet::Ports::default(),
             net: self.net,
             egress: None,
+            netlink: netlink::Ports::default(),
             live: None,
             boot_id: self.boot_id,
             boundary: false,

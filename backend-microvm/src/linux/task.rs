@@ -461,6 +461,7 @@ impl crate::snap::Snap for Process {
             exit: self.exit,
             exit_signal: self.exit_signal,
             itimer: self.itimer,
+            cpu_itimers: self.cpu_itimers,
             cpu_dead: self.cpu_dead,
             cpu_children: self.cpu_children,
             stopped: self.stopped,

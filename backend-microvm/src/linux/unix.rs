@@ -751,6 +751,8 @@ impl crate::snap::Snap for UnixState {
             peer_cred: self.peer_cred,
             dgram_peer: self.dgram_peer.clone(),
             made: self.made,
+            // Netlink sockets are refused (`Socket`'s copy).
+            netlink: None,
         })
     }
 }

@@ -36,7 +36,7 @@ pub(crate) enum TmpData {
 /// A regular file's bytes: its length and the pages written. A hole (past what was
 /// written, or left by a seek) reads as zeros and holds no page, as on Linux's tmpfs:
 /// a file of 2 GiB and three bytes written at its end costs one page.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct FileData {
     len: u64,
     pages: BTreeMap<u64, Box<[u8]>>,
