@@ -166,9 +166,9 @@ static void agent_scenario_in(const char *isolation) {
   CHECK(hsb_live_stats(live, &b, NULL) == HSB_OK);
   CHECK_CONTAINS((const char *)hsb_bytes_data(b, NULL), "\"paused_ms\":");
   hsb_bytes_free(b);
-  /* No broker here: the network report is the mode alone. */
+  /* No broker here: the network report is the mode alone (the default loopback). */
   CHECK(hsb_live_network(live, &b, NULL) == HSB_OK);
-  CHECK_CONTAINS((const char *)hsb_bytes_data(b, NULL), "\"mode\":\"none\"");
+  CHECK_CONTAINS((const char *)hsb_bytes_data(b, NULL), "\"mode\":\"loopback\"");
   hsb_bytes_free(b);
   /* Destroy: then wrong state; idempotent. */
   CHECK(hsb_live_destroy(live, NULL) == HSB_OK);
