@@ -12,12 +12,12 @@ use axum::routing::{get, post, put, MethodRouter};
 use axum::{Extension, Json, Router};
 use hsb_client::api::{CreateRequest, SandboxInfo, SandboxList};
 use hybrid_sandbox::network::{EgressRequest, NetworkReport};
-use hybrid_sandbox::{LiveOptions, LiveState, Mount, MountMode, Sandbox, Workload};
+use hybrid_sandbox::{Live, LiveOptions, LiveState, Mount, MountMode, Sandbox, Workload};
 
 use crate::auth::{owner_of, Owner, Peer, Tokens};
 use crate::error::ApiError;
 use crate::input::{read_json, SandboxId};
-use crate::registry::{new_id, new_snapshot_id, Entry, Registry, SnapEntry};
+use crate::registry::{new_id, new_snapshot_id, Entry, Registry, Slot, SnapEntry};
 use crate::{exec, files};
 
 /// A host directory clients may mount (`hsb serve --allow-mount DIR[:rw]`).
@@ -248,23 +248,37 @@ async fn create(
         .create(spec, options.clone())
         .await
         .map_err(|e| ApiError::library(&e))?;
-    let id = new_id().map_err(|e| ApiError::new("failed", format!("making an id: {e}")))?;
-    let entry = Entry::new(id, owner, live.clone(), options, req.image.clone());
-    let entry = match slot.commit(entry) {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = live.destroy().await;
-            return Err(e);
-        }
-    };
+    let entry = register(slot, owner, live.clone(), options, req.image.clone()).await?;
     tracing::info!(id = %entry.id, owner = %entry.owner, isolation = %live.isolation(), "created");
-    let location = format!("/v1/sandboxes/{}", entry.id);
-    Ok((
+    Ok(created(format!("/v1/sandboxes/{}", entry.id), entry.info()))
+}
+
+/// Gives a started sandbox an id and the slot `reserve` kept for it; a sandbox that
+/// cannot be registered is destroyed, so nothing outlives a failed create.
+async fn register(
+    slot: Slot<'_>,
+    owner: Owner,
+    live: Live,
+    options: LiveOptions,
+    image: Option<String>,
+) -> Result<Arc<Entry>, ApiError> {
+    let registered = new_id()
+        .map_err(|e| ApiError::new("failed", format!("making an id: {e}")))
+        .and_then(|id| slot.commit(Entry::new(id, owner, live.clone(), options, image)));
+    if registered.is_err() {
+        let _ = live.destroy().await;
+    }
+    registered
+}
+
+/// `201 Created` with the new resource's `Location` and its description.
+fn created(location: String, body: impl serde::Serialize) -> Response {
+    (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(entry.info()),
+        Json(body),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `POST /v1/sandboxes` with `from_snapshot`: a sandbox started from the snapshot,
@@ -291,23 +305,9 @@ async fn create_from_snapshot(
         .start()
         .await
         .map_err(|e| ApiError::library(&e))?;
-    let id = new_id().map_err(|e| ApiError::new("failed", format!("making an id: {e}")))?;
-    let entry = Entry::new(id, owner, live.clone(), s.options.clone(), s.image.clone());
-    let entry = match slot.commit(entry) {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = live.destroy().await;
-            return Err(e);
-        }
-    };
+    let entry = register(slot, owner, live, s.options.clone(), s.image.clone()).await?;
     tracing::info!(id = %entry.id, owner = %entry.owner, snapshot = %s.id, "created from a snapshot");
-    let location = format!("/v1/sandboxes/{}", entry.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(entry.info()),
-    )
-        .into_response())
+    Ok(created(format!("/v1/sandboxes/{}", entry.id), entry.info()))
 }
 
 /// `POST /v1/sandboxes/{id}/snapshot`: a snapshot of the sandbox (it goes on).
@@ -329,13 +329,7 @@ async fn snapshot(
         image: e.image.clone(),
     })?;
     tracing::info!(id = %s.id, sandbox = %e.id, "snapshot taken");
-    let location = format!("/v1/snapshots/{}", s.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(s.info()),
-    )
-        .into_response())
+    Ok(created(format!("/v1/snapshots/{}", s.id), s.info()))
 }
 
 /// `GET /v1/snapshots/{id}`.
