@@ -34,6 +34,21 @@ pub(super) struct Life {
     last_activity: Instant,
 }
 
+impl Life {
+    /// A sandbox that has just started: running, nothing run yet, active now.
+    fn running(now: Instant) -> Life {
+        Life {
+            state: LiveState::Running,
+            ended: None,
+            failure: None,
+            paused_at: None,
+            paused_total: Duration::ZERO,
+            running: 0,
+            last_activity: now,
+        }
+    }
+}
+
 /// Shared by the sandbox's handles and its execs. Dropping it destroys the sandbox.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -56,7 +71,7 @@ pub(super) struct Shared {
 
 impl Shared {
     pub(super) fn lock(&self) -> MutexGuard<'_, Life> {
-        self.life.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::locked(&self.life)
     }
 
     /// Queues a command for the vCPU thread.
@@ -120,7 +135,7 @@ impl Shared {
         self.ending.wait(END_WAIT);
         if self.ending.ended().is_some() {
             // It said it ended: the join only waits for the thread's own exit.
-            let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let t = crate::sync::locked(&self.thread).take();
             if let Some(t) = t {
                 let _ = t.join();
             }
@@ -235,15 +250,7 @@ pub(crate) async fn create(
         hub,
         ending: Arc::clone(&ending),
         thread: Mutex::new(Some(thread)),
-        life: Mutex::new(Life {
-            state: LiveState::Running,
-            ended: None,
-            failure: None,
-            paused_at: None,
-            paused_total: Duration::ZERO,
-            running: 0,
-            last_activity: now,
-        }),
+        life: Mutex::new(Life::running(now)),
         created: now,
         plan,
         enforcement,
@@ -383,15 +390,7 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
             hub,
             ending: Arc::clone(&ending),
             thread: Mutex::new(Some(thread)),
-            life: Mutex::new(Life {
-                state: LiveState::Running,
-                ended: None,
-                failure: None,
-                paused_at: None,
-                paused_total: Duration::ZERO,
-                running: 0,
-                last_activity: now,
-            }),
+            life: Mutex::new(Life::running(now)),
             created: now,
             plan: self.plan.clone(),
             enforcement: self.enforcement.clone(),
