@@ -166,29 +166,12 @@ impl ContainerSnapshot {
                         .await?;
                 }
                 Saved::Link { path, target } => {
-                    let o = live
-                        .exec(sandbox_core::ExecRequest::new([
-                            "ln".to_string(),
-                            "-s".into(),
-                            "--".into(),
-                            target.clone(),
-                            path.clone(),
-                        ]))
-                        .await?
-                        .wait()
-                        .await
-                        .map_err(|e| {
-                            LiveError::Failed(
-                                format!("making the symlink {path}"),
-                                std::io::Error::other(e.to_string()),
-                            )
-                        })?;
-                    if o.exit_code != Some(0) {
-                        return Err(LiveError::Failed(
-                            format!("making the symlink {path}"),
-                            std::io::Error::other(String::from_utf8_lossy(&o.stderr).into_owned()),
-                        ));
-                    }
+                    run_tool(
+                        live,
+                        ["ln", "-s", "--", target.as_str(), path.as_str()],
+                        &format!("making the symlink {path}"),
+                    )
+                    .await?;
                 }
             }
         }
@@ -199,30 +182,35 @@ impl ContainerSnapshot {
                 if mode & 0o7777 == 0o755 {
                     continue;
                 }
-                let o = live
-                    .exec(sandbox_core::ExecRequest::new([
-                        "chmod".to_string(),
-                        format!("{mode:o}"),
-                        "--".to_string(),
-                        path.clone(),
-                    ]))
-                    .await?
-                    .wait()
-                    .await
-                    .map_err(|e| {
-                        LiveError::Failed(
-                            format!("setting the mode of {path}"),
-                            std::io::Error::other(e.to_string()),
-                        )
-                    })?;
-                if o.exit_code != Some(0) {
-                    return Err(LiveError::Failed(
-                        format!("setting the mode of {path}"),
-                        std::io::Error::other(String::from_utf8_lossy(&o.stderr).into_owned()),
-                    ));
-                }
+                run_tool(
+                    live,
+                    ["chmod", &format!("{mode:o}"), "--", path.as_str()],
+                    &format!("setting the mode of {path}"),
+                )
+                .await?;
             }
         }
         Ok(())
     }
+}
+
+/// Runs a tool of the sandbox's own (`ln`, `chmod`) inside it, as the workload would:
+/// a failure to start it or a non-zero exit is an error saying what it was `doing`,
+/// with the tool's stderr.
+async fn run_tool<const N: usize>(
+    live: &dyn LiveSandbox,
+    argv: [&str; N],
+    doing: &str,
+) -> Result<(), LiveError> {
+    let failed = |why: String| LiveError::Failed(doing.to_string(), std::io::Error::other(why));
+    let o = live
+        .exec(sandbox_core::ExecRequest::new(argv))
+        .await?
+        .wait()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if o.exit_code != Some(0) {
+        return Err(failed(String::from_utf8_lossy(&o.stderr).into_owned()));
+    }
+    Ok(())
 }
