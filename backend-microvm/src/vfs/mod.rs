@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-pub(crate) use mount::{HostSource, Mount, MountError, MountTree};
+pub(crate) use mount::{HostSource, MountError, MountTree};
 pub(crate) use node::{DevKind, Meta, Node, Time};
 pub(crate) use ops::{DirEntry, Opened};
 pub(crate) use setup::{build, build_with};
@@ -243,8 +243,7 @@ impl Vfs {
     /// Adds the device node `path` (a terminal's `/dev/pts/N`, made when the terminal
     /// is; it stays, and opens fail once no terminal has that number).
     pub(crate) fn add_dev(&mut self, path: &str, dev: DevKind) {
-        self.tree
-            .insert(std::path::Path::new(path), mount::Mount::Dev(dev));
+        self.tree.insert(std::path::Path::new(path), Node::Dev(dev));
     }
 
     pub(crate) fn sources(&self) -> &[HostSource] {
@@ -274,7 +273,7 @@ impl Vfs {
         if let Some(m) = trie.and_then(|t| self.tree.mount(t)) {
             return Ok(Entry {
                 name: name.into(),
-                node: m.node(),
+                node: m.clone(),
                 trie,
             });
         }

@@ -7,88 +7,13 @@ use std::rc::Rc;
 use sandbox_core::PlannedMount;
 
 use super::host::HostFd;
-use super::node::{DevKind, Node};
-use super::tmpfs::TmpInode;
-
-/// What a mount point shows.
-#[derive(Debug, Clone)]
-pub(crate) enum Mount {
-    /// A host directory.
-    HostDir {
-        /// `O_PATH` handle.
-        fd: Rc<HostFd>,
-        /// Read-only.
-        ro: bool,
-        /// Mount number.
-        mnt: u32,
-    },
-    /// A host file.
-    HostFile {
-        /// `O_PATH` handle of its directory.
-        dir: Rc<HostFd>,
-        /// Its name there.
-        name: Rc<[u8]>,
-        /// `O_PATH` handle of the file.
-        fd: Rc<HostFd>,
-        /// Read-only.
-        ro: bool,
-        /// Mount number.
-        mnt: u32,
-        /// Type bits.
-        kind: u32,
-    },
-    /// A symlink (a mount whose host source is a symlink shows as that symlink).
-    Link(Rc<[u8]>),
-    /// The in-memory /tmp.
-    Tmp(Rc<TmpInode>),
-    /// A device.
-    Dev(DevKind),
-    /// A generated file.
-    Gen(Rc<[u8]>),
-    /// An empty directory (a working directory nothing else provides).
-    Dir,
-    /// `/proc`.
-    Proc,
-}
-
-impl Mount {
-    /// The node at the mount point.
-    pub(crate) fn node(&self) -> Node {
-        match self {
-            Mount::HostDir { fd, ro, mnt } => Node::HostDir {
-                fd: Rc::clone(fd),
-                ro: *ro,
-                mnt: *mnt,
-            },
-            Mount::HostFile {
-                dir,
-                name,
-                fd,
-                ro,
-                mnt,
-                kind,
-            } => Node::HostFile {
-                dir: Rc::clone(dir),
-                name: Rc::clone(name),
-                fd: Rc::clone(fd),
-                ro: *ro,
-                mnt: *mnt,
-                kind: *kind,
-            },
-            Mount::Link(t) => Node::Link(Rc::clone(t)),
-            Mount::Tmp(t) => Node::Tmp(Rc::clone(t)),
-            Mount::Dev(d) => Node::Dev(*d),
-            Mount::Gen(b) => Node::Gen(Rc::clone(b)),
-            Mount::Dir => Node::Virtual,
-            Mount::Proc => Node::Proc(super::proc::ProcNode::Root),
-        }
-    }
-}
+use super::node::Node;
 
 #[derive(Debug, Default)]
 struct TreeNode {
     children: BTreeMap<Vec<u8>, usize>,
-    mount: Option<Mount>,
+    /// The node a mount shows here.
+    mount: Option<Node>,
 }
 
 /// A trie of sandbox paths; node 0 is `/`.
@@ -142,7 +67,7 @@ impl MountTree {
     }
 
     /// The mount at trie node `at`.
-    pub(crate) fn mount(&self, at: usize) -> Option<&Mount> {
+    pub(crate) fn mount(&self, at: usize) -> Option<&Node> {
         self.nodes.get(at)?.mount.as_ref()
     }
 
@@ -157,7 +82,7 @@ impl MountTree {
     /// Mounts `mount` at `target` (absolute). Mounts already made below `target` stay
     /// (the plan's mounts come parents first, see `setup::build`; none is ever dropped,
     /// whatever the order they are listed in).
-    pub(crate) fn insert(&mut self, target: &Path, mount: Mount) {
+    pub(crate) fn insert(&mut self, target: &Path, mount: Node) {
         let mut at = 0;
         for c in components(target) {
             at = match self.nodes[at].children.get(&c) {
@@ -174,39 +99,6 @@ impl MountTree {
             return; // never over the root
         }
         self.nodes[at].mount = Some(mount);
-    }
-}
-
-impl crate::snap::Snap for Mount {
-    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
-        Ok(match self {
-            Mount::HostDir { fd, ro, mnt } => Mount::HostDir {
-                fd: fd.snap(m)?,
-                ro: *ro,
-                mnt: *mnt,
-            },
-            Mount::HostFile {
-                dir,
-                name,
-                fd,
-                ro,
-                mnt,
-                kind,
-            } => Mount::HostFile {
-                dir: dir.snap(m)?,
-                name: m.bytes(name),
-                fd: fd.snap(m)?,
-                ro: *ro,
-                mnt: *mnt,
-                kind: *kind,
-            },
-            Mount::Link(t) => Mount::Link(m.bytes(t)),
-            Mount::Tmp(t) => Mount::Tmp(t.snap(m)?),
-            Mount::Dev(d) => Mount::Dev(*d),
-            Mount::Gen(b) => Mount::Gen(m.bytes(b)),
-            Mount::Dir => Mount::Dir,
-            Mount::Proc => Mount::Proc,
-        })
     }
 }
 

@@ -305,7 +305,7 @@ impl Vfs {
         }
         if let Some(t) = top.trie {
             for (name, idx) in self.tree.children(t) {
-                let (dtype, ino) = match self.tree.mount(idx).map(super::Mount::node) {
+                let (dtype, ino) = match self.tree.mount(idx) {
                     Some(node) => {
                         let ino = 0x1000 + idx as u64;
                         let m = node

@@ -12,7 +12,7 @@ use sandbox_core::{MountMode, Plan, PlannedMount};
 use super::overlay::Overlay;
 use super::source::Sources;
 use super::tmpfs::TmpFs;
-use super::{host, DevKind, HostSource, Mount, MountError, MountTree, Node, Vfs};
+use super::{host, DevKind, HostSource, MountError, MountTree, Node, Vfs};
 use crate::memory::Budget;
 
 /// Builds the filesystem of `plan`; /tmp and an image's upper layer draw on `budget`.
@@ -34,7 +34,7 @@ pub(crate) fn build_with(
     // A directory root (an OCI bundle's rootfs) keeps its own /tmp, as in the container.
     if plan.root_dir.is_none() {
         let tmp = TmpFs::create(tmp_limit, Rc::clone(&budget), plan.user);
-        tree.insert(Path::new("/tmp"), Mount::Tmp(tmp));
+        tree.insert(Path::new("/tmp"), Node::Tmp(tmp));
     }
     let mut sources = Vec::new();
     let mut reports = Vec::new();
@@ -82,7 +82,7 @@ pub(crate) fn build_with(
                 mount: pm.clone(),
                 error: std::io::Error::from_raw_os_error(libc::ENOENT),
             })?;
-            let node = m.mount.node();
+            let node = m.mount;
             if !node.is_dir() {
                 return Err(MountError {
                     mount: pm,
@@ -176,7 +176,7 @@ pub(crate) fn build_with(
     for t in &plan.tmpfs {
         let fs = TmpFs::create(t.size, Rc::clone(&tmp_budget), plan.user);
         fs.mode.set(t.mode & 0o7777);
-        tree.insert(&t.target, Mount::Tmp(fs));
+        tree.insert(&t.target, Node::Tmp(fs));
         reports.push(sandbox_core::MountReport {
             source: "tmpfs".into(),
             target: t.target.display().to_string(),
@@ -190,16 +190,16 @@ pub(crate) fn build_with(
             )),
         });
     }
-    tree.insert(Path::new("/proc"), Mount::Proc);
+    tree.insert(Path::new("/proc"), Node::Proc(super::proc::ProcNode::Root));
     // What sysconf(_SC_NPROCESSORS_*) and friends read: one vCPU.
     for f in ["online", "possible", "present"] {
         tree.insert(
             &Path::new("/sys/devices/system/cpu").join(f),
-            Mount::Gen(Rc::from(&b"0\n"[..])),
+            Node::Gen(Rc::from(&b"0\n"[..])),
         );
     }
     // As in the container backend: POSIX shared memory (sem_open, shm_open) lives in /tmp.
-    tree.insert(Path::new("/dev/shm"), Mount::Link(Rc::from(&b"/tmp"[..])));
+    tree.insert(Path::new("/dev/shm"), Node::Link(Rc::from(&b"/tmp"[..])));
     for (name, dev) in [
         ("null", DevKind::Null),
         ("zero", DevKind::Zero),
@@ -212,7 +212,7 @@ pub(crate) fn build_with(
         ("tty", DevKind::Tty),
         ("ptmx", DevKind::Ptmx),
     ] {
-        tree.insert(&Path::new("/dev").join(name), Mount::Dev(dev));
+        tree.insert(&Path::new("/dev").join(name), Node::Dev(dev));
     }
     // An image keeps its own users and groups; its host name and hosts file are the
     // sandbox's.
@@ -225,12 +225,12 @@ pub(crate) fn build_with(
         {
             continue;
         }
-        tree.insert(Path::new(path), Mount::Gen(Rc::from(content.into_bytes())));
+        tree.insert(Path::new(path), Node::Gen(Rc::from(content.into_bytes())));
     }
     if let (Some(bundle), None) = (ca_bundle, &plan.root_dir) {
         tree.insert(
             Path::new(sandbox_core::network::CA_BUNDLE_PATH),
-            Mount::Gen(Rc::from(bundle.into_bytes())),
+            Node::Gen(Rc::from(bundle.into_bytes())),
         );
     }
     let mut vfs = Vfs::with_root(tree, sources, root);
@@ -264,7 +264,7 @@ impl Vfs {
                     let _ = self.mkdir(&root, at.as_bytes(), 0o755);
                 }
             }
-            _ => self.tree.insert(cwd, Mount::Dir),
+            _ => self.tree.insert(cwd, Node::Virtual),
         }
     }
 }

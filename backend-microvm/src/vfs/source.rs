@@ -16,13 +16,13 @@ use sandbox_core::mount_source::idmap::{
 use sandbox_core::mount_source::{HostMounts, MountSource, SourceKind};
 use sandbox_core::{MountAccess, MountMode, MountReport, PlannedMount};
 
-use super::{host, HostSource, Mount, MountError};
+use super::{host, HostSource, MountError, Node};
 
 /// A plan mount, opened.
 #[derive(Debug)]
 pub(crate) struct HostMount {
     /// What its mount point shows.
-    pub(crate) mount: Mount,
+    pub(crate) mount: Node,
     /// Its host handle, for Landlock (none for a symlink).
     pub(crate) source: Option<HostSource>,
     /// How it reaches the host, for the enforcement report.
@@ -103,7 +103,7 @@ impl Sources {
                 use std::os::unix::ffi::OsStrExt;
                 let report = report("symlink", MountAccess::None, None, None);
                 Ok(Some(HostMount {
-                    mount: Mount::Link(target.as_os_str().as_bytes().into()),
+                    mount: Node::Link(target.as_os_str().as_bytes().into()),
                     source: None,
                     report,
                 }))
@@ -126,7 +126,7 @@ impl Sources {
                 let report = report("directory", access, Some(ids), note);
                 let fd = Rc::new(host::HostFd::setup(fd));
                 Ok(Some(HostMount {
-                    mount: Mount::HostDir {
+                    mount: Node::HostDir {
                         fd: Rc::clone(&fd),
                         ro,
                         mnt,
@@ -186,7 +186,7 @@ impl Sources {
         }
         let fd = Rc::new(fd);
         Ok(HostMount {
-            mount: Mount::HostFile {
+            mount: Node::HostFile {
                 dir: Rc::new(host::HostFd::setup(dir)),
                 name: name.as_bytes().into(),
                 fd: Rc::clone(&fd),

@@ -65,7 +65,7 @@ fn fixture() -> Fixture {
     let mem = Memory::new(2 << 20).unwrap();
     let mut tree = MountTree::new();
     let tmp = tmpfs::TmpFs::create(1 << 20, mem.budget(), (1000, 1000));
-    tree.insert(Path::new("/tmp"), Mount::Tmp(tmp));
+    tree.insert(Path::new("/tmp"), Node::Tmp(tmp));
     let mut sources = Vec::new();
     // As a rootless caller's: the host paths themselves (no idmapped trees).
     let mut opener = source::Sources::new(false, (u32::MAX, u32::MAX)).unwrap();
