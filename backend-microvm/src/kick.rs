@@ -236,7 +236,7 @@ impl Control {
     }
 
     fn kick(&self) {
-        let guard = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = crate::sync::locked(&self.thread);
         if let Some(t) = *guard {
             // SAFETY: `t` is a live thread: the vCPU thread clears it (under this lock)
             // before it exits.
@@ -248,17 +248,17 @@ impl Control {
     pub(crate) fn register_thread(&self) {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
-        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(me);
+        *crate::sync::locked(&self.thread) = Some(me);
     }
 
     /// Unregisters the vCPU thread (it stops taking kicks).
     pub(crate) fn unregister_thread(&self) {
-        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *crate::sync::locked(&self.thread) = None;
     }
 
     /// Waits until woken or `until`, whichever comes first.
     pub(crate) fn wait_until(&self, until: Instant) {
-        let g = self.wake_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let g = crate::sync::locked(&self.wake_lock);
         if self.killed() || self.input.swap(false, Ordering::SeqCst) {
             return;
         }

@@ -55,6 +55,7 @@ mod sandbox;
 mod snap;
 mod stdio;
 mod support;
+mod sync;
 mod trap;
 mod tty;
 mod vcpu;

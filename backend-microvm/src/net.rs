@@ -85,7 +85,7 @@ pub(crate) struct ConnState {
 impl Conn {
     /// Its state.
     pub(crate) fn lock(&self) -> MutexGuard<'_, ConnState> {
-        self.st.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::locked(&self.st)
     }
 
     /// Tells the relay something changed.
@@ -120,7 +120,7 @@ pub(crate) struct DatagramState {
 impl Datagrams {
     /// Its state.
     pub(crate) fn lock(&self) -> MutexGuard<'_, DatagramState> {
-        self.st.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::locked(&self.st)
     }
 
     /// Tells the relay something changed.
@@ -223,7 +223,7 @@ impl VmNet {
             .name("hsb-vm-relay".into())
             .spawn(move || relay_thread(Some(broker), c, weak, rx, quit_rx))
             .map_err(|e| setup("starting the micro-VM's network relay", e))?;
-        *net.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        *crate::sync::locked(&net.thread) = Some(thread);
         if let Some(rx) = inward_rx {
             // Ends when the broker stops (its sender goes).
             std::thread::Builder::new()
@@ -290,7 +290,7 @@ impl VmNet {
             Ok(Err(e)) => return Err(setup(&what, e)),
             Err(_) => return Err(setup(&what, "the relay thread ended")),
         }
-        *net.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        *crate::sync::locked(&net.thread) = Some(thread);
         Ok(Some(net))
     }
 
@@ -303,7 +303,7 @@ impl VmNet {
             return;
         }
         let new = {
-            let mut l = self.listening.lock().unwrap_or_else(|p| p.into_inner());
+            let mut l = crate::sync::locked(&self.listening);
             l.len() < MAX_LISTENERS && l.insert(port)
         };
         if new {
@@ -332,10 +332,7 @@ impl VmNet {
     }
 
     fn broker(&self) -> Option<Arc<BrokerHandle>> {
-        self.broker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::locked(&self.broker).clone()
     }
 
     /// The answer to a DNS message the guest sent to the broker's address (`None`:
@@ -384,15 +381,12 @@ impl VmNet {
 
     /// A host client of an exposed port waiting for the guest, if any.
     pub(crate) fn take_inward(&self) -> Option<(u16, Arc<Conn>)> {
-        self.inward
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front()
+        crate::sync::locked(&self.inward).pop_front()
     }
 
     /// The report: what the broker decided so far, final once stopped.
     pub(crate) fn report(&self) -> Option<NetworkReport> {
-        if let Some(r) = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(r) = crate::sync::locked(&self.last).clone() {
             return Some(r);
         }
         self.broker().map(|b| b.report())
@@ -401,20 +395,20 @@ impl VmNet {
     /// Ends every relayed connection and stops the broker; its final report (kept for
     /// later calls). Blocking (joins the relay thread): not for the VMM thread.
     pub(crate) fn stop(&self) -> Option<NetworkReport> {
-        if let Some(q) = self.quit.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(q) = crate::sync::locked(&self.quit).take() {
             let _ = q.send(());
         }
-        let t = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let t = crate::sync::locked(&self.thread).take();
         if let Some(t) = t {
             let _ = t.join();
         }
-        let b = self.broker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let b = crate::sync::locked(&self.broker).take();
         if let Some(b) = b {
             let report = match Arc::try_unwrap(b) {
                 Ok(b) => b.stop(),
                 Err(b) => b.report(),
             };
-            *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+            *crate::sync::locked(&self.last) = Some(report);
         }
         self.report()
     }
@@ -522,9 +516,7 @@ fn relay_thread(
                                 let Some(net) = net.upgrade() else { break };
                                 let conn = Arc::new(Conn::default());
                                 conn.lock().open = Some(true);
-                                net.inward
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
+                                crate::sync::locked(&net.inward)
                                     .push_back((port, Arc::clone(&conn)));
                                 tokio::task::spawn_local(pump(s, conn, Arc::clone(&ctl)));
                                 ctl.input_arrived();
@@ -538,9 +530,7 @@ fn relay_thread(
                         let Some(net) = net.upgrade() else { continue };
                         let conn = Arc::new(Conn::default());
                         conn.lock().open = Some(true);
-                        net.inward
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
+                        crate::sync::locked(&net.inward)
                             .push_back((port, Arc::clone(&conn)));
                         tokio::task::spawn_local(pump_fd(fd, conn, Arc::clone(&ctl)));
                         ctl.input_arrived();

@@ -85,19 +85,19 @@ pub(crate) struct StdinQueue {
 impl StdinQueue {
     /// Appends data.
     pub(crate) fn push(&self, data: &[u8]) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = crate::sync::locked(&self.inner);
         g.0.extend(data);
     }
 
     /// Marks the end of input.
     pub(crate) fn close(&self) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        crate::sync::locked(&self.inner).1 = true;
     }
 
     /// Takes up to `max` bytes: `Some(bytes)` (empty at end of input), or `None` when
     /// nothing is there yet.
     pub(crate) fn take(&self, max: usize) -> Option<Vec<u8>> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = crate::sync::locked(&self.inner);
         if g.0.is_empty() {
             return if g.1 { Some(Vec::new()) } else { None };
         }
@@ -107,7 +107,7 @@ impl StdinQueue {
 
     /// True when a read would not block.
     pub(crate) fn ready(&self) -> bool {
-        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let g = crate::sync::locked(&self.inner);
         !g.0.is_empty() || g.1
     }
 }

@@ -153,10 +153,7 @@ pub(crate) struct Hub {
 impl Hub {
     /// Queues `cmd` and kicks the vCPU thread.
     pub(crate) fn send(&self, ctl: &Control, cmd: Cmd) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(cmd);
+        crate::sync::locked(&self.queue).push_back(cmd);
         self.pending.store(true, Ordering::SeqCst);
         ctl.input_arrived();
     }
@@ -168,7 +165,7 @@ impl Hub {
 
     /// Takes every queued command.
     pub(crate) fn take(&self) -> VecDeque<Cmd> {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = crate::sync::locked(&self.queue);
         self.pending.store(false, Ordering::SeqCst);
         std::mem::take(&mut *q)
     }

@@ -110,7 +110,7 @@ impl Snapshot {
 
     /// Bytes of guest memory in the snapshot's memory file.
     pub(crate) fn memory_bytes(&self) -> u64 {
-        self.image.lock().unwrap_or_else(|p| p.into_inner()).written
+        crate::sync::locked(&self.image).written
     }
 }
 
@@ -226,7 +226,7 @@ pub(crate) fn build(
     };
     crate::vfs::host::set_fd_budget(host_fds);
     let (mut kernel, held) = {
-        let img = snap.image.lock().unwrap_or_else(|p| p.into_inner());
+        let img = crate::sync::locked(&snap.image);
         let ram = private_ram(img.size, &img.layers)
             .map_err(|e| start_err("mapping the snapshot's memory", &e))?;
         let mut m = Memo::new(FdMode::Charged);

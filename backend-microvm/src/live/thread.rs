@@ -25,20 +25,20 @@ pub(super) struct Ending {
 
 impl Ending {
     fn finish(&self, note: Option<String>) {
-        *self.note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+        *crate::sync::locked(&self.note) = Some(note);
         self.cv.notify_all();
         self.notify.notify_one();
     }
 
     /// The end, once the thread ended.
     pub(super) fn ended(&self) -> Option<Option<String>> {
-        self.note.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::locked(&self.note).clone()
     }
 
     /// Waits (blocking) until the thread ended, at most `limit`.
     pub(super) fn wait(&self, limit: Duration) {
         let until = Instant::now() + limit;
-        let mut g = self.note.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = crate::sync::locked(&self.note);
         while g.is_none() {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
