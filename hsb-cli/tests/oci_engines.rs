@@ -556,60 +556,10 @@ fn docker_run_exec_stop_and_default_network() {
         "/www",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = docker(&[
-        "inspect",
-        "--format",
-        "{{.NetworkSettings.Networks.hsbtestnet.IPAddress}}",
-        "web",
-    ]);
-    let ip = stdout(&o).trim().to_string();
-    assert!(
-        ip.parse::<std::net::Ipv4Addr>().is_ok(),
-        "no address: {}",
-        text(&o)
-    );
-    let mut page = String::new();
-    let served = eventually(15, || {
-        page = http_get_at(&format!("{ip}:8080")).unwrap_or_default();
-        page.contains("served by hsb")
-    });
     // Published on the host's loopback by the engine (its userland proxy).
-    let o = docker(&["port", "web", "8080"]);
-    let published = stdout(&o)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let mut proxied = String::new();
-    let through_port = eventually(15, || {
-        proxied = http_get_at(&published).unwrap_or_default();
-        proxied.contains("served by hsb")
-    });
-    let _ = docker(&["rm", "-f", "web"]);
-    let _ = docker(&["network", "rm", "hsbtestnet"]);
-    assert!(
-        through_port,
-        "not reached through the published port {published:?}: {proxied}"
-    );
-    assert!(
-        served,
-        "the container's server was not reached at {ip}:8080: {page}"
-    );
-}
-
-/// A plain HTTP/1.0 GET of `/` from `addr`.
-fn http_get_at(addr: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(
-        &addr.parse().map_err(std::io::Error::other)?,
-        std::time::Duration::from_secs(2),
-    )?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
+    if let Err(e) = d.check_served_and_remove("hsbtestnet", "web") {
+        panic!("the container's server: {e}");
+    }
 }
 
 /// `podman run --tmpfs`: the engine's tmpfs option reaches the sandbox as an

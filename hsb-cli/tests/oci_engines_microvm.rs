@@ -497,52 +497,7 @@ fn docker_runs_the_container_in_a_microvm() {
         "/www",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = docker(&[
-        "inspect",
-        "--format",
-        "{{.NetworkSettings.Networks.hsbvmnet.IPAddress}}",
-        "vmweb",
-    ]);
-    let ip = stdout(&o).trim().to_string();
-    let mut page = String::new();
-    let served = eventually(20, || {
-        page = get_at(&format!("{ip}:8080")).unwrap_or_default();
-        page.contains("served by hsb")
-    });
-    let o = docker(&["port", "vmweb", "8080"]);
-    let published = stdout(&o)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let mut proxied = String::new();
-    let through_port = eventually(15, || {
-        proxied = get_at(&published).unwrap_or_default();
-        proxied.contains("served by hsb")
-    });
-    let _ = docker(&["rm", "-f", "vmweb"]);
-    let _ = docker(&["network", "rm", "hsbvmnet"]);
-    assert!(
-        served,
-        "the VM's server was not reached at {ip}:8080: {page}"
-    );
-    assert!(
-        through_port,
-        "not reached through the published port {published:?}: {proxied}"
-    );
-}
-
-/// A plain HTTP/1.0 GET of `/` from `addr`.
-fn get_at(addr: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(
-        &addr.parse().map_err(std::io::Error::other)?,
-        std::time::Duration::from_secs(2),
-    )?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
+    if let Err(e) = d.check_served_and_remove("hsbvmnet", "vmweb") {
+        panic!("the VM's server: {e}");
+    }
 }

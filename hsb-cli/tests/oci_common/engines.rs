@@ -522,3 +522,61 @@ impl Drop for Daemon {
         }
     }
 }
+
+impl Daemon {
+    /// Whether the Docker container `name`, serving "served by hsb" on port 8080 (busybox
+    /// httpd), answers at its address on the network `net` and through the port the
+    /// engine published on the host's loopback; then removes the container and the
+    /// network. `Err` says which was not reached and what came back.
+    pub(crate) fn check_served_and_remove(&self, net: &str, name: &str) -> Result<(), String> {
+        let docker = |args: &[&str]| output_within(self.docker().args(args), 90);
+        let out = |o: &Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
+        let format = format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}");
+        let ip = out(&docker(&["inspect", "--format", &format, name]));
+        let mut page = String::new();
+        let served = eventually(20, || {
+            page = http_get_at(&format!("{ip}:8080")).unwrap_or_default();
+            page.contains("served by hsb")
+        });
+        let o = docker(&["port", name, "8080"]);
+        let published = out(&o)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let mut proxied = String::new();
+        let through_port = eventually(15, || {
+            proxied = http_get_at(&published).unwrap_or_default();
+            proxied.contains("served by hsb")
+        });
+        let _ = docker(&["rm", "-f", name]);
+        let _ = docker(&["network", "rm", net]);
+        if ip.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(format!("{name} has no address on {net}: {ip:?}"));
+        }
+        if !served {
+            return Err(format!("{name} was not reached at {ip:?}:8080: {page}"));
+        }
+        if !through_port {
+            return Err(format!(
+                "{name} was not reached through the published port {published:?}: {proxied}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A plain HTTP/1.0 GET of `/` from `addr` (`HOST:PORT`).
+pub(crate) fn http_get_at(addr: &str) -> std::io::Result<String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect_timeout(
+        &addr.parse().map_err(std::io::Error::other)?,
+        Duration::from_secs(2),
+    )?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
