@@ -379,3 +379,59 @@ impl Drop for TestNetns {
 pub fn policy_with(extra: &str) -> String {
     format!("{}\n{extra}\n", hybrid_sandbox::EMBEDDED_DEFAULT)
 }
+
+/// Two servers for the secret tests: `api.test` over HTTPS with a certificate of a test
+/// CA the broker trusts, `other.test` over plain HTTP, and the profile `net` that allows
+/// both and gives the secret `TOKEN` (read from the variable `var`, set here to
+/// `secret`) to `api.test` only.
+#[derive(Debug)]
+pub struct SecretHosts {
+    /// Where the CA and the servers' files live.
+    pub dir: tempfile::TempDir,
+    /// The host that gets the secret.
+    pub api: WebServer,
+    /// A host that must see only the placeholder.
+    pub other: WebServer,
+    /// The profile's TOML (append `[profiles.net.limits]` and the like after it).
+    pub profile: String,
+}
+
+impl SecretHosts {
+    /// Starts both servers at `api_ip` and `other_ip`.
+    pub fn start(var: &str, secret: &str, api_ip: IpAddr, other_ip: IpAddr) -> SecretHosts {
+        std::env::set_var(var, secret);
+        let dir = crate::writable_tempdir();
+        let ca = TestCa::new(dir.path());
+        let (cert, key) = ca.leaf(&["api.test"]);
+        let api = WebServer::start(api_ip, dir.path(), Some((&cert, &key)), None);
+        let other = WebServer::start(other_ip, dir.path(), None, None);
+        let profile = format!(
+            r#"[profiles.net.network]
+mode = "egress"
+allow = ["api.test", "other.test"]
+hosts = {{ "api.test" = "{}", "other.test" = "{}" }}
+ca = "{}"
+[profiles.net.secrets]
+TOKEN = {{ from_env = "{var}", hosts = ["api.test"] }}
+"#,
+            api.addr.ip(),
+            other.addr.ip(),
+            ca.pem.display()
+        );
+        SecretHosts {
+            dir,
+            api,
+            other,
+            profile,
+        }
+    }
+}
+
+/// The placeholder the sandbox saw for `TOKEN`: the rest of its stdout line starting
+/// with `sandbox sees: `.
+pub fn placeholder_seen(o: &crate::Outcome) -> Option<String> {
+    o.stdout
+        .split(|b| *b == b'\n')
+        .find_map(|l| std::str::from_utf8(l).ok()?.strip_prefix("sandbox sees: "))
+        .map(str::to_string)
+}

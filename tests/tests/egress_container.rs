@@ -291,26 +291,10 @@ const SECRET: &str = "s3cr3t-value-7f9a";
 
 #[test]
 fn a_secret_reaches_only_its_host() {
-    std::env::set_var("HSB_EGRESS_TEST_SECRET", SECRET);
-    let dir = writable_tempdir();
-    let ca = TestCa::new(dir.path());
-    let (cert, key) = ca.leaf(&["api.test"]);
-    let api = WebServer::start(ip(28), dir.path(), Some((&cert, &key)), None);
-    let other = WebServer::start(ip(29), dir.path(), None, None);
+    let hosts = net::SecretHosts::start("HSB_EGRESS_TEST_SECRET", SECRET, ip(28), ip(29));
+    let (api, other) = (&hosts.api, &hosts.other);
     let (ap, op) = (api.addr.port(), other.addr.port());
-    let sb = sandbox(&format!(
-        r#"[profiles.net.network]
-mode = "egress"
-allow = ["api.test", "other.test"]
-hosts = {{ "api.test" = "{}", "other.test" = "{}" }}
-ca = "{}"
-[profiles.net.secrets]
-TOKEN = {{ from_env = "HSB_EGRESS_TEST_SECRET", hosts = ["api.test"] }}
-"#,
-        api.addr.ip(),
-        other.addr.ip(),
-        ca.pem.display()
-    ));
+    let sb = sandbox(&hosts.profile);
     let o = run_in(
         &sb,
         sh(&format!(
@@ -322,12 +306,7 @@ TOKEN = {{ from_env = "HSB_EGRESS_TEST_SECRET", hosts = ["api.test"] }}
              env | grep -c {SECRET} || true"
         )),
     );
-    let placeholder = o
-        .stdout
-        .split(|b| *b == b'\n')
-        .find_map(|l| std::str::from_utf8(l).ok()?.strip_prefix("sandbox sees: "))
-        .expect("the variable")
-        .to_string();
+    let placeholder = net::placeholder_seen(&o).expect("the variable");
     assert!(placeholder.starts_with("hsb-placeholder-"), "{}", show(&o));
     // The real server got the value, three times (bearer, bearer via the proxy, basic).
     let log = api.log();

@@ -470,26 +470,10 @@ PY
         if !super::vm_ready() {
             return;
         }
-        std::env::set_var("HSB_VM_EGRESS_SECRET", SECRET);
-        let dir = writable_tempdir();
-        let ca = TestCa::new(dir.path());
-        let (cert, key) = ca.leaf(&["api.test"]);
-        let api = WebServer::start(ip(74), dir.path(), Some((&cert, &key)), None);
-        let other = WebServer::start(ip(75), dir.path(), None, None);
+        let hosts = net::SecretHosts::start("HSB_VM_EGRESS_SECRET", SECRET, ip(74), ip(75));
+        let (api, other) = (&hosts.api, &hosts.other);
         let (ap, op) = (api.addr.port(), other.addr.port());
-        let sb = sandbox(&format!(
-            r#"[profiles.net.network]
-mode = "egress"
-allow = ["api.test", "other.test"]
-hosts = {{ "api.test" = "{}", "other.test" = "{}" }}
-ca = "{}"
-[profiles.net.secrets]
-TOKEN = {{ from_env = "HSB_VM_EGRESS_SECRET", hosts = ["api.test"] }}
-"#,
-            api.addr.ip(),
-            other.addr.ip(),
-            ca.pem.display()
-        ));
+        let sb = sandbox(&hosts.profile);
         let o = run_in(
             &sb,
             vm_sh(&format!(
@@ -506,12 +490,8 @@ PY
                  env | grep -c {SECRET} || true"
             )),
         );
-        let placeholder = o
-            .stdout
-            .split(|b| *b == b'\n')
-            .find_map(|l| std::str::from_utf8(l).ok()?.strip_prefix("sandbox sees: "))
-            .unwrap_or_else(|| panic!("the variable: {}", show(&o)))
-            .to_string();
+        let placeholder =
+            net::placeholder_seen(&o).unwrap_or_else(|| panic!("the variable: {}", show(&o)));
         assert!(placeholder.starts_with("hsb-placeholder-"), "{}", show(&o));
         assert!(stdout(&o).contains("urllib "), "{}", show(&o));
         let log = api.log();
