@@ -183,21 +183,7 @@ fn egress_rules_exposed_ports_and_decisions_through_the_api() {
     );
 
     // The exposed port answers from the host once a server listens in the sandbox.
-    let serve = r#"{"argv":["sh","-c","mkdir -p /tmp/www && echo served-by-the-sandbox > /tmp/www/index.html && cd /tmp/www && (python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 &)"]}"#;
-    let (st, v) = server.json("POST", &format!("/v1/sandboxes/{id}/exec"), serve);
-    assert_eq!(st, 200, "{v}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut page = String::new();
-    while Instant::now() < deadline && !page.contains("served-by") {
-        if let Ok(mut s) = TcpStream::connect(host) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
-            page.clear();
-            let _ = s.read_to_string(&mut page);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(page.contains("served-by-the-sandbox"), "{page}");
+    serves_on_exposed_port(&server, &id, host, "sandbox");
 
     // The CLI shows the same.
     let o = server.hsb(&["sandbox", "ls"]);
@@ -322,21 +308,7 @@ fn microvm_egress_and_exposed_port_through_the_api() {
             .any(|d| d["name"] == "other.test" && d["verdict"] == "denied"),
         "{n}"
     );
-    let serve = r#"{"argv":["sh","-c","mkdir -p /tmp/www && echo served-by-the-vm > /tmp/www/index.html && cd /tmp/www && (python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 &)"]}"#;
-    let (st, v) = server.json("POST", &format!("/v1/sandboxes/{id}/exec"), serve);
-    assert_eq!(st, 200, "{v}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut page = String::new();
-    while Instant::now() < deadline && !page.contains("served-by") {
-        if let Ok(mut s) = TcpStream::connect(host) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
-            page.clear();
-            let _ = s.read_to_string(&mut page);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(page.contains("served-by-the-vm"), "{page}");
+    serves_on_exposed_port(&server, &id, host, "vm");
     let o = server.hsb(&["sandbox", "ls"]);
     let ls = out(&o);
     assert!(
@@ -345,4 +317,27 @@ fn microvm_egress_and_exposed_port_through_the_api() {
     );
     let (st, _) = server.json("DELETE", &format!("/v1/sandboxes/{id}"), "");
     assert_eq!(st, 204);
+}
+
+/// Starts a web server on port 8000 inside the sandbox `id` (through an exec) and checks
+/// that the host reaches it at the exposed address `host`, serving `served-by-the-TAG`.
+fn serves_on_exposed_port(server: &Server, id: &str, host: SocketAddr, tag: &str) {
+    let serve = format!(
+        r#"{{"argv":["sh","-c","mkdir -p /tmp/www && echo served-by-the-{tag} > /tmp/www/index.html && cd /tmp/www && (python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 &)"]}}"#
+    );
+    let (st, v) = server.json("POST", &format!("/v1/sandboxes/{id}/exec"), &serve);
+    assert_eq!(st, 200, "{v}");
+    let want = format!("served-by-the-{tag}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut page = String::new();
+    while Instant::now() < deadline && !page.contains(&want) {
+        if let Ok(mut s) = TcpStream::connect(host) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
+            page.clear();
+            let _ = s.read_to_string(&mut page);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(page.contains(&want), "{page}");
 }
