@@ -180,6 +180,9 @@ pub(crate) struct Control {
     pub(crate) wake_lock: Mutex<()>,
     /// Set when new stdin data arrived (checked under `wake_lock`).
     pub(crate) input: AtomicBool,
+    /// Set when the egress relay changed a relayed connection (bytes, an answer, a
+    /// host client): the scheduler then pumps them (see `linux/egress.rs`).
+    pub(crate) relayed: AtomicBool,
     /// The vCPU thread sleeps in [`Control::wait_until`] (set and cleared under
     /// `wake_lock`): new input then needs no kick out of `KVM_RUN`.
     sleeping: AtomicBool,
@@ -193,6 +196,7 @@ impl Default for Control {
             wake: Condvar::new(),
             wake_lock: Mutex::new(()),
             input: AtomicBool::new(false),
+            relayed: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
         }
     }
@@ -220,6 +224,13 @@ impl Control {
     pub(crate) fn notify(&self) {
         let _g = self.wake_lock.lock();
         self.wake.notify_all();
+    }
+
+    /// The relay changed a relayed connection: the scheduler looks at them, woken as
+    /// for new input.
+    pub(crate) fn relay_changed(&self) {
+        self.relayed.store(true, Ordering::SeqCst);
+        self.input_arrived();
     }
 
     /// New stdin data (or its end) arrived: the vCPU thread looks at once, whether it

@@ -10,7 +10,7 @@
 //!   an address that is not the VM's own, and moves bytes between the descriptor the
 //!   broker handed over and two byte queues ([`Conn`]) that the VMM thread fills and
 //!   empties with the guest socket's buffers (`linux/egress.rs`). The relay wakes a
-//!   waiting VMM thread as stdin data does ([`Control::input_arrived`]); the VMM thread
+//!   waiting VMM thread as stdin data does ([`Control::relay_changed`]); the VMM thread
 //!   wakes the relay through a [`Notify`] (a futex or an eventfd write: both on its
 //!   allowlist already).
 //!
@@ -481,7 +481,7 @@ fn relay_thread(
                                     st.error = libc::ECONNREFUSED;
                                 }
                             }
-                            ctl.input_arrived();
+                            ctl.relay_changed();
                         }
                         // The engine's namespace: a real connection there.
                         None => {
@@ -491,7 +491,7 @@ fn relay_thread(
                                     Ok(s) => {
                                         let _ = s.set_nodelay(true);
                                         conn.lock().open = Some(true);
-                                        ctl.input_arrived();
+                                        ctl.relay_changed();
                                         pump(s, conn, ctl).await;
                                     }
                                     Err(e) => {
@@ -499,7 +499,7 @@ fn relay_thread(
                                         st.open = Some(false);
                                         st.error = e.raw_os_error().unwrap_or(libc::ECONNREFUSED);
                                         drop(st);
-                                        ctl.input_arrived();
+                                        ctl.relay_changed();
                                     }
                                 }
                             });
@@ -519,7 +519,7 @@ fn relay_thread(
                                 crate::sync::locked(&net.inward)
                                     .push_back((port, Arc::clone(&conn)));
                                 tokio::task::spawn_local(pump(s, conn, Arc::clone(&ctl)));
-                                ctl.input_arrived();
+                                ctl.relay_changed();
                             }
                         });
                     }
@@ -533,7 +533,7 @@ fn relay_thread(
                         crate::sync::locked(&net.inward)
                             .push_back((port, Arc::clone(&conn)));
                         tokio::task::spawn_local(pump_fd(fd, conn, Arc::clone(&ctl)));
-                        ctl.input_arrived();
+                        ctl.relay_changed();
                     }
                     None => break,
                 },
@@ -576,7 +576,7 @@ async fn datagrams(d: Arc<Datagrams>, ctl: Arc<Control>) {
                 st.incoming_bytes += n;
                 st.incoming.push_back((from, buf[..n].to_vec()));
                 drop(st);
-                ctl.input_arrived();
+                ctl.relay_changed();
             }
             _ = d.send.notified() => {}
         }
@@ -590,7 +590,7 @@ async fn pump_fd(fd: OwnedFd, conn: Arc<Conn>, ctl: Arc<Control>) {
         let mut st = conn.lock();
         st.in_eof = true;
         drop(st);
-        ctl.input_arrived();
+        ctl.relay_changed();
         return;
     };
     pump(stream, conn, ctl).await;
@@ -627,14 +627,14 @@ where
             if n == 0 {
                 st.in_eof = true;
                 drop(st);
-                ctl.input_arrived();
+                ctl.relay_changed();
                 return;
             }
             let was_empty = st.inbound.is_empty();
             st.inbound.extend(&buf[..n]);
             drop(st);
             if was_empty {
-                ctl.input_arrived();
+                ctl.relay_changed();
             }
         }
     };
@@ -659,7 +659,7 @@ where
             }
             if full {
                 // The guest's writer may wait for this room.
-                ctl.input_arrived();
+                ctl.relay_changed();
             }
             if wr.write_all(&buf).await.is_err() {
                 // The host side went: what the guest still sends is dropped.

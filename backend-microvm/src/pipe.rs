@@ -9,7 +9,7 @@
 //! every slot is taken, whatever they hold. This is what makes a write of at most
 //! `PIPE_BUF` bytes atomic, and what `F_SETPIPE_SZ` resizes. Socket pairs count bytes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
@@ -80,6 +80,10 @@ pub(crate) struct Pipe {
     /// rest of the default until set, as Linux's send buffer grows); the capacity is
     /// their sum.
     shares: Option<[usize; 2]>,
+    /// Set whenever the guest moves bytes through, resizes or closes an end of this
+    /// pipe: a relayed connection's buffers tell the egress pump there is work (see
+    /// `linux/egress.rs`), so idle connections cost nothing per syscall.
+    pub(crate) watch: Option<Rc<Cell<bool>>>,
 }
 
 /// What each datagram costs of a socket's capacity besides its bytes (its length is
@@ -129,6 +133,14 @@ impl Pipe {
             total_out: 0,
             reset: 0,
             shares: None,
+            watch: None,
+        }
+    }
+
+    /// Tells the watcher, if any, that this pipe changed.
+    fn touch(&self) {
+        if let Some(w) = &self.watch {
+            w.set(true);
         }
     }
 
@@ -139,6 +151,7 @@ impl Pipe {
         sh[usize::from(!receiver)] = bytes;
         self.shares = Some(sh);
         self.capacity = sh[0] + sh[1];
+        self.touch();
     }
 
     /// Bytes of the capacity in use (datagrams count their overhead).
@@ -281,6 +294,7 @@ impl Pipe {
                 }
                 Mode::Stream => self.total_out += take as u64,
             }
+            self.touch();
         }
         Read::Data { n, full: avail }
     }
@@ -334,6 +348,7 @@ impl Pipe {
             self.total_in += n as u64;
         }
         self.buf.extend(&data[..n]);
+        self.touch();
         Write::Wrote(n)
     }
 
@@ -420,6 +435,7 @@ impl Drop for PipeEnd {
         } else {
             p.readers -= 1;
         }
+        p.touch();
     }
 }
 
@@ -449,6 +465,9 @@ impl crate::snap::Snap for Pipe {
             total_out: self.total_out,
             reset: self.reset,
             shares: self.shares,
+            // Only a relayed connection's pipes are watched, and a sandbox with
+            // relayed connections takes no snapshot.
+            watch: None,
         })
     }
 }

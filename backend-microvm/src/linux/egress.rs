@@ -10,9 +10,12 @@
 //! Nothing here makes a host call: the queues are memory shared with the relay thread
 //! under a lock, and the relay is woken through a `Notify`.
 
+use std::cell::Cell;
 use std::net::{IpAddr, SocketAddrV4};
 use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sandbox_core::network::{BROKER_ADDR, SANDBOX_ADDR};
 
@@ -31,6 +34,10 @@ const DNS_PORT: u16 = 53;
 /// What each direction of a relayed connection may hold when the sandbox's memory has
 /// no room for its queues (at most 128 KiB per connection, 128 MiB per sandbox).
 const UNCHARGED: usize = 64 << 10;
+/// How often every relayed connection is looked at even when neither side said it
+/// changed: what waits for memory to be freed (a starved receive buffer, a full
+/// reserve) or for a closed guest UDP socket to be noticed.
+const SWEEP_EVERY: Duration = Duration::from_millis(2);
 
 /// The sandbox's relayed connections.
 #[derive(Debug)]
@@ -43,6 +50,13 @@ pub(crate) struct Egress {
     /// The source port the next host client of an exposed port shows.
     next_port: u16,
     scratch: Vec<u8>,
+    /// Set by the guest side of the relayed connections' buffers (a read, a write, a
+    /// resize, a close: [`pipe::Pipe::watch`]) and by a new connection: the next
+    /// pump looks at them. With the relay's flag (`Control::relayed`) it keeps the
+    /// scheduler from visiting every idle connection after each syscall.
+    touched: Rc<Cell<bool>>,
+    /// When every connection is looked at regardless (see [`SWEEP_EVERY`]).
+    next_sweep: Instant,
 }
 
 /// One relayed connection, guest side.
@@ -71,16 +85,22 @@ impl Egress {
             udp: Vec::new(),
             next_port: 40000,
             scratch: Vec::new(),
+            touched: Rc::new(Cell::new(false)),
+            next_sweep: Instant::now(),
         }
     }
 }
 
 /// Links `s` (a TCP socket) to a peer no guest holds; the peer's two ends.
-fn link_relay(s: &super::fd::Socket) -> (Option<PipeEnd>, Option<PipeEnd>) {
+/// The guest's use of them sets `watch`.
+fn link_relay(s: &super::fd::Socket, watch: &Rc<Cell<bool>>) -> (Option<PipeEnd>, Option<PipeEnd>) {
     let peer = inet::new_inet(false, SOCK_STREAM, IPPROTO_TCP);
     link_sized(s, &peer, TCP_BUFFER);
     let to_guest = peer.tx.borrow_mut().take();
     let from_guest = peer.rx.borrow_mut().take();
+    for end in to_guest.iter().chain(&from_guest) {
+        end.pipe.borrow_mut().watch = Some(Rc::clone(watch));
+    }
     (to_guest, from_guest)
 }
 
@@ -125,6 +145,7 @@ impl Kernel {
         }
         if let Some(eg) = self.egress.as_mut() {
             let conn = eg.net.connect(SocketAddrV4::new(a, port));
+            eg.touched.set(true);
             eg.links.push(Link {
                 conn,
                 pending: Some(Rc::downgrade(f)),
@@ -265,25 +286,36 @@ impl Kernel {
     /// Moves what the relay brought into the guest's sockets and what the guest wrote
     /// out to the relay; completes connects the broker answered; queues host clients
     /// of exposed ports on the guest's listeners. Called by the scheduler each time it
-    /// looks (after every syscall, and when woken).
+    /// looks (after every syscall, and when woken); does nothing unless the relay or
+    /// the guest changed something since, or the periodic sweep is due.
     pub(crate) fn pump_egress(&mut self) {
         let Some(mut eg) = self.egress.take() else {
             return;
         };
-        while let Some((port, conn)) = eg.net.take_inward() {
-            self.inward(&mut eg, port, conn);
+        let now = Instant::now();
+        // The relay's flag is taken before its queues are read: what it adds later
+        // sets the flag again.
+        let relayed = self.ctl.relayed.swap(false, Ordering::SeqCst);
+        if relayed || eg.touched.get() || now >= eg.next_sweep {
+            eg.next_sweep = now + SWEEP_EVERY;
+            while let Some((port, conn)) = eg.net.take_inward() {
+                self.inward(&mut eg, port, conn);
+            }
+            let mut links = std::mem::take(&mut eg.links);
+            links.retain_mut(|l| self.pump_link(l, &mut eg.scratch, &eg.touched));
+            eg.links = links;
+            let mut udp = std::mem::take(&mut eg.udp);
+            self.deliver_datagrams(&mut udp);
+            eg.udp = udp;
+            // The pump's own reads and writes of the guest's buffers set it too; only
+            // the guest's, between two pumps, count.
+            eg.touched.set(false);
         }
-        let mut links = std::mem::take(&mut eg.links);
-        links.retain_mut(|l| self.pump_link(l, &mut eg.scratch));
-        eg.links = links;
-        let mut udp = std::mem::take(&mut eg.udp);
-        self.deliver_datagrams(&mut udp);
-        eg.udp = udp;
         self.egress = Some(eg);
     }
 
     /// One connection; `false` once it is over on both sides.
-    fn pump_link(&mut self, l: &mut Link, scratch: &mut Vec<u8>) -> bool {
+    fn pump_link(&mut self, l: &mut Link, scratch: &mut Vec<u8>, watch: &Rc<Cell<bool>>) -> bool {
         if let Some(w) = &l.pending {
             let open = l.conn.lock().open;
             let Some(f) = w.upgrade() else {
@@ -310,7 +342,7 @@ impl Kernel {
                 }
                 return false;
             }
-            (l.to_guest, l.from_guest) = link_relay(s);
+            (l.to_guest, l.from_guest) = link_relay(s, watch);
             if let Some(mut st) = state(s) {
                 st.connect = Connect::InProgress;
             };
@@ -468,7 +500,7 @@ impl Kernel {
             return refuse(&conn);
         }
         let server = inet::new_inet(lv6, SOCK_STREAM, IPPROTO_TCP);
-        let (to_guest, from_guest) = link_relay(&server);
+        let (to_guest, from_guest) = link_relay(&server, &eg.touched);
         if let Some(mut st) = state(&server) {
             st.local = Some((dst, port));
             st.peer = Some(peer);
