@@ -1,5 +1,6 @@
 //! Container start-to-exit of `/bin/true`, side by side with bubblewrap and a bare
-//! fork/exec, in one run. Not a test: it prints a table and the ratios.
+//! fork/exec, and a static program through the CLI in each backend, in one run. Not a
+//! test: it prints a table and the ratios.
 //!
 //! `cargo bench -p hsb-cli --bench container [-- RUNS]`
 
@@ -182,6 +183,23 @@ fn main() {
             .skip(10)
             .collect();
     let cli = time_cmd(&[hsb, "run", "--", "/bin/true"], runs);
+    // Issue 17's pair: a static program one-shot through the CLI in each backend.
+    let static_true = |iso: &str| {
+        time_cmd(
+            &[
+                hsb,
+                "run",
+                "--isolation",
+                iso,
+                "--",
+                "/usr/bin/busybox",
+                "true",
+            ],
+            runs,
+        )
+    };
+    let cli_static_container = static_true("container");
+    let cli_static_vm = static_true("microvm");
     let plan = sandbox
         .plan(&Workload::new("/bin/true", Vec::<String>::new()))
         .expect("plan");
@@ -202,6 +220,14 @@ fn main() {
             image,
         ),
         ("hybrid-sandbox CLI (`hsb run -- /bin/true`)", cli),
+        (
+            "CLI, container, static busybox true (`--isolation container`)",
+            cli_static_container,
+        ),
+        (
+            "CLI, micro-VM, static busybox true (`--isolation microvm`)",
+            cli_static_vm,
+        ),
         (
             "bwrap --unshare-all --die-with-parent (same mounts, /proc, /dev, /tmp)",
             vec![],
