@@ -39,6 +39,7 @@
 mod abi;
 mod backend;
 mod confine;
+mod cpuid_cache;
 mod errno;
 mod guest;
 mod kick;

@@ -49,9 +49,17 @@ pub(crate) fn kvm_host() -> Result<&'static KvmHost, VmError> {
     }
     let kvm =
         Kvm::new().map_err(|e| VmError::Open(std::io::Error::from_raw_os_error(e.errno())))?;
-    let cpuid = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    let cached = crate::cpuid_cache::load().and_then(|e| CpuId::from_entries(&e).ok());
+    let cpuid = match cached {
+        Some(c) => c,
+        None => {
+            let c = kvm
+                .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+                .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+            crate::cpuid_cache::store(c.as_slice());
+            c
+        }
+    };
     Ok(HOST.get_or_init(|| KvmHost { kvm, cpuid }))
 }
 
