@@ -80,6 +80,15 @@ async fn feed(live: &Live, add: u32) -> (u64, String, String) {
     }
 }
 
+/// `live.fork()`, failing the test (instead of hanging it) when it takes a minute.
+async fn fork_within(live: &Live, what: &str) -> Live {
+    match tokio::time::timeout(Duration::from_secs(60), live.fork()).await {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => panic!("{what}: {}", e.chain()),
+        Err(_) => panic!("{what}: no answer within a minute"),
+    }
+}
+
 /// A live sandbox whose Python counter runs in the background, blocked on the FIFO.
 async fn counter_sandbox() -> Live {
     let live = create(vm()).await;
@@ -364,20 +373,16 @@ fn hundreds_of_forks_of_a_changing_vm_stay_within_host_limits() {
                 count += 1;
                 assert_eq!(feed(&parent, 1).await.0, count);
             }
-            let f = parent
-                .fork()
-                .await
-                .unwrap_or_else(|e| panic!("fork {i}: {}", e.chain()));
+            // Each fork comes right after the counter answered, while its Python
+            // blocks again: a snapshot asked for between that syscall's exit and the
+            // scheduler's sleep must still be taken (it once waited for the next
+            // command, forever).
+            let f = fork_within(&parent, &format!("fork {i}")).await;
             f.destroy().await.unwrap();
         }
         let mut clones = Vec::new();
         for i in 0..60 {
-            clones.push(
-                parent
-                    .fork()
-                    .await
-                    .unwrap_or_else(|e| panic!("live fork {i}: {}", e.chain())),
-            );
+            clones.push(fork_within(&parent, &format!("live fork {i}")).await);
         }
         for (i, c) in clones.iter().enumerate() {
             assert_eq!(feed(c, i as u32).await.0, count + i as u64, "clone {i}");

@@ -144,6 +144,13 @@ impl Kernel {
             };
             let paused = live.paused;
             if !live.hub.pending() && !paused {
+                // A snapshot asked for where the task was not at a boundary (the
+                // vCPU stopped mid-way) is taken at the next boundary, whether or not
+                // more commands came since: the scheduler may be about to sleep with
+                // every task blocked, and nothing else would bring it back here.
+                if self.boundary && self.snapshot_pending() {
+                    return Err(Stop::Snapshot);
+                }
                 return Ok(());
             }
             let cmds = live.hub.take();
