@@ -40,16 +40,23 @@ struct Remote {
 }
 
 pub(crate) fn live(client: Client, info: SandboxInfo, owned: bool) -> hybrid_sandbox::Live {
-    hybrid_sandbox::Live::from_sandbox(Arc::new(Remote {
-        client,
-        id: info.id,
-        isolation: info.isolation,
-        decision: info.decision,
-        enforcement: info.enforcement,
-        state: Mutex::new((info.state, info.ended)),
-        exposed: info.exposed,
-        owned,
-    }))
+    hybrid_sandbox::Live::from_sandbox(Arc::new(Remote::new(client, info, owned)))
+}
+
+impl Remote {
+    /// The server's sandbox `info`; `owned`: destroyed when the last handle goes.
+    fn new(client: Client, info: SandboxInfo, owned: bool) -> Remote {
+        Remote {
+            client,
+            id: info.id,
+            isolation: info.isolation,
+            decision: info.decision,
+            enforcement: info.enforcement,
+            state: Mutex::new((info.state, info.ended)),
+            exposed: info.exposed,
+            owned,
+        }
+    }
 }
 
 /// A snapshot on the server (`POST /v1/sandboxes/{id}/snapshot`); each start is a
@@ -86,16 +93,7 @@ impl hybrid_sandbox::LiveSnapshot for RemoteSnapshot {
                 std::io::Error::other(e.chain()),
             )
         })?;
-        Ok(Arc::new(Remote {
-            client: self.client.clone(),
-            id: info.id,
-            isolation: info.isolation,
-            decision: info.decision,
-            enforcement: info.enforcement,
-            state: Mutex::new((info.state, info.ended)),
-            exposed: info.exposed,
-            owned: true,
-        }))
+        Ok(Arc::new(Remote::new(self.client.clone(), info, true)))
     }
 }
 
