@@ -4,7 +4,7 @@
 //! attack (`..`, absolute escapes, planted symlinks), sizes charged to the sandbox,
 //! stats, destroy, lifetime and idle timeout, drop, and many sandboxes at once.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hsb_tests::*;
 use hybrid_sandbox::{
@@ -648,32 +648,54 @@ fn resume_continues_at_once() {
         let live = create(LiveOptions::default()).await;
         let o = sh_out(
             &live,
-            "(while :; do date +%s%N >> /tmp/ticks; sleep 0.02; done) >/dev/null 2>&1 &",
+            "(python3 -c 'import time\nwhile True:\n    with open(\"/tmp/ticks\", \"a\") as f: f.write(f\"{time.time_ns()}\\n\")\n    time.sleep(0.02)' >/dev/null 2>&1 &)",
         )
         .await;
         assert_eq!(o.exit_code, Some(0), "{o:?}");
-        let count = |live: Live| async move {
-            let o = live
-                .exec(["busybox", "wc", "-l", "/tmp/ticks"])
-                .await
-                .unwrap();
+        // The ticks the loop wrote (nanoseconds since the epoch, the host's clock).
+        let ticks = |live: Live| async move {
+            let o = live.exec(["busybox", "cat", "/tmp/ticks"]).await.unwrap();
             stdout(&o)
-                .split_whitespace()
-                .next()
-                .unwrap_or("0")
-                .parse::<u64>()
-                .unwrap_or(0)
+                .lines()
+                .filter_map(|l| l.trim().parse::<u128>().ok())
+                .collect::<Vec<_>>()
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = count(live.clone()).await;
-        assert!(before > 3, "{before}");
+        let now_ns = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        };
+        // Running: ticks come (however loaded the machine is).
+        let until = Instant::now() + Duration::from_secs(60);
+        while ticks(live.clone()).await.len() < 4 {
+            assert!(Instant::now() < until, "the loop never ticked");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         live.pause().await.unwrap();
+        let paused = now_ns();
         tokio::time::sleep(Duration::from_millis(400)).await;
+        let resuming = now_ns();
         live.resume().await.unwrap();
-        let after_pause = count(live.clone()).await;
-        assert!(after_pause < before + 10, "{before} then {after_pause}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let later = count(live.clone()).await;
-        assert!(later > after_pause + 3, "{before} {after_pause} {later}");
+        // Paused: no tick was written while it was (20 ms of slack at each end: a
+        // tick in flight as the pause came, the guest's clock against the host's).
+        let during: Vec<_> = ticks(live.clone())
+            .await
+            .into_iter()
+            .filter(|&t| t > paused + 20_000_000 && t + 20_000_000 < resuming)
+            .collect();
+        assert!(during.is_empty(), "ticks while paused: {during:?}");
+        // Resumed: it goes on.
+        let until = Instant::now() + Duration::from_secs(60);
+        while ticks(live.clone())
+            .await
+            .iter()
+            .filter(|&&t| t > resuming)
+            .count()
+            < 3
+        {
+            assert!(Instant::now() < until, "no tick after the resume");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     });
 }
