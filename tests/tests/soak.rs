@@ -75,14 +75,18 @@ fn rss_kib() -> u64 {
 
 /// Entries of the host's temp directory that hybrid-sandbox could have made (it makes
 /// none by design; other programs on a shared machine may make theirs meanwhile).
-fn tmp_entries() -> usize {
+/// The names in the temporary directory that look like ours. Compared as sets: an
+/// entry another process (an earlier test's teardown) removes meanwhile is no leak;
+/// one that appeared and stayed is.
+fn tmp_entries() -> std::collections::BTreeSet<String> {
     std::fs::read_dir(std::env::temp_dir())
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().contains("hsb"))
-                .count()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("hsb"))
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
 /// The footprint once the warm-up runs have finished tearing down (no sandbox of ours
@@ -169,7 +173,8 @@ fn sequential(isolation: IsolationRequest, n: usize) {
         n as f64 / elapsed.as_secs_f64()
     );
     assert_eq!(after, before, "something leaked");
-    assert_eq!(tmp_entries(), tmp0, "temp files left behind");
+    let left: Vec<_> = tmp_entries().difference(&tmp0).cloned().collect();
+    assert!(left.is_empty(), "temp files left behind: {left:?}");
     assert!(
         grown < 16 * 1024,
         "the caller grew by {grown} KiB over {n} runs"
