@@ -20,6 +20,7 @@ pub mod blocking;
 mod image;
 mod live;
 mod sandbox;
+mod template;
 
 pub use image::import_options;
 pub use live::{Live, Snapshot};
@@ -28,11 +29,13 @@ pub use sandbox_images::{
     ImageConfig, ImageError, ImageRecord, ImageStore, ImportOptions, LimitKind, PerImageLimits,
     UnpackLimits,
 };
+pub use template::{TemplateInfo, TemplateRun};
 
 pub use sandbox_core::network;
 pub use sandbox_core::{
     live::ByteStream, EndReason, ExecLimits, ExecRequest, FileData, FileKind, FileStat, LiveError,
-    LiveOptions, LiveSandbox, LiveSnapshot, LiveState, LiveStats, TtySize,
+    LiveOptions, LiveSandbox, LiveSnapshot, LiveState, LiveStats, Parked, ParkedExec, TemplateDef,
+    TtySize,
 };
 pub use sandbox_core::{
     units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,

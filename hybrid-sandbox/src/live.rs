@@ -55,6 +55,17 @@ impl Snapshot {
     pub fn inner(&self) -> &Arc<dyn sandbox_core::LiveSnapshot> {
         &self.snapshot
     }
+
+    /// A sandbox started from this snapshot by the backend, as a [`Live`] that keeps
+    /// the image layers it stands on.
+    pub(crate) fn adopt(&self, sandbox: Arc<dyn LiveSandbox>) -> Live {
+        Live {
+            inner: Arc::new(Inner {
+                sandbox,
+                _layers: self.layers.clone(),
+            }),
+        }
+    }
 }
 
 /// A live sandbox. Cheap to clone (all clones are the same sandbox); it is destroyed by

@@ -34,6 +34,15 @@ pub enum Error {
     /// An operation on a live sandbox failed.
     #[error("live sandbox")]
     Live(#[source] sandbox_core::LiveError),
+    /// A warm template could not be built or run (its program ended before it waited
+    /// on its stdin: the message shows its stderr).
+    #[error("template `{name}`: {message}")]
+    Template {
+        /// The template's name.
+        name: String,
+        /// What went wrong, in words.
+        message: String,
+    },
 }
 
 impl Error {
@@ -76,6 +85,7 @@ impl Error {
             Error::Image(_) | Error::ImageUse(_) => "image",
             Error::Runtime(_) => "runtime",
             Error::Live(e) => e.kind(),
+            Error::Template { .. } => "template",
         }
     }
 }
@@ -89,6 +99,7 @@ pub struct Sandbox {
     images: Arc<sandbox_images::ImageStore>,
     container: Arc<dyn Backend>,
     microvm: Arc<dyn Backend>,
+    templates: Arc<crate::template::Templates>,
 }
 
 impl Sandbox {
@@ -102,6 +113,19 @@ impl Sandbox {
             )),
             container: Arc::new(ContainerBackend::new()),
             microvm: Arc::new(backend_microvm::MicroVmBackend::new()),
+            templates: Arc::default(),
+        }
+    }
+
+    pub(crate) fn templates(&self) -> &crate::template::Templates {
+        &self.templates
+    }
+
+    /// This sandbox with no template built (what a template's pool uses: no cycle).
+    pub(crate) fn without_templates(&self) -> Sandbox {
+        Sandbox {
+            templates: Arc::default(),
+            ..self.clone()
         }
     }
 

@@ -29,7 +29,7 @@ pub use image_limits::ImageLimits;
 pub use limits::{LimitOverrides, Limits};
 pub use live::{
     EndReason, ExecLimits, ExecRequest, FileData, FileKind, FileStat, LiveError, LiveOptions,
-    LiveSandbox, LiveSnapshot, LiveState, LiveStats, TtySize,
+    LiveSandbox, LiveSnapshot, LiveState, LiveStats, Parked, ParkedExec, TtySize,
 };
 pub use outcome::{
     Decision, EnforcementLevel, EnforcementReport, FallbackTaken, LandlockReport, LimitMechanism,
@@ -40,8 +40,8 @@ pub use plan::{
     ROOT_MODE_HOST_ID, SANDBOX_GID, SANDBOX_UID,
 };
 pub use policy::{
-    did_you_mean, EffectiveProfile, Floor, Location, Policy, PolicyError, EMBEDDED_DEFAULT,
-    EMBEDDED_ORIGIN,
+    did_you_mean, EffectiveProfile, Floor, Location, Policy, PolicyError, TemplateDef,
+    EMBEDDED_DEFAULT, EMBEDDED_ORIGIN,
 };
 pub use selection::{HostSupport, SelectionError};
 pub use types::{Isolation, IsolationRequest, Need, Network, SeccompAction};

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
 use crate::backend::{Execution, SpawnError};
-use crate::outcome::{Decision, EnforcementReport};
+use crate::outcome::{Decision, EnforcementReport, Outcome};
 use crate::types::Isolation;
 use crate::units::ByteSize;
 use crate::workload::Stdin;
@@ -395,6 +395,21 @@ pub trait LiveSandbox: Send + Sync + fmt::Debug {
         self.snapshot().await?.start().await
     }
 
+    /// Starts `request` (its stdin a stream nothing is written to) and waits, at most
+    /// `within`, until it first blocks reading its stdin with nothing to read — the
+    /// state of a warm template — or ends. Micro-VM only; the condition is the
+    /// backend's (see `backend-microvm`'s `live/park.rs`).
+    async fn exec_parked(
+        &self,
+        _request: ExecRequest,
+        _within: std::time::Duration,
+    ) -> Result<Parked, LiveError> {
+        Err(LiveError::Unsupported(format!(
+            "a live {} sandbox cannot tell when a program waits on its stdin",
+            self.isolation()
+        )))
+    }
+
     /// Its network (`egress`): the mode, every decision of the broker so far (final once
     /// destroyed) and where the host reaches its exposed ports. `None` without a broker.
     fn network(&self) -> Option<crate::network::NetworkReport> {
@@ -421,6 +436,57 @@ pub trait LiveSnapshot: Send + Sync + fmt::Debug {
     fn memory_bytes(&self) -> u64;
     /// Starts a new live sandbox from it.
     async fn start(&self) -> Result<std::sync::Arc<dyn LiveSandbox>, LiveError>;
+
+    /// Starts a new live sandbox from it and takes over `exec`, parked on its stdin
+    /// when the snapshot was taken ([`LiveSandbox::exec_parked`]): it reads `stdin`
+    /// then end of file, under `limits` (unset ones: the sandbox's), and its
+    /// execution streams and reports as any exec's.
+    async fn start_parked(
+        &self,
+        _exec: ParkedExec,
+        _stdin: Vec<u8>,
+        _limits: ExecLimits,
+    ) -> Result<(std::sync::Arc<dyn LiveSandbox>, Box<dyn Execution>), LiveError> {
+        Err(LiveError::Unsupported(format!(
+            "a {} snapshot cannot take over a parked exec",
+            self.isolation()
+        )))
+    }
+}
+
+/// An exec waiting on its stdin ([`LiveSandbox::exec_parked`]): which one, for
+/// [`LiveSnapshot::start_parked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParkedExec {
+    /// The exec's id in its sandbox.
+    pub id: u32,
+    /// Its leader's pid in the sandbox.
+    pub pid: u32,
+}
+
+/// What [`LiveSandbox::exec_parked`] found.
+pub enum Parked {
+    /// It waits on its stdin; keep `execution` while the state is needed (dropping it
+    /// kills the exec).
+    Waiting {
+        /// Which exec.
+        exec: ParkedExec,
+        /// Its execution (output so far, its end).
+        execution: Box<dyn Execution>,
+        /// Its stdin, open and empty (dropping it is the end of its input).
+        stdin: Option<crate::StdinWriter>,
+    },
+    /// It ended before it waited on its stdin.
+    Ended(Box<Outcome>),
+}
+
+impl fmt::Debug for Parked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Parked::Waiting { exec, .. } => write!(f, "Waiting({exec:?})"),
+            Parked::Ended(o) => write!(f, "Ended({:?})", o.termination),
+        }
+    }
 }
 
 /// Reads a whole [`ByteStream`] (for callers that want bytes).

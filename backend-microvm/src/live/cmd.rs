@@ -141,6 +141,11 @@ pub(crate) enum Cmd {
     Stats(oneshot::Sender<VmStats>),
     /// Take a snapshot (`snapshot.rs`).
     Snapshot(super::snapshot::SnapReq),
+    /// Whether an exec waits on its stdin (`park.rs`).
+    Park {
+        id: u32,
+        reply: oneshot::Sender<super::park::ParkState>,
+    },
 }
 
 /// The queue.

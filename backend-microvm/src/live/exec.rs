@@ -29,6 +29,14 @@ pub(super) async fn start(
     shared: &Arc<Shared>,
     request: ExecRequest,
 ) -> Result<Box<dyn Execution>, LiveError> {
+    start_id(shared, request).await.map(|(e, _)| e)
+}
+
+/// [`start`], with the exec's id.
+pub(super) async fn start_id(
+    shared: &Arc<Shared>,
+    request: ExecRequest,
+) -> Result<(Box<dyn Execution>, u32), LiveError> {
     let Some(program) = request.argv.first().cloned() else {
         return Err(LiveError::Invalid("the exec's argv is empty".into()));
     };
@@ -130,29 +138,62 @@ pub(super) async fn start(
             ))
         }
     }
+    let exec = watched(
+        shared,
+        Started {
+            id,
+            wall,
+            cpu,
+            began,
+            paused_before,
+            stdin: stdin_writer,
+            output: out_rx,
+            done: done_rx,
+            tty: request.tty.is_some(),
+        },
+    );
+    Ok((exec, id))
+}
+
+/// An exec the vCPU thread runs: what its watcher and handle need.
+pub(super) struct Started {
+    pub(super) id: u32,
+    pub(super) wall: Option<Duration>,
+    pub(super) cpu: Option<Duration>,
+    pub(super) began: Instant,
+    pub(super) paused_before: Duration,
+    pub(super) stdin: Option<StdinWriter>,
+    pub(super) output: OutputStream,
+    pub(super) done: oneshot::Receiver<ExecEnd>,
+    pub(super) tty: bool,
+}
+
+/// The handle of a started exec (a new one, or one taken over from a snapshot), with
+/// its watcher (wall time, CPU time, outcome).
+pub(super) fn watched(shared: &Arc<Shared>, st: Started) -> Box<dyn Execution> {
     shared.lock().running += 1;
     let finished = Arc::new(AtomicBool::new(false));
     let (outcome_tx, outcome_rx) = oneshot::channel();
     tokio::spawn(watch(Watch {
         shared: Arc::downgrade(shared),
-        id,
-        wall,
-        cpu,
-        began,
-        paused_before,
-        vm_done: done_rx,
+        id: st.id,
+        wall: st.wall,
+        cpu: st.cpu,
+        began: st.began,
+        paused_before: st.paused_before,
+        vm_done: st.done,
         outcome: outcome_tx,
         finished: Arc::clone(&finished),
     }));
-    Ok(Box::new(MicroVmExec {
+    Box::new(MicroVmExec {
         shared: Arc::clone(shared),
-        id,
-        stdin: stdin_writer,
-        output: Some(out_rx),
+        id: st.id,
+        stdin: st.stdin,
+        output: Some(st.output),
         done: Some(outcome_rx),
         finished,
-        tty: request.tty.is_some(),
-    }))
+        tty: st.tty,
+    })
 }
 
 struct Watch {

@@ -34,26 +34,29 @@ const SIGKILL: i32 = 9;
 
 /// One exec's channel and end.
 #[derive(Debug)]
-struct Chan {
+pub(super) struct Chan {
     /// Its leader.
-    pid: Tid,
-    input: Input,
-    output: Output,
+    pub(super) pid: Tid,
+    pub(super) input: Input,
+    pub(super) output: Output,
     /// CPU time limit of its process group.
-    cpu: Option<Duration>,
+    pub(super) cpu: Option<Duration>,
+    /// CPU its group had used when the channel was made (a template's start, for an
+    /// exec taken over from a snapshot: not counted against the run).
+    pub(super) cpu_base: Duration,
     /// Set when a limit or a kill ended it.
-    why: Option<Termination>,
-    done: Option<oneshot::Sender<ExecEnd>>,
+    pub(super) why: Option<Termination>,
+    pub(super) done: Option<oneshot::Sender<ExecEnd>>,
     /// Its terminal, when it runs on one.
-    tty: Option<Rc<Tty>>,
+    pub(super) tty: Option<Rc<Tty>>,
 }
 
 /// A live sandbox's state on the vCPU thread.
 #[derive(Debug)]
 pub(crate) struct Live {
     hub: std::sync::Arc<Hub>,
-    chans: HashMap<u32, Chan>,
-    by_pid: HashMap<Tid, u32>,
+    pub(super) chans: HashMap<u32, Chan>,
+    pub(super) by_pid: HashMap<Tid, u32>,
     paused: bool,
     /// Open file handles of streamed reads and writes (see `files.rs`).
     pub(super) handles: HashMap<u64, super::files::Handle>,
@@ -223,6 +226,9 @@ impl Kernel {
                 if let Some(l) = self.live.as_mut() {
                     l.snaps.push(req);
                 }
+            }
+            Cmd::Park { id, reply } => {
+                let _ = reply.send(self.park_state(id));
             }
         }
         // The thread's name for itself and its pid view stay the current process's.
@@ -395,6 +401,7 @@ impl Kernel {
                     input: e.input,
                     output: e.output,
                     cpu: e.cpu,
+                    cpu_base: std::time::Duration::ZERO,
                     why: None,
                     done: Some(e.done),
                     tty: tty.as_ref().map(|(t, _)| Rc::clone(t)),
@@ -453,13 +460,13 @@ impl Kernel {
         let Some(live) = self.live.as_ref() else {
             return;
         };
-        let limited: Vec<(u32, Tid, Duration)> = live
+        let limited: Vec<(u32, Tid, Duration, Duration)> = live
             .chans
             .iter()
-            .filter_map(|(id, c)| c.cpu.map(|l| (*id, c.pid, l)))
+            .filter_map(|(id, c)| c.cpu.map(|l| (*id, c.pid, l, c.cpu_base)))
             .collect();
-        for (id, pid, limit) in limited {
-            let used = self.group_cpu(pid);
+        for (id, pid, limit, base) in limited {
+            let used = self.group_cpu(pid).saturating_sub(base);
             if used >= limit {
                 self.signal_exec(id, SIGKILL, Some(Termination::CpuLimit));
             }
@@ -468,7 +475,7 @@ impl Kernel {
 
     /// CPU time of the processes of group `pgid` (threads alive and ended, children
     /// waited for).
-    fn group_cpu(&self, pgid: Tid) -> Duration {
+    pub(super) fn group_cpu(&self, pgid: Tid) -> Duration {
         let mut total = Duration::ZERO;
         for pid in self.pids() {
             let Some(p) = self.proc_ref(pid) else {
@@ -538,7 +545,7 @@ impl Kernel {
         let end = ExecEnd {
             status,
             why: c.why,
-            cpu,
+            cpu: cpu.saturating_sub(c.cpu_base),
             stdout: std::mem::take(&mut c.output.stdout),
             stderr: std::mem::take(&mut c.output.stderr),
             peak,

@@ -349,6 +349,55 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
     }
 
     async fn start(&self) -> Result<Arc<dyn LiveSandbox>, LiveError> {
+        let shared = self.start_with(None).await?;
+        Ok(Arc::new(MicroVmLive { shared }))
+    }
+
+    async fn start_parked(
+        &self,
+        exec: sandbox_core::ParkedExec,
+        stdin: Vec<u8>,
+        limits: sandbox_core::ExecLimits,
+    ) -> Result<(Arc<dyn LiveSandbox>, Box<dyn Execution>), LiveError> {
+        let wall = limits.wall_time.or(self.plan.limits.wall_time);
+        let cpu = limits.cpu_time.or(self.plan.limits.cpu_time);
+        let output_limit = limits.output.or(self.plan.limits.output).map(|b| b.0);
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let began = Instant::now();
+        let adopt = super::park::Adopt {
+            id: exec.id,
+            pid: exec.pid,
+            input: crate::stdio::Input::Bytes(stdin, 0),
+            output: crate::stdio::Output::new(out_tx, output_limit),
+            cpu,
+            done: done_tx,
+        };
+        let shared = self.start_with(Some(adopt)).await?;
+        let execution = super::exec::watched(
+            &shared,
+            super::exec::Started {
+                id: exec.id,
+                wall,
+                cpu,
+                began,
+                paused_before: Duration::ZERO,
+                stdin: None,
+                output: out_rx,
+                done: done_rx,
+                tty: false,
+            },
+        );
+        Ok((Arc::new(MicroVmLive { shared }), execution))
+    }
+}
+
+impl MicroVmSnapshot {
+    /// A new sandbox from the snapshot, taking over `adopt` if given.
+    async fn start_with(
+        &self,
+        adopt: Option<super::park::Adopt>,
+    ) -> Result<Arc<Shared>, LiveError> {
         let ctl = Arc::new(Control::default());
         let hub = Arc::new(Hub::default());
         let ending = Arc::new(Ending::default());
@@ -366,6 +415,7 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
             hub: Arc::clone(&hub),
             ending: Arc::clone(&ending),
             setup: setup_tx,
+            adopt,
         };
         let thread = std::thread::Builder::new()
             .name("hsb-vcpu".into())
@@ -407,7 +457,7 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
             ending,
             self.options.clone(),
         ));
-        Ok(Arc::new(MicroVmLive { shared }))
+        Ok(shared)
     }
 }
 
@@ -752,6 +802,52 @@ impl LiveSandbox for MicroVmLive {
     async fn destroy(&self) -> Result<(), LiveError> {
         self.shared.destroy_async(EndReason::Destroyed).await;
         Ok(())
+    }
+
+    async fn exec_parked(
+        &self,
+        mut request: ExecRequest,
+        within: Duration,
+    ) -> Result<sandbox_core::Parked, LiveError> {
+        request.stdin = sandbox_core::Stdin::Stream;
+        request.tty = None;
+        let s = &self.shared;
+        let (mut execution, id) = super::exec::start_id(s, request).await?;
+        // Nothing is ever written: the writer is kept so that its stdin stays open.
+        let writer = execution.take_stdin();
+        let until = Instant::now() + within;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let (tx, rx) = oneshot::channel();
+            s.send(Cmd::Park { id, reply: tx });
+            let state = rx.await.map_err(|_| s.gone(&s.lock(), "exec", "running"))?;
+            match state {
+                super::park::ParkState::Waiting(pid) => {
+                    return Ok(sandbox_core::Parked::Waiting {
+                        exec: sandbox_core::ParkedExec { id, pid },
+                        execution,
+                        stdin: writer,
+                    });
+                }
+                super::park::ParkState::Ended => {
+                    drop(writer);
+                    let outcome = execution.wait().await.map_err(|e| {
+                        LiveError::Failed("waiting for the exec".into(), std::io::Error::other(e))
+                    })?;
+                    return Ok(sandbox_core::Parked::Ended(Box::new(outcome)));
+                }
+                super::park::ParkState::Busy => {}
+            }
+            if Instant::now() >= until {
+                drop(writer);
+                return Err(LiveError::Invalid(format!(
+                    "the program did not wait on its stdin within {} ms (it is still running, or waits on something else)",
+                    within.as_millis()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
     }
 
     async fn snapshot(&self) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, LiveError> {

@@ -15,6 +15,7 @@ mod exec;
 mod files;
 pub(crate) mod guest;
 mod host;
+mod park;
 pub(crate) mod snapshot;
 mod stream;
 mod thread;

@@ -142,6 +142,8 @@ pub(super) struct StartFrom {
     pub(super) hub: Arc<Hub>,
     pub(super) ending: Arc<Ending>,
     pub(super) setup: oneshot::Sender<Result<(), sandbox_core::LiveError>>,
+    /// A parked exec to take over (warm templates, `park.rs`).
+    pub(super) adopt: Option<super::park::Adopt>,
 }
 
 /// Builds a sandbox from a snapshot, then runs it as [`body`] does.
@@ -154,6 +156,7 @@ pub(super) fn body_from(s: StartFrom) {
         hub,
         ending,
         setup,
+        adopt,
     } = s;
     ctl.register_thread();
     let note = catch_unwind(AssertUnwindSafe(|| {
@@ -175,6 +178,9 @@ pub(super) fn body_from(s: StartFrom) {
             plan.limits.file_size.map(|b| b.0),
             plan.limits.tmp_size.map(|b| b.0),
         ));
+        if let Some(a) = adopt {
+            kernel.adopt_exec(a);
+        }
         if setup.send(Ok(())).is_err() {
             ctl.kill();
         }

@@ -10,6 +10,7 @@ mod floor;
 mod locate;
 mod netspec;
 mod schema;
+mod templates;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use std::path::Path;
 pub use error::{did_you_mean, Location, PolicyError};
 pub use floor::Floor;
 use schema::{PolicyFile, ProfileSpec};
+pub use templates::TemplateDef;
 
 use crate::limits::Limits;
 use crate::outcome::Decision;

@@ -30,6 +30,50 @@ pub(crate) struct PolicyFile {
     /// The operator floor: what no profile and no per-run option may go below.
     #[serde(default)]
     pub(crate) floor: Option<FloorSpec>,
+    /// Warm templates: a program started once and kept waiting on its stdin.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) templates: BTreeMap<String, TemplateSpec>,
+}
+
+/// `[templates.NAME]`: a program run until it first waits on its stdin; each run
+/// starts from that state (micro-VM: a fork of its snapshot; container: a pre-started
+/// instance from a pool) and gets the run's stdin.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TemplateSpec {
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<String>,
+    /// `microvm` or `container` (required: a template's state lives in one backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) isolation: Option<String>,
+    /// The program and its arguments (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) argv: Option<Vec<String>>,
+    /// The profile it starts from (default: as a run naming none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) profile: Option<String>,
+    /// An OCI image for the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) image: Option<String>,
+    /// Mounts, added to the profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) mounts: Option<Vec<Mount>>,
+    /// Environment, added to the profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) env: Option<BTreeMap<String, String>>,
+    /// Limits; each one set replaces the profile's. `wall_time`, `cpu_time` and
+    /// `output` bound each run; the others the sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) limits: Option<Limits>,
+    /// `none` or `loopback` (`egress` is refused: a broker's connections are host
+    /// state a snapshot cannot copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<crate::types::Network>,
+    /// Ready instances kept (container: required, 1 to 64; micro-VM: optional, ready
+    /// forks kept started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pool: Option<u32>,
 }
 
 /// `[[rules]]`: a profile for workloads whose program and labels match.

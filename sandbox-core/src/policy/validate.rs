@@ -154,6 +154,7 @@ pub(crate) fn policy(file: &PolicyFile, origin: &str) -> Result<(), PolicyError>
             })?;
         }
     }
+    super::templates::check(file, origin)?;
     Ok(())
 }
 
@@ -211,6 +212,11 @@ fn floor_contradictions(floor: &FloorSpec, spec: &ProfileSpec) -> Result<(), (St
 }
 
 fn profile(spec: &ProfileSpec, key: &str) -> Result<(), (String, String)> {
+    profile_keys(spec, key)
+}
+
+/// The checks of a profile's keys, shared with `[templates.NAME]`.
+pub(crate) fn profile_keys(spec: &ProfileSpec, key: &str) -> Result<(), (String, String)> {
     if let Some(l) = &spec.limits {
         limits(l).map_err(|(k, m)| (format!("{key}.limits.{k}"), m))?;
         limits_consistent(l).map_err(|m| (format!("{key}.limits"), m))?;

@@ -1,0 +1,218 @@
+//! Warm templates (`[templates.NAME]`), through the library, in both backends: a
+//! python3 template runs `print(6*7)`; two runs read different `os.urandom` and
+//! `random.random()` values; nothing of one run (a file in /tmp, a module attribute)
+//! is seen by the next; a program that ends before it reads its stdin is an error
+//! naming the template with its stderr; wall-time and output limits end template
+//! runs; a container template's pool refills; bad templates in a policy give errors
+//! naming the key.
+
+use std::time::{Duration, Instant};
+
+use hsb_tests::*;
+use hybrid_sandbox::{ByteSize, ExecLimits, IsolationRequest, Sandbox, TemplateRun, Termination};
+
+/// Serializes the tests of this file (each builds sandboxes) and says whether `iso` runs.
+fn ready(iso: IsolationRequest) -> Option<std::sync::MutexGuard<'static, ()>> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if !backend_ready(iso) {
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+const PY: &str = r#"
+[templates.vm]
+isolation = "microvm"
+argv = ["python3", "-c", 'import json, os, random, re, sys; code = sys.stdin.read(); random.seed(); exec(compile(code, "<stdin>", "exec"), {"__name__": "__main__"})']
+limits = { wall_time = "20s", output = "1MiB" }
+
+[templates.ct]
+isolation = "container"
+argv = ["python3", "-c", 'import json, os, random, re, sys; code = sys.stdin.read(); random.seed(); exec(compile(code, "<stdin>", "exec"), {"__name__": "__main__"})']
+limits = { wall_time = "20s", output = "1MiB" }
+pool = 2
+
+[templates.early-vm]
+isolation = "microvm"
+argv = ["python3", "-c", "import sys; sys.stderr.write('no input for me, giving up\\n'); sys.exit(3)"]
+
+[templates.early-ct]
+isolation = "container"
+argv = ["python3", "-c", "import sys; sys.stderr.write('no input for me, giving up\\n'); sys.exit(3)"]
+pool = 1
+"#;
+
+/// The default policy's system mounts plus the test templates.
+fn policy() -> Sandbox {
+    let text = format!("{}\n{PY}", hybrid_sandbox::EMBEDDED_DEFAULT);
+    sandbox_with(&text)
+}
+
+async fn run(sb: &Sandbox, name: &str, code: &str) -> hybrid_sandbox::Outcome {
+    sb.run_template(name, TemplateRun::new(code))
+        .await
+        .unwrap_or_else(|e| panic!("template {name}: {}", e.chain()))
+}
+
+const RANDOMS: &str = "import os, random\nprint(os.urandom(16).hex(), random.random())";
+
+const LEAK: &str = r#"
+import os, json
+seen = [os.path.exists("/tmp/leak"), hasattr(json, "leak")]
+open("/tmp/leak", "w").write("x")
+json.leak = 1
+print(seen)
+"#;
+
+async fn common(sb: &Sandbox, name: &str, backend: &str) {
+    let o = run(sb, name, "print(6*7)").await;
+    assert_eq!(o.termination, Termination::Exited, "{o:?}");
+    assert_eq!(stdout(&o), "42\n", "{o:?}");
+    assert!(
+        o.decision.reasons[0].contains(&format!("template `{name}`"))
+            && o.decision.reasons[0].contains(backend),
+        "the outcome says where it came from: {:?}",
+        o.decision.reasons
+    );
+    // Clones do not share random state: getrandom is fresh and `random` is reseeded.
+    let a = stdout(&run(sb, name, RANDOMS).await);
+    let b = stdout(&run(sb, name, RANDOMS).await);
+    let (a, b): (Vec<&str>, Vec<&str>) = (
+        a.split_whitespace().collect(),
+        b.split_whitespace().collect(),
+    );
+    assert_eq!((a.len(), b.len()), (2, 2), "{a:?} {b:?}");
+    assert_ne!(a[0], b[0], "os.urandom repeated across template runs");
+    assert_ne!(a[1], b[1], "random.random() repeated across template runs");
+    // Nothing of one run is left for the next.
+    for _ in 0..2 {
+        let o = run(sb, name, LEAK).await;
+        assert_eq!(
+            stdout(&o),
+            "[False, False]\n",
+            "a run saw the previous one's state: {o:?}"
+        );
+    }
+    // A program error is the run's outcome, with its stderr.
+    let o = run(sb, name, "raise SystemExit('bad input')").await;
+    assert_eq!(o.exit_code, Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad input"),
+        "{o:?}"
+    );
+    // Limits: wall time and output end the run.
+    let mut r = TemplateRun::new("import time\nwhile True: time.sleep(0.01)");
+    r.limits = ExecLimits {
+        wall_time: Some(Duration::from_millis(500)),
+        ..ExecLimits::default()
+    };
+    let o = sb.run_template(name, r).await.expect("run");
+    assert_eq!(o.termination, Termination::Timeout, "{o:?}");
+    let o = run(
+        sb,
+        name,
+        "import sys\nwhile True: sys.stdout.write('y' * 65536)",
+    )
+    .await;
+    assert_eq!(o.termination, Termination::OutputLimit, "{o:?}");
+    assert!(o.stdout.len() as u64 <= 1 << 20, "{}", o.stdout.len());
+    // A program that ends before reading its stdin: an error naming the template,
+    // with its stderr.
+    let early = format!("early-{}", &name);
+    let e = sb
+        .build_template(&early)
+        .await
+        .expect_err("a template that never waits on stdin");
+    let msg = e.chain();
+    assert_eq!(e.kind(), "template", "{msg}");
+    assert!(msg.contains(&format!("template `{early}`")), "{msg}");
+    assert!(msg.contains("no input for me, giving up"), "{msg}");
+    assert!(msg.contains("status 3"), "{msg}");
+}
+
+#[test]
+fn microvm_template_python() {
+    let Some(_g) = ready(IsolationRequest::MicroVm) else {
+        return;
+    };
+    let sb = policy();
+    runtime().block_on(async {
+        let info = sb
+            .build_template("vm")
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()));
+        assert_eq!(info.isolation, hybrid_sandbox::Isolation::MicroVm);
+        common(&sb, "vm", "micro-VM").await;
+        // CPU: a run's CPU limit counts the run only (not the template's start).
+        let mut r = TemplateRun::new("while True: pass");
+        r.limits.cpu_time = Some(Duration::from_millis(300));
+        let o = sb.run_template("vm", r).await.expect("run");
+        assert_eq!(o.termination, Termination::CpuLimit, "{o:?}");
+        let o = run(&sb, "vm", "print(sum(range(10)))").await;
+        assert!(o.cpu_time < Duration::from_secs(30), "{o:?}");
+    });
+}
+
+#[test]
+fn container_template_python_and_pool() {
+    let Some(_g) = ready(IsolationRequest::Container) else {
+        return;
+    };
+    let sb = policy();
+    runtime().block_on(async {
+        let info = sb
+            .build_template("ct")
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()));
+        assert_eq!(
+            (info.isolation, info.pool),
+            (hybrid_sandbox::Isolation::Container, 2)
+        );
+        let full = |sb: Sandbox| async move {
+            let until = Instant::now() + Duration::from_secs(60);
+            loop {
+                let i = sb.build_template("ct").await.expect("info");
+                if i.ready == 2 {
+                    return;
+                }
+                assert!(Instant::now() < until, "the pool never refilled: {i:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        full(sb.clone()).await;
+        let o = run(&sb, "ct", "print(6*7)").await;
+        assert!(
+            o.decision.reasons[0].contains("from its pool"),
+            "{:?}",
+            o.decision.reasons
+        );
+        // The pool refills in the background.
+        full(sb.clone()).await;
+        // A run with its own CPU limit cannot use a pre-started instance: started cold.
+        let mut r = TemplateRun::new("print(1)");
+        r.limits.cpu_time = Some(Duration::from_secs(7));
+        let o = sb.run_template("ct", r).await.expect("cold run");
+        assert_eq!(stdout(&o), "1\n");
+        assert!(
+            o.decision.reasons[0].contains("started cold"),
+            "{:?}",
+            o.decision.reasons
+        );
+        common(&sb, "ct", "container").await;
+    });
+}
+
+#[test]
+fn default_policy_py_template() {
+    let Some(_g) = ready(IsolationRequest::MicroVm) else {
+        return;
+    };
+    let o = runtime()
+        .block_on(sandbox().run_template(
+            "py",
+            TemplateRun::new("import json; print(json.dumps(6*7))"),
+        ))
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(stdout(&o), "42\n", "{o:?}");
+    let _ = ByteSize(0);
+}
