@@ -402,7 +402,7 @@ impl Pool {
         self.refill();
         let instance = match instance {
             Some(i) => i,
-            None => new_instance_with(&self.sandbox, &self.def, &run.limits).await?,
+            None => new_instance_with(&self.sandbox, &self.def, &run.limits, false).await?,
         };
         let Instance {
             live,
@@ -442,13 +442,17 @@ impl Pool {
 }
 
 async fn new_instance(sandbox: &Sandbox, def: &TemplateDef) -> Result<Instance, Error> {
-    new_instance_with(sandbox, def, &ExecLimits::default()).await
+    new_instance_with(sandbox, def, &ExecLimits::default(), true).await
 }
 
+/// A live container with the template's program started; with `park`, once the
+/// program waits on its stdin (`backend-container`'s `live/park.rs`): a program that
+/// ends first is an error naming the template, with its stderr.
 async fn new_instance_with(
     sandbox: &Sandbox,
     def: &TemplateDef,
     limits: &ExecLimits,
+    park: bool,
 ) -> Result<Instance, Error> {
     let live = sandbox
         .create(def.spec.clone(), LiveOptions::default())
@@ -462,11 +466,34 @@ async fn new_instance_with(
         cpu_time: limits.cpu_time.or(def.spec.limits.cpu_time),
         output: limits.output.or(def.spec.limits.output),
     };
-    let mut execution = live
-        .exec_streaming(req)
-        .await
-        .map_err(|e| template_error(&def.name, format!("starting its program: {}", e.chain())))?;
-    let Some(stdin) = execution.take_stdin() else {
+    let start_err =
+        |e: Error| template_error(&def.name, format!("starting its program: {}", e.chain()));
+    let (execution, stdin) = if park {
+        let within = def
+            .spec
+            .limits
+            .wall_time
+            .map_or(BUILD_WAIT, |w| w.min(BUILD_WAIT));
+        match live
+            .inner()
+            .exec_parked(req, within)
+            .await
+            .map_err(|e| start_err(Error::Live(e)))?
+        {
+            Parked::Waiting {
+                execution, stdin, ..
+            } => (execution, stdin),
+            Parked::Ended(o) => {
+                let _ = live.destroy().await;
+                return Err(ended_early(&def.name, &o));
+            }
+        }
+    } else {
+        let mut execution = live.exec_streaming(req).await.map_err(start_err)?;
+        let stdin = execution.take_stdin();
+        (execution, stdin)
+    };
+    let Some(stdin) = stdin else {
         return Err(template_error(
             &def.name,
             "its program's stdin is not writable",

@@ -104,6 +104,15 @@ pub(crate) struct LiveExecution {
     /// The sandbox's exposed ports and its egress decisions (network `egress`).
     exposed: Vec<sandbox_core::network::ExposedPort>,
     events: Option<sandbox_egress::Events>,
+    /// The inode of its stdin pipe (warm templates: `park.rs`).
+    pub(crate) stdin_ino: Option<u64>,
+}
+
+impl LiveExecution {
+    /// True once its outcome is decided.
+    pub(crate) fn ended(&self) -> bool {
+        self.ctl.done.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for LiveExecution {
@@ -447,6 +456,7 @@ pub(crate) async fn start(
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
     let mut ends = host_ends.into_iter();
+    let mut stdin_ino = None;
     let (input, streams) = match &pty {
         Some(m) => (Input::Pty(m.clone()), Streams::Pty(m.clone())),
         None => {
@@ -463,6 +473,10 @@ pub(crate) async fn start(
                 pipe::Receiver::from_owned_fd(f)
                     .map_err(|e| io_failed("reading the exec's output", e))
             };
+            stdin_ino = stdin_w
+                .as_ref()
+                .and_then(|w| nix::sys::stat::fstat(w).ok())
+                .map(|st| st.st_ino);
             (
                 match stdin_w {
                     Some(w) => Input::Pipe(
@@ -518,6 +532,7 @@ pub(crate) async fn start(
         pty,
         exposed: s.exposed.clone(),
         events: s.events.clone(),
+        stdin_ino,
         _owner: match owner {
             Owner::Run { .. } => Some(s.clone()),
             Owner::Sandbox => None,

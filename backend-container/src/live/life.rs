@@ -476,6 +476,57 @@ impl LiveSandbox for ContainerLive {
             .map(|e| Box::new(e) as Box<dyn Execution>)
     }
 
+    async fn exec_parked(
+        &self,
+        mut request: ExecRequest,
+        within: Duration,
+    ) -> Result<sandbox_core::Parked, LiveError> {
+        request.stdin = sandbox_core::Stdin::Stream;
+        request.tty = None;
+        let mut e = super::exec::start(&self.shared, request, super::exec::Owner::Sandbox).await?;
+        let stdin = e.take_stdin();
+        let Some(ino) = e.stdin_ino else {
+            return Err(LiveError::Unsupported(
+                "the exec's stdin is not a pipe the host can look at".into(),
+            ));
+        };
+        let until = Instant::now() + within;
+        let mut pause = Duration::from_micros(500);
+        loop {
+            if e.ended() {
+                drop(stdin);
+                let o = e.wait().await.map_err(|err| {
+                    LiveError::Failed("waiting for the exec".into(), std::io::Error::other(err))
+                })?;
+                return Ok(sandbox_core::Parked::Ended(Box::new(o)));
+            }
+            let state = tokio::task::spawn_blocking(move || super::park::state(ino))
+                .await
+                .map_err(|err| {
+                    LiveError::Failed("looking at /proc".into(), std::io::Error::other(err))
+                })?
+                .map_err(|err| {
+                    LiveError::Failed("telling whether the exec waits on its stdin".into(), err)
+                })?;
+            // Checked again after the look: an exec that ended in between is no waiter.
+            if state == super::park::ParkState::Waiting && !e.ended() {
+                return Ok(sandbox_core::Parked::Waiting {
+                    exec: sandbox_core::ParkedExec { id: 0, pid: 0 },
+                    execution: Box::new(e),
+                    stdin,
+                });
+            }
+            if Instant::now() >= until {
+                return Err(LiveError::Invalid(format!(
+                    "the program did not wait on its stdin within {} ms (it is still running, or waits on something else)",
+                    within.as_millis()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
     async fn write_file(&self, path: &str, data: FileData, mode: u32) -> Result<u64, LiveError> {
         self.shared.check_running("write_file")?;
         super::files::write_file(&self.shared, path, data, mode).await

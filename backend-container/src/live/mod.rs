@@ -10,6 +10,7 @@ mod files;
 pub(crate) mod fileserver;
 pub(crate) mod init;
 mod life;
+mod park;
 mod snapshot;
 pub(crate) mod sock;
 mod supervise;
