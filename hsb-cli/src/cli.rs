@@ -35,6 +35,9 @@ pub(crate) enum Command {
     Serve(Box<crate::serve_cmd::ServeArgs>),
     /// Live sandboxes on a server (`hsb serve`): create, exec, cp, pause, resume, rm.
     Sandbox(Box<crate::sandbox_cmd::SandboxArgs>),
+    /// Warm templates of a policy (`[templates.NAME]`): build one, list them.
+    #[command(subcommand)]
+    Template(crate::template_cmd::TemplateCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,10 +220,16 @@ pub(crate) struct RunArgs {
     pub(crate) image: Option<String>,
     #[command(flatten)]
     pub(crate) image_limits: ImageLimitArgs,
+    /// Run from the policy's warm template NAME (`[templates.NAME]`): its program,
+    /// started once and waiting on its stdin, reads --stdin (then end of file). Only
+    /// --policy, --floor, --stdin, --wall-time, --cpu-time, --output, --json and
+    /// --raw-output apply; no PROGRAM.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) template: Option<String>,
     /// The program and its arguments.
     #[arg(
         last = true,
-        required_unless_present = "image",
+        required_unless_present_any = ["image", "template"],
         value_name = "PROGRAM [ARGS...]"
     )]
     pub(crate) argv: Vec<String>,

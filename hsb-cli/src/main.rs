@@ -15,6 +15,7 @@ mod sandbox_cmd;
 mod sandbox_cp;
 mod sandbox_exec;
 mod serve_cmd;
+mod template_cmd;
 mod terminal;
 
 use clap::Parser;
@@ -63,6 +64,7 @@ fn main() {
         cli::Command::Image(cmd) => image_cmd::run(cmd),
         cli::Command::Serve(args) => serve_cmd::run(*args),
         cli::Command::Sandbox(args) => sandbox_cmd::run(*args),
+        cli::Command::Template(cmd) => template_cmd::run(cmd),
     };
     std::process::exit(code);
 }

@@ -21,7 +21,7 @@ pub(crate) fn fail(err: &Error, json: bool) -> i32 {
     err.exit_status()
 }
 
-fn usage_error(msg: String, json: bool) -> i32 {
+pub(crate) fn usage_error(msg: String, json: bool) -> i32 {
     eprintln!("hsb: {msg}");
     if json {
         println!(
@@ -80,6 +80,9 @@ fn workload(args: &RunArgs) -> Result<Workload, String> {
 }
 
 pub(crate) fn run(args: RunArgs) -> i32 {
+    if args.template.is_some() {
+        return crate::template_cmd::run_template(args);
+    }
     let json = args.json;
     let w = match workload(&args) {
         Ok(w) => w,
@@ -114,7 +117,7 @@ pub(crate) fn run(args: RunArgs) -> i32 {
 }
 
 /// Says on stderr why the run ended, when it did not simply exit (limits, signals).
-fn note_ending(o: &Outcome) {
+pub(crate) fn note_ending(o: &Outcome) {
     use hybrid_sandbox::Termination::*;
     let msg = match o.termination {
         Exited => return,

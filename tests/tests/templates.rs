@@ -216,3 +216,95 @@ fn default_policy_py_template() {
     assert_eq!(stdout(&o), "42\n", "{o:?}");
     let _ = ByteSize(0);
 }
+
+/// The policy error for `toml` (a template table appended to the default policy).
+fn policy_error(toml: &str) -> String {
+    let text = format!("{}\n{toml}", hybrid_sandbox::EMBEDDED_DEFAULT);
+    match hybrid_sandbox::Policy::from_toml_str(&text, "templates.toml") {
+        Ok(_) => panic!("accepted: {toml}"),
+        Err(e) => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(x) = src {
+                s.push_str(&format!(": {x}"));
+                src = x.source();
+            }
+            s
+        }
+    }
+}
+
+#[test]
+fn bad_templates_are_refused_naming_the_key() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "[templates.t]\nisolation = \"microvm\"\nargv = [\"python3\"]\nimage_name = \"x\"\n",
+            &["unknown key `image_name`", "templates.toml"],
+        ),
+        (
+            "[templates.t]\nisolation = \"microvm\"\n",
+            &["templates.t.argv", "missing"],
+        ),
+        (
+            "[templates.t]\nisolation = \"microvm\"\nargv = []\n",
+            &["templates.t.argv", "empty"],
+        ),
+        (
+            "[templates.t]\nargv = [\"python3\"]\n",
+            &["templates.t.isolation", "missing"],
+        ),
+        (
+            "[templates.t]\nisolation = \"auto\"\nargv = [\"python3\"]\n",
+            &["templates.t.isolation", "`auto` is not a template isolation"],
+        ),
+        (
+            "[templates.t]\nisolation = \"container\"\nargv = [\"python3\"]\n",
+            &["templates.t.pool", "a container template keeps pre-started instances"],
+        ),
+        (
+            "[templates.t]\nisolation = \"container\"\nargv = [\"python3\"]\npool = 0\n",
+            &["templates.t.pool", "at least one"],
+        ),
+        (
+            "[templates.t]\nisolation = \"container\"\nargv = [\"python3\"]\npool = 1000\n",
+            &["templates.t.pool", "at most 64"],
+        ),
+        (
+            "[templates.t]\nisolation = \"microvm\"\nargv = [\"python3\"]\nnetwork = \"egress\"\n",
+            &["templates.t.network", "egress"],
+        ),
+        (
+            "[templates.t]\nisolation = \"microvm\"\nargv = [\"python3\"]\nprofile = \"defualt\"\n",
+            &["templates.t.profile", "did you mean `default`"],
+        ),
+        (
+            "[templates.t]\nisolation = \"microvm\"\nargv = [\"python3\"]\nlimits = { memory = \"1KiB\" }\n",
+            &["templates.t.limits.memory"],
+        ),
+        (
+            "[templates.t]\nisolation = \"microvm\"\nargv = [\"python3\"]\n[[templates.t.mounts]]\nsource = \"relative\"\n",
+            &["templates.t.mounts[0].source", "absolute"],
+        ),
+        (
+            "[templates.\"a b\"]\nisolation = \"microvm\"\nargv = [\"python3\"]\n",
+            &["templates.a b", "template names"],
+        ),
+    ];
+    for (toml, wants) in cases {
+        let msg = policy_error(toml);
+        for w in *wants {
+            assert!(msg.contains(w), "{toml}\n=> {msg}\n(wanted {w:?})");
+        }
+    }
+    // The embedded default's templates load, and an unknown name lists them.
+    let p = hybrid_sandbox::Policy::embedded_default();
+    assert_eq!(p.template_names(), ["py", "py-container"]);
+    let e = p.template("pyy").unwrap_err().to_string();
+    let e = format!(
+        "{e}: {}",
+        std::error::Error::source(&p.template("pyy").unwrap_err())
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    );
+    assert!(e.contains("did you mean `py`") || e.contains("`py`"), "{e}");
+}

@@ -1,0 +1,123 @@
+//! Warm templates, side by side in one run: `print(6*7)` from the `py` template of the
+//! embedded default policy (a fork of its micro-VM snapshot, python3 waiting on stdin),
+//! from its container pool (`py-container`), against a native `python3 -c
+//! 'print(6*7)'`, a one-shot micro-VM run and a one-shot container run of the same
+//! command. Each figure is the caller's time from the call to the outcome (the
+//! program's exit and its output collected). Interleaved, so that the machine's load
+//! hits every kind alike. Not a test: it prints a table with ratios.
+//!
+//! `cargo bench -p hybrid-sandbox --bench template [-- RUNS]`
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hybrid_sandbox::{IsolationRequest, Sandbox, TemplateRun, Workload};
+
+fn median_p95(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    (
+        ms(v[v.len() / 2]),
+        ms(v[(v.len() * 95 / 100).min(v.len() - 1)]),
+    )
+}
+
+fn main() {
+    let runs: usize = std::env::args()
+        .skip(1)
+        .find_map(|s| s.parse().ok())
+        .unwrap_or(30);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sandbox = Sandbox::with_default_policy();
+    rt.block_on(async {
+        let t = Instant::now();
+        let info = sandbox.build_template("py").await.expect("build py");
+        let build_vm = t.elapsed();
+        let t = Instant::now();
+        sandbox
+            .build_template("py-container")
+            .await
+            .expect("build py-container");
+        let build_ct = t.elapsed();
+        let code = "print(6*7)";
+        let (mut tvm, mut tct, mut native, mut onevm, mut onect) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut pooled = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let o = sandbox
+                .run_template("py", TemplateRun::new(code))
+                .await
+                .expect("py");
+            tvm.push(t.elapsed());
+            assert_eq!(o.stdout, b"42\n", "{o:?}");
+
+            // Let the pool refill between runs (one caller, sequential runs: each
+            // takes a ready instance).
+            let until = Instant::now() + Duration::from_secs(10);
+            while sandbox.build_template("py-container").await.expect("info").ready < 2
+                && Instant::now() < until
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let t = Instant::now();
+            let o = sandbox
+                .run_template("py-container", TemplateRun::new(code))
+                .await
+                .expect("py-container");
+            tct.push(t.elapsed());
+            assert_eq!(o.stdout, b"42\n", "{o:?}");
+            if o.decision.reasons[0].contains("from its pool") {
+                pooled += 1;
+            }
+
+            let t = Instant::now();
+            let st = Command::new("python3")
+                .args(["-c", code])
+                .stdout(Stdio::null())
+                .status()
+                .expect("python3");
+            native.push(t.elapsed());
+            assert!(st.success());
+
+            for (iso, v) in [
+                (IsolationRequest::MicroVm, &mut onevm),
+                (IsolationRequest::Container, &mut onect),
+            ] {
+                let t = Instant::now();
+                let o = sandbox
+                    .run(Workload::new("python3", ["-c", code]).isolation(iso))
+                    .await
+                    .expect("one-shot run");
+                v.push(t.elapsed());
+                assert_eq!(o.stdout, b"42\n", "{o:?}");
+            }
+        }
+        let nat = median_p95(native.clone()).0;
+        println!(
+            "print(6*7), {runs} runs each, median ms (p95); ratio = median / native python3's"
+        );
+        println!("| what | median ms | p95 ms | / native |");
+        println!("| --- | ---: | ---: | ---: |");
+        for (name, v) in [
+            ("`py` template (micro-VM fork)", tvm),
+            ("`py-container` template (pool)", tct),
+            ("native `python3 -c 'print(6*7)'`", native),
+            ("one-shot micro-VM run", onevm),
+            ("one-shot container run", onect),
+        ] {
+            let (m, p) = median_p95(v);
+            println!("| {name} | {m:.2} | {p:.2} | {:.3} |", m / nat);
+        }
+        println!(
+            "builds: `py` {:.1} ms (snapshot {} KiB), `py-container` first instance {:.1} ms; container runs from the pool: {pooled}/{runs}",
+            build_vm.as_secs_f64() * 1e3,
+            info.memory_bytes / 1024,
+            build_ct.as_secs_f64() * 1e3
+        );
+    });
+}
