@@ -245,6 +245,7 @@ fn create_request(a: &CreateArgs) -> Result<CreateRequest, Failed> {
         lifetime: a.lifetime,
         idle_timeout: a.idle_timeout,
         from_snapshot: a.from_snapshot.clone(),
+        ..CreateRequest::default()
     })
 }
 

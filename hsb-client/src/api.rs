@@ -100,6 +100,19 @@ pub struct CreateRequest {
     /// field but `lifetime` and `idle_timeout` may be given with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_snapshot: Option<String>,
+    /// Start from this warm template of the server's policy (`[templates.NAME]`): the
+    /// template's program reads `stdin` (or `stdin_base64`) then end of file and runs
+    /// to its end in the new sandbox (its outcome is the answer's `outcome`); the
+    /// sandbox stays until deleted. Only `stdin`, `stdin_base64` and `limits`
+    /// (`wall_time`, `cpu_time`, `output`) may be given with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// With `template`: the program's stdin, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// With `template`: the program's stdin, in base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_base64: Option<String>,
 }
 
 /// A snapshot as the API shows it (`POST /v1/sandboxes/{id}/snapshot`'s answer,
@@ -159,6 +172,10 @@ pub struct SandboxInfo {
     /// Where the host reaches its exposed ports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exposed: Vec<ExposedPort>,
+    /// Created from a template: the outcome of the template's program with the
+    /// request's stdin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Box<OutcomeJson>>,
     /// What it uses now (`GET /v1/sandboxes/{id}` of a running or paused sandbox).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<LiveStats>,

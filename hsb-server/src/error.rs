@@ -31,7 +31,7 @@ pub(crate) fn status_for(kind: &str) -> StatusCode {
             StatusCode::CONFLICT
         }
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "unavailable" | "unsupported" => StatusCode::UNPROCESSABLE_ENTITY,
+        "unavailable" | "unsupported" | "template" => StatusCode::UNPROCESSABLE_ENTITY,
         "quota" => StatusCode::TOO_MANY_REQUESTS,
         "limit" => StatusCode::INSUFFICIENT_STORAGE,
         "timeout" => StatusCode::REQUEST_TIMEOUT,

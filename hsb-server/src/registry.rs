@@ -84,6 +84,7 @@ impl Entry {
             network: self.live.enforcement().network,
             exposed: self.exposed.clone(),
             stats: None,
+            outcome: None,
         }
     }
 

@@ -209,6 +209,14 @@ async fn create(
     if let Some(snap) = &req.from_snapshot {
         return create_from_snapshot(&app, owner, snap, &req).await;
     }
+    if let Some(name) = &req.template {
+        return create_from_template(&app, owner, name, &req).await;
+    }
+    if req.stdin.is_some() || req.stdin_base64.is_some() {
+        return Err(ApiError::bad_request(
+            "`stdin` and `stdin_base64` go with `template` (an exec's stdin is in its own request)",
+        ));
+    }
     if let Some(image) = &req.image {
         app.check_image(image)?;
     }
@@ -308,6 +316,89 @@ async fn create_from_snapshot(
     let entry = register(slot, owner, live, s.options.clone(), s.image.clone()).await?;
     tracing::info!(id = %entry.id, owner = %entry.owner, snapshot = %s.id, "created from a snapshot");
     Ok(created(format!("/v1/sandboxes/{}", entry.id), entry.info()))
+}
+
+/// `POST /v1/sandboxes` with `template`: a sandbox started from the policy's warm
+/// template (a fork of its micro-VM, or a pre-started container of its pool) whose
+/// program reads the request's stdin and runs to its end; the answer is the sandbox,
+/// with that outcome. The sandbox stays, as any other, until deleted.
+async fn create_from_template(
+    app: &App,
+    owner: Owner,
+    name: &str,
+    req: &CreateRequest,
+) -> Result<Response, ApiError> {
+    use base64::Engine as _;
+    let only = CreateRequest {
+        template: Some(name.to_string()),
+        stdin: req.stdin.clone(),
+        stdin_base64: req.stdin_base64.clone(),
+        limits: hybrid_sandbox::Limits {
+            wall_time: req.limits.wall_time,
+            cpu_time: req.limits.cpu_time,
+            output: req.limits.output,
+            ..hybrid_sandbox::Limits::default()
+        },
+        ..CreateRequest::default()
+    };
+    if req != &only {
+        return Err(ApiError::bad_request(
+            "template takes only `stdin` (or `stdin_base64`) and `limits` (wall_time, cpu_time, output): the sandbox is the template's, as the server's policy defines it",
+        ));
+    }
+    let stdin = match (&req.stdin, &req.stdin_base64) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give `stdin` or `stdin_base64`, not both",
+            ))
+        }
+        (Some(t), None) => t.clone().into_bytes(),
+        (None, Some(b)) => hsb_client::api::B64.decode(b).map_err(|e| {
+            ApiError::bad_request(format!("the request body's `stdin_base64`: {e}"))
+        })?,
+        (None, None) => Vec::new(),
+    };
+    let run = hybrid_sandbox::TemplateRun {
+        stdin,
+        limits: hybrid_sandbox::ExecLimits {
+            wall_time: req.limits.wall_time,
+            cpu_time: req.limits.cpu_time,
+            output: req.limits.output,
+        },
+    };
+    let slot = app.registry.reserve(&owner)?;
+    let (live, mut exec) = app
+        .sandbox
+        .start_template(name, run)
+        .await
+        .map_err(|e| ApiError::library(&e))?;
+    let outcome = match exec.wait().await {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = live.destroy().await;
+            return Err(ApiError::library(&hybrid_sandbox::Error::Run(e)));
+        }
+    };
+    drop(exec);
+    let id = new_id().map_err(|e| ApiError::new("failed", format!("making an id: {e}")))?;
+    let entry = Entry::new(id, owner, live.clone(), LiveOptions::default(), None);
+    let entry = match slot.commit(entry) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = live.destroy().await;
+            return Err(e);
+        }
+    };
+    tracing::info!(id = %entry.id, owner = %entry.owner, template = %name, "created from a template");
+    let mut info = entry.info();
+    info.outcome = Some(Box::new(outcome.into()));
+    let location = format!("/v1/sandboxes/{}", entry.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(info),
+    )
+        .into_response())
 }
 
 /// `POST /v1/sandboxes/{id}/snapshot`: a snapshot of the sandbox (it goes on).
