@@ -452,6 +452,7 @@ fn create_request(options: Option<&Bound<'_, PyDict>>) -> PyResult<CreateRequest
         lifetime: o.lifetime,
         idle_timeout: o.idle_timeout,
         from_snapshot: None,
+        ..CreateRequest::default()
     })
 }
 

@@ -94,6 +94,74 @@ impl PySandbox {
         r.map(PyOutcome::new).map_err(|f| f.to_pyerr(py))
     }
 
+    /// Runs the policy's warm template `name` with `options` (`stdin`, `timeout`,
+    /// `cpu_time`, `output_limit`), with the GIL released; Ctrl-C kills it.
+    #[pyo3(signature = (name, options=None))]
+    fn run_template(
+        &self,
+        py: Python<'_>,
+        name: String,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyOutcome> {
+        let argv = pyo3::types::PyList::new(py, [name.as_str()])?;
+        let r = args::exec_request(argv.as_any(), options, false)?;
+        if r.tty.is_some() || !r.env.is_empty() || r.cwd.is_some() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "a template run takes stdin, timeout, cpu_time and output_limit only",
+            ));
+        }
+        let stdin = match r.stdin {
+            hybrid_sandbox::Stdin::Bytes(b) => b,
+            _ => Vec::new(),
+        };
+        let run = hybrid_sandbox::TemplateRun {
+            stdin,
+            limits: r.limits,
+        };
+        let rt = runtime::py_get(py)?;
+        let sandbox = self.inner.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let killer = std::sync::Arc::new(std::sync::Mutex::new(None::<hybrid_sandbox::KillHandle>));
+        let k2 = killer.clone();
+        rt.spawn(async move {
+            let r = async {
+                let (live, mut exec) = sandbox.start_template(&name, run).await?;
+                *k2.lock().unwrap_or_else(|p| p.into_inner()) = Some(exec.kill_handle());
+                let o = exec.wait().await.map_err(hybrid_sandbox::Error::Run);
+                drop(exec);
+                let _ = live.destroy().await;
+                o
+            }
+            .await
+            .map_err(Failure::from);
+            let _ = tx.send(r);
+        });
+        let outcome = async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(Failure::from(hybrid_sandbox::Error::Runtime(
+                    std::io::Error::other("the template run's task ended"),
+                )))
+            })
+        };
+        let r = runtime::wait(py, outcome, None, || {
+            if let Some(k) = killer.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                k.kill();
+            }
+        })?;
+        r.map(PyOutcome::new).map_err(|f| f.to_pyerr(py))
+    }
+
+    /// The names of the policy's warm templates (`[templates.NAME]`).
+    #[getter]
+    fn templates(&self) -> Vec<String> {
+        self.inner
+            .policy()
+            .template_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Like `run`, as an asyncio future; cancelling it kills the run.
     #[pyo3(signature = (argv, options=None))]
     fn run_async<'py>(

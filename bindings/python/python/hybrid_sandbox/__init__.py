@@ -119,8 +119,9 @@ class Sandbox:
 
     def run(
         self,
-        argv: Argv,
+        argv: Optional[Argv] = None,
         *,
+        template: Optional[str] = None,
         isolation: Optional[str] = None,
         workload: Optional[str] = None,
         stdin: Stdin = None,
@@ -169,8 +170,37 @@ class Sandbox:
         the path of an OCI layout directory or `docker save` tarball; its ENTRYPOINT,
         ENV, WORKDIR and USER apply and `argv` replaces its CMD.
 
+        template: run the policy's warm template of that name (`[templates.NAME]`)
+        instead of `argv`: its program, started once and waiting on its stdin (a fork of
+        its micro-VM snapshot, or a pre-started container of its pool), reads `stdin`
+        then end of file; only stdin, timeout, cpu_time and output_limit apply. The
+        outcome's `decision.reasons[0]` says which template and how it started.
+
         The GIL is released while the workload runs; Ctrl-C kills it.
         """
+        if template is not None:
+            extra = [
+                k
+                for k, v in dict(
+                    argv=argv, isolation=isolation, workload=workload, memory=memory,
+                    mounts=mounts, env=env, pids=pids, network=network, cwd=cwd,
+                    labels=labels, needs=needs, image=image, tmpfs=tmpfs, cpus=cpus,
+                    open_files=open_files, allow=allow, deny=deny, expose=expose,
+                    secrets=secrets, file_size=file_size, tmp_size=tmp_size,
+                ).items()
+                if v is not None
+            ]
+            if extra:
+                raise TypeError(
+                    "a template run takes only stdin, timeout, cpu_time and output_limit "
+                    f"(the sandbox is the template's, as the policy defines it); got {', '.join(extra)}"
+                )
+            return self._native.run_template(
+                template,
+                _options(stdin=stdin, timeout=timeout, cpu_time=cpu_time, output_limit=output_limit),
+            )
+        if argv is None:
+            raise TypeError("run() needs argv (or template=)")
         return self._native.run(
             argv,
             _options(
@@ -426,9 +456,10 @@ def _sandbox(policy: Optional[StrPath]) -> Sandbox:
 
 
 def run(
-    argv: Argv,
+    argv: Optional[Argv] = None,
     *,
     policy: Optional[StrPath] = None,
+    template: Optional[str] = None,
     isolation: Optional[str] = None,
     workload: Optional[str] = None,
     stdin: Stdin = None,
@@ -455,9 +486,13 @@ def run(
     tmp_size: Optional[Size] = None,
 ) -> Outcome:
     """Runs `argv` under `policy` (a policy file; the embedded default when None) and
-    returns its `Outcome`. See `Sandbox.run` for the other arguments."""
+    returns its `Outcome`. See `Sandbox.run` for the other arguments; with
+    `template="py"` and `stdin=code`, the policy's warm template runs instead (the
+    templates a policy builds live as long as its `Sandbox`: the default policy's is
+    kept for the process)."""
     return _sandbox(policy).run(
         argv,
+        template=template,
         isolation=isolation,
         workload=workload,
         stdin=stdin,
