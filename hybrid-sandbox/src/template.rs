@@ -54,7 +54,7 @@ impl std::fmt::Debug for Templates {
 
 enum Built {
     MicroVm {
-        def: TemplateDef,
+        def: Box<TemplateDef>,
         snapshot: Snapshot,
         exec: ParkedExec,
         took: Duration,
@@ -279,7 +279,7 @@ impl Sandbox {
                 let _ = live.destroy().await;
                 drop((execution, stdin));
                 Ok(Arc::new(Built::MicroVm {
-                    def,
+                    def: Box::new(def),
                     snapshot,
                     exec,
                     took: began.elapsed(),
@@ -553,15 +553,12 @@ impl Execution for Noted {
             Some((wall, began)) => {
                 let left = wall.saturating_sub(began.elapsed());
                 let kill = self.inner.kill_handle();
-                let waited = {
-                    let fut = self.inner.wait();
-                    tokio::pin!(fut);
-                    tokio::select! {
-                        r = &mut fut => Some(r),
-                        _ = tokio::time::sleep(left) => { kill.kill(); timed_out = true; Some(fut.await) }
-                    }
-                };
-                waited.unwrap_or_else(|| Err(sandbox_core::RunError::AlreadyWaited))?
+                let fut = self.inner.wait();
+                tokio::pin!(fut);
+                tokio::select! {
+                    r = &mut fut => r?,
+                    _ = tokio::time::sleep(left) => { kill.kill(); timed_out = true; fut.await? }
+                }
             }
         };
         if let Some((_, began)) = self.wall {
