@@ -308,3 +308,94 @@ fn bad_templates_are_refused_naming_the_key() {
     );
     assert!(e.contains("did you mean `py`") || e.contains("`py`"), "{e}");
 }
+
+/// The cgroups of the container sandboxes a process made (`/sys/fs/cgroup/*/hsb/PID-*`).
+fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
+    ["memory", "pids", "cpuacct", "freezer", ""]
+        .iter()
+        .filter_map(|c| std::fs::read_dir(format!("/sys/fs/cgroup/{c}/hsb")).ok())
+        .flat_map(|d| d.flatten())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{pid}-"))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+const MARKED: &str = r#"
+[templates.marked]
+isolation = "container"
+argv = ["python3", "-c", "import sys; sys.stdin.read()  # hsb-pool-marker-5c1e"]
+pool = 3
+"#;
+
+/// Run by `kill_9_of_a_caller_with_a_pool_leaves_nothing` as a child: a container
+/// template's full pool, then it waits to be killed.
+#[test]
+fn template_pool_child_process() {
+    if std::env::var("HSB_TEMPLATE_CHILD").is_err() {
+        return;
+    }
+    let sb = sandbox_with(&format!("{}\n{MARKED}", hybrid_sandbox::EMBEDDED_DEFAULT));
+    runtime().block_on(async {
+        sb.build_template("marked").await.expect("build");
+        let until = Instant::now() + Duration::from_secs(60);
+        while sb.build_template("marked").await.expect("info").ready < 3 {
+            assert!(Instant::now() < until, "the pool never filled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!("HSB-TEMPLATE-READY");
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    });
+}
+
+#[test]
+fn kill_9_of_a_caller_with_a_pool_leaves_nothing() {
+    use std::io::BufRead;
+    let Some(_g) = ready(IsolationRequest::Container) else {
+        return;
+    };
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "template_pool_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HSB_TEMPLATE_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("HSB-TEMPLATE-READY"))),
+        "the child never got ready"
+    );
+    let marker = "hsb-pool-marker-5c1e";
+    assert_eq!(
+        host_processes_with(marker).len(),
+        3,
+        "three pre-started programs"
+    );
+    let cgroups = cgroups_of(pid);
+    assert!(!cgroups.is_empty(), "the pool's sandboxes have no cgroups");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        eventually(20.0, || host_processes_with(marker).is_empty()),
+        "a pooled program outlived its killed caller: {:?}",
+        host_processes_with(marker)
+    );
+    let procs = |c: &std::path::PathBuf| {
+        std::fs::read_to_string(c.join("cgroup.procs"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(20.0, || cgroups.iter().map(procs).sum::<usize>() == 0),
+        "processes of the killed caller's pool are still alive"
+    );
+}
