@@ -270,6 +270,10 @@ fn bad_templates_are_refused_naming_the_key() {
             &["templates.t.pool", "at most 64"],
         ),
         (
+            "[templates.t]\nisolation = \"microvm\"\nargv = [\"python3\"]\npool = 2\n",
+            &["templates.t.pool", "drop `pool`"],
+        ),
+        (
             "[templates.t]\nisolation = \"microvm\"\nargv = [\"python3\"]\nnetwork = \"egress\"\n",
             &["templates.t.network", "egress"],
         ),

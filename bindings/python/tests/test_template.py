@@ -6,6 +6,8 @@ options that do not go with a template are refused."""
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 import hybrid_sandbox as hs
@@ -14,10 +16,10 @@ from conftest import require
 
 def _works(isolation: str) -> str | None:
     try:
-        hs.run(["true"], isolation=isolation).check()
-        return None
+        o = hs.run(["true"], isolation=isolation)
     except hs.SandboxError as e:
         return str(e)
+    return None if o.exit_code == 0 else f"`true` did not run: {o}"
 
 
 @pytest.mark.parametrize("name,isolation", [("py", "microvm"), ("py-container", "container")])
@@ -55,9 +57,11 @@ argv = ["python3", "-c", "import sys; sys.stderr.write('no stdin for me'); sys.e
 """
 
 
-def test_template_errors() -> None:
+def test_template_errors(tmp_path: pathlib.Path) -> None:
     require("microvm", _works("microvm"))
-    sb = hs.Sandbox(toml=_EARLY)
+    policy = tmp_path / "early.toml"
+    policy.write_text(_EARLY)
+    sb = hs.Sandbox(str(policy))
     with pytest.raises(hs.SandboxError) as e:
         sb.run(template="early", stdin="")
     assert "template `early`" in str(e.value) and "no stdin for me" in str(e.value), e.value

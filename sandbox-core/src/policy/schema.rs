@@ -70,8 +70,8 @@ pub(crate) struct TemplateSpec {
     /// state a snapshot cannot copy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) network: Option<crate::types::Network>,
-    /// Ready instances kept (container: required, 1 to 64; micro-VM: optional, ready
-    /// forks kept started).
+    /// Ready instances kept (container: required, 1 to 64; micro-VM: refused for now,
+    /// each run is a fork started when it comes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) pool: Option<u32>,
 }

@@ -24,7 +24,7 @@ pub struct TemplateDef {
     pub isolation: Isolation,
     /// The program and its arguments.
     pub argv: Vec<String>,
-    /// Ready instances kept (container: at least 1; micro-VM: 0 unless set).
+    /// Ready instances kept (container: 1 to 64; micro-VM: 0, each run forks).
     pub pool: u32,
     /// The sandbox it runs in, as a live sandbox's spec (no program): its profile,
     /// image, mounts, env, limits and network, isolation forced to `isolation`.
@@ -126,6 +126,12 @@ fn check_one(file: &PolicyFile, name: &str, t: &TemplateSpec) -> Result<(), (Str
             return Err((
                 format!("{key}.pool"),
                 format!("a container template needs at least one ready instance (1 to {MAX_POOL})"),
+            ))
+        }
+        (Isolation::MicroVm, Some(_)) => {
+            return Err((
+                format!("{key}.pool"),
+                "pre-started forks of a micro-VM template are not kept yet: each run is a fork of the template's snapshot, started when the run comes (about 1.5 ms); drop `pool`".into(),
             ))
         }
         (_, Some(n)) if n > MAX_POOL => {

@@ -121,7 +121,6 @@ class Sandbox:
         self,
         argv: Optional[Argv] = None,
         *,
-        template: Optional[str] = None,
         isolation: Optional[str] = None,
         workload: Optional[str] = None,
         stdin: Stdin = None,
@@ -146,6 +145,7 @@ class Sandbox:
         secrets: Optional[Mapping[str, str]] = None,
         file_size: Optional[Size] = None,
         tmp_size: Optional[Size] = None,
+        template: Optional[str] = None,
     ) -> Outcome:
         """Runs `argv` (the program, an absolute path in the sandbox or a name searched in
         PATH, then its arguments) to its end and returns its `Outcome`.
@@ -459,7 +459,6 @@ def run(
     argv: Optional[Argv] = None,
     *,
     policy: Optional[StrPath] = None,
-    template: Optional[str] = None,
     isolation: Optional[str] = None,
     workload: Optional[str] = None,
     stdin: Stdin = None,
@@ -484,6 +483,7 @@ def run(
     secrets: Optional[Mapping[str, str]] = None,
     file_size: Optional[Size] = None,
     tmp_size: Optional[Size] = None,
+    template: Optional[str] = None,
 ) -> Outcome:
     """Runs `argv` under `policy` (a policy file; the embedded default when None) and
     returns its `Outcome`. See `Sandbox.run` for the other arguments; with
