@@ -663,6 +663,26 @@ hsb_status hsb_run_streaming(hsb_sandbox *sb,
                              hsb_outcome **out,
                              hsb_error **err);
 
+// Runs the policy's warm template `name` (`[templates.NAME]`) to its end: its program,
+// started once and waiting on its stdin (a fork of its micro-VM snapshot, or a
+// pre-started container of its pool), reads the stdin set in `opts`
+// (`hsb_run_options_set_stdin`; none: empty) then end of file. Of `opts`, only the
+// stdin and the wall-time, CPU-time and output limits apply; any other option set is
+// `HSB_ERR_INVALID_ARGUMENT` (the sandbox is the template's, as the policy defines it).
+// The template is built at its first run and kept as long as the sandbox `sb`; a
+// program that ends before it waits on its stdin is an error of kind `template` with
+// its stderr. The outcome's first reason says which template and how it started.
+//
+// # Safety
+// `sb` is NULL or a live sandbox; `name` is NULL or a NUL-terminated string; `opts`
+// is NULL or live options not modified during the call; `out` is valid for writing
+// one pointer; `err` is NULL or valid for writing one pointer.
+hsb_status hsb_run_template(hsb_sandbox *sb,
+                            const char *name,
+                            const hsb_run_options *opts,
+                            hsb_outcome **out,
+                            hsb_error **err);
+
 // Creates a sandbox under the policy file `policy_path` (TOML, or JSON when the name
 // ends in `.json`), or under the embedded default policy when `policy_path` is NULL.
 //

@@ -139,7 +139,7 @@ impl From<hybrid_sandbox::Error> for Failure {
             "not_found" | "exists" | "permission_denied" | "is_a_directory" | "not_a_directory"
             | "not_empty" | "busy" | "invalid_path" | "io" => hsb_status::HSB_ERR_FILE,
             "invalid" => hsb_status::HSB_ERR_INVALID_ARGUMENT,
-            "exec" => hsb_status::HSB_ERR_SETUP,
+            "exec" | "template" => hsb_status::HSB_ERR_SETUP,
             "failed" => hsb_status::HSB_ERR_RUN,
             _ => hsb_status::HSB_ERR_INTERNAL,
         };

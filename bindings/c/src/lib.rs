@@ -32,7 +32,7 @@ pub use error::{
 pub use live::*;
 pub use options::*;
 pub use outcome::*;
-pub use run::{hsb_output_callback, hsb_run, hsb_run_streaming, hsb_stream};
+pub use run::{hsb_output_callback, hsb_run, hsb_run_streaming, hsb_run_template, hsb_stream};
 pub use sandbox::{hsb_sandbox, hsb_sandbox_free, hsb_sandbox_new, hsb_sandbox_new_from_toml};
 
 // The handles are shared between C threads as documented in hsb.h: make the compiler

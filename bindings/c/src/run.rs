@@ -222,3 +222,78 @@ pub(crate) async fn stream_exec(
     }
     outcome.map_err(Error::Run)
 }
+
+/// Runs the policy's warm template `name` (`[templates.NAME]`) to its end: its program,
+/// started once and waiting on its stdin (a fork of its micro-VM snapshot, or a
+/// pre-started container of its pool), reads the stdin set in `opts`
+/// (`hsb_run_options_set_stdin`; none: empty) then end of file. Of `opts`, only the
+/// stdin and the wall-time, CPU-time and output limits apply; any other option set is
+/// `HSB_ERR_INVALID_ARGUMENT` (the sandbox is the template's, as the policy defines it).
+/// The template is built at its first run and kept as long as the sandbox `sb`; a
+/// program that ends before it waits on its stdin is an error of kind `template` with
+/// its stderr. The outcome's first reason says which template and how it started.
+///
+/// # Safety
+/// `sb` is NULL or a live sandbox; `name` is NULL or a NUL-terminated string; `opts`
+/// is NULL or live options not modified during the call; `out` is valid for writing
+/// one pointer; `err` is NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_run_template(
+    sb: *mut hsb_sandbox,
+    name: *const c_char,
+    opts: *const hsb_run_options,
+    out: *mut *mut hsb_outcome,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let body = || {
+        // SAFETY: `out` is valid for writing (contract above).
+        unsafe { ffi::clear_out(out, "out") }?;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Failure::invalid(
+                "a run cannot be started from inside an output callback",
+            ));
+        }
+        // SAFETY: `sb` is NULL or a live sandbox (contract above).
+        let sb = unsafe { ffi::handle(sb.cast_const(), "sandbox") }?;
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract above).
+        let name = unsafe { ffi::text(name, "name") }?;
+        // SAFETY: `opts` is NULL or live options nobody modifies now (contract above).
+        let w = unsafe { ffi::opt_ref(opts) }
+            .map(|o| o.template.clone())
+            .unwrap_or_default();
+        let allowed = Workload {
+            stdin: w.stdin.clone(),
+            limits: hybrid_sandbox::Limits {
+                wall_time: w.limits.wall_time,
+                cpu_time: w.limits.cpu_time,
+                output: w.limits.output,
+                ..hybrid_sandbox::Limits::default()
+            },
+            ..Workload::default()
+        };
+        if w != allowed {
+            return Err(Failure::invalid(
+                "a template run takes only the stdin and the wall-time, CPU-time and output limits of its options: the sandbox is the template's, as the policy defines it",
+            ));
+        }
+        let stdin = match w.stdin {
+            hybrid_sandbox::Stdin::Bytes(b) => b,
+            _ => Vec::new(),
+        };
+        let run = hybrid_sandbox::TemplateRun {
+            stdin,
+            limits: hybrid_sandbox::ExecLimits {
+                wall_time: w.limits.wall_time,
+                cpu_time: w.limits.cpu_time,
+                output: w.limits.output,
+            },
+        };
+        let rt = runtime::get()?;
+        let outcome = rt.block_on(sb.inner.run_template(name, run))?;
+        // SAFETY: `out` was checked above.
+        unsafe { ffi::give(out, hsb_outcome::new(outcome)) };
+        Ok(())
+    };
+    // SAFETY: `err` is NULL or valid for writing (contract above).
+    unsafe { ffi::call(err, body) }
+}
