@@ -125,7 +125,10 @@ fn ended_early(name: &str, o: &Outcome) -> Error {
     let how = match (o.termination, o.exit_code, o.signal) {
         (Termination::Exited, Some(c), _) => format!("exited with status {c}"),
         (Termination::Signaled, _, Some(s)) => format!("was killed by signal {s}"),
-        (t, _, _) => format!("ended ({t:?})"),
+        (Termination::Timeout, _, _) => {
+            "was ended by its wall-time limit (it never blocked reading its stdin: a read, readv, splice, copy_file_range, sendfile or poll on it)".to_string()
+        }
+        (t, _, _) => format!("was ended ({t})"),
     };
     template_error(
         name,

@@ -32,6 +32,15 @@ argv = ["python3", "-c", 'import json, os, random, re, sys; code = sys.stdin.rea
 limits = { wall_time = "20s", output = "1MiB" }
 pool = 2
 
+[templates.cat-vm]
+isolation = "microvm"
+argv = ["busybox", "cat"]
+
+[templates.cat-ct]
+isolation = "container"
+argv = ["busybox", "cat"]
+pool = 1
+
 [templates.early-vm]
 isolation = "microvm"
 argv = ["python3", "-c", "import sys; sys.stderr.write('no input for me, giving up\\n'); sys.exit(3)"]
@@ -65,6 +74,10 @@ print(seen)
 "#;
 
 async fn common(sb: &Sandbox, name: &str, backend: &str) {
+    // A program that copies its stdin with sendfile (busybox cat) is parked too.
+    let cat = format!("cat-{}", &name);
+    let o = run(sb, &cat, "typed line\n").await;
+    assert_eq!(stdout(&o), "typed line\n", "{o:?}");
     let o = run(sb, name, "print(6*7)").await;
     assert_eq!(o.termination, Termination::Exited, "{o:?}");
     assert_eq!(stdout(&o), "42\n", "{o:?}");

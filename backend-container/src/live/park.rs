@@ -4,8 +4,9 @@
 //! write end the host holds; its inode is known): the processes that hold the read end
 //! of that pipe are the exec's (found by their `/proc/PID/fd` links, `pipe:[INODE]`,
 //! opened for reading); **none of their threads is running** (`/proc/PID/task/TID/
-//! syscall` is not `running`); and **one is blocked in a read of it**: `read` or
-//! `readv` whose first argument is a descriptor that is that pipe, or `poll`, `ppoll`,
+//! syscall` is not `running`); and **one is blocked in a read of it**: `read`, `readv`,
+//! `splice` or `copy_file_range` whose first argument (`sendfile`: its second, the
+//! input) is a descriptor that is that pipe, or `poll`, `ppoll`,
 //! `select`, `pselect6`, `epoll_wait`, `epoll_pwait` or `epoll_pwait2` by a process
 //! that holds it (the sets it waits on are in its memory: holding it is the check).
 //! The pipe is empty and open (nothing is written before the run). Reading another
@@ -23,7 +24,15 @@ pub(crate) enum ParkState {
     Busy,
 }
 
-const READS: [u64; 2] = [libc::SYS_read as u64, libc::SYS_readv as u64];
+/// Calls that read their first argument's descriptor.
+const READS: [u64; 4] = [
+    libc::SYS_read as u64,
+    libc::SYS_readv as u64,
+    libc::SYS_splice as u64,
+    libc::SYS_copy_file_range as u64,
+];
+/// `sendfile(out, in, ...)` reads its second (busybox `cat` copies stdin with it).
+const SENDFILE: u64 = libc::SYS_sendfile as u64;
 const POLLS: [u64; 7] = [
     libc::SYS_poll as u64,
     libc::SYS_ppoll as u64,
@@ -99,12 +108,18 @@ pub(crate) fn state(ino: u64) -> std::io::Result<ParkState> {
             let Some(nr) = it.next().and_then(|n| n.parse::<u64>().ok()) else {
                 return Ok(ParkState::Busy); // `running`, or not in a syscall
             };
-            let arg0 = it
-                .next()
-                .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
-            if READS.contains(&nr) && arg0.is_some_and(|fd| fds.contains(&fd))
-                || POLLS.contains(&nr)
-            {
+            let hex = |a: Option<&str>| {
+                a.and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+            };
+            let (arg0, arg1) = (hex(it.next()), hex(it.next()));
+            let read_fd = if READS.contains(&nr) {
+                arg0
+            } else if nr == SENDFILE {
+                arg1
+            } else {
+                None
+            };
+            if read_fd.is_some_and(|fd| fds.contains(&fd)) || POLLS.contains(&nr) {
                 reading = true;
             }
         }

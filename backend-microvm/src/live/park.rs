@@ -4,8 +4,9 @@
 //! **The condition** ([`Kernel::park_state`]), checked between guest instructions: the
 //! exec's stdin is a stream with nothing written and not closed; **no task of the
 //! sandbox can run** (every one is blocked in a syscall, dead, or init); and **a task of
-//! the exec's process group is blocked in a read of that stdin**: `read` or `readv` on
-//! a descriptor whose open file is the exec's stdin channel, or `poll`, `ppoll`,
+//! the exec's process group is blocked in a read of that stdin**: `read`, `readv`,
+//! `splice` or `copy_file_range` whose first argument (`sendfile`: its second, the
+//! input) is a descriptor whose open file is the exec's stdin channel, or `poll`, `ppoll`,
 //! `select`, `pselect6`, `epoll_wait`, `epoll_pwait` or `epoll_pwait2` by a process
 //! that holds that channel open (the sets it waits on are in guest memory: holding it
 //! is the check). A program that is waiting for something else (a sleep, a futex, a
@@ -49,7 +50,15 @@ pub(crate) struct Adopt {
     pub(crate) done: oneshot::Sender<ExecEnd>,
 }
 
-const READS: [u64; 2] = [libc::SYS_read as u64, libc::SYS_readv as u64];
+/// Calls that read their first argument's descriptor.
+const READS: [u64; 4] = [
+    libc::SYS_read as u64,
+    libc::SYS_readv as u64,
+    libc::SYS_splice as u64,
+    libc::SYS_copy_file_range as u64,
+];
+/// `sendfile(out, in, ...)` reads its second (busybox `cat` copies stdin with it).
+const SENDFILE: u64 = libc::SYS_sendfile as u64;
 const POLLS: [u64; 7] = [
     libc::SYS_poll as u64,
     libc::SYS_ppoll as u64,
@@ -92,8 +101,15 @@ impl Kernel {
             }
             let is_stdin =
                 |f: &crate::linux::OpenFile| matches!(f.kind, FileKind::Stdin(c) if c == id);
-            if READS.contains(&b.nr) {
-                if p.files.get(b.args[0]).is_ok_and(|f| is_stdin(&f)) {
+            let read_fd = if READS.contains(&b.nr) {
+                Some(b.args[0])
+            } else if b.nr == SENDFILE {
+                Some(b.args[1])
+            } else {
+                None
+            };
+            if let Some(fd) = read_fd {
+                if p.files.get(fd).is_ok_and(|f| is_stdin(&f)) {
                     reading = true;
                 }
             } else if POLLS.contains(&b.nr) && p.files.iter().any(|(_, f)| is_stdin(f)) {
