@@ -380,25 +380,11 @@ async fn create_from_template(
         }
     };
     drop(exec);
-    let id = new_id().map_err(|e| ApiError::new("failed", format!("making an id: {e}")))?;
-    let entry = Entry::new(id, owner, live.clone(), LiveOptions::default(), None);
-    let entry = match slot.commit(entry) {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = live.destroy().await;
-            return Err(e);
-        }
-    };
+    let entry = register(slot, owner, live, LiveOptions::default(), None).await?;
     tracing::info!(id = %entry.id, owner = %entry.owner, template = %name, "created from a template");
     let mut info = entry.info();
     info.outcome = Some(Box::new(outcome.into()));
-    let location = format!("/v1/sandboxes/{}", entry.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(info),
-    )
-        .into_response())
+    Ok(created(format!("/v1/sandboxes/{}", entry.id), info))
 }
 
 /// `POST /v1/sandboxes/{id}/snapshot`: a snapshot of the sandbox (it goes on).
