@@ -6,7 +6,10 @@
 //!   reading its empty stdin, `backend-microvm`'s `live/park.rs` says exactly when),
 //!   snapshotted once in memory. Each run is a fork of that snapshot that takes the
 //!   parked program over with the run's stdin, limits and output
-//!   ([`sandbox_core::LiveSnapshot::start_parked`]).
+//!   ([`sandbox_core::LiveSnapshot::start_parked`]). With `pool = N`, N such forks
+//!   are started ahead ([`sandbox_core::LiveSnapshot::prestart_parked`]), their
+//!   program still waiting; a run takes one and only hands it its stdin, and the pool
+//!   refills in the background.
 //! - **Container**: a pool of `pool` live containers, each with the program started
 //!   and its stdin open and empty. A run takes one (or starts one cold when none is
 //!   ready), writes its stdin and closes it; the pool refills in the background.
@@ -20,8 +23,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use sandbox_core::{
-    ExecLimits, ExecRequest, Execution, Isolation, LiveOptions, Outcome, Parked, ParkedExec, Stdin,
-    StdinWriter, TemplateDef, Termination,
+    ExecLimits, ExecRequest, Execution, Isolation, LiveOptions, Outcome, Parked, ParkedExec,
+    PreStarted, Stdin, StdinWriter, TemplateDef, Termination,
 };
 
 use crate::live::{Live, Snapshot};
@@ -58,6 +61,8 @@ enum Built {
         snapshot: Snapshot,
         exec: ParkedExec,
         took: Duration,
+        /// Forks started ahead (`pool` in the policy), if any.
+        pool: Option<Arc<VmPool>>,
     },
     Container(Arc<Pool>),
 }
@@ -150,13 +155,14 @@ impl Sandbox {
                 def,
                 snapshot,
                 took,
+                pool,
                 ..
             } => TemplateInfo {
                 name: def.name.clone(),
                 isolation: Isolation::MicroVm,
                 argv: def.argv.clone(),
-                ready: 0,
-                pool: 0,
+                ready: pool.as_ref().map_or(0, |p| p.ready()),
+                pool: def.pool,
                 memory_bytes: snapshot.memory_bytes(),
                 build_time: *took,
             },
@@ -204,8 +210,20 @@ impl Sandbox {
                 def,
                 snapshot,
                 exec,
+                pool,
                 ..
             } => {
+                if let Some(p) = pool {
+                    if let Some(started) = p.take(&run) {
+                        let live = snapshot.adopt(started.sandbox());
+                        let execution = started.feed(run.stdin, run.limits.wall_time);
+                        let note = format!(
+                            "template `{}`: a fork of its micro-VM snapshot started ahead, from its pool of {}",
+                            def.name, def.pool
+                        );
+                        return Ok((live, Box::new(Noted::new(execution, note, None))));
+                    }
+                }
                 let (sandbox, execution) = snapshot
                     .inner()
                     .start_parked(*exec, run.stdin, run.limits)
@@ -213,8 +231,13 @@ impl Sandbox {
                     .map_err(Error::Live)?;
                 let live = snapshot.adopt(sandbox);
                 let note = format!(
-                    "template `{}`: a fork of its micro-VM snapshot (its program waiting on stdin)",
-                    def.name
+                    "template `{}`: a fork of its micro-VM snapshot (its program waiting on stdin){}",
+                    def.name,
+                    if pool.is_some() {
+                        ", started now (no fork of its pool was ready, or the run asks for its own CPU or output limit)"
+                    } else {
+                        ""
+                    }
                 );
                 Ok((live, Box::new(Noted::new(execution, note, None))))
             }
@@ -281,11 +304,13 @@ impl Sandbox {
                 // stands alone.
                 let _ = live.destroy().await;
                 drop((execution, stdin));
+                let pool = (def.pool > 0).then(|| VmPool::start(&def, snapshot.clone(), exec));
                 Ok(Arc::new(Built::MicroVm {
                     def: Box::new(def),
                     snapshot,
                     exec,
                     took: began.elapsed(),
+                    pool,
                 }))
             }
             Isolation::Container => {
@@ -293,6 +318,114 @@ impl Sandbox {
                 Ok(Arc::new(Built::Container(pool)))
             }
         }
+    }
+}
+
+/// A micro-VM template's forks started ahead, their program waiting on its stdin.
+struct VmPool {
+    name: String,
+    size: usize,
+    /// The template's CPU and output limits, which every fork of the pool runs under.
+    limits: ExecLimits,
+    snapshot: Snapshot,
+    exec: ParkedExec,
+    ready: Mutex<VecDeque<Box<dyn PreStarted>>>,
+    /// Forks being started.
+    filling: Mutex<usize>,
+    me: Weak<VmPool>,
+}
+
+impl VmPool {
+    fn start(def: &TemplateDef, snapshot: Snapshot, exec: ParkedExec) -> Arc<VmPool> {
+        let pool = Arc::new_cyclic(|me| VmPool {
+            name: def.name.clone(),
+            size: def.pool as usize,
+            limits: ExecLimits {
+                wall_time: None,
+                cpu_time: def.spec.limits.cpu_time,
+                output: def.spec.limits.output,
+            },
+            snapshot,
+            exec,
+            ready: Mutex::new(VecDeque::new()),
+            filling: Mutex::new(0),
+            me: me.clone(),
+        });
+        pool.refill();
+        pool
+    }
+
+    fn ready(&self) -> usize {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Starts forks in the background until `size` are ready or starting.
+    fn refill(&self) {
+        let missing = {
+            let ready = self.ready();
+            let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+            let missing = self.size.saturating_sub(ready + *filling);
+            *filling += missing;
+            missing
+        };
+        for _ in 0..missing {
+            let weak = self.me.clone();
+            tokio::spawn(async move {
+                let Some(pool) = weak.upgrade() else {
+                    return;
+                };
+                let (snapshot, exec, limits) = (
+                    pool.snapshot.inner().clone(),
+                    pool.exec,
+                    pool.limits.clone(),
+                );
+                drop(pool); // not held while the fork starts
+                let made = snapshot.prestart_parked(exec, limits).await;
+                let Some(pool) = weak.upgrade() else {
+                    return; // the template went: `made` is dropped, its VM destroyed
+                };
+                *pool.filling.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+                match made {
+                    Ok(f) => pool
+                        .ready
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push_back(f),
+                    Err(e) => {
+                        tracing::warn!(template = %pool.name, error = %e, "starting a fork for a micro-VM template's pool failed")
+                    }
+                }
+            });
+        }
+    }
+
+    /// A ready fork for `run` (refilling behind it), unless the run asks for CPU or
+    /// output limits other than the ones the pool's forks run under, or none is ready.
+    fn take(&self, run: &TemplateRun) -> Option<Box<dyn PreStarted>> {
+        let own_limits = (run.limits.cpu_time.is_some()
+            && run.limits.cpu_time != self.limits.cpu_time)
+            || (run.limits.output.is_some() && run.limits.output != self.limits.output);
+        if own_limits {
+            return None;
+        }
+        let mut taken = None;
+        loop {
+            let next = self
+                .ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            match next {
+                Some(f) if f.sandbox().state() == sandbox_core::LiveState::Running => {
+                    taken = Some(f);
+                    break;
+                }
+                Some(f) => drop(f), // ended (a lifetime, a failure): not used
+                None => break,
+            }
+        }
+        self.refill();
+        taken
     }
 }
 

@@ -29,7 +29,7 @@ pub use image_limits::ImageLimits;
 pub use limits::{LimitOverrides, Limits};
 pub use live::{
     EndReason, ExecLimits, ExecRequest, FileData, FileKind, FileStat, LiveError, LiveOptions,
-    LiveSandbox, LiveSnapshot, LiveState, LiveStats, Parked, ParkedExec, TtySize,
+    LiveSandbox, LiveSnapshot, LiveState, LiveStats, Parked, ParkedExec, PreStarted, TtySize,
 };
 pub use outcome::{
     Decision, EnforcementLevel, EnforcementReport, FallbackTaken, LandlockReport, LimitMechanism,

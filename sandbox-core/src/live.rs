@@ -452,6 +452,35 @@ pub trait LiveSnapshot: Send + Sync + fmt::Debug {
             self.isolation()
         )))
     }
+
+    /// [`LiveSnapshot::start_parked`] in two steps, for a pool of ready instances:
+    /// starts a sandbox now whose parked `exec` keeps waiting on its stdin, under the
+    /// CPU and output limits of `limits` (unset ones: the sandbox's); its
+    /// [`PreStarted::feed`] later gives it a run's stdin and wall time.
+    async fn prestart_parked(
+        &self,
+        _exec: ParkedExec,
+        _limits: ExecLimits,
+    ) -> Result<Box<dyn PreStarted>, LiveError> {
+        Err(LiveError::Unsupported(format!(
+            "a {} snapshot cannot pre-start a parked exec",
+            self.isolation()
+        )))
+    }
+}
+
+/// A sandbox started from a snapshot whose parked exec still waits for its stdin
+/// ([`LiveSnapshot::prestart_parked`]).
+pub trait PreStarted: Send + fmt::Debug {
+    /// The sandbox (running; its exec blocked reading an empty stdin).
+    fn sandbox(&self) -> std::sync::Arc<dyn LiveSandbox>;
+    /// Gives the exec `stdin`, then end of file; `wall` (unset: the sandbox's) counts
+    /// from now. Its execution streams and reports as any exec's.
+    fn feed(
+        self: Box<Self>,
+        stdin: Vec<u8>,
+        wall: Option<std::time::Duration>,
+    ) -> Box<dyn Execution>;
 }
 
 /// An exec waiting on its stdin ([`LiveSandbox::exec_parked`]): which one, for

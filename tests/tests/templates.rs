@@ -32,6 +32,12 @@ argv = ["python3", "-c", 'import json, os, random, re, sys; code = sys.stdin.rea
 limits = { wall_time = "20s", output = "1MiB" }
 pool = 2
 
+[templates.vmpool]
+isolation = "microvm"
+argv = ["python3", "-c", 'import json, os, random, re, sys; code = sys.stdin.read(); random.seed(); exec(compile(code, "<stdin>", "exec"), {"__name__": "__main__"})']
+limits = { wall_time = "20s", output = "1MiB" }
+pool = 2
+
 [templates.cat-vm]
 isolation = "microvm"
 argv = ["busybox", "cat"]
@@ -166,6 +172,96 @@ fn microvm_template_python() {
     });
 }
 
+/// This process's vCPU threads: one per live micro-VM.
+fn vcpu_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.trim() == "hsb-vcpu")
+        .count()
+}
+
+/// Waits (at most a minute) until template `name` has `n` instances ready.
+async fn pool_full(sb: &Sandbox, name: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sb.build_template(name).await.expect("built").ready < n {
+        assert!(
+            Instant::now() < deadline,
+            "the pool of {name} never had {n} ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (at most a minute) until `f` holds.
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn microvm_template_pool_keeps_forks_started_ahead() {
+    let Some(_g) = ready(IsolationRequest::MicroVm) else {
+        return;
+    };
+    runtime().block_on(async {
+        let sb = policy();
+        let threads0 = vcpu_threads();
+        let info = sb
+            .build_template("vmpool")
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()));
+        assert_eq!(info.pool, 2);
+        pool_full(&sb, "vmpool", 2).await;
+        // A run takes a fork started ahead and only hands it its stdin.
+        let o = run(&sb, "vmpool", "print(6*7)").await;
+        assert_eq!(
+            stdout(&o),
+            "42
+",
+            "{o:?}"
+        );
+        assert!(
+            o.decision.reasons[0].contains("started ahead, from its pool of 2"),
+            "{:?}",
+            o.decision.reasons
+        );
+        // Forks started ahead share nothing random, nor one run's state with the next.
+        let a = stdout(&run(&sb, "vmpool", RANDOMS).await);
+        let b = stdout(&run(&sb, "vmpool", RANDOMS).await);
+        assert_ne!(a, b, "pooled forks repeated their random values");
+        for _ in 0..2 {
+            let o = run(&sb, "vmpool", LEAK).await;
+            assert_eq!(stdout(&o), "[False, False]\n", "{o:?}");
+        }
+        // The run's wall time counts from its start, on a pooled fork too.
+        let mut r = TemplateRun::new("import time\nwhile True: time.sleep(0.01)");
+        r.limits.wall_time = Some(Duration::from_millis(500));
+        let o = sb.run_template("vmpool", r).await.expect("run");
+        assert_eq!(o.termination, Termination::Timeout, "{o:?}");
+        // A run with its own CPU limit is forked when it comes, under that limit.
+        let mut r = TemplateRun::new("while True: pass");
+        r.limits.cpu_time = Some(Duration::from_millis(300));
+        let o = sb.run_template("vmpool", r).await.expect("run");
+        assert_eq!(o.termination, Termination::CpuLimit, "{o:?}");
+        assert!(
+            o.decision.reasons[0].contains("started now"),
+            "{:?}",
+            o.decision.reasons
+        );
+        // The pool refills, and goes with its template: no VM is left.
+        pool_full(&sb, "vmpool", 2).await;
+        drop(sb);
+        until("pooled forks outlived their template", || {
+            vcpu_threads() == threads0
+        })
+        .await;
+    });
+}
+
 #[test]
 fn container_template_python_and_pool() {
     let Some(_g) = ready(IsolationRequest::Container) else {
@@ -283,8 +379,8 @@ fn bad_templates_are_refused_naming_the_key() {
             &["templates.t.pool", "at most 64"],
         ),
         (
-            "[templates.t]\nisolation = \"microvm\"\nargv = [\"python3\"]\npool = 2\n",
-            &["templates.t.pool", "drop `pool`"],
+            "[templates.t]\nisolation = \"microvm\"\nargv = [\"python3\"]\npool = 65\n",
+            &["templates.t.pool", "at most 64"],
         ),
         (
             "[templates.t]\nisolation = \"microvm\"\nargv = [\"python3\"]\nnetwork = \"egress\"\n",

@@ -390,6 +390,92 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
         );
         Ok((Arc::new(MicroVmLive { shared }), execution))
     }
+
+    async fn prestart_parked(
+        &self,
+        exec: sandbox_core::ParkedExec,
+        limits: sandbox_core::ExecLimits,
+    ) -> Result<Box<dyn sandbox_core::PreStarted>, LiveError> {
+        let cpu = limits.cpu_time.or(self.plan.limits.cpu_time);
+        let output_limit = limits.output.or(self.plan.limits.output).map(|b| b.0);
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        // The exec's stdin: a stream nothing is written to yet, so its read goes on
+        // blocking in the new sandbox until `feed`.
+        let queue = Arc::new(crate::stdio::StdinQueue::default());
+        let adopt = super::park::Adopt {
+            id: exec.id,
+            pid: exec.pid,
+            input: crate::stdio::Input::Stream(Arc::clone(&queue)),
+            output: crate::stdio::Output::new(out_tx, output_limit),
+            cpu,
+            done: done_tx,
+        };
+        let shared = self.start_with(Some(adopt)).await?;
+        Ok(Box::new(PreStartedVm {
+            live: Arc::new(MicroVmLive {
+                shared: Arc::clone(&shared),
+            }),
+            shared,
+            id: exec.id,
+            cpu,
+            wall: self.plan.limits.wall_time,
+            queue,
+            output: out_rx,
+            done: done_rx,
+        }))
+    }
+}
+
+/// A sandbox started from a snapshot, its parked exec waiting for [`feed`].
+///
+/// [`feed`]: sandbox_core::PreStarted::feed
+struct PreStartedVm {
+    /// The one handle of the sandbox (dropping the last destroys it).
+    live: Arc<MicroVmLive>,
+    shared: Arc<Shared>,
+    id: u32,
+    cpu: Option<Duration>,
+    /// The sandbox's wall time, for a run that sets none.
+    wall: Option<Duration>,
+    queue: Arc<crate::stdio::StdinQueue>,
+    output: sandbox_core::OutputStream,
+    done: oneshot::Receiver<super::cmd::ExecEnd>,
+}
+
+impl std::fmt::Debug for PreStartedVm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreStartedVm")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl sandbox_core::PreStarted for PreStartedVm {
+    fn sandbox(&self) -> Arc<dyn LiveSandbox> {
+        Arc::clone(&self.live) as Arc<dyn LiveSandbox>
+    }
+
+    fn feed(self: Box<Self>, stdin: Vec<u8>, wall: Option<Duration>) -> Box<dyn Execution> {
+        let me = *self;
+        me.queue.push(&stdin);
+        me.queue.close();
+        me.shared.ctl.input_arrived();
+        super::exec::watched(
+            &me.shared,
+            super::exec::Started {
+                id: me.id,
+                wall: wall.or(me.wall),
+                cpu: me.cpu,
+                began: Instant::now(),
+                paused_before: me.shared.paused_total(),
+                stdin: None,
+                output: me.output,
+                done: me.done,
+                tty: false,
+            },
+        )
+    }
 }
 
 impl MicroVmSnapshot {

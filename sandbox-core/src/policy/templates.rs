@@ -24,7 +24,8 @@ pub struct TemplateDef {
     pub isolation: Isolation,
     /// The program and its arguments.
     pub argv: Vec<String>,
-    /// Ready instances kept (container: 1 to 64; micro-VM: 0, each run forks).
+    /// Ready instances kept (container: 1 to 64, required; micro-VM: 0 to 64, forks of
+    /// its snapshot started ahead, 0 when unset: each run forks when it comes).
     pub pool: u32,
     /// The sandbox it runs in, as a live sandbox's spec (no program): its profile,
     /// image, mounts, env, limits and network, isolation forced to `isolation`.
@@ -126,12 +127,6 @@ fn check_one(file: &PolicyFile, name: &str, t: &TemplateSpec) -> Result<(), (Str
             return Err((
                 format!("{key}.pool"),
                 format!("a container template needs at least one ready instance (1 to {MAX_POOL})"),
-            ))
-        }
-        (Isolation::MicroVm, Some(_)) => {
-            return Err((
-                format!("{key}.pool"),
-                "pre-started forks of a micro-VM template are not kept yet: each run is a fork of the template's snapshot, started when the run comes (about 1.5 ms); drop `pool`".into(),
             ))
         }
         (_, Some(n)) if n > MAX_POOL => {
