@@ -165,7 +165,7 @@ fn main() {
             l.destroy().await.expect("destroy");
 
             let t = Instant::now();
-            let st = Command::new("python3")
+            let st = Command::new("/usr/bin/python3")
                 .args(["-c", "pass"])
                 .stdout(Stdio::null())
                 .status()

@@ -105,8 +105,10 @@ fn main() {
                 pooled += 1;
             }
 
+            // The interpreter the sandboxes run (their PATH finds it): not whatever
+            // `python3` the caller's PATH finds first (a pyenv shim costs ~80 ms).
             let t = Instant::now();
-            let st = Command::new("python3")
+            let st = Command::new("/usr/bin/python3")
                 .args(["-c", code])
                 .stdout(Stdio::null())
                 .status()
