@@ -112,6 +112,12 @@ typedef struct hsb_run_options hsb_run_options;
 // workloads from several threads at once.
 typedef struct hsb_sandbox hsb_sandbox;
 
+// A snapshot of a live sandbox: a micro-VM's memory, processes, open files and
+// in-memory filesystem; a container's writable layer only (`hsb_snapshot_kept` says
+// which). Thread-safe; independent of the sandbox it was taken of (which may be freed
+// first). Freed with `hsb_snapshot_free`.
+typedef struct hsb_snapshot hsb_snapshot;
+
 // Receives output while the workload runs: `len` bytes at `data` (valid only during
 // the call) from `stream`, and the `user_data` given to `hsb_run_streaming`. Called on
 // the thread that called `hsb_run_streaming`, in the order the output was read. Return
@@ -715,6 +721,47 @@ hsb_status hsb_sandbox_new_from_toml(const char *toml,
 // `sb` is NULL or a sandbox from this library, not yet freed, that no call is using;
 // it is not used afterwards.
 void hsb_sandbox_free(hsb_sandbox *sb);
+
+// Takes a snapshot of `live` (it goes on). A micro-VM holding a terminal or an inet
+// socket, or with network egress, gives `HSB_ERR_UNSUPPORTED` naming it.
+//
+// # Safety
+// `live` is NULL or a live sandbox; `out` is valid for writing one pointer; `err` is
+// NULL or valid for writing one pointer.
+hsb_status hsb_live_snapshot(hsb_live *live, hsb_snapshot **out, hsb_error **err);
+
+// Starts a new live sandbox from `snap`: it goes on from the state kept, then
+// diverges. Freed (and destroyed) with `hsb_live_free`.
+//
+// # Safety
+// `snap` is NULL or a snapshot; `out` is valid for writing one pointer; `err` is NULL
+// or valid for writing one pointer.
+hsb_status hsb_snapshot_start(const hsb_snapshot *snap, hsb_live **out, hsb_error **err);
+
+// A snapshot of `live` and one start from it, in one call.
+//
+// # Safety
+// As for `hsb_live_snapshot`, `out` receiving a live sandbox.
+hsb_status hsb_live_fork(hsb_live *live, hsb_live **out, hsb_error **err);
+
+// Bytes of memory the snapshot holds on the host; 0 for NULL.
+//
+// # Safety
+// `snap` is NULL or a snapshot.
+uint64_t hsb_snapshot_memory_bytes(const hsb_snapshot *snap);
+
+// What the snapshot keeps, in words (free with `hsb_bytes_free`); NULL for NULL.
+//
+// # Safety
+// `snap` is NULL or a snapshot.
+hsb_bytes *hsb_snapshot_kept(const hsb_snapshot *snap);
+
+// Frees a snapshot (sandboxes started from it go on). NULL is ignored.
+//
+// # Safety
+// `snap` is NULL or a snapshot from this library, not yet freed, that no call is
+// using; it is not used afterwards.
+void hsb_snapshot_free(hsb_snapshot *snap);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -24,6 +24,7 @@ mod outcome;
 mod run;
 mod runtime;
 mod sandbox;
+mod snapshot;
 
 pub use error::{
     hsb_error, hsb_error_exit_status, hsb_error_free, hsb_error_kind, hsb_error_message,
@@ -34,6 +35,7 @@ pub use options::*;
 pub use outcome::*;
 pub use run::{hsb_output_callback, hsb_run, hsb_run_streaming, hsb_run_template, hsb_stream};
 pub use sandbox::{hsb_sandbox, hsb_sandbox_free, hsb_sandbox_new, hsb_sandbox_new_from_toml};
+pub use snapshot::*;
 
 // The handles are shared between C threads as documented in hsb.h: make the compiler
 // check that what they hold allows it.
@@ -45,6 +47,7 @@ const _: () = {
     shared::<hsb_error>();
     shared::<live::hsb_live>();
     shared::<live::hsb_bytes>();
+    shared::<snapshot::hsb_snapshot>();
 };
 
 /// The library's version, such as `"0.1.0"`; static.

@@ -17,7 +17,7 @@ use crate::{ffi, runtime};
 /// Freed (and destroyed) with `hsb_live_free`.
 #[derive(Debug)]
 pub struct hsb_live {
-    live: Live,
+    pub(crate) live: Live,
 }
 
 /// Bytes handed out by the library (a file's contents, JSON text), followed by a NUL
@@ -28,7 +28,7 @@ pub struct hsb_bytes {
 }
 
 impl hsb_bytes {
-    fn new(mut data: Vec<u8>) -> hsb_bytes {
+    pub(crate) fn new(mut data: Vec<u8>) -> hsb_bytes {
         data.push(0);
         hsb_bytes { data }
     }
@@ -116,7 +116,7 @@ pub unsafe extern "C" fn hsb_live_create(
     unsafe { ffi::call(err, body) }
 }
 
-fn no_runtime_here() -> Result<(), Failure> {
+pub(crate) fn no_runtime_here() -> Result<(), Failure> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(Failure::invalid(
             "a live sandbox cannot be used from inside an output callback",
@@ -245,7 +245,7 @@ where
     unsafe { ffi::call(err, body) }
 }
 
-fn lib(e: hybrid_sandbox::Error) -> Failure {
+pub(crate) fn lib(e: hybrid_sandbox::Error) -> Failure {
     e.into()
 }
 

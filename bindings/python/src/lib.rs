@@ -13,6 +13,7 @@ mod outcome;
 mod process;
 mod runtime;
 mod sandbox;
+mod snapshot;
 
 use pyo3::prelude::*;
 
@@ -28,6 +29,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<live::PyLive>()?;
     m.add_class::<live::PyFileInfo>()?;
     m.add_class::<live::PyClient>()?;
+    m.add_class::<snapshot::PySnapshot>()?;
     errors::register(m)?;
     m.add("PIPE", args::PIPE)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -83,6 +83,8 @@ pub(crate) struct PyLive {
     live: Live,
     /// The server's id of a sandbox made through a `Client`.
     id: Option<String>,
+    /// The client of a server's sandbox (its snapshots are the server's).
+    client: Option<Client>,
 }
 
 fn block<F, T>(py: Python<'_>, fut: F) -> PyResult<T>
@@ -117,8 +119,66 @@ fn bytes_of(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     }
 }
 
+impl PyLive {
+    /// An in-process sandbox.
+    pub(crate) fn local(live: Live) -> PyLive {
+        PyLive {
+            live,
+            id: None,
+            client: None,
+        }
+    }
+
+    /// A server's sandbox.
+    pub(crate) fn remote(live: Live, id: String, client: Client) -> PyLive {
+        PyLive {
+            live,
+            id: Some(id),
+            client: Some(client),
+        }
+    }
+
+    fn server(&self) -> Option<(Client, String)> {
+        Some((self.client.clone()?, self.id.clone()?))
+    }
+}
+
 #[pymethods]
 impl PyLive {
+    /// A snapshot of the sandbox (it goes on): starts any number of new sandboxes
+    /// that go on from its state. A server's sandbox: the snapshot is the server's.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<crate::snapshot::PySnapshot> {
+        let (live, remote) = (self.live.clone(), self.server());
+        runtime::wait(py, crate::snapshot::take(live, remote), None, || ())?
+            .map_err(|f| f.to_pyerr(py))
+    }
+
+    fn snapshot_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (live, remote) = (self.live.clone(), self.server());
+        runtime::to_asyncio(py, async move {
+            let r = crate::snapshot::take(live, remote).await;
+            Box::new(move |py: Python<'_>| match r {
+                Ok(s) => s.into_py_any(py),
+                Err(f) => Err(f.to_pyerr(py)),
+            }) as Deliver
+        })
+    }
+
+    /// A snapshot and one start from it: a new live sandbox that goes on from this
+    /// one's state, then diverges.
+    fn fork(&self, py: Python<'_>) -> PyResult<PyLive> {
+        let (live, remote) = (self.live.clone(), self.server());
+        runtime::wait(py, crate::snapshot::fork(live, remote), None, || ())?
+            .map_err(|f| f.to_pyerr(py))
+    }
+
+    fn fork_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (live, remote) = (self.live.clone(), self.server());
+        runtime::to_asyncio(py, async move {
+            crate::snapshot::deliver_live(crate::snapshot::fork(live, remote).await)
+        })
+    }
+
     /// The server's id of the sandbox (None for an in-process one).
     #[getter]
     fn id(&self) -> Option<String> {
@@ -398,7 +458,11 @@ pub(crate) fn create(
     let (w, o) = crate::args::live_spec(options)?;
     let sandbox = sandbox.clone();
     let live = block(py, async move { sandbox.create(w, o).await })?;
-    Ok(PyLive { live, id: None })
+    Ok(PyLive {
+        live,
+        id: None,
+        client: None,
+    })
 }
 
 /// The same, as an asyncio future.
@@ -410,10 +474,11 @@ pub(crate) fn create_async<'py>(
     let (w, o) = crate::args::live_spec(options)?;
     let sandbox = sandbox.clone();
     asyncio(py, async move {
-        sandbox
-            .create(w, o)
-            .await
-            .map(|live| PyLive { live, id: None })
+        sandbox.create(w, o).await.map(|live| PyLive {
+            live,
+            id: None,
+            client: None,
+        })
     })
 }
 
@@ -498,7 +563,11 @@ impl PyClient {
             let live = c.adopt(info.clone());
             Ok((live, info.id))
         })?;
-        Ok(PyLive { live, id: Some(id) })
+        Ok(PyLive {
+            live,
+            id: Some(id),
+            client: Some(self.client.clone()),
+        })
     }
 
     #[pyo3(signature = (options=None))]
@@ -514,6 +583,7 @@ impl PyClient {
                 Ok(info) => Ok(PyLive {
                     live: c.adopt(info.clone()),
                     id: Some(info.id),
+                    client: Some(c.clone()),
                 }),
                 Err(e) => Err(Failure::from(e)),
             };
@@ -529,7 +599,11 @@ impl PyClient {
         let c = self.client.clone();
         let i = id.clone();
         let live = client_block(py, async move { c.attach(&i).await })?;
-        Ok(PyLive { live, id: Some(id) })
+        Ok(PyLive {
+            live,
+            id: Some(id),
+            client: Some(self.client.clone()),
+        })
     }
 
     /// Your sandboxes on the server, as dicts (id, isolation, state, decision, ...).

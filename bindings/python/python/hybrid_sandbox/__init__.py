@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Any, Optional, Union
 
 from . import _native
-from ._live import Client, LiveSandbox, _create_options
+from ._live import Client, LiveSandbox, Snapshot, _create_options
 from ._native import (
     PIPE,
     BackendUnavailable,
@@ -64,6 +64,7 @@ __all__ = [
     "Sandbox",
     "SandboxError",
     "SetupError",
+    "Snapshot",
     "run",
     "run_async",
     "spawn",

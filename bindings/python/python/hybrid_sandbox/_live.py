@@ -216,6 +216,27 @@ class LiveSandbox:
         """`resume` for asyncio."""
         await self._native.resume_async()
 
+    def snapshot(self) -> Snapshot:
+        """A snapshot of the sandbox (it goes on): `start()` it any number of times for
+        new sandboxes that go on from its state. Micro-VM: memory, processes, open
+        files, the in-memory filesystem; container: the writable layer only (see
+        `Snapshot.kept`). A server's sandbox: the snapshot is the server's (`delete()`
+        it, or leave a `with` block)."""
+        return Snapshot(self._native.snapshot())
+
+    async def snapshot_async(self) -> Snapshot:
+        """`snapshot` for asyncio."""
+        return Snapshot(await self._native.snapshot_async())
+
+    def fork(self) -> LiveSandbox:
+        """A snapshot and one start from it: a new sandbox that goes on from this one's
+        state (a running Python process, its /tmp), then diverges from it."""
+        return LiveSandbox(self._native.fork())
+
+    async def fork_async(self) -> LiveSandbox:
+        """`fork` for asyncio."""
+        return LiveSandbox(await self._native.fork_async())
+
     def stats(self) -> dict[str, float]:
         """What it uses now: memory_bytes, peak_memory_bytes, cpu_time_ms, processes,
         disk_bytes, execs_running, uptime_ms, paused_ms."""
@@ -255,6 +276,66 @@ class LiveSandbox:
         tb: Optional[TracebackType],
     ) -> None:
         await self.close_async()
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+class Snapshot:
+    """A snapshot of a live sandbox (`LiveSandbox.snapshot()`). Each `start()` is a new
+    live sandbox going on from the state it kept. What clones share: everything that was
+    in the sandbox's memory (ASLR layout, in-process random generators and hash seeds);
+    each start reads fresh bytes from getrandom and /dev/urandom and has its own boot id.
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: _native.Snapshot) -> None:
+        self._native = native
+
+    @property
+    def id(self) -> Optional[str]:
+        """The server's id of the snapshot (None for one of this process)."""
+        return self._native.id
+
+    @property
+    def isolation(self) -> str:
+        """"container" or "microvm"."""
+        return self._native.isolation
+
+    @property
+    def kept(self) -> str:
+        """What it keeps, in words."""
+        return self._native.kept
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of memory it holds on the host."""
+        return self._native.memory_bytes
+
+    def start(self) -> LiveSandbox:
+        """A new live sandbox from the snapshot."""
+        return LiveSandbox(self._native.start())
+
+    async def start_async(self) -> LiveSandbox:
+        """`start` for asyncio."""
+        return LiveSandbox(await self._native.start_async())
+
+    def delete(self) -> None:
+        """Deletes a server's snapshot (what was started from it goes on); nothing for
+        one of this process. Idempotent."""
+        self._native.delete()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.delete()
 
     def __repr__(self) -> str:
         return repr(self._native)

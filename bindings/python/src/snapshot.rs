@@ -1,0 +1,166 @@
+//! Snapshots of live sandboxes: `live.snapshot()`, `live.fork()`, `snap.start()`, for
+//! in-process sandboxes (the library's `Live::snapshot`) and a server's (its
+//! `POST /v1/sandboxes/{id}/snapshot`, started by a create `from_snapshot`).
+
+use hsb_client::api::{CreateRequest, SnapshotInfo};
+use hsb_client::Client;
+use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
+
+use crate::errors::Failure;
+use crate::live::PyLive;
+use crate::runtime::{self, Deliver};
+
+/// Where a snapshot is.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// Taken in this process.
+    Local(hybrid_sandbox::Snapshot),
+    /// On a server: its client and what it answered.
+    Remote(Client, SnapshotInfo),
+}
+
+/// A snapshot of a live sandbox: starts any number of new live sandboxes that go on
+/// from its state.
+#[pyclass(frozen, module = "hybrid_sandbox._native", name = "Snapshot")]
+#[derive(Debug)]
+pub(crate) struct PySnapshot {
+    kind: Kind,
+}
+
+/// Takes a snapshot of `live` (through its server when it has one).
+pub(crate) async fn take(
+    live: hybrid_sandbox::Live,
+    remote: Option<(Client, String)>,
+) -> Result<PySnapshot, Failure> {
+    let kind = match remote {
+        Some((c, id)) => {
+            let info = c.snapshot(&id).await?;
+            Kind::Remote(c, info)
+        }
+        None => Kind::Local(live.snapshot().await?),
+    };
+    Ok(PySnapshot { kind })
+}
+
+/// Starts a sandbox from `kind`.
+async fn start(kind: Kind) -> Result<PyLive, Failure> {
+    match kind {
+        Kind::Local(s) => Ok(PyLive::local(s.start().await?)),
+        Kind::Remote(c, info) => {
+            let req = CreateRequest {
+                from_snapshot: Some(info.snapshot_id.clone()),
+                ..Default::default()
+            };
+            let made = c.create_detached(&req).await?;
+            let id = made.id.clone();
+            Ok(PyLive::remote(c.adopt(made), id, c))
+        }
+    }
+}
+
+/// `take` then `start`: a fork. A server's snapshot is deleted once started.
+pub(crate) async fn fork(
+    live: hybrid_sandbox::Live,
+    remote: Option<(Client, String)>,
+) -> Result<PyLive, Failure> {
+    let snap = take(live, remote).await?;
+    let started = start(snap.kind.clone()).await;
+    if let Kind::Remote(c, info) = &snap.kind {
+        let _ = c.delete_snapshot(&info.snapshot_id).await;
+    }
+    started
+}
+
+pub(crate) fn deliver_live(r: Result<PyLive, Failure>) -> Deliver {
+    Box::new(move |py: Python<'_>| match r {
+        Ok(l) => l.into_py_any(py),
+        Err(f) => Err(f.to_pyerr(py)),
+    })
+}
+
+fn wait<T: Send>(
+    py: Python<'_>,
+    fut: impl std::future::Future<Output = Result<T, Failure>> + Send,
+) -> PyResult<T> {
+    runtime::wait(py, fut, None, || ())?.map_err(|f| f.to_pyerr(py))
+}
+
+#[pymethods]
+impl PySnapshot {
+    /// The server's id of the snapshot (None for one of this process).
+    #[getter]
+    fn id(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Local(_) => None,
+            Kind::Remote(_, i) => Some(i.snapshot_id.clone()),
+        }
+    }
+
+    /// "container" or "microvm".
+    #[getter]
+    fn isolation(&self) -> &'static str {
+        match &self.kind {
+            Kind::Local(s) => s.inner().isolation().as_str(),
+            Kind::Remote(_, i) => i.isolation.as_str(),
+        }
+    }
+
+    /// What it keeps, in words (micro-VM: memory and processes; container: the
+    /// writable layer only).
+    #[getter]
+    fn kept(&self) -> String {
+        match &self.kind {
+            Kind::Local(s) => s.kept(),
+            Kind::Remote(_, i) => i.kept.clone(),
+        }
+    }
+
+    /// Bytes of memory it holds on the host.
+    #[getter]
+    fn memory_bytes(&self) -> u64 {
+        match &self.kind {
+            Kind::Local(s) => s.memory_bytes(),
+            Kind::Remote(_, i) => i.memory_bytes,
+        }
+    }
+
+    /// Starts a new live sandbox from it (the GIL released).
+    fn start(&self, py: Python<'_>) -> PyResult<PyLive> {
+        wait(py, start(self.kind.clone()))
+    }
+
+    fn start_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let kind = self.kind.clone();
+        runtime::to_asyncio(py, async move { deliver_live(start(kind).await) })
+    }
+
+    /// Deletes a server's snapshot (the sandboxes started from it go on); nothing for
+    /// one of this process (it is freed with its last reference). Idempotent.
+    fn delete(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.kind {
+            Kind::Local(_) => Ok(()),
+            Kind::Remote(c, i) => {
+                let (c, id) = (c.clone(), i.snapshot_id.clone());
+                wait(py, async move {
+                    match c.delete_snapshot(&id).await {
+                        Ok(()) => Ok(()),
+                        Err(e) if e.kind() == "no_such_snapshot" => Ok(()),
+                        Err(e) => Err(Failure::from(e)),
+                    }
+                })
+            }
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Snapshot(isolation={}, memory_bytes={}{})",
+            crate::outcome::quote(self.isolation()),
+            self.memory_bytes(),
+            self.id()
+                .map(|i| format!(", id={}", crate::outcome::quote(&i)))
+                .unwrap_or_default()
+        )
+    }
+}

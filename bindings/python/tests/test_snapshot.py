@@ -1,0 +1,153 @@
+"""Snapshots and forks of live sandboxes from Python: `live.snapshot()`, `snap.start()`,
+`live.fork()`, in-process and against a real `hsb serve` (`Client`). A micro-VM's
+Python counter goes on in each clone and then diverges; a container's snapshot keeps
+its writable layer only, and says so."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+import pytest
+
+import hybrid_sandbox as hs
+from conftest import require
+from test_live import _microvm_live, server  # noqa: F401  (the server fixture)
+
+COUNTER = r"""
+import os
+n = 0
+r = os.open("/tmp/in", os.O_RDONLY | os.O_NONBLOCK)
+w = os.open("/tmp/in", os.O_WRONLY)
+os.set_blocking(r, True)
+f = os.fdopen(r)
+open("/tmp/ready", "w").close()
+while True:
+    n += int(f.readline())
+    with open("/tmp/out.tmp", "w") as o:
+        o.write("%d %s" % (n, os.urandom(16).hex()))
+    os.rename("/tmp/out.tmp", "/tmp/out")
+"""
+
+
+def _counter(sb: hs.LiveSandbox) -> None:
+    sb.write_file("/tmp/counter.py", COUNTER)
+    out = sb.exec(["sh", "-c", "mkfifo /tmp/in && (python3 /tmp/counter.py >/dev/null 2>&1 &) && "
+                   "while [ ! -e /tmp/ready ]; do sleep 0.01; done"])
+    assert out.exit_code == 0, out
+
+
+def _feed(sb: hs.LiveSandbox, add: int) -> tuple[int, str]:
+    """Adds `add` to the counter of `sb`; its count and fresh os.urandom bytes."""
+    try:
+        before = sb.read_file("/tmp/out")
+    except hs.SandboxError:
+        before = None
+    assert sb.exec(["sh", "-c", f"echo {add} > /tmp/in"]).exit_code == 0
+    end = time.time() + 30
+    while time.time() < end:
+        try:
+            now = sb.read_file("/tmp/out")
+        except hs.SandboxError:
+            now = None
+        if now is not None and now != before:
+            n, u = now.decode().split(" ")
+            return int(n), u
+        time.sleep(0.01)
+    raise AssertionError("the counter never answered")
+
+
+@pytest.fixture(params=["in-process", "server"])
+def make_vm(request: pytest.FixtureRequest, server: str) -> Callable[..., hs.LiveSandbox]:  # noqa: F811
+    require("KVM", _microvm_live())
+
+    def make(**kw: Any) -> hs.LiveSandbox:
+        if request.param == "server":
+            return hs.Client(server).create(isolation="microvm", **kw)
+        return hs.Sandbox().create(isolation="microvm", **kw)
+
+    return make
+
+
+def test_microvm_snapshot_start_and_fork_go_on_then_diverge(
+    make_vm: Callable[..., hs.LiveSandbox],
+) -> None:
+    with make_vm() as parent:
+        _counter(parent)
+        assert _feed(parent, 5)[0] == 5
+        parent.write_file("/tmp/file", "parent")
+        with parent.snapshot() as snap:
+            assert isinstance(snap, hs.Snapshot)
+            assert snap.isolation == "microvm"
+            assert snap.memory_bytes > 0
+            assert (snap.id is not None) == (parent.id is not None)
+            a, b = snap.start(), snap.start()
+            with a, b:
+                assert a.state == b.state == "running"
+                assert (a.id is not None) == (parent.id is not None)
+                # Each clone goes on from the count at the snapshot, on its own.
+                assert a.read_file("/tmp/file") == b"parent"
+                ca, ua = _feed(a, 10)
+                cb, ub = _feed(b, 100)
+                assert (ca, cb) == (15, 105)
+                assert ua != ub, "os.urandom differs between clones"
+                assert _feed(parent, 1)[0] == 6, "the parent's counter is its own"
+                a.write_file("/tmp/file", "a")
+                assert parent.read_file("/tmp/file") == b"parent"
+                assert b.read_file("/tmp/file") == b"parent"
+        if parent.id is not None:
+            # Deleted on leaving the block: starting from it fails by kind.
+            with pytest.raises(hs.SandboxError) as e:
+                snap.start()
+            assert e.value.kind == "no_such_snapshot"
+        with parent.fork() as child:
+            assert _feed(child, 1000)[0] == 1006
+            assert _feed(parent, 1)[0] == 7
+
+
+def test_microvm_fork_async(make_vm: Callable[..., hs.LiveSandbox]) -> None:
+    async def go() -> None:
+        parent = make_vm()
+        try:
+            _counter(parent)
+            assert _feed(parent, 2)[0] == 2
+            child = await parent.fork_async()
+            snap = await parent.snapshot_async()
+            other = await snap.start_async()
+            assert _feed(child, 3)[0] == 5
+            assert _feed(other, 4)[0] == 6
+            await child.close_async()
+            await other.close_async()
+            snap.delete()
+        finally:
+            parent.close()
+
+    asyncio.run(go())
+
+
+def test_terminal_refuses_a_snapshot_by_name() -> None:
+    require("KVM", _microvm_live())
+    with hs.Sandbox().create(isolation="microvm") as sb:
+        p = sb.spawn(["sleep", "30"], tty=(24, 80))
+        time.sleep(0.2)
+        with pytest.raises(hs.SandboxError) as e:
+            sb.snapshot()
+        assert "terminal" in str(e.value)
+        p.kill()
+        assert sb.exec(["echo", "alive"]).stdout == b"alive\n"
+
+
+@pytest.mark.parametrize("where", ["in-process", "server"])
+def test_container_snapshot_keeps_the_writable_layer_only(where: str, server: str) -> None:  # noqa: F811
+    make = hs.Client(server).create if where == "server" else hs.Sandbox().create
+    with make(isolation="container") as sb:
+        sb.write_file("/tmp/kept", "yes")
+        snap = sb.snapshot()
+        assert snap.isolation == "container"
+        assert "writable layer only" in snap.kept
+        with snap.start() as clone:
+            assert clone.read_file("/tmp/kept") == b"yes"
+            clone.write_file("/tmp/kept", "clone")
+            assert sb.read_file("/tmp/kept") == b"yes"
+        snap.delete()
