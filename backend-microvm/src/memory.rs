@@ -731,6 +731,7 @@ impl Memory {
         &mut self,
         memfd: std::sync::Arc<std::os::fd::OwnedFd>,
         pagemap: Option<i32>,
+        seal: bool,
     ) -> std::io::Result<u64> {
         use std::os::fd::AsRawFd;
         let fd = memfd.as_raw_fd();
@@ -800,7 +801,7 @@ impl Memory {
         let seals =
             libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
         // SAFETY: fcntl on a descriptor `memfd` owns.
-        if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
+        if seal && unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
         let layer = Layer {

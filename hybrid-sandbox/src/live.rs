@@ -171,6 +171,25 @@ impl Live {
         })
     }
 
+    /// Pauses the sandbox to disk: its state is kept in a snapshot whose guest memory is
+    /// an unnamed file in the directory `dir` (removed with the snapshot: nothing is
+    /// left there), and the sandbox itself is destroyed, its memory freed from the host.
+    /// [`Snapshot::start`] resumes it where it was. Micro-VM only (the container's
+    /// backend says it is not supported); refused, the sandbox going on, as
+    /// [`Live::snapshot`] refuses.
+    pub async fn pause_to_disk(&self, dir: impl AsRef<std::path::Path>) -> Result<Snapshot, Error> {
+        let snapshot = self
+            .inner
+            .sandbox
+            .pause_to_disk(dir.as_ref())
+            .await
+            .map_err(live)?;
+        Ok(Snapshot {
+            snapshot,
+            layers: self.inner._layers.clone(),
+        })
+    }
+
     /// A snapshot and one start from it: a new live sandbox that goes on from this
     /// one's state, then diverges from it.
     pub async fn fork(&self) -> Result<Live, Error> {

@@ -389,6 +389,22 @@ pub trait LiveSandbox: Send + Sync + fmt::Debug {
         )))
     }
 
+    /// Pauses the sandbox to disk: a snapshot whose guest memory is written to an
+    /// unnamed file in the directory `dir` (nothing is left there: the file goes with
+    /// the snapshot), then the sandbox is destroyed, its memory freed from the host.
+    /// Starting the snapshot resumes it where it was (once or any number of times).
+    /// Backends without it say so.
+    async fn pause_to_disk(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<std::sync::Arc<dyn LiveSnapshot>, LiveError> {
+        let _ = dir;
+        Err(LiveError::Unsupported(format!(
+            "pausing a live {} sandbox to disk is not supported",
+            self.isolation()
+        )))
+    }
+
     /// A snapshot and one start from it, in one call: a new live sandbox that goes on
     /// from this one's state and then diverges from it.
     async fn fork(&self) -> Result<std::sync::Arc<dyn LiveSandbox>, LiveError> {

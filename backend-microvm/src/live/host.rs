@@ -279,8 +279,53 @@ pub(crate) struct MicroVmSnapshot {
     next_id: u32,
 }
 
+/// A new memory file for a snapshot (sealed once written).
+fn new_memfd() -> Result<std::os::fd::OwnedFd, LiveError> {
+    // SAFETY: memfd_create with a valid C string and flags; no memory is touched.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"hsb-snapshot".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(LiveError::Failed(
+            "making the snapshot's memory file".into(),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    let memfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok(memfd)
+}
+
+/// An unnamed regular file in `dir` for a snapshot's memory written to disk: gone
+/// when its last descriptor closes, so nothing is left behind.
+fn disk_file(dir: &std::path::Path) -> Result<std::os::fd::OwnedFd, LiveError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir)
+        .map(std::os::fd::OwnedFd::from)
+        .map_err(|e| {
+            LiveError::Failed(
+                format!(
+                    "pausing to disk: making the memory file in {}",
+                    dir.display()
+                ),
+                e,
+            )
+        })
+}
+
 impl MicroVmLive {
-    async fn take_snapshot(&self) -> Result<MicroVmSnapshot, LiveError> {
+    async fn take_snapshot(
+        &self,
+        to_disk: Option<&std::path::Path>,
+    ) -> Result<MicroVmSnapshot, LiveError> {
         let s = &self.shared;
         {
             let l = s.lock();
@@ -293,30 +338,25 @@ impl MicroVmLive {
                 "snapshots of a micro-VM with a network of its own (egress through the broker, or a pod's network namespace) are not supported: its connections and relay are host state".into(),
             ));
         }
-        // SAFETY: memfd_create with a valid C string and flags; no memory is touched.
-        let fd = unsafe {
-            libc::memfd_create(
-                c"hsb-snapshot".as_ptr(),
-                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-            )
+        let (memfd, pagemap, seal) = match to_disk {
+            None => {
+                let memfd = new_memfd()?;
+                // The pages changed since the last snapshot are found in the pagemap
+                // (opened here: the vCPU thread's Landlock rules do not reach /proc).
+                let pagemap = std::fs::File::open("/proc/self/pagemap")
+                    .ok()
+                    .map(std::os::fd::OwnedFd::from);
+                (memfd, pagemap, true)
+            }
+            // The whole RAM in one unnamed file on disk (no pagemap: no layer over the
+            // memory files of earlier snapshots, which live in RAM).
+            Some(dir) => (disk_file(dir)?, None, false),
         };
-        if fd < 0 {
-            return Err(LiveError::Failed(
-                "making the snapshot's memory file".into(),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: the kernel just returned this descriptor; nothing else owns it.
-        let memfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         let (tx, rx) = oneshot::channel();
-        // The pages changed since the last snapshot are found in the pagemap (opened
-        // here: the vCPU thread's Landlock rules do not reach /proc).
-        let pagemap = std::fs::File::open("/proc/self/pagemap")
-            .ok()
-            .map(std::os::fd::OwnedFd::from);
         s.send(Cmd::Snapshot(super::snapshot::SnapReq {
             memfd,
             pagemap,
+            seal,
             reply: tx,
         }));
         let image = match rx.await {
@@ -937,6 +977,16 @@ impl LiveSandbox for MicroVmLive {
     }
 
     async fn snapshot(&self) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, LiveError> {
-        Ok(Arc::new(self.take_snapshot().await?))
+        Ok(Arc::new(self.take_snapshot(None).await?))
+    }
+
+    async fn pause_to_disk(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, LiveError> {
+        let snap = self.take_snapshot(Some(dir)).await?;
+        // Its memory is in the file now: the sandbox goes, and its RAM with it.
+        self.shared.destroy_async(EndReason::Destroyed).await;
+        Ok(Arc::new(snap))
     }
 }

@@ -65,6 +65,9 @@ pub(crate) struct SnapReq {
     pub(crate) memfd: OwnedFd,
     /// `/proc/self/pagemap`, to find the pages that changed since the last snapshot.
     pub(crate) pagemap: Option<OwnedFd>,
+    /// Seal the memory file (a `memfd`); `false` for a regular file on disk (pause to
+    /// disk), which cannot be sealed: it is unnamed and only this process holds it.
+    pub(crate) seal: bool,
     pub(crate) reply: oneshot::Sender<Result<Image, LiveError>>,
 }
 
@@ -135,6 +138,7 @@ pub(crate) fn take(
         cpu,
         req.memfd,
         req.pagemap.as_ref().map(|p| p.as_raw_fd()),
+        req.seal,
     );
     let _ = req.reply.send(r);
 }
@@ -145,6 +149,7 @@ fn take_image(
     cpu: &Result<(u64, u64, kvm_bindings::kvm_xsave), String>,
     memfd: OwnedFd,
     pagemap: Option<i32>,
+    seal: bool,
 ) -> Result<Image, LiveError> {
     let (fs, gs, fpu) = cpu.as_ref().map_err(|e| failed("the vCPU", e))?;
     let size = k.mm.mem.size();
@@ -158,7 +163,7 @@ fn take_image(
     }
     let written =
         k.mm.mem
-            .freeze(Arc::new(memfd), pagemap)
+            .freeze(Arc::new(memfd), pagemap, seal)
             .map_err(|e| failed("writing guest memory", e))?;
     let layers = k.mm.mem.layers();
     let ram = private_ram(size, &layers).map_err(|e| failed("mapping the memory file", e))?;
