@@ -53,6 +53,7 @@ mod net;
 mod pipe;
 mod probe;
 mod sandbox;
+mod savefile;
 mod snap;
 mod stdio;
 mod support;
@@ -67,6 +68,7 @@ mod vm;
 pub mod fuzzing;
 
 pub use backend::MicroVmBackend;
+pub use live::load_snapshot;
 pub use support::{syscall_table, Support, SyscallSupport};
 
 /// The layering of the modules, checked on the sources: the filesystem (`vfs`) and

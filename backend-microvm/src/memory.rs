@@ -234,6 +234,9 @@ pub(crate) struct Layer {
     pub(crate) whole: bool,
     /// The pages of a layer over earlier ones (none: nothing changed).
     pub(crate) runs: Vec<(u64, u64)>,
+    /// Where guest address 0 is in the file (a saved snapshot's memory follows its
+    /// header; 0 for a memory file of its own).
+    pub(crate) base: u64,
 }
 
 /// Most runs of changed pages a VM's layers may map in all (each is a host mapping);
@@ -296,6 +299,11 @@ impl Memory {
     /// RAM size in bytes.
     pub(crate) fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The end of the frames ever handed out: every frame past it reads as zero.
+    pub(crate) fn high_water(&self) -> u64 {
+        self.next
     }
 
     /// The budget shared with /tmp.
@@ -651,7 +659,13 @@ impl crate::snap::Snap for HeapCharge {
 /// Maps `fd` (a snapshot's memory file) privately over guest RAM at `gpa .. gpa +
 /// len` (file offset `gpa`): reads see the file, writes copy the page (copy-on-write,
 /// per sandbox).
-fn map_file(ram: &GuestMemoryMmap, fd: i32, gpa: u64, len: u64) -> std::io::Result<()> {
+fn map_file(
+    ram: &GuestMemoryMmap,
+    fd: i32,
+    gpa: u64,
+    len: u64,
+    base_off: u64,
+) -> std::io::Result<()> {
     let total: u64 = ram.iter().map(vm_memory::GuestMemoryRegion::len).sum();
     if gpa.checked_add(len).is_none_or(|end| end > total) {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
@@ -672,7 +686,7 @@ fn map_file(ram: &GuestMemoryMmap, fd: i32, gpa: u64, len: u64) -> std::io::Resu
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
             fd,
-            gpa as libc::off_t,
+            (base_off + gpa) as libc::off_t,
         )
     };
     if p == libc::MAP_FAILED {
@@ -691,10 +705,10 @@ pub(crate) fn map_layers(
     use std::os::fd::AsRawFd;
     for l in layers {
         if l.whole {
-            map_file(ram, l.fd.as_raw_fd(), 0, size)?;
+            map_file(ram, l.fd.as_raw_fd(), 0, size, l.base)?;
         }
         for &(gpa, len) in &l.runs {
-            map_file(ram, l.fd.as_raw_fd(), gpa, len)?;
+            map_file(ram, l.fd.as_raw_fd(), gpa, len, l.base)?;
         }
     }
     Ok(())
@@ -808,6 +822,7 @@ impl Memory {
             fd: memfd,
             whole,
             runs: if whole { Vec::new() } else { runs_of(&frames) },
+            base: 0,
         };
         if whole {
             self.layers.clear();
@@ -984,4 +999,176 @@ mod tests {
         b.uncharge(10);
         assert!(m.alloc().is_ok());
     }
+}
+
+// Saving to and loading from a file (`savefile`).
+impl Budget {
+    pub(crate) fn save(&self, e: &mut crate::savefile::wire::Enc) {
+        for v in [
+            self.total,
+            self.used.get(),
+            self.peak.get(),
+            self.heap.get(),
+        ] {
+            e.u64(v);
+        }
+    }
+
+    /// A budget read back; `pages` is the most the loading plan allows.
+    pub(crate) fn load(
+        d: &mut crate::savefile::wire::Dec<'_>,
+        pages: u64,
+    ) -> Result<Budget, crate::savefile::wire::WireError> {
+        let total = d.u64("the memory budget")?;
+        let (used, peak, heap) = (d.u64("budget")?, d.u64("budget")?, d.u64("budget")?);
+        if total != pages || used > total || peak > total {
+            return Err(crate::savefile::wire::bad(format!(
+                "the memory budget ({used} of {total} pages) does not fit the sandbox's {pages} pages"
+            )));
+        }
+        Ok(Budget {
+            total,
+            used: Cell::new(used),
+            peak: Cell::new(peak),
+            heap: Cell::new(heap),
+        })
+    }
+
+    /// Sets the counters to `other`'s (after the filesystem was built over this one).
+    pub(crate) fn set_from(&self, other: &Budget) {
+        self.used.set(other.used.get());
+        self.peak.set(other.peak.get());
+        self.heap.set(other.heap.get());
+    }
+
+    /// Pages the sandbox may use.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+impl HeapCharge {
+    /// A charge read back: already counted in the budget read back, not charged again.
+    pub(crate) fn restored(budget: &Rc<Budget>, bytes: u64) -> HeapCharge {
+        HeapCharge {
+            budget: Rc::clone(budget),
+            bytes,
+        }
+    }
+}
+
+impl Memory {
+    /// The allocator's state (the RAM itself is saved apart, page by page).
+    pub(crate) fn save(&self, e: &mut crate::savefile::wire::Enc) {
+        e.u64(self.size);
+        e.u64(self.next);
+        for l in [&self.free, &self.warm, &self.retired] {
+            e.seq(l.iter(), |e, f| e.u64(*f));
+        }
+        e.bool(self.reclaimed);
+        e.seq(self.cache.iter(), |e, (k, f)| {
+            save_key(e, k);
+            e.u64(*f);
+        });
+        e.seq(self.extra.iter(), |e, (f, n)| {
+            e.u64(*f);
+            e.u32(*n);
+        });
+    }
+
+    /// Reads the allocator's state back over `ram` (`size` bytes mapped from the file
+    /// as `layers`). Every frame must lie inside the RAM and be page aligned.
+    pub(crate) fn load(
+        d: &mut crate::savefile::wire::Dec<'_>,
+        ram: GuestMemoryMmap,
+        layers: Vec<Layer>,
+        budget: Rc<Budget>,
+    ) -> Result<Memory, crate::savefile::wire::WireError> {
+        use crate::savefile::wire::bad;
+        let size = d.u64("the memory size")?;
+        let frame = |f: u64| -> Result<u64, crate::savefile::wire::WireError> {
+            if f % PAGE_SIZE == 0 && f < size {
+                Ok(f)
+            } else {
+                Err(bad(format!(
+                    "a frame at {f:#x} is outside guest memory ({size:#x} bytes)"
+                )))
+            }
+        };
+        let next = d.u64("memory")?;
+        if next > size || next % PAGE_SIZE != 0 {
+            return Err(bad(format!(
+                "the memory's first unused frame {next:#x} is out of bounds"
+            )));
+        }
+        let pages = (size / PAGE_SIZE) as usize;
+        let mut lists = Vec::new();
+        for what in ["free frames", "warm frames", "retired frames"] {
+            lists.push(d.seq(pages, what, |d| frame(d.u64(what)?))?);
+        }
+        let reclaimed = d.bool("memory")?;
+        let cache: HashMap<PageKey, u64> = d
+            .seq(pages, "the page cache", |d| {
+                let k = load_key(d)?;
+                Ok((k, frame(d.u64("the page cache")?)?))
+            })?
+            .into_iter()
+            .collect();
+        let cached = cache.iter().map(|(k, f)| (*f, *k)).collect();
+        let extra = d
+            .seq(pages, "shared frames", |d| {
+                Ok((frame(d.u64("shared frames")?)?, d.u32("shared frames")?))
+            })?
+            .into_iter()
+            .collect();
+        let retired = lists.pop().unwrap_or_default();
+        let warm = lists.pop().unwrap_or_default();
+        let free = lists.pop().unwrap_or_default();
+        Ok(Memory {
+            ram,
+            size,
+            next,
+            free,
+            warm,
+            retired,
+            reclaimed,
+            chunk_backed: Cell::new(false),
+            cache,
+            cached,
+            extra,
+            budget,
+            cow: true,
+            layers,
+        })
+    }
+}
+
+fn save_key(e: &mut crate::savefile::wire::Enc, k: &PageKey) {
+    let f = &k.file;
+    for v in [f.dev, f.ino, f.size] {
+        e.u64(v);
+    }
+    for (s, n) in [f.mtime, f.ctime] {
+        e.i64(s);
+        e.i64(n);
+    }
+    e.u64(k.offset);
+    e.u32(k.len);
+}
+
+fn load_key(
+    d: &mut crate::savefile::wire::Dec<'_>,
+) -> Result<PageKey, crate::savefile::wire::WireError> {
+    let w = "the page cache";
+    Ok(PageKey {
+        file: FileKey {
+            dev: d.u64(w)?,
+            ino: d.u64(w)?,
+            size: d.u64(w)?,
+            mtime: (d.i64(w)?, d.i64(w)?),
+            ctime: (d.i64(w)?, d.i64(w)?),
+        },
+        offset: d.u64(w)?,
+        len: d.u32(w)?.min(PAGE_SIZE as u32),
+    })
 }

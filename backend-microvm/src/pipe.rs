@@ -560,3 +560,120 @@ mod tests {
         drop(w);
     }
 }
+
+// Saving to and loading from a file (`savefile`).
+impl Pipe {
+    /// A pipe (shared: written once, referred to after).
+    pub(crate) fn save(p: &Rc<RefCell<Pipe>>, e: &mut crate::savefile::wire::Enc) {
+        if !e.shared(Rc::as_ptr(p)) {
+            return;
+        }
+        let p = p.borrow();
+        e.seq(p.buf.iter(), |e, b| e.u8(*b));
+        e.u8(match p.mode {
+            Mode::Paged => 0,
+            Mode::Stream => 1,
+            Mode::Datagram => 2,
+        });
+        e.seq(p.slots.iter(), |e, s| {
+            e.usize(s.end);
+            e.usize(s.len);
+        });
+        e.seq(p.msgs.iter(), |e, m| e.usize(*m));
+        e.usize(p.capacity);
+        e.bool(p.no_writer_yet);
+        e.bool(p.no_reader_yet);
+        e.opt(p.charge.as_ref(), |e, c| e.u64(c.bytes()));
+        for v in [p.ino, p.total_in, p.total_out] {
+            e.u64(v);
+        }
+        e.u8(p.reset);
+        e.opt(p.shares, |e, [a, b]| {
+            e.usize(a);
+            e.usize(b);
+        });
+    }
+
+    /// A pipe read back, with no end open (the ends read back count themselves:
+    /// [`Pipe::set_ends`]).
+    pub(crate) fn load(
+        d: &mut crate::savefile::wire::Dec<'_>,
+        budget: &Rc<crate::memory::Budget>,
+    ) -> Result<Rc<RefCell<Pipe>>, crate::savefile::wire::WireError> {
+        use crate::savefile::wire::bad;
+        let w = "a pipe";
+        d.rc(w, |d| {
+            let buf: VecDeque<u8> = d.seq(1 << 26, w, |d| d.u8(w))?.into();
+            let mode = match d.u8(w)? {
+                0 => Mode::Paged,
+                1 => Mode::Stream,
+                2 => Mode::Datagram,
+                m => return Err(bad(format!("{w}: mode {m} is unknown"))),
+            };
+            let slots: VecDeque<Slot> = d
+                .seq(1 << 16, w, |d| {
+                    Ok(Slot {
+                        end: d.usize(w)?,
+                        len: d.usize(w)?,
+                    })
+                })?
+                .into();
+            let msgs: VecDeque<usize> = d.seq(1 << 20, w, |d| d.usize(w))?.into();
+            let capacity = d.usize(w)?;
+            // What the pipe's own code relies on: its slots and messages describe the
+            // bytes it holds, within its capacity.
+            let in_slots: usize = slots.iter().map(|s| s.len).sum();
+            let in_msgs = msgs.iter().try_fold(0usize, |a, m| a.checked_add(*m));
+            let consistent = match mode {
+                Mode::Paged => {
+                    in_slots == buf.len() && slots.iter().all(|s| s.len <= s.end && s.end <= 4096)
+                }
+                Mode::Stream => slots.is_empty() && msgs.is_empty(),
+                Mode::Datagram => slots.is_empty() && in_msgs == Some(buf.len()),
+            };
+            if !consistent || capacity > 1 << 26 || buf.len() > capacity.max(1 << 16) {
+                return Err(bad(format!("{w}: its buffer, slots and capacity disagree")));
+            }
+            let no_writer_yet = d.bool(w)?;
+            let no_reader_yet = d.bool(w)?;
+            let charge = d.opt(w, |d| {
+                Ok(crate::memory::HeapCharge::restored(budget, d.u64(w)?))
+            })?;
+            let (ino, total_in, total_out) = (d.u64(w)?, d.u64(w)?, d.u64(w)?);
+            let reset = d.u8(w)?;
+            let shares = d.opt(w, |d| Ok([d.usize(w)?, d.usize(w)?]))?;
+            Ok(RefCell::new(Pipe {
+                buf,
+                mode,
+                slots,
+                msgs,
+                capacity,
+                readers: 0,
+                writers: 0,
+                no_writer_yet,
+                no_reader_yet,
+                charge,
+                ino,
+                total_in,
+                total_out,
+                reset,
+                shares,
+            }))
+        })
+    }
+}
+
+impl PipeEnd {
+    /// An end read back: counted by its pipe (`set_ends` is not needed after).
+    pub(crate) fn restored(pipe: Rc<RefCell<Pipe>>, write: bool) -> PipeEnd {
+        {
+            let mut p = pipe.borrow_mut();
+            if write {
+                p.writers += 1;
+            } else {
+                p.readers += 1;
+            }
+        }
+        PipeEnd { pipe, write }
+    }
+}

@@ -23,7 +23,7 @@ use crate::vfs;
 use crate::vm::{Vm, VmError};
 
 /// Guest RAM when the plan sets no memory limit.
-const DEFAULT_MEMORY: u64 = 1 << 30;
+pub(crate) const DEFAULT_MEMORY: u64 = 1 << 30;
 /// Smallest memory limit the micro-VM accepts (its tables plus a small program).
 const MIN_MEMORY: u64 = 1 << 20;
 /// `RLIMIT_NOFILE` when the plan sets none.
@@ -484,7 +484,7 @@ fn filesystem_report(plan: &Plan, mounts: usize) -> String {
 }
 
 /// The enforcement report of a micro-VM run.
-fn report(
+pub(crate) fn report(
     plan: &Plan,
     c: &Confinement,
     memory: u64,

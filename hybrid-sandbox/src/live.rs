@@ -41,6 +41,16 @@ impl Snapshot {
         })
     }
 
+    /// Writes the snapshot to a file at `path` (created; an existing file is
+    /// replaced only once the new one is complete) that [`Sandbox::load_snapshot`]
+    /// loads, in this process or another of this build on this host; returns the
+    /// bytes of guest memory written (zero pages are holes). Micro-VM only: a
+    /// container's snapshot (its writable layer) is refused, as is what a file cannot
+    /// hold (sockets, epoll, terminals, shared mappings), naming it.
+    pub async fn save(&self, path: impl AsRef<std::path::Path>) -> Result<u64, Error> {
+        self.snapshot.save(path.as_ref()).await.map_err(live)
+    }
+
     /// What it keeps, in words.
     pub fn kept(&self) -> String {
         self.snapshot.kept()
@@ -95,9 +105,55 @@ impl Sandbox {
     /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
     /// ```
     pub async fn create(&self, spec: Workload, options: LiveOptions) -> Result<Live, Error> {
+        let (plan, layers) = self.live_plan(&spec).await?;
+        let sandbox = self
+            .backend(plan.decision.isolation)
+            .create(plan, options)
+            .await
+            .map_err(Error::Spawn)?;
+        Ok(Live {
+            inner: Arc::new(Inner {
+                sandbox,
+                _layers: layers,
+            }),
+        })
+    }
+
+    /// Loads a snapshot file that [`Snapshot::save`] wrote (in this process or
+    /// another, of this build, on this host). `spec` and `options` are those the saved
+    /// sandbox was created with: the policy decides again, and the file is refused
+    /// unless the sandbox it describes is the one the policy gives now (same mounts,
+    /// image, limits, network, environment). The file is checked at once: one from
+    /// another version, a truncated or a corrupt one is refused with an error naming
+    /// it and what is wrong. Each [`Snapshot::start`] reopens the host files the
+    /// guest held and checks they did not change. Micro-VM only.
+    pub async fn load_snapshot(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        spec: Workload,
+        options: LiveOptions,
+    ) -> Result<Snapshot, Error> {
+        let (plan, layers) = self.live_plan(&spec).await?;
+        if plan.decision.isolation != sandbox_core::Isolation::MicroVm {
+            return Err(Error::Live(LiveError::Unsupported(format!(
+                "snapshot files are micro-VM snapshots, but the policy gives this workload the {} isolation",
+                plan.decision.isolation
+            ))));
+        }
+        let snapshot = backend_microvm::load_snapshot(path.as_ref(), plan, options)
+            .await
+            .map_err(live)?;
+        Ok(Snapshot { snapshot, layers })
+    }
+
+    /// The plan of a live sandbox for `spec`, its image prepared.
+    async fn live_plan(
+        &self,
+        spec: &Workload,
+    ) -> Result<(sandbox_core::Plan, Option<Arc<sandbox_images::LayersInUse>>), Error> {
         let mut plan = self
             .policy()
-            .resolve_live_with_floor(&spec, &self.host_support(), self.floor())
+            .resolve_live_with_floor(spec, &self.host_support(), self.floor())
             .map_err(Error::Policy)?;
         let layers = if plan.image.is_some() {
             let store = self.images().clone();
@@ -113,17 +169,7 @@ impl Sandbox {
         } else {
             None
         };
-        let sandbox = self
-            .backend(plan.decision.isolation)
-            .create(plan, options)
-            .await
-            .map_err(Error::Spawn)?;
-        Ok(Live {
-            inner: Arc::new(Inner {
-                sandbox,
-                _layers: layers.map(Arc::new),
-            }),
-        })
+        Ok((plan, layers.map(Arc::new)))
     }
 }
 

@@ -483,6 +483,17 @@ pub trait LiveSnapshot: Send + Sync + fmt::Debug {
             self.isolation()
         )))
     }
+
+    /// Writes it to a file at `path` that another process of this build on this host
+    /// can load (micro-VM: see `backend_microvm::load_snapshot`); returns the bytes of
+    /// guest memory written. Backends whose snapshots cannot be saved say so.
+    async fn save(&self, path: &std::path::Path) -> Result<u64, LiveError> {
+        let _ = path;
+        Err(LiveError::Unsupported(format!(
+            "snapshots of a live {} sandbox cannot be saved to a file",
+            self.isolation()
+        )))
+    }
 }
 
 /// A sandbox started from a snapshot whose parked exec still waits for its stdin

@@ -1,5 +1,9 @@
-//! Snapshots on disk: a live micro-VM paused to disk (its memory freed from the host)
-//! and resumed from it, going on where it was.
+//! Snapshots on disk: a snapshot saved to a file and loaded in a new process (this
+//! test binary run again), where a python3 counter goes on and clones diverge; files
+//! from another version, truncated, corrupt or crafted are refused with an error
+//! naming the file and the problem, never a crash; a host file replaced since the save
+//! is named at the start; a live micro-VM paused to disk (its memory freed from the
+//! host) and resumed from it, going on where it was.
 
 use std::time::{Duration, Instant};
 
@@ -51,6 +55,7 @@ while True:
 "#;
 
 async fn feed(live: &Live, add: u32) -> (u64, String) {
+    // (The big counter writes "count hash"; the small one "count urandom".)
     let before = live.read_file("/tmp/out").await.ok();
     sh(live, &format!("echo {add} > /tmp/in")).await;
     let until = Instant::now() + Duration::from_secs(60);
@@ -149,5 +154,456 @@ fn pause_to_disk_into_a_missing_directory_fails_and_the_sandbox_goes_on() {
             .expect_err("no such directory");
         assert!(e.chain().contains("/nonexistent/hsb-dir"), "{}", e.chain());
         assert_eq!(feed(&live, 3).await.0, 5, "the sandbox goes on");
+    });
+}
+
+/// A small counter (no big buffer): each line written to /tmp/in adds to it.
+const SMALL_COUNTER: &str = r#"
+import os
+n = 0
+r = os.open("/tmp/in", os.O_RDONLY | os.O_NONBLOCK)
+w = os.open("/tmp/in", os.O_WRONLY)
+os.set_blocking(r, True)
+f = os.fdopen(r)
+open("/tmp/ready", "w").close()
+while True:
+    n += int(f.readline())
+    with open("/tmp/out.tmp", "w") as o:
+        o.write("%d %s" % (n, os.urandom(8).hex()))
+    os.rename("/tmp/out.tmp", "/tmp/out")
+"#;
+
+/// A micro-VM of 64 MiB (its snapshot files are 64 MiB sparse files).
+fn vm() -> Workload {
+    let mut w = Workload::default().isolation(IsolationRequest::MicroVm);
+    w.limits.memory = Some(hybrid_sandbox::ByteSize::mib(64));
+    w
+}
+
+async fn small_counter(w: Workload) -> Live {
+    let live = create(w).await;
+    live.write_file("/tmp/counter.py", SMALL_COUNTER)
+        .await
+        .unwrap();
+    sh(
+        &live,
+        "busybox mkfifo /tmp/in && (python3 /tmp/counter.py >/dev/null 2>&1 &) && \
+         while [ ! -e /tmp/ready ]; do busybox sleep 0.01; done",
+    )
+    .await;
+    live
+}
+
+async fn load(
+    path: &std::path::Path,
+    w: Workload,
+) -> Result<hybrid_sandbox::Snapshot, hybrid_sandbox::Error> {
+    sandbox()
+        .load_snapshot(path, w, LiveOptions::default())
+        .await
+}
+
+/// Saves a counter's snapshot (count 5, /tmp/file "saved") to `path`; the sandbox goes on.
+async fn saved_counter(path: &std::path::Path) -> Live {
+    let live = small_counter(vm()).await;
+    assert_eq!(feed(&live, 5).await.0, 5);
+    live.write_file("/tmp/file", "saved").await.unwrap();
+    let snap = live.snapshot().await.unwrap();
+    let n = snap
+        .save(path)
+        .await
+        .unwrap_or_else(|e| panic!("save: {}", e.chain()));
+    assert!(n > 0);
+    live
+}
+
+/// The child half of `save_and_load_in_a_new_process`: run by the parent as a new
+/// process of this binary with HSB_TEST_SNAPFILE set; does nothing otherwise.
+#[test]
+fn child_loads_the_snapshot_file() {
+    let Ok(path) = std::env::var("HSB_TEST_SNAPFILE") else {
+        return;
+    };
+    runtime().block_on(async {
+        let snap = load(std::path::Path::new(&path), vm())
+            .await
+            .unwrap_or_else(|e| panic!("load: {}", e.chain()));
+        let a = snap
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("start: {}", e.chain()));
+        let b = snap
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("start: {}", e.chain()));
+        let file = String::from_utf8(a.read_file("/tmp/file").await.unwrap()).unwrap();
+        let (na, ua) = feed(&a, 10).await;
+        let (nb, ub) = feed(&b, 100).await;
+        a.write_file("/tmp/file", "a").await.unwrap();
+        let fb = String::from_utf8(b.read_file("/tmp/file").await.unwrap()).unwrap();
+        let pid = std::process::id();
+        println!(
+            "CHILD pid={pid} file={file} a={na} b={nb} fb={fb} same_urandom={}",
+            ua == ub
+        );
+    });
+}
+
+#[test]
+fn save_and_load_in_a_new_process() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.hsbsnap");
+    let parent = runtime().block_on(saved_counter(&path));
+    // The parent goes on, its own.
+    runtime().block_on(async { assert_eq!(feed(&parent, 1).await.0, 6) });
+    if let Ok(keep) = std::env::var("HSB_TEST_KEEP_SNAPFILE") {
+        std::fs::copy(&path, keep).unwrap();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_loads_the_snapshot_file",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HSB_TEST_SNAPFILE", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the child failed ({}): {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("CHILD ").map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("no result from the child: {stdout}"));
+    assert!(
+        !line.contains(&format!("pid={} ", std::process::id())),
+        "a new process: {line}"
+    );
+    // Each clone goes on from the count and the file at the save, then diverges.
+    assert!(
+        line.contains("file=saved a=15 b=105 fb=saved same_urandom=false"),
+        "{line}"
+    );
+    runtime().block_on(async {
+        assert_eq!(feed(&parent, 1).await.0, 7, "the parent is untouched");
+        // Loaded in this process too.
+        let snap = load(&path, vm()).await.unwrap();
+        let c = snap.start().await.unwrap();
+        assert_eq!(feed(&c, 2).await.0, 7);
+    });
+}
+
+/// The error of loading `path` (or of the first start from it).
+async fn load_error(path: &std::path::Path) -> String {
+    load_error_with(path, vm()).await
+}
+
+async fn load_error_with(path: &std::path::Path, w: Workload) -> String {
+    match load(path, w).await {
+        Err(e) => e.chain(),
+        Ok(s) => match s.start().await {
+            Err(e) => e.chain(),
+            Ok(_) => panic!("{} loaded and started", path.display()),
+        },
+    }
+}
+
+/// A CRC-32 (IEEE), as the file's header uses.
+fn crc32(b: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &x in b {
+        c ^= u32::from(x);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+fn read_at(p: &std::path::Path, at: u64, n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(p).unwrap(), &mut b, at)
+        .unwrap();
+    b
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Rewrites the header's checksum after an edit of the header.
+fn fix_header(b: &mut [u8]) {
+    let c = crc32(&b[16..4096]);
+    b[12..16].copy_from_slice(&c.to_le_bytes());
+}
+
+#[test]
+fn truncated_corrupt_and_foreign_files_are_refused_by_name() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.hsbsnap");
+        let live = saved_counter(&good).await;
+        live.destroy().await.unwrap();
+        let head = read_at(&good, 0, 4096);
+        let (state_off, state_len) = (u64_at(&head, 88), u64_at(&head, 96));
+        let (runs_off, runs_len) = (u64_at(&head, 104), u64_at(&head, 112));
+        let len = std::fs::metadata(&good).unwrap().len();
+        assert_eq!(runs_off + runs_len, len);
+        let first_run = u64_at(&read_at(&good, runs_off, 8), 0);
+        // A copy of the good file, edited by `edit`.
+        let case = |name: &str, edit: &dyn Fn(&std::fs::File)| {
+            let p = dir.path().join(name);
+            std::fs::copy(&good, &p).unwrap();
+            let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            edit(&f);
+            p
+        };
+        let good_ref = &good;
+        let flip = |at: u64, bit: u8| {
+            move |f: &std::fs::File| {
+                let mut b = read_at(good_ref, at, 1);
+                b[0] ^= bit;
+                std::os::unix::fs::FileExt::write_all_at(f, &b, at).unwrap();
+            }
+        };
+        let header = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut h = head.clone();
+            edit(&mut h);
+            fix_header(&mut h);
+            move |f: &std::fs::File| std::os::unix::fs::FileExt::write_all_at(f, &h, 0).unwrap()
+        };
+        let mut cases: Vec<(std::path::PathBuf, &str)> = Vec::new();
+        cases.push((
+            case("truncated", &|f| f.set_len(len - 100).unwrap()),
+            "truncated",
+        ));
+        cases.push((
+            case("header-only", &|f| f.set_len(4096).unwrap()),
+            "truncated",
+        ));
+        cases.push((
+            case("tiny", &|f| f.set_len(10).unwrap()),
+            "not a snapshot file",
+        ));
+        cases.push((
+            case("empty", &|f| f.set_len(0).unwrap()),
+            "not a snapshot file",
+        ));
+        cases.push((
+            case("magic", &|f| {
+                std::os::unix::fs::FileExt::write_all_at(f, b"NOTSNAP\0", 0).unwrap()
+            }),
+            "not a snapshot file",
+        ));
+        cases.push((
+            case(
+                "version",
+                &header(&|h| h[8..12].copy_from_slice(&2u32.to_le_bytes())),
+            ),
+            "format version 2",
+        ));
+        cases.push((
+            case(
+                "build",
+                &header(&|h| h[16..24].copy_from_slice(b"hsb 9.9 ")),
+            ),
+            "saved by another build",
+        ));
+        cases.push((case("header", &flip(200, 1)), "header's checksum"));
+        cases.push((
+            case("state", &flip(state_off + state_len / 2, 0x40)),
+            "state's checksum",
+        ));
+        cases.push((
+            case("memory", &flip(4096 + first_run + 17, 1)),
+            "guest memory's checksum",
+        ));
+        cases.push((
+            case("table", &flip(runs_off, 0x10)),
+            "memory table's checksum",
+        ));
+        for (p, want) in &cases {
+            let e = load_error(p).await;
+            assert!(
+                e.contains(&p.display().to_string()) && e.contains(want),
+                "{}: {e} (expected it to name the file and say {want:?})",
+                p.display()
+            );
+        }
+
+        // Another workload than the saved sandbox's (a mount more): refused.
+        let other = writable_tempdir();
+        let e = load(&good, vm().mount(Mount::rw(other.path(), "/data")))
+            .await
+            .expect_err("other settings");
+        assert!(e.chain().contains("other settings"), "{}", e.chain());
+
+        // The good file still loads.
+        let snap = load(&good, vm()).await.unwrap();
+        let c = snap.start().await.unwrap();
+        assert_eq!(feed(&c, 1).await.0, 6);
+    });
+}
+
+/// An edit of a saved state.
+type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+
+/// Crafted states (checksums made to match): lengths past the end, huge counts,
+/// frames and addresses outside guest memory, references to objects never read. Each
+/// must be refused (or, when the bytes happen to mean a valid state, start); the
+/// loader never crashes.
+#[test]
+fn crafted_states_are_refused_never_crash() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.hsbsnap");
+        saved_counter(&good).await.destroy().await.unwrap();
+        let head = read_at(&good, 0, 4096);
+        let (state_off, state_len) = (u64_at(&head, 88), u64_at(&head, 96));
+        let (runs_off, runs_len) = (u64_at(&head, 104), u64_at(&head, 112));
+        let good_state = read_at(&good, state_off, state_len as usize);
+        let runs = read_at(&good, runs_off, runs_len as usize);
+        let state_len = state_len as usize;
+        // A copy of the good file whose state is edited by `edit`, its checksum and
+        // the header made to match.
+        let craft = |p: &std::path::Path, edit: &dyn Fn(&mut Vec<u8>)| {
+            use std::os::unix::fs::FileExt;
+            let mut state = good_state.clone();
+            edit(&mut state);
+            std::fs::copy(&good, p).unwrap();
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_len(state_off).unwrap();
+            f.write_all_at(&state, state_off).unwrap();
+            let new_runs_off = state_off + state.len() as u64;
+            f.write_all_at(&runs, new_runs_off).unwrap();
+            let mut h = head.clone();
+            h[96..104].copy_from_slice(&(state.len() as u64).to_le_bytes());
+            h[104..112].copy_from_slice(&new_runs_off.to_le_bytes());
+            h[120..124].copy_from_slice(&crc32(&state).to_le_bytes());
+            fix_header(&mut h);
+            f.write_all_at(&h, 0).unwrap();
+        };
+        let mut refused = 0;
+        let mut started = 0;
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut edits: Vec<Edit> = Vec::new();
+        // Cut short at many points.
+        for i in 0..40 {
+            let at = (state_len * i / 40).max(1);
+            edits.push(Box::new(move |s: &mut Vec<u8>| s.truncate(at - 1)));
+        }
+        // Eight bytes of all ones (a huge length or count, a frame past memory) at
+        // random places; random single bytes.
+        for _ in 0..60 {
+            let at = (next() as usize) % state_len.saturating_sub(8).max(1);
+            edits.push(Box::new(move |s: &mut Vec<u8>| s[at..at + 8].fill(0xff)));
+        }
+        for _ in 0..60 {
+            let at = (next() as usize) % state_len;
+            let v = next() as u8;
+            edits.push(Box::new(move |s: &mut Vec<u8>| s[at] ^= v | 1));
+        }
+        // Trailing garbage.
+        edits.push(Box::new(|s: &mut Vec<u8>| s.extend_from_slice(&[0u8; 13])));
+        for (i, edit) in edits.iter().enumerate() {
+            let p = dir.path().join(format!("crafted-{i}"));
+            craft(&p, edit.as_ref());
+            match load(&p, vm()).await {
+                Err(_) => refused += 1,
+                Ok(s) => match s.start().await {
+                    Err(e) => {
+                        let c = e.chain();
+                        assert!(!c.contains("VMM failure") && !c.contains("panick"), "{c}");
+                        refused += 1;
+                    }
+                    Ok(live) => {
+                        started += 1;
+                        let _ = live.destroy().await;
+                    }
+                },
+            }
+            let _ = std::fs::remove_file(&p);
+        }
+        eprintln!("crafted states: {refused} refused, {started} started");
+        assert!(
+            refused >= 40,
+            "every truncated state at least is refused ({refused})"
+        );
+    });
+}
+
+#[test]
+fn a_host_file_replaced_since_the_save_is_named_at_the_start() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let dir = writable_tempdir();
+        std::fs::write(dir.path().join("held.txt"), "original").unwrap();
+        let w = || vm().mount(Mount::rw(dir.path(), "/data"));
+        let live = create(w()).await;
+        sh(
+            &live,
+            "(python3 -c \"import time; f = open('/data/held.txt'); open('/tmp/ready', 'w').close(); time.sleep(3600)\" >/dev/null 2>&1 &) && \
+             while [ ! -e /tmp/ready ]; do busybox sleep 0.01; done",
+        )
+        .await;
+        let files = tempfile::tempdir().unwrap();
+        let path = files.path().join("held.hsbsnap");
+        live.snapshot().await.unwrap().save(&path).await.unwrap();
+        live.destroy().await.unwrap();
+        // Unchanged: it starts.
+        let snap = load(&path, w()).await.unwrap();
+        let c = snap.start().await.unwrap_or_else(|e| panic!("start: {}", e.chain()));
+        c.destroy().await.unwrap();
+        // Replaced (a new inode at the path): the start fails, naming it.
+        let tmp = dir.path().join("new.txt");
+        std::fs::write(&tmp, "replaced").unwrap();
+        std::fs::rename(&tmp, dir.path().join("held.txt")).unwrap();
+        let e = load_error_with(&path, w()).await;
+        assert!(e.contains("/data/held.txt") && e.contains("changed"), "{e}");
+    });
+}
+
+#[test]
+fn a_container_snapshot_is_not_saved_and_says_why() {
+    runtime().block_on(async {
+        let live = create(Workload::default().isolation(IsolationRequest::Container)).await;
+        let snap = live.snapshot().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let e = snap
+            .save(dir.path().join("c.hsbsnap"))
+            .await
+            .expect_err("container");
+        assert!(
+            e.chain().contains("cannot be saved to a file"),
+            "{}",
+            e.chain()
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     });
 }

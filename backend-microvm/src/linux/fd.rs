@@ -471,3 +471,25 @@ pub(crate) fn fix_epoll(file: &Rc<OpenFile>, m: &crate::snap::Memo) {
         }
     }
 }
+
+// Saving to and loading from a file (`savefile`).
+impl FdTable {
+    /// Each slot: its open file and close-on-exec flag, or `None`.
+    pub(crate) fn saved_slots(&self) -> Vec<Option<(&Rc<OpenFile>, bool)>> {
+        self.slots
+            .iter()
+            .map(|s| s.as_ref().map(|s| (&s.file, s.cloexec)))
+            .collect()
+    }
+
+    /// A table read back.
+    pub(crate) fn restored(slots: Vec<Option<(Rc<OpenFile>, bool)>>, limit: usize) -> FdTable {
+        FdTable {
+            slots: slots
+                .into_iter()
+                .map(|s| s.map(|(file, cloexec)| Slot { file, cloexec }))
+                .collect(),
+            limit,
+        }
+    }
+}

@@ -25,6 +25,10 @@ impl Backing for ZeroBacking {
     fn copy(&self, _: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
         Ok(Rc::new(ZeroBacking))
     }
+
+    fn saved(&self) -> Option<crate::mm::vma::SavedBacking<'_>> {
+        Some(crate::mm::vma::SavedBacking::Zero)
+    }
 }
 
 const PROT_ALL: u64 = (PROT_READ | PROT_WRITE | PROT_EXEC) as u64;
@@ -461,4 +465,9 @@ fn fixed(flags: i32) -> Fixed {
     } else {
         Fixed::Hint
     }
+}
+
+/// A mapping of zeros read back from a saved state (`savefile`).
+pub(crate) fn zero_backing() -> Rc<dyn Backing> {
+    Rc::new(ZeroBacking)
 }

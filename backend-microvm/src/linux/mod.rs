@@ -24,6 +24,7 @@ mod poll;
 mod process;
 mod procfs;
 mod rw;
+pub(crate) mod saved;
 mod sched;
 mod scm;
 mod sigcalls;

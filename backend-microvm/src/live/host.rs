@@ -273,7 +273,8 @@ pub(crate) async fn create(
 pub(crate) struct MicroVmSnapshot {
     snap: Arc<super::snapshot::Snapshot>,
     plan: Plan,
-    enforcement: EnforcementReport,
+    /// The original's (`None`: a snapshot loaded from a file, each start reports its own).
+    enforcement: Option<EnforcementReport>,
     options: LiveOptions,
     /// The first exec id of sandboxes started from it (after the original's).
     next_id: u32,
@@ -367,7 +368,7 @@ impl MicroVmLive {
         Ok(MicroVmSnapshot {
             snap: Arc::new(super::snapshot::Snapshot::new(image)),
             plan: s.plan.clone(),
-            enforcement: s.enforcement.clone(),
+            enforcement: Some(s.enforcement.clone()),
             options: s.options.clone(),
             next_id: s.next_id.load(std::sync::atomic::Ordering::SeqCst),
         })
@@ -386,6 +387,18 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
 
     fn memory_bytes(&self) -> u64 {
         self.snap.memory_bytes()
+    }
+
+    async fn save(&self, path: &std::path::Path) -> Result<u64, LiveError> {
+        let (snap, plan, next_id, path) = (
+            Arc::clone(&self.snap),
+            self.plan.clone(),
+            self.next_id,
+            path.to_path_buf(),
+        );
+        tokio::task::spawn_blocking(move || snap.save(&path, &plan, next_id))
+            .await
+            .map_err(|e| LiveError::Failed("saving a snapshot".into(), std::io::Error::other(e)))?
     }
 
     async fn start(&self) -> Result<Arc<dyn LiveSandbox>, LiveError> {
@@ -547,8 +560,8 @@ impl MicroVmSnapshot {
             .name("hsb-vcpu".into())
             .spawn(move || thread::body_from(start))
             .map_err(|e| LiveError::Failed("starting the vCPU thread".into(), e))?;
-        match setup_rx.await {
-            Ok(Ok(())) => {}
+        let report = match setup_rx.await {
+            Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
                 return Err(e);
@@ -559,7 +572,17 @@ impl MicroVmSnapshot {
                     std::io::Error::other("the vCPU thread ended during setup"),
                 ))
             }
-        }
+        };
+        let enforcement = match (report, &self.enforcement) {
+            (Some(r), _) => r,
+            (None, Some(e)) => e.clone(),
+            (None, None) => {
+                return Err(LiveError::Failed(
+                    "starting from a snapshot file".into(),
+                    std::io::Error::other("no enforcement report"),
+                ))
+            }
+        };
         let now = Instant::now();
         let shared = Arc::new(Shared {
             ctl,
@@ -569,7 +592,7 @@ impl MicroVmSnapshot {
             life: Mutex::new(Life::running(now)),
             created: now,
             plan: self.plan.clone(),
-            enforcement: self.enforcement.clone(),
+            enforcement,
             next_id: AtomicU32::new(self.next_id),
             activity: Arc::new(Notify::new()),
             // A sandbox with a network of its own (egress, a pod's namespace) has no
@@ -989,4 +1012,44 @@ impl LiveSandbox for MicroVmLive {
         self.shared.destroy_async(EndReason::Destroyed).await;
         Ok(Arc::new(snap))
     }
+}
+
+/// Loads a snapshot file written by [`sandbox_core::LiveSnapshot::save`] (see
+/// `savefile`): checked at once (a file from another build or format version, a
+/// truncated or corrupt one is refused, naming the file and what is wrong); each
+/// start builds a sandbox of `plan` (which must be the one the snapshot was saved
+/// from: same mounts, image, limits, network and environment) and reads the state
+/// back, reopening and checking the host files it holds.
+pub async fn load_snapshot(
+    path: &std::path::Path,
+    plan: Plan,
+    options: LiveOptions,
+) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, LiveError> {
+    // This process may not have made a micro-VM yet: the vCPU kick's handler.
+    kick::install_handler()
+        .map_err(|e| LiveError::Failed("installing the vCPU kick handler".into(), e))?;
+    let p = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || crate::savefile::read(&p))
+        .await
+        .map_err(|e| LiveError::Failed("loading a snapshot".into(), std::io::Error::other(e)))?
+        .map_err(|why| {
+            LiveError::Failed(
+                format!("loading the snapshot file {}", path.display()),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+            )
+        })?;
+    if loaded.header.plan != crate::savefile::plan_fingerprint(&plan) {
+        return Err(LiveError::Unsupported(format!(
+            "the snapshot file {} was saved from a sandbox with other settings (mounts, image, limits, network or environment): load it with the workload it was created with",
+            path.display()
+        )));
+    }
+    let next_id = loaded.header.next_id;
+    Ok(Arc::new(MicroVmSnapshot {
+        snap: Arc::new(super::snapshot::Snapshot::Loaded(loaded)),
+        plan,
+        enforcement: None,
+        options,
+        next_id,
+    }))
 }

@@ -21,3 +21,4 @@ mod stream;
 mod thread;
 
 pub(crate) use host::create;
+pub use host::load_snapshot;

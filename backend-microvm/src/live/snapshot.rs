@@ -98,22 +98,59 @@ impl std::fmt::Debug for Image {
 // mutex, and copies made from it are again disjoint from it).
 unsafe impl Send for Image {}
 
-/// A snapshot as the host keeps it (any thread may start sandboxes from it).
+/// A snapshot as the host keeps it (any thread may start sandboxes from it): taken
+/// in this process, or loaded from a file (`savefile`).
 #[derive(Debug)]
-pub(crate) struct Snapshot {
-    image: Mutex<Image>,
+pub(crate) enum Snapshot {
+    Taken(Box<Mutex<Image>>),
+    Loaded(crate::savefile::Loaded),
 }
 
 impl Snapshot {
     pub(crate) fn new(image: Image) -> Snapshot {
-        Snapshot {
-            image: Mutex::new(image),
-        }
+        Snapshot::Taken(Box::new(Mutex::new(image)))
     }
 
     /// Bytes of guest memory in the snapshot's memory file.
     pub(crate) fn memory_bytes(&self) -> u64 {
-        crate::sync::locked(&self.image).written
+        match self {
+            Snapshot::Taken(i) => crate::sync::locked(i).written,
+            Snapshot::Loaded(l) => l.data_bytes(),
+        }
+    }
+
+    /// Writes the snapshot to a file at `path` (see `savefile`); the bytes of guest
+    /// memory written. What a file cannot hold is refused, naming it.
+    pub(crate) fn save(
+        &self,
+        path: &std::path::Path,
+        plan: &Plan,
+        next_id: u32,
+    ) -> Result<u64, LiveError> {
+        let failed = |e: std::io::Error| {
+            LiveError::Failed(format!("saving the snapshot to {}", path.display()), e)
+        };
+        let img = match self {
+            Snapshot::Taken(i) => crate::sync::locked(i),
+            Snapshot::Loaded(_) => return Err(LiveError::Unsupported(
+                "this snapshot was loaded from a file: copy that file instead of saving it again"
+                    .into(),
+            )),
+        };
+        let mut e = crate::savefile::wire::Enc::default();
+        img.kernel.save_state(&mut e).map_err(|err| {
+            LiveError::Unsupported(format!("this snapshot cannot be saved to a file: {err}"))
+        })?;
+        let ram = private_ram(img.size, &img.layers).map_err(failed)?;
+        crate::savefile::write(
+            path,
+            &ram,
+            (img.size, img.kernel.mm.mem.high_water()),
+            &e.buf,
+            crate::savefile::plan_fingerprint(plan),
+            next_id,
+        )
+        .map_err(failed)
     }
 }
 
@@ -213,6 +250,9 @@ pub(crate) struct Started {
     pub(crate) vm: Vm,
     pub(crate) kernel: Kernel,
     pub(crate) tick: crate::kick::Timer,
+    /// What protects the host, for a sandbox started from a file (one taken in this
+    /// process has its original's).
+    pub(crate) report: Option<sandbox_core::EnforcementReport>,
 }
 
 /// Builds a sandbox from `snap` on the calling thread (the new sandbox's vCPU
@@ -230,8 +270,12 @@ pub(crate) fn build(
         )
     };
     crate::vfs::host::set_fd_budget(host_fds);
+    let img = match snap {
+        Snapshot::Taken(i) => i,
+        Snapshot::Loaded(l) => return build_loaded(l, plan, ctl, host_fds),
+    };
     let (mut kernel, held) = {
-        let img = crate::sync::locked(&snap.image);
+        let img = crate::sync::locked(img);
         let ram = private_ram(img.size, &img.layers)
             .map_err(|e| start_err("mapping the snapshot's memory", &e))?;
         let mut m = Memo::new(FdMode::Charged);
@@ -278,7 +322,12 @@ pub(crate) fn build(
     // Behind the thread's seccomp filter and Landlock, as the workload's own opens.
     reopen_held(&kernel, &held)?;
     kernel.cpu_mark = crate::kick::thread_cpu_time();
-    Ok(Started { vm, kernel, tick })
+    Ok(Started {
+        vm,
+        kernel,
+        tick,
+        report: None,
+    })
 }
 
 /// Reopens each host file the snapshot's processes held open by its sandbox path
@@ -327,4 +376,126 @@ fn reopen_held(kernel: &Kernel, held: &[HeldFile]) -> Result<(), LiveError> {
         // opened to check is closed.
     }
     Ok(())
+}
+
+/// Builds a sandbox from a snapshot file on the calling thread (the new sandbox's
+/// vCPU thread): a filesystem built from `plan` (its mounts opened and checked as at
+/// any create), guest RAM mapped privately from the file, the state read back over
+/// both (`linux::saved`), then the thread confined as at any create.
+fn build_loaded(
+    file: &crate::savefile::Loaded,
+    plan: &Plan,
+    ctl: Arc<Control>,
+    host_fds: usize,
+) -> Result<Started, LiveError> {
+    let start_err = |what: &str, e: &dyn std::fmt::Display| {
+        LiveError::Failed(
+            "starting from a snapshot file".into(),
+            std::io::Error::other(format!("{what}: {e}")),
+        )
+    };
+    let requested = plan
+        .limits
+        .memory
+        .map(|b| b.0)
+        .unwrap_or(crate::sandbox::DEFAULT_MEMORY);
+    let size = requested.next_multiple_of(2 << 20);
+    if size != file.header.mem_size {
+        return Err(LiveError::Unsupported(format!(
+            "the snapshot's guest has {} bytes of memory, a sandbox of these settings {size}",
+            file.header.mem_size
+        )));
+    }
+    let pages = (requested / 4096).min(size / 4096);
+    let budget = std::rc::Rc::new(crate::memory::Budget::detached(pages));
+    let vfs = crate::vfs::build_with(plan, std::rc::Rc::clone(&budget), None)
+        .map_err(|e| start_err(&format!("mounting {}", e.mount.target.display()), &e.error))?;
+    let layers = vec![file.layer()];
+    let ram =
+        private_ram(size, &layers).map_err(|e| start_err("mapping the snapshot's memory", &e))?;
+    let (tx, _) = mpsc::unbounded_channel();
+    let settings = crate::linux::Settings {
+        pids_limit: plan.limits.pids,
+        limits: crate::linux::Limits {
+            file_size: None,
+            deadline: None,
+            cpu: None,
+            open_files: 0,
+            memory: 0,
+            stack: 0,
+        },
+        out: Output::new(tx, Some(0)),
+        input: Input::Null,
+        ctl,
+        start: std::time::Instant::now(),
+        hostname: plan.hostname.clone(),
+        user: (0, 0),
+        vdso: false,
+        network: Default::default(),
+        egress: None,
+    };
+    let mut kernel =
+        crate::linux::Kernel::load_state(&file.state, (vfs, budget), (ram, layers), settings)
+            .map_err(|e| match e {
+                crate::linux::saved::LoadError::Corrupt(s) => LiveError::Failed(
+                    "starting from a snapshot file".into(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("its state is corrupt: {s}"),
+                    ),
+                ),
+                crate::linux::saved::LoadError::Changed { path, reason } => LiveError::File {
+                    operation: "reopen",
+                    path,
+                    errno: libc::ESTALE,
+                    reason,
+                },
+            })?;
+    kernel.boot_id = crate::linux::new_boot_id();
+    let vm = Vm::create(&kernel.mm.mem, kernel.mm.cr3(), 0, 0)
+        .map_err(|e| start_err("creating the VM", &e))?;
+    if kernel.vdso {
+        if let Some(base) = vm.time_base() {
+            let _ = kernel
+                .mm
+                .mem
+                .write(VVAR_GPA, &crate::guest::vdso::vvar(&base));
+        }
+    }
+    let tick = crate::kick::Timer::one_shot()
+        .map_err(|e| start_err("creating the scheduler timer", &e))?;
+    crate::probe::kvm_kind();
+    crate::linux::stats_enabled();
+    // Asked before the thread is confined (its filter does not allow them).
+    // SAFETY: geteuid has no preconditions.
+    let ids = (
+        unsafe { libc::geteuid() },
+        crate::confine::host_identity().0,
+    );
+    let confinement = crate::confine::confine_thread(kernel.vfs.sources())
+        .map_err(|e| start_err("confining the VMM thread", &e))?;
+    if plan.landlock == LandlockMode::Required
+        && confinement.landlock.level != EnforcementLevel::Full
+    {
+        return Err(LiveError::Unsupported(format!(
+            "the policy requires full Landlock, but this kernel enforces {:?} for the VMM",
+            confinement.landlock.level
+        )));
+    }
+    let mut report = crate::sandbox::report(
+        plan,
+        &confinement,
+        size,
+        kernel.vfs.sources().len(),
+        ids,
+        host_fds,
+    );
+    report.mounts = kernel.vfs.reports.clone();
+    kernel.cpu_mark = crate::kick::thread_cpu_time();
+    Ok(Started {
+        vm,
+        kernel,
+        tick,
+        report: Some(report),
+    })
 }

@@ -141,7 +141,8 @@ pub(super) struct StartFrom {
     pub(super) ctl: Arc<Control>,
     pub(super) hub: Arc<Hub>,
     pub(super) ending: Arc<Ending>,
-    pub(super) setup: oneshot::Sender<Result<(), sandbox_core::LiveError>>,
+    pub(super) setup:
+        oneshot::Sender<Result<Option<sandbox_core::EnforcementReport>, sandbox_core::LiveError>>,
     /// A parked exec to take over (warm templates, `park.rs`).
     pub(super) adopt: Option<super::park::Adopt>,
 }
@@ -172,6 +173,7 @@ pub(super) fn body_from(s: StartFrom) {
             vm,
             mut kernel,
             tick,
+            report,
         } = started;
         kernel.attach_live(Live::new(
             hub,
@@ -181,7 +183,7 @@ pub(super) fn body_from(s: StartFrom) {
         if let Some(a) = adopt {
             kernel.adopt_exec(a);
         }
-        if setup.send(Ok(())).is_err() {
+        if setup.send(Ok(report)).is_err() {
             ctl.kill();
         }
         serve(vm, kernel, tick, &ctl, true)

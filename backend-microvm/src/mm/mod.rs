@@ -507,3 +507,117 @@ impl AddressSpace {
 
 #[cfg(test)]
 mod tests;
+
+/// A page-table root read back: a frame inside guest memory.
+pub(crate) fn load_root(
+    d: &mut crate::savefile::wire::Dec<'_>,
+    mem: &Memory,
+) -> Result<PageTables, crate::savefile::wire::WireError> {
+    let root = d.u64("a page-table root")?;
+    if root % PAGE_SIZE != 0 || root >= mem.size() {
+        return Err(crate::savefile::wire::bad(format!(
+            "a page-table root at {root:#x} is outside guest memory"
+        )));
+    }
+    Ok(PageTables::new(root))
+}
+
+// Saving to and loading from a file (`savefile`).
+impl AddressSpace {
+    pub(crate) fn save(
+        &self,
+        e: &mut crate::savefile::wire::Enc,
+        io: &mut dyn vma::BackingIo,
+    ) -> Result<(), crate::snap::SnapError> {
+        self.mem.save(e);
+        e.u32(self.id);
+        e.usize(self.parked.len());
+        for (id, p) in &self.parked {
+            e.u32(*id);
+            p.save(e, io)?;
+        }
+        e.u32(self.next_id);
+        e.u64(self.pt.root());
+        self.vmas.save(e, io)?;
+        for v in [self.brk_start, self.brk, self.mmap_top] {
+            e.u64(v);
+        }
+        e.seq(self.flush.iter(), |e, v| e.u64(*v));
+        e.opt(self.vma_charge.as_ref(), |e, c| e.u64(c.bytes()));
+        e.u64(self.spurious.0);
+        e.u32(self.spurious.1);
+        for (a, b) in self.streaks {
+            e.u64(a);
+            e.u64(b);
+        }
+        e.usize(self.next_streak);
+        Ok(())
+    }
+
+    pub(crate) fn load(
+        d: &mut crate::savefile::wire::Dec<'_>,
+        io: &mut dyn vma::BackingIo,
+        (ram, layers, budget): (
+            vm_memory::GuestMemoryMmap,
+            Vec<crate::memory::Layer>,
+            std::rc::Rc<crate::memory::Budget>,
+        ),
+    ) -> Result<AddressSpace, crate::savefile::wire::WireError> {
+        let w = "an address space";
+        let mem = Memory::load(d, ram, layers, budget)?;
+        let id = d.u32(w)?;
+        let n = d.len(1 << 16, "the parked address spaces")?;
+        let mut parked = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            let k = d.u32(w)?;
+            parked.insert(k, space::Parked::load(d, io, &mem)?);
+        }
+        let next_id = d.u32(w)?;
+        let pt = load_root(d, &mem)?;
+        let vmas = VmaMap::load(d, io)?;
+        let (brk_start, brk, mmap_top) = (d.u64(w)?, d.u64(w)?, d.u64(w)?);
+        let flush = d.seq(1 << 16, w, |d| d.u64(w))?;
+        let vma_charge = d.opt(w, |d| {
+            Ok(crate::memory::HeapCharge::restored(
+                &mem.budget(),
+                d.u64(w)?,
+            ))
+        })?;
+        let spurious = (d.u64(w)?, d.u32(w)?);
+        let mut streaks = [(0u64, 0u64); 8];
+        for s in &mut streaks {
+            *s = (d.u64(w)?, d.u64(w)?);
+        }
+        let next_streak = d.usize(w)?;
+        if next_streak >= streaks.len() {
+            return Err(crate::savefile::wire::bad(format!(
+                "{w}: streak {next_streak} out of bounds"
+            )));
+        }
+        Ok(AddressSpace {
+            mem,
+            id,
+            parked,
+            next_id,
+            pt,
+            vmas,
+            brk_start,
+            brk,
+            mmap_top,
+            flush,
+            vma_charge,
+            spurious,
+            streaks,
+            next_streak,
+        })
+    }
+}
+
+impl AddressSpace {
+    /// The ids of every address space: the current one and the parked ones.
+    pub(crate) fn space_ids(&self) -> Vec<space::SpaceId> {
+        std::iter::once(self.id)
+            .chain(self.parked.keys().copied())
+            .collect()
+    }
+}

@@ -219,3 +219,38 @@ impl crate::snap::Snap for Parked {
         })
     }
 }
+
+// Saving to and loading from a file (`savefile`).
+impl Parked {
+    pub(crate) fn save(
+        &self,
+        e: &mut crate::savefile::wire::Enc,
+        io: &mut dyn super::vma::BackingIo,
+    ) -> Result<(), crate::snap::SnapError> {
+        e.u64(self.pt.root());
+        self.vmas.save(e, io)?;
+        for v in [self.brk_start, self.brk, self.mmap_top] {
+            e.u64(v);
+        }
+        e.opt(self.vma_charge.as_ref(), |e, c| e.u64(c.bytes()));
+        Ok(())
+    }
+
+    pub(crate) fn load(
+        d: &mut crate::savefile::wire::Dec<'_>,
+        io: &mut dyn super::vma::BackingIo,
+        mem: &crate::memory::Memory,
+    ) -> Result<Parked, crate::savefile::wire::WireError> {
+        let pt = super::load_root(d, mem)?;
+        Ok(Parked {
+            pt,
+            vmas: VmaMap::load(d, io)?,
+            brk_start: d.u64("an address space")?,
+            brk: d.u64("an address space")?,
+            mmap_top: d.u64("an address space")?,
+            vma_charge: d.opt("an address space", |d| {
+                Ok(HeapCharge::restored(&mem.budget(), d.u64("a charge")?))
+            })?,
+        })
+    }
+}

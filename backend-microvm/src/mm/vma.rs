@@ -27,12 +27,30 @@ pub(crate) trait Backing: fmt::Debug {
         None
     }
 
+    /// What it is, for saving it to a file (`savefile`); `None`: it cannot be saved.
+    fn saved(&self) -> Option<SavedBacking<'_>> {
+        None
+    }
+
     /// A copy for a snapshot or a sandbox started from one (see `snap.rs`).
     fn copy(&self, _: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
         Err(crate::snap::SnapError::new(format!(
             "a mapping of {self:?} cannot be copied"
         )))
     }
+}
+
+/// What a mapping's backing is, for `savefile`.
+#[derive(Debug)]
+pub(crate) enum SavedBacking<'a> {
+    /// A host file.
+    Host(&'a crate::vfs::host::HostFd),
+    /// An in-memory file.
+    Tmp(&'a Rc<crate::vfs::tmpfs::TmpInode>),
+    /// A generated file's contents.
+    Gen(&'a Rc<[u8]>),
+    /// Zeros (`/dev/zero`).
+    Zero,
 }
 
 /// The pages of an in-memory file that `MAP_SHARED` mappings share: frames by page
@@ -353,5 +371,90 @@ mod tests {
             m.find_free_below(0xf_0000, 0x1_0000, 0x40_0000),
             Some(0x21_0000)
         );
+    }
+}
+
+/// How a saved state writes and reads a mapping's backing file (`savefile::state`).
+pub(crate) trait BackingIo {
+    fn save(
+        &mut self,
+        e: &mut crate::savefile::wire::Enc,
+        b: &Rc<dyn Backing>,
+    ) -> Result<(), crate::snap::SnapError>;
+    fn load(
+        &mut self,
+        d: &mut crate::savefile::wire::Dec<'_>,
+    ) -> Result<Rc<dyn Backing>, crate::savefile::wire::WireError>;
+}
+
+impl VmaMap {
+    pub(crate) fn save(
+        &self,
+        e: &mut crate::savefile::wire::Enc,
+        io: &mut dyn BackingIo,
+    ) -> Result<(), crate::snap::SnapError> {
+        e.usize(self.map.len());
+        for (start, v) in &self.map {
+            e.u64(*start);
+            e.u64(v.end);
+            e.u32(v.prot);
+            match &v.kind {
+                VmaKind::Anon => e.u8(0),
+                VmaKind::File {
+                    backing,
+                    offset,
+                    file_end,
+                } => {
+                    e.u8(1);
+                    io.save(e, backing)?;
+                    e.u64(*offset);
+                    e.u64(*file_end);
+                }
+                VmaKind::SharedFile { .. } => {
+                    return Err(crate::snap::SnapError::new(
+                        "a process holds a shared file mapping (MAP_SHARED, System V or POSIX shared memory): saving shared mappings to a file is not supported",
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn load(
+        d: &mut crate::savefile::wire::Dec<'_>,
+        io: &mut dyn BackingIo,
+    ) -> Result<VmaMap, crate::savefile::wire::WireError> {
+        use crate::guest::layout::USER_TOP;
+        use crate::savefile::wire::bad;
+        let n = d.len(1 << 20, "the mappings")?;
+        let mut map = BTreeMap::new();
+        let mut last_end = 0u64;
+        for _ in 0..n {
+            let start = d.u64("a mapping")?;
+            let end = d.u64("a mapping")?;
+            let prot = d.u32("a mapping")?;
+            if start % 4096 != 0
+                || end % 4096 != 0
+                || start >= end
+                || end > USER_TOP
+                || start < last_end
+            {
+                return Err(bad(format!(
+                    "a mapping {start:#x}..{end:#x} is not a sorted, page-aligned range of user addresses"
+                )));
+            }
+            last_end = end;
+            let kind = match d.u8("a mapping's kind")? {
+                0 => VmaKind::Anon,
+                1 => VmaKind::File {
+                    backing: io.load(d)?,
+                    offset: d.u64("a mapping")?,
+                    file_end: d.u64("a mapping")?,
+                },
+                k => return Err(bad(format!("a mapping's kind {k} is unknown"))),
+            };
+            map.insert(start, Vma { end, prot, kind });
+        }
+        Ok(VmaMap { map })
     }
 }

@@ -27,6 +27,10 @@ impl Backing for HostBacking {
         Ok(Rc::new(HostBacking(self.0.snap_fd(m)?)))
     }
 
+    fn saved(&self) -> Option<crate::mm::vma::SavedBacking<'_>> {
+        Some(crate::mm::vma::SavedBacking::Host(&self.0))
+    }
+
     fn cache_key(&self) -> Option<FileKey> {
         let m = host::fstat(self.0.as_raw_fd()).ok()?;
         (m.kind() == libc::S_IFREG).then_some(FileKey {
@@ -53,6 +57,10 @@ impl Backing for TmpBacking {
     fn copy(&self, m: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
         Ok(Rc::new(TmpBacking(crate::snap::Snap::snap(&self.0, m)?)))
     }
+
+    fn saved(&self) -> Option<crate::mm::vma::SavedBacking<'_>> {
+        Some(crate::mm::vma::SavedBacking::Tmp(&self.0))
+    }
 }
 
 /// A generated file's contents.
@@ -71,6 +79,10 @@ impl Backing for GenBacking {
 
     fn copy(&self, m: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
         Ok(Rc::new(GenBacking(m.bytes(&self.0))))
+    }
+
+    fn saved(&self) -> Option<crate::mm::vma::SavedBacking<'_>> {
+        Some(crate::mm::vma::SavedBacking::Gen(&self.0))
     }
 }
 

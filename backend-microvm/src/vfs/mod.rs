@@ -600,3 +600,17 @@ impl crate::snap::Snap for Vfs {
         })
     }
 }
+
+impl Vfs {
+    /// The roots of every in-memory filesystem (the image's upper layer first, then the
+    /// mounts in tree order), for `savefile`: a sandbox built from the same plan has
+    /// them in the same order.
+    pub(crate) fn tmp_roots(&self) -> Vec<Rc<tmpfs::TmpInode>> {
+        let mut v = Vec::new();
+        if let Node::Ovl(d) = &self.root_node {
+            v.push(d.upper_root());
+        }
+        v.extend(self.tree.tmp_roots());
+        v
+    }
+}

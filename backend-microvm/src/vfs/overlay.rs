@@ -519,3 +519,10 @@ impl crate::snap::Snap for Lower {
         })
     }
 }
+
+impl OvlDir {
+    /// The root of the overlay's upper layer (`savefile`).
+    pub(crate) fn upper_root(&self) -> Rc<TmpInode> {
+        Rc::clone(&self.ovl.upper)
+    }
+}

@@ -682,3 +682,201 @@ mod tests {
         root.remove(b"d", true).unwrap();
     }
 }
+
+// Saving to and loading from a file (`savefile`).
+
+/// Where the in-memory filesystems read back go: the roots of a sandbox built from the
+/// same plan, in the order [`super::Vfs::tmp_roots`] gives.
+#[derive(Debug)]
+pub(crate) struct TmpLoad {
+    pub(crate) roots: Vec<Rc<TmpInode>>,
+    pub(crate) budget: Rc<Budget>,
+}
+
+impl TmpInode {
+    /// Writes an inode (shared: once, referred to after). `root` numbers the roots.
+    pub(crate) fn save(
+        t: &Rc<TmpInode>,
+        e: &mut crate::savefile::wire::Enc,
+    ) -> Result<(), crate::snap::SnapError> {
+        if !e.shared(Rc::as_ptr(t)) {
+            return Ok(());
+        }
+        // Its filesystem first: shared by its inodes.
+        if e.shared(Rc::as_ptr(&t.fs)) {
+            let fs = &t.fs;
+            e.u64(fs.limit);
+            e.u64(fs.used.get());
+            e.u64(fs.next_ino.get());
+            e.u32(fs.owner.0);
+            e.u32(fs.owner.1);
+        }
+        e.u64(t.ino);
+        e.u32(t.mode.get());
+        e.u64(t.nlink.get());
+        for x in t.times.get() {
+            e.i64(x.sec);
+            e.i64(x.nsec);
+        }
+        e.bool(t.opaque.get());
+        e.u32(t.seals.get());
+        e.u64(t.names.borrow().bytes());
+        let data = t.data.try_borrow().map_err(|_| {
+            crate::snap::SnapError::new("a file of the in-memory filesystem is in use")
+        })?;
+        match &*data {
+            TmpData::Dir(m) => {
+                e.u8(0);
+                e.usize(m.len());
+                for (name, c) in m {
+                    e.bytes(name);
+                    TmpInode::save(c, e)?;
+                }
+            }
+            TmpData::File(f) => {
+                e.u8(1);
+                e.u64(f.len);
+                e.usize(f.pages.len());
+                for (i, p) in &f.pages {
+                    e.u64(*i);
+                    e.bytes(p);
+                }
+            }
+            TmpData::Link(l) => {
+                e.u8(2);
+                e.bytes(l);
+            }
+            TmpData::Whiteout => e.u8(3),
+            TmpData::Fifo(p) => {
+                e.u8(4);
+                Pipe::save(p, e);
+            }
+            TmpData::Socket(_) => {
+                return Err(crate::snap::SnapError::new(
+                    "the in-memory filesystem holds a socket's name: saving sockets to a file is not supported",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an inode back. A filesystem's first appearance takes the next root of
+    /// `to` (its limit and owner must be that root's); its root inode is that root.
+    pub(crate) fn load(
+        d: &mut crate::savefile::wire::Dec<'_>,
+        to: &mut TmpLoad,
+        depth: usize,
+    ) -> Result<Rc<TmpInode>, crate::savefile::wire::WireError> {
+        use crate::savefile::wire::{bad, Shared};
+        let w = "a file of the in-memory filesystem";
+        if depth > 4096 {
+            return Err(bad("the in-memory filesystem is nested too deep"));
+        }
+        let id = match d.shared::<TmpInode>(w)? {
+            Shared::Known(t) => return Ok(t),
+            Shared::New(id) => id,
+        };
+        let (fs, root) = match d.shared::<TmpFs>(w)? {
+            Shared::Known(fs) => (fs, None),
+            Shared::New(fs_id) => {
+                if to.roots.is_empty() {
+                    return Err(bad(
+                        "the snapshot has more in-memory filesystems than the sandbox",
+                    ));
+                }
+                let root = to.roots.remove(0);
+                let fs = Rc::clone(&root.fs);
+                let (limit, used, next_ino) = (d.u64(w)?, d.u64(w)?, d.u64(w)?);
+                let owner = (d.u32(w)?, d.u32(w)?);
+                if limit != fs.limit || owner != fs.owner || used > limit.div_ceil(PAGE_SIZE) + 1 {
+                    return Err(bad(
+                        "an in-memory filesystem of the snapshot differs from the sandbox's (size limit or owner)",
+                    ));
+                }
+                fs.used.set(used);
+                fs.next_ino.set(next_ino);
+                d.define(fs_id, Rc::clone(&fs));
+                (fs, Some(root))
+            }
+        };
+        let ino = d.u64(w)?;
+        let mode = d.u32(w)? & 0o7777;
+        let nlink = d.u64(w)?;
+        let mut times = [Time { sec: 0, nsec: 0 }; 3];
+        for t in &mut times {
+            *t = Time {
+                sec: d.i64(w)?,
+                nsec: d.i64(w)?.clamp(0, 999_999_999),
+            };
+        }
+        let opaque = d.bool(w)?;
+        let seals = d.u32(w)?;
+        let names = d.u64(w)?;
+        let t = match root {
+            Some(r) => r,
+            None => Rc::new(TmpInode {
+                ino,
+                data: RefCell::new(TmpData::Whiteout),
+                mode: Cell::new(mode),
+                nlink: Cell::new(nlink),
+                times: Cell::new(times),
+                opaque: Cell::new(opaque),
+                seals: Cell::new(seals),
+                names: RefCell::new(HeapCharge::new(&to.budget)),
+                fs,
+            }),
+        };
+        t.mode.set(mode);
+        t.nlink.set(nlink);
+        t.times.set(times);
+        t.opaque.set(opaque);
+        t.seals.set(seals);
+        let data = match d.u8(w)? {
+            0 => {
+                let n = d.len(1 << 20, w)?;
+                let mut m = BTreeMap::new();
+                for _ in 0..n {
+                    let name = d.bytes(w)?;
+                    if name.is_empty()
+                        || name.len() > 255
+                        || name.contains(&b'/')
+                        || name.contains(&0)
+                        || name == b"."
+                        || name == b".."
+                    {
+                        return Err(bad(format!(
+                            "{w}: a directory entry has an impossible name"
+                        )));
+                    }
+                    let c = TmpInode::load(d, to, depth + 1)?;
+                    m.insert(name, c);
+                }
+                TmpData::Dir(m)
+            }
+            1 => {
+                let len = d.u64(w)?;
+                let n = d.len(1 << 24, w)?;
+                let mut pages = BTreeMap::new();
+                for _ in 0..n {
+                    let i = d.u64(w)?;
+                    let p = d.bytes(w)?;
+                    if p.len() != PAGE_SIZE as usize || i >= len.div_ceil(PAGE_SIZE) {
+                        return Err(bad(format!("{w}: a page of a file is out of bounds")));
+                    }
+                    pages.insert(i, p.into_boxed_slice());
+                }
+                TmpData::File(FileData { len, pages })
+            }
+            2 => TmpData::Link(d.bytes(w)?),
+            3 => TmpData::Whiteout,
+            4 => TmpData::Fifo(Pipe::load(d, &to.budget)?),
+            k => return Err(bad(format!("{w}: kind {k} is unknown"))),
+        };
+        *t.data.borrow_mut() = data;
+        *t.names.borrow_mut() = HeapCharge::restored(&to.budget, names);
+        // Defined once read: an entry naming an inode still being read (a directory
+        // cycle) is not one read before, and refused.
+        d.define(id, Rc::clone(&t));
+        Ok(t)
+    }
+}
