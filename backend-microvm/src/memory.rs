@@ -919,88 +919,6 @@ impl Memory {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_are_accounted_and_reused_zeroed() {
-        let mut m = Memory::new(2 << 20).unwrap();
-        let fixed = FIXED_END / PAGE_SIZE;
-        let total = (2 << 20) / PAGE_SIZE;
-        let mut got = Vec::new();
-        while let Ok(f) = m.alloc() {
-            got.push(f);
-        }
-        assert_eq!(got.len() as u64, total - fixed);
-        assert_eq!(m.alloc(), Err(OutOfMemory));
-        m.write_u64(got[3], 0xdead_beef).unwrap();
-        let f3 = got[3];
-        m.free(vec![f3]);
-        assert_eq!(m.used_bytes(), (total - 1) * PAGE_SIZE);
-        let again = m.alloc().unwrap();
-        assert_eq!(again, f3);
-        assert_eq!(m.read_u64(again), Some(0), "a reused frame reads as zero");
-        assert_eq!(m.peak_bytes(), total * PAGE_SIZE);
-    }
-
-    #[test]
-    fn freed_frames_stay_warm_until_trimmed() {
-        let mut m = Memory::new(4 << 20).unwrap();
-        let f = m.alloc().unwrap();
-        m.write_u64(f, 7).unwrap();
-        m.free(vec![f]);
-        assert!(m.needs_trim());
-        assert_eq!(m.read_u64(f), Some(7), "a warm frame keeps its host page");
-        assert_eq!(m.alloc().unwrap(), f, "warm frames are reused first");
-        assert_eq!(m.read_u64(f), Some(0), "and handed out zeroed");
-        m.write_u64(f, 9).unwrap();
-        m.free(vec![f]);
-        m.trim();
-        assert!(!m.needs_trim());
-        assert_eq!(m.read_u64(f), Some(0), "trimmed: given back to the host");
-        assert_eq!(m.alloc().unwrap(), f);
-    }
-
-    #[test]
-    fn retired_frames_come_back_only_with_a_reload() {
-        let mut m = Memory::new(2 << 20).unwrap();
-        let mut got = Vec::new();
-        while let Ok(f) = m.alloc() {
-            got.push(f);
-        }
-        let used = m.used_bytes();
-        let tables: Vec<u64> = got.drain(..4).collect();
-        m.write_u64(tables[0], 0xdead).unwrap();
-        m.retire(tables.clone());
-        assert_eq!(
-            m.used_bytes(),
-            used - 4 * PAGE_SIZE,
-            "retired frames are not charged"
-        );
-        assert!(!m.take_reclaimed());
-        // Frames ran out: the retired ones come back, and a reload is due.
-        let again = m.alloc().unwrap();
-        assert!(tables.contains(&again));
-        assert_eq!(m.read_u64(again), Some(0));
-        assert!(m.take_reclaimed());
-        assert!(!m.take_reclaimed(), "asked once");
-    }
-
-    #[test]
-    fn charges_share_the_budget() {
-        let mut m = Memory::new(2 << 20).unwrap();
-        let avail = (2 << 20) / PAGE_SIZE - FIXED_END / PAGE_SIZE;
-        let b = m.budget();
-        b.charge(avail - 1).unwrap();
-        assert!(m.alloc().is_ok());
-        assert_eq!(m.alloc(), Err(OutOfMemory));
-        assert_eq!(b.charge(1), Err(OutOfMemory));
-        b.uncharge(10);
-        assert!(m.alloc().is_ok());
-    }
-}
-
 // Saving to and loading from a file (`savefile`).
 impl Budget {
     pub(crate) fn save(&self, e: &mut crate::savefile::wire::Enc) {
@@ -1171,4 +1089,86 @@ fn load_key(
         offset: d.u64(w)?,
         len: d.u32(w)?.min(PAGE_SIZE as u32),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_accounted_and_reused_zeroed() {
+        let mut m = Memory::new(2 << 20).unwrap();
+        let fixed = FIXED_END / PAGE_SIZE;
+        let total = (2 << 20) / PAGE_SIZE;
+        let mut got = Vec::new();
+        while let Ok(f) = m.alloc() {
+            got.push(f);
+        }
+        assert_eq!(got.len() as u64, total - fixed);
+        assert_eq!(m.alloc(), Err(OutOfMemory));
+        m.write_u64(got[3], 0xdead_beef).unwrap();
+        let f3 = got[3];
+        m.free(vec![f3]);
+        assert_eq!(m.used_bytes(), (total - 1) * PAGE_SIZE);
+        let again = m.alloc().unwrap();
+        assert_eq!(again, f3);
+        assert_eq!(m.read_u64(again), Some(0), "a reused frame reads as zero");
+        assert_eq!(m.peak_bytes(), total * PAGE_SIZE);
+    }
+
+    #[test]
+    fn freed_frames_stay_warm_until_trimmed() {
+        let mut m = Memory::new(4 << 20).unwrap();
+        let f = m.alloc().unwrap();
+        m.write_u64(f, 7).unwrap();
+        m.free(vec![f]);
+        assert!(m.needs_trim());
+        assert_eq!(m.read_u64(f), Some(7), "a warm frame keeps its host page");
+        assert_eq!(m.alloc().unwrap(), f, "warm frames are reused first");
+        assert_eq!(m.read_u64(f), Some(0), "and handed out zeroed");
+        m.write_u64(f, 9).unwrap();
+        m.free(vec![f]);
+        m.trim();
+        assert!(!m.needs_trim());
+        assert_eq!(m.read_u64(f), Some(0), "trimmed: given back to the host");
+        assert_eq!(m.alloc().unwrap(), f);
+    }
+
+    #[test]
+    fn retired_frames_come_back_only_with_a_reload() {
+        let mut m = Memory::new(2 << 20).unwrap();
+        let mut got = Vec::new();
+        while let Ok(f) = m.alloc() {
+            got.push(f);
+        }
+        let used = m.used_bytes();
+        let tables: Vec<u64> = got.drain(..4).collect();
+        m.write_u64(tables[0], 0xdead).unwrap();
+        m.retire(tables.clone());
+        assert_eq!(
+            m.used_bytes(),
+            used - 4 * PAGE_SIZE,
+            "retired frames are not charged"
+        );
+        assert!(!m.take_reclaimed());
+        // Frames ran out: the retired ones come back, and a reload is due.
+        let again = m.alloc().unwrap();
+        assert!(tables.contains(&again));
+        assert_eq!(m.read_u64(again), Some(0));
+        assert!(m.take_reclaimed());
+        assert!(!m.take_reclaimed(), "asked once");
+    }
+
+    #[test]
+    fn charges_share_the_budget() {
+        let mut m = Memory::new(2 << 20).unwrap();
+        let avail = (2 << 20) / PAGE_SIZE - FIXED_END / PAGE_SIZE;
+        let b = m.budget();
+        b.charge(avail - 1).unwrap();
+        assert!(m.alloc().is_ok());
+        assert_eq!(m.alloc(), Err(OutOfMemory));
+        assert_eq!(b.charge(1), Err(OutOfMemory));
+        b.uncharge(10);
+        assert!(m.alloc().is_ok());
+    }
 }

@@ -483,84 +483,6 @@ impl crate::snap::Snap for PipeEnd {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn open(p: &Rc<RefCell<Pipe>>) -> (PipeEnd, PipeEnd) {
-        (PipeEnd::new(p, false), PipeEnd::new(p, true))
-    }
-
-    #[test]
-    fn a_pipe_fills_page_slots_as_linux_does() {
-        let p = Pipe::shared(1);
-        let _ends = open(&p);
-        let mut p = p.borrow_mut();
-        assert_eq!(p.set_capacity(1), Ok(4096));
-        assert_eq!(p.write(&[1; 5000]), Write::Wrote(4096));
-        assert_eq!(p.write(&[2; 1]), Write::Full);
-        assert_eq!(
-            p.read(&mut [0; 100], false),
-            Read::Data { n: 100, full: 4096 }
-        );
-        // 100 bytes are free in the page, but a write cannot merge behind its end.
-        assert_eq!(p.write(&[3; 50]), Write::Full);
-        assert!(!p.writable());
-        let mut rest = [0u8; 8192];
-        assert_eq!(
-            p.read(&mut rest, false),
-            Read::Data {
-                n: 3996,
-                full: 3996
-            }
-        );
-        assert!(p.writable());
-        // Small writes merge into the last slot while they fit behind it.
-        assert_eq!(p.write(&[4; 10]), Write::Wrote(10));
-        assert_eq!(p.write(&[5; 4086]), Write::Wrote(4086));
-        assert_eq!(p.write(&[6; 1]), Write::Full);
-    }
-
-    #[test]
-    fn resizing_is_checked() {
-        let p = Pipe::shared(1);
-        let _ends = open(&p);
-        let mut p = p.borrow_mut();
-        assert_eq!(p.set_capacity(0), Ok(4096));
-        assert_eq!(p.set_capacity(100_000), Ok(131_072));
-        assert_eq!(p.set_capacity(2 << 20), Err(errno::EPERM));
-        assert_eq!(p.set_capacity(u64::from(u32::MAX)), Err(errno::EINVAL));
-        assert_eq!(p.write(&[0; 200_000]), Write::Wrote(131_072));
-        assert_eq!(p.set_capacity(4096), Err(errno::EBUSY));
-        assert_eq!(p.capacity(), 131_072);
-    }
-
-    #[test]
-    fn datagrams_go_whole() {
-        let p = Pipe::socket(true);
-        let _ends = open(&p);
-        let mut p = p.borrow_mut();
-        assert_eq!(p.write(b"abcdef"), Write::Wrote(6));
-        assert_eq!(p.write(b"gh"), Write::Wrote(2));
-        let mut b = [0u8; 3];
-        assert_eq!(p.read(&mut b, false), Read::Data { n: 3, full: 6 });
-        assert_eq!(p.read(&mut b, false), Read::Data { n: 2, full: 2 });
-        assert_eq!(p.write(&[0; PIPE_CAPACITY + 1]), Write::TooBig);
-    }
-
-    #[test]
-    fn ends_decide_eof_and_broken_pipes() {
-        let p = Pipe::shared(1);
-        let (r, w) = open(&p);
-        drop(w);
-        assert_eq!(p.borrow_mut().read(&mut [0; 4], false), Read::Eof);
-        let w = PipeEnd::new(&p, true);
-        drop(r);
-        assert_eq!(p.borrow_mut().write(b"x"), Write::Broken);
-        drop(w);
-    }
-}
-
 // Saving to and loading from a file (`savefile`).
 impl Pipe {
     /// A pipe (shared: written once, referred to after).
@@ -675,5 +597,83 @@ impl PipeEnd {
             }
         }
         PipeEnd { pipe, write }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(p: &Rc<RefCell<Pipe>>) -> (PipeEnd, PipeEnd) {
+        (PipeEnd::new(p, false), PipeEnd::new(p, true))
+    }
+
+    #[test]
+    fn a_pipe_fills_page_slots_as_linux_does() {
+        let p = Pipe::shared(1);
+        let _ends = open(&p);
+        let mut p = p.borrow_mut();
+        assert_eq!(p.set_capacity(1), Ok(4096));
+        assert_eq!(p.write(&[1; 5000]), Write::Wrote(4096));
+        assert_eq!(p.write(&[2; 1]), Write::Full);
+        assert_eq!(
+            p.read(&mut [0; 100], false),
+            Read::Data { n: 100, full: 4096 }
+        );
+        // 100 bytes are free in the page, but a write cannot merge behind its end.
+        assert_eq!(p.write(&[3; 50]), Write::Full);
+        assert!(!p.writable());
+        let mut rest = [0u8; 8192];
+        assert_eq!(
+            p.read(&mut rest, false),
+            Read::Data {
+                n: 3996,
+                full: 3996
+            }
+        );
+        assert!(p.writable());
+        // Small writes merge into the last slot while they fit behind it.
+        assert_eq!(p.write(&[4; 10]), Write::Wrote(10));
+        assert_eq!(p.write(&[5; 4086]), Write::Wrote(4086));
+        assert_eq!(p.write(&[6; 1]), Write::Full);
+    }
+
+    #[test]
+    fn resizing_is_checked() {
+        let p = Pipe::shared(1);
+        let _ends = open(&p);
+        let mut p = p.borrow_mut();
+        assert_eq!(p.set_capacity(0), Ok(4096));
+        assert_eq!(p.set_capacity(100_000), Ok(131_072));
+        assert_eq!(p.set_capacity(2 << 20), Err(errno::EPERM));
+        assert_eq!(p.set_capacity(u64::from(u32::MAX)), Err(errno::EINVAL));
+        assert_eq!(p.write(&[0; 200_000]), Write::Wrote(131_072));
+        assert_eq!(p.set_capacity(4096), Err(errno::EBUSY));
+        assert_eq!(p.capacity(), 131_072);
+    }
+
+    #[test]
+    fn datagrams_go_whole() {
+        let p = Pipe::socket(true);
+        let _ends = open(&p);
+        let mut p = p.borrow_mut();
+        assert_eq!(p.write(b"abcdef"), Write::Wrote(6));
+        assert_eq!(p.write(b"gh"), Write::Wrote(2));
+        let mut b = [0u8; 3];
+        assert_eq!(p.read(&mut b, false), Read::Data { n: 3, full: 6 });
+        assert_eq!(p.read(&mut b, false), Read::Data { n: 2, full: 2 });
+        assert_eq!(p.write(&[0; PIPE_CAPACITY + 1]), Write::TooBig);
+    }
+
+    #[test]
+    fn ends_decide_eof_and_broken_pipes() {
+        let p = Pipe::shared(1);
+        let (r, w) = open(&p);
+        drop(w);
+        assert_eq!(p.borrow_mut().read(&mut [0; 4], false), Read::Eof);
+        let w = PipeEnd::new(&p, true);
+        drop(r);
+        assert_eq!(p.borrow_mut().write(b"x"), Write::Broken);
+        drop(w);
     }
 }

@@ -350,6 +350,31 @@ impl Kernel {
     }
 }
 
+impl Rlimits {
+    /// Soft and hard values, by resource (`savefile`).
+    pub(crate) fn pairs(&self) -> Vec<(u64, u64)> {
+        self.0.iter().map(|r| (r.rlim_cur, r.rlim_max)).collect()
+    }
+
+    /// Limits read back: `RLIM_NLIMITS` pairs, each soft at most its hard.
+    pub(crate) fn from_pairs(p: &[(u64, u64)]) -> Option<Rlimits> {
+        if p.len() != RLIM_NLIMITS || p.iter().any(|(c, m)| c > m) {
+            return None;
+        }
+        let mut r = [Rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        }; RLIM_NLIMITS];
+        for (i, (c, m)) in p.iter().enumerate() {
+            r[i] = Rlimit {
+                rlim_cur: *c,
+                rlim_max: *m,
+            };
+        }
+        Some(Rlimits(r))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,30 +409,5 @@ mod tests {
         assert!(r.set(libc::RLIMIT_NOFILE, set(16, 256)).is_ok());
         assert_eq!(r.soft(libc::RLIMIT_NOFILE), Some(16));
         assert_eq!(r.soft(libc::RLIMIT_LOCKS), None);
-    }
-}
-
-impl Rlimits {
-    /// Soft and hard values, by resource (`savefile`).
-    pub(crate) fn pairs(&self) -> Vec<(u64, u64)> {
-        self.0.iter().map(|r| (r.rlim_cur, r.rlim_max)).collect()
-    }
-
-    /// Limits read back: `RLIM_NLIMITS` pairs, each soft at most its hard.
-    pub(crate) fn from_pairs(p: &[(u64, u64)]) -> Option<Rlimits> {
-        if p.len() != RLIM_NLIMITS || p.iter().any(|(c, m)| c > m) {
-            return None;
-        }
-        let mut r = [Rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        }; RLIM_NLIMITS];
-        for (i, (c, m)) in p.iter().enumerate() {
-            r[i] = Rlimit {
-                rlim_cur: *c,
-                rlim_max: *m,
-            };
-        }
-        Some(Rlimits(r))
     }
 }

@@ -320,60 +320,6 @@ impl SnapBacking for Rc<dyn Backing> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn anon(end: u64, prot: u32) -> Vma {
-        Vma {
-            end,
-            prot,
-            kind: VmaKind::Anon,
-        }
-    }
-
-    #[test]
-    fn insert_split_remove_merge() {
-        let mut m = VmaMap::default();
-        m.insert(0x1000, anon(0x5000, PROT_READ));
-        m.insert(0x5000, anon(0x8000, PROT_READ));
-        assert_eq!(m.iter().count(), 1, "adjacent anonymous mappings merge");
-        m.protect(0x2000, 0x3000, PROT_READ | PROT_WRITE);
-        assert_eq!(m.iter().count(), 3);
-        m.protect(0x2000, 0x3000, PROT_READ);
-        assert_eq!(m.iter().count(), 1, "same rights merge back");
-        m.remove(0x3000, 0x4000);
-        assert!(m.is_free(0x3000, 0x4000));
-        assert!(!m.is_covered(0x1000, 0x8000));
-        assert!(m.is_covered(0x4000, 0x8000));
-        assert_eq!(
-            m.find(0x2fff).map(|(s, v)| (s, v.end)),
-            Some((0x1000, 0x3000))
-        );
-        assert!(m.find(0x3000).is_none());
-    }
-
-    #[test]
-    fn free_ranges_are_found_top_down() {
-        let mut m = VmaMap::default();
-        m.insert(0x10_0000, anon(0x20_0000, PROT_READ));
-        m.insert(0x30_0000, anon(0x40_0000, PROT_READ));
-        assert_eq!(
-            m.find_free_below(0x1000, 0x1_0000, 0x50_0000),
-            Some(0x4f_f000)
-        );
-        assert_eq!(
-            m.find_free_below(0x10_0000, 0x1_0000, 0x40_0000),
-            Some(0x20_0000)
-        );
-        assert_eq!(m.find_free_below(0x20_0000, 0x1_0000, 0x40_0000), None);
-        assert_eq!(
-            m.find_free_below(0xf_0000, 0x1_0000, 0x40_0000),
-            Some(0x21_0000)
-        );
-    }
-}
-
 /// How a saved state writes and reads a mapping's backing file (`savefile::state`).
 pub(crate) trait BackingIo {
     fn save(
@@ -456,5 +402,59 @@ impl VmaMap {
             map.insert(start, Vma { end, prot, kind });
         }
         Ok(VmaMap { map })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anon(end: u64, prot: u32) -> Vma {
+        Vma {
+            end,
+            prot,
+            kind: VmaKind::Anon,
+        }
+    }
+
+    #[test]
+    fn insert_split_remove_merge() {
+        let mut m = VmaMap::default();
+        m.insert(0x1000, anon(0x5000, PROT_READ));
+        m.insert(0x5000, anon(0x8000, PROT_READ));
+        assert_eq!(m.iter().count(), 1, "adjacent anonymous mappings merge");
+        m.protect(0x2000, 0x3000, PROT_READ | PROT_WRITE);
+        assert_eq!(m.iter().count(), 3);
+        m.protect(0x2000, 0x3000, PROT_READ);
+        assert_eq!(m.iter().count(), 1, "same rights merge back");
+        m.remove(0x3000, 0x4000);
+        assert!(m.is_free(0x3000, 0x4000));
+        assert!(!m.is_covered(0x1000, 0x8000));
+        assert!(m.is_covered(0x4000, 0x8000));
+        assert_eq!(
+            m.find(0x2fff).map(|(s, v)| (s, v.end)),
+            Some((0x1000, 0x3000))
+        );
+        assert!(m.find(0x3000).is_none());
+    }
+
+    #[test]
+    fn free_ranges_are_found_top_down() {
+        let mut m = VmaMap::default();
+        m.insert(0x10_0000, anon(0x20_0000, PROT_READ));
+        m.insert(0x30_0000, anon(0x40_0000, PROT_READ));
+        assert_eq!(
+            m.find_free_below(0x1000, 0x1_0000, 0x50_0000),
+            Some(0x4f_f000)
+        );
+        assert_eq!(
+            m.find_free_below(0x10_0000, 0x1_0000, 0x40_0000),
+            Some(0x20_0000)
+        );
+        assert_eq!(m.find_free_below(0x20_0000, 0x1_0000, 0x40_0000), None);
+        assert_eq!(
+            m.find_free_below(0xf_0000, 0x1_0000, 0x40_0000),
+            Some(0x21_0000)
+        );
     }
 }
