@@ -763,6 +763,47 @@ hsb_bytes *hsb_snapshot_kept(const hsb_snapshot *snap);
 // using; it is not used afterwards.
 void hsb_snapshot_free(hsb_snapshot *snap);
 
+// Writes `snap` to a file at `path` that `hsb_snapshot_load` loads (in this process or
+// another of this build on this host); `*written` (when not NULL) gets the bytes of
+// guest memory written. Micro-VM only (`HSB_ERR_UNSUPPORTED` otherwise, and for what
+// a file cannot hold: sockets, epoll, terminals, shared mappings, naming it).
+//
+// # Safety
+// `snap` is NULL or a snapshot; `path` NULL or a NUL-terminated string; `written` NULL
+// or valid for writing; `err` NULL or valid for writing one pointer.
+hsb_status hsb_snapshot_save(const hsb_snapshot *snap,
+                             const char *path,
+                             uint64_t *written,
+                             hsb_error **err);
+
+// Loads a snapshot file written by `hsb_snapshot_save` under `sb`'s policy: `opts`
+// (NULL: the defaults) are the options the saved sandbox was created with (as for
+// `hsb_live_create`); a file whose sandbox differs from the one the policy gives now
+// is refused. A file from another version, a truncated or a corrupt one gives an
+// error naming it and the problem. Start it with `hsb_snapshot_start`.
+//
+// # Safety
+// `sb` is NULL or a sandbox; `path` NULL or a NUL-terminated string; `opts` NULL or
+// live options not modified during the call; `out` valid for writing one pointer;
+// `err` NULL or valid for writing one pointer.
+hsb_status hsb_snapshot_load(hsb_sandbox *sb,
+                             const char *path,
+                             const hsb_run_options *opts,
+                             hsb_snapshot **out,
+                             hsb_error **err);
+
+// Pauses `live` to disk: its memory is written to an unnamed file in the directory
+// `dir` (nothing is left there), the sandbox destroyed and its memory freed; start the
+// snapshot in `*out` to resume it where it was. The handle `live` must still be freed.
+//
+// # Safety
+// `live` is NULL or a live sandbox; `dir` NULL or a NUL-terminated string; `out` valid
+// for writing one pointer; `err` NULL or valid for writing one pointer.
+hsb_status hsb_live_pause_to_disk(hsb_live *live,
+                                  const char *dir,
+                                  hsb_snapshot **out,
+                                  hsb_error **err);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -133,3 +133,110 @@ pub unsafe extern "C" fn hsb_snapshot_free(snap: *mut hsb_snapshot) {
     // SAFETY: the caller hands over NULL or a snapshot it owns (contract above).
     unsafe { ffi::free(snap) }
 }
+
+/// Writes `snap` to a file at `path` that `hsb_snapshot_load` loads (in this process or
+/// another of this build on this host); `*written` (when not NULL) gets the bytes of
+/// guest memory written. Micro-VM only (`HSB_ERR_UNSUPPORTED` otherwise, and for what
+/// a file cannot hold: sockets, epoll, terminals, shared mappings, naming it).
+///
+/// # Safety
+/// `snap` is NULL or a snapshot; `path` NULL or a NUL-terminated string; `written` NULL
+/// or valid for writing; `err` NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_snapshot_save(
+    snap: *const hsb_snapshot,
+    path: *const std::ffi::c_char,
+    written: *mut u64,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let body = || {
+        no_runtime_here()?;
+        // SAFETY: `snap` is NULL or a snapshot (contract above).
+        let snap = unsafe { ffi::handle(snap, "snapshot") }?;
+        // SAFETY: `path` is NULL or a NUL-terminated string (contract above).
+        let path = unsafe { ffi::text(path, "path") }?;
+        let rt = runtime::get()?;
+        let n = rt.block_on(snap.snap.save(path)).map_err(lib)?;
+        if !written.is_null() {
+            // SAFETY: `written` is not NULL and valid for writing (contract above).
+            unsafe { written.write(n) };
+        }
+        Ok(())
+    };
+    // SAFETY: `err` is NULL or valid for writing (contract above).
+    unsafe { ffi::call(err, body) }
+}
+
+/// Loads a snapshot file written by `hsb_snapshot_save` under `sb`'s policy: `opts`
+/// (NULL: the defaults) are the options the saved sandbox was created with (as for
+/// `hsb_live_create`); a file whose sandbox differs from the one the policy gives now
+/// is refused. A file from another version, a truncated or a corrupt one gives an
+/// error naming it and the problem. Start it with `hsb_snapshot_start`.
+///
+/// # Safety
+/// `sb` is NULL or a sandbox; `path` NULL or a NUL-terminated string; `opts` NULL or
+/// live options not modified during the call; `out` valid for writing one pointer;
+/// `err` NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_snapshot_load(
+    sb: *mut crate::sandbox::hsb_sandbox,
+    path: *const std::ffi::c_char,
+    opts: *const crate::options::hsb_run_options,
+    out: *mut *mut hsb_snapshot,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let body = || {
+        // SAFETY: `out` is valid for writing (contract above).
+        unsafe { ffi::clear_out(out, "out") }?;
+        no_runtime_here()?;
+        // SAFETY: `sb` is NULL or a sandbox (contract above).
+        let sb = unsafe { ffi::handle(sb.cast_const(), "sandbox") }?;
+        // SAFETY: `path` is NULL or a NUL-terminated string (contract above).
+        let path = unsafe { ffi::text(path, "path") }?;
+        // SAFETY: `opts` is NULL or live options nobody modifies now (contract above).
+        let spec = unsafe { ffi::opt_ref(opts) }
+            .map(|o| o.template.clone())
+            .unwrap_or_default();
+        let rt = runtime::get()?;
+        let snap = rt
+            .block_on(sb.inner.load_snapshot(path, spec, Default::default()))
+            .map_err(lib)?;
+        // SAFETY: `out` was checked by `clear_out` above.
+        unsafe { ffi::give(out, hsb_snapshot { snap }) };
+        Ok(())
+    };
+    // SAFETY: `err` is NULL or valid for writing (contract above).
+    unsafe { ffi::call(err, body) }
+}
+
+/// Pauses `live` to disk: its memory is written to an unnamed file in the directory
+/// `dir` (nothing is left there), the sandbox destroyed and its memory freed; start the
+/// snapshot in `*out` to resume it where it was. The handle `live` must still be freed.
+///
+/// # Safety
+/// `live` is NULL or a live sandbox; `dir` NULL or a NUL-terminated string; `out` valid
+/// for writing one pointer; `err` NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_live_pause_to_disk(
+    live: *mut hsb_live,
+    dir: *const std::ffi::c_char,
+    out: *mut *mut hsb_snapshot,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let body = || {
+        // SAFETY: `out` is valid for writing (contract above).
+        unsafe { ffi::clear_out(out, "out") }?;
+        no_runtime_here()?;
+        // SAFETY: `live` is NULL or a live sandbox (contract above).
+        let live = unsafe { ffi::handle(live.cast_const(), "live") }?;
+        // SAFETY: `dir` is NULL or a NUL-terminated string (contract above).
+        let dir = unsafe { ffi::text(dir, "dir") }?;
+        let rt = runtime::get()?;
+        let snap = rt.block_on(live.live.pause_to_disk(dir)).map_err(lib)?;
+        // SAFETY: `out` was checked by `clear_out` above.
+        unsafe { ffi::give(out, hsb_snapshot { snap }) };
+        Ok(())
+    };
+    // SAFETY: `err` is NULL or valid for writing (contract above).
+    unsafe { ffi::call(err, body) }
+}

@@ -148,6 +148,89 @@ static void microvm_snapshot_start_and_fork(void) {
   hsb_snapshot_free(snap);
 }
 
+/* Saved to a file, loaded back (as another process would: a new snapshot object from
+ * the file), corrupt copies refused by name, and pause to disk. */
+static void microvm_save_load_and_pause_to_disk(void) {
+  char why[1024], buf[256];
+  hsb_run_options *o = hsb_run_options_new();
+  CHECK(hsb_run_options_set_isolation(o, "microvm", NULL) == HSB_OK);
+  CHECK(hsb_run_options_set_limit(o, "memory", "64M", NULL) == HSB_OK);
+  hsb_live *parent = NULL;
+  hsb_error *err = NULL;
+  if (hsb_live_create(sb, o, 600000, 0, &parent, &err) != HSB_OK) {
+    snprintf(why, sizeof why, "%s: %s", hsb_error_kind(err), hsb_error_message(err));
+    hsb_error_free(err);
+    hsb_run_options_free(o);
+    const char *reason = why;
+    CHECK_FEATURE_MISSING("KVM", reason);
+    return;
+  }
+  CHECK(hsb_live_write_file(parent, "/tmp/counter.py", (const uint8_t *)COUNTER_PY,
+                            strlen(COUNTER_PY), 0644, NULL) == HSB_OK);
+  CHECK(sh(parent, COUNTER, buf, sizeof buf));
+  CHECK(feed(parent, 5) == 5);
+  char dir[] = "/tmp/hsb-c-snap-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char path[256], bad[256];
+  snprintf(path, sizeof path, "%s/counter.hsbsnap", dir);
+  snprintf(bad, sizeof bad, "%s/bad.hsbsnap", dir);
+  hsb_snapshot *snap = NULL;
+  CHECK(hsb_live_snapshot(parent, &snap, NULL) == HSB_OK);
+  uint64_t written = 0;
+  CHECK(hsb_snapshot_save(snap, path, &written, &err) == HSB_OK && written > 0);
+  if (err) {
+    fprintf(stderr, "  save: %s\n", hsb_error_message(err));
+    hsb_error_free(err);
+    err = NULL;
+  }
+  hsb_snapshot_free(snap);
+
+  hsb_snapshot *loaded = NULL;
+  CHECK(hsb_snapshot_load(sb, path, o, &loaded, &err) == HSB_OK && loaded != NULL);
+  if (err) {
+    fprintf(stderr, "  load: %s\n", hsb_error_message(err));
+    hsb_error_free(err);
+    err = NULL;
+  }
+  hsb_live *clone = NULL;
+  if (loaded) CHECK(hsb_snapshot_start(loaded, &clone, NULL) == HSB_OK && clone != NULL);
+  if (clone) CHECK(feed(clone, 10) == 15);
+  hsb_live_free(clone);
+  hsb_snapshot_free(loaded);
+
+  /* A truncated copy: refused, naming the file. */
+  FILE *in = fopen(path, "rb"), *outf = fopen(bad, "wb");
+  CHECK(in && outf);
+  if (in && outf) {
+    char chunk[4096];
+    size_t n = fread(chunk, 1, sizeof chunk, in);
+    fwrite(chunk, 1, n, outf);
+  }
+  if (in) fclose(in);
+  if (outf) fclose(outf);
+  hsb_snapshot *none = NULL;
+  CHECK(hsb_snapshot_load(sb, bad, o, &none, &err) != HSB_OK && none == NULL);
+  CHECK_CONTAINS(hsb_error_message(err), bad);
+  CHECK_CONTAINS(hsb_error_message(err), "truncated");
+  hsb_error_free(err);
+  err = NULL;
+
+  /* Paused to disk, resumed where it was. */
+  hsb_snapshot *paused = NULL;
+  CHECK(hsb_live_pause_to_disk(parent, dir, &paused, NULL) == HSB_OK && paused != NULL);
+  CHECK_STR(hsb_live_state(parent), "destroyed");
+  hsb_live *resumed = NULL;
+  if (paused) CHECK(hsb_snapshot_start(paused, &resumed, NULL) == HSB_OK && resumed != NULL);
+  if (resumed) CHECK(feed(resumed, 1) == 6);
+  hsb_live_free(resumed);
+  hsb_snapshot_free(paused);
+  hsb_live_free(parent);
+  hsb_run_options_free(o);
+  unlink(path);
+  unlink(bad);
+  rmdir(dir);
+}
+
 static void microvm_terminal_is_refused_by_name(void) {
   char why[1024], buf[64];
   hsb_live *live = create("microvm", why, sizeof why);
@@ -203,12 +286,16 @@ static void bad_input(void) {
   CHECK(hsb_live_snapshot(NULL, NULL, NULL) == HSB_ERR_INVALID_ARGUMENT);
   CHECK(hsb_snapshot_memory_bytes(NULL) == 0);
   CHECK(hsb_snapshot_kept(NULL) == NULL);
+  CHECK(hsb_snapshot_save(NULL, "/tmp/x", NULL, NULL) == HSB_ERR_INVALID_ARGUMENT);
+  CHECK(hsb_snapshot_load(sb, NULL, NULL, &snap, NULL) == HSB_ERR_INVALID_ARGUMENT && snap == NULL);
+  CHECK(hsb_live_pause_to_disk(NULL, "/tmp", &snap, NULL) == HSB_ERR_INVALID_ARGUMENT);
   hsb_snapshot_free(NULL);
 }
 
 int main(void) {
   sb = new_sandbox();
   const struct test_case tests[] = {TEST(microvm_snapshot_start_and_fork),
+                                    TEST(microvm_save_load_and_pause_to_disk),
                                     TEST(microvm_terminal_is_refused_by_name),
                                     TEST(container_snapshot_keeps_the_writable_layer),
                                     TEST(bad_input)};

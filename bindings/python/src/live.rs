@@ -164,6 +164,16 @@ impl PyLive {
         })
     }
 
+    /// Pauses the sandbox to disk: its memory written to an unnamed file in `dir`,
+    /// the sandbox destroyed (its memory freed); the snapshot's `start()` resumes it.
+    fn pause_to_disk(
+        &self,
+        py: Python<'_>,
+        dir: std::path::PathBuf,
+    ) -> PyResult<crate::snapshot::PySnapshot> {
+        crate::snapshot::pause_to_disk(py, self.live.clone(), self.client.is_some(), dir)
+    }
+
     /// A snapshot and one start from it: a new live sandbox that goes on from this
     /// one's state, then diverges.
     fn fork(&self, py: Python<'_>) -> PyResult<PyLive> {

@@ -204,6 +204,18 @@ impl PySandbox {
         crate::live::create(py, &self.inner, options)
     }
 
+    /// Loads a snapshot file written by `Snapshot.save` (options: those the saved
+    /// sandbox was created with).
+    #[pyo3(signature = (path, options=None))]
+    fn load_snapshot(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<crate::snapshot::PySnapshot> {
+        crate::snapshot::load(py, &self.inner, path, options)
+    }
+
     /// `create` as an asyncio future.
     #[pyo3(signature = (options=None))]
     fn create_async<'py>(

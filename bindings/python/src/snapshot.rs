@@ -135,6 +135,24 @@ impl PySnapshot {
         runtime::to_asyncio(py, async move { deliver_live(start(kind).await) })
     }
 
+    /// Writes the snapshot to a file at `path` that `Sandbox.load_snapshot` loads (in
+    /// this process or another); returns the bytes of guest memory written. Micro-VM
+    /// snapshots of this process only.
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
+        match &self.kind {
+            Kind::Local(s) => {
+                let s = s.clone();
+                wait(
+                    py,
+                    async move { s.save(&path).await.map_err(Failure::from) },
+                )
+            }
+            Kind::Remote(..) => Err(pyo3::exceptions::PyValueError::new_err(
+                "a server's snapshot is kept on the server: it cannot be saved to a file from here",
+            )),
+        }
+    }
+
     /// Deletes a server's snapshot (the sandboxes started from it go on); nothing for
     /// one of this process (it is freed with its last reference). Idempotent.
     fn delete(&self, py: Python<'_>) -> PyResult<()> {
@@ -163,4 +181,45 @@ impl PySnapshot {
                 .unwrap_or_default()
         )
     }
+}
+
+/// Loads a snapshot file (`Sandbox.load_snapshot`): `options` are those the saved
+/// sandbox was created with.
+pub(crate) fn load(
+    py: Python<'_>,
+    sandbox: &hybrid_sandbox::Sandbox,
+    path: std::path::PathBuf,
+    options: Option<&Bound<'_, pyo3::types::PyDict>>,
+) -> PyResult<PySnapshot> {
+    let (w, o) = crate::args::live_spec(options)?;
+    let sandbox = sandbox.clone();
+    let snap = wait(py, async move {
+        sandbox
+            .load_snapshot(&path, w, o)
+            .await
+            .map_err(Failure::from)
+    })?;
+    Ok(PySnapshot {
+        kind: Kind::Local(snap),
+    })
+}
+
+/// Pauses `live` to disk (`LiveSandbox.pause_to_disk`).
+pub(crate) fn pause_to_disk(
+    py: Python<'_>,
+    live: hybrid_sandbox::Live,
+    server: bool,
+    dir: std::path::PathBuf,
+) -> PyResult<PySnapshot> {
+    if server {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "pausing a server's sandbox to disk is not supported from the client",
+        ));
+    }
+    let snap = wait(py, async move {
+        live.pause_to_disk(&dir).await.map_err(Failure::from)
+    })?;
+    Ok(PySnapshot {
+        kind: Kind::Local(snap),
+    })
 }

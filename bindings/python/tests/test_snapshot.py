@@ -6,6 +6,9 @@ its writable layer only, and says so."""
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import subprocess
+import sys
 import time
 from typing import Any, Callable
 
@@ -151,3 +154,48 @@ def test_container_snapshot_keeps_the_writable_layer_only(where: str, server: st
             clone.write_file("/tmp/kept", "clone")
             assert sb.read_file("/tmp/kept") == b"yes"
         snap.delete()
+
+
+def test_microvm_snapshot_saved_loaded_in_a_new_process_and_paused_to_disk(
+    tmp_path: pathlib.Path,
+) -> None:
+    require("KVM", _microvm_live())
+    path = tmp_path / "counter.hsbsnap"
+    with hs.Sandbox().create(isolation="microvm", memory="64M") as parent:
+        _counter(parent)
+        assert _feed(parent, 5)[0] == 5
+        parent.write_file("/tmp/file", "saved")
+        assert parent.snapshot().save(path) > 0
+        # Loaded in a new Python process: the counter goes on there.
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD, str(path)],
+            capture_output=True, text=True, timeout=300,
+            cwd=str(pathlib.Path(__file__).parent),
+        )
+        assert child.returncode == 0, child.stderr
+        assert child.stdout.strip() == "saved 15", child.stdout
+        assert _feed(parent, 1)[0] == 6, "the parent is its own"
+        # A corrupt copy is refused, naming the file and the problem.
+        bad = tmp_path / "bad.hsbsnap"
+        data = bytearray(path.read_bytes())
+        data[8] = 9
+        bad.write_bytes(bytes(data))
+        with pytest.raises(hs.SandboxError) as e:
+            hs.Sandbox().load_snapshot(bad, isolation="microvm", memory="64M")
+        assert str(bad) in str(e.value) and "version" in str(e.value)
+        # Paused to disk, then resumed where it was.
+        snap = parent.pause_to_disk(tmp_path)
+        assert parent.state == "destroyed"
+        assert list(tmp_path.iterdir()) == [path, bad] or sorted(tmp_path.iterdir()) == sorted([path, bad])
+        with snap.start() as resumed:
+            assert _feed(resumed, 10)[0] == 16
+
+
+CHILD = r"""
+import sys, time
+import hybrid_sandbox as hs
+from test_snapshot import _feed
+snap = hs.Sandbox().load_snapshot(sys.argv[1], isolation="microvm", memory="64M")
+with snap.start() as sb:
+    print(sb.read_file("/tmp/file").decode(), _feed(sb, 10)[0])
+"""

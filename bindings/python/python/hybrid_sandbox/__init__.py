@@ -402,6 +402,25 @@ class Sandbox:
             output_limit, network, labels, needs, idle_timeout, lifetime, tmp_size, file_size,
             tmpfs=tmpfs, cpus=cpus, open_files=open_files, allow=allow, deny=deny, expose=expose, secrets=secrets)))
 
+    def load_snapshot(self, path: StrPath, **options: Any) -> Snapshot:
+        """Loads a snapshot file written by `Snapshot.save` (here or in another process
+        of this build on this host): `options` are the `create` arguments the saved
+        sandbox was made with (the policy decides again; a file whose sandbox differs
+        from the one it gives now is refused). A file from another version, a truncated
+        or a corrupt one is refused with a `SandboxError` naming it and the problem.
+        `start()` the snapshot for a sandbox that goes on where the saved one was."""
+        names = ["isolation", "workload", "image", "mounts", "memory", "env", "cwd", "timeout",
+                 "cpu_time", "pids", "output_limit", "network", "labels", "needs",
+                 "idle_timeout", "lifetime", "tmp_size", "file_size"]
+        unknown = set(options) - set(names) - {"tmpfs", "cpus", "open_files", "allow", "deny",
+                                                "expose", "secrets"}
+        if unknown:
+            raise TypeError(f"load_snapshot() got unexpected options: {sorted(unknown)}")
+        opts = _create_options(*(options.get(n) for n in names),
+                               **{k: options.get(k) for k in ("tmpfs", "cpus", "open_files",
+                                                              "allow", "deny", "expose", "secrets")})
+        return Snapshot(self._native.load_snapshot(path, opts))
+
     async def create_async(
         self,
         *,

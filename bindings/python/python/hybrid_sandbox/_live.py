@@ -228,6 +228,13 @@ class LiveSandbox:
         """`snapshot` for asyncio."""
         return Snapshot(await self._native.snapshot_async())
 
+    def pause_to_disk(self, dir: StrPath) -> Snapshot:
+        """Pauses the sandbox to disk: its memory is written to an unnamed file in the
+        directory `dir` (nothing is left there), the sandbox is destroyed and its memory
+        freed; `start()` the returned snapshot to resume it where it was. Micro-VM, of
+        this process."""
+        return Snapshot(self._native.pause_to_disk(dir))
+
     def fork(self) -> LiveSandbox:
         """A snapshot and one start from it: a new sandbox that goes on from this one's
         state (a running Python process, its /tmp), then diverges from it."""
@@ -320,6 +327,14 @@ class Snapshot:
     async def start_async(self) -> LiveSandbox:
         """`start` for asyncio."""
         return LiveSandbox(await self._native.start_async())
+
+    def save(self, path: StrPath) -> int:
+        """Writes the snapshot to a file at `path` (micro-VM, of this process) that
+        `Sandbox().load_snapshot(path, ...)` loads here or in another process of this
+        build on this host; returns the bytes of guest memory written (zero pages are
+        holes). What a file cannot hold (sockets, epoll, terminals, shared mappings) is
+        refused, naming it."""
+        return self._native.save(path)
 
     def delete(self) -> None:
         """Deletes a server's snapshot (what was started from it goes on); nothing for
