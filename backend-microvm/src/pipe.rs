@@ -580,6 +580,8 @@ impl Pipe {
                 total_out,
                 reset,
                 shares,
+                // Only a relayed connection's pipes are watched (never saved).
+                watch: None,
             }))
         })
     }

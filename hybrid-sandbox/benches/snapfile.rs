@@ -18,7 +18,10 @@ use hybrid_sandbox::{ByteSize, IsolationRequest, Live, LiveOptions, Sandbox, Wor
 fn median_p95(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    (ms(v[v.len() / 2]), ms(v[(v.len() * 95 / 100).min(v.len() - 1)]))
+    (
+        ms(v[v.len() / 2]),
+        ms(v[(v.len() * 95 / 100).min(v.len() - 1)]),
+    )
 }
 
 fn workload() -> Workload {

@@ -130,11 +130,11 @@ impl crate::snap::Snap for HostSource {
 
 impl MountTree {
     /// The roots of the in-memory filesystems mounted, in tree order (`savefile`).
-    pub(crate) fn tmp_roots(&self) -> Vec<Rc<TmpInode>> {
+    pub(crate) fn tmp_roots(&self) -> Vec<Rc<super::tmpfs::TmpInode>> {
         self.nodes
             .iter()
             .filter_map(|n| match &n.mount {
-                Some(Mount::Tmp(t)) => Some(Rc::clone(t)),
+                Some(Node::Tmp(t)) => Some(Rc::clone(t)),
                 _ => None,
             })
             .collect()
