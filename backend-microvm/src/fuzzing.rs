@@ -470,3 +470,45 @@ impl Guest {
         Step::Ended(why)
     }
 }
+
+/// Reads `bytes` as a saved personality state (`linux::saved`, the state section of a
+/// snapshot file) over a fresh 4 MiB guest whose filesystem is built from the fuzzing
+/// plan: the decoder every snapshot file's state goes through. It may refuse (`Err`,
+/// the reason); it may not panic, hang or allocate without bound.
+pub fn load_state(bytes: &[u8]) -> Result<(), String> {
+    let size = 4u64 << 20;
+    let mem = Memory::new(size).map_err(|e| e.to_string())?;
+    let budget = mem.budget();
+    drop(mem);
+    let vfs =
+        crate::vfs::build(plan(), std::rc::Rc::clone(&budget)).map_err(|e| format!("{e:?}"))?;
+    let ram = vm_memory::GuestMemoryMmap::<()>::from_ranges(&[(
+        vm_memory::GuestAddress(0),
+        size as usize,
+    )])
+    .map_err(|e| e.to_string())?;
+    let (tx, _) = tokio::sync::mpsc::unbounded_channel();
+    let settings = Settings {
+        pids_limit: Some(8),
+        limits: Limits {
+            file_size: None,
+            deadline: None,
+            cpu: None,
+            open_files: OPEN_FILES,
+            memory: size,
+            stack: 8 << 20,
+        },
+        out: Output::new(tx, Some(OUTPUT_LIMIT)),
+        input: Input::Null,
+        ctl: Arc::new(Control::default()),
+        start: Instant::now(),
+        hostname: "fuzz".into(),
+        user: (1000, 1000),
+        vdso: false,
+        network: crate::linux::inet::NetMode::None,
+        egress: None,
+    };
+    Kernel::load_state(bytes, (vfs, budget), (ram, Vec::new()), settings)
+        .map(drop)
+        .map_err(|e| format!("{e:?}"))
+}
