@@ -293,22 +293,7 @@ pub(crate) fn build(
             .map_err(|e| start_err("copying the snapshot's state", &e))?;
         (kernel, std::mem::take(&mut m.held))
     };
-    kernel.boot_id = crate::linux::new_boot_id();
-    let vm = Vm::create(&kernel.mm.mem, kernel.mm.cr3(), 0, 0)
-        .map_err(|e| start_err("creating the VM", &e))?;
-    // The vDSO's clock counts from this VM's TSC.
-    if kernel.vdso {
-        if let Some(base) = vm.time_base() {
-            let _ = kernel
-                .mm
-                .mem
-                .write(VVAR_GPA, &crate::guest::vdso::vvar(&base));
-        }
-    }
-    let tick = crate::kick::Timer::one_shot()
-        .map_err(|e| start_err("creating the scheduler timer", &e))?;
-    crate::probe::kvm_kind();
-    crate::linux::stats_enabled();
+    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot")?;
     let confinement = crate::confine::confine_thread(kernel.vfs.sources())
         .map_err(|e| start_err("confining the VMM thread", &e))?;
     if plan.landlock == LandlockMode::Required
@@ -451,21 +436,7 @@ fn build_loaded(
                     reason,
                 },
             })?;
-    kernel.boot_id = crate::linux::new_boot_id();
-    let vm = Vm::create(&kernel.mm.mem, kernel.mm.cr3(), 0, 0)
-        .map_err(|e| start_err("creating the VM", &e))?;
-    if kernel.vdso {
-        if let Some(base) = vm.time_base() {
-            let _ = kernel
-                .mm
-                .mem
-                .write(VVAR_GPA, &crate::guest::vdso::vvar(&base));
-        }
-    }
-    let tick = crate::kick::Timer::one_shot()
-        .map_err(|e| start_err("creating the scheduler timer", &e))?;
-    crate::probe::kvm_kind();
-    crate::linux::stats_enabled();
+    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot file")?;
     // Asked before the thread is confined (its filter does not allow them).
     // SAFETY: geteuid has no preconditions.
     let ids = (
@@ -498,4 +469,33 @@ fn build_loaded(
         tick,
         report: Some(report),
     })
+}
+
+/// The new VM a start from a snapshot runs `kernel` in (before the thread is
+/// confined): a fresh boot id, the VM over its memory, the vDSO's clock counting from
+/// this VM's TSC, the scheduler timer, and the probes the confined thread cannot make.
+/// Errors name `operation`, the start's.
+fn new_vm(kernel: &mut Kernel, operation: &str) -> Result<(Vm, crate::kick::Timer), LiveError> {
+    let start_err = |what: &str, e: &dyn std::fmt::Display| {
+        LiveError::Failed(
+            operation.to_string(),
+            std::io::Error::other(format!("{what}: {e}")),
+        )
+    };
+    kernel.boot_id = crate::linux::new_boot_id();
+    let vm = Vm::create(&kernel.mm.mem, kernel.mm.cr3(), 0, 0)
+        .map_err(|e| start_err("creating the VM", &e))?;
+    if kernel.vdso {
+        if let Some(base) = vm.time_base() {
+            let _ = kernel
+                .mm
+                .mem
+                .write(VVAR_GPA, &crate::guest::vdso::vvar(&base));
+        }
+    }
+    let tick = crate::kick::Timer::one_shot()
+        .map_err(|e| start_err("creating the scheduler timer", &e))?;
+    crate::probe::kvm_kind();
+    crate::linux::stats_enabled();
+    Ok((vm, tick))
 }
