@@ -1,7 +1,7 @@
 //! `hsb_snapshot`: a snapshot of a live sandbox (`hsb_live_snapshot`), started any
 //! number of times (`hsb_snapshot_start`); `hsb_live_fork` is both in one call.
 
-use crate::error::{hsb_error, hsb_status};
+use crate::error::{hsb_error, hsb_status, Failure};
 use crate::live::{hsb_bytes, hsb_live, lib, no_runtime_here};
 use crate::{ffi, runtime};
 
@@ -26,20 +26,13 @@ pub unsafe extern "C" fn hsb_live_snapshot(
     out: *mut *mut hsb_snapshot,
     err: *mut *mut hsb_error,
 ) -> hsb_status {
-    let body = || {
-        // SAFETY: `out` is valid for writing (contract above).
-        unsafe { ffi::clear_out(out, "out") }?;
-        no_runtime_here()?;
-        // SAFETY: `live` is NULL or a live sandbox (contract above).
-        let live = unsafe { ffi::handle(live.cast_const(), "live") }?;
-        let rt = runtime::get()?;
-        let snap = rt.block_on(live.live.snapshot()).map_err(lib)?;
-        // SAFETY: `out` was checked by `clear_out` above.
-        unsafe { ffi::give(out, hsb_snapshot { snap }) };
-        Ok(())
-    };
-    // SAFETY: `err` is NULL or valid for writing (contract above).
-    unsafe { ffi::call(err, body) }
+    // SAFETY: `live`, `out` and `err` are as `hand_out` needs (contract above).
+    unsafe {
+        hand_out(live.cast_const(), "live", out, err, |live, rt| {
+            let snap = rt.block_on(live.live.snapshot()).map_err(lib)?;
+            Ok(hsb_snapshot { snap })
+        })
+    }
 }
 
 /// Starts a new live sandbox from `snap`: it goes on from the state kept, then
@@ -54,20 +47,13 @@ pub unsafe extern "C" fn hsb_snapshot_start(
     out: *mut *mut hsb_live,
     err: *mut *mut hsb_error,
 ) -> hsb_status {
-    let body = || {
-        // SAFETY: `out` is valid for writing (contract above).
-        unsafe { ffi::clear_out(out, "out") }?;
-        no_runtime_here()?;
-        // SAFETY: `snap` is NULL or a snapshot (contract above).
-        let snap = unsafe { ffi::handle(snap, "snapshot") }?;
-        let rt = runtime::get()?;
-        let live = rt.block_on(snap.snap.start()).map_err(lib)?;
-        // SAFETY: `out` was checked by `clear_out` above.
-        unsafe { ffi::give(out, hsb_live { live }) };
-        Ok(())
-    };
-    // SAFETY: `err` is NULL or valid for writing (contract above).
-    unsafe { ffi::call(err, body) }
+    // SAFETY: `snap`, `out` and `err` are as `hand_out` needs (contract above).
+    unsafe {
+        hand_out(snap, "snapshot", out, err, |snap, rt| {
+            let live = rt.block_on(snap.snap.start()).map_err(lib)?;
+            Ok(hsb_live { live })
+        })
+    }
 }
 
 /// A snapshot of `live` and one start from it, in one call.
@@ -80,20 +66,13 @@ pub unsafe extern "C" fn hsb_live_fork(
     out: *mut *mut hsb_live,
     err: *mut *mut hsb_error,
 ) -> hsb_status {
-    let body = || {
-        // SAFETY: `out` is valid for writing (contract above).
-        unsafe { ffi::clear_out(out, "out") }?;
-        no_runtime_here()?;
-        // SAFETY: `live` is NULL or a live sandbox (contract above).
-        let live = unsafe { ffi::handle(live.cast_const(), "live") }?;
-        let rt = runtime::get()?;
-        let child = rt.block_on(live.live.fork()).map_err(lib)?;
-        // SAFETY: `out` was checked by `clear_out` above.
-        unsafe { ffi::give(out, hsb_live { live: child }) };
-        Ok(())
-    };
-    // SAFETY: `err` is NULL or valid for writing (contract above).
-    unsafe { ffi::call(err, body) }
+    // SAFETY: `live`, `out` and `err` are as `hand_out` needs (contract above).
+    unsafe {
+        hand_out(live.cast_const(), "live", out, err, |live, rt| {
+            let child = rt.block_on(live.live.fork()).map_err(lib)?;
+            Ok(hsb_live { live: child })
+        })
+    }
 }
 
 /// Bytes of memory the snapshot holds on the host; 0 for NULL.
@@ -185,28 +164,20 @@ pub unsafe extern "C" fn hsb_snapshot_load(
     out: *mut *mut hsb_snapshot,
     err: *mut *mut hsb_error,
 ) -> hsb_status {
-    let body = || {
-        // SAFETY: `out` is valid for writing (contract above).
-        unsafe { ffi::clear_out(out, "out") }?;
-        no_runtime_here()?;
-        // SAFETY: `sb` is NULL or a sandbox (contract above).
-        let sb = unsafe { ffi::handle(sb.cast_const(), "sandbox") }?;
+    let make = |sb: &crate::sandbox::hsb_sandbox, rt: &tokio::runtime::Runtime| {
         // SAFETY: `path` is NULL or a NUL-terminated string (contract above).
         let path = unsafe { ffi::text(path, "path") }?;
         // SAFETY: `opts` is NULL or live options nobody modifies now (contract above).
         let spec = unsafe { ffi::opt_ref(opts) }
             .map(|o| o.template.clone())
             .unwrap_or_default();
-        let rt = runtime::get()?;
         let snap = rt
             .block_on(sb.inner.load_snapshot(path, spec, Default::default()))
             .map_err(lib)?;
-        // SAFETY: `out` was checked by `clear_out` above.
-        unsafe { ffi::give(out, hsb_snapshot { snap }) };
-        Ok(())
+        Ok(hsb_snapshot { snap })
     };
-    // SAFETY: `err` is NULL or valid for writing (contract above).
-    unsafe { ffi::call(err, body) }
+    // SAFETY: `sb`, `out` and `err` are as `hand_out` needs (contract above).
+    unsafe { hand_out(sb.cast_const(), "sandbox", out, err, make) }
 }
 
 /// Pauses `live` to disk: its memory is written to an unnamed file in the directory
@@ -223,18 +194,40 @@ pub unsafe extern "C" fn hsb_live_pause_to_disk(
     out: *mut *mut hsb_snapshot,
     err: *mut *mut hsb_error,
 ) -> hsb_status {
+    let make = |live: &hsb_live, rt: &tokio::runtime::Runtime| {
+        // SAFETY: `dir` is NULL or a NUL-terminated string (contract above).
+        let dir = unsafe { ffi::text(dir, "dir") }?;
+        let snap = rt.block_on(live.live.pause_to_disk(dir)).map_err(lib)?;
+        Ok(hsb_snapshot { snap })
+    };
+    // SAFETY: `live`, `out` and `err` are as `hand_out` needs (contract above).
+    unsafe { hand_out(live.cast_const(), "live", out, err, make) }
+}
+
+/// The shape of the calls here that act on a handle and hand out one new object: `out`
+/// cleared first, refused on the library's own runtime threads, `h` checked, then
+/// `make` with the handle and the runtime; what it makes goes to `*out`. Errors and
+/// panics are reported through `err` as by every call.
+///
+/// # Safety
+/// `h` is NULL or a valid `H` not freed during the call; `out` is valid for writing one
+/// pointer; `err` is NULL or valid for writing one pointer.
+unsafe fn hand_out<H, T>(
+    h: *const H,
+    what: &str,
+    out: *mut *mut T,
+    err: *mut *mut hsb_error,
+    make: impl FnOnce(&H, &tokio::runtime::Runtime) -> Result<T, Failure>,
+) -> hsb_status {
     let body = || {
         // SAFETY: `out` is valid for writing (contract above).
         unsafe { ffi::clear_out(out, "out") }?;
         no_runtime_here()?;
-        // SAFETY: `live` is NULL or a live sandbox (contract above).
-        let live = unsafe { ffi::handle(live.cast_const(), "live") }?;
-        // SAFETY: `dir` is NULL or a NUL-terminated string (contract above).
-        let dir = unsafe { ffi::text(dir, "dir") }?;
-        let rt = runtime::get()?;
-        let snap = rt.block_on(live.live.pause_to_disk(dir)).map_err(lib)?;
+        // SAFETY: `h` is NULL or a valid `H` (contract above).
+        let h = unsafe { ffi::handle(h, what) }?;
+        let value = make(h, runtime::get()?)?;
         // SAFETY: `out` was checked by `clear_out` above.
-        unsafe { ffi::give(out, hsb_snapshot { snap }) };
+        unsafe { ffi::give(out, value) };
         Ok(())
     };
     // SAFETY: `err` is NULL or valid for writing (contract above).
