@@ -408,16 +408,6 @@ impl Kernel {
         if close_in && l.to_guest.take().is_some() {
             self.stirred = true;
         }
-        // The relay may read ahead a full window while there is room, else a little.
-        let window = match (&l.to_guest, room(RING)) {
-            (None, _) => 0,
-            (Some(_), true) => RING,
-            (Some(_), false) => UNCHARGED,
-        };
-        if st.window != window {
-            wake |= window > st.window;
-            st.window = window;
-        }
         // From the guest's send buffer out to the host: a full queue's worth while
         // there is room, else a little when the queue is empty.
         let pending_out = l.from_guest.as_ref().map_or(0, |e| e.pipe.borrow().len());
@@ -448,10 +438,30 @@ impl Kernel {
                 wake = true;
             }
         }
-        // What the host-side queues hold now is the sandbox's memory (best effort:
-        // they are bounded by the window and the queue size whatever it says).
+        // The host-side queues are the sandbox's memory. The relay may read ahead a
+        // full window while there is room for it beside `reserve`: the window is
+        // charged here, before the relay (another thread) can fill it, so the windows
+        // of many connections never take the workload's reserve between two visits.
+        // Without room, the window is a small uncharged one, and the charge follows
+        // what the queues hold (best effort: they are bounded whatever it says).
         let charge = l.charge.get_or_insert_with(|| HeapCharge::new(&budget));
-        let _ = charge.set((st.inbound.len() + st.outbound.len()) as u64);
+        let queued = st.inbound.len() + st.outbound.len();
+        let full = RING.max(st.inbound.len()) + st.outbound.len();
+        let held = charge.bytes() as usize;
+        let window = if l.to_guest.is_none() {
+            0
+        } else if room(full.saturating_sub(held)) && charge.set(full as u64).is_ok() {
+            RING
+        } else {
+            UNCHARGED
+        };
+        if window != RING {
+            let _ = charge.set(queued as u64);
+        }
+        if st.window != window {
+            wake |= window > st.window;
+            st.window = window;
+        }
         if close_out {
             l.from_guest = None;
         }
