@@ -36,7 +36,10 @@
 //! key, so its old pages are never found again. Frames only the cache holds are not
 //! charged to the sandbox's memory and go back when frames run out (or past
 //! [`CACHE_MAX`]): the cache never costs the workload memory it could use. A live
-//! sandbox idle for a while gives them back (`Memory::evict_idle`).
+//! sandbox idle for a while gives them back (`Memory::evict_idle`). The cache's index
+//! is a persistent map ([`CacheIndex`]): a snapshot and every VM started from it share
+//! it, and a fork's own changes copy only the few nodes they touch, so a fork of a VM
+//! whose programs read thousands of file pages does not copy thousands of entries.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -56,6 +59,10 @@ pub(crate) const WARM_MAX: usize = 1024;
 pub(crate) const RETIRED_MAX: usize = 1024;
 /// Most frames the page cache holds (16 MiB).
 pub(crate) const CACHE_MAX: usize = 4096;
+
+/// An index of the page cache: cloned in constant time, sharing its nodes with the
+/// original until either changes them (see the module's doc).
+type CacheIndex<K, V> = imbl::HashMap<K, V>;
 
 /// A host file's identity and version (see the module's doc, page cache).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -209,8 +216,8 @@ pub(crate) struct Memory {
     chunk_backed: Cell<bool>,
     /// The page cache: frames by page, and pages by frame (the cache is one holder of
     /// each; see the module's doc).
-    cache: HashMap<PageKey, u64>,
-    cached: HashMap<u64, PageKey>,
+    cache: CacheIndex<PageKey, u64>,
+    cached: CacheIndex<u64, PageKey>,
     /// Holders beyond the first, of the frames that have more than one.
     extra: HashMap<u64, u32>,
     budget: Rc<Budget>,
@@ -282,8 +289,8 @@ impl Memory {
             retired: Vec::new(),
             reclaimed: false,
             chunk_backed: Cell::new(false),
-            cache: HashMap::new(),
-            cached: HashMap::new(),
+            cache: CacheIndex::new(),
+            cached: CacheIndex::new(),
             extra: HashMap::new(),
             budget,
             cow: false,
@@ -1025,7 +1032,7 @@ impl Memory {
             lists.push(d.seq(pages, what, |d| frame(d.u64(what)?))?);
         }
         let reclaimed = d.bool("memory")?;
-        let cache: HashMap<PageKey, u64> = d
+        let cache: CacheIndex<PageKey, u64> = d
             .seq(pages, "the page cache", |d| {
                 let k = load_key(d)?;
                 Ok((k, frame(d.u64("the page cache")?)?))

@@ -201,6 +201,11 @@ fn main() {
             forks.push(parent.fork().await.expect("fork"));
         }
         let hundred = t.elapsed();
+        // First as made (each python3 blocked where the parent was), then after each
+        // ran once.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let made = pss_kib();
+        let kinds_made = pss_by_kind();
         for f in &forks {
             let o = f
                 .exec([
@@ -245,14 +250,18 @@ fn main() {
             100.0 / hundred.as_secs_f64()
         );
         println!(
-            "host memory (PSS): one such VM {before_parent} KiB; 100 live forks of it {:.0} KiB more, {per_fork:.0} KiB per fork",
+            "host memory (PSS): one such VM {before_parent} KiB; 100 live forks of it, as made: {:.0} KiB more, {:.0} KiB per fork; after each ran once (a shell fed its python3 a line, it wrote a file): {:.0} KiB more, {per_fork:.0} KiB per fork",
+            made.saturating_sub(base) as f64,
+            made.saturating_sub(base) as f64 / 100.0,
             after.saturating_sub(base) as f64
         );
         println!("where the 100 forks' memory is (PSS growth, KiB per fork):");
-        for (b, a) in kinds_before.iter().zip(kinds_after.iter()) {
+        println!("  {:<44} {:>8} {:>8}", "", "as made", "ran once");
+        for ((b, m), a) in kinds_before.iter().zip(&kinds_made).zip(&kinds_after) {
             println!(
-                "  {:<44} {:>8.1}",
+                "  {:<44} {:>8.1} {:>8.1}",
                 a.0,
+                (m.1 as f64 - b.1 as f64) / 100.0,
                 (a.1 as f64 - b.1 as f64) / 100.0
             );
         }
