@@ -453,6 +453,8 @@ impl Runner {
     /// entered for it (it would resume wherever the last exit left it, the stub's
     /// `iretq` with a frame the workload chose, and run a dead process's code).
     fn enter(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<bool, Stop> {
+        vm.cover(k.mm.mem.high_water())
+            .map_err(|e| internal("memory slot", e))?;
         if self.entry == Entry::Context && k.task.ctx.rip >= USER_CODE_TOP {
             // A return address the workload forged (entering the stub itself, a signal
             // handler or a sigreturn frame outside user code): SIGSEGV, as on Linux.

@@ -105,7 +105,11 @@ pub(crate) struct Vm {
     vm: VmFd,
     /// The vCPU.
     pub(crate) vcpu: VcpuFd,
-    slot: kvm_userspace_memory_region,
+    /// The memory slots, covering guest RAM from 0 up to where the last ends (see
+    /// [`Vm::cover`]).
+    slots: Vec<kvm_userspace_memory_region>,
+    /// The guest RAM mapping's host address and length.
+    ram: (u64, u64),
     /// Where the doorbell is in guest-physical memory.
     pub(crate) doorbell_gpa: u64,
     /// Registers travel through `kvm_run` (`KVM_CAP_SYNC_REGS`): no ioctl per exit.
@@ -149,6 +153,9 @@ const MSR_TSC_AUX: u32 = 0xc000_0103;
 /// RFLAGS cleared on `syscall`: TF, IF, DF, IOPL, NT, AC (as Linux).
 const SYSCALL_MASK: u64 = 0x47700;
 
+/// The first memory slot covers at least this much guest RAM (see [`Vm::cover`]).
+const FIRST_SLOT: u64 = 64 << 20;
+
 impl Vm {
     /// Creates the VM over `mem` (whose supervisor tables are built) and sets the vCPU
     /// to enter user mode at `entry` with stack `rsp`, in the address space `cr3`.
@@ -161,18 +168,6 @@ impl Vm {
                 std::io::Error::from_raw_os_error(libc::EFAULT),
             )
         })? as u64;
-        let slot = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: mem.size(),
-            userspace_addr,
-        };
-        // SAFETY: the region is the whole guest RAM mapping, owned by `mem`, which the
-        // caller keeps alive (and mapped) as long as this VM: the run drops the VM before
-        // the memory.
-        unsafe { vm.set_user_memory_region(slot) }
-            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
         let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let (cpuid, xcr0) = host.guest_cpuid();
         vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
@@ -260,14 +255,54 @@ impl Vm {
         let kvm_stats = crate::linux::stats_enabled()
             .then(|| crate::kvmstats::KvmStats::open(&vcpu))
             .flatten();
-        Ok(Vm {
+        let mut vm = Vm {
             vm,
             vcpu,
-            slot,
+            slots: Vec::new(),
+            ram: (userspace_addr, mem.size()),
             doorbell_gpa: doorbell_gpa(mem.size()),
             sync_regs,
             kvm_stats,
-        })
+        };
+        vm.cover(mem.high_water())?;
+        Ok(vm)
+    }
+
+    /// Guest RAM up to `end` (at least) is in the VM's memory slots: the slots grow
+    /// with the frames the VMM has handed out (every frame the guest can reach lies
+    /// below [`Memory::high_water`]), each new one at least doubling what they cover.
+    /// KVM sizes a slot's reverse maps by its length, so a VM pays for the RAM it uses,
+    /// not for its limit (a 1 GiB slot costs about 0.6 ms to add on PVM, at each VM
+    /// start and each slot reload). Called before every entry into the guest.
+    pub(crate) fn cover(&mut self, end: u64) -> Result<(), VmError> {
+        let covered = self
+            .slots
+            .last()
+            .map_or(0, |s| s.guest_phys_addr + s.memory_size);
+        let (host, size) = self.ram;
+        if end <= covered || covered >= size {
+            return Ok(());
+        }
+        let to = end
+            .max(covered * 2)
+            .max(FIRST_SLOT)
+            .next_multiple_of(2 << 20)
+            .min(size);
+        let slot = kvm_userspace_memory_region {
+            slot: self.slots.len() as u32,
+            flags: 0,
+            guest_phys_addr: covered,
+            memory_size: to - covered,
+            userspace_addr: host + covered,
+        };
+        // SAFETY: the region is part of the guest RAM mapping (`covered < to <= size`,
+        // at the same offset from its start), owned by the `Memory` this VM was
+        // created over, which the caller keeps alive (and mapped) as long as this VM:
+        // the run drops the VM before the memory.
+        unsafe { self.vm.set_user_memory_region(slot) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        self.slots.push(slot);
+        Ok(())
     }
 
     /// The general registers at the last exit.
@@ -332,20 +367,24 @@ impl Vm {
         self.set_regs(&regs)
     }
 
-    /// Deletes and re-adds the memory slot: KVM drops every translation of guest memory
-    /// (shadow pages on PVM, EPT/NPT and TLB entries on VT-x/AMD-V).
+    /// Deletes and re-adds the memory slots: KVM drops every translation of guest
+    /// memory (shadow pages on PVM, EPT/NPT and TLB entries on VT-x/AMD-V).
     pub(crate) fn reload_slot(&self) -> Result<(), VmError> {
-        let empty = kvm_userspace_memory_region {
-            memory_size: 0,
-            ..self.slot
-        };
-        // SAFETY: deleting the slot (size 0) maps nothing; re-adding it maps the same
-        // guest RAM as at creation, which is still alive (see `create`).
-        unsafe { self.vm.set_user_memory_region(empty) }
-            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
-        // SAFETY: as above.
-        unsafe { self.vm.set_user_memory_region(self.slot) }
-            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        for slot in &self.slots {
+            let empty = kvm_userspace_memory_region {
+                memory_size: 0,
+                ..*slot
+            };
+            // SAFETY: deleting a slot (size 0) maps nothing.
+            unsafe { self.vm.set_user_memory_region(empty) }
+                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+        for slot in &self.slots {
+            // SAFETY: re-adding a slot maps the same part of guest RAM as before, which
+            // is still alive (see `cover`).
+            unsafe { self.vm.set_user_memory_region(*slot) }
+                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        }
         Ok(())
     }
 }

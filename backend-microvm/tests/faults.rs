@@ -345,3 +345,21 @@ async fn an_entry_point_outside_user_code_is_sigsegv() {
         );
     }
 }
+
+/// Guest RAM is given to KVM in memory slots that grow with the frames in use: a
+/// program filling 200 MiB of a 512 MiB guest (past two slot boundaries), whose 16
+/// children each copy a part of it on write and exit (their page tables retired, then
+/// reclaimed with a reload of every slot), reads back every page as it wrote it.
+#[tokio::test]
+async fn memory_past_the_first_slots_reads_back_across_forks_and_reloads() {
+    if !kvm() {
+        return;
+    }
+    let mut p = prog_plan("bigmem", Toolchain::Musl, &["200", "16"]);
+    p.limits.memory = Some(ByteSize(512 << 20));
+    p.limits.wall_time = Some(Duration::from_secs(120));
+    let o = run(p).await;
+    assert_eq!(o.termination, Termination::Exited, "{o:?}");
+    assert_eq!(stdout(&o).trim(), "ok 200", "{o:?}");
+    assert!(o.peak_memory_bytes > 200 << 20, "{}", o.peak_memory_bytes);
+}
