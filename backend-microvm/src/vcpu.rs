@@ -547,11 +547,15 @@ impl Runner {
                     Access::Read
                 };
                 let what = crate::linux::trace_enabled().then(|| k.mm.describe(cr2));
+                let t = what.is_some().then(std::time::Instant::now);
                 let outcome = k.mm.fault(cr2, access);
-                if let Some(what) = what {
+                if let (Some(what), Some(t)) = (what, t) {
                     eprintln!(
-                        "[hsb-vmm {}:{}] fault {cr2:#x} {access:?} {what} at {:#x} = {outcome:?}",
-                        k.proc.pid, k.task.tid, f.rip
+                        "[hsb-vmm {}:{}] fault {cr2:#x} {access:?} {what} at {:#x} = {outcome:?} in {:?}",
+                        k.proc.pid,
+                        k.task.tid,
+                        f.rip,
+                        t.elapsed()
                     );
                 }
                 match outcome {
