@@ -12,6 +12,32 @@ use super::{
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
 use crate::memory::OutOfMemory;
 
+/// Reads the page of a private file mapping at file offset `off` into `buf`, zeros
+/// after what the file gives (an ELF segment's tail past `file_end`, or the end of the
+/// file). `None` at or past the end of a mapped file (`file_end == u64::MAX`: SIGBUS
+/// there); else how many bytes came from the file (a read error ends the page there:
+/// the bytes before it are kept, and the page cache keeps nothing short).
+fn read_file_page(
+    backing: &dyn super::vma::Backing,
+    off: u64,
+    file_end: u64,
+    buf: &mut [u8; PAGE_SIZE as usize],
+) -> Option<u64> {
+    buf.fill(0);
+    let want = file_end.saturating_sub(off).min(PAGE_SIZE) as usize;
+    let mut got = 0;
+    while got < want {
+        match backing.read_at(off.saturating_add(got as u64), &mut buf[got..want]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    if file_end == u64::MAX && got == 0 {
+        return None;
+    }
+    Some(got as u64)
+}
+
 impl AddressSpace {
     /// Maps `page` (its entry must hold no frame) with rights `prot`, filled with `data`.
     pub(super) fn fill_page(
@@ -207,85 +233,51 @@ impl AddressSpace {
                 return FaultOutcome::Mapped;
             }
         }
-        let contents = match &vma.kind {
-            VmaKind::Anon | VmaKind::SharedFile { .. } => None,
+        // A file's page is read when it is filled, into a page on the stack: a buffer
+        // of the whole window cost a host page fault per page at every fault (the
+        // allocator hands such buffers back to the kernel at once), 3-5 µs a page.
+        let file = match &vma.kind {
             VmaKind::File {
                 backing,
                 offset,
                 file_end,
-            } => {
-                let file_off = offset.saturating_add(lo - start);
-                let mut buf = vec![0u8; (hi - lo) as usize];
-                let want = (file_end.saturating_sub(file_off)).min(buf.len() as u64) as usize;
-                let mut got = 0;
-                let mut failed = false;
-                while got < want {
-                    match backing.read_at(file_off.saturating_add(got as u64), &mut buf[got..want])
-                    {
-                        Ok(0) => break,
-                        Err(_) => {
-                            failed = true;
-                            break;
-                        }
-                        Ok(n) => got += n,
-                    }
-                }
-                // Past `file_end` (an ELF segment's tail) the pages are zeros, not SIGBUS.
-                let valid = if *file_end == u64::MAX {
-                    got as u64
-                } else {
-                    buf.len() as u64
-                };
-                // What the page cache may keep: the bytes read, none after an error.
-                let cacheable = if failed { 0 } else { got as u64 };
-                Some((buf, valid, cacheable))
-            }
+            } => Some((backing, *offset, *file_end)),
+            VmaKind::Anon | VmaKind::SharedFile { .. } => None,
         };
-        let page_data = |p: u64| -> Option<Option<&[u8]>> {
-            match &contents {
-                None => Some(None),
-                Some((buf, got, _)) => {
-                    let off = p - lo;
-                    if off >= *got {
-                        return None; // beyond the end of the file
-                    }
-                    Some(Some(&buf[off as usize..(off + PAGE_SIZE) as usize]))
-                }
-            }
-        };
-        // Fills a page: through the cache when its file is cached and the read gave
-        // every byte the page's key says it holds.
-        let fill = |mm: &mut AddressSpace, p: u64, d: Option<&[u8]>| {
+        let mut buf = [0u8; PAGE_SIZE as usize];
+        // Fills page `p` with zeros or with its file's bytes, through the cache when the
+        // read gave every byte the page's key says it holds. `Ok(false)`: past the end
+        // of a mapped file (SIGBUS there).
+        let mut fill = |mm: &mut AddressSpace, p: u64| -> Result<bool, OutOfMemory> {
+            let Some((backing, offset, file_end)) = file else {
+                mm.fill_page(p, vma.prot, None)?;
+                return Ok(true);
+            };
+            let off = offset.saturating_add(p - start);
+            let Some(read) = read_file_page(backing.as_ref(), off, file_end, &mut buf) else {
+                return Ok(false);
+            };
             let key = cache
                 .and_then(|(file, offset, file_end)| page_key(file, offset, file_end, start, p));
-            match (key, d, &contents) {
-                (Some(key), Some(d), Some((_, _, read)))
-                    if p - lo + u64::from(key.len) <= *read =>
-                {
-                    mm.fill_cached(p, vma.prot, key, d)
+            match key {
+                Some(key) if u64::from(key.len) <= read => {
+                    mm.fill_cached(p, vma.prot, key, &buf)?
                 }
-                _ => mm.fill_page(p, vma.prot, d),
+                _ => mm.fill_page(p, vma.prot, Some(&buf))?,
             }
+            Ok(true)
         };
         if !self.has_frame(page) {
-            match page_data(page) {
-                Some(d) => {
-                    if fill(self, page, d).is_err() {
-                        return FaultOutcome::Oom;
-                    }
-                }
-                None => return FaultOutcome::Bus,
+            match fill(self, page) {
+                Ok(true) => {}
+                Ok(false) => return FaultOutcome::Bus,
+                Err(_) => return FaultOutcome::Oom,
             }
         }
         let mut p = lo;
         while p < hi {
-            if p != page && !self.has_frame(p) {
-                let Some(d) = page_data(p) else {
-                    break;
-                };
-                if fill(self, p, d).is_err() {
-                    break;
-                }
+            if p != page && !self.has_frame(p) && !matches!(fill(self, p), Ok(true)) {
+                break;
             }
             p += PAGE_SIZE;
         }
