@@ -2,9 +2,10 @@
 //! FIFO), side by side in one run with the creation of a fresh live micro-VM and a
 //! native `python3 -c pass`: the latency of `fork()` (snapshot and start), of a start
 //! from an existing snapshot, and of a snapshot alone; forks per second on one
-//! sequential caller; and the host memory of 100 live forks of that VM (proportional
-//! set size of this process, `/proc/self/smaps_rollup`: pages shared copy-on-write
-//! between the VMs count once). Not a test: it prints a table.
+//! sequential caller; and the host memory of 100 live forks of that VM, as made and
+//! after each ran once (proportional set size of this process,
+//! `/proc/self/smaps_rollup`: pages shared copy-on-write between the VMs count once).
+//! Not a test: it prints a table.
 //!
 //! `cargo bench -p hybrid-sandbox --bench fork [-- RUNS]`
 
