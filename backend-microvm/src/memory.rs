@@ -219,7 +219,9 @@ pub(crate) struct Memory {
     cache: CacheIndex<PageKey, u64>,
     cached: CacheIndex<u64, PageKey>,
     /// Holders beyond the first, of the frames that have more than one.
-    extra: HashMap<u64, u32>,
+    /// Shared with the snapshot a VM started from until either changes it (a fork
+    /// that never maps or lets go of a shared frame copies none of it).
+    extra: std::sync::Arc<HashMap<u64, u32>>,
     budget: Rc<Budget>,
     /// Guest RAM is a private mapping of a snapshot's memory files (see
     /// [`Memory::freeze`]): a page given back reads as the file's again, not as zero,
@@ -291,7 +293,7 @@ impl Memory {
             chunk_backed: Cell::new(false),
             cache: CacheIndex::new(),
             cached: CacheIndex::new(),
-            extra: HashMap::new(),
+            extra: Default::default(),
             budget,
             cow: false,
             layers: Vec::new(),
@@ -445,7 +447,9 @@ impl Memory {
 
     /// Adds a holder to `frame` (it is now mapped in one more place).
     pub(crate) fn share(&mut self, frame: u64) {
-        *self.extra.entry(frame).or_insert(0) += 1;
+        *std::sync::Arc::make_mut(&mut self.extra)
+            .entry(frame)
+            .or_insert(0) += 1;
     }
 
     /// True when `frame` has more than one holder (a write must copy it first).
@@ -458,7 +462,7 @@ impl Memory {
     /// before the mappings are flushed.
     pub(crate) fn free(&mut self, mut frames: Vec<u64>) {
         let mut idle = 0;
-        let (extra, cached) = (&mut self.extra, &self.cached);
+        let (extra, cached) = (std::sync::Arc::make_mut(&mut self.extra), &self.cached);
         frames.retain(|f| match extra.get_mut(f) {
             Some(n) => {
                 *n -= 1;
@@ -918,7 +922,7 @@ impl Memory {
             chunk_backed: Cell::new(false),
             cache: self.cache.clone(),
             cached: self.cached.clone(),
-            extra: self.extra.clone(),
+            extra: std::sync::Arc::clone(&self.extra),
             budget: crate::snap::Snap::snap(&self.budget, m)?,
             cow: true,
             layers,
@@ -1040,7 +1044,7 @@ impl Memory {
             .into_iter()
             .collect();
         let cached = cache.iter().map(|(k, f)| (*f, *k)).collect();
-        let extra = d
+        let extra: HashMap<u64, u32> = d
             .seq(pages, "shared frames", |d| {
                 Ok((frame(d.u64("shared frames")?)?, d.u32("shared frames")?))
             })?
@@ -1060,7 +1064,7 @@ impl Memory {
             chunk_backed: Cell::new(false),
             cache,
             cached,
-            extra,
+            extra: std::sync::Arc::new(extra),
             budget,
             cow: true,
             layers,
