@@ -559,3 +559,50 @@ pub fn no_live_mode(isolation: Isolation) -> SpawnError {
         "the {isolation} backend cannot keep a sandbox alive yet"
     ))
 }
+
+/// What a task blocked in system call `nr` (first two arguments `a0`, `a1`) may be
+/// waiting to read: the one test both backends make to see whether a template's
+/// program is parked on its stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockedRead {
+    /// Reading descriptor `fd`: the first argument of `read`, `readv`, `splice` and
+    /// `copy_file_range`, the second of `sendfile(out, in, ...)` (busybox `cat` copies
+    /// stdin with it).
+    Fd(u64),
+    /// Waiting on many descriptors at once: `poll`, `select`, `epoll_wait` and their
+    /// variants.
+    Poll,
+    /// Anything else.
+    Other,
+}
+
+/// See [`BlockedRead`].
+pub fn blocked_read(nr: u64, a0: u64, a1: u64) -> BlockedRead {
+    const READS: [libc::c_long; 4] = [
+        libc::SYS_read,
+        libc::SYS_readv,
+        libc::SYS_splice,
+        libc::SYS_copy_file_range,
+    ];
+    const POLLS: [libc::c_long; 7] = [
+        libc::SYS_poll,
+        libc::SYS_ppoll,
+        libc::SYS_select,
+        libc::SYS_pselect6,
+        libc::SYS_epoll_wait,
+        libc::SYS_epoll_pwait,
+        libc::SYS_epoll_pwait2,
+    ];
+    let Ok(nr) = libc::c_long::try_from(nr) else {
+        return BlockedRead::Other;
+    };
+    if READS.contains(&nr) {
+        BlockedRead::Fd(a0)
+    } else if nr == libc::SYS_sendfile {
+        BlockedRead::Fd(a1)
+    } else if POLLS.contains(&nr) {
+        BlockedRead::Poll
+    } else {
+        BlockedRead::Other
+    }
+}

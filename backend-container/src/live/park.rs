@@ -13,6 +13,7 @@
 //! process's `syscall` file needs ptrace access to it: the host's caller has it over
 //! its own sandbox's processes; if it is refused the answer is an error, never a guess.
 
+use sandbox_core::live::BlockedRead;
 use std::path::Path;
 
 /// What `/proc` says of the exec holding the pipe `ino`.
@@ -23,25 +24,6 @@ pub(crate) enum ParkState {
     /// Running, or waiting on something else.
     Busy,
 }
-
-/// Calls that read their first argument's descriptor.
-const READS: [u64; 4] = [
-    libc::SYS_read as u64,
-    libc::SYS_readv as u64,
-    libc::SYS_splice as u64,
-    libc::SYS_copy_file_range as u64,
-];
-/// `sendfile(out, in, ...)` reads its second (busybox `cat` copies stdin with it).
-const SENDFILE: u64 = libc::SYS_sendfile as u64;
-const POLLS: [u64; 7] = [
-    libc::SYS_poll as u64,
-    libc::SYS_ppoll as u64,
-    libc::SYS_select as u64,
-    libc::SYS_pselect6 as u64,
-    libc::SYS_epoll_wait as u64,
-    libc::SYS_epoll_pwait as u64,
-    libc::SYS_epoll_pwait2 as u64,
-];
 
 /// The descriptors of `pid` that are the read end of pipe `ino`.
 fn read_ends(pid: &Path, link: &str) -> Vec<u64> {
@@ -112,15 +94,11 @@ pub(crate) fn state(ino: u64) -> std::io::Result<ParkState> {
                 a.and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
             };
             let (arg0, arg1) = (hex(it.next()), hex(it.next()));
-            let read_fd = if READS.contains(&nr) {
-                arg0
-            } else if nr == SENDFILE {
-                arg1
-            } else {
-                None
-            };
-            if read_fd.is_some_and(|fd| fds.contains(&fd)) || POLLS.contains(&nr) {
-                reading = true;
+            let arg = |a: Option<u64>| a.unwrap_or(u64::MAX); // no descriptor of ours
+            match sandbox_core::live::blocked_read(nr, arg(arg0), arg(arg1)) {
+                BlockedRead::Fd(fd) if fds.contains(&fd) => reading = true,
+                BlockedRead::Poll => reading = true,
+                _ => {}
             }
         }
     }

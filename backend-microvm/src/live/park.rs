@@ -18,6 +18,7 @@
 //! again at the start (a restored kernel is stirred) and finds the run's bytes; the
 //! CPU the template used before the snapshot is not counted against the run.
 
+use sandbox_core::live::BlockedRead;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -49,25 +50,6 @@ pub(crate) struct Adopt {
     pub(crate) cpu: Option<Duration>,
     pub(crate) done: oneshot::Sender<ExecEnd>,
 }
-
-/// Calls that read their first argument's descriptor.
-const READS: [u64; 4] = [
-    libc::SYS_read as u64,
-    libc::SYS_readv as u64,
-    libc::SYS_splice as u64,
-    libc::SYS_copy_file_range as u64,
-];
-/// `sendfile(out, in, ...)` reads its second (busybox `cat` copies stdin with it).
-const SENDFILE: u64 = libc::SYS_sendfile as u64;
-const POLLS: [u64; 7] = [
-    libc::SYS_poll as u64,
-    libc::SYS_ppoll as u64,
-    libc::SYS_select as u64,
-    libc::SYS_pselect6 as u64,
-    libc::SYS_epoll_wait as u64,
-    libc::SYS_epoll_pwait as u64,
-    libc::SYS_epoll_pwait2 as u64,
-];
 
 impl Kernel {
     /// Whether exec `id` waits on its stdin (see the module's doc).
@@ -101,19 +83,14 @@ impl Kernel {
             }
             let is_stdin =
                 |f: &crate::linux::OpenFile| matches!(f.kind, FileKind::Stdin(c) if c == id);
-            let read_fd = if READS.contains(&b.nr) {
-                Some(b.args[0])
-            } else if b.nr == SENDFILE {
-                Some(b.args[1])
-            } else {
-                None
-            };
-            if let Some(fd) = read_fd {
-                if p.files.get(fd).is_ok_and(|f| is_stdin(&f)) {
+            match sandbox_core::live::blocked_read(b.nr, b.args[0], b.args[1]) {
+                BlockedRead::Fd(fd) if p.files.get(fd).is_ok_and(|f| is_stdin(&f)) => {
                     reading = true;
                 }
-            } else if POLLS.contains(&b.nr) && p.files.iter().any(|(_, f)| is_stdin(f)) {
-                reading = true;
+                BlockedRead::Poll if p.files.iter().any(|(_, f)| is_stdin(f)) => {
+                    reading = true;
+                }
+                _ => {}
             }
         }
         if reading {
