@@ -825,7 +825,8 @@ impl Memory {
         // is private).
         let seals =
             libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
-        // SAFETY: fcntl on a descriptor `memfd` owns.
+        // SAFETY: `fd` is the descriptor `memfd` owns, open for this whole call;
+        // F_ADD_SEALS takes an integer and touches no memory of this process.
         if seal && unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
