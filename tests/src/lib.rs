@@ -96,6 +96,24 @@ pub fn run_in(sb: &Sandbox, w: Workload) -> Outcome {
         .unwrap_or_else(|e| panic!("run failed: {}", e.chain()))
 }
 
+/// A live sandbox of the default policy, made from `w` (a panic names the error).
+pub async fn live_create(w: Workload) -> hybrid_sandbox::Live {
+    sandbox()
+        .create(w, hybrid_sandbox::LiveOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("create: {}", e.chain()))
+}
+
+/// `busybox sh -c SCRIPT` executed in `live`: its stdout, after checking it exited 0.
+pub async fn live_sh(live: &hybrid_sandbox::Live, script: &str) -> String {
+    let o = live
+        .exec(["busybox", "sh", "-c", script])
+        .await
+        .unwrap_or_else(|e| panic!("exec {script}: {}", e.chain()));
+    assert_eq!(o.exit_code, Some(0), "{script}: {o:?}");
+    stdout(&o)
+}
+
 /// `sh -c SCRIPT` as a workload.
 pub fn sh(script: &str) -> Workload {
     Workload::new("/bin/sh", ["-c", script])

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use hsb_tests::*;
-use hybrid_sandbox::{IsolationRequest, Live, LiveOptions};
+use hybrid_sandbox::{IsolationRequest, Live};
 
 /// Whether the micro-VM runs here; the tests of this file run one at a time.
 fn ready() -> Option<std::sync::MutexGuard<'static, ()>> {
@@ -20,22 +20,6 @@ fn ready() -> Option<std::sync::MutexGuard<'static, ()>> {
 
 fn vm() -> Workload {
     Workload::default().isolation(IsolationRequest::MicroVm)
-}
-
-async fn create(w: Workload) -> Live {
-    sandbox()
-        .create(w, LiveOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("create: {}", e.chain()))
-}
-
-async fn sh(live: &Live, script: &str) -> String {
-    let o = live
-        .exec(["busybox", "sh", "-c", script])
-        .await
-        .unwrap_or_else(|e| panic!("exec {script}: {}", e.chain()));
-    assert_eq!(o.exit_code, Some(0), "{script}: {o:?}");
-    stdout(&o)
 }
 
 /// A Python process that keeps a counter: each line written to the FIFO /tmp/in adds
@@ -62,7 +46,7 @@ while True:
 /// random().
 async fn feed(live: &Live, add: u32) -> (u64, String, String) {
     let before = live.read_file("/tmp/out").await.ok();
-    sh(live, &format!("echo {add} > /tmp/in")).await;
+    live_sh(live, &format!("echo {add} > /tmp/in")).await;
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(b) = live.read_file("/tmp/out").await {
@@ -91,9 +75,9 @@ async fn fork_within(live: &Live, what: &str) -> Live {
 
 /// A live sandbox whose Python counter runs in the background, blocked on the FIFO.
 async fn counter_sandbox() -> Live {
-    let live = create(vm()).await;
+    let live = live_create(vm()).await;
     live.write_file("/tmp/counter.py", COUNTER).await.unwrap();
-    sh(
+    live_sh(
         &live,
         "busybox mkfifo /tmp/in && (python3 /tmp/counter.py >/dev/null 2>&1 &) && \
          while [ ! -e /tmp/ready ]; do busybox sleep 0.01; done",
@@ -135,14 +119,14 @@ fn fork_goes_on_from_a_running_python_process_and_diverges() {
         assert_eq!(child.read_file("/tmp/file").await.unwrap(), b"child");
         // The VM identity the guest sees differs; it stays within one VM.
         let boot = "busybox cat /proc/sys/kernel/random/boot_id";
-        let (pb, cb) = (sh(&parent, boot).await, sh(&child, boot).await);
+        let (pb, cb) = (live_sh(&parent, boot).await, live_sh(&child, boot).await);
         assert_ne!(pb, cb, "each start has its own boot id");
-        assert_eq!(pb, sh(&parent, boot).await, "a VM's boot id stays");
+        assert_eq!(pb, live_sh(&parent, boot).await, "a VM's boot id stays");
         // The parent's memory churns (a process fills 24 MiB with bytes that are not
         // zero and ends: its frames are given back), then a second snapshot of it: a
         // layer of what changed over the first. Memory a clone's new process gets
         // reads as zero there, and the counter goes on from the parent's new count.
-        sh(
+        live_sh(
             &parent,
             "python3 -c \"b = bytearray(b'\\xa5') * (24 << 20); print(len(b))\"",
         )
@@ -150,9 +134,9 @@ fn fork_goes_on_from_a_running_python_process_and_diverges() {
         let second = parent.fork().await.unwrap();
         assert_eq!(feed(&second, 2).await.0, 8, "the second fork has the new count");
         let zeros = "python3 -c \"import hashlib; print(hashlib.sha256(bytes(24 << 20)).hexdigest(), sum(bytearray(24 << 20)))\"";
-        let expected = sh(&parent, zeros).await;
+        let expected = live_sh(&parent, zeros).await;
         assert!(expected.ends_with(" 0\n"), "{expected}");
-        assert_eq!(sh(&second, zeros).await, expected);
+        assert_eq!(live_sh(&second, zeros).await, expected);
         assert_eq!(feed(&parent, 1).await.0, 7);
         second.destroy().await.unwrap();
         // Two snapshots in a row, nothing changed between: the second adds nothing
@@ -161,7 +145,7 @@ fn fork_goes_on_from_a_running_python_process_and_diverges() {
         let again = parent.snapshot().await.unwrap();
         let third = again.start().await.unwrap();
         assert_eq!(feed(&third, 3).await.0, 10);
-        assert_eq!(sh(&third, zeros).await, expected);
+        assert_eq!(live_sh(&third, zeros).await, expected);
         third.destroy().await.unwrap();
         // A fork of a fork.
         let grandchild = child.fork().await.unwrap();
@@ -238,8 +222,8 @@ fn a_host_file_replaced_under_a_held_descriptor_fails_the_start_naming_it() {
     std::fs::write(&file, "original\n").unwrap();
     set_mode(&file, 0o666);
     runtime().block_on(async {
-        let live = create(vm().mount(Mount::rw(dir.path(), "/data"))).await;
-        sh(
+        let live = live_create(vm().mount(Mount::rw(dir.path(), "/data"))).await;
+        live_sh(
             &live,
             "(python3 -c \"import time; f = open('/data/held.txt'); open('/tmp/ready', 'w').close(); time.sleep(3600)\" >/dev/null 2>&1 &) && \
              while [ ! -e /tmp/ready ]; do busybox sleep 0.01; done",
@@ -248,7 +232,7 @@ fn a_host_file_replaced_under_a_held_descriptor_fails_the_start_naming_it() {
         let snap = live.snapshot().await.unwrap();
         // Unchanged: a start reopens it and goes on.
         let ok = snap.start().await.unwrap_or_else(|e| panic!("start: {}", e.chain()));
-        assert_eq!(sh(&ok, "busybox cat /data/held.txt").await, "original\n");
+        assert_eq!(live_sh(&ok, "busybox cat /data/held.txt").await, "original\n");
         ok.destroy().await.unwrap();
         // Replaced on the host (same name, another file): the start fails, naming it.
         let tmp = dir.path().join("new.txt");
@@ -272,13 +256,13 @@ fn a_sandbox_holding_a_terminal_refuses_a_snapshot_and_goes_on() {
         return;
     };
     runtime().block_on(async {
-        let live = create(vm()).await;
+        let live = live_create(vm()).await;
         let mut req = hybrid_sandbox::ExecRequest::new(["busybox", "sleep", "3600"]);
         req.tty = Some(hybrid_sandbox::TtySize { rows: 24, cols: 80 });
         let _exec = live.exec_streaming(req).await.unwrap();
         let err = live.snapshot().await.expect_err("a terminal is not copied");
         assert!(err.chain().contains("terminal"), "{}", err.chain());
-        assert_eq!(sh(&live, "echo still here").await, "still here\n");
+        assert_eq!(live_sh(&live, "echo still here").await, "still here\n");
         live.destroy().await.unwrap();
     });
 }
@@ -292,7 +276,7 @@ fn a_container_snapshot_keeps_the_writable_layer_only() {
     }
     runtime().block_on(async {
         let w = Workload::default().isolation(IsolationRequest::Container);
-        let live = create(w).await;
+        let live = live_create(w).await;
         let o = live
             .exec([
                 "sh",
@@ -348,11 +332,11 @@ fn a_micro_vm_with_egress_refuses_a_snapshot() {
     runtime().block_on(async {
         let mut w = vm();
         w.network = Some(hybrid_sandbox::Network::Egress);
-        let live = create(w).await;
+        let live = live_create(w).await;
         let err = live.snapshot().await.expect_err("egress is host state");
         assert_eq!(err.kind(), "unsupported", "{}", err.chain());
         assert!(err.chain().contains("egress"), "{}", err.chain());
-        assert_eq!(sh(&live, "echo still here").await, "still here\n");
+        assert_eq!(live_sh(&live, "echo still here").await, "still here\n");
         live.destroy().await.unwrap();
     });
 }

@@ -19,22 +19,6 @@ fn ready() -> Option<std::sync::MutexGuard<'static, ()>> {
     Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-async fn create(w: Workload) -> Live {
-    sandbox()
-        .create(w, LiveOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("create: {}", e.chain()))
-}
-
-async fn sh(live: &Live, script: &str) -> String {
-    let o = live
-        .exec(["busybox", "sh", "-c", script])
-        .await
-        .unwrap_or_else(|e| panic!("exec {script}: {}", e.chain()));
-    assert_eq!(o.exit_code, Some(0), "{script}: {o:?}");
-    stdout(&o)
-}
-
 /// A Python process that keeps a counter (each line written to the FIFO /tmp/in adds
 /// to it; /tmp/out holds the count) and 48 MiB of its own memory filled with a pattern
 /// whose hash it writes beside the count.
@@ -57,7 +41,7 @@ while True:
 async fn feed(live: &Live, add: u32) -> (u64, String) {
     // (The big counter writes "count hash"; the small one "count urandom".)
     let before = live.read_file("/tmp/out").await.ok();
-    sh(live, &format!("echo {add} > /tmp/in")).await;
+    live_sh(live, &format!("echo {add} > /tmp/in")).await;
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(b) = live.read_file("/tmp/out").await {
@@ -73,9 +57,9 @@ async fn feed(live: &Live, add: u32) -> (u64, String) {
 }
 
 async fn counter_sandbox() -> Live {
-    let live = create(Workload::default().isolation(IsolationRequest::MicroVm)).await;
+    let live = live_create(Workload::default().isolation(IsolationRequest::MicroVm)).await;
     live.write_file("/tmp/counter.py", COUNTER).await.unwrap();
-    sh(
+    live_sh(
         &live,
         "busybox mkfifo /tmp/in && (python3 /tmp/counter.py >/dev/null 2>&1 &) && \
          while [ ! -e /tmp/ready ]; do busybox sleep 0.01; done",
@@ -181,11 +165,11 @@ fn vm() -> Workload {
 }
 
 async fn small_counter(w: Workload) -> Live {
-    let live = create(w).await;
+    let live = live_create(w).await;
     live.write_file("/tmp/counter.py", SMALL_COUNTER)
         .await
         .unwrap();
-    sh(
+    live_sh(
         &live,
         "busybox mkfifo /tmp/in && (python3 /tmp/counter.py >/dev/null 2>&1 &) && \
          while [ ! -e /tmp/ready ]; do busybox sleep 0.01; done",
@@ -565,8 +549,8 @@ fn a_host_file_replaced_since_the_save_is_named_at_the_start() {
         let dir = writable_tempdir();
         std::fs::write(dir.path().join("held.txt"), "original").unwrap();
         let w = || vm().mount(Mount::rw(dir.path(), "/data"));
-        let live = create(w()).await;
-        sh(
+        let live = live_create(w()).await;
+        live_sh(
             &live,
             "(python3 -c \"import time; f = open('/data/held.txt'); open('/tmp/ready', 'w').close(); time.sleep(3600)\" >/dev/null 2>&1 &) && \
              while [ ! -e /tmp/ready ]; do busybox sleep 0.01; done",
@@ -592,7 +576,7 @@ fn a_host_file_replaced_since_the_save_is_named_at_the_start() {
 #[test]
 fn a_container_snapshot_is_not_saved_and_says_why() {
     runtime().block_on(async {
-        let live = create(Workload::default().isolation(IsolationRequest::Container)).await;
+        let live = live_create(Workload::default().isolation(IsolationRequest::Container)).await;
         let snap = live.snapshot().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let e = snap
