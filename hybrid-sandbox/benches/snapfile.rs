@@ -2,12 +2,16 @@
 //! in-memory snapshot and fork of the same VM: a live micro-VM of 64 MiB whose python3
 //! process holds 40 MiB of random bytes (so the file's memory part is 40 MiB of data,
 //! not holes). Measured: `snapshot()`, `fork()`; `save(path)` of that snapshot (the
-//! whole file written and synced); `load_snapshot(path)` (the header, state and
-//! memory checksums verified); `start()` of the loaded snapshot (the filesystem built,
-//! the state read back, the VM made and its thread confined: the guest's next
-//! instruction runs when it returns); and load + start together. Not a test: it prints
-//! a table. The file goes in $TMPDIR (a tmpfs on many hosts: the figures are then
-//! those of the page cache, not of a disk).
+//! whole file written, not synced to the disk); `load_snapshot(path)` (the header,
+//! the state and the memory table checked; the guest memory's checksum is checked by
+//! a thread of its own meanwhile); `start()` of the loaded snapshot (the filesystem
+//! built, the state read back, the VM made and its thread confined: the guest's next
+//! instruction runs when it returns); load + start together; and, after the start,
+//! how much longer the memory check went on (`verify()`). Not a test: it prints a
+//! table. The file goes in $TMPDIR (a tmpfs on many hosts: the figures are then those
+//! of the page cache, not of a disk). Each save makes a new file (the one before is
+//! removed after its load, untimed): ext4 writes a file back at once when it is
+//! renamed over an existing one (`auto_da_alloc`), so replacing a file costs more.
 //!
 //! `cargo bench -p hybrid-sandbox --bench snapfile [-- RUNS]`
 
@@ -61,13 +65,16 @@ fn main() {
     let sandbox = Sandbox::with_default_policy();
     let dir = std::env::temp_dir().join(format!("hsb-bench-snapfile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("vm.hsbsnap");
+    let mut path = dir.join("vm.hsbsnap");
     rt.block_on(async {
         let parent = python_vm(&sandbox).await;
         let (mut snap_t, mut fork_t, mut save_t, mut load_t, mut start_t, mut both_t) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut verify_t = vec![];
         let mut written = 0;
-        for _ in 0..runs {
+        for run in 0..runs {
+            let _ = std::fs::remove_file(&path);
+            path = dir.join(format!("vm-{run}.hsbsnap"));
             let t = Instant::now();
             let snap = parent.snapshot().await.expect("snapshot");
             snap_t.push(t.elapsed());
@@ -87,9 +94,11 @@ fn main() {
             let t1 = Instant::now();
             let live = loaded.start().await.expect("start");
             let t2 = Instant::now();
+            loaded.verify().await.expect("the file's memory checks out");
             load_t.push(t1 - t0);
             start_t.push(t2 - t1);
             both_t.push(t2 - t0);
+            verify_t.push(t2.elapsed());
             live.destroy().await.expect("destroy");
         }
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -101,9 +110,10 @@ fn main() {
             ("snapshot() in memory", median_p95(snap_t)),
             ("fork() in memory (snapshot + start)", median_p95(fork_t.clone())),
             ("save(path): the snapshot written to a file", median_p95(save_t)),
-            ("load_snapshot(path): file checked (CRCs)", median_p95(load_t)),
+            ("load_snapshot(path): header, state, table checked", median_p95(load_t)),
             ("start() of the loaded snapshot", median_p95(start_t)),
             ("load + start (to the guest's next instruction)", median_p95(both_t.clone())),
+            ("memory check's end after the start (verify())", median_p95(verify_t)),
         ];
         println!("a live micro-VM of 64 MiB, python3 holding 40 MiB of random bytes ({runs} runs each, interleaved)");
         println!("{:<52} {:>10} {:>10}", "what", "median ms", "p95 ms");

@@ -42,13 +42,23 @@ impl Snapshot {
     }
 
     /// Writes the snapshot to a file at `path` (created; an existing file is
-    /// replaced only once the new one is complete) that [`Sandbox::load_snapshot`]
+    /// replaced only once the new one is complete; not synced to the disk: a file a
+    /// host crash cut short is refused by the load's checks) that [`Sandbox::load_snapshot`]
     /// loads, in this process or another of this build on this host; returns the
     /// bytes of guest memory written (zero pages are holes). Micro-VM only: a
     /// container's snapshot (its writable layer) is refused, as is what a file cannot
     /// hold (sockets, epoll, terminals, shared mappings), naming it.
     pub async fn save(&self, path: impl AsRef<std::path::Path>) -> Result<u64, Error> {
         self.snapshot.save(path.as_ref()).await.map_err(live)
+    }
+
+    /// Waits until the snapshot is known to be intact. One loaded from a file
+    /// ([`Sandbox::load_snapshot`]) starts sandboxes at once while its guest memory is
+    /// still being checked against the file's checksum (a sandbox started from a file
+    /// found corrupt fails, naming the file); this returns that check's outcome.
+    /// Immediate for a snapshot taken in this process.
+    pub async fn verify(&self) -> Result<(), Error> {
+        self.snapshot.verify().await.map_err(live)
     }
 
     /// What it keeps, in words.
@@ -124,9 +134,14 @@ impl Sandbox {
     /// sandbox was created with: the policy decides again, and the file is refused
     /// unless the sandbox it describes is the one the policy gives now (same mounts,
     /// image, limits, network, environment). The file is checked at once: one from
-    /// another version, a truncated or a corrupt one is refused with an error naming
-    /// it and what is wrong. Each [`Snapshot::start`] reopens the host files the
-    /// guest held and checks they did not change. Micro-VM only.
+    /// another version, a truncated one, or one whose header, state or memory table
+    /// does not match its checksum is refused with an error naming it and what is
+    /// wrong. Its guest memory is not read here (pages come in as the guest touches
+    /// them): a thread checks it against its checksum while sandboxes already start
+    /// from it; if it does not match, they fail naming the file and later starts are
+    /// refused ([`Snapshot::verify`] waits for that check). Each [`Snapshot::start`]
+    /// reopens the host files the guest held and checks they did not change.
+    /// Micro-VM only.
     pub async fn load_snapshot(
         &self,
         path: impl AsRef<std::path::Path>,

@@ -401,6 +401,22 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
             .map_err(|e| LiveError::Failed("saving a snapshot".into(), std::io::Error::other(e)))?
     }
 
+    async fn verify(&self) -> Result<(), LiveError> {
+        let super::snapshot::Snapshot::Loaded(l) = &*self.snap else {
+            return Ok(());
+        };
+        let check = Arc::clone(&l.check);
+        tokio::task::spawn_blocking(move || check.wait())
+            .await
+            .map_err(|e| LiveError::Failed("checking a snapshot".into(), std::io::Error::other(e)))?
+            .map_err(|why| {
+                LiveError::Failed(
+                    "checking a snapshot file".into(),
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+                )
+            })
+    }
+
     async fn start(&self) -> Result<Arc<dyn LiveSandbox>, LiveError> {
         let shared = self.start_with(None).await?;
         Ok(Arc::new(MicroVmLive { shared }))
@@ -537,6 +553,13 @@ impl MicroVmSnapshot {
         &self,
         adopt: Option<super::park::Adopt>,
     ) -> Result<Arc<Shared>, LiveError> {
+        let check = match &*self.snap {
+            super::snapshot::Snapshot::Loaded(l) => Some(Arc::clone(&l.check)),
+            super::snapshot::Snapshot::Taken(_) => None,
+        };
+        if let Some(Err(e)) = check.as_ref().and_then(|c| c.outcome()) {
+            return Err(corrupt_file(e));
+        }
         let ctl = Arc::new(Control::default());
         let hub = Arc::new(Hub::default());
         let ending = Arc::new(Ending::default());
@@ -600,6 +623,21 @@ impl MicroVmSnapshot {
             net: None,
             options: self.options.clone(),
         });
+        if let Some(c) = check {
+            // Its memory may still turn out corrupt (see `savefile`): the sandbox then
+            // fails, naming the file.
+            let weak = Arc::downgrade(&shared);
+            let watched = c.watch(Box::new(move |why| {
+                if let Some(s) = weak.upgrade() {
+                    s.failed(why.to_string());
+                    s.ctl.kill();
+                }
+            }));
+            if let Err(e) = watched {
+                shared.destroy_async(EndReason::Failed).await;
+                return Err(corrupt_file(e));
+            }
+        }
         tokio::spawn(watchdog(
             Arc::downgrade(&shared),
             Arc::clone(&shared.activity),
@@ -608,6 +646,14 @@ impl MicroVmSnapshot {
         ));
         Ok(shared)
     }
+}
+
+/// The error of a start from a snapshot file whose memory check failed.
+fn corrupt_file(why: String) -> LiveError {
+    LiveError::Failed(
+        "starting from a snapshot file".into(),
+        std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+    )
 }
 
 /// Destroys the sandbox when its lifetime or idle timeout passes, and marks it failed

@@ -141,10 +141,9 @@ impl Snapshot {
         img.kernel.save_state(&mut e).map_err(|err| {
             LiveError::Unsupported(format!("this snapshot cannot be saved to a file: {err}"))
         })?;
-        let ram = private_ram(img.size, &img.layers).map_err(failed)?;
         crate::savefile::write(
             path,
-            &ram,
+            &img.layers,
             (img.size, img.kernel.mm.mem.high_water()),
             &e.buf,
             crate::savefile::plan_fingerprint(plan),

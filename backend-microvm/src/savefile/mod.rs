@@ -16,12 +16,20 @@
 //! **Loading** checks, before anything starts: the magic (else "not a snapshot
 //! file"), the format version, the build identity (a file from another build is
 //! refused, naming both), the header's CRC, that every section lies inside the file
-//! (else "truncated"), the CRC of the state, of the run table and of the memory's
-//! data; the state is then read on the new sandbox's thread, every length, count,
-//! frame, address and reference bounded (a crafted state is refused, never trusted).
-//! Guest memory is not read into the process: the file's memory part is mapped
-//! privately as guest RAM (pages come in from the page cache when the guest touches
-//! them, copied only when it writes them; holes read as zero).
+//! (else "truncated"), the CRC of the state and of the run table, and that every run
+//! lies inside guest memory; the state is then read on the new sandbox's thread,
+//! every length, count, frame, address and reference bounded (a crafted state is
+//! refused, never trusted). Guest memory is not read into the process: the file's
+//! memory part is mapped privately as guest RAM (pages come in from the page cache
+//! when the guest touches them, copied only when it writes them; holes read as zero).
+//!
+//! **The memory's checksum** is checked by a thread of its own, started by the load,
+//! while sandboxes already start and run from the file: reading every byte of guest
+//! memory first would make a load cost as much as the memory is large. Guest memory
+//! is the guest's own data (the VMM never trusts what it reads there), so a bad page
+//! can mislead only the guest; when the check fails, every sandbox started from the
+//! file is ended as failed, with the file named and the reason, and further starts
+//! are refused (see [`MemCheck`]).
 //!
 //! **The build identity** names the crate version, the state's layout version and
 //! the sizes of the structures the state is made of: a build whose state differs
@@ -198,21 +206,27 @@ pub(crate) struct Loaded {
     pub(crate) state: Vec<u8>,
     /// Bytes of guest memory in its data runs.
     pub(crate) runs_bytes: u64,
+    /// The check of its guest memory against the checksum (see the module's doc).
+    pub(crate) check: std::sync::Arc<MemCheck>,
 }
 
 /// Writes a snapshot file at `path` (through a temporary name beside it, renamed
-/// once complete: a failed save leaves nothing): guest memory read from `ram` (the
-/// snapshot's own private mapping), `state` the encoded personality. Returns the
-/// bytes of guest memory written.
+/// once complete: a failed save leaves nothing): guest memory read from the
+/// snapshot's memory files `layers` (`mem_size` bytes of RAM, of which frames past
+/// `used` were never handed out), `state` the encoded personality. Returns the bytes
+/// of guest memory written.
+///
+/// The file is not synced to the disk: it stands in for memory (a paused VM's, a
+/// snapshot's), which a host crash loses too, and a file a crash cut short or left
+/// with missing pages is refused by the load's checks (its length, its checksums).
 pub(crate) fn write(
     path: &Path,
-    ram: &vm_memory::GuestMemoryMmap,
+    layers: &[crate::memory::Layer],
     (mem_size, used): (u64, u64),
     state: &[u8],
     plan: [u8; 32],
     next_id: u32,
 ) -> std::io::Result<u64> {
-    use vm_memory::{GuestAddress, GuestMemoryBackend};
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -233,39 +247,9 @@ pub(crate) fn write(
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)?;
-        let base = ram
-            .get_host_address(GuestAddress(0))
-            .map_err(std::io::Error::other)?;
-        // SAFETY: `ram` maps `mem_size` bytes from guest address 0 (one region); the
-        // snapshot's guest does not run (it is a snapshot): nothing writes them while
-        // they are read here.
-        let mem = unsafe { std::slice::from_raw_parts(base.cast_const(), mem_size as usize) };
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        let mut crc = crc32fast::Hasher::new();
-        let mut written = 0u64;
         // Frames past `used` were never handed out: zero, holes.
-        let used = used.min(mem_size);
-        let mut at = 0u64;
-        while at < used {
-            let page = &mem[at as usize..(at + PAGE) as usize];
-            if page.iter().all(|&b| b == 0) {
-                at += PAGE;
-                continue;
-            }
-            let start = at;
-            while at < used
-                && mem[at as usize..(at + PAGE) as usize]
-                    .iter()
-                    .any(|&b| b != 0)
-            {
-                at += PAGE;
-            }
-            let data = &mem[start as usize..at as usize];
-            f.write_all_at(data, HEADER + start)?;
-            crc.update(data);
-            written += at - start;
-            runs.push((start, at - start));
-        }
+        let used = used.next_multiple_of(PAGE).min(mem_size);
+        let (runs, written, mem_crc) = write_memory(&f, layers, used)?;
         let state_off = HEADER + mem_size;
         f.write_all_at(state, state_off)?;
         let mut table = Vec::with_capacity(runs.len() * 16);
@@ -284,14 +268,13 @@ pub(crate) fn write(
             runs_off,
             runs_len: table.len() as u64,
             runs_crc: crc32fast::hash(&table),
-            mem_crc: crc.finalize(),
+            mem_crc,
             plan,
             next_id,
         };
         f.set_len(runs_off + table.len() as u64)?;
         f.seek(SeekFrom::Start(0))?;
         f.write_all(&h.encode())?;
-        f.sync_data()?;
         std::fs::rename(&tmp, path)?;
         Ok(written)
     })();
@@ -299,6 +282,188 @@ pub(crate) fn write(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Whether a page is all zero (no early exit: the loop vectorizes).
+fn is_zero(page: &[u8]) -> bool {
+    page.chunks_exact(8).fold(0u64, |acc, c| {
+        acc | u64::from_ne_bytes(c.try_into().unwrap_or([1; 8]))
+    }) == 0
+}
+
+/// Which memory file holds each page below `used`: the index in `layers` of the last
+/// one that has it (a later layer's runs are over the earlier ones), by page.
+fn page_owners(layers: &[crate::memory::Layer], used: u64) -> Vec<Option<u16>> {
+    let pages = (used / PAGE) as usize;
+    let mut owner = vec![None; pages];
+    for (i, l) in layers.iter().enumerate() {
+        let i = u16::try_from(i).ok();
+        if l.whole {
+            owner.iter_mut().for_each(|o| *o = i);
+        }
+        for &(gpa, len) in &l.runs {
+            let from = ((gpa / PAGE) as usize).min(pages);
+            let to = (gpa.saturating_add(len).div_ceil(PAGE) as usize).min(pages);
+            owner[from..to].iter_mut().for_each(|o| *o = i);
+        }
+    }
+    owner
+}
+
+/// The next byte at or after `at` (before `end`) of `fd` that holds data (`SEEK_DATA`),
+/// and the end of that data (`SEEK_HOLE`), clamped to `end`; `None`: only holes.
+fn data_extent(fd: i32, at: u64, end: u64) -> Option<(u64, u64)> {
+    // SAFETY: lseek on a descriptor the caller holds open; it moves no memory.
+    let d = unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_DATA) };
+    if d < 0 {
+        // ENXIO: no data past `at`; any other error: read it all (holes read as zero).
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENXIO) => None,
+            _ => Some((at, end)),
+        };
+    }
+    let d = d as u64;
+    if d >= end {
+        return None;
+    }
+    // SAFETY: as above.
+    let h = unsafe { libc::lseek(fd, d as libc::off_t, libc::SEEK_HOLE) };
+    let h = if h < 0 { end } else { (h as u64).min(end) };
+    Some((d, h))
+}
+
+/// What [`write_memory`] wrote: the data runs (guest address, length), their bytes
+/// in all, and their CRC-32.
+type Written = (Vec<(u64, u64)>, u64, u32);
+
+/// A piece of guest memory read, for the writer: its bytes, the guest address of the
+/// first, and its runs of pages not all zero (start, end within `buf`).
+struct Piece {
+    buf: Vec<u8>,
+    gpa: u64,
+    runs: Vec<(usize, usize)>,
+}
+
+/// Writes guest memory below `used` (read from the memory files `layers`, by
+/// `pread`: mapping it would cost a page fault or a page-table entry per page) into
+/// `f`, each page at `HEADER` plus its address; pages that read as zero are left as
+/// holes. Two threads: this one writes while a reader reads the next pieces, finds
+/// their zero pages and sums the checksum. Returns the data runs (address, length),
+/// the bytes written and their CRC-32.
+fn write_memory(
+    f: &std::fs::File,
+    layers: &[crate::memory::Layer],
+    used: u64,
+) -> std::io::Result<Written> {
+    use std::os::unix::fs::FileExt;
+    /// Pieces in flight between the reader and the writer.
+    const BUFFERS: usize = 3;
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Piece>(BUFFERS);
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        for _ in 0..BUFFERS {
+            let _ = free_tx.send(Vec::new());
+        }
+        let reader = scope.spawn(move || read_memory(layers, used, &full_tx, &free_rx));
+        // The writer: on an error both channels go (dropped here), which ends the
+        // reader too.
+        let wrote = (move || -> std::io::Result<()> {
+            for piece in full_rx {
+                for &(s, e) in &piece.runs {
+                    f.write_all_at(&piece.buf[s..e], HEADER + piece.gpa + s as u64)?;
+                }
+                let _ = free_tx.send(piece.buf);
+            }
+            Ok(())
+        })();
+        let read = reader
+            .join()
+            .map_err(|_| std::io::Error::other("the memory reader panicked"))?;
+        wrote?;
+        read
+    })
+}
+
+/// The reader of [`write_memory`]: reads guest memory below `used` from `layers` in
+/// pieces, into buffers from `free`, and sends each with its data runs to `full`.
+fn read_memory(
+    layers: &[crate::memory::Layer],
+    used: u64,
+    full: &std::sync::mpsc::SyncSender<Piece>,
+    free: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<Written> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    /// The most read and written in one call.
+    const PIECE: u64 = 2 << 20;
+    let gone = || std::io::Error::other("the snapshot file's writer stopped");
+    let owner = page_owners(layers, used);
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut crc = crc32fast::Hasher::new();
+    let mut page = 0usize;
+    while page < owner.len() {
+        let Some(o) = owner[page] else {
+            page += 1;
+            continue;
+        };
+        let start = page;
+        while page < owner.len() && owner[page] == Some(o) {
+            page += 1;
+        }
+        // Guest memory [start, page) is in layer `o`.
+        let layer = &layers[usize::from(o)];
+        let src = std::fs::File::from(layer.fd.try_clone()?);
+        let (gpa_from, gpa_to) = (start as u64 * PAGE, page as u64 * PAGE);
+        let mut at = layer.base + gpa_from;
+        let end = layer.base + gpa_to;
+        while let Some((d, h)) = data_extent(src.as_raw_fd(), at, end) {
+            // Whole pages of guest memory around the data.
+            let mut off = d - (d - layer.base) % PAGE;
+            let h = (h - layer.base).next_multiple_of(PAGE) + layer.base;
+            let h = h.min(end);
+            while off < h {
+                let n = (h - off).min(PIECE) as usize;
+                let mut buf = free.recv().map_err(|_| gone())?;
+                buf.resize(n, 0);
+                src.read_exact_at(&mut buf, off)?;
+                let gpa = off - layer.base;
+                let mut piece_runs = Vec::new();
+                let mut i = 0usize;
+                while i < n {
+                    if is_zero(&buf[i..i + PAGE as usize]) {
+                        i += PAGE as usize;
+                        continue;
+                    }
+                    let s = i;
+                    i += PAGE as usize;
+                    while i < n && !is_zero(&buf[i..i + PAGE as usize]) {
+                        i += PAGE as usize;
+                    }
+                    crc.update(&buf[s..i]);
+                    piece_runs.push((s, i));
+                    let run_at = gpa + s as u64;
+                    let len = (i - s) as u64;
+                    match runs.last_mut() {
+                        Some((rs, rl)) if *rs + *rl == run_at => *rl += len,
+                        _ => runs.push((run_at, len)),
+                    }
+                }
+                full.send(Piece {
+                    buf,
+                    gpa,
+                    runs: piece_runs,
+                })
+                .map_err(|_| gone())?;
+                off += n as u64;
+            }
+            at = h;
+            if at >= end {
+                break;
+            }
+        }
+    }
+    let written = runs.iter().map(|r| r.1).sum();
+    Ok((runs, written, crc.finalize()))
 }
 
 /// Opens and checks a snapshot file (see the module's doc); the error says what is
@@ -353,12 +518,11 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, String> {
     if crc32fast::hash(&table) != h.runs_crc {
         return Err(bad("its memory table's checksum does not match"));
     }
-    // The memory's data: every run inside guest memory, in order, and its bytes
-    // those the checksum covers.
-    let mut crc = crc32fast::Hasher::new();
+    // The memory's runs: every one inside guest memory, in order. Their bytes are
+    // checked against the checksum by a thread of its own (see the module's doc).
     let mut last = 0u64;
     let mut runs_bytes = 0u64;
-    let mut buf = Vec::new();
+    let mut runs = Vec::with_capacity(table.len() / 16);
     for r in table.chunks_exact(16) {
         let mut a = [0u8; 8];
         a.copy_from_slice(&r[..8]);
@@ -375,26 +539,160 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, String> {
         }
         last = s + l;
         runs_bytes += l;
-        let mut off = 0;
-        while off < l {
-            let n = (l - off).min(8 << 20);
-            buf.resize(n as usize, 0);
-            f.read_exact_at(&mut buf, HEADER + s + off)
-                .map_err(|e| e.to_string())?;
-            crc.update(&buf);
-            off += n;
-        }
-    }
-    if crc.finalize() != h.mem_crc {
-        return Err(bad("its guest memory's checksum does not match"));
+        runs.push((s, l));
     }
     let _ = f.seek(SeekFrom::Start(0));
+    let file = std::sync::Arc::new(OwnedFd::from(f));
+    let check = MemCheck::start(
+        std::sync::Arc::clone(&file),
+        runs,
+        h.mem_crc,
+        path.display().to_string(),
+    )
+    .map_err(|e| format!("cannot start checking its guest memory: {e}"))?;
     Ok(Loaded {
-        file: std::sync::Arc::new(OwnedFd::from(f)),
+        file,
         header: h,
         state,
         runs_bytes,
+        check,
     })
+}
+
+/// What fails when the memory check fails: a sandbox started from the file.
+pub(crate) type OnBad = Box<dyn FnOnce(&str) + Send>;
+
+/// The check of a loaded file's guest memory against its checksum, made by a thread
+/// of its own while sandboxes start and run from the file (see the module's doc).
+pub(crate) struct MemCheck {
+    inner: std::sync::Mutex<CheckState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct CheckState {
+    /// `None` while checking; then the outcome (the error names the file).
+    outcome: Option<Result<(), String>>,
+    /// What to fail if the check fails: called once, with the error.
+    watchers: Vec<OnBad>,
+    /// The outcome is known and the watchers were called: [`MemCheck::wait`] returns.
+    reported: bool,
+}
+
+impl std::fmt::Debug for MemCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = crate::sync::locked(&self.inner);
+        f.debug_struct("MemCheck")
+            .field("outcome", &s.outcome)
+            .field("watchers", &s.watchers.len())
+            .finish()
+    }
+}
+
+impl MemCheck {
+    /// Starts the check of `runs` of `file` (offsets from guest address 0) against
+    /// `want`; `name` is the file's, for the error.
+    fn start(
+        file: std::sync::Arc<OwnedFd>,
+        runs: Vec<(u64, u64)>,
+        want: u32,
+        name: String,
+    ) -> std::io::Result<std::sync::Arc<MemCheck>> {
+        let check = std::sync::Arc::new(MemCheck {
+            inner: std::sync::Mutex::new(CheckState::default()),
+            done: std::sync::Condvar::new(),
+        });
+        let c = std::sync::Arc::clone(&check);
+        std::thread::Builder::new()
+            .name("hsb-snapcheck".into())
+            .spawn(move || {
+                // Behind the sandboxes' own threads: they run meanwhile (best effort;
+                // per thread on Linux).
+                // SAFETY: gettid has no preconditions.
+                let me = unsafe { libc::gettid() } as libc::id_t;
+                // SAFETY: setpriority on this thread's own id; no memory is passed.
+                let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, me, 10) };
+                let outcome = match memory_crc(&file, &runs) {
+                    Ok(crc) if crc == want => Ok(()),
+                    Ok(_) => Err(format!(
+                        "the snapshot file {name}: corrupt: its guest memory's checksum does not match"
+                    )),
+                    Err(e) => Err(format!(
+                        "the snapshot file {name}: its guest memory could not be read: {e}"
+                    )),
+                };
+                c.finish(outcome);
+            })?;
+        Ok(check)
+    }
+
+    fn finish(&self, outcome: Result<(), String>) {
+        let watchers = {
+            let mut s = crate::sync::locked(&self.inner);
+            s.outcome = Some(outcome.clone());
+            std::mem::take(&mut s.watchers)
+        };
+        if let Err(e) = outcome {
+            for w in watchers {
+                w(&e);
+            }
+        }
+        crate::sync::locked(&self.inner).reported = true;
+        self.done.notify_all();
+    }
+
+    /// Fails `on_bad` if the check fails later; an error at once if it failed
+    /// already (the start is then refused). Nothing is kept once the check passed.
+    pub(crate) fn watch(&self, on_bad: OnBad) -> Result<(), String> {
+        let mut s = crate::sync::locked(&self.inner);
+        match &s.outcome {
+            Some(Err(e)) => Err(e.clone()),
+            Some(Ok(())) => Ok(()),
+            None => {
+                s.watchers.push(on_bad);
+                Ok(())
+            }
+        }
+    }
+
+    /// The check's outcome, if known yet.
+    pub(crate) fn outcome(&self) -> Option<Result<(), String>> {
+        crate::sync::locked(&self.inner).outcome.clone()
+    }
+
+    /// The check's outcome: waits until it is known.
+    pub(crate) fn wait(&self) -> Result<(), String> {
+        let mut s = crate::sync::locked(&self.inner);
+        loop {
+            if let (true, Some(o)) = (s.reported, &s.outcome) {
+                return o.clone();
+            }
+            s = self
+                .done
+                .wait(s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// The CRC-32 of the file's memory `runs`, read in pieces (by `pread`: a file cut
+/// short meanwhile is an error here, not a fault).
+fn memory_crc(file: &OwnedFd, runs: &[(u64, u64)]) -> std::io::Result<u32> {
+    use std::os::unix::fs::FileExt;
+    const PIECE: u64 = 1 << 20;
+    let file = std::fs::File::from(file.try_clone()?);
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; PIECE as usize];
+    for &(s, l) in runs {
+        let mut off = 0;
+        while off < l {
+            let n = (l - off).min(PIECE) as usize;
+            file.read_exact_at(&mut buf[..n], HEADER + s + off)?;
+            crc.update(&buf[..n]);
+            off += n as u64;
+        }
+    }
+    Ok(crc.finalize())
 }
 
 impl Loaded {
