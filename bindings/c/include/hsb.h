@@ -776,6 +776,16 @@ hsb_status hsb_snapshot_save(const hsb_snapshot *snap,
                              uint64_t *written,
                              hsb_error **err);
 
+// Waits until `snap` is known to be intact: a snapshot loaded from a file
+// (`hsb_snapshot_load`) starts sandboxes at once while its guest memory is still
+// checked against the file's checksum; if it does not match, they fail naming the
+// file, later starts are refused, and this returns that error. `HSB_OK` at once for
+// any other snapshot.
+//
+// # Safety
+// `snap` is NULL or a snapshot; `err` NULL or valid for writing one pointer.
+hsb_status hsb_snapshot_verify(const hsb_snapshot *snap, hsb_error **err);
+
 // Loads a snapshot file written by `hsb_snapshot_save` under `sb`'s policy: `opts`
 // (NULL: the defaults) are the options the saved sandbox was created with (as for
 // `hsb_live_create`); a file whose sandbox differs from the one the policy gives now

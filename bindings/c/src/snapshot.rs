@@ -146,6 +146,30 @@ pub unsafe extern "C" fn hsb_snapshot_save(
     unsafe { ffi::call(err, body) }
 }
 
+/// Waits until `snap` is known to be intact: a snapshot loaded from a file
+/// (`hsb_snapshot_load`) starts sandboxes at once while its guest memory is still
+/// checked against the file's checksum; if it does not match, they fail naming the
+/// file, later starts are refused, and this returns that error. `HSB_OK` at once for
+/// any other snapshot.
+///
+/// # Safety
+/// `snap` is NULL or a snapshot; `err` NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_snapshot_verify(
+    snap: *const hsb_snapshot,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let body = || {
+        no_runtime_here()?;
+        // SAFETY: `snap` is NULL or a snapshot (contract above).
+        let snap = unsafe { ffi::handle(snap, "snapshot") }?;
+        let rt = runtime::get()?;
+        rt.block_on(snap.snap.verify()).map_err(lib)
+    };
+    // SAFETY: `err` is NULL or valid for writing (contract above).
+    unsafe { ffi::call(err, body) }
+}
+
 /// Loads a snapshot file written by `hsb_snapshot_save` under `sb`'s policy: `opts`
 /// (NULL: the defaults) are the options the saved sandbox was created with (as for
 /// `hsb_live_create`); a file whose sandbox differs from the one the policy gives now

@@ -195,6 +195,8 @@ static void microvm_save_load_and_pause_to_disk(void) {
   hsb_live *clone = NULL;
   if (loaded) CHECK(hsb_snapshot_start(loaded, &clone, NULL) == HSB_OK && clone != NULL);
   if (clone) CHECK(feed(clone, 10) == 15);
+  /* Its guest memory checks out (checked in the background since the load). */
+  if (loaded) CHECK(hsb_snapshot_verify(loaded, NULL) == HSB_OK);
   hsb_live_free(clone);
   hsb_snapshot_free(loaded);
 

@@ -153,6 +153,20 @@ impl PySnapshot {
         }
     }
 
+    /// Waits until the snapshot is known to be intact: one loaded from a file starts
+    /// sandboxes while its guest memory is still checked against the file's checksum
+    /// (they fail, naming the file, if it does not match); raises that check's
+    /// error. Returns at once for any other snapshot.
+    fn verify(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.kind {
+            Kind::Local(s) => {
+                let s = s.clone();
+                wait(py, async move { s.verify().await.map_err(Failure::from) })
+            }
+            Kind::Remote(..) => Ok(()),
+        }
+    }
+
     /// Deletes a server's snapshot (the sandboxes started from it go on); nothing for
     /// one of this process (it is freed with its last reference). Idempotent.
     fn delete(&self, py: Python<'_>) -> PyResult<()> {

@@ -328,6 +328,14 @@ class Snapshot:
         """`start` for asyncio."""
         return LiveSandbox(await self._native.start_async())
 
+    def verify(self) -> None:
+        """Waits until the snapshot is known to be intact. One loaded from a file
+        (`Sandbox().load_snapshot`) starts sandboxes at once while its guest memory is
+        still checked against the file's checksum; if it does not match, they fail
+        naming the file, later starts are refused, and this raises `SandboxError`.
+        Returns at once for any other snapshot."""
+        self._native.verify()
+
     def save(self, path: StrPath) -> int:
         """Writes the snapshot to a file at `path` (micro-VM, of this process) that
         `Sandbox().load_snapshot(path, ...)` loads here or in another process of this
