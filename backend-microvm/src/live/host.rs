@@ -67,6 +67,9 @@ pub(super) struct Shared {
     pub(super) net: Option<Arc<crate::net::VmNet>>,
     /// Its options (sandboxes started from its snapshots get the same).
     options: LiveOptions,
+    /// For a sandbox started from a snapshot file: the check of the file's guest
+    /// memory, kept going while the sandbox lives (see `savefile`).
+    _memcheck: Option<Arc<crate::savefile::MemCheck>>,
 }
 
 impl Shared {
@@ -258,6 +261,7 @@ pub(crate) async fn create(
         activity: Arc::new(Notify::new()),
         net,
         options: options.clone(),
+        _memcheck: None,
     });
     tokio::spawn(watchdog(
         Arc::downgrade(&shared),
@@ -622,6 +626,7 @@ impl MicroVmSnapshot {
             // snapshots (refused in `take_snapshot`).
             net: None,
             options: self.options.clone(),
+            _memcheck: check.clone(),
         });
         if let Some(c) = check {
             // Its memory may still turn out corrupt (see `savefile`): the sandbox then

@@ -602,7 +602,9 @@ impl MemCheck {
             inner: std::sync::Mutex::new(CheckState::default()),
             done: std::sync::Condvar::new(),
         });
-        let c = std::sync::Arc::clone(&check);
+        // Weak: when neither the loaded snapshot nor any sandbox started from it is
+        // left, nobody waits for the outcome and the check stops.
+        let c = std::sync::Arc::downgrade(&check);
         std::thread::Builder::new()
             .name("hsb-snapcheck".into())
             .spawn(move || {
@@ -612,8 +614,10 @@ impl MemCheck {
                 let me = unsafe { libc::gettid() } as libc::id_t;
                 // SAFETY: setpriority on this thread's own id; no memory is passed.
                 let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, me, 10) };
-                let outcome = match memory_crc(&file, &runs) {
-                    Ok(crc) if crc == want => Ok(()),
+                let wanted = || c.strong_count() > 0;
+                let outcome = match memory_crc(&file, &runs, &wanted) {
+                    Ok(None) => return,
+                    Ok(Some(crc)) if crc == want => Ok(()),
                     Ok(_) => Err(format!(
                         "the snapshot file {name}: corrupt: its guest memory's checksum does not match"
                     )),
@@ -621,7 +625,9 @@ impl MemCheck {
                         "the snapshot file {name}: its guest memory could not be read: {e}"
                     )),
                 };
-                c.finish(outcome);
+                if let Some(c) = c.upgrade() {
+                    c.finish(outcome);
+                }
             })?;
         Ok(check)
     }
@@ -676,8 +682,13 @@ impl MemCheck {
 }
 
 /// The CRC-32 of the file's memory `runs`, read in pieces (by `pread`: a file cut
-/// short meanwhile is an error here, not a fault).
-fn memory_crc(file: &OwnedFd, runs: &[(u64, u64)]) -> std::io::Result<u32> {
+/// short meanwhile is an error here, not a fault); `None` as soon as `wanted` says
+/// nobody waits for it any more.
+fn memory_crc(
+    file: &OwnedFd,
+    runs: &[(u64, u64)],
+    wanted: &dyn Fn() -> bool,
+) -> std::io::Result<Option<u32>> {
     use std::os::unix::fs::FileExt;
     const PIECE: u64 = 1 << 20;
     let file = std::fs::File::from(file.try_clone()?);
@@ -686,13 +697,16 @@ fn memory_crc(file: &OwnedFd, runs: &[(u64, u64)]) -> std::io::Result<u32> {
     for &(s, l) in runs {
         let mut off = 0;
         while off < l {
+            if !wanted() {
+                return Ok(None);
+            }
             let n = (l - off).min(PIECE) as usize;
             file.read_exact_at(&mut buf[..n], HEADER + s + off)?;
             crc.update(&buf[..n]);
             off += n as u64;
         }
     }
-    Ok(crc.finalize())
+    Ok(Some(crc.finalize()))
 }
 
 impl Loaded {
