@@ -284,13 +284,6 @@ pub(crate) fn write(
     result
 }
 
-/// Whether a page is all zero (no early exit: the loop vectorizes).
-fn is_zero(page: &[u8]) -> bool {
-    page.chunks_exact(8).fold(0u64, |acc, c| {
-        acc | u64::from_ne_bytes(c.try_into().unwrap_or([1; 8]))
-    }) == 0
-}
-
 /// Which memory file holds each page below `used`: the index in `layers` of the last
 /// one that has it (a later layer's runs are over the earlier ones), by page.
 fn page_owners(layers: &[crate::memory::Layer], used: u64) -> Vec<Option<u16>> {
@@ -313,6 +306,9 @@ fn page_owners(layers: &[crate::memory::Layer], used: u64) -> Vec<Option<u16>> {
 /// The next byte at or after `at` (before `end`) of `fd` that holds data (`SEEK_DATA`),
 /// and the end of that data (`SEEK_HOLE`), clamped to `end`; `None`: only holes.
 fn data_extent(fd: i32, at: u64, end: u64) -> Option<(u64, u64)> {
+    if at >= end {
+        return None;
+    }
     // SAFETY: lseek on a descriptor the caller holds open; it moves no memory.
     let d = unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_DATA) };
     if d < 0 {
@@ -430,13 +426,13 @@ fn read_memory(
                 let mut piece_runs = Vec::new();
                 let mut i = 0usize;
                 while i < n {
-                    if is_zero(&buf[i..i + PAGE as usize]) {
+                    if crate::memory::is_zero(&buf[i..i + PAGE as usize]) {
                         i += PAGE as usize;
                         continue;
                     }
                     let s = i;
                     i += PAGE as usize;
-                    while i < n && !is_zero(&buf[i..i + PAGE as usize]) {
+                    while i < n && !crate::memory::is_zero(&buf[i..i + PAGE as usize]) {
                         i += PAGE as usize;
                     }
                     crc.update(&buf[s..i]);
@@ -457,9 +453,6 @@ fn read_memory(
                 off += n as u64;
             }
             at = h;
-            if at >= end {
-                break;
-            }
         }
     }
     let written = runs.iter().map(|r| r.1).sum();
