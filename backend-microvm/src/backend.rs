@@ -185,16 +185,28 @@ fn vcpu_thread(
     if setup_tx.send(Ok(())).is_err() {
         ctl.kill();
     }
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        crate::sandbox::run(plan, prepared, start)
-    }))
-    .unwrap_or_else(|panic| {
-        Err(RunError::Supervision(
-            "running the micro-VM".into(),
-            std::io::Error::other(format!("VMM failure: {}", panic_message(&panic))),
-        ))
-    });
-    let _ = done_tx.send(outcome);
+    // The outcome goes out as soon as the run has one; the personality is freed after
+    // it, on this thread (a panic there, after the outcome, is only logged).
+    let mut done_tx = Some(done_tx);
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        crate::sandbox::run(plan, prepared, start, |outcome| {
+            if let Some(tx) = done_tx.take() {
+                let _ = tx.send(outcome);
+            }
+        });
+    }));
+    if let Err(panic) = ran {
+        let message = format!("VMM failure: {}", panic_message(&panic));
+        match done_tx.take() {
+            Some(tx) => {
+                let _ = tx.send(Err(RunError::Supervision(
+                    "running the micro-VM".into(),
+                    std::io::Error::other(message),
+                )));
+            }
+            None => tracing::error!(%message, "micro-VM teardown failed after the run's outcome"),
+        }
+    }
 }
 
 /// The micro-VM's networks: `none`, `loopback` (its own, inside the VM) and `egress`

@@ -178,7 +178,10 @@ impl Sandbox {
         })
     }
 
-    /// Runs template `name` with `run`'s stdin and limits, to its end.
+    /// Runs template `name` with `run`'s stdin and limits, to its end. The outcome is
+    /// returned when the program has ended: a micro-VM run's sandbox (memory,
+    /// descriptors and thread of this process) is then freed in the background, a
+    /// container's before this returns.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), hybrid_sandbox::Error> {
@@ -192,7 +195,18 @@ impl Sandbox {
         let (live, mut exec) = self.start_template(name, run).await?;
         let out = exec.wait().await.map_err(Error::Run);
         drop(exec);
-        let _ = live.destroy().await;
+        if live.isolation() == Isolation::MicroVm {
+            // The outcome is out once the program has ended; the micro-VM (in this
+            // process: memory, descriptors, its thread) is freed in the background.
+            // Were the runtime to stop first, dropping the task's `live` destroys it.
+            tokio::spawn(async move {
+                let _ = live.destroy().await;
+            });
+        } else {
+            // A container's teardown (its processes, cgroups) is waited for: this
+            // process may end right after the outcome.
+            let _ = live.destroy().await;
+        }
         out
     }
 
