@@ -156,6 +156,7 @@ fn microvm_template_python() {
     };
     let sb = policy();
     runtime().block_on(async {
+        let threads0 = vcpu_threads();
         let info = sb
             .build_template("vm")
             .await
@@ -169,6 +170,12 @@ fn microvm_template_python() {
         assert_eq!(o.termination, Termination::CpuLimit, "{o:?}");
         let o = run(&sb, "vm", "print(sum(range(10)))").await;
         assert!(o.cpu_time < Duration::from_secs(30), "{o:?}");
+        // A run's outcome comes before its micro-VM is torn down, which goes on in the
+        // background: it still ends, for every run.
+        until("template runs' micro-VMs outlived their runs", || {
+            vcpu_threads() == threads0
+        })
+        .await;
     });
 }
 
