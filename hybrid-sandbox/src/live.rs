@@ -235,7 +235,8 @@ impl Live {
     /// Pauses the sandbox to disk: its state is kept in a snapshot whose guest memory is
     /// an unnamed file in the directory `dir` (removed with the snapshot: nothing is
     /// left there), and the sandbox itself is destroyed, its memory freed from the host.
-    /// [`Snapshot::start`] resumes it where it was. Micro-VM only (the container's
+    /// [`Snapshot::start`] resumes it where it was, its `lifetime` still counted from
+    /// its creation (resumed past it, it ends at once). Micro-VM only (the container's
     /// backend says it is not supported); refused, the sandbox going on, as
     /// [`Live::snapshot`] refuses.
     pub async fn pause_to_disk(&self, dir: impl AsRef<std::path::Path>) -> Result<Snapshot, Error> {

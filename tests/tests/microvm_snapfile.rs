@@ -124,6 +124,69 @@ fn pause_to_disk_frees_the_memory_and_resumes_where_it_was() {
     });
 }
 
+/// A sandbox's lifetime counts from its creation across a pause to disk (paused time
+/// included, as for a pause in memory): one whose lifetime passed while it was on disk
+/// ends as soon as it is resumed, where a fresh lifetime would keep it for seconds.
+#[test]
+fn pause_to_disk_keeps_the_lifetime_of_the_sandbox() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let lifetime = Duration::from_secs(3);
+        let live = sandbox()
+            .create(
+                Workload::default().isolation(IsolationRequest::MicroVm),
+                LiveOptions {
+                    lifetime: Some(lifetime),
+                    ..LiveOptions::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create: {}", e.chain()));
+        let created = Instant::now();
+        live.write_file("/tmp/file", "kept").await.unwrap();
+        let snap = live
+            .pause_to_disk(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("pause to disk: {}", e.chain()));
+        tokio::time::sleep((created + lifetime + Duration::from_millis(200)) - Instant::now())
+            .await;
+        let resumed = snap
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("resume: {}", e.chain()));
+        let until = Instant::now() + lifetime / 2;
+        while resumed.ended().is_none() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            resumed.ended(),
+            Some(hybrid_sandbox::EndReason::Lifetime),
+            "a sandbox resumed past its lifetime ends at once"
+        );
+        // A fork (a new sandbox) gets a lifetime of its own, from its start.
+        let live = sandbox()
+            .create(
+                Workload::default().isolation(IsolationRequest::MicroVm),
+                LiveOptions {
+                    lifetime: Some(lifetime),
+                    ..LiveOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let snap = live.snapshot().await.unwrap();
+        live.destroy().await.unwrap();
+        tokio::time::sleep(lifetime + Duration::from_millis(200)).await;
+        let fork = snap.start().await.unwrap();
+        assert_eq!(fork.exec(["true"]).await.unwrap().exit_code, Some(0));
+        assert_eq!(fork.ended(), None);
+        fork.destroy().await.unwrap();
+    });
+}
+
 #[test]
 fn pause_to_disk_into_a_missing_directory_fails_and_the_sandbox_goes_on() {
     let Some(_serial) = ready() else {

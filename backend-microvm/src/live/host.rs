@@ -282,6 +282,9 @@ pub(crate) struct MicroVmSnapshot {
     options: LiveOptions,
     /// The first exec id of sandboxes started from it (after the original's).
     next_id: u32,
+    /// When the original was created, for a sandbox paused to disk: its starts resume
+    /// it, so its `lifetime` counts from then (a fork's counts from its own start).
+    created: Option<Instant>,
 }
 
 /// A new memory file for a snapshot (sealed once written).
@@ -375,6 +378,7 @@ impl MicroVmLive {
             enforcement: Some(s.enforcement.clone()),
             options: s.options.clone(),
             next_id: s.next_id.load(std::sync::atomic::Ordering::SeqCst),
+            created: to_disk.map(|_| s.created),
         })
     }
 }
@@ -617,7 +621,7 @@ impl MicroVmSnapshot {
             ending: Arc::clone(&ending),
             thread: Mutex::new(Some(thread)),
             life: Mutex::new(Life::running(now)),
-            created: now,
+            created: self.created.unwrap_or(now),
             plan: self.plan.clone(),
             enforcement,
             next_id: AtomicU32::new(self.next_id),
@@ -1102,5 +1106,6 @@ pub async fn load_snapshot(
         enforcement: None,
         options,
         next_id,
+        created: None,
     }))
 }
