@@ -43,10 +43,14 @@ enum SandboxCommand {
     },
     /// Pause a sandbox: every process stops.
     Pause {
+        /// Pause it to disk: its state goes to a file of the server and its memory is
+        /// freed until `resume` (micro-VM only).
+        #[arg(long)]
+        to_disk: bool,
         /// The sandbox.
         id: String,
     },
-    /// Resume a paused sandbox.
+    /// Resume a paused sandbox (one paused to disk starts again from its file).
     Resume {
         /// The sandbox.
         id: String,
@@ -331,7 +335,11 @@ async fn dispatch(args: SandboxArgs) -> Result<i32, Failed> {
                     "{:<28} {:<10} {:<10} {:<12} {:<12} {:<9} {}",
                     s.id,
                     s.isolation.to_string(),
-                    s.state.to_string(),
+                    if s.on_disk {
+                        "on-disk".to_string()
+                    } else {
+                        s.state.to_string()
+                    },
                     s.decision.profile,
                     s.image.as_deref().unwrap_or("-"),
                     s.network.to_string(),
@@ -342,8 +350,12 @@ async fn dispatch(args: SandboxArgs) -> Result<i32, Failed> {
         }
         SandboxCommand::Exec(a) => crate::sandbox_exec::run(&c, *a).await,
         SandboxCommand::Cp { src, dst } => crate::sandbox_cp::run(&c, &src, &dst).await,
-        SandboxCommand::Pause { id } => {
-            c.pause(&id).await?;
+        SandboxCommand::Pause { id, to_disk } => {
+            if to_disk {
+                c.pause_to_disk(&id).await?;
+            } else {
+                c.pause(&id).await?;
+            }
             Ok(0)
         }
         SandboxCommand::Resume { id } => {

@@ -33,6 +33,10 @@ pub(crate) struct ServeArgs {
     /// read-write too). Without one, requests cannot mount host paths.
     #[arg(long = "allow-mount", value_name = "DIR[:rw]")]
     allow_mounts: Vec<String>,
+    /// Where sandboxes paused to disk (`hsb sandbox pause --to-disk`) keep their memory:
+    /// unnamed files, gone with the sandbox or the server [default: /var/tmp].
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
 }
 
 fn octal(s: &str) -> Result<u32, String> {
@@ -78,6 +82,15 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         })?);
     }
     c.quota = args.quota;
+    if let Some(dir) = args.spill_dir {
+        if !dir.is_dir() {
+            return Err(format!(
+                "--spill-dir {}: not a directory (name an existing directory on a disk)",
+                dir.display()
+            ));
+        }
+        c.spill_dir = dir;
+    }
     c.socket_mode = args.socket_mode;
     c.allowed_mounts = args
         .allow_mounts

@@ -125,3 +125,187 @@ fn snapshot_and_create_from_it_through_the_cli_and_the_api() {
         }
     });
 }
+
+/// The server's descriptors open on unnamed files of `dir` (`O_TMPFILE`: the link
+/// reads `DIR/#INODE (deleted)`).
+fn unnamed_files_in(pid: u32, dir: &std::path::Path) -> usize {
+    let prefix = format!("{}/#", dir.display());
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with(&prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `hsb sandbox pause --to-disk ID` (`POST .../pause` with `{"to_disk": true}`): the
+/// micro-VM's state goes to an unnamed file of the server's `--spill-dir`, execs and
+/// files answer 409 meanwhile, `resume` starts it again under the same id with its
+/// files and its background process; deleting it leaves nothing in the directory. A
+/// container says it cannot; bad bodies are 400.
+#[test]
+fn pause_to_disk_and_resume_through_the_cli_and_the_api() {
+    let spill = tempfile::tempdir().unwrap();
+    let server = Server::start(&["--spill-dir", spill.path().to_str().unwrap()]);
+    let isos = isolations();
+    if !isos.contains(&"microvm") {
+        return;
+    }
+    let o = server.hsb(&["sandbox", "create", "--isolation", "microvm"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let id = out(&o).trim().to_string();
+    let o = server.hsb(&[
+        "sandbox",
+        "exec",
+        &id,
+        "--",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before > /tmp/state; busybox sleep 1000 & echo $! > /tmp/pid",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+
+    let o = server.hsb(&["sandbox", "pause", "--to-disk", &id]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        unnamed_files_in(server.pid(), spill.path()),
+        1,
+        "the state is in an unnamed file of the spill directory"
+    );
+    assert_eq!(
+        std::fs::read_dir(spill.path()).unwrap().count(),
+        0,
+        "nothing named is left in the spill directory"
+    );
+    let path = format!("/v1/sandboxes/{id}");
+    let (status, info) = server.json("GET", &path, "");
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["state"], "paused", "{info}");
+    assert_eq!(info["on_disk"], true, "{info}");
+    assert!(info.get("stats").is_none(), "{info}");
+    let o = server.hsb(&["sandbox", "ls"]);
+    assert!(
+        out(&o)
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("on-disk")),
+        "{}",
+        out(&o)
+    );
+    // Execs and files wait for the resume.
+    let o = server.hsb(&["sandbox", "exec", &id, "--", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("paused"), "{}", err(&o));
+    let (status, body) = server.json("GET", &format!("{path}/files?path=/tmp/state"), "");
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["kind"], "wrong_state", "{body}");
+    let (status, body) = server.json("POST", &format!("{path}/snapshot"), "");
+    assert_eq!(status, 409, "{body}");
+    // Pausing again changes nothing; bad bodies are refused.
+    let (status, body) = server.json("POST", &format!("{path}/pause"), r#"{"to_disk": true}"#);
+    assert_eq!(
+        (status, &body["on_disk"]),
+        (200, &serde_json::json!(true)),
+        "{body}"
+    );
+    for bad in [
+        r#"{"to_disk": "yes"}"#,
+        r#"{"to_dsk": true}"#,
+        "[true]",
+        "{",
+    ] {
+        let (status, body) = server.json("POST", &format!("{path}/pause"), bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    let o = server.hsb(&["sandbox", "resume", &id]);
+    assert!(o.status.success(), "{}", err(&o));
+    let (status, info) = server.json("GET", &path, "");
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["state"], "running", "{info}");
+    assert!(info.get("on_disk").is_none(), "{info}");
+    // Its memory is read from the file as it is touched: the file goes with it.
+    assert!(unnamed_files_in(server.pid(), spill.path()) <= 1);
+    let o = server.hsb(&[
+        "sandbox",
+        "exec",
+        &id,
+        "--",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox cat /tmp/state; busybox kill -0 $(busybox cat /tmp/pid) && echo alive",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o), "before\nalive\n");
+
+    // To disk again, then deleted there: nothing is left.
+    let o = server.hsb(&["sandbox", "pause", "--to-disk", &id]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = server.hsb(&["sandbox", "rm", &id]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        eventually(10.0, || unnamed_files_in(server.pid(), spill.path()) == 0),
+        "the file of a deleted sandbox stayed open"
+    );
+    assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
+
+    // A lifetime counts on disk too: once it passed, the file is freed and the sandbox
+    // shows it ended.
+    let o = server.hsb(&[
+        "sandbox",
+        "create",
+        "--isolation",
+        "microvm",
+        "--lifetime",
+        "2s",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let short = out(&o).trim().to_string();
+    let o = server.hsb(&["sandbox", "pause", "--to-disk", &short]);
+    assert!(o.status.success(), "{}", err(&o));
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    let (status, info) = server.json("GET", &format!("/v1/sandboxes/{short}"), "");
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(
+        (&info["state"], &info["ended"]),
+        (
+            &serde_json::json!("destroyed"),
+            &serde_json::json!("lifetime")
+        ),
+        "{info}"
+    );
+    assert!(
+        eventually(10.0, || unnamed_files_in(server.pid(), spill.path()) == 0),
+        "the file of a sandbox past its lifetime stayed open"
+    );
+    let o = server.hsb(&["sandbox", "resume", &short]);
+    assert!(
+        !o.status.success(),
+        "a sandbox past its lifetime is not resumed"
+    );
+
+    // A container cannot go to disk, and says so; it keeps running.
+    if isos.contains(&"container") {
+        let o = server.hsb(&["sandbox", "create", "--isolation", "container"]);
+        assert!(o.status.success(), "{}", err(&o));
+        let ct = out(&o).trim().to_string();
+        let (status, body) = server.json(
+            "POST",
+            &format!("/v1/sandboxes/{ct}/pause"),
+            r#"{"to_disk": true}"#,
+        );
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["kind"], "unsupported", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("disk"),
+            "{body}"
+        );
+        let o = server.hsb(&["sandbox", "exec", &ct, "--", "true"]);
+        assert!(o.status.success(), "{}", err(&o));
+        let o = server.hsb(&["sandbox", "rm", &ct]);
+        assert!(o.status.success(), "{}", err(&o));
+    }
+}

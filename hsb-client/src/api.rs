@@ -140,6 +140,10 @@ pub struct SandboxInfo {
     pub isolation: Isolation,
     /// `running`, `paused` or `destroyed`.
     pub state: LiveState,
+    /// Paused to disk (`POST .../pause` with `{"to_disk": true}`): its state is in a
+    /// file of the server, its memory freed; `POST .../resume` starts it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_disk: bool,
     /// Why it ended, once destroyed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<EndReason>,
@@ -378,6 +382,17 @@ pub struct DirListing {
     pub path: String,
     /// Its entries, sorted by name.
     pub entries: Vec<FileStat>,
+}
+
+/// `POST /v1/sandboxes/{id}/pause` (an empty body pauses in memory).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// Pause to disk: the sandbox's state goes to a file of the server (an unnamed
+    /// file in its `--spill-dir`), and the sandbox, its memory with it, is freed until
+    /// `POST .../resume`. Micro-VM only.
+    #[serde(default)]
+    pub to_disk: bool,
 }
 
 /// `POST /v1/sandboxes/{id}/files/rename`.

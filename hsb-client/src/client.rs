@@ -419,6 +419,18 @@ impl Client {
         .await
     }
 
+    /// Pauses a sandbox to disk: its state goes to a file of the server and its memory
+    /// is freed until [`Client::resume`] starts it again (micro-VM only).
+    pub async fn pause_to_disk(&self, id: &str) -> Result<SandboxInfo, ClientError> {
+        let body = Self::json(&crate::api::PauseRequest { to_disk: true })?;
+        self.call(
+            Method::POST,
+            &format!("{PREFIX}/sandboxes/{}/pause", enc(id)),
+            Some(body),
+        )
+        .await
+    }
+
     /// Takes a snapshot of a sandbox (it goes on): create from it with
     /// [`CreateRequest::from_snapshot`](crate::api::CreateRequest::from_snapshot).
     pub async fn snapshot(&self, id: &str) -> Result<crate::api::SnapshotInfo, ClientError> {

@@ -113,7 +113,7 @@ pub(crate) async fn exec(
     }
     let req = request(&b)?;
     let mut e = entry
-        .live
+        .live()?
         .exec_streaming(req)
         .await
         .map_err(|e| ApiError::exec(&e))?;
@@ -326,7 +326,7 @@ async fn start(ws: &mut WebSocket, entry: &Arc<Entry>) -> Result<Box<dyn Executi
     }
     let req = request(&b)?;
     entry
-        .live
+        .live()?
         .exec_streaming(req)
         .await
         .map_err(|e| ApiError::exec(&e))

@@ -87,12 +87,12 @@ pub(crate) async fn put(
     let (parents, directory) = (flag(&q, "parents")?, flag(&q, "directory")?);
     let e = app.registry.get(&owner, &id)?;
     if directory {
-        e.live.mkdir(&path, parents).await.map_err(lib)?;
+        e.live()?.mkdir(&path, parents).await.map_err(lib)?;
         return Ok(Json(WriteResult { path, bytes: 0 }));
     }
     if parents {
         if let Some((dir, _)) = path.rsplit_once('/').filter(|(d, _)| !d.is_empty()) {
-            match e.live.mkdir(dir, true).await {
+            match e.live()?.mkdir(dir, true).await {
                 Ok(()) => {}
                 Err(err) if err.kind() == "exists" => {}
                 Err(err) => return Err(lib(err)),
@@ -100,7 +100,7 @@ pub(crate) async fn put(
         }
     }
     let (stream, pump) = forwarded(body);
-    let written = e.live.write_file_stream(&path, stream, mode).await;
+    let written = e.live()?.write_file_stream(&path, stream, mode).await;
     if written.is_err() {
         // Refused before the end of the upload (a limit): read the rest of what the
         // client sends, bounded, so that it can read the answer instead of a reset.
@@ -120,10 +120,10 @@ pub(crate) async fn get(
     let path = path_of(&q)?;
     let e = app.registry.get(&owner, &id)?;
     if flag(&q, "stat")? {
-        let st = e.live.stat(&path).await.map_err(lib)?;
+        let st = e.live()?.stat(&path).await.map_err(lib)?;
         return Ok(Json(st).into_response());
     }
-    match e.live.read_file_stream(&path).await {
+    match e.live()?.read_file_stream(&path).await {
         Ok(s) => Ok((
             [(header::CONTENT_TYPE, "application/octet-stream")],
             // Large reads: the library's file may cost a blocking-thread hop per read.
@@ -131,7 +131,7 @@ pub(crate) async fn get(
         )
             .into_response()),
         Err(err) if err.kind() == "is_a_directory" => {
-            let entries = e.live.list_dir(&path).await.map_err(lib)?;
+            let entries = e.live()?.list_dir(&path).await.map_err(lib)?;
             let mut r = Json(DirListing { path, entries }).into_response();
             r.headers_mut()
                 .insert(LISTING_HEADER, HeaderValue::from_static("1"));
@@ -151,7 +151,7 @@ pub(crate) async fn delete(
     let path = path_of(&q)?;
     let recursive = flag(&q, "recursive")?;
     let e = app.registry.get(&owner, &id)?;
-    e.live.remove(&path, recursive).await.map_err(lib)?;
+    e.live()?.remove(&path, recursive).await.map_err(lib)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -163,6 +163,6 @@ pub(crate) async fn rename(
 ) -> Result<StatusCode, ApiError> {
     let e = app.registry.get(&owner, &id)?;
     let r: RenameRequest = read_json(body, app.json_limit).await?;
-    e.live.rename(&r.from, &r.to).await.map_err(lib)?;
+    e.live()?.rename(&r.from, &r.to).await.map_err(lib)?;
     Ok(StatusCode::NO_CONTENT)
 }

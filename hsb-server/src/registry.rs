@@ -19,7 +19,15 @@ const KEEP_ENDED: Duration = Duration::from_secs(120);
 pub(crate) struct Entry {
     pub(crate) id: String,
     pub(crate) owner: Owner,
-    pub(crate) live: Live,
+    /// The sandbox (while it is paused to disk: the one that went there, destroyed).
+    live: Mutex<Live>,
+    /// Paused to disk: the snapshot holding its state (its memory in an unnamed file of
+    /// the server's spill directory, gone with the snapshot).
+    on_disk: Mutex<Option<hybrid_sandbox::Snapshot>>,
+    /// Held while it goes to disk or comes back: one move at a time.
+    pub(crate) moving: tokio::sync::Mutex<()>,
+    /// Its lifetime passed while it was on disk: the file was freed.
+    ended_on_disk: std::sync::atomic::AtomicBool,
     pub(crate) created_at: SystemTime,
     pub(crate) options: LiveOptions,
     pub(crate) image: Option<String>,
@@ -54,7 +62,10 @@ impl Entry {
         Entry {
             id,
             owner,
-            live,
+            live: Mutex::new(live),
+            on_disk: Mutex::new(None),
+            moving: tokio::sync::Mutex::new(()),
+            ended_on_disk: std::sync::atomic::AtomicBool::new(false),
             created_at: SystemTime::now(),
             options,
             image,
@@ -65,15 +76,73 @@ impl Entry {
         }
     }
 
+    /// The sandbox as it is now: while it is paused to disk, the one that went there
+    /// (destroyed).
+    pub(crate) fn current(&self) -> Live {
+        lock(&self.live).clone()
+    }
+
+    /// The sandbox, to act on; 409 while it is paused to disk.
+    pub(crate) fn live(&self) -> Result<Live, ApiError> {
+        if self.on_disk() {
+            let mut e = ApiError::new(
+                "wrong_state",
+                format!(
+                    "sandbox {} is paused to disk; resume it first (POST /v1/sandboxes/{}/resume)",
+                    self.id, self.id
+                ),
+            );
+            e.detail.state = Some(LiveState::Paused);
+            return Err(e);
+        }
+        Ok(self.current())
+    }
+
+    /// Whether it is paused to disk.
+    pub(crate) fn on_disk(&self) -> bool {
+        lock(&self.on_disk).is_some()
+    }
+
+    /// It went to disk: `snapshot` holds it.
+    pub(crate) fn went_to_disk(&self, snapshot: hybrid_sandbox::Snapshot) {
+        *lock(&self.on_disk) = Some(snapshot);
+    }
+
+    /// Takes the snapshot it is paused in, to start it again (or to free it).
+    pub(crate) fn take_disk(&self) -> Option<hybrid_sandbox::Snapshot> {
+        lock(&self.on_disk).take()
+    }
+
+    /// It came back from disk as `live`.
+    pub(crate) fn came_back(&self, live: Live) {
+        *lock(&self.live) = live;
+    }
+
     /// The API's view of it (without stats).
     pub(crate) fn info(&self) -> SandboxInfo {
+        let live = self.current();
+        let on_disk = self.on_disk();
         SandboxInfo {
             id: self.id.clone(),
-            isolation: self.live.isolation(),
-            state: self.live.state(),
-            ended: self.live.ended(),
-            decision: self.live.decision().clone(),
-            enforcement: self.live.enforcement().clone(),
+            isolation: live.isolation(),
+            state: if on_disk {
+                LiveState::Paused
+            } else {
+                live.state()
+            },
+            on_disk,
+            ended: if on_disk {
+                None
+            } else if self
+                .ended_on_disk
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                Some(hybrid_sandbox::EndReason::Lifetime)
+            } else {
+                live.ended()
+            },
+            decision: live.decision().clone(),
+            enforcement: live.enforcement().clone(),
             created_at: self
                 .created_at
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -81,10 +150,37 @@ impl Entry {
             lifetime: self.options.lifetime,
             idle_timeout: self.options.idle_timeout,
             image: self.image.clone(),
-            network: self.live.enforcement().network,
+            network: live.enforcement().network,
             exposed: self.exposed.clone(),
             stats: None,
             outcome: None,
+        }
+    }
+
+    /// Whether it has ended: destroyed, and neither paused to disk nor on its way
+    /// there or back.
+    pub(crate) fn ended(&self) -> bool {
+        self.current().state() == LiveState::Destroyed
+            && !self.on_disk()
+            && self.moving.try_lock().is_ok()
+    }
+
+    /// Frees the file of a sandbox whose lifetime passed while it was paused to disk
+    /// (it would end at once if resumed).
+    fn end_on_disk_past_lifetime(&self) {
+        let past = self
+            .options
+            .lifetime
+            .is_some_and(|l| self.created_at.elapsed().is_ok_and(|age| age >= l));
+        if !past || !self.on_disk() {
+            return;
+        }
+        if let Ok(_moving) = self.moving.try_lock() {
+            if self.take_disk().is_some() {
+                self.ended_on_disk
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(id = %self.id, "lifetime passed on disk: its file freed");
+            }
         }
     }
 
@@ -109,7 +205,7 @@ impl Entry {
 
     /// True when it ended long enough ago to be forgotten.
     fn expired(&self, now: Instant) -> bool {
-        if self.live.state() != LiveState::Destroyed {
+        if !self.ended() {
             return false;
         }
         let mut seen = lock(&self.seen_ended);
@@ -222,6 +318,9 @@ impl Registry {
 
     fn sweep(st: &mut State) {
         let now = Instant::now();
+        for e in st.by_id.values() {
+            e.end_on_disk_past_lifetime();
+        }
         st.by_id.retain(|_, e| !e.expired(now));
     }
 
@@ -235,7 +334,7 @@ impl Registry {
         let live = st
             .by_id
             .values()
-            .filter(|e| &e.owner == owner && e.live.state() != LiveState::Destroyed)
+            .filter(|e| &e.owner == owner && !e.ended())
             .count();
         let pending = st.pending.get(owner).copied().unwrap_or(0);
         if live + pending >= self.quota {

@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
 use axum::{Extension, Json, Router};
-use hsb_client::api::{CreateRequest, SandboxInfo, SandboxList};
+use hsb_client::api::{CreateRequest, PauseRequest, SandboxInfo, SandboxList};
 use hybrid_sandbox::network::{EgressRequest, NetworkReport};
 use hybrid_sandbox::{Live, LiveOptions, LiveState, Mount, MountMode, Sandbox, Workload};
 
@@ -38,6 +38,8 @@ pub(crate) struct App {
     pub(crate) allowed_mounts: Vec<AllowedMount>,
     /// Largest JSON body.
     pub(crate) json_limit: usize,
+    /// Where sandboxes paused to disk keep their memory (unnamed files).
+    pub(crate) spill_dir: std::path::PathBuf,
 }
 
 pub(crate) type AppState = State<Arc<App>>;
@@ -394,7 +396,11 @@ async fn snapshot(
     SandboxId(id): SandboxId,
 ) -> Result<Response, ApiError> {
     let e = app.registry.get(&owner, &id)?;
-    let snapshot = e.live.snapshot().await.map_err(|e| ApiError::library(&e))?;
+    let snapshot = e
+        .live()?
+        .snapshot()
+        .await
+        .map_err(|e| ApiError::library(&e))?;
     let snap_id =
         new_snapshot_id().map_err(|e| ApiError::new("failed", format!("making an id: {e}")))?;
     let s = app.registry.add_snapshot(SnapEntry {
@@ -441,11 +447,12 @@ async fn show(
 ) -> Result<Json<SandboxInfo>, ApiError> {
     let e = app.registry.get(&owner, &id)?;
     let mut info = e.info();
-    if info.state != LiveState::Destroyed {
+    if info.state != LiveState::Destroyed && !info.on_disk {
         // A sandbox ending meanwhile has no stats; that is not an error.
-        info.stats = e.live.stats().await.ok();
-        info.state = e.live.state();
-        info.ended = e.live.ended();
+        let live = e.current();
+        info.stats = live.stats().await.ok();
+        info.state = live.state();
+        info.ended = live.ended();
     }
     Ok(Json(info))
 }
@@ -456,28 +463,72 @@ async fn destroy(
     SandboxId(id): SandboxId,
 ) -> Result<StatusCode, ApiError> {
     let e = app.registry.remove(&owner, &id)?;
-    e.live.destroy().await.map_err(|e| ApiError::library(&e))?;
+    // A move to disk or back under way ends first; then nothing of it is left.
+    let _moving = e.moving.lock().await;
+    drop(e.take_disk());
+    e.current()
+        .destroy()
+        .await
+        .map_err(|e| ApiError::library(&e))?;
     tracing::info!(id = %e.id, owner = %e.owner, "destroyed");
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /v1/sandboxes/{id}/pause`: stops its vCPU or freezes its processes; with
+/// `{"to_disk": true}`, writes its state to an unnamed file of the server's spill
+/// directory and frees the sandbox (micro-VM only) until `resume`.
 async fn pause(
     State(app): AppState,
     Extension(owner): Extension<Owner>,
     SandboxId(id): SandboxId,
+    body: Body,
 ) -> Result<Json<SandboxInfo>, ApiError> {
+    let req: PauseRequest = read_json(body, app.json_limit).await?;
     let e = app.registry.get(&owner, &id)?;
-    e.live.pause().await.map_err(|e| ApiError::library(&e))?;
+    let _moving = e.moving.lock().await;
+    if e.on_disk() {
+        return Ok(Json(e.info())); // already paused, on disk
+    }
+    let live = e.current();
+    if req.to_disk {
+        let snapshot = live
+            .pause_to_disk(&app.spill_dir)
+            .await
+            .map_err(|err| ApiError::library(&err))?;
+        e.went_to_disk(snapshot);
+        tracing::info!(id = %e.id, dir = %app.spill_dir.display(), "paused to disk");
+    } else {
+        live.pause().await.map_err(|e| ApiError::library(&e))?;
+    }
     Ok(Json(e.info()))
 }
 
+/// `POST /v1/sandboxes/{id}/resume`: undoes `pause`; a sandbox paused to disk starts
+/// again from its file, under the same id.
 async fn resume(
     State(app): AppState,
     Extension(owner): Extension<Owner>,
     SandboxId(id): SandboxId,
 ) -> Result<Json<SandboxInfo>, ApiError> {
     let e = app.registry.get(&owner, &id)?;
-    e.live.resume().await.map_err(|e| ApiError::library(&e))?;
+    let _moving = e.moving.lock().await;
+    match e.take_disk() {
+        Some(snapshot) => match snapshot.start().await {
+            Ok(live) => {
+                e.came_back(live);
+                tracing::info!(id = %e.id, "resumed from disk");
+            }
+            Err(err) => {
+                e.went_to_disk(snapshot); // still there: resume may be tried again
+                return Err(ApiError::library(&err));
+            }
+        },
+        None => e
+            .current()
+            .resume()
+            .await
+            .map_err(|e| ApiError::library(&e))?,
+    }
     Ok(Json(e.info()))
 }
 
@@ -490,8 +541,9 @@ async fn network(
     SandboxId(id): SandboxId,
 ) -> Result<Json<NetworkReport>, ApiError> {
     let e = app.registry.get(&owner, &id)?;
-    Ok(Json(e.live.network().unwrap_or_else(|| NetworkReport {
-        mode: e.live.enforcement().network,
+    let live = e.current();
+    Ok(Json(live.network().unwrap_or_else(|| NetworkReport {
+        mode: live.enforcement().network,
         ..NetworkReport::default()
     })))
 }
@@ -505,17 +557,17 @@ async fn network_events(
     SandboxId(id): SandboxId,
 ) -> Result<Response, ApiError> {
     let e = app.registry.get(&owner, &id)?;
-    let Some(mut rx) = e.live.network_events() else {
+    let live = e.current();
+    let Some(mut rx) = live.network_events() else {
         return Err(ApiError::new(
             "wrong_state",
             format!(
                 "sandbox {id} has network `{}`: only network `egress` has a broker whose \
                  decisions stream here",
-                e.live.enforcement().network
+                live.enforcement().network
             ),
         ));
     };
-    let live = e.live.clone();
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     tokio::spawn(async move {
         loop {

@@ -78,12 +78,17 @@ pub struct Config {
     pub allowed_mounts: Vec<AllowedMount>,
     /// Largest JSON body (and interactive message).
     pub json_limit: usize,
+    /// Where sandboxes paused to disk keep their memory: unnamed files (`O_TMPFILE`),
+    /// gone with the sandbox or the server, even after `kill -9`.
+    pub spill_dir: PathBuf,
 }
 
 impl Config {
-    /// Defaults: quota 64, socket mode 0600, no mounts, 16 MiB JSON bodies.
+    /// Defaults: quota 64, socket mode 0600, no mounts, 16 MiB JSON bodies, sandboxes
+    /// paused to disk in `/var/tmp`.
     pub fn new(listen: Listen, sandbox: hybrid_sandbox::Sandbox) -> Config {
         Config {
+            spill_dir: PathBuf::from("/var/tmp"),
             listen,
             sandbox,
             tokens: None,
@@ -211,6 +216,7 @@ pub async fn bind(config: Config) -> Result<Server, ServeError> {
         tokens: config.tokens,
         allowed_mounts: config.allowed_mounts,
         json_limit: config.json_limit,
+        spill_dir: config.spill_dir,
     });
     Ok(Server {
         listener,
@@ -279,7 +285,9 @@ impl Server {
         let all = self.app.registry.drain();
         tracing::info!("shutting down: destroying {} sandboxes", all.len());
         let jobs = all.into_iter().map(|e| async move {
-            if let Err(err) = e.live.destroy().await {
+            let _moving = e.moving.lock().await;
+            drop(e.take_disk());
+            if let Err(err) = e.current().destroy().await {
                 tracing::warn!(id = %e.id, "destroying: {}", err.chain());
             }
         });
