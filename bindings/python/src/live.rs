@@ -394,15 +394,25 @@ impl PyLive {
         block(py, async move { live.rename(&src, &dst).await })
     }
 
-    /// Stops every process of the sandbox.
-    fn pause(&self, py: Python<'_>) -> PyResult<()> {
-        let live = self.live.clone();
-        block(py, async move { live.pause().await })
+    /// Stops every process of the sandbox. `to_disk=True` (a server's micro-VM
+    /// sandbox): its state goes to a file of the server and its memory is freed until
+    /// `resume`.
+    #[pyo3(signature = (to_disk = false))]
+    fn pause(&self, py: Python<'_>, to_disk: bool) -> PyResult<()> {
+        let (live, remote) = (self.live.clone(), self.server());
+        runtime::wait(py, pause(live, remote, to_disk), None, || ())?.map_err(|f| f.to_pyerr(py))
     }
 
-    fn pause_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let live = self.live.clone();
-        asyncio(py, async move { live.pause().await })
+    #[pyo3(signature = (to_disk = false))]
+    fn pause_async<'py>(&self, py: Python<'py>, to_disk: bool) -> PyResult<Bound<'py, PyAny>> {
+        let (live, remote) = (self.live.clone(), self.server());
+        runtime::to_asyncio(py, async move {
+            let r = pause(live, remote, to_disk).await;
+            Box::new(move |py: Python<'_>| match r {
+                Ok(()) => Ok(py.None()),
+                Err(f) => Err(f.to_pyerr(py)),
+            }) as Deliver
+        })
     }
 
     /// Undoes `pause`.
@@ -529,6 +539,25 @@ fn create_request(options: Option<&Bound<'_, PyDict>>) -> PyResult<CreateRequest
         from_snapshot: None,
         ..CreateRequest::default()
     })
+}
+
+/// Pauses `live`; to disk only for a server's sandbox (`remote`): an in-process one
+/// goes to disk with `pause_to_disk(dir)`, which names the directory.
+async fn pause(live: Live, remote: Option<(Client, String)>, to_disk: bool) -> Result<(), Failure> {
+    if !to_disk {
+        return Ok(live.pause().await?);
+    }
+    match remote {
+        Some((c, id)) => {
+            c.pause_to_disk(&id).await?;
+            Ok(())
+        }
+        None => Err(Failure::from(hybrid_sandbox::Error::Live(
+            hybrid_sandbox::LiveError::Unsupported(
+                "pause(to_disk=True) is for a server's sandbox; an in-process one goes to disk with pause_to_disk(dir)".into(),
+            ),
+        ))),
+    }
 }
 
 /// A client of `hsb serve` (`unix:PATH` or `http://HOST:PORT`, a bearer token).

@@ -245,3 +245,26 @@ def test_a_client_sends_rules_but_never_secrets(server: str) -> None:
         assert list(ports) == [8000] and ports[8000].startswith("127.0.0.1:"), ports
         assert sb.network["mode"] == "egress"
 
+
+
+def test_server_pause_to_disk_and_resume(server: str) -> None:
+    """`pause(to_disk=True)` of a server's micro-VM: its state goes to a file of the
+    server, execs fail with `wrong_state` meanwhile, `resume` goes on where it was (its
+    files, its background process). In-process, `to_disk` names `pause_to_disk(dir)`."""
+    require("KVM", _microvm_live())
+    with hs.Client(server).create(isolation="microvm") as sb:
+        sb.write_file("/tmp/state", b"kept")
+        sb.exec(["busybox", "sh", "-c", "busybox sleep 1000 & echo $! > /tmp/pid"])
+        sb.pause(to_disk=True)
+        with pytest.raises(hs.SandboxError) as e:
+            sb.exec(["true"])
+        assert e.value.kind == "wrong_state", e.value
+        sb.resume()
+        assert sb.read_file("/tmp/state") == b"kept"
+        o = sb.exec(["busybox", "sh", "-c", "busybox kill -0 $(busybox cat /tmp/pid) && echo alive"])
+        assert o.stdout == b"alive\n", o
+    with hs.Sandbox().create(isolation="microvm") as sb:
+        with pytest.raises(hs.SandboxError) as e:
+            sb.pause(to_disk=True)
+        assert e.value.kind == "unsupported", e.value
+        assert "pause_to_disk(dir)" in str(e.value)

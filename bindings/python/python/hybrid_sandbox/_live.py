@@ -198,15 +198,17 @@ class LiveSandbox:
         """Renames `src` to `dst`."""
         self._native.rename(src, dst)
 
-    def pause(self) -> None:
+    def pause(self, to_disk: bool = False) -> None:
         """Stops every process of the sandbox (the container's freezer, the micro-VM's
         vCPU); paused time does not count against wall time. Execs and file calls fail
-        with kind `wrong_state` until `resume`."""
-        self._native.pause()
+        with kind `wrong_state` until `resume`. `to_disk=True`, for a server's micro-VM
+        sandbox: its state goes to a file of the server and its memory is freed until
+        `resume` starts it again (an in-process sandbox: `pause_to_disk(dir)`)."""
+        self._native.pause(to_disk)
 
-    async def pause_async(self) -> None:
+    async def pause_async(self, to_disk: bool = False) -> None:
         """`pause` for asyncio."""
-        await self._native.pause_async()
+        await self._native.pause_async(to_disk)
 
     def resume(self) -> None:
         """Undoes `pause`."""
