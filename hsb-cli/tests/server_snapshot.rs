@@ -17,6 +17,28 @@ fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `hsb ARGS` against `server`, which must succeed: its stdout.
+fn hsb_ok(server: &Server, args: &[&str]) -> String {
+    let o = server.hsb(args);
+    assert!(o.status.success(), "hsb {args:?}: {}", err(&o));
+    out(&o)
+}
+
+/// `hsb sandbox create --isolation ISO EXTRA...`: the new sandbox's id.
+fn create(server: &Server, iso: &str, extra: &[&str]) -> String {
+    let mut args = vec!["sandbox", "create", "--isolation", iso];
+    args.extend_from_slice(extra);
+    hsb_ok(server, &args).trim().to_string()
+}
+
+/// `hsb sandbox exec ID -- busybox sh -c SCRIPT`, which must succeed: its stdout.
+fn sh_ok(server: &Server, id: &str, script: &str) -> String {
+    hsb_ok(
+        server,
+        &["sandbox", "exec", id, "--", "busybox", "sh", "-c", script],
+    )
+}
+
 #[test]
 fn snapshot_and_create_from_it_through_the_cli_and_the_api() {
     let server = Server::start(&[]);
@@ -24,20 +46,8 @@ fn snapshot_and_create_from_it_through_the_cli_and_the_api() {
     if !isos.contains(&"microvm") {
         return;
     }
-    let o = server.hsb(&["sandbox", "create", "--isolation", "microvm"]);
-    assert!(o.status.success(), "{}", err(&o));
-    let id = out(&o).trim().to_string();
-    let o = server.hsb(&[
-        "sandbox",
-        "exec",
-        &id,
-        "--",
-        "busybox",
-        "sh",
-        "-c",
-        "echo parent > /tmp/state",
-    ]);
-    assert!(o.status.success(), "{}", err(&o));
+    let id = create(&server, "microvm", &[]);
+    sh_ok(&server, &id, "echo parent > /tmp/state");
 
     let o = server.hsb(&["sandbox", "snapshot", &id]);
     assert!(o.status.success(), "{}", err(&o));
@@ -153,23 +163,14 @@ fn pause_to_disk_and_resume_through_the_cli_and_the_api() {
     if !isos.contains(&"microvm") {
         return;
     }
-    let o = server.hsb(&["sandbox", "create", "--isolation", "microvm"]);
-    assert!(o.status.success(), "{}", err(&o));
-    let id = out(&o).trim().to_string();
-    let o = server.hsb(&[
-        "sandbox",
-        "exec",
+    let id = create(&server, "microvm", &[]);
+    sh_ok(
+        &server,
         &id,
-        "--",
-        "busybox",
-        "sh",
-        "-c",
         "echo before > /tmp/state; busybox sleep 1000 & echo $! > /tmp/pid",
-    ]);
-    assert!(o.status.success(), "{}", err(&o));
+    );
 
-    let o = server.hsb(&["sandbox", "pause", "--to-disk", &id]);
-    assert!(o.status.success(), "{}", err(&o));
+    hsb_ok(&server, &["sandbox", "pause", "--to-disk", &id]);
     assert_eq!(
         unnamed_files_in(server.pid(), spill.path()),
         1,
@@ -220,32 +221,51 @@ fn pause_to_disk_and_resume_through_the_cli_and_the_api() {
         assert_eq!(status, 400, "{bad}: {body}");
     }
 
-    let o = server.hsb(&["sandbox", "resume", &id]);
-    assert!(o.status.success(), "{}", err(&o));
+    hsb_ok(&server, &["sandbox", "resume", &id]);
     let (status, info) = server.json("GET", &path, "");
     assert_eq!(status, 200, "{info}");
     assert_eq!(info["state"], "running", "{info}");
     assert!(info.get("on_disk").is_none(), "{info}");
     // Its memory is read from the file as it is touched: the file goes with it.
     assert!(unnamed_files_in(server.pid(), spill.path()) <= 1);
-    let o = server.hsb(&[
-        "sandbox",
-        "exec",
+    let o = sh_ok(
+        &server,
         &id,
-        "--",
-        "busybox",
-        "sh",
-        "-c",
         "busybox cat /tmp/state; busybox kill -0 $(busybox cat /tmp/pid) && echo alive",
-    ]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(out(&o), "before\nalive\n");
+    );
+    assert_eq!(o, "before\nalive\n");
+
+    // Looked at while it goes to disk and comes back, it is never seen destroyed, and
+    // an exec meanwhile either runs or is refused with 409.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, info) = server.json("GET", &path, "");
+                assert_eq!(status, 200, "{info}");
+                seen.insert(info["state"].as_str().unwrap_or("?").to_string());
+                let (status, body) = server.json(
+                    "POST",
+                    &format!("{path}/exec"),
+                    r#"{"argv": ["busybox", "true"]}"#,
+                );
+                assert!(status == 200 || status == 409, "{status} {body}");
+            }
+            seen
+        });
+        for _ in 0..3 {
+            hsb_ok(&server, &["sandbox", "pause", "--to-disk", &id]);
+            hsb_ok(&server, &["sandbox", "resume", &id]);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = watcher.join().unwrap();
+        assert!(!seen.contains("destroyed"), "{seen:?}");
+    });
 
     // To disk again, then deleted there: nothing is left.
-    let o = server.hsb(&["sandbox", "pause", "--to-disk", &id]);
-    assert!(o.status.success(), "{}", err(&o));
-    let o = server.hsb(&["sandbox", "rm", &id]);
-    assert!(o.status.success(), "{}", err(&o));
+    hsb_ok(&server, &["sandbox", "pause", "--to-disk", &id]);
+    hsb_ok(&server, &["sandbox", "rm", &id]);
     assert!(
         eventually(10.0, || unnamed_files_in(server.pid(), spill.path()) == 0),
         "the file of a deleted sandbox stayed open"
@@ -254,18 +274,8 @@ fn pause_to_disk_and_resume_through_the_cli_and_the_api() {
 
     // A lifetime counts on disk too: once it passed, the file is freed and the sandbox
     // shows it ended.
-    let o = server.hsb(&[
-        "sandbox",
-        "create",
-        "--isolation",
-        "microvm",
-        "--lifetime",
-        "2s",
-    ]);
-    assert!(o.status.success(), "{}", err(&o));
-    let short = out(&o).trim().to_string();
-    let o = server.hsb(&["sandbox", "pause", "--to-disk", &short]);
-    assert!(o.status.success(), "{}", err(&o));
+    let short = create(&server, "microvm", &["--lifetime", "2s"]);
+    hsb_ok(&server, &["sandbox", "pause", "--to-disk", &short]);
     std::thread::sleep(std::time::Duration::from_millis(2300));
     let (status, info) = server.json("GET", &format!("/v1/sandboxes/{short}"), "");
     assert_eq!(status, 200, "{info}");
@@ -289,9 +299,7 @@ fn pause_to_disk_and_resume_through_the_cli_and_the_api() {
 
     // A container cannot go to disk, and says so; it keeps running.
     if isos.contains(&"container") {
-        let o = server.hsb(&["sandbox", "create", "--isolation", "container"]);
-        assert!(o.status.success(), "{}", err(&o));
-        let ct = out(&o).trim().to_string();
+        let ct = create(&server, "container", &[]);
         let (status, body) = server.json(
             "POST",
             &format!("/v1/sandboxes/{ct}/pause"),
@@ -303,9 +311,7 @@ fn pause_to_disk_and_resume_through_the_cli_and_the_api() {
             body["error"]["message"].as_str().unwrap().contains("disk"),
             "{body}"
         );
-        let o = server.hsb(&["sandbox", "exec", &ct, "--", "true"]);
-        assert!(o.status.success(), "{}", err(&o));
-        let o = server.hsb(&["sandbox", "rm", &ct]);
-        assert!(o.status.success(), "{}", err(&o));
+        hsb_ok(&server, &["sandbox", "exec", &ct, "--", "true"]);
+        hsb_ok(&server, &["sandbox", "rm", &ct]);
     }
 }

@@ -82,13 +82,14 @@ impl Entry {
         lock(&self.live).clone()
     }
 
-    /// The sandbox, to act on; 409 while it is paused to disk.
+    /// The sandbox, to act on; 409 while it is paused to disk, or pausing or resuming.
     pub(crate) fn live(&self) -> Result<Live, ApiError> {
-        if self.on_disk() {
+        if self.on_disk() || self.moving() {
             let mut e = ApiError::new(
                 "wrong_state",
                 format!(
-                    "sandbox {} is paused to disk; resume it first (POST /v1/sandboxes/{}/resume)",
+                    "sandbox {} is paused, or being paused or resumed; resume it first \
+                     (POST /v1/sandboxes/{}/resume)",
                     self.id, self.id
                 ),
             );
@@ -103,35 +104,49 @@ impl Entry {
         lock(&self.on_disk).is_some()
     }
 
+    /// Whether a pause or a resume holds it now.
+    fn moving(&self) -> bool {
+        self.moving.try_lock().is_err()
+    }
+
     /// It went to disk: `snapshot` holds it.
     pub(crate) fn went_to_disk(&self, snapshot: hybrid_sandbox::Snapshot) {
         *lock(&self.on_disk) = Some(snapshot);
     }
 
-    /// Takes the snapshot it is paused in, to start it again (or to free it).
+    /// The snapshot it is paused in, to start it again.
+    pub(crate) fn disk(&self) -> Option<hybrid_sandbox::Snapshot> {
+        lock(&self.on_disk).clone()
+    }
+
+    /// Takes the snapshot it is paused in, to free it.
     pub(crate) fn take_disk(&self) -> Option<hybrid_sandbox::Snapshot> {
         lock(&self.on_disk).take()
     }
 
-    /// It came back from disk as `live`.
+    /// It came back from disk as `live`: the snapshot goes (with its file, once `live`
+    /// no longer reads from it).
     pub(crate) fn came_back(&self, live: Live) {
         *lock(&self.live) = live;
+        drop(self.take_disk());
     }
 
     /// The API's view of it (without stats).
     pub(crate) fn info(&self) -> SandboxInfo {
         let live = self.current();
         let on_disk = self.on_disk();
+        // Going to disk, the sandbox is destroyed before its snapshot is kept: paused.
+        let moving = self.moving() && live.state() == LiveState::Destroyed;
         SandboxInfo {
             id: self.id.clone(),
             isolation: live.isolation(),
-            state: if on_disk {
+            state: if on_disk || moving {
                 LiveState::Paused
             } else {
                 live.state()
             },
             on_disk,
-            ended: if on_disk {
+            ended: if on_disk || moving {
                 None
             } else if self
                 .ended_on_disk
@@ -160,9 +175,7 @@ impl Entry {
     /// Whether it has ended: destroyed, and neither paused to disk nor on its way
     /// there or back.
     pub(crate) fn ended(&self) -> bool {
-        self.current().state() == LiveState::Destroyed
-            && !self.on_disk()
-            && self.moving.try_lock().is_ok()
+        self.current().state() == LiveState::Destroyed && !self.on_disk() && !self.moving()
     }
 
     /// Frees the file of a sandbox whose lifetime passed while it was paused to disk

@@ -447,9 +447,9 @@ async fn show(
 ) -> Result<Json<SandboxInfo>, ApiError> {
     let e = app.registry.get(&owner, &id)?;
     let mut info = e.info();
-    if info.state != LiveState::Destroyed && !info.on_disk {
+    // Not while it is on disk, or going there or coming back (no sandbox to ask).
+    if let (true, Ok(live)) = (info.state != LiveState::Destroyed, e.live()) {
         // A sandbox ending meanwhile has no stats; that is not an error.
-        let live = e.current();
         info.stats = live.stats().await.ok();
         info.state = live.state();
         info.ended = live.ended();
@@ -512,17 +512,13 @@ async fn resume(
 ) -> Result<Json<SandboxInfo>, ApiError> {
     let e = app.registry.get(&owner, &id)?;
     let _moving = e.moving.lock().await;
-    match e.take_disk() {
-        Some(snapshot) => match snapshot.start().await {
-            Ok(live) => {
-                e.came_back(live);
-                tracing::info!(id = %e.id, "resumed from disk");
-            }
-            Err(err) => {
-                e.went_to_disk(snapshot); // still there: resume may be tried again
-                return Err(ApiError::library(&err));
-            }
-        },
+    match e.disk() {
+        Some(snapshot) => {
+            // On failure it stays on disk: resume may be tried again.
+            let live = snapshot.start().await.map_err(|e| ApiError::library(&e))?;
+            e.came_back(live);
+            tracing::info!(id = %e.id, "resumed from disk");
+        }
         None => e
             .current()
             .resume()
