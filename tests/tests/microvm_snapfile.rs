@@ -135,16 +135,19 @@ fn pause_to_disk_keeps_the_lifetime_of_the_sandbox() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let lifetime = Duration::from_secs(3);
-        let live = sandbox()
-            .create(
-                Workload::default().isolation(IsolationRequest::MicroVm),
-                LiveOptions {
-                    lifetime: Some(lifetime),
-                    ..LiveOptions::default()
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("create: {}", e.chain()));
+        let create = || async {
+            sandbox()
+                .create(
+                    Workload::default().isolation(IsolationRequest::MicroVm),
+                    LiveOptions {
+                        lifetime: Some(lifetime),
+                        ..LiveOptions::default()
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("create: {}", e.chain()))
+        };
+        let live = create().await;
         let created = Instant::now();
         live.write_file("/tmp/file", "kept").await.unwrap();
         let snap = live
@@ -167,16 +170,7 @@ fn pause_to_disk_keeps_the_lifetime_of_the_sandbox() {
             "a sandbox resumed past its lifetime ends at once"
         );
         // A fork (a new sandbox) gets a lifetime of its own, from its start.
-        let live = sandbox()
-            .create(
-                Workload::default().isolation(IsolationRequest::MicroVm),
-                LiveOptions {
-                    lifetime: Some(lifetime),
-                    ..LiveOptions::default()
-                },
-            )
-            .await
-            .unwrap();
+        let live = create().await;
         let snap = live.snapshot().await.unwrap();
         live.destroy().await.unwrap();
         tokio::time::sleep(lifetime + Duration::from_millis(200)).await;
