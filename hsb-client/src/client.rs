@@ -423,12 +423,22 @@ impl Client {
     /// is freed until [`Client::resume`] starts it again (micro-VM only).
     pub async fn pause_to_disk(&self, id: &str) -> Result<SandboxInfo, ClientError> {
         let body = Self::json(&crate::api::PauseRequest { to_disk: true })?;
-        self.call(
-            Method::POST,
-            &format!("{PREFIX}/sandboxes/{}/pause", enc(id)),
-            Some(body),
-        )
-        .await
+        let info: SandboxInfo = self
+            .call(
+                Method::POST,
+                &format!("{PREFIX}/sandboxes/{}/pause", enc(id)),
+                Some(body),
+            )
+            .await?;
+        // A server from before pause to disk ignores the body and pauses in memory:
+        // that is said, never taken for a pause to disk.
+        if !info.on_disk {
+            return Err(ClientError::Protocol(format!(
+                "the server paused sandbox {id} but did not put it on disk (a server \
+                 without pause to disk?); it stays paused in memory"
+            )));
+        }
+        Ok(info)
     }
 
     /// Takes a snapshot of a sandbox (it goes on): create from it with

@@ -550,7 +550,9 @@ async fn pause(live: Live, remote: Option<(Client, String)>, to_disk: bool) -> R
     match remote {
         Some((c, id)) => {
             c.pause_to_disk(&id).await?;
-            Ok(())
+            // The sandbox's own pause now changes nothing on the server and answers its
+            // state (paused), which the handle keeps.
+            Ok(live.pause().await?)
         }
         None => Err(Failure::from(hybrid_sandbox::Error::Live(
             hybrid_sandbox::LiveError::Unsupported(

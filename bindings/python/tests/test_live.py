@@ -256,10 +256,12 @@ def test_server_pause_to_disk_and_resume(server: str) -> None:
         sb.write_file("/tmp/state", b"kept")
         sb.exec(["busybox", "sh", "-c", "busybox sleep 1000 & echo $! > /tmp/pid"])
         sb.pause(to_disk=True)
+        assert sb.state == "paused"
         with pytest.raises(hs.SandboxError) as e:
             sb.exec(["true"])
         assert e.value.kind == "wrong_state", e.value
         sb.resume()
+        assert sb.state == "running"
         assert sb.read_file("/tmp/state") == b"kept"
         o = sb.exec(["busybox", "sh", "-c", "busybox kill -0 $(busybox cat /tmp/pid) && echo alive"])
         assert o.stdout == b"alive\n", o
