@@ -276,7 +276,12 @@ fn pause_to_disk_and_resume_through_the_cli_and_the_api() {
     // shows it ended.
     let short = create(&server, "microvm", &["--lifetime", "2s"]);
     hsb_ok(&server, &["sandbox", "pause", "--to-disk", &short]);
-    std::thread::sleep(std::time::Duration::from_millis(2300));
+    assert_eq!(unnamed_files_in(server.pid(), spill.path()), 1);
+    // Freed by the server itself: no request comes until the file is gone.
+    assert!(
+        eventually(15.0, || unnamed_files_in(server.pid(), spill.path()) == 0),
+        "the file of a sandbox past its lifetime stayed open"
+    );
     let (status, info) = server.json("GET", &format!("/v1/sandboxes/{short}"), "");
     assert_eq!(status, 200, "{info}");
     assert_eq!(
@@ -286,10 +291,6 @@ fn pause_to_disk_and_resume_through_the_cli_and_the_api() {
             &serde_json::json!("lifetime")
         ),
         "{info}"
-    );
-    assert!(
-        eventually(10.0, || unnamed_files_in(server.pid(), spill.path()) == 0),
-        "the file of a sandbox past its lifetime stayed open"
     );
     let o = server.hsb(&["sandbox", "resume", &short]);
     assert!(

@@ -337,6 +337,13 @@ impl Registry {
         st.by_id.retain(|_, e| !e.expired(now));
     }
 
+    /// Frees what ended without a request to see it: files of sandboxes whose lifetime
+    /// passed on disk, sandboxes ended long enough ago (the server calls it
+    /// periodically).
+    pub(crate) fn sweep_now(&self) {
+        Registry::sweep(&mut lock(&self.state));
+    }
+
     /// A quota slot for a new sandbox of `owner`, or 429.
     pub(crate) fn reserve(&self, owner: &Owner) -> Result<Slot<'_>, ApiError> {
         let mut st = lock(&self.state);

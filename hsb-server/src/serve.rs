@@ -143,6 +143,8 @@ impl std::fmt::Debug for Listener {
 const MAX_CONNECTIONS: usize = 1024;
 /// A request's header must arrive within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often ended sandboxes are looked for without a request.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 fn listen_err(listen: &Listen) -> impl Fn(std::io::Error) -> ServeError + '_ {
     move |source| ServeError::Listen {
@@ -236,6 +238,20 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let router = router(self.app.clone());
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        // Without requests, ended sandboxes and the files of those whose lifetime
+        // passed on disk are still freed.
+        let app = Arc::downgrade(&self.app);
+        let sweeper = tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                match app.upgrade() {
+                    Some(app) => app.registry.sweep_now(),
+                    None => return,
+                }
+            }
+        });
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -274,6 +290,7 @@ impl Server {
                 drop(permit);
             });
         }
+        sweeper.abort();
         self.shutdown().await;
         Ok(())
     }
