@@ -24,8 +24,11 @@ pub(crate) struct Entry {
     /// Paused to disk: the snapshot holding its state (its memory in an unnamed file of
     /// the server's spill directory, gone with the snapshot).
     on_disk: Mutex<Option<hybrid_sandbox::Snapshot>>,
-    /// Held while it goes to disk or comes back: one move at a time.
-    pub(crate) moving: tokio::sync::Mutex<()>,
+    /// Held while it goes to disk or comes back: one move at a time (see [`Entry::hold`]).
+    moving: tokio::sync::Mutex<()>,
+    /// A move holds it now (a flag, not a `try_lock`: two readers checking at once must
+    /// not see each other's attempt as a move).
+    in_move: std::sync::atomic::AtomicBool,
     /// Its lifetime passed while it was on disk: the file was freed.
     ended_on_disk: std::sync::atomic::AtomicBool,
     pub(crate) created_at: SystemTime,
@@ -37,6 +40,20 @@ pub(crate) struct Entry {
     /// Streamed execs running now, by number: how to signal or kill them.
     execs: Mutex<HashMap<u64, ExecControl>>,
     next_exec: std::sync::atomic::AtomicU64,
+}
+
+/// A pause, resume or destroy holding an entry ([`Entry::hold`]).
+pub(crate) struct Held<'a> {
+    entry: &'a Entry,
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.entry
+            .in_move
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// What a streamed exec's task takes from the exec endpoints.
@@ -65,6 +82,7 @@ impl Entry {
             live: Mutex::new(live),
             on_disk: Mutex::new(None),
             moving: tokio::sync::Mutex::new(()),
+            in_move: std::sync::atomic::AtomicBool::new(false),
             ended_on_disk: std::sync::atomic::AtomicBool::new(false),
             created_at: SystemTime::now(),
             options,
@@ -104,9 +122,21 @@ impl Entry {
         lock(&self.on_disk).is_some()
     }
 
-    /// Whether a pause or a resume holds it now.
+    /// Whether a pause, a resume or a destroy holds it now.
     fn moving(&self) -> bool {
-        self.moving.try_lock().is_err()
+        self.in_move.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Holds it for a pause, a resume or a destroy (waiting for one under way): until
+    /// the guard goes, it shows paused and its execs and files get 409.
+    pub(crate) async fn hold(&self) -> Held<'_> {
+        let guard = self.moving.lock().await;
+        self.in_move
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Held {
+            entry: self,
+            _guard: guard,
+        }
     }
 
     /// It went to disk: `snapshot` holds it.

@@ -464,7 +464,7 @@ async fn destroy(
 ) -> Result<StatusCode, ApiError> {
     let e = app.registry.remove(&owner, &id)?;
     // A move to disk or back under way ends first; then nothing of it is left.
-    let _moving = e.moving.lock().await;
+    let _held = e.hold().await;
     drop(e.take_disk());
     e.current()
         .destroy()
@@ -485,7 +485,7 @@ async fn pause(
 ) -> Result<Json<SandboxInfo>, ApiError> {
     let req: PauseRequest = read_json(body, app.json_limit).await?;
     let e = app.registry.get(&owner, &id)?;
-    let _moving = e.moving.lock().await;
+    let _held = e.hold().await;
     if e.on_disk() {
         return Ok(Json(e.info())); // already paused, on disk
     }
@@ -511,7 +511,7 @@ async fn resume(
     SandboxId(id): SandboxId,
 ) -> Result<Json<SandboxInfo>, ApiError> {
     let e = app.registry.get(&owner, &id)?;
-    let _moving = e.moving.lock().await;
+    let _held = e.hold().await;
     match e.disk() {
         Some(snapshot) => {
             // On failure it stays on disk: resume may be tried again.
