@@ -185,27 +185,23 @@ fn vcpu_thread(
     if setup_tx.send(Ok(())).is_err() {
         ctl.kill();
     }
-    // The outcome goes out as soon as the run has one; the personality is freed after
-    // it, on this thread (a panic there, after the outcome, is only logged).
-    let mut done_tx = Some(done_tx);
-    let ran = catch_unwind(AssertUnwindSafe(|| {
-        crate::sandbox::run(plan, prepared, start, |outcome| {
-            if let Some(tx) = done_tx.take() {
-                let _ = tx.send(outcome);
-            }
-        });
-    }));
-    if let Err(panic) = ran {
-        let message = format!("VMM failure: {}", panic_message(&panic));
-        match done_tx.take() {
-            Some(tx) => {
-                let _ = tx.send(Err(RunError::Supervision(
-                    "running the micro-VM".into(),
-                    std::io::Error::other(message),
-                )));
-            }
-            None => tracing::error!(%message, "micro-VM teardown failed after the run's outcome"),
-        }
+    let (outcome, kernel) = match catch_unwind(AssertUnwindSafe(|| {
+        crate::sandbox::run(plan, prepared, start)
+    })) {
+        Ok((outcome, kernel)) => (outcome, Some(kernel)),
+        Err(panic) => (
+            Err(RunError::Supervision(
+                "running the micro-VM".into(),
+                std::io::Error::other(format!("VMM failure: {}", panic_message(&panic))),
+            )),
+            None,
+        ),
+    };
+    let _ = done_tx.send(outcome);
+    // The personality is freed once the outcome is out: the caller does not wait for
+    // that teardown (a panic in it, after the outcome, is only logged).
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(kernel))) {
+        tracing::error!(message = %panic_message(&panic), "micro-VM teardown failed after the run's outcome");
     }
 }
 

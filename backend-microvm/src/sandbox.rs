@@ -333,15 +333,9 @@ fn load_error(plan: &Plan, e: LoadError) -> SpawnError {
     }
 }
 
-/// Runs a prepared sandbox to its end and hands its outcome to `deliver` before the
-/// personality (processes, files, page cache) is freed: the caller has the outcome as
-/// soon as the workload has ended, and the teardown goes on here on the vCPU thread.
-pub(crate) fn run(
-    plan: &Plan,
-    p: Prepared,
-    start: Instant,
-    deliver: impl FnOnce(Result<Outcome, RunError>),
-) {
+/// Runs a prepared sandbox to its end: its outcome, and its personality (processes,
+/// files, page cache), which the caller frees once the outcome is out.
+pub(crate) fn run(plan: &Plan, p: Prepared, start: Instant) -> (Result<Outcome, RunError>, Kernel) {
     let Prepared {
         mut vm,
         mut kernel,
@@ -375,70 +369,66 @@ pub(crate) fn run(
         Some(nr) => Stop::Violation(nr),
         None => stop,
     };
-    let outcome = 'outcome: {
-        let (termination, exit_code, signal) = match stop {
-            Stop::Exit(c) => (Termination::Exited, Some(c), None),
-            Stop::Signal(s) => (Termination::Signaled, None, Some(s)),
-            Stop::MemoryLimit => (Termination::MemoryLimit, None, Some(libc::SIGKILL)),
-            Stop::OutputLimit => (Termination::OutputLimit, None, Some(libc::SIGKILL)),
-            Stop::CpuLimit => (Termination::CpuLimit, None, Some(libc::SIGKILL)),
-            Stop::PidsLimit => (Termination::PidsLimit, None, Some(libc::SIGKILL)),
-            Stop::Timeout => (Termination::Timeout, None, Some(libc::SIGKILL)),
-            Stop::Killed => (Termination::Killed, None, Some(libc::SIGKILL)),
-            Stop::Violation(nr) => {
-                let name = crate::linux::dispatch::syscall_name(nr as u64);
-                tracing::error!(syscall = %name, "the VMM thread made a host syscall off its allowlist");
-                // Said where every caller (CLI, C, Python) reads it, as the run's last words.
-                let note = format!(
+    let (termination, exit_code, signal) = match stop {
+        Stop::Exit(c) => (Termination::Exited, Some(c), None),
+        Stop::Signal(s) => (Termination::Signaled, None, Some(s)),
+        Stop::MemoryLimit => (Termination::MemoryLimit, None, Some(libc::SIGKILL)),
+        Stop::OutputLimit => (Termination::OutputLimit, None, Some(libc::SIGKILL)),
+        Stop::CpuLimit => (Termination::CpuLimit, None, Some(libc::SIGKILL)),
+        Stop::PidsLimit => (Termination::PidsLimit, None, Some(libc::SIGKILL)),
+        Stop::Timeout => (Termination::Timeout, None, Some(libc::SIGKILL)),
+        Stop::Killed => (Termination::Killed, None, Some(libc::SIGKILL)),
+        Stop::Violation(nr) => {
+            let name = crate::linux::dispatch::syscall_name(nr as u64);
+            tracing::error!(syscall = %name, "the VMM thread made a host syscall off its allowlist");
+            // Said where every caller (CLI, C, Python) reads it, as the run's last words.
+            let note = format!(
                 "[hsb-vmm] policy violation: the VMM thread made host syscall {nr} ({name}), which its seccomp allowlist ({}) does not allow; the run was ended\n",
                 crate::confine::PROFILE
             );
-                kernel.out.stderr.extend_from_slice(note.as_bytes());
-                (Termination::PolicyViolation, None, Some(libc::SIGSYS))
-            }
-            // Only a live sandbox takes snapshots: never the end of a run.
-            Stop::Snapshot => {
-                break 'outcome Err(RunError::Supervision(
-                    "running the micro-VM".into(),
-                    std::io::Error::other("a snapshot stop in a run"),
-                ))
-            }
-            Stop::Internal(msg) => {
-                tracing::error!(%msg, "micro-VM run failed");
-                break 'outcome Err(RunError::Supervision(
-                    "running the micro-VM".into(),
-                    std::io::Error::other(msg),
-                ));
-            }
-        };
-        let mut enforcement = report(
-            plan,
-            &confinement,
-            memory,
-            mounts,
-            (euid, identity.0),
-            host_fds,
-        );
-        enforcement.mounts = mount_reports;
-        Ok(Outcome {
-            isolation: Isolation::MicroVm,
-            termination,
-            exit_code,
-            signal,
-            stdout: std::mem::take(&mut kernel.out.stdout),
-            stderr: std::mem::take(&mut kernel.out.stderr),
-            wall_time,
-            cpu_time,
-            peak_memory_bytes: kernel.mm.mem.peak_bytes(),
-            decision: plan.decision.clone(),
-            enforcement,
-            network: None,
-            unimplemented_syscalls: std::mem::take(&mut kernel.unimplemented),
-        })
+            kernel.out.stderr.extend_from_slice(note.as_bytes());
+            (Termination::PolicyViolation, None, Some(libc::SIGSYS))
+        }
+        // Only a live sandbox takes snapshots: never the end of a run.
+        Stop::Snapshot => {
+            let e = RunError::Supervision(
+                "running the micro-VM".into(),
+                std::io::Error::other("a snapshot stop in a run"),
+            );
+            return (Err(e), kernel);
+        }
+        Stop::Internal(msg) => {
+            tracing::error!(%msg, "micro-VM run failed");
+            let e =
+                RunError::Supervision("running the micro-VM".into(), std::io::Error::other(msg));
+            return (Err(e), kernel);
+        }
     };
-    deliver(outcome);
-    // Freed after the outcome is out (a teardown the caller need not wait for).
-    drop(kernel);
+    let mut enforcement = report(
+        plan,
+        &confinement,
+        memory,
+        mounts,
+        (euid, identity.0),
+        host_fds,
+    );
+    enforcement.mounts = mount_reports;
+    let outcome = Outcome {
+        isolation: Isolation::MicroVm,
+        termination,
+        exit_code,
+        signal,
+        stdout: std::mem::take(&mut kernel.out.stdout),
+        stderr: std::mem::take(&mut kernel.out.stderr),
+        wall_time,
+        cpu_time,
+        peak_memory_bytes: kernel.mm.mem.peak_bytes(),
+        decision: plan.decision.clone(),
+        enforcement,
+        network: None,
+        unimplemented_syscalls: std::mem::take(&mut kernel.unimplemented),
+    };
+    (Ok(outcome), kernel)
 }
 
 /// What the workload's sockets reach, in words.

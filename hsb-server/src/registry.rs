@@ -154,6 +154,13 @@ impl Entry {
         lock(&self.on_disk).take()
     }
 
+    /// Destroys it, after a pause or resume under way; its file on disk goes too.
+    pub(crate) async fn destroy(&self) -> Result<(), hybrid_sandbox::Error> {
+        let _held = self.hold().await;
+        drop(self.take_disk());
+        self.current().destroy().await
+    }
+
     /// It came back from disk as `live`: the snapshot goes (with its file, once `live`
     /// no longer reads from it).
     pub(crate) fn came_back(&self, live: Live) {

@@ -463,13 +463,7 @@ async fn destroy(
     SandboxId(id): SandboxId,
 ) -> Result<StatusCode, ApiError> {
     let e = app.registry.remove(&owner, &id)?;
-    // A move to disk or back under way ends first; then nothing of it is left.
-    let _held = e.hold().await;
-    drop(e.take_disk());
-    e.current()
-        .destroy()
-        .await
-        .map_err(|e| ApiError::library(&e))?;
+    e.destroy().await.map_err(|e| ApiError::library(&e))?;
     tracing::info!(id = %e.id, owner = %e.owner, "destroyed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -302,9 +302,7 @@ impl Server {
         let all = self.app.registry.drain();
         tracing::info!("shutting down: destroying {} sandboxes", all.len());
         let jobs = all.into_iter().map(|e| async move {
-            let _held = e.hold().await;
-            drop(e.take_disk());
-            if let Err(err) = e.current().destroy().await {
+            if let Err(err) = e.destroy().await {
                 tracing::warn!(id = %e.id, "destroying: {}", err.chain());
             }
         });
