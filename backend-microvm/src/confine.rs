@@ -7,12 +7,15 @@
 //! call fails with `EPERM`, and the run ends as `policy_violation` (the report's
 //! seccomp action is `kill`: what the caller sees is the run ending).
 //!
-//! A second filter (`vmm_libc` in the same file) answers `EACCES` to the few calls
+//! A second filter (`vmm_libc` in the same file) answers `ENOSYS` to the few calls
 //! glibc makes on its own inside the VMM's code, whatever the VMM does: `openat` of
 //! `/proc/sys/vm/overcommit_memory` when malloc trims a thread arena's heap (freeing a
 //! few full socket buffers is enough), of `/sys/devices/system/cpu/online`,
-//! `sched_getaffinity` and `sysinfo` for sizing decisions. Each has a fallback for a
-//! failure (a missing /proc, a container), so the call fails and the run goes on; no
+//! `sched_getaffinity` and `sysinfo` for sizing decisions, and `clone3`, which
+//! `pthread_create` tries before `clone` (the fast-call thread: `clone` is allowed
+//! with a thread's flags only, which a filter can check for `clone` and not for
+//! `clone3`). Each has a fallback for a failure (a missing /proc, a container, an
+//! older kernel), so the call fails and the run goes on; no
 //! file is opened. The VMM never needs them (host files are opened with `openat2`
 //! only), so this narrows nothing it does, and it holds for any libc-internal call
 //! of that kind, whichever thread warmed libc's caches first. (The alternatives were
@@ -269,6 +272,8 @@ fn act_as(uid: u32, gid: u32) -> Result<(), ConfineError> {
 /// seccomp filter.
 pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, ConfineError> {
     let filters = compiled()?;
+    // Decided while the CPU count can still be read.
+    crate::fastcall::enabled();
     let (uid, gid) = host_identity();
     act_as(uid, gid)?;
     if root_caller() {
@@ -369,7 +374,7 @@ mod tests {
             "a violation ends the run"
         );
         // The first call off the allowlist is the one recorded: socket (openat, which
-        // libc makes on its own, is answered EACCES without ending anything).
+        // libc makes on its own, is answered ENOSYS without ending anything).
         assert_eq!(violation, Some(libc::SYS_socket as i32));
         assert_eq!(
             crate::trap::violation(),
@@ -383,8 +388,8 @@ mod tests {
         }
         assert_eq!(
             plain_open,
-            Some(Some(libc::EACCES)),
-            "openat(2) fails with EACCES (the vmm_libc filter), opening nothing"
+            Some(Some(libc::ENOSYS)),
+            "openat(2) fails with ENOSYS (the vmm_libc filter), opening nothing"
         );
         assert_eq!(
             (sock, sock_err),

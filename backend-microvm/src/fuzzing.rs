@@ -401,6 +401,19 @@ impl Guest {
         }
     }
 
+    /// The current task makes syscall `nr` through the fast-call slot: answered as the
+    /// fast-call thread answers it, or, when that thread would send it back, made
+    /// through [`Guest::syscall`] as the stub then makes it.
+    pub fn fast_syscall(&mut self, nr: u64, args: [u64; 6]) -> Step {
+        if let Some(why) = &self.ended {
+            return Step::Ended(why.clone());
+        }
+        match crate::fastcall::answer_for_fuzzing(&mut self.k, nr, args) {
+            Some(v) => Step::Returned(v as i64),
+            None => self.syscall(nr, args),
+        }
+    }
+
     /// What the vCPU loop does before the guest runs again: the next task (a wait that
     /// outlasts the guest's small time budget ends the run), its signals, its way back
     /// to user mode.

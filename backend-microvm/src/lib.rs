@@ -41,6 +41,7 @@ mod backend;
 mod confine;
 mod cpuid_cache;
 mod errno;
+mod fastcall;
 mod guest;
 mod kick;
 mod kvmstats;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_xsave};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use crate::fastcall::{Control, Gate};
 use crate::guest::layout::*;
 use crate::kick::Timer;
 use crate::linux::task::Tid;
@@ -140,6 +141,8 @@ struct Stats {
     /// Kicks that came while KVM was delivering an exception.
     kicks_in_delivery: u64,
     switches: u64,
+    /// Fast calls answered with a follow-up exit.
+    fast_follows: u64,
     in_guest: std::time::Duration,
     in_vmm: std::time::Duration,
     reloads: u64,
@@ -188,31 +191,65 @@ fn run_with(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>, restored: bool) ->
         stats: Stats::default(),
     };
     k.cpu_mark = crate::kick::thread_cpu_time();
-    loop {
+    crate::fastcall::clear_slot(k);
+    let ram = k.mm.mem.ram().clone();
+    let gate = Gate::new(k);
+    let fast = Control::default();
+    std::thread::scope(|scope| {
+        let mut started = !crate::fastcall::enabled();
+        let stop = loop {
+            if !started && r.stats.syscalls >= crate::fastcall::START_AFTER {
+                // Enough syscalls to pay for a fast-call thread. It inherits this
+                // thread's seccomp filter, Landlock domain and file identity. A thread
+                // that cannot be made leaves every call on the exit path.
+                started = true;
+                let (gate, fast, ram) = (&gate, &fast, ram.clone());
+                let _ = std::thread::Builder::new()
+                    .stack_size(256 << 10)
+                    .spawn_scoped(scope, move || crate::fastcall::serve(gate, fast, ram));
+            }
+            if let Some(stop) = r.turn(vm, &gate, &fast) {
+                break stop;
+            }
+        };
+        fast.finish();
+        stop
+    })
+}
+
+impl Runner {
+    /// One turn of the loop; `Some` when the run ends.
+    fn turn(&mut self, vm: &mut Vm, gate: &Gate<'_>, fast: &Control) -> Option<Stop> {
         let stepped = match crate::trap::violation() {
             Some(nr) => Err(Stop::Violation(nr)),
-            None => r.step(vm, k),
+            None => self.step(vm, gate, fast),
         };
-        if let Err(stop) = stepped {
-            if stop == Stop::Snapshot {
-                r.snapshot(vm, k);
-                continue;
-            }
-            // A live sandbox outlives a process that hit a limit: it is killed and
-            // its exec reports the limit; the loop goes on with the others.
-            if k.live.is_some() && k.live_recover(&stop) {
-                r.entry = Entry::Context;
-                continue;
-            }
-            k.account_cpu();
-            if crate::linux::stats_enabled() {
-                eprintln!("[hsb-vmm] {:?}", r.stats);
-                if let Some(s) = &vm.kvm_stats {
-                    eprintln!("[hsb-vmm] KVM {:?}", s.read());
-                }
-            }
-            return stop;
+        let stop = stepped.err()?;
+        let mut g = gate.lock();
+        let k: &mut Kernel = &mut g;
+        if stop == Stop::Snapshot {
+            self.snapshot(vm, k);
+            return None;
         }
+        // A live sandbox outlives a process that hit a limit: it is killed and
+        // its exec reports the limit; the loop goes on with the others.
+        if k.live.is_some() && k.live_recover(&stop) {
+            self.entry = Entry::Context;
+            return None;
+        }
+        k.account_cpu();
+        if crate::linux::stats_enabled() {
+            eprintln!(
+                "[hsb-vmm] {:?} fast calls: {} answered, {} sent to the exit path",
+                self.stats,
+                fast.answered.load(std::sync::atomic::Ordering::Relaxed),
+                fast.declined.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            if let Some(s) = &vm.kvm_stats {
+                eprintln!("[hsb-vmm] KVM {:?}", s.read());
+            }
+        }
+        Some(stop)
     }
 }
 
@@ -235,7 +272,23 @@ fn user_segment(selector: u16, code: bool) -> kvm_segment {
 }
 
 impl Runner {
-    fn step(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
+    /// One turn: ready the vCPU (kernel locked), run the guest (kernel free for the
+    /// fast-call thread), handle the exit (kernel locked).
+    fn step(&mut self, vm: &mut Vm, gate: &Gate<'_>, fast: &Control) -> Result<(), Stop> {
+        {
+            let mut g = gate.lock();
+            if !self.prepare(vm, &mut g)? {
+                return Ok(());
+            }
+        }
+        let exit = self.run_guest(vm)?;
+        let mut g = gate.lock();
+        self.handle(vm, &mut g, exit, fast)
+    }
+
+    /// Everything before the guest runs: live requests, scheduling, signal delivery,
+    /// the way back to user mode. False when no task is to be entered this turn.
+    fn prepare(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<bool, Stop> {
         if k.live.is_some() {
             // Every task's state is in the kernel unless the vCPU stopped mid-way
             // (in the supervisor, or delivering an exception).
@@ -281,13 +334,18 @@ impl Runner {
             };
             k.deliver_signals(&mut cpu)?;
             if !k.task.runnable() {
-                return Ok(()); // its process was killed: someone else runs
+                return Ok(false); // its process was killed: someone else runs
             }
         }
         self.arm_tick(if straight { kick } else { k.next_kick() });
         if !self.enter(vm, k)? {
-            return Ok(()); // its process was killed: someone else runs
+            return Ok(false); // its process was killed: someone else runs
         }
+        Ok(true)
+    }
+
+    /// Runs the guest to its next exit.
+    fn run_guest(&mut self, vm: &mut Vm) -> Result<Exit, Stop> {
         let timed = crate::linux::stats_enabled();
         let t0 = timed.then(std::time::Instant::now);
         let ran = vm.vcpu.run();
@@ -301,7 +359,11 @@ impl Runner {
         }
         let exit = match ran {
             Ok(VcpuExit::MmioWrite(addr, _)) if addr & !(PAGE_SIZE - 1) == vm.doorbell_gpa => {
-                Ok(Exit::Syscall)
+                if addr - vm.doorbell_gpa == crate::fastcall::FOLLOW_OFFSET {
+                    Ok(Exit::FastFollow)
+                } else {
+                    Ok(Exit::Syscall)
+                }
             }
             Ok(VcpuExit::IoOut(port, _)) if port == EXC_PORT => Ok(Exit::Exception),
             Ok(VcpuExit::Shutdown) => Err(Stop::Internal("the guest triple-faulted".into())),
@@ -311,6 +373,17 @@ impl Runner {
             }
             Err(e) => Err(internal("KVM_RUN", e)),
         }?;
+        Ok(exit)
+    }
+
+    /// Handles the guest's exit.
+    fn handle(
+        &mut self,
+        vm: &mut Vm,
+        k: &mut Kernel,
+        exit: Exit,
+        fast: &Control,
+    ) -> Result<(), Stop> {
         match exit {
             Exit::Syscall => {
                 self.stats.syscalls += 1;
@@ -326,6 +399,25 @@ impl Runner {
                     clean_fpu: &self.clean_fpu,
                 };
                 k.syscall(&mut cpu)?;
+                self.entry = Entry::Context;
+                // The guest makes syscalls: the fast-call thread (if any) polls again.
+                fast.nudge();
+            }
+            Exit::FastFollow => {
+                // A fast call was answered (rax), and a signal, a switch or a stop came
+                // with it: the task goes on through the scheduler, as after a syscall.
+                self.stats.fast_follows += 1;
+                if let Some(stop) = fast.take_pending() {
+                    return Err(stop);
+                }
+                let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
+                k.task.ctx = UserCtx {
+                    rip: regs.rcx,
+                    rflags: regs.r11,
+                    regs,
+                };
+                self.at_cpl0 = false;
+                k.fire_cpu_timers();
                 self.entry = Entry::Context;
             }
             Exit::Exception => {
@@ -385,6 +477,9 @@ impl Runner {
 
     /// Puts task `next` (already current in the kernel) on the vCPU.
     fn switch(&mut self, vm: &mut Vm, k: &mut Kernel, next: Tid) -> Result<(), Stop> {
+        // A fast call left posted belongs to the task leaving: never answered as the
+        // next one's.
+        crate::fastcall::clear_slot(k);
         let mut sregs = vm
             .vcpu
             .get_sregs()
@@ -595,6 +690,7 @@ impl Runner {
 
 enum Exit {
     Syscall,
+    FastFollow,
     Exception,
     Interrupted,
 }

@@ -11,7 +11,10 @@
  *            exception vector (0..31), every gate on IST1, all at CPL0.
  *
  * Relative layout the code relies on (see layout.rs):
- *   stub + 0x1000       doorbell page (MMIO: any write exits to the VMM)
+ *   stub - 0x1000       frame page (user): the fast-call slot at its start (see
+ *                       fastcall.rs), return frames at its end
+ *   stub + 0x1000       doorbell page (MMIO: any write exits to the VMM; offset 0 is
+ *                       a syscall, offset 1 a fast call that the VMM must follow up)
  *   handler + 0x3000    supervisor data page: +0 cr2, +8 work count,
  *                       +0x10 return frame (rip, cs, rflags, rsp, ss)
  *   handler + 0x4000    work list: guest virtual addresses of page-table entries
@@ -23,15 +26,95 @@
 
 /* ------------------------------------------------------------------ stub page */
         .section .stub, "ax"
+        .set    SLOT_STATE, -0x1000
+        .set    SLOT_AWAKE, -0x1000 + 0x04
+        .set    SLOT_NR,    -0x1000 + 0x08
+        .set    SLOT_ARGS,  -0x1000 + 0x10
+        .set    SLOT_RET,   -0x1000 + 0x40
+        .set    SLOT_RSP,   -0x1000 + 0x48
+        .set    POSTED, 1
+        .set    DONE, 3
+        .set    DONE_FOLLOW, 4
+        .set    SLOW, 5
+        .set    SPINS, 2048
+        .set    USER_FLAGS, 0x240dd5
 stub:
-        /* syscall: rax = number. The write exits to the VMM, which answers in rax
-         * and points rsp at a user-return frame it wrote in the frame page. */
-        movb    %al, stub + 0x1000(%rip)
+        /* syscall: rax = number, rcx = return rip, r11 = rflags. */
+        jmp     fast
+        .byte   0x0f, 0x1f, 0x40, 0x00  /* nopl 0(%rax): iretq lands at stub + 6 */
+        /* The VMM returns here (stub + 6) after a doorbell, with rsp pointing at a
+         * user-return frame it wrote in the frame page. */
         iretq
         /* The VMM resumes here instead when page-table entries must be rewritten
          * by the guest before returning (see `work`): #UD gets us to CPL0. */
 flush_entry:
         ud2
+
+        /* The fast call (fastcall.rs): while the VMM's fast-call thread is awake,
+         * post the call in the slot and wait for its answer there: no VM exit. The
+         * thread answers only calls it can finish at once; everything else, and a
+         * post nobody takes in time, goes through the doorbell. Every register but
+         * rax, rcx and r11 comes back as it was (rdx from the slot, where it was
+         * saved as the third argument). */
+fast:
+        cmpl    $0, stub + SLOT_AWAKE(%rip)
+        je      ring
+        mov     %rax, stub + SLOT_NR(%rip)
+        mov     %rdi, stub + SLOT_ARGS(%rip)
+        mov     %rsi, stub + SLOT_ARGS + 8(%rip)
+        mov     %rdx, stub + SLOT_ARGS + 16(%rip)
+        mov     %r10, stub + SLOT_ARGS + 24(%rip)
+        mov     %r8, stub + SLOT_ARGS + 32(%rip)
+        mov     %r9, stub + SLOT_ARGS + 40(%rip)
+        movl    $POSTED, stub + SLOT_STATE(%rip)
+        mov     $SPINS, %eax
+1:      cmpl    $POSTED, stub + SLOT_STATE(%rip)
+        jne     taken
+        pause
+        dec     %eax
+        jnz     1b
+        /* Not taken in time: withdraw it (unless it is being taken now). */
+        xor     %edx, %edx
+        mov     $POSTED, %eax
+        lock cmpxchg %edx, stub + SLOT_STATE(%rip)
+        mov     stub + SLOT_ARGS + 16(%rip), %rdx
+        jne     taken
+        mov     stub + SLOT_NR(%rip), %rax
+ring:
+        movb    %al, stub + 0x1000(%rip)
+        ud2                             /* not reached: the VMM resumes at stub + 6 */
+taken:
+        mov     stub + SLOT_STATE(%rip), %eax
+        cmp     $DONE, %eax
+        jae     answered
+        pause
+        jmp     taken
+answered:
+        mov     stub + SLOT_ARGS + 16(%rip), %rdx
+        cmp     $DONE_FOLLOW, %eax
+        je      follow
+        movl    $0, stub + SLOT_STATE(%rip)
+        cmp     $DONE, %eax
+        mov     stub + SLOT_NR(%rip), %rax
+        jne     ring                    /* SLOW: the exit path makes the call */
+        mov     stub + SLOT_RET(%rip), %rax
+        and     $USER_FLAGS, %r11
+        or      $0x202, %r11
+        mov     %rsp, stub + SLOT_RSP(%rip)
+        lea     stub(%rip), %rsp        /* the top of the frame page */
+        pushq   $0x2b                   /* ss: USER_DS */
+        pushq   stub + SLOT_RSP(%rip)
+        push    %r11
+        pushq   $0x33                   /* cs: USER_CS */
+        push    %rcx
+        iretq
+follow:
+        /* Answered, but the VMM must see the task before it goes on (a signal came
+         * with the call): rax holds the answer. */
+        movl    $0, stub + SLOT_STATE(%rip)
+        mov     stub + SLOT_RET(%rip), %rax
+        movb    %al, stub + 0x1001(%rip)
+        ud2                             /* not reached: the VMM resumes at stub + 6 */
 
 /* --------------------------------------------------------------- handler page */
         .section .handler, "ax"

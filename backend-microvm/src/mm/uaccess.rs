@@ -140,6 +140,28 @@ impl AddressSpace {
         Err(UserError::Fault)
     }
 
+    /// Whether `va .. va + len` is mapped for the access now, without a fault to
+    /// take (no page-table entry would change): what a fast call needs.
+    pub(crate) fn user_mapped(&mut self, va: u64, len: u64, write: bool) -> bool {
+        let Some(end) = va.checked_add(len) else {
+            return false;
+        };
+        if end > USER_TOP {
+            return false;
+        }
+        let mut page = va & !(PAGE_SIZE - 1);
+        while page < end {
+            let ok = self.pt.lookup(&mut self.mem, page).is_some_and(|(_, pte)| {
+                pte & (PTE_P | PTE_U) == PTE_P | PTE_U && (!write || pte & PTE_W != 0)
+            });
+            if !ok {
+                return false;
+            }
+            page += PAGE_SIZE;
+        }
+        true
+    }
+
     /// The guest-physical pieces of `va .. va + len`, all mapped for the access.
     pub(crate) fn user_chunks(
         &mut self,

@@ -1,0 +1,484 @@
+//! Guest syscalls without a VM exit: fast calls.
+//!
+//! A guest `syscall` normally ends in the stub's doorbell write, a VM exit to this
+//! process: about 28 µs a call on PVM, nearly all of it the trip out of KVM and back
+//! (the `syscall` instruction and the stub's `iretq` alone cost 2.7 µs there). A fast
+//! call keeps the vCPU in the guest: the stub (supervisor.S) writes the call into a
+//! slot at the start of the frame page and spins; a host thread of the VMM that polls
+//! the slot (this module's [`serve`]) answers it there, and the stub returns to user
+//! mode with the answer. No instruction of the workload is rewritten: every `syscall`
+//! still enters the stub, so self-modifying code, JITs and signals see exactly what
+//! they saw before.
+//!
+//! The slot (frame page, user-writable: on PVM the stub runs with user privilege, so
+//! the workload can write it too, and nothing in it is trusted):
+//!
+//! | offset | what |
+//! | --- | --- |
+//! | 0x00 | state (u32): idle, posted, taken, done, done-follow, slow |
+//! | 0x04 | awake (u32): the thread polls; the stub posts only then |
+//! | 0x08 | the syscall number |
+//! | 0x10 | the six arguments |
+//! | 0x40 | the answer |
+//!
+//! Protocol: the stub posts (`POSTED`) and spins a bounded time; the thread takes a
+//! post with a compare-and-swap (`TAKEN`) under the kernel's lock, reads the number
+//! and arguments once into its own memory, and answers `DONE` (the stub returns to
+//! user mode), `DONE_FOLLOW` (answered, but a signal or a stop came with it: the stub
+//! exits through the doorbell's second byte so the vCPU loop delivers it), or `SLOW`
+//! (not a fast call: the stub rings the doorbell as if it had never posted). A post
+//! not taken in time is withdrawn by the stub with a compare-and-swap, so a call is
+//! answered once, by one side.
+//!
+//! What is answered here (see [`admit`]) is decided before anything happens: only
+//! calls that finish at once, touch no vCPU state, wake nobody and need no page
+//! fault (their user buffers must already be mapped for the access). Anything else
+//! goes through the exit path, which stays the one complete implementation. The
+//! answer comes from the same syscall table and handlers as the exit path.
+//!
+//! The kernel (the personality's state) is shared by the vCPU thread and this thread
+//! through [`Gate`]: the vCPU thread holds it except while the guest runs, so the
+//! thread answers only while the vCPU is in `KVM_RUN`, and the vCPU thread clears the
+//! slot whenever another task is put on the vCPU, so a post is answered as the task
+//! that made it.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileMemory};
+
+use crate::guest::layout::FRAME_GPA;
+use crate::linux::{Cpu, Kernel, Stop, SysErr};
+
+/// Slot states (supervisor.S: `POSTED`, `DONE`, `DONE_FOLLOW`; every state at or
+/// above `DONE` ends the stub's wait).
+const POSTED: u32 = 1;
+const TAKEN: u32 = 2;
+const DONE: u32 = 3;
+const DONE_FOLLOW: u32 = 4;
+const SLOW: u32 = 5;
+
+/// Offsets in the frame page (supervisor.S: `SLOT_*`).
+const SLOT_STATE: usize = 0x00;
+const SLOT_AWAKE: usize = 0x04;
+const SLOT_NR: usize = 0x08;
+const SLOT_ARGS: usize = 0x10;
+const SLOT_RET: usize = 0x40;
+const SLOT_LEN: usize = 0x50;
+
+/// The doorbell offset the stub writes for `DONE_FOLLOW`.
+pub(crate) const FOLLOW_OFFSET: u64 = 1;
+
+/// Doorbell syscalls a VM makes before it gets its fast-call thread: a short run
+/// never pays for the thread.
+pub(crate) const START_AFTER: u64 = 128;
+
+/// How long the thread polls after the last call before it sleeps (the next call
+/// then goes through the exit path and wakes it).
+const POLL: Duration = Duration::from_micros(100);
+
+/// Largest buffer a fast `read`/`write` takes (larger ones go through the exit path:
+/// the kernel's lock is not held for long copies).
+const MAX_FAST_BYTES: u64 = 1 << 20;
+
+/// Whether fast calls are used: on unless `HSB_MICROVM_FASTCALL=0`, and only with at
+/// least two host CPUs (the thread polls while the vCPU spins). Read once, before a
+/// VMM thread is confined (`confine_thread` calls it).
+pub(crate) fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        let off = std::env::var_os("HSB_MICROVM_FASTCALL").is_some_and(|v| v == "0");
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        !off && cpus >= 2
+    })
+}
+
+/// The kernel, shared by the vCPU thread and the fast-call thread.
+pub(crate) struct Gate<'k>(Mutex<&'k mut Kernel>);
+
+// SAFETY: `Kernel` is not `Send` only because its state holds `Rc`, `RefCell` and
+// `Cell` values. Every one of them is reached through the kernel alone (no clone is
+// kept outside it, by either thread, past the lock: the vCPU loop's locals that hold
+// them end inside its locked blocks, and the fast-call thread keeps none), and the
+// mutex orders every access, so no two threads touch them at once. The thread-local
+// state some handlers use (pipe inode numbers, host descriptor budget, the graveyard
+// of in-flight sockets) is not reached by the calls `admit` lets through.
+unsafe impl Sync for Gate<'_> {}
+
+impl<'k> Gate<'k> {
+    pub(crate) fn new(k: &'k mut Kernel) -> Self {
+        Gate(Mutex::new(k))
+    }
+
+    /// The kernel, exclusively.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, &'k mut Kernel> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What the vCPU thread and the fast-call thread share besides the kernel.
+#[derive(Default)]
+pub(crate) struct Control {
+    stop: AtomicBool,
+    asleep: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
+    /// A stop met while answering (the run ends with it at the follow-up exit).
+    pending: Mutex<Option<Stop>>,
+    /// Calls answered here, and calls sent back to the exit path.
+    pub(crate) answered: AtomicU64,
+    pub(crate) declined: AtomicU64,
+}
+
+impl Control {
+    /// Wakes the thread if it sleeps (the guest makes syscalls again).
+    pub(crate) fn nudge(&self) {
+        if self.asleep.load(Ordering::Relaxed) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Tells the thread to end.
+    pub(crate) fn finish(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// The stop met while answering, if any.
+    pub(crate) fn take_pending(&self) -> Option<Stop> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Empties the slot (a new run, or another task on the vCPU): a post left there is
+/// never answered as someone else's, and the stub posts only once the thread says it
+/// is awake again.
+pub(crate) fn clear_slot(k: &Kernel) {
+    let _ = k.mm.mem.write(FRAME_GPA, &[0u8; 8]);
+}
+
+/// The fast-call thread: polls the slot while calls come, sleeps between bursts.
+pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
+    let _ = ctl.thread.set(std::thread::current());
+    // The thread inherited the vCPU thread's filter and Landlock domain: its
+    // seccomp traps are recorded like the vCPU thread's.
+    crate::trap::watch_thread();
+    let Ok(page) = ram.get_slice(GuestAddress(FRAME_GPA), SLOT_LEN) else {
+        return;
+    };
+    let (Ok(state), Ok(awake)) = (
+        page.get_atomic_ref::<AtomicU32>(SLOT_STATE),
+        page.get_atomic_ref::<AtomicU32>(SLOT_AWAKE),
+    ) else {
+        return;
+    };
+    while !ctl.stop.load(Ordering::SeqCst) {
+        awake.store(1, Ordering::SeqCst);
+        let mut last = Instant::now();
+        loop {
+            if state.load(Ordering::Acquire) == POSTED {
+                take(gate, ctl, &page, state);
+                last = Instant::now();
+            } else if last.elapsed() > POLL || ctl.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        awake.store(0, Ordering::SeqCst);
+        // A post made just before the flag went down is still answered.
+        if state.load(Ordering::SeqCst) == POSTED {
+            take(gate, ctl, &page, state);
+            continue;
+        }
+        ctl.asleep.store(true, Ordering::SeqCst);
+        if !ctl.stop.load(Ordering::SeqCst) {
+            std::thread::park();
+        }
+        ctl.asleep.store(false, Ordering::SeqCst);
+    }
+    awake.store(0, Ordering::SeqCst);
+}
+
+/// Takes the posted call (unless the stub withdrew it) and answers it.
+fn take(
+    gate: &Gate<'_>,
+    ctl: &Control,
+    page: &vm_memory::VolatileSlice<'_, ()>,
+    state: &AtomicU32,
+) {
+    let mut g = gate.lock();
+    if state
+        .compare_exchange(POSTED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    // Read once: the workload may change the slot meanwhile; what was read is the call.
+    let word = |off: usize| page.read_obj::<u64>(off).unwrap_or(u64::MAX);
+    let nr = word(SLOT_NR);
+    let a: [u64; 6] = std::array::from_fn(|i| word(SLOT_ARGS + 8 * i));
+    let k: &mut Kernel = &mut g;
+    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(k, nr, a)))
+        .unwrap_or_else(|_| Err(Stop::Internal("a fast call panicked".into())));
+    let (rax, next) = match answered {
+        Ok(Some(rax)) => {
+            let follow = k.has_signal() || k.preempt;
+            (rax, if follow { DONE_FOLLOW } else { DONE })
+        }
+        Ok(None) => {
+            ctl.declined.fetch_add(1, Ordering::Relaxed);
+            state.store(SLOW, Ordering::Release);
+            return;
+        }
+        Err(stop) => {
+            *ctl.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(stop);
+            ((-(libc::EINTR as i64)) as u64, DONE_FOLLOW)
+        }
+    };
+    let (rax, next) = match crate::trap::violation() {
+        Some(v) => {
+            *ctl.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(Stop::Violation(v));
+            (rax, DONE_FOLLOW)
+        }
+        None => (rax, next),
+    };
+    ctl.answered.fetch_add(1, Ordering::Relaxed);
+    let _ = page.write_obj(rax, SLOT_RET);
+    state.store(next, Ordering::Release);
+}
+
+/// Answers a call: `Some(rax)`, or `None` when it is not a fast call (nothing was
+/// done: the exit path makes it).
+fn answer(k: &mut Kernel, nr: u64, a: [u64; 6]) -> Result<Option<u64>, Stop> {
+    if !admit(k, nr, &a) {
+        return Ok(None);
+    }
+    k.task.partial = 0;
+    let mut ctx = k.task.ctx.clone();
+    let started = crate::linux::trace_enabled().then(Instant::now);
+    let r = k.dispatch(&mut NoCpu, &mut ctx, nr, a);
+    if let Some(t) = started {
+        eprintln!(
+            "[hsb-vmm {}:{}] fast {}({:#x}, {:#x}, {:#x}, {:#x}) = {:?} in {:?}",
+            k.proc.pid,
+            k.task.tid,
+            crate::linux::dispatch::syscall_name(nr),
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            r,
+            t.elapsed()
+        );
+    }
+    let rax = match r {
+        Ok(v) => v,
+        Err(SysErr::Errno(e)) => (-i64::from(e.0)) as u64,
+        // A handler that would wait has done nothing: the exit path waits.
+        Err(SysErr::Block(_)) => return Ok(None),
+        Err(SysErr::Gone) => return Err(Stop::Internal("a fast call ended its task".into())),
+        Err(SysErr::Stop(s)) => return Err(s),
+    };
+    k.stirred = true;
+    Ok(Some(rax))
+}
+
+const READ: u64 = 0;
+const WRITE: u64 = 1;
+const FSTAT: u64 = 5;
+const LSEEK: u64 = 8;
+const PREAD64: u64 = 17;
+const PWRITE64: u64 = 18;
+const GETPID: u64 = 39;
+const FSYNC: u64 = 74;
+const FDATASYNC: u64 = 75;
+const GETUID: u64 = 102;
+const GETGID: u64 = 104;
+const GETEUID: u64 = 107;
+const GETEGID: u64 = 108;
+const GETPPID: u64 = 110;
+const GETTID: u64 = 186;
+
+/// The calls answered without an exit, and when: nothing else waits for them, they
+/// finish at once, and their buffers are mapped for the access (no fault to take).
+#[cfg(test)]
+const FAST_CALLS: &[u64] = &[
+    READ, WRITE, FSTAT, LSEEK, PREAD64, PWRITE64, GETPID, FSYNC, FDATASYNC, GETUID, GETGID,
+    GETEUID, GETEGID, GETPPID, GETTID,
+];
+
+/// Whether the current task's call `nr(a)` is answered here. Reads only.
+fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
+    // A signal waiting, a switch due, or shared memory mapped over files (whose
+    // writes change mappings): the exit path.
+    if k.has_signal() || k.preempt || !k.shm.is_empty() {
+        return false;
+    }
+    match nr {
+        GETPID | GETPPID | GETTID | GETUID | GETGID | GETEUID | GETEGID => true,
+        READ | PREAD64 => file_fd(k, a[0]) && buffer_ready(k, a[1], a[2], true),
+        WRITE | PWRITE64 => file_fd(k, a[0]) && buffer_ready(k, a[1], a[2], false),
+        LSEEK | FSYNC | FDATASYNC => file_fd(k, a[0]),
+        FSTAT => {
+            file_fd(k, a[0])
+                && buffer_ready(
+                    k,
+                    a[1],
+                    std::mem::size_of::<crate::abi::Stat>() as u64,
+                    true,
+                )
+        }
+        _ => false,
+    }
+}
+
+/// The descriptor is a regular file, a directory or a plain device: nobody waits on
+/// it and no call on it blocks.
+fn file_fd(k: &Kernel, fd: u64) -> bool {
+    use crate::linux::FileKind;
+    use crate::vfs::DevKind;
+    k.proc.files.get(fd).is_ok_and(|f| {
+        matches!(
+            f.kind,
+            FileKind::Host(_)
+                | FileKind::Tmp(_)
+                | FileKind::Gen(_)
+                | FileKind::Dir
+                | FileKind::Dev(DevKind::Null | DevKind::Zero | DevKind::Full | DevKind::Random)
+        )
+    })
+}
+
+fn buffer_ready(k: &mut Kernel, va: u64, len: u64, write: bool) -> bool {
+    len <= MAX_FAST_BYTES && k.mm.user_mapped(va, len, write)
+}
+
+/// The vCPU is in the guest: a fast call has no vCPU state to touch (`admit` lets no
+/// call through that would). Reaching it is a bug, and ends the run.
+struct NoCpu;
+
+fn no_cpu<T>() -> Result<T, Stop> {
+    Err(Stop::Internal(
+        "a fast call reached the vCPU's state".into(),
+    ))
+}
+
+impl Cpu for NoCpu {
+    fn fs_base(&mut self) -> Result<u64, Stop> {
+        no_cpu()
+    }
+    fn set_fs_base(&mut self, _: u64) -> Result<(), Stop> {
+        no_cpu()
+    }
+    fn gs_base(&mut self) -> Result<u64, Stop> {
+        no_cpu()
+    }
+    fn set_gs_base(&mut self, _: u64) -> Result<(), Stop> {
+        no_cpu()
+    }
+    fn save_fpu(&mut self) -> Result<Box<kvm_bindings::kvm_xsave>, Stop> {
+        no_cpu()
+    }
+    fn restore_fpu(&mut self, _: &kvm_bindings::kvm_xsave) -> Result<(), Stop> {
+        no_cpu()
+    }
+    fn reset_fpu(&mut self) -> Result<(), Stop> {
+        no_cpu()
+    }
+}
+
+/// For the fuzz target: answers `nr(a)` as the fast-call thread would, on a kernel
+/// that is not running (`None`: the exit path would).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn answer_for_fuzzing(k: &mut Kernel, nr: u64, a: [u64; 6]) -> Option<u64> {
+    answer(k, nr, a).ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slot's layout is the stub's (supervisor.S `SLOT_*`, `.set` lines).
+    #[test]
+    fn slot_offsets_match_the_stub() {
+        let src = include_str!("guest/supervisor.S");
+        for (name, off) in [
+            ("SLOT_STATE", SLOT_STATE),
+            ("SLOT_AWAKE", SLOT_AWAKE),
+            ("SLOT_NR", SLOT_NR),
+            ("SLOT_ARGS", SLOT_ARGS),
+            ("SLOT_RET", SLOT_RET),
+        ] {
+            let want = if off == 0 {
+                "-0x1000\n".to_string()
+            } else {
+                format!("-0x1000 + {off:#04x}\n")
+            };
+            let line = src
+                .lines()
+                .find(|l| l.contains(&format!(".set    {name},")))
+                .unwrap_or_else(|| panic!("{name} not in supervisor.S"));
+            assert!(format!("{line}\n").ends_with(&want), "{name}: {line}");
+        }
+        for (name, v) in [
+            ("POSTED", POSTED),
+            ("DONE", DONE),
+            ("DONE_FOLLOW", DONE_FOLLOW),
+            ("SLOW", SLOW),
+        ] {
+            assert!(
+                src.contains(&format!(".set    {name}, {v}\n")),
+                "{name} = {v}"
+            );
+        }
+    }
+
+    /// Every fast call is a row of the syscall table answered in full (a partial or
+    /// refused row would need the exit path's accounting), and nothing else is let
+    /// through whatever its arguments.
+    #[test]
+    fn only_listed_calls_are_fast() {
+        for nr in FAST_CALLS {
+            let row = crate::linux::TABLE
+                .iter()
+                .find(|r| u64::from(r.nr) == *nr)
+                .unwrap_or_else(|| panic!("{nr} has no row"));
+            assert_eq!(
+                row.level,
+                crate::linux::dispatch::Level::Full,
+                "{}",
+                row.name
+            );
+        }
+        let admitted = |nr: u64| {
+            matches!(
+                nr,
+                GETPID
+                    | GETPPID
+                    | GETTID
+                    | GETUID
+                    | GETGID
+                    | GETEUID
+                    | GETEGID
+                    | READ
+                    | PREAD64
+                    | WRITE
+                    | PWRITE64
+                    | LSEEK
+                    | FSYNC
+                    | FDATASYNC
+                    | FSTAT
+            )
+        };
+        for nr in 0..1024u64 {
+            assert_eq!(admitted(nr), FAST_CALLS.contains(&nr), "{nr}");
+        }
+    }
+}

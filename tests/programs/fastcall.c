@@ -1,0 +1,249 @@
+/* The micro-VM's fast calls (backend-microvm/src/fastcall.rs), from the workload's
+ * side. Modes:
+ *   integrity  file I/O and identity calls, enough of them to start the fast-call
+ *              thread; prints what it computed (the same natively).
+ *   signal     a pwrite past RLIMIT_FSIZE: SIGXFSZ's handler has run when the call
+ *              returns, as on Linux.
+ *   forge      attacks on the slot in the frame page, which the workload can write:
+ *              posts of calls the thread must refuse, posts made and changed, states
+ *              no stub writes. Prints what it saw; only meaningful in the micro-VM. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define SLOT ((volatile uint32_t *)0x7fffffffc000UL)
+#define SLOT_NR ((volatile uint64_t *)0x7fffffffc008UL)
+#define SLOT_ARGS ((volatile uint64_t *)0x7fffffffc010UL)
+#define SLOT_RET ((volatile uint64_t *)0x7fffffffc040UL)
+enum { IDLE, POSTED, TAKEN, DONE, DONE_FOLLOW, SLOW };
+
+static const char *self_path;
+
+static void warm(void) {
+    for (int i = 0; i < 3000; i++)
+        syscall(SYS_getppid);
+}
+
+static int integrity(void) {
+    warm();
+    pid_t pid = getpid(), ppid = getppid();
+    for (int i = 0; i < 2000; i++)
+        if (getpid() != pid || getppid() != ppid || syscall(SYS_gettid) != pid) {
+            printf("identity changed at %d\n", i);
+            return 1;
+        }
+    int fd = open("/tmp/fastcall-data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) {
+        perror("open");
+        return 1;
+    }
+    static unsigned char buf[1 << 16], back[1 << 16];
+    uint64_t sum = 0;
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (unsigned char)(i * 131 + (i >> 8));
+    /* Writes of every size from 1 byte, at moving offsets. */
+    size_t off = 0;
+    for (size_t n = 1; off + n <= sizeof buf; n = n * 3 / 2 + 1) {
+        if (pwrite(fd, buf + off, n, off) != (ssize_t)n) {
+            perror("pwrite");
+            return 1;
+        }
+        off += n;
+    }
+    if (pwrite(fd, buf + off, sizeof buf - off, off) != (ssize_t)(sizeof buf - off))
+        return 1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size != sizeof buf) {
+        printf("fstat size %lld\n", (long long)st.st_size);
+        return 1;
+    }
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        return 1;
+    size_t got = 0;
+    while (got < sizeof back) {
+        ssize_t r = read(fd, back + got, 1000);
+        if (r <= 0) {
+            perror("read");
+            return 1;
+        }
+        got += r;
+    }
+    if (read(fd, back, 10) != 0 || memcmp(buf, back, sizeof buf) != 0) {
+        printf("read back differs\n");
+        return 1;
+    }
+    for (int i = 0; i < 4000; i++) {
+        unsigned char c;
+        off_t at = (off_t)((i * 7919) % sizeof buf);
+        if (pread(fd, &c, 1, at) != 1 || c != buf[at]) {
+            printf("pread at %lld\n", (long long)at);
+            return 1;
+        }
+        sum += c;
+    }
+    if (fsync(fd) != 0 || fdatasync(fd) != 0 || lseek(fd, 0, SEEK_END) != sizeof buf)
+        return 1;
+    /* A fast read into memory never touched: its page is not mapped yet, so the
+     * call goes through the exit path, which maps it. */
+    char *fresh = malloc(1 << 20);
+    if (pread(fd, fresh + (512 << 10), 4096, 4096) != 4096 ||
+        memcmp(fresh + (512 << 10), buf + 4096, 4096) != 0)
+        return 1;
+    /* Bad buffers: the same errors as the exit path gives. */
+    errno = 0;
+    long r1 = pread(fd, (void *)0xffff800000000000UL, 16, 0);
+    int e1 = errno;
+    errno = 0;
+    long r2 = pread(fd, (void *)integrity, 16, 0);
+    int e2 = errno;
+    close(fd);
+    printf("sum %llu size %lld bad %ld/%d %ld/%d\n", (unsigned long long)sum,
+           (long long)st.st_size, r1, e1, r2, e2);
+    return 0;
+}
+
+static volatile sig_atomic_t xfsz;
+static void on_xfsz(int s) {
+    (void)s;
+    xfsz = 1;
+}
+
+static int signal_mode(void) {
+    warm();
+    signal(SIGXFSZ, on_xfsz);
+    struct rlimit rl = {4096, 4096};
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        return 1;
+    int fd = open("/tmp/fastcall-fsize", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    char b[16] = "0123456789abcdef";
+    int seen = 0;
+    for (int i = 0; i < 50; i++) {
+        getppid();
+        xfsz = 0;
+        errno = 0;
+        ssize_t r = pwrite(fd, b, sizeof b, 8192);
+        if (r == -1 && errno == EFBIG && xfsz == 1)
+            seen++;
+    }
+    printf("sigxfsz %d/50\n", seen);
+    return 0;
+}
+
+/* Posts `nr(a...)` in the slot as the stub would, waits for an answer; returns the
+ * state that ended the wait (IDLE: nobody took it in time, withdrawn). */
+static uint32_t post(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t *ret) {
+    for (int attempt = 0; attempt < 50; attempt++) {
+        getppid(); /* wakes the thread if it slept */
+        *SLOT_NR = nr;
+        SLOT_ARGS[0] = a0;
+        SLOT_ARGS[1] = a1;
+        SLOT_ARGS[2] = a2;
+        SLOT_ARGS[3] = SLOT_ARGS[4] = SLOT_ARGS[5] = 0;
+        __atomic_store_n(SLOT, POSTED, __ATOMIC_SEQ_CST);
+        for (long spin = 0; spin < 20000000; spin++) {
+            uint32_t s = __atomic_load_n(SLOT, __ATOMIC_SEQ_CST);
+            if (s >= DONE) {
+                *ret = *SLOT_RET;
+                __atomic_store_n(SLOT, IDLE, __ATOMIC_SEQ_CST);
+                return s;
+            }
+            __builtin_ia32_pause();
+        }
+        uint32_t expect = POSTED;
+        if (__atomic_compare_exchange_n(SLOT, &expect, IDLE, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            continue; /* withdrawn: try again */
+        while (__atomic_load_n(SLOT, __ATOMIC_SEQ_CST) < DONE)
+            __builtin_ia32_pause();
+        *ret = *SLOT_RET;
+        __atomic_store_n(SLOT, IDLE, __ATOMIC_SEQ_CST);
+        return DONE;
+    }
+    return IDLE;
+}
+
+static const char *name(uint32_t s) {
+    static const char *n[] = {"idle", "posted", "taken", "done", "follow", "slow"};
+    return s <= SLOW ? n[s] : "?";
+}
+
+static int forge(void) {
+    warm();
+    uint64_t ret = 0;
+    /* A call the thread answers: the same answer as the real call. */
+    uint32_t s = post(SYS_getppid, 0, 0, 0, &ret);
+    printf("getppid %s %s\n", name(s), s == DONE && ret == (uint64_t)getppid() ? "same" : "differs");
+    /* Calls it must refuse (SLOW: nothing happened), whatever their arguments. */
+    s = post(SYS_exit_group, 42, 0, 0, &ret);
+    printf("exit_group %s\n", name(s));
+    s = post(SYS_openat, AT_FDCWD, (uint64_t) "/etc/passwd", O_RDONLY, &ret);
+    printf("openat %s\n", name(s));
+    s = post(SYS_kill, 1, SIGKILL, 0, &ret);
+    printf("kill %s\n", name(s));
+    s = post(1000000, 0, 0, 0, &ret);
+    printf("nr-1000000 %s\n", name(s));
+    /* Buffers the thread must not write: the supervisor's half, the program's own
+     * code (read-only), a page never touched. */
+    int fd = open(self_path, O_RDONLY);
+    s = post(SYS_pread64, fd, 0xffff800000000000UL, 64, &ret);
+    printf("pread-kernel %s\n", name(s));
+    s = post(SYS_pread64, fd, (uint64_t)(uintptr_t)forge, 64, &ret);
+    printf("pread-text %s\n", name(s));
+    char *fresh = malloc(8 << 20);
+    s = post(SYS_pread64, fd, (uint64_t)(uintptr_t)(fresh + (4 << 20)), 64, &ret);
+    printf("pread-untouched %s\n", name(s));
+    s = post(SYS_pread64, 1 << 20, (uint64_t)(uintptr_t)&ret, 8, &ret);
+    printf("pread-badfd %s\n", name(s));
+    /* States no stub writes, left for the thread: nothing must come of them. */
+    for (uint32_t bad = TAKEN; bad < 1000; bad = bad * 7 + 1) {
+        __atomic_store_n(SLOT, bad, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < 100; i++)
+            getppid();
+    }
+    __atomic_store_n(SLOT, IDLE, __ATOMIC_SEQ_CST);
+    /* A post whose arguments change while it waits: one answer, from one reading. */
+    int consistent = 0;
+    for (int i = 0; i < 200; i++) {
+        getppid();
+        *SLOT_NR = SYS_getpid;
+        __atomic_store_n(SLOT, POSTED, __ATOMIC_SEQ_CST);
+        *SLOT_NR = SYS_exit_group; /* too late or not: either is answered once */
+        SLOT_ARGS[0] = 43;
+        long spin = 0;
+        while (__atomic_load_n(SLOT, __ATOMIC_SEQ_CST) < DONE && spin++ < 20000000)
+            __builtin_ia32_pause();
+        uint32_t st = __atomic_load_n(SLOT, __ATOMIC_SEQ_CST);
+        uint32_t expect = POSTED;
+        if (st == POSTED &&
+            __atomic_compare_exchange_n(SLOT, &expect, IDLE, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            st = IDLE;
+        if ((st == DONE && *SLOT_RET == (uint64_t)getpid()) || st == SLOW || st == IDLE)
+            consistent++;
+        __atomic_store_n(SLOT, IDLE, __ATOMIC_SEQ_CST);
+    }
+    printf("changed-posts %d/200\n", consistent);
+    printf("alive\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2)
+        return 2;
+    self_path = argv[0];
+    if (!strcmp(argv[1], "integrity"))
+        return integrity();
+    if (!strcmp(argv[1], "signal"))
+        return signal_mode();
+    if (!strcmp(argv[1], "forge"))
+        return forge();
+    return 2;
+}

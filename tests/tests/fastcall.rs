@@ -1,0 +1,87 @@
+//! The micro-VM's fast calls (syscalls answered without a VM exit, see
+//! backend-microvm/src/fastcall.rs), by a real program: file I/O and identity calls
+//! give what they give natively, a signal raised by a call is handled before the call
+//! returns, and the slot the workload can write is attacked directly: calls the
+//! fast-call thread must refuse (exit_group, openat, kill, unknown numbers, buffers in
+//! the supervisor's half, in read-only code or never touched, a bad descriptor) come
+//! back refused with nothing done, states no stub writes change nothing, and a post
+//! whose arguments change while it waits is answered once, from one reading.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hsb_tests::*;
+use hybrid_sandbox::{IsolationRequest, Outcome};
+
+fn programs() -> PathBuf {
+    hsb_tests::programs(env!("CARGO_TARGET_TMPDIR"))
+}
+
+fn vm(mode: &str) -> Outcome {
+    let mut w = Workload::new(format!("{PROGRAMS_IN_SANDBOX}/fastcall-static"), [mode])
+        .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+        .isolation(IsolationRequest::MicroVm);
+    w.limits.wall_time = Some(Duration::from_secs(120));
+    run(w)
+}
+
+fn native(mode: &str) -> String {
+    let o = std::process::Command::new(programs().join("fastcall-static"))
+        .arg(mode)
+        .output()
+        .expect("run natively");
+    assert!(o.status.success(), "native {mode}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn exited(o: &Outcome, what: &str) -> String {
+    assert_eq!(
+        (o.termination, o.exit_code),
+        (Termination::Exited, Some(0)),
+        "{what}: stdout {}\nstderr {}",
+        stdout(o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout(o)
+}
+
+#[test]
+fn fast_calls_compute_what_linux_computes() {
+    if !backend_ready(IsolationRequest::MicroVm) {
+        return;
+    }
+    for mode in ["integrity", "signal"] {
+        let o = vm(mode);
+        assert_eq!(exited(&o, mode), native(mode), "{mode}");
+    }
+}
+
+#[test]
+fn the_fast_call_slot_resists_a_workload_that_writes_it() {
+    if !backend_ready(IsolationRequest::MicroVm) {
+        return;
+    }
+    let o = vm("forge");
+    let out = exited(&o, "forge");
+    let fast = std::env::var_os("HSB_MICROVM_FASTCALL").is_none_or(|v| v != "0")
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    if !fast {
+        eprintln!("fast calls are off on this host: the forged posts are never taken");
+        assert!(out.ends_with("alive\n"), "{out}");
+        return;
+    }
+    assert_eq!(
+        out,
+        "getppid done same\n\
+         exit_group slow\n\
+         openat slow\n\
+         kill slow\n\
+         nr-1000000 slow\n\
+         pread-kernel slow\n\
+         pread-text slow\n\
+         pread-untouched slow\n\
+         pread-badfd slow\n\
+         changed-posts 200/200\n\
+         alive\n"
+    );
+}
