@@ -6,7 +6,10 @@
 //! 1-byte `pwrite` of a tmpfs file N times, in the micro-VM and natively; the per-call
 //! time is the difference between a run with N calls and a run with none (start-up
 //! cancels out), medians of 5. Not pinned: whatever serves the guest's syscalls may
-//! use the second core, as it would on a host.
+//! use the second core, as it would on a host. The micro-VM is measured twice, in the
+//! same run: with fast calls (the default: answered without a VM exit, see
+//! `fastcall.rs`) and through the exit path only (the bench runs itself again with
+//! `HSB_MICROVM_FASTCALL=0`, which a process reads once).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -114,24 +117,50 @@ fn main() {
     for _ in 0..3 {
         vm(&["getppid", "0"]);
     }
+    let n = calls.to_string();
+    let per = |f: &dyn Fn(&[&str]) -> Duration, call: &str| {
+        let base = median((0..5).map(|_| f(&[call, "0"])).collect());
+        let full = median((0..5).map(|_| f(&[call, &n])).collect());
+        full.saturating_sub(base) / calls
+    };
+    const CALLS: [&str; 3] = ["getppid", "pread", "pwrite"];
+    if std::env::var_os("HSB_BENCH_VALUES").is_some() {
+        // The child run: only the micro-VM's figures, one per line.
+        for call in CALLS {
+            println!("{call} {}", per(&vm, call).as_secs_f64());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let exit_path = Command::new(std::env::current_exe().unwrap())
+        .env("HSB_MICROVM_FASTCALL", "0")
+        .env("HSB_BENCH_VALUES", "1")
+        .env("HSB_BENCH_CALLS", &n)
+        .arg("--bench")
+        .output()
+        .expect("run the bench again without fast calls");
+    let exit_path = String::from_utf8_lossy(&exit_path.stdout).into_owned();
+    let slow = |call: &str| -> f64 {
+        exit_path
+            .lines()
+            .find_map(|l| l.strip_prefix(call)?.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
     println!("command: cargo bench -p backend-microvm --bench syscall_cost ({calls} calls, median of 5, minus a run with none)");
     println!();
-    println!("| call | micro-VM | native | ratio |");
-    println!("| --- | --- | --- | --- |");
-    let n = calls.to_string();
-    for call in ["getppid", "pread", "pwrite"] {
-        let per = |f: &dyn Fn(&[&str]) -> Duration| {
-            let base = median((0..5).map(|_| f(&[call, "0"])).collect());
-            let full = median((0..5).map(|_| f(&[call, &n])).collect());
-            full.saturating_sub(base) / calls
-        };
-        let v = per(&vm);
-        let nat = per(&native);
+    println!("| call | micro-VM, fast calls | micro-VM, exit path | native | fast calls / native | exit path / fast calls |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for call in CALLS {
+        let v = per(&vm, call).as_secs_f64();
+        let nat = per(&native, call).as_secs_f64();
+        let e = slow(call);
         println!(
-            "| {call} | {:.2} us | {:.3} us | {:.0}x |",
-            v.as_secs_f64() * 1e6,
-            nat.as_secs_f64() * 1e6,
-            v.as_secs_f64() / nat.as_secs_f64().max(1e-9)
+            "| {call} | {:.2} us | {:.2} us | {:.3} us | {:.1}x | {:.1}x |",
+            v * 1e6,
+            e * 1e6,
+            nat * 1e6,
+            v / nat.max(1e-12),
+            e / v.max(1e-12)
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

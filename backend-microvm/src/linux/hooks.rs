@@ -17,7 +17,7 @@
 //!   `NAME`), as a host process sharing the directory could do.
 //! - `TEST_HOOK(4)`: what glibc's malloc does on its own when a thread arena trims its
 //!   heap (`check_may_shrink_heap`): `open("/proc/sys/vm/overcommit_memory")`, the
-//!   plain libc call. The `vmm_libc` filter answers `-EACCES` and the run goes on.
+//!   plain libc call. The `vmm_libc` filter answers `-ENOSYS` and the run goes on.
 
 use super::{Kernel, SysResult};
 use crate::errno;
