@@ -94,6 +94,18 @@ pub(crate) fn enabled() -> bool {
     })
 }
 
+/// After a failed spawn of the fast-call thread: a C library whose `pthread_create`
+/// passes other `clone` flags than the filter allows (musl adds `CLONE_DETACHED`) has
+/// its `clone` trapped and recorded as a violation. That call was this module's own
+/// (nothing else ran since the loop last looked), so the record is dropped and the
+/// VM goes on without fast calls.
+pub(crate) fn forgive_failed_spawn() {
+    let ours = [libc::SYS_clone, libc::SYS_clone3].map(|n| n as i32);
+    if crate::trap::violation().is_some_and(|v| ours.contains(&v)) {
+        crate::trap::watch_thread();
+    }
+}
+
 /// The kernel, shared by the vCPU thread and the fast-call thread.
 pub(crate) struct Gate<'k>(Mutex<&'k mut Kernel>);
 

@@ -204,9 +204,12 @@ fn run_with(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>, restored: bool) ->
                 // that cannot be made leaves every call on the exit path.
                 started = true;
                 let (gate, fast, ram) = (&gate, &fast, ram.clone());
-                let _ = std::thread::Builder::new()
+                let made = std::thread::Builder::new()
                     .stack_size(256 << 10)
                     .spawn_scoped(scope, move || crate::fastcall::serve(gate, fast, ram));
+                if made.is_err() {
+                    crate::fastcall::forgive_failed_spawn();
+                }
             }
             if let Some(stop) = r.turn(vm, &gate, &fast) {
                 break stop;
