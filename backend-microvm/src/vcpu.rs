@@ -390,13 +390,7 @@ impl Runner {
         match exit {
             Exit::Syscall => {
                 self.stats.syscalls += 1;
-                let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
-                k.task.ctx = UserCtx {
-                    rip: regs.rcx,
-                    rflags: regs.r11,
-                    regs,
-                };
-                self.at_cpl0 = false;
+                self.take_syscall_ctx(vm, k)?;
                 let mut cpu = VcpuCpu {
                     vcpu: &vm.vcpu,
                     clean_fpu: &self.clean_fpu,
@@ -413,13 +407,7 @@ impl Runner {
                 if let Some(stop) = fast.take_pending() {
                     return Err(stop);
                 }
-                let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
-                k.task.ctx = UserCtx {
-                    rip: regs.rcx,
-                    rflags: regs.r11,
-                    regs,
-                };
-                self.at_cpl0 = false;
+                self.take_syscall_ctx(vm, k)?;
                 k.fire_cpu_timers();
                 self.entry = Entry::Context;
             }
@@ -458,6 +446,19 @@ impl Runner {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The task stopped in the stub after a `syscall` (a doorbell): its context is the
+    /// registers, with the return address and flags `syscall` left in rcx and r11.
+    fn take_syscall_ctx(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
+        let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
+        k.task.ctx = UserCtx {
+            rip: regs.rcx,
+            rflags: regs.r11,
+            regs,
+        };
+        self.at_cpl0 = false;
         Ok(())
     }
 
