@@ -283,10 +283,12 @@ impl Runner {
             if !self.prepare(vm, &mut g)? {
                 return Ok(());
             }
+            fast.lend();
         }
-        let exit = self.run_guest(vm)?;
+        let exit = self.run_guest(vm);
         let mut g = gate.lock();
-        self.handle(vm, &mut g, exit, fast)
+        fast.reclaim();
+        self.handle(vm, &mut g, exit?, fast)
     }
 
     /// Everything before the guest runs: live requests, scheduling, signal delivery,

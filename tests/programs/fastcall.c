@@ -1,13 +1,16 @@
 /* The micro-VM's fast calls (backend-microvm/src/fastcall.rs), from the workload's
  * side. Modes:
- *   integrity  file I/O and identity calls, enough of them to start the fast-call
- *              thread; prints what it computed (the same natively).
+ *   integrity  file I/O, calls by path, directory listings, signal actions and
+ *              identity calls, enough of them to start the fast-call thread; prints
+ *              what it computed (the same natively).
+ * Files go in argv[2] (default /tmp), and are removed at the end.
  *   signal     a pwrite past RLIMIT_FSIZE: SIGXFSZ's handler has run when the call
  *              returns, as on Linux.
  *   forge      attacks on the slot in the frame page, which the workload can write:
  *              posts of calls the thread must refuse, posts made and changed, states
  *              no stub writes. Prints what it saw; only meaningful in the micro-VM. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -27,10 +31,92 @@
 enum { IDLE, POSTED, TAKEN, DONE, DONE_FOLLOW, SLOW };
 
 static const char *self_path;
+static const char *base = "/tmp";
+
+/* `base`/`name`, in a static buffer of its own per call site. */
+#define AT(buf, name) (snprintf(buf, sizeof buf, "%s/%s", base, name), buf)
 
 static void warm(void) {
     for (int i = 0; i < 3000; i++)
         syscall(SYS_getppid);
+}
+
+static volatile sig_atomic_t usr1;
+static void on_usr1(int s) {
+    (void)s;
+    usr1++;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Calls by path, directory listings and signal actions. */
+static int paths(void) {
+    char dir[512], name[600];
+    if (mkdir(AT(dir, "fcdir"), 0700) != 0)
+        return 1;
+    for (int i = 0; i < 40; i++) {
+        snprintf(name, sizeof name, "%s/f%02d", dir, i);
+        int fd = open(name, O_WRONLY | O_CREAT, 0600);
+        if (fd < 0 || write(fd, name, (size_t)i) != i)
+            return 1;
+        close(fd);
+    }
+    char link[600];
+    snprintf(link, sizeof link, "%s/link", dir);
+    if (symlink("f07", link) != 0)
+        return 1;
+    long total = 0;
+    for (int round = 0; round < 20; round++)
+        for (int i = 0; i < 40; i++) {
+            struct stat st;
+            snprintf(name, sizeof name, "%s/f%02d", dir, i);
+            if (stat(name, &st) != 0 || st.st_size != i)
+                return 1;
+            total += st.st_size;
+        }
+    struct stat l, t, e;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (lstat(link, &l) != 0 || stat(link, &t) != 0 ||
+        fstatat(dfd, "f09", &e, 0) != 0 || fstatat(dfd, "", &e, AT_EMPTY_PATH) != 0)
+        return 1;
+    errno = 0;
+    char none[600];
+    snprintf(none, sizeof none, "%s/none", dir);
+    int missing = stat(none, &e);
+    int missing_errno = errno;
+    DIR *d = fdopendir(dfd);
+    char *names[64];
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && n < 64)
+        names[n++] = strdup(de->d_name);
+    closedir(d);
+    qsort(names, n, sizeof names[0], by_name);
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i], ".") && strcmp(names[i], "..")) {
+            snprintf(none, sizeof none, "%s/%s", dir, names[i]);
+            unlink(none);
+        }
+    rmdir(dir);
+    printf("stat total %ld link %s->%lld dir %s missing %d/%d entries %d first %s last %s\n",
+           total, S_ISLNK(l.st_mode) ? "lnk" : "?", (long long)t.st_size,
+           S_ISDIR(e.st_mode) ? "dir" : "?", missing, missing_errno, n, names[0], names[n - 1]);
+    struct sigaction sa = {0}, old = {0};
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    int same = 0;
+    for (int i = 0; i < 100; i++) {
+        if (sigaction(SIGUSR1, &sa, NULL) != 0 || sigaction(SIGUSR1, NULL, &old) != 0)
+            return 1;
+        same += old.sa_handler == on_usr1 && (old.sa_flags & SA_RESTART);
+    }
+    raise(SIGUSR1);
+    signal(SIGUSR1, SIG_IGN);
+    raise(SIGUSR1);
+    printf("sigaction %d/100 handled %d\n", same, (int)usr1);
+    return 0;
 }
 
 static int integrity(void) {
@@ -41,7 +127,8 @@ static int integrity(void) {
             printf("identity changed at %d\n", i);
             return 1;
         }
-    int fd = open("/tmp/fastcall-data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    char data_path[512];
+    int fd = open(AT(data_path, "fastcall-data"), O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) {
         perror("open");
         return 1;
@@ -106,9 +193,10 @@ static int integrity(void) {
     long r2 = pread(fd, (void *)integrity, 16, 0);
     int e2 = errno;
     close(fd);
+    unlink(data_path);
     printf("sum %llu size %lld bad %ld/%d %ld/%d\n", (unsigned long long)sum,
            (long long)st.st_size, r1, e1, r2, e2);
-    return 0;
+    return paths();
 }
 
 static volatile sig_atomic_t xfsz;
@@ -123,7 +211,8 @@ static int signal_mode(void) {
     struct rlimit rl = {4096, 4096};
     if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
         return 1;
-    int fd = open("/tmp/fastcall-fsize", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    char fsize_path[512];
+    int fd = open(AT(fsize_path, "fastcall-fsize"), O_RDWR | O_CREAT | O_TRUNC, 0600);
     char b[16] = "0123456789abcdef";
     int seen = 0;
     for (int i = 0; i < 50; i++) {
@@ -134,6 +223,8 @@ static int signal_mode(void) {
         if (r == -1 && errno == EFBIG && xfsz == 1)
             seen++;
     }
+    close(fd);
+    unlink(fsize_path);
     printf("sigxfsz %d/50\n", seen);
     return 0;
 }
@@ -203,6 +294,21 @@ static int forge(void) {
     printf("pread-untouched %s\n", name(s));
     s = post(SYS_pread64, 1 << 20, (uint64_t)(uintptr_t)&ret, 8, &ret);
     printf("pread-badfd %s\n", name(s));
+    /* Paths the thread must not fault in or read past: in an untouched page, and
+     * running to the end of the mapped memory with no NUL. */
+    static struct stat st;
+    memset(&st, 0, sizeof st);
+    s = post(SYS_newfstatat, AT_FDCWD, (uint64_t)(uintptr_t)(fresh + (6 << 20)),
+             (uint64_t)(uintptr_t)&st, &ret);
+    printf("stat-untouched-path %s\n", name(s));
+    char *edge = (char *)(((uintptr_t)fresh + (1 << 20)) & ~4095UL);
+    memset(edge, 'a', 4096);
+    mprotect(edge + 4096, 4096, PROT_NONE);
+    SLOT_ARGS[3] = 0;
+    s = post(SYS_newfstatat, AT_FDCWD, (uint64_t)(uintptr_t)edge, (uint64_t)(uintptr_t)&st, &ret);
+    printf("stat-unterminated-path %s\n", name(s));
+    s = post(SYS_newfstatat, AT_FDCWD, (uint64_t)(uintptr_t) "/tmp", (uint64_t)(uintptr_t)&st, &ret);
+    printf("stat-tmp %s %s\n", name(s), S_ISDIR(st.st_mode) ? "dir" : "?");
     /* States no stub writes, left for the thread: nothing must come of them. */
     for (uint32_t bad = TAKEN; bad < 1000; bad = bad * 7 + 1) {
         __atomic_store_n(SLOT, bad, __ATOMIC_SEQ_CST);
@@ -239,6 +345,8 @@ int main(int argc, char **argv) {
     if (argc < 2)
         return 2;
     self_path = argv[0];
+    if (argc > 2)
+        base = argv[2];
     if (!strcmp(argv[1], "integrity"))
         return integrity();
     if (!strcmp(argv[1], "signal"))

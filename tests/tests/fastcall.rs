@@ -26,8 +26,11 @@ fn vm(mode: &str) -> Outcome {
 }
 
 fn native(mode: &str) -> String {
+    // Its files in a directory of its own, gone afterwards.
+    let dir = tempfile::tempdir().expect("temp dir");
     let o = std::process::Command::new(programs().join("fastcall-static"))
         .arg(mode)
+        .arg(dir.path())
         .output()
         .expect("run natively");
     assert!(o.status.success(), "native {mode}: {o:?}");
@@ -81,6 +84,9 @@ fn the_fast_call_slot_resists_a_workload_that_writes_it() {
          pread-text slow\n\
          pread-untouched slow\n\
          pread-badfd slow\n\
+         stat-untouched-path slow\n\
+         stat-unterminated-path slow\n\
+         stat-tmp done dir\n\
          changed-posts 200/200\n\
          alive\n"
     );

@@ -162,6 +162,31 @@ impl AddressSpace {
         true
     }
 
+    /// Whether a NUL-terminated string at `va` lies, NUL included and within `max`
+    /// bytes, in pages mapped for reading now (no fault to take).
+    pub(crate) fn user_cstr_mapped(&mut self, va: u64, max: u64) -> bool {
+        let mut at = va;
+        while at.saturating_sub(va) <= max {
+            if at >= USER_TOP || !self.user_mapped(at, 1, false) {
+                return false;
+            }
+            let Some((_, pte)) = self.pt.lookup(&mut self.mem, at & !(PAGE_SIZE - 1)) else {
+                return false;
+            };
+            let n = (PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize;
+            let mut chunk = vec![0u8; n];
+            let gpa = (pte & PTE_ADDR) | (at & (PAGE_SIZE - 1));
+            if self.mem.read(gpa, &mut chunk).is_none() {
+                return false;
+            }
+            if chunk.contains(&0) {
+                return true;
+            }
+            at += n as u64;
+        }
+        false
+    }
+
     /// The guest-physical pieces of `va .. va + len`, all mapped for the access.
     pub(crate) fn user_chunks(
         &mut self,

@@ -71,6 +71,18 @@ pub(crate) fn set_fd_budget(max: usize) {
     FDS.with(|c| c.set((c.get().0, max)));
 }
 
+/// The calling thread's count of held host descriptors and its budget, to hand to
+/// another thread that works for the same sandbox (the fast-call thread, which
+/// answers calls only while the vCPU thread waits for the guest).
+pub(crate) fn fd_state() -> (usize, usize) {
+    FDS.with(Cell::get)
+}
+
+/// Takes over a count and budget from [`fd_state`].
+pub(crate) fn set_fd_state(state: (usize, usize)) {
+    FDS.with(|c| c.set(state));
+}
+
 /// How many host descriptors the sandbox of the calling thread may hold.
 pub(crate) fn fd_budget() -> usize {
     FDS.with(|c| c.get().1)
