@@ -123,9 +123,15 @@ impl<'k> Gate<'k> {
         Gate(Mutex::new(k))
     }
 
-    /// The kernel, exclusively.
+    /// The kernel, exclusively (the vCPU thread's way: a panic there ends the run).
     pub(crate) fn lock(&self) -> MutexGuard<'_, &'k mut Kernel> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The kernel, exclusively, unless a panic left it half-changed (the fast-call
+    /// thread's way: it then answers nothing more).
+    fn lock_sound(&self) -> Option<MutexGuard<'_, &'k mut Kernel>> {
+        self.0.lock().ok()
     }
 }
 
@@ -154,6 +160,18 @@ impl Control {
                 t.unpark();
             }
         }
+    }
+
+    /// A guard that tells the thread to end when dropped: when the loop returns, and
+    /// when it unwinds (the scope joins the thread then too).
+    pub(crate) fn finish_on_drop(&self) -> impl Drop + '_ {
+        struct Finish<'a>(&'a Control);
+        impl Drop for Finish<'_> {
+            fn drop(&mut self) {
+                self.0.finish();
+            }
+        }
+        Finish(self)
     }
 
     /// Tells the thread to end.
@@ -201,10 +219,11 @@ pub(crate) fn clear_slot(k: &Kernel) {
 
 /// The fast-call thread: polls the slot while calls come, sleeps between bursts.
 pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
-    let _ = ctl.thread.set(std::thread::current());
     // The thread inherited the vCPU thread's filter and Landlock domain: its
-    // seccomp traps are recorded like the vCPU thread's.
+    // seccomp traps are recorded like the vCPU thread's (first thing: before this,
+    // one would take SIGSYS's default action).
     crate::trap::watch_thread();
+    let _ = ctl.thread.set(std::thread::current());
     let Ok(page) = ram.get_slice(GuestAddress(FRAME_GPA), SLOT_LEN) else {
         return;
     };
@@ -248,7 +267,9 @@ fn take(
     page: &vm_memory::VolatileSlice<'_, ()>,
     state: &AtomicU32,
 ) {
-    let mut g = gate.lock();
+    let Some(mut g) = gate.lock_sound() else {
+        return;
+    };
     // Only while the guest runs (the vCPU thread lent what it holds for the sandbox).
     let Some(fds) = *ctl.lent.lock().unwrap_or_else(PoisonError::into_inner) else {
         return;

@@ -196,8 +196,9 @@ fn run_with(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>, restored: bool) ->
     let gate = Gate::new(k);
     let fast = Control::default();
     std::thread::scope(|scope| {
+        let _finish = fast.finish_on_drop();
         let mut started = !crate::fastcall::enabled();
-        let stop = loop {
+        loop {
             if !started && r.stats.syscalls >= crate::fastcall::START_AFTER {
                 // Enough syscalls to pay for a fast-call thread. It inherits this
                 // thread's seccomp filter, Landlock domain and file identity. A thread
@@ -205,6 +206,7 @@ fn run_with(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>, restored: bool) ->
                 started = true;
                 let (gate, fast, ram) = (&gate, &fast, ram.clone());
                 let made = std::thread::Builder::new()
+                    .name("hsb-fastcall".into())
                     .stack_size(256 << 10)
                     .spawn_scoped(scope, move || crate::fastcall::serve(gate, fast, ram));
                 if made.is_err() {
@@ -214,9 +216,7 @@ fn run_with(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>, restored: bool) ->
             if let Some(stop) = r.turn(vm, &gate, &fast) {
                 break stop;
             }
-        };
-        fast.finish();
-        stop
+        }
     })
 }
 

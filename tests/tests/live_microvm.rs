@@ -539,13 +539,30 @@ fn lifetime_and_idle_timeout_destroy_the_sandbox() {
     });
 }
 
-/// Threads of this process named `hsb-vcpu`.
-fn vcpu_threads() -> usize {
+/// Threads of this process with one of `names`.
+fn threads_named(names: &[&str]) -> usize {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|c| c.trim() == "hsb-vcpu")
+        .filter(|c| names.contains(&c.trim()))
         .count()
+}
+
+/// vCPU threads: one per live micro-VM.
+fn vcpu_threads() -> usize {
+    threads_named(&["hsb-vcpu"])
+}
+
+/// Whether micro-VMs answer syscalls without an exit here (they do with two host CPUs,
+/// unless `HSB_MICROVM_FASTCALL=0`).
+fn fast_calls_on() -> bool {
+    std::env::var_os("HSB_MICROVM_FASTCALL").is_none_or(|v| v != "0")
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+}
+
+/// Every VMM thread: vCPU threads and the fast-call threads some of them started.
+fn vmm_threads() -> usize {
+    threads_named(&["hsb-vcpu", "hsb-fastcall"])
 }
 
 fn open_fds() -> usize {
@@ -560,22 +577,34 @@ fn drop_and_destroy_leave_nothing_behind() {
     runtime().block_on(async {
         // Warm up (lazily opened process-wide handles), then count.
         drop(create(LiveOptions::default()).await);
-        assert!(eventually(10.0, || vcpu_threads() == 0));
+        assert!(eventually(10.0, || vmm_threads() == 0));
         let fds = open_fds();
         for _ in 0..3 {
             let live = create(LiveOptions::default()).await;
             let _bg = sh_out(&live, "busybox sleep 100 &").await;
+            // Enough syscalls (4,000 reads and writes) for the VM to start its
+            // fast-call thread, which must go with it.
+            let o = sh_out(
+                &live,
+                "busybox dd if=/dev/zero of=/dev/null bs=1 count=2000 2>/dev/null",
+            )
+            .await;
+            assert_eq!(o.exit_code, Some(0), "{o:?}");
             assert_eq!(vcpu_threads(), 1);
+            assert_eq!(
+                threads_named(&["hsb-fastcall"]),
+                usize::from(fast_calls_on())
+            );
             drop(live); // the last handle: destroys
             assert_eq!(
-                vcpu_threads(),
+                vmm_threads(),
                 0,
                 "the vCPU thread outlived the dropped sandbox"
             );
         }
         let live = create(LiveOptions::default()).await;
         live.destroy().await.unwrap();
-        assert_eq!(vcpu_threads(), 0);
+        assert_eq!(vmm_threads(), 0);
         assert!(
             open_fds() <= fds,
             "host descriptors left: {} > {fds}",
@@ -635,7 +664,7 @@ fn many_sandboxes_at_once_with_interleaved_execs() {
             }
         }
         drop(all);
-        assert_eq!(vcpu_threads(), 0);
+        assert_eq!(vmm_threads(), 0);
     });
 }
 
