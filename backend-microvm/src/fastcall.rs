@@ -210,11 +210,17 @@ impl Control {
     }
 }
 
-/// Empties the slot (a new run, or another task on the vCPU): a post left there is
-/// never answered as someone else's, and the stub posts only once the thread says it
-/// is awake again.
+/// Empties the slot's state (another task goes on the vCPU, kernel locked: the
+/// thread only reads it meanwhile): a post left there is never answered as someone
+/// else's.
 pub(crate) fn clear_slot(k: &Kernel) {
-    let _ = k.mm.mem.write(FRAME_GPA, &[0u8; 8]);
+    let _ = k.mm.mem.write(FRAME_GPA + SLOT_STATE as u64, &[0u8; 4]);
+}
+
+/// Empties the slot at the start of a run (no thread yet): no state, and not awake
+/// (a snapshot may have been taken while its thread was).
+pub(crate) fn reset_slot(k: &Kernel) {
+    let _ = k.mm.mem.write(FRAME_GPA, &[0u8; SLOT_ARGS]);
 }
 
 /// The fast-call thread: polls the slot while calls come, sleeps between bursts.

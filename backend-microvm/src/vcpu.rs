@@ -191,7 +191,7 @@ fn run_with(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>, restored: bool) ->
         stats: Stats::default(),
     };
     k.cpu_mark = crate::kick::thread_cpu_time();
-    crate::fastcall::clear_slot(k);
+    crate::fastcall::reset_slot(k);
     let ram = k.mm.mem.ram().clone();
     let gate = Gate::new(k);
     let fast = Control::default();
