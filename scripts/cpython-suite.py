@@ -78,6 +78,8 @@ def run_one(where: str, module: str, hsb: str, timeout: int) -> dict:
     cmd = command(where, module, hsb, timeout)
     started = time.monotonic()
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
+    # The VMM's switches (HSB_MICROVM_FASTCALL=0, HSB_MICROVM_STATS=1) reach hsb.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("HSB_MICROVM_")})
     cwd = "/tmp"
     try:
         p = subprocess.run(cmd, capture_output=True, timeout=timeout + 30, env=env, cwd=cwd)
