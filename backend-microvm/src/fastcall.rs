@@ -84,15 +84,30 @@ const MAX_FAST_BYTES: u64 = 1 << 20;
 
 /// Whether fast calls are used: on unless `HSB_MICROVM_FASTCALL=0`, and only with at
 /// least two host CPUs (the thread polls while the vCPU spins). Read once, before a
-/// VMM thread is confined (`confine_thread` calls it).
+/// VMM thread is confined (`confine_thread` calls it; the CPU count cannot be read
+/// after).
 pub(crate) fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        let off = std::env::var_os("HSB_MICROVM_FASTCALL").is_some_and(|v| v == "0");
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        !off && cpus >= 2
+    let off = || std::env::var_os("HSB_MICROVM_FASTCALL").is_some_and(|v| v == "0");
+    *ON.get_or_init(|| !off() && max_pollers() >= 1)
+}
+
+static ON: OnceLock<bool> = OnceLock::new();
+
+/// How many fast-call threads of this process may poll at once: one fewer than the
+/// host CPUs this process may use, so that polling never takes every CPU from the
+/// vCPUs it serves (a thread that finds no room sleeps, and its VM's calls take the
+/// exit path until the next exit wakes it).
+fn max_pollers() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
     })
 }
+
+/// Fast-call threads polling now, in this process.
+static POLLING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// After a failed spawn of the fast-call thread: a C library whose `pthread_create`
 /// passes other `clone` flags than the filter allows (musl adds `CLONE_DETACHED`) has
@@ -240,6 +255,12 @@ pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
         return;
     };
     while !ctl.stop.load(Ordering::SeqCst) {
+        if POLLING.fetch_add(1, Ordering::SeqCst) >= max_pollers() {
+            // As many threads poll as the host can spare: sleep until the next exit.
+            POLLING.fetch_sub(1, Ordering::SeqCst);
+            sleep(ctl);
+            continue;
+        }
         awake.store(1, Ordering::SeqCst);
         let mut last = Instant::now();
         loop {
@@ -252,18 +273,24 @@ pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
             std::hint::spin_loop();
         }
         awake.store(0, Ordering::SeqCst);
+        POLLING.fetch_sub(1, Ordering::SeqCst);
         // A post made just before the flag went down is still answered.
         if state.load(Ordering::SeqCst) == POSTED {
             take(gate, ctl, &page, state);
             continue;
         }
-        ctl.asleep.store(true, Ordering::SeqCst);
-        if !ctl.stop.load(Ordering::SeqCst) {
-            std::thread::park();
-        }
-        ctl.asleep.store(false, Ordering::SeqCst);
+        sleep(ctl);
     }
     awake.store(0, Ordering::SeqCst);
+}
+
+/// Sleeps until the vCPU thread's next syscall exit (`Control::nudge`) or the end.
+fn sleep(ctl: &Control) {
+    ctl.asleep.store(true, Ordering::SeqCst);
+    if !ctl.stop.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+    ctl.asleep.store(false, Ordering::SeqCst);
 }
 
 /// Takes the posted call (unless the stub withdrew it) and answers it.
