@@ -42,7 +42,7 @@
 //! slot whenever another task is put on the vCPU, so a post is answered as the task
 //! that made it.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -87,11 +87,10 @@ const MAX_FAST_BYTES: u64 = 1 << 20;
 /// VMM thread is confined (`confine_thread` calls it; the CPU count cannot be read
 /// after).
 pub(crate) fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
     let off = || std::env::var_os("HSB_MICROVM_FASTCALL").is_some_and(|v| v == "0");
     *ON.get_or_init(|| !off() && max_pollers() >= 1)
 }
-
-static ON: OnceLock<bool> = OnceLock::new();
 
 /// How many fast-call threads of this process may poll at once: one fewer than the
 /// host CPUs this process may use, so that polling never takes every CPU from the
@@ -107,7 +106,7 @@ fn max_pollers() -> usize {
 }
 
 /// Fast-call threads polling now, in this process.
-static POLLING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static POLLING: AtomicUsize = AtomicUsize::new(0);
 
 /// After a failed spawn of the fast-call thread: a C library whose `pthread_create`
 /// passes other `clone` flags than the filter allows (musl adds `CLONE_DETACHED`) has
@@ -200,12 +199,19 @@ impl Control {
     /// The vCPU thread is about to run the guest (kernel locked): calls may be
     /// answered until [`Control::reclaim`].
     pub(crate) fn lend(&self) {
+        // No thread yet (most short runs): nothing to lend, on every exit.
+        if self.thread.get().is_none() {
+            return;
+        }
         *self.lent.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(crate::vfs::host::fd_state());
     }
 
     /// The guest stopped (kernel locked): the vCPU thread works for the sandbox again.
     pub(crate) fn reclaim(&self) {
+        if self.thread.get().is_none() {
+            return;
+        }
         if let Some(st) = self
             .lent
             .lock()
@@ -321,28 +327,27 @@ fn take(
     let k: &mut Kernel = &mut g;
     let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(k, nr, a)))
         .unwrap_or_else(|_| Err(Stop::Internal("a fast call panicked".into())));
-    let (rax, next) = match answered {
-        Ok(Some(rax)) => {
-            let follow = k.has_signal() || k.preempt;
-            (rax, if follow { DONE_FOLLOW } else { DONE })
-        }
+    let (rax, stop) = match answered {
+        Ok(Some(rax)) => (rax, None),
         Ok(None) => {
             ctl.declined.fetch_add(1, Ordering::Relaxed);
             state.store(SLOW, Ordering::Release);
             return;
         }
-        Err(stop) => {
-            *ctl.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(stop);
-            ((-(libc::EINTR as i64)) as u64, DONE_FOLLOW)
-        }
+        Err(stop) => ((-(libc::EINTR as i64)) as u64, Some(stop)),
     };
-    let (rax, next) = match crate::trap::violation() {
-        Some(v) => {
-            *ctl.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(Stop::Violation(v));
-            (rax, DONE_FOLLOW)
-        }
-        None => (rax, next),
+    // A host syscall off the allowlist made while answering ends the run, as on the
+    // vCPU thread; so does a stop. Both, and a signal or a switch the call brought,
+    // go through the vCPU loop (the follow-up exit).
+    let stop = crate::trap::violation().map(Stop::Violation).or(stop);
+    let next = if stop.is_some() || k.has_signal() || k.preempt {
+        DONE_FOLLOW
+    } else {
+        DONE
     };
+    if stop.is_some() {
+        *ctl.pending.lock().unwrap_or_else(PoisonError::into_inner) = stop;
+    }
     *ctl.lent.lock().unwrap_or_else(PoisonError::into_inner) = Some(crate::vfs::host::fd_state());
     ctl.answered.fetch_add(1, Ordering::Relaxed);
     let _ = page.write_obj(rax, SLOT_RET);
@@ -385,26 +390,27 @@ fn answer(k: &mut Kernel, nr: u64, a: [u64; 6]) -> Result<Option<u64>, Stop> {
     Ok(Some(rax))
 }
 
-const READ: u64 = 0;
-const WRITE: u64 = 1;
-const STAT: u64 = 4;
-const FSTAT: u64 = 5;
-const LSTAT: u64 = 6;
-const RT_SIGACTION: u64 = 13;
-const LSEEK: u64 = 8;
-const PREAD64: u64 = 17;
-const PWRITE64: u64 = 18;
-const GETPID: u64 = 39;
-const FSYNC: u64 = 74;
-const FDATASYNC: u64 = 75;
-const GETUID: u64 = 102;
-const GETGID: u64 = 104;
-const GETEUID: u64 = 107;
-const GETEGID: u64 = 108;
-const GETPPID: u64 = 110;
-const GETTID: u64 = 186;
-const GETDENTS64: u64 = 217;
-const NEWFSTATAT: u64 = 262;
+/// The numbers of the fast calls (x86-64, as the syscall table has them).
+const READ: u64 = libc::SYS_read as u64;
+const WRITE: u64 = libc::SYS_write as u64;
+const STAT: u64 = libc::SYS_stat as u64;
+const FSTAT: u64 = libc::SYS_fstat as u64;
+const LSTAT: u64 = libc::SYS_lstat as u64;
+const RT_SIGACTION: u64 = libc::SYS_rt_sigaction as u64;
+const LSEEK: u64 = libc::SYS_lseek as u64;
+const PREAD64: u64 = libc::SYS_pread64 as u64;
+const PWRITE64: u64 = libc::SYS_pwrite64 as u64;
+const GETPID: u64 = libc::SYS_getpid as u64;
+const FSYNC: u64 = libc::SYS_fsync as u64;
+const FDATASYNC: u64 = libc::SYS_fdatasync as u64;
+const GETUID: u64 = libc::SYS_getuid as u64;
+const GETGID: u64 = libc::SYS_getgid as u64;
+const GETEUID: u64 = libc::SYS_geteuid as u64;
+const GETEGID: u64 = libc::SYS_getegid as u64;
+const GETPPID: u64 = libc::SYS_getppid as u64;
+const GETTID: u64 = libc::SYS_gettid as u64;
+const GETDENTS64: u64 = libc::SYS_getdents64 as u64;
+const NEWFSTATAT: u64 = libc::SYS_newfstatat as u64;
 
 /// The calls answered without an exit, and when: nothing else waits for them, they
 /// finish at once, and their buffers are mapped for the access (no fault to take).
@@ -473,14 +479,12 @@ fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
     }
 }
 
-/// Size of `struct stat` and of the kernel's `struct sigaction` on x86-64.
+/// Sizes of `struct stat` and of the kernel's `struct sigaction`.
 const STAT_SIZE: u64 = std::mem::size_of::<crate::abi::Stat>() as u64;
-const SIGACTION_SIZE: u64 = 32;
-/// `newfstatat` flags answered here: `AT_SYMLINK_NOFOLLOW`, `AT_NO_AUTOMOUNT`,
-/// `AT_EMPTY_PATH` (anything else: the exit path, which refuses it).
-const STAT_FLAGS: u64 = 0x100 | 0x800 | 0x1000;
-/// `AT_FDCWD`.
-const AT_FDCWD: u64 = -100i64 as u64;
+const SIGACTION_SIZE: u64 = std::mem::size_of::<crate::abi::SigAction>() as u64;
+/// `newfstatat` flags answered here (anything else: the exit path, which refuses it).
+const STAT_FLAGS: u64 =
+    (libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_EMPTY_PATH) as u64;
 
 /// The path argument: a string that ends within `PATH_MAX` in pages mapped now.
 fn path_ready(k: &mut Kernel, va: u64) -> bool {
@@ -489,7 +493,7 @@ fn path_ready(k: &mut Kernel, va: u64) -> bool {
 
 /// A `dirfd` argument: the working directory, or a descriptor `file_fd` admits.
 fn dir_fd(k: &Kernel, fd: u64) -> bool {
-    fd as u32 as u64 == AT_FDCWD & 0xffff_ffff || file_fd(k, fd)
+    fd as i32 == libc::AT_FDCWD || file_fd(k, fd)
 }
 
 /// The descriptor is a regular file, a directory or a plain device: nobody waits on

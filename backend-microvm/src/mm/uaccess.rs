@@ -120,13 +120,9 @@ impl AddressSpace {
         if va >= USER_TOP {
             return Err(UserError::Fault);
         }
-        let page = va & !(PAGE_SIZE - 1);
         for attempt in 0..2 {
-            if let Some((_, pte)) = self.pt.lookup(&mut self.mem, page) {
-                let ok = pte & (PTE_P | PTE_U) == PTE_P | PTE_U && (!write || pte & PTE_W != 0);
-                if ok {
-                    return Ok((pte & PTE_ADDR) | (va & (PAGE_SIZE - 1)));
-                }
+            if let Some(gpa) = self.mapped_gpa(va, write) {
+                return Ok(gpa);
             }
             if attempt == 1 {
                 break;
@@ -140,6 +136,17 @@ impl AddressSpace {
         Err(UserError::Fault)
     }
 
+    /// The guest-physical address of `va` if its page is mapped for the access now
+    /// (no fault taken, no page-table entry changed).
+    fn mapped_gpa(&mut self, va: u64, write: bool) -> Option<u64> {
+        if va >= USER_TOP {
+            return None;
+        }
+        let (_, pte) = self.pt.lookup(&mut self.mem, va & !(PAGE_SIZE - 1))?;
+        let ok = pte & (PTE_P | PTE_U) == PTE_P | PTE_U && (!write || pte & PTE_W != 0);
+        ok.then_some((pte & PTE_ADDR) | (va & (PAGE_SIZE - 1)))
+    }
+
     /// Whether `va .. va + len` is mapped for the access now, without a fault to
     /// take (no page-table entry would change): what a fast call needs.
     pub(crate) fn user_mapped(&mut self, va: u64, len: u64, write: bool) -> bool {
@@ -151,10 +158,7 @@ impl AddressSpace {
         }
         let mut page = va & !(PAGE_SIZE - 1);
         while page < end {
-            let ok = self.pt.lookup(&mut self.mem, page).is_some_and(|(_, pte)| {
-                pte & (PTE_P | PTE_U) == PTE_P | PTE_U && (!write || pte & PTE_W != 0)
-            });
-            if !ok {
+            if self.mapped_gpa(page, write).is_none() {
                 return false;
             }
             page += PAGE_SIZE;
@@ -167,22 +171,17 @@ impl AddressSpace {
     pub(crate) fn user_cstr_mapped(&mut self, va: u64, max: u64) -> bool {
         let mut at = va;
         while at.saturating_sub(va) <= max {
-            if at >= USER_TOP || !self.user_mapped(at, 1, false) {
-                return false;
-            }
-            let Some((_, pte)) = self.pt.lookup(&mut self.mem, at & !(PAGE_SIZE - 1)) else {
+            let Some(gpa) = self.mapped_gpa(at, false) else {
                 return false;
             };
-            let n = (PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize;
-            let mut chunk = vec![0u8; n];
-            let gpa = (pte & PTE_ADDR) | (at & (PAGE_SIZE - 1));
+            let mut chunk = vec![0u8; (PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize];
             if self.mem.read(gpa, &mut chunk).is_none() {
                 return false;
             }
             if chunk.contains(&0) {
                 return true;
             }
-            at += n as u64;
+            at += chunk.len() as u64;
         }
         false
     }
