@@ -269,11 +269,13 @@ pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
         }
         awake.store(1, Ordering::SeqCst);
         let mut last = Instant::now();
-        loop {
-            if state.load(Ordering::Acquire) == POSTED {
-                take(gate, ctl, &page, state);
+        // Only a post taken keeps the window open: one left behind (its task stopped
+        // mid-wait when the run ended or the vCPU left the guest) is not answered
+        // and must not keep the thread polling.
+        while !ctl.stop.load(Ordering::Relaxed) {
+            if state.load(Ordering::Acquire) == POSTED && take(gate, ctl, &page, state) {
                 last = Instant::now();
-            } else if last.elapsed() > POLL || ctl.stop.load(Ordering::Relaxed) {
+            } else if last.elapsed() > POLL {
                 break;
             }
             std::hint::spin_loop();
@@ -281,8 +283,7 @@ pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
         awake.store(0, Ordering::SeqCst);
         POLLING.fetch_sub(1, Ordering::SeqCst);
         // A post made just before the flag went down is still answered.
-        if state.load(Ordering::SeqCst) == POSTED {
-            take(gate, ctl, &page, state);
+        if state.load(Ordering::SeqCst) == POSTED && take(gate, ctl, &page, state) {
             continue;
         }
         sleep(ctl);
@@ -299,25 +300,26 @@ fn sleep(ctl: &Control) {
     ctl.asleep.store(false, Ordering::SeqCst);
 }
 
-/// Takes the posted call (unless the stub withdrew it) and answers it.
+/// Takes the posted call (unless the stub withdrew it, or the guest is not running)
+/// and answers it; false when it took nothing.
 fn take(
     gate: &Gate<'_>,
     ctl: &Control,
     page: &vm_memory::VolatileSlice<'_, ()>,
     state: &AtomicU32,
-) {
+) -> bool {
     let Some(mut g) = gate.lock_sound() else {
-        return;
+        return false;
     };
     // Only while the guest runs (the vCPU thread lent what it holds for the sandbox).
     let Some(fds) = *ctl.lent.lock().unwrap_or_else(PoisonError::into_inner) else {
-        return;
+        return false;
     };
     if state
         .compare_exchange(POSTED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
-        return;
+        return false;
     }
     crate::vfs::host::set_fd_state(fds);
     // Read once: the workload may change the slot meanwhile; what was read is the call.
@@ -332,7 +334,7 @@ fn take(
         Ok(None) => {
             ctl.declined.fetch_add(1, Ordering::Relaxed);
             state.store(SLOW, Ordering::Release);
-            return;
+            return true;
         }
         Err(stop) => ((-(libc::EINTR as i64)) as u64, Some(stop)),
     };
@@ -352,6 +354,7 @@ fn take(
     ctl.answered.fetch_add(1, Ordering::Relaxed);
     let _ = page.write_obj(rax, SLOT_RET);
     state.store(next, Ordering::Release);
+    true
 }
 
 /// Answers a call: `Some(rax)`, or `None` when it is not a fast call (nothing was

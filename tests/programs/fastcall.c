@@ -6,6 +6,8 @@
  * Files go in argv[2] (default /tmp), and are removed at the end.
  *   signal     a pwrite past RLIMIT_FSIZE: SIGXFSZ's handler has run when the call
  *              returns, as on Linux.
+ *   forever    fast calls and calls sent back to the exit path, until the
+ *              wall-time limit ends the run.
  *   forge      attacks on the slot in the frame page, which the workload can write:
  *              posts of calls the thread must refuse, posts made and changed, states
  *              no stub writes. Prints what it saw; only meaningful in the micro-VM. */
@@ -351,6 +353,11 @@ int main(int argc, char **argv) {
         return integrity();
     if (!strcmp(argv[1], "signal"))
         return signal_mode();
+    if (!strcmp(argv[1], "forever"))
+        for (;;) {
+            getppid();         /* answered by the thread */
+            syscall(SYS_sched_yield); /* sent back to the exit path */
+        }
     if (!strcmp(argv[1], "forge"))
         return forge();
     return 2;

@@ -91,3 +91,24 @@ fn the_fast_call_slot_resists_a_workload_that_writes_it() {
          alive\n"
     );
 }
+
+/// A run that ends at its wall-time limit while its task makes fast calls ends (its
+/// task may be left mid-post: the thread must not keep polling for it, which once
+/// kept the run from ending).
+#[test]
+fn a_run_making_fast_calls_ends_at_its_limit() {
+    if !backend_ready(IsolationRequest::MicroVm) {
+        return;
+    }
+    for _ in 0..8 {
+        let mut w = Workload::new(
+            format!("{PROGRAMS_IN_SANDBOX}/fastcall-static"),
+            ["forever"],
+        )
+        .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+        .isolation(IsolationRequest::MicroVm);
+        w.limits.wall_time = Some(Duration::from_millis(300));
+        let o = run(w);
+        assert_eq!(o.termination, Termination::Timeout, "{o:?}");
+    }
+}
