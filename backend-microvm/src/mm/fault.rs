@@ -12,6 +12,20 @@ use super::{
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
 use crate::memory::OutOfMemory;
 
+/// A private file mapping being filled by [`AddressSpace::fill_file_run`].
+struct FileWindow<'a> {
+    backing: &'a dyn super::vma::Backing,
+    /// The file offset at `start`, the mapping's first address.
+    offset: u64,
+    /// Where the file's contents end for this mapping (zeros after; `u64::MAX`: the
+    /// file's own end, SIGBUS past it).
+    file_end: u64,
+    start: u64,
+    prot: u32,
+    /// The file's cache identity, when its pages may be kept.
+    cache: Option<crate::memory::FileKey>,
+}
+
 /// Reads the page of a private file mapping at file offset `off` into `buf`, zeros
 /// after what the file gives (an ELF segment's tail past `file_end`, or the end of the
 /// file). `None` at or past the end of a mapped file (`file_end == u64::MAX`: SIGBUS
@@ -274,6 +288,34 @@ impl AddressSpace {
                 Err(_) => return FaultOutcome::Oom,
             }
         }
+        if let Some((backing, offset, file_end)) = file {
+            // The neighbours come in runs of pages without a frame, one read a run.
+            let backing = backing.clone();
+            let mut p = lo;
+            while p < hi {
+                if p == page || self.has_frame(p) {
+                    p += PAGE_SIZE;
+                    continue;
+                }
+                let mut end = p + PAGE_SIZE;
+                while end < hi && end != page && !self.has_frame(end) {
+                    end += PAGE_SIZE;
+                }
+                let window = FileWindow {
+                    backing: backing.as_ref(),
+                    offset,
+                    file_end,
+                    start,
+                    prot: vma.prot,
+                    cache: cache.map(|(k, _, _)| k),
+                };
+                if !self.fill_file_run(&window, p, end) {
+                    break;
+                }
+                p = end;
+            }
+            return FaultOutcome::Mapped;
+        }
         let mut p = lo;
         while p < hi {
             if p != page && !self.has_frame(p) && !matches!(fill(self, p), Ok(true)) {
@@ -282,6 +324,72 @@ impl AddressSpace {
             p += PAGE_SIZE;
         }
         FaultOutcome::Mapped
+    }
+
+    /// Maps the pages `from .. to` (none holds a frame) of a private file mapping, read
+    /// with one call into fresh frames. False when it stopped short: frames ran out,
+    /// or a page lies past the end of a mapped file (left unmapped: SIGBUS there).
+    fn fill_file_run(&mut self, w: &FileWindow<'_>, from: u64, to: u64) -> bool {
+        let off0 = w.offset.saturating_add(from - w.start);
+        let mut frames = Vec::new();
+        let mut lens = Vec::new();
+        let mut complete = true;
+        let mut p = from;
+        while p < to {
+            let off = w.offset.saturating_add(p - w.start);
+            // What the file gives this page; the rest of the frame stays zero.
+            let want = w.file_end.saturating_sub(off).min(PAGE_SIZE);
+            let Ok(f) = self.mem.alloc() else {
+                complete = false;
+                break;
+            };
+            frames.push(f);
+            lens.push(want);
+            p += PAGE_SIZE;
+        }
+        // Only the leading pages that want bytes are read; a segment's tail of zeros
+        // (its `.bss`) is not.
+        let reading = lens.iter().take_while(|&&l| l > 0).count();
+        let slices: Option<Vec<_>> = frames[..reading]
+            .iter()
+            .zip(&lens)
+            .map(|(&f, &l)| self.mem.slice(f, l))
+            .collect();
+        let read = match slices {
+            Some(s) if !s.is_empty() => w.backing.read_pages_at(off0, &s).unwrap_or(0) as u64,
+            Some(_) => 0,
+            None => {
+                self.mem.free(frames);
+                return false;
+            }
+        };
+        let mut page_buf = [0u8; PAGE_SIZE as usize];
+        for (i, (&frame, &want)) in frames.iter().zip(&lens).enumerate() {
+            let va = from + i as u64 * PAGE_SIZE;
+            let got = read.saturating_sub(i as u64 * PAGE_SIZE).min(want);
+            if w.file_end == u64::MAX && got == 0 {
+                // Past the end of the file: this page and the rest stay unmapped.
+                self.mem.free(frames[i..].to_vec());
+                return false;
+            }
+            let key = w.cache.and_then(|file| {
+                super::filecache::page_key(file, w.offset, w.file_end, w.start, va)
+            });
+            let mapped = match key {
+                Some(key) if u64::from(key.len) <= got => {
+                    self.map_filled_cached(va, w.prot, key, frame, &mut page_buf)
+                }
+                _ => self
+                    .pt
+                    .map(&mut self.mem, va, frame | pte_flags(w.prot))
+                    .map(|_| ()),
+            };
+            if mapped.is_err() {
+                self.mem.free(frames[i..].to_vec());
+                return false;
+            }
+        }
+        complete
     }
 
     /// Maps every page of `start .. end` now (giving up when the run's limits are

@@ -122,6 +122,36 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Maps the page at `va` (holding no frame) with `frame`, the caller's, just
+    /// filled from the file as `key`, and keeps the contents in the cache, as
+    /// [`fill_cached`](Self::fill_cached) does with a buffer. `buf` is scratch.
+    pub(super) fn map_filled_cached(
+        &mut self,
+        va: u64,
+        prot: u32,
+        key: PageKey,
+        frame: u64,
+        buf: &mut [u8; PAGE_SIZE as usize],
+    ) -> Result<(), OutOfMemory> {
+        if prot & PROT_WRITE != 0 {
+            // Best effort, as in `fill_cached`: the cache gets a copy of its own.
+            if self.mem.read(frame, buf).is_some() {
+                self.mem.cache_put_copy(key, buf);
+            }
+            return self
+                .pt
+                .map(&mut self.mem, va, frame | pte_flags(prot))
+                .map(|_| ());
+        }
+        self.mem.cache_put(key, frame);
+        let pte = if self.mem.is_shared(frame) {
+            (frame | pte_flags(prot)) & !PTE_W
+        } else {
+            frame | pte_flags(prot)
+        };
+        self.pt.map(&mut self.mem, va, pte).map(|_| ())
+    }
+
     /// Maps now the cached pages of the private file mappings in `start .. end` (best
     /// effort: stops when frames run out or the run must stop), so that the program
     /// finds them present.

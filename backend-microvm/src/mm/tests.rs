@@ -405,3 +405,97 @@ fn typed_user_access() {
     a.write_user(at, &1u64.to_le_bytes()).unwrap();
     assert_eq!(a.read_sized(how, 24, 24).unwrap().flags, 1);
 }
+
+/// A file's bytes, each telling its offset apart from its neighbours and its page.
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 7 + i / 4096) % 251) as u8).collect()
+}
+
+/// A fault window of a private file mapping, read in one call (host files) or a page
+/// at a time (the default): every page holds the file's bytes, zeros after a
+/// segment's end, and a page past the end of a mapped file is not mapped (SIGBUS).
+fn check_file_window(backing: std::rc::Rc<dyn Backing>, data: &[u8]) {
+    let mut a = space();
+    let pages = 10;
+    // An `mmap` of the file: the file's own end.
+    let at = a
+        .mmap(
+            0x40_0000,
+            pages * PAGE_SIZE,
+            PROT_READ,
+            Fixed::Replace,
+            false,
+            VmaKind::File {
+                backing: backing.clone(),
+                offset: PAGE_SIZE,
+                file_end: u64::MAX,
+            },
+        )
+        .unwrap();
+    // A fault in the middle maps its neighbours too.
+    let tail = &data[PAGE_SIZE as usize..];
+    assert_eq!(
+        a.read_user_vec(at + 2 * PAGE_SIZE + 5, 1).unwrap(),
+        [tail[2 * 4096 + 5]]
+    );
+    assert!(a.has_frame(at) && a.has_frame(at + 4 * PAGE_SIZE), "window");
+    let whole = tail.len().next_multiple_of(PAGE_SIZE as usize);
+    let got = a.read_user_vec(at, whole).unwrap();
+    assert_eq!(&got[..tail.len()], tail, "the file's bytes");
+    assert!(
+        got[tail.len()..].iter().all(|&b| b == 0),
+        "zeros after the end"
+    );
+    assert_eq!(
+        a.read_user_vec(at + whole as u64, 1),
+        Err(UserError::Fault),
+        "past the end of the file"
+    );
+    // An ELF segment: the file up to `file_end`, then zeros (its .bss), no SIGBUS.
+    let seg_end = PAGE_SIZE + 2 * PAGE_SIZE + 10;
+    let at = a
+        .mmap(
+            0x80_0000,
+            5 * PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            Fixed::Replace,
+            false,
+            VmaKind::File {
+                backing,
+                offset: PAGE_SIZE,
+                file_end: seg_end,
+            },
+        )
+        .unwrap();
+    let got = a.read_user_vec(at + PAGE_SIZE, 1).unwrap();
+    assert_eq!(got, [data[2 * 4096]]);
+    let got = a.read_user_vec(at, 5 * PAGE_SIZE as usize).unwrap();
+    let n = (seg_end - PAGE_SIZE) as usize;
+    assert_eq!(&got[..n], &data[4096..4096 + n]);
+    assert!(
+        got[n..].iter().all(|&b| b == 0),
+        "a segment's tail is zeros"
+    );
+    // Its pages are the mapping's own: a write changes nothing in the file's cache.
+    a.write_user(at, b"W").unwrap();
+    assert_eq!(a.read_user_vec(at, 1).unwrap(), b"W");
+}
+
+#[test]
+fn file_windows_read_the_file_exactly() {
+    let data = patterned(6 * PAGE_SIZE as usize + 100);
+    // Through the default, a page at a time.
+    let file = std::rc::Rc::new(Versioned {
+        data: std::cell::RefCell::new(data.clone()),
+        ctime: std::cell::Cell::new(1),
+        reads: std::cell::Cell::new(0),
+    });
+    check_file_window(file, &data);
+    // A host file: one `preadv` a run of pages.
+    let path = std::env::temp_dir().join(format!("hsb-window-{}", std::process::id()));
+    std::fs::write(&path, &data).unwrap();
+    let fd = std::fs::File::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let host = crate::vfs::backing::HostBacking(crate::vfs::host::HostFd::setup(fd.into()));
+    check_file_window(std::rc::Rc::new(host), &data);
+}

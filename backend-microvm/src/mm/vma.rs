@@ -19,6 +19,37 @@ pub(crate) trait Backing: fmt::Debug {
     /// Reads at `offset`; a short count means end of file.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
 
+    /// Reads at `offset` into `pages` (frames of guest memory no mapping holds yet, in
+    /// file order) as if one buffer; a short count means end of file. The default
+    /// reads a page at a time through a buffer; a host file reads them in one call.
+    fn read_pages_at(
+        &self,
+        offset: u64,
+        pages: &[vm_memory::VolatileSlice<'_, ()>],
+    ) -> std::io::Result<usize> {
+        let mut buf = [0u8; PAGE_SIZE as usize];
+        let mut total = 0usize;
+        for page in pages {
+            let want = page.len().min(buf.len());
+            let mut got = 0;
+            while got < want {
+                let at = offset.saturating_add((total + got) as u64);
+                match self.read_at(at, &mut buf[got..want]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if total + got == 0 => return Err(e),
+                    Err(_) => break,
+                }
+            }
+            page.copy_from(&buf[..got]);
+            total += got;
+            if got < want {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
     /// The file's identity and version, when its pages may be kept in the VM's page
     /// cache and mapped again by later mappings (see `memory.rs`); `None` (the
     /// default) keeps nothing: contents that can change without the key changing
