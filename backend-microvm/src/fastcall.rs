@@ -414,6 +414,7 @@ const GETPPID: u64 = libc::SYS_getppid as u64;
 const GETTID: u64 = libc::SYS_gettid as u64;
 const GETDENTS64: u64 = libc::SYS_getdents64 as u64;
 const NEWFSTATAT: u64 = libc::SYS_newfstatat as u64;
+const CLOSE: u64 = libc::SYS_close as u64;
 
 /// The calls answered without an exit, and when: nothing else waits for them, they
 /// finish at once, and their buffers are mapped for the access (no fault to take).
@@ -438,6 +439,7 @@ const FAST_CALLS: &[u64] = &[
     GETTID,
     GETDENTS64,
     NEWFSTATAT,
+    CLOSE,
 ];
 
 /// Whether the current task's call `nr(a)` is answered here. Reads only.
@@ -455,6 +457,10 @@ fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
         READ | PREAD64 => file_fd(k, a[0]) && buffer_ready(k, a[1], a[2], true),
         WRITE | PWRITE64 => file_fd(k, a[0]) && buffer_ready(k, a[1], a[2], false),
         LSEEK | FSYNC | FDATASYNC => file_fd(k, a[0]),
+        // Dropping such a file wakes nobody: what its last close lets go (a host
+        // descriptor, through the lent budget; an unlinked tmpfs file's pages; a
+        // listing's charge) is the sandbox's own bookkeeping.
+        CLOSE => file_fd(k, a[0]),
         FSTAT => file_fd(k, a[0]) && buffer_ready(k, a[1], STAT_SIZE, true),
         // By path: the path and the buffer mapped now; the lookup opens host
         // descriptors only through the lent budget.

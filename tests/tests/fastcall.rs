@@ -84,6 +84,8 @@ fn the_fast_call_slot_resists_a_workload_that_writes_it() {
          pread-text slow\n\
          pread-untouched slow\n\
          pread-badfd slow\n\
+         close-pipe slow open\n\
+         close-file done gone\n\
          stat-untouched-path slow\n\
          stat-unterminated-path slow\n\
          stat-tmp done dir\n\
