@@ -282,7 +282,7 @@ impl Memory {
             peak: Cell::new(fixed),
             heap: Cell::new(0),
         });
-        Ok(Memory {
+        let m = Memory {
             ram,
             size,
             next: FIXED_END,
@@ -297,7 +297,15 @@ impl Memory {
             budget,
             cow: false,
             layers: Vec::new(),
-        })
+        };
+        // The first chunk holds the fixed region, which the supervisor's tables are
+        // written into before any frame is handed out: advised now, their first write
+        // backs the chunk with one huge page. Advised only when its first frame is
+        // handed out (`back_chunk`), the chunk already held those small pages and its
+        // population faulted in the other 500 one by one: 0.9-1.1 ms at every VM start
+        // on PVM, against 0.2-0.3 ms for the next chunk (`perf trace -e madvise`).
+        m.advise_chunk(0, &[libc::MADV_HUGEPAGE]);
+        Ok(m)
     }
 
     /// The guest RAM, for KVM's memory slot.
@@ -430,18 +438,23 @@ impl Memory {
     /// `MADV_POPULATE_WRITE`, pages are backed at first touch as before).
     fn back_chunk(&self, f: u64) {
         self.chunk_backed.set(true);
+        self.advise_chunk(f, &[libc::MADV_HUGEPAGE, MADV_POPULATE_WRITE]);
+    }
+
+    /// Gives the kernel `advice` (in order) for the 2 MiB chunk holding `f`.
+    fn advise_chunk(&self, f: u64, advice: &[libc::c_int]) {
         let start = f & !(CHUNK - 1);
         let len = CHUNK.min(self.size - start);
         let Some(slice) = self.slice(start, len) else {
             return;
         };
         let guard = slice.ptr_guard_mut();
-        for advice in [libc::MADV_HUGEPAGE, MADV_POPULATE_WRITE] {
+        for &a in advice {
             // SAFETY: the range lies inside the guest RAM mapping (`slice` checked it);
             // MADV_HUGEPAGE only changes how the kernel backs it, MADV_POPULATE_WRITE
             // backs it with zeroed pages as a first write would: no content changes
             // (the chunk's frames were never handed out, so they read as zero anyway).
-            unsafe { libc::madvise(guard.as_ptr().cast(), len as usize, advice) };
+            unsafe { libc::madvise(guard.as_ptr().cast(), len as usize, a) };
         }
     }
 
