@@ -393,6 +393,13 @@ mod tests {
                 crate::vfs::host::openat2(etc.as_raw_fd(), b"hostname", libc::O_RDONLY, 0)
                     .map(|_| ());
             let plain_open = std::fs::read("/etc/hostname").map_err(|e| e.raw_os_error());
+            // clone3 with no arguments: refused before the kernel reads them (ENOSYS);
+            // allowed, it would fail with EFAULT or EINVAL instead.
+            // SAFETY: clone3 with a null, zero-sized argument creates nothing.
+            let clone3 = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) };
+            let clone3_err = std::io::Error::last_os_error().raw_os_error();
+            // A thread is still made, with `clone` and a thread's flags.
+            let spawned = std::thread::spawn(|| 7).join().ok();
             // SAFETY: plain socket(2) call; the result is only inspected.
             let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
             let sock_err = std::io::Error::last_os_error().raw_os_error();
@@ -402,6 +409,7 @@ mod tests {
                 write_inside,
                 outside,
                 plain_open.err(),
+                (clone3, clone3_err, spawned),
                 sock,
                 sock_err,
                 crate::trap::violation(),
@@ -409,7 +417,12 @@ mod tests {
         })
         .join()
         .unwrap();
-        let (c, inside, write_inside, outside, plain_open, sock, sock_err, violation) = r;
+        let (c, inside, write_inside, outside, plain_open, clone3, sock, sock_err, violation) = r;
+        assert_eq!(
+            clone3,
+            (-1, Some(libc::ENOSYS), Some(7)),
+            "clone3 answered ENOSYS, threads made with clone"
+        );
         assert!(c.seccomp.enforced);
         assert_eq!(
             c.seccomp.action,
