@@ -76,19 +76,22 @@ const RET_ACTION: u32 = 0xffff_0000;
 /// it on every syscall number (the kernel's action cache) and compiling it: one
 /// fewer filter is ~70 µs less at every VM start on PVM.
 fn chain(first: &BpfProgram, then: &BpfProgram) -> Result<BpfProgram, String> {
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    const JA: u16 = 0x05; // BPF_JMP | BPF_JA
+    /// An instruction's class (`BPF_CLASS`).
+    const CLASS: u32 = 0x07;
+    const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
+    const JA: u32 = libc::BPF_JMP | libc::BPF_JA;
     let n = first.len();
     let mut out = BpfProgram::with_capacity(n + then.len());
     for (i, ins) in first.iter().enumerate() {
-        if ins.code & 0x07 == 0x06 {
-            if ins.code != RET_K {
+        let code = u32::from(ins.code);
+        if code & CLASS == libc::BPF_RET {
+            if code != RET_K {
                 return Err("the errno filter returns a register".into());
             }
             match ins.k & RET_ACTION {
                 libc::SECCOMP_RET_ALLOW => {
                     out.push(seccompiler::sock_filter {
-                        code: JA,
+                        code: JA as u16,
                         jt: 0,
                         jf: 0,
                         k: u32::try_from(n - i - 1).map_err(|e| e.to_string())?,
@@ -125,8 +128,19 @@ fn compiled() -> Result<&'static Filters, ConfineError> {
             };
             let refused = names("vmm_libc");
             let listed = names("vmm");
-            if let Some(c) = refused.difference(&listed).next() {
-                return Err(format!("`{c}` is in `vmm_libc` but not in `vmm`"));
+            // `chain`'s condition: the allowlist allows every refused call, whatever
+            // its arguments.
+            let unconditional = |c: &String| {
+                value["vmm"]["filter"].as_array().is_some_and(|rules| {
+                    rules
+                        .iter()
+                        .any(|r| r["syscall"] == c.as_str() && r.get("args").is_none())
+                })
+            };
+            if let Some(c) = refused.iter().find(|c| !unconditional(c)) {
+                return Err(format!(
+                    "`{c}` is in `vmm_libc` but not allowed unconditionally in `vmm`"
+                ));
             }
             let allowed = listed.difference(&refused).count();
             let mut map: HashMap<String, BpfProgram> = seccompiler::compile_from_json(

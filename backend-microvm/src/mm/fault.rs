@@ -290,7 +290,6 @@ impl AddressSpace {
         }
         if let Some((backing, offset, file_end)) = file {
             // The neighbours come in runs of pages without a frame, one read a run.
-            let backing = backing.clone();
             let mut p = lo;
             while p < hi {
                 if p == page || self.has_frame(p) {

@@ -99,32 +99,22 @@ impl AddressSpace {
         key: PageKey,
         data: &[u8],
     ) -> Result<(), OutOfMemory> {
-        if prot & PROT_WRITE != 0 {
-            // Best effort: without room the page is still mapped.
-            self.mem.cache_put_copy(key, data);
-            return self.fill_page(va, prot, Some(data));
-        }
         let frame = self.mem.alloc()?;
-        if self.mem.write(frame, data).is_none() {
-            self.mem.free(vec![frame]);
-            return Err(OutOfMemory);
-        }
-        self.mem.cache_put(key, frame);
-        let pte = if self.mem.is_shared(frame) {
-            (frame | pte_flags(prot)) & !PTE_W
-        } else {
-            frame | pte_flags(prot)
+        let mut scratch = [0u8; PAGE_SIZE as usize];
+        let mapped = match self.mem.write(frame, data) {
+            Some(()) => self.map_filled_cached(va, prot, key, frame, &mut scratch),
+            None => Err(OutOfMemory),
         };
-        if let Err(e) = self.pt.map(&mut self.mem, va, pte) {
+        if mapped.is_err() {
             self.mem.free(vec![frame]);
-            return Err(e);
         }
-        Ok(())
+        mapped
     }
 
     /// Maps the page at `va` (holding no frame) with `frame`, the caller's, just
-    /// filled from the file as `key`, and keeps the contents in the cache, as
-    /// [`fill_cached`](Self::fill_cached) does with a buffer. `buf` is scratch.
+    /// filled from the file as `key`, and keeps the contents in the cache: a read-only
+    /// mapping shares the frame with the cache, a writable one keeps it and the cache
+    /// gets a copy. `buf` is scratch. On an error the caller still holds `frame`.
     pub(super) fn map_filled_cached(
         &mut self,
         va: u64,
@@ -134,7 +124,8 @@ impl AddressSpace {
         buf: &mut [u8; PAGE_SIZE as usize],
     ) -> Result<(), OutOfMemory> {
         if prot & PROT_WRITE != 0 {
-            // Best effort, as in `fill_cached`: the cache gets a copy of its own.
+            // Best effort (without room the page is still mapped): the cache gets a
+            // copy of its own, the mapping keeps the frame.
             if self.mem.read(frame, buf).is_some() {
                 self.mem.cache_put_copy(key, buf);
             }

@@ -170,12 +170,13 @@ impl AddressSpace {
     /// bytes, in pages mapped for reading now (no fault to take).
     pub(crate) fn user_cstr_mapped(&mut self, va: u64, max: u64) -> bool {
         let mut at = va;
+        let mut page = [0u8; PAGE_SIZE as usize];
         while at.saturating_sub(va) <= max {
             let Some(gpa) = self.mapped_gpa(at, false) else {
                 return false;
             };
-            let mut chunk = vec![0u8; (PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize];
-            if self.mem.read(gpa, &mut chunk).is_none() {
+            let chunk = &mut page[..(PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize];
+            if self.mem.read(gpa, chunk).is_none() {
                 return false;
             }
             if chunk.contains(&0) {
