@@ -190,6 +190,74 @@ pub(crate) struct Cgroup {
     pub(crate) freezer: Option<PathBuf>,
     name: String,
     removed: bool,
+    /// The files [`Cgroup::stats`] reads, opened at its first call and kept: each
+    /// exec of a live sandbox reads them twice, and a `pread` at offset 0 of an open
+    /// cgroup file regenerates it, where a path lookup, an open and a close cost more
+    /// than the read itself.
+    stat_files: OnceLock<StatFiles>,
+}
+
+/// Open cgroup files of [`Stats`]; `None` where the file is absent.
+#[derive(Debug, Default)]
+struct StatFiles {
+    v2_cpu: Option<fs::File>,
+    v2_peak: Option<fs::File>,
+    v2_events: Option<fs::File>,
+    v2_pids: Option<fs::File>,
+    cpuacct: Option<fs::File>,
+    v1_peak: Option<fs::File>,
+    v1_oom: Option<fs::File>,
+    v1_pids: Option<fs::File>,
+}
+
+impl StatFiles {
+    fn open(cg: &Cgroup) -> StatFiles {
+        let open = |d: &Option<PathBuf>, name: &str| {
+            d.as_ref().and_then(|d| fs::File::open(d.join(name)).ok())
+        };
+        StatFiles {
+            v2_cpu: open(&cg.v2, "cpu.stat"),
+            v2_peak: open(&cg.v2, "memory.peak"),
+            v2_events: open(&cg.v2, "memory.events"),
+            v2_pids: open(&cg.v2, "pids.events"),
+            cpuacct: open(&cg.cpuacct, "cpuacct.usage"),
+            v1_peak: open(&cg.memory, "memory.max_usage_in_bytes"),
+            v1_oom: open(&cg.memory, "memory.oom_control"),
+            v1_pids: open(&cg.pids, "pids.events"),
+        }
+    }
+}
+
+/// The whole of a small cgroup file, read again from its start (`None`: no file, or
+/// unreadable).
+fn read_whole(f: &Option<fs::File>, buf: &mut [u8; 1024]) -> Option<usize> {
+    use std::os::unix::fs::FileExt;
+    let f = f.as_ref()?;
+    let mut at = 0;
+    while at < buf.len() {
+        match f.read_at(&mut buf[at..], at as u64) {
+            Ok(0) => break,
+            // A cgroup file is generated whole by the read that starts it: a short
+            // read is its end.
+            Ok(n) if at == 0 && n < buf.len() => return Some(n),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(at)
+}
+
+fn file_u64(f: &Option<fs::File>) -> Option<u64> {
+    let mut buf = [0u8; 1024];
+    let n = read_whole(f, &mut buf)?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
+
+fn file_keyed(f: &Option<fs::File>, key: &str) -> Option<u64> {
+    let mut buf = [0u8; 1024];
+    let n = read_whole(f, &mut buf)?;
+    keyed_in(std::str::from_utf8(&buf[..n]).ok()?, key)
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -214,8 +282,7 @@ fn read_u64(p: &Path) -> Option<u64> {
     fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
-fn keyed(p: &Path, key: &str) -> Option<u64> {
-    let text = fs::read_to_string(p).ok()?;
+fn keyed_in(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
@@ -245,6 +312,7 @@ impl Cgroup {
             freezer: None,
             name: name.clone(),
             removed: false,
+            stat_files: OnceLock::new(),
         };
         match host {
             Host::Unusable { .. } => return Ok(None),
@@ -414,22 +482,23 @@ impl Cgroup {
 
     /// Current usage and events.
     pub(crate) fn stats(&self) -> Stats {
+        let f = self.stat_files.get_or_init(|| StatFiles::open(self));
         let mut s = Stats::default();
-        if let Some(d) = &self.v2 {
-            s.cpu_ns = keyed(&d.join("cpu.stat"), "usage_usec").map(|us| us * 1000);
-            s.peak_memory = read_u64(&d.join("memory.peak"));
-            s.oom_kills = keyed(&d.join("memory.events"), "oom_kill").unwrap_or(0);
-            s.pids_max_hits = keyed(&d.join("pids.events"), "max").unwrap_or(0);
+        if self.v2.is_some() {
+            s.cpu_ns = file_keyed(&f.v2_cpu, "usage_usec").map(|us| us * 1000);
+            s.peak_memory = file_u64(&f.v2_peak);
+            s.oom_kills = file_keyed(&f.v2_events, "oom_kill").unwrap_or(0);
+            s.pids_max_hits = file_keyed(&f.v2_pids, "max").unwrap_or(0);
         }
-        if let Some(d) = &self.cpuacct {
-            s.cpu_ns = read_u64(&d.join("cpuacct.usage"));
+        if self.cpuacct.is_some() {
+            s.cpu_ns = file_u64(&f.cpuacct);
         }
-        if let Some(d) = &self.memory {
-            s.peak_memory = read_u64(&d.join("memory.max_usage_in_bytes"));
-            s.oom_kills = keyed(&d.join("memory.oom_control"), "oom_kill").unwrap_or(0);
+        if self.memory.is_some() {
+            s.peak_memory = file_u64(&f.v1_peak);
+            s.oom_kills = file_keyed(&f.v1_oom, "oom_kill").unwrap_or(0);
         }
-        if let Some(d) = &self.pids {
-            s.pids_max_hits = keyed(&d.join("pids.events"), "max").unwrap_or(0);
+        if self.pids.is_some() {
+            s.pids_max_hits = file_keyed(&f.v1_pids, "max").unwrap_or(0);
         }
         s
     }
@@ -441,6 +510,8 @@ impl Cgroup {
             return;
         }
         self.removed = true;
+        // Nothing of the cgroup is held open while it goes.
+        self.stat_files.take();
         for d in [
             &self.v2,
             &self.memory,

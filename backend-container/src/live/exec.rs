@@ -205,6 +205,18 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((owned(fds[0]), owned(fds[1])))
 }
 
+/// Makes the host's end of a pipe made by [`pipe`] non-blocking: its status flags are
+/// only its access mode, so one `F_SETFL` does it (tokio's checked constructors would
+/// look at the descriptor three more times for what is known here).
+fn nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETFL on a descriptor this function borrows; no memory is passed.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn memfd(data: &[u8]) -> std::io::Result<OwnedFd> {
     // SAFETY: memfd_create with a NUL-terminated name returns a new descriptor or -1.
     let fd = unsafe { libc::memfd_create(c"hsb-exec".as_ptr(), libc::MFD_CLOEXEC) };
@@ -470,7 +482,8 @@ pub(crate) async fn start(
                 return Err(invalid("internal: missing output pipes"));
             };
             let rx = |f: OwnedFd| {
-                pipe::Receiver::from_owned_fd(f)
+                nonblocking(&f)
+                    .and_then(|()| pipe::Receiver::from_owned_fd_unchecked(f))
                     .map_err(|e| io_failed("reading the exec's output", e))
             };
             stdin_ino = stdin_w
@@ -480,7 +493,8 @@ pub(crate) async fn start(
             (
                 match stdin_w {
                     Some(w) => Input::Pipe(
-                        pipe::Sender::from_owned_fd(w)
+                        nonblocking(&w)
+                            .and_then(|()| pipe::Sender::from_owned_fd_unchecked(w))
                             .map_err(|e| io_failed("writing the exec's input", e))?,
                     ),
                     None => Input::None,

@@ -196,11 +196,25 @@ fn handle(
                 report(chan, Stage::Fork, libc::EAGAIN);
                 return;
             };
-            match sys::fork() {
-                Ok(0) => {
-                    leave_init(ctl, sigfd, oom);
-                    exec_main(spec, msg.a, fds)
-                }
+            let ctx = ExecCtx {
+                spec,
+                flags: msg.a,
+                fds,
+                ctl,
+                sigfd,
+                oom,
+                request: std::cell::Cell::new((0, 0)),
+            };
+            let started = spawn_exec(&ctx);
+            // The exec's process has run its program or ended: the request it mapped
+            // (in this address space, shared until then) goes.
+            let (at, len) = ctx.request.get();
+            if len != 0 {
+                // SAFETY: the exec's process mapped exactly this range for its request
+                // and no longer runs in this address space; nothing else refers to it.
+                let _ = unsafe { libc::syscall(libc::SYS_munmap, at, len) };
+            }
+            match started {
                 Ok(pid) => {
                     prefer_for_oom(oom, pid as c_int);
                     slots[free] = Slot {
@@ -237,6 +251,65 @@ fn handle(
             }
         }
         _ => {}
+    }
+}
+
+/// What an exec's process starts from (see [`spawn_exec`]).
+struct ExecCtx<'a> {
+    spec: &'a ChildSpec,
+    flags: u32,
+    fds: &'a [RawFd],
+    ctl: RawFd,
+    sigfd: RawFd,
+    oom: RawFd,
+    /// Where the process mapped its request (address, length), for init to unmap.
+    request: std::cell::Cell<(usize, usize)>,
+}
+
+/// The stack an exec's process runs on until its `execve`: one at a time (init waits
+/// for each, see [`spawn_exec`]).
+struct ExecStack(std::cell::UnsafeCell<[u128; EXEC_STACK / 16]>);
+
+const EXEC_STACK: usize = 256 << 10;
+
+// SAFETY: only init's one thread and the one exec process it waits for use the stack,
+// never at the same time.
+unsafe impl Sync for ExecStack {}
+
+static STACK: ExecStack = ExecStack(std::cell::UnsafeCell::new([0; EXEC_STACK / 16]));
+
+/// Starts an exec's process as `posix_spawn` does: `CLONE_VM | CLONE_VFORK`, on its own
+/// stack, so that init's memory is never copied for a process that replaces it at
+/// once (a fork of init copies the page tables of the library's caller that init was
+/// forked from). Init waits until the process has called `execve` or ended; the
+/// process has its own descriptors, signal mask, limits, working directory and
+/// session, all it changes before its program runs. Returns its pid.
+fn spawn_exec(ctx: &ExecCtx<'_>) -> Result<libc::pid_t, Errno> {
+    extern "C" fn child(arg: *mut libc::c_void) -> c_int {
+        // SAFETY: `arg` is the `ExecCtx` of `spawn_exec`, alive while init waits for
+        // this process to exec or end (CLONE_VFORK).
+        let ctx = unsafe { &*(arg as *const ExecCtx<'_>) };
+        leave_init(ctx.ctl, ctx.sigfd, ctx.oom);
+        exec_main(ctx.spec, ctx.flags, ctx.fds, &ctx.request)
+    }
+    let top = STACK.0.get() as usize + EXEC_STACK;
+    // SAFETY: the child runs `child` on the static stack, which nothing else uses while
+    // init is suspended (CLONE_VFORK); it shares init's memory until its execve or
+    // exit and writes only its own stack and `ctx.request` there.
+    let pid = unsafe {
+        libc::clone(
+            child,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            ctx as *const ExecCtx<'_> as *mut libc::c_void,
+        )
+    };
+    if pid < 0 {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    } else {
+        Ok(pid)
     }
 }
 
@@ -382,7 +455,12 @@ fn raise_oom(pid: u32) -> Result<(), Errno> {
 
 /// An exec's process: maps its request, sets up a terminal if asked, and runs the
 /// program confined exactly as a run's workload is.
-fn exec_main(spec: &ChildSpec, flags: u32, fds: &[RawFd]) -> ! {
+fn exec_main(
+    spec: &ChildSpec,
+    flags: u32,
+    fds: &[RawFd],
+    mapped: &std::cell::Cell<(usize, usize)>,
+) -> ! {
     let (memfd, chan) = (fds[0], fds[1]);
     let tty = flags & wire::EXEC_TTY != 0;
     let with_stdin = flags & wire::EXEC_STDIN != 0;
@@ -392,7 +470,10 @@ fn exec_main(spec: &ChildSpec, flags: u32, fds: &[RawFd]) -> ! {
         child::fail_to(chan, Stage::Stdio, libc::EBADF, 0)
     }
     let map = match map_request(memfd) {
-        Ok(m) => m,
+        Ok(m) => {
+            mapped.set((m.as_ptr() as usize, m.len()));
+            m
+        }
         Err(err) => child::fail_to(chan, Stage::Setup, err, 0),
     };
     let Some(h) = ExecHeader::parse(map) else {
