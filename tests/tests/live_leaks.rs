@@ -324,3 +324,52 @@ print("sys read-only", bool(os.statvfs("/proc/sys").f_flag & os.ST_RDONLY))
         live.destroy().await.unwrap();
     });
 }
+
+/// Each exec's process shares init's memory until its `execve` (`CLONE_VFORK`) and maps
+/// its request there: init takes it back every time, for execs that run and for execs
+/// that fail before their program starts, so that init's mappings and descriptors stay
+/// as they were however many execs a sandbox lives through.
+#[test]
+fn init_keeps_nothing_of_its_execs() {
+    runtime().block_on(async {
+        let live = sandbox()
+            .create(Workload::default(), LiveOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("create: {}", e.chain()));
+        // A background process with a marker finds init: its parent.
+        sh_ok(&live, "sleep 77.123 </dev/null >/dev/null 2>&1 &").await;
+        let mut init = None;
+        assert!(
+            eventually(10.0, || {
+                init = host_processes_with("77.123").into_iter().find_map(|pid| {
+                    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                    let ppid = st.rsplit(')').next()?.split_whitespace().nth(1)?;
+                    ppid.parse::<u32>().ok()
+                });
+                init.is_some()
+            }),
+            "the marked background process never showed"
+        );
+        let init = init.unwrap();
+        let count = |what: &str| {
+            let p = format!("/proc/{init}/{what}");
+            match what {
+                "fd" => std::fs::read_dir(&p).map(|d| d.count()).unwrap_or(0),
+                _ => std::fs::read_to_string(&p).map_or(0, |s| s.lines().count()),
+            }
+        };
+        // Once, so that anything init makes on its first exec is there before counting.
+        live.exec(["/bin/true"]).await.expect("exec");
+        let (maps, fds) = (count("maps"), count("fd"));
+        assert!(maps > 0 && fds > 0, "init {init}'s /proc files unreadable");
+        for i in 0..150 {
+            let o = live.exec(["/bin/true"]).await.expect("exec");
+            assert!(o.success(), "exec {i}: {o:?}");
+            // A program that cannot start: the exec's process ends before any execve.
+            assert!(live.exec(["/no/such/program"]).await.is_err());
+        }
+        assert_eq!(count("maps"), maps, "init's mappings grew with execs");
+        assert_eq!(count("fd"), fds, "init's descriptors grew with execs");
+        live.destroy().await.expect("destroy");
+    });
+}
