@@ -1,7 +1,8 @@
 //! A live sandbox's init: after building the sandbox exactly as for a run, it serves the
-//! host's requests instead of forking one workload. It starts each exec (and the file
-//! server) by forking a process that confines itself with the same steps as a run's
-//! workload (`child::exec_confined`), reaps every process, and reports each exec's end.
+//! host's requests instead of forking one workload. It starts each exec with a process
+//! that shares its memory until its `execve` (`spawn_exec`) and the file server with a
+//! fork; each confines itself with the same steps as a run's workload
+//! (`child::exec_confined`). It reaps every process and reports each exec's end.
 //!
 //! Everything here runs in a fork of a possibly multithreaded caller: raw system calls
 //! on fixed buffers (the records of [`super::wire`]), no allocation, no lock. Requests
