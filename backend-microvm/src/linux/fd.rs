@@ -160,6 +160,11 @@ pub(crate) struct OpenFile {
     /// What the listing costs the sandbox's memory (a directory of a million names,
     /// listed through many descriptors, is the sandbox's memory, not the caller's).
     pub(crate) listing_charge: RefCell<Option<HeapCharge>>,
+    /// A host file's contents as its private mappings read them: made at its first
+    /// `mmap` and shared by the later ones (a loader maps a library four or five
+    /// times through one descriptor), so that the mappings hold one host descriptor,
+    /// and a snapshot or a start from one copies one.
+    pub(crate) mapped: RefCell<Option<Rc<dyn crate::mm::vma::Backing>>>,
 }
 
 impl OpenFile {
@@ -174,6 +179,7 @@ impl OpenFile {
             owner: Cell::new(0),
             io_signal: Cell::new(0),
             listing_charge: RefCell::new(None),
+            mapped: RefCell::new(None),
         })
     }
 
@@ -434,6 +440,10 @@ impl crate::snap::Snap for OpenFile {
             owner: Cell::new(self.owner.get()),
             io_signal: Cell::new(self.io_signal.get()),
             listing_charge: self.listing_charge.snap(m)?,
+            mapped: RefCell::new(match &*self.mapped.borrow() {
+                Some(b) => Some(crate::mm::vma::SnapBacking::snap_backing(b, m)?),
+                None => None,
+            }),
         })
     }
 }

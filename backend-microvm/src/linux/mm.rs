@@ -118,7 +118,17 @@ impl Kernel {
                 );
             }
             let backing: Rc<dyn Backing> = match &f.kind {
-                FileKind::Host(h) => Rc::new(HostBacking(h.try_clone()?)),
+                FileKind::Host(h) => {
+                    let mut mapped = f.mapped.borrow_mut();
+                    match &*mapped {
+                        Some(b) => Rc::clone(b),
+                        None => {
+                            let b: Rc<dyn Backing> = Rc::new(HostBacking(h.try_clone()?));
+                            *mapped = Some(Rc::clone(&b));
+                            b
+                        }
+                    }
+                }
                 FileKind::Tmp(t) => Rc::new(TmpBacking(Rc::clone(t))),
                 FileKind::Gen(b) => Rc::new(GenBacking(Rc::clone(b))),
                 FileKind::Dev(DevKind::Zero) => {

@@ -677,6 +677,7 @@ impl Loader<'_, '_> {
             owner: Cell::new(owner),
             io_signal: Cell::new(io_signal),
             listing_charge: RefCell::new(None),
+            mapped: RefCell::new(None),
         });
         self.d.define(id, Rc::clone(&f));
         Ok(f)
