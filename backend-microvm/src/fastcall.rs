@@ -65,7 +65,10 @@ const SLOT_AWAKE: usize = 0x04;
 const SLOT_NR: usize = 0x08;
 const SLOT_ARGS: usize = 0x10;
 const SLOT_RET: usize = 0x40;
-const SLOT_LEN: usize = 0x50;
+/// Where the call returns to: the `syscall` instruction's end (the kernel stub writes
+/// it, the user-mode entry of a redirected site writes 0).
+const SLOT_SITE: usize = 0x50;
+const SLOT_LEN: usize = 0x58;
 
 /// The doorbell offset the stub writes for `DONE_FOLLOW`.
 pub(crate) const FOLLOW_OFFSET: u64 = 1;
@@ -89,7 +92,17 @@ const MAX_FAST_BYTES: u64 = 1 << 20;
 pub(crate) fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     let off = || std::env::var_os("HSB_MICROVM_FASTCALL").is_some_and(|v| v == "0");
-    *ON.get_or_init(|| !off() && max_pollers() >= 1)
+    *ON.get_or_init(|| {
+        redirect_enabled();
+        !off() && max_pollers() >= 1
+    })
+}
+
+/// Whether syscall sites are redirected (`redirect.rs`): with fast calls, unless
+/// `HSB_MICROVM_REDIRECT=0`. Read once, before a VMM thread is confined.
+pub(crate) fn redirect_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| !std::env::var_os("HSB_MICROVM_REDIRECT").is_some_and(|v| v == "0"))
 }
 
 /// How many fast-call threads of this process may poll at once: one fewer than the
@@ -164,7 +177,17 @@ pub(crate) struct Control {
     /// Calls answered here, and calls sent back to the exit path.
     pub(crate) answered: AtomicU64,
     pub(crate) declined: AtomicU64,
+    /// Sites to redirect (`redirect.rs`) at the follow-up exit: address space, number,
+    /// the `syscall` instruction's end.
+    redirects: Mutex<Vec<(crate::mm::SpaceId, u64, u64)>>,
+    /// Sites already offered for redirection (each is looked at once).
+    tried: Mutex<std::collections::HashSet<(crate::mm::SpaceId, u64)>>,
+    /// Sites redirected.
+    pub(crate) redirected: AtomicU64,
 }
+
+/// Most sites offered for redirection in one run (then the rest stay fast calls).
+const MAX_TRIED: usize = 4096;
 
 impl Control {
     /// Wakes the thread if it sleeps (the guest makes syscalls again).
@@ -220,6 +243,23 @@ impl Control {
         {
             crate::vfs::host::set_fd_state(st);
         }
+    }
+
+    /// The sites to redirect now (the vCPU thread, at a follow-up exit).
+    pub(crate) fn take_redirects(&self) -> Vec<(crate::mm::SpaceId, u64, u64)> {
+        std::mem::take(
+            &mut *self
+                .redirects
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Whether the site `site` of `space` is offered for redirection now: the first
+    /// time it is seen, while there is room.
+    fn offer(&self, space: crate::mm::SpaceId, site: u64) -> bool {
+        let mut tried = self.tried.lock().unwrap_or_else(PoisonError::into_inner);
+        tried.len() < MAX_TRIED && tried.insert((space, site))
     }
 
     /// The stop met while answering, if any.
@@ -342,11 +382,26 @@ fn take(
     // vCPU thread; so does a stop. Both, and a signal or a switch the call brought,
     // go through the vCPU loop (the follow-up exit).
     let stop = crate::trap::violation().map(Stop::Violation).or(stop);
-    let next = if stop.is_some() || k.has_signal() || k.preempt {
+    let mut next = if stop.is_some() || k.has_signal() || k.preempt {
         DONE_FOLLOW
     } else {
         DONE
     };
+    // A site the kernel stub came from, answered here: offered for redirection, which
+    // the vCPU thread does at the follow-up exit (it changes page tables). The site is
+    // only a hint the workload could forge: `redirect` checks everything again.
+    let site = word(SLOT_SITE);
+    if next == DONE
+        && crate::redirect::reachable(site)
+        && redirect_enabled()
+        && ctl.offer(k.mm.space(), site)
+    {
+        ctl.redirects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((k.mm.space(), nr, site));
+        next = DONE_FOLLOW;
+    }
     if stop.is_some() {
         *ctl.pending.lock().unwrap_or_else(PoisonError::into_inner) = stop;
     }

@@ -53,6 +53,7 @@ mod mm;
 mod net;
 mod pipe;
 mod probe;
+mod redirect;
 mod sandbox;
 mod savefile;
 mod snap;

@@ -243,10 +243,11 @@ impl Runner {
         k.account_cpu();
         if crate::linux::stats_enabled() {
             eprintln!(
-                "[hsb-vmm] {:?} fast calls: {} answered, {} sent to the exit path",
+                "[hsb-vmm] {:?} fast calls: {} answered, {} sent to the exit path, {} sites redirected",
                 self.stats,
                 fast.answered.load(std::sync::atomic::Ordering::Relaxed),
-                fast.declined.load(std::sync::atomic::Ordering::Relaxed)
+                fast.declined.load(std::sync::atomic::Ordering::Relaxed),
+                fast.redirected.load(std::sync::atomic::Ordering::Relaxed)
             );
             if let Some(s) = &vm.kvm_stats {
                 eprintln!("[hsb-vmm] KVM {:?}", s.read());
@@ -410,6 +411,13 @@ impl Runner {
                     return Err(stop);
                 }
                 self.take_syscall_ctx(vm, k)?;
+                let space = k.mm.space();
+                for (s, nr, site) in fast.take_redirects() {
+                    if s == space && crate::redirect::redirect(k, nr, site) {
+                        fast.redirected
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
                 k.fire_cpu_timers();
                 self.entry = Entry::Context;
             }

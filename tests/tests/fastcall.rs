@@ -114,3 +114,65 @@ fn a_run_making_fast_calls_ends_at_its_limit() {
         assert_eq!(o.termination, Termination::Timeout, "{o:?}");
     }
 }
+
+/// A redirected site (`backend-microvm/src/redirect.rs`): the C library's own `getppid`
+/// of a dynamically linked program, rewritten to enter the fast-call slot without a
+/// `syscall`. The program computes what it computes natively (registers and flags
+/// kept, a jump to the `syscall` instruction, a forked child, signals in the middle of
+/// calls, its own code made writable, read and changed), and the VM did redirect the
+/// site (the program sees it: the one difference, as the module says).
+#[test]
+fn redirected_sites_compute_what_linux_computes() {
+    if !backend_ready(IsolationRequest::MicroVm) {
+        return;
+    }
+    let redirects = std::env::var_os("HSB_MICROVM_FASTCALL").is_none_or(|v| v != "0")
+        && std::env::var_os("HSB_MICROVM_REDIRECT").is_none_or(|v| v != "0")
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    for mode in ["calls", "rewrite"] {
+        let o = std::process::Command::new(programs().join("redirect"))
+            .arg(mode)
+            .output()
+            .expect("run natively");
+        assert!(o.status.success(), "native {mode}: {o:?}");
+        let native = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(native.starts_with("site as built\n"), "{native}");
+        let mut w = Workload::new(format!("{PROGRAMS_IN_SANDBOX}/redirect"), [mode])
+            .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+            .isolation(IsolationRequest::MicroVm);
+        w.limits.wall_time = Some(Duration::from_secs(120));
+        let out = exited(&run(w), mode);
+        let want = if redirects {
+            native.replacen("site as built", "site redirected", 1)
+        } else {
+            native
+        };
+        assert_eq!(out, want, "{mode}");
+    }
+}
+
+/// The user-mode entry entered by hand, as a workload may: what it answers is right,
+/// what it does not goes through the exit path, and a continuation that leads out of
+/// user code (nowhere, the stub's `iretq`, the supervisor's pages, a non-canonical
+/// address) is the process's SIGSEGV, never the VMM's trouble.
+#[test]
+fn the_user_mode_entry_resists_a_workload_that_enters_it() {
+    if !backend_ready(IsolationRequest::MicroVm) {
+        return;
+    }
+    let mut w = Workload::new(format!("{PROGRAMS_IN_SANDBOX}/redirect"), ["forge"])
+        .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+        .isolation(IsolationRequest::MicroVm);
+    w.limits.wall_time = Some(Duration::from_secs(120));
+    let out = exited(&run(w), "forge");
+    let rest = out.split_once('\n').map_or("", |(_, r)| r);
+    assert_eq!(
+        rest,
+        "written through the entry\n\
+         continuation 0x10: Segmentation fault\n\
+         continuation 0x7fffffffd006: Segmentation fault\n\
+         continuation 0xffffffffffe04000: Segmentation fault\n\
+         continuation 0x8000000000000000: Segmentation fault\n\
+         still here\n"
+    );
+}

@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | `0 .. USER_TOP` | the workload | user, as the workload maps it |
 //! | `VVAR_VA`, `VDSO_VA` | the vDSO's data and code | user, read-only |
+//! | `TRAMP_VA` | trampolines of redirected syscall sites | user, read-only |
 //! | `FRAME_VA`, `STUB_VA`, `DOORBELL_VA` | syscall return frame, syscall stub, doorbell | user (the LSTAR handler runs with user privilege on PVM) |
 //! | `DIRECT_MAP_VA ..` | all guest RAM, 2 MiB pages | supervisor |
 //! | `SUP_VA + gpa` | GDT/TSS, IDT, exception handlers, data, work list, IST stack | supervisor |
@@ -45,8 +46,13 @@ pub(crate) const IST_PAGES: u64 = 2;
 pub(crate) const VVAR_GPA: u64 = 0x12000;
 /// The vDSO's ELF image (one page).
 pub(crate) const VDSO_GPA: u64 = 0x13000;
+/// The trampolines of redirected syscall sites (`redirect.rs`), shared by every
+/// address space.
+pub(crate) const TRAMP_GPA: u64 = 0x14000;
+/// Pages of trampolines.
+pub(crate) const TRAMP_PAGES: u64 = 8;
 /// First frame the allocator hands out.
-pub(crate) const FIXED_END: u64 = 0x14000;
+pub(crate) const FIXED_END: u64 = TRAMP_GPA + TRAMP_PAGES * PAGE_SIZE;
 
 /// Offsets in the data page (must match supervisor.S).
 pub(crate) const DATA_CR2: u64 = 0x0;
@@ -67,6 +73,10 @@ pub(crate) const MAX_RAM: u64 = 512 << 30;
 pub(crate) const VVAR_VA: u64 = 0x7fff_fff8_0000;
 /// The vDSO (`AT_SYSINFO_EHDR`).
 pub(crate) const VDSO_VA: u64 = 0x7fff_fff8_1000;
+/// The trampolines of redirected syscall sites: above what the workload may map, below
+/// `USER_CODE_TOP` (a signal may interrupt one), within 2 GiB of the shared libraries
+/// (a `jmp rel32` reaches them).
+pub(crate) const TRAMP_VA: u64 = 0x7fff_fff9_0000;
 /// The syscall stub's user-return frame page.
 pub(crate) const FRAME_VA: u64 = 0x7fff_ffff_c000;
 /// The syscall stub (`LSTAR`).

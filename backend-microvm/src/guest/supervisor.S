@@ -32,6 +32,9 @@
         .set    SLOT_ARGS,  -0x1000 + 0x10
         .set    SLOT_RET,   -0x1000 + 0x40
         .set    SLOT_RSP,   -0x1000 + 0x48
+        .set    SLOT_SITE,  -0x1000 + 0x50
+        .set    SLOT_USP,   -0x1000 + 0x58
+        .set    USTACK,     -0x1000 + 0x800
         .set    POSTED, 1
         .set    DONE, 3
         .set    DONE_FOLLOW, 4
@@ -59,6 +62,7 @@ flush_entry:
 fast:
         cmpl    $0, stub + SLOT_AWAKE(%rip)
         je      ring
+        mov     %rcx, stub + SLOT_SITE(%rip)
         mov     %rax, stub + SLOT_NR(%rip)
         mov     %rdi, stub + SLOT_ARGS(%rip)
         mov     %rsi, stub + SLOT_ARGS + 8(%rip)
@@ -115,6 +119,73 @@ follow:
         mov     stub + SLOT_RET(%rip), %rax
         movb    %al, stub + 0x1001(%rip)
         ud2                             /* not reached: the VMM resumes at stub + 6 */
+
+        /* The user-mode entry (redirect.rs): a redirected syscall site's trampoline
+         * jumps here from user mode, with rax = the number, rcx = where to go on (the
+         * trampoline's continuation), every other register as at the site; no
+         * `syscall`, no privilege change, no `iretq`. The call is posted like a
+         * fast call; what the thread does not answer rings the doorbell as a
+         * `syscall` from rcx would (r11 = the flags), and the VMM returns to rcx.
+         * The user stack is never written: the flags go through a scratch stack in
+         * the frame page (no task is switched while rip is in this page). */
+uentry:
+        mov     %rsp, stub + SLOT_USP(%rip)
+        lea     stub + USTACK(%rip), %rsp
+        pushfq
+        pop     %r11
+        mov     stub + SLOT_USP(%rip), %rsp
+        cmpl    $0, stub + SLOT_AWAKE(%rip)
+        je      uring
+        movq    $0, stub + SLOT_SITE(%rip)
+        mov     %rax, stub + SLOT_NR(%rip)
+        mov     %rdi, stub + SLOT_ARGS(%rip)
+        mov     %rsi, stub + SLOT_ARGS + 8(%rip)
+        mov     %rdx, stub + SLOT_ARGS + 16(%rip)
+        mov     %r10, stub + SLOT_ARGS + 24(%rip)
+        mov     %r8, stub + SLOT_ARGS + 32(%rip)
+        mov     %r9, stub + SLOT_ARGS + 40(%rip)
+        movl    $POSTED, stub + SLOT_STATE(%rip)
+        mov     $SPINS, %eax
+2:      cmpl    $POSTED, stub + SLOT_STATE(%rip)
+        jne     utaken
+        pause
+        dec     %eax
+        jnz     2b
+        xor     %edx, %edx
+        mov     $POSTED, %eax
+        lock cmpxchg %edx, stub + SLOT_STATE(%rip)
+        mov     stub + SLOT_ARGS + 16(%rip), %rdx
+        jne     utaken
+        mov     stub + SLOT_NR(%rip), %rax
+uring:
+        movb    %al, stub + 0x1000(%rip)
+        ud2                             /* not reached: the VMM returns to rcx */
+utaken:
+        mov     stub + SLOT_STATE(%rip), %eax
+        cmp     $DONE, %eax
+        jae     uanswered
+        pause
+        jmp     utaken
+uanswered:
+        mov     stub + SLOT_ARGS + 16(%rip), %rdx
+        cmp     $DONE_FOLLOW, %eax
+        je      ufollow
+        movl    $0, stub + SLOT_STATE(%rip)
+        cmp     $DONE, %eax
+        mov     stub + SLOT_NR(%rip), %rax
+        jne     uring                   /* SLOW: the exit path makes the call */
+        mov     stub + SLOT_RET(%rip), %rax
+        mov     %rsp, stub + SLOT_USP(%rip)
+        lea     stub + USTACK(%rip), %rsp
+        push    %r11
+        popfq
+        mov     stub + SLOT_USP(%rip), %rsp
+        jmp     *%rcx
+ufollow:
+        movl    $0, stub + SLOT_STATE(%rip)
+        mov     stub + SLOT_RET(%rip), %rax
+        movb    %al, stub + 0x1001(%rip)
+        ud2                             /* not reached: the VMM returns to rcx */
 
 /* --------------------------------------------------------------- handler page */
         .section .handler, "ax"

@@ -118,6 +118,13 @@ pub(crate) fn build_supervisor(mem: &mut Memory) -> Result<PageTables, Superviso
 pub(crate) fn map_stub_pages(mem: &mut Memory, pt: &PageTables) -> Result<(), OutOfMemory> {
     pt.map(mem, VVAR_VA, VVAR_GPA | PTE_P | PTE_U | PTE_NX)?;
     pt.map(mem, VDSO_VA, VDSO_GPA | PTE_P | PTE_U)?;
+    for i in 0..TRAMP_PAGES {
+        pt.map(
+            mem,
+            TRAMP_VA + i * PAGE_SIZE,
+            (TRAMP_GPA + i * PAGE_SIZE) | PTE_P | PTE_U,
+        )?;
+    }
     pt.map(mem, FRAME_VA, FRAME_GPA | PTE_P | PTE_W | PTE_U | PTE_NX)?;
     pt.map(mem, STUB_VA, STUB_GPA | PTE_P | PTE_U)?;
     pt.map(

@@ -298,13 +298,16 @@ impl Kernel {
             .checked_next_multiple_of(PAGE_SIZE)
             .and_then(|l| addr.checked_add(l))
             .ok_or(errno::ENOMEM)?;
-        let _ = end;
         if prot & !(PROT_ALL | PROT_SEM | GROWSDOWN | GROWSUP) != 0
             || prot & (GROWSDOWN | GROWSUP) != 0
         {
             return Err(errno::EINVAL.into());
         }
         self.mapping_call(|k| {
+            if prot & libc::PROT_WRITE as u64 != 0 {
+                // Code about to become writable shows its own bytes (`redirect.rs`).
+                crate::redirect::restore(&mut k.mm, addr, end);
+            }
             k.mm.mprotect(addr, len, (prot & PROT_ALL) as u32)?;
             Ok(0)
         })
@@ -316,7 +319,11 @@ impl Kernel {
             // MREMAP_FIXED and MREMAP_DONTUNMAP are not offered.
             return Err(errno::EINVAL.into());
         }
-        self.mapping_call(|k| Ok(k.mm.mremap(old, old_len, new_len, flags != 0)?))
+        self.mapping_call(|k| {
+            // Code that moves takes its own bytes along (`redirect.rs`).
+            crate::redirect::restore(&mut k.mm, old, old.saturating_add(old_len));
+            Ok(k.mm.mremap(old, old_len, new_len, flags != 0)?)
+        })
     }
 
     pub(crate) fn sys_madvise(&mut self, addr: u64, len: u64, advice: u64) -> SysResult {

@@ -427,6 +427,47 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Writes `data` (within one page) at `va` of the current space whatever the
+    /// page's rights, on a private copy of its frame when the frame is shared (with
+    /// another process after a fork, or with the VM's page cache): the way syscall
+    /// sites are redirected and restored (`redirect.rs`). The page must be mapped.
+    pub(crate) fn patch_code(&mut self, va: u64, data: &[u8]) -> Option<()> {
+        let page = va & !(PAGE_SIZE - 1);
+        if (va & (PAGE_SIZE - 1)) + data.len() as u64 > PAGE_SIZE {
+            return None;
+        }
+        let (slot, pte) = self.pt.lookup(&mut self.mem, page)?;
+        if pte & PTE_FRAME == 0 {
+            return None;
+        }
+        let old = pte & PTE_ADDR;
+        let frame = if self.mem.is_shared(old) {
+            let new = self.mem.alloc().ok()?;
+            let mut buf = [0u8; PAGE_SIZE as usize];
+            self.mem.read(old, &mut buf)?;
+            self.mem.write(new, &buf)?;
+            self.mem.free(vec![old]);
+            self.mem.write_u64(slot, new | (pte & !PTE_ADDR));
+            // The guest holds the old translation: it rewrites the entry and flushes.
+            self.flush.push(direct_map(slot));
+            new
+        } else {
+            old
+        };
+        self.mem.write(frame + (va & (PAGE_SIZE - 1)), data)
+    }
+
+    /// The bytes of the page at `page` of the current space, when it has a frame.
+    pub(crate) fn page_bytes(&mut self, page: u64) -> Option<[u8; PAGE_SIZE as usize]> {
+        let (_, pte) = self.pt.lookup(&mut self.mem, page)?;
+        if pte & PTE_FRAME == 0 {
+            return None;
+        }
+        let mut buf = [0u8; PAGE_SIZE as usize];
+        self.mem.read(pte & PTE_ADDR, &mut buf)?;
+        Some(buf)
+    }
+
     /// Writes `data` at `va` whatever the page rights (the pages must be mapped): the
     /// loader's way of filling read-only segments.
     pub(crate) fn poke(&mut self, mut va: u64, mut data: &[u8]) -> Option<()> {

@@ -180,6 +180,11 @@ impl AddressSpace {
         self.vmas.is_covered(start, end)
     }
 
+    /// The mapping containing `va`, with its start.
+    pub(crate) fn vma_at(&self, va: u64) -> Option<(u64, &Vma)> {
+        self.vmas.find(va)
+    }
+
     /// The mappings (for tests and diagnostics).
     pub(crate) fn vmas(&self) -> impl Iterator<Item = (u64, &Vma)> {
         self.vmas.iter()

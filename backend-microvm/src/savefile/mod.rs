@@ -47,8 +47,9 @@ use sha2::{Digest, Sha256};
 pub(crate) const MAGIC: &[u8; 8] = b"HSBSNAP\0";
 /// The version of the file's layout this build writes and reads.
 pub(crate) const FORMAT: u32 = 1;
-/// The version of the personality state's encoding (`linux::saved`).
-const STATE_VERSION: u32 = 1;
+/// The version of the personality state's encoding (`linux::saved`; 2: the frames
+/// after the supervisor's hold the trampolines of redirected syscall sites).
+const STATE_VERSION: u32 = 2;
 /// The header's size; guest memory starts there.
 pub(crate) const HEADER: u64 = 4096;
 const PAGE: u64 = 4096;
