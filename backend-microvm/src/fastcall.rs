@@ -102,7 +102,7 @@ pub(crate) fn enabled() -> bool {
 /// `HSB_MICROVM_REDIRECT=0`. Read once, before a VMM thread is confined.
 pub(crate) fn redirect_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| !std::env::var_os("HSB_MICROVM_REDIRECT").is_some_and(|v| v == "0"))
+    *ON.get_or_init(|| std::env::var_os("HSB_MICROVM_REDIRECT").is_none_or(|v| v != "0"))
 }
 
 /// How many fast-call threads of this process may poll at once: one fewer than the

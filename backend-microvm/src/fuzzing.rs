@@ -313,6 +313,25 @@ impl Guest {
         self.k.mm.mem.used_bytes()
     }
 
+    /// Redirects the current process's syscall site of call `nr` that returns to
+    /// `ret`, as the vCPU thread does when the fast-call thread offers it (see
+    /// `redirect.rs`; the offer is a hint the workload can forge): true when the site
+    /// was rewritten.
+    pub fn redirect_site(&mut self, nr: u64, ret: u64) -> bool {
+        crate::redirect::redirect(&mut self.k, nr, ret)
+    }
+
+    /// Puts back the redirected sites of `start .. end`, as before `mprotect` makes
+    /// code writable.
+    pub fn restore_sites(&mut self, start: u64, end: u64) {
+        crate::redirect::restore(&mut self.k.mm, start, end)
+    }
+
+    /// How many redirected sites `start .. end` holds.
+    pub fn redirected_sites(&mut self, start: u64, end: u64) -> usize {
+        crate::redirect::sites(&mut self.k.mm, start, end).len()
+    }
+
     /// What a user-mode access of the current task to `va` comes to (`write`: a store,
     /// `exec`: an instruction fetch), as the page-fault path answers it. A fault the
     /// task cannot take is delivered to it as a signal (its handler, or its process

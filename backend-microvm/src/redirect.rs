@@ -128,14 +128,18 @@ fn rewritable(mm: &AddressSpace, va: u64) -> bool {
 /// instruction ends there), in the current address space, if it is one this module
 /// rewrites. True when it is redirected now.
 pub(crate) fn redirect(k: &mut Kernel, nr: u64, ret: u64) -> bool {
+    redirect_in(&mut k.mm, nr, ret)
+}
+
+fn redirect_in(mm: &mut AddressSpace, nr: u64, ret: u64) -> bool {
     let Ok(nr32) = u32::try_from(nr) else {
         return false;
     };
     let at = ret.wrapping_sub(7);
-    if at >= ret || at / PAGE_SIZE != (ret - 1) / PAGE_SIZE || !rewritable(&k.mm, at) {
+    if at >= ret || at / PAGE_SIZE != (ret - 1) / PAGE_SIZE || !rewritable(mm, at) {
         return false;
     }
-    let Some(page) = k.mm.page_bytes(at & !(PAGE_SIZE - 1)) else {
+    let Some(page) = mm.page_bytes(at & !(PAGE_SIZE - 1)) else {
         return false;
     };
     let off = (at % PAGE_SIZE) as usize;
@@ -143,7 +147,7 @@ pub(crate) fn redirect(k: &mut Kernel, nr: u64, ret: u64) -> bool {
     if site[0] != 0xb8 || site[1..5] != nr32.to_le_bytes() || site[5..7] != [0x0f, 0x05] {
         return false;
     }
-    let Some(t) = find_or_make(&k.mm, nr32, ret) else {
+    let Some(t) = find_or_make(mm, nr32, ret) else {
         return false;
     };
     let Ok(rel) = i32::try_from(t as i64 - (at as i64 + 5)) else {
@@ -151,48 +155,66 @@ pub(crate) fn redirect(k: &mut Kernel, nr: u64, ret: u64) -> bool {
     };
     let mut jmp = [0xe9, 0, 0, 0, 0];
     jmp[1..].copy_from_slice(&rel.to_le_bytes());
-    k.mm.patch_code(at, &jmp).is_some()
+    mm.patch_code(at, &jmp).is_some()
+}
+
+/// The redirected sites in `page` (its bytes `bytes`): where each begins, and its
+/// call's number.
+fn sites_in(mm: &AddressSpace, page: u64, bytes: &[u8; PAGE_SIZE as usize]) -> Vec<(u64, u32)> {
+    let mut found = Vec::new();
+    for off in 0..(PAGE_SIZE as usize - 6) {
+        if bytes[off] != 0xe9 || bytes[off + 5..off + 7] != [0x0f, 0x05] {
+            continue;
+        }
+        let rel = i32::from_le_bytes([
+            bytes[off + 1],
+            bytes[off + 2],
+            bytes[off + 3],
+            bytes[off + 4],
+        ]);
+        let at = page + off as u64;
+        let target = (at as i64 + 5 + i64::from(rel)) as u64;
+        if !(TRAMP_VA..TRAMP_VA + TRAMPS * TRAMP_SIZE).contains(&target)
+            || (target - TRAMP_VA) % TRAMP_SIZE != 0
+        {
+            continue;
+        }
+        if let Some((nr, ret)) = read_trampoline(mm, TRAMP_GPA + (target - TRAMP_VA)) {
+            if ret == at + 7 {
+                found.push((at, nr));
+            }
+        }
+    }
+    found
+}
+
+/// The redirected sites in `start .. end` of the current address space: where each
+/// begins, and its call's number. Only pages of mappings this module rewrites, and
+/// only those holding a frame, are read.
+pub(crate) fn sites(mm: &mut AddressSpace, start: u64, end: u64) -> Vec<(u64, u32)> {
+    let spans: Vec<(u64, u64)> = mm
+        .vmas_overlapping(start, end)
+        .filter(|(s, _)| rewritable(mm, *s))
+        .map(|(s, v)| (s.max(start), v.end.min(end)))
+        .collect();
+    let mut found = Vec::new();
+    for (lo, hi) in spans {
+        for page in mm.framed_pages(lo & !(PAGE_SIZE - 1), hi) {
+            if let Some(bytes) = mm.page_bytes(page) {
+                found.extend(sites_in(mm, page, &bytes));
+            }
+        }
+    }
+    found
 }
 
 /// Puts back every redirected site in `start .. end` of the current address space (it
 /// is about to become writable, or to move): the program finds its own bytes there.
 pub(crate) fn restore(mm: &mut AddressSpace, start: u64, end: u64) {
-    let mut page = start & !(PAGE_SIZE - 1);
-    while page < end {
-        let next = page.saturating_add(PAGE_SIZE);
-        if !rewritable(mm, page) {
-            // Only such pages are ever rewritten: skip to the next one.
-            page = next;
-            continue;
-        }
-        if let Some(bytes) = mm.page_bytes(page) {
-            let mut puts = Vec::new();
-            for off in 0..(PAGE_SIZE as usize - 6) {
-                if bytes[off] != 0xe9 || bytes[off + 5..off + 7] != [0x0f, 0x05] {
-                    continue;
-                }
-                let rel = i32::from_le_bytes(bytes[off + 1..off + 5].try_into().unwrap_or([0; 4]));
-                let at = page + off as u64;
-                let target = (at as i64 + 5 + rel as i64) as u64;
-                let in_range = (TRAMP_VA..TRAMP_VA + TRAMPS * TRAMP_SIZE).contains(&target)
-                    && (target - TRAMP_VA) % TRAMP_SIZE == 0;
-                if !in_range {
-                    continue;
-                }
-                let gpa = TRAMP_GPA + (target - TRAMP_VA);
-                if let Some((nr, ret)) = read_trampoline(mm, gpa) {
-                    if ret == at + 7 {
-                        let mut mov = [0xb8, 0, 0, 0, 0];
-                        mov[1..].copy_from_slice(&nr.to_le_bytes());
-                        puts.push((at, mov));
-                    }
-                }
-            }
-            for (at, mov) in puts {
-                let _ = mm.patch_code(at, &mov);
-            }
-        }
-        page = next;
+    for (at, nr) in sites(mm, start, end) {
+        let mut mov = [0xb8, 0, 0, 0, 0];
+        mov[1..].copy_from_slice(&nr.to_le_bytes());
+        let _ = mm.patch_code(at, &mov);
     }
 }
 
@@ -222,6 +244,134 @@ mod tests {
         assert!(!reachable(0x40_1000));
         assert!(reachable(ret));
         assert!(!reachable(TRAMP_VA + (1 << 40)));
+    }
+
+    use crate::memory::Memory;
+    use crate::mm::{Access, Fixed, PROT_EXEC, PROT_READ, PROT_WRITE};
+
+    const CODE: u64 = 0x7fff_f000_0000;
+
+    /// An address space with `code` mapped at `CODE` from a file, with `prot`.
+    fn space_with(code: &[u8], prot: u32) -> AddressSpace {
+        let mut mem = Memory::new(8 << 20).unwrap();
+        let pt = crate::guest::build_supervisor(&mut mem).unwrap();
+        let mut a = AddressSpace::new(mem, pt);
+        a.set_layout(0x100_0000, crate::guest::layout::USER_TOP);
+        let backing: std::rc::Rc<dyn crate::mm::Backing> =
+            std::rc::Rc::new(crate::vfs::backing::GenBacking(code.into()));
+        let kind = VmaKind::File {
+            backing,
+            offset: 0,
+            file_end: u64::MAX,
+        };
+        let len = (code.len() as u64).next_multiple_of(PAGE_SIZE);
+        let at = a
+            .mmap(CODE, len, prot, Fixed::Replace, false, kind)
+            .unwrap();
+        assert_eq!(at, CODE);
+        let mut p = CODE;
+        while p < CODE + len {
+            assert_eq!(a.fault(p, Access::Read), crate::mm::FaultOutcome::Mapped);
+            p += PAGE_SIZE;
+        }
+        a
+    }
+
+    fn bytes(a: &mut AddressSpace, va: u64, n: usize) -> Vec<u8> {
+        let mut b = vec![0u8; n];
+        a.read_user(va, &mut b).unwrap();
+        b
+    }
+
+    /// getppid at 0x10, getpid at 0x20, a site straddling the page end, and a
+    /// `syscall` after another instruction.
+    fn code() -> Vec<u8> {
+        let mut c = vec![0x90u8; 2 * PAGE_SIZE as usize];
+        c[0x10..0x18].copy_from_slice(&[0xb8, 110, 0, 0, 0, 0x0f, 0x05, 0xc3]);
+        c[0x20..0x28].copy_from_slice(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xc3]);
+        let edge = PAGE_SIZE as usize - 3;
+        c[edge..edge + 7].copy_from_slice(&[0xb8, 110, 0, 0, 0, 0x0f, 0x05]);
+        c[0x40..0x47].copy_from_slice(&[0x48, 0x89, 0xc8, 0x90, 0x90, 0x0f, 0x05]);
+        c
+    }
+
+    #[test]
+    fn sites_are_rewritten_checked_and_put_back() {
+        let code = code();
+        let mut a = space_with(&code, PROT_READ | PROT_EXEC);
+        // The wrong number, a site across pages, another instruction, a number that is
+        // not the site's: nothing changes.
+        assert!(!redirect_in(&mut a, 39, CODE + 0x17));
+        assert!(!redirect_in(&mut a, 110, CODE + PAGE_SIZE + 4));
+        assert!(!redirect_in(&mut a, 0, CODE + 0x47));
+        assert!(!redirect_in(&mut a, 110, CODE + 0x18));
+        assert!(!redirect_in(&mut a, 110, u64::MAX));
+        assert_eq!(bytes(&mut a, CODE, 2 * PAGE_SIZE as usize), code);
+        // Both real sites.
+        assert!(redirect_in(&mut a, 110, CODE + 0x17));
+        assert!(redirect_in(&mut a, 39, CODE + 0x27));
+        let got = bytes(&mut a, CODE + 0x10, 8);
+        assert_eq!((got[0], &got[5..]), (0xe9, &[0x0f, 0x05, 0xc3][..]));
+        let rel = i32::from_le_bytes(got[1..5].try_into().unwrap());
+        let t = (CODE as i64 + 0x15 + i64::from(rel)) as u64;
+        assert!((TRAMP_VA..TRAMP_VA + TRAMPS * TRAMP_SIZE).contains(&t));
+        let gpa = TRAMP_GPA + (t - TRAMP_VA);
+        assert_eq!(read_trampoline(&a, gpa), Some((110, CODE + 0x17)));
+        // Again: nothing to do (the bytes are a jump now); the same trampoline serves
+        // the same site in another space.
+        assert!(!redirect_in(&mut a, 110, CODE + 0x17));
+        assert_eq!(find_or_make(&a, 110, CODE + 0x17), Some(t));
+        let found = sites(&mut a, CODE, CODE + 2 * PAGE_SIZE);
+        assert_eq!(found, vec![(CODE + 0x10, 110), (CODE + 0x20, 39)]);
+        // Put back: the file's bytes, exactly.
+        restore(&mut a, CODE, CODE + 2 * PAGE_SIZE);
+        assert_eq!(bytes(&mut a, CODE, 2 * PAGE_SIZE as usize), code);
+        assert!(sites(&mut a, CODE, CODE + 2 * PAGE_SIZE).is_empty());
+    }
+
+    #[test]
+    fn writable_or_anonymous_code_is_never_rewritten() {
+        let code = code();
+        let mut a = space_with(&code, PROT_READ | PROT_WRITE | PROT_EXEC);
+        assert!(!redirect_in(&mut a, 110, CODE + 0x17));
+        assert_eq!(bytes(&mut a, CODE, 0x20), code[..0x20]);
+        let mut b = space_with(&code, PROT_READ);
+        assert!(!redirect_in(&mut b, 110, CODE + 0x17));
+        let at = 0x7fff_e000_0000;
+        let mut c = space_with(&code, PROT_READ | PROT_EXEC);
+        c.mmap(
+            at,
+            PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            Fixed::Replace,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
+        c.write_user(at + 0x10, &code[0x10..0x18]).unwrap();
+        c.mprotect(at, PAGE_SIZE, PROT_READ | PROT_EXEC).unwrap();
+        assert!(!redirect_in(&mut c, 110, at + 0x17));
+    }
+
+    #[test]
+    fn the_page_is_copied_before_it_is_rewritten() {
+        let code = code();
+        let mut a = space_with(&code, PROT_READ | PROT_EXEC);
+        let frame = |a: &mut AddressSpace| {
+            let (_, pte) = a.pt.lookup(&mut a.mem, CODE).unwrap();
+            pte & crate::mm::pagetable::PTE_ADDR
+        };
+        let before = frame(&mut a);
+        a.mem.share(before);
+        assert!(redirect_in(&mut a, 110, CODE + 0x17));
+        assert_ne!(frame(&mut a), before, "a shared frame is never written");
+        let mut orig = [0u8; 8];
+        a.mem.read(before + 0x10, &mut orig).unwrap();
+        assert_eq!(orig, code[0x10..0x18]);
+        assert!(
+            !a.take_flush().is_empty(),
+            "the guest drops the old translation"
+        );
     }
 
     /// tests/programs/redirect.c enters the user-mode entry by its address.

@@ -12,6 +12,10 @@
 //! into the scratch area (and just before the unmapped page after it), paths, the
 //! supervisor's pages, huge lengths, earlier results (descriptors), flags.
 //! Descriptor 10 is a terminal (`/dev/pts/0`, the process's controlling terminal).
+//! Syscall sites (`mov $nr, %eax; syscall`) of a file mapped read-only and executable
+//! near the top of the address space are redirected at fuzzed offsets with fuzzed
+//! numbers (`redirect.rs`: the fast-call thread's offer is a hint the workload can
+//! forge) and put back; once put back, none is left.
 //! Seeds: fuzz/seeds/syscall_dispatch/ (made by fuzz/seeds/make_syscall_seeds.py).
 #![no_main]
 
@@ -126,6 +130,28 @@ fn map(g: &mut Guest, addr: u64, len: u64, prot: u64) {
     assert_eq!(r, Step::Returned(addr as i64), "scratch mapping at {addr:#x}");
 }
 
+/// Where the file of syscall sites is mapped (within reach of the trampolines), and
+/// its length.
+const CODE: u64 = 0x7fff_f000_0000;
+const CODE_LEN: u64 = 0x2000;
+
+/// Syscall sites of a few numbers (`mov $nr, %eax; syscall; ret`), one straddling the
+/// page boundary, with other bytes between.
+fn code() -> Vec<u8> {
+    let mut c = vec![0x90u8; CODE_LEN as usize];
+    let mut at = 0;
+    for (i, nr) in [110u32, 39, 0, 1, 17, 18, 8, 5, 3, 217, 60, 4096].iter().cycle().enumerate() {
+        if at + 8 > c.len() {
+            break;
+        }
+        c[at] = 0xb8;
+        c[at + 1..at + 5].copy_from_slice(&nr.to_le_bytes());
+        c[at + 5..at + 8].copy_from_slice(&[0x0f, 0x05, 0xc3]);
+        at += 8 + i % 5;
+    }
+    c
+}
+
 /// A static x86-64 program that exits (the elf_load seed, less its mode byte).
 const PROGRAM: &[u8] = include_bytes!("../seeds/elf_load/static");
 
@@ -138,6 +164,17 @@ fuzz_target!(|data: &[u8]| {
     map(&mut g, SCRATCH, SCRATCH_LEN, 3);
     map(&mut g, RO_PAGE, 0x1000, 1);
     map(&mut g, NONE_PAGE, 0x1000, 0);
+    let code = code();
+    g.add_file(b"/tmp/code", &code, 0o755).expect("code file");
+    assert!(g.store(STRINGS + 64 * 16, b"/tmp/code\0"));
+    let fd = match g.syscall(2, [STRINGS + 64 * 16, 0, 0, 0, 0, 0]) {
+        Step::Returned(fd) if fd >= 0 => fd as u64,
+        r => panic!("open /tmp/code: {r:?}"),
+    };
+    // mmap(CODE, CODE_LEN, PROT_READ|PROT_EXEC, MAP_PRIVATE|MAP_FIXED, fd, 0)
+    let r = g.syscall(9, [CODE, CODE_LEN, 5, 0x12, fd, 0]);
+    assert_eq!(r, Step::Returned(CODE as i64), "code mapping");
+    assert_eq!(g.syscall(3, [fd, 0, 0, 0, 0, 0]), Step::Returned(0));
     for (i, p) in PATHS.iter().enumerate() {
         assert!(g.store(STRINGS + 64 * i as u64, &[p, &b"\0"[..]].concat()));
     }
@@ -154,7 +191,7 @@ fuzz_target!(|data: &[u8]| {
         if ops.data.is_empty() {
             break;
         }
-        match ops.u8() % 16 {
+        match ops.u8() % 18 {
             tag @ 0..=11 => {
                 let raw = ops.u16();
                 let nr = if raw >= 0xff00 { ops.u64() } else { u64::from(raw) % 480 };
@@ -189,10 +226,28 @@ fuzz_target!(|data: &[u8]| {
                 let v = ops.arg(&results);
                 let _ = g.store(SCRATCH + off, &v.to_le_bytes());
             }
-            _ => {
+            15 => {
                 let va = ops.arg(&results);
                 let how = ops.u8();
                 let _ = g.touch(va, how & 1 != 0, how & 2 != 0);
+            }
+            16 => {
+                // An offer to redirect: a fuzzed number and return address in or
+                // near the code mapping (or anywhere).
+                let raw = ops.u16();
+                let nr = if raw >= 0xff00 { ops.u64() } else { u64::from(raw) % 480 };
+                let off = ops.u16();
+                let ret = if off >= 0xff00 {
+                    ops.arg(&results)
+                } else {
+                    CODE + u64::from(off) % (CODE_LEN + 16)
+                };
+                let _ = g.redirect_site(nr, ret);
+            }
+            _ => {
+                // Put back: none is left.
+                g.restore_sites(CODE, CODE + CODE_LEN);
+                assert_eq!(g.redirected_sites(CODE, CODE + CODE_LEN), 0);
             }
         }
     }

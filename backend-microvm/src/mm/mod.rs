@@ -185,6 +185,27 @@ impl AddressSpace {
         self.vmas.find(va)
     }
 
+    /// The mappings overlapping `start .. end`, with their starts, in order.
+    pub(crate) fn vmas_overlapping(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Iterator<Item = (u64, &Vma)> {
+        self.vmas.overlapping(start, end)
+    }
+
+    /// The pages of `start .. end` of the current space that hold a frame of the
+    /// workload (page tables walked, absent tables skipped whole).
+    pub(crate) fn framed_pages(&mut self, start: u64, end: u64) -> Vec<u64> {
+        let mut pages = Vec::new();
+        let _ = self
+            .pt
+            .for_each_mapped(&mut self.mem, start, end.min(USER_TOP), |_, va, _, _| {
+                pages.push(va)
+            });
+        pages
+    }
+
     /// The mappings (for tests and diagnostics).
     pub(crate) fn vmas(&self) -> impl Iterator<Item = (u64, &Vma)> {
         self.vmas.iter()
