@@ -180,14 +180,19 @@ pub(crate) struct Control {
     /// Sites to redirect (`redirect.rs`) at the follow-up exit: address space, number,
     /// the `syscall` instruction's end.
     redirects: Mutex<Vec<(crate::mm::SpaceId, u64, u64)>>,
-    /// Sites already offered for redirection (each is looked at once).
-    tried: Mutex<std::collections::HashSet<(crate::mm::SpaceId, u64)>>,
+    /// Sites seen (how many of their calls were answered, up to the offer): each is
+    /// offered for redirection once.
+    tried: Mutex<std::collections::HashMap<(crate::mm::SpaceId, u64), u8>>,
     /// Sites redirected.
     pub(crate) redirected: AtomicU64,
 }
 
 /// Most sites offered for redirection in one run (then the rest stay fast calls).
 const MAX_TRIED: usize = 4096;
+
+/// The answered call of a site that offers it for redirection: the offer costs an exit,
+/// which a site called once or twice (a process's start-up) would not win back.
+const OFFER_AT: u8 = 3;
 
 impl Control {
     /// Wakes the thread if it sleeps (the guest makes syscalls again).
@@ -255,11 +260,23 @@ impl Control {
         )
     }
 
-    /// Whether the site `site` of `space` is offered for redirection now: the first
-    /// time it is seen, while there is room.
+    /// Whether the site `site` of `space` is offered for redirection now: at its
+    /// `OFFER_AT`th answered call, while there is room.
     fn offer(&self, space: crate::mm::SpaceId, site: u64) -> bool {
         let mut tried = self.tried.lock().unwrap_or_else(PoisonError::into_inner);
-        tried.len() < MAX_TRIED && tried.insert((space, site))
+        let full = tried.len() >= MAX_TRIED;
+        match tried.get_mut(&(space, site)) {
+            Some(n) if *n < OFFER_AT => {
+                *n += 1;
+                *n == OFFER_AT
+            }
+            Some(_) => false,
+            None if full => false,
+            None => {
+                tried.insert((space, site), 1);
+                OFFER_AT == 1
+            }
+        }
     }
 
     /// The stop met while answering, if any.
