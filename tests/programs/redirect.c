@@ -186,7 +186,7 @@ static int rewrite(void) {
 
 /* The user-mode entry of the VM (supervisor.S `uentry`); natively nothing is there, so
  * this mode runs in the VM only. */
-#define UENTRY 0x7fffffffd10cUL
+#define UENTRY 0x7fffffffd130UL
 
 static long enter(long nr, long a0, long a1, long a2, uint64_t cont) {
     long ret;

@@ -58,11 +58,13 @@ flush_entry:
          * thread answers only calls it can finish at once; everything else, and a
          * post nobody takes in time, goes through the doorbell. Every register but
          * rax, rcx and r11 comes back as it was (rdx from the slot, where it was
-         * saved as the third argument). */
+         * saved as the third argument). The site (where the call returns to) goes
+         * with the post: the thread may offer it for redirection (redirect.rs). */
 fast:
         cmpl    $0, stub + SLOT_AWAKE(%rip)
         je      ring
         mov     %rcx, stub + SLOT_SITE(%rip)
+post:
         mov     %rax, stub + SLOT_NR(%rip)
         mov     %rdi, stub + SLOT_ARGS(%rip)
         mov     %rsi, stub + SLOT_ARGS + 8(%rip)
@@ -85,8 +87,9 @@ fast:
         jne     taken
         mov     stub + SLOT_NR(%rip), %rax
 ring:
+        /* The exit path, as after a syscall: rcx = where to return, r11 = flags. */
         movb    %al, stub + 0x1000(%rip)
-        ud2                             /* not reached: the VMM resumes at stub + 6 */
+        ud2                             /* not reached: the VMM returns to rcx */
 taken:
         mov     stub + SLOT_STATE(%rip), %eax
         cmp     $DONE, %eax
@@ -102,6 +105,8 @@ answered:
         mov     stub + SLOT_NR(%rip), %rax
         jne     ring                    /* SLOW: the exit path makes the call */
         mov     stub + SLOT_RET(%rip), %rax
+        cmpq    $0, stub + SLOT_SITE(%rip)
+        je      ureturn                 /* posted by the user-mode entry */
         and     $USER_FLAGS, %r11
         or      $0x202, %r11
         mov     %rsp, stub + SLOT_RSP(%rip)
@@ -112,9 +117,17 @@ answered:
         pushq   $0x33                   /* cs: USER_CS */
         push    %rcx
         iretq
+ureturn:
+        /* Back to the trampoline from user mode: the flags as they were, a jmp. */
+        mov     %rsp, stub + SLOT_USP(%rip)
+        lea     stub + USTACK(%rip), %rsp
+        push    %r11
+        popfq
+        mov     stub + SLOT_USP(%rip), %rsp
+        jmp     *%rcx
 follow:
         /* Answered, but the VMM must see the task before it goes on (a signal came
-         * with the call): rax holds the answer. */
+         * with the call, or a site to redirect): rax holds the answer. */
         movl    $0, stub + SLOT_STATE(%rip)
         mov     stub + SLOT_RET(%rip), %rax
         movb    %al, stub + 0x1001(%rip)
@@ -123,11 +136,10 @@ follow:
         /* The user-mode entry (redirect.rs): a redirected syscall site's trampoline
          * jumps here from user mode, with rax = the number, rcx = where to go on (the
          * trampoline's continuation), every other register as at the site; no
-         * `syscall`, no privilege change, no `iretq`. The call is posted like a
-         * fast call; what the thread does not answer rings the doorbell as a
-         * `syscall` from rcx would (r11 = the flags), and the VMM returns to rcx.
-         * The user stack is never written: the flags go through a scratch stack in
-         * the frame page (no task is switched while rip is in this page). */
+         * `syscall`, no privilege change, no `iretq`. r11 gets the flags, as
+         * `syscall` leaves them; the call is posted as above, with no site. The user
+         * stack is never written: the flags go through a scratch stack in the frame
+         * page (no task is switched while rip is in this page). */
 uentry:
         mov     %rsp, stub + SLOT_USP(%rip)
         lea     stub + USTACK(%rip), %rsp
@@ -135,57 +147,9 @@ uentry:
         pop     %r11
         mov     stub + SLOT_USP(%rip), %rsp
         cmpl    $0, stub + SLOT_AWAKE(%rip)
-        je      uring
+        je      ring
         movq    $0, stub + SLOT_SITE(%rip)
-        mov     %rax, stub + SLOT_NR(%rip)
-        mov     %rdi, stub + SLOT_ARGS(%rip)
-        mov     %rsi, stub + SLOT_ARGS + 8(%rip)
-        mov     %rdx, stub + SLOT_ARGS + 16(%rip)
-        mov     %r10, stub + SLOT_ARGS + 24(%rip)
-        mov     %r8, stub + SLOT_ARGS + 32(%rip)
-        mov     %r9, stub + SLOT_ARGS + 40(%rip)
-        movl    $POSTED, stub + SLOT_STATE(%rip)
-        mov     $SPINS, %eax
-2:      cmpl    $POSTED, stub + SLOT_STATE(%rip)
-        jne     utaken
-        pause
-        dec     %eax
-        jnz     2b
-        xor     %edx, %edx
-        mov     $POSTED, %eax
-        lock cmpxchg %edx, stub + SLOT_STATE(%rip)
-        mov     stub + SLOT_ARGS + 16(%rip), %rdx
-        jne     utaken
-        mov     stub + SLOT_NR(%rip), %rax
-uring:
-        movb    %al, stub + 0x1000(%rip)
-        ud2                             /* not reached: the VMM returns to rcx */
-utaken:
-        mov     stub + SLOT_STATE(%rip), %eax
-        cmp     $DONE, %eax
-        jae     uanswered
-        pause
-        jmp     utaken
-uanswered:
-        mov     stub + SLOT_ARGS + 16(%rip), %rdx
-        cmp     $DONE_FOLLOW, %eax
-        je      ufollow
-        movl    $0, stub + SLOT_STATE(%rip)
-        cmp     $DONE, %eax
-        mov     stub + SLOT_NR(%rip), %rax
-        jne     uring                   /* SLOW: the exit path makes the call */
-        mov     stub + SLOT_RET(%rip), %rax
-        mov     %rsp, stub + SLOT_USP(%rip)
-        lea     stub + USTACK(%rip), %rsp
-        push    %r11
-        popfq
-        mov     stub + SLOT_USP(%rip), %rsp
-        jmp     *%rcx
-ufollow:
-        movl    $0, stub + SLOT_STATE(%rip)
-        mov     stub + SLOT_RET(%rip), %rax
-        movb    %al, stub + 0x1001(%rip)
-        ud2                             /* not reached: the VMM returns to rcx */
+        jmp     post
 
 /* --------------------------------------------------------------- handler page */
         .section .handler, "ax"
