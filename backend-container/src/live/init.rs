@@ -305,13 +305,7 @@ fn spawn_exec(ctx: &ExecCtx<'_>) -> Result<libc::pid_t, Errno> {
             ctx as *const ExecCtx<'_> as *mut libc::c_void,
         )
     };
-    if pid < 0 {
-        Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO))
-    } else {
-        Ok(pid)
-    }
+    raw(libc::c_long::from(pid)).map(|p| p as libc::pid_t)
 }
 
 fn report(chan: RawFd, stage: Stage, errno: Errno) {
