@@ -200,14 +200,8 @@ fn kill_of_the_supervisor_leaves_no_sandbox() {
     assert!(sandbox_inits() > before);
     // SAFETY: a plain kill of the supervisor this test started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    for _ in 0..500 {
-        if sandbox_inits() <= before {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
     assert!(
-        sandbox_inits() <= before,
+        no_more_inits_than(before),
         "the sandbox's init outlived its supervisor"
     );
     assert_eq!(state(root.path(), "k1")["status"], "stopped");
@@ -265,7 +259,7 @@ fn bad_bundles_fail_create_naming_the_field() {
         let o = oci(root.path(), &["state", name]);
         assert_eq!(o.status.code(), Some(1), "{name}");
     }
-    assert_eq!(sandbox_inits(), before, "a sandbox was left behind");
+    assert!(no_more_inits_than(before), "a sandbox was left behind");
     assert!(processes_with(root.path().to_str().unwrap()).is_empty());
 }
 
@@ -603,5 +597,5 @@ fn hooks_run_on_the_host_with_the_containers_state() {
         processes_with("31.5").is_empty(),
         "the hung hook was left running"
     );
-    assert_eq!(sandbox_inits(), before, "a sandbox was left behind");
+    assert!(no_more_inits_than(before), "a sandbox was left behind");
 }

@@ -250,6 +250,18 @@ pub(crate) fn sandbox_inits() -> usize {
     n
 }
 
+/// True once no more sandbox inits are alive than `before` (within 5 s): what an
+/// earlier test left may still be ending meanwhile, so the count may only go down.
+pub(crate) fn no_more_inits_than(before: usize) -> bool {
+    for _ in 0..500 {
+        if sandbox_inits() <= before {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
 /// Processes whose command line mentions `needle` (a state root: supervisors).
 pub(crate) fn processes_with(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
