@@ -631,6 +631,17 @@ impl Runner {
         }
         self.at_cpl0 = true;
         self.entry = Entry::Context;
+        if in_stub && f.vector == 1 && f.rflags & TRAP_FLAG != 0 {
+            // A single-step trap in the stub page: a redirected site's trampoline
+            // entered it with the workload's TF set (a `syscall` would have cleared
+            // it). Linux takes no trap inside a syscall either: the stub goes on with
+            // TF clear, and the flags the call returns with set it again.
+            k.mm.mem
+                .write_u64(FRAME_BASE + 8 * 5, f.rflags & !TRAP_FLAG)
+                .ok_or_else(|| Stop::Internal("exception frame outside RAM".into()))?;
+            self.entry = Entry::Exception;
+            return Ok(());
+        }
         if in_stub {
             // Returning to user mode failed (a frame the workload made unusable).
             let pid = k.proc.pid;
@@ -761,6 +772,9 @@ struct ExcFrame {
 }
 
 const FRAME_BASE: u64 = IST_TOP_GPA - 64;
+
+/// RFLAGS.TF: a debug trap after each instruction.
+const TRAP_FLAG: u64 = 1 << 8;
 
 fn read_frame(k: &Kernel) -> Result<ExcFrame, Stop> {
     let m = &k.mm.mem;

@@ -6,7 +6,8 @@
  *   redirect calls     every register and flag but rax, rcx, r11 comes back as it was;
  *                      rcx and r11 hold what `syscall` leaves there; a jump straight to
  *                      the `syscall` instruction makes the call eax names; a forked
- *                      child and a signal handler get the right answers
+ *                      child, a signal handler and a single-stepped call get the
+ *                      right answers
  *   redirect rewrite   the program makes its own code writable, finds its own bytes
  *                      there, changes the call's number and gets the new call
  *   redirect forge     the user-mode entry entered by hand: a bad continuation is the
@@ -89,7 +90,12 @@ static void call_with(void *fn, uint64_t nr, struct regs *out, uint64_t *ret_at)
     *ret_at = (uint64_t)fn + 7;
 }
 
-static volatile long handler_bad, handler_calls;
+static volatile long handler_bad, handler_calls, traps;
+
+static void on_trap(int sig) {
+    (void)sig;
+    traps++;
+}
 
 static void on_alarm(int sig) {
     (void)sig;
@@ -157,6 +163,19 @@ static int calls(void) {
     if (bad || handler_bad)
         fail("getppid under signals");
     printf("signals ok (%s)\n", handler_calls > 0 ? "handled" : "none came");
+
+    /* Single-stepping (TF set) through calls: the process traps in its own code,
+     * never inside the call, and gets the right answers. */
+    signal(SIGTRAP, on_trap);
+    long sum = 0;
+    for (int i = 0; i < 3; i++) {
+        __asm__ volatile("pushf\n orq $0x100, (%%rsp)\n popf\n" ::: "memory", "cc");
+        sum += getppid();
+        __asm__ volatile("pushf\n andq $~0x100, (%%rsp)\n popf\n" ::: "memory", "cc");
+    }
+    if (sum != 3L * pp || traps == 0)
+        fail("single-stepping through calls");
+    printf("single-stepped through calls\n");
     return 0;
 }
 
