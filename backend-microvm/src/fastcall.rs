@@ -185,9 +185,6 @@ pub(crate) struct Control {
     /// Sites to redirect (`redirect.rs`) at the follow-up exit: address space, number,
     /// the `syscall` instruction's end.
     redirects: Mutex<Vec<(crate::mm::SpaceId, u64, u64)>>,
-    /// Sites seen (how many of their calls were answered, up to the offer): each is
-    /// offered for redirection once.
-    tried: Mutex<std::collections::HashMap<(crate::mm::SpaceId, u64), u8>>,
     /// Sites redirected.
     pub(crate) redirected: AtomicU64,
 }
@@ -198,6 +195,31 @@ const MAX_TRIED: usize = 4096;
 /// The answered call of a site that offers it for redirection: the offer costs an exit,
 /// which a site called once or twice (a process's start-up) would not win back.
 const OFFER_AT: u8 = 3;
+
+/// The sites the fast-call thread has seen (the thread's own: how many of their calls
+/// it answered, up to the offer); each is offered for redirection once.
+#[derive(Default)]
+struct Sites(std::collections::HashMap<(crate::mm::SpaceId, u64), u8>);
+
+impl Sites {
+    /// Whether the site `site` of `space` is offered for redirection now: at its
+    /// `OFFER_AT`th answered call, while there is room.
+    fn offer(&mut self, space: crate::mm::SpaceId, site: u64) -> bool {
+        let full = self.0.len() >= MAX_TRIED;
+        match self.0.get_mut(&(space, site)) {
+            Some(n) if *n < OFFER_AT => {
+                *n += 1;
+                *n == OFFER_AT
+            }
+            Some(_) => false,
+            None if full => false,
+            None => {
+                self.0.insert((space, site), 1);
+                OFFER_AT == 1
+            }
+        }
+    }
+}
 
 impl Control {
     /// Wakes the thread if it sleeps (the guest makes syscalls again).
@@ -265,25 +287,6 @@ impl Control {
         )
     }
 
-    /// Whether the site `site` of `space` is offered for redirection now: at its
-    /// `OFFER_AT`th answered call, while there is room.
-    fn offer(&self, space: crate::mm::SpaceId, site: u64) -> bool {
-        let mut tried = self.tried.lock().unwrap_or_else(PoisonError::into_inner);
-        let full = tried.len() >= MAX_TRIED;
-        match tried.get_mut(&(space, site)) {
-            Some(n) if *n < OFFER_AT => {
-                *n += 1;
-                *n == OFFER_AT
-            }
-            Some(_) => false,
-            None if full => false,
-            None => {
-                tried.insert((space, site), 1);
-                OFFER_AT == 1
-            }
-        }
-    }
-
     /// The stop met while answering, if any.
     pub(crate) fn take_pending(&self) -> Option<Stop> {
         self.pending
@@ -322,6 +325,7 @@ pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
     ) else {
         return;
     };
+    let mut sites = Sites::default();
     while !ctl.stop.load(Ordering::SeqCst) {
         if POLLING.fetch_add(1, Ordering::SeqCst) >= max_pollers() {
             // As many threads poll as the host can spare: sleep until the next exit.
@@ -335,7 +339,8 @@ pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
         // mid-wait when the run ended or the vCPU left the guest) is not answered
         // and must not keep the thread polling.
         while !ctl.stop.load(Ordering::Relaxed) {
-            if state.load(Ordering::Acquire) == POSTED && take(gate, ctl, &page, state) {
+            if state.load(Ordering::Acquire) == POSTED && take(gate, ctl, &mut sites, &page, state)
+            {
                 last = Instant::now();
             } else {
                 let idle = last.elapsed();
@@ -351,7 +356,7 @@ pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
         awake.store(0, Ordering::SeqCst);
         POLLING.fetch_sub(1, Ordering::SeqCst);
         // A post made just before the flag went down is still answered.
-        if state.load(Ordering::SeqCst) == POSTED && take(gate, ctl, &page, state) {
+        if state.load(Ordering::SeqCst) == POSTED && take(gate, ctl, &mut sites, &page, state) {
             continue;
         }
         sleep(ctl);
@@ -373,6 +378,7 @@ fn sleep(ctl: &Control) {
 fn take(
     gate: &Gate<'_>,
     ctl: &Control,
+    sites: &mut Sites,
     page: &vm_memory::VolatileSlice<'_, ()>,
     state: &AtomicU32,
 ) -> bool {
@@ -422,7 +428,7 @@ fn take(
     if next == DONE
         && crate::redirect::reachable(site)
         && redirect_enabled()
-        && ctl.offer(k.mm.space(), site)
+        && sites.offer(k.mm.space(), site)
     {
         ctl.redirects
             .lock()

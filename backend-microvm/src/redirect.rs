@@ -45,6 +45,8 @@ use crate::mm::{AddressSpace, VmaKind};
 const TRAMP_SIZE: u64 = 32;
 /// Trampolines there is room for.
 const TRAMPS: u64 = TRAMP_PAGES * PAGE_SIZE / TRAMP_SIZE;
+/// The end of the trampolines' pages.
+const TRAMP_END: u64 = TRAMP_VA + TRAMPS * TRAMP_SIZE;
 /// The user-mode entry's offset in the stub page (supervisor.S `uentry`).
 pub(crate) fn uentry_va() -> u64 {
     STUB_VA + crate::guest::UENTRY_OFFSET as u64
@@ -54,7 +56,7 @@ pub(crate) fn uentry_va() -> u64 {
 /// fast-call thread offers only those).
 pub(crate) fn reachable(ret: u64) -> bool {
     let margin = (1 << 31) - 64;
-    ret > (TRAMP_VA + TRAMPS * TRAMP_SIZE).saturating_sub(margin) && ret < TRAMP_VA + margin
+    ret > TRAMP_END.saturating_sub(margin) && ret < TRAMP_VA + margin
 }
 
 /// The trampoline for a call `nr` returning to `ret` at `va`.
@@ -174,9 +176,7 @@ fn sites_in(mm: &AddressSpace, page: u64, bytes: &[u8; PAGE_SIZE as usize]) -> V
         ]);
         let at = page + off as u64;
         let target = (at as i64 + 5 + i64::from(rel)) as u64;
-        if !(TRAMP_VA..TRAMP_VA + TRAMPS * TRAMP_SIZE).contains(&target)
-            || (target - TRAMP_VA) % TRAMP_SIZE != 0
-        {
+        if !(TRAMP_VA..TRAMP_END).contains(&target) || (target - TRAMP_VA) % TRAMP_SIZE != 0 {
             continue;
         }
         if let Some((nr, ret)) = read_trampoline(mm, TRAMP_GPA + (target - TRAMP_VA)) {
@@ -314,7 +314,7 @@ mod tests {
         assert_eq!((got[0], &got[5..]), (0xe9, &[0x0f, 0x05, 0xc3][..]));
         let rel = i32::from_le_bytes(got[1..5].try_into().unwrap());
         let t = (CODE as i64 + 0x15 + i64::from(rel)) as u64;
-        assert!((TRAMP_VA..TRAMP_VA + TRAMPS * TRAMP_SIZE).contains(&t));
+        assert!((TRAMP_VA..TRAMP_END).contains(&t));
         let gpa = TRAMP_GPA + (t - TRAMP_VA);
         assert_eq!(read_trampoline(&a, gpa), Some((110, CODE + 0x17)));
         // Again: nothing to do (the bytes are a jump now); the same trampoline serves

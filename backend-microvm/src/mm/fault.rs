@@ -82,21 +82,25 @@ impl AddressSpace {
         e
     }
 
+    /// `frame` for this space alone: itself when nobody else holds it, else a copy
+    /// (the space's hold on `frame` is given up). `None` without memory for the copy.
+    fn unshare(&mut self, frame: u64) -> Option<u64> {
+        if !self.mem.is_shared(frame) {
+            return Some(frame);
+        }
+        let new = self.mem.alloc().ok()?;
+        let mut buf = [0u8; PAGE_SIZE as usize];
+        self.mem.read(frame, &mut buf);
+        self.mem.write(new, &buf);
+        self.mem.free(vec![frame]);
+        Some(new)
+    }
+
     /// A write to a private page whose frame may be shared: copy it (or take it, when
     /// nobody else holds it any more) and make it writable.
     fn break_cow(&mut self, slot: u64, pte: u64, prot: u32) -> FaultOutcome {
-        let old = pte & PTE_ADDR;
-        let frame = if self.mem.is_shared(old) {
-            let Ok(new) = self.mem.alloc() else {
-                return FaultOutcome::Oom;
-            };
-            let mut buf = vec![0u8; PAGE_SIZE as usize];
-            self.mem.read(old, &mut buf);
-            self.mem.write(new, &buf);
-            self.mem.free(vec![old]);
-            new
-        } else {
-            old
+        let Some(frame) = self.unshare(pte & PTE_ADDR) else {
+            return FaultOutcome::Oom;
         };
         self.mem.write_u64(slot, frame | pte_flags(prot));
         if pte & PTE_P != 0 {
@@ -440,20 +444,12 @@ impl AddressSpace {
         if pte & PTE_FRAME == 0 {
             return None;
         }
-        let old = pte & PTE_ADDR;
-        let frame = if self.mem.is_shared(old) {
-            let new = self.mem.alloc().ok()?;
-            let mut buf = [0u8; PAGE_SIZE as usize];
-            self.mem.read(old, &mut buf)?;
-            self.mem.write(new, &buf)?;
-            self.mem.free(vec![old]);
-            self.mem.write_u64(slot, new | (pte & !PTE_ADDR));
+        let frame = self.unshare(pte & PTE_ADDR)?;
+        if frame != pte & PTE_ADDR {
+            self.mem.write_u64(slot, frame | (pte & !PTE_ADDR));
             // The guest holds the old translation: it rewrites the entry and flushes.
             self.flush.push(direct_map(slot));
-            new
-        } else {
-            old
-        };
+        }
         self.mem.write(frame + (va & (PAGE_SIZE - 1)), data)
     }
 
