@@ -186,6 +186,8 @@ pub(crate) struct Control {
     /// The vCPU thread sleeps in [`Control::wait_until`] (set and cleared under
     /// `wake_lock`): new input then needs no kick out of `KVM_RUN`.
     sleeping: AtomicBool,
+    /// Pages the `warm` pass touched before the sandbox said it was ready (`warm.rs`).
+    pub(crate) warmed: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Control {
@@ -198,6 +200,7 @@ impl Default for Control {
             input: AtomicBool::new(false),
             relayed: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
+            warmed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }

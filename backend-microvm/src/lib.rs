@@ -65,6 +65,7 @@ mod tty;
 mod vcpu;
 mod vfs;
 mod vm;
+mod warm;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -273,8 +273,7 @@ impl Memory {
     pub(crate) fn new(size: u64) -> std::io::Result<Memory> {
         let len =
             usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
-        let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)])
-            .map_err(std::io::Error::other)?;
+        let ram = guest_ram(len)?;
         let fixed = FIXED_END / PAGE_SIZE;
         let budget = Rc::new(Budget {
             total: size / PAGE_SIZE,
@@ -719,6 +718,34 @@ fn map_file(
     Ok(())
 }
 
+/// Guest RAM of `len` bytes: one anonymous mapping (each snapshot's layers are
+/// mapped over it), left out of any child the host process forks.
+///
+/// Why: a `fork` of the process that runs VMs (a container sandbox's `clone`, or any
+/// `fork` of the library's user) write-protects every page the parent wrote in each
+/// private mapping it copies, and KVM drops its shadow entries for all of them (its
+/// MMU notifier): every VM of the process would take its page faults again after
+/// each one, a fork started ahead would lose the warming it did (`warm.rs`), and the
+/// fork would copy page tables of gigabytes of guest RAM. No child needs guest memory.
+pub(crate) fn guest_ram(len: usize) -> std::io::Result<GuestMemoryMmap> {
+    let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)])
+        .map_err(std::io::Error::other)?;
+    let base = ram
+        .get_host_address(GuestAddress(0))
+        .map_err(std::io::Error::other)?;
+    dont_fork(base, len);
+    Ok(ram)
+}
+
+/// `MADV_DONTFORK` over `at .. at + len`, a mapping of guest RAM. A failure only costs
+/// speed (see [`guest_ram`]): it is not an error.
+fn dont_fork(at: *mut u8, len: usize) {
+    // SAFETY: `at .. at + len` is a mapping of guest RAM this process made;
+    // MADV_DONTFORK only marks it not to be copied into children, nothing in this
+    // process reads or writes differently.
+    let _ = unsafe { libc::madvise(at.cast(), len, libc::MADV_DONTFORK) };
+}
+
 /// Maps a snapshot's layers privately over guest RAM of `size` bytes: the first
 /// whole, each later one's runs over it.
 pub(crate) fn map_layers(
@@ -735,6 +762,12 @@ pub(crate) fn map_layers(
             map_file(ram, l.fd.as_raw_fd(), gpa, len, l.base)?;
         }
     }
+    // The new mappings are left out of forks as the ones they replaced were (one
+    // call over all of them).
+    let base = ram
+        .get_host_address(GuestAddress(0))
+        .map_err(std::io::Error::other)?;
+    dont_fork(base, size as usize);
     Ok(())
 }
 
@@ -759,6 +792,46 @@ fn runs_of(frames: &[u64]) -> Vec<(u64, u64)> {
         }
     }
     runs
+}
+
+/// `pagemap` entry bits (Documentation/admin-guide/mm/pagemap.rst).
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+
+/// How the host holds a frame of guest RAM (see [`Memory::host_pages`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostPage {
+    Absent,
+    Shared,
+    Own,
+}
+
+/// The `pagemap` entries of the host pages `base .. base + len`.
+fn pagemap_entries(base: *mut u8, len: u64, pagemap: i32) -> Option<Vec<u64>> {
+    let pages = (len / PAGE_SIZE) as usize;
+    let mut entries = vec![0u64; pages];
+    let first = base as u64 / PAGE_SIZE;
+    let bytes = pages * 8;
+    let mut done = 0;
+    while done < bytes {
+        let into = entries.as_mut_ptr().cast::<u8>().wrapping_add(done);
+        // SAFETY: reads into `entries` (`bytes` long) from `done` on, at most what is
+        // left of it.
+        let n = unsafe {
+            libc::pread(
+                pagemap,
+                into.cast(),
+                bytes - done,
+                (first * 8 + done as u64) as libc::off_t,
+            )
+        };
+        if n <= 0 {
+            return None;
+        }
+        done += n as usize;
+    }
+    Some(entries)
 }
 
 impl Memory {
@@ -874,38 +947,34 @@ impl Memory {
     /// again: they are free, and zeroed when handed out (`alloc`). `None` when
     /// `pagemap` cannot be read.
     fn changed_frames(&self, base: *mut u8, pagemap: i32) -> Option<Vec<u64>> {
-        const PRESENT: u64 = 1 << 63;
-        const SWAPPED: u64 = 1 << 62;
-        const FILE: u64 = 1 << 61;
-        let pages = (self.next / PAGE_SIZE) as usize;
-        let mut entries = vec![0u64; pages];
-        let first = base as u64 / PAGE_SIZE;
-        let bytes = pages * 8;
-        let mut done = 0;
-        while done < bytes {
-            let into = entries.as_mut_ptr().cast::<u8>().wrapping_add(done);
-            // SAFETY: reads into `entries` (`bytes` long) from `done` on, at most what is
-            // left of it.
-            let n = unsafe {
-                libc::pread(
-                    pagemap,
-                    into.cast(),
-                    bytes - done,
-                    (first * 8 + done as u64) as libc::off_t,
-                )
-            };
-            if n <= 0 {
-                return None;
-            }
-            done += n as usize;
-        }
+        let entries = pagemap_entries(base, self.next, pagemap)?;
         let out: Vec<u64> = entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| **e & (PRESENT | SWAPPED) != 0 && **e & FILE == 0)
+            .filter(|(_, e)| **e & (PM_PRESENT | PM_SWAPPED) != 0 && **e & PM_FILE == 0)
             .map(|(i, _)| i as u64 * PAGE_SIZE)
             .collect();
         Some(out)
+    }
+
+    /// How the host holds each frame in use (`0 .. high_water`), from `pagemap`
+    /// (this process's `/proc/self/pagemap`): [`HostPage::Absent`] for a frame this
+    /// VM's mapping never touched, [`HostPage::Shared`] for one still the snapshot's
+    /// (read), [`HostPage::Own`] for one this VM wrote (or an anonymous one it
+    /// touched). `None` when `pagemap` cannot be read.
+    pub(crate) fn host_pages(&self, pagemap: i32) -> Option<Vec<HostPage>> {
+        let base = self.ram.get_host_address(GuestAddress(0)).ok()?;
+        let entries = pagemap_entries(base, self.next, pagemap)?;
+        Some(
+            entries
+                .iter()
+                .map(|e| match (e & PM_PRESENT != 0, e & PM_FILE != 0) {
+                    (false, _) => HostPage::Absent,
+                    (true, true) => HostPage::Shared,
+                    (true, false) => HostPage::Own,
+                })
+                .collect(),
+        )
     }
 
     /// This VM's layers (a snapshot's, for sandboxes started from it).

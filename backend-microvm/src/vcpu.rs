@@ -257,7 +257,7 @@ impl Runner {
     }
 }
 
-fn user_segment(selector: u16, code: bool) -> kvm_segment {
+pub(crate) fn user_segment(selector: u16, code: bool) -> kvm_segment {
     kvm_segment {
         base: 0,
         limit: 0xffff_ffff,

@@ -230,10 +230,17 @@ impl Sandbox {
                 if let Some(p) = pool {
                     if let Some(started) = p.take(&run) {
                         let live = snapshot.adopt(started.sandbox());
+                        let warmed = started.warmed_pages();
                         let execution = started.feed(run.stdin, run.limits.wall_time);
                         let note = format!(
-                            "template `{}`: a fork of its micro-VM snapshot started ahead, from its pool of {}",
-                            def.name, def.pool
+                            "template `{}`: a fork of its micro-VM snapshot started ahead, from its pool of {}{}",
+                            def.name,
+                            def.pool,
+                            if warmed > 0 {
+                                format!(", its address translations filled while it waited ({warmed} pages an earlier run touched)")
+                            } else {
+                                String::new()
+                            }
                         );
                         return Ok((live, Box::new(Noted::new(execution, note, None))));
                     }

@@ -516,6 +516,12 @@ pub trait PreStarted: Send + fmt::Debug {
         stdin: Vec<u8>,
         wall: Option<std::time::Duration>,
     ) -> Box<dyn Execution>;
+    /// Pages of the workload whose address translations were filled while it waited
+    /// (micro-VM: the pages an earlier run from the same snapshot touched), so that
+    /// the run does not fault on them; 0 when none were.
+    fn warmed_pages(&self) -> u64 {
+        0
+    }
 }
 
 /// An exec waiting on its stdin ([`LiveSandbox::exec_parked`]): which one, for

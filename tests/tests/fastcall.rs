@@ -176,3 +176,29 @@ fn the_user_mode_entry_resists_a_workload_that_enters_it() {
          still here\n"
     );
 }
+
+/// The stub's warming pass (a fork started ahead for a warm template runs it before
+/// its run) entered by hand, as a workload may: it touches the workload's own pages
+/// and changes none of their bytes; a supervisor page or a write to a read-only page is
+/// the process's SIGSEGV; its doorbell rung from user code is a plain syscall. Each pass
+/// ends at its doorbell with nothing to return to: the child's SIGSEGV, never the
+/// VMM's trouble.
+#[test]
+fn the_warming_pass_resists_a_workload_that_enters_it() {
+    if !backend_ready(IsolationRequest::MicroVm) {
+        return;
+    }
+    let mut w = Workload::new(format!("{PROGRAMS_IN_SANDBOX}/redirect"), ["warmpass"])
+        .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+        .isolation(IsolationRequest::MicroVm);
+    w.limits.wall_time = Some(Duration::from_secs(120));
+    let out = exited(&run(w), "warmpass");
+    assert_eq!(
+        out,
+        "own pages: Segmentation fault\n\
+         supervisor page: Segmentation fault\n\
+         read-only page written: Segmentation fault\n\
+         doorbell as getpid: same\n\
+         still here\n"
+    );
+}

@@ -38,6 +38,9 @@ emit() {
     echo "/// The user-mode entry's offset in \`STUB_CODE\` (supervisor.S \`uentry\`)."
     nm "$tmp/sup.o" | awk '$3 == "uentry" { printf "pub(crate) const UENTRY_OFFSET: usize = 0x%s;\n", $1 }' | sed 's/0x0*\([0-9a-f]\)/0x\1/'
     echo
+    echo "/// The warming pass's offset in \`STUB_CODE\` (supervisor.S \`warm\`)."
+    nm "$tmp/sup.o" | awk '$3 == "warm" { printf "pub(crate) const WARM_OFFSET: usize = 0x%s;\n", $1 }' | sed 's/0x0*\([0-9a-f]\)/0x\1/'
+    echo
     emit "$tmp/sup.o" .handler HANDLER_CODE "The exception handler page: vector N's entry at offset 16 * N."
     echo
     emit "$tmp/vdso.o" .vdso VDSO_CODE "The vDSO's functions (vdso.S), at their offsets in the vDSO's text."

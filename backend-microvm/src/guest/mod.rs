@@ -9,7 +9,7 @@ pub(crate) mod layout;
 mod tables;
 pub(crate) mod vdso;
 
-pub(crate) use code::UENTRY_OFFSET;
+pub(crate) use code::{UENTRY_OFFSET, WARM_OFFSET};
 pub(crate) use tables::{build_supervisor, map_stub_pages, IDT_ENTRIES};
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
  *   stub - 0x1000       frame page (user): the fast-call slot at its start (see
  *                       fastcall.rs), return frames at its end
  *   stub + 0x1000       doorbell page (MMIO: any write exits to the VMM; offset 0 is
- *                       a syscall, offset 1 a fast call that the VMM must follow up)
+ *                       a syscall, offset 1 a fast call that the VMM must follow up,
+ *                       offset 2 the end of a warming pass)
  *   handler + 0x3000    supervisor data page: +0 cr2, +8 work count,
  *                       +0x10 return frame (rip, cs, rflags, rsp, ss)
  *   handler + 0x4000    work list: guest virtual addresses of page-table entries
@@ -150,6 +151,37 @@ uentry:
         je      ring
         movq    $0, stub + SLOT_SITE(%rip)
         jmp     post
+
+        /* Warming (warm.rs): the VMM runs this in user mode, with no task on the
+         * vCPU, in a sandbox started ahead for a warm template: each page touched
+         * makes KVM fill its shadow page tables now rather than when the run first
+         * touches it. rsi = the list (in the frame page), rcx = its entries, each a
+         * page address | (pages - 1) << 1 | write. A read loads a byte; a write adds
+         * zero to one atomically: no byte changes. Ends at the doorbell's warm offset
+         * (a fault ends it at the handler's exit instead). */
+warm:
+        jrcxz   9f
+1:      mov     (%rsi), %rax
+        mov     %eax, %edx
+        shr     $1, %edx
+        and     $0x7ff, %edx
+        inc     %edx                    /* pages */
+        mov     %eax, %r8d
+        and     $1, %r8d                /* write */
+        and     $-4096, %rax
+2:      test    %r8d, %r8d
+        jnz     3f
+        movb    (%rax), %r9b
+        jmp     4f
+3:      lock addb $0, (%rax)
+4:      add     $4096, %rax
+        dec     %edx
+        jnz     2b
+        add     $8, %rsi
+        dec     %rcx
+        jnz     1b
+9:      movb    %al, stub + 0x1002(%rip)
+        ud2                             /* not reached: the VMM takes the vCPU back */
 
 /* --------------------------------------------------------------- handler page */
         .section .handler, "ax"

@@ -49,6 +49,9 @@ pub(super) struct Chan {
     pub(super) done: Option<oneshot::Sender<ExecEnd>>,
     /// Its terminal, when it runs on one.
     pub(super) tty: Option<Rc<Tty>>,
+    /// A template run's: where to record the pages its address space touched when
+    /// it ends (`warm.rs`), and that space.
+    pub(super) warm: Option<(crate::mm::SpaceId, std::sync::Arc<crate::warm::Shared>)>,
 }
 
 /// A live sandbox's state on the vCPU thread.
@@ -405,6 +408,7 @@ impl Kernel {
                     why: None,
                     done: Some(e.done),
                     tty: tty.as_ref().map(|(t, _)| Rc::clone(t)),
+                    warm: None,
                 },
             );
         }
@@ -550,6 +554,12 @@ impl Kernel {
             stderr: std::mem::take(&mut c.output.stderr),
             peak,
         };
+        // Before the end is told: the caller destroys the sandbox once it has it.
+        if let Some((space, shared)) = c.warm.take() {
+            if let Some(pt) = self.mm.tables_of(space) {
+                shared.record(&mut self.mm.mem, pt);
+            }
+        }
         if let Some(done) = c.done.take() {
             let _ = done.send(end);
         }

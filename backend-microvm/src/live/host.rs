@@ -285,6 +285,8 @@ pub(crate) struct MicroVmSnapshot {
     /// When the original was created, for a sandbox paused to disk: its starts resume
     /// it, so its `lifetime` counts from then (a fork's counts from its own start).
     created: Option<Instant>,
+    /// The pages the last template run from it touched (`warm.rs`).
+    warm: Arc<crate::warm::Shared>,
 }
 
 /// A new memory file for a snapshot (sealed once written).
@@ -379,6 +381,7 @@ impl MicroVmLive {
             options: s.options.clone(),
             next_id: s.next_id.load(std::sync::atomic::Ordering::SeqCst),
             created: to_disk.map(|_| s.created),
+            warm: crate::warm::Shared::new(),
         })
     }
 }
@@ -449,6 +452,7 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
             output: crate::stdio::Output::new(out_tx, output_limit),
             cpu,
             done: done_tx,
+            warm: Some(Arc::clone(&self.warm)),
         };
         let shared = self.start_with(Some(adopt)).await?;
         let execution = super::exec::watched(
@@ -487,9 +491,12 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
             output: crate::stdio::Output::new(out_tx, output_limit),
             cpu,
             done: done_tx,
+            warm: Some(Arc::clone(&self.warm)),
         };
         let shared = self.start_with(Some(adopt)).await?;
+        let warmed = shared.ctl.warmed.load(std::sync::atomic::Ordering::Relaxed);
         Ok(Box::new(PreStartedVm {
+            warmed,
             live: Arc::new(MicroVmLive {
                 shared: Arc::clone(&shared),
             }),
@@ -518,6 +525,8 @@ struct PreStartedVm {
     queue: Arc<crate::stdio::StdinQueue>,
     output: sandbox_core::OutputStream,
     done: oneshot::Receiver<super::cmd::ExecEnd>,
+    /// Pages its `warm` pass touched (`warm.rs`).
+    warmed: u64,
 }
 
 impl std::fmt::Debug for PreStartedVm {
@@ -531,6 +540,10 @@ impl std::fmt::Debug for PreStartedVm {
 impl sandbox_core::PreStarted for PreStartedVm {
     fn sandbox(&self) -> Arc<dyn LiveSandbox> {
         Arc::clone(&self.live) as Arc<dyn LiveSandbox>
+    }
+
+    fn warmed_pages(&self) -> u64 {
+        self.warmed
     }
 
     fn feed(self: Box<Self>, stdin: Vec<u8>, wall: Option<Duration>) -> Box<dyn Execution> {
@@ -1107,5 +1120,6 @@ pub async fn load_snapshot(
         options,
         next_id,
         created: None,
+        warm: crate::warm::Shared::new(),
     }))
 }

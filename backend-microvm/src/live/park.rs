@@ -49,6 +49,9 @@ pub(crate) struct Adopt {
     pub(crate) output: Output,
     pub(crate) cpu: Option<Duration>,
     pub(crate) done: oneshot::Sender<ExecEnd>,
+    /// Where the run records the pages it touched, for the next forks' warming
+    /// (`warm.rs`).
+    pub(crate) warm: Option<std::sync::Arc<crate::warm::Shared>>,
 }
 
 impl Kernel {
@@ -100,9 +103,23 @@ impl Kernel {
         }
     }
 
+    /// The `warm` pass's list for the parked process `pid` from the pages a run of
+    /// the same snapshot touched, and its space's root (`warm.rs`).
+    pub(crate) fn warm_plan(
+        &mut self,
+        pid: Tid,
+        touched: &[crate::warm::Touch],
+    ) -> Option<(u64, Vec<u64>)> {
+        let space = self.task_ref(pid)?.space;
+        let pt = self.mm.tables_of(space)?;
+        let list = crate::warm::plan(&mut self.mm.mem, pt, touched);
+        (!list.is_empty()).then(|| (pt.root(), list))
+    }
+
     /// Takes over a parked exec (see the module's doc); before the first instruction.
     pub(crate) fn adopt_exec(&mut self, a: Adopt) {
         let cpu_base = self.group_cpu(a.pid);
+        let space = self.task_ref(a.pid).map(|t| t.space);
         let Some(l) = self.live.as_mut() else {
             return;
         };
@@ -118,6 +135,11 @@ impl Kernel {
                 why: None,
                 done: Some(a.done),
                 tty: None,
+                warm: a
+                    .warm
+                    .filter(|w| w.wants_record())
+                    .zip(space)
+                    .map(|(w, s)| (s, w)),
             },
         );
         self.stirred = true;

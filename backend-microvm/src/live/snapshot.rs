@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex};
 
 use sandbox_core::{EnforcementLevel, LandlockMode, LiveError, Plan};
 use tokio::sync::{mpsc, oneshot};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 use crate::guest::layout::VVAR_GPA;
 use crate::kick::Control;
@@ -238,8 +238,7 @@ fn take_image(
 /// Guest RAM of `size` bytes: a private mapping of the memory files `layers`.
 fn private_ram(size: u64, layers: &[Layer]) -> std::io::Result<GuestMemoryMmap> {
     let len = usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
-    let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), len)])
-        .map_err(std::io::Error::other)?;
+    let ram = crate::memory::guest_ram(len)?;
     crate::memory::map_layers(&ram, size, layers)?;
     Ok(ram)
 }

@@ -130,7 +130,7 @@ fn run(
     if setup.send(Ok(report)).is_err() {
         ctl.kill(); // the caller went away during setup
     }
-    serve(vm, kernel, tick, ctl, false)
+    serve(vm, kernel, tick, ctl, false, |_, _| {})
 }
 
 /// What a sandbox started from a snapshot needs.
@@ -180,13 +180,35 @@ pub(super) fn body_from(s: StartFrom) {
             plan.limits.file_size.map(|b| b.0),
             plan.limits.tmp_size.map(|b| b.0),
         ));
+        let mut warm = None;
         if let Some(a) = adopt {
+            // A fork started ahead (its stdin not there yet) warms up while it waits.
+            let ahead = matches!(a.input, Input::Stream(_)) && crate::warm::enabled();
+            let touched = a.warm.as_ref().and_then(|w| w.touched()).filter(|_| ahead);
+            let pid = a.pid;
             kernel.adopt_exec(a);
+            warm = touched.and_then(|t| kernel.warm_plan(pid, &t));
         }
-        if setup.send(Ok(report)).is_err() {
-            ctl.kill();
-        }
-        serve(vm, kernel, tick, &ctl, true)
+        let ready = |vm: &mut crate::vm::Vm, kernel: &mut crate::linux::Kernel| {
+            // Warmed before it is told ready: a pool counts only warm forks.
+            if let Some((root, list)) = warm {
+                let t = std::time::Instant::now();
+                let w = crate::warm::run(vm, &kernel.mm.mem, root, &list, &ctl);
+                ctl.warmed
+                    .store(w.pages, std::sync::atomic::Ordering::Relaxed);
+                if crate::linux::stats_enabled() {
+                    eprintln!(
+                        "[hsb-vmm] warmed before the run: {w:?} of {} entries in {:?}",
+                        list.len(),
+                        t.elapsed()
+                    );
+                }
+            }
+            if setup.send(Ok(report)).is_err() {
+                ctl.kill();
+            }
+        };
+        serve(vm, kernel, tick, &ctl, true, ready)
     }))
     .unwrap_or_else(|p| Some(format!("VMM failure: {}", panic_message(&p))));
     ctl.unregister_thread();
@@ -194,15 +216,19 @@ pub(super) fn body_from(s: StartFrom) {
 }
 
 /// Runs the live sandbox until it is destroyed; its end in words (`None`: a kill).
+/// `restored`: started from a snapshot. `ready` runs first, once kicks reach the
+/// thread (a sandbox started from a snapshot warms up there, then says it is ready).
 fn serve(
     vm: crate::vm::Vm,
     mut kernel: crate::linux::Kernel,
     tick: kick::Timer,
     ctl: &Arc<Control>,
     restored: bool,
+    ready: impl FnOnce(&mut crate::vm::Vm, &mut crate::linux::Kernel),
 ) -> Option<String> {
     let mut vm = vm;
     let armed = kick::arm_thread(&mut vm.vcpu.get_kvm_run().immediate_exit);
+    ready(&mut vm, &mut kernel);
     let watching = kick::watch(kick::Watch {
         ctl: Arc::clone(ctl),
         deadline: None,

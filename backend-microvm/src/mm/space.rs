@@ -200,6 +200,15 @@ impl AddressSpace {
         self.mem.retire(tables);
     }
 
+    /// The page tables of space `id` (current or parked).
+    pub(crate) fn tables_of(&self, id: SpaceId) -> Option<PageTables> {
+        if id == self.id {
+            Some(self.pt)
+        } else {
+            self.parked.get(&id).map(|p| p.pt)
+        }
+    }
+
     /// Number of spaces (the current one included).
     #[cfg(test)]
     pub(crate) fn spaces(&self) -> usize {

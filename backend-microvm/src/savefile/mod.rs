@@ -48,8 +48,9 @@ pub(crate) const MAGIC: &[u8; 8] = b"HSBSNAP\0";
 /// The version of the file's layout this build writes and reads.
 pub(crate) const FORMAT: u32 = 1;
 /// The version of the personality state's encoding (`linux::saved`; 2: the frames
-/// after the supervisor's hold the trampolines of redirected syscall sites).
-const STATE_VERSION: u32 = 2;
+/// after the supervisor's hold the trampolines of redirected syscall sites; 3: the
+/// stub page holds the `warm` pass, which a sandbox started from the file may run).
+const STATE_VERSION: u32 = 3;
 /// The header's size; guest memory starts there.
 pub(crate) const HEADER: u64 = 4096;
 const PAGE: u64 = 4096;

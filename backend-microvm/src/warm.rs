@@ -1,0 +1,270 @@
+//! Warming a fork started ahead for a warm template: the shadow page tables filled
+//! before the run, not during it.
+//!
+//! On PVM (no EPT) a new VM starts with empty shadow page tables: each page a
+//! template's run touches first costs KVM a shadow-page fault (~10 µs here), so a
+//! `print(6*7)` forked from a Python template spent 7–8 ms of its ~9 ms in ~680 of
+//! them, whether its fork was started ahead or not. A fork started ahead (a pool's)
+//! now takes those faults while it waits for its stdin:
+//!
+//! - **Recording.** When a template run's process ends, the pages its address space
+//!   maps that this VM's host mapping of guest RAM holds are the pages the run (or
+//!   the VMM on its behalf) touched: a fork's RAM is a fresh private mapping of the
+//!   snapshot, so the host holds only what was touched since (`pagemap`:
+//!   [`Memory::host_pages`]). Pages the run wrote are the ones no longer the
+//!   snapshot's. That list (virtual addresses, read or written) is kept with the
+//!   snapshot, replaced by each run's.
+//! - **Warming.** A fork started ahead (its stdin not there yet) runs the stub page's
+//!   `warm` pass in user mode, in its parked process's address space, with no task on
+//!   the vCPU: it reads a byte of each listed page, and adds zero atomically to a byte
+//!   of each written one, so KVM builds the same shadow entries the run would (a
+//!   write needs a writable one). Only pages mapped present, user-accessible and (for
+//!   a write) writable in that space are listed to it: every leaf entry the VMM makes
+//!   has its accessed and dirty bits set already, so the pass changes nothing the
+//!   guest can see, neither bytes nor page-table bits; on the host it copies the pages
+//!   the run would write (the host's copy-on-write), as the run would have. It runs in
+//!   batches of what the frame page holds, and stops at the first batch boundary once
+//!   the stdin arrived or the sandbox is killed; any other exit (a fault, a kick) ends
+//!   it too. The vCPU's registers are the VMM's own here: the run loop sets every one
+//!   when it first enters a task.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kvm_bindings::kvm_regs;
+use kvm_ioctls::VcpuExit;
+
+use crate::guest::layout::{
+    FRAME_GPA, FRAME_VA, PAGE_SIZE, STUB_VA, USER_CS, USER_DS, USER_FRAME_VA, USER_TOP,
+};
+use crate::kick::Control;
+use crate::memory::{HostPage, Memory};
+use crate::mm::pagetable::{PageTables, PTE_ADDR, PTE_P, PTE_U, PTE_W};
+use crate::vm::Vm;
+
+/// The doorbell offset the `warm` pass writes when done (supervisor.S).
+pub(crate) const DONE_OFFSET: u64 = 2;
+/// Where the pass's list sits in the frame page: after the fast-call slot, below the
+/// user-mode entry's scratch stack (`USTACK`, 0x800, growing down a few words).
+const LIST_OFFSET: u64 = 0x100;
+const LIST_END: u64 = 0x700;
+/// Entries of one batch.
+const BATCH: usize = ((LIST_END - LIST_OFFSET) / 8) as usize;
+// The fast-call slot ends before 0x60 (`SLOT_USP` + 8); `uentry`'s scratch stack
+// (`USTACK`, 0x800) grows down by two words.
+const _: () = assert!(LIST_OFFSET >= 0x60 && LIST_END <= 0x800 - 0x20 && BATCH >= 128);
+/// Most pages one entry covers (its count has 11 bits).
+const RUN_MAX: u64 = 2048;
+/// Most pages recorded (64 MiB): a run that touched more is warmed in part.
+const PAGES_MAX: usize = 16 << 10;
+/// Once a run was recorded, one run in this many records again (what a template's
+/// runs touch changes with their input).
+const RECORD_EVERY: u64 = 32;
+
+/// A page the run touched: its address, and whether it wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Touch {
+    pub(crate) va: u64,
+    pub(crate) write: bool,
+}
+
+/// What the forks of one snapshot share: the last recorded run's pages.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    touched: Mutex<Option<Arc<[Touch]>>>,
+    /// Runs that asked whether to record (see [`Shared::wants_record`]).
+    runs: AtomicU64,
+    /// `/proc/self/pagemap` (opened unconfined, read by confined vCPU threads);
+    /// `None` where it cannot be opened: nothing is recorded, nothing warmed.
+    pagemap: Option<OwnedFd>,
+}
+
+/// Whether forks started ahead warm up: unless `HSB_MICROVM_WARM=0` (read once,
+/// where a snapshot is made, before any vCPU thread of it is confined).
+pub(crate) fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("HSB_MICROVM_WARM").is_none_or(|v| v != "0"))
+}
+
+impl Shared {
+    pub(crate) fn new() -> Arc<Shared> {
+        enabled();
+        let pagemap = std::fs::File::open("/proc/self/pagemap")
+            .ok()
+            .map(OwnedFd::from);
+        Arc::new(Shared {
+            touched: Mutex::new(None),
+            runs: AtomicU64::new(0),
+            pagemap,
+        })
+    }
+
+    /// Whether the run starting now records its pages: the first runs until one did,
+    /// then one in [`RECORD_EVERY`] (recording walks the run's page tables and reads
+    /// `pagemap` as its process ends, ~0.4–0.9 ms before its outcome is told).
+    pub(crate) fn wants_record(&self) -> bool {
+        let n = self.runs.fetch_add(1, Ordering::Relaxed);
+        self.pagemap.is_some()
+            && (crate::sync::locked(&self.touched).is_none() || n % RECORD_EVERY == 0)
+    }
+
+    /// The last recorded run's pages.
+    pub(crate) fn touched(&self) -> Option<Arc<[Touch]>> {
+        crate::sync::locked(&self.touched).clone()
+    }
+
+    /// Records the pages of the address space `pt` that this VM's host mapping of
+    /// guest RAM holds (see the module's doc).
+    pub(crate) fn record(&self, mem: &mut Memory, pt: PageTables) {
+        let Some(fd) = self.pagemap.as_ref() else {
+            return;
+        };
+        let Some(host) = mem.host_pages(fd.as_raw_fd()) else {
+            return;
+        };
+        let mut out = Vec::new();
+        let walked = pt.for_each_mapped(mem, 0, USER_TOP, |_, va, _, pte| {
+            if pte & (PTE_P | PTE_U) != PTE_P | PTE_U || out.len() >= PAGES_MAX {
+                return;
+            }
+            let write = match host.get(((pte & PTE_ADDR) / PAGE_SIZE) as usize) {
+                Some(HostPage::Own) => pte & PTE_W != 0,
+                Some(HostPage::Shared) => false,
+                _ => return,
+            };
+            out.push(Touch { va, write });
+        });
+        if walked.is_ok() {
+            *crate::sync::locked(&self.touched) = Some(out.into());
+        }
+    }
+}
+
+/// One entry of the pass's list: `pages` pages from `va`.
+fn entry(va: u64, pages: u64, write: bool) -> u64 {
+    debug_assert!((1..=RUN_MAX).contains(&pages) && va % PAGE_SIZE == 0);
+    va | ((pages - 1) << 1) | u64::from(write)
+}
+
+/// The pass's list for `touched` in the space `pt`: the pages mapped there as the
+/// touch needs (present and user-accessible; writable for a write), in runs.
+pub(crate) fn plan(mem: &mut Memory, pt: PageTables, touched: &[Touch]) -> Vec<u64> {
+    let mut out: Vec<(u64, u64, bool)> = Vec::new();
+    for t in touched {
+        let Some((_, pte)) = pt.lookup(mem, t.va) else {
+            continue;
+        };
+        let need = PTE_P | PTE_U | if t.write { PTE_W } else { 0 };
+        if pte & need != need || t.va >= USER_TOP {
+            continue;
+        }
+        match out.last_mut() {
+            Some((va, n, w)) if *w == t.write && *va + *n * PAGE_SIZE == t.va && *n < RUN_MAX => {
+                *n += 1;
+            }
+            _ => out.push((t.va, 1, t.write)),
+        }
+    }
+    out.into_iter().map(|(va, n, w)| entry(va, n, w)).collect()
+}
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Warmed {
+    pub(crate) entries: usize,
+    pub(crate) pages: u64,
+    pub(crate) batches: usize,
+    /// It stopped before the end (input, a kill, or an exit other than its own).
+    pub(crate) cut: bool,
+}
+
+/// Runs the `warm` pass over `list` in the space whose root is `root` (see the
+/// module's doc). The vCPU's segments and root are put back as they were; its
+/// registers are left for the run loop to set.
+pub(crate) fn run(vm: &mut Vm, mem: &Memory, root: u64, list: &[u64], ctl: &Control) -> Warmed {
+    let mut done = Warmed::default();
+    let Ok(saved) = vm.vcpu.get_sregs() else {
+        done.cut = true;
+        return done;
+    };
+    let mut sregs = saved;
+    sregs.cr3 = root;
+    sregs.cs = crate::vcpu::user_segment(USER_CS, true);
+    let ds = crate::vcpu::user_segment(USER_DS, false);
+    (sregs.ds, sregs.es, sregs.ss) = (ds, ds, ds);
+    if vm.vcpu.set_sregs(&sregs).is_err() {
+        done.cut = true;
+        return done;
+    }
+    for batch in list.chunks(BATCH) {
+        let stop = ctl.killed()
+            || ctl.input.load(std::sync::atomic::Ordering::SeqCst)
+            || crate::kick::kicked();
+        if stop {
+            done.cut = true;
+            break;
+        }
+        for (i, e) in batch.iter().enumerate() {
+            mem.write_u64(FRAME_GPA + LIST_OFFSET + 8 * i as u64, *e);
+        }
+        // Entered as the run loop enters a task: through the stub's `iretq` (on PVM
+        // that is what puts the vCPU in user mode, whose shadow pages the run uses).
+        let frame = [
+            STUB_VA + crate::guest::WARM_OFFSET as u64,
+            u64::from(USER_CS),
+            0x2,
+            0,
+            u64::from(USER_DS),
+        ];
+        for (i, v) in frame.iter().enumerate() {
+            mem.write_u64(FRAME_GPA + (USER_FRAME_VA - FRAME_VA) + 8 * i as u64, *v);
+        }
+        let regs = kvm_regs {
+            rip: STUB_VA + 6,
+            rsp: USER_FRAME_VA,
+            rsi: FRAME_VA + LIST_OFFSET,
+            rcx: batch.len() as u64,
+            rflags: 0x2,
+            ..Default::default()
+        };
+        if vm.set_regs(&regs).is_err() {
+            done.cut = true;
+            break;
+        }
+        let ours = vm.doorbell_gpa + DONE_OFFSET;
+        let finished = matches!(vm.vcpu.run(), Ok(VcpuExit::MmioWrite(a, _)) if a == ours);
+        done.batches += 1;
+        if !finished {
+            done.cut = true;
+            break;
+        }
+        done.entries += batch.len();
+        done.pages += batch.iter().map(|e| ((e & 0xffe) >> 1) + 1).sum::<u64>();
+    }
+    for i in 0..BATCH as u64 {
+        mem.write_u64(FRAME_GPA + LIST_OFFSET + 8 * i, 0);
+    }
+    if vm.vcpu.set_sregs(&saved).is_err() {
+        done.cut = true;
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_encode_address_count_and_write() {
+        assert_eq!(entry(0x40_0000, 1, false), 0x40_0000);
+        assert_eq!(entry(0x40_0000, 3, true), 0x40_0000 | 4 | 1);
+        assert_eq!(entry(0x7000, RUN_MAX, false) & 0xffe, (RUN_MAX - 1) << 1);
+    }
+
+    /// tests/programs/redirect.c enters the pass by its address.
+    #[test]
+    fn the_pass_is_where_the_test_program_looks() {
+        assert_eq!(STUB_VA + crate::guest::WARM_OFFSET as u64, 0x7fff_ffff_d165);
+    }
+}
