@@ -23,7 +23,6 @@
 //! when; another allocator for one thread is not possible within one process's
 //! malloc.)
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use landlock::{
@@ -55,6 +54,23 @@ pub(crate) enum ConfineError {
     /// The thread's filesystem identity could not be changed.
     #[error("making the VMM thread reach files as the unprivileged host identity failed")]
     Identity(#[source] std::io::Error),
+}
+
+// `VMM_TREE` (the allowlist) and `VMM_LIBC` (the errno filter), built from
+// `VMM_FILTER_JSON` by build.rs.
+include!(concat!(env!("OUT_DIR"), "/vmm_filters.rs"));
+
+/// A generated program as seccompiler's type.
+fn program(insns: &[libc::sock_filter]) -> BpfProgram {
+    insns
+        .iter()
+        .map(|f| seccompiler::sock_filter {
+            code: f.code,
+            jt: f.jt,
+            jf: f.jf,
+            k: f.k,
+        })
+        .collect()
 }
 
 /// The compiled filter (the libc-internal calls' errno filter chained into the
@@ -143,15 +159,8 @@ fn compiled() -> Result<&'static Filters, ConfineError> {
                 ));
             }
             let allowed = listed.difference(&refused).count();
-            let mut map: HashMap<String, BpfProgram> = seccompiler::compile_from_json(
-                VMM_FILTER_JSON.as_bytes(),
-                seccompiler::TargetArch::x86_64,
-            )
-            .map_err(|e| e.to_string())?;
-            let allow = map.remove("vmm").ok_or("no `vmm` filter")?;
-            let libc = map.remove("vmm_libc").ok_or("no `vmm_libc` filter")?;
             Ok(Filters {
-                program: chain(&libc, &allow)?,
+                program: chain(&program(&VMM_LIBC), &program(&VMM_TREE))?,
                 allowed,
             })
         })
@@ -374,6 +383,61 @@ pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, Conf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// seccompiler's linear programs for `vmm.json`, chained as `compiled` chains
+    /// the generated ones.
+    fn linear() -> BpfProgram {
+        let mut map = seccompiler::compile_from_json(
+            VMM_FILTER_JSON.as_bytes(),
+            seccompiler::TargetArch::x86_64,
+        )
+        .unwrap();
+        let allow = map.remove("vmm").unwrap();
+        let libc = map.remove("vmm_libc").unwrap();
+        chain(&libc, &allow).unwrap()
+    }
+
+    fn insns(p: &BpfProgram) -> Vec<seccomp_tree::eval::Insn> {
+        p.iter().map(|f| (f.code, f.jt, f.jf, f.k)).collect()
+    }
+
+    /// The installed program answers every call as seccompiler's linear one: every
+    /// syscall number (and a few out of range), both architectures, argument values
+    /// the allowlist names and others; and every lookup is short.
+    #[test]
+    fn the_tree_answers_as_seccompilers_linear_program() {
+        let ours = insns(&compiled().unwrap().program);
+        let reference = insns(&linear());
+        seccomp_tree::eval::check_like_the_kernel(&ours);
+        let v: serde_json::Value = serde_json::from_str(VMM_FILTER_JSON).unwrap();
+        let mut vals: Vec<u64> = vec![0, 1, 0xffff_ffff, u64::MAX];
+        for r in v["vmm"]["filter"].as_array().unwrap() {
+            for a in r["args"].as_array().into_iter().flatten() {
+                let x = a["val"].as_u64().unwrap();
+                vals.extend([x, x ^ 1, x | (1 << 32)]);
+            }
+        }
+        for nr in (0..600).chain([0x4000_0000, 0x4000_0010, u32::MAX]) {
+            for arch in [0xC000_003E, 0x4000_0003] {
+                for &x in &vals {
+                    for i in 0..6 {
+                        let mut args = [0u64; 6];
+                        args[i] = x;
+                        assert_eq!(
+                            seccomp_tree::eval::run(&ours, nr, arch, args),
+                            seccomp_tree::eval::run(&reference, nr, arch, args),
+                            "nr {nr} arch {arch:#x} args {args:?}"
+                        );
+                    }
+                }
+            }
+        }
+        let longest = (0..600)
+            .map(|nr| seccomp_tree::eval::run_counted(&ours, nr, 0xC000_003E, [0; 6]).1)
+            .max()
+            .unwrap();
+        assert!(longest < 80, "longest lookup {longest} instructions");
+    }
     use std::os::fd::AsRawFd;
     use std::rc::Rc;
 

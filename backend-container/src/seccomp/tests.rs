@@ -1,50 +1,16 @@
 use super::*;
 
-/// Just enough of a classic-BPF interpreter for seccomp programs.
-fn run(prog: &[libc::sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
-    run_counted(prog, nr, arch, args).0
+/// `prog` as the interpreter's instructions.
+fn insns(prog: &[libc::sock_filter]) -> Vec<seccomp_tree::eval::Insn> {
+    prog.iter().map(|f| (f.code, f.jt, f.jf, f.k)).collect()
 }
 
-/// The verdict and the number of instructions executed.
+fn run(prog: &[libc::sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+    seccomp_tree::eval::run(&insns(prog), nr, arch, args)
+}
+
 fn run_counted(prog: &[libc::sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> (u32, usize) {
-    let word = |off: u32| -> u32 {
-        match off {
-            0 => nr,
-            4 => arch,
-            8 | 12 => 0,
-            o if (16..64).contains(&o) => {
-                let a = args[((o - 16) / 8) as usize];
-                if (o - 16) % 8 == 0 {
-                    a as u32
-                } else {
-                    (a >> 32) as u32
-                }
-            }
-            o => panic!("load at {o}"),
-        }
-    };
-    let (mut acc, mut pc, mut steps) = (0u32, 0usize, 0usize);
-    loop {
-        steps += 1;
-        let f = prog[pc];
-        match f.code {
-            0x20 => acc = word(f.k),
-            0x54 => acc &= f.k,
-            0x05 => pc += f.k as usize,
-            0x15 | 0x25 | 0x35 | 0x45 => {
-                let taken = match f.code {
-                    0x15 => acc == f.k,
-                    0x25 => acc > f.k,
-                    0x35 => acc >= f.k,
-                    _ => acc & f.k != 0,
-                };
-                pc += if taken { f.jt } else { f.jf } as usize;
-            }
-            0x06 => return (f.k, steps),
-            c => panic!("opcode {c:#x}"),
-        }
-        pc += 1;
-    }
+    seccomp_tree::eval::run_counted(&insns(prog), nr, arch, args)
 }
 
 fn seccompiler_linear(action: serde_json::Value) -> Vec<libc::sock_filter> {
@@ -118,31 +84,8 @@ fn tree_matches_seccompilers_linear_program() {
     }
 }
 
-/// What the kernel's classic-BPF checker insists on: every jump lands inside the
-/// program, and the last instruction returns.
 fn check_like_the_kernel(prog: &[libc::sock_filter]) {
-    assert!(!prog.is_empty() && prog.len() <= 4096);
-    for (pc, f) in prog.iter().enumerate() {
-        if f.code & 0x07 == 0x05 {
-            let targets: Vec<usize> = if f.code == 0x05 {
-                vec![pc + 1 + f.k as usize]
-            } else {
-                vec![pc + 1 + f.jt as usize, pc + 1 + f.jf as usize]
-            };
-            for t in targets {
-                assert!(
-                    t < prog.len(),
-                    "jump at {pc} to {t} leaves the program ({})",
-                    prog.len()
-                );
-            }
-        }
-    }
-    assert_eq!(
-        prog.last().unwrap().code,
-        0x06,
-        "last instruction must return"
-    );
+    seccomp_tree::eval::check_like_the_kernel(&insns(prog));
 }
 
 #[test]
