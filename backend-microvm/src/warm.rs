@@ -75,9 +75,21 @@ pub(crate) struct Shared {
     touched: Mutex<Option<Arc<[Touch]>>>,
     /// Runs that asked whether to record (see [`Shared::wants_record`]).
     runs: AtomicU64,
-    /// `/proc/self/pagemap` (opened unconfined, read by confined vCPU threads);
-    /// `None` where it cannot be opened: nothing is recorded, nothing warmed.
-    pagemap: Option<OwnedFd>,
+    /// `/proc/self/pagemap`, one for the process (opened unconfined, the first time a
+    /// snapshot is made; read by confined vCPU threads); `None` where it cannot be
+    /// opened: nothing is recorded, nothing warmed.
+    pagemap: Option<&'static OwnedFd>,
+}
+
+/// The process's `/proc/self/pagemap` (see [`Shared::pagemap`]).
+fn pagemap() -> Option<&'static OwnedFd> {
+    static FD: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    FD.get_or_init(|| {
+        std::fs::File::open("/proc/self/pagemap")
+            .ok()
+            .map(OwnedFd::from)
+    })
+    .as_ref()
 }
 
 /// Whether forks started ahead warm up: unless `HSB_MICROVM_WARM=0` (read once,
@@ -89,14 +101,10 @@ pub(crate) fn enabled() -> bool {
 
 impl Shared {
     pub(crate) fn new() -> Arc<Shared> {
-        enabled();
-        let pagemap = std::fs::File::open("/proc/self/pagemap")
-            .ok()
-            .map(OwnedFd::from);
         Arc::new(Shared {
             touched: Mutex::new(None),
             runs: AtomicU64::new(0),
-            pagemap,
+            pagemap: if enabled() { pagemap() } else { None },
         })
     }
 
