@@ -726,13 +726,7 @@ enum Exit {
 fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[u64]) -> Result<(), Stop> {
     let ctx = &k.task.ctx;
     let rflags = (ctx.rflags & USER_FLAGS) | 0x202;
-    let frame = [
-        ctx.rip,
-        u64::from(USER_CS),
-        rflags,
-        ctx.regs.rsp,
-        u64::from(USER_DS),
-    ];
+    let frame = iret_frame(ctx.rip, rflags, ctx.regs.rsp);
     let mut regs: kvm_regs = ctx.regs;
     regs.rflags = 0x2;
     let mem = &k.mm.mem;
@@ -758,6 +752,12 @@ fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[u64]) -> Result<(), Stop
     }
     vm.set_regs(&regs)
         .map_err(|e| internal("setting registers", e))
+}
+
+/// The frame the stub's `iretq` takes to enter user mode at `rip` with `rflags` and
+/// `rsp`: rip, cs, rflags, rsp, ss.
+pub(crate) fn iret_frame(rip: u64, rflags: u64, rsp: u64) -> [u64; 5] {
+    [rip, u64::from(USER_CS), rflags, rsp, u64::from(USER_DS)]
 }
 
 /// The exception frame on the IST stack, as the handler leaves it.

@@ -75,6 +75,9 @@ pub(crate) struct Shared {
     touched: Mutex<Option<Arc<[Touch]>>>,
     /// Runs that asked whether to record (see [`Shared::wants_record`]).
     runs: AtomicU64,
+    /// Set once a fork was started ahead from the snapshot (a template's pool): only
+    /// then is a recording of any use.
+    ahead: std::sync::atomic::AtomicBool,
     /// `/proc/self/pagemap`, one for the process (opened unconfined, the first time a
     /// snapshot is made; read by confined vCPU threads); `None` where it cannot be
     /// opened: nothing is recorded, nothing warmed.
@@ -104,17 +107,26 @@ impl Shared {
         Arc::new(Shared {
             touched: Mutex::new(None),
             runs: AtomicU64::new(0),
+            ahead: std::sync::atomic::AtomicBool::new(false),
             pagemap: if enabled() { pagemap() } else { None },
         })
     }
 
-    /// Whether the run starting now records its pages: the first runs until one did,
-    /// then one in [`RECORD_EVERY`] (recording walks the run's page tables and reads
-    /// `pagemap` as its process ends, ~0.4–0.9 ms before its outcome is told).
+    /// A fork is being started ahead from the snapshot (it will want a recording).
+    pub(crate) fn started_ahead(&self) {
+        self.ahead.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the run starting now records its pages: once forks are started ahead,
+    /// the first runs until one did, then one in [`RECORD_EVERY`] (recording walks the
+    /// run's page tables and reads `pagemap` as its process ends, ~0.4–0.9 ms before
+    /// its outcome is told).
     pub(crate) fn wants_record(&self) -> bool {
+        if self.pagemap.is_none() || !self.ahead.load(Ordering::Relaxed) {
+            return false;
+        }
         let n = self.runs.fetch_add(1, Ordering::Relaxed);
-        self.pagemap.is_some()
-            && (crate::sync::locked(&self.touched).is_none() || n % RECORD_EVERY == 0)
+        crate::sync::locked(&self.touched).is_none() || n % RECORD_EVERY == 0
     }
 
     /// The last recorded run's pages.
@@ -218,13 +230,7 @@ pub(crate) fn run(vm: &mut Vm, mem: &Memory, root: u64, list: &[u64], ctl: &Cont
         }
         // Entered as the run loop enters a task: through the stub's `iretq` (on PVM
         // that is what puts the vCPU in user mode, whose shadow pages the run uses).
-        let frame = [
-            STUB_VA + crate::guest::WARM_OFFSET as u64,
-            u64::from(USER_CS),
-            0x2,
-            0,
-            u64::from(USER_DS),
-        ];
+        let frame = crate::vcpu::iret_frame(STUB_VA + crate::guest::WARM_OFFSET as u64, 0x2, 0);
         for (i, v) in frame.iter().enumerate() {
             mem.write_u64(FRAME_GPA + (USER_FRAME_VA - FRAME_VA) + 8 * i as u64, *v);
         }

@@ -479,6 +479,7 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
     ) -> Result<Box<dyn sandbox_core::PreStarted>, LiveError> {
         let cpu = limits.cpu_time.or(self.plan.limits.cpu_time);
         let output_limit = limits.output.or(self.plan.limits.output).map(|b| b.0);
+        self.warm.started_ahead();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = oneshot::channel();
         // The exec's stdin: a stream nothing is written to yet, so its read goes on
