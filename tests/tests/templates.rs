@@ -40,7 +40,7 @@ pool = 2
 
 [templates.vmwarm]
 isolation = "microvm"
-argv = ["python3", "-c", 'import hashlib, os, sys; BLOB = bytearray(os.urandom(4 << 20)); D = hashlib.sha256(BLOB).hexdigest(); exec(sys.stdin.read())']
+argv = ["python3", "-c", 'import hashlib, os, sys, threading, time; threading.Thread(target=time.sleep, args=(3600,), daemon=True).start(); BLOB = bytearray(os.urandom(4 << 20)); D = hashlib.sha256(BLOB).hexdigest(); exec(sys.stdin.read())']
 limits = { wall_time = "20s" }
 pool = 1
 
@@ -280,7 +280,7 @@ fn microvm_template_pool_keeps_forks_started_ahead() {
 /// pages that run touched are touched before the run, `warm.rs`), and the warming
 /// changes nothing the run can see: each run finds the template's 4 MiB exactly as
 /// it was, then writes a byte of each of its pages (so the next fork's warming
-/// writes them too, adding zero).
+/// writes them too, adding zero). The template has a second thread, asleep.
 #[test]
 fn microvm_template_pool_forks_are_warmed_without_changing_a_byte() {
     let Some(_g) = ready(IsolationRequest::MicroVm) else {
