@@ -799,14 +799,6 @@ const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
 
-/// How the host holds a frame of guest RAM (see [`Memory::host_pages`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HostPage {
-    Absent,
-    Shared,
-    Own,
-}
-
 /// The `pagemap` entries of the host pages `base .. base + len`.
 fn pagemap_entries(base: *mut u8, len: u64, pagemap: i32) -> Option<Vec<u64>> {
     let pages = (len / PAGE_SIZE) as usize;
@@ -955,26 +947,6 @@ impl Memory {
             .map(|(i, _)| i as u64 * PAGE_SIZE)
             .collect();
         Some(out)
-    }
-
-    /// How the host holds each frame in use (`0 .. high_water`), from `pagemap`
-    /// (this process's `/proc/self/pagemap`): [`HostPage::Absent`] for a frame this
-    /// VM's mapping never touched, [`HostPage::Shared`] for one still the snapshot's
-    /// (read), [`HostPage::Own`] for one this VM wrote (or an anonymous one it
-    /// touched). `None` when `pagemap` cannot be read.
-    pub(crate) fn host_pages(&self, pagemap: i32) -> Option<Vec<HostPage>> {
-        let base = self.ram.get_host_address(GuestAddress(0)).ok()?;
-        let entries = pagemap_entries(base, self.next, pagemap)?;
-        Some(
-            entries
-                .iter()
-                .map(|e| match (e & PM_PRESENT != 0, e & PM_FILE != 0) {
-                    (false, _) => HostPage::Absent,
-                    (true, true) => HostPage::Shared,
-                    (true, false) => HostPage::Own,
-                })
-                .collect(),
-        )
     }
 
     /// This VM's layers (a snapshot's, for sandboxes started from it).

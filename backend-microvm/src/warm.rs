@@ -7,28 +7,28 @@
 //! them, whether its fork was started ahead or not. A fork started ahead (a pool's)
 //! now takes those faults while it waits for its stdin:
 //!
-//! - **Recording.** When a template run's process ends, the pages its address space
-//!   maps that this VM's host mapping of guest RAM holds are the pages the run (or
-//!   the VMM on its behalf) touched: a fork's RAM is a fresh private mapping of the
-//!   snapshot, so the host holds only what was touched since (`pagemap`:
-//!   [`Memory::host_pages`]). Pages the run wrote are the ones no longer the
-//!   snapshot's. That list (virtual addresses, read or written) is kept with the
-//!   snapshot, replaced by each run's.
+//! - **Recording.** A run that records (see [`Shared::wants_record`]) starts with the
+//!   accessed and dirty bits of its process's user pages cleared ([`clear_marks`], on
+//!   a fork that has not entered the guest yet, so that KVM holds no shadow of them).
+//!   KVM's shadow paging sets them again as the run first reads or writes each page;
+//!   when the run's process ends, the pages marked accessed are the ones it touched and
+//!   those marked dirty the ones it wrote. That list (virtual addresses, read or
+//!   written) is kept with the snapshot, replaced by each recording (a recording on a
+//!   warmed fork also finds the pages its warming touched: the list only grows).
 //! - **Warming.** A fork started ahead (its stdin not there yet) runs the stub page's
 //!   `warm` pass in user mode, in its parked process's address space, with no task on
 //!   the vCPU: it reads a byte of each listed page, and adds zero atomically to a byte
 //!   of each written one, so KVM builds the same shadow entries the run would (a
 //!   write needs a writable one). Only pages mapped present, user-accessible and (for
-//!   a write) writable in that space are listed to it: every leaf entry the VMM makes
-//!   has its accessed and dirty bits set already, so the pass changes nothing the
-//!   guest can see, neither bytes nor page-table bits; on the host it copies the pages
-//!   the run would write (the host's copy-on-write), as the run would have. It runs in
+//!   a write) writable in that space are listed to it; the pass changes no byte the
+//!   guest can see (page-table entries are the VMM's, never mapped for the guest). On
+//!   the host it copies the pages the run would write (the host's copy-on-write), as
+//!   the run would have. It runs in
 //!   batches of what the frame page holds, and stops at the first batch boundary once
 //!   the stdin arrived or the sandbox is killed; any other exit (a fault, a kick) ends
 //!   it too. The vCPU's registers are the VMM's own here: the run loop sets every one
 //!   when it first enters a task.
 
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -39,8 +39,8 @@ use crate::guest::layout::{
     FRAME_GPA, FRAME_VA, PAGE_SIZE, STUB_VA, USER_CS, USER_DS, USER_FRAME_VA, USER_TOP,
 };
 use crate::kick::Control;
-use crate::memory::{HostPage, Memory};
-use crate::mm::pagetable::{PageTables, PTE_ADDR, PTE_P, PTE_U, PTE_W};
+use crate::memory::Memory;
+use crate::mm::pagetable::{PageTables, PTE_A, PTE_D, PTE_P, PTE_U, PTE_W};
 use crate::vm::Vm;
 
 /// The doorbell offset the `warm` pass writes when done (supervisor.S).
@@ -78,21 +78,6 @@ pub(crate) struct Shared {
     /// Set once a fork was started ahead from the snapshot (a template's pool): only
     /// then is a recording of any use.
     ahead: std::sync::atomic::AtomicBool,
-    /// `/proc/self/pagemap`, one for the process (opened unconfined, the first time a
-    /// snapshot is made; read by confined vCPU threads); `None` where it cannot be
-    /// opened: nothing is recorded, nothing warmed.
-    pagemap: Option<&'static OwnedFd>,
-}
-
-/// The process's `/proc/self/pagemap` (see [`Shared::pagemap`]).
-fn pagemap() -> Option<&'static OwnedFd> {
-    static FD: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
-    FD.get_or_init(|| {
-        std::fs::File::open("/proc/self/pagemap")
-            .ok()
-            .map(OwnedFd::from)
-    })
-    .as_ref()
 }
 
 /// Whether forks started ahead warm up: unless `HSB_MICROVM_WARM=0` (read once,
@@ -104,11 +89,11 @@ pub(crate) fn enabled() -> bool {
 
 impl Shared {
     pub(crate) fn new() -> Arc<Shared> {
+        enabled();
         Arc::new(Shared {
             touched: Mutex::new(None),
             runs: AtomicU64::new(0),
             ahead: std::sync::atomic::AtomicBool::new(false),
-            pagemap: if enabled() { pagemap() } else { None },
         })
     }
 
@@ -119,10 +104,9 @@ impl Shared {
 
     /// Whether the run starting now records its pages: once forks are started ahead,
     /// the first runs until one did, then one in [`RECORD_EVERY`] (recording walks the
-    /// run's page tables and reads `pagemap` as its process ends, ~0.4–0.9 ms before
-    /// its outcome is told).
+    /// run's page tables as its process ends, before its outcome is told).
     pub(crate) fn wants_record(&self) -> bool {
-        if self.pagemap.is_none() || !self.ahead.load(Ordering::Relaxed) {
+        if !enabled() || !self.ahead.load(Ordering::Relaxed) {
             return false;
         }
         let n = self.runs.fetch_add(1, Ordering::Relaxed);
@@ -134,31 +118,35 @@ impl Shared {
         crate::sync::locked(&self.touched).clone()
     }
 
-    /// Records the pages of the address space `pt` that this VM's host mapping of
-    /// guest RAM holds (see the module's doc).
+    /// Records the pages of the address space `pt` marked accessed since
+    /// [`clear_marks`] (see the module's doc).
     pub(crate) fn record(&self, mem: &mut Memory, pt: PageTables) {
-        let Some(fd) = self.pagemap.as_ref() else {
-            return;
-        };
-        let Some(host) = mem.host_pages(fd.as_raw_fd()) else {
-            return;
-        };
         let mut out = Vec::new();
         let walked = pt.for_each_mapped(mem, 0, USER_TOP, |_, va, _, pte| {
-            if pte & (PTE_P | PTE_U) != PTE_P | PTE_U || out.len() >= PAGES_MAX {
+            let seen = PTE_P | PTE_U | PTE_A;
+            if pte & seen != seen || out.len() >= PAGES_MAX {
                 return;
             }
-            let write = match host.get(((pte & PTE_ADDR) / PAGE_SIZE) as usize) {
-                Some(HostPage::Own) => pte & PTE_W != 0,
-                Some(HostPage::Shared) => false,
-                _ => return,
-            };
+            let write = pte & (PTE_W | PTE_D) == PTE_W | PTE_D;
             out.push(Touch { va, write });
         });
         if walked.is_ok() {
             *crate::sync::locked(&self.touched) = Some(out.into());
         }
     }
+}
+
+/// Clears the accessed and dirty bits of the user pages mapped in `pt`, for a run
+/// that records (see the module's doc). Only on a sandbox that has not entered the
+/// guest yet: KVM then holds no shadow of these entries, which would go on without
+/// setting the bits again. The VMM reads neither bit; a leaf entry it rewrites
+/// (`mprotect`, a fault) gets both back, which only adds that page to the record.
+pub(crate) fn clear_marks(mem: &mut Memory, pt: PageTables) {
+    let _ = pt.for_each_mapped(mem, 0, USER_TOP, |m, _, slot, pte| {
+        if pte & (PTE_P | PTE_U) == PTE_P | PTE_U && pte & (PTE_A | PTE_D) != 0 {
+            m.write_u64(slot, pte & !(PTE_A | PTE_D));
+        }
+    });
 }
 
 /// One entry of the pass's list: `pages` pages from `va`.

@@ -120,6 +120,14 @@ impl Kernel {
     pub(crate) fn adopt_exec(&mut self, a: Adopt) {
         let cpu_base = self.group_cpu(a.pid);
         let space = self.task_ref(a.pid).map(|t| t.space);
+        // A run that records starts with its pages unmarked (`warm.rs`): this sandbox
+        // has not entered the guest yet.
+        let warm = a.warm.filter(|w| w.wants_record()).zip(space);
+        if let Some((_, space)) = &warm {
+            if let Some(pt) = self.mm.tables_of(*space) {
+                crate::warm::clear_marks(&mut self.mm.mem, pt);
+            }
+        }
         let Some(l) = self.live.as_mut() else {
             return;
         };
@@ -135,11 +143,7 @@ impl Kernel {
                 why: None,
                 done: Some(a.done),
                 tty: None,
-                warm: a
-                    .warm
-                    .filter(|w| w.wants_record())
-                    .zip(space)
-                    .map(|(w, s)| (s, w)),
+                warm: warm.map(|(w, s)| (s, w)),
             },
         );
         self.stirred = true;
