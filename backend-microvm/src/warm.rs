@@ -23,11 +23,10 @@
 //!   a write) writable in that space are listed to it; the pass changes no byte the
 //!   guest can see (page-table entries are the VMM's, never mapped for the guest). On
 //!   the host it copies the pages the run would write (the host's copy-on-write), as
-//!   the run would have. It runs in
-//!   batches of what the frame page holds, and stops at the first batch boundary once
-//!   the stdin arrived or the sandbox is killed; any other exit (a fault, a kick) ends
-//!   it too. The vCPU's registers are the VMM's own here: the run loop sets every one
-//!   when it first enters a task.
+//!   the run would have. It runs in batches of what the frame page holds, before the
+//!   fork says it is ready, and stops at a batch boundary once the sandbox is killed;
+//!   any other exit (a fault, a kick) ends it too. The vCPU's registers are the VMM's
+//!   own here: the run loop sets every one when it first enters a task.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
