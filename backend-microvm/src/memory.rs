@@ -799,6 +799,21 @@ const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
 
+/// This process's `/proc/self/pagemap`, opened once, the first time it is asked for
+/// (by a host thread: a confined VMM thread cannot open it) and kept for the
+/// process's life; `None` where it cannot be opened.
+pub(crate) fn pagemap() -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    static FD: std::sync::OnceLock<Option<std::os::fd::OwnedFd>> = std::sync::OnceLock::new();
+    FD.get_or_init(|| {
+        std::fs::File::open("/proc/self/pagemap")
+            .ok()
+            .map(std::os::fd::OwnedFd::from)
+    })
+    .as_ref()
+    .map(AsRawFd::as_raw_fd)
+}
+
 /// The `pagemap` entries of the host pages `base .. base + len`.
 fn pagemap_entries(base: *mut u8, len: u64, pagemap: i32) -> Option<Vec<u64>> {
     let pages = (len / PAGE_SIZE) as usize;

@@ -352,11 +352,9 @@ impl MicroVmLive {
             None => {
                 let memfd = new_memfd()?;
                 // The pages changed since the last snapshot are found in the pagemap
-                // (opened here: the vCPU thread's Landlock rules do not reach /proc).
-                let pagemap = std::fs::File::open("/proc/self/pagemap")
-                    .ok()
-                    .map(std::os::fd::OwnedFd::from);
-                (memfd, pagemap, true)
+                // (opened here the first time: the vCPU thread's Landlock rules do not
+                // reach /proc).
+                (memfd, crate::memory::pagemap(), true)
             }
             // The whole RAM in one unnamed file on disk (no pagemap: no layer over the
             // memory files of earlier snapshots, which live in RAM).

@@ -63,8 +63,9 @@ use crate::vm::Vm;
 #[derive(Debug)]
 pub(crate) struct SnapReq {
     pub(crate) memfd: OwnedFd,
-    /// `/proc/self/pagemap`, to find the pages that changed since the last snapshot.
-    pub(crate) pagemap: Option<OwnedFd>,
+    /// `/proc/self/pagemap` ([`crate::memory::pagemap`]), to find the pages that
+    /// changed since the last snapshot.
+    pub(crate) pagemap: Option<i32>,
     /// Seal the memory file (a `memfd`); `false` for a regular file on disk (pause to
     /// disk), which cannot be sealed: it is unnamed and only this process holds it.
     pub(crate) seal: bool,
@@ -168,14 +169,7 @@ pub(crate) fn take(
     cpu: &Result<(u64, u64, kvm_bindings::kvm_xsave), String>,
     req: SnapReq,
 ) {
-    let r = take_image(
-        k,
-        loaded,
-        cpu,
-        req.memfd,
-        req.pagemap.as_ref().map(|p| p.as_raw_fd()),
-        req.seal,
-    );
+    let r = take_image(k, loaded, cpu, req.memfd, req.pagemap, req.seal);
     let _ = req.reply.send(r);
 }
 
