@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{kvm_regs, kvm_segment, kvm_xsave};
+use kvm_bindings::{kvm_regs, kvm_xsave};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::fastcall::{Control, Gate};
@@ -23,6 +23,7 @@ use crate::kick::Timer;
 use crate::linux::task::Tid;
 use crate::linux::{Cpu, Kernel, Stop, UserCtx, TIME_SLICE};
 use crate::mm::{Access, FaultOutcome};
+use crate::vm::user_segment;
 use crate::vm::Vm;
 
 const SIGILL: i32 = 4;
@@ -254,24 +255,6 @@ impl Runner {
             }
         }
         Some(stop)
-    }
-}
-
-pub(crate) fn user_segment(selector: u16, code: bool) -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector,
-        type_: if code { 11 } else { 3 },
-        present: 1,
-        dpl: 3,
-        db: u8::from(!code),
-        s: 1,
-        l: u8::from(code),
-        g: 1,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
     }
 }
 
@@ -514,9 +497,7 @@ impl Runner {
         sregs.fs.base = k.task.fs_base;
         sregs.gs.base = k.task.gs_base;
         sregs.cr3 = k.mm.cr3();
-        sregs.cs = user_segment(USER_CS, true);
-        let ds = user_segment(USER_DS, false);
-        (sregs.ds, sregs.es, sregs.ss) = (ds, ds, ds);
+        crate::vm::set_user_segments(&mut sregs);
         sregs.fs.selector = USER_DS;
         sregs.gs.selector = USER_DS;
         vm.vcpu

@@ -126,7 +126,8 @@ impl std::fmt::Debug for Vm {
     }
 }
 
-fn user_segment(selector: u16, code: bool) -> kvm_segment {
+/// A flat user-mode (DPL 3) segment: 64-bit code, or data.
+pub(crate) fn user_segment(selector: u16, code: bool) -> kvm_segment {
     kvm_segment {
         base: 0,
         limit: 0xffff_ffff,
@@ -142,6 +143,13 @@ fn user_segment(selector: u16, code: bool) -> kvm_segment {
         unusable: 0,
         padding: 0,
     }
+}
+
+/// Sets `sregs`' code, data and stack segments for user mode (`USER_CS`, `USER_DS`).
+pub(crate) fn set_user_segments(sregs: &mut kvm_bindings::kvm_sregs) {
+    sregs.cs = user_segment(USER_CS, true);
+    let ds = user_segment(USER_DS, false);
+    (sregs.ds, sregs.es, sregs.ss) = (ds, ds, ds);
 }
 
 const MSR_STAR: u32 = 0xc000_0081;

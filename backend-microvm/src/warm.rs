@@ -34,9 +34,7 @@ use std::sync::{Arc, Mutex};
 use kvm_bindings::kvm_regs;
 use kvm_ioctls::VcpuExit;
 
-use crate::guest::layout::{
-    FRAME_GPA, FRAME_VA, PAGE_SIZE, STUB_VA, USER_CS, USER_DS, USER_FRAME_VA, USER_TOP,
-};
+use crate::guest::layout::{FRAME_GPA, FRAME_VA, PAGE_SIZE, STUB_VA, USER_FRAME_VA, USER_TOP};
 use crate::kick::Control;
 use crate::memory::Memory;
 use crate::mm::pagetable::{PageTables, PTE_A, PTE_D, PTE_P, PTE_U, PTE_W};
@@ -182,7 +180,7 @@ pub(crate) struct Warmed {
     pub(crate) entries: usize,
     pub(crate) pages: u64,
     pub(crate) batches: usize,
-    /// It stopped before the end (input, a kill, or an exit other than its own).
+    /// It stopped before the end (a kill, or an exit other than its own).
     pub(crate) cut: bool,
 }
 
@@ -197,18 +195,13 @@ pub(crate) fn run(vm: &mut Vm, mem: &Memory, root: u64, list: &[u64], ctl: &Cont
     };
     let mut sregs = saved;
     sregs.cr3 = root;
-    sregs.cs = crate::vcpu::user_segment(USER_CS, true);
-    let ds = crate::vcpu::user_segment(USER_DS, false);
-    (sregs.ds, sregs.es, sregs.ss) = (ds, ds, ds);
+    crate::vm::set_user_segments(&mut sregs);
     if vm.vcpu.set_sregs(&sregs).is_err() {
         done.cut = true;
         return done;
     }
     for batch in list.chunks(BATCH) {
-        let stop = ctl.killed()
-            || ctl.input.load(std::sync::atomic::Ordering::SeqCst)
-            || crate::kick::kicked();
-        if stop {
+        if ctl.killed() || crate::kick::kicked() {
             done.cut = true;
             break;
         }
