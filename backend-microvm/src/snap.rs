@@ -37,6 +37,10 @@ pub(crate) enum FdMode {
     /// For a sandbox started from a snapshot, on its own thread: counted against its
     /// budget (`vfs::host`).
     Charged,
+    /// For a fork's snapshot, moved whole to the fork's thread: counted against no
+    /// budget while copied, but marked counted, and their number kept
+    /// ([`Memo::moved_fds`]): that thread's count takes them over.
+    Moved,
 }
 
 /// A host file the guest held open: where it is in the sandbox, and what it was.
@@ -58,6 +62,8 @@ pub(crate) struct Memo {
     busy: HashSet<usize>,
     /// How host descriptors are copied.
     pub(crate) fds: FdMode,
+    /// Host descriptors copied in mode [`FdMode::Moved`].
+    pub(crate) moved_fds: usize,
     /// Host files held open (filled while copying open files).
     pub(crate) held: Vec<HeldFile>,
     /// For a start: the host files the snapshot recorded, by its descriptor number.
@@ -84,6 +90,7 @@ impl Memo {
             map: HashMap::new(),
             busy: HashSet::new(),
             fds,
+            moved_fds: 0,
             held: Vec::new(),
             held_from: HashMap::new(),
             pipes: HashMap::new(),

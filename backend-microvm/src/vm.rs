@@ -161,21 +161,40 @@ const MSR_TSC_AUX: u32 = 0xc000_0103;
 /// RFLAGS cleared on `syscall`: TF, IF, DF, IOPL, NT, AC (as Linux).
 const SYSCALL_MASK: u64 = 0x47700;
 
+/// An MSR to set.
+fn msr(index: u32, data: u64) -> kvm_msr_entry {
+    kvm_msr_entry {
+        index,
+        data,
+        ..Default::default()
+    }
+}
+
 /// The first memory slot covers at least this much guest RAM (see [`Vm::cover`]).
 const FIRST_SLOT: u64 = 64 << 20;
 
-impl Vm {
-    /// Creates the VM over `mem` (whose supervisor tables are built) and sets the vCPU
-    /// to enter user mode at `entry` with stack `rsp`, in the address space `cr3`.
-    pub(crate) fn create(mem: &Memory, cr3: u64, entry: u64, rsp: u64) -> Result<Vm, VmError> {
+/// A VM and its vCPU made before the memory they will run over: everything of
+/// [`Vm::create`] that needs no guest memory (`KVM_CREATE_VM`, `KVM_CREATE_VCPU`,
+/// CPUID, the control registers but `CR3`, MSRs, XCR0), about half of a VM's start.
+/// A fork makes it on the new sandbox's thread while its original takes the snapshot
+/// (`live/host.rs`); [`Vm::over`] finishes it.
+pub(crate) struct Blank {
+    vm: VmFd,
+    vcpu: VcpuFd,
+    sregs: kvm_bindings::kvm_sregs,
+}
+
+impl std::fmt::Debug for Blank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blank").finish_non_exhaustive()
+    }
+}
+
+impl Blank {
+    /// Creates the VM and sets up its vCPU (see [`Blank`]); `cr3` for now (0: none yet).
+    pub(crate) fn new(cr3: u64) -> Result<Blank, VmError> {
         let host = kvm_host()?;
         let vm = host.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-        let userspace_addr = mem.ram().get_host_address(GuestAddress(0)).map_err(|_| {
-            VmError::Kvm(
-                "guest memory",
-                std::io::Error::from_raw_os_error(libc::EFAULT),
-            )
-        })? as u64;
         let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let (cpuid, xcr0) = host.guest_cpuid();
         vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
@@ -196,6 +215,7 @@ impl Vm {
         sregs.gdt.limit = 10 * 8 - 1;
         sregs.idt.base = SUP_VA + IDT_GPA;
         sregs.idt.limit = (IDT_ENTRIES * 16 - 1) as u16;
+        // A fork's address space comes with the memory (`Vm::over`).
         sregs.cr3 = cr3;
         // PAE, OSFXSR, OSXMMEXCPT, FSGSBASE, OSXSAVE.
         sregs.cr4 = (1 << 5) | (1 << 9) | (1 << 10) | (1 << 16) | (1 << 18);
@@ -205,11 +225,6 @@ impl Vm {
         sregs.cr0 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16) | (1 << 31);
         vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
 
-        let msr = |index, data| kvm_msr_entry {
-            index,
-            data,
-            ..Default::default()
-        };
         let msrs = Msrs::from_entries(&[
             msr(
                 MSR_STAR,
@@ -228,16 +243,6 @@ impl Vm {
                 std::io::Error::from_raw_os_error(libc::EINVAL),
             ));
         }
-        // The guest's timestamp counter counts from zero at VM start (KVM turns the
-        // write into a per-VM offset) and `rdtscp`'s TSC_AUX is 0, not the number of
-        // the host CPU the vCPU runs on. VT-x and AMD-V apply both; PVM runs the guest
-        // on the host's counter and MSR (see `tsc_note`). Best effort: a host that
-        // refuses one leaves the guest as PVM does.
-        let clock =
-            Msrs::from_entries(&[msr(MSR_IA32_TSC, 0), msr(MSR_TSC_AUX, 0)]).map_err(|_| {
-                VmError::Kvm("MSR list", std::io::Error::from_raw_os_error(libc::EINVAL))
-            })?;
-        let _ = vcpu.set_msrs(&clock);
         let mut xcrs = kvm_xcrs {
             nr_xcrs: 1,
             ..Default::default()
@@ -248,6 +253,51 @@ impl Vm {
             xcrs.xcrs[0].value = 0x7;
             vcpu.set_xcrs(&xcrs).map_err(kvm_err("KVM_SET_XCRS"))?;
         }
+        Ok(Blank { vm, vcpu, sregs })
+    }
+}
+
+impl Vm {
+    /// Creates the VM over `mem` (whose supervisor tables are built) and sets the vCPU
+    /// to enter user mode at `entry` with stack `rsp`, in the address space `cr3`.
+    pub(crate) fn create(mem: &Memory, cr3: u64, entry: u64, rsp: u64) -> Result<Vm, VmError> {
+        Vm::over(Blank::new(cr3)?, mem, cr3, entry, rsp)
+    }
+
+    /// Finishes `blank` as [`Vm::create`] would have made it.
+    pub(crate) fn over(
+        blank: Blank,
+        mem: &Memory,
+        cr3: u64,
+        entry: u64,
+        rsp: u64,
+    ) -> Result<Vm, VmError> {
+        let host = kvm_host()?;
+        let Blank {
+            vm,
+            vcpu,
+            mut sregs,
+        } = blank;
+        let userspace_addr = mem.ram().get_host_address(GuestAddress(0)).map_err(|_| {
+            VmError::Kvm(
+                "guest memory",
+                std::io::Error::from_raw_os_error(libc::EFAULT),
+            )
+        })? as u64;
+        if sregs.cr3 != cr3 {
+            sregs.cr3 = cr3;
+            vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+        }
+        // The guest's timestamp counter counts from zero at VM start (here, not when a
+        // blank was made ahead; KVM turns the write into a per-VM offset) and
+        // `rdtscp`'s TSC_AUX is 0, not the number of the host CPU the vCPU runs on. VT-x and AMD-V apply both; PVM runs the guest
+        // on the host's counter and MSR (see `tsc_note`). Best effort: a host that
+        // refuses one leaves the guest as PVM does.
+        let clock =
+            Msrs::from_entries(&[msr(MSR_IA32_TSC, 0), msr(MSR_TSC_AUX, 0)]).map_err(|_| {
+                VmError::Kvm("MSR list", std::io::Error::from_raw_os_error(libc::EINVAL))
+            })?;
+        let _ = vcpu.set_msrs(&clock);
         let regs = kvm_regs {
             rip: entry,
             rsp,

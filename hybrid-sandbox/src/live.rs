@@ -255,7 +255,15 @@ impl Live {
     /// A snapshot and one start from it: a new live sandbox that goes on from this
     /// one's state, then diverges from it.
     pub async fn fork(&self) -> Result<Live, Error> {
-        self.snapshot().await?.start().await
+        // The backend's own (a micro-VM's makes the new VM while it takes the
+        // snapshot).
+        let sandbox = self.inner.sandbox.fork().await.map_err(live)?;
+        Ok(Live {
+            inner: Arc::new(Inner {
+                sandbox,
+                _layers: self.inner._layers.clone(),
+            }),
+        })
     }
 
     /// The backend's sandbox, for callers that want the trait itself.

@@ -403,7 +403,7 @@ impl crate::snap::Snap for OpenFile {
             })?;
             let flags = self.flags.get() & (libc::O_ACCMODE | libc::O_APPEND);
             let id = match m.fds {
-                crate::snap::FdMode::Detached => {
+                crate::snap::FdMode::Detached | crate::snap::FdMode::Moved => {
                     let st = crate::vfs::host::fstat(old.as_raw_fd()).map_err(|e| {
                         SnapError::new(format!(
                             "the host file {} cannot be looked at: {}",

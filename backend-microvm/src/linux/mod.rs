@@ -464,6 +464,15 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// Gives a snapshot's kernel moved whole into a new sandbox (a fork's,
+    /// `live/snapshot.rs`) that sandbox's output, input and control.
+    pub(crate) fn take_over(&mut self, out: Output, input: Input, ctl: Arc<Control>) {
+        (self.out, self.input, self.ctl) = (out, input, ctl);
+        self.slice_start = Instant::now();
+    }
+}
+
 /// A fresh random boot id.
 pub(crate) fn new_boot_id() -> [u8; 16] {
     let mut r = [0u8; 16];

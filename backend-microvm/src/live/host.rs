@@ -70,6 +70,41 @@ pub(super) struct Shared {
     /// For a sandbox started from a snapshot file: the check of the file's guest
     /// memory, kept going while the sandbox lives (see `savefile`).
     _memcheck: Option<Arc<crate::savefile::MemCheck>>,
+    /// A vCPU thread with its VM made ahead for this sandbox's next fork (see
+    /// [`Spare`]).
+    spare: Mutex<Option<Spare>>,
+}
+
+/// A vCPU thread made for a sandbox's next fork, after a fork (off its path): it makes
+/// its VM (`vm::Blank`, the half of a start that needs no guest memory, ~0.4 ms here)
+/// and waits. The next fork gives it its start instead of starting a thread; a
+/// sandbox that is destroyed ends it (its VM holds no guest memory, only KVM's
+/// per-VM structures). A sandbox never forked has none.
+struct Spare {
+    jobs: std::sync::mpsc::SyncSender<thread::StartFrom>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Spare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spare").finish_non_exhaustive()
+    }
+}
+
+impl Spare {
+    fn spawn() -> std::io::Result<Spare> {
+        let (jobs, rx) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("hsb-spare".into())
+            .spawn(move || thread::spare(rx))?;
+        Ok(Spare { jobs, thread })
+    }
+
+    /// Ends the thread (it is not confined yet, and holds only its blank VM).
+    fn end(self) {
+        drop(self.jobs);
+        let _ = self.thread.join();
+    }
 }
 
 impl Shared {
@@ -146,6 +181,10 @@ impl Shared {
             tracing::error!(
                 "a live micro-VM's vCPU thread did not end within {END_WAIT:?} of its kill"
             );
+        }
+        let spare = crate::sync::locked(&self.spare).take();
+        if let Some(s) = spare {
+            s.end();
         }
         // Its connections end with it; the broker's report is final.
         if let Some(n) = &self.net {
@@ -262,6 +301,7 @@ pub(crate) async fn create(
         net,
         options: options.clone(),
         _memcheck: None,
+        spare: Mutex::new(None),
     });
     tokio::spawn(watchdog(
         Arc::downgrade(&shared),
@@ -336,6 +376,26 @@ impl MicroVmLive {
         &self,
         to_disk: Option<&std::path::Path>,
     ) -> Result<MicroVmSnapshot, LiveError> {
+        let image = self.take_image(to_disk, false).await?;
+        let s = &self.shared;
+        Ok(MicroVmSnapshot {
+            snap: Arc::new(super::snapshot::Snapshot::new(image)),
+            plan: s.plan.clone(),
+            enforcement: Some(s.enforcement.clone()),
+            options: s.options.clone(),
+            next_id: s.next_id.load(std::sync::atomic::Ordering::SeqCst),
+            created: to_disk.map(|_| s.created),
+            warm: crate::warm::Shared::new(),
+        })
+    }
+
+    /// The vCPU thread's snapshot (see `snapshot.rs`): `moved` for a fork's, which
+    /// moves whole into the new sandbox.
+    async fn take_image(
+        &self,
+        to_disk: Option<&std::path::Path>,
+        moved: bool,
+    ) -> Result<super::snapshot::Image, LiveError> {
         let s = &self.shared;
         {
             let l = s.lock();
@@ -365,6 +425,7 @@ impl MicroVmLive {
             memfd,
             pagemap,
             seal,
+            moved,
             reply: tx,
         }));
         let image = match rx.await {
@@ -372,15 +433,7 @@ impl MicroVmLive {
             Err(_) => return Err(s.gone(&s.lock(), "snapshot", "running or paused")),
         };
         s.touch();
-        Ok(MicroVmSnapshot {
-            snap: Arc::new(super::snapshot::Snapshot::new(image)),
-            plan: s.plan.clone(),
-            enforcement: Some(s.enforcement.clone()),
-            options: s.options.clone(),
-            next_id: s.next_id.load(std::sync::atomic::Ordering::SeqCst),
-            created: to_disk.map(|_| s.created),
-            warm: crate::warm::Shared::new(),
-        })
+        Ok(image)
     }
 }
 
@@ -567,106 +620,201 @@ impl sandbox_core::PreStarted for PreStartedVm {
     }
 }
 
-impl MicroVmSnapshot {
-    /// A new sandbox from the snapshot, taking over `adopt` if given.
-    async fn start_with(
-        &self,
+/// The vCPU thread of a sandbox being started from a snapshot, and what its host
+/// side needs once the thread says it is set up ([`MicroVmSnapshot::started`]).
+struct Starting {
+    thread: std::thread::JoinHandle<()>,
+    setup: oneshot::Receiver<Result<Option<sandbox_core::EnforcementReport>, LiveError>>,
+    ctl: Arc<Control>,
+    hub: Arc<Hub>,
+    ending: Arc<Ending>,
+}
+
+impl Starting {
+    /// Starts the vCPU thread of a sandbox of `plan` from `source`, taking over
+    /// `adopt` if given.
+    fn spawn(
+        plan: &Plan,
+        source: thread::Source,
         adopt: Option<super::park::Adopt>,
-    ) -> Result<Arc<Shared>, LiveError> {
-        let check = match &*self.snap {
-            super::snapshot::Snapshot::Loaded(l) => Some(Arc::clone(&l.check)),
-            super::snapshot::Snapshot::Taken(_) => None,
-        };
-        if let Some(Err(e)) = check.as_ref().and_then(|c| c.outcome()) {
-            return Err(corrupt_file(e));
-        }
+    ) -> Result<Starting, LiveError> {
+        Starting::spawn_on(plan, source, adopt, None)
+    }
+
+    /// As [`Starting::spawn`], on `spare` if there is one.
+    fn spawn_on(
+        plan: &Plan,
+        source: thread::Source,
+        adopt: Option<super::park::Adopt>,
+        spare: Option<Spare>,
+    ) -> Result<Starting, LiveError> {
         let ctl = Arc::new(Control::default());
         let hub = Arc::new(Hub::default());
         let ending = Arc::new(Ending::default());
         let (setup_tx, setup_rx) = oneshot::channel();
-        let open_files = self
-            .plan
+        let open_files = plan
             .limits
             .open_files
             .unwrap_or(crate::sandbox::DEFAULT_OPEN_FILES);
         let start = thread::StartFrom {
-            snap: Arc::clone(&self.snap),
-            plan: self.plan.clone(),
-            host_fds: crate::sandbox::host_fd_budget(open_files, self.plan.limits.pids),
+            source,
+            plan: plan.clone(),
+            host_fds: crate::sandbox::host_fd_budget(open_files, plan.limits.pids),
             ctl: Arc::clone(&ctl),
             hub: Arc::clone(&hub),
             ending: Arc::clone(&ending),
             setup: setup_tx,
             adopt,
         };
-        let thread = std::thread::Builder::new()
-            .name("hsb-vcpu".into())
-            .spawn(move || thread::body_from(start))
-            .map_err(|e| LiveError::Failed("starting the vCPU thread".into(), e))?;
-        let report = match setup_rx.await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-                return Err(e);
-            }
-            Err(_) => {
-                return Err(LiveError::Failed(
-                    "starting from a snapshot".into(),
-                    std::io::Error::other("the vCPU thread ended during setup"),
-                ))
-            }
+        let (start, on_spare) = match spare {
+            Some(sp) => match sp.jobs.send(start) {
+                Ok(()) => (None, Some(sp.thread)),
+                // The spare ended (it cannot have: it waits for this): a thread as
+                // without one.
+                Err(std::sync::mpsc::SendError(start)) => (Some(start), None),
+            },
+            None => (Some(start), None),
         };
-        let enforcement = match (report, &self.enforcement) {
-            (Some(r), _) => r,
-            (None, Some(e)) => e.clone(),
-            (None, None) => {
-                return Err(LiveError::Failed(
-                    "starting from a snapshot file".into(),
-                    std::io::Error::other("no enforcement report"),
-                ))
-            }
+        let thread = match (start, on_spare) {
+            (_, Some(t)) => t,
+            (Some(start), None) => std::thread::Builder::new()
+                .name("hsb-vcpu".into())
+                .spawn(move || thread::body_from(start, None))
+                .map_err(|e| LiveError::Failed("starting the vCPU thread".into(), e))?,
+            (None, None) => unreachable!("a start goes to a spare or a new thread"),
         };
-        let now = Instant::now();
-        let shared = Arc::new(Shared {
+        Ok(Starting {
+            thread,
+            setup: setup_rx,
             ctl,
             hub,
-            ending: Arc::clone(&ending),
-            thread: Mutex::new(Some(thread)),
-            life: Mutex::new(Life::running(now)),
-            created: self.created.unwrap_or(now),
-            plan: self.plan.clone(),
-            enforcement,
-            next_id: AtomicU32::new(self.next_id),
-            activity: Arc::new(Notify::new()),
-            // A sandbox with a network of its own (egress, a pod's namespace) has no
-            // snapshots (refused in `take_snapshot`).
-            net: None,
-            options: self.options.clone(),
-            _memcheck: check.clone(),
-        });
-        if let Some(c) = check {
-            // Its memory may still turn out corrupt (see `savefile`): the sandbox then
-            // fails, naming the file.
-            let weak = Arc::downgrade(&shared);
-            let watched = c.watch(Box::new(move |why| {
-                if let Some(s) = weak.upgrade() {
-                    s.failed(why.to_string());
-                    s.ctl.kill();
-                }
-            }));
-            if let Err(e) = watched {
-                shared.destroy_async(EndReason::Failed).await;
+            ending,
+        })
+    }
+
+    /// Waits for the end of a thread whose snapshot never came (its sender dropped).
+    async fn abandon(self) {
+        let _ = self.setup.await;
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+impl MicroVmSnapshot {
+    /// A new sandbox from the snapshot, taking over `adopt` if given.
+    async fn start_with(
+        &self,
+        adopt: Option<super::park::Adopt>,
+    ) -> Result<Arc<Shared>, LiveError> {
+        if let super::snapshot::Snapshot::Loaded(l) = &*self.snap {
+            if let Some(Err(e)) = l.check.outcome() {
                 return Err(corrupt_file(e));
             }
         }
-        tokio::spawn(watchdog(
-            Arc::downgrade(&shared),
-            Arc::clone(&shared.activity),
-            ending,
-            self.options.clone(),
-        ));
-        Ok(shared)
+        let source = thread::Source::Snapshot(Arc::clone(&self.snap));
+        let st = Starting::spawn(&self.plan, source, adopt)?;
+        let check = match &*self.snap {
+            super::snapshot::Snapshot::Loaded(l) => Some(Arc::clone(&l.check)),
+            super::snapshot::Snapshot::Taken(_) => None,
+        };
+        let origin = Origin {
+            plan: &self.plan,
+            enforcement: self.enforcement.as_ref(),
+            options: &self.options,
+            next_id: self.next_id,
+            created: self.created,
+            check,
+        };
+        started(st, origin).await
     }
+}
+
+/// What a sandbox started from a snapshot takes from it (see [`MicroVmSnapshot`]).
+struct Origin<'a> {
+    plan: &'a Plan,
+    enforcement: Option<&'a EnforcementReport>,
+    options: &'a LiveOptions,
+    next_id: u32,
+    created: Option<Instant>,
+    /// A snapshot file's memory check.
+    check: Option<Arc<crate::savefile::MemCheck>>,
+}
+
+/// The host side of a sandbox started from a snapshot, once its thread `st` says how
+/// its setup went.
+async fn started(st: Starting, o: Origin<'_>) -> Result<Arc<Shared>, LiveError> {
+    let check = o.check;
+    let Starting {
+        thread,
+        setup: setup_rx,
+        ctl,
+        hub,
+        ending,
+    } = st;
+    let report = match setup_rx.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            return Err(e);
+        }
+        Err(_) => {
+            return Err(LiveError::Failed(
+                "starting from a snapshot".into(),
+                std::io::Error::other("the vCPU thread ended during setup"),
+            ))
+        }
+    };
+    let enforcement = match (report, &o.enforcement) {
+        (Some(r), _) => r,
+        (None, Some(e)) => (*e).clone(),
+        (None, None) => {
+            return Err(LiveError::Failed(
+                "starting from a snapshot file".into(),
+                std::io::Error::other("no enforcement report"),
+            ))
+        }
+    };
+    let now = Instant::now();
+    let shared = Arc::new(Shared {
+        ctl,
+        hub,
+        ending: Arc::clone(&ending),
+        thread: Mutex::new(Some(thread)),
+        life: Mutex::new(Life::running(now)),
+        created: o.created.unwrap_or(now),
+        plan: o.plan.clone(),
+        enforcement,
+        next_id: AtomicU32::new(o.next_id),
+        activity: Arc::new(Notify::new()),
+        // A sandbox with a network of its own (egress, a pod's namespace) has no
+        // snapshots (refused in `take_snapshot`).
+        net: None,
+        options: o.options.clone(),
+        _memcheck: check.clone(),
+        spare: Mutex::new(None),
+    });
+    if let Some(c) = check {
+        // Its memory may still turn out corrupt (see `savefile`): the sandbox then
+        // fails, naming the file.
+        let weak = Arc::downgrade(&shared);
+        let watched = c.watch(Box::new(move |why| {
+            if let Some(s) = weak.upgrade() {
+                s.failed(why.to_string());
+                s.ctl.kill();
+            }
+        }));
+        if let Err(e) = watched {
+            shared.destroy_async(EndReason::Failed).await;
+            return Err(corrupt_file(e));
+        }
+    }
+    tokio::spawn(watchdog(
+        Arc::downgrade(&shared),
+        Arc::clone(&shared.activity),
+        ending,
+        o.options.clone(),
+    ));
+    Ok(shared)
 }
 
 /// The error of a start from a snapshot file whose memory check failed.
@@ -1068,6 +1216,54 @@ impl LiveSandbox for MicroVmLive {
 
     async fn snapshot(&self) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, LiveError> {
         Ok(Arc::new(self.take_snapshot(None).await?))
+    }
+
+    /// A snapshot and one start from it, as the trait's, but neither copies the
+    /// other: the new sandbox's thread starts first and makes its VM (`vm::Blank`)
+    /// while this sandbox takes the snapshot, on another CPU when there is one, then
+    /// takes that snapshot over whole (`snapshot::build_moved`) instead of copying it.
+    async fn fork(&self) -> Result<Arc<dyn LiveSandbox>, LiveError> {
+        let s = &self.shared;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let spare = crate::sync::locked(&s.spare).take();
+        let starting = Starting::spawn_on(&s.plan, thread::Source::Coming(rx), None, spare)?;
+        let image = match self.take_image(None, true).await {
+            Ok(i) => i,
+            Err(e) => {
+                drop(tx);
+                starting.abandon().await;
+                return Err(e);
+            }
+        };
+        // A thread that ended meanwhile drops the image (and `started` says why).
+        let _ = tx.send(image);
+        let origin = Origin {
+            plan: &s.plan,
+            enforcement: Some(&s.enforcement),
+            options: &s.options,
+            next_id: s.next_id.load(std::sync::atomic::Ordering::SeqCst),
+            created: None,
+            check: None,
+        };
+        let shared = started(starting, origin).await?;
+        // The next fork's thread, made once this one returned.
+        let weak = Arc::downgrade(s);
+        tokio::spawn(async move {
+            let Some(s) = weak.upgrade() else {
+                return;
+            };
+            let Ok(spare) = Spare::spawn() else {
+                return;
+            };
+            let mut slot = crate::sync::locked(&s.spare);
+            if slot.is_none() && s.lock().state != LiveState::Destroyed {
+                *slot = Some(spare);
+            } else {
+                drop(slot);
+                spare.end();
+            }
+        });
+        Ok(Arc::new(MicroVmLive { shared }))
     }
 
     async fn pause_to_disk(

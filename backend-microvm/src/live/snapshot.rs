@@ -69,6 +69,10 @@ pub(crate) struct SnapReq {
     /// Seal the memory file (a `memfd`); `false` for a regular file on disk (pause to
     /// disk), which cannot be sealed: it is unnamed and only this process holds it.
     pub(crate) seal: bool,
+    /// For a fork: the image is moved whole into the one new sandbox (its host
+    /// descriptors counted for that sandbox's thread, `FdMode::Moved`) instead of
+    /// kept for copies.
+    pub(crate) moved: bool,
     pub(crate) reply: oneshot::Sender<Result<Image, LiveError>>,
 }
 
@@ -80,6 +84,9 @@ pub(crate) struct Image {
     held: Vec<HeldFile>,
     /// Bytes of guest memory written to the file.
     pub(crate) written: u64,
+    /// Host descriptors of a moved image (`SnapReq::moved`), which the thread it
+    /// moves to takes over in its count.
+    fds: usize,
 }
 
 impl std::fmt::Debug for Image {
@@ -93,7 +100,8 @@ impl std::fmt::Debug for Image {
 
 // SAFETY: an `Image` holds a deep copy of a kernel (`Memo`): none of its `Rc`s is
 // shared with anything outside it, its host descriptors are its own and counted
-// against no thread's budget (`FdMode::Detached`), and its guest RAM is a mapping it
+// against no thread's budget (`FdMode::Detached`; a moved image's against the one
+// thread it moves to, once there: `FdMode::Moved`), and its guest RAM is a mapping it
 // owns. Moving it whole to another thread moves every reference to its `Rc`s with
 // it; it is only ever used by one thread at a time (`Snapshot` keeps it behind a
 // mutex, and copies made from it are again disjoint from it).
@@ -169,7 +177,13 @@ pub(crate) fn take(
     cpu: &Result<(u64, u64, kvm_bindings::kvm_xsave), String>,
     req: SnapReq,
 ) {
-    let r = take_image(k, loaded, cpu, req.memfd, req.pagemap, req.seal);
+    let r = take_image(
+        k,
+        loaded,
+        cpu,
+        req.memfd,
+        (req.pagemap, req.seal, req.moved),
+    );
     let _ = req.reply.send(r);
 }
 
@@ -178,8 +192,7 @@ fn take_image(
     loaded: u32,
     cpu: &Result<(u64, u64, kvm_bindings::kvm_xsave), String>,
     memfd: OwnedFd,
-    pagemap: Option<i32>,
-    seal: bool,
+    (pagemap, seal, moved): (Option<i32>, bool, bool),
 ) -> Result<Image, LiveError> {
     let (fs, gs, fpu) = cpu.as_ref().map_err(|e| failed("the vCPU", e))?;
     let size = k.mm.mem.size();
@@ -197,7 +210,11 @@ fn take_image(
             .map_err(|e| failed("writing guest memory", e))?;
     let layers = k.mm.mem.layers();
     let ram = private_ram(size, &layers).map_err(|e| failed("mapping the memory file", e))?;
-    let mut m = Memo::new(FdMode::Detached);
+    let mut m = Memo::new(if moved {
+        FdMode::Moved
+    } else {
+        FdMode::Detached
+    });
     let (tx, _) = mpsc::unbounded_channel();
     let mut kernel = k
         .snap_over(
@@ -226,6 +243,7 @@ fn take_image(
         size,
         held: std::mem::take(&mut m.held),
         written,
+        fds: m.moved_fds,
     })
 }
 
@@ -248,12 +266,14 @@ pub(crate) struct Started {
 }
 
 /// Builds a sandbox from `snap` on the calling thread (the new sandbox's vCPU
-/// thread) and confines the thread as the original's was.
+/// thread) and confines the thread as the original's was; over `blank` when the
+/// thread made its VM ahead (a fork).
 pub(crate) fn build(
     snap: &Snapshot,
     plan: &Plan,
     ctl: Arc<Control>,
     host_fds: usize,
+    blank: Option<crate::vm::Blank>,
 ) -> Result<Started, LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| {
         LiveError::Failed(
@@ -264,9 +284,9 @@ pub(crate) fn build(
     crate::vfs::host::set_fd_budget(host_fds);
     let img = match snap {
         Snapshot::Taken(i) => i,
-        Snapshot::Loaded(l) => return build_loaded(l, plan, ctl, host_fds),
+        Snapshot::Loaded(l) => return build_loaded(l, plan, ctl, host_fds, blank),
     };
-    let (mut kernel, held) = {
+    let (kernel, held) = {
         let img = crate::sync::locked(img);
         let ram = private_ram(img.size, &img.layers)
             .map_err(|e| start_err("mapping the snapshot's memory", &e))?;
@@ -285,7 +305,45 @@ pub(crate) fn build(
             .map_err(|e| start_err("copying the snapshot's state", &e))?;
         (kernel, std::mem::take(&mut m.held))
     };
-    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot")?;
+    ready_to_run(kernel, &held, plan, blank)
+}
+
+/// Builds a fork from the image its original took for it (`SnapReq::moved`) on the
+/// calling thread (the fork's vCPU thread): the image's kernel itself, with its guest
+/// RAM and host descriptors (which this thread's count takes over), not a copy; then
+/// as [`build`].
+pub(crate) fn build_moved(
+    img: Image,
+    plan: &Plan,
+    ctl: Arc<Control>,
+    host_fds: usize,
+    blank: Option<crate::vm::Blank>,
+) -> Result<Started, LiveError> {
+    crate::vfs::host::set_fd_state((img.fds, host_fds));
+    let Image {
+        mut kernel, held, ..
+    } = img;
+    let (tx, _) = mpsc::unbounded_channel();
+    kernel.take_over(Output::new(tx, Some(0)), Input::Null, ctl);
+    ready_to_run(kernel, &held, plan, blank)
+}
+
+/// The end of a start from a snapshot taken in this process, on the new sandbox's
+/// thread: its VM over `kernel`'s memory (`blank` finished, when made ahead), the
+/// thread confined as the original's was, the host files `held` reopened behind that.
+fn ready_to_run(
+    mut kernel: Kernel,
+    held: &[HeldFile],
+    plan: &Plan,
+    blank: Option<crate::vm::Blank>,
+) -> Result<Started, LiveError> {
+    let start_err = |what: &str, e: &dyn std::fmt::Display| {
+        LiveError::Failed(
+            "starting from a snapshot".into(),
+            std::io::Error::other(format!("{what}: {e}")),
+        )
+    };
+    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot", blank)?;
     let confinement = crate::confine::confine_thread(kernel.vfs.sources())
         .map_err(|e| start_err("confining the VMM thread", &e))?;
     if plan.landlock == LandlockMode::Required
@@ -297,7 +355,7 @@ pub(crate) fn build(
         )));
     }
     // Behind the thread's seccomp filter and Landlock, as the workload's own opens.
-    reopen_held(&kernel, &held)?;
+    reopen_held(&kernel, held)?;
     kernel.cpu_mark = crate::kick::thread_cpu_time();
     Ok(Started {
         vm,
@@ -364,6 +422,7 @@ fn build_loaded(
     plan: &Plan,
     ctl: Arc<Control>,
     host_fds: usize,
+    blank: Option<crate::vm::Blank>,
 ) -> Result<Started, LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| {
         LiveError::Failed(
@@ -428,7 +487,7 @@ fn build_loaded(
                     reason,
                 },
             })?;
-    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot file")?;
+    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot file", blank)?;
     // Asked before the thread is confined (its filter does not allow them).
     // SAFETY: geteuid has no preconditions.
     let ids = (
@@ -464,10 +523,14 @@ fn build_loaded(
 }
 
 /// The new VM a start from a snapshot runs `kernel` in (before the thread is
-/// confined): a fresh boot id, the VM over its memory, the vDSO's clock counting from
-/// this VM's TSC, the scheduler timer, and the probes the confined thread cannot make.
-/// Errors name `operation`, the start's.
-fn new_vm(kernel: &mut Kernel, operation: &str) -> Result<(Vm, crate::kick::Timer), LiveError> {
+/// confined): a fresh boot id, the VM over its memory (`blank` finished, when made
+/// ahead), the vDSO's clock counting from this VM's TSC, the scheduler timer, and the
+/// probes the confined thread cannot make. Errors name `operation`, the start's.
+fn new_vm(
+    kernel: &mut Kernel,
+    operation: &str,
+    blank: Option<crate::vm::Blank>,
+) -> Result<(Vm, crate::kick::Timer), LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| {
         LiveError::Failed(
             operation.to_string(),
@@ -475,8 +538,12 @@ fn new_vm(kernel: &mut Kernel, operation: &str) -> Result<(Vm, crate::kick::Time
         )
     };
     kernel.boot_id = crate::linux::new_boot_id();
-    let vm = Vm::create(&kernel.mm.mem, kernel.mm.cr3(), 0, 0)
-        .map_err(|e| start_err("creating the VM", &e))?;
+    let (mem, cr3) = (&kernel.mm.mem, kernel.mm.cr3());
+    let vm = match blank {
+        Some(b) => Vm::over(b, mem, cr3, 0, 0),
+        None => Vm::create(mem, cr3, 0, 0),
+    }
+    .map_err(|e| start_err("creating the VM", &e))?;
     if kernel.vdso {
         if let Some(base) = vm.time_base() {
             let _ = kernel

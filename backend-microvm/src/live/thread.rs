@@ -133,9 +133,19 @@ fn run(
     serve(vm, kernel, tick, ctl, false, |_, _| {})
 }
 
+/// Where a sandbox started from a snapshot gets it.
+pub(super) enum Source {
+    /// A snapshot there is.
+    Snapshot(Arc<super::snapshot::Snapshot>),
+    /// A fork's, which its original is taking for it alone (moved whole into the
+    /// fork): the thread makes its VM meanwhile. The sender dropped without sending:
+    /// the snapshot failed (the thread ends).
+    Coming(std::sync::mpsc::Receiver<super::snapshot::Image>),
+}
+
 /// What a sandbox started from a snapshot needs.
 pub(super) struct StartFrom {
-    pub(super) snap: Arc<super::snapshot::Snapshot>,
+    pub(super) source: Source,
     pub(super) plan: Plan,
     pub(super) host_fds: usize,
     pub(super) ctl: Arc<Control>,
@@ -147,10 +157,25 @@ pub(super) struct StartFrom {
     pub(super) adopt: Option<super::park::Adopt>,
 }
 
-/// Builds a sandbox from a snapshot, then runs it as [`body`] does.
-pub(super) fn body_from(s: StartFrom) {
+/// A spare vCPU thread (`host.rs`): makes its VM, then waits for a fork's start and
+/// runs it as [`body_from`] does; ends when its sender goes first.
+pub(super) fn spare(jobs: std::sync::mpsc::Receiver<StartFrom>) {
+    let blank = crate::vm::Blank::new(0).ok();
+    if let Ok(start) = jobs.recv() {
+        drop(jobs);
+        // Named as every vCPU thread once it has a sandbox.
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes, which
+        // this literal is; it names the calling thread only.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c"hsb-vcpu".as_ptr()) };
+        body_from(start, blank);
+    }
+}
+
+/// Builds a sandbox from a snapshot, then runs it as [`body`] does; a fork's over
+/// `blank` if its thread made its VM already (a spare).
+pub(super) fn body_from(s: StartFrom, blank: Option<crate::vm::Blank>) {
     let StartFrom {
-        snap,
+        source,
         plan,
         host_fds,
         ctl,
@@ -161,14 +186,36 @@ pub(super) fn body_from(s: StartFrom) {
     } = s;
     ctl.register_thread();
     let note = catch_unwind(AssertUnwindSafe(|| {
-        let started = match super::snapshot::build(&snap, &plan, Arc::clone(&ctl), host_fds) {
+        let built = match source {
+            Source::Snapshot(snap) => {
+                super::snapshot::build(&snap, &plan, Arc::clone(&ctl), host_fds, None)
+            }
+            Source::Coming(rx) => {
+                // A VM that could not be made here is made again (and its error told)
+                // by the build.
+                let blank = blank.or_else(|| crate::vm::Blank::new(0).ok());
+                match rx.recv() {
+                    Ok(image) => super::snapshot::build_moved(
+                        image,
+                        &plan,
+                        Arc::clone(&ctl),
+                        host_fds,
+                        blank,
+                    ),
+                    Err(_) => Err(sandbox_core::LiveError::Failed(
+                        "starting a fork".into(),
+                        std::io::Error::other("its snapshot failed"),
+                    )),
+                }
+            }
+        };
+        let started = match built {
             Ok(s) => s,
             Err(e) => {
                 let _ = setup.send(Err(e));
                 return Some("setup failed".into());
             }
         };
-        drop(snap);
         let super::snapshot::Started {
             vm,
             mut kernel,

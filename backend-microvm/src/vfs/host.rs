@@ -169,6 +169,11 @@ impl HostFd {
                 .try_clone()
                 .map(|fd| HostFd(fd, false))
                 .map_err(|e| fail(Errno::from_io(&e))),
+            crate::snap::FdMode::Moved => {
+                let fd = self.0.try_clone().map_err(|e| fail(Errno::from_io(&e)))?;
+                m.moved_fds += 1;
+                Ok(HostFd(fd, true))
+            }
         }
     }
 }
