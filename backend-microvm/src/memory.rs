@@ -24,7 +24,10 @@
 //! its shadow paging), so they are reused only after the guest dropped every cached
 //! translation (a memory-slot reload). Retired frames pile up to [`RETIRED_MAX`] (or
 //! until frames run out), then all come back at once with one reload: a live sandbox
-//! pays one reload per many execs instead of one each.
+//! pays one reload per many execs instead of one each. They stay backed meanwhile
+//! (given to the host at once, each scattered frame cost an `madvise` and its TLB
+//! shootdown, ~40 µs of every exec) and come back as warm frames, zeroed when handed
+//! out; [`Memory::trim`] gives them to the host with the warm ones.
 //!
 //! **Page cache.** Pages of host files that private mappings read (a program's and its
 //! libraries' segments) are kept per VM, keyed by the file's identity and version
@@ -208,9 +211,12 @@ pub(crate) struct Memory {
     free: Vec<u64>,
     /// Frames given back, still backed on the host (not zeroed: see `alloc`).
     warm: Vec<u64>,
-    /// Page-table frames of released address spaces, zeroed and not backed, reusable
-    /// only after the guest dropped its cached translations (see the module's doc).
+    /// Page-table frames of released address spaces, not zeroed (backed until the next
+    /// trim), reusable only after the guest dropped its cached translations (see the
+    /// module's doc).
     retired: Vec<u64>,
+    /// Some retired frames are backed on the host (retired since the last trim).
+    retired_backed: bool,
     /// Retired frames became reusable: the guest must drop its cached translations (a
     /// memory-slot reload) before it runs again.
     reclaimed: bool,
@@ -370,6 +376,7 @@ impl Memory {
             free: Vec::new(),
             warm: Vec::new(),
             retired: Vec::new(),
+            retired_backed: false,
             reclaimed: false,
             chunk_backed: Cell::new(false),
             cache: PageIndex::default(),
@@ -421,25 +428,18 @@ impl Memory {
     /// A zeroed frame.
     pub(crate) fn alloc(&mut self) -> Result<u64, OutOfMemory> {
         self.budget.charge(1)?;
-        if let Some(f) = self.warm.pop() {
-            if self.zero(f).is_some() {
-                return Ok(f);
-            }
-            self.release(f, PAGE_SIZE);
+        if let Some(f) = self.given_back() {
             return Ok(f);
-        }
-        if let Some(f) = self.free.pop() {
-            return Ok(self.zeroed_if_cow(f));
         }
         if self.next + PAGE_SIZE > self.size {
             if !self.retired.is_empty() {
                 self.reclaim();
             }
-            if self.free.is_empty() {
+            if self.warm.is_empty() && self.free.is_empty() {
                 self.evict_idle();
             }
-            if let Some(f) = self.free.pop() {
-                return Ok(self.zeroed_if_cow(f));
+            if let Some(f) = self.given_back() {
+                return Ok(f);
             }
             // Cannot happen while the accounting holds; stay safe anyway.
             self.budget.uncharge(1);
@@ -451,6 +451,17 @@ impl Memory {
             self.back_chunk(f);
         }
         Ok(f)
+    }
+
+    /// A frame given back (warm first), zeroed.
+    fn given_back(&mut self) -> Option<u64> {
+        if let Some(f) = self.warm.pop() {
+            if self.zero(f).is_none() {
+                self.release(f, PAGE_SIZE);
+            }
+            return Some(f);
+        }
+        self.free.pop().map(|f| self.zeroed_if_cow(f))
     }
 
     /// `f`, a free frame, zeroed first after a snapshot: given back, it reads as the
@@ -469,23 +480,24 @@ impl Memory {
     }
 
     /// Retires the page-table frames of an address space that went away (see the
-    /// module's doc): given back to the budget and the host now, reusable after the
-    /// next memory-slot reload.
+    /// module's doc): given back to the budget now (to the host at the next trim),
+    /// reusable after the next memory-slot reload.
     pub(crate) fn retire(&mut self, mut frames: Vec<u64>) {
         frames.sort_unstable();
         frames.dedup();
-        self.release_ranges(&frames);
         self.budget.uncharge(frames.len() as u64);
+        self.retired_backed |= !frames.is_empty();
         self.retired.extend(frames);
         if self.retired.len() > RETIRED_MAX {
             self.reclaim();
         }
     }
 
-    /// Makes the retired frames reusable; the guest must reload its memory slot
-    /// before it runs again ([`Memory::take_reclaimed`]).
+    /// Makes the retired frames reusable (as warm frames: zeroed when handed out);
+    /// the guest must reload its memory slot before it runs again
+    /// ([`Memory::take_reclaimed`]).
     fn reclaim(&mut self) {
-        self.free.append(&mut self.retired);
+        self.warm.append(&mut self.retired);
         self.reclaimed = true;
     }
 
@@ -503,6 +515,12 @@ impl Memory {
         warm.sort_unstable();
         self.release_ranges(&warm);
         self.free.extend(warm.iter().rev());
+        // Still retired (not reusable before a reload), but no longer backed.
+        if std::mem::take(&mut self.retired_backed) {
+            let mut retired = self.retired.clone();
+            retired.sort_unstable();
+            self.release_ranges(&retired);
+        }
         let chunk_end = self.next.next_multiple_of(CHUNK).min(self.size);
         if self.next < chunk_end {
             self.release(self.next, chunk_end - self.next);
@@ -511,7 +529,7 @@ impl Memory {
 
     /// True when [`Memory::trim`] has something to give back.
     pub(crate) fn needs_trim(&self) -> bool {
-        !self.warm.is_empty() || self.chunk_backed.get()
+        !self.warm.is_empty() || self.retired_backed || self.chunk_backed.get()
     }
 
     /// Backs the 2 MiB chunk holding `f` on the host now (best effort: without
@@ -941,7 +959,9 @@ impl Memory {
             .ram
             .get_host_address(GuestAddress(0))
             .map_err(std::io::Error::other)?;
-        let warm: std::collections::HashSet<u64> = self.warm.iter().copied().collect();
+        // Warm and retired frames hold nothing (zeroed when handed out): not written.
+        let warm: std::collections::HashSet<u64> =
+            self.warm.iter().chain(&self.retired).copied().collect();
         let changed = match (self.cow, pagemap) {
             (true, Some(pm)) => self.changed_frames(base, pm),
             _ => None,
@@ -1071,6 +1091,8 @@ impl Memory {
             free: self.free.clone(),
             warm: self.warm.clone(),
             retired: self.retired.clone(),
+            // A copy's RAM is the snapshot's file: nothing of its own is backed.
+            retired_backed: false,
             reclaimed: self.reclaimed,
             chunk_backed: Cell::new(false),
             cache: self.cache.clone(),
@@ -1208,6 +1230,7 @@ impl Memory {
             free,
             warm,
             retired,
+            retired_backed: false,
             reclaimed,
             chunk_backed: Cell::new(false),
             cache,
@@ -1364,6 +1387,31 @@ mod tests {
         assert_eq!(m.read_u64(again), Some(0));
         assert!(m.take_reclaimed());
         assert!(!m.take_reclaimed(), "asked once");
+        // Every retired frame that came back is handed out zeroed.
+        for _ in 1..tables.len() {
+            let f = m.alloc().unwrap();
+            assert!(tables.contains(&f));
+            assert_eq!(m.read_u64(f), Some(0));
+        }
+    }
+
+    #[test]
+    fn retired_frames_go_to_the_host_at_the_next_trim() {
+        let mut m = Memory::new(4 << 20).unwrap();
+        let tables: Vec<u64> = (0..3).map(|_| m.alloc().unwrap()).collect();
+        for &f in &tables {
+            m.write_u64(f, 0xdead).unwrap();
+        }
+        m.trim();
+        assert!(!m.needs_trim());
+        m.retire(tables.clone());
+        assert!(m.needs_trim(), "an idle sandbox gives them back");
+        m.trim();
+        assert!(!m.needs_trim());
+        for &f in &tables {
+            assert_eq!(m.read_u64(f), Some(0), "not backed any more");
+        }
+        assert!(!m.take_reclaimed(), "and still not reusable");
     }
 
     #[test]
