@@ -227,3 +227,17 @@ fn backend_microvm_probe() -> hybrid_sandbox::BackendProbe {
         .find(|p| p.isolation == Isolation::MicroVm)
         .expect("a micro-VM probe")
 }
+
+/// Threads of this process with one of `names`.
+pub fn threads_named(names: &[&str]) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| names.contains(&c.trim()))
+        .count()
+}
+
+/// Descriptors open in this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}

@@ -539,15 +539,6 @@ fn lifetime_and_idle_timeout_destroy_the_sandbox() {
     });
 }
 
-/// Threads of this process with one of `names`.
-fn threads_named(names: &[&str]) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|c| names.contains(&c.trim()))
-        .count()
-}
-
 /// vCPU threads: one per live micro-VM.
 fn vcpu_threads() -> usize {
     threads_named(&["hsb-vcpu"])
@@ -563,10 +554,6 @@ fn fast_calls_on() -> bool {
 /// Every VMM thread: vCPU threads and the fast-call threads some of them started.
 fn vmm_threads() -> usize {
     threads_named(&["hsb-vcpu", "hsb-fastcall"])
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 #[test]

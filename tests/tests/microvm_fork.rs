@@ -378,19 +378,6 @@ fn hundreds_of_forks_of_a_changing_vm_stay_within_host_limits() {
     });
 }
 
-/// Threads of this process with one of `names`.
-fn threads_named(names: &[&str]) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|c| names.contains(&c.trim()))
-        .count()
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 /// Forks of a sandbox whose processes hold host files open: each fork goes on with
 /// them (the files it took over are its own), the sandbox keeps one thread with a VM
 /// made ahead for its next fork, and once the forks and the sandbox are destroyed no

@@ -247,6 +247,17 @@ fn take_image(
     })
 }
 
+/// What a start from a snapshot taken in this process is called in its errors.
+const START: &str = "starting from a snapshot";
+
+/// The error of `operation` (a start) that failed at `what`.
+fn start_failed(operation: &str, what: &str, e: &dyn std::fmt::Display) -> LiveError {
+    LiveError::Failed(
+        operation.to_string(),
+        std::io::Error::other(format!("{what}: {e}")),
+    )
+}
+
 /// Guest RAM of `size` bytes: a private mapping of the memory files `layers`.
 fn private_ram(size: u64, layers: &[Layer]) -> std::io::Result<GuestMemoryMmap> {
     let len = usize::try_from(size).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
@@ -275,12 +286,7 @@ pub(crate) fn build(
     host_fds: usize,
     blank: Option<crate::vm::Blank>,
 ) -> Result<Started, LiveError> {
-    let start_err = |what: &str, e: &dyn std::fmt::Display| {
-        LiveError::Failed(
-            "starting from a snapshot".into(),
-            std::io::Error::other(format!("{what}: {e}")),
-        )
-    };
+    let start_err = |what: &str, e: &dyn std::fmt::Display| start_failed(START, what, e);
     crate::vfs::host::set_fd_budget(host_fds);
     let img = match snap {
         Snapshot::Taken(i) => i,
@@ -337,13 +343,8 @@ fn ready_to_run(
     plan: &Plan,
     blank: Option<crate::vm::Blank>,
 ) -> Result<Started, LiveError> {
-    let start_err = |what: &str, e: &dyn std::fmt::Display| {
-        LiveError::Failed(
-            "starting from a snapshot".into(),
-            std::io::Error::other(format!("{what}: {e}")),
-        )
-    };
-    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot", blank)?;
+    let start_err = |what: &str, e: &dyn std::fmt::Display| start_failed(START, what, e);
+    let (vm, tick) = new_vm(&mut kernel, START, blank)?;
     let confinement = crate::confine::confine_thread(kernel.vfs.sources())
         .map_err(|e| start_err("confining the VMM thread", &e))?;
     if plan.landlock == LandlockMode::Required
@@ -425,10 +426,7 @@ fn build_loaded(
     blank: Option<crate::vm::Blank>,
 ) -> Result<Started, LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| {
-        LiveError::Failed(
-            "starting from a snapshot file".into(),
-            std::io::Error::other(format!("{what}: {e}")),
-        )
+        start_failed("starting from a snapshot file", what, e)
     };
     let requested = plan
         .limits
@@ -543,12 +541,7 @@ fn new_vm(
     operation: &str,
     blank: Option<crate::vm::Blank>,
 ) -> Result<(Vm, crate::kick::Timer), LiveError> {
-    let start_err = |what: &str, e: &dyn std::fmt::Display| {
-        LiveError::Failed(
-            operation.to_string(),
-            std::io::Error::other(format!("{what}: {e}")),
-        )
-    };
+    let start_err = |what: &str, e: &dyn std::fmt::Display| start_failed(operation, what, e);
     kernel.boot_id = crate::linux::new_boot_id();
     let (mem, cr3) = (&kernel.mm.mem, kernel.mm.cr3());
     let vm = match blank {
