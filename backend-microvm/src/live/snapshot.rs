@@ -440,16 +440,13 @@ fn build_loaded(
             file.header.mem_size
         )));
     }
-    let t0 = std::time::Instant::now();
     let pages = (requested / 4096).min(size / 4096);
     let budget = std::rc::Rc::new(crate::memory::Budget::detached(pages));
     let vfs = crate::vfs::build_with(plan, std::rc::Rc::clone(&budget), None)
         .map_err(|e| start_err(&format!("mounting {}", e.mount.target.display()), &e.error))?;
-    let t1 = t0.elapsed();
     let layers = vec![file.layer()];
     let ram =
         private_ram(size, &layers).map_err(|e| start_err("mapping the snapshot's memory", &e))?;
-    let t2 = t0.elapsed();
     let (tx, _) = mpsc::unbounded_channel();
     let settings = crate::linux::Settings {
         pids_limit: plan.limits.pids,
@@ -488,9 +485,7 @@ fn build_loaded(
                     reason,
                 },
             })?;
-    let t3 = t0.elapsed();
     let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot file", blank)?;
-    let t4 = t0.elapsed();
     // Asked before the thread is confined (its filter does not allow them).
     // SAFETY: geteuid has no preconditions.
     let ids = (
@@ -516,13 +511,6 @@ fn build_loaded(
         host_fds,
     );
     report.mounts = kernel.vfs.reports.clone();
-    eprintln!(
-        "loaded: vfs {t1:?} ram {:?} state {:?} vm {:?} confine+report {:?}",
-        t2 - t1,
-        t3 - t2,
-        t4 - t3,
-        t0.elapsed() - t4
-    );
     kernel.cpu_mark = crate::kick::thread_cpu_time();
     Ok(Started {
         vm,
