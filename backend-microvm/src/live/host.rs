@@ -621,7 +621,7 @@ impl sandbox_core::PreStarted for PreStartedVm {
 }
 
 /// The vCPU thread of a sandbox being started from a snapshot, and what its host
-/// side needs once the thread says it is set up ([`MicroVmSnapshot::started`]).
+/// side needs once the thread says it is set up ([`started`]).
 struct Starting {
     thread: std::thread::JoinHandle<()>,
     setup: oneshot::Receiver<Result<Option<sandbox_core::EnforcementReport>, LiveError>>,
@@ -666,22 +666,20 @@ impl Starting {
             setup: setup_tx,
             adopt,
         };
-        let (start, on_spare) = match spare {
-            Some(sp) => match sp.jobs.send(start) {
-                Ok(()) => (None, Some(sp.thread)),
-                // The spare ended (it cannot have: it waits for this): a thread as
-                // without one.
-                Err(std::sync::mpsc::SendError(start)) => (Some(start), None),
-            },
-            None => (Some(start), None),
-        };
-        let thread = match (start, on_spare) {
-            (_, Some(t)) => t,
-            (Some(start), None) => std::thread::Builder::new()
+        let new_thread = |start: thread::StartFrom| {
+            std::thread::Builder::new()
                 .name("hsb-vcpu".into())
                 .spawn(move || thread::body_from(start, None))
-                .map_err(|e| LiveError::Failed("starting the vCPU thread".into(), e))?,
-            (None, None) => unreachable!("a start goes to a spare or a new thread"),
+                .map_err(|e| LiveError::Failed("starting the vCPU thread".into(), e))
+        };
+        let thread = match spare {
+            Some(sp) => match sp.jobs.send(start) {
+                Ok(()) => sp.thread,
+                // The spare ended (it cannot have: it waits for this): a thread as
+                // without one.
+                Err(std::sync::mpsc::SendError(start)) => new_thread(start)?,
+            },
+            None => new_thread(start)?,
         };
         Ok(Starting {
             thread,
