@@ -508,3 +508,38 @@ pub(crate) fn fstatfs(fd: RawFd) -> Result<libc::statfs, Errno> {
     check_int(unsafe { libc::fstatfs(fd, &mut st) })?;
     Ok(st)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fork's snapshot copies the original's host descriptors counted for no thread
+    /// while copied; the fork's thread takes their number over, and closing them
+    /// brings its count back to what it held before: its budget is neither exceeded
+    /// nor used up by them.
+    #[test]
+    fn moved_descriptors_are_counted_by_the_thread_they_move_to() {
+        let copied = std::thread::spawn(|| {
+            let fd = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+            let original = HostFd::setup(fd);
+            let before = fd_state().0;
+            let mut m = crate::snap::Memo::new(crate::snap::FdMode::Moved);
+            let copies: Vec<HostFd> = (0..3).map(|_| original.snap_fd(&mut m).unwrap()).collect();
+            assert_eq!(fd_state().0, before, "the original's thread is not charged");
+            assert_eq!(m.moved_fds, 3);
+            (copies, m.moved_fds)
+        })
+        .join()
+        .unwrap();
+        std::thread::spawn(move || {
+            let (copies, n) = copied;
+            set_fd_state((n, 3));
+            assert_eq!(charge_fd(), Err(errno::ENFILE), "they fill the budget");
+            drop(copies);
+            assert_eq!(fd_state(), (0, 3), "closing them gives it back");
+            assert!(charge_fd().is_ok());
+        })
+        .join()
+        .unwrap();
+    }
+}
