@@ -208,7 +208,36 @@ const FEATURES: [(&str, u32); 8] = [
     ("scope_signal", 6),
 ];
 
-fn restrict_landlock(sources: &[HostSource]) -> Result<LandlockReport, ConfineError> {
+/// A host source the VMM thread's Landlock rules allow, apart from the sandbox whose
+/// sources they are (a fork's thread confines itself with its original's before it
+/// has its own copy): a descriptor of it, whether it is read-only and a directory.
+#[derive(Debug)]
+pub(crate) struct SourceRule {
+    pub(crate) fd: std::os::fd::OwnedFd,
+    pub(crate) ro: bool,
+    pub(crate) dir: bool,
+}
+
+impl SourceRule {
+    /// Rules for `sources` (each descriptor duplicated).
+    pub(crate) fn of(sources: &[HostSource]) -> std::io::Result<Vec<SourceRule>> {
+        use std::os::fd::AsFd;
+        sources
+            .iter()
+            .map(|s| {
+                Ok(SourceRule {
+                    fd: s.fd.as_fd().try_clone_to_owned()?,
+                    ro: s.ro,
+                    dir: s.dir,
+                })
+            })
+            .collect()
+    }
+}
+
+fn restrict_landlock<'a>(
+    sources: impl Iterator<Item = (std::os::fd::BorrowedFd<'a>, bool, bool)>,
+) -> Result<LandlockReport, ConfineError> {
     let abi = ABI::V6;
     let kernel_abi = landlock_abi();
     let err =
@@ -228,15 +257,15 @@ fn restrict_landlock(sources: &[HostSource]) -> Result<LandlockReport, ConfineEr
         .map_err(err)?
         .create()
         .map_err(err)?;
-    for s in sources {
-        let access = match (s.dir, s.ro) {
+    for (fd, ro, dir) in sources {
+        let access = match (dir, ro) {
             (true, true) => read,
             (true, false) => all,
             (false, true) => file_ro,
             (false, false) => file_rw,
         };
         created = created
-            .add_rule(PathBeneath::new(s.fd.as_ref(), access))
+            .add_rule(PathBeneath::new(fd, access))
             .map_err(err)?;
     }
     let status = created.restrict_self().map_err(err)?;
@@ -339,6 +368,19 @@ fn act_as(uid: u32, gid: u32) -> Result<(), ConfineError> {
 /// identity's), no supplementary groups, no capability, Landlock to `sources`, then the
 /// seccomp filter.
 pub(crate) fn confine_thread(sources: &[HostSource]) -> Result<Confinement, ConfineError> {
+    use std::os::fd::AsFd;
+    confine_to(sources.iter().map(|s| (s.fd.as_fd(), s.ro, s.dir)))
+}
+
+/// [`confine_thread`] to `rules` (see [`SourceRule`]).
+pub(crate) fn confine_thread_to(rules: &[SourceRule]) -> Result<Confinement, ConfineError> {
+    use std::os::fd::AsFd;
+    confine_to(rules.iter().map(|r| (r.fd.as_fd(), r.ro, r.dir)))
+}
+
+fn confine_to<'a>(
+    sources: impl Iterator<Item = (std::os::fd::BorrowedFd<'a>, bool, bool)>,
+) -> Result<Confinement, ConfineError> {
     let filters = compiled()?;
     // Decided while the CPU count can still be read.
     crate::fastcall::enabled();

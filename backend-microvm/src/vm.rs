@@ -116,6 +116,8 @@ pub(crate) struct Vm {
     sync_regs: bool,
     /// KVM's counters of the vCPU, for `HSB_MICROVM_STATS=1`.
     pub(crate) kvm_stats: Option<crate::kvmstats::KvmStats>,
+    /// Where the vDSO's clocks start (see [`Vm::time_base`]).
+    time: Option<crate::guest::vdso::TimeBase>,
 }
 
 impl std::fmt::Debug for Vm {
@@ -175,13 +177,18 @@ const FIRST_SLOT: u64 = 64 << 20;
 
 /// A VM and its vCPU made before the memory they will run over: everything of
 /// [`Vm::create`] that needs no guest memory (`KVM_CREATE_VM`, `KVM_CREATE_VCPU`,
-/// CPUID, the control registers but `CR3`, MSRs, XCR0), about half of a VM's start.
-/// A fork makes it on the new sandbox's thread while its original takes the snapshot
-/// (`live/host.rs`); [`Vm::over`] finishes it.
+/// CPUID, the control registers but `CR3`, MSRs, XCR0, the clocks' base), about half
+/// of a VM's start, and every call of it that the VMM thread's seccomp filter does not
+/// allow: [`Vm::over`] finishes it with calls the filter allows, so a thread may
+/// confine itself in between. A fork makes it on the new sandbox's thread while its
+/// original takes the snapshot (`live/host.rs`).
 pub(crate) struct Blank {
     vm: VmFd,
     vcpu: VcpuFd,
     sregs: kvm_bindings::kvm_sregs,
+    sync_regs: bool,
+    kvm_stats: Option<crate::kvmstats::KvmStats>,
+    time: Option<crate::guest::vdso::TimeBase>,
 }
 
 impl std::fmt::Debug for Blank {
@@ -253,7 +260,29 @@ impl Blank {
             xcrs.xcrs[0].value = 0x7;
             vcpu.set_xcrs(&xcrs).map_err(kvm_err("KVM_SET_XCRS"))?;
         }
-        Ok(Blank { vm, vcpu, sregs })
+        // The guest's timestamp counter counts from zero when the VM is made (KVM turns
+        // the write into a per-VM offset) and `rdtscp`'s TSC_AUX is 0, not the number
+        // of the host CPU the vCPU runs on. VT-x and AMD-V apply both; PVM runs the
+        // guest on the host's counter and MSR (see `tsc_note`). Best effort: a host
+        // that refuses one leaves the guest as PVM does.
+        let clock =
+            Msrs::from_entries(&[msr(MSR_IA32_TSC, 0), msr(MSR_TSC_AUX, 0)]).map_err(|_| {
+                VmError::Kvm("MSR list", std::io::Error::from_raw_os_error(libc::EINVAL))
+            })?;
+        let _ = vcpu.set_msrs(&clock);
+        let time = time_base(&vcpu);
+        let sync_regs = host.kvm.check_extension(Cap::SyncRegs);
+        let kvm_stats = crate::linux::stats_enabled()
+            .then(|| crate::kvmstats::KvmStats::open(&vcpu))
+            .flatten();
+        Ok(Blank {
+            vm,
+            vcpu,
+            sregs,
+            sync_regs,
+            kvm_stats,
+            time,
+        })
     }
 }
 
@@ -272,11 +301,13 @@ impl Vm {
         entry: u64,
         rsp: u64,
     ) -> Result<Vm, VmError> {
-        let host = kvm_host()?;
         let Blank {
             vm,
             vcpu,
             mut sregs,
+            sync_regs,
+            kvm_stats,
+            time,
         } = blank;
         let userspace_addr = mem.ram().get_host_address(GuestAddress(0)).map_err(|_| {
             VmError::Kvm(
@@ -288,16 +319,6 @@ impl Vm {
             sregs.cr3 = cr3;
             vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
         }
-        // The guest's timestamp counter counts from zero at VM start (here, not when a
-        // blank was made ahead; KVM turns the write into a per-VM offset) and
-        // `rdtscp`'s TSC_AUX is 0, not the number of the host CPU the vCPU runs on. VT-x and AMD-V apply both; PVM runs the guest
-        // on the host's counter and MSR (see `tsc_note`). Best effort: a host that
-        // refuses one leaves the guest as PVM does.
-        let clock =
-            Msrs::from_entries(&[msr(MSR_IA32_TSC, 0), msr(MSR_TSC_AUX, 0)]).map_err(|_| {
-                VmError::Kvm("MSR list", std::io::Error::from_raw_os_error(libc::EINVAL))
-            })?;
-        let _ = vcpu.set_msrs(&clock);
         let regs = kvm_regs {
             rip: entry,
             rsp,
@@ -306,13 +327,9 @@ impl Vm {
         };
         vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
         let mut vcpu = vcpu;
-        let sync_regs = host.kvm.check_extension(Cap::SyncRegs);
         if sync_regs {
             vcpu.set_sync_valid_reg(SyncReg::Register);
         }
-        let kvm_stats = crate::linux::stats_enabled()
-            .then(|| crate::kvmstats::KvmStats::open(&vcpu))
-            .flatten();
         let mut vm = Vm {
             vm,
             vcpu,
@@ -321,6 +338,7 @@ impl Vm {
             doorbell_gpa: doorbell_gpa(mem.size()),
             sync_regs,
             kvm_stats,
+            time,
         };
         vm.cover(mem.high_water())?;
         Ok(vm)
@@ -383,35 +401,11 @@ impl Vm {
         }
     }
 
-    /// Where the vDSO's clocks start: the guest's TSC and the host's clocks now, and
-    /// the TSC's frequency. `None` when KVM cannot tell (then no vDSO is offered).
+    /// Where the vDSO's clocks start: the guest's TSC and the host's clocks when the
+    /// VM was made, and the TSC's frequency. `None` when KVM cannot tell (then no
+    /// vDSO is offered).
     pub(crate) fn time_base(&self) -> Option<crate::guest::vdso::TimeBase> {
-        let tsc_khz = self.vcpu.get_tsc_khz().ok()?;
-        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
-            index: MSR_IA32_TSC,
-            ..Default::default()
-        }])
-        .ok()?;
-        if self.vcpu.get_msrs(&mut msrs).ok()? != 1 {
-            return None;
-        }
-        let clock = |id| {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: valid timespec pointer; the clock ids are constants.
-            unsafe { libc::clock_gettime(id, &mut ts) };
-            (ts.tv_sec.max(0) as u64) * 1_000_000_000 + ts.tv_nsec.max(0) as u64
-        };
-        let tsc = msrs.as_slice()[0].data;
-        Some(crate::guest::vdso::TimeBase {
-            tsc,
-            tsc_khz,
-            mono_ns: clock(libc::CLOCK_MONOTONIC),
-            real_ns: clock(libc::CLOCK_REALTIME),
-            boot_ns: clock(libc::CLOCK_BOOTTIME),
-        })
+        self.time
     }
 
     /// Sets the registers the first task starts with.
@@ -445,4 +439,35 @@ impl Vm {
         }
         Ok(())
     }
+}
+
+/// The guest's TSC and the host's clocks now, and the TSC's frequency (see
+/// [`Vm::time_base`]).
+fn time_base(vcpu: &VcpuFd) -> Option<crate::guest::vdso::TimeBase> {
+    let tsc_khz = vcpu.get_tsc_khz().ok()?;
+    let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+        index: MSR_IA32_TSC,
+        ..Default::default()
+    }])
+    .ok()?;
+    if vcpu.get_msrs(&mut msrs).ok()? != 1 {
+        return None;
+    }
+    let clock = |id| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid timespec pointer; the clock ids are constants.
+        unsafe { libc::clock_gettime(id, &mut ts) };
+        (ts.tv_sec.max(0) as u64) * 1_000_000_000 + ts.tv_nsec.max(0) as u64
+    };
+    let tsc = msrs.as_slice()[0].data;
+    Some(crate::guest::vdso::TimeBase {
+        tsc,
+        tsc_khz,
+        mono_ns: clock(libc::CLOCK_MONOTONIC),
+        real_ns: clock(libc::CLOCK_REALTIME),
+        boot_ns: clock(libc::CLOCK_BOOTTIME),
+    })
 }

@@ -417,6 +417,15 @@ fn forks_hold_their_parents_files_and_leave_nothing_behind() {
         }
         // One thread with a VM waits for the parent's next fork, and only one.
         assert!(eventually(10.0, || threads_named(&["hsb-spare"]) == 1));
+        // Every VMM thread of the parent and the forks runs under its seccomp filter
+        // and with no new privileges (a fork's confines itself before its snapshot
+        // comes).
+        let vcpus = vcpu_thread_status();
+        assert_eq!(vcpus.len(), 5, "the parent and four forks");
+        for st in &vcpus {
+            assert!(st.contains("\nSeccomp:\t2\n"), "{st}");
+            assert!(st.contains("\nNoNewPrivs:\t1\n"), "{st}");
+        }
         for f in forks {
             f.destroy().await.unwrap();
         }
@@ -428,4 +437,16 @@ fn forks_hold_their_parents_files_and_leave_nothing_behind() {
             open_fds()
         );
     });
+}
+
+/// `/proc/self/task/*/status` of the threads named `hsb-vcpu`.
+fn vcpu_thread_status() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            (comm.trim() == "hsb-vcpu").then(|| std::fs::read_to_string(dir.join("status")).ok())?
+        })
+        .collect()
 }

@@ -225,7 +225,14 @@ impl Kernel {
             Cmd::Stats(reply) => {
                 let _ = reply.send(self.vm_stats());
             }
-            Cmd::Snapshot(req) => {
+            Cmd::Snapshot(mut req) => {
+                // A fork's thread confines itself with these while the snapshot is
+                // taken (a failure to copy them leaves it none: it then fails).
+                if let Some(tx) = req.rules.take() {
+                    if let Ok(rules) = crate::confine::SourceRule::of(self.vfs.sources()) {
+                        let _ = tx.send(rules);
+                    }
+                }
                 if let Some(l) = self.live.as_mut() {
                     l.snaps.push(req);
                 }

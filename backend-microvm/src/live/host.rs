@@ -376,7 +376,7 @@ impl MicroVmLive {
         &self,
         to_disk: Option<&std::path::Path>,
     ) -> Result<MicroVmSnapshot, LiveError> {
-        let image = self.take_image(to_disk, false).await?;
+        let image = self.take_image(to_disk, false, None).await?;
         let s = &self.shared;
         Ok(MicroVmSnapshot {
             snap: Arc::new(super::snapshot::Snapshot::new(image)),
@@ -395,6 +395,7 @@ impl MicroVmLive {
         &self,
         to_disk: Option<&std::path::Path>,
         moved: bool,
+        rules: Option<std::sync::mpsc::SyncSender<Vec<crate::confine::SourceRule>>>,
     ) -> Result<super::snapshot::Image, LiveError> {
         let s = &self.shared;
         {
@@ -426,6 +427,7 @@ impl MicroVmLive {
             pagemap,
             seal,
             moved,
+            rules,
             reply: tx,
         }));
         let image = match rx.await {
@@ -1223,9 +1225,11 @@ impl LiveSandbox for MicroVmLive {
     async fn fork(&self) -> Result<Arc<dyn LiveSandbox>, LiveError> {
         let s = &self.shared;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (rules_tx, rules) = std::sync::mpsc::sync_channel(1);
         let spare = crate::sync::locked(&s.spare).take();
-        let starting = Starting::spawn_on(&s.plan, thread::Source::Coming(rx), None, spare)?;
-        let image = match self.take_image(None, true).await {
+        let source = thread::Source::Coming { image: rx, rules };
+        let starting = Starting::spawn_on(&s.plan, source, None, spare)?;
+        let image = match self.take_image(None, true, Some(rules_tx)).await {
             Ok(i) => i,
             Err(e) => {
                 drop(tx);

@@ -73,6 +73,10 @@ pub(crate) struct SnapReq {
     /// descriptors counted for that sandbox's thread, `FdMode::Moved`) instead of
     /// kept for copies.
     pub(crate) moved: bool,
+    /// For a fork: where the original's thread sends its mounts' Landlock rules as soon
+    /// as it receives the request, before it takes the snapshot (the fork's thread
+    /// confines itself with them meanwhile).
+    pub(crate) rules: Option<std::sync::mpsc::SyncSender<Vec<crate::confine::SourceRule>>>,
     pub(crate) reply: oneshot::Sender<Result<Image, LiveError>>,
 }
 
@@ -314,16 +318,48 @@ pub(crate) fn build(
     ready_to_run(kernel, &held, plan, blank)
 }
 
+/// A fork's thread confined before its snapshot comes (see [`confine_ahead`]), with
+/// what it made before: its blank VM and scheduler timer.
+#[derive(Debug)]
+pub(crate) struct Ahead {
+    blank: crate::vm::Blank,
+    tick: crate::kick::Timer,
+}
+
+/// Confines a fork's thread, which made `blank`, with its original's mounts' Landlock
+/// rules (`SnapReq::rules`) while the original takes the snapshot: what a start does
+/// before it confines itself (the timer, the probes) first, then seccomp and Landlock
+/// as [`ready_to_run`] would, so that the snapshot, the guest's state, is handled
+/// behind them.
+pub(crate) fn confine_ahead(
+    blank: crate::vm::Blank,
+    plan: &Plan,
+    rules: &std::sync::mpsc::Receiver<Vec<crate::confine::SourceRule>>,
+) -> Result<Ahead, LiveError> {
+    let start_err = |what: &str, e: &dyn std::fmt::Display| start_failed(START, what, e);
+    let tick = crate::kick::Timer::one_shot()
+        .map_err(|e| start_err("creating the scheduler timer", &e))?;
+    crate::probe::kvm_kind();
+    crate::linux::stats_enabled();
+    let rules = rules
+        .recv()
+        .map_err(|_| start_err("the original's mounts", &"its snapshot failed"))?;
+    let confinement = crate::confine::confine_thread_to(&rules)
+        .map_err(|e| start_err("confining the VMM thread", &e))?;
+    landlock_as_required(plan, &confinement)?;
+    Ok(Ahead { blank, tick })
+}
+
 /// Builds a fork from the image its original took for it (`SnapReq::moved`) on the
 /// calling thread (the fork's vCPU thread): the image's kernel itself, with its guest
 /// RAM and host descriptors (which this thread's count takes over), not a copy; then
-/// as [`build`].
+/// as [`build`] (over `ahead`, the thread already confined, when it could be).
 pub(crate) fn build_moved(
     img: Image,
     plan: &Plan,
     ctl: Arc<Control>,
     host_fds: usize,
-    blank: Option<crate::vm::Blank>,
+    ahead: Option<Ahead>,
 ) -> Result<Started, LiveError> {
     crate::vfs::host::set_fd_state((img.fds, host_fds));
     let Image {
@@ -331,7 +367,34 @@ pub(crate) fn build_moved(
     } = img;
     let (tx, _) = mpsc::unbounded_channel();
     kernel.take_over(Output::new(tx, Some(0)), Input::Null, ctl);
-    ready_to_run(kernel, &held, plan, blank)
+    let Some(Ahead { blank, tick }) = ahead else {
+        return ready_to_run(kernel, &held, plan, None);
+    };
+    let (vm, tick) = new_vm(&mut kernel, START, Some(blank), Some(tick))?;
+    reopen_held(&kernel, &held)?;
+    kernel.cpu_mark = crate::kick::thread_cpu_time();
+    Ok(Started {
+        vm,
+        kernel,
+        tick,
+        report: None,
+    })
+}
+
+/// Refuses a VMM thread whose Landlock is less than the policy requires.
+fn landlock_as_required(
+    plan: &Plan,
+    confinement: &crate::confine::Confinement,
+) -> Result<(), LiveError> {
+    if plan.landlock == LandlockMode::Required
+        && confinement.landlock.level != EnforcementLevel::Full
+    {
+        return Err(LiveError::Unsupported(format!(
+            "the policy requires full Landlock, but this kernel enforces {:?} for the VMM",
+            confinement.landlock.level
+        )));
+    }
+    Ok(())
 }
 
 /// The end of a start from a snapshot taken in this process, on the new sandbox's
@@ -344,17 +407,10 @@ fn ready_to_run(
     blank: Option<crate::vm::Blank>,
 ) -> Result<Started, LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| start_failed(START, what, e);
-    let (vm, tick) = new_vm(&mut kernel, START, blank)?;
+    let (vm, tick) = new_vm(&mut kernel, START, blank, None)?;
     let confinement = crate::confine::confine_thread(kernel.vfs.sources())
         .map_err(|e| start_err("confining the VMM thread", &e))?;
-    if plan.landlock == LandlockMode::Required
-        && confinement.landlock.level != EnforcementLevel::Full
-    {
-        return Err(LiveError::Unsupported(format!(
-            "the policy requires full Landlock, but this kernel enforces {:?} for the VMM",
-            confinement.landlock.level
-        )));
-    }
+    landlock_as_required(plan, &confinement)?;
     // Behind the thread's seccomp filter and Landlock, as the workload's own opens.
     reopen_held(&kernel, held)?;
     kernel.cpu_mark = crate::kick::thread_cpu_time();
@@ -485,7 +541,7 @@ fn build_loaded(
                     reason,
                 },
             })?;
-    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot file", blank)?;
+    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot file", blank, None)?;
     // Asked before the thread is confined (its filter does not allow them).
     // SAFETY: geteuid has no preconditions.
     let ids = (
@@ -521,13 +577,15 @@ fn build_loaded(
 }
 
 /// The new VM a start from a snapshot runs `kernel` in (before the thread is
-/// confined): a fresh boot id, the VM over its memory (`blank` finished, when made
-/// ahead), the vDSO's clock counting from this VM's TSC, the scheduler timer, and the
-/// probes the confined thread cannot make. Errors name `operation`, the start's.
+/// confined, unless it made `blank` and `tick` before it confined itself): a fresh boot
+/// id, the VM over its memory (`blank` finished, when made ahead), the vDSO's clock
+/// counting from this VM's TSC, the scheduler timer, and the probes the confined
+/// thread cannot make. Errors name `operation`, the start's.
 fn new_vm(
     kernel: &mut Kernel,
     operation: &str,
     blank: Option<crate::vm::Blank>,
+    tick: Option<crate::kick::Timer>,
 ) -> Result<(Vm, crate::kick::Timer), LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| start_failed(operation, what, e);
     kernel.boot_id = crate::linux::new_boot_id();
@@ -545,9 +603,15 @@ fn new_vm(
                 .write(VVAR_GPA, &crate::guest::vdso::vvar(&base));
         }
     }
-    let tick = crate::kick::Timer::one_shot()
-        .map_err(|e| start_err("creating the scheduler timer", &e))?;
-    crate::probe::kvm_kind();
-    crate::linux::stats_enabled();
+    let tick = match tick {
+        Some(t) => t,
+        None => {
+            let t = crate::kick::Timer::one_shot()
+                .map_err(|e| start_err("creating the scheduler timer", &e))?;
+            crate::probe::kvm_kind();
+            crate::linux::stats_enabled();
+            t
+        }
+    };
     Ok((vm, tick))
 }

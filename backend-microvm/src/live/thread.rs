@@ -138,9 +138,13 @@ pub(super) enum Source {
     /// A snapshot there is.
     Snapshot(Arc<super::snapshot::Snapshot>),
     /// A fork's, which its original is taking for it alone (moved whole into the
-    /// fork): the thread makes its VM meanwhile. The sender dropped without sending:
-    /// the snapshot failed (the thread ends).
-    Coming(std::sync::mpsc::Receiver<super::snapshot::Image>),
+    /// fork): the thread makes its VM and confines itself with the original's mounts'
+    /// rules (sent first) meanwhile. A sender dropped without sending: the snapshot
+    /// failed (the thread ends).
+    Coming {
+        image: std::sync::mpsc::Receiver<super::snapshot::Image>,
+        rules: std::sync::mpsc::Receiver<Vec<crate::confine::SourceRule>>,
+    },
 }
 
 /// What a sandbox started from a snapshot needs.
@@ -190,19 +194,23 @@ pub(super) fn body_from(s: StartFrom, blank: Option<crate::vm::Blank>) {
             Source::Snapshot(snap) => {
                 super::snapshot::build(&snap, &plan, Arc::clone(&ctl), host_fds, None)
             }
-            Source::Coming(rx) => {
+            Source::Coming { image, rules } => {
                 // A VM that could not be made here is made again (and its error told)
-                // by the build.
+                // by the build, which then confines the thread itself.
                 let blank = blank.or_else(|| crate::vm::Blank::new(0).ok());
-                match rx.recv() {
-                    Ok(image) => super::snapshot::build_moved(
+                let ahead = blank
+                    .map(|b| super::snapshot::confine_ahead(b, &plan, &rules))
+                    .transpose();
+                match ahead.map(|a| (a, image.recv())) {
+                    Err(e) => Err(e),
+                    Ok((ahead, Ok(image))) => super::snapshot::build_moved(
                         image,
                         &plan,
                         Arc::clone(&ctl),
                         host_fds,
-                        blank,
+                        ahead,
                     ),
-                    Err(_) => Err(sandbox_core::LiveError::Failed(
+                    Ok((_, Err(_))) => Err(sandbox_core::LiveError::Failed(
                         "starting a fork".into(),
                         std::io::Error::other("its snapshot failed"),
                     )),
