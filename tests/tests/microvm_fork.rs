@@ -450,3 +450,61 @@ fn vcpu_thread_status() -> Vec<String> {
         })
         .collect()
 }
+
+/// A fork racing its original's destroy either succeeds or fails with an error
+/// (never hangs), and leaves no thread, VM or descriptor behind either way: the
+/// fork's thread, waiting for a snapshot that never comes, ends.
+#[test]
+fn a_fork_racing_its_originals_destroy_ends_cleanly() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let vmm = ["hsb-vcpu", "hsb-spare", "hsb-fastcall"];
+        let warm = live_create(vm()).await;
+        fork_within(&warm, "warm-up fork")
+            .await
+            .destroy()
+            .await
+            .unwrap();
+        warm.destroy().await.unwrap();
+        assert!(eventually(10.0, || threads_named(&vmm) == 0));
+        let fds = open_fds();
+        let (mut made, mut refused) = (0, 0);
+        for i in 0..12 {
+            let parent = live_create(vm()).await;
+            if i % 2 == 1 {
+                // A spare waits for the next fork from here on.
+                fork_within(&parent, "first fork")
+                    .await
+                    .destroy()
+                    .await
+                    .unwrap();
+            }
+            let fork = tokio::time::timeout(Duration::from_secs(60), parent.fork());
+            let (forked, destroyed) = tokio::join!(fork, parent.destroy());
+            destroyed.unwrap();
+            match forked.expect("the fork never answered") {
+                Ok(f) => {
+                    made += 1;
+                    f.destroy().await.unwrap();
+                }
+                Err(e) => {
+                    refused += 1;
+                    let msg = e.chain();
+                    assert!(
+                        msg.contains("destroyed") || msg.contains("snapshot"),
+                        "round {i}: {msg}"
+                    );
+                }
+            }
+        }
+        assert_eq!(made + refused, 12);
+        assert!(eventually(10.0, || threads_named(&vmm) == 0));
+        assert!(
+            eventually(10.0, || open_fds() <= fds),
+            "descriptors left: {} > {fds}",
+            open_fds()
+        );
+    });
+}

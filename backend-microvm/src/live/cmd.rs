@@ -153,14 +153,38 @@ pub(crate) enum Cmd {
 pub(crate) struct Hub {
     queue: Mutex<VecDeque<Cmd>>,
     pending: AtomicBool,
+    /// The vCPU thread ended ([`Hub::close`]).
+    closed: AtomicBool,
 }
 
 impl Hub {
-    /// Queues `cmd` and kicks the vCPU thread.
+    /// Queues `cmd` and kicks the vCPU thread. Once the thread ended, `cmd` is dropped
+    /// at once: whoever waits for its answer learns the sandbox is gone.
     pub(crate) fn send(&self, ctl: &Control, cmd: Cmd) {
-        crate::sync::locked(&self.queue).push_back(cmd);
+        {
+            let mut q = crate::sync::locked(&self.queue);
+            if self.closed.load(Ordering::SeqCst) {
+                drop(q);
+                drop(cmd);
+                return;
+            }
+            q.push_back(cmd);
+        }
         self.pending.store(true, Ordering::SeqCst);
         ctl.input_arrived();
+    }
+
+    /// The vCPU thread ended: the commands still queued (sent after its last look)
+    /// are dropped, their answers' senders with them, and so is every later one. A
+    /// caller waiting for an answer (an exec, a file operation, a snapshot) gets an
+    /// error instead of waiting forever.
+    pub(crate) fn close(&self) {
+        let left = {
+            let mut q = crate::sync::locked(&self.queue);
+            self.closed.store(true, Ordering::SeqCst);
+            std::mem::take(&mut *q)
+        };
+        drop(left);
     }
 
     /// True when commands wait (one atomic load: asked at every VM exit).

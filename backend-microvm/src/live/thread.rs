@@ -75,8 +75,10 @@ pub(super) fn body(s: Start) {
         net,
     } = s;
     ctl.register_thread();
+    let queue = Arc::clone(&hub);
     let note = catch_unwind(AssertUnwindSafe(|| run(&plan, &ctl, hub, setup, net)))
         .unwrap_or_else(|p| Some(format!("VMM failure: {}", panic_message(&p))));
+    queue.close();
     ctl.unregister_thread();
     ending.finish(note);
 }
@@ -189,6 +191,7 @@ pub(super) fn body_from(s: StartFrom, blank: Option<crate::vm::Blank>) {
         adopt,
     } = s;
     ctl.register_thread();
+    let queue = Arc::clone(&hub);
     let note = catch_unwind(AssertUnwindSafe(|| {
         let built = match source {
             Source::Snapshot(snap) => {
@@ -266,6 +269,7 @@ pub(super) fn body_from(s: StartFrom, blank: Option<crate::vm::Blank>) {
         serve(vm, kernel, tick, &ctl, true, ready)
     }))
     .unwrap_or_else(|p| Some(format!("VMM failure: {}", panic_message(&p))));
+    queue.close();
     ctl.unregister_thread();
     ending.finish(note);
 }
