@@ -415,8 +415,19 @@ fn forks_hold_their_parents_files_and_leave_nothing_behind() {
             assert!(o.starts_with("root:"), "fork {i}: {o:?}");
             forks.push(f);
         }
-        // One thread with a VM waits for the parent's next fork, and only one.
-        assert!(eventually(10.0, || threads_named(&["hsb-spare"]) == 1));
+        // A fork forks in turn (its own first fork, then one from its spare): each
+        // goes on from its own parent's count.
+        for (j, add) in [(0, 100u32), (1, 200)] {
+            let g = fork_within(&forks[0], &format!("fork of a fork {j}")).await;
+            assert_eq!(
+                feed(&g, add).await.0,
+                10 + u64::from(add),
+                "fork of a fork {j}"
+            );
+            g.destroy().await.unwrap();
+        }
+        // One thread with a VM waits for each forked sandbox's next fork.
+        assert!(eventually(10.0, || threads_named(&["hsb-spare"]) == 2));
         // Every VMM thread of the parent and the forks runs under its seccomp filter
         // and with no new privileges (a fork's confines itself before its snapshot
         // comes).
