@@ -249,28 +249,33 @@ struct PageIndex {
     maps: std::cell::OnceCell<(CacheIndex<PageKey, u64>, CacheIndex<u64, PageKey>)>,
     /// The entries read back, until `maps` is made from them. An `Arc`: a copy of
     /// the memory (a snapshot's, `Memory::snap_over`) may go to another thread.
-    loaded: std::sync::Arc<[(PageKey, u64)]>,
+    loaded: Option<std::sync::Arc<[(PageKey, u64)]>>,
 }
 
 impl PageIndex {
     fn loaded(entries: Vec<(PageKey, u64)>) -> PageIndex {
         PageIndex {
             maps: std::cell::OnceCell::new(),
-            loaded: entries.into(),
+            loaded: Some(entries.into()),
         }
+    }
+
+    /// The entries read back and not made into maps yet.
+    fn pending(&self) -> &[(PageKey, u64)] {
+        self.loaded.as_deref().unwrap_or_default()
     }
 
     fn maps(&self) -> &(CacheIndex<PageKey, u64>, CacheIndex<u64, PageKey>) {
         self.maps.get_or_init(|| {
-            let by_key = self.loaded.iter().copied().collect();
-            let by_frame = self.loaded.iter().map(|&(k, f)| (f, k)).collect();
+            let by_key = self.pending().iter().copied().collect();
+            let by_frame = self.pending().iter().map(|&(k, f)| (f, k)).collect();
             (by_key, by_frame)
         })
     }
 
     fn maps_mut(&mut self) -> &mut (CacheIndex<PageKey, u64>, CacheIndex<u64, PageKey>) {
         self.maps();
-        self.loaded = std::sync::Arc::from(Vec::new());
+        self.loaded = None;
         self.maps.get_mut().expect("made just above")
     }
 
@@ -287,7 +292,7 @@ impl PageIndex {
     }
 
     fn len(&self) -> usize {
-        self.maps.get().map_or(self.loaded.len(), |m| m.0.len())
+        self.maps.get().map_or(self.pending().len(), |m| m.0.len())
     }
 
     fn insert(&mut self, key: PageKey, frame: u64) {
@@ -296,15 +301,11 @@ impl PageIndex {
         by_frame.insert(frame, key);
     }
 
-    /// Forgets the page in `frame`; true when it held one.
-    fn remove_frame(&mut self, frame: u64) -> bool {
+    /// Forgets the page in `frame`, if it holds one.
+    fn remove_frame(&mut self, frame: u64) {
         let (by_key, by_frame) = self.maps_mut();
-        match by_frame.remove(&frame) {
-            Some(k) => {
-                by_key.remove(&k);
-                true
-            }
-            None => false,
+        if let Some(k) = by_frame.remove(&frame) {
+            by_key.remove(&k);
         }
     }
 
@@ -316,7 +317,7 @@ impl PageIndex {
     fn entries(&self) -> Vec<(PageKey, u64)> {
         match self.maps.get() {
             Some(m) => m.0.iter().map(|(k, f)| (*k, *f)).collect(),
-            None => self.loaded.to_vec(),
+            None => self.pending().to_vec(),
         }
     }
 }
@@ -517,9 +518,8 @@ impl Memory {
         self.free.extend(warm.iter().rev());
         // Still retired (not reusable before a reload), but no longer backed.
         if std::mem::take(&mut self.retired_backed) {
-            let mut retired = self.retired.clone();
-            retired.sort_unstable();
-            self.release_ranges(&retired);
+            self.retired.sort_unstable();
+            self.release_ranges(&self.retired);
         }
         let chunk_end = self.next.next_multiple_of(CHUNK).min(self.size);
         if self.next < chunk_end {

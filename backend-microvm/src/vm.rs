@@ -445,11 +445,7 @@ impl Vm {
 /// [`Vm::time_base`]).
 fn time_base(vcpu: &VcpuFd) -> Option<crate::guest::vdso::TimeBase> {
     let tsc_khz = vcpu.get_tsc_khz().ok()?;
-    let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
-        index: MSR_IA32_TSC,
-        ..Default::default()
-    }])
-    .ok()?;
+    let mut msrs = Msrs::from_entries(&[msr(MSR_IA32_TSC, 0)]).ok()?;
     if vcpu.get_msrs(&mut msrs).ok()? != 1 {
         return None;
     }

@@ -388,17 +388,7 @@ fn forks_hold_their_parents_files_and_leave_nothing_behind() {
         return;
     };
     runtime().block_on(async {
-        let vmm = ["hsb-vcpu", "hsb-spare", "hsb-fastcall"];
-        // Process-wide handles opened lazily by a first sandbox and fork.
-        let warm = live_create(vm()).await;
-        fork_within(&warm, "warm-up fork")
-            .await
-            .destroy()
-            .await
-            .unwrap();
-        warm.destroy().await.unwrap();
-        assert!(eventually(10.0, || threads_named(&vmm) == 0));
-        let fds = open_fds();
+        let fds = vmm_baseline().await;
 
         let parent = counter_sandbox().await;
         live_sh(
@@ -441,13 +431,35 @@ fn forks_hold_their_parents_files_and_leave_nothing_behind() {
             f.destroy().await.unwrap();
         }
         parent.destroy().await.unwrap();
-        assert!(eventually(10.0, || threads_named(&vmm) == 0));
-        assert!(
-            eventually(10.0, || open_fds() <= fds),
-            "descriptors left: {} > {fds}",
-            open_fds()
-        );
+        assert_vmm_gone(fds);
     });
+}
+
+/// The VMM's threads of this process.
+const VMM_THREADS: [&str; 3] = ["hsb-vcpu", "hsb-spare", "hsb-fastcall"];
+
+/// This process's descriptors once a first sandbox and fork opened the process-wide
+/// handles opened lazily, and every VMM thread of theirs ended.
+async fn vmm_baseline() -> usize {
+    let warm = live_create(vm()).await;
+    fork_within(&warm, "warm-up fork")
+        .await
+        .destroy()
+        .await
+        .unwrap();
+    warm.destroy().await.unwrap();
+    assert!(eventually(10.0, || threads_named(&VMM_THREADS) == 0));
+    open_fds()
+}
+
+/// No VMM thread is left, nor more descriptors than `fds`.
+fn assert_vmm_gone(fds: usize) {
+    assert!(eventually(10.0, || threads_named(&VMM_THREADS) == 0));
+    assert!(
+        eventually(10.0, || open_fds() <= fds),
+        "descriptors left: {} > {fds}",
+        open_fds()
+    );
 }
 
 /// `/proc/self/task/*/status` of the threads named `hsb-vcpu`.
@@ -471,16 +483,7 @@ fn a_fork_racing_its_originals_destroy_ends_cleanly() {
         return;
     };
     runtime().block_on(async {
-        let vmm = ["hsb-vcpu", "hsb-spare", "hsb-fastcall"];
-        let warm = live_create(vm()).await;
-        fork_within(&warm, "warm-up fork")
-            .await
-            .destroy()
-            .await
-            .unwrap();
-        warm.destroy().await.unwrap();
-        assert!(eventually(10.0, || threads_named(&vmm) == 0));
-        let fds = open_fds();
+        let fds = vmm_baseline().await;
         let (mut made, mut refused) = (0, 0);
         for i in 0..12 {
             let parent = live_create(vm()).await;
@@ -511,11 +514,6 @@ fn a_fork_racing_its_originals_destroy_ends_cleanly() {
             }
         }
         assert_eq!(made + refused, 12);
-        assert!(eventually(10.0, || threads_named(&vmm) == 0));
-        assert!(
-            eventually(10.0, || open_fds() <= fds),
-            "descriptors left: {} > {fds}",
-            open_fds()
-        );
+        assert_vmm_gone(fds);
     });
 }

@@ -634,17 +634,8 @@ struct Starting {
 
 impl Starting {
     /// Starts the vCPU thread of a sandbox of `plan` from `source`, taking over
-    /// `adopt` if given.
+    /// `adopt` if given: `spare` if there is one, else a new thread.
     fn spawn(
-        plan: &Plan,
-        source: thread::Source,
-        adopt: Option<super::park::Adopt>,
-    ) -> Result<Starting, LiveError> {
-        Starting::spawn_on(plan, source, adopt, None)
-    }
-
-    /// As [`Starting::spawn`], on `spare` if there is one.
-    fn spawn_on(
         plan: &Plan,
         source: thread::Source,
         adopt: Option<super::park::Adopt>,
@@ -706,17 +697,15 @@ impl MicroVmSnapshot {
         &self,
         adopt: Option<super::park::Adopt>,
     ) -> Result<Arc<Shared>, LiveError> {
-        if let super::snapshot::Snapshot::Loaded(l) = &*self.snap {
-            if let Some(Err(e)) = l.check.outcome() {
-                return Err(corrupt_file(e));
-            }
-        }
-        let source = thread::Source::Snapshot(Arc::clone(&self.snap));
-        let st = Starting::spawn(&self.plan, source, adopt)?;
         let check = match &*self.snap {
             super::snapshot::Snapshot::Loaded(l) => Some(Arc::clone(&l.check)),
             super::snapshot::Snapshot::Taken(_) => None,
         };
+        if let Some(Err(e)) = check.as_ref().and_then(|c| c.outcome()) {
+            return Err(corrupt_file(e));
+        }
+        let source = thread::Source::Snapshot(Arc::clone(&self.snap));
+        let st = Starting::spawn(&self.plan, source, adopt, None)?;
         let origin = Origin {
             plan: &self.plan,
             enforcement: self.enforcement.as_ref(),
@@ -1228,7 +1217,7 @@ impl LiveSandbox for MicroVmLive {
         let (rules_tx, rules) = std::sync::mpsc::sync_channel(1);
         let spare = crate::sync::locked(&s.spare).take();
         let source = thread::Source::Coming { image: rx, rules };
-        let starting = Starting::spawn_on(&s.plan, source, None, spare)?;
+        let starting = Starting::spawn(&s.plan, source, None, spare)?;
         let image = match self.take_image(None, true, Some(rules_tx)).await {
             Ok(i) => i,
             Err(e) => {

@@ -281,20 +281,18 @@ pub(crate) struct Started {
 }
 
 /// Builds a sandbox from `snap` on the calling thread (the new sandbox's vCPU
-/// thread) and confines the thread as the original's was; over `blank` when the
-/// thread made its VM ahead (a fork).
+/// thread) and confines the thread as the original's was.
 pub(crate) fn build(
     snap: &Snapshot,
     plan: &Plan,
     ctl: Arc<Control>,
     host_fds: usize,
-    blank: Option<crate::vm::Blank>,
 ) -> Result<Started, LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| start_failed(START, what, e);
     crate::vfs::host::set_fd_budget(host_fds);
     let img = match snap {
         Snapshot::Taken(i) => i,
-        Snapshot::Loaded(l) => return build_loaded(l, plan, ctl, host_fds, blank),
+        Snapshot::Loaded(l) => return build_loaded(l, plan, ctl, host_fds),
     };
     let (kernel, held) = {
         let img = crate::sync::locked(img);
@@ -315,7 +313,7 @@ pub(crate) fn build(
             .map_err(|e| start_err("copying the snapshot's state", &e))?;
         (kernel, std::mem::take(&mut m.held))
     };
-    ready_to_run(kernel, &held, plan, blank)
+    ready_to_run(kernel, &held, plan, None)
 }
 
 /// A fork's thread confined before its snapshot comes (see [`confine_ahead`]), with
@@ -331,16 +329,13 @@ pub(crate) struct Ahead {
 /// before it confines itself (the timer, the probes) first, then seccomp and Landlock
 /// as [`ready_to_run`] would, so that the snapshot, the guest's state, is handled
 /// behind them.
-pub(crate) fn confine_ahead(
+fn confine_ahead(
     blank: crate::vm::Blank,
     plan: &Plan,
     rules: &std::sync::mpsc::Receiver<Vec<crate::confine::SourceRule>>,
 ) -> Result<Ahead, LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| start_failed(START, what, e);
-    let tick = crate::kick::Timer::one_shot()
-        .map_err(|e| start_err("creating the scheduler timer", &e))?;
-    crate::probe::kvm_kind();
-    crate::linux::stats_enabled();
+    let tick = timer_and_probes(START)?;
     let rules = rules
         .recv()
         .map_err(|_| start_err("the original's mounts", &"its snapshot failed"))?;
@@ -350,35 +345,32 @@ pub(crate) fn confine_ahead(
     Ok(Ahead { blank, tick })
 }
 
-/// Builds a fork from the image its original took for it (`SnapReq::moved`) on the
-/// calling thread (the fork's vCPU thread): the image's kernel itself, with its guest
-/// RAM and host descriptors (which this thread's count takes over), not a copy; then
-/// as [`build`] (over `ahead`, the thread already confined, when it could be).
-pub(crate) fn build_moved(
-    img: Image,
-    plan: &Plan,
-    ctl: Arc<Control>,
-    host_fds: usize,
-    ahead: Option<Ahead>,
+/// Builds a fork on the calling thread (the fork's vCPU thread, which made `blank` if
+/// it could): confined ahead ([`confine_ahead`]) while its original takes the
+/// snapshot, it takes the image taken for it (`SnapReq::moved`) over whole, with its
+/// guest RAM and host descriptors (which this thread's count takes over), not a copy;
+/// then as [`build`]. A VM that could not be made ahead is made (and its error told)
+/// as at any start, the thread then confined after it.
+pub(crate) fn build_fork(
+    image: &std::sync::mpsc::Receiver<Image>,
+    rules: &std::sync::mpsc::Receiver<Vec<crate::confine::SourceRule>>,
+    blank: Option<crate::vm::Blank>,
+    (plan, ctl, host_fds): (&Plan, Arc<Control>, usize),
 ) -> Result<Started, LiveError> {
+    let ahead = blank.map(|b| confine_ahead(b, plan, rules)).transpose()?;
+    let img = image.recv().map_err(|_| {
+        LiveError::Failed(
+            "starting a fork".into(),
+            std::io::Error::other("its snapshot failed"),
+        )
+    })?;
     crate::vfs::host::set_fd_state((img.fds, host_fds));
     let Image {
         mut kernel, held, ..
     } = img;
     let (tx, _) = mpsc::unbounded_channel();
     kernel.take_over(Output::new(tx, Some(0)), Input::Null, ctl);
-    let Some(Ahead { blank, tick }) = ahead else {
-        return ready_to_run(kernel, &held, plan, None);
-    };
-    let (vm, tick) = new_vm(&mut kernel, START, Some(blank), Some(tick))?;
-    reopen_held(&kernel, &held)?;
-    kernel.cpu_mark = crate::kick::thread_cpu_time();
-    Ok(Started {
-        vm,
-        kernel,
-        tick,
-        report: None,
-    })
+    ready_to_run(kernel, &held, plan, ahead)
 }
 
 /// Refuses a VMM thread whose Landlock is less than the policy requires.
@@ -398,19 +390,23 @@ fn landlock_as_required(
 }
 
 /// The end of a start from a snapshot taken in this process, on the new sandbox's
-/// thread: its VM over `kernel`'s memory (`blank` finished, when made ahead), the
-/// thread confined as the original's was, the host files `held` reopened behind that.
+/// thread: its VM over `kernel`'s memory (`ahead`'s finished, when the thread made it
+/// and confined itself ahead), the thread confined as the original's was, the host
+/// files `held` reopened behind that.
 fn ready_to_run(
     mut kernel: Kernel,
     held: &[HeldFile],
     plan: &Plan,
-    blank: Option<crate::vm::Blank>,
+    ahead: Option<Ahead>,
 ) -> Result<Started, LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| start_failed(START, what, e);
-    let (vm, tick) = new_vm(&mut kernel, START, blank, None)?;
-    let confinement = crate::confine::confine_thread(kernel.vfs.sources())
-        .map_err(|e| start_err("confining the VMM thread", &e))?;
-    landlock_as_required(plan, &confinement)?;
+    let confined = ahead.is_some();
+    let (vm, tick) = new_vm(&mut kernel, START, ahead)?;
+    if !confined {
+        let confinement = crate::confine::confine_thread(kernel.vfs.sources())
+            .map_err(|e| start_err("confining the VMM thread", &e))?;
+        landlock_as_required(plan, &confinement)?;
+    }
     // Behind the thread's seccomp filter and Landlock, as the workload's own opens.
     reopen_held(&kernel, held)?;
     kernel.cpu_mark = crate::kick::thread_cpu_time();
@@ -479,7 +475,6 @@ fn build_loaded(
     plan: &Plan,
     ctl: Arc<Control>,
     host_fds: usize,
-    blank: Option<crate::vm::Blank>,
 ) -> Result<Started, LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| {
         start_failed("starting from a snapshot file", what, e)
@@ -541,7 +536,7 @@ fn build_loaded(
                     reason,
                 },
             })?;
-    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot file", blank, None)?;
+    let (vm, tick) = new_vm(&mut kernel, "starting from a snapshot file", None)?;
     // Asked before the thread is confined (its filter does not allow them).
     // SAFETY: geteuid has no preconditions.
     let ids = (
@@ -577,24 +572,23 @@ fn build_loaded(
 }
 
 /// The new VM a start from a snapshot runs `kernel` in (before the thread is
-/// confined, unless it made `blank` and `tick` before it confined itself): a fresh boot
-/// id, the VM over its memory (`blank` finished, when made ahead), the vDSO's clock
-/// counting from this VM's TSC, the scheduler timer, and the probes the confined
-/// thread cannot make. Errors name `operation`, the start's.
+/// confined, unless it made its VM and timer, `ahead`, before it confined itself): a
+/// fresh boot id, the VM over its memory, the vDSO's clock counting from this VM's
+/// TSC, the scheduler timer, and the probes the confined thread cannot make. Errors
+/// name `operation`, the start's.
 fn new_vm(
     kernel: &mut Kernel,
     operation: &str,
-    blank: Option<crate::vm::Blank>,
-    tick: Option<crate::kick::Timer>,
+    ahead: Option<Ahead>,
 ) -> Result<(Vm, crate::kick::Timer), LiveError> {
     let start_err = |what: &str, e: &dyn std::fmt::Display| start_failed(operation, what, e);
     kernel.boot_id = crate::linux::new_boot_id();
     let (mem, cr3) = (&kernel.mm.mem, kernel.mm.cr3());
-    let vm = match blank {
-        Some(b) => Vm::over(b, mem, cr3, 0, 0),
-        None => Vm::create(mem, cr3, 0, 0),
-    }
-    .map_err(|e| start_err("creating the VM", &e))?;
+    let (vm, tick) = match ahead {
+        Some(Ahead { blank, tick }) => (Vm::over(blank, mem, cr3, 0, 0), Some(tick)),
+        None => (Vm::create(mem, cr3, 0, 0), None),
+    };
+    let vm = vm.map_err(|e| start_err("creating the VM", &e))?;
     if kernel.vdso {
         if let Some(base) = vm.time_base() {
             let _ = kernel
@@ -605,13 +599,18 @@ fn new_vm(
     }
     let tick = match tick {
         Some(t) => t,
-        None => {
-            let t = crate::kick::Timer::one_shot()
-                .map_err(|e| start_err("creating the scheduler timer", &e))?;
-            crate::probe::kvm_kind();
-            crate::linux::stats_enabled();
-            t
-        }
+        None => timer_and_probes(operation)?,
     };
     Ok((vm, tick))
+}
+
+/// What a start makes before its thread confines itself, besides the VM: the
+/// scheduler timer (aimed at the calling thread) and the probes the confined thread
+/// cannot make.
+fn timer_and_probes(operation: &str) -> Result<crate::kick::Timer, LiveError> {
+    let tick = crate::kick::Timer::one_shot()
+        .map_err(|e| start_failed(operation, "creating the scheduler timer", &e))?;
+    crate::probe::kvm_kind();
+    crate::linux::stats_enabled();
+    Ok(tick)
 }

@@ -195,29 +195,12 @@ pub(super) fn body_from(s: StartFrom, blank: Option<crate::vm::Blank>) {
     let note = catch_unwind(AssertUnwindSafe(|| {
         let built = match source {
             Source::Snapshot(snap) => {
-                super::snapshot::build(&snap, &plan, Arc::clone(&ctl), host_fds, None)
+                super::snapshot::build(&snap, &plan, Arc::clone(&ctl), host_fds)
             }
             Source::Coming { image, rules } => {
-                // A VM that could not be made here is made again (and its error told)
-                // by the build, which then confines the thread itself.
                 let blank = blank.or_else(|| crate::vm::Blank::new(0).ok());
-                let ahead = blank
-                    .map(|b| super::snapshot::confine_ahead(b, &plan, &rules))
-                    .transpose();
-                match ahead.map(|a| (a, image.recv())) {
-                    Err(e) => Err(e),
-                    Ok((ahead, Ok(image))) => super::snapshot::build_moved(
-                        image,
-                        &plan,
-                        Arc::clone(&ctl),
-                        host_fds,
-                        ahead,
-                    ),
-                    Ok((_, Err(_))) => Err(sandbox_core::LiveError::Failed(
-                        "starting a fork".into(),
-                        std::io::Error::other("its snapshot failed"),
-                    )),
-                }
+                let settings = (&plan, Arc::clone(&ctl), host_fds);
+                super::snapshot::build_fork(&image, &rules, blank, settings)
             }
         };
         let started = match built {
