@@ -570,28 +570,31 @@ impl Runner {
             self.cr3 = cr3;
             self.at_cpl0 = false;
         }
-        let mut flush = k.mm.take_flush();
+        let flush = k.mm.take_flush();
         if !flush.is_empty() {
             self.stats.flushes += 1;
             self.stats.flushed_entries += flush.len() as u64;
         }
-        if k.mm.take_reload() || flush.len() > WORK_CAPACITY {
+        let entries = flush.len();
+        let mut runs = work_runs(flush);
+        if k.mm.take_reload() || entries > WORK_ENTRIES || runs.len() > WORK_RUNS {
             self.stats.reloads += 1;
             vm.reload_slot()
                 .map_err(|e| internal("memory slot reload", e))?;
-            flush.clear();
+            runs.clear();
         }
         match self.entry {
-            Entry::Context => return_to_user(vm, k, &flush)?,
+            Entry::Context => return_to_user(vm, k, &runs)?,
             Entry::Exception => {
                 let m = &k.mm.mem;
-                for (i, va) in flush.iter().enumerate() {
-                    m.write_u64(WORK_GPA + 8 * i as u64, *va);
+                for (i, run) in runs.iter().enumerate() {
+                    m.write_u64(WORK_GPA + 16 * i as u64, run[0]);
+                    m.write_u64(WORK_GPA + 16 * i as u64 + 8, run[1]);
                 }
-                m.write_u64(DATA_GPA + DATA_COUNT, flush.len() as u64);
+                m.write_u64(DATA_GPA + DATA_COUNT, runs.len() as u64);
             }
             Entry::Straight => {
-                if !flush.is_empty() {
+                if !runs.is_empty() {
                     vm.reload_slot()
                         .map_err(|e| internal("memory slot reload", e))?;
                 }
@@ -704,7 +707,7 @@ enum Exit {
 /// Resumes user mode with the current task's saved context (its `rip` is user code:
 /// `enter` checked), through the stub's `iretq`, or, when page-table entries changed,
 /// through the flush path (the guest rewrites them at CPL0 first).
-fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[u64]) -> Result<(), Stop> {
+fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[[u64; 2]]) -> Result<(), Stop> {
     let ctx = &k.task.ctx;
     let rflags = (ctx.rflags & USER_FLAGS) | 0x202;
     let frame = iret_frame(ctx.rip, rflags, ctx.regs.rsp);
@@ -716,8 +719,9 @@ fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[u64]) -> Result<(), Stop
             .ok_or_else(|| Stop::Internal("supervisor data outside RAM".into()))
     };
     if !flush.is_empty() {
-        for (i, va) in flush.iter().enumerate() {
-            put(WORK_GPA + 8 * i as u64, *va)?;
+        for (i, run) in flush.iter().enumerate() {
+            put(WORK_GPA + 16 * i as u64, run[0])?;
+            put(WORK_GPA + 16 * i as u64 + 8, run[1])?;
         }
         for (i, v) in frame.iter().enumerate() {
             put(DATA_GPA + DATA_FRAME + 8 * i as u64, *v)?;
@@ -733,6 +737,23 @@ fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[u64]) -> Result<(), Stop
     }
     vm.set_regs(&regs)
         .map_err(|e| internal("setting registers", e))
+}
+
+/// The page-table entries of a flush (guest virtual addresses of their slots), as the
+/// guest's work list takes them: runs of adjacent entries, each its first entry and
+/// its length. Order does not matter (every entry is rewritten before the guest goes
+/// on), nor does an entry listed twice.
+fn work_runs(mut entries: Vec<u64>) -> Vec<[u64; 2]> {
+    entries.sort_unstable();
+    entries.dedup();
+    let mut runs: Vec<[u64; 2]> = Vec::new();
+    for va in entries {
+        match runs.last_mut() {
+            Some(run) if run[0] + 8 * run[1] == va => run[1] += 1,
+            _ => runs.push([va, 1]),
+        }
+    }
+    runs
 }
 
 /// The frame the stub's `iretq` takes to enter user mode at `rip` with `rflags` and
@@ -772,4 +793,22 @@ fn read_frame(k: &Kernel) -> Result<ExcFrame, Stop> {
         rflags: q(5)?,
         rsp: q(6)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::work_runs;
+
+    #[test]
+    fn a_flush_goes_to_the_guest_as_runs_of_adjacent_entries() {
+        assert!(work_runs(Vec::new()).is_empty());
+        // Out of order, one listed twice, two runs and a lone entry.
+        let entries = vec![0x1010, 0x1000, 0x1008, 0x2000, 0x1008, 0x3000, 0x3008];
+        assert_eq!(
+            work_runs(entries),
+            vec![[0x1000, 3], [0x2000, 1], [0x3000, 2]]
+        );
+        // A run goes on across a page-table page's end when the next page follows.
+        assert_eq!(work_runs(vec![0x1ff8, 0x2000]), vec![[0x1ff8, 2]]);
+    }
 }

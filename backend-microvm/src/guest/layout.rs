@@ -34,7 +34,8 @@ pub(crate) const STUB_GPA: u64 = 0x5000;
 pub(crate) const FRAME_GPA: u64 = 0x6000;
 /// Supervisor data: CR2, work count, return frame of the flush path.
 pub(crate) const DATA_GPA: u64 = 0x7000;
-/// The work list (guest virtual addresses of page-table entries to rewrite).
+/// The work list: runs of page-table entries to rewrite, each as two words (the
+/// guest virtual address of its first entry, and its length).
 pub(crate) const WORK_GPA: u64 = 0x8000;
 /// Pages of the work list.
 pub(crate) const WORK_PAGES: u64 = 8;
@@ -56,12 +57,15 @@ pub(crate) const FIXED_END: u64 = TRAMP_GPA + TRAMP_PAGES * PAGE_SIZE;
 
 /// Offsets in the data page (must match supervisor.S).
 pub(crate) const DATA_CR2: u64 = 0x0;
-/// Number of armed work-list entries; the guest zeroes it when done.
+/// Number of armed work-list runs; the guest zeroes it when done.
 pub(crate) const DATA_COUNT: u64 = 0x8;
 /// The flush path's return frame: rip, cs, rflags, rsp, ss.
 pub(crate) const DATA_FRAME: u64 = 0x10;
-/// Entries the work list holds.
-pub(crate) const WORK_CAPACITY: usize = (WORK_PAGES * PAGE_SIZE / 8) as usize;
+/// Runs the work list holds.
+pub(crate) const WORK_RUNS: usize = (WORK_PAGES * PAGE_SIZE / 16) as usize;
+/// Most entries a flush has the guest rewrite; a larger one reloads the memory slot
+/// instead (every shadow page dropped at once).
+pub(crate) const WORK_ENTRIES: usize = 4096;
 
 /// Where the supervisor frames are mapped: `SUP_VA + gpa`.
 pub(crate) const SUP_VA: u64 = 0xffff_ffff_ffe0_0000;

@@ -18,7 +18,8 @@
  *                       offset 2 the end of a warming pass)
  *   handler + 0x3000    supervisor data page: +0 cr2, +8 work count,
  *                       +0x10 return frame (rip, cs, rflags, rsp, ss)
- *   handler + 0x4000    work list: guest virtual addresses of page-table entries
+ *   handler + 0x4000    work list: runs of page-table entries to rewrite, each as
+ *                       its first entry's guest virtual address and its length
  *
  * Exception stack (IST1) when the VMM sees the exception exit, from its top:
  *   ss, rsp, rflags, cs, rip, error code, vector, saved rax.
@@ -235,20 +236,33 @@ common:
 
         /* Rewrites each listed page-table entry with its own value (KVM notices
          * guest writes to page tables, not the VMM's), then reloads CR3 to flush
-         * the TLB. Preserves every register. */
+         * the TLB. The list holds runs of adjacent entries, each as its first
+         * entry's address and its length (at least 1); DATA_COUNT is the number of
+         * runs. A run is one `rep movsq` onto itself: where the supervisor's code is
+         * emulated (PVM) that is one emulation for the whole run instead of several
+         * for each entry. Preserves every register; the flags (the direction flag
+         * cleared here) come back from the frame the caller's `iretq` takes. */
 work:
         push    %rax
         push    %rcx
         push    %rdx
+        push    %rsi
+        push    %rdi
+        cld
         lea     handler + WORK_LIST(%rip), %rdx
-        mov     handler + DATA_COUNT(%rip), %rcx
-3:      mov     (%rdx), %rax
-        orq     $0, (%rax)
-        add     $8, %rdx
-        loop    3b
+        mov     handler + DATA_COUNT(%rip), %rax
+3:      mov     (%rdx), %rsi
+        mov     8(%rdx), %rcx
+        mov     %rsi, %rdi
+        rep movsq
+        add     $16, %rdx
+        dec     %rax
+        jnz     3b
         mov     %cr3, %rax
         mov     %rax, %cr3
         movq    $0, handler + DATA_COUNT(%rip)
+        pop     %rdi
+        pop     %rsi
         pop     %rdx
         pop     %rcx
         pop     %rax
