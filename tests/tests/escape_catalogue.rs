@@ -289,6 +289,26 @@ catalogue! {
         assert!(checks > 300, "{last}");
     }
 
+    /// Old translations of changed mappings: a page made read-only, not executable,
+    /// unmapped, replaced (by anonymous memory, or by its file's pages mapped again over
+    /// themselves), moved by mremap, or shared copy-on-write by a fork, each after the
+    /// workload touched it, so that the CPU and the micro-VM's shadow page tables hold a
+    /// translation of it: the next access must fault or see the new contents, never the
+    /// old frame or right; a right given back works at once. 40 rounds (560 checks): in
+    /// the micro-VM every change the VMM makes to a page table must reach what the guest
+    /// caches of it. Fails if the VMM skips the guest's rewrite of a narrowed entry.
+    fn old_translations_of_changed_mappings(iso) {
+        let w = Workload::new(format!("{PROGRAMS_IN_SANDBOX}/stale-static"), Vec::<String>::new())
+            .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+            .isolation(iso);
+        let o = go(w);
+        let out = stdout(&o);
+        let bad: Vec<&str> = out.lines().filter(|l| l.starts_with("BAD")).collect();
+        assert!(bad.is_empty(), "an old translation survived: {bad:#?}");
+        assert!(o.success(), "{}", verdict(&o));
+        assert_eq!(out.lines().last(), Some("done 560 checks, 0 bad"), "{out}");
+    }
+
     /// A host service's UNIX socket inside a mounted directory, read-only or read-write,
     /// under network `none` and `loopback`: a pathname socket is found by its inode,
     /// across namespaces and read-only mounts, so it would be a way out of any network

@@ -6,7 +6,7 @@ use super::filecache::page_key;
 use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_P, PTE_W};
 use super::vma::{SharedPages, VmaKind};
 use super::{
-    allowed, pte_flags, Access, AddressSpace, FaultOutcome, MapError, FAULT_AROUND,
+    allowed, pte_flags, Access, AddressSpace, FaultOutcome, MapError, Stale, FAULT_AROUND,
     FILE_FAULT_AROUND, MAX_FAULT_AROUND, SEGV_ACCERR, SEGV_MAPERR,
 };
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
@@ -104,7 +104,7 @@ impl AddressSpace {
         };
         self.mem.write_u64(slot, frame | pte_flags(prot));
         if pte & PTE_P != 0 {
-            self.flush.push(direct_map(slot));
+            self.flush.push(Stale::of(slot, pte));
         }
         FaultOutcome::Mapped
     }
@@ -174,7 +174,8 @@ impl AddressSpace {
                 if want != pte {
                     self.mem.write_u64(slot, want);
                 }
-                self.flush.push(direct_map(slot));
+                // What the guest holds is not known (older than `pte`): always.
+                self.flush.push(Stale::unknown(direct_map(slot)));
                 self.spurious = if self.spurious.0 == page {
                     (page, self.spurious.1 + 1)
                 } else {
@@ -448,7 +449,7 @@ impl AddressSpace {
         if frame != pte & PTE_ADDR {
             self.mem.write_u64(slot, frame | (pte & !PTE_ADDR));
             // The guest holds the old translation: it rewrites the entry and flushes.
-            self.flush.push(direct_map(slot));
+            self.flush.push(Stale::of(slot, pte));
         }
         self.mem.write(frame + (va & (PAGE_SIZE - 1)), data)
     }

@@ -129,8 +129,9 @@ pub(crate) struct AddressSpace {
     brk: u64,
     /// Top-down `mmap` placement starts below this.
     mmap_top: u64,
-    /// Direct-map addresses of leaf entries the guest must rewrite (then flush).
-    pub(super) flush: Vec<u64>,
+    /// Leaf entries changed since the guest last ran, which it may hold an old
+    /// translation of: it rewrites those (then flushes) before it runs again.
+    pub(super) flush: Vec<Stale>,
     /// What the current space's mappings cost the sandbox's memory.
     pub(super) vma_charge: Option<crate::memory::HeapCharge>,
     /// The last page whose fault found it already mapped, and how often in a row.
@@ -225,9 +226,21 @@ impl AddressSpace {
         format!("{kind} pte {pte:#x}")
     }
 
-    /// Takes the entries the guest must rewrite before running again.
+    /// Takes the entries the guest must rewrite before running again (their
+    /// direct-map addresses): every changed entry but those whose value now grants
+    /// all that the old one did, on the same frame (see [`Stale`]).
     pub(crate) fn take_flush(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.flush)
+        let stale = std::mem::take(&mut self.flush);
+        stale
+            .into_iter()
+            .filter(|s| {
+                let now =
+                    s.va.checked_sub(direct_map(0))
+                        .and_then(|slot| self.mem.read_u64(slot));
+                !now.is_some_and(|now| covers(now, s.was))
+            })
+            .map(|s| s.va)
+            .collect()
     }
 
     /// Adds a mapping over a free, page-aligned range.
@@ -246,7 +259,7 @@ impl AddressSpace {
                 mem.write_u64(slot, 0);
                 frames.push(pte & PTE_ADDR);
                 if pte & PTE_P != 0 {
-                    flush.push(direct_map(slot));
+                    flush.push(Stale::of(slot, pte));
                 }
             });
         self.flush.extend(flush);
@@ -366,7 +379,7 @@ impl AddressSpace {
             if want != pte {
                 self.mem.write_u64(slot, want);
                 if pte & PTE_P != 0 {
-                    self.flush.push(direct_map(slot));
+                    self.flush.push(Stale::of(slot, pte));
                 }
             }
         }
@@ -484,12 +497,51 @@ impl AddressSpace {
             self.pt.map(&mut self.mem, dest + (va - old), pte)?;
             self.mem.write_u64(slot, 0);
             if pte & PTE_P != 0 {
-                self.flush.push(direct_map(slot));
+                self.flush.push(Stale::of(slot, pte));
             }
         }
         self.vmas.remove(old, old_end);
         Ok(dest)
     }
+}
+
+/// A leaf entry changed while the guest did not run, which it may hold an old
+/// translation of (KVM's shadow page tables, the TLB): `was`, the value it had when
+/// the guest last ran (or 0: not known, always rewritten).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stale {
+    /// The entry's address in the supervisor's direct map.
+    pub(crate) va: u64,
+    was: u64,
+}
+
+impl Stale {
+    /// The entry in page-table slot `slot` (guest-physical), which held `was`.
+    pub(super) fn of(slot: u64, was: u64) -> Stale {
+        Stale {
+            va: direct_map(slot),
+            was,
+        }
+    }
+
+    /// The entry at direct-map address `va`, whatever it held.
+    pub(super) fn unknown(va: u64) -> Stale {
+        Stale { va, was: 0 }
+    }
+}
+
+/// True when an old translation of entry `was` is harmless once the entry holds
+/// `now`, so the guest need not rewrite it: both present, the same frame and the same
+/// everything else, and `now` grants every right `was` did (writable, executable,
+/// accessed and dirty). The old translation then reaches the frame the entry maps, with
+/// at most its rights; an access it refuses faults, and the fault finds the entry
+/// allowing it (the guest used an old translation) and has it rewritten. A library
+/// mapped again over its own reservation, or `mprotect` widening a range, changes
+/// entries so.
+pub(crate) fn covers(now: u64, was: u64) -> bool {
+    let widened = PTE_W | PTE_NX | PTE_A | PTE_D;
+    let lost = (was & !now & (PTE_W | PTE_A | PTE_D)) | (now & !was & PTE_NX);
+    was & PTE_P != 0 && now & PTE_P != 0 && (now ^ was) & !widened == 0 && lost == 0
 }
 
 /// How `mmap` treats the address it is given.
@@ -568,7 +620,7 @@ impl AddressSpace {
         for v in [self.brk_start, self.brk, self.mmap_top] {
             e.u64(v);
         }
-        e.seq(self.flush.iter(), |e, v| e.u64(*v));
+        e.seq(self.flush.iter(), |e, v| e.u64(v.va));
         e.opt(self.vma_charge.as_ref(), |e, c| e.u64(c.bytes()));
         e.u64(self.spurious.0);
         e.u32(self.spurious.1);
@@ -602,7 +654,8 @@ impl AddressSpace {
         let pt = load_root(d, &mem)?;
         let vmas = VmaMap::load(d, io)?;
         let (brk_start, brk, mmap_top) = (d.u64(w)?, d.u64(w)?, d.u64(w)?);
-        let flush = d.seq(1 << 16, w, |d| d.u64(w))?;
+        // Saved as their addresses alone: rewritten whatever they hold.
+        let flush = d.seq(1 << 16, w, |d| Ok(Stale::unknown(d.u64(w)?)))?;
         let vma_charge = d.opt(w, |d| {
             Ok(crate::memory::HeapCharge::restored(
                 &mem.budget(),

@@ -12,8 +12,8 @@
 
 use super::pagetable::{PageTables, PTE_ADDR, PTE_P, PTE_W};
 use super::vma::{VmaKind, VmaMap};
-use super::{AddressSpace, MapError};
-use crate::guest::layout::{direct_map, PAGE_SIZE, PML4_GPA, USER_TOP};
+use super::{AddressSpace, MapError, Stale};
+use crate::guest::layout::{PAGE_SIZE, PML4_GPA, USER_TOP};
 use crate::memory::{HeapCharge, OutOfMemory};
 
 /// Names an address space.
@@ -146,7 +146,7 @@ impl AddressSpace {
             if child != pte {
                 self.mem.write_u64(slot, child);
                 if pte & PTE_P != 0 {
-                    self.flush.push(direct_map(slot));
+                    self.flush.push(Stale::of(slot, pte));
                 }
             }
         }

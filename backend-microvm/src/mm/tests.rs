@@ -70,6 +70,72 @@ fn read_only_pages_refuse_writes_and_unmap_flushes() {
 }
 
 #[test]
+fn entries_that_only_gained_rights_on_their_frame_are_not_rewritten() {
+    let mut a = space();
+    let at = a
+        .mmap(
+            0,
+            2 * PAGE_SIZE,
+            PROT_READ,
+            Fixed::Hint,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
+    a.populate(at, at + 2 * PAGE_SIZE).unwrap();
+    let frame = |a: &mut AddressSpace| a.pt.lookup(&mut a.mem, at).map(|(_, p)| p & PTE_ADDR);
+    let before = frame(&mut a);
+    assert!(a.take_flush().is_empty(), "new entries: nothing to rewrite");
+    // Widened on the same frames: an old translation reaches the same frame with
+    // fewer rights, and a refused access faults and is fixed there.
+    a.mprotect(at, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC)
+        .unwrap();
+    assert_eq!(frame(&mut a), before);
+    assert!(a.take_flush().is_empty(), "widened: nothing to rewrite");
+    // Narrowed: each live entry lost a right and must be rewritten.
+    a.mprotect(at, 2 * PAGE_SIZE, PROT_READ).unwrap();
+    assert_eq!(a.take_flush().len(), 2);
+    // The page-table walk shows an old translation was used: always rewritten, even
+    // though the entry now holds what it held.
+    a.mprotect(at, PAGE_SIZE, PROT_READ | PROT_WRITE).unwrap();
+    assert!(a.take_flush().is_empty());
+    assert_eq!(a.fault(at, Access::Write), FaultOutcome::Mapped);
+    assert_eq!(a.take_flush().len(), 1, "a fault on an allowed page");
+    // Unmapped, or mapped again elsewhere (another frame): rewritten.
+    a.mmap(
+        at,
+        PAGE_SIZE,
+        PROT_READ,
+        Fixed::Replace,
+        false,
+        VmaKind::Anon,
+    )
+    .unwrap();
+    a.munmap(at + PAGE_SIZE, PAGE_SIZE).unwrap();
+    assert_eq!(a.take_flush().len(), 2);
+}
+
+#[test]
+fn what_an_old_translation_may_keep() {
+    let f = 0x5000 | PTE_FRAME;
+    let r = f | PTE_P | PTE_U | PTE_A | PTE_D | PTE_NX;
+    let rw = r | PTE_W;
+    let rx = r & !PTE_NX;
+    assert!(covers(r, r));
+    assert!(covers(rw, r), "write added");
+    assert!(covers(rx, r), "execute added");
+    assert!(!covers(r, rw), "write lost");
+    assert!(!covers(r, rx), "execute lost");
+    assert!(!covers(r & !PTE_A, r), "accessed lost");
+    assert!(!covers(r & !PTE_P, r), "no longer present");
+    assert!(!covers(0, r), "unmapped");
+    assert!(!covers(r, 0), "nothing known of what was cached");
+    assert!(!covers((r & !PTE_ADDR) | 0x6000, r), "another frame");
+    assert!(!covers(r & !PTE_U, r), "no longer a user page");
+    assert!(!covers(r | pagetable::PTE_PS, r), "another page size");
+}
+
+#[test]
 fn prot_none_keeps_contents() {
     let mut a = space();
     let at = a
