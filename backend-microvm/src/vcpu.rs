@@ -109,7 +109,8 @@ impl Cpu for VcpuCpu<'_> {
 enum Entry {
     /// The vCPU is where it stopped.
     Straight,
-    /// Through the exception handler's `iretq` (a page fault was resolved).
+    /// Back into the code an exception interrupted, through the handler's `iretq`
+    /// (`Runner::resume`: a page fault was resolved).
     Exception,
     /// From its saved context, through the stub.
     Context,
@@ -124,6 +125,13 @@ struct Runner {
     entry: Entry,
     /// The vCPU stopped in the exception handler (CPL0).
     at_cpl0: bool,
+    /// With `Entry::Exception`: the registers to resume with (every one as the
+    /// exception left it, rsp at the frame the CPU pushed).
+    resume: kvm_regs,
+    /// With `Entry::Exception`: the exception interrupted the stub, not the task's
+    /// own code (its saved context is not where it is): it is resumed there, never
+    /// set aside.
+    stub_trap: bool,
     /// The scheduler's one-shot kick, and when it is armed for.
     tick: Option<Timer>,
     armed: Option<Instant>,
@@ -186,6 +194,8 @@ fn run_with(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>, restored: bool) ->
             Entry::Context
         },
         at_cpl0: false,
+        resume: kvm_regs::default(),
+        stub_trap: false,
         tick,
         armed: None,
         clean_fpu,
@@ -294,7 +304,10 @@ impl Runner {
         // A task resumed after a fault it took goes back through the scheduler when
         // something is due (a slice ended, a sleeper's deadline passed) or a signal
         // waits: its context is saved, so it can be set aside there.
-        if self.entry == Entry::Exception && (k.has_signal() || kick.is_some_and(|t| t <= now)) {
+        if self.entry == Entry::Exception
+            && !self.stub_trap
+            && (k.has_signal() || kick.is_some_and(|t| t <= now))
+        {
             self.entry = Entry::Context;
         }
         // Who runs: the loaded task straight on, or whoever the scheduler picks.
@@ -354,7 +367,12 @@ impl Runner {
                     Ok(Exit::Syscall)
                 }
             }
-            Ok(VcpuExit::IoOut(port, _)) if port == EXC_PORT => Ok(Exit::Exception),
+            Ok(VcpuExit::IoOut(port, _))
+                if (EXC_PORT_BASE..EXC_PORT_BASE + crate::guest::IDT_ENTRIES as u16)
+                    .contains(&port) =>
+            {
+                Ok(Exit::Exception((port - EXC_PORT_BASE) as u8))
+            }
             Ok(VcpuExit::Shutdown) => Err(Stop::Internal("the guest triple-faulted".into())),
             Ok(other) => Err(Stop::Internal(format!("unexpected VM exit: {other:?}"))),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
@@ -404,9 +422,9 @@ impl Runner {
                 k.fire_cpu_timers();
                 self.entry = Entry::Context;
             }
-            Exit::Exception => {
+            Exit::Exception(vector) => {
                 self.stats.faults += 1;
-                self.on_exception(vm, k)?
+                self.on_exception(vm, k, vector)?
             }
             Exit::Interrupted => {
                 self.stats.kicks += 1;
@@ -586,12 +604,15 @@ impl Runner {
         match self.entry {
             Entry::Context => return_to_user(vm, k, &runs)?,
             Entry::Exception => {
-                let m = &k.mm.mem;
-                for (i, run) in runs.iter().enumerate() {
-                    m.write_u64(WORK_GPA + 16 * i as u64, run[0]);
-                    m.write_u64(WORK_GPA + 16 * i as u64 + 8, run[1]);
-                }
-                m.write_u64(DATA_GPA + DATA_COUNT, runs.len() as u64);
+                let mut regs = self.resume;
+                regs.rip = if runs.is_empty() {
+                    RESUME_VA
+                } else {
+                    arm_flush(&k.mm.mem, &mut regs, &runs)?;
+                    RESUME_FLUSH_VA
+                };
+                vm.set_regs(&regs)
+                    .map_err(|e| internal("setting registers", e))?;
             }
             Entry::Straight => {
                 if !runs.is_empty() {
@@ -603,27 +624,40 @@ impl Runner {
         Ok(true)
     }
 
-    fn on_exception(&mut self, vm: &mut Vm, k: &mut Kernel) -> Result<(), Stop> {
-        let f = read_frame(k)?;
-        let cr2 = k.mm.mem.read_u64(DATA_GPA + DATA_CR2).unwrap_or(0);
+    fn on_exception(&mut self, vm: &mut Vm, k: &mut Kernel, vector: u8) -> Result<(), Stop> {
+        let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
+        let f = read_frame(k, vector, regs.rsp)?;
+        let cr2 = if vector == 14 {
+            vm.vcpu
+                .get_sregs()
+                .map_err(|e| internal("KVM_GET_SREGS", e))?
+                .cr2
+        } else {
+            0
+        };
         let in_stub = (STUB_VA..STUB_VA + PAGE_SIZE).contains(&f.rip);
         if f.cs & 3 != 3 && !in_stub {
             return Err(Stop::Internal(format!(
-                "guest supervisor fault: vector {} error {:#x} at {:#x} (cr2 {cr2:#x})",
-                f.vector, f.error, f.rip
+                "guest supervisor fault: vector {vector} error {:#x} at {:#x} (cr2 {cr2:#x})",
+                f.error, f.rip
             )));
         }
         self.at_cpl0 = true;
         self.entry = Entry::Context;
-        if in_stub && f.vector == 1 && f.rflags & TRAP_FLAG != 0 {
+        self.stub_trap = false;
+        // Resuming goes through the handler's `iretq`, the CPU's frame on the stack.
+        self.resume = regs;
+        self.resume.rsp = f.at;
+        if in_stub && vector == 1 && f.rflags & TRAP_FLAG != 0 {
             // A single-step trap in the stub page: a redirected site's trampoline
             // entered it with the workload's TF set (a `syscall` would have cleared
             // it). Linux takes no trap inside a syscall either: the stub goes on with
             // TF clear, and the flags the call returns with set it again.
             k.mm.mem
-                .write_u64(FRAME_BASE + 8 * 5, f.rflags & !TRAP_FLAG)
+                .write_u64(f.at - SUP_VA + 16, f.rflags & !TRAP_FLAG)
                 .ok_or_else(|| Stop::Internal("exception frame outside RAM".into()))?;
             self.entry = Entry::Exception;
+            self.stub_trap = true;
             return Ok(());
         }
         if in_stub {
@@ -632,16 +666,14 @@ impl Runner {
             k.kill_process(pid, crate::linux::task::ExitStatus::Signal(SIGSEGV));
             return Ok(());
         }
-        let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
         let mut user = regs;
-        user.rax = f.rax;
         user.rsp = f.rsp;
         k.task.ctx = UserCtx {
             regs: user,
             rip: f.rip,
             rflags: f.rflags,
         };
-        let signal = match f.vector {
+        let signal = match vector {
             14 => {
                 let access = if f.error & 0x10 != 0 {
                     Access::Exec
@@ -700,7 +732,8 @@ impl Runner {
 enum Exit {
     Syscall,
     FastFollow,
-    Exception,
+    /// An exception's entry in the handler (its vector).
+    Exception(u8),
     Interrupted,
 }
 
@@ -719,14 +752,10 @@ fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[[u64; 2]]) -> Result<(),
             .ok_or_else(|| Stop::Internal("supervisor data outside RAM".into()))
     };
     if !flush.is_empty() {
-        for (i, run) in flush.iter().enumerate() {
-            put(WORK_GPA + 16 * i as u64, run[0])?;
-            put(WORK_GPA + 16 * i as u64 + 8, run[1])?;
-        }
         for (i, v) in frame.iter().enumerate() {
             put(DATA_GPA + DATA_FRAME + 8 * i as u64, *v)?;
         }
-        put(DATA_GPA + DATA_COUNT, flush.len() as u64)?;
+        arm_flush(mem, &mut regs, flush)?;
         regs.rip = FLUSH_ENTRY_VA;
     } else {
         for (i, v) in frame.iter().enumerate() {
@@ -738,6 +767,44 @@ fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[[u64; 2]]) -> Result<(),
     vm.set_regs(&regs)
         .map_err(|e| internal("setting registers", e))
 }
+
+/// Arms the guest's flush of `runs` (not empty) for a vCPU about to enter it with
+/// `regs`: the first run in registers, the others in the work list, the registers
+/// that takes saved in the data page (the flush restores them), the direction flag
+/// clear (supervisor.S `resume_flush`).
+fn arm_flush(
+    mem: &crate::memory::Memory,
+    regs: &mut kvm_regs,
+    runs: &[[u64; 2]],
+) -> Result<(), Stop> {
+    let put = |gpa: u64, v: u64| {
+        mem.write_u64(gpa, v)
+            .ok_or_else(|| Stop::Internal("supervisor data outside RAM".into()))
+    };
+    let (first, rest) = runs
+        .split_first()
+        .ok_or_else(|| Stop::Internal("an empty flush armed".into()))?;
+    for (i, run) in rest.iter().enumerate() {
+        put(WORK_GPA + 16 * i as u64, run[0])?;
+        put(WORK_GPA + 16 * i as u64 + 8, run[1])?;
+    }
+    for (i, v) in [regs.rax, regs.rcx, regs.rdx, regs.rsi, regs.rdi]
+        .into_iter()
+        .enumerate()
+    {
+        put(DATA_GPA + DATA_SAVED + 8 * i as u64, v)?;
+    }
+    put(DATA_GPA + DATA_COUNT, runs.len() as u64)?;
+    regs.rsi = first[0];
+    regs.rcx = first[1];
+    regs.rdx = SUP_VA + WORK_GPA;
+    regs.rax = rest.len() as u64;
+    regs.rflags &= !DIRECTION_FLAG;
+    Ok(())
+}
+
+/// RFLAGS.DF: string instructions go down.
+const DIRECTION_FLAG: u64 = 1 << 10;
 
 /// The page-table entries of a flush (guest virtual addresses of their slots), as the
 /// guest's work list takes them: runs of adjacent entries, each its first entry and
@@ -762,10 +829,10 @@ pub(crate) fn iret_frame(rip: u64, rflags: u64, rsp: u64) -> [u64; 5] {
     [rip, u64::from(USER_CS), rflags, rsp, u64::from(USER_DS)]
 }
 
-/// The exception frame on the IST stack, as the handler leaves it.
+/// The frame the CPU pushed on the exception stack (IST1), and where (`at`, the
+/// virtual address of its `rip`).
 struct ExcFrame {
-    rax: u64,
-    vector: u64,
+    at: u64,
     error: u64,
     rip: u64,
     cs: u64,
@@ -773,25 +840,38 @@ struct ExcFrame {
     rsp: u64,
 }
 
-const FRAME_BASE: u64 = IST_TOP_GPA - 64;
-
 /// RFLAGS.TF: a debug trap after each instruction.
 const TRAP_FLAG: u64 = 1 << 8;
 
-fn read_frame(k: &Kernel) -> Result<ExcFrame, Stop> {
+/// Reads the frame of an exception with `vector` whose handler's entry stopped with
+/// `rsp`. The entry is a single `out`, so `rsp` is where the CPU left it: the top of
+/// the exception stack less the frame; anything else is the VMM's error.
+fn read_frame(k: &Kernel, vector: u8, rsp: u64) -> Result<ExcFrame, Stop> {
+    let words = if has_error_code(vector) { 6 } else { 5 };
+    if rsp != IST_TOP_VA - 8 * words {
+        return Err(Stop::Internal(format!(
+            "exception {vector}: stack at {rsp:#x}, not the CPU's frame"
+        )));
+    }
     let m = &k.mm.mem;
+    let base = IST_TOP_GPA - 8 * words;
     let q = |i: u64| {
-        m.read_u64(FRAME_BASE + 8 * i)
+        m.read_u64(base + 8 * i)
             .ok_or_else(|| Stop::Internal("exception frame outside RAM".into()))
     };
+    let (error, at) = if words == 6 {
+        (q(0)?, rsp + 8)
+    } else {
+        (0, rsp)
+    };
+    let first = words - 5;
     Ok(ExcFrame {
-        rax: q(0)?,
-        vector: q(1)?,
-        error: q(2)?,
-        rip: q(3)?,
-        cs: q(4)?,
-        rflags: q(5)?,
-        rsp: q(6)?,
+        at,
+        error,
+        rip: q(first)?,
+        cs: q(first + 1)?,
+        rflags: q(first + 2)?,
+        rsp: q(first + 3)?,
     })
 }
 

@@ -43,6 +43,11 @@ emit() {
     echo
     emit "$tmp/sup.o" .handler HANDLER_CODE "The exception handler page: vector N's entry at offset 16 * N."
     echo
+    echo "/// Offsets in \`HANDLER_CODE\` where the VMM resumes an exception's interrupted code"
+    echo "/// (supervisor.S \`resume\`, \`resume_flush\`)."
+    nm "$tmp/sup.o" | awk '$3 == "resume" { printf "pub(crate) const RESUME_OFFSET: usize = 0x%s;\n", $1 }' | sed 's/0x0*\([0-9a-f]\)/0x\1/'
+    nm "$tmp/sup.o" | awk '$3 == "resume_flush" { printf "pub(crate) const RESUME_FLUSH_OFFSET: usize = 0x%s;\n", $1 }' | sed 's/0x0*\([0-9a-f]\)/0x\1/'
+    echo
     emit "$tmp/vdso.o" .vdso VDSO_CODE "The vDSO's functions (vdso.S), at their offsets in the vDSO's text."
     echo
     echo "/// The vDSO's exported functions: name and offset in \`VDSO_CODE\`."

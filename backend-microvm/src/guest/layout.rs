@@ -34,8 +34,9 @@ pub(crate) const STUB_GPA: u64 = 0x5000;
 pub(crate) const FRAME_GPA: u64 = 0x6000;
 /// Supervisor data: CR2, work count, return frame of the flush path.
 pub(crate) const DATA_GPA: u64 = 0x7000;
-/// The work list: runs of page-table entries to rewrite, each as two words (the
-/// guest virtual address of its first entry, and its length).
+/// The work list: the runs of page-table entries to rewrite after the first (which
+/// goes in registers), each as two words (the guest virtual address of its first
+/// entry, and its length).
 pub(crate) const WORK_GPA: u64 = 0x8000;
 /// Pages of the work list.
 pub(crate) const WORK_PAGES: u64 = 8;
@@ -56,11 +57,12 @@ pub(crate) const TRAMP_PAGES: u64 = 8;
 pub(crate) const FIXED_END: u64 = TRAMP_GPA + TRAMP_PAGES * PAGE_SIZE;
 
 /// Offsets in the data page (must match supervisor.S).
-pub(crate) const DATA_CR2: u64 = 0x0;
 /// Number of armed work-list runs; the guest zeroes it when done.
 pub(crate) const DATA_COUNT: u64 = 0x8;
 /// The flush path's return frame: rip, cs, rflags, rsp, ss.
 pub(crate) const DATA_FRAME: u64 = 0x10;
+/// The registers the flush restores when done: rax, rcx, rdx, rsi, rdi.
+pub(crate) const DATA_SAVED: u64 = 0x40;
 /// Runs the work list holds.
 pub(crate) const WORK_RUNS: usize = (WORK_PAGES * PAGE_SIZE / 16) as usize;
 /// Most entries a flush has the guest rewrite; a larger one reloads the memory slot
@@ -99,8 +101,19 @@ pub(crate) const USER_FRAME_VA: u64 = FRAME_VA + PAGE_SIZE - 40;
 pub(crate) const IST_TOP_VA: u64 = SUP_VA + IST_GPA + IST_PAGES * PAGE_SIZE;
 /// Top of the exception stack (physical).
 pub(crate) const IST_TOP_GPA: u64 = IST_GPA + IST_PAGES * PAGE_SIZE;
-/// The port the exception handlers write to.
-pub(crate) const EXC_PORT: u16 = 0xe9;
+/// The exception handlers write to port `EXC_PORT_BASE + vector`.
+pub(crate) const EXC_PORT_BASE: u16 = 0xc0;
+/// Where the VMM resumes the code an exception interrupted (the handler's `iretq`,
+/// with rsp at the CPU's frame), and where it does so after the armed flush.
+pub(crate) const RESUME_VA: u64 = SUP_VA + HANDLER_GPA + super::code::RESUME_OFFSET as u64;
+/// See [`RESUME_VA`].
+pub(crate) const RESUME_FLUSH_VA: u64 =
+    SUP_VA + HANDLER_GPA + super::code::RESUME_FLUSH_OFFSET as u64;
+
+/// True for the exception vectors whose frame the CPU gives an error code.
+pub(crate) fn has_error_code(vector: u8) -> bool {
+    matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
+}
 
 /// GDT selectors, as Linux lays them out.
 pub(crate) const KERNEL_CS: u16 = 0x10;

@@ -16,13 +16,21 @@
  *   stub + 0x1000       doorbell page (MMIO: any write exits to the VMM; offset 0 is
  *                       a syscall, offset 1 a fast call that the VMM must follow up,
  *                       offset 2 the end of a warming pass)
- *   handler + 0x3000    supervisor data page: +0 cr2, +8 work count,
- *                       +0x10 return frame (rip, cs, rflags, rsp, ss)
- *   handler + 0x4000    work list: runs of page-table entries to rewrite, each as
- *                       its first entry's guest virtual address and its length
+ *   handler + 0x3000    supervisor data page: +8 work count (runs armed),
+ *                       +0x10 return frame (rip, cs, rflags, rsp, ss),
+ *                       +0x40 rax, rcx, rdx, rsi, rdi as the flush restores them
+ *   handler + 0x4000    work list: runs of page-table entries to rewrite after
+ *                       the first, each as its first entry's guest virtual address
+ *                       and its length
  *
- * Exception stack (IST1) when the VMM sees the exception exit, from its top:
- *   ss, rsp, rflags, cs, rip, error code, vector, saved rax.
+ * An exception's entry is a single `out` to port EXC_PORT_BASE + vector: the VMM
+ * takes every register as it is, CR2 from the vCPU's state, and the frame the CPU
+ * pushed on the exception stack (IST1), from its top: ss, rsp, rflags, cs, rip and,
+ * for the vectors that have one, the error code. Where the supervisor's code is
+ * emulated (PVM, ~2.5 µs an instruction) that is one instruction instead of twelve.
+ * The VMM never lets the guest go on after the `out`: it resumes the interrupted code
+ * at `resume` (or `resume_flush`) with rsp at the CPU's frame, or the task from its
+ * saved context through the stub.
  */
         .code64
 
@@ -186,84 +194,68 @@ warm:
 
 /* --------------------------------------------------------------- handler page */
         .section .handler, "ax"
-        .set    DATA_CR2,   0x3000
         .set    DATA_COUNT, 0x3008
         .set    DATA_FRAME, 0x3010
-        .set    WORK_LIST,  0x4000
-        .set    EXC_PORT,   0xe9
+        .set    DATA_SAVED, 0x3040
+        .set    EXC_PORT_BASE, 0xc0
 handler:
         .irp    v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
         .balign 16
         .if     \v == 6
         jmp     ud_entry
-        .elseif (\v == 8) || (\v == 10) || (\v == 11) || (\v == 12) || (\v == 13) || (\v == 14) || (\v == 17) || (\v == 21) || (\v == 29) || (\v == 30)
-        pushq   $\v                     /* the CPU pushed an error code */
-        jmp     common
         .else
-        pushq   $0                      /* no error code: push a zero one */
-        pushq   $\v
-        jmp     common
+        out     %al, $(EXC_PORT_BASE + \v) /* exit: the VMM reads the CPU's frame */
+        ud2                             /* never reached: the VMM resumes elsewhere */
         .endif
         .endr
 
         .balign 16
 ud_entry:
         /* #UD. With work armed it is the stub's flush_entry: do the work, then
-         * return to user mode through the frame the VMM wrote in the data page.
-         * Every general register is the task's own, as the VMM set it: a task set
-         * aside in the middle of user code (a kick, a fault) resumes with all of
-         * them, rcx and r11 included (after a syscall they already hold its rip and
-         * rflags, as `syscall` left them). */
+         * return to user mode through the frame the VMM wrote in the data page. */
         cmpq    $0, handler + DATA_COUNT(%rip)
-        je      1f
-        call    work
+        je      real_ud
         lea     handler + DATA_FRAME(%rip), %rsp
-        iretq
-1:      pushq   $0
-        pushq   $6
         /* fall through */
-common:
-        push    %rax
-        mov     %cr2, %rax
-        mov     %rax, handler + DATA_CR2(%rip)
-        out     %al, $EXC_PORT          /* exit: the VMM reads this frame */
-        cmpq    $0, handler + DATA_COUNT(%rip)
-        je      2f
-        call    work
-2:      pop     %rax
-        add     $16, %rsp               /* vector, error code */
-        iretq
 
-        /* Rewrites each listed page-table entry with its own value (KVM notices
-         * guest writes to page tables, not the VMM's), then reloads CR3 to flush
-         * the TLB. The list holds runs of adjacent entries, each as its first
-         * entry's address and its length (at least 1); DATA_COUNT is the number of
-         * runs. A run is one `rep movsq` onto itself: where the supervisor's code is
-         * emulated (PVM) that is one emulation for the whole run instead of several
-         * for each entry. Preserves every register; the flags (the direction flag
-         * cleared here) come back from the frame the caller's `iretq` takes. */
-work:
-        push    %rax
-        push    %rcx
-        push    %rdx
-        push    %rsi
-        push    %rdi
-        cld
-        lea     handler + WORK_LIST(%rip), %rdx
-        mov     handler + DATA_COUNT(%rip), %rax
-3:      mov     (%rdx), %rsi
-        mov     8(%rdx), %rcx
-        mov     %rsi, %rdi
+        /* The flush: rewrites each armed page-table entry with its own value (KVM
+         * notices guest writes to page tables, not the VMM's), then reloads CR3 to
+         * flush the TLB, and returns through the frame at rsp. The entries come as
+         * runs of adjacent ones; the VMM arms the first in registers (rsi its first
+         * entry's address, rcx its length, at least 1) and the others in the work
+         * list (rdx its address, rax how many: each run's first entry's address and
+         * its length), clears the direction flag, and saves the registers this
+         * clobbers in the data page, where they are restored from: every register is
+         * the task's own when it goes on, rcx and r11 included (after a syscall they
+         * hold its rip and rflags, as `syscall` left them), and the flags come back
+         * from the frame. A run is one `rep movsq` onto itself: where the
+         * supervisor's code is emulated (PVM, ~2.5 µs an instruction) that is one
+         * emulation for the whole run, and the flush takes 19 emulations in all for
+         * one run. Also where the VMM resumes the code an exception interrupted (rsp
+         * at the frame the CPU pushed, past its error code) after a flush. */
+resume_flush:
+2:      mov     %rsi, %rdi
         rep movsq
+        test    %rax, %rax
+        jz      3f
+        mov     (%rdx), %rsi
+        mov     8(%rdx), %rcx
         add     $16, %rdx
         dec     %rax
-        jnz     3b
-        mov     %cr3, %rax
+        jmp     2b
+3:      mov     %cr3, %rax
         mov     %rax, %cr3
         movq    $0, handler + DATA_COUNT(%rip)
-        pop     %rdi
-        pop     %rsi
-        pop     %rdx
-        pop     %rcx
-        pop     %rax
-        ret
+        mov     handler + DATA_SAVED(%rip), %rax
+        mov     handler + DATA_SAVED + 8(%rip), %rcx
+        mov     handler + DATA_SAVED + 16(%rip), %rdx
+        mov     handler + DATA_SAVED + 24(%rip), %rsi
+        mov     handler + DATA_SAVED + 32(%rip), %rdi
+        /* Where the VMM resumes the code an exception interrupted (rsp at the frame
+         * the CPU pushed, past its error code). */
+resume:
+        iretq
+
+real_ud:
+        out     %al, $(EXC_PORT_BASE + 6) /* a real #UD */
+        ud2

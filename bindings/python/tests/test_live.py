@@ -46,10 +46,13 @@ def server(hsb_cli: pathlib.Path) -> Iterator[str]:
     assert p.stdout is not None
     line = p.stdout.readline().decode()
     assert line.startswith("hsb: serving on unix:"), line
-    yield f"unix:{sock}"
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=60) == 0
-    assert not os.path.exists(sock)
+    try:
+        yield f"unix:{sock}"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0
+        assert not os.path.exists(sock)
+        os.rmdir(d)  # empty once the server removed its socket: nothing left behind
 
 
 @pytest.fixture(params=["in-process:container", "server:container", "in-process:microvm", "server:microvm"])
