@@ -112,6 +112,22 @@ static void one(int i) {
   report_random(i, w, r, errno, NULL);
 }
 
+/* Segment bases: arch_prctl sets the GS base the CPU uses (read back through %gs and
+ * through ARCH_GET_GS), refuses a kernel address, and the old base comes back. */
+static void segment_bases(void) {
+  static long word = 0x5eed;
+  long before = 0, got = 0, seen = 0;
+  SYS(SYS_arch_prctl, 0x1004 /* ARCH_GET_GS */, &before);
+  CHECK("arch_prctl.set_gs", SYS(SYS_arch_prctl, 0x1001 /* ARCH_SET_GS */, &word));
+  SYS(SYS_arch_prctl, 0x1004, &got);
+  __asm__ volatile("mov %%gs:0, %0" : "=r"(seen));
+  FACT("arch_prctl.gs", "get=%d seen=%d", got == (long)&word, seen == 0x5eed);
+  CHECK("arch_prctl.set_gs.kernel", SYS(SYS_arch_prctl, 0x1001, 0xffff800000000000UL));
+  CHECK("arch_prctl.set_gs.back", SYS(SYS_arch_prctl, 0x1001, before));
+  SYS(SYS_arch_prctl, 0x1004, &got);
+  FACT("arch_prctl.gs.back", "restored=%d", got == before);
+}
+
 int main(int argc, char **argv) {
   FAMILY = "misc";
   scratch();
@@ -124,5 +140,6 @@ int main(int argc, char **argv) {
   memfds();
   caps();
   others();
+  segment_bases();
   return 0;
 }
