@@ -43,27 +43,6 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Stop {
     Stop::Internal(format!("{what}: {e}"))
 }
 
-const MSR_FS_BASE: u32 = 0xc000_0100;
-const MSR_GS_BASE: u32 = 0xc000_0101;
-
-/// Sets a segment base through its MSR: one light ioctl, where `KVM_SET_SREGS` writes
-/// every segment and control register again (~25 µs on PVM, at each exec and each
-/// `arch_prctl`). `v` is canonical (below the workload's top): KVM refusing it is the
-/// VMM's error.
-fn set_base_msr(vcpu: &VcpuFd, index: u32, v: u64) -> Result<(), Stop> {
-    let msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
-        index,
-        data: v,
-        ..Default::default()
-    }])
-    .map_err(|e| internal("MSR list", format!("{e:?}")))?;
-    match vcpu.set_msrs(&msrs) {
-        Ok(1) => Ok(()),
-        Ok(_) => Err(internal("KVM_SET_MSRS", format!("base {v:#x} refused"))),
-        Err(e) => Err(internal("KVM_SET_MSRS", e)),
-    }
-}
-
 /// The running task's vCPU state beyond the registers, for the personality.
 struct VcpuCpu<'a> {
     vcpu: &'a VcpuFd,
@@ -80,7 +59,14 @@ impl Cpu for VcpuCpu<'_> {
             .base)
     }
     fn set_fs_base(&mut self, v: u64) -> Result<(), Stop> {
-        set_base_msr(self.vcpu, MSR_FS_BASE, v)
+        let mut s = self
+            .vcpu
+            .get_sregs()
+            .map_err(|e| internal("KVM_GET_SREGS", e))?;
+        s.fs.base = v;
+        self.vcpu
+            .set_sregs(&s)
+            .map_err(|e| internal("KVM_SET_SREGS", e))
     }
     fn gs_base(&mut self) -> Result<u64, Stop> {
         Ok(self
@@ -91,7 +77,14 @@ impl Cpu for VcpuCpu<'_> {
             .base)
     }
     fn set_gs_base(&mut self, v: u64) -> Result<(), Stop> {
-        set_base_msr(self.vcpu, MSR_GS_BASE, v)
+        let mut s = self
+            .vcpu
+            .get_sregs()
+            .map_err(|e| internal("KVM_GET_SREGS", e))?;
+        s.gs.base = v;
+        self.vcpu
+            .set_sregs(&s)
+            .map_err(|e| internal("KVM_SET_SREGS", e))
     }
     fn save_fpu(&mut self) -> Result<Box<kvm_xsave>, Stop> {
         Ok(Box::new(
