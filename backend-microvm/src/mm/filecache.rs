@@ -15,6 +15,52 @@ use crate::memory::{FileKey, OutOfMemory, PageKey};
 /// Most pages one call of [`AddressSpace::prefault_cached`] maps.
 const PREFAULT_MAX: u64 = 8192;
 
+/// A new private, read-only mapping of a cached file replacing what was at its place
+/// (`MAP_FIXED`, as a loader maps a library's segments over its own reservation): an
+/// old entry that maps the very frame the page cache holds for the new mapping's page
+/// at that address stays, with the new mapping's rights, instead of being dropped and
+/// mapped again (and the space's hold on the frame is the new mapping's).
+pub(super) struct KeepCached {
+    file: FileKey,
+    offset: u64,
+    file_end: u64,
+    start: u64,
+    flags: u64,
+}
+
+impl KeepCached {
+    /// For a new mapping of `kind` with `prot` at `start`; `None` when nothing of it
+    /// can be kept (writable, no access, or not through the page cache).
+    pub(super) fn new(start: u64, prot: u32, kind: &VmaKind) -> Option<KeepCached> {
+        if prot & PROT_WRITE != 0 || prot == 0 {
+            return None;
+        }
+        let VmaKind::File {
+            backing,
+            offset,
+            file_end,
+        } = kind
+        else {
+            return None;
+        };
+        Some(KeepCached {
+            file: backing.cache_key()?,
+            offset: *offset,
+            file_end: *file_end,
+            start,
+            flags: pte_flags(prot),
+        })
+    }
+
+    /// The entry the new mapping takes at `va` in place of `pte`, when `pte` maps the
+    /// page cache's frame of the new mapping's page there.
+    pub(super) fn entry(&self, mem: &crate::memory::Memory, va: u64, pte: u64) -> Option<u64> {
+        let frame = pte & super::PTE_ADDR;
+        let key = page_key(self.file, self.offset, self.file_end, self.start, va)?;
+        (pte & PTE_FRAME != 0 && mem.cache_peek(&key) == Some(frame)).then_some(frame | self.flags)
+    }
+}
+
 /// The cache key of the page at `va` of a private mapping of `file` that starts at
 /// `start` with file offset `offset` and file content up to `file_end` (zeros after).
 /// `None` past the end of the file of an `mmap` (`file_end == u64::MAX`: SIGBUS there).

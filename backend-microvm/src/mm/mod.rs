@@ -251,11 +251,31 @@ impl AddressSpace {
     /// Unmaps the pages of `start .. end` (mappings are kept), freeing their frames.
     /// Halted part way (see [`pagetable::Halted`]), the pages dropped so far are gone.
     fn drop_pages(&mut self, start: u64, end: u64) -> Result<(), MapError> {
+        self.replace_pages(start, end, None)
+    }
+
+    /// [`drop_pages`](Self::drop_pages) for a new mapping over the range, keeping the
+    /// entries `keep` says it takes as they are (see [`filecache::KeepCached`]).
+    fn replace_pages(
+        &mut self,
+        start: u64,
+        end: u64,
+        keep: Option<&filecache::KeepCached>,
+    ) -> Result<(), MapError> {
         let mut frames = Vec::new();
         let mut flush = Vec::new();
         let walked = self
             .pt
-            .for_each_mapped(&mut self.mem, start, end, |mem, _, slot, pte| {
+            .for_each_mapped(&mut self.mem, start, end, |mem, va, slot, pte| {
+                if let Some(new) = keep.and_then(|k| k.entry(mem, va, pte)) {
+                    if new != pte {
+                        mem.write_u64(slot, new);
+                        if pte & PTE_P != 0 {
+                            flush.push(Stale::of(slot, pte));
+                        }
+                    }
+                    return;
+                }
                 mem.write_u64(slot, 0);
                 frames.push(pte & PTE_ADDR);
                 if pte & PTE_P != 0 {
@@ -314,7 +334,8 @@ impl AddressSpace {
                 if fixed == Fixed::NoReplace && !self.vmas.is_free(addr, end) {
                     return Err(MapError::Errno(libc::EEXIST));
                 }
-                self.drop_pages(addr, end)?;
+                let keep = filecache::KeepCached::new(addr, prot, &kind);
+                self.replace_pages(addr, end, keep.as_ref())?;
                 self.vmas.remove(addr, end);
                 addr
             }

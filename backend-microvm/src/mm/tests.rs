@@ -258,6 +258,92 @@ impl Backing for Versioned {
 }
 
 #[test]
+fn a_library_mapped_over_its_reservation_keeps_the_cached_frames() {
+    let mut a = space();
+    let file = std::rc::Rc::new(Versioned {
+        data: std::cell::RefCell::new((0..4 * PAGE_SIZE).map(|i| (i / PAGE_SIZE) as u8).collect()),
+        ctime: std::cell::Cell::new(1),
+        reads: std::cell::Cell::new(0),
+    });
+    let kind = |offset: u64| VmaKind::File {
+        backing: file.clone(),
+        offset,
+        file_end: u64::MAX,
+    };
+    let base = 0x40_0000;
+    let frame_at = |a: &mut AddressSpace, va: u64| a.pt.lookup(&mut a.mem, va).map(|(_, p)| p);
+    // The reservation (the whole file, read-only) with its pages cached and mapped.
+    a.mmap(
+        base,
+        4 * PAGE_SIZE,
+        PROT_READ,
+        Fixed::Replace,
+        false,
+        kind(0),
+    )
+    .unwrap();
+    a.populate(base, base + 4 * PAGE_SIZE).unwrap();
+    let (p1, p2, p3) = (
+        frame_at(&mut a, base + PAGE_SIZE).unwrap(),
+        frame_at(&mut a, base + 2 * PAGE_SIZE).unwrap(),
+        frame_at(&mut a, base + 3 * PAGE_SIZE).unwrap(),
+    );
+    a.take_flush();
+    let used = a.mem.used_bytes();
+    // Its text over pages 1..3, at the file offset of the same pages, executable: the
+    // same frames, with execute added, nothing for the guest to rewrite.
+    a.mmap(
+        base + PAGE_SIZE,
+        2 * PAGE_SIZE,
+        PROT_READ | PROT_EXEC,
+        Fixed::Replace,
+        false,
+        kind(PAGE_SIZE),
+    )
+    .unwrap();
+    let t1 = frame_at(&mut a, base + PAGE_SIZE).unwrap();
+    assert_eq!(t1 & PTE_ADDR, p1 & PTE_ADDR, "the cached frame stays");
+    assert_eq!(t1 & PTE_NX, 0, "with the new mapping's rights");
+    assert_eq!(
+        frame_at(&mut a, base + 2 * PAGE_SIZE).unwrap() & PTE_ADDR,
+        p2 & PTE_ADDR
+    );
+    assert!(a.take_flush().is_empty(), "only rights were added");
+    assert_eq!(a.mem.used_bytes(), used, "no frame taken or given back");
+    assert_eq!(a.read_user_vec(base + 2 * PAGE_SIZE, 1).unwrap(), [2]);
+    // Another file offset at the same place: other frames, the old entry dropped.
+    a.mmap(
+        base + 3 * PAGE_SIZE,
+        PAGE_SIZE,
+        PROT_READ,
+        Fixed::Replace,
+        false,
+        kind(0),
+    )
+    .unwrap();
+    assert_ne!(
+        frame_at(&mut a, base + 3 * PAGE_SIZE).map(|p| p & PTE_ADDR),
+        Some(p3 & PTE_ADDR)
+    );
+    assert_eq!(a.take_flush().len(), 1);
+    a.populate(base + 3 * PAGE_SIZE, base + 4 * PAGE_SIZE)
+        .unwrap();
+    assert_eq!(a.read_user_vec(base + 3 * PAGE_SIZE, 1).unwrap(), [0]);
+    // A writable mapping over it: its own copies, never the cache's frames.
+    a.mmap(
+        base + PAGE_SIZE,
+        PAGE_SIZE,
+        PROT_READ | PROT_WRITE,
+        Fixed::Replace,
+        false,
+        kind(PAGE_SIZE),
+    )
+    .unwrap();
+    assert!(frame_at(&mut a, base + PAGE_SIZE).is_none_or(|p| p & PTE_ADDR != p1 & PTE_ADDR));
+    assert_eq!(a.take_flush().len(), 1);
+}
+
+#[test]
 fn file_pages_are_cached_per_version_and_never_written() {
     let mut a = space();
     let file = std::rc::Rc::new(Versioned {
