@@ -747,10 +747,7 @@ fn return_to_user(vm: &mut Vm, k: &mut Kernel, flush: &[[u64; 2]]) -> Result<(),
     let mut regs: kvm_regs = ctx.regs;
     regs.rflags = 0x2;
     let mem = &k.mm.mem;
-    let put = |gpa: u64, v: u64| {
-        mem.write_u64(gpa, v)
-            .ok_or_else(|| Stop::Internal("supervisor data outside RAM".into()))
-    };
+    let put = |gpa: u64, v: u64| put_word(mem, gpa, v);
     if !flush.is_empty() {
         for (i, v) in frame.iter().enumerate() {
             put(DATA_GPA + DATA_FRAME + 8 * i as u64, *v)?;
@@ -777,10 +774,7 @@ fn arm_flush(
     regs: &mut kvm_regs,
     runs: &[[u64; 2]],
 ) -> Result<(), Stop> {
-    let put = |gpa: u64, v: u64| {
-        mem.write_u64(gpa, v)
-            .ok_or_else(|| Stop::Internal("supervisor data outside RAM".into()))
-    };
+    let put = |gpa: u64, v: u64| put_word(mem, gpa, v);
     let (first, rest) = runs
         .split_first()
         .ok_or_else(|| Stop::Internal("an empty flush armed".into()))?;
@@ -801,6 +795,12 @@ fn arm_flush(
     regs.rax = rest.len() as u64;
     regs.rflags &= !DIRECTION_FLAG;
     Ok(())
+}
+
+/// Writes a word of the supervisor's data (the return frame, the work list).
+fn put_word(mem: &crate::memory::Memory, gpa: u64, v: u64) -> Result<(), Stop> {
+    mem.write_u64(gpa, v)
+        .ok_or_else(|| Stop::Internal("supervisor data outside RAM".into()))
 }
 
 /// RFLAGS.DF: string instructions go down.

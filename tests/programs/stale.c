@@ -39,40 +39,23 @@ static void check(const char *name, int good, long detail) {
   }
 }
 
-/* 1 when reading p faults, else 0 (and *out = the byte read). */
-static int read_faults(volatile char *p, char *out) {
-  armed = 1;
-  if (sigsetjmp(env, 1)) {
-    armed = 0;
-    return 1;
-  }
-  *out = *p;
-  armed = 0;
-  return 0;
-}
+/* 1 when the statement faults (SIGSEGV or SIGBUS), else 0. */
+#define FAULTS(stmt)                                                           \
+  ({                                                                           \
+    int faulted_ = 1;                                                          \
+    armed = 1;                                                                 \
+    if (!sigsetjmp(env, 1)) {                                                  \
+      stmt;                                                                    \
+      faulted_ = 0;                                                            \
+    }                                                                          \
+    armed = 0;                                                                 \
+    faulted_;                                                                  \
+  })
 
-static int write_faults(volatile char *p, char v) {
-  armed = 1;
-  if (sigsetjmp(env, 1)) {
-    armed = 0;
-    return 1;
-  }
-  *p = v;
-  armed = 0;
-  return 0;
-}
-
-/* Runs the code at p (a function returning 42): 1 when that faults. */
-static int call_faults(void *p, int *out) {
-  armed = 1;
-  if (sigsetjmp(env, 1)) {
-    armed = 0;
-    return 1;
-  }
-  *out = ((int (*)(void))p)();
-  armed = 0;
-  return 0;
-}
+static int read_faults(volatile char *p, char *out) { return FAULTS(*out = *p); }
+static int write_faults(volatile char *p, char v) { return FAULTS(*p = v); }
+/* Runs the code at p (a function returning 42). */
+static int call_faults(void *p, int *out) { return FAULTS(*out = ((int (*)(void))p)()); }
 
 /* mov $42, %eax; ret */
 static const unsigned char RET42[] = {0xb8, 42, 0, 0, 0, 0xc3};

@@ -6,7 +6,7 @@
 //! ([`AddressSpace::prefault_cached`]), so a program run again takes no page fault
 //! for what its previous runs read.
 
-use super::pagetable::{PTE_FRAME, PTE_W};
+use super::pagetable::{PTE_ADDR, PTE_FRAME, PTE_W};
 use super::vma::VmaKind;
 use super::{pte_flags, AddressSpace, PROT_WRITE};
 use crate::guest::layout::PAGE_SIZE;
@@ -55,7 +55,7 @@ impl KeepCached {
     /// The entry the new mapping takes at `va` in place of `pte`, when `pte` maps the
     /// page cache's frame of the new mapping's page there.
     pub(super) fn entry(&self, mem: &crate::memory::Memory, va: u64, pte: u64) -> Option<u64> {
-        let frame = pte & super::PTE_ADDR;
+        let frame = pte & PTE_ADDR;
         let key = page_key(self.file, self.offset, self.file_end, self.start, va)?;
         (pte & PTE_FRAME != 0 && mem.cache_peek(&key) == Some(frame)).then_some(frame | self.flags)
     }
