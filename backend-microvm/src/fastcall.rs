@@ -531,6 +531,18 @@ const FAST_CALLS: &[u64] = &[
     CLOSE,
 ];
 
+/// The stub's fast-call map (supervisor.S `FAST_MAP`): bit `nr` set for every call in
+/// [`FAST_CALLS`]. The stub posts only those; any other number rings the doorbell at
+/// once (posting it would only bring it back `SLOW`, a round trip with this thread
+/// for nothing). The map is a shortcut, never a permission: [`admit`] still decides.
+pub(crate) fn fast_map() -> [u8; crate::guest::FAST_MAP_BITS / 8] {
+    let mut map = [0u8; crate::guest::FAST_MAP_BITS / 8];
+    for &nr in FAST_CALLS {
+        map[(nr / 8) as usize] |= 1 << (nr % 8);
+    }
+    map
+}
+
 /// Whether the current task's call `nr(a)` is answered here. Reads only.
 fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
     if !FAST_CALLS.contains(&nr) {
@@ -659,6 +671,20 @@ pub(crate) fn answer_for_fuzzing(k: &mut Kernel, nr: u64, a: [u64; 6]) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stub's map has exactly the fast calls' bits: a call left out of it would
+    /// never be posted, a bit too many would only cost a round trip.
+    #[test]
+    fn the_stubs_map_is_the_fast_calls() {
+        let map = fast_map();
+        for nr in 0..crate::guest::FAST_MAP_BITS as u64 {
+            let bit = map[(nr / 8) as usize] >> (nr % 8) & 1 == 1;
+            assert_eq!(bit, FAST_CALLS.contains(&nr), "syscall {nr}");
+        }
+        assert!(FAST_CALLS
+            .iter()
+            .all(|&nr| nr < crate::guest::FAST_MAP_BITS as u64));
+    }
 
     /// The slot's layout is the stub's (supervisor.S `SLOT_*`, `.set` lines).
     #[test]

@@ -377,6 +377,6 @@ mod tests {
     /// tests/programs/redirect.c enters the user-mode entry by its address.
     #[test]
     fn the_entry_is_where_the_test_program_looks() {
-        assert_eq!(uentry_va(), 0x7fff_ffff_d130);
+        assert_eq!(uentry_va(), 0x7fff_ffff_d146);
     }
 }

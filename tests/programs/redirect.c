@@ -209,7 +209,7 @@ static int rewrite(void) {
 
 /* The user-mode entry of the VM (supervisor.S `uentry`); natively nothing is there, so
  * this mode runs in the VM only. */
-#define UENTRY 0x7fffffffd130UL
+#define UENTRY 0x7fffffffd146UL
 
 static long enter(long nr, long a0, long a1, long a2, uint64_t cont) {
     long ret;
@@ -258,7 +258,7 @@ static int forge(void) {
 }
 
 /* The stub's warming pass (supervisor.S `warm`); VM only, as UENTRY. */
-#define WARM 0x7fffffffd165UL
+#define WARM 0x7fffffffd17bUL
 
 /* Runs the pass over `list` (`n` entries: page | (pages - 1) << 1 | write) in a child,
  * then says how the child ended: the pass ends at its doorbell, which the VMM takes as

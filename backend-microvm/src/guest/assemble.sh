@@ -38,6 +38,11 @@ emit() {
     echo "/// The user-mode entry's offset in \`STUB_CODE\` (supervisor.S \`uentry\`)."
     nm "$tmp/sup.o" | awk '$3 == "uentry" { printf "pub(crate) const UENTRY_OFFSET: usize = 0x%s;\n", $1 }' | sed 's/0x0*\([0-9a-f]\)/0x\1/'
     echo
+    echo "/// Where the fast-call map lies in the stub page, and how many syscall numbers it"
+    echo "/// covers (supervisor.S \`FAST_MAP\`, \`FAST_MAP_BITS\`)."
+    nm "$tmp/sup.o" | awk '$3 == "FAST_MAP" { printf "pub(crate) const FAST_MAP_OFFSET: usize = 0x%s;\n", $1 }' | sed 's/0x0*\([0-9a-f]\)/0x\1/'
+    nm "$tmp/sup.o" | awk '$3 == "FAST_MAP_BITS" { printf "pub(crate) const FAST_MAP_BITS: usize = 0x%s;\n", $1 }' | sed 's/0x0*\([0-9a-f]\)/0x\1/'
+    echo
     echo "/// The warming pass's offset in \`STUB_CODE\` (supervisor.S \`warm\`)."
     nm "$tmp/sup.o" | awk '$3 == "warm" { printf "pub(crate) const WARM_OFFSET: usize = 0x%s;\n", $1 }' | sed 's/0x0*\([0-9a-f]\)/0x\1/'
     echo

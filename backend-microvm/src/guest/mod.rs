@@ -9,7 +9,7 @@ pub(crate) mod layout;
 mod tables;
 pub(crate) mod vdso;
 
-pub(crate) use code::{UENTRY_OFFSET, WARM_OFFSET};
+pub(crate) use code::{FAST_MAP_BITS, FAST_MAP_OFFSET, UENTRY_OFFSET, WARM_OFFSET};
 pub(crate) use tables::{build_supervisor, map_stub_pages, IDT_ENTRIES};
 
 #[cfg(test)]
@@ -20,6 +20,9 @@ mod tests {
     #[test]
     fn supervisor_fits_its_pages() {
         assert!(STUB_CODE.len() <= layout::PAGE_SIZE as usize);
+        // The fast-call map lies beyond the stub's code, inside its page.
+        assert!(STUB_CODE.len() <= super::FAST_MAP_OFFSET);
+        assert!(super::FAST_MAP_OFFSET + super::FAST_MAP_BITS / 8 <= layout::PAGE_SIZE as usize);
         assert!(HANDLER_CODE.len() <= layout::PAGE_SIZE as usize);
         // The flush entry the VMM resumes at is the stub's `ud2`.
         let off = (layout::FLUSH_ENTRY_VA - layout::STUB_VA) as usize;

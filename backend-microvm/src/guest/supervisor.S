@@ -51,6 +51,13 @@
         .set    SLOW, 5
         .set    SPINS, 2048
         .set    USER_FLAGS, 0x240dd5
+        /* The fast-call map (fastcall.rs `fast_map`): one bit per syscall number
+         * below FAST_MAP_BITS, set where the fast-call thread may answer the call.
+         * The VMM writes it in the stub page (user-readable, never user-writable)
+         * beyond the code; a call whose bit is clear rings the doorbell at once
+         * instead of being posted only to come back SLOW. */
+        .set    FAST_MAP, 0xf00
+        .set    FAST_MAP_BITS, 512
 stub:
         /* syscall: rax = number, rcx = return rip, r11 = rflags. */
         jmp     fast
@@ -73,6 +80,10 @@ flush_entry:
 fast:
         cmpl    $0, stub + SLOT_AWAKE(%rip)
         je      ring
+        cmp     $FAST_MAP_BITS, %rax
+        jae     ring
+        bt      %rax, stub + FAST_MAP(%rip)
+        jnc     ring
         mov     %rcx, stub + SLOT_SITE(%rip)
 post:
         mov     %rax, stub + SLOT_NR(%rip)
