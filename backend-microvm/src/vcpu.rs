@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{kvm_regs, kvm_xsave};
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::VcpuExit;
 
 use crate::fastcall::{Control, Gate};
 use crate::guest::layout::*;
@@ -45,50 +45,44 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Stop {
 
 /// The running task's vCPU state beyond the registers, for the personality.
 struct VcpuCpu<'a> {
-    vcpu: &'a VcpuFd,
+    vm: &'a mut Vm,
     clean_fpu: &'a kvm_xsave,
+}
+
+impl VcpuCpu<'_> {
+    fn sregs(&self) -> Result<kvm_bindings::kvm_sregs, Stop> {
+        self.vm
+            .sregs()
+            .map_err(|e| internal("reading the vCPU's segments", e))
+    }
+    fn set_sregs(&mut self, s: &kvm_bindings::kvm_sregs) -> Result<(), Stop> {
+        self.vm
+            .set_sregs(s)
+            .map_err(|e| internal("setting the vCPU's segments", e))
+    }
 }
 
 impl Cpu for VcpuCpu<'_> {
     fn fs_base(&mut self) -> Result<u64, Stop> {
-        Ok(self
-            .vcpu
-            .get_sregs()
-            .map_err(|e| internal("KVM_GET_SREGS", e))?
-            .fs
-            .base)
+        Ok(self.sregs()?.fs.base)
     }
     fn set_fs_base(&mut self, v: u64) -> Result<(), Stop> {
-        let mut s = self
-            .vcpu
-            .get_sregs()
-            .map_err(|e| internal("KVM_GET_SREGS", e))?;
+        let mut s = self.sregs()?;
         s.fs.base = v;
-        self.vcpu
-            .set_sregs(&s)
-            .map_err(|e| internal("KVM_SET_SREGS", e))
+        self.set_sregs(&s)
     }
     fn gs_base(&mut self) -> Result<u64, Stop> {
-        Ok(self
-            .vcpu
-            .get_sregs()
-            .map_err(|e| internal("KVM_GET_SREGS", e))?
-            .gs
-            .base)
+        Ok(self.sregs()?.gs.base)
     }
     fn set_gs_base(&mut self, v: u64) -> Result<(), Stop> {
-        let mut s = self
-            .vcpu
-            .get_sregs()
-            .map_err(|e| internal("KVM_GET_SREGS", e))?;
+        let mut s = self.sregs()?;
         s.gs.base = v;
-        self.vcpu
-            .set_sregs(&s)
-            .map_err(|e| internal("KVM_SET_SREGS", e))
+        self.set_sregs(&s)
     }
     fn save_fpu(&mut self) -> Result<Box<kvm_xsave>, Stop> {
         Ok(Box::new(
-            self.vcpu
+            self.vm
+                .vcpu
                 .get_xsave()
                 .map_err(|e| internal("KVM_GET_XSAVE", e))?,
         ))
@@ -96,7 +90,7 @@ impl Cpu for VcpuCpu<'_> {
     fn restore_fpu(&mut self, state: &kvm_xsave) -> Result<(), Stop> {
         // SAFETY: `state` came from KVM_GET_XSAVE on this vCPU (see `save_fpu`, and the
         // clean state taken at creation): a complete, valid XSAVE area.
-        unsafe { self.vcpu.set_xsave(state) }.map_err(|e| internal("KVM_SET_XSAVE", e))
+        unsafe { self.vm.vcpu.set_xsave(state) }.map_err(|e| internal("KVM_SET_XSAVE", e))
     }
     fn reset_fpu(&mut self) -> Result<(), Stop> {
         let clean = self.clean_fpu;
@@ -177,9 +171,9 @@ fn run_with(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>, restored: bool) ->
         Ok(x) => Box::new(x),
         Err(e) => return internal("KVM_GET_XSAVE", e),
     };
-    let cr3 = match vm.vcpu.get_sregs() {
+    let cr3 = match vm.sregs() {
         Ok(s) => s.cr3,
-        Err(e) => return internal("KVM_GET_SREGS", e),
+        Err(e) => return internal("reading the vCPU's segments", e),
     };
     let mut r = Runner {
         // Restored: no task is on the vCPU yet (no task has id 0).
@@ -331,7 +325,7 @@ impl Runner {
         }
         if self.entry == Entry::Context {
             let mut cpu = VcpuCpu {
-                vcpu: &vm.vcpu,
+                vm,
                 clean_fpu: &self.clean_fpu,
             };
             k.deliver_signals(&mut cpu)?;
@@ -396,7 +390,7 @@ impl Runner {
                 self.stats.syscalls += 1;
                 self.take_syscall_ctx(vm, k)?;
                 let mut cpu = VcpuCpu {
-                    vcpu: &vm.vcpu,
+                    vm,
                     clean_fpu: &self.clean_fpu,
                 };
                 k.syscall(&mut cpu)?;
@@ -481,9 +475,10 @@ impl Runner {
             Some(l) => std::mem::take(&mut l.snaps),
             None => return,
         };
-        let cpu = match (vm.vcpu.get_sregs(), vm.vcpu.get_xsave()) {
+        let cpu = match (vm.sregs(), vm.vcpu.get_xsave()) {
             (Ok(sregs), Ok(fpu)) => Ok((sregs.fs.base, sregs.gs.base, fpu)),
-            (Err(e), _) | (_, Err(e)) => Err(format!("reading the vCPU's state: {e}")),
+            (Err(e), _) => Err(format!("reading the vCPU's state: {e}")),
+            (_, Err(e)) => Err(format!("reading the vCPU's state: {e}")),
         };
         for req in reqs {
             crate::live::snapshot::take(k, self.loaded, &cpu, req);
@@ -496,9 +491,8 @@ impl Runner {
         // next one's.
         crate::fastcall::clear_slot(k);
         let mut sregs = vm
-            .vcpu
-            .get_sregs()
-            .map_err(|e| internal("KVM_GET_SREGS", e))?;
+            .sregs()
+            .map_err(|e| internal("reading the vCPU's segments", e))?;
         let old = self.loaded;
         if k.task_ref(old).is_some() {
             let fpu = vm
@@ -518,9 +512,8 @@ impl Runner {
         crate::vm::set_user_segments(&mut sregs);
         sregs.fs.selector = USER_DS;
         sregs.gs.selector = USER_DS;
-        vm.vcpu
-            .set_sregs(&sregs)
-            .map_err(|e| internal("KVM_SET_SREGS", e))?;
+        vm.set_sregs(&sregs)
+            .map_err(|e| internal("setting the vCPU's segments", e))?;
         let fpu = k.task.fpu.take();
         let state: &kvm_xsave = fpu.as_deref().unwrap_or(&self.clean_fpu);
         // SAFETY: the state came from KVM_GET_XSAVE on this vCPU (saved at a switch or
@@ -574,17 +567,15 @@ impl Runner {
         let fix_segments = self.entry == Entry::Context && self.at_cpl0;
         if cr3 != self.cr3 || fix_segments {
             let mut sregs = vm
-                .vcpu
-                .get_sregs()
-                .map_err(|e| internal("KVM_GET_SREGS", e))?;
+                .sregs()
+                .map_err(|e| internal("reading the vCPU's segments", e))?;
             sregs.cr3 = cr3;
             if fix_segments {
                 sregs.cs = user_segment(USER_CS, true);
                 sregs.ss = user_segment(USER_DS, false);
             }
-            vm.vcpu
-                .set_sregs(&sregs)
-                .map_err(|e| internal("KVM_SET_SREGS", e))?;
+            vm.set_sregs(&sregs)
+                .map_err(|e| internal("setting the vCPU's segments", e))?;
             self.cr3 = cr3;
             self.at_cpl0 = false;
         }
@@ -628,9 +619,8 @@ impl Runner {
         let regs = vm.regs().map_err(|e| internal("reading registers", e))?;
         let f = read_frame(k, vector, regs.rsp)?;
         let cr2 = if vector == 14 {
-            vm.vcpu
-                .get_sregs()
-                .map_err(|e| internal("KVM_GET_SREGS", e))?
+            vm.sregs()
+                .map_err(|e| internal("reading the vCPU's CR2", e))?
                 .cr2
         } else {
             0
@@ -719,7 +709,7 @@ impl Runner {
             None => self.entry = Entry::Exception,
             Some((sig, code, addr)) => {
                 let mut cpu = VcpuCpu {
-                    vcpu: &vm.vcpu,
+                    vm,
                     clean_fpu: &self.clean_fpu,
                 };
                 k.fault_signal(&mut cpu, sig, code, addr)?;

@@ -103,7 +103,9 @@ pub(crate) fn tsc_note(kvm_kind: &str) -> String {
 /// A created VM with its one vCPU.
 pub(crate) struct Vm {
     vm: VmFd,
-    /// The vCPU.
+    /// The vCPU. Its special registers are read and set only through [`Vm::sregs`] and
+    /// [`Vm::set_sregs`]: with `sync_sregs`, a `KVM_SET_SREGS` made around them would be
+    /// undone by the copy waiting in `kvm_run`, and a `KVM_GET_SREGS` would miss it.
     pub(crate) vcpu: VcpuFd,
     /// The memory slots, covering guest RAM from 0 up to where the last ends (see
     /// [`Vm::cover`]).
@@ -114,6 +116,12 @@ pub(crate) struct Vm {
     pub(crate) doorbell_gpa: u64,
     /// Registers travel through `kvm_run` (`KVM_CAP_SYNC_REGS`): no ioctl per exit.
     sync_regs: bool,
+    /// The special registers travel through `kvm_run` too (`KVM_SYNC_X86_SREGS`): a
+    /// task switch, a page fault's CR2 and an address-space switch make no ioctl for
+    /// them. Every vCPU ioctl loads and puts the vCPU, which on PVM reads host MSRs
+    /// (a trip to the hypervisor below when the host is itself a VM): on the
+    /// machines measured, most of a task switch's cost in the VMM.
+    sync_sregs: bool,
     /// KVM's counters of the vCPU, for `HSB_MICROVM_STATS=1`.
     pub(crate) kvm_stats: Option<crate::kvmstats::KvmStats>,
     /// Where the vDSO's clocks start (see [`Vm::time_base`]).
@@ -186,7 +194,8 @@ pub(crate) struct Blank {
     vm: VmFd,
     vcpu: VcpuFd,
     sregs: kvm_bindings::kvm_sregs,
-    sync_regs: bool,
+    /// `KVM_CAP_SYNC_REGS`: the registers KVM can pass through `kvm_run`.
+    sync_regs: i32,
     kvm_stats: Option<crate::kvmstats::KvmStats>,
     time: Option<crate::guest::vdso::TimeBase>,
 }
@@ -271,7 +280,7 @@ impl Blank {
             })?;
         let _ = vcpu.set_msrs(&clock);
         let time = time_base(&vcpu);
-        let sync_regs = host.kvm.check_extension(Cap::SyncRegs);
+        let sync_regs = host.kvm.check_extension_int(Cap::SyncRegs);
         let kvm_stats = crate::linux::stats_enabled()
             .then(|| crate::kvmstats::KvmStats::open(&vcpu))
             .flatten();
@@ -327,8 +336,16 @@ impl Vm {
         };
         vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
         let mut vcpu = vcpu;
+        let sync_sregs = sync_regs & kvm_bindings::KVM_SYNC_X86_SREGS as i32 != 0;
+        let sync_regs = sync_regs & kvm_bindings::KVM_SYNC_X86_REGS as i32 != 0;
         if sync_regs {
             vcpu.set_sync_valid_reg(SyncReg::Register);
+        }
+        if sync_sregs {
+            // `kvm_run` holds them only after a KVM_RUN: start it from the vCPU's.
+            let now = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+            vcpu.sync_regs_mut().sregs = now;
+            vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
         }
         let mut vm = Vm {
             vm,
@@ -337,6 +354,7 @@ impl Vm {
             ram: (userspace_addr, mem.size()),
             doorbell_gpa: doorbell_gpa(mem.size()),
             sync_regs,
+            sync_sregs,
             kvm_stats,
             time,
         };
@@ -398,6 +416,28 @@ impl Vm {
             Ok(())
         } else {
             self.vcpu.set_regs(regs).map_err(kvm_err("KVM_SET_REGS"))
+        }
+    }
+
+    /// The special registers at the last exit, with what was set since (through
+    /// [`Vm::set_sregs`]: the only way they are set once the VM is made, so a read
+    /// never misses a write still waiting for the next entry).
+    pub(crate) fn sregs(&self) -> Result<kvm_bindings::kvm_sregs, VmError> {
+        if self.sync_sregs {
+            Ok(self.vcpu.sync_regs().sregs)
+        } else {
+            self.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))
+        }
+    }
+
+    /// Sets the special registers for the next entry.
+    pub(crate) fn set_sregs(&mut self, sregs: &kvm_bindings::kvm_sregs) -> Result<(), VmError> {
+        if self.sync_sregs {
+            self.vcpu.sync_regs_mut().sregs = *sregs;
+            self.vcpu.set_sync_dirty_reg(SyncReg::SystemRegister);
+            Ok(())
+        } else {
+            self.vcpu.set_sregs(sregs).map_err(kvm_err("KVM_SET_SREGS"))
         }
     }
 

@@ -189,14 +189,14 @@ pub(crate) struct Warmed {
 /// registers are left for the run loop to set.
 pub(crate) fn run(vm: &mut Vm, mem: &Memory, root: u64, list: &[u64], ctl: &Control) -> Warmed {
     let mut done = Warmed::default();
-    let Ok(saved) = vm.vcpu.get_sregs() else {
+    let Ok(saved) = vm.sregs() else {
         done.cut = true;
         return done;
     };
     let mut sregs = saved;
     sregs.cr3 = root;
     crate::vm::set_user_segments(&mut sregs);
-    if vm.vcpu.set_sregs(&sregs).is_err() {
+    if vm.set_sregs(&sregs).is_err() {
         done.cut = true;
         return done;
     }
@@ -239,7 +239,7 @@ pub(crate) fn run(vm: &mut Vm, mem: &Memory, root: u64, list: &[u64], ctl: &Cont
     for i in 0..BATCH as u64 {
         mem.write_u64(FRAME_GPA + LIST_OFFSET + 8 * i, 0);
     }
-    if vm.vcpu.set_sregs(&saved).is_err() {
+    if vm.set_sregs(&saved).is_err() {
         done.cut = true;
     }
     done
