@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from plotlib import pyplot
+
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "scripts" / "cpython-suite.toml"
 WHERE = ["native", "container", "microvm"]
@@ -88,18 +90,9 @@ def score(test: str, out: str) -> float:
 def plot(png: str, ratios: dict[str, tuple[float, float]], rounds: int) -> None:
     """A bar chart of the ratios to native. Without matplotlib in this interpreter (a
     pyenv or venv python), Debian's python3 with python3-matplotlib draws it."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        system = "/usr/bin/python3"
-        if Path(system).exists() and Path(sys.executable).resolve() != Path(system).resolve():
-            data = json.dumps({"ratios": ratios, "rounds": rounds})
-            subprocess.run([system, __file__, "--plot-from", "-", "--png", png],
-                           input=data.encode(), check=True)
-        else:
-            print("bench-sysbench: no matplotlib (python3-matplotlib); no plot", file=sys.stderr)
+    plt = pyplot(__file__, png, json.dumps({"ratios": ratios, "rounds": rounds}),
+                 "bench-sysbench")
+    if plt is None:
         return
     names = list(ratios)
     fig, ax = plt.subplots(figsize=(7, 3.5))

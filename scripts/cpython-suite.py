@@ -9,6 +9,8 @@ Needs Debian's libpython3.11-testsuite (scripts/install-deps.sh installs it) and
     scripts/cpython-suite.py                      # the default module list, all three
     scripts/cpython-suite.py --where microvm test_os test_time
     scripts/cpython-suite.py --timeout 900 --json results.json --markdown table.md
+    scripts/cpython-suite.py --json results.json --png docs/cpython-suite.png
+    scripts/cpython-suite.py --plot-from results.json --png docs/cpython-suite.png
 
 One module per run (`python3 -m test MODULE`), with a writable /tmp and the sandbox's
 own loopback, under scripts/cpython-suite.toml. A module passes when regrtest says
@@ -26,6 +28,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from plotlib import pyplot
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "scripts" / "cpython-suite.toml"
@@ -116,6 +120,48 @@ def run_one(where: str, module: str, hsb: str, timeout: int) -> dict:
             "unimplemented": unimpl}
 
 
+def plot(png: str, results: list[dict]) -> None:
+    """Each module's time in the container and in the micro-VM relative to its native
+    time (log scale), for the modules that ran in all three places; a module that did
+    not pass somewhere is marked with `*`. Without matplotlib in this interpreter (a
+    pyenv or venv python), Debian's python3 with python3-matplotlib draws it."""
+    plt = pyplot(__file__, png, json.dumps(results), "cpython-suite")
+    if plt is None:
+        return
+    import matplotlib.ticker
+    by = {(r["module"], r["where"]): r for r in results}
+    modules = [m for m in dict.fromkeys(r["module"] for r in results)
+               if all((m, w) in by for w in ("native", "container", "microvm"))
+               and by[(m, "native")]["seconds"] > 0]
+    if not modules:
+        print("cpython-suite: no module ran in all three places; no plot", file=sys.stderr)
+        return
+    def ratio(m: str, w: str) -> float:
+        return max(by[(m, w)]["seconds"], 0.05) / max(by[(m, "native")]["seconds"], 0.05)
+    labels = [m.removeprefix("test_") + ("*" if any(by[(m, w)]["status"] != "pass"
+              for w in ("native", "container", "microvm")) else "") for m in modules]
+    fig, ax = plt.subplots(figsize=(7.5, 0.22 * len(modules) + 1.2))
+    ys = range(len(modules))
+    ax.barh([y - 0.2 for y in ys], [ratio(m, "container") for m in modules], 0.4,
+            label="container")
+    ax.barh([y + 0.2 for y in ys], [ratio(m, "microvm") for m in modules], 0.4,
+            label="micro-VM")
+    ax.axvline(1.0, color="grey", linewidth=0.8)
+    ax.set_xscale("log")
+    top = max(max(ratio(m, w) for m in modules) for w in ("container", "microvm"))
+    ticks = [t for t in (0.25, 0.5, 1, 2, 5, 10, 20, 50, 100) if t <= top * 1.5]
+    ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_yticks(list(ys), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("time relative to native (log scale; * = did not pass everywhere)")
+    ax.set_title("CPython 3.11 regression suite, module by module")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"cpython-suite: wrote {png}", file=sys.stderr)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,9 +171,17 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1, help="modules at once (1)")
     ap.add_argument("--json", help="write every result here")
     ap.add_argument("--markdown", help="write the table here")
+    ap.add_argument("--png", help="write a chart of the times relative to native here")
+    ap.add_argument("--plot-from", help="only draw --png from this --json file (- for stdin)")
     ap.add_argument("--network", action="append", default=[], metavar="WHERE=MODE",
                     help="network mode for one backend, e.g. microvm=none")
     args = ap.parse_args()
+    if args.plot_from:
+        if not args.png:
+            sys.exit("cpython-suite: --plot-from needs --png")
+        src = sys.stdin.read() if args.plot_from == "-" else Path(args.plot_from).read_text()
+        plot(args.png, json.loads(src))
+        return 0
     for spec in args.network:
         w, _, mode = spec.partition("=")
         NETWORK[w] = mode
@@ -161,6 +215,8 @@ def main() -> int:
         Path(args.markdown).write_text(table + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.png:
+        plot(args.png, results)
     return 0
 
 
