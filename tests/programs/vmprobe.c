@@ -54,6 +54,9 @@ int main(int argc, char **argv) {
     armed(n);
     volatile uint8_t *p;
     if (!strcmp(n, "store-stub")) { p = (uint8_t *)STUB_VA; p[0] = 0xcc; }
+    /* The fast-call map (stub page + 0xf00): a set bit would only make the stub post
+     * a call the thread then refuses, but the page is the VMM's alone to write. */
+    else if (!strcmp(n, "store-fast-map")) { p = (uint8_t *)(STUB_VA + 0xf00); p[25] = 0xff; }
     else if (!strcmp(n, "store-vvar")) { p = (uint8_t *)VVAR_VA; p[0] = 1; }
     else if (!strcmp(n, "exec-frame")) { ((void (*)(void))FRAME_VA)(); }
     else if (!strcmp(n, "store-frame")) {

@@ -480,7 +480,8 @@ mod microvm_only {
         assert_eq!(stdout(&o), format!("armed {name}\n"), "{name}: it went on");
     }
 
-    /// Stores into the syscall stub and the vDSO's data fault; executing the return
+    /// Stores into the syscall stub (its fast-call map too) and the vDSO's data fault;
+    /// executing the return
     /// frame page faults; a frame written into it (asking for CPL0) is never used, and
     /// the stub's `iretq` reached with such a frame faults; a doorbell write with garbage
     /// is only a syscall with the workload's own registers, answered and returned from
@@ -492,6 +493,7 @@ mod microvm_only {
         }
         for p in [
             "store-stub",
+            "store-fast-map",
             "store-vvar",
             "exec-frame",
             "iret-to-kernel",
