@@ -506,6 +506,9 @@ const GETTID: u64 = libc::SYS_gettid as u64;
 const GETDENTS64: u64 = libc::SYS_getdents64 as u64;
 const NEWFSTATAT: u64 = libc::SYS_newfstatat as u64;
 const CLOSE: u64 = libc::SYS_close as u64;
+const IOCTL: u64 = libc::SYS_ioctl as u64;
+/// `ioctl(fd, TCGETS, …)`: what `isatty` asks (CPython asks it of every file it opens).
+const TCGETS: u64 = 0x5401;
 
 /// The calls answered without an exit, and when: nothing else waits for them, they
 /// finish at once, and their buffers are mapped for the access (no fault to take).
@@ -531,6 +534,7 @@ const FAST_CALLS: &[u64] = &[
     GETDENTS64,
     NEWFSTATAT,
     CLOSE,
+    IOCTL,
 ];
 
 /// The stub's fast-call map (supervisor.S `FAST_MAP`): bit `nr` set for every call in
@@ -564,6 +568,8 @@ fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
         // descriptor, through the lent budget; an unlinked tmpfs file's pages; a
         // listing's charge) is the sandbox's own bookkeeping.
         CLOSE => file_fd(k, a[0]),
+        // `isatty` of a file that is no terminal: `ENOTTY`, nothing read or written.
+        IOCTL => a[1] == TCGETS && file_fd(k, a[0]),
         FSTAT => file_fd(k, a[0]) && buffer_ready(k, a[1], STAT_SIZE, true),
         // By path: the path and the buffer mapped now; the lookup opens host
         // descriptors only through the lent budget.

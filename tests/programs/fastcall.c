@@ -221,10 +221,26 @@ static int integrity(void) {
     errno = 0;
     long r2 = pread(fd, (void *)integrity, 16, 0);
     int e2 = errno;
+    /* isatty (ioctl TCGETS) of a file, a directory and /dev/null: no terminal. */
+    int dfd = open(base, O_RDONLY | O_DIRECTORY), nfd = open("/dev/null", O_RDWR);
+    int ttys = 0, enotty = 0;
+    for (int i = 0; i < 300; i++) {
+        int f = i % 3 == 0 ? fd : i % 3 == 1 ? dfd : nfd;
+        errno = 0;
+        ttys += isatty(f);
+        enotty += errno == ENOTTY;
+    }
+    errno = 0;
+    int bad = isatty(1000);
+    int ebadf = errno == EBADF;
+    close(dfd);
+    close(nfd);
     close(fd);
     unlink(data_path);
     printf("sum %llu size %lld bad %ld/%d %ld/%d\n", (unsigned long long)sum,
            (long long)st.st_size, r1, e1, r2, e2);
+    printf("isatty %d of 300, ENOTTY %d, a closed descriptor %d/%d\n", ttys, enotty, bad,
+           ebadf);
     return paths();
 }
 
