@@ -508,7 +508,7 @@ const NEWFSTATAT: u64 = libc::SYS_newfstatat as u64;
 const CLOSE: u64 = libc::SYS_close as u64;
 const IOCTL: u64 = libc::SYS_ioctl as u64;
 /// `ioctl(fd, TCGETS, …)`: what `isatty` asks (CPython asks it of every file it opens).
-const TCGETS: u64 = 0x5401;
+const TCGETS: u64 = libc::TCGETS;
 
 /// The calls answered without an exit, and when: nothing else waits for them, they
 /// finish at once, and their buffers are mapped for the access (no fault to take).
@@ -541,13 +541,18 @@ const FAST_CALLS: &[u64] = &[
 /// [`FAST_CALLS`]. The stub posts only those; any other number rings the doorbell at
 /// once (posting it would only bring it back `SLOW`, a round trip with this thread
 /// for nothing). The map is a shortcut, never a permission: [`admit`] still decides.
-pub(crate) fn fast_map() -> [u8; crate::guest::FAST_MAP_BITS / 8] {
+/// Built at compile time: nothing on a VM's start, and a number past the map's end
+/// fails the build, not a start.
+pub(crate) const FAST_MAP: [u8; crate::guest::FAST_MAP_BITS / 8] = {
     let mut map = [0u8; crate::guest::FAST_MAP_BITS / 8];
-    for &nr in FAST_CALLS {
+    let mut i = 0;
+    while i < FAST_CALLS.len() {
+        let nr = FAST_CALLS[i];
         map[(nr / 8) as usize] |= 1 << (nr % 8);
+        i += 1;
     }
     map
-}
+};
 
 /// Whether the current task's call `nr(a)` is answered here. Reads only.
 fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
@@ -684,7 +689,7 @@ mod tests {
     /// never be posted, a bit too many would only cost a round trip.
     #[test]
     fn the_stubs_map_is_the_fast_calls() {
-        let map = fast_map();
+        let map = FAST_MAP;
         for nr in 0..crate::guest::FAST_MAP_BITS as u64 {
             let bit = map[(nr / 8) as usize] >> (nr % 8) & 1 == 1;
             assert_eq!(bit, FAST_CALLS.contains(&nr), "syscall {nr}");

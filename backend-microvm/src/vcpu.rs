@@ -475,10 +475,11 @@ impl Runner {
             Some(l) => std::mem::take(&mut l.snaps),
             None => return,
         };
-        let cpu = match (vm.sregs(), vm.vcpu.get_xsave()) {
+        let sregs = vm.sregs().map_err(|e| e.to_string());
+        let fpu = vm.vcpu.get_xsave().map_err(|e| e.to_string());
+        let cpu = match (sregs, fpu) {
             (Ok(sregs), Ok(fpu)) => Ok((sregs.fs.base, sregs.gs.base, fpu)),
-            (Err(e), _) => Err(format!("reading the vCPU's state: {e}")),
-            (_, Err(e)) => Err(format!("reading the vCPU's state: {e}")),
+            (Err(e), _) | (_, Err(e)) => Err(format!("reading the vCPU's state: {e}")),
         };
         for req in reqs {
             crate::live::snapshot::take(k, self.loaded, &cpu, req);

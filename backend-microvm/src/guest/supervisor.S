@@ -51,7 +51,7 @@
         .set    SLOW, 5
         .set    SPINS, 2048
         .set    USER_FLAGS, 0x240dd5
-        /* The fast-call map (fastcall.rs `fast_map`): one bit per syscall number
+        /* The fast-call map (fastcall.rs `FAST_MAP`): one bit per syscall number
          * below FAST_MAP_BITS, set where the fast-call thread may answer the call.
          * The VMM writes it in the stub page (user-readable, never user-writable)
          * beyond the code; a call whose bit is clear rings the doorbell at once

@@ -88,7 +88,7 @@ pub(crate) fn build_supervisor(mem: &mut Memory) -> Result<PageTables, Superviso
         .ok_or(SupervisorError::Layout)?;
     mem.write(
         STUB_GPA + super::FAST_MAP_OFFSET as u64,
-        &crate::fastcall::fast_map(),
+        &crate::fastcall::FAST_MAP,
     )
     .ok_or(SupervisorError::Layout)?;
     mem.write(VDSO_GPA, &super::vdso::image())
