@@ -34,7 +34,10 @@
 //! calls that finish at once, touch no vCPU state, wake nobody and need no page
 //! fault (their user buffers must already be mapped for the access). Anything else
 //! goes through the exit path, which stays the one complete implementation. The
-//! answer comes from the same syscall table and handlers as the exit path.
+//! answer comes from the same syscall table and handlers as the exit path. A
+//! read-only `open` is decided in two steps: `admit` looks at its flags, then the
+//! path is looked up once and opened only when it found a file, a directory or a
+//! plain device (`Kernel::fast_openat`); otherwise nothing was done but the lookup.
 //!
 //! The kernel (the personality's state) is shared by the vCPU thread and this thread
 //! through [`Gate`]: the vCPU thread holds it except while the guest runs, so the
@@ -457,7 +460,16 @@ fn answer(k: &mut Kernel, nr: u64, a: [u64; 6]) -> Result<Option<u64>, Stop> {
     k.task.partial = 0;
     let mut ctx = k.task.ctx.clone();
     let started = crate::linux::trace_enabled().then(Instant::now);
-    let r = k.dispatch(&mut NoCpu, &mut ctx, nr, a);
+    let r = match nr {
+        // An open looks its path up once and opens only what opens plainly; else
+        // nothing was done and the exit path makes it.
+        OPEN => k.fast_openat(libc::AT_FDCWD as u64, a[0], a[1]),
+        OPENAT => k.fast_openat(a[0], a[1], a[2]),
+        _ => Some(k.dispatch(&mut NoCpu, &mut ctx, nr, a)),
+    };
+    let Some(r) = r else {
+        return Ok(None);
+    };
     if let Some(t) = started {
         eprintln!(
             "[hsb-vmm {}:{}] fast {}({:#x}, {:#x}, {:#x}, {:#x}) = {:?} in {:?}",
@@ -487,6 +499,7 @@ fn answer(k: &mut Kernel, nr: u64, a: [u64; 6]) -> Result<Option<u64>, Stop> {
 /// The numbers of the fast calls (x86-64, as the syscall table has them).
 const READ: u64 = libc::SYS_read as u64;
 const WRITE: u64 = libc::SYS_write as u64;
+const OPEN: u64 = libc::SYS_open as u64;
 const STAT: u64 = libc::SYS_stat as u64;
 const FSTAT: u64 = libc::SYS_fstat as u64;
 const LSTAT: u64 = libc::SYS_lstat as u64;
@@ -507,6 +520,7 @@ const GETDENTS64: u64 = libc::SYS_getdents64 as u64;
 const NEWFSTATAT: u64 = libc::SYS_newfstatat as u64;
 const CLOSE: u64 = libc::SYS_close as u64;
 const IOCTL: u64 = libc::SYS_ioctl as u64;
+const OPENAT: u64 = libc::SYS_openat as u64;
 /// `ioctl(fd, TCGETS, …)`: what `isatty` asks (CPython asks it of every file it opens).
 const TCGETS: u64 = libc::TCGETS;
 
@@ -535,6 +549,8 @@ const FAST_CALLS: &[u64] = &[
     NEWFSTATAT,
     CLOSE,
     IOCTL,
+    OPEN,
+    OPENAT,
 ];
 
 /// The stub's fast-call map (supervisor.S `FAST_MAP`): bit `nr` set for every call in
@@ -575,6 +591,12 @@ fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
         CLOSE => file_fd(k, a[0]),
         // `isatty` of a file that is no terminal: `ENOTTY`, nothing read or written.
         IOCTL => a[1] == TCGETS && file_fd(k, a[0]),
+        // Read-only opens (what a program's start and `import` make most); the
+        // lookup then decides (`Kernel::fast_openat`): only a file, a directory or a
+        // plain device is opened here. The new descriptor counts against the lent
+        // host budget and `RLIMIT_NOFILE` as on the exit path.
+        OPEN => plain_open(a[1]) && path_ready(k, a[0]),
+        OPENAT => plain_open(a[2]) && dir_fd(k, a[0]) && path_ready(k, a[1]),
         FSTAT => file_fd(k, a[0]) && buffer_ready(k, a[1], STAT_SIZE, true),
         // By path: the path and the buffer mapped now; the lookup opens host
         // descriptors only through the lent budget.
@@ -608,6 +630,21 @@ const SIGACTION_SIZE: u64 = std::mem::size_of::<crate::abi::SigAction>() as u64;
 /// `newfstatat` flags answered here (anything else: the exit path, which refuses it).
 const STAT_FLAGS: u64 =
     (libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_EMPTY_PATH) as u64;
+
+/// `open` flags answered here: read-only, with nothing made, truncated or waited for
+/// (`O_NONBLOCK` changes nothing for what `Node::opens_plain` allows).
+fn plain_open(flags: u64) -> bool {
+    /// `O_LARGEFILE` as the kernel has it (the libc crate's is 0 on x86-64; Linux
+    /// ignores it on 64-bit).
+    const O_LARGEFILE: u64 = 0o100000;
+    let allowed = (libc::O_CLOEXEC
+        | libc::O_DIRECTORY
+        | libc::O_NOFOLLOW
+        | libc::O_NONBLOCK
+        | libc::O_NOCTTY) as u64
+        | O_LARGEFILE;
+    flags & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 && flags & !allowed == 0
+}
 
 /// The path argument: a string that ends within `PATH_MAX` in pages mapped now.
 fn path_ready(k: &mut Kernel, va: u64) -> bool {
@@ -735,8 +772,9 @@ mod tests {
     }
 
     /// Every fast call is a row of the syscall table answered in full (a partial or
-    /// refused row would need the exit path's accounting); `admit` lets nothing else
-    /// through, whatever its arguments (it looks at this list first).
+    /// refused row would need the exit path's accounting), or `open`/`openat`, partial
+    /// only for `O_TMPFILE`, which `plain_open` never admits; `admit` lets nothing
+    /// else through, whatever its arguments (it looks at this list first).
     #[test]
     fn only_listed_calls_are_fast() {
         for nr in FAST_CALLS {
@@ -744,12 +782,49 @@ mod tests {
                 .iter()
                 .find(|r| u64::from(r.nr) == *nr)
                 .unwrap_or_else(|| panic!("{nr} has no row"));
-            assert_eq!(
-                row.level,
-                crate::linux::dispatch::Level::Full,
-                "{}",
-                row.name
-            );
+            let want = if [OPEN, OPENAT].contains(nr) {
+                crate::linux::dispatch::Level::Partial
+            } else {
+                crate::linux::dispatch::Level::Full
+            };
+            assert_eq!(row.level, want, "{}", row.name);
         }
+    }
+
+    /// Opens answered here: read-only, nothing created, truncated, appended to or
+    /// made a path handle or a temporary file; what C libraries and Python pass to
+    /// read a file or list a directory is.
+    #[test]
+    fn only_plain_opens_are_fast() {
+        let ok = [
+            0,
+            libc::O_CLOEXEC,
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_DIRECTORY,
+            libc::O_NOFOLLOW | libc::O_NOCTTY | 0o100000,
+        ];
+        for f in ok {
+            assert!(plain_open(f as u64), "{f:#o}");
+        }
+        let refused = [
+            libc::O_WRONLY,
+            libc::O_RDWR,
+            libc::O_ACCMODE,
+            libc::O_CREAT,
+            libc::O_CREAT | libc::O_EXCL,
+            libc::O_TRUNC,
+            libc::O_APPEND,
+            libc::O_PATH,
+            libc::O_TMPFILE,
+            libc::O_TMPFILE & !libc::O_DIRECTORY,
+            libc::O_SYNC,
+            libc::O_DIRECT,
+            libc::O_ASYNC,
+        ];
+        for f in refused {
+            assert!(!plain_open(f as u64), "{f:#o}");
+            assert!(!plain_open((f | libc::O_CLOEXEC) as u64), "{f:#o}");
+        }
+        // Bits above the 32 an `int` holds are not ignored here.
+        assert!(!plain_open(1 << 40));
     }
 }

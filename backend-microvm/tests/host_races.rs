@@ -10,13 +10,17 @@ use sandbox_core::{MountMode, PlannedMount, Termination};
 
 /// A regular file swapped for a FIFO between lookup and open: the open never blocks
 /// the vCPU thread (it used to wait forever for a writer, beyond any limit or kill), and
-/// the workload gets EACCES, as for any host FIFO.
+/// the workload gets EACCES, as for any host FIFO. Through the exit path (`swap`) and
+/// as a fast call, answered on the fast-call thread (`swap-fast`).
 #[tokio::test]
 async fn a_file_swapped_for_a_fifo_is_refused_without_blocking() {
     if !kvm() {
         return;
     }
-    for tc in Toolchain::all() {
+    let runs = Toolchain::all()
+        .into_iter()
+        .flat_map(|tc| ["swap", "swap-fast"].map(|mode| (tc, mode)));
+    for (tc, mode) in runs {
         let dir = temp_dir("swap");
         std::fs::write(dir.join("f"), b"regular").unwrap();
         let fifo = std::ffi::CString::new(dir.join("f.fifo").to_str().unwrap()).unwrap();
@@ -28,7 +32,7 @@ async fn a_file_swapped_for_a_fifo_is_refused_without_blocking() {
             .arg(dir.path())
             .status()
             .unwrap();
-        let mut plan = prog_plan("hook", tc, &["swap", "/data/f"]);
+        let mut plan = prog_plan("hook", tc, &[mode, "/data/f"]);
         plan.mounts.push(PlannedMount {
             source: dir.to_path_buf(),
             target: "/data".into(),
@@ -37,17 +41,17 @@ async fn a_file_swapped_for_a_fifo_is_refused_without_blocking() {
             system: false,
         });
         let o = run(plan).await;
-        assert_eq!(o.termination, Termination::Exited, "{tc:?}: {o:?}");
+        assert_eq!(o.termination, Termination::Exited, "{tc:?} {mode}: {o:?}");
         assert_eq!(
             stdout(&o),
             format!("open /data/f: rc=-1 errno={}\n", libc::EACCES),
-            "{tc:?}: {}",
+            "{tc:?} {mode}: {}",
             stderr(&o)
         );
         let kind = std::fs::symlink_metadata(dir.join("f"))
             .unwrap()
             .file_type();
         use std::os::unix::fs::FileTypeExt;
-        assert!(kind.is_fifo(), "{tc:?}: the swap happened");
+        assert!(kind.is_fifo(), "{tc:?} {mode}: the swap happened");
     }
 }

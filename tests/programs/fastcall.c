@@ -53,6 +53,88 @@ static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Read-only opens (fast calls when they reach a file, a directory or a plain
+ * device; the exit path for a FIFO or a terminal): what they open and the errors
+ * they give, as on Linux. */
+static int opens(void) {
+    char dir[512], file[600], link[600], fifo[600], path[700];
+    if (mkdir(AT(dir, "fcopen"), 0700) != 0)
+        return 1;
+    snprintf(file, sizeof file, "%s/file", dir);
+    snprintf(link, sizeof link, "%s/link", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    int w = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (w < 0 || write(w, "contents", 8) != 8 || close(w) != 0 || symlink("file", link) != 0 ||
+        mkfifo(fifo, 0600) != 0)
+        return 1;
+    int same = 0, dirs = 0, links = 0;
+    for (int i = 0; i < 300; i++) {
+        char b[16] = {0};
+        int fd = open(i % 2 ? file : link, O_RDONLY | O_CLOEXEC);
+        same += fd >= 0 && read(fd, b, sizeof b) == 8 && !memcmp(b, "contents", 8) &&
+                fcntl(fd, F_GETFD) == FD_CLOEXEC;
+        close(fd);
+        int d = openat(AT_FDCWD, dir, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_DIRECTORY);
+        struct stat st;
+        dirs += d >= 0 && fstat(d, &st) == 0 && S_ISDIR(st.st_mode);
+        close(d);
+        int l = open(link, O_RDONLY | O_NOFOLLOW);
+        links += l == -1 && errno == ELOOP;
+    }
+    /* Errors: missing, a file as a directory, O_DIRECTORY of a file, relative to a
+     * bad descriptor, an empty path. */
+    int errs[5];
+    snprintf(path, sizeof path, "%s/none", dir);
+    errno = 0;
+    errs[0] = open(path, O_RDONLY) == -1 ? errno : 0;
+    snprintf(path, sizeof path, "%s/x", file);
+    errno = 0;
+    errs[1] = open(path, O_RDONLY) == -1 ? errno : 0;
+    errno = 0;
+    errs[2] = open(file, O_RDONLY | O_DIRECTORY) == -1 ? errno : 0;
+    errno = 0;
+    errs[3] = openat(1000, "file", O_RDONLY) == -1 ? errno : 0;
+    errno = 0;
+    errs[4] = open("", O_RDONLY) == -1 ? errno : 0;
+    /* Relative to a directory descriptor; a FIFO without a writer (non-blocking:
+     * opens; the exit path's); /dev/null. */
+    int d = open(dir, O_RDONLY | O_DIRECTORY);
+    int rel = openat(d, "file", O_RDONLY);
+    char c;
+    int relok = rel >= 0 && read(rel, &c, 1) == 1 && c == 'c';
+    int f = open(fifo, O_RDONLY | O_NONBLOCK);
+    int fifook = f >= 0;
+    int n = open("/dev/null", O_RDONLY);
+    int nullok = n >= 0 && read(n, &c, 1) == 0;
+    close(rel);
+    close(f);
+    close(n);
+    close(d);
+    /* The descriptor limit holds: opens until EMFILE, the same count. */
+    struct rlimit old, low = {64, 64};
+    getrlimit(RLIMIT_NOFILE, &old);
+    if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+        return 1;
+    int fds[80], opened = 0;
+    errno = 0;
+    while (opened < 80 && (fds[opened] = open(file, O_RDONLY)) >= 0)
+        opened++;
+    int emfile = errno == EMFILE;
+    int highest = opened ? fds[opened - 1] : -1;
+    while (opened > 0)
+        close(fds[--opened]);
+    setrlimit(RLIMIT_NOFILE, &old);
+    unlink(file);
+    unlink(link);
+    unlink(fifo);
+    rmdir(dir);
+    printf("open same %d/300 dirs %d/300 nofollow %d/300\n", same, dirs, links);
+    printf("open errors %d %d %d %d %d relative %d fifo %d null %d\n", errs[0], errs[1],
+           errs[2], errs[3], errs[4], relok, fifook, nullok);
+    printf("open up to %d then EMFILE %d\n", highest, emfile);
+    return 0;
+}
+
 /* Calls by path, directory listings and signal actions. */
 static int paths(void) {
     char dir[512], name[600];
@@ -145,7 +227,7 @@ static int paths(void) {
     signal(SIGUSR1, SIG_IGN);
     raise(SIGUSR1);
     printf("sigaction %d/100 handled %d\n", same, (int)usr1);
-    return 0;
+    return opens();
 }
 
 static int integrity(void) {
@@ -321,8 +403,37 @@ static int forge(void) {
     /* Calls it must refuse (SLOW: nothing happened), whatever their arguments. */
     s = post(SYS_exit_group, 42, 0, 0, &ret);
     printf("exit_group %s\n", name(s));
+    /* Opens: a read-only open of a file is answered (a descriptor); anything that
+     * creates, writes or may wait or make a terminal is refused with nothing done
+     * (no descriptor, no file). */
     s = post(SYS_openat, AT_FDCWD, (uint64_t) "/etc/passwd", O_RDONLY, &ret);
-    printf("openat %s\n", name(s));
+    printf("openat-read %s %s\n", name(s),
+           s == DONE && (long)ret >= 0 && fcntl((int)ret, F_GETFD) == 0 && close((int)ret) == 0
+               ? "open" : "none");
+    mkfifo("/tmp/forged-fifo", 0600);
+    static const struct {
+        const char *what, *path;
+        uint64_t flags;
+    } refused[] = {
+        {"openat-create", "/tmp/forged", O_WRONLY | O_CREAT},
+        {"openat-rdwr", "/tmp/forged-fifo", O_RDWR},
+        {"openat-fifo", "/tmp/forged-fifo", O_RDONLY},
+        {"openat-proc", "/proc/self/status", O_RDONLY},
+        {"openat-tty", "/dev/tty", O_RDONLY},
+        {"openat-ptmx", "/dev/ptmx", O_RDONLY},
+        {"openat-path", "/etc/passwd", O_PATH},
+        {"openat-trunc", "/tmp/forged-fifo", O_RDONLY | O_TRUNC},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        int lowest = dup(0);
+        close(lowest);
+        s = post(SYS_openat, AT_FDCWD, (uint64_t)(uintptr_t)refused[i].path, refused[i].flags, &ret);
+        int now = dup(0);
+        close(now);
+        printf("%s %s%s\n", refused[i].what, name(s), now == lowest ? "" : " left a descriptor");
+    }
+    printf("forged file %s\n", access("/tmp/forged", F_OK) == 0 ? "made" : "absent");
+    unlink("/tmp/forged-fifo");
     s = post(SYS_kill, 1, SIGKILL, 0, &ret);
     printf("kill %s\n", name(s));
     s = post(1000000, 0, 0, 0, &ret);

@@ -2,10 +2,11 @@
 //! backend-microvm/src/fastcall.rs), by a real program: file I/O and identity calls
 //! give what they give natively, a signal raised by a call is handled before the call
 //! returns, and the slot the workload can write is attacked directly: calls the
-//! fast-call thread must refuse (exit_group, openat, kill, unknown numbers, buffers in
-//! the supervisor's half, in read-only code or never touched, a bad descriptor) come
-//! back refused with nothing done, states no stub writes change nothing, and a post
-//! whose arguments change while it waits is answered once, from one reading.
+//! fast-call thread must refuse (exit_group, opens that create, write or reach a FIFO,
+//! a terminal or /proc, kill, unknown numbers, buffers in the supervisor's half, in
+//! read-only code or never touched, a bad descriptor) come back refused with nothing
+//! done, states no stub writes change nothing, and a post whose arguments change while
+//! it waits is answered once, from one reading.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,7 +78,16 @@ fn the_fast_call_slot_resists_a_workload_that_writes_it() {
         out,
         "getppid done same\n\
          exit_group slow\n\
-         openat slow\n\
+         openat-read done open\n\
+         openat-create slow\n\
+         openat-rdwr slow\n\
+         openat-fifo slow\n\
+         openat-proc slow\n\
+         openat-tty slow\n\
+         openat-ptmx slow\n\
+         openat-path slow\n\
+         openat-trunc slow\n\
+         forged file absent\n\
          kill slow\n\
          nr-1000000 slow\n\
          pread-kernel slow\n\

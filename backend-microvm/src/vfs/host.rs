@@ -251,22 +251,21 @@ pub(crate) fn open_file(dir: RawFd, name: &[u8], flags: i32, mode: u32) -> Resul
 /// only; see `linux/hooks.rs`).
 #[cfg(feature = "test-hooks")]
 pub(crate) mod hooks {
-    use std::cell::Cell;
     use std::os::fd::RawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    thread_local! {
-        /// The next `open_file` first renames `NAME.fifo` over `NAME`: the swap a host
-        /// process could make between the VFS's lookup and its open.
-        static SWAP: Cell<bool> = const { Cell::new(false) };
-    }
+    /// The next `open_file` of this process first renames `NAME.fifo` over `NAME`: the
+    /// swap a host process could make between the VFS's lookup and its open. Not per
+    /// thread: the open may be a fast call, made on the fast-call thread.
+    static SWAP: AtomicBool = AtomicBool::new(false);
 
-    /// Arms the swap for the next `open_file` of the calling thread.
+    /// Arms the swap for the next `open_file`.
     pub(crate) fn swap_before_next_open() {
-        SWAP.with(|s| s.set(true));
+        SWAP.store(true, Ordering::SeqCst);
     }
 
     pub(super) fn before_open(dir: RawFd, name: &[u8]) {
-        if SWAP.with(|s| s.replace(false)) {
+        if SWAP.swap(false, Ordering::SeqCst) {
             let fifo = [name, b".fifo"].concat();
             let _ = super::rename(dir, &fifo, dir, name, 0);
         }

@@ -234,6 +234,26 @@ impl Node {
         }
     }
 
+    /// Opening it read-only only makes an open file of it: a regular file or a
+    /// directory (host, /tmp, image layer, the mount tree's own) or a device nobody
+    /// waits on. Not a FIFO (an open waits for the other end), a terminal (an open may
+    /// make it the controlling one), `/dev/ptmx` (an open makes a terminal), a
+    /// `/proc` file (made from the process's state at the open), a socket or a link.
+    /// Fast calls open only these (`fastcall.rs`); the open itself still decides.
+    pub(crate) fn opens_plain(&self) -> bool {
+        match self {
+            Node::Virtual | Node::HostDir { .. } | Node::Ovl(_) | Node::Gen(_) => true,
+            Node::HostFile { kind, .. } => *kind == libc::S_IFREG,
+            Node::Lower(l) => l.kind == libc::S_IFREG,
+            Node::Tmp(t) => t.fifo().is_none() && t.socket().is_none() && t.link_target().is_none(),
+            Node::Dev(d) => matches!(
+                d,
+                DevKind::Null | DevKind::Zero | DevKind::Full | DevKind::Random
+            ),
+            Node::Link(_) | Node::Proc(_) => false,
+        }
+    }
+
     /// A symlink.
     pub(crate) fn is_link(&self) -> bool {
         match self {

@@ -76,7 +76,6 @@ impl Vfs {
         depth: u32,
     ) -> Result<(Location, Opened), Errno> {
         let follow = flags & libc::O_NOFOLLOW == 0;
-        let acc = flags & libc::O_ACCMODE;
         // Linux refuses a file that would be created and be a directory (6.4 on).
         if flags & libc::O_CREAT != 0 && flags & libc::O_DIRECTORY != 0 {
             return Err(errno::EINVAL);
@@ -84,7 +83,7 @@ impl Vfs {
         if flags & libc::O_TMPFILE == libc::O_TMPFILE {
             return Err(errno::ENOTSUP);
         }
-        let mut loc = if flags & libc::O_CREAT != 0 {
+        let loc = if flags & libc::O_CREAT != 0 {
             let (parent, name) = self.resolve_parent(base, path)?;
             if is_dot(&name) || path.ends_with(b"/") {
                 return Err(errno::EISDIR);
@@ -116,6 +115,17 @@ impl Vfs {
         } else {
             self.resolve(base, path, follow)?
         };
+        self.open_resolved(loc, flags)
+    }
+
+    /// Opens what a lookup found at `loc` with Linux `open` flags (no `O_CREAT`
+    /// left to do): the checks and the open of [`Vfs::open`] after its lookup.
+    pub(crate) fn open_resolved(
+        &self,
+        mut loc: Location,
+        flags: i32,
+    ) -> Result<(Location, Opened), Errno> {
+        let acc = flags & libc::O_ACCMODE;
         if flags & libc::O_PATH != 0 {
             return Ok((loc, Opened::Path));
         }

@@ -32,12 +32,19 @@ int main(int argc, char **argv) {
         printf("after: rc=%ld errno=%d\n", r, r < 0 ? errno : 0);
         return 0;
     }
-    if (argc > 2 && strcmp(argv[1], "swap") == 0) {
+    if (argc > 2 && (strcmp(argv[1], "swap") == 0 || strcmp(argv[1], "swap-fast") == 0)) {
+        /* swap-fast: enough calls first that the VMM's fast-call thread runs and
+         * answers the open (backend-microvm/src/fastcall.rs), not the exit path. */
+        int fast = strcmp(argv[1], "swap-fast") == 0;
+        for (int i = 0; fast && i < 3000; i++)
+            getppid();
         /* The VMM swaps PATH for PATH.fifo between its lookup and its open. */
         if (syscall(HSB_TEST_HOOK, 5L) != 0) {
             printf("hook: errno %d\n", errno);
             return 1;
         }
+        for (int i = 0; fast && i < 100; i++)
+            getppid();
         errno = 0;
         int fd = open(argv[2], O_RDONLY);
         printf("open %s: rc=%d errno=%d\n", argv[2], fd < 0 ? -1 : 0, fd < 0 ? errno : 0);
@@ -50,6 +57,6 @@ int main(int argc, char **argv) {
         printf("after\n");
         return 0;
     }
-    fprintf(stderr, "usage: hook open PATH | hook write PATH | hook syscall | hook libc | hook swap PATH\n");
+    fprintf(stderr, "usage: hook open PATH | hook write PATH | hook syscall | hook libc | hook swap|swap-fast PATH\n");
     return 2;
 }
