@@ -11,11 +11,13 @@ last command (the baseline). Not a test.
         "after=target/release/hsb run --isolation microvm -- /usr/bin/python3 -c pass" \\
         "native=/usr/bin/python3 -c pass"
 
-Each command is split on spaces and run with stdin and stdout on /dev/null; a command
+Each command is split as a shell would (quotes keep an argument whole, nothing is
+expanded) and run with stdin and stdout on /dev/null; a command
 that fails stops the script with its status.
 """
 
 import argparse
+import shlex
 import statistics
 import subprocess
 import sys
@@ -31,9 +33,9 @@ def main() -> int:
     cmds = {}
     for spec in a.commands:
         name, sep, cmd = spec.partition("=")
-        if not sep or not cmd.split():
+        if not sep or not shlex.split(cmd):
             ap.error(f"{spec!r} is not NAME=COMMAND")
-        cmds[name] = cmd.split()
+        cmds[name] = shlex.split(cmd)
     times = {name: [] for name in cmds}
     for r in range(a.warmup + a.rounds):
         for name, argv in cmds.items():

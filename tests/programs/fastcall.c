@@ -132,6 +132,22 @@ static int opens(void) {
     printf("open errors %d %d %d %d %d relative %d fifo %d null %d\n", errs[0], errs[1],
            errs[2], errs[3], errs[4], relok, fifook, nullok);
     printf("open up to %d then EMFILE %d\n", highest, emfile);
+    /* getcwd: the path chdir went to, ERANGE when it does not fit, and into memory
+     * never touched (the exit path maps it). */
+    char here[4096], was[4096];
+    if (!getcwd(was, sizeof was) || chdir(base) != 0)
+        return 1;
+    int cwd_same = 0;
+    for (int i = 0; i < 300; i++)
+        cwd_same += getcwd(here, sizeof here) == here && strcmp(here, base) == 0;
+    errno = 0;
+    int erange = getcwd(here, 2) == NULL && errno == ERANGE;
+    char *fresh = malloc(1 << 20);
+    char *far = fresh + (700 << 10);
+    int untouched = syscall(SYS_getcwd, far, 4096) == (long)strlen(base) + 1 && !strcmp(far, base);
+    if (chdir(was) != 0)
+        return 1;
+    printf("getcwd same %d/300 ERANGE %d untouched %d\n", cwd_same, erange, untouched);
     return 0;
 }
 
