@@ -424,7 +424,9 @@ fn take(
     // vCPU thread; so does a stop. Both, and a signal or a switch the call brought,
     // go through the vCPU loop (the follow-up exit).
     let stop = crate::trap::violation().map(Stop::Violation).or(stop);
-    let mut next = if stop.is_some() || k.has_signal() || k.preempt {
+    // Entries the call changed must be rewritten by the guest before it goes on:
+    // the vCPU loop does that at the follow-up exit.
+    let mut next = if stop.is_some() || k.has_signal() || k.preempt || k.mm.has_flush() {
         DONE_FOLLOW
     } else {
         DONE
@@ -502,6 +504,7 @@ fn answer(k: &mut Kernel, nr: u64, a: [u64; 6]) -> Result<Option<u64>, Stop> {
 /// The numbers of the fast calls (x86-64, as the syscall table has them).
 const READ: u64 = libc::SYS_read as u64;
 const WRITE: u64 = libc::SYS_write as u64;
+const MMAP: u64 = libc::SYS_mmap as u64;
 const OPEN: u64 = libc::SYS_open as u64;
 const STAT: u64 = libc::SYS_stat as u64;
 const FSTAT: u64 = libc::SYS_fstat as u64;
@@ -556,6 +559,7 @@ const FAST_CALLS: &[u64] = &[
     OPEN,
     OPENAT,
     GETCWD,
+    MMAP,
 ];
 
 /// The stub's fast-call map (supervisor.S `FAST_MAP`): bit `nr` set for every call in
@@ -609,6 +613,11 @@ fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
             let len = (k.proc.cwd.path().len() as u64 + 1).min(a[1]);
             buffer_ready(k, a[0], len, true)
         }
+        // Fresh private anonymous memory where the kernel places it (CPython 3.11
+        // takes and gives back 16 KiB for its frame stack, glibc's malloc an arena):
+        // entries only go from absent to present, which needs no flush. A call that
+        // changed entries anyway is followed up by the vCPU loop (`take`).
+        MMAP => plain_mmap(a),
         FSTAT => file_fd(k, a[0]) && buffer_ready(k, a[1], STAT_SIZE, true),
         // By path: the path and the buffer mapped now; the lookup opens host
         // descriptors only through the lent budget.
@@ -642,6 +651,18 @@ const SIGACTION_SIZE: u64 = std::mem::size_of::<crate::abi::SigAction>() as u64;
 /// `newfstatat` flags answered here (anything else: the exit path, which refuses it).
 const STAT_FLAGS: u64 =
     (libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_EMPTY_PATH) as u64;
+
+/// `mmap` arguments answered here: no address (the kernel places it), private
+/// anonymous memory, readable and writable or not, no offset, none of the flags that
+/// populate, fix, share or grow the mapping.
+fn plain_mmap(a: &[u64; 6]) -> bool {
+    let [addr, len, prot, flags, _, off] = *a;
+    let prot_ok = prot & !((libc::PROT_READ | libc::PROT_WRITE) as u64) == 0;
+    let allowed =
+        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK) as u64;
+    let needed = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    addr == 0 && len > 0 && off == 0 && prot_ok && flags & !allowed == 0 && flags & needed == needed
+}
 
 /// `open` flags answered here: read-only, with nothing made, truncated or waited for
 /// (`O_NONBLOCK` changes nothing for what `Node::opens_plain` allows).
@@ -785,7 +806,9 @@ mod tests {
 
     /// Every fast call is a row of the syscall table answered in full (a partial or
     /// refused row would need the exit path's accounting), or `open`/`openat`, partial
-    /// only for `O_TMPFILE`, which `plain_open` never admits; `admit` lets nothing
+    /// only for `O_TMPFILE`, which `plain_open` never admits, or `mmap`, partial only
+    /// for writable shared mappings of host files, which `plain_mmap` never admits;
+    /// `admit` lets nothing
     /// else through, whatever its arguments (it looks at this list first).
     #[test]
     fn only_listed_calls_are_fast() {
@@ -794,7 +817,7 @@ mod tests {
                 .iter()
                 .find(|r| u64::from(r.nr) == *nr)
                 .unwrap_or_else(|| panic!("{nr} has no row"));
-            let want = if [OPEN, OPENAT].contains(nr) {
+            let want = if [OPEN, OPENAT, MMAP].contains(nr) {
                 crate::linux::dispatch::Level::Partial
             } else {
                 crate::linux::dispatch::Level::Full
@@ -838,5 +861,49 @@ mod tests {
         }
         // Bits above the 32 an `int` holds are not ignored here.
         assert!(!plain_open(1 << 40));
+    }
+
+    /// Mappings answered here: fresh private anonymous memory the kernel places.
+    #[test]
+    fn only_plain_mmaps_are_fast() {
+        let (rw, anon) = (
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+        );
+        let m = |addr: u64, len: u64, prot: u64, flags: u64, off: u64| {
+            plain_mmap(&[addr, len, prot, flags, u64::MAX, off])
+        };
+        assert!(m(0, 16 << 10, rw, anon, 0));
+        assert!(m(0, 1 << 20, 0, anon | libc::MAP_NORESERVE as u64, 0));
+        assert!(m(
+            0,
+            4096,
+            libc::PROT_READ as u64,
+            anon | libc::MAP_STACK as u64,
+            0
+        ));
+        for flags in [
+            libc::MAP_FIXED,
+            libc::MAP_FIXED_NOREPLACE,
+            libc::MAP_POPULATE,
+            libc::MAP_GROWSDOWN,
+            libc::MAP_32BIT,
+            libc::MAP_HUGETLB,
+            libc::MAP_LOCKED,
+        ] {
+            assert!(!m(0, 4096, rw, anon | flags as u64, 0), "{flags:#x}");
+        }
+        assert!(!m(
+            0,
+            4096,
+            rw,
+            libc::MAP_SHARED as u64 | libc::MAP_ANONYMOUS as u64,
+            0
+        ));
+        assert!(!m(0, 4096, rw, libc::MAP_PRIVATE as u64, 0), "a file");
+        assert!(!m(0, 4096, rw | libc::PROT_EXEC as u64, anon, 0));
+        assert!(!m(0x1000_0000, 4096, rw, anon, 0), "an address");
+        assert!(!m(0, 0, rw, anon, 0));
+        assert!(!m(0, 4096, rw, anon, 4096));
     }
 }

@@ -53,6 +53,49 @@ static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Private anonymous mappings (fast calls), given back at once as CPython's frame
+ * stack does, or kept: zeros when fresh, what was written while mapped, distinct
+ * while alive. */
+static int maps(void) {
+    long sum = 0;
+    int fresh = 0, distinct = 0;
+    char *prev = NULL;
+    for (int i = 0; i < 300; i++) {
+        char *p = mmap(NULL, 16 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return 1;
+        int zero = 1;
+        for (int j = 0; j < (16 << 10); j += 512)
+            zero &= p[j] == 0;
+        fresh += zero;
+        for (int j = 0; j < (16 << 10); j += 64)
+            p[j] = (char)(i + j);
+        for (int j = 0; j < (16 << 10); j += 64)
+            sum += p[j];
+        if (i % 3 == 0) {
+            distinct += p != prev;
+            prev = p; /* kept */
+        } else if (munmap(p, 16 << 10) != 0) {
+            return 1;
+        }
+    }
+    /* A large one touched page by page, one made inaccessible first. */
+    char *big = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+    char *none = mmap(NULL, 8192, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (big == MAP_FAILED || none == MAP_FAILED || mprotect(none, 8192, PROT_READ | PROT_WRITE) != 0)
+        return 1;
+    for (int j = 0; j < (1 << 20); j += 4096)
+        big[j] = 1;
+    none[8191] = 7;
+    long big_sum = 0;
+    for (int j = 0; j < (1 << 20); j += 4096)
+        big_sum += big[j];
+    printf("mmap fresh %d/300 sum %ld kept distinct %d/100 big %ld none %d\n", fresh, sum,
+           distinct, big_sum, none[8191] + none[0]);
+    return munmap(big, 1 << 20) | munmap(none, 8192);
+}
+
 /* Read-only opens (fast calls when they reach a file, a directory or a plain
  * device; the exit path for a FIFO or a terminal): what they open and the errors
  * they give, as on Linux. */
@@ -148,7 +191,7 @@ static int opens(void) {
     if (chdir(was) != 0)
         return 1;
     printf("getcwd same %d/300 ERANGE %d untouched %d\n", cwd_same, erange, untouched);
-    return 0;
+    return maps();
 }
 
 /* Calls by path, directory listings and signal actions. */
@@ -374,14 +417,17 @@ static int signal_mode(void) {
 
 /* Posts `nr(a...)` in the slot as the stub would, waits for an answer; returns the
  * state that ended the wait (IDLE: nobody took it in time, withdrawn). */
-static uint32_t post(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t *ret) {
+static uint32_t post6(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+                      uint64_t a4, uint64_t a5, uint64_t *ret) {
     for (int attempt = 0; attempt < 50; attempt++) {
         getppid(); /* wakes the thread if it slept */
         *SLOT_NR = nr;
         SLOT_ARGS[0] = a0;
         SLOT_ARGS[1] = a1;
         SLOT_ARGS[2] = a2;
-        SLOT_ARGS[3] = SLOT_ARGS[4] = SLOT_ARGS[5] = 0;
+        SLOT_ARGS[3] = a3;
+        SLOT_ARGS[4] = a4;
+        SLOT_ARGS[5] = a5;
         __atomic_store_n(SLOT, POSTED, __ATOMIC_SEQ_CST);
         for (long spin = 0; spin < 20000000; spin++) {
             uint32_t s = __atomic_load_n(SLOT, __ATOMIC_SEQ_CST);
@@ -403,6 +449,10 @@ static uint32_t post(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_
         return DONE;
     }
     return IDLE;
+}
+
+static uint32_t post(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t *ret) {
+    return post6(nr, a0, a1, a2, 0, 0, 0, ret);
 }
 
 static const char *name(uint32_t s) {
@@ -449,6 +499,34 @@ static int forge(void) {
         printf("%s %s%s\n", refused[i].what, name(s), now == lowest ? "" : " left a descriptor");
     }
     printf("forged file %s\n", access("/tmp/forged", F_OK) == 0 ? "made" : "absent");
+    /* Mappings: fresh anonymous memory is answered (usable at once); a mapping
+     * fixed over the program's own memory, shared, executable or of a file is
+     * refused, and what it would have replaced is untouched. */
+    static volatile char victim[8192] __attribute__((aligned(4096))) = {42};
+    static const struct {
+        const char *what;
+        uint64_t addr, prot, flags;
+        int64_t fd;
+    } maps[] = {
+        {"mmap-anon-private", 0, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1},
+        {"mmap-fixed", 0, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1},
+        {"mmap-shared", 0, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1},
+        {"mmap-exec", 0, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1},
+        {"mmap-file", 0, PROT_READ, MAP_PRIVATE, 0},
+        {"mmap-populate", 0, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1},
+    };
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) {
+        uint64_t addr = maps[i].flags & MAP_FIXED ? (uint64_t)(uintptr_t)victim : maps[i].addr;
+        s = post6(SYS_mmap, addr, 4096, maps[i].prot, maps[i].flags, (uint64_t)maps[i].fd, 0,
+                  &ret);
+        const char *use = "";
+        if (s == DONE && (long)ret > 0) {
+            volatile char *m = (volatile char *)(uintptr_t)ret;
+            use = m[0] == 0 && (m[4095] = 9) == 9 && munmap((void *)(uintptr_t)ret, 4096) == 0 ? " usable" : " broken";
+        }
+        printf("%s %s%s\n", maps[i].what, name(s), use);
+    }
+    printf("victim %d\n", victim[0]);
     unlink("/tmp/forged-fifo");
     s = post(SYS_kill, 1, SIGKILL, 0, &ret);
     printf("kill %s\n", name(s));

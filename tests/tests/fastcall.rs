@@ -3,7 +3,8 @@
 //! give what they give natively, a signal raised by a call is handled before the call
 //! returns, and the slot the workload can write is attacked directly: calls the
 //! fast-call thread must refuse (exit_group, opens that create, write or reach a FIFO,
-//! a terminal or /proc, kill, unknown numbers, buffers in the supervisor's half, in
+//! a terminal or /proc, mappings fixed over the program's memory, shared, executable
+//! or of a file, kill, unknown numbers, buffers in the supervisor's half, in
 //! read-only code or never touched, a bad descriptor) come back refused with nothing
 //! done, states no stub writes change nothing, and a post whose arguments change while
 //! it waits is answered once, from one reading.
@@ -88,6 +89,13 @@ fn the_fast_call_slot_resists_a_workload_that_writes_it() {
          openat-path slow\n\
          openat-trunc slow\n\
          forged file absent\n\
+         mmap-anon-private done usable\n\
+         mmap-fixed slow\n\
+         mmap-shared slow\n\
+         mmap-exec slow\n\
+         mmap-file slow\n\
+         mmap-populate slow\n\
+         victim 42\n\
          kill slow\n\
          nr-1000000 slow\n\
          pread-kernel slow\n\

@@ -226,6 +226,12 @@ impl AddressSpace {
         format!("{kind} pte {pte:#x}")
     }
 
+    /// Entries changed since the last [`AddressSpace::take_flush`] wait to be
+    /// rewritten by the guest (the guest must not run on before they are).
+    pub(crate) fn has_flush(&self) -> bool {
+        !self.flush.is_empty()
+    }
+
     /// Takes the entries the guest must rewrite before running again (their
     /// direct-map addresses): every changed entry but those whose value now grants
     /// all that the old one did, on the same frame (see [`Stale`]).
