@@ -581,7 +581,12 @@ pub(crate) const FAST_MAP: [u8; crate::guest::FAST_MAP_BITS / 8] = {
 
 /// Whether the current task's call `nr(a)` is answered here. Reads only.
 fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
-    if !FAST_CALLS.contains(&nr) {
+    // The stub's map is the list (`the_stubs_map_is_the_fast_calls`): one bit test.
+    let listed = usize::try_from(nr)
+        .ok()
+        .filter(|&n| n < crate::guest::FAST_MAP_BITS)
+        .is_some_and(|n| FAST_MAP[n / 8] & (1 << (n % 8)) != 0);
+    if !listed {
         return false;
     }
     // A signal waiting, a switch due, or shared memory mapped over files (whose
@@ -656,12 +661,16 @@ const STAT_FLAGS: u64 =
 /// anonymous memory, readable and writable or not, no offset, none of the flags that
 /// populate, fix, share or grow the mapping.
 fn plain_mmap(a: &[u64; 6]) -> bool {
+    const PROT: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    const NEEDED: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    const ALLOWED: u64 = NEEDED | (libc::MAP_NORESERVE | libc::MAP_STACK) as u64;
     let [addr, len, prot, flags, _, off] = *a;
-    let prot_ok = prot & !((libc::PROT_READ | libc::PROT_WRITE) as u64) == 0;
-    let allowed =
-        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK) as u64;
-    let needed = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-    addr == 0 && len > 0 && off == 0 && prot_ok && flags & !allowed == 0 && flags & needed == needed
+    addr == 0
+        && len > 0
+        && off == 0
+        && prot & !PROT == 0
+        && flags & !ALLOWED == 0
+        && flags & NEEDED == NEEDED
 }
 
 /// `open` flags answered here: read-only, with nothing made, truncated or waited for
@@ -670,13 +679,13 @@ fn plain_open(flags: u64) -> bool {
     /// `O_LARGEFILE` as the kernel has it (the libc crate's is 0 on x86-64; Linux
     /// ignores it on 64-bit).
     const O_LARGEFILE: u64 = 0o100000;
-    let allowed = (libc::O_CLOEXEC
+    const ALLOWED: u64 = (libc::O_CLOEXEC
         | libc::O_DIRECTORY
         | libc::O_NOFOLLOW
         | libc::O_NONBLOCK
         | libc::O_NOCTTY) as u64
         | O_LARGEFILE;
-    flags & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 && flags & !allowed == 0
+    flags & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 && flags & !ALLOWED == 0
 }
 
 /// The path argument: a string that ends within `PATH_MAX` in pages mapped now.
@@ -693,16 +702,10 @@ fn dir_fd(k: &Kernel, fd: u64) -> bool {
 /// it and no call on it blocks.
 fn file_fd(k: &Kernel, fd: u64) -> bool {
     use crate::linux::FileKind;
-    use crate::vfs::DevKind;
-    k.proc.files.get(fd).is_ok_and(|f| {
-        matches!(
-            f.kind,
-            FileKind::Host(_)
-                | FileKind::Tmp(_)
-                | FileKind::Gen(_)
-                | FileKind::Dir
-                | FileKind::Dev(DevKind::Null | DevKind::Zero | DevKind::Full | DevKind::Random)
-        )
+    k.proc.files.get(fd).is_ok_and(|f| match f.kind {
+        FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) | FileKind::Dir => true,
+        FileKind::Dev(d) => d.is_plain(),
+        _ => false,
     })
 }
 
@@ -808,8 +811,8 @@ mod tests {
     /// refused row would need the exit path's accounting), or `open`/`openat`, partial
     /// only for `O_TMPFILE`, which `plain_open` never admits, or `mmap`, partial only
     /// for writable shared mappings of host files, which `plain_mmap` never admits;
-    /// `admit` lets nothing
-    /// else through, whatever its arguments (it looks at this list first).
+    /// `admit` lets nothing else through, whatever its arguments (it looks at this
+    /// list first, through the stub's map).
     #[test]
     fn only_listed_calls_are_fast() {
         for nr in FAST_CALLS {

@@ -162,6 +162,15 @@ pub(crate) enum DevKind {
 }
 
 impl DevKind {
+    /// A device nobody waits on and no call on blocks (its reads and writes finish at
+    /// once): `/dev/null`, `zero`, `full`, `[u]random`.
+    pub(crate) fn is_plain(self) -> bool {
+        matches!(
+            self,
+            DevKind::Null | DevKind::Zero | DevKind::Full | DevKind::Random
+        )
+    }
+
     fn rdev(self) -> u64 {
         let (major, minor) = match self {
             DevKind::Null => (1, 3),
@@ -246,10 +255,7 @@ impl Node {
             Node::HostFile { kind, .. } => *kind == libc::S_IFREG,
             Node::Lower(l) => l.kind == libc::S_IFREG,
             Node::Tmp(t) => t.fifo().is_none() && t.socket().is_none() && t.link_target().is_none(),
-            Node::Dev(d) => matches!(
-                d,
-                DevKind::Null | DevKind::Zero | DevKind::Full | DevKind::Random
-            ),
+            Node::Dev(d) => d.is_plain(),
             Node::Link(_) | Node::Proc(_) => false,
         }
     }
