@@ -528,6 +528,9 @@ const NEWFSTATAT: u64 = libc::SYS_newfstatat as u64;
 const CLOSE: u64 = libc::SYS_close as u64;
 const IOCTL: u64 = libc::SYS_ioctl as u64;
 const OPENAT: u64 = libc::SYS_openat as u64;
+const SET_TID_ADDRESS: u64 = libc::SYS_set_tid_address as u64;
+const UMASK: u64 = libc::SYS_umask as u64;
+const RT_SIGPROCMASK: u64 = libc::SYS_rt_sigprocmask as u64;
 /// `ioctl(fd, TCGETS, …)`: what `isatty` asks (CPython asks it of every file it opens).
 const TCGETS: u64 = libc::TCGETS;
 
@@ -560,6 +563,9 @@ const FAST_CALLS: &[u64] = &[
     OPENAT,
     GETCWD,
     MMAP,
+    SET_TID_ADDRESS,
+    UMASK,
+    RT_SIGPROCMASK,
 ];
 
 /// The stub's fast-call map (supervisor.S `FAST_MAP`): bit `nr` set for every call in
@@ -596,6 +602,16 @@ fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
     }
     match nr {
         GETPID | GETPPID | GETTID | GETUID | GETGID | GETEUID | GETEGID => true,
+        // The task's own bookkeeping: where its id is cleared when it ends (every
+        // program's start, every thread's), the process's file-mode mask.
+        SET_TID_ADDRESS | UMASK => true,
+        // The task's signal mask (C libraries block and restore it around
+        // `pthread_create`, `fork` and `posix_spawn`): a signal it unblocks is
+        // delivered at the follow-up exit before the call returns, as on Linux.
+        RT_SIGPROCMASK => {
+            (a[1] == 0 || buffer_ready(k, a[1], 8, false))
+                && (a[2] == 0 || buffer_ready(k, a[2], 8, true))
+        }
         READ | PREAD64 => file_fd(k, a[0]) && buffer_ready(k, a[1], a[2], true),
         WRITE | PWRITE64 => file_fd(k, a[0]) && buffer_ready(k, a[1], a[2], false),
         LSEEK | FSYNC | FDATASYNC => file_fd(k, a[0]),

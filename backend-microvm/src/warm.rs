@@ -259,6 +259,6 @@ mod tests {
     /// tests/programs/redirect.c enters the pass by its address.
     #[test]
     fn the_pass_is_where_the_test_program_looks() {
-        assert_eq!(STUB_VA + crate::guest::WARM_OFFSET as u64, 0x7fff_ffff_d17b);
+        assert_eq!(STUB_VA + crate::guest::WARM_OFFSET as u64, 0x7fff_ffff_d187);
     }
 }

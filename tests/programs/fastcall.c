@@ -53,6 +53,78 @@ static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The thread pointer as `arch_prctl(ARCH_SET_FS)` leaves it, read back through %fs
+ * (the micro-VM's stub answers the call itself), and calls on the task's own state:
+ * `set_tid_address`, `umask`, `rt_sigprocmask` (a signal raised while blocked runs its
+ * handler when the call that unblocks it returns). No libc call runs while %fs is
+ * not libc's own. */
+static long set_fs(unsigned long addr) {
+    long r;
+    __asm__ volatile("syscall"
+                     : "=a"(r)
+                     : "0"((long)SYS_arch_prctl), "D"(0x1002L), "S"(addr)
+                     : "rcx", "r11", "memory");
+    return r;
+}
+
+static int task_calls(void) {
+    unsigned long old;
+    if (syscall(SYS_arch_prctl, 0x1003, &old) != 0)
+        return 1;
+    static unsigned long tcb[2][4];
+    unsigned long seen = 0, bad_seen = 0;
+    long errs = 0;
+    for (int i = 0; i < 300; i++) {
+        unsigned long *t = tcb[i & 1];
+        t[0] = (unsigned long)t;
+        t[1] = (unsigned long)i;
+        unsigned long got;
+        long r = set_fs((unsigned long)t);
+        __asm__ volatile("mov %%fs:8, %0" : "=r"(got));
+        /* Addresses past the user half: refused, the pointer unchanged. */
+        errs += set_fs(0x800000000000UL) + set_fs(0xffff800000000000UL);
+        unsigned long still;
+        __asm__ volatile("mov %%fs:0, %0" : "=r"(still));
+        set_fs(old);
+        seen += r == 0 && got == (unsigned long)i;
+        bad_seen += still == (unsigned long)t;
+    }
+    printf("fs set %lu/300, kept after refusals %lu/300, refusals %ld\n", seen, bad_seen,
+           errs / 300);
+    int tid_ok = 0;
+    static int slot_a, slot_b;
+    for (int i = 0; i < 300; i++)
+        tid_ok += syscall(SYS_set_tid_address, i & 1 ? &slot_a : &slot_b) == syscall(SYS_gettid);
+    mode_t m0 = umask(027), m1 = umask(0777), m2 = umask(m0);
+    printf("set_tid_address %d/300, umask %o %o %d\n", tid_ok, (unsigned)m1,
+           (unsigned)m2, umask(m0) == m0);
+    signal(SIGUSR1, on_usr1);
+    sigset_t one, prev, now;
+    sigemptyset(&one);
+    sigaddset(&one, SIGUSR1);
+    int ran = 0, held = 0, masked = 0;
+    for (int i = 0; i < 100; i++) {
+        usr1 = 0;
+        sigprocmask(SIG_BLOCK, &one, &prev);
+        raise(SIGUSR1);
+        held += usr1 == 0;
+        sigprocmask(SIG_SETMASK, &prev, &now);
+        masked += sigismember(&now, SIGUSR1);
+        ran += usr1 == 1;
+    }
+    errno = 0;
+    long einval = syscall(SYS_rt_sigprocmask, 99, &one, NULL, 8);
+    int e = errno;
+    errno = 0;
+    long esize = syscall(SYS_rt_sigprocmask, SIG_BLOCK, &one, NULL, 4);
+    int e2 = errno;
+    signal(SIGUSR1, SIG_DFL);
+    printf("sigusr1 held %d, masked %d, ran on unblock %d of 100; bad how %ld/%d, size "
+           "%ld/%d\n",
+           held, masked, ran, einval, e, esize, e2);
+    return 0;
+}
+
 /* Private anonymous mappings (fast calls), given back at once as CPython's frame
  * stack does, or kept: zeros when fresh, what was written while mapped, distinct
  * while alive. */
@@ -382,6 +454,8 @@ static int integrity(void) {
            (long long)st.st_size, r1, e1, r2, e2);
     printf("isatty %d of 300, ENOTTY %d, a closed descriptor %d/%d\n", ttys, enotty, bad,
            ebadf);
+    if (task_calls() != 0)
+        return 1;
     return paths();
 }
 
@@ -544,6 +618,17 @@ static int forge(void) {
     printf("pread-untouched %s\n", name(s));
     s = post(SYS_pread64, 1 << 20, (uint64_t)(uintptr_t)&ret, 8, &ret);
     printf("pread-badfd %s\n", name(s));
+    /* A signal mask read from or written to the supervisor's half or the program's
+     * code: refused, the mask unchanged. */
+    sigset_t before, after;
+    sigprocmask(SIG_SETMASK, NULL, &before);
+    s = post6(SYS_rt_sigprocmask, SIG_SETMASK, 0xffff800000000000UL, 0, 8, 0, 0, &ret);
+    printf("sigmask-kernel %s\n", name(s));
+    s = post6(SYS_rt_sigprocmask, SIG_BLOCK, (uint64_t)(uintptr_t)&before,
+              (uint64_t)(uintptr_t)forge, 8, 0, 0, &ret);
+    printf("sigmask-text %s\n", name(s));
+    sigprocmask(SIG_SETMASK, NULL, &after);
+    printf("sigmask %s\n", memcmp(&before, &after, 8) ? "changed" : "unchanged");
     /* close of a pipe (another task may wait on it) is refused; of a file, done. */
     int ends[2];
     if (pipe(ends) != 0)

@@ -258,7 +258,7 @@ static int forge(void) {
 }
 
 /* The stub's warming pass (supervisor.S `warm`); VM only, as UENTRY. */
-#define WARM 0x7fffffffd17bUL
+#define WARM 0x7fffffffd187UL
 
 /* Runs the pass over `list` (`n` entries: page | (pages - 1) << 1 | write) in a child,
  * then says how the child ended: the pass ends at its doorbell, which the VMM takes as

@@ -102,6 +102,9 @@ fn the_fast_call_slot_resists_a_workload_that_writes_it() {
          pread-text slow\n\
          pread-untouched slow\n\
          pread-badfd slow\n\
+         sigmask-kernel slow\n\
+         sigmask-text slow\n\
+         sigmask unchanged\n\
          close-pipe slow open\n\
          close-file done gone\n\
          stat-untouched-path slow\n\

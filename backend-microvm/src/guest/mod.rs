@@ -27,6 +27,19 @@ mod tests {
         // The flush entry the VMM resumes at is the stub's `ud2`.
         let off = (layout::FLUSH_ENTRY_VA - layout::STUB_VA) as usize;
         assert_eq!(&STUB_CODE[off..off + 2], &[0x0f, 0x0b]);
+        // The VMM's returns land on the stub's `iretq` (stub + 6).
+        assert_eq!(&STUB_CODE[6..8], &[0x48, 0xcf]);
+    }
+
+    /// The stub answers `arch_prctl(ARCH_SET_FS)` itself below `USER_TOP`: its bound
+    /// is the exit path's (`sys_arch_prctl`), as layout.rs has it.
+    #[test]
+    fn stub_set_fs_bound_is_user_top() {
+        let src = include_str!("supervisor.S");
+        let want = format!(".set    USER_TOP, {:#x}\n", layout::USER_TOP);
+        assert!(src.contains(&want), "supervisor.S lacks {want:?}");
+        assert!(src.contains(".set    SYS_ARCH_PRCTL, 158\n"));
+        assert!(src.contains(".set    ARCH_SET_FS, 0x1002\n"));
     }
 
     /// The committed bytes are what `supervisor.S` assembles to (skipped, loudly, where

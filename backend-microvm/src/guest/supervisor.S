@@ -58,10 +58,14 @@
          * instead of being posted only to come back SLOW. */
         .set    FAST_MAP, 0xf00
         .set    FAST_MAP_BITS, 512
+        /* arch_prctl and its ARCH_SET_FS; USER_TOP as layout.rs has it. */
+        .set    SYS_ARCH_PRCTL, 158
+        .set    ARCH_SET_FS, 0x1002
+        .set    USER_TOP, 0x7ffffff80000
 stub:
         /* syscall: rax = number, rcx = return rip, r11 = rflags. */
-        jmp     fast
-        .byte   0x0f, 0x1f, 0x40, 0x00  /* nopl 0(%rax): iretq lands at stub + 6 */
+        jmp     entry                   /* rel32: 5 bytes */
+        nop                             /* iretq lands at stub + 6 */
         /* The VMM returns here (stub + 6) after a doorbell, with rsp pointing at a
          * user-return frame it wrote in the frame page. */
         iretq
@@ -128,6 +132,8 @@ answered:
         mov     stub + SLOT_RET(%rip), %rax
         cmpq    $0, stub + SLOT_SITE(%rip)
         je      ureturn                 /* posted by the user-mode entry */
+kreturn:
+        /* Back to user mode after a `syscall` with the answer in rax. */
         and     $USER_FLAGS, %r11
         or      $0x202, %r11
         mov     %rsp, stub + SLOT_RSP(%rip)
@@ -167,6 +173,9 @@ uentry:
         pushfq
         pop     %r11
         mov     stub + SLOT_USP(%rip), %rsp
+        cmp     $SYS_ARCH_PRCTL, %rax
+        je      uarch
+uentry_post:
         cmpl    $0, stub + SLOT_AWAKE(%rip)
         je      ring
         movq    $0, stub + SLOT_SITE(%rip)
@@ -202,6 +211,38 @@ warm:
         jnz     1b
 9:      movb    %al, stub + 0x1002(%rip)
         ud2                             /* not reached: the VMM takes the vCPU back */
+
+        /* `arch_prctl(ARCH_SET_FS, addr)`, which every program makes once at its
+         * start to set its thread pointer, answered in the guest: `wrfsbase`
+         * (CR4.FSGSBASE is on, so the workload could run it itself; it gains nothing
+         * here). The VMM takes a task's FS base from the vCPU whenever it needs it
+         * (a switch, clone, fork, a snapshot), never from a copy of its own. The
+         * check is the exit path's (`sys_arch_prctl`): an address at or past
+         * USER_TOP, and every other code, go through the fast call or the doorbell
+         * as before. Nothing is posted, nothing rings: no VM exit. */
+entry:
+        cmp     $SYS_ARCH_PRCTL, %rax
+        jne     fast
+        cmp     $ARCH_SET_FS, %rdi
+        jne     fast
+        movabs  $USER_TOP, %rax
+        cmp     %rax, %rsi
+        mov     $SYS_ARCH_PRCTL, %eax
+        jae     fast
+        wrfsbase %rsi
+        xor     %eax, %eax
+        jmp     kreturn
+uarch:
+        /* The same from the user-mode entry (rax = the number, r11 = the flags). */
+        cmp     $ARCH_SET_FS, %rdi
+        jne     uentry_post
+        movabs  $USER_TOP, %rax
+        cmp     %rax, %rsi
+        mov     $SYS_ARCH_PRCTL, %eax
+        jae     uentry_post
+        wrfsbase %rsi
+        xor     %eax, %eax
+        jmp     ureturn
 
 /* --------------------------------------------------------------- handler page */
         .section .handler, "ax"
