@@ -398,41 +398,100 @@ impl Pipe {
     }
 }
 
+/// Which way an end of a pipe moves bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// A read end.
+    Read,
+    /// A write end.
+    Write,
+    /// A FIFO opened `O_RDWR`: a reader and a writer of its own, so its open never
+    /// waits and its reads never find the end of file.
+    Both,
+    /// A FIFO's read end opened `O_NONBLOCK`: its open waited for no writer, so its
+    /// reads find the end of file whenever no writer is open. (A blocking open's
+    /// reads wait for the first writer instead, as the open itself would have.)
+    ReadNow,
+}
+
+impl Side {
+    pub(crate) fn reads(self) -> bool {
+        self != Side::Write
+    }
+    pub(crate) fn writes(self) -> bool {
+        matches!(self, Side::Write | Side::Both)
+    }
+    /// Its byte in a saved sandbox (0 and 1 are the `write` boolean of the format's
+    /// first version).
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Side::Read => 0,
+            Side::Write => 1,
+            Side::Both => 2,
+            Side::ReadNow => 3,
+        }
+    }
+    pub(crate) fn from_code(c: u8) -> Option<Side> {
+        [Side::Read, Side::Write, Side::Both, Side::ReadNow]
+            .into_iter()
+            .find(|s| s.code() == c)
+    }
+}
+
 /// One end of a pipe; dropping it closes that end.
 #[derive(Debug)]
 pub(crate) struct PipeEnd {
     /// The pipe.
     pub(crate) pipe: Rc<RefCell<Pipe>>,
-    /// The write end (else the read end).
-    pub(crate) write: bool,
+    pub(crate) side: Side,
 }
 
 impl PipeEnd {
-    /// Opens an end.
+    /// Opens a read end or (`write`) a write end.
     pub(crate) fn new(pipe: &Rc<RefCell<Pipe>>, write: bool) -> PipeEnd {
+        PipeEnd::open(pipe, if write { Side::Write } else { Side::Read })
+    }
+
+    /// Opens an end of `side`: counted by its pipe, which no longer waits for its
+    /// first reader or writer.
+    pub(crate) fn open(pipe: &Rc<RefCell<Pipe>>, side: Side) -> PipeEnd {
+        let end = PipeEnd::restored(Rc::clone(pipe), side);
         {
             let mut p = pipe.borrow_mut();
-            if write {
-                p.writers += 1;
+            if side.writes() {
                 p.no_writer_yet = false;
-            } else {
-                p.readers += 1;
+            }
+            if side.reads() {
                 p.no_reader_yet = false;
             }
         }
-        PipeEnd {
-            pipe: Rc::clone(pipe),
-            write,
-        }
+        end
+    }
+
+    /// Reads from the pipe.
+    pub(crate) fn reads(&self) -> bool {
+        self.side.reads()
+    }
+
+    /// Writes into the pipe.
+    pub(crate) fn writes(&self) -> bool {
+        self.side.writes()
+    }
+
+    /// An empty pipe read through this end ends the file even before its first
+    /// writer: the end was opened without waiting for one, and none is open.
+    pub(crate) fn eof_unwaited(&self, p: &Pipe) -> bool {
+        self.side == Side::ReadNow && p.writers == 0
     }
 }
 
 impl Drop for PipeEnd {
     fn drop(&mut self) {
         let mut p = self.pipe.borrow_mut();
-        if self.write {
+        if self.side.writes() {
             p.writers -= 1;
-        } else {
+        }
+        if self.side.reads() {
             p.readers -= 1;
         }
         p.touch();
@@ -475,10 +534,10 @@ impl crate::snap::Snap for Pipe {
 impl crate::snap::Snap for PipeEnd {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
         let pipe = crate::snap::Snap::snap(&self.pipe, m)?;
-        m.pipe_end(&pipe, self.write);
+        m.pipe_end(&pipe, self.side);
         Ok(PipeEnd {
             pipe,
-            write: self.write,
+            side: self.side,
         })
     }
 }
@@ -589,16 +648,17 @@ impl Pipe {
 
 impl PipeEnd {
     /// An end read back: counted by its pipe (`set_ends` is not needed after).
-    pub(crate) fn restored(pipe: Rc<RefCell<Pipe>>, write: bool) -> PipeEnd {
+    pub(crate) fn restored(pipe: Rc<RefCell<Pipe>>, side: Side) -> PipeEnd {
         {
             let mut p = pipe.borrow_mut();
-            if write {
+            if side.writes() {
                 p.writers += 1;
-            } else {
+            }
+            if side.reads() {
                 p.readers += 1;
             }
         }
-        PipeEnd { pipe, write }
+        PipeEnd { pipe, side }
     }
 }
 
@@ -608,6 +668,32 @@ mod tests {
 
     fn open(p: &Rc<RefCell<Pipe>>) -> (PipeEnd, PipeEnd) {
         (PipeEnd::new(p, false), PipeEnd::new(p, true))
+    }
+
+    /// A FIFO's `O_RDWR` end counts as a reader and a writer, and gives both back;
+    /// the save format's codes of the first version (the `write` boolean) still mean
+    /// what they meant, and no other byte is a side.
+    #[test]
+    fn fifo_ends_count_their_sides() {
+        let p = Pipe::fifo();
+        let both = PipeEnd::open(&p, Side::Both);
+        {
+            let q = p.borrow();
+            assert_eq!((q.readers, q.writers), (1, 1));
+            assert!(!q.no_writer_yet && !q.no_reader_yet);
+        }
+        let now = PipeEnd::open(&p, Side::ReadNow);
+        assert!(!now.eof_unwaited(&p.borrow()));
+        drop(both);
+        assert_eq!((p.borrow().readers, p.borrow().writers), (1, 0));
+        assert!(now.eof_unwaited(&p.borrow()));
+        assert!(!PipeEnd::new(&p, false).eof_unwaited(&p.borrow()));
+        assert_eq!(Side::from_code(0), Some(Side::Read));
+        assert_eq!(Side::from_code(1), Some(Side::Write));
+        for s in [Side::Read, Side::Write, Side::Both, Side::ReadNow] {
+            assert_eq!(Side::from_code(s.code()), Some(s));
+        }
+        assert_eq!(Side::from_code(4), None);
     }
 
     #[test]

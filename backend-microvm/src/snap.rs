@@ -168,14 +168,15 @@ impl Memo {
     }
 
     /// Notes a copied pipe end (the ends' counts are set from the copies at the end).
-    pub(crate) fn pipe_end(&mut self, p: &Rc<RefCell<crate::pipe::Pipe>>, write: bool) {
+    pub(crate) fn pipe_end(&mut self, p: &Rc<RefCell<crate::pipe::Pipe>>, side: crate::pipe::Side) {
         let e = self
             .pipes
             .entry(key(Rc::as_ptr(p)))
             .or_insert_with(|| (Rc::clone(p), 0, 0));
-        if write {
+        if side.writes() {
             e.2 += 1;
-        } else {
+        }
+        if side.reads() {
             e.1 += 1;
         }
     }

@@ -75,6 +75,37 @@ static void pipes(void) {
   CHECK("pipe.epipe", write(p[1], "z", 1));
   close(p[1]);
 
+  /* Named pipes: a non-blocking write-only open without a reader, a non-blocking
+   * read-only open before any writer (reads end the file, poll sees nothing), a
+   * writer coming and going, and O_RDWR (a reader and a writer of its own). */
+  CHECK("fifo.mkfifo", mkfifo("fifo-io", 0600));
+  CHECK("fifo.wronly.nonblock.noreader", open("fifo-io", O_WRONLY | O_NONBLOCK));
+  int fr = open("fifo-io", O_RDONLY | O_NONBLOCK);
+  CHECK("fifo.rdonly.nonblock", fr >= 0);
+  CHECK("fifo.read.nowriter", read(fr, buf, sizeof buf));
+  struct pollfd fp = {fr, POLLIN, 0};
+  CHECKX("fifo.poll.nowriter", poll(&fp, 1, 0), "revents=%#x", fp.revents);
+  int fw = open("fifo-io", O_WRONLY | O_NONBLOCK);
+  CHECK("fifo.wronly.nonblock.reader", fw >= 0);
+  CHECK("fifo.read.writer.eagain", read(fr, buf, sizeof buf));
+  CHECK("fifo.write", write(fw, "hi", 2));
+  CHECK("fifo.read", read(fr, buf, sizeof buf));
+  close(fw);
+  fp.revents = 0;
+  CHECKX("fifo.poll.writer.gone", poll(&fp, 1, 0), "revents=%#x", fp.revents);
+  CHECK("fifo.read.writer.gone", read(fr, buf, sizeof buf));
+  close(fr);
+  int frw = open("fifo-io", O_RDWR);
+  CHECK("fifo.rdwr", frw >= 0);
+  CHECK("fifo.rdwr.write", write(frw, "abc", 3));
+  fp = (struct pollfd){frw, POLLIN | POLLOUT, 0};
+  CHECKX("fifo.rdwr.poll", poll(&fp, 1, 0), "revents=%#x", fp.revents);
+  CHECK("fifo.rdwr.read", read(frw, buf, sizeof buf));
+  CHECK("fifo.rdwr.setfl", fcntl(frw, F_SETFL, O_NONBLOCK));
+  CHECK("fifo.rdwr.empty.eagain", read(frw, buf, sizeof buf));
+  close(frw);
+  unlink("fifo-io");
+
   /* A blocking write larger than the pipe waits until a reader takes it all. */
   CHECK("pipe2.big", pipe2(p, 0));
   pid_t c = fork();

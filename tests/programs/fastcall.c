@@ -218,7 +218,8 @@ static int opens(void) {
     char c;
     int relok = rel >= 0 && read(rel, &c, 1) == 1 && c == 'c';
     int f = open(fifo, O_RDONLY | O_NONBLOCK);
-    int fifook = f >= 0;
+    /* No writer yet, opened without waiting for one: the end of file. */
+    int fifook = f >= 0 && read(f, &c, 1) == 0;
     int n = open("/dev/null", O_RDONLY);
     int nullok = n >= 0 && read(n, &c, 1) == 0;
     close(rel);

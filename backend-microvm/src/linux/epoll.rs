@@ -168,8 +168,10 @@ impl Kernel {
             p.total_out.wrapping_add(p.readers as u64)
         };
         let (i, o) = match &f.kind {
-            FileKind::Pipe(e) if e.write => (0, outgoing(e)),
-            FileKind::Pipe(e) => (incoming(e), 0),
+            FileKind::Pipe(e) => (
+                if e.reads() { incoming(e) } else { 0 },
+                if e.writes() { outgoing(e) } else { 0 },
+            ),
             FileKind::Socket(s) if s.unix.borrow().listen.is_none() => {
                 let i = s.rx.borrow().as_ref().map_or(0, incoming);
                 let o = s.tx.borrow().as_ref().map_or(0, outgoing);

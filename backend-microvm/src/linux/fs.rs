@@ -13,7 +13,7 @@ use super::{Kernel, SysErr, SysResult};
 use crate::abi::{DirentHead, Flock, Stat};
 use crate::errno::{self, Errno};
 use crate::mm::UserPtr;
-use crate::pipe::{Pipe, PipeEnd};
+use crate::pipe::{Pipe, PipeEnd, Side};
 use crate::stdio::Input;
 use crate::vfs::{host, tmpfs, Meta, Opened};
 
@@ -30,16 +30,24 @@ pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -
         Opened::Dev(d) => FileKind::Dev(d),
         Opened::Gen(b) => FileKind::Gen(b),
         Opened::Path => FileKind::Path,
-        Opened::Fifo(pipe) => {
-            let write = flags & libc::O_ACCMODE == libc::O_WRONLY;
-            FileKind::Pipe(PipeEnd::new(&pipe, write))
-        }
+        Opened::Fifo(pipe) => FileKind::Pipe(PipeEnd::open(&pipe, fifo_side(flags))),
         // Opened by `sys_openat`, which makes the contents first.
         Opened::Proc(..) => FileKind::Gen(Rc::from(&b""[..])),
     };
     let status = flags
         & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_PATH | libc::O_DIRECTORY);
     OpenFile::new(kind, Some(loc), status)
+}
+
+/// The end a FIFO's open makes: `O_RDWR` is a reader and a writer, a read-only open
+/// with `O_NONBLOCK` waited for no writer (see [`Side::ReadNow`]).
+fn fifo_side(flags: i32) -> Side {
+    match flags & libc::O_ACCMODE {
+        libc::O_WRONLY => Side::Write,
+        libc::O_RDWR => Side::Both,
+        _ if flags & libc::O_NONBLOCK != 0 => Side::ReadNow,
+        _ => Side::Read,
+    }
 }
 
 /// The record layout of a directory listing.
@@ -377,7 +385,7 @@ impl Kernel {
             // FIONREAD
             0x541b => {
                 let n = match &f.kind {
-                    FileKind::Pipe(end) if !end.write => end.pipe.borrow().len() as u64,
+                    FileKind::Pipe(end) if end.reads() => end.pipe.borrow().len() as u64,
                     FileKind::Socket(sk) => sk
                         .rx
                         .borrow()

@@ -58,19 +58,17 @@ impl Kernel {
             FileKind::Output(..) => (false, true, 0),
             // As Linux's pipe_poll: a write end is writable while a slot is free
             // (readers or not) and in error without readers; a read end hangs up
-            // once every writer has gone.
-            FileKind::Pipe(end) if end.write => {
-                let p = end.pipe.borrow();
-                (
-                    false,
-                    p.writable(),
-                    if p.readers == 0 { POLLERR } else { 0 },
-                )
-            }
+            // once every writer has gone (a FIFO opened `O_RDWR` is both ends).
             FileKind::Pipe(end) => {
                 let p = end.pipe.borrow();
-                let hup = p.writers == 0 && !p.no_writer_yet;
-                (!p.is_empty(), false, if hup { POLLHUP } else { 0 })
+                let w = end.writes();
+                let err = w && p.readers == 0;
+                let hup = end.reads() && p.writers == 0 && !p.no_writer_yet;
+                (
+                    end.reads() && !p.is_empty(),
+                    w && p.writable(),
+                    if err { POLLERR } else { 0 } | if hup { POLLHUP } else { 0 },
+                )
             }
             FileKind::Socket(s) if s.inet.is_some() => super::inet::poll(s),
             FileKind::Socket(s) if super::unix::poll_state(s).is_some() => {

@@ -134,7 +134,7 @@ impl Kernel {
                 fill_random(buf);
                 buf.len()
             }
-            FileKind::Pipe(end) if !end.write => {
+            FileKind::Pipe(end) if end.reads() => {
                 return self.read_pipe(end, buf, file.flags.get() & libc::O_NONBLOCK != 0, false)
             }
             FileKind::Socket(_) => return self.sock_read(file, buf),
@@ -200,6 +200,9 @@ impl Kernel {
             let r = p.read(buf, peek);
             if !peek && matches!(r, pipe::Read::Data { .. }) {
                 let _ = p.account(&self.mm.mem.budget()); // less: cannot fail
+            }
+            if matches!(r, pipe::Read::Empty) && end.eof_unwaited(&p) {
+                return Ok(0);
             }
             r
         };
@@ -410,7 +413,7 @@ impl Kernel {
             }
             FileKind::Dev(DevKind::Full) => Err(errno::ENOSPC.into()),
             FileKind::Dev(_) => Ok(data.len()),
-            FileKind::Pipe(end) if end.write => {
+            FileKind::Pipe(end) if end.writes() => {
                 self.write_pipe(end, data, file.flags.get() & libc::O_NONBLOCK != 0, false)
             }
             FileKind::Socket(_) if super::netlink::is_netlink(file) => {

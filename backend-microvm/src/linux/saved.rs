@@ -28,7 +28,7 @@ use super::{Kernel, Limits, UserCtx};
 use crate::memory::{Budget, HeapCharge};
 use crate::mm::vma::{BackingIo, SavedBacking};
 use crate::mm::{AddressSpace, Backing};
-use crate::pipe::{Pipe, PipeEnd};
+use crate::pipe::{Pipe, PipeEnd, Side};
 use crate::savefile::wire::{bad, Dec, Enc, WireError};
 use crate::snap::SnapError;
 use crate::vfs::tmpfs::{TmpInode, TmpLoad};
@@ -518,7 +518,7 @@ impl Files {
             FileKind::Pipe(p) => {
                 e.u8(7);
                 Pipe::save(&p.pipe, e);
-                e.bool(p.write);
+                e.u8(p.side.code());
             }
             FileKind::EventFd(ev) => {
                 e.u8(8);
@@ -604,7 +604,10 @@ impl Loader<'_, '_> {
             6 => K::Ready(FileKind::Gen(Rc::from(self.d.bytes(w)?))),
             7 => {
                 let p = self.pipe()?;
-                K::Ready(FileKind::Pipe(PipeEnd::restored(p, self.d.bool(w)?)))
+                let c = self.d.u8(w)?;
+                let side = Side::from_code(c)
+                    .ok_or_else(|| bad(format!("{w}: pipe end {c} is unknown")))?;
+                K::Ready(FileKind::Pipe(PipeEnd::restored(p, side)))
             }
             8 => K::Ready(FileKind::EventFd(EventFd {
                 count: Cell::new(self.d.u64(w)?),

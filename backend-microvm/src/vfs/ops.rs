@@ -162,6 +162,12 @@ impl Vfs {
             Node::Tmp(t) if t.socket().is_some() => return Err(errno::ENXIO),
             Node::Tmp(t) => {
                 if let Some(p) = t.fifo() {
+                    // A write-only open that may not wait for a reader, with none:
+                    // ENXIO, as on Linux.
+                    let wronly = flags & libc::O_ACCMODE == libc::O_WRONLY;
+                    if wronly && flags & libc::O_NONBLOCK != 0 && p.borrow().readers == 0 {
+                        return Err(errno::ENXIO);
+                    }
                     Opened::Fifo(p)
                 } else {
                     if flags & libc::O_TRUNC != 0 && !t.is_dir() {
