@@ -238,6 +238,21 @@ static int forge(void) {
     fflush(stdout);
     if (enter(SYS_write, 1, (long)msg, sizeof msg - 1, 0) != (long)sizeof msg - 1)
         fail("write through the entry");
+    /* arch_prctl(ARCH_SET_FS) through the entry: the stub sets the thread pointer
+     * itself; past the user half it is refused (the exit path's EPERM), the pointer
+     * kept. No libc call while %fs is not libc's. */
+    unsigned long old_fs, got, kept;
+    static unsigned long tcb[4];
+    tcb[0] = (unsigned long)tcb;
+    tcb[1] = 0x5eed;
+    if (syscall(SYS_arch_prctl, 0x1003, &old_fs) != 0)
+        fail("ARCH_GET_FS");
+    long set = enter(SYS_arch_prctl, 0x1002, (long)tcb, 0, 0);
+    __asm__ volatile("mov %%fs:8, %0" : "=r"(got));
+    long refused = enter(SYS_arch_prctl, 0x1002, (long)0x800000000000UL, 0, 0);
+    __asm__ volatile("mov %%fs:8, %0" : "=r"(kept));
+    enter(SYS_arch_prctl, 0x1002, (long)old_fs, 0, 0);
+    printf("fs through the entry: %ld %#lx, refused %ld %#lx\n", set, got, refused, kept);
     /* Continuations that lead nowhere or into the supervisor's code. */
     const uint64_t bad[] = {0x10, 0x7fffffffd006UL, 0xffffffffffe04000UL, 0x8000000000000000UL};
     for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -190,6 +190,7 @@ fn the_user_mode_entry_resists_a_workload_that_enters_it() {
     assert_eq!(
         rest,
         "written through the entry\n\
+         fs through the entry: 0 0x5eed, refused -1 0x5eed\n\
          continuation 0x10: Segmentation fault\n\
          continuation 0x7fffffffd006: Segmentation fault\n\
          continuation 0xffffffffffe04000: Segmentation fault\n\
