@@ -72,6 +72,15 @@ static void opens(void) {
   how.mode = 0600;
   CHECK("openat2.mode.nocreat", SYS(SYS_openat2, AT_FDCWD, "a", &how, sizeof how));
   CHECK("openat2.small", SYS(SYS_openat2, AT_FDCWD, "a", &how, 8));
+  /* A mode needs O_CREAT or __O_TMPFILE itself (O_DIRECTORY is part of O_TMPFILE). */
+  how.flags = O_DIRECTORY;
+  CHECK("openat2.mode.directory", SYS(SYS_openat2, AT_FDCWD, ".", &how, sizeof how));
+  /* O_CREAT through a dangling link with RESOLVE_NO_SYMLINKS: ELOOP, nothing made. */
+  CHECK("symlink.dangling.o2", symlink("nowhere-o2", "dangle-o2"));
+  how = (struct open_how){.flags = O_CREAT | O_WRONLY, .mode = 0600, .resolve = RESOLVE_NO_SYMLINKS};
+  CHECK("openat2.creat.nosymlinks", SYS(SYS_openat2, AT_FDCWD, "dangle-o2", &how, sizeof how));
+  CHECK("openat2.creat.nosymlinks.made", access("nowhere-o2", F_OK));
+  unlink("dangle-o2");
   CHECK("symlink.loop1", symlink("loop2", "loop1"));
   CHECK("symlink.loop2", symlink("loop1", "loop2"));
   CHECK("open.loop", open("loop1", O_RDONLY));
@@ -359,6 +368,52 @@ static void one(int i) {
   report_random(i, w, r, errno, NULL);
 }
 
+/* Path walks and names to be made, where the order of Linux's checks shows: search
+ * permission on every directory walked (`.` and `..` included, and the parent of a
+ * name to be made or removed) before what the name is; a link whose target ends in a
+ * slash names a directory; a trailing slash on a name to be made that is no
+ * directory; O_CREAT naming a directory; what an O_PATH open keeps; O_TMPFILE's own
+ * bits; the sync bits newfstatat ignores; flags openat2 refuses. */
+static void walks(void) {
+  mkdir("wk", 0755);
+  mkdir("wk/sub", 0755);
+  int f = open("wk/file", O_WRONLY | O_CREAT, 0600);
+  close(f);
+  CHECK("walk.chmod.noexec", chmod("wk", 0644));
+  CHECK("walk.dotdot.noexec", mkdir("wk/../w2", 0755));
+  CHECK("walk.dot.noexec", access("wk/.", F_OK));
+  CHECK("walk.rmdir.noexec", rmdir("wk/file"));
+  CHECK("walk.unlink.noexec", unlink("wk/sub"));
+  CHECK("walk.link.noexec", link("p", "wk/file"));
+  CHECK("walk.symlink.noexec", symlink("x", "wk/new"));
+  CHECK("walk.chmod.back", chmod("wk", 0755));
+  CHECK("walk.slashlink", symlink("wk/file/", "slashlink"));
+  struct stat st;
+  CHECK("walk.slashlink.stat", stat("slashlink", &st));
+  CHECK("walk.slashlink.dir", symlink("wk/sub/", "slashlink.dir"));
+  CHECK("walk.slashlink.dir.stat", stat("slashlink.dir", &st));
+  CHECK("walk.symlink.trailing", symlink("x", "wk/newlink/"));
+  CHECK("walk.link.trailing", link("wk/file", "wk/newhard/"));
+  CHECK("walk.mkfifo.trailing", mkfifo("wk/newfifo/", 0600));
+  CHECK("walk.creat.dir", open("wk/sub", O_RDONLY | O_CREAT, 0600));
+  CHECK("walk.creat.dirlink", open("slashlink.dir", O_RDONLY | O_CREAT, 0600));
+  CHECK("walk.opath.keeps", open("wk/missing", O_PATH | O_CREAT | O_DIRECTORY | O_WRONLY));
+  CHECK("walk.opath.made", access("wk/missing", F_OK));
+  f = open("wk/sub", O_PATH | O_TRUNC | O_RDWR);
+  CHECK("walk.opath.dir", f >= 0);
+  close(f);
+  CHECK("walk.tmpfile.nodir", open("wk", 020000000 | O_RDWR, 0600));
+  CHECK("walk.tmpfile.creat", open("wk", O_TMPFILE | O_CREAT | O_RDWR, 0600));
+  CHECK("walk.fstatat.sync", fstatat(AT_FDCWD, "wk", &st, 0x6000));
+  CHECK("walk.fstatat.badflag", fstatat(AT_FDCWD, "wk", &st, 0x8000));
+  struct open_how how = {.flags = O_RDONLY | 0x2000000};
+  CHECK("openat2.unknownflag", SYS(SYS_openat2, AT_FDCWD, "wk", &how, sizeof how));
+  how.flags = O_PATH | O_RDWR;
+  CHECK("openat2.opath.rdwr", SYS(SYS_openat2, AT_FDCWD, "wk", &how, sizeof how));
+  unlink("slashlink");
+  unlink("slashlink.dir");
+}
+
 int main(int argc, char **argv) {
   FAMILY = "fs";
   scratch();
@@ -378,5 +433,6 @@ int main(int argc, char **argv) {
   xattrs();
   appends();
   sparse();
+  walks();
   return 0;
 }

@@ -49,6 +49,12 @@ static void caps(void) {
 }
 
 static void others(void) {
+  /* getrandom into a buffer whose end is not mapped: what fit before the hole. */
+  char *two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  munmap(two + 4096, 4096);
+  CHECK("getrandom.partial", getrandom(two + 4096 - 8, 16, 0));
+  CHECK("getrandom.hole", getrandom(two + 4096, 16, 0));
+  munmap(two, 4096);
   CHECK("personality.linux", personality(PER_LINUX));
   CHECK("personality.query", personality(0xffffffff));
   CHECK("personality.addr_no_random", personality(ADDR_NO_RANDOMIZE));

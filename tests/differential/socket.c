@@ -38,6 +38,15 @@ static void pairs(void) {
   CHECK("recv.dontwait.rest", recv(sv[1], b, sizeof b, MSG_DONTWAIT));
   CHECK("recv.dontwait.empty", recv(sv[1], b, sizeof b, MSG_DONTWAIT));
   CHECK("recv.trunc.stream", recv(sv[1], b, 1, MSG_DONTWAIT | MSG_TRUNC));
+  /* Bytes queued before the reader shuts its side: still read, then the end. */
+  CHECK("shutrd.send", send(sv[0], "xy", 2, 0));
+  CHECK("shutrd.shutdown", shutdown(sv[1], SHUT_RD));
+  CHECK("shutrd.queued.recv", recv(sv[1], b, sizeof b, MSG_DONTWAIT));
+  CHECK("shutrd.eof", recv(sv[1], b, sizeof b, MSG_DONTWAIT));
+  CHECK("shutrd.peer.send", send(sv[0], "z", 1, MSG_DONTWAIT | MSG_NOSIGNAL));
+  close(sv[0]);
+  close(sv[1]);
+  CHECK("socketpair.stream.again", socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
   int type = 0;
   socklen_t len = sizeof type;
   CHECKX("getsockopt.type", getsockopt(sv[0], SOL_SOCKET, SO_TYPE, &type, &len), "type=%d len=%d", type, len);

@@ -31,19 +31,31 @@ impl OpenHow {
     /// fit an `int`, known `RESOLVE_*` bits and not both `BENEATH` and `IN_ROOT`,
     /// permission bits only in `mode`, and a mode only when a file may be created.
     pub(crate) fn checked(self) -> Result<OpenHow, Errno> {
-        let creates = self.flags as i32 & (libc::O_CREAT | libc::O_TMPFILE) != 0;
-        if self.flags >> 32 != 0
+        // Linux's test (`build_open_flags`): O_CREAT or __O_TMPFILE alone, not all of
+        // O_TMPFILE, whose bits include O_DIRECTORY.
+        const O_TMPFILE_BIT: i32 = libc::O_TMPFILE & !libc::O_DIRECTORY;
+        let creates = self.flags as i32 & (libc::O_CREAT | O_TMPFILE_BIT) != 0;
+        // Linux's VALID_OPEN_FLAGS (x86-64): the access mode and O_CREAT up to
+        // __O_TMPFILE; any other bit is EINVAL for openat2 (open ignores them).
+        const VALID_OPEN_FLAGS: u64 = 0x7f_ffc3;
+        if self.flags & !VALID_OPEN_FLAGS != 0
             || self.resolve & !RESOLVE_ALL != 0
             || self.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT)
                 == RESOLVE_BENEATH | RESOLVE_IN_ROOT
             || self.mode & !0o7777 != 0
             || (self.mode != 0 && !creates)
+            || (self.flags as i32 & libc::O_PATH != 0 && self.flags as i32 & !O_PATH_FLAGS != 0)
         {
             return Err(errno::EINVAL);
         }
         Ok(self)
     }
 }
+
+/// The flags an `O_PATH` open keeps (Linux's `O_PATH_FLAGS`): `open` drops the others,
+/// `openat2` refuses them.
+pub(crate) const O_PATH_FLAGS: i32 =
+    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
 
 /// `struct flock` (32 bytes).
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]

@@ -8,6 +8,7 @@ use super::task::Tid;
 use super::{Cpu, Kernel, SysErr, SysResult};
 use crate::abi::{Itimerval, Rusage, Sysinfo, Tms, Utsname};
 use crate::errno;
+use crate::guest::layout::PAGE_SIZE;
 use crate::mm::UserPtr;
 
 /// The release `uname` reports.
@@ -247,18 +248,28 @@ impl Kernel {
             return Err(errno::EFAULT.into());
         }
         let len = len.min(32 * 1024 * 1024 - 1) as usize;
+        // Written page by page: a fault past the first byte ends the call with what
+        // was written before it, as Linux's copy does.
         let mut done = 0;
+        let mut tmp = vec![0u8; len.min(64 * 1024)];
         while done < len {
-            let mut tmp = vec![0u8; (len - done).min(64 * 1024)];
-            fill_random(&mut tmp);
-            if let Err(e) = self.mm.write_user(buf + done as u64, &tmp) {
-                return if done > 0 {
-                    Ok(done as u64)
-                } else {
-                    Err(e.into())
-                };
+            let chunk = &mut tmp[..(len - done).min(64 * 1024)];
+            fill_random(chunk);
+            let mut at = 0;
+            while at < chunk.len() {
+                let va = buf + (done + at) as u64;
+                let room = (PAGE_SIZE - va % PAGE_SIZE) as usize;
+                let n = room.min(chunk.len() - at);
+                if let Err(e) = self.mm.write_user(va, &chunk[at..at + n]) {
+                    return if done + at > 0 {
+                        Ok((done + at) as u64)
+                    } else {
+                        Err(e.into())
+                    };
+                }
+                at += n;
             }
-            done += tmp.len();
+            done += chunk.len();
         }
         Ok(len as u64)
     }

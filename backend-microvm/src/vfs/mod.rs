@@ -154,6 +154,22 @@ pub(crate) struct Restrict {
     pub(crate) no_xdev: bool,
 }
 
+impl Restrict {
+    /// Whether a link found in `dir` may be followed: never with `RESOLVE_NO_SYMLINKS`,
+    /// nor a `/proc` magic link (in a process's directory or its `fd`) with
+    /// `RESOLVE_NO_MAGICLINKS`.
+    fn may_follow(&self, dir: &Location) -> Result<(), Errno> {
+        let magic = matches!(
+            dir.node(),
+            Node::Proc(proc::ProcNode::Pid(_) | proc::ProcNode::FdDir(_))
+        );
+        if self.no_symlinks || (self.no_magiclinks && magic) {
+            return Err(errno::ELOOP);
+        }
+        Ok(())
+    }
+}
+
 /// The id unmapped owners show as (`overflowuid`).
 const OVERFLOW_ID: u32 = 65534;
 
@@ -198,6 +214,15 @@ impl Vfs {
     }
 
     /// Runs `f` with lookups restricted as `r` says (`openat2`).
+    /// Whether the lookup being made may follow a link found in `dir` (`openat2`'s
+    /// `RESOLVE_NO_SYMLINKS`, `RESOLVE_NO_MAGICLINKS`): `ELOOP` if not.
+    pub(crate) fn may_follow_in(&self, dir: &Location) -> Result<(), Errno> {
+        match self.restrict.borrow().as_ref() {
+            Some(r) => r.may_follow(dir),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn restricted<T>(&self, r: Restrict, f: impl FnOnce(&Self) -> T) -> T {
         *self.restrict.borrow_mut() = Some(r);
         let out = f(self);
@@ -367,7 +392,7 @@ impl Vfs {
         if path.len() >= PATH_MAX {
             return Err(errno::ENAMETOOLONG);
         }
-        let must_dir = path.ends_with(b"/");
+        let mut must_dir = path.ends_with(b"/");
         let r = self.restrict.borrow().clone().unwrap_or_default();
         let floor = r.floor.as_ref().map_or(1, |f| f.entries.len());
         // Where an absolute path (or symlink target) starts over.
@@ -389,6 +414,9 @@ impl Vfs {
             if !loc.node().is_dir() {
                 return Err(errno::ENOTDIR);
             }
+            // Every component is looked up in a directory that must be searchable,
+            // `.` and `..` too (Linux's may_lookup comes before the name is read).
+            self.may_search(&loc)?;
             match comp.as_slice() {
                 b"." => continue,
                 b".." => {
@@ -406,23 +434,12 @@ impl Vfs {
                 }
                 _ => {}
             }
-            self.may_search(&loc)?;
             let child = self.child(loc.top(), &comp)?;
             if r.no_xdev && self.crosses(&child) {
                 return Err(errno::EXDEV);
             }
             if child.node.is_link() && (!last || follow || must_dir) {
-                if r.no_symlinks {
-                    return Err(errno::ELOOP);
-                }
-                if r.no_magiclinks
-                    && matches!(
-                        loc.node(),
-                        Node::Proc(proc::ProcNode::Pid(_) | proc::ProcNode::FdDir(_))
-                    )
-                {
-                    return Err(errno::ELOOP);
-                }
+                r.may_follow(&loc)?;
                 *links += 1;
                 if *links > MAX_LINKS {
                     return Err(errno::ELOOP);
@@ -433,6 +450,10 @@ impl Vfs {
                 }
                 if target[0] == b'/' {
                     loc = restart()?;
+                }
+                // A last link whose target ends in a slash names a directory.
+                if last && target.ends_with(b"/") {
+                    must_dir = true;
                 }
                 let mut next = split(&target);
                 next.extend(queue.drain(..));
@@ -486,6 +507,9 @@ impl Vfs {
         if !parent.node().is_dir() {
             return Err(errno::ENOTDIR);
         }
+        // The last name is looked up in the parent, which must be searchable (Linux's
+        // path walk checks it before it returns the parent of a create or removal).
+        self.may_search(&parent)?;
         Ok((parent, name.to_vec()))
     }
 

@@ -75,12 +75,26 @@ impl Vfs {
         mode: u32,
         depth: u32,
     ) -> Result<(Location, Opened), Errno> {
+        // A path handle keeps only these flags (Linux's build_open_how for open and
+        // openat: O_CREAT, O_TRUNC, O_TMPFILE and the access mode of an O_PATH open
+        // are dropped; openat2 refuses them, `OpenHow::checked`).
+        let flags = if flags & libc::O_PATH != 0 {
+            flags & crate::abi::O_PATH_FLAGS
+        } else {
+            flags
+        };
         let follow = flags & libc::O_NOFOLLOW == 0;
         // Linux refuses a file that would be created and be a directory (6.4 on).
         if flags & libc::O_CREAT != 0 && flags & libc::O_DIRECTORY != 0 {
             return Err(errno::EINVAL);
         }
-        if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        // __O_TMPFILE needs O_DIRECTORY and no O_CREAT (EINVAL, as Linux's
+        // build_open_flags); the right form is not offered.
+        const TMPFILE_BIT: i32 = libc::O_TMPFILE & !libc::O_DIRECTORY;
+        if flags & TMPFILE_BIT != 0 {
+            if flags & (libc::O_TMPFILE | libc::O_CREAT) != libc::O_TMPFILE {
+                return Err(errno::EINVAL);
+            }
             return Err(errno::ENOTSUP);
         }
         let loc = if flags & libc::O_CREAT != 0 {
@@ -97,11 +111,19 @@ impl Vfs {
                         if !follow {
                             return Err(errno::ELOOP);
                         }
+                        // openat2's RESOLVE_NO_SYMLINKS and _NO_MAGICLINKS hold for
+                        // the link a create would follow too.
+                        self.may_follow_in(&parent)?;
                         if depth >= MAX_CREATE_LINKS {
                             return Err(errno::ELOOP);
                         }
                         let target = child.node.link_target()?;
                         return self.open_counted(&parent, &target, flags, mode, depth + 1);
+                    }
+                    // O_CREAT naming a directory that exists: EISDIR, whatever the
+                    // access mode (Linux's do_open).
+                    if child.node.is_dir() {
+                        return Err(errno::EISDIR);
                     }
                     let mut l = parent;
                     l.push(child);
@@ -363,11 +385,27 @@ impl Vfs {
     }
 
     /// `mkdir`.
-    pub(crate) fn mkdir(&self, base: &Location, path: &[u8], mode: u32) -> Result<(), Errno> {
+    /// Where a name is to be made at `path` (Linux's `filename_create`): its parent
+    /// and last name; `EEXIST` when it is there (or is `.`/`..`). A trailing slash
+    /// names a directory: only `mkdir` (`dir`) makes one, anything else is `ENOENT`.
+    fn new_name(
+        &self,
+        base: &Location,
+        path: &[u8],
+        dir: bool,
+    ) -> Result<(Location, Vec<u8>), Errno> {
         let (parent, name) = self.resolve_parent(base, path)?;
         if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
             return Err(errno::EEXIST);
         }
+        if !dir && path.ends_with(b"/") {
+            return Err(errno::ENOENT);
+        }
+        Ok((parent, name))
+    }
+
+    pub(crate) fn mkdir(&self, base: &Location, path: &[u8], mode: u32) -> Result<(), Errno> {
+        let (parent, name) = self.new_name(base, path, true)?;
         self.may_change(&parent)?;
         match parent.node() {
             Node::HostDir { fd, .. } => host::mkdir(fd.as_raw_fd(), &name, mode),
@@ -415,6 +453,9 @@ impl Vfs {
         if self.holds_mount(&child) {
             return Err(errno::EBUSY);
         }
+        // Linux's may_delete: the right to change the directory comes before what the
+        // name turned out to be.
+        self.may_change(&parent)?;
         match (dir, child.node.is_dir()) {
             (false, true) => return Err(errno::EISDIR),
             (true, false) => return Err(errno::ENOTDIR),
@@ -422,7 +463,6 @@ impl Vfs {
             (false, false) if path.ends_with(b"/") => return Err(errno::ENOTDIR),
             _ => {}
         }
-        self.may_change(&parent)?;
         match parent.node() {
             Node::HostDir { fd, .. } => host::unlink(fd.as_raw_fd(), &name, dir),
             Node::Tmp(d) => d.remove(&name, dir).map(|_| ()),
@@ -518,10 +558,7 @@ impl Vfs {
 
     /// `mknod` of a FIFO.
     pub(crate) fn mkfifo(&self, base: &Location, path: &[u8], mode: u32) -> Result<(), Errno> {
-        let (parent, name) = self.resolve_parent(base, path)?;
-        if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
-            return Err(errno::EEXIST);
-        }
+        let (parent, name) = self.new_name(base, path, false)?;
         self.may_change(&parent)?;
         let pipe = Pipe::fifo;
         match parent.node() {
@@ -569,10 +606,7 @@ impl Vfs {
 
     /// `symlinkat`.
     pub(crate) fn symlink(&self, target: &[u8], base: &Location, path: &[u8]) -> Result<(), Errno> {
-        let (parent, name) = self.resolve_parent(base, path)?;
-        if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
-            return Err(errno::EEXIST);
-        }
+        let (parent, name) = self.new_name(base, path, false)?;
         self.may_change(&parent)?;
         match parent.node() {
             Node::HostDir { fd, .. } => host::symlink(target, fd.as_raw_fd(), &name),
@@ -589,10 +623,7 @@ impl Vfs {
 
     /// `linkat`: a new name for the non-directory at `src`.
     pub(crate) fn link(&self, src: &Location, base: &Location, path: &[u8]) -> Result<(), Errno> {
-        let (parent, name) = self.resolve_parent(base, path)?;
-        if is_dot(&name) || self.child(parent.top(), &name).is_ok() {
-            return Err(errno::EEXIST);
-        }
+        let (parent, name) = self.new_name(base, path, false)?;
         if src.node().is_dir() {
             return Err(errno::EPERM);
         }
