@@ -384,7 +384,6 @@ impl Vfs {
         Ok(out)
     }
 
-    /// `mkdir`.
     /// Where a name is to be made at `path` (Linux's `filename_create`): its parent
     /// and last name; `EEXIST` when it is there (or is `.`/`..`). A trailing slash
     /// names a directory: only `mkdir` (`dir`) makes one, anything else is `ENOENT`.
@@ -404,6 +403,7 @@ impl Vfs {
         Ok((parent, name))
     }
 
+    /// `mkdir`.
     pub(crate) fn mkdir(&self, base: &Location, path: &[u8], mode: u32) -> Result<(), Errno> {
         let (parent, name) = self.new_name(base, path, true)?;
         self.may_change(&parent)?;
