@@ -134,6 +134,29 @@ async fn a_fork_bomb_hits_the_pids_limit() {
     assert!(o.enforcement.limits.details["pids"].contains("task table"));
 }
 
+/// A parent ignoring SIGCHLD (then asking SA_NOCLDWAIT with a handler) leaves no
+/// zombies: 200 children that end at once never fill a pids limit of 16, `wait`
+/// answers ECHILD, and the handler still runs for SA_NOCLDWAIT. What Linux prints
+/// (the program run natively). Zombies of such parents used to pile up until the
+/// limit ended the run.
+#[tokio::test]
+async fn children_of_a_parent_ignoring_sigchld_are_reaped() {
+    if !kvm() {
+        return;
+    }
+    for tc in Toolchain::all() {
+        let mut p = prog_plan("tasks", tc, &["reaped"]);
+        p.limits.pids = Some(16);
+        let o = run(p).await;
+        assert!(o.success(), "{tc:?}: {o:?}\n{}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            "round 0: wait -1 errno 10\nround 1: wait -1 errno 10\nhandler ran 1\n",
+            "{tc:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn busybox_pipelines() {
     if !kvm() {

@@ -181,10 +181,18 @@ impl Kernel {
         }
         // A parent that ignores SIGCHLD (or asked SA_NOCLDWAIT) never sees children
         // that report with SIGCHLD; others stay zombies for it, as on Linux. Init
-        // reaps everything.
-        if ppid == INIT_PID || (exit_signal == SIGCHLD && self.reaps_children(ppid)) {
+        // reaps everything. The current process goes as it leaves the vCPU (see
+        // `Kernel::reaped_on_leaving`).
+        if self
+            .proc_ref(pid)
+            .is_some_and(|p| self.reaped_on_leaving(p))
+        {
             self.reap(pid);
-            return;
+            if ppid == INIT_PID {
+                return;
+            }
+            // SA_NOCLDWAIT alone still sends the signal; an ignored one is dropped
+            // where it is sent.
         }
         // Linux sends the exit signal only when it is a valid signal: legacy `clone`
         // takes any byte (`CSIGNAL`), and a child made with 0 or 65..=255 ends silently
@@ -205,6 +213,14 @@ impl Kernel {
                 },
             );
         }
+    }
+
+    /// An ended process nobody waits for: a child of init, or of a parent that
+    /// ignores `SIGCHLD` or asked `SA_NOCLDWAIT` (when it reports with `SIGCHLD`).
+    /// Removed at once, or, the current process, as it leaves the vCPU.
+    pub(crate) fn reaped_on_leaving(&self, p: &super::task::Process) -> bool {
+        p.exit.is_some()
+            && (p.ppid == INIT_PID || (p.exit_signal == SIGCHLD && self.reaps_children(p.ppid)))
     }
 
     /// Removes the zombie `pid`; its CPU time goes to its parent's children time.

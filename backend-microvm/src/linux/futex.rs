@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::task::{FutexKey, TaskState, Wait};
 use super::{Block, Kernel, SysErr, SysResult};
 use crate::errno;
-use crate::mm::UserPtr;
+use crate::mm::{UserPtr, VmaKind, PROT_WRITE};
 
 const FUTEX_WAIT: i32 = 0;
 const FUTEX_WAKE: i32 = 1;
@@ -36,6 +36,16 @@ impl Kernel {
         }
         let chunks = self.mm.user_chunks(uaddr, 4, false)?;
         let gpa = chunks.first().map(|c| c.0).ok_or(errno::EFAULT)?;
+        // A read-only private anonymous page never changes: Linux refuses it a shared
+        // key (get_futex_key's "RO anonymous page" EFAULT).
+        let read_only_anon = self
+            .mm
+            .vmas_overlapping(uaddr, uaddr + 4)
+            .next()
+            .is_some_and(|(_, v)| matches!(v.kind, VmaKind::Anon) && v.prot & PROT_WRITE == 0);
+        if read_only_anon {
+            return Err(errno::EFAULT.into());
+        }
         Ok(FutexKey::Shared(gpa))
     }
 

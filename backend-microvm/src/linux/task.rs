@@ -311,9 +311,10 @@ impl Kernel {
         if pid != self.proc.pid {
             if let Some(p) = self.procs.remove(&pid) {
                 let old = std::mem::replace(&mut self.proc, p);
-                // An ended child of init is reaped as it leaves (it could not be while
-                // current): a live sandbox runs execs for ever, zombies must not pile up.
-                if !(old.exit.is_some() && old.ppid == INIT_PID) {
+                // An ended process nobody waits for (a child of init, or of a parent
+                // ignoring SIGCHLD) is reaped as it leaves: it could not be while
+                // current, and zombies must not pile up in a sandbox that lives.
+                if !self.reaped_on_leaving(&old) {
                     self.procs.insert(old.pid, old);
                 }
             }

@@ -56,7 +56,8 @@ impl Kernel {
 
     /// A dynamic CPU clock id, as Linux encodes it: `~pid << 3`, bit 2 for a thread,
     /// the low bits the kind (profiling, virtual, scheduler time: one CPU time here).
-    /// A thread must be of the caller's process, a process must exist (`EINVAL`).
+    /// A thread must be of the caller's process, a process must exist (`EINVAL`; the
+    /// virtual init, pid 1, exists).
     fn cpu_clock(&self, id: i32) -> Result<Duration, SysErr> {
         const PERTHREAD: i32 = 4;
         if id & 3 == 3 {
@@ -83,6 +84,10 @@ impl Kernel {
                     .filter_map(|t| self.task_ref(*t).map(|t| t.cpu))
                     .sum();
                 Ok(p.cpu_dead + threads)
+            }
+            // The virtual init (no guest task holds pid 1) exists and runs no code.
+            None if pid == super::task::INIT_PID && self.task_ref(pid).is_none() => {
+                Ok(Duration::ZERO)
             }
             _ => Err(errno::EINVAL.into()),
         }

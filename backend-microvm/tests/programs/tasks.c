@@ -298,6 +298,39 @@ static int do_bomb(void) {
     }
 }
 
+/* Children of a parent that ignores SIGCHLD (or sets SA_NOCLDWAIT) are reaped as they
+ * end: 200 forks of children that exit at once never fill a small pids limit, and
+ * wait finds none (ECHILD). With SA_NOCLDWAIT and a handler, the handler still runs. */
+static volatile sig_atomic_t chld_seen;
+static void count_chld(int s) { (void)s; chld_seen++; }
+static int do_reaped(void) {
+    for (int round = 0; round < 2; round++) {
+        struct sigaction sa = {0};
+        if (round == 0) {
+            sa.sa_handler = SIG_IGN;
+        } else {
+            sa.sa_handler = count_chld;
+            sa.sa_flags = SA_NOCLDWAIT;
+        }
+        sigaction(SIGCHLD, &sa, NULL);
+        for (int i = 0; i < 200; i++) {
+            pid_t c = fork();
+            if (c < 0) {
+                printf("round %d: fork %d failed: errno %d\n", round, i, errno);
+                return 1;
+            }
+            if (c == 0) _exit(0);
+            usleep(1000); /* the child runs and ends */
+        }
+        usleep(20000);
+        errno = 0;
+        pid_t w = wait(NULL);
+        printf("round %d: wait %d errno %d\n", round, (int)w, errno);
+    }
+    printf("handler ran %d\n", chld_seen > 0);
+    return 0;
+}
+
 static volatile sig_atomic_t signals_seen;
 static void count_sig(int s) {
     (void)s;
@@ -367,6 +400,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "signals")) return do_signals();
     if (!strcmp(m, "pgrp")) return do_pgrp();
     if (!strcmp(m, "bomb")) return do_bomb();
+    if (!strcmp(m, "reaped")) return do_reaped();
     if (!strcmp(m, "shm")) return do_shm();
     if (!strcmp(m, "stop")) return do_stop();
     if (!strcmp(m, "exitsig")) return do_exitsig();
