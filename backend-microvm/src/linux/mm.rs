@@ -342,17 +342,37 @@ impl Kernel {
         if len == 0 {
             return Ok(0);
         }
-        if !self.range_mapped(addr, end) {
+        // As Linux's madvise_walk_vmas: the advice goes to each mapping in the range
+        // in turn (the first refusal is the answer), the holes between them make the
+        // answer ENOMEM once every mapping took it.
+        let pieces = self.mapped_pieces(addr, end);
+        for &(s, e, anon) in &pieces {
+            match advice {
+                // MADV_FREE is for anonymous private memory only.
+                libc::MADV_FREE if !anon => return Err(errno::EINVAL.into()),
+                libc::MADV_DONTNEED | libc::MADV_FREE => self.mm.discard(s, e - s)?,
+                // No mapping here is a shared one of a file that can punch holes.
+                libc::MADV_REMOVE => return Err(errno::EINVAL.into()),
+                _ => {}
+            }
+        }
+        let covered: u64 = pieces.iter().map(|(s, e, _)| e - s).sum();
+        if covered < len {
             return Err(errno::ENOMEM.into());
         }
-        match advice {
-            libc::MADV_DONTNEED | libc::MADV_FREE => {
-                self.mm.discard(addr, len)?;
-                Ok(0)
-            }
-            libc::MADV_REMOVE => Err(errno::EINVAL.into()),
-            _ => Ok(0),
-        }
+        Ok(0)
+    }
+
+    /// The mapped parts of `start .. end`, in order, and whether each is anonymous
+    /// private memory.
+    fn mapped_pieces(&self, start: u64, end: u64) -> Vec<(u64, u64, bool)> {
+        self.mm
+            .vmas_overlapping(start, end)
+            .map(|(s, v)| {
+                let anon = matches!(v.kind, crate::mm::VmaKind::Anon);
+                (s.max(start), v.end.min(end), anon)
+            })
+            .collect()
     }
 
     /// Whether every page of `start .. end` is mapped.

@@ -15,6 +15,7 @@ pub(crate) use vma::{Backing, SharedPages, Vma, VmaKind, PROT_EXEC, PROT_READ, P
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
 use crate::memory::{Memory, OutOfMemory};
 use pagetable::{PageTables, PTE_A, PTE_ADDR, PTE_D, PTE_FRAME, PTE_NX, PTE_P, PTE_U, PTE_W};
+use std::rc::Rc;
 use vma::{page_up, VmaMap};
 
 /// `si_code` of a SIGSEGV for an address with no mapping.
@@ -388,8 +389,11 @@ impl AddressSpace {
         if len == 0 {
             return Ok(());
         }
-        let end = Self::range(start, len)?;
-        if !self.vmas.is_covered(start, end) {
+        let asked = Self::range(start, len)?;
+        // As Linux: the mappings from `start` on take the rights one after another up
+        // to the first hole, where the call stops with ENOMEM (what changed stays).
+        let end = self.vmas.covered_until(start, asked);
+        if end == start {
             return Err(MapError::Errno(libc::ENOMEM));
         }
         self.vmas.protect(start, end, prot);
@@ -409,6 +413,9 @@ impl AddressSpace {
                     self.flush.push(Stale::of(slot, pte));
                 }
             }
+        }
+        if end < asked {
+            return Err(MapError::Errno(libc::ENOMEM));
         }
         Ok(())
     }
@@ -472,19 +479,43 @@ impl AddressSpace {
         let Some((vstart, vma)) = self.vmas.find(old) else {
             return Err(MapError::Errno(libc::EFAULT));
         };
-        let old_end = old
-            .checked_add(old_len)
-            .ok_or(MapError::Errno(libc::EINVAL))?;
-        if old_len == 0 || vma.end < old_end {
-            return Err(MapError::Errno(libc::EFAULT));
-        }
-        let vma = vma.clone();
+        // As Linux's mremap_at: the same size is nothing to do and a shrink unmaps the
+        // tail, whatever lies past the mapping (holes, other mappings); only a growth
+        // needs the old range inside the one mapping.
         if new_len <= old_len {
             if new_len < old_len {
                 self.munmap(old + new_len, old_len - new_len)?;
             }
             return Ok(old);
         }
+        if old_len == 0 {
+            // Linux "duplicates" a shared mapping this way (a second mapping of the same
+            // pages, elsewhere); a private one it refuses.
+            let VmaKind::SharedFile { pages, offset } = &vma.kind else {
+                return Err(MapError::Errno(libc::EINVAL));
+            };
+            if !may_move {
+                return Err(MapError::Errno(libc::ENOMEM));
+            }
+            let kind = VmaKind::SharedFile {
+                pages: Rc::clone(pages),
+                offset: offset + (old - vstart),
+            };
+            let prot = vma.prot;
+            let dest = self
+                .place(0, new_len, false)
+                .ok_or(MapError::Errno(libc::ENOMEM))?;
+            let end = dest + new_len;
+            self.vmas.insert(dest, Vma { end, prot, kind });
+            return Ok(dest);
+        }
+        let old_end = old
+            .checked_add(old_len)
+            .ok_or(MapError::Errno(libc::EINVAL))?;
+        if vma.end < old_end {
+            return Err(MapError::Errno(libc::EFAULT));
+        }
+        let vma = vma.clone();
         let new_end = old
             .checked_add(new_len)
             .ok_or(MapError::Errno(libc::ENOMEM))?;

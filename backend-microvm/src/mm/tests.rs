@@ -651,3 +651,103 @@ fn file_windows_read_the_file_exactly() {
     let host = crate::vfs::backing::HostBacking(crate::vfs::host::HostFd::setup(fd.into()));
     check_file_window(std::rc::Rc::new(host), &data);
 }
+
+/// As Linux: `mprotect` changes the mappings from its start up to the first hole and
+/// then fails (`ENOMEM`), keeping what it changed; starting in a hole it changes
+/// nothing. `mremap` shrinks or keeps a range whatever lies past its mapping, and grows
+/// only a range inside one mapping. Pieces of one shared mapping merge back into one
+/// when their rights agree again, as Linux merges them.
+#[test]
+fn mprotect_stops_at_a_hole_and_mremap_checks_only_growth() {
+    let mut a = space();
+    let shared = || VmaKind::SharedFile {
+        pages: std::rc::Rc::new(SharedPages {
+            file: std::rc::Rc::new(Zeros),
+            frames: Default::default(),
+        }),
+        offset: 0,
+    };
+    let rw = PROT_READ | PROT_WRITE;
+    let at = a
+        .mmap(0, 8 * PAGE_SIZE, rw, Fixed::Hint, false, VmaKind::Anon)
+        .unwrap();
+    a.munmap(at + 4 * PAGE_SIZE, PAGE_SIZE).unwrap();
+    let prot_at = |a: &AddressSpace, va: u64| a.vma_at(va).map(|(_, v)| v.prot);
+    assert_eq!(
+        a.mprotect(at + PAGE_SIZE, 6 * PAGE_SIZE, PROT_READ),
+        Err(MapError::Errno(libc::ENOMEM))
+    );
+    assert_eq!(prot_at(&a, at), Some(rw));
+    assert_eq!(
+        prot_at(&a, at + 3 * PAGE_SIZE),
+        Some(PROT_READ),
+        "changed up to the hole"
+    );
+    assert_eq!(prot_at(&a, at + 5 * PAGE_SIZE), Some(rw), "nothing past it");
+    assert_eq!(
+        a.mprotect(at + 4 * PAGE_SIZE, 2 * PAGE_SIZE, PROT_READ),
+        Err(MapError::Errno(libc::ENOMEM))
+    );
+    assert_eq!(
+        prot_at(&a, at + 5 * PAGE_SIZE),
+        Some(rw),
+        "a start in a hole: nothing"
+    );
+
+    // Shrinking over the hole unmaps the tail; growing across it is EFAULT.
+    assert_eq!(
+        a.mremap(at + 2 * PAGE_SIZE, 4 * PAGE_SIZE, 5 * PAGE_SIZE, true),
+        Err(MapError::Errno(libc::EFAULT))
+    );
+    assert_eq!(
+        a.mremap(at + 2 * PAGE_SIZE, 4 * PAGE_SIZE, PAGE_SIZE, false),
+        Ok(at + 2 * PAGE_SIZE)
+    );
+    assert!(a.vma_at(at + 3 * PAGE_SIZE).is_none() && a.vma_at(at + 5 * PAGE_SIZE).is_none());
+    assert!(
+        a.vma_at(at + 6 * PAGE_SIZE).is_some(),
+        "past the old range: kept"
+    );
+    assert_eq!(
+        a.mremap(at + 6 * PAGE_SIZE, 0, PAGE_SIZE, true),
+        Err(MapError::Errno(libc::EINVAL)),
+        "a private mapping is not duplicated"
+    );
+
+    let shm = a
+        .mmap(0, 4 * PAGE_SIZE, rw, Fixed::Hint, false, shared())
+        .unwrap();
+    a.write_user(shm + PAGE_SIZE, b"one").unwrap();
+    a.mprotect(shm + PAGE_SIZE, PAGE_SIZE, PROT_READ).unwrap();
+    assert_eq!(
+        a.vma_at(shm).map(|(s, v)| (s, v.end)),
+        Some((shm, shm + PAGE_SIZE))
+    );
+    a.mprotect(shm + PAGE_SIZE, PAGE_SIZE, rw).unwrap();
+    assert_eq!(
+        a.vma_at(shm).map(|(s, v)| (s, v.end)),
+        Some((shm, shm + 4 * PAGE_SIZE)),
+        "one mapping again"
+    );
+    // A zero-length "duplicate" of a shared mapping: the same pages elsewhere.
+    let dup = a.mremap(shm + PAGE_SIZE, 0, PAGE_SIZE, true).unwrap();
+    assert_ne!(dup, shm + PAGE_SIZE);
+    assert_eq!(a.read_user_vec(dup, 3).unwrap(), b"one");
+    assert_eq!(
+        a.mremap(shm + PAGE_SIZE, 0, PAGE_SIZE, false),
+        Err(MapError::Errno(libc::ENOMEM))
+    );
+    // Two shared mappings of different files never merge.
+    let other = a
+        .mmap(
+            shm + 4 * PAGE_SIZE,
+            PAGE_SIZE,
+            rw,
+            Fixed::Replace,
+            false,
+            shared(),
+        )
+        .unwrap();
+    assert_eq!(other, shm + 4 * PAGE_SIZE);
+    assert_eq!(a.vma_at(shm).map(|(_, v)| v.end), Some(shm + 4 * PAGE_SIZE));
+}

@@ -132,8 +132,25 @@ pub(crate) struct Vma {
 }
 
 impl Vma {
-    fn mergeable(&self, next: &Vma) -> bool {
-        self.prot == next.prot && matches!((&self.kind, &next.kind), (VmaKind::Anon, VmaKind::Anon))
+    /// Whether `next`, starting where this mapping (which starts at `start`) ends, is
+    /// one mapping with it, as Linux merges: the same rights, and anonymous both, or
+    /// the same shared file at the offsets that follow on.
+    fn mergeable(&self, start: u64, next: &Vma) -> bool {
+        self.prot == next.prot
+            && match (&self.kind, &next.kind) {
+                (VmaKind::Anon, VmaKind::Anon) => true,
+                (
+                    VmaKind::SharedFile { pages, offset },
+                    VmaKind::SharedFile {
+                        pages: next_pages,
+                        offset: next_offset,
+                    },
+                ) => {
+                    Rc::ptr_eq(pages, next_pages)
+                        && offset.checked_add(self.end - start) == Some(*next_offset)
+                }
+                _ => false,
+            }
     }
 }
 
@@ -162,6 +179,19 @@ impl VmaMap {
     /// True when nothing is mapped in `start .. end`.
     pub(crate) fn is_free(&self, start: u64, end: u64) -> bool {
         self.overlapping(start, end).next().is_none()
+    }
+
+    /// Where the mapped run from `start` ends (at most `end`): `start` itself when
+    /// `start` is in a hole.
+    pub(crate) fn covered_until(&self, start: u64, end: u64) -> u64 {
+        let mut at = start;
+        for (s, v) in self.overlapping(start, end) {
+            if s > at {
+                break;
+            }
+            at = v.end;
+        }
+        at.min(end)
     }
 
     /// True when `start .. end` is mapped without a hole.
@@ -227,7 +257,7 @@ impl VmaMap {
         let Some(next) = self.map.get(&boundary) else {
             return;
         };
-        if prev.mergeable(next) {
+        if prev.mergeable(prev_start, next) {
             let end = next.end;
             self.map.remove(&boundary);
             if let Some(p) = self.map.get_mut(&prev_start) {
