@@ -84,6 +84,11 @@ pub(crate) struct Pipe {
     /// pipe: a relayed connection's buffers tell the egress pump there is work (see
     /// `linux/egress.rs`), so idle connections cost nothing per syscall.
     pub(crate) watch: Option<Rc<Cell<bool>>>,
+    /// A socket direction whose reader shut down (`SHUT_RD`): its writer is shut for
+    /// sending (Linux's `SEND_SHUTDOWN` on a connected stream or seqpacket peer), so
+    /// a send is refused before its bytes are read. Only sockets' pipes have it, and
+    /// sockets are never saved to a file: the save format does not carry it.
+    pub(crate) read_shut: bool,
 }
 
 /// What each datagram costs of a socket's capacity besides its bytes (its length is
@@ -134,6 +139,7 @@ impl Pipe {
             reset: 0,
             shares: None,
             watch: None,
+            read_shut: false,
         }
     }
 
@@ -412,14 +418,32 @@ pub(crate) enum Side {
     /// reads find the end of file whenever no writer is open. (A blocking open's
     /// reads wait for the first writer instead, as the open itself would have.)
     ReadNow,
+    /// A socket's receive side after `shutdown(SHUT_RD)`: what was queued is still
+    /// read, then the end of file at once; it no longer counts as a reader, so the
+    /// peer's writes fail (`EPIPE`), as Linux's `RCV_SHUTDOWN` makes them.
+    ReadShut,
 }
 
 impl Side {
+    /// Every side (its codes are 0..=4).
+    pub(crate) const ALL: [Side; 5] = [
+        Side::Read,
+        Side::Write,
+        Side::Both,
+        Side::ReadNow,
+        Side::ReadShut,
+    ];
+
+    /// Bytes can be read through it.
     pub(crate) fn reads(self) -> bool {
         self != Side::Write
     }
     pub(crate) fn writes(self) -> bool {
         matches!(self, Side::Write | Side::Both)
+    }
+    /// Counted among its pipe's readers (a writer without any fails).
+    pub(crate) fn counts_as_reader(self) -> bool {
+        self.reads() && self != Side::ReadShut
     }
     /// Its byte in a saved sandbox (0 and 1 are the `write` boolean of the format's
     /// first version).
@@ -429,12 +453,11 @@ impl Side {
             Side::Write => 1,
             Side::Both => 2,
             Side::ReadNow => 3,
+            Side::ReadShut => 4,
         }
     }
     pub(crate) fn from_code(c: u8) -> Option<Side> {
-        [Side::Read, Side::Write, Side::Both, Side::ReadNow]
-            .into_iter()
-            .find(|s| s.code() == c)
+        Side::ALL.into_iter().find(|s| s.code() == c)
     }
 }
 
@@ -461,7 +484,7 @@ impl PipeEnd {
             if side.writes() {
                 p.no_writer_yet = false;
             }
-            if side.reads() {
+            if side.counts_as_reader() {
                 p.no_reader_yet = false;
             }
         }
@@ -481,7 +504,42 @@ impl PipeEnd {
     /// An empty pipe read through this end ends the file even before its first
     /// writer: the end was opened without waiting for one, and none is open.
     pub(crate) fn eof_unwaited(&self, p: &Pipe) -> bool {
-        self.side == Side::ReadNow && p.writers == 0
+        (self.side == Side::ReadNow && p.writers == 0) || self.side == Side::ReadShut
+    }
+
+    /// A read through this end would find something: data, or the end of file.
+    pub(crate) fn readable(&self, p: &Pipe) -> bool {
+        p.readable() || self.eof_unwaited(p)
+    }
+
+    /// Shuts this read end (`shutdown(SHUT_RD)`): it stops counting as a reader (the
+    /// writers learn it at once) and reads what is queued, then the end of file.
+    pub(crate) fn shut_read(&mut self) {
+        if self.side.counts_as_reader() {
+            let mut p = self.pipe.borrow_mut();
+            p.readers -= 1;
+            p.read_shut = true;
+            p.touch();
+        }
+        if self.side.reads() {
+            self.side = Side::ReadShut;
+        }
+    }
+
+    /// Shut for reading (`shutdown(SHUT_RD)`).
+    pub(crate) fn is_shut(&self) -> bool {
+        self.side == Side::ReadShut
+    }
+
+    /// A stream read through this end is at its end once empty: every writer has
+    /// gone, or the end is shut for reading.
+    pub(crate) fn at_end(&self, p: &Pipe) -> bool {
+        p.writers == 0 || self.is_shut()
+    }
+
+    /// Shut for reading and nothing left to read: as good as gone.
+    pub(crate) fn drained(&self) -> bool {
+        self.side == Side::ReadShut && self.pipe.borrow().is_empty()
     }
 }
 
@@ -491,7 +549,7 @@ impl Drop for PipeEnd {
         if self.side.writes() {
             p.writers -= 1;
         }
-        if self.side.reads() {
+        if self.side.counts_as_reader() {
             p.readers -= 1;
         }
         p.touch();
@@ -527,6 +585,7 @@ impl crate::snap::Snap for Pipe {
             // Only a relayed connection's pipes are watched, and a sandbox with
             // relayed connections takes no snapshot.
             watch: None,
+            read_shut: self.read_shut,
         })
     }
 }
@@ -641,6 +700,7 @@ impl Pipe {
                 shares,
                 // Only a relayed connection's pipes are watched (never saved).
                 watch: None,
+                read_shut: false,
             }))
         })
     }
@@ -654,7 +714,7 @@ impl PipeEnd {
             if side.writes() {
                 p.writers += 1;
             }
-            if side.reads() {
+            if side.counts_as_reader() {
                 p.readers += 1;
             }
         }
@@ -690,10 +750,10 @@ mod tests {
         assert!(!PipeEnd::new(&p, false).eof_unwaited(&p.borrow()));
         assert_eq!(Side::from_code(0), Some(Side::Read));
         assert_eq!(Side::from_code(1), Some(Side::Write));
-        for s in [Side::Read, Side::Write, Side::Both, Side::ReadNow] {
+        for s in Side::ALL {
             assert_eq!(Side::from_code(s.code()), Some(s));
         }
-        assert_eq!(Side::from_code(4), None);
+        assert_eq!(Side::from_code(5), None);
     }
 
     #[test]
@@ -751,6 +811,36 @@ mod tests {
         assert_eq!(p.read(&mut b, false), Read::Data { n: 3, full: 6 });
         assert_eq!(p.read(&mut b, false), Read::Data { n: 2, full: 2 });
         assert_eq!(p.write(&[0; PIPE_CAPACITY + 1]), Write::TooBig);
+    }
+
+    /// `shutdown(SHUT_RD)`'s end: what was queued is still read, then the end at once
+    /// (writers remain); the writers see no reader; counts stay right as ends go.
+    #[test]
+    fn a_shut_read_end_drains_then_ends() {
+        for datagrams in [false, true] {
+            let p = Pipe::socket(datagrams);
+            let (mut r, w) = open(&p);
+            assert_eq!(p.borrow_mut().write(b"ab"), Write::Wrote(2));
+            r.shut_read();
+            r.shut_read(); // twice: counted once
+            assert!(r.is_shut() && r.reads() && !r.writes());
+            assert_eq!((p.borrow().readers, p.borrow().writers), (0, 1));
+            assert_eq!(p.borrow_mut().write(b"c"), Write::Broken);
+            assert!(r.readable(&p.borrow()) && !r.drained());
+            let mut out = [0; 4];
+            assert_eq!(
+                p.borrow_mut().read(&mut out, false),
+                Read::Data { n: 2, full: 2 }
+            );
+            assert!(r.drained() && r.eof_unwaited(&p.borrow()) && r.at_end(&p.borrow()));
+            assert!(
+                r.readable(&p.borrow()),
+                "a read finds the end, it does not wait"
+            );
+            drop(w);
+            drop(r);
+            assert_eq!((p.borrow().readers, p.borrow().writers), (0, 0));
+        }
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl Memo {
         if side.writes() {
             e.2 += 1;
         }
-        if side.reads() {
+        if side.counts_as_reader() {
             e.1 += 1;
         }
     }

@@ -66,13 +66,21 @@ static void pipes(void) {
   /* EOF, EAGAIN, EPIPE. */
   CHECK("pipe2.eof", pipe2(p, O_NONBLOCK));
   CHECK("pipe.empty.eagain", read(p[0], buf, 1));
+  /* The buffer is looked at only when there is something to copy. */
+  CHECK("pipe.empty.badbuf", read(p[0], (void *)8, 1));
+  write(p[1], "q", 1);
+  CHECK("pipe.queued.badbuf", read(p[0], (void *)8, 1));
+  CHECKX("pipe.queued.kept", read(p[0], buf, 1), "%.1s", buf);
   close(p[1]);
   CHECK("pipe.eof", read(p[0], buf, 1));
+  CHECK("pipe.eof.badbuf", read(p[0], (void *)8, 1));
   close(p[0]);
   signal(SIGPIPE, SIG_IGN);
   CHECK("pipe2.epipe", pipe2(p, 0));
   close(p[0]);
   CHECK("pipe.epipe", write(p[1], "z", 1));
+  CHECK("pipe.epipe.badbuf", write(p[1], (void *)8, 1));
+  CHECK("pipe.epipe.empty", write(p[1], "z", 0));
   close(p[1]);
 
   /* Named pipes: a non-blocking write-only open without a reader, a non-blocking

@@ -193,6 +193,71 @@ static int revents(int fd, short want) {
   return p.revents;
 }
 
+/* shutdown(SHUT_RD) and SHUT_RDWR: what was queued is still read, then the end at once
+   (blocking reads included); poll says readable; the peer's writes fail. */
+static void shutdowns(void) {
+  int sv[2];
+  char b[32] = {0};
+  signal(SIGPIPE, SIG_IGN);
+  socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+  CHECKX("shutrd.poll.before", revents(sv[1], POLLIN | POLLOUT | POLLRDHUP), "");
+  send(sv[0], "abcd", 4, 0);
+  CHECK("shutrd.again.shutdown", shutdown(sv[1], SHUT_RD));
+  CHECKX("shutrd.poll.queued", revents(sv[1], POLLIN | POLLOUT | POLLRDHUP), "");
+  CHECKX("shutrd.peer.poll", revents(sv[0], POLLIN | POLLOUT | POLLRDHUP), "");
+  CHECKX("shutrd.recv.part", recv(sv[1], b, 2, 0), "%.2s", b);
+  CHECKX("shutrd.recv.waitall", recv(sv[1], b, sizeof b, MSG_WAITALL), "%.2s", b);
+  CHECK("shutrd.recv.blocking.eof", recv(sv[1], b, sizeof b, 0));
+  CHECK("shutrd.read.eof", read(sv[1], b, sizeof b));
+  CHECKX("shutrd.poll.drained", revents(sv[1], POLLIN | POLLOUT | POLLRDHUP), "");
+  CHECK("shutrd.peer.write", write(sv[0], "z", 1));
+  /* Refused whole, before the bytes are read: EPIPE even from a bad buffer. */
+  CHECK("shutrd.peer.write.badbuf", write(sv[0], (void *)8, 1));
+  CHECK("shutrd.peer.send.null", send(sv[0], NULL, 1, MSG_NOSIGNAL));
+  CHECK("shutrd.send.own", send(sv[1], "y", 1, 0));
+  CHECKX("shutrd.peer.recv", recv(sv[0], b, sizeof b, MSG_DONTWAIT), "%.1s", b);
+  CHECK("shutrd.twice", shutdown(sv[1], SHUT_RD));
+  send(sv[1], "w", 1, 0);
+  CHECK("shutrdwr.shutdown", shutdown(sv[0], SHUT_RDWR));
+  CHECKX("shutrdwr.recv.queued", recv(sv[0], b, sizeof b, 0), "%.1s", b);
+  CHECK("shutrdwr.recv.eof", recv(sv[0], b, sizeof b, 0));
+  CHECK("shutrdwr.send", send(sv[0], "v", 1, 0));
+  CHECKX("shutrdwr.poll", revents(sv[0], POLLIN | POLLOUT | POLLRDHUP), "");
+  close(sv[0]);
+  close(sv[1]);
+  /* A read looks at its buffer only when it finds something to copy: an empty socket
+     answers EAGAIN whatever the buffer; bytes found with a bad buffer are EFAULT and
+     stay (a stream), or are lost (a datagram). */
+  socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+  CHECK("badbuf.stream.empty.recv", recv(sv[1], (void *)8, 4, 0));
+  CHECK("badbuf.stream.empty.read", read(sv[1], (void *)8, 4));
+  send(sv[0], "kept", 4, 0);
+  CHECK("badbuf.stream.queued.recv", recv(sv[1], (void *)8, 4, 0));
+  CHECKX("badbuf.stream.queued.after", recv(sv[1], b, sizeof b, 0), "%.4s", b);
+  close(sv[0]);
+  close(sv[1]);
+  socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, sv);
+  CHECK("badbuf.dgram.empty.recv", recv(sv[1], (void *)8, 4, 0));
+  send(sv[0], "lost", 4, 0);
+  send(sv[0], "next", 4, 0);
+  CHECK("badbuf.dgram.queued.read", read(sv[1], (void *)8, 4));
+  CHECKX("badbuf.dgram.queued.after", recv(sv[1], b, sizeof b, 0), "%.4s", b);
+  close(sv[0]);
+  close(sv[1]);
+  socketpair(AF_UNIX, SOCK_DGRAM, 0, sv);
+  send(sv[0], "abc", 3, 0);
+  send(sv[0], "", 0, 0);
+  CHECK("shutrd.dgram.shutdown", shutdown(sv[1], SHUT_RD));
+  CHECKX("shutrd.dgram.poll", revents(sv[1], POLLIN | POLLOUT | POLLRDHUP), "");
+  CHECKX("shutrd.dgram.recv", recv(sv[1], b, sizeof b, 0), "%.3s", b);
+  CHECK("shutrd.dgram.recv.empty", recv(sv[1], b, sizeof b, 0));
+  CHECK("shutrd.dgram.recv.end", recv(sv[1], b, sizeof b, 0));
+  CHECK("shutrd.dgram.recv.dontwait", recv(sv[1], b, sizeof b, MSG_DONTWAIT));
+  CHECK("shutrd.dgram.peer.send", send(sv[0], "d", 1, 0));
+  close(sv[0]);
+  close(sv[1]);
+}
+
 /* Named sockets: bind to a path, listen, connect, accept, names, backlog, unlink. */
 static void named(void) {
   struct sockaddr_un a, n;
@@ -552,6 +617,7 @@ int main(int argc, char **argv) {
   pairs();
   datagrams();
   messages();
+  shutdowns();
   named();
   rights();
   return 0;

@@ -523,12 +523,12 @@ pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
     let rx_ready =
         s.rx.borrow()
             .as_ref()
-            .is_none_or(|e| e.pipe.borrow().readable());
+            .is_none_or(|e| e.readable(&e.pipe.borrow()));
     if st.proto != IPPROTO_TCP {
         let r =
             s.rx.borrow()
                 .as_ref()
-                .is_some_and(|e| !e.pipe.borrow().is_empty());
+                .is_some_and(|e| e.is_shut() || !e.pipe.borrow().is_empty());
         return (r, true, err);
     }
     let u = s.unix.borrow();
@@ -555,7 +555,7 @@ pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
     let eof =
         s.rx.borrow()
             .as_ref()
-            .is_none_or(|e| e.pipe.borrow().writers == 0);
+            .is_none_or(|e| e.at_end(&e.pipe.borrow()));
     // Hung up once both directions are over: the end read and this side shut down for
     // writing, or reset by a write to a peer that had gone.
     let hup = if eof && (shut_wr || st.reset) {
@@ -570,17 +570,23 @@ pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
 impl Kernel {
     /// `socket(AF_INET or AF_INET6, type, protocol)`: TCP and UDP; raw and ICMP
     /// sockets are refused (counted).
+    /// `inet_create`'s checks of a socket's type (`kind`) and protocol, which
+    /// `socket` and `socketpair` make alike (the latter then refuses to pair).
+    pub(crate) fn inet_kind(&mut self, kind: i32, proto: u64) -> Result<(), SysErr> {
+        match (kind, proto) {
+            (SOCK_STREAM, 0 | 6) | (SOCK_DGRAM, 0 | 17 | 136) => Ok(()),
+            (3, _) => Err(self.unsupported("socket(AF_INET, SOCK_RAW)", Errno(libc::EPERM))),
+            (SOCK_DGRAM, 1 | 58) => {
+                Err(self.unsupported("socket(AF_INET, SOCK_DGRAM, ICMP)", errno::EACCES))
+            }
+            (SOCK_STREAM | SOCK_DGRAM, _) => Err(Errno(libc::EPROTONOSUPPORT).into()),
+            _ => Err(Errno(libc::ESOCKTNOSUPPORT).into()),
+        }
+    }
+
     pub(crate) fn inet_socket(&mut self, domain: u64, ty: i32, proto: u64) -> SysResult {
         let kind = ty & 0xf;
-        match (kind, proto) {
-            (SOCK_STREAM, 0 | 6) | (SOCK_DGRAM, 0 | 17 | 136) => {}
-            (3, _) => return Err(self.unsupported("socket(AF_INET, SOCK_RAW)", Errno(libc::EPERM))),
-            (SOCK_DGRAM, 1 | 58) => {
-                return Err(self.unsupported("socket(AF_INET, SOCK_DGRAM, ICMP)", errno::EACCES))
-            }
-            (SOCK_STREAM | SOCK_DGRAM, _) => return Err(Errno(libc::EPROTONOSUPPORT).into()),
-            _ => return Err(Errno(libc::ESOCKTNOSUPPORT).into()),
-        }
+        self.inet_kind(kind, proto)?;
         let proto = match (kind, proto) {
             (SOCK_STREAM, _) => IPPROTO_TCP,
             (_, 136) => IPPROTO_UDPLITE,

@@ -39,7 +39,7 @@ impl Kernel {
         let pipe_in = |end: Option<&PipeEnd>| match end {
             Some(e) => {
                 let p = e.pipe.borrow();
-                (p.readable(), p.writers == 0)
+                (e.readable(&p), e.at_end(&p))
             }
             None => (true, true),
         };

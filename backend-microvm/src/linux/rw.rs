@@ -7,6 +7,7 @@ use std::rc::Rc;
 use sandbox_core::StreamKind;
 
 use super::fd::{FileKind, OpenFile};
+use super::socket::{MSG_DONTWAIT, MSG_PEEK};
 use super::{too_many, Kernel, Stop, SysErr, SysResult};
 use crate::abi::Iovec;
 use crate::errno;
@@ -79,10 +80,11 @@ impl Kernel {
                 n
             } else {
                 // A pipe, socket or stream: the destination must be writable before
-                // anything is taken.
-                if let Err(e) = self.mm.user_chunks(buf + done, piece, true) {
-                    return if done > 0 { Ok(done) } else { Err(e.into()) };
+                // anything is taken (but a read that takes nothing never looks at it).
+                if done > 0 && self.mm.user_chunks(buf + done, piece, true).is_err() {
+                    return Ok(done);
                 }
+                self.check_read_buffer(file, buf + done, piece, 0)?;
                 let n = match self.source_read(file, &mut tmp, None, done > 0) {
                     Ok(n) => n,
                     Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => return Ok(done),
@@ -97,6 +99,86 @@ impl Kernel {
             }
         }
         Ok(done)
+    }
+
+    /// A write of `len` bytes that is refused whole is refused before its bytes are
+    /// read, as Linux's `pipe_write` (no reader) and `unix_stream_sendmsg` (not
+    /// connected; shut for sending, by this socket's `SHUT_WR` or its peer's
+    /// `SHUT_RD`; a datagram socket by its own `SHUT_WR`) refuse it: `EPIPE` with `SIGPIPE` (unless `nosignal`), or the
+    /// connection's error. Whatever else goes wrong comes after the bytes are read.
+    pub(crate) fn refuse_write_early(
+        &mut self,
+        file: &OpenFile,
+        len: u64,
+        nosignal: bool,
+    ) -> Result<(), SysErr> {
+        let broken = match &file.kind {
+            FileKind::Pipe(end) if end.writes() => {
+                let p = end.pipe.borrow();
+                len > 0 && p.readers == 0 && !p.no_reader_yet
+            }
+            FileKind::Socket(s)
+                if s.inet.is_none()
+                    && matches!(s.kind, libc::SOCK_STREAM | libc::SOCK_SEQPACKET) =>
+            {
+                super::unix::check_connected(s, true)?;
+                s.tx.borrow()
+                    .as_ref()
+                    .is_none_or(|e| e.pipe.borrow().read_shut)
+            }
+            // A connected datagram socket without its sending end shut it (SHUT_WR).
+            FileKind::Socket(s) if s.inet.is_none() && s.kind == libc::SOCK_DGRAM => {
+                s.unix.borrow().connected && s.tx.borrow().is_none()
+            }
+            _ => false,
+        };
+        if broken {
+            if !nosignal {
+                self.raise(SIGPIPE)?;
+            }
+            return Err(errno::EPIPE.into());
+        }
+        Ok(())
+    }
+
+    /// Checks that `len` bytes at `buf` can take what a read of `file` (a pipe,
+    /// socket or stream) gets, as Linux does: only when it finds something to copy.
+    /// A pipe or socket with nothing queued answers what it answers (the end of file,
+    /// `EAGAIN`, a wait) whatever the buffer; else `EFAULT`, and a datagram found is
+    /// taken and lost with it (Linux's copy fails after the dequeue), unless peeked.
+    pub(crate) fn check_read_buffer(
+        &mut self,
+        file: &OpenFile,
+        buf: u64,
+        len: u64,
+        flags: u64,
+    ) -> Result<(), SysErr> {
+        let Err(e) = self.mm.user_chunks(buf, len, true) else {
+            return Ok(());
+        };
+        let queue = match &file.kind {
+            FileKind::Pipe(end) => Some(Rc::clone(&end.pipe)),
+            FileKind::Socket(s) => match s.rx.borrow().as_ref() {
+                Some(end) => Some(Rc::clone(&end.pipe)),
+                None => return Ok(()), // shut or never connected: nothing is taken
+            },
+            _ => None,
+        };
+        let Some(queue) = queue else {
+            return Err(e.into());
+        };
+        let (empty, stream) = {
+            let q = queue.borrow();
+            (q.is_empty(), q.is_stream())
+        };
+        if empty {
+            return Ok(());
+        }
+        if !stream && matches!(file.kind, FileKind::Socket(_)) && flags & MSG_PEEK == 0 {
+            let mut lost = vec![0u8; 1];
+            let _ = self.recv_msg(file, &mut lost, flags | MSG_DONTWAIT);
+        }
+        Err(e.into())
     }
 
     pub(crate) fn source_read(
@@ -315,6 +397,9 @@ impl Kernel {
                 _ => false,
             };
         let mut done = self.resume_point();
+        if done == 0 {
+            self.refuse_write_early(file, total, false)?;
+        }
         let mut seg_start = 0u64;
         for &(base, len) in iov {
             let seg_end = seg_start + len;

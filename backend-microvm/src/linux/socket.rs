@@ -22,8 +22,10 @@ use crate::pipe::PipeEnd;
 
 pub(crate) const SOCK_NONBLOCK: u64 = 0x800;
 pub(crate) const SOCK_CLOEXEC: u64 = 0x8_0000;
-const MSG_PEEK: u64 = 0x2;
-const MSG_DONTWAIT: u64 = 0x40;
+/// `MSG_OOB`.
+const MSG_OOB: u64 = 0x1;
+pub(crate) const MSG_PEEK: u64 = 0x2;
+pub(crate) const MSG_DONTWAIT: u64 = 0x40;
 const MSG_NOSIGNAL: u64 = 0x4000;
 const MSG_TRUNC: u64 = 0x20;
 const MSG_WAITALL: u64 = 0x100;
@@ -49,6 +51,25 @@ pub(crate) fn shut_read(kind: i32, nonblock: bool) -> Result<usize, SysErr> {
         Err(errno::EAGAIN.into())
     } else {
         Ok(0)
+    }
+}
+
+/// `MSG_OOB` on an `AF_UNIX` socket, answered before anything else as Linux does: a
+/// datagram or seqpacket socket has no out-of-band data (`EOPNOTSUPP`, both ways);
+/// a stream socket's receive finds none (`EINVAL`: out-of-band bytes are sent inline
+/// here), and an empty send with it is `EOPNOTSUPP`. `send`: the length sent, or
+/// `None` for a receive.
+pub(crate) fn refuse_oob(f: &OpenFile, flags: u64, send: Option<u64>) -> Result<(), Errno> {
+    let FileKind::Socket(s) = &f.kind else {
+        return Ok(());
+    };
+    if flags & MSG_OOB == 0 || s.inet.is_some() || super::netlink::is_netlink(f) {
+        return Ok(());
+    }
+    match (s.kind, send) {
+        (SOCK_STREAM, None) => Err(errno::EINVAL),
+        (SOCK_STREAM, Some(len)) if len > 0 => Ok(()),
+        _ => Err(errno::EOPNOTSUPP),
     }
 }
 
@@ -113,9 +134,14 @@ impl Kernel {
         }
         match domain {
             1 => {}
-            // No network stack: these families exist on Linux, whose sockets do not pair
-            // (their protocol checks are not made here).
-            2 | 10 | 16 | 17 => return Err(errno::EOPNOTSUPP.into()),
+            // Internet sockets are made (their type and protocol checked) and then
+            // refuse to pair.
+            2 | 10 => {
+                self.inet_kind(kind, proto)?;
+                return Err(errno::EOPNOTSUPP.into());
+            }
+            // Families of Linux that never pair (their own checks are not made here).
+            16 | 17 => return Err(errno::EOPNOTSUPP.into()),
             _ => return Err(errno::EAFNOSUPPORT.into()),
         }
         if proto != 0 && proto != u64::from(AF_UNIX) {
@@ -255,6 +281,7 @@ impl Kernel {
         let FileKind::Socket(s) = &f.kind else {
             return Err(errno::ENOTSOCK.into());
         };
+        refuse_oob(f, flags, None)?;
         // A TCP socket's pending error (a reset) comes after the bytes already there.
         let waiting = s.kind == SOCK_STREAM
             && s.rx
@@ -271,7 +298,7 @@ impl Kernel {
         let peek = flags & MSG_PEEK != 0;
         let timeout = super::inet::state(s).and_then(|st| st.rcvtimeo);
         let rx = s.rx.borrow();
-        let Some(end) = rx.as_ref() else {
+        let Some(end) = rx.as_ref().filter(|e| !e.drained()) else {
             return shut_read(s.kind, nonblock).map(|n| (n, n, Incoming::default()));
         };
         let (pos, stream, full) = {
@@ -288,7 +315,7 @@ impl Kernel {
         // (at most a buffer's worth), or the end of the stream.
         if flags & MSG_WAITALL != 0 && stream && !nonblock && !peek {
             let p = end.pipe.borrow();
-            if p.len() < lim.min(p.capacity()) && p.writers > 0 {
+            if p.len() < lim.min(p.capacity()) && !end.at_end(&p) {
                 drop(p);
                 return Err(self.socket_wait(timeout));
             }
@@ -379,12 +406,16 @@ impl Kernel {
                 Outgoing::default(),
             );
         }
+        refuse_oob(&f, flags, Some(len))?;
         let dest = if addr != 0 {
             // `socklen_t` is an unsigned int: the register's low half.
             self.destination(&f, addr, alen as u32)?
         } else {
             None
         };
+        if dest.is_none() {
+            self.refuse_write_early(&f, len, flags & MSG_NOSIGNAL != 0)?;
+        }
         let data = self.mm.read_user_vec(buf, len.min(1 << 20) as usize)?;
         self.send_on(&f, &data, flags, dest, Outgoing::default(), None)
     }
@@ -428,7 +459,8 @@ impl Kernel {
             return Err(errno::EFAULT.into());
         }
         let f = self.socket(fd)?;
-        self.mm.user_chunks(buf, len.min(1 << 20), true)?;
+        refuse_oob(&f, flags, None)?;
+        self.check_read_buffer(&f, buf, len.min(1 << 20), flags)?;
         let mut tmp = vec![0u8; len.min(1 << 20) as usize];
         let (n, full, got) = self.recv_msg(&f, &mut tmp, flags)?;
         self.mm.write_user(buf, &tmp[..n])?;
@@ -482,6 +514,10 @@ impl Kernel {
         let total: u64 = iov.iter().map(|(_, l)| *l).sum(); // bounded: see iovecs
         if total > 1 << 20 {
             return Err(errno::EMSGSIZE.into());
+        }
+        refuse_oob(&f, flags, Some(total))?;
+        if dest.is_none() {
+            self.refuse_write_early(&f, total, flags & MSG_NOSIGNAL != 0)?;
         }
         let mut data = Vec::new();
         for (base, len) in iov {
@@ -552,14 +588,18 @@ impl Kernel {
         if super::netlink::is_netlink(&f) {
             return Err(errno::EOPNOTSUPP.into()); // sock_no_shutdown
         }
-        match how {
-            0 => drop(s.rx.borrow_mut().take()),
-            1 => drop(s.tx.borrow_mut().take()),
-            2 => {
-                drop(s.rx.borrow_mut().take());
-                drop(s.tx.borrow_mut().take());
+        if how > 2 {
+            return Err(errno::EINVAL.into());
+        }
+        // What was queued stays readable after SHUT_RD (then the end of file), as
+        // Linux's RCV_SHUTDOWN leaves it; the peer's writes fail at once.
+        if how != 1 {
+            if let Some(end) = s.rx.borrow_mut().as_mut() {
+                end.shut_read();
             }
-            _ => return Err(errno::EINVAL.into()),
+        }
+        if how != 0 {
+            drop(s.tx.borrow_mut().take());
         }
         Ok(0)
     }

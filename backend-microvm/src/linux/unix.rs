@@ -203,10 +203,11 @@ pub(crate) fn poll_state(s: &Socket) -> Option<(bool, bool, bool)> {
     if s.kind != SOCK_DGRAM {
         return (!u.connected).then_some((false, true, true));
     }
+    // Shut for reading: a read does not wait (it finds the end), as unix_dgram_poll.
     let r =
         s.rx.borrow()
             .as_ref()
-            .is_some_and(|e| !e.pipe.borrow().is_empty());
+            .is_some_and(|e| e.is_shut() || !e.pipe.borrow().is_empty());
     let w = match s.tx.borrow().as_ref() {
         Some(e) => {
             let p = e.pipe.borrow();
@@ -214,8 +215,13 @@ pub(crate) fn poll_state(s: &Socket) -> Option<(bool, bool, bool)> {
         }
         None => !u.connected,
     };
-    let hup = s.rx.borrow().is_none() && s.tx.borrow().is_none() && u.connected;
+    let hup = rx_shut(s) && s.tx.borrow().is_none() && u.connected;
     Some((r, w, hup))
+}
+
+/// The receiving side of `s` is shut down (or gone).
+pub(crate) fn rx_shut(s: &Socket) -> bool {
+    s.rx.borrow().as_ref().is_none_or(PipeEnd::is_shut)
 }
 
 /// A read or write on socket `s` through `read`/`write`: a socket that was never
@@ -523,7 +529,7 @@ impl Kernel {
             };
             (b.queue.len() > b.max, u.name.clone(), b.cred)
         };
-        if l.rx.borrow().is_none() && l.unix.borrow().connected {
+        if rx_shut(l) && l.unix.borrow().connected {
             return Err(errno::ECONNREFUSED.into()); // shut down for reading
         }
         if full {
