@@ -598,7 +598,8 @@ impl Kernel {
                 return Err(errno::EINVAL.into());
             }
             let len = i.iov_len.min(RW_MAX - total);
-            if len > 0 && !user_range(i.iov_base, len) {
+            // access_ok: even an empty buffer must start in the user half.
+            if !user_range(i.iov_base, len) {
                 return Err(errno::EFAULT.into());
             }
             total += len;
