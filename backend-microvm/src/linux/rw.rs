@@ -102,16 +102,20 @@ impl Kernel {
     }
 
     /// A write of `len` bytes that is refused whole is refused before its bytes are
-    /// read, as Linux's `pipe_write` (no reader) and `unix_stream_sendmsg` (not
-    /// connected; shut for sending, by this socket's `SHUT_WR` or its peer's
-    /// `SHUT_RD`; a datagram socket by its own `SHUT_WR`) refuse it: `EPIPE` with `SIGPIPE` (unless `nosignal`), or the
-    /// connection's error. Whatever else goes wrong comes after the bytes are read.
+    /// read, as Linux's `pipe_write` (no reader) and `unix_*_sendmsg` refuse it (not
+    /// connected; shut for sending by this socket's `SHUT_WR` or, stream and
+    /// seqpacket, its peer's `SHUT_RD`): `EPIPE` with `SIGPIPE` (unless `nosignal`),
+    /// or the connection's error. Whatever else goes wrong comes after the bytes are
+    /// read. `AF_INET` and netlink sockets have their own paths.
     pub(crate) fn refuse_write_early(
         &mut self,
         file: &OpenFile,
         len: u64,
         nosignal: bool,
     ) -> Result<(), SysErr> {
+        if super::netlink::is_netlink(file) {
+            return Ok(());
+        }
         let broken = match &file.kind {
             FileKind::Pipe(end) if end.writes() => {
                 let p = end.pipe.borrow();
