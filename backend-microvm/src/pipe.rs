@@ -504,7 +504,7 @@ impl PipeEnd {
     /// An empty pipe read through this end ends the file even before its first
     /// writer: the end was opened without waiting for one, and none is open.
     pub(crate) fn eof_unwaited(&self, p: &Pipe) -> bool {
-        (self.side == Side::ReadNow && p.writers == 0) || self.side == Side::ReadShut
+        (self.side == Side::ReadNow && p.writers == 0) || self.is_shut()
     }
 
     /// A read through this end would find something: data, or the end of file.
@@ -539,7 +539,7 @@ impl PipeEnd {
 
     /// Shut for reading and nothing left to read: as good as gone.
     pub(crate) fn drained(&self) -> bool {
-        self.side == Side::ReadShut && self.pipe.borrow().is_empty()
+        self.is_shut() && self.pipe.borrow().is_empty()
     }
 }
 

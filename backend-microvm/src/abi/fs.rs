@@ -33,7 +33,6 @@ impl OpenHow {
     pub(crate) fn checked(self) -> Result<OpenHow, Errno> {
         // Linux's test (`build_open_flags`): O_CREAT or __O_TMPFILE alone, not all of
         // O_TMPFILE, whose bits include O_DIRECTORY.
-        const O_TMPFILE_BIT: i32 = libc::O_TMPFILE & !libc::O_DIRECTORY;
         let creates = self.flags as i32 & (libc::O_CREAT | O_TMPFILE_BIT) != 0;
         // Linux's VALID_OPEN_FLAGS (x86-64): the access mode and O_CREAT up to
         // __O_TMPFILE; any other bit is EINVAL for openat2 (open ignores them).
@@ -51,6 +50,9 @@ impl OpenHow {
         Ok(self)
     }
 }
+
+/// `__O_TMPFILE`: `O_TMPFILE` without the `O_DIRECTORY` its value includes.
+pub(crate) const O_TMPFILE_BIT: i32 = libc::O_TMPFILE & !libc::O_DIRECTORY;
 
 /// The flags an `O_PATH` open keeps (Linux's `O_PATH_FLAGS`): `open` drops the others,
 /// `openat2` refuses them.

@@ -40,8 +40,7 @@ impl Kernel {
         // key (get_futex_key's "RO anonymous page" EFAULT).
         let read_only_anon = self
             .mm
-            .vmas_overlapping(uaddr, uaddr + 4)
-            .next()
+            .vma_at(uaddr)
             .is_some_and(|(_, v)| matches!(v.kind, VmaKind::Anon) && v.prot & PROT_WRITE == 0);
         if read_only_anon {
             return Err(errno::EFAULT.into());

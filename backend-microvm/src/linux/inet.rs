@@ -528,7 +528,7 @@ pub(crate) fn poll(s: &Socket) -> (bool, bool, i16) {
         let r =
             s.rx.borrow()
                 .as_ref()
-                .is_some_and(|e| e.is_shut() || !e.pipe.borrow().is_empty());
+                .is_some_and(|e| e.readable(&e.pipe.borrow()));
         return (r, true, err);
     }
     let u = s.unix.borrow();

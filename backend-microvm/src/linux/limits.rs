@@ -249,7 +249,7 @@ impl Kernel {
     /// that runs no guest code. The `sched_*` getters answer for it as for any process
     /// (its parent's `getppid()` names it); changing it is another process's business
     /// (`EPERM`).
-    fn is_virtual_init(&self, t: Tid) -> bool {
+    pub(crate) fn is_virtual_init(&self, t: Tid) -> bool {
         t == super::task::INIT_PID && self.task_ref(t).is_none()
     }
 

@@ -377,20 +377,7 @@ impl Kernel {
 
     /// Whether every page of `start .. end` is mapped.
     pub(crate) fn range_mapped(&self, start: u64, end: u64) -> bool {
-        let mut at = start;
-        for (s, v) in self.mm.vmas() {
-            if v.end <= at {
-                continue;
-            }
-            if s > at {
-                return false;
-            }
-            at = v.end;
-            if at >= end {
-                return true;
-            }
-        }
-        at >= end
+        self.mm.is_covered(start, end)
     }
 
     /// `msync`: checked as Linux does (an aligned start, known flags and not both

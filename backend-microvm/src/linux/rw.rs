@@ -81,10 +81,8 @@ impl Kernel {
             } else {
                 // A pipe, socket or stream: the destination must be writable before
                 // anything is taken (but a read that takes nothing never looks at it).
-                if done > 0 && self.mm.user_chunks(buf + done, piece, true).is_err() {
-                    return Ok(done);
-                }
-                self.check_read_buffer(file, buf + done, piece, 0)?;
+                // Read once: the loop ends after this piece (`!regular`).
+                self.check_read_buffer(file, buf, piece, 0)?;
                 let n = match self.source_read(file, &mut tmp, None, done > 0) {
                     Ok(n) => n,
                     Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => return Ok(done),
@@ -113,17 +111,14 @@ impl Kernel {
         len: u64,
         nosignal: bool,
     ) -> Result<(), SysErr> {
-        if super::netlink::is_netlink(file) {
-            return Ok(());
-        }
+        let unix = |s: &super::fd::Socket| s.inet.is_none() && !super::netlink::is_netlink(file);
         let broken = match &file.kind {
             FileKind::Pipe(end) if end.writes() => {
                 let p = end.pipe.borrow();
                 len > 0 && p.readers == 0 && !p.no_reader_yet
             }
             FileKind::Socket(s)
-                if s.inet.is_none()
-                    && matches!(s.kind, libc::SOCK_STREAM | libc::SOCK_SEQPACKET) =>
+                if unix(s) && matches!(s.kind, libc::SOCK_STREAM | libc::SOCK_SEQPACKET) =>
             {
                 super::unix::check_connected(s, true)?;
                 s.tx.borrow()
@@ -131,7 +126,7 @@ impl Kernel {
                     .is_none_or(|e| e.pipe.borrow().read_shut)
             }
             // A connected datagram socket without its sending end shut it (SHUT_WR).
-            FileKind::Socket(s) if s.inet.is_none() && s.kind == libc::SOCK_DGRAM => {
+            FileKind::Socket(s) if unix(s) && s.kind == libc::SOCK_DGRAM => {
                 s.unix.borrow().connected && s.tx.borrow().is_none()
             }
             _ => false,

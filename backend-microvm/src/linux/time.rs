@@ -86,9 +86,7 @@ impl Kernel {
                 Ok(p.cpu_dead + threads)
             }
             // The virtual init (no guest task holds pid 1) exists and runs no code.
-            None if pid == super::task::INIT_PID && self.task_ref(pid).is_none() => {
-                Ok(Duration::ZERO)
-            }
+            None if self.is_virtual_init(pid) => Ok(Duration::ZERO),
             _ => Err(errno::EINVAL.into()),
         }
     }

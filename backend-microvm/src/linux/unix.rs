@@ -207,7 +207,7 @@ pub(crate) fn poll_state(s: &Socket) -> Option<(bool, bool, bool)> {
     let r =
         s.rx.borrow()
             .as_ref()
-            .is_some_and(|e| e.is_shut() || !e.pipe.borrow().is_empty());
+            .is_some_and(|e| e.readable(&e.pipe.borrow()));
     let w = match s.tx.borrow().as_ref() {
         Some(e) => {
             let p = e.pipe.borrow();

@@ -208,6 +208,11 @@ impl AddressSpace {
         pages
     }
 
+    /// True when `start .. end` is mapped without a hole.
+    pub(crate) fn is_covered(&self, start: u64, end: u64) -> bool {
+        self.vmas.is_covered(start, end)
+    }
+
     /// The mappings (for tests and diagnostics).
     pub(crate) fn vmas(&self) -> impl Iterator<Item = (u64, &Vma)> {
         self.vmas.iter()

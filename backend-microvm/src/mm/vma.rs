@@ -196,14 +196,7 @@ impl VmaMap {
 
     /// True when `start .. end` is mapped without a hole.
     pub(crate) fn is_covered(&self, start: u64, end: u64) -> bool {
-        let mut at = start;
-        for (s, v) in self.overlapping(start, end) {
-            if s > at {
-                return false;
-            }
-            at = v.end;
-        }
-        at >= end
+        self.covered_until(start, end) >= end
     }
 
     /// Splits the mapping that strictly contains `at` in two.

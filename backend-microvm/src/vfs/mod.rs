@@ -213,7 +213,6 @@ impl Vfs {
         }
     }
 
-    /// Runs `f` with lookups restricted as `r` says (`openat2`).
     /// Whether the lookup being made may follow a link found in `dir` (`openat2`'s
     /// `RESOLVE_NO_SYMLINKS`, `RESOLVE_NO_MAGICLINKS`): `ELOOP` if not.
     pub(crate) fn may_follow_in(&self, dir: &Location) -> Result<(), Errno> {
@@ -223,6 +222,7 @@ impl Vfs {
         }
     }
 
+    /// Runs `f` with lookups restricted as `r` says (`openat2`).
     pub(crate) fn restricted<T>(&self, r: Restrict, f: impl FnOnce(&Self) -> T) -> T {
         *self.restrict.borrow_mut() = Some(r);
         let out = f(self);

@@ -90,8 +90,7 @@ impl Vfs {
         }
         // __O_TMPFILE needs O_DIRECTORY and no O_CREAT (EINVAL, as Linux's
         // build_open_flags); the right form is not offered.
-        const TMPFILE_BIT: i32 = libc::O_TMPFILE & !libc::O_DIRECTORY;
-        if flags & TMPFILE_BIT != 0 {
+        if flags & crate::abi::O_TMPFILE_BIT != 0 {
             if flags & (libc::O_TMPFILE | libc::O_CREAT) != libc::O_TMPFILE {
                 return Err(errno::EINVAL);
             }
