@@ -81,8 +81,12 @@ pub(crate) const VVAR_VA: u64 = 0x7fff_fff8_0000;
 pub(crate) const VDSO_VA: u64 = 0x7fff_fff8_1000;
 /// The trampolines of redirected syscall sites: above what the workload may map, below
 /// `USER_CODE_TOP` (a signal may interrupt one), within 2 GiB of the shared libraries
-/// (a `jmp rel32` reaches them).
-pub(crate) const TRAMP_VA: u64 = 0x7fff_fff9_0000;
+/// (a `jmp rel32` reaches them). They end where the frame page starts: the eight
+/// entries from `FRAME_VA - 4 pages` are then all mapped and accessed, and KVM's
+/// shadow paging, which fills an entry's aligned group of eight up to the first
+/// entry it cannot (here: the doorbell's), maps the frame page with the stub at a
+/// new address space's first syscall instead of taking a second fault for it.
+pub(crate) const TRAMP_VA: u64 = FRAME_VA - TRAMP_PAGES * PAGE_SIZE;
 /// The syscall stub's user-return frame page.
 pub(crate) const FRAME_VA: u64 = 0x7fff_ffff_c000;
 /// The syscall stub (`LSTAR`).
@@ -91,6 +95,7 @@ pub(crate) const STUB_VA: u64 = 0x7fff_ffff_d000;
 pub(crate) const FLUSH_ENTRY_VA: u64 = STUB_VA + 8;
 /// The doorbell page, mapped to `doorbell_gpa` (outside RAM: every write exits).
 pub(crate) const DOORBELL_VA: u64 = 0x7fff_ffff_e000;
+const _: () = assert!(TRAMP_VA > VDSO_VA && TRAMP_PAGES >= 4 && (FRAME_VA >> 12) % 8 == 4);
 /// End of what the workload may map (the vDSO and the stub pages are above).
 pub(crate) const USER_TOP: u64 = VVAR_VA;
 /// Below this, instructions are the workload's (its own or the vDSO's).

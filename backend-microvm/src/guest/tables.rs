@@ -3,7 +3,7 @@
 use super::code::{HANDLER_CODE, STUB_CODE};
 use super::layout::*;
 use crate::memory::{Memory, OutOfMemory};
-use crate::mm::pagetable::{PageTables, PTE_NX, PTE_P, PTE_U, PTE_W};
+use crate::mm::pagetable::{PageTables, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_U, PTE_W};
 
 /// The guest's fixed structures could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -121,22 +121,25 @@ pub(crate) fn build_supervisor(mem: &mut Memory) -> Result<PageTables, Superviso
 /// Maps the user-visible stub pages (syscall return frame, stub, doorbell) in the
 /// address space of `pt`: every address space has them.
 pub(crate) fn map_stub_pages(mem: &mut Memory, pt: &PageTables) -> Result<(), OutOfMemory> {
-    pt.map(mem, VVAR_VA, VVAR_GPA | PTE_P | PTE_U | PTE_NX)?;
-    pt.map(mem, VDSO_VA, VDSO_GPA | PTE_P | PTE_U)?;
+    // Accessed (and, where writable, dirty) from the start, as the workload's own
+    // entries (`mm::pte_flags`): every new address space's first syscall then costs
+    // one shadow-page fault for the stub, which also fills the frame page's entry
+    // (KVM prefetches neighbouring entries only when they were accessed), not three
+    // (the stub, the frame page read, then written).
+    const RO: u64 = PTE_P | PTE_U | PTE_A;
+    const RW: u64 = RO | PTE_W | PTE_D;
+    pt.map(mem, VVAR_VA, VVAR_GPA | RO | PTE_NX)?;
+    pt.map(mem, VDSO_VA, VDSO_GPA | RO)?;
     for i in 0..TRAMP_PAGES {
         pt.map(
             mem,
             TRAMP_VA + i * PAGE_SIZE,
-            (TRAMP_GPA + i * PAGE_SIZE) | PTE_P | PTE_U,
+            (TRAMP_GPA + i * PAGE_SIZE) | RO,
         )?;
     }
-    pt.map(mem, FRAME_VA, FRAME_GPA | PTE_P | PTE_W | PTE_U | PTE_NX)?;
-    pt.map(mem, STUB_VA, STUB_GPA | PTE_P | PTE_U)?;
-    pt.map(
-        mem,
-        DOORBELL_VA,
-        doorbell_gpa(mem.size()) | PTE_P | PTE_W | PTE_U | PTE_NX,
-    )?;
+    pt.map(mem, FRAME_VA, FRAME_GPA | RW | PTE_NX)?;
+    pt.map(mem, STUB_VA, STUB_GPA | RO)?;
+    pt.map(mem, DOORBELL_VA, doorbell_gpa(mem.size()) | RW | PTE_NX)?;
     Ok(())
 }
 
@@ -162,7 +165,13 @@ mod tests {
         let mut mem = Memory::new(4 << 20).unwrap();
         let mut pt = build_supervisor(&mut mem).unwrap();
         let (_, pte) = pt.lookup(&mut mem, STUB_VA).unwrap();
-        assert_eq!(pte, STUB_GPA | PTE_P | PTE_U);
+        assert_eq!(pte, STUB_GPA | PTE_P | PTE_U | PTE_A);
+        // The frame page is writable and already dirty (see `map_stub_pages`).
+        let (_, pte) = pt.lookup(&mut mem, FRAME_VA).unwrap();
+        assert_eq!(
+            pte,
+            FRAME_GPA | PTE_P | PTE_U | PTE_A | PTE_W | PTE_D | PTE_NX
+        );
         let _ = &mut pt;
     }
 }

@@ -14,6 +14,9 @@ use crate::guest::layout::PAGE_SIZE;
 use crate::mm::{AddressSpace, Fixed, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
 
 pub(super) const PT_LOAD: u32 = 1;
+/// Loadable file segments this small are mapped whole at load (see `map_segments`):
+/// one group of entries KVM fills together.
+const SMALL_FILE_PAGES: u64 = 8;
 pub(super) const PT_INTERP: u32 = 3;
 pub(super) const PT_PHDR: u32 = 6;
 pub(super) const ET_EXEC: u16 = 2;
@@ -192,6 +195,14 @@ pub(super) fn map_segments(
                     file_end: p.offset.checked_add(p.filesz).ok_or_else(bad)?,
                 },
             )?;
+            // A small segment is mapped whole now (best effort), the pages the program
+            // never reads included: KVM's shadow paging fills a faulting entry's
+            // aligned group of eight only up to the first entry not mapped, so one
+            // hole (an unread `.rodata` page between the code and the data) costs
+            // a fault for every page after it. Later runs find these pages cached.
+            if file_end - page <= SMALL_FILE_PAGES * PAGE_SIZE {
+                let _ = mm.populate(page, file_end);
+            }
         }
         let anon_from = if p.filesz > 0 { file_end } else { page };
         if mem_top > anon_from {
