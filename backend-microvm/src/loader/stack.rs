@@ -41,9 +41,13 @@ const AT_HWCAP2: u64 = 26;
 const AT_EXECFN: u64 = 31;
 const AT_SYSINFO_EHDR: u64 = 33;
 
+/// `AT_HWCAP`: CPUID leaf 1's EDX, as Linux gives it. Read once per process: where
+/// the host is itself a virtual machine, `cpuid` is an exit to the outer hypervisor
+/// (tens of µs), and a live sandbox paid it at every exec (most of the VMM's time in
+/// `build_stack`).
 fn hwcap() -> u64 {
-    let r = std::arch::x86_64::__cpuid(1);
-    u64::from(r.edx)
+    static HWCAP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HWCAP.get_or_init(|| u64::from(std::arch::x86_64::__cpuid(1).edx))
 }
 
 /// Lays out argc, argv, envp, auxv and their strings below `STACK_TOP`.
