@@ -180,6 +180,10 @@ impl<'k> Gate<'k> {
 pub(crate) struct Control {
     stop: AtomicBool,
     asleep: AtomicBool,
+    /// Counts [`Control::nudge`]s: a polling thread keeps polling a full window after
+    /// the last one (a new exec's first calls come a few hundred µs after the last
+    /// exit of the one before).
+    nudges: AtomicU64,
     thread: OnceLock<std::thread::Thread>,
     /// A stop met while answering (the run ends with it at the follow-up exit).
     pending: Mutex<Option<Stop>>,
@@ -230,8 +234,10 @@ impl Sites {
 }
 
 impl Control {
-    /// Wakes the thread if it sleeps (the guest makes syscalls again).
+    /// Wakes the thread if it sleeps, and restarts its window if it polls (the guest
+    /// makes syscalls again).
     pub(crate) fn nudge(&self) {
+        self.nudges.fetch_add(1, Ordering::Relaxed);
         if self.asleep.load(Ordering::Relaxed) {
             if let Some(t) = self.thread.get() {
                 t.unpark();
@@ -343,12 +349,16 @@ pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
         }
         awake.store(1, Ordering::SeqCst);
         let mut last = Instant::now();
-        // Only a post taken keeps the window open: one left behind (its task stopped
-        // mid-wait when the run ended or the vCPU left the guest) is not answered
-        // and must not keep the thread polling.
+        let mut nudges = ctl.nudges.load(Ordering::Relaxed);
+        // Only a post taken (or a nudge) keeps the window open: one left behind (its
+        // task stopped mid-wait when the run ended or the vCPU left the guest) is not
+        // answered and must not keep the thread polling.
         while !ctl.stop.load(Ordering::Relaxed) {
             if state.load(Ordering::Acquire) == POSTED && take(gate, ctl, &mut sites, &page, state)
             {
+                last = Instant::now();
+            } else if ctl.nudges.load(Ordering::Relaxed) != nudges {
+                nudges = ctl.nudges.load(Ordering::Relaxed);
                 last = Instant::now();
             } else {
                 let idle = last.elapsed();

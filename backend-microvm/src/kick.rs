@@ -186,6 +186,12 @@ pub(crate) struct Control {
     /// The vCPU thread sleeps in [`Control::wait_until`] (set and cleared under
     /// `wake_lock`): new input then needs no kick out of `KVM_RUN`.
     sleeping: AtomicBool,
+    /// The vCPU thread is in `KVM_RUN` or about to enter it ([`Control::entering`]):
+    /// only then does new input need a kick.
+    in_guest: AtomicBool,
+    /// Input came while the vCPU thread worked in the VMM and it has not taken it
+    /// yet ([`Control::take_input`]): its next entry into the guest returns at once.
+    owed: AtomicBool,
     /// Pages the `warm` pass touched before the sandbox said it was ready (`warm.rs`).
     pub(crate) warmed: std::sync::atomic::AtomicU64,
 }
@@ -200,6 +206,8 @@ impl Default for Control {
             input: AtomicBool::new(false),
             relayed: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
+            in_guest: AtomicBool::new(false),
+            owed: AtomicBool::new(false),
             warmed: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -241,12 +249,39 @@ impl Control {
     /// not wait for that task's time slice to end).
     pub(crate) fn input_arrived(&self) {
         self.input.store(true, Ordering::SeqCst);
+        self.owed.store(true, Ordering::SeqCst);
         self.notify();
         // A sleeping thread was woken by the notification, and looks at the input as
         // its wait returns: a kick would only make its next KVM_RUN return at once.
-        if !self.sleeping.load(Ordering::SeqCst) {
+        // One working in the VMM takes the input before it enters the guest again, or
+        // finds `owed` as it enters (`entering`; all these stores and loads are
+        // sequentially consistent, so one side sees the other's): a kick (a signal,
+        // then an extra trip through KVM_RUN) is needed only while it runs the guest.
+        if self.in_guest.load(Ordering::SeqCst) && !self.sleeping.load(Ordering::SeqCst) {
             self.kick();
         }
+    }
+
+    /// Takes the input flag (the scheduler looks at every input when it was set).
+    /// `owed` goes first: input arriving after the flag is taken leaves it set.
+    pub(crate) fn take_input(&self) -> bool {
+        self.owed.store(false, Ordering::SeqCst);
+        self.input.swap(false, Ordering::SeqCst)
+    }
+
+    /// The vCPU thread is about to run the guest: input it has not taken makes
+    /// `KVM_RUN` return at once (as a kick would, once), and input from now on kicks
+    /// it.
+    pub(crate) fn entering(&self) {
+        self.in_guest.store(true, Ordering::SeqCst);
+        if self.owed.swap(false, Ordering::SeqCst) {
+            exit_now();
+        }
+    }
+
+    /// The vCPU thread left `KVM_RUN`.
+    pub(crate) fn left(&self) {
+        self.in_guest.store(false, Ordering::SeqCst);
     }
 
     fn kick(&self) {
@@ -273,7 +308,7 @@ impl Control {
     /// Waits until woken or `until`, whichever comes first.
     pub(crate) fn wait_until(&self, until: Instant) {
         let g = crate::sync::locked(&self.wake_lock);
-        if self.killed() || self.input.swap(false, Ordering::SeqCst) {
+        if self.killed() || self.take_input() {
             return;
         }
         let left = until.saturating_duration_since(Instant::now());

@@ -133,6 +133,8 @@ struct Runner {
     clean_fpu: Box<kvm_xsave>,
     /// Exit counts and times, for `HSB_MICROVM_TRACE=1`.
     stats: Stats,
+    /// The kernel's kick switch (`Kernel::ctl`), told when the guest runs.
+    ctl: std::sync::Arc<crate::kick::Control>,
 }
 
 /// What the loop did, written to stderr at the end with `HSB_MICROVM_TRACE=1`.
@@ -194,6 +196,7 @@ fn run_with(vm: &mut Vm, k: &mut Kernel, tick: Option<Timer>, restored: bool) ->
         armed: None,
         clean_fpu,
         stats: Stats::default(),
+        ctl: k.ctl.clone(),
     };
     k.cpu_mark = crate::kick::thread_cpu_time();
     crate::fastcall::reset_slot(k);
@@ -268,12 +271,22 @@ impl Runner {
     fn step(&mut self, vm: &mut Vm, gate: &Gate<'_>, fast: &Control) -> Result<(), Stop> {
         {
             let mut g = gate.lock();
+            let switches = self.stats.switches;
             if !self.prepare(vm, &mut g)? {
                 return Ok(());
             }
+            if self.stats.switches != switches {
+                // Another task goes on the vCPU (a new exec's first entry among them):
+                // it makes its first calls soon, likely after the thread's window
+                // closed (it polls only after syscall exits), and each would then be
+                // an exit.
+                fast.nudge();
+            }
             fast.lend();
         }
+        self.ctl.entering();
         let exit = self.run_guest(vm);
+        self.ctl.left();
         let mut g = gate.lock();
         fast.reclaim();
         self.handle(vm, &mut g, exit?, fast)

@@ -227,7 +227,11 @@ pub(crate) fn run(vm: &mut Vm, mem: &Memory, root: u64, list: &[u64], ctl: &Cont
             break;
         }
         let ours = vm.doorbell_gpa + DONE_OFFSET;
-        let finished = matches!(vm.vcpu.run(), Ok(VcpuExit::MmioWrite(a, _)) if a == ours);
+        // Input that comes meanwhile kicks the pass out, as it kicks a task.
+        ctl.entering();
+        let ran = vm.vcpu.run();
+        ctl.left();
+        let finished = matches!(ran, Ok(VcpuExit::MmioWrite(a, _)) if a == ours);
         done.batches += 1;
         if !finished {
             done.cut = true;

@@ -110,11 +110,7 @@ impl Kernel {
             self.check_limits()?;
             let now = Instant::now();
             let running = self.task.tid;
-            if self
-                .ctl
-                .input
-                .swap(false, std::sync::atomic::Ordering::SeqCst)
-            {
+            if self.ctl.take_input() {
                 self.stirred = true;
             }
             // Relayed connections (network `egress`): bytes, answers, host clients.
