@@ -92,6 +92,45 @@ static void maps(void) {
   int st;
   waitpid(c, &st, 0);
   FACT("mmap.shared.fork", "shared=%d private=%d", *sh, *pr);
+  /* Fork advice: MADV_DONTFORK leaves nothing mapped in a child, MADV_WIPEONFORK
+   * (private anonymous memory only) gives it zeros; the parent keeps its data. */
+  char *fa = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  memset(fa, 7, 4 * pg);
+  CHECK("madvise.dontfork", madvise(fa + pg, pg, MADV_DONTFORK));
+  CHECK("madvise.wipeonfork", madvise(fa + 2 * pg, pg, MADV_WIPEONFORK));
+  CHECK("madvise.wipeonfork.file", madvise(f, pg, MADV_WIPEONFORK));
+  CHECK("madvise.wipeonfork.shared", madvise(sh, pg, MADV_WIPEONFORK));
+  CHECK("madvise.dontfork.file", madvise(f, pg, MADV_DONTFORK));
+  CHECK("madvise.dofork.file", madvise(f, pg, MADV_DOFORK));
+  CHECK("madvise.keeponfork.shared", madvise(sh, pg, MADV_KEEPONFORK));
+  char *hz = mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  munmap(hz + pg, pg);
+  CHECK("madvise.wipeonfork.hole", madvise(hz, 3 * pg, MADV_WIPEONFORK));
+  CHECK("madvise.keeponfork.hole", madvise(hz, 3 * pg, MADV_KEEPONFORK));
+  CHECK("madvise.dontfork.hole", madvise(hz, 3 * pg, MADV_DONTFORK));
+  for (int round = 0; round < 2; round++) {
+    pid_t k = fork();
+    if (k == 0) {
+      int gone = mincore(fa + pg, pg, vec) == -1 && errno == ENOMEM;
+      int bits = (fa[0] == 7) | (fa[2 * pg] == 0) << 1 | (fa[3 * pg] == 7) << 2 | gone << 3;
+      if (!gone)
+        bits |= (fa[pg] == 7) << 4;
+      fa[2 * pg] = 1; /* the wiped page is the child's own, writable */
+      /* The child's mapping still wipes in its own children. */
+      pid_t g = fork();
+      if (g == 0)
+        _exit(fa[2 * pg] == 0 ? 0 : 1);
+      int gs;
+      waitpid(g, &gs, 0);
+      bits |= (WIFEXITED(gs) && WEXITSTATUS(gs) == 0) << 5;
+      _exit(bits);
+    }
+    waitpid(k, &st, 0);
+    FACT(round ? "madvise.fork.undone" : "madvise.fork.child", "exited=%d bits=%#x", WIFEXITED(st), WEXITSTATUS(st));
+    FACT(round ? "madvise.fork.undone.parent" : "madvise.fork.parent", "%d %d %d %d", fa[0], fa[pg], fa[2 * pg], fa[3 * pg]);
+    CHECK("madvise.dofork", madvise(fa, 4 * pg, MADV_DOFORK));
+    CHECK("madvise.keeponfork", madvise(fa, 4 * pg, MADV_KEEPONFORK));
+  }
   void *b0 = sbrk(0);
   CHECK("brk.grow", brk((char *)b0 + 8192));
   CHECK("brk.query", sbrk(0) == (char *)b0 + 8192);

@@ -342,22 +342,41 @@ impl Kernel {
         if len == 0 {
             return Ok(0);
         }
-        // As Linux's madvise_walk_vmas: the advice goes to each mapping in the range
-        // in turn (the first refusal is the answer), the holes between them make the
-        // answer ENOMEM once every mapping took it.
+        let fork_advice = matches!(
+            advice,
+            libc::MADV_DONTFORK | libc::MADV_DOFORK | libc::MADV_WIPEONFORK | libc::MADV_KEEPONFORK
+        );
+        if fork_advice {
+            // It splits mappings, as mprotect does: counted and charged.
+            return self.mapping_call(|k| k.advise_each(addr, end, advice));
+        }
+        self.advise_each(addr, end, advice)
+    }
+
+    /// As Linux's madvise_walk_vmas: the advice goes to each mapping in the range in
+    /// turn (the first refusal is the answer, what was advised before it stays), the
+    /// holes between them make the answer ENOMEM once every mapping took it.
+    fn advise_each(&mut self, addr: u64, end: u64, advice: i32) -> SysResult {
         let pieces = self.mapped_pieces(addr, end);
         for &(s, e, anon) in &pieces {
             match advice {
-                // MADV_FREE is for anonymous private memory only.
-                libc::MADV_FREE if !anon => return Err(errno::EINVAL.into()),
+                // MADV_FREE is for anonymous private memory only, and so is wiping on
+                // fork (Linux refuses a file's or a shared mapping).
+                libc::MADV_FREE | libc::MADV_WIPEONFORK if !anon => {
+                    return Err(errno::EINVAL.into())
+                }
                 libc::MADV_DONTNEED | libc::MADV_FREE => self.mm.discard(s, e - s)?,
                 // No mapping here is a shared one of a file that can punch holes.
                 libc::MADV_REMOVE => return Err(errno::EINVAL.into()),
+                libc::MADV_DONTFORK => self.mm.advise_fork(s, e, |f| f.skip = true),
+                libc::MADV_DOFORK => self.mm.advise_fork(s, e, |f| f.skip = false),
+                libc::MADV_WIPEONFORK => self.mm.advise_fork(s, e, |f| f.wipe = true),
+                libc::MADV_KEEPONFORK => self.mm.advise_fork(s, e, |f| f.wipe = false),
                 _ => {}
             }
         }
         let covered: u64 = pieces.iter().map(|(s, e, _)| e - s).sum();
-        if covered < len {
+        if covered < end - addr {
             return Err(errno::ENOMEM.into());
         }
         Ok(0)

@@ -257,7 +257,7 @@ impl AddressSpace {
 
     /// Adds a mapping over a free, page-aligned range.
     pub(crate) fn insert(&mut self, start: u64, end: u64, prot: u32, kind: VmaKind) {
-        self.vmas.insert(start, Vma { end, prot, kind });
+        self.vmas.insert(start, Vma::new(end, prot, kind));
     }
 
     /// Unmaps the pages of `start .. end` (mappings are kept), freeing their frames.
@@ -355,14 +355,7 @@ impl AddressSpace {
                 .place(addr, len, below_4g)
                 .ok_or(MapError::Errno(libc::ENOMEM))?,
         };
-        self.vmas.insert(
-            start,
-            Vma {
-                end: start + len,
-                prot,
-                kind,
-            },
-        );
+        self.vmas.insert(start, Vma::new(start + len, prot, kind));
         Ok(start)
     }
 
@@ -425,6 +418,12 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Changes what a `fork`'s child gets of the mappings in `start .. end`
+    /// (`madvise`'s fork advice; holes are skipped).
+    pub(crate) fn advise_fork(&mut self, start: u64, end: u64, set: impl Fn(&mut vma::OnFork)) {
+        self.vmas.advise_fork(start, end, set);
+    }
+
     /// `madvise(MADV_DONTNEED)`: the pages read as new afterwards.
     pub(crate) fn discard(&mut self, start: u64, len: u64) -> Result<(), MapError> {
         let end = Self::range(start, len)?;
@@ -448,11 +447,7 @@ impl AddressSpace {
             }
             self.vmas.insert(
                 old_end,
-                Vma {
-                    end: new_end,
-                    prot: PROT_READ | PROT_WRITE,
-                    kind: VmaKind::Anon,
-                },
+                Vma::new(new_end, PROT_READ | PROT_WRITE, VmaKind::Anon),
             );
             let eager = new_end.min(old_end + BRK_PREFAULT * PAGE_SIZE);
             if self.populate(old_end, eager) == Err(MapError::Oom) {
@@ -511,7 +506,7 @@ impl AddressSpace {
                 .place(0, new_len, false)
                 .ok_or(MapError::Errno(libc::ENOMEM))?;
             let end = dest + new_len;
-            self.vmas.insert(dest, Vma { end, prot, kind });
+            self.vmas.insert(dest, Vma::new(end, prot, kind));
             return Ok(dest);
         }
         let old_end = old

@@ -133,10 +133,14 @@ impl AddressSpace {
                 self.release(id);
                 return Err(MapError::Halted);
             }
-            let shared = matches!(
-                self.vmas.find(va).map(|(_, v)| &v.kind),
-                Some(VmaKind::SharedFile { .. })
-            );
+            let vma = self.vmas.find(va).map(|(_, v)| v);
+            if vma.is_some_and(|v| v.on_fork.skip || v.on_fork.wipe) {
+                // Not the child's: no mapping there (`MADV_DONTFORK`), or fresh zero
+                // pages at its first touch (`MADV_WIPEONFORK`). The parent keeps its
+                // page as it is, writable.
+                continue;
+            }
+            let shared = matches!(vma.map(|v| &v.kind), Some(VmaKind::SharedFile { .. }));
             let child = if shared { pte } else { pte & !PTE_W };
             if let Err(e) = child_pt.map(&mut self.mem, va, child) {
                 self.release(id);
@@ -150,7 +154,16 @@ impl AddressSpace {
                 }
             }
         }
-        let charge = match HeapCharge::of(&self.mem.budget(), vma_cost(self.vmas.len())) {
+        let mut vmas = self.vmas.clone();
+        let skipped: Vec<(u64, u64)> = vmas
+            .iter()
+            .filter(|(_, v)| v.on_fork.skip)
+            .map(|(s, v)| (s, v.end))
+            .collect();
+        for (s, e) in skipped {
+            vmas.remove(s, e);
+        }
+        let charge = match HeapCharge::of(&self.mem.budget(), vma_cost(vmas.len())) {
             Ok(c) => c,
             Err(e) => {
                 self.release(id);
@@ -158,7 +171,7 @@ impl AddressSpace {
             }
         };
         if let Some(p) = self.parked.get_mut(&id) {
-            p.vmas = self.vmas.clone();
+            p.vmas = vmas;
             (p.brk_start, p.brk, p.mmap_top) = (self.brk_start, self.brk, self.mmap_top);
             p.vma_charge = Some(charge);
         }

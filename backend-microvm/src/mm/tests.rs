@@ -751,3 +751,54 @@ fn mprotect_stops_at_a_hole_and_mremap_checks_only_growth() {
     assert_eq!(other, shm + 4 * PAGE_SIZE);
     assert_eq!(a.vma_at(shm).map(|(_, v)| v.end), Some(shm + 4 * PAGE_SIZE));
 }
+
+#[test]
+fn fork_advice_keeps_pages_from_the_child() {
+    let mut a = space();
+    let at = a
+        .mmap(
+            0,
+            4 * PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            Fixed::Hint,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
+    for i in 0..4 {
+        a.write_user(at + i * PAGE_SIZE, b"secret").unwrap();
+    }
+    // Page 1 is not the child's at all, page 2 is wiped; 0 and 3 are copied.
+    a.advise_fork(at + PAGE_SIZE, at + 2 * PAGE_SIZE, |f| f.skip = true);
+    a.advise_fork(at + 2 * PAGE_SIZE, at + 3 * PAGE_SIZE, |f| f.wipe = true);
+    assert_eq!(a.vmas.len(), 4, "split where the advice differs");
+    a.take_flush();
+    let parent = a.space();
+    let child = a.fork().unwrap();
+    let lost = a.take_flush();
+    assert_eq!(lost.len(), 2, "only the copied pages lose write access");
+    assert!(a.switch(child));
+    assert_eq!(a.read_user_vec(at, 6).unwrap(), b"secret");
+    assert!(
+        a.read_user_vec(at + PAGE_SIZE, 6).is_err(),
+        "MADV_DONTFORK: nothing mapped in the child"
+    );
+    assert!(a.vma_at(at + PAGE_SIZE).is_none());
+    assert_eq!(
+        a.read_user_vec(at + 2 * PAGE_SIZE, 6).unwrap(),
+        [0; 6],
+        "MADV_WIPEONFORK: zeros in the child"
+    );
+    assert_eq!(a.read_user_vec(at + 3 * PAGE_SIZE, 6).unwrap(), b"secret");
+    // The child's wiped mapping keeps the advice (Linux keeps VM_WIPEONFORK across
+    // fork); the skipped one is gone.
+    assert!(a.vma_at(at + 2 * PAGE_SIZE).unwrap().1.on_fork.wipe);
+    assert!(a.switch(parent));
+    for i in 0..4 {
+        assert_eq!(a.read_user_vec(at + i * PAGE_SIZE, 6).unwrap(), b"secret");
+    }
+    // Advice taken back: the pieces are one mapping again.
+    a.advise_fork(at, at + 4 * PAGE_SIZE, |f| *f = Default::default());
+    assert_eq!(a.vmas.len(), 1, "merged back");
+    a.release(child);
+}

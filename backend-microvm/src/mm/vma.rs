@@ -120,6 +120,24 @@ pub(crate) enum VmaKind {
     },
 }
 
+/// What a child made by `fork` gets of a mapping (`madvise`'s fork advice; Linux's
+/// `VM_DONTCOPY` and `VM_WIPEONFORK`). A new program (`execve`) starts without any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OnFork {
+    /// `MADV_DONTFORK`: the child has nothing mapped here.
+    pub(crate) skip: bool,
+    /// `MADV_WIPEONFORK` (private anonymous memory only): the child's mapping reads
+    /// as zeros (fresh pages, as after `MADV_DONTNEED`), never the parent's data.
+    pub(crate) wipe: bool,
+}
+
+impl OnFork {
+    /// The flags as saved (`VmaMap::save`): bit 0 skip, bit 1 wipe.
+    fn bits(self) -> u8 {
+        u8::from(self.skip) | u8::from(self.wipe) << 1
+    }
+}
+
 /// One mapping.
 #[derive(Debug, Clone)]
 pub(crate) struct Vma {
@@ -129,6 +147,20 @@ pub(crate) struct Vma {
     pub(crate) prot: u32,
     /// The contents.
     pub(crate) kind: VmaKind,
+    /// What a `fork`'s child gets of it.
+    pub(crate) on_fork: OnFork,
+}
+
+impl Vma {
+    /// A mapping of `kind` up to `end` with `prot`, and no fork advice.
+    pub(crate) fn new(end: u64, prot: u32, kind: VmaKind) -> Vma {
+        Vma {
+            end,
+            prot,
+            kind,
+            on_fork: OnFork::default(),
+        }
+    }
 }
 
 impl Vma {
@@ -137,6 +169,7 @@ impl Vma {
     /// the same shared file at the offsets that follow on.
     fn mergeable(&self, start: u64, next: &Vma) -> bool {
         self.prot == next.prot
+            && self.on_fork == next.on_fork
             && match (&self.kind, &next.kind) {
                 (VmaKind::Anon, VmaKind::Anon) => true,
                 (
@@ -261,12 +294,23 @@ impl VmaMap {
 
     /// Sets the rights of `start .. end` (which must be covered).
     pub(crate) fn protect(&mut self, start: u64, end: u64, prot: u32) {
+        self.change(start, end, |v| v.prot = prot);
+    }
+
+    /// Changes the fork advice of the mappings in `start .. end` (holes are skipped).
+    pub(crate) fn advise_fork(&mut self, start: u64, end: u64, set: impl Fn(&mut OnFork)) {
+        self.change(start, end, |v| set(&mut v.on_fork));
+    }
+
+    /// Applies `f` to the mappings in `start .. end` (split at its edges), then merges
+    /// what became alike.
+    fn change(&mut self, start: u64, end: u64, f: impl Fn(&mut Vma)) {
         self.split(start);
         self.split(end);
         let keys: Vec<u64> = self.map.range(start..end).map(|(k, _)| *k).collect();
         for k in &keys {
             if let Some(v) = self.map.get_mut(k) {
-                v.prot = prot;
+                f(v);
             }
         }
         for k in keys {
@@ -344,6 +388,7 @@ impl crate::snap::Snap for Vma {
             end: self.end,
             prot: self.prot,
             kind: self.kind.snap(m)?,
+            on_fork: self.on_fork,
         })
     }
 }
@@ -398,6 +443,7 @@ impl VmaMap {
             e.u64(*start);
             e.u64(v.end);
             e.u32(v.prot);
+            e.u8(v.on_fork.bits());
             match &v.kind {
                 VmaKind::Anon => e.u8(0),
                 VmaKind::File {
@@ -444,6 +490,13 @@ impl VmaMap {
                 )));
             }
             last_end = end;
+            let on_fork = match d.u8("a mapping's fork advice")? {
+                b @ 0..=3 => OnFork {
+                    skip: b & 1 != 0,
+                    wipe: b & 2 != 0,
+                },
+                b => return Err(bad(format!("a mapping's fork advice {b:#x} is unknown"))),
+            };
             let kind = match d.u8("a mapping's kind")? {
                 0 => VmaKind::Anon,
                 1 => VmaKind::File {
@@ -453,7 +506,20 @@ impl VmaMap {
                 },
                 k => return Err(bad(format!("a mapping's kind {k} is unknown"))),
             };
-            map.insert(start, Vma { end, prot, kind });
+            if on_fork.wipe && !matches!(kind, VmaKind::Anon) {
+                return Err(bad(format!(
+                    "a mapping {start:#x}..{end:#x} to wipe on fork is not anonymous memory"
+                )));
+            }
+            map.insert(
+                start,
+                Vma {
+                    end,
+                    prot,
+                    kind,
+                    on_fork,
+                },
+            );
         }
         Ok(VmaMap { map })
     }
@@ -464,11 +530,57 @@ mod tests {
     use super::*;
 
     fn anon(end: u64, prot: u32) -> Vma {
-        Vma {
-            end,
-            prot,
-            kind: VmaKind::Anon,
+        Vma::new(end, prot, VmaKind::Anon)
+    }
+
+    /// Saves and loads anonymous mappings only.
+    struct NoFiles;
+    impl BackingIo for NoFiles {
+        fn save(
+            &mut self,
+            _: &mut crate::savefile::wire::Enc,
+            _: &Rc<dyn Backing>,
+        ) -> Result<(), crate::snap::SnapError> {
+            Err(crate::snap::SnapError::new("no files here"))
         }
+        fn load(
+            &mut self,
+            _: &mut crate::savefile::wire::Dec<'_>,
+        ) -> Result<Rc<dyn Backing>, crate::savefile::wire::WireError> {
+            Err(crate::savefile::wire::bad("no files here"))
+        }
+    }
+
+    #[test]
+    fn fork_advice_is_saved_and_checked_when_loaded() {
+        let mut m = VmaMap::default();
+        m.insert(0x1000, anon(0x5000, PROT_READ | PROT_WRITE));
+        m.advise_fork(0x2000, 0x3000, |f| f.skip = true);
+        m.advise_fork(0x3000, 0x4000, |f| f.wipe = true);
+        let mut e = crate::savefile::wire::Enc::default();
+        m.save(&mut e, &mut NoFiles).unwrap();
+        let back =
+            VmaMap::load(&mut crate::savefile::wire::Dec::new(&e.buf), &mut NoFiles).unwrap();
+        let advice: Vec<(u64, OnFork)> = back.iter().map(|(s, v)| (s, v.on_fork)).collect();
+        let none = OnFork::default();
+        let skip = OnFork { skip: true, ..none };
+        let wipe = OnFork { wipe: true, ..none };
+        assert_eq!(
+            advice,
+            [
+                (0x1000, none),
+                (0x2000, skip),
+                (0x3000, wipe),
+                (0x4000, none)
+            ]
+        );
+        // A forged file: advice bits that mean nothing are refused.
+        let at = e.buf.len() - 2; // the last mapping's advice byte, then its kind
+        let mut forged = e.buf.clone();
+        forged[at] = 4;
+        let err =
+            VmaMap::load(&mut crate::savefile::wire::Dec::new(&forged), &mut NoFiles).unwrap_err();
+        assert!(err.0.contains("fork advice"), "{err}");
     }
 
     #[test]
