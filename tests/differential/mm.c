@@ -3,7 +3,100 @@
 #include "probe.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+
+/* Memory locks (VM_LOCKED) under a small RLIMIT_MEMLOCK of 16 pages: limits, holes,
+ * what a lock refuses (MS_INVALIDATE, MADV_DONTNEED), splits, fork, mlockall. */
+static void locks(long pg) {
+  struct rlimit old, rl = {16 * 4096, 16 * 4096};
+  getrlimit(RLIMIT_MEMLOCK, &old);
+  CHECK("mlock.setlimit", setrlimit(RLIMIT_MEMLOCK, &rl));
+  char *l = mmap(NULL, 8 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  memset(l, 1, 8 * pg);
+  CHECK("mlock.range", mlock(l + 2 * pg, 2 * pg));
+  CHECK("mlock.msync.invalidate", msync(l, 8 * pg, MS_INVALIDATE));
+  CHECK("mlock.msync.before", msync(l, 2 * pg, MS_INVALIDATE));
+  CHECK("mlock.msync.sync", msync(l, 8 * pg, MS_SYNC));
+  CHECK("mlock.dontneed", madvise(l + pg, 2 * pg, MADV_DONTNEED));
+  FACT("mlock.dontneed.kept", "%d %d", l[pg], l[2 * pg]);
+  CHECK("mlock.dontneed.locked", madvise(l + 2 * pg, pg, 24 /* MADV_DONTNEED_LOCKED */));
+  FACT("mlock.dontneed.locked.zeroed", "%d", l[2 * pg]);
+  CHECK("mlock.free", madvise(l + 3 * pg, pg, MADV_FREE));
+  CHECK("mlock.cold", madvise(l + 3 * pg, pg, 20 /* MADV_COLD */));
+  CHECK("mlock.willneed", madvise(l + 3 * pg, pg, MADV_WILLNEED));
+  /* A split: the locked middle cannot grow in place, nor can its neighbour into it. */
+  CHECK("mlock.mremap.grow", (long)mremap(l + 2 * pg, 2 * pg, 3 * pg, 0));
+  CHECK("mlock.mremap.neighbour", (long)mremap(l, 2 * pg, 3 * pg, 0));
+  /* The limit: 16 pages, 2 locked; relocking them counts once. */
+  CHECK("mlock.limit", mlock(l, 8 * pg) == 0 && mlock(l, 8 * pg) == 0);
+  char *big = mmap(NULL, 16 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK("mlock.over", mlock(big, 9 * pg));
+  CHECK("mlock.fits", mlock(big, 8 * pg));
+  CHECK("mlock.full", mlock(big + 8 * pg, pg));
+  CHECK("mlock.grow.over", (long)mremap(big, 8 * pg, 9 * pg, MREMAP_MAYMOVE));
+  CHECK("munlock.big", munlock(big, 16 * pg));
+  CHECK("mlock.grow.fits", mremap(big, 8 * pg, 9 * pg, 0) == big);
+  CHECK("munlock.unaligned", munlock(l + 1, 1));
+  CHECK("mlock.zero", mlock(l, 0));
+  CHECK("mlock.overflow", mlock(l, (size_t)-1));
+  CHECK("mlock2.badflags", SYS(SYS_mlock2, l, pg, 2));
+  CHECK("mlock2.onfault", SYS(SYS_mlock2, l, pg, 1));
+  CHECK("mlock2.onfault.invalidate", msync(l, pg, MS_INVALIDATE));
+  /* A hole: what comes before it is locked, the call says ENOMEM. */
+  char *h = mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  munmap(h + pg, pg);
+  CHECK("mlock.hole", mlock(h, 3 * pg));
+  CHECK("mlock.hole.first", msync(h, pg, MS_INVALIDATE));
+  CHECK("mlock.hole.last", msync(h + 2 * pg, pg, MS_INVALIDATE));
+  CHECK("mlock.hole.start", mlock(h + pg, 2 * pg));
+  CHECK("munlock.hole", munlock(h, 3 * pg));
+  CHECK("munlock.hole.first", msync(h, pg, MS_INVALIDATE));
+  /* No access: locked, but not populated (ENOMEM). */
+  char *n = mmap(NULL, pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK("mlock.none", mlock(n, pg));
+  CHECK("mlock.none.locked", msync(n, pg, MS_INVALIDATE));
+  CHECK("munlock.none", munlock(n, pg));
+  /* A child has nothing locked. */
+  CHECK("mlock.again", mlock(l + 4 * pg, pg));
+  pid_t c = fork();
+  if (c == 0)
+    _exit(msync(l + 4 * pg, pg, MS_INVALIDATE) == 0 ? 0 : errno);
+  int st;
+  waitpid(c, &st, 0);
+  FACT("mlock.fork.child", "exited=%d %d", WIFEXITED(st), WEXITSTATUS(st));
+  CHECK("mlock.fork.parent", msync(l + 4 * pg, pg, MS_INVALIDATE));
+  /* mlockall: MCL_FUTURE locks new mappings; MCL_CURRENT over the limit is ENOMEM. */
+  CHECK("munlockall", munlockall());
+  CHECK("munlockall.unlocked", msync(l, 8 * pg, MS_INVALIDATE));
+  CHECK("mlockall.current.over", mlockall(MCL_CURRENT));
+  CHECK("mlockall.future", mlockall(MCL_FUTURE));
+  char *fut = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK("mlockall.future.mapped", fut != MAP_FAILED);
+  CHECK("mlockall.future.locked", msync(fut, 2 * pg, MS_INVALIDATE));
+  CHECK("mlockall.future.over", (long)mmap(NULL, 32 * pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  CHECK("munlockall.again", munlockall());
+  CHECK("mmap.locked", msync(fut, 2 * pg, MS_INVALIDATE));
+  char *ml = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
+  CHECK("mmap.maplocked", ml != MAP_FAILED && msync(ml, 2 * pg, MS_INVALIDATE) == -1 && errno == EBUSY);
+  CHECK("mmap.maplocked.over", (long)mmap(NULL, 32 * pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0));
+  rl.rlim_cur = 0;
+  CHECK("mlock.nolimit.set", setrlimit(RLIMIT_MEMLOCK, &rl));
+  CHECK("mlock.nolimit", mlock(l, pg));
+  CHECK("mlockall.nolimit", mlockall(MCL_FUTURE));
+  CHECK("mmap.maplocked.nolimit", (long)mmap(NULL, pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0));
+  CHECK("munlock.nolimit", munlock(l, 8 * pg));
+  munlockall();
+  munmap(l, 8 * pg);
+  munmap(big, 16 * pg);
+  munmap(h, 3 * pg);
+  munmap(n, pg);
+  munmap(fut, 2 * pg);
+  if (ml != MAP_FAILED)
+    munmap(ml, 2 * pg);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_MEMLOCK, &rl);
+}
 
 static void maps(void) {
   long pg = 4096;
@@ -131,6 +224,50 @@ static void maps(void) {
     CHECK("madvise.dofork", madvise(fa, 4 * pg, MADV_DOFORK));
     CHECK("madvise.keeponfork", madvise(fa, 4 * pg, MADV_KEEPONFORK));
   }
+  locks(pg);
+  /* MADV_REMOVE punches shared anonymous memory (zeros for every sharer), refuses
+   * private memory; a hole before it makes the answer ENOMEM once it is done. */
+  char *sa = mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  memset(sa, 5, 3 * pg);
+  pid_t rk = fork();
+  if (rk == 0) {
+    madvise(sa + pg, pg, MADV_REMOVE);
+    _exit(0);
+  }
+  waitpid(rk, &st, 0);
+  FACT("madvise.remove.shared.child", "%d %d %d", sa[0], sa[pg], sa[2 * pg]);
+  CHECK("madvise.remove.shared", madvise(sa, 3 * pg, MADV_REMOVE));
+  FACT("madvise.remove.shared.zeroed", "%d %d", sa[0], sa[2 * pg]);
+  CHECK("madvise.remove.private", madvise(fa, pg, MADV_REMOVE));
+  munmap(sa + pg, pg);
+  CHECK("madvise.remove.hole", madvise(sa, 3 * pg, MADV_REMOVE));
+  CHECK("madvise.remove.none", madvise(sa + pg, pg, MADV_REMOVE));
+  /* mincore answers a mapping at a time: a bad vector is EFAULT before a later hole. */
+  CHECK("mincore.badvec.hole", mincore(sa, 3 * pg, (unsigned char *)(sa + pg)));
+  CHECK("mincore.hole.first", mincore(sa + pg, 2 * pg, vec));
+  /* Growing protections: no mapping here grows; the first mapping decides. */
+  CHECK("mprotect.growsup.hole", mprotect(sa + pg, 2 * pg, PROT_READ | PROT_GROWSUP));
+  CHECK("mprotect.growsup.mapped", mprotect(sa, 2 * pg, PROT_READ | PROT_GROWSUP));
+  CHECK("mprotect.growsdown.hole", mprotect(sa + pg, 2 * pg, PROT_READ | PROT_GROWSDOWN));
+  CHECK("mprotect.growsdown.none", mprotect(sa + pg, pg, PROT_READ | PROT_GROWSDOWN));
+  CHECK("mprotect.grows.both", mprotect(sa, pg, PROT_READ | PROT_GROWSDOWN | PROT_GROWSUP));
+  CHECK("mlock.empty.none", mlock(sa + pg, 0));
+  /* Read-ahead, dump and huge-page advice are flags of the mapping: they split it
+   * (a growth across the split is EFAULT) until taken back. */
+  char *hr = mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK("madvise.random", madvise(hr + pg, pg, MADV_RANDOM));
+  CHECK("madvise.random.split", (long)mremap(hr, 2 * pg, 3 * pg, 0));
+  CHECK("madvise.sequential", madvise(hr + pg, pg, MADV_SEQUENTIAL));
+  CHECK("madvise.sequential.split", (long)mremap(hr, 2 * pg, 3 * pg, 0));
+  CHECK("madvise.normal", madvise(hr, 3 * pg, MADV_NORMAL));
+  CHECK("madvise.normal.merged", (long)mremap(hr, 2 * pg, 3 * pg, 0));
+  CHECK("madvise.dontdump", madvise(hr + pg, pg, MADV_DONTDUMP));
+  CHECK("madvise.dontdump.split", (long)mremap(hr, 2 * pg, 3 * pg, 0));
+  CHECK("madvise.dodump", madvise(hr, 3 * pg, MADV_DODUMP));
+  CHECK("madvise.dodump.merged", (long)mremap(hr, 2 * pg, 3 * pg, 0));
+  CHECK("madvise.nohugepage", madvise(hr + pg, pg, MADV_NOHUGEPAGE));
+  CHECK("madvise.nohugepage.split", (long)mremap(hr, 2 * pg, 3 * pg, 0));
+  munmap(hr, 3 * pg);
   void *b0 = sbrk(0);
   CHECK("brk.grow", brk((char *)b0 + 8192));
   CHECK("brk.query", sbrk(0) == (char *)b0 + 8192);

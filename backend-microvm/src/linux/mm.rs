@@ -7,7 +7,8 @@ use super::fd::FileKind;
 use super::{Kernel, Stop, SysErr, SysResult};
 use crate::errno;
 use crate::guest::layout::PAGE_SIZE;
-use crate::mm::{Backing, Fixed, SharedPages, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
+use crate::mm::vma::hint;
+use crate::mm::{Backing, Fixed, Lock, SharedPages, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
 use crate::vfs::backing::{GenBacking, HostBacking, TmpBacking};
 use crate::vfs::tmpfs::TmpInode;
 use crate::vfs::DevKind;
@@ -49,8 +50,22 @@ impl Kernel {
         if self.mm.room_for_mappings().is_err() {
             return Ok(self.mm.brk());
         }
+        let old = self.mm.brk();
+        let future = self.mm.lock_future();
+        let (old_end, new_end) = (page_up_len(old), page_up_len(addr));
+        if future.is_locked() && new_end > old_end && !self.lock_fits(new_end - old_end) {
+            // Growth past RLIMIT_MEMLOCK after mlockall(MCL_FUTURE): brk stays.
+            return Ok(old);
+        }
         // Overcommit, as Linux: running out later ends the run at the fault.
         let r = self.mm.set_brk(addr).unwrap_or_else(|_| self.mm.brk());
+        if future.is_locked() && r > old {
+            let (from, to) = (page_up_len(old), page_up_len(r));
+            self.mm.set_lock(from, to, future);
+            if future == Lock::Locked {
+                let _ = self.mm.populate(from, to);
+            }
+        }
         if self.mm.account_mappings().is_err() {
             return Err(Stop::MemoryLimit.into());
         }
@@ -58,7 +73,41 @@ impl Kernel {
     }
 
     pub(crate) fn sys_mmap(&mut self, a: [u64; 6]) -> SysResult {
-        self.mapping_call(|k| k.mmap_call(a))
+        self.mapping_call(|k| {
+            let [_, len, _, flags, _, off] = a;
+            let flags = flags as i32;
+            // A mapping locked at birth (`MAP_LOCKED`, or after `mlockall(MCL_FUTURE)`)
+            // is checked against RLIMIT_MEMLOCK first, as Linux's do_mmap does once the
+            // call's own arguments are valid.
+            let lock = match (flags & libc::MAP_LOCKED != 0, k.mm.lock_future()) {
+                (true, Lock::Unlocked) => Lock::Locked,
+                (_, future) => future,
+            };
+            let valid = len != 0
+                && len <= crate::guest::layout::USER_TOP
+                && off % PAGE_SIZE == 0
+                && matches!(
+                    flags & libc::MAP_TYPE,
+                    libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE | libc::MAP_PRIVATE
+                );
+            if valid && lock.is_locked() {
+                if flags & libc::MAP_LOCKED != 0 && !k.can_mlock() {
+                    return Err(errno::EPERM.into());
+                }
+                if !k.lock_fits(page_up_len(len)) {
+                    return Err(errno::EAGAIN.into());
+                }
+            }
+            let start = k.mmap_call(a)?;
+            if lock.is_locked() {
+                let end = start.saturating_add(page_up_len(len));
+                k.mm.set_lock(start, end, lock);
+                if lock == Lock::Locked {
+                    let _ = k.mm.populate(start, end);
+                }
+            }
+            Ok(start)
+        })
     }
 
     fn mmap_call(&mut self, a: [u64; 6]) -> SysResult {
@@ -298,10 +347,19 @@ impl Kernel {
             .checked_next_multiple_of(PAGE_SIZE)
             .and_then(|l| addr.checked_add(l))
             .ok_or(errno::ENOMEM)?;
-        if prot & !(PROT_ALL | PROT_SEM | GROWSDOWN | GROWSUP) != 0
-            || prot & (GROWSDOWN | GROWSUP) != 0
-        {
+        if prot & !(PROT_ALL | PROT_SEM | GROWSDOWN | GROWSUP) != 0 {
             return Err(errno::EINVAL.into());
+        }
+        if prot & (GROWSDOWN | GROWSUP) != 0 {
+            // No mapping here grows (Linux's stack does; this one is mapped whole):
+            // as do_mprotect_pkey, the first mapping in the range decides between
+            // ENOMEM (none, or for GROWSUP one starting past `addr`) and EINVAL.
+            let first = self.mm.vmas_overlapping(addr, end).next().map(|(s, _)| s);
+            return Err(match first {
+                Some(s) if prot & GROWSDOWN != 0 || s <= addr => errno::EINVAL,
+                _ => errno::ENOMEM,
+            }
+            .into());
         }
         self.mapping_call(|k| {
             if prot & libc::PROT_WRITE as u64 != 0 {
@@ -320,9 +378,32 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         self.mapping_call(|k| {
+            // A locked mapping grows only within RLIMIT_MEMLOCK (Linux's vma_to_resize
+            // asks once the range is known to lie in the one mapping).
+            let (old_pages, new_pages) = (page_up_len(old_len), page_up_len(new_len));
+            let lock = match k.mm.vma_at(old) {
+                Some((_, v))
+                    if old % PAGE_SIZE == 0
+                        && new_len != 0
+                        && new_pages > old_pages
+                        && v.end - old >= old_pages
+                        && (old_len != 0
+                            || matches!(v.kind, crate::mm::VmaKind::SharedFile { .. })) =>
+                {
+                    v.lock
+                }
+                _ => Lock::Unlocked,
+            };
+            if lock.is_locked() && !k.lock_fits(new_pages - old_pages) {
+                return Err(errno::EAGAIN.into());
+            }
             // Code that moves takes its own bytes along (`redirect.rs`).
             crate::redirect::restore(&mut k.mm, old, old.saturating_add(old_len));
-            Ok(k.mm.mremap(old, old_len, new_len, flags != 0)?)
+            let at = k.mm.mremap(old, old_len, new_len, flags != 0)?;
+            if lock == Lock::Locked {
+                let _ = k.mm.populate(at + old_pages, at + new_pages);
+            }
+            Ok(at)
         })
     }
 
@@ -342,9 +423,20 @@ impl Kernel {
         if len == 0 {
             return Ok(0);
         }
+        // Advice kept as a flag of the mapping: it splits mappings, as mprotect does.
         let fork_advice = matches!(
             advice,
-            libc::MADV_DONTFORK | libc::MADV_DOFORK | libc::MADV_WIPEONFORK | libc::MADV_KEEPONFORK
+            libc::MADV_DONTFORK
+                | libc::MADV_DOFORK
+                | libc::MADV_WIPEONFORK
+                | libc::MADV_KEEPONFORK
+                | libc::MADV_NORMAL
+                | libc::MADV_RANDOM
+                | libc::MADV_SEQUENTIAL
+                | libc::MADV_DONTDUMP
+                | libc::MADV_DODUMP
+                | libc::MADV_HUGEPAGE
+                | libc::MADV_NOHUGEPAGE
         );
         if fork_advice {
             // It splits mappings, as mprotect does: counted and charged.
@@ -358,16 +450,41 @@ impl Kernel {
     /// holes between them make the answer ENOMEM once every mapping took it.
     fn advise_each(&mut self, addr: u64, end: u64, advice: i32) -> SysResult {
         let pieces = self.mapped_pieces(addr, end);
-        for &(s, e, anon) in &pieces {
+        for &(s, e, anon, locked) in &pieces {
+            const MADV_DONTNEED_LOCKED: i32 = 24;
             match advice {
+                // A locked mapping's pages stay (Linux's can_madv_lru_vma and
+                // madvise_dontneed_free_valid_vma).
+                libc::MADV_DONTNEED
+                | libc::MADV_FREE
+                | libc::MADV_COLD
+                | libc::MADV_PAGEOUT
+                | libc::MADV_REMOVE
+                    if locked =>
+                {
+                    return Err(errno::EINVAL.into())
+                }
+                MADV_DONTNEED_LOCKED => self.mm.discard(s, e - s)?,
                 // MADV_FREE is for anonymous private memory only, and so is wiping on
                 // fork (Linux refuses a file's or a shared mapping).
                 libc::MADV_FREE | libc::MADV_WIPEONFORK if !anon => {
                     return Err(errno::EINVAL.into())
                 }
                 libc::MADV_DONTNEED | libc::MADV_FREE => self.mm.discard(s, e - s)?,
-                // No mapping here is a shared one of a file that can punch holes.
-                libc::MADV_REMOVE => return Err(errno::EINVAL.into()),
+                // Holes are punched (by the guard) in shared anonymous memory only:
+                // a private mapping cannot have them (Linux: EINVAL), and neither
+                // can, here, a shared mapping of an in-memory file (Linux can: a
+                // known limit).
+                libc::MADV_REMOVE if self.mm.zero_shared(s, e).is_none() => {
+                    return Err(errno::EINVAL.into())
+                }
+                libc::MADV_NORMAL => self.mm.hint(s, e, 0, hint::RANDOM | hint::SEQUENTIAL),
+                libc::MADV_RANDOM => self.mm.hint(s, e, hint::RANDOM, hint::SEQUENTIAL),
+                libc::MADV_SEQUENTIAL => self.mm.hint(s, e, hint::SEQUENTIAL, hint::RANDOM),
+                libc::MADV_DONTDUMP => self.mm.hint(s, e, hint::DONTDUMP, 0),
+                libc::MADV_DODUMP => self.mm.hint(s, e, 0, hint::DONTDUMP),
+                libc::MADV_HUGEPAGE => self.mm.hint(s, e, hint::HUGEPAGE, hint::NOHUGEPAGE),
+                libc::MADV_NOHUGEPAGE => self.mm.hint(s, e, hint::NOHUGEPAGE, hint::HUGEPAGE),
                 libc::MADV_DONTFORK => self.mm.advise_fork(s, e, |f| f.skip = true),
                 libc::MADV_DOFORK => self.mm.advise_fork(s, e, |f| f.skip = false),
                 libc::MADV_WIPEONFORK => self.mm.advise_fork(s, e, |f| f.wipe = true),
@@ -375,32 +492,28 @@ impl Kernel {
                 _ => {}
             }
         }
-        let covered: u64 = pieces.iter().map(|(s, e, _)| e - s).sum();
+        let covered: u64 = pieces.iter().map(|(s, e, _, _)| e - s).sum();
         if covered < end - addr {
             return Err(errno::ENOMEM.into());
         }
         Ok(0)
     }
 
-    /// The mapped parts of `start .. end`, in order, and whether each is anonymous
-    /// private memory.
-    fn mapped_pieces(&self, start: u64, end: u64) -> Vec<(u64, u64, bool)> {
+    /// The mapped parts of `start .. end`, in order, whether each is anonymous
+    /// private memory, and whether it is locked.
+    fn mapped_pieces(&self, start: u64, end: u64) -> Vec<(u64, u64, bool, bool)> {
         self.mm
             .vmas_overlapping(start, end)
             .map(|(s, v)| {
                 let anon = matches!(v.kind, crate::mm::VmaKind::Anon);
-                (s.max(start), v.end.min(end), anon)
+                (s.max(start), v.end.min(end), anon, v.lock.is_locked())
             })
             .collect()
     }
 
-    /// Whether every page of `start .. end` is mapped.
-    pub(crate) fn range_mapped(&self, start: u64, end: u64) -> bool {
-        self.mm.is_covered(start, end)
-    }
-
     /// `msync`: checked as Linux does (an aligned start, known flags and not both
-    /// `MS_ASYNC` and `MS_SYNC`, `EINVAL`; every page mapped, `ENOMEM`). There is nothing
+    /// `MS_ASYNC` and `MS_SYNC`, `EINVAL`; every page mapped, `ENOMEM`; no locked
+    /// mapping with `MS_INVALIDATE`, `EBUSY`). There is nothing
     /// to write back: in-memory files share their pages with their mappings, and no
     /// writable shared mapping of a host file exists.
     pub(crate) fn sys_msync(&mut self, addr: u64, len: u64, flags: u64) -> SysResult {
@@ -420,31 +533,133 @@ impl Kernel {
         if len == 0 {
             return Ok(0);
         }
-        if !self.range_mapped(addr, end) {
-            return Err(errno::ENOMEM.into());
+        // As Linux's msync: each mapping in turn; a hole is ENOMEM at once for a plain
+        // MS_ASYNC, else at the end; a locked mapping refuses MS_INVALIDATE (EBUSY).
+        let mut at = addr;
+        let mut hole = false;
+        for (s, v) in self.mm.vmas_overlapping(addr, end) {
+            if at < s {
+                if flags == MS_ASYNC {
+                    return Err(errno::ENOMEM.into());
+                }
+                hole = true;
+            }
+            if flags & MS_INVALIDATE != 0 && v.lock.is_locked() {
+                return Err(errno::EBUSY.into());
+            }
+            at = v.end;
+            if at >= end {
+                return if hole {
+                    Err(errno::ENOMEM.into())
+                } else {
+                    Ok(0)
+                };
+            }
         }
-        Ok(0)
+        Err(errno::ENOMEM.into())
     }
 
-    /// `mlock`, `munlock`, `mlock2`: memory is never swapped out, so locking changes
-    /// nothing; the range must be mapped (`ENOMEM`) and `mlock2`'s flags known.
+    /// Whether this process may lock memory at all (Linux's can_do_mlock: a nonzero
+    /// RLIMIT_MEMLOCK; the workload has no CAP_IPC_LOCK).
+    fn can_mlock(&self) -> bool {
+        self.proc.rlimits.soft(libc::RLIMIT_MEMLOCK) != Some(0)
+    }
+
+    /// Whether `bytes` more locked memory stay within RLIMIT_MEMLOCK (Linux's
+    /// mlock_future_ok).
+    fn lock_fits(&self, bytes: u64) -> bool {
+        match self.proc.rlimits.soft(libc::RLIMIT_MEMLOCK) {
+            None => true,
+            Some(limit) => {
+                self.mm.locked_pages(0, u64::MAX) + bytes / PAGE_SIZE <= limit / PAGE_SIZE
+            }
+        }
+    }
+
+    /// `mlock`, `mlock2`: the mappings of the range are locked (`MLOCK_ONFAULT`: as
+    /// their pages are touched), within RLIMIT_MEMLOCK (`ENOMEM`; `EPERM` when it is
+    /// zero), then populated. Guest memory is never swapped out: the lock changes the
+    /// answers Linux gives about the mappings, not their pages.
     pub(crate) fn sys_mlock(&mut self, addr: u64, len: u64, flags: u64) -> SysResult {
         const MLOCK_ONFAULT: u64 = 1;
         if flags & !MLOCK_ONFAULT != 0 {
             return Err(errno::EINVAL.into());
         }
-        let start = addr & !(PAGE_SIZE - 1);
-        let end = addr
-            .checked_add(len)
-            .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE))
-            .ok_or(errno::ENOMEM)?;
-        if end > start && !self.range_mapped(start, end) {
-            return Err(errno::ENOMEM.into());
+        if !self.can_mlock() {
+            return Err(errno::EPERM.into());
+        }
+        let (start, len) = lock_range(addr, len);
+        let lock = if flags & MLOCK_ONFAULT != 0 {
+            Lock::OnFault
+        } else {
+            Lock::Locked
+        };
+        if let Some(limit) = self.proc.rlimits.soft(libc::RLIMIT_MEMLOCK) {
+            let mut locked = len / PAGE_SIZE + self.mm.locked_pages(0, u64::MAX);
+            if locked > limit / PAGE_SIZE {
+                // What is locked already in the range counts once.
+                locked -= self.mm.locked_pages(start, start.saturating_add(len));
+            }
+            if locked > limit / PAGE_SIZE {
+                return Err(errno::ENOMEM.into());
+            }
+        }
+        self.apply_lock(start, len, lock)?;
+        if lock == Lock::Locked && len != 0 {
+            // As __mm_populate: a mapping with no access cannot be populated, which
+            // mlock reports as ENOMEM (the lock stays).
+            let end = start + len;
+            let pieces: Vec<(u64, u64, u32)> = self
+                .mm
+                .vmas_overlapping(start, end)
+                .map(|(s, v)| (s.max(start), v.end.min(end), v.prot))
+                .collect();
+            for (s, e, prot) in pieces {
+                if prot == 0 {
+                    return Err(errno::ENOMEM.into());
+                }
+                if self.mm.populate(s, e) == Err(crate::mm::MapError::Oom) {
+                    return Err(errno::EAGAIN.into());
+                }
+            }
         }
         Ok(0)
     }
 
-    /// `mlockall`: `MCL_CURRENT` and/or `MCL_FUTURE` (with `MCL_ONFAULT`), else `EINVAL`.
+    /// `munlock`: the mappings of the range are unlocked.
+    pub(crate) fn sys_munlock(&mut self, addr: u64, len: u64) -> SysResult {
+        let (start, len) = lock_range(addr, len);
+        self.apply_lock(start, len, Lock::Unlocked)?;
+        Ok(0)
+    }
+
+    /// As Linux's apply_vma_lock_flags: `start` must be mapped, then each mapping in
+    /// turn takes the lock up to the first hole (`ENOMEM`, what changed stays).
+    fn apply_lock(&mut self, start: u64, len: u64, lock: Lock) -> Result<(), SysErr> {
+        let end = start.wrapping_add(len);
+        if end < start {
+            return Err(errno::EINVAL.into());
+        }
+        if end == start {
+            return Ok(());
+        }
+        if self.mm.vma_at(start).is_none() {
+            return Err(errno::ENOMEM.into());
+        }
+        let until = self.mm.covered_until(start, end);
+        self.mapping_call(|k| {
+            k.mm.set_lock(start, until, lock);
+            Ok(0)
+        })?;
+        if until < end {
+            return Err(errno::ENOMEM.into());
+        }
+        Ok(())
+    }
+
+    /// `mlockall`: `MCL_CURRENT` locks every mapping (`ENOMEM` when they are more
+    /// than RLIMIT_MEMLOCK), `MCL_FUTURE` every later one (`MCL_ONFAULT`: as their
+    /// pages are touched).
     pub(crate) fn sys_mlockall(&mut self, flags: u64) -> SysResult {
         const MCL_CURRENT: u64 = 1;
         const MCL_FUTURE: u64 = 2;
@@ -455,7 +670,61 @@ impl Kernel {
         {
             return Err(errno::EINVAL.into());
         }
+        if !self.can_mlock() {
+            return Err(errno::EPERM.into());
+        }
+        if flags & MCL_CURRENT != 0 {
+            if let Some(limit) = self.proc.rlimits.soft(libc::RLIMIT_MEMLOCK) {
+                if self.mm.total_pages() > limit / PAGE_SIZE {
+                    return Err(errno::ENOMEM.into());
+                }
+            }
+        }
+        let lock = if flags & MCL_ONFAULT != 0 {
+            Lock::OnFault
+        } else {
+            Lock::Locked
+        };
+        self.lock_all(
+            if flags & MCL_FUTURE != 0 {
+                lock
+            } else {
+                Lock::Unlocked
+            },
+            (flags & MCL_CURRENT != 0).then_some(lock),
+        )?;
+        if flags & MCL_CURRENT != 0 && lock == Lock::Locked {
+            // Best effort, as Linux's mm_populate after mlockall.
+            let pieces: Vec<(u64, u64, u32)> = self
+                .mm
+                .vmas_overlapping(0, u64::MAX)
+                .map(|(s, v)| (s, v.end, v.prot))
+                .collect();
+            for (s, e, prot) in pieces {
+                if prot != 0 && self.mm.populate(s, e).is_err() {
+                    break;
+                }
+            }
+        }
         Ok(0)
+    }
+
+    /// `munlockall`: nothing locked, now or later.
+    pub(crate) fn sys_munlockall(&mut self) -> SysResult {
+        self.lock_all(Lock::Unlocked, Some(Lock::Unlocked))?;
+        Ok(0)
+    }
+
+    /// Sets how later mappings are locked and, with `current`, locks every mapping.
+    fn lock_all(&mut self, future: Lock, current: Option<Lock>) -> Result<(), SysErr> {
+        self.mm.set_lock_future(future);
+        if let Some(lock) = current {
+            self.mapping_call(|k| {
+                k.mm.set_lock(0, u64::MAX, lock);
+                Ok(0)
+            })?;
+        }
+        Ok(())
     }
 
     /// `mincore`: every page of a mapping counts as resident. The range is checked
@@ -480,21 +749,25 @@ impl Kernel {
         if len == 0 {
             return Ok(0);
         }
-        if !self.mm.is_mapped(addr, end) {
-            return Err(errno::ENOMEM.into());
-        }
-        const CHUNK: u64 = 64 * 1024;
-        let pages = (end - addr) / PAGE_SIZE;
-        let ones = vec![1u8; CHUNK.min(pages) as usize];
-        let mut done = 0;
-        while done < pages {
+        // As Linux: a mapping at a time (at most 4096 pages a step), its answer
+        // written before the next is looked up, so a bad vector is EFAULT before a
+        // later hole is ENOMEM.
+        const STEP: u64 = 4096;
+        let ones = [1u8; STEP as usize];
+        let (mut at, mut done) = (addr, 0u64);
+        while at < end {
             if crate::kick::must_stop() {
                 return Err(errno::EINTR.into()); // the run ends at the next turn
             }
-            let n = CHUNK.min(pages - done);
-            let at = vec.checked_add(done).ok_or(errno::EFAULT)?;
-            self.mm.write_user(at, &ones[..n as usize])?;
+            let Some((_, v)) = self.mm.vma_at(at) else {
+                return Err(errno::ENOMEM.into());
+            };
+            let to = v.end.min(end).min(at + STEP * PAGE_SIZE);
+            let n = (to - at) / PAGE_SIZE;
+            let dst = vec.checked_add(done).ok_or(errno::EFAULT)?;
+            self.mm.write_user(dst, &ones[..n as usize])?;
             done += n;
+            at = to;
         }
         Ok(0)
     }
@@ -513,4 +786,20 @@ fn fixed(flags: i32) -> Fixed {
 /// A mapping of zeros read back from a saved state (`savefile`).
 pub(crate) fn zero_backing() -> Rc<dyn Backing> {
     Rc::new(ZeroBacking)
+}
+
+/// `len` rounded up to whole pages (saturating: callers compare it with limits).
+fn page_up_len(len: u64) -> u64 {
+    len.checked_next_multiple_of(PAGE_SIZE)
+        .unwrap_or(!(PAGE_SIZE - 1))
+}
+
+/// The page range `mlock` and `munlock` act on, as Linux computes it (wrapping: an
+/// overflowing length is found by `apply_lock`).
+fn lock_range(addr: u64, len: u64) -> (u64, u64) {
+    let len = len
+        .wrapping_add(addr % PAGE_SIZE)
+        .wrapping_add(PAGE_SIZE - 1)
+        & !(PAGE_SIZE - 1);
+    (addr & !(PAGE_SIZE - 1), len)
 }

@@ -216,6 +216,11 @@ impl Kernel {
         })
     }
 
+    /// Bytes of locked mappings (`VmLck`).
+    fn locked_of(&mut self, pid: Tid) -> u64 {
+        self.with_space(pid, |k| k.mm.locked_pages(0, u64::MAX) * 4096)
+    }
+
     fn maps_of(&mut self, pid: Tid) -> Vec<u8> {
         self.with_space(pid, |k| {
             let brk = k.mm.brk();
@@ -251,6 +256,7 @@ impl Kernel {
 
     fn status_of(&mut self, pid: Tid, s: &mut String) {
         let (size, rss) = self.vm_of(pid);
+        let locked = self.locked_of(pid);
         let Some(p) = self.proc_ref(pid) else {
             return;
         };
@@ -281,7 +287,7 @@ impl Kernel {
             s,
             "Name:\t{}\nUmask:\t{umask:04o}\nState:\t{state}\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{ppid}\nTracerPid:\t0\n\
              Uid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t{gid}\t{gid}\t{gid}\t{gid}\nFDSize:\t{}\nGroups:\t{gid}\n\
-             VmPeak:\t{:>8} kB\nVmSize:\t{:>8} kB\nVmRSS:\t{:>8} kB\nThreads:\t{}\n\
+             VmPeak:\t{:>8} kB\nVmSize:\t{:>8} kB\nVmLck:\t{:>8} kB\nVmRSS:\t{:>8} kB\nThreads:\t{}\n\
              SigQ:\t0/64\nSigPnd:\t{pnd:016x}\nShdPnd:\t{shd:016x}\nSigBlk:\t{blk:016x}\nSigIgn:\t{ign:016x}\nSigCgt:\t{cgt:016x}\n\
              CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\n\
              NoNewPrivs:\t1\nSeccomp:\t0\nCpus_allowed:\t1\nCpus_allowed_list:\t0\nMems_allowed_list:\t0\n",
@@ -289,6 +295,7 @@ impl Kernel {
             self.proc.files.limit,
             size / 1024,
             size / 1024,
+            locked / 1024,
             rss / 1024,
             threads.len()
         );

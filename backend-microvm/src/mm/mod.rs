@@ -10,7 +10,7 @@ pub(crate) mod vma;
 
 pub(crate) use space::SpaceId;
 pub(crate) use uaccess::{ArrayError, CStrError, SizedError, UserError, UserPtr};
-pub(crate) use vma::{Backing, SharedPages, Vma, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
+pub(crate) use vma::{Backing, Lock, SharedPages, Vma, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
 
 use crate::guest::layout::{direct_map, PAGE_SIZE, USER_TOP};
 use crate::memory::{Memory, OutOfMemory};
@@ -177,11 +177,6 @@ impl AddressSpace {
         self.brk
     }
 
-    /// True when `start .. end` is mapped without a hole (a cost in mappings).
-    pub(crate) fn is_mapped(&self, start: u64, end: u64) -> bool {
-        self.vmas.is_covered(start, end)
-    }
-
     /// The mapping containing `va`, with its start.
     pub(crate) fn vma_at(&self, va: u64) -> Option<(u64, &Vma)> {
         self.vmas.find(va)
@@ -208,9 +203,9 @@ impl AddressSpace {
         pages
     }
 
-    /// True when `start .. end` is mapped without a hole.
-    pub(crate) fn is_covered(&self, start: u64, end: u64) -> bool {
-        self.vmas.is_covered(start, end)
+    /// Where the mappings from `start` on first leave a hole (or `end`).
+    pub(crate) fn covered_until(&self, start: u64, end: u64) -> u64 {
+        self.vmas.covered_until(start, end)
     }
 
     /// The mappings (for tests and diagnostics).
@@ -418,10 +413,66 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Locks or unlocks the mappings in `start .. end` (holes are skipped).
+    pub(crate) fn set_lock(&mut self, start: u64, end: u64, lock: vma::Lock) {
+        self.vmas.set_lock(start, end, lock);
+    }
+
+    /// Pages of locked mappings in `start .. end`.
+    pub(crate) fn locked_pages(&self, start: u64, end: u64) -> u64 {
+        self.vmas.locked_pages(start, end)
+    }
+
+    /// Pages of every mapping.
+    pub(crate) fn total_pages(&self) -> u64 {
+        self.vmas.total_pages()
+    }
+
+    /// How mappings made from now on are locked (`mlockall(MCL_FUTURE)`).
+    pub(crate) fn lock_future(&self) -> vma::Lock {
+        self.vmas.lock_future
+    }
+
+    pub(crate) fn set_lock_future(&mut self, lock: vma::Lock) {
+        self.vmas.lock_future = lock;
+    }
+
+    /// Sets then clears `madvise` hint bits (`vma::hint`) of the mappings in
+    /// `start .. end`.
+    pub(crate) fn hint(&mut self, start: u64, end: u64, set: u8, clear: u8) {
+        self.vmas.hint(start, end, set, clear);
+    }
+
     /// Changes what a `fork`'s child gets of the mappings in `start .. end`
     /// (`madvise`'s fork advice; holes are skipped).
     pub(crate) fn advise_fork(&mut self, start: u64, end: u64, set: impl Fn(&mut vma::OnFork)) {
         self.vmas.advise_fork(start, end, set);
+    }
+
+    /// `madvise(MADV_REMOVE)` over `start .. end`, within one mapping: shared
+    /// anonymous memory (Linux's shmem) reads as zeros afterwards in every process
+    /// sharing it (its frames are zeroed where they exist: no frame, no data). `None`
+    /// for any other mapping (the caller's `EINVAL`).
+    pub(crate) fn zero_shared(&mut self, start: u64, end: u64) -> Option<()> {
+        let (vstart, vma) = self.vmas.find(start)?;
+        let VmaKind::SharedFile { pages, offset } = &vma.kind else {
+            return None;
+        };
+        if !matches!(pages.file.saved(), Some(vma::SavedBacking::Zero)) {
+            return None;
+        }
+        let first = (offset + (start - vstart)) / PAGE_SIZE;
+        let last = (offset + (end.min(vma.end) - vstart)).div_ceil(PAGE_SIZE);
+        let frames: Vec<u64> = pages
+            .frames
+            .borrow()
+            .range(first..last)
+            .map(|(_, f)| *f)
+            .collect();
+        for f in frames {
+            self.mem.write(f, &[0u8; PAGE_SIZE as usize]);
+        }
+        Some(())
     }
 
     /// `madvise(MADV_DONTNEED)`: the pages read as new afterwards.

@@ -163,6 +163,7 @@ impl AddressSpace {
         for (s, e) in skipped {
             vmas.remove(s, e);
         }
+        vmas.unlock_for_child();
         let charge = match HeapCharge::of(&self.mem.budget(), vma_cost(vmas.len())) {
             Ok(c) => c,
             Err(e) => {

@@ -138,6 +138,44 @@ impl OnFork {
     }
 }
 
+/// Whether a mapping is locked in memory (`mlock`; Linux's `VM_LOCKED` and
+/// `VM_LOCKONFAULT`). Guest memory is never swapped out, so a lock changes no page:
+/// it changes the answers Linux gives about the mapping (`msync(MS_INVALIDATE)`
+/// `EBUSY`, `madvise(MADV_DONTNEED)` `EINVAL`, `RLIMIT_MEMLOCK`) and where mappings
+/// split and merge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Lock {
+    #[default]
+    Unlocked,
+    /// Locked, its pages populated when locked.
+    Locked,
+    /// Locked as its pages are first touched (`MLOCK_ONFAULT`, `MCL_ONFAULT`).
+    OnFault,
+}
+
+impl Lock {
+    pub(crate) fn is_locked(self) -> bool {
+        self != Lock::Unlocked
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            Lock::Unlocked => 0,
+            Lock::Locked => 1,
+            Lock::OnFault => 2,
+        }
+    }
+
+    fn from_bits(b: u8) -> Option<Lock> {
+        match b {
+            0 => Some(Lock::Unlocked),
+            1 => Some(Lock::Locked),
+            2 => Some(Lock::OnFault),
+            _ => None,
+        }
+    }
+}
+
 /// One mapping.
 #[derive(Debug, Clone)]
 pub(crate) struct Vma {
@@ -149,6 +187,22 @@ pub(crate) struct Vma {
     pub(crate) kind: VmaKind,
     /// What a `fork`'s child gets of it.
     pub(crate) on_fork: OnFork,
+    /// Locked in memory.
+    pub(crate) lock: Lock,
+    /// `madvise` hints that change nothing here but where mappings split and merge,
+    /// as Linux's vma flags do ([`hint`] bits).
+    pub(crate) hints: u8,
+}
+
+/// Bits of [`Vma::hints`] (Linux's `VM_RAND_READ`, `VM_SEQ_READ`, `VM_DONTDUMP`,
+/// `VM_HUGEPAGE`, `VM_NOHUGEPAGE`).
+pub(crate) mod hint {
+    pub(crate) const RANDOM: u8 = 1;
+    pub(crate) const SEQUENTIAL: u8 = 2;
+    pub(crate) const DONTDUMP: u8 = 4;
+    pub(crate) const HUGEPAGE: u8 = 8;
+    pub(crate) const NOHUGEPAGE: u8 = 16;
+    pub(crate) const ALL: u8 = 31;
 }
 
 impl Vma {
@@ -159,6 +213,8 @@ impl Vma {
             prot,
             kind,
             on_fork: OnFork::default(),
+            lock: Lock::Unlocked,
+            hints: 0,
         }
     }
 }
@@ -170,6 +226,8 @@ impl Vma {
     fn mergeable(&self, start: u64, next: &Vma) -> bool {
         self.prot == next.prot
             && self.on_fork == next.on_fork
+            && self.lock == next.lock
+            && self.hints == next.hints
             && match (&self.kind, &next.kind) {
                 (VmaKind::Anon, VmaKind::Anon) => true,
                 (
@@ -191,6 +249,9 @@ impl Vma {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct VmaMap {
     map: BTreeMap<u64, Vma>,
+    /// How mappings made from now on are locked (`mlockall(MCL_FUTURE)`; Linux's
+    /// `mm->def_flags`).
+    pub(crate) lock_future: Lock,
 }
 
 impl VmaMap {
@@ -297,6 +358,40 @@ impl VmaMap {
         self.change(start, end, |v| v.prot = prot);
     }
 
+    /// Locks or unlocks the mappings in `start .. end` (holes are skipped).
+    pub(crate) fn set_lock(&mut self, start: u64, end: u64, lock: Lock) {
+        self.change(start, end, |v| v.lock = lock);
+    }
+
+    /// Pages of locked mappings in `start .. end` (Linux's `locked_vm` over all of
+    /// memory).
+    pub(crate) fn locked_pages(&self, start: u64, end: u64) -> u64 {
+        self.overlapping(start, end)
+            .filter(|(_, v)| v.lock.is_locked())
+            .map(|(s, v)| (v.end.min(end) - s.max(start)) / 4096)
+            .sum()
+    }
+
+    /// Pages of every mapping (Linux's `total_vm`).
+    pub(crate) fn total_pages(&self) -> u64 {
+        self.map.iter().map(|(s, v)| (v.end - s) / 4096).sum()
+    }
+
+    /// A child's copy after `fork`: no mapping locked, nothing locked in the future,
+    /// and no merging of what the locks kept apart (as Linux's `dup_mmap`).
+    pub(crate) fn unlock_for_child(&mut self) {
+        for v in self.map.values_mut() {
+            v.lock = Lock::Unlocked;
+        }
+        self.lock_future = Lock::Unlocked;
+    }
+
+    /// Sets then clears `madvise` hint bits of the mappings in `start .. end` (holes
+    /// are skipped).
+    pub(crate) fn hint(&mut self, start: u64, end: u64, set: u8, clear: u8) {
+        self.change(start, end, |v| v.hints = (v.hints & !clear) | set);
+    }
+
     /// Changes the fork advice of the mappings in `start .. end` (holes are skipped).
     pub(crate) fn advise_fork(&mut self, start: u64, end: u64, set: impl Fn(&mut OnFork)) {
         self.change(start, end, |v| set(&mut v.on_fork));
@@ -389,6 +484,8 @@ impl crate::snap::Snap for Vma {
             prot: self.prot,
             kind: self.kind.snap(m)?,
             on_fork: self.on_fork,
+            lock: self.lock,
+            hints: self.hints,
         })
     }
 }
@@ -397,6 +494,7 @@ impl crate::snap::Snap for VmaMap {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
         Ok(VmaMap {
             map: crate::snap::Snap::snap(&self.map, m)?,
+            lock_future: self.lock_future,
         })
     }
 }
@@ -438,12 +536,14 @@ impl VmaMap {
         e: &mut crate::savefile::wire::Enc,
         io: &mut dyn BackingIo,
     ) -> Result<(), crate::snap::SnapError> {
+        e.u8(self.lock_future.bits());
         e.usize(self.map.len());
         for (start, v) in &self.map {
             e.u64(*start);
             e.u64(v.end);
             e.u32(v.prot);
-            e.u8(v.on_fork.bits());
+            e.u8(v.on_fork.bits() | v.lock.bits() << 2);
+            e.u8(v.hints);
             match &v.kind {
                 VmaKind::Anon => e.u8(0),
                 VmaKind::File {
@@ -472,6 +572,9 @@ impl VmaMap {
     ) -> Result<VmaMap, crate::savefile::wire::WireError> {
         use crate::guest::layout::USER_TOP;
         use crate::savefile::wire::bad;
+        let Some(lock_future) = Lock::from_bits(d.u8("the future mappings' lock")?) else {
+            return Err(bad("the future mappings' lock is unknown"));
+        };
         let n = d.len(1 << 20, "the mappings")?;
         let mut map = BTreeMap::new();
         let mut last_end = 0u64;
@@ -490,13 +593,20 @@ impl VmaMap {
                 )));
             }
             last_end = end;
-            let on_fork = match d.u8("a mapping's fork advice")? {
-                b @ 0..=3 => OnFork {
-                    skip: b & 1 != 0,
-                    wipe: b & 2 != 0,
-                },
-                b => return Err(bad(format!("a mapping's fork advice {b:#x} is unknown"))),
+            let b = d.u8("a mapping's fork advice and lock")?;
+            let on_fork = OnFork {
+                skip: b & 1 != 0,
+                wipe: b & 2 != 0,
             };
+            let Some(lock) = Lock::from_bits(b >> 2) else {
+                return Err(bad(format!(
+                    "a mapping's fork advice and lock {b:#x} are unknown"
+                )));
+            };
+            let hints = d.u8("a mapping's hints")?;
+            if hints & !hint::ALL != 0 {
+                return Err(bad(format!("a mapping's hints {hints:#x} are unknown")));
+            }
             let kind = match d.u8("a mapping's kind")? {
                 0 => VmaKind::Anon,
                 1 => VmaKind::File {
@@ -518,10 +628,12 @@ impl VmaMap {
                     prot,
                     kind,
                     on_fork,
+                    lock,
+                    hints,
                 },
             );
         }
-        Ok(VmaMap { map })
+        Ok(VmaMap { map, lock_future })
     }
 }
 
@@ -552,6 +664,30 @@ mod tests {
     }
 
     #[test]
+    fn locks_split_and_a_child_keeps_the_pieces_unlocked() {
+        let mut m = VmaMap::default();
+        m.insert(0x1000, anon(0x9000, PROT_READ | PROT_WRITE));
+        m.set_lock(0x3000, 0x5000, Lock::Locked);
+        m.set_lock(0x5000, 0x6000, Lock::OnFault);
+        assert_eq!(m.len(), 4, "split where the lock differs");
+        assert_eq!(m.locked_pages(0, u64::MAX), 3);
+        assert_eq!(
+            m.locked_pages(0x4000, 0x5800),
+            1,
+            "parts of pages do not count"
+        );
+        assert_eq!(m.total_pages(), 8);
+        m.lock_future = Lock::Locked;
+        let mut child = m.clone();
+        child.unlock_for_child();
+        assert_eq!(child.locked_pages(0, u64::MAX), 0);
+        assert_eq!(child.lock_future, Lock::Unlocked);
+        assert_eq!(child.len(), 4, "as Linux's dup_mmap: unlocked, not merged");
+        m.set_lock(0, u64::MAX, Lock::Unlocked);
+        assert_eq!(m.len(), 1, "merged once alike");
+    }
+
+    #[test]
     fn fork_advice_is_saved_and_checked_when_loaded() {
         let mut m = VmaMap::default();
         m.insert(0x1000, anon(0x5000, PROT_READ | PROT_WRITE));
@@ -575,12 +711,12 @@ mod tests {
             ]
         );
         // A forged file: advice bits that mean nothing are refused.
-        let at = e.buf.len() - 2; // the last mapping's advice byte, then its kind
+        let at = e.buf.len() - 3; // the last mapping's advice, hints and kind bytes
         let mut forged = e.buf.clone();
-        forged[at] = 4;
+        forged[at] = 0x0c;
         let err =
             VmaMap::load(&mut crate::savefile::wire::Dec::new(&forged), &mut NoFiles).unwrap_err();
-        assert!(err.0.contains("fork advice"), "{err}");
+        assert!(err.0.contains("fork advice and lock"), "{err}");
     }
 
     #[test]

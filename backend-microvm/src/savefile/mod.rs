@@ -50,8 +50,9 @@ pub(crate) const FORMAT: u32 = 1;
 /// The version of the personality state's encoding (`linux::saved`; 2: the frames
 /// after the supervisor's hold the trampolines of redirected syscall sites; 3: the
 /// stub page holds the `warm` pass, which a sandbox started from the file may run;
-/// 4: the trampolines moved up to the frame page, `layout::TRAMP_VA`, and each
-/// mapping carries its fork advice, `mm::vma::OnFork`).
+/// 4: the trampolines moved up to the frame page, `layout::TRAMP_VA`; each mapping
+/// carries its fork advice and lock, `mm::vma::{OnFork, Lock}`, and each address
+/// space how its later mappings are locked).
 const STATE_VERSION: u32 = 4;
 /// The header's size; guest memory starts there.
 pub(crate) const HEADER: u64 = 4096;
