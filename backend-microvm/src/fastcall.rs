@@ -354,11 +354,11 @@ pub(crate) fn serve(gate: &Gate<'_>, ctl: &Control, ram: GuestMemoryMmap) {
         // task stopped mid-wait when the run ended or the vCPU left the guest) is not
         // answered and must not keep the thread polling.
         while !ctl.stop.load(Ordering::Relaxed) {
-            if state.load(Ordering::Acquire) == POSTED && take(gate, ctl, &mut sites, &page, state)
-            {
-                last = Instant::now();
-            } else if ctl.nudges.load(Ordering::Relaxed) != nudges {
-                nudges = ctl.nudges.load(Ordering::Relaxed);
+            let took = state.load(Ordering::Acquire) == POSTED
+                && take(gate, ctl, &mut sites, &page, state);
+            let nudged =
+                std::mem::replace(&mut nudges, ctl.nudges.load(Ordering::Relaxed)) != nudges;
+            if took || nudged {
                 last = Instant::now();
             } else {
                 let idle = last.elapsed();

@@ -133,7 +133,8 @@ struct Runner {
     clean_fpu: Box<kvm_xsave>,
     /// Exit counts and times, for `HSB_MICROVM_TRACE=1`.
     stats: Stats,
-    /// The kernel's kick switch (`Kernel::ctl`), told when the guest runs.
+    /// The kernel's kick switch (`Kernel::ctl`), told when the guest runs: held here
+    /// because the fast-call thread may hold the kernel while `KVM_RUN` returns.
     ctl: std::sync::Arc<crate::kick::Control>,
 }
 

@@ -59,12 +59,8 @@ impl Kernel {
         }
         // Overcommit, as Linux: running out later ends the run at the fault.
         let r = self.mm.set_brk(addr).unwrap_or_else(|_| self.mm.brk());
-        if future.is_locked() && r > old {
-            let (from, to) = (page_up_len(old), page_up_len(r));
-            self.mm.set_lock(from, to, future);
-            if future == Lock::Locked {
-                let _ = self.mm.populate(from, to);
-            }
+        if r > old {
+            self.lock_new(page_up_len(old), page_up_len(r), future);
         }
         if self.mm.account_mappings().is_err() {
             return Err(Stop::MemoryLimit.into());
@@ -99,13 +95,7 @@ impl Kernel {
                 }
             }
             let start = k.mmap_call(a)?;
-            if lock.is_locked() {
-                let end = start.saturating_add(page_up_len(len));
-                k.mm.set_lock(start, end, lock);
-                if lock == Lock::Locked {
-                    let _ = k.mm.populate(start, end);
-                }
-            }
+            k.lock_new(start, start.saturating_add(page_up_len(len)), lock);
             Ok(start)
         })
     }
@@ -378,30 +368,16 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         self.mapping_call(|k| {
-            // A locked mapping grows only within RLIMIT_MEMLOCK (Linux's vma_to_resize
-            // asks once the range is known to lie in the one mapping).
-            let (old_pages, new_pages) = (page_up_len(old_len), page_up_len(new_len));
-            let lock = match k.mm.vma_at(old) {
-                Some((_, v))
-                    if old % PAGE_SIZE == 0
-                        && new_len != 0
-                        && new_pages > old_pages
-                        && v.end - old >= old_pages
-                        && (old_len != 0
-                            || matches!(v.kind, crate::mm::VmaKind::SharedFile { .. })) =>
-                {
-                    v.lock
-                }
-                _ => Lock::Unlocked,
-            };
-            if lock.is_locked() && !k.lock_fits(new_pages - old_pages) {
-                return Err(errno::EAGAIN.into());
-            }
             // Code that moves takes its own bytes along (`redirect.rs`).
             crate::redirect::restore(&mut k.mm, old, old.saturating_add(old_len));
-            let at = k.mm.mremap(old, old_len, new_len, flags != 0)?;
-            if lock == Lock::Locked {
-                let _ = k.mm.populate(at + old_pages, at + new_pages);
+            let room = k.lock_room();
+            let at = k.mm.mremap(old, old_len, new_len, flags != 0, room)?;
+            // What a locked mapping grew by is populated, as Linux's mremap does.
+            let (old_pages, new_pages) = (page_up_len(old_len), page_up_len(new_len));
+            if new_pages > old_pages
+                && matches!(k.mm.vma_at(at), Some((_, v)) if v.lock == Lock::Locked)
+            {
+                let _ = k.populate_range(at + old_pages, at + new_pages, true);
             }
             Ok(at)
         })
@@ -565,15 +541,55 @@ impl Kernel {
         self.proc.rlimits.soft(libc::RLIMIT_MEMLOCK) != Some(0)
     }
 
+    /// Pages that may still be locked within RLIMIT_MEMLOCK (`u64::MAX`: no limit).
+    fn lock_room(&self) -> u64 {
+        self.proc
+            .rlimits
+            .soft(libc::RLIMIT_MEMLOCK)
+            .map_or(u64::MAX, |limit| {
+                (limit / PAGE_SIZE).saturating_sub(self.mm.locked_pages(0, u64::MAX))
+            })
+    }
+
     /// Whether `bytes` more locked memory stay within RLIMIT_MEMLOCK (Linux's
     /// mlock_future_ok).
     fn lock_fits(&self, bytes: u64) -> bool {
-        match self.proc.rlimits.soft(libc::RLIMIT_MEMLOCK) {
-            None => true,
-            Some(limit) => {
-                self.mm.locked_pages(0, u64::MAX) + bytes / PAGE_SIZE <= limit / PAGE_SIZE
+        bytes / PAGE_SIZE <= self.lock_room()
+    }
+
+    /// A new mapping (or a heap's growth) `start .. end` takes `lock` (`MAP_LOCKED`,
+    /// `mlockall(MCL_FUTURE)`), populated unless locked on fault.
+    fn lock_new(&mut self, start: u64, end: u64, lock: Lock) {
+        if lock.is_locked() {
+            self.mm.set_lock(start, end, lock);
+            if lock == Lock::Locked {
+                let _ = self.populate_range(start, end, true);
             }
         }
+    }
+
+    /// Populates the mappings of `start .. end`, as Linux's __mm_populate: one with no
+    /// access cannot be (`ENOMEM`), running out of memory is `EAGAIN`; with
+    /// `ignore_errors` each mapping is tried whatever the others did.
+    fn populate_range(&mut self, start: u64, end: u64, ignore_errors: bool) -> Result<(), SysErr> {
+        let pieces: Vec<(u64, u64, u32)> = self
+            .mm
+            .vmas_overlapping(start, end)
+            .map(|(s, v)| (s.max(start), v.end.min(end), v.prot))
+            .collect();
+        for (s, e, prot) in pieces {
+            let err = if prot == 0 {
+                errno::ENOMEM
+            } else if self.mm.populate(s, e) == Err(crate::mm::MapError::Oom) {
+                errno::EAGAIN
+            } else {
+                continue;
+            };
+            if !ignore_errors {
+                return Err(err.into());
+            }
+        }
+        Ok(())
     }
 
     /// `mlock`, `mlock2`: the mappings of the range are locked (`MLOCK_ONFAULT`: as
@@ -606,22 +622,8 @@ impl Kernel {
         }
         self.apply_lock(start, len, lock)?;
         if lock == Lock::Locked && len != 0 {
-            // As __mm_populate: a mapping with no access cannot be populated, which
-            // mlock reports as ENOMEM (the lock stays).
-            let end = start + len;
-            let pieces: Vec<(u64, u64, u32)> = self
-                .mm
-                .vmas_overlapping(start, end)
-                .map(|(s, v)| (s.max(start), v.end.min(end), v.prot))
-                .collect();
-            for (s, e, prot) in pieces {
-                if prot == 0 {
-                    return Err(errno::ENOMEM.into());
-                }
-                if self.mm.populate(s, e) == Err(crate::mm::MapError::Oom) {
-                    return Err(errno::EAGAIN.into());
-                }
-            }
+            // A mapping with no access is locked but not populated: ENOMEM.
+            self.populate_range(start, start + len, false)?;
         }
         Ok(0)
     }
@@ -695,16 +697,7 @@ impl Kernel {
         )?;
         if flags & MCL_CURRENT != 0 && lock == Lock::Locked {
             // Best effort, as Linux's mm_populate after mlockall.
-            let pieces: Vec<(u64, u64, u32)> = self
-                .mm
-                .vmas_overlapping(0, u64::MAX)
-                .map(|(s, v)| (s, v.end, v.prot))
-                .collect();
-            for (s, e, prot) in pieces {
-                if prot != 0 && self.mm.populate(s, e).is_err() {
-                    break;
-                }
-            }
+            let _ = self.populate_range(0, u64::MAX, true);
         }
         Ok(0)
     }
@@ -790,8 +783,7 @@ pub(crate) fn zero_backing() -> Rc<dyn Backing> {
 
 /// `len` rounded up to whole pages (saturating: callers compare it with limits).
 fn page_up_len(len: u64) -> u64 {
-    len.checked_next_multiple_of(PAGE_SIZE)
-        .unwrap_or(!(PAGE_SIZE - 1))
+    crate::mm::vma::page_up(len).unwrap_or(!(PAGE_SIZE - 1))
 }
 
 /// The page range `mlock` and `munlock` act on, as Linux computes it (wrapping: an

@@ -514,13 +514,15 @@ impl AddressSpace {
         Ok(want)
     }
 
-    /// `mremap` without `MREMAP_FIXED`/`MREMAP_DONTUNMAP`.
+    /// `mremap` without `MREMAP_FIXED`/`MREMAP_DONTUNMAP`; a locked mapping grows by
+    /// at most `lock_room` pages (`EAGAIN`).
     pub(crate) fn mremap(
         &mut self,
         old: u64,
         old_len: u64,
         new_len: u64,
         may_move: bool,
+        lock_room: u64,
     ) -> Result<u64, MapError> {
         if old % PAGE_SIZE != 0 || new_len == 0 {
             return Err(MapError::Errno(libc::EINVAL));
@@ -545,6 +547,9 @@ impl AddressSpace {
             let VmaKind::SharedFile { pages, offset } = &vma.kind else {
                 return Err(MapError::Errno(libc::EINVAL));
             };
+            if vma.lock.is_locked() && new_len / PAGE_SIZE > lock_room {
+                return Err(MapError::Errno(libc::EAGAIN));
+            }
             if !may_move {
                 return Err(MapError::Errno(libc::ENOMEM));
             }
@@ -565,6 +570,11 @@ impl AddressSpace {
             .ok_or(MapError::Errno(libc::EINVAL))?;
         if vma.end < old_end {
             return Err(MapError::Errno(libc::EFAULT));
+        }
+        // A locked mapping grows only within RLIMIT_MEMLOCK (`lock_room`: the pages
+        // that may still be locked), as Linux's vma_to_resize.
+        if vma.lock.is_locked() && (new_len - old_len) / PAGE_SIZE > lock_room {
+            return Err(MapError::Errno(libc::EAGAIN));
         }
         let vma = vma.clone();
         let new_end = old

@@ -213,7 +213,9 @@ fn mremap_moves_contents() {
         VmaKind::Anon,
     )
     .unwrap();
-    let to = a.mremap(at, PAGE_SIZE, 4 * PAGE_SIZE, true).unwrap();
+    let to = a
+        .mremap(at, PAGE_SIZE, 4 * PAGE_SIZE, true, u64::MAX)
+        .unwrap();
     assert_ne!(to, at);
     assert_eq!(a.read_user_vec(to, 5).unwrap(), b"moved");
     assert_eq!(a.read_user_vec(at, 1), Err(UserError::Fault));
@@ -696,11 +698,23 @@ fn mprotect_stops_at_a_hole_and_mremap_checks_only_growth() {
 
     // Shrinking over the hole unmaps the tail; growing across it is EFAULT.
     assert_eq!(
-        a.mremap(at + 2 * PAGE_SIZE, 4 * PAGE_SIZE, 5 * PAGE_SIZE, true),
+        a.mremap(
+            at + 2 * PAGE_SIZE,
+            4 * PAGE_SIZE,
+            5 * PAGE_SIZE,
+            true,
+            u64::MAX
+        ),
         Err(MapError::Errno(libc::EFAULT))
     );
     assert_eq!(
-        a.mremap(at + 2 * PAGE_SIZE, 4 * PAGE_SIZE, PAGE_SIZE, false),
+        a.mremap(
+            at + 2 * PAGE_SIZE,
+            4 * PAGE_SIZE,
+            PAGE_SIZE,
+            false,
+            u64::MAX
+        ),
         Ok(at + 2 * PAGE_SIZE)
     );
     assert!(a.vma_at(at + 3 * PAGE_SIZE).is_none() && a.vma_at(at + 5 * PAGE_SIZE).is_none());
@@ -709,7 +723,7 @@ fn mprotect_stops_at_a_hole_and_mremap_checks_only_growth() {
         "past the old range: kept"
     );
     assert_eq!(
-        a.mremap(at + 6 * PAGE_SIZE, 0, PAGE_SIZE, true),
+        a.mremap(at + 6 * PAGE_SIZE, 0, PAGE_SIZE, true, u64::MAX),
         Err(MapError::Errno(libc::EINVAL)),
         "a private mapping is not duplicated"
     );
@@ -730,11 +744,13 @@ fn mprotect_stops_at_a_hole_and_mremap_checks_only_growth() {
         "one mapping again"
     );
     // A zero-length "duplicate" of a shared mapping: the same pages elsewhere.
-    let dup = a.mremap(shm + PAGE_SIZE, 0, PAGE_SIZE, true).unwrap();
+    let dup = a
+        .mremap(shm + PAGE_SIZE, 0, PAGE_SIZE, true, u64::MAX)
+        .unwrap();
     assert_ne!(dup, shm + PAGE_SIZE);
     assert_eq!(a.read_user_vec(dup, 3).unwrap(), b"one");
     assert_eq!(
-        a.mremap(shm + PAGE_SIZE, 0, PAGE_SIZE, false),
+        a.mremap(shm + PAGE_SIZE, 0, PAGE_SIZE, false, u64::MAX),
         Err(MapError::Errno(libc::ENOMEM))
     );
     // Two shared mappings of different files never merge.
