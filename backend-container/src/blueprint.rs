@@ -773,6 +773,7 @@ impl Blueprint {
             err_w: err_w.as_raw_fd(),
             control: control_init.as_raw_fd(),
             ruleset: ruleset_raw,
+            cgroup_tasks: Vec::new(),
             keep,
             clear_groups: root_mode,
             root_dir: root_slot,

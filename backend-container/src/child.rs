@@ -171,6 +171,7 @@ pub(crate) enum Stage {
     Interpreter = 15,
     Overlay = 16,
     Supervisor = 17,
+    Cgroup = 18,
 }
 
 impl Stage {
@@ -194,6 +195,7 @@ impl Stage {
             15 => Interpreter,
             16 => Overlay,
             17 => Supervisor,
+            18 => Cgroup,
             _ => return None,
         })
     }
@@ -237,6 +239,10 @@ pub(crate) struct ChildSpec {
     /// Init's end of the control socket: it serves the host's requests on it.
     pub(crate) control: RawFd,
     pub(crate) ruleset: Option<RawFd>,
+    /// The `tasks` files of the sandbox's cgroup v1 leaves, opened by the parent: init
+    /// writes `0` to each to move itself in (see `Cgroup::v1_join_files`). Not in
+    /// `keep`: closed once used.
+    pub(crate) cgroup_tasks: Vec<RawFd>,
     /// Every fd above, sorted: init closes all others.
     pub(crate) keep: Vec<RawFd>,
     /// Running as host root: clear supplementary groups (setgroups is allowed).
@@ -804,6 +810,13 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
             _ => sys::exit(125),
         }
     }
+    // Into the cgroup before anything else, and before this process's cgroup
+    // namespace is made (its root is the leaf).
+    for (i, &fd) in spec.cgroup_tasks.iter().enumerate() {
+        if let Err(err) = sys::write_all(fd, b"0") {
+            fail(spec, Stage::Cgroup, err, i as u32)
+        }
+    }
     // Keep the workload away from this process's memory, a copy of the caller's (no
     // ptrace, no /proc/1/mem, root-owned /proc/1). Not before "go": a rootless parent
     // writes the id maps in /proc/<pid>, which this makes root-owned.
@@ -1051,10 +1064,10 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=17 {
+        for v in 1..=18 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
-        assert!(Stage::from_u32(0).is_none() && Stage::from_u32(18).is_none());
+        assert!(Stage::from_u32(0).is_none() && Stage::from_u32(19).is_none());
         let r = ErrorRecord {
             stage: 12,
             errno: 2,

@@ -171,6 +171,15 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
         details,
     );
     let id_maps = bp.id_maps();
+    // Init moves itself into the v1 leaves (see `Cgroup::v1_join_files`); the files
+    // stay open here until it is cloned.
+    let joins = match &cgroup {
+        Some(cg) => cg
+            .v1_join_files()
+            .map_err(|e| setup("opening the sandbox's cgroup for init to join", e))?,
+        None => Vec::new(),
+    };
+    bp.spec.cgroup_tasks = joins.iter().map(|f| f.as_raw_fd()).collect();
     let Blueprint {
         spec,
         parent,
@@ -187,6 +196,7 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
         .map_err(|e| setup("cloning the sandbox's init", e))?;
     drop(child_ends);
     drop(ruleset);
+    drop(joins);
     let kill = Arc::new(KillState::new(
         pidfd
             .try_clone()
@@ -298,6 +308,7 @@ fn describe(plan: &Plan, labels: &Labels, rec: ErrorRecord) -> SpawnError {
              supervisor (needs Linux 5.0+), or sending its listener",
             errno,
         ),
+        Some(Stage::Cgroup) => setup("moving the sandbox into its cgroup", errno),
         Some(Stage::Cwd) => setup(
             &format!("entering the working directory {}", plan.cwd),
             errno,

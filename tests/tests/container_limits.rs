@@ -1,7 +1,7 @@
 //! Each limit of the container backend, hit by a real workload, ends the run with its
 //! own termination, and kills everything the workload started.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hsb_tests::*;
@@ -154,6 +154,60 @@ fn limits_report_names_their_mechanism() {
     ] {
         assert!(d.contains_key(k), "no mechanism for {k}: {d:?}");
     }
+}
+
+/// Every process of a run sits in the run's own leaf of each cgroup v1 hierarchy the
+/// host offers (init moves itself in through `tasks`, before its cgroup namespace is
+/// made), a process the workload forks too, and the caller stays where it was.
+#[test]
+fn workload_processes_sit_in_the_runs_cgroup_leaves() {
+    if !cgroups() || !Path::new("/sys/fs/cgroup/memory/hsb").is_dir() {
+        return; // cgroup v2 hosts: the parent moves init (see cgroup.rs).
+    }
+    let mine = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let w = Workload::new("/bin/sh", ["-c", "sleep 3017 & exec sleep 3018"])
+        .isolation(IsolationRequest::Container);
+    let t = std::thread::spawn(move || run(w));
+    let pids = (0..400)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            let p = [
+                host_processes_with("sleep\u{0}3017"),
+                host_processes_with("sleep\u{0}3018"),
+            ];
+            p.iter().all(|v| v.len() == 1).then(|| [p[0][0], p[1][0]])
+        })
+        .expect("the workload's two sleeps never showed up");
+    let leaf = format!(":/hsb/{}-", std::process::id());
+    for p in pids {
+        let cg = std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap();
+        for ctrl in ["memory", "pids", "cpuacct"] {
+            let line = cg
+                .lines()
+                .find(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .is_some_and(|c| c.split(',').any(|x| x == ctrl))
+                })
+                .unwrap_or_else(|| panic!("no {ctrl} line in {cg}"));
+            assert!(
+                line.contains(&leaf),
+                "process {p} is not in the run's {ctrl} leaf: {cg}"
+            );
+        }
+    }
+    for p in pids {
+        let _ = std::process::Command::new("kill")
+            .arg(p.to_string())
+            .status();
+    }
+    let o = t.join().unwrap();
+    assert!(!o.success(), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/cgroup").unwrap(),
+        mine,
+        "the caller's own cgroups changed"
+    );
 }
 
 /// `cpus = 0.25`: two spinning processes for about 1.5 s of wall time get a quarter of
