@@ -774,6 +774,7 @@ impl Blueprint {
             control: control_init.as_raw_fd(),
             ruleset: ruleset_raw,
             cgroup_tasks: Vec::new(),
+            cgroup_v2: None,
             keep,
             clear_groups: root_mode,
             root_dir: root_slot,

@@ -462,13 +462,28 @@ impl Cgroup {
         )
     }
 
-    /// Moves `pid` into the run's v2 cgroup. The v1 leaves are joined by the process
-    /// itself, through [`Cgroup::v1_join_files`].
+    /// Moves `pid` into the run's v2 cgroup (when it was not cloned into it). The v1
+    /// leaves are joined by the process itself, through [`Cgroup::v1_join_files`].
     pub(crate) fn add(&self, pid: i32) -> io::Result<()> {
         if let Some(d) = &self.v2 {
             fs::write(d.join("cgroup.procs"), pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// The v2 directory, open for `CLONE_INTO_CGROUP` (`None` on v1).
+    pub(crate) fn v2_open(&self) -> io::Result<Option<std::os::fd::OwnedFd>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.v2
+            .as_ref()
+            .map(|d| {
+                fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(d)
+                    .map(std::os::fd::OwnedFd::from)
+            })
+            .transpose()
     }
 
     /// The `tasks` file of each v1 leaf, opened for writing, for a single-threaded
@@ -668,5 +683,59 @@ mod tests {
         // Plain directories with files cannot be rmdir'ed like cgroups; clean up by hand.
         cg.removed = true;
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// `CLONE_INTO_CGROUP` as the spawner uses it, on this host's cgroup2 mount (which
+    /// need not have any controller): the child starts in the directory, the caller
+    /// stays where it was. Skipped where no writable cgroup2 mount exists.
+    #[test]
+    fn clone3_starts_the_child_in_a_v2_directory() {
+        use std::os::fd::AsRawFd;
+        let Some(m) = mounts().into_iter().find(|m| m.fstype == "cgroup2") else {
+            eprintln!("skipped: no cgroup2 mount");
+            return;
+        };
+        let name = format!("hsb-clone3-test-{}", std::process::id());
+        let dir = m.point.join(&name);
+        if fs::create_dir(&dir).is_err() {
+            eprintln!("skipped: {} is not writable", m.point.display());
+            return;
+        }
+        let before = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let fd = fs::File::open(&dir).unwrap();
+        let r = crate::sys::clone3_into_cgroup(0, fd.as_raw_fd());
+        match r {
+            Ok((0, _)) => loop {
+                // The child: only raw system calls until it is killed.
+                // SAFETY: pause has no preconditions.
+                unsafe { libc::pause() };
+            },
+            Ok((pid, pidfd)) => {
+                let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+                // SAFETY: signalling the child through the pidfd we own.
+                unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0) };
+                // SAFETY: an all-zero siginfo_t is a valid out-parameter.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: reaping the child through our pidfd; waitid writes only `info`.
+                unsafe {
+                    libc::waitid(libc::P_PIDFD, pidfd as libc::id_t, &mut info, libc::WEXITED)
+                };
+                // SAFETY: the pidfd is ours and closed once.
+                unsafe { libc::close(pidfd) };
+                fs::remove_dir(&dir).unwrap();
+                let line = cg.lines().find(|l| l.starts_with("0::")).unwrap();
+                assert_eq!(line, format!("0::/{name}"), "{cg}");
+                assert_eq!(fs::read_to_string("/proc/self/cgroup").unwrap(), before);
+            }
+            Err(e) => {
+                fs::remove_dir(&dir).unwrap();
+                assert!(
+                    matches!(e, libc::ENOSYS | libc::E2BIG),
+                    "clone3 failed: {}",
+                    io::Error::from_raw_os_error(e)
+                );
+                eprintln!("skipped: no clone3 with CLONE_INTO_CGROUP here");
+            }
+        }
     }
 }

@@ -243,6 +243,9 @@ pub(crate) struct ChildSpec {
     /// writes `0` to each to move itself in (see `Cgroup::v1_join_files`). Not in
     /// `keep`: closed once used.
     pub(crate) cgroup_tasks: Vec<RawFd>,
+    /// The sandbox's cgroup v2 directory, open: the spawner clones init into it
+    /// (`CLONE_INTO_CGROUP`). The child never sees it used (not in `keep`).
+    pub(crate) cgroup_v2: Option<RawFd>,
     /// Every fd above, sorted: init closes all others.
     pub(crate) keep: Vec<RawFd>,
     /// Running as host root: clear supplementary groups (setgroups is allowed).

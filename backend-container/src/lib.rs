@@ -171,15 +171,19 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
         details,
     );
     let id_maps = bp.id_maps();
-    // Init moves itself into the v1 leaves (see `Cgroup::v1_join_files`); the files
-    // stay open here until it is cloned.
-    let joins = match &cgroup {
-        Some(cg) => cg
-            .v1_join_files()
-            .map_err(|e| setup("opening the sandbox's cgroup for init to join", e))?,
-        None => Vec::new(),
+    // Init moves itself into the v1 leaves (see `Cgroup::v1_join_files`), or is cloned
+    // into the v2 directory; the files stay open here until it is cloned.
+    let (joins, v2_dir) = match &cgroup {
+        Some(cg) => (
+            cg.v1_join_files()
+                .map_err(|e| setup("opening the sandbox's cgroup for init to join", e))?,
+            cg.v2_open()
+                .map_err(|e| setup("opening the sandbox's cgroup v2 directory", e))?,
+        ),
+        None => (Vec::new(), None),
     };
     bp.spec.cgroup_tasks = joins.iter().map(|f| f.as_raw_fd()).collect();
+    bp.spec.cgroup_v2 = v2_dir.as_ref().map(|f| f.as_raw_fd());
     let Blueprint {
         spec,
         parent,
@@ -191,12 +195,13 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
     } = bp;
 
     let spec = Arc::new(spec);
-    let (pid, pidfd) = spawner::clone_init(spec.clone())
+    let (pid, pidfd, in_cgroup) = spawner::clone_init(spec.clone())
         .await
         .map_err(|e| setup("cloning the sandbox's init", e))?;
     drop(child_ends);
     drop(ruleset);
     drop(joins);
+    drop(v2_dir);
     let kill = Arc::new(KillState::new(
         pidfd
             .try_clone()
@@ -218,7 +223,7 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
         std::fs::write(format!("{proc}/{file}"), map)
             .map_err(|e| setup(&format!("writing {file}"), e))?;
     }
-    if let Some(cg) = &guard.cgroup {
+    if let (Some(cg), false) = (&guard.cgroup, in_cgroup) {
         cg.add(pid)
             .map_err(|e| setup("moving the sandbox into its cgroup", e))?;
     }

@@ -14,7 +14,10 @@ use tokio::sync::oneshot;
 use crate::child::{self, ChildSpec};
 use crate::sys;
 
-type Reply = oneshot::Sender<std::io::Result<(libc::pid_t, OwnedFd)>>;
+/// A clone's pid and pidfd, and whether it started in its cgroup v2 directory.
+pub(crate) type Cloned = (libc::pid_t, OwnedFd, bool);
+
+type Reply = oneshot::Sender<std::io::Result<Cloned>>;
 
 struct Job {
     spec: Arc<ChildSpec>,
@@ -31,7 +34,7 @@ fn sender() -> std::io::Result<mpsc::Sender<Job>> {
         .name("hsb-spawner".into())
         .spawn(move || {
             for job in rx {
-                if let Err(Ok((_, pidfd))) = job.reply.send(clone_one(&job.spec)) {
+                if let Err(Ok((_, pidfd, _))) = job.reply.send(clone_one(&job.spec)) {
                     // The caller went away (its spawn was cancelled) before it could own
                     // the child: kill and reap it here, so no zombie stays.
                     reap_orphan(&pidfd);
@@ -82,7 +85,7 @@ fn setns(fd: libc::c_int, nstype: libc::c_int) -> std::io::Result<()> {
     Ok(())
 }
 
-fn clone_one(spec: &ChildSpec) -> std::io::Result<(libc::pid_t, OwnedFd)> {
+fn clone_one(spec: &ChildSpec) -> std::io::Result<Cloned> {
     use std::os::fd::AsRawFd;
     let wanted = [spec.netns, spec.ipcns, spec.utsns];
     if wanted.iter().all(Option::is_none) {
@@ -124,14 +127,23 @@ fn clone_one(spec: &ChildSpec) -> std::io::Result<(libc::pid_t, OwnedFd)> {
     r
 }
 
-fn clone_in(spec: &ChildSpec, namespaces: libc::c_int) -> std::io::Result<(libc::pid_t, OwnedFd)> {
-    match sys::clone_pidfd(namespaces as libc::c_ulong) {
+fn clone_in(spec: &ChildSpec, namespaces: libc::c_int) -> std::io::Result<Cloned> {
+    let flags = namespaces as libc::c_ulong;
+    let (r, in_cgroup) = match spec.cgroup_v2 {
+        Some(dir) => match sys::clone3_into_cgroup(flags, dir) {
+            // Without clone3 or CLONE_INTO_CGROUP the parent moves the child.
+            Err(libc::ENOSYS | libc::E2BIG) => (sys::clone_pidfd(flags), false),
+            r => (r, true),
+        },
+        None => (sys::clone_pidfd(flags), false),
+    };
+    match r {
         Ok((0, _)) => {
             sys::reset_signals();
             child::init_main(spec)
         }
         // SAFETY: CLONE_PIDFD stored a fresh pidfd that nothing else owns.
-        Ok((pid, pidfd)) => Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) })),
+        Ok((pid, pidfd)) => Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }, in_cgroup)),
         Err(e) => Err(std::io::Error::from_raw_os_error(e)),
     }
 }
@@ -162,7 +174,7 @@ fn reap_orphan(pidfd: &OwnedFd) {
 }
 
 /// Clones the sandbox's init from the spawner thread; returns its pid and pidfd.
-pub(crate) async fn clone_init(spec: Arc<ChildSpec>) -> std::io::Result<(libc::pid_t, OwnedFd)> {
+pub(crate) async fn clone_init(spec: Arc<ChildSpec>) -> std::io::Result<Cloned> {
     let (reply, rx) = oneshot::channel();
     sender()?
         .send(Job { spec, reply })

@@ -578,6 +578,53 @@ pub(crate) fn reset_signals() {
     );
 }
 
+/// clone3(2) as [`clone_pidfd`], the child starting in the cgroup v2 directory open as
+/// `cgroup` (`CLONE_INTO_CGROUP`, Linux 5.7+): no write of its pid into `cgroup.procs`,
+/// which takes the kernel's global threadgroup lock for writing (and so waits for an
+/// RCU grace period). `ENOSYS` or `E2BIG`: a kernel (or a seccomp filter) without it.
+pub(crate) fn clone3_into_cgroup(
+    flags: c_ulong,
+    cgroup: RawFd,
+) -> Result<(libc::pid_t, RawFd), Errno> {
+    /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let mut pidfd: c_int = -1;
+    let args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64 | CLONE_INTO_CGROUP,
+        pidfd: &mut pidfd as *mut c_int as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        // No stack: the child runs on its copy of this one, as after fork.
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup as u64,
+    };
+    let pid = syscall!(
+        libc::SYS_clone3,
+        &args as *const CloneArgs,
+        std::mem::size_of::<CloneArgs>()
+    )?;
+    Ok((pid as libc::pid_t, pidfd))
+}
+
 /// clone(2) with fork semantics (own copy of memory, child continues here), `flags`
 /// plus CLONE_PIDFD; returns the pid (0 in the child) and, in the parent, the pidfd.
 pub(crate) fn clone_pidfd(flags: c_ulong) -> Result<(libc::pid_t, RawFd), Errno> {
