@@ -131,8 +131,12 @@ fn clone_in(spec: &ChildSpec, namespaces: libc::c_int) -> std::io::Result<Cloned
     let flags = namespaces as libc::c_ulong;
     let (r, in_cgroup) = match spec.cgroup_v2 {
         Some(dir) => match sys::clone3_into_cgroup(flags, dir) {
-            // Without clone3 or CLONE_INTO_CGROUP the parent moves the child.
-            Err(libc::ENOSYS | libc::E2BIG) => (sys::clone_pidfd(flags), false),
+            // Cloning into the cgroup only saves the parent's write: whatever kept it
+            // from working (no clone3 or CLONE_INTO_CGROUP in this kernel, a seccomp
+            // filter refusing clone3 with ENOSYS or EPERM, a cgroup it cannot join), the
+            // child is cloned as before and the parent moves it, which reports a
+            // cgroup's own error in words.
+            Err(_) => (sys::clone_pidfd(flags), false),
             r => (r, true),
         },
         None => (sys::clone_pidfd(flags), false),

@@ -582,6 +582,7 @@ pub(crate) fn reset_signals() {
 /// `cgroup` (`CLONE_INTO_CGROUP`, Linux 5.7+): no write of its pid into `cgroup.procs`,
 /// which takes the kernel's global threadgroup lock for writing (and so waits for an
 /// RCU grace period). `ENOSYS` or `E2BIG`: a kernel (or a seccomp filter) without it.
+/// Nothing was cloned when it fails.
 pub(crate) fn clone3_into_cgroup(
     flags: c_ulong,
     cgroup: RawFd,
