@@ -304,6 +304,10 @@ pub(crate) struct Inputs<'a> {
     pub(crate) rlimit_pids: bool,
     /// The CA bundle the sandbox trusts, when its egress broker intercepts.
     pub(crate) ca_bundle: Option<String>,
+    /// The cgroup v1 `tasks` files init joins, and the v2 directory it is cloned into
+    /// (see `ChildSpec::cgroup_tasks`, `ChildSpec::cgroup_v2`).
+    pub(crate) cgroup_tasks: Vec<OwnedFd>,
+    pub(crate) cgroup_v2: Option<OwnedFd>,
 }
 
 impl Blueprint {
@@ -773,8 +777,8 @@ impl Blueprint {
             err_w: err_w.as_raw_fd(),
             control: control_init.as_raw_fd(),
             ruleset: ruleset_raw,
-            cgroup_tasks: Vec::new(),
-            cgroup_v2: None,
+            cgroup_tasks: inputs.cgroup_tasks.iter().map(|f| f.as_raw_fd()).collect(),
+            cgroup_v2: inputs.cgroup_v2.as_ref().map(|f| f.as_raw_fd()),
             keep,
             clear_groups: root_mode,
             root_dir: root_slot,
@@ -842,6 +846,8 @@ impl Blueprint {
                 .chain(netns)
                 .chain(ipcns)
                 .chain(utsns)
+                .chain(inputs.cgroup_tasks)
+                .chain(inputs.cgroup_v2)
                 .collect(),
         };
         Ok(Blueprint {

@@ -260,6 +260,17 @@ fn file_keyed(f: &Option<fs::File>, key: &str) -> Option<u64> {
     keyed_in(std::str::from_utf8(&buf[..n]).ok()?, key)
 }
 
+/// `path` opened close-on-exec, for reading or writing, with `flags` besides.
+fn open_fd(path: &Path, write: bool, flags: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(flags | libc::O_CLOEXEC)
+        .open(path)
+        .map(std::os::fd::OwnedFd::from)
+}
+
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The CPU bandwidth period: 100 ms, the kernel's default.
@@ -473,16 +484,9 @@ impl Cgroup {
 
     /// The v2 directory, open for `CLONE_INTO_CGROUP` (`None` on v1).
     pub(crate) fn v2_open(&self) -> io::Result<Option<std::os::fd::OwnedFd>> {
-        use std::os::unix::fs::OpenOptionsExt;
         self.v2
             .as_ref()
-            .map(|d| {
-                fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-                    .open(d)
-                    .map(std::os::fd::OwnedFd::from)
-            })
+            .map(|d| open_fd(d, false, libc::O_DIRECTORY))
             .transpose()
     }
 
@@ -498,7 +502,6 @@ impl Cgroup {
     /// credentials of the file's opener (this process), so the child may already be in
     /// its user namespace.
     pub(crate) fn v1_join_files(&self) -> io::Result<Vec<std::os::fd::OwnedFd>> {
-        use std::os::unix::fs::OpenOptionsExt;
         [
             &self.memory,
             &self.pids,
@@ -508,13 +511,7 @@ impl Cgroup {
         ]
         .into_iter()
         .flatten()
-        .map(|d| {
-            fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(d.join("tasks"))
-                .map(std::os::fd::OwnedFd::from)
-        })
+        .map(|d| open_fd(&d.join("tasks"), true, 0))
         .collect()
     }
 
@@ -690,7 +687,7 @@ mod tests {
     /// stays where it was. Skipped where no writable cgroup2 mount exists.
     #[test]
     fn clone3_starts_the_child_in_a_v2_directory() {
-        use std::os::fd::AsRawFd;
+        use std::os::fd::{AsRawFd, FromRawFd};
         let Some(m) = mounts().into_iter().find(|m| m.fstype == "cgroup2") else {
             eprintln!("skipped: no cgroup2 mount");
             return;
@@ -712,16 +709,9 @@ mod tests {
             },
             Ok((pid, pidfd)) => {
                 let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-                // SAFETY: signalling the child through the pidfd we own.
-                unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0) };
-                // SAFETY: an all-zero siginfo_t is a valid out-parameter.
-                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-                // SAFETY: reaping the child through our pidfd; waitid writes only `info`.
-                unsafe {
-                    libc::waitid(libc::P_PIDFD, pidfd as libc::id_t, &mut info, libc::WEXITED)
-                };
-                // SAFETY: the pidfd is ours and closed once.
-                unsafe { libc::close(pidfd) };
+                // SAFETY: CLONE_PIDFD stored a fresh pidfd that nothing else owns.
+                let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(pidfd) };
+                crate::spawner::reap_orphan(&pidfd);
                 fs::remove_dir(&dir).unwrap();
                 let line = cg.lines().find(|l| l.starts_with("0::")).unwrap();
                 assert_eq!(line, format!("0::/{name}"), "{cg}");

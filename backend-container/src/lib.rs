@@ -150,6 +150,17 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
     let rlimit_memory = !details.contains_key("memory");
     let rlimit_pids = !details.contains_key("pids");
     let masks = ll.masks;
+    // Init moves itself into the v1 leaves (see `Cgroup::v1_join_files`), or is cloned
+    // into the v2 directory.
+    let (cgroup_tasks, cgroup_v2) = match &cgroup {
+        Some(cg) => (
+            cg.v1_join_files()
+                .map_err(|e| setup("opening the sandbox's cgroup for init to join", e))?,
+            cg.v2_open()
+                .map_err(|e| setup("opening the sandbox's cgroup v2 directory", e))?,
+        ),
+        None => (Vec::new(), None),
+    };
     let mut bp = Blueprint::build(
         plan,
         Inputs {
@@ -159,6 +170,8 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
             rlimit_memory,
             rlimit_pids,
             ca_bundle,
+            cgroup_tasks,
+            cgroup_v2,
         },
     )?;
     live::prepare_spec(&mut bp, masks)?;
@@ -171,19 +184,6 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
         details,
     );
     let id_maps = bp.id_maps();
-    // Init moves itself into the v1 leaves (see `Cgroup::v1_join_files`), or is cloned
-    // into the v2 directory; the files stay open here until it is cloned.
-    let (joins, v2_dir) = match &cgroup {
-        Some(cg) => (
-            cg.v1_join_files()
-                .map_err(|e| setup("opening the sandbox's cgroup for init to join", e))?,
-            cg.v2_open()
-                .map_err(|e| setup("opening the sandbox's cgroup v2 directory", e))?,
-        ),
-        None => (Vec::new(), None),
-    };
-    bp.spec.cgroup_tasks = joins.iter().map(|f| f.as_raw_fd()).collect();
-    bp.spec.cgroup_v2 = v2_dir.as_ref().map(|f| f.as_raw_fd());
     let Blueprint {
         spec,
         parent,
@@ -200,8 +200,6 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
         .map_err(|e| setup("cloning the sandbox's init", e))?;
     drop(child_ends);
     drop(ruleset);
-    drop(joins);
-    drop(v2_dir);
     let kill = Arc::new(KillState::new(
         pidfd
             .try_clone()

@@ -152,7 +152,8 @@ fn clone_in(spec: &ChildSpec, namespaces: libc::c_int) -> std::io::Result<Cloned
     }
 }
 
-fn reap_orphan(pidfd: &OwnedFd) {
+/// Kills the child `pidfd` names and reaps it.
+pub(crate) fn reap_orphan(pidfd: &OwnedFd) {
     use std::os::fd::AsRawFd;
     // SAFETY: signalling a pidfd we own; a NULL siginfo is allowed.
     unsafe {

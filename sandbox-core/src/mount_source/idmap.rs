@@ -151,7 +151,10 @@ const CHILD_STACK: usize = 64 << 10;
 
 /// The namespace holder (see [`userns`]): the child of a possibly multithreaded
 /// caller, sharing its memory, so raw system calls only, no allocation. It holds the
-/// namespace alive until the parent closes its end of the pipe (or dies).
+/// namespace alive until the parent closes its end of the pipe (or dies). It runs with
+/// the calling thread's thread pointer, so a failing call would set that thread's
+/// `errno`; none of these fails on valid descriptors (a read ends with the byte, the
+/// end of the pipe, or the kill).
 extern "C" fn hold_namespace(arg: *mut libc::c_void) -> libc::c_int {
     let keep = arg as usize as libc::c_uint;
     let mut b = 0u8;
