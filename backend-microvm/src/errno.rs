@@ -37,6 +37,8 @@ errnos!(
     EBADF,
     ECHILD,
     EAGAIN,
+    ENOLCK,
+    EOVERFLOW,
     ENOMEM,
     EACCES,
     EFAULT,

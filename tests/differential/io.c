@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
@@ -186,6 +187,175 @@ static void fcntls(void) {
   close(fd);
   close(10);
   close(11);
+}
+
+/* A lock request: type, start and length from the file's start. */
+static struct flock lk(short type, off_t start, off_t len) {
+  struct flock l = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+  return l;
+}
+
+/* A child's exit, as the parent saw it. */
+static void child_status(const char *label, pid_t c) {
+  int st = 0;
+  waitpid(c, &st, 0);
+  FACT(label, "%s", WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "exited 0" : "failed or killed");
+}
+
+/* POSIX record locks (process-owned), as another process meets them: conflicts, what
+ * F_GETLK reports (merged and cut ranges), the release by closing any descriptor of the
+ * file, and F_SETLKW waiting until then. */
+static void record_locks(void) {
+  int a = open("lk", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  CHECK("lock.fill", write(a, "0123456789abcdefghijklmnopqrstuvwxyz0123", 40));
+  struct flock l = lk(F_WRLCK, 0, 10);
+  CHECK("lock.set.w0-9", fcntl(a, F_SETLK, &l));
+  l = lk(F_RDLCK, 10, 5);
+  CHECK("lock.set.r10-14", fcntl(a, F_SETLK, &l));
+  l = lk(F_RDLCK, 20, 10);
+  CHECK("lock.set.r20-29", fcntl(a, F_SETLK, &l));
+  l = lk(F_RDLCK, 30, 10);
+  CHECK("lock.set.r30-39.merges", fcntl(a, F_SETLK, &l));
+  l = lk(F_WRLCK, 24, 2);
+  CHECK("lock.set.w24-25.cuts", fcntl(a, F_SETLK, &l));
+  l = lk(F_UNLCK, 0, 10);
+  CHECK("lock.getlk.unlck", fcntl(a, F_GETLK, &l));
+  l = lk(F_WRLCK, -1, 1);
+  CHECK("lock.set.before0", fcntl(a, F_SETLK, &l));
+  l = lk(F_WRLCK, 5, -10);
+  CHECK("lock.set.neglen.before0", fcntl(a, F_SETLK, &l));
+  l = lk(F_WRLCK, 1, 0x7fffffffffffffffL);
+  CHECK("lock.set.overflow", fcntl(a, F_SETLK, &l));
+  l = lk(F_WRLCK, 0, 1);
+  l.l_whence = 3;
+  CHECK("lock.set.badwhence", fcntl(a, F_SETLK, &l));
+  /* The process's own locks never conflict with it. */
+  l = lk(F_WRLCK, 0, 0);
+  CHECKX("lock.getlk.own", fcntl(a, F_GETLK, &l), "type=%d", l.l_type);
+
+  int ready[2];
+  if (pipe(ready) != 0)
+    return;
+  pid_t c = fork();
+  if (c == 0) {
+    alarm(10); /* a wait that never ends fails the check instead of hanging it */
+    int b = open("lk", O_RDWR);
+    struct flock x = lk(F_WRLCK, 5, 1);
+    CHECK("lock.child.w5.conflict", fcntl(b, F_SETLK, &x));
+    x = lk(F_RDLCK, 0, 0);
+    CHECKX("lock.child.getlk.r", fcntl(b, F_GETLK, &x), "type=%d whence=%d start=%ld len=%ld pid=%s",
+           x.l_type, x.l_whence, (long)x.l_start, (long)x.l_len, x.l_pid == getppid() ? "parent" : "other");
+    x = lk(F_WRLCK, 10, 1);
+    CHECKX("lock.child.getlk.w10", fcntl(b, F_GETLK, &x), "type=%d start=%ld len=%ld", x.l_type,
+           (long)x.l_start, (long)x.l_len);
+    x = lk(F_WRLCK, 35, 1);
+    CHECKX("lock.child.getlk.merged", fcntl(b, F_GETLK, &x), "type=%d start=%ld len=%ld", x.l_type,
+           (long)x.l_start, (long)x.l_len);
+    x = lk(F_WRLCK, 22, 10);
+    CHECKX("lock.child.getlk.cut", fcntl(b, F_GETLK, &x), "type=%d start=%ld len=%ld", x.l_type,
+           (long)x.l_start, (long)x.l_len);
+    x = lk(F_RDLCK, 12, 2);
+    CHECK("lock.child.r12.shared", fcntl(b, F_SETLK, &x));
+    x = lk(F_WRLCK, 40, 0);
+    CHECK("lock.child.w40-eof", fcntl(b, F_SETLK, &x));
+    x = lk(F_RDLCK, 36, 0);
+    CHECK("lock.child.r36.conflict", fcntl(b, F_SETLK, &x));
+    CHECK("lock.child.ready", write(ready[1], "r", 1));
+    /* Waits until the parent closes some descriptor of the file. */
+    x = lk(F_WRLCK, 0, 1);
+    CHECK("lock.child.setlkw", fcntl(b, F_SETLKW, &x));
+    x = lk(F_WRLCK, 0, 0);
+    CHECK("lock.child.all", fcntl(b, F_SETLK, &x));
+    _exit(0);
+  }
+  char r;
+  CHECK("lock.parent.ready", read(ready[0], &r, 1));
+  usleep(50000);
+  /* Closing another descriptor of the file drops all the parent's locks on it. */
+  int d = open("lk", O_RDONLY);
+  close(d);
+  child_status("lock.child.status", c);
+  /* The child's locks went with it. */
+  l = lk(F_WRLCK, 0, 0);
+  CHECK("lock.after.child", fcntl(a, F_SETLK, &l));
+  l = lk(F_UNLCK, 0, 0);
+  CHECK("lock.unlock.all", fcntl(a, F_SETLK, &l));
+
+  /* Open-file-description locks: owned by the open, conflicting with other opens and
+   * with POSIX locks, gone with the last descriptor of their open. */
+  int o1 = open("lk", O_RDWR), o2 = open("lk", O_RDWR);
+  l = lk(F_WRLCK, 100, 10);
+  CHECK("lock.ofd.set", fcntl(o1, F_OFD_SETLK, &l));
+  CHECK("lock.ofd.other", fcntl(o2, F_OFD_SETLK, &l));
+  l = lk(F_RDLCK, 0, 0);
+  CHECKX("lock.ofd.getlk", fcntl(o2, F_OFD_GETLK, &l), "type=%d start=%ld len=%ld pid=%d", l.l_type,
+         (long)l.l_start, (long)l.l_len, l.l_pid);
+  l = lk(F_WRLCK, 105, 1);
+  CHECK("lock.ofd.vs.posix", fcntl(a, F_SETLK, &l));
+  l = lk(F_RDLCK, 0, 1);
+  l.l_pid = 1;
+  CHECK("lock.ofd.pid", fcntl(o1, F_OFD_SETLK, &l));
+  int o3 = dup(o1);
+  close(o1);
+  l = lk(F_WRLCK, 100, 10);
+  CHECK("lock.ofd.dup.holds", fcntl(o2, F_OFD_SETLK, &l));
+  close(o3);
+  CHECK("lock.ofd.last.close", fcntl(o2, F_OFD_SETLK, &l));
+  close(o2);
+  close(a);
+  close(ready[0]);
+  close(ready[1]);
+}
+
+/* flock(2): owned by the open file description, shared by its dups, conflicting
+ * between opens (even in one process), converted by dropping first, waited for. */
+static void flocks(void) {
+  int f1 = open("fl", O_RDWR | O_CREAT | O_TRUNC, 0644), f2 = open("fl", O_RDONLY);
+  CHECK("flock.ex", flock(f1, LOCK_EX | LOCK_NB));
+  CHECK("flock.other.sh", flock(f2, LOCK_SH | LOCK_NB));
+  int f3 = dup(f1);
+  CHECK("flock.dup.same", flock(f3, LOCK_EX | LOCK_NB));
+  CHECK("flock.badop", flock(f1, 3));
+  CHECK("flock.badop.nb", flock(f1, LOCK_NB));
+  CHECK("flock.badfd", flock(999, LOCK_SH));
+  int p = open("fl", O_PATH);
+  CHECK("flock.opath", flock(p, LOCK_SH | LOCK_NB));
+  close(p);
+  close(f1);
+  CHECK("flock.dup.holds", flock(f2, LOCK_SH | LOCK_NB));
+  close(f3);
+  CHECK("flock.last.close", flock(f2, LOCK_SH | LOCK_NB));
+  int f4 = open("fl", O_RDONLY);
+  CHECK("flock.sh.sh", flock(f4, LOCK_SH | LOCK_NB));
+  CHECK("flock.convert.blocked", flock(f4, LOCK_EX | LOCK_NB));
+  /* The failed conversion dropped f4's shared lock. */
+  CHECK("flock.convert.dropped", flock(f2, LOCK_EX | LOCK_NB));
+  /* flock and POSIX locks do not meet. */
+  int f5 = open("fl", O_RDWR);
+  struct flock l = lk(F_WRLCK, 0, 0);
+  CHECK("flock.vs.posix", fcntl(f5, F_SETLK, &l));
+  close(f5);
+  int ready[2];
+  if (pipe(ready) != 0)
+    return;
+  pid_t c = fork();
+  if (c == 0) {
+    alarm(10);
+    int g = open("fl", O_RDONLY);
+    CHECK("flock.child.nb", flock(g, LOCK_SH | LOCK_NB));
+    CHECK("flock.child.ready", write(ready[1], "r", 1));
+    CHECK("flock.child.wait", flock(g, LOCK_SH));
+    _exit(0);
+  }
+  char r;
+  CHECK("flock.parent.ready", read(ready[0], &r, 1));
+  usleep(50000);
+  CHECK("flock.unlock", flock(f2, LOCK_UN));
+  child_status("flock.child.status", c);
+  close(f2);
+  close(f4);
+  close(ready[0]);
+  close(ready[1]);
 }
 
 static void dups(void) {
@@ -497,6 +667,8 @@ int main(int argc, char **argv) {
   }
   pipes();
   fcntls();
+  record_locks();
+  flocks();
   dups();
   seeks();
   readiness();

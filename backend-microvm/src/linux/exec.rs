@@ -117,7 +117,9 @@ impl Kernel {
         if let Some(parent) = self.task.vfork_parent.take() {
             self.vfork_release(parent, me);
         }
-        self.proc.files.close_on_exec();
+        let gone = self.proc.files.close_on_exec();
+        self.closed(&gone);
+        drop(gone);
         for a in self.proc.act.iter_mut() {
             if a.handler != SIG_IGN {
                 *a = Action::default();

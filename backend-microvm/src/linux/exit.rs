@@ -150,6 +150,8 @@ impl Kernel {
         let cpu = p.cpu_dead;
         let cpu_all = p.cpu_dead + p.cpu_children;
         drop(files);
+        // Its POSIX locks go with it (its flock and OFD locks with their files).
+        self.locks.release(pid, None);
         self.stirred = true;
         if self.live.is_some() {
             if self.proc_ref(pid).is_some_and(|p| p.sid == pid) {

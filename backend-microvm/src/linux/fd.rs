@@ -284,18 +284,26 @@ impl FdTable {
             .filter_map(|(i, s)| s.as_ref().map(|s| (i as u32, &s.file)))
     }
 
-    /// Closes the descriptors marked close-on-exec.
-    pub(crate) fn close_on_exec(&mut self) {
+    /// Closes the descriptors marked close-on-exec; their files.
+    pub(crate) fn close_on_exec(&mut self) -> Vec<Rc<OpenFile>> {
+        let mut gone = Vec::new();
         for s in self.slots.iter_mut() {
             if s.as_ref().is_some_and(|s| s.cloexec) {
-                *s = None;
+                gone.extend(s.take().map(|s| s.file));
             }
         }
+        gone
     }
 
     /// Closes the descriptors `first..=last` (`close_range`); with `cloexec`, marks
-    /// them close-on-exec instead.
-    pub(crate) fn close_range(&mut self, first: usize, last: usize, cloexec: bool) {
+    /// them close-on-exec instead. The files closed.
+    pub(crate) fn close_range(
+        &mut self,
+        first: usize,
+        last: usize,
+        cloexec: bool,
+    ) -> Vec<Rc<OpenFile>> {
+        let mut gone = Vec::new();
         let end = last.saturating_add(1).min(self.slots.len());
         for s in self.slots.iter_mut().take(end).skip(first) {
             if cloexec {
@@ -303,9 +311,10 @@ impl FdTable {
                     s.cloexec = true;
                 }
             } else {
-                *s = None;
+                gone.extend(s.take().map(|s| s.file));
             }
         }
+        gone
     }
 
     /// The close-on-exec flag of `fd`.

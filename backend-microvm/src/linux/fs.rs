@@ -8,6 +8,7 @@ use std::rc::Rc;
 use zerocopy::IntoBytes;
 
 use super::fd::{FileKind, OpenFile};
+use super::locks::{self, FlockOp, Owner};
 use super::stat::stat_of;
 use super::{Kernel, SysErr, SysResult};
 use crate::abi::{DirentHead, Flock, Stat};
@@ -61,7 +62,9 @@ pub(crate) enum Dirent {
 
 impl Kernel {
     pub(crate) fn sys_close(&mut self, fd: u64) -> SysResult {
+        let f = self.proc.files.get(fd)?;
         self.proc.files.close(fd)?;
+        self.closed(&[f]);
         Ok(0)
     }
 
@@ -73,11 +76,12 @@ impl Kernel {
         if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
             return Err(errno::EINVAL.into());
         }
-        self.proc.files.close_range(
+        let gone = self.proc.files.close_range(
             first as usize,
             last as usize,
             flags & CLOSE_RANGE_CLOEXEC != 0,
         );
+        self.closed(&gone);
         Ok(0)
     }
 
@@ -162,7 +166,11 @@ impl Kernel {
             return Err(errno::EBADF.into());
         }
         let f = self.proc.files.get(old)?;
+        let gone = self.proc.files.get(new).ok();
         self.proc.files.put(n, f, flags != 0);
+        if let Some(g) = gone {
+            self.closed(&[g]);
+        }
         Ok(new)
     }
 
@@ -221,19 +229,12 @@ impl Kernel {
                 f.flags.set((f.flags.get() & !SETFL) | (arg as i32 & SETFL));
                 Ok(0)
             }
-            libc::F_GETLK | libc::F_OFD_GETLK => {
-                let at = UserPtr::<Flock>::new(arg);
-                let mut l = self.lock_arg(&f, at, cmd == libc::F_OFD_GETLK, false)?;
-                // No other holder conflicts (see the table's note): unlocked.
-                l.l_type = libc::F_UNLCK as i16;
-                self.mm.write(at, &l)?;
-                Ok(0)
-            }
-            libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => {
-                let ofd = matches!(cmd, libc::F_OFD_SETLK | libc::F_OFD_SETLKW);
-                self.lock_arg(&f, UserPtr::new(arg), ofd, true)?;
-                Ok(0)
-            }
+            libc::F_GETLK
+            | libc::F_OFD_GETLK
+            | libc::F_SETLK
+            | libc::F_SETLKW
+            | libc::F_OFD_SETLK
+            | libc::F_OFD_SETLKW => self.record_lock(&f, cmd, arg),
             libc::F_GETPIPE_SZ => match &f.kind {
                 FileKind::Pipe(end) => Ok(end.pipe.borrow().capacity() as u64),
                 _ => Err(errno::EBADF.into()),
@@ -312,31 +313,139 @@ impl Kernel {
         }
     }
 
-    /// The `struct flock` of a lock call, checked as Linux does: a known type, a known
+    /// `fcntl`'s record-lock commands (`locks.rs`). The `struct flock` is checked as
+    /// Linux does: a known type (`F_GETLK` asks of a read or write lock), a known
     /// `whence`, no pid for open-file-description locks; setting a read lock needs the
     /// file open for reading, a write lock for writing (`EBADF`).
-    fn lock_arg(
-        &mut self,
-        f: &OpenFile,
-        at: UserPtr<Flock>,
-        ofd: bool,
-        set: bool,
-    ) -> Result<Flock, SysErr> {
-        let l = self.mm.read(at)?;
+    fn record_lock(&mut self, f: &Rc<OpenFile>, cmd: i32, arg: u64) -> SysResult {
+        let at = UserPtr::<Flock>::new(arg);
+        let mut l = self.mm.read(at)?;
+        let ofd = matches!(
+            cmd,
+            libc::F_OFD_GETLK | libc::F_OFD_SETLK | libc::F_OFD_SETLKW
+        );
+        let get = matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK);
         let kind = i32::from(l.l_type);
-        if !matches!(kind, libc::F_RDLCK | libc::F_WRLCK | libc::F_UNLCK)
-            || !(0..=2).contains(&l.l_whence)
-            || (ofd && l.l_pid != 0)
-        {
+        let known = if get {
+            matches!(kind, libc::F_RDLCK | libc::F_WRLCK)
+        } else {
+            matches!(kind, libc::F_RDLCK | libc::F_WRLCK | libc::F_UNLCK)
+        };
+        if !known || (ofd && l.l_pid != 0) {
             return Err(errno::EINVAL.into());
         }
-        if set
+        if !get
             && ((kind == libc::F_RDLCK && !f.readable())
                 || (kind == libc::F_WRLCK && !f.writable()))
         {
             return Err(errno::EBADF.into());
         }
-        Ok(l)
+        let meta = self.file_meta(f)?;
+        let size = i64::try_from(meta.size).unwrap_or(i64::MAX);
+        let pos = i64::try_from(f.pos.get()).unwrap_or(i64::MAX);
+        let (start, end) = locks::range_of(l.l_whence, l.l_start, l.l_len, pos, size)?;
+        let key = (meta.dev, meta.ino);
+        let owner = if ofd {
+            Owner::File(Rc::downgrade(f))
+        } else {
+            Owner::Process(self.proc.pid)
+        };
+        let write = kind == libc::F_WRLCK;
+        if get {
+            match self.locks.conflict(key, &owner, write, start, end) {
+                Some(r) => {
+                    l.l_type = if r.write {
+                        libc::F_WRLCK
+                    } else {
+                        libc::F_RDLCK
+                    } as i16;
+                    l.l_whence = libc::SEEK_SET as i16;
+                    l.l_start = r.start;
+                    l.l_len = if r.end == locks::OFFSET_MAX {
+                        0
+                    } else {
+                        r.end - r.start + 1
+                    };
+                    // An open file description's lock has no process (-1).
+                    l.l_pid = match r.owner {
+                        Owner::Process(p) => p as i32,
+                        Owner::File(_) => -1,
+                    };
+                }
+                None => l.l_type = libc::F_UNLCK as i16,
+            }
+            self.mm.write(at, &l)?;
+            return Ok(0);
+        }
+        let lock = (kind != libc::F_UNLCK).then_some(write);
+        if lock.is_some()
+            && self
+                .locks
+                .conflict(key, &owner, write, start, end)
+                .is_some()
+        {
+            if matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW) {
+                return Err(self.park(None));
+            }
+            return Err(errno::EAGAIN.into());
+        }
+        self.locks.set(key, &owner, lock, start, end)?;
+        // A lock given up (or narrowed, or made shared) may let a waiter on.
+        self.stirred = true;
+        Ok(0)
+    }
+
+    /// `flock(fd, op)` (`locks.rs`): `LOCK_SH`, `LOCK_EX` or `LOCK_UN`, with
+    /// `LOCK_NB` not to wait (`EWOULDBLOCK`). `LOCK_MAND` is ignored, as Linux ignores it.
+    pub(crate) fn sys_flock(&mut self, fd: u64, op: u64) -> SysResult {
+        const LOCK_MAND: u32 = 32;
+        let op = op as u32;
+        if op & LOCK_MAND != 0 {
+            return Ok(0);
+        }
+        let what = match (op & !(libc::LOCK_NB as u32)) as i32 {
+            libc::LOCK_SH => FlockOp::Shared,
+            libc::LOCK_EX => FlockOp::Exclusive,
+            libc::LOCK_UN => FlockOp::Unlock,
+            _ => return Err(errno::EINVAL.into()),
+        };
+        let f = self.proc.files.get(fd)?;
+        if matches!(f.kind, FileKind::Path)
+            || (what != FlockOp::Unlock && !f.readable() && !f.writable())
+        {
+            return Err(errno::EBADF.into());
+        }
+        let meta = self.file_meta(&f)?;
+        if self.locks.flock((meta.dev, meta.ino), &f, what)? {
+            self.stirred = true;
+            return Ok(0);
+        }
+        // The conversion's old lock went: others may go on while this one waits.
+        self.stirred = true;
+        if op & libc::LOCK_NB as u32 != 0 {
+            return Err(errno::EAGAIN.into());
+        }
+        Err(self.park(None))
+    }
+
+    /// Descriptors of the current process closed (by `close`, `dup2` over one,
+    /// `close_range`, `execve`): its POSIX locks on each of those files go, whatever
+    /// other descriptor of the file it still has; a `flock` or OFD lock goes with the
+    /// last descriptor of its open file description, and waiters may go on.
+    pub(crate) fn closed(&mut self, files: &[Rc<OpenFile>]) {
+        if self.locks.is_empty() {
+            return;
+        }
+        self.stirred = true;
+        let pid = self.proc.pid;
+        if !self.locks.held_by(pid) {
+            return;
+        }
+        for f in files {
+            if let Ok(m) = self.file_meta(f) {
+                self.locks.release(pid, Some((m.dev, m.ino)));
+            }
+        }
     }
 
     pub(crate) fn sys_ioctl(&mut self, fd: u64, req: u64, arg: u64) -> SysResult {

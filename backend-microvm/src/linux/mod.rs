@@ -16,6 +16,7 @@ mod futex;
 mod hooks;
 pub(crate) mod inet;
 mod limits;
+mod locks;
 pub(crate) mod misc;
 mod mm;
 mod netlink;
@@ -296,6 +297,8 @@ pub(crate) struct Kernel {
     pub(crate) egress: Option<Box<egress::Egress>>,
     /// `AF_NETLINK` port ids bound (`netlink.rs`).
     pub(crate) netlink: netlink::Ports,
+    /// File locks (`flock`, `fcntl` record locks) held (`locks.rs`).
+    pub(crate) locks: locks::Locks,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
     /// The VM's boot id (`/proc/sys/kernel/random/boot_id`): random per VM, new for
@@ -381,6 +384,7 @@ impl Kernel {
             net: s.network,
             egress: s.egress.map(|n| Box::new(egress::Egress::new(n))),
             netlink: netlink::Ports::default(),
+            locks: locks::Locks::default(),
             live: None,
             boot_id: new_boot_id(),
             boundary: false,
@@ -420,6 +424,7 @@ impl Kernel {
             unix::fix_unix(&f, m);
         }
         let unix = self.unix.snap_weak(m);
+        let locks = self.locks.snap_weak(m);
         Ok(Kernel {
             mm,
             vfs,
@@ -457,6 +462,7 @@ impl Kernel {
             net: self.net,
             egress: None,
             netlink: netlink::Ports::default(),
+            locks,
             live: None,
             boot_id: self.boot_id,
             boundary: false,

@@ -869,6 +869,11 @@ impl Kernel {
                 "a process holds System V or POSIX shared memory: it cannot be saved to a file",
             ));
         }
+        if self.locks.any_live() {
+            return Err(SnapError::new(
+                "a process holds a file lock (flock or fcntl): it cannot be saved to a file; release it first",
+            ));
+        }
         if self.ended.is_some() {
             return Err(SnapError::new("the sandbox's workload has ended"));
         }
@@ -1114,6 +1119,7 @@ impl Kernel {
             },
             egress: None,
             netlink: super::netlink::Ports::default(),
+            locks: super::locks::Locks::default(),
             live: None,
             boot_id: super::new_boot_id(),
             boundary: false,
