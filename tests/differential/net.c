@@ -255,6 +255,9 @@ static void tcp(void) {
   CHECKX("tcp.recvfrom", recvfrom(s, buf, 4, 0, (void *)&ss, &sl), "%.4s addrlen=%u", buf, (unsigned)sl);
   CHECKX("tcp.recv.waitall", recv(s, buf, 6, MSG_WAITALL), "%.6s", buf);
   CHECK("tcp.recv.dontwait", recv(s, buf, 6, MSG_DONTWAIT));
+  /* No urgent data: MSG_OOB finds none at once, never waits. */
+  CHECK("tcp.recv.oob.none", recv(s, buf, 1, MSG_OOB));
+  CHECK("tcp.recv.oob.none.dontwait", recv(s, buf, 1, MSG_OOB | MSG_DONTWAIT));
   /* Timeouts. */
   struct timeval tv = {0, 20000};
   CHECK("tcp.rcvtimeo.set", setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
@@ -426,6 +429,8 @@ static void udp(void) {
   socklen_t sl = sizeof ss;
   CHECKX("udp.recvfrom", recvfrom(a, buf, sizeof buf, 0, (void *)&ss, &sl), "%.4s from %s same=%d", buf, show(&ss, sl, 0), ntohs(((struct sockaddr_in *)&ss)->sin_port) == port_of(b));
   CHECK("udp.recv.empty", recv(a, buf, sizeof buf, 0));
+  CHECK("udp.send.oob", sendto(b, "x", 1, MSG_OOB, (void *)&da, sizeof da));
+  CHECK("udp.recv.oob", recv(a, buf, sizeof buf, MSG_OOB));
   sendto(b, "truncated", 9, 0, (void *)&da, sizeof da);
   CHECK("udp.recv.trunc", recv(a, buf, 3, MSG_TRUNC));
   CHECK("udp.recv.trunc.gone", recv(a, buf, 3, 0));

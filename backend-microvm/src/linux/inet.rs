@@ -1065,6 +1065,16 @@ impl Kernel {
         if !out.files.is_empty() {
             return Err(errno::EINVAL.into());
         }
+        // An IPv4 UDP send has no out-of-band data (udp_sendmsg: after the length's
+        // check); IPv6's sends it as any datagram.
+        if flags & super::socket::MSG_OOB != 0
+            && state(s).is_some_and(|st| !st.v6 && st.proto != IPPROTO_TCP)
+        {
+            if data.len() > 0xffff {
+                return Err(Errno(libc::EMSGSIZE).into());
+            }
+            return Err(errno::EOPNOTSUPP.into());
+        }
         // IPPROTO_IPV6 items of an IPv6 datagram: checked as ip6_datagram_send_ctl.
         let mut item_hops = None;
         let mut item_tclass = None;

@@ -23,7 +23,7 @@ use crate::pipe::PipeEnd;
 pub(crate) const SOCK_NONBLOCK: u64 = 0x800;
 pub(crate) const SOCK_CLOEXEC: u64 = 0x8_0000;
 /// `MSG_OOB`.
-const MSG_OOB: u64 = 0x1;
+pub(crate) const MSG_OOB: u64 = 0x1;
 pub(crate) const MSG_PEEK: u64 = 0x2;
 pub(crate) const MSG_DONTWAIT: u64 = 0x40;
 const MSG_NOSIGNAL: u64 = 0x4000;
@@ -54,17 +54,25 @@ pub(crate) fn shut_read(kind: i32, nonblock: bool) -> Result<usize, SysErr> {
     }
 }
 
-/// `MSG_OOB` on an `AF_UNIX` socket, answered before anything else as Linux does: a
-/// datagram or seqpacket socket has no out-of-band data (`EOPNOTSUPP`, both ways);
-/// a stream socket's receive finds none (`EINVAL`: out-of-band bytes are sent inline
-/// here), and an empty send with it is `EOPNOTSUPP`. `send`: the length sent, or
-/// `None` for a receive.
+/// `MSG_OOB`, answered before anything else as Linux does. On an `AF_UNIX` socket: a
+/// datagram or seqpacket socket has no out-of-band data (`EOPNOTSUPP`, both ways); a
+/// stream socket's receive finds none (`EINVAL`: out-of-band bytes are sent inline
+/// here), and an empty send with it is `EOPNOTSUPP`. On `AF_INET`/`AF_INET6`: a TCP
+/// receive finds no urgent data (`EINVAL` at once, never a wait: urgent bytes are sent
+/// inline, as with `SO_OOBINLINE`); a UDP send is `inet_send`'s. `send`: the length
+/// sent, or `None` for a receive.
 pub(crate) fn refuse_oob(f: &OpenFile, flags: u64, send: Option<u64>) -> Result<(), Errno> {
     let FileKind::Socket(s) = &f.kind else {
         return Ok(());
     };
-    if flags & MSG_OOB == 0 || s.inet.is_some() || super::netlink::is_netlink(f) {
+    if flags & MSG_OOB == 0 || super::netlink::is_netlink(f) {
         return Ok(());
+    }
+    if s.inet.is_some() {
+        return match (s.kind, send) {
+            (SOCK_STREAM, None) => Err(errno::EINVAL),
+            _ => Ok(()),
+        };
     }
     match (s.kind, send) {
         (SOCK_STREAM, None) => Err(errno::EINVAL),
