@@ -1,7 +1,8 @@
 //! The same workloads, passing the same way, in both backends: python3 (dynamically
 //! linked, from the host's /usr), a script from a read-only mount using much of the
 //! standard library (threads and subprocesses included), temp files, signals and
-//! timeouts inside Python, busybox and dash pipelines, dynamically linked coreutils.
+//! timeouts inside Python, processes sharing files under flock, lockf and sqlite's
+//! locks, busybox and dash pipelines, dynamically linked coreutils.
 //! Each check runs with `IsolationRequest::Container` and `IsolationRequest::MicroVm`
 //! (the latter skipped loudly without KVM, a failure under `HSB_REQUIRE_KVM=1`).
 
@@ -234,6 +235,75 @@ print(data.decode(), os.WEXITSTATUS(status))
     assert_eq!(ok(&o), "from the child 4\n");
 }
 
+/// Processes sharing files under locks, as package managers, build tools and databases
+/// do: a held lock is refused to another process, `flock`- and `lockf`-guarded
+/// read-modify-write loops of four processes lose no update, and four sqlite writers
+/// (POSIX locks on the database and its journal) commit every row.
+fn python_processes_share_files_under_locks(iso: IsolationRequest) {
+    let code = r#"
+import fcntl, os, sqlite3, time
+path = "/tmp/counter"
+with open(path, "w") as f:
+    f.write("0")
+held = open(path, "r+")
+fcntl.flock(held, fcntl.LOCK_EX)
+fcntl.lockf(held, fcntl.LOCK_EX)
+pid = os.fork()
+if pid == 0:
+    other = open(path, "r+")
+    for lock in (fcntl.flock, fcntl.lockf):
+        try:
+            lock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os._exit(1)
+        except BlockingIOError:
+            pass
+    os._exit(0)
+print("refused", os.waitpid(pid, 0)[1])
+held.close()
+N, K = 4, 50
+for lock in (fcntl.flock, fcntl.lockf):
+    with open(path, "w") as f:
+        f.write("0")
+    kids = []
+    for _ in range(N):
+        pid = os.fork()
+        if pid == 0:
+            for _ in range(K):
+                with open(path, "r+") as f:
+                    lock(f, fcntl.LOCK_EX)
+                    v = int(f.read())
+                    time.sleep(0.0002)
+                    f.seek(0); f.write(str(v + 1)); f.truncate(); f.flush()
+            os._exit(0)
+        kids.append(pid)
+    st = [os.waitpid(p, 0)[1] for p in kids]
+    print(lock.__name__, open(path).read(), st)
+db = "/tmp/t.db"
+c = sqlite3.connect(db)
+c.execute("create table t(n integer)"); c.execute("insert into t values(0)"); c.commit(); c.close()
+kids = []
+for _ in range(N):
+    pid = os.fork()
+    if pid == 0:
+        c = sqlite3.connect(db, timeout=60, isolation_level=None)
+        for _ in range(K):
+            c.execute("begin immediate")
+            (v,) = c.execute("select n from t").fetchone()
+            time.sleep(0.0002)
+            c.execute("update t set n=?", (v + 1,))
+            c.execute("commit")
+        os._exit(0)
+    kids.append(pid)
+st = [os.waitpid(p, 0)[1] for p in kids]
+print("sqlite", sqlite3.connect(db).execute("select n from t").fetchone()[0], st)
+"#;
+    let o = python(iso, code);
+    assert_eq!(
+        ok(&o),
+        "refused 0\nflock 200 [0, 0, 0, 0]\nlockf 200 [0, 0, 0, 0]\nsqlite 200 [0, 0, 0, 0]\n"
+    );
+}
+
 fn busybox_pipelines(iso: IsolationRequest) {
     let o = run(on(
         iso,
@@ -288,6 +358,7 @@ both_backends!(
     python_signals_and_timeouts,
     python_asyncio_and_sockets,
     python_fork_and_pipes,
+    python_processes_share_files_under_locks,
     busybox_pipelines,
     dash_and_coreutils_pipelines,
 );
