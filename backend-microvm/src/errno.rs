@@ -38,6 +38,7 @@ errnos!(
     ECHILD,
     EAGAIN,
     ENOLCK,
+    EDEADLK,
     EOVERFLOW,
     ENOMEM,
     EACCES,

@@ -281,6 +281,39 @@ static void record_locks(void) {
   l = lk(F_UNLCK, 0, 0);
   CHECK("lock.unlock.all", fcntl(a, F_SETLK, &l));
 
+  /* Two processes each waiting for the other's lock: the second wait to come fails with
+   * EDEADLK (which one depends on timing: the check is that exactly one does), the
+   * other is granted once the first gives its lock up. */
+  l = lk(F_WRLCK, 0, 1);
+  CHECK("lock.deadlock.parent.set", fcntl(a, F_SETLK, &l));
+  c = fork();
+  if (c == 0) {
+    alarm(10);
+    int b = open("lk", O_RDWR);
+    struct flock x = lk(F_WRLCK, 1, 1);
+    fcntl(b, F_SETLK, &x);
+    write(ready[1], "r", 1);
+    x = lk(F_WRLCK, 0, 1);
+    int r = fcntl(b, F_SETLKW, &x);
+    _exit(r == 0 ? 0 : errno == EDEADLK ? 3 : 4);
+  }
+  read(ready[0], &r, 1);
+  usleep(50000);
+  l = lk(F_WRLCK, 1, 1);
+  int pr = fcntl(a, F_SETLKW, &l), perr = errno;
+  /* Whichever was refused, the parent gives byte 0 up: the child (granted or refused)
+   * ends, and its byte 1 with it. */
+  l = lk(F_UNLCK, 0, 1);
+  fcntl(a, F_SETLK, &l);
+  int st = 0;
+  waitpid(c, &st, 0);
+  int child = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  int refused = (pr == -1 && perr == EDEADLK) + (child == 3);
+  int granted = (pr == 0) + (child == 0);
+  FACT("lock.deadlock", "refused=%d granted=%d", refused, granted);
+  l = lk(F_UNLCK, 0, 0);
+  fcntl(a, F_SETLK, &l);
+
   /* Open-file-description locks: owned by the open, conflicting with other opens and
    * with POSIX locks, gone with the last descriptor of their open. */
   int o1 = open("lk", O_RDWR), o2 = open("lk", O_RDWR);

@@ -378,21 +378,47 @@ impl Kernel {
             return Ok(0);
         }
         let lock = (kind != libc::F_UNLCK).then_some(write);
-        if lock.is_some()
-            && self
-                .locks
-                .conflict(key, &owner, write, start, end)
-                .is_some()
+        let tid = self.task.tid;
+        self.locks.unwait(tid);
+        if let Some(blocker) = lock
+            .and_then(|_| self.locks.conflict(key, &owner, write, start, end))
+            .cloned()
         {
-            if matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW) {
-                return Err(self.park(None));
+            if !matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW) {
+                return Err(errno::EAGAIN.into());
             }
-            return Err(errno::EAGAIN.into());
+            if !ofd {
+                let pid = self.proc.pid;
+                if self
+                    .locks
+                    .deadlock(pid, &blocker, |t| self.waits_for_lock(t))
+                {
+                    return Err(errno::EDEADLK.into());
+                }
+                let w = locks::Waiter {
+                    tid,
+                    pid,
+                    key,
+                    write,
+                    start,
+                    end,
+                };
+                self.locks.wait(w);
+            }
+            return Err(self.park(None));
         }
         self.locks.set(key, &owner, lock, start, end)?;
         // A lock given up (or narrowed, or made shared) may let a waiter on.
         self.stirred = true;
         Ok(0)
+    }
+
+    /// Task `tid` (not the current one) is parked in `fcntl(F_SETLKW)`.
+    fn waits_for_lock(&self, tid: super::task::Tid) -> bool {
+        self.tasks.get(&tid).is_some_and(|t| {
+            matches!(&t.state, super::task::TaskState::Blocked(b)
+                if b.nr == libc::SYS_fcntl as u64 && b.args[1] as i32 == libc::F_SETLKW)
+        })
     }
 
     /// `flock(fd, op)` (`locks.rs`): `LOCK_SH`, `LOCK_EX` or `LOCK_UN`, with

@@ -15,9 +15,10 @@
 //!
 //! A file is known by its device and inode numbers, as the sandbox's `stat` shows
 //! them. Waiting (`F_SETLKW`, `flock` without `LOCK_NB`) parks the task; every release
-//! stirs the scheduler, which tries the call again. There is no deadlock detection
-//! (`EDEADLK`): two processes that wait on each other's POSIX locks wait until the
-//! sandbox's wall time ends them, or a signal interrupts one.
+//! stirs the scheduler, which tries the call again. An `F_SETLKW` that would close a
+//! cycle of processes waiting on each other's POSIX locks fails with `EDEADLK`, as
+//! Linux's `posix_locks_deadlock` answers (following at most ten waits; OFD locks and
+//! `flock` have no such check, on Linux either).
 
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
@@ -87,11 +88,28 @@ struct Whole {
     exclusive: bool,
 }
 
+/// A task waiting in `F_SETLKW` for a POSIX lock (for the deadlock check).
+#[derive(Debug, Clone)]
+pub(crate) struct Waiter {
+    pub(crate) tid: Tid,
+    pub(crate) pid: Tid,
+    pub(crate) key: Key,
+    pub(crate) write: bool,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+}
+
+/// Most waits the deadlock check follows (Linux's `MAX_DEADLK_ITERATIONS`).
+const MAX_DEADLK_ITERATIONS: usize = 10;
+
 /// The sandbox's file locks.
 #[derive(Debug, Default)]
 pub(crate) struct Locks {
     ranges: BTreeMap<Key, Vec<Range>>,
     flocks: BTreeMap<Key, Vec<Whole>>,
+    /// Tasks waiting for POSIX locks, as they last parked (an entry whose task no
+    /// longer waits in `F_SETLKW` is ignored; see `deadlock`).
+    waiting: Vec<Waiter>,
 }
 
 /// What a `flock` call asks.
@@ -270,6 +288,42 @@ impl Locks {
         Ok(true)
     }
 
+    /// Notes that a task waits for a POSIX lock (replacing what it waited for before).
+    pub(crate) fn wait(&mut self, w: Waiter) {
+        self.unwait(w.tid);
+        self.waiting.push(w);
+    }
+
+    /// The task waits for no lock any more.
+    pub(crate) fn unwait(&mut self, tid: Tid) {
+        self.waiting.retain(|w| w.tid != tid);
+    }
+
+    /// Would process `pid` waiting behind `blocker` close a cycle of processes waiting
+    /// on each other's POSIX locks? `waits(tid)`: the task still waits in `F_SETLKW`
+    /// (an entry of a task a signal took out of its wait is not followed).
+    pub(crate) fn deadlock(&self, pid: Tid, blocker: &Range, waits: impl Fn(Tid) -> bool) -> bool {
+        let Owner::Process(mut q) = blocker.owner else {
+            return false;
+        };
+        for _ in 0..MAX_DEADLK_ITERATIONS {
+            if q == pid {
+                return true;
+            }
+            let Some(w) = self.waiting.iter().find(|w| w.pid == q && waits(w.tid)) else {
+                return false;
+            };
+            let Some(r) = self.conflict(w.key, &Owner::Process(q), w.write, w.start, w.end) else {
+                return false;
+            };
+            let Owner::Process(next) = r.owner else {
+                return false;
+            };
+            q = next;
+        }
+        false
+    }
+
     /// `pid` holds some POSIX lock.
     pub(crate) fn held_by(&self, pid: Tid) -> bool {
         self.ranges
@@ -280,6 +334,9 @@ impl Locks {
 
     /// Releases `pid`'s POSIX locks on `key` (`None`: on every file; the process ended).
     pub(crate) fn release(&mut self, pid: Tid, key: Option<Key>) {
+        if key.is_none() {
+            self.waiting.retain(|w| w.pid != pid);
+        }
         self.ranges.retain(|k, v| {
             if key.is_none_or(|key| key == *k) {
                 v.retain(|r| !matches!(r.owner, Owner::Process(p) if p == pid));
@@ -327,7 +384,11 @@ impl Locks {
             })
             .filter(|(_, v)| !v.is_empty())
             .collect();
-        Locks { ranges, flocks }
+        Locks {
+            ranges,
+            flocks,
+            waiting: self.waiting.clone(),
+        }
     }
 }
 
@@ -422,6 +483,32 @@ mod tests {
         assert!(l.conflict(K, &a, false, 45, 45).is_none());
         l.release(1, Some(K));
         assert!(!l.any_live());
+    }
+
+    #[test]
+    fn a_cycle_of_waits_is_a_deadlock() {
+        let mut l = Locks::default();
+        let (a, b, c) = (Owner::Process(1), Owner::Process(2), Owner::Process(3));
+        l.set(K, &a, Some(true), 0, 0).unwrap();
+        l.set(K, &b, Some(true), 1, 1).unwrap();
+        l.set(K, &c, Some(true), 2, 2).unwrap();
+        // 2 waits for 1's byte, 3 for 2's: 1 asking for 3's closes the cycle.
+        for (tid, pid, at) in [(20, 2, 0), (30, 3, 1)] {
+            l.wait(Waiter {
+                tid,
+                pid,
+                key: K,
+                write: true,
+                start: at,
+                end: at,
+            });
+        }
+        let blocker = l.conflict(K, &a, true, 2, 2).unwrap().clone();
+        assert!(l.deadlock(1, &blocker, |_| true));
+        // A task no longer waiting (a signal took it out) breaks the chain.
+        assert!(!l.deadlock(1, &blocker, |t| t != 30));
+        l.unwait(20);
+        assert!(!l.deadlock(1, &blocker, |_| true));
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     enosys(69, "msgsnd"),
     enosys(70, "msgrcv"),
     enosys(71, "msgctl"),
-    partial(72, "fcntl", "F_NOTIFY is accepted on directories but no change is signalled, F_SETLEASE refused (both counted); record locks held between the sandbox's processes as Linux holds them, with no deadlock detection (EDEADLK): processes waiting on each other wait until their time ends; F_SETOWN/F_SETSIG recorded, no SIGIO", |k, c| k.sys_fcntl(c.a[0], c.a[1], c.a[2])).restarts(),
+    partial(72, "fcntl", "F_NOTIFY is accepted on directories but no change is signalled, F_SETLEASE refused (both counted); F_SETOWN/F_SETSIG recorded, no SIGIO", |k, c| k.sys_fcntl(c.a[0], c.a[1], c.a[2])).restarts(),
     full(73, "flock", |k, c| k.sys_flock(c.a[0], c.a[1])).restarts(),
     full(74, "fsync", |k, c| k.sys_fsync(c.a[0], false)),
     full(75, "fdatasync", |k, c| k.sys_fsync(c.a[0], true)),
