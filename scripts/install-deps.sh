@@ -23,6 +23,7 @@ debs=(
   iptables         # the engines' port publishing (CNI portmap)
   runc crun        # the runtimes hsb-oci-container is compared with (scripts/bench-oci.sh)
   bsdutils         # script(1): a terminal for podman run -t in the engine tests
+  openjdk-17-jdk-headless nodejs  # JVM and Node.js workloads under the default policy (tests/compat.rs)
 )
 missing=()
 for p in "${debs[@]}"; do

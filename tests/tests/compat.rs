@@ -2,7 +2,8 @@
 //! linked, from the host's /usr), a script from a read-only mount using much of the
 //! standard library (threads and subprocesses included), temp files, signals and
 //! timeouts inside Python, processes sharing files under flock, lockf and sqlite's
-//! locks, busybox and dash pipelines, dynamically linked coreutils.
+//! locks, a Java and a Node.js program, busybox and dash pipelines, dynamically linked
+//! coreutils.
 //! Each check runs with `IsolationRequest::Container` and `IsolationRequest::MicroVm`
 //! (the latter skipped loudly without KVM, a failure under `HSB_REQUIRE_KVM=1`).
 
@@ -304,6 +305,36 @@ print("sqlite", sqlite3.connect(db).execute("select n from t").fetchone()[0], st
     );
 }
 
+/// A Java single-file program (compiled in the JVM, a thread started and joined) and
+/// Node.js (a child process and a worker thread), under the default policy's mounts:
+/// the JDK's configuration in /etc is there.
+fn jvm_and_node_programs(iso: IsolationRequest) {
+    let java = r#"public class H { public static void main(String[] a) throws Exception {
+        StringBuilder b = new StringBuilder();
+        Thread t = new Thread(() -> b.append("thread"));
+        t.start(); t.join();
+        System.out.println(b + " " + java.util.stream.IntStream.rangeClosed(1, 100).sum());
+    } }"#;
+    let o = run(on(
+        iso,
+        Workload::new(
+            "/bin/sh",
+            [
+                "-c",
+                &format!("cat > /tmp/H.java <<'EOF'\n{java}\nEOF\njava /tmp/H.java"),
+            ],
+        ),
+    ));
+    assert_eq!(ok(&o), "thread 5050\n");
+    let node = r#"const cp = require("child_process");
+const { Worker } = require("worker_threads");
+const out = cp.execFileSync("/bin/echo", ["child"]).toString().trim();
+new Worker("require('worker_threads').parentPort.postMessage(6 * 7)", { eval: true })
+  .on("message", (m) => console.log(out, m));"#;
+    let o = run(on(iso, Workload::new("node", ["-e", node])));
+    assert_eq!(ok(&o), "child 42\n");
+}
+
 fn busybox_pipelines(iso: IsolationRequest) {
     let o = run(on(
         iso,
@@ -359,6 +390,7 @@ both_backends!(
     python_asyncio_and_sockets,
     python_fork_and_pipes,
     python_processes_share_files_under_locks,
+    jvm_and_node_programs,
     busybox_pipelines,
     dash_and_coreutils_pipelines,
 );
