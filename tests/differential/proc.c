@@ -228,6 +228,60 @@ static void misc(void) {
 }
 
 
+/* The state letter of /proc/PID/stat and the State line of /proc/PID/status. */
+static void proc_state(pid_t pid, char *letter, char *line, size_t n) {
+  char path[64], buf[512];
+  *letter = '?';
+  snprintf(line, n, "?");
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    if (fgets(buf, sizeof buf, f)) {
+      char *e = strrchr(buf, ')');
+      if (e && e[1] == ' ')
+        *letter = e[2];
+    }
+    fclose(f);
+  }
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  f = fopen(path, "r");
+  if (f) {
+    while (fgets(buf, sizeof buf, f))
+      if (strncmp(buf, "State:", 6) == 0) {
+        buf[strcspn(buf, "\n")] = 0;
+        snprintf(line, n, "%s", buf + 7);
+      }
+    fclose(f);
+  }
+}
+
+/* A process's state as ps and top read it: running (the reader), sleeping in a
+ * syscall, a zombie until reaped. */
+static void states(void) {
+  char c, line[64];
+  proc_state(getpid(), &c, line, sizeof line);
+  FACT("state.self", "%c %s", c, line);
+  int p[2];
+  if (pipe(p) != 0)
+    return;
+  pid_t k = fork();
+  if (k == 0) {
+    char b;
+    read(p[0], &b, 1);
+    _exit(0);
+  }
+  usleep(100000);
+  proc_state(k, &c, line, sizeof line);
+  FACT("state.sleeping", "%c %s", c, line);
+  write(p[1], "x", 1);
+  usleep(100000);
+  proc_state(k, &c, line, sizeof line);
+  FACT("state.zombie", "%c %s", c, line);
+  waitpid(k, NULL, 0);
+  close(p[0]);
+  close(p[1]);
+}
+
 static void random_setup(void) {}
 static void one(int i) {
   long r;
@@ -262,5 +316,6 @@ int main(int argc, char **argv) {
   priorities();
   sched();
   misc();
+  states();
   return 0;
 }

@@ -34,18 +34,22 @@ impl Kernel {
             let Some(p) = self.proc_ref(pid) else {
                 continue;
             };
-            if p.exit.is_some() {
-                continue;
-            }
-            let fds = p.files.iter().map(|(fd, f)| (fd, fd_link(f))).collect();
-            view.insert(
-                pid,
+            // A zombie is there until reaped (ps shows it <defunct>), with no program,
+            // directory or descriptors left: its empty names.
+            let info = if p.exit.is_some() {
+                ProcInfo {
+                    exe: Vec::new(),
+                    cwd: Vec::new(),
+                    fds: Vec::new(),
+                }
+            } else {
                 ProcInfo {
                     exe: p.exe.clone(),
                     cwd: p.cwd.path(),
-                    fds,
-                },
-            );
+                    fds: p.files.iter().map(|(fd, f)| (fd, fd_link(f))).collect(),
+                }
+            };
+            view.insert(pid, info);
         }
         *self.vfs.proc.procs.borrow_mut() = view;
         self.vfs.set_self(self.proc.pid);
@@ -274,14 +278,7 @@ impl Kernel {
             .first()
             .and_then(|t| self.task_ref(*t))
             .map_or((0, 0), |t| (t.mask, t.pending));
-        let state = if threads.iter().any(|t| {
-            self.task_ref(*t)
-                .is_some_and(|t| matches!(t.state, TaskState::Runnable))
-        }) {
-            "R (running)"
-        } else {
-            "S (sleeping)"
-        };
+        let state = self.state_of(pid);
         let (uid, gid) = self.user;
         let _ = write!(
             s,
@@ -301,9 +298,28 @@ impl Kernel {
         );
     }
 
+    /// A process's state as `/proc/PID/status` shows it (`stat` shows its letter): a
+    /// zombie, running when a thread can run, else sleeping in a syscall.
+    fn state_of(&self, pid: Tid) -> &'static str {
+        let Some(p) = self.proc_ref(pid) else {
+            return "X (dead)";
+        };
+        if p.exit.is_some() {
+            "Z (zombie)"
+        } else if p.threads.iter().any(|t| {
+            self.task_ref(*t)
+                .is_some_and(|t| matches!(t.state, TaskState::Runnable))
+        }) {
+            "R (running)"
+        } else {
+            "S (sleeping)"
+        }
+    }
+
     fn stat_of(&mut self, pid: Tid, s: &mut String) {
         let (size, rss) = self.vm_of(pid);
         let comm = self.comm_of(pid);
+        let state = &self.state_of(pid)[..1];
         let Some(p) = self.proc_ref(pid) else {
             return;
         };
@@ -314,7 +330,7 @@ impl Kernel {
                 .sum::<Duration>();
         let _ = writeln!(
             s,
-            "{pid} ({comm}) R {} {} {} 0 -1 4194304 0 0 0 0 {} 0 {} 0 20 0 {} 0 0 {size} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 {} 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
+            "{pid} ({comm}) {state} {} {} {} 0 -1 4194304 0 0 0 0 {} 0 {} 0 20 0 {} 0 0 {size} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 {} 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
             p.ppid,
             p.pgid,
             p.sid,

@@ -15,7 +15,7 @@ use crate::errno::{self, Errno};
 /// What the kernel tells `/proc` about a process.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ProcInfo {
-    /// `exe`.
+    /// `exe` (empty for a zombie, whose `exe` and `cwd` are gone).
     pub(crate) exe: Vec<u8>,
     /// `cwd`.
     pub(crate) cwd: Vec<u8>,
@@ -144,6 +144,8 @@ impl ProcView {
                 let procs = self.procs.borrow();
                 let info = procs.get(p).ok_or(errno::ENOENT)?;
                 match name {
+                    // A zombie's (empty): gone, as Linux answers.
+                    b"exe" | b"cwd" if info.exe.is_empty() => None,
                     b"exe" => Some(link(info.exe.clone())),
                     b"cwd" => Some(link(info.cwd.clone())),
                     b"root" => Some(link("/")),
