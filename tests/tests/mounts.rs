@@ -456,6 +456,22 @@ mod tmpfs {
             let again = run(w("ls -A /data/cache /scratch/deep"));
             assert_eq!(stdout(&again), "/data/cache:\n\n/scratch/deep:\n", "{}", out(&again));
         }
+
+        /// Each in-memory filesystem has its own device number: no two files of /tmp and
+        /// of two `--tmpfs` mounts (one inside /tmp) share a device and inode number,
+        /// which hard-link checks (`cp -a`, `tar`, `du`), `find`'s loop check and file
+        /// locks rely on.
+        fn each_tmpfs_has_its_own_device(iso) {
+            let o = run(sh(
+                "echo x > /tmp/f; echo y > /a/f; echo z > /tmp/sub/f; \
+                 stat -c '%d:%i' /tmp /a /tmp/sub /tmp/f /a/f /tmp/sub/f | sort | uniq -d | wc -l; \
+                 find /tmp > /dev/null && echo find ok",
+            )
+            .isolation(iso)
+            .tmpfs("/a", None)
+            .tmpfs("/tmp/sub", None));
+            assert_eq!(stdout(&o), "0\nfind ok\n", "{}", out(&o));
+        }
     }
 }
 

@@ -31,9 +31,13 @@ pub(crate) fn build_with(
     let mut tree = MountTree::new();
     let tmp_limit = plan.limits.tmp_size.map(|b| b.0).unwrap_or(u64::MAX);
     let tmp_budget = Rc::clone(&budget);
+    // Each in-memory filesystem its own device number, in the order built (the same
+    // for every sandbox of this plan: a snapshot file's are read back into them).
+    let mut devs = std::iter::once(super::tmpfs::TMP_DEV).chain(super::tmpfs::MORE_TMP_DEVS..);
+    let mut dev = move || devs.next().unwrap_or(super::tmpfs::TMP_DEV);
     // A directory root (an OCI bundle's rootfs) keeps its own /tmp, as in the container.
     if plan.root_dir.is_none() {
-        let tmp = TmpFs::create(tmp_limit, Rc::clone(&budget), plan.user);
+        let tmp = TmpFs::create(tmp_limit, Rc::clone(&budget), plan.user, dev());
         tree.insert(Path::new("/tmp"), Node::Tmp(tmp));
     }
     let mut sources = Vec::new();
@@ -139,7 +143,7 @@ pub(crate) fn build_with(
                 .tmp_size
                 .or(plan.limits.memory)
                 .map_or(u64::MAX, |b| b.0);
-            let upper = TmpFs::create(upper_limit, budget, plan.user);
+            let upper = TmpFs::create(upper_limit, budget, plan.user, dev());
             Node::Ovl(Overlay::root(&layers, upper, plan.user))
         }
     };
@@ -174,7 +178,7 @@ pub(crate) fn build_with(
     // In-memory filesystems the plan asks for, each with its own size, charged to
     // guest memory like /tmp.
     for t in &plan.tmpfs {
-        let fs = TmpFs::create(t.size, Rc::clone(&tmp_budget), plan.user);
+        let fs = TmpFs::create(t.size, Rc::clone(&tmp_budget), plan.user, dev());
         fs.mode.set(t.mode & 0o7777);
         tree.insert(&t.target, Node::Tmp(fs));
         reports.push(sandbox_core::MountReport {

@@ -64,7 +64,7 @@ fn fixture() -> Fixture {
     ];
     let mem = Memory::new(2 << 20).unwrap();
     let mut tree = MountTree::new();
-    let tmp = tmpfs::TmpFs::create(1 << 20, mem.budget(), (1000, 1000));
+    let tmp = tmpfs::TmpFs::create(1 << 20, mem.budget(), (1000, 1000), tmpfs::TMP_DEV);
     tree.insert(Path::new("/tmp"), Node::Tmp(tmp));
     let mut sources = Vec::new();
     // As a rootless caller's: the host paths themselves (no idmapped trees).

@@ -169,6 +169,13 @@ impl Drop for TmpInode {
     }
 }
 
+/// The device number of a sandbox's first in-memory filesystem (`/tmp`, 0:42).
+pub(crate) const TMP_DEV: u64 = 0x2a;
+
+/// The others the plan builds number on from here, in the order they are built (0x2b
+/// is the synthetic nodes', 0x2c `/proc`'s).
+pub(crate) const MORE_TMP_DEVS: u64 = 0x2d;
+
 /// The filesystem: its size limit and the memory budget it draws from.
 #[derive(Debug)]
 pub(crate) struct TmpFs {
@@ -178,6 +185,10 @@ pub(crate) struct TmpFs {
     budget: Rc<Budget>,
     /// The uid and gid its files belong to (the workload's).
     owner: (u32, u32),
+    /// Its device number: each in-memory filesystem of a sandbox has its own, so that
+    /// a device and inode number name one file (hard-link checks, `find`'s loop check,
+    /// file locks), as Linux gives each tmpfs an anonymous device.
+    dev: u64,
 }
 
 fn pages(bytes: u64) -> u64 {
@@ -185,15 +196,21 @@ fn pages(bytes: u64) -> u64 {
 }
 
 impl TmpFs {
-    /// A filesystem of at most `limit` bytes of file data, its files owned by `owner`;
-    /// returns its root.
-    pub(crate) fn create(limit: u64, budget: Rc<Budget>, owner: (u32, u32)) -> Rc<TmpInode> {
+    /// A filesystem of at most `limit` bytes of file data, its files owned by `owner`,
+    /// numbered `dev` (see [`TMP_DEV`]); returns its root.
+    pub(crate) fn create(
+        limit: u64,
+        budget: Rc<Budget>,
+        owner: (u32, u32),
+        dev: u64,
+    ) -> Rc<TmpInode> {
         let fs = Rc::new(TmpFs {
             limit,
             used: Cell::new(0),
             next_ino: Cell::new(2),
             budget,
             owner,
+            dev,
         });
         let root = TmpFs::inode(&fs, TmpData::Dir(BTreeMap::new()), 0o1777);
         root.nlink.set(2);
@@ -265,7 +282,7 @@ impl TmpInode {
         };
         let [atime, mtime, ctime] = self.times.get();
         Meta {
-            dev: 0x2a,
+            dev: self.fs.dev,
             ino: self.ino,
             mode: kind | self.mode.get(),
             nlink: self.nlink.get(),
@@ -581,6 +598,7 @@ impl crate::snap::Snap for TmpFs {
             next_ino: self.next_ino.snap(m)?,
             budget: self.budget.snap(m)?,
             owner: self.owner,
+            dev: self.dev,
         })
     }
 }
@@ -593,7 +611,7 @@ mod tests {
     #[test]
     fn size_limit_and_budget() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::create(10_000, mem.budget(), (1000, 1000));
+        let root = TmpFs::create(10_000, mem.budget(), (1000, 1000), TMP_DEV);
         let f = TmpFs::inode(root.fs(), TmpData::File(FileData::default()), 0o644);
         root.insert(b"f", Rc::clone(&f)).unwrap();
         assert_eq!(f.write_at(0, &[1u8; 8000]).unwrap(), 8000);
@@ -614,7 +632,7 @@ mod tests {
     #[test]
     fn sparse_files() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::create(4 * PAGE_SIZE, mem.budget(), (1000, 1000));
+        let root = TmpFs::create(4 * PAGE_SIZE, mem.budget(), (1000, 1000), TMP_DEV);
         let f = TmpFs::inode(root.fs(), TmpData::File(FileData::default()), 0o644);
         root.insert(b"f", Rc::clone(&f)).unwrap();
         let big = (2u64 << 30) + 5;
@@ -645,7 +663,7 @@ mod tests {
     #[test]
     fn entries_are_charged_to_the_budget() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::create(1 << 20, mem.budget(), (1000, 1000));
+        let root = TmpFs::create(1 << 20, mem.budget(), (1000, 1000), TMP_DEV);
         let start = mem.used_bytes();
         let target = vec![b'x'; 4000];
         let mut made = 0;
@@ -668,7 +686,7 @@ mod tests {
     #[test]
     fn directories_must_be_empty_to_go() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::create(1 << 20, mem.budget(), (1000, 1000));
+        let root = TmpFs::create(1 << 20, mem.budget(), (1000, 1000), TMP_DEV);
         let d = TmpFs::inode(root.fs(), TmpData::Dir(BTreeMap::new()), 0o755);
         root.insert(b"d", Rc::clone(&d)).unwrap();
         d.insert(
