@@ -108,7 +108,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     enosys(70, "msgrcv"),
     enosys(71, "msgctl"),
     partial(72, "fcntl", "F_NOTIFY is accepted on directories but no change is signalled, F_SETLEASE refused (both counted); F_SETOWN/F_SETSIG recorded, no SIGIO", |k, c| k.sys_fcntl(c.a[0], c.a[1], c.a[2])).restarts(),
-    full(73, "flock", |k, c| k.sys_flock(c.a[0], c.a[1])).restarts(),
+    full(73, "flock", |k, c| k.sys_flock(c.a[0], c.a[1])).restarts().note("locks (and fcntl's record locks) are held between the sandbox's processes; a host process sharing a read-write mount does not see them"),
     full(74, "fsync", |k, c| k.sys_fsync(c.a[0], false)),
     full(75, "fdatasync", |k, c| k.sys_fsync(c.a[0], true)),
     full(76, "truncate", |k, c| k.sys_truncate(c.a[0], c.a[1])),
