@@ -421,7 +421,7 @@ pub(crate) fn range_of(
         if len - 1 > OFFSET_MAX - s {
             return Err(errno::EOVERFLOW);
         }
-        e = s + len - 1;
+        e = s + (len - 1);
     } else if len < 0 {
         e = s - 1;
         s = s.checked_add(len).ok_or(errno::EINVAL)?;
@@ -540,6 +540,14 @@ mod tests {
         assert_eq!(range_of(0, -1, 1, 0, 0), Err(errno::EINVAL));
         assert_eq!(range_of(2, OFFSET_MAX, 1, 0, 10), Err(errno::EOVERFLOW));
         assert_eq!(range_of(0, 10, OFFSET_MAX, 0, 0), Err(errno::EOVERFLOW));
+        // The last byte there is: up to OFFSET_MAX, never past it.
+        assert_eq!(range_of(0, 1, OFFSET_MAX, 0, 0), Ok((1, OFFSET_MAX)));
+        assert_eq!(range_of(1, 0, OFFSET_MAX, 1, 0), Ok((1, OFFSET_MAX)));
+        assert_eq!(
+            range_of(0, OFFSET_MAX, 1, 0, 0),
+            Ok((OFFSET_MAX, OFFSET_MAX))
+        );
+        assert_eq!(range_of(0, 0, i64::MIN, 0, 0), Err(errno::EINVAL));
         assert_eq!(range_of(3, 0, 0, 0, 0), Err(errno::EINVAL));
     }
 
