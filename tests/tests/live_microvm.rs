@@ -161,6 +161,51 @@ fn background_process_survives_and_pause_stops_it() {
     });
 }
 
+/// A file lock a background process holds keeps later execs from it (the VM's
+/// processes lock against each other as on Linux: util-linux's `flock -n` fails,
+/// `flock` waits), and goes when that process ends.
+#[test]
+fn a_lock_held_in_the_background_holds_across_execs() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let live = create(LiveOptions::default()).await;
+        let o = sh_out(
+            &live,
+            "busybox sh -c 'exec 9>/tmp/lock; /usr/bin/flock 9; echo $$ > /tmp/holder; \
+             exec busybox sleep 60' >/dev/null 2>&1 &",
+        )
+        .await;
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        let o = sh_out(
+            &live,
+            "while ! busybox test -s /tmp/holder; do busybox sleep 0.02; done; \
+             /usr/bin/flock -n /tmp/lock true; echo held=$?",
+        )
+        .await;
+        assert_eq!(stdout(&o), "held=1\n", "{o:?}");
+        // A waiter in one exec; the holder ended from another.
+        let waiter = {
+            let live = live.clone();
+            let mut req = ExecRequest::new(["/usr/bin/flock", "/tmp/lock", "echo", "got it"]);
+            req.limits = ExecLimits {
+                wall_time: Some(Duration::from_secs(30)),
+                ..ExecLimits::default()
+            };
+            tokio::spawn(async move { live.exec_with(req).await.unwrap() })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let o = sh_out(&live, "busybox kill $(busybox cat /tmp/holder)").await;
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        let o = waiter.await.unwrap();
+        assert_eq!(stdout(&o), "got it\n", "{o:?}");
+        let o = sh_out(&live, "/usr/bin/flock -n /tmp/lock true; echo free=$?").await;
+        assert_eq!(stdout(&o), "free=0\n", "{o:?}");
+        live.destroy().await.unwrap();
+    });
+}
+
 #[test]
 fn paused_time_is_not_counted_against_an_execs_wall_time() {
     let Some(_serial) = ready() else {
