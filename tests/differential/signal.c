@@ -7,11 +7,13 @@
 #include <sys/wait.h>
 
 static volatile int got, got_code, got_value, got_onstack;
+static void *volatile got_ptr;
 static void handler(int sig, siginfo_t *si, void *uc) {
   (void)uc;
   got = sig;
   got_code = si->si_code;
   got_value = si->si_value.sival_int;
+  got_ptr = si->si_value.sival_ptr;
   char here;
   stack_t ss;
   sigaltstack(NULL, &ss);
@@ -40,6 +42,14 @@ static void dispositions(void) {
   union sigval v = {.sival_int = 42};
   CHECK("sigqueue.self", sigqueue(getpid(), SIGUSR1, v));
   FACT("sigqueue.self.got", "sig=%d code=%d value=%d", got, got_code, got_value);
+  /* A pointer travels whole (all 64 bits of si_value). */
+  got = 0;
+  char *target = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  union sigval vp = {.sival_ptr = target};
+  CHECK("sigqueue.ptr", sigqueue(getpid(), SIGUSR1, vp));
+  FACT("sigqueue.ptr.got", "sig=%d same=%d above4g=%d", got, got_ptr == (void *)target,
+       (uintptr_t)target > 0xffffffffu);
+  munmap(target, 4096);
   got = 0;
   siginfo_t si = {0};
   si.si_code = SI_USER;

@@ -211,7 +211,7 @@ impl Kernel {
                     signo: exit_signal,
                     code,
                     addr: u64::from(pid) | (u64::from(self.user.0) << 32),
-                    status: st,
+                    status: u64::from(st as u32),
                 },
             );
         }
@@ -404,7 +404,7 @@ impl Kernel {
                     signo: SIGCHLD,
                     code,
                     addr: u64::from(c) | (u64::from(self.user.0) << 32),
-                    status,
+                    status: u64::from(status as u32),
                 };
                 self.mm.write(infop, &info.to_abi())?;
             }
@@ -422,7 +422,7 @@ impl Kernel {
                     signo: SIGCHLD,
                     code,
                     addr: u64::from(c) | (u64::from(self.user.0) << 32),
-                    status,
+                    status: u64::from(status as u32),
                 };
                 self.mm.write(infop, &info.to_abi())?;
             }

@@ -344,7 +344,7 @@ impl Kernel {
             signo: sig as i32,
             code,
             addr: si.who,
-            status: si.value as i32,
+            status: si.value,
         };
         match tid {
             Some(t) => {

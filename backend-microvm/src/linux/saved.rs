@@ -314,7 +314,7 @@ fn save_info(e: &mut Enc, info: &[Option<SigInfo>; 64]) {
             e.i32(s.signo);
             e.i32(s.code);
             e.u64(s.addr);
-            e.i32(s.status);
+            e.u64(s.status);
         });
     }
 }
@@ -327,7 +327,7 @@ fn load_info(d: &mut Dec<'_>) -> Result<[Option<SigInfo>; 64], WireError> {
                 signo: d.i32("a signal")?,
                 code: d.i32("a signal")?,
                 addr: d.u64("a signal")?,
-                status: d.i32("a signal")?,
+                status: d.u64("a signal")?,
             })
         })?;
     }

@@ -86,8 +86,10 @@ pub(crate) struct SigInfo {
     pub(crate) code: i32,
     /// `si_addr` for faults; for `kill`, the sender's pid and uid.
     pub(crate) addr: u64,
-    /// For `SIGCHLD`: the child's status.
-    pub(crate) status: i32,
+    /// The word at `si_status`'s and `si_value`'s place: a child's status (`SIGCHLD`,
+    /// as an unsigned 32-bit value), or the sender's whole `si_value` (a queued signal:
+    /// `sival_ptr` is 64 bits).
+    pub(crate) status: u64,
 }
 
 impl SigInfo {
@@ -107,7 +109,7 @@ impl SigInfo {
             si_signo: self.signo,
             si_code: self.code,
             who: self.addr,
-            value: self.status as u32 as u64,
+            value: self.status,
             ..abi::SigInfo::default()
         }
     }
@@ -303,7 +305,7 @@ impl Kernel {
             signo: SIGCHLD,
             code,
             addr: u64::from(pid) | (u64::from(self.user.0) << 32),
-            status,
+            status: u64::from(status as u32),
         };
         self.signal_process(ppid, info);
     }

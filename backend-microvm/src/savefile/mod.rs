@@ -52,8 +52,9 @@ pub(crate) const FORMAT: u32 = 1;
 /// stub page holds the `warm` pass, which a sandbox started from the file may run;
 /// 4: the trampolines moved up to the frame page, `layout::TRAMP_VA`; each mapping
 /// carries its fork advice and lock, `mm::vma::{OnFork, Lock}`, and each address
-/// space how its later mappings are locked).
-const STATE_VERSION: u32 = 4;
+/// space how its later mappings are locked; 5: a pending signal's `si_value` is 64
+/// bits).
+const STATE_VERSION: u32 = 5;
 /// The header's size; guest memory starts there.
 pub(crate) const HEADER: u64 = 4096;
 const PAGE: u64 = 4096;
