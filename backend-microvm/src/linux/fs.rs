@@ -442,12 +442,13 @@ impl Kernel {
             return Err(errno::EBADF.into());
         }
         let meta = self.file_meta(&f)?;
-        if self.locks.flock((meta.dev, meta.ino), &f, what)? {
-            self.stirred = true;
+        let granted = self.locks.flock((meta.dev, meta.ino), &f, what)?;
+        // A lock given up (an unlock, or a conversion's old lock, which goes even when
+        // the new one must wait) may let others go on.
+        self.stirred = true;
+        if granted {
             return Ok(0);
         }
-        // The conversion's old lock went: others may go on while this one waits.
-        self.stirred = true;
         if op & libc::LOCK_NB as u32 != 0 {
             return Err(errno::EAGAIN.into());
         }

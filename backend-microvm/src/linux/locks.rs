@@ -88,6 +88,25 @@ struct Whole {
     exclusive: bool,
 }
 
+impl Whole {
+    /// Still held: the open file description has a reference left.
+    fn alive(&self) -> bool {
+        self.file.strong_count() > 0
+    }
+}
+
+/// The locks of `held` the copy keeps, each as `copy` makes it (`None`: gone), files
+/// with none left dropped.
+fn copy_held<T>(
+    held: &BTreeMap<Key, Vec<T>>,
+    copy: impl Fn(&T) -> Option<T>,
+) -> BTreeMap<Key, Vec<T>> {
+    held.iter()
+        .map(|(k, v)| (*k, v.iter().filter_map(&copy).collect::<Vec<_>>()))
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
 /// A task waiting in `F_SETLKW` for a POSIX lock (for the deadlock check).
 #[derive(Debug, Clone)]
 pub(crate) struct Waiter {
@@ -129,11 +148,7 @@ impl Locks {
     /// Some lock is held by a live owner (a snapshot file cannot carry it).
     pub(crate) fn any_live(&self) -> bool {
         self.ranges.values().flatten().any(|r| r.owner.alive())
-            || self
-                .flocks
-                .values()
-                .flatten()
-                .any(|w| w.file.strong_count() > 0)
+            || self.flocks.values().flatten().any(Whole::alive)
     }
 
     /// Entries held, dead owners' included.
@@ -149,7 +164,7 @@ impl Locks {
             !v.is_empty()
         });
         self.flocks.retain(|_, v| {
-            v.retain(|w| w.file.strong_count() > 0);
+            v.retain(Whole::alive);
             !v.is_empty()
         });
     }
@@ -259,7 +274,7 @@ impl Locks {
         let me = Rc::downgrade(file);
         let exclusive = op == FlockOp::Exclusive;
         let held = self.flocks.entry(key).or_default();
-        held.retain(|w| w.file.strong_count() > 0);
+        held.retain(Whole::alive);
         if let Some(i) = held.iter().position(|w| Weak::ptr_eq(&w.file, &me)) {
             if op != FlockOp::Unlock && held[i].exclusive == exclusive {
                 return Ok(true);
@@ -349,41 +364,19 @@ impl Locks {
     /// copies' (second pass, `snap.rs`); a lock whose file was not copied (no
     /// descriptor left) is gone.
     pub(crate) fn snap_weak(&self, m: &crate::snap::Memo) -> Locks {
-        let ranges = self
-            .ranges
-            .iter()
-            .map(|(k, v)| {
-                let v = v
-                    .iter()
-                    .filter_map(|r| {
-                        let owner = match &r.owner {
-                            Owner::Process(p) => Owner::Process(*p),
-                            Owner::File(w) => Owner::File(m.weak(w)?),
-                        };
-                        Some(Range { owner, ..r.clone() })
-                    })
-                    .collect::<Vec<_>>();
-                (*k, v)
+        let ranges = copy_held(&self.ranges, |r| {
+            let owner = match &r.owner {
+                Owner::Process(p) => Owner::Process(*p),
+                Owner::File(w) => Owner::File(m.weak(w)?),
+            };
+            Some(Range { owner, ..r.clone() })
+        });
+        let flocks = copy_held(&self.flocks, |w| {
+            Some(Whole {
+                file: m.weak(&w.file)?,
+                exclusive: w.exclusive,
             })
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
-        let flocks = self
-            .flocks
-            .iter()
-            .map(|(k, v)| {
-                let v = v
-                    .iter()
-                    .filter_map(|w| {
-                        Some(Whole {
-                            file: m.weak(&w.file)?,
-                            exclusive: w.exclusive,
-                        })
-                    })
-                    .collect::<Vec<_>>();
-                (*k, v)
-            })
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
+        });
         Locks {
             ranges,
             flocks,
