@@ -2,7 +2,8 @@
 //! linked, from the host's /usr), a script from a read-only mount using much of the
 //! standard library (threads and subprocesses included), temp files, signals and
 //! timeouts inside Python, processes sharing files under flock, lockf and sqlite's
-//! locks, a Java and a Node.js program, busybox and dash pipelines, dynamically linked
+//! locks, a Java and a Node.js program, util-linux and coreutils waiting on POSIX
+//! timers and Python on a timerfd, busybox and dash pipelines, dynamically linked
 //! coreutils.
 //! Each check runs with `IsolationRequest::Container` and `IsolationRequest::MicroVm`
 //! (the latter skipped loudly without KVM, a failure under `HSB_REQUIRE_KVM=1`).
@@ -335,6 +336,38 @@ new Worker("require('worker_threads').parentPort.postMessage(6 * 7)", { eval: tr
     assert_eq!(ok(&o), "child 42\n");
 }
 
+/// Programs that wait with POSIX timers (`timer_create`): util-linux `flock -w` gives
+/// up on a lock another process holds, coreutils `timeout` stops a command; and a
+/// timerfd read through Python's `select.epoll` (the fd made by a C library call
+/// through `ctypes`).
+fn timed_waits_of_real_programs(iso: IsolationRequest) {
+    let script = "flock /tmp/l sleep 2 & \
+                  until ! flock -n /tmp/l true; do sleep 0.05; done; \
+                  flock -w 0.3 /tmp/l true; echo flock-w $?; \
+                  timeout 0.3 sleep 10; echo timeout $?; \
+                  timeout -s INT 0.2 sleep 10; echo timeout-int $?; wait; echo done";
+    let o = run(on(iso, Workload::new("/bin/sh", ["-c", script])));
+    assert_eq!(ok(&o), "flock-w 1\ntimeout 124\ntimeout-int 124\ndone\n");
+    let code = r#"
+import ctypes, os, select, struct, time
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.timerfd_create(1, os.O_NONBLOCK)
+assert fd >= 0, ctypes.get_errno()
+spec = struct.pack("qqqq", 0, 20_000_000, 0, 30_000_000)
+assert libc.timerfd_settime(fd, 0, spec, None) == 0
+ep = select.epoll()
+ep.register(fd, select.EPOLLIN)
+t0 = time.monotonic()
+ticks = 0
+while ticks < 5:
+    for _ in ep.poll(5):
+        ticks += struct.unpack("Q", os.read(fd, 8))[0]
+waited = time.monotonic() - t0
+print("ticks", ticks >= 5, "waited", waited >= 0.03 + 4 * 0.02 - 0.005)
+"#;
+    assert_eq!(ok(&python(iso, code)), "ticks True waited True\n");
+}
+
 fn busybox_pipelines(iso: IsolationRequest) {
     let o = run(on(
         iso,
@@ -391,6 +424,7 @@ both_backends!(
     python_fork_and_pipes,
     python_processes_share_files_under_locks,
     jvm_and_node_programs,
+    timed_waits_of_real_programs,
     busybox_pipelines,
     dash_and_coreutils_pipelines,
 );

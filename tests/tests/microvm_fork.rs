@@ -267,6 +267,67 @@ fn a_sandbox_holding_a_terminal_refuses_a_snapshot_and_goes_on() {
     });
 }
 
+/// A Python process counting a periodic timerfd's expiries (a blocking read) and a
+/// periodic POSIX timer's signals (a handler), both every 20 ms, into /tmp/t.
+const TIMERS: &str = r#"
+import ctypes, os, signal, struct
+libc = ctypes.CDLL(None, use_errno=True)
+hits = [0]
+signal.signal(signal.SIGUSR1, lambda *a: hits.__setitem__(0, hits[0] + 1))
+spec = struct.pack("qqqq", 0, 20_000_000, 0, 20_000_000)
+fd = libc.timerfd_create(1, 0)
+assert fd >= 0 and libc.timerfd_settime(fd, 0, spec, None) == 0
+sev = struct.pack("qii", 0, signal.SIGUSR1, 0) + bytes(48)
+timer = ctypes.c_void_p()
+assert libc.timer_create(1, sev, ctypes.byref(timer)) == 0
+assert libc.timer_settime(timer, 0, spec, None) == 0
+n = 0
+while True:
+    n += struct.unpack("Q", os.read(fd, 8))[0]
+    with open("/tmp/t.tmp", "w") as o:
+        o.write("%d %d" % (n, hits[0]))
+    os.rename("/tmp/t.tmp", "/tmp/t")
+"#;
+
+/// The timerfd expiries and timer signals /tmp/t counts, once both passed `past`.
+async fn timers_past(live: &Live, past: (u64, u64)) -> (u64, u64) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(b) = live.read_file("/tmp/t").await {
+            let s = String::from_utf8(b).unwrap();
+            let (n, h) = s.split_once(' ').unwrap();
+            let now = (n.parse().unwrap(), h.parse().unwrap());
+            if now.0 > past.0 && now.1 > past.1 {
+                return now;
+            }
+        }
+        assert!(Instant::now() < until, "the timers stopped at {past:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fork goes on with its processes' timers: the timerfd still wakes its reader and
+/// the POSIX timer still signals, in the fork and in the parent alike.
+#[test]
+fn a_fork_keeps_its_processes_timers() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let parent = live_create(vm()).await;
+        parent.write_file("/tmp/timers.py", TIMERS).await.unwrap();
+        live_sh(&parent, "(python3 /tmp/timers.py >/tmp/log 2>&1 &)").await;
+        let at_fork = timers_past(&parent, (2, 2)).await;
+        let child = fork_within(&parent, "fork of a sandbox with timers").await;
+        let later = timers_past(&child, at_fork).await;
+        timers_past(&child, (later.0 + 3, later.1 + 3)).await;
+        timers_past(&parent, (later.0 + 3, later.1 + 3)).await;
+        for l in [child, parent] {
+            l.destroy().await.unwrap();
+        }
+    });
+}
+
 /// A live container's snapshot keeps its writable layer only, and says so: files,
 /// directories and symlinks of /tmp come back in each start; processes do not.
 #[test]

@@ -25,7 +25,7 @@ pub(crate) use process::{CapData, CapHeader, Rlimit, Rusage, SchedParam, Sysinfo
 pub(crate) use signal::{SigAction, SigContext, SigInfo, StackT, UContext};
 pub(crate) use socket::{Iovec, MMsgHdr, MsgHdr, Ucred};
 pub(crate) use stat::{Stat, Statfs, Statx, StatxTimestamp};
-pub(crate) use time::{Itimerval, Timespec, Timeval, Utimbuf, UtimeSpec};
+pub(crate) use time::{Itimerspec, Itimerval, Sigevent, Timespec, Timeval, Utimbuf, UtimeSpec};
 pub(crate) use tty::{Termios, Termios2, Winsize, NCCS};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};

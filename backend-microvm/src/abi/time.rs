@@ -120,6 +120,31 @@ pub(crate) struct Itimerval {
 }
 assert_size!(Itimerval, 32);
 
+/// `struct itimerspec` (32 bytes): the interval, then the time left (`timerfd_*`,
+/// `timer_*`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub(crate) struct Itimerspec {
+    pub(crate) it_interval: Timespec,
+    pub(crate) it_value: Timespec,
+}
+assert_size!(Itimerspec, 32);
+
+/// `struct sigevent` as `timer_create` reads it (64 bytes): the value the signal
+/// carries, the signal, how to notify, and the thread for `SIGEV_THREAD_ID`.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub(crate) struct Sigevent {
+    pub(crate) sigev_value: u64,
+    pub(crate) sigev_signo: i32,
+    pub(crate) sigev_notify: i32,
+    pub(crate) sigev_tid: i32,
+    pub(crate) _rest: [u8; 44],
+}
+assert_size!(Sigevent, 64);
+
 /// `struct utimbuf` (`utime`; 16 bytes, whole seconds).
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -153,6 +178,16 @@ mod tests {
         assert_eq!(
             offset_of!(Itimerval, it_value),
             offset_of!(libc::itimerval, it_value)
+        );
+        assert_eq!(size_of::<Itimerspec>(), size_of::<libc::itimerspec>());
+        assert_eq!(
+            offset_of!(Itimerspec, it_value),
+            offset_of!(libc::itimerspec, it_value)
+        );
+        assert_eq!(size_of::<Sigevent>(), size_of::<libc::sigevent>());
+        assert_eq!(
+            offset_of!(Sigevent, sigev_notify),
+            offset_of!(libc::sigevent, sigev_notify)
         );
         assert_eq!(size_of::<Utimbuf>(), size_of::<libc::utimbuf>());
         assert_eq!(

@@ -178,6 +178,7 @@ impl Kernel {
                 (i, o)
             }
             FileKind::EventFd(ev) => (ev.count.get(), ev.count.get()),
+            FileKind::TimerFd(t) => (t.activity(), 0),
             _ => return None,
         };
         Some((if want_in { i } else { 0 }).wrapping_add(if want_out {

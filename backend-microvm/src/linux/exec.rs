@@ -117,6 +117,8 @@ impl Kernel {
         if let Some(parent) = self.task.vfork_parent.take() {
             self.vfork_release(parent, me);
         }
+        // POSIX timers end with the program (`exit_itimers`); timerfds are files.
+        self.timers.drop_process(self.proc.pid, false);
         let gone = self.proc.files.close_on_exec();
         self.closed(&gone);
         drop(gone);

@@ -136,6 +136,7 @@ impl Kernel {
         for t in p.threads.clone() {
             self.end_thread(t);
         }
+        self.timers.drop_process(pid, true);
         let Some(p) = self.proc_mut(pid) else {
             return;
         };

@@ -35,6 +35,7 @@ mod stat;
 mod table;
 pub(crate) mod task;
 mod time;
+mod timers;
 pub(crate) mod tty;
 mod unix;
 
@@ -299,6 +300,8 @@ pub(crate) struct Kernel {
     pub(crate) netlink: netlink::Ports,
     /// File locks (`flock`, `fcntl` record locks) held (`locks.rs`).
     pub(crate) locks: locks::Locks,
+    /// Timerfds and POSIX timers (`timers.rs`).
+    pub(crate) timers: timers::Timers,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
     /// The VM's boot id (`/proc/sys/kernel/random/boot_id`): random per VM, new for
@@ -385,6 +388,7 @@ impl Kernel {
             egress: s.egress.map(|n| Box::new(egress::Egress::new(n))),
             netlink: netlink::Ports::default(),
             locks: locks::Locks::default(),
+            timers: timers::Timers::default(),
             live: None,
             boot_id: new_boot_id(),
             boundary: false,
@@ -425,6 +429,7 @@ impl Kernel {
         }
         let unix = self.unix.snap_weak(m);
         let locks = self.locks.snap_weak(m);
+        let timers = self.timers.copy(m.copies::<OpenFile>().iter());
         Ok(Kernel {
             mm,
             vfs,
@@ -463,6 +468,7 @@ impl Kernel {
             egress: None,
             netlink: netlink::Ports::default(),
             locks,
+            timers,
             live: None,
             boot_id: self.boot_id,
             boundary: false,

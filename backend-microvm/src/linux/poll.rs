@@ -86,6 +86,7 @@ impl Kernel {
                 (r, w, hup | (rdhup & want))
             }
             FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
+            FileKind::TimerFd(t) => (t.readable(), false, 0),
             FileKind::Tty(t) => {
                 let (r, w, hup) = self.tty_ready(t);
                 (r, w, if hup { POLLHUP } else { 0 })

@@ -227,6 +227,9 @@ impl Kernel {
             FileKind::EventFd(ev) => {
                 return self.read_eventfd(ev, buf, file.flags.get() & libc::O_NONBLOCK != 0)
             }
+            FileKind::TimerFd(t) => {
+                return self.read_timerfd(t, buf, file.flags.get() & libc::O_NONBLOCK != 0)
+            }
             FileKind::Dir => return Err(errno::EISDIR.into()),
             _ => return Err(errno::EBADF.into()),
         };
@@ -529,6 +532,8 @@ impl Kernel {
             FileKind::EventFd(ev) => {
                 self.write_eventfd(ev, data, file.flags.get() & libc::O_NONBLOCK != 0)
             }
+            // Open for writing, but with no write method: EINVAL, as Linux.
+            FileKind::TimerFd(_) => Err(errno::EINVAL.into()),
             FileKind::Tty(t) => {
                 let t = Rc::clone(t);
                 self.tty_write(file, &t, data)

@@ -541,6 +541,11 @@ impl Files {
                     "a process holds a terminal (an exec with a tty, or /dev/ptmx): terminals cannot be saved",
                 ))
             }
+            FileKind::TimerFd(_) => {
+                return Err(SnapError::new(
+                    "a process holds a timerfd: timerfds cannot be saved to a file (the in-memory snapshot keeps them)",
+                ))
+            }
         }
         e.opt(path.as_deref(), |e, p| e.bytes(p));
         e.i32(f.flags.get());
@@ -874,6 +879,11 @@ impl Kernel {
                 "a process holds a file lock (flock or fcntl): it cannot be saved to a file; release it first",
             ));
         }
+        if self.timers.has_posix() {
+            return Err(SnapError::new(
+                "a process has a POSIX timer (timer_create): it cannot be saved to a file; delete it first (the in-memory snapshot keeps it)",
+            ));
+        }
         if self.ended.is_some() {
             return Err(SnapError::new("the sandbox's workload has ended"));
         }
@@ -1120,6 +1130,7 @@ impl Kernel {
             egress: None,
             netlink: super::netlink::Ports::default(),
             locks: super::locks::Locks::default(),
+            timers: super::timers::Timers::default(),
             live: None,
             boot_id: super::new_boot_id(),
             boundary: false,

@@ -58,7 +58,7 @@ impl Cpu for Detached {
 /// The first expiry of an interval timer (due at `at`, every `every`) after `now`:
 /// whole periods skipped at once (a 1 ns interval late by seconds is no loop of
 /// billions), a time past what the clock holds (an interval of centuries) saturating.
-fn next_expiry(at: Instant, every: Duration, now: Instant) -> Instant {
+pub(super) fn next_expiry(at: Instant, every: Duration, now: Instant) -> Instant {
     let step = every.as_nanos().max(1);
     let periods = now.saturating_duration_since(at).as_nanos() / step + 1;
     let ahead = u64::try_from(step.saturating_mul(periods)).unwrap_or(u64::MAX);
@@ -240,6 +240,7 @@ impl Kernel {
             .chain(blocked)
             .chain(timers)
             .chain(cpu_timers)
+            .chain(self.timers.next_due())
             .min()
     }
 
@@ -261,6 +262,7 @@ impl Kernel {
 
     /// `ITIMER_REAL`s that expired send `SIGALRM`.
     fn fire_timers(&mut self, now: Instant) {
+        self.fire_fd_and_posix_timers(now);
         if !self.timers_armed() {
             return;
         }
@@ -300,7 +302,7 @@ impl Kernel {
             .pids()
             .into_iter()
             .filter_map(|p| self.proc_ref(p)?.itimer.map(|(at, _)| at));
-        tasks.chain(timers).min()
+        tasks.chain(timers).chain(self.timers.next_due()).min()
     }
 
     /// Tries the syscalls of blocked tasks again: those whose deadline passed, and,

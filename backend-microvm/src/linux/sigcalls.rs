@@ -173,24 +173,17 @@ impl Kernel {
             let d = self.timespec(timeout)?;
             self.deadline_after(d)
         };
-        let ready = (self.task.pending | self.proc.pending) & want;
-        if ready != 0 {
+        loop {
+            let ready = (self.task.pending | self.proc.pending) & want;
+            if ready == 0 {
+                break;
+            }
             let sig = ready.trailing_zeros() as i32 + 1;
-            let i = (sig - 1) as usize;
-            let si = if self.task.pending & bit(sig) != 0 {
-                self.task.pending &= !bit(sig);
-                self.task.info[i].take()
-            } else {
-                self.proc.pending &= !bit(sig);
-                self.proc.info[i].take()
+            // A stale timer signal is dropped, and the wait goes on.
+            let Some(si) = self.take_pending(sig) else {
+                continue;
             };
             if !info.is_null() {
-                let si = si.unwrap_or(SigInfo {
-                    signo: sig,
-                    code: 0,
-                    addr: 0,
-                    status: 0,
-                });
                 self.mm.write(info, &si.to_abi())?;
             }
             return Ok(sig as u64);

@@ -341,6 +341,34 @@ impl Kernel {
         t.state = TaskState::Runnable;
     }
 
+    /// Takes the pending signal `sig` of the current task (its own first, then its
+    /// process's) with what it carries: the one place a signal is dequeued, for its
+    /// delivery or for `sigwaitinfo`. A POSIX timer's signal records its overruns
+    /// there (`timer_getoverrun`); one its timer made stale (set again, deleted) is
+    /// dropped: `None`.
+    pub(crate) fn take_pending(&mut self, sig: i32) -> Option<SigInfo> {
+        let i = (sig - 1) as usize;
+        let info = if self.task.pending & bit(sig) != 0 {
+            self.task.pending &= !bit(sig);
+            self.task.info[i].take()
+        } else {
+            self.proc.pending &= !bit(sig);
+            self.proc.info[i].take()
+        }
+        .unwrap_or(SigInfo {
+            signo: sig,
+            code: 0,
+            addr: 0,
+            status: 0,
+        });
+        match info.code {
+            super::timers::SI_TIMER => self.timers.delivered(self.proc.pid, &info),
+            super::timers::SI_TIMER_STALE => return None,
+            _ => {}
+        }
+        Some(info)
+    }
+
     /// Acts on the current task's pending, unblocked signals before it returns to user
     /// mode (it is on the vCPU). Ends with the task dead when a signal killed its
     /// process.
@@ -352,20 +380,9 @@ impl Kernel {
                 return Ok(());
             }
             let sig = ready.trailing_zeros() as i32 + 1;
-            let i = (sig - 1) as usize;
-            let info = if self.task.pending & bit(sig) != 0 {
-                self.task.pending &= !bit(sig);
-                self.task.info[i].take()
-            } else {
-                self.proc.pending &= !bit(sig);
-                self.proc.info[i].take()
-            }
-            .unwrap_or(SigInfo {
-                signo: sig,
-                code: 0,
-                addr: 0,
-                status: 0,
-            });
+            let Some(info) = self.take_pending(sig) else {
+                continue;
+            };
             match self.disposition(self.proc.pid, sig) {
                 Disposition::Ignore => continue,
                 Disposition::Stop => {

@@ -35,7 +35,7 @@ impl Kernel {
     /// CPU clocks of the calling thread and process or, by the ids `clock_getcpuclockid`
     /// and `pthread_getcpuclockid` make, of another process or of another thread of the
     /// caller's process.
-    fn clock(&self, id: u64) -> Result<Duration, SysErr> {
+    pub(super) fn clock(&self, id: u64) -> Result<Duration, SysErr> {
         let id = id as i32;
         if id < 0 {
             return self.cpu_clock(id);
