@@ -2,7 +2,10 @@
  * alternate stack. */
 #include "probe.h"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -206,12 +209,134 @@ static void children(void) {
 }
 
 
+
+/* signalfd: a thread's pending signals of a mask, read as signalfd_siginfo. */
+static void signalfds(void) {
+  sigset_t m, was;
+  sigemptyset(&m);
+  sigaddset(&m, SIGUSR1);
+  sigaddset(&m, SIGUSR2);
+  sigaddset(&m, SIGCHLD);
+  sigaddset(&m, SIGRTMIN + 1);
+  sigprocmask(SIG_BLOCK, &m, &was);
+  CHECK("signalfd.badsize", SYS(SYS_signalfd4, -1, &m, 4, 0));
+  CHECK("signalfd.badflags", SYS(SYS_signalfd4, -1, &m, 8, 1));
+  CHECK("signalfd.efault", SYS(SYS_signalfd4, -1, 8, 8, 0));
+  CHECK("signalfd.efault.badflags", SYS(SYS_signalfd4, -1, 8, 8, 1));
+  CHECK("signalfd.badfd", SYS(SYS_signalfd4, 999, &m, 8, 0));
+  CHECK("signalfd.negfd", SYS(SYS_signalfd4, -2, &m, 8, 0));
+  CHECK("signalfd.notsignalfd", SYS(SYS_signalfd4, 1, &m, 8, 0));
+  int fd = signalfd(-1, &m, SFD_NONBLOCK | SFD_CLOEXEC);
+  FACT("signalfd", "fd>2=%d cloexec=%d nonblock=%d", fd > 2, (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0,
+       (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
+  char link[64] = "", path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t ln = readlink(path, link, sizeof link - 1);
+  FACT("signalfd.link", "%s", ln > 0 ? link : "?");
+  struct signalfd_siginfo si[4];
+  CHECK("signalfd.read.none", read(fd, si, sizeof si));
+  CHECK("signalfd.read.short", read(fd, si, 100));
+  CHECK("signalfd.write", write(fd, si, sizeof si[0]));
+  CHECK("signalfd.lseek", lseek(fd, 0, SEEK_SET));
+  CHECK("signalfd_old", SYS(SYS_signalfd, fd, &m, 8));
+  struct pollfd pf = {fd, POLLIN, 0};
+  CHECKX("signalfd.poll.none", poll(&pf, 1, 0), "revents=%#x", pf.revents);
+  /* kill, then sigqueue with a value: both read, lowest number first. */
+  kill(getpid(), SIGUSR2);
+  union sigval v = {.sival_int = 4321};
+  sigqueue(getpid(), SIGUSR1, v);
+  pf.revents = 0;
+  CHECKX("signalfd.poll", poll(&pf, 1, 0), "revents=%#x", pf.revents);
+  memset(si, 0, sizeof si);
+  CHECKX("signalfd.read.two", read(fd, si, sizeof si), "first=%u code=%d int=%d pid_ok=%d uid_ok=%d second=%u code=%d",
+         si[0].ssi_signo, si[0].ssi_code, si[0].ssi_int, si[0].ssi_pid == (unsigned)getpid(), si[0].ssi_uid == getuid(),
+         si[1].ssi_signo, si[1].ssi_code);
+  sigset_t pend;
+  sigpending(&pend);
+  FACT("signalfd.read.dequeued", "usr1=%d usr2=%d", sigismember(&pend, SIGUSR1), sigismember(&pend, SIGUSR2));
+  /* One at a time when the buffer holds one. */
+  kill(getpid(), SIGUSR1);
+  kill(getpid(), SIGUSR2);
+  CHECKX("signalfd.read.one", read(fd, si, sizeof si[0]), "signo=%u", si[0].ssi_signo);
+  CHECKX("signalfd.read.next", read(fd, si, sizeof si[0]), "signo=%u", si[0].ssi_signo);
+  /* A real-time signal by tgkill carries its code. */
+  SYS(SYS_tgkill, getpid(), gettid(), SIGRTMIN + 1);
+  CHECKX("signalfd.read.tgkill", read(fd, si, sizeof si), "signo_rt=%d code=%d", (int)si[0].ssi_signo == SIGRTMIN + 1, si[0].ssi_code);
+  /* A child's exit: SIGCHLD with its pid and status. */
+  pid_t c = fork();
+  if (c == 0)
+    _exit(7);
+  int ep = epoll_create1(0);
+  struct epoll_event ev = {EPOLLIN, {.u64 = 5}}, got_ev;
+  epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  CHECKX("signalfd.epoll.chld", epoll_wait(ep, &got_ev, 1, 5000), "data=%lu", (unsigned long)got_ev.data.u64);
+  memset(si, 0, sizeof si);
+  CHECKX("signalfd.read.chld", read(fd, si, sizeof si), "signo=%u code=%d pid_ok=%d status=%d", si[0].ssi_signo, si[0].ssi_code,
+         si[0].ssi_pid == (unsigned)c, si[0].ssi_status);
+  waitpid(c, NULL, 0);
+  close(ep);
+  /* A new mask: signals outside it are not read (they stay pending). */
+  sigset_t only1;
+  sigemptyset(&only1);
+  sigaddset(&only1, SIGUSR1);
+  CHECKX("signalfd.remask", signalfd(fd, &only1, 0), "same=%d", 1);
+  kill(getpid(), SIGUSR2);
+  CHECK("signalfd.read.outside", read(fd, si, sizeof si));
+  sigset_t w;
+  sigemptyset(&w);
+  sigaddset(&w, SIGUSR2);
+  CHECK("signalfd.outside.sigwait", sigwaitinfo(&w, NULL));
+  /* A blocking read waits for the signal a child sends. */
+  int bfd = signalfd(-1, &only1, 0);
+  pid_t parent = getpid();
+  c = fork();
+  if (c == 0) {
+    struct timespec nap = {0, 20000000};
+    nanosleep(&nap, NULL);
+    kill(parent, SIGUSR1);
+    _exit(0);
+  }
+  memset(si, 0, sizeof si);
+  CHECKX("signalfd.read.blocking", read(bfd, si, sizeof si), "signo=%u pid_ok=%d", si[0].ssi_signo, si[0].ssi_pid == (unsigned)c);
+  waitpid(c, NULL, 0);
+  /* A child reads its own signals through the inherited descriptor. */
+  c = fork();
+  if (c == 0) {
+    kill(getpid(), SIGUSR1);
+    struct signalfd_siginfo k;
+    _exit(read(bfd, &k, sizeof k) == sizeof k && k.ssi_pid == (unsigned)getpid() ? 0 : 1);
+  }
+  int st = 0;
+  waitpid(c, &st, 0);
+  FACT("signalfd.fork", "child_read_own=%d", WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  sigset_t left;
+  sigpending(&left);
+  FACT("signalfd.left", "chld=%d", sigismember(&left, SIGCHLD));
+  struct timespec zero = {0, 0};
+  while (sigtimedwait(&m, NULL, &zero) > 0) {}
+  close(bfd);
+  close(fd);
+  sigprocmask(SIG_SETMASK, &was, NULL);
+}
+
 static void random_setup(void) {}
 static void one(int i) {
   long r;
   const char *w;
   errno = 0;
-  switch (rnd_below(6)) {
+  switch (rnd_below(7)) {
+  case 6: {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    w = "signalfd4";
+    r = SYS(SYS_signalfd4, PICK(-1, 0, 999, -5), rnd_below(3) ? (long)&s : rnd_ptr(), PICK(8, 4, 16), rnd_flags(SFD_CLOEXEC | SFD_NONBLOCK));
+    if (r > 2) { /* a new descriptor: its number is the host's business */
+      close((int)r);
+      r = 3;
+    }
+    break;
+  }
   case 0: { struct sigaction o; w = "rt_sigaction.query"; r = SYS(SYS_rt_sigaction, rnd_num(70), NULL, rnd_below(3) ? (long)&o : rnd_ptr(), PICK(8, 4, 16)); break; }
   case 1: { sigset_t s, o; sigemptyset(&s); w = "rt_sigprocmask"; r = SYS(SYS_rt_sigprocmask, rnd_num(4), rnd_below(2) ? (long)&s : 0, rnd_below(2) ? (long)&o : rnd_ptr(), PICK(8, 4)); break; }
   case 2: { sigset_t s; w = "rt_sigpending"; r = SYS(SYS_rt_sigpending, rnd_below(3) ? (long)&s : rnd_ptr(), PICK(8, 4, 16)); break; }
@@ -235,5 +360,6 @@ int main(int argc, char **argv) {
   masks();
   altstack();
   children();
+  signalfds();
   return 0;
 }

@@ -22,7 +22,7 @@ pub(crate) use elf::{Elf64Ehdr, Elf64Phdr};
 pub(crate) use fs::{DirentHead, Flock, OpenHow, OPEN_HOW_SIZE_VER0, O_PATH_FLAGS, O_TMPFILE_BIT};
 pub(crate) use poll::{EpollEvent, PollFd};
 pub(crate) use process::{CapData, CapHeader, Rlimit, Rusage, SchedParam, Sysinfo, Tms, Utsname};
-pub(crate) use signal::{SigAction, SigContext, SigInfo, StackT, UContext};
+pub(crate) use signal::{SigAction, SigContext, SigInfo, SignalfdSiginfo, StackT, UContext};
 pub(crate) use socket::{Iovec, MMsgHdr, MsgHdr, Ucred};
 pub(crate) use stat::{Stat, Statfs, Statx, StatxTimestamp};
 pub(crate) use time::{Itimerspec, Itimerval, Sigevent, Timespec, Timeval, Utimbuf, UtimeSpec};

@@ -31,6 +31,30 @@ pub(crate) struct StackT {
 }
 assert_size!(StackT, 24);
 
+/// `struct signalfd_siginfo` (128 bytes): what a `signalfd` read gives per signal.
+#[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub(crate) struct SignalfdSiginfo {
+    pub(crate) ssi_signo: u32,
+    pub(crate) ssi_errno: i32,
+    pub(crate) ssi_code: i32,
+    pub(crate) ssi_pid: u32,
+    pub(crate) ssi_uid: u32,
+    pub(crate) ssi_fd: i32,
+    pub(crate) ssi_tid: u32,
+    pub(crate) ssi_band: u32,
+    pub(crate) ssi_overrun: u32,
+    pub(crate) ssi_trapno: u32,
+    pub(crate) ssi_status: i32,
+    pub(crate) ssi_int: i32,
+    pub(crate) ssi_ptr: u64,
+    pub(crate) ssi_utime: u64,
+    pub(crate) ssi_stime: u64,
+    pub(crate) ssi_addr: u64,
+    pub(crate) _pad: [u64; 6],
+}
+assert_size!(SignalfdSiginfo, 128);
+
 /// `siginfo_t` (128 bytes). Its union is kept as the words the personality fills:
 /// `who` is `si_pid` and `si_uid` for a signal from a process, or `si_addr` for a
 /// fault; `value` is `si_status` (`SIGCHLD`, in its low half) or `si_value` (queued
@@ -141,6 +165,18 @@ mod tests {
             offset_of!(libc::stack_t, ss_size)
         );
         assert_eq!(size_of::<SigInfo>(), size_of::<libc::siginfo_t>());
+        assert_eq!(
+            size_of::<SignalfdSiginfo>(),
+            size_of::<libc::signalfd_siginfo>()
+        );
+        assert_eq!(
+            offset_of!(SignalfdSiginfo, ssi_ptr),
+            offset_of!(libc::signalfd_siginfo, ssi_ptr)
+        );
+        assert_eq!(
+            offset_of!(SignalfdSiginfo, ssi_addr),
+            offset_of!(libc::signalfd_siginfo, ssi_addr)
+        );
         // glibc's ucontext_t begins as the kernel's (its mcontext holds the same
         // registers in the kernel's order: gregs[REG_R8..=REG_EFL]).
         assert_eq!(

@@ -35,7 +35,10 @@ pub(crate) fn anon_inode(f: &OpenFile) -> Option<(u32, u64)> {
         FileKind::Stdin(_) => (libc::S_IFIFO, STDIO_INO[0]),
         FileKind::Output(_, false) => (libc::S_IFIFO, STDIO_INO[1]),
         FileKind::Output(_, true) => (libc::S_IFIFO, STDIO_INO[2]),
-        FileKind::EventFd(_) | FileKind::TimerFd(_) | FileKind::Epoll(..) => (0, ANON_INODE_INO),
+        FileKind::EventFd(_)
+        | FileKind::TimerFd(_)
+        | FileKind::SignalFd(_)
+        | FileKind::Epoll(..) => (0, ANON_INODE_INO),
         _ => return None,
     })
 }
@@ -75,6 +78,8 @@ pub(crate) enum FileKind {
     EventFd(EventFd),
     /// A `timerfd` (`timers.rs`).
     TimerFd(Rc<super::timers::TimerFd>),
+    /// A `signalfd` and its mask (`sigfd.rs`).
+    SignalFd(Cell<u64>),
     /// An `epoll` instance: its interest list and what that costs the sandbox.
     Epoll(RefCell<Vec<Interest>>, RefCell<HeapCharge>),
     /// An `O_PATH` handle.
@@ -360,6 +365,7 @@ impl crate::snap::Snap for FileKind {
                 semaphore: e.semaphore,
             }),
             FileKind::TimerFd(t) => FileKind::TimerFd(Rc::new(t.copy())),
+            FileKind::SignalFd(m) => FileKind::SignalFd(Cell::new(m.get())),
             FileKind::Epoll(list, charge) => {
                 // The interests' files are set once every open file is copied.
                 let list = list

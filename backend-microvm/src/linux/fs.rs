@@ -110,9 +110,10 @@ impl Kernel {
             FileKind::Dir => return Err(errno::EINVAL.into()),
             // Devices, eventfds and epoll instances ignore seeks (Linux's noop_llseek).
             FileKind::Dev(_) => return Ok(0),
-            FileKind::EventFd(_) | FileKind::TimerFd(_) | FileKind::Epoll(..) => {
-                return Ok(f.pos.get())
-            }
+            FileKind::EventFd(_)
+            | FileKind::TimerFd(_)
+            | FileKind::SignalFd(_)
+            | FileKind::Epoll(..) => return Ok(f.pos.get()),
             _ => return Err(errno::ESPIPE.into()),
         }
         let base = match whence as i32 {
@@ -668,6 +669,7 @@ impl Kernel {
             | FileKind::Socket(_)
             | FileKind::EventFd(_)
             | FileKind::TimerFd(_)
+            | FileKind::SignalFd(_)
             | FileKind::Epoll(..) => return Err(errno::EINVAL.into()),
             _ => {}
         }

@@ -29,6 +29,7 @@ pub(crate) mod saved;
 mod sched;
 mod scm;
 mod sigcalls;
+mod sigfd;
 pub(crate) mod signal;
 mod socket;
 mod stat;

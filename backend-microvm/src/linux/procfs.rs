@@ -16,6 +16,7 @@ pub(crate) fn fd_link(f: &OpenFile) -> Vec<u8> {
     match (&f.kind, super::fd::anon_inode(f)) {
         (FileKind::EventFd(_), _) => b"anon_inode:[eventfd]".to_vec(),
         (FileKind::TimerFd(_), _) => b"anon_inode:[timerfd]".to_vec(),
+        (FileKind::SignalFd(_), _) => b"anon_inode:[signalfd]".to_vec(),
         (FileKind::Epoll(..), _) => b"anon_inode:[eventpoll]".to_vec(),
         (FileKind::Socket(_), Some((_, ino))) => format!("socket:[{ino}]").into_bytes(),
         (_, Some((_, ino))) => format!("pipe:[{ino}]").into_bytes(),

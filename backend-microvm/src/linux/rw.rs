@@ -230,6 +230,9 @@ impl Kernel {
             FileKind::TimerFd(t) => {
                 return self.read_timerfd(t, buf, file.flags.get() & libc::O_NONBLOCK != 0)
             }
+            FileKind::SignalFd(m) => {
+                return self.read_signalfd(m.get(), buf, file.flags.get() & libc::O_NONBLOCK != 0)
+            }
             FileKind::Dir => return Err(errno::EISDIR.into()),
             _ => return Err(errno::EBADF.into()),
         };
@@ -533,7 +536,7 @@ impl Kernel {
                 self.write_eventfd(ev, data, file.flags.get() & libc::O_NONBLOCK != 0)
             }
             // Open for writing, but with no write method: EINVAL, as Linux.
-            FileKind::TimerFd(_) => Err(errno::EINVAL.into()),
+            FileKind::TimerFd(_) | FileKind::SignalFd(_) => Err(errno::EINVAL.into()),
             FileKind::Tty(t) => {
                 let t = Rc::clone(t);
                 self.tty_write(file, &t, data)

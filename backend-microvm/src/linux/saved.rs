@@ -526,6 +526,10 @@ impl Files {
                 e.bool(ev.semaphore);
             }
             FileKind::Path => e.u8(9),
+            FileKind::SignalFd(m) => {
+                e.u8(10);
+                e.u64(m.get());
+            }
             FileKind::Socket(_) => {
                 return Err(SnapError::new(
                     "a process holds a socket: sockets cannot be saved to a file (the in-memory snapshot keeps AF_UNIX sockets)",
@@ -619,6 +623,7 @@ impl Loader<'_, '_> {
                 semaphore: self.d.bool(w)?,
             })),
             9 => K::Ready(FileKind::Path),
+            10 => K::Ready(FileKind::SignalFd(Cell::new(self.d.u64(w)?))),
             k => return Err(bad(format!("{w}: kind {k} is unknown")).into()),
         };
         let path = self.d.opt(w, |d| d.bytes(w))?;

@@ -428,7 +428,16 @@ impl Kernel {
     /// True when the current task has a signal it would take now.
     pub(crate) fn has_signal(&self) -> bool {
         let mask = self.task.mask & !(super::signal::bit(9) | super::signal::bit(19));
-        (self.task.pending | self.proc.pending) & !mask != 0
+        let mut ready = (self.task.pending | self.proc.pending) & !mask;
+        // One that was pending while blocked and is ignored is dropped, not acted on.
+        while ready != 0 {
+            let sig = ready.trailing_zeros() as i32 + 1;
+            if !self.ignores(self.proc.pid, sig) {
+                return true;
+            }
+            ready &= ready - 1;
+        }
+        false
     }
 
     /// Counts the CPU time since the last count to task `tid` (leaving the vCPU).

@@ -7,7 +7,7 @@
 //! restarts). Default actions: terminate (the whole process), ignore, stop (the whole
 //! process, until `SIGCONT`; its parent sees it through `SIGCHLD` and `WUNTRACED`).
 
-use super::task::{TaskState, Tid, Wait, INIT_PID};
+use super::task::{Task, TaskState, Tid, Wait, INIT_PID};
 use super::{Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
 use crate::abi::{self, SigContext, StackT, UContext};
 use crate::errno;
@@ -173,6 +173,44 @@ impl Kernel {
             })
     }
 
+    /// A signal sent to `pid` (to its thread `tid`) that is ignored goes, one that
+    /// stops the process stops it, at once: true then. Unless it is blocked, as Linux
+    /// has it ("blocked signals are never ignored": the disposition may change before
+    /// it is unblocked), so a blocked `SIGCHLD` stays pending for `sigwaitinfo` and
+    /// `signalfd`, and a blocked `SIGTSTP` waits. A process's signal counts as
+    /// blocked when its main thread (or, that one gone, every thread) blocks it.
+    fn acted_on_at_once(&mut self, pid: Tid, tid: Option<Tid>, sig: i32) -> bool {
+        let d = self.disposition(pid, sig);
+        if !matches!(d, Disposition::Ignore | Disposition::Stop) {
+            return false;
+        }
+        let blocks = |t: &Task| t.mask & bit(sig) != 0;
+        let blocked = match tid {
+            Some(t) => self.task_ref(t).is_some_and(blocks),
+            None => match self.task_ref(pid) {
+                Some(main) => blocks(main),
+                None => self.proc_ref(pid).is_some_and(|p| {
+                    !p.threads.is_empty()
+                        && p.threads
+                            .iter()
+                            .all(|t| self.task_ref(*t).is_some_and(blocks))
+                }),
+            },
+        };
+        if blocked {
+            return false;
+        }
+        if matches!(d, Disposition::Stop) {
+            self.stop_process(pid, sig);
+        }
+        true
+    }
+
+    /// Whether `sig` is ignored by `pid` now (a pending one is dropped when taken).
+    pub(crate) fn ignores(&self, pid: Tid, sig: i32) -> bool {
+        matches!(self.disposition(pid, sig), Disposition::Ignore)
+    }
+
     /// Sends `info` to the process `pid`: any of its threads not blocking it takes it.
     pub(crate) fn signal_process(&mut self, pid: Tid, info: SigInfo) {
         let sig = info.signo;
@@ -185,13 +223,8 @@ impl Kernel {
         if sig == SIGCONT {
             self.continue_process(pid);
         }
-        match self.disposition(pid, sig) {
-            Disposition::Ignore => return,
-            Disposition::Stop => {
-                self.stop_process(pid, sig);
-                return;
-            }
-            _ => {}
+        if self.acted_on_at_once(pid, None, sig) {
+            return;
         }
         let Some(p) = self.proc_mut(pid) else {
             return;
@@ -225,13 +258,8 @@ impl Kernel {
         if sig == SIGCONT {
             self.continue_process(pid);
         }
-        match self.disposition(pid, sig) {
-            Disposition::Ignore => return,
-            Disposition::Stop => {
-                self.stop_process(pid, sig);
-                return;
-            }
-            _ => {}
+        if self.acted_on_at_once(pid, Some(tid), sig) {
+            return;
         }
         if sig == SIGKILL {
             self.kill_process(pid, super::task::ExitStatus::Signal(SIGKILL));
