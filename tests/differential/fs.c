@@ -3,6 +3,11 @@
 #include "probe.h"
 
 #include <dirent.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/wait.h>
+#include <sys/ioctl.h>
 #include <linux/openat2.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -414,6 +419,167 @@ static void walks(void) {
   unlink("slashlink.dir");
 }
 
+
+/* The events queued on inotify instance `fd`, read at once: "wd:mask:name" each,
+ * a move's cookie shown as whether it pairs with the other half's. */
+static void events(const char *label, int fd) {
+  char buf[4096] __attribute__((aligned(8)));
+  char out[480] = "";
+  size_t o = 0;
+  unsigned last_cookie = 0;
+  ssize_t n = read(fd, buf, sizeof buf);
+  if (n < 0) {
+    FACT(label, "none (%s)", errname(errno));
+    return;
+  }
+  for (char *p = buf; p < buf + n;) {
+    struct inotify_event *e = (struct inotify_event *)p;
+    const char *pair = "";
+    if (e->cookie) {
+      pair = last_cookie == e->cookie ? "+" : "~";
+      last_cookie = e->cookie;
+    }
+    o += snprintf(out + o, sizeof out - o, "%s%d:%#x%s:%s", o ? " " : "", e->wd, e->mask, pair, e->len ? e->name : "");
+    if (o >= sizeof out)
+      break;
+    p += sizeof *e + e->len;
+  }
+  FACT(label, "%s", out);
+}
+
+static void inotify(void) {
+  CHECK("inotify_init1.badflags", inotify_init1(1));
+  int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  FACT("inotify_init1", "fd>2=%d cloexec=%d nonblock=%d", fd > 2, (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0,
+       (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
+  char target[64] = "", path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t ln = readlink(path, target, sizeof target - 1);
+  FACT("inotify.link", "%s", ln > 0 ? target : "?");
+  mkdir("iw", 0755);
+  CHECK("inotify_add_watch.nomask", inotify_add_watch(fd, "iw", 0));
+  CHECK("inotify_add_watch.badbit", inotify_add_watch(fd, "iw", IN_MODIFY | 0x1000));
+  CHECK("inotify_add_watch.badfd", inotify_add_watch(999, "iw", IN_MODIFY));
+  CHECK("inotify_add_watch.notinotify", inotify_add_watch(1, "iw", IN_MODIFY));
+  CHECK("inotify_add_watch.noent", inotify_add_watch(fd, "iw/nope", IN_MODIFY));
+  CHECK("inotify_add_watch.addcreate", inotify_add_watch(fd, "iw", IN_MODIFY | IN_MASK_ADD | IN_MASK_CREATE));
+  CHECK("inotify_add_watch.efault", SYS(SYS_inotify_add_watch, fd, 8, IN_MODIFY));
+  int wd = inotify_add_watch(fd, "iw", IN_ALL_EVENTS);
+  FACT("inotify_add_watch", "wd=%d", wd);
+  CHECK("inotify_add_watch.same", inotify_add_watch(fd, "iw", IN_ALL_EVENTS));
+  CHECK("inotify_add_watch.maskcreate", inotify_add_watch(fd, "iw", IN_ALL_EVENTS | IN_MASK_CREATE));
+  events("inotify.quiet", fd);
+  int f = open("iw/a", O_CREAT | O_WRONLY, 0644);
+  events("inotify.create", fd);
+  write(f, "x", 1);
+  write(f, "y", 1);
+  events("inotify.modify.merged", fd);
+  int n = -1;
+  ioctl(fd, FIONREAD, &n);
+  FACT("inotify.fionread.empty", "%d", n);
+  close(f);
+  ioctl(fd, FIONREAD, &n);
+  FACT("inotify.fionread", "%d", n);
+  char small[8];
+  CHECK("inotify.read.small", read(fd, small, sizeof small));
+  struct pollfd pf = {fd, POLLIN, 0};
+  CHECKX("inotify.poll", poll(&pf, 1, 0), "revents=%#x", pf.revents);
+  events("inotify.close_write", fd);
+  f = open("iw/a", O_RDONLY);
+  char c;
+  read(f, &c, 1);
+  read(f, &c, 1);
+  close(f);
+  events("inotify.read", fd);
+  chmod("iw/a", 0600);
+  events("inotify.chmod", fd);
+  struct timespec ts[2] = {{1, 0}, {2, 0}};
+  utimensat(AT_FDCWD, "iw/a", ts, 0);
+  events("inotify.utimens", fd);
+  truncate("iw/a", 0);
+  events("inotify.truncate", fd);
+  f = open("iw/a", O_WRONLY | O_TRUNC);
+  close(f);
+  events("inotify.open.trunc", fd);
+  rename("iw/a", "iw/b");
+  events("inotify.rename", fd);
+  mkdir("iw/d", 0755);
+  symlink("b", "iw/l");
+  link("iw/b", "iw/c");
+  events("inotify.mkdir.symlink.link", fd);
+  unlink("iw/c");
+  rmdir("iw/d");
+  unlink("iw/l");
+  events("inotify.unlink.rmdir", fd);
+  mkfifo("iw/p", 0644);
+  unlink("iw/p");
+  events("inotify.mkfifo", fd);
+  /* A watch on the file itself: its own events, then its end. */
+  int wf = inotify_add_watch(fd, "iw/b", IN_ALL_EVENTS);
+  FACT("inotify_add_watch.file", "wd=%d", wf);
+  f = open("iw/b", O_WRONLY);
+  write(f, "z", 1);
+  close(f);
+  events("inotify.file.write", fd);
+  rename("iw/b", "iw/e");
+  events("inotify.file.move", fd);
+  /* Renamed over: the replaced file's watch hears its link count change, then its end. */
+  int fo = open("iw/f", O_CREAT | O_WRONLY, 0644);
+  close(fo);
+  int wr = inotify_add_watch(fd, "iw/f", IN_ALL_EVENTS);
+  events("inotify.replace.setup", fd);
+  rename("iw/e", "iw/f");
+  FACT("inotify.replace.wd", "new=%d", wr > wf);
+  events("inotify.replace", fd);
+  unlink("iw/f");
+  events("inotify.file.unlink", fd);
+  /* A blocking read, woken by a child creating a file; epoll sees the instance. */
+  int bfd = inotify_init();
+  inotify_add_watch(bfd, "iw", IN_CREATE);
+  int ep = epoll_create1(0);
+  struct epoll_event ev = {EPOLLIN, {.u64 = 9}}, got;
+  epoll_ctl(ep, EPOLL_CTL_ADD, bfd, &ev);
+  pid_t kid = fork();
+  if (kid == 0) {
+    struct timespec nap = {0, 20000000};
+    nanosleep(&nap, NULL);
+    close(open("iw/k", O_CREAT | O_WRONLY, 0644));
+    _exit(0);
+  }
+  CHECKX("inotify.epoll", epoll_wait(ep, &got, 1, 5000), "data=%lu", (unsigned long)got.data.u64);
+  char bbuf[64] __attribute__((aligned(8)));
+  ssize_t br = read(bfd, bbuf, sizeof bbuf);
+  struct inotify_event *be = (struct inotify_event *)bbuf;
+  FACT("inotify.read.blocking", "bytes=%zd mask=%#x name=%s", br, be->mask, br > 0 ? be->name : "");
+  waitpid(kid, NULL, 0);
+  close(ep);
+  close(bfd);
+  unlink("iw/k");
+  CHECK("inotify_rm_watch.gone", inotify_rm_watch(fd, wf));
+  /* One-shot: one event, then the watch ends. */
+  int f2 = open("iw/o", O_CREAT | O_WRONLY, 0644);
+  close(f2);
+  events("inotify.oneshot.setup", fd);
+  int wo = inotify_add_watch(fd, "iw/o", IN_MODIFY | IN_ONESHOT);
+  f2 = open("iw/o", O_WRONLY);
+  write(f2, "1", 1);
+  write(f2, "2", 1);
+  close(f2);
+  int wdirs = inotify_rm_watch(fd, wd);
+  FACT("inotify.oneshot.wd", "new=%d rm_dir=%d", wo > wd, wdirs);
+  events("inotify.oneshot", fd);
+  CHECK("inotify_rm_watch.again", inotify_rm_watch(fd, wd));
+  CHECK("inotify_rm_watch.notinotify", inotify_rm_watch(1, wd));
+  CHECK("inotify.read.empty", read(fd, small, sizeof small));
+  CHECK("inotify.write", write(fd, "x", 1));
+  CHECK("inotify.lseek", lseek(fd, 0, SEEK_SET));
+  /* A directory watch with IN_ONLYDIR, on a file: ENOTDIR. */
+  CHECK("inotify_add_watch.onlydir", inotify_add_watch(fd, "iw/o", IN_MODIFY | IN_ONLYDIR));
+  unlink("iw/o");
+  rmdir("iw");
+  close(fd);
+}
+
 int main(int argc, char **argv) {
   FAMILY = "fs";
   scratch();
@@ -434,5 +600,6 @@ int main(int argc, char **argv) {
   appends();
   sparse();
   walks();
+  inotify();
   return 0;
 }

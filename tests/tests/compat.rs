@@ -3,7 +3,7 @@
 //! standard library (threads and subprocesses included), temp files, signals and
 //! timeouts inside Python, processes sharing files under flock, lockf and sqlite's
 //! locks, a Java and a Node.js program, util-linux and coreutils waiting on POSIX
-//! timers and Python on a timerfd, busybox and dash pipelines, dynamically linked
+//! timers and Python on a timerfd, Node.js watching files (inotify), busybox and dash pipelines, dynamically linked
 //! coreutils.
 //! Each check runs with `IsolationRequest::Container` and `IsolationRequest::MicroVm`
 //! (the latter skipped loudly without KVM, a failure under `HSB_REQUIRE_KVM=1`).
@@ -368,6 +368,24 @@ print("ticks", ticks >= 5, "waited", waited >= 0.03 + 4 * 0.02 - 0.005)
     assert_eq!(ok(&python(iso, code)), "ticks True waited True\n");
 }
 
+/// Node.js `fs.watch` (inotify) sees a file created, written and renamed by the
+/// program itself.
+fn node_watches_files(iso: IsolationRequest) {
+    let node = r#"const fs = require("fs");
+fs.mkdirSync("/tmp/wd");
+const seen = [];
+const w = fs.watch("/tmp/wd", (ev, name) => {
+  seen.push(ev + ":" + name);
+  if (seen.length == 3) { w.close(); console.log(seen.join(" ")); }
+});
+setTimeout(() => {
+  fs.writeFileSync("/tmp/wd/a.txt", "x");
+  fs.renameSync("/tmp/wd/a.txt", "/tmp/wd/b.txt");
+}, 50);"#;
+    let o = run(on(iso, Workload::new("node", ["-e", node])));
+    assert_eq!(ok(&o), "rename:a.txt change:a.txt rename:a.txt\n");
+}
+
 fn busybox_pipelines(iso: IsolationRequest) {
     let o = run(on(
         iso,
@@ -425,6 +443,7 @@ both_backends!(
     python_processes_share_files_under_locks,
     jvm_and_node_programs,
     timed_waits_of_real_programs,
+    node_watches_files,
     busybox_pipelines,
     dash_and_coreutils_pipelines,
 );

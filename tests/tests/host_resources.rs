@@ -309,3 +309,58 @@ fn pipe_buffers_are_charged_to_the_sandbox() {
     assert_eq!(o.termination, Termination::MemoryLimit, "{o:?}");
     assert!(o.peak_memory_bytes <= 16 << 20, "{}", o.peak_memory_bytes);
 }
+
+/// Watches and timers a workload makes without end stay bounded in the micro-VM's
+/// VMM, with Linux's answers at Linux's limits: inotify instances stop at 128
+/// (`EMFILE`), a queue past 16,384 events ends with one `IN_Q_OVERFLOW`, and POSIX
+/// timers stop at 65,536 (`EAGAIN`). (The container's are the host kernel's, per
+/// host user: not compared.)
+#[test]
+fn watches_and_timers_stay_bounded() {
+    let _one = serial();
+    let iso = IsolationRequest::MicroVm;
+    if !backend_ready(iso) {
+        return;
+    }
+    let code = r#"
+import ctypes, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+fds = []
+while len(fds) < 1000:
+    fd = libc.inotify_init1(os.O_NONBLOCK)
+    if fd < 0:
+        break
+    fds.append(fd)
+print("instances", len(fds), os.strerror(ctypes.get_errno()))
+fd = fds[0]
+print("watch", libc.inotify_add_watch(fd, b"/tmp", 0x100))
+for i in range(16500):
+    os.close(os.open("/tmp/f%d" % i, os.O_CREAT | os.O_WRONLY))
+masks = []
+while True:
+    try:
+        b = os.read(fd, 65536)
+    except BlockingIOError:
+        break
+    off = 0
+    while off < len(b):
+        wd, mask, cookie, ln = struct.unpack_from("iIII", b, off)
+        masks.append(mask)
+        off += 16 + ln
+print("events", len(masks), hex(masks[-1]))
+timer = ctypes.c_void_p()
+sev = struct.pack("qii", 0, 0, 1) + bytes(48)
+n = 0
+while n < 70000 and libc.timer_create(1, sev, ctypes.byref(timer)) == 0:
+    n += 1
+print("timers", n, os.strerror(ctypes.get_errno()))
+"#;
+    let mut w = Workload::new("python3", ["-c", code]).isolation(iso);
+    w.limits.wall_time = Some(Duration::from_secs(300));
+    let o = run(w);
+    assert_eq!(
+        exited(&o),
+        "instances 128 Too many open files\nwatch 1\nevents 16385 0x4000\n\
+         timers 65536 Resource temporarily unavailable\n"
+    );
+}

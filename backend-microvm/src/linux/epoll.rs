@@ -179,6 +179,7 @@ impl Kernel {
             }
             FileKind::EventFd(ev) => (ev.count.get(), ev.count.get()),
             FileKind::TimerFd(t) => (t.activity(), 0),
+            FileKind::Inotify(i) => (i.activity(), 0),
             _ => return None,
         };
         Some((if want_in { i } else { 0 }).wrapping_add(if want_out {

@@ -3,9 +3,10 @@
 //! process ends, the run ends with its status (the rest of its process tree dies with
 //! it, as in the container backend).
 
+use std::rc::Rc;
 use std::time::Duration;
 
-use super::fd::FdTable;
+use super::fd::{FdTable, OpenFile};
 use super::signal::{SigInfo, SIGCHLD, SIGCONT};
 use super::task::{ExitStatus, TaskState, Tid, Wait, INIT_PID};
 use super::{Kernel, Stop, SysErr, SysResult};
@@ -150,7 +151,18 @@ impl Kernel {
         let exit_signal = p.exit_signal;
         let cpu = p.cpu_dead;
         let cpu_all = p.cpu_dead + p.cpu_children;
+        // Each open file once (a descriptor dup'ed in the table holds it twice).
+        let mut closing: Vec<Rc<OpenFile>> = Vec::new();
+        if self.watched() {
+            for (_, f) in files.iter() {
+                if !closing.iter().any(|c| Rc::ptr_eq(c, f)) {
+                    closing.push(Rc::clone(f));
+                }
+            }
+        }
         drop(files);
+        self.notify_last_close(&closing);
+        drop(closing);
         // Its POSIX locks go with it (its flock and OFD locks with their files).
         self.locks.release(pid, None);
         self.stirred = true;

@@ -38,6 +38,7 @@ pub(crate) fn anon_inode(f: &OpenFile) -> Option<(u32, u64)> {
         FileKind::EventFd(_)
         | FileKind::TimerFd(_)
         | FileKind::SignalFd(_)
+        | FileKind::Inotify(_)
         | FileKind::Epoll(..) => (0, ANON_INODE_INO),
         _ => return None,
     })
@@ -80,6 +81,8 @@ pub(crate) enum FileKind {
     TimerFd(Rc<super::timers::TimerFd>),
     /// A `signalfd` and its mask (`sigfd.rs`).
     SignalFd(Cell<u64>),
+    /// An `inotify` instance (`inotify.rs`).
+    Inotify(Rc<super::inotify::Inotify>),
     /// An `epoll` instance: its interest list and what that costs the sandbox.
     Epoll(RefCell<Vec<Interest>>, RefCell<HeapCharge>),
     /// An `O_PATH` handle.
@@ -366,6 +369,7 @@ impl crate::snap::Snap for FileKind {
             }),
             FileKind::TimerFd(t) => FileKind::TimerFd(Rc::new(t.copy())),
             FileKind::SignalFd(m) => FileKind::SignalFd(Cell::new(m.get())),
+            FileKind::Inotify(i) => FileKind::Inotify(Rc::new(i.copy(m)?)),
             FileKind::Epoll(list, charge) => {
                 // The interests' files are set once every open file is copied.
                 let list = list

@@ -113,6 +113,7 @@ impl Kernel {
             FileKind::EventFd(_)
             | FileKind::TimerFd(_)
             | FileKind::SignalFd(_)
+            | FileKind::Inotify(_)
             | FileKind::Epoll(..) => return Ok(f.pos.get()),
             _ => return Err(errno::ESPIPE.into()),
         }
@@ -463,6 +464,7 @@ impl Kernel {
     /// other descriptor of the file it still has; a `flock` or OFD lock goes with the
     /// last descriptor of its open file description, and waiters may go on.
     pub(crate) fn closed(&mut self, files: &[Rc<OpenFile>]) {
+        self.notify_last_close(files);
         if self.locks.is_empty() {
             return;
         }
@@ -537,6 +539,7 @@ impl Kernel {
                     FileKind::Host(_) | FileKind::Tmp(_) | FileKind::Gen(_) => {
                         self.file_size(&f)?.saturating_sub(f.pos.get())
                     }
+                    FileKind::Inotify(i) => i.pending_bytes() as u64,
                     _ => return Err(errno::ENOTTY.into()),
                 };
                 let n = i32::try_from(n).unwrap_or(i32::MAX);
@@ -670,6 +673,7 @@ impl Kernel {
             | FileKind::EventFd(_)
             | FileKind::TimerFd(_)
             | FileKind::SignalFd(_)
+            | FileKind::Inotify(_)
             | FileKind::Epoll(..) => return Err(errno::EINVAL.into()),
             _ => {}
         }
@@ -709,6 +713,7 @@ impl Kernel {
             FileKind::Tmp(t) => t.truncate(len)?,
             _ => return Err(errno::EINVAL.into()),
         }
+        self.notify_file(&f, super::inotify::IN_MODIFY);
         Ok(0)
     }
 

@@ -42,6 +42,8 @@ impl Kernel {
                 let path = self.path_arg(ptr)?;
                 let base = self.base_for(&path, dirfd)?;
                 self.vfs.mkfifo(&base, &path, perm)?;
+                let s = self.subject_at(&base, &path);
+                self.notify_entry(&s, super::inotify::IN_CREATE, false, 0);
                 Ok(0)
             }
             libc::S_IFCHR | libc::S_IFBLK => Err(errno::EPERM.into()),

@@ -15,6 +15,7 @@ mod futex;
 #[cfg(feature = "test-hooks")]
 mod hooks;
 pub(crate) mod inet;
+mod inotify;
 mod limits;
 mod locks;
 pub(crate) mod misc;
@@ -303,6 +304,8 @@ pub(crate) struct Kernel {
     pub(crate) locks: locks::Locks,
     /// Timerfds and POSIX timers (`timers.rs`).
     pub(crate) timers: timers::Timers,
+    /// Inotify instances (`inotify.rs`).
+    pub(crate) inotify: inotify::Instances,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
     /// The VM's boot id (`/proc/sys/kernel/random/boot_id`): random per VM, new for
@@ -390,6 +393,7 @@ impl Kernel {
             netlink: netlink::Ports::default(),
             locks: locks::Locks::default(),
             timers: timers::Timers::default(),
+            inotify: inotify::Instances::default(),
             live: None,
             boot_id: new_boot_id(),
             boundary: false,
@@ -431,6 +435,7 @@ impl Kernel {
         let unix = self.unix.snap_weak(m);
         let locks = self.locks.snap_weak(m);
         let timers = self.timers.copy(m.copies::<OpenFile>().iter());
+        let inotify = self.inotify.copy(m.copies::<OpenFile>().iter());
         Ok(Kernel {
             mm,
             vfs,
@@ -470,6 +475,7 @@ impl Kernel {
             netlink: netlink::Ports::default(),
             locks,
             timers,
+            inotify,
             live: None,
             boot_id: self.boot_id,
             boundary: false,

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use super::fd::FileKind;
 use super::fs::open_file;
+use super::inotify::{IN_ACCESS, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY, IN_OPEN};
 use super::stat::{stat_of, statx_of};
 use super::{Kernel, SysErr, SysResult};
 use crate::abi::{OpenHow, Stat, Statfs, Statx, Timespec, Timeval, UtimeSpec, OPEN_HOW_SIZE_VER0};
@@ -100,13 +101,21 @@ impl Kernel {
             no_magiclinks: resolve & RESOLVE_NO_MAGICLINKS != 0,
             no_xdev: resolve & RESOLVE_NO_XDEV != 0,
         };
+        // Whether the open creates the file (`IN_CREATE`), looked at only when
+        // something watches.
+        let created = self.watched()
+            && flags & libc::O_CREAT != 0
+            && self
+                .vfs
+                .resolve(&base, &path, flags & libc::O_NOFOLLOW == 0)
+                .is_err();
         let (loc, opened) = if resolve == 0 {
             self.vfs.open(&base, &path, flags, mode)?
         } else {
             self.vfs
                 .restricted(restrict, |vfs| vfs.open(&base, &path, flags, mode))?
         };
-        self.install_opened(loc, opened, flags)
+        self.install_opened(loc, opened, flags, created)
     }
 
     /// `openat(dirfd, ptr, flags)` as a fast call (`fastcall.rs`, which admits only
@@ -133,12 +142,19 @@ impl Kernel {
             self.vfs
                 .open_resolved(loc, flags)
                 .map_err(SysErr::from)
-                .and_then(|(loc, opened)| self.install_opened(loc, opened, flags)),
+                .and_then(|(loc, opened)| self.install_opened(loc, opened, flags, false)),
         )
     }
 
-    /// Puts what an open opened in the descriptor table.
-    fn install_opened(&mut self, loc: Location, opened: Opened, flags: i32) -> SysResult {
+    /// Puts what an open opened in the descriptor table (and tells the watches: the
+    /// file `created`, truncated, opened).
+    fn install_opened(
+        &mut self,
+        loc: Location,
+        opened: Opened,
+        flags: i32,
+        created: bool,
+    ) -> SysResult {
         let cloexec = flags & libc::O_CLOEXEC != 0;
         if let Opened::Dev(DevKind::Fd(n)) = opened {
             let f = self.proc.files.get(u64::from(n))?;
@@ -161,6 +177,16 @@ impl Kernel {
             other => other,
         };
         let file = open_file(opened, loc, flags);
+        if self.watched() && flags & libc::O_PATH == 0 {
+            let s = self.subject_of_file(&file);
+            if created {
+                self.notify_entry(&s, IN_CREATE, false, 0);
+            }
+            self.notify(&s, IN_OPEN);
+            if !created && flags & libc::O_TRUNC != 0 && file.writable() {
+                self.notify(&s, IN_MODIFY);
+            }
+        }
         Ok(self.proc.files.add(file, cloexec, 0)?)
     }
 
@@ -275,6 +301,8 @@ impl Kernel {
         let base = self.base_for(&path, dirfd)?;
         self.vfs
             .mkdir(&base, &path, mode as u32 & 0o7777 & !self.proc.umask)?;
+        let s = self.subject_at(&base, &path);
+        self.notify_entry(&s, IN_CREATE, true, 0);
         Ok(0)
     }
 
@@ -284,7 +312,26 @@ impl Kernel {
         }
         let path = self.path_arg(ptr)?;
         let base = self.base_for(&path, dirfd)?;
+        let s = self.subject_at(&base, &path);
+        let last = self.watched()
+            && self.vfs.resolve(&base, &path, false).is_ok_and(|l| {
+                self.vfs
+                    .meta(&l)
+                    .is_ok_and(|m| m.nlink <= 1 || m.mode & libc::S_IFMT == libc::S_IFDIR)
+            });
         self.vfs.unlink(&base, &path, flags != 0)?;
+        if self.watched() {
+            // Linux's order: the link count changed (the file's own watches), the
+            // file went if that was its last name, then the directory hears of it.
+            let dir = flags != 0;
+            if !dir {
+                self.notify_self(&s, IN_ATTRIB);
+            }
+            if last {
+                self.notify_gone(&s);
+            }
+            self.notify_entry(&s, IN_DELETE, dir, 0);
+        }
         Ok(0)
     }
 
@@ -298,7 +345,15 @@ impl Kernel {
     ) -> SysResult {
         let (a, b) = (self.path_arg(old)?, self.path_arg(new)?);
         let (ba, bb) = (self.base_for(&a, olddir)?, self.base_for(&b, newdir)?);
+        let (from, to) = (self.subject_at(&ba, &a), self.subject_at(&bb, &b));
         self.vfs.rename(&ba, &a, &bb, &b, flags as u32)?;
+        if self.watched() {
+            self.notify_move(&from, &to);
+            // What the new name replaced lost that name (its last, here).
+            if to.node.is_some() && to.node != from.node {
+                self.notify_gone(&to);
+            }
+        }
         Ok(0)
     }
 
@@ -317,6 +372,12 @@ impl Kernel {
         let path = self.path_arg(new)?;
         let base = self.base_for(&path, newdir)?;
         self.vfs.link(&src, &base, &path)?;
+        if self.watched() {
+            let s = self.subject_of(&src);
+            self.notify_self(&s, IN_ATTRIB);
+            let n = self.subject_at(&base, &path);
+            self.notify_entry(&n, IN_CREATE, false, 0);
+        }
         Ok(0)
     }
 
@@ -328,6 +389,8 @@ impl Kernel {
         let path = self.path_arg(ptr)?;
         let base = self.base_for(&path, newdir)?;
         self.vfs.symlink(&t, &base, &path)?;
+        let s = self.subject_at(&base, &path);
+        self.notify_entry(&s, IN_CREATE, false, 0);
         Ok(0)
     }
 
@@ -340,13 +403,23 @@ impl Kernel {
     ) -> SysResult {
         let loc = self.resolve_at(dirfd, ptr, flags, true)?;
         self.vfs.chmod(&loc, mode as u32)?;
+        self.notify_loc(&loc, IN_ATTRIB);
         Ok(0)
+    }
+
+    /// Tells the watches of what `loc` names that `mask` happened to it.
+    fn notify_loc(&mut self, loc: &Location, mask: u32) {
+        if self.watched() {
+            let s = self.subject_of(loc);
+            self.notify(&s, mask);
+        }
     }
 
     pub(crate) fn sys_fchmod(&mut self, fd: u64, mode: u64) -> SysResult {
         let f = self.proc.files.get(fd)?;
         let loc = f.loc.clone().ok_or(errno::EBADF)?;
         self.vfs.chmod(&loc, mode as u32)?;
+        self.notify_loc(&loc, IN_ATTRIB);
         Ok(0)
     }
 
@@ -367,7 +440,11 @@ impl Kernel {
         let loc = self.resolve_at(dirfd, ptr, flags, true)?;
         let meta = self.vfs.meta(&loc)?;
         loc.node().writable()?;
-        self.chown_allowed(&meta, uid, gid)
+        self.chown_allowed(&meta, uid, gid)?;
+        if (uid as u32, gid as u32) != (u32::MAX, u32::MAX) {
+            self.notify_loc(&loc, IN_ATTRIB);
+        }
+        Ok(0)
     }
 
     /// `fchown`: as `chown`, on an open descriptor.
@@ -380,7 +457,13 @@ impl Kernel {
         if let Some(loc) = &f.loc {
             loc.node().writable()?;
         }
-        self.chown_allowed(&meta, uid, gid)
+        self.chown_allowed(&meta, uid, gid)?;
+        if (uid as u32, gid as u32) != (u32::MAX, u32::MAX) {
+            if let Some(loc) = &f.loc {
+                self.notify_loc(loc, IN_ATTRIB);
+            }
+        }
+        Ok(0)
     }
 
     /// What an unprivileged owner may do, as Linux's `chown_ok`/`chgrp_ok`: keep the
@@ -411,6 +494,7 @@ impl Kernel {
             }
         }
         self.vfs.truncate(&loc, len)?;
+        self.notify_loc(&loc, IN_MODIFY);
         Ok(0)
     }
 
@@ -453,6 +537,16 @@ impl Kernel {
             (Self::utime(&a)?, Self::utime(&m)?)
         };
         self.vfs.utimens(&loc, a, m)?;
+        // Both times is a change of attributes; one of them, an access or a change.
+        let mask = match (a.is_some(), m.is_some()) {
+            (true, true) => IN_ATTRIB,
+            (true, false) => IN_ACCESS,
+            (false, true) => IN_MODIFY,
+            (false, false) => 0,
+        };
+        if mask != 0 {
+            self.notify_loc(&loc, mask);
+        }
         Ok(0)
     }
 
@@ -460,6 +554,7 @@ impl Kernel {
         let loc = self.resolve_at(AT_FDCWD as u64, ptr, 0, true)?;
         let (a, m) = self.timevals(tv)?;
         self.vfs.utimens(&loc, a, m)?;
+        self.notify_loc(&loc, IN_ATTRIB);
         Ok(0)
     }
 

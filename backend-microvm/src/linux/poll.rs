@@ -88,6 +88,7 @@ impl Kernel {
             FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
             FileKind::TimerFd(t) => (t.readable(), false, 0),
             FileKind::SignalFd(m) => (self.signalfd_ready(m.get()), false, 0),
+            FileKind::Inotify(i) => (i.readable(), false, 0),
             FileKind::Tty(t) => {
                 let (r, w, hup) = self.tty_ready(t);
                 (r, w, if hup { POLLHUP } else { 0 })

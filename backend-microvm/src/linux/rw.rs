@@ -47,6 +47,20 @@ impl Kernel {
         len: u64,
         at: Option<u64>,
     ) -> SysResult {
+        let r = self.read_file_unwatched(file, buf, len, at);
+        if matches!(r, Ok(n) if n > 0) {
+            self.notify_file(file, super::inotify::IN_ACCESS);
+        }
+        r
+    }
+
+    fn read_file_unwatched(
+        &mut self,
+        file: &Rc<OpenFile>,
+        buf: u64,
+        len: u64,
+        at: Option<u64>,
+    ) -> SysResult {
         if !file.readable() {
             return Err(errno::EBADF.into());
         }
@@ -233,6 +247,10 @@ impl Kernel {
             FileKind::SignalFd(m) => {
                 return self.read_signalfd(m.get(), buf, file.flags.get() & libc::O_NONBLOCK != 0)
             }
+            FileKind::Inotify(i) => {
+                let i = Rc::clone(i);
+                return self.read_inotify(&i, buf, file.flags.get() & libc::O_NONBLOCK != 0);
+            }
             FileKind::Dir => return Err(errno::EISDIR.into()),
             _ => return Err(errno::EBADF.into()),
         };
@@ -376,6 +394,19 @@ impl Kernel {
     /// all of it is written (a write of at most `PIPE_BUF` bytes goes in at once), as
     /// Linux's does; a signal ends the wait with the count written so far.
     pub(crate) fn write_iov(
+        &mut self,
+        file: &Rc<OpenFile>,
+        iov: &[(u64, u64)],
+        at: Option<u64>,
+    ) -> SysResult {
+        let r = self.write_iov_unwatched(file, iov, at);
+        if matches!(r, Ok(n) if n > 0) {
+            self.notify_file(file, super::inotify::IN_MODIFY);
+        }
+        r
+    }
+
+    fn write_iov_unwatched(
         &mut self,
         file: &Rc<OpenFile>,
         iov: &[(u64, u64)],

@@ -545,6 +545,11 @@ impl Files {
                     "a process holds a terminal (an exec with a tty, or /dev/ptmx): terminals cannot be saved",
                 ))
             }
+            FileKind::Inotify(_) => {
+                return Err(SnapError::new(
+                    "a process holds an inotify instance: it cannot be saved to a file (the in-memory snapshot keeps it)",
+                ))
+            }
             FileKind::TimerFd(_) => {
                 return Err(SnapError::new(
                     "a process holds a timerfd: timerfds cannot be saved to a file (the in-memory snapshot keeps them)",
@@ -1136,6 +1141,7 @@ impl Kernel {
             netlink: super::netlink::Ports::default(),
             locks: super::locks::Locks::default(),
             timers: super::timers::Timers::default(),
+            inotify: super::inotify::Instances::default(),
             live: None,
             boot_id: super::new_boot_id(),
             boundary: false,

@@ -255,7 +255,7 @@ impl Kernel {
     }
 
     /// True when some task waits in a syscall.
-    fn any_blocked(&self) -> bool {
+    pub(super) fn any_blocked(&self) -> bool {
         self.all_tasks()
             .any(|t| matches!(t.state, TaskState::Blocked(_)))
     }

@@ -28,6 +28,7 @@ const LIMITS: &str = "soft and hard limits kept per process and inherited; RLIMI
 const XATTRS: &str = "no extended attributes are kept: reads find none (ENODATA), writes and removals are EOPNOTSUPP";
 const OPEN: &str =
     "O_TMPFILE is not offered (EOPNOTSUPP: libc and Python fall back to a named file)";
+const INOTIFY: &str = "events of what the sandbox's own processes do (not of changes made from outside it); IN_DELETE_SELF when the last name goes, even while a descriptor holds the file open";
 const REMOVED: &str = "removed from Linux, which answers ENOSYS too";
 
 #[rustfmt::skip]
@@ -288,9 +289,9 @@ pub(crate) static TABLE: &[Syscall] = &[
     refused(250, "keyctl", "no keyrings (the container's filter refuses them too)"),
     full(251, "ioprio_set", |k, c| k.sys_ioprio_set(c.a[0], c.a[1], c.a[2])),
     full(252, "ioprio_get", |k, c| k.sys_ioprio_get(c.a[0], c.a[1])),
-    enosys(253, "inotify_init"),
-    enosys(254, "inotify_add_watch"),
-    enosys(255, "inotify_rm_watch"),
+    partial(253, "inotify_init", INOTIFY, |k, _| k.sys_inotify_init1(0)),
+    partial(254, "inotify_add_watch", INOTIFY, |k, c| k.sys_inotify_add_watch(c.a[0], c.a[1], c.a[2])),
+    partial(255, "inotify_rm_watch", INOTIFY, |k, c| k.sys_inotify_rm_watch(c.a[0], c.a[1])),
     refused(256, "migrate_pages", NUMA),
     partial(257, "openat", OPEN, |k, c| k.sys_openat(c.a[0], c.a[1], c.a[2], c.a[3])).restarts(),
     full(258, "mkdirat", |k, c| k.sys_mkdirat(c.a[0], c.a[1], c.a[2])),
@@ -329,7 +330,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     full(291, "epoll_create1", |k, c| k.sys_epoll_create1(c.a[0])),
     full(292, "dup3", |k, c| k.sys_dup3(c.a[0], c.a[1], c.a[2], false)),
     full(293, "pipe2", |k, c| k.sys_pipe2(c.ptr(0), c.a[1])),
-    enosys(294, "inotify_init1"),
+    partial(294, "inotify_init1", INOTIFY, |k, c| k.sys_inotify_init1(c.a[0])),
     full(295, "preadv", |k, c| k.sys_readv(c.a[0], c.ptr(1), c.a[2], Some(c.a[3]))),
     full(296, "pwritev", |k, c| k.sys_writev(c.a[0], c.ptr(1), c.a[2], Some(c.a[3]))),
     full(297, "rt_tgsigqueueinfo", |k, c| k.sys_sigqueue(c.a[0], Some(c.a[1]), c.a[2], c.ptr(3))),

@@ -17,7 +17,7 @@
 //! waiting to read or poll it, and a POSIX timer queues its signal then.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -183,6 +183,9 @@ pub(crate) struct Timers {
     fds: Vec<Weak<TimerFd>>,
     /// POSIX timers by process and id.
     posix: BTreeMap<(Tid, i32), PosixTimer>,
+    /// The POSIX timers that signal and are armed, by next expiry: what the
+    /// scheduler looks at, without going through every timer at each turn.
+    armed: BTreeSet<(Instant, Tid, i32)>,
     /// The next id a process's `timer_create` tries (kept across `execve`, as Linux
     /// keeps it in the thread group).
     next_id: BTreeMap<Tid, i32>,
@@ -205,17 +208,37 @@ impl Timers {
             return None;
         }
         let fds = self.fds.iter().filter_map(|w| w.upgrade()?.next());
-        let posix = self
-            .posix
-            .values()
-            .filter(|t| t.notify != Notify::Nothing)
-            .filter_map(|t| t.timer.next);
+        let posix = self.armed.first().map(|(at, _, _)| *at);
         fds.chain(posix).min()
+    }
+
+    /// Gives the POSIX timer `key` the timer `timer` (kept in [`Timers::armed`]).
+    fn set_posix(&mut self, key: (Tid, i32), timer: Timer) {
+        let Some(t) = self.posix.get_mut(&key) else {
+            return;
+        };
+        if let Some(at) = t.timer.next {
+            self.armed.remove(&(at, key.0, key.1));
+        }
+        t.timer = timer;
+        if let (Some(at), true) = (timer.next, t.notify != Notify::Nothing) {
+            self.armed.insert((at, key.0, key.1));
+        }
+    }
+
+    /// Removes the POSIX timer `key`.
+    fn remove_posix(&mut self, key: (Tid, i32)) {
+        if let Some(t) = self.posix.remove(&key) {
+            if let Some(at) = t.timer.next {
+                self.armed.remove(&(at, key.0, key.1));
+            }
+        }
     }
 
     /// The POSIX timers of `pid` go (`execve`, exit).
     pub(crate) fn drop_process(&mut self, pid: Tid, exiting: bool) {
         self.posix.retain(|(p, _), _| *p != pid);
+        self.armed.retain(|(_, p, _)| *p != pid);
         if exiting {
             self.next_id.remove(&pid);
         }
@@ -232,6 +255,7 @@ impl Timers {
         Timers {
             fds,
             posix: self.posix.clone(),
+            armed: self.armed.clone(),
             next_id: self.next_id.clone(),
         }
     }
@@ -522,8 +546,8 @@ impl Kernel {
         if t.notify == Notify::Nothing {
             before.expire(now);
         }
-        t.timer = timer;
         t.overrun_last = 0;
+        self.timers.set_posix((self.proc.pid, id as i32), timer);
         if !old.is_null() {
             self.mm.write(old, &before.setting(now))?;
         }
@@ -549,7 +573,7 @@ impl Kernel {
         self.posix_timer(id)?;
         let key = (self.proc.pid, id as i32);
         self.drop_timer_signal(key);
-        self.timers.posix.remove(&key);
+        self.timers.remove_posix(key);
         Ok(0)
     }
 
@@ -571,21 +595,19 @@ impl Kernel {
         if any {
             self.stirred = true;
         }
-        let due: Vec<(Tid, i32)> = self
-            .timers
-            .posix
-            .iter()
-            .filter(|(_, t)| {
-                t.notify != Notify::Nothing && t.timer.next.is_some_and(|at| now >= at)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for key in due {
-            let Some(t) = self.timers.posix.get_mut(&key) else {
+        while let Some(&(at, pid, id)) = self.timers.armed.first() {
+            if at > now {
+                break;
+            }
+            let key = (pid, id);
+            let Some(t) = self.timers.posix.get(&key) else {
+                self.timers.armed.remove(&(at, pid, id));
                 continue;
             };
-            let n = t.timer.expire(now);
+            let mut timer = t.timer;
+            let n = timer.expire(now);
             let (notify, value) = (t.notify, t.value);
+            self.timers.set_posix(key, timer);
             self.queue_timer_signal(key, notify, value, n);
         }
     }

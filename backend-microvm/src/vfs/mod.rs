@@ -62,6 +62,13 @@ impl Location {
         self.entries.len().checked_sub(2).map(|i| &self.entries[i])
     }
 
+    /// The location of the directory this one is in (`None` for the root).
+    pub(crate) fn parent_loc(&self) -> Option<Location> {
+        (self.entries.len() > 1).then(|| Location {
+            entries: self.entries[..self.entries.len() - 1].to_vec(),
+        })
+    }
+
     /// The node of the last entry.
     pub(crate) fn node(&self) -> &Node {
         &self.top().node
