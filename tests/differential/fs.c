@@ -514,6 +514,19 @@ static void inotify(void) {
   mkfifo("iw/p", 0644);
   unlink("iw/p");
   events("inotify.mkfifo", fd);
+  CHECK("inotify.mknod.reg", mknod("iw/n", S_IFREG | 0600, 0));
+  CHECK("inotify.mknod.sock", mknod("iw/s", S_IFSOCK | 0600, 0));
+  events("inotify.mknod", fd);
+  /* Two names of one file: renaming one onto the other does nothing. */
+  link("iw/n", "iw/n2");
+  events("inotify.samefile.setup", fd);
+  CHECK("inotify.rename.samefile", rename("iw/n", "iw/n2"));
+  FACT("inotify.rename.samefile.both", "%d %d", access("iw/n", F_OK), access("iw/n2", F_OK));
+  events("inotify.rename.samefile", fd);
+  unlink("iw/n");
+  unlink("iw/n2");
+  unlink("iw/s");
+  events("inotify.mknod.cleanup", fd);
   /* A watch on the file itself: its own events, then its end. */
   int wf = inotify_add_watch(fd, "iw/b", IN_ALL_EVENTS);
   FACT("inotify_add_watch.file", "wd=%d", wf);

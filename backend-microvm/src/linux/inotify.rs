@@ -361,6 +361,15 @@ impl Kernel {
         }
     }
 
+    /// `path` (from `base`) was just made, not a directory: `IN_CREATE` in its
+    /// directory.
+    pub(crate) fn created_at(&mut self, base: &Location, path: &[u8]) {
+        if self.watched() {
+            let s = self.subject_at(base, path);
+            self.notify_entry(&s, IN_CREATE, false, 0);
+        }
+    }
+
     /// A rename of `from` to `to`: `IN_MOVED_FROM` and `IN_MOVED_TO` with one cookie,
     /// the link count of what `to` named changed (`IN_ATTRIB`), then `IN_MOVE_SELF`
     /// on what moved (Linux's `fsnotify_move`).

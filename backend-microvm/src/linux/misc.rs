@@ -33,17 +33,20 @@ impl Kernel {
         let perm = mode & 0o7777 & !self.proc.umask;
         match mode & libc::S_IFMT {
             0 | libc::S_IFREG => {
-                let flags = (libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY) as u64;
-                let fd = self.sys_openat(dirfd, ptr, flags, u64::from(perm))?;
-                self.proc.files.close(fd)?;
+                // Made as an exclusive create whose opened file is dropped at once: no
+                // descriptor is taken (no EMFILE), no open or close is seen by watches.
+                let path = self.path_arg(ptr)?;
+                let base = self.base_for(&path, dirfd)?;
+                let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
+                drop(self.vfs.open(&base, &path, flags, perm)?);
+                self.created_at(&base, &path);
                 Ok(0)
             }
             libc::S_IFIFO => {
                 let path = self.path_arg(ptr)?;
                 let base = self.base_for(&path, dirfd)?;
                 self.vfs.mkfifo(&base, &path, perm)?;
-                let s = self.subject_at(&base, &path);
-                self.notify_entry(&s, super::inotify::IN_CREATE, false, 0);
+                self.created_at(&base, &path);
                 Ok(0)
             }
             libc::S_IFCHR | libc::S_IFBLK => Err(errno::EPERM.into()),
@@ -53,7 +56,11 @@ impl Kernel {
                 let base = self.base_for(&path, dirfd)?;
                 match self.vfs.mksock(&base, &path, perm, u64::MAX) {
                     Err(e) if e == errno::EADDRINUSE => Err(errno::EEXIST.into()),
-                    r => Ok(r.map(|_| 0)?),
+                    r => {
+                        r?;
+                        self.created_at(&base, &path);
+                        Ok(0)
+                    }
                 }
             }
             _ => Err(errno::EINVAL.into()),

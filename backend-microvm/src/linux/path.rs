@@ -347,7 +347,9 @@ impl Kernel {
         let (ba, bb) = (self.base_for(&a, olddir)?, self.base_for(&b, newdir)?);
         let (from, to) = (self.subject_at(&ba, &a), self.subject_at(&bb, &b));
         self.vfs.rename(&ba, &a, &bb, &b, flags as u32)?;
-        if self.watched() {
+        // Two names of one file: Linux does nothing, and tells nobody.
+        let same = from.node.is_some() && from.node == to.node;
+        if self.watched() && !same {
             self.notify_move(&from, &to);
             // What the new name replaced lost that name (its last, here).
             if to.node.is_some() && to.node != from.node {
@@ -389,8 +391,7 @@ impl Kernel {
         let path = self.path_arg(ptr)?;
         let base = self.base_for(&path, newdir)?;
         self.vfs.symlink(&t, &base, &path)?;
-        let s = self.subject_at(&base, &path);
-        self.notify_entry(&s, IN_CREATE, false, 0);
+        self.created_at(&base, &path);
         Ok(0)
     }
 
