@@ -472,6 +472,28 @@ mod tmpfs {
             .tmpfs("/tmp/sub", None));
             assert_eq!(stdout(&o), "0\nfind ok\n", "{}", out(&o));
         }
+
+        /// `/proc/self/mountinfo` lists the sandbox's mounts with the device numbers
+        /// `stat` shows under each (what `df` and `findmnt` match files by), read-only
+        /// ones marked `ro`, and `df` finds /tmp as its own filesystem.
+        fn mountinfo_matches_what_stat_shows(iso) {
+            let code = r#"
+import os
+seen = {}
+for line in open("/proc/self/mountinfo"):
+    f = line.split()
+    target, opts, dev = f[4], f[5], f[2]
+    seen[target] = (dev, opts.split(",")[0])
+    st = os.stat(target)
+    if "%d:%d" % (os.major(st.st_dev), os.minor(st.st_dev)) != dev:
+        print("mismatch", target, dev)
+print("tmp", seen["/tmp"][1], "usr", seen["/usr"][1])
+"#;
+            let o = run(Workload::new("python3", ["-c", code]).isolation(iso));
+            assert_eq!(stdout(&o), "tmp rw usr ro\n", "{}", out(&o));
+            let o = run(sh("df -P /tmp | tail -n 1 | awk '{print $6}'").isolation(iso));
+            assert_eq!(stdout(&o), "/tmp\n", "{}", out(&o));
+        }
     }
 }
 

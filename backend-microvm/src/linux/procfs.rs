@@ -25,11 +25,136 @@ pub(crate) fn fd_link(f: &OpenFile) -> Vec<u8> {
     }
 }
 
+/// One line of `/proc/PID/mounts` and `mountinfo`.
+struct MountLine {
+    id: u32,
+    parent: u32,
+    major: u32,
+    minor: u32,
+    target: String,
+    fstype: &'static str,
+    source: &'static str,
+    options: &'static str,
+}
+
+/// The name of a host filesystem type (`statfs`'s `f_type`), as `/proc/mounts` shows
+/// the common ones.
+fn host_fstype(f_type: i64) -> &'static str {
+    match f_type {
+        0xEF53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x794C_7630 => "overlay",
+        0x0102_1994 => "tmpfs",
+        0x6969 => "nfs",
+        0x6573_5546 => "fuse",
+        0x2FC1_2FC1 => "zfs",
+        _ => "hostfs",
+    }
+}
+
+/// A path as `/proc/mounts` writes it: space, tab, newline and backslash escaped
+/// in octal.
+fn mount_path(p: &[u8]) -> String {
+    let mut s = String::new();
+    for &b in p {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => {
+                let _ = write!(s, "\\{b:03o}");
+            }
+            _ => s.push(b as char),
+        }
+    }
+    s
+}
+
 fn ticks(d: Duration) -> u64 {
     (d.as_millis() / 10) as u64
 }
 
 impl Kernel {
+    /// The sandbox's mounts as `/proc/PID/mounts` and `mountinfo` show them: the
+    /// root, then every mount of the tree, parents first, each with the device
+    /// numbers `stat` shows under it (what `df` and `findmnt` match files by).
+    fn mount_table(&self) -> Vec<MountLine> {
+        let root = self.vfs.root();
+        let dev_of = |path: &[u8]| {
+            let at = if path.is_empty() { &b"/"[..] } else { path };
+            let dev = self
+                .vfs
+                .resolve(&root, at, true)
+                .and_then(|l| self.vfs.meta(&l))
+                .map_or(0, |m| m.dev);
+            (
+                (((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)) as u32,
+                ((dev & 0xff) | ((dev >> 12) & !0xff)) as u32,
+            )
+        };
+        let mut out: Vec<(Vec<u8>, MountLine)> = Vec::new();
+        let (major, minor) = dev_of(b"");
+        let (fstype, source, options) = match root.node() {
+            crate::vfs::Node::Ovl(_) => ("overlay", "overlay", "rw,nosuid,nodev"),
+            _ => ("hsb", "hsb", "ro,nosuid,nodev"),
+        };
+        out.push((
+            Vec::new(),
+            MountLine {
+                id: 20,
+                parent: 1,
+                major,
+                minor,
+                target: "/".into(),
+                fstype,
+                source,
+                options,
+            },
+        ));
+        for (path, node) in self.vfs.mounts() {
+            use crate::vfs::Node;
+            let (fstype, source, options) = match node {
+                Node::HostDir { fd, ro, .. } | Node::HostFile { fd, ro, .. } => {
+                    let t = crate::vfs::host::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&**fd))
+                        .map_or(0, |st| st.f_type);
+                    let opts = if *ro {
+                        "ro,nosuid,nodev"
+                    } else {
+                        "rw,nosuid,nodev"
+                    };
+                    (host_fstype(t), "hostfs", opts)
+                }
+                Node::Tmp(_) => ("tmpfs", "tmpfs", "rw,nosuid,nodev"),
+                Node::Proc(_) => ("proc", "proc", "ro,nosuid,nodev,noexec"),
+                Node::Ovl(_) => ("overlay", "overlay", "rw,nosuid,nodev"),
+                // Generated files, devices and links of the tree are no mounts.
+                _ => continue,
+            };
+            // The nearest mount above it.
+            let parent = out
+                .iter()
+                .rev()
+                .find(|(p, _)| {
+                    p.is_empty() || (path.starts_with(p) && path.get(p.len()) == Some(&b'/'))
+                })
+                .map_or(20, |(_, m)| m.id);
+            let (major, minor) = dev_of(&path);
+            let id = 21 + out.len() as u32 - 1;
+            out.push((
+                path.clone(),
+                MountLine {
+                    id,
+                    parent,
+                    major,
+                    minor,
+                    target: mount_path(&path),
+                    fstype,
+                    source,
+                    options,
+                },
+            ));
+        }
+        out.into_iter().map(|(_, m)| m).collect()
+    }
+
     /// Brings `/proc`'s view of the processes up to date.
     pub(crate) fn refresh_proc(&self) {
         let mut view = std::collections::BTreeMap::new();
@@ -93,7 +218,35 @@ impl Kernel {
             }
             ProcFile::Environ => {}
             ProcFile::Mounts => {
-                s.push_str("hsb / hsb ro,nosuid,nodev 0 0\nproc /proc proc ro,nosuid,nodev,noexec 0 0\ntmpfs /tmp tmpfs rw,nosuid,nodev 0 0\ntmpfs /dev tmpfs ro,nosuid,noexec 0 0\n");
+                for m in self.mount_table() {
+                    let _ = writeln!(
+                        s,
+                        "{} {} {} {} 0 0",
+                        m.source, m.target, m.fstype, m.options
+                    );
+                }
+            }
+            ProcFile::MountInfo => {
+                for m in self.mount_table() {
+                    let super_opts = if m.options.starts_with("ro") {
+                        "ro"
+                    } else {
+                        "rw"
+                    };
+                    let _ = writeln!(
+                        s,
+                        "{} {} {}:{} / {} {} - {} {} {}",
+                        m.id,
+                        m.parent,
+                        m.major,
+                        m.minor,
+                        m.target,
+                        m.options,
+                        m.fstype,
+                        m.source,
+                        super_opts
+                    );
+                }
             }
             ProcFile::Limits => {
                 let _ = writeln!(

@@ -636,6 +636,11 @@ impl Vfs {
     /// The roots of every in-memory filesystem (the image's upper layer first, then the
     /// mounts in tree order), for `savefile`: a sandbox built from the same plan has
     /// them in the same order.
+    /// Every mount of the tree, parents first: its sandbox path and its node.
+    pub(crate) fn mounts(&self) -> Vec<(Vec<u8>, &Node)> {
+        self.tree.mounts()
+    }
+
     pub(crate) fn tmp_roots(&self) -> Vec<Rc<tmpfs::TmpInode>> {
         let mut v = Vec::new();
         if let Node::Ovl(d) = &self.root_node {

@@ -129,6 +129,26 @@ impl crate::snap::Snap for HostSource {
 }
 
 impl MountTree {
+    /// Every mount, parents first: its sandbox path and the node it shows.
+    pub(crate) fn mounts(&self) -> Vec<(Vec<u8>, &Node)> {
+        let mut out = Vec::new();
+        let mut stack = vec![(0usize, Vec::new())];
+        while let Some((at, path)) = stack.pop() {
+            if let Some(m) = self.mount(at) {
+                out.push((path.clone(), m));
+            }
+            let mut kids: Vec<(&Vec<u8>, usize)> = self.children(at).collect();
+            kids.sort();
+            for (name, n) in kids.into_iter().rev() {
+                let mut p = path.clone();
+                p.push(b'/');
+                p.extend_from_slice(name);
+                stack.push((n, p));
+            }
+        }
+        out
+    }
+
     /// The roots of the in-memory filesystems mounted, in tree order (`savefile`).
     pub(crate) fn tmp_roots(&self) -> Vec<Rc<super::tmpfs::TmpInode>> {
         self.nodes

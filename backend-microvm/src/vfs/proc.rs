@@ -43,6 +43,7 @@ pub(crate) enum ProcFile {
     Comm,
     Environ,
     Mounts,
+    MountInfo,
     Limits,
     MemInfo,
     CpuInfo,
@@ -60,7 +61,8 @@ pub(crate) enum ProcFile {
     Uuid,
 }
 
-const PID_FILES: [(&str, ProcFile); 9] = [
+const PID_FILES: [(&str, ProcFile); 10] = [
+    ("mountinfo", ProcFile::MountInfo),
     ("maps", ProcFile::Maps),
     ("status", ProcFile::Status),
     ("stat", ProcFile::Stat),
