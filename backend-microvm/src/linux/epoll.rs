@@ -287,13 +287,7 @@ impl Kernel {
             count: std::cell::Cell::new(initval & 0xffff_ffff),
             semaphore: flags & EFD_SEMAPHORE != 0,
         };
-        let nb = if flags & EFD_NONBLOCK != 0 {
-            libc::O_NONBLOCK
-        } else {
-            0
-        };
-        let f = OpenFile::new(FileKind::EventFd(ev), None, libc::O_RDWR | nb);
-        Ok(self.proc.files.add(f, flags & EFD_CLOEXEC != 0, 0)?)
+        self.add_anon(FileKind::EventFd(ev), libc::O_RDWR, flags)
     }
 
     /// `read` of an eventfd: the count (or 1, as a semaphore), waiting while it is 0.

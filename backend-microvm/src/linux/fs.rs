@@ -61,6 +61,18 @@ pub(crate) enum Dirent {
 }
 
 impl Kernel {
+    /// Installs an open file with no path (an eventfd, timerfd, signalfd, inotify
+    /// instance) opened for `access`: its `*_NONBLOCK` and `*_CLOEXEC` flags are
+    /// `O_NONBLOCK` and `O_CLOEXEC`, taken from `flags`.
+    pub(crate) fn add_anon(&mut self, kind: FileKind, access: i32, flags: u64) -> SysResult {
+        let nb = flags as i32 & libc::O_NONBLOCK;
+        let f = OpenFile::new(kind, None, access | nb);
+        Ok(self
+            .proc
+            .files
+            .add(f, flags & libc::O_CLOEXEC as u64 != 0, 0)?)
+    }
+
     pub(crate) fn sys_close(&mut self, fd: u64) -> SysResult {
         let f = self.proc.files.get(fd)?;
         self.proc.files.close(fd)?;

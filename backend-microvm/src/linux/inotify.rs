@@ -261,6 +261,8 @@ impl Instances {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Subject {
     pub(crate) node: Option<(Key, bool)>,
+    /// The node's link count.
+    pub(crate) links: u64,
     parent: Option<(Key, Vec<u8>)>,
 }
 
@@ -275,16 +277,27 @@ impl Kernel {
         if !self.watched() {
             return Subject::default();
         }
-        let node = self
-            .vfs
-            .meta(loc)
-            .ok()
-            .map(|m| ((m.dev, m.ino), m.mode & libc::S_IFMT == libc::S_IFDIR));
-        let parent = loc.parent_loc().and_then(|p| {
-            let m = self.vfs.meta(&p).ok()?;
-            Some(((m.dev, m.ino), loc.top().name.to_vec()))
-        });
-        Subject { node, parent }
+        let parent = loc
+            .parent_loc()
+            .and_then(|p| Some((self.key_of(&p)?, loc.top().name.to_vec())));
+        self.subject(Some(loc), parent)
+    }
+
+    /// A subject from the node's location and its directory's key and name.
+    fn subject(&self, loc: Option<&Location>, parent: Option<(Key, Vec<u8>)>) -> Subject {
+        let meta = loc.and_then(|l| self.vfs.meta(l).ok());
+        Subject {
+            node: meta
+                .as_ref()
+                .map(|m| ((m.dev, m.ino), m.mode & libc::S_IFMT == libc::S_IFDIR)),
+            links: meta.map_or(0, |m| m.nlink),
+            parent,
+        }
+    }
+
+    /// The key of the node `loc` ends at.
+    fn key_of(&self, loc: &Location) -> Option<Key> {
+        self.vfs.meta(loc).ok().map(|m| (m.dev, m.ino))
     }
 
     /// What `path` (from `base`) names, before a call changes it: the node if it
@@ -293,21 +306,13 @@ impl Kernel {
         if !self.watched() {
             return Subject::default();
         }
-        let node = self
-            .vfs
-            .resolve(base, path, false)
-            .ok()
-            .and_then(|l| self.vfs.meta(&l).ok())
-            .map(|m| ((m.dev, m.ino), m.mode & libc::S_IFMT == libc::S_IFDIR));
+        let node = self.vfs.resolve(base, path, false).ok();
         let parent = self
             .vfs
             .resolve_parent(base, path)
             .ok()
-            .and_then(|(p, name)| {
-                let m = self.vfs.meta(&p).ok()?;
-                Some(((m.dev, m.ino), name))
-            });
-        Subject { node, parent }
+            .and_then(|(p, name)| Some((self.key_of(&p)?, name)));
+        self.subject(node.as_ref(), parent)
     }
 
     /// What the open file `f` names.
@@ -317,6 +322,15 @@ impl Kernel {
                 self.subject_of(l)
             }
             _ => Subject::default(),
+        }
+    }
+
+    /// `mask` happened to what `loc` names (nothing is looked up when no watch
+    /// exists).
+    pub(crate) fn notify_loc(&mut self, loc: &Location, mask: u32) {
+        if self.watched() {
+            let s = self.subject_of(loc);
+            self.notify(&s, mask);
         }
     }
 
@@ -485,16 +499,7 @@ impl Kernel {
         }
         let i = Rc::new(Inotify::new(&self.mm.mem.budget()));
         self.inotify.all.push(Rc::downgrade(&i));
-        let nb = if flags & libc::IN_NONBLOCK as u64 != 0 {
-            libc::O_NONBLOCK
-        } else {
-            0
-        };
-        let f = OpenFile::new(FileKind::Inotify(i), None, libc::O_RDONLY | nb);
-        Ok(self
-            .proc
-            .files
-            .add(f, flags & libc::IN_CLOEXEC as u64 != 0, 0)?)
+        self.add_anon(FileKind::Inotify(i), libc::O_RDONLY, flags)
     }
 
     /// The instance behind `fd` (`EINVAL` for another kind of file).

@@ -313,12 +313,8 @@ impl Kernel {
         let path = self.path_arg(ptr)?;
         let base = self.base_for(&path, dirfd)?;
         let s = self.subject_at(&base, &path);
-        let last = self.watched()
-            && self.vfs.resolve(&base, &path, false).is_ok_and(|l| {
-                self.vfs
-                    .meta(&l)
-                    .is_ok_and(|m| m.nlink <= 1 || m.mode & libc::S_IFMT == libc::S_IFDIR)
-            });
+        // Its last name goes (a directory has one).
+        let last = s.node.is_some_and(|(_, dir)| dir || s.links <= 1);
         self.vfs.unlink(&base, &path, flags != 0)?;
         if self.watched() {
             // Linux's order: the link count changed (the file's own watches), the
@@ -406,14 +402,6 @@ impl Kernel {
         self.vfs.chmod(&loc, mode as u32)?;
         self.notify_loc(&loc, IN_ATTRIB);
         Ok(0)
-    }
-
-    /// Tells the watches of what `loc` names that `mask` happened to it.
-    fn notify_loc(&mut self, loc: &Location, mask: u32) {
-        if self.watched() {
-            let s = self.subject_of(loc);
-            self.notify(&s, mask);
-        }
     }
 
     pub(crate) fn sys_fchmod(&mut self, fd: u64, mode: u64) -> SysResult {

@@ -85,10 +85,7 @@ impl Kernel {
                 .resolve(&root, at, true)
                 .and_then(|l| self.vfs.meta(&l))
                 .map_or(0, |m| m.dev);
-            (
-                (((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)) as u32,
-                ((dev & 0xff) | ((dev >> 12) & !0xff)) as u32,
-            )
+            (super::stat::major(dev), super::stat::minor(dev))
         };
         let mut out: Vec<(Vec<u8>, MountLine)> = Vec::new();
         let (major, minor) = dev_of(b"");

@@ -58,13 +58,21 @@ impl Cpu for Detached {
 /// The first expiry of an interval timer (due at `at`, every `every`) after `now`:
 /// whole periods skipped at once (a 1 ns interval late by seconds is no loop of
 /// billions), a time past what the clock holds (an interval of centuries) saturating.
-pub(super) fn next_expiry(at: Instant, every: Duration, now: Instant) -> Instant {
+fn next_expiry(at: Instant, every: Duration, now: Instant) -> Instant {
+    expiries(at, every, now).1
+}
+
+/// How many expiries of an interval timer (due at `at`, every `every`) are due by
+/// `now`, and the first one after `now` (see [`next_expiry`]).
+pub(super) fn expiries(at: Instant, every: Duration, now: Instant) -> (u64, Instant) {
     let step = every.as_nanos().max(1);
     let periods = now.saturating_duration_since(at).as_nanos() / step + 1;
     let ahead = u64::try_from(step.saturating_mul(periods)).unwrap_or(u64::MAX);
     let ahead = Duration::from_nanos(ahead);
-    at.checked_add(ahead)
-        .unwrap_or_else(|| super::time::later(ahead))
+    let next = at
+        .checked_add(ahead)
+        .unwrap_or_else(|| super::time::later(ahead));
+    (u64::try_from(periods).unwrap_or(u64::MAX), next)
 }
 
 impl Kernel {

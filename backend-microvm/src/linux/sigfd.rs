@@ -9,7 +9,7 @@ use std::cell::Cell;
 
 use zerocopy::IntoBytes;
 
-use super::fd::{FileKind, OpenFile};
+use super::fd::FileKind;
 use super::signal::{bit, SigInfo, SIGCHLD, SIGKILL, SIGSTOP};
 use super::{Kernel, SysErr, SysResult};
 use crate::abi::SignalfdSiginfo;
@@ -74,16 +74,7 @@ impl Kernel {
         }
         let set = set & !(bit(SIGKILL) | bit(SIGSTOP));
         if fd as i32 == -1 {
-            let nb = if flags & libc::SFD_NONBLOCK as u64 != 0 {
-                libc::O_NONBLOCK
-            } else {
-                0
-            };
-            let f = OpenFile::new(FileKind::SignalFd(Cell::new(set)), None, libc::O_RDWR | nb);
-            return Ok(self
-                .proc
-                .files
-                .add(f, flags & libc::SFD_CLOEXEC as u64 != 0, 0)?);
+            return self.add_anon(FileKind::SignalFd(Cell::new(set)), libc::O_RDWR, flags);
         }
         let f = self.proc.files.get(fd)?;
         match &f.kind {

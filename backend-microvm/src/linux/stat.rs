@@ -7,6 +7,16 @@ use crate::vfs::{Meta, Time};
 const STATX_BASIC_STATS: u32 = 0x7ff;
 
 /// `struct stat` of `m`.
+/// The major number of device number `d` (glibc's `gnu_dev_major`).
+pub(crate) fn major(d: u64) -> u32 {
+    (((d >> 8) & 0xfff) | ((d >> 32) & !0xfff)) as u32
+}
+
+/// The minor number of device number `d` (glibc's `gnu_dev_minor`).
+pub(crate) fn minor(d: u64) -> u32 {
+    ((d & 0xff) | ((d >> 12) & !0xff)) as u32
+}
+
 pub(crate) fn stat_of(m: &Meta) -> Stat {
     Stat {
         st_dev: m.dev,
@@ -37,8 +47,6 @@ pub(crate) fn statx_of(m: &Meta) -> Statx {
         tv_nsec: t.nsec as u32,
         _reserved: 0,
     };
-    let major = |d: u64| (((d >> 8) & 0xfff) | ((d >> 32) & !0xfff)) as u32;
-    let minor = |d: u64| ((d & 0xff) | ((d >> 12) & !0xff)) as u32;
     Statx {
         stx_mask: STATX_BASIC_STATS,
         stx_blksize: m.blksize as u32,

@@ -77,10 +77,9 @@ impl Timer {
             self.next = None;
             return 1;
         }
-        let step = self.every.as_nanos().max(1);
-        let periods = (now - at).as_nanos() / step + 1;
-        self.next = Some(super::sched::next_expiry(at, self.every, now));
-        u64::try_from(periods).unwrap_or(u64::MAX)
+        let (n, next) = super::sched::expiries(at, self.every, now);
+        self.next = Some(next);
+        n
     }
 
     /// `struct itimerspec` for `*_gettime`: the interval and the time left.
@@ -351,16 +350,7 @@ impl Kernel {
             fired: Cell::new(0),
         });
         self.timers.add_fd(&t);
-        let nb = if flags & libc::TFD_NONBLOCK as u64 != 0 {
-            libc::O_NONBLOCK
-        } else {
-            0
-        };
-        let f = OpenFile::new(FileKind::TimerFd(t), None, libc::O_RDWR | nb);
-        Ok(self
-            .proc
-            .files
-            .add(f, flags & libc::TFD_CLOEXEC as u64 != 0, 0)?)
+        self.add_anon(FileKind::TimerFd(t), libc::O_RDWR, flags)
     }
 
     /// The timerfd behind `fd` (`EINVAL` for another kind of file, as Linux).
