@@ -75,5 +75,7 @@ errnos!(
     ENOTCONN,
     EPROTOTYPE,
     ETOOMANYREFS,
-    ENOBUFS
+    ENOBUFS,
+    EIDRM,
+    ENOMSG
 );

@@ -386,6 +386,43 @@ setTimeout(() => {
     assert_eq!(ok(&o), "rename:a.txt change:a.txt rename:a.txt\n");
 }
 
+/// System V IPC as programs use it: Perl's IPC::SysV modules (a shared memory segment,
+/// a semaphore a forked child posts, a message queue), and util-linux's `ipcmk`,
+/// `ipcs` (which reads `/proc/sysvipc`) and `ipcrm`.
+fn system_v_ipc_of_real_programs(iso: IsolationRequest) {
+    let perl = r#"use IPC::SysV qw(IPC_PRIVATE S_IRUSR S_IWUSR);
+use IPC::SharedMem; use IPC::Semaphore; use IPC::Msg;
+my $shm = IPC::SharedMem->new(IPC_PRIVATE, 4096, S_IRUSR|S_IWUSR) or die "shm: $!";
+my $sem = IPC::Semaphore->new(IPC_PRIVATE, 1, S_IRUSR|S_IWUSR) or die "sem: $!";
+my $msg = IPC::Msg->new(IPC_PRIVATE, S_IRUSR|S_IWUSR) or die "msg: $!";
+$sem->setval(0, 0);
+my $pid = fork();
+if ($pid == 0) {
+  select(undef, undef, undef, 0.05);
+  $shm->write("from child", 0, 10); $msg->snd(7, "ping"); $sem->op(0, 1, 0); exit 0;
+}
+$sem->op(0, -1, 0) or die "semop: $!";
+my $buf; $msg->rcv($buf, 64, 7) or die "msgrcv: $!";
+print $shm->read(0, 10), " ", $buf, " ", $sem->getval(0), "
+";
+waitpid($pid, 0);
+$shm->remove; $sem->remove; $msg->remove;"#;
+    let o = run(on(iso, Workload::new("perl", ["-e", perl])));
+    assert_eq!(ok(&o), "from child ping 0\n");
+    let o = run(on(
+        iso,
+        Workload::new(
+            "/bin/sh",
+            [
+                "-c",
+                "ipcmk -M 12345 -p 0640 >/dev/null && ipcmk -Q >/dev/null && ipcs -m | grep -c ' 640 *12345 ' \
+                 && ipcs -q | grep -c ' 644 ' && ipcrm --all && { ipcs | grep -c 12345 || true; }",
+            ],
+        ),
+    ));
+    assert_eq!(ok(&o), "1\n1\n0\n");
+}
+
 fn busybox_pipelines(iso: IsolationRequest) {
     let o = run(on(
         iso,
@@ -444,6 +481,7 @@ both_backends!(
     jvm_and_node_programs,
     timed_waits_of_real_programs,
     node_watches_files,
+    system_v_ipc_of_real_programs,
     busybox_pipelines,
     dash_and_coreutils_pipelines,
 );

@@ -364,3 +364,63 @@ print("timers", n, os.strerror(ctypes.get_errno()))
          timers 65536 Resource temporarily unavailable\n"
     );
 }
+
+/// System V IPC objects are bounded as on Linux (32,000 queues, 4,096 segments), and
+/// what they hold in the VMM (messages, semaphores) is charged to the sandbox's memory:
+/// a workload filling queues and making semaphore sets without end gets `ENOMEM`
+/// within its limit, never the host's memory. (The container's are the host kernel's,
+/// in its own IPC namespace: not compared.)
+#[test]
+fn system_v_objects_stay_bounded() {
+    let _one = serial();
+    let iso = IsolationRequest::MicroVm;
+    if !backend_ready(iso) {
+        return;
+    }
+    let code = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+err = lambda: os.strerror(ctypes.get_errno())
+qs = []
+while len(qs) < 40000:
+    q = libc.msgget(0, 0o600)
+    if q < 0:
+        break
+    qs.append(q)
+print("queues", len(qs), err())
+buf = ctypes.create_string_buffer(b"\1" + bytes(8199))
+sent = 0
+for q in qs:
+    if libc.msgsnd(q, buf, 8192, 0o4000) or libc.msgsnd(q, buf, 8192, 0o4000):
+        break
+    sent += 2
+print("filled", sent * 8192 < (64 << 20), err())
+for q in qs:
+    libc.msgctl(q, 0, None)
+sets = []
+while len(sets) < 1000:
+    s = libc.semget(0, 32000, 0o600)
+    if s < 0:
+        break
+    sets.append(s)
+print("sets", len(sets) < 1000, err())
+for s in sets:
+    libc.semctl(s, 0, 0)
+segs = []
+while len(segs) < 5000:
+    s = libc.shmget(0, 1 << 30, 0o600)
+    if s < 0:
+        break
+    segs.append(s)
+print("segments", len(segs), err())
+"#;
+    let mut w = Workload::new("python3", ["-c", code]).isolation(iso);
+    w.limits.memory = Some(ByteSize::mib(64));
+    w.limits.wall_time = Some(Duration::from_secs(300));
+    let o = run(w);
+    assert_eq!(
+        exited(&o),
+        "queues 32000 No space left on device\nfilled True Cannot allocate memory\n\
+         sets True Cannot allocate memory\nsegments 4096 No space left on device\n"
+    );
+}

@@ -138,6 +138,7 @@ impl Kernel {
             self.end_thread(t);
         }
         self.timers.drop_process(pid, true);
+        self.ipc_exit(pid);
         let Some(p) = self.proc_mut(pid) else {
             return;
         };

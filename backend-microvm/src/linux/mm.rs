@@ -37,7 +37,7 @@ const PROT_ALL: u64 = (PROT_READ | PROT_WRITE | PROT_EXEC) as u64;
 impl Kernel {
     /// A call that may add mappings: refused past `MAX_MAP_COUNT` (ENOMEM, as Linux),
     /// and what the mappings cost the VMM charged after it (the sandbox's memory).
-    fn mapping_call(&mut self, call: impl FnOnce(&mut Self) -> SysResult) -> SysResult {
+    pub(super) fn mapping_call(&mut self, call: impl FnOnce(&mut Self) -> SysResult) -> SysResult {
         self.mm.room_for_mappings()?;
         let r = call(self);
         if self.mm.account_mappings().is_err() {
@@ -118,13 +118,10 @@ impl Kernel {
         let prot = (prot & PROT_ALL) as u32;
         let kind = if flags & libc::MAP_ANONYMOUS != 0 {
             if shared {
-                // Zeros that every process inheriting the mapping shares.
-                let pages = Rc::new(SharedPages {
-                    file: Rc::new(ZeroBacking),
-                    frames: Default::default(),
-                });
-                self.shm.push((None, Rc::clone(&pages)));
-                VmaKind::SharedFile { pages, offset: 0 }
+                VmaKind::SharedFile {
+                    pages: self.shared_zeros(),
+                    offset: 0,
+                }
             } else {
                 VmaKind::Anon
             }
@@ -210,6 +207,17 @@ impl Kernel {
         Ok(start)
     }
 
+    /// New shared memory of zeros (`MAP_SHARED|MAP_ANONYMOUS`, a System V segment):
+    /// every process inheriting or attaching it shares its pages.
+    pub(super) fn shared_zeros(&mut self) -> Rc<SharedPages> {
+        let pages = Rc::new(SharedPages {
+            file: Rc::new(ZeroBacking),
+            frames: Default::default(),
+        });
+        self.shm.push((None, Rc::clone(&pages)));
+        pages
+    }
+
     /// The shared pages of the in-memory file `t` (made at its first shared mapping).
     fn shared_pages(&mut self, t: &Rc<TmpInode>) -> Rc<SharedPages> {
         if let Some((_, p)) = self
@@ -269,6 +277,7 @@ impl Kernel {
     /// Shared pages no mapping uses any more go back into their file, and their frames
     /// back to the guest's memory.
     pub(crate) fn shm_sweep(&mut self) {
+        self.ipc.sweep_segments();
         let unused: Vec<usize> = (0..self.shm.len())
             .filter(|i| Rc::strong_count(&self.shm[*i].1) == 1)
             .collect();

@@ -16,6 +16,7 @@ mod futex;
 mod hooks;
 pub(crate) mod inet;
 mod inotify;
+mod ipc;
 mod limits;
 mod locks;
 pub(crate) mod misc;
@@ -306,6 +307,8 @@ pub(crate) struct Kernel {
     pub(crate) timers: timers::Timers,
     /// Inotify instances (`inotify.rs`).
     pub(crate) inotify: inotify::Instances,
+    /// System V IPC objects (`ipc.rs`).
+    pub(crate) ipc: ipc::Ipc,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
     /// The VM's boot id (`/proc/sys/kernel/random/boot_id`): random per VM, new for
@@ -394,6 +397,7 @@ impl Kernel {
             locks: locks::Locks::default(),
             timers: timers::Timers::default(),
             inotify: inotify::Instances::default(),
+            ipc: ipc::Ipc::default(),
             live: None,
             boot_id: new_boot_id(),
             boundary: false,
@@ -426,6 +430,7 @@ impl Kernel {
             .iter()
             .map(|(t, p)| Ok((t.snap(m)?, p.snap(m)?)))
             .collect::<Result<Vec<_>, crate::snap::SnapError>>()?;
+        let ipc = self.ipc.copy(m, &mm.mem.budget())?;
         // Second pass: what is held weakly.
         m.finish();
         for f in m.copies::<OpenFile>() {
@@ -476,6 +481,7 @@ impl Kernel {
             locks,
             timers,
             inotify,
+            ipc,
             live: None,
             boot_id: self.boot_id,
             boundary: false,

@@ -321,6 +321,8 @@ impl Kernel {
             ProcFile::PidMax => s.push_str("4194304\n"),
             ProcFile::NgroupsMax => s.push_str("65536\n"),
             ProcFile::Overcommit => s.push_str("0\n"),
+            ProcFile::SysvIpc(what) => s.push_str(&self.sysvipc(what)),
+            ProcFile::IpcLimit(text) => s.push_str(text),
             ProcFile::BootId | ProcFile::Uuid => {
                 // The boot id is the VM's (a clone started from a snapshot gets its
                 // own); a uuid is new at each read, as on Linux.

@@ -884,6 +884,11 @@ impl Kernel {
                 "a process holds System V or POSIX shared memory: it cannot be saved to a file",
             ));
         }
+        if !self.ipc.is_empty() {
+            return Err(SnapError::new(
+                "the sandbox has System V IPC objects (semaphores, message queues, shared memory): they cannot be saved to a file; remove them first (the in-memory snapshot keeps them)",
+            ));
+        }
         if self.locks.any_live() {
             return Err(SnapError::new(
                 "a process holds a file lock (flock or fcntl): it cannot be saved to a file; release it first",
@@ -1142,6 +1147,7 @@ impl Kernel {
             locks: super::locks::Locks::default(),
             timers: super::timers::Timers::default(),
             inotify: super::inotify::Instances::default(),
+            ipc: super::ipc::Ipc::default(),
             live: None,
             boot_id: super::new_boot_id(),
             boundary: false,

@@ -29,6 +29,9 @@ const XATTRS: &str = "no extended attributes are kept: reads find none (ENODATA)
 const OPEN: &str =
     "O_TMPFILE is not offered (EOPNOTSUPP: libc and Python fall back to a named file)";
 const INOTIFY: &str = "events of what the sandbox's own processes do (not of changes made from outside it); IN_DELETE_SELF when the last name goes, even while a descriptor holds the file open";
+const SYSV: &str = "the sandbox's own IPC namespace, with Linux's default limits; the sandbox's root has CAP_IPC_OWNER in it";
+const SHMAT: &str =
+    "a segment attached SHM_RDONLY can be made writable by mprotect (Linux refuses: EACCES)";
 const REMOVED: &str = "removed from Linux, which answers ENOSYS too";
 
 #[rustfmt::skip]
@@ -65,9 +68,9 @@ pub(crate) static TABLE: &[Syscall] = &[
     full(26, "msync", |k, c| k.sys_msync(c.a[0], c.a[1], c.a[2])),
     full(27, "mincore", |k, c| k.sys_mincore(c.a[0], c.a[1], c.a[2])),
     full(28, "madvise", |k, c| k.sys_madvise(c.a[0], c.a[1], c.a[2])),
-    enosys(29, "shmget"),
-    enosys(30, "shmat"),
-    enosys(31, "shmctl"),
+    full(29, "shmget", |k, c| k.sys_shmget(c.a[0], c.a[1], c.a[2])).note(SYSV),
+    partial(30, "shmat", SHMAT, |k, c| k.sys_shmat(c.a[0], c.a[1], c.a[2])),
+    full(31, "shmctl", |k, c| k.sys_shmctl(c.a[0], c.a[1], c.a[2])),
     full(32, "dup", |k, c| k.sys_dup(c.a[0])),
     full(33, "dup2", |k, c| k.sys_dup3(c.a[0], c.a[1], 0, true)),
     full(34, "pause", |k, _| k.sys_pause()),
@@ -100,14 +103,14 @@ pub(crate) static TABLE: &[Syscall] = &[
     full(61, "wait4", |k, c| k.sys_wait4(c.int(0), c.ptr(1), c.a[2], c.ptr(3))).restarts(),
     full(62, "kill", |k, c| k.sys_kill(c.int(0), c.a[1])),
     full(63, "uname", |k, c| k.sys_uname(c.ptr(0))),
-    enosys(64, "semget"),
-    enosys(65, "semop"),
-    enosys(66, "semctl"),
-    enosys(67, "shmdt"),
-    enosys(68, "msgget"),
-    enosys(69, "msgsnd"),
-    enosys(70, "msgrcv"),
-    enosys(71, "msgctl"),
+    full(64, "semget", |k, c| k.sys_semget(c.a[0], c.a[1], c.a[2])).note(SYSV),
+    full(65, "semop", |k, c| k.sys_semtimedop(c.a[0], c.a[1], c.a[2], 0)),
+    full(66, "semctl", |k, c| k.sys_semctl(c.a[0], c.a[1], c.a[2], c.a[3])),
+    full(67, "shmdt", |k, c| k.sys_shmdt(c.a[0])),
+    full(68, "msgget", |k, c| k.sys_msgget(c.a[0], c.a[1])).note(SYSV),
+    full(69, "msgsnd", |k, c| k.sys_msgsnd(c.a[0], c.a[1], c.a[2], c.a[3])),
+    full(70, "msgrcv", |k, c| k.sys_msgrcv(c.a[0], c.a[1], c.a[2], c.a[3], c.a[4])),
+    full(71, "msgctl", |k, c| k.sys_msgctl(c.a[0], c.a[1], c.a[2])),
     partial(72, "fcntl", "F_NOTIFY is accepted on directories but no change is signalled, F_SETLEASE refused (both counted); F_SETOWN/F_SETSIG recorded, no SIGIO", |k, c| k.sys_fcntl(c.a[0], c.a[1], c.a[2])).restarts(),
     full(73, "flock", |k, c| k.sys_flock(c.a[0], c.a[1])).restarts().note("locks (and fcntl's record locks) are held between the sandbox's processes; a host process sharing a read-write mount does not see them"),
     full(74, "fsync", |k, c| k.sys_fsync(c.a[0], false)),
@@ -256,7 +259,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     full(217, "getdents64", |k, c| k.sys_getdents64(c.a[0], c.a[1], c.a[2])),
     full(218, "set_tid_address", |k, c| k.sys_set_tid_address(c.a[0])),
     full(219, "restart_syscall", |_, _| Err(crate::errno::Errno(libc::EINTR).into())),
-    enosys(220, "semtimedop"),
+    full(220, "semtimedop", |k, c| k.sys_semtimedop(c.a[0], c.a[1], c.a[2], c.a[3])),
     full(221, "fadvise64", |k, c| k.sys_fadvise(c.a[0], c.a[3])),
     partial(222, "timer_create", "no CPU-time clocks (EINVAL)", |k, c| k.sys_timer_create(c.a[0], c.ptr(1), c.ptr(2))),
     full(223, "timer_settime", |k, c| k.sys_timer_settime(c.a[0], c.a[1], c.ptr(2), c.ptr(3))),

@@ -59,6 +59,10 @@ pub(crate) enum ProcFile {
     Overcommit,
     BootId,
     Uuid,
+    /// `/proc/sysvipc/shm`, `sem`, `msg`.
+    SysvIpc(&'static str),
+    /// A System V IPC limit of `/proc/sys/kernel` (its text).
+    IpcLimit(&'static str),
 }
 
 const PID_FILES: [(&str, ProcFile); 10] = [
@@ -84,11 +88,25 @@ const TOP_FILES: [(&str, ProcFile); 7] = [
     ("filesystems", ProcFile::Filesystems),
 ];
 
-const KERNEL_FILES: [(&str, ProcFile); 4] = [
+const KERNEL_FILES: [(&str, ProcFile); 11] = [
     ("ostype", ProcFile::OsType),
     ("osrelease", ProcFile::OsRelease),
     ("pid_max", ProcFile::PidMax),
     ("ngroups_max", ProcFile::NgroupsMax),
+    // Linux's defaults, which the sandbox's IPC namespace has.
+    ("shmmax", ProcFile::IpcLimit("18446744073692774399\n")),
+    ("shmall", ProcFile::IpcLimit("18446744073692774399\n")),
+    ("shmmni", ProcFile::IpcLimit("4096\n")),
+    ("sem", ProcFile::IpcLimit("32000\t1024000000\t500\t32000\n")),
+    ("msgmax", ProcFile::IpcLimit("8192\n")),
+    ("msgmnb", ProcFile::IpcLimit("16384\n")),
+    ("msgmni", ProcFile::IpcLimit("32000\n")),
+];
+
+const SYSVIPC_FILES: [(&str, ProcFile); 3] = [
+    ("shm", ProcFile::SysvIpc("shm")),
+    ("sem", ProcFile::SysvIpc("sem")),
+    ("msg", ProcFile::SysvIpc("msg")),
 ];
 
 /// A node of `/proc`.
@@ -137,6 +155,7 @@ impl ProcView {
                 b"thread-self" => Some(link(self.me.get().to_string())),
                 b"mounts" => Some(link("self/mounts")),
                 b"sys" => Some(Node::Proc(ProcNode::SysDir("sys"))),
+                b"sysvipc" => Some(Node::Proc(ProcNode::SysDir("sysvipc"))),
                 _ => match self.pid_of(name) {
                     Some(p) => Some(Node::Proc(ProcNode::Pid(p))),
                     None => file(&TOP_FILES, None),
@@ -176,6 +195,7 @@ impl ProcView {
                 &[("boot_id", ProcFile::BootId), ("uuid", ProcFile::Uuid)],
                 None,
             ),
+            ProcNode::SysDir("sysvipc") => file(&SYSVIPC_FILES, None),
             ProcNode::SysDir(_) => None,
             ProcNode::File(..) => return Err(errno::ENOTDIR),
         };
@@ -207,6 +227,7 @@ impl ProcView {
                 v.push(entry("thread-self", libc::DT_LNK, 0x8002));
                 v.push(entry("mounts", libc::DT_LNK, 0x8003));
                 v.push(entry("sys", libc::DT_DIR, 0x8004));
+                v.push(entry("sysvipc", libc::DT_DIR, 0x8005));
                 v.extend(files(&TOP_FILES));
                 v
             }
@@ -244,6 +265,7 @@ impl ProcView {
             ProcNode::SysDir("random") => {
                 files(&[("boot_id", ProcFile::BootId), ("uuid", ProcFile::Uuid)])
             }
+            ProcNode::SysDir("sysvipc") => files(&SYSVIPC_FILES),
             ProcNode::SysDir(_) => Vec::new(),
             ProcNode::File(..) => return Err(errno::ENOTDIR),
         })
