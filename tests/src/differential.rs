@@ -21,7 +21,7 @@ use hybrid_sandbox::{IsolationRequest, Mount, Termination, Workload};
 
 /// The syscall families, one probe program each.
 pub const FAMILIES: &[&str] = &[
-    "io", "fs", "proc", "signal", "time", "mm", "socket", "thread", "misc", "net", "netnone",
+    "io", "fs", "proc", "signal", "time", "mm", "socket", "thread", "misc", "ipc", "net", "netnone",
 ];
 
 /// The network a family's probe needs: natively, a network namespace of its own (with

@@ -86,6 +86,11 @@ fn misc() {
 }
 
 #[test]
+fn ipc() {
+    family("ipc");
+}
+
+#[test]
 fn net() {
     family("net");
 }

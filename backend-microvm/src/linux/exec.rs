@@ -113,7 +113,7 @@ impl Kernel {
             self.task.clear_tid = 0;
         }
         self.task.space = new;
-        self.space_unused(old);
+        self.space_unused(old, self.proc.pid);
         if let Some(parent) = self.task.vfork_parent.take() {
             self.vfork_release(parent, me);
         }

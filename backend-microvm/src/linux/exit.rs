@@ -98,13 +98,13 @@ impl Kernel {
             p.threads.retain(|t| *t != tid);
             p.cpu_dead += cpu;
         }
-        self.space_unused(space);
+        self.space_unused(space, pid);
         self.stirred = true;
     }
 
     /// The space `id` lost a user: released when no task uses it any more (later, when
     /// it is the current one).
-    pub(crate) fn space_unused(&mut self, id: crate::mm::SpaceId) {
+    pub(crate) fn space_unused(&mut self, id: crate::mm::SpaceId, pid: Tid) {
         let used = self
             .tids()
             .iter()
@@ -112,6 +112,7 @@ impl Kernel {
         if used {
             return;
         }
+        self.ipc_space_gone(id, pid);
         if id == self.mm.space() {
             self.dead_spaces.push(id);
         } else {

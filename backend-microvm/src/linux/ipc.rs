@@ -295,13 +295,18 @@ struct Segment {
     dtime: i64,
     cpid: Tid,
     lpid: Tid,
+    /// The attach count when last looked at ([`Ipc::observe_segments`]).
+    seen: u64,
 }
 
 impl Segment {
-    /// Mappings of it, in every address space (the kernel's list of shared memory and
-    /// the segment hold the other two references).
-    fn nattch(&self) -> u64 {
-        (Rc::strong_count(&self.pages) as u64).saturating_sub(2)
+    /// Mappings of it, in every address space but those going away (`leaving`: the
+    /// pages each of their mappings shows). The kernel's list of shared memory and the
+    /// segment hold the other two references.
+    fn nattch(&self, leaving: &BTreeMap<crate::mm::SpaceId, Vec<usize>>) -> u64 {
+        let me = Rc::as_ptr(&self.pages) as usize;
+        let going = leaving.values().flatten().filter(|p| **p == me).count();
+        (Rc::strong_count(&self.pages) as u64).saturating_sub(2 + going as u64)
     }
 
     fn pages(&self) -> u64 {
@@ -361,6 +366,10 @@ pub(crate) struct Ipc {
     sem_waits: BTreeMap<Tid, (i32, u16, bool)>,
     /// Semaphores in all sets.
     used_sems: u64,
+    /// Address spaces whose process ended while they were current, released at the
+    /// next switch: the shared pages of their mappings (by address), no longer
+    /// counted as attaches.
+    leaving: BTreeMap<crate::mm::SpaceId, Vec<usize>>,
 }
 
 impl Default for Ipc {
@@ -372,6 +381,7 @@ impl Default for Ipc {
             undo: BTreeMap::new(),
             sem_waits: BTreeMap::new(),
             used_sems: 0,
+            leaving: BTreeMap::new(),
         }
     }
 }
@@ -477,6 +487,29 @@ impl Ipc {
                 )
             })
             .collect();
+        // The copies' pages are other objects: the spaces going away name them.
+        let renamed: BTreeMap<usize, usize> = self
+            .shm
+            .objs
+            .iter()
+            .filter_map(|(i, o)| {
+                let new = shm.objs.get(i)?;
+                Some((
+                    Rc::as_ptr(&o.body.pages) as usize,
+                    Rc::as_ptr(&new.body.pages) as usize,
+                ))
+            })
+            .collect();
+        let leaving = self
+            .leaving
+            .iter()
+            .map(|(id, ps)| {
+                (
+                    *id,
+                    ps.iter().filter_map(|p| renamed.get(p).copied()).collect(),
+                )
+            })
+            .collect();
         Ok(Ipc {
             shm,
             sem,
@@ -484,6 +517,7 @@ impl Ipc {
             undo,
             sem_waits: self.sem_waits.clone(),
             used_sems: self.used_sems,
+            leaving,
         })
     }
 
@@ -492,11 +526,32 @@ impl Ipc {
         self.shm.objs.is_empty() && self.sem.objs.is_empty() && self.msg.objs.is_empty()
     }
 
-    /// Segments removed while attached whose last mapping went are gone now.
-    pub(crate) fn sweep_segments(&mut self) {
+    /// After a call of process `pid`: a segment attached more times than before was
+    /// attached by it (`shmat`, a `fork`: `shm_atime`, `shm_lpid`), one attached fewer
+    /// times detached by it (`shmdt`, `munmap`, `execve`: `shm_dtime`, `shm_lpid`), as
+    /// Linux counts each mapping opened and closed; a segment removed while attached
+    /// whose last mapping went is gone.
+    pub(crate) fn observe_segments(&mut self, pid: Tid) {
+        let now = now_secs();
+        for o in self.shm.objs.values_mut() {
+            let s = &mut o.body;
+            let n = s.nattch(&self.leaving);
+            if n > s.seen {
+                (s.atime, s.lpid) = (now, pid);
+            } else if n < s.seen {
+                (s.dtime, s.lpid) = (now, pid);
+            }
+            s.seen = n;
+        }
+        let leaving = &self.leaving;
         self.shm
             .objs
-            .retain(|_, o| o.perm.mode & SHM_DEST == 0 || o.body.nattch() > 0);
+            .retain(|_, o| o.perm.mode & SHM_DEST == 0 || o.body.nattch(leaving) > 0);
+    }
+
+    /// The space `id` was released: its mappings are gone.
+    pub(crate) fn space_released(&mut self, id: crate::mm::SpaceId) {
+        self.leaving.remove(&id);
     }
 }
 
@@ -521,6 +576,7 @@ impl Segment {
             dtime: self.dtime,
             cpid: self.cpid,
             lpid: self.lpid,
+            seen: self.seen,
         }
     }
 }
@@ -633,6 +689,7 @@ impl Kernel {
                         dtime: 0,
                         cpid: pid,
                         lpid: 0,
+                        seen: 0,
                     },
                 },
             );
@@ -696,10 +753,9 @@ impl Kernel {
                 VmaKind::SharedFile { pages, offset: 0 },
             )?)
         })?;
-        let pid = self.proc.pid;
-        if let Ok(o) = self.ipc.shm.get_mut(id) {
-            o.body.atime = now_secs();
-            o.body.lpid = pid;
+        if flg & SHM_RDONLY != 0 {
+            let end = start.saturating_add(size.div_ceil(PAGE_SIZE) * PAGE_SIZE);
+            self.mm.hint(start, end, crate::mm::vma::hint::NO_WRITE, 0);
         }
         Ok(start)
     }
@@ -749,12 +805,6 @@ impl Kernel {
         for (s, e) in pieces {
             self.mm.munmap(s, e - s)?;
         }
-        let pid = self.proc.pid;
-        if let Ok(o) = self.ipc.shm.get_mut(id) {
-            o.body.dtime = now_secs();
-            o.body.lpid = pid;
-        }
-        self.ipc.sweep_segments();
         Ok(0)
     }
 
@@ -804,7 +854,7 @@ impl Kernel {
                     ctime: o.ctime,
                     cpid: s.cpid as i32,
                     lpid: s.lpid as i32,
-                    nattch: s.nattch(),
+                    nattch: s.nattch(&self.ipc.leaving),
                     unused: [0; 2],
                 };
                 self.mm.write(UserPtr::new(buf), &ds)?;
@@ -823,7 +873,7 @@ impl Kernel {
                 // free for a new segment at once).
                 o.perm.mode |= SHM_DEST;
                 o.perm.key = IPC_PRIVATE;
-                self.ipc.sweep_segments();
+                self.ipc.observe_segments(self.proc.pid);
                 Ok(0)
             }
             c @ (SHM_LOCK | SHM_UNLOCK) => {
@@ -896,16 +946,22 @@ impl Kernel {
         } else {
             Some(self.mm.read(UserPtr::<Timespec>::new(ts))?)
         };
-        if nsops < 1 || id < 0 {
-            return Err(errno::EINVAL.into());
-        }
+        // Linux 6.x's order: the count (an unsigned int), the operations read, then the
+        // id and the timeout's value.
+        let nsops = u64::from(nsops as u32);
         if nsops > SEMOPM {
             return Err(errno::E2BIG.into());
+        }
+        if nsops < 1 {
+            return Err(errno::EINVAL.into());
         }
         let ops = self
             .mm
             .read_array(UserPtr::<Sembuf>::new(sops), nsops, SEMOPM as usize)
             .map_err(super::too_many(errno::E2BIG))?;
+        if id < 0 {
+            return Err(errno::EINVAL.into());
+        }
         let deadline = match timeout {
             None => None,
             Some(t) => {
@@ -1180,6 +1236,35 @@ impl Kernel {
         }
     }
 
+    /// The address space `id` goes with the end of process `pid` (or its `execve`):
+    /// the segments it had attached were detached by `pid` (counted now, though the
+    /// space itself may be released later).
+    pub(crate) fn ipc_space_gone(&mut self, id: crate::mm::SpaceId, pid: Tid) {
+        if self.ipc.shm.objs.is_empty() {
+            return;
+        }
+        let mut maps: Vec<Rc<SharedPages>> = Vec::new();
+        self.mm.each_vma_of(id, |_, v| {
+            if let VmaKind::SharedFile { pages, .. } = &v.kind {
+                maps.push(Rc::clone(pages));
+            }
+        });
+        let now = now_secs();
+        for o in self.ipc.shm.objs.values_mut() {
+            let s = &mut o.body;
+            let n = maps.iter().filter(|p| Rc::ptr_eq(p, &s.pages)).count() as u64;
+            if n > 0 {
+                (s.dtime, s.lpid) = (now, pid);
+                s.seen = s.seen.saturating_sub(n);
+            }
+        }
+        if id == self.mm.space() {
+            // Released at the next switch: not attached meanwhile.
+            let ptrs = maps.iter().map(|p| Rc::as_ptr(p) as usize).collect();
+            self.ipc.leaving.insert(id, ptrs);
+        }
+    }
+
     /// A process ends: its `SEM_UNDO` adjustments are applied (clamped to the values
     /// a semaphore holds, as Linux's `exit_sem`).
     pub(crate) fn ipc_exit(&mut self, pid: Tid) {
@@ -1240,7 +1325,11 @@ impl Kernel {
         if size > MSGMAX || id < 0 || mtype < 1 {
             return Err(errno::EINVAL.into());
         }
-        let text = self.mm.read_user_vec(msgp.wrapping_add(8), size as usize)?;
+        let text = if size == 0 {
+            Vec::new()
+        } else {
+            self.mm.read_user_vec(msgp.wrapping_add(8), size as usize)?
+        };
         let retrying = self.retrying.is_some();
         let user = self.user;
         let pid = self.proc.pid;
@@ -1282,8 +1371,15 @@ impl Kernel {
         if id < 0 || (size as i64) < 0 {
             return Err(errno::EINVAL.into());
         }
-        if flg & MSG_COPY != 0 && (flg & MSG_EXCEPT != 0 || flg & IPC_NOWAIT == 0) {
-            return Err(errno::EINVAL.into());
+        if flg & MSG_COPY != 0 {
+            if flg & MSG_EXCEPT != 0 || flg & IPC_NOWAIT == 0 {
+                return Err(errno::EINVAL.into());
+            }
+            // Linux loads the buffer it copies into from the caller first.
+            let len = size.min(MSGMAX) as usize;
+            if len > 0 {
+                self.mm.read_user_vec(msgp, len).map_err(SysErr::from)?;
+            }
         }
         let retrying = self.retrying.is_some();
         let user = self.user;
@@ -1340,7 +1436,9 @@ impl Kernel {
         };
         self.mm.write(UserPtr::new(msgp), &m.mtype)?;
         let n = (len.min(size)) as usize;
-        self.mm.write_user(msgp.wrapping_add(8), &m.text[..n])?;
+        if n > 0 {
+            self.mm.write_user(msgp.wrapping_add(8), &m.text[..n])?;
+        }
         Ok(n as u64)
     }
 
@@ -1430,7 +1528,7 @@ impl Kernel {
                     let rss = g.pages.frames.borrow().len() as u64 * PAGE_SIZE;
                     s.push_str(&format!(
                         "{:>10} {:>10}  {:>4o} {:>21} {:>5} {:>5}  {:>5} {:>5} {:>5} {:>5} {:>5} {:>10} {:>10} {:>10} {:>21} {:>21}\n",
-                        p.key, id, p.mode, g.size, g.cpid, g.lpid, g.nattch(), p.uid, p.gid,
+                        p.key, id, p.mode, g.size, g.cpid, g.lpid, g.nattch(&ipc.leaving), p.uid, p.gid,
                         p.cuid, p.cgid, g.atime, g.dtime, o.ctime, rss, 0
                     ));
                 }

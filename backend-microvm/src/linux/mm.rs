@@ -95,7 +95,20 @@ impl Kernel {
                 }
             }
             let start = k.mmap_call(a)?;
-            k.lock_new(start, start.saturating_add(page_up_len(len)), lock);
+            let end = start.saturating_add(page_up_len(len));
+            // Linux's shared mapping of a file opened without write access loses
+            // VM_MAYWRITE.
+            let shared = matches!(
+                flags & libc::MAP_TYPE,
+                libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE
+            );
+            if shared
+                && flags & libc::MAP_ANONYMOUS == 0
+                && k.proc.files.get(a[4]).is_ok_and(|f| !f.writable())
+            {
+                k.mm.hint(start, end, hint::NO_WRITE, 0);
+            }
+            k.lock_new(start, end, lock);
             Ok(start)
         })
     }
@@ -277,7 +290,7 @@ impl Kernel {
     /// Shared pages no mapping uses any more go back into their file, and their frames
     /// back to the guest's memory.
     pub(crate) fn shm_sweep(&mut self) {
-        self.ipc.sweep_segments();
+        self.ipc.observe_segments(self.proc.pid);
         let unused: Vec<usize> = (0..self.shm.len())
             .filter(|i| Rc::strong_count(&self.shm[*i].1) == 1)
             .collect();

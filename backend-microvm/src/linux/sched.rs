@@ -429,6 +429,7 @@ impl Kernel {
                 self.dead_spaces.push(id);
             } else {
                 self.mm.release(id);
+                self.ipc.space_released(id);
             }
         }
     }

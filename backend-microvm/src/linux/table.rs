@@ -30,8 +30,6 @@ const OPEN: &str =
     "O_TMPFILE is not offered (EOPNOTSUPP: libc and Python fall back to a named file)";
 const INOTIFY: &str = "events of what the sandbox's own processes do (not of changes made from outside it); IN_DELETE_SELF when the last name goes, even while a descriptor holds the file open";
 const SYSV: &str = "the sandbox's own IPC namespace, with Linux's default limits; the sandbox's root has CAP_IPC_OWNER in it";
-const SHMAT: &str =
-    "a segment attached SHM_RDONLY can be made writable by mprotect (Linux refuses: EACCES)";
 const REMOVED: &str = "removed from Linux, which answers ENOSYS too";
 
 #[rustfmt::skip]
@@ -69,7 +67,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     full(27, "mincore", |k, c| k.sys_mincore(c.a[0], c.a[1], c.a[2])),
     full(28, "madvise", |k, c| k.sys_madvise(c.a[0], c.a[1], c.a[2])),
     full(29, "shmget", |k, c| k.sys_shmget(c.a[0], c.a[1], c.a[2])).note(SYSV),
-    partial(30, "shmat", SHMAT, |k, c| k.sys_shmat(c.a[0], c.a[1], c.a[2])),
+    full(30, "shmat", |k, c| k.sys_shmat(c.a[0], c.a[1], c.a[2])),
     full(31, "shmctl", |k, c| k.sys_shmctl(c.a[0], c.a[1], c.a[2])),
     full(32, "dup", |k, c| k.sys_dup(c.a[0])),
     full(33, "dup2", |k, c| k.sys_dup3(c.a[0], c.a[1], 0, true)),

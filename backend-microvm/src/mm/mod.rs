@@ -334,6 +334,11 @@ impl AddressSpace {
         let len = page_up(len).ok_or(MapError::Errno(libc::ENOMEM))?;
         let start = match fixed {
             Fixed::Replace | Fixed::NoReplace => {
+                // Linux's get_unmapped_area: past the user range is ENOMEM, before an
+                // unaligned address is EINVAL.
+                if len > USER_TOP || addr > USER_TOP - len {
+                    return Err(MapError::Errno(libc::ENOMEM));
+                }
                 let end = Self::range(addr, len).map_err(|_| MapError::Errno(libc::EINVAL))?;
                 if addr < MMAP_MIN_ADDR {
                     return Err(MapError::Errno(libc::EPERM));
@@ -385,10 +390,35 @@ impl AddressSpace {
         let asked = Self::range(start, len)?;
         // As Linux: the mappings from `start` on take the rights one after another up
         // to the first hole, where the call stops with ENOMEM (what changed stays).
-        let end = self.vmas.covered_until(start, asked);
-        if end == start {
+        let covered = self.vmas.covered_until(start, asked);
+        if covered == start {
             return Err(MapError::Errno(libc::ENOMEM));
         }
+        // A mapping that may never be written stops the call there with EACCES.
+        let refused = (prot & PROT_WRITE != 0)
+            .then(|| {
+                self.vmas
+                    .overlapping(start, covered)
+                    .find(|(_, v)| v.hints & vma::hint::NO_WRITE != 0)
+                    .map(|(s, _)| s.max(start))
+            })
+            .flatten();
+        let end = refused.unwrap_or(covered);
+        if end > start {
+            self.protect_range(start, end, prot)?;
+        }
+        if refused.is_some() {
+            return Err(MapError::Errno(libc::EACCES));
+        }
+        if end < asked {
+            return Err(MapError::Errno(libc::ENOMEM));
+        }
+        Ok(())
+    }
+
+    /// Gives the mappings of `start .. end` (all mapped) the rights `prot`, their
+    /// present pages too.
+    fn protect_range(&mut self, start: u64, end: u64, prot: u32) -> Result<(), MapError> {
         self.vmas.protect(start, end, prot);
         let mut entries = Vec::new();
         self.pt
@@ -406,9 +436,6 @@ impl AddressSpace {
                     self.flush.push(Stale::of(slot, pte));
                 }
             }
-        }
-        if end < asked {
-            return Err(MapError::Errno(libc::ENOMEM));
         }
         Ok(())
     }

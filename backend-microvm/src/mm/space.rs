@@ -214,6 +214,21 @@ impl AddressSpace {
         self.mem.retire(tables);
     }
 
+    /// Calls `f` with each mapping of space `id` (current or parked).
+    pub(crate) fn each_vma_of(&self, id: SpaceId, mut f: impl FnMut(u64, &super::Vma)) {
+        let vmas = if id == self.id {
+            &self.vmas
+        } else {
+            match self.parked.get(&id) {
+                Some(p) => &p.vmas,
+                None => return,
+            }
+        };
+        for (s, v) in vmas.iter() {
+            f(s, v);
+        }
+    }
+
     /// The page tables of space `id` (current or parked).
     pub(crate) fn tables_of(&self, id: SpaceId) -> Option<PageTables> {
         if id == self.id {

@@ -190,19 +190,23 @@ pub(crate) struct Vma {
     /// Locked in memory.
     pub(crate) lock: Lock,
     /// `madvise` hints that change nothing here but where mappings split and merge,
-    /// as Linux's vma flags do ([`hint`] bits).
+    /// as Linux's vma flags do, and whether `mprotect` may make it writable
+    /// ([`hint`] bits).
     pub(crate) hints: u8,
 }
 
 /// Bits of [`Vma::hints`] (Linux's `VM_RAND_READ`, `VM_SEQ_READ`, `VM_DONTDUMP`,
-/// `VM_HUGEPAGE`, `VM_NOHUGEPAGE`).
+/// `VM_HUGEPAGE`, `VM_NOHUGEPAGE`, and `VM_MAYWRITE`'s absence).
 pub(crate) mod hint {
     pub(crate) const RANDOM: u8 = 1;
     pub(crate) const SEQUENTIAL: u8 = 2;
     pub(crate) const DONTDUMP: u8 = 4;
     pub(crate) const HUGEPAGE: u8 = 8;
     pub(crate) const NOHUGEPAGE: u8 = 16;
-    pub(crate) const ALL: u8 = 31;
+    /// A shared mapping of a file opened without write access, or a segment attached
+    /// `SHM_RDONLY`: `mprotect` cannot make it writable (`EACCES`).
+    pub(crate) const NO_WRITE: u8 = 32;
+    pub(crate) const ALL: u8 = 63;
 }
 
 impl Vma {
