@@ -423,6 +423,51 @@ $shm->remove; $sem->remove; $msg->remove;"#;
     assert_eq!(ok(&o), "1\n1\n0\n");
 }
 
+/// Shared mappings of a file on a read-write host mount: a child's writes through
+/// `mmap` are seen by `read`, a `write` by the mapping, and the host file holds both
+/// after the run; SQLite in WAL mode (whose index is such a mapping) serves two
+/// processes writing and reading one database.
+fn shared_mappings_of_host_files(iso: IsolationRequest) {
+    let code = r#"
+import mmap, os, sqlite3
+fd = os.open("/data/m.bin", os.O_RDWR | os.O_CREAT, 0o644)
+os.ftruncate(fd, 8192)
+m = mmap.mmap(fd, 8192)
+pid = os.fork()
+if pid == 0:
+    m[100:105] = b"child"
+    os._exit(0)
+os.waitpid(pid, 0)
+os.pwrite(fd, b"write", 5000)
+print(os.pread(fd, 5, 100).decode(), m[5000:5005].decode())
+m.close()
+db = sqlite3.connect("/data/w.db")
+print(db.execute("pragma journal_mode=wal").fetchone()[0])
+db.execute("create table t(x)")
+db.commit()
+kids = []
+for k in range(2):
+    pid = os.fork()
+    if pid == 0:
+        c = sqlite3.connect("/data/w.db", timeout=30)
+        for i in range(50):
+            c.execute("insert into t values (?)", (i,))
+            c.commit()
+        os._exit(0)
+    kids.append(pid)
+print([os.waitpid(p, 0)[1] for p in kids], db.execute("select count(*), sum(x) from t").fetchone())
+"#;
+    let dir = writable_tempdir();
+    let o = run(on(
+        iso,
+        Workload::new("python3", ["-c", code]).mount(Mount::rw(dir.path(), "/data")),
+    ));
+    assert_eq!(ok(&o), "child write\nwal\n[0, 0] (100, 2450)\n");
+    let data = std::fs::read(dir.path().join("m.bin")).unwrap();
+    assert_eq!(&data[100..105], b"child");
+    assert_eq!(&data[5000..5005], b"write");
+}
+
 fn busybox_pipelines(iso: IsolationRequest) {
     let o = run(on(
         iso,
@@ -482,6 +527,7 @@ both_backends!(
     timed_waits_of_real_programs,
     node_watches_files,
     system_v_ipc_of_real_programs,
+    shared_mappings_of_host_files,
     busybox_pipelines,
     dash_and_coreutils_pipelines,
 );

@@ -140,6 +140,11 @@ impl Kernel {
         }
         self.timers.drop_process(pid, true);
         self.ipc_exit(pid);
+        // What its shared mappings of host files wrote reaches them when it ends (its
+        // pages may stay shared with other processes: they write back again later).
+        if !self.shm.is_empty() {
+            self.host_write_back_all();
+        }
         let Some(p) = self.proc_mut(pid) else {
             return;
         };

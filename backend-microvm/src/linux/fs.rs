@@ -677,7 +677,12 @@ impl Kernel {
     pub(crate) fn sys_fsync(&mut self, fd: u64, data_only: bool) -> SysResult {
         let f = self.proc.files.get(fd)?;
         match &f.kind {
-            FileKind::Host(h) => host::fsync(h.as_raw_fd(), data_only)?,
+            FileKind::Host(h) => {
+                if !self.shm.is_empty() {
+                    self.host_to_file(h, 0, u64::MAX);
+                }
+                host::fsync(h.as_raw_fd(), data_only)?
+            }
             FileKind::Path => return Err(errno::EBADF.into()),
             // Nothing to sync on a pipe, socket or event counter: EINVAL, as Linux.
             FileKind::Pipe(_)

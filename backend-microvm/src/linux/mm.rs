@@ -1,6 +1,7 @@
 //! Memory calls: `brk`, `mmap` (anonymous and private file mappings), `munmap`,
 //! `mprotect` with real page rights, `mremap`, `madvise`, `mincore`.
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use super::fd::FileKind;
@@ -10,6 +11,7 @@ use crate::guest::layout::PAGE_SIZE;
 use crate::mm::vma::hint;
 use crate::mm::{Backing, Fixed, Lock, SharedPages, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
 use crate::vfs::backing::{GenBacking, HostBacking, TmpBacking};
+use crate::vfs::host::{self, HostFd};
 use crate::vfs::tmpfs::TmpInode;
 use crate::vfs::DevKind;
 
@@ -33,6 +35,112 @@ impl Backing for ZeroBacking {
 }
 
 const PROT_ALL: u64 = (PROT_READ | PROT_WRITE | PROT_EXEC) as u64;
+
+/// What shared pages show: the memory or file every `MAP_SHARED` mapping of it shares.
+#[derive(Debug)]
+pub(crate) enum SharedOf {
+    /// Anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`, a System V segment).
+    Anon,
+    /// An in-memory file.
+    Tmp(Rc<TmpInode>),
+    /// A host file (device and inode), written back through a descriptor of it.
+    Host((u64, u64), Rc<HostFd>),
+}
+
+/// Which file shared pages are of.
+enum SharedKey<'a> {
+    Tmp(&'a Rc<TmpInode>),
+    Host((u64, u64)),
+}
+
+impl SharedOf {
+    fn key(&self) -> SharedKey<'_> {
+        match self {
+            // Anonymous pages are never looked up: no inode names them.
+            SharedOf::Anon => SharedKey::Host((u64::MAX, u64::MAX)),
+            SharedOf::Tmp(t) => SharedKey::Tmp(t),
+            SharedOf::Host(id, _) => SharedKey::Host(*id),
+        }
+    }
+
+    fn is(&self, key: &SharedKey<'_>) -> bool {
+        match (self, key) {
+            (SharedOf::Tmp(t), SharedKey::Tmp(k)) => Rc::ptr_eq(t, k),
+            (SharedOf::Host(id, _), SharedKey::Host(k)) => id == k,
+            _ => false,
+        }
+    }
+
+    /// The file's size (none for anonymous memory).
+    fn size(&self) -> u64 {
+        match self {
+            SharedOf::Anon => 0,
+            SharedOf::Tmp(t) => t.meta().size,
+            SharedOf::Host(_, fd) => host::fstat(fd.as_raw_fd()).map_or(0, |m| m.size),
+        }
+    }
+
+    /// Writes `data` at `off` of the file (best effort: a host file that cannot take
+    /// it keeps what it had, as a failed writeback on Linux).
+    fn write_at(&self, off: u64, data: &[u8]) {
+        match self {
+            SharedOf::Anon => {}
+            SharedOf::Tmp(t) => {
+                let _ = t.write_at(off, data);
+            }
+            SharedOf::Host(_, fd) => {
+                let _ = host::pwrite(fd.as_raw_fd(), data, off);
+            }
+        }
+    }
+
+    fn read_at(&self, off: u64, buf: &mut [u8]) {
+        match self {
+            SharedOf::Anon => {}
+            SharedOf::Tmp(t) => {
+                let _ = t.read_at(off, buf);
+            }
+            SharedOf::Host(_, fd) => {
+                let _ = host::pread(fd.as_raw_fd(), buf, off);
+            }
+        }
+    }
+}
+
+impl crate::snap::Snap for SharedOf {
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        Ok(match self {
+            SharedOf::Anon => SharedOf::Anon,
+            SharedOf::Tmp(t) => SharedOf::Tmp(t.snap(m)?),
+            SharedOf::Host(..) => {
+                return Err(crate::snap::SnapError::new(
+                    "a process has a host file mapped shared (MAP_SHARED): its pages are the host file's, they cannot be copied; unmap it first",
+                ))
+            }
+        })
+    }
+}
+
+/// A host file's contents as shared pages read them at first touch.
+#[derive(Debug)]
+struct SharedHost(Rc<HostFd>);
+
+impl Backing for SharedHost {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        host::pread(self.0.as_raw_fd(), buf, offset)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.0))
+    }
+
+    fn copy(&self, _: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
+        Err(crate::snap::SnapError::new(
+            "a host file mapped shared cannot be copied",
+        ))
+    }
+
+    fn saved(&self) -> Option<crate::mm::vma::SavedBacking<'_>> {
+        None
+    }
+}
 
 impl Kernel {
     /// A call that may add mappings: refused past `MAX_MAP_COUNT` (ENOMEM, as Linux),
@@ -146,25 +254,26 @@ impl Kernel {
             if shared && prot & PROT_WRITE != 0 && !f.writable() {
                 return Err(errno::EACCES.into());
             }
-            if let (true, FileKind::Tmp(t)) = (shared, &f.kind) {
+            let of = match (shared, &f.kind) {
                 // In-memory files: every MAP_SHARED mapping shares the file's pages.
-                let pages = self.shared_pages(t);
-                let start = self.mm.mmap(
-                    addr,
-                    len,
-                    prot,
-                    fixed(flags),
-                    flags & libc::MAP_32BIT != 0,
-                    VmaKind::SharedFile { pages, offset: off },
-                )?;
-                self.populate_if(flags, start, len)?;
-                return Ok(start);
-            }
-            if shared && prot & PROT_WRITE != 0 {
-                // A host file's shared pages would need writing back: not offered.
-                return Err(
-                    self.unsupported("mmap(MAP_SHARED|PROT_WRITE of a host file)", errno::ENODEV)
-                );
+                (true, FileKind::Tmp(t)) => Some(SharedOf::Tmp(Rc::clone(t))),
+                // A host file opened for writing (a SQLite WAL index, a shared
+                // counter): its MAP_SHARED mappings share pages written back to it
+                // (`shm_write_back`); so do those of a file opened read-only once such
+                // pages exist. Otherwise a read-only shared mapping is a copy that can
+                // never be written (`hint::NO_WRITE`).
+                (true, FileKind::Host(h)) => {
+                    let id = host::fstat(h.as_raw_fd()).map(|m| (m.dev, m.ino))?;
+                    let known = self.shared_index(&SharedKey::Host(id)).is_some();
+                    (f.writable() || known)
+                        .then(|| Ok::<_, SysErr>(SharedOf::Host(id, Rc::new(h.try_clone()?))))
+                        .transpose()?
+                }
+                _ => None,
+            };
+            if let Some(of) = of {
+                let pages = self.shared_pages(of);
+                return self.map_shared(addr, len, prot, flags, pages, off);
             }
             let backing: Rc<dyn Backing> = match &f.kind {
                 FileKind::Host(h) => {
@@ -194,17 +303,8 @@ impl Kernel {
         if let VmaKind::Anon = kind {
             return self.map_anon(addr, len, prot, flags);
         }
-        if let VmaKind::SharedFile { .. } = kind {
-            let start = self.mm.mmap(
-                addr,
-                len,
-                prot,
-                fixed(flags),
-                flags & libc::MAP_32BIT != 0,
-                kind,
-            )?;
-            self.populate_if(flags, start, len)?;
-            return Ok(start);
+        if let VmaKind::SharedFile { pages, .. } = kind {
+            return self.map_shared(addr, len, prot, flags, pages, 0);
         }
         let start = self.mm.mmap(
             addr,
@@ -220,6 +320,28 @@ impl Kernel {
         Ok(start)
     }
 
+    /// Maps `pages` shared from file offset `off`.
+    fn map_shared(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u32,
+        flags: i32,
+        pages: Rc<SharedPages>,
+        off: u64,
+    ) -> SysResult {
+        let start = self.mm.mmap(
+            addr,
+            len,
+            prot,
+            fixed(flags),
+            flags & libc::MAP_32BIT != 0,
+            VmaKind::SharedFile { pages, offset: off },
+        )?;
+        self.populate_if(flags, start, len)?;
+        Ok(start)
+    }
+
     /// New shared memory of zeros (`MAP_SHARED|MAP_ANONYMOUS`, a System V segment):
     /// every process inheriting or attaching it shares its pages.
     pub(super) fn shared_zeros(&mut self) -> Rc<SharedPages> {
@@ -227,62 +349,119 @@ impl Kernel {
             file: Rc::new(ZeroBacking),
             frames: Default::default(),
         });
-        self.shm.push((None, Rc::clone(&pages)));
+        self.shm.push((SharedOf::Anon, Rc::clone(&pages)));
         pages
     }
 
-    /// The shared pages of the in-memory file `t` (made at its first shared mapping).
-    fn shared_pages(&mut self, t: &Rc<TmpInode>) -> Rc<SharedPages> {
-        if let Some((_, p)) = self
-            .shm
-            .iter()
-            .find(|(i, _)| i.as_ref().is_some_and(|i| Rc::ptr_eq(i, t)))
-        {
-            return Rc::clone(p);
+    /// Where the shared pages of `key` are in `self.shm`.
+    fn shared_index(&self, key: &SharedKey<'_>) -> Option<usize> {
+        self.shm.iter().position(|(of, _)| of.is(key))
+    }
+
+    /// The shared pages of file `of` (made at its first shared mapping).
+    fn shared_pages(&mut self, of: SharedOf) -> Rc<SharedPages> {
+        if let Some(i) = self.shared_index(&of.key()) {
+            return Rc::clone(&self.shm[i].1);
         }
+        let file: Rc<dyn Backing> = match &of {
+            SharedOf::Anon => Rc::new(ZeroBacking),
+            SharedOf::Tmp(t) => Rc::new(TmpBacking(Rc::clone(t))),
+            SharedOf::Host(_, fd) => Rc::new(SharedHost(Rc::clone(fd))),
+        };
         let p = Rc::new(SharedPages {
-            file: Rc::new(TmpBacking(Rc::clone(t))),
+            file,
             frames: Default::default(),
         });
-        self.shm.push((Some(Rc::clone(t)), Rc::clone(&p)));
+        self.shm.push((of, Rc::clone(&p)));
         p
     }
 
     /// Before `t` is read: what its shared mappings wrote goes into the file.
     pub(crate) fn shm_to_file(&mut self, t: &Rc<TmpInode>) {
-        let Some((_, p)) = self
+        if let Some(i) = self.shared_index(&SharedKey::Tmp(t)) {
+            self.shm_write_back(i);
+        }
+    }
+
+    /// After `t` was written: its shared mappings see it.
+    pub(crate) fn shm_from_file(&mut self, t: &Rc<TmpInode>) {
+        if let Some(i) = self.shared_index(&SharedKey::Tmp(t)) {
+            self.shm_reload(i);
+        }
+    }
+
+    /// The shared pages of the host file open as `fd`, if it has any.
+    fn host_shared(&self, fd: &HostFd) -> Option<usize> {
+        if !self
             .shm
             .iter()
-            .find(|(i, _)| i.as_ref().is_some_and(|i| Rc::ptr_eq(i, t)))
-        else {
-            return;
-        };
-        let size = t.meta().size;
+            .any(|(of, _)| matches!(of, SharedOf::Host(..)))
+        {
+            return None;
+        }
+        let m = host::fstat(fd.as_raw_fd()).ok()?;
+        self.shared_index(&SharedKey::Host((m.dev, m.ino)))
+    }
+
+    /// Before bytes `off .. off + len` of the host file open as `fd` are read (or
+    /// written): what its shared mappings wrote there goes into it.
+    pub(crate) fn host_to_file(&mut self, fd: &HostFd, off: u64, len: u64) {
+        if let Some(i) = self.host_shared(fd) {
+            self.shm_write_back_range(i, off, len);
+        }
+    }
+
+    /// After bytes `off .. off + len` of the host file open as `fd` were written: its
+    /// shared mappings see them.
+    pub(crate) fn host_from_file(&mut self, fd: &HostFd, off: u64, len: u64) {
+        if let Some(i) = self.host_shared(fd) {
+            self.shm_reload_range(i, off, len);
+        }
+    }
+
+    /// Every host file's shared pages written back (`msync`, a process's end).
+    pub(crate) fn host_write_back_all(&mut self) {
+        for i in 0..self.shm.len() {
+            if matches!(self.shm[i].0, SharedOf::Host(..)) {
+                self.shm_write_back(i);
+            }
+        }
+    }
+
+    /// The pages of entry `i` that a mapping touched go into its file (up to its end:
+    /// a mapping never makes a file longer).
+    fn shm_write_back(&mut self, i: usize) {
+        self.shm_write_back_range(i, 0, u64::MAX);
+    }
+
+    /// The same, for the pages holding bytes `off .. off + len` only.
+    fn shm_write_back_range(&mut self, i: usize, off: u64, len: u64) {
+        let (of, p) = (&self.shm[i].0, Rc::clone(&self.shm[i].1));
+        let size = of.size();
         let mut page = vec![0u8; PAGE_SIZE as usize];
-        for (index, frame) in p.frames.borrow().iter() {
+        for (index, frame) in p.frames.borrow().range(page_range(off, len)) {
             let off = index * PAGE_SIZE;
             if off >= size {
                 continue;
             }
             let n = (size - off).min(PAGE_SIZE) as usize;
             self.mm.mem.read(*frame, &mut page[..n]);
-            let _ = t.write_at(off, &page[..n]);
+            of.write_at(off, &page[..n]);
         }
     }
 
-    /// After `t` was written: its shared mappings see it.
-    pub(crate) fn shm_from_file(&mut self, t: &Rc<TmpInode>) {
-        let Some((_, p)) = self
-            .shm
-            .iter()
-            .find(|(i, _)| i.as_ref().is_some_and(|i| Rc::ptr_eq(i, t)))
-        else {
-            return;
-        };
+    /// The pages of entry `i` read again from its file (after a write to it).
+    fn shm_reload(&mut self, i: usize) {
+        self.shm_reload_range(i, 0, u64::MAX);
+    }
+
+    /// The same, for the pages holding bytes `off .. off + len` only.
+    fn shm_reload_range(&mut self, i: usize, off: u64, len: u64) {
+        let (of, p) = (&self.shm[i].0, Rc::clone(&self.shm[i].1));
         let mut page = vec![0u8; PAGE_SIZE as usize];
-        for (index, frame) in p.frames.borrow().iter() {
+        for (index, frame) in p.frames.borrow().range(page_range(off, len)) {
             page.fill(0);
-            let _ = t.read_at(index * PAGE_SIZE, &mut page);
+            of.read_at(index * PAGE_SIZE, &mut page);
             self.mm.mem.write(*frame, &page);
         }
     }
@@ -295,9 +474,7 @@ impl Kernel {
             .filter(|i| Rc::strong_count(&self.shm[*i].1) == 1)
             .collect();
         for i in unused.into_iter().rev() {
-            if let Some(t) = self.shm[i].0.clone() {
-                self.shm_to_file(&t);
-            }
+            self.shm_write_back(i);
             let (_, p) = self.shm.remove(i);
             let frames: Vec<u64> = p.frames.borrow().values().copied().collect();
             self.mm.mem.free(frames);
@@ -511,9 +688,8 @@ impl Kernel {
 
     /// `msync`: checked as Linux does (an aligned start, known flags and not both
     /// `MS_ASYNC` and `MS_SYNC`, `EINVAL`; every page mapped, `ENOMEM`; no locked
-    /// mapping with `MS_INVALIDATE`, `EBUSY`). There is nothing
-    /// to write back: in-memory files share their pages with their mappings, and no
-    /// writable shared mapping of a host file exists.
+    /// mapping with `MS_INVALIDATE`, `EBUSY`). In-memory files share their pages with
+    /// their mappings; host files' shared pages are written back.
     pub(crate) fn sys_msync(&mut self, addr: u64, len: u64, flags: u64) -> SysResult {
         const MS_ASYNC: u64 = 1;
         const MS_INVALIDATE: u64 = 2;
@@ -530,6 +706,11 @@ impl Kernel {
         let end = addr.checked_add(len).ok_or(errno::ENOMEM)?;
         if len == 0 {
             return Ok(0);
+        }
+        // Host files' shared pages reach their files (all of them: cheap next to the
+        // host call each page costs anyway, and what a sync promises).
+        if flags & (MS_ASYNC | MS_SYNC) != 0 && !self.shm.is_empty() {
+            self.host_write_back_all();
         }
         // As Linux's msync: each mapping in turn; a hole is ENOMEM at once for a plain
         // MS_ASYNC, else at the end; a locked mapping refuses MS_INVALIDATE (EBUSY).
@@ -801,6 +982,12 @@ fn fixed(flags: i32) -> Fixed {
 /// A mapping of zeros read back from a saved state (`savefile`).
 pub(crate) fn zero_backing() -> Rc<dyn Backing> {
     Rc::new(ZeroBacking)
+}
+
+/// The indexes of the pages holding bytes `off .. off + len` (saturating).
+fn page_range(off: u64, len: u64) -> std::ops::Range<u64> {
+    let end = off.saturating_add(len).saturating_add(PAGE_SIZE - 1) / PAGE_SIZE;
+    off / PAGE_SIZE..end.max(off / PAGE_SIZE)
 }
 
 /// `len` rounded up to whole pages (saturating: callers compare it with limits).

@@ -263,10 +263,7 @@ pub(crate) struct Kernel {
     /// Address spaces whose last task went while they were current.
     pub(crate) dead_spaces: Vec<SpaceId>,
     /// In-memory files with `MAP_SHARED` mappings, and their shared pages.
-    pub(crate) shm: Vec<(
-        Option<std::rc::Rc<crate::vfs::tmpfs::TmpInode>>,
-        std::rc::Rc<crate::mm::SharedPages>,
-    )>,
+    pub(crate) shm: Vec<(mm::SharedOf, std::rc::Rc<crate::mm::SharedPages>)>,
     /// CPU time of the VMM thread when the current task's share was last counted.
     pub(crate) cpu_mark: Duration,
     /// Limits.

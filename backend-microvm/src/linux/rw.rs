@@ -207,7 +207,12 @@ impl Kernel {
                 let nonblock = file.flags.get() & libc::O_NONBLOCK != 0 || partial;
                 return self.read_stdin(*chan, buf, nonblock);
             }
-            FileKind::Host(fd) => host::pread(fd.as_raw_fd(), buf, off)?,
+            FileKind::Host(fd) => {
+                if !self.shm.is_empty() {
+                    self.host_to_file(fd, off, buf.len() as u64);
+                }
+                host::pread(fd.as_raw_fd(), buf, off)?
+            }
             FileKind::Tmp(t) => {
                 if !self.shm.is_empty() {
                     self.shm_to_file(t);
@@ -507,7 +512,13 @@ impl Kernel {
                     at.unwrap_or(file.pos.get())
                 };
                 let room = self.fsize_room(off, data.len())?;
+                if !self.shm.is_empty() {
+                    self.host_to_file(fd, off, room as u64);
+                }
                 let n = host::pwrite(fd.as_raw_fd(), &data[..room], off)?;
+                if !self.shm.is_empty() {
+                    self.host_from_file(fd, off, n as u64);
+                }
                 if at.is_none() {
                     file.pos.set(off + n as u64);
                 }

@@ -43,7 +43,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     full(6, "lstat", |k, c| k.sys_newfstatat(CWD, c.a[0], c.ptr(1), libc::AT_SYMLINK_NOFOLLOW as u64)),
     full(7, "poll", |k, c| k.sys_poll(c.ptr(0), c.a[1], c.int(2))),
     full(8, "lseek", |k, c| k.sys_lseek(c.a[0], c.a[1] as i64, c.a[2])),
-    partial(9, "mmap", "no writable MAP_SHARED mappings of host files (in-memory files and anonymous memory are shared)", |k, c| k.sys_mmap(c.a)),
+    partial(9, "mmap", "MAP_SHARED mappings of a host file share their pages within the sandbox and are written back to it (msync, fsync, the sandbox's read and write of those bytes, the last unmap, a process's end): a change made to the file from outside the sandbox is not seen by a mapping that already holds the page, and may be overwritten by it", |k, c| k.sys_mmap(c.a)),
     full(10, "mprotect", |k, c| k.sys_mprotect(c.a[0], c.a[1], c.a[2])),
     full(11, "munmap", |k, c| k.sys_munmap(c.a[0], c.a[1])),
     full(12, "brk", |k, c| k.sys_brk(c.a[0])),
