@@ -10,7 +10,15 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
+#include <poll.h>
 #include <sys/wait.h>
+#include <linux/sched.h>
+#ifndef PIDFD_NONBLOCK
+#define PIDFD_NONBLOCK O_NONBLOCK
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 static void ids(void) {
   CHECKX("getuid.geteuid", getuid() == geteuid(), "");
@@ -282,6 +290,103 @@ static void states(void) {
   close(p[1]);
 }
 
+/* Process descriptors: pidfd_open's checks, poll once the process exited and once it
+ * was reaped, pidfd_send_signal's scopes and siginfo rules, waitid(P_PIDFD) blocking
+ * and not, clone(CLONE_PIDFD), pidfd_getfd. */
+static short pollfd1(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  return poll(&p, 1, 0) == 1 ? p.revents : 0;
+}
+
+static void pidfds(void) {
+  CHECK("pidfd.open.zero", SYS(SYS_pidfd_open, 0, 0));
+  CHECK("pidfd.open.neg", SYS(SYS_pidfd_open, -5, 0));
+  CHECK("pidfd.open.flags", SYS(SYS_pidfd_open, getpid(), 1));
+  CHECK("pidfd.open.none", SYS(SYS_pidfd_open, 4000000, 0));
+  int me = SYS(SYS_pidfd_open, getpid(), 0);
+  CHECKX("pidfd.open.self", me >= 0 ? 0 : -1, "cloexec=%d flags=%o", (fcntl(me, F_GETFD) & FD_CLOEXEC) != 0,
+         fcntl(me, F_GETFL) & ~O_LARGEFILE);
+  char b[8];
+  CHECK("pidfd.read", read(me, b, sizeof b));
+  CHECK("pidfd.write", write(me, "x", 1));
+  CHECK("pidfd.lseek", lseek(me, 0, SEEK_SET));
+  FACT("pidfd.poll.self", "revents=%d", pollfd1(me));
+  CHECK("pidfd.signal.zero", SYS(SYS_pidfd_send_signal, me, 0, NULL, 0));
+  CHECK("pidfd.signal.badsig", SYS(SYS_pidfd_send_signal, me, 99, NULL, 0));
+  CHECK("pidfd.signal.badflags", SYS(SYS_pidfd_send_signal, me, 0, NULL, 8));
+  CHECK("pidfd.signal.twoscopes", SYS(SYS_pidfd_send_signal, me, 0, NULL, 3));
+  CHECK("pidfd.signal.notpidfd", SYS(SYS_pidfd_send_signal, 0, 0, NULL, 0));
+  CHECK("pidfd.signal.badfd", SYS(SYS_pidfd_send_signal, 999, 0, NULL, 0));
+  CHECK("pidfd.signal.efault", SYS(SYS_pidfd_send_signal, me, SIGUSR1, (void *)8, 0));
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  si.si_signo = SIGUSR2;
+  si.si_code = SI_QUEUE;
+  CHECK("pidfd.signal.info.mismatch", SYS(SYS_pidfd_send_signal, me, SIGUSR1, &si, 0));
+  signal(SIGUSR1, SIG_IGN);
+  si.si_signo = SIGUSR1;
+  si.si_code = 5; /* a kernel code: only to oneself */
+  CHECK("pidfd.signal.info.self", SYS(SYS_pidfd_send_signal, me, SIGUSR1, &si, 0));
+  CHECK("pidfd.signal.scope.thread", SYS(SYS_pidfd_send_signal, me, SIGUSR1, NULL, 1));
+  CHECK("pidfd.signal.scope.group", SYS(SYS_pidfd_send_signal, me, SIGUSR1, NULL, 2));
+  signal(SIGUSR1, SIG_DFL);
+
+  int hold[2];
+  if (pipe(hold) != 0)
+    return;
+  pid_t k = fork();
+  if (k == 0) {
+    char c;
+    read(hold[0], &c, 1);
+    _exit(5);
+  }
+  close(hold[0]);
+  int fd = SYS(SYS_pidfd_open, k, PIDFD_NONBLOCK);
+  CHECKX("pidfd.child.open", fd >= 0 ? 0 : -1, "nonblock=%d", (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
+  FACT("pidfd.child.poll.running", "revents=%d", pollfd1(fd));
+  siginfo_t w;
+  memset(&w, 0, sizeof w);
+  CHECKX("pidfd.waitid.nonblock", SYS(SYS_waitid, P_PIDFD, fd, &w, WEXITED, NULL), "signo=%d", w.si_signo);
+  CHECKX("pidfd.waitid.wnohang", SYS(SYS_waitid, P_PIDFD, fd, &w, WEXITED | WNOHANG, NULL), "signo=%d pid=%d",
+         w.si_signo, w.si_pid);
+  memset(&si, 0, sizeof si);
+  si.si_signo = SIGUSR1;
+  si.si_code = SI_QUEUE;
+  CHECK("pidfd.child.signal.forged", SYS(SYS_pidfd_send_signal, fd, SIGUSR1, (si.si_code = 5, &si), 0));
+  write(hold[1], "x", 1);
+  close(hold[1]);
+  struct pollfd pf = {.fd = fd, .events = POLLIN};
+  CHECKX("pidfd.child.poll.exited", poll(&pf, 1, 5000), "revents=%d", pf.revents);
+  CHECK("pidfd.child.signal.zombie", SYS(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0));
+  memset(&w, 0, sizeof w);
+  CHECKX("pidfd.waitid.reap", SYS(SYS_waitid, P_PIDFD, fd, &w, WEXITED, NULL), "code=%d status=%d pid=%s", w.si_code,
+         w.si_status, w.si_pid == k ? "child" : "other");
+  FACT("pidfd.child.poll.reaped", "revents=%d", pollfd1(fd));
+  CHECK("pidfd.child.signal.reaped", SYS(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0));
+  CHECK("pidfd.waitid.reaped", SYS(SYS_waitid, P_PIDFD, fd, &w, WEXITED, NULL));
+  CHECK("pidfd.waitid.notpidfd", SYS(SYS_waitid, P_PIDFD, 0, &w, WEXITED, NULL));
+  CHECK("pidfd.waitid.negfd", SYS(SYS_waitid, P_PIDFD, -1, &w, WEXITED, NULL));
+  close(fd);
+
+  /* clone(CLONE_PIDFD): the pidfd in the parent only, where parent_tid points. */
+  int cfd = -1;
+  long c = SYS(SYS_clone, CLONE_PIDFD | SIGCHLD, 0, &cfd, NULL, 0);
+  if (c == 0)
+    _exit(fcntl(cfd, F_GETFD) == -1 ? 0 : 1);
+  CHECKX("pidfd.clone", c > 0 ? 0 : -1, "pidfd=%d cloexec=%d", cfd >= 0, cfd >= 0 && (fcntl(cfd, F_GETFD) & FD_CLOEXEC));
+  memset(&w, 0, sizeof w);
+  CHECKX("pidfd.clone.wait", SYS(SYS_waitid, P_PIDFD, cfd, &w, WEXITED, NULL), "status=%d", w.si_status);
+  close(cfd);
+  int x = 0;
+  CHECK("pidfd.clone.settid", SYS(SYS_clone, CLONE_PIDFD | CLONE_PARENT_SETTID | SIGCHLD, 0, &x, NULL, 0));
+  CHECK("pidfd.clone.detached", SYS(SYS_clone, CLONE_PIDFD | CLONE_DETACHED | SIGCHLD, 0, &x, NULL, 0));
+
+  /* pidfd_getfd takes another process's descriptor with ptrace's rights. */
+  CHECK("pidfd.getfd.flags", SYS(SYS_pidfd_getfd, me, 0, 1));
+  CHECK("pidfd.getfd.self", SYS(SYS_pidfd_getfd, me, 1, 0));
+  close(me);
+}
+
 static void random_setup(void) {}
 static void one(int i) {
   long r;
@@ -317,5 +422,6 @@ int main(int argc, char **argv) {
   sched();
   misc();
   states();
+  pidfds();
   return 0;
 }

@@ -468,6 +468,37 @@ print([os.waitpid(p, 0)[1] for p in kids], db.execute("select count(*), sum(x) f
     assert_eq!(&data[5000..5005], b"write");
 }
 
+/// Process descriptors as Python uses them: `os.pidfd_open`, `poll` until the child
+/// exits, `waitid(P_PIDFD)`, `signal.pidfd_send_signal`, and asyncio's
+/// `PidfdChildWatcher` running subprocesses.
+fn python_pidfds(iso: IsolationRequest) {
+    let code = r#"
+import asyncio, os, select, signal, time, warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.1)
+    os._exit(7)
+fd = os.pidfd_open(pid)
+p = select.poll()
+p.register(fd, select.POLLIN)
+print(p.poll(0), p.poll(10000), os.waitid(os.P_PIDFD, fd, os.WEXITED).si_status)
+pid = os.fork()
+if pid == 0:
+    time.sleep(60)
+    os._exit(0)
+fd = os.pidfd_open(pid)
+signal.pidfd_send_signal(fd, signal.SIGTERM)
+print(os.waitid(os.P_PIDFD, fd, os.WEXITED).si_status == signal.SIGTERM)
+async def main():
+    procs = [await asyncio.create_subprocess_exec("sh", "-c", "exit %d" % i) for i in range(3)]
+    return [await q.wait() for q in procs]
+asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+print(asyncio.run(main()))
+"#;
+    assert_eq!(ok(&python(iso, code)), "[] [(3, 1)] 7\nTrue\n[0, 1, 2]\n");
+}
+
 fn busybox_pipelines(iso: IsolationRequest) {
     let o = run(on(
         iso,
@@ -528,6 +559,7 @@ both_backends!(
     node_watches_files,
     system_v_ipc_of_real_programs,
     shared_mappings_of_host_files,
+    python_pidfds,
     busybox_pipelines,
     dash_and_coreutils_pipelines,
 );

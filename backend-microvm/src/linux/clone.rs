@@ -1,4 +1,4 @@
-//! New tasks: `fork`, `vfork` and `clone` (`clone3` answers `ENOSYS`, as in the
+//! New tasks: `fork`, `vfork` and `clone` (with `CLONE_PIDFD`; `clone3` answers `ENOSYS`, as in the
 //! container backend; glibc falls back to `clone`). A thread shares its process's
 //! address space, descriptors and dispositions; a new process gets a copy-on-write
 //! copy of the address space (or shares it, `CLONE_VM`: `vfork`, `posix_spawn`), a copy
@@ -94,6 +94,10 @@ impl Kernel {
     fn clone_task(&mut self, cpu: &mut dyn Cpu, ctx: &UserCtx, args: CloneArgs) -> SysResult {
         let f = args.flags;
         let thread = f & CLONE_THREAD != 0;
+        // The legacy clone returns the pidfd where CLONE_PARENT_SETTID writes the id.
+        if f & CLONE_PIDFD != 0 && f & CLONE_PARENT_SETTID != 0 {
+            return Err(errno::EINVAL.into());
+        }
         // Linux's copy_process checks, in its order: invalid combinations are EINVAL
         // before a namespace is refused (EPERM, as the container's filter does).
         const CLONE_NEWNS: u64 = 0x0002_0000;
@@ -110,9 +114,6 @@ impl Kernel {
         }
         if f & CLONE_NEW != 0 {
             return Err(errno::EPERM.into());
-        }
-        if f & CLONE_PIDFD != 0 {
-            return Err(self.unsupported("clone(CLONE_PIDFD)", errno::EINVAL));
         }
         if !thread && f & (CLONE_FILES | CLONE_FS | CLONE_SIGHAND) != 0 {
             // Sharing these between processes is not offered (threads share them all).
@@ -137,12 +138,45 @@ impl Kernel {
                 return Err(SysErr::Stop(Stop::PidsLimit));
             }
         }
+        // What the child's command line costs, charged before anything is made.
+        let argv_charge = match (&self.proc.argv_charge, thread) {
+            (_, true) => None,
+            (None, false) => None,
+            (Some(c), false) => {
+                Some(HeapCharge::of(&self.mm.mem.budget(), c.bytes()).map_err(|_| errno::ENOMEM)?)
+            }
+        };
+        let tid = self.new_tid();
+        // CLONE_PIDFD: a pidfd in the parent's table only (the child's copy drops it,
+        // as Linux copies the table before making it), written where asked; undone
+        // if the child cannot be made.
+        let pidfd = if f & CLONE_PIDFD != 0 {
+            let p = super::pidfd::PidFd { pid: tid, thread };
+            let fd = self.add_pidfd(p, 0)?;
+            if let Err(e) = self
+                .mm
+                .write(UserPtr::<i32>::new(args.parent_tid), &(fd as i32))
+            {
+                let _ = self.proc.files.close(fd);
+                return Err(e.into());
+            }
+            Some(fd)
+        } else {
+            None
+        };
         let space = if f & CLONE_VM != 0 {
             self.mm.space()
         } else {
-            self.mm.fork()?
+            match self.mm.fork() {
+                Ok(s) => s,
+                Err(e) => {
+                    if let Some(fd) = pidfd {
+                        let _ = self.proc.files.close(fd);
+                    }
+                    return Err(e.into());
+                }
+            }
         };
-        let tid = self.new_tid();
         let mut regs = ctx.regs;
         regs.rax = 0;
         if args.stack != 0 {
@@ -185,13 +219,6 @@ impl Kernel {
             self.mm.switch(cur);
             r?;
         }
-        let argv_charge = match (&self.proc.argv_charge, thread) {
-            (_, true) => None,
-            (None, false) => None,
-            (Some(c), false) => {
-                Some(HeapCharge::of(&self.mm.mem.budget(), c.bytes()).map_err(|_| errno::ENOMEM)?)
-            }
-        };
         if thread {
             self.proc.threads.push(tid);
         } else {
@@ -227,6 +254,10 @@ impl Kernel {
                 persona: p.persona,
                 membarrier: 0,
             };
+            let mut proc = proc;
+            if let Some(fd) = pidfd {
+                let _ = proc.files.close(fd);
+            }
             self.procs.insert(tid, proc);
         }
         if f & CLONE_VFORK != 0 {

@@ -31,6 +31,7 @@ const WSTOPPED: u64 = 2;
 const P_ALL: u64 = 0;
 const P_PID: u64 = 1;
 const P_PGID: u64 = 2;
+const P_PIDFD: u64 = 3;
 
 /// What a parent learns of a live child from `wait`.
 enum ChildEvent {
@@ -386,6 +387,18 @@ impl Kernel {
         if options & !known != 0 || options & (WEXITED | WSTOPPED | WCONTINUED) == 0 {
             return Err(errno::EINVAL.into());
         }
+        // P_PIDFD: the process a pidfd names; a non-blocking pidfd waits as WNOHANG
+        // and answers EAGAIN for nothing yet (unless WNOHANG was asked).
+        let (idtype, id, nonblock) = if idtype == P_PIDFD {
+            if (id as i32) < 0 {
+                return Err(errno::EINVAL.into());
+            }
+            let (p, nonblock) = self.pidfd_of(u64::from(id as u32))?;
+            (P_PID, u64::from(p.pid), nonblock && options & WNOHANG == 0)
+        } else {
+            (idtype, id, false)
+        };
+        let options = if nonblock { options | WNOHANG } else { options };
         let id = id as u32;
         let select = move |c: &super::task::Process| {
             Self::wait_sees(options, c)
@@ -452,7 +465,11 @@ impl Kernel {
             if !infop.is_null() {
                 self.mm.write(infop, &abi::SigInfo::default())?;
             }
-            return Ok(0);
+            return if nonblock {
+                Err(errno::EAGAIN.into())
+            } else {
+                Ok(0)
+            };
         }
         Err(self.park(None))
     }

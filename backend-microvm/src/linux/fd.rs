@@ -38,6 +38,7 @@ pub(crate) fn anon_inode(f: &OpenFile) -> Option<(u32, u64)> {
         FileKind::EventFd(_)
         | FileKind::TimerFd(_)
         | FileKind::SignalFd(_)
+        | FileKind::PidFd(_)
         | FileKind::Inotify(_)
         | FileKind::Epoll(..) => (0, ANON_INODE_INO),
         _ => return None,
@@ -91,6 +92,8 @@ pub(crate) enum FileKind {
     Tty(Rc<super::tty::Tty>),
     /// The master of a pseudo-terminal a program opened (`/dev/ptmx`).
     PtyMaster(super::tty::Master),
+    /// A process descriptor (`pidfd.rs`).
+    PidFd(super::pidfd::PidFd),
 }
 
 /// An `AF_UNIX` socket: two pipes, one each way (either side may be shut down), the
@@ -369,6 +372,7 @@ impl crate::snap::Snap for FileKind {
             }),
             FileKind::TimerFd(t) => FileKind::TimerFd(Rc::new(t.copy())),
             FileKind::SignalFd(m) => FileKind::SignalFd(Cell::new(m.get())),
+            FileKind::PidFd(p) => FileKind::PidFd(*p),
             FileKind::Inotify(i) => FileKind::Inotify(Rc::new(i.copy(m)?)),
             FileKind::Epoll(list, charge) => {
                 // The interests' files are set once every open file is copied.

@@ -690,6 +690,7 @@ impl Kernel {
             | FileKind::EventFd(_)
             | FileKind::TimerFd(_)
             | FileKind::SignalFd(_)
+            | FileKind::PidFd(_)
             | FileKind::Inotify(_)
             | FileKind::Epoll(..) => return Err(errno::EINVAL.into()),
             _ => {}

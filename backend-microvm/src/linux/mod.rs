@@ -23,6 +23,7 @@ pub(crate) mod misc;
 mod mm;
 mod netlink;
 mod path;
+mod pidfd;
 mod poll;
 mod process;
 mod procfs;

@@ -88,6 +88,10 @@ impl Kernel {
             FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
             FileKind::TimerFd(t) => (t.readable(), false, 0),
             FileKind::SignalFd(m) => (self.signalfd_ready(m.get()), false, 0),
+            FileKind::PidFd(p) => {
+                let (exited, reaped) = self.pidfd_state(*p);
+                (exited, false, if reaped { POLLHUP } else { 0 })
+            }
             FileKind::Inotify(i) => (i.readable(), false, 0),
             FileKind::Tty(t) => {
                 let (r, w, hup) = self.tty_ready(t);

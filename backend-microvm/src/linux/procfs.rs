@@ -17,6 +17,7 @@ pub(crate) fn fd_link(f: &OpenFile) -> Vec<u8> {
         (FileKind::EventFd(_), _) => b"anon_inode:[eventfd]".to_vec(),
         (FileKind::TimerFd(_), _) => b"anon_inode:[timerfd]".to_vec(),
         (FileKind::SignalFd(_), _) => b"anon_inode:[signalfd]".to_vec(),
+        (FileKind::PidFd(_), _) => b"anon_inode:[pidfd]".to_vec(),
         (FileKind::Inotify(_), _) => b"anon_inode:inotify".to_vec(),
         (FileKind::Epoll(..), _) => b"anon_inode:[eventpoll]".to_vec(),
         (FileKind::Socket(_), Some((_, ino))) => format!("socket:[{ino}]").into_bytes(),

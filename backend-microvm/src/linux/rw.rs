@@ -257,6 +257,8 @@ impl Kernel {
                 return self.read_inotify(&i, buf, file.flags.get() & libc::O_NONBLOCK != 0);
             }
             FileKind::Dir => return Err(errno::EISDIR.into()),
+            // Open for reading, but with no read method: EINVAL, as Linux.
+            FileKind::PidFd(_) => return Err(errno::EINVAL.into()),
             _ => return Err(errno::EBADF.into()),
         };
         if at.is_none()
@@ -578,7 +580,9 @@ impl Kernel {
                 self.write_eventfd(ev, data, file.flags.get() & libc::O_NONBLOCK != 0)
             }
             // Open for writing, but with no write method: EINVAL, as Linux.
-            FileKind::TimerFd(_) | FileKind::SignalFd(_) => Err(errno::EINVAL.into()),
+            FileKind::TimerFd(_) | FileKind::SignalFd(_) | FileKind::PidFd(_) => {
+                Err(errno::EINVAL.into())
+            }
             FileKind::Tty(t) => {
                 let t = Rc::clone(t);
                 self.tty_write(file, &t, data)

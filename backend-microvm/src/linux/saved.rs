@@ -530,6 +530,11 @@ impl Files {
                 e.u8(10);
                 e.u64(m.get());
             }
+            FileKind::PidFd(p) => {
+                e.u8(11);
+                e.u32(p.pid);
+                e.bool(p.thread);
+            }
             FileKind::Socket(_) => {
                 return Err(SnapError::new(
                     "a process holds a socket: sockets cannot be saved to a file (the in-memory snapshot keeps AF_UNIX sockets)",
@@ -629,6 +634,10 @@ impl Loader<'_, '_> {
             })),
             9 => K::Ready(FileKind::Path),
             10 => K::Ready(FileKind::SignalFd(Cell::new(self.d.u64(w)?))),
+            11 => K::Ready(FileKind::PidFd(super::pidfd::PidFd {
+                pid: self.d.u32(w)?,
+                thread: self.d.bool(w)?,
+            })),
             k => return Err(bad(format!("{w}: kind {k} is unknown")).into()),
         };
         let path = self.d.opt(w, |d| d.bytes(w))?;
