@@ -506,6 +506,21 @@ impl Blueprint {
                 }
             );
         }
+        // The IPC namespace's POSIX message queues, where mq_overview(7) puts them: a
+        // file there is what mq_open opens, and Landlock lets a workload open only
+        // what a rule covers (the queues' filesystem has no other path).
+        if !mounted("/dev/mqueue") {
+            op!(
+                ("mqueue".into(), "/dev/mqueue".into()),
+                Op::Fs {
+                    path: components(Path::new("/dev/mqueue"))?,
+                    fstype: c"mqueue".into(),
+                    options: vec![],
+                    attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                }
+            );
+            rule("/dev/mqueue", masks.file_only, &mut labels)?;
+        }
         let tmp_size = plan
             .limits
             .tmp_size

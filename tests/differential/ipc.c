@@ -15,6 +15,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/ipc.h>
+#include <mqueue.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -1374,6 +1375,192 @@ static long find_index(int kind, long id) {
   }
   return -1;
 }
+
+/* POSIX message queues, by raw syscall (the C library drops a leading slash). Their
+ * names carry the pid; every one is unlinked at the end and on a crash. */
+static char MQNAMES[16][64];
+static int NMQ;
+static const char *mqname(const char *tag) {
+  snprintf(MQNAMES[NMQ], sizeof MQNAMES[0], "hsb-mq-%d-%s", (int)MAIN_PID, tag);
+  return MQNAMES[NMQ++];
+}
+static void mq_cleanup(void) {
+  if (getpid() != MAIN_PID)
+    return;
+  for (int i = 0; i < NMQ; i++)
+    SYS(SYS_mq_unlink, MQNAMES[i]);
+}
+struct mqa {
+  long flags, maxmsg, msgsize, curmsgs, pad[4];
+};
+static volatile sig_atomic_t MQSIG, MQCODE, MQPIDOK;
+static volatile long MQVAL;
+static void on_mq_signal(int sig, siginfo_t *si, void *u) {
+  (void)u;
+  MQSIG = sig;
+  MQCODE = si->si_code;
+  MQVAL = (long)si->si_value.sival_ptr;
+  MQPIDOK = si->si_pid == getpid();
+}
+
+static void mqueues(void) {
+  atexit(mq_cleanup);
+  const char *a = mqname("a"), *small = mqname("small"), *bad = mqname("bad");
+  struct mqa at = {0}, got;
+  char big[300];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = 0;
+  CHECK("mq.open.missing", SYS(SYS_mq_open, a, O_RDONLY, 0600, NULL));
+  CHECK("mq.open.empty", SYS(SYS_mq_open, "", O_RDWR | O_CREAT, 0600, NULL));
+  CHECK("mq.open.slash", SYS(SYS_mq_open, "x/y", O_RDWR | O_CREAT, 0600, NULL));
+  CHECK("mq.open.dot", SYS(SYS_mq_open, ".", O_RDWR | O_CREAT, 0600, NULL));
+  CHECK("mq.open.long", SYS(SYS_mq_open, big, O_RDWR | O_CREAT, 0600, NULL));
+  CHECK("mq.open.efault.attr", SYS(SYS_mq_open, bad, O_RDWR | O_CREAT, 0600, (void *)8));
+  at.maxmsg = 0, at.msgsize = 16;
+  CHECK("mq.open.maxmsg0", SYS(SYS_mq_open, bad, O_RDWR | O_CREAT, 0600, &at));
+  at.maxmsg = 11;
+  CHECK("mq.open.maxmsg11", SYS(SYS_mq_open, bad, O_RDWR | O_CREAT, 0600, &at));
+  at.maxmsg = 2, at.msgsize = 8193;
+  CHECK("mq.open.msgsize", SYS(SYS_mq_open, bad, O_RDWR | O_CREAT, 0600, &at));
+  int q = SYS(SYS_mq_open, a, O_RDWR | O_CREAT | O_CLOEXEC, 0640, NULL);
+  CHECKX("mq.open.create", q >= 0 ? 0 : -1, "cloexec=%d", (fcntl(q, F_GETFD) & FD_CLOEXEC) != 0);
+  memset(&got, 0, sizeof got);
+  CHECKX("mq.attr.default", SYS(SYS_mq_getsetattr, q, NULL, &got), "flags=%ld maxmsg=%ld msgsize=%ld cur=%ld",
+         got.flags, got.maxmsg, got.msgsize, got.curmsgs);
+  struct stat st;
+  CHECKX("mq.fstat", fstat(q, &st), "reg=%d mode=%o", S_ISREG(st.st_mode), st.st_mode & 07777);
+  char link[128] = "", path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", q);
+  ssize_t ln = readlink(path, link, sizeof link - 1);
+  FACT("mq.fd.link", "%s", ln > 0 && strcmp(link + 1, a) == 0 && link[0] == '/' ? "/name" : link);
+  CHECK("mq.open.excl", SYS(SYS_mq_open, a, O_RDWR | O_CREAT | O_EXCL, 0600, NULL));
+  CHECK("mq.open.accmode3", SYS(SYS_mq_open, a, 3, 0, NULL));
+  int wr = SYS(SYS_mq_open, a, O_WRONLY, 0, NULL), rd = SYS(SYS_mq_open, a, O_RDONLY, 0, NULL);
+  CHECK("mq.open.existing", (wr >= 0 && rd >= 0) ? 0 : -1);
+
+  /* Priorities: highest first, oldest first within one. */
+  const char *texts[] = {"a5", "b1", "c9", "d5"};
+  unsigned prios[] = {5, 1, 9, 5};
+  for (int i = 0; i < 4; i++)
+    SYS(SYS_mq_timedsend, wr, texts[i], 2, prios[i], NULL);
+  char rb[8192];
+  ssize_t rn = read(q, rb, sizeof rb - 1);
+  rb[rn > 0 ? rn : 0] = 0;
+  FACT("mq.read.status", "%.200s", rb);
+  CHECK("mq.write", write(q, "x", 1));
+  CHECK("mq.receive.small", SYS(SYS_mq_timedreceive, q, rb, 100, NULL, NULL));
+  CHECK("mq.receive.wronly", SYS(SYS_mq_timedreceive, wr, rb, sizeof rb, NULL, NULL));
+  CHECK("mq.send.rdonly", SYS(SYS_mq_timedsend, rd, "x", 1, 0, NULL));
+  CHECK("mq.send.notmq", SYS(SYS_mq_timedsend, 1, "x", 1, 0, NULL));
+  CHECK("mq.send.prio", SYS(SYS_mq_timedsend, wr, "x", 1, 32768, NULL));
+  CHECK("mq.send.big", SYS(SYS_mq_timedsend, wr, rb, 8193, 0, NULL));
+  CHECK("mq.send.efault", SYS(SYS_mq_timedsend, wr, (void *)8, 4, 0, NULL));
+  for (int i = 0; i < 4; i++) {
+    unsigned pr = 99;
+    char lab[32];
+    snprintf(lab, sizeof lab, "mq.receive.%d", i);
+    memset(rb, 0, 8);
+    CHECKX(lab, SYS(SYS_mq_timedreceive, rd, rb, sizeof rb, &pr, NULL), "text=%s prio=%u", rb, pr);
+  }
+  CHECK("mq.receive.efault.prio", (SYS(SYS_mq_timedsend, wr, "z", 1, 0, NULL),
+                                   SYS(SYS_mq_timedreceive, rd, rb, sizeof rb, (void *)8, NULL)));
+  memset(&got, 0, sizeof got);
+  SYS(SYS_mq_getsetattr, q, NULL, &got);
+  FACT("mq.receive.efault.after", "cur=%ld", got.curmsgs);
+
+  /* A full queue, timeouts, non-blocking descriptors. */
+  at.maxmsg = 2, at.msgsize = 64;
+  int s = SYS(SYS_mq_open, small, O_RDWR | O_CREAT | O_NONBLOCK, 0600, &at);
+  CHECK("mq.small.open", s >= 0 ? 0 : -1);
+  SYS(SYS_mq_timedsend, s, "1", 1, 0, NULL);
+  SYS(SYS_mq_timedsend, s, "2", 1, 0, NULL);
+  CHECK("mq.small.full", SYS(SYS_mq_timedsend, s, "3", 1, 0, NULL));
+  struct mqa nb = {0};
+  CHECK("mq.setattr.bad", (nb.flags = O_APPEND, SYS(SYS_mq_getsetattr, s, &nb, NULL)));
+  nb.flags = 0;
+  memset(&got, 0, sizeof got);
+  CHECKX("mq.setattr.block", SYS(SYS_mq_getsetattr, s, &nb, &got), "was=%ld", got.flags);
+  struct timespec past = {1, 0}, badts = {0, 2000000000L}, soon;
+  CHECK("mq.small.timeout.past", SYS(SYS_mq_timedsend, s, "3", 1, 0, &past));
+  CHECK("mq.small.badts", SYS(SYS_mq_timedsend, s, "3", 1, 0, &badts));
+  CHECK("mq.receive.badts", SYS(SYS_mq_timedreceive, s, rb, 64, NULL, &badts));
+  SYS(SYS_mq_timedreceive, s, rb, 64, NULL, NULL);
+  SYS(SYS_mq_timedreceive, s, rb, 64, NULL, NULL);
+  clock_gettime(CLOCK_REALTIME, &soon);
+  soon.tv_nsec += 20000000;
+  if (soon.tv_nsec >= 1000000000L)
+    soon.tv_sec++, soon.tv_nsec -= 1000000000L;
+  CHECK("mq.small.receive.timeout", SYS(SYS_mq_timedreceive, s, rb, 64, NULL, &soon));
+
+  /* A receiver waiting for a child's message. */
+  pid_t c = child();
+  if (c == 0) {
+    usleep(50000);
+    _exit(SYS(SYS_mq_timedsend, s, "kid", 3, 7, NULL) == 0 ? 0 : 1);
+  }
+  unsigned pr = 0;
+  memset(rb, 0, 8);
+  CHECKX("mq.receive.wait", SYS(SYS_mq_timedreceive, s, rb, 64, &pr, NULL), "text=%s prio=%u", rb, pr);
+  FACT("mq.receive.wait.child", "%s", child_end(c, 5000));
+
+  /* Notification: one process, a signal when a message reaches the empty queue. */
+  struct sigaction sa = {0};
+  sa.sa_sigaction = on_mq_signal;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGUSR1, &sa, NULL);
+  struct sigevent ev = {0};
+  ev.sigev_notify = SIGEV_SIGNAL;
+  ev.sigev_signo = SIGUSR1;
+  ev.sigev_value.sival_ptr = (void *)0x1234;
+  CHECK("mq.notify.set", SYS(SYS_mq_notify, s, &ev));
+  CHECK("mq.notify.busy", SYS(SYS_mq_notify, s, &ev));
+  rn = read(s, rb, sizeof rb - 1);
+  rb[rn > 0 ? rn : 0] = 0;
+  char *np = strstr(rb, "NOTIFY_PID:");
+  if (np)
+    snprintf(np, 32, "NOTIFY_PID:%s", atoi(np + 11) == getpid() ? "self" : "other");
+  FACT("mq.notify.status", "%.200s", rb);
+  SYS(SYS_mq_timedsend, s, "n", 1, 0, NULL);
+  FACT("mq.notify.sent", "sig=%d code=%d value=%#lx self=%d", MQSIG, MQCODE, MQVAL, MQPIDOK);
+  MQSIG = 0;
+  SYS(SYS_mq_timedsend, s, "m", 1, 0, NULL);
+  FACT("mq.notify.once", "sig=%d", MQSIG);
+  CHECK("mq.notify.again", SYS(SYS_mq_notify, s, &ev));
+  CHECK("mq.notify.clear", SYS(SYS_mq_notify, s, NULL));
+  ev.sigev_notify = 99;
+  CHECK("mq.notify.badkind", SYS(SYS_mq_notify, s, &ev));
+  ev.sigev_notify = SIGEV_SIGNAL, ev.sigev_signo = 0;
+  CHECK("mq.notify.badsig", SYS(SYS_mq_notify, s, &ev));
+  ev.sigev_notify = SIGEV_NONE;
+  CHECK("mq.notify.none", SYS(SYS_mq_notify, s, &ev));
+  CHECK("mq.notify.notmq", SYS(SYS_mq_notify, 1, NULL));
+  signal(SIGUSR1, SIG_DFL);
+
+  /* Unlinked: gone by name, alive through its descriptors. */
+  CHECK("mq.unlink", SYS(SYS_mq_unlink, a));
+  CHECK("mq.unlink.again", SYS(SYS_mq_unlink, a));
+  CHECK("mq.open.unlinked", SYS(SYS_mq_open, a, O_RDWR, 0, NULL));
+  CHECK("mq.send.unlinked", SYS(SYS_mq_timedsend, wr, "u", 1, 0, NULL));
+  CHECK("mq.unlink.slash", SYS(SYS_mq_unlink, "x/y"));
+  close(q), close(wr), close(rd), close(s);
+  SYS(SYS_mq_unlink, small);
+
+  /* RLIMIT_MSGQUEUE: Linux counts each queue's size. */
+  int made = 0, last = 0;
+  for (int i = 0; i < 12; i++) {
+    char tag[8];
+    snprintf(tag, sizeof tag, "l%d", i);
+    int fd = SYS(SYS_mq_open, mqname(tag), O_RDWR | O_CREAT, 0600, NULL);
+    if (fd < 0) {
+      last = errno;
+      break;
+    }
+    close(fd);
+    made++;
+  }
+  FACT("mq.rlimit", "made=%d then %s", made, last ? errname(last) : "none");
+}
+
 static void random_setup(void) {
   IN = guarded();
   OUT = guarded();
@@ -1762,6 +1949,7 @@ int main(int argc, char **argv) {
   msg_send_receive();
   msg_processes();
   msg_info_stat();
+  mqueues();
   int left = 0;
   for (int j = 0; j < NOBJS; j++)
     left += exists(OBJS[j].kind, OBJS[j].id);

@@ -579,8 +579,9 @@ fn a_fork_racing_its_originals_destroy_ends_cleanly() {
     });
 }
 
-/// Reads the System V objects of key `IPC_KEY` (a segment, a semaphore, a queue),
-/// creating them the first time, then leaves its argument in each.
+/// Reads the System V objects of key `IPC_KEY` (a segment, a semaphore, a queue) and
+/// the POSIX message queue `/hsb`, creating them the first time, then leaves its
+/// argument in each.
 const SYSV: &str = r#"
 import ctypes, sys
 libc = ctypes.CDLL(None, use_errno=True)
@@ -592,15 +593,20 @@ was = ctypes.string_at(p, 8).rstrip(b"\0").decode() or "-"
 buf = ctypes.create_string_buffer(72)
 n = libc.msgrcv(q, buf, 64, 0, 0o4000)
 msg = buf.raw[8:8 + n].decode() if n >= 0 else "-"
-print(was, libc.semctl(sem, 0, 12), msg)
+mq = libc.mq_open(b"/hsb", 0o4000 | 0o100 | 2, 0o600, None)
+big = ctypes.create_string_buffer(8192)
+n = libc.mq_receive(mq, big, 8192, None)
+print(was, libc.semctl(sem, 0, 12), msg, big.raw[:n].decode() if n >= 0 else "-")
 me = sys.argv[1].encode()
 ctypes.memmove(p, me + bytes(8 - len(me)), 8)
 libc.semctl(sem, 0, 16, len(me))
 libc.msgsnd(q, ctypes.create_string_buffer(b"\1" + bytes(7) + me), len(me), 0)
+libc.mq_send(mq, me, len(me), 1)
 "#;
 
-/// A fork has the System V IPC objects its parent had, with their contents (a
-/// segment's memory, semaphore values, queued messages), and from then on its own:
+/// A fork has the System V IPC objects and POSIX message queues its parent had, with
+/// their contents (a segment's memory, semaphore values, queued messages), and from
+/// then on its own:
 /// what one changes, the other does not see.
 #[test]
 fn a_fork_has_its_own_system_v_objects() {
@@ -615,12 +621,12 @@ fn a_fork_has_its_own_system_v_objects() {
             let script = format!("python3 /tmp/sysv.py {arg}");
             async move { live_sh(&l, &script).await }
         };
-        assert_eq!(py(&parent, "parent").await, "- 0 -\n");
+        assert_eq!(py(&parent, "parent").await, "- 0 - -\n");
         let child = fork_within(&parent, "fork of a sandbox with System V IPC objects").await;
-        assert_eq!(py(&child, "child").await, "parent 6 parent\n");
-        assert_eq!(py(&parent, "again").await, "parent 6 parent\n");
-        assert_eq!(py(&child, "x").await, "child 5 child\n");
-        assert_eq!(py(&parent, "y").await, "again 5 again\n");
+        assert_eq!(py(&child, "child").await, "parent 6 parent parent\n");
+        assert_eq!(py(&parent, "again").await, "parent 6 parent parent\n");
+        assert_eq!(py(&child, "x").await, "child 5 child child\n");
+        assert_eq!(py(&parent, "y").await, "again 5 again again\n");
         for l in [child, parent] {
             l.destroy().await.unwrap();
         }

@@ -1,5 +1,6 @@
 //! System V IPC structures (`shmctl`, `semctl`, `semop`, `msgctl`) in their x86-64
-//! `IPC_64` layouts, the only ones an x86-64 kernel speaks.
+//! `IPC_64` layouts, the only ones an x86-64 kernel speaks, and POSIX message queues'
+//! `struct mq_attr`.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -140,6 +141,18 @@ pub(crate) struct Msginfo {
 }
 assert_size!(Msginfo, 32);
 
+/// `struct mq_attr` (`mq_open`, `mq_getsetattr`).
+#[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub(crate) struct MqAttr {
+    pub(crate) flags: i64,
+    pub(crate) maxmsg: i64,
+    pub(crate) msgsize: i64,
+    pub(crate) curmsgs: i64,
+    pub(crate) reserved: [i64; 4],
+}
+assert_size!(MqAttr, 64);
+
 #[cfg(test)]
 mod tests {
     use std::mem::{offset_of, size_of};
@@ -168,6 +181,11 @@ mod tests {
         assert_eq!(
             offset_of!(MsqidDs, qbytes),
             offset_of!(libc::msqid_ds, msg_qbytes)
+        );
+        assert_eq!(size_of::<MqAttr>(), size_of::<libc::mq_attr>());
+        assert_eq!(
+            offset_of!(MqAttr, curmsgs),
+            offset_of!(libc::mq_attr, mq_curmsgs)
         );
         assert_eq!(size_of::<Sembuf>(), size_of::<libc::sembuf>());
         assert_eq!(offset_of!(Sembuf, flg), offset_of!(libc::sembuf, sem_flg));

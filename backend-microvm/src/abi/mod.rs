@@ -22,7 +22,7 @@ mod tty;
 pub(crate) use elf::{Elf64Ehdr, Elf64Phdr};
 pub(crate) use fs::{DirentHead, Flock, OpenHow, OPEN_HOW_SIZE_VER0, O_PATH_FLAGS, O_TMPFILE_BIT};
 pub(crate) use ipc::{
-    IpcPerm, Msginfo, MsqidDs, Sembuf, SemidDs, Seminfo, ShmInfo, ShmidDs, Shminfo,
+    IpcPerm, MqAttr, Msginfo, MsqidDs, Sembuf, SemidDs, Seminfo, ShmInfo, ShmidDs, Shminfo,
 };
 pub(crate) use poll::{EpollEvent, PollFd};
 pub(crate) use process::{CapData, CapHeader, Rlimit, Rusage, SchedParam, Sysinfo, Tms, Utsname};

@@ -141,6 +141,7 @@ impl Kernel {
         }
         self.timers.drop_process(pid, true);
         self.ipc_exit(pid);
+        self.mq_process_gone(pid);
         // What its shared mappings of host files wrote reaches them when it ends (its
         // pages may stay shared with other processes: they write back again later).
         if !self.shm.is_empty() {

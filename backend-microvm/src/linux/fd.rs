@@ -41,6 +41,10 @@ pub(crate) fn anon_inode(f: &OpenFile) -> Option<(u32, u64)> {
         | FileKind::PidFd(_)
         | FileKind::Inotify(_)
         | FileKind::Epoll(..) => (0, ANON_INODE_INO),
+        FileKind::Mqueue(q) => (
+            libc::S_IFREG,
+            0x7000_0000 + Rc::as_ptr(q) as u64 % 0x1000_0000,
+        ),
         _ => return None,
     })
 }
@@ -94,6 +98,8 @@ pub(crate) enum FileKind {
     PtyMaster(super::tty::Master),
     /// A process descriptor (`pidfd.rs`).
     PidFd(super::pidfd::PidFd),
+    /// A POSIX message queue (`mqueue.rs`).
+    Mqueue(Rc<super::mqueue::Mq>),
 }
 
 /// An `AF_UNIX` socket: two pipes, one each way (either side may be shut down), the
@@ -373,6 +379,7 @@ impl crate::snap::Snap for FileKind {
             FileKind::TimerFd(t) => FileKind::TimerFd(Rc::new(t.copy())),
             FileKind::SignalFd(m) => FileKind::SignalFd(Cell::new(m.get())),
             FileKind::PidFd(p) => FileKind::PidFd(*p),
+            FileKind::Mqueue(q) => FileKind::Mqueue(m.rc(q, |_, q| Ok(q.copy()))?),
             FileKind::Inotify(i) => FileKind::Inotify(Rc::new(i.copy(m)?)),
             FileKind::Epoll(list, charge) => {
                 // The interests' files are set once every open file is copied.

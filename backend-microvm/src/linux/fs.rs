@@ -477,6 +477,11 @@ impl Kernel {
     /// last descriptor of its open file description, and waiters may go on.
     pub(crate) fn closed(&mut self, files: &[Rc<OpenFile>]) {
         self.notify_last_close(files);
+        for f in files {
+            if let FileKind::Mqueue(q) = &f.kind {
+                q.flush(self.proc.pid);
+            }
+        }
         if self.locks.is_empty() {
             return;
         }
@@ -650,6 +655,12 @@ impl Kernel {
 
     /// Metadata of an open file.
     pub(crate) fn file_meta(&self, f: &OpenFile) -> Result<Meta, SysErr> {
+        if let (FileKind::Mqueue(q), Some((kind, ino))) = (&f.kind, super::fd::anon_inode(f)) {
+            let mut m = Meta::synthetic(ino, kind | q.mode, 0, 0);
+            (m.uid, m.gid) = (q.uid, q.gid);
+            m.blksize = 4096;
+            return Ok(m);
+        }
         if let Some((kind, ino)) = super::fd::anon_inode(f) {
             // Numbers of the sandbox's own (never from the VMM's memory).
             let mut m = Meta::synthetic(ino, kind | 0o600, 0, 0);
@@ -693,6 +704,8 @@ impl Kernel {
             | FileKind::PidFd(_)
             | FileKind::Inotify(_)
             | FileKind::Epoll(..) => return Err(errno::EINVAL.into()),
+            // The queue's inode is in memory: nothing to write.
+            FileKind::Mqueue(_) => return Ok(0),
             _ => {}
         }
         Ok(0)

@@ -21,6 +21,7 @@ mod limits;
 mod locks;
 pub(crate) mod misc;
 mod mm;
+mod mqueue;
 mod netlink;
 mod path;
 mod pidfd;
@@ -307,6 +308,8 @@ pub(crate) struct Kernel {
     pub(crate) inotify: inotify::Instances,
     /// System V IPC objects (`ipc.rs`).
     pub(crate) ipc: ipc::Ipc,
+    /// POSIX message queues (`mqueue.rs`).
+    pub(crate) mqueue: mqueue::Queues,
     /// A live sandbox's state (its command queue, the execs' channels); `None` in a run.
     pub(crate) live: Option<Box<crate::live::guest::Live>>,
     /// The VM's boot id (`/proc/sys/kernel/random/boot_id`): random per VM, new for
@@ -396,6 +399,7 @@ impl Kernel {
             timers: timers::Timers::default(),
             inotify: inotify::Instances::default(),
             ipc: ipc::Ipc::default(),
+            mqueue: mqueue::Queues::default(),
             live: None,
             boot_id: new_boot_id(),
             boundary: false,
@@ -429,6 +433,8 @@ impl Kernel {
             .map(|(t, p)| Ok((t.snap(m)?, p.snap(m)?)))
             .collect::<Result<Vec<_>, crate::snap::SnapError>>()?;
         let ipc = self.ipc.copy(m, &mm.mem.budget())?;
+        let files = m.copies::<OpenFile>();
+        let mqueue = self.mqueue.copy(m, files.iter())?;
         // Second pass: what is held weakly.
         m.finish();
         for f in m.copies::<OpenFile>() {
@@ -480,6 +486,7 @@ impl Kernel {
             timers,
             inotify,
             ipc,
+            mqueue,
             live: None,
             boot_id: self.boot_id,
             boundary: false,

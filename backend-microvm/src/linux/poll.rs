@@ -88,6 +88,7 @@ impl Kernel {
             FileKind::EventFd(e) => (e.count.get() > 0, e.count.get() < u64::MAX - 1, 0),
             FileKind::TimerFd(t) => (t.readable(), false, 0),
             FileKind::SignalFd(m) => (self.signalfd_ready(m.get()), false, 0),
+            FileKind::Mqueue(q) => (q.readable(), q.writable(), 0),
             FileKind::PidFd(p) => {
                 let (exited, reaped) = self.pidfd_state(*p);
                 (exited, false, if reaped { POLLHUP } else { 0 })

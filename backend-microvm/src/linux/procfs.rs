@@ -18,6 +18,7 @@ pub(crate) fn fd_link(f: &OpenFile) -> Vec<u8> {
         (FileKind::TimerFd(_), _) => b"anon_inode:[timerfd]".to_vec(),
         (FileKind::SignalFd(_), _) => b"anon_inode:[signalfd]".to_vec(),
         (FileKind::PidFd(_), _) => b"anon_inode:[pidfd]".to_vec(),
+        (FileKind::Mqueue(q), _) => [b"/".as_slice(), &q.name].concat(),
         (FileKind::Inotify(_), _) => b"anon_inode:inotify".to_vec(),
         (FileKind::Epoll(..), _) => b"anon_inode:[eventpoll]".to_vec(),
         (FileKind::Socket(_), Some((_, ino))) => format!("socket:[{ino}]").into_bytes(),

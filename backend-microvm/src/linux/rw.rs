@@ -259,6 +259,10 @@ impl Kernel {
             FileKind::Dir => return Err(errno::EISDIR.into()),
             // Open for reading, but with no read method: EINVAL, as Linux.
             FileKind::PidFd(_) => return Err(errno::EINVAL.into()),
+            FileKind::Mqueue(q) => {
+                let q = Rc::clone(q);
+                return Ok(self.read_mqueue(&q, file, buf));
+            }
             _ => return Err(errno::EBADF.into()),
         };
         if at.is_none()
@@ -580,9 +584,10 @@ impl Kernel {
                 self.write_eventfd(ev, data, file.flags.get() & libc::O_NONBLOCK != 0)
             }
             // Open for writing, but with no write method: EINVAL, as Linux.
-            FileKind::TimerFd(_) | FileKind::SignalFd(_) | FileKind::PidFd(_) => {
-                Err(errno::EINVAL.into())
-            }
+            FileKind::TimerFd(_)
+            | FileKind::SignalFd(_)
+            | FileKind::PidFd(_)
+            | FileKind::Mqueue(_) => Err(errno::EINVAL.into()),
             FileKind::Tty(t) => {
                 let t = Rc::clone(t);
                 self.tty_write(file, &t, data)

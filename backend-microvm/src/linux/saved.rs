@@ -555,6 +555,11 @@ impl Files {
                     "a process holds an inotify instance: it cannot be saved to a file (the in-memory snapshot keeps it)",
                 ))
             }
+            FileKind::Mqueue(_) => {
+                return Err(SnapError::new(
+                    "a process holds a POSIX message queue: it cannot be saved to a file (the in-memory snapshot keeps it)",
+                ))
+            }
             FileKind::TimerFd(_) => {
                 return Err(SnapError::new(
                     "a process holds a timerfd: timerfds cannot be saved to a file (the in-memory snapshot keeps them)",
@@ -893,6 +898,11 @@ impl Kernel {
                 "a process holds System V or POSIX shared memory: it cannot be saved to a file",
             ));
         }
+        if !self.mqueue.is_empty() {
+            return Err(SnapError::new(
+                "the sandbox has POSIX message queues: they cannot be saved to a file; unlink them first (the in-memory snapshot keeps them)",
+            ));
+        }
         if !self.ipc.is_empty() {
             return Err(SnapError::new(
                 "the sandbox has System V IPC objects (semaphores, message queues, shared memory): they cannot be saved to a file; remove them first (the in-memory snapshot keeps them)",
@@ -1157,6 +1167,7 @@ impl Kernel {
             timers: super::timers::Timers::default(),
             inotify: super::inotify::Instances::default(),
             ipc: super::ipc::Ipc::default(),
+            mqueue: super::mqueue::Queues::default(),
             live: None,
             boot_id: super::new_boot_id(),
             boundary: false,
