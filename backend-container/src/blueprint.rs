@@ -508,8 +508,10 @@ impl Blueprint {
         }
         // The IPC namespace's POSIX message queues, where mq_overview(7) puts them: a
         // file there is what mq_open opens, and Landlock lets a workload open only
-        // what a rule covers (the queues' filesystem has no other path).
-        if !mounted("/dev/mqueue") {
+        // what a rule covers (the queues' filesystem has no other path). Only in the
+        // sandbox's own namespace: a pod's, joined by path, belongs to a user namespace
+        // the sandbox has no privilege in (its queues stay out of reach, as before).
+        if !mounted("/dev/mqueue") && plan.ipcns.is_none() {
             op!(
                 ("mqueue".into(), "/dev/mqueue".into()),
                 Op::Fs {

@@ -6,7 +6,7 @@
 //! dispositions. All of them stay in the one VM.
 
 use super::signal::SIGCHLD;
-use super::task::{Process, Task, Wait};
+use super::task::{Process, Task, Tid, Wait};
 use super::{Block, Cpu, Kernel, Stop, SysErr, SysResult, UserCtx};
 use crate::errno;
 use crate::memory::HeapCharge;
@@ -147,36 +147,34 @@ impl Kernel {
             }
         };
         let tid = self.new_tid();
-        // CLONE_PIDFD: a pidfd in the parent's table only (the child's copy drops it,
-        // as Linux copies the table before making it), written where asked; undone
-        // if the child cannot be made.
-        let pidfd = if f & CLONE_PIDFD != 0 {
-            let p = super::pidfd::PidFd { pid: tid, thread };
-            let fd = self.add_pidfd(p, 0)?;
-            if let Err(e) = self
-                .mm
-                .write(UserPtr::<i32>::new(args.parent_tid), &(fd as i32))
-            {
-                let _ = self.proc.files.close(fd);
-                return Err(e.into());
-            }
-            Some(fd)
-        } else {
-            None
-        };
         let space = if f & CLONE_VM != 0 {
             self.mm.space()
         } else {
-            match self.mm.fork() {
-                Ok(s) => s,
-                Err(e) => {
-                    if let Some(fd) = pidfd {
-                        let _ = self.proc.files.close(fd);
-                    }
-                    return Err(e.into());
-                }
-            }
+            self.mm.fork()?
         };
+        // From here a failure gives the new address space back.
+        let r = self
+            .clone_into(cpu, ctx, args, tid, space)
+            .and_then(|child| self.clone_start(args, tid, child, argv_charge));
+        // (A vfork's wait is a Block: the child was made.)
+        let failed = !matches!(r, Ok(_) | Err(SysErr::Block(_)));
+        if failed && f & CLONE_VM == 0 {
+            self.mm.release(space);
+        }
+        r
+    }
+
+    /// The new task `tid` in `space`, its ids written where `args` asks.
+    fn clone_into(
+        &mut self,
+        cpu: &mut dyn Cpu,
+        ctx: &UserCtx,
+        args: CloneArgs,
+        tid: Tid,
+        space: crate::mm::SpaceId,
+    ) -> Result<Task, SysErr> {
+        let f = args.flags;
+        let thread = f & CLONE_THREAD != 0;
         let mut regs = ctx.regs;
         regs.rax = 0;
         if args.stack != 0 {
@@ -219,6 +217,37 @@ impl Kernel {
             self.mm.switch(cur);
             r?;
         }
+        Ok(child)
+    }
+
+    /// Makes the task `child` run: its process (unless a thread), a pidfd for it
+    /// (`CLONE_PIDFD`), a `vfork` parent's wait. Fails (a pidfd refused) before it
+    /// changes anything.
+    fn clone_start(
+        &mut self,
+        args: CloneArgs,
+        tid: Tid,
+        mut child: Task,
+        argv_charge: Option<HeapCharge>,
+    ) -> SysResult {
+        let f = args.flags;
+        let thread = f & CLONE_THREAD != 0;
+        // CLONE_PIDFD: a pidfd in the parent's table only (the child's copy drops it,
+        // as Linux copies the table before making it), written where asked.
+        let pidfd = if f & CLONE_PIDFD != 0 {
+            let p = super::pidfd::PidFd { pid: tid, thread };
+            let fd = self.add_pidfd(p, 0)?;
+            if let Err(e) = self
+                .mm
+                .write(UserPtr::<i32>::new(args.parent_tid), &(fd as i32))
+            {
+                let _ = self.proc.files.close(fd);
+                return Err(e.into());
+            }
+            Some(fd)
+        } else {
+            None
+        };
         if thread {
             self.proc.threads.push(tid);
         } else {

@@ -561,7 +561,7 @@ impl Mapper<'_> {
                     ))
                 }
                 (false, "mqueue", "/dev/mqueue") => self.notes.push(format!(
-                    "{f}: no POSIX message queue filesystem at /dev/mqueue"
+                    "{f}: /dev/mqueue is the sandbox's own (the container mounts its IPC namespace's queues there, not a joined pod namespace's; the micro-VM's queues need no mount)"
                 )),
                 (_, _, "/dev/shm") => self.notes.push(format!(
                     "{f}: /dev/shm is the container's /tmp (a link)"
