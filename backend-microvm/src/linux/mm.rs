@@ -1,5 +1,7 @@
-//! Memory calls: `brk`, `mmap` (anonymous and private file mappings), `munmap`,
-//! `mprotect` with real page rights, `mremap`, `madvise`, `mincore`.
+//! Memory calls: `brk`, `mmap` (anonymous memory, private copies of files, and shared
+//! mappings of anonymous memory, in-memory files and host files, whose pages every
+//! mapping shares), `munmap`, `mprotect` with real page rights, `mremap`, `madvise`,
+//! `mincore`, `msync`.
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -54,12 +56,12 @@ enum SharedKey<'a> {
 }
 
 impl SharedOf {
-    fn key(&self) -> SharedKey<'_> {
+    /// What finds it again (anonymous memory: nothing, no file names it).
+    fn key(&self) -> Option<SharedKey<'_>> {
         match self {
-            // Anonymous pages are never looked up: no inode names them.
-            SharedOf::Anon => SharedKey::Host((u64::MAX, u64::MAX)),
-            SharedOf::Tmp(t) => SharedKey::Tmp(t),
-            SharedOf::Host(id, _) => SharedKey::Host(*id),
+            SharedOf::Anon => None,
+            SharedOf::Tmp(t) => Some(SharedKey::Tmp(t)),
+            SharedOf::Host(id, _) => Some(SharedKey::Host(*id)),
         }
     }
 
@@ -360,7 +362,7 @@ impl Kernel {
 
     /// The shared pages of file `of` (made at its first shared mapping).
     fn shared_pages(&mut self, of: SharedOf) -> Rc<SharedPages> {
-        if let Some(i) = self.shared_index(&of.key()) {
+        if let Some(i) = of.key().and_then(|k| self.shared_index(&k)) {
             return Rc::clone(&self.shm[i].1);
         }
         let file: Rc<dyn Backing> = match &of {
