@@ -252,7 +252,7 @@ impl Kernel {
             self.proc.threads.push(tid);
         } else {
             let p = &self.proc;
-            let proc = Process {
+            let mut proc = Process {
                 pid: tid,
                 ppid: if f & CLONE_PARENT != 0 { p.ppid } else { p.pid },
                 pgid: p.pgid,
@@ -283,7 +283,6 @@ impl Kernel {
                 persona: p.persona,
                 membarrier: 0,
             };
-            let mut proc = proc;
             if let Some(fd) = pidfd {
                 let _ = proc.files.close(fd);
             }

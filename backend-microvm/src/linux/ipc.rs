@@ -266,11 +266,34 @@ impl<T> Ids<T> {
         self.objs.keys().next_back().map_or(-1, |i| *i as i32)
     }
 
-    fn ids(&self) -> Vec<i32> {
-        self.objs
-            .iter()
-            .map(|(i, o)| full_id(*i, o.perm.seq))
-            .collect()
+    /// A copy, the objects' bodies made by `f` and their charges on `budget`.
+    fn copy_with<U>(
+        &self,
+        budget: &Rc<Budget>,
+        mut f: impl FnMut(&T) -> Result<U, crate::snap::SnapError>,
+    ) -> Result<Ids<U>, crate::snap::SnapError> {
+        let mut objs = BTreeMap::new();
+        for (i, o) in &self.objs {
+            let copy = Obj {
+                perm: o.perm.clone(),
+                ctime: o.ctime,
+                charge: HeapCharge::restored(budget, o.charge.bytes()),
+                body: f(&o.body)?,
+            };
+            objs.insert(*i, copy);
+        }
+        Ok(Ids {
+            objs,
+            next: self.next,
+            last: self.last,
+            seq: self.seq,
+            limit: self.limit,
+        })
+    }
+
+    /// The objects with their full ids.
+    fn with_ids(&self) -> impl Iterator<Item = (i32, &Obj<T>)> {
+        self.objs.iter().map(|(i, o)| (full_id(*i, o.perm.seq), o))
     }
 }
 
@@ -287,7 +310,7 @@ fn full_id(idx: u32, seq: u32) -> i32 {
 }
 
 /// A shared memory segment.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Segment {
     pages: Rc<SharedPages>,
     size: u64,
@@ -322,7 +345,7 @@ struct Sem {
 }
 
 /// A semaphore set.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct SemSet {
     sems: Vec<Sem>,
     otime: i64,
@@ -336,7 +359,7 @@ struct Msg {
 }
 
 /// A message queue.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Queue {
     msgs: std::collections::VecDeque<Msg>,
     cbytes: u64,
@@ -364,8 +387,6 @@ pub(crate) struct Ipc {
     undo: BTreeMap<Tid, Undo>,
     /// What each task blocked in `semop` waits for: (set, semaphore, for zero).
     sem_waits: BTreeMap<Tid, (i32, u16, bool)>,
-    /// Semaphores in all sets.
-    used_sems: u64,
     /// Address spaces whose process ended while they were current, released at the
     /// next switch: the shared pages of their mappings (by address), no longer
     /// counted as attaches.
@@ -380,7 +401,6 @@ impl Default for Ipc {
             msg: Ids::new(MSGMNI),
             undo: BTreeMap::new(),
             sem_waits: BTreeMap::new(),
-            used_sems: 0,
             leaving: BTreeMap::new(),
         }
     }
@@ -434,46 +454,14 @@ impl Ipc {
     ) -> Result<Ipc, crate::snap::SnapError> {
         use crate::snap::Snap;
         let charge = |c: &HeapCharge| HeapCharge::restored(budget, c.bytes());
-        let mut shm = Ids::new(SHMMNI);
-        for (i, o) in &self.shm.objs {
-            let body = Segment {
-                pages: o.body.pages.snap(m)?,
-                ..o.body.clone_meta()
-            };
-            shm.objs.insert(*i, o.copy_with(charge(&o.charge), body));
-        }
-        let mut sem = Ids::new(SEMMNI);
-        for (i, o) in &self.sem.objs {
-            let body = SemSet {
-                sems: o.body.sems.clone(),
-                otime: o.body.otime,
-            };
-            sem.objs.insert(*i, o.copy_with(charge(&o.charge), body));
-        }
-        let mut msg = Ids::new(MSGMNI);
-        for (i, o) in &self.msg.objs {
-            let q = &o.body;
-            let body = Queue {
-                msgs: q.msgs.clone(),
-                cbytes: q.cbytes,
-                qbytes: q.qbytes,
-                stime: q.stime,
-                rtime: q.rtime,
-                lspid: q.lspid,
-                lrpid: q.lrpid,
-            };
-            msg.objs.insert(*i, o.copy_with(charge(&o.charge), body));
-        }
-        for (ids, from) in [
-            (&mut shm.next, self.shm.next),
-            (&mut sem.next, self.sem.next),
-            (&mut msg.next, self.msg.next),
-        ] {
-            *ids = from;
-        }
-        (shm.last, shm.seq) = (self.shm.last, self.shm.seq);
-        (sem.last, sem.seq) = (self.sem.last, self.sem.seq);
-        (msg.last, msg.seq) = (self.msg.last, self.msg.seq);
+        let shm = self.shm.copy_with(budget, |g| {
+            Ok(Segment {
+                pages: g.pages.snap(m)?,
+                ..g.clone()
+            })
+        })?;
+        let sem = self.sem.copy_with(budget, |s| Ok(s.clone()))?;
+        let msg = self.msg.copy_with(budget, |q| Ok(q.clone()))?;
         let undo = self
             .undo
             .iter()
@@ -516,9 +504,17 @@ impl Ipc {
             msg,
             undo,
             sem_waits: self.sem_waits.clone(),
-            used_sems: self.used_sems,
             leaving,
         })
+    }
+
+    /// Semaphores in all sets (`semmns` counts them).
+    fn used_sems(&self) -> u64 {
+        self.sem
+            .objs
+            .values()
+            .map(|o| o.body.sems.len() as u64)
+            .sum()
     }
 
     /// True when no object exists (a snapshot file can hold none).
@@ -552,32 +548,6 @@ impl Ipc {
     /// The space `id` was released: its mappings are gone.
     pub(crate) fn space_released(&mut self, id: crate::mm::SpaceId) {
         self.leaving.remove(&id);
-    }
-}
-
-impl<T> Obj<T> {
-    fn copy_with<U>(&self, charge: HeapCharge, body: U) -> Obj<U> {
-        Obj {
-            perm: self.perm.clone(),
-            ctime: self.ctime,
-            charge,
-            body,
-        }
-    }
-}
-
-impl Segment {
-    /// Everything but the pages (set by the caller).
-    fn clone_meta(&self) -> Segment {
-        Segment {
-            pages: Rc::clone(&self.pages),
-            size: self.size,
-            atime: self.atime,
-            dtime: self.dtime,
-            cpid: self.cpid,
-            lpid: self.lpid,
-            seen: self.seen,
-        }
     }
 }
 
@@ -898,7 +868,7 @@ impl Kernel {
         }
         let user = self.user;
         let budget = self.budget();
-        let used = self.ipc.used_sems;
+        let used = self.ipc.used_sems();
         let perm_of = |seq| new_perm(user, key, flg, seq);
         let make = |ids: &mut Ids<SemSet>| {
             if nsems == 0 {
@@ -931,12 +901,7 @@ impl Kernel {
                 Ok(())
             }
         };
-        let before = self.ipc.sem.objs.len();
-        let r = Self::ipc_get(&mut self.ipc.sem, user, Get { key, flg }, more, make);
-        if self.ipc.sem.objs.len() > before {
-            self.ipc.used_sems += nsems as u64;
-        }
-        r
+        Self::ipc_get(&mut self.ipc.sem, user, Get { key, flg }, more, make)
     }
 
     pub(crate) fn sys_semtimedop(&mut self, id: u64, sops: u64, nsops: u64, ts: u64) -> SysResult {
@@ -1115,7 +1080,7 @@ impl Kernel {
                 };
                 if cmd == SEM_INFO {
                     info.semusz = self.ipc.sem.objs.len() as i32;
-                    info.semaem = self.ipc.used_sems as i32;
+                    info.semaem = self.ipc.used_sems() as i32;
                 }
                 self.mm.write(UserPtr::new(arg), &info)?;
                 Ok(self.ipc.sem.max_idx().max(0) as u64)
@@ -1144,9 +1109,7 @@ impl Kernel {
             }
             IPC_RMID => {
                 self.ipc.sem.owned(id, user)?;
-                if let Some(o) = self.ipc.sem.remove(id) {
-                    self.ipc.used_sems -= o.body.sems.len() as u64;
-                }
+                self.ipc.sem.remove(id);
                 for u in self.ipc.undo.values_mut() {
                     u.adj.remove(&id);
                 }
@@ -1522,8 +1485,7 @@ impl Kernel {
         match what {
             "shm" => {
                 s.push_str("       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n");
-                for id in ipc.shm.ids() {
-                    let Ok(o) = ipc.shm.get(id) else { continue };
+                for (id, o) in ipc.shm.with_ids() {
                     let (p, g) = (&o.perm, &o.body);
                     let rss = g.pages.frames.borrow().len() as u64 * PAGE_SIZE;
                     s.push_str(&format!(
@@ -1535,8 +1497,7 @@ impl Kernel {
             }
             "sem" => {
                 s.push_str("       key      semid perms      nsems   uid   gid  cuid  cgid      otime      ctime\n");
-                for id in ipc.sem.ids() {
-                    let Ok(o) = ipc.sem.get(id) else { continue };
+                for (id, o) in ipc.sem.with_ids() {
                     let p = &o.perm;
                     s.push_str(&format!(
                         "{:>10} {:>10}  {:>4o} {:>10} {:>5} {:>5} {:>5} {:>5} {:>10} {:>10}\n",
@@ -1555,8 +1516,7 @@ impl Kernel {
             }
             _ => {
                 s.push_str("       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid      stime      rtime      ctime\n");
-                for id in ipc.msg.ids() {
-                    let Ok(o) = ipc.msg.get(id) else { continue };
+                for (id, o) in ipc.msg.with_ids() {
                     let (p, q) = (&o.perm, &o.body);
                     s.push_str(&format!(
                         "{:>10} {:>10}  {:>4o}  {:>10} {:>10} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>10} {:>10} {:>10}\n",
