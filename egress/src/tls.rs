@@ -36,7 +36,9 @@ pub(crate) struct Tls {
     leaves: Mutex<HashMap<String, Arc<ServerConfig>>>,
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The crypto provider of every TLS end of this project (ring): the broker's, and
+/// `hsb serve`'s and its clients'.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -81,7 +83,7 @@ impl Tls {
         };
         if let Some(p) = &plan.ca {
             // Read it now: a missing file is the run's error, not a later handshake's.
-            load_pem_certs(p).map_err(EgressError::Tls)?;
+            load_pem_certs(p, POLICY_CA).map_err(EgressError::Tls)?;
         }
         Ok(Tls {
             ca,
@@ -144,32 +146,45 @@ impl Tls {
                 let mut roots = RootCertStore::empty();
                 roots.add_parsable_certificates(host_roots());
                 if let Some(p) = &self.extra_ca {
-                    roots.add_parsable_certificates(load_pem_certs(p)?);
+                    roots.add_parsable_certificates(load_pem_certs(p, POLICY_CA)?);
                 }
                 if roots.is_empty() {
                     return Err("no trusted CA on the host (install ca-certificates) and none named by the policy".into());
                 }
-                let mut c = ClientConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| e.to_string())?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                c.alpn_protocols = vec![b"http/1.1".to_vec()];
-                Ok(Arc::new(c))
+                http1_client_config(roots)
             })
             .clone()
     }
 }
 
-fn load_pem_certs(p: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let f =
-        std::fs::File::open(p).map_err(|e| format!("the policy's CA file {}: {e}", p.display()))?;
+/// A TLS client configuration that trusts `roots` and offers HTTP/1.1 (ALPN): the
+/// broker's toward real servers, and `hsb serve`'s clients'.
+pub fn http1_client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, String> {
+    let mut c = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(c))
+}
+
+/// How errors name the CA file a policy gives.
+const POLICY_CA: &str = "the policy's CA file";
+
+/// The certificates of the PEM file `p`; `what` names the file in errors, which say
+/// what it lacked.
+pub fn load_pem_certs(
+    p: &std::path::Path,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let f = std::fs::File::open(p).map_err(|e| format!("{what} {}: {e}", p.display()))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(f))
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("the policy's CA file {}: {e}", p.display()))?;
+        .map_err(|e| format!("{what} {}: not PEM: {e}", p.display()))?;
     if certs.is_empty() {
         return Err(format!(
-            "the policy's CA file {} holds no certificate",
+            "{what} {}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)",
             p.display()
         ));
     }

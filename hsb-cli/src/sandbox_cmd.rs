@@ -11,10 +11,14 @@ use crate::cli::{duration, key_value, size};
 
 #[derive(Debug, Args)]
 pub(crate) struct SandboxArgs {
-    /// The server: unix:PATH or http://HOST:PORT [default: $HSB_SERVER, else the
-    /// default socket of `hsb serve`].
+    /// The server: unix:PATH, http://HOST:PORT or https://HOST:PORT [default:
+    /// $HSB_SERVER, else the default socket of `hsb serve`].
     #[arg(long, global = true, value_name = "URL")]
     server: Option<String>,
+    /// CA certificates (PEM) an https:// server's certificate is checked against
+    /// [default: $HSB_CA_FILE, else the host's trust store].
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Bearer token for the server [default: $HSB_TOKEN].
     #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
@@ -200,7 +204,16 @@ fn client(args: &SandboxArgs) -> Result<Client, Failed> {
         .token
         .clone()
         .or_else(|| std::env::var("HSB_TOKEN").ok());
-    Ok(Client::new(endpoint, token))
+    let ca_file = args.ca_file.clone().or_else(|| {
+        std::env::var_os("HSB_CA_FILE")
+            .filter(|s| !s.is_empty())
+            .map(Into::into)
+    });
+    let client = Client::new(endpoint, token);
+    Ok(match ca_file {
+        Some(f) => client.with_ca_file(f),
+        None => client,
+    })
 }
 
 fn create_request(a: &CreateArgs) -> Result<CreateRequest, Failed> {

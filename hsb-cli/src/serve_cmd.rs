@@ -8,7 +8,8 @@ use hsb_server::{AllowedMount, Config, Listen, Tokens};
 /// Serve live sandboxes over an HTTP/1.1 JSON API (GET /openapi.json describes it).
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Where to listen: unix:PATH, or tcp:HOST:PORT (needs --token-file) [default:
+    /// Where to listen: unix:PATH, or tcp:HOST:PORT (needs --token-file; TLS with
+    /// --tls-cert and --tls-key) [default:
     /// unix:/run/hybrid-sandbox/hsb.sock for root, unix:$XDG_RUNTIME_DIR/hsb.sock
     /// otherwise].
     #[arg(long, value_name = "unix:PATH|tcp:HOST:PORT")]
@@ -23,6 +24,13 @@ pub(crate) struct ServeArgs {
     /// Needed for TCP; on a UNIX socket, callers without a token are known by their uid.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// The server's TLS certificate chain, PEM (leaf first): a TCP listener then speaks
+    /// only TLS (clients use https://HOST:PORT). Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, PEM (PKCS#8, PKCS#1 or SEC1); keep it private.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Live sandboxes each token (or uid) may hold at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     quota: usize,
@@ -80,6 +88,9 @@ fn config(args: ServeArgs) -> Result<Config, String> {
             }
             m
         })?);
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        c.tls = Some(hsb_server::tls_config(cert, key).map_err(|e| e.to_string())?);
     }
     c.quota = args.quota;
     if let Some(dir) = args.spill_dir {
@@ -143,6 +154,11 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         };
         // Tests and supervisors wait for this line.
         println!("hsb: serving on {}", server.address());
+        if server.tls() {
+            if let Some(a) = server.address().strip_prefix("tcp:") {
+                eprintln!("hsb: TLS only: clients connect to https://{a}");
+            }
+        }
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}

@@ -465,8 +465,14 @@ fn the_cli_client_explains_a_missing_server() {
         .args(["sandbox", "ls", "--server", "https://example.invalid:1"])
         .output()
         .unwrap();
+    // https:// is TLS to the server (`hsb serve --tls-cert`): a host that does not
+    // resolve is named as unreachable.
     assert_eq!(o.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("TLS"));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("cannot reach the server at https://example.invalid:1"),
+        "{e}"
+    );
     let o = std::process::Command::new(HSB)
         .args(["serve", "--listen", "udp:1"])
         .output()

@@ -137,6 +137,11 @@ impl ClientError {
 struct Shared {
     endpoint: Endpoint,
     token: Option<String>,
+    /// The CA an `https://` server's certificate is checked against (none: the host's
+    /// trust store).
+    ca_file: Option<std::path::PathBuf>,
+    /// The TLS client configuration, made at the first `https://` connection.
+    tls: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
     idle: Mutex<Vec<SendRequest<ReqBody>>>,
 }
 
@@ -151,6 +156,7 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("endpoint", &self.shared.endpoint.to_string())
             .field("token", &self.shared.token.as_ref().map(|_| "<set>"))
+            .field("ca_file", &self.shared.ca_file)
             .finish()
     }
 }
@@ -207,16 +213,60 @@ pub(crate) async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>
 }
 
 impl Client {
-    /// A client of the server at `endpoint` (`unix:PATH` or `http://HOST:PORT`), with a
-    /// bearer token (needed over TCP).
+    /// A client of the server at `endpoint` (`unix:PATH`, `http://HOST:PORT` or
+    /// `https://HOST:PORT`), with a bearer token (needed over TCP). An `https://`
+    /// server's certificate is checked against the host's trust store; see
+    /// [`Client::with_ca_file`] for a server with a certificate of its own CA.
     pub fn new(endpoint: Endpoint, token: Option<String>) -> Client {
+        Client::make(endpoint, token, None)
+    }
+
+    fn make(
+        endpoint: Endpoint,
+        token: Option<String>,
+        ca_file: Option<std::path::PathBuf>,
+    ) -> Client {
         Client {
             shared: Arc::new(Shared {
                 endpoint,
                 token: token.filter(|t| !t.is_empty()),
+                ca_file,
+                tls: std::sync::OnceLock::new(),
                 idle: Mutex::new(Vec::new()),
             }),
         }
+    }
+
+    /// The same client, checking an `https://` server's certificate against the CA
+    /// certificates of the PEM file `ca_file` (instead of the host's trust store). The
+    /// file is read at the first connection; what is wrong with it is that
+    /// connection's error.
+    pub fn with_ca_file(self, ca_file: impl Into<std::path::PathBuf>) -> Client {
+        Client::make(
+            self.shared.endpoint.clone(),
+            self.shared.token.clone(),
+            Some(ca_file.into()),
+        )
+    }
+
+    /// The TLS client configuration (made once).
+    fn tls(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        self.shared
+            .tls
+            .get_or_init(|| crate::tls::client_config(self.shared.ca_file.as_deref()))
+            .clone()
+    }
+
+    /// A new connection to the server.
+    pub(crate) async fn connect(&self) -> Result<crate::connect::Stream, ClientError> {
+        self.shared
+            .endpoint
+            .connect(|| self.tls())
+            .await
+            .map_err(|source| ClientError::Connect {
+                endpoint: self.shared.endpoint.to_string(),
+                source,
+            })
     }
 
     /// A client from a URL string.
@@ -250,15 +300,7 @@ impl Client {
                 None => break,
             }
         }
-        let stream =
-            self.shared
-                .endpoint
-                .connect()
-                .await
-                .map_err(|source| ClientError::Connect {
-                    endpoint: self.shared.endpoint.to_string(),
-                    source,
-                })?;
+        let stream = self.connect().await?;
         let (send, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(ClientError::http)?;

@@ -1,7 +1,9 @@
-//! Where a server is (`unix:PATH` or `http://HOST:PORT`) and connections to it.
+//! Where a server is (`unix:PATH`, `http://HOST:PORT` or `https://HOST:PORT`) and
+//! connections to it.
 
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -14,12 +16,25 @@ pub enum Endpoint {
     Unix(PathBuf),
     /// TCP at `HOST:PORT`.
     Tcp(String),
+    /// TLS over TCP at `HOST:PORT` (a server started with `--tls-cert`); the host part
+    /// is the name its certificate must carry.
+    Https(String),
+}
+
+/// `HOST:PORT` with a host and a port number, and nothing after.
+fn host_port(rest: &str) -> Option<&str> {
+    let hostport = rest.strip_suffix('/').unwrap_or(rest);
+    let ok = !hostport.contains('/')
+        && hostport
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    ok.then_some(hostport)
 }
 
 impl std::str::FromStr for Endpoint {
     type Err = String;
 
-    /// `unix:PATH`, or `http://HOST:PORT`.
+    /// `unix:PATH`, `http://HOST:PORT` or `https://HOST:PORT`.
     fn from_str(s: &str) -> Result<Endpoint, String> {
         if let Some(p) = s.strip_prefix("unix:") {
             let p = p.strip_prefix("//").unwrap_or(p);
@@ -29,22 +44,18 @@ impl std::str::FromStr for Endpoint {
             return Ok(Endpoint::Unix(PathBuf::from(p)));
         }
         if let Some(rest) = s.strip_prefix("http://") {
-            let hostport = rest.strip_suffix('/').unwrap_or(rest);
-            let ok = !hostport.contains('/')
-                && hostport
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !ok {
-                return Err(format!("`{s}`: expected http://HOST:PORT"));
-            }
+            let hostport =
+                host_port(rest).ok_or_else(|| format!("`{s}`: expected http://HOST:PORT"))?;
             return Ok(Endpoint::Tcp(hostport.to_string()));
         }
-        if s.starts_with("https://") {
-            return Err(format!(
-                "`{s}`: hsb serve speaks plain HTTP; put a TLS proxy in front, or use unix:PATH"
-            ));
+        if let Some(rest) = s.strip_prefix("https://") {
+            let hostport =
+                host_port(rest).ok_or_else(|| format!("`{s}`: expected https://HOST:PORT"))?;
+            return Ok(Endpoint::Https(hostport.to_string()));
         }
-        Err(format!("`{s}`: expected unix:PATH or http://HOST:PORT"))
+        Err(format!(
+            "`{s}`: expected unix:PATH, http://HOST:PORT or https://HOST:PORT"
+        ))
     }
 }
 
@@ -53,6 +64,7 @@ impl std::fmt::Display for Endpoint {
         match self {
             Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
             Endpoint::Tcp(a) => write!(f, "http://{a}"),
+            Endpoint::Https(a) => write!(f, "https://{a}"),
         }
     }
 }
@@ -72,21 +84,32 @@ pub fn default_socket() -> Result<PathBuf, String> {
     }
 }
 
-/// A connection of either kind.
+/// A connection of any kind.
 #[derive(Debug)]
 pub(crate) enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Endpoint {
-    pub(crate) async fn connect(&self) -> std::io::Result<Stream> {
+    /// A connection; `tls` gives the TLS client configuration an `https://` endpoint
+    /// needs (asked only for one).
+    pub(crate) async fn connect(
+        &self,
+        tls: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, String>,
+    ) -> std::io::Result<Stream> {
         match self {
             Endpoint::Unix(p) => Ok(Stream::Unix(UnixStream::connect(p).await?)),
-            Endpoint::Tcp(a) => {
-                let s = TcpStream::connect(a.as_str()).await?;
-                let _ = s.set_nodelay(true);
-                Ok(Stream::Tcp(s))
+            Endpoint::Tcp(a) => Ok(Stream::Tcp(tcp(a).await?)),
+            Endpoint::Https(a) => {
+                let config = tls().map_err(std::io::Error::other)?;
+                let name = server_name(a)?;
+                let s = tcp(a).await?;
+                let t = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, s)
+                    .await?;
+                Ok(Stream::Tls(Box::new(t)))
             }
         }
     }
@@ -95,9 +118,31 @@ impl Endpoint {
     pub(crate) fn host(&self) -> &str {
         match self {
             Endpoint::Unix(_) => "localhost",
-            Endpoint::Tcp(a) => a,
+            Endpoint::Tcp(a) | Endpoint::Https(a) => a,
         }
     }
+}
+
+async fn tcp(addr: &str) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect(addr).await?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// The name the server's certificate must carry: the host of `HOST:PORT` (a DNS name,
+/// an IPv4 address, or an IPv6 address in brackets).
+fn server_name(hostport: &str) -> std::io::Result<rustls::pki_types::ServerName<'static>> {
+    let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("`{host}` is not a host name or IP address for TLS: {e}"),
+        )
+    })
 }
 
 macro_rules! delegate {
@@ -109,6 +154,10 @@ macro_rules! delegate {
             }
             Stream::Tcp($s) => {
                 let $s = Pin::new($s);
+                $e
+            }
+            Stream::Tls($s) => {
+                let $s = Pin::new(&mut **$s);
                 $e
             }
         }
@@ -161,10 +210,19 @@ mod tests {
         );
         assert!("http://host".parse::<Endpoint>().is_err());
         assert!("http://h:1/x".parse::<Endpoint>().is_err());
-        assert!("https://h:1"
-            .parse::<Endpoint>()
-            .unwrap_err()
-            .contains("TLS"));
+        assert_eq!(
+            "https://sandbox.example:8443/".parse::<Endpoint>(),
+            Ok(Endpoint::Https("sandbox.example:8443".into()))
+        );
+        assert!("https://h".parse::<Endpoint>().is_err());
+        assert_eq!(
+            server_name("[::1]:8443").unwrap(),
+            rustls::pki_types::ServerName::IpAddress(std::net::Ipv6Addr::LOCALHOST.into())
+        );
+        assert!(matches!(
+            server_name("sandbox.example:1").unwrap(),
+            rustls::pki_types::ServerName::DnsName(_)
+        ));
         assert!("tcp:h:1".parse::<Endpoint>().is_err());
     }
 }

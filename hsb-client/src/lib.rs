@@ -6,6 +6,7 @@ pub mod api;
 mod client;
 mod connect;
 mod remote;
+pub mod tls;
 
 pub use client::{Client, ClientError};
 pub use connect::{default_socket, Endpoint};

@@ -675,15 +675,7 @@ impl RemoteExecution {
                 .map_err(|_| ClientError::Protocol("the token is not a header value".into()))?;
             req.headers_mut().insert(hyper::header::AUTHORIZATION, v);
         }
-        let stream =
-            r.client
-                .endpoint()
-                .connect()
-                .await
-                .map_err(|source| ClientError::Connect {
-                    endpoint: r.client.endpoint().to_string(),
-                    source,
-                })?;
+        let stream = r.client.connect().await?;
         let (mut ws, _) = tokio_tungstenite::client_async(req, stream)
             .await
             .map_err(ws_error)?;

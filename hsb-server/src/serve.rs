@@ -1,6 +1,6 @@
-//! Listening: a UNIX socket (peers known by `SO_PEERCRED`) or TCP (bearer tokens only),
-//! HTTP/1.1 connections served by hyper with bounded header time, and the shutdown that
-//! destroys every sandbox.
+//! Listening: a UNIX socket (peers known by `SO_PEERCRED`) or TCP (bearer tokens only,
+//! in TLS when the server has a certificate), HTTP/1.1 connections served by hyper with
+//! bounded handshake and header time, and the shutdown that destroys every sandbox.
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -81,6 +81,28 @@ pub struct Config {
     /// Where sandboxes paused to disk keep their memory: unnamed files (`O_TMPFILE`),
     /// gone with the sandbox or the server, even after `kill -9`.
     pub spill_dir: PathBuf,
+    /// TLS for a TCP listener ([`tls_config`]): every connection must speak it.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The TLS configuration of a server from PEM files: its certificate chain (leaf
+/// first) and its private key (PKCS#8, PKCS#1 or SEC1). Errors name the file and what
+/// it lacked, or say that the key is not the certificate's.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    let chain = hsb_client::tls::load_certs(cert, "--tls-cert").map_err(ServeError::Config)?;
+    let key = hsb_client::tls::load_key(key, "--tls-key").map_err(ServeError::Config)?;
+    let mut c = rustls::ServerConfig::builder_with_provider(hsb_client::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Config(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            ServeError::Config(format!(
+                "--tls-cert and --tls-key: {e} (is the key the certificate's?)"
+            ))
+        })?;
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(c))
 }
 
 impl Config {
@@ -96,6 +118,7 @@ impl Config {
             socket_mode: 0o600,
             allowed_mounts: Vec::new(),
             json_limit: 16 << 20,
+            tls: None,
         }
     }
 }
@@ -119,7 +142,7 @@ pub enum ServeError {
 
 enum Listener {
     Unix(UnixListener, PathBuf),
-    Tcp(TcpListener),
+    Tcp(TcpListener, Option<tokio_rustls::TlsAcceptor>),
 }
 
 /// A bound server, not yet serving.
@@ -134,7 +157,12 @@ impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Listener::Unix(_, p) => write!(f, "unix:{}", p.display()),
-            Listener::Tcp(l) => write!(f, "tcp:{:?}", l.local_addr().ok()),
+            Listener::Tcp(l, tls) => write!(
+                f,
+                "tcp:{:?}{}",
+                l.local_addr().ok(),
+                if tls.is_some() { " (TLS)" } else { "" }
+            ),
         }
     }
 }
@@ -191,6 +219,12 @@ fn bind_unix(path: &Path, mode: u32, listen: &Listen) -> Result<UnixListener, Se
 pub async fn bind(config: Config) -> Result<Server, ServeError> {
     let listen = config.listen.clone();
     let (listener, address) = match &listen {
+        Listen::Unix(_) if config.tls.is_some() => {
+            return Err(ServeError::Config(format!(
+                "TLS is for a TCP listener (--listen tcp:HOST:PORT); {listen} is reached only \
+                 from this host, by its file permissions: drop --tls-cert and --tls-key"
+            )));
+        }
         Listen::Unix(p) => {
             let l = bind_unix(p, config.socket_mode, &listen)?;
             (Listener::Unix(l, p.clone()), listen.to_string())
@@ -206,7 +240,8 @@ pub async fn bind(config: Config) -> Result<Server, ServeError> {
                 .await
                 .map_err(listen_err(&listen))?;
             let local = l.local_addr().map_err(listen_err(&listen))?;
-            (Listener::Tcp(l), format!("tcp:{local}"))
+            let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+            (Listener::Tcp(l, tls), format!("tcp:{local}"))
         }
     };
     if config.quota == 0 {
@@ -231,6 +266,11 @@ impl Server {
     /// Where it listens: `unix:PATH` or `tcp:IP:PORT` (the port chosen when 0 was asked).
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Whether its connections speak TLS (clients reach it at `https://IP:PORT`).
+    pub fn tls(&self) -> bool {
+        matches!(self.listener, Listener::Tcp(_, Some(_)))
     }
 
     /// Serves until `shutdown` completes, then destroys every sandbox it holds and
@@ -272,7 +312,19 @@ impl Server {
                 }
             };
             let router = router.clone();
+            let tls = match &self.listener {
+                Listener::Tcp(_, tls) => tls.clone(),
+                Listener::Unix(..) => None,
+            };
             tokio::spawn(async move {
+                let io = match tls {
+                    Some(tls) => match handshake(&tls, io).await {
+                        Some(io) => io,
+                        None => return drop(permit),
+                    },
+                    None => io,
+                };
+                let io = TokioIo::new(io);
                 let svc = hyper::service::service_fn(
                     move |mut req: hyper::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(peer);
@@ -310,25 +362,65 @@ impl Server {
     }
 }
 
-async fn accept(l: &Listener) -> std::io::Result<(TokioIo<Conn>, Peer)> {
+async fn accept(l: &Listener) -> std::io::Result<(Conn, Peer)> {
     match l {
         Listener::Unix(l, _) => {
             let (s, _) = l.accept().await?;
             let uid = s.peer_cred()?.uid();
-            Ok((TokioIo::new(Conn::Unix(s)), Peer::Unix { uid }))
+            Ok((Conn::Unix(s), Peer::Unix { uid }))
         }
-        Listener::Tcp(l) => {
+        Listener::Tcp(l, _) => {
             let (s, _) = l.accept().await?;
             let _ = s.set_nodelay(true);
-            Ok((TokioIo::new(Conn::Tcp(s)), Peer::Tcp))
+            Ok((Conn::Tcp(s), Peer::Tcp))
         }
     }
 }
 
-/// A connection of either kind.
+/// What a client speaking plain HTTP to a TLS listener is told before it is hung up on.
+fn plain_to_tls() -> Vec<u8> {
+    let body = r#"{"error":{"kind":"bad_request","message":"this server speaks TLS: use https://HOST:PORT"}}"#;
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The TLS handshake of a TCP connection, within the header time. A client that
+/// speaks plain HTTP (its first byte is no TLS record's) gets a 400 saying to use
+/// `https://`; any other failure just ends the connection. `None`: no connection to
+/// serve.
+async fn handshake(tls: &tokio_rustls::TlsAcceptor, io: Conn) -> Option<Conn> {
+    use tokio::io::AsyncWriteExt as _;
+    let Conn::Tcp(mut s) = io else {
+        return Some(io);
+    };
+    let shake = async {
+        let mut first = [0u8; 1];
+        // A TLS connection starts with a handshake record (content type 22).
+        if s.peek(&mut first).await.ok()? == 1 && first[0] != 22 {
+            let _ = s.write_all(&plain_to_tls()).await;
+            let _ = s.shutdown().await;
+            return None;
+        }
+        match tls.accept(s).await {
+            Ok(t) => Some(Conn::Tls(Box::new(t))),
+            Err(e) => {
+                tracing::debug!("TLS handshake: {e}");
+                None
+            }
+        }
+    };
+    tokio::time::timeout(HEADER_TIMEOUT, shake).await.ok()?
+}
+
+/// A connection of any kind.
 enum Conn {
     Unix(tokio::net::UnixStream),
     Tcp(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
 }
 
 macro_rules! delegate {
@@ -340,6 +432,10 @@ macro_rules! delegate {
             }
             Conn::Tcp($s) => {
                 let $s = std::pin::Pin::new($s);
+                $e
+            }
+            Conn::Tls($s) => {
+                let $s = std::pin::Pin::new(&mut **$s);
                 $e
             }
         }

@@ -4,6 +4,7 @@
 //! context managers and the async variants' names.
 
 use std::future::Future;
+use std::path::PathBuf;
 
 use hsb_client::api::{CreateRequest, MountSpec};
 use hsb_client::{Client, ClientError};
@@ -580,10 +581,14 @@ where
 #[pymethods]
 impl PyClient {
     #[new]
-    #[pyo3(signature = (url, token=None))]
-    fn new(url: String, token: Option<String>) -> PyResult<PyClient> {
+    #[pyo3(signature = (url, token=None, ca_file=None))]
+    fn new(url: String, token: Option<String>, ca_file: Option<PathBuf>) -> PyResult<PyClient> {
         let client =
             Client::from_url(&url, token).map_err(pyo3::exceptions::PyValueError::new_err)?;
+        let client = match ca_file {
+            Some(f) => client.with_ca_file(f),
+            None => client,
+        };
         Ok(PyClient { client })
     }
 

@@ -273,3 +273,51 @@ def test_server_pause_to_disk_and_resume(server: str) -> None:
             sb.pause(to_disk=True)
         assert e.value.kind == "unsupported", e.value
         assert "pause_to_disk(dir)" in str(e.value)
+
+
+def test_client_over_tls(hsb_cli: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """`hsb serve --tls-cert/--tls-key` on TCP: a Client trusting the certificate (by
+    `ca_file` or $HSB_CA_FILE) works; one that does not is refused at connect."""
+    cert, key, tokens = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "tokens"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:FALSE"],
+        check=True, capture_output=True,
+    )
+    token = "python-tls-token-0123456789"
+    tokens.write_text(f"{token} py\n")
+    tokens.chmod(0o600)
+    p = subprocess.Popen(
+        [str(hsb_cli), "serve", "--listen", "tcp:127.0.0.1:0", "--token-file", str(tokens),
+         "--tls-cert", str(cert), "--tls-key", str(key)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+    assert p.stdout is not None
+    line = p.stdout.readline().decode()
+    assert line.startswith("hsb: serving on tcp:"), line
+    port = line.strip().rsplit(":", 1)[1]
+    try:
+        c = hs.Client(f"https://localhost:{port}", token=token, ca_file=cert)
+        with c.create() as sb:
+            sb.write_file("/tmp/t", "over tls")
+            assert sb.exec(["cat", "/tmp/t"]).stdout == b"over tls"
+        old = os.environ.get("HSB_CA_FILE")
+        os.environ["HSB_CA_FILE"] = str(cert)
+        try:
+            assert hs.Client(f"https://127.0.0.1:{port}", token=token).list() == []
+        finally:
+            if old is None:
+                del os.environ["HSB_CA_FILE"]
+            else:
+                os.environ["HSB_CA_FILE"] = old
+        with pytest.raises(hs.SandboxError) as e:
+            hs.Client(f"https://127.0.0.1:{port}", token=token, ca_file=tokens).list()
+        assert e.value.kind == "connect" and "certificate" in str(e.value), str(e.value)
+        with pytest.raises(hs.SandboxError) as e:
+            hs.Client(f"http://127.0.0.1:{port}", token=token).list()
+        assert "https://" in str(e.value), str(e.value)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0

@@ -397,9 +397,11 @@ def _create_options(
 
 
 class Client:
-    """A client of an `hsb serve` server: `url` is "unix:PATH" or "http://HOST:PORT"
-    (None: $HSB_SERVER); `token` a bearer token of the server's token file (None:
-    $HSB_TOKEN; not needed on a UNIX socket, where you are known by your uid).
+    """A client of an `hsb serve` server: `url` is "unix:PATH", "http://HOST:PORT" or
+    "https://HOST:PORT" (None: $HSB_SERVER); `token` a bearer token of the server's
+    token file (None: $HSB_TOKEN; not needed on a UNIX socket, where you are known by
+    your uid); `ca_file` the CA certificates (PEM) an https server's certificate is
+    checked against (None: $HSB_CA_FILE, else the host's trust store).
 
         >>> with hybrid_sandbox.Client("unix:/run/user/1000/hsb.sock").create() as sb:
         ...     sb.write_file("/tmp/x.py", "print(6 * 7)")
@@ -409,13 +411,22 @@ class Client:
 
     __slots__ = ("_native",)
 
-    def __init__(self, url: Optional[str] = None, token: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+        ca_file: "Optional[str | os.PathLike[str]]" = None,
+    ) -> None:
         url = url if url is not None else os.environ.get("HSB_SERVER")
         if not url:
-            raise ValueError("give the server's url (unix:PATH or http://HOST:PORT) or set HSB_SERVER")
+            raise ValueError(
+                "give the server's url (unix:PATH, http://HOST:PORT or https://HOST:PORT) or set HSB_SERVER"
+            )
         if token is None:
             token = os.environ.get("HSB_TOKEN")
-        self._native = _native.Client(url, token)
+        if ca_file is None:
+            ca_file = os.environ.get("HSB_CA_FILE") or None
+        self._native = _native.Client(url, token, ca_file)
 
     @property
     def url(self) -> str:
