@@ -8,6 +8,11 @@ cd "$(dirname "$0")/../fuzz"
 seconds=${1:-20}
 targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^hsb-fuzz$')
 mkdir -p logs
+# The image targets unpack into directories under TMPDIR: one of this run's, removed at
+# the end.
+TMPDIR=$(mktemp -d)
+export TMPDIR
+trap 'chmod -R u+rwx "$TMPDIR" 2>/dev/null; rm -rf "$TMPDIR"' EXIT
 for t in $targets; do
   mkdir -p "corpus/$t"
   seeds=()

@@ -22,3 +22,33 @@ pub use store::{ImageConfig, ImageRecord, ImageStore, ImportOptions, LayersInUse
 
 #[cfg(test)]
 mod tests;
+
+/// Entry points of the fuzz targets (`fuzz/`: `layer_unpack`, `image_import`); not an
+/// API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::Path;
+
+    use crate::limits::{LayerBudget, PerImageLimits, UnpackLimits};
+    use crate::unpack::{unpack, UnpackOptions};
+    use crate::ImageError;
+
+    /// Unpacks `blob` (a layer: gzip or plain tar) into the empty directory `dest`
+    /// under `limits`, as an import does; the bytes of file data written.
+    pub fn unpack_layer(
+        blob: &[u8],
+        dest: &Path,
+        limits: UnpackLimits,
+        strip_setuid: bool,
+    ) -> Result<u64, ImageError> {
+        let opts = UnpackOptions {
+            limits,
+            strip_setuid,
+            owner: None,
+        };
+        let image = PerImageLimits::default();
+        let budget = LayerBudget::new(&limits, &image, (image.max_total, image.max_entries));
+        unpack(blob, dest, "fuzz", opts, budget).map(|u| u.bytes)
+    }
+}
