@@ -393,7 +393,7 @@ fn plain_to_tls() -> Vec<u8> {
 /// `https://`; any other failure just ends the connection. `None`: no connection to
 /// serve.
 async fn handshake(tls: &tokio_rustls::TlsAcceptor, io: Conn) -> Option<Conn> {
-    use tokio::io::AsyncWriteExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let Conn::Tcp(mut s) = io else {
         return Some(io);
     };
@@ -403,6 +403,20 @@ async fn handshake(tls: &tokio_rustls::TlsAcceptor, io: Conn) -> Option<Conn> {
         if s.peek(&mut first).await.ok()? == 1 && first[0] != 22 {
             let _ = s.write_all(&plain_to_tls()).await;
             let _ = s.shutdown().await;
+            // What the client sent is read and dropped (a little, for a little while):
+            // closing with it unread would reset the connection, and the client could
+            // lose the answer before reading it.
+            let mut sink = [0u8; 4096];
+            let drain = async {
+                let mut left = 64usize << 10;
+                while left > 0 {
+                    match s.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => left = left.saturating_sub(n),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
             return None;
         }
         match tls.accept(s).await {
