@@ -90,7 +90,7 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         })?);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        c.tls = Some(hsb_server::tls_config(cert, key).map_err(|e| e.to_string())?);
+        c.tls = Some(hsb_server::Tls::from_pem(cert, key).map_err(|e| e.to_string())?);
     }
     c.quota = args.quota;
     if let Some(dir) = args.spill_dir {
@@ -130,6 +130,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
             return 125;
         }
     };
+    let tls = config.tls.clone();
     rt.block_on(async move {
         let server = match hsb_server::bind(config).await {
             Ok(s) => s,
@@ -152,11 +153,34 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
                 return 125;
             }
         };
+        // With TLS, SIGHUP reads the certificate and key again (renewed on disk: no
+        // restart, which would destroy every sandbox). Without, it ends the server as
+        // it always did.
+        if let Some(tls) = tls.filter(|_| server.tls()) {
+            let mut hup =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        eprintln!("hsb: installing signal handlers: {e}");
+                        return 125;
+                    }
+                };
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match tls.reload() {
+                        Ok(()) => eprintln!("hsb: SIGHUP: TLS certificate and key read again"),
+                        Err(e) => {
+                            eprintln!("hsb: SIGHUP: {e}; still serving the previous certificate")
+                        }
+                    }
+                }
+            });
+        }
         // Tests and supervisors wait for this line.
         println!("hsb: serving on {}", server.address());
         if server.tls() {
             if let Some(a) = server.address().strip_prefix("tcp:") {
-                eprintln!("hsb: TLS only: clients connect to https://{a}");
+                eprintln!("hsb: TLS only: clients connect to https://{a} (SIGHUP reloads the certificate)");
             }
         }
         let shutdown = async move {

@@ -313,3 +313,64 @@ fn bad_tls_options_fail_the_start_with_the_file_and_the_fault_named() {
     );
     assert!(!sock.exists());
 }
+
+#[test]
+fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_if_the_new_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (old, new) = (pki(&a), pki(&b));
+    // The files the server reads: A's now.
+    let live = Pki {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+        ca: old.ca.clone(),
+        other_ca: new.ca.clone(),
+        other_key: new.key.clone(),
+    };
+    std::fs::copy(&old.cert, &live.cert).unwrap();
+    std::fs::copy(&old.key, &live.key).unwrap();
+    let (server, url) = start(&live);
+    let trusts = |ca: &Path| sandbox(&url, Some(ca), &["ls"], b"").status.success();
+    assert!(trusts(&old.ca) && !trusts(&new.ca));
+    let o = sandbox(
+        &url,
+        Some(&old.ca),
+        &["create", "--isolation", "container"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let id = text(&o.stdout).trim().to_string();
+
+    // Renewed on disk: still the old one until SIGHUP.
+    std::fs::copy(&new.cert, &live.cert).unwrap();
+    std::fs::copy(&new.key, &live.key).unwrap();
+    assert!(trusts(&old.ca) && !trusts(&new.ca));
+    let hup = |pid: u32| {
+        // SAFETY: kill has no memory preconditions; the pid is our own child's.
+        unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    };
+    let until = |what: &dyn Fn() -> bool| {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !what() {
+            assert!(std::time::Instant::now() < end, "the server did not reload");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    hup(server.pid());
+    until(&|| trusts(&new.ca));
+    assert!(!trusts(&old.ca));
+    // The sandbox made before the reload is still there.
+    let o = sandbox(&url, Some(&new.ca), &["ls"], b"");
+    assert!(text(&o.stdout).contains(&id), "{}", text(&o.stdout));
+
+    // A bad key on disk: SIGHUP changes nothing, the server goes on with B.
+    std::fs::write(&live.key, "not a key\n").unwrap();
+    hup(server.pid());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(trusts(&new.ca) && !trusts(&old.ca));
+    let o = sandbox(&url, Some(&new.ca), &["rm", &id], b"");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    drop(server);
+}

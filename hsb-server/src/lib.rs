@@ -25,4 +25,4 @@ mod serve;
 
 pub use auth::{Owner, TokenError, Tokens, MIN_TOKEN_LEN};
 pub use routes::AllowedMount;
-pub use serve::{bind, tls_config, Config, Listen, ServeError, Server};
+pub use serve::{bind, Config, Listen, ServeError, Server, Tls};

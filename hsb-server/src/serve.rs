@@ -81,28 +81,79 @@ pub struct Config {
     /// Where sandboxes paused to disk keep their memory: unnamed files (`O_TMPFILE`),
     /// gone with the sandbox or the server, even after `kill -9`.
     pub spill_dir: PathBuf,
-    /// TLS for a TCP listener ([`tls_config`]): every connection must speak it.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS for a TCP listener ([`Tls::from_pem`]): every connection must speak it.
+    pub tls: Option<Arc<Tls>>,
 }
 
-/// The TLS configuration of a server from PEM files: its certificate chain (leaf
-/// first) and its private key (PKCS#8, PKCS#1 or SEC1). Errors name the file and what
-/// it lacked, or say that the key is not the certificate's.
-pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServeError> {
-    let chain = hsb_client::tls::load_certs(cert, "--tls-cert").map_err(ServeError::Config)?;
-    let key = hsb_client::tls::load_key(key, "--tls-key").map_err(ServeError::Config)?;
-    let mut c = rustls::ServerConfig::builder_with_provider(hsb_client::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ServeError::Config(format!("TLS: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| {
-            ServeError::Config(format!(
-                "--tls-cert and --tls-key: {e} (is the key the certificate's?)"
-            ))
-        })?;
-    c.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(c))
+/// A server's TLS certificate and key, read from PEM files and read again by
+/// [`Tls::reload`] (`hsb serve` does on SIGHUP): a certificate renewed on disk is served
+/// from the next handshake on, with no restart (a restart would destroy every
+/// sandbox). Connections already made keep theirs.
+#[derive(Debug)]
+pub struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl Tls {
+    /// Reads the certificate chain (PEM, leaf first) and its private key (PEM: PKCS#8,
+    /// PKCS#1 or SEC1). Errors name the file and what it lacked, or say that the key is
+    /// not the certificate's.
+    pub fn from_pem(cert: &Path, key: &Path) -> Result<Arc<Tls>, ServeError> {
+        let current = Tls::read(cert, key)?;
+        Ok(Arc::new(Tls {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            current: std::sync::RwLock::new(Arc::new(current)),
+        }))
+    }
+
+    fn read(cert: &Path, key: &Path) -> Result<rustls::sign::CertifiedKey, ServeError> {
+        let chain = hsb_client::tls::load_certs(cert, "--tls-cert").map_err(ServeError::Config)?;
+        let key = hsb_client::tls::load_key(key, "--tls-key").map_err(ServeError::Config)?;
+        rustls::sign::CertifiedKey::from_der(chain, key, &hsb_client::tls::provider()).map_err(
+            |e| {
+                ServeError::Config(format!(
+                    "--tls-cert and --tls-key: {e} (is the key the certificate's?)"
+                ))
+            },
+        )
+    }
+
+    /// Reads the files again: the new certificate is served from the next handshake
+    /// on. A file that is now missing or wrong changes nothing (the error says why).
+    pub fn reload(&self) -> Result<(), ServeError> {
+        let new = Tls::read(&self.cert, &self.key)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        Ok(())
+    }
+
+    /// The rustls configuration serving the current certificate (TLS 1.2 and 1.3,
+    /// ALPN `http/1.1`, no client certificates: clients are known by their tokens).
+    fn server_config(self: &Arc<Tls>) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+        let mut c = rustls::ServerConfig::builder_with_provider(hsb_client::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ServeError::Config(format!("TLS: {e}")))?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(c))
+    }
+}
+
+impl rustls::server::ResolvesServerCert for Tls {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
 }
 
 impl Config {
@@ -240,7 +291,10 @@ pub async fn bind(config: Config) -> Result<Server, ServeError> {
                 .await
                 .map_err(listen_err(&listen))?;
             let local = l.local_addr().map_err(listen_err(&listen))?;
-            let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+            let tls = match &config.tls {
+                Some(t) => Some(tokio_rustls::TlsAcceptor::from(t.server_config()?)),
+                None => None,
+            };
             (Listener::Tcp(l, tls), format!("tcp:{local}"))
         }
     };
