@@ -164,6 +164,11 @@ static void renames(void) {
   CHECK("rename.dir.over.file", rename("rd", "r1"));
   CHECK("rename.dir.over.nonempty", rename("rd", "rd2"));
   CHECK("rename.dir.into.self", rename("rd2", "rd2/x/y"));
+  CHECK("rename.dir.over.parent", rename("rd2/x", "rd2"));
+  fd = open("rd2/f", O_RDWR | O_CREAT, 0600);
+  close(fd);
+  CHECK("rename.file.over.parent", rename("rd2/f", "rd2"));
+  unlink("rd2/f");
   CHECK("rename.noent", rename("nope", "x"));
   CHECK("rename.dot", rename(".", "x"));
   CHECK("renameat2.noreplace", SYS(SYS_renameat2, AT_FDCWD, "r1", AT_FDCWD, "s", 1));
@@ -173,6 +178,28 @@ static void renames(void) {
   CHECK("renameat2.exchange.missing", SYS(SYS_renameat2, AT_FDCWD, "r1", AT_FDCWD, "nope", 2));
   CHECK("renameat2.badflags", SYS(SYS_renameat2, AT_FDCWD, "r1", AT_FDCWD, "s", 3));
   CHECK("renameat2.whiteout", SYS(SYS_renameat2, AT_FDCWD, "r1", AT_FDCWD, "w", 4));
+  /* Exchanges: checks in Linux's order, a directory and a file across parents (the
+     parents' link counts follow the directory), ancestors, trailing slashes. */
+  CHECK("renameat2.noreplace.slash", SYS(SYS_renameat2, AT_FDCWD, "r1/", AT_FDCWD, "s", 1));
+  CHECK("renameat2.exchange.self", SYS(SYS_renameat2, AT_FDCWD, "r1", AT_FDCWD, "r1", 2));
+  CHECK("renameat2.exchange.noent", SYS(SYS_renameat2, AT_FDCWD, "nope", AT_FDCWD, "r1", 2));
+  CHECK("renameat2.exchange.slash.src", SYS(SYS_renameat2, AT_FDCWD, "r1/", AT_FDCWD, "s", 2));
+  CHECK("renameat2.exchange.slash.dst", SYS(SYS_renameat2, AT_FDCWD, "s", AT_FDCWD, "r1/", 2));
+  mkdir("xa", 0755);
+  mkdir("xa/sub", 0755);
+  mkdir("xa/sub/deep", 0755);
+  mkdir("xb", 0755);
+  fd = open("xb/file", O_RDWR | O_CREAT, 0600);
+  close(fd);
+  CHECK("renameat2.exchange.dir.file", SYS(SYS_renameat2, AT_FDCWD, "xa/sub", AT_FDCWD, "xb/file", 2));
+  CHECKX("renameat2.exchange.nlink.a", stat("xa", &st), "nlink=%ld", (long)st.st_nlink);
+  CHECKX("renameat2.exchange.nlink.b", stat("xb", &st), "nlink=%ld", (long)st.st_nlink);
+  CHECKX("renameat2.exchange.moved", stat("xb/file/deep", &st), "dir=%d", S_ISDIR(st.st_mode));
+  CHECKX("renameat2.exchange.other", lstat("xa/sub", &st), "reg=%d", S_ISREG(st.st_mode));
+  CHECK("renameat2.exchange.ancestor", SYS(SYS_renameat2, AT_FDCWD, "xb", AT_FDCWD, "xb/file/deep", 2));
+  CHECK("renameat2.exchange.descendant", SYS(SYS_renameat2, AT_FDCWD, "xb/file/deep", AT_FDCWD, "xb", 2));
+  CHECK("renameat2.exchange.dirs", SYS(SYS_renameat2, AT_FDCWD, "xa", AT_FDCWD, "xb/file/", 2));
+  CHECKX("renameat2.exchange.dirs.after", stat("xa/deep", &st), "dir=%d", S_ISDIR(st.st_mode));
   CHECK("rename.dir.over.empty", rename("rd", "rd3"));
   CHECK("rename.back", rename("rd3", "rd"));
 }
@@ -523,6 +550,9 @@ static void inotify(void) {
   CHECK("inotify.rename.samefile", rename("iw/n", "iw/n2"));
   FACT("inotify.rename.samefile.both", "%d %d", access("iw/n", F_OK), access("iw/n2", F_OK));
   events("inotify.rename.samefile", fd);
+  /* An exchange: each name moved to the other's, nothing replaced. */
+  CHECK("inotify.rename.exchange", SYS(SYS_renameat2, AT_FDCWD, "iw/n", AT_FDCWD, "iw/s", 2));
+  events("inotify.rename.exchange", fd);
   unlink("iw/n");
   unlink("iw/n2");
   unlink("iw/s");

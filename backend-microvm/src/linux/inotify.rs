@@ -385,9 +385,10 @@ impl Kernel {
     }
 
     /// A rename of `from` to `to`: `IN_MOVED_FROM` and `IN_MOVED_TO` with one cookie,
-    /// the link count of what `to` named changed (`IN_ATTRIB`), then `IN_MOVE_SELF`
-    /// on what moved (Linux's `fsnotify_move`).
-    pub(crate) fn notify_move(&mut self, from: &Subject, to: &Subject) {
+    /// the link count of what `to` named changed (`IN_ATTRIB`; not when `replaced` is
+    /// false: an exchange, where it moved too), then `IN_MOVE_SELF` on what moved
+    /// (Linux's `fsnotify_move`).
+    pub(crate) fn notify_move(&mut self, from: &Subject, to: &Subject, replaced: bool) {
         let Some((key, dir)) = from.node else {
             return;
         };
@@ -395,7 +396,7 @@ impl Kernel {
         let cookie = self.inotify.cookie;
         self.notify_entry(from, IN_MOVED_FROM, dir, cookie);
         self.notify_entry(to, IN_MOVED_TO, dir, cookie);
-        if to.node.is_some() && to.node != from.node {
+        if replaced && to.node.is_some() && to.node != from.node {
             self.notify_self(to, IN_ATTRIB);
         }
         let mask = if dir {

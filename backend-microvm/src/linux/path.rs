@@ -346,9 +346,13 @@ impl Kernel {
         // Two names of one file: Linux does nothing, and tells nobody.
         let same = from.node.is_some() && from.node == to.node;
         if self.watched() && !same {
-            self.notify_move(&from, &to);
-            // What the new name replaced lost that name (its last, here).
-            if to.node.is_some() && to.node != from.node {
+            let exchange = flags & libc::RENAME_EXCHANGE as u64 != 0;
+            self.notify_move(&from, &to, !exchange);
+            if exchange {
+                // Each moved to the other's name.
+                self.notify_move(&to, &from, false);
+            } else if to.node.is_some() && to.node != from.node {
+                // What the new name replaced lost that name (its last, here).
                 self.notify_gone(&to);
             }
         }

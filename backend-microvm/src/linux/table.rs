@@ -353,7 +353,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     refused(313, "finit_module", MODULES),
     enosys(314, "sched_setattr"),
     enosys(315, "sched_getattr"),
-    partial(316, "renameat2", "RENAME_NOREPLACE only: RENAME_EXCHANGE and RENAME_WHITEOUT are EINVAL", |k, c| k.sys_renameat2(c.a[0], c.a[1], c.a[2], c.a[3], c.a[4])),
+    partial(316, "renameat2", "RENAME_NOREPLACE and RENAME_EXCHANGE (not on an image's layered root); RENAME_WHITEOUT is EINVAL", |k, c| k.sys_renameat2(c.a[0], c.a[1], c.a[2], c.a[3], c.a[4])),
     enosys(317, "seccomp"),
     full(318, "getrandom", |k, c| k.sys_getrandom(c.a[0], c.a[1], c.a[2])),
     full(319, "memfd_create", |k, c| k.sys_memfd_create(c.a[0], c.a[1])),

@@ -470,7 +470,8 @@ impl Vfs {
         }
     }
 
-    /// `renameat2` (flags: `RENAME_NOREPLACE` only, besides 0).
+    /// `renameat2` (flags: `RENAME_NOREPLACE` or `RENAME_EXCHANGE`, besides 0; checks in
+    /// Linux's order).
     pub(crate) fn rename(
         &self,
         b1: &Location,
@@ -479,7 +480,10 @@ impl Vfs {
         to: &[u8],
         flags: u32,
     ) -> Result<(), Errno> {
-        if flags & !libc::RENAME_NOREPLACE != 0 {
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0
+            || (exchange && flags & libc::RENAME_NOREPLACE != 0)
+        {
             return Err(errno::EINVAL);
         }
         let (p1, n1) = self.resolve_parent(b1, from)?;
@@ -499,10 +503,6 @@ impl Vfs {
         if self.holds_mount(&src) {
             return Err(errno::EBUSY);
         }
-        // A trailing slash on either name needs the source to be a directory.
-        if !src.node.is_dir() && (from.ends_with(b"/") || to.ends_with(b"/")) {
-            return Err(errno::ENOTDIR);
-        }
         let dst = self.child(p2.top(), &n2).ok();
         if let Some(d) = &dst {
             if self.holds_mount(d) {
@@ -512,6 +512,20 @@ impl Vfs {
                 return Err(errno::EEXIST);
             }
         }
+        if exchange {
+            // Both names must exist; a trailing slash on one needs a directory there.
+            let Some(d) = &dst else {
+                return Err(errno::ENOENT);
+            };
+            if !d.node.is_dir() && to.ends_with(b"/") {
+                return Err(errno::ENOTDIR);
+            }
+        }
+        // A trailing slash on the source (or, but for an exchange, on the target) needs
+        // the source to be a directory.
+        if !src.node.is_dir() && (from.ends_with(b"/") || (!exchange && to.ends_with(b"/"))) {
+            return Err(errno::ENOTDIR);
+        }
         self.may_change(&p1)?;
         self.may_change(&p2)?;
         match (p1.node(), p2.node()) {
@@ -519,6 +533,41 @@ impl Vfs {
                 if m1 == m2 =>
             {
                 host::rename(a.as_raw_fd(), &n1, b.as_raw_fd(), &n2, flags)
+            }
+            (Node::Tmp(a), Node::Tmp(b)) if Rc::ptr_eq(a.fs(), b.fs()) && exchange => {
+                let (
+                    Node::Tmp(one),
+                    Some(Entry {
+                        node: Node::Tmp(other),
+                        ..
+                    }),
+                ) = (&src.node, &dst)
+                else {
+                    return Err(errno::EXDEV);
+                };
+                if Rc::ptr_eq(one, other) {
+                    return Ok(());
+                }
+                // Neither may be an ancestor of the other's new place.
+                if above(&p2, one) || above(&p1, other) {
+                    return Err(errno::EINVAL);
+                }
+                b.swap_in(&n2, Rc::clone(one))?;
+                if let Err(e) = a.swap_in(&n1, Rc::clone(other)) {
+                    // Put the target back: nothing changed.
+                    let _ = b.swap_in(&n2, Rc::clone(other));
+                    return Err(e);
+                }
+                // A directory that changed parents takes its `..` link along.
+                if !Rc::ptr_eq(a, b) {
+                    for (dir, from, to) in [(one, a, b), (other, b, a)] {
+                        if dir.is_dir() {
+                            from.nlink.set(from.nlink.get().saturating_sub(1));
+                            to.nlink.set(to.nlink.get() + 1);
+                        }
+                    }
+                }
+                Ok(())
             }
             (Node::Tmp(a), Node::Tmp(b)) if Rc::ptr_eq(a.fs(), b.fs()) => {
                 let Node::Tmp(moving) = &src.node else {
@@ -532,13 +581,18 @@ impl Vfs {
                         return Ok(());
                     }
                 }
-                if moving.is_dir()
-                    && p2
-                        .entries
-                        .iter()
-                        .any(|e| matches!(&e.node, Node::Tmp(t) if Rc::ptr_eq(t, moving)))
-                {
+                // The source above the target's place: EINVAL; the target above the
+                // source: ENOTEMPTY (Linux's `trap` checks, before the kinds are).
+                if above(&p2, moving) {
                     return Err(errno::EINVAL);
+                }
+                if let Some(Entry {
+                    node: Node::Tmp(d), ..
+                }) = &dst
+                {
+                    if above(&p1, d) {
+                        return Err(errno::ENOTEMPTY);
+                    }
                 }
                 b.replace(&n2, Rc::clone(moving))?;
                 a.detach(&n1);
@@ -548,6 +602,9 @@ impl Vfs {
                 }
                 Ok(())
             }
+            // An image's layered root makes no exchange (its copy-up and whiteouts
+            // are for one name at a time).
+            (Node::Ovl(_), Node::Ovl(_)) if exchange => Err(errno::EINVAL),
             (Node::Ovl(a), Node::Ovl(b)) => {
                 a.rename(&n1, b, &n2, flags & libc::RENAME_NOREPLACE != 0)
             }
@@ -744,4 +801,11 @@ impl Vfs {
             _ => Err(errno::EINVAL),
         }
     }
+}
+
+/// Whether in-memory node `n` is on the path `l` (an ancestor of, or, `l`'s last).
+fn above(l: &Location, n: &Rc<TmpInode>) -> bool {
+    l.entries
+        .iter()
+        .any(|e| matches!(&e.node, Node::Tmp(t) if Rc::ptr_eq(t, n)))
 }

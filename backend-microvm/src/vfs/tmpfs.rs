@@ -498,6 +498,22 @@ impl TmpInode {
         node
     }
 
+    /// Puts `node` as `name` in place of what is there, with no check and no link count
+    /// changed (`RENAME_EXCHANGE`: both names stay linked, to each other's node).
+    pub(crate) fn swap_in(&self, name: &[u8], node: Rc<TmpInode>) -> Result<(), Errno> {
+        let mut guard = self.data.borrow_mut();
+        let TmpData::Dir(m) = &mut *guard else {
+            return Err(errno::ENOTDIR);
+        };
+        let old_cost = m.get(name).map_or(0, |o| entry_cost(name, o));
+        self.charge_entry(entry_cost(name, &node))?;
+        m.insert(name.to_vec(), node);
+        drop(guard);
+        self.uncharge_entry(old_cost);
+        self.touch(true);
+        Ok(())
+    }
+
     /// Replaces (or adds) `name` with `node` (rename's target side). Returns what was there.
     pub(crate) fn replace(
         &self,
