@@ -217,7 +217,7 @@ static void misc(void) {
   CHECKX("prctl.get_name", prctl(PR_GET_NAME, name), "%s", name);
   CHECK("prctl.bad", prctl(9999));
   CHECK("prctl.get_dumpable", prctl(PR_GET_DUMPABLE));
-  CHECK("prctl.no_new_privs.get", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) >= 0);
+  CHECK("prctl.no_new_privs.get", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
   CHECK("prctl.pdeathsig.get", prctl(PR_GET_PDEATHSIG, name));
   CHECK("prctl.keepcaps.get", prctl(PR_GET_KEEPCAPS));
   CHECK("prctl.timerslack.get", prctl(PR_GET_TIMERSLACK) > 0);

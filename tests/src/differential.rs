@@ -184,15 +184,19 @@ fn run_native(family: &str, random: Option<(u64, u64)>) -> Result<String, String
     // the test runner's group).
     cmd.process_group(0);
     // The probe starts with stdin, stdout and stderr only, as in a sandbox (the test
-    // harness may hold inheritable descriptors, cargo's jobserver for one).
+    // harness may hold inheritable descriptors, cargo's jobserver for one), and with
+    // no_new_privs set, as every sandbox of both backends is.
     let close_rest = || {
         // SAFETY: close_range(2) takes plain integers and only closes descriptors of
         // the child being set up; it is async-signal-safe.
         unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+        // SAFETY: prctl(2) with plain integers changes only this child's flag; it is
+        // async-signal-safe.
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
         Ok(())
     };
-    // SAFETY: between fork and exec the hook runs only close_range(2), which is
-    // async-signal-safe and touches no memory of the parent.
+    // SAFETY: between fork and exec the hook runs only close_range(2) and prctl(2),
+    // which are async-signal-safe and touch no memory of the parent.
     unsafe { cmd.pre_exec(close_rest) };
     let child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
     let out = wait_with_timeout(child, Duration::from_secs(120))?;

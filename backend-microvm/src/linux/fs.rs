@@ -730,7 +730,13 @@ impl Kernel {
         if (len as i64) < 0 {
             return Err(errno::EINVAL.into());
         }
-        if !f.writable() {
+        // Only a regular file open for writing (before the size limit, as Linux).
+        let regular = match &f.kind {
+            FileKind::Host(h) => host::fstat(h.as_raw_fd())?.mode & libc::S_IFMT == libc::S_IFREG,
+            FileKind::Tmp(t) => t.is_file(),
+            _ => false,
+        };
+        if !f.writable() || !regular {
             return Err(errno::EINVAL.into());
         }
         if let Some(limit) = self.file_size_limit() {

@@ -311,6 +311,11 @@ impl TmpInode {
         Ok(())
     }
 
+    /// True for a regular file.
+    pub(crate) fn is_file(&self) -> bool {
+        matches!(&*self.data.borrow(), TmpData::File(_))
+    }
+
     /// True for a directory.
     pub(crate) fn is_dir(&self) -> bool {
         matches!(&*self.data.borrow(), TmpData::Dir(_))
