@@ -138,7 +138,13 @@ fn a_tls_server_serves_clients_that_trust_its_ca_and_no_others() {
         ],
         b"through-tls\n",
     );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{:?}: {} / {}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     assert_eq!(text(&o.stdout), "got through-tls\n");
     let o = sandbox(&url, Some(&pki.ca), &["ls"], b"");
     assert!(text(&o.stdout).contains(&id), "{}", text(&o.stdout));

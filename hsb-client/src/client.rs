@@ -140,8 +140,9 @@ struct Shared {
     /// The CA an `https://` server's certificate is checked against (none: the host's
     /// trust store).
     ca_file: Option<std::path::PathBuf>,
-    /// The TLS client configuration, made at the first `https://` connection.
-    tls: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+    /// The TLS client configuration, made at the first `https://` connection that
+    /// could make it (a CA file that is fixed later is read again).
+    tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
     idle: Mutex<Vec<SendRequest<ReqBody>>>,
 }
 
@@ -249,12 +250,13 @@ impl Client {
         )
     }
 
-    /// The TLS client configuration (made once).
+    /// The TLS client configuration (made once it can be).
     fn tls(&self) -> Result<Arc<rustls::ClientConfig>, String> {
-        self.shared
-            .tls
-            .get_or_init(|| crate::tls::client_config(self.shared.ca_file.as_deref()))
-            .clone()
+        if let Some(c) = self.shared.tls.get() {
+            return Ok(c.clone());
+        }
+        let c = crate::tls::client_config(self.shared.ca_file.as_deref())?;
+        Ok(self.shared.tls.get_or_init(|| c).clone())
     }
 
     /// A new connection to the server.
