@@ -65,7 +65,10 @@ where
                 return;
             }
         };
-        match tokio_rustls::TlsAcceptor::from(config).accept(client).await {
+        match tokio_rustls::TlsAcceptor::from(config)
+            .accept(crate::tls::OneBuffer(client))
+            .await
+        {
             Ok(s) => {
                 let _ = builder.serve_connection(TokioIo::new(s), svc).await;
             }
@@ -93,7 +96,7 @@ async fn open_upstream(
         let server = rustls::pki_types::ServerName::try_from(name.to_string())
             .map_err(|e| format!("`{name}`: {e}"))?;
         let s = tokio_rustls::TlsConnector::from(config)
-            .connect(server, tcp)
+            .connect(server, crate::tls::OneBuffer(tcp))
             .await
             .map_err(|e| format!("TLS with the real `{name}` failed (its certificate is checked against the host's trust store): {e}"))?;
         handshake(s).await

@@ -38,7 +38,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use broker::Shared;
 
 pub use stack::{MTU, VNET_HDR_LEN};
-pub use tls::{http1_client_config, load_pem_certs, provider as tls_provider};
+pub use tls::{http1_client_config, load_pem_certs, provider as tls_provider, OneBuffer};
 
 /// The broker could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -190,3 +190,46 @@ pub fn load_pem_certs(
     }
     Ok(certs)
 }
+
+/// A stream that TLS writes one buffer at a time. rustls writes its records with
+/// `write_vectored`, which on a socket is `writev(2)`: unlike the `send(2)` with
+/// `MSG_NOSIGNAL` of a plain write, it raises SIGPIPE when the peer has closed, and a
+/// process that takes SIGPIPE's default (the `hsb` CLI, so that `| head` ends it
+/// quietly) dies of it. Under TLS every socket goes through this: not vectored, each
+/// write is a plain one.
+#[derive(Debug)]
+pub struct OneBuffer<S>(pub S);
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for OneBuffer<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for OneBuffer<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+    // `poll_write_vectored` and `is_write_vectored` keep tokio's defaults: one buffer
+    // at a time, through `poll_write`.
+}

@@ -89,43 +89,9 @@ pub fn default_socket() -> Result<PathBuf, String> {
 pub(crate) enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<NoSigpipe>>),
-}
-
-/// A TCP stream that writes one buffer at a time. rustls writes its records with
-/// `write_vectored`, which for a TCP stream is `writev(2)`: unlike `send(2)` with
-/// `MSG_NOSIGNAL` (what a plain write is), it raises SIGPIPE when the server has closed
-/// the connection, and a process that takes SIGPIPE's default (the `hsb` CLI, so that
-/// `| head` ends it quietly) would die of it. Not vectored, every write is a `send`.
-#[derive(Debug)]
-pub(crate) struct NoSigpipe(TcpStream);
-
-impl AsyncRead for NoSigpipe {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for NoSigpipe {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-    // `poll_write_vectored` and `is_write_vectored` keep tokio's defaults: one buffer
-    // at a time, through `poll_write`.
+    /// Through [`sandbox_egress::OneBuffer`]: a closed connection must not raise
+    /// SIGPIPE in a CLI that takes its default.
+    Tls(Box<tokio_rustls::client::TlsStream<sandbox_egress::OneBuffer<TcpStream>>>),
 }
 
 impl Endpoint {
@@ -141,7 +107,7 @@ impl Endpoint {
             Endpoint::Https(a) => {
                 let config = tls().map_err(std::io::Error::other)?;
                 let name = server_name(a)?;
-                let s = NoSigpipe(tcp(a).await?);
+                let s = sandbox_egress::OneBuffer(tcp(a).await?);
                 let t = tokio_rustls::TlsConnector::from(config)
                     .connect(name, s)
                     .await?;

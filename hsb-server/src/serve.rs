@@ -473,7 +473,9 @@ async fn handshake(tls: &tokio_rustls::TlsAcceptor, io: Conn) -> Option<Conn> {
             let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
             return None;
         }
-        match tls.accept(s).await {
+        // One buffer at a time: an embedding process that takes SIGPIPE's default must
+        // not die of a client that closed (see `OneBuffer`).
+        match tls.accept(sandbox_egress::OneBuffer(s)).await {
             Ok(t) => Some(Conn::Tls(Box::new(t))),
             Err(e) => {
                 tracing::debug!("TLS handshake: {e}");
@@ -488,7 +490,7 @@ async fn handshake(tls: &tokio_rustls::TlsAcceptor, io: Conn) -> Option<Conn> {
 enum Conn {
     Unix(tokio::net::UnixStream),
     Tcp(tokio::net::TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<sandbox_egress::OneBuffer<tokio::net::TcpStream>>>),
 }
 
 macro_rules! delegate {
