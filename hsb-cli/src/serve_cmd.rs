@@ -156,7 +156,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         // With TLS, SIGHUP reads the certificate and key again (renewed on disk: no
         // restart, which would destroy every sandbox). Without, it ends the server as
         // it always did.
-        if let Some(tls) = tls.filter(|_| server.tls()) {
+        if let Some(tls) = tls {
             let mut hup =
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
                     Ok(h) => h,

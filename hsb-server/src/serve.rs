@@ -431,9 +431,11 @@ async fn accept(l: &Listener) -> std::io::Result<(Conn, Peer)> {
     }
 }
 
-/// What a client speaking plain HTTP to a TLS listener is told before it is hung up on.
+/// What a client speaking plain HTTP to a TLS listener is told before it is hung up on:
+/// the API's own error, written by hand (no HTTP connection is served).
 fn plain_to_tls() -> Vec<u8> {
-    let body = r#"{"error":{"kind":"bad_request","message":"this server speaks TLS: use https://HOST:PORT"}}"#;
+    let e = crate::error::ApiError::bad_request("this server speaks TLS: use https://HOST:PORT");
+    let body = serde_json::to_string(&e.body()).unwrap_or_default();
     format!(
         "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\
          Content-Length: {}\r\n\r\n{body}",
