@@ -71,7 +71,7 @@ mod warm;
 pub mod fuzzing;
 
 pub use backend::MicroVmBackend;
-pub use live::load_snapshot;
+pub use live::{load_snapshot, load_snapshot_file};
 pub use support::{syscall_table, Support, SyscallSupport};
 
 /// The layering of the modules, checked on the sources: the filesystem (`vfs`) and

@@ -1,4 +1,4 @@
-//! `hsb sandbox create|ls|exec|cp|pause|resume|rm`: the client of `hsb serve`.
+//! `hsb sandbox create|ls|exec|cp|pause|resume|rm|snapshot…`: the client of `hsb serve`.
 
 use std::time::Duration;
 
@@ -67,6 +67,35 @@ enum SandboxCommand {
         /// Print the snapshot as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// List your snapshots.
+    SnapshotLs {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a snapshot to a local file (signed by the server: it loads with
+    /// `snapshot-load` into this server, after a restart too given `hsb serve
+    /// --snapshot-key`, or into another with the same key, for you only).
+    SnapshotSave {
+        /// The snapshot (`hsb sandbox snapshot ID` prints it).
+        snapshot: String,
+        /// The file to write (replaced once the download is whole).
+        file: std::path::PathBuf,
+    },
+    /// Load a snapshot file `snapshot-save` wrote; prints the new snapshot's id, for
+    /// `hsb sandbox create --from-snapshot SNAP`.
+    SnapshotLoad {
+        /// The file.
+        file: std::path::PathBuf,
+        /// Print the snapshot as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a snapshot (the sandboxes started from it go on).
+    SnapshotRm {
+        /// The snapshot.
+        snapshot: String,
     },
     /// Show a sandbox's network: the egress broker's decisions so far and the exposed
     /// ports (`--json`: the report as the API gives it).
@@ -382,6 +411,37 @@ async fn dispatch(args: SandboxArgs) -> Result<i32, Failed> {
             } else {
                 println!("{}", snap.snapshot_id);
             }
+            Ok(0)
+        }
+        SandboxCommand::SnapshotLs { json } => {
+            let snaps = c.list_snapshots().await?;
+            if json {
+                print_json(&hsb_client::api::SnapshotList { snapshots: snaps });
+            } else {
+                for s in snaps {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        s.snapshot_id, s.isolation, s.sandbox, s.memory_bytes
+                    );
+                }
+            }
+            Ok(0)
+        }
+        SandboxCommand::SnapshotSave { snapshot, file } => {
+            c.download_snapshot(&snapshot, &file).await?;
+            Ok(0)
+        }
+        SandboxCommand::SnapshotLoad { file, json } => {
+            let snap = c.upload_snapshot(&file).await?;
+            if json {
+                print_json(&snap);
+            } else {
+                println!("{}", snap.snapshot_id);
+            }
+            Ok(0)
+        }
+        SandboxCommand::SnapshotRm { snapshot } => {
+            c.delete_snapshot(&snapshot).await?;
             Ok(0)
         }
         SandboxCommand::Network { id, json } => {

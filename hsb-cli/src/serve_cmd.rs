@@ -45,6 +45,17 @@ pub(crate) struct ServeArgs {
     /// unnamed files, gone with the sandbox or the server [default: /var/tmp].
     #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
+    /// The key snapshot files (`hsb sandbox snapshot-save`) are signed with and
+    /// checked against when loaded: at least 32 bytes, in a private file (mode 600),
+    /// as `head -c 32 /dev/urandom | base64 > FILE` makes. Servers given the same key
+    /// load each other's files, and this one its own after a restart [default: a
+    /// random key of this server's own].
+    #[arg(long, value_name = "FILE")]
+    snapshot_key: Option<PathBuf>,
+    /// Most bytes of data an uploaded snapshot file may hold (its memory's zero pages
+    /// not counted).
+    #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = crate::cli::size)]
+    snapshot_upload_limit: hybrid_sandbox::ByteSize,
 }
 
 fn octal(s: &str) -> Result<u32, String> {
@@ -102,6 +113,10 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         }
         c.spill_dir = dir;
     }
+    if let Some(k) = &args.snapshot_key {
+        c.snapshot_key = Some(hsb_server::SnapshotKey::from_file(k)?);
+    }
+    c.snapshot_upload_limit = args.snapshot_upload_limit.0;
     c.socket_mode = args.socket_mode;
     c.allowed_mounts = args
         .allow_mounts

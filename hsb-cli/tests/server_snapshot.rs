@@ -316,3 +316,179 @@ fn pause_to_disk_and_resume_through_the_cli_and_the_api() {
         hsb_ok(&server, &["sandbox", "rm", &ct]);
     }
 }
+
+/// A private key file for `hsb serve --snapshot-key`.
+fn key_file(dir: &std::path::Path, name: &str, key: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, key).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p.display().to_string()
+}
+
+/// `hsb sandbox snapshot-save SNAP FILE` (`GET /v1/snapshots/{id}/file`) and
+/// `snapshot-load FILE` (`POST /v1/snapshots`): a micro-VM's files and background
+/// process come back in a new server given the same `--snapshot-key` (the first one
+/// stopped: its sandboxes are gone); a file changed in one byte, cut short, extended,
+/// signed with another key or loaded by another owner is refused, naming why; nothing
+/// is left in the spill directory.
+#[test]
+fn snapshot_files_outlive_the_server_and_refuse_tampering() {
+    if !isolations().contains(&"microvm") {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let key = key_file(keys.path(), "key", "0123456789abcdef0123456789abcdef-one\n");
+    let spill = tempfile::tempdir().unwrap();
+    let spill_s = spill.path().to_str().unwrap();
+    let mut first = Server::start(&["--snapshot-key", &key, "--spill-dir", spill_s]);
+    let id = create(&first, "microvm", &[]);
+    sh_ok(
+        &first,
+        &id,
+        "echo saved > /tmp/state; busybox sleep 1000 & echo $! > /tmp/pid",
+    );
+    let snap = hsb_ok(&first, &["sandbox", "snapshot", &id])
+        .trim()
+        .to_string();
+    let ls = hsb_ok(&first, &["sandbox", "snapshot-ls"]);
+    assert!(ls.lines().any(|l| l.starts_with(&snap)), "{ls}");
+    let file = keys.path().join("saved.hsbsnap");
+    let f = file.to_str().unwrap();
+    hsb_ok(&first, &["sandbox", "snapshot-save", &snap, f]);
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with(b"HSBSNAPF"), "{:?}", &bytes[..16]);
+    // The guest's zero pages are not sent: far less than its memory.
+    assert!(bytes.len() < 128 << 20, "{} bytes", bytes.len());
+    assert_eq!(
+        std::fs::read_dir(spill.path()).unwrap().count(),
+        0,
+        "nothing named in the spill directory"
+    );
+    // A snapshot of a container cannot be a file, and says so.
+    if isolations().contains(&"container") {
+        let ct = create(&first, "container", &[]);
+        let s = hsb_ok(&first, &["sandbox", "snapshot", &ct])
+            .trim()
+            .to_string();
+        let o = first.hsb(&["sandbox", "snapshot-save", &s, f]);
+        assert!(!o.status.success());
+        assert!(err(&o).contains("cannot be saved"), "{}", err(&o));
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            bytes,
+            "a failed save keeps the file"
+        );
+    }
+    first.stop(libc::SIGTERM);
+
+    let second = Server::start(&["--snapshot-key", &key, "--spill-dir", spill_s]);
+    let loaded = hsb_ok(&second, &["sandbox", "snapshot-load", f])
+        .trim()
+        .to_string();
+    assert!(loaded.starts_with("snap-"), "{loaded}");
+    let o = second.hsb(&["sandbox", "create", "--from-snapshot", &loaded]);
+    assert!(o.status.success(), "{}", err(&o));
+    let back = out(&o).trim().to_string();
+    assert_eq!(
+        sh_ok(
+            &second,
+            &back,
+            "busybox cat /tmp/state; busybox kill -0 $(busybox cat /tmp/pid) && echo alive"
+        ),
+        "saved\nalive\n"
+    );
+    // A loaded snapshot is sent again as it came.
+    let again = keys.path().join("again.hsbsnap");
+    hsb_ok(
+        &second,
+        &["sandbox", "snapshot-save", &loaded, again.to_str().unwrap()],
+    );
+    assert!(std::fs::metadata(&again).unwrap().len() > 0);
+
+    // Tampered files: each refused, naming why.
+    let bad = keys.path().join("bad.hsbsnap");
+    let refused = |data: &[u8], why: &str| {
+        std::fs::write(&bad, data).unwrap();
+        let o = second.hsb(&["sandbox", "snapshot-load", bad.to_str().unwrap()]);
+        assert!(!o.status.success(), "{why}: loaded");
+        assert!(err(&o).contains(why), "{why}: {}", err(&o));
+    };
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 1;
+    refused(&flipped, "signature does not match");
+    let mut last = bytes.clone();
+    *last.last_mut().unwrap() ^= 0x80;
+    refused(&last, "signature does not match");
+    refused(&bytes[..bytes.len() - 1], "cut short");
+    refused(&bytes[..bytes.len() / 3], "cut short");
+    let mut longer = bytes.clone();
+    longer.push(0);
+    refused(&longer, "goes on past its signature");
+    refused(b"#!/bin/sh\necho not a snapshot\n", "not a snapshot file");
+    refused(b"", "cut short");
+    // The header is signed too: another owner's name in it breaks the signature.
+    let text = String::from_utf8_lossy(&bytes[..4096.min(bytes.len())]).into_owned();
+    assert!(text.contains("\"owner\":\"uid 0\""), "{text}");
+    let at = bytes.windows(5).position(|w| w == b"uid 0").unwrap();
+    let mut other = bytes.clone();
+    other[at + 4] = b'1';
+    refused(&other, "signature does not match");
+    let (status, body) = second.json("POST", "/v1/snapshots", "{}");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["kind"], "invalid", "{body}");
+
+    // Another key: refused by name.
+    let other_key = key_file(keys.path(), "key2", "fedcba9876543210fedcba9876543210-two");
+    let third = Server::start(&["--snapshot-key", &other_key]);
+    let o = third.hsb(&["sandbox", "snapshot-load", f]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("another server's key"), "{}", err(&o));
+    // Another owner (a token, where the file was the uid's): 403.
+    let tok = "tok-0123456789abcdef0123456789abcdef";
+    let fourth = Server::start_tcp(&format!("{tok} alice\n"), &["--snapshot-key", &key]);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = fourth.client(Some(tok));
+        let e = c.upload_snapshot(&file).await.unwrap_err();
+        assert_eq!(e.kind(), "permission_denied", "{e:?}");
+        assert!(e.to_string().contains("uid 0"), "{e}");
+        // Unknown snapshots are 404, to download or delete.
+        let e = c
+            .download_snapshot("snap-000000000000000000000000", &bad)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), "no_such_snapshot", "{e:?}");
+    });
+    // More data than the server takes: 413, naming the limit.
+    let small = Server::start(&["--snapshot-key", &key, "--snapshot-upload-limit", "1M"]);
+    let o = small.hsb(&["sandbox", "snapshot-load", f]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("--snapshot-upload-limit"), "{}", err(&o));
+    drop(small);
+    // Bad key files are refused at start, naming the fault.
+    for (text, mode, why) in [
+        ("short", 0o600, "at least 32 bytes"),
+        ("0123456789abcdef0123456789abcdef", 0o644, "chmod 600"),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let p = keys.path().join("badkey");
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_hsb"))
+            .args([
+                "serve",
+                "--listen",
+                "unix:/nonexistent/x.sock",
+                "--snapshot-key",
+            ])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+        assert!(err(&o).contains(why), "{why}: {}", err(&o));
+    }
+    drop(second);
+    assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
+}

@@ -131,6 +131,13 @@ pub struct SnapshotInfo {
     pub memory_bytes: u64,
 }
 
+/// `GET /v1/snapshots`: the caller's snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotList {
+    /// By id.
+    pub snapshots: Vec<SnapshotInfo>,
+}
+
 /// A live sandbox as the API shows it (create's answer, list entries, `GET`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SandboxInfo {

@@ -50,6 +50,9 @@ pub enum ClientError {
     /// The server's answer is not what the API says.
     #[error("the server's answer is not what its API says: {0}")]
     Protocol(String),
+    /// A local file (one to send, or to write what the server sent) failed.
+    #[error("{0}")]
+    Local(String),
 }
 
 /// The kinds the API uses, as static names (for bindings that keep a `&'static str`).
@@ -90,13 +93,14 @@ const KINDS: &[&str] = &[
 ];
 
 impl ClientError {
-    /// A machine-readable kind: the server's for its errors, `connect`, `http` or
-    /// `protocol` for the client's own.
+    /// A machine-readable kind: the server's for its errors, `connect`, `http`,
+    /// `protocol` or `io` (a local file) for the client's own.
     pub fn kind(&self) -> &'static str {
         match self {
             ClientError::Connect { .. } => "connect",
             ClientError::Http(_) => "http",
             ClientError::Protocol(_) => "protocol",
+            ClientError::Local(_) => "io",
             ClientError::Api { kind, .. } => KINDS
                 .iter()
                 .find(|k| **k == kind.as_str())
@@ -517,6 +521,94 @@ impl Client {
         .map(drop)
     }
 
+    /// The caller's snapshots.
+    pub async fn list_snapshots(&self) -> Result<Vec<crate::api::SnapshotInfo>, ClientError> {
+        let l: crate::api::SnapshotList = self
+            .call(Method::GET, &format!("{PREFIX}/snapshots"), None)
+            .await?;
+        Ok(l.snapshots)
+    }
+
+    /// Writes snapshot `id` as a file at `path` (`GET /v1/snapshots/{id}/file`):
+    /// signed by the server, it loads with [`Client::upload_snapshot`] into this server
+    /// (after a restart too, given a `--snapshot-key`) or another with the same key,
+    /// for the same owner. Written beside `path` and renamed once whole; the bytes
+    /// written.
+    pub async fn download_snapshot(
+        &self,
+        id: &str,
+        path: &std::path::Path,
+    ) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let req = self
+            .builder(Method::GET, &format!("{PREFIX}/snapshots/{}/file", enc(id)))
+            .body(empty())
+            .map_err(ClientError::http)?;
+        let (resp, _conn) = self.send(req).await?;
+        let mut body = check(resp).await?.into_body();
+        let local = |e: std::io::Error| ClientError::Local(format!("{}: {e}", path.display()));
+        let tmp = partial(path);
+        let mut f = tokio::fs::File::create(&tmp).await.map_err(local)?;
+        let mut n = 0u64;
+        let got = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    ClientError::Protocol(format!("the snapshot file was cut short: {e}"))
+                })?;
+                if let Ok(d) = frame.into_data() {
+                    f.write_all(&d).await.map_err(local)?;
+                    n += d.len() as u64;
+                }
+            }
+            f.flush().await.map_err(local)?;
+            tokio::fs::rename(&tmp, path).await.map_err(local)
+        }
+        .await;
+        if got.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        got.map(|()| n)
+    }
+
+    /// Loads the snapshot file at `path` ([`Client::download_snapshot`]) as a new
+    /// snapshot of the caller (`POST /v1/snapshots`); create from it with
+    /// [`CreateRequest::from_snapshot`](crate::api::CreateRequest::from_snapshot).
+    pub async fn upload_snapshot(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<crate::api::SnapshotInfo, ClientError> {
+        let f = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Local(format!("{}: {e}", path.display())))?;
+        let frames = futures_util::TryStreamExt::map_ok(
+            tokio_util::io::ReaderStream::with_capacity(f, 1 << 20),
+            hyper::body::Frame::data,
+        );
+        let req = self
+            .builder(Method::POST, &format!("{PREFIX}/snapshots"))
+            .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+            .body(http_body_util::StreamBody::new(frames).boxed_unsync())
+            .map_err(ClientError::http)?;
+        self.call_request(req).await
+    }
+
+    /// Sends a request made with [`Client::builder`] and reads its JSON answer whole.
+    pub(crate) async fn call_request<T: DeserializeOwned>(
+        &self,
+        req: Request<ReqBody>,
+    ) -> Result<T, ClientError> {
+        let (resp, conn) = self.send(req).await?;
+        let body = check(resp)
+            .await?
+            .into_body()
+            .collect()
+            .await
+            .map_err(ClientError::http)?
+            .to_bytes();
+        self.give_back(conn);
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     /// Resumes a sandbox.
     pub async fn resume(&self, id: &str) -> Result<SandboxInfo, ClientError> {
         self.call(
@@ -539,4 +631,12 @@ impl Client {
         )
         .await
     }
+}
+
+/// Where a download goes until it is whole: beside `path`.
+fn partial(path: &std::path::Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "snapshot".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
 }

@@ -331,16 +331,7 @@ impl LiveSandbox for Remote {
                 .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
                 .body(upload_body(data))
                 .map_err(ClientError::http)?;
-            let (resp, _conn) = self.client.send(req).await?;
-            let body = check(resp)
-                .await?
-                .into_body()
-                .collect()
-                .await
-                .map_err(ClientError::http)?
-                .to_bytes();
-            let w: WriteResult =
-                serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let w: WriteResult = self.client.call_request(req).await?;
             Ok(w.bytes)
         };
         call.await.map_err(|e| self.error(e, "write", path))

@@ -22,7 +22,9 @@ mod openapi;
 mod registry;
 mod routes;
 mod serve;
+mod snapfile;
 
 pub use auth::{Owner, TokenError, Tokens, MIN_TOKEN_LEN};
 pub use routes::AllowedMount;
 pub use serve::{bind, Config, Listen, ServeError, Server, Tls};
+pub use snapfile::{SnapshotKey, MIN_KEY_LEN};

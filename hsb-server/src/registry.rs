@@ -34,6 +34,10 @@ pub(crate) struct Entry {
     pub(crate) created_at: SystemTime,
     pub(crate) options: LiveOptions,
     pub(crate) image: Option<String>,
+    /// The create request its settings came from (through the snapshots it was started
+    /// from); `None` for a template's sandbox. A snapshot file carries it, so that the
+    /// server it is loaded into builds the same sandbox under its own policy.
+    pub(crate) request: Option<Arc<hsb_client::api::CreateRequest>>,
     /// Where the host reaches its exposed ports (fixed when it was created).
     exposed: Vec<hybrid_sandbox::network::ExposedPort>,
     seen_ended: Mutex<Option<Instant>>,
@@ -74,6 +78,7 @@ impl Entry {
         live: Live,
         options: LiveOptions,
         image: Option<String>,
+        request: Option<Arc<hsb_client::api::CreateRequest>>,
     ) -> Entry {
         let exposed = live.exposed_ports();
         Entry {
@@ -87,6 +92,7 @@ impl Entry {
             created_at: SystemTime::now(),
             options,
             image,
+            request,
             exposed,
             seen_ended: Mutex::new(None),
             execs: Mutex::new(HashMap::new()),
@@ -275,6 +281,11 @@ pub(crate) struct SnapEntry {
     pub(crate) source: String,
     pub(crate) options: LiveOptions,
     pub(crate) image: Option<String>,
+    /// The create request of the sandbox it was taken of (see [`Entry::request`]).
+    pub(crate) request: Option<Arc<hsb_client::api::CreateRequest>>,
+    /// Loaded from an uploaded file: that file (unnamed, in the spill directory), which
+    /// a download sends again (a loaded snapshot is not saved twice).
+    pub(crate) file: Option<Arc<std::fs::File>>,
 }
 
 impl SnapEntry {
@@ -297,6 +308,8 @@ pub(crate) const SNAPSHOT_QUOTA: usize = 64;
 struct State {
     by_id: HashMap<String, Arc<Entry>>,
     snapshots: HashMap<String, Arc<SnapEntry>>,
+    /// Owners sending or receiving a snapshot file now.
+    transferring: std::collections::HashSet<Owner>,
     /// Creations under way, per owner (they count against the quota).
     pending: HashMap<Owner, usize>,
     /// No creation after shutdown began.
@@ -444,17 +457,53 @@ impl Registry {
         }
         let n = st.snapshots.values().filter(|s| s.owner == e.owner).count();
         if n >= SNAPSHOT_QUOTA {
-            return Err(ApiError::new(
-                "quota",
-                format!(
-                    "{} has {SNAPSHOT_QUOTA} snapshots, the server's most per owner; delete one first (DELETE /v1/snapshots/ID)",
-                    e.owner
-                ),
-            ));
+            return Err(snapshot_quota(&e.owner));
         }
         let e = Arc::new(e);
         st.snapshots.insert(e.id.clone(), e.clone());
         Ok(e)
+    }
+
+    /// The snapshots of `owner`, by id.
+    pub(crate) fn snapshots(&self, owner: &Owner) -> Vec<Arc<SnapEntry>> {
+        let mut v: Vec<_> = lock(&self.state)
+            .snapshots
+            .values()
+            .filter(|s| &s.owner == owner)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Marks a snapshot file of `owner` in transfer (either way), until
+    /// [`Registry::end_transfer`]: one at a time each (409 for a second), so that no
+    /// owner fills the spill directory with many.
+    pub(crate) fn begin_transfer(&self, owner: &Owner) -> Result<(), ApiError> {
+        if !lock(&self.state).transferring.insert(owner.clone()) {
+            return Err(ApiError::new(
+                "busy",
+                format!("{owner} is sending or receiving a snapshot file already: one at a time"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The transfer [`Registry::begin_transfer`] marked ended.
+    pub(crate) fn end_transfer(&self, owner: &Owner) {
+        lock(&self.state).transferring.remove(owner);
+    }
+
+    /// Fails with 429 when `owner` holds as many snapshots as it may.
+    pub(crate) fn snapshot_room(&self, owner: &Owner) -> Result<(), ApiError> {
+        let st = lock(&self.state);
+        if st.closed {
+            return Err(shutting_down());
+        }
+        if st.snapshots.values().filter(|s| &s.owner == owner).count() >= SNAPSHOT_QUOTA {
+            return Err(snapshot_quota(owner));
+        }
+        Ok(())
     }
 
     /// The snapshot `id` of `owner` (404 for anyone else's).
@@ -504,6 +553,15 @@ fn no_such_snapshot(id: &str) -> ApiError {
     ApiError::new(
         "no_such_snapshot",
         format!("no snapshot {id:?} of yours on this server (take one with POST /v1/sandboxes/ID/snapshot)"),
+    )
+}
+
+fn snapshot_quota(owner: &Owner) -> ApiError {
+    ApiError::new(
+        "quota",
+        format!(
+            "{owner} has {SNAPSHOT_QUOTA} snapshots, the server's most per owner; delete one first (DELETE /v1/snapshots/ID)"
+        ),
     )
 }
 

@@ -38,8 +38,13 @@ pub(crate) struct App {
     pub(crate) allowed_mounts: Vec<AllowedMount>,
     /// Largest JSON body.
     pub(crate) json_limit: usize,
-    /// Where sandboxes paused to disk keep their memory (unnamed files).
+    /// Where sandboxes paused to disk keep their memory (unnamed files), and snapshot
+    /// files are written and received.
     pub(crate) spill_dir: std::path::PathBuf,
+    /// What snapshot files are signed with.
+    pub(crate) snapshot_key: Arc<crate::SnapshotKey>,
+    /// Most bytes of data in an uploaded snapshot file.
+    pub(crate) snapshot_upload_limit: u64,
 }
 
 pub(crate) type AppState = State<Arc<App>>;
@@ -55,9 +60,14 @@ pub(crate) fn table() -> Vec<(&'static str, MethodRouter<Arc<App>>)> {
         ("/v1/sandboxes/{id}/resume", post(resume)),
         ("/v1/sandboxes/{id}/snapshot", post(snapshot)),
         (
+            "/v1/snapshots",
+            get(crate::snapfile::list).post(crate::snapfile::upload),
+        ),
+        (
             "/v1/snapshots/{id}",
             get(show_snapshot).delete(delete_snapshot),
         ),
+        ("/v1/snapshots/{id}/file", get(crate::snapfile::download)),
         ("/v1/sandboxes/{id}/network", get(network)),
         ("/v1/sandboxes/{id}/network/events", get(network_events)),
         ("/v1/sandboxes/{id}/exec", post(exec::exec)),
@@ -133,6 +143,45 @@ async fn openapi() -> Response {
 }
 
 impl App {
+    /// The workload and options of a create request (not `from_snapshot` nor
+    /// `template`): its image in the store, its mounts allowed.
+    pub(crate) fn spec_of(&self, req: &CreateRequest) -> Result<(Workload, LiveOptions), ApiError> {
+        if let Some(image) = &req.image {
+            self.check_image(image)?;
+        }
+        if let Some(i) = req.expose.iter().position(|&p| p == 0) {
+            return Err(ApiError::bad_request(format!(
+            "expose[{i}]: port 0 is no port: give the sandbox port a server listens on (1-65535)"
+        )));
+        }
+        let mounts = self.mounts(req)?;
+        let spec = Workload {
+            env: req.env.clone(),
+            cwd: req.cwd.clone(),
+            mounts,
+            tmpfs: req.tmpfs.clone(),
+            labels: req.labels.clone(),
+            profile: req.profile.clone(),
+            isolation: req.isolation,
+            limits: req.limits.clone(),
+            network: req.network,
+            egress: EgressRequest {
+                allow: req.allow.clone(),
+                deny: req.deny.clone(),
+                expose: req.expose.clone(),
+                secrets: Vec::new(),
+            },
+            needs: req.needs.clone(),
+            image: req.image.clone(),
+            ..Workload::default()
+        };
+        let options = LiveOptions {
+            lifetime: req.lifetime,
+            idle_timeout: req.idle_timeout,
+        };
+        Ok((spec, options))
+    }
+
     /// The request's mounts, each inside a directory the operator allows.
     fn mounts(&self, req: &CreateRequest) -> Result<Vec<Mount>, ApiError> {
         let mut out = Vec::new();
@@ -219,46 +268,20 @@ async fn create(
             "`stdin` and `stdin_base64` go with `template` (an exec's stdin is in its own request)",
         ));
     }
-    if let Some(image) = &req.image {
-        app.check_image(image)?;
-    }
-    if let Some(i) = req.expose.iter().position(|&p| p == 0) {
-        return Err(ApiError::bad_request(format!(
-            "expose[{i}]: port 0 is no port: give the sandbox port a server listens on (1-65535)"
-        )));
-    }
-    let mounts = app.mounts(&req)?;
-    let spec = Workload {
-        env: req.env.clone(),
-        cwd: req.cwd.clone(),
-        mounts,
-        tmpfs: req.tmpfs.clone(),
-        labels: req.labels.clone(),
-        profile: req.profile.clone(),
-        isolation: req.isolation,
-        limits: req.limits.clone(),
-        network: req.network,
-        egress: EgressRequest {
-            allow: req.allow.clone(),
-            deny: req.deny.clone(),
-            expose: req.expose.clone(),
-            secrets: Vec::new(),
-        },
-        needs: req.needs.clone(),
-        image: req.image.clone(),
-        ..Workload::default()
-    };
-    let options = LiveOptions {
-        lifetime: req.lifetime,
-        idle_timeout: req.idle_timeout,
-    };
+    let (spec, options) = app.spec_of(&req)?;
     let slot = app.registry.reserve(&owner)?;
     let live = app
         .sandbox
         .create(spec, options.clone())
         .await
         .map_err(|e| ApiError::library(&e))?;
-    let entry = register(slot, owner, live.clone(), options, req.image.clone()).await?;
+    let entry = register(
+        slot,
+        owner,
+        live.clone(),
+        (options, req.image.clone(), Some(Arc::new(req.clone()))),
+    )
+    .await?;
     tracing::info!(id = %entry.id, owner = %entry.owner, isolation = %live.isolation(), "created");
     Ok(created(format!("/v1/sandboxes/{}", entry.id), entry.info()))
 }
@@ -269,12 +292,11 @@ async fn register(
     slot: Slot<'_>,
     owner: Owner,
     live: Live,
-    options: LiveOptions,
-    image: Option<String>,
+    (options, image, request): (LiveOptions, Option<String>, Option<Arc<CreateRequest>>),
 ) -> Result<Arc<Entry>, ApiError> {
     let registered = new_id()
         .map_err(|e| ApiError::new("failed", format!("making an id: {e}")))
-        .and_then(|id| slot.commit(Entry::new(id, owner, live.clone(), options, image)));
+        .and_then(|id| slot.commit(Entry::new(id, owner, live.clone(), options, image, request)));
     if registered.is_err() {
         let _ = live.destroy().await;
     }
@@ -282,7 +304,7 @@ async fn register(
 }
 
 /// `201 Created` with the new resource's `Location` and its description.
-fn created(location: String, body: impl serde::Serialize) -> Response {
+pub(crate) fn created(location: String, body: impl serde::Serialize) -> Response {
     (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -315,7 +337,13 @@ async fn create_from_snapshot(
         .start()
         .await
         .map_err(|e| ApiError::library(&e))?;
-    let entry = register(slot, owner, live, s.options.clone(), s.image.clone()).await?;
+    let entry = register(
+        slot,
+        owner,
+        live,
+        (s.options.clone(), s.image.clone(), s.request.clone()),
+    )
+    .await?;
     tracing::info!(id = %entry.id, owner = %entry.owner, snapshot = %s.id, "created from a snapshot");
     Ok(created(format!("/v1/sandboxes/{}", entry.id), entry.info()))
 }
@@ -382,7 +410,7 @@ async fn create_from_template(
         }
     };
     drop(exec);
-    let entry = register(slot, owner, live, LiveOptions::default(), None).await?;
+    let entry = register(slot, owner, live, (LiveOptions::default(), None, None)).await?;
     tracing::info!(id = %entry.id, owner = %entry.owner, template = %name, "created from a template");
     let mut info = entry.info();
     info.outcome = Some(Box::new(outcome.into()));
@@ -410,6 +438,8 @@ async fn snapshot(
         source: e.id.clone(),
         options: e.options.clone(),
         image: e.image.clone(),
+        request: e.request.clone(),
+        file: None,
     })?;
     tracing::info!(id = %s.id, sandbox = %e.id, "snapshot taken");
     Ok(created(format!("/v1/snapshots/{}", s.id), s.info()))

@@ -83,6 +83,12 @@ pub struct Config {
     pub spill_dir: PathBuf,
     /// TLS for a TCP listener ([`Tls::from_pem`]): every connection must speak it.
     pub tls: Option<Arc<Tls>>,
+    /// What snapshot files (`GET /v1/snapshots/{id}/file`) are signed with, and uploads
+    /// (`POST /v1/snapshots`) checked against; `None`: a random key of this server's
+    /// own (its files load only into it).
+    pub snapshot_key: Option<crate::SnapshotKey>,
+    /// Most bytes of data an uploaded snapshot file may hold (its holes not counted).
+    pub snapshot_upload_limit: u64,
 }
 
 /// A server's TLS certificate and key, read from PEM files and read again by
@@ -170,6 +176,8 @@ impl Config {
             allowed_mounts: Vec::new(),
             json_limit: 16 << 20,
             tls: None,
+            snapshot_key: None,
+            snapshot_upload_limit: 16 << 30,
         }
     }
 }
@@ -301,7 +309,13 @@ pub async fn bind(config: Config) -> Result<Server, ServeError> {
     if config.quota == 0 {
         return Err(ServeError::Config("--quota must be at least 1".into()));
     }
+    let snapshot_key = match config.snapshot_key {
+        Some(k) => k,
+        None => crate::SnapshotKey::random().map_err(ServeError::Config)?,
+    };
     let app = Arc::new(App {
+        snapshot_key: Arc::new(snapshot_key),
+        snapshot_upload_limit: config.snapshot_upload_limit,
         sandbox: config.sandbox,
         registry: Registry::new(config.quota),
         tokens: config.tokens,

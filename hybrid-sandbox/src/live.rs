@@ -52,6 +52,12 @@ impl Snapshot {
         self.snapshot.save(path.as_ref()).await.map_err(live)
     }
 
+    /// [`Snapshot::save`] into `file`, empty and open for writing: an unnamed file
+    /// (`O_TMPFILE`) leaves nothing behind if the process dies while it is written.
+    pub async fn save_to(&self, file: &std::fs::File) -> Result<u64, Error> {
+        self.snapshot.save_to(file).await.map_err(live)
+    }
+
     /// Waits until the snapshot is known to be intact. One loaded from a file
     /// ([`Sandbox::load_snapshot`]) starts sandboxes at once while its guest memory is
     /// still being checked against the file's checksum (a sandbox started from a file
@@ -148,6 +154,42 @@ impl Sandbox {
         spec: Workload,
         options: LiveOptions,
     ) -> Result<Snapshot, Error> {
+        let path = path.as_ref();
+        let open = || {
+            std::fs::File::open(path).map_err(|e| {
+                Error::Live(LiveError::Failed(
+                    format!(
+                        "loading the snapshot file {}: cannot open it",
+                        path.display()
+                    ),
+                    e,
+                ))
+            })
+        };
+        self.load(open, &path.display().to_string(), spec, options)
+            .await
+    }
+
+    /// [`Sandbox::load_snapshot`] of a file already open for reading (an unnamed
+    /// one, say); `name` names it in errors. The snapshot keeps the file open.
+    pub async fn load_snapshot_file(
+        &self,
+        file: std::fs::File,
+        name: &str,
+        spec: Workload,
+        options: LiveOptions,
+    ) -> Result<Snapshot, Error> {
+        self.load(|| Ok(file), name, spec, options).await
+    }
+
+    /// Loads the snapshot file `open` gives once the policy has decided for `spec`.
+    async fn load(
+        &self,
+        open: impl FnOnce() -> Result<std::fs::File, Error>,
+        name: &str,
+        spec: Workload,
+        options: LiveOptions,
+    ) -> Result<Snapshot, Error> {
         let (plan, layers) = self.live_plan(&spec).await?;
         if plan.decision.isolation != sandbox_core::Isolation::MicroVm {
             return Err(Error::Live(LiveError::Unsupported(format!(
@@ -155,7 +197,7 @@ impl Sandbox {
                 plan.decision.isolation
             ))));
         }
-        let snapshot = backend_microvm::load_snapshot(path.as_ref(), plan, options)
+        let snapshot = backend_microvm::load_snapshot_file(open()?, name, plan, options)
             .await
             .map_err(live)?;
         Ok(Snapshot { snapshot, layers })

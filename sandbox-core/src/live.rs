@@ -495,6 +495,16 @@ pub trait LiveSnapshot: Send + Sync + fmt::Debug {
         )))
     }
 
+    /// [`LiveSnapshot::save`] into `file`, empty and open for writing (an unnamed
+    /// file, say: nothing is left behind if the process dies while writing it).
+    async fn save_to(&self, file: &std::fs::File) -> Result<u64, LiveError> {
+        let _ = file;
+        Err(LiveError::Unsupported(format!(
+            "snapshots of a live {} sandbox cannot be saved to a file",
+            self.isolation()
+        )))
+    }
+
     /// Waits until everything in the snapshot is known to be intact. A snapshot loaded
     /// from a file starts at once while its guest memory is still being checked
     /// against the file's checksum (`backend_microvm::load_snapshot`); this returns

@@ -460,9 +460,23 @@ impl sandbox_core::LiveSnapshot for MicroVmSnapshot {
             self.next_id,
             path.to_path_buf(),
         );
-        tokio::task::spawn_blocking(move || snap.save(&path, &plan, next_id))
-            .await
-            .map_err(|e| LiveError::Failed("saving a snapshot".into(), std::io::Error::other(e)))?
+        tokio::task::spawn_blocking(move || {
+            snap.save(super::snapshot::SaveTo::Path(&path), &plan, next_id)
+        })
+        .await
+        .map_err(|e| LiveError::Failed("saving a snapshot".into(), std::io::Error::other(e)))?
+    }
+
+    async fn save_to(&self, file: &std::fs::File) -> Result<u64, LiveError> {
+        let file = file
+            .try_clone()
+            .map_err(|e| LiveError::Failed("saving a snapshot to a file".into(), e))?;
+        let (snap, plan, next_id) = (Arc::clone(&self.snap), self.plan.clone(), self.next_id);
+        tokio::task::spawn_blocking(move || {
+            snap.save(super::snapshot::SaveTo::File(&file), &plan, next_id)
+        })
+        .await
+        .map_err(|e| LiveError::Failed("saving a snapshot".into(), std::io::Error::other(e)))?
     }
 
     async fn verify(&self) -> Result<(), LiveError> {
@@ -1279,23 +1293,45 @@ pub async fn load_snapshot(
     plan: Plan,
     options: LiveOptions,
 ) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, LiveError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .open(path)
+        .map_err(|e| {
+            LiveError::Failed(
+                format!(
+                    "loading the snapshot file {}: cannot open it",
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+    load_snapshot_file(file, &path.display().to_string(), plan, options).await
+}
+
+/// [`load_snapshot`] of a file already open for reading (an unnamed one, say);
+/// `name` names it in errors.
+pub async fn load_snapshot_file(
+    file: std::fs::File,
+    name: &str,
+    plan: Plan,
+    options: LiveOptions,
+) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, LiveError> {
     // This process may not have made a micro-VM yet: the vCPU kick's handler.
     kick::install_handler()
         .map_err(|e| LiveError::Failed("installing the vCPU kick handler".into(), e))?;
-    let p = path.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || crate::savefile::read(&p))
+    let n = name.to_string();
+    let loaded = tokio::task::spawn_blocking(move || crate::savefile::read_file(file, n))
         .await
         .map_err(|e| LiveError::Failed("loading a snapshot".into(), std::io::Error::other(e)))?
         .map_err(|why| {
             LiveError::Failed(
-                format!("loading the snapshot file {}", path.display()),
+                format!("loading the snapshot file {name}"),
                 std::io::Error::new(std::io::ErrorKind::InvalidData, why),
             )
         })?;
     if loaded.header.plan != crate::savefile::plan_fingerprint(&plan) {
         return Err(LiveError::Unsupported(format!(
-            "the snapshot file {} was saved from a sandbox with other settings (mounts, image, limits, network or environment): load it with the workload it was created with",
-            path.display()
+            "the snapshot file {name} was saved from a sandbox with other settings (mounts, image, limits, network or environment): load it with the workload it was created with"
         )));
     }
     let next_id = loaded.header.next_id;

@@ -21,4 +21,4 @@ mod stream;
 mod thread;
 
 pub(crate) use host::create;
-pub use host::load_snapshot;
+pub use host::{load_snapshot, load_snapshot_file};

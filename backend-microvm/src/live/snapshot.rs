@@ -119,6 +119,15 @@ pub(crate) enum Snapshot {
     Loaded(crate::savefile::Loaded),
 }
 
+/// Where [`Snapshot::save`] writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SaveTo<'a> {
+    /// A new file at this path (see `savefile::write`).
+    Path(&'a std::path::Path),
+    /// This file, empty and open for writing.
+    File(&'a std::fs::File),
+}
+
 impl Snapshot {
     pub(crate) fn new(image: Image) -> Snapshot {
         Snapshot::Taken(Box::new(Mutex::new(image)))
@@ -134,14 +143,13 @@ impl Snapshot {
 
     /// Writes the snapshot to a file at `path` (see `savefile`); the bytes of guest
     /// memory written. What a file cannot hold is refused, naming it.
-    pub(crate) fn save(
-        &self,
-        path: &std::path::Path,
-        plan: &Plan,
-        next_id: u32,
-    ) -> Result<u64, LiveError> {
+    pub(crate) fn save(&self, to: SaveTo<'_>, plan: &Plan, next_id: u32) -> Result<u64, LiveError> {
         let failed = |e: std::io::Error| {
-            LiveError::Failed(format!("saving the snapshot to {}", path.display()), e)
+            let what = match to {
+                SaveTo::Path(p) => format!("saving the snapshot to {}", p.display()),
+                SaveTo::File(_) => "saving the snapshot to a file".to_string(),
+            };
+            LiveError::Failed(what, e)
         };
         let img = match self {
             Snapshot::Taken(i) => crate::sync::locked(i),
@@ -154,14 +162,14 @@ impl Snapshot {
         img.kernel.save_state(&mut e).map_err(|err| {
             LiveError::Unsupported(format!("this snapshot cannot be saved to a file: {err}"))
         })?;
-        crate::savefile::write(
-            path,
-            &img.layers,
-            (img.size, img.kernel.mm.mem.high_water()),
-            &e.buf,
-            crate::savefile::plan_fingerprint(plan),
-            next_id,
-        )
+        let mem = (img.size, img.kernel.mm.mem.high_water());
+        let plan = crate::savefile::plan_fingerprint(plan);
+        match to {
+            SaveTo::Path(p) => crate::savefile::write(p, &img.layers, mem, &e.buf, plan, next_id),
+            SaveTo::File(f) => {
+                crate::savefile::write_file(f, &img.layers, mem, &e.buf, plan, next_id)
+            }
+        }
         .map_err(failed)
     }
 }

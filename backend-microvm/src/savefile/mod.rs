@@ -246,41 +246,14 @@ pub(crate) fn write(
         std::process::id()
     ));
     let result = (|| {
-        use std::os::unix::fs::{FileExt, OpenOptionsExt};
-        let mut f = std::fs::OpenOptions::new()
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)?;
-        // Frames past `used` were never handed out: zero, holes.
-        let used = used.next_multiple_of(PAGE).min(mem_size);
-        let (runs, written, mem_crc) = write_memory(&f, layers, used)?;
-        let state_off = HEADER + mem_size;
-        f.write_all_at(state, state_off)?;
-        let mut table = Vec::with_capacity(runs.len() * 16);
-        for (s, l) in &runs {
-            table.extend_from_slice(&s.to_le_bytes());
-            table.extend_from_slice(&l.to_le_bytes());
-        }
-        let runs_off = state_off + state.len() as u64;
-        f.write_all_at(&table, runs_off)?;
-        let h = Header {
-            abi: abi(),
-            mem_size,
-            state_off,
-            state_len: state.len() as u64,
-            state_crc: crc32fast::hash(state),
-            runs_off,
-            runs_len: table.len() as u64,
-            runs_crc: crc32fast::hash(&table),
-            mem_crc,
-            plan,
-            next_id,
-        };
-        f.set_len(runs_off + table.len() as u64)?;
-        f.seek(SeekFrom::Start(0))?;
-        f.write_all(&h.encode())?;
+        let written = write_file(&f, layers, (mem_size, used), state, plan, next_id)?;
         std::fs::rename(&tmp, path)?;
         Ok(written)
     })();
@@ -288,6 +261,48 @@ pub(crate) fn write(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Writes a snapshot file into `f` (empty, open for writing: a file the caller made,
+/// such as an unnamed one), as [`write`] does at a path.
+pub(crate) fn write_file(
+    mut f: &std::fs::File,
+    layers: &[crate::memory::Layer],
+    (mem_size, used): (u64, u64),
+    state: &[u8],
+    plan: [u8; 32],
+    next_id: u32,
+) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    // Frames past `used` were never handed out: zero, holes.
+    let used = used.next_multiple_of(PAGE).min(mem_size);
+    let (runs, written, mem_crc) = write_memory(f, layers, used)?;
+    let state_off = HEADER + mem_size;
+    f.write_all_at(state, state_off)?;
+    let mut table = Vec::with_capacity(runs.len() * 16);
+    for (s, l) in &runs {
+        table.extend_from_slice(&s.to_le_bytes());
+        table.extend_from_slice(&l.to_le_bytes());
+    }
+    let runs_off = state_off + state.len() as u64;
+    f.write_all_at(&table, runs_off)?;
+    let h = Header {
+        abi: abi(),
+        mem_size,
+        state_off,
+        state_len: state.len() as u64,
+        state_crc: crc32fast::hash(state),
+        runs_off,
+        runs_len: table.len() as u64,
+        runs_crc: crc32fast::hash(&table),
+        mem_crc,
+        plan,
+        next_id,
+    };
+    f.set_len(runs_off + table.len() as u64)?;
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&h.encode())?;
+    Ok(written)
 }
 
 /// Which memory file holds each page below `used`: the index in `layers` of the last
@@ -465,15 +480,11 @@ fn read_memory(
     Ok((runs, written, crc.finalize()))
 }
 
-/// Opens and checks a snapshot file (see the module's doc); the error says what is
-/// wrong with it, in words.
-pub(crate) fn read(path: &Path) -> Result<Loaded, String> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("cannot open it: {e}"))?;
+/// Checks the snapshot file open as `f` (see the module's doc; opened by the caller);
+/// the error says what is wrong with it, in words. `name` names it in what the memory's
+/// check reports.
+pub(crate) fn read_file(mut f: std::fs::File, name: String) -> Result<Loaded, String> {
+    use std::os::unix::fs::FileExt;
     let len = f.metadata().map_err(|e| e.to_string())?.len();
     let mut head = vec![0u8; HEADER.min(len) as usize];
     f.read_exact(&mut head).map_err(|e| e.to_string())?;
@@ -542,13 +553,8 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, String> {
     }
     let _ = f.seek(SeekFrom::Start(0));
     let file = std::sync::Arc::new(OwnedFd::from(f));
-    let check = MemCheck::start(
-        std::sync::Arc::clone(&file),
-        runs,
-        h.mem_crc,
-        path.display().to_string(),
-    )
-    .map_err(|e| format!("cannot start checking its guest memory: {e}"))?;
+    let check = MemCheck::start(std::sync::Arc::clone(&file), runs, h.mem_crc, name)
+        .map_err(|e| format!("cannot start checking its guest memory: {e}"))?;
     Ok(Loaded {
         file,
         header: h,

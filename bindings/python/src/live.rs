@@ -640,6 +640,17 @@ impl PyClient {
         })
     }
 
+    /// Loads a snapshot file a server's snapshot was saved to (`Snapshot.save`) as a
+    /// new snapshot on this server (the one that signed it, or one with the same
+    /// `--snapshot-key`; for the owner that saved it).
+    fn load_snapshot(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+    ) -> PyResult<crate::snapshot::PySnapshot> {
+        crate::snapshot::upload(py, self.client.clone(), path)
+    }
+
     /// A sandbox of yours that exists on the server, by id (dropping it leaves it).
     fn attach(&self, py: Python<'_>, id: String) -> PyResult<PyLive> {
         let c = self.client.clone();

@@ -43,6 +43,17 @@ pub(crate) async fn take(
     Ok(PySnapshot { kind })
 }
 
+/// Loads a server's snapshot file (`Client.load_snapshot`) as a new snapshot there.
+pub(crate) fn upload(py: Python<'_>, c: Client, path: std::path::PathBuf) -> PyResult<PySnapshot> {
+    let cl = c.clone();
+    let info = wait(py, async move {
+        cl.upload_snapshot(&path).await.map_err(Failure::from)
+    })?;
+    Ok(PySnapshot {
+        kind: Kind::Remote(c, info),
+    })
+}
+
 /// Starts a sandbox from `kind`.
 async fn start(kind: Kind) -> Result<PyLive, Failure> {
     match kind {
@@ -135,9 +146,11 @@ impl PySnapshot {
         runtime::to_asyncio(py, async move { deliver_live(start(kind).await) })
     }
 
-    /// Writes the snapshot to a file at `path` that `Sandbox.load_snapshot` loads (in
-    /// this process or another); returns the bytes of guest memory written. Micro-VM
-    /// snapshots of this process only.
+    /// Writes the snapshot to a file at `path`. One of this process: a file
+    /// `Sandbox.load_snapshot` loads (in this process or another); returns the bytes of
+    /// guest memory written. A server's: the file the server signs
+    /// (`GET /v1/snapshots/{id}/file`), which `Client.load_snapshot` loads into it or
+    /// a server with the same key; returns the file's bytes. Micro-VM snapshots only.
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
         match &self.kind {
             Kind::Local(s) => {
@@ -147,9 +160,12 @@ impl PySnapshot {
                     async move { s.save(&path).await.map_err(Failure::from) },
                 )
             }
-            Kind::Remote(..) => Err(pyo3::exceptions::PyValueError::new_err(
-                "a server's snapshot is kept on the server: it cannot be saved to a file from here",
-            )),
+            Kind::Remote(c, i) => {
+                let (c, id) = (c.clone(), i.snapshot_id.clone());
+                wait(py, async move {
+                    c.download_snapshot(&id, &path).await.map_err(Failure::from)
+                })
+            }
         }
     }
 

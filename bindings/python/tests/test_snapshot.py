@@ -214,3 +214,31 @@ snap = hs.Sandbox().load_snapshot(sys.argv[1], isolation="microvm", memory="64M"
 with snap.start() as sb:
     print(sb.read_file("/tmp/file").decode(), _feed(sb, 10)[0])
 """
+
+
+def test_server_snapshot_saved_to_a_file_and_loaded_back(
+    server: str, tmp_path: pathlib.Path,  # noqa: F811
+) -> None:
+    """A server's snapshot saved to a local file (signed by the server) and loaded back
+    through `Client.load_snapshot`: the counter goes on; a changed byte is refused."""
+    require("KVM", _microvm_live())
+    client = hs.Client(server)
+    path = tmp_path / "server.hsbsnap"
+    with client.create(isolation="microvm", memory="64M") as parent:
+        _counter(parent)
+        assert _feed(parent, 5)[0] == 5
+        with parent.snapshot() as snap:
+            assert snap.save(path) == path.stat().st_size > 0
+        with client.load_snapshot(path) as loaded:
+            assert loaded.id is not None and loaded.id != snap.id
+            assert loaded.isolation == "microvm"
+            with loaded.start() as clone:
+                assert _feed(clone, 10)[0] == 15
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 1
+        bad = tmp_path / "bad.hsbsnap"
+        bad.write_bytes(bytes(data))
+        with pytest.raises(hs.SandboxError) as e:
+            client.load_snapshot(bad)
+        assert e.value.kind == "invalid" and "signature" in str(e.value)
+        assert _feed(parent, 1)[0] == 6

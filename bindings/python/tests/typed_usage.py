@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
 from datetime import timedelta
 from typing import Optional
 
@@ -73,6 +74,11 @@ def live_use() -> None:
             p: hs.Process = sb.spawn(["cat"], stdin=hs.PIPE)
             ident: str | None = sb.id
             print(n, o, data, names, info.kind, stats, p, ident, sb.state, sb.isolation)
+    client = hs.Client("unix:/tmp/hsb.sock")
+    with client.create(isolation="microvm") as sb, sb.snapshot() as snap:
+        size: int = snap.save("/tmp/sb.hsbsnap")
+        loaded: hs.Snapshot = client.load_snapshot(pathlib.Path("/tmp/sb.hsbsnap"))
+        print(size, loaded.id)
 
 
 async def live_async_use() -> None:

@@ -339,11 +339,13 @@ class Snapshot:
         self._native.verify()
 
     def save(self, path: StrPath) -> int:
-        """Writes the snapshot to a file at `path` (micro-VM, of this process) that
-        `Sandbox().load_snapshot(path, ...)` loads here or in another process of this
+        """Writes the snapshot to a file at `path` (micro-VM). One of this process:
+        `Sandbox().load_snapshot(path, ...)` loads it here or in another process of this
         build on this host; returns the bytes of guest memory written (zero pages are
-        holes). What a file cannot hold (sockets, epoll, terminals, shared mappings) is
-        refused, naming it."""
+        holes). A server's: the file is signed by the server, and
+        `Client(...).load_snapshot(path)` loads it into that server or one with the
+        same `--snapshot-key`; returns the file's bytes. What a file cannot hold
+        (sockets, epoll, terminals, shared mappings) is refused, naming it."""
         return self._native.save(path)
 
     def delete(self) -> None:
@@ -514,6 +516,14 @@ class Client:
     def list(self) -> list[dict[str, Any]]:
         """Your sandboxes on the server: id, isolation, state, decision, ..."""
         return self._native.list()
+
+    def load_snapshot(self, path: StrPath) -> Snapshot:
+        """Loads a file a server's snapshot was saved to (`Snapshot.save(path)` of a
+        snapshot of this client's sandboxes) as a new snapshot on this server: the one
+        that wrote it (after a restart too, given `hsb serve --snapshot-key`) or one
+        with the same key, for the owner that saved it. A file changed in any byte is
+        refused. `start()` it for a sandbox that goes on where the saved one was."""
+        return Snapshot(self._native.load_snapshot(os.fspath(path)))
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
