@@ -36,6 +36,21 @@ use child::{ErrorRecord, Stage};
 use execution::{Guard, KillState};
 
 /// The container backend. Cheap to create; host facts are detected once per process.
+/// Loads a container snapshot file (the writable layer a live container's snapshot
+/// saved) open as `file`, `name` naming it in errors, for sandboxes of `plan` (the
+/// plan the snapshot was taken under: otherwise refused) and `options`. The file is
+/// checked whole (magic, format, checksum, every entry's path and bounds) before
+/// anything starts; each start writes its entries through the new sandbox's own file
+/// API.
+pub async fn load_snapshot_file(
+    file: std::fs::File,
+    name: &str,
+    plan: Plan,
+    options: sandbox_core::LiveOptions,
+) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, sandbox_core::LiveError> {
+    live::load_snapshot(file, name, plan, options).await
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct ContainerBackend {
     _private: (),

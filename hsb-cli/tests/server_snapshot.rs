@@ -365,21 +365,49 @@ fn snapshot_files_outlive_the_server_and_refuse_tampering() {
         0,
         "nothing named in the spill directory"
     );
-    // A snapshot of a container cannot be a file, and says so.
-    if isolations().contains(&"container") {
-        let ct = create(&first, "container", &[]);
-        let s = hsb_ok(&first, &["sandbox", "snapshot", &ct])
-            .trim()
-            .to_string();
-        let o = first.hsb(&["sandbox", "snapshot-save", &s, f]);
-        assert!(!o.status.success());
-        assert!(err(&o).contains("cannot be saved"), "{}", err(&o));
-        assert_eq!(
-            std::fs::read(&file).unwrap(),
-            bytes,
-            "a failed save keeps the file"
-        );
-    }
+    // A container's snapshot (its writable layer) goes to a file too.
+    let ct_file = keys.path().join("container.hsbsnap");
+    let ct = create(&first, "container", &[]);
+    hsb_ok(
+        &first,
+        &[
+            "sandbox",
+            "exec",
+            &ct,
+            "--",
+            "sh",
+            "-c",
+            "echo layer > /tmp/kept",
+        ],
+    );
+    let s = hsb_ok(&first, &["sandbox", "snapshot", &ct])
+        .trim()
+        .to_string();
+    hsb_ok(
+        &first,
+        &["sandbox", "snapshot-save", &s, ct_file.to_str().unwrap()],
+    );
+    // A snapshot that cannot be a file (a process holds a socket) says why, and the
+    // failed save keeps what was at the path.
+    let held = create(&first, "microvm", &[]);
+    sh_ok(
+        &first,
+        &held,
+        "python3 -c 'import socket, time; s = socket.socket(socket.AF_UNIX); \
+         s.bind(\"/tmp/s\"); s.listen(); open(\"/tmp/up\", \"w\").close(); time.sleep(1000)' & \
+         while [ ! -e /tmp/up ]; do busybox sleep 0.01; done",
+    );
+    let s = hsb_ok(&first, &["sandbox", "snapshot", &held])
+        .trim()
+        .to_string();
+    let o = first.hsb(&["sandbox", "snapshot-save", &s, f]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("socket"), "{}", err(&o));
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        bytes,
+        "a failed save keeps the file"
+    );
     first.stop(libc::SIGTERM);
 
     let second = Server::start(&["--snapshot-key", &key, "--spill-dir", spill_s]);
@@ -398,6 +426,17 @@ fn snapshot_files_outlive_the_server_and_refuse_tampering() {
         ),
         "saved\nalive\n"
     );
+    let loaded_ct = hsb_ok(
+        &second,
+        &["sandbox", "snapshot-load", ct_file.to_str().unwrap()],
+    )
+    .trim()
+    .to_string();
+    let o = second.hsb(&["sandbox", "create", "--from-snapshot", &loaded_ct]);
+    assert!(o.status.success(), "{}", err(&o));
+    let ct_back = out(&o).trim().to_string();
+    let o = second.hsb(&["sandbox", "exec", &ct_back, "--", "cat", "/tmp/kept"]);
+    assert_eq!(out(&o), "layer\n", "{}", err(&o));
     // A loaded snapshot is sent again as it came.
     let again = keys.path().join("again.hsbsnap");
     hsb_ok(

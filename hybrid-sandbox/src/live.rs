@@ -44,10 +44,11 @@ impl Snapshot {
     /// Writes the snapshot to a file at `path` (created; an existing file is
     /// replaced only once the new one is complete; not synced to the disk: a file a
     /// host crash cut short is refused by the load's checks) that [`Sandbox::load_snapshot`]
-    /// loads, in this process or another of this build on this host; returns the
-    /// bytes of guest memory written (zero pages are holes). Micro-VM only: a
-    /// container's snapshot (its writable layer) is refused, as is what a file cannot
-    /// hold (sockets, epoll, terminals, shared mappings), naming it.
+    /// loads, in this process or another of this build on this host. A micro-VM's:
+    /// returns the bytes of guest memory written (zero pages are holes); what a file
+    /// cannot hold (sockets, epoll, terminals, shared mappings) is refused, naming it.
+    /// A container's: its writable layer (`/tmp` and its tmpfs mounts), checksummed;
+    /// returns the bytes of file data.
     pub async fn save(&self, path: impl AsRef<std::path::Path>) -> Result<u64, Error> {
         self.snapshot.save(path.as_ref()).await.map_err(live)
     }
@@ -147,7 +148,9 @@ impl Sandbox {
     /// from it; if it does not match, they fail naming the file and later starts are
     /// refused ([`Snapshot::verify`] waits for that check). Each [`Snapshot::start`]
     /// reopens the host files the guest held and checks they did not change.
-    /// Micro-VM only.
+    /// A container's file (its writable layer) is read and checked whole here (its
+    /// checksum, every path inside the sandbox's own filesystems); each start writes
+    /// it back through the new sandbox's own file API.
     pub async fn load_snapshot(
         &self,
         path: impl AsRef<std::path::Path>,
@@ -191,15 +194,15 @@ impl Sandbox {
         options: LiveOptions,
     ) -> Result<Snapshot, Error> {
         let (plan, layers) = self.live_plan(&spec).await?;
-        if plan.decision.isolation != sandbox_core::Isolation::MicroVm {
-            return Err(Error::Live(LiveError::Unsupported(format!(
-                "snapshot files are micro-VM snapshots, but the policy gives this workload the {} isolation",
-                plan.decision.isolation
-            ))));
+        let snapshot = match plan.decision.isolation {
+            sandbox_core::Isolation::MicroVm => {
+                backend_microvm::load_snapshot_file(open()?, name, plan, options).await
+            }
+            sandbox_core::Isolation::Container => {
+                backend_container::load_snapshot_file(open()?, name, plan, options).await
+            }
         }
-        let snapshot = backend_microvm::load_snapshot_file(open()?, name, plan, options)
-            .await
-            .map_err(live)?;
+        .map_err(live)?;
         Ok(Snapshot { snapshot, layers })
     }
 

@@ -280,6 +280,28 @@ pub const SANDBOX_UID: u32 = 1000;
 pub const SANDBOX_GID: u32 = 1000;
 
 impl Plan {
+    /// A fingerprint of what a sandbox is built from (mounts, image, limits, network,
+    /// identity): a snapshot file loads only into a sandbox whose plan has the same.
+    /// (Snapshot files hold it: a change of what goes into it makes them unloadable.)
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let v = serde_json::json!({
+            "mounts": self.mounts,
+            "tmpfs": self.tmpfs,
+            "limits": self.limits,
+            "network": self.network,
+            "image": self.image,
+            "root": self.root,
+            "hostname": self.hostname,
+            "seccomp": self.seccomp_action,
+            "landlock": self.landlock,
+            "env": self.env,
+            "cwd": self.cwd,
+        });
+        let mut h = sha2::Sha256::new();
+        h.update(v.to_string().as_bytes());
+        h.finalize().into()
+    }
     /// Files the sandbox generates instead of showing the host's: `/etc/passwd`,
     /// `/etc/group`, `/etc/hostname`, `/etc/hosts`. Both backends show the same ones.
     pub fn generated_files(&self) -> Vec<(&'static str, String)> {

@@ -3,7 +3,8 @@
 //! from another version, truncated, corrupt or crafted are refused with an error
 //! naming the file and the problem, never a crash; a host file replaced since the save
 //! is named at the start; a live micro-VM paused to disk (its memory freed from the
-//! host) and resumed from it, going on where it was.
+//! host) and resumed from it, going on where it was. A container's snapshot file
+//! keeps its writable layer.
 
 use std::time::{Duration, Instant};
 
@@ -670,21 +671,103 @@ fn a_host_file_replaced_since_the_save_is_named_at_the_start() {
     });
 }
 
+/// A container's snapshot file keeps its writable layer (`/tmp` and its tmpfs
+/// mounts: files with their modes, directories, symlinks) and gives it back to each
+/// start of a loaded copy; a file changed in any byte, one of another plan, or a
+/// micro-VM's loaded as a container's is refused, naming why.
 #[test]
-fn a_container_snapshot_is_not_saved_and_says_why() {
+fn a_container_snapshot_file_keeps_the_writable_layer() {
     runtime().block_on(async {
-        let live = live_create(Workload::default().isolation(IsolationRequest::Container)).await;
+        let w = || {
+            let mut w = Workload::default().isolation(IsolationRequest::Container);
+            w.tmpfs = vec![hybrid_sandbox::Tmpfs::parse_spec("/work").unwrap()];
+            w
+        };
+        let live = live_create(w()).await;
+        let o = live
+            .exec([
+                "sh",
+                "-c",
+                "mkdir -p /tmp/a/b && echo secret > /tmp/a/b/f && chmod 600 /tmp/a/b/f && \
+                 mkdir /tmp/ro && echo in > /tmp/ro/x && chmod 555 /tmp/ro && \
+                 ln -s a/b/f /tmp/link && printf '\\377\\0bin' > /work/bin",
+            ])
+            .await
+            .unwrap();
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
         let snap = live.snapshot().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let e = snap
-            .save(dir.path().join("c.hsbsnap"))
-            .await
-            .expect_err("container");
-        assert!(
-            e.chain().contains("cannot be saved to a file"),
-            "{}",
-            e.chain()
+        let path = dir.path().join("c.hsbsnap");
+        assert!(snap.save(&path).await.unwrap() > 0);
+        // Into an unnamed file too, byte for byte the same.
+        let unnamed = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_TMPFILE)
+                .open(dir.path())
+                .unwrap()
+        };
+        snap.save_to(&unnamed).await.unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            std::fs::read(format!("/proc/self/fd/{}", {
+                use std::os::fd::AsRawFd;
+                unnamed.as_raw_fd()
+            }))
+            .unwrap(),
+            bytes
         );
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        live.destroy().await.unwrap();
+
+        let loaded = load(&path, w())
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()));
+        for _ in 0..2 {
+            let c = loaded
+                .start()
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.chain()));
+            let o = c
+                .exec([
+                    "sh",
+                    "-c",
+                    "cat /tmp/link; stat -c '%a %n' /tmp/a/b/f /tmp/ro; cat /tmp/ro/x; \
+                     readlink /tmp/link; od -An -c /work/bin",
+                ])
+                .await
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout),
+                "secret\n600 /tmp/a/b/f\n555 /tmp/ro\nin\na/b/f\n 377  \\0   b   i   n\n",
+                "{o:?}"
+            );
+            c.destroy().await.unwrap();
+        }
+
+        // Another plan (here: another environment) refuses it.
+        let mut other = w();
+        other.env.insert("X".into(), "1".into());
+        let e = load_error_with(&path, other).await;
+        assert!(e.contains("other settings"), "{e}");
+        // Any byte changed: refused before anything starts.
+        let bad = dir.path().join("bad.hsbsnap");
+        for at in [8, bytes.len() / 2, bytes.len() - 1] {
+            let mut b = bytes.clone();
+            b[at] ^= 1;
+            std::fs::write(&bad, &b).unwrap();
+            let e = load_error_with(&bad, w()).await;
+            assert!(e.contains("bad.hsbsnap"), "{e}");
+        }
+        std::fs::write(&bad, &bytes[..bytes.len() - 10]).unwrap();
+        let e = load_error_with(&bad, w()).await;
+        assert!(e.contains("checksum"), "{e}");
+        // A micro-VM's file, loaded where the policy gives a container.
+        let mut micro = b"HSBSNAP\0".to_vec();
+        micro.resize(8192, 0);
+        std::fs::write(&bad, &micro).unwrap();
+        let e = load_error_with(&bad, w()).await;
+        assert!(e.contains("micro-VM"), "{e}");
     });
 }

@@ -12,6 +12,7 @@ pub(crate) mod init;
 mod life;
 mod park;
 mod snapshot;
+pub(crate) use snapshot::load as load_snapshot;
 pub(crate) mod sock;
 mod supervise;
 pub(crate) mod wire;

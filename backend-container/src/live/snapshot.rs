@@ -10,6 +10,11 @@
 //! The copy is bounded ([`MAX_BYTES`], [`MAX_ENTRIES`]): past it the snapshot fails.
 //! A FIFO, socket or device there makes it fail too, naming it. An image root's own
 //! changes outside these filesystems are not kept (said in `kept`).
+//!
+//! Saved to a file (`file`), it loads in another process of this build into a
+//! sandbox of the same plan.
+
+mod file;
 
 use std::sync::Arc;
 
@@ -22,7 +27,7 @@ const MAX_BYTES: u64 = 256 << 20;
 const MAX_ENTRIES: usize = 100_000;
 
 /// One entry of the writable layer.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Saved {
     Dir {
         path: String,
@@ -55,10 +60,7 @@ pub(crate) async fn take(
     plan: Plan,
     options: LiveOptions,
 ) -> Result<ContainerSnapshot, LiveError> {
-    let mut roots = vec!["/tmp".to_string()];
-    for t in &plan.tmpfs {
-        roots.push(t.target.display().to_string());
-    }
+    let roots = roots_of(&plan);
     let mut saved = Vec::new();
     let mut bytes = 0u64;
     let mut stack: Vec<String> = roots.clone();
@@ -117,6 +119,57 @@ pub(crate) async fn take(
     })
 }
 
+/// The writable filesystems of a sandbox of `plan`: `/tmp` and its tmpfs mounts.
+fn roots_of(plan: &Plan) -> Vec<String> {
+    let mut roots = vec!["/tmp".to_string()];
+    for t in &plan.tmpfs {
+        roots.push(t.target.display().to_string());
+    }
+    roots
+}
+
+/// Loads a container snapshot file (`LiveSnapshot::save`) open as `f`, named `name`
+/// in errors, for sandboxes of `plan` (the one it was saved from) and `options`.
+pub(crate) async fn load(
+    f: std::fs::File,
+    name: &str,
+    plan: Plan,
+    options: LiveOptions,
+) -> Result<Arc<dyn sandbox_core::LiveSnapshot>, LiveError> {
+    use std::io::Read;
+    let failed = |why: String| {
+        LiveError::Failed(
+            format!("loading the snapshot file {name}"),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+        )
+    };
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut b = Vec::new();
+        f.take(file::FILE_MAX + 1).read_to_end(&mut b).map(|_| b)
+    })
+    .await
+    .map_err(|e| LiveError::Failed("loading a snapshot".into(), std::io::Error::other(e)))?
+    .map_err(|e| failed(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > file::FILE_MAX {
+        return Err(failed("larger than a container snapshot can be".into()));
+    }
+    let roots = roots_of(&plan);
+    let d = match file::decode(&bytes, plan.fingerprint(), &roots) {
+        Ok(d) => d,
+        Err(file::Bad::File(why)) => return Err(failed(why)),
+        Err(file::Bad::OtherPlan) => return Err(LiveError::Unsupported(format!(
+            "the snapshot file {name} was saved from a sandbox with other settings (mounts, image, limits, network or environment): load it with the workload it was created with"
+        ))),
+    };
+    Ok(Arc::new(ContainerSnapshot {
+        plan,
+        options,
+        roots,
+        saved: d.saved,
+        bytes: d.bytes,
+    }))
+}
+
 fn too_big(what: String) -> LiveError {
     LiveError::Limit {
         limit: "snapshot",
@@ -144,6 +197,31 @@ impl sandbox_core::LiveSnapshot for ContainerSnapshot {
         self.bytes
     }
 
+    async fn save(&self, path: &std::path::Path) -> Result<u64, LiveError> {
+        let bytes = self.encode();
+        let p = path.to_path_buf();
+        tokio::task::spawn_blocking(move || file::write_path(&p, &bytes))
+            .await
+            .map_err(|e| LiveError::Failed("saving a snapshot".into(), std::io::Error::other(e)))?
+            .map_err(|e| {
+                LiveError::Failed(format!("saving the snapshot to {}", path.display()), e)
+            })?;
+        Ok(self.bytes)
+    }
+
+    async fn save_to(&self, out: &std::fs::File) -> Result<u64, LiveError> {
+        use std::io::Write;
+        let bytes = self.encode();
+        let mut out = out
+            .try_clone()
+            .map_err(|e| LiveError::Failed("saving the snapshot to a file".into(), e))?;
+        tokio::task::spawn_blocking(move || out.write_all(&bytes))
+            .await
+            .map_err(|e| LiveError::Failed("saving a snapshot".into(), std::io::Error::other(e)))?
+            .map_err(|e| LiveError::Failed("saving the snapshot to a file".into(), e))?;
+        Ok(self.bytes)
+    }
+
     async fn start(&self) -> Result<Arc<dyn LiveSandbox>, LiveError> {
         let live = super::create(self.plan.clone(), self.options.clone())
             .await
@@ -157,6 +235,11 @@ impl sandbox_core::LiveSnapshot for ContainerSnapshot {
 }
 
 impl ContainerSnapshot {
+    /// Its file (see `file`).
+    fn encode(&self) -> Vec<u8> {
+        file::encode(self.plan.fingerprint(), &self.roots, &self.saved)
+    }
+
     async fn restore(&self, live: &dyn LiveSandbox) -> Result<(), LiveError> {
         for s in &self.saved {
             match s {

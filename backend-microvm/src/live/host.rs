@@ -1329,7 +1329,7 @@ pub async fn load_snapshot_file(
                 std::io::Error::new(std::io::ErrorKind::InvalidData, why),
             )
         })?;
-    if loaded.header.plan != crate::savefile::plan_fingerprint(&plan) {
+    if loaded.header.plan != plan.fingerprint() {
         return Err(LiveError::Unsupported(format!(
             "the snapshot file {name} was saved from a sandbox with other settings (mounts, image, limits, network or environment): load it with the workload it was created with"
         )));

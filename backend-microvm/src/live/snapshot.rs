@@ -163,7 +163,7 @@ impl Snapshot {
             LiveError::Unsupported(format!("this snapshot cannot be saved to a file: {err}"))
         })?;
         let mem = (img.size, img.kernel.mm.mem.high_water());
-        let plan = crate::savefile::plan_fingerprint(plan);
+        let plan = plan.fingerprint();
         match to {
             SaveTo::Path(p) => crate::savefile::write(p, &img.layers, mem, &e.buf, plan, next_id),
             SaveTo::File(f) => {

@@ -89,27 +89,6 @@ pub(crate) fn abi() -> String {
     )
 }
 
-/// A fingerprint of what a sandbox is built from (mounts, image, limits, network,
-/// identity): a snapshot loads only into a sandbox whose plan has the same.
-pub(crate) fn plan_fingerprint(plan: &sandbox_core::Plan) -> [u8; 32] {
-    let v = serde_json::json!({
-        "mounts": plan.mounts,
-        "tmpfs": plan.tmpfs,
-        "limits": plan.limits,
-        "network": plan.network,
-        "image": plan.image,
-        "root": plan.root,
-        "hostname": plan.hostname,
-        "seccomp": plan.seccomp_action,
-        "landlock": plan.landlock,
-        "env": plan.env,
-        "cwd": plan.cwd,
-    });
-    let mut h = Sha256::new();
-    h.update(v.to_string().as_bytes());
-    h.finalize().into()
-}
-
 /// The header's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Header {

@@ -765,8 +765,9 @@ void hsb_snapshot_free(hsb_snapshot *snap);
 
 // Writes `snap` to a file at `path` that `hsb_snapshot_load` loads (in this process or
 // another of this build on this host); `*written` (when not NULL) gets the bytes of
-// guest memory written. Micro-VM only (`HSB_ERR_UNSUPPORTED` otherwise, and for what
-// a file cannot hold: sockets, epoll, terminals, shared mappings, naming it).
+// guest memory written (a container's: of its writable layer's file data).
+// `HSB_ERR_UNSUPPORTED` for what a file cannot hold: sockets, epoll, terminals,
+// shared mappings, naming it.
 //
 // # Safety
 // `snap` is NULL or a snapshot; `path` NULL or a NUL-terminated string; `written` NULL

@@ -150,7 +150,8 @@ impl PySnapshot {
     /// `Sandbox.load_snapshot` loads (in this process or another); returns the bytes of
     /// guest memory written. A server's: the file the server signs
     /// (`GET /v1/snapshots/{id}/file`), which `Client.load_snapshot` loads into it or
-    /// a server with the same key; returns the file's bytes. Micro-VM snapshots only.
+    /// a server with the same key; returns the file's bytes. A container's snapshot
+    /// saves its writable layer.
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
         match &self.kind {
             Kind::Local(s) => {

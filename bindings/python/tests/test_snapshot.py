@@ -242,3 +242,16 @@ def test_server_snapshot_saved_to_a_file_and_loaded_back(
             client.load_snapshot(bad)
         assert e.value.kind == "invalid" and "signature" in str(e.value)
         assert _feed(parent, 1)[0] == 6
+
+
+def test_container_snapshot_file_keeps_the_writable_layer(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "layer.hsbsnap"
+    with hs.Sandbox().create(isolation="container") as sb:
+        sb.write_file("/tmp/kept", "layer")
+        assert sb.snapshot().save(path) == 5
+    snap = hs.Sandbox().load_snapshot(path, isolation="container")
+    with snap.start() as clone:
+        assert clone.read_file("/tmp/kept") == b"layer"
+    with pytest.raises(hs.SandboxError) as e:
+        hs.Sandbox().load_snapshot(path, isolation="container", env={"X": "1"})
+    assert "other settings" in str(e.value)

@@ -339,7 +339,8 @@ class Snapshot:
         self._native.verify()
 
     def save(self, path: StrPath) -> int:
-        """Writes the snapshot to a file at `path` (micro-VM). One of this process:
+        """Writes the snapshot to a file at `path` (a container's: its writable layer;
+        a micro-VM's: everything). One of this process:
         `Sandbox().load_snapshot(path, ...)` loads it here or in another process of this
         build on this host; returns the bytes of guest memory written (zero pages are
         holes). A server's: the file is signed by the server, and
