@@ -13,6 +13,19 @@ mod child;
 mod execution;
 mod landlock;
 mod live;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    //! Entry points for the fuzz targets (`fuzz/`).
+
+    /// Reads `body` as the part of a container snapshot file after its header and
+    /// before its checksum (a good header and checksum are put around it, so that the
+    /// fuzzer reaches the entries' checks), for a plan with `/tmp` and `/work`.
+    /// Whatever the bytes, it refuses them or gives entries inside those roots.
+    pub fn decode_container_snapshot(body: &[u8]) -> bool {
+        crate::live::fuzz_decode_snapshot(body)
+    }
+}
 mod probe;
 mod seccomp;
 mod spawner;

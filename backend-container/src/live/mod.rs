@@ -12,6 +12,8 @@ pub(crate) mod init;
 mod life;
 mod park;
 mod snapshot;
+#[cfg(feature = "fuzzing")]
+pub(crate) use snapshot::fuzz_decode as fuzz_decode_snapshot;
 pub(crate) use snapshot::load as load_snapshot;
 pub(crate) mod sock;
 mod supervise;

@@ -170,6 +170,36 @@ pub(crate) async fn load(
     }))
 }
 
+/// See `crate::fuzzing::decode_container_snapshot`.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_decode(body: &[u8]) -> bool {
+    use sha2::Digest;
+    let roots = ["/tmp".to_string(), "/work".to_string()];
+    let mut b = Vec::with_capacity(body.len() + 76);
+    b.extend_from_slice(file::MAGIC);
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&[0; 32]);
+    b.extend_from_slice(body);
+    let sum = sha2::Sha256::digest(&b);
+    b.extend_from_slice(&sum);
+    match file::decode(&b, [0; 32], &roots) {
+        Ok(d) => {
+            for s in &d.saved {
+                let (Saved::Dir { path, .. } | Saved::File { path, .. } | Saved::Link { path, .. }) =
+                    s;
+                assert!(
+                    path.starts_with("/tmp/") || path.starts_with("/work/"),
+                    "{path}"
+                );
+                assert!(!path.split('/').any(|c| c == ".."), "{path}");
+            }
+            assert!(d.bytes <= MAX_BYTES);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 fn too_big(what: String) -> LiveError {
     LiveError::Limit {
         limit: "snapshot",
