@@ -288,8 +288,11 @@ fn podman_terminal_in_the_vm() {
         line.push(' ');
         line.push_str(&f);
     }
+    // Podman sends the caller's size once it attached, which may be after the shell
+    // started (under load): the size is waited for (a resize reaching the guest).
     let run = format!(
-        " run --rm -t {IMAGE_REF} sh -c 'tty; uname -r; stty size; test -t 0 && echo stdin-is-a-tty'"
+        " run --rm -t {IMAGE_REF} sh -c 'tty; uname -r; for i in $(seq 100); do s=$(stty size); \
+         [ \"$s\" = \"30 100\" ] && break; sleep 0.05; done; echo $s; test -t 0 && echo stdin-is-a-tty'"
     );
     let o = output_within(
         Command::new("script").args([

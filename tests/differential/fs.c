@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <linux/openat2.h>
 #include <sys/statfs.h>
+#include <linux/falloc.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/xattr.h>
@@ -366,6 +367,89 @@ static void sparse(void) {
   }
 }
 
+/* fallocate on tmpfs: Linux's order of checks (lengths, modes, the descriptor, the
+ * file's kind), then what tmpfs does: allocation grows the file, KEEP_SIZE keeps its
+ * size, PUNCH_HOLE zeroes a range and gives its whole pages back, other modes are not
+ * supported; a sealed memfd refuses a punch. */
+static void falloc(void) {
+  int fd = open("fa", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  char buf[12288];
+  memset(buf, 'a', sizeof buf);
+  CHECK("falloc.write", write(fd, buf, sizeof buf));
+  CHECK("falloc.len0", fallocate(fd, 0, 0, 0));
+  CHECK("falloc.lenneg", fallocate(fd, 0, 0, -5));
+  CHECK("falloc.offneg", fallocate(fd, 0, -1, 10));
+  CHECK("falloc.badmode", fallocate(fd, 0x100, 0, 10));
+  CHECK("falloc.punch.nokeep", fallocate(fd, FALLOC_FL_PUNCH_HOLE, 0, 10));
+  CHECK("falloc.punch.zero", fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0, 10));
+  CHECK("falloc.collapse.keep", fallocate(fd, FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_KEEP_SIZE, 0, 4096));
+  CHECK("falloc.insert.keep", fallocate(fd, FALLOC_FL_INSERT_RANGE | FALLOC_FL_KEEP_SIZE, 0, 4096));
+  CHECK("falloc.unshare.punch", fallocate(fd, FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096));
+  CHECK("falloc.zero", fallocate(fd, FALLOC_FL_ZERO_RANGE, 0, 10));
+  CHECK("falloc.collapse", fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, 4096));
+  CHECK("falloc.insert", fallocate(fd, FALLOC_FL_INSERT_RANGE, 0, 4096));
+  CHECK("falloc.huge", fallocate(fd, 0, 1, 0x7fffffffffffffffL));
+  struct stat st;
+  fstat(fd, &st);
+  FACT("falloc.before", "size=%lld blocks=%lld", (long long)st.st_size, (long long)st.st_blocks);
+  CHECK("falloc.punch.part", fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 5000));
+  char b[4] = {9, 9, 9, 9};
+  pread(fd, b, 2, 98);
+  pread(fd, b + 2, 2, 5099);
+  fstat(fd, &st);
+  FACT("falloc.punch.part.after", "size=%lld blocks=%lld bytes=%d,%d,%d,%d", (long long)st.st_size,
+       (long long)st.st_blocks, b[0], b[1], b[2], b[3]);
+  CHECK("falloc.punch.page", fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096, 4096));
+  CHECK("falloc.punch.past", fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1 << 20, 4096));
+  CHECK("falloc.punch.tail", fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8000, 1 << 20));
+  char c[3] = {9, 9, 9};
+  pread(fd, c, 1, 7999);
+  pread(fd, c + 1, 1, 8000);
+  pread(fd, c + 2, 1, 12287);
+  fstat(fd, &st);
+  FACT("falloc.punch.after", "size=%lld blocks=%lld bytes=%d,%d,%d", (long long)st.st_size,
+       (long long)st.st_blocks, c[0], c[1], c[2]);
+  int t = open("fb", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  write(t, buf, 8192 + 100);
+  CHECK("falloc.punch.eof", fallocate(t, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096, 8192));
+  fstat(t, &st);
+  FACT("falloc.punch.eof.after", "size=%lld blocks=%lld", (long long)st.st_size, (long long)st.st_blocks);
+  close(t);
+  unlink("fb");
+  CHECK("falloc.grow", fallocate(fd, 0, 10000, 10000));
+  fstat(fd, &st);
+  FACT("falloc.grown", "size=%lld", (long long)st.st_size);
+  CHECK("falloc.within", fallocate(fd, 0, 0, 100));
+  CHECK("falloc.keep", fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 65536));
+  fstat(fd, &st);
+  FACT("falloc.kept", "size=%lld", (long long)st.st_size);
+  close(fd);
+  unlink("fa");
+  int ro = open("fro", O_RDONLY | O_CREAT, 0600);
+  CHECK("falloc.ro", fallocate(ro, 0, 0, 10));
+  CHECK("falloc.ro.badmode", fallocate(ro, 0x100, 0, 10));
+  close(ro);
+  unlink("fro");
+  int pp[2];
+  pipe(pp);
+  CHECK("falloc.pipe", fallocate(pp[1], 0, 0, 10));
+  close(pp[0]);
+  close(pp[1]);
+  int null = open("/dev/null", O_WRONLY);
+  CHECK("falloc.devnull", fallocate(null, 0, 0, 10));
+  close(null);
+  int m = memfd_create("sealed", MFD_ALLOW_SEALING);
+  write(m, buf, 8192);
+  fcntl(m, F_ADD_SEALS, F_SEAL_WRITE);
+  CHECK("falloc.sealed.punch", fallocate(m, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096));
+  CHECK("falloc.sealed.within", fallocate(m, 0, 0, 4096));
+  close(m);
+  int g = memfd_create("nogrow", MFD_ALLOW_SEALING);
+  fcntl(g, F_ADD_SEALS, F_SEAL_GROW);
+  CHECK("falloc.sealed.grow", fallocate(g, 0, 0, 4096));
+  close(g);
+}
+
 /* Random path calls over a few names (files, directories, links, missing ones). */
 static const char *NAMES[] = {"ra", "rb", "rd", "rd/x", "rl", "rdangle", "missing", "", "rd/../ra", "rd/", "ra/x"};
 static const char *rnd_name(void) { long i = (long)rnd_below(11); desc("'%s'", NAMES[i]); return NAMES[i]; }
@@ -642,6 +726,7 @@ int main(int argc, char **argv) {
   xattrs();
   appends();
   sparse();
+  falloc();
   walks();
   inotify();
   return 0;

@@ -358,6 +358,27 @@ both! {
         assert_eq!(std::fs::metadata(d.path().join("closed")).unwrap().permissions().mode() & 0o7777, 0);
     }
 
+    /// `fallocate` on a host file of a read-write mount reaches the host's file
+    /// system: a punched hole reads as zeros on the host and the size stays; a grow
+    /// grows it.
+    fn fallocate_reaches_a_host_file_of_a_rw_mount(iso) {
+        let d = tempfile::tempdir().unwrap();
+        set_mode(d.path(), 0o777);
+        let f = d.path().join("f");
+        std::fs::write(&f, vec![b'a'; 3 * 4096]).unwrap();
+        set_mode(&f, 0o666);
+        let o = run(sh("fallocate -p -o 4096 -l 4096 /out/f && fallocate -o 0 -l 20000 /out/f \
+                        && echo ok")
+            .isolation(iso)
+            .mount(Mount::rw(d.path(), "/out")));
+        assert_eq!(stdout(&o), "ok\n", "{}", out(&o));
+        let data = std::fs::read(&f).unwrap();
+        assert_eq!(data.len(), 20000);
+        assert!(data[..4096].iter().all(|b| *b == b'a'));
+        assert!(data[4096..8192].iter().all(|b| *b == 0), "the hole is the host's");
+        assert!(data[8192..12288].iter().all(|b| *b == b'a'));
+    }
+
     /// Files the workload makes in a root-owned read-write mount belong to root on the
     /// host: none may be set-uid or set-gid (by `chmod` or by the mode it is created
     /// with). This needs issue 12's set-id item (seccomp mode filters in both backends).

@@ -754,21 +754,84 @@ impl Kernel {
         Ok(0)
     }
 
+    /// `fallocate`: in the checks' order of Linux's `vfs_fallocate`, then tmpfs's
+    /// (`shmem_fallocate`: allocation, `KEEP_SIZE`, `PUNCH_HOLE`) or the host file
+    /// system's own.
     pub(crate) fn sys_fallocate(&mut self, fd: u64, mode: u64, off: u64, len: u64) -> SysResult {
+        const KEEP_SIZE: u64 = 0x01;
+        const PUNCH_HOLE: u64 = 0x02;
+        const COLLAPSE_RANGE: u64 = 0x08;
+        const ZERO_RANGE: u64 = 0x10;
+        const INSERT_RANGE: u64 = 0x20;
+        const UNSHARE_RANGE: u64 = 0x40;
+        const MODES: u64 = PUNCH_HOLE | COLLAPSE_RANGE | ZERO_RANGE | INSERT_RANGE | UNSHARE_RANGE;
         let f = self.proc.files.get(fd)?;
-        if mode != 0 {
+        let mode = mode as u32 as u64;
+        if (off as i64) < 0 || (len as i64) <= 0 {
+            return Err(errno::EINVAL.into());
+        }
+        // One mode at most, KEEP_SIZE where it makes sense (Linux 6.12's table).
+        let fits = match mode & MODES {
+            0 | UNSHARE_RANGE | ZERO_RANGE => true,
+            PUNCH_HOLE => mode & KEEP_SIZE != 0,
+            COLLAPSE_RANGE | INSERT_RANGE => mode & KEEP_SIZE == 0,
+            _ => false,
+        };
+        if mode & !(MODES | KEEP_SIZE) != 0 || !fits {
             return Err(errno::ENOTSUP.into());
         }
-        let end = off
-            .checked_add(len)
-            .filter(|e| (*e as i64) > 0)
-            .ok_or(errno::EINVAL)?;
         if !f.writable() {
             return Err(errno::EBADF.into());
         }
-        if self.file_size(&f)? < end {
-            self.sys_ftruncate(fd, end)?;
+        match &f.kind {
+            FileKind::Pipe(_) => return Err(errno::ESPIPE.into()),
+            FileKind::Tmp(t) if t.is_dir() => return Err(errno::EISDIR.into()),
+            FileKind::Tmp(_) | FileKind::Host(_) => {}
+            _ => return Err(errno::ENODEV.into()),
         }
+        let end = off
+            .checked_add(len)
+            .filter(|e| *e <= i64::MAX as u64)
+            .ok_or(errno::EFBIG)?;
+        match &f.kind {
+            FileKind::Tmp(t) => {
+                if mode & !(KEEP_SIZE | PUNCH_HOLE) != 0 {
+                    return Err(errno::ENOTSUP.into());
+                }
+                if mode & PUNCH_HOLE != 0 {
+                    if !self.shm.is_empty() {
+                        self.shm_to_file(t);
+                    }
+                    t.punch_hole(off, len)?;
+                    if !self.shm.is_empty() {
+                        self.shm_from_file(t);
+                    }
+                } else if mode & KEEP_SIZE == 0 && self.file_size(&f)? < end {
+                    // Holes hold nothing in this tmpfs: allocating is growing.
+                    self.sys_ftruncate(fd, end)?;
+                }
+            }
+            FileKind::Host(h) => {
+                if mode & KEEP_SIZE == 0 && mode & (COLLAPSE_RANGE | INSERT_RANGE) == 0 {
+                    if let Some(limit) = self.file_size_limit() {
+                        if end > limit && end > self.file_size(&f)? {
+                            self.raise(SIGXFSZ)?;
+                            return Err(errno::EFBIG.into());
+                        }
+                    }
+                }
+                if !self.shm.is_empty() {
+                    self.host_to_file(h, 0, u64::MAX);
+                }
+                let done = host::fallocate(h.as_raw_fd(), mode as i32, off, len);
+                if !self.shm.is_empty() {
+                    self.host_from_file(h, 0, u64::MAX);
+                }
+                done?;
+            }
+            _ => unreachable!("checked above"),
+        }
+        self.notify_file(&f, super::inotify::IN_MODIFY);
         Ok(0)
     }
 }

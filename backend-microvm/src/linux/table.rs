@@ -322,7 +322,7 @@ pub(crate) static TABLE: &[Syscall] = &[
     full(282, "signalfd", |k, c| k.sys_signalfd4(c.a[0], c.ptr(1), c.a[2], 0)),
     full(283, "timerfd_create", |k, c| k.sys_timerfd_create(c.a[0], c.a[1])),
     full(284, "eventfd", |k, c| k.sys_eventfd2(c.a[0], 0)),
-    partial(285, "fallocate", "mode 0 only", |k, c| k.sys_fallocate(c.a[0], c.a[1], c.a[2], c.a[3])),
+    partial(285, "fallocate", "tmpfs: allocation, KEEP_SIZE (reserving nothing) and PUNCH_HOLE, as Linux's tmpfs; host files: every mode, by the host file system", |k, c| k.sys_fallocate(c.a[0], c.a[1], c.a[2], c.a[3])),
     full(286, "timerfd_settime", |k, c| k.sys_timerfd_settime(c.a[0], c.a[1], c.ptr(2), c.ptr(3))),
     full(287, "timerfd_gettime", |k, c| k.sys_timerfd_gettime(c.a[0], c.ptr(1))),
     partial(288, "accept4", SOCKETS, |k, c| k.sys_accept(c.a[0], c.a[1], c.ptr(2), c.a[3])).restarts(),

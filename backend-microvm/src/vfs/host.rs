@@ -487,6 +487,14 @@ pub(crate) fn ftruncate(fd: RawFd, len: u64) -> Result<(), Errno> {
     check_int(unsafe { libc::ftruncate(fd, len) })
 }
 
+/// `fallocate` (the mode checked by the caller).
+pub(crate) fn fallocate(fd: RawFd, mode: i32, off: u64, len: u64) -> Result<(), Errno> {
+    let off = libc::off_t::try_from(off).map_err(|_| errno::EFBIG)?;
+    let len = libc::off_t::try_from(len).map_err(|_| errno::EFBIG)?;
+    // SAFETY: plain syscall on a descriptor; no memory is passed.
+    check_int(unsafe { libc::fallocate(fd, mode, off, len) })
+}
+
 /// `fsync`/`fdatasync`.
 pub(crate) fn fsync(fd: RawFd, data_only: bool) -> Result<(), Errno> {
     let rc = if data_only {

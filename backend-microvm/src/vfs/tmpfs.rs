@@ -97,6 +97,31 @@ impl FileData {
         self.len = self.len.max(off + data.len() as u64);
     }
 
+    /// Zeros bytes `off .. off + len`: pages wholly inside go (their count
+    /// returned, the one holding the end of the file too, as Linux's tmpfs), the
+    /// partly covered ones at either end are zeroed there.
+    fn punch(&mut self, off: u64, len: u64) -> u64 {
+        if len == 0 || off >= self.len {
+            return 0;
+        }
+        let end = off.saturating_add(len);
+        let (first_whole, end_whole) = (off.div_ceil(PAGE_SIZE), end / PAGE_SIZE);
+        let mut gone = 0;
+        if first_whole < end_whole {
+            let tail = self.pages.split_off(&end_whole);
+            gone = self.pages.split_off(&first_whole).len() as u64;
+            self.pages.extend(tail);
+        }
+        for index in [off / PAGE_SIZE, (end - 1) / PAGE_SIZE] {
+            let base = index * PAGE_SIZE;
+            let (from, to) = (off.max(base), end.min(base + PAGE_SIZE));
+            if let Some(p) = self.pages.get_mut(&index) {
+                p[(from - base) as usize..(to - base) as usize].fill(0);
+            }
+        }
+        gone
+    }
+
     /// Sets the size: pages past it go (their count returned), the last page's bytes
     /// past it become zeros (they read so if the file grows again).
     fn set_len(&mut self, len: u64) -> u64 {
@@ -387,6 +412,23 @@ impl TmpInode {
         Ok(data.len())
     }
 
+    /// `FALLOC_FL_PUNCH_HOLE`: bytes `off .. off + len` (within the size) read as
+    /// zeros from now on; whole pages there go back. The size stays.
+    pub(crate) fn punch_hole(&self, off: u64, len: u64) -> Result<(), Errno> {
+        let mut guard = self.data.borrow_mut();
+        let TmpData::File(d) = &mut *guard else {
+            return Err(errno::EISDIR);
+        };
+        if self.seals.get() & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0 {
+            return Err(errno::EPERM);
+        }
+        let gone = d.punch(off, len);
+        self.fs.release(gone);
+        drop(guard);
+        self.touch(true);
+        Ok(())
+    }
+
     /// Sets the file size.
     pub(crate) fn truncate(&self, len: u64) -> Result<(), Errno> {
         let mut guard = self.data.borrow_mut();
@@ -628,6 +670,51 @@ impl crate::snap::Snap for TmpFs {
 mod tests {
     use super::*;
     use crate::memory::Memory;
+
+    /// A punched range reads as zeros and nothing else changes; whole pages inside go,
+    /// for every placement of the range against page boundaries and the end.
+    #[test]
+    fn punch_zeroes_exactly_the_range_and_frees_whole_pages() {
+        let len = 5 * PAGE_SIZE + 100;
+        let p = PAGE_SIZE;
+        for (off, n) in [
+            (0, 1),
+            (10, 20),
+            (p - 1, 2),
+            (p, p),
+            (p - 1, p + 2),
+            (100, 3 * p),
+            (0, len),
+            (2 * p + 5, 10 * p),
+            (len, 10),
+            (len - 1, 1),
+            (4 * p, p + 100),
+        ] {
+            let mut d = FileData::default();
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251 + 1) as u8).collect();
+            d.write(0, &bytes);
+            let before = d.held();
+            let gone = d.punch(off, n);
+            assert_eq!(d.len(), len);
+            let mut now = vec![0u8; len as usize];
+            assert_eq!(d.read(0, &mut now), len as usize);
+            for i in 0..len {
+                let want = if i >= off && i < off + n {
+                    0
+                } else {
+                    bytes[i as usize]
+                };
+                assert_eq!(now[i as usize], want, "punch {off}+{n}: byte {i}");
+            }
+            let pages = len.div_ceil(p);
+            let whole = if off < len {
+                ((off + n) / p).min(pages).saturating_sub(off.div_ceil(p))
+            } else {
+                0
+            };
+            assert_eq!((gone, d.held()), (whole, before - whole), "punch {off}+{n}");
+        }
+    }
 
     #[test]
     fn size_limit_and_budget() {
