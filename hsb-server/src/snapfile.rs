@@ -46,9 +46,11 @@ use crate::routes::AppState;
 
 const MAGIC: &[u8; 8] = b"HSBSNAPF";
 const FORMAT: u32 = 1;
-/// Most bytes of one record, and of the header.
+/// Most bytes of one record.
 const RECORD: u64 = 1 << 20;
-const HEADER_MAX: u32 = 1 << 16;
+/// Most bytes of the header (its create request is a JSON body: as large as the
+/// server's largest, by default).
+const HEADER_MAX: u32 = 16 << 20;
 const END: u64 = u64::MAX;
 const MAC: usize = 32;
 /// Past the largest library file (its guest memory is at most 1 TiB).
@@ -230,6 +232,14 @@ pub(crate) async fn download(
     };
     let head = serde_json::to_vec(&head)
         .map_err(|e| ApiError::new("failed", format!("the file's header: {e}")))?;
+    if head.len() > HEADER_MAX as usize {
+        return Err(ApiError::new(
+            "too_large",
+            format!(
+                "the sandbox's create request is over {HEADER_MAX} bytes, more than a snapshot file's header holds"
+            ),
+        ));
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     let key = app.snapshot_key.clone();
     tokio::task::spawn_blocking(move || {
