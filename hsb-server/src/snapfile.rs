@@ -25,7 +25,7 @@
 //! builds the same sandbox under its own policy, as a create would, and the library
 //! refuses the file unless that is the sandbox it was saved from).
 
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -133,24 +133,17 @@ struct Header {
     create: CreateRequest,
 }
 
-/// An unnamed file in `dir` (gone when its last descriptor closes, even after
-/// `kill -9`).
+/// An unnamed file in the spill directory `dir`.
 fn unnamed(dir: &Path) -> Result<std::fs::File, ApiError> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .open(dir)
-        .map_err(|e| {
-            ApiError::new(
-                "failed",
-                format!(
-                    "making an unnamed file in the server's spill directory {}: {e}",
-                    dir.display()
-                ),
-            )
-        })
+    sandbox_core::files::unnamed_file(dir).map_err(|e| {
+        ApiError::new(
+            "failed",
+            format!(
+                "making an unnamed file in the server's spill directory {}: {e}",
+                dir.display()
+            ),
+        )
+    })
 }
 
 /// A snapshot file in transfer for its owner (one at a time each), until dropped.
@@ -293,7 +286,7 @@ fn send(
     first.extend_from_slice(head);
     put(first)?;
     let mut at = 0u64;
-    while let Some((start, end)) = data_extent(file, at, len)? {
+    while let Some((start, end)) = sandbox_core::files::data_extent(file, at, len) {
         let mut off = start;
         while off < end {
             let n = (end - off).min(RECORD);
@@ -313,37 +306,6 @@ fn send(
     let tag = mac.sign();
     tx.blocking_send(Ok(bytes::Bytes::copy_from_slice(tag.as_ref())))
         .map_err(|_| std::io::Error::other("the client went away"))
-}
-
-/// The next data extent of `file` at or after `at`, before `len` (`SEEK_DATA`,
-/// `SEEK_HOLE`); `None` past the last.
-fn data_extent(file: &std::fs::File, at: u64, len: u64) -> std::io::Result<Option<(u64, u64)>> {
-    use std::os::fd::AsRawFd;
-    if at >= len {
-        return Ok(None);
-    }
-    let fd = file.as_raw_fd();
-    // SAFETY: lseek on a descriptor `file` holds open; it moves no memory.
-    let d = unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_DATA) };
-    if d < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENXIO) => Ok(None),
-            // A filesystem without SEEK_DATA: the rest, holes and all.
-            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(Some((at, len))),
-            _ => Err(e),
-        };
-    }
-    let d = (d as u64).min(len);
-    if d >= len {
-        return Ok(None);
-    }
-    // SAFETY: as above.
-    let h = unsafe { libc::lseek(fd, d as libc::off_t, libc::SEEK_HOLE) };
-    if h < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(Some((d, (h as u64).clamp(d, len))))
 }
 
 /// The request body, read as a sequence of exact-length pieces, each chunk within

@@ -230,12 +230,14 @@ impl sandbox_core::LiveSnapshot for ContainerSnapshot {
     async fn save(&self, path: &std::path::Path) -> Result<u64, LiveError> {
         let bytes = self.encode();
         let p = path.to_path_buf();
-        tokio::task::spawn_blocking(move || file::write_path(&p, &bytes))
-            .await
-            .map_err(|e| LiveError::Failed("saving a snapshot".into(), std::io::Error::other(e)))?
-            .map_err(|e| {
-                LiveError::Failed(format!("saving the snapshot to {}", path.display()), e)
-            })?;
+        tokio::task::spawn_blocking(move || {
+            sandbox_core::files::write_replacing(&p, |mut f| {
+                std::io::Write::write_all(&mut f, &bytes)
+            })
+        })
+        .await
+        .map_err(|e| LiveError::Failed("saving a snapshot".into(), std::io::Error::other(e)))?
+        .map_err(|e| LiveError::Failed(format!("saving the snapshot to {}", path.display()), e))?;
         Ok(self.bytes)
     }
 

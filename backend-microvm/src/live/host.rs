@@ -352,13 +352,7 @@ fn new_memfd() -> Result<std::os::fd::OwnedFd, LiveError> {
 /// An unnamed regular file in `dir` for a snapshot's memory written to disk: gone
 /// when its last descriptor closes, so nothing is left behind.
 fn disk_file(dir: &std::path::Path) -> Result<std::os::fd::OwnedFd, LiveError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .open(dir)
+    sandbox_core::files::unnamed_file(dir)
         .map(std::os::fd::OwnedFd::from)
         .map_err(|e| {
             LiveError::Failed(

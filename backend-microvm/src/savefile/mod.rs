@@ -212,34 +212,9 @@ pub(crate) fn write(
     plan: [u8; 32],
     next_id: u32,
 ) -> std::io::Result<u64> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.partial",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)?;
-        let written = write_file(&f, layers, (mem_size, used), state, plan, next_id)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(written)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    sandbox_core::files::write_replacing(path, |f| {
+        write_file(f, layers, (mem_size, used), state, plan, next_id)
+    })
 }
 
 /// Writes a snapshot file into `f` (empty, open for writing: a file the caller made,
@@ -303,31 +278,6 @@ fn page_owners(layers: &[crate::memory::Layer], used: u64) -> Vec<Option<u16>> {
     owner
 }
 
-/// The next byte at or after `at` (before `end`) of `fd` that holds data (`SEEK_DATA`),
-/// and the end of that data (`SEEK_HOLE`), clamped to `end`; `None`: only holes.
-fn data_extent(fd: i32, at: u64, end: u64) -> Option<(u64, u64)> {
-    if at >= end {
-        return None;
-    }
-    // SAFETY: lseek on a descriptor the caller holds open; it moves no memory.
-    let d = unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_DATA) };
-    if d < 0 {
-        // ENXIO: no data past `at`; any other error: read it all (holes read as zero).
-        return match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::ENXIO) => None,
-            _ => Some((at, end)),
-        };
-    }
-    let d = d as u64;
-    if d >= end {
-        return None;
-    }
-    // SAFETY: as above.
-    let h = unsafe { libc::lseek(fd, d as libc::off_t, libc::SEEK_HOLE) };
-    let h = if h < 0 { end } else { (h as u64).min(end) };
-    Some((d, h))
-}
-
 /// What [`write_memory`] wrote: the data runs (guest address, length), their bytes
 /// in all, and their CRC-32.
 type Written = (Vec<(u64, u64)>, u64, u32);
@@ -388,7 +338,6 @@ fn read_memory(
     full: &std::sync::mpsc::SyncSender<Piece>,
     free: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<Written> {
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileExt;
     /// The most read and written in one call.
     const PIECE: u64 = 2 << 20;
@@ -412,7 +361,7 @@ fn read_memory(
         let (gpa_from, gpa_to) = (start as u64 * PAGE, page as u64 * PAGE);
         let mut at = layer.base + gpa_from;
         let end = layer.base + gpa_to;
-        while let Some((d, h)) = data_extent(src.as_raw_fd(), at, end) {
+        while let Some((d, h)) = sandbox_core::files::data_extent(&src, at, end) {
             // Whole pages of guest memory around the data.
             let mut off = d - (d - layer.base) % PAGE;
             let h = (h - layer.base).next_multiple_of(PAGE) + layer.base;
