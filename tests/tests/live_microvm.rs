@@ -628,15 +628,17 @@ fn drop_and_destroy_leave_nothing_behind() {
                 usize::from(fast_calls_on())
             );
             drop(live); // the last handle: destroys
-            assert_eq!(
-                vmm_threads(),
-                0,
-                "the vCPU thread outlived the dropped sandbox"
+                        // Joined by the drop; a joined thread may still be listed in /proc for
+                        // the moment the kernel takes to reap it (long on a loaded machine).
+            assert!(
+                eventually(10.0, || vmm_threads() == 0),
+                "the vCPU thread outlived the dropped sandbox: {} VMM threads",
+                vmm_threads()
             );
         }
         let live = create(LiveOptions::default()).await;
         live.destroy().await.unwrap();
-        assert_eq!(vmm_threads(), 0);
+        assert!(eventually(10.0, || vmm_threads() == 0));
         assert!(
             open_fds() <= fds,
             "host descriptors left: {} > {fds}",
@@ -696,7 +698,7 @@ fn many_sandboxes_at_once_with_interleaved_execs() {
             }
         }
         drop(all);
-        assert_eq!(vmm_threads(), 0);
+        assert!(eventually(10.0, || vmm_threads() == 0));
     });
 }
 
