@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use serve_util::*;
 
 const TOKEN: &str = "tls-test-token-0123456789";
@@ -60,12 +60,14 @@ fn pki(dir: &Path) -> Pki {
 }
 
 fn start(pki: &Pki) -> (Server, String) {
+    serve(&pki.cert, &pki.key)
+}
+
+/// `hsb serve` on TCP with the certificate `cert` and its key `key`.
+fn serve(cert: &Path, key: &Path) -> (Server, String) {
     let dir = tempfile::tempdir().unwrap();
     let tf = token_file(dir.path(), &format!("{TOKEN} tls\n"));
-    let (cert, key) = (
-        pki.cert.display().to_string(),
-        pki.key.display().to_string(),
-    );
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let server = Server::spawn(
         dir,
         &[
@@ -379,4 +381,116 @@ fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_if_the_new_is_bad()
     let o = sandbox(&url, Some(&new.ca), &["rm", &id], b"");
     assert!(o.status.success(), "{}", text(&o.stderr));
     drop(server);
+}
+
+/// A self-signed certificate with `CA:TRUE`, as `openssl req -x509` makes by default,
+/// for the names `sans`; `tweak` changes it before it is signed. Its certificate and
+/// key files in `dir`, named after `name`.
+fn self_signed(
+    dir: &Path,
+    name: &str,
+    sans: &[&str],
+    tweak: impl FnOnce(&mut CertificateParams),
+) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let mut p =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    tweak(&mut p);
+    let cert = p.self_signed(&key).unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+#[test]
+fn a_self_signed_ca_certificate_is_trusted_as_itself_when_it_names_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let names = ["127.0.0.1", "localhost"];
+    let (cert, key) = self_signed(d, "pinned", &names, |_| {});
+    let (server, url) = serve(&cert, &key);
+
+    // The CLI, as curl: the certificate file itself is the CA file.
+    let o = sandbox(&url, Some(&cert), &["ls"], b"");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let o = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(&cert)
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .arg(format!("https://127.0.0.1:{port}/v1/sandboxes"))
+        .output()
+        .expect("curl (scripts/install-deps.sh)");
+    assert_eq!(text(&o.stdout), "200", "{}", text(&o.stderr));
+    // In a bundle with other certificates.
+    let (decoy, _) = self_signed(d, "decoy", &names, |_| {});
+    let bundle = d.join("bundle.pem");
+    let pem = |p: &Path| std::fs::read_to_string(p).unwrap();
+    std::fs::write(&bundle, pem(&decoy) + &pem(&cert)).unwrap();
+    assert!(sandbox(&url, Some(&bundle), &["ls"], b"").status.success());
+    // Another self-signed certificate for the same names is not this one.
+    let o = sandbox(&url, Some(&decoy), &["ls"], b"");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("not itself in the CA file"),
+        "{}",
+        text(&o.stderr)
+    );
+    drop(server);
+
+    // Trusted as itself, it is still checked: the names it gives, its validity
+    // period, its purpose. Each refusal says what is wrong.
+    // A name, its subjectAltNames, a change, what the refusal says.
+    type Case<'a> = (&'a str, Vec<&'a str>, fn(&mut CertificateParams), &'a str);
+    let refused: [Case; 4] = [
+        ("no-names", vec![], |_| {}, "subjectAltName=DNS:HOST"),
+        (
+            "other-name",
+            vec!["sandbox.example"],
+            |_| {},
+            "only valid for DnsName(\"sandbox.example\")",
+        ),
+        (
+            "expired",
+            names.to_vec(),
+            |p| {
+                p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            },
+            "not now",
+        ),
+        (
+            "client-only",
+            names.to_vec(),
+            |p| p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth],
+            "serverAuth",
+        ),
+    ];
+    for (name, sans, tweak, says) in refused {
+        let (cert, key) = self_signed(d, name, &sans, tweak);
+        let (server, url) = serve(&cert, &key);
+        let o = sandbox(&url, Some(&cert), &["ls"], b"");
+        assert!(!o.status.success(), "{name}: trusted");
+        assert!(
+            text(&o.stderr).contains(says),
+            "{name}: {}",
+            text(&o.stderr)
+        );
+        drop(server);
+    }
 }

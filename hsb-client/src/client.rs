@@ -18,11 +18,20 @@ use crate::connect::Endpoint;
 
 pub(crate) type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// The hint a connection error gets when nothing answered at all.
+fn not_there(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused | NotFound => " (is `hsb serve` running there?)",
+        _ => "",
+    }
+}
+
 /// Why a call to the server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server could not be reached.
-    #[error("cannot reach the server at {endpoint} (is `hsb serve` running there?)")]
+    #[error("cannot reach the server at {endpoint}{}", not_there(source))]
     Connect {
         /// Where.
         endpoint: String,

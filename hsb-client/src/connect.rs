@@ -110,7 +110,8 @@ impl Endpoint {
                 let s = sandbox_egress::OneBuffer(tcp(a).await?);
                 let t = tokio_rustls::TlsConnector::from(config)
                     .connect(name, s)
-                    .await?;
+                    .await
+                    .map_err(crate::tls::handshake_error)?;
                 Ok(Stream::Tls(Box::new(t)))
             }
         }

@@ -277,13 +277,14 @@ def test_server_pause_to_disk_and_resume(server: str) -> None:
 
 def test_client_over_tls(hsb_cli: pathlib.Path, tmp_path: pathlib.Path) -> None:
     """`hsb serve --tls-cert/--tls-key` on TCP: a Client trusting the certificate (by
-    `ca_file` or $HSB_CA_FILE) works; one that does not is refused at connect."""
+    `ca_file` or $HSB_CA_FILE) works; one that does not is refused at connect. The
+    certificate is made as `openssl req -x509` makes one by default (`CA:TRUE`): the
+    certificate file is its own CA file, as for curl."""
     cert, key, tokens = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "tokens"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
          "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-addext", "basicConstraints=critical,CA:FALSE"],
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
         check=True, capture_output=True,
     )
     token = "python-tls-token-0123456789"
