@@ -186,7 +186,7 @@ impl PyLive {
     fn fork_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (live, remote) = (self.live.clone(), self.server());
         runtime::to_asyncio(py, async move {
-            crate::snapshot::deliver_live(crate::snapshot::fork(live, remote).await)
+            crate::snapshot::deliver(crate::snapshot::fork(live, remote).await)
         })
     }
 
@@ -648,7 +648,19 @@ impl PyClient {
         py: Python<'_>,
         path: std::path::PathBuf,
     ) -> PyResult<crate::snapshot::PySnapshot> {
-        crate::snapshot::upload(py, self.client.clone(), path)
+        crate::snapshot::wait(py, crate::snapshot::upload(self.client.clone(), path))
+    }
+
+    /// `load_snapshot` as an asyncio future.
+    fn load_snapshot_async<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.client.clone();
+        runtime::to_asyncio(py, async move {
+            crate::snapshot::deliver(crate::snapshot::upload(c, path).await)
+        })
     }
 
     /// A sandbox of yours that exists on the server, by id (dropping it leaves it).

@@ -213,7 +213,19 @@ impl PySandbox {
         path: std::path::PathBuf,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<crate::snapshot::PySnapshot> {
-        crate::snapshot::load(py, &self.inner, path, options)
+        crate::snapshot::wait(py, crate::snapshot::load(&self.inner, path, options)?)
+    }
+
+    /// `load_snapshot` as an asyncio future.
+    #[pyo3(signature = (path, options=None))]
+    fn load_snapshot_async<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let load = crate::snapshot::load(&self.inner, path, options)?;
+        crate::runtime::to_asyncio(py, async move { crate::snapshot::deliver(load.await) })
     }
 
     /// `create` as an asyncio future.

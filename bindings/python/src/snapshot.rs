@@ -44,13 +44,28 @@ pub(crate) async fn take(
 }
 
 /// Loads a server's snapshot file (`Client.load_snapshot`) as a new snapshot there.
-pub(crate) fn upload(py: Python<'_>, c: Client, path: std::path::PathBuf) -> PyResult<PySnapshot> {
-    let cl = c.clone();
-    let info = wait(py, async move {
-        cl.upload_snapshot(&path).await.map_err(Failure::from)
-    })?;
+pub(crate) async fn upload(c: Client, path: std::path::PathBuf) -> Result<PySnapshot, Failure> {
+    let info = c.upload_snapshot(&path).await?;
     Ok(PySnapshot {
         kind: Kind::Remote(c, info),
+    })
+}
+
+/// Writes the snapshot of `kind` to a file at `path` (see `PySnapshot::save`).
+async fn save(kind: Kind, path: std::path::PathBuf) -> Result<u64, Failure> {
+    Ok(match kind {
+        Kind::Local(s) => s.save(&path).await?,
+        Kind::Remote(c, i) => c.download_snapshot(&i.snapshot_id, &path).await?,
+    })
+}
+
+/// What an asyncio future of this module gives back.
+pub(crate) fn deliver<T: for<'py> IntoPyObject<'py> + Send + 'static>(
+    r: Result<T, Failure>,
+) -> Deliver {
+    Box::new(move |py: Python<'_>| match r {
+        Ok(v) => v.into_py_any(py),
+        Err(f) => Err(f.to_pyerr(py)),
     })
 }
 
@@ -83,14 +98,7 @@ pub(crate) async fn fork(
     started
 }
 
-pub(crate) fn deliver_live(r: Result<PyLive, Failure>) -> Deliver {
-    Box::new(move |py: Python<'_>| match r {
-        Ok(l) => l.into_py_any(py),
-        Err(f) => Err(f.to_pyerr(py)),
-    })
-}
-
-fn wait<T: Send>(
+pub(crate) fn wait<T: Send>(
     py: Python<'_>,
     fut: impl std::future::Future<Output = Result<T, Failure>> + Send,
 ) -> PyResult<T> {
@@ -143,7 +151,7 @@ impl PySnapshot {
 
     fn start_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let kind = self.kind.clone();
-        runtime::to_asyncio(py, async move { deliver_live(start(kind).await) })
+        runtime::to_asyncio(py, async move { deliver(start(kind).await) })
     }
 
     /// Writes the snapshot to a file at `path`. One of this process: a file
@@ -153,21 +161,17 @@ impl PySnapshot {
     /// a server with the same key; returns the file's bytes. A container's snapshot
     /// saves its writable layer.
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
-        match &self.kind {
-            Kind::Local(s) => {
-                let s = s.clone();
-                wait(
-                    py,
-                    async move { s.save(&path).await.map_err(Failure::from) },
-                )
-            }
-            Kind::Remote(c, i) => {
-                let (c, id) = (c.clone(), i.snapshot_id.clone());
-                wait(py, async move {
-                    c.download_snapshot(&id, &path).await.map_err(Failure::from)
-                })
-            }
-        }
+        wait(py, save(self.kind.clone(), path))
+    }
+
+    /// `save` as an asyncio future.
+    fn save_async<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kind = self.kind.clone();
+        runtime::to_asyncio(py, async move { deliver(save(kind, path).await) })
     }
 
     /// Waits until the snapshot is known to be intact: one loaded from a file starts
@@ -217,21 +221,17 @@ impl PySnapshot {
 /// Loads a snapshot file (`Sandbox.load_snapshot`): `options` are those the saved
 /// sandbox was created with.
 pub(crate) fn load(
-    py: Python<'_>,
     sandbox: &hybrid_sandbox::Sandbox,
     path: std::path::PathBuf,
     options: Option<&Bound<'_, pyo3::types::PyDict>>,
-) -> PyResult<PySnapshot> {
+) -> PyResult<impl std::future::Future<Output = Result<PySnapshot, Failure>> + Send + 'static> {
     let (w, o) = crate::args::live_spec(options)?;
     let sandbox = sandbox.clone();
-    let snap = wait(py, async move {
-        sandbox
-            .load_snapshot(&path, w, o)
-            .await
-            .map_err(Failure::from)
-    })?;
-    Ok(PySnapshot {
-        kind: Kind::Local(snap),
+    Ok(async move {
+        let snap = sandbox.load_snapshot(&path, w, o).await?;
+        Ok(PySnapshot {
+            kind: Kind::Local(snap),
+        })
     })
 }
 

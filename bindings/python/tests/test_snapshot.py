@@ -255,3 +255,52 @@ def test_container_snapshot_file_keeps_the_writable_layer(tmp_path: pathlib.Path
     with pytest.raises(hs.SandboxError) as e:
         hs.Sandbox().load_snapshot(path, isolation="container", env={"X": "1"})
     assert "other settings" in str(e.value)
+
+
+def test_snapshot_files_from_asyncio(server: str, tmp_path: pathlib.Path) -> None:  # noqa: F811
+    """`save_async`, `Sandbox.load_snapshot_async` and `Client.load_snapshot_async`:
+    the same files as their blocking twins, errors raised in the awaiting task, and
+    the event loop free meanwhile."""
+
+    async def main() -> None:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(tick())
+        here, there = tmp_path / "here.hsbsnap", tmp_path / "there.hsbsnap"
+        sb = await hs.Sandbox().create_async(isolation="container")
+        async with sb:
+            await sb.write_file_async("/tmp/kept", "in process")
+            assert await (await sb.snapshot_async()).save_async(here) == 10
+        snap = await hs.Sandbox().load_snapshot_async(here, isolation="container")
+        async with await snap.start_async() as clone:
+            assert await clone.read_file_async("/tmp/kept") == b"in process"
+        with pytest.raises(hs.SandboxError) as e:
+            await hs.Sandbox().load_snapshot_async(here, isolation="container", env={"X": "1"})
+        assert "other settings" in str(e.value)
+        with pytest.raises(TypeError):
+            await hs.Sandbox().load_snapshot_async(here, colour="red")
+
+        client = hs.Client(server)
+        sb = await client.create_async(isolation="container")
+        async with sb:
+            await sb.write_file_async("/tmp/kept", "on the server")
+            remote = await sb.snapshot_async()
+            assert await remote.save_async(there) == there.stat().st_size > 0
+            remote.delete()
+        loaded = await client.load_snapshot_async(there)
+        with loaded:
+            async with await loaded.start_async() as clone:
+                assert await clone.read_file_async("/tmp/kept") == b"on the server"
+        with pytest.raises(hs.SandboxError) as e:
+            await client.load_snapshot_async(here)  # a library file, not a server's
+        assert e.value.kind == "invalid"
+        ticker.cancel()
+        assert ticks > 0
+
+    asyncio.run(main())

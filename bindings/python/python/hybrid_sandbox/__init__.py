@@ -82,6 +82,18 @@ def _options(**kwargs: Any) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+
+def _load_options(method: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of `Sandbox.load_snapshot`: the `create` arguments."""
+    names = ["isolation", "workload", "image", "mounts", "memory", "env", "cwd", "timeout",
+             "cpu_time", "pids", "output_limit", "network", "labels", "needs",
+             "idle_timeout", "lifetime", "tmp_size", "file_size"]
+    more = ("tmpfs", "cpus", "open_files", "allow", "deny", "expose", "secrets")
+    unknown = set(options) - set(names) - set(more)
+    if unknown:
+        raise TypeError(f"{method}() got unexpected options: {sorted(unknown)}")
+    return _create_options(*(options.get(n) for n in names), **{k: options.get(k) for k in more})
+
 class Sandbox:
     """A policy and the backends it chooses from. Reusable, and safe to share between
     threads and tasks.
@@ -409,17 +421,12 @@ class Sandbox:
         from the one it gives now is refused). A file from another version, a truncated
         or a corrupt one is refused with a `SandboxError` naming it and the problem.
         `start()` the snapshot for a sandbox that goes on where the saved one was."""
-        names = ["isolation", "workload", "image", "mounts", "memory", "env", "cwd", "timeout",
-                 "cpu_time", "pids", "output_limit", "network", "labels", "needs",
-                 "idle_timeout", "lifetime", "tmp_size", "file_size"]
-        unknown = set(options) - set(names) - {"tmpfs", "cpus", "open_files", "allow", "deny",
-                                                "expose", "secrets"}
-        if unknown:
-            raise TypeError(f"load_snapshot() got unexpected options: {sorted(unknown)}")
-        opts = _create_options(*(options.get(n) for n in names),
-                               **{k: options.get(k) for k in ("tmpfs", "cpus", "open_files",
-                                                              "allow", "deny", "expose", "secrets")})
-        return Snapshot(self._native.load_snapshot(path, opts))
+        return Snapshot(self._native.load_snapshot(path, _load_options("load_snapshot", options)))
+
+    async def load_snapshot_async(self, path: StrPath, **options: Any) -> Snapshot:
+        """`load_snapshot` for asyncio."""
+        opts = _load_options("load_snapshot_async", options)
+        return Snapshot(await self._native.load_snapshot_async(path, opts))
 
     async def create_async(
         self,

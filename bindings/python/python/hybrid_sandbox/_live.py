@@ -349,6 +349,10 @@ class Snapshot:
         (sockets, epoll, terminals, shared mappings) is refused, naming it."""
         return self._native.save(path)
 
+    async def save_async(self, path: StrPath) -> int:
+        """`save` for asyncio."""
+        return await self._native.save_async(path)
+
     def delete(self) -> None:
         """Deletes a server's snapshot (what was started from it goes on); nothing for
         one of this process. Idempotent."""
@@ -525,6 +529,10 @@ class Client:
         with the same key, for the owner that saved it. A file changed in any byte is
         refused. `start()` it for a sandbox that goes on where the saved one was."""
         return Snapshot(self._native.load_snapshot(os.fspath(path)))
+
+    async def load_snapshot_async(self, path: StrPath) -> Snapshot:
+        """`load_snapshot` for asyncio."""
+        return Snapshot(await self._native.load_snapshot_async(os.fspath(path)))
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
