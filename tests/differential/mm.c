@@ -242,6 +242,60 @@ static void maps(void) {
   munmap(sa + pg, pg);
   CHECK("madvise.remove.hole", madvise(sa, 3 * pg, MADV_REMOVE));
   CHECK("madvise.remove.none", madvise(sa + pg, pg, MADV_REMOVE));
+  /* MADV_REMOVE on a shared mapping of a file punches a hole in the file: zeros in
+   * every mapping of it (another process's too) and in reads, the size kept. A
+   * private mapping, or a shared one of a file opened read-only, is EACCES; a sealed
+   * memfd's read-only mapping too. An in-memory file (memfd) and a file of the
+   * current directory. */
+  for (int which = 0; which < 2; which++) {
+    const char *w = which ? "cwd" : "memfd";
+    char label[64];
+    int rf = which ? open("rm", O_RDWR | O_CREAT | O_TRUNC, 0600) : memfd_create("rm", 0);
+    ftruncate(rf, 4 * pg);
+    char *ms = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_SHARED, rf, 0);
+    char *ms2 = mmap(NULL, 4 * pg, PROT_READ, MAP_SHARED, rf, 0);
+    memset(ms, 7, 4 * pg);
+    pid_t pk = fork();
+    if (pk == 0) {
+      _exit(madvise(ms + pg, pg, MADV_REMOVE) == 0 ? 0 : errno);
+    }
+    waitpid(pk, &st, 0);
+    snprintf(label, sizeof label, "madvise.remove.%s.child", w);
+    FACT(label, "exit=%d %d %d %d %d", WEXITSTATUS(st), ms[0], ms[pg], ms2[pg], ms[2 * pg]);
+    snprintf(label, sizeof label, "madvise.remove.%s", w);
+    CHECK(label, madvise(ms + 2 * pg, pg + pg / 2, MADV_REMOVE));
+    char rb[4] = {9, 9, 9, 9};
+    pread(rf, rb, 1, 2 * pg);
+    pread(rf, rb + 1, 1, 4 * pg - 1);
+    pread(rf, rb + 2, 1, pg - 1);
+    snprintf(label, sizeof label, "madvise.remove.%s.zeroed", w);
+    FACT(label, "%d %d %d %d %d %d %d %ld", ms[2 * pg], ms[4 * pg - 1], ms2[3 * pg], rb[0], rb[1],
+         rb[2], ms[pg - 1], (long)lseek(rf, 0, SEEK_END));
+    /* A write after the hole lands in the file again. */
+    ms[2 * pg] = 3;
+    pread(rf, rb, 1, 2 * pg);
+    snprintf(label, sizeof label, "madvise.remove.%s.rewritten", w);
+    FACT(label, "%d %d", rb[0], ms2[2 * pg]);
+    char *mp = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE, rf, 0);
+    snprintf(label, sizeof label, "madvise.remove.%s.private", w);
+    CHECK(label, madvise(mp, pg, MADV_REMOVE));
+    munmap(mp, pg);
+    munmap(ms, 4 * pg);
+    munmap(ms2, 4 * pg);
+    close(rf);
+  }
+  int rof = open("rm", O_RDONLY);
+  char *mro = mmap(NULL, pg, PROT_READ, MAP_SHARED, rof, 0);
+  CHECK("madvise.remove.rofd", madvise(mro, pg, MADV_REMOVE));
+  munmap(mro, pg);
+  close(rof);
+  int sealed = memfd_create("sealed", MFD_ALLOW_SEALING);
+  ftruncate(sealed, pg);
+  fcntl(sealed, F_ADD_SEALS, F_SEAL_WRITE);
+  char *msl = mmap(NULL, pg, PROT_READ, MAP_SHARED, sealed, 0);
+  CHECK("madvise.remove.sealed", madvise(msl, pg, MADV_REMOVE));
+  munmap(msl, pg);
+  close(sealed);
   /* mincore answers a mapping at a time: a bad vector is EFAULT before a later hole. */
   CHECK("mincore.badvec.hole", mincore(sa, 3 * pg, (unsigned char *)(sa + pg)));
   CHECK("mincore.hole.first", mincore(sa + pg, 2 * pg, vec));

@@ -379,6 +379,35 @@ both! {
         assert!(data[8192..12288].iter().all(|b| *b == b'a'));
     }
 
+    /// `madvise(MADV_REMOVE)` on a shared mapping of a host file of a read-write mount
+    /// punches the hole in the host's file, as Linux: the mapping, a read and the host
+    /// see zeros there, the rest and the size stay; a private mapping is refused.
+    fn madvise_remove_punches_a_host_file_of_a_rw_mount(iso) {
+        let d = tempfile::tempdir().unwrap();
+        set_mode(d.path(), 0o777);
+        let f = d.path().join("f");
+        std::fs::write(&f, vec![b'a'; 4 * 4096]).unwrap();
+        set_mode(&f, 0o666);
+        let code = "import mmap, os\n\
+                    fd = os.open('/out/f', os.O_RDWR)\n\
+                    m = mmap.mmap(fd, 4 * 4096, mmap.MAP_SHARED)\n\
+                    m[0:1] = b'b'\n\
+                    m.madvise(mmap.MADV_REMOVE, 4096, 2 * 4096)\n\
+                    p = mmap.mmap(fd, 4096, mmap.MAP_PRIVATE)\n\
+                    try:\n    p.madvise(mmap.MADV_REMOVE)\n    e = 0\n\
+                    except OSError as x:\n    e = x.errno\n\
+                    print(m[0], m[4096], m[3 * 4096 - 1], m[3 * 4096], os.pread(fd, 1, 8192)[0], e)\n";
+        let o = run(Workload::new("python3", ["-c", code])
+            .isolation(iso)
+            .mount(Mount::rw(d.path(), "/out")));
+        assert_eq!(stdout(&o), "98 0 0 97 0 13\n", "{}", out(&o));
+        let data = std::fs::read(&f).unwrap();
+        assert_eq!(data.len(), 4 * 4096);
+        assert_eq!(data[0], b'b', "written back before the hole");
+        assert!(data[4096..3 * 4096].iter().all(|b| *b == 0), "the hole is the host's");
+        assert!(data[3 * 4096..].iter().all(|b| *b == b'a'));
+    }
+
     /// Files the workload makes in a root-owned read-write mount belong to root on the
     /// host: none may be set-uid or set-gid (by `chmod` or by the mode it is created
     /// with). This needs issue 12's set-id item (seccomp mode filters in both backends).

@@ -142,6 +142,10 @@ impl Backing for SharedHost {
     fn saved(&self) -> Option<crate::mm::vma::SavedBacking<'_>> {
         None
     }
+
+    fn file(&self) -> Option<crate::mm::vma::SavedBacking<'_>> {
+        Some(crate::mm::vma::SavedBacking::Host(&self.0))
+    }
 }
 
 impl Kernel {
@@ -206,15 +210,22 @@ impl Kernel {
             }
             let start = k.mmap_call(a)?;
             let end = start.saturating_add(page_up_len(len));
-            // Linux's shared mapping of a file opened without write access loses
-            // VM_MAYWRITE.
+            // Linux's shared mapping of a file opened without write access, or of a
+            // memfd sealed against writes, loses VM_MAYWRITE.
             let shared = matches!(
                 flags & libc::MAP_TYPE,
                 libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE
             );
+            let sealed = |kind: &FileKind| match kind {
+                FileKind::Tmp(t) => t.write_sealed(),
+                _ => false,
+            };
             if shared
                 && flags & libc::MAP_ANONYMOUS == 0
-                && k.proc.files.get(a[4]).is_ok_and(|f| !f.writable())
+                && k.proc
+                    .files
+                    .get(a[4])
+                    .is_ok_and(|f| !f.writable() || sealed(&f.kind))
             {
                 k.mm.hint(start, end, hint::NO_WRITE, 0);
             }
@@ -648,13 +659,7 @@ impl Kernel {
                     return Err(errno::EINVAL.into())
                 }
                 libc::MADV_DONTNEED | libc::MADV_FREE => self.mm.discard(s, e - s)?,
-                // Holes are punched (by the guard) in shared anonymous memory only:
-                // a private mapping cannot have them (Linux: EINVAL), and neither
-                // can, here, a shared mapping of an in-memory file (Linux can: a
-                // known limit).
-                libc::MADV_REMOVE if self.mm.zero_shared(s, e).is_none() => {
-                    return Err(errno::EINVAL.into())
-                }
+                libc::MADV_REMOVE => self.remove_pages(s, e)?,
                 libc::MADV_NORMAL => self.mm.hint(s, e, 0, hint::RANDOM | hint::SEQUENTIAL),
                 libc::MADV_RANDOM => self.mm.hint(s, e, hint::RANDOM, hint::SEQUENTIAL),
                 libc::MADV_SEQUENTIAL => self.mm.hint(s, e, hint::SEQUENTIAL, hint::RANDOM),
@@ -674,6 +679,36 @@ impl Kernel {
             return Err(errno::ENOMEM.into());
         }
         Ok(0)
+    }
+
+    /// `madvise(MADV_REMOVE)` over `start .. end`, within one mapping: a hole punched
+    /// in what it shares (Linux's madvise_remove: `fallocate(PUNCH_HOLE|KEEP_SIZE)` on
+    /// the mapped file range), which every mapping of it and every read then sees as
+    /// zeros. Shared anonymous memory is zeroed in place; a file without holes is
+    /// `EOPNOTSUPP`, as its `fallocate`.
+    fn remove_pages(&mut self, start: u64, end: u64) -> Result<(), SysErr> {
+        if self.mm.zero_shared(start, end).is_some() {
+            return Ok(());
+        }
+        let (file, off, len) = self.mm.removable(start, end).map_err(crate::errno::Errno)?;
+        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        match file.file() {
+            Some(crate::mm::vma::SavedBacking::Tmp(t)) => {
+                let t = Rc::clone(t);
+                self.shm_to_file(&t);
+                let done = t.punch_hole(off, len);
+                self.shm_from_file(&t);
+                done?;
+            }
+            Some(crate::mm::vma::SavedBacking::Host(h)) => {
+                self.host_to_file(h, 0, u64::MAX);
+                let done = host::fallocate(h.as_raw_fd(), PUNCH, off, len);
+                self.host_from_file(h, 0, u64::MAX);
+                done?;
+            }
+            _ => return Err(errno::EOPNOTSUPP.into()),
+        }
+        Ok(())
     }
 
     /// The mapped parts of `start .. end`, in order, whether each is anonymous

@@ -502,6 +502,29 @@ impl AddressSpace {
         Some(())
     }
 
+    /// The file `madvise(MADV_REMOVE)` over `start .. end` (within one mapping, not
+    /// shared anonymous memory: see [`Mm::zero_shared`]) punches a hole in, and the
+    /// file range: as Linux's madvise_remove, `EINVAL` without a file, `EACCES` for a
+    /// mapping that is private or of a file opened without write access.
+    pub(crate) fn removable(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<(Rc<dyn vma::Backing>, u64, u64), i32> {
+        let (vstart, v) = self.vmas.find(start).ok_or(libc::EINVAL)?;
+        let end = end.min(v.end);
+        match &v.kind {
+            VmaKind::Anon => Err(libc::EINVAL),
+            VmaKind::File { .. } => Err(libc::EACCES),
+            VmaKind::SharedFile { .. } if v.hints & vma::hint::NO_WRITE != 0 => Err(libc::EACCES),
+            VmaKind::SharedFile { pages, offset } => Ok((
+                Rc::clone(&pages.file),
+                offset + (start - vstart),
+                end.saturating_sub(start),
+            )),
+        }
+    }
+
     /// `madvise(MADV_DONTNEED)`: the pages read as new afterwards.
     pub(crate) fn discard(&mut self, start: u64, len: u64) -> Result<(), MapError> {
         let end = Self::range(start, len)?;

@@ -63,6 +63,13 @@ pub(crate) trait Backing: fmt::Debug {
         None
     }
 
+    /// The file it is, for calls that act on the file itself (`madvise(MADV_REMOVE)`
+    /// punches a hole in it): what [`Backing::saved`] says, unless it cannot be saved
+    /// but is a file all the same.
+    fn file(&self) -> Option<SavedBacking<'_>> {
+        self.saved()
+    }
+
     /// A copy for a snapshot or a sandbox started from one (see `snap.rs`).
     fn copy(&self, _: &mut crate::snap::Memo) -> Result<Rc<dyn Backing>, crate::snap::SnapError> {
         Err(crate::snap::SnapError::new(format!(

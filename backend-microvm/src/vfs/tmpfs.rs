@@ -412,6 +412,11 @@ impl TmpInode {
         Ok(data.len())
     }
 
+    /// Whether it is sealed against writes (`F_SEAL_WRITE`, `F_SEAL_FUTURE_WRITE`).
+    pub(crate) fn write_sealed(&self) -> bool {
+        self.seals.get() & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0
+    }
+
     /// `FALLOC_FL_PUNCH_HOLE`: bytes `off .. off + len` (within the size) read as
     /// zeros from now on; whole pages there go back. The size stays.
     pub(crate) fn punch_hole(&self, off: u64, len: u64) -> Result<(), Errno> {
@@ -419,7 +424,7 @@ impl TmpInode {
         let TmpData::File(d) = &mut *guard else {
             return Err(errno::EISDIR);
         };
-        if self.seals.get() & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0 {
+        if self.write_sealed() {
             return Err(errno::EPERM);
         }
         let gone = d.punch(off, len);
