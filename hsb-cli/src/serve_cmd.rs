@@ -52,6 +52,11 @@ pub(crate) struct ServeArgs {
     /// random key of this server's own].
     #[arg(long, value_name = "FILE")]
     snapshot_key: Option<PathBuf>,
+    /// A key rotated out (a file as for --snapshot-key; repeatable): snapshot files
+    /// signed with it still load, and come back signed with --snapshot-key when saved
+    /// again. Drop it once its files are re-saved or not needed.
+    #[arg(long, value_name = "FILE", requires = "snapshot_key")]
+    snapshot_old_key: Vec<PathBuf>,
     /// Most bytes of data an uploaded snapshot file may hold (its memory's zero pages
     /// not counted).
     #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = crate::cli::size)]
@@ -116,6 +121,11 @@ fn config(args: ServeArgs) -> Result<Config, String> {
     if let Some(k) = &args.snapshot_key {
         c.snapshot_key = Some(hsb_server::SnapshotKey::from_file(k)?);
     }
+    c.snapshot_old_keys = args
+        .snapshot_old_key
+        .iter()
+        .map(|k| hsb_server::SnapshotKey::from_file_of(k, "--snapshot-old-key"))
+        .collect::<Result<_, _>>()?;
     c.snapshot_upload_limit = args.snapshot_upload_limit.0;
     c.socket_mode = args.socket_mode;
     c.allowed_mounts = args

@@ -484,6 +484,54 @@ fn snapshot_files_outlive_the_server_and_refuse_tampering() {
     let o = third.hsb(&["sandbox", "snapshot-load", f]);
     assert!(!o.status.success());
     assert!(err(&o).contains("another server's key"), "{}", err(&o));
+    // A key rotated out: its files still load where it is given as an old key, and
+    // come back signed with the new one, which the old key's servers refuse.
+    let rotated = Server::start(&["--snapshot-key", &other_key, "--snapshot-old-key", &key]);
+    let l = hsb_ok(&rotated, &["sandbox", "snapshot-load", f])
+        .trim()
+        .to_string();
+    let resigned = keys.path().join("resigned.hsbsnap");
+    hsb_ok(
+        &rotated,
+        &["sandbox", "snapshot-save", &l, resigned.to_str().unwrap()],
+    );
+    hsb_ok(
+        &third,
+        &["sandbox", "snapshot-load", resigned.to_str().unwrap()],
+    );
+    let o = second.hsb(&["sandbox", "snapshot-load", resigned.to_str().unwrap()]);
+    assert!(err(&o).contains("another server's key"), "{}", err(&o));
+    // A changed byte is refused under an old key as under the current one.
+    let o = rotated.hsb(&["sandbox", "snapshot-load", bad.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", out(&o));
+    drop(rotated);
+    // An old key is checked as a key is, and needs a current one.
+    let loose = keys.path().join("loose");
+    std::fs::write(&loose, "0123456789abcdef0123456789abcdef-one").unwrap();
+    for (args, says) in [
+        (
+            vec![
+                "--snapshot-key",
+                &other_key,
+                "--snapshot-old-key",
+                loose.to_str().unwrap(),
+            ],
+            "--snapshot-old-key",
+        ),
+        (vec!["--snapshot-old-key", &key], "--snapshot-key"),
+    ] {
+        let o = std::process::Command::new(HSB)
+            .arg("serve")
+            .args([
+                "--listen",
+                &format!("unix:{}", keys.path().join("s.sock").display()),
+            ])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        assert!(err(&o).contains(says), "{args:?}: {}", err(&o));
+    }
     // Another owner (a token, where the file was the uid's): 403.
     let tok = "tok-0123456789abcdef0123456789abcdef";
     let fourth = Server::start_tcp(&format!("{tok} alice\n"), &["--snapshot-key", &key]);

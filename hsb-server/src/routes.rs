@@ -43,6 +43,8 @@ pub(crate) struct App {
     pub(crate) spill_dir: std::path::PathBuf,
     /// What snapshot files are signed with.
     pub(crate) snapshot_key: Arc<crate::SnapshotKey>,
+    /// Keys rotated out, still accepted on upload.
+    pub(crate) snapshot_old_keys: Vec<Arc<crate::SnapshotKey>>,
     /// Most bytes of data in an uploaded snapshot file.
     pub(crate) snapshot_upload_limit: u64,
 }

@@ -87,6 +87,9 @@ pub struct Config {
     /// (`POST /v1/snapshots`) checked against; `None`: a random key of this server's
     /// own (its files load only into it).
     pub snapshot_key: Option<crate::SnapshotKey>,
+    /// Keys rotated out: files signed with them still load (uploads are checked
+    /// against the key their file names); new files are signed with `snapshot_key`.
+    pub snapshot_old_keys: Vec<crate::SnapshotKey>,
     /// Most bytes of data an uploaded snapshot file may hold (its holes not counted).
     pub snapshot_upload_limit: u64,
 }
@@ -177,6 +180,7 @@ impl Config {
             json_limit: 16 << 20,
             tls: None,
             snapshot_key: None,
+            snapshot_old_keys: Vec::new(),
             snapshot_upload_limit: 16 << 30,
         }
     }
@@ -315,6 +319,7 @@ pub async fn bind(config: Config) -> Result<Server, ServeError> {
     };
     let app = Arc::new(App {
         snapshot_key: Arc::new(snapshot_key),
+        snapshot_old_keys: config.snapshot_old_keys.into_iter().map(Arc::new).collect(),
         snapshot_upload_limit: config.snapshot_upload_limit,
         sandbox: config.sandbox,
         registry: Registry::new(config.quota),

@@ -77,22 +77,27 @@ impl SnapshotKey {
     /// part of it), in a file only its owner may read (mode 600), as
     /// `head -c 32 /dev/urandom | base64 > FILE` makes.
     pub fn from_file(path: &Path) -> Result<SnapshotKey, String> {
+        Self::from_file_of(path, "--snapshot-key")
+    }
+
+    /// [`SnapshotKey::from_file`], its errors naming the option `flag` gave it by.
+    pub fn from_file_of(path: &Path, flag: &str) -> Result<SnapshotKey, String> {
         use std::os::unix::fs::MetadataExt;
         let shown = path.display();
-        let meta = std::fs::metadata(path).map_err(|e| format!("--snapshot-key {shown}: {e}"))?;
+        let meta = std::fs::metadata(path).map_err(|e| format!("{flag} {shown}: {e}"))?;
         if meta.mode() & 0o077 != 0 {
             return Err(format!(
-                "--snapshot-key {shown}: others may read it (mode {:o}); make it private with chmod 600",
+                "{flag} {shown}: others may read it (mode {:o}); make it private with chmod 600",
                 meta.mode() & 0o7777
             ));
         }
-        let mut secret = std::fs::read(path).map_err(|e| format!("--snapshot-key {shown}: {e}"))?;
+        let mut secret = std::fs::read(path).map_err(|e| format!("{flag} {shown}: {e}"))?;
         while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             secret.pop();
         }
         if secret.len() < MIN_KEY_LEN {
             return Err(format!(
-                "--snapshot-key {shown}: a key has at least {MIN_KEY_LEN} bytes (this one has {}); make one with: head -c 32 /dev/urandom | base64 > {shown}",
+                "{flag} {shown}: a key has at least {MIN_KEY_LEN} bytes (this one has {}); make one with: head -c 32 /dev/urandom | base64 > {shown}",
                 secret.len()
             ));
         }
@@ -313,7 +318,10 @@ fn send(
 struct Reader {
     body: axum::body::BodyDataStream,
     buf: bytes::BytesMut,
-    mac: ring::hmac::Context,
+    /// The signature so far, once the key the file names is known; before that, the
+    /// bytes read (signed too) wait in `unsigned`.
+    mac: Option<ring::hmac::Context>,
+    unsigned: Vec<u8>,
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -353,8 +361,18 @@ impl Reader {
             )));
         }
         let b = self.buf.split_to(n).freeze();
-        self.mac.update(&b);
+        match &mut self.mac {
+            Some(m) => m.update(&b),
+            None => self.unsigned.extend_from_slice(&b),
+        }
         Ok(b)
+    }
+
+    /// From now on the bytes read are checked against `key` (and those read before).
+    fn sign_with(&mut self, key: &SnapshotKey) {
+        let mut m = ring::hmac::Context::with_key(&key.key);
+        m.update(&std::mem::take(&mut self.unsigned));
+        self.mac = Some(m);
     }
 
     async fn u64(&mut self, what: &str) -> Result<u64, ApiError> {
@@ -379,7 +397,8 @@ pub(crate) async fn upload(
     let mut r = Reader {
         body: body.into_data_stream(),
         buf: bytes::BytesMut::new(),
-        mac: ring::hmac::Context::with_key(&app.snapshot_key.key),
+        mac: None,
+        unsigned: Vec::new(),
     };
     let done = load(&app, owner, &mut r).await;
     if done.is_err() {
@@ -411,7 +430,10 @@ async fn load(
     app.registry.snapshot_room(&owner)?;
     let _one = Transfer::begin(app, &owner)?;
     let file = unnamed(&app.spill_dir)?;
-    let head = receive(r, &file, &app.snapshot_key, app.snapshot_upload_limit).await?;
+    let keys: Vec<&SnapshotKey> = std::iter::once(&*app.snapshot_key)
+        .chain(app.snapshot_old_keys.iter().map(|k| &**k))
+        .collect();
+    let head = receive(r, &file, &keys, app.snapshot_upload_limit).await?;
     // Signed: the server (or one with its key) wrote every byte.
     let head: Header = serde_json::from_slice(&head)
         .map_err(|e| invalid(format!("the snapshot file's header: {e}")))?;
@@ -476,7 +498,7 @@ fn storage(e: std::io::Error, what: &str) -> ApiError {
 async fn receive(
     r: &mut Reader,
     file: &std::fs::File,
-    key: &SnapshotKey,
+    keys: &[&SnapshotKey],
     limit: u64,
 ) -> Result<Vec<u8>, ApiError> {
     let magic = r.take(8, "its first bytes").await?;
@@ -492,11 +514,12 @@ async fn receive(
         )));
     }
     let id = r.take(8, "its key id").await?;
-    if id[..] != key.id {
+    let Some(key) = keys.iter().find(|k| id[..] == k.id) else {
         return Err(invalid(
-            "this snapshot file was signed by another server's key: load it into that server, or give both servers the same --snapshot-key",
+            "this snapshot file was signed by another server's key: load it into that server, or give both servers the same --snapshot-key (a key rotated out still loads its files given as --snapshot-old-key)",
         ));
-    }
+    };
+    r.sign_with(key);
     let n = r.u32("its header").await?;
     if n > HEADER_MAX {
         return Err(invalid("the snapshot file's header is too long"));
@@ -543,7 +566,12 @@ async fn receive(
     if !r.buf.is_empty() {
         return Err(invalid("the snapshot file goes on past its signature"));
     }
-    let mac = std::mem::replace(&mut r.mac, ring::hmac::Context::with_key(&key.key)).sign();
+    let Some(mac) = r.mac.take().map(ring::hmac::Context::sign) else {
+        return Err(ApiError::new(
+            "failed",
+            "the snapshot file was never checked",
+        ));
+    };
     if !bool::from(subtle::ConstantTimeEq::ct_eq(mac.as_ref(), &tag[..])) {
         return Err(invalid(
             "the snapshot file's signature does not match its bytes: it was changed or damaged after the server wrote it",
