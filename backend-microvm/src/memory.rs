@@ -225,6 +225,9 @@ pub(crate) struct Memory {
     /// The page cache: frames by page, and pages by frame (the cache is one holder of
     /// each; see the module's doc).
     cache: PageIndex,
+    /// Pages the full cache refuses without looking for idle ones, after a look found
+    /// too few (see [`Memory::cache_put`]).
+    cache_skip: usize,
     /// Holders beyond the first, of the frames that have more than one.
     /// Shared with the snapshot a VM started from until either changes it (a fork
     /// that never maps or lets go of a shared frame copies none of it).
@@ -381,6 +384,7 @@ impl Memory {
             reclaimed: false,
             chunk_backed: Cell::new(false),
             cache: PageIndex::default(),
+            cache_skip: 0,
             extra: Default::default(),
             budget,
             cow: false,
@@ -644,7 +648,19 @@ impl Memory {
             return;
         }
         if self.cache.len() >= CACHE_MAX {
+            // Looking for idle pages walks the whole cache. When nearly all of it is
+            // mapped (a program larger than the cache, as gcc's cc1), a walk at every
+            // page made each fault of such a program cost milliseconds; a walk that
+            // freed less than an eighth is followed by that many pages not cached
+            // instead, which bounds the walks to a few entries a page.
+            if self.cache_skip > 0 {
+                self.cache_skip -= 1;
+                return;
+            }
             self.evict_idle();
+            if self.cache.len() > CACHE_MAX - CACHE_MAX / 8 {
+                self.cache_skip = CACHE_MAX / 8;
+            }
             if self.cache.len() >= CACHE_MAX {
                 return;
             }
@@ -1096,6 +1112,7 @@ impl Memory {
             reclaimed: self.reclaimed,
             chunk_backed: Cell::new(false),
             cache: self.cache.clone(),
+            cache_skip: 0,
             extra: std::sync::Arc::clone(&self.extra),
             budget: crate::snap::Snap::snap(&self.budget, m)?,
             cow: true,
@@ -1234,6 +1251,7 @@ impl Memory {
             reclaimed,
             chunk_backed: Cell::new(false),
             cache,
+            cache_skip: 0,
             extra: std::sync::Arc::new(extra),
             budget,
             cow: true,
@@ -1297,22 +1315,27 @@ mod tests {
         assert_eq!(m.peak_bytes(), total * PAGE_SIZE);
     }
 
-    /// A page cache read back from a snapshot file answers as the one saved, before
-    /// and after its index is built (at the first change), and saves again the same.
-    #[test]
-    fn a_page_cache_read_back_answers_as_the_saved_one() {
-        let mut m = Memory::new(4 << 20).unwrap();
-        let key = |i: u64| PageKey {
+    /// Page `i` of a file of `size` bytes, as the page cache keys it.
+    fn page_of(size: u64, i: u64) -> PageKey {
+        PageKey {
             file: FileKey {
                 dev: 1,
                 ino: 2,
-                size: 3 * PAGE_SIZE,
+                size,
                 mtime: (4, 5),
                 ctime: (6, 7),
             },
             offset: i * PAGE_SIZE,
             len: PAGE_SIZE as u32,
-        };
+        }
+    }
+
+    /// A page cache read back from a snapshot file answers as the one saved, before
+    /// and after its index is built (at the first change), and saves again the same.
+    #[test]
+    fn a_page_cache_read_back_answers_as_the_saved_one() {
+        let mut m = Memory::new(4 << 20).unwrap();
+        let key = |i: u64| page_of(3 * PAGE_SIZE, i);
         for i in 0..3 {
             assert!(m.cache_put_copy(key(i), &[i as u8 + 1; PAGE_SIZE as usize]));
         }
@@ -1344,6 +1367,40 @@ mod tests {
         back.evict_idle();
         assert_eq!(back.cached_frames(), 0, "every cached page was idle");
         assert_eq!(back.cache_peek(&key(0)), None);
+    }
+
+    /// A cache full of mapped pages refuses new ones; a walk for idle pages that finds
+    /// too few is followed by an eighth of the cache's size of pages refused without a
+    /// walk (a walk at each page made large programs' faults cost milliseconds); then
+    /// the idle pages go and new ones are kept again.
+    #[test]
+    fn a_full_cache_of_mapped_pages_is_not_walked_at_every_page() {
+        let mut m = Memory::new(32 << 20).unwrap();
+        let key = |i: usize| page_of(1 << 30, i as u64);
+        let mut held = Vec::new();
+        for i in 0..CACHE_MAX {
+            let f = m.alloc().unwrap();
+            m.cache_put(key(i), f);
+            held.push(f);
+        }
+        assert_eq!(m.cached_frames(), CACHE_MAX);
+        let put = |m: &mut Memory, i: usize| {
+            let f = m.alloc().unwrap();
+            m.cache_put(key(i), f);
+            m.cache_peek(&key(i)).is_some()
+        };
+        assert!(!put(&mut m, CACHE_MAX), "full of mapped pages");
+        // A thousand pages are unmapped: idle, but not looked for yet.
+        m.free(held.drain(..1000).collect());
+        let mut next = CACHE_MAX + 1;
+        for _ in 0..CACHE_MAX / 8 {
+            assert!(!put(&mut m, next), "page {next} was cached");
+            next += 1;
+        }
+        assert_eq!(m.cached_frames(), CACHE_MAX, "no walk: the idle pages stay");
+        assert!(put(&mut m, next), "the walk after the pause makes room");
+        assert_eq!(m.cached_frames(), CACHE_MAX - 1000 + 1);
+        assert!(put(&mut m, next + 1));
     }
 
     #[test]

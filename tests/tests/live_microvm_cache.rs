@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use hsb_tests::*;
-use hybrid_sandbox::{IsolationRequest, Live, LiveOptions};
+use hybrid_sandbox::{ExecRequest, IsolationRequest, Live, LiveOptions, Stdin};
 
 /// Prints `MSG` (a compile-time string).
 const SAY: &str = r#"#include <stdio.h>
@@ -186,5 +186,44 @@ fn writes_to_a_programs_own_text_do_not_reach_the_next_exec() {
         .await;
         assert_eq!(o, format!("Xriginal message cccc\n{original}{original}"));
         live.destroy().await.unwrap();
+    });
+}
+
+/// A judge's loop in a live micro-VM: gcc (its cc1 alone is larger than the page
+/// cache) compiles a program written into the sandbox, which then runs once per test
+/// input; compiling again after an edit gives the new program. The page cache full of
+/// gcc's mapped pages keeps working (pages beyond it are read, not cached) and gives
+/// the right bytes every time.
+#[test]
+fn gcc_compiles_in_the_vm_and_the_program_runs_per_test() {
+    if !ready() {
+        return;
+    }
+    runtime().block_on(async {
+        let live = sandbox()
+            .create(
+                Workload::default().isolation(IsolationRequest::MicroVm),
+                LiveOptions::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create: {}", e.chain()));
+        let src = "#include <stdio.h>\nint main(void) { long a, b; \
+                   if (scanf(\"%ld %ld\", &a, &b) != 2) return 3; printf(\"%ld\\n\", a OP b); return 0; }\n";
+        for (op, want) in [("+", ["3", "30", "-1"]), ("*", ["2", "200", "-2"])] {
+            live.write_file("/tmp/sol.c", src.replace("OP", op).as_bytes())
+                .await
+                .unwrap();
+            let o = live
+                .exec(["gcc", "-O2", "-o", "/tmp/sol", "/tmp/sol.c"])
+                .await
+                .unwrap();
+            assert_eq!(o.exit_code, Some(0), "gcc: {o:?}");
+            for (input, want) in ["1 2", "10 20", "1 -2"].iter().zip(want) {
+                let mut req = ExecRequest::new(["/tmp/sol"]);
+                req.stdin = Stdin::Bytes(input.as_bytes().to_vec());
+                let o = live.exec_with(req).await.unwrap();
+                assert_eq!(stdout(&o), format!("{want}\n"), "{op} {input}: {o:?}");
+            }
+        }
     });
 }
