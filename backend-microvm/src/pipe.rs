@@ -278,9 +278,12 @@ impl Pipe {
             _ => self.buf.len(),
         };
         let n = out.len().min(avail);
-        for (o, b) in out.iter_mut().zip(self.buf.iter()).take(n) {
-            *o = *b;
-        }
+        // The ring's two halves, each copied at once (a byte at a time cost ~40 µs a
+        // 64 KiB read).
+        let (a, b) = self.buf.as_slices();
+        let first = n.min(a.len());
+        out[..first].copy_from_slice(&a[..first]);
+        out[first..n].copy_from_slice(&b[..n - first]);
         if !peek {
             // A datagram goes whole, the rest of a longer one dropped, as Linux does.
             let take = if self.mode == Mode::Datagram {
@@ -811,6 +814,43 @@ mod tests {
         assert_eq!(p.read(&mut b, false), Read::Data { n: 3, full: 6 });
         assert_eq!(p.read(&mut b, false), Read::Data { n: 2, full: 2 });
         assert_eq!(p.write(&[0; PIPE_CAPACITY + 1]), Write::TooBig);
+    }
+
+    /// Bytes come out in order whatever the ring's wrap point (its two halves copied
+    /// in turn), peeked or taken, in reads shorter and longer than what is queued.
+    #[test]
+    fn reads_across_the_rings_wrap_keep_the_order() {
+        let p = Pipe::socket(false);
+        let _ends = open(&p);
+        let mut p = p.borrow_mut();
+        let mut next = 0u8;
+        let mut want = 0u8;
+        for round in 0..40usize {
+            let chunk: Vec<u8> = (0..(round * 37) % 301 + 1)
+                .map(|_| {
+                    next = next.wrapping_add(1);
+                    next
+                })
+                .collect();
+            assert_eq!(p.write(&chunk), Write::Wrote(chunk.len()));
+            let mut out = vec![0u8; (round * 53) % 257 + 1];
+            let Read::Data { n, .. } = p.read(&mut out, true) else {
+                panic!("nothing queued");
+            };
+            let mut taken = vec![0u8; out.len()];
+            assert_eq!(
+                p.read(&mut taken, false),
+                Read::Data {
+                    n,
+                    full: p.len() + n
+                }
+            );
+            assert_eq!(out[..n], taken[..n], "a peek gives what a read takes");
+            for b in &taken[..n] {
+                want = want.wrapping_add(1);
+                assert_eq!(*b, want, "round {round}");
+            }
+        }
     }
 
     /// `shutdown(SHUT_RD)`'s end: what was queued is still read, then the end at once
