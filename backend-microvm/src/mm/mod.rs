@@ -503,7 +503,7 @@ impl AddressSpace {
     }
 
     /// The file `madvise(MADV_REMOVE)` over `start .. end` (within one mapping, not
-    /// shared anonymous memory: see [`Mm::zero_shared`]) punches a hole in, and the
+    /// shared anonymous memory: see [`AddressSpace::zero_shared`]) punches a hole in, and the
     /// file range: as Linux's madvise_remove, `EINVAL` without a file, `EACCES` for a
     /// mapping that is private or of a file opened without write access.
     pub(crate) fn removable(
