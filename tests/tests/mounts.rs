@@ -362,11 +362,7 @@ both! {
     /// system: a punched hole reads as zeros on the host and the size stays; a grow
     /// grows it.
     fn fallocate_reaches_a_host_file_of_a_rw_mount(iso) {
-        let d = tempfile::tempdir().unwrap();
-        set_mode(d.path(), 0o777);
-        let f = d.path().join("f");
-        std::fs::write(&f, vec![b'a'; 3 * 4096]).unwrap();
-        set_mode(&f, 0o666);
+        let (d, f) = shared_file(3 * 4096);
         let o = run(sh("fallocate -p -o 4096 -l 4096 /out/f && fallocate -o 0 -l 20000 /out/f \
                         && echo ok")
             .isolation(iso)
@@ -383,11 +379,7 @@ both! {
     /// punches the hole in the host's file, as Linux: the mapping, a read and the host
     /// see zeros there, the rest and the size stay; a private mapping is refused.
     fn madvise_remove_punches_a_host_file_of_a_rw_mount(iso) {
-        let d = tempfile::tempdir().unwrap();
-        set_mode(d.path(), 0o777);
-        let f = d.path().join("f");
-        std::fs::write(&f, vec![b'a'; 4 * 4096]).unwrap();
-        set_mode(&f, 0o666);
+        let (d, f) = shared_file(4 * 4096);
         let code = "import mmap, os\n\
                     fd = os.open('/out/f', os.O_RDWR)\n\
                     m = mmap.mmap(fd, 4 * 4096, mmap.MAP_SHARED)\n\
@@ -429,6 +421,17 @@ both! {
             }
         }
     }
+}
+
+/// A directory anyone may write, holding `f`: `len` bytes of `a` anyone may write (the
+/// sandbox's uid is not the caller's).
+fn shared_file(len: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    set_mode(d.path(), 0o777);
+    let f = d.path().join("f");
+    std::fs::write(&f, vec![b'a'; len]).unwrap();
+    set_mode(&f, 0o666);
+    (d, f)
 }
 
 /// The enforcement report lists the mounts in the order they were applied, parents

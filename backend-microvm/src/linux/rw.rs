@@ -28,19 +28,20 @@ const SIGPIPE: i32 = 13;
 /// `SIGXFSZ`.
 const SIGXFSZ: i32 = 25;
 
-/// A zeroed buffer of `len` bytes (at most [`PIECE`]) for a read to fill, kept by the
-/// thread for the next read when dropped. A fresh buffer of a piece's size was a new
+/// A zeroed buffer of `len` bytes for a read to fill (reads, `sendfile`,
+/// `copy_file_range`, `recvfrom`), kept by the thread for the next read when dropped
+/// if it is no larger than [`PIECE`]. A fresh buffer of a piece's size was a new
 /// mapping from the allocator at every read (128 KiB is its mmap threshold), and the
 /// host's faults on its pages cost more than the copy: ~80 µs of a 64 KiB pipe read
 /// here. The buffer is zeroed as a fresh one was (a source may count bytes it left).
-struct Scratch(Vec<u8>);
+pub(crate) struct Scratch(Vec<u8>);
 
 thread_local! {
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl Scratch {
-    fn new(len: usize) -> Scratch {
+    pub(crate) fn new(len: usize) -> Scratch {
         let mut v = SCRATCH.with(std::cell::Cell::take);
         v.clear();
         v.resize(len, 0);
@@ -847,7 +848,7 @@ impl Kernel {
         let (mut from, mut to) = (pos_in as u64, pos_out as u64);
         let mut done = 0u64;
         while done < count {
-            let mut tmp = vec![0u8; (count - done).min(PIECE) as usize];
+            let mut tmp = Scratch::new((count - done).min(PIECE) as usize);
             let n = match self.source_read(&input, &mut tmp, Some(from), done > 0) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -925,7 +926,7 @@ impl Kernel {
             if done > 0 && crate::kick::must_stop() {
                 break; // a limit was reached: the run ends at the next turn
             }
-            let mut tmp = vec![0u8; (count - done).min(PIECE) as usize];
+            let mut tmp = Scratch::new((count - done).min(PIECE) as usize);
             let n = match self.source_read(&input, &mut tmp, off, done > 0) {
                 Ok(n) => n,
                 Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => break,

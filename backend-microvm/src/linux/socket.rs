@@ -469,7 +469,7 @@ impl Kernel {
         let f = self.socket(fd)?;
         refuse_oob(&f, flags, None)?;
         self.check_read_buffer(&f, buf, len.min(1 << 20), flags)?;
-        let mut tmp = vec![0u8; len.min(1 << 20) as usize];
+        let mut tmp = super::rw::Scratch::new(len.min(1 << 20) as usize);
         let (n, full, got) = self.recv_msg(&f, &mut tmp, flags)?;
         self.mm.write_user(buf, &tmp[..n])?;
         if addr != 0 && !alen.is_null() {
