@@ -368,6 +368,36 @@ static void pidfds(void) {
   CHECK("pidfd.waitid.negfd", SYS(SYS_waitid, P_PIDFD, -1, &w, WEXITED, NULL));
   close(fd);
 
+  /* A /proc/PID directory stands for a pidfd in pidfd_send_signal, and only there. */
+  int pd = open("/proc/self", O_RDONLY | O_DIRECTORY);
+  CHECK("pidfd.procdir.signal.zero", SYS(SYS_pidfd_send_signal, pd, 0, NULL, 0));
+  signal(SIGUSR1, SIG_IGN);
+  CHECK("pidfd.procdir.signal.usr1", SYS(SYS_pidfd_send_signal, pd, SIGUSR1, NULL, 0));
+  signal(SIGUSR1, SIG_DFL);
+  CHECK("pidfd.procdir.signal.badsig", SYS(SYS_pidfd_send_signal, pd, 99, NULL, 0));
+  CHECK("pidfd.procdir.waitid", SYS(SYS_waitid, P_PIDFD, pd, &w, WEXITED | WNOHANG, NULL));
+  close(pd);
+  pd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY);
+  CHECK("pidfd.procdir.fddir", SYS(SYS_pidfd_send_signal, pd, 0, NULL, 0));
+  close(pd);
+  pd = open("/proc/self/status", O_RDONLY);
+  CHECK("pidfd.procdir.file", SYS(SYS_pidfd_send_signal, pd, 0, NULL, 0));
+  close(pd);
+  pd = open("/proc", O_RDONLY | O_DIRECTORY);
+  CHECK("pidfd.procdir.root", SYS(SYS_pidfd_send_signal, pd, 0, NULL, 0));
+  close(pd);
+  k = fork();
+  if (k == 0)
+    _exit(0);
+  char kp[32];
+  snprintf(kp, sizeof kp, "/proc/%d", (int)k);
+  pd = open(kp, O_RDONLY | O_DIRECTORY);
+  usleep(50000);
+  CHECK("pidfd.procdir.child.zombie", SYS(SYS_pidfd_send_signal, pd, SIGTERM, NULL, 0));
+  waitpid(k, NULL, 0);
+  CHECK("pidfd.procdir.child.reaped", SYS(SYS_pidfd_send_signal, pd, SIGTERM, NULL, 0));
+  close(pd);
+
   /* clone(CLONE_PIDFD): the pidfd in the parent only, where parent_tid points. */
   int cfd = -1;
   long c = SYS(SYS_clone, CLONE_PIDFD | SIGCHLD, 0, &cfd, NULL, 0);

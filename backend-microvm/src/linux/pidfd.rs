@@ -2,7 +2,8 @@
 //! `clone(CLONE_PIDFD)`. A pidfd names one process (or, `PIDFD_THREAD`, one thread)
 //! for as long as it is open, so a signal or a wait through it never reaches another
 //! process that later got the same number; it polls readable once that process has
-//! exited, and hung up once it was reaped. `pidfd_getfd` is refused (`EPERM`): it
+//! exited, and hung up once it was reaped. `pidfd_send_signal` also takes an open
+//! `/proc/PID` directory in place of a pidfd, as Linux does. `pidfd_getfd` is refused (`EPERM`): it
 //! takes another process's descriptor with ptrace's rights, which the sandbox never
 //! grants (the container's filter refuses it too).
 
@@ -13,6 +14,8 @@ use super::{Kernel, SysErr, SysResult};
 use crate::abi;
 use crate::errno;
 use crate::mm::UserPtr;
+use crate::vfs::proc::ProcNode;
+use crate::vfs::Node;
 
 /// `PIDFD_NONBLOCK` (`O_NONBLOCK`).
 const PIDFD_NONBLOCK: u64 = libc::O_NONBLOCK as u64;
@@ -79,6 +82,24 @@ impl Kernel {
         }
     }
 
+    /// What `pidfd_send_signal` sends to through `fd`: what a pidfd names, or the
+    /// process of a `/proc/PID` directory open there (Linux accepts one in place of a
+    /// pidfd; `EBADF` for anything else, `ESRCH` when it names no process any more).
+    fn signal_target_of(&self, fd: u64) -> Result<PidFd, SysErr> {
+        let f = self.proc.files.get(fd)?;
+        match (&f.kind, f.loc.as_ref().map(|l| &l.top().node)) {
+            (FileKind::PidFd(p), _) => Ok(*p),
+            (FileKind::Dir, Some(Node::Proc(ProcNode::Pid(pid)))) => {
+                let pid = *pid as Tid;
+                if pid != INIT_PID && self.proc_ref(pid).is_none() {
+                    return Err(errno::ESRCH.into());
+                }
+                Ok(PidFd { pid, thread: false })
+            }
+            _ => Err(errno::EBADF.into()),
+        }
+    }
+
     /// Whether what `p` names has exited (readable), and whether it was reaped too
     /// (hung up), as Linux's `pidfd_poll`.
     pub(crate) fn pidfd_state(&self, p: PidFd) -> (bool, bool) {
@@ -109,7 +130,7 @@ impl Kernel {
         if flags & !scopes != 0 || (flags & scopes).count_ones() > 1 {
             return Err(errno::EINVAL.into());
         }
-        let (p, _) = self.pidfd_of(fd)?;
+        let p = self.signal_target_of(fd)?;
         let scope = match flags {
             0 if p.thread => PIDFD_SIGNAL_THREAD,
             0 => PIDFD_SIGNAL_THREAD_GROUP,
