@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use hybrid_sandbox::{Error, Mount, Outcome, Sandbox, Stdin, StreamKind, Workload};
+use hybrid_sandbox::{Error, Mount, Outcome, Sandbox, SpawnError, Stdin, StreamKind, Workload};
 
 use crate::cli::RunArgs;
 use crate::terminal::Neutraliser;
@@ -112,8 +112,66 @@ pub(crate) fn run(args: RunArgs) -> i32 {
             }
             outcome.shell_status()
         }
-        Err(e) => fail(&e, json),
+        Err(e) => {
+            let status = fail(&e, json);
+            if let (Error::Spawn(SpawnError::ProgramNotFound(program)), None) = (&e, &args.image) {
+                if let Some(hint) = missing_program_hint(program) {
+                    eprintln!("hsb: hint: {hint}");
+                }
+            }
+            status
+        }
     }
+}
+
+/// When a program the sandbox did not find is a file on this host, how to let the
+/// sandbox see it: it sees only its mounts, not the caller's directories. (Only `hsb
+/// run` says it: it runs on the caller's own host, so nothing is told of another's.)
+fn missing_program_hint(program: &str) -> Option<String> {
+    use std::path::{Path, PathBuf};
+    let is_file = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
+    if !program.contains('/') {
+        let found = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .filter(|d| d.is_absolute())
+                .map(|d| d.join(program))
+                .find(|p| is_file(p))
+        })?;
+        let dir = found.parent()?;
+        return Some(format!(
+            "`{program}` is {} on this host, in a directory the sandbox does not see: \
+             mount it, e.g. `--mount {}:{}`, and run it by that path",
+            found.display(),
+            dir.display(),
+            dir.display()
+        ));
+    }
+    let cwd = std::env::current_dir().ok()?;
+    let host: PathBuf = if Path::new(program).is_absolute() {
+        PathBuf::from(program)
+    } else {
+        cwd.join(program)
+    };
+    if !is_file(&host) {
+        return None;
+    }
+    if Path::new(program).is_absolute() {
+        let dir = host.parent().filter(|d| d.parent().is_some());
+        let what = dir.unwrap_or(&host).display();
+        return Some(format!(
+            "`{program}` is a file on this host, but the sandbox sees only its own mounts: \
+             mount it, e.g. `--mount {what}:{what}` (read-only; `:rw` to let it write)"
+        ));
+    }
+    Some(format!(
+        "`{program}` is a file under this directory ({}) on the host, which the sandbox \
+         does not see: mount it, e.g. `--mount {}:{} --cwd {}` (read-only; `:rw` to let \
+         it write)",
+        cwd.display(),
+        cwd.display(),
+        cwd.display(),
+        cwd.display()
+    ))
 }
 
 /// Says on stderr why the run ended, when it did not simply exit (limits, signals).

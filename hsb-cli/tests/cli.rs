@@ -80,6 +80,46 @@ fn setup_errors_exit_125_with_the_reason() {
     }
 }
 
+/// A program that is a file on the host but outside the sandbox's mounts: the error
+/// says so and how to mount it, and the mount it suggests makes the run work; a name
+/// that is nowhere gets no hint.
+#[test]
+fn a_host_program_outside_the_mounts_gets_a_hint_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let prog = dir.path().join("hello.sh");
+    std::fs::write(&prog, "#!/bin/sh\necho hi from $0\n").unwrap();
+    std::fs::set_permissions(&prog, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let p = prog.display().to_string();
+    let o = hsb(&["run", "--", &p]);
+    assert_eq!(code(&o), 127, "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    let mount = format!("--mount {d}:{d}");
+    assert!(err.contains("hint:") && err.contains(&mount), "{err}");
+    let o = hsb(&["run", "--mount", &format!("{d}:{d}"), "--", &p]);
+    assert_eq!(
+        (code(&o), text(&o.stdout)),
+        (0, format!("hi from {p}\n")),
+        "{}",
+        text(&o.stderr)
+    );
+    // Relative to the caller's directory: the hint names it and a --cwd.
+    let o = Command::new(HSB)
+        .args(["run", "--", "./hello.sh"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 127);
+    let err = text(&o.stderr);
+    assert!(err.contains(&format!("{mount} --cwd {d}")), "{err}");
+    // Nothing on the host either: no hint; and --json keeps its error document.
+    let o = hsb(&["run", "--", "/no/such/dir/prog"]);
+    assert!(!text(&o.stderr).contains("hint:"), "{}", text(&o.stderr));
+    let o = hsb(&["run", "--json", "--", &p]);
+    assert_eq!(json(&o)["error"]["kind"], "program_not_found");
+}
+
 #[test]
 fn missing_and_unexecutable_programs() {
     let o = hsb(&["run", "--", "no-such-program-anywhere"]);
