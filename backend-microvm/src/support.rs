@@ -53,7 +53,7 @@ pub fn syscall_table() -> Vec<SyscallSupport> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
     use std::time::Instant;
 
@@ -66,7 +66,8 @@ mod tests {
     use crate::mm::AddressSpace;
     use crate::stdio::{Input, Output};
 
-    fn throwaway_kernel() -> Option<Kernel> {
+    /// A kernel with no VM behind it, for tests of its bookkeeping.
+    pub(crate) fn throwaway_kernel() -> Option<Kernel> {
         let mut mem = Memory::new(4 << 20).ok()?;
         let pt = crate::guest::build_supervisor(&mut mem).ok()?;
         let budget = mem.budget();

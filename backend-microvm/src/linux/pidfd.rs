@@ -219,3 +219,31 @@ impl Kernel {
         Ok(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PidFd;
+
+    /// After the ids wrapped, a number an open pidfd still names is not handed out
+    /// again until the pidfd is closed.
+    #[test]
+    fn an_id_a_pidfd_names_is_not_reused_while_it_is_open() {
+        let mut k = crate::support::tests::throwaway_kernel().expect("a throwaway kernel");
+        let fd = k
+            .add_pidfd(
+                PidFd {
+                    pid: 4242,
+                    thread: false,
+                },
+                0,
+            )
+            .expect("a pidfd");
+        k.next_tid = 4242;
+        assert_eq!(k.new_tid(), 4243);
+        k.next_tid = 4_000_000;
+        assert_eq!(k.new_tid(), 4_000_000);
+        k.proc.files.close(fd).expect("closed");
+        k.next_tid = 4242;
+        assert_eq!(k.new_tid(), 4242);
+    }
+}

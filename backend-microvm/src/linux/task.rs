@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_xsave;
 
-use super::fd::FdTable;
+use super::fd::{FdTable, FileKind};
 use super::signal::{Action, SigInfo};
 use super::{Kernel, UserCtx};
 use crate::mm::SpaceId;
@@ -399,15 +399,46 @@ impl Kernel {
         self.tids().len() + zombies
     }
 
-    /// A fresh task id.
+    /// A fresh task id: one no task or process has, and none an open pidfd or
+    /// `/proc/PID` directory names (after the ids wrapped, a signal through such a
+    /// descriptor must not reach a newcomer with the old number, as on Linux).
     pub(crate) fn new_tid(&mut self) -> Tid {
+        let mut named: Option<std::collections::HashSet<Tid>> = None;
         loop {
             let t = self.next_tid;
             self.next_tid = if t >= 4_000_000 { FIRST_PID + 1 } else { t + 1 };
-            if self.task_ref(t).is_none() && self.proc_ref(t).is_none() {
+            if self.task_ref(t).is_none()
+                && self.proc_ref(t).is_none()
+                && !named.get_or_insert_with(|| self.named_pids()).contains(&t)
+            {
                 return t;
             }
         }
+    }
+
+    /// The ids open descriptors of every process name: pidfds, and directories of
+    /// `/proc/PID`.
+    fn named_pids(&self) -> std::collections::HashSet<Tid> {
+        use crate::vfs::proc::ProcNode;
+        use crate::vfs::Node;
+        let mut named = std::collections::HashSet::new();
+        for pid in self.pids() {
+            let Some(p) = self.proc_ref(pid) else {
+                continue;
+            };
+            for (_, f) in p.files.iter() {
+                match (&f.kind, f.loc.as_ref().map(|l| &l.top().node)) {
+                    (FileKind::PidFd(x), _) => {
+                        named.insert(x.pid);
+                    }
+                    (_, Some(Node::Proc(ProcNode::Pid(x) | ProcNode::FdDir(x)))) => {
+                        named.insert(*x as Tid);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        named
     }
 }
 
