@@ -289,6 +289,19 @@ fn no_cpu_controller(e: io::Error, what: &str) -> io::Error {
     )
 }
 
+/// A memory limit the kernel would not set (`EBUSY`: it could not reclaim the
+/// sandbox's memory below it), said in words.
+fn over_usage(e: io::Error, m: sandbox_core::units::ByteSize) -> io::Error {
+    if e.raw_os_error() == Some(libc::EBUSY) {
+        io::Error::new(
+            e.kind(),
+            format!("the sandbox uses more memory than {m} now, and the kernel could not reclaim enough"),
+        )
+    } else {
+        e
+    }
+}
+
 fn read_u64(p: &Path) -> Option<u64> {
     fs::read_to_string(p).ok()?.trim().parse().ok()
 }
@@ -443,6 +456,102 @@ impl Cgroup {
             }
         }
         Ok(Some(cg))
+    }
+
+    /// Changes the memory, pids and cpus limits of a sandbox whose processes already
+    /// run in this cgroup: each one set in `l` (the caller refuses the others). A
+    /// memory limit below what the sandbox uses now is refused by the kernel once it
+    /// could not reclaim enough; the error says so.
+    pub(crate) fn update(&self, host: &Host, l: &Limits) -> io::Result<()> {
+        let refused = |what: &str, e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("setting {what} of the sandbox's cgroup: {e}"),
+            )
+        };
+        if let Some(dir) = &self.v2 {
+            if let Some(m) = l.memory {
+                // Below what it uses now, memory.max would have the kernel kill the
+                // sandbox (memory.oom.group) when it cannot reclaim enough: reclaim
+                // through memory.high first, and refuse if that was not enough.
+                let current = read_u64(&dir.join("memory.current")).unwrap_or(0);
+                if m.0 < current {
+                    let _ = fs::write(dir.join("memory.high"), m.0.to_string());
+                    let after = read_u64(&dir.join("memory.current")).unwrap_or(u64::MAX);
+                    let _ = fs::write(dir.join("memory.high"), "max");
+                    if after > m.0 {
+                        return Err(refused(
+                            "memory.max",
+                            over_usage(io::Error::from_raw_os_error(libc::EBUSY), m),
+                        ));
+                    }
+                }
+                fs::write(dir.join("memory.max"), m.0.to_string())
+                    .map_err(|e| refused("memory.max", e))?;
+            }
+            if let Some(p) = l.pids {
+                fs::write(dir.join("pids.max"), p.to_string())
+                    .map_err(|e| refused("pids.max", e))?;
+            }
+            if let Some(c) = l.cpus {
+                fs::write(
+                    dir.join("cpu.max"),
+                    format!("{} {CPU_PERIOD_US}", quota_us(c)),
+                )
+                .map_err(|e| no_cpu_controller(e, "cpu.max of the sandbox's cgroup v2"))?;
+            }
+            return Ok(());
+        }
+        let missing = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("the sandbox has no cgroup v1 {what} group on this host, so its {what} limit cannot change"),
+            )
+        };
+        if let Some(m) = l.memory {
+            let dir = self.memory.as_ref().ok_or_else(|| missing("memory"))?;
+            // memory+swap must stay at least the memory limit: raise it first, lower
+            // it last (it is absent without swap accounting).
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            let now = read_u64(&dir.join("memory.limit_in_bytes")).unwrap_or(u64::MAX);
+            if m.0 > now {
+                let _ = fs::write(&memsw, m.0.to_string());
+            }
+            fs::write(dir.join("memory.limit_in_bytes"), m.0.to_string())
+                .map_err(|e| refused("memory.limit_in_bytes", over_usage(e, m)))?;
+            if m.0 <= now {
+                let _ = fs::write(&memsw, m.0.to_string());
+            }
+        }
+        if let Some(p) = l.pids {
+            let dir = self.pids.as_ref().ok_or_else(|| missing("pids"))?;
+            fs::write(dir.join("pids.max"), p.to_string()).map_err(|e| refused("pids.max", e))?;
+        }
+        if let Some(c) = l.cpus {
+            let with_cpuacct = matches!(
+                host,
+                Host::V1 {
+                    cpu_with_cpuacct: true,
+                    ..
+                }
+            );
+            let dir = match (&self.cpu, with_cpuacct) {
+                (Some(d), _) => d,
+                (None, true) => self.cpuacct.as_ref().ok_or_else(|| missing("cpu"))?,
+                (None, false) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "the sandbox was created without a cpus limit, and on this host's cgroup v1 \
+                         (cpu and cpuacct apart) only a sandbox created with one has a cpu group \
+                         to change: create it with a cpus limit (any, such as the host's CPU count)",
+                    ))
+                }
+            };
+            fs::write(dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())
+                .and_then(|_| fs::write(dir.join("cpu.cfs_quota_us"), quota_us(c).to_string()))
+                .map_err(|e| no_cpu_controller(e, "cpu.cfs_quota_us of the sandbox's cgroup v1"))?;
+        }
+        Ok(())
     }
 
     /// The v2 directory, if this is a v2 cgroup.

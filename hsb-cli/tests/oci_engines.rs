@@ -513,6 +513,26 @@ fn docker_run_exec_stop_and_default_network() {
     let o = docker(&["exec", "stubborn", "sh", "-c", "cat /tmp/up; exit 5"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert_eq!(stdout(&o), "up\n", "{}", text(&o));
+    // `docker update` reaches the running container (containerd's shim calls the
+    // runtime's `update --resources -`): a pids limit lowered stops forks, raised
+    // lets them through.
+    let forks = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done; wait";
+    let o = docker(&["update", "--pids-limit", "5", "stubborn"]);
+    assert!(o.status.success(), "docker update: {}", text(&o));
+    let o = docker(&["exec", "stubborn", "sh", "-c", forks]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fork"),
+        "10 children under pids 5: {}",
+        text(&o)
+    );
+    let o = docker(&["update", "--pids-limit", "100", "stubborn"]);
+    assert!(o.status.success(), "docker update: {}", text(&o));
+    let o = docker(&["exec", "stubborn", "sh", "-c", forks]);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "under pids 100: {}",
+        text(&o)
+    );
     let o = docker(&["stop", "-t", "1", "stubborn"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = docker(&["inspect", "--format", "{{.State.ExitCode}}", "stubborn"]);

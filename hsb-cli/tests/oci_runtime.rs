@@ -28,6 +28,16 @@ fn state(root: &Path, id: &str) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// Waits (at most 5 s) for the container to be stopped.
+fn wait_stopped(root: &Path, id: &str) {
+    for _ in 0..500 {
+        if state(root, id)["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn lifecycle_create_start_exec_pause_kill_delete() {
     if !root_ok() {
@@ -115,12 +125,7 @@ fn lifecycle_create_start_exec_pause_kill_delete() {
     // SIGTERM reaches the container's process (its trap exits 7).
     let o = oci(root.path(), &["kill", "c1", "TERM"]);
     assert!(o.status.success(), "{}", text(&o));
-    for _ in 0..500 {
-        if state(root.path(), "c1")["status"] == "stopped" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_stopped(root.path(), "c1");
     let s = state(root.path(), "c1");
     assert_eq!(s["status"], "stopped");
     assert_eq!(s["pid"], 0);
@@ -371,6 +376,15 @@ fn microvm_containers() {
     });
     let st = state(root.path(), "vm2");
     assert_eq!(st["hsb"]["isolation"], "microvm", "{st}");
+    // A micro-VM's limits are its VM's: `update` says so, and it goes on.
+    let o = oci(root.path(), &["update", "--pids-limit", "10", "vm2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fixed when it is created"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(state(root.path(), "vm2")["status"], "created");
     let o = oci(root.path(), &["delete", "--force", "vm2"]);
     assert!(o.status.success(), "{}", text(&o));
 }
@@ -598,4 +612,127 @@ fn hooks_run_on_the_host_with_the_containers_state() {
         "the hung hook was left running"
     );
     assert!(no_more_inits_than(before), "a sandbox was left behind");
+}
+
+/// `update` (Docker's `docker update`, containerd's UpdateContainerResources) changes
+/// the limits of a running container: a pids limit lowered stops its forks, raised
+/// lets them through; a memory limit lowered has the kernel kill what goes above it,
+/// raised lets it run; `--resources -` takes the OCI object the way containerd's shim
+/// passes it. What cannot change (a CPU set, a stopped container, a limit above the
+/// operator floor, a bad size) is refused with the reason, and nothing changes.
+#[test]
+fn update_changes_a_running_containers_limits() {
+    if !root_ok() {
+        return;
+    }
+    let _serial = serial();
+    let root = TempDir::new("root");
+    let b = TempDir::new("bundle");
+    bundle(b.path(), &["/bin/sh", "-c", "while true; do sleep 1; done"]);
+    let floor = b.path().join("floor.toml");
+    std::fs::write(
+        &floor,
+        "[floor]\nlimits = { pids = 100, memory = \"1GiB\" }\n",
+    )
+    .unwrap();
+    let fl = floor.to_str().unwrap();
+    let o = oci(
+        root.path(),
+        &[
+            "--floor",
+            fl,
+            "run",
+            "--detach",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            "u1",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let forks = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done; wait";
+
+    let o = oci(root.path(), &["update", "--pids-limit", "5", "u1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = oci(root.path(), &["exec", "u1", "sh", "-c", forks]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fork"),
+        "10 children under pids 5: {}",
+        text(&o)
+    );
+    let o = oci(root.path(), &["update", "--pids-limit", "64", "u1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = oci(root.path(), &["exec", "u1", "sh", "-c", forks]);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "under pids 64: {}",
+        text(&o)
+    );
+
+    // About 130 MB of string in awk: killed under 32 MiB, fine under 512 MiB.
+    let hog = "awk 'BEGIN { s = \"x\"; while (length(s) < 64000000) s = s s; print length(s) }'";
+    let o = oci(root.path(), &["update", "--memory", "32m", "u1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = oci(root.path(), &["exec", "u1", "sh", "-c", hog]);
+    assert!(!o.status.success(), "the hog under 32 MiB: {}", text(&o));
+    // containerd's shim: `update --resources -` with the OCI object on stdin.
+    let mut child = std::process::Command::new(hsb())
+        .args(["oci", "--root", root.path().to_str().unwrap()])
+        .args(["update", "--resources", "-", "u1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(br#"{"memory": {"limit": 536870912, "swap": 536870912}, "cpu": {"shares": 1024, "quota": 0, "period": 0, "cpus": "", "mems": ""}, "pids": {"limit": 64}}"#)
+            .unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = oci(root.path(), &["exec", "u1", "sh", "-c", hog]);
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).trim()),
+        (Some(0), "67108864"),
+        "the hog under 512 MiB: {}",
+        text(&o)
+    );
+
+    // Refusals name what and why; the limits in force stay.
+    let refused = |args: &[&str], needle: &str| {
+        let mut all = vec!["update"];
+        all.extend_from_slice(args);
+        all.push("u1");
+        let o = oci(root.path(), &all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    refused(&["--pids-limit", "1000"], "pids");
+    refused(&["--pids-limit", "1000"], "floor");
+    refused(&["--memory", "12parsecs"], "not a size");
+    refused(&["--cpuset-cpus", "0"], "cpus");
+    refused(&["--memory", "-1"], "lifting a limit");
+    refused(&["--cpu-period", "50000"], "quota");
+    let o = oci(root.path(), &["exec", "u1", "sh", "-c", forks]);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "still pids 64: {}",
+        text(&o)
+    );
+
+    let o = oci(root.path(), &["kill", "u1", "KILL"]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_stopped(root.path(), "u1");
+    refused(&["--pids-limit", "10"], "stopped");
+    let o = oci(root.path(), &["delete", "u1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = oci(root.path(), &["update", "--pids-limit", "10", "u1"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not exist"),
+        "{}",
+        text(&o)
+    );
 }

@@ -416,6 +416,12 @@ impl LiveSandbox for Remote {
             .map_err(|e| self.error(e, "rename", from))
     }
 
+    async fn update_limits(&self, _limits: &hybrid_sandbox::Limits) -> Result<(), LiveError> {
+        Err(LiveError::Unsupported(
+            "the limits of a server's sandbox cannot change through its HTTP API: create it with the limits it needs".into(),
+        ))
+    }
+
     async fn snapshot(&self) -> Result<Arc<dyn hybrid_sandbox::LiveSnapshot>, LiveError> {
         let info = self
             .client

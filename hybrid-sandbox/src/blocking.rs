@@ -176,6 +176,11 @@ impl Live {
         self.rt.block_on(self.inner.stats())
     }
 
+    /// Changes limits while it lives (see [`crate::Live::update_limits`]).
+    pub fn update_limits(&self, limits: &crate::Limits) -> Result<(), Error> {
+        self.rt.block_on(self.inner.update_limits(limits))
+    }
+
     /// Destroys it (idempotent).
     pub fn destroy(&self) -> Result<(), Error> {
         self.rt.block_on(self.inner.destroy())

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use sandbox_core::live::{read_to_end, ByteStream};
 use sandbox_core::{
-    Decision, EndReason, EnforcementReport, ExecRequest, Execution, FileData, FileStat, Isolation,
-    LiveError, LiveOptions, LiveSandbox, LiveState, LiveStats, Outcome, Workload,
+    Decision, EndReason, EnforcementReport, ExecRequest, Execution, FileData, FileStat, Floor,
+    Isolation, Limits, LiveError, LiveOptions, LiveSandbox, LiveState, LiveStats, Outcome,
+    Workload,
 };
 
 use crate::sandbox::{Error, Sandbox};
@@ -19,6 +20,9 @@ struct Inner {
     sandbox: Arc<dyn LiveSandbox>,
     // Shared with its snapshots and the sandboxes started from them.
     _layers: Option<Arc<sandbox_images::LayersInUse>>,
+    // The floor its limits were decided under (the policy's and the operator's): new
+    // limits stay within it. `None` for a server's sandbox (the server checks).
+    floor: Option<Arc<Floor>>,
 }
 
 /// A snapshot of a live sandbox ([`Live::snapshot`]): starts any number of new live
@@ -27,6 +31,7 @@ struct Inner {
 pub struct Snapshot {
     snapshot: Arc<dyn sandbox_core::LiveSnapshot>,
     layers: Option<Arc<sandbox_images::LayersInUse>>,
+    floor: Option<Arc<Floor>>,
 }
 
 impl Snapshot {
@@ -37,6 +42,7 @@ impl Snapshot {
             inner: Arc::new(Inner {
                 sandbox,
                 _layers: self.layers.clone(),
+                floor: self.floor.clone(),
             }),
         })
     }
@@ -90,6 +96,7 @@ impl Snapshot {
             inner: Arc::new(Inner {
                 sandbox,
                 _layers: self.layers.clone(),
+                floor: self.floor.clone(),
             }),
         }
     }
@@ -132,6 +139,7 @@ impl Sandbox {
             inner: Arc::new(Inner {
                 sandbox,
                 _layers: layers,
+                floor: self.effective_floor(),
             }),
         })
     }
@@ -203,7 +211,11 @@ impl Sandbox {
             }
         }
         .map_err(live)?;
-        Ok(Snapshot { snapshot, layers })
+        Ok(Snapshot {
+            snapshot,
+            layers,
+            floor: self.effective_floor(),
+        })
     }
 
     /// The plan of a live sandbox for `spec`, its image prepared.
@@ -245,6 +257,7 @@ impl Live {
             inner: Arc::new(Inner {
                 sandbox,
                 _layers: None,
+                floor: None,
             }),
         }
     }
@@ -274,6 +287,7 @@ impl Live {
         Ok(Snapshot {
             snapshot,
             layers: self.inner._layers.clone(),
+            floor: self.inner.floor.clone(),
         })
     }
 
@@ -294,6 +308,7 @@ impl Live {
         Ok(Snapshot {
             snapshot,
             layers: self.inner._layers.clone(),
+            floor: self.inner.floor.clone(),
         })
     }
 
@@ -307,6 +322,7 @@ impl Live {
             inner: Arc::new(Inner {
                 sandbox,
                 _layers: self.inner._layers.clone(),
+                floor: self.inner.floor.clone(),
             }),
         })
     }
@@ -522,6 +538,33 @@ impl Live {
         &self,
     ) -> Option<tokio::sync::broadcast::Receiver<sandbox_core::network::NetworkEvent>> {
         self.inner.sandbox.network_events()
+    }
+
+    /// Changes limits of the whole sandbox while it lives (Docker's `update`): each one
+    /// set in `limits` replaces the one in force. They must stay within the floor the
+    /// sandbox was created under (the policy's and the operator's), or nothing changes
+    /// and the error names the limit. Container: `memory`, `pids` and `cpus` change
+    /// through its cgroup (a memory limit below what it uses now is refused); the
+    /// others, and a micro-VM's limits (its memory is the guest's RAM), are fixed when
+    /// the sandbox is created, and asking says so.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use hybrid_sandbox::{Limits, LiveOptions, Sandbox, Workload};
+    /// let live = Sandbox::with_default_policy()
+    ///     .create(Workload::default(), LiveOptions::default())
+    ///     .await?;
+    /// let more = Limits { pids: Some(64), ..Limits::default() };
+    /// if live.isolation() == hybrid_sandbox::Isolation::Container {
+    ///     live.update_limits(&more).await?;
+    /// }
+    /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
+    /// ```
+    pub async fn update_limits(&self, limits: &Limits) -> Result<(), Error> {
+        if let Some(f) = &self.inner.floor {
+            f.check_limits(limits).map_err(Error::Policy)?;
+        }
+        self.inner.sandbox.update_limits(limits).await.map_err(live)
     }
 
     /// What the sandbox uses now.

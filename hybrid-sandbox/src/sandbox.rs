@@ -211,6 +211,16 @@ impl Sandbox {
         self.floor.as_deref()
     }
 
+    /// The floor a plan is decided under: the policy's own `[floor]` with the
+    /// operator's on top (the stricter wins).
+    pub(crate) fn effective_floor(&self) -> Option<Arc<Floor>> {
+        match (self.policy().floor(), self.floor.as_ref()) {
+            (Some(a), Some(b)) => Some(Arc::new(a.stricter(b))),
+            (Some(a), None) => Some(Arc::new(a.clone())),
+            (None, b) => b.cloned(),
+        }
+    }
+
     pub(crate) fn images(&self) -> &Arc<sandbox_images::ImageStore> {
         &self.images
     }

@@ -60,6 +60,16 @@ impl Limits {
         take!(memory, wall_time, cpu_time, pids, open_files, file_size, output, tmp_size, cpus);
     }
 
+    /// The names of the limits set here, as in a policy (`memory`, `wall_time`, ...).
+    pub fn names_set(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        macro_rules! set {
+            ($($f:ident),*) => { $( if self.$f.is_some() { out.push(stringify!($f)); } )* };
+        }
+        set!(memory, wall_time, cpu_time, pids, open_files, file_size, output, tmp_size, cpus);
+        out
+    }
+
     /// True when no limit is set.
     pub fn is_empty(&self) -> bool {
         *self == Limits::default()

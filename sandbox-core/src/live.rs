@@ -426,6 +426,20 @@ pub trait LiveSandbox: Send + Sync + fmt::Debug {
         )))
     }
 
+    /// Changes limits of the whole sandbox while it lives: each one set in `limits`
+    /// replaces the one in force (the caller has checked them against the floor; see
+    /// `Live::update_limits`). Only what the backend can change on running processes
+    /// may be set — container: `memory`, `pids`, `cpus`, through its cgroup; anything
+    /// else is refused naming it, and nothing is changed. Backends that fix their
+    /// limits at creation say so.
+    async fn update_limits(&self, limits: &crate::limits::Limits) -> Result<(), LiveError> {
+        let _ = limits;
+        Err(LiveError::Unsupported(format!(
+            "the limits of a live {} sandbox are fixed when it is created",
+            self.isolation()
+        )))
+    }
+
     /// Its network (`egress`): the mode, every decision of the broker so far (final once
     /// destroyed) and where the host reaches its exposed ports. `None` without a broker.
     fn network(&self) -> Option<crate::network::NetworkReport> {

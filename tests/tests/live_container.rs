@@ -586,3 +586,100 @@ fn a_later_exec_can_stop_a_background_process_of_an_earlier_one() {
         assert_eq!(stdout(&sh_out(&live, "echo alive").await), "alive\n");
     });
 }
+
+/// `update_limits` on a live container: a pids limit set after creation stops forks at
+/// once and a raised one lets them through; the policy's floor bounds new limits (the
+/// error names the limit and the floor, nothing changes); a limit that cannot change
+/// on running processes is refused by name.
+#[test]
+fn limits_change_while_it_lives_within_the_floor() {
+    let sb = sandbox_with(
+        "version = 1\n[defaults]\nisolation = \"container\"\n[defaults.limits]\npids = 64\n\
+         [[defaults.mounts]]\nsource = \"/usr\"\n[[defaults.mounts]]\nsource = \"/bin\"\n[[defaults.mounts]]\nsource = \"/lib\"\n\
+         [[defaults.mounts]]\nsource = \"/lib64\"\noptional = true\n[floor]\nlimits = { pids = 100 }\n",
+    );
+    let forks = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait";
+    let err = |o: &Outcome| String::from_utf8_lossy(&o.stderr).into_owned();
+    runtime().block_on(async {
+        let live = create_in(&sb, Workload::default(), LiveOptions::default()).await;
+        let o = sh_out(&live, forks).await;
+        assert!(o.success() && o.stderr.is_empty(), "{}", err(&o));
+        let few = hybrid_sandbox::Limits {
+            pids: Some(4),
+            ..Default::default()
+        };
+        live.update_limits(&few)
+            .await
+            .unwrap_or_else(|e| panic!("update: {}", e.chain()));
+        let o = sh_out(&live, forks).await;
+        assert!(
+            err(&o).contains("fork"),
+            "10 children under pids 4: {}",
+            err(&o)
+        );
+        let over = hybrid_sandbox::Limits {
+            pids: Some(1000),
+            ..Default::default()
+        };
+        let e = live.update_limits(&over).await.unwrap_err();
+        assert!(
+            e.chain().contains("pids") && e.chain().contains("floor"),
+            "{}",
+            e.chain()
+        );
+        let fixed = hybrid_sandbox::Limits {
+            wall_time: Some(Duration::from_secs(5)),
+            pids: Some(50),
+            ..Default::default()
+        };
+        let e = live.update_limits(&fixed).await.unwrap_err();
+        assert!(e.chain().contains("wall_time"), "{}", e.chain());
+        // Neither refusal changed anything: still pids 4.
+        let o = sh_out(&live, forks).await;
+        assert!(err(&o).contains("fork"), "{}", err(&o));
+        let back = hybrid_sandbox::Limits {
+            pids: Some(100),
+            ..Default::default()
+        };
+        live.update_limits(&back).await.unwrap();
+        let o = sh_out(&live, forks).await;
+        assert!(o.success() && o.stderr.is_empty(), "{}", err(&o));
+        // A CPU quota: on cgroup v1 with cpu and cpuacct apart (this machine), a
+        // sandbox created without one has no cpu group, and says how to get one.
+        let half = hybrid_sandbox::Limits {
+            cpus: Some("0.5".parse().unwrap()),
+            ..Default::default()
+        };
+        if let Err(e) = live.update_limits(&half).await {
+            assert!(
+                e.chain().contains("created without a cpus limit"),
+                "{}",
+                e.chain()
+            );
+        }
+        live.destroy().await.unwrap();
+        let e = live.update_limits(&back).await.unwrap_err();
+        assert!(e.chain().contains("destroyed"), "{}", e.chain());
+        // Created with one, its quota changes (and is the cgroup's: read back).
+        let mut w = Workload::default();
+        w.limits.cpus = Some("1".parse().unwrap());
+        let live = create_in(&sb, w, LiveOptions::default()).await;
+        live.update_limits(&half)
+            .await
+            .unwrap_or_else(|e| panic!("cpus 0.5: {}", e.chain()));
+        let v1 = std::path::Path::new("/sys/fs/cgroup/cpu/hsb");
+        if v1.is_dir() {
+            let mine = format!("{}-", std::process::id());
+            let quotas: Vec<String> = std::fs::read_dir(v1)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&mine))
+                .filter_map(|e| std::fs::read_to_string(e.path().join("cpu.cfs_quota_us")).ok())
+                .map(|q| q.trim().to_string())
+                .collect();
+            assert!(quotas.iter().any(|q| q == "50000"), "{quotas:?}");
+        }
+        live.destroy().await.unwrap();
+    });
+}

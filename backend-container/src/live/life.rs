@@ -689,4 +689,47 @@ impl LiveSandbox for ContainerLive {
         self.shared.destroy_async(EndReason::Destroyed).await;
         Ok(())
     }
+
+    async fn update_limits(&self, limits: &sandbox_core::Limits) -> Result<(), LiveError> {
+        if let Some(fixed) = limits
+            .names_set()
+            .into_iter()
+            .find(|n| !matches!(*n, "memory" | "pids" | "cpus"))
+        {
+            return Err(LiveError::Invalid(format!(
+                "the {fixed} limit of a live container sandbox is fixed when it is created; \
+                 memory, pids and cpus can change"
+            )));
+        }
+        let s = &self.shared;
+        let state = s.lock().state;
+        if state == LiveState::Destroyed {
+            return Err(LiveError::WrongState {
+                state,
+                operation: "update_limits",
+                wanted: "running or paused",
+            });
+        }
+        if limits.is_empty() {
+            return Ok(());
+        }
+        s.touch();
+        let me = s.clone();
+        let limits = limits.clone();
+        tokio::task::spawn_blocking(move || {
+            let g = me.guard.lock().unwrap_or_else(|e| e.into_inner());
+            let host = crate::cgroup::host();
+            match g.as_ref().and_then(|g| g.cgroup.as_ref()) {
+                Some(cg) => cg.update(host, &limits).map_err(|e| LiveError::Invalid(e.to_string())),
+                None => Err(LiveError::Unsupported(match host {
+                    crate::cgroup::Host::Unusable { reason } => format!(
+                        "the sandbox's limits are rlimits set when it was created, not a cgroup's: {reason}"
+                    ),
+                    _ => "the sandbox has no cgroup, so its limits cannot change".into(),
+                })),
+            }
+        })
+        .await
+        .map_err(|e| failed("updating limits", std::io::Error::other(e)))?
+    }
 }

@@ -948,6 +948,15 @@ impl LiveSandbox for MicroVmLive {
         Isolation::MicroVm
     }
 
+    async fn update_limits(&self, _limits: &sandbox_core::Limits) -> Result<(), LiveError> {
+        Err(LiveError::Unsupported(
+            "the limits of a live micro-VM sandbox are fixed when it is created (its memory is \
+             the guest's RAM, its pids and file limits the VM's own): create it with the limits \
+             it needs"
+                .into(),
+        ))
+    }
+
     fn decision(&self) -> &Decision {
         &self.shared.plan.decision
     }

@@ -1,5 +1,5 @@
 //! The runc commands: create, start, state, kill, delete, run, exec, ps, pause, resume,
-//! features.
+//! update, features.
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -89,6 +89,51 @@ pub(crate) struct ExecArgs {
     pub(crate) args: Vec<String>,
 }
 
+/// runc's `update`: new limits for a created, running or paused container.
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// A JSON file with an OCI `linux.resources` object (`-`: standard input), as
+    /// containerd's shim passes it; the options below override its values.
+    #[arg(long, short = 'r', value_name = "FILE")]
+    pub(crate) resources: Option<PathBuf>,
+    /// Memory limit in bytes (k, m, g suffixes).
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub(crate) memory: Option<String>,
+    /// Memory plus swap (not applied apart from memory).
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
+    pub(crate) memory_swap: Option<String>,
+    /// Soft memory limit (not applied).
+    #[arg(
+        long = "memory-reservation",
+        value_name = "BYTES",
+        allow_hyphen_values = true
+    )]
+    pub(crate) memory_reservation: Option<String>,
+    /// Processes and threads at once.
+    #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
+    pub(crate) pids_limit: Option<i64>,
+    /// CPU quota per period, in microseconds.
+    #[arg(long = "cpu-quota", value_name = "US", allow_hyphen_values = true)]
+    pub(crate) cpu_quota: Option<i64>,
+    /// CPU period, in microseconds.
+    #[arg(long = "cpu-period", value_name = "US")]
+    pub(crate) cpu_period: Option<u64>,
+    /// CPU shares (not applied).
+    #[arg(long = "cpu-share", value_name = "N")]
+    pub(crate) cpu_share: Option<u64>,
+    /// CPUs allowed (not supported).
+    #[arg(long = "cpuset-cpus", value_name = "LIST")]
+    pub(crate) cpuset_cpus: Option<String>,
+    /// Memory nodes allowed (not supported).
+    #[arg(long = "cpuset-mems", value_name = "LIST")]
+    pub(crate) cpuset_mems: Option<String>,
+    /// Block I/O weight (not applied).
+    #[arg(long = "blkio-weight", value_name = "N")]
+    pub(crate) blkio_weight: Option<u16>,
+    /// The container's id.
+    pub(crate) id: String,
+}
+
 pub(crate) fn dispatch(rt: &Runtime, cmd: OciCommand) -> Result<i32, OciError> {
     match cmd {
         OciCommand::Create(a) => create(rt, a, false),
@@ -99,6 +144,7 @@ pub(crate) fn dispatch(rt: &Runtime, cmd: OciCommand) -> Result<i32, OciError> {
         OciCommand::Delete { force, id } => delete(rt, &id, force),
         OciCommand::Exec(a) => exec(rt, a),
         OciCommand::Ps { format, id, .. } => ps(rt, &id, &format),
+        OciCommand::Update(a) => update(rt, a),
         OciCommand::Pause { id } => simple(rt, &id, Request::Pause, "paused"),
         OciCommand::Resume { id } => simple(rt, &id, Request::Resume, "running"),
         OciCommand::Features => {
@@ -391,7 +437,12 @@ fn simple(rt: &Runtime, id: &str, req: Request, _after: &str) -> Result<i32, Oci
     if !ok {
         return Err(OciError::msg(format!("container {id} is {status}")));
     }
-    match ctl::call(&dir.socket(), &req) {
+    ask(&dir, &req)
+}
+
+/// Sends `req` to the container's supervisor, for a plain yes or its error.
+fn ask(dir: &Dir, req: &Request) -> Result<i32, OciError> {
+    match ctl::call(&dir.socket(), req) {
         Ok(Reply::Ok) => Ok(0),
         Ok(Reply::Error(e)) => Err(OciError::msg(e)),
         Ok(_) => Err(OciError::msg(
@@ -401,6 +452,126 @@ fn simple(rt: &Runtime, id: &str, req: Request, _after: &str) -> Result<i32, Oci
             "cannot reach the container's supervisor: {e}"
         ))),
     }
+}
+
+/// A size as runc's options take it: bytes, or with a k, m, g or t suffix (powers
+/// of 1024); -1 is "no limit".
+fn size_option(name: &str, v: &str) -> Result<i64, OciError> {
+    let t = v.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, shift) = match t.as_bytes().last() {
+        Some(b'k') => (&t[..t.len() - 1], 10),
+        Some(b'm') => (&t[..t.len() - 1], 20),
+        Some(b'g') => (&t[..t.len() - 1], 30),
+        Some(b't') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    match digits.parse::<i64>() {
+        Ok(-1) if shift == 0 => Ok(-1),
+        Ok(n) if n >= 0 => n
+            .checked_mul(1 << shift)
+            .ok_or_else(|| OciError::msg(format!("--{name} {v}: too large"))),
+        _ => Err(OciError::msg(format!(
+            "--{name} {v}: not a size in bytes (with k, m, g or t)"
+        ))),
+    }
+}
+
+/// The `linux.resources` object `update` asks for: `--resources`, then the options.
+fn update_resources(a: &UpdateArgs) -> Result<serde_json::Value, OciError> {
+    let mut r = match &a.resources {
+        None => serde_json::json!({}),
+        Some(p) => {
+            let text = if p.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut b)
+                    .map_err(|e| OciError::msg(format!("reading the resources: {e}")))?;
+                b
+            } else {
+                std::fs::read(p)
+                    .map_err(|e| OciError::msg(format!("reading {}: {e}", p.display())))?
+            };
+            serde_json::from_slice(&text)
+                .map_err(|e| OciError::msg(format!("the resources are not JSON: {e}")))?
+        }
+    };
+    if !r.is_object() {
+        return Err(OciError::msg("the resources must be a JSON object"));
+    }
+    let mut set = |section: &str, key: &str, v: serde_json::Value| {
+        if !r[section].is_object() {
+            r[section] = serde_json::json!({});
+        }
+        r[section][key] = v;
+    };
+    for (name, key, v) in [
+        ("memory", "limit", &a.memory),
+        ("memory-swap", "swap", &a.memory_swap),
+        ("memory-reservation", "reservation", &a.memory_reservation),
+    ] {
+        if let Some(v) = v {
+            set("memory", key, size_option(name, v)?.into());
+        }
+    }
+    if let Some(n) = a.pids_limit {
+        set("pids", "limit", n.into());
+    }
+    if let Some(n) = a.cpu_quota {
+        set("cpu", "quota", n.into());
+    }
+    if let Some(n) = a.cpu_period {
+        set("cpu", "period", n.into());
+    }
+    if let Some(n) = a.cpu_share {
+        set("cpu", "shares", n.into());
+    }
+    if let Some(v) = &a.cpuset_cpus {
+        set("cpu", "cpus", v.as_str().into());
+    }
+    if let Some(v) = &a.cpuset_mems {
+        set("cpu", "mems", v.as_str().into());
+    }
+    if let Some(n) = a.blkio_weight {
+        set("blockIO", "weight", n.into());
+    }
+    Ok(r)
+}
+
+/// `update`: the new limits are checked here (what hsb does not apply is logged as a
+/// warning, what it cannot is an error), then applied by the container's supervisor
+/// to the live sandbox (within the policy's floor; see `Live::update_limits`).
+fn update(rt: &Runtime, a: UpdateArgs) -> Result<i32, OciError> {
+    let (dir, rec) = existing(rt, &a.id)?;
+    let status = dir.status(&rec);
+    if status == "stopped" {
+        return Err(OciError::msg(format!(
+            "container {} is stopped: its limits cannot change",
+            a.id
+        )));
+    }
+    let resources = update_resources(&a)?;
+    // -1 lifts a limit in runc's update; a sandbox's limits are only ever replaced.
+    for (section, key) in [("memory", "limit"), ("pids", "limit"), ("cpu", "quota")] {
+        if resources[section][key].as_i64().is_some_and(|v| v < 0) {
+            return Err(OciError::msg(format!(
+                "{section}.{key} {}: lifting a limit of a running hsb container is not supported; give a value",
+                resources[section][key]
+            )));
+        }
+    }
+    let set = |k: &str| resources["cpu"][k].as_i64().is_some_and(|v| v > 0);
+    if set("period") && !set("quota") {
+        return Err(OciError::msg(
+            "a CPU period alone changes nothing here: hsb limits CPU as quota per period, give the quota too (--cpu-quota)",
+        ));
+    }
+    let text = serde_json::to_vec(&resources).unwrap_or_default();
+    let (limits, notes) = super::config::resources(&text).map_err(OciError::config)?;
+    for n in notes {
+        super::log::warn(rt, &format!("update {}: {n}", a.id), false);
+    }
+    ask(&dir, &Request::Update { limits })
 }
 
 fn ps(rt: &Runtime, id: &str, format: &str) -> Result<i32, OciError> {

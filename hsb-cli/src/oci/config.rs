@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hybrid_sandbox::{
-    ByteSize, IsolationRequest, Mount, MountMode, Network, RootDir, Tmpfs, TtySize, Workload,
+    ByteSize, IsolationRequest, Limits, Mount, MountMode, Network, RootDir, Tmpfs, TtySize,
+    Workload,
 };
 use serde_json::{Map, Value};
 
@@ -105,19 +106,7 @@ pub(crate) fn parse(
     let Value::Object(top) = value else {
         return err("config.json", "the top level must be a JSON object");
     };
-    Mapper {
-        bundle,
-        forced,
-        w: Workload::default(),
-        notes: Vec::new(),
-        sysctl: Vec::new(),
-        annotations: BTreeMap::new(),
-        process: None,
-        copy_up: Vec::new(),
-        hooks: Default::default(),
-        own_netns: false,
-    }
-    .run(top)
+    Mapper::new(bundle, forced).run(top)
 }
 
 /// The process of `exec --process FILE` (an OCI `process` object). Rlimits and the
@@ -130,24 +119,31 @@ pub(crate) fn exec_process(text: &[u8]) -> Result<(ProcessSpec, Vec<String>), Co
     if let Err(e) = serde_json::from_value::<oci_spec::runtime::Process>(v.clone()) {
         return err("process", format!("not a valid OCI process: {e}"));
     }
-    let mut m = Mapper {
-        bundle: Path::new("/"),
-        forced: None,
-        w: Workload::default(),
-        notes: Vec::new(),
-        sysctl: Vec::new(),
-        annotations: BTreeMap::new(),
-        process: None,
-        copy_up: Vec::new(),
-        hooks: Default::default(),
-        own_netns: false,
-    };
+    let mut m = Mapper::new(Path::new("/"), None);
     m.process(&v)?;
     let p = m.process.take().ok_or_else(|| ConfigError {
         field: "process".into(),
         message: "missing".into(),
     })?;
     Ok((p, m.notes))
+}
+
+/// The limits of `update --resources` (an OCI `linux.resources` object): those hsb
+/// applies, and what it reports without applying (as at create).
+pub(crate) fn resources(text: &[u8]) -> Result<(Limits, Vec<String>), ConfigError> {
+    let v: Value = serde_json::from_slice(text).map_err(|e| ConfigError {
+        field: "resources".into(),
+        message: format!("malformed JSON: {e}"),
+    })?;
+    if let Err(e) = serde_json::from_value::<oci_spec::runtime::LinuxResources>(v.clone()) {
+        return err(
+            "resources",
+            format!("not a valid OCI linux.resources object: {e}"),
+        );
+    }
+    let mut m = Mapper::new(Path::new("/"), None);
+    m.resources(&v)?;
+    Ok((m.w.limits, m.notes))
 }
 
 struct Mapper<'a> {
@@ -197,6 +193,23 @@ fn empty(v: &Value) -> bool {
         Value::String(s) => s.is_empty(),
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.values().all(empty),
+    }
+}
+
+impl<'a> Mapper<'a> {
+    fn new(bundle: &'a Path, forced: Option<IsolationRequest>) -> Mapper<'a> {
+        Mapper {
+            bundle,
+            forced,
+            w: Workload::default(),
+            notes: Vec::new(),
+            sysctl: Vec::new(),
+            annotations: BTreeMap::new(),
+            process: None,
+            copy_up: Vec::new(),
+            hooks: Default::default(),
+            own_netns: false,
+        }
     }
 }
 

@@ -38,6 +38,10 @@ pub(crate) enum Request {
     Signal {
         signal: i32,
     },
+    /// Change the container's limits (`update`): each one set replaces the one in force.
+    Update {
+        limits: hybrid_sandbox::Limits,
+    },
     /// For a running exec with a terminal: its new size.
     Resize {
         rows: u16,

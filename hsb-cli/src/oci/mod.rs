@@ -139,6 +139,8 @@ pub(crate) enum OciCommand {
         #[arg(trailing_var_arg = true, hide = true)]
         ps_args: Vec<String>,
     },
+    /// Change a container's limits (memory, pids, CPU quota) while it runs.
+    Update(commands::UpdateArgs),
     /// Freeze every process of a container.
     Pause { id: String },
     /// Thaw a paused container.

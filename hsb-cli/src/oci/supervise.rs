@@ -626,6 +626,12 @@ fn handle(shared: Arc<Shared>, conn: OwnedFd) {
             }
             Err(e) => Reply::Error(e.chain()),
         },
+        Request::Update { limits } => {
+            match shared.rt.block_on(shared.live.update_limits(&limits)) {
+                Ok(()) => Reply::Ok,
+                Err(e) => Reply::Error(format!("updating the container's limits: {}", e.chain())),
+            }
+        }
         Request::Ps => {
             let mut pids = vec![std::process::id() as i32];
             pids.extend(lock(&shared.execs).iter().map(|(p, _)| *p));

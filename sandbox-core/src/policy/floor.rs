@@ -210,19 +210,28 @@ impl Floor {
         self.spec.limits.clone().unwrap_or_default()
     }
 
+    /// Refuses limits above the floor's maxima (a run's options, or a live sandbox's
+    /// new limits), naming the first.
+    pub fn check_limits(&self, l: &Limits) -> Result<(), PolicyError> {
+        match exceeded(l, &self.max_limits()).into_iter().next() {
+            Some((name, over)) => Err(PolicyError::InvalidRunOption {
+                option: format!("limit {name}"),
+                message: format!(
+                    "{over} is above the maximum (operator floor {})",
+                    self.origin
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Refuses per-run options that go below the floor.
     pub(crate) fn check_run(&self, w: &Workload) -> Result<(), PolicyError> {
         let err = |option: &str, message: String| PolicyError::InvalidRunOption {
             option: option.to_string(),
             message: format!("{message} (operator floor {})", self.origin),
         };
-        let max = self.max_limits();
-        if let Some((name, over)) = exceeded(&w.limits, &max).into_iter().next() {
-            return Err(err(
-                &format!("limit {name}"),
-                format!("{over} is above the maximum"),
-            ));
-        }
+        self.check_limits(&w.limits)?;
         if let Some(max) = &self.spec.image_limits {
             if let Some((name, over)) = w.image_limits.exceeding(max).into_iter().next() {
                 return Err(err(
