@@ -59,6 +59,21 @@ enum SandboxCommand {
         /// The sandbox.
         id: String,
     },
+    /// Change a running sandbox's limits (container: memory, pids, cpus), within the
+    /// server's floor; each one given replaces the one in force.
+    Update {
+        /// Memory of the whole sandbox, e.g. 512MiB.
+        #[arg(long, value_name = "SIZE", value_parser = size)]
+        memory: Option<ByteSize>,
+        /// Processes and threads at once.
+        #[arg(long, value_name = "N")]
+        pids: Option<u64>,
+        /// CPU bandwidth of the whole sandbox, e.g. 0.5 (half of one CPU) or 2.
+        #[arg(long, value_name = "CPUS", value_parser = hybrid_sandbox::units::Cpus::parse)]
+        cpus: Option<hybrid_sandbox::units::Cpus>,
+        /// The sandbox.
+        id: String,
+    },
     /// Take a snapshot of a sandbox (it goes on); prints the snapshot's id, for
     /// `hsb sandbox create --from-snapshot SNAP`.
     Snapshot {
@@ -402,6 +417,24 @@ async fn dispatch(args: SandboxArgs) -> Result<i32, Failed> {
         }
         SandboxCommand::Resume { id } => {
             c.resume(&id).await?;
+            Ok(0)
+        }
+        SandboxCommand::Update {
+            memory,
+            pids,
+            cpus,
+            id,
+        } => {
+            let limits = hybrid_sandbox::Limits {
+                memory,
+                pids,
+                cpus,
+                ..Default::default()
+            };
+            if limits.is_empty() {
+                return Err(usage("no limit given: --memory, --pids or --cpus"));
+            }
+            c.update_limits(&id, &limits).await?;
             Ok(0)
         }
         SandboxCommand::Snapshot { id, json } => {

@@ -416,3 +416,44 @@ fn a_quick_terminal_exec_keeps_its_outcome() {
     });
     assert!(server.hsb(&["sandbox", "rm", &id]).status.success());
 }
+
+/// `hsb sandbox update` (`POST /v1/sandboxes/{id}/limits`): a container's pids limit
+/// lowered under a running sandbox stops its forks, raised lets them through; a
+/// micro-VM says its limits are fixed; no limit given, or an unknown sandbox, is an
+/// error that says so.
+#[test]
+fn limits_change_through_the_server() {
+    let server = Server::start(&[]);
+    let forks = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait";
+    for iso in isolations() {
+        let o = server.hsb(&["sandbox", "create", "--isolation", iso, "--pids", "64"]);
+        assert!(o.status.success(), "{}", err(&o));
+        let id = out(&o).trim().to_string();
+        let o = server.hsb(&["sandbox", "update", "--pids", "4", &id]);
+        if iso == "microvm" {
+            assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+            assert!(err(&o).contains("fixed when it is created"), "{}", err(&o));
+            assert!(server.hsb(&["sandbox", "rm", &id]).status.success());
+            continue;
+        }
+        assert!(o.status.success(), "{}", err(&o));
+        let o = server.hsb(&["sandbox", "exec", &id, "--", "sh", "-c", forks]);
+        assert!(
+            err(&o).contains("fork"),
+            "10 children under pids 4: {}",
+            err(&o)
+        );
+        let o = server.hsb(&[
+            "sandbox", "update", "--pids", "64", "--memory", "512MiB", &id,
+        ]);
+        assert!(o.status.success(), "{}", err(&o));
+        let o = server.hsb(&["sandbox", "exec", &id, "--", "sh", "-c", forks]);
+        assert!(o.status.success() && err(&o).is_empty(), "{}", err(&o));
+        let o = server.hsb(&["sandbox", "update", &id]);
+        assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+        assert!(err(&o).contains("no limit given"), "{}", err(&o));
+        assert!(server.hsb(&["sandbox", "rm", &id]).status.success());
+        let o = server.hsb(&["sandbox", "update", "--pids", "10", &id]);
+        assert!(!o.status.success() && err(&o).contains(&id), "{}", err(&o));
+    }
+}

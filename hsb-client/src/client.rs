@@ -628,6 +628,22 @@ impl Client {
         .await
     }
 
+    /// Changes a sandbox's limits while it runs: each one set in `limits` replaces the
+    /// one in force (container: memory, pids, cpus; within the server's floor).
+    pub async fn update_limits(
+        &self,
+        id: &str,
+        limits: &hybrid_sandbox::Limits,
+    ) -> Result<SandboxInfo, ClientError> {
+        let body = Self::json(limits)?;
+        self.call(
+            Method::POST,
+            &format!("{PREFIX}/sandboxes/{}/limits", enc(id)),
+            Some(body),
+        )
+        .await
+    }
+
     /// A sandbox's network report: the broker's decisions so far, the exposed ports.
     pub async fn network(
         &self,

@@ -416,10 +416,12 @@ impl LiveSandbox for Remote {
             .map_err(|e| self.error(e, "rename", from))
     }
 
-    async fn update_limits(&self, _limits: &hybrid_sandbox::Limits) -> Result<(), LiveError> {
-        Err(LiveError::Unsupported(
-            "the limits of a server's sandbox cannot change through its HTTP API: create it with the limits it needs".into(),
-        ))
+    async fn update_limits(&self, limits: &hybrid_sandbox::Limits) -> Result<(), LiveError> {
+        self.client
+            .update_limits(&self.id, limits)
+            .await
+            .map(drop)
+            .map_err(|e| self.error(e, "update_limits", ""))
     }
 
     async fn snapshot(&self) -> Result<Arc<dyn hybrid_sandbox::LiveSnapshot>, LiveError> {

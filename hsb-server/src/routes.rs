@@ -60,6 +60,7 @@ pub(crate) fn table() -> Vec<(&'static str, MethodRouter<Arc<App>>)> {
         ("/v1/sandboxes/{id}", get(show).delete(destroy)),
         ("/v1/sandboxes/{id}/pause", post(pause)),
         ("/v1/sandboxes/{id}/resume", post(resume)),
+        ("/v1/sandboxes/{id}/limits", post(update_limits)),
         ("/v1/sandboxes/{id}/snapshot", post(snapshot)),
         (
             "/v1/snapshots",
@@ -526,6 +527,32 @@ async fn pause(
     } else {
         live.pause().await.map_err(|e| ApiError::library(&e))?;
     }
+    Ok(Json(e.info()))
+}
+
+/// `POST /v1/sandboxes/{id}/limits`: each limit given replaces the one in force
+/// (within the floor; see `Live::update_limits`). Not for a sandbox paused to disk.
+async fn update_limits(
+    State(app): AppState,
+    Extension(owner): Extension<Owner>,
+    SandboxId(id): SandboxId,
+    body: Body,
+) -> Result<Json<SandboxInfo>, ApiError> {
+    let limits: hybrid_sandbox::Limits = read_json(body, app.json_limit).await?;
+    let e = app.registry.get(&owner, &id)?;
+    let _held = e.hold().await;
+    if e.on_disk() {
+        let mut err = ApiError::new(
+            "wrong_state",
+            format!("sandbox {id} is paused to disk; resume it to change its limits"),
+        );
+        err.detail.state = Some(LiveState::Paused);
+        return Err(err);
+    }
+    e.current()
+        .update_limits(&limits)
+        .await
+        .map_err(|err| ApiError::library(&err))?;
     Ok(Json(e.info()))
 }
 

@@ -541,9 +541,9 @@ impl Live {
     }
 
     /// Changes limits of the whole sandbox while it lives (Docker's `update`): each one
-    /// set in `limits` replaces the one in force. They must stay within the floor the
-    /// sandbox was created under (the policy's and the operator's), or nothing changes
-    /// and the error names the limit. Container: `memory`, `pids` and `cpus` change
+    /// set in `limits` replaces the one in force. They must be in the ranges a policy's
+    /// are held to and within the floor the sandbox was created under (the policy's and
+    /// the operator's), or nothing changes and the error names the limit. Container: `memory`, `pids` and `cpus` change
     /// through its cgroup (a memory limit below what it uses now is refused); the
     /// others, and a micro-VM's limits (its memory is the guest's RAM), are fixed when
     /// the sandbox is created, and asking says so.
@@ -561,6 +561,7 @@ impl Live {
     /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
     /// ```
     pub async fn update_limits(&self, limits: &Limits) -> Result<(), Error> {
+        sandbox_core::check_limit_ranges(limits).map_err(Error::Policy)?;
         if let Some(f) = &self.inner.floor {
             f.check_limits(limits).map_err(Error::Policy)?;
         }

@@ -41,8 +41,8 @@ pub use plan::{
     ROOT_MODE_HOST_ID, SANDBOX_GID, SANDBOX_UID,
 };
 pub use policy::{
-    did_you_mean, EffectiveProfile, Floor, Location, Policy, PolicyError, TemplateDef,
-    EMBEDDED_DEFAULT, EMBEDDED_ORIGIN,
+    check_limit_ranges, did_you_mean, EffectiveProfile, Floor, Location, Policy, PolicyError,
+    TemplateDef, EMBEDDED_DEFAULT, EMBEDDED_ORIGIN,
 };
 pub use selection::{HostSupport, SelectionError};
 pub use types::{Isolation, IsolationRequest, Need, Network, SeccompAction};

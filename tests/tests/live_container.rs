@@ -634,6 +634,13 @@ fn limits_change_while_it_lives_within_the_floor() {
         };
         let e = live.update_limits(&fixed).await.unwrap_err();
         assert!(e.chain().contains("wall_time"), "{}", e.chain());
+        // Out of any sandbox's range (a policy could not say it either).
+        let none = hybrid_sandbox::Limits {
+            pids: Some(0),
+            ..Default::default()
+        };
+        let e = live.update_limits(&none).await.unwrap_err();
+        assert!(e.chain().contains("pids"), "{}", e.chain());
         // Neither refusal changed anything: still pids 4.
         let o = sh_out(&live, forks).await;
         assert!(err(&o).contains("fork"), "{}", err(&o));

@@ -365,6 +365,25 @@ fn choice<T: std::str::FromStr<Err = String>>(obj: &Bound<'_, PyAny>, what: &str
 
 /// The workload for `argv` with the options of a run (a dict of the keyword arguments
 /// that are not None).
+/// The limits of `update_limits(memory=, pids=, cpus=)` (`None`: unchanged).
+pub(crate) fn live_limits<'py>(
+    memory: Option<&Bound<'py, PyAny>>,
+    pids: Option<&Bound<'py, PyAny>>,
+    cpus_: Option<&Bound<'py, PyAny>>,
+) -> PyResult<hybrid_sandbox::Limits> {
+    fn given<'a, 'py>(o: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
+        o.filter(|v| !v.is_none())
+    }
+    Ok(hybrid_sandbox::Limits {
+        memory: given(memory).map(|v| size(v, "memory")).transpose()?,
+        pids: given(pids)
+            .map(|v| count(v, "pids", "a number of processes (int)"))
+            .transpose()?,
+        cpus: given(cpus_).map(cpus).transpose()?,
+        ..Default::default()
+    })
+}
+
 pub(crate) fn workload(
     argv_obj: &Bound<'_, PyAny>,
     options: Option<&Bound<'_, PyDict>>,

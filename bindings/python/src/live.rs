@@ -427,6 +427,34 @@ impl PyLive {
         asyncio(py, async move { live.resume().await })
     }
 
+    /// Changes limits while it runs (container: memory, pids, cpus); `None` leaves
+    /// one as it is.
+    #[pyo3(signature = (memory = None, pids = None, cpus = None))]
+    fn update_limits(
+        &self,
+        py: Python<'_>,
+        memory: Option<&Bound<'_, PyAny>>,
+        pids: Option<&Bound<'_, PyAny>>,
+        cpus: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let limits = crate::args::live_limits(memory, pids, cpus)?;
+        let live = self.live.clone();
+        block(py, async move { live.update_limits(&limits).await })
+    }
+
+    #[pyo3(signature = (memory = None, pids = None, cpus = None))]
+    fn update_limits_async<'py>(
+        &self,
+        py: Python<'py>,
+        memory: Option<&Bound<'py, PyAny>>,
+        pids: Option<&Bound<'py, PyAny>>,
+        cpus: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let limits = crate::args::live_limits(memory, pids, cpus)?;
+        let live = self.live.clone();
+        asyncio(py, async move { live.update_limits(&limits).await })
+    }
+
     /// What it uses now: memory_bytes, peak_memory_bytes, cpu_time_ms, processes,
     /// disk_bytes, execs_running, uptime_ms, paused_ms.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

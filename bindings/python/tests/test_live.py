@@ -179,6 +179,27 @@ def test_uploads_past_the_limits_name_them(make: Callable[..., hs.LiveSandbox]) 
         assert e.value.kind == "limit" and "tmp_size" in str(e.value), str(e.value)
 
 
+def test_limits_change_while_it_runs(make: Callable[..., hs.LiveSandbox], request: pytest.FixtureRequest) -> None:
+    forks = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait"
+    with make(pids=64, cpus=2) as sb:
+        if request.node.callspec.params["make"].endswith("microvm"):
+            with pytest.raises(hs.SetupError) as e:
+                sb.update_limits(pids=4)
+            assert e.value.kind == "unsupported" and "fixed when it is created" in str(e.value)
+            return
+        sb.update_limits(pids=4)
+        o = sb.exec(["sh", "-c", forks])
+        assert b"fork" in o.stderr, o.stderr
+        with pytest.raises(hs.PolicyError) as p:
+            sb.update_limits(memory="1KiB")
+        assert "memory" in str(p.value), str(p.value)
+        with pytest.raises(TypeError):
+            sb.update_limits(pids="many")  # type: ignore[arg-type]
+        asyncio.run(sb.update_limits_async(pids=64, memory="512MiB", cpus=1))
+        o = sb.exec(["sh", "-c", forks])
+        assert o.exit_code == 0 and o.stderr == b"", o.stderr
+
+
 def test_async_variants(make: Callable[..., hs.LiveSandbox]) -> None:
     sb = make()
 

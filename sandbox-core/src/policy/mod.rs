@@ -23,6 +23,16 @@ pub use templates::TemplateDef;
 
 use crate::limits::Limits;
 use crate::outcome::Decision;
+
+/// Refuses limits outside what any sandbox can have (the ranges a policy file and a
+/// run's options are held to: memory of at least 4 MiB, pids of at least 1, ...),
+/// naming the first.
+pub fn check_limit_ranges(l: &Limits) -> Result<(), PolicyError> {
+    validate::limits(l).map_err(|(k, m)| PolicyError::InvalidRunOption {
+        option: format!("limit {k}"),
+        message: m,
+    })
+}
 use crate::plan::{LandlockMode, Plan};
 use crate::selection::{self, HostSupport, RequestSource};
 use crate::types::{Isolation, IsolationRequest, Network, SeccompAction};

@@ -246,6 +246,29 @@ class LiveSandbox:
         """`fork` for asyncio."""
         return LiveSandbox(await self._native.fork_async())
 
+    def update_limits(
+        self,
+        memory: Optional[Union[int, str]] = None,
+        pids: Optional[int] = None,
+        cpus: Optional[Union[float, str]] = None,
+    ) -> None:
+        """Changes limits while the sandbox runs; `None` leaves one as it is.
+        Container isolation (in-process or a server's): `memory` (bytes or "512MiB"),
+        `pids`, `cpus` change through its cgroup, within the policy's ranges and floor
+        (`PolicyError` naming the limit otherwise; nothing changes). A memory limit below
+        what the sandbox uses now is refused, not enforced by killing it. A micro-VM's
+        limits are fixed when it is created (`SetupError`, kind `unsupported`)."""
+        self._native.update_limits(memory, pids, cpus)
+
+    async def update_limits_async(
+        self,
+        memory: Optional[Union[int, str]] = None,
+        pids: Optional[int] = None,
+        cpus: Optional[Union[float, str]] = None,
+    ) -> None:
+        """`update_limits` for asyncio."""
+        await self._native.update_limits_async(memory, pids, cpus)
+
     def stats(self) -> dict[str, float]:
         """What it uses now: memory_bytes, peak_memory_bytes, cpu_time_ms, processes,
         disk_bytes, execs_running, uptime_ms, paused_ms."""
