@@ -1,4 +1,4 @@
-//! Live sandboxes: created once from a [`Plan`] without a program, then many execs,
+//! Live sandboxes: created once from a [`Plan`](crate::Plan) without a program, then many execs,
 //! files in and out, pause and resume, stats, and destroy. A backend implements
 //! [`LiveSandbox`]; [`crate::Backend::create`] makes one.
 //!
@@ -189,7 +189,7 @@ pub enum FileKind {
     File,
     /// A directory.
     Dir,
-    /// A symbolic link (never followed by [`LiveSandbox::list`] or [`LiveSandbox::stat`]
+    /// A symbolic link (never followed by [`LiveSandbox::list_dir`] or [`LiveSandbox::stat`]
     /// of the link itself).
     Symlink,
     /// Anything else (FIFO, socket, device).

@@ -58,7 +58,7 @@ pub enum LandlockMode {
 pub struct Plan {
     /// The program: absolute inside the sandbox, or a name searched in `PATH`.
     pub program: String,
-    /// The full argv, argv[0] included.
+    /// The full argv, `argv[0]` included.
     pub argv: Vec<String>,
     /// The full environment, `PATH` included.
     pub env: Vec<(String, String)>,

@@ -177,7 +177,7 @@ pub struct Workload {
     pub program: String,
     /// Arguments after the program (argv[1..]).
     pub args: Vec<String>,
-    /// argv[0]; the program when `None`.
+    /// `argv[0]`; the program when `None`.
     pub argv0: Option<String>,
     /// Environment variables set for the workload.
     pub env: BTreeMap<String, String>,

@@ -98,7 +98,7 @@ impl EgressRequest {
 }
 
 /// A rule in force for a run, with where it came from (for reports: "denied by
-/// `*.internal.example` (profiles.agent.network.deny[0])").
+/// `*.internal.example` (`profiles.agent.network.deny[0]`)").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedRule {
     /// The rule.
