@@ -283,6 +283,21 @@ hsb_status hsb_live_rename(hsb_live *live, const char *from, const char *to, hsb
 // `live` is NULL or a live sandbox; `err` NULL or valid for writing.
 hsb_status hsb_live_pause(hsb_live *live, hsb_error **err);
 
+// Changes one limit of the running sandbox, named and written as for
+// `hsb_run_options_set_limit`: container isolation, `memory`, `pids` or `cpus`,
+// through its cgroup, within the policy's ranges and floor (`HSB_ERR_POLICY` naming
+// the limit otherwise, nothing changed). Other limits, and a micro-VM's, are fixed
+// when the sandbox is created (an error says so). A memory limit below what the
+// sandbox uses now is refused, not enforced by killing it.
+//
+// # Safety
+// `live` is NULL or a live sandbox; `name` and `value` NULL or NUL-terminated
+// strings; `err` NULL or valid for writing one pointer.
+hsb_status hsb_live_update_limit(hsb_live *live,
+                                 const char *name,
+                                 const char *value,
+                                 hsb_error **err);
+
 // Undoes `hsb_live_pause`.
 //
 // # Safety

@@ -432,6 +432,41 @@ pub unsafe extern "C" fn hsb_live_pause(
     unsafe { live_call(live, err, |l| async move { l.pause().await.map_err(lib) }) }
 }
 
+/// Changes one limit of the running sandbox, named and written as for
+/// `hsb_run_options_set_limit`: container isolation, `memory`, `pids` or `cpus`,
+/// through its cgroup, within the policy's ranges and floor (`HSB_ERR_POLICY` naming
+/// the limit otherwise, nothing changed). Other limits, and a micro-VM's, are fixed
+/// when the sandbox is created (an error says so). A memory limit below what the
+/// sandbox uses now is refused, not enforced by killing it.
+///
+/// # Safety
+/// `live` is NULL or a live sandbox; `name` and `value` NULL or NUL-terminated
+/// strings; `err` NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hsb_live_update_limit(
+    live: *mut hsb_live,
+    name: *const c_char,
+    value: *const c_char,
+    err: *mut *mut hsb_error,
+) -> hsb_status {
+    let parsed = || {
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract above).
+        let name = unsafe { ffi::text(name, "limit name") }?;
+        // SAFETY: `value` is NULL or a NUL-terminated string (contract above).
+        let value = unsafe { ffi::text(value, "limit value") }?;
+        let mut w = Workload::default();
+        crate::options::set_limit_text(&mut w, name, value)?;
+        Ok::<_, Failure>(w.limits)
+    };
+    let limits = parsed();
+    // SAFETY: forwarded contract.
+    unsafe {
+        live_call(live, err, |l| async move {
+            l.update_limits(&limits?).await.map_err(lib)
+        })
+    }
+}
+
 /// Undoes `hsb_live_pause`.
 ///
 /// # Safety

@@ -381,7 +381,7 @@ pub unsafe extern "C" fn hsb_run_options_set_limit(
     unsafe { set(o, err, f) }
 }
 
-fn set_limit_text(w: &mut Workload, name: &str, value: &str) -> Result<(), Failure> {
+pub(crate) fn set_limit_text(w: &mut Workload, name: &str, value: &str) -> Result<(), Failure> {
     let bad = |e: &dyn std::fmt::Display| Failure::invalid(format!("limit {name}: {e}"));
     let size = || ByteSize::parse(value).map_err(|e| bad(&e));
     let duration = || parse_duration(value).map_err(|e| bad(&e));

@@ -208,6 +208,51 @@ static void uploads_past_the_limits_name_them(void) {
   hsb_live_free(live); /* destroys */
 }
 
+/* A container's limits change while it runs: pids lowered stops forks, raised lets
+ * them through; out of range, fixed or unknown limits are refused by name; a
+ * micro-VM's limits are fixed. */
+static void limits_change_while_it_runs(void) {
+  char why[512];
+  const char *limits[] = {"pids", "64", "cpus", "2", NULL};
+  hsb_live *live = create("container", limits, why, sizeof why);
+  CHECK(live != NULL);
+  if (!live) return;
+  const char *forks = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait";
+  hsb_error *err = NULL;
+  CHECK(hsb_live_update_limit(live, "pids", "4", NULL) == HSB_OK);
+  hsb_outcome *o = sh(live, forks);
+  size_t elen = 0;
+  const uint8_t *e = o ? hsb_outcome_stderr(o, &elen) : NULL;
+  CHECK(e && memmem(e, elen, "fork", 4) != NULL);
+  hsb_outcome_free(o);
+  CHECK(hsb_live_update_limit(live, "pids", "0", &err) == HSB_ERR_POLICY);
+  CHECK_CONTAINS(hsb_error_message(err), "pids");
+  hsb_error_free(err);
+  err = NULL;
+  CHECK(hsb_live_update_limit(live, "wall_time", "5s", &err) == HSB_ERR_INVALID_ARGUMENT);
+  CHECK_CONTAINS(hsb_error_message(err), "wall_time");
+  hsb_error_free(err);
+  err = NULL;
+  CHECK(hsb_live_update_limit(live, "nonsense", "1", &err) == HSB_ERR_INVALID_ARGUMENT);
+  hsb_error_free(err);
+  err = NULL;
+  CHECK(hsb_live_update_limit(live, NULL, "1", NULL) == HSB_ERR_INVALID_ARGUMENT);
+  CHECK(hsb_live_update_limit(live, "pids", "64", NULL) == HSB_OK);
+  CHECK(hsb_live_update_limit(live, "cpus", "0.5", NULL) == HSB_OK);
+  o = sh(live, forks);
+  elen = 1;
+  if (o) (void)hsb_outcome_stderr(o, &elen);
+  CHECK(o && hsb_outcome_exit_code(o) == 0 && elen == 0);
+  hsb_outcome_free(o);
+  hsb_live_free(live);
+  live = create("microvm", limits, why, sizeof why);
+  if (!live) return; /* no KVM: agent_scenario_microvm says so */
+  CHECK(hsb_live_update_limit(live, "pids", "4", &err) == HSB_ERR_UNSUPPORTED);
+  CHECK_CONTAINS(hsb_error_message(err), "fixed when it is created");
+  hsb_error_free(err);
+  hsb_live_free(live);
+}
+
 static int stop_at_two(hsb_stream stream, const uint8_t *data, size_t len, void *user) {
   (void)stream, (void)data, (void)len;
   return ++*(int *)user >= 2;
@@ -271,6 +316,7 @@ int main(void) {
   sb = new_sandbox();
   const struct test_case tests[] = {TEST(agent_scenario_container), TEST(agent_scenario_microvm),
                                     TEST(uploads_past_the_limits_name_them),
+                                    TEST(limits_change_while_it_runs),
                                     TEST(streaming_exec_stops_the_exec_not_the_sandbox),
                                     TEST(bad_input)};
   int r = run_tests("live", tests, sizeof tests / sizeof tests[0]);
