@@ -459,9 +459,11 @@ impl Cgroup {
     }
 
     /// Changes the memory, pids and cpus limits of a sandbox whose processes already
-    /// run in this cgroup: each one set in `l` (the caller refuses the others). A
+    /// run in this cgroup: each one set in `l` (the caller refuses the others). What
+    /// this cgroup lacks for one of them is found before anything is written. A
     /// memory limit below what the sandbox uses now is refused by the kernel once it
-    /// could not reclaim enough; the error says so.
+    /// could not reclaim enough (memory goes first: then nothing else changed); the
+    /// error says so.
     pub(crate) fn update(&self, host: &Host, l: &Limits) -> io::Result<()> {
         let refused = |what: &str, e: io::Error| {
             io::Error::new(
@@ -470,6 +472,12 @@ impl Cgroup {
             )
         };
         if let Some(dir) = &self.v2 {
+            if l.cpus.is_some() && !dir.join("cpu.max").exists() {
+                return Err(no_cpu_controller(
+                    io::ErrorKind::NotFound.into(),
+                    "cpu.max of the sandbox's cgroup v2",
+                ));
+            }
             if let Some(m) = l.memory {
                 // Below what it uses now, memory.max would have the kernel kill the
                 // sandbox (memory.oom.group) when it cannot reclaim enough: reclaim
@@ -508,8 +516,40 @@ impl Cgroup {
                 format!("the sandbox has no cgroup v1 {what} group on this host, so its {what} limit cannot change"),
             )
         };
-        if let Some(m) = l.memory {
-            let dir = self.memory.as_ref().ok_or_else(|| missing("memory"))?;
+        // Each group a limit needs, before any is written.
+        let memory = match l.memory {
+            Some(_) => Some(self.memory.as_ref().ok_or_else(|| missing("memory"))?),
+            None => None,
+        };
+        let pids = match l.pids {
+            Some(_) => Some(self.pids.as_ref().ok_or_else(|| missing("pids"))?),
+            None => None,
+        };
+        let cpu = match l.cpus {
+            None => None,
+            Some(_) => {
+                let with_cpuacct = matches!(
+                    host,
+                    Host::V1 {
+                        cpu_with_cpuacct: true,
+                        ..
+                    }
+                );
+                Some(match (&self.cpu, with_cpuacct) {
+                    (Some(d), _) => d,
+                    (None, true) => self.cpuacct.as_ref().ok_or_else(|| missing("cpu"))?,
+                    (None, false) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            "the sandbox was created without a cpus limit, and on this host's cgroup v1 \
+                             (cpu and cpuacct apart) only a sandbox created with one has a cpu group \
+                             to change: create it with a cpus limit (any, such as the host's CPU count)",
+                        ))
+                    }
+                })
+            }
+        };
+        if let (Some(m), Some(dir)) = (l.memory, memory) {
             // memory+swap must stay at least the memory limit: raise it first, lower
             // it last (it is absent without swap accounting).
             let memsw = dir.join("memory.memsw.limit_in_bytes");
@@ -523,30 +563,10 @@ impl Cgroup {
                 let _ = fs::write(&memsw, m.0.to_string());
             }
         }
-        if let Some(p) = l.pids {
-            let dir = self.pids.as_ref().ok_or_else(|| missing("pids"))?;
+        if let (Some(p), Some(dir)) = (l.pids, pids) {
             fs::write(dir.join("pids.max"), p.to_string()).map_err(|e| refused("pids.max", e))?;
         }
-        if let Some(c) = l.cpus {
-            let with_cpuacct = matches!(
-                host,
-                Host::V1 {
-                    cpu_with_cpuacct: true,
-                    ..
-                }
-            );
-            let dir = match (&self.cpu, with_cpuacct) {
-                (Some(d), _) => d,
-                (None, true) => self.cpuacct.as_ref().ok_or_else(|| missing("cpu"))?,
-                (None, false) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "the sandbox was created without a cpus limit, and on this host's cgroup v1 \
-                         (cpu and cpuacct apart) only a sandbox created with one has a cpu group \
-                         to change: create it with a cpus limit (any, such as the host's CPU count)",
-                    ))
-                }
-            };
+        if let (Some(c), Some(dir)) = (l.cpus, cpu) {
             fs::write(dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())
                 .and_then(|_| fs::write(dir.join("cpu.cfs_quota_us"), quota_us(c).to_string()))
                 .map_err(|e| no_cpu_controller(e, "cpu.cfs_quota_us of the sandbox's cgroup v1"))?;

@@ -652,18 +652,26 @@ fn limits_change_while_it_lives_within_the_floor() {
         let o = sh_out(&live, forks).await;
         assert!(o.success() && o.stderr.is_empty(), "{}", err(&o));
         // A CPU quota: on cgroup v1 with cpu and cpuacct apart (this machine), a
-        // sandbox created without one has no cpu group, and says how to get one.
-        let half = hybrid_sandbox::Limits {
+        // sandbox created without one has no cpu group, and says how to get one; the
+        // pids limit asked with it is not applied either.
+        let half_and_few = hybrid_sandbox::Limits {
             cpus: Some("0.5".parse().unwrap()),
+            pids: Some(4),
             ..Default::default()
         };
-        if let Err(e) = live.update_limits(&half).await {
+        if let Err(e) = live.update_limits(&half_and_few).await {
             assert!(
                 e.chain().contains("created without a cpus limit"),
                 "{}",
                 e.chain()
             );
+            let o = sh_out(&live, forks).await;
+            assert!(o.success() && o.stderr.is_empty(), "{}", err(&o));
         }
+        let half = hybrid_sandbox::Limits {
+            cpus: Some("0.5".parse().unwrap()),
+            ..Default::default()
+        };
         live.destroy().await.unwrap();
         let e = live.update_limits(&back).await.unwrap_err();
         assert!(e.chain().contains("destroyed"), "{}", e.chain());
