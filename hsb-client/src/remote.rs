@@ -181,6 +181,12 @@ impl Remote {
                 std::io::Error::other(e.chain()),
             );
         };
+        // The server's message is its library error's whole chain; the library's own
+        // error says "live sandbox" again around what is made of it here.
+        let message = match message.strip_prefix("live sandbox: ") {
+            Some(rest) => rest.to_string(),
+            None => message,
+        };
         match kind.as_str() {
             "wrong_state" | "no_such_sandbox" => {
                 let state = detail.state.unwrap_or(LiveState::Destroyed);
@@ -205,7 +211,8 @@ impl Remote {
                 path: path.to_string(),
                 reason: cause(&message),
             },
-            "invalid" | "bad_request" | "too_large" => LiveError::Invalid(message),
+            // A policy's refusal (a limit above the server's floor) is the request's.
+            "invalid" | "bad_request" | "too_large" | "policy" => LiveError::Invalid(message),
             "unsupported" | "unavailable" => LiveError::Unsupported(message),
             "program_not_found" => LiveError::Exec(SpawnError::ProgramNotFound(path.to_string())),
             "not_executable" => LiveError::Exec(SpawnError::NotExecutable {
