@@ -1038,10 +1038,24 @@ impl Memory {
         // is private).
         let seals =
             libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
-        // SAFETY: `fd` is the descriptor `memfd` owns, open for this whole call;
-        // F_ADD_SEALS takes an integer and touches no memory of this process.
-        if seal && unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
-            return Err(std::io::Error::last_os_error());
+        // The kernel refuses F_SEAL_WRITE (EBUSY) while a page of the file has a
+        // reference besides its mappings, which the pages just written keep for a
+        // moment in other CPUs' LRU batches: a loaded host saw it. Tried again a few
+        // times, for at most about a second.
+        let mut wait = std::time::Duration::from_millis(5);
+        loop {
+            // SAFETY: `fd` is the descriptor `memfd` owns, open for this whole call;
+            // F_ADD_SEALS takes an integer and touches no memory of this process.
+            if !seal || unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EBUSY) || wait > std::time::Duration::from_millis(320)
+            {
+                return Err(e);
+            }
+            std::thread::sleep(wait);
+            wait *= 2;
         }
         let layer = Layer {
             fd: memfd,
