@@ -249,6 +249,9 @@ pub(crate) struct Kernel {
     pub(crate) main_pid: Tid,
     /// Next task id to try.
     pub(crate) next_tid: Tid,
+    /// Set once task ids wrapped around: only then can an open pidfd or `/proc/PID`
+    /// directory name an id `next_tid` would hand out (`new_tid`).
+    pub(crate) tids_wrapped: bool,
     /// Most tasks at once (`pids` limit).
     pub(crate) pids_limit: Option<u64>,
     /// Set when the run ends (the first process ended).
@@ -366,6 +369,7 @@ impl Kernel {
             vfs,
             main_pid: proc.pid,
             next_tid: proc.pid + 1,
+            tids_wrapped: false,
             task,
             proc,
             tasks: BTreeMap::new(),
@@ -454,6 +458,7 @@ impl Kernel {
             procs,
             main_pid: self.main_pid,
             next_tid: self.next_tid,
+            tids_wrapped: self.tids_wrapped,
             pids_limit: self.pids_limit,
             ended: self.ended.clone(),
             stirred: true,

@@ -238,10 +238,13 @@ mod tests {
                 0,
             )
             .expect("a pidfd");
+        // The ids wrap: from then on, an id a descriptor names is skipped.
+        k.next_tid = 4_000_000;
+        assert!(!k.tids_wrapped);
+        assert_eq!(k.new_tid(), 4_000_000);
+        assert!(k.tids_wrapped, "handing out the last id wraps the ids");
         k.next_tid = 4242;
         assert_eq!(k.new_tid(), 4243);
-        k.next_tid = 4_000_000;
-        assert_eq!(k.new_tid(), 4_000_000);
         k.proc.files.close(fd).expect("closed");
         k.next_tid = 4242;
         assert_eq!(k.new_tid(), 4242);

@@ -952,6 +952,7 @@ impl Kernel {
         }
         e.u32(self.main_pid);
         e.u32(self.next_tid);
+        e.bool(self.tids_wrapped);
         e.opt(self.pids_limit, |e, v| e.u64(v));
         e.seq(self.dead_spaces.iter(), |e, s| e.u32(*s));
         let l = &self.limits;
@@ -1055,6 +1056,7 @@ impl Kernel {
         let w = "the kernel";
         let main_pid = d.u32(w)?;
         let next_tid = d.u32(w)?;
+        let tids_wrapped = d.bool(w)?;
         let pids_limit = d.opt(w, |d| d.u64(w))?;
         let dead_spaces = d.seq(1 << 16, w, |d| d.u32(w))?;
         let limits = Limits {
@@ -1134,6 +1136,7 @@ impl Kernel {
             procs,
             main_pid,
             next_tid,
+            tids_wrapped,
             pids_limit,
             ended: None,
             stirred: true,

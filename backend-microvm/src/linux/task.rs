@@ -403,13 +403,21 @@ impl Kernel {
     /// `/proc/PID` directory names (after the ids wrapped, a signal through such a
     /// descriptor must not reach a newcomer with the old number, as on Linux).
     pub(crate) fn new_tid(&mut self) -> Tid {
+        // Until ids wrap, every id a descriptor names was handed out before, below
+        // `next_tid`: the scan of every process's descriptors is needed only after.
         let mut named: Option<std::collections::HashSet<Tid>> = None;
         loop {
             let t = self.next_tid;
-            self.next_tid = if t >= 4_000_000 { FIRST_PID + 1 } else { t + 1 };
+            self.next_tid = if t >= 4_000_000 {
+                self.tids_wrapped = true;
+                FIRST_PID + 1
+            } else {
+                t + 1
+            };
             if self.task_ref(t).is_none()
                 && self.proc_ref(t).is_none()
-                && !named.get_or_insert_with(|| self.named_pids()).contains(&t)
+                && !(self.tids_wrapped
+                    && named.get_or_insert_with(|| self.named_pids()).contains(&t))
             {
                 return t;
             }

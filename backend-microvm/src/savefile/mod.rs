@@ -53,8 +53,8 @@ pub(crate) const FORMAT: u32 = 1;
 /// 4: the trampolines moved up to the frame page, `layout::TRAMP_VA`; each mapping
 /// carries its fork advice and lock, `mm::vma::{OnFork, Lock}`, and each address
 /// space how its later mappings are locked; 5: a pending signal's `si_value` is 64
-/// bits).
-const STATE_VERSION: u32 = 5;
+/// bits; 6: whether task ids wrapped around).
+const STATE_VERSION: u32 = 6;
 /// The header's size; guest memory starts there.
 pub(crate) const HEADER: u64 = 4096;
 const PAGE: u64 = 4096;
