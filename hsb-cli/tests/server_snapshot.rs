@@ -204,6 +204,9 @@ fn pause_to_disk_and_resume_through_the_cli_and_the_api() {
     assert_eq!(body["error"]["kind"], "wrong_state", "{body}");
     let (status, body) = server.json("POST", &format!("{path}/snapshot"), "");
     assert_eq!(status, 409, "{body}");
+    let (status, body) = server.json("POST", &format!("{path}/limits"), r#"{"pids": 64}"#);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["kind"], "wrong_state", "{body}");
     // Pausing again changes nothing; bad bodies are refused.
     let (status, body) = server.json("POST", &format!("{path}/pause"), r#"{"to_disk": true}"#);
     assert_eq!(

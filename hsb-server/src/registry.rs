@@ -109,18 +109,33 @@ impl Entry {
     /// The sandbox, to act on; 409 while it is paused to disk, or pausing or resuming.
     pub(crate) fn live(&self) -> Result<Live, ApiError> {
         if self.on_disk() || self.moving() {
-            let mut e = ApiError::new(
-                "wrong_state",
-                format!(
-                    "sandbox {} is paused, or being paused or resumed; resume it first \
-                     (POST /v1/sandboxes/{}/resume)",
-                    self.id, self.id
-                ),
-            );
-            e.detail.state = Some(LiveState::Paused);
-            return Err(e);
+            return Err(self.paused());
         }
         Ok(self.current())
+    }
+
+    /// The sandbox, to act on while `held` keeps pauses and resumes out; 409 while it
+    /// is paused to disk.
+    pub(crate) fn live_held(&self, held: &Held<'_>) -> Result<Live, ApiError> {
+        debug_assert!(std::ptr::eq(held.entry, self), "held for another sandbox");
+        if self.on_disk() {
+            return Err(self.paused());
+        }
+        Ok(self.current())
+    }
+
+    /// The refusal of an act on a sandbox that is paused, or being paused or resumed.
+    fn paused(&self) -> ApiError {
+        let mut e = ApiError::new(
+            "wrong_state",
+            format!(
+                "sandbox {} is paused, or being paused or resumed; resume it first \
+                 (POST /v1/sandboxes/{}/resume)",
+                self.id, self.id
+            ),
+        );
+        e.detail.state = Some(LiveState::Paused);
+        e
     }
 
     /// Whether it is paused to disk.

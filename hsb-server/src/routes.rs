@@ -540,16 +540,8 @@ async fn update_limits(
 ) -> Result<Json<SandboxInfo>, ApiError> {
     let limits: hybrid_sandbox::Limits = read_json(body, app.json_limit).await?;
     let e = app.registry.get(&owner, &id)?;
-    let _held = e.hold().await;
-    if e.on_disk() {
-        let mut err = ApiError::new(
-            "wrong_state",
-            format!("sandbox {id} is paused to disk; resume it to change its limits"),
-        );
-        err.detail.state = Some(LiveState::Paused);
-        return Err(err);
-    }
-    e.current()
+    let held = e.hold().await;
+    e.live_held(&held)?
         .update_limits(&limits)
         .await
         .map_err(|err| ApiError::library(&err))?;
