@@ -551,23 +551,8 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<i32, OciError> {
         )));
     }
     let resources = update_resources(&a)?;
-    // -1 lifts a limit in runc's update; a sandbox's limits are only ever replaced.
-    for (section, key) in [("memory", "limit"), ("pids", "limit"), ("cpu", "quota")] {
-        if resources[section][key].as_i64().is_some_and(|v| v < 0) {
-            return Err(OciError::msg(format!(
-                "{section}.{key} {}: lifting a limit of a running hsb container is not supported; give a value",
-                resources[section][key]
-            )));
-        }
-    }
-    let set = |k: &str| resources["cpu"][k].as_i64().is_some_and(|v| v > 0);
-    if set("period") && !set("quota") {
-        return Err(OciError::msg(
-            "a CPU period alone changes nothing here: hsb limits CPU as quota per period, give the quota too (--cpu-quota)",
-        ));
-    }
     let text = serde_json::to_vec(&resources).unwrap_or_default();
-    let (limits, notes) = super::config::resources(&text).map_err(OciError::config)?;
+    let (limits, notes) = super::config::updated_resources(&text).map_err(OciError::config)?;
     for n in notes {
         super::log::warn(rt, &format!("update {}: {n}", a.id), false);
     }

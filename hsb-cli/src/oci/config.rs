@@ -146,6 +146,39 @@ pub(crate) fn resources(text: &[u8]) -> Result<(Limits, Vec<String>), ConfigErro
     Ok((m.w.limits, m.notes))
 }
 
+/// The new limits `update --resources` gives a running container: the mapping of
+/// `resources`, where what only a new container can take is refused. runc's -1 lifts a
+/// limit, and a sandbox's limits are only ever replaced; a CPU period without a quota
+/// would change a limit hsb keeps as a share of the period it always uses (100 ms), so
+/// only that period passes alone (as the containerd CRI plugin sends it for a
+/// container with no CPU limit).
+pub(crate) fn updated_resources(text: &[u8]) -> Result<(Limits, Vec<String>), ConfigError> {
+    let (limits, notes) = resources(text)?;
+    // `resources` read it as JSON already.
+    let v: Value = serde_json::from_slice(text).unwrap_or_default();
+    for (section, key) in [("memory", "limit"), ("pids", "limit"), ("cpu", "quota")] {
+        if let Some(n) = v[section][key].as_i64().filter(|n| *n < 0) {
+            return err(
+                format!("linux.resources.{section}.{key}"),
+                format!("{n}: lifting a limit of a running hsb container is not supported; give a value"),
+            );
+        }
+    }
+    let quota = v["cpu"]["quota"].as_i64().is_some_and(|q| q > 0);
+    match v["cpu"]["period"].as_u64() {
+        Some(p) if p > 0 && p != CPU_PERIOD && !quota => err(
+            "linux.resources.cpu.period",
+            format!(
+                "{p}: a CPU period alone cannot change a running hsb container's limit (kept as a share of {CPU_PERIOD} µs); give the quota too (--cpu-quota)"
+            ),
+        ),
+        _ => Ok((limits, notes)),
+    }
+}
+
+/// The CPU period hsb's CPU limits are shares of, in microseconds.
+const CPU_PERIOD: u64 = 100_000;
+
 struct Mapper<'a> {
     bundle: &'a Path,
     forced: Option<IsolationRequest>,
@@ -827,8 +860,8 @@ impl Mapper<'_> {
                     let cpu = obj(val, &field)?;
                     let quota = cpu.get("quota").and_then(Value::as_i64).filter(|q| *q > 0);
                     let period = match cpu.get("period") {
-                        None => 100_000,
-                        Some(p) if empty(p) => 100_000,
+                        None => CPU_PERIOD,
+                        Some(p) if empty(p) => CPU_PERIOD,
                         Some(p) => match p.as_u64() {
                             Some(p) if p >= 1000 => p,
                             _ => {

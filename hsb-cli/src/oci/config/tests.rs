@@ -109,3 +109,46 @@ fn tmpfs_mounts_and_hooks_are_read_with_their_fields_named() {
         assert_eq!(e.field, field, "{e}");
     }
 }
+
+#[test]
+fn an_update_takes_what_a_running_container_can_and_names_what_it_cannot() {
+    // What the containerd CRI plugin sends for a pod with a memory limit and no CPU
+    // limit: the default period alone, shares, an empty cpuset.
+    let (limits, notes) = updated_resources(
+        br#"{"memory": {"limit": 268435456}, "cpu": {"shares": 2, "period": 100000, "cpus": "", "mems": ""}, "devices": []}"#,
+    )
+    .expect("the CRI plugin's update is taken");
+    assert_eq!(limits.memory.map(|m| m.0), Some(268_435_456));
+    assert_eq!(limits.cpus, None);
+    assert!(notes.iter().any(|n| n.contains("shares")), "{notes:?}");
+    let (limits, _) =
+        updated_resources(br#"{"cpu": {"quota": 50000, "period": 100000}}"#).expect("a quota");
+    assert_eq!(limits.cpus.map(|c| c.0), Some(500));
+    for (bad, field, needle) in [
+        (
+            r#"{"memory": {"limit": -1}}"#,
+            "memory.limit",
+            "lifting a limit",
+        ),
+        (
+            r#"{"pids": {"limit": -1}}"#,
+            "pids.limit",
+            "lifting a limit",
+        ),
+        (r#"{"cpu": {"quota": -1}}"#, "cpu.quota", "lifting a limit"),
+        (
+            r#"{"cpu": {"period": 50000}}"#,
+            "cpu.period",
+            "give the quota too",
+        ),
+        (r#"{"cpu": {"cpus": "0"}}"#, "cpu.cpus", "not supported"),
+    ] {
+        let e = updated_resources(bad.as_bytes()).expect_err(bad);
+        assert_eq!(e.field, format!("linux.resources.{field}"), "{bad}");
+        assert!(e.message.contains(needle), "{bad}: {}", e.message);
+    }
+    // A new container's -1 is "no limit", not an error.
+    let (limits, _) =
+        resources(br#"{"memory": {"limit": -1}, "pids": {"limit": -1}}"#).expect("-1 at create");
+    assert_eq!((limits.memory, limits.pids), (None, None));
+}
