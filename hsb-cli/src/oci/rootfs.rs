@@ -80,11 +80,10 @@ pub(crate) fn prepare(c: &Container) -> Result<(), OciError> {
             )));
         }
     }
-    if root.readonly {
-        // A read-only rootfs is used as it is; a missing mount point then fails where
-        // the sandbox is built, naming it.
-        return Ok(());
-    }
+    // `root.readonly` is the container's view (as runc, the mount points are made
+    // first): the CRI plugin's pause container has a read-only root and a bind mount
+    // at /etc/resolv.conf, which images rarely hold. On a rootfs that truly is
+    // read-only, a missing mount point fails here, named.
     let rootfd = nix::fcntl::open(
         &root.path,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
