@@ -39,6 +39,15 @@ impl KillState {
         self.signal();
     }
 
+    /// Moves the calling thread into init's namespaces of the types `nstypes`
+    /// (setns(2) on its pidfd: init cannot be reaped and its pid reused meanwhile).
+    pub(crate) fn enter(&self, nstypes: nix::sched::CloneFlags) -> nix::Result<()> {
+        if self.finished.load(Ordering::Acquire) {
+            return Err(nix::errno::Errno::ESRCH);
+        }
+        nix::sched::setns(&self.pidfd, nstypes)
+    }
+
     fn signal(&self) {
         // SAFETY: pidfd_send_signal on a pidfd we own; a NULL siginfo is allowed.
         unsafe {

@@ -284,7 +284,7 @@ pub(crate) fn refuse_unenforceable(plan: &Plan) -> Result<(), SpawnError> {
     for (what, ns) in [("IPC", &plan.ipcns), ("UTS", &plan.utsns)] {
         if let Some(p) = ns {
             return Err(SpawnError::Unsupported(format!(
-                "the micro-VM cannot join the host {what} namespace {} (a pod's namespaces are shared by containers only): use the container backend",
+                "the micro-VM cannot join the {what} namespace {} (a VM's SysV IPC and host name are its own: a pod's {what} namespace is shared by containers only): use the container backend",
                 p.display()
             )));
         }

@@ -10,6 +10,7 @@ mod oci_common;
 
 use engines::*;
 use oci_common::{is_root, require, text};
+use std::path::Path;
 use std::process::Command;
 
 fn ready(engine: &str) -> bool {
@@ -504,6 +505,8 @@ fn docker_run_exec_stop_and_default_network() {
         "hsb",
         "--network",
         "host",
+        "--ipc",
+        "shareable",
         IMAGE_REF,
         "sh",
         "-c",
@@ -513,6 +516,41 @@ fn docker_run_exec_stop_and_default_network() {
     let o = docker(&["exec", "stubborn", "sh", "-c", "cat /tmp/up; exit 5"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert_eq!(stdout(&o), "up\n", "{}", text(&o));
+    // `--ipc container:stubborn`: Docker joins it through /proc/PID/ns/ipc of the
+    // pid hsb gave, which names the container's own IPC namespace (not the host's).
+    let o = docker(&[
+        "exec",
+        "stubborn",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/ipc",
+    ]);
+    let ipc = stdout(&o).trim().to_string();
+    assert!(ipc.starts_with("ipc:["), "{}", text(&o));
+    assert_ne!(
+        Path::new(&ipc),
+        std::fs::read_link("/proc/self/ns/ipc").unwrap()
+    );
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "hsb",
+        "--network",
+        "none",
+        "--ipc",
+        "container:stubborn",
+        IMAGE_REF,
+        "busybox",
+        "readlink",
+        "/proc/self/ns/ipc",
+    ]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).trim()),
+        (Some(0), &ipc[..]),
+        "{}",
+        text(&o)
+    );
     // `docker update` reaches the running container (containerd's shim calls the
     // runtime's `update --resources -`): a pids limit lowered stops forks, raised
     // lets them through.

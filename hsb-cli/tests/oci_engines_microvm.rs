@@ -500,6 +500,38 @@ fn docker_runs_the_container_in_a_microvm() {
         "/www",
     ]);
     assert!(o.status.success(), "{}", text(&o));
+    // The pid Docker was given shows the VM's network namespace (the one Docker set
+    // up) and IPC and UTS namespaces that are not the host's: a container joining
+    // them by that pid never gets the host's.
+    let o = docker(&[
+        "inspect",
+        "--format",
+        "{{.State.Pid}} {{.NetworkSettings.SandboxKey}}",
+        "vmweb",
+    ]);
+    let (pid, key) = stdout(&o)
+        .trim()
+        .split_once(' ')
+        .map(|(p, k)| (p.to_string(), k.to_string()))
+        .unwrap_or_else(|| panic!("docker inspect: {}", text(&o)));
+    let ino = |p: &str| {
+        std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(p).unwrap_or_else(|e| panic!("{p}: {e}")),
+        )
+    };
+    assert_eq!(
+        ino(&format!("/proc/{pid}/ns/net")),
+        ino(&key),
+        "{}",
+        text(&o)
+    );
+    for ns in ["net", "ipc", "uts"] {
+        assert_ne!(
+            ino(&format!("/proc/{pid}/ns/{ns}")),
+            ino(&format!("/proc/self/ns/{ns}")),
+            "the {ns} namespace of {pid} is the host's"
+        );
+    }
     if let Err(e) = d.check_served_and_remove("hsbvmnet", "vmweb") {
         panic!("the VM's server: {e}");
     }

@@ -568,6 +568,14 @@ impl Live {
         self.inner.sandbox.update_limits(limits).await.map_err(live)
     }
 
+    /// Moves the calling thread into the sandbox's network, IPC and UTS namespaces
+    /// (see `LiveSandbox::enter_namespaces`): what an OCI runtime's supervisor does so
+    /// that an engine finds its container's namespaces through the pid it was given.
+    /// Container isolation only.
+    pub fn enter_namespaces(&self) -> Result<(), Error> {
+        self.inner.sandbox.enter_namespaces().map_err(live)
+    }
+
     /// What the sandbox uses now.
     pub async fn stats(&self) -> Result<LiveStats, Error> {
         self.inner.sandbox.stats().await.map_err(live)

@@ -426,6 +426,19 @@ pub trait LiveSandbox: Send + Sync + fmt::Debug {
         )))
     }
 
+    /// Moves the calling thread into the sandbox's network, IPC and UTS namespaces
+    /// (its own, or those it joined), so that `/proc/PID/ns/{net,ipc,uts}` of a process
+    /// whose main thread calls this names the sandbox's: an OCI engine joins a pod's
+    /// namespaces through its sandbox container's pid. Nothing else of the thread
+    /// changes (its mount and user namespaces, its credentials). Backends whose
+    /// sandbox has no such namespaces on the host (a micro-VM's) say so.
+    fn enter_namespaces(&self) -> Result<(), LiveError> {
+        Err(LiveError::Unsupported(format!(
+            "a live {} sandbox has no network, IPC or UTS namespace of the host to enter",
+            self.isolation()
+        )))
+    }
+
     /// Changes limits of the whole sandbox while it lives: each one set in `limits`
     /// replaces the one in force (the caller has checked them against the floor; see
     /// `Live::update_limits`). Only what the backend can change on running processes

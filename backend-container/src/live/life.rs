@@ -690,6 +690,26 @@ impl LiveSandbox for ContainerLive {
         Ok(())
     }
 
+    fn enter_namespaces(&self) -> Result<(), LiveError> {
+        use nix::sched::CloneFlags;
+        let s = &self.shared;
+        let g = s.guard.lock().unwrap_or_else(|e| e.into_inner());
+        let state = s.lock().state;
+        match g.as_ref() {
+            Some(g) if state != LiveState::Destroyed => g
+                .kill
+                .enter(
+                    CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS,
+                )
+                .map_err(|e| LiveError::Failed("entering its namespaces".into(), e.into())),
+            _ => Err(LiveError::WrongState {
+                state,
+                operation: "entering its namespaces",
+                wanted: "running or paused",
+            }),
+        }
+    }
+
     async fn update_limits(&self, limits: &sandbox_core::Limits) -> Result<(), LiveError> {
         if let Some(fixed) = limits
             .names_set()

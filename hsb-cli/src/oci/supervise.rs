@@ -8,7 +8,7 @@
 //! sandbox with it.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use hybrid_sandbox::{ExecRequest, Live, LiveOptions, Stdin, TtySize};
@@ -130,6 +130,88 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
             std::process::exit(1)
         }
     };
+    let live = shared.live.clone();
+    let netns = container.workload.netns.clone();
+    let id = a.id.clone();
+    // Engines find a container's namespaces through /proc/PID/ns of the pid in its
+    // state, this process: the CRI plugin and Podman put a pod's containers in the
+    // network, IPC and UTS namespaces of its sandbox container that way. So the main
+    // thread (the one /proc/PID/ns shows) enters the sandbox's and then only waits;
+    // the supervisor goes on in a thread made before, in this process's own
+    // namespaces, as are the threads it makes.
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<Result<(), OciError>>();
+    let body = std::thread::spawn(move || {
+        if let Ok(Err(e)) | Err(e) = entered_rx
+            .recv()
+            .map_err(|_| OciError::msg("the supervisor's main thread is gone"))
+        {
+            let _ = rt.block_on(shared.live.destroy());
+            report(a.ready_fd, &Err(e));
+            std::process::exit(1)
+        }
+        supervise(a, dir, rt, shared, container, pty, creator)
+    });
+    let entered = match enter_for_engines(&live, netns.as_deref()) {
+        // Without privileges (a rootless engine) setns(2) is refused: engines then
+        // find this process's namespaces, as before hsb's sandbox existed; hsb never
+        // joins a caller's own IPC or UTS namespace, so a pod's container fails
+        // rather than share them.
+        Err(e) if !nix::unistd::geteuid().is_root() => {
+            super::log::warn(rt_cfg, &format!("{id}: {e}"), false);
+            Ok(())
+        }
+        r => r,
+    };
+    let _ = entered_tx.send(entered);
+    drop(live);
+    // The body ends the process; it returns only by panicking.
+    let _ = body.join();
+    std::process::exit(1)
+}
+
+/// Moves the calling (main) thread into the container's network, IPC and UTS
+/// namespaces: the sandbox's own, or those it joined. A micro-VM's guest has none on
+/// the host: the thread enters the network namespace the VMM was given, else fresh
+/// ones, so that a container joining this pid's never gets the host's.
+fn enter_for_engines(live: &Live, netns: Option<&Path>) -> Result<(), OciError> {
+    use nix::sched::CloneFlags as F;
+    let failed = |what: &str, e: &dyn std::error::Error| {
+        let mut msg = format!(
+            "cannot put the container's pid in its {what} namespaces, where engines find them: {e}"
+        );
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            msg.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        OciError::msg(msg)
+    };
+    if live.isolation() == hybrid_sandbox::Isolation::Container {
+        return live
+            .enter_namespaces()
+            .map_err(|e| failed("network, IPC and UTS", &e));
+    }
+    match netns {
+        Some(p) => std::fs::File::open(p)
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+            .and_then(|f| nix::sched::setns(&f, F::CLONE_NEWNET)),
+        None => nix::sched::unshare(F::CLONE_NEWNET),
+    }
+    .map_err(|e| failed("network", &e))?;
+    nix::sched::unshare(F::CLONE_NEWIPC | F::CLONE_NEWUTS).map_err(|e| failed("IPC and UTS", &e))
+}
+
+/// The supervisor once its sandbox is made: reports to `create`, serves the engine's
+/// requests, runs the container's process, and ends this process as it ended.
+fn supervise(
+    a: Args,
+    dir: Dir,
+    rt: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    container: Container,
+    pty: Option<super::console::Pty>,
+    creator: nix::unistd::Pid,
+) -> ! {
     let (begin_tx, begin_rx) = oneshot::channel();
     *lock(&shared.phase) = Phase::Created(Some(begin_tx));
     let listener = match ctl::listen(&dir.socket()) {
