@@ -19,6 +19,7 @@ debs=(
   curl git python3-pip ca-certificates  # egress tests: clients in the sandbox, the host's trust store
   podman conmon containernetworking-plugins catatonit  # OCI runtime tests: Podman runs containers through hsb
   containerd       # OCI runtime tests: containerd + ctr run --runc-binary hsb-oci-container
+  protobuf-compiler  # protoc, for the CRI client (k8s-cri) of the Kubernetes test (hsb-cli/tests/oci_cri.rs)
   docker.io tini   # OCI runtime tests: dockerd --add-runtime hsb=hsb-oci-container (tini: docker-init)
   iptables         # the engines' port publishing (CNI portmap)
   runc crun        # the runtimes hsb-oci-container is compared with (scripts/bench-oci.sh)

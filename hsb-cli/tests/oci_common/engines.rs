@@ -82,6 +82,11 @@ pub(crate) const IMAGE_REF: &str = "localhost/hsbtest:1";
 
 impl Image {
     pub(crate) fn new() -> Image {
+        Image::named(IMAGE_REF, None)
+    }
+
+    /// The image as `reference`, with `entrypoint` in its config if given.
+    pub(crate) fn named(reference: &str, entrypoint: Option<&[&str]>) -> Image {
         let dir = TempDir::new("image");
         let root = dir.path().join("rootfs");
         busybox_rootfs(&root);
@@ -104,19 +109,23 @@ impl Image {
         let layer = std::fs::read(&tar).unwrap();
         let diff_id = format!("sha256:{}", hex(&sha2::Sha256::digest(&layer)));
         std::fs::write(arch.join("layer.tar"), &layer).unwrap();
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "architecture": "amd64",
             "os": "linux",
             "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/"},
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
             "history": [{"created_by": "hsb-cli/tests/oci_common/engines.rs"}]
         });
+        if let Some(e) = entrypoint {
+            config["config"]["Entrypoint"] = serde_json::json!(e);
+            config["config"]["Cmd"] = serde_json::json!([]);
+        }
         let config = serde_json::to_vec(&config).unwrap();
         let config_name = format!("{}.json", hex(&sha2::Sha256::digest(&config)));
         std::fs::write(arch.join(&config_name), &config).unwrap();
         let manifest = serde_json::json!([{
             "Config": config_name,
-            "RepoTags": [IMAGE_REF],
+            "RepoTags": [reference],
             "Layers": ["layer.tar"]
         }]);
         std::fs::write(
@@ -370,13 +379,28 @@ impl Daemon {
 
     /// containerd with its own root, state, sockets and configuration.
     pub(crate) fn containerd() -> Daemon {
+        Daemon::containerd_with(false, |_| String::new())
+    }
+
+    /// containerd with its CRI plugin (what the kubelet talks to) and the
+    /// configuration `cri` gives for it (from the daemon's directory).
+    pub(crate) fn containerd_cri(cri: impl FnOnce(&Path) -> String) -> Daemon {
+        Daemon::containerd_with(true, cri)
+    }
+
+    fn containerd_with(with_cri: bool, cri: impl FnOnce(&Path) -> String) -> Daemon {
         let dir = TempDir::new("containerd");
         let d = dir.path();
+        let disabled_cri = if with_cri {
+            ""
+        } else {
+            r#""io.containerd.grpc.v1.cri", "#
+        };
         let cfg = format!(
             r#"version = 2
 root = "{root}"
 state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+disabled_plugins = [{disabled_cri}"io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
 [grpc]
   address = "{sock}"
 [ttrpc]
@@ -385,7 +409,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
   address = ""
 [metrics]
   address = ""
-"#,
+{cri}"#,
+            cri = cri(d),
             root = d.join("root").display(),
             state = d.join("state").display(),
             sock = d.join("d.sock").display(),
@@ -502,15 +527,6 @@ impl Drop for Daemon {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         unmount_under(self.dir.path());
-        for p in &self.host_leftovers {
-            if p.is_dir() {
-                // Absent when the daemon started and daemons are serialized: what is
-                // in it is this daemon's (a killed shim's socket stays behind).
-                let _ = std::fs::remove_dir_all(p);
-            } else {
-                let _ = std::fs::remove_file(p);
-            }
-        }
         for p in &self.host_leftovers {
             if p.is_dir() {
                 // Absent when the daemon started and daemons are serialized: what is
