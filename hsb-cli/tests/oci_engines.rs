@@ -516,6 +516,23 @@ fn docker_run_exec_stop_and_default_network() {
     let o = docker(&["exec", "stubborn", "sh", "-c", "cat /tmp/up; exit 5"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert_eq!(stdout(&o), "up\n", "{}", text(&o));
+    // `-t` (containerd's shim takes the terminal only once the runtime's output pipe
+    // is closed: nothing hsb leaves running may hold it).
+    let o = docker(&[
+        "exec",
+        "-t",
+        "stubborn",
+        "sh",
+        "-c",
+        "test -t 1 && echo tty",
+    ]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(0), "tty\r\n"),
+        "{}",
+        text(&o)
+    );
+    d.check_run_tty().unwrap_or_else(|e| panic!("{e}"));
     // `--ipc container:stubborn`: Docker joins it through /proc/PID/ns/ipc of the
     // pid hsb gave, which names the container's own IPC namespace (not the host's).
     let o = docker(&[

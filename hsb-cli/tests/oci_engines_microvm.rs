@@ -474,6 +474,8 @@ fn docker_runs_the_container_in_a_microvm() {
         "{}",
         text(&o)
     );
+    // `-t` through containerd's shim: the guest's terminal.
+    d.check_run_tty().unwrap_or_else(|e| panic!("{e}"));
     // A bridge network of Docker's own (set up by its prestart hook in the namespace
     // the supervisor makes): the VM's server is reached at the container's address
     // and through the published port.

@@ -822,6 +822,10 @@ fn exec_client(
             return fail(&ready, e);
         }
     }
+    if ready.is_some() && tty_fd != Some(0) {
+        // Detached: the stdio went to the supervisor; keep none of the caller's.
+        let _ = super::console::stdio_to_null();
+    }
     drop(ready);
     let exit = wait_exec(conn, tty_fd);
     undo(&restore);

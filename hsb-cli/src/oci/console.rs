@@ -112,3 +112,20 @@ pub(crate) fn raw(fd: &impl std::os::fd::AsFd) -> Option<termios::Termios> {
 pub(crate) fn restore(fd: &impl std::os::fd::AsFd, t: &termios::Termios) {
     let _ = termios::tcsetattr(fd, termios::SetArg::TCSANOW, t);
 }
+
+/// Points stdin, stdout and stderr at /dev/null. A process that outlives the runtime
+/// command which started it (the supervisor of a container with a terminal, a detached
+/// exec) must not hold that command's stdio: containerd's shim reads the runtime's
+/// output through a pipe and waits for its end before it takes the console it was
+/// sent, so a held pipe leaves `docker run -t`, `docker exec -t` and `kubectl exec -t`
+/// with no terminal.
+pub(crate) fn stdio_to_null() -> std::io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    nix::unistd::dup2_stderr(&null)?;
+    Ok(())
+}

@@ -130,6 +130,19 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
             std::process::exit(1)
         }
     };
+    if pty.is_some() {
+        // The container's stdio is the terminal: keep none of the engine's.
+        if let Err(e) = super::console::stdio_to_null() {
+            report(
+                a.ready_fd,
+                &Err(OciError::msg(format!(
+                    "cannot let go of the engine's stdio: {e}"
+                ))),
+            );
+            let _ = rt.block_on(shared.live.destroy());
+            std::process::exit(1)
+        }
+    }
     let live = shared.live.clone();
     let netns = container.workload.netns.clone();
     let id = a.id.clone();

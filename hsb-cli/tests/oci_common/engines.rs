@@ -544,6 +544,33 @@ impl Daemon {
     /// httpd), answers at its address on the network `net` and through the port the
     /// engine published on the host's loopback; then removes the container and the
     /// network. `Err` says which was not reached and what came back.
+    /// `docker run -t` with the runtime `hsb`: the container's stdin is a terminal and
+    /// its exit status passes through (containerd's shim takes the terminal only once
+    /// the runtime's output pipe is closed: nothing hsb leaves running may hold it).
+    pub(crate) fn check_run_tty(&self) -> Result<(), String> {
+        let o = output_within(
+            self.docker().args([
+                "run",
+                "--rm",
+                "-t",
+                "--runtime",
+                "hsb",
+                "--network",
+                "none",
+                IMAGE_REF,
+                "sh",
+                "-c",
+                "test -t 0 && echo tty; exit 3",
+            ]),
+            90,
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        if (o.status.code(), out.as_ref()) != (Some(3), "tty\r\n") {
+            return Err(format!("docker run -t: {}", crate::oci_common::text(&o)));
+        }
+        Ok(())
+    }
+
     pub(crate) fn check_served_and_remove(&self, net: &str, name: &str) -> Result<(), String> {
         let docker = |args: &[&str]| output_within(self.docker().args(args), 90);
         let out = |o: &Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
