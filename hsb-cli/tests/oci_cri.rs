@@ -16,10 +16,10 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
-    CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest, LinuxContainerConfig,
-    LinuxContainerResources, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, ListContainersRequest, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus,
+    CreateContainerRequest, ExecRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest,
+    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListContainersRequest, NamespaceMode,
+    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus,
     PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
     StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
     UpdateContainerResourcesRequest, VersionRequest,
@@ -254,6 +254,80 @@ impl Cri {
 
 type Client = RuntimeServiceClient<Channel>;
 
+/// What a streamed exec gave: its output channels and its status (channel 3).
+#[derive(Debug, Default)]
+struct Streamed {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    status: Option<serde_json::Value>,
+    /// Whether the stream ended (in time).
+    ended: bool,
+}
+
+impl Streamed {
+    /// The exit code in the status: 0 for `Success`, else its `ExitCode` cause.
+    fn exit_code(&self) -> i64 {
+        let Some(st) = &self.status else { return -1 };
+        if st["status"] == "Success" {
+            return 0;
+        }
+        st["details"]["causes"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["reason"] == "ExitCode"))
+            .and_then(|c| c["message"].as_str()?.parse().ok())
+            .unwrap_or(-1)
+    }
+}
+
+/// Speaks Kubernetes' streaming protocol (`v4.channel.k8s.io`: binary messages whose
+/// first byte is the channel: 0 stdin, 1 stdout, 2 stderr, 3 status, 4 resize) to an
+/// exec URL: sends `input` (channel, bytes) once the streams are open, then reads to
+/// the end.
+async fn stream_exec(url: &str, input: &[(u8, Vec<u8>)]) -> Streamed {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut req = url
+        .replacen("http://", "ws://", 1)
+        .into_client_request()
+        .expect("a WebSocket request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v4.channel.k8s.io".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .unwrap_or_else(|e| panic!("the streaming server at {url}: {e}"));
+    for (ch, data) in input {
+        let mut m = vec![*ch];
+        m.extend_from_slice(data);
+        ws.send(Message::Binary(m.into())).await.expect("sent");
+    }
+    let mut s = Streamed::default();
+    let read = async {
+        while let Some(m) = ws.next().await {
+            let data = match m {
+                Ok(Message::Binary(b)) => b.to_vec(),
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => continue,
+            };
+            let Some((ch, body)) = data.split_first() else {
+                continue;
+            };
+            match ch {
+                1 => s.stdout.extend_from_slice(body),
+                2 => s.stderr.extend_from_slice(body),
+                3 if !body.is_empty() => s.status = serde_json::from_slice(body).ok(),
+                _ => {}
+            }
+        }
+    };
+    s.ended = tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .is_ok();
+    s
+}
+
 /// `RunPodSandbox` with `handler`, then the pod's status (ready).
 async fn run_pod(
     cri: &mut Client,
@@ -419,6 +493,46 @@ fn a_pod_runs_its_containers_through_hsb_over_the_cri() {
             (r.exit_code, &r.stdout[..], &r.stderr[..]),
             (3, &b"out\n"[..], &b"err\n"[..])
         );
+        // `kubectl exec` (and `-it`): `Exec` hands out a URL of containerd's streaming
+        // server, spoken to over a WebSocket with Kubernetes' channel protocol.
+        let url = |tty: bool, cmd: &str| {
+            let mut cri = execs.clone();
+            let req = ExecRequest {
+                container_id: work.clone(),
+                cmd: vec!["sh".into(), "-c".into(), cmd.into()],
+                tty,
+                stdin: true,
+                stdout: true,
+                stderr: !tty,
+            };
+            async move { cri.exec(req).await.expect("Exec").into_inner().url }
+        };
+        let s = stream_exec(
+            &url(false, "echo out; echo err >&2; read x; echo got:$x; exit 3").await,
+            &[(0, b"hello\n".to_vec())],
+        )
+        .await;
+        assert!(s.ended, "the exec's stream did not end: {s:?}\n{}", d.log());
+        assert_eq!(
+            (&s.stdout[..], &s.stderr[..], s.exit_code()),
+            (&b"out\ngot:hello\n"[..], &b"err\n"[..], 3),
+            "{s:?}"
+        );
+        let s = stream_exec(
+            &url(true, "read x; busybox stty size; test -t 0 && echo tty").await,
+            &[
+                (4, br#"{"Width": 101, "Height": 33}"#.to_vec()),
+                (0, b"go\r".to_vec()),
+            ],
+        )
+        .await;
+        assert!(s.ended, "the exec's stream did not end: {s:?}\n{}", d.log());
+        let out = String::from_utf8_lossy(&s.stdout);
+        assert!(
+            out.contains("33 101\r\ntty\r\n") && s.exit_code() == 0,
+            "{s:?}"
+        );
+
         // 64 MB do not fit in 32 MiB; after an in-place update to 512 MiB they do.
         let hog =
             "awk 'BEGIN { s = \"x\"; while (length(s) < 64000000) s = s s; print length(s) }'";
