@@ -40,12 +40,42 @@ impl KillState {
     }
 
     /// Moves the calling thread into init's namespaces of the types `nstypes`
-    /// (setns(2) on its pidfd: init cannot be reaped and its pid reused meanwhile).
+    /// (setns(2) on its pidfd; before Linux 5.8, which takes no pidfd there, through
+    /// `/proc/PID/ns` of its pid: init is not reaped, nor its pid reused, while this
+    /// state holds it).
     pub(crate) fn enter(&self, nstypes: nix::sched::CloneFlags) -> nix::Result<()> {
+        use nix::sched::CloneFlags as F;
         if self.finished.load(Ordering::Acquire) {
             return Err(nix::errno::Errno::ESRCH);
         }
-        nix::sched::setns(&self.pidfd, nstypes)
+        match nix::sched::setns(&self.pidfd, nstypes) {
+            Err(nix::errno::Errno::EINVAL) => {}
+            r => return r,
+        }
+        let pid = self.pid().ok_or(nix::errno::Errno::ESRCH)?;
+        for (flag, name) in [
+            (F::CLONE_NEWNET, "net"),
+            (F::CLONE_NEWIPC, "ipc"),
+            (F::CLONE_NEWUTS, "uts"),
+        ] {
+            if nstypes.contains(flag) {
+                let ns = std::fs::File::open(format!("/proc/{pid}/ns/{name}")).map_err(|e| {
+                    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+                })?;
+                nix::sched::setns(&ns, flag)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Init's pid, as its pidfd's `/proc/self/fdinfo` entry gives it.
+    fn pid(&self) -> Option<i32> {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.pidfd.as_raw_fd()))
+            .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("Pid:"))
+            .and_then(|p| p.trim().parse().ok())
+            .filter(|p| *p > 0)
     }
 
     fn signal(&self) {
@@ -102,5 +132,37 @@ impl Drop for Guard {
         if let Some(cg) = self.cgroup.as_mut() {
             cg.remove();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+
+    #[test]
+    fn init_is_found_by_its_pidfd_and_its_namespaces_entered() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+        assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` was just returned by pidfd_open and is owned by nothing else.
+        let k = KillState::new(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        assert_eq!(k.pid(), Some(child.id() as i32));
+        // On a thread of its own: the test's thread keeps its namespaces.
+        let entered = std::thread::scope(|s| {
+            s.spawn(|| k.enter(nix::sched::CloneFlags::CLONE_NEWUTS))
+                .join()
+                .expect("the thread")
+        });
+        // Root enters (here: the namespace it is in already); others may not.
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(entered, Ok(()));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
