@@ -736,3 +736,74 @@ fn update_changes_a_running_containers_limits() {
         text(&o)
     );
 }
+
+/// `process.rlimits` RLIMIT_NOFILE above the runtime's own hard limit (Docker's default
+/// and a Podman pod's infra container ask 1048576): with CAP_SYS_RESOURCE the runtime
+/// raises its own, as runc does, and the container gets what it asked; above what it
+/// can grant (`fs.nr_open`, or without the capability its own hard limit) is refused
+/// naming the field and the ceiling.
+#[test]
+fn open_files_above_the_runtimes_hard_limit_are_granted_as_runc_does() {
+    if !root_ok() {
+        return;
+    }
+    let _serial = serial();
+    let root = TempDir::new("root");
+    let b = TempDir::new("bundle");
+    bundle(b.path(), &["/bin/sh", "-c", "ulimit -Hn; ulimit -n"]);
+    let ask = |n: u64| {
+        edit_config(b.path(), |v| {
+            v["process"]["rlimits"] =
+                serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": n, "soft": n}])
+        })
+    };
+    // The runtime runs with a hard limit of 4096, as a caller may.
+    let run = |id: &str| {
+        std::process::Command::new("prlimit")
+            .arg("--nofile=4096:4096")
+            .arg(hsb())
+            .arg("oci")
+            .arg("--root")
+            .arg(root.path())
+            .args(["run", "--bundle", b.path().to_str().unwrap(), id])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("prlimit (util-linux)")
+    };
+    let refused = |o: &std::process::Output, ceiling: u64| {
+        assert_eq!(o.status.code(), Some(1), "{}", text(o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("process.rlimits[0]") && err.contains(&format!("({ceiling}:")),
+            "{err}"
+        );
+    };
+    // Without CAP_SYS_RESOURCE (this very machine's root lacks it) the runtime's own
+    // hard limit is the most it can grant.
+    let caps = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = caps
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap();
+    ask(8192);
+    let o = run("n1");
+    if eff & (1 << 24) == 0 {
+        // CAP_SYS_RESOURCE is capability 24.
+        refused(&o, 4096);
+        return;
+    }
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref()),
+        (Some(0), "8192\n8192\n"),
+        "{}",
+        text(&o)
+    );
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    ask(nr_open + 1);
+    refused(&run("n2"), nr_open);
+}

@@ -499,9 +499,7 @@ impl Mapper<'_> {
         let Some(list) = v.as_array() else {
             return err(field, "must be an array");
         };
-        let host_nofile =
-            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-                .map_or(u64::MAX, |(_, hard)| hard);
+        let host_nofile = nofile_ceiling();
         for (i, r) in list.iter().enumerate() {
             let f = format!("{field}[{i}]");
             let o = obj(r, &f)?;
@@ -520,7 +518,7 @@ impl Mapper<'_> {
                     if hard > host_nofile {
                         return err(
                             f,
-                            format!("RLIMIT_NOFILE {hard} is above this host's hard limit ({host_nofile}); hsb cannot raise it (ask for {host_nofile} or less, e.g. the engine's --ulimit nofile)"),
+                            format!("RLIMIT_NOFILE {hard} is above what this host lets the runtime grant ({host_nofile}: its hard limit, or fs.nr_open with CAP_SYS_RESOURCE); ask for {host_nofile} or less, e.g. with the engine's --ulimit nofile"),
                         );
                     }
                     self.w.limits.open_files = Some(hard);
@@ -909,6 +907,46 @@ impl Mapper<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// The most open files a container may be granted: the runtime's own hard limit, or
+/// with `CAP_SYS_RESOURCE` (root's, unless a container or the host took it away),
+/// which may raise it as runc does, `fs.nr_open`, the kernel's ceiling.
+pub(crate) fn nofile_ceiling() -> u64 {
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(u64::MAX, |(_, hard)| hard);
+    if !has_sys_resource() {
+        return hard;
+    }
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .map_or(hard, |n| n.max(hard))
+}
+
+/// Whether this process holds `CAP_SYS_RESOURCE` (capability 24, a bit of `CapEff`).
+fn has_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << 24) != 0)
+}
+
+/// Raises this process's hard `RLIMIT_NOFILE` to `n` if it is lower, so the sandbox
+/// made next inherits room for a container's `RLIMIT_NOFILE` of `n` (checked against
+/// `nofile_ceiling` when the config was read).
+pub(crate) fn raise_nofile(n: u64) -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| e.to_string())?;
+    if n <= hard {
+        return Ok(());
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, soft, n)
+        .map_err(|e| format!("cannot raise this runtime's RLIMIT_NOFILE to {n}: {e}"))
+}
 
 /// A tmpfs `size=` option: bytes, or with a `k`, `m` or `g` suffix (a share of memory,
 /// `50%`, is refused: the sandbox's size is its own, not the host's).

@@ -100,6 +100,18 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
             std::process::exit(1)
         }
     };
+    // A container may ask more open files than this process's hard limit (a Podman
+    // pod's infra container asks 1048576, Docker's default is as high): root raises
+    // its own, as runc does, and the sandbox inherits room for it.
+    if let Some(n) = container.workload.limits.open_files {
+        if let Err(e) = super::config::raise_nofile(n) {
+            report(
+                a.ready_fd,
+                &Err(OciError::msg(format!("config.json: process.rlimits: {e}"))),
+            );
+            std::process::exit(1)
+        }
+    }
     // Before any thread exists: see `network_for_hooks`.
     let home_netns = match network_for_hooks(&mut container) {
         Ok(h) => h,
