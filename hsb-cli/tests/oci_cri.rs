@@ -180,9 +180,13 @@ struct Cri {
     d: Daemon,
     logs: std::path::PathBuf,
     _images: [Image; 2],
-    // Last: removes what the daemon's pods left, once the daemon is gone.
+    // Removes what the daemon's pods left, once the daemon is gone.
     leftovers: HostLeftovers,
+    // Last: the tests of this file share the bridge and /run/netns, one at a time.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cri {
     fn start() -> Option<Cri> {
@@ -198,6 +202,7 @@ impl Cri {
         {
             return None;
         }
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let leftovers = HostLeftovers::new();
         let img = Image::new();
         let pause = Image::named(PAUSE_REF, Some(&["/bin/sleep", "2147483647"]));
@@ -218,6 +223,7 @@ impl Cri {
             logs,
             _images: [img, pause],
             leftovers,
+            _serial: serial,
         })
     }
 

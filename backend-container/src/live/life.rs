@@ -693,8 +693,9 @@ impl LiveSandbox for ContainerLive {
     fn enter_namespaces(&self) -> Result<(), LiveError> {
         use nix::sched::CloneFlags;
         let s = &self.shared;
-        let g = s.guard.lock().unwrap_or_else(|e| e.into_inner());
+        // As everywhere, the life lock is let go before the guard's is taken.
         let state = s.lock().state;
+        let g = s.guard.lock().unwrap_or_else(|e| e.into_inner());
         match g.as_ref() {
             Some(g) if state != LiveState::Destroyed => g
                 .kill
