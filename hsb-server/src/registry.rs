@@ -26,9 +26,10 @@ pub(crate) struct Entry {
     on_disk: Mutex<Option<hybrid_sandbox::Snapshot>>,
     /// Held while it goes to disk or comes back: one move at a time (see [`Entry::hold`]).
     moving: tokio::sync::Mutex<()>,
-    /// A move holds it now (a flag, not a `try_lock`: two readers checking at once must
-    /// not see each other's attempt as a move).
-    in_move: std::sync::atomic::AtomicBool,
+    /// Counts the starts and ends of moves: odd while one holds it (a counter, not a
+    /// `try_lock`: two readers checking at once must not see each other's attempt as a
+    /// move; and a reader sees whether one came or went while it looked, `settled`).
+    moves: std::sync::atomic::AtomicU64,
     /// Its lifetime passed while it was on disk: the file was freed.
     ended_on_disk: std::sync::atomic::AtomicBool,
     pub(crate) created_at: SystemTime,
@@ -54,9 +55,10 @@ pub(crate) struct Held<'a> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
+        // Even again: no move under way.
         self.entry
-            .in_move
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+            .moves
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -87,7 +89,7 @@ impl Entry {
             live: Mutex::new(live),
             on_disk: Mutex::new(None),
             moving: tokio::sync::Mutex::new(()),
-            in_move: std::sync::atomic::AtomicBool::new(false),
+            moves: std::sync::atomic::AtomicU64::new(0),
             ended_on_disk: std::sync::atomic::AtomicBool::new(false),
             created_at: SystemTime::now(),
             options,
@@ -145,15 +147,29 @@ impl Entry {
 
     /// Whether a pause, a resume or a destroy holds it now.
     fn moving(&self) -> bool {
-        self.in_move.load(std::sync::atomic::Ordering::SeqCst)
+        self.moves.load(std::sync::atomic::Ordering::SeqCst) % 2 == 1
+    }
+
+    /// The sandbox as it is now and its state, and whether it is (or was, while they
+    /// were read) on its way to disk or back: a move replaces the sandbox and sets
+    /// `on_disk` in steps, so a destroyed state read during one is the move's, never
+    /// an end.
+    fn settled(&self) -> (Live, LiveState, bool, bool) {
+        let before = self.moves.load(std::sync::atomic::Ordering::SeqCst);
+        let live = self.current();
+        let state = live.state();
+        let on_disk = self.on_disk();
+        let after = self.moves.load(std::sync::atomic::Ordering::SeqCst);
+        let moving = before % 2 == 1 || before != after;
+        (live, state, on_disk, moving)
     }
 
     /// Holds it for a pause, a resume or a destroy (waiting for one under way): until
     /// the guard goes, it shows paused and its execs and files get 409.
     pub(crate) async fn hold(&self) -> Held<'_> {
         let guard = self.moving.lock().await;
-        self.in_move
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Odd while the move is under way (see `settled`).
+        self.moves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Held {
             entry: self,
             _guard: guard,
@@ -191,17 +207,16 @@ impl Entry {
 
     /// The API's view of it (without stats).
     pub(crate) fn info(&self) -> SandboxInfo {
-        let live = self.current();
-        let on_disk = self.on_disk();
+        let (live, state, on_disk, moving) = self.settled();
         // Going to disk, the sandbox is destroyed before its snapshot is kept: paused.
-        let moving = self.moving() && live.state() == LiveState::Destroyed;
+        let moving = moving && state == LiveState::Destroyed;
         SandboxInfo {
             id: self.id.clone(),
             isolation: live.isolation(),
             state: if on_disk || moving {
                 LiveState::Paused
             } else {
-                live.state()
+                state
             },
             on_disk,
             ended: if on_disk || moving {
@@ -233,7 +248,8 @@ impl Entry {
     /// Whether it has ended: destroyed, and neither paused to disk nor on its way
     /// there or back.
     pub(crate) fn ended(&self) -> bool {
-        self.current().state() == LiveState::Destroyed && !self.on_disk() && !self.moving()
+        let (_, state, on_disk, moving) = self.settled();
+        state == LiveState::Destroyed && !on_disk && !moving
     }
 
     /// Frees the file of a sandbox whose lifetime passed while it was paused to disk
