@@ -506,6 +506,52 @@ fn kill_9_of_hsb_leaves_nothing_behind() {
     }
 }
 
+/// Where a running `hsb` has its own binary's first mapping (from /proc/PID/maps).
+fn binary_base(pid: u32, binary: &std::path::Path) -> Option<u64> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines()
+        .find(|l| l.split_whitespace().nth(5) == binary.to_str())
+        .and_then(|l| u64::from_str_radix(l.split('-').next()?, 16).ok())
+}
+
+/// `hsb` (the VMM's process too) is position-independent and loaded at a new address
+/// each time: its link options (packed relocations, see build.rs) keep ASLR.
+#[test]
+fn hsb_is_loaded_at_a_random_address_each_time() {
+    let header = std::fs::read(HSB).unwrap();
+    // e_type at offset 16: ET_DYN (3) for a position-independent executable.
+    assert_eq!(u16::from_le_bytes([header[16], header[17]]), 3, "{HSB}");
+    let aslr = std::fs::read_to_string("/proc/sys/kernel/randomize_va_space").unwrap();
+    if aslr.trim() == "0" {
+        eprintln!("skipped: this host disables ASLR (kernel.randomize_va_space = 0)");
+        return;
+    }
+    let binary = std::fs::canonicalize(HSB).unwrap();
+    let mut bases = Vec::new();
+    for _ in 0..2 {
+        let mut child = Command::new(HSB)
+            .args(["run", "--", "sleep", "966.4343"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut base = None;
+        wait_for(10.0, || {
+            base = binary_base(child.id(), &binary);
+            base.is_some()
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+        bases.push(base.expect("hsb's mapping of its binary"));
+    }
+    assert_ne!(bases[0], bases[1], "hsb loaded twice at the same address");
+    assert!(bases[0] != 0x400000, "{:#x}", bases[0]);
+    assert!(
+        wait_for(3.0, || processes_with("966.4343") == 0),
+        "a sleep outlived its hsb"
+    );
+}
+
 #[test]
 fn operator_floor_and_needs_on_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
