@@ -40,7 +40,12 @@ step "type check (mypy --strict: the package, its stubs, and typed use of it)"
 "$venv/bin/python" -m mypy --strict --no-incremental bindings/python/tests/typed_usage.py
 
 step "hsb CLI and C hsb_json for the parity test"
-cargo build -p hsb-cli --bin hsb -p hybrid-sandbox-c --locked
+if [ "${HSB_WORKSPACE_BUILT:-}" = 1 ]; then
+  # scripts/test.sh's workspace build: the same selection compiles nothing.
+  cargo build --workspace --lib --bins --tests --locked
+else
+  cargo build -p hsb-cli --bin hsb -p hybrid-sandbox-c --locked
+fi
 mkdir -p "$target/c-tests"
 gcc -std=c11 -Wall -Wextra -Werror -I bindings/c/include bindings/c/examples/hsb_json.c \
   -o "$target/c-tests/hsb_json" -L "$target/debug" -lhsb -Wl,-rpath,"$target/debug"
