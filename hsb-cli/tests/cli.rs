@@ -522,8 +522,10 @@ fn hsb_is_loaded_at_a_random_address_each_time() {
     // e_type at offset 16: ET_DYN (3) for a position-independent executable.
     assert_eq!(u16::from_le_bytes([header[16], header[17]]), 3, "{HSB}");
     let aslr = std::fs::read_to_string("/proc/sys/kernel/randomize_va_space").unwrap();
-    if aslr.trim() == "0" {
-        eprintln!("skipped: this host disables ASLR (kernel.randomize_va_space = 0)");
+    if !common::feature(
+        "ASLR",
+        (aslr.trim() == "0").then(|| "kernel.randomize_va_space is 0".to_string()),
+    ) {
         return;
     }
     let binary = std::fs::canonicalize(HSB).unwrap();
