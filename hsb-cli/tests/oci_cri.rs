@@ -607,6 +607,21 @@ fn a_pod_runs_its_containers_through_hsb_over_the_cri() {
             tree.extend(process_tree(pid));
         }
         assert!(!tree.is_empty(), "no process of the container {work}");
+        // The CRI reads a container's statistics from the cgroups of the pid it was
+        // given: hsb's supervisor is in the cgroupsPath containerd chose for it.
+        let supervisor = oci_common::processes_with(&work)
+            .into_iter()
+            .find(|p| cmdline(*p).contains("_supervise"))
+            .expect("the container's supervisor");
+        let cg = std::fs::read_to_string(format!("/proc/{supervisor}/cgroup")).unwrap();
+        let path = cg
+            .lines()
+            .find(|l| l.contains(":memory:") || l.starts_with("0::"))
+            .and_then(|l| l.splitn(3, ':').nth(2))
+            .unwrap_or_default()
+            .to_string();
+        assert!(path.ends_with(&work), "{cg}");
+        let cgroups = oci_common::assert_in_cgroup(supervisor, &path);
 
         cri.stop_container(StopContainerRequest {
             container_id: work.clone(),
@@ -622,6 +637,9 @@ fn a_pod_runs_its_containers_through_hsb_over_the_cri() {
             .expect("RemoveContainer");
         }
         remove_pod(&mut cri, &pod_id).await;
+        for d in &cgroups {
+            assert!(!d.exists(), "{} left after the pod's removal", d.display());
+        }
         (pod_id, tree)
     });
     let gone = eventually(15, || still_alive(&tree).is_empty());

@@ -9,7 +9,7 @@ mod engines;
 mod oci_common;
 
 use engines::*;
-use oci_common::{is_root, require, text};
+use oci_common::{assert_in_cgroup, is_root, require, text};
 use std::path::Path;
 use std::process::Command;
 
@@ -588,10 +588,25 @@ fn docker_run_exec_stop_and_default_network() {
         "under pids 100: {}",
         text(&o)
     );
+    // Docker reads a container's statistics from the cgroups of the pid it was given:
+    // that pid is in the container's cgroupsPath (/docker/ID, the cgroupfs driver's),
+    // of which `docker rm` leaves nothing.
+    let o = docker(&["inspect", "--format", "{{.State.Pid}} {{.Id}}", "stubborn"]);
+    let (pid, id) = stdout(&o)
+        .trim()
+        .split_once(' ')
+        .map(|(p, i)| (p.parse::<i32>().unwrap(), i.to_string()))
+        .unwrap_or_else(|| panic!("docker inspect: {}", text(&o)));
+    let cgroups = assert_in_cgroup(pid, &format!("/docker/{id}"));
     let o = docker(&["stop", "-t", "1", "stubborn"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = docker(&["inspect", "--format", "{{.State.ExitCode}}", "stubborn"]);
     assert_eq!(stdout(&o).trim(), "137", "{}", text(&o));
+    let o = docker(&["rm", "stubborn"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for d in &cgroups {
+        assert!(!d.exists(), "{} left after docker rm", d.display());
+    }
     // Docker's own networks are set up by a prestart hook (libnetwork-setkey), which
     // hsb runs: `--network none` leaves the container only its loopback...
     let o = docker(&[

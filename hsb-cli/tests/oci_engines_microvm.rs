@@ -10,7 +10,7 @@ mod engines;
 mod oci_common;
 
 use engines::*;
-use oci_common::{is_root, require, text};
+use oci_common::{assert_in_cgroup, is_root, require, text};
 use std::process::Command;
 
 /// The VM's kernel release, as the VMM answers `uname`.
@@ -534,7 +534,33 @@ fn docker_runs_the_container_in_a_microvm() {
             "the {ns} namespace of {pid} is the host's"
         );
     }
+    // Docker's statistics come from the cgroups of that pid: the container's
+    // cgroupsPath (/docker/ID), which holds the VM, its memory and its threads.
+    let id = stdout(&docker(&["inspect", "--format", "{{.Id}}", "vmweb"]))
+        .trim()
+        .to_string();
+    let cgroups = assert_in_cgroup(pid.parse().unwrap(), &format!("/docker/{id}"));
+    let o = docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.PIDs}} {{.MemUsage}}",
+        "vmweb",
+    ]);
+    let stats = stdout(&o);
+    let mut fields = stats.split_whitespace();
+    let pids: u64 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    // "12.5MiB / 23.5GiB": what the VM uses, not the host's whole memory.
+    let used = fields.next().unwrap_or_default();
+    let mib = used
+        .strip_suffix("MiB")
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(pids >= 1 && mib >= 1.0, "docker stats: {}", text(&o));
     if let Err(e) = d.check_served_and_remove("hsbvmnet", "vmweb") {
         panic!("the VM's server: {e}");
+    }
+    for d in &cgroups {
+        assert!(!d.exists(), "{} left after docker rm", d.display());
     }
 }

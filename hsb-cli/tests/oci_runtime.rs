@@ -807,3 +807,52 @@ fn open_files_above_the_runtimes_hard_limit_are_granted_as_runc_does() {
     ask(nr_open + 1);
     refused(&run("n2"), nr_open);
 }
+
+/// `linux.cgroupsPath`: the pid an engine is given (the supervisor) is in that cgroup
+/// in every hierarchy, as runc's container init is, where engines read a container's
+/// statistics and a pod's cgroup holds it; `delete` removes the directories it made;
+/// a path that leaves the hierarchy is refused naming the field.
+#[test]
+fn the_supervisor_joins_the_engines_cgroup_and_delete_removes_it() {
+    if !root_ok() {
+        return;
+    }
+    let _serial = serial();
+    let root = TempDir::new("root");
+    let b = TempDir::new("bundle");
+    bundle(b.path(), &["/bin/sh", "-c", "sleep 1000"]);
+    let parent = format!("hsb-test-cg-{}", std::process::id());
+    let path = format!("/{parent}/cg1");
+    edit_config(b.path(), |v| {
+        v["linux"]["cgroupsPath"] = path.clone().into()
+    });
+    let bundle_arg = b.path().to_str().unwrap();
+    let o = oci(root.path(), &["create", "--bundle", bundle_arg, "cg1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let pid = state(root.path(), "cg1")["pid"].as_i64().unwrap() as i32;
+    let dirs = assert_in_cgroup(pid, &path);
+    assert!(dirs.iter().all(|d| d.is_dir()), "{dirs:?}");
+    let o = oci(root.path(), &["start", "cg1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = oci(root.path(), &["kill", "cg1", "KILL"]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_stopped(root.path(), "cg1");
+    let o = oci(root.path(), &["delete", "cg1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for d in &dirs {
+        assert!(!d.exists(), "{} left after delete", d.display());
+        assert!(!d.parent().unwrap().exists(), "{} left", d.display());
+    }
+
+    for bad in ["/../../etc/cg", "/hsb/../x"] {
+        edit_config(b.path(), |v| v["linux"]["cgroupsPath"] = bad.into());
+        let o = oci(root.path(), &["create", "--bundle", bundle_arg, "cg2"]);
+        assert_eq!(o.status.code(), Some(1), "{bad}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("linux.cgroupsPath"),
+            "{}",
+            text(&o)
+        );
+        let _ = oci(root.path(), &["delete", "--force", "cg2"]);
+    }
+}

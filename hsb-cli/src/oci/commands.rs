@@ -383,9 +383,11 @@ fn delete(rt: &Runtime, id: &str, force: bool) -> Result<i32, OciError> {
     if !dir.path.exists() {
         return Err(dir.missing());
     }
+    let cgroups = dir.cgroups();
     let Ok(rec) = dir.record() else {
         // A create that died half-way: nothing runs; clear it.
         dir.remove();
+        super::cgroups::remove(&cgroups);
         return Ok(0);
     };
     let status = dir.status(&rec);
@@ -414,6 +416,12 @@ fn delete(rt: &Runtime, id: &str, force: bool) -> Result<i32, OciError> {
         }
     }
     dir.remove();
+    // The supervisor may still be on its way out after recording the exit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while state::alive(rec.pid, rec.pid_start) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    super::cgroups::remove(&cgroups);
     poststop(rt, &rec);
     Ok(0)
 }

@@ -73,6 +73,8 @@ pub(crate) struct Container {
     pub(crate) hooks: super::hooks::Hooks,
     /// config.json asks for a new network namespace (a `network` entry without a path).
     pub(crate) own_netns: bool,
+    /// `linux.cgroupsPath`, checked (see `cgroups.rs`): the cgroup the supervisor joins.
+    pub(crate) cgroups_path: Option<PathBuf>,
 }
 
 /// Reads `<bundle>/config.json`. `forced`: the isolation this runtime is registered for
@@ -190,6 +192,7 @@ struct Mapper<'a> {
     copy_up: Vec<(String, PathBuf)>,
     hooks: super::hooks::Hooks,
     own_netns: bool,
+    cgroups_path: Option<PathBuf>,
 }
 
 fn obj<'v>(v: &'v Value, field: &str) -> Result<&'v Map<String, Value>, ConfigError> {
@@ -242,6 +245,7 @@ impl<'a> Mapper<'a> {
             copy_up: Vec::new(),
             hooks: Default::default(),
             own_netns: false,
+            cgroups_path: None,
         }
     }
 }
@@ -317,6 +321,7 @@ impl Mapper<'_> {
             copy_up: self.copy_up,
             hooks: self.hooks,
             own_netns: self.own_netns,
+            cgroups_path: self.cgroups_path,
         })
     }
 
@@ -718,10 +723,16 @@ impl Mapper<'_> {
                         self.sysctl.push((key.clone(), value.to_string()));
                     }
                 }
-                "cgroupsPath" => self.notes.push(format!(
-                    "{field}: the container's cgroup is hsb's own (limits from linux.resources), not {}",
-                    val.as_str().unwrap_or("")
-                )),
+                "cgroupsPath" => match super::cgroups::requested(s(val, &field)?) {
+                    Ok(Ok(path)) => {
+                        self.notes.push(format!(
+                            "{field}: the supervisor joins it; the container's processes are in hsb's own cgroup (limits from linux.resources)"
+                        ));
+                        self.cgroups_path = Some(path);
+                    }
+                    Ok(Err(why)) => self.notes.push(format!("{field}: {why}")),
+                    Err(why) => return err(field, why),
+                },
                 "seccomp" => self.notes.push(
                     "linux.seccomp: the engine's profile is replaced by hsb's own default-deny allowlist"
                         .into(),

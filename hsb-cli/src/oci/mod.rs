@@ -9,6 +9,7 @@
 //!
 //! Errors go to stderr and to `--log`, and exit with status 1, as runc's do.
 
+mod cgroups;
 mod commands;
 mod config;
 mod console;

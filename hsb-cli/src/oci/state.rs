@@ -156,6 +156,23 @@ impl Dir {
         })
     }
 
+    /// The cgroup directories the supervisor made for `linux.cgroupsPath`, for `delete`
+    /// to remove (written before anything that may fail, so a half-made container's go
+    /// too).
+    pub(crate) fn write_cgroups(&self, made: &[PathBuf]) -> std::io::Result<()> {
+        self.write_file(
+            "cgroups.json",
+            &serde_json::to_vec(made).unwrap_or_default(),
+        )
+    }
+
+    pub(crate) fn cgroups(&self) -> Vec<PathBuf> {
+        std::fs::read(self.path.join("cgroups.json"))
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn set_status(&self, status: &str) {
         let _ = self.write_file("status", status.as_bytes());
     }

@@ -354,6 +354,27 @@ async fn setup(
     } else {
         None
     };
+    if let Some(path) = &container.cgroups_path {
+        // Before the sandbox: a micro-VM's memory is charged where it is made.
+        let joined = super::cgroups::join(path);
+        if let Err(e) = dir.write_cgroups(&joined.made) {
+            super::cgroups::remove(&joined.made);
+            return Err(OciError::msg(format!(
+                "cannot write the container's state: {e}"
+            )));
+        }
+        if !joined.failed.is_empty() {
+            super::log::warn(
+                rt_cfg,
+                &format!(
+                    "{}: linux.cgroupsPath not joined everywhere (engines read this pid's cgroups for its statistics; hsb's limits hold anyway): {}",
+                    a.id,
+                    joined.failed.join("; ")
+                ),
+                false,
+            );
+        }
+    }
     super::rootfs::prepare(&container)?;
     if !container.sysctl.is_empty() {
         apply_sysctls(&container)?;

@@ -310,3 +310,39 @@ pub(crate) fn microvm_ready(root: &Path) -> bool {
         ),
     }
 }
+
+/// The roots of the cgroup hierarchies mounted here (from /proc/self/mountinfo).
+pub(crate) fn cgroup_roots() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (m, fs) = l.split_once(" - ")?;
+            let fstype = fs.split(' ').next()?;
+            let m: Vec<&str> = m.split(' ').collect();
+            (matches!(fstype, "cgroup" | "cgroup2") && m.get(3) == Some(&"/"))
+                .then(|| PathBuf::from(m.get(4)?))
+        })
+        .collect()
+}
+
+/// Asserts that `pid` (the container's pid an engine was given) is in the cgroup
+/// `path` (the config's `linux.cgroupsPath`) for memory and pids, where engines read
+/// its statistics; returns the directories of `path` under every hierarchy.
+pub(crate) fn assert_in_cgroup(pid: i32, path: &str) -> Vec<PathBuf> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for ctrl in ["memory", "pids"] {
+        let line = cg
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|c| c == ctrl))
+            })
+            .or_else(|| cg.lines().find(|l| l.starts_with("0::")))
+            .unwrap_or_else(|| panic!("no {ctrl} line: {cg}"));
+        assert!(line.ends_with(&format!(":{path}")), "{ctrl}: {cg}");
+    }
+    let rel = path.trim_start_matches('/');
+    cgroup_roots().iter().map(|r| r.join(rel)).collect()
+}

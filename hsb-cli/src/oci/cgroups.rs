@@ -1,0 +1,198 @@
+//! The engine's cgroup (`linux.cgroupsPath`). The supervisor, the pid the engine is
+//! given as the container's, joins it as runc's container init does: engines read a
+//! container's usage (`docker stats`, the CRI's `ContainerStats`) from the cgroups of
+//! that pid, and a Kubernetes pod's limits hold what is under the pod's cgroup. A
+//! micro-VM container is then there whole (the VM runs in the supervisor); a container's
+//! processes stay in hsb's own cgroup, with hsb's limits, so there only the supervisor
+//! is (see the README's "not yet").
+//!
+//! The directories are made under every cgroup hierarchy this process is in, as runc's
+//! cgroupfs driver makes them; `delete` removes the ones made here. A cgroup the runtime
+//! cannot make or join (a rootless engine, a read-only cgroupfs) leaves the supervisor
+//! where it is, with a warning: hsb's own limits hold either way.
+
+use std::path::{Component, Path, PathBuf};
+
+/// What `linux.cgroupsPath` asks, checked: a path of plain names under each hierarchy's
+/// root (a relative path is taken from the root too, which the spec allows). `Ok(Err)`
+/// says why a path is not joined: the systemd driver's `slice:prefix:name` form, whose
+/// units only systemd makes. `Err`: a path that is no cgroup's (`..`, empty).
+pub(crate) fn requested(value: &str) -> Result<Result<PathBuf, String>, String> {
+    if value.is_empty() {
+        return Ok(Err(
+            "empty: the supervisor stays in the engine's cgroup".into()
+        ));
+    }
+    if !value.starts_with('/') && value.contains(':') {
+        return Ok(Err(format!(
+            "{value:?} names a systemd unit (the engine's systemd cgroup driver), which hsb does not make; \
+             the supervisor stays in the engine's cgroup (use the cgroupfs driver)"
+        )));
+    }
+    let path = Path::new(value);
+    let mut clean = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(n) => clean.push(n),
+            _ => {
+                return Err(format!(
+                    "{value:?}: only plain names may make a cgroup path"
+                ))
+            }
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        return Err(format!("{value:?} names no cgroup"));
+    }
+    Ok(Ok(clean))
+}
+
+/// The roots of the cgroup hierarchies mounted here (v1 controllers' and v2's), one per
+/// hierarchy, from /proc/self/mountinfo.
+fn hierarchy_roots() -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut seen = Vec::new();
+    let mut roots = Vec::new();
+    for line in info.lines() {
+        let Some((mount, fs)) = line.split_once(" - ") else {
+            continue;
+        };
+        let m: Vec<&str> = mount.split(' ').collect();
+        let f: Vec<&str> = fs.split(' ').collect();
+        let (Some(root), Some(point), Some(fstype), Some(opts)) =
+            (m.get(3), m.get(4), f.first(), f.get(2))
+        else {
+            continue;
+        };
+        if !matches!(*fstype, "cgroup" | "cgroup2") || *root != "/" || point.contains('\\') {
+            continue;
+        }
+        // One mount per hierarchy: its controllers (v1) or the unified one (v2).
+        let key: Vec<&str> = opts
+            .split(',')
+            .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("nsdelegate"))
+            .collect();
+        let key = format!("{fstype} {}", key.join(","));
+        if !seen.contains(&key) {
+            seen.push(key);
+            roots.push(PathBuf::from(point));
+        }
+    }
+    roots
+}
+
+/// The directories joined and those this call made (to remove at `delete`), and why any
+/// hierarchy could not be joined.
+#[derive(Debug, Default)]
+pub(crate) struct Joined {
+    pub(crate) made: Vec<PathBuf>,
+    pub(crate) failed: Vec<String>,
+}
+
+/// Makes `path` under every hierarchy and moves this process (all its threads) there.
+pub(crate) fn join(path: &Path) -> Joined {
+    let mut j = Joined::default();
+    for root in hierarchy_roots() {
+        let target = root.join(path);
+        // Make what is missing, top down, and note it.
+        let mut at = root.clone();
+        let mut ok = true;
+        for c in path.components() {
+            enable_controllers(&at);
+            at.push(c);
+            match std::fs::create_dir(&at) {
+                Ok(()) => {
+                    j.made.push(at.clone());
+                    inherit_cpuset(&at);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    j.failed.push(format!("{}: {e}", at.display()));
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            let pid = std::process::id().to_string();
+            if let Err(e) = std::fs::write(target.join("cgroup.procs"), &pid) {
+                j.failed
+                    .push(format!("{}: {e}", target.join("cgroup.procs").display()));
+            }
+        }
+    }
+    j
+}
+
+/// cgroup v2: a child has a controller's files (`memory.current`, which engines read)
+/// only where its parent enables it for its children, as runc enables them down the
+/// path. A parent that holds processes refuses (the root excepted): then nothing is
+/// changed. No-op on v1 (no such file).
+fn enable_controllers(parent: &Path) {
+    let Ok(available) = std::fs::read_to_string(parent.join("cgroup.controllers")) else {
+        return;
+    };
+    for c in available.split_whitespace() {
+        let _ = std::fs::write(parent.join("cgroup.subtree_control"), format!("+{c}"));
+    }
+}
+
+/// A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and takes no process
+/// until it has some: it gets its parent's, as runc gives them.
+fn inherit_cpuset(dir: &Path) {
+    let Some(parent) = dir.parent() else {
+        return;
+    };
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let empty = std::fs::read_to_string(dir.join(f)).is_ok_and(|v| v.trim().is_empty());
+        if empty {
+            if let Ok(v) = std::fs::read_to_string(parent.join(f)) {
+                let _ = std::fs::write(dir.join(f), v.trim());
+            }
+        }
+    }
+}
+
+/// Removes the directories a supervisor made (deepest first), once what was in them is
+/// gone: a cgroup whose last process just exited may stay busy a moment.
+pub(crate) fn remove(made: &[PathBuf]) {
+    for d in made.iter().rev() {
+        for _ in 0..100 {
+            match std::fs::remove_dir(d) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                // Gone, or shared with others (not empty): left as it is.
+                _ => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_path_is_plain_names_under_the_root() {
+        assert_eq!(
+            requested("/docker/abc"),
+            Ok(Ok(PathBuf::from("docker/abc")))
+        );
+        assert_eq!(
+            requested("kubepods/pod1/c2"),
+            Ok(Ok(PathBuf::from("kubepods/pod1/c2")))
+        );
+        assert!(matches!(requested(""), Ok(Err(_))));
+        for bad in ["/docker/../../etc", "../x", "/"] {
+            assert!(requested(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            requested("system.slice:docker:abc"),
+            Ok(Err(why)) if why.contains("systemd")
+        ));
+    }
+}
