@@ -308,6 +308,7 @@ fn podman_conmon_killed_leaves_no_supervisor_or_init() {
             .any(|(q, _)| cmdline(*q).starts_with("hsb-init")),
         "no sandbox init under the supervisor: {tree:?}"
     );
+    let cgroups = oci_common::assert_in_cgroup(pid, &format!("/libpod_parent/libpod-{id}"));
     // SAFETY: kill(2) has no memory preconditions; conmon's pid was just read.
     assert_eq!(unsafe { libc::kill(conmon, libc::SIGKILL) }, 0);
     let gone = eventually(15, || still_alive(&tree).is_empty());
@@ -324,6 +325,13 @@ fn podman_conmon_killed_leaves_no_supervisor_or_init() {
         .filter(|q| cmdline(*q).contains("_supervise"))
         .collect();
     assert!(left.is_empty(), "supervisors left: {left:?}");
+    // The supervisor died with conmon (SIGKILL) and could not remove the cgroup it
+    // joined; the runtime's next `create` in that state root does.
+    let o = p.run(&["run", "--rm", IMAGE_REF, "true"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for d in &cgroups {
+        assert!(!d.exists(), "{} left after conmon was killed", d.display());
+    }
 }
 
 // ------------------------------------------------------------------------- containerd

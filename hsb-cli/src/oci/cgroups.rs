@@ -92,10 +92,15 @@ pub(crate) struct Joined {
     pub(crate) failed: Vec<String>,
 }
 
+/// What this process joined: the hierarchies' roots, and the directories it made.
+static JOINED: std::sync::Mutex<(Vec<PathBuf>, Vec<PathBuf>)> =
+    std::sync::Mutex::new((Vec::new(), Vec::new()));
+
 /// Makes `path` under every hierarchy and moves this process (all its threads) there.
 pub(crate) fn join(path: &Path) -> Joined {
     let mut j = Joined::default();
-    for root in hierarchy_roots() {
+    let roots = hierarchy_roots();
+    for root in &roots {
         let target = root.join(path);
         // Make what is missing, top down, and note it.
         let mut at = root.clone();
@@ -124,7 +129,24 @@ pub(crate) fn join(path: &Path) -> Joined {
             }
         }
     }
+    *JOINED.lock().unwrap_or_else(|e| e.into_inner()) = (roots, j.made.clone());
     j
+}
+
+/// The supervisor's last act, its sandbox gone: it moves to each hierarchy's root (a
+/// cgroup any process may be in, v2's included) and removes what it made. Engines do not
+/// all call `delete` after a container ends by itself (Podman's `run --rm` does not),
+/// and what `delete` would remove is then gone already.
+pub(crate) fn leave() {
+    let (roots, made) = std::mem::take(&mut *JOINED.lock().unwrap_or_else(|e| e.into_inner()));
+    if made.is_empty() {
+        return;
+    }
+    let pid = std::process::id().to_string();
+    for root in &roots {
+        let _ = std::fs::write(root.join("cgroup.procs"), &pid);
+    }
+    remove(&made);
 }
 
 /// cgroup v2: a child has a controller's files (`memory.current`, which engines read)

@@ -209,6 +209,7 @@ fn create(rt: &Runtime, a: CreateArgs, run: bool) -> Result<i32, OciError> {
     let bundle = std::path::absolute(&a.bundle)
         .map_err(|e| OciError::msg(format!("--bundle {}: {e}", a.bundle.display())))?;
     dir.claim()?;
+    Dir::sweep_cgroups(&rt.root);
     let (r, w) = match ready_pipe() {
         Ok(p) => p,
         Err(e) => {

@@ -173,6 +173,31 @@ impl Dir {
             .unwrap_or_default()
     }
 
+    /// Removes the cgroup directories of a container whose supervisor is gone without
+    /// removing them (killed with SIGKILL, with the engine's shim or conmon) and that no
+    /// `delete` reached: what each new `create` does for the containers of its root.
+    /// The state stays for the engine to read; a directory still in use stays too.
+    pub(crate) fn sweep_cgroups(root: &Path) {
+        let Ok(entries) = std::fs::read_dir(root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let d = Dir {
+                id: e.file_name().to_string_lossy().into_owned(),
+                path: e.path(),
+            };
+            let made = d.cgroups();
+            // Without a record the container may be being made right now: left alone.
+            let dead = d.record().is_ok_and(|r| !alive(r.pid, r.pid_start));
+            if made.is_empty() || !dead {
+                continue;
+            }
+            super::cgroups::remove(&made);
+            let left: Vec<PathBuf> = made.into_iter().filter(|p| p.exists()).collect();
+            let _ = d.write_cgroups(&left);
+        }
+    }
+
     pub(crate) fn set_status(&self, status: &str) {
         let _ = self.write_file("status", status.as_bytes());
     }

@@ -90,14 +90,14 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
         Ok(d) => d,
         Err(e) => {
             report(a.ready_fd, &Err(e));
-            std::process::exit(1)
+            fail_exit()
         }
     };
     let mut container = match super::config::load(&a.bundle, rt_cfg.isolation) {
         Ok(c) => c,
         Err(e) => {
             report(a.ready_fd, &Err(OciError::config(e)));
-            std::process::exit(1)
+            fail_exit()
         }
     };
     // A container may ask more open files than this process's hard limit (a Podman
@@ -109,7 +109,7 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
                 a.ready_fd,
                 &Err(OciError::msg(format!("config.json: process.rlimits: {e}"))),
             );
-            std::process::exit(1)
+            fail_exit()
         }
     }
     // Before any thread exists: see `network_for_hooks`.
@@ -117,7 +117,7 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
         Ok(h) => h,
         Err(e) => {
             report(a.ready_fd, &Err(e));
-            std::process::exit(1)
+            fail_exit()
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -131,7 +131,7 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
                 a.ready_fd,
                 &Err(OciError::msg(format!("starting the runtime: {e}"))),
             );
-            std::process::exit(1)
+            fail_exit()
         }
     };
     let setup = rt.block_on(setup(rt_cfg, &a, &dir, container, home_netns.as_ref()));
@@ -139,7 +139,7 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
         Ok(x) => x,
         Err(e) => {
             report(a.ready_fd, &Err(e));
-            std::process::exit(1)
+            fail_exit()
         }
     };
     if pty.is_some() {
@@ -152,7 +152,7 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
                 ))),
             );
             let _ = rt.block_on(shared.live.destroy());
-            std::process::exit(1)
+            fail_exit()
         }
     }
     let live = shared.live.clone();
@@ -172,7 +172,7 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
         {
             let _ = rt.block_on(shared.live.destroy());
             report(a.ready_fd, &Err(e));
-            std::process::exit(1)
+            fail_exit()
         }
         supervise(a, dir, rt, shared, container, pty, creator)
     });
@@ -191,7 +191,7 @@ pub(crate) fn main(rt_cfg: &Runtime, a: Args) -> ! {
     drop(live);
     // The body ends the process; it returns only by panicking.
     let _ = body.join();
-    std::process::exit(1)
+    fail_exit()
 }
 
 /// Moves the calling (main) thread into the container's network, IPC and UTS
@@ -250,7 +250,7 @@ fn supervise(
                     dir.socket().display()
                 ))),
             );
-            std::process::exit(1)
+            fail_exit()
         }
     };
     dir.set_status("created");
@@ -272,6 +272,7 @@ fn supervise(
     *lock(&shared.phase) = Phase::Stopped;
     let _ = rt.block_on(shared.live.destroy());
     let _ = std::fs::remove_file(dir.socket());
+    super::cgroups::leave();
     exit_like(exit)
 }
 
@@ -695,6 +696,12 @@ fn forward_signals(tx: mpsc::UnboundedSender<Cmd>, tty: Option<RawFd>) {
             }
         });
     }
+}
+
+/// Ends this process after a failure: the cgroup directories it made go first.
+fn fail_exit() -> ! {
+    super::cgroups::leave();
+    std::process::exit(1)
 }
 
 /// Ends this process the way the container's process ended.

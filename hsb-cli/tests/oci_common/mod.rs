@@ -320,8 +320,9 @@ pub(crate) fn cgroup_roots() -> Vec<PathBuf> {
             let (m, fs) = l.split_once(" - ")?;
             let fstype = fs.split(' ').next()?;
             let m: Vec<&str> = m.split(' ').collect();
+            let point = m.get(4)?;
             (matches!(fstype, "cgroup" | "cgroup2") && m.get(3) == Some(&"/"))
-                .then(|| PathBuf::from(m.get(4)?))
+                .then(|| PathBuf::from(point))
         })
         .collect()
 }
