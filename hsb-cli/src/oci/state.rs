@@ -188,8 +188,7 @@ impl Dir {
             };
             let made = d.cgroups();
             // Without a record the container may be being made right now: left alone.
-            let dead = d.record().is_ok_and(|r| !alive(r.pid, r.pid_start));
-            if made.is_empty() || !dead {
+            if made.is_empty() || !d.record().is_ok_and(|r| !alive(r.pid, r.pid_start)) {
                 continue;
             }
             super::cgroups::remove(&made);
