@@ -7,7 +7,9 @@
 //! is (see the README's "not yet").
 //!
 //! The directories are made under every cgroup hierarchy this process is in, as runc's
-//! cgroupfs driver makes them; `delete` removes the ones made here. A cgroup the runtime
+//! cgroupfs driver makes them. The supervisor removes the ones it made as it ends
+//! ([`leave`]); after a SIGKILL, `delete` or the runtime's next `create` in the same
+//! state root does (`Dir::sweep_cgroups`). A cgroup the runtime
 //! cannot make or join (a rootless engine, a read-only cgroupfs) leaves the supervisor
 //! where it is, with a warning: hsb's own limits hold either way.
 
@@ -16,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 /// What `linux.cgroupsPath` asks, checked: a path of plain names under each hierarchy's
 /// root (a relative path is taken from the root too, which the spec allows). `Ok(Err)`
 /// says why a path is not joined: the systemd driver's `slice:prefix:name` form, whose
-/// units only systemd makes. `Err`: a path that is no cgroup's (`..`, empty).
+/// units only systemd makes; an empty one. `Err`: a path that is no cgroup's (`..`, `/`).
 pub(crate) fn requested(value: &str) -> Result<Result<PathBuf, String>, String> {
     if value.is_empty() {
         return Ok(Err(
