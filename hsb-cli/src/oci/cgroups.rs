@@ -1,10 +1,10 @@
 //! The engine's cgroup (`linux.cgroupsPath`). The supervisor, the pid the engine is
 //! given as the container's, joins it as runc's container init does: engines read a
 //! container's usage (`docker stats`, the CRI's `ContainerStats`) from the cgroups of
-//! that pid, and a Kubernetes pod's limits hold what is under the pod's cgroup. A
-//! micro-VM container is then there whole (the VM runs in the supervisor); a container's
-//! processes stay in hsb's own cgroup, with hsb's limits, so there only the supervisor
-//! is (see the README's "not yet").
+//! that pid. A micro-VM container is then there whole (the VM runs in the supervisor);
+//! a container's processes stay in hsb's own cgroup, with hsb's limits, so there only
+//! the supervisor is, and a Kubernetes pod's cgroup does not hold them (see the README's
+//! "not yet").
 //!
 //! The directories are made under every cgroup hierarchy this process is in, as runc's
 //! cgroupfs driver makes them. The supervisor removes the ones it made as it ends
