@@ -609,18 +609,9 @@ fn a_pod_runs_its_containers_through_hsb_over_the_cri() {
         assert!(!tree.is_empty(), "no process of the container {work}");
         // The CRI reads a container's statistics from the cgroups of the pid it was
         // given: hsb's supervisor is in the cgroupsPath containerd chose for it.
-        let supervisor = oci_common::processes_with(&work)
-            .into_iter()
-            .find(|p| cmdline(*p).contains("_supervise"))
-            .expect("the container's supervisor");
-        let cg = std::fs::read_to_string(format!("/proc/{supervisor}/cgroup")).unwrap();
-        let path = cg
-            .lines()
-            .find(|l| l.contains(":memory:") || l.starts_with("0::"))
-            .and_then(|l| l.splitn(3, ':').nth(2))
-            .unwrap_or_default()
-            .to_string();
-        assert!(path.ends_with(&work), "{cg}");
+        let supervisor = oci_common::supervisor_of(&work).expect("the container's supervisor");
+        let path = oci_common::cgroup_of(supervisor, "memory").unwrap_or_default();
+        assert!(path.ends_with(&work), "{path}");
         let cgroups = oci_common::assert_in_cgroup(supervisor, &path);
 
         cri.stop_container(StopContainerRequest {
@@ -683,10 +674,7 @@ fn a_microvm_pod_keeps_to_the_pods_network_and_refuses_what_a_vm_cannot_share() 
         let netns = c.new_netns();
         assert_eq!(netns.len(), 1, "{netns:?}");
         let pod_net = ino(&Path::new("/run/netns").join(&netns[0]));
-        let supervisor = oci_common::processes_with(&pod_id)
-            .into_iter()
-            .find(|p| cmdline(*p).contains("_supervise"))
-            .expect("the pod's supervisor");
+        let supervisor = oci_common::supervisor_of(&pod_id).expect("the pod's supervisor");
         let ns = |n: &str| ino(Path::new(&format!("/proc/{supervisor}/ns/{n}")));
         assert_eq!(ns("net"), pod_net, "the pid's network is not the pod's");
         for n in ["ipc", "uts"] {

@@ -417,11 +417,8 @@ fn delete(rt: &Runtime, id: &str, force: bool) -> Result<i32, OciError> {
         }
     }
     dir.remove();
-    // The supervisor may still be on its way out after recording the exit.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while state::alive(rec.pid, rec.pid_start) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    // A supervisor still on its way out after recording the exit removes them itself;
+    // `remove` waits out its last moments in them.
     super::cgroups::remove(&cgroups);
     poststop(rt, &rec);
     Ok(0)

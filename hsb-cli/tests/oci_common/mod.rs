@@ -327,23 +327,37 @@ pub(crate) fn cgroup_roots() -> Vec<PathBuf> {
         .collect()
 }
 
+/// The cgroup of `pid` in the hierarchy of controller `ctrl` (v2's where no v1
+/// hierarchy has it), from /proc/PID/cgroup.
+pub(crate) fn cgroup_of(pid: i32, ctrl: &str) -> Option<String> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let line = cg
+        .lines()
+        .find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|c| c == ctrl))
+        })
+        .or_else(|| cg.lines().find(|l| l.starts_with("0::")))?;
+    line.splitn(3, ':').nth(2).map(str::to_string)
+}
+
 /// Asserts that `pid` (the container's pid an engine was given) is in the cgroup
 /// `path` (the config's `linux.cgroupsPath`) for memory and pids, where engines read
 /// its statistics; returns the directories of `path` under every hierarchy.
 pub(crate) fn assert_in_cgroup(pid: i32, path: &str) -> Vec<PathBuf> {
-    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     for ctrl in ["memory", "pids"] {
-        let line = cg
-            .lines()
-            .find(|l| {
-                l.split(':')
-                    .nth(1)
-                    .is_some_and(|c| c.split(',').any(|c| c == ctrl))
-            })
-            .or_else(|| cg.lines().find(|l| l.starts_with("0::")))
-            .unwrap_or_else(|| panic!("no {ctrl} line: {cg}"));
-        assert!(line.ends_with(&format!(":{path}")), "{ctrl}: {cg}");
+        let cg = cgroup_of(pid, ctrl);
+        assert_eq!(cg.as_deref(), Some(path), "{ctrl} cgroup of {pid}");
     }
     let rel = path.trim_start_matches('/');
     cgroup_roots().iter().map(|r| r.join(rel)).collect()
+}
+
+/// The supervisor (the pid an engine is given) of the container or pod `id`.
+pub(crate) fn supervisor_of(id: &str) -> Option<i32> {
+    processes_with(id).into_iter().find(|p| {
+        std::fs::read(format!("/proc/{p}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("_supervise"))
+    })
 }
