@@ -189,6 +189,9 @@ pub(crate) struct Cgroup {
     /// A v1 freezer leaf (live sandboxes; see `cgroup_freeze.rs`).
     pub(crate) freezer: Option<PathBuf>,
     name: String,
+    /// On v1, the cgroup (from each hierarchy's root) the leaves are made in instead of
+    /// hsb's directory.
+    parent: Option<PathBuf>,
     removed: bool,
     /// The files [`Cgroup::stats`] reads, opened at its first call and kept: each
     /// exec of a live sandbox reads them twice, and a `pread` at offset 0 of an open
@@ -316,9 +319,15 @@ fn keyed_in(text: &str, key: &str) -> Option<u64> {
 impl Cgroup {
     /// Creates the run's cgroup with `limits` applied. `details` receives, per limit,
     /// the mechanism in words.
+    /// Makes the sandbox's cgroup: a leaf under hsb's directory of each hierarchy, or
+    /// on cgroup v1 under `parent` (a path from each hierarchy's root, which must exist
+    /// there: an engine's cgroup, which then holds the sandbox). On v2 `parent` is not
+    /// used (a cgroup holding its caller's process cannot give a child controllers);
+    /// `details` says so.
     pub(crate) fn create(
         host: &Host,
         limits: &Limits,
+        parent: Option<&Path>,
         details: &mut BTreeMap<String, String>,
     ) -> io::Result<Option<Cgroup>> {
         sweep_once(host);
@@ -335,12 +344,23 @@ impl Cgroup {
             cpu: None,
             freezer: None,
             name: name.clone(),
+            parent: None,
             removed: false,
             stat_files: OnceLock::new(),
         };
         match host {
             Host::Unusable { .. } => return Ok(None),
             Host::V2 { base } => {
+                if let Some(p) = parent {
+                    details.insert(
+                        "cgroup_parent".into(),
+                        format!(
+                            "not used: on cgroup v2 the sandbox's cgroup is under {}, not {} (a cgroup that holds a process cannot give its children controllers)",
+                            base.display(),
+                            p.display()
+                        ),
+                    );
+                }
                 let dir = base.join(&name);
                 fs::create_dir(&dir)?;
                 cg.v2 = Some(dir.clone());
@@ -386,11 +406,24 @@ impl Cgroup {
                 cpu_with_cpuacct,
                 ..
             } => {
+                cg.parent = parent.map(|p| p.strip_prefix("/").unwrap_or(p).to_path_buf());
+                if let Some(p) = &cg.parent {
+                    details.insert(
+                        "cgroup_parent".into(),
+                        format!(
+                            "cgroup v1: the sandbox's cgroup is under /{} in each hierarchy",
+                            p.display()
+                        ),
+                    );
+                }
+                let in_parent = cg.parent.clone();
                 let mk = |base: &Option<PathBuf>| -> io::Result<Option<PathBuf>> {
                     match base {
                         Some(b) => {
-                            let d = b.join(&name);
-                            fs::create_dir(&d)?;
+                            let d = leaf_dir(b, in_parent.as_deref(), &name);
+                            fs::create_dir(&d).map_err(|e| {
+                                io::Error::new(e.kind(), format!("making {}: {e}", d.display()))
+                            })?;
                             Ok(Some(d))
                         }
                         None => Ok(None),
@@ -579,9 +612,10 @@ impl Cgroup {
         self.v2.as_deref()
     }
 
-    /// The leaf's name (the same in every hierarchy).
-    pub(crate) fn name(&self) -> &str {
-        &self.name
+    /// The leaf's directory in the v1 hierarchy whose hsb directory is `base` (always
+    /// `<hierarchy root>/hsb`, see `detect`): under it, or under the parent asked for.
+    pub(crate) fn v1_dir(&self, base: &Path) -> PathBuf {
+        leaf_dir(base, self.parent.as_deref(), &self.name)
     }
 
     /// Memory in use now (bytes) and processes alive, for a live sandbox's stats.
@@ -705,6 +739,15 @@ impl Drop for Cgroup {
     }
 }
 
+/// A v1 leaf named `name` in the hierarchy whose hsb directory is `base`: in `base`, or
+/// in `parent` (from the hierarchy's root).
+fn leaf_dir(base: &Path, parent: Option<&Path>, name: &str) -> PathBuf {
+    match (parent, base.parent()) {
+        (Some(p), Some(root)) => root.join(p).join(name),
+        _ => base.join(name),
+    }
+}
+
 /// Removes leaves left by hybrid-sandbox processes that died without cleaning up.
 fn sweep_once(host: &Host) {
     static DONE: OnceLock<()> = OnceLock::new();
@@ -772,7 +815,7 @@ mod tests {
             ..Default::default()
         };
         let mut details = BTreeMap::new();
-        let mut cg = Cgroup::create(&host, &limits, &mut details)
+        let mut cg = Cgroup::create(&host, &limits, None, &mut details)
             .unwrap()
             .unwrap();
         let dir = cg.v2.clone().unwrap();
@@ -809,6 +852,71 @@ mod tests {
         // Plain directories with files cannot be rmdir'ed like cgroups; clean up by hand.
         cg.removed = true;
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A parent cgroup (an engine's): on v1 the leaves are made in it under each
+    /// hierarchy's root (the freezer's too), and a hierarchy without it fails naming
+    /// the directory; on v2 the leaf stays under hsb's directory and the report says so.
+    /// On directories laid out as cgroupfs would be.
+    #[test]
+    fn leaves_are_made_in_the_parent_asked_for_on_v1_only() {
+        let t = std::env::temp_dir().join(format!("hsb-cgparent-test-{}", std::process::id()));
+        let hier = ["memory", "pids", "cpuacct", "freezer"];
+        for h in hier {
+            fs::create_dir_all(t.join(h).join("hsb")).unwrap();
+            fs::create_dir_all(t.join(h).join("docker/abc")).unwrap();
+        }
+        let host = Host::V1 {
+            memory: Some(t.join("memory/hsb")),
+            pids: Some(t.join("pids/hsb")),
+            cpuacct: Some(t.join("cpuacct/hsb")),
+            cpu: None,
+            cpu_with_cpuacct: false,
+            freezer: Some(t.join("freezer/hsb")),
+        };
+        let limits = Limits {
+            memory: Some(ByteSize::mib(64)),
+            pids: Some(10),
+            ..Default::default()
+        };
+        let mut details = BTreeMap::new();
+        let parent = Path::new("/docker/abc");
+        let mut cg = Cgroup::create(&host, &limits, Some(parent), &mut details)
+            .unwrap()
+            .unwrap();
+        let name = cg.name.clone();
+        let leaf = |h: &str| t.join(h).join("docker/abc").join(&name);
+        assert_eq!(cg.memory.as_deref(), Some(leaf("memory").as_path()));
+        assert_eq!(cg.pids.as_deref(), Some(leaf("pids").as_path()));
+        assert_eq!(cg.cpuacct.as_deref(), Some(leaf("cpuacct").as_path()));
+        assert_eq!(
+            fs::read_to_string(leaf("memory").join("memory.limit_in_bytes")).unwrap(),
+            (64u64 << 20).to_string()
+        );
+        assert!(
+            details["cgroup_parent"].contains("/docker/abc"),
+            "{details:?}"
+        );
+        let freezer = crate::cgroup_freeze::Freezer::attach(&host, Some(&mut cg));
+        assert!(matches!(&freezer, crate::cgroup_freeze::Freezer::V1(d) if *d == leaf("freezer")));
+        assert!(fs::read_dir(t.join("memory/hsb")).unwrap().next().is_none());
+        cg.removed = true;
+        // A hierarchy without the parent: refused, naming what could not be made.
+        fs::remove_dir_all(t.join("pids/docker")).unwrap();
+        let err = Cgroup::create(&host, &limits, Some(parent), &mut BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("pids/docker/abc"), "{err}");
+        // v2: not used, and said.
+        let v2 = Host::V2 {
+            base: t.join("memory/hsb"),
+        };
+        let mut details = BTreeMap::new();
+        let mut cg = Cgroup::create(&v2, &Limits::default(), Some(parent), &mut details)
+            .unwrap()
+            .unwrap();
+        assert!(cg.v2.as_deref().unwrap().starts_with(t.join("memory/hsb")));
+        assert!(details["cgroup_parent"].contains("not used"), "{details:?}");
+        cg.removed = true;
+        fs::remove_dir_all(&t).unwrap();
     }
 
     /// `CLONE_INTO_CGROUP` as the spawner uses it, on this host's cgroup2 mount (which

@@ -38,7 +38,7 @@ impl Freezer {
                 freezer: Some(base),
                 ..
             } => {
-                let dir = base.join(cg.name());
+                let dir = cg.v1_dir(base);
                 match fs::create_dir(&dir) {
                     Ok(()) => {
                         cg.freezer = Some(dir.clone());

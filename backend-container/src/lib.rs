@@ -158,8 +158,13 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
     let ca_bundle = broker.as_ref().and_then(sandbox_egress::Broker::ca_bundle);
     let cg_host = cgroup::host();
     let mut details = BTreeMap::new();
-    let mut cgroup = cgroup::Cgroup::create(cg_host, &plan.limits, &mut details)
-        .map_err(|e| setup("creating the sandbox's cgroup", e))?;
+    let mut cgroup = cgroup::Cgroup::create(
+        cg_host,
+        &plan.limits,
+        plan.cgroup_parent.as_deref(),
+        &mut details,
+    )
+    .map_err(|e| setup("creating the sandbox's cgroup", e))?;
     let freezer = if mode == live::Mode::Live {
         cgroup_freeze::Freezer::attach(cg_host, cgroup.as_mut())
     } else {

@@ -613,6 +613,9 @@ fn a_pod_runs_its_containers_through_hsb_over_the_cri() {
         let path = oci_common::cgroup_of(supervisor, "memory").unwrap_or_default();
         assert!(path.ends_with(&work), "{path}");
         let cgroups = oci_common::assert_in_cgroup(supervisor, &path);
+        // The container's processes are inside it too, so inside the pod's cgroup (the
+        // parent containerd made it in), whose limits the kubelet sets.
+        assert_processes_inside(supervisor, &path);
 
         cri.stop_container(StopContainerRequest {
             container_id: work.clone(),

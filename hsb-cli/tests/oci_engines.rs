@@ -606,6 +606,32 @@ fn docker_run_exec_stop_and_default_network() {
         .map(|(p, i)| (p.parse::<i32>().unwrap(), i.to_string()))
         .unwrap_or_else(|| panic!("docker inspect: {}", text(&o)));
     let cgroups = assert_in_cgroup(pid, &format!("/docker/{id}"));
+    // The container's own processes are inside it too (hsb's cgroup for the sandbox is
+    // made there), so `docker stats` counts what they hold: busybox `tail -c` keeps 60
+    // MB it read, blocked writing them to a `sleep` that never reads.
+    assert_processes_inside(pid, &format!("/docker/{id}"));
+    let o = docker(&[
+        "exec",
+        "-d",
+        "stubborn",
+        "sh",
+        "-c",
+        "head -c 60000000 /dev/zero | tail -c 60000000 | sleep 600",
+    ]);
+    assert!(o.status.success(), "docker exec -d: {}", text(&o));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (pids, mib, o) = d.stats("stubborn");
+        if pids >= 3 && mib >= 50.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "docker stats does not count the container's processes (a shell holding 60 MB): {}",
+            text(&o)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
     let o = docker(&["stop", "-t", "1", "stubborn"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = docker(&["inspect", "--format", "{{.State.ExitCode}}", "stubborn"]);

@@ -540,22 +540,8 @@ fn docker_runs_the_container_in_a_microvm() {
         .trim()
         .to_string();
     let cgroups = assert_in_cgroup(pid.parse().unwrap(), &format!("/docker/{id}"));
-    let o = docker(&[
-        "stats",
-        "--no-stream",
-        "--format",
-        "{{.PIDs}} {{.MemUsage}}",
-        "vmweb",
-    ]);
-    let stats = stdout(&o);
-    let mut fields = stats.split_whitespace();
-    let pids: u64 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    // "12.5MiB / 23.5GiB": what the VM uses, not the host's whole memory.
-    let used = fields.next().unwrap_or_default();
-    let mib = used
-        .strip_suffix("MiB")
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    // What the VM uses, not the host's whole memory.
+    let (pids, mib, o) = d.stats("vmweb");
     assert!(pids >= 1 && mib >= 1.0, "docker stats: {}", text(&o));
     if let Err(e) = d.check_served_and_remove("hsbvmnet", "vmweb") {
         panic!("the VM's server: {e}");

@@ -3,6 +3,8 @@
 //! unknown fields, a missing rootfs, a taken id, a deleted container) giving runc-like
 //! errors with nothing left behind.
 
+#[path = "oci_common/engines.rs"]
+mod engines;
 mod oci_common;
 
 use oci_common::*;
@@ -810,7 +812,9 @@ fn open_files_above_the_runtimes_hard_limit_are_granted_as_runc_does() {
 
 /// `linux.cgroupsPath`: the pid an engine is given (the supervisor) is in that cgroup
 /// in every hierarchy, as runc's container init is, where engines read a container's
-/// statistics and a pod's cgroup holds it; `delete` removes the directories it made;
+/// statistics and a pod's cgroup holds it, and so are the container's processes; the
+/// supervisor removes the directories it made as it ends, and after a SIGKILL (which
+/// leaves the sandbox's own cgroup inside them) `delete` does;
 /// a path that leaves the hierarchy is refused naming the field.
 #[test]
 fn the_supervisor_joins_the_engines_cgroup_and_delete_removes_it() {
@@ -834,6 +838,9 @@ fn the_supervisor_joins_the_engines_cgroup_and_delete_removes_it() {
     assert!(dirs.iter().all(|d| d.is_dir()), "{dirs:?}");
     let o = oci(root.path(), &["start", "cg1"]);
     assert!(o.status.success(), "{}", text(&o));
+    // The container's processes are inside it too (hsb's cgroup for the sandbox is made
+    // there), so what holds that cgroup holds them, and its usage counts theirs.
+    engines::assert_processes_inside(pid, &path);
     let o = oci(root.path(), &["kill", "cg1", "KILL"]);
     assert!(o.status.success(), "{}", text(&o));
     wait_stopped(root.path(), "cg1");

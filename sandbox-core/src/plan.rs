@@ -112,6 +112,14 @@ pub struct Plan {
     /// ([`Plan::hostname`] is not set). Container only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utsns: Option<PathBuf>,
+    /// A cgroup, as a path from each hierarchy's root, under which the container
+    /// backend makes the sandbox's cgroup on a cgroup v1 host (each hierarchy's
+    /// directory must exist). On cgroup v2 the sandbox's cgroup stays under hsb's own
+    /// directory (a cgroup that holds a process, as an engine's does its runtime's,
+    /// cannot give its children controllers) and the enforcement report says so; a
+    /// micro-VM has no cgroup of its own (it runs in its caller's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<PathBuf>,
 }
 
 /// A host directory used as the sandbox's root filesystem as it is: what the workload

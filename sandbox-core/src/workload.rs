@@ -221,6 +221,13 @@ pub struct Workload {
     /// A UTS namespace to join, by path (a Kubernetes pod's): its host name is the
     /// sandbox's.
     pub utsns: Option<PathBuf>,
+    /// A cgroup to make the sandbox's own cgroup in, as a path of plain names from
+    /// each hierarchy's root (an engine's `linux.cgroupsPath`), instead of hsb's `hsb`
+    /// directory: what holds that cgroup (a Kubernetes pod's) then holds the sandbox,
+    /// its limits apply to it, and its usage counts the sandbox's. It must exist in
+    /// every hierarchy hsb uses. Container isolation on cgroup v1; see
+    /// [`crate::Plan::cgroup_parent`].
+    pub cgroup_parent: Option<PathBuf>,
     /// The sandbox's host name (default: the profile's, else `sandbox`).
     pub hostname: Option<String>,
     /// The uid and gid the workload runs as inside the sandbox (default: the image's

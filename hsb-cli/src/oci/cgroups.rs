@@ -2,9 +2,11 @@
 //! given as the container's, joins it as runc's container init does: engines read a
 //! container's usage (`docker stats`, the CRI's `ContainerStats`) from the cgroups of
 //! that pid. A micro-VM container is then there whole (the VM runs in the supervisor);
-//! a container's processes stay in hsb's own cgroup, with hsb's limits, so there only
-//! the supervisor is, and a Kubernetes pod's cgroup does not hold them (see the README's
-//! "not yet").
+//! a container's own cgroup (its processes, with its limits) is made inside it on
+//! cgroup v1 (`Workload::cgroup_parent`), so the engine's statistics and a Kubernetes
+//! pod's cgroup take them in. On cgroup v2 it is not (a cgroup holding the supervisor
+//! cannot give a child controllers): there the container's processes stay in hsb's own
+//! cgroup and the enforcement report says so.
 //!
 //! The directories are made under every cgroup hierarchy this process is in, as runc's
 //! cgroupfs driver makes them. The supervisor removes the ones it made as it ends
@@ -181,17 +183,42 @@ fn inherit_cpuset(dir: &Path) {
 }
 
 /// Removes the directories a supervisor made (deepest first), once what was in them is
-/// gone: a cgroup whose last process just exited may stay busy a moment.
+/// gone: a cgroup whose last process just exited may stay busy a moment. The sandbox's
+/// own cgroup inside (hsb's `<pid>-<n>`, on cgroup v1) goes first: a supervisor killed
+/// with SIGKILL could not remove it.
 pub(crate) fn remove(made: &[PathBuf]) {
     for d in made.iter().rev() {
-        for _ in 0..100 {
-            match std::fs::remove_dir(d) {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
+        if let Ok(entries) = std::fs::read_dir(d) {
+            for e in entries.flatten() {
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir && e.file_name().to_str().is_some_and(is_sandbox_leaf) {
+                    remove_dir(&e.path());
                 }
-                // Gone, or shared with others (not empty): left as it is.
-                _ => break,
             }
+        }
+        remove_dir(d);
+    }
+}
+
+/// Whether a cgroup's name is one hsb's container backend gives a sandbox's own
+/// (`<creator pid>-<n>`): never an engine's container id, nor a pod's.
+fn is_sandbox_leaf(name: &str) -> bool {
+    name.split_once('-').is_some_and(|(pid, n)| {
+        [pid, n]
+            .iter()
+            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// Removes one cgroup directory, waiting up to a second for it to empty; one still in
+/// use by others (or gone) is left as it is.
+fn remove_dir(d: &Path) {
+    for _ in 0..100 {
+        match std::fs::remove_dir(d) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => break,
         }
     }
 }
@@ -199,6 +226,22 @@ pub(crate) fn remove(made: &[PathBuf]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_hsbs_own_cgroups_are_taken_for_a_sandboxs() {
+        assert!(is_sandbox_leaf("4242-0") && is_sandbox_leaf("1-17"));
+        for other in [
+            "4242",
+            "-0",
+            "4242-",
+            "1-2-3",
+            "docker-4242",
+            "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90",
+            "kubepods-besteffort",
+        ] {
+            assert!(!is_sandbox_leaf(other), "{other}");
+        }
+    }
 
     #[test]
     fn a_cgroup_path_is_plain_names_under_the_root() {

@@ -332,7 +332,7 @@ async fn setup(
     rt_cfg: &Runtime,
     a: &Args,
     dir: &Dir,
-    container: Container,
+    mut container: Container,
     home_netns: Option<&OwnedFd>,
 ) -> Result<(Arc<Shared>, Container, Option<super::console::Pty>), OciError> {
     let pty = if container.process.terminal {
@@ -355,16 +355,20 @@ async fn setup(
     } else {
         None
     };
-    if let Some(path) = &container.cgroups_path {
+    if let Some(path) = container.cgroups_path.clone() {
         // Before the sandbox: a micro-VM's memory is charged where it is made.
-        let joined = super::cgroups::join(path);
+        let joined = super::cgroups::join(&path);
         if let Err(e) = dir.write_cgroups(&joined.made) {
             super::cgroups::remove(&joined.made);
             return Err(OciError::msg(format!(
                 "cannot write the container's state: {e}"
             )));
         }
-        if !joined.failed.is_empty() {
+        if joined.failed.is_empty() {
+            // The sandbox's own cgroup (a container's) is made inside it, so the engine's
+            // statistics and a pod's limits take in the container's processes.
+            container.workload.cgroup_parent = Some(path);
+        } else {
             super::log::warn(
                 rt_cfg,
                 &format!(

@@ -215,6 +215,35 @@ pub(crate) fn process_tree(pid: i32) -> Vec<(i32, u64)> {
     out
 }
 
+/// Asserts that the container's own processes (every process under the supervisor
+/// `supervisor`) are inside the engine's cgroup `path` (hsb's cgroup for the sandbox is
+/// made in it, on cgroup v1), for memory and pids: what engines read for a container's
+/// statistics and a pod's cgroup limits then counts them. Returns how many there are.
+pub(crate) fn assert_processes_inside(supervisor: i32, path: &str) -> usize {
+    let inside = format!("{}/", path.trim_end_matches('/'));
+    let tree: Vec<i32> = process_tree(supervisor)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| *p != supervisor)
+        .collect();
+    assert!(
+        !tree.is_empty(),
+        "no process under the supervisor {supervisor}"
+    );
+    for p in &tree {
+        for ctrl in ["memory", "pids"] {
+            let Some(cg) = crate::oci_common::cgroup_of(*p, ctrl) else {
+                continue; // exited meanwhile
+            };
+            assert!(
+                cg.starts_with(&inside),
+                "the {ctrl} cgroup of the container's process {p} is {cg}, not inside {path}"
+            );
+        }
+    }
+    tree.len()
+}
+
 /// Those of `procs` still alive (same pid, same start time, not a zombie).
 pub(crate) fn still_alive(procs: &[(i32, u64)]) -> Vec<i32> {
     procs
@@ -496,6 +525,32 @@ disabled_plugins = [{disabled_cri}"io.containerd.internal.v1.opt", "io.container
             .arg("-H")
             .arg(format!("unix://{}", self.sock().display()));
         c
+    }
+
+    /// `docker stats` of container `name` once: its processes and the memory it uses
+    /// in MiB (0 where Docker shows another unit: "3.4GiB" was the host's whole memory
+    /// read from the wrong cgroup), and the command's output for a message.
+    pub(crate) fn stats(&self, name: &str) -> (u64, f64, Output) {
+        let o = output_within(
+            self.docker().args([
+                "stats",
+                "--no-stream",
+                "--format",
+                "{{.PIDs}} {{.MemUsage}}",
+                name,
+            ]),
+            90,
+        );
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let mut fields = text.split_whitespace();
+        let pids = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        // "12.5MiB / 23.5GiB"
+        let mib = fields
+            .next()
+            .and_then(|u| u.strip_suffix("MiB"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        (pids, mib, o)
     }
 }
 

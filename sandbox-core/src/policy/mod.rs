@@ -522,6 +522,7 @@ impl Policy {
             netns: w.netns.clone(),
             ipcns: w.ipcns.clone(),
             utsns: w.utsns.clone(),
+            cgroup_parent: w.cgroup_parent.clone(),
             decision: Decision {
                 isolation: Isolation::Container,
                 requested,

@@ -115,6 +115,26 @@ fn dangerous_mounts_refused() {
 }
 
 #[test]
+fn a_cgroup_parent_is_plain_names() {
+    let with = |p: &str| {
+        let mut w = Workload::new("x", Vec::<String>::new());
+        w.cgroup_parent = Some(p.into());
+        Policy::embedded_default().resolve(&w, &host())
+    };
+    for good in ["/docker/abc", "kubepods/pod1/c2"] {
+        let plan = with(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        assert_eq!(
+            plan.cgroup_parent.as_deref(),
+            Some(std::path::Path::new(good))
+        );
+    }
+    for bad in ["/", "", "/docker/../../etc", "./x", "a/./b"] {
+        let e = with(bad).expect_err(bad).to_string();
+        assert!(e.contains("cgroup parent"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn unknown_profile_suggests() {
     let p = Policy::from_toml_str("[profiles.judge]\n", "p.toml").unwrap();
     let e = p

@@ -402,6 +402,21 @@ pub(crate) fn workload(w: &Workload) -> Result<(), PolicyError> {
             }
         }
     }
+    if let Some(p) = &w.cgroup_parent {
+        // On the bytes: `components` would drop an inner `.`.
+        let plain = std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())
+            .split(|b| *b == b'/')
+            .all(|seg| seg != b"." && seg != b"..");
+        if !plain || !p.components().any(|c| matches!(c, Component::Normal(_))) {
+            return Err(bad(
+                "cgroup parent",
+                format!(
+                    "`{}` must be a cgroup's path of plain names (no `.` or `..`) from each hierarchy's root",
+                    p.display()
+                ),
+            ));
+        }
+    }
     for m in &w.mounts {
         if !m.source.is_absolute() {
             return Err(bad(
