@@ -138,9 +138,10 @@ pub(crate) fn join(path: &Path) -> Joined {
 }
 
 /// The supervisor's last act, its sandbox gone: it moves to each hierarchy's root (a
-/// cgroup any process may be in, v2's included) and removes what it made. Engines do not
-/// all call `delete` after a container ends by itself (Podman's `run --rm` does not),
-/// and what `delete` would remove is then gone already.
+/// cgroup any process may be in, v2's included) and removes what it made. A `delete`
+/// may never come, or not to this runtime root (Podman's cleanup after a container ends
+/// by itself drops the `--runtime-flag`s it was given, a `--root` among them), and what
+/// `delete` would remove is then gone already.
 pub(crate) fn leave() {
     let (roots, made) = std::mem::take(&mut *JOINED.lock().unwrap_or_else(|e| e.into_inner()));
     if made.is_empty() {
