@@ -557,6 +557,26 @@ fn a_pod_runs_its_containers_through_hsb_over_the_cri() {
             (0, "67108864"),
             "the hog under 512 MiB: {r:?}"
         );
+        // The kubelet's static CPU manager pins a container by an update of its CPU set.
+        if oci_common::cpu_sets_here() {
+            let mut resources = container("work", "", 512 << 20).linux.unwrap().resources;
+            if let Some(r) = resources.as_mut() {
+                r.cpuset_cpus = "1".into();
+            }
+            cri.update_container_resources(UpdateContainerResourcesRequest {
+                container_id: work.clone(),
+                linux: resources,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", d.log()));
+            let r = exec("grep Cpus_allowed_list /proc/self/status").await;
+            assert_eq!(
+                String::from_utf8_lossy(&r.stdout).split_whitespace().nth(1),
+                Some("1"),
+                "{r:?}"
+            );
+        }
 
         // A second container ends by itself: its exit code reaches the CRI.
         let short = cri

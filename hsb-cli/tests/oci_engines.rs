@@ -641,6 +641,30 @@ fn docker_run_exec_stop_and_default_network() {
     for d in &cgroups {
         assert!(!d.exists(), "{} left after docker rm", d.display());
     }
+    // `--cpuset-cpus`: set on the container's cgroup, which its processes inherit.
+    if oci_common::cpu_sets_here() {
+        let o = docker(&[
+            "run",
+            "--rm",
+            "--runtime",
+            "hsb",
+            "--network",
+            "none",
+            "--cpuset-cpus",
+            "1",
+            IMAGE_REF,
+            "grep",
+            "Cpus_allowed_list",
+            "/proc/self/status",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert_eq!(
+            stdout(&o).split_whitespace().nth(1),
+            Some("1"),
+            "{}",
+            text(&o)
+        );
+    }
     // Docker's own networks are set up by a prestart hook (libnetwork-setkey), which
     // hsb runs: `--network none` leaves the container only its loopback...
     let o = docker(&[

@@ -353,6 +353,15 @@ fn microvm_containers() {
     // (it once ran such bundles in the container backend).
     let b = TempDir::new("bundle");
     bundle(b.path(), &["/bin/sh", "-c", "exit 0"]);
+    // A CPU set pins the VM: every thread of its supervisor (the vCPU's included).
+    let pin = cpu_sets_here();
+    let cg_path = format!("/hsb-test-vmcpuset-{}", std::process::id());
+    if pin {
+        edit_config(b.path(), |v| {
+            v["linux"]["cgroupsPath"] = cg_path.clone().into();
+            v["linux"]["resources"]["cpu"] = serde_json::json!({"cpus": "1"});
+        });
+    }
     // `create` leaves the container's supervisor holding the caller's stdout and
     // stderr (the container's own, until it ends): files, not pipes read to their end
     // (`output()` waited for ever once micro-VM containers could be created).
@@ -378,6 +387,22 @@ fn microvm_containers() {
     });
     let st = state(root.path(), "vm2");
     assert_eq!(st["hsb"]["isolation"], "microvm", "{st}");
+    if pin {
+        let pid = st["pid"].as_i64().unwrap();
+        let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(tasks.len() > 1, "the supervisor's threads");
+        for t in tasks {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            assert!(
+                status.contains("Cpus_allowed_list:\t1\n"),
+                "thread {:?} of the VM's supervisor: {status}",
+                t.file_name()
+            );
+        }
+    }
     // A micro-VM's limits are its VM's: `update` says so, and it goes on.
     let o = oci(root.path(), &["update", "--pids-limit", "10", "vm2"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -389,6 +414,10 @@ fn microvm_containers() {
     assert_eq!(state(root.path(), "vm2")["status"], "created");
     let o = oci(root.path(), &["delete", "--force", "vm2"]);
     assert!(o.status.success(), "{}", text(&o));
+    for r in cgroup_roots() {
+        let d = r.join(cg_path.trim_start_matches('/'));
+        assert!(!d.exists(), "{} left", d.display());
+    }
 }
 
 /// A Kubernetes pod's containers join the pod's IPC and UTS namespaces by path: the
@@ -715,7 +744,7 @@ fn update_changes_a_running_containers_limits() {
     refused(&["--pids-limit", "1000"], "pids");
     refused(&["--pids-limit", "1000"], "floor");
     refused(&["--memory", "12parsecs"], "not a size");
-    refused(&["--cpuset-cpus", "0"], "cpus");
+    refused(&["--cpuset-cpus", "0"], "cgroupsPath");
     refused(&["--memory", "-1"], "lifting a limit");
     refused(&["--cpu-period", "50000"], "quota");
     let o = oci(root.path(), &["exec", "u1", "sh", "-c", forks]);
@@ -892,4 +921,108 @@ fn the_supervisor_joins_the_engines_cgroup_and_delete_removes_it() {
         );
         let _ = oci(root.path(), &["delete", "--force", "cg2"]);
     }
+}
+
+/// `linux.resources.cpu.cpus`/`mems` are set on `linux.cgroupsPath` in cgroup v1's
+/// cpuset hierarchy, which the container's processes inherit: the workload sees only
+/// those CPUs, cannot widen its affinity past them, and `update --cpuset-cpus` changes
+/// them; a set without a cgroupsPath is refused, naming the field.
+#[test]
+fn cpu_sets_hold_inside_the_container_and_change_with_update() {
+    if !root_ok() {
+        return;
+    }
+    if !require(
+        cpu_sets_here(),
+        "needs a cgroup v1 cpuset hierarchy and two CPUs",
+    ) {
+        return;
+    }
+    let cpuset = cgroup_roots()
+        .into_iter()
+        .find(|r| r.join("cpuset.cpus").exists());
+    let _serial = serial();
+    let root = TempDir::new("root");
+    let b = TempDir::new("bundle");
+    bundle(b.path(), &["/bin/sh", "-c", "while true; do sleep 1; done"]);
+    let path = format!("/hsb-test-cpuset-{}/c1", std::process::id());
+    edit_config(b.path(), |v| {
+        v["linux"]["cgroupsPath"] = path.clone().into();
+        v["linux"]["resources"]["cpu"] = serde_json::json!({"cpus": "1", "mems": "0"});
+    });
+    let bundle_arg = b.path().to_str().unwrap();
+    let o = oci(
+        root.path(),
+        &["run", "--detach", "--bundle", bundle_arg, "cs1"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let allowed = |root: &Path| {
+        let o = oci(
+            root,
+            &[
+                "exec",
+                "cs1",
+                "grep",
+                "Cpus_allowed_list",
+                "/proc/self/status",
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(allowed(root.path()), "1");
+    let dir = cpuset.unwrap().join(path.trim_start_matches('/'));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cpuset.cpus"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    // The workload asks for every CPU: the kernel keeps it within its set.
+    let o = oci(
+        root.path(),
+        &[
+            "exec",
+            "cs1",
+            "sh",
+            "-c",
+            "busybox taskset -p -c 0,1 $$ >/dev/null 2>&1; grep Cpus_allowed_list /proc/self/status",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .trim_end()
+            .ends_with("\t1"),
+        "widened its CPU set: {}",
+        text(&o)
+    );
+    let o = oci(root.path(), &["update", "--cpuset-cpus", "0", "cs1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(allowed(root.path()), "0");
+    let o = oci(root.path(), &["update", "--cpuset-cpus", "0-", "cs1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("cpu.cpus"), "{}", text(&o));
+    let o = oci(root.path(), &["kill", "cs1", "KILL"]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_stopped(root.path(), "cs1");
+    let o = oci(root.path(), &["delete", "cs1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!dir.parent().unwrap().exists(), "{} left", dir.display());
+
+    // Without a cgroupsPath there is nowhere to set it: refused.
+    edit_config(b.path(), |v| {
+        v["linux"].as_object_mut().unwrap().remove("cgroupsPath");
+    });
+    let o = oci(root.path(), &["create", "--bundle", bundle_arg, "cs2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("cpu.cpus") && text(&o).contains("cgroupsPath"),
+        "{}",
+        text(&o)
+    );
+    assert!(!root.path().join("cs2").exists());
 }

@@ -183,6 +183,74 @@ fn inherit_cpuset(dir: &Path) {
     }
 }
 
+/// Sets a container's CPU and memory-node sets (`linux.resources.cpu.cpus`, `mems`) on
+/// its cgroup `path` (`linux.cgroupsPath`) in the cgroup v1 `cpuset` hierarchy, after
+/// checking that `pid` (its supervisor) is there: the container's processes, cloned
+/// from the supervisor and never moved in that hierarchy, inherit it, a micro-VM's
+/// threads are the supervisor's, and `sched_setaffinity` inside stays within it.
+/// Never written elsewhere (an engine's own cgroup, a hierarchy's root). On cgroup v2
+/// hsb's container processes are not in `path` (see `Workload::cgroup_parent`), so
+/// this refuses there. Returns the directory written.
+pub(crate) fn set_cpuset(
+    pid: i32,
+    path: &Path,
+    set: &super::config::CpuSet,
+) -> Result<PathBuf, String> {
+    let Some(root) = cpuset_root() else {
+        return Err(if hierarchy_roots().is_empty() {
+            "no cgroup hierarchy is mounted on this host".into()
+        } else {
+            "CPU sets need a cgroup v1 cpuset hierarchy: on cgroup v2 hsb's container \
+             processes are not in linux.cgroupsPath (a CPU quota is supported: --cpus)"
+                .into()
+        });
+    };
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctrls, p) = (f.next()?, f.next()?, f.next()?);
+                ctrls
+                    .split(',')
+                    .any(|c| c == "cpuset")
+                    .then(|| p.to_string())
+            })
+        })
+        .ok_or_else(|| format!("the cpuset cgroup of the container's process {pid} is unknown"))?;
+    let want = Path::new("/").join(path);
+    if Path::new(&own) != want {
+        return Err(format!(
+            "the container's process {pid} is in the cpuset cgroup {own}, not in linux.cgroupsPath {}: \
+             CPU sets are set only there",
+            want.display()
+        ));
+    }
+    let dir = root.join(path);
+    for (file, value) in [("cpuset.cpus", &set.cpus), ("cpuset.mems", &set.mems)] {
+        if let Some(v) = value {
+            std::fs::write(dir.join(file), v)
+                .map_err(|e| format!("{v:?} into {}: {e}", dir.join(file).display()))?;
+        }
+    }
+    Ok(dir)
+}
+
+/// The mount point of the cgroup v1 hierarchy that has the `cpuset` controller.
+fn cpuset_root() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let m: Vec<&str> = mount.split(' ').collect();
+        let f: Vec<&str> = fs.split(' ').collect();
+        let ok = f.first() == Some(&"cgroup")
+            && m.get(3) == Some(&"/")
+            && f.get(2)
+                .is_some_and(|o| o.split(',').any(|o| o == "cpuset"));
+        m.get(4).filter(|_| ok).map(PathBuf::from)
+    })
+}
+
 /// Removes the directories a supervisor made (deepest first), once what was in them is
 /// gone: a cgroup whose last process just exited may stay busy a moment. The sandbox's
 /// own cgroup inside (hsb's `<pid>-<n>`, on cgroup v1) goes first: a supervisor killed

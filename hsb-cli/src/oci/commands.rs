@@ -558,11 +558,26 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<i32, OciError> {
     }
     let resources = update_resources(&a)?;
     let text = serde_json::to_vec(&resources).unwrap_or_default();
-    let (limits, notes) = super::config::updated_resources(&text).map_err(OciError::config)?;
-    for n in notes {
+    let r = super::config::updated_resources(&text).map_err(OciError::config)?;
+    for n in &r.notes {
         super::log::warn(rt, &format!("update {}: {n}", a.id), false);
     }
-    ask(&dir, &Request::Update { limits })
+    if let Some(set) = &r.cpuset {
+        // On the cgroupsPath the container was created in (its config names it), and
+        // only if its supervisor is there.
+        let path = super::config::load(&rec.bundle, None)
+            .map_err(OciError::config)?
+            .cgroups_path
+            .ok_or_else(|| {
+                OciError::msg(format!(
+                    "update {}: linux.resources.cpu.cpus/mems: CPU sets are set on linux.cgroupsPath, which the container's config does not give",
+                    a.id
+                ))
+            })?;
+        super::cgroups::set_cpuset(rec.pid, &path, set)
+            .map_err(|e| OciError::msg(format!("update {}: {e}", a.id)))?;
+    }
+    ask(&dir, &Request::Update { limits: r.limits })
 }
 
 fn ps(rt: &Runtime, id: &str, format: &str) -> Result<i32, OciError> {

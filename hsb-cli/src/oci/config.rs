@@ -75,6 +75,38 @@ pub(crate) struct Container {
     pub(crate) own_netns: bool,
     /// `linux.cgroupsPath`, checked (see `cgroups.rs`): the cgroup the supervisor joins.
     pub(crate) cgroups_path: Option<PathBuf>,
+    /// `linux.resources.cpu.cpus` and `mems`: set on that cgroup (see `cgroups::set_cpuset`).
+    pub(crate) cpuset: Option<CpuSet>,
+}
+
+/// A CPU set and a memory-node set (`linux.resources.cpu.cpus`, `mems`), each a list
+/// such as `0-2,5` whose syntax is checked here and whose CPUs the kernel checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct CpuSet {
+    pub(crate) cpus: Option<String>,
+    pub(crate) mems: Option<String>,
+}
+
+/// What `linux.resources` (at create, or given to `update`) asks, as hsb applies it.
+#[derive(Debug, Default)]
+pub(crate) struct Resources {
+    /// The sandbox's limits.
+    pub(crate) limits: Limits,
+    /// The CPU and memory-node sets.
+    pub(crate) cpuset: Option<CpuSet>,
+    /// What is reported, not applied.
+    pub(crate) notes: Vec<String>,
+}
+
+/// Whether `v` is a CPU or memory-node list as cgroups take it: numbers and ranges
+/// (`a-b`, a <= b), comma-separated.
+fn is_cpu_list(v: &str) -> bool {
+    let num = |n: &str| !n.is_empty() && n.len() <= 6 && n.bytes().all(|b| b.is_ascii_digit());
+    !v.is_empty()
+        && v.split(',').all(|part| match part.split_once('-') {
+            Some((a, b)) => num(a) && num(b) && a.parse::<u32>().ok() <= b.parse::<u32>().ok(),
+            None => num(part),
+        })
 }
 
 /// Reads `<bundle>/config.json`. `forced`: the isolation this runtime is registered for
@@ -132,7 +164,7 @@ pub(crate) fn exec_process(text: &[u8]) -> Result<(ProcessSpec, Vec<String>), Co
 
 /// The limits of `update --resources` (an OCI `linux.resources` object): those hsb
 /// applies, and what it reports without applying (as at create).
-pub(crate) fn resources(text: &[u8]) -> Result<(Limits, Vec<String>), ConfigError> {
+pub(crate) fn resources(text: &[u8]) -> Result<Resources, ConfigError> {
     let v: Value = serde_json::from_slice(text).map_err(|e| ConfigError {
         field: "resources".into(),
         message: format!("malformed JSON: {e}"),
@@ -145,7 +177,11 @@ pub(crate) fn resources(text: &[u8]) -> Result<(Limits, Vec<String>), ConfigErro
     }
     let mut m = Mapper::new(Path::new("/"), None);
     m.resources(&v)?;
-    Ok((m.w.limits, m.notes))
+    Ok(Resources {
+        limits: m.w.limits,
+        cpuset: m.cpuset,
+        notes: m.notes,
+    })
 }
 
 /// The new limits `update --resources` gives a running container: the mapping of
@@ -154,8 +190,8 @@ pub(crate) fn resources(text: &[u8]) -> Result<(Limits, Vec<String>), ConfigErro
 /// would change a limit hsb keeps as a share of the period it always uses (100 ms), so
 /// only that period passes alone (as the containerd CRI plugin sends it for a
 /// container with no CPU limit).
-pub(crate) fn updated_resources(text: &[u8]) -> Result<(Limits, Vec<String>), ConfigError> {
-    let (limits, notes) = resources(text)?;
+pub(crate) fn updated_resources(text: &[u8]) -> Result<Resources, ConfigError> {
+    let r = resources(text)?;
     // `resources` read it as JSON already.
     let v: Value = serde_json::from_slice(text).unwrap_or_default();
     for (section, key) in [("memory", "limit"), ("pids", "limit"), ("cpu", "quota")] {
@@ -174,7 +210,7 @@ pub(crate) fn updated_resources(text: &[u8]) -> Result<(Limits, Vec<String>), Co
                 "{p}: a CPU period alone cannot change a running hsb container's limit (kept as a share of {CPU_PERIOD} µs); give the quota too (--cpu-quota)"
             ),
         ),
-        _ => Ok((limits, notes)),
+        _ => Ok(r),
     }
 }
 
@@ -193,6 +229,7 @@ struct Mapper<'a> {
     hooks: super::hooks::Hooks,
     own_netns: bool,
     cgroups_path: Option<PathBuf>,
+    cpuset: Option<CpuSet>,
 }
 
 fn obj<'v>(v: &'v Value, field: &str) -> Result<&'v Map<String, Value>, ConfigError> {
@@ -246,6 +283,7 @@ impl<'a> Mapper<'a> {
             hooks: Default::default(),
             own_netns: false,
             cgroups_path: None,
+            cpuset: None,
         }
     }
 }
@@ -322,6 +360,7 @@ impl Mapper<'_> {
             hooks: self.hooks,
             own_netns: self.own_netns,
             cgroups_path: self.cgroups_path,
+            cpuset: self.cpuset,
         })
     }
 
@@ -892,12 +931,23 @@ impl Mapper<'_> {
                             "quota" if empty(cv) || cv.as_i64() == Some(-1) || quota.is_some() => {}
                             "cpus" | "mems" if empty(cv) => {}
                             "cpus" | "mems" => {
-                                return err(
-                                    format!("{field}.{ck}"),
-                                    "CPU and memory-node sets are not supported by hsb (a CPU quota is: --cpus)",
-                                )
+                                let list = s(cv, &format!("{field}.{ck}"))?.trim();
+                                if !is_cpu_list(list) {
+                                    return err(
+                                        format!("{field}.{ck}"),
+                                        format!("{list:?} is not a list of numbers and ranges such as 0-2,5"),
+                                    );
+                                }
+                                let set = self.cpuset.get_or_insert_with(CpuSet::default);
+                                if ck == "cpus" {
+                                    set.cpus = Some(list.to_string());
+                                } else {
+                                    set.mems = Some(list.to_string());
+                                }
                             }
-                            other => return err(format!("{field}.{other}"), "not supported by hsb"),
+                            other => {
+                                return err(format!("{field}.{other}"), "not supported by hsb")
+                            }
                         }
                     }
                     if let Some(q) = quota {

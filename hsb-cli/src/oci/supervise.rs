@@ -365,6 +365,15 @@ async fn setup(
             )));
         }
         if joined.failed.is_empty() {
+            if let Some(set) = &container.cpuset {
+                // Before the sandbox, whose processes inherit it.
+                let d = super::cgroups::set_cpuset(std::process::id() as i32, &path, set)
+                    .map_err(|e| OciError::msg(format!("linux.resources.cpu.cpus/mems: {e}")))?;
+                container.notes.push(format!(
+                    "linux.resources.cpu.cpus/mems: set on {} (cgroup v1 cpuset)",
+                    d.display()
+                ));
+            }
             // The sandbox's own cgroup (a container's) is made inside it, so the engine's
             // statistics and a pod's limits take in the container's processes.
             container.workload.cgroup_parent = Some(path);
@@ -379,6 +388,11 @@ async fn setup(
                 false,
             );
         }
+    }
+    if container.cpuset.is_some() && container.workload.cgroup_parent.is_none() {
+        return Err(OciError::msg(
+            "linux.resources.cpu.cpus/mems: CPU sets are set on linux.cgroupsPath, which is not given or could not be joined in every hierarchy (see the log)",
+        ));
     }
     super::rootfs::prepare(&container)?;
     if !container.sysctl.is_empty() {

@@ -327,6 +327,15 @@ pub(crate) fn cgroup_roots() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Whether CPU sets can be given to a container here: a cgroup v1 cpuset hierarchy
+/// (hsb refuses them on v2) and a second CPU to pin to.
+pub(crate) fn cpu_sets_here() -> bool {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+        && cgroup_roots()
+            .iter()
+            .any(|r| r.join("cpuset.cpus").exists() && !r.join("cgroup.controllers").exists())
+}
+
 /// The cgroup of `pid` in the hierarchy of controller `ctrl` (v2's where no v1
 /// hierarchy has it), from /proc/PID/cgroup.
 pub(crate) fn cgroup_of(pid: i32, ctrl: &str) -> Option<String> {

@@ -114,16 +114,29 @@ fn tmpfs_mounts_and_hooks_are_read_with_their_fields_named() {
 fn an_update_takes_what_a_running_container_can_and_names_what_it_cannot() {
     // What the containerd CRI plugin sends for a pod with a memory limit and no CPU
     // limit: the default period alone, shares, an empty cpuset.
-    let (limits, notes) = updated_resources(
+    let Resources {
+        limits,
+        notes,
+        cpuset,
+    } = updated_resources(
         br#"{"memory": {"limit": 268435456}, "cpu": {"shares": 2, "period": 100000, "cpus": "", "mems": ""}, "devices": []}"#,
     )
     .expect("the CRI plugin's update is taken");
+    assert_eq!(cpuset, None);
     assert_eq!(limits.memory.map(|m| m.0), Some(268_435_456));
     assert_eq!(limits.cpus, None);
     assert!(notes.iter().any(|n| n.contains("shares")), "{notes:?}");
-    let (limits, _) =
-        updated_resources(br#"{"cpu": {"quota": 50000, "period": 100000}}"#).expect("a quota");
-    assert_eq!(limits.cpus.map(|c| c.0), Some(500));
+    let r = updated_resources(br#"{"cpu": {"quota": 50000, "period": 100000}}"#).expect("a quota");
+    assert_eq!(r.limits.cpus.map(|c| c.0), Some(500));
+    // CPU sets (Kubernetes' static CPU manager sends them): checked lists, kept as given.
+    let r = updated_resources(br#"{"cpu": {"cpus": "0-1,3", "mems": "0"}}"#).expect("a cpuset");
+    assert_eq!(
+        r.cpuset,
+        Some(CpuSet {
+            cpus: Some("0-1,3".into()),
+            mems: Some("0".into())
+        })
+    );
     for (bad, field, needle) in [
         (
             r#"{"memory": {"limit": -1}}"#,
@@ -141,14 +154,17 @@ fn an_update_takes_what_a_running_container_can_and_names_what_it_cannot() {
             "cpu.period",
             "give the quota too",
         ),
-        (r#"{"cpu": {"cpus": "0"}}"#, "cpu.cpus", "not supported"),
+        (r#"{"cpu": {"cpus": "0;1"}}"#, "cpu.cpus", "not a list"),
+        (r#"{"cpu": {"cpus": "3-1"}}"#, "cpu.cpus", "not a list"),
+        (r#"{"cpu": {"mems": "0,,1"}}"#, "cpu.mems", "not a list"),
+        (r#"{"cpu": {"cpus": "../x"}}"#, "cpu.cpus", "not a list"),
     ] {
         let e = updated_resources(bad.as_bytes()).expect_err(bad);
         assert_eq!(e.field, format!("linux.resources.{field}"), "{bad}");
         assert!(e.message.contains(needle), "{bad}: {}", e.message);
     }
     // A new container's -1 is "no limit", not an error.
-    let (limits, _) =
+    let r =
         resources(br#"{"memory": {"limit": -1}, "pids": {"limit": -1}}"#).expect("-1 at create");
-    assert_eq!((limits.memory, limits.pids), (None, None));
+    assert_eq!((r.limits.memory, r.limits.pids), (None, None));
 }
