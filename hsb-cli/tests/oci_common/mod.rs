@@ -81,6 +81,22 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // A runtime root (`TempDir::new("root")`) of a test that failed half-way may
+        // still hold containers: deleted by force first, so their supervisors, inits
+        // and cgroups do not outlive the test.
+        if std::thread::panicking() {
+            for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+                if e.path().join("state.json").exists() {
+                    let _ = Command::new(hsb())
+                        .arg("oci")
+                        .arg("--root")
+                        .arg(&self.0)
+                        .args(["delete", "--force"])
+                        .arg(e.file_name())
+                        .output();
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
