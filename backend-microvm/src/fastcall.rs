@@ -514,6 +514,7 @@ fn answer(k: &mut Kernel, nr: u64, a: [u64; 6]) -> Result<Option<u64>, Stop> {
 /// The numbers of the fast calls (x86-64, as the syscall table has them).
 const READ: u64 = libc::SYS_read as u64;
 const WRITE: u64 = libc::SYS_write as u64;
+const WRITEV: u64 = libc::SYS_writev as u64;
 const MMAP: u64 = libc::SYS_mmap as u64;
 const OPEN: u64 = libc::SYS_open as u64;
 const STAT: u64 = libc::SYS_stat as u64;
@@ -543,12 +544,15 @@ const UMASK: u64 = libc::SYS_umask as u64;
 const RT_SIGPROCMASK: u64 = libc::SYS_rt_sigprocmask as u64;
 /// `ioctl(fd, TCGETS, …)`: what `isatty` asks (CPython asks it of every file it opens).
 const TCGETS: u64 = libc::TCGETS;
+/// `ioctl(fd, TIOCGWINSZ, …)`: a terminal's size.
+const TIOCGWINSZ: u64 = libc::TIOCGWINSZ;
 
 /// The calls answered without an exit, and when: nothing else waits for them, they
 /// finish at once, and their buffers are mapped for the access (no fault to take).
 const FAST_CALLS: &[u64] = &[
     READ,
     WRITE,
+    WRITEV,
     STAT,
     FSTAT,
     LSTAT,
@@ -623,14 +627,26 @@ fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
                 && (a[2] == 0 || buffer_ready(k, a[2], 8, true))
         }
         READ | PREAD64 => file_fd(k, a[0]) && buffer_ready(k, a[1], a[2], true),
-        WRITE | PWRITE64 => file_fd(k, a[0]) && buffer_ready(k, a[1], a[2], false),
+        // And stdout or stderr, while the output limit holds (past it the exec is
+        // killed: the exit path): appended to the captured output and sent to the
+        // caller's stream, nobody in the guest woken.
+        WRITE => {
+            (file_fd(k, a[0]) || output_fd(k, a[0], a[2])) && buffer_ready(k, a[1], a[2], false)
+        }
+        PWRITE64 => file_fd(k, a[0]) && buffer_ready(k, a[1], a[2], false),
+        // musl's stdio writes with `writev` (the buffered bytes and the new ones): the
+        // same, for a few buffers all mapped now.
+        WRITEV => iov_ready(k, a[1], a[2])
+            .is_some_and(|total| file_fd(k, a[0]) || output_fd(k, a[0], total)),
         LSEEK | FSYNC | FDATASYNC => file_fd(k, a[0]),
         // Dropping such a file wakes nobody: what its last close lets go (a host
         // descriptor, through the lent budget; an unlinked tmpfs file's pages; a
         // listing's charge) is the sandbox's own bookkeeping.
         CLOSE => file_fd(k, a[0]),
-        // `isatty` of a file that is no terminal: `ENOTTY`, nothing read or written.
-        IOCTL => a[1] == TCGETS && file_fd(k, a[0]),
+        // `isatty` (and a terminal's size, which musl's stdio asks of stdout before
+        // its first write) of a file or a standard stream that is no terminal:
+        // `ENOTTY`, nothing read or written.
+        IOCTL => (a[1] == TCGETS || a[1] == TIOCGWINSZ) && (file_fd(k, a[0]) || stdio_fd(k, a[0])),
         // Read-only opens (what a program's start and `import` make most); the
         // lookup then decides (`Kernel::fast_openat`): only a file, a directory or a
         // plain device is opened here. The new descriptor counts against the lent
@@ -733,6 +749,53 @@ fn file_fd(k: &Kernel, fd: u64) -> bool {
         FileKind::Dev(d) => d.is_plain(),
         _ => false,
     })
+}
+
+/// `fd` is a standard stream of a run or an exec that is no terminal (its stdin from
+/// the caller, its stdout or stderr to the caller).
+fn stdio_fd(k: &Kernel, fd: u64) -> bool {
+    use crate::linux::FileKind;
+    k.proc
+        .files
+        .get(fd)
+        .is_ok_and(|f| matches!(f.kind, FileKind::Output(..) | FileKind::Stdin(_)))
+}
+
+/// `fd` is the task's stdout or stderr (a run's or an exec's stream to the caller) and
+/// `len` more bytes keep its output within the limit.
+fn output_fd(k: &Kernel, fd: u64, len: u64) -> bool {
+    use crate::linux::FileKind;
+    k.proc.files.get(fd).is_ok_and(|f| match f.kind {
+        FileKind::Output(chan, _) => k.output_fits(chan, len),
+        _ => false,
+    })
+}
+
+/// Most buffers a fast `writev` takes.
+const MAX_FAST_IOVECS: u64 = 8;
+
+/// The `iovec`s of a `writev` (`cnt` of them at `iov`): few, every one (and the
+/// array) mapped for reading now, with valid lengths: their total, or `None` (the
+/// exit path then decides, with Linux's errors).
+fn iov_ready(k: &mut Kernel, iov: u64, cnt: u64) -> Option<u64> {
+    if cnt == 0 || cnt > MAX_FAST_IOVECS || !buffer_ready(k, iov, cnt * 16, false) {
+        return None;
+    }
+    let v =
+        k.mm.read_array(
+            crate::mm::UserPtr::<crate::abi::Iovec>::new(iov),
+            cnt,
+            MAX_FAST_IOVECS as usize,
+        )
+        .ok()?;
+    let mut total = 0u64;
+    for i in v {
+        total = total.checked_add(i.iov_len)?;
+        if total > MAX_FAST_BYTES || !buffer_ready(k, i.iov_base, i.iov_len, false) {
+            return None;
+        }
+    }
+    Some(total)
 }
 
 fn buffer_ready(k: &mut Kernel, va: u64, len: u64, write: bool) -> bool {

@@ -70,6 +70,13 @@ impl Output {
         Ok(())
     }
 
+    /// Whether `len` more bytes stay within the output limit (a write of them then
+    /// only appends and sends: it ends nothing).
+    pub(crate) fn fits(&self, len: u64) -> bool {
+        self.limit
+            .is_none_or(|l| self.total.saturating_add(len) <= l)
+    }
+
     /// Closes the live stream (the run ended).
     pub(crate) fn close(&mut self) {
         self.tx = None;

@@ -10,7 +10,11 @@
  *              wall-time limit ends the run.
  *   forge      attacks on the slot in the frame page, which the workload can write:
  *              posts of calls the thread must refuse, posts made and changed, states
- *              no stub writes. Prints what it saw; only meaningful in the micro-VM. */
+ *              no stub writes. Prints what it saw; only meaningful in the micro-VM.
+ *   forge-output  posts of writes to stdout, for a run whose output limit is 256
+ *              bytes: `write` and `writev` within it are answered (the text reaches
+ *              the caller), one past it is refused (the exit path ends the run
+ *              there). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +28,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define SLOT ((volatile uint32_t *)0x7fffffffc000UL)
@@ -686,6 +692,51 @@ static int forge(void) {
     return 0;
 }
 
+static int forge_output(void) {
+    warm();
+    uint64_t ret = 0;
+    static const char line[] = "forged-out\n";
+    uint32_t s = post(SYS_write, 1, (uint64_t)(uintptr_t)line, sizeof line - 1, &ret);
+    printf("write-stdout %s %ld\n", name(s), (long)ret);
+    fflush(stdout);
+    static const char a[] = "forged-", b[] = "vec\n";
+    struct iovec iov[2] = {{(void *)a, sizeof a - 1}, {(void *)b, sizeof b - 1}};
+    s = post(SYS_writev, 1, (uint64_t)(uintptr_t)iov, 2, &ret);
+    printf("writev-stdout %s %ld\n", name(s), (long)ret);
+    fflush(stdout);
+    /* Buffers the thread must not take: in the supervisor's half, never mapped, too
+     * many, a length no buffer has. */
+    static const struct {
+        const char *what;
+        uint64_t base, len, cnt, array;
+    } bad[] = {
+        {"kernel", 0xffff800000001000UL, 4, 1, 0},
+        {"unmapped", 0x10000UL, 4, 1, 0},
+        {"array-unmapped", 0, 0, 1, 0x10000UL},
+        {"too-many", 0, 1, 1000, 0},
+        {"huge", 0, 1UL << 63, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct iovec v = {bad[i].base ? (void *)(uintptr_t)bad[i].base : (void *)a,
+                          bad[i].len};
+        uint64_t arr = bad[i].array ? bad[i].array : (uint64_t)(uintptr_t)&v;
+        s = post(SYS_writev, 1, arr, bad[i].cnt, &ret);
+        printf("writev-%s %s\n", bad[i].what, name(s));
+        fflush(stdout);
+    }
+    /* isatty and a terminal's size, of stdout (no terminal): answered, ENOTTY. */
+    struct winsize ws;
+    s = post(SYS_ioctl, 1, TIOCGWINSZ, (uint64_t)(uintptr_t)&ws, &ret);
+    printf("winsize-stdout %s %ld\n", name(s), (long)ret);
+    fflush(stdout);
+    static char big[200];
+    memset(big, 'x', sizeof big);
+    s = post(SYS_write, 1, (uint64_t)(uintptr_t)big, sizeof big, &ret);
+    printf("write-over %s\n", name(s));
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return 2;
@@ -703,5 +754,7 @@ int main(int argc, char **argv) {
         }
     if (!strcmp(argv[1], "forge"))
         return forge();
+    if (!strcmp(argv[1], "forge-output"))
+        return forge_output();
     return 2;
 }

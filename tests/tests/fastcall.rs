@@ -115,6 +115,38 @@ fn the_fast_call_slot_resists_a_workload_that_writes_it() {
     );
 }
 
+/// A `write` or `writev` to stdout is answered without an exit while the output limit
+/// holds: the text reaches the caller once, as the program's own would; one that would
+/// pass the limit is refused (nothing written), so the exit path ends the run there as
+/// it must.
+#[test]
+fn a_fast_write_to_stdout_keeps_to_the_output_limit() {
+    if !backend_ready(IsolationRequest::MicroVm) {
+        return;
+    }
+    let fast = std::env::var_os("HSB_MICROVM_FASTCALL").is_none_or(|v| v != "0")
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    if !fast {
+        eprintln!("fast calls are off on this host: the forged posts are never taken");
+        return;
+    }
+    let mut w = Workload::new(
+        format!("{PROGRAMS_IN_SANDBOX}/fastcall-static"),
+        ["forge-output"],
+    )
+    .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+    .isolation(IsolationRequest::MicroVm);
+    w.limits.wall_time = Some(Duration::from_secs(120));
+    w.limits.output = Some(hybrid_sandbox::ByteSize(256));
+    let o = run(w);
+    assert_eq!(
+        exited(&o, "forge-output"),
+        "forged-out\nwrite-stdout done 11\nforged-vec\nwritev-stdout done 11\n\
+         writev-kernel slow\nwritev-unmapped slow\nwritev-array-unmapped slow\n\
+         writev-too-many slow\nwritev-huge slow\nwinsize-stdout done -25\nwrite-over slow\n"
+    );
+}
+
 /// A run that ends at its wall-time limit while its task makes fast calls ends (its
 /// task may be left mid-post: the thread must not keep polling for it, which once
 /// kept the run from ending).
