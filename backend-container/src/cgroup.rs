@@ -317,13 +317,12 @@ fn keyed_in(text: &str, key: &str) -> Option<u64> {
 }
 
 impl Cgroup {
-    /// Creates the run's cgroup with `limits` applied. `details` receives, per limit,
-    /// the mechanism in words.
-    /// Makes the sandbox's cgroup: a leaf under hsb's directory of each hierarchy, or
-    /// on cgroup v1 under `parent` (a path from each hierarchy's root, which must exist
-    /// there: an engine's cgroup, which then holds the sandbox). On v2 `parent` is not
-    /// used (a cgroup holding its caller's process cannot give a child controllers);
-    /// `details` says so.
+    /// Creates the run's cgroup with `limits` applied: a leaf under hsb's directory of
+    /// each hierarchy, or on cgroup v1 under `parent` (a path from each hierarchy's
+    /// root, which must exist there: an engine's cgroup, which then holds the
+    /// sandbox). On v2 `parent` is not used (a cgroup holding its caller's process
+    /// cannot give a child controllers). `details` receives, per limit, the mechanism
+    /// in words, and where the leaf is when a parent was asked for.
     pub(crate) fn create(
         host: &Host,
         limits: &Limits,

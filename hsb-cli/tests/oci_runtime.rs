@@ -1006,6 +1006,14 @@ fn cpu_sets_hold_inside_the_container_and_change_with_update() {
     let o = oci(root.path(), &["update", "--cpuset-cpus", "0-", "cs1"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("cpu.cpus"), "{}", text(&o));
+    // An update whose other limit the sandbox refuses (4 KiB of memory, below what it
+    // uses) changes nothing: the set stays.
+    let o = oci(
+        root.path(),
+        &["update", "--cpuset-cpus", "1", "--memory", "4096", "cs1"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(allowed(root.path()), "0");
     let o = oci(root.path(), &["kill", "cs1", "KILL"]);
     assert!(o.status.success(), "{}", text(&o));
     wait_stopped(root.path(), "cs1");

@@ -525,8 +525,6 @@ impl Kernel {
             .map(|c| &c.input)
     }
 
-    /// Output of exec channel `chan`; past its output limit the exec ends
-    /// (`output_limit`), and after its end the bytes go nowhere.
     /// Whether `len` bytes written to the output of channel `chan` (0: a run's, else an
     /// exec's) stay within its output limit.
     pub(crate) fn output_fits(&self, chan: u32, len: u64) -> bool {
@@ -539,6 +537,8 @@ impl Kernel {
             .is_some_and(|c| c.output.fits(len))
     }
 
+    /// Output of exec channel `chan`; past its output limit the exec ends
+    /// (`output_limit`), and after its end the bytes go nowhere.
     pub(crate) fn live_output(&mut self, chan: u32, stream: StreamKind, data: &[u8]) {
         let over = match self.live.as_mut().and_then(|l| l.chans.get_mut(&chan)) {
             Some(c) => c.output.write(stream, data).is_err(),

@@ -190,12 +190,13 @@ fn inherit_cpuset(dir: &Path) {
 /// threads are the supervisor's, and `sched_setaffinity` inside stays within it.
 /// Never written elsewhere (an engine's own cgroup, a hierarchy's root). On cgroup v2
 /// hsb's container processes are not in `path` (see `Workload::cgroup_parent`), so
-/// this refuses there. Returns the directory written.
+/// this refuses there. Returns the directory written and the sets it had before (for
+/// [`restore_cpuset`]).
 pub(crate) fn set_cpuset(
     pid: i32,
     path: &Path,
     set: &super::config::CpuSet,
-) -> Result<PathBuf, String> {
+) -> Result<(PathBuf, super::config::CpuSet), String> {
     let Some(root) = cpuset_root() else {
         return Err(if hierarchy_roots().is_empty() {
             "no cgroup hierarchy is mounted on this host".into()
@@ -227,13 +228,33 @@ pub(crate) fn set_cpuset(
         ));
     }
     let dir = root.join(path);
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .ok()
+            .map(|v| v.trim().to_string())
+    };
+    let before = super::config::CpuSet {
+        cpus: read("cpuset.cpus"),
+        mems: read("cpuset.mems"),
+    };
+    write_cpuset(&dir, set)?;
+    Ok((dir, before))
+}
+
+/// Puts back the sets [`set_cpuset`] found in `dir` (an `update` whose other limits
+/// were refused changes nothing).
+pub(crate) fn restore_cpuset(dir: &Path, before: &super::config::CpuSet) {
+    let _ = write_cpuset(dir, before);
+}
+
+fn write_cpuset(dir: &Path, set: &super::config::CpuSet) -> Result<(), String> {
     for (file, value) in [("cpuset.cpus", &set.cpus), ("cpuset.mems", &set.mems)] {
         if let Some(v) = value {
             std::fs::write(dir.join(file), v)
                 .map_err(|e| format!("{v:?} into {}: {e}", dir.join(file).display()))?;
         }
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// The mount point of the cgroup v1 hierarchy that has the `cpuset` controller.

@@ -574,8 +574,13 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<i32, OciError> {
                     a.id
                 ))
             })?;
-        super::cgroups::set_cpuset(rec.pid, &path, set)
+        let (at, before) = super::cgroups::set_cpuset(rec.pid, &path, set)
             .map_err(|e| OciError::msg(format!("update {}: {e}", a.id)))?;
+        let asked = ask(&dir, &Request::Update { limits: r.limits });
+        if asked.is_err() {
+            super::cgroups::restore_cpuset(&at, &before);
+        }
+        return asked;
     }
     ask(&dir, &Request::Update { limits: r.limits })
 }

@@ -367,7 +367,7 @@ async fn setup(
         if joined.failed.is_empty() {
             if let Some(set) = &container.cpuset {
                 // Before the sandbox, whose processes inherit it.
-                let d = super::cgroups::set_cpuset(std::process::id() as i32, &path, set)
+                let (d, _) = super::cgroups::set_cpuset(std::process::id() as i32, &path, set)
                     .map_err(|e| OciError::msg(format!("linux.resources.cpu.cpus/mems: {e}")))?;
                 container.notes.push(format!(
                     "linux.resources.cpu.cpus/mems: set on {} (cgroup v1 cpuset)",
