@@ -55,11 +55,22 @@ pub(crate) fn requested(value: &str) -> Result<Result<PathBuf, String>, String> 
 /// The roots of the cgroup hierarchies mounted here (v1 controllers' and v2's), one per
 /// hierarchy, from /proc/self/mountinfo.
 fn hierarchy_roots() -> Vec<PathBuf> {
+    hierarchies().into_iter().map(|h| h.point).collect()
+}
+
+/// A cgroup hierarchy's mount: where, and its controllers (v1; empty for v2).
+struct Hierarchy {
+    point: PathBuf,
+    controllers: Vec<String>,
+}
+
+/// The cgroup hierarchies mounted here at their roots, one mount each.
+fn hierarchies() -> Vec<Hierarchy> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
     let mut seen = Vec::new();
-    let mut roots = Vec::new();
+    let mut out = Vec::new();
     for line in info.lines() {
         let Some((mount, fs)) = line.split_once(" - ") else {
             continue;
@@ -79,13 +90,20 @@ fn hierarchy_roots() -> Vec<PathBuf> {
             .split(',')
             .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("nsdelegate"))
             .collect();
-        let key = format!("{fstype} {}", key.join(","));
-        if !seen.contains(&key) {
-            seen.push(key);
-            roots.push(PathBuf::from(point));
+        let id = format!("{fstype} {}", key.join(","));
+        if !seen.contains(&id) {
+            seen.push(id);
+            out.push(Hierarchy {
+                point: PathBuf::from(point),
+                controllers: if *fstype == "cgroup" {
+                    key.iter().map(|c| c.to_string()).collect()
+                } else {
+                    Vec::new()
+                },
+            });
         }
     }
-    roots
+    out
 }
 
 /// The directories joined and those this call made (to remove at `delete`), and why any
@@ -259,17 +277,10 @@ fn write_cpuset(dir: &Path, set: &super::config::CpuSet) -> Result<(), String> {
 
 /// The mount point of the cgroup v1 hierarchy that has the `cpuset` controller.
 fn cpuset_root() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let (mount, fs) = line.split_once(" - ")?;
-        let m: Vec<&str> = mount.split(' ').collect();
-        let f: Vec<&str> = fs.split(' ').collect();
-        let ok = f.first() == Some(&"cgroup")
-            && m.get(3) == Some(&"/")
-            && f.get(2)
-                .is_some_and(|o| o.split(',').any(|o| o == "cpuset"));
-        m.get(4).filter(|_| ok).map(PathBuf::from)
-    })
+    hierarchies()
+        .into_iter()
+        .find(|h| h.controllers.iter().any(|c| c == "cpuset"))
+        .map(|h| h.point)
 }
 
 /// Removes the directories a supervisor made (deepest first), once what was in them is
