@@ -89,6 +89,8 @@ pub(crate) struct Pipe {
     /// a send is refused before its bytes are read. Only sockets' pipes have it, and
     /// sockets are never saved to a file: the save format does not carry it.
     pub(crate) read_shut: bool,
+    /// A `SOCK_SEQPACKET` direction (see [`Pipe::seqpacket`]).
+    seqpacket: bool,
 }
 
 /// What each datagram costs of a socket's capacity besides its bytes (its length is
@@ -140,6 +142,7 @@ impl Pipe {
             shares: None,
             watch: None,
             read_shut: false,
+            seqpacket: false,
         }
     }
 
@@ -209,6 +212,21 @@ impl Pipe {
         })))
     }
 
+    /// A `SOCK_SEQPACKET` direction of `capacity` bytes: messages kept apart, and
+    /// (unlike a datagram socket's) an end of file once its writer has gone.
+    pub(crate) fn seqpacket(capacity: usize) -> Rc<RefCell<Pipe>> {
+        let p = Pipe::socket_sized(true, capacity);
+        p.borrow_mut().seqpacket = true;
+        p
+    }
+
+    /// Whether a read finds the end of file once empty with no writer left: not on a
+    /// datagram socket (its peer's going or shutdown does not end the reader's; Linux
+    /// propagates shutdown to stream and seqpacket peers only).
+    fn ends(&self) -> bool {
+        self.mode != Mode::Datagram || self.seqpacket
+    }
+
     /// A socket direction of `capacity` bytes (an `AF_INET` socket's buffers are
     /// larger than a pair's: a UDP datagram may be 65,507 bytes).
     pub(crate) fn socket_sized(datagrams: bool, capacity: usize) -> Rc<RefCell<Pipe>> {
@@ -240,8 +258,7 @@ impl Pipe {
 
     /// A read would find something: data, or the end of file.
     pub(crate) fn readable(&self) -> bool {
-        !self.is_empty()
-            || (self.writers == 0 && !self.no_writer_yet && self.mode != Mode::Datagram)
+        !self.is_empty() || (self.writers == 0 && !self.no_writer_yet && self.ends())
     }
 
     /// Nothing buffered: no byte, and (datagrams) no message, an empty one included.
@@ -265,9 +282,7 @@ impl Pipe {
     /// Takes (or with `peek`, copies) what a read of `out.len()` bytes gets.
     pub(crate) fn read(&mut self, out: &mut [u8], peek: bool) -> Read {
         if self.is_empty() {
-            // A datagram socket has no end of file: its peer's going or shutdown does
-            // not end the reader's (Linux propagates shutdown to stream peers only).
-            return if self.writers == 0 && !self.no_writer_yet && self.mode != Mode::Datagram {
+            return if self.writers == 0 && !self.no_writer_yet && self.ends() {
                 Read::Eof
             } else {
                 Read::Empty
@@ -589,6 +604,7 @@ impl crate::snap::Snap for Pipe {
             // relayed connections takes no snapshot.
             watch: None,
             read_shut: self.read_shut,
+            seqpacket: self.seqpacket,
         })
     }
 }
@@ -704,6 +720,8 @@ impl Pipe {
                 // Only a relayed connection's pipes are watched (never saved).
                 watch: None,
                 read_shut: false,
+                // Sockets are never saved (see `read_shut`).
+                seqpacket: false,
             }))
         })
     }

@@ -619,6 +619,38 @@ static void copies(void) {
   loff_t zero = 0;
   CHECK("splice.pipe.offset.espipe", splice(a, NULL, p[1], &zero, 4, 0));
   CHECK("splice.pipe.in.offset.espipe", splice(p[0], &zero, b, NULL, 4, 0));
+  /* A pipe's bytes leave it only for where they went: into a full pipe, splice waits
+     (here: EAGAIN, the output non-blocking) and sendfile too, and both leave the input
+     as it was; sendfile from a pipe into a pipe with room is EINVAL (no splice_read). */
+  int in[2], out[2];
+  pipe(in);
+  pipe2(out, O_NONBLOCK);
+  write(in[1], "0123456789", 10);
+  CHECK("sendfile.pipe.room.einval", sendfile(out[1], in[0], NULL, 4));
+  long filled = 0, k;
+  static char page[4096];
+  while ((k = write(out[1], page, sizeof page)) > 0)
+    filled += k;
+  CHECKX("splice.pipe.full.eagain", splice(in[0], NULL, out[1], NULL, 4, 0), "filled=%ld", filled);
+  CHECK("sendfile.pipe.full.eagain", sendfile(out[1], in[0], NULL, 4));
+  int fl = fcntl(in[0], F_GETFL);
+  fcntl(in[0], F_SETFL, fl | O_NONBLOCK);
+  char kept[16] = {0};
+  CHECKX("splice.pipe.full.input.kept", read(in[0], kept, sizeof kept), "%.10s", kept);
+  /* Through a partly drained pipe: what did not fit stays in the input, in order. */
+  write(in[1], "abcdefghij", 10);
+  while (read(out[0], page, sizeof page) > 0) {
+  }
+  write(out[1], page, sizeof page - 4); /* 4 bytes of room in its last page */
+  long moved = 0;
+  CHECKX("splice.pipe.to.pipe", moved = splice(in[0], NULL, out[1], NULL, 10, 0), "");
+  memset(kept, 0, sizeof kept);
+  CHECKX("splice.pipe.to.pipe.rest", read(in[0], kept, sizeof kept), "%s moved_and_rest=%d", kept,
+         moved > 0 && (long)strlen(kept) == 10 - moved);
+  close(in[0]);
+  close(in[1]);
+  close(out[0]);
+  close(out[1]);
   close(d);
   close(ap);
   close(ro);

@@ -203,6 +203,25 @@ static void children(void) {
   }
   CHECK("read.restarted", read(p[0], &b, 1));
   waitpid(c, &st, 0);
+  /* A child's exit and its SIGCHLD (a handler without SA_RESTART) come together: the
+     blocked waitpid answers the child, not EINTR (Linux looks for the zombie first). */
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGCHLD, &sa, NULL);
+  for (int i = 0; i < 2; i++) {
+    c = fork();
+    if (c == 0) {
+      if (i)
+        usleep(50000);
+      _exit(7);
+    }
+    st = 0;
+    pid_t r = waitpid(c, &st, 0);
+    CHECKX(i ? "waitpid.sigchld.later" : "waitpid.sigchld.at.once", r == c ? 0 : -1, "status=%d",
+           WEXITSTATUS(st));
+    if (r != c)
+      waitpid(c, &st, 0);
+  }
+  signal(SIGCHLD, SIG_DFL);
   CHECK("alarm.set", alarm(5));
   CHECK("alarm.cancel", alarm(0) > 0);
   CHECK("pause.after.alarm.none", alarm(0));

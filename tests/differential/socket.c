@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+static int revents(int fd, short want);
+
 static void creation(void) {
   CHECK("socket.unix.stream", socket(AF_UNIX, SOCK_STREAM, 0) >= 0);
   CHECK("socket.unix.badtype", socket(AF_UNIX, 99, 0));
@@ -127,7 +129,14 @@ static void datagrams(void) {
   CHECKX("recv.seqpacket.short", recv(sv[1], b, 3, 0), "%.3s", b);
   CHECK("recv.seqpacket.dropped", recv(sv[1], b, 3, MSG_DONTWAIT));
   CHECK("sendto.seqpacket.named", sendto(sv[0], "x", 1, 0, (void *)&to, sizeof to));
+  /* A seqpacket peer's close ends the file (a datagram peer's does not): the queued
+     message, then 0 at once, readable and hung up. */
+  send(sv[0], "last", 4, 0);
   close(sv[0]);
+  CHECKX("seqpacket.peer.closed.poll", revents(sv[1], POLLIN | POLLOUT | POLLRDHUP), "");
+  CHECKX("seqpacket.peer.closed.queued", recv(sv[1], b, sizeof b, 0), "%.1s", b);
+  CHECKX("seqpacket.peer.closed.queued.last", recv(sv[1], b, sizeof b, 0), "%.4s", b);
+  CHECK("seqpacket.peer.closed.eof", recv(sv[1], b, sizeof b, 0));
   close(sv[1]);
 }
 

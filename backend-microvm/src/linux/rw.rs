@@ -889,6 +889,27 @@ impl Kernel {
         offp: UserPtr<i64>,
         count: u64,
     ) -> SysResult {
+        // A pipe (or the run's stdin, a stream as well) has no `splice_read` for Linux's
+        // sendfile: EINVAL, and the caller falls back to read and write. Into a pipe,
+        // Linux waits for room (or fails for want of a reader) before it finds that.
+        let input = self.proc.files.get(in_fd)?;
+        if matches!(input.kind, FileKind::Pipe(_) | FileKind::Stdin(_)) {
+            let output = self.proc.files.get(out_fd)?;
+            if let FileKind::Pipe(end) = &output.kind {
+                if end.writes() {
+                    let nonblock = output.flags.get() & libc::O_NONBLOCK != 0;
+                    self.write_pipe(end, &[], nonblock, false)?; // EPIPE without a reader
+                    if !end.pipe.borrow().writable() {
+                        return Err(if nonblock {
+                            errno::EAGAIN.into()
+                        } else {
+                            self.park(None)
+                        });
+                    }
+                }
+            }
+            return Err(errno::EINVAL.into());
+        }
         self.transfer(out_fd, in_fd, offp, UserPtr::new(0), count)
     }
 
@@ -921,13 +942,22 @@ impl Kernel {
             None
         };
         let count = count.min(RW_MAX);
+        // A pipe or a socket is peeked, and only what the output took is then taken
+        // from it: what the output does not take (it is full, or gone, or a signal
+        // ends the wait for room) stays in the input, as Linux's splice leaves it.
+        let stream = matches!(input.kind, FileKind::Pipe(_) | FileKind::Socket(_));
         let mut done = 0u64;
         while done < count {
             if done > 0 && crate::kick::must_stop() {
                 break; // a limit was reached: the run ends at the next turn
             }
             let mut tmp = Scratch::new((count - done).min(PIECE) as usize);
-            let n = match self.source_read(&input, &mut tmp, off, done > 0) {
+            let got = if stream {
+                self.stream_take(&input, &mut tmp, done > 0, true)
+            } else {
+                self.source_read(&input, &mut tmp, off, done > 0)
+            };
+            let n = match got {
                 Ok(n) => n,
                 Err(SysErr::Errno(_) | SysErr::Block(_)) if done > 0 => break,
                 Err(e) => return Err(e),
@@ -953,13 +983,18 @@ impl Kernel {
                     return Err(e);
                 }
             };
+            if stream && w > 0 {
+                // Peeked: at least `w` bytes are there, and nothing ran since.
+                let mut taken = Scratch::new(w);
+                self.stream_take(&input, &mut taken, true, false)?;
+            }
             done += w as u64;
             if let Some(o) = out_off.as_mut() {
                 *o = o.saturating_add(w as u64);
             }
             if let Some(o) = off.as_mut() {
                 *o = o.saturating_add(w as u64);
-            } else if w < n {
+            } else if w < n && !stream {
                 input.pos.set(input.pos.get() - (n - w) as u64);
             }
             if w < n {
@@ -973,6 +1008,27 @@ impl Kernel {
             self.mm.write(out_offp, &(o as i64))?;
         }
         Ok(done)
+    }
+
+    /// Reads (or with `peek`, copies) what a pipe or a socket `file` holds into `buf`:
+    /// `transfer`'s input side. Without waiting after the first piece (`partial`).
+    fn stream_take(
+        &mut self,
+        file: &OpenFile,
+        buf: &mut [u8],
+        partial: bool,
+        peek: bool,
+    ) -> Result<usize, SysErr> {
+        let nonblock = file.flags.get() & libc::O_NONBLOCK != 0 || partial;
+        match &file.kind {
+            FileKind::Pipe(end) if end.reads() => self.read_pipe(end, buf, nonblock, peek),
+            FileKind::Socket(_) => {
+                let flags =
+                    if peek { MSG_PEEK } else { 0 } | if partial { MSG_DONTWAIT } else { 0 };
+                self.recv_msg(file, buf, flags).map(|(n, _, _)| n)
+            }
+            _ => Err(errno::EBADF.into()),
+        }
     }
 }
 

@@ -375,6 +375,10 @@ fn save_task(e: &mut Enc, t: &Task, now: Instant) {
                     e.u8(2);
                     e.u32(t);
                 }
+                Wait::Interrupted(sig) => {
+                    e.u8(3);
+                    e.u32(sig as u32);
+                }
             }
         }
     }
@@ -434,6 +438,10 @@ fn load_task(d: &mut Dec<'_>, now: Instant) -> Result<Task, WireError> {
                     }
                 }
                 2 => Wait::Vfork(d.u32(w)?),
+                3 => match d.u32(w)? {
+                    s @ 1..=64 => Wait::Interrupted(s as i32),
+                    s => return Err(bad(format!("{w}: signal {s} is unknown"))),
+                },
                 k => return Err(bad(format!("{w}: wait kind {k} is unknown"))),
             };
             TaskState::Blocked(Blocked {

@@ -341,6 +341,11 @@ impl Kernel {
                 }
                 any = true;
                 self.retry(tid, b.nr, b.args, b.deadline)?;
+                if let Wait::Interrupted(sig) = b.wait {
+                    // Tried once more since the signal came: if it still waits, the
+                    // signal ends it now.
+                    self.end_wait(tid, sig);
+                }
                 if self.task_ref(tid).is_some_and(Task::runnable) {
                     if due {
                         // A sleeper whose time came runs now, not at the end of the

@@ -338,9 +338,26 @@ impl Kernel {
         self.signal_process(ppid, info);
     }
 
+    /// Ends the syscall `tid` is blocked in because `sig` came: a `Retry` wait is
+    /// tried once more first (`Wait::Interrupted`: `retry_blocked` ends it after, if
+    /// it still waits); others end at once.
+    fn interrupt(&mut self, tid: Tid, sig: i32) {
+        let Some(t) = self.task_mut(tid) else {
+            return;
+        };
+        if let TaskState::Blocked(b) = &mut t.state {
+            if b.wait == Wait::Retry {
+                b.wait = Wait::Interrupted(sig);
+                self.stirred = true;
+                return;
+            }
+        }
+        self.end_wait(tid, sig);
+    }
+
     /// Ends the syscall `tid` is blocked in because `sig` came: `EINTR`, or a restart
     /// after the handler.
-    fn interrupt(&mut self, tid: Tid, sig: i32) {
+    pub(crate) fn end_wait(&mut self, tid: Tid, sig: i32) {
         let Some(pid) = self.task_ref(tid).map(|t| t.pid) else {
             return;
         };

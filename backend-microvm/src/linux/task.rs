@@ -37,6 +37,12 @@ pub(crate) enum Wait {
     },
     /// Its `vfork` child to exec or exit.
     Vfork(Tid),
+    /// A `Retry` wait that this signal came to: the call is tried once more before
+    /// the signal ends it (`EINTR`, or a restart after the handler), as Linux's waits
+    /// look at their condition before the pending signal: a `wait4` whose child's exit
+    /// sent the `SIGCHLD` answers the child, a `read` whose data came with a signal
+    /// answers the data.
+    Interrupted(i32),
 }
 
 /// Identifies a futex: a private one by address space and address, a shared one by

@@ -173,9 +173,12 @@ pub(crate) fn link(a: &Socket, b: &Socket) {
 
 /// [`link`] with buffers of `capacity` bytes each way.
 pub(crate) fn link_sized(a: &Socket, b: &Socket, capacity: usize) {
-    let datagrams = a.kind != SOCK_STREAM;
-    let a_to_b = Pipe::socket_sized(datagrams, capacity);
-    let b_to_a = Pipe::socket_sized(datagrams, capacity);
+    let direction = || match a.kind {
+        SOCK_STREAM => Pipe::socket_sized(false, capacity),
+        SOCK_SEQPACKET => Pipe::seqpacket(capacity),
+        _ => Pipe::socket_sized(true, capacity),
+    };
+    let (a_to_b, b_to_a) = (direction(), direction());
     *a.rx.borrow_mut() = Some(PipeEnd::new(&b_to_a, false));
     *a.tx.borrow_mut() = Some(PipeEnd::new(&a_to_b, true));
     *b.rx.borrow_mut() = Some(PipeEnd::new(&a_to_b, false));
