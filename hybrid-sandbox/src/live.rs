@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use sandbox_core::live::{read_to_end, ByteStream};
+use sandbox_core::live::{read_to_end, ByteStream, READ_TO_END_MAX};
 use sandbox_core::{
     Decision, EndReason, EnforcementReport, ExecRequest, Execution, FileData, FileStat, Floor,
     Isolation, Limits, LiveError, LiveOptions, LiveSandbox, LiveState, LiveStats, Outcome,
@@ -443,12 +443,23 @@ impl Live {
             .map_err(live)
     }
 
-    /// The contents of the file at `path` (symlinks followed inside the sandbox).
+    /// The contents of the file at `path` (symlinks followed inside the sandbox): at
+    /// most [`READ_TO_END_MAX`] bytes (a larger file is an error of kind `limit`: read
+    /// it with [`Live::read_file_stream`]).
     pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, Error> {
         let s = self.read_file_stream(path).await?;
-        read_to_end(s)
-            .await
-            .map_err(|e| live(LiveError::Failed(format!("reading {path}"), e)))
+        read_to_end(s).await.map_err(|e| match e.raw_os_error() {
+            Some(errno @ libc::EFBIG) => live(LiveError::File {
+                operation: "read",
+                path: path.to_string(),
+                errno,
+                reason: format!(
+                    "the file is larger than the {} MiB a read into memory takes: read it as a stream",
+                    READ_TO_END_MAX >> 20
+                ),
+            }),
+            _ => live(LiveError::Failed(format!("reading {path}"), e)),
+        })
     }
 
     /// The file at `path` as a stream.

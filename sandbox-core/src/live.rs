@@ -596,12 +596,30 @@ impl fmt::Debug for Parked {
     }
 }
 
-/// Reads a whole [`ByteStream`] (for callers that want bytes).
+/// Most bytes [`read_to_end`] takes into memory. A workload can make a file far larger
+/// than its disk limit (a sparse one costs no blocks): read whole, it would take the
+/// caller's memory, and a failed allocation aborts the caller's process.
+pub const READ_TO_END_MAX: usize = 1 << 30;
+
+/// Reads a whole [`ByteStream`] (for callers that want bytes): at most
+/// [`READ_TO_END_MAX`] bytes, `EFBIG` past them (read such a file as a stream), and
+/// `ENOMEM` (an error, not an abort) when the memory for it cannot be had.
 pub async fn read_to_end(mut s: ByteStream) -> std::io::Result<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut v = Vec::new();
-    s.read_to_end(&mut v).await?;
-    Ok(v)
+    let mut piece = vec![0u8; 64 << 10];
+    loop {
+        let n = s.read(&mut piece).await?;
+        if n == 0 {
+            return Ok(v);
+        }
+        if v.len() + n > READ_TO_END_MAX {
+            return Err(std::io::Error::from_raw_os_error(libc::EFBIG));
+        }
+        v.try_reserve(n)
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+        v.extend_from_slice(&piece[..n]);
+    }
 }
 
 /// The error a backend gives for [`crate::Backend::create`] when it has no live mode.

@@ -310,6 +310,34 @@ fn file_paths_stay_inside_the_sandbox() {
     });
 }
 
+/// A sparse file costs the sandbox no disk, but read whole it would take the caller's
+/// memory (a failed allocation aborts the caller): a read into memory stops at
+/// `READ_TO_END_MAX` with an error, and the stream still gives it.
+#[test]
+fn a_planted_sparse_file_does_not_take_the_callers_memory() {
+    let mut w = Workload::default();
+    w.limits.file_size = Some("64GiB".parse().unwrap());
+    runtime().block_on(async {
+        let live = create_in(sandbox(), w, LiveOptions::default()).await;
+        let o = sh_out(&live, "truncate -s 32G /tmp/huge && echo made").await;
+        assert_eq!(
+            stdout(&o),
+            "made\n",
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let e = live.read_file("/tmp/huge").await.unwrap_err();
+        assert_eq!(e.kind(), "limit", "{}", e.chain());
+        assert!(e.chain().contains("as a stream"), "{}", e.chain());
+        let mut s = live.read_file_stream("/tmp/huge").await.unwrap();
+        let mut first = [1u8; 4096];
+        tokio::io::AsyncReadExt::read_exact(&mut s, &mut first)
+            .await
+            .unwrap();
+        assert!(first.iter().all(|&b| b == 0));
+    });
+}
+
 #[test]
 fn uploads_beyond_the_limits_are_refused_with_the_limit_named() {
     let sb = sandbox_with(
@@ -380,6 +408,13 @@ fn lifetime_and_idle_timeout_destroy_the_sandbox() {
         let o = sh_out(&live, "sleep 1; echo done").await;
         assert_eq!(stdout(&o), "done\n");
         assert_eq!(live.state(), LiveState::Running);
+        // Execs that fail to start stop counting as running (they kept the sandbox
+        // from ever idling: init's report of their exit raced their failure).
+        for _ in 0..20 {
+            let e = live.exec(["/nonexistent"]).await.unwrap_err();
+            assert_eq!(e.kind(), "program_not_found", "{}", e.chain());
+        }
+        assert_eq!(live.stats().await.unwrap().execs_running, 0);
         assert_eq!(wait_destroyed(&live).await, Some(EndReason::IdleTimeout));
     });
 }

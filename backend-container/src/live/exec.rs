@@ -392,11 +392,13 @@ pub(crate) async fn start(
         l.execs.insert(id, exit_tx);
         l.running += 1;
     }
+    // An exec that fails to start was counted as running: it stops counting once,
+    // whether or not init's report of its exit already took its entry (a program
+    // not found exits at once, and the two race).
     let unregister = || {
         let mut l = s.lock();
-        if l.execs.remove(&id).is_some() {
-            l.running = l.running.saturating_sub(1);
-        }
+        l.execs.remove(&id);
+        l.running = l.running.saturating_sub(1);
     };
     let mut fds = vec![image.as_raw_fd(), chan_child.as_raw_fd()];
     fds.extend(child_ends.iter().map(|f| f.as_raw_fd()));
