@@ -788,8 +788,27 @@ pub(crate) fn sweep(base: &Path) {
         // SAFETY: kill with signal 0 only checks for the process's existence.
         let alive = unsafe { libc::kill(pid, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        if !alive {
-            let _ = fs::remove_dir(e.path());
+        if !alive && fs::remove_dir(e.path()).is_err() {
+            // Processes are left in it: frozen ones (a paused sandbox whose owner and
+            // its thaw guard were killed) do not act on their SIGKILL until thawed.
+            let dir = e.path();
+            let _ = fs::write(dir.join("freezer.state"), "THAWED");
+            let _ = fs::write(dir.join("cgroup.freeze"), "0");
+            for pid in fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse::<i32>().ok())
+            {
+                // SAFETY: kill has no memory preconditions; these are the processes of
+                // a dead hybrid-sandbox process's sandbox.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            for _ in 0..50 {
+                if fs::remove_dir(&dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
     }
 }

@@ -180,7 +180,18 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         };
         // With TLS, SIGHUP reads the certificate and key again (renewed on disk: no
         // restart, which would destroy every sandbox). Without, it ends the server as
-        // it always did.
+        // SIGTERM does, destroying every sandbox (its default action killed the server
+        // at once: a paused container's processes stayed frozen).
+        let mut hup_ends = None;
+        if tls.is_none() {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(h) => hup_ends = Some(h),
+                Err(e) => {
+                    eprintln!("hsb: installing signal handlers: {e}");
+                    return 125;
+                }
+            }
+        }
         if let Some(tls) = tls {
             let mut hup =
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -209,9 +220,18 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
             }
         }
         let shutdown = async move {
+            let hup = async {
+                match hup_ends.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = hup => {}
             }
             eprintln!("hsb: stopping: destroying every sandbox");
         };

@@ -447,6 +447,8 @@ fn live_child_process() {
             sh_out(&live, "sleep 1000 >/dev/null 2>&1 &").await;
             keep.push(live);
         }
+        // A paused one too: its frozen processes act on no SIGKILL until thawed.
+        keep[2].pause().await.unwrap();
         println!("HSB-LIVE-READY");
         tokio::time::sleep(Duration::from_secs(600)).await;
     });

@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) ctl: OwnedFd,
     pub(crate) guard: Mutex<Option<Guard>>,
     pub(crate) freezer: Freezer,
+    /// While paused: the process that thaws the sandbox if its owner dies.
+    thaw_guard: Mutex<Option<crate::cgroup_freeze::ThawGuard>>,
     /// The connect supervisor: every `connect(2)` of every process of the sandbox (each
     /// exec, the file server, what they leave in the background) reaches it through the
     /// user-notification filter init installed. Stopped when the sandbox is destroyed.
@@ -132,6 +134,12 @@ impl Shared {
             g.kill.kill(Termination::Killed);
             // A frozen (v1) process does not die until thawed.
             let _ = self.freezer.set(false);
+            drop(
+                self.thaw_guard
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(),
+            );
             // Reaps init (once its PID namespace is empty) and removes the cgroup.
             drop(g);
         }
@@ -225,6 +233,7 @@ impl ContainerLive {
             ctl: booted.parent.control,
             guard: Mutex::new(Some(booted.guard)),
             freezer: booted.freezer,
+            thaw_guard: Mutex::new(None),
             connects: Mutex::new(Some(booted.connects)),
             exposed: booted
                 .broker
@@ -597,10 +606,16 @@ impl LiveSandbox for ContainerLive {
             )));
         }
         let me = s.clone();
-        tokio::task::spawn_blocking(move || me.freezer.set(true))
-            .await
-            .map_err(|e| failed("pausing", std::io::Error::other(e)))?
-            .map_err(|e| failed("pausing", e))?;
+        let guard = tokio::task::spawn_blocking(move || {
+            // Started before the freeze: the owner's death at any moment after it is
+            // covered.
+            let guard = crate::cgroup_freeze::ThawGuard::start(&me.freezer)?;
+            me.freezer.set(true).map(|()| guard)
+        })
+        .await
+        .map_err(|e| failed("pausing", std::io::Error::other(e)))?
+        .map_err(|e| failed("pausing", e))?;
+        *s.thaw_guard.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
         let mut l = s.lock();
         if l.state == LiveState::Running {
             l.state = LiveState::Paused;
@@ -633,6 +648,12 @@ impl LiveSandbox for ContainerLive {
             .await
             .map_err(|e| failed("resuming", std::io::Error::other(e)))?
             .map_err(|e| failed("resuming", e))?;
+        drop(
+            s.thaw_guard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         let mut l = s.lock();
         if l.state == LiveState::Paused {
             l.state = LiveState::Running;

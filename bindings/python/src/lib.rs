@@ -31,6 +31,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<live::PyClient>()?;
     m.add_class::<snapshot::PySnapshot>()?;
     errors::register(m)?;
+    runtime::register_exit(m)?;
     m.add("PIPE", args::PIPE)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -2,6 +2,7 @@
 //! results to asyncio.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,49 @@ where
     }
 }
 
+/// Set when the interpreter begins to exit (an `atexit` callback, before it finalizes):
+/// runtime threads no longer attach to it. A thread that attaches while CPython
+/// finalizes is ended by it in the middle of Rust frames (an abort or a crash at exit:
+/// CPython before 3.13 gives no way to see that it finalizes).
+static EXITING: AtomicBool = AtomicBool::new(false);
+/// Runtime threads attaching or attached to the interpreter.
+static ATTACHED: AtomicUsize = AtomicUsize::new(0);
+/// How long the exit waits for runtime threads attached to the interpreter.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs `f` attached to the interpreter from a runtime thread, unless the interpreter
+/// is exiting (then `f` is dropped: nobody waits for what it would hand over).
+fn attach_unless_exiting(f: impl FnOnce(Python<'_>)) {
+    // Counted before the flag is looked at: the exit, which sets the flag then waits
+    // for the count to fall to zero, either is seen here or waits for this thread.
+    ATTACHED.fetch_add(1, Ordering::SeqCst);
+    if !EXITING.load(Ordering::SeqCst) {
+        Python::attach(f);
+    }
+    ATTACHED.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The `atexit` callback: no runtime thread attaches after it, and those attached
+/// are waited for (at most [`EXIT_WAIT`], detached so that they can finish).
+#[pyfunction]
+fn _at_exit(py: Python<'_>) {
+    EXITING.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + EXIT_WAIT;
+    py.detach(|| {
+        while ATTACHED.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
+/// Registers [`_at_exit`] with `atexit` (at the module's import).
+pub(crate) fn register_exit(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let f = wrap_pyfunction!(_at_exit, py)?;
+    py.import("atexit")?.call_method1("register", (f,))?;
+    Ok(())
+}
+
 /// What an async task hands to Python once it is done: made into a value or an
 /// exception while attached to the interpreter.
 pub(crate) type Deliver = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
@@ -138,7 +182,7 @@ where
         // Attaching may wait for the GIL: do it on a blocking thread, never on a worker
         // that supervises sandboxes.
         let _ = tokio::task::spawn_blocking(move || {
-            Python::attach(|py| {
+            attach_unless_exiting(|py| {
                 let (ok, value) = match deliver(py) {
                     Ok(v) => (true, v),
                     Err(e) => (false, e.value(py).clone().into_any().unbind()),
