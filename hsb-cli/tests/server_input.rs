@@ -562,4 +562,35 @@ fn a_streamed_exec_is_signalled_and_killed_by_its_number() {
     // Ended: its number is gone.
     let (st, v) = server.json("POST", &format!("{sb}/exec/{n}/kill"), "");
     assert_eq!((st, error_kind(&v)), (404, "no_such_exec"));
+    // A client that goes away from a streamed exec that prints nothing ends it, as
+    // without `stream` (it ran on, keeping an idle timeout from ever firing).
+    let mut s = std::os::unix::net::UnixStream::connect(server.socket.as_ref().unwrap()).unwrap();
+    let body = r#"{"argv":["sleep","600"],"stream":true}"#;
+    write!(
+        s,
+        "POST {sb}/exec HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let k = s.read(&mut buf).unwrap();
+        assert!(k > 0);
+        got.extend_from_slice(&buf[..k]);
+    }
+    let running = || {
+        let (st, v) = server.json("GET", &sb, "");
+        assert_eq!(st, 200, "{v}");
+        v["stats"]["execs_running"].as_u64().unwrap_or(99)
+    };
+    assert_eq!(running(), 1);
+    drop(s);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while running() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the streamed exec outlived its client"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -185,10 +185,16 @@ async fn stream_events(
                         let _ = e.signal(n);
                     }
                 },
+                // The client went away while the program printed nothing (`sleep`):
+                // dropping the exec kills it, as for a client gone without `stream`.
+                () = tx.closed() => return,
             }
         }
     }
-    let r = e.wait().await;
+    let r = tokio::select! {
+        r = e.wait() => r,
+        () = tx.closed() => return,
+    };
     // Before the outcome goes out: a kill after it finds no exec.
     if let Some(f) = on_end.0.take() {
         f();

@@ -84,7 +84,15 @@ pub(crate) fn query(
     allowed: &[&str],
 ) -> Result<BTreeMap<String, String>, ApiError> {
     let mut out = BTreeMap::new();
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+    let raw = raw.unwrap_or_default();
+    // form_urlencoded decodes bytes that are not UTF-8 to U+FFFD: distinct paths would
+    // name one file. Such a query is refused instead.
+    if let Some(bad) = raw.split('&').find(|p| !strictly_utf8(p)) {
+        return Err(ApiError::bad_request(format!(
+            "query `{bad}`: percent-encoded bytes that are not UTF-8 (paths and values are UTF-8 here)"
+        )));
+    }
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
         if !allowed.contains(&k.as_ref()) {
             return Err(ApiError::bad_request(format!(
                 "unknown query parameter `{k}` (this path takes: {})",
@@ -98,6 +106,31 @@ pub(crate) fn query(
         }
     }
     Ok(out)
+}
+
+/// Whether a query's `name=value` part decodes to UTF-8 (percent escapes included).
+fn strictly_utf8(part: &str) -> bool {
+    let b = part.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&out).is_ok()
 }
 
 /// A boolean query parameter: `true` or `false`, absent is false.
@@ -126,6 +159,13 @@ mod tests {
         assert!(flag(&q, "recursive").unwrap());
         assert!(!flag(&q, "stat").unwrap());
         assert!(query(Some("path=a&path=b"), &["path"]).is_err());
+        // Bytes that are not UTF-8 are refused, not replaced; UTF-8 ones are fine.
+        let e = query(Some("path=%2Ftmp%2F%ff%fe"), &["path"]).unwrap_err();
+        assert!(e.message().contains("not UTF-8"), "{}", e.message());
+        assert_eq!(
+            query(Some("path=%2Ftmp%2F%C3%A9"), &["path"]).unwrap()["path"],
+            "/tmp/é"
+        );
         let e = query(Some("paht=a"), &["path"]).unwrap_err();
         assert!(e.message().contains("paht"), "{}", e.message());
         let q = query(Some("recursive=maybe"), &["recursive"]).unwrap();
