@@ -57,6 +57,7 @@ impl KillState {
             (F::CLONE_NEWNET, "net"),
             (F::CLONE_NEWIPC, "ipc"),
             (F::CLONE_NEWUTS, "uts"),
+            (F::CLONE_NEWNS, "mnt"),
         ] {
             if nstypes.contains(flag) {
                 let ns = std::fs::File::open(format!("/proc/{pid}/ns/{name}")).map_err(|e| {

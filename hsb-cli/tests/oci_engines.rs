@@ -62,6 +62,12 @@ fn podman_shell_stdout_stderr_and_status() {
         "{}",
         text(&o)
     );
+    // A program that is not there is 127, one that cannot be run 126, as with runc:
+    // `create` fails in runc's words, which Podman maps.
+    for (program, status) in [("/nonexistent", 127), ("nonexistent", 127), ("/tmp", 126)] {
+        let o = p.run(&["run", "--rm", IMAGE_REF, program]);
+        assert_eq!(o.status.code(), Some(status), "{program}: {}", text(&o));
+    }
 }
 
 #[test]
@@ -108,6 +114,33 @@ fn podman_exec_and_stop_escalates_to_sigkill() {
         "echo $V",
     ]);
     assert_eq!(stdout(&o), "from-exec\n", "{}", text(&o));
+    // `cp` and `top` of a running container go through /proc/PID of the pid in its
+    // state: the container's filesystem and processes, never the host's (they wrote
+    // to the host's root and listed the host's processes).
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("hsb-cp-{}", std::process::id());
+    std::fs::write(dir.path().join("in.txt"), "copied in\n").unwrap();
+    let into = format!("stubborn:/tmp/{name}");
+    let o = p.run(&["cp", dir.path().join("in.txt").to_str().unwrap(), &into]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !std::path::Path::new("/tmp").join(&name).exists(),
+        "podman cp wrote to the host's /tmp"
+    );
+    let o = p.run(&["exec", "stubborn", "cat", &format!("/tmp/{name}")]);
+    assert_eq!(stdout(&o), "copied in\n", "{}", text(&o));
+    let out = dir.path().join("out");
+    let o = p.run(&["cp", "stubborn:/tmp/started", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "started\n");
+    let o = p.run(&["top", "stubborn", "pid", "args"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let listed = stdout(&o);
+    assert!(listed.contains("while :"), "{listed}");
+    assert!(
+        listed.lines().count() < 10,
+        "the host's processes: {listed}"
+    );
     // SIGTERM is ignored: stop escalates to SIGKILL after the timeout.
     let o = p.run(&["stop", "-t", "1", "stubborn"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -504,6 +537,21 @@ fn docker_run_exec_stop_and_default_network() {
         "not run by hsb: {}",
         text(&o)
     );
+    // A program that is not there is 127, one that cannot be run 126, as with runc
+    // (`create` fails in runc's words, which dockerd maps); no shim is left behind.
+    for (program, status) in [("/nonexistent", 127), ("nonexistent", 127), ("/tmp", 126)] {
+        let o = docker(&[
+            "run",
+            "--rm",
+            "--runtime",
+            "hsb",
+            "--network",
+            "none",
+            IMAGE_REF,
+            program,
+        ]);
+        assert_eq!(o.status.code(), Some(status), "{program}: {}", text(&o));
+    }
     let o = docker(&[
         "run",
         "-d",

@@ -208,6 +208,18 @@ fn podman_exec_into_the_vm_and_stop_escalates() {
     });
     assert!(ok, "{seen}");
     assert!(seen.contains(GUEST_RELEASE), "{seen}");
+    // `podman cp` goes through /proc/PID/root of the pid in the state: the guest's
+    // files are not there, and it must not reach the host's root (it wrote there).
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("hsb-vm-cp-{}", std::process::id());
+    std::fs::write(dir.path().join("in.txt"), "x\n").unwrap();
+    let into = format!("vm-stubborn:/tmp/{name}");
+    let o = p.run(&["cp", dir.path().join("in.txt").to_str().unwrap(), &into]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        !std::path::Path::new("/tmp").join(&name).exists(),
+        "podman cp wrote to the host's /tmp"
+    );
     // SIGTERM is ignored by the guest's shell: stop escalates to SIGKILL.
     let o = p.run(&["stop", "-t", "1", "vm-stubborn"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -587,6 +587,15 @@ impl Live {
         self.inner.sandbox.enter_namespaces().map_err(live)
     }
 
+    /// Gives the calling thread filesystem attributes of its own and moves it into the
+    /// sandbox's mount namespace (see `LiveSandbox::enter_mount_namespace`): an OCI
+    /// runtime's supervisor does it so that an engine finds its container's filesystem
+    /// and processes through `/proc/PID/root` and `/proc/PID/ns/mnt`. The thread must
+    /// use no host path after. Container isolation only.
+    pub fn enter_mount_namespace(&self) -> Result<(), Error> {
+        self.inner.sandbox.enter_mount_namespace().map_err(live)
+    }
+
     /// What the sandbox uses now.
     pub async fn stats(&self) -> Result<LiveStats, Error> {
         self.inner.sandbox.stats().await.map_err(live)

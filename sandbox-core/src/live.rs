@@ -426,6 +426,19 @@ pub trait LiveSandbox: Send + Sync + fmt::Debug {
         )))
     }
 
+    /// Gives the calling thread filesystem attributes of its own (`unshare(CLONE_FS)`)
+    /// and moves it into the sandbox's mount namespace: its root and working directory
+    /// become the sandbox's root, so `/proc/PID/root` and `/proc/PID/ns/mnt` of a
+    /// process whose main thread calls this show the sandbox's filesystem (Podman's
+    /// `cp` and `top` go through them), never the host's. The thread must then use
+    /// no host path. Backends without one on the host (a micro-VM's) say so.
+    fn enter_mount_namespace(&self) -> Result<(), LiveError> {
+        Err(LiveError::Unsupported(format!(
+            "a live {} sandbox has no mount namespace of the host to enter",
+            self.isolation()
+        )))
+    }
+
     /// Moves the calling thread into the sandbox's network, IPC and UTS namespaces
     /// (its own, or those it joined), so that `/proc/PID/ns/{net,ipc,uts}` of a process
     /// whose main thread calls this names the sandbox's: an OCI engine joins a pod's

@@ -216,6 +216,25 @@ pub(crate) struct ContainerLive {
 }
 
 impl ContainerLive {
+    /// Moves the calling thread into `namespaces` of the sandbox's init.
+    fn enter(&self, namespaces: nix::sched::CloneFlags) -> Result<(), LiveError> {
+        let s = &self.shared;
+        // As everywhere, the life lock is let go before the guard's is taken.
+        let state = s.lock().state;
+        let g = s.guard.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_ref() {
+            Some(g) if state != LiveState::Destroyed => g
+                .kill
+                .enter(namespaces)
+                .map_err(|e| LiveError::Failed("entering its namespaces".into(), e.into())),
+            _ => Err(LiveError::WrongState {
+                state,
+                operation: "entering its namespaces",
+                wanted: "running or paused",
+            }),
+        }
+    }
+
     pub(crate) async fn create(
         plan: Plan,
         options: LiveOptions,
@@ -711,25 +730,18 @@ impl LiveSandbox for ContainerLive {
         Ok(())
     }
 
+    fn enter_mount_namespace(&self) -> Result<(), LiveError> {
+        // setns(2) into a mount namespace is refused to a thread sharing its
+        // filesystem attributes with others (the threads of its process).
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(|e| {
+            LiveError::Failed("unsharing its filesystem attributes".into(), e.into())
+        })?;
+        self.enter(nix::sched::CloneFlags::CLONE_NEWNS)
+    }
+
     fn enter_namespaces(&self) -> Result<(), LiveError> {
         use nix::sched::CloneFlags;
-        let s = &self.shared;
-        // As everywhere, the life lock is let go before the guard's is taken.
-        let state = s.lock().state;
-        let g = s.guard.lock().unwrap_or_else(|e| e.into_inner());
-        match g.as_ref() {
-            Some(g) if state != LiveState::Destroyed => g
-                .kill
-                .enter(
-                    CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS,
-                )
-                .map_err(|e| LiveError::Failed("entering its namespaces".into(), e.into())),
-            _ => Err(LiveError::WrongState {
-                state,
-                operation: "entering its namespaces",
-                wanted: "running or paused",
-            }),
-        }
+        self.enter(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
     }
 
     async fn update_limits(&self, limits: &sandbox_core::Limits) -> Result<(), LiveError> {

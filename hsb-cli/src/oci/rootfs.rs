@@ -118,6 +118,82 @@ pub(crate) fn prepare(c: &Container) -> Result<(), OciError> {
     Ok(())
 }
 
+/// runc's check at `create`: the container's program is in the rootfs and can be run,
+/// else `create` fails in runc's words, from which Docker and Podman take the exit
+/// status (127: not found; 126: not executable, a directory). Failing at `start`
+/// instead gave other statuses and left Docker's shim a created task it could not
+/// delete. Looked up on the host side, inside the rootfs (`RESOLVE_IN_ROOT`), before
+/// the sandbox exists (the sandbox's file API would start a process in it, counted by
+/// its pids limit); a path under a mount of config.json is left to `start`.
+pub(crate) fn check_program(c: &Container) -> Result<(), OciError> {
+    const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let (Some(root), Some(arg0)) = (&c.workload.root_dir, c.process.argv.first()) else {
+        return Ok(());
+    };
+    let Ok(rootfd) = nix::fcntl::open(
+        &root.path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Ok(());
+    };
+    let mounted: Vec<&Path> = c
+        .workload
+        .mounts
+        .iter()
+        .map(|m| m.target_path())
+        .chain(c.workload.tmpfs.iter().map(|t| t.target.as_path()))
+        .chain([Path::new("/proc"), Path::new("/dev"), Path::new("/sys")])
+        .collect();
+    let searched = !arg0.contains('/');
+    let candidates: Vec<std::path::PathBuf> = if searched {
+        let path = c
+            .process
+            .env
+            .get("PATH")
+            .map_or(DEFAULT_PATH, String::as_str);
+        path.split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(|d| Path::new(d).join(arg0))
+            .collect()
+    } else {
+        vec![Path::new(&c.process.cwd).join(arg0)]
+    };
+    if candidates.is_empty() || arg0.is_empty() {
+        return Ok(());
+    }
+    for cand in &candidates {
+        if mounted.iter().any(|m| cand.starts_with(m)) {
+            return Ok(()); // what a mount holds is seen at `start`
+        }
+        let rel = Path::new(".").join(cand.strip_prefix("/").unwrap_or(cand));
+        let why = match open_in(&rootfd, &rel, OFlag::O_PATH) {
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => continue,
+            Err(_) => return Ok(()),
+            Ok(fd) => match nix::sys::stat::fstat(&fd) {
+                Err(_) => return Ok(()),
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => "is a directory",
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 == 0 => {
+                    "permission denied"
+                }
+                Ok(_) => return Ok(()),
+            },
+        };
+        // A search goes on past what cannot be run, as execvp does.
+        if !searched {
+            return Err(OciError::msg(format!("exec: \"{arg0}\": {why}")));
+        }
+    }
+    Err(OciError::msg(if searched {
+        format!("exec: \"{arg0}\": executable file not found in $PATH")
+    } else {
+        format!(
+            "exec: \"{arg0}\": stat {}: no such file or directory",
+            candidates[0].display()
+        )
+    }))
+}
+
 /// Whether `target` (absolute, resolved inside the rootfs) is anything but missing or
 /// an empty directory.
 fn has_entries(root: &Path, target: &Path) -> bool {

@@ -212,9 +212,14 @@ fn enter_for_engines(live: &Live, netns: Option<&Path>) -> Result<(), OciError> 
         OciError::msg(msg)
     };
     if live.isolation() == hybrid_sandbox::Isolation::Container {
+        live.enter_namespaces()
+            .map_err(|e| failed("network, IPC and UTS", &e))?;
+        // Podman's `cp` and `top` reach a running container through /proc/PID/root
+        // and /proc/PID/ns/mnt: the container's filesystem and /proc, never the host's
+        // (`podman cp` wrote to the host's root, `podman top` listed its processes).
         return live
-            .enter_namespaces()
-            .map_err(|e| failed("network, IPC and UTS", &e));
+            .enter_mount_namespace()
+            .map_err(|e| failed("mount", &e));
     }
     match netns {
         Some(p) => std::fs::File::open(p)
@@ -223,7 +228,36 @@ fn enter_for_engines(live: &Live, netns: Option<&Path>) -> Result<(), OciError> 
         None => nix::sched::unshare(F::CLONE_NEWNET),
     }
     .map_err(|e| failed("network", &e))?;
-    nix::sched::unshare(F::CLONE_NEWIPC | F::CLONE_NEWUTS).map_err(|e| failed("IPC and UTS", &e))
+    nix::sched::unshare(F::CLONE_NEWIPC | F::CLONE_NEWUTS)
+        .map_err(|e| failed("IPC and UTS", &e))?;
+    empty_root().map_err(|e| failed("mount", &e))
+}
+
+/// Gives the calling (main) thread a mount namespace of its own whose root is an
+/// empty, read-only tmpfs: a micro-VM's files live in its guest, and an engine that
+/// looks for the container's filesystem through /proc/PID/root (`podman cp`) must find
+/// nothing it can write, never the host's root.
+fn empty_root() -> nix::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::CloneFlags as F;
+    nix::sched::unshare(F::CLONE_FS | F::CLONE_NEWNS)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    mount(
+        Some("hsb-empty"),
+        "/",
+        Some("tmpfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("size=4k,mode=0555"),
+    )?;
+    // The tmpfs lies over the old root: looked up from it, "/" is the tmpfs.
+    nix::unistd::chdir("/")?;
+    nix::unistd::chroot(".")
 }
 
 /// The supervisor once its sandbox is made: reports to `create`, serves the engine's
@@ -395,6 +429,7 @@ async fn setup(
         ));
     }
     super::rootfs::prepare(&container)?;
+    super::rootfs::check_program(&container)?;
     if !container.sysctl.is_empty() {
         apply_sysctls(&container)?;
     }
