@@ -148,6 +148,11 @@ fn lifecycle_create_start_exec_pause_kill_delete() {
         "{}",
         text(&o)
     );
+    // delete --force of a container that is not there: done already, as runc says.
+    let o = oci(root.path(), &["delete", "--force", "c1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = oci(root.path(), &["delete", "c1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
 
 #[test]
@@ -318,6 +323,21 @@ fn a_taken_id_and_the_runtime_log() {
     let o = oci(root.path(), &["features"]);
     let f: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(f["annotations"]["io.hybrid-sandbox.isolation"].is_string());
+    // A reader that went away (`hsb oci features | head -1`) is no panic.
+    let mut child = std::process::Command::new(oci_common::hsb())
+        .args(["oci", "features"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("panicked"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

@@ -148,10 +148,7 @@ pub(crate) fn dispatch(rt: &Runtime, cmd: OciCommand) -> Result<i32, OciError> {
         OciCommand::Pause { id } => simple(rt, &id, Request::Pause, "paused"),
         OciCommand::Resume { id } => simple(rt, &id, Request::Resume, "running"),
         OciCommand::Features => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&features()).unwrap_or_default()
-            );
+            out(&serde_json::to_string_pretty(&features()).unwrap_or_default());
             Ok(0)
         }
         OciCommand::Supervise {
@@ -341,7 +338,7 @@ fn state_cmd(rt: &Runtime, id: &str) -> Result<i32, OciError> {
             "exit": dir.exit(),
         },
     });
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    out(&serde_json::to_string_pretty(&v).unwrap_or_default());
     Ok(0)
 }
 
@@ -379,9 +376,21 @@ fn kill(rt: &Runtime, id: &str, signal: Option<&str>, all: bool) -> Result<i32, 
     }
 }
 
+/// Writes `text` and a newline to stdout; a reader that went away (`| head -1`) is not
+/// an error of the command (println! panicked on the broken pipe).
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
 fn delete(rt: &Runtime, id: &str, force: bool) -> Result<i32, OciError> {
     let dir = Dir::new(&rt.root, id)?;
     if !dir.path.exists() {
+        // As runc: with --force, a container that is not there is deleted already
+        // (Podman deletes after a failed create, and printed this error each time).
+        if force {
+            return Ok(0);
+        }
         return Err(dir.missing());
     }
     let cgroups = dir.cgroups();
@@ -596,12 +605,12 @@ fn ps(rt: &Runtime, id: &str, format: &str) -> Result<i32, OciError> {
         }
     };
     match format {
-        "json" => println!("{}", serde_json::to_string(&pids).unwrap_or_default()),
+        "json" => out(&serde_json::to_string(&pids).unwrap_or_default()),
         "table" => {
-            println!("PID");
-            for p in pids {
-                println!("{p}");
-            }
+            let table: Vec<String> = std::iter::once("PID".to_string())
+                .chain(pids.iter().map(|p| p.to_string()))
+                .collect();
+            out(&table.join("\n"));
         }
         other => return Err(OciError::msg(format!("invalid format option {other:?}"))),
     }
