@@ -168,6 +168,21 @@ def test_spawn_streams_and_takes_stdin(make: Callable[..., hs.LiveSandbox]) -> N
         assert sb.exec(["true"]).exit_code == 0
 
 
+def test_file_calls_take_path_objects_and_refuse_other_data(make: Callable[..., hs.LiveSandbox]) -> None:
+    with make() as sb:
+        p = pathlib.PurePosixPath("/tmp/via-path")
+        assert sb.write_file(p, b"pathlike") == 8
+        assert sb.read_file(p) == b"pathlike"
+        assert [f.name for f in sb.list_dir(p.parent) if f.name == p.name] == [p.name]
+        sb.rename(p, p.with_name("renamed"))
+        assert sb.stat(pathlib.PurePosixPath("/tmp/renamed")).size == 8
+        for bad in (None, 5, [1, 2]):
+            with pytest.raises(TypeError, match="file data is bytes"):
+                sb.write_file("/tmp/x", bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="sandbox path"):
+            sb.read_file(b"/tmp/renamed")  # type: ignore[arg-type]
+
+
 def test_uploads_past_the_limits_name_them(make: Callable[..., hs.LiveSandbox]) -> None:
     with make(tmp_size="2MiB", file_size="1MiB") as sb:
         with pytest.raises(hs.SandboxError) as e:

@@ -28,6 +28,21 @@ def _options(**kwargs: Any) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+def _path(path: StrPath) -> str:
+    """A sandbox path from a `str` or an `os.PathLike` (`pathlib.PurePosixPath`), as
+    `exec`'s argv and cwd take them."""
+    p = os.fspath(path)
+    if not isinstance(p, str):
+        raise TypeError(f"a sandbox path is a str or an os.PathLike of str, not {type(p).__name__}")
+    return p
+
+
+def _data(data: Data) -> Data:
+    if not isinstance(data, (bytes, bytearray, memoryview, str)):
+        raise TypeError(f"file data is bytes, bytearray, memoryview or str, not {type(data).__name__}")
+    return data
+
+
 class LiveSandbox:
     """A sandbox that stays: exec many commands in it, move files in and out, pause and
     resume it, and close it (or leave a `with` / `async with` block). Dropping the last
@@ -153,50 +168,50 @@ class LiveSandbox:
                      output_limit=output_limit, tty=tty),
         )
 
-    def write_file(self, path: str, data: Data, mode: int = 0o644) -> int:
+    def write_file(self, path: StrPath, data: Data, mode: int = 0o644) -> int:
         """Writes `data` to the file at `path` (created, or truncated); returns the
         bytes written. No parent directory is made (see `mkdir`)."""
-        return self._native.write_file(path, data, mode)
+        return self._native.write_file(_path(path), _data(data), mode)
 
-    async def write_file_async(self, path: str, data: Data, mode: int = 0o644) -> int:
+    async def write_file_async(self, path: StrPath, data: Data, mode: int = 0o644) -> int:
         """`write_file` for asyncio."""
-        return await self._native.write_file_async(path, data, mode)
+        return await self._native.write_file_async(_path(path), _data(data), mode)
 
-    def read_file(self, path: str) -> bytes:
+    def read_file(self, path: StrPath) -> bytes:
         """The contents of the file at `path` (symlinks followed inside the sandbox)."""
-        return self._native.read_file(path)
+        return self._native.read_file(_path(path))
 
-    async def read_file_async(self, path: str) -> bytes:
+    async def read_file_async(self, path: StrPath) -> bytes:
         """`read_file` for asyncio."""
-        return await self._native.read_file_async(path)
+        return await self._native.read_file_async(_path(path))
 
-    def list_dir(self, path: str) -> list[FileInfo]:
+    def list_dir(self, path: StrPath) -> list[FileInfo]:
         """The entries of the directory at `path`, sorted by name."""
-        return self._native.list_dir(path)
+        return self._native.list_dir(_path(path))
 
-    async def list_dir_async(self, path: str) -> list[FileInfo]:
+    async def list_dir_async(self, path: StrPath) -> list[FileInfo]:
         """`list_dir` for asyncio."""
-        return await self._native.list_dir_async(path)
+        return await self._native.list_dir_async(_path(path))
 
-    def stat(self, path: str) -> FileInfo:
+    def stat(self, path: StrPath) -> FileInfo:
         """Metadata of `path` (a final symlink is not followed)."""
-        return self._native.stat(path)
+        return self._native.stat(_path(path))
 
-    def mkdir(self, path: str, parents: bool = False) -> None:
+    def mkdir(self, path: StrPath, parents: bool = False) -> None:
         """Makes a directory (and its missing parents with `parents`)."""
-        self._native.mkdir(path, parents)
+        self._native.mkdir(_path(path), parents)
 
-    def remove(self, path: str, recursive: bool = False) -> None:
+    def remove(self, path: StrPath, recursive: bool = False) -> None:
         """Removes a file, symlink or empty directory (any directory with `recursive`)."""
-        self._native.remove(path, recursive)
+        self._native.remove(_path(path), recursive)
 
-    async def remove_async(self, path: str, recursive: bool = False) -> None:
+    async def remove_async(self, path: StrPath, recursive: bool = False) -> None:
         """`remove` for asyncio."""
-        await self._native.remove_async(path, recursive)
+        await self._native.remove_async(_path(path), recursive)
 
-    def rename(self, src: str, dst: str) -> None:
+    def rename(self, src: StrPath, dst: StrPath) -> None:
         """Renames `src` to `dst`."""
-        self._native.rename(src, dst)
+        self._native.rename(_path(src), _path(dst))
 
     def pause(self, to_disk: bool = False) -> None:
         """Stops every process of the sandbox (the container's freezer, the micro-VM's
