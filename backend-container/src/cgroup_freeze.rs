@@ -3,8 +3,10 @@
 //! SIGSTOP instead would be visible to the workload (its shells see their jobs stop),
 //! so it is not done silently.
 
+use std::ffi::CString;
 use std::fs;
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -117,13 +119,32 @@ impl Freezer {
 /// held. While the sandbox is paused, this small child of the owner waits on the
 /// owner's pidfd; when the owner is gone it thaws the cgroup and SIGKILLs what is in
 /// it, then exits. Resuming or destroying the sandbox kills it ([`Drop`]).
+///
+/// The child shares the owner's memory (`CLONE_VM`) on a stack of its own: a fork of a
+/// server holding micro-VMs would make every guest page it writes while the sandbox is
+/// paused a copy-on-write copy (guest memory doubled until the resume).
 #[derive(Debug)]
 pub(crate) struct ThawGuard {
-    pid: libc::pid_t,
+    pidfd: OwnedFd,
+    // Read by the child and its stack: kept until it is reaped.
+    _args: Box<GuardArgs>,
+    _stack: Vec<u8>,
 }
 
+/// What the guard reads (see [`guard_main`]).
+#[derive(Debug)]
+struct GuardArgs {
+    owner: libc::pid_t,
+    file: CString,
+    thawed: &'static [u8],
+    procs: CString,
+}
+
+/// Bytes of the guard's stack (raw system calls and a 16 KiB buffer).
+const GUARD_STACK: usize = 64 << 10;
+
 impl ThawGuard {
-    /// Starts the guard of `freezer` (frozen now).
+    /// Starts the guard of `freezer`.
     pub(crate) fn start(freezer: &Freezer) -> io::Result<ThawGuard> {
         use std::os::unix::ffi::OsStrExt;
         let (file, thawed, procs) = match freezer {
@@ -138,50 +159,85 @@ impl ThawGuard {
             }
         };
         let cstr = |p: &std::path::Path| {
-            std::ffi::CString::new(p.as_os_str().as_bytes())
+            CString::new(p.as_os_str().as_bytes())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
         };
-        // Everything the child needs is made before the fork: after it, in a copy of a
-        // multithreaded process, it makes raw system calls only (no allocation).
-        let (file, procs) = (cstr(&file)?, cstr(&procs)?);
-        // SAFETY: getpid has no preconditions.
-        let owner = unsafe { libc::getpid() };
-        // SAFETY: the child runs `guard_child` only, which makes async-signal-safe
-        // system calls on memory made before the fork, and never returns.
-        match unsafe { libc::fork() } {
-            -1 => Err(io::Error::last_os_error()),
-            0 => guard_child(owner, &file, thawed.as_bytes(), &procs),
-            pid => Ok(ThawGuard { pid }),
+        let args = Box::new(GuardArgs {
+            // SAFETY: getpid has no preconditions.
+            owner: unsafe { libc::getpid() },
+            file: cstr(&file)?,
+            thawed: thawed.as_bytes(),
+            procs: cstr(&procs)?,
+        });
+        let mut stack = vec![0u8; GUARD_STACK];
+        // The top of the stack, 16-byte aligned as the ABI wants at a call.
+        let top = (stack.as_mut_ptr() as usize + GUARD_STACK) & !15;
+        let mut pidfd: RawFd = -1;
+        // SAFETY: glibc's clone runs `guard_main` in the child on `top` (a live,
+        // exclusively owned buffer kept, with `args`, until the child is reaped in
+        // `drop`), with `args` as its argument; CLONE_PIDFD stores a descriptor in
+        // `pidfd`. Without CLONE_FILES the child has its own descriptor table.
+        let pid = unsafe {
+            libc::clone(
+                guard_main,
+                top as *mut libc::c_void,
+                libc::CLONE_VM | libc::CLONE_PIDFD | libc::SIGCHLD,
+                &*args as *const GuardArgs as *mut libc::c_void,
+                &mut pidfd as *mut RawFd,
+            )
+        };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
         }
+        Ok(ThawGuard {
+            // SAFETY: CLONE_PIDFD stored a fresh pidfd that nothing else owns.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+            _args: args,
+            _stack: stack,
+        })
     }
 }
 
 impl Drop for ThawGuard {
     fn drop(&mut self) {
-        // SAFETY: kill has no memory preconditions; `pid` is this process's own child,
-        // not reaped before (only here), so it names the guard.
-        unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        // SAFETY: a null status pointer is allowed; reaps the child just killed.
-        unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+        sandbox_core::child::kill_and_reap(&self.pidfd);
     }
 }
 
-/// The guard's life (see [`ThawGuard`]): raw system calls on memory made before the
-/// fork (a copy of a multithreaded process may not allocate).
-fn guard_child(
-    owner: libc::pid_t,
-    file: &std::ffi::CStr,
-    thawed: &[u8],
-    procs: &std::ffi::CStr,
-) -> ! {
+/// The guard's life (see [`ThawGuard`]): a child sharing the owner's memory and its
+/// thread pointer, so raw system calls only, on its own stack and the [`GuardArgs`]
+/// the owner keeps. Signals are blocked first (the owner's handlers would run here, on
+/// its memory). It runs with the calling thread's thread pointer, so a failing call
+/// sets that thread's `errno`: before the owner is gone, only `pidfd_open` on a kernel
+/// without it can fail.
+extern "C" fn guard_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the GuardArgs the owner keeps until this child is reaped.
+    let a = unsafe { &*(arg as *const GuardArgs) };
+    let all: u64 = !0;
+    // SAFETY: rt_sigprocmask reads an 8-byte mask from a live local.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
     // Holds none of the owner's descriptors (a sandbox's channels end when the owner's
     // copies close), then watches the owner.
     // SAFETY: close_range takes two numbers and flags.
     unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"hsb-thaw-guard".as_ptr()) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_prctl,
+            libc::PR_SET_NAME,
+            c"hsb-thaw-guard".as_ptr(),
+        )
+    };
     // SAFETY: pidfd_open takes a pid and flags and returns a descriptor or -1.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, owner, 0) } as libc::c_int;
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, a.owner, 0) } as libc::c_int;
     if pidfd >= 0 {
         let mut pfd = libc::pollfd {
             fd: pidfd,
@@ -189,33 +245,59 @@ fn guard_child(
             revents: 0,
         };
         // SAFETY: `pfd` is one valid pollfd for the call's duration.
-        while unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {}
+        while unsafe {
+            libc::syscall(
+                libc::SYS_ppoll,
+                &mut pfd as *mut libc::pollfd,
+                1,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u64>(),
+                8usize,
+            )
+        } < 0
+        {}
     } else {
         // No pidfd (an old kernel): look for the owner once a second.
+        let second = libc::timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
         // SAFETY: kill with signal 0 only checks for the process's existence.
-        while unsafe { libc::kill(owner, 0) } == 0 {
-            // SAFETY: sleep has no preconditions.
-            unsafe { libc::sleep(1) };
+        while unsafe { libc::syscall(libc::SYS_kill, a.owner, 0) } == 0 {
+            // SAFETY: nanosleep reads a live timespec; no remainder is asked.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_nanosleep,
+                    &second as *const libc::timespec,
+                    std::ptr::null_mut::<libc::timespec>(),
+                )
+            };
         }
     }
+    let (rd, wr) = (
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        libc::O_WRONLY | libc::O_CLOEXEC,
+    );
     // SAFETY: `file` is a NUL-terminated path.
-    let fd = unsafe { libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, a.file.as_ptr(), wr) }
+        as libc::c_int;
     if fd >= 0 {
         // SAFETY: writes `thawed`, valid for its length, to the descriptor just opened.
-        unsafe { libc::write(fd, thawed.as_ptr().cast(), thawed.len()) };
+        unsafe { libc::syscall(libc::SYS_write, fd, a.thawed.as_ptr(), a.thawed.len()) };
         // SAFETY: closes the descriptor just opened.
-        unsafe { libc::close(fd) };
+        unsafe { libc::syscall(libc::SYS_close, fd) };
     }
     // Thawed, a process with the parent-death SIGKILL pending dies; any other is killed
     // now.
     let mut buf = [0u8; 16384];
     // SAFETY: `procs` is a NUL-terminated path.
-    let fd = unsafe { libc::open(procs.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, a.procs.as_ptr(), rd) }
+        as libc::c_int;
     if fd >= 0 {
         // SAFETY: reads at most `buf.len()` bytes into `buf`.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
         // SAFETY: closes the descriptor just opened.
-        unsafe { libc::close(fd) };
+        unsafe { libc::syscall(libc::SYS_close, fd) };
         let mut pid: libc::pid_t = 0;
         for &b in &buf[..n.max(0) as usize] {
             if b.is_ascii_digit() {
@@ -226,13 +308,11 @@ fn guard_child(
                 if pid > 0 {
                     // SAFETY: kill has no memory preconditions; `pid` is in the
                     // sandbox's cgroup.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    unsafe { libc::syscall(libc::SYS_kill, pid, libc::SIGKILL) };
                 }
                 pid = 0;
             }
         }
     }
-    // SAFETY: ends this process (the fork's child) without running the owner's exit
-    // handlers.
-    unsafe { libc::_exit(0) }
+    0
 }

@@ -8,6 +8,7 @@
 //! `hybrid-sandbox` facade ties them together.
 
 mod backend;
+pub mod child;
 pub mod files;
 mod image_limits;
 mod limits;

@@ -116,33 +116,7 @@ struct Holder(OwnedFd);
 impl Drop for Holder {
     fn drop(&mut self) {
         // Whatever else holds the pipe, the child ends now.
-        // SAFETY: a pidfd we own names our child; a NULL siginfo sends a plain SIGKILL.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.0.as_raw_fd(),
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0 as libc::c_uint,
-            )
-        };
-        // SAFETY: an all-zero siginfo_t is a valid out-parameter.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        loop {
-            // SAFETY: waiting on a pidfd we own; waitid writes only into `info`. The
-            // child was killed (above).
-            let r = unsafe {
-                libc::waitid(
-                    libc::P_PIDFD,
-                    self.0.as_raw_fd() as libc::id_t,
-                    &mut info,
-                    libc::WEXITED | libc::__WALL,
-                )
-            };
-            if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
+        crate::child::kill_and_reap(&self.0);
     }
 }
 
