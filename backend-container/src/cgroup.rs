@@ -966,7 +966,7 @@ mod tests {
                 let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
                 // SAFETY: CLONE_PIDFD stored a fresh pidfd that nothing else owns.
                 let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(pidfd) };
-                crate::spawner::reap_orphan(&pidfd);
+                sandbox_core::child::kill_and_reap(&pidfd);
                 fs::remove_dir(&dir).unwrap();
                 let line = cg.lines().find(|l| l.starts_with("0::")).unwrap();
                 assert_eq!(line, format!("0::/{name}"), "{cg}");

@@ -37,7 +37,7 @@ fn sender() -> std::io::Result<mpsc::Sender<Job>> {
                 if let Err(Ok((_, pidfd, _))) = job.reply.send(clone_one(&job.spec)) {
                     // The caller went away (its spawn was cancelled) before it could own
                     // the child: kill and reap it here, so no zombie stays.
-                    reap_orphan(&pidfd);
+                    sandbox_core::child::kill_and_reap(&pidfd);
                 }
             }
         })?;
@@ -150,32 +150,6 @@ fn clone_in(spec: &ChildSpec, namespaces: libc::c_int) -> std::io::Result<Cloned
         Ok((pid, pidfd)) => Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }, in_cgroup)),
         Err(e) => Err(std::io::Error::from_raw_os_error(e)),
     }
-}
-
-/// Kills the child `pidfd` names and reaps it.
-pub(crate) fn reap_orphan(pidfd: &OwnedFd) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: signalling a pidfd we own; a NULL siginfo is allowed.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        );
-    }
-    // SAFETY: an all-zero siginfo_t is a valid out-parameter.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting on a pidfd we own; waitid writes only into `info`.
-    unsafe {
-        libc::waitid(
-            libc::P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::__WALL,
-        )
-    };
 }
 
 /// Clones the sandbox's init from the spawner thread; returns its pid and pidfd.
