@@ -217,6 +217,18 @@ impl Ldisc {
         BUF_SIZE.saturating_sub(self.held())
     }
 
+    /// What the end of the host's input types: the end-of-file character (^D), twice
+    /// in canonical mode when a line is being edited (the first hands the line over,
+    /// the second reads as end of file); in raw mode one ^D byte.
+    pub(crate) fn end_of_input(&self) -> Vec<u8> {
+        let eof = self.termios.c_cc[VEOF];
+        if self.canonical() && !self.line.is_empty() {
+            vec![eof, eof]
+        } else {
+            vec![eof]
+        }
+    }
+
     /// Empties the input (`TCIFLUSH`, a signal character without `NOFLSH`).
     pub(crate) fn flush_input(&mut self) {
         self.lines.clear();
@@ -634,6 +646,24 @@ mod tests {
         let mut buf = [0u8; 4];
         assert_eq!(l.read(&mut buf), Some(0));
         assert_eq!(l.read(&mut buf), None);
+    }
+
+    #[test]
+    fn the_end_of_input_ends_an_unfinished_line_first() {
+        let mut l = ld();
+        assert_eq!(l.end_of_input(), b"\x04");
+        feed(&mut l, b"ab");
+        let eof = l.end_of_input();
+        assert_eq!(eof, b"\x04\x04");
+        feed(&mut l, &eof);
+        assert_eq!(read_all(&mut l), b"ab");
+        let mut buf = [0u8; 4];
+        assert_eq!(l.read(&mut buf), Some(0));
+        // Raw mode: one ^D, a byte like any other.
+        let mut t = l.termios;
+        t.c_lflag &= !ICANON;
+        l.set_termios(t);
+        assert_eq!(l.end_of_input(), b"\x04");
     }
 
     #[test]

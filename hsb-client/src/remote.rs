@@ -896,24 +896,39 @@ impl Execution for RemoteExecution {
             .unwrap_or_else(|_| Err(lost("the exec's driver stopped")))
     }
     fn signal(&self, signal: i32) -> Result<(), std::io::Error> {
-        if !(1..=64).contains(&signal) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{signal} is not a signal number"),
-            ));
-        }
-        self.control.send(ClientMessage::Signal { signal })
+        remote_signal(&self.control, signal)
     }
     fn resize(&self, size: TtySize) -> Result<(), std::io::Error> {
-        if !self.tty {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "this exec has no terminal (start it with a tty)",
-            ));
-        }
-        self.control.send(ClientMessage::Resize {
-            rows: size.rows,
-            cols: size.cols,
-        })
+        remote_resize(&self.control, self.tty, size)
     }
+    fn control_handle(&self) -> Option<hybrid_sandbox::ControlHandle> {
+        let (a, b, tty) = (self.control.clone(), self.control.clone(), self.tty);
+        Some(hybrid_sandbox::ControlHandle::new(
+            move |sig| remote_signal(&a, sig),
+            move |size| remote_resize(&b, tty, size),
+        ))
+    }
+}
+
+fn remote_signal(control: &Reach, signal: i32) -> std::io::Result<()> {
+    if !(1..=64).contains(&signal) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{signal} is not a signal number"),
+        ));
+    }
+    control.send(ClientMessage::Signal { signal })
+}
+
+fn remote_resize(control: &Reach, tty: bool, size: TtySize) -> std::io::Result<()> {
+    if !tty {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this exec has no terminal (start it with a tty)",
+        ));
+    }
+    control.send(ClientMessage::Resize {
+        rows: size.rows,
+        cols: size.cols,
+    })
 }

@@ -191,9 +191,24 @@ async fn stream_events(
             }
         }
     }
-    let r = tokio::select! {
-        r = e.wait() => r,
-        () = tx.closed() => return,
+    // Signals and kills still reach it while it runs on without output.
+    let handle = e.control_handle();
+    let kill = e.kill_handle();
+    let wait = e.wait();
+    tokio::pin!(wait);
+    let r = loop {
+        tokio::select! {
+            r = &mut wait => break r,
+            Some(s) = control.recv() => match s {
+                ExecSignal::Kill => kill.kill(),
+                ExecSignal::Signal(n) => {
+                    if let Some(h) = &handle {
+                        let _ = h.signal(n);
+                    }
+                }
+            },
+            () = tx.closed() => return,
+        }
     };
     // Before the outcome goes out: a kill after it finds no exec.
     if let Some(f) = on_end.0.take() {

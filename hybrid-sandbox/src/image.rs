@@ -182,6 +182,9 @@ impl Execution for WithLayers {
     fn resize(&self, size: sandbox_core::live::TtySize) -> Result<(), std::io::Error> {
         self.inner.resize(size)
     }
+    fn control_handle(&self) -> Option<sandbox_core::ControlHandle> {
+        self.inner.control_handle()
+    }
 }
 
 #[cfg(test)]

@@ -38,11 +38,11 @@ pub use sandbox_core::{
     TtySize,
 };
 pub use sandbox_core::{
-    units, Backend, BackendProbe, ByteSize, Decision, EnforcementLevel, EnforcementReport,
-    Execution, Floor, HostSupport, ImageLimits, Isolation, IsolationRequest, KillHandle,
-    LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountAccess, MountMode,
-    MountReport, Need, Network, Outcome, OutputChunk, OutputStream, Plan, Policy, PolicyError,
-    RootDir, RunError, SeccompAction, SeccompReport, SelectionError, SpawnError, Stdin,
-    StdinWriter, StreamKind, Termination, Tmpfs, VmReport, Workload, DEFAULT_PATH,
+    units, Backend, BackendProbe, ByteSize, ControlHandle, Decision, EnforcementLevel,
+    EnforcementReport, Execution, Floor, HostSupport, ImageLimits, Isolation, IsolationRequest,
+    KillHandle, LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountAccess,
+    MountMode, MountReport, Need, Network, Outcome, OutputChunk, OutputStream, Plan, Policy,
+    PolicyError, RootDir, RunError, SeccompAction, SeccompReport, SelectionError, SpawnError,
+    Stdin, StdinWriter, StreamKind, Termination, Tmpfs, VmReport, Workload, DEFAULT_PATH,
     EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
 };

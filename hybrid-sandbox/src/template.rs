@@ -713,6 +713,12 @@ impl Execution for Noted {
     fn signal(&self, signal: i32) -> Result<(), std::io::Error> {
         self.inner.signal(signal)
     }
+    fn resize(&self, size: sandbox_core::live::TtySize) -> Result<(), std::io::Error> {
+        self.inner.resize(size)
+    }
+    fn control_handle(&self) -> Option<sandbox_core::ControlHandle> {
+        self.inner.control_handle()
+    }
     async fn wait(&mut self) -> Result<Outcome, sandbox_core::RunError> {
         let mut timed_out = false;
         let mut out = match self.wall {

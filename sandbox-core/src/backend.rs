@@ -162,6 +162,44 @@ impl fmt::Debug for KillHandle {
     }
 }
 
+/// Signals a run and resizes its terminal from anywhere, while something else waits
+/// for it; cheap to clone. Once the run has ended, a signal is `ESRCH` or nothing,
+/// as the backend says.
+#[derive(Clone)]
+pub struct ControlHandle {
+    signal: Arc<dyn Fn(i32) -> std::io::Result<()> + Send + Sync>,
+    resize: Arc<dyn Fn(crate::live::TtySize) -> std::io::Result<()> + Send + Sync>,
+}
+
+impl ControlHandle {
+    /// Wraps the backend's signal and resize actions.
+    pub fn new(
+        signal: impl Fn(i32) -> std::io::Result<()> + Send + Sync + 'static,
+        resize: impl Fn(crate::live::TtySize) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        ControlHandle {
+            signal: Arc::new(signal),
+            resize: Arc::new(resize),
+        }
+    }
+
+    /// [`Execution::signal`].
+    pub fn signal(&self, signal: i32) -> std::io::Result<()> {
+        (self.signal)(signal)
+    }
+
+    /// [`Execution::resize`].
+    pub fn resize(&self, size: crate::live::TtySize) -> std::io::Result<()> {
+        (self.resize)(size)
+    }
+}
+
+impl fmt::Debug for ControlHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ControlHandle")
+    }
+}
+
 /// A running sandbox. Dropping it kills the sandbox.
 #[async_trait]
 pub trait Execution: Send + fmt::Debug {
@@ -210,6 +248,12 @@ pub trait Execution: Send + fmt::Debug {
             std::io::ErrorKind::Unsupported,
             "this run has no terminal",
         ))
+    }
+    /// [`Execution::signal`] and [`Execution::resize`] as a handle that outlives the
+    /// borrow: for a caller that signals while it waits. `None` for runs that cannot
+    /// be signalled.
+    fn control_handle(&self) -> Option<ControlHandle> {
+        None
     }
 }
 

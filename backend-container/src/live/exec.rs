@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use sandbox_core::{
-    ExecRequest, Execution, Isolation, KillHandle, LiveError, LiveState, Outcome, OutputStream,
-    RunError, SpawnError, Stdin, StdinWriter, Termination, TtySize,
+    ControlHandle, ExecRequest, Execution, Isolation, KillHandle, LiveError, LiveState, Outcome,
+    OutputStream, RunError, SpawnError, Stdin, StdinWriter, Termination, TtySize,
 };
 use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncWriteExt;
@@ -164,22 +164,37 @@ impl Execution for LiveExecution {
         })
     }
     fn signal(&self, signal: i32) -> Result<(), std::io::Error> {
-        if !(1..=64).contains(&signal) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{signal} is not a signal number"),
-            ));
-        }
-        self.ctl.signal(signal, false)
+        signal_exec(&self.ctl, signal)
     }
     fn resize(&self, size: TtySize) -> Result<(), std::io::Error> {
-        match &self.pty {
-            Some(p) => p.resize(size),
-            None => Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "this exec has no terminal (start it with a tty)",
-            )),
-        }
+        resize_exec(self.pty.as_deref(), size)
+    }
+    fn control_handle(&self) -> Option<ControlHandle> {
+        let (ctl, pty) = (self.ctl.clone(), self.pty.clone());
+        Some(ControlHandle::new(
+            move |sig| signal_exec(&ctl, sig),
+            move |size| resize_exec(pty.as_deref(), size),
+        ))
+    }
+}
+
+fn signal_exec(ctl: &ExecCtl, signal: i32) -> std::io::Result<()> {
+    if !(1..=64).contains(&signal) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{signal} is not a signal number"),
+        ));
+    }
+    ctl.signal(signal, false)
+}
+
+fn resize_exec(pty: Option<&PtyMaster>, size: TtySize) -> std::io::Result<()> {
+    match pty {
+        Some(p) => p.resize(size),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this exec has no terminal (start it with a tty)",
+        )),
     }
 }
 
@@ -592,16 +607,27 @@ impl Input {
                 });
             }
             Input::Pty(m) => {
+                // A terminal has no end of file of its own: the end of the host's input
+                // (the bytes sent, the stream closed, or no stdin at all) is typed as ^D.
                 tokio::spawn(async move {
-                    if let Some(b) = bytes {
-                        let _ = m.write_all(&b).await;
+                    let last = if let Some(b) = bytes {
+                        if m.write_all(&b).await.is_err() {
+                            return;
+                        }
+                        b.last().copied()
                     } else if let Some(mut rx) = rx {
+                        let mut last = None;
                         while let Some(chunk) = rx.recv().await {
                             if m.write_all(&chunk).await.is_err() {
-                                break;
+                                return;
                             }
+                            last = chunk.last().copied().or(last);
                         }
-                    }
+                        last
+                    } else {
+                        None
+                    };
+                    let _ = m.end_of_input(last).await;
                 });
             }
         }

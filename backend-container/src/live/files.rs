@@ -110,6 +110,25 @@ impl PtyMaster {
         Ok(())
     }
 
+    /// The end of the host's input, typed as a user would: the terminal's end-of-file
+    /// character (^D), twice when `last` (the last byte sent) left a line unfinished
+    /// in canonical mode (the first ^D hands over the line, the second reads as end of
+    /// file). A program that switched the terminal to raw mode reads one ^D byte.
+    pub(crate) async fn end_of_input(&self, last: Option<u8>) -> std::io::Result<()> {
+        use nix::sys::termios::{tcgetattr, LocalFlags, SpecialCharacterIndices};
+        // On Linux the master answers with the terminal's (the slave's) settings.
+        let t = tcgetattr(self.0.get_ref())?;
+        let eof = t.control_chars[SpecialCharacterIndices::VEOF as usize];
+        let canonical = t.local_flags.contains(LocalFlags::ICANON);
+        let unfinished = canonical && last.is_some_and(|c| c != b'\n' && c != eof);
+        let seq = if unfinished {
+            vec![eof, eof]
+        } else {
+            vec![eof]
+        };
+        self.write_all(&seq).await
+    }
+
     pub(crate) fn resize(&self, size: sandbox_core::TtySize) -> std::io::Result<()> {
         let ws = libc::winsize {
             ws_row: size.rows,

@@ -168,6 +168,8 @@ pub(crate) struct TtyState {
     pub(crate) hung_up: bool,
     /// `TIOCEXCL`.
     pub(crate) exclusive: bool,
+    /// The end of the host's input was typed (^D).
+    pub(crate) input_ended: bool,
 }
 
 impl Tty {
@@ -182,6 +184,7 @@ impl Tty {
                 pgrp: sid,
                 hung_up: false,
                 exclusive: false,
+                input_ended: false,
             }),
             pair: None,
         })
@@ -201,6 +204,7 @@ impl Tty {
                 pgrp: 0,
                 hung_up: false,
                 exclusive: false,
+                input_ended: false,
             }),
             pair: Some(pair),
         })
@@ -344,9 +348,8 @@ impl Kernel {
             let data = match self.input_of(tty.chan) {
                 Some(Input::Stream(q)) => match q.take(room) {
                     Some(d) if !d.is_empty() => d,
-                    // Nothing yet, or the host's end of input: a terminal has no end
-                    // of file of its own (^D is one), as a pty whose writer is idle.
-                    _ => return Ok(()),
+                    Some(_) => return self.tty_input_ended(tty),
+                    None => return Ok(()), // nothing yet
                 },
                 Some(Input::Bytes(d, pos)) if *pos < d.len() => {
                     let n = room.min(d.len() - *pos);
@@ -354,10 +357,26 @@ impl Kernel {
                     *pos += n;
                     v
                 }
-                _ => return Ok(()),
+                Some(Input::Bytes(..) | Input::Null) => return self.tty_input_ended(tty),
+                None => return Ok(()),
             };
             self.tty_feed(tty, &data)?;
         }
+    }
+
+    /// The host's input ended (the bytes given, the stream closed, or no stdin): a
+    /// terminal has no end of file of its own, so it is typed as a user would, ^D
+    /// ([`crate::tty::Ldisc::end_of_input`]), once.
+    fn tty_input_ended(&mut self, tty: &Rc<Tty>) -> Result<(), SysErr> {
+        let eof = {
+            let mut st = tty.st.borrow_mut();
+            if st.input_ended {
+                return Ok(());
+            }
+            st.input_ended = true;
+            st.ld.end_of_input()
+        };
+        self.tty_feed(tty, &eof).map(|_| ())
     }
 
     /// Bytes typed at the terminal's far end (the host, or its master), through its

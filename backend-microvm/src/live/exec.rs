@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sandbox_core::{
-    ExecRequest, Execution, Isolation, KillHandle, LiveError, Outcome, OutputStream, RunError,
-    Stdin, StdinWriter, Termination, TtySize,
+    ControlHandle, ExecRequest, Execution, Isolation, KillHandle, LiveError, Outcome, OutputStream,
+    RunError, Stdin, StdinWriter, Termination, TtySize,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -365,32 +365,75 @@ impl Execution for MicroVmExec {
     }
 
     fn signal(&self, signal: i32) -> Result<(), std::io::Error> {
-        if !(1..=64).contains(&signal) {
-            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        if self.finished.load(Ordering::SeqCst) {
-            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        self.shared.send(Cmd::Signal {
-            id: self.id,
-            sig: signal,
-            why: None,
-        });
-        Ok(())
+        self.control().signal(signal)
     }
 
     fn resize(&self, size: TtySize) -> Result<(), std::io::Error> {
+        self.control().resize(size)
+    }
+
+    fn control_handle(&self) -> Option<ControlHandle> {
+        let (a, b) = (self.control(), self.control());
+        Some(ControlHandle::new(
+            move |sig| a.signal(sig),
+            move |size| b.resize(size),
+        ))
+    }
+}
+
+impl MicroVmExec {
+    fn control(&self) -> Control {
+        Control {
+            shared: Arc::downgrade(&self.shared),
+            id: self.id,
+            finished: Arc::clone(&self.finished),
+            tty: self.tty,
+        }
+    }
+}
+
+/// What signals an exec and resizes its terminal: the exec's number in its sandbox
+/// (a handle does not keep the sandbox).
+struct Control {
+    shared: Weak<Shared>,
+    id: u32,
+    finished: Arc<AtomicBool>,
+    tty: bool,
+}
+
+impl Control {
+    fn send(&self, cmd: Cmd) -> std::io::Result<()> {
+        match self.shared.upgrade() {
+            Some(s) if !self.finished.load(Ordering::SeqCst) => {
+                s.send(cmd);
+                Ok(())
+            }
+            _ => Err(std::io::Error::from_raw_os_error(libc::ESRCH)),
+        }
+    }
+
+    fn signal(&self, signal: i32) -> std::io::Result<()> {
+        if !(1..=64).contains(&signal) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{signal} is not a signal number"),
+            ));
+        }
+        self.send(Cmd::Signal {
+            id: self.id,
+            sig: signal,
+            why: None,
+        })
+    }
+
+    fn resize(&self, size: TtySize) -> std::io::Result<()> {
         if !self.tty {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
                 "this exec has no terminal (start it with a tty)",
             ));
         }
-        if self.finished.load(Ordering::SeqCst) {
-            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        self.shared.send(Cmd::Resize { id: self.id, size });
-        Ok(())
+        self.send(Cmd::Resize { id: self.id, size })
     }
 }
 

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hybrid_sandbox::{
-    Execution, Isolation, KillHandle, Outcome, OutputStream, Sandbox, StdinWriter, Workload,
+    ControlHandle, Execution, Isolation, KillHandle, Outcome, OutputStream, Sandbox, StdinWriter,
+    TtySize, Workload,
 };
 use pyo3::exceptions::{PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
@@ -25,6 +26,8 @@ pub(crate) struct Run {
     /// Where the host reaches the run's exposed ports (network `egress`).
     exposed: Vec<hybrid_sandbox::network::ExposedPort>,
     kill: KillHandle,
+    /// Signals and terminal resizes (`None`: the run cannot be signalled).
+    control: Option<ControlHandle>,
     done: watch::Receiver<Finished>,
     events: tokio::sync::Mutex<Option<OutputStream>>,
     stdin: Mutex<Option<StdinWriter>>,
@@ -62,6 +65,7 @@ impl Run {
         let events = if stream { exec.take_output() } else { None };
         let stdin = exec.take_stdin();
         let kill = exec.kill_handle();
+        let control = exec.control_handle();
         let isolation = exec.isolation();
         let exposed = exec.exposed_ports();
         let (tx, rx) = watch::channel(None);
@@ -75,6 +79,7 @@ impl Run {
             isolation,
             exposed,
             kill,
+            control,
             done: rx,
             events: tokio::sync::Mutex::new(events),
             stdin: Mutex::new(stdin),
@@ -101,6 +106,35 @@ impl Run {
         let mut guard = self.events.lock().await;
         let rx = guard.as_mut()?;
         rx.recv().await.map(PyOutputEvent::from)
+    }
+}
+
+impl PyProcess {
+    fn control(&self) -> PyResult<&ControlHandle> {
+        self.run.control.as_ref().ok_or_else(|| {
+            PyValueError::new_err(
+                "this run cannot be signalled or resized (a one-shot run: use kill())",
+            )
+        })
+    }
+}
+
+/// The answer to a signal or resize: an exec already gone (ESRCH) is no error, as for
+/// `subprocess`; a bad number or no terminal is ValueError.
+fn controlled(r: std::io::Result<()>) -> PyResult<()> {
+    const ESRCH: i32 = 3;
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(ESRCH) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported
+            ) =>
+        {
+            Err(PyValueError::new_err(e.to_string()))
+        }
+        Err(e) => Err(PyErr::from(e)),
     }
 }
 
@@ -223,6 +257,30 @@ impl PyProcess {
     /// Kills the whole sandbox; the outcome then says "killed". Does nothing once ended.
     fn kill(&self) {
         self.run.kill.kill();
+    }
+
+    /// Sends `signal` (a number, or a `signal.Signals`) to the exec's process; does
+    /// nothing once it has ended (as `subprocess.Popen.send_signal`). Raises ValueError
+    /// for a number that is not a signal, or a run that cannot be signalled (a one-shot
+    /// run: use `kill`).
+    fn send_signal(&self, signal: i32) -> PyResult<()> {
+        controlled(self.control()?.signal(signal))
+    }
+
+    /// Changes the size of the exec's terminal (`tty=`); its programs get SIGWINCH.
+    /// Raises ValueError for an exec without a terminal or a size of zero or above
+    /// 65535; does nothing once it has ended.
+    fn resize(&self, rows: i64, cols: i64) -> PyResult<()> {
+        let dim = |v: i64, what: &str| {
+            u16::try_from(v).ok().filter(|v| *v >= 1).ok_or_else(|| {
+                PyValueError::new_err(format!("{what} must be from 1 to 65535, not {v}"))
+            })
+        };
+        let size = TtySize {
+            rows: dim(rows, "rows")?,
+            cols: dim(cols, "cols")?,
+        };
+        controlled(self.control()?.resize(size))
     }
 
     /// Waits for the end of the run and returns its `Outcome`, with the GIL released.

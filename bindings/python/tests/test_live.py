@@ -168,6 +168,50 @@ def test_spawn_streams_and_takes_stdin(make: Callable[..., hs.LiveSandbox]) -> N
         assert sb.exec(["true"]).exit_code == 0
 
 
+def test_terminal_input_ends_with_eof_and_takes_signals_and_resizes(
+    make: Callable[..., hs.LiveSandbox],
+) -> None:
+    with make() as sb:
+        # A terminal has no end of file of its own: the end of the input is typed as
+        # ^D (twice after an unfinished line), so `cat` ends instead of waiting.
+        out = sb.exec(["cat"], stdin=b"one\n", tty=(24, 80), timeout=20)
+        assert (out.termination, out.stdout) == ("exited", b"one\r\none\r\n"), out
+        out = sb.exec(["cat"], stdin=b"part", tty=(24, 80), timeout=20)
+        assert (out.termination, out.stdout) == ("exited", b"partpart"), out
+        out = sb.exec(["sh", "-c", "cat; echo end"], tty=(24, 80), timeout=20)
+        assert (out.termination, out.stdout) == ("exited", b"end\r\n"), out
+        with sb.spawn(["cat"], stdin=hs.PIPE, tty=(24, 80), timeout=20) as p:
+            p.write(b"streamed")
+            p.close_stdin()
+            out = p.wait()
+        assert (out.termination, out.stdout) == ("exited", b"streamedstreamed"), out
+        # A resize reaches the program as SIGWINCH and the new size.
+        script = "trap 'stty size; exit 0' WINCH; stty size; while :; do sleep 0.05; done"
+        with sb.spawn(["sh", "-c", script], tty=(24, 80), timeout=20) as p:
+            shown = b""
+            for ev in p:
+                shown += ev.data
+                if b"\n" in shown:
+                    break
+            assert shown.startswith(b"24 80"), shown
+            p.resize(30, 100)
+            out = p.wait()
+        assert out.exit_code == 0 and b"30 100" in out.stdout, out
+        with pytest.raises(ValueError):
+            p.resize(0, 10)
+        # A signal reaches the exec's process, not the sandbox.
+        with sb.spawn(["sleep", "100"], timeout=20) as p:
+            with pytest.raises(ValueError):
+                p.resize(10, 10)  # no terminal
+            with pytest.raises(ValueError):
+                p.send_signal(99)
+            p.send_signal(signal.SIGTERM)
+            out = p.wait()
+        assert (out.termination, out.signal) == ("signaled", signal.SIGTERM), out
+        p.send_signal(signal.SIGTERM)  # ended: nothing, as subprocess does
+        assert sb.exec(["true"]).exit_code == 0
+
+
 def test_file_calls_take_path_objects_and_refuse_other_data(make: Callable[..., hs.LiveSandbox]) -> None:
     with make() as sb:
         p = pathlib.PurePosixPath("/tmp/via-path")

@@ -71,7 +71,9 @@ def live_use() -> None:
             sb.pause()
             sb.resume()
             stats: dict[str, float] = sb.stats()
-            p: hs.Process = sb.spawn(["cat"], stdin=hs.PIPE)
+            p: hs.Process = sb.spawn(["cat"], stdin=hs.PIPE, tty=(24, 80))
+            p.resize(30, 100)
+            p.send_signal(15)
             ident: str | None = sb.id
             print(n, o, data, names, info.kind, stats, p, ident, sb.state, sb.isolation)
     client = hs.Client("unix:/tmp/hsb.sock")
