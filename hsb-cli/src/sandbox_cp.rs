@@ -72,12 +72,13 @@ pub(crate) async fn run(c: &Client, src: &str, dst: &str) -> Result<i32, Failed>
                 to
             };
             match st.kind {
-                FileKind::Dir => download_dir(&live, &path, &target).await?,
+                FileKind::Dir => download_dir(&live, &path, &target, st.mode).await?,
                 FileKind::Symlink => {
-                    // Followed inside the sandbox, as the workload would.
-                    download(&live, &path, &target).await?
+                    // Followed inside the sandbox, as the workload would; the target's
+                    // mode is not known, the local default stays.
+                    download(&live, &path, &target, None).await?
                 }
-                _ => download(&live, &path, &target).await?,
+                _ => download(&live, &path, &target, Some(st.mode)).await?,
             }
             Ok(0)
         }
@@ -136,7 +137,14 @@ fn upload_dir<'a>(
     })
 }
 
-async fn download(live: &Live, from: &str, to: &Path) -> Result<(), Failed> {
+/// Permission bits as `docker cp` keeps them: read, write and execute for the owner,
+/// group and others; never set-id or sticky bits from a sandbox.
+fn kept_mode(mode: u32) -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(mode & 0o777)
+}
+
+async fn download(live: &Live, from: &str, to: &Path, mode: Option<u32>) -> Result<(), Failed> {
     let mut s = live.read_file_stream(from).await?;
     let mut f = tokio::fs::File::create(to)
         .await
@@ -151,20 +159,28 @@ async fn download(live: &Live, from: &str, to: &Path) -> Result<(), Failed> {
     f.flush()
         .await
         .map_err(|e| usage(format!("{}: {e}", to.display())))?;
+    if let Some(m) = mode {
+        f.set_permissions(kept_mode(m))
+            .await
+            .map_err(|e| usage(format!("{}: {e}", to.display())))?;
+    }
     Ok(())
 }
 
+/// Copies a sandbox directory; the mode of one it creates is set once its entries are
+/// in (a read-only directory still receives them).
 fn download_dir<'a>(
     live: &'a Live,
     from: &'a str,
     to: &'a Path,
+    mode: u32,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failed>> + 'a>> {
     Box::pin(async move {
-        match std::fs::create_dir(to) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && to.is_dir() => {}
+        let created = match std::fs::create_dir(to) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && to.is_dir() => false,
             Err(e) => return Err(usage(format!("{}: {e}", to.display()))),
-        }
+        };
         for e in live.list_dir(from).await? {
             // A name is one component: never `..`, never a path.
             if e.name.is_empty() || e.name == "." || e.name == ".." || e.name.contains('/') {
@@ -173,10 +189,15 @@ fn download_dir<'a>(
             let src = join(from, &e.name);
             let dst = to.join(&e.name);
             match e.kind {
-                FileKind::Dir => download_dir(live, &src, &dst).await?,
-                FileKind::File => download(live, &src, &dst).await?,
+                FileKind::Dir => download_dir(live, &src, &dst, e.mode).await?,
+                FileKind::File => download(live, &src, &dst, Some(e.mode)).await?,
                 _ => eprintln!("hsb: skipped {src} ({:?})", e.kind),
             }
+        }
+        // A directory that was there keeps its mode, as with cp -r.
+        if created {
+            std::fs::set_permissions(to, kept_mode(mode))
+                .map_err(|e| usage(format!("{}: {e}", to.display())))?;
         }
         Ok(())
     })

@@ -261,6 +261,43 @@ fn agent_scenario_through_the_cli() {
             std::fs::read_to_string(back.join("sub/b.txt")).unwrap(),
             "B"
         );
+        // Modes come out as they are in the sandbox (as docker cp keeps them).
+        let o = server.hsb(&[
+            "sandbox",
+            "exec",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "printf '#!/bin/sh\\n' > /tmp/run.sh && chmod 754 /tmp/run.sh && mkdir -m 710 /tmp/d && chmod 600 /tmp/tree/a.txt",
+        ]);
+        assert!(o.status.success(), "{}", err(&o));
+        let script = local.path().join(format!("run-{iso}.sh"));
+        let dir = local.path().join(format!("d-{iso}"));
+        let again = local.path().join(format!("again-{iso}"));
+        for (from, to) in [
+            ("/tmp/run.sh", &script),
+            ("/tmp/d", &dir),
+            ("/tmp/tree", &again),
+        ] {
+            let o = server.hsb(&[
+                "sandbox",
+                "cp",
+                &format!("{id}:{from}"),
+                to.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{}", err(&o));
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&script), 0o754, "{iso}: a copied file's mode");
+        assert_eq!(mode(&dir), 0o710, "{iso}: a copied directory's mode");
+        assert_eq!(
+            mode(&again.join("a.txt")),
+            0o600,
+            "{iso}: a file in a copied tree"
+        );
         // ls, then rm: gone.
         let o = server.hsb(&["sandbox", "ls"]);
         assert!(out(&o).contains(&id), "{}", out(&o));
