@@ -31,6 +31,29 @@ fn malformed_requests_get_4xx_json_errors() {
             400,
             "bad_request",
         ),
+        // One object: what follows it is no part of the request.
+        (
+            "POST",
+            format!("{sb}/exec"),
+            r#"{"argv":["true"]} {"argv":["false"]}"#.into(),
+            400,
+            "bad_request",
+        ),
+        // A query parameter where the route takes none is refused, not ignored.
+        (
+            "POST",
+            format!("{sb}/exec?timeout=1s"),
+            r#"{"argv":["true"]}"#.into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/sandboxes?owner=someone-else".into(),
+            String::new(),
+            400,
+            "bad_request",
+        ),
         (
             "POST",
             "/v1/sandboxes".into(),

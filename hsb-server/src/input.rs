@@ -52,7 +52,7 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
         ));
     }
     let de = &mut serde_json::Deserializer::from_slice(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let at = e.path().to_string();
         let inner = e.into_inner();
         if at == "." || at.is_empty() {
@@ -60,7 +60,14 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
         } else {
             ApiError::bad_request(format!("the request body's `{at}`: {inner}"))
         }
-    })
+    })?;
+    // One object, nothing after it but white space (`{..}{..}` is no request).
+    de.end().map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body holds more than one JSON object: {e}"
+        ))
+    })?;
+    Ok(value)
 }
 
 /// The `{id}` of a sandbox path.

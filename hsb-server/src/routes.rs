@@ -92,12 +92,39 @@ pub(crate) fn table() -> Vec<(&'static str, MethodRouter<Arc<App>>)> {
 pub(crate) fn router(app: Arc<App>) -> Router {
     let mut r = Router::new();
     for (path, m) in table() {
+        // Only the file routes take query parameters (and check them by name); any
+        // other is refused rather than ignored (a client's typo would do nothing).
+        let m = if path.ends_with("/files") {
+            m
+        } else {
+            m.route_layer(middleware::from_fn(no_query))
+        };
         r = r.route(path, m);
     }
     r.fallback(no_route)
         .method_not_allowed_fallback(not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .with_state(app)
+}
+
+async fn no_query(req: Request, next: Next) -> Response {
+    match req.uri().query() {
+        Some(q) if !q.is_empty() => {
+            let name = q
+                .split('&')
+                .next()
+                .unwrap_or(q)
+                .split('=')
+                .next()
+                .unwrap_or(q);
+            ApiError::bad_request(format!(
+                "unknown query parameter `{}` (this path takes none)",
+                name.chars().take(64).collect::<String>()
+            ))
+            .into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 async fn no_route() -> ApiError {
