@@ -31,6 +31,21 @@ fn malformed_requests_get_4xx_json_errors() {
             400,
             "bad_request",
         ),
+        // A sandbox destroyed as it is made is no request anyone means.
+        (
+            "POST",
+            "/v1/sandboxes".into(),
+            r#"{"idle_timeout":"0s"}"#.into(),
+            400,
+            "invalid",
+        ),
+        (
+            "POST",
+            "/v1/sandboxes".into(),
+            r#"{"lifetime":0}"#.into(),
+            400,
+            "invalid",
+        ),
         // One object: what follows it is no part of the request.
         (
             "POST",

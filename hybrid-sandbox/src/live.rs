@@ -129,6 +129,7 @@ impl Sandbox {
     /// # Ok::<(), hybrid_sandbox::Error>(()) }).unwrap();
     /// ```
     pub async fn create(&self, spec: Workload, options: LiveOptions) -> Result<Live, Error> {
+        options.check().map_err(live)?;
         let (plan, layers) = self.live_plan(&spec).await?;
         let sandbox = self
             .backend(plan.decision.isolation)
@@ -201,6 +202,7 @@ impl Sandbox {
         spec: Workload,
         options: LiveOptions,
     ) -> Result<Snapshot, Error> {
+        options.check().map_err(live)?;
         let (plan, layers) = self.live_plan(&spec).await?;
         let snapshot = match plan.decision.isolation {
             sandbox_core::Isolation::MicroVm => {

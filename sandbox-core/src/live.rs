@@ -43,6 +43,24 @@ pub struct LiveOptions {
     pub idle_timeout: Option<Duration>,
 }
 
+impl LiveOptions {
+    /// Refuses a zero `lifetime` or `idle_timeout`: a sandbox destroyed as it is made is
+    /// no request anyone means (left out, there is none; the C API's 0 is "none").
+    pub fn check(&self) -> Result<(), LiveError> {
+        for (name, d) in [
+            ("lifetime", self.lifetime),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if d == Some(Duration::ZERO) {
+                return Err(LiveError::Invalid(format!(
+                    "{name} must be more than zero (leave it out for none)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Rows and columns of a pseudo-terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TtySize {

@@ -124,3 +124,11 @@ def test_still_usable_after_errors(sandbox: hs.Sandbox) -> None:
         with pytest.raises(ValueError):
             sandbox.run(["true"], **bad)
     assert sandbox.run(["echo", "fine"]).stdout == b"fine\n"
+
+
+@pytest.mark.parametrize("option", ["idle_timeout", "lifetime"])
+def test_zero_lifetimes_are_refused(sandbox: hs.Sandbox, option: str) -> None:
+    # A sandbox destroyed as it is made is no request anyone means: refused, naming it.
+    with pytest.raises(hs.SandboxError, match=f"{option} must be more than zero") as e:
+        sandbox.create(isolation="container", **{option: 0})
+    assert e.value.kind == "invalid"
