@@ -371,6 +371,8 @@ impl Blueprint {
         // in it, and it keeps its own /tmp.
         let own_root = dir_root.is_none();
         let mounted = |p: &str| plan.mounts.iter().any(|m| m.target == Path::new(p));
+        // An in-memory filesystem the plan puts at /tmp replaces the sandbox's own.
+        let own_tmp = own_root && !plan.tmpfs.iter().any(|t| t.target == Path::new("/tmp"));
 
         macro_rules! op {
             ($label:expr, $op:expr) => {{
@@ -528,7 +530,7 @@ impl Blueprint {
             .tmp_size
             .or(plan.limits.memory)
             .map_or(256 << 20, |s| s.0);
-        if own_root {
+        if own_tmp {
             op!(
                 ("tmpfs".into(), "/tmp".into()),
                 Op::Fs {
@@ -568,7 +570,7 @@ impl Blueprint {
         // The tmpfs's rule, unless a mount covers /tmp (the rule would then land on the
         // mounted host directory: a rule names what its path reaches after pivot_root)
         // or the root is a directory (its /tmp is the root's, under the root's rule).
-        if own_root && !plan.mounts.iter().any(|m| m.target == Path::new("/tmp")) {
+        if own_tmp && !plan.mounts.iter().any(|m| m.target == Path::new("/tmp")) {
             rule("/tmp", own_mask("/tmp"), &mut labels)?;
         }
         let netns = open_ns(&plan.netns, "network", None)?;
@@ -604,7 +606,9 @@ impl Blueprint {
                             ("uid", plan.user.0.to_string()),
                             ("gid", plan.user.1.to_string()),
                         ])?,
-                        attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                        attrs: MOUNT_ATTR_NOSUID
+                            | MOUNT_ATTR_NODEV
+                            | if t.noexec { MOUNT_ATTR_NOEXEC } else { 0 },
                     }
                 );
                 rule(&target_s, own_mask(&target_s), &mut labels)?;
@@ -616,8 +620,9 @@ impl Blueprint {
                     access: MountAccess::None,
                     host_ids: None,
                     note: Some(format!(
-                        "in-memory, at most {} bytes, charged to the sandbox's memory",
-                        t.size
+                        "in-memory, at most {} bytes, charged to the sandbox's memory{}",
+                        t.size,
+                        if t.noexec { "; noexec" } else { "" }
                     )),
                 });
                 continue;

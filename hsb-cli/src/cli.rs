@@ -152,7 +152,7 @@ pub(crate) struct RunArgs {
     pub(crate) mounts: Vec<String>,
     /// Mount an empty in-memory filesystem: PATH[:size=SIZE][,mode=OCTAL] (default size:
     /// the tmp_size limit, else the memory limit, else 256MiB; default mode 1777).
-    #[arg(long = "tmpfs", value_name = "PATH[:size=SIZE,mode=OCTAL]", value_parser = hybrid_sandbox::Tmpfs::parse_spec)]
+    #[arg(long = "tmpfs", value_name = "PATH[:size=SIZE,mode=OCTAL,noexec]", value_parser = hybrid_sandbox::Tmpfs::parse_spec)]
     pub(crate) tmpfs: Vec<hybrid_sandbox::Tmpfs>,
     /// Set an environment variable (nothing is inherited).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]

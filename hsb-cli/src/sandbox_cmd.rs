@@ -146,7 +146,7 @@ struct CreateArgs {
     #[arg(long = "mount", value_name = "HOST:SANDBOX[:ro|:rw]")]
     mounts: Vec<String>,
     /// Mount an empty in-memory filesystem: PATH[:size=SIZE][,mode=OCTAL].
-    #[arg(long = "tmpfs", value_name = "PATH[:size=SIZE,mode=OCTAL]", value_parser = hybrid_sandbox::Tmpfs::parse_spec)]
+    #[arg(long = "tmpfs", value_name = "PATH[:size=SIZE,mode=OCTAL,noexec]", value_parser = hybrid_sandbox::Tmpfs::parse_spec)]
     tmpfs: Vec<hybrid_sandbox::Tmpfs>,
     /// Set an environment variable of every exec.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]

@@ -842,3 +842,56 @@ fn podman_cpu_quota_is_enforced() {
         text(&o)
     );
 }
+
+/// A tmpfs at /tmp, where the sandbox would otherwise keep the rootfs's own: `--tmpfs
+/// /tmp` with its size, mode and `noexec`, and the ones `podman run --read-only` adds
+/// (/tmp among them).
+#[test]
+fn podman_tmpfs_at_tmp_and_read_only() {
+    if !ready("podman") {
+        return;
+    }
+    let img = Image::new();
+    let p = Podman::new(&container_runtime());
+    p.import(&img);
+    let o = p.run(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/tmp:size=4m,mode=1770,noexec",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "stat -c %a /tmp; grep ' /tmp ' /proc/mounts; \
+         cp /bin/busybox /tmp/bb && /tmp/bb true; echo exec=$?; \
+         dd if=/dev/zero of=/tmp/big bs=4096 count=2048 2>/dev/null; echo dd=$?",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("1770\n"), "{}", text(&o));
+    let line = out
+        .lines()
+        .find(|l| l.contains(" /tmp tmpfs "))
+        .unwrap_or_else(|| panic!("no tmpfs at /tmp: {}", text(&o)));
+    for opt in ["size=4096k", "noexec", "nosuid", "nodev"] {
+        assert!(line.split([' ', ',']).any(|w| w == opt), "{opt}: {line}");
+    }
+    assert!(
+        out.contains("exec=126"),
+        "a program ran from a noexec /tmp: {}",
+        text(&o)
+    );
+    assert!(out.contains("dd=1"), "8 MiB fit a 4 MiB /tmp: {}", text(&o));
+    // `--read-only`: the root cannot be written, the tmpfs at /tmp can.
+    let o = p.run(&[
+        "run",
+        "--rm",
+        "--read-only",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "grep -c ' /tmp tmpfs ' /proc/mounts; echo hi >/tmp/f && cat /tmp/f",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(stdout(&o), "1\nhi\n", "{}", text(&o));
+}

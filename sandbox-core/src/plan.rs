@@ -39,6 +39,8 @@ pub struct PlannedTmpfs {
     pub size: u64,
     /// Permission bits of its root directory.
     pub mode: u32,
+    /// No program may be run from it.
+    pub noexec: bool,
 }
 
 /// Whether a run may start when Landlock cannot be fully enforced.

@@ -34,10 +34,13 @@ pub struct Tmpfs {
     /// Permission bits of its root directory (default `0o1777`, as /tmp's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// No program may be run from it (`noexec`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub noexec: bool,
 }
 
 impl Tmpfs {
-    /// Reads the CLI form `PATH[:size=SIZE][,mode=OCTAL]` (Docker's `--tmpfs`:
+    /// Reads the CLI form `PATH[:size=SIZE][,mode=OCTAL][,noexec]` (Docker's `--tmpfs`:
     /// `/run:size=64m,mode=755`).
     pub fn parse_spec(spec: &str) -> Result<Self, String> {
         let (target, opts) = spec.split_once(':').unwrap_or((spec, ""));
@@ -48,6 +51,7 @@ impl Tmpfs {
             target: target.into(),
             size: None,
             mode: None,
+            noexec: false,
         };
         for o in opts.split(',').filter(|o| !o.is_empty()) {
             match o.split_once('=') {
@@ -66,10 +70,11 @@ impl Tmpfs {
                             })?,
                     )
                 }
+                None if o == "noexec" => t.noexec = true,
                 _ => {
                     return Err(format!(
-                        "`{spec}`: unknown option `{o}` (size=SIZE and mode=OCTAL are known)"
-                    ))
+                    "`{spec}`: unknown option `{o}` (size=SIZE, mode=OCTAL and noexec are known)"
+                ))
                 }
             }
         }
@@ -292,6 +297,7 @@ impl Workload {
             target: target.into(),
             size,
             mode: None,
+            noexec: false,
         });
         self
     }

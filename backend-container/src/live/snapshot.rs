@@ -123,7 +123,11 @@ pub(crate) async fn take(
 fn roots_of(plan: &Plan) -> Vec<String> {
     let mut roots = vec!["/tmp".to_string()];
     for t in &plan.tmpfs {
-        roots.push(t.target.display().to_string());
+        let t = t.target.display().to_string();
+        // One at /tmp is the sandbox's /tmp.
+        if !roots.contains(&t) {
+            roots.push(t);
+        }
     }
     roots
 }

@@ -35,8 +35,9 @@ pub(crate) fn build_with(
     // for every sandbox of this plan: a snapshot file's are read back into them).
     let mut devs = std::iter::once(super::tmpfs::TMP_DEV).chain(super::tmpfs::MORE_TMP_DEVS..);
     let mut dev = move || devs.next().unwrap_or(super::tmpfs::TMP_DEV);
-    // A directory root (an OCI bundle's rootfs) keeps its own /tmp, as in the container.
-    if plan.root_dir.is_none() {
+    // A directory root (an OCI bundle's rootfs) keeps its own /tmp, as in the container;
+    // an in-memory filesystem the plan puts at /tmp replaces the sandbox's own.
+    if plan.root_dir.is_none() && !plan.tmpfs.iter().any(|t| t.target == Path::new("/tmp")) {
         let tmp = TmpFs::create(tmp_limit, Rc::clone(&budget), plan.user, dev());
         tree.insert(Path::new("/tmp"), Node::Tmp(tmp));
     }
@@ -188,9 +189,15 @@ pub(crate) fn build_with(
             kind: "tmpfs".into(),
             access: sandbox_core::MountAccess::None,
             host_ids: None,
+            // The guest's file system has no per-mount exec permission: said here.
             note: Some(format!(
-                "in-memory, at most {} bytes, charged to guest memory",
-                t.size
+                "in-memory, at most {} bytes, charged to guest memory{}",
+                t.size,
+                if t.noexec {
+                    "; noexec not applied (micro-VM)"
+                } else {
+                    ""
+                }
             )),
         });
     }

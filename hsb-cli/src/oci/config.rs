@@ -712,6 +712,7 @@ impl Mapper<'_> {
             target: dest.into(),
             size: None,
             mode: None,
+            noexec: false,
         };
         for o in options {
             let field = format!("{f}.options");
@@ -728,14 +729,13 @@ impl Mapper<'_> {
                     "rw" | "nosuid" | "nodev" | "strictatime" | "relatime" | "norelatime"
                         | "noatime" | "private" | "rprivate" | "slave" | "rslave"
                 ) => {}
-                None if o == "noexec" => self
-                    .notes
-                    .push(format!("{f}: noexec is not applied to the tmpfs at {dest}")),
+                None if o == "noexec" => t.noexec = true,
+                None if o == "exec" => t.noexec = false,
                 None if o == "tmpcopyup" => self.copy_up.push((field, dest.into())),
                 _ => {
                     return err(
                         field,
-                        format!("`{o}` is not supported by hsb for a tmpfs mount (size=, mode=, nosuid, nodev, noexec and the atime options are)"),
+                        format!("`{o}` is not supported by hsb for a tmpfs mount (size=, mode=, nosuid, nodev, noexec, exec and the atime options are)"),
                     )
                 }
             }

@@ -709,8 +709,17 @@ fn tmpfs_mounts_are_planned_and_bad_ones_refused() {
     // Unsized: the tmp_size limit, else the memory limit.
     let expected = plan.limits.tmp_size.or(plan.limits.memory).unwrap().0;
     assert_eq!(plan.tmpfs[1].size, expected);
+    // At /tmp it replaces the sandbox's own, with its options.
+    let mut w = Workload::new("true", [] as [&str; 0]);
+    w.tmpfs
+        .push(Tmpfs::parse_spec("/tmp:size=1m,mode=1770,noexec").unwrap());
+    let plan = p.resolve(&w, &host()).unwrap();
+    assert_eq!(plan.tmpfs[0].target, std::path::Path::new("/tmp"));
+    assert_eq!(
+        (plan.tmpfs[0].size, plan.tmpfs[0].mode, plan.tmpfs[0].noexec),
+        (1 << 20, 0o1770, true)
+    );
     for (t, says) in [
-        ("/tmp", "already the sandbox's own"),
         ("/", "root"),
         ("/proc/x", "inside `/proc`"),
         ("/dev/shm", "inside `/dev`"),

@@ -456,10 +456,9 @@ fn plan_target(path: &Path) -> Result<PathBuf, String> {
 
 /// Validates an in-memory filesystem; `default_size` when it names none.
 pub(crate) fn plan_tmpfs(t: &Tmpfs, default_size: u64) -> Result<PlannedTmpfs, String> {
+    // At `/tmp` it replaces the sandbox's own in-memory /tmp (the backends leave theirs
+    // out), with this one's size, mode and options.
     let target = plan_target(&t.target)?;
-    if target == Path::new("/tmp") {
-        return Err("`/tmp` is already the sandbox's own in-memory filesystem (its size is the `tmp_size` limit)".into());
-    }
     if let Some(m) = t.mode.filter(|m| *m > 0o7777) {
         return Err(format!(
             "tmpfs `{}`: mode {m:o} is not a permission (0 to 7777 octal)",
@@ -477,6 +476,7 @@ pub(crate) fn plan_tmpfs(t: &Tmpfs, default_size: u64) -> Result<PlannedTmpfs, S
         target,
         size,
         mode: t.mode.unwrap_or(0o1777),
+        noexec: t.noexec,
     })
 }
 
