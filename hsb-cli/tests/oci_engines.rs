@@ -32,6 +32,18 @@ fn podman_inspect(p: &Podman, name: &str, fmt: &str) -> String {
     stdout(&o).trim().to_string()
 }
 
+/// A dockerd of the test's own with `hsb` as a runtime and the test image imported;
+/// `None` (skipped) without root or Docker.
+fn docker_ready() -> Option<(Image, Daemon)> {
+    if !ready("dockerd") || !require(oci_common::have("docker"), "docker is missing") {
+        return None;
+    }
+    let img = Image::new();
+    let d = Daemon::dockerd(&container_runtime());
+    d.docker_import(&img);
+    Some((img, d))
+}
+
 // ---------------------------------------------------------------------------- Podman
 
 #[test]
@@ -503,19 +515,9 @@ fn containerd_ctr_run_exec_and_shim_killed() {
 
 #[test]
 fn docker_run_exec_stop_and_default_network() {
-    if !ready("dockerd") || !require(oci_common::have("docker"), "docker is missing") {
+    let Some((_img, d)) = docker_ready() else {
         return;
-    }
-    let img = Image::new();
-    let d = Daemon::dockerd(&container_runtime());
-    let o = output_within(
-        d.docker()
-            .arg("import")
-            .arg(img.rootfs_tar())
-            .arg(IMAGE_REF),
-        60,
-    );
-    assert!(o.status.success(), "docker import: {}", text(&o));
+    };
     let docker = |args: &[&str]| output_within(d.docker().args(args), 60);
     // The host's network namespace is given by path: hsb joins it.
     let o = docker(&[
@@ -894,4 +896,67 @@ fn podman_tmpfs_at_tmp_and_read_only() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(stdout(&o), "1\nhi\n", "{}", text(&o));
+}
+
+/// `docker run --init`: Docker bind-mounts its docker-init, which is a symbolic link on
+/// the host (/usr/bin/docker-init -> tini-static), at /sbin/docker-init and runs the
+/// workload under it. A `-v` whose source is a symlink to a directory is mounted as
+/// the directory it names, as runc does.
+#[test]
+fn docker_init_and_a_symlinked_bind_source() {
+    let Some((_img, d)) = docker_ready() else {
+        return;
+    };
+    let docker = |args: &[&str]| output_within(d.docker().args(args), 60);
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "hsb",
+        "--network",
+        "none",
+        "--init",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "tr '\\0' ' ' </proc/$PPID/cmdline; echo; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        stdout(&o).starts_with("/sbin/docker-init -- sh -c"),
+        "the workload's parent is not docker-init: {}",
+        text(&o)
+    );
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "hsb",
+        "--network",
+        "none",
+        "--init",
+        IMAGE_REF,
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let host = oci_common::TempDir::new("symsrc");
+    std::fs::create_dir(host.path().join("real")).unwrap();
+    std::fs::write(host.path().join("real/hello"), "from the real directory\n").unwrap();
+    std::os::unix::fs::symlink("real", host.path().join("link")).unwrap();
+    let volume = format!("{}:/data:ro", host.path().join("link").display());
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "hsb",
+        "--network",
+        "none",
+        "-v",
+        &volume,
+        IMAGE_REF,
+        "cat",
+        "/data/hello",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(stdout(&o), "from the real directory\n", "{}", text(&o));
 }

@@ -456,14 +456,7 @@ fn docker_runs_the_container_in_a_microvm() {
     }
     let img = Image::new();
     let d = Daemon::dockerd(&microvm_runtime());
-    let o = output_within(
-        d.docker()
-            .arg("import")
-            .arg(img.rootfs_tar())
-            .arg(IMAGE_REF),
-        60,
-    );
-    assert!(o.status.success(), "docker import: {}", text(&o));
+    d.docker_import(&img);
     let o = output_within(
         d.docker().args([
             "run",

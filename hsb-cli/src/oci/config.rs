@@ -69,6 +69,8 @@ pub(crate) struct Container {
     /// tmpfs mounts with `tmpcopyup` (the field, the target): what the rootfs holds
     /// there would be copied in; hsb accepts only a target with nothing to copy.
     pub(crate) copy_up: Vec<(String, PathBuf)>,
+    /// The field of each bind mount (`mounts[i]`), in `workload.mounts`' order.
+    pub(crate) bind_fields: Vec<String>,
     /// The hooks to run.
     pub(crate) hooks: super::hooks::Hooks,
     /// config.json asks for a new network namespace (a `network` entry without a path).
@@ -226,6 +228,7 @@ struct Mapper<'a> {
     annotations: BTreeMap<String, String>,
     process: Option<ProcessSpec>,
     copy_up: Vec<(String, PathBuf)>,
+    bind_fields: Vec<String>,
     hooks: super::hooks::Hooks,
     own_netns: bool,
     cgroups_path: Option<PathBuf>,
@@ -280,6 +283,7 @@ impl<'a> Mapper<'a> {
             annotations: BTreeMap::new(),
             process: None,
             copy_up: Vec::new(),
+            bind_fields: Vec::new(),
             hooks: Default::default(),
             own_netns: false,
             cgroups_path: None,
@@ -357,6 +361,7 @@ impl Mapper<'_> {
             sysctl: self.sysctl,
             annotations: self.annotations,
             copy_up: self.copy_up,
+            bind_fields: self.bind_fields,
             hooks: self.hooks,
             own_netns: self.own_netns,
             cgroups_path: self.cgroups_path,
@@ -695,6 +700,7 @@ impl Mapper<'_> {
             return err(format!("{f}.source"), "missing");
         }
         let src: PathBuf = self.bundle.join(source);
+        self.bind_fields.push(f.to_string());
         self.w.mounts.push(Mount {
             source: src,
             target: Some(dest.into()),

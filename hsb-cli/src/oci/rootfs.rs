@@ -67,6 +67,23 @@ fn make(root: &OwnedFd, target: &Path, file: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Resolves each bind mount's source once, symbolic links followed (the last component
+/// too), as runc does: the engine's sources are host paths it trusts, and some are links
+/// (Docker's `--init` binds /usr/bin/docker-init, a link to tini). The sandbox then
+/// opens the resolved path as it opens every source, following no link and checking
+/// what it opened, so a link swapped in after this fails rather than being followed.
+pub(crate) fn resolve_sources(c: &mut Container) -> Result<(), OciError> {
+    for (m, field) in c.workload.mounts.iter_mut().zip(&c.bind_fields) {
+        m.source = std::fs::canonicalize(&m.source).map_err(|e| {
+            OciError::msg(format!(
+                "config.json: {field}.source: {}: {e}",
+                m.source.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// Makes the mount points `c` needs in its rootfs.
 pub(crate) fn prepare(c: &Container) -> Result<(), OciError> {
     let Some(root) = &c.workload.root_dir else {

@@ -428,6 +428,7 @@ async fn setup(
             "linux.resources.cpu.cpus/mems: CPU sets are set on linux.cgroupsPath, which is not given or could not be joined in every hierarchy (see the log)",
         ));
     }
+    super::rootfs::resolve_sources(&mut container)?;
     super::rootfs::prepare(&container)?;
     super::rootfs::check_program(&container)?;
     if !container.sysctl.is_empty() {

@@ -519,6 +519,22 @@ disabled_plugins = [{disabled_cri}"io.containerd.internal.v1.opt", "io.container
         });
         dmn
     }
+    /// `docker import` of `image` as [`IMAGE_REF`].
+    pub(crate) fn docker_import(&self, image: &Image) {
+        let o = output_within(
+            self.docker()
+                .arg("import")
+                .arg(image.rootfs_tar())
+                .arg(IMAGE_REF),
+            60,
+        );
+        assert!(
+            o.status.success(),
+            "docker import: {}",
+            crate::oci_common::text(&o)
+        );
+    }
+
     pub(crate) fn docker(&self) -> Command {
         let mut c = Command::new("docker");
         c.env("DOCKER_CONFIG", self.dir.path().join("client"))
