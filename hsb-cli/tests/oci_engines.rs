@@ -960,3 +960,96 @@ fn docker_init_and_a_symlinked_bind_source() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(stdout(&o), "from the real directory\n", "{}", text(&o));
 }
+
+/// A container killed by its memory limit is `OOMKilled` in `docker inspect` (Docker
+/// learns it from containerd's shim, which watches the memory cgroup of the pid it was
+/// given: the supervisor's, `linux.cgroupsPath`), and `docker stats` shows the limit.
+#[test]
+fn docker_oom_killed_and_memory_limit_in_stats() {
+    let Some((_img, d)) = docker_ready() else {
+        return;
+    };
+    let docker = |args: &[&str]| output_within(d.docker().args(args), 60);
+    let inspect = |name: &str| {
+        let o = docker(&["inspect", "--format", "{{.State.OOMKilled}}", name]);
+        assert!(o.status.success(), "docker inspect: {}", text(&o));
+        stdout(&o).trim().to_string()
+    };
+    let limited = [
+        "--runtime",
+        "hsb",
+        "--network",
+        "none",
+        "--memory",
+        "48m",
+        "--memory-swap",
+        "48m",
+    ];
+    // Control: a container under the limit that ends by itself is not OOMKilled.
+    let o = docker(
+        &[
+            &["run", "--name", "calm"][..],
+            &limited,
+            &[IMAGE_REF, "true"],
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(inspect("calm"), "false");
+    // A 100 MB line held by sort: the kernel kills it under the 48 MiB limit.
+    let hog = "head -c 100000000 /dev/zero | sort >/dev/null; echo status $?";
+    let o = docker(
+        &[
+            &["run", "--name", "hog"][..],
+            &limited,
+            &[IMAGE_REF, "sh", "-c", hog],
+        ]
+        .concat(),
+    );
+    assert!(
+        stdout(&o) == "status 137\n" || o.status.code() == Some(137),
+        "the memory hog was not killed under --memory 48m: {}",
+        text(&o)
+    );
+    assert!(
+        eventually(20, || inspect("hog") == "true"),
+        "State.OOMKilled is {} after the kernel killed the hog: {}",
+        inspect("hog"),
+        text(&o)
+    );
+    // `docker stats` reads the limit from the same cgroup.
+    let o = docker(
+        &[
+            &["run", "-d", "--name", "idle"][..],
+            &limited,
+            &[IMAGE_REF, "sleep", "600"],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = output_within(
+        d.docker()
+            .args(["stats", "--no-stream", "--format", "{{.MemUsage}}", "idle"]),
+        90,
+    );
+    assert!(
+        stdout(&o).trim().ends_with("/ 48MiB"),
+        "docker stats does not show the 48 MiB limit: {}",
+        text(&o)
+    );
+    // `docker update` changes it there too.
+    let o = docker(&["update", "--memory", "64m", "--memory-swap", "64m", "idle"]);
+    assert!(o.status.success(), "docker update: {}", text(&o));
+    let o = output_within(
+        d.docker()
+            .args(["stats", "--no-stream", "--format", "{{.MemUsage}}", "idle"]),
+        90,
+    );
+    assert!(
+        stdout(&o).trim().ends_with("/ 64MiB"),
+        "docker stats does not show the 64 MiB limit after docker update: {}",
+        text(&o)
+    );
+    let o = docker(&["rm", "-f", "idle", "hog", "calm"]);
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -277,10 +277,67 @@ fn write_cpuset(dir: &Path, set: &super::config::CpuSet) -> Result<(), String> {
 
 /// The mount point of the cgroup v1 hierarchy that has the `cpuset` controller.
 fn cpuset_root() -> Option<PathBuf> {
+    v1_root("cpuset")
+}
+
+/// The mount point of the cgroup v1 hierarchy that has `controller`.
+fn v1_root(controller: &str) -> Option<PathBuf> {
     hierarchies()
         .into_iter()
-        .find(|h| h.controllers.iter().any(|c| c == "cpuset"))
+        .find(|h| h.controllers.iter().any(|c| c == controller))
         .map(|h| h.point)
+}
+
+/// cgroup v1: puts the memory limit of the sandbox's own cgroup (hsb's `<pid>-<n>`,
+/// made by the supervisor `pid` inside `path`, `linux.cgroupsPath`) on `path` as well,
+/// memory+swap included. Engines learn of an OOM kill from the memory cgroup of the pid
+/// they were given: containerd's shim registers an eventfd on that cgroup's
+/// `memory.oom_control`, which the kernel signals for an OOM of that cgroup or an
+/// ancestor, never of a child; `docker stats` reads the limit there too. With the
+/// limit on `path`, the supervisor's own memory counts against it (the child's stays
+/// as the sandbox's own bound). Returns the directory written; `None` where there is
+/// nothing to mirror: no v1 memory hierarchy (cgroup v2: the container's processes
+/// are not in `path`), or no sandbox cgroup in `path` (a micro-VM container's VM is
+/// the supervisor's memory, limited by its own size).
+pub(crate) fn mirror_memory_limit(pid: u32, path: &Path) -> Result<Option<PathBuf>, String> {
+    let Some(root) = v1_root("memory") else {
+        return Ok(None);
+    };
+    let dir = root.join(path);
+    let prefix = format!("{pid}-");
+    let leaf = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.file_name())
+        .find(|n| {
+            n.to_str()
+                .is_some_and(|n| is_sandbox_leaf(n) && n.starts_with(&prefix))
+        });
+    let Some(leaf) = leaf else {
+        return Ok(None);
+    };
+    let read = |d: &Path, f: &str| -> Option<u64> {
+        std::fs::read_to_string(d.join(f)).ok()?.trim().parse().ok()
+    };
+    let write = |f: &str, v: u64| {
+        std::fs::write(dir.join(f), v.to_string())
+            .map_err(|e| format!("{v} into {}: {e}", dir.join(f).display()))
+    };
+    let child = dir.join(leaf);
+    let limit = read(&child, "memory.limit_in_bytes")
+        .ok_or_else(|| format!("{}: no memory limit to read", child.display()))?;
+    // memory+swap stays at least the memory limit: raised first, lowered last (absent
+    // without swap accounting).
+    let memsw = read(&child, "memory.memsw.limit_in_bytes");
+    let now = read(&dir, "memory.limit_in_bytes").unwrap_or(u64::MAX);
+    if let Some(m) = memsw.filter(|_| limit > now) {
+        write("memory.memsw.limit_in_bytes", m)?;
+    }
+    write("memory.limit_in_bytes", limit)?;
+    if let Some(m) = memsw.filter(|_| limit <= now) {
+        write("memory.memsw.limit_in_bytes", m)?;
+    }
+    Ok(Some(dir))
 }
 
 /// Removes the directories a supervisor made (deepest first), once what was in them is

@@ -54,6 +54,9 @@ struct Shared {
     user: (u32, u32),
     /// config.json's poststart hooks, run once the process has started.
     poststart: Poststart,
+    /// `linux.cgroupsPath` where the sandbox's cgroup is made (see
+    /// `cgroups::mirror_memory_limit`).
+    cgroup_parent: Option<std::path::PathBuf>,
 }
 
 /// What the poststart hooks need: the hooks, the state they read, the runtime's
@@ -439,6 +442,21 @@ async fn setup(
         .create(container.workload.clone(), LiveOptions::default())
         .await
         .map_err(|e| OciError::msg(format!("creating the sandbox: {}", e.chain())))?;
+    if let Some(path) = &container.workload.cgroup_parent {
+        match super::cgroups::mirror_memory_limit(std::process::id(), path) {
+            Ok(Some(d)) if container.workload.limits.memory.is_some() => container.notes.push(format!(
+                "linux.resources.memory.limit: also set on {} (where engines watch for OOM kills), which holds the supervisor too",
+                d.display()
+            )),
+            Ok(_) => {}
+            Err(e) => {
+                let _ = live.destroy().await;
+                return Err(OciError::msg(format!(
+                    "linux.resources.memory.limit: cannot set it on linux.cgroupsPath: {e}"
+                )));
+            }
+        }
+    }
     let pid = std::process::id() as i32;
     let rec = Record {
         id: a.id.clone(),
@@ -503,6 +521,7 @@ async fn setup(
             })?,
             rt_cfg: rt_cfg.clone(),
         },
+        cgroup_parent: container.workload.cgroup_parent.clone(),
     });
     Ok((shared, container, pty))
 }
@@ -817,7 +836,17 @@ fn handle(shared: Arc<Shared>, conn: OwnedFd) {
         },
         Request::Update { limits } => {
             match shared.rt.block_on(shared.live.update_limits(&limits)) {
-                Ok(()) => Reply::Ok,
+                Ok(()) => match (&shared.cgroup_parent, limits.memory) {
+                    (Some(path), Some(_)) => {
+                        match super::cgroups::mirror_memory_limit(std::process::id(), path) {
+                            Ok(_) => Reply::Ok,
+                            Err(e) => Reply::Error(format!(
+                                "the sandbox's memory limit changed; setting it on linux.cgroupsPath failed: {e}"
+                            )),
+                        }
+                    }
+                    _ => Reply::Ok,
+                },
                 Err(e) => Reply::Error(format!("updating the container's limits: {}", e.chain())),
             }
         }
