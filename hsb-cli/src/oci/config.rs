@@ -530,10 +530,18 @@ impl Mapper<'_> {
                         .as_array()
                         .map(|a| a.iter().filter_map(Value::as_u64).collect())
                         .unwrap_or_default();
-                    if gids.iter().any(|g| *g != u64::from(ids.1)) {
+                    let extra: Vec<u64> = gids
+                        .into_iter()
+                        .filter(|g| *g != u64::from(ids.1))
+                        .collect();
+                    if !extra.is_empty() {
                         return err(
                             format!("{field}.additionalGids"),
-                            "supplementary groups are not supported (the container's user namespace maps one user and one group)",
+                            format!(
+                                "supplementary groups {extra:?} are not supported: the container's user namespace maps one user and one group, \
+                                 so no other group could be given. Engines add the groups the image's /etc/group lists the user in: \
+                                 run as a user it lists in no other group (or remove --group-add)"
+                            ),
                         );
                     }
                 }
