@@ -288,56 +288,101 @@ fn v1_root(controller: &str) -> Option<PathBuf> {
         .map(|h| h.point)
 }
 
-/// cgroup v1: puts the memory limit of the sandbox's own cgroup (hsb's `<pid>-<n>`,
-/// made by the supervisor `pid` inside `path`, `linux.cgroupsPath`) on `path` as well,
-/// memory+swap included. Engines learn of an OOM kill from the memory cgroup of the pid
-/// they were given: containerd's shim registers an eventfd on that cgroup's
-/// `memory.oom_control`, which the kernel signals for an OOM of that cgroup or an
-/// ancestor, never of a child; `docker stats` reads the limit there too. With the
-/// limit on `path`, the supervisor's own memory counts against it (the child's stays
-/// as the sandbox's own bound). Returns the directory written; `None` where there is
-/// nothing to mirror: no v1 memory hierarchy (cgroup v2: the container's processes
-/// are not in `path`), or no sandbox cgroup in `path` (a micro-VM container's VM is
-/// the supervisor's memory, limited by its own size).
-pub(crate) fn mirror_memory_limit(pid: u32, path: &Path) -> Result<Option<PathBuf>, String> {
-    let Some(root) = v1_root("memory") else {
-        return Ok(None);
-    };
-    let dir = root.join(path);
-    let prefix = format!("{pid}-");
-    let leaf = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .flatten()
-        .map(|e| e.file_name())
-        .find(|n| {
-            n.to_str()
-                .is_some_and(|n| is_sandbox_leaf(n) && n.starts_with(&prefix))
-        });
-    let Some(leaf) = leaf else {
-        return Ok(None);
-    };
-    let read = |d: &Path, f: &str| -> Option<u64> {
-        std::fs::read_to_string(d.join(f)).ok()?.trim().parse().ok()
-    };
-    let write = |f: &str, v: u64| {
-        std::fs::write(dir.join(f), v.to_string())
-            .map_err(|e| format!("{v} into {}: {e}", dir.join(f).display()))
-    };
-    let child = dir.join(leaf);
-    let limit = read(&child, "memory.limit_in_bytes")
-        .ok_or_else(|| format!("{}: no memory limit to read", child.display()))?;
-    // memory+swap stays at least the memory limit: raised first, lowered last (absent
-    // without swap accounting).
-    let memsw = read(&child, "memory.memsw.limit_in_bytes");
-    let now = read(&dir, "memory.limit_in_bytes").unwrap_or(u64::MAX);
-    if let Some(m) = memsw.filter(|_| limit > now) {
-        write("memory.memsw.limit_in_bytes", m)?;
+/// cgroup v1: the memory limit of the sandbox's own cgroup (hsb's `<pid>-<n>`, made by
+/// the supervisor inside `linux.cgroupsPath`), put on `cgroupsPath` as well, memory+swap
+/// included. Engines learn of an OOM kill from the memory cgroup of the pid they were
+/// given: containerd's shim registers an eventfd on that cgroup's `memory.oom_control`,
+/// which the kernel signals for an OOM of that cgroup or an ancestor, never of a child;
+/// `docker stats` reads the limit there too. With the limit on `cgroupsPath`, the
+/// supervisor's own memory counts against it (the child's stays as the sandbox's own
+/// bound). Both directories are held open: `update` reaches them from a thread in the
+/// container's mount namespace, where no cgroup filesystem is mounted.
+pub(crate) struct MemoryMirror {
+    parent: std::os::fd::OwnedFd,
+    child: std::os::fd::OwnedFd,
+    /// `cgroupsPath` in the memory hierarchy, for messages.
+    pub(crate) dir: PathBuf,
+}
+
+impl MemoryMirror {
+    /// Finds the sandbox's cgroup that supervisor `pid` made in `path`. `None` where
+    /// there is nothing to mirror: no v1 memory hierarchy (cgroup v2: the container's
+    /// processes are not in `path`), or no sandbox cgroup in `path` (a micro-VM
+    /// container: its VM is the supervisor's memory, limited by its own size).
+    pub(crate) fn find(pid: u32, path: &Path) -> Result<Option<MemoryMirror>, String> {
+        let Some(root) = v1_root("memory") else {
+            return Ok(None);
+        };
+        let dir = root.join(path);
+        let prefix = format!("{pid}-");
+        let leaf = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .flatten()
+            .map(|e| e.file_name())
+            .find(|n| {
+                n.to_str()
+                    .is_some_and(|n| is_sandbox_leaf(n) && n.starts_with(&prefix))
+            });
+        let Some(leaf) = leaf else {
+            return Ok(None);
+        };
+        let open = |d: &Path| {
+            nix::fcntl::open(
+                d,
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| format!("{}: {e}", d.display()))
+        };
+        Ok(Some(MemoryMirror {
+            parent: open(&dir)?,
+            child: open(&dir.join(leaf))?,
+            dir,
+        }))
     }
-    write("memory.limit_in_bytes", limit)?;
-    if let Some(m) = memsw.filter(|_| limit <= now) {
-        write("memory.memsw.limit_in_bytes", m)?;
+
+    /// Copies the child's limits to the parent: memory+swap, which stays at least the
+    /// memory limit, raised first and lowered last (absent without swap accounting).
+    pub(crate) fn apply(&self) -> Result<(), String> {
+        use std::io::{Read, Write};
+        let file = |d: &std::os::fd::OwnedFd, f: &str, flags: nix::fcntl::OFlag| {
+            nix::fcntl::openat(
+                d,
+                f,
+                flags | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map(std::fs::File::from)
+        };
+        let read = |d: &std::os::fd::OwnedFd, f: &str| -> Option<u64> {
+            let mut text = String::new();
+            file(d, f, nix::fcntl::OFlag::O_RDONLY)
+                .ok()?
+                .read_to_string(&mut text)
+                .ok()?;
+            text.trim().parse().ok()
+        };
+        let write = |f: &str, v: u64| {
+            file(&self.parent, f, nix::fcntl::OFlag::O_WRONLY)
+                .map_err(std::io::Error::from)
+                .and_then(|mut w| w.write_all(v.to_string().as_bytes()))
+                .map_err(|e| format!("{v} into {}: {e}", self.dir.join(f).display()))
+        };
+        let limit = read(&self.child, "memory.limit_in_bytes")
+            .ok_or_else(|| "the sandbox's cgroup has no memory limit to read".to_string())?;
+        let memsw = read(&self.child, "memory.memsw.limit_in_bytes");
+        let now = read(&self.parent, "memory.limit_in_bytes").unwrap_or(u64::MAX);
+        if let Some(m) = memsw.filter(|_| limit > now) {
+            write("memory.memsw.limit_in_bytes", m)?;
+        }
+        write("memory.limit_in_bytes", limit)?;
+        if let Some(m) = memsw.filter(|_| limit <= now) {
+            write("memory.memsw.limit_in_bytes", m)?;
+        }
+        Ok(())
     }
-    Ok(Some(dir))
 }
 
 /// Removes the directories a supervisor made (deepest first), once what was in them is

@@ -54,9 +54,8 @@ struct Shared {
     user: (u32, u32),
     /// config.json's poststart hooks, run once the process has started.
     poststart: Poststart,
-    /// `linux.cgroupsPath` where the sandbox's cgroup is made (see
-    /// `cgroups::mirror_memory_limit`).
-    cgroup_parent: Option<std::path::PathBuf>,
+    /// The container's memory limit mirrored on `linux.cgroupsPath` (cgroup v1).
+    memory_mirror: Option<super::cgroups::MemoryMirror>,
 }
 
 /// What the poststart hooks need: the hooks, the state they read, the runtime's
@@ -442,19 +441,28 @@ async fn setup(
         .create(container.workload.clone(), LiveOptions::default())
         .await
         .map_err(|e| OciError::msg(format!("creating the sandbox: {}", e.chain())))?;
-    if let Some(path) = &container.workload.cgroup_parent {
-        match super::cgroups::mirror_memory_limit(std::process::id(), path) {
-            Ok(Some(d)) if container.workload.limits.memory.is_some() => container.notes.push(format!(
-                "linux.resources.memory.limit: also set on {} (where engines watch for OOM kills), which holds the supervisor too",
-                d.display()
-            )),
-            Ok(_) => {}
-            Err(e) => {
-                let _ = live.destroy().await;
-                return Err(OciError::msg(format!(
-                    "linux.resources.memory.limit: cannot set it on linux.cgroupsPath: {e}"
-                )));
+    let memory_mirror = match &container.workload.cgroup_parent {
+        None => None,
+        Some(path) => {
+            let found = super::cgroups::MemoryMirror::find(std::process::id(), path)
+                .and_then(|m| m.map(|m| m.apply().map(|()| m)).transpose());
+            match found {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = live.destroy().await;
+                    return Err(OciError::msg(format!(
+                        "linux.resources.memory.limit: cannot set it on linux.cgroupsPath: {e}"
+                    )));
+                }
             }
+        }
+    };
+    if let Some(m) = memory_mirror.as_ref() {
+        if container.workload.limits.memory.is_some() {
+            container.notes.push(format!(
+                "linux.resources.memory.limit: also set on {} (where engines watch for OOM kills), which holds the supervisor too",
+                m.dir.display()
+            ));
         }
     }
     let pid = std::process::id() as i32;
@@ -521,7 +529,7 @@ async fn setup(
             })?,
             rt_cfg: rt_cfg.clone(),
         },
-        cgroup_parent: container.workload.cgroup_parent.clone(),
+        memory_mirror,
     });
     Ok((shared, container, pty))
 }
@@ -834,22 +842,7 @@ fn handle(shared: Arc<Shared>, conn: OwnedFd) {
             }
             Err(e) => Reply::Error(e.chain()),
         },
-        Request::Update { limits } => {
-            match shared.rt.block_on(shared.live.update_limits(&limits)) {
-                Ok(()) => match (&shared.cgroup_parent, limits.memory) {
-                    (Some(path), Some(_)) => {
-                        match super::cgroups::mirror_memory_limit(std::process::id(), path) {
-                            Ok(_) => Reply::Ok,
-                            Err(e) => Reply::Error(format!(
-                                "the sandbox's memory limit changed; setting it on linux.cgroupsPath failed: {e}"
-                            )),
-                        }
-                    }
-                    _ => Reply::Ok,
-                },
-                Err(e) => Reply::Error(format!("updating the container's limits: {}", e.chain())),
-            }
-        }
+        Request::Update { limits } => update(&shared, &limits),
         Request::Ps => {
             let mut pids = vec![std::process::id() as i32];
             pids.extend(lock(&shared.execs).iter().map(|(p, _)| *p));
@@ -861,6 +854,23 @@ fn handle(shared: Arc<Shared>, conn: OwnedFd) {
         }
     };
     let _ = ctl::send(&conn, &reply, &[]);
+}
+
+/// New limits for the live sandbox; a new memory limit is mirrored on
+/// `linux.cgroupsPath` (see `cgroups::MemoryMirror`).
+fn update(shared: &Shared, limits: &hybrid_sandbox::Limits) -> Reply {
+    if let Err(e) = shared.rt.block_on(shared.live.update_limits(limits)) {
+        return Reply::Error(format!("updating the container's limits: {}", e.chain()));
+    }
+    match (&shared.memory_mirror, limits.memory) {
+        (Some(m), Some(_)) => match m.apply() {
+            Ok(()) => Reply::Ok,
+            Err(e) => Reply::Error(format!(
+                "the sandbox's memory limit changed; setting it on linux.cgroupsPath failed: {e}"
+            )),
+        },
+        _ => Reply::Ok,
+    }
 }
 
 fn start(shared: &Shared) -> Reply {
