@@ -323,9 +323,14 @@ impl Podman {
     pub(crate) fn conf(&self) -> PathBuf {
         self.dir.path().join("containers.conf")
     }
+    /// `podman` with the test's flags, run in the test's directory: conmon writes an
+    /// `oom` file to its working directory when the container's cgroup reports an OOM
+    /// kill, which landed in the source tree.
     pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", self.conf()).args(self.flags());
+        c.env("CONTAINERS_CONF", self.conf())
+            .args(self.flags())
+            .current_dir(self.dir.path());
         c
     }
     pub(crate) fn run(&self, args: &[&str]) -> Output {
