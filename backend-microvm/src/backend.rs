@@ -94,18 +94,11 @@ impl Backend for MicroVmBackend {
             Stdin::Null => Input::Null,
             Stdin::Bytes(b) => Input::Bytes(b.clone(), 0),
             Stdin::Stream => {
-                let (writer, mut rx) = StdinWriter::channel();
+                let (writer, rx) = StdinWriter::channel();
                 stdin_writer = Some(writer);
                 let queue = Arc::new(StdinQueue::default());
                 let (q, c) = (Arc::clone(&queue), Arc::clone(&ctl));
-                tokio::spawn(async move {
-                    while let Some(chunk) = rx.recv().await {
-                        q.push(&chunk);
-                        c.input_arrived();
-                    }
-                    q.close();
-                    c.input_arrived();
-                });
+                tokio::spawn(async move { q.pump(rx, || c.input_arrived()).await });
                 Input::Stream(queue)
             }
         };

@@ -83,13 +83,39 @@ impl Output {
     }
 }
 
+/// Bytes a streamed stdin holds for the workload before its writer waits: a pipe's
+/// (Linux's default 64 KiB), so a writer faster than the workload reads is held back
+/// instead of filling the host's memory.
+const STDIN_QUEUE_MAX: usize = 64 * 1024;
+
 /// Bytes written to a streamed stdin, waiting for the workload.
 #[derive(Debug, Default)]
 pub(crate) struct StdinQueue {
     inner: Mutex<(VecDeque<u8>, bool)>,
+    /// Woken as the workload takes bytes.
+    room: tokio::sync::Notify,
 }
 
 impl StdinQueue {
+    /// Moves what the host writes (`rx`) into the queue, as the queue has room, then
+    /// marks the end of input; `arrived` tells the vCPU thread after each piece.
+    pub(crate) async fn pump(&self, mut rx: sandbox_core::StdinReceiver, arrived: impl Fn()) {
+        while let Some(chunk) = rx.recv().await {
+            loop {
+                // Made before the check: a take between the two still wakes it.
+                let room = self.room.notified();
+                if crate::sync::locked(&self.inner).0.len() < STDIN_QUEUE_MAX {
+                    break;
+                }
+                room.await;
+            }
+            self.push(&chunk);
+            arrived();
+        }
+        self.close();
+        arrived();
+    }
+
     /// Appends data.
     pub(crate) fn push(&self, data: &[u8]) {
         let mut g = crate::sync::locked(&self.inner);
@@ -109,7 +135,10 @@ impl StdinQueue {
             return if g.1 { Some(Vec::new()) } else { None };
         }
         let n = max.min(g.0.len());
-        Some(g.0.drain(..n).collect())
+        let taken = g.0.drain(..n).collect();
+        drop(g);
+        self.room.notify_waiters();
+        Some(taken)
     }
 
     /// True when a read would not block.

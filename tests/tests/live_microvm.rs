@@ -303,6 +303,30 @@ fn streaming_stdin_signal_and_kill() {
         drop(stdin);
         let o = e.wait().await.unwrap();
         assert_eq!((o.exit_code, stdout(&o).as_str()), (Some(0), "one\ntwo\n"));
+        // A writer faster than the program reads is held back (as by a full pipe):
+        // the host does not keep what the program has not taken.
+        let mut req = ExecRequest::new(["busybox", "sh", "-c", "busybox sleep 30"]);
+        req.stdin = Stdin::Stream;
+        let mut e = live.exec_streaming(req).await.unwrap();
+        let stdin = e.take_stdin().unwrap();
+        let mut taken = 0usize;
+        let piece = vec![b'x'; 1 << 20];
+        let writes = async {
+            while taken < 256 << 20 {
+                stdin.write(piece.clone()).await.unwrap();
+                taken += piece.len();
+            }
+        };
+        let held = tokio::time::timeout(Duration::from_secs(3), writes)
+            .await
+            .is_err();
+        assert!(
+            held && taken <= 32 << 20,
+            "{} MiB of stdin taken while the program read none",
+            taken >> 20
+        );
+        e.kill_handle().kill();
+        let _ = e.wait().await;
         // A signal the program handles.
         let req = ExecRequest::new([
             "busybox",

@@ -86,7 +86,7 @@ pub(super) async fn start_id(
         Stdin::Null => Input::Null,
         Stdin::Bytes(b) => Input::Bytes(b.clone(), 0),
         Stdin::Stream => {
-            let (writer, mut rx) = StdinWriter::channel();
+            let (writer, rx) = StdinWriter::channel();
             stdin_writer = Some(writer);
             let queue = Arc::new(StdinQueue::default());
             let (q, c) = (Arc::clone(&queue), Arc::clone(&shared.ctl));
@@ -98,12 +98,7 @@ pub(super) async fn start_id(
                     Some((hub, id)) => hub.send(&c, Cmd::TtyInput(*id)),
                     None => c.input_arrived(),
                 };
-                while let Some(chunk) = rx.recv().await {
-                    q.push(&chunk);
-                    arrived();
-                }
-                q.close();
-                arrived();
+                q.pump(rx, arrived).await
             });
             Input::Stream(queue)
         }
