@@ -29,6 +29,31 @@ static void creation(void) {
   CHECK("socketpair.efault", socketpair(AF_UNIX, SOCK_STREAM, 0, (void *)8));
 }
 
+/* A stream pair's buffer: Linux's default (SO_SNDBUF 212992) takes about 200 KiB
+ * before the writer waits (what it takes exactly depends on the writes' sizes). */
+static void buffers(void) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
+    return;
+  int v = 0;
+  socklen_t len = sizeof v;
+  CHECKX("buffer.sndbuf", getsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &v, &len), "%d", v);
+  CHECKX("buffer.rcvbuf", getsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &v, &len), "%d", v);
+  static char big[1 << 20];
+  CHECK("buffer.stream.write200000", write(sv[0], big, 200000));
+  long more = 0, n;
+  while ((n = write(sv[0], big, 65536)) > 0)
+    more += n;
+  FACT("buffer.stream.full", "more than 200000: %d, less than 256 KiB: %d, then %s",
+       200000 + more > 200000, 200000 + more < (256 << 10), errno == EAGAIN ? "EAGAIN" : "?");
+  long got = 0;
+  while ((n = read(sv[1], big, sizeof big)) > 0)
+    got += n;
+  FACT("buffer.stream.drained", "all read back: %d", got == 200000 + more);
+  close(sv[0]);
+  close(sv[1]);
+}
+
 static void pairs(void) {
   int sv[2];
   signal(SIGPIPE, SIG_IGN);
@@ -624,6 +649,7 @@ int main(int argc, char **argv) {
   }
   creation();
   pairs();
+  buffers();
   datagrams();
   messages();
   shutdowns();

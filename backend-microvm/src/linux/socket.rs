@@ -653,7 +653,7 @@ impl Kernel {
             libc::SO_PROTOCOL | libc::SO_ERROR => int(0),
             libc::SO_ACCEPTCONN => int(i32::from(self.listening(s))),
             libc::SO_PASSCRED => int(i32::from(s.inbox.borrow().passcred)),
-            libc::SO_RCVBUF | libc::SO_SNDBUF => int(crate::pipe::PIPE_CAPACITY as i32),
+            libc::SO_RCVBUF | libc::SO_SNDBUF => int(super::unix::UNIX_BUFFER as i32),
             libc::SO_PEERCRED => self.peer_cred(s).as_bytes().to_vec(),
             _ => return Err(Errno(libc::ENOPROTOOPT).into()),
         };

@@ -166,9 +166,16 @@ pub(crate) fn new_socket(kind: i32, made: bool) -> Socket {
     }
 }
 
+/// An `AF_UNIX` socket's buffer, what `SO_SNDBUF` and `SO_RCVBUF` answer: Linux's
+/// default (`net.core.wmem_default`, `rmem_default`). Linux charges a sender's bytes in
+/// flight, with their overhead, against its `SO_SNDBUF`; here each direction holds this
+/// many bytes (a stream pair takes about 200 KiB before its writer waits, as on Linux,
+/// and a datagram may be up to 32 bytes less, Linux's `EMSGSIZE` bound).
+pub(crate) const UNIX_BUFFER: usize = 212_992;
+
 /// Links `a` and `b` both ways with fresh buffers (a socket pair, or a connection).
 pub(crate) fn link(a: &Socket, b: &Socket) {
-    link_sized(a, b, crate::pipe::PIPE_CAPACITY);
+    link_sized(a, b, UNIX_BUFFER);
 }
 
 /// [`link`] with buffers of `capacity` bytes each way.
@@ -265,7 +272,7 @@ impl Kernel {
         let s = new_socket(kind, true);
         if kind == SOCK_DGRAM {
             // Its receive queue: every sender writes into it.
-            let q = Pipe::socket(true);
+            let q = Pipe::socket_sized(true, UNIX_BUFFER);
             *s.rx.borrow_mut() = Some(PipeEnd::new(&q, false));
         }
         let nb = if flags & super::socket::SOCK_NONBLOCK != 0 {
