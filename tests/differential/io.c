@@ -39,6 +39,12 @@ static void pipes(void) {
   CHECK("pipe.setsz.0", fcntl(p[1], F_SETPIPE_SZ, 0));
   CHECK("pipe.setsz.100000", fcntl(p[0], F_SETPIPE_SZ, 100000));
   CHECK("pipe.getsz.after", fcntl(p[1], F_GETPIPE_SZ));
+  {
+    char max[32] = "";
+    int m = open("/proc/sys/fs/pipe-max-size", O_RDONLY);
+    CHECKX("pipe.maxsize.file", read(m, max, sizeof max - 1) > 0, "%s", strtok(max, "\n"));
+    close(m);
+  }
   CHECK("pipe.setsz.2M", fcntl(p[1], F_SETPIPE_SZ, 2 << 20));
   CHECK("pipe.setsz.huge", fcntl(p[1], F_SETPIPE_SZ, -1));
   CHECKX("pipe.fill.131072", fill(p[1], 200000), "");

@@ -323,6 +323,9 @@ impl Kernel {
             ProcFile::PidMax => s.push_str("4194304\n"),
             ProcFile::NgroupsMax => s.push_str("65536\n"),
             ProcFile::Overcommit => s.push_str("0\n"),
+            ProcFile::PipeMaxSize => {
+                let _ = writeln!(s, "{}", crate::pipe::PIPE_MAX_SIZE);
+            }
             ProcFile::SysvIpc(what) => s.push_str(&self.sysvipc(what)),
             ProcFile::IpcLimit(text) => s.push_str(text),
             ProcFile::BootId | ProcFile::Uuid => {

@@ -57,6 +57,8 @@ pub(crate) enum ProcFile {
     PidMax,
     NgroupsMax,
     Overcommit,
+    /// `/proc/sys/fs/pipe-max-size`: the largest `F_SETPIPE_SZ` of an unprivileged process.
+    PipeMaxSize,
     BootId,
     Uuid,
     /// `/proc/sysvipc/shm`, `sem`, `msg`.
@@ -184,6 +186,7 @@ impl ProcView {
             ProcNode::SysDir("sys") => match name {
                 b"kernel" => Some(Node::Proc(ProcNode::SysDir("kernel"))),
                 b"vm" => Some(Node::Proc(ProcNode::SysDir("vm"))),
+                b"fs" => Some(Node::Proc(ProcNode::SysDir("fs"))),
                 _ => None,
             },
             ProcNode::SysDir("kernel") => match name {
@@ -191,6 +194,7 @@ impl ProcView {
                 _ => file(&KERNEL_FILES, None),
             },
             ProcNode::SysDir("vm") => file(&[("overcommit_memory", ProcFile::Overcommit)], None),
+            ProcNode::SysDir("fs") => file(&[("pipe-max-size", ProcFile::PipeMaxSize)], None),
             ProcNode::SysDir("random") => file(
                 &[("boot_id", ProcFile::BootId), ("uuid", ProcFile::Uuid)],
                 None,
@@ -255,6 +259,7 @@ impl ProcView {
             ProcNode::SysDir("sys") => vec![
                 entry("kernel", libc::DT_DIR, 0x8201),
                 entry("vm", libc::DT_DIR, 0x8202),
+                entry("fs", libc::DT_DIR, 0x8206),
             ],
             ProcNode::SysDir("kernel") => {
                 let mut v = files(&KERNEL_FILES);
@@ -262,6 +267,7 @@ impl ProcView {
                 v
             }
             ProcNode::SysDir("vm") => files(&[("overcommit_memory", ProcFile::Overcommit)]),
+            ProcNode::SysDir("fs") => files(&[("pipe-max-size", ProcFile::PipeMaxSize)]),
             ProcNode::SysDir("random") => {
                 files(&[("boot_id", ProcFile::BootId), ("uuid", ProcFile::Uuid)])
             }
