@@ -734,6 +734,114 @@ static void one(int i) {
   report_random(i, what, r, errno, extra);
 }
 
+/* The path of descriptor `fd` under `dir` ("/dev/fd" or "/proc/self/fd"). */
+static const char *fdpath(const char *dir, int fd) {
+  static char path[64];
+  snprintf(path, sizeof path, "%s/%d", dir, fd);
+  return path;
+}
+
+/* /dev/fd, /dev/stdin...: links into /proc/self/fd, whose links are magic: opening
+ * one opens the file itself anew (a new open file description: its own offset and
+ * flags), a pipe by its inode whatever end the descriptor is, a socket never. */
+static void devfd(void) {
+  char link[64] = "", buf[16] = "";
+  CHECKX("devfd.readlink", readlink("/dev/fd", link, sizeof link - 1), "%s", link);
+  memset(link, 0, sizeof link);
+  CHECKX("devfd.stdin.readlink", readlink("/dev/stdin", link, sizeof link - 1), "%s", link);
+  memset(link, 0, sizeof link);
+  CHECKX("devfd.stderr.readlink", readlink("/dev/stderr", link, sizeof link - 1), "%s", link);
+  struct stat st;
+  CHECKX("devfd.stat", stat("/dev/fd/", &st), "dir=%d", S_ISDIR(st.st_mode));
+
+  int p[2];
+  if (pipe(p) != 0)
+    return;
+  write(p[1], "hi", 2);
+  int r = open(fdpath("/dev/fd", p[0]), O_RDONLY | O_NONBLOCK);
+  CHECKX("devfd.pipe.open.read", r < 0 ? -1 : 0, "");
+  memset(buf, 0, sizeof buf);
+  CHECKX("devfd.pipe.read", read(r, buf, sizeof buf - 1), "%s", buf);
+  CHECKX("devfd.pipe.own.flags", 0, "new=%d old=%d", !!(fcntl(r, F_GETFL) & O_NONBLOCK),
+         !!(fcntl(p[0], F_GETFL) & O_NONBLOCK));
+  /* The write end opened to read reads the pipe; the read end opened to write writes it. */
+  int wr = open(fdpath("/proc/self/fd", p[1]), O_RDONLY);
+  CHECKX("devfd.pipe.writeend.rdonly", wr < 0 ? -1 : 0, "");
+  int rw = open(fdpath("/proc/self/fd", p[0]), O_WRONLY);
+  CHECKX("devfd.pipe.readend.wronly", rw < 0 ? -1 : 0, "");
+  CHECK("devfd.pipe.write.through", write(rw, "ab", 2));
+  memset(buf, 0, sizeof buf);
+  CHECKX("devfd.pipe.read.through", read(wr, buf, sizeof buf - 1), "%s", buf);
+  /* As bash's `> /dev/fd/N` opens it: O_CREAT and O_TRUNC on a pipe. */
+  int cw = open(fdpath("/dev/fd", p[1]), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  CHECKX("devfd.pipe.creat", cw < 0 ? -1 : 0, "");
+  CHECK("devfd.pipe.creat.write", write(cw, "cd", 2));
+  memset(buf, 0, sizeof buf);
+  CHECKX("devfd.pipe.creat.read", read(p[0], buf, sizeof buf - 1), "%s", buf);
+  CHECK("devfd.pipe.excl", open(fdpath("/dev/fd", p[1]), O_WRONLY | O_CREAT | O_EXCL, 0644));
+  struct stat a, b;
+  fstat(p[0], &a);
+  CHECKX("devfd.pipe.stat", stat(fdpath("/dev/fd", p[1]), &b), "fifo=%d same=%d",
+         S_ISFIFO(b.st_mode), a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+  int pathfd = open(fdpath("/dev/fd", p[0]), O_PATH);
+  CHECKX("devfd.pipe.opath.fstat", fstat(pathfd, &b), "fifo=%d same=%d", S_ISFIFO(b.st_mode),
+         a.st_ino == b.st_ino);
+  close(pathfd);
+  /* The end of file once every write end is closed, the reopened ones too. */
+  close(p[1]);
+  close(cw);
+  CHECK("devfd.pipe.writer.left", read(r, buf, 1));
+  close(rw);
+  CHECK("devfd.pipe.eof", read(r, buf, 1));
+  close(wr);
+  close(r);
+  close(p[0]);
+  CHECK("devfd.closed", open(fdpath("/dev/fd", p[0]), O_RDONLY));
+
+  /* A regular file: its own offset; still the file once renamed or unlinked. */
+  int f = open("devfd.txt", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  write(f, "0123456789", 10);
+  int g = open(fdpath("/proc/self/fd", f), O_RDONLY);
+  memset(buf, 0, sizeof buf);
+  CHECKX("devfd.file.offset", read(g, buf, 3), "%s", buf);
+  close(g);
+  rename("devfd.txt", "devfd2.txt");
+  g = open(fdpath("/dev/fd", f), O_RDONLY);
+  memset(buf, 0, sizeof buf);
+  CHECKX("devfd.file.renamed", read(g, buf, 3), "%s", buf);
+  close(g);
+  unlink("devfd2.txt");
+  g = open(fdpath("/dev/fd", f), O_RDONLY);
+  memset(buf, 0, sizeof buf);
+  CHECKX("devfd.file.unlinked", read(g, buf, 3), "%s", buf);
+  close(g);
+  close(f);
+  /* A directory: a path may go on through it. */
+  mkdir("devfd.d", 0755);
+  close(open("devfd.d/x", O_CREAT | O_WRONLY, 0644));
+  int d = open("devfd.d", O_PATH | O_DIRECTORY);
+  char sub[80];
+  snprintf(sub, sizeof sub, "%s/x", fdpath("/dev/fd", d));
+  g = open(sub, O_RDONLY);
+  CHECKX("devfd.dir.through", g < 0 ? -1 : 0, "");
+  close(g);
+  close(d);
+  unlink("devfd.d/x");
+  rmdir("devfd.d");
+
+  /* Sockets and anonymous inodes are not opened again (an anonymous inode is root's,
+   * mode 0600: EACCES first for others). */
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
+    CHECK("devfd.socket", open(fdpath("/proc/self/fd", sv[0]), O_RDWR));
+    close(sv[0]);
+    close(sv[1]);
+  }
+  int e = eventfd(0, 0);
+  CHECK("devfd.eventfd", open(fdpath("/dev/fd", e), O_RDWR));
+  close(e);
+}
+
 int main(int argc, char **argv) {
   FAMILY = "io";
   scratch();
@@ -755,5 +863,6 @@ int main(int argc, char **argv) {
   seeks();
   readiness();
   copies();
+  devfd();
   return 0;
 }

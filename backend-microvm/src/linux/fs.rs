@@ -34,6 +34,8 @@ pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -
         Opened::Fifo(pipe) => FileKind::Pipe(PipeEnd::open(&pipe, fifo_side(flags))),
         // Opened by `sys_openat`, which makes the contents first.
         Opened::Proc(..) => FileKind::Gen(Rc::from(&b""[..])),
+        // Opened by `install_opened`, which opens the process's file anew first.
+        Opened::Anon(..) => FileKind::Path,
     };
     let status = flags
         & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_PATH | libc::O_DIRECTORY);
@@ -42,7 +44,7 @@ pub(crate) fn open_file(opened: Opened, loc: crate::vfs::Location, flags: i32) -
 
 /// The end a FIFO's open makes: `O_RDWR` is a reader and a writer, a read-only open
 /// with `O_NONBLOCK` waited for no writer (see [`Side::ReadNow`]).
-fn fifo_side(flags: i32) -> Side {
+pub(crate) fn fifo_side(flags: i32) -> Side {
     match flags & libc::O_ACCMODE {
         libc::O_WRONLY => Side::Write,
         libc::O_RDWR => Side::Both,
@@ -672,7 +674,11 @@ impl Kernel {
             FileKind::Host(fd) => self.vfs.show_owner(host::fstat(fd.as_raw_fd())?),
             FileKind::Tmp(t) => t.meta(),
             _ => match &f.loc {
-                Some(loc) => self.vfs.meta(loc)?,
+                Some(loc) => match self.fd_file(loc)? {
+                    // An `O_PATH` handle of `/proc/<pid>/fd/<n>` of a pipe: the pipe's.
+                    Some(target) => return self.file_meta(&target),
+                    None => self.vfs.meta(loc)?,
+                },
                 None => return Err(errno::EBADF.into()),
             },
         })

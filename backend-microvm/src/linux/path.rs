@@ -32,7 +32,11 @@ impl Kernel {
     /// A path argument (a path into `/proc` brings its view up to date).
     pub(crate) fn path_arg(&mut self, ptr: u64) -> Result<Vec<u8>, SysErr> {
         let p = self.mm.read_cstr(ptr, PATH_MAX - 1)?;
-        if p.starts_with(b"/proc") || self.proc.cwd.path().starts_with(b"/proc") {
+        // (`/dev/fd`, `/dev/stdin`... are links into `/proc/self/fd`.)
+        let proc_path = |p: &[u8]| {
+            p.starts_with(b"/proc") || p.starts_with(b"/dev/fd") || p.starts_with(b"/dev/std")
+        };
+        if proc_path(&p) || (p.first() != Some(&b'/') && proc_path(&self.proc.cwd.path())) {
             self.refresh_proc();
         }
         Ok(p)
@@ -156,9 +160,9 @@ impl Kernel {
         created: bool,
     ) -> SysResult {
         let cloexec = flags & libc::O_CLOEXEC != 0;
-        if let Opened::Dev(DevKind::Fd(n)) = opened {
-            let f = self.proc.files.get(u64::from(n))?;
-            return Ok(self.proc.files.add(f, cloexec, 0)?);
+        if let Opened::Anon(pid, fd) = opened {
+            let file = self.reopen(pid, fd, flags)?;
+            return Ok(self.proc.files.add(file, cloexec, 0)?);
         }
         if let Opened::Dev(DevKind::Ptmx) = opened {
             let file = self.open_ptmx(loc, flags)?;
@@ -222,6 +226,9 @@ impl Kernel {
             }
         }
         let loc = self.resolve_at(dirfd, ptr, flags, true)?;
+        if let Some(f) = self.fd_file(&loc)? {
+            return self.file_meta(&f);
+        }
         Ok(self.vfs.meta(&loc)?)
     }
 

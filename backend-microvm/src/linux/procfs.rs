@@ -4,12 +4,15 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::fd::{FileKind, OpenFile};
+use super::fd::{FileKind, OpenFile, ANON_INODE_INO};
 use super::task::{TaskState, Tid};
 use super::Kernel;
+use crate::errno;
 use crate::guest::layout::PAGE_SIZE;
 use crate::mm::{VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
-use crate::vfs::proc::{ProcFile, ProcInfo};
+use crate::pipe::PipeEnd;
+use crate::vfs::proc::{FdLink, ProcFile, ProcInfo, ProcNode};
+use crate::vfs::{Location, Node};
 
 /// What `/proc/<pid>/fd/N` shows for an open file.
 pub(crate) fn fd_link(f: &OpenFile) -> Vec<u8> {
@@ -154,6 +157,61 @@ impl Kernel {
         out.into_iter().map(|(_, m)| m).collect()
     }
 
+    /// Opens descriptor `fd` of process `pid` anew, a file with no path reached
+    /// through `/proc/<pid>/fd/<fd>` (or `/dev/fd`, `/dev/stdin`), as Linux reopens
+    /// its inode: a pipe gives a new end of the same pipe for the access `flags` ask
+    /// (a write end opened to read reads the pipe); a memfd its file with an offset of
+    /// its own; the run's stdin or output a new description of the same stream; a
+    /// socket and the anonymous inodes (eventfd, epoll...) `ENXIO` (`EACCES` but for
+    /// root), as on Linux.
+    pub(crate) fn reopen(
+        &self,
+        pid: u32,
+        fd: u32,
+        flags: i32,
+    ) -> Result<std::rc::Rc<OpenFile>, errno::Errno> {
+        let p = self.proc_ref(pid).ok_or(errno::ENOENT)?;
+        let f = p.files.get(u64::from(fd)).map_err(|_| errno::ENOENT)?;
+        let kind = match &f.kind {
+            FileKind::Pipe(end) if f.loc.is_none() => {
+                FileKind::Pipe(PipeEnd::open(&end.pipe, super::fs::fifo_side(flags)))
+            }
+            // A memfd: its inode again (truncated by `O_TRUNC`, as any file).
+            FileKind::Tmp(inode) if f.loc.is_none() => {
+                if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+                    inode.truncate(0)?;
+                }
+                FileKind::Tmp(std::rc::Rc::clone(inode))
+            }
+            FileKind::Stdin(chan) => FileKind::Stdin(*chan),
+            FileKind::Output(chan, err) => FileKind::Output(*chan, *err),
+            // Linux's anonymous inode is one inode of root's, mode 0600: its permission
+            // is checked before its open refuses.
+            _ if super::fd::anon_inode(&f).is_some_and(|(_, ino)| ino == ANON_INODE_INO)
+                && self.user.0 != 0 =>
+            {
+                return Err(errno::EACCES)
+            }
+            _ => return Err(errno::ENXIO),
+        };
+        let status = flags & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK);
+        Ok(OpenFile::new(kind, None, status))
+    }
+
+    /// The open file a location reached through `/proc/<pid>/fd` stands for, when it
+    /// has no path ([`ProcNode::FdFile`]): what `stat` of that location describes.
+    pub(crate) fn fd_file(
+        &self,
+        loc: &Location,
+    ) -> Result<Option<std::rc::Rc<OpenFile>>, errno::Errno> {
+        let Node::Proc(ProcNode::FdFile(pid, fd)) = *loc.node() else {
+            return Ok(None);
+        };
+        let p = self.proc_ref(pid).ok_or(errno::ENOENT)?;
+        let f = p.files.get(u64::from(fd)).map_err(|_| errno::ENOENT)?;
+        Ok(Some(f))
+    }
+
     /// Brings `/proc`'s view of the processes up to date.
     pub(crate) fn refresh_proc(&self) {
         let mut view = std::collections::BTreeMap::new();
@@ -173,7 +231,15 @@ impl Kernel {
                 ProcInfo {
                     exe: p.exe.clone(),
                     cwd: p.cwd.path(),
-                    fds: p.files.iter().map(|(fd, f)| (fd, fd_link(f))).collect(),
+                    fds: p
+                        .files
+                        .iter()
+                        .map(|(fd, f)| FdLink {
+                            fd,
+                            text: fd_link(f),
+                            file: f.loc.clone(),
+                        })
+                        .collect(),
                 }
             };
             view.insert(pid, info);

@@ -508,10 +508,6 @@ impl Files {
                     DevKind::Zero => e.u8(1),
                     DevKind::Full => e.u8(2),
                     DevKind::Random => e.u8(3),
-                    DevKind::Fd(n) => {
-                        e.u8(4);
-                        e.u32(*n);
-                    }
                     DevKind::Tty | DevKind::Pts(_) | DevKind::Ptmx => {
                         return Err(SnapError::new(
                             "a process holds a terminal device: terminals cannot be saved to a file",
@@ -630,7 +626,6 @@ impl Loader<'_, '_> {
                 1 => DevKind::Zero,
                 2 => DevKind::Full,
                 3 => DevKind::Random,
-                4 => DevKind::Fd(self.d.u32(w)?),
                 k => return Err(bad(format!("{w}: device {k} is unknown")).into()),
             })),
             6 => K::Ready(FileKind::Gen(Rc::from(self.d.bytes(w)?))),
@@ -987,9 +982,11 @@ impl Kernel {
             e.u32(*pid);
             e.bytes(&i.exe);
             e.bytes(&i.cwd);
-            e.seq(i.fds.iter(), |e, (n, p)| {
-                e.u32(*n);
-                e.bytes(p);
+            // The links' text only: the view is made again from the descriptors
+            // before a path under /proc is looked up.
+            e.seq(i.fds.iter(), |e, l| {
+                e.u32(l.fd);
+                e.bytes(&l.text);
             });
         }
         Ok(())
@@ -1095,7 +1092,13 @@ impl Kernel {
             let pid = d.u32(w)?;
             let exe = d.bytes(w)?;
             let cwd = d.bytes(w)?;
-            let fds = d.seq(1 << 20, w, |d| Ok((d.u32(w)?, d.bytes(w)?)))?;
+            let fds = d.seq(1 << 20, w, |d| {
+                Ok(crate::vfs::proc::FdLink {
+                    fd: d.u32(w)?,
+                    text: d.bytes(w)?,
+                    file: None,
+                })
+            })?;
             view.insert(pid, crate::vfs::proc::ProcInfo { exe, cwd, fds });
         }
         ld.d.done()?;

@@ -451,6 +451,15 @@ impl Vfs {
                 if *links > MAX_LINKS {
                     return Err(errno::ELOOP);
                 }
+                if let Node::Proc(proc::ProcNode::FdDir(pid)) = *loc.node() {
+                    // A magic link leads to the open file, wherever it is now. A
+                    // restricted lookup may not jump (Linux's nd_jump_link: EXDEV).
+                    if r.floor.is_some() || r.no_xdev {
+                        return Err(errno::EXDEV);
+                    }
+                    loc = self.proc.fd_target(pid, &comp, &loc)?;
+                    continue;
+                }
                 let target = child.node.link_target()?;
                 if target.is_empty() {
                     return Err(errno::ENOENT);

@@ -151,8 +151,6 @@ pub(crate) enum DevKind {
     Full,
     /// /dev/random and /dev/urandom.
     Random,
-    /// /dev/stdin, /dev/stdout, /dev/stderr: the workload's descriptor `n`.
-    Fd(u32),
     /// /dev/tty: the caller's controlling terminal.
     Tty,
     /// /dev/pts/N: terminal `N` (of an exec started on one, or opened by `/dev/ptmx`).
@@ -177,7 +175,6 @@ impl DevKind {
             DevKind::Zero => (1, 5),
             DevKind::Full => (1, 7),
             DevKind::Random => (1, 9),
-            DevKind::Fd(_) => (1, 0),
             DevKind::Tty => (5, 0),
             DevKind::Ptmx => (5, 2),
             DevKind::Pts(n) => (136, u64::from(n)),

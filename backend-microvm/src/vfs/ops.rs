@@ -35,6 +35,9 @@ pub(crate) enum Opened {
     Proc(Option<u32>, super::proc::ProcFile),
     /// A named pipe.
     Fifo(Rc<std::cell::RefCell<Pipe>>),
+    /// Descriptor `fd` of process `pid`, a file with no path (`/proc/<pid>/fd/<fd>`
+    /// of a pipe, a socket, stdio): the kernel opens it anew.
+    Anon(u32, u32),
 }
 
 /// A directory entry, as `getdents64` reports it.
@@ -116,6 +119,12 @@ impl Vfs {
                         if depth >= MAX_CREATE_LINKS {
                             return Err(errno::ELOOP);
                         }
+                        // `/dev/fd/N` opened to write (a shell's `> /dev/fd/3`): the
+                        // magic link leads to the open file, which exists.
+                        if let Node::Proc(super::proc::ProcNode::FdDir(_)) = parent.node() {
+                            let loc = self.resolve(&parent, &name, true)?;
+                            return self.open_resolved(loc, flags & !libc::O_CREAT);
+                        }
                         let target = child.node.link_target()?;
                         return self.open_counted(&parent, &target, flags, mode, depth + 1);
                     }
@@ -156,6 +165,11 @@ impl Vfs {
         }
         if node.is_link() {
             return Err(errno::ELOOP);
+        }
+        // A file with no path, reached through `/proc/<pid>/fd`: the kernel opens it
+        // anew (its permission is the open file's own, not a `/proc` file's).
+        if let Node::Proc(super::proc::ProcNode::FdFile(pid, fd)) = node {
+            return Ok((loc, Opened::Anon(pid, fd)));
         }
         let writes = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if node.is_dir() && writes {

@@ -19,8 +19,22 @@ pub(crate) struct ProcInfo {
     pub(crate) exe: Vec<u8>,
     /// `cwd`.
     pub(crate) cwd: Vec<u8>,
-    /// `fd/N`: the descriptor and what its link shows.
-    pub(crate) fds: Vec<(u32, Vec<u8>)>,
+    /// `fd/N`: each descriptor, what its link shows and where it leads.
+    pub(crate) fds: Vec<FdLink>,
+}
+
+/// One link of `/proc/<pid>/fd`: a magic link, which leads to the open file itself
+/// (Linux's `proc_fd_link`), not to the path its text shows.
+#[derive(Debug, Clone)]
+pub(crate) struct FdLink {
+    /// The descriptor number.
+    pub(crate) fd: u32,
+    /// What `readlink` shows (`pipe:[N]`, a path...).
+    pub(crate) text: Vec<u8>,
+    /// Where the file was opened, as its open file keeps it (the node is the file
+    /// itself: a file renamed or unlinked since is still what the link leads to);
+    /// `None` for a file with no path (a pipe, a socket, stdio, an eventfd...).
+    pub(crate) file: Option<super::Location>,
 }
 
 /// The kernel's view for `/proc`.
@@ -120,7 +134,11 @@ pub(crate) enum ProcNode {
     Pid(u32),
     /// `/proc/<pid>/fd`.
     FdDir(u32),
-    /// `/proc/sys`, `/proc/sys/kernel`, `/proc/sys/vm`, `/proc/sys/kernel/random`.
+    /// What `/proc/<pid>/fd/<n>` leads to when descriptor `n` has no path (a pipe, a
+    /// socket, stdio...): opening it opens that file anew, as the kernel decides.
+    FdFile(u32, u32),
+    /// `/proc/sys`, `/proc/sys/kernel`, `/proc/sys/vm`, `/proc/sys/fs`,
+    /// `/proc/sys/kernel/random`.
     SysDir(&'static str),
     /// A generated file (of a process, or of the system).
     File(Option<u32>, ProcFile),
@@ -129,7 +147,7 @@ pub(crate) enum ProcNode {
 impl ProcNode {
     /// True for directories.
     pub(crate) fn is_dir(&self) -> bool {
-        !matches!(self, ProcNode::File(..))
+        !matches!(self, ProcNode::File(..) | ProcNode::FdFile(..))
     }
 }
 
@@ -180,8 +198,8 @@ impl ProcView {
                 let procs = self.procs.borrow();
                 let info = procs.get(p).ok_or(errno::ENOENT)?;
                 let n: Option<u32> = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok());
-                n.and_then(|n| info.fds.iter().find(|(fd, _)| *fd == n))
-                    .map(|(_, t)| link(t.clone()))
+                n.and_then(|n| info.fds.iter().find(|l| l.fd == n))
+                    .map(|l| link(l.text.clone()))
             }
             ProcNode::SysDir("sys") => match name {
                 b"kernel" => Some(Node::Proc(ProcNode::SysDir("kernel"))),
@@ -201,9 +219,39 @@ impl ProcView {
             ),
             ProcNode::SysDir("sysvipc") => file(&SYSVIPC_FILES, None),
             ProcNode::SysDir(_) => None,
-            ProcNode::File(..) => return Err(errno::ENOTDIR),
+            ProcNode::File(..) | ProcNode::FdFile(..) => return Err(errno::ENOTDIR),
         };
         found.ok_or(errno::ENOENT)
+    }
+
+    /// Where following the link `name` of `/proc/<pid>/fd` (at `dir`) leads: the
+    /// open file's own location, or for a file with no path, a node that stands for
+    /// it ([`ProcNode::FdFile`]). `ENOENT` when the descriptor is not open.
+    pub(crate) fn fd_target(
+        &self,
+        pid: u32,
+        name: &[u8],
+        dir: &super::Location,
+    ) -> Result<super::Location, Errno> {
+        let procs = self.procs.borrow();
+        let info = procs.get(&pid).ok_or(errno::ENOENT)?;
+        let n: u32 = std::str::from_utf8(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(errno::ENOENT)?;
+        let l = info.fds.iter().find(|l| l.fd == n).ok_or(errno::ENOENT)?;
+        Ok(match &l.file {
+            Some(loc) => loc.clone(),
+            None => {
+                let mut loc = dir.clone();
+                loc.push(super::Entry {
+                    name: name.into(),
+                    node: Node::Proc(ProcNode::FdFile(pid, n)),
+                    trie: None,
+                });
+                loc
+            }
+        })
     }
 
     /// The entries of `dir` (without `.` and `..`).
@@ -253,7 +301,7 @@ impl ProcView {
                 let info = procs.get(p).ok_or(errno::ENOENT)?;
                 info.fds
                     .iter()
-                    .map(|(fd, _)| entry(&fd.to_string(), libc::DT_LNK, 0x20_0000 + u64::from(*fd)))
+                    .map(|l| entry(&l.fd.to_string(), libc::DT_LNK, 0x20_0000 + u64::from(l.fd)))
                     .collect()
             }
             ProcNode::SysDir("sys") => vec![
@@ -273,16 +321,39 @@ impl ProcView {
             }
             ProcNode::SysDir("sysvipc") => files(&SYSVIPC_FILES),
             ProcNode::SysDir(_) => Vec::new(),
-            ProcNode::File(..) => return Err(errno::ENOTDIR),
+            ProcNode::File(..) | ProcNode::FdFile(..) => return Err(errno::ENOTDIR),
         })
     }
 }
 
 impl crate::snap::Snap for ProcView {
-    fn snap(&self, _: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+    /// The descriptors' locations are copied as the rest of the sandbox is (a copy's
+    /// links lead to its own files).
+    fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
+        let mut procs = BTreeMap::new();
+        for (pid, info) in self.procs.borrow().iter() {
+            let mut fds = Vec::with_capacity(info.fds.len());
+            for l in &info.fds {
+                fds.push(FdLink {
+                    fd: l.fd,
+                    text: l.text.clone(),
+                    file: l
+                        .file
+                        .as_ref()
+                        .map(|f| crate::snap::Snap::snap(f, m))
+                        .transpose()?,
+                });
+            }
+            let info = ProcInfo {
+                exe: info.exe.clone(),
+                cwd: info.cwd.clone(),
+                fds,
+            };
+            procs.insert(*pid, info);
+        }
         Ok(ProcView {
-            me: std::cell::Cell::new(self.me.get()),
-            procs: std::cell::RefCell::new(self.procs.borrow().clone()),
+            me: Cell::new(self.me.get()),
+            procs: RefCell::new(procs),
         })
     }
 }

@@ -211,15 +211,25 @@ pub(crate) fn build_with(
     }
     // As in the container backend: POSIX shared memory (sem_open, shm_open) lives in /tmp.
     tree.insert(Path::new("/dev/shm"), Node::Link(Rc::from(&b"/tmp"[..])));
+    // As on Linux: the descriptors through `/proc`'s magic links (`/dev/fd/N` of a
+    // pipe is that pipe opened anew: bash's `<(...)`, `cat /dev/stdin`).
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        tree.insert(
+            &Path::new("/dev").join(name),
+            Node::Link(Rc::from(target.as_bytes())),
+        );
+    }
     for (name, dev) in [
         ("null", DevKind::Null),
         ("zero", DevKind::Zero),
         ("full", DevKind::Full),
         ("random", DevKind::Random),
         ("urandom", DevKind::Random),
-        ("stdin", DevKind::Fd(0)),
-        ("stdout", DevKind::Fd(1)),
-        ("stderr", DevKind::Fd(2)),
         ("tty", DevKind::Tty),
         ("ptmx", DevKind::Ptmx),
     ] {
