@@ -656,7 +656,8 @@ fn admit(k: &mut Kernel, nr: u64, a: &[u64; 6]) -> bool {
         // The working directory's path, copied out (Python's `import` asks it for
         // every search-path entry); what is written must be mapped now, or the
         // exit path faults it in.
-        GETCWD => {
+        // (Not once a directory moved: the exit path finds the directory again.)
+        GETCWD if k.proc.cwd_seen == k.vfs.moves() => {
             let len = (k.proc.cwd.path().len() as u64 + 1).min(a[1]);
             buffer_ready(k, a[0], len, true)
         }

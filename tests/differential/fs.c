@@ -707,6 +707,51 @@ static void inotify(void) {
   close(fd);
 }
 
+/* The working directory is the directory itself, not its name: getcwd shows where it
+ * went after a rename of it or of a directory above it, `..` is its new parent; once
+ * removed, getcwd fails and nothing is made or found in it. */
+static void cwds(void) {
+  char base[4096], now[4096], want[4300];
+  struct stat a, b;
+  if (!getcwd(base, sizeof base))
+    return;
+  mkdir("cw.d", 0755);
+  if (chdir("cw.d") != 0)
+    return;
+  CHECK("cwd.rename", rename("../cw.d", "../cw.e"));
+  snprintf(want, sizeof want, "%s/cw.e", base);
+  memset(now, 0, sizeof now);
+  CHECKX("cwd.renamed.getcwd", SYS(SYS_getcwd, now, sizeof now) > 0, "new path: %d", strcmp(now, want) == 0);
+  mkdir("../cw.f", 0755);
+  CHECK("cwd.move", rename("../cw.e", "../cw.f/g"));
+  snprintf(want, sizeof want, "%s/cw.f/g", base);
+  memset(now, 0, sizeof now);
+  CHECKX("cwd.moved.getcwd", SYS(SYS_getcwd, now, sizeof now) > 0, "new path: %d", strcmp(now, want) == 0);
+  snprintf(want, sizeof want, "%s/cw.f", base);
+  stat(want, &b);
+  CHECKX("cwd.moved.dotdot", stat("..", &a), "the new parent: %d", a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+  CHECK("cwd.moved.create", close(open("x", O_CREAT | O_WRONLY, 0644)));
+  CHECK("cwd.moved.unlink", unlink("x"));
+  snprintf(want, sizeof want, "%s/cw.f/g", base);
+  CHECK("cwd.rmdir", rmdir(want));
+  CHECK("cwd.removed.getcwd", SYS(SYS_getcwd, now, sizeof now));
+  CHECK("cwd.removed.create", open("y", O_CREAT | O_WRONLY, 0644));
+  CHECK("cwd.removed.mkdir", mkdir("z", 0755));
+  CHECK("cwd.removed.lookup", access("y", F_OK));
+  CHECKX("cwd.removed.stat", stat(".", &a), "nlink=%ld", (long)a.st_nlink);
+  /* A directory made again at that name is another one. */
+  CHECK("cwd.remade", mkdir(want, 0755));
+  CHECK("cwd.remade.getcwd", SYS(SYS_getcwd, now, sizeof now));
+  CHECK("cwd.removed.chdir.dotdot", chdir(".."));
+  memset(now, 0, sizeof now);
+  snprintf(want, sizeof want, "%s/cw.f", base);
+  CHECKX("cwd.dotdot.getcwd", SYS(SYS_getcwd, now, sizeof now) > 0, "the old parent: %d", strcmp(now, want) == 0);
+  chdir(base);
+  snprintf(want, sizeof want, "%s/cw.f/g", base);
+  rmdir(want);
+  rmdir("cw.f");
+}
+
 int main(int argc, char **argv) {
   FAMILY = "fs";
   scratch();
@@ -729,5 +774,6 @@ int main(int argc, char **argv) {
   falloc();
   walks();
   inotify();
+  cwds();
   return 0;
 }

@@ -4,7 +4,7 @@
 //! timeouts inside Python, processes sharing files under flock, lockf and sqlite's
 //! locks, a Java and a Node.js program, util-linux and coreutils waiting on POSIX
 //! timers and Python on a timerfd, Node.js watching files (inotify), busybox and dash pipelines, dynamically linked
-//! coreutils.
+//! coreutils, bash's process substitution and a renamed working directory.
 //! Each check runs with `IsolationRequest::Container` and `IsolationRequest::MicroVm`
 //! (the latter skipped loudly without KVM, a failure under `HSB_REQUIRE_KVM=1`).
 
@@ -533,6 +533,27 @@ fn dash_and_coreutils_pipelines(iso: IsolationRequest) {
     assert_eq!(ok(&o), "1,2,3,\n1\nsu\nstatus 7\n");
 }
 
+/// bash's process substitution (`/dev/fd/N` of a pipe, to read and to write) and
+/// `/dev/stdin` of a pipe; `pwd -P` after the working directory was renamed (the new
+/// path) and removed (none). (Not `/dev/stdout` of the run: the container's is a pipe
+/// of the host's user, which its workload may not open, as on Linux.)
+fn bash_dev_fd_and_moved_cwd(iso: IsolationRequest) {
+    let o = run(on(
+        iso,
+        Workload::new(
+            "bash",
+            [
+                "-c",
+                "cat <(echo sub); echo piped | cat /dev/stdin; \
+                 echo tee > >(tr a-z A-Z > /tmp/t); wait $!; cat /tmp/t; \
+                 cd /tmp && mkdir d && cd d && mv ../d ../e && pwd -P; \
+                 cd /tmp && mkdir r && cd r && rmdir ../r && (pwd -P 2>/dev/null || echo gone)",
+            ],
+        ),
+    ));
+    assert_eq!(ok(&o), "sub\npiped\nTEE\n/tmp/e\ngone\n");
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod container {
@@ -564,4 +585,5 @@ both_backends!(
     python_pidfds,
     busybox_pipelines,
     dash_and_coreutils_pipelines,
+    bash_dev_fd_and_moved_cwd,
 );

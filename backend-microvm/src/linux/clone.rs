@@ -260,6 +260,7 @@ impl Kernel {
                 threads: vec![tid],
                 files: p.files.clone(),
                 cwd: p.cwd.clone(),
+                cwd_seen: p.cwd_seen,
                 umask: p.umask,
                 act: p.act,
                 pending: 0,

@@ -29,9 +29,14 @@ impl Kernel {
         }
     }
 
-    /// A path argument (a path into `/proc` brings its view up to date).
+    /// A path argument (a path into `/proc` brings its view up to date; a relative
+    /// one the working directory's location).
     pub(crate) fn path_arg(&mut self, ptr: u64) -> Result<Vec<u8>, SysErr> {
         let p = self.mm.read_cstr(ptr, PATH_MAX - 1)?;
+        if p.first() != Some(&b'/') {
+            // A removed working directory stays where lookups fail (`ENOENT`).
+            let _ = self.current_cwd();
+        }
         // (`/dev/fd`, `/dev/stdin`... are links into `/proc/self/fd`.)
         let proc_path = |p: &[u8]| {
             p.starts_with(b"/proc") || p.starts_with(b"/dev/fd") || p.starts_with(b"/dev/std")
@@ -558,7 +563,24 @@ impl Kernel {
         Ok(0)
     }
 
+    /// The working directory's location brought up to date when a directory was
+    /// renamed or removed since it was last looked at (the location's names may be
+    /// stale; its directory is not, see `vfs/relocate.rs`): `ENOENT` once removed.
+    fn current_cwd(&mut self) -> Result<(), SysErr> {
+        let moves = self.vfs.moves();
+        if self.proc.cwd_seen == moves {
+            return Ok(());
+        }
+        // A removed directory is checked again at each call (it stays removed).
+        if let Some(fresh) = self.vfs.relocate(&self.proc.cwd)? {
+            self.proc.cwd = fresh;
+        }
+        self.proc.cwd_seen = moves;
+        Ok(())
+    }
+
     pub(crate) fn sys_getcwd(&mut self, buf: u64, size: u64) -> SysResult {
+        self.current_cwd()?;
         let mut p = self.proc.cwd.path();
         p.push(0);
         if (size as usize) < p.len() {
@@ -575,6 +597,7 @@ impl Kernel {
         }
         self.vfs.permission(&loc, 1)?;
         self.proc.cwd = loc;
+        self.proc.cwd_seen = self.vfs.moves();
         Ok(0)
     }
 
@@ -583,6 +606,8 @@ impl Kernel {
         match &f.loc {
             Some(l) if l.node().is_dir() => {
                 self.proc.cwd = l.clone();
+                // Its location is as old as the descriptor: checked at the next use.
+                self.proc.cwd_seen = self.vfs.moves().wrapping_sub(1);
                 Ok(0)
             }
             _ => Err(errno::ENOTDIR.into()),

@@ -200,6 +200,9 @@ pub(crate) struct Process {
     pub(crate) files: FdTable,
     /// Working directory.
     pub(crate) cwd: Location,
+    /// The VFS's count of directory moves when `cwd` was last found current
+    /// (`Vfs::moves`, `Kernel::current_cwd`).
+    pub(crate) cwd_seen: u64,
     /// File mode creation mask.
     pub(crate) umask: u32,
     /// Signal dispositions.
@@ -266,6 +269,7 @@ impl Process {
             threads: vec![FIRST_PID],
             files,
             cwd,
+            cwd_seen: 0,
             umask: 0o022,
             act: [Action::default(); 64],
             pending: 0,
@@ -496,6 +500,7 @@ impl crate::snap::Snap for Process {
             threads: self.threads.clone(),
             files: self.files.snap(m)?,
             cwd: self.cwd.snap(m)?,
+            cwd_seen: self.cwd_seen,
             umask: self.umask,
             act: self.act,
             pending: self.pending,

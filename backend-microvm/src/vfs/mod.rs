@@ -10,6 +10,7 @@ mod node;
 mod ops;
 pub(crate) mod overlay;
 pub(crate) mod proc;
+mod relocate;
 mod setup;
 mod source;
 pub(crate) mod tmpfs;
@@ -122,6 +123,8 @@ pub(crate) struct Vfs {
     /// path walk costs three host syscalls a component; interpreters walk the same
     /// directories over and over).
     lookups: std::cell::RefCell<LookupCache>,
+    /// Directories renamed or removed so far (see `relocate.rs`).
+    moves: std::cell::Cell<u64>,
 }
 
 /// Remembered lookups: (directory, name) to the subdirectory, or `None` when missing.
@@ -203,6 +206,7 @@ impl Vfs {
             reports: Vec::new(),
             restrict: Default::default(),
             lookups: Default::default(),
+            moves: Default::default(),
         }
     }
 
@@ -217,6 +221,7 @@ impl Vfs {
             reports: Vec::new(),
             restrict: Default::default(),
             lookups: Default::default(),
+            moves: Default::default(),
         }
     }
 
@@ -637,6 +642,7 @@ impl crate::snap::Snap for Vfs {
             reports: self.reports.clone(),
             restrict: Default::default(),
             lookups: Default::default(),
+            moves: std::cell::Cell::new(self.moves.get()),
         })
     }
 }

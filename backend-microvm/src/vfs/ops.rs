@@ -445,6 +445,9 @@ impl Vfs {
 
     /// `unlink` (`dir` false) and `rmdir` (`dir` true).
     pub(crate) fn unlink(&self, base: &Location, path: &[u8], dir: bool) -> Result<(), Errno> {
+        if dir {
+            self.moved();
+        }
         let (parent, name) = self.resolve_parent(base, path)?;
         match (name.as_slice(), dir) {
             (b".", true) => return Err(errno::EINVAL),
@@ -494,6 +497,8 @@ impl Vfs {
         to: &[u8],
         flags: u32,
     ) -> Result<(), Errno> {
+        // A directory may move (the working directories are looked for again).
+        self.moved();
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0
             || (exchange && flags & libc::RENAME_NOREPLACE != 0)

@@ -102,6 +102,11 @@ impl Overlay {
 }
 
 impl OvlDir {
+    /// The same directory of the same image root (directories are known by path).
+    pub(crate) fn same_path(&self, other: &OvlDir) -> bool {
+        Rc::ptr_eq(&self.ovl, &other.ovl) && self.path == other.path
+    }
+
     fn child_path(&self, name: &[u8]) -> Rc<[Rc<[u8]>]> {
         let mut p: Vec<Rc<[u8]>> = self.path.to_vec();
         p.push(name.into());

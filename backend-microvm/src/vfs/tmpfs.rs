@@ -186,6 +186,17 @@ fn entry_cost(name: &[u8], node: &TmpInode) -> u64 {
     ENTRY_COST + name.len() as u64 + target
 }
 
+/// A name of `node` was taken away: one link less; none for a directory, which had
+/// one name (Linux's `rmdir` leaves it with no link: nothing more is made in it).
+fn unlinked(node: &TmpInode) {
+    let n = if node.is_dir() {
+        0
+    } else {
+        node.nlink.get().saturating_sub(1)
+    };
+    node.nlink.set(n);
+}
+
 impl Drop for TmpInode {
     fn drop(&mut self) {
         if let TmpData::File(d) = &*self.data.borrow() {
@@ -482,6 +493,10 @@ impl TmpInode {
         let TmpData::Dir(m) = &mut *guard else {
             return Err(errno::ENOTDIR);
         };
+        // Nothing is made in a removed directory (Linux: `ENOENT`).
+        if self.nlink.get() == 0 {
+            return Err(errno::ENOENT);
+        }
         if m.contains_key(name) {
             return Err(errno::EEXIST);
         }
@@ -530,7 +545,7 @@ impl TmpInode {
         if node.is_dir() {
             self.nlink.set(self.nlink.get().saturating_sub(1));
         }
-        node.nlink.set(node.nlink.get().saturating_sub(1));
+        unlinked(&node);
         self.touch(true);
         Ok(node)
     }
@@ -576,6 +591,9 @@ impl TmpInode {
         let TmpData::Dir(m) = &mut *guard else {
             return Err(errno::ENOTDIR);
         };
+        if self.nlink.get() == 0 {
+            return Err(errno::ENOENT);
+        }
         if let Some(old) = m.get(name) {
             match (node.is_dir(), old.is_dir()) {
                 (true, false) => return Err(errno::ENOTDIR),
@@ -590,7 +608,7 @@ impl TmpInode {
         drop(guard);
         self.uncharge_entry(old_cost);
         if let Some(o) = &old {
-            o.nlink.set(o.nlink.get().saturating_sub(1));
+            unlinked(o);
         }
         self.touch(true);
         Ok(old)
