@@ -497,8 +497,6 @@ impl Vfs {
         to: &[u8],
         flags: u32,
     ) -> Result<(), Errno> {
-        // A directory may move (the working directories are looked for again).
-        self.moved();
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0
             || (exchange && flags & libc::RENAME_NOREPLACE != 0)
@@ -523,6 +521,11 @@ impl Vfs {
             return Err(errno::EBUSY);
         }
         let dst = self.child(p2.top(), &n2).ok();
+        // A directory may move or be replaced: the working directories are looked
+        // for again (a file's rename, the common case, costs them nothing).
+        if src.node.is_dir() || dst.as_ref().is_some_and(|d| d.node.is_dir()) {
+            self.moved();
+        }
         if let Some(d) = &dst {
             if self.holds_mount(d) {
                 return Err(errno::EBUSY);

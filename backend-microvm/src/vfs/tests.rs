@@ -386,3 +386,32 @@ fn image_layers_merge_whiteouts_hide_and_writes_copy_up() {
         0
     );
 }
+
+#[test]
+fn a_moved_directory_is_found_again_and_a_removed_one_is_gone() {
+    let f = fixture();
+    let root = f.vfs.root();
+    // A host directory (rw mount) and a tmpfs one.
+    for base in ["/out", "/tmp"] {
+        let p = |s: &str| format!("{base}/{s}").into_bytes();
+        f.vfs.mkdir(&root, &p("a"), 0o755).unwrap();
+        f.vfs.mkdir(&root, &p("a/b"), 0o755).unwrap();
+        f.vfs.mkdir(&root, &p("c"), 0o755).unwrap();
+        let cwd = f.vfs.resolve(&root, &p("a/b"), true).unwrap();
+        let before = f.vfs.moves();
+        f.vfs.rename(&root, &p("a"), &root, &p("c/d"), 0).unwrap();
+        assert_ne!(f.vfs.moves(), before, "{base}");
+        let now = f.vfs.relocate(&cwd).unwrap().expect("found");
+        assert_eq!(now.path(), p("c/d/b"), "{base}");
+        // `..` is its new parent.
+        assert_eq!(now.parent_loc().unwrap().path(), p("c/d"), "{base}");
+        f.vfs.unlink(&root, &p("c/d/b"), true).unwrap();
+        assert_eq!(f.vfs.relocate(&cwd).err(), Some(errno::ENOENT), "{base}");
+        // Nothing is made in a removed directory.
+        assert_eq!(
+            f.vfs.mkdir(&cwd, b"x", 0o755).err(),
+            Some(errno::ENOENT),
+            "{base}"
+        );
+    }
+}
