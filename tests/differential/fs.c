@@ -722,6 +722,8 @@ static void cwds(void) {
   snprintf(want, sizeof want, "%s/cw.e", base);
   memset(now, 0, sizeof now);
   CHECKX("cwd.renamed.getcwd", SYS(SYS_getcwd, now, sizeof now) > 0, "new path: %d", strcmp(now, want) == 0);
+  memset(now, 0, sizeof now);
+  CHECKX("cwd.renamed.proc", readlink("/proc/self/cwd", now, sizeof now - 1) > 0, "new path: %d", strcmp(now, want) == 0);
   mkdir("../cw.f", 0755);
   CHECK("cwd.move", rename("../cw.e", "../cw.f/g"));
   snprintf(want, sizeof want, "%s/cw.f/g", base);
@@ -735,6 +737,10 @@ static void cwds(void) {
   snprintf(want, sizeof want, "%s/cw.f/g", base);
   CHECK("cwd.rmdir", rmdir(want));
   CHECK("cwd.removed.getcwd", SYS(SYS_getcwd, now, sizeof now));
+  memset(now, 0, sizeof now);
+  strcat(want, " (deleted)");
+  CHECKX("cwd.removed.proc", readlink("/proc/self/cwd", now, sizeof now - 1) > 0, "old path, deleted: %d", strcmp(now, want) == 0);
+  snprintf(want, sizeof want, "%s/cw.f/g", base);
   CHECK("cwd.removed.create", open("y", O_CREAT | O_WRONLY, 0644));
   CHECK("cwd.removed.mkdir", mkdir("z", 0755));
   CHECK("cwd.removed.lookup", access("y", F_OK));

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::fd::{FileKind, OpenFile, ANON_INODE_INO};
-use super::task::{TaskState, Tid};
+use super::task::{Process, TaskState, Tid};
 use super::Kernel;
 use crate::errno;
 use crate::guest::layout::PAGE_SIZE;
@@ -212,6 +212,20 @@ impl Kernel {
         Ok(Some(f))
     }
 
+    /// What `/proc/<pid>/cwd` shows: the working directory's path as it is now (a
+    /// directory was renamed since it was last looked at: found again, see
+    /// `vfs/relocate.rs`), with ` (deleted)` once removed, as Linux's `d_path`.
+    fn cwd_link(&self, p: &Process) -> Vec<u8> {
+        if p.cwd_seen == self.vfs.moves() {
+            return p.cwd.path();
+        }
+        match self.vfs.relocate(&p.cwd) {
+            Ok(Some(now)) => now.path(),
+            Ok(None) => p.cwd.path(),
+            Err(_) => [p.cwd.path().as_slice(), b" (deleted)"].concat(),
+        }
+    }
+
     /// Brings `/proc`'s view of the processes up to date.
     pub(crate) fn refresh_proc(&self) {
         let mut view = std::collections::BTreeMap::new();
@@ -230,7 +244,7 @@ impl Kernel {
             } else {
                 ProcInfo {
                     exe: p.exe.clone(),
-                    cwd: p.cwd.path(),
+                    cwd: self.cwd_link(p),
                     fds: p
                         .files
                         .iter()
