@@ -568,8 +568,22 @@ fn tmpfs_and_cpus_in_a_create_request() {
         );
         let (st, _) = server.json("DELETE", &format!("/v1/sandboxes/{id}"), "");
         assert_eq!(st, 204);
+        // A tmpfs at /tmp replaces the sandbox's own (Podman's --read-only asks for one).
+        let body =
+            format!(r#"{{"isolation":"{iso}","tmpfs":[{{"target":"/tmp","size":"1MiB"}}]}}"#);
+        let (st, v) = server.json("POST", "/v1/sandboxes", &body);
+        assert_eq!(st, 201, "{iso}: {v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let exec = r#"{"argv":["sh","-c","dd if=/dev/zero of=/tmp/f bs=4096 count=512 2>/dev/null; echo dd=$?"]}"#;
+        let (st, v) = server.json("POST", &format!("/v1/sandboxes/{id}/exec"), exec);
+        assert_eq!(st, 200, "{iso}: {v}");
+        assert_eq!(
+            v["stdout"], "dd=1\n",
+            "{iso}: the 1 MiB /tmp holds 2 MiB: {v}"
+        );
+        let (st, _) = server.json("DELETE", &format!("/v1/sandboxes/{id}"), "");
+        assert_eq!(st, 204);
         for bad in [
-            r#"[{"target":"/tmp"}]"#,
             r#"[{"target":"relative"}]"#,
             r#"[{"target":"/x","mode":99999}]"#,
             r#"[{"target":"/x","size":0}]"#,

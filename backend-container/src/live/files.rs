@@ -115,12 +115,24 @@ impl PtyMaster {
     /// in canonical mode (the first ^D hands over the line, the second reads as end of
     /// file). A program that switched the terminal to raw mode reads one ^D byte.
     pub(crate) async fn end_of_input(&self, last: Option<u8>) -> std::io::Result<()> {
-        use nix::sys::termios::{tcgetattr, LocalFlags, SpecialCharacterIndices};
+        use nix::sys::termios::{tcgetattr, InputFlags, LocalFlags, SpecialCharacterIndices};
         // On Linux the master answers with the terminal's (the slave's) settings.
         let t = tcgetattr(self.0.get_ref())?;
-        let eof = t.control_chars[SpecialCharacterIndices::VEOF as usize];
+        let cc = |i: SpecialCharacterIndices| t.control_chars[i as usize];
+        let eof = cc(SpecialCharacterIndices::VEOF);
         let canonical = t.local_flags.contains(LocalFlags::ICANON);
-        let unfinished = canonical && last.is_some_and(|c| c != b'\n' && c != eof);
+        // What ends a line: newline, EOF, EOL and EOL2 when set, a return read as one.
+        let cr_ends =
+            t.input_flags.contains(InputFlags::ICRNL) && !t.input_flags.contains(InputFlags::IGNCR);
+        let ends_line = |c: u8| {
+            c == b'\n'
+                || c == eof
+                || (cr_ends && c == b'\r')
+                || (c != 0
+                    && (c == cc(SpecialCharacterIndices::VEOL)
+                        || c == cc(SpecialCharacterIndices::VEOL2)))
+        };
+        let unfinished = canonical && last.is_some_and(|c| !ends_line(c));
         let seq = if unfinished {
             vec![eof, eof]
         } else {
