@@ -92,18 +92,26 @@ const STDIN_QUEUE_MAX: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct StdinQueue {
     inner: Mutex<(VecDeque<u8>, bool)>,
-    /// Woken as the workload takes bytes.
+    /// Woken as the workload takes bytes, and when its reader goes.
     room: tokio::sync::Notify,
+    /// The workload's end is gone (its exec or run ended): the writer hears so.
+    reader_gone: std::sync::atomic::AtomicBool,
 }
 
 impl StdinQueue {
     /// Moves what the host writes (`rx`) into the queue, as the queue has room, then
     /// marks the end of input; `arrived` tells the vCPU thread after each piece.
+    /// Once the workload's end is gone, it returns: dropping `rx` makes the writer's
+    /// next write fail (BrokenPipe) instead of waiting for room that never comes.
     pub(crate) async fn pump(&self, mut rx: sandbox_core::StdinReceiver, arrived: impl Fn()) {
         while let Some(chunk) = rx.recv().await {
             loop {
-                // Made before the check: a take between the two still wakes it.
+                // Made before the checks: a take or the reader's end between them
+                // still wakes it.
                 let room = self.room.notified();
+                if self.gone() {
+                    return;
+                }
                 if crate::sync::locked(&self.inner).0.len() < STDIN_QUEUE_MAX {
                     break;
                 }
@@ -114,6 +122,17 @@ impl StdinQueue {
         }
         self.close();
         arrived();
+    }
+
+    fn gone(&self) -> bool {
+        self.reader_gone.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The workload's end is gone: the pump stops, the writer's writes fail.
+    fn end_reader(&self) {
+        self.reader_gone
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.room.notify_waiters();
     }
 
     /// Appends data.
@@ -145,6 +164,16 @@ impl StdinQueue {
     pub(crate) fn ready(&self) -> bool {
         let g = crate::sync::locked(&self.inner);
         !g.0.is_empty() || g.1
+    }
+}
+
+impl Drop for Input {
+    /// The workload's end of a stream goes with its exec (or run): the host's writer is
+    /// told (its next write fails), as a pipe's writer is once no reader is left.
+    fn drop(&mut self) {
+        if let Input::Stream(q) = self {
+            q.end_reader();
+        }
     }
 }
 

@@ -327,6 +327,12 @@ fn streaming_stdin_signal_and_kill() {
         );
         e.kill_handle().kill();
         let _ = e.wait().await;
+        // Its end gone, the writer is told (not left waiting for room).
+        let after = tokio::time::timeout(Duration::from_secs(20), stdin.write(piece.clone())).await;
+        assert!(
+            matches!(after, Ok(Err(ref err)) if err.kind() == std::io::ErrorKind::BrokenPipe),
+            "a write after the exec ended: {after:?}"
+        );
         // A signal the program handles.
         let req = ExecRequest::new([
             "busybox",
