@@ -907,14 +907,13 @@ fn docker_init_and_a_symlinked_bind_source() {
     let Some((_img, d)) = docker_ready() else {
         return;
     };
-    let docker = |args: &[&str]| output_within(d.docker().args(args), 60);
-    let o = docker(&[
-        "run",
-        "--rm",
-        "--runtime",
-        "hsb",
-        "--network",
-        "none",
+    // `docker run --rm` under hsb, without a network.
+    let hsb_run = |args: &[&str]| {
+        let mut c = d.docker();
+        c.args(["run", "--rm", "--runtime", "hsb", "--network", "none"]);
+        output_within(c.args(args), 60)
+    };
+    let o = hsb_run(&[
         "--init",
         IMAGE_REF,
         "sh",
@@ -927,36 +926,14 @@ fn docker_init_and_a_symlinked_bind_source() {
         "the workload's parent is not docker-init: {}",
         text(&o)
     );
-    let o = docker(&[
-        "run",
-        "--rm",
-        "--runtime",
-        "hsb",
-        "--network",
-        "none",
-        "--init",
-        IMAGE_REF,
-        "true",
-    ]);
+    let o = hsb_run(&["--init", IMAGE_REF, "true"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let host = oci_common::TempDir::new("symsrc");
     std::fs::create_dir(host.path().join("real")).unwrap();
     std::fs::write(host.path().join("real/hello"), "from the real directory\n").unwrap();
     std::os::unix::fs::symlink("real", host.path().join("link")).unwrap();
     let volume = format!("{}:/data:ro", host.path().join("link").display());
-    let o = docker(&[
-        "run",
-        "--rm",
-        "--runtime",
-        "hsb",
-        "--network",
-        "none",
-        "-v",
-        &volume,
-        IMAGE_REF,
-        "cat",
-        "/data/hello",
-    ]);
+    let o = hsb_run(&["-v", &volume, IMAGE_REF, "cat", "/data/hello"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(stdout(&o), "from the real directory\n", "{}", text(&o));
 }

@@ -911,12 +911,7 @@ impl Execution for RemoteExecution {
 }
 
 fn remote_signal(control: &Reach, signal: i32) -> std::io::Result<()> {
-    if !(1..=64).contains(&signal) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{signal} is not a signal number"),
-        ));
-    }
+    hybrid_sandbox::check_signal(signal)?;
     control.send(ClientMessage::Signal { signal })
 }
 

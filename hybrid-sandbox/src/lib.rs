@@ -33,16 +33,16 @@ pub use template::{TemplateInfo, TemplateRun};
 
 pub use sandbox_core::network;
 pub use sandbox_core::{
+    check_signal, units, Backend, BackendProbe, ByteSize, ControlHandle, Decision,
+    EnforcementLevel, EnforcementReport, Execution, Floor, HostSupport, ImageLimits, Isolation,
+    IsolationRequest, KillHandle, LandlockReport, LimitMechanism, Limits, LimitsReport, Mount,
+    MountAccess, MountMode, MountReport, Need, Network, Outcome, OutputChunk, OutputStream, Plan,
+    Policy, PolicyError, RootDir, RunError, SeccompAction, SeccompReport, SelectionError,
+    SpawnError, Stdin, StdinWriter, StreamKind, Termination, Tmpfs, VmReport, Workload,
+    DEFAULT_PATH, EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
+};
+pub use sandbox_core::{
     live::ByteStream, EndReason, ExecLimits, ExecRequest, FileData, FileKind, FileStat, LiveError,
     LiveOptions, LiveSandbox, LiveSnapshot, LiveState, LiveStats, Parked, ParkedExec, TemplateDef,
     TtySize,
-};
-pub use sandbox_core::{
-    units, Backend, BackendProbe, ByteSize, ControlHandle, Decision, EnforcementLevel,
-    EnforcementReport, Execution, Floor, HostSupport, ImageLimits, Isolation, IsolationRequest,
-    KillHandle, LandlockReport, LimitMechanism, Limits, LimitsReport, Mount, MountAccess,
-    MountMode, MountReport, Need, Network, Outcome, OutputChunk, OutputStream, Plan, Policy,
-    PolicyError, RootDir, RunError, SeccompAction, SeccompReport, SelectionError, SpawnError,
-    Stdin, StdinWriter, StreamKind, Termination, Tmpfs, VmReport, Workload, DEFAULT_PATH,
-    EMBEDDED_DEFAULT, ROOT_MODE_HOST_ID,
 };

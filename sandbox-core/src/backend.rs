@@ -171,6 +171,18 @@ pub struct ControlHandle {
     resize: Arc<dyn Fn(crate::live::TtySize) -> std::io::Result<()> + Send + Sync>,
 }
 
+/// Checks a signal number for [`Execution::signal`]: 1 to 64, else `InvalidInput`.
+pub fn check_signal(signal: i32) -> std::io::Result<()> {
+    if (1..=64).contains(&signal) {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{signal} is not a signal number"),
+        ))
+    }
+}
+
 impl ControlHandle {
     /// Wraps the backend's signal and resize actions.
     pub fn new(

@@ -24,8 +24,8 @@ pub mod units;
 mod workload;
 
 pub use backend::{
-    Backend, BackendProbe, ControlHandle, Execution, KillHandle, OutputChunk, OutputStream,
-    RunError, SpawnError, StdinReceiver, StdinWriter, StreamKind,
+    check_signal, Backend, BackendProbe, ControlHandle, Execution, KillHandle, OutputChunk,
+    OutputStream, RunError, SpawnError, StdinReceiver, StdinWriter, StreamKind,
 };
 pub use image_limits::ImageLimits;
 pub use limits::{LimitOverrides, Limits};

@@ -179,12 +179,7 @@ impl Execution for LiveExecution {
 }
 
 fn signal_exec(ctl: &ExecCtl, signal: i32) -> std::io::Result<()> {
-    if !(1..=64).contains(&signal) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{signal} is not a signal number"),
-        ));
-    }
+    sandbox_core::check_signal(signal)?;
     ctl.signal(signal, false)
 }
 

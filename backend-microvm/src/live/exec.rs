@@ -408,12 +408,7 @@ impl Control {
     }
 
     fn signal(&self, signal: i32) -> std::io::Result<()> {
-        if !(1..=64).contains(&signal) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{signal} is not a signal number"),
-            ));
-        }
+        sandbox_core::check_signal(signal)?;
         self.send(Cmd::Signal {
             id: self.id,
             sig: signal,
