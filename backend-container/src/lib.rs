@@ -123,6 +123,9 @@ pub(crate) struct Booted {
     /// The egress broker (network `egress`): every exec of the sandbox shares it (one
     /// network namespace), for the sandbox's life.
     pub(crate) broker: Option<sandbox_egress::BrokerHandle>,
+    /// The host uid and gid the workload's own ids map to, when they differ from this
+    /// process's (as root: see `blueprint::ROOT_MODE_HOST_ID`).
+    pub(crate) workload_host_ids: Option<(u32, u32)>,
 }
 
 /// The setup of every sandbox (a run's is a sandbox for one exec): Landlock, seccomp,
@@ -217,6 +220,7 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
         details,
     );
     let id_maps = bp.id_maps();
+    let workload_host_ids = bp.root_mode.then_some((bp.host_uid, bp.host_gid));
     let Blueprint {
         spec,
         parent,
@@ -301,6 +305,7 @@ pub(crate) async fn boot(plan: &Plan, mode: live::Mode) -> Result<Booted, SpawnE
         freezer,
         connects,
         broker,
+        workload_host_ids,
     })
 }
 

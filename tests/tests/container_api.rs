@@ -197,3 +197,18 @@ fn cwd_env_and_labels_are_applied() {
         .env("GREETING", "hello")));
     assert_eq!(stdout(&o), "/usr\nhello\n");
 }
+
+/// A workload reopens its standard streams by path as a shell script does
+/// (`echo > /dev/stdout`, `cat /dev/stdin`, `/proc/self/fd/N`): the pipes hsb made
+/// for them are the workload's, not host root's (whose 0600 pipes it may not open).
+#[test]
+fn stdio_pipes_can_be_reopened_by_path() {
+    let o = run(c(sh(
+        "cat /dev/stdin && echo out > /dev/stdout && echo err > /dev/stderr \
+         && echo fd > /proc/self/fd/1",
+    )
+    .stdin_bytes(b"in\n".to_vec())));
+    assert!(o.success(), "{o:?}");
+    assert_eq!(stdout(&o), "in\nout\nfd\n");
+    assert_eq!(o.stderr, b"err\n");
+}

@@ -375,7 +375,18 @@ pub(crate) async fn start(
     if tty {
         flags |= wire::EXEC_TTY;
     } else {
-        let mk = || pipe().map_err(|e| io_failed("creating the exec's pipes", e));
+        // The workload owns its pipes, as a shell's child owns the ones its shell made:
+        // reopening one (`echo > /dev/stdout`, `cat /dev/stdin`, /proc/self/fd/N)
+        // checks the pipe's owner and mode (0600), which as root would be host root,
+        // an id the sandbox does not have.
+        let mk = || {
+            let (r, w) = pipe().map_err(|e| io_failed("creating the exec's pipes", e))?;
+            if let Some((uid, gid)) = s.workload_host_ids {
+                std::os::unix::fs::fchown(&r, Some(uid), Some(gid))
+                    .map_err(|e| io_failed("giving the exec's pipes to the workload", e))?;
+            }
+            Ok((r, w))
+        };
         if !matches!(request.stdin, Stdin::Null) {
             flags |= wire::EXEC_STDIN;
             let (r, w) = mk()?;

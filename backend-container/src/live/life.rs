@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) enforcement: EnforcementReport,
     /// Wakes the watchdog on activity and on destroy.
     activity: Arc<tokio::sync::Notify>,
+    /// Who an exec's pipes are given to (`Booted::workload_host_ids`).
+    pub(crate) workload_host_ids: Option<(u32, u32)>,
 }
 
 impl Shared {
@@ -283,6 +285,7 @@ impl ContainerLive {
             mode,
             enforcement,
             activity: Arc::new(tokio::sync::Notify::new()),
+            workload_host_ids: booted.workload_host_ids,
         });
         // The start pipes are no longer needed (init closed its ends).
         drop((
