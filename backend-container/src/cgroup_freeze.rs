@@ -3,10 +3,10 @@
 //! SIGSTOP instead would be visible to the workload (its shells see their jobs stop),
 //! so it is not done silently.
 
+use sandbox_core::child::MemChild;
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -118,17 +118,15 @@ impl Freezer {
 /// sandbox whose owner was killed stayed frozen for ever, its processes and memory
 /// held. While the sandbox is paused, this small child of the owner waits on the
 /// owner's pidfd; when the owner is gone it thaws the cgroup and SIGKILLs what is in
-/// it, then exits. Resuming or destroying the sandbox kills it ([`Drop`]).
+/// it, then exits. Resuming or destroying the sandbox drops it, which kills it.
 ///
-/// The child shares the owner's memory (`CLONE_VM`) on a stack of its own: a fork of a
-/// server holding micro-VMs would make every guest page it writes while the sandbox is
-/// paused a copy-on-write copy (guest memory doubled until the resume).
+/// The child shares the owner's memory ([`MemChild`]): a fork of a server holding
+/// micro-VMs would make every guest page it writes while the sandbox is paused a
+/// copy-on-write copy (guest memory doubled until the resume).
 #[derive(Debug)]
 pub(crate) struct ThawGuard {
-    pidfd: OwnedFd,
-    // Read by the child and its stack: kept until it is reaped.
-    _args: Box<GuardArgs>,
-    _stack: Vec<u8>,
+    // Killed and reaped when dropped.
+    _child: MemChild<GuardArgs>,
 }
 
 /// What the guard reads (see [`guard_main`]).
@@ -162,45 +160,17 @@ impl ThawGuard {
             CString::new(p.as_os_str().as_bytes())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
         };
-        let args = Box::new(GuardArgs {
+        let args = GuardArgs {
             // SAFETY: getpid has no preconditions.
             owner: unsafe { libc::getpid() },
             file: cstr(&file)?,
             thawed: thawed.as_bytes(),
             procs: cstr(&procs)?,
-        });
-        let mut stack = vec![0u8; GUARD_STACK];
-        // The top of the stack, 16-byte aligned as the ABI wants at a call.
-        let top = (stack.as_mut_ptr() as usize + GUARD_STACK) & !15;
-        let mut pidfd: RawFd = -1;
-        // SAFETY: glibc's clone runs `guard_main` in the child on `top` (a live,
-        // exclusively owned buffer kept, with `args`, until the child is reaped in
-        // `drop`), with `args` as its argument; CLONE_PIDFD stores a descriptor in
-        // `pidfd`. Without CLONE_FILES the child has its own descriptor table.
-        let pid = unsafe {
-            libc::clone(
-                guard_main,
-                top as *mut libc::c_void,
-                libc::CLONE_VM | libc::CLONE_PIDFD | libc::SIGCHLD,
-                &*args as *const GuardArgs as *mut libc::c_void,
-                &mut pidfd as *mut RawFd,
-            )
         };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(ThawGuard {
-            // SAFETY: CLONE_PIDFD stored a fresh pidfd that nothing else owns.
-            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
-            _args: args,
-            _stack: stack,
-        })
-    }
-}
-
-impl Drop for ThawGuard {
-    fn drop(&mut self) {
-        sandbox_core::child::kill_and_reap(&self.pidfd);
+        // SAFETY: `guard_main` makes raw system calls only, reads its GuardArgs, and
+        // fits in GUARD_STACK (a 16 KiB buffer and a few locals).
+        unsafe { MemChild::start(guard_main, args, 0, GUARD_STACK) }
+            .map(|c| ThawGuard { _child: c })
     }
 }
 

@@ -62,33 +62,19 @@ fn userns(owner: (u32, u32), to: (u32, u32)) -> std::io::Result<OwnedFd> {
     let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
     // SAFETY: as above.
     let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
-    // The child only holds the namespace: it needs no memory of its own. A fork of the
-    // caller (a large, multithreaded process) copied its page tables and shot down the
-    // TLBs of every CPU the caller ran on: ~0.4 ms of a one-shot run with a mount. It
-    // shares the caller's memory instead (`CLONE_VM`), on a stack of its own that lives
-    // until it is reaped below, and makes only raw system calls (`hold_namespace`).
-    let mut stack = vec![0u8; CHILD_STACK];
-    // The top of the stack, 16-byte aligned as the ABI wants at a call.
-    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
-    let mut pidfd: RawFd = -1;
-    // SAFETY: glibc's clone runs `hold_namespace` in the child on `top` (a live,
-    // exclusively owned buffer that is dropped only after the child was reaped below),
-    // with the pipe's read end as its argument; CLONE_PIDFD stores a descriptor in
-    // `pidfd`. Without CLONE_FILES the child has its own copy of the descriptor table.
-    let pid = unsafe {
-        libc::clone(
+    // The child only holds the namespace: it needs no memory of its own, and makes
+    // only raw system calls (`hold_namespace`).
+    // SAFETY: `hold_namespace` makes raw system calls only, reads its descriptor
+    // number, and fits in CHILD_STACK (a byte and a few locals).
+    let holder = unsafe {
+        crate::child::MemChild::start(
             hold_namespace,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_NEWUSER | libc::CLONE_PIDFD | libc::SIGCHLD,
-            r.as_raw_fd() as usize as *mut libc::c_void,
-            &mut pidfd as *mut RawFd,
+            r.as_raw_fd(),
+            libc::CLONE_NEWUSER,
+            CHILD_STACK,
         )
-    };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: CLONE_PIDFD stored a fresh pidfd that nothing else owns.
-    let holder = Holder(unsafe { OwnedFd::from_raw_fd(pidfd) });
+    }?;
+    let pid = holder.pid();
     drop(r);
     let proc = format!("/proc/{pid}");
     let result = std::fs::write(
@@ -103,21 +89,9 @@ fn userns(owner: (u32, u32), to: (u32, u32)) -> std::io::Result<OwnedFd> {
     })
     .and_then(|_| std::fs::File::open(format!("{proc}/ns/user")).map(OwnedFd::from));
     drop(w);
-    // The child ends (killed and reaped) before its stack goes, on every path out,
-    // an unwinding one included.
+    // Whatever else holds the pipe, the child ends now (killed and reaped).
     drop(holder);
-    drop(stack);
     result
-}
-
-/// The namespace holder's pidfd: dropping it kills and reaps the holder.
-struct Holder(OwnedFd);
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        // Whatever else holds the pipe, the child ends now.
-        crate::child::kill_and_reap(&self.0);
-    }
 }
 
 /// Bytes of the namespace holder's stack (it calls nothing but raw system calls).
@@ -130,7 +104,9 @@ const CHILD_STACK: usize = 64 << 10;
 /// `errno`; none of these fails on valid descriptors (a read ends with the byte, the
 /// end of the pipe, or the kill).
 extern "C" fn hold_namespace(arg: *mut libc::c_void) -> libc::c_int {
-    let keep = arg as usize as libc::c_uint;
+    // SAFETY: `arg` is the descriptor number the parent keeps until this child is
+    // reaped.
+    let keep = unsafe { *(arg as *const RawFd) } as libc::c_uint;
     let mut b = 0u8;
     // It keeps no descriptor but its end of the pipe: a copy of another thread's pipe
     // (a concurrent fork's, a sandbox's start pipe, the write end of its own) held
