@@ -316,7 +316,8 @@ impl LiveSandbox for Remote {
         let program = request.argv.first().cloned().unwrap_or_default();
         // Without a terminal or a stdin stream, the JSON exec (streamed) is lighter than
         // the interactive one: no second connection, no upgrade.
-        let started = if request.tty.is_none() && request.stdin != Stdin::Stream {
+        let big_stdin = matches!(&request.stdin, Stdin::Bytes(b) if b.len() > INLINE_STDIN_MAX);
+        let started = if request.tty.is_none() && request.stdin != Stdin::Stream && !big_stdin {
             RemoteExecution::start_streamed(self, request).await
         } else {
             RemoteExecution::start(self, request).await
@@ -588,6 +589,13 @@ fn ws_error(e: tokio_tungstenite::tungstenite::Error) -> ClientError {
     }
 }
 
+/// Stdin bytes up to this size go inline in the exec's JSON request (base64, within
+/// the server's 16 MiB request limit); more go as a stdin stream.
+const INLINE_STDIN_MAX: usize = 8 << 20;
+
+/// The pieces a stdin stream given as bytes is sent in.
+const STDIN_PIECE: usize = 256 << 10;
+
 impl RemoteExecution {
     /// A non-interactive exec: `POST .../exec` with `"stream": true`, NDJSON back.
     async fn start_streamed(
@@ -651,10 +659,13 @@ impl RemoteExecution {
 
     async fn start(r: &Remote, request: ExecRequest) -> Result<RemoteExecution, ClientError> {
         let tty = request.tty.is_some();
-        let (stdin_bytes, stdin_stream) = match &request.stdin {
-            Stdin::Null => (None, false),
-            Stdin::Bytes(b) => (Some(b.clone()), false),
-            Stdin::Stream => (None, true),
+        // Bytes too many for one request body (the server's JSON limit) are sent as a
+        // stdin stream, then its end.
+        let (stdin_bytes, stdin_stream, feed) = match &request.stdin {
+            Stdin::Null => (None, false, None),
+            Stdin::Bytes(b) if b.len() > INLINE_STDIN_MAX => (None, true, Some(b.clone())),
+            Stdin::Bytes(b) => (Some(b.clone()), false, None),
+            Stdin::Stream => (None, true, None),
         };
         let body = ExecBody {
             argv: request.argv,
@@ -720,12 +731,25 @@ impl RemoteExecution {
                 None => return Err(ClientError::Protocol("the server closed the exec".into())),
             }
         }
-        let (stdin, stdin_rx) = if stdin_stream {
+        let (mut stdin, stdin_rx) = if stdin_stream {
             let (w, rx) = StdinWriter::channel();
             (Some(w), Some(rx))
         } else {
             (None, None)
         };
+        if let Some(bytes) = feed {
+            // The caller gave bytes, not a stream: it gets no writer, as for inline bytes.
+            let w = stdin.take();
+            tokio::spawn(async move {
+                let Some(w) = w else { return };
+                for piece in bytes.chunks(STDIN_PIECE) {
+                    // The exec ended without reading it all: the rest is not wanted.
+                    if w.write(piece.to_vec()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = oneshot::channel();

@@ -5,6 +5,7 @@ here: the same object, the same methods, the same behaviour."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import pathlib
 import signal
@@ -150,6 +151,17 @@ def test_background_process_pause_and_resume(make: Callable[..., hs.LiveSandbox]
         assert during == [], "ticks while paused"
         st = sb.stats()
         assert st["processes"] >= 2 and st["paused_ms"] > 0, st
+
+
+def test_stdin_larger_than_a_request_reaches_the_exec(make: Callable[..., hs.LiveSandbox]) -> None:
+    # 20 MiB: more than a server's JSON request may carry (16 MiB); the client sends it
+    # as a stream. Every byte arrives, in order, and the exec ends at its end.
+    data = hashlib.sha256(b"seed").digest() * (20 * 32768)
+    with make() as sb:
+        out = sb.exec(["wc", "-c"], stdin=data, timeout=120)
+        assert (out.exit_code, out.stdout.split()) == (0, [b"20971520"])
+        out = sb.exec(["sha256sum"], stdin=data, timeout=120)
+        assert out.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
 
 
 def test_spawn_streams_and_takes_stdin(make: Callable[..., hs.LiveSandbox]) -> None:
