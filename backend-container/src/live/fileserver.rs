@@ -139,7 +139,67 @@ const REG_FLAGS: libc::c_int = libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEX
 /// Opens a regular file (following symlinks inside the sandbox) for reading or for
 /// writing (created with `mode`, or truncated). Anything but a regular file is refused
 /// before it is opened for I/O: a FIFO never blocks, a device is never opened.
+///
+/// A write through a dangling symlink creates the file it names, as the workload's
+/// `open(O_CREAT)` would (`echo > link`): each file is created by its own name with
+/// `O_EXCL | O_NOFOLLOW` (so nothing that appears meanwhile is opened unchecked), and
+/// a symlink met there is followed here, by its text, at most `MAX_LINKS` times.
 fn open_regular(path: &CStr, write: bool, mode: u32) -> Result<(RawFd, libc::stat), Errno> {
+    const MAX_LINKS: usize = 40;
+    // The path now: `path`, then the symlinks' targets.
+    let mut cur = [0u8; PATH_BUF];
+    let bytes = path.to_bytes_with_nul();
+    if bytes.len() > PATH_BUF {
+        return Err(libc::ENAMETOOLONG);
+    }
+    cur[..bytes.len()].copy_from_slice(bytes);
+    for _ in 0..=MAX_LINKS {
+        let now = CStr::from_bytes_until_nul(&cur).map_err(|_| libc::EINVAL)?;
+        match open_once(now, write, mode) {
+            Err(libc::EEXIST) if write => {
+                let st = fstatat(libc::AT_FDCWD, now, libc::AT_SYMLINK_NOFOLLOW)?;
+                // Not a symlink: something was made there meanwhile; look again.
+                if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                    follow(&mut cur)?;
+                }
+            }
+            r => return r,
+        }
+    }
+    Err(libc::ELOOP)
+}
+
+/// Bytes of a path and its NUL.
+const PATH_BUF: usize = libc::PATH_MAX as usize + 1;
+
+/// Replaces the symlink's path in `path` (NUL-terminated) by the path it names: its
+/// text, or, when relative, its text after the link's directory.
+fn follow(path: &mut [u8; PATH_BUF]) -> Result<(), Errno> {
+    let mut text = [0u8; PATH_BUF];
+    let link = CStr::from_bytes_until_nul(path).map_err(|_| libc::EINVAL)?;
+    let n = readlinkat(libc::AT_FDCWD, link, &mut text[..PATH_BUF - 1]);
+    if n == 0 {
+        return Err(libc::ENOENT);
+    }
+    let len = link.to_bytes().len();
+    // What stays of the link's path: nothing, or its directory with its slash.
+    let keep = if text[0] == b'/' {
+        0
+    } else {
+        path[..len]
+            .iter()
+            .rposition(|b| *b == b'/')
+            .map_or(0, |i| i + 1)
+    };
+    if keep + n >= PATH_BUF {
+        return Err(libc::ENAMETOOLONG);
+    }
+    path[keep..keep + n].copy_from_slice(&text[..n]);
+    path[keep + n] = 0;
+    Ok(())
+}
+
+fn open_once(path: &CStr, write: bool, mode: u32) -> Result<(RawFd, libc::stat), Errno> {
     match sys::openat(libc::AT_FDCWD, path, libc::O_PATH | libc::O_CLOEXEC, 0) {
         Ok(probe) => {
             let st = fstatat(probe, c"", libc::AT_EMPTY_PATH);

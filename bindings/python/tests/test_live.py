@@ -164,6 +164,24 @@ def test_stdin_larger_than_a_request_reaches_the_exec(make: Callable[..., hs.Liv
         assert out.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
 
 
+def test_writes_through_planted_symlinks_act_as_the_workloads_own(make: Callable[..., hs.LiveSandbox]) -> None:
+    # `echo > link` in the sandbox creates what a dangling link names, inside the
+    # sandbox's own root; the file API does the same in both backends, and no more.
+    with make() as sb:
+        out = sb.exec(["sh", "-c", "cd /tmp && ln -s /tmp/made a && ln -s a b && ln -s ../../etc/x up "
+                       "&& ln -s /tmp/no/dir/f deep && ln -s l2 l1 && ln -s l1 l2 && mkfifo p && ln -s p top"])
+        assert out.exit_code == 0, out.stderr
+        assert sb.write_file("/tmp/b", b"through two links") == 17
+        assert sb.read_file("/tmp/made") == b"through two links"
+        assert sb.exec(["cat", "/tmp/made"]).stdout == b"through two links"
+        for path, kind in [("/tmp/up", "permission_denied"), ("/tmp/deep", "not_found"),
+                           ("/tmp/l1", "invalid_path"), ("/tmp/top", "invalid_path")]:
+            with pytest.raises(hs.SandboxError) as e:
+                sb.write_file(path, b"x")
+            assert e.value.kind == kind, (path, e.value)
+        assert sb.stat("/tmp/a").kind == "symlink"
+
+
 def test_spawn_streams_and_takes_stdin(make: Callable[..., hs.LiveSandbox]) -> None:
     with make() as sb:
         with sb.spawn(["sh", "-c", "read x; echo got $x; echo err >&2"], stdin=hs.PIPE) as p:
