@@ -700,6 +700,46 @@ impl Cgroup {
         s
     }
 
+    /// Whether it counts CPU time (so an exec can have a cgroup of its own, below).
+    pub(crate) fn counts_cpu(&self) -> bool {
+        self.v2.is_some() || self.cpuacct.is_some()
+    }
+
+    /// A cgroup of its own for one exec of a live sandbox, under the sandbox's in the
+    /// hierarchy that counts CPU time (v2's, or v1's `cpuacct`): its per-exec CPU time
+    /// then counts every process the exec starts, not each one alone. `None` without
+    /// such a hierarchy. The exec's process joins it through [`ExecCgroup::procs`].
+    pub(crate) fn exec_child(
+        &self,
+        id: u64,
+    ) -> io::Result<Option<(ExecCgroup, std::os::fd::OwnedFd)>> {
+        let (base, v2) = match (&self.v2, &self.cpuacct) {
+            (Some(d), _) => (d, true),
+            (None, Some(d)) => (d, false),
+            _ => return Ok(None),
+        };
+        let dir = base.join(format!("exec-{id}"));
+        fs::create_dir(&dir)?;
+        let opened = open_fd(&dir.join("cgroup.procs"), true, 0).and_then(|procs| {
+            let usage = fs::File::open(dir.join(if v2 { "cpu.stat" } else { "cpuacct.usage" }))?;
+            Ok((procs, usage))
+        });
+        match opened {
+            Ok((procs, usage)) => Ok(Some((
+                ExecCgroup {
+                    dir,
+                    usage: Some(usage),
+                    v2,
+                },
+                procs,
+            ))),
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
     /// Removes the cgroup(s). The processes must be gone; retries briefly while the
     /// kernel finishes tearing them down.
     pub(crate) fn remove(&mut self) {
@@ -720,15 +760,112 @@ impl Cgroup {
         .into_iter()
         .flatten()
         {
-            for attempt in 0..200 {
-                match fs::remove_dir(d) {
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 199 => {
-                        std::thread::sleep(std::time::Duration::from_micros(500))
-                    }
-                    _ => break,
-                }
+            // Execs' cgroups that processes they left in the background kept.
+            for child in subdirs(d) {
+                remove_dir_retrying(&child);
+            }
+            remove_dir_retrying(d);
+        }
+    }
+}
+
+/// Removes an empty cgroup, retrying briefly while the kernel finishes tearing down the
+/// processes that were in it.
+fn remove_dir_retrying(d: &Path) {
+    for attempt in 0..200 {
+        match fs::remove_dir(d) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 199 => {
+                std::thread::sleep(std::time::Duration::from_micros(500))
+            }
+            _ => break,
+        }
+    }
+}
+
+/// The child cgroups of `d` (its directories).
+fn subdirs(d: &Path) -> Vec<PathBuf> {
+    fs::read_dir(d)
+        .map(|it| {
+            it.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One exec's cgroup (see [`Cgroup::exec_child`]); removed when dropped, unless
+/// processes the exec left in the background are still in it (then it goes with its
+/// sandbox's).
+#[derive(Debug)]
+pub(crate) struct ExecCgroup {
+    dir: PathBuf,
+    usage: Option<fs::File>,
+    v2: bool,
+}
+
+impl ExecCgroup {
+    /// CPU time used so far by every process that was in it.
+    pub(crate) fn cpu_ns(&self) -> Option<u64> {
+        if self.v2 {
+            file_keyed(&self.usage, "usage_usec").map(|us| us * 1000)
+        } else {
+            file_u64(&self.usage)
+        }
+    }
+
+    /// Kills every process in it (those the exec started in other process groups
+    /// too). v2: `cgroup.kill`. v1: each listed process, through a pidfd taken before
+    /// it is checked to still be in this cgroup (a pid reused meanwhile is not killed).
+    pub(crate) fn kill_all(&self) {
+        if self.v2 && fs::write(self.dir.join("cgroup.kill"), "1").is_ok() {
+            return;
+        }
+        let Ok(procs) = fs::read_to_string(self.dir.join("cgroup.procs")) else {
+            return;
+        };
+        // Its sandbox's leaf and its own name: `exec-N` alone is in every sandbox.
+        let name = match (
+            self.dir.parent().and_then(|p| p.file_name()),
+            self.dir.file_name(),
+        ) {
+            (Some(leaf), Some(own)) => {
+                format!("/{}/{}", leaf.to_string_lossy(), own.to_string_lossy())
+            }
+            _ => return,
+        };
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            if fd < 0 {
+                continue;
+            }
+            // SAFETY: pidfd_open just returned this descriptor; nothing else owns it.
+            let pidfd =
+                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+            // While the pidfd is open the pid names that process (or its zombie).
+            let still_ours = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| c.lines().any(|l| l.ends_with(&name)));
+            if still_ours {
+                // SAFETY: a pidfd we own; a NULL siginfo sends a plain SIGKILL.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+                        libc::SIGKILL,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0u32,
+                    )
+                };
             }
         }
+    }
+}
+
+impl Drop for ExecCgroup {
+    fn drop(&mut self) {
+        self.usage.take();
+        let _ = fs::remove_dir(&self.dir);
     }
 }
 
@@ -789,27 +926,35 @@ pub(crate) fn sweep(base: &Path) {
         let alive = unsafe { libc::kill(pid, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
         if !alive && fs::remove_dir(e.path()).is_err() {
-            // Processes are left in it: frozen ones (a paused sandbox whose owner and
-            // its thaw guard were killed) do not act on their SIGKILL until thawed.
-            let dir = e.path();
-            let _ = fs::write(dir.join("freezer.state"), "THAWED");
-            let _ = fs::write(dir.join("cgroup.freeze"), "0");
-            for pid in fs::read_to_string(dir.join("cgroup.procs"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.trim().parse::<i32>().ok())
-            {
-                // SAFETY: kill has no memory preconditions; these are the processes of
-                // a dead hybrid-sandbox process's sandbox.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+            // Execs' cgroups first, then the sandbox's.
+            for child in subdirs(&e.path()) {
+                empty_and_remove(&child);
             }
-            for _ in 0..50 {
-                if fs::remove_dir(&dir).is_ok() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            empty_and_remove(&e.path());
         }
+    }
+}
+
+/// Kills what is left in a dead hybrid-sandbox process's cgroup `dir` and removes it.
+fn empty_and_remove(dir: &Path) {
+    // Processes are left in it: frozen ones (a paused sandbox whose owner and its thaw
+    // guard were killed) do not act on their SIGKILL until thawed.
+    let _ = fs::write(dir.join("freezer.state"), "THAWED");
+    let _ = fs::write(dir.join("cgroup.freeze"), "0");
+    for pid in fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+    {
+        // SAFETY: kill has no memory preconditions; these are the processes of a dead
+        // hybrid-sandbox process's sandbox.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    for _ in 0..50 {
+        if fs::remove_dir(dir).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

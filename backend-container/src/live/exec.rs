@@ -341,6 +341,7 @@ fn describe(p: &Prepared, rec: ErrorRecord) -> LiveError {
             source: errno,
         },
         Some(Stage::Cwd) => setup(format!("entering the working directory {}", p.cwd), errno),
+        Some(Stage::Cgroup) => setup("joining the exec's cgroup (its CPU time limit)".into(), errno),
         Some(Stage::Fork) if rec.errno == libc::EAGAIN => setup(
             format!("starting the exec ({} execs at once at most, or the pids limit)", wire::MAX_EXECS),
             errno,
@@ -400,6 +401,29 @@ pub(crate) async fn start(
         }
     }
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+    // A live exec with a CPU time limit gets a cgroup of its own, so that the limit
+    // counts every process it starts (RLIMIT_CPU, below it, counts each one alone).
+    // A run's exec is its sandbox: the sandbox's cgroup counts it.
+    let cpu_limit = request.limits.cpu_time.or(s.plan.limits.cpu_time);
+    let mut exec_cgroup = None;
+    let mut cgroup_procs = None;
+    if cpu_limit.is_some() && matches!(owner, Owner::Sandbox) {
+        let made = s
+            .guard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|g| g.cgroup.as_ref().map(|c| c.exec_child(id)));
+        if let Some(made) = made {
+            if let Some((cg, procs)) =
+                made.map_err(|e| io_failed("making the exec's cgroup (for its CPU time limit)", e))?
+            {
+                flags |= wire::EXEC_CGROUP;
+                exec_cgroup = Some(cg);
+                cgroup_procs = Some(procs);
+            }
+        }
+    }
     let (exit_tx, exit_rx) = oneshot::channel();
     {
         let mut l = s.lock();
@@ -423,6 +447,7 @@ pub(crate) async fn start(
     };
     let mut fds = vec![image.as_raw_fd(), chan_child.as_raw_fd()];
     fds.extend(child_ends.iter().map(|f| f.as_raw_fd()));
+    fds.extend(cgroup_procs.as_ref().map(|f| f.as_raw_fd()));
     let started = Instant::now();
     let paused_base = s.paused_total();
     if let Err(e) = s.send(
@@ -438,7 +463,7 @@ pub(crate) async fn start(
         unregister();
         return Err(io_failed("sending the exec to the sandbox's init", e));
     }
-    drop((image, chan_child, child_ends));
+    drop((image, chan_child, child_ends, cgroup_procs));
 
     // The channel ends when the program is exec'd (close-on-exec), or brings a failure.
     let mut pty = None;
@@ -550,6 +575,7 @@ pub(crate) async fn start(
         paused_base,
         limits,
         before,
+        exec_cgroup,
     };
     let sole = sup.sole.then(|| s.clone());
     tokio::spawn(async move {

@@ -459,7 +459,18 @@ fn exec_main(
     let (memfd, chan) = (fds[0], fds[1]);
     let tty = flags & wire::EXEC_TTY != 0;
     let with_stdin = flags & wire::EXEC_STDIN != 0;
-    let stdio_fds = &fds[2..];
+    let mut stdio_fds = &fds[2..];
+    if flags & wire::EXEC_CGROUP != 0 {
+        // Its own cgroup first: every process it starts is counted there.
+        let Some((&procs, rest)) = stdio_fds.split_last() else {
+            child::fail_to(chan, Stage::Cgroup, libc::EBADF, 0)
+        };
+        if let Err(err) = sys::write_all(procs, b"0") {
+            child::fail_to(chan, Stage::Cgroup, err, 0)
+        }
+        sys::close(procs);
+        stdio_fds = rest;
+    }
     let want = if tty { 0 } else { 2 + usize::from(with_stdin) };
     if stdio_fds.len() != want {
         child::fail_to(chan, Stage::Stdio, libc::EBADF, 0)

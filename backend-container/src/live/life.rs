@@ -247,7 +247,12 @@ impl ContainerLive {
         let booted = crate::boot(&boot_plan, mode).await?;
         let mut enforcement = booted.enforcement;
         if mode == super::Mode::Live {
-            live_report(&mut enforcement, &booted.freezer, &options);
+            let exec_cgroups = booted
+                .guard
+                .cgroup
+                .as_ref()
+                .is_some_and(crate::cgroup::Cgroup::counts_cpu);
+            live_report(&mut enforcement, &booted.freezer, &options, exec_cgroups);
         }
         let (paused, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -315,7 +320,12 @@ impl ContainerLive {
 }
 
 /// What a live sandbox's report adds to a run's.
-fn live_report(enforcement: &mut EnforcementReport, freezer: &Freezer, options: &LiveOptions) {
+fn live_report(
+    enforcement: &mut EnforcementReport,
+    freezer: &Freezer,
+    options: &LiveOptions,
+    exec_cgroups: bool,
+) {
     let d = &mut enforcement.limits.details;
     d.insert("pause".into(), freezer.describe());
     d.insert(
@@ -324,9 +334,14 @@ fn live_report(enforcement: &mut EnforcementReport, freezer: &Freezer, options: 
             .into(),
     );
     d.insert(
-            "exec_cpu_time".into(),
-            "per exec: RLIMIT_CPU on each of its processes; the sandbox's cgroup counts all execs together".into(),
-        );
+        "exec_cpu_time".into(),
+        if exec_cgroups {
+            "per exec: a cgroup of its own counts every process it starts, all of them killed at the limit (and RLIMIT_CPU on each)"
+        } else {
+            "per exec: RLIMIT_CPU on each of its processes (this host gives the sandbox no cgroup that counts CPU time)"
+        }
+        .into(),
+    );
     if let Some(l) = options.lifetime {
         d.insert(
             "lifetime".into(),

@@ -63,6 +63,9 @@ pub(crate) struct Supervision {
     pub(crate) paused_base: Duration,
     pub(crate) limits: Limits,
     pub(crate) before: crate::cgroup::Stats,
+    /// A live exec's own cgroup (with a CPU time limit): its CPU time, of every
+    /// process it started.
+    pub(crate) exec_cgroup: Option<crate::cgroup::ExecCgroup>,
 }
 
 struct Capture {
@@ -167,12 +170,13 @@ impl Supervision {
         let (mut out_open, mut err_open) = (true, stderr.is_some());
         let mut exited: Option<Option<Exited>> = None;
         let mut ended_at = None;
-        let poll_needed = self.sole
+        let poll_needed = (self.sole
             && (self.limits.cpu.is_some()
                 || self
                     .shared
                     .get()
-                    .is_some_and(|s| s.plan.limits.pids.is_some()));
+                    .is_some_and(|s| s.plan.limits.pids.is_some())))
+            || (self.exec_cgroup.is_some() && self.limits.cpu.is_some());
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut obuf, mut ebuf) = (OutBuf::new(), OutBuf::new());
@@ -222,7 +226,13 @@ impl Supervision {
                     self.ctl.kill(Termination::Timeout);
                 },
                 _ = tick.tick(), if poll_needed && exited.is_none() => {
-                    if let Some(s) = self.shared.get() {
+                    if let (Some(cg), Some(limit)) = (&self.exec_cgroup, self.limits.cpu) {
+                        if cg.cpu_ns().is_some_and(|used| used >= limit.as_nanos() as u64) {
+                            // Every process of the exec: the limit is theirs together.
+                            self.ctl.kill(Termination::CpuLimit);
+                            cg.kill_all();
+                        }
+                    } else if let Some(s) = self.shared.get() {
                         let st = cgroup_stats(&s);
                         if st.pids_max_hits > 0 {
                             self.ctl.kill(Termination::PidsLimit);
@@ -301,7 +311,9 @@ impl Supervision {
         let cpu_time = if self.sole {
             after.cpu_ns.map(Duration::from_nanos).or(rusage_cpu)
         } else {
-            rusage_cpu
+            // Its cgroup's count includes what it started and did not wait for.
+            let counted = self.exec_cgroup.as_ref().and_then(|c| c.cpu_ns());
+            rusage_cpu.max(counted.map(Duration::from_nanos))
         }
         .unwrap_or_default();
         if let Some(reason) = self.ctl.reason() {

@@ -51,9 +51,10 @@ pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// Host to init: start an exec. `a`: [`EXEC_STDIN`] | [`EXEC_TTY`]. Descriptors: the
-/// exec's memfd, its channel, then stdin (with `EXEC_STDIN`), stdout and stderr (without
-/// `EXEC_TTY`).
+/// Host to init: start an exec. `a`: [`EXEC_STDIN`] | [`EXEC_TTY`] | [`EXEC_CGROUP`].
+/// Descriptors: the exec's memfd, its channel, then stdin (with `EXEC_STDIN`), stdout
+/// and stderr (without `EXEC_TTY`), then the exec's own `cgroup.procs` (with
+/// `EXEC_CGROUP`), which its process joins before anything else.
 pub(crate) const MSG_EXEC: u32 = 1;
 /// Host to init: send signal `a` to exec `id` (`b` = 1: to its whole process group).
 pub(crate) const MSG_SIGNAL: u32 = 2;
@@ -64,6 +65,7 @@ pub(crate) const MSG_EXITED: u32 = 16;
 
 pub(crate) const EXEC_STDIN: u32 = 1;
 pub(crate) const EXEC_TTY: u32 = 2;
+pub(crate) const EXEC_CGROUP: u32 = 4;
 
 /// The id init reports its file server under.
 pub(crate) const FILES_ID: u64 = u64::MAX;
