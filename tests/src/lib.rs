@@ -241,3 +241,60 @@ pub fn threads_named(names: &[&str]) -> usize {
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
+
+/// A live exec's CPU time limit is the exec's, not each process's: children that each
+/// stay under it, and spinners it detaches into sessions of their own, are stopped once
+/// they used it together, and none is left. `cmd` prefixes each program (`busybox`
+/// where the guest has only that); `limit` is the exec's CPU time.
+pub async fn exec_cpu_limit_counts_every_process(
+    live: &hybrid_sandbox::Live,
+    cmd: &str,
+    limit: std::time::Duration,
+) {
+    use std::time::Duration;
+    // `sh -c SCRIPT`, after the prefix's program.
+    let shell = |script: String| -> Vec<String> {
+        cmd.split_whitespace()
+            .map(String::from)
+            .chain(["sh".into(), "-c".into(), script])
+            .collect()
+    };
+    let limited = |script: String| {
+        let mut req = hybrid_sandbox::ExecRequest::new(shell(script));
+        req.limits.cpu_time = Some(limit);
+        req.limits.wall_time = Some(Duration::from_secs(60));
+        req
+    };
+    let spin = "while :; do :; done";
+    // Each worker uses 2/3 of the limit: under it alone, over it from the second.
+    let worker = format!("{:.2}", limit.as_secs_f64() * 2.0 / 3.0);
+    let o = live
+        .exec_with(limited(format!(
+            "for i in 1 2 3 4 5 6; do {cmd}timeout {worker} {cmd}sh -c '{spin}'; done; echo all-ran"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(o.termination, Termination::CpuLimit, "{o:?}");
+    assert!(!stdout(&o).contains("all-ran"), "{o:?}");
+    assert!(o.cpu_time >= limit, "{o:?}");
+    let o = live
+        .exec_with(limited(format!(
+            "{cmd}setsid {cmd}sh -c '{spin}' & {cmd}setsid {cmd}sh -c '{spin}' & {cmd}sleep 30"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(o.termination, Termination::CpuLimit, "{o:?}");
+    // Counted by their command line (`whil[e]` matches no grep's own).
+    let left = live
+        .exec(shell(format!(
+            "{cmd}grep -l 'whil[e]' /proc/[0-9]*/cmdline 2>/dev/null | {cmd}wc -l"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(
+        stdout(&left).trim(),
+        "0",
+        "spinners left: {}",
+        stdout(&left)
+    );
+}

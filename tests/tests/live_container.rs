@@ -141,49 +141,12 @@ fn paused_time_is_not_counted_against_an_execs_wall_time() {
     });
 }
 
-/// A live exec's CPU time limit is the exec's, not each process's: children that each
-/// stay under it (RLIMIT_CPU counts them one by one), and spinners it detaches into
-/// sessions of their own, are stopped once they used it together, and none is left.
+/// See [`exec_cpu_limit_counts_every_process`].
 #[test]
 fn an_execs_cpu_time_counts_every_process_it_starts() {
-    let limited = |script: String| {
-        let mut req = ExecRequest::new(["sh".to_string(), "-c".to_string(), script]);
-        req.limits.cpu_time = Some(Duration::from_secs(1));
-        req.limits.wall_time = Some(Duration::from_secs(60));
-        req
-    };
     runtime().block_on(async {
         let live = create(LiveOptions::default()).await;
-        let spin = "while :; do :; done";
-        let o = live
-            .exec_with(limited(format!(
-                "for i in 1 2 3 4 5 6 7 8; do timeout 0.6 sh -c '{spin}'; done; echo all-ran"
-            )))
-            .await
-            .unwrap();
-        assert_eq!(o.termination, Termination::CpuLimit, "{o:?}");
-        assert!(!stdout(&o).contains("all-ran"), "{o:?}");
-        assert!(o.cpu_time >= Duration::from_secs(1), "{o:?}");
-        // Detached spinners: killed with the exec when their time together is up.
-        let o = live
-            .exec_with(limited(format!(
-                "setsid sh -c '{spin}' & setsid sh -c '{spin}' & sleep 30"
-            )))
-            .await
-            .unwrap();
-        assert_eq!(o.termination, Termination::CpuLimit, "{o:?}");
-        // Counted by their command line (`whil[e]` matches no grep's own).
-        let left = sh_out(
-            &live,
-            "grep -l 'whil[e]' /proc/[0-9]*/cmdline 2>/dev/null | wc -l",
-        )
-        .await;
-        assert_eq!(
-            stdout(&left).trim(),
-            "0",
-            "spinners left: {}",
-            stdout(&left)
-        );
+        exec_cpu_limit_counts_every_process(&live, "", Duration::from_secs(1)).await;
     });
 }
 

@@ -246,6 +246,18 @@ fn paused_time_is_not_counted_against_an_execs_wall_time() {
     });
 }
 
+/// See [`exec_cpu_limit_counts_every_process`].
+#[test]
+fn an_execs_cpu_time_counts_every_process_it_starts() {
+    let Some(_serial) = ready() else {
+        return;
+    };
+    runtime().block_on(async {
+        let live = create(LiveOptions::default()).await;
+        exec_cpu_limit_counts_every_process(&live, "busybox ", Duration::from_millis(600)).await;
+    });
+}
+
 #[test]
 fn several_execs_at_once() {
     let Some(_serial) = ready() else {

@@ -275,6 +275,7 @@ impl Kernel {
                 cpu_itimers: [None; 2],
                 cpu_dead: std::time::Duration::ZERO,
                 cpu_children: std::time::Duration::ZERO,
+                exec: p.exec,
                 stopped: None,
                 stop_report: None,
                 continued: false,

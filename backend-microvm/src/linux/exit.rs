@@ -253,6 +253,7 @@ impl Kernel {
             return None; // the current process is never a zombie being waited for
         }
         let p = self.procs.remove(&pid)?;
+        self.live_process_gone(&p);
         let status = p.exit?;
         let cpu = p.cpu_dead + p.cpu_children;
         if let Some(parent) = self.proc_mut(p.ppid) {

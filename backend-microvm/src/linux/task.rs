@@ -233,6 +233,9 @@ pub(crate) struct Process {
     pub(crate) cpu_dead: Duration,
     /// CPU time of its children it waited for.
     pub(crate) cpu_children: Duration,
+    /// The live exec whose process started it (0: none, the run's): its CPU time
+    /// counts against that exec's limit, whatever group or session it moves to.
+    pub(crate) exec: u32,
     /// Stopped, by this signal (its threads do not run until `SIGCONT`).
     pub(crate) stopped: Option<i32>,
     /// A stop its parent has not been told of by `wait` (`WUNTRACED`).
@@ -284,6 +287,7 @@ impl Process {
             cpu_itimers: [None; 2],
             cpu_dead: Duration::ZERO,
             cpu_children: Duration::ZERO,
+            exec: 0,
             stopped: None,
             stop_report: None,
             continued: false,
@@ -326,6 +330,8 @@ impl Kernel {
                 // current, and zombies must not pile up in a sandbox that lives.
                 if !self.reaped_on_leaving(&old) {
                     self.procs.insert(old.pid, old);
+                } else {
+                    self.live_process_gone(&old);
                 }
             }
         }
@@ -515,6 +521,8 @@ impl crate::snap::Snap for Process {
             cpu_itimers: self.cpu_itimers,
             cpu_dead: self.cpu_dead,
             cpu_children: self.cpu_children,
+            // The execs are this sandbox's; one made from the copy has its own.
+            exec: 0,
             stopped: self.stopped,
             stop_report: self.stop_report,
             continued: self.continued,

@@ -39,11 +39,13 @@ pub(super) struct Chan {
     pub(super) pid: Tid,
     pub(super) input: Input,
     pub(super) output: Output,
-    /// CPU time limit of its process group.
+    /// CPU time limit of its processes (every one it started, see `Process::exec`).
     pub(super) cpu: Option<Duration>,
-    /// CPU its group had used when the channel was made (a template's start, for an
-    /// exec taken over from a snapshot: not counted against the run).
+    /// CPU its processes had used when the channel was made (a template's start, for
+    /// an exec taken over from a snapshot: not counted against the run).
     pub(super) cpu_base: Duration,
+    /// CPU time of its processes that are gone (reaped).
+    pub(super) cpu_gone: Duration,
     /// Set when a limit or a kill ended it.
     pub(super) why: Option<Termination>,
     pub(super) done: Option<oneshot::Sender<ExecEnd>>,
@@ -392,6 +394,7 @@ impl Kernel {
             files.put(i, f, false);
         }
         let mut p = Process::first(files, cwd, prog.exe(), prog.comm(), prog.argv);
+        p.exec = e.id;
         p.pid = pid;
         p.pgid = pid;
         p.sid = pid;
@@ -412,6 +415,7 @@ impl Kernel {
                     output: e.output,
                     cpu: e.cpu,
                     cpu_base: std::time::Duration::ZERO,
+                    cpu_gone: std::time::Duration::ZERO,
                     why: None,
                     done: Some(e.done),
                     tty: tty.as_ref().map(|(t, _)| Rc::clone(t)),
@@ -441,12 +445,17 @@ impl Kernel {
             return; // it ended already
         };
         if why.is_some() {
+            // Its group; at its CPU limit, every process it started (the limit is
+            // theirs together, detached ones included).
+            let every = why == Some(Termination::CpuLimit);
             let group: Vec<Tid> = self
                 .pids()
                 .into_iter()
                 .filter(|p| {
-                    self.proc_ref(*p)
-                        .is_some_and(|x| x.exit.is_none() && (x.pgid == pid || x.pid == pid))
+                    self.proc_ref(*p).is_some_and(|x| {
+                        x.exit.is_none()
+                            && (x.pgid == pid || x.pid == pid || (every && x.exec == id))
+                    })
                 })
                 .collect();
             for p in group {
@@ -471,36 +480,50 @@ impl Kernel {
         let Some(live) = self.live.as_ref() else {
             return;
         };
-        let limited: Vec<(u32, Tid, Duration, Duration)> = live
+        let limited: Vec<(u32, Duration, Duration)> = live
             .chans
             .iter()
-            .filter_map(|(id, c)| c.cpu.map(|l| (*id, c.pid, l, c.cpu_base)))
+            .filter_map(|(id, c)| c.cpu.map(|l| (*id, l, c.cpu_base)))
             .collect();
-        for (id, pid, limit, base) in limited {
-            let used = self.group_cpu(pid).saturating_sub(base);
+        for (id, limit, base) in limited {
+            let used = self.exec_cpu(id).saturating_sub(base);
             if used >= limit {
                 self.signal_exec(id, SIGKILL, Some(Termination::CpuLimit));
             }
         }
     }
 
-    /// CPU time of the processes of group `pgid` (threads alive and ended, children
-    /// waited for).
-    pub(super) fn group_cpu(&self, pgid: Tid) -> Duration {
-        let mut total = Duration::ZERO;
+    /// CPU time of every process exec `id` started (see `Process::exec`), alive,
+    /// zombie or gone.
+    pub(super) fn exec_cpu(&self, id: u32) -> Duration {
+        let mut total = self
+            .live
+            .as_ref()
+            .and_then(|l| l.chans.get(&id))
+            .map_or(Duration::ZERO, |c| c.cpu_gone);
         for pid in self.pids() {
             let Some(p) = self.proc_ref(pid) else {
                 continue;
             };
-            if p.pgid != pgid && p.pid != pgid {
+            if p.exec != id {
                 continue;
             }
-            total += p.cpu_dead + p.cpu_children;
+            total += p.cpu_dead;
             for t in &p.threads {
                 total += self.task_ref(*t).map_or(Duration::ZERO, |t| t.cpu);
             }
         }
         total
+    }
+
+    /// A process is gone (reaped): its CPU time stays its exec's.
+    pub(crate) fn live_process_gone(&mut self, p: &Process) {
+        if p.exec == 0 {
+            return;
+        }
+        if let Some(c) = self.live.as_mut().and_then(|l| l.chans.get_mut(&p.exec)) {
+            c.cpu_gone += p.cpu_dead;
+        }
     }
 
     /// The stdin of channel `chan` (0: the run's); `None` once its exec ended.
@@ -552,12 +575,15 @@ impl Kernel {
     /// A process ended: when it leads an exec, the exec ends with its status.
     pub(crate) fn live_exited(&mut self, pid: Tid, status: ExitStatus, cpu: Duration) {
         let peak = self.mm.mem.peak_bytes();
+        let Some(id) = self.live.as_ref().and_then(|l| l.by_pid.get(&pid).copied()) else {
+            return;
+        };
+        // What it waited for, and what it started and did not.
+        let cpu = cpu.max(self.exec_cpu(id));
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        let Some(id) = live.by_pid.remove(&pid) else {
-            return;
-        };
+        live.by_pid.remove(&pid);
         let Some(mut c) = live.chans.remove(&id) else {
             return;
         };

@@ -118,7 +118,16 @@ impl Kernel {
 
     /// Takes over a parked exec (see the module's doc); before the first instruction.
     pub(crate) fn adopt_exec(&mut self, a: Adopt) {
-        let cpu_base = self.group_cpu(a.pid);
+        // Its group's processes are the exec's from now on (what they used before is
+        // its base, not counted).
+        for pid in self.pids() {
+            if let Some(p) = self.proc_mut(pid) {
+                if p.pgid == a.pid || p.pid == a.pid {
+                    p.exec = a.id;
+                }
+            }
+        }
+        let cpu_base = self.exec_cpu(a.id);
         let space = self.task_ref(a.pid).map(|t| t.space);
         // A run that records starts with its pages unmarked (`warm.rs`): this sandbox
         // has not entered the guest yet.
@@ -140,6 +149,7 @@ impl Kernel {
                 output: a.output,
                 cpu: a.cpu,
                 cpu_base,
+                cpu_gone: std::time::Duration::ZERO,
                 why: None,
                 done: Some(a.done),
                 tty: None,
