@@ -290,6 +290,9 @@ pub(crate) struct Blueprint {
     pub(crate) root_mode: bool,
     /// The uid and gid inside the sandbox.
     pub(crate) inside: (u32, u32),
+    /// The workload's supplementary groups besides that gid (mapped to the same host
+    /// gids).
+    pub(crate) groups: Vec<u32>,
     /// The plan's mounts as they were set up.
     pub(crate) mounts: Vec<MountReport>,
 }
@@ -322,6 +325,7 @@ impl Blueprint {
         } else {
             (euid, egid)
         };
+        let groups = supplementary_groups(plan, root_mode)?;
         let masks = inputs.masks;
         let mut labels = Labels::default();
         let mut ops: Vec<Op> = Vec::new();
@@ -497,7 +501,10 @@ impl Blueprint {
             ("stderr", "/proc/self/fd/2"),
             ("shm", "/tmp"),
         ] {
-            if mounted(&format!("/dev/{name}")) {
+            // POSIX shared memory lives in /tmp, unless the plan has an in-memory
+            // filesystem of its own at /dev/shm (Docker's, with its size).
+            let at = format!("/dev/{name}");
+            if mounted(&at) || plan.tmpfs.iter().any(|t| t.target == Path::new(&at)) {
                 continue;
             }
             op!(
@@ -590,7 +597,7 @@ impl Blueprint {
         });
         let host_mounts = HostMounts::read()
             .map_err(|e| setup_err("reading the host's mount table", e.into_io()))?;
-        let mut idmaps = Idmaps::new((host_uid, host_gid));
+        let mut idmaps = Idmaps::with_groups((host_uid, host_gid), &groups);
         for (i, tmpfs) in order {
             if tmpfs {
                 let t = &plan.tmpfs[i];
@@ -670,8 +677,10 @@ impl Blueprint {
                 )));
             }
             let ro = m.mode == MountMode::Ro;
-            let attrs =
-                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if ro { MOUNT_ATTR_RDONLY } else { 0 };
+            let attrs = MOUNT_ATTR_NOSUID
+                | MOUNT_ATTR_NODEV
+                | if ro { MOUNT_ATTR_RDONLY } else { 0 }
+                | if m.noexec { MOUNT_ATTR_NOEXEC } else { 0 };
             let (made, access, host_ids, note) = if root_mode {
                 // Made here from the checked descriptor, idmapped to its owner.
                 let b = idmaps
@@ -719,7 +728,11 @@ impl Blueprint {
                 kind: if is_dir { "directory" } else { "file" }.into(),
                 access,
                 host_ids: Some(host_ids),
-                note,
+                note: match (note, m.noexec) {
+                    (note, false) => note,
+                    (None, true) => Some("noexec".into()),
+                    (Some(n), true) => Some(format!("{n}; noexec")),
+                },
             });
         }
 
@@ -803,6 +816,7 @@ impl Blueprint {
             cgroup_v2: inputs.cgroup_v2.as_ref().map(|f| f.as_raw_fd()),
             keep,
             clear_groups: root_mode,
+            groups: groups.clone(),
             root_dir: root_slot,
             netns: netns.as_ref().map(|f| f.as_raw_fd()),
             ipcns: ipcns.as_ref().map(|f| f.as_raw_fd()),
@@ -888,6 +902,7 @@ impl Blueprint {
             host_gid,
             root_mode,
             inside: plan.user,
+            groups,
             mounts,
         })
     }
@@ -895,10 +910,13 @@ impl Blueprint {
     /// The id maps and setgroups policy the parent writes for the child.
     /// In the order they must be written (gid before uid, as tools do).
     pub(crate) fn id_maps(&self) -> [(&'static str, String); 2] {
+        // Each supplementary group is the same gid on the host (see
+        // `supplementary_groups`: a root caller's, never a group the host names).
+        let extra: String = self.groups.iter().map(|g| format!("{g} {g} 1\n")).collect();
         [
             (
                 "gid_map",
-                format!("{} {} 1\n", self.inside.1, self.host_gid),
+                format!("{} {} 1\n{extra}", self.inside.1, self.host_gid),
             ),
             (
                 "uid_map",
@@ -906,6 +924,68 @@ impl Blueprint {
             ),
         ]
     }
+}
+
+/// The most supplementary groups a sandbox may be given (each a line of its gid_map,
+/// which takes 340).
+const MAX_GROUPS: usize = 64;
+
+/// The plan's supplementary groups besides its gid, checked: each becomes a line of the
+/// sandbox's gid_map, the same gid on the host, and init sets them (setgroups) before
+/// it becomes the workload's user. That needs a root caller (a rootless one may map
+/// only its own gid, and must deny setgroups to map even that), and it gives the
+/// workload that host gid's access (as runc gives its containers): never a group the
+/// host names (`disk`, `shadow`, `docker`, its `nogroup`, the sandbox's own host gid),
+/// whose rights an escape would keep.
+fn supplementary_groups(plan: &Plan, root_mode: bool) -> Result<Vec<u32>, SpawnError> {
+    let groups = plan.extra_groups();
+    if groups.is_empty() {
+        return Ok(groups);
+    }
+    let refuse = |g: u32, why: String| {
+        Err(SpawnError::Unsupported(format!(
+            "supplementary group {g} (an OCI bundle's process.user.additionalGids) cannot be mapped into the sandbox's user namespace: {why}"
+        )))
+    };
+    if !root_mode {
+        return refuse(
+            groups[0],
+            "a rootless sandbox's user namespace maps only the caller's own group (and must deny setgroups to map it); run as root for supplementary groups, or drop them".into(),
+        );
+    }
+    if groups.len() > MAX_GROUPS {
+        return refuse(
+            groups[MAX_GROUPS],
+            format!("at most {MAX_GROUPS} supplementary groups are given"),
+        );
+    }
+    for &g in &groups {
+        if g == ROOT_MODE_HOST_ID {
+            return refuse(
+                g,
+                format!("{g} is the host gid the sandbox's own group maps to"),
+            );
+        }
+        match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(g)) {
+            Ok(None) => {}
+            Ok(Some(named)) => {
+                return refuse(
+                    g,
+                    format!(
+                        "gid {g} is the host's group `{}`; a supplementary group is given as the same host gid, and hsb does not hand a workload the rights of a group the host names (use a gid the host has no group for)",
+                        named.name
+                    ),
+                )
+            }
+            Err(e) => {
+                return refuse(
+                    g,
+                    format!("looking up whether the host has a group {g} failed: {e}"),
+                )
+            }
+        }
+    }
+    Ok(groups)
 }
 
 /// Opens a namespace to join by path. With `own` (its /proc name), the host's own

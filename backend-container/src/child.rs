@@ -248,8 +248,11 @@ pub(crate) struct ChildSpec {
     pub(crate) cgroup_v2: Option<RawFd>,
     /// Every fd above, sorted: init closes all others.
     pub(crate) keep: Vec<RawFd>,
-    /// Running as host root: clear supplementary groups (setgroups is allowed).
+    /// Running as host root: set the supplementary groups to `groups` (none unless
+    /// asked for), instead of the caller's (setgroups is allowed).
     pub(crate) clear_groups: bool,
+    /// The workload's supplementary groups (mapped in the sandbox's gid_map).
+    pub(crate) groups: Vec<u32>,
     /// A host directory to attach the new root on while it is built (private mount ns).
     pub(crate) stage: CString,
     pub(crate) root_options: Vec<(CString, CString)>,
@@ -826,7 +829,7 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
     close_others(&spec.keep);
     if spec.clear_groups {
-        if let Err(err) = sys::setgroups_empty() {
+        if let Err(err) = sys::setgroups(&spec.groups) {
             fail(spec, Stage::Identity, err, 0)
         }
     }

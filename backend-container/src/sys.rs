@@ -291,8 +291,9 @@ pub(crate) fn setresgid(gid: u32) -> SysResult {
     syscall!(libc::SYS_setresgid, gid, gid, gid)
 }
 
-pub(crate) fn setgroups_empty() -> SysResult {
-    syscall!(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>())
+/// Sets the supplementary groups to exactly `groups` (none when empty).
+pub(crate) fn setgroups(groups: &[u32]) -> SysResult {
+    syscall!(libc::SYS_setgroups, groups.len(), groups.as_ptr())
 }
 
 pub(crate) fn setsid() -> SysResult {

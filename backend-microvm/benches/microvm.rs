@@ -78,6 +78,7 @@ fn plan(dir: &Path, prog: &str, args: &[&str]) -> Plan {
         mode: MountMode::Ro,
         optional: false,
         system: false,
+        noexec: false,
     });
     p
 }

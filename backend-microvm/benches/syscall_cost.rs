@@ -76,6 +76,7 @@ fn plan(dir: &Path, exe: &str, args: &[&str]) -> Plan {
         mode: MountMode::Ro,
         optional: false,
         system: false,
+        noexec: false,
     });
     p
 }

@@ -281,6 +281,15 @@ pub(crate) fn refuse_unenforceable(plan: &Plan) -> Result<(), SpawnError> {
             )));
         }
     }
+    // Its processes answer getgroups with none, and its file checks know only the
+    // primary gid: supplementary groups would be a protection-relevant fact dropped.
+    let extra = plan.extra_groups();
+    if !extra.is_empty() {
+        return Err(SpawnError::Unsupported(format!(
+            "the micro-VM does not give supplementary groups ({extra:?}; an OCI bundle's process.user.additionalGids): its processes have only the gid {}: use the container backend",
+            plan.user.1
+        )));
+    }
     for (what, ns) in [("IPC", &plan.ipcns), ("UTS", &plan.utsns)] {
         if let Some(p) = ns {
             return Err(SpawnError::Unsupported(format!(

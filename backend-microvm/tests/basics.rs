@@ -257,6 +257,7 @@ async fn spawn_errors_are_precise() {
         mode: sandbox_core::MountMode::Ro,
         optional: false,
         system: false,
+        noexec: false,
     });
     let e = b.spawn(p).await.unwrap_err();
     assert!(

@@ -57,6 +57,7 @@ async fn ls_sort_grep() {
         mode: MountMode::Ro,
         optional: false,
         system: false,
+        noexec: false,
     });
     let o = run(p).await;
     assert_eq!(stdout(&o), "a.txt\nb.txt\nc.log\n", "{}", stderr(&o));
@@ -68,6 +69,7 @@ async fn ls_sort_grep() {
         mode: MountMode::Ro,
         optional: false,
         system: false,
+        noexec: false,
     });
     let out = stdout(&run(p).await);
     assert!(
@@ -89,6 +91,7 @@ async fn ls_sort_grep() {
         mode: MountMode::Ro,
         optional: false,
         system: false,
+        noexec: false,
     });
     assert_eq!(stdout(&run(p).await), "/data/b.txt:1:banana\n");
     let o = bb(&["grep", "nothing-matches", "/etc/passwd"]).await;
@@ -119,6 +122,7 @@ async fn sha256sum_matches_the_host() {
         mode: MountMode::Ro,
         optional: false,
         system: false,
+        noexec: false,
     });
     let o = run(p).await;
     assert_eq!(stdout(&o), format!("{expected}  /data/blob\n"));

@@ -124,6 +124,7 @@ async fn a_root_callers_read_only_mount_is_read_only_in_the_kernel() {
         mode: sandbox_core::MountMode::Ro,
         optional: false,
         system: false,
+        noexec: false,
     });
     let o = run(p).await;
     assert_eq!(

@@ -336,6 +336,7 @@ async fn an_entry_point_outside_user_code_is_sigsegv() {
             mode: sandbox_core::MountMode::Ro,
             optional: false,
             system: false,
+            noexec: false,
         });
         let o = run(p).await;
         assert_eq!(

@@ -16,6 +16,7 @@ fn mount(p: &mut Plan, source: &Path, target: &str, mode: MountMode) {
         mode,
         optional: false,
         system: false,
+        noexec: false,
     });
 }
 

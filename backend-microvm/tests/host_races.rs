@@ -39,6 +39,7 @@ async fn a_file_swapped_for_a_fifo_is_refused_without_blocking() {
             mode: MountMode::Rw,
             optional: false,
             system: false,
+            noexec: false,
         });
         let o = run(plan).await;
         assert_eq!(o.termination, Termination::Exited, "{tc:?} {mode}: {o:?}");

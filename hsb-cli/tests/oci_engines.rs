@@ -1030,3 +1030,196 @@ fn docker_oom_killed_and_memory_limit_in_stats() {
     let o = docker(&["rm", "-f", "idle", "hog", "calm"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// A gid the host has no group for (`getent group` knows none of it).
+fn gid_without_host_group() -> u32 {
+    [1234, 23456, 34567, 45678]
+        .into_iter()
+        .find(|g| {
+            !Command::new("getent")
+                .args(["group", &g.to_string()])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("every candidate gid is a host group")
+}
+
+/// `docker run --group-add GID` (Kubernetes' supplementalGroups and fsGroup take the
+/// same path, `process.user.additionalGids`): the workload holds the group (`id -G`),
+/// and a file of that group that only the group may read is read through a bind
+/// mount; without it, the same read is denied. A gid the host names (its `disk`, say)
+/// is refused, naming the field and the gid.
+#[test]
+fn docker_group_add_gives_a_supplementary_group() {
+    let Some((_img, d)) = docker_ready() else {
+        return;
+    };
+    let hsb_run = |args: &[&str]| {
+        let mut c = d.docker();
+        c.args(["run", "--rm", "--runtime", "hsb", "--network", "none"]);
+        output_within(c.args(args), 60)
+    };
+    let gid = gid_without_host_group();
+    let host = oci_common::TempDir::new("groups");
+    let secret = host.path().join("secret");
+    std::fs::write(&secret, "for the group only\n").unwrap();
+    std::os::unix::fs::chown(&secret, Some(4321), Some(gid)).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o040)).unwrap();
+    std::fs::set_permissions(
+        host.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let volume = format!("{}:/data:ro", host.path().display());
+    let script = "id -G; cat /data/secret; echo cat=$?";
+    let o = hsb_run(&[
+        "--group-add",
+        &gid.to_string(),
+        "-v",
+        &volume,
+        IMAGE_REF,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = stdout(&o);
+    let groups: Vec<&str> = out.lines().next().unwrap_or("").split(' ').collect();
+    assert!(
+        groups.contains(&gid.to_string().as_str()),
+        "`id -G` does not show {gid}: {}",
+        text(&o)
+    );
+    assert!(
+        out.contains("for the group only\ncat=0"),
+        "the group's file was not read: {}",
+        text(&o)
+    );
+    // Control: without the group, the same read is denied.
+    let o = hsb_run(&["-v", &volume, IMAGE_REF, "sh", "-c", script]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("cat=1") && !stdout(&o).contains(&gid.to_string()),
+        "read without the group: {}",
+        text(&o)
+    );
+    // A host group's gid is not handed out.
+    let named = Command::new("getent")
+        .args(["group", "6"])
+        .output()
+        .unwrap();
+    if named.status.success() {
+        let name = stdout(&named).split(':').next().unwrap_or("").to_string();
+        let o = hsb_run(&["--group-add", "6", IMAGE_REF, "id", "-G"]);
+        assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("process.user.additionalGids")
+                && err.contains("supplementary group 6")
+                && err.contains(&format!("host's group `{name}`")),
+            "{}",
+            text(&o)
+        );
+    }
+}
+
+/// Docker's /dev/shm (a 64 MiB tmpfs it always asks for): an in-memory filesystem of
+/// its own at /dev/shm, with that size and Docker's options, where 32 MiB fit and 64
+/// more do not; what is written there is not in /tmp.
+#[test]
+fn docker_dev_shm_is_a_tmpfs_of_its_own_size() {
+    let Some((_img, d)) = docker_ready() else {
+        return;
+    };
+    let mut c = d.docker();
+    c.args(["run", "--rm", "--runtime", "hsb", "--network", "none"]);
+    let o = output_within(
+        c.args([
+            IMAGE_REF,
+            "sh",
+            "-c",
+            "busybox stat -c %a /dev/shm; grep ' /dev/shm ' /proc/mounts; \
+             dd if=/dev/zero of=/dev/shm/a bs=1048576 count=32 2>/dev/null; echo a=$?; \
+             dd if=/dev/zero of=/dev/shm/b bs=1048576 count=64 2>/dev/null; echo b=$?; \
+             busybox rm -f /dev/shm/b; ls /tmp; echo tmp-listed",
+        ]),
+        60,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.contains(" /dev/shm tmpfs "))
+        .unwrap_or_else(|| panic!("no tmpfs at /dev/shm: {}", text(&o)));
+    for opt in ["size=65536k", "noexec", "nosuid", "nodev"] {
+        assert!(line.split([' ', ',']).any(|w| w == opt), "{opt}: {line}");
+    }
+    assert!(out.starts_with("1777\n"), "{}", text(&o));
+    assert!(out.contains("a=0\n"), "32 MiB did not fit: {}", text(&o));
+    assert!(
+        out.contains("b=1\n"),
+        "96 MiB fit a 64 MiB /dev/shm: {}",
+        text(&o)
+    );
+    assert!(
+        out.contains("\ntmp-listed") || out.starts_with("tmp-listed"),
+        "{}",
+        text(&o)
+    );
+    let listing = out.split("b=1\n").nth(1).unwrap_or("");
+    assert!(
+        !listing.lines().any(|l| l == "a"),
+        "/dev/shm's file is in /tmp: {}",
+        text(&o)
+    );
+}
+
+/// `podman run -v SRC:DST:noexec`: a program on that bind mount cannot be run
+/// (Permission denied, 126), and the same mount without `noexec` runs it.
+#[test]
+fn podman_noexec_bind_mount() {
+    if !ready("podman") {
+        return;
+    }
+    let img = Image::new();
+    let p = Podman::new(&container_runtime());
+    p.import(&img);
+    let host = oci_common::TempDir::new("noexec");
+    // Named as the applet it runs (busybox picks it by its name).
+    std::fs::copy("/bin/busybox", host.path().join("true")).unwrap();
+    let run = |opts: &str| {
+        let volume = format!("{}:/code:{opts}", host.path().display());
+        p.run(&[
+            "run",
+            "--rm",
+            "-v",
+            &volume,
+            IMAGE_REF,
+            "sh",
+            "-c",
+            "grep ' /code ' /proc/mounts; /code/true; echo exec=$?",
+        ])
+    };
+    let o = run("ro,noexec");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.contains(" /code "))
+        .unwrap_or_else(|| panic!("no mount at /code: {}", text(&o)));
+    assert!(line.split([' ', ',']).any(|w| w == "noexec"), "{line}");
+    assert!(
+        out.contains("exec=126"),
+        "a program ran from a noexec bind mount: {}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied")
+            || out.contains("Permission denied"),
+        "{}",
+        text(&o)
+    );
+    let o = run("ro");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(stdout(&o).contains("exec=0"), "{}", text(&o));
+}

@@ -555,3 +555,52 @@ fn docker_runs_the_container_in_a_microvm() {
         assert!(!d.exists(), "{} left after docker rm", d.display());
     }
 }
+
+/// In the VM too, Docker's /dev/shm is an in-memory filesystem of its own, with
+/// Docker's 64 MiB: 32 MiB fit, 64 more do not, and /tmp does not hold them. Its
+/// supplementary groups (`--group-add`), which the VM's processes cannot have, are
+/// refused naming `process.user.additionalGids` and the gid.
+#[test]
+fn docker_dev_shm_and_group_add_in_a_microvm() {
+    if !ready("dockerd") || !require(oci_common::have("docker"), "docker is missing") {
+        return;
+    }
+    let img = Image::new();
+    let d = Daemon::dockerd(&microvm_runtime());
+    d.docker_import(&img);
+    let run = |args: &[&str]| {
+        let mut c = d.docker();
+        c.args(["run", "--rm", "--runtime", "hsb", "--network", "none"]);
+        output_within(c.args(args), 90)
+    };
+    let o = run(&[
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/shm/a bs=1048576 count=32 2>/dev/null; echo a=$?; \
+         dd if=/dev/zero of=/dev/shm/b bs=1048576 count=64 2>/dev/null; echo b=$?; \
+         ls /tmp; echo tmp-listed",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = stdout(&o);
+    assert!(out.contains("a=0\n"), "32 MiB did not fit: {}", text(&o));
+    assert!(
+        out.contains("b=1\n"),
+        "96 MiB fit a 64 MiB /dev/shm: {}",
+        text(&o)
+    );
+    let listing = out.split("b=1\n").nth(1).unwrap_or("");
+    assert!(
+        listing.ends_with("tmp-listed\n") && !listing.lines().any(|l| l == "a" || l == "b"),
+        "/dev/shm's files are in /tmp: {}",
+        text(&o)
+    );
+    let o = run(&["--group-add", "1234", IMAGE_REF, "id", "-G"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("process.user.additionalGids") && err.contains("1234"),
+        "{}",
+        text(&o)
+    );
+}

@@ -28,6 +28,9 @@ pub struct PlannedMount {
     /// mounts give the workload the access of the source's owner.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub system: bool,
+    /// No program may be run from it (`noexec`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub noexec: bool,
 }
 
 /// An in-memory filesystem after validation.
@@ -99,6 +102,11 @@ pub struct Plan {
     pub image_limits: ImageLimits,
     /// The uid and gid the workload runs as inside the sandbox.
     pub user: (u32, u32),
+    /// Its supplementary groups inside the sandbox, sorted, without duplicates (the
+    /// primary gid, [`Plan::user`]'s, among them changes nothing: see
+    /// [`Plan::extra_groups`]). Empty unless asked for ([`crate::Workload::groups`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<u32>,
     /// A host directory that is the sandbox's root as it is (an OCI bundle's rootfs),
     /// instead of a root made of the mounts or of an image's layers.
     pub root_dir: Option<RootDir>,
@@ -249,6 +257,15 @@ impl Plan {
         }
         self.user = img.user.unwrap_or((0, 0));
         self.root = img.root;
+    }
+
+    /// The supplementary groups besides the primary gid (see [`Plan::groups`]).
+    pub fn extra_groups(&self) -> Vec<u32> {
+        self.groups
+            .iter()
+            .copied()
+            .filter(|g| *g != self.user.1)
+            .collect()
     }
 
     /// The `PATH` of the workload (the default one when the environment has none).

@@ -102,6 +102,10 @@ pub struct Mount {
     /// provides the root.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub system: bool,
+    /// No program may be run from it (`noexec`): the container backend sets it on the
+    /// bind; the micro-VM reports it as not applied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub noexec: bool,
 }
 
 impl Mount {
@@ -113,6 +117,7 @@ impl Mount {
             mode: MountMode::Ro,
             optional: false,
             system: false,
+            noexec: false,
         }
     }
 
@@ -124,6 +129,7 @@ impl Mount {
             mode: MountMode::Rw,
             optional: false,
             system: false,
+            noexec: false,
         }
     }
 
@@ -156,6 +162,7 @@ impl Mount {
             mode,
             optional: false,
             system: false,
+            noexec: false,
         })
     }
 }
@@ -238,6 +245,12 @@ pub struct Workload {
     /// The uid and gid the workload runs as inside the sandbox (default: the image's
     /// user, else 1000:1000).
     pub user: Option<(u32, u32)>,
+    /// Supplementary groups of the workload inside the sandbox (an OCI bundle's
+    /// `process.user.additionalGids`: Docker's `--group-add`, Kubernetes'
+    /// `supplementalGroups` and `fsGroup`). The container backend gives them with a
+    /// root caller (each mapped to the same host gid, never a group the host names);
+    /// otherwise, and in a micro-VM, a run asking for any fails.
+    pub groups: Vec<u32>,
 }
 
 impl Workload {

@@ -53,6 +53,7 @@ pub(crate) fn build_with(
                     mode: MountMode::Ro,
                     optional: false,
                     system: false,
+                    noexec: false,
                 },
                 error: std::io::Error::other("an image root and a directory root at once"),
             })
@@ -72,6 +73,7 @@ pub(crate) fn build_with(
                 },
                 optional: false,
                 system: true,
+                noexec: false,
             };
             let o = opener.insert(
                 Sources::new(
@@ -109,6 +111,7 @@ pub(crate) fn build_with(
                         mode: MountMode::Ro,
                         optional: false,
                         system: false,
+                        noexec: false,
                     },
                     error,
                 };
@@ -134,6 +137,7 @@ pub(crate) fn build_with(
                         mode: MountMode::Ro,
                         optional: false,
                         system: false,
+                        noexec: false,
                     },
                     error: std::io::Error::other("the image has no layers"),
                 });
@@ -168,9 +172,17 @@ pub(crate) fn build_with(
         };
         for i in order {
             let pm = &plan.mounts[i];
-            let Some(m) = opener.open(pm, i as u32 + 1)? else {
+            let Some(mut m) = opener.open(pm, i as u32 + 1)? else {
                 continue;
             };
+            // The guest's file system has no per-mount exec permission: said here.
+            if pm.noexec {
+                const NOT: &str = "noexec not applied (micro-VM)";
+                m.report.note = Some(match m.report.note.take() {
+                    Some(n) => format!("{n}; {NOT}"),
+                    None => NOT.into(),
+                });
+            }
             tree.insert(&pm.target, m.mount);
             sources.extend(m.source);
             reports.push(m.report);
@@ -209,8 +221,11 @@ pub(crate) fn build_with(
             Node::Gen(Rc::from(&b"0\n"[..])),
         );
     }
-    // As in the container backend: POSIX shared memory (sem_open, shm_open) lives in /tmp.
-    tree.insert(Path::new("/dev/shm"), Node::Link(Rc::from(&b"/tmp"[..])));
+    // As in the container backend: POSIX shared memory (sem_open, shm_open) lives in
+    // /tmp, unless the plan puts an in-memory filesystem of its own at /dev/shm (above).
+    if !plan.tmpfs.iter().any(|t| t.target == Path::new("/dev/shm")) {
+        tree.insert(Path::new("/dev/shm"), Node::Link(Rc::from(&b"/tmp"[..])));
+    }
     // As on Linux: the descriptors through `/proc`'s magic links (`/dev/fd/N` of a
     // pipe is that pipe opened anew: bash's `<(...)`, `cat /dev/stdin`).
     for (name, target) in [

@@ -39,6 +39,7 @@ fn fixture() -> Fixture {
             mode: MountMode::Ro,
             optional: false,
             system: false,
+            noexec: false,
         },
         PlannedMount {
             source: host.join("rw"),
@@ -46,6 +47,7 @@ fn fixture() -> Fixture {
             mode: MountMode::Rw,
             optional: false,
             system: false,
+            noexec: false,
         },
         PlannedMount {
             source: host.join("link-to-ro"),
@@ -53,6 +55,7 @@ fn fixture() -> Fixture {
             mode: MountMode::Ro,
             optional: false,
             system: false,
+            noexec: false,
         },
         PlannedMount {
             source: host.join("missing"),
@@ -60,6 +63,7 @@ fn fixture() -> Fixture {
             mode: MountMode::Ro,
             optional: true,
             system: false,
+            noexec: false,
         },
     ];
     let mem = Memory::new(2 << 20).unwrap();

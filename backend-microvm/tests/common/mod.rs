@@ -160,6 +160,7 @@ pub fn plan(program: &str, args: &[&str]) -> Plan {
         mode: sandbox_core::MountMode::Ro,
         optional: false,
         system: false,
+        noexec: false,
     });
     plan.limits.wall_time = Some(Duration::from_secs(20));
     plan

@@ -705,6 +705,28 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32, OciError> {
             _ => return Err(OciError::msg(format!("--user {u:?}: must be UID[:GID]"))),
         }
     }
+    if !a.additional_gids.is_empty() {
+        // runc's `exec -g`: each process of an hsb container has the container's groups.
+        let mut groups = Vec::new();
+        for g in &a.additional_gids {
+            for one in g.split(',') {
+                let gid: u32 = one.parse().map_err(|_| {
+                    OciError::msg(format!("--additional-gids {g:?}: must be numeric gids"))
+                })?;
+                if gid != process.user.1 {
+                    groups.push(gid);
+                }
+            }
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        if groups != process.groups {
+            return Err(OciError::msg(format!(
+                "--additional-gids {groups:?}: differs from the container's supplementary groups {:?}; every process of an hsb container has its groups",
+                process.groups
+            )));
+        }
+    }
     if a.tty {
         process.terminal = true;
     }

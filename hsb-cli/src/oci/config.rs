@@ -50,6 +50,9 @@ pub(crate) struct ProcessSpec {
     pub(crate) terminal: bool,
     pub(crate) size: Option<TtySize>,
     pub(crate) user: (u32, u32),
+    /// `process.user.additionalGids` besides the gid: sorted, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) groups: Vec<u32>,
 }
 
 /// What a bundle asks for, in hsb's terms.
@@ -352,8 +355,10 @@ impl Mapper<'_> {
         if self.w.isolation == Some(IsolationRequest::MicroVm) {
             self.microvm_network();
         }
+        self.groups(&process.groups)?;
         self.w.cwd = Some(process.cwd.clone());
         self.w.user = Some(process.user);
+        self.w.groups = process.groups.clone();
         Ok(Container {
             workload: self.w,
             process,
@@ -367,6 +372,31 @@ impl Mapper<'_> {
             cgroups_path: self.cgroups_path,
             cpuset: self.cpuset,
         })
+    }
+
+    /// Supplementary groups (`process.user.additionalGids`) are given by the container
+    /// backend to a root runtime (each the same gid on the host, never a group the host
+    /// names: the backend refuses those by gid); a rootless runtime's user namespace
+    /// cannot map them, and the micro-VM's processes have none: refused here, naming
+    /// the gid.
+    fn groups(&self, groups: &[u32]) -> Result<(), ConfigError> {
+        let Some(g) = groups.first() else {
+            return Ok(());
+        };
+        let f = "process.user.additionalGids";
+        if self.w.isolation == Some(IsolationRequest::MicroVm) {
+            return err(
+                f,
+                format!("supplementary group {g}: the micro-VM's processes have only their gid (use the container runtime, or remove --group-add / supplementalGroups / fsGroup)"),
+            );
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return err(
+                f,
+                format!("supplementary group {g} cannot be mapped into the container's user namespace: a rootless runtime's maps only its own group (run the engine as root, or remove --group-add / supplementalGroups / fsGroup)"),
+            );
+        }
+        Ok(())
     }
 
     /// A micro-VM container's network is the namespace the engine made or names (or
@@ -441,6 +471,7 @@ impl Mapper<'_> {
             terminal: false,
             size: None,
             user: (0, 0),
+            groups: Vec::new(),
         };
         for (k, val) in obj(v, "process")? {
             let field = format!("process.{k}");
@@ -480,7 +511,7 @@ impl Mapper<'_> {
                         p.size = Some(TtySize { rows, cols });
                     }
                 }
-                "user" => p.user = self.user(val, &field)?,
+                "user" => (p.user, p.groups) = self.user(val, &field)?,
                 "rlimits" => self.rlimits(val, &field)?,
                 "capabilities" => self.notes.push(
                     "process.capabilities: every capability is dropped (hsb grants none)".into(),
@@ -504,7 +535,8 @@ impl Mapper<'_> {
         Ok(())
     }
 
-    fn user(&mut self, v: &Value, field: &str) -> Result<(u32, u32), ConfigError> {
+    /// `process.user`: the uid and gid, and the supplementary groups besides the gid.
+    fn user(&mut self, v: &Value, field: &str) -> Result<((u32, u32), Vec<u32>), ConfigError> {
         let o = obj(v, field)?;
         let id = |n: &str| -> Result<u32, ConfigError> {
             let f = format!("{field}.{n}");
@@ -516,6 +548,7 @@ impl Mapper<'_> {
                 .map_or_else(|_| err(f, "out of range"), Ok)
         };
         let ids = (id("uid")?, id("gid")?);
+        let mut groups = Vec::new();
         for (k, val) in o {
             match k.as_str() {
                 "uid" | "gid" => {}
@@ -526,30 +559,27 @@ impl Mapper<'_> {
                     }
                 }
                 "additionalGids" => {
-                    let gids: Vec<u64> = val
-                        .as_array()
-                        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                        .unwrap_or_default();
-                    let extra: Vec<u64> = gids
-                        .into_iter()
-                        .filter(|g| *g != u64::from(ids.1))
-                        .collect();
-                    if !extra.is_empty() {
-                        return err(
-                            format!("{field}.additionalGids"),
-                            format!(
-                                "supplementary groups {extra:?} are not supported: the container's user namespace maps one user and one group, \
-                                 so no other group could be given. Engines add the groups the image's /etc/group lists the user in: \
-                                 run as a user it lists in no other group (or remove --group-add)"
-                            ),
-                        );
+                    let f = format!("{field}.additionalGids");
+                    let Some(list) = val.as_array() else {
+                        return err(f, "must be an array of gids");
+                    };
+                    for (i, g) in list.iter().enumerate() {
+                        let g = u(g, &format!("{f}[{i}]"))?;
+                        let Ok(g) = u32::try_from(g) else {
+                            return err(format!("{f}[{i}]"), format!("{g} is out of range"));
+                        };
+                        if g != ids.1 {
+                            groups.push(g);
+                        }
                     }
                 }
                 "username" if empty(val) => {}
                 other => return err(format!("{field}.{other}"), "not supported by hsb"),
             }
         }
-        Ok(ids)
+        groups.sort_unstable();
+        groups.dedup();
+        Ok((ids, groups))
     }
 
     fn rlimits(&mut self, v: &Value, field: &str) -> Result<(), ConfigError> {
@@ -664,8 +694,13 @@ impl Mapper<'_> {
                 (false, "mqueue", "/dev/mqueue") => self.notes.push(format!(
                     "{f}: /dev/mqueue is the sandbox's own (the container mounts its IPC namespace's queues there, not a joined pod namespace's; the micro-VM's queues need no mount)"
                 )),
+                // Docker's (`--shm-size`): an in-memory filesystem of its own, with its
+                // size, apart from /tmp's.
+                (false, "tmpfs", "/dev/shm") => self.tmpfs(&f, dest, &options)?,
+                // A bind of the engine's shared memory (Podman's, a pod's): not shared;
+                // the container's /dev/shm is its /tmp.
                 (_, _, "/dev/shm") => self.notes.push(format!(
-                    "{f}: /dev/shm is the container's /tmp (a link)"
+                    "{f}: a {kind} at /dev/shm is not mounted (POSIX shared memory is not shared with the engine or a pod): /dev/shm is the container's /tmp (a link)"
                 )),
                 (true, _, _) => self.bind(&f, source, dest, &options)?,
                 (false, "tmpfs", _) => self.tmpfs(&f, dest, &options)?,
@@ -688,14 +723,14 @@ impl Mapper<'_> {
         options: &[String],
     ) -> Result<(), ConfigError> {
         let mut mode = MountMode::Rw;
+        let mut noexec = false;
         for o in options {
             match o.as_str() {
                 "ro" => mode = MountMode::Ro,
                 "rw" | "bind" | "rbind" | "private" | "rprivate" | "slave" | "rslave"
                 | "nosuid" | "nodev" | "relatime" | "norelatime" | "strictatime" | "z" | "Z" => {}
-                "noexec" => self
-                    .notes
-                    .push(format!("{f}: noexec is not applied to {dest}")),
+                "noexec" => noexec = true,
+                "exec" => noexec = false,
                 other => {
                     return err(
                         format!("{f}.options"),
@@ -708,6 +743,13 @@ impl Mapper<'_> {
             return err(format!("{f}.source"), "missing");
         }
         let src: PathBuf = self.bundle.join(source);
+        // The micro-VM's file system has no per-mount exec permission (its report says
+        // so too); the container sets MS_NOEXEC on the bind.
+        if noexec && self.w.isolation != Some(IsolationRequest::Container) {
+            self.notes.push(format!(
+                "{f}: noexec is not applied to {dest} in a micro-VM (a container applies it)"
+            ));
+        }
         self.bind_fields.push(f.to_string());
         self.w.mounts.push(Mount {
             source: src,
@@ -715,6 +757,7 @@ impl Mapper<'_> {
             mode,
             optional: false,
             system: false,
+            noexec,
         });
         Ok(())
     }

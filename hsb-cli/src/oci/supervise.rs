@@ -52,6 +52,8 @@ struct Shared {
     /// Exec supervisors (their host pids) and their command channels.
     execs: Mutex<Vec<(i32, mpsc::UnboundedSender<Cmd>)>>,
     user: (u32, u32),
+    /// Its supplementary groups besides the gid (every process of it has them).
+    groups: Vec<u32>,
     /// config.json's poststart hooks, run once the process has started.
     poststart: Poststart,
     /// The container's memory limit mirrored on `linux.cgroupsPath` (cgroup v1).
@@ -521,6 +523,7 @@ async fn setup(
         phase: Mutex::new(Phase::Stopped),
         execs: Mutex::new(Vec::new()),
         user: container.process.user,
+        groups: container.process.groups.clone(),
         poststart: Poststart {
             hooks: container.hooks.poststart.clone(),
             state: super::hooks::state(&a.id, "running", pid, &a.bundle, &container.annotations),
@@ -936,6 +939,12 @@ fn exec(shared: Arc<Shared>, conn: OwnedFd, process: ProcessSpec, fds: Vec<Owned
         return fail(format!(
             "process.user: {}:{} differs from the container's user {}:{}; hsb runs every process of a container as its user",
             process.user.0, process.user.1, shared.user.0, shared.user.1
+        ));
+    }
+    if process.groups != shared.groups {
+        return fail(format!(
+            "process.user.additionalGids: {:?} differs from the container's supplementary groups {:?}; every process of an hsb container has its groups",
+            process.groups, shared.groups
         ));
     }
     let mut fds = fds.into_iter();

@@ -51,8 +51,10 @@ fn last_errno() -> i32 {
         .unwrap_or(libc::EIO)
 }
 
-/// A user namespace whose only mapping is `owner` (uid, gid) → `to` (uid, gid).
-fn userns(owner: (u32, u32), to: (u32, u32)) -> std::io::Result<OwnedFd> {
+/// A user namespace whose only mapping is `owner` (uid, gid) → `to` (uid, gid), and
+/// each gid of `groups` (the workload's supplementary groups, none the owner's gid or
+/// `to`'s) to itself.
+fn userns(owner: (u32, u32), to: (u32, u32), groups: &[u32]) -> std::io::Result<OwnedFd> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -82,9 +84,14 @@ fn userns(owner: (u32, u32), to: (u32, u32)) -> std::io::Result<OwnedFd> {
         format!("{} {} 1\n", owner.0, to.0),
     )
     .and_then(|_| {
+        let same: String = groups
+            .iter()
+            .filter(|g| **g != owner.1 && **g != to.1)
+            .map(|g| format!("{g} {g} 1\n"))
+            .collect();
         std::fs::write(
             format!("{proc}/gid_map"),
-            format!("{} {} 1\n", owner.1, to.1),
+            format!("{} {} 1\n{same}", owner.1, to.1),
         )
     })
     .and_then(|_| std::fs::File::open(format!("{proc}/ns/user")).map(OwnedFd::from));
@@ -212,6 +219,7 @@ pub struct RootMount {
 #[derive(Debug)]
 pub struct Idmaps {
     host: (u32, u32),
+    groups: Vec<u32>,
     spaces: Vec<((u32, u32), OwnedFd)>,
 }
 
@@ -220,7 +228,18 @@ impl Idmaps {
     pub fn new(host: (u32, u32)) -> Idmaps {
         Idmaps {
             host,
+            groups: Vec::new(),
             spaces: Vec::new(),
+        }
+    }
+
+    /// Idmaps that also map each of `groups`, the workload's supplementary groups
+    /// (which it holds as the same host gids), to itself: a file of such a group shows
+    /// as that group, and its group permission applies, as on the host.
+    pub fn with_groups(host: (u32, u32), groups: &[u32]) -> Idmaps {
+        Idmaps {
+            groups: groups.to_vec(),
+            ..Idmaps::new(host)
         }
     }
 
@@ -228,7 +247,7 @@ impl Idmaps {
         let i = match self.spaces.iter().position(|(o, _)| *o == owner) {
             Some(i) => i,
             None => {
-                let ns = userns(owner, self.host)?;
+                let ns = userns(owner, self.host, &self.groups)?;
                 self.spaces.push((owner, ns));
                 self.spaces.len() - 1
             }
@@ -307,7 +326,8 @@ pub fn probe(host: (u32, u32)) -> Result<(), String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("not needed: a rootless run's workload has the caller's own access".into());
     }
-    let ns = userns((0, 0), host).map_err(|e| format!("creating a user namespace failed: {e}"))?;
+    let ns =
+        userns((0, 0), host, &[]).map_err(|e| format!("creating a user namespace failed: {e}"))?;
     let root = std::fs::File::open("/").map_err(|e| e.to_string())?;
     let tree = clone_tree(root.as_fd(), false)
         .map_err(|e| format!("open_tree failed: {}", std::io::Error::from_raw_os_error(e)))?;
@@ -346,7 +366,7 @@ mod tests {
         let children =
             || std::fs::read_to_string(format!("/proc/self/task/{me}/children")).unwrap();
         let before = children();
-        let ns = userns((1234, 1234), (2000, 2000)).unwrap();
+        let ns = userns((1234, 1234), (2000, 2000), &[]).unwrap();
         assert_eq!(
             children(),
             before,
@@ -376,6 +396,14 @@ mod tests {
             seen("other"),
             (overflow("overflowuid"), overflow("overflowgid"))
         );
+        // A supplementary group of the workload's maps to itself: the other owner's
+        // file shows with its group, its owner still unmapped.
+        let ns = userns((1234, 1234), (2000, 2000), &[4321]).unwrap();
+        let grouped = clone_tree(d.as_fd(), false).unwrap();
+        set(grouped.as_fd(), 0, Some(ns.as_fd())).unwrap();
+        let m = std::fs::metadata(format!("/proc/self/fd/{}/other", grouped.as_raw_fd())).unwrap();
+        assert_eq!((m.uid(), m.gid()), (overflow("overflowuid"), 4321));
+        drop(grouped);
         drop(tree);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -518,6 +518,12 @@ impl Policy {
             user: w
                 .user
                 .unwrap_or((crate::plan::SANDBOX_UID, crate::plan::SANDBOX_GID)),
+            groups: {
+                let mut g = w.groups.clone();
+                g.sort_unstable();
+                g.dedup();
+                g
+            },
             root_dir: w.root_dir.clone(),
             netns: w.netns.clone(),
             ipcns: w.ipcns.clone(),

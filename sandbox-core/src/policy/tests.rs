@@ -719,10 +719,20 @@ fn tmpfs_mounts_are_planned_and_bad_ones_refused() {
         (plan.tmpfs[0].size, plan.tmpfs[0].mode, plan.tmpfs[0].noexec),
         (1 << 20, 0o1770, true)
     );
+    // At /dev/shm (where nothing else may be mounted inside /dev) it replaces the
+    // link to /tmp, with its own size.
+    let w = Workload::new("true", [] as [&str; 0]).tmpfs("/dev//shm/", Some(ByteSize(64 << 20)));
+    let plan = p.resolve(&w, &host()).unwrap();
+    assert_eq!(plan.tmpfs[0].target, std::path::Path::new("/dev/shm"));
+    assert_eq!(plan.tmpfs[0].size, 64 << 20);
+    let w = Workload::new("true", [] as [&str; 0]).mount(Mount::rw("/tmp", "/dev/shm"));
+    let e = p.resolve(&w, &host()).unwrap_err().to_string();
+    assert!(e.contains("inside `/dev`"), "a bind at /dev/shm: {e}");
     for (t, says) in [
         ("/", "root"),
         ("/proc/x", "inside `/proc`"),
-        ("/dev/shm", "inside `/dev`"),
+        ("/dev/shm/x", "inside `/dev`"),
+        ("/dev/pts", "inside `/dev`"),
         ("relative", "absolute"),
         ("/a/../b", "absolute path without `..`"),
     ] {

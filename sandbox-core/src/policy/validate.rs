@@ -24,6 +24,10 @@ const FORBIDDEN_SOURCES: [&str; 3] = ["/proc", "/sys", "/dev"];
 /// Sandbox paths the sandbox itself provides.
 const RESERVED_TARGETS: [&str; 2] = ["/proc", "/dev"];
 
+/// Where POSIX shared memory lives: an in-memory filesystem may be put there (see
+/// [`plan_tmpfs`]); without one, the backends link it to /tmp.
+pub(crate) const SHM: &str = "/dev/shm";
+
 /// Adds a "did you mean" to serde's "unknown field `x`, expected one of `a`, `b`".
 pub(crate) fn improve_serde_message(msg: &str) -> String {
     let msg = msg.trim_end();
@@ -457,8 +461,13 @@ fn plan_target(path: &Path) -> Result<PathBuf, String> {
 /// Validates an in-memory filesystem; `default_size` when it names none.
 pub(crate) fn plan_tmpfs(t: &Tmpfs, default_size: u64) -> Result<PlannedTmpfs, String> {
     // At `/tmp` it replaces the sandbox's own in-memory /tmp (the backends leave theirs
-    // out), with this one's size, mode and options.
-    let target = plan_target(&t.target)?;
+    // out), with this one's size, mode and options. At `/dev/shm` (POSIX shared memory,
+    // Docker's `--shm-size`) it replaces the link to /tmp the sandbox's /dev has there:
+    // the one place inside /dev a mount may go.
+    let target = match normalize_absolute(&t.target) {
+        Some(p) if p == Path::new(SHM) => p,
+        _ => plan_target(&t.target)?,
+    };
     if let Some(m) = t.mode.filter(|m| *m > 0o7777) {
         return Err(format!(
             "tmpfs `{}`: mode {m:o} is not a permission (0 to 7777 octal)",
@@ -506,6 +515,7 @@ pub(crate) fn plan_mount(m: &Mount) -> Result<PlannedMount, String> {
         mode: m.mode,
         optional: m.optional,
         system: m.system,
+        noexec: m.noexec,
     })
 }
 

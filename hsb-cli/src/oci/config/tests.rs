@@ -168,3 +168,146 @@ fn an_update_takes_what_a_running_container_can_and_names_what_it_cannot() {
         resources(br#"{"memory": {"limit": -1}, "pids": {"limit": -1}}"#).expect("-1 at create");
     assert_eq!((r.limits.memory, r.limits.pids), (None, None));
 }
+
+/// `process.user.additionalGids` become the workload's supplementary groups (sorted,
+/// once each, without the gid); the micro-VM, whose processes have none, refuses them
+/// naming the field and the gid.
+#[test]
+fn additional_gids_are_the_workloads_groups_or_refused_by_name() {
+    let b = bundle();
+    let with = |gids: Value| {
+        config(move |v| {
+            v["process"]["user"] =
+                serde_json::json!({"uid": 1000, "gid": 100, "additionalGids": gids});
+        })
+    };
+    let c = parse(
+        &with(serde_json::json!([1234, 100, 5, 1234])),
+        b.path(),
+        Some(IsolationRequest::Container),
+    )
+    .unwrap();
+    assert_eq!(c.workload.groups, [5, 1234]);
+    assert_eq!(c.process.groups, [5, 1234]);
+    assert_eq!(c.process.user, (1000, 100));
+    // Only the gid itself: nothing to give.
+    let c = parse(
+        &with(serde_json::json!([100])),
+        b.path(),
+        Some(IsolationRequest::MicroVm),
+    )
+    .unwrap();
+    assert!(c.workload.groups.is_empty());
+    let e = parse(
+        &with(serde_json::json!([100, 1234])),
+        b.path(),
+        Some(IsolationRequest::MicroVm),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "process.user.additionalGids", "{e}");
+    assert!(e.message.contains("1234"), "{e}");
+    for (gids, field) in [
+        (
+            serde_json::json!([5, "x"]),
+            "process.user.additionalGids[1]",
+        ),
+        (
+            serde_json::json!([1u64 << 33]),
+            "process.user.additionalGids[0]",
+        ),
+        (serde_json::json!(7), "process.user.additionalGids"),
+    ] {
+        let e = parse(&with(gids), b.path(), None).unwrap_err();
+        // A shape the typed model refuses is named at the top.
+        assert!(e.field == field || e.field == "config.json", "{e}");
+    }
+}
+
+/// Docker's /dev/shm becomes an in-memory filesystem of its own with its size and
+/// options (not /tmp); an engine's bind there is reported, not mounted.
+#[test]
+fn a_tmpfs_at_dev_shm_is_its_own_and_a_bind_there_is_reported() {
+    let b = bundle();
+    let c = parse(
+        &config(|v| {
+            v["mounts"] = serde_json::json!([{"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}]);
+        }),
+        b.path(),
+        Some(IsolationRequest::Container),
+    )
+    .unwrap();
+    assert_eq!(
+        c.workload.tmpfs,
+        [Tmpfs {
+            target: "/dev/shm".into(),
+            size: Some(ByteSize(64 << 20)),
+            mode: Some(0o1777),
+            noexec: true,
+        }]
+    );
+    assert!(
+        !c.notes.iter().any(|n| n.contains("/dev/shm")),
+        "{:?}",
+        c.notes
+    );
+    let c = parse(
+        &config(|v| {
+            v["mounts"] = serde_json::json!([{"destination": "/dev/shm", "type": "bind", "source": "/tmp", "options": ["bind", "private"]}]);
+        }),
+        b.path(),
+        Some(IsolationRequest::Container),
+    )
+    .unwrap();
+    assert!(c.workload.tmpfs.is_empty() && c.workload.mounts.is_empty());
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.contains("mounts[0]") && n.contains("/dev/shm is the container's /tmp")),
+        "{:?}",
+        c.notes
+    );
+}
+
+/// `noexec` on a bind mount is the mount's (the container sets it); the micro-VM's
+/// report says it is not applied there.
+#[test]
+fn noexec_on_a_bind_is_the_mounts_and_said_for_a_microvm() {
+    let b = bundle();
+    let mounts = serde_json::json!([
+        {"destination": "/data", "type": "bind", "source": "/tmp", "options": ["rbind", "noexec", "ro"]},
+        {"destination": "/code", "type": "bind", "source": "/tmp", "options": ["rbind", "noexec", "exec"]},
+    ]);
+    let m = mounts.clone();
+    let c = parse(
+        &config(move |v| v["mounts"] = m),
+        b.path(),
+        Some(IsolationRequest::Container),
+    )
+    .unwrap();
+    assert_eq!(
+        c.workload
+            .mounts
+            .iter()
+            .map(|m| (m.noexec, m.mode))
+            .collect::<Vec<_>>(),
+        [(true, MountMode::Ro), (false, MountMode::Rw)]
+    );
+    assert!(
+        !c.notes.iter().any(|n| n.contains("noexec")),
+        "{:?}",
+        c.notes
+    );
+    let c = parse(
+        &config(move |v| v["mounts"] = mounts),
+        b.path(),
+        Some(IsolationRequest::MicroVm),
+    )
+    .unwrap();
+    assert!(c.workload.mounts[0].noexec);
+    assert!(
+        c.notes.iter().any(|n| n.contains("mounts[0]")
+            && n.contains("noexec is not applied to /data in a micro-VM")),
+        "{:?}",
+        c.notes
+    );
+}
