@@ -1095,6 +1095,35 @@ fn docker_group_add_gives_a_supplementary_group() {
         "the group's file was not read: {}",
         text(&o)
     );
+    // `docker exec` into such a container: the process has the container's groups.
+    let docker = |args: &[&str]| output_within(d.docker().args(args), 60);
+    let o = docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        "hsb",
+        "--network",
+        "none",
+        "--name",
+        "grouped",
+        "--group-add",
+        &gid.to_string(),
+        "-v",
+        &volume,
+        IMAGE_REF,
+        "sleep",
+        "600",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = docker(&["exec", "grouped", "sh", "-c", script]);
+    let exec_out = stdout(&o);
+    let _ = docker(&["rm", "-f", "grouped"]);
+    assert_eq!(o.status.code(), Some(0), "docker exec: {}", text(&o));
+    assert!(
+        exec_out.contains(&gid.to_string()) && exec_out.contains("for the group only\ncat=0"),
+        "docker exec: {}",
+        text(&o)
+    );
     // Control: without the group, the same read is denied.
     let o = hsb_run(&["-v", &volume, IMAGE_REF, "sh", "-c", script]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
