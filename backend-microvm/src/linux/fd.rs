@@ -211,6 +211,12 @@ impl OpenFile {
     pub(crate) fn writable(&self) -> bool {
         !matches!(self.kind, FileKind::Path) && self.flags.get() & libc::O_ACCMODE != libc::O_RDONLY
     }
+
+    /// On a `noexec` mount: asked of where it was opened (`Node::noexec`); a file
+    /// opened at no path (a memfd, a pipe, a socket) is on none.
+    pub(crate) fn noexec(&self) -> bool {
+        self.loc.as_ref().is_some_and(|l| l.node().noexec())
+    }
 }
 
 #[derive(Debug, Clone)]

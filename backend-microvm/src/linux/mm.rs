@@ -220,14 +220,20 @@ impl Kernel {
                 FileKind::Tmp(t) => t.write_sealed(),
                 _ => false,
             };
+            let file = (flags & libc::MAP_ANONYMOUS == 0)
+                .then(|| k.proc.files.get(a[4]).ok())
+                .flatten();
             if shared
-                && flags & libc::MAP_ANONYMOUS == 0
-                && k.proc
-                    .files
-                    .get(a[4])
-                    .is_ok_and(|f| !f.writable() || sealed(&f.kind))
+                && file
+                    .as_ref()
+                    .is_some_and(|f| !f.writable() || sealed(&f.kind))
             {
                 k.mm.hint(start, end, hint::NO_WRITE, 0);
+            }
+            // A file on a `noexec` mount loses VM_MAYEXEC: `mprotect` cannot make it
+            // executable (`EACCES`).
+            if file.as_ref().is_some_and(|f| f.noexec()) {
+                k.mm.hint(start, end, hint::NO_EXEC, 0);
             }
             k.lock_new(start, end, lock);
             Ok(start)
@@ -266,6 +272,11 @@ impl Kernel {
             }
             if shared && prot & PROT_WRITE != 0 && !f.writable() {
                 return Err(errno::EACCES.into());
+            }
+            // Linux's do_mmap: a file on a `noexec` mount is never mapped executable
+            // (nor may become so: `hint::NO_EXEC`, set by `sys_mmap`).
+            if f.noexec() && prot & PROT_EXEC != 0 {
+                return Err(errno::EPERM.into());
             }
             let of = match (shared, &f.kind) {
                 // In-memory files: every MAP_SHARED mapping shares the file's pages.

@@ -281,6 +281,14 @@ impl Kernel {
             return Err(errno::EINVAL.into());
         }
         let loc = self.resolve_at(dirfd, ptr, flags, true)?;
+        // As Linux's do_faccessat, before the permission bits: a regular file on a
+        // `noexec` mount is not executable, whoever asks.
+        if mode & libc::X_OK as u64 != 0
+            && loc.node().noexec()
+            && self.vfs.meta(&loc)?.kind() == libc::S_IFREG
+        {
+            return Err(errno::EACCES.into());
+        }
         if mode & libc::W_OK as u64 != 0 {
             loc.node().writable()?;
         }

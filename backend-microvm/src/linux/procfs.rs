@@ -124,6 +124,7 @@ impl Kernel {
                     };
                     (host_fstype(t), "hostfs", opts)
                 }
+                Node::Tmp(_) if node.noexec() => ("tmpfs", "tmpfs", "rw,nosuid,nodev,noexec"),
                 Node::Tmp(_) => ("tmpfs", "tmpfs", "rw,nosuid,nodev"),
                 Node::Proc(_) => ("proc", "proc", "ro,nosuid,nodev,noexec"),
                 Node::Ovl(_) => ("overlay", "overlay", "rw,nosuid,nodev"),

@@ -153,6 +153,10 @@ fn open_image(
     if meta.kind() != libc::S_IFREG {
         return Err(not_exec(path, "it is not a regular file", errno::EACCES));
     }
+    // As Linux's open_exec: the program, a `#!` interpreter and the ELF loader alike.
+    if loc.node().noexec() {
+        return Err(not_exec(path, "it is on a noexec mount", errno::EACCES));
+    }
     if need_exec && meta.mode & 0o111 == 0 {
         return Err(not_exec(
             path,

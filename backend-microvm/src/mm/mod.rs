@@ -394,15 +394,22 @@ impl AddressSpace {
         if covered == start {
             return Err(MapError::Errno(libc::ENOMEM));
         }
-        // A mapping that may never be written stops the call there with EACCES.
-        let refused = (prot & PROT_WRITE != 0)
-            .then(|| {
-                self.vmas
-                    .overlapping(start, covered)
-                    .find(|(_, v)| v.hints & vma::hint::NO_WRITE != 0)
-                    .map(|(s, _)| s.max(start))
-            })
-            .flatten();
+        // A mapping that may never be written (or executed) stops the call there with
+        // EACCES, as Linux's mprotect_fixup loop without VM_MAYWRITE (VM_MAYEXEC).
+        let never = if prot & PROT_WRITE != 0 {
+            vma::hint::NO_WRITE
+        } else {
+            0
+        } | if prot & PROT_EXEC != 0 {
+            vma::hint::NO_EXEC
+        } else {
+            0
+        };
+        let refused = self
+            .vmas
+            .overlapping(start, covered)
+            .find(|(_, v)| v.hints & never != 0)
+            .map(|(s, _)| s.max(start));
         let end = refused.unwrap_or(covered);
         if end > start {
             self.protect_range(start, end, prot)?;

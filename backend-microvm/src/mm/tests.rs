@@ -818,3 +818,47 @@ fn fork_advice_keeps_pages_from_the_child() {
     assert_eq!(a.vmas.len(), 1, "merged back");
     a.release(child);
 }
+
+/// As Linux's mprotect_fixup loop for a mapping without `VM_MAYEXEC` (a file on a
+/// `noexec` mount): `PROT_EXEC` changes the mappings up to it, then stops with
+/// `EACCES`; other rights (`PROT_WRITE` of a private mapping) still change there.
+#[test]
+fn mprotect_exec_stops_at_a_mapping_that_may_never_execute() {
+    let mut a = space();
+    let at = a
+        .mmap(
+            0,
+            4 * PAGE_SIZE,
+            PROT_READ,
+            Fixed::Hint,
+            false,
+            VmaKind::Anon,
+        )
+        .unwrap();
+    a.hint(
+        at + 2 * PAGE_SIZE,
+        at + 4 * PAGE_SIZE,
+        vma::hint::NO_EXEC,
+        0,
+    );
+    let prot_at = |a: &AddressSpace, va: u64| a.vma_at(va).map(|(_, v)| v.prot);
+    let rx = PROT_READ | PROT_EXEC;
+    assert_eq!(
+        a.mprotect(at, 4 * PAGE_SIZE, rx),
+        Err(MapError::Errno(libc::EACCES))
+    );
+    assert_eq!(prot_at(&a, at + PAGE_SIZE), Some(rx), "changed up to it");
+    assert_eq!(prot_at(&a, at + 2 * PAGE_SIZE), Some(PROT_READ), "not it");
+    assert_eq!(
+        a.mprotect(at + 3 * PAGE_SIZE, PAGE_SIZE, rx),
+        Err(MapError::Errno(libc::EACCES))
+    );
+    assert_eq!(
+        a.mprotect(at + 2 * PAGE_SIZE, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE),
+        Ok(())
+    );
+    assert_eq!(
+        prot_at(&a, at + 3 * PAGE_SIZE),
+        Some(PROT_READ | PROT_WRITE)
+    );
+}

@@ -197,13 +197,13 @@ pub(crate) struct Vma {
     /// Locked in memory.
     pub(crate) lock: Lock,
     /// `madvise` hints that change nothing here but where mappings split and merge,
-    /// as Linux's vma flags do, and whether `mprotect` may make it writable
-    /// ([`hint`] bits).
+    /// as Linux's vma flags do, and whether `mprotect` may make it writable or
+    /// executable ([`hint`] bits).
     pub(crate) hints: u8,
 }
 
 /// Bits of [`Vma::hints`] (Linux's `VM_RAND_READ`, `VM_SEQ_READ`, `VM_DONTDUMP`,
-/// `VM_HUGEPAGE`, `VM_NOHUGEPAGE`, and `VM_MAYWRITE`'s absence).
+/// `VM_HUGEPAGE`, `VM_NOHUGEPAGE`, and `VM_MAYWRITE`'s and `VM_MAYEXEC`'s absence).
 pub(crate) mod hint {
     pub(crate) const RANDOM: u8 = 1;
     pub(crate) const SEQUENTIAL: u8 = 2;
@@ -213,7 +213,10 @@ pub(crate) mod hint {
     /// A shared mapping of a file opened without write access, or a segment attached
     /// `SHM_RDONLY`: `mprotect` cannot make it writable (`EACCES`).
     pub(crate) const NO_WRITE: u8 = 32;
-    pub(crate) const ALL: u8 = 63;
+    /// A mapping of a file on a `noexec` mount (`VM_MAYEXEC`'s absence): `mprotect`
+    /// cannot make it executable (`EACCES`).
+    pub(crate) const NO_EXEC: u8 = 64;
+    pub(crate) const ALL: u8 = 127;
 }
 
 impl Vma {

@@ -281,6 +281,16 @@ impl Node {
         }
     }
 
+    /// Whether the mount this node is on is `noexec` (Linux's `path_noexec`): the one
+    /// answer `execve` (the program, a `#!` interpreter, the ELF loader), `mmap` with
+    /// `PROT_EXEC` and `access(X_OK)` take. Only an in-memory filesystem the plan
+    /// mounts `noexec` is; each is mounted once, so its flag is its mount's. An open
+    /// file asks it of the location it was opened at (`OpenFile::noexec`): a memfd,
+    /// opened at no path, is on Linux's internal mount, never `noexec`.
+    pub(crate) fn noexec(&self) -> bool {
+        matches!(self, Node::Tmp(t) if t.fs().noexec())
+    }
+
     /// Whether writes through this node (or into this directory) are refused, and how
     /// (an image root's layers are written by copying up).
     pub(crate) fn writable(&self) -> Result<(), Errno> {

@@ -38,7 +38,7 @@ pub(crate) fn build_with(
     // A directory root (an OCI bundle's rootfs) keeps its own /tmp, as in the container;
     // an in-memory filesystem the plan puts at /tmp replaces the sandbox's own.
     if plan.root_dir.is_none() && !plan.tmpfs.iter().any(|t| t.target == Path::new("/tmp")) {
-        let tmp = TmpFs::create(tmp_limit, Rc::clone(&budget), plan.user, dev());
+        let tmp = TmpFs::create(tmp_limit, Rc::clone(&budget), plan.user, dev(), false);
         tree.insert(Path::new("/tmp"), Node::Tmp(tmp));
     }
     let mut sources = Vec::new();
@@ -148,7 +148,7 @@ pub(crate) fn build_with(
                 .tmp_size
                 .or(plan.limits.memory)
                 .map_or(u64::MAX, |b| b.0);
-            let upper = TmpFs::create(upper_limit, budget, plan.user, dev());
+            let upper = TmpFs::create(upper_limit, budget, plan.user, dev(), false);
             Node::Ovl(Overlay::root(&layers, upper, plan.user))
         }
     };
@@ -191,7 +191,7 @@ pub(crate) fn build_with(
     // In-memory filesystems the plan asks for, each with its own size, charged to
     // guest memory like /tmp.
     for t in &plan.tmpfs {
-        let fs = TmpFs::create(t.size, Rc::clone(&tmp_budget), plan.user, dev());
+        let fs = TmpFs::create(t.size, Rc::clone(&tmp_budget), plan.user, dev(), t.noexec);
         fs.mode.set(t.mode & 0o7777);
         tree.insert(&t.target, Node::Tmp(fs));
         reports.push(sandbox_core::MountReport {
@@ -201,15 +201,11 @@ pub(crate) fn build_with(
             kind: "tmpfs".into(),
             access: sandbox_core::MountAccess::None,
             host_ids: None,
-            // The guest's file system has no per-mount exec permission: said here.
+            // `noexec` as the container's MS_NOEXEC: see `Node::noexec`.
             note: Some(format!(
                 "in-memory, at most {} bytes, charged to guest memory{}",
                 t.size,
-                if t.noexec {
-                    "; noexec not applied (micro-VM)"
-                } else {
-                    ""
-                }
+                if t.noexec { "; noexec" } else { "" }
             )),
         });
     }

@@ -68,7 +68,7 @@ fn fixture() -> Fixture {
     ];
     let mem = Memory::new(2 << 20).unwrap();
     let mut tree = MountTree::new();
-    let tmp = tmpfs::TmpFs::create(1 << 20, mem.budget(), (1000, 1000), tmpfs::TMP_DEV);
+    let tmp = tmpfs::TmpFs::create(1 << 20, mem.budget(), (1000, 1000), tmpfs::TMP_DEV, false);
     tree.insert(Path::new("/tmp"), Node::Tmp(tmp));
     let mut sources = Vec::new();
     // As a rootless caller's: the host paths themselves (no idmapped trees).
@@ -418,4 +418,48 @@ fn a_moved_directory_is_found_again_and_a_removed_one_is_gone() {
             "{base}"
         );
     }
+}
+
+/// A tmpfs the plan mounts `noexec` is so for every file in it, its root and what is
+/// made in it later, and for nothing else (the sandbox's own /tmp, another tmpfs); its
+/// report says `noexec` and no longer that it is not applied.
+#[test]
+fn a_noexec_tmpfs_is_noexec_for_its_files_only() {
+    let mem = Memory::new(4 << 20).unwrap();
+    let mut plan = sandbox_core::Policy::embedded_default()
+        .resolve(
+            &sandbox_core::Workload::new("/bin/true", Vec::<String>::new()),
+            &sandbox_core::HostSupport::assume_all(),
+        )
+        .unwrap();
+    plan.mounts.clear();
+    plan.tmpfs = ["/nx", "/ok"]
+        .into_iter()
+        .map(|t| sandbox_core::PlannedTmpfs {
+            target: t.into(),
+            size: 1 << 20,
+            mode: 0o1777,
+            noexec: t == "/nx",
+        })
+        .collect();
+    let vfs = crate::vfs::build(&plan, mem.budget()).unwrap();
+    let root = vfs.root();
+    for (dir, noexec) in [("/nx", true), ("/ok", false), ("/tmp", false)] {
+        let file = format!("{dir}/f");
+        let (loc, _) = vfs
+            .open(&root, file.as_bytes(), libc::O_CREAT | libc::O_RDWR, 0o755)
+            .unwrap();
+        assert_eq!(loc.node().noexec(), noexec, "{file}");
+        let d = vfs.resolve(&root, dir.as_bytes(), true).unwrap();
+        assert_eq!(d.node().noexec(), noexec, "{dir}");
+    }
+    let note = |t: &str| {
+        vfs.reports
+            .iter()
+            .find(|r| r.target == t)
+            .and_then(|r| r.note.clone())
+            .unwrap_or_default()
+    };
+    assert!(note("/nx").ends_with("; noexec"), "{}", note("/nx"));
+    assert!(!note("/ok").contains("noexec"), "{}", note("/ok"));
 }

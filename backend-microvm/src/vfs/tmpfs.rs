@@ -225,6 +225,10 @@ pub(crate) struct TmpFs {
     /// a device and inode number name one file (hard-link checks, `find`'s loop check,
     /// file locks), as Linux gives each tmpfs an anonymous device.
     dev: u64,
+    /// Mounted `noexec`: no program runs from it, none of its files is mapped
+    /// executable (each of the sandbox's in-memory filesystems is mounted once, so
+    /// this is its mount's flag; see [`super::Node::noexec`]).
+    noexec: bool,
 }
 
 fn pages(bytes: u64) -> u64 {
@@ -233,12 +237,13 @@ fn pages(bytes: u64) -> u64 {
 
 impl TmpFs {
     /// A filesystem of at most `limit` bytes of file data, its files owned by `owner`,
-    /// numbered `dev` (see [`TMP_DEV`]); returns its root.
+    /// numbered `dev` (see [`TMP_DEV`]), mounted `noexec` or not; returns its root.
     pub(crate) fn create(
         limit: u64,
         budget: Rc<Budget>,
         owner: (u32, u32),
         dev: u64,
+        noexec: bool,
     ) -> Rc<TmpInode> {
         let fs = Rc::new(TmpFs {
             limit,
@@ -247,6 +252,7 @@ impl TmpFs {
             budget,
             owner,
             dev,
+            noexec,
         });
         let root = TmpFs::inode(&fs, TmpData::Dir(BTreeMap::new()), 0o1777);
         root.nlink.set(2);
@@ -297,6 +303,11 @@ impl TmpFs {
     /// The size limit.
     pub(crate) fn limit(&self) -> u64 {
         self.limit
+    }
+
+    /// Mounted `noexec`.
+    pub(crate) fn noexec(&self) -> bool {
+        self.noexec
     }
 }
 
@@ -685,6 +696,7 @@ impl crate::snap::Snap for TmpFs {
             budget: self.budget.snap(m)?,
             owner: self.owner,
             dev: self.dev,
+            noexec: self.noexec,
         })
     }
 }
@@ -742,7 +754,7 @@ mod tests {
     #[test]
     fn size_limit_and_budget() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::create(10_000, mem.budget(), (1000, 1000), TMP_DEV);
+        let root = TmpFs::create(10_000, mem.budget(), (1000, 1000), TMP_DEV, false);
         let f = TmpFs::inode(root.fs(), TmpData::File(FileData::default()), 0o644);
         root.insert(b"f", Rc::clone(&f)).unwrap();
         assert_eq!(f.write_at(0, &[1u8; 8000]).unwrap(), 8000);
@@ -763,7 +775,7 @@ mod tests {
     #[test]
     fn sparse_files() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::create(4 * PAGE_SIZE, mem.budget(), (1000, 1000), TMP_DEV);
+        let root = TmpFs::create(4 * PAGE_SIZE, mem.budget(), (1000, 1000), TMP_DEV, false);
         let f = TmpFs::inode(root.fs(), TmpData::File(FileData::default()), 0o644);
         root.insert(b"f", Rc::clone(&f)).unwrap();
         let big = (2u64 << 30) + 5;
@@ -794,7 +806,7 @@ mod tests {
     #[test]
     fn entries_are_charged_to_the_budget() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::create(1 << 20, mem.budget(), (1000, 1000), TMP_DEV);
+        let root = TmpFs::create(1 << 20, mem.budget(), (1000, 1000), TMP_DEV, false);
         let start = mem.used_bytes();
         let target = vec![b'x'; 4000];
         let mut made = 0;
@@ -817,7 +829,7 @@ mod tests {
     #[test]
     fn directories_must_be_empty_to_go() {
         let mem = Memory::new(2 << 20).unwrap();
-        let root = TmpFs::create(1 << 20, mem.budget(), (1000, 1000), TMP_DEV);
+        let root = TmpFs::create(1 << 20, mem.budget(), (1000, 1000), TMP_DEV, false);
         let d = TmpFs::inode(root.fs(), TmpData::Dir(BTreeMap::new()), 0o755);
         root.insert(b"d", Rc::clone(&d)).unwrap();
         d.insert(
