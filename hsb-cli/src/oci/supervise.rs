@@ -665,6 +665,12 @@ async fn run(
         Ok(io) => io,
         Err(e) => return failed_start(reply, e),
     };
+    // Signals, and the engine's resizes (SIGWINCH), are taken from now on: one that
+    // came between the size read below and the process's start would be lost (an
+    // engine sizes the terminal as it attaches, which may be as `start` runs); they
+    // wait in the channel until the process runs.
+    let (tx, rx) = mpsc::unbounded_channel();
+    forward_signals(tx.clone(), pty.as_ref().map(|p| p.slave.as_raw_fd()));
     let mut req = request(&process, io.stdin.is_some());
     if let (Some(p), Some(tty)) = (&pty, req.tty.as_mut()) {
         // The engine may have sized the terminal between create and start.
@@ -689,7 +695,6 @@ async fn run(
             return exit;
         }
     };
-    let (tx, rx) = mpsc::unbounded_channel();
     *lock(&shared.phase) = Phase::Running(tx.clone());
     shared.dir.set_status("running");
     // poststart: once the process runs, before `start` (or `run`) goes on.
@@ -706,7 +711,6 @@ async fn run(
     if let Some(r) = reply {
         let _ = r.send(Ok(()));
     }
-    forward_signals(tx.clone(), pty.as_ref().map(|p| p.slave.as_raw_fd()));
     match relay::drive(exec, io, rx).await {
         Ok(o) => relay::exit_of(&o),
         Err(_) => Exit {
