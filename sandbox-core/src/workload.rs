@@ -103,7 +103,7 @@ pub struct Mount {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub system: bool,
     /// No program may be run from it (`noexec`): the container backend sets it on the
-    /// bind; the micro-VM reports it as not applied.
+    /// bind; the micro-VM refuses to run or map executable any file under it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub noexec: bool,
 }

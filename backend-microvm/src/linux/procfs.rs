@@ -117,10 +117,11 @@ impl Kernel {
                 Node::HostDir { fd, ro, .. } | Node::HostFile { fd, ro, .. } => {
                     let t = crate::vfs::host::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&**fd))
                         .map_or(0, |st| st.f_type);
-                    let opts = if *ro {
-                        "ro,nosuid,nodev"
-                    } else {
-                        "rw,nosuid,nodev"
+                    let opts = match (*ro, node.noexec()) {
+                        (true, false) => "ro,nosuid,nodev",
+                        (false, false) => "rw,nosuid,nodev",
+                        (true, true) => "ro,nosuid,nodev,noexec",
+                        (false, true) => "rw,nosuid,nodev,noexec",
                     };
                     (host_fstype(t), "hostfs", opts)
                 }

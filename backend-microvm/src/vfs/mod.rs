@@ -315,16 +315,25 @@ impl Vfs {
             });
         }
         let under = match &dir.node {
-            Node::HostDir { fd, ro: true, mnt } if self.cached(fd, name).is_some() => {
-                self.cached(fd, name).and_then(|c| {
-                    c.map(|child| Node::HostDir {
-                        fd: child,
-                        ro: true,
-                        mnt: *mnt,
-                    })
+            Node::HostDir {
+                fd,
+                ro: true,
+                noexec,
+                mnt,
+            } if self.cached(fd, name).is_some() => self.cached(fd, name).and_then(|c| {
+                c.map(|child| Node::HostDir {
+                    fd: child,
+                    ro: true,
+                    noexec: *noexec,
+                    mnt: *mnt,
                 })
-            }
-            Node::HostDir { fd, ro, mnt } => match host::open_path(fd.as_raw_fd(), name) {
+            }),
+            Node::HostDir {
+                fd,
+                ro,
+                noexec,
+                mnt,
+            } => match host::open_path(fd.as_raw_fd(), name) {
                 Ok(child) => {
                     let meta = host::fstat(child.as_raw_fd())?;
                     Some(if meta.is_dir() {
@@ -335,6 +344,7 @@ impl Vfs {
                         Node::HostDir {
                             fd: child,
                             ro: *ro,
+                            noexec: *noexec,
                             mnt: *mnt,
                         }
                     } else {
@@ -343,6 +353,7 @@ impl Vfs {
                             name: name.into(),
                             fd: Rc::new(child),
                             ro: *ro,
+                            noexec: *noexec,
                             mnt: *mnt,
                             kind: meta.kind(),
                         }

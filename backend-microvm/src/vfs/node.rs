@@ -195,6 +195,8 @@ pub(crate) enum Node {
         fd: Rc<HostFd>,
         /// Read-only mount.
         ro: bool,
+        /// `noexec` mount (see [`Node::noexec`]).
+        noexec: bool,
         /// Which mount (renames and links stay inside one).
         mnt: u32,
     },
@@ -208,6 +210,8 @@ pub(crate) enum Node {
         fd: Rc<HostFd>,
         /// Read-only mount.
         ro: bool,
+        /// `noexec` mount (see [`Node::noexec`]).
+        noexec: bool,
         /// Which mount.
         mnt: u32,
         /// Type bits (`S_IFMT`).
@@ -283,12 +287,19 @@ impl Node {
 
     /// Whether the mount this node is on is `noexec` (Linux's `path_noexec`): the one
     /// answer `execve` (the program, a `#!` interpreter, the ELF loader), `mmap` with
-    /// `PROT_EXEC` and `access(X_OK)` take. Only an in-memory filesystem the plan
-    /// mounts `noexec` is; each is mounted once, so its flag is its mount's. An open
-    /// file asks it of the location it was opened at (`OpenFile::noexec`): a memfd,
-    /// opened at no path, is on Linux's internal mount, never `noexec`.
+    /// `PROT_EXEC` and `access(X_OK)` take. Only a mount the plan makes `noexec` is:
+    /// an in-memory filesystem (each is mounted once, so its flag is its mount's) or a
+    /// host bind, whose flag every node looked up under it carries, as `ro` (a mount
+    /// point's own node is the mount's, whatever is under it). An image root's layers
+    /// and a directory root never are. An open file asks it of the location it was
+    /// opened at (`OpenFile::noexec`): a memfd, opened at no path, is on Linux's
+    /// internal mount, never `noexec`.
     pub(crate) fn noexec(&self) -> bool {
-        matches!(self, Node::Tmp(t) if t.fs().noexec())
+        match self {
+            Node::HostDir { noexec, .. } | Node::HostFile { noexec, .. } => *noexec,
+            Node::Tmp(t) => t.fs().noexec(),
+            _ => false,
+        }
     }
 
     /// Whether writes through this node (or into this directory) are refused, and how
@@ -341,9 +352,15 @@ impl crate::snap::Snap for Node {
     fn snap(&self, m: &mut crate::snap::Memo) -> Result<Self, crate::snap::SnapError> {
         Ok(match self {
             Node::Virtual => Node::Virtual,
-            Node::HostDir { fd, ro, mnt } => Node::HostDir {
+            Node::HostDir {
+                fd,
+                ro,
+                noexec,
+                mnt,
+            } => Node::HostDir {
                 fd: fd.snap(m)?,
                 ro: *ro,
+                noexec: *noexec,
                 mnt: *mnt,
             },
             Node::HostFile {
@@ -351,6 +368,7 @@ impl crate::snap::Snap for Node {
                 name,
                 fd,
                 ro,
+                noexec,
                 mnt,
                 kind,
             } => Node::HostFile {
@@ -358,6 +376,7 @@ impl crate::snap::Snap for Node {
                 name: m.bytes(name),
                 fd: fd.snap(m)?,
                 ro: *ro,
+                noexec: *noexec,
                 mnt: *mnt,
                 kind: *kind,
             },

@@ -255,7 +255,12 @@ impl Vfs {
     ) -> Result<(Location, Opened), Errno> {
         self.may_change(&parent)?;
         let (node, opened) = match parent.node().clone() {
-            Node::HostDir { fd, ro, mnt } => {
+            Node::HostDir {
+                fd,
+                ro,
+                noexec,
+                mnt,
+            } => {
                 let keep =
                     libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL;
                 let file = host::open_file(fd.as_raw_fd(), name, flags & keep, mode)?;
@@ -265,6 +270,7 @@ impl Vfs {
                     name: name.into(),
                     fd: Rc::new(path),
                     ro,
+                    noexec,
                     mnt,
                     kind: libc::S_IFREG,
                 };

@@ -175,12 +175,12 @@ pub(crate) fn build_with(
             let Some(mut m) = opener.open(pm, i as u32 + 1)? else {
                 continue;
             };
-            // The guest's file system has no per-mount exec permission: said here.
+            // `noexec` as the container's MOUNT_ATTR_NOEXEC: every node under it
+            // carries the flag (`Node::noexec`).
             if pm.noexec {
-                const NOT: &str = "noexec not applied (micro-VM)";
                 m.report.note = Some(match m.report.note.take() {
-                    Some(n) => format!("{n}; {NOT}"),
-                    None => NOT.into(),
+                    Some(n) => format!("{n}; noexec"),
+                    None => "noexec".into(),
                 });
             }
             tree.insert(&pm.target, m.mount);

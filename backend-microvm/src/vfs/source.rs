@@ -129,6 +129,7 @@ impl Sources {
                     mount: Node::HostDir {
                         fd: Rc::clone(&fd),
                         ro,
+                        noexec: pm.noexec,
                         mnt,
                     },
                     source: Some(HostSource { fd, ro, dir: true }),
@@ -191,6 +192,7 @@ impl Sources {
                 name: name.as_bytes().into(),
                 fd: Rc::clone(&fd),
                 ro,
+                noexec: pm.noexec,
                 mnt,
                 kind: libc::S_IFREG,
             },

@@ -463,3 +463,164 @@ fn a_noexec_tmpfs_is_noexec_for_its_files_only() {
     assert!(note("/nx").ends_with("; noexec"), "{}", note("/nx"));
     assert!(!note("/ok").contains("noexec"), "{}", note("/ok"));
 }
+
+/// A host bind the plan mounts `noexec` is so for its mount point and everything
+/// looked up or made under it (a read-only one's cached directories too, and a file
+/// mount), and for nothing else: a bind without it, an in-memory filesystem mounted
+/// inside it, an image root's layers and its upper layer. Its report says `noexec`.
+#[test]
+fn a_noexec_bind_is_noexec_for_what_is_under_it_only() {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let host = std::env::temp_dir().join(format!("hsb-vfs-nx-{}-{n}", std::process::id()));
+    let _dir = TempDir(host.clone());
+    for d in ["layer/bin", "nx/sub", "nxro/sub", "ok", "files"] {
+        std::fs::create_dir_all(host.join(d)).unwrap();
+    }
+    for f in [
+        "layer/bin/prog",
+        "nx/sub/f",
+        "nxro/sub/f",
+        "ok/f",
+        "files/f",
+    ] {
+        std::fs::write(host.join(f), b"\x7fELF").unwrap();
+    }
+    for d in ["nx", "ok"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(host.join(d), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let mem = Memory::new(4 << 20).unwrap();
+    let mut plan = sandbox_core::Policy::embedded_default()
+        .resolve(
+            &sandbox_core::Workload::new("/bin/true", Vec::<String>::new()),
+            &sandbox_core::HostSupport::assume_all(),
+        )
+        .unwrap();
+    plan.user = (0, 0);
+    plan.root = Some(sandbox_core::ImageRoot {
+        name: "test".into(),
+        digest: String::new(),
+        layers: vec![host.join("layer")],
+    });
+    let mount = |src: &str, target: &str, mode, noexec| PlannedMount {
+        source: host.join(src),
+        target: target.into(),
+        mode,
+        optional: false,
+        system: false,
+        noexec,
+    };
+    plan.mounts = vec![
+        mount("nx", "/nx", MountMode::Rw, true),
+        mount("nxro", "/nxro", MountMode::Ro, true),
+        mount("files/f", "/nxf", MountMode::Ro, true),
+        mount("ok", "/ok", MountMode::Rw, false),
+    ];
+    plan.tmpfs = vec![sandbox_core::PlannedTmpfs {
+        target: "/nx/t".into(),
+        size: 1 << 20,
+        mode: 0o1777,
+        noexec: false,
+    }];
+    let vfs = crate::vfs::build(&plan, mem.budget()).unwrap();
+    let root = vfs.root();
+    // (Files made on a host mount: `made_on_a_noexec_bind_is_noexec`, as a root
+    // caller's idmapped tree takes no file made by uid 0.)
+    for new in ["/nx/t/new", "/made"] {
+        vfs.open(&root, new.as_bytes(), libc::O_CREAT | libc::O_RDWR, 0o755)
+            .unwrap();
+    }
+    let noexec = |p: &str| {
+        vfs.resolve(&root, p.as_bytes(), true)
+            .unwrap()
+            .node()
+            .noexec()
+    };
+    for p in [
+        "/nx",
+        "/nx/sub",
+        "/nx/sub/f",
+        "/nx/sub/../sub/f",
+        "/nxro",
+        "/nxro/sub/f",
+        // Looked up again: a read-only mount's directories are cached.
+        "/nxro/sub/f",
+        "/nxf",
+    ] {
+        assert!(noexec(p), "{p}");
+    }
+    for p in [
+        "/ok",
+        "/ok/f",
+        "/nx/t",
+        "/nx/t/new",
+        "/",
+        "/bin/prog",
+        "/made",
+        "/tmp",
+    ] {
+        assert!(!noexec(p), "{p}");
+    }
+    let note = |t: &str| {
+        vfs.reports
+            .iter()
+            .find(|r| r.target == t)
+            .and_then(|r| r.note.clone())
+            .unwrap_or_default()
+    };
+    for t in ["/nx", "/nxro", "/nxf"] {
+        assert!(note(t).ends_with("noexec"), "{t}: {}", note(t));
+        assert!(!note(t).contains("not applied"), "{t}: {}", note(t));
+    }
+    assert!(!note("/ok").contains("noexec"), "{}", note("/ok"));
+}
+
+/// What is made on a `noexec` host bind (a file, a directory, a file in that) is on it:
+/// `noexec` too; not on the bind beside it.
+#[test]
+fn made_on_a_noexec_bind_is_noexec() {
+    let f = fixture();
+    let mut tree = MountTree::new();
+    let mut opener = source::Sources::new(false, (u32::MAX, u32::MAX)).unwrap();
+    for (i, (target, noexec)) in [("/nx", true), ("/ok", false)].into_iter().enumerate() {
+        let pm = PlannedMount {
+            source: f.host.join("rw"),
+            target: target.into(),
+            mode: MountMode::Rw,
+            optional: false,
+            system: false,
+            noexec,
+        };
+        let m = opener.open(&pm, i as u32).unwrap().unwrap();
+        tree.insert(&pm.target, m.mount);
+    }
+    let vfs = Vfs::new(tree, Vec::new());
+    let root = vfs.root();
+    vfs.mkdir(&root, b"/nx/d", 0o755).unwrap();
+    for p in ["/nx/new", "/nx/d/new"] {
+        let (loc, _) = vfs
+            .open(&root, p.as_bytes(), libc::O_CREAT | libc::O_RDWR, 0o755)
+            .unwrap();
+        assert!(loc.node().noexec(), "{p}");
+    }
+    for p in ["/nx/d", "/nx/d/new", "/nx/new"] {
+        assert!(
+            vfs.resolve(&root, p.as_bytes(), true)
+                .unwrap()
+                .node()
+                .noexec(),
+            "{p}"
+        );
+    }
+    // The same host files, through the bind without `noexec`.
+    for p in ["/ok/d", "/ok/d/new", "/ok/new"] {
+        assert!(
+            !vfs.resolve(&root, p.as_bytes(), true)
+                .unwrap()
+                .node()
+                .noexec(),
+            "{p}"
+        );
+    }
+}
