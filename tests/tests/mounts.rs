@@ -632,6 +632,135 @@ print("tmp", seen["/tmp"][1], "usr", seen["/usr"][1])
     }
 }
 
+mod noexec_bind {
+    use super::*;
+
+    /// What `noexec /nx /ok ...` prints on Linux, a host directory bind-mounted
+    /// `noexec` at /nx and another bound without it at /ok (taken from a native run:
+    /// `mount --bind` and `mount -o remount,bind,noexec`), for
+    /// `a_noexec_bind_runs_and_maps_nothing_executable`.
+    const EXPECTED: &str = "\
+execve /nx/prog: EACCES
+execveat(AT_EMPTY_PATH) /nx/prog: EACCES
+execve /nx/script (#!/bin/sh): EACCES
+execve /ok/script-nx (#!/nx/prog): EACCES
+execve /ok/dyn-nx (loader /nx/ld.so): EACCES
+mmap /nx/prog PROT_EXEC private: EPERM
+mmap /nx/prog PROT_EXEC shared: EPERM
+mmap /nx/prog PROT_READ private: ok
+mprotect /nx/prog private +PROT_EXEC: EACCES
+mprotect /nx/prog private +PROT_WRITE: ok
+mmap /nx/prog PROT_READ shared: ok
+mprotect /nx/prog shared +PROT_EXEC: EACCES
+access /nx/prog X_OK: EACCES
+access /nx/prog R_OK: ok
+faccessat /nx/prog X_OK AT_EACCESS: EACCES
+access /nx X_OK: ok
+execve /ok/prog: ok
+execveat(AT_EMPTY_PATH) /ok/prog: ok
+execve /ok/script (#!/bin/sh): ok
+execve /ok/script-ok (#!/ok/prog): ok
+execve /ok/dyn-ok (loader /ok/ld.so): ok
+mmap /ok/prog PROT_EXEC private: ok
+mmap /ok/prog PROT_EXEC shared: ok
+mmap /ok/prog PROT_READ private: ok
+mprotect /ok/prog private +PROT_EXEC: ok
+mprotect /ok/prog private +PROT_WRITE: ok
+mmap /ok/prog PROT_READ shared: ok
+mprotect /ok/prog shared +PROT_EXEC: ok
+access /ok/prog X_OK: ok
+access /ok/prog R_OK: ok
+faccessat /ok/prog X_OK AT_EACCESS: ok
+access /ok X_OK: ok
+mmap anonymous PROT_EXEC: ok
+mmap memfd PROT_EXEC shared: ok
+mprotect memfd private +PROT_EXEC: ok
+/proc/self/mountinfo /nx: noexec
+/proc/mounts /nx: noexec
+/proc/self/mountinfo /ok: exec
+/proc/mounts /ok: exec
+";
+
+    /// A host bind the plan mounts `noexec`, or not.
+    fn bind(src: &Path, target: &str, noexec: bool) -> Mount {
+        Mount {
+            noexec,
+            ..Mount::rw(src, target)
+        }
+    }
+
+    /// The note the mount report gives the mount at `target`.
+    fn note(o: &Outcome, target: &str) -> String {
+        o.enforcement
+            .mounts
+            .iter()
+            .find(|m| m.target == target)
+            .unwrap_or_else(|| panic!("{target} reported: {:?}", o.enforcement.mounts))
+            .note
+            .clone()
+            .unwrap_or_default()
+    }
+
+    both! {
+        /// `noexec` on a host directory mount (`noexec = true`, `-v SRC:DST:noexec`),
+        /// attacked by `tests/programs/noexec.c` as Linux answers it: no program on it
+        /// runs (nor a `#!` script on it, nor a script or a dynamically linked program
+        /// elsewhere whose interpreter or loader is on it: EACCES, by path or by
+        /// descriptor), none of its files is mapped executable (EPERM) nor made so
+        /// (EACCES), `access(X_OK)` says EACCES, and the mount tables show `noexec`;
+        /// the same files on a bind without it all run. The mount report says `noexec`.
+        fn a_noexec_bind_runs_and_maps_nothing_executable(iso) {
+            let nx = writable_tempdir();
+            let ok = writable_tempdir();
+            let w = Workload::new(
+                format!("{PROGRAMS_IN_SANDBOX}/noexec-static"),
+                [
+                    "/nx".to_string(),
+                    "/ok".to_string(),
+                    format!("{PROGRAMS_IN_SANDBOX}/noexec-static"),
+                    format!("{PROGRAMS_IN_SANDBOX}/noexec"),
+                ],
+            )
+            .mount(Mount::ro(programs(), PROGRAMS_IN_SANDBOX))
+            .mount(bind(nx.path(), "/nx", true))
+            .mount(bind(ok.path(), "/ok", false))
+            .isolation(iso);
+            let o = run(w);
+            let text = out(&o);
+            assert_eq!(o.exit_code, Some(0), "{text}");
+            assert_eq!(stdout(&o), EXPECTED, "{iso:?}: {text}");
+            assert!(note(&o, "/nx").ends_with("noexec"), "{}", note(&o, "/nx"));
+            assert!(!note(&o, "/nx").contains("not applied"), "{}", note(&o, "/nx"));
+            assert!(!note(&o, "/ok").contains("noexec"), "{}", note(&o, "/ok"));
+            // What the workload wrote there is on the host, unchanged.
+            let prog = std::fs::metadata(nx.path().join("prog")).unwrap();
+            assert_eq!(prog.permissions().mode() & 0o777, 0o755);
+        }
+
+        /// A host file mounted `noexec` does not run (the shell's 126, Permission
+        /// denied), nor is it executable to `test -x`; mounted without it, the same
+        /// file runs.
+        fn a_noexec_file_mount_does_not_run(iso) {
+            let prog = programs().join("noexec-static");
+            let w = Workload::new(
+                "/bin/sh",
+                [
+                    "-c",
+                    "export NOEXEC_CHILD=1; /nxf; echo \"nxf $?\"; test -x /nxf || echo 'nxf not -x'; /okf; echo \"okf $?\"; test -x /okf && echo 'okf -x'",
+                ],
+            )
+            .mount(Mount { noexec: true, ..Mount::ro(&prog, "/nxf") })
+            .mount(Mount::ro(&prog, "/okf"))
+            .isolation(iso);
+            let o = run(w);
+            let text = out(&o);
+            assert_eq!(stdout(&o), "nxf 126\nnxf not -x\nokf 42\nokf -x\n", "{iso:?}: {text}");
+            assert!(note(&o, "/nxf").ends_with("noexec"), "{}", note(&o, "/nxf"));
+            assert!(!note(&o, "/okf").contains("noexec"), "{}", note(&o, "/okf"));
+        }
+    }
+}
+
 mod root_dir {
     use super::*;
 
