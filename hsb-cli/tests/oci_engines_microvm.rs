@@ -604,3 +604,58 @@ fn docker_dev_shm_and_group_add_in_a_microvm() {
         text(&o)
     );
 }
+
+/// `podman run -v SRC:DST:ro,noexec` into a micro-VM, as `podman_noexec_bind_mount`
+/// in a container: a program on that bind mount cannot be run (Permission denied,
+/// 126), the guest's /proc/mounts shows `noexec`, and the same mount without `noexec`
+/// runs it.
+#[test]
+fn podman_noexec_bind_mount_in_a_microvm() {
+    if !ready("podman") {
+        return;
+    }
+    let p = podman();
+    let host = oci_common::TempDir::new("noexec-vm");
+    // Named as the applet it runs (busybox picks it by its name).
+    std::fs::copy("/bin/busybox", host.path().join("true")).unwrap();
+    let run = |opts: &str| {
+        let volume = format!("{}:/code:{opts}", host.path().display());
+        p.run(&[
+            "run",
+            "--rm",
+            "-v",
+            &volume,
+            IMAGE_REF,
+            "sh",
+            "-c",
+            "uname -r; grep ' /code ' /proc/mounts; /code/true; echo exec=$?",
+        ])
+    };
+    let o = run("ro,noexec");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(GUEST_RELEASE),
+        "not in the micro-VM: {}",
+        text(&o)
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains(" /code "))
+        .unwrap_or_else(|| panic!("no mount at /code: {}", text(&o)));
+    assert!(line.split([' ', ',']).any(|w| w == "noexec"), "{line}");
+    assert!(
+        out.contains("exec=126"),
+        "a program ran from a noexec bind mount: {}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied")
+            || out.contains("Permission denied"),
+        "{}",
+        text(&o)
+    );
+    let o = run("ro");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(stdout(&o).contains("exec=0"), "{}", text(&o));
+}
