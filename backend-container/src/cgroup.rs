@@ -708,7 +708,8 @@ impl Cgroup {
     /// A cgroup of its own for one exec of a live sandbox, under the sandbox's in the
     /// hierarchy that counts CPU time (v2's, or v1's `cpuacct`): its per-exec CPU time
     /// then counts every process the exec starts, not each one alone. `None` without
-    /// such a hierarchy. The exec's process joins it through [`ExecCgroup::procs`].
+    /// such a hierarchy. The exec's process joins it through the `cgroup.procs`
+    /// descriptor given with it.
     pub(crate) fn exec_child(
         &self,
         id: u64,
